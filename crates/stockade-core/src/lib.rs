@@ -1,0 +1,16 @@
+//! Stockade's domain types and rules, with no I/O.
+//!
+//! Everything here is safe to pass around a running system: an [`Environment`] can only
+//! be one of the three known names, a [`Pii`] value never prints its contents, and a
+//! [`Secret`] never prints at all. Higher crates (vault, store, server) build on these.
+
+pub mod actor;
+pub mod env;
+pub mod pii;
+pub mod secret;
+pub mod time;
+
+pub use actor::Actor;
+pub use env::Environment;
+pub use pii::Pii;
+pub use secret::{Secret, SecretBytes, SecretString};

@@ -1,0 +1,509 @@
+//! Stockade's persistence: one [`Store`] over SQLite or PostgreSQL, one schema, one
+//! behaviour.
+//!
+//! - SQLite goes through rusqlite on one dedicated writer thread that runs whole
+//!   transactions (group commit), with a small pool of read connections.
+//! - PostgreSQL goes through sqlx with multi-row statements on the hot paths; the audit
+//!   chain is extended under a transaction-scoped advisory lock, so several processes
+//!   still produce one chain.
+//! - A database records the environment it belongs to and refuses to open under another;
+//!   that check runs before anything is written.
+//! - Every modification goes through [`Store::commit`] with its audit entry (see
+//!   [`change`]); there is no unaudited write path.
+
+pub mod audit;
+pub mod change;
+mod migrate;
+mod postgres;
+mod sqlite;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stockade_core::{Actor, Environment};
+
+pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
+pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
+pub use migrate::{MIGRATIONS, Migration};
+
+/// Errors from the store. Messages never include bound values, URLs with passwords or
+/// key material; they name the database by a redacted description.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error(
+        "this database belongs to environment \"{database}\", not \"{requested}\"; nothing was written. Point --database-url/--data-dir at the {requested} database, or run with --env {database}"
+    )]
+    WrongEnvironment {
+        database: String,
+        requested: Environment,
+    },
+    #[error("no Stockade database at {0}: run `stockade init --env <prod|staging|dev>` first")]
+    NotInitialised(String),
+    #[error("{0} is already initialised for environment {1}; nothing was changed")]
+    AlreadyInitialised(String, String),
+    #[error(
+        "the database schema is version {database}, newer than this stockade supports ({supported}); upgrade stockade before opening it"
+    )]
+    SchemaTooNew { database: i64, supported: i64 },
+    #[error("{0} migration(s) are pending: run `stockade migrate` first")]
+    PendingMigrations(usize),
+    #[error(
+        "migration {0} differs from the one applied to this database; restore the original migration files"
+    )]
+    MigrationChanged(i64),
+    #[error(
+        "cannot reach the database at {target}: {reason}. Check that it is running and the URL is right"
+    )]
+    Unreachable { target: String, reason: String },
+    #[error("invalid database URL: {0}")]
+    BadUrl(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("not found: {0}")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("the database was busy (deadlock or serialization failure): {0}; try again")]
+    Busy(String),
+    #[error("the database writer has stopped; restart stockade")]
+    WriterGone,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the database lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL connection URL, optionally confined to one schema.
+    Postgres { url: String, schema: Option<String> },
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
+    }
+}
+
+impl DatabaseUrl {
+    /// Parse `sqlite://PATH`, `sqlite:PATH`, `postgres://…` or `postgresql://…`.
+    /// `postgres` URLs may carry `stockade_schema=NAME` to confine Stockade to one schema.
+    pub fn parse(text: &str) -> Result<Self> {
+        if let Some(rest) = text
+            .strip_prefix("sqlite://")
+            .or_else(|| text.strip_prefix("sqlite:"))
+        {
+            let path = rest.split('?').next().unwrap_or_default();
+            if path.is_empty() || path == ":memory:" {
+                return Err(StoreError::BadUrl(
+                    "sqlite URLs need a file path, e.g. sqlite://stockade-data/stockade.db".into(),
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            let (base, schema) = split_schema_param(text);
+            if let Some(s) = &schema
+                && !valid_identifier(s)
+            {
+                return Err(StoreError::BadUrl(
+                    "stockade_schema must be a plain identifier (letters, digits, _)".into(),
+                ));
+            }
+            return Ok(DatabaseUrl::Postgres { url: base, schema });
+        }
+        Err(StoreError::BadUrl(
+            "use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB".into(),
+        ))
+    }
+
+    /// A description safe to print: the file path, or host/port/database without the
+    /// user name or password.
+    pub fn describe(&self) -> String {
+        match self {
+            DatabaseUrl::Sqlite(path) => format!("sqlite://{}", path.display()),
+            DatabaseUrl::Postgres { url, schema } => {
+                let after_scheme = url.split_once("://").map_or("", |(_, r)| r);
+                let host_part = after_scheme
+                    .rsplit_once('@')
+                    .map_or(after_scheme, |(_, h)| h);
+                let host_part = host_part.split('?').next().unwrap_or_default();
+                match schema {
+                    Some(s) => format!("postgres://{host_part} (schema {s})"),
+                    None => format!("postgres://{host_part}"),
+                }
+            }
+        }
+    }
+}
+
+fn split_schema_param(url: &str) -> (String, Option<String>) {
+    let Some((base, query)) = url.split_once('?') else {
+        return (url.to_owned(), None);
+    };
+    let mut schema = None;
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|kv| match kv.strip_prefix("stockade_schema=") {
+            Some(v) => {
+                schema = Some(v.to_owned());
+                false
+            }
+            None => !kv.is_empty(),
+        })
+        .collect();
+    let base = if kept.is_empty() {
+        base.to_owned()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    (base, schema)
+}
+
+pub(crate) fn valid_identifier(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+}
+
+/// Tuning that a deployment may change.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// SQLite `synchronous`: `FULL` (default; every commit is fsynced) or `NORMAL`.
+    pub sqlite_synchronous_full: bool,
+    /// SQLite read connections kept open.
+    pub sqlite_readers: usize,
+    /// PostgreSQL pool size per process.
+    pub pg_max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sqlite_synchronous_full: true,
+            sqlite_readers: 4,
+            pg_max_connections: 8,
+        }
+    }
+}
+
+/// A master key version as the keyring records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterKeyRecord {
+    pub version: i64,
+    pub fingerprint: String,
+    pub created_at_ms: i64,
+    pub retired_at_ms: Option<i64>,
+}
+
+/// A data key as the keyring records it. `wrapped` is `None` once destroyed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DataKeyRecord {
+    pub id: i64,
+    pub owner: String,
+    pub master_version: Option<i64>,
+    pub wrapped: Option<Vec<u8>>,
+    pub created_at_ms: i64,
+    pub destroyed_at_ms: Option<i64>,
+}
+
+impl std::fmt::Debug for DataKeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyRecord")
+            .field("id", &self.id)
+            .field("owner", &self.owner)
+            .field("master_version", &self.master_version)
+            .field("destroyed", &self.destroyed_at_ms.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An encrypted credential row.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CredentialRecord {
+    pub name: String,
+    pub kind: String,
+    pub key_id: i64,
+    pub ciphertext: Vec<u8>,
+    pub scopes: String,
+    pub account_tag: Option<String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl std::fmt::Debug for CredentialRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CredentialRecord")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("key_id", &self.key_id)
+            .field("scopes", &self.scopes)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `init` or `migrate` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub applied: Vec<i64>,
+    pub schema_version: i64,
+}
+
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+/// The store. Cheap to clone; all clones share one writer (SQLite) or pool (PostgreSQL).
+#[derive(Clone)]
+pub struct Store {
+    env: Environment,
+    url: Arc<DatabaseUrl>,
+    backend: Arc<Backend>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("env", &self.env)
+            .field("url", &self.url.describe())
+            .finish()
+    }
+}
+
+/// How `open` treats the schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpenMode {
+    /// Create a new database (it must not be initialised yet) and apply all migrations.
+    Init,
+    /// Open an existing database and apply pending migrations.
+    Migrate,
+    /// Open an existing database whose schema is current.
+    Open,
+}
+
+impl Store {
+    /// Create and migrate a new database for `env`. Writes the first audit rows.
+    pub async fn init(
+        url: &DatabaseUrl,
+        env: Environment,
+        options: &StoreOptions,
+    ) -> Result<(Store, MigrationReport)> {
+        Self::open_with(url, env, options, OpenMode::Init).await
+    }
+
+    /// Open an existing database and apply its pending migrations, audited.
+    pub async fn migrate(
+        url: &DatabaseUrl,
+        env: Environment,
+        options: &StoreOptions,
+    ) -> Result<(Store, MigrationReport)> {
+        Self::open_with(url, env, options, OpenMode::Migrate).await
+    }
+
+    /// Open an existing, current database for `env`.
+    pub async fn open(
+        url: &DatabaseUrl,
+        env: Environment,
+        options: &StoreOptions,
+    ) -> Result<Store> {
+        Ok(Self::open_with(url, env, options, OpenMode::Open).await?.0)
+    }
+
+    async fn open_with(
+        url: &DatabaseUrl,
+        env: Environment,
+        options: &StoreOptions,
+        mode: OpenMode,
+    ) -> Result<(Store, MigrationReport)> {
+        let (backend, report) = match url {
+            DatabaseUrl::Sqlite(path) => {
+                let (s, r) = sqlite::SqliteStore::open(path.clone(), env, options, mode).await?;
+                (Backend::Sqlite(s), r)
+            }
+            DatabaseUrl::Postgres { url: u, schema } => {
+                let (s, r) = postgres::PgStore::open(
+                    u,
+                    schema.as_deref(),
+                    &url.describe(),
+                    env,
+                    options,
+                    mode,
+                )
+                .await?;
+                (Backend::Postgres(s), r)
+            }
+        };
+        Ok((
+            Store {
+                env,
+                url: Arc::new(url.clone()),
+                backend: Arc::new(backend),
+            },
+            report,
+        ))
+    }
+
+    pub fn environment(&self) -> Environment {
+        self.env
+    }
+
+    /// A printable description of the database (no credentials).
+    pub fn describe(&self) -> String {
+        self.url.describe()
+    }
+
+    /// Apply `changes` and write one audit row per change, all in one transaction.
+    /// Either everything is written, or nothing is.
+    pub async fn commit(&self, actor: &Actor, changes: Vec<Change>) -> Result<CommitReceipt> {
+        if changes.is_empty() {
+            return Err(StoreError::Conflict(
+                "a commit needs at least one change".into(),
+            ));
+        }
+        let actor = actor.to_string();
+        match &*self.backend {
+            Backend::Sqlite(s) => s.commit(actor, changes).await,
+            Backend::Postgres(p) => p.commit(&actor, &changes).await,
+        }
+    }
+
+    pub async fn meta(&self, key: &str) -> Result<Option<String>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.meta(key).await,
+            Backend::Postgres(p) => p.meta(key).await,
+        }
+    }
+
+    pub async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.master_keys().await,
+            Backend::Postgres(p) => p.master_keys().await,
+        }
+    }
+
+    /// All data keys, destroyed ones included (as tombstones).
+    pub async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.data_keys().await,
+            Backend::Postgres(p) => p.data_keys().await,
+        }
+    }
+
+    pub async fn data_key(&self, id: i64) -> Result<Option<DataKeyRecord>> {
+        Ok(self.data_keys().await?.into_iter().find(|k| k.id == id))
+    }
+
+    pub async fn credential(&self, name: &str) -> Result<Option<CredentialRecord>> {
+        Ok(self
+            .credentials()
+            .await?
+            .into_iter()
+            .find(|c| c.name == name))
+    }
+
+    pub async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.credentials().await,
+            Backend::Postgres(p) => p.credentials().await,
+        }
+    }
+
+    /// Up to `limit` audit rows with `seq > after`, in order.
+    pub async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.audit_rows(after, limit).await,
+            Backend::Postgres(p) => p.audit_rows(after, limit).await,
+        }
+    }
+
+    /// Walk the whole chain; see [`audit`] for what is checked.
+    pub async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.verify_audit(anchor).await,
+            Backend::Postgres(p) => p.verify_audit(anchor).await,
+        }
+    }
+
+    /// After crypto-shredding or a purge: make sure erased bytes do not linger in the
+    /// SQLite write-ahead log. PostgreSQL needs nothing here.
+    pub async fn checkpoint(&self) -> Result<()> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.checkpoint().await,
+            Backend::Postgres(_) => Ok(()),
+        }
+    }
+
+    /// Table and column names, sorted, for the test that the two backends' schemas agree.
+    pub async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.schema_columns().await,
+            Backend::Postgres(p) => p.schema_columns().await,
+        }
+    }
+
+    /// Run raw SQL outside the audited path. Only for tests that simulate an attacker
+    /// with direct database access (tampering with the audit chain).
+    #[doc(hidden)]
+    pub async fn tamper_for_tests(&self, sql: &str) -> Result<u64> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.execute_raw(sql.to_owned()).await,
+            Backend::Postgres(p) => p.execute_raw(sql).await,
+        }
+    }
+
+    /// Wait for the writer to finish and close connections.
+    pub async fn close(self) {
+        if let Ok(backend) = Arc::try_unwrap(self.backend) {
+            match backend {
+                Backend::Sqlite(s) => s.close().await,
+                Backend::Postgres(p) => p.close().await,
+            }
+        }
+    }
+}
+
+/// The environment recorded in a database, read without writing anything.
+/// `Ok(None)` when the database exists but was never initialised.
+pub async fn probe_environment(url: &DatabaseUrl) -> Result<Option<String>> {
+    match url {
+        DatabaseUrl::Sqlite(path) => sqlite::probe_environment(path.clone()).await,
+        DatabaseUrl::Postgres { url: u, schema } => {
+            postgres::probe_environment(u, schema.as_deref(), &url.describe()).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_parse_and_never_print_passwords() {
+        let pg = DatabaseUrl::parse(
+            "postgres://stockade:hunter2@db.internal:5432/stock?sslmode=require&stockade_schema=t1",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            pg,
+            DatabaseUrl::Postgres {
+                url: "postgres://stockade:hunter2@db.internal:5432/stock?sslmode=require".into(),
+                schema: Some("t1".into())
+            }
+        );
+        let shown = format!("{} {pg:?}", pg.describe());
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("stockade:"),
+            "{shown}"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://data/x.db").ok(),
+            Some(DatabaseUrl::Sqlite(PathBuf::from("data/x.db")))
+        );
+        assert!(DatabaseUrl::parse("mysql://x").is_err());
+        assert!(DatabaseUrl::parse("sqlite::memory:").is_err());
+        assert!(DatabaseUrl::parse("postgres://h/db?stockade_schema=a;drop").is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Schema migrations, one tree per backend, applied in order.
+//!
+//! Each migration runs in its own transaction together with its `schema_migrations` row
+//! and its audit row, so a migration is either fully applied and audited or not at all.
+//! A checksum of each applied migration is kept; an edited migration is refused, and a
+//! database that knows a newer version than this binary is refused before anything is
+//! written.
+
+use aws_lc_rs::digest;
+
+/// One schema version, with the SQL for each backend.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+/// All migrations, oldest first.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "foundation",
+    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+}];
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// SHA-256 of a migration's SQL, hex.
+pub fn checksum(sql: &str) -> String {
+    hex::encode(digest::digest(&digest::SHA256, sql.as_bytes()).as_ref())
+}
+
+/// The bootstrap table, identical on both backends.
+pub const SCHEMA_MIGRATIONS_DDL: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (
+    version        BIGINT PRIMARY KEY,
+    name           TEXT   NOT NULL,
+    checksum       TEXT   NOT NULL,
+    applied_at_ms  BIGINT NOT NULL
+)";
+
+/// Compare what a database has applied with what this binary knows.
+/// Returns the migrations still to apply.
+pub fn pending(
+    applied: &[(i64, String)],
+    backend_sql: fn(&Migration) -> &'static str,
+) -> crate::Result<Vec<Migration>> {
+    let latest = latest_version();
+    if let Some((v, _)) = applied.iter().find(|(v, _)| *v > latest) {
+        return Err(crate::StoreError::SchemaTooNew {
+            database: *v,
+            supported: latest,
+        });
+    }
+    for (v, sum) in applied {
+        if let Some(m) = MIGRATIONS.iter().find(|m| m.version == *v)
+            && checksum(backend_sql(m)) != *sum
+        {
+            return Err(crate::StoreError::MigrationChanged(*v));
+        }
+    }
+    Ok(MIGRATIONS
+        .iter()
+        .filter(|m| !applied.iter().any(|(v, _)| *v == m.version))
+        .copied()
+        .collect())
+}
+
+/// The audit rows a migration writes; the first one also records the instance's
+/// environment and identity.
+pub fn migration_changes(m: &Migration, env: stockade_core::Environment) -> Vec<crate::Change> {
+    use crate::{AuditDetails, AuditEntry, Change, Mutation};
+    let mut changes = Vec::new();
+    if m.version == 1 {
+        let mut id = [0u8; 16];
+        // The instance id only needs to be unique; fall back to the clock if the RNG fails.
+        if aws_lc_rs::rand::fill(&mut id).is_err() {
+            id[..8].copy_from_slice(&stockade_core::time::now_ms().to_be_bytes());
+        }
+        let instance = hex::encode(id);
+        let now = stockade_core::time::now_ms().to_string();
+        for (key, value) in [
+            ("environment", env.as_str().to_owned()),
+            ("instance_id", instance.clone()),
+            ("created_at_ms", now),
+        ] {
+            changes.push(Change::new(
+                Mutation::SetMeta {
+                    key: key.into(),
+                    value: value.clone(),
+                },
+                AuditEntry::new(
+                    "meta.set",
+                    format!("meta:{key}"),
+                    AuditDetails::new().str("value", &value),
+                ),
+            ));
+        }
+        changes.push(Change::event(AuditEntry::new(
+            "instance.init",
+            format!("instance:{instance}"),
+            AuditDetails::new().str("environment", env.as_str()),
+        )));
+    }
+    changes.push(Change::event(AuditEntry::new(
+        "schema.migrate",
+        format!("schema:{}", m.version),
+        AuditDetails::new()
+            .int("version", m.version)
+            .str("name", m.name),
+    )));
+    changes
+}

@@ -1,0 +1,626 @@
+//! PostgreSQL backend (sqlx, runtime queries).
+//!
+//! Invariants:
+//! - The audit chain is extended only while holding `pg_advisory_xact_lock(AUDIT_LOCK)`,
+//!   taken after the transaction's data mutations and held until COMMIT, so rows from
+//!   many processes form one chain: each transaction reads the head only after the
+//!   previous holder committed.
+//! - Audit rows of a commit go in with one `INSERT … SELECT FROM UNNEST(…)` statement.
+//! - Deadlocks and serialization failures roll back the whole transaction and retry it.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{PgConnection, PgPool, Row};
+use stockade_core::{Environment, time::now_ms};
+
+use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
+use crate::change::{Change, CommitReceipt, Mutation};
+use crate::migrate::{self, SCHEMA_MIGRATIONS_DDL};
+use crate::{
+    Anchor, AuditRow, CredentialRecord, DataKeyRecord, MasterKeyRecord, MigrationReport, OpenMode,
+    Result, StoreError, StoreOptions, VerifyReport,
+};
+
+/// Advisory lock ids ("stockade" chain / migrations).
+const AUDIT_LOCK: i64 = 0x5354_4F43_4B01;
+const MIGRATE_LOCK: i64 = 0x5354_4F43_4B02;
+const MAX_ATTEMPTS: u32 = 5;
+const VERIFY_PAGE: i64 = 20_000;
+
+pub(crate) struct PgStore {
+    pool: PgPool,
+    env: Environment,
+}
+
+pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) => {
+            let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+            // `message()` carries no row values (those are in DETAIL, which we drop).
+            let msg = db.message().to_owned();
+            match code.as_str() {
+                "23505" | "23503" | "23514" => StoreError::Conflict(msg),
+                "40P01" | "40001" => StoreError::Busy(msg),
+                _ => StoreError::Database(format!("{msg} (SQLSTATE {code})")),
+            }
+        }
+        sqlx::Error::PoolTimedOut => {
+            StoreError::Database("timed out waiting for a PostgreSQL connection".into())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+async fn connect(
+    url: &str,
+    schema: Option<&str>,
+    target: &str,
+    max: u32,
+    create_schema: bool,
+) -> Result<PgPool> {
+    let mut opts = PgConnectOptions::from_str(url).map_err(|_| {
+        StoreError::BadUrl("the postgres URL could not be parsed (see docs/operations.md)".into())
+    })?;
+    if create_schema && let Some(s) = schema {
+        // The schema must exist before a search_path pointing at it is any use.
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts.clone())
+            .await
+            .map_err(|e| unreachable_err(target, &e))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS \"{s}\""
+        )))
+        .execute(&admin)
+        .await
+        .map_err(pg_err)?;
+        admin.close().await;
+    }
+    if let Some(s) = schema {
+        opts = opts.options([("search_path", s)]);
+    }
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await
+        .map_err(|e| unreachable_err(target, &e))
+}
+
+fn unreachable_err(target: &str, e: &sqlx::Error) -> StoreError {
+    let reason = match e {
+        sqlx::Error::Database(db) => db.message().to_owned(),
+        sqlx::Error::Io(io) => io.to_string(),
+        sqlx::Error::PoolTimedOut => "connection timed out".into(),
+        other => other.to_string(),
+    };
+    StoreError::Unreachable {
+        target: target.to_owned(),
+        reason,
+    }
+}
+
+async fn read_env(conn: &mut PgConnection) -> Result<Option<String>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('stockade_meta') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(pg_err)?;
+    if !exists {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT value FROM stockade_meta WHERE key = 'environment'")
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(pg_err)
+}
+
+async fn read_applied(conn: &mut PgConnection) -> Result<Vec<(i64, String)>> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(pg_err)?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query("SELECT version, checksum FROM schema_migrations ORDER BY version")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| Ok((r.try_get(0).map_err(pg_err)?, r.try_get(1).map_err(pg_err)?)))
+        .collect()
+}
+
+pub(crate) async fn probe_environment(
+    url: &str,
+    schema: Option<&str>,
+    target: &str,
+) -> Result<Option<String>> {
+    let pool = connect(url, schema, target, 1, false).await?;
+    let mut conn = pool.acquire().await.map_err(pg_err)?;
+    let env = read_env(&mut conn).await;
+    drop(conn);
+    pool.close().await;
+    env
+}
+
+impl PgStore {
+    pub(crate) async fn open(
+        url: &str,
+        schema: Option<&str>,
+        target: &str,
+        env: Environment,
+        options: &StoreOptions,
+        mode: OpenMode,
+    ) -> Result<(Self, MigrationReport)> {
+        let pool = connect(
+            url,
+            schema,
+            target,
+            options.pg_max_connections.max(2),
+            mode == OpenMode::Init,
+        )
+        .await?;
+        let store = PgStore { pool, env };
+        let report = store.check_and_migrate(target, mode).await;
+        match report {
+            Ok(r) => Ok((store, r)),
+            Err(e) => {
+                store.pool.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn check_and_migrate(&self, target: &str, mode: OpenMode) -> Result<MigrationReport> {
+        let mut applied_now = Vec::new();
+        loop {
+            // Each pass: lock, look (environment, versions), apply at most one migration.
+            let mut tx = self.pool.begin().await.map_err(pg_err)?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATE_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err)?;
+            let db_env = read_env(&mut tx).await?;
+            match (&db_env, mode) {
+                (Some(e), _) if e != self.env.as_str() => {
+                    return Err(StoreError::WrongEnvironment {
+                        database: e.clone(),
+                        requested: self.env,
+                    });
+                }
+                (Some(e), OpenMode::Init) if applied_now.is_empty() => {
+                    return Err(StoreError::AlreadyInitialised(target.to_owned(), e.clone()));
+                }
+                (None, OpenMode::Open | OpenMode::Migrate) => {
+                    return Err(StoreError::NotInitialised(target.to_owned()));
+                }
+                _ => {}
+            }
+            let pending = migrate::pending(&read_applied(&mut tx).await?, |m| m.postgres)?;
+            let Some(m) = pending.first() else {
+                tx.commit().await.map_err(pg_err)?;
+                return Ok(MigrationReport {
+                    applied: applied_now,
+                    schema_version: migrate::latest_version(),
+                });
+            };
+            if mode == OpenMode::Open {
+                return Err(StoreError::PendingMigrations(pending.len()));
+            }
+            sqlx::raw_sql(SCHEMA_MIGRATIONS_DDL)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err)?;
+            sqlx::raw_sql(m.postgres)
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err)?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, checksum, applied_at_ms) VALUES ($1, $2, $3, $4)")
+                .bind(m.version)
+                .bind(m.name)
+                .bind(migrate::checksum(m.postgres))
+                .bind(now_ms())
+                .execute(&mut *tx)
+                .await
+                .map_err(pg_err)?;
+            let changes = migrate::migration_changes(m, self.env);
+            for c in &changes {
+                apply_mutation(&mut tx, &c.mutation, now_ms()).await?;
+            }
+            append_audit(&mut tx, self.env.as_str(), "system:migrate", &changes).await?;
+            tx.commit().await.map_err(pg_err)?;
+            applied_now.push(m.version);
+        }
+    }
+
+    pub(crate) async fn commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.try_commit(actor, changes).await {
+                Err(StoreError::Busy(msg)) if attempt < MAX_ATTEMPTS => {
+                    tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
+                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
+        let mut tx = self.pool.begin().await.map_err(pg_err)?;
+        let now = now_ms();
+        for c in changes {
+            apply_mutation(&mut tx, &c.mutation, now).await?;
+        }
+        let receipt = append_audit(&mut tx, self.env.as_str(), actor, changes).await?;
+        tx.commit().await.map_err(pg_err)?;
+        Ok(receipt)
+    }
+
+    pub(crate) async fn execute_raw(&self, sql: &str) -> Result<u64> {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
+        sqlx::query_scalar("SELECT value FROM stockade_meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
+        let rows = sqlx::query("SELECT version, fingerprint, created_at_ms, retired_at_ms FROM keyring_master ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(MasterKeyRecord {
+                    version: r.try_get(0)?,
+                    fingerprint: r.try_get(1)?,
+                    created_at_ms: r.try_get(2)?,
+                    retired_at_ms: r.try_get(3)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
+        let rows = sqlx::query(
+            "SELECT id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms FROM keyring_data_keys ORDER BY created_at_ms, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(DataKeyRecord {
+                    id: r.try_get(0)?,
+                    owner: r.try_get(1)?,
+                    master_version: r.try_get(2)?,
+                    wrapped: r.try_get(3)?,
+                    created_at_ms: r.try_get(4)?,
+                    destroyed_at_ms: r.try_get(5)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
+        let rows = sqlx::query(
+            "SELECT name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms FROM credentials ORDER BY name",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(CredentialRecord {
+                    name: r.try_get(0)?,
+                    kind: r.try_get(1)?,
+                    key_id: r.try_get(2)?,
+                    ciphertext: r.try_get(3)?,
+                    scopes: r.try_get(4)?,
+                    account_tag: r.try_get(5)?,
+                    created_at_ms: r.try_get(6)?,
+                    updated_at_ms: r.try_get(7)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        let rows = sqlx::query(
+            "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+        )
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditRow {
+                    seq: r.try_get(0)?,
+                    ts_ms: r.try_get(1)?,
+                    env: r.try_get(2)?,
+                    actor: r.try_get(3)?,
+                    action: r.try_get(4)?,
+                    resource: r.try_get(5)?,
+                    details: r.try_get(6)?,
+                    prev_hash: r.try_get(7)?,
+                    hash: r.try_get(8)?,
+                })
+            })
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
+        let mut verifier = ChainVerifier::new(self.env.as_str(), anchor);
+        let mut after = 0i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
+            )
+            .bind(after)
+            .bind(VERIFY_PAGE)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_err)?;
+            if rows.is_empty() {
+                return Ok(verifier.finish(None));
+            }
+            for r in &rows {
+                let seq: i64 = r.try_get(0).map_err(pg_err)?;
+                let fields = (|| -> std::result::Result<_, sqlx::Error> {
+                    Ok((
+                        AuditFields {
+                            seq,
+                            ts_ms: r.try_get(1)?,
+                            env: r.try_get(2)?,
+                            actor: r.try_get(3)?,
+                            action: r.try_get(4)?,
+                            resource: r.try_get(5)?,
+                            details: r.try_get(6)?,
+                        },
+                        r.try_get::<&[u8], _>(7)?,
+                        r.try_get::<&[u8], _>(8)?,
+                    ))
+                })();
+                let Ok((fields, prev, hash)) = fields else {
+                    let problem = crate::ChainProblem {
+                        seq,
+                        kind: crate::ProblemKind::Malformed,
+                    };
+                    return Ok(verifier.finish(Some(problem)));
+                };
+                if let Err(p) = verifier.check(&fields, prev, hash) {
+                    return Ok(verifier.finish(Some(p)));
+                }
+                after = seq;
+            }
+        }
+    }
+
+    pub(crate) async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT table_name::text, column_name::text FROM information_schema.columns
+             WHERE table_schema = current_schema() ORDER BY 1, 2",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(pg_err)?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect::<std::result::Result<_, sqlx::Error>>()
+            .map_err(pg_err)
+    }
+
+    pub(crate) async fn close(self) {
+        self.pool.close().await;
+    }
+}
+
+fn expect_one(affected: u64, what: impl FnOnce() -> StoreError) -> Result<()> {
+    if affected == 1 { Ok(()) } else { Err(what()) }
+}
+
+async fn apply_mutation(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Result<()> {
+    match mutation {
+        Mutation::None => Ok(()),
+        Mutation::SetMeta { key, value } => sqlx::query(
+            "INSERT INTO stockade_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(value)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(pg_err),
+        Mutation::AddMasterKey { version, fingerprint } => {
+            sqlx::query("INSERT INTO keyring_master (version, fingerprint, created_at_ms) VALUES ($1, $2, $3)")
+                .bind(version)
+                .bind(fingerprint)
+                .bind(now)
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(pg_err)
+        }
+        Mutation::RetireMasterKey { version } => {
+            let n = sqlx::query("UPDATE keyring_master SET retired_at_ms = $2 WHERE version = $1 AND retired_at_ms IS NULL")
+                .bind(version)
+                .bind(now)
+                .execute(conn)
+                .await
+                .map_err(pg_err)?
+                .rows_affected();
+            expect_one(n, || StoreError::NotFound(format!("active master key version {version}")))
+        }
+        Mutation::AddDataKey { id, owner, master_version, wrapped } => sqlx::query(
+            "INSERT INTO keyring_data_keys (id, owner, master_version, wrapped, created_at_ms) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(master_version)
+        .bind(wrapped)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(pg_err),
+        Mutation::RewrapDataKey { id, from_version, to_version, wrapped } => {
+            let n = sqlx::query(
+                "UPDATE keyring_data_keys SET master_version = $3, wrapped = $4
+                 WHERE id = $1 AND master_version = $2 AND destroyed_at_ms IS NULL",
+            )
+            .bind(id)
+            .bind(from_version)
+            .bind(to_version)
+            .bind(wrapped)
+            .execute(conn)
+            .await
+            .map_err(pg_err)?
+            .rows_affected();
+            expect_one(n, || StoreError::Conflict(format!("data key {id} is no longer wrapped under master key v{from_version}")))
+        }
+        Mutation::DestroyDataKey { id } => {
+            let n = sqlx::query(
+                "UPDATE keyring_data_keys SET wrapped = NULL, master_version = NULL, destroyed_at_ms = $2
+                 WHERE id = $1 AND destroyed_at_ms IS NULL",
+            )
+            .bind(id)
+            .bind(now)
+            .execute(conn)
+            .await
+            .map_err(pg_err)?
+            .rows_affected();
+            expect_one(n, || StoreError::NotFound(format!("live data key {id}")))
+        }
+        Mutation::PutCredential { name, kind, key_id, ciphertext, scopes, account_tag } => sqlx::query(
+            "INSERT INTO credentials (name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+             ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, key_id = excluded.key_id,
+               ciphertext = excluded.ciphertext, scopes = excluded.scopes,
+               account_tag = excluded.account_tag, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(name)
+        .bind(kind)
+        .bind(key_id)
+        .bind(ciphertext)
+        .bind(scopes)
+        .bind(account_tag)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(pg_err),
+        Mutation::DeleteCredential { name } => {
+            let n = sqlx::query("DELETE FROM credentials WHERE name = $1")
+                .bind(name)
+                .execute(conn)
+                .await
+                .map_err(pg_err)?
+                .rows_affected();
+            expect_one(n, || StoreError::NotFound(format!("credential {name:?}")))
+        }
+    }
+}
+
+/// Append one audit row per change under the chain lock, in one statement.
+async fn append_audit(
+    conn: &mut PgConnection,
+    env: &str,
+    actor: &str,
+    changes: &[Change],
+) -> Result<CommitReceipt> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(&mut *conn)
+        .await
+        .map_err(pg_err)?;
+    let head: Option<(i64, Vec<u8>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(pg_err)?;
+    let (mut seq, mut prev): (i64, Hash) = match head {
+        None => (0, GENESIS_HASH),
+        Some((s, h)) => (
+            s,
+            h.try_into().map_err(|_| {
+                StoreError::Database(format!(
+                    "audit row {s} has a malformed hash; run `stockade audit verify`"
+                ))
+            })?,
+        ),
+    };
+    let first_seq = seq + 1;
+    let now = now_ms();
+    let n = changes.len();
+    let (mut seqs, mut actions, mut resources, mut details) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut buf = Vec::with_capacity(512);
+    for c in changes {
+        seq += 1;
+        let d = c.audit.details.to_canonical_json();
+        let fields = AuditFields {
+            seq,
+            ts_ms: now,
+            env,
+            actor,
+            action: &c.audit.action,
+            resource: &c.audit.resource,
+            details: &d,
+        };
+        let hash = chain_hash(&prev, &fields, &mut buf);
+        seqs.push(seq);
+        actions.push(c.audit.action.as_str());
+        resources.push(c.audit.resource.as_str());
+        details.push(d);
+        prevs.push(prev.to_vec());
+        hashes.push(hash.to_vec());
+        prev = hash;
+    }
+    sqlx::query(
+        "INSERT INTO audit (seq, ts_ms, env, actor, action, resource, details, prev_hash, hash)
+         SELECT s, $2, $3, $4, a, r, d, p, h
+         FROM UNNEST($1::int8[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) AS t(s, a, r, d, p, h)",
+    )
+    .bind(&seqs)
+    .bind(now)
+    .bind(env)
+    .bind(actor)
+    .bind(&actions)
+    .bind(&resources)
+    .bind(&details)
+    .bind(&prevs)
+    .bind(&hashes)
+    .execute(&mut *conn)
+    .await
+    .map_err(pg_err)?;
+    Ok(CommitReceipt {
+        first_seq,
+        last_seq: seq,
+    })
+}

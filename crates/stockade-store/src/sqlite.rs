@@ -1,0 +1,750 @@
+//! SQLite backend: one writer thread, a few readers.
+//!
+//! Invariants:
+//! - Only the writer thread writes. It takes jobs from a channel, gathers what is queued
+//!   (group commit) and runs them as one `BEGIN IMMEDIATE` transaction, each job inside
+//!   its own savepoint, so one failing job rolls back alone and the others still commit.
+//!   Callers are answered only after COMMIT returned, i.e. after the data is durable.
+//! - The chain head is read inside each write transaction, never cached across
+//!   transactions, so another process (a CLI command beside a running server) that
+//!   appended rows in between is followed, not forked.
+//! - `secure_delete` is on, so deleted rows (shredded keys, purged PII) are overwritten
+//!   in the file rather than left in free pages.
+
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread::JoinHandle;
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use stockade_core::{Environment, time::now_ms};
+use tokio::sync::oneshot;
+
+use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
+use crate::change::{Change, CommitReceipt, Mutation};
+use crate::migrate::{self, Migration, SCHEMA_MIGRATIONS_DDL};
+use crate::{
+    Anchor, AuditRow, CredentialRecord, DataKeyRecord, MasterKeyRecord, MigrationReport, OpenMode,
+    Result, StoreError, StoreOptions, VerifyReport,
+};
+
+/// Jobs gathered into one transaction at most.
+const MAX_GROUP: usize = 512;
+
+struct Job {
+    actor: String,
+    changes: Vec<Change>,
+    reply: oneshot::Sender<Result<CommitReceipt>>,
+}
+
+enum Msg {
+    Commit(Job),
+    Raw(String, oneshot::Sender<Result<u64>>),
+    Checkpoint(oneshot::Sender<Result<()>>),
+}
+
+pub(crate) struct SqliteStore {
+    path: PathBuf,
+    env: Environment,
+    sender: mpsc::Sender<Msg>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    max_readers: usize,
+}
+
+fn describe(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+pub(crate) fn db_err(e: rusqlite::Error) -> StoreError {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, msg)
+            if f.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            StoreError::Conflict(msg.clone().unwrap_or_else(|| "constraint violated".into()))
+        }
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::NotADatabase => {
+            StoreError::Database("the file is not a SQLite database (or it is corrupted)".into())
+        }
+        _ => StoreError::Database(e.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Database(format!("database task failed: {e}")))?
+}
+
+fn open_read_only(path: &Path) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(db_err)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    Ok(conn)
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|r| r.is_some())
+    .map_err(db_err)
+}
+
+fn read_env(conn: &Connection) -> Result<Option<String>> {
+    if !table_exists(conn, "stockade_meta")? {
+        return Ok(None);
+    }
+    conn.query_row(
+        "SELECT value FROM stockade_meta WHERE key = 'environment'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(db_err)
+}
+
+fn read_applied(conn: &Connection) -> Result<Vec<(i64, String)>> {
+    if !table_exists(conn, "schema_migrations")? {
+        return Ok(Vec::new());
+    }
+    let mut stmt = conn
+        .prepare("SELECT version, checksum FROM schema_migrations ORDER BY version")
+        .map_err(db_err)?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(db_err)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+}
+
+fn is_nonempty_file(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.len() > 0)
+        .unwrap_or(false)
+}
+
+pub(crate) async fn probe_environment(path: PathBuf) -> Result<Option<String>> {
+    blocking(move || {
+        if !is_nonempty_file(&path) {
+            return Err(StoreError::NotInitialised(describe(&path)));
+        }
+        read_env(&open_read_only(&path)?)
+    })
+    .await
+}
+
+fn configure_writer(conn: &Connection, options: &StoreOptions) -> Result<()> {
+    let sync = if options.sqlite_synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(db_err)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Database(format!(
+            "could not switch to WAL mode (got {mode})"
+        )));
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+    ))
+    .map_err(db_err)
+}
+
+impl SqliteStore {
+    pub(crate) async fn open(
+        path: PathBuf,
+        env: Environment,
+        options: &StoreOptions,
+        mode: OpenMode,
+    ) -> Result<(Self, MigrationReport)> {
+        let options = options.clone();
+        blocking(move || Self::open_blocking(path, env, options, mode)).await
+    }
+
+    fn open_blocking(
+        path: PathBuf,
+        env: Environment,
+        options: StoreOptions,
+        mode: OpenMode,
+    ) -> Result<(Self, MigrationReport)> {
+        // 1. Look before writing anything: environment, initialisation, schema version.
+        let mut pending: Vec<Migration> = migrate::MIGRATIONS.to_vec();
+        if is_nonempty_file(&path) {
+            let ro = open_read_only(&path)?;
+            match read_env(&ro)? {
+                Some(db_env) if db_env != env.as_str() => {
+                    return Err(StoreError::WrongEnvironment {
+                        database: db_env,
+                        requested: env,
+                    });
+                }
+                Some(db_env) if mode == OpenMode::Init => {
+                    return Err(StoreError::AlreadyInitialised(describe(&path), db_env));
+                }
+                Some(_) => {}
+                None if mode != OpenMode::Init => {
+                    return Err(StoreError::NotInitialised(describe(&path)));
+                }
+                None => {}
+            }
+            pending = migrate::pending(&read_applied(&ro)?, |m| m.sqlite)?;
+            if mode == OpenMode::Open && !pending.is_empty() {
+                return Err(StoreError::PendingMigrations(pending.len()));
+            }
+        } else if mode != OpenMode::Init {
+            return Err(StoreError::NotInitialised(describe(&path)));
+        } else {
+            // Create the file owner-only before SQLite opens it; WAL and SHM files inherit the mode.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| {
+                    StoreError::Database(format!("cannot create {}: {e}", describe(&path)))
+                })?;
+        }
+
+        // 2. Open the one writer connection and apply what is pending, each migration audited.
+        let mut conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db_err)?;
+        configure_writer(&conn, &options)?;
+        let mut applied = Vec::new();
+        let mut buf = Vec::new();
+        for m in &pending {
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            tx.execute_batch(SCHEMA_MIGRATIONS_DDL).map_err(db_err)?;
+            tx.execute_batch(m.sqlite).map_err(db_err)?;
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, checksum, applied_at_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![m.version, m.name, migrate::checksum(m.sqlite), now_ms()],
+            )
+            .map_err(db_err)?;
+            let changes = migrate::migration_changes(m, env);
+            let head = read_head(&tx)?;
+            apply_changes(
+                &tx,
+                env.as_str(),
+                "system:migrate",
+                &changes,
+                head,
+                &mut buf,
+            )?;
+            tx.commit().map_err(db_err)?;
+            applied.push(m.version);
+        }
+
+        let (sender, receiver) = mpsc::channel();
+        let env_name = env.as_str();
+        let writer = std::thread::Builder::new()
+            .name("stockade-sqlite-writer".into())
+            .spawn(move || run_writer(conn, env_name, receiver))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        let store = SqliteStore {
+            path,
+            env,
+            sender,
+            writer: Mutex::new(Some(writer)),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            max_readers: options.sqlite_readers.max(1),
+        };
+        Ok((
+            store,
+            MigrationReport {
+                applied,
+                schema_version: migrate::latest_version(),
+            },
+        ))
+    }
+
+    pub(crate) async fn commit(
+        &self,
+        actor: String,
+        changes: Vec<Change>,
+    ) -> Result<CommitReceipt> {
+        let (reply, rx) = oneshot::channel();
+        self.sender
+            .send(Msg::Commit(Job {
+                actor,
+                changes,
+                reply,
+            }))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) async fn execute_raw(&self, sql: String) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.sender
+            .send(Msg::Raw(sql, reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Fold the WAL back into the main file and truncate it, so erased pages do not
+    /// linger in the WAL (used after crypto-shredding and purges).
+    pub(crate) async fn checkpoint(&self) -> Result<()> {
+        let (reply, rx) = oneshot::channel();
+        self.sender
+            .send(Msg::Checkpoint(reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let readers = Arc::clone(&self.readers);
+        let path = self.path.clone();
+        let max = self.max_readers;
+        blocking(move || {
+            let pooled = readers
+                .lock()
+                .map_err(|_| StoreError::Database("reader pool poisoned".into()))?
+                .pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => {
+                    let c = open_read_only(&path)?;
+                    c.execute_batch("PRAGMA query_only = ON;").map_err(db_err)?;
+                    c
+                }
+            };
+            let out = f(&conn);
+            if let Ok(mut pool) = readers.lock()
+                && pool.len() < max
+            {
+                pool.push(conn);
+            }
+            out
+        })
+        .await
+    }
+
+    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
+        let key = key.to_owned();
+        self.read(move |c| {
+            c.query_row(
+                "SELECT value FROM stockade_meta WHERE key = ?1",
+                [key],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached("SELECT version, fingerprint, created_at_ms, retired_at_ms FROM keyring_master ORDER BY version")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(MasterKeyRecord {
+                        version: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                        created_at_ms: r.get(2)?,
+                        retired_at_ms: r.get(3)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms FROM keyring_data_keys ORDER BY created_at_ms, id",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(DataKeyRecord {
+                        id: r.get(0)?,
+                        owner: r.get(1)?,
+                        master_version: r.get(2)?,
+                        wrapped: r.get(3)?,
+                        created_at_ms: r.get(4)?,
+                        destroyed_at_ms: r.get(5)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms FROM credentials ORDER BY name",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(CredentialRecord {
+                        name: r.get(0)?,
+                        kind: r.get(1)?,
+                        key_id: r.get(2)?,
+                        ciphertext: r.get(3)?,
+                        scopes: r.get(4)?,
+                        account_tag: r.get(5)?,
+                        created_at_ms: r.get(6)?,
+                        updated_at_ms: r.get(7)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
+        self.read(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![after, limit], |r| {
+                    Ok(AuditRow {
+                        seq: r.get(0)?,
+                        ts_ms: r.get(1)?,
+                        env: r.get(2)?,
+                        actor: r.get(3)?,
+                        action: r.get(4)?,
+                        resource: r.get(5)?,
+                        details: r.get(6)?,
+                        prev_hash: r.get(7)?,
+                        hash: r.get(8)?,
+                    })
+                })
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
+        let env = self.env.as_str();
+        self.read(move |c| {
+            let mut verifier = ChainVerifier::new(env, anchor);
+            let mut stmt = c
+                .prepare("SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit ORDER BY seq")
+                .map_err(db_err)?;
+            let mut rows = stmt.query([]).map_err(db_err)?;
+            let mut problem = None;
+            while let Some(r) = rows.next().map_err(db_err)? {
+                // Borrow every column in place: no allocation per row.
+                let seq: i64 = r.get(0).map_err(db_err)?;
+                let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
+                let blob = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_blob().ok());
+                let (Some(env_v), Some(actor), Some(action), Some(resource), Some(details), Some(prev), Some(hash)) =
+                    (text(2), text(3), text(4), text(5), text(6), blob(7), blob(8))
+                else {
+                    problem = Some(crate::ChainProblem { seq, kind: crate::ProblemKind::Malformed });
+                    break;
+                };
+                let fields = AuditFields {
+                    seq,
+                    ts_ms: r.get(1).map_err(db_err)?,
+                    env: env_v,
+                    actor,
+                    action,
+                    resource,
+                    details,
+                };
+                if let Err(p) = verifier.check(&fields, prev, hash) {
+                    problem = Some(p);
+                    break;
+                }
+            }
+            Ok(verifier.finish(problem))
+        })
+        .await
+    }
+
+    pub(crate) async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut stmt = c
+                .prepare(
+                    "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .map_err(db_err)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
+        })
+        .await
+    }
+
+    pub(crate) async fn close(self) {
+        let SqliteStore { sender, writer, .. } = self;
+        drop(sender);
+        let handle = writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
+}
+
+fn read_head(conn: &Connection) -> Result<(i64, Hash)> {
+    let row: Option<(i64, Vec<u8>)> = conn
+        .query_row(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(db_err)?;
+    match row {
+        None => Ok((0, GENESIS_HASH)),
+        Some((seq, hash)) => {
+            let hash: Hash = hash.try_into().map_err(|_| {
+                StoreError::Database(format!(
+                    "audit row {seq} has a malformed hash; run `stockade audit verify`"
+                ))
+            })?;
+            Ok((seq, hash))
+        }
+    }
+}
+
+fn expect_one(affected: usize, what: impl FnOnce() -> StoreError) -> Result<()> {
+    if affected == 1 { Ok(()) } else { Err(what()) }
+}
+
+fn apply_mutation(conn: &Connection, mutation: &Mutation, now: i64) -> Result<()> {
+    match mutation {
+        Mutation::None => Ok(()),
+        Mutation::SetMeta { key, value } => conn
+            .prepare_cached(
+                "INSERT INTO stockade_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut s| s.execute(params![key, value]))
+            .map(|_| ())
+            .map_err(db_err),
+        Mutation::AddMasterKey { version, fingerprint } => conn
+            .prepare_cached("INSERT INTO keyring_master (version, fingerprint, created_at_ms) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![version, fingerprint, now]))
+            .map(|_| ())
+            .map_err(db_err),
+        Mutation::RetireMasterKey { version } => {
+            let n = conn
+                .prepare_cached("UPDATE keyring_master SET retired_at_ms = ?2 WHERE version = ?1 AND retired_at_ms IS NULL")
+                .and_then(|mut s| s.execute(params![version, now]))
+                .map_err(db_err)?;
+            expect_one(n, || StoreError::NotFound(format!("active master key version {version}")))
+        }
+        Mutation::AddDataKey { id, owner, master_version, wrapped } => conn
+            .prepare_cached(
+                "INSERT INTO keyring_data_keys (id, owner, master_version, wrapped, created_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            )
+            .and_then(|mut s| s.execute(params![id, owner, master_version, wrapped, now]))
+            .map(|_| ())
+            .map_err(db_err),
+        Mutation::RewrapDataKey { id, from_version, to_version, wrapped } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE keyring_data_keys SET master_version = ?3, wrapped = ?4
+                     WHERE id = ?1 AND master_version = ?2 AND destroyed_at_ms IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![id, from_version, to_version, wrapped]))
+                .map_err(db_err)?;
+            expect_one(n, || StoreError::Conflict(format!("data key {id} is no longer wrapped under master key v{from_version}")))
+        }
+        Mutation::DestroyDataKey { id } => {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE keyring_data_keys SET wrapped = NULL, master_version = NULL, destroyed_at_ms = ?2
+                     WHERE id = ?1 AND destroyed_at_ms IS NULL",
+                )
+                .and_then(|mut s| s.execute(params![id, now]))
+                .map_err(db_err)?;
+            expect_one(n, || StoreError::NotFound(format!("live data key {id}")))
+        }
+        Mutation::PutCredential { name, kind, key_id, ciphertext, scopes, account_tag } => conn
+            .prepare_cached(
+                "INSERT INTO credentials (name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7)
+                 ON CONFLICT (name) DO UPDATE SET kind = excluded.kind, key_id = excluded.key_id,
+                   ciphertext = excluded.ciphertext, scopes = excluded.scopes,
+                   account_tag = excluded.account_tag, updated_at_ms = excluded.updated_at_ms",
+            )
+            .and_then(|mut s| s.execute(params![name, kind, key_id, ciphertext, scopes, account_tag, now]))
+            .map(|_| ())
+            .map_err(db_err),
+        Mutation::DeleteCredential { name } => {
+            let n = conn
+                .prepare_cached("DELETE FROM credentials WHERE name = ?1")
+                .and_then(|mut s| s.execute(params![name]))
+                .map_err(db_err)?;
+            expect_one(n, || StoreError::NotFound(format!("credential {name:?}")))
+        }
+    }
+}
+
+/// Apply changes and append their audit rows after `head`. Returns the new head.
+fn apply_changes(
+    conn: &Connection,
+    env: &str,
+    actor: &str,
+    changes: &[Change],
+    head: (i64, Hash),
+    buf: &mut Vec<u8>,
+) -> Result<((i64, Hash), CommitReceipt)> {
+    let now = now_ms();
+    let (mut seq, mut prev) = head;
+    let first_seq = seq + 1;
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO audit (seq, ts_ms, env, actor, action, resource, details, prev_hash, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )
+        .map_err(db_err)?;
+    for change in changes {
+        apply_mutation(conn, &change.mutation, now)?;
+        seq += 1;
+        let details = change.audit.details.to_canonical_json();
+        let fields = AuditFields {
+            seq,
+            ts_ms: now,
+            env,
+            actor,
+            action: &change.audit.action,
+            resource: &change.audit.resource,
+            details: &details,
+        };
+        let hash = chain_hash(&prev, &fields, buf);
+        insert
+            .execute(params![
+                seq,
+                now,
+                env,
+                actor,
+                change.audit.action,
+                change.audit.resource,
+                details,
+                &prev[..],
+                &hash[..]
+            ])
+            .map_err(db_err)?;
+        prev = hash;
+    }
+    Ok((
+        (seq, prev),
+        CommitReceipt {
+            first_seq,
+            last_seq: seq,
+        },
+    ))
+}
+
+fn copy_err(e: &StoreError) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn run_group(conn: &mut Connection, env: &str, jobs: Vec<Job>, buf: &mut Vec<u8>) {
+    let outcome = (|| -> Result<Vec<Result<CommitReceipt>>> {
+        let mut tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db_err)?;
+        let mut head = read_head(&tx)?;
+        let mut results = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            let sp = tx.savepoint().map_err(db_err)?;
+            match apply_changes(&sp, env, &job.actor, &job.changes, head, buf) {
+                Ok((new_head, receipt)) => {
+                    sp.commit().map_err(db_err)?;
+                    head = new_head;
+                    results.push(Ok(receipt));
+                }
+                // Dropping the savepoint rolls this job back; the others go on.
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(results)
+    })();
+    match outcome {
+        Ok(results) => {
+            for (job, result) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(result);
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, jobs = jobs.len(), "sqlite write transaction failed; nothing in it was written");
+            for job in jobs {
+                let _ = job.reply.send(Err(copy_err(&e)));
+            }
+        }
+    }
+}
+
+fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<Msg>) {
+    let mut buf = Vec::with_capacity(512);
+    let mut next = receiver.recv().ok();
+    while let Some(msg) = next.take() {
+        match msg {
+            Msg::Raw(sql, reply) => {
+                let r = conn
+                    .execute_batch(&sql)
+                    .map(|_| conn.changes())
+                    .map_err(db_err);
+                let _ = reply.send(r);
+            }
+            Msg::Checkpoint(reply) => {
+                let r = conn
+                    .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(db_err);
+                let _ = reply.send(r);
+            }
+            Msg::Commit(first) => {
+                // Group commit: take whatever else is already queued.
+                let mut jobs = vec![first];
+                while jobs.len() < MAX_GROUP {
+                    match receiver.try_recv() {
+                        Ok(Msg::Commit(job)) => jobs.push(job),
+                        Ok(other) => {
+                            next = Some(other);
+                            break;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                run_group(&mut conn, env, jobs, &mut buf);
+            }
+        }
+        if next.is_none() {
+            next = receiver.recv().ok();
+        }
+    }
+}

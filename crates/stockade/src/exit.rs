@@ -1,0 +1,108 @@
+//! Exit codes and one-line error messages.
+//!
+//! 0 done · 1 runtime failure · 2 usage, configuration or environment error ·
+//! 3 a verification found a problem. Messages say what to do and carry no secrets:
+//! they are built from the typed errors of the lower crates, which never include key
+//! material, plaintext or database passwords.
+
+use std::fmt;
+use std::process::ExitCode;
+
+use stockade_store::StoreError;
+use stockade_vault::{MasterKeyError, VaultError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Runtime = 1,
+    Usage = 2,
+    Verification = 3,
+}
+
+/// A command's failure: its exit code and a one-line message.
+#[derive(Debug)]
+pub struct Failure {
+    pub kind: Kind,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure {
+            kind: Kind::Usage,
+            message: message.into(),
+        }
+    }
+
+    pub fn runtime(message: impl Into<String>) -> Self {
+        Failure {
+            kind: Kind::Runtime,
+            message: message.into(),
+        }
+    }
+
+    pub fn verification(message: impl Into<String>) -> Self {
+        Failure {
+            kind: Kind::Verification,
+            message: message.into(),
+        }
+    }
+
+    pub fn from_master(e: MasterKeyError) -> Self {
+        let kind = match e {
+            MasterKeyError::Io { .. } => Kind::Runtime,
+            _ => Kind::Usage,
+        };
+        Failure {
+            kind,
+            message: e.to_string(),
+        }
+    }
+
+    pub fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.kind as u8)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // One line, always.
+        f.write_str(&self.message.replace('\n', " "))
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        let kind = match &e {
+            StoreError::WrongEnvironment { .. }
+            | StoreError::NotInitialised(_)
+            | StoreError::AlreadyInitialised(..)
+            | StoreError::SchemaTooNew { .. }
+            | StoreError::PendingMigrations(_)
+            | StoreError::MigrationChanged(_)
+            | StoreError::BadUrl(_) => Kind::Usage,
+            _ => Kind::Runtime,
+        };
+        Failure {
+            kind,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<VaultError> for Failure {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Store(s) => s.into(),
+            VaultError::MasterKey(m) => Failure::from_master(m),
+            VaultError::WrongMasterKey { .. }
+            | VaultError::MasterKeyVersionMissing { .. }
+            | VaultError::BadOwner(_)
+            | VaultError::BadCredential(_) => Failure::usage(e.to_string()),
+            VaultError::DecryptFailed
+            | VaultError::Malformed(_)
+            | VaultError::KeyDestroyed { .. }
+            | VaultError::UnknownKey { .. } => Failure::verification(e.to_string()),
+            VaultError::Rng => Failure::runtime(e.to_string()),
+        }
+    }
+}
