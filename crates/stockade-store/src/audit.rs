@@ -318,6 +318,72 @@ mod tests {
         assert_eq!(report.problem, None);
     }
 
+    /// A valid chain of `n` rows, as stored: (fields as owned strings, prev_hash, hash).
+    fn build(n: usize) -> Vec<AuditRow> {
+        let mut buf = Vec::new();
+        let mut prev = GENESIS_HASH;
+        (1..=n as i64)
+            .map(|seq| {
+                let details = format!("{{\"n\":{seq}}}");
+                let f = row(seq, &details);
+                let hash = chain_hash(&prev, &f, &mut buf);
+                let r = AuditRow {
+                    seq,
+                    ts_ms: f.ts_ms,
+                    env: f.env.into(),
+                    actor: f.actor.into(),
+                    action: f.action.into(),
+                    resource: f.resource.into(),
+                    details,
+                    prev_hash: prev.to_vec(),
+                    hash: hash.to_vec(),
+                };
+                prev = hash;
+                r
+            })
+            .collect()
+    }
+
+    fn verify(rows: &[AuditRow]) -> VerifyReport {
+        let mut v = ChainVerifier::new("dev", None);
+        for r in rows {
+            if let Err(p) = v.check(&r.fields(), &r.prev_hash, &r.hash) {
+                return v.finish(Some(p));
+            }
+        }
+        v.finish(None)
+    }
+
+    proptest::proptest! {
+        /// Any single tampering anywhere is found, and the first bad row is named.
+        #[test]
+        fn random_tamper_is_found(n in 2usize..40, at in proptest::prelude::any::<usize>(), how in 0u8..8, byte in 1u8..255) {
+            let mut rows = build(n);
+            proptest::prop_assert_eq!(verify(&rows).problem, None);
+            let i = at % n;
+            let expect_seq = i as i64 + 1;
+            match how {
+                0 => rows[i].details.push(' '),
+                1 => rows[i].actor = "user:666".into(),
+                2 => rows[i].ts_ms += i64::from(byte),
+                3 => { let k = usize::from(byte) % 32; rows[i].hash[k] ^= byte; }
+                4 => { let k = usize::from(byte) % 32; rows[i].prev_hash[k] ^= byte; }
+                5 => { rows.remove(i); }
+                6 => { let copy = rows[(i + 1) % n].clone(); rows.insert(i, AuditRow { seq: expect_seq, ..copy }); for (k, r) in rows.iter_mut().enumerate() { r.seq = k as i64 + 1; } }
+                _ => { let j = (i + 1) % n; let (a, b) = (i.min(j), i.max(j)); rows.swap(a, b); rows[a].seq = a as i64 + 1; rows[b].seq = b as i64 + 1; }
+            }
+            let report = verify(&rows);
+            if how == 5 && i == n - 1 {
+                // Removing the last row leaves a valid shorter chain: anchors catch that.
+                proptest::prop_assert_eq!(report.problem, None);
+            } else {
+                let problem = report.problem.expect("tampering must be found");
+                let first = if how == 7 { (i.min((i + 1) % n) + 1) as i64 } else { expect_seq };
+                proptest::prop_assert_eq!(problem.seq, first, "{}", problem);
+            }
+        }
+    }
+
     #[test]
     fn anchors_parse_from_the_printed_form() {
         let text = format!("42:{}", hex::encode([7u8; 32]));

@@ -507,7 +507,17 @@ impl SqliteStore {
     }
 
     pub(crate) async fn close(self) {
-        let SqliteStore { sender, writer, .. } = self;
+        let SqliteStore {
+            sender,
+            writer,
+            readers,
+            ..
+        } = self;
+        // Readers first, so the writer is the last connection: closing it checkpoints
+        // the WAL into the database file and removes it.
+        if let Ok(mut pool) = readers.lock() {
+            pool.clear();
+        }
         drop(sender);
         let handle = writer.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {

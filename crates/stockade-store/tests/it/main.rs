@@ -1,1 +1,7 @@
+//! Store integration tests: every test runs on SQLite and, when STOCKADE_TEST_PG_URL is
+//! set, on PostgreSQL (each test in its own schema). Without the variable the PostgreSQL
+//! variants print that they were skipped.
 
+mod audit_chain;
+mod harness;
+mod lifecycle;

@@ -1,0 +1,282 @@
+//! Opening, environments, migrations and atomic commits.
+
+use stockade_core::Environment;
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Mutation, Store, StoreError, StoreOptions, probe_environment,
+};
+
+use crate::harness::{Backend, TEST_ACTOR, TestDb, both, event, pg_url};
+
+both!(
+    init_records_environment_and_writes_first_audit_rows,
+    wrong_environment_is_refused_before_anything_is_written,
+    init_twice_is_refused,
+    uninitialised_database_is_named,
+    newer_schema_is_refused,
+    edited_migration_is_refused,
+    commit_is_all_or_nothing,
+    migrate_on_a_current_schema_changes_nothing,
+);
+
+async fn init_records_environment_and_writes_first_audit_rows(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Staging).await;
+    assert_eq!(
+        store.meta("environment").await.unwrap().as_deref(),
+        Some("staging")
+    );
+    assert_eq!(
+        probe_environment(&db.url).await.unwrap().as_deref(),
+        Some("staging")
+    );
+    let rows = store.audit_rows(0, 100).await.unwrap();
+    let actions: Vec<&str> = rows.iter().map(|r| r.action.as_str()).collect();
+    assert!(
+        actions.contains(&"instance.init") && actions.contains(&"schema.migrate"),
+        "{actions:?}"
+    );
+    assert!(rows.iter().all(|r| r.env == "staging"));
+    let report = store.verify_audit(None).await.unwrap();
+    assert_eq!(report.problem, None);
+    assert_eq!(report.rows_checked as usize, rows.len());
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn wrong_environment_is_refused_before_anything_is_written(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let rows_before = store.audit_rows(0, 1000).await.unwrap().len();
+    store.close().await;
+    let bytes_before = db.sqlite_path().map(|p| std::fs::read(p).unwrap());
+
+    for env in [Environment::Prod, Environment::Staging] {
+        let err = Store::open(&db.url, env, &StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::WrongEnvironment { database, requested } if database == "dev" && *requested == env),
+            "{err}"
+        );
+        assert!(err.to_string().contains("nothing was written"));
+        let err = Store::migrate(&db.url, env, &StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WrongEnvironment { .. }), "{err}");
+        let err = Store::init(&db.url, env, &StoreOptions::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::WrongEnvironment { .. }), "{err}");
+    }
+
+    if let Some(path) = db.sqlite_path() {
+        assert_eq!(
+            Some(std::fs::read(&path).unwrap()),
+            bytes_before,
+            "the database file changed"
+        );
+        assert!(
+            !path.with_extension("db-wal").exists()
+                || std::fs::metadata(path.with_extension("db-wal"))
+                    .unwrap()
+                    .len()
+                    == 0
+        );
+    }
+    let store = db.open(Environment::Dev).await;
+    assert_eq!(store.audit_rows(0, 1000).await.unwrap().len(), rows_before);
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn init_twice_is_refused(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    db.init(Environment::Dev).await.close().await;
+    let err = Store::init(&db.url, Environment::Dev, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyInitialised(..)), "{err}");
+    db.cleanup().await;
+}
+
+async fn uninitialised_database_is_named(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    if backend == Backend::Postgres {
+        // The schema must exist for the search path to point at it; create it empty.
+        let (s, _) = Store::init(&db.url, Environment::Dev, &StoreOptions::default())
+            .await
+            .unwrap();
+        s.tamper_for_tests("DROP TABLE audit, credentials, keyring_data_keys, keyring_master, stockade_meta, schema_migrations")
+            .await
+            .unwrap();
+        s.close().await;
+    }
+    let err = Store::open(&db.url, Environment::Dev, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotInitialised(_)), "{err}");
+    assert!(err.to_string().contains("stockade init"));
+    db.cleanup().await;
+}
+
+async fn newer_schema_is_refused(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    store
+        .tamper_for_tests("INSERT INTO schema_migrations (version, name, checksum, applied_at_ms) VALUES (999, 'future', 'x', 0)")
+        .await
+        .unwrap();
+    store.close().await;
+    for result in [
+        Store::open(&db.url, Environment::Dev, &StoreOptions::default())
+            .await
+            .map(|_| ()),
+        Store::migrate(&db.url, Environment::Dev, &StoreOptions::default())
+            .await
+            .map(|_| ()),
+    ] {
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, StoreError::SchemaTooNew { database: 999, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("upgrade stockade"));
+    }
+    db.cleanup().await;
+}
+
+async fn edited_migration_is_refused(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    store
+        .tamper_for_tests("UPDATE schema_migrations SET checksum = 'edited' WHERE version = 1")
+        .await
+        .unwrap();
+    store.close().await;
+    let err = Store::open(&db.url, Environment::Dev, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::MigrationChanged(1)), "{err}");
+    db.cleanup().await;
+}
+
+async fn commit_is_all_or_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let before = store.audit_rows(0, 1000).await.unwrap().len();
+    let set = Change::new(
+        Mutation::SetMeta {
+            key: "probe".into(),
+            value: "1".into(),
+        },
+        AuditEntry::new("meta.set", "meta:probe", AuditDetails::new()),
+    );
+    let failing = Change::new(
+        Mutation::DeleteCredential {
+            name: "does-not-exist".into(),
+        },
+        AuditEntry::new(
+            "credential.delete",
+            "credential:does-not-exist",
+            AuditDetails::new(),
+        ),
+    );
+    let err = store
+        .commit(&TEST_ACTOR, vec![set.clone(), event(1), failing])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err}");
+    assert_eq!(
+        store.meta("probe").await.unwrap(),
+        None,
+        "the first mutation must be rolled back"
+    );
+    assert_eq!(
+        store.audit_rows(0, 1000).await.unwrap().len(),
+        before,
+        "no audit row may survive"
+    );
+
+    let receipt = store
+        .commit(&TEST_ACTOR, vec![set, event(2)])
+        .await
+        .unwrap();
+    assert_eq!(receipt.last_seq - receipt.first_seq, 1);
+    assert_eq!(store.meta("probe").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(store.verify_audit(None).await.unwrap().problem, None);
+    assert!(
+        store.commit(&TEST_ACTOR, vec![]).await.is_err(),
+        "an empty commit is refused"
+    );
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn migrate_on_a_current_schema_changes_nothing(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    db.init(Environment::Dev).await.close().await;
+    let (store, report) = Store::migrate(&db.url, Environment::Dev, &StoreOptions::default())
+        .await
+        .unwrap();
+    assert!(report.applied.is_empty());
+    assert_eq!(
+        report.schema_version,
+        stockade_store::MIGRATIONS.last().unwrap().version
+    );
+    store.close().await;
+    db.cleanup().await;
+}
+
+#[tokio::test]
+async fn sqlite_and_postgres_schemas_agree() {
+    let Some(_) = pg_url() else {
+        eprintln!("skipped: schema comparison needs STOCKADE_TEST_PG_URL");
+        return;
+    };
+    let lite = TestDb::new(Backend::Sqlite).unwrap();
+    let pg = TestDb::new(Backend::Postgres).unwrap();
+    let a = lite.init(Environment::Dev).await;
+    let b = pg.init(Environment::Dev).await;
+    let (ca, cb) = (
+        a.schema_columns().await.unwrap(),
+        b.schema_columns().await.unwrap(),
+    );
+    assert!(ca.len() > 20, "{ca:?}");
+    assert_eq!(ca, cb);
+    a.close().await;
+    b.close().await;
+    lite.cleanup().await;
+    pg.cleanup().await;
+}
+
+#[tokio::test]
+async fn unreachable_postgres_is_named_without_the_password() {
+    let url =
+        stockade_store::DatabaseUrl::parse("postgres://stockade:s3cret-pw@127.0.0.1:1/stockade")
+            .unwrap();
+    let err = Store::open(&url, Environment::Dev, &StoreOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Unreachable { .. }), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.contains("127.0.0.1:1") && !text.contains("s3cret-pw"),
+        "{text}"
+    );
+}
