@@ -140,13 +140,36 @@ impl Vault {
             }
             store.commit(actor, changes).await?;
         }
-        let vault = Self::open(store, master).await?;
+        let mut vault = Self::open_inner(store, master).await?;
         vault.data_key_for(&KeyOwner::system(), actor).await?;
+        vault.load_tag_key().await?;
         Ok(vault)
+    }
+
+    /// Derive the PII tag key from the system data key; the vault is unusable without it.
+    async fn load_tag_key(&mut self) -> Result<()> {
+        let system = self
+            .live_record(&KeyOwner::system())
+            .await?
+            .ok_or_else(|| {
+                VaultError::Store(StoreError::NotInitialised(format!(
+                    "{} (no system data key)",
+                    self.store.describe()
+                )))
+            })?;
+        let raw = self.unwrap_record(&system)?;
+        self.tag_key = tag::derive_tag_key(&raw);
+        Ok(())
     }
 
     /// Open the vault of an initialised database, checking the master key against it.
     pub async fn open(store: Store, master: MasterKeys) -> Result<Vault> {
+        let mut vault = Self::open_inner(store, master).await?;
+        vault.load_tag_key().await?;
+        Ok(vault)
+    }
+
+    async fn open_inner(store: Store, master: MasterKeys) -> Result<Vault> {
         if master.environment() != store.environment() {
             return Err(VaultError::MasterKey(
                 crate::MasterKeyError::WrongEnvironment {
@@ -205,19 +228,14 @@ impl Vault {
             );
         }
         let master = master.retain_versions(&registered);
-        let mut vault = Vault {
+        Ok(Vault {
             env: store.environment(),
             store,
             master: Arc::new(master),
             cache: Mutex::new(HashMap::new()),
-            // Replaced below once the system key is available.
+            // Never used as is: `open` and `bootstrap` replace it before returning.
             tag_key: hmac::Key::new(hmac::HMAC_SHA256, &[0u8; 32]),
-        };
-        if let Some(system) = vault.live_record(&KeyOwner::system()).await? {
-            let raw = vault.unwrap_record(&system)?;
-            vault.tag_key = tag::derive_tag_key(&raw);
-        }
-        Ok(vault)
+        })
     }
 
     pub fn environment(&self) -> Environment {
