@@ -251,13 +251,11 @@ impl ChainVerifier {
     /// Finish the walk, turning an anchor beyond the end into a truncation finding.
     pub fn finish(self, problem: Option<ChainProblem>) -> VerifyReport {
         let head = (self.rows > 0).then_some((self.expected_seq - 1, self.prev));
-        let problem = problem.or_else(|| match self.anchor {
-            Some(_) if !self.anchor_seen => Some(ChainProblem {
-                seq: self.expected_seq,
-                kind: ProblemKind::AnchorMismatch,
-            }),
-            _ => None,
-        });
+        let truncated = self.anchor.is_some() && !self.anchor_seen;
+        let problem = problem.or(truncated.then_some(ChainProblem {
+            seq: self.expected_seq,
+            kind: ProblemKind::AnchorMismatch,
+        }));
         VerifyReport {
             rows_checked: self.rows,
             head,

@@ -44,6 +44,21 @@ impl CredentialScopes {
     }
 }
 
+/// What `put_credential` stores.
+#[derive(Debug, Clone, Copy)]
+pub struct NewCredential<'a> {
+    /// Unique name, e.g. `amazon-eu/lwa`; bound into the ciphertext as its row id.
+    pub name: &'a str,
+    /// What the secret is, e.g. `lwa_refresh_token`.
+    pub kind: &'a str,
+    pub secret: &'a SecretString,
+    /// Whose data key encrypts it; shredding the owner destroys it.
+    pub owner: &'a KeyOwner,
+    pub scopes: &'a CredentialScopes,
+    /// The account it belongs to (PII): stored only as a tag.
+    pub account: Option<&'a Pii<String>>,
+}
+
 /// A credential as listings show it: never the secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CredentialInfo {
@@ -68,17 +83,16 @@ const TABLE: &str = "credentials";
 const COLUMN: &str = "secret";
 
 impl Vault {
-    /// Store (or replace) a credential, encrypted under `owner`'s data key, audited.
-    pub async fn put_credential(
-        &self,
-        name: &str,
-        kind: &str,
-        secret: &SecretString,
-        owner: &KeyOwner,
-        scopes: &CredentialScopes,
-        account: Option<&Pii<String>>,
-        actor: &Actor,
-    ) -> Result<()> {
+    /// Store (or replace) a credential, encrypted under its owner's data key, audited.
+    pub async fn put_credential(&self, new: &NewCredential<'_>, actor: &Actor) -> Result<()> {
+        let NewCredential {
+            name,
+            kind,
+            secret,
+            owner,
+            scopes,
+            account,
+        } = *new;
         if !valid_name(name) || !valid_name(kind) {
             return Err(VaultError::BadCredential(
                 "names and kinds use letters, digits and - _ . : / (at most 100)".into(),

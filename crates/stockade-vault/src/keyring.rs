@@ -242,6 +242,13 @@ impl Vault {
         self.env
     }
 
+    /// Drop cached keys and close the store (checkpointing SQLite's WAL).
+    pub async fn close(self) {
+        let Vault { store, cache, .. } = self;
+        drop(cache);
+        store.close().await;
+    }
+
     pub fn store(&self) -> &Store {
         &self.store
     }

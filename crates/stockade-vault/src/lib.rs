@@ -21,7 +21,7 @@ pub mod master;
 pub mod tag;
 
 pub use cipher::FieldContext;
-pub use credentials::{CredentialInfo, CredentialScopes};
+pub use credentials::{CredentialInfo, CredentialScopes, NewCredential};
 pub use keyring::{KeyOwner, Vault};
 pub use master::{MasterKeyError, MasterKeySource, MasterKeys};
 pub use tag::PiiTag;

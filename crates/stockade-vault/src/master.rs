@@ -287,7 +287,7 @@ impl MasterKeys {
             env = self.env
         ));
         for (v, k) in &self.versions {
-            let b64 = Zeroizing::new(B64.encode(&**k));
+            let b64 = Zeroizing::new(B64.encode(**k));
             out.push_str(&format!("key {v} {}\n", &*b64));
         }
         out
@@ -426,7 +426,7 @@ mod tests {
         let keys =
             MasterKeys::from_env_value(K1, Environment::Prod).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(keys.versions(), vec![1]);
-        assert_eq!(format!("{keys:?}").contains("AAEC"), false);
+        assert!(!format!("{keys:?}").contains("AAEC"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! set, on PostgreSQL (each test in its own schema). Without the variable the PostgreSQL
 //! variants print that they were skipped.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod audit_chain;
 mod harness;
 mod lifecycle;

@@ -2,13 +2,15 @@
 //! crypto-shredding, credentials and PII tags. SQLite always; PostgreSQL too when
 //! STOCKADE_TEST_PG_URL is set.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::PathBuf;
 
 use stockade_core::{Actor, Environment, Pii, SecretString};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_vault::{
-    CredentialScopes, FieldContext, KeyOwner, MasterKeyError, MasterKeySource, MasterKeys, Vault,
-    VaultError,
+    CredentialScopes, FieldContext, KeyOwner, MasterKeyError, MasterKeySource, MasterKeys,
+    NewCredential, Vault, VaultError,
 };
 
 const ACTOR: Actor = Actor::System("test");
@@ -369,12 +371,14 @@ async fn credentials_are_encrypted_scoped_and_never_listed_in_clear() {
     };
     vault
         .put_credential(
-            "amazon-eu/lwa",
-            "lwa_refresh_token",
-            &secret,
-            &owner,
-            &scopes,
-            Some(&account),
+            &NewCredential {
+                name: "amazon-eu/lwa",
+                kind: "lwa_refresh_token",
+                secret: &secret,
+                owner: &owner,
+                scopes: &scopes,
+                account: Some(&account),
+            },
             &ACTOR,
         )
         .await
@@ -419,12 +423,14 @@ async fn credentials_are_encrypted_scoped_and_never_listed_in_clear() {
     // A ciphertext moved to another credential's row does not decrypt there.
     vault
         .put_credential(
-            "other",
-            "x",
-            &SecretString::from("y".to_owned()),
-            &owner,
-            &scopes,
-            None,
+            &NewCredential {
+                name: "other",
+                kind: "x",
+                secret: &SecretString::from("y".to_owned()),
+                owner: &owner,
+                scopes: &scopes,
+                account: None,
+            },
             &ACTOR,
         )
         .await
@@ -446,7 +452,17 @@ async fn credentials_are_encrypted_scoped_and_never_listed_in_clear() {
     assert!(vault.reveal_credential("amazon-eu/lwa").await.is_err());
     assert!(
         vault
-            .put_credential("bad name!", "x", &secret, &owner, &scopes, None, &ACTOR)
+            .put_credential(
+                &NewCredential {
+                    name: "bad name!",
+                    kind: "x",
+                    secret: &secret,
+                    owner: &owner,
+                    scopes: &scopes,
+                    account: None
+                },
+                &ACTOR
+            )
             .await
             .is_err()
     );

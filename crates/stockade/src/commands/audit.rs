@@ -78,6 +78,7 @@ pub async fn run(settings: &Settings, cmd: AuditCommand) -> Result<(), Failure> 
             let value = value.trim_end_matches(['\n', '\r']);
             let vault = open_vault(settings).await?;
             println!("{}", vault.tag_bytes(value.as_bytes()));
+            vault.close().await;
             Ok(())
         }
     }

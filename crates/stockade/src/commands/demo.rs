@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use stockade_core::{Actor, Environment, Pii, SecretString};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_vault::{
-    CredentialScopes, FieldContext, KeyOwner, MasterKeySource, MasterKeys, Vault, VaultError,
+    CredentialScopes, FieldContext, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
+    VaultError,
 };
 
 use crate::cli::DemoArgs;
@@ -95,12 +96,14 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         let account = Pii::new(format!("seller-{conn}@example.com"));
         vault
             .put_credential(
-                &format!("{conn}/token"),
-                kind,
-                &SecretString::from(secret.to_owned()),
-                &owner,
-                &scopes,
-                Some(&account),
+                &NewCredential {
+                    name: &format!("{conn}/token"),
+                    kind,
+                    secret: &SecretString::from(secret.to_owned()),
+                    owner: &owner,
+                    scopes: &scopes,
+                    account: Some(&account),
+                },
                 &ACTOR,
             )
             .await?;
@@ -226,7 +229,8 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         ),
         None => return Err(Failure::runtime("tampering was not detected")),
     }
-    store.close().await;
+    drop(store);
+    vault.close().await;
     if args.keep {
         println!(
             "\nkept {} (stockade --env dev --data-dir {} audit verify)",

@@ -85,7 +85,8 @@ pub async fn init(settings: &Settings) -> Result<(), Failure> {
         audit.rows_checked,
         super::audit::format_head(audit.head)
     );
-    store.close().await;
+    drop(store);
+    vault.close().await;
     Ok(())
 }
 

@@ -78,6 +78,6 @@ pub async fn run(settings: &Settings, cmd: KeyCommand) -> Result<(), Failure> {
             }
         }
     }
-    vault.store().clone().close().await;
+    vault.close().await;
     Ok(())
 }

@@ -1,1 +1,8 @@
+//! The `stockade` binary end to end: help, exit codes, environments, master key checks,
+//! key rotation, audit verify/export, on SQLite and (when STOCKADE_TEST_PG_URL is set)
+//! PostgreSQL.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod cli;
+mod harness;

@@ -1,0 +1,186 @@
+//! Run the real binary in a fresh data directory with a clean STOCKADE_* environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub struct Sandbox {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+fn suffix() -> String {
+    let mut b = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut b).unwrap();
+    hex::encode(b)
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = std::env::temp_dir().join(format!("stockade-cli-test-{}", suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Sandbox {
+            dir,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    /// Run `stockade ARGS` with `--data-dir` set to this sandbox's data directory.
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        self.run_in(&self.data(), args)
+    }
+
+    pub fn run_in(&self, data: &Path, args: &[&str]) -> Outcome {
+        self.run_with_stdin(data, args, None)
+    }
+
+    pub fn run_with_stdin(&self, data: &Path, args: &[&str], stdin: Option<&str>) -> Outcome {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockade"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("STOCKADE_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.arg("--data-dir")
+            .arg(data)
+            .args(args)
+            .current_dir(&self.dir);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let output = match stdin {
+            None => cmd.output().unwrap(),
+            Some(text) => {
+                use std::io::Write;
+                cmd.stdin(std::process::Stdio::piped())
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped());
+                let mut child = cmd.spawn().unwrap();
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(text.as_bytes())
+                    .unwrap();
+                child.wait_with_output().unwrap()
+            }
+        };
+        Outcome(output)
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub struct Outcome(pub Output);
+
+impl Outcome {
+    pub fn code(&self) -> i32 {
+        self.0.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.0.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.0.stderr).into_owned()
+    }
+    #[track_caller]
+    pub fn expect_code(self, code: i32) -> Self {
+        assert_eq!(
+            self.code(),
+            code,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+pub fn pg_url() -> Option<String> {
+    std::env::var("STOCKADE_TEST_PG_URL")
+        .ok()
+        .filter(|v| !v.is_empty())
+}
+
+/// A fresh PostgreSQL schema URL, or None (printing that the test was skipped).
+pub fn pg_schema_url() -> Option<(String, String)> {
+    let Some(url) = pg_url() else {
+        eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
+        return None;
+    };
+    let schema = format!("c_{}", suffix());
+    let sep = if url.contains('?') { '&' } else { '?' };
+    Some((format!("{url}{sep}stockade_schema={schema}"), schema))
+}
+
+pub async fn drop_schema(schema: &str) {
+    if let Some(url) = pg_url()
+        && let Ok(pool) = sqlx::PgPool::connect(&url).await
+    {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+        )))
+        .execute(&pool)
+        .await;
+        pool.close().await;
+    }
+}
+
+/// Run SQL against a database the way an attacker with direct access would.
+pub async fn tamper(url: &str, sql: &str) {
+    let db = stockade_store::DatabaseUrl::parse(url).unwrap();
+    match db {
+        stockade_store::DatabaseUrl::Sqlite(path) => {
+            let conn = rusqlite_free_exec(&path, sql);
+            assert!(conn, "tamper failed");
+        }
+        stockade_store::DatabaseUrl::Postgres { url, schema } => {
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            let sql = match schema {
+                Some(s) => format!("SET search_path TO \"{s}\"; {sql}"),
+                None => sql.to_owned(),
+            };
+            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        }
+    }
+}
+
+/// SQLite tampering through the store's own test hook (opening it as dev).
+fn rusqlite_free_exec(path: &Path, sql: &str) -> bool {
+    let rt = tokio::runtime::Handle::current();
+    let path = path.to_owned();
+    let sql = sql.to_owned();
+    std::thread::spawn(move || {
+        rt.block_on(async move {
+            let url = stockade_store::DatabaseUrl::Sqlite(path);
+            let store = stockade_store::Store::open(
+                &url,
+                stockade_core::Environment::Dev,
+                &Default::default(),
+            )
+            .await
+            .unwrap();
+            let ok = store.tamper_for_tests(&sql).await.is_ok();
+            store.close().await;
+            ok
+        })
+    })
+    .join()
+    .unwrap()
+}
