@@ -437,3 +437,48 @@ fn unreachable_postgres_exits_1_without_the_password() {
     );
     assert!(!out.stderr().contains("pa55word"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupted_ciphertext_fails_key_verify_with_exit_3() {
+    use stockade_core::{Actor, Environment, SecretString};
+    use stockade_vault::{CredentialScopes, KeyOwner, MasterKeys, NewCredential, Vault};
+
+    let s = init_dev();
+    s.run(&["key", "verify"]).expect_code(0);
+    // Store a credential with the library, as the server will.
+    let url = stockade_store::DatabaseUrl::Sqlite(s.data().join("stockade.db"));
+    let store = stockade_store::Store::open(&url, Environment::Dev, &Default::default())
+        .await
+        .unwrap();
+    let master = MasterKeys::load_file(&s.data().join("master.key"), Environment::Dev).unwrap();
+    let vault = Vault::open(store, master).await.unwrap();
+    let new = NewCredential {
+        name: "tiktok-1/app",
+        kind: "tiktok_app_secret",
+        secret: &SecretString::from("s3cr3t-app-value".to_owned()),
+        owner: &KeyOwner::connection("tiktok-1").unwrap(),
+        scopes: &CredentialScopes::default(),
+        account: None,
+    };
+    vault
+        .put_credential(&new, &Actor::System("test"))
+        .await
+        .unwrap();
+    vault.close().await;
+    s.run(&["key", "verify"]).expect_code(0);
+
+    let sqlite_url = format!("sqlite://{}", s.data().join("stockade.db").display());
+    tamper(
+        &sqlite_url,
+        "UPDATE credentials SET ciphertext = CAST(substr(ciphertext, 1, length(ciphertext) - 1) \
+         || CASE WHEN substr(ciphertext, -1) = X'00' THEN X'01' ELSE X'00' END AS BLOB)",
+    )
+    .await;
+    let out = s.run(&["key", "verify"]).expect_code(3);
+    assert!(
+        out.stderr().contains("tiktok-1/app") && out.stderr().contains("altered"),
+        "{}",
+        out.stderr()
+    );
+    assert!(!out.stderr().contains("s3cr3t"));
+}
