@@ -507,3 +507,19 @@ mod tests {
         assert!(DatabaseUrl::parse("postgres://h/db?stockade_schema=a;drop").is_err());
     }
 }
+
+/// Helpers for the test suites of this and higher crates.
+#[doc(hidden)]
+pub mod testing {
+    /// Drop a per-test PostgreSQL schema (best effort).
+    pub async fn drop_postgres_schema(url: &str, schema: &str) {
+        if !crate::valid_identifier(schema) {
+            return;
+        }
+        if let Ok(pool) = sqlx::PgPool::connect(url).await {
+            let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+            let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&pool).await;
+            pool.close().await;
+        }
+    }
+}

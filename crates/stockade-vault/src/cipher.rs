@@ -348,13 +348,20 @@ mod tests {
         }
 
         #[test]
-        fn any_other_row_column_or_table_fails(
+        fn any_other_row_column_table_or_environment_fails(
             value in proptest::collection::vec(any::<u8>(), 0..64),
-            which in 0usize..3,
+            which in 0usize..4,
             other in "[a-z0-9_]{1,12}",
         ) {
             let k = key("dev");
             let ct = k.seal_field(&CTX, &value)?;
+            if which == 3 {
+                // Same key bytes, another environment.
+                for env in ["prod", "staging"] {
+                    prop_assert!(matches!(key(env).open_field(&CTX, &ct), Err(VaultError::DecryptFailed)));
+                }
+                return Ok(());
+            }
             let mut ctx = CTX;
             match which {
                 0 => ctx.table = &other,

@@ -86,15 +86,8 @@ impl TestDb {
         if let Some(dir) = &self.dir {
             let _ = std::fs::remove_dir_all(dir);
         }
-        if let Some((url, schema)) = &self.pg
-            && let Ok(pool) = sqlx::PgPool::connect(url).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-            )))
-            .execute(&pool)
-            .await;
-            pool.close().await;
+        if let Some((url, schema)) = &self.pg {
+            stockade_store::testing::drop_postgres_schema(url, schema).await;
         }
     }
 }

@@ -77,15 +77,8 @@ impl Env {
 
     async fn cleanup(self) {
         let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((url, schema)) = &self.pg
-            && let Ok(pool) = sqlx::PgPool::connect(url).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-            )))
-            .execute(&pool)
-            .await;
-            pool.close().await;
+        if let Some((url, schema)) = &self.pg {
+            stockade_store::testing::drop_postgres_schema(url, schema).await;
         }
     }
 }

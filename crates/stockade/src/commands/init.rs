@@ -15,7 +15,10 @@ pub async fn init(settings: &Settings) -> Result<(), Failure> {
         Failure::usage("init needs an environment: stockade init --env prod|staging|dev")
     })?;
 
-    // Look before writing: a database that belongs elsewhere stops us before any file is made.
+    // Look before writing: a database that belongs elsewhere stops us before any file is
+    // made. One of this environment without a keyring is an init that was interrupted:
+    // it is completed, not refused.
+    let mut resume = false;
     if !matches!(&settings.database, DatabaseUrl::Sqlite(p) if !p.exists()) {
         match probe_environment(&settings.database).await {
             Ok(Some(db_env)) if db_env != env.as_str() => {
@@ -25,11 +28,7 @@ pub async fn init(settings: &Settings) -> Result<(), Failure> {
                 }
                 .into());
             }
-            Ok(Some(db_env)) => {
-                return Err(
-                    StoreError::AlreadyInitialised(settings.database.describe(), db_env).into(),
-                );
-            }
+            Ok(Some(_)) => resume = true,
             Ok(None) | Err(StoreError::NotInitialised(_)) => {}
             Err(e) => return Err(e.into()),
         }
@@ -41,6 +40,21 @@ pub async fn init(settings: &Settings) -> Result<(), Failure> {
     {
         create_private_dir(parent)?;
     }
+
+    let (store, report) = if resume {
+        let (store, report) = Store::migrate(&settings.database, env, &settings.store).await?;
+        if !store.master_keys().await?.is_empty() {
+            store.close().await;
+            return Err(StoreError::AlreadyInitialised(
+                settings.database.describe(),
+                env.to_string(),
+            )
+            .into());
+        }
+        (store, report)
+    } else {
+        Store::init(&settings.database, env, &settings.store).await?
+    };
 
     let (master, key_note) = match &settings.master_key {
         MasterKeyLocation::EnvValue(_) => (
@@ -64,7 +78,6 @@ pub async fn init(settings: &Settings) -> Result<(), Failure> {
         },
     };
 
-    let (store, report) = Store::init(&settings.database, env, &settings.store).await?;
     let vault = Vault::bootstrap(store.clone(), master, &CLI_ACTOR).await?;
     write_default_config(&settings.data_dir, env)?;
     let audit = store.verify_audit(None).await?;

@@ -482,3 +482,24 @@ async fn a_corrupted_ciphertext_fails_key_verify_with_exit_3() {
     );
     assert!(!out.stderr().contains("s3cr3t"));
 }
+
+#[test]
+fn an_interrupted_init_is_completed_by_running_init_again() {
+    // A bad master key stops init after the database was created, before the keyring.
+    let s = Sandbox::new().with("STOCKADE_MASTER_KEY", "not-a-key");
+    let out = s.run(&["--env", "dev", "init"]).expect_code(2);
+    assert!(
+        out.stderr().contains("malformed") && !out.stderr().contains("not-a-key"),
+        "{}",
+        out.stderr()
+    );
+    let fixed = Sandbox {
+        dir: s.dir.clone(),
+        env: Vec::new(),
+    };
+    fixed.run(&["--env", "dev", "init"]).expect_code(0);
+    fixed.run(&["key", "status"]).expect_code(0);
+    fixed.run(&["audit", "verify"]).expect_code(0);
+    fixed.run(&["--env", "dev", "init"]).expect_code(2);
+    std::mem::forget(fixed);
+}

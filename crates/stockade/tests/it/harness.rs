@@ -126,61 +126,19 @@ pub fn pg_schema_url() -> Option<(String, String)> {
 }
 
 pub async fn drop_schema(schema: &str) {
-    if let Some(url) = pg_url()
-        && let Ok(pool) = sqlx::PgPool::connect(&url).await
-    {
-        let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
-        )))
-        .execute(&pool)
-        .await;
-        pool.close().await;
+    if let Some(url) = pg_url() {
+        stockade_store::testing::drop_postgres_schema(&url, schema).await;
     }
 }
 
-/// Run SQL against a database the way an attacker with direct access would.
+/// Run SQL against a database the way an attacker with direct access would, through the
+/// store's raw test hook (the database is opened as dev, outside the audited path).
 pub async fn tamper(url: &str, sql: &str) {
-    let db = stockade_store::DatabaseUrl::parse(url).unwrap();
-    match db {
-        stockade_store::DatabaseUrl::Sqlite(path) => {
-            let conn = rusqlite_free_exec(&path, sql);
-            assert!(conn, "tamper failed");
-        }
-        stockade_store::DatabaseUrl::Postgres { url, schema } => {
-            let pool = sqlx::PgPool::connect(&url).await.unwrap();
-            let sql = match schema {
-                Some(s) => format!("SET search_path TO \"{s}\"; {sql}"),
-                None => sql.to_owned(),
-            };
-            sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                .execute(&pool)
-                .await
-                .unwrap();
-            pool.close().await;
-        }
-    }
-}
-
-/// SQLite tampering through the store's own test hook (opening it as dev).
-fn rusqlite_free_exec(path: &Path, sql: &str) -> bool {
-    let rt = tokio::runtime::Handle::current();
-    let path = path.to_owned();
-    let sql = sql.to_owned();
-    std::thread::spawn(move || {
-        rt.block_on(async move {
-            let url = stockade_store::DatabaseUrl::Sqlite(path);
-            let store = stockade_store::Store::open(
-                &url,
-                stockade_core::Environment::Dev,
-                &Default::default(),
-            )
+    let url = stockade_store::DatabaseUrl::parse(url).unwrap();
+    let store =
+        stockade_store::Store::open(&url, stockade_core::Environment::Dev, &Default::default())
             .await
             .unwrap();
-            let ok = store.tamper_for_tests(&sql).await.is_ok();
-            store.close().await;
-            ok
-        })
-    })
-    .join()
-    .unwrap()
+    store.tamper_for_tests(sql).await.unwrap();
+    store.close().await;
 }
