@@ -1,0 +1,440 @@
+//! The ban guard: Fail2Ban's semantics over authentication failures.
+//!
+//! - `maxretry` failures from one address within `findtime` ban it for `bantime`
+//!   (negative `bantime` = permanent). The window is an exact sliding window; Fail2Ban
+//!   rescales its counter by rate instead, which bans at the same point for bursts.
+//! - Growing bans (`bantime.increment`): the n-th ban of an address lasts
+//!   `bantime × multipliers[n-1]` (the last multiplier repeats), or by default
+//!   `bantime × 2^(n-1) × factor`, never below `bantime` and capped at `maxtime`.
+//! - A known offender's failures count more: `(2^bans)/2 + 1` each, capped at `maxretry`,
+//!   so it is banned again sooner (Fail2Ban's observer does the same).
+//! - Recidive: `recidive_maxretry` bans within `recidive_findtime` give a long ban
+//!   (`recidive_bantime`, default one week).
+//! - Addresses in `ignoreip` (single addresses or CIDR ranges) are never counted.
+//!
+//! The guard is pure state over explicit times (Unix seconds), so callers persist its
+//! bans and tests need no clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+
+/// An address or CIDR range, e.g. `10.0.0.0/8`, `::1`, `127.0.0.1/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn parse(text: &str) -> Option<IpNet> {
+        let (addr, prefix) = match text.trim().split_once('/') {
+            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
+            None => (text.trim().parse::<IpAddr>().ok()?, None),
+        };
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(IpNet { addr, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Ban policy, with Fail2Ban's option names and defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BanPolicy {
+    pub maxretry: u32,
+    pub findtime: i64,
+    pub bantime: i64,
+    pub increment: bool,
+    pub factor: f64,
+    pub multipliers: Vec<i64>,
+    pub maxtime: i64,
+    pub ignoreip: Vec<IpNet>,
+    pub recidive_maxretry: u32,
+    pub recidive_findtime: i64,
+    pub recidive_bantime: i64,
+}
+
+impl Default for BanPolicy {
+    fn default() -> Self {
+        BanPolicy {
+            maxretry: 5,
+            findtime: 600,
+            bantime: 600,
+            increment: true,
+            factor: 1.0,
+            multipliers: Vec::new(),
+            maxtime: 7 * 86_400,
+            ignoreip: Vec::new(),
+            recidive_maxretry: 5,
+            recidive_findtime: 86_400,
+            recidive_bantime: 7 * 86_400,
+        }
+    }
+}
+
+/// A ban the guard imposed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ban {
+    pub ip: IpAddr,
+    pub since: i64,
+    /// `None` for a permanent ban.
+    pub until: Option<i64>,
+    /// How many times this address has been banned, this one included.
+    pub count: u32,
+    pub recidive: bool,
+}
+
+/// What a recorded failure led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FailureOutcome {
+    /// The address is on the ignore list.
+    Ignored,
+    /// Counted; `retries` of `maxretry` within `findtime`.
+    Counted { retries: u32 },
+    /// The address is now banned.
+    Banned(Ban),
+    /// The address was already banned; nothing changed.
+    AlreadyBanned,
+}
+
+#[derive(Debug, Default)]
+struct Record {
+    failures: VecDeque<(i64, u32)>,
+    ban_times: Vec<i64>,
+    active: Option<Ban>,
+}
+
+/// The ban state of all addresses.
+#[derive(Debug, Default)]
+pub struct BanGuard {
+    policy: BanPolicy,
+    records: HashMap<IpAddr, Record>,
+}
+
+impl BanGuard {
+    pub fn new(policy: BanPolicy) -> Self {
+        BanGuard {
+            policy,
+            records: HashMap::new(),
+        }
+    }
+
+    pub fn policy(&self) -> &BanPolicy {
+        &self.policy
+    }
+
+    /// The active ban of `ip` at `now`, if any. Cheap: one hash lookup.
+    pub fn banned(&self, ip: IpAddr, now: i64) -> Option<&Ban> {
+        self.records
+            .get(&ip)?
+            .active
+            .as_ref()
+            .filter(|b| b.until.is_none_or(|u| now < u))
+    }
+
+    fn ignored(&self, ip: IpAddr) -> bool {
+        self.policy.ignoreip.iter().any(|n| n.contains(ip))
+    }
+
+    fn ban_duration(&self, previous_bans: u32) -> Option<i64> {
+        let p = &self.policy;
+        if p.bantime < 0 {
+            return None;
+        }
+        if !p.increment || previous_bans == 0 {
+            return Some(p.bantime);
+        }
+        let scaled = if p.multipliers.is_empty() {
+            let m = 1i64 << previous_bans.min(20);
+            (p.bantime as f64 * m as f64 * p.factor) as i64
+        } else {
+            let i = (previous_bans as usize).min(p.multipliers.len()) - 1;
+            p.bantime.saturating_mul(p.multipliers[i])
+        };
+        Some(scaled.max(p.bantime).min(p.maxtime.max(p.bantime)))
+    }
+
+    /// Record one failure (wrong password, wrong code, bad key, bad signature) at `now`.
+    pub fn record_failure(&mut self, ip: IpAddr, now: i64) -> FailureOutcome {
+        if self.ignored(ip) {
+            return FailureOutcome::Ignored;
+        }
+        if self.banned(ip, now).is_some() {
+            return FailureOutcome::AlreadyBanned;
+        }
+        let policy = self.policy.clone();
+        let record = self.records.entry(ip).or_default();
+        record
+            .ban_times
+            .retain(|t| now - *t < policy.recidive_findtime.max(policy.maxtime));
+        record.failures.retain(|(t, _)| now - *t < policy.findtime);
+        let bans = record.ban_times.len() as u32;
+        let weight = if bans == 0 {
+            1
+        } else {
+            ((1u32 << bans.min(20)) / 2 + 1).min(policy.maxretry)
+        };
+        record.failures.push_back((now, weight));
+        let retries: u32 = record.failures.iter().map(|(_, w)| *w).sum();
+        if retries < policy.maxretry {
+            return FailureOutcome::Counted { retries };
+        }
+        let recent_bans = record
+            .ban_times
+            .iter()
+            .filter(|t| now - **t < policy.recidive_findtime)
+            .count() as u32;
+        let recidive = recent_bans + 1 >= policy.recidive_maxretry;
+        let previous = bans;
+        let duration = if recidive {
+            Some(policy.recidive_bantime)
+        } else {
+            self.ban_duration(previous)
+        };
+        let record = self.records.entry(ip).or_default();
+        record.failures.clear();
+        record.ban_times.push(now);
+        let ban = Ban {
+            ip,
+            since: now,
+            until: duration.map(|d| now + d),
+            count: previous + 1,
+            recidive,
+        };
+        record.active = Some(ban.clone());
+        FailureOutcome::Banned(ban)
+    }
+
+    /// Ban an address by hand (`stockade ban add`).
+    pub fn ban(&mut self, ip: IpAddr, now: i64, duration: Option<i64>) -> Ban {
+        let record = self.records.entry(ip).or_default();
+        record.ban_times.push(now);
+        let ban = Ban {
+            ip,
+            since: now,
+            until: duration.map(|d| now + d),
+            count: record.ban_times.len() as u32,
+            recidive: false,
+        };
+        record.active = Some(ban.clone());
+        ban
+    }
+
+    /// Lift a ban (`stockade ban remove`). Returns whether there was one.
+    pub fn unban(&mut self, ip: IpAddr) -> bool {
+        self.records
+            .get_mut(&ip)
+            .and_then(|r| r.active.take())
+            .is_some()
+    }
+
+    /// Restore a persisted ban after a restart.
+    pub fn restore(&mut self, ban: Ban) {
+        let record = self.records.entry(ban.ip).or_default();
+        record.ban_times.push(ban.since);
+        record.active = Some(ban);
+    }
+
+    /// Active bans at `now`.
+    pub fn active(&self, now: i64) -> Vec<&Ban> {
+        let mut bans: Vec<&Ban> = self
+            .records
+            .values()
+            .filter_map(|r| r.active.as_ref())
+            .filter(|b| b.until.is_none_or(|u| now < u))
+            .collect();
+        bans.sort_by_key(|b| b.since);
+        bans
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn maxretry_within_findtime_bans_for_bantime() {
+        let mut g = BanGuard::new(BanPolicy::default());
+        let a = ip("203.0.113.7");
+        for i in 0..4 {
+            assert_eq!(
+                g.record_failure(a, 100 + i),
+                FailureOutcome::Counted {
+                    retries: i as u32 + 1
+                }
+            );
+        }
+        let FailureOutcome::Banned(ban) = g.record_failure(a, 104) else {
+            panic!("not banned")
+        };
+        assert_eq!((ban.since, ban.until, ban.count), (104, Some(704), 1));
+        assert!(g.banned(a, 703).is_some());
+        assert!(g.banned(a, 704).is_none(), "bans expire on time");
+        assert!(
+            g.banned(ip("203.0.113.8"), 300).is_none(),
+            "other addresses are unaffected"
+        );
+        assert_eq!(g.record_failure(a, 200), FailureOutcome::AlreadyBanned);
+    }
+
+    #[test]
+    fn failures_outside_findtime_do_not_count() {
+        let mut g = BanGuard::new(BanPolicy::default());
+        let a = ip("198.51.100.1");
+        for i in 0..20 {
+            // One failure every 200 s: never 5 within 600 s.
+            assert!(
+                matches!(g.record_failure(a, i * 200), FailureOutcome::Counted { retries } if retries <= 3)
+            );
+        }
+    }
+
+    #[test]
+    fn repeat_offenders_get_growing_bans_and_count_faster() {
+        let mut g = BanGuard::new(BanPolicy {
+            maxtime: 3000,
+            ..BanPolicy::default()
+        });
+        let a = ip("192.0.2.9");
+        let mut now = 0;
+        let mut durations = Vec::new();
+        for _ in 0..4 {
+            let mut attempts = 0;
+            let ban = loop {
+                attempts += 1;
+                if let FailureOutcome::Banned(b) = g.record_failure(a, now) {
+                    break b;
+                }
+                now += 1;
+            };
+            durations.push((ban.until.unwrap() - ban.since, attempts));
+            now = ban.until.unwrap() + 1;
+        }
+        assert_eq!(
+            durations.iter().map(|d| d.0).collect::<Vec<_>>(),
+            vec![600, 1200, 2400, 3000]
+        );
+        assert_eq!(durations[0].1, 5);
+        assert!(
+            durations[1].1 < 5,
+            "a known offender is re-banned sooner: {durations:?}"
+        );
+    }
+
+    #[test]
+    fn multipliers_replace_the_formula_and_negative_bantime_is_permanent() {
+        let g = BanGuard::new(BanPolicy {
+            multipliers: vec![1, 5, 30],
+            ..BanPolicy::default()
+        });
+        assert_eq!(g.ban_duration(0), Some(600));
+        assert_eq!(g.ban_duration(1), Some(600));
+        assert_eq!(g.ban_duration(2), Some(3000));
+        assert_eq!(g.ban_duration(9), Some(18000));
+        let mut p = BanGuard::new(BanPolicy {
+            bantime: -1,
+            ..BanPolicy::default()
+        });
+        let a = ip("192.0.2.1");
+        let ban = (0..5).find_map(|t| match p.record_failure(a, t) {
+            FailureOutcome::Banned(b) => Some(b),
+            _ => None,
+        });
+        assert_eq!(ban.unwrap().until, None);
+        assert!(p.banned(a, i64::MAX - 1).is_some());
+    }
+
+    #[test]
+    fn recidive_gives_the_long_ban() {
+        let mut g = BanGuard::new(BanPolicy {
+            increment: false,
+            recidive_maxretry: 3,
+            ..BanPolicy::default()
+        });
+        let a = ip("2001:db8::5");
+        let mut now = 0;
+        let mut last = None;
+        for _ in 0..3 {
+            let ban = loop {
+                now += 1;
+                if let FailureOutcome::Banned(b) = g.record_failure(a, now) {
+                    break b;
+                }
+            };
+            now = ban.until.unwrap();
+            last = Some(ban);
+        }
+        let last = last.unwrap();
+        assert!(last.recidive);
+        assert_eq!(last.until.unwrap() - last.since, 7 * 86_400);
+    }
+
+    #[test]
+    fn ignoreip_and_cidr() {
+        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        assert!(
+            net.contains(ip("10.1.200.3"))
+                && !net.contains(ip("10.2.0.1"))
+                && !net.contains(ip("::1"))
+        );
+        assert!(
+            IpNet::parse("127.0.0.1/8")
+                .unwrap()
+                .contains(ip("127.9.9.9"))
+        );
+        assert!(IpNet::parse("::1").unwrap().contains(ip("::1")));
+        assert!(
+            IpNet::parse("2001:db8::/32")
+                .unwrap()
+                .contains(ip("2001:db8:ffff::1"))
+        );
+        assert!(IpNet::parse("10.0.0.0/33").is_none() && IpNet::parse("nope").is_none());
+        let mut g = BanGuard::new(BanPolicy {
+            ignoreip: vec![net],
+            ..BanPolicy::default()
+        });
+        for t in 0..50 {
+            assert_eq!(g.record_failure(ip("10.1.2.3"), t), FailureOutcome::Ignored);
+        }
+    }
+
+    #[test]
+    fn manual_ban_unban_and_restore() {
+        let mut g = BanGuard::new(BanPolicy::default());
+        let a = ip("203.0.113.50");
+        g.ban(a, 10, Some(100));
+        assert_eq!(g.active(20).len(), 1);
+        assert!(g.unban(a));
+        assert!(g.banned(a, 20).is_none() && !g.unban(a));
+        let mut restarted = BanGuard::new(BanPolicy::default());
+        restarted.restore(Ban {
+            ip: a,
+            since: 10,
+            until: Some(1000),
+            count: 1,
+            recidive: false,
+        });
+        assert!(restarted.banned(a, 500).is_some());
+    }
+}
