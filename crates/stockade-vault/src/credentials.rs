@@ -172,9 +172,9 @@ impl Vault {
                 &rec.ciphertext,
             )
             .await?;
-        let text = String::from_utf8(plain.to_vec())
-            .map_err(|_| VaultError::Malformed("credential is not UTF-8"))?;
-        Ok(SecretString::from(text))
+        Ok(SecretString::from(crate::keyring::utf8_or_wipe(
+            plain.to_vec(),
+        )?))
     }
 
     /// Delete a credential, audited.

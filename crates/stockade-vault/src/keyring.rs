@@ -100,6 +100,15 @@ fn to_u32(v: i64) -> Result<u32> {
     u32::try_from(v).map_err(|_| VaultError::Malformed("master key version out of range"))
 }
 
+/// UTF-8 text from decrypted bytes; on failure the bytes are wiped, not just dropped.
+pub(crate) fn utf8_or_wipe(bytes: Vec<u8>) -> Result<String> {
+    String::from_utf8(bytes).map_err(|e| {
+        let mut raw = e.into_bytes();
+        zeroize::Zeroize::zeroize(&mut raw);
+        VaultError::Malformed("not UTF-8")
+    })
+}
+
 fn new_key_id() -> Result<i64> {
     let mut b = [0u8; 8];
     aws_lc_rs::rand::fill(&mut b).map_err(|_| VaultError::Rng)?;
@@ -397,9 +406,7 @@ impl Vault {
         ciphertext: &[u8],
     ) -> Result<Pii<String>> {
         let bytes = self.decrypt(ctx, ciphertext).await?;
-        let text =
-            String::from_utf8(bytes.to_vec()).map_err(|_| VaultError::Malformed("not UTF-8"))?;
-        Ok(Pii::new(text))
+        Ok(Pii::new(utf8_or_wipe(bytes.to_vec())?))
     }
 
     /// The keyed tag of a PII value, for audit rows.

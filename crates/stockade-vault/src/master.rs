@@ -287,8 +287,13 @@ impl MasterKeys {
             env = self.env
         ));
         for (v, k) in &self.versions {
+            // Build the line in the zeroized buffer itself: no unwiped temporary copy.
             let b64 = Zeroizing::new(B64.encode(**k));
-            out.push_str(&format!("key {v} {}\n", &*b64));
+            out.push_str("key ");
+            out.push_str(&v.to_string());
+            out.push(' ');
+            out.push_str(&b64);
+            out.push('\n');
         }
         out
     }
