@@ -252,6 +252,47 @@ impl BanGuard {
         record.active = Some(ban);
     }
 
+    /// Load the persisted ban history (sorted by time; `true` = still in force): after a
+    /// restart, and periodically to pick up bans other processes added or lifted.
+    /// Failure counters are kept; a ban imposed here within the last `grace` seconds that
+    /// the history does not show yet (it is being written) stays in force.
+    pub fn load_bans(&mut self, history: Vec<(Ban, bool)>, now: i64, grace: i64) {
+        let mut fresh: Vec<Ban> = Vec::new();
+        for r in self.records.values_mut() {
+            if let Some(b) = r.active.take()
+                && now - b.since <= grace
+            {
+                fresh.push(b);
+            }
+            r.ban_times.clear();
+        }
+        for (ban, active) in history {
+            fresh.retain(|f| !(f.ip == ban.ip && f.since == ban.since));
+            let r = self.records.entry(ban.ip).or_default();
+            r.ban_times.push(ban.since);
+            if active {
+                r.active = Some(ban);
+            }
+        }
+        for ban in fresh {
+            let r = self.records.entry(ban.ip).or_default();
+            r.ban_times.push(ban.since);
+            r.active = Some(ban);
+        }
+        self.records
+            .retain(|_, r| !r.failures.is_empty() || !r.ban_times.is_empty());
+    }
+
+    /// Forget failure counters older than `findtime` (housekeeping).
+    pub fn prune(&mut self, now: i64) {
+        let findtime = self.policy.findtime;
+        for r in self.records.values_mut() {
+            r.failures.retain(|(t, _)| now - *t < findtime);
+        }
+        self.records
+            .retain(|_, r| !r.failures.is_empty() || !r.ban_times.is_empty());
+    }
+
     /// Active bans at `now`.
     pub fn active(&self, now: i64) -> Vec<&Ban> {
         let mut bans: Vec<&Ban> = self

@@ -1,7 +1,20 @@
-//! Stockade's access rules, without I/O: the password policy and argon2id hashing, TOTP
-//! (RFC 6238) with replay protection, and the Fail2Ban-style ban guard. The server and
-//! the store wire them to requests, sessions and persisted state.
+//! Stockade's access control.
+//!
+//! Pure rules, without I/O: the password policy and argon2id hashing ([`password`]),
+//! TOTP per RFC 6238 with replay protection ([`totp`]), the Fail2Ban-style ban guard
+//! ([`ban`]), the per-account throttle ([`throttle`]) and the role table ([`roles`]).
+//! [`service`] persists them through the audited store: users, sign-in, MFA
+//! enrollment, sessions, API keys and bans.
 
 pub mod ban;
 pub mod password;
+pub mod roles;
+pub mod service;
+pub mod throttle;
 pub mod totp;
+
+pub use roles::{PERMISSIONS, Permission, ROLES, Role};
+pub use service::{
+    Access, AccessConfig, AccessError, ApiKeyInfo, ApiPrincipal, BanInfo, Enrollment, FailureKind,
+    KeyRejection, LoginError, NewSession, SecondFactor, SessionState, SessionView, Stage, UserInfo,
+};

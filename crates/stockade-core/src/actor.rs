@@ -6,10 +6,10 @@ use std::fmt;
 /// or emails, so an actor string holds no PII.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Actor {
-    /// A signed-in user, by user id.
-    User(i64),
-    /// An API key, by key id.
-    ApiKey(i64),
+    /// A signed-in user, by user id (`usr_…`).
+    User(String),
+    /// An API key, by key id (`key_…`).
+    ApiKey(String),
     /// A workflow execution, by execution id.
     Workflow(String),
     /// Stockade itself; the string names the component (`cli`, `scheduler`, `sync`).
@@ -33,8 +33,8 @@ mod tests {
 
     #[test]
     fn actors_render_as_kind_and_id() {
-        assert_eq!(Actor::User(4).to_string(), "user:4");
-        assert_eq!(Actor::ApiKey(9).to_string(), "apikey:9");
+        assert_eq!(Actor::User("usr_4".into()).to_string(), "user:usr_4");
+        assert_eq!(Actor::ApiKey("key_9".into()).to_string(), "apikey:key_9");
         assert_eq!(Actor::Workflow("e-12".into()).to_string(), "workflow:e-12");
         assert_eq!(Actor::System("cli").to_string(), "system:cli");
     }

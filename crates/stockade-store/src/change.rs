@@ -46,6 +46,13 @@ pub enum Mutation {
     },
     /// Delete a credential.
     DeleteCredential { name: String },
+    /// A statement on a table added after the foundation (see [`crate::sql`]): static
+    /// SQL text valid on both backends, typed parameters, and how many rows it must touch.
+    Sql {
+        statement: &'static str,
+        params: Vec<crate::sql::SqlValue>,
+        expect: crate::sql::Expect,
+    },
 }
 
 /// Details written on an audit row: a JSON object with sorted keys.

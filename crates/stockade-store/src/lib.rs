@@ -15,6 +15,7 @@ pub mod audit;
 pub mod change;
 mod migrate;
 mod postgres;
+pub mod sql;
 mod sqlite;
 
 use std::path::PathBuf;
@@ -25,6 +26,7 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use migrate::{MIGRATIONS, Migration};
+pub use sql::{Expect, SqlRow, SqlValue};
 
 /// Errors from the store. Messages never include bound values, URLs with passwords or
 /// key material; they name the database by a redacted description.
@@ -424,6 +426,38 @@ impl Store {
         match &*self.backend {
             Backend::Sqlite(s) => s.verify_audit(anchor).await,
             Backend::Postgres(p) => p.verify_audit(anchor).await,
+        }
+    }
+
+    /// Run a read-only statement (see [`sql`]) and return its rows.
+    pub async fn query(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.query(statement, params).await,
+            Backend::Postgres(p) => p.query(statement, params).await,
+        }
+    }
+
+    /// The first row of a read-only statement, if any.
+    pub async fn query_one(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Option<SqlRow>> {
+        Ok(self.query(statement, params).await?.into_iter().next())
+    }
+
+    /// An unaudited write of bookkeeping timestamps only: a session's last activity, an
+    /// API key's last use. These change on use, not by anyone's decision, and are
+    /// written at most once a minute per key or session; auditing them would bury the
+    /// chain in noise. Every other write goes through [`Store::commit`].
+    pub async fn touch(&self, statement: &'static str, params: Vec<SqlValue>) -> Result<u64> {
+        match &*self.backend {
+            Backend::Sqlite(s) => s.touch(statement, params).await,
+            Backend::Postgres(p) => p.execute(statement, params).await,
         }
     }
 

@@ -18,12 +18,20 @@ pub struct Migration {
 }
 
 /// All migrations, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "foundation",
-    sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
-    postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "foundation",
+        sqlite: include_str!("../migrations/sqlite/0001_foundation.sql"),
+        postgres: include_str!("../migrations/postgres/0001_foundation.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "access",
+        sqlite: include_str!("../migrations/sqlite/0002_access.sql"),
+        postgres: include_str!("../migrations/postgres/0002_access.sql"),
+    },
+];
 
 /// The newest schema version this binary knows.
 pub fn latest_version() -> i64 {

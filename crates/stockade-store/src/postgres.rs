@@ -18,6 +18,7 @@ use stockade_core::{Environment, time::now_ms};
 use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
 use crate::change::{Change, CommitReceipt, Mutation};
 use crate::migrate::{self, SCHEMA_MIGRATIONS_DDL};
+use crate::sql::{Expect, SqlRow, SqlValue};
 use crate::{
     Anchor, AuditRow, CredentialRecord, DataKeyRecord, MasterKeyRecord, MigrationReport, OpenMode,
     Result, StoreError, StoreOptions, VerifyReport,
@@ -271,6 +272,30 @@ impl PgStore {
             .map_err(pg_err)
     }
 
+    pub(crate) async fn query(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        let rows = bind_all(sqlx::query(statement), params)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(pg_err)?;
+        rows.iter().map(decode_row).collect()
+    }
+
+    pub(crate) async fn execute(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<u64> {
+        bind_all(sqlx::query(statement), params)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(pg_err)
+    }
+
     pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT value FROM stockade_meta WHERE key = $1")
             .bind(key)
@@ -440,9 +465,69 @@ fn expect_one(affected: u64, what: impl FnOnce() -> StoreError) -> Result<()> {
     if affected == 1 { Ok(()) } else { Err(what()) }
 }
 
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+fn bind_all(mut q: PgQuery<'_>, params: Vec<SqlValue>) -> PgQuery<'_> {
+    for p in params {
+        q = match p {
+            SqlValue::Int(v) => q.bind(v),
+            SqlValue::Text(v) => q.bind(v),
+            SqlValue::Bytes(v) => q.bind(v),
+        };
+    }
+    q
+}
+
+fn decode_row(row: &sqlx::postgres::PgRow) -> Result<SqlRow> {
+    use sqlx::{Column, TypeInfo};
+    let mut values = Vec::with_capacity(row.columns().len());
+    for (i, col) in row.columns().iter().enumerate() {
+        let v = match col.type_info().name() {
+            "INT8" => SqlValue::Int(row.try_get::<Option<i64>, _>(i).map_err(pg_err)?),
+            "INT4" => SqlValue::Int(
+                row.try_get::<Option<i32>, _>(i)
+                    .map_err(pg_err)?
+                    .map(i64::from),
+            ),
+            "INT2" => SqlValue::Int(
+                row.try_get::<Option<i16>, _>(i)
+                    .map_err(pg_err)?
+                    .map(i64::from),
+            ),
+            "BOOL" => SqlValue::Int(
+                row.try_get::<Option<bool>, _>(i)
+                    .map_err(pg_err)?
+                    .map(i64::from),
+            ),
+            "TEXT" | "VARCHAR" | "NAME" => {
+                SqlValue::Text(row.try_get::<Option<String>, _>(i).map_err(pg_err)?)
+            }
+            "BYTEA" => SqlValue::Bytes(row.try_get::<Option<Vec<u8>>, _>(i).map_err(pg_err)?),
+            other => {
+                return Err(StoreError::Database(format!(
+                    "column {i} has type {other}, which the shared SQL layer does not read"
+                )));
+            }
+        };
+        values.push(v);
+    }
+    Ok(SqlRow(values))
+}
+
 async fn apply_mutation(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Result<()> {
     match mutation {
         Mutation::None => Ok(()),
+        Mutation::Sql { statement, params, expect } => {
+            let n = bind_all(sqlx::query(*statement), params.clone())
+                .execute(conn)
+                .await
+                .map_err(pg_err)?
+                .rows_affected();
+            match expect {
+                Expect::Any => Ok(()),
+                Expect::One(what) => expect_one(n, || StoreError::NotFound((*what).to_owned())),
+            }
+        }
         Mutation::SetMeta { key, value } => sqlx::query(
             "INSERT INTO stockade_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         )

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
 use crate::change::{Change, CommitReceipt, Mutation};
 use crate::migrate::{self, Migration, SCHEMA_MIGRATIONS_DDL};
+use crate::sql::{Expect, SqlRow, SqlValue};
 use crate::{
     Anchor, AuditRow, CredentialRecord, DataKeyRecord, MasterKeyRecord, MigrationReport, OpenMode,
     Result, StoreError, StoreOptions, VerifyReport,
@@ -40,6 +41,7 @@ struct Job {
 enum Msg {
     Commit(Job),
     Raw(String, oneshot::Sender<Result<u64>>),
+    Touch(&'static str, Vec<SqlValue>, oneshot::Sender<Result<u64>>),
     Checkpoint(oneshot::Sender<Result<()>>),
 }
 
@@ -299,6 +301,26 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    pub(crate) async fn touch(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<u64> {
+        let (reply, rx) = oneshot::channel();
+        self.sender
+            .send(Msg::Touch(statement, params, reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
+    pub(crate) async fn query(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        self.read(move |c| query_rows(c, statement, &params)).await
+    }
+
     /// Fold the WAL back into the main file and truncate it, so erased pages do not
     /// linger in the WAL (used after crypto-shredding and purges).
     pub(crate) async fn checkpoint(&self) -> Result<()> {
@@ -552,9 +574,88 @@ fn expect_one(affected: usize, what: impl FnOnce() -> StoreError) -> Result<()> 
     if affected == 1 { Ok(()) } else { Err(what()) }
 }
 
+impl rusqlite::ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{Null, ToSqlOutput};
+        Ok(match self {
+            SqlValue::Int(Some(v)) => ToSqlOutput::from(*v),
+            SqlValue::Text(Some(v)) => ToSqlOutput::from(v.as_str()),
+            SqlValue::Bytes(Some(v)) => ToSqlOutput::from(v.as_slice()),
+            SqlValue::Int(None) | SqlValue::Text(None) | SqlValue::Bytes(None) => {
+                ToSqlOutput::from(Null)
+            }
+        })
+    }
+}
+
+/// Shared statements number their parameters `$1, $2, …`. SQLite treats `$N` as a
+/// named parameter numbered by first appearance, so `SET a = $2 WHERE b = $1` would
+/// swap them; `?N` binds exactly parameter N.
+fn sqlite_sql(statement: &str) -> std::borrow::Cow<'_, str> {
+    if !statement.contains('$') {
+        return std::borrow::Cow::Borrowed(statement);
+    }
+    let mut out = String::with_capacity(statement.len());
+    let mut chars = statement.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+            out.push('?');
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+fn query_rows(conn: &Connection, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>> {
+    use rusqlite::types::ValueRef;
+    let mut stmt = conn
+        .prepare_cached(&sqlite_sql(statement))
+        .map_err(db_err)?;
+    let n = stmt.column_count();
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(params.iter()))
+        .map_err(db_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(db_err)? {
+        let mut values = Vec::with_capacity(n);
+        for i in 0..n {
+            values.push(match row.get_ref(i).map_err(db_err)? {
+                ValueRef::Null => SqlValue::Int(None),
+                ValueRef::Integer(v) => SqlValue::Int(Some(v)),
+                ValueRef::Real(v) => SqlValue::Int(Some(v as i64)),
+                ValueRef::Text(t) => {
+                    SqlValue::Text(Some(String::from_utf8(t.to_vec()).map_err(|_| {
+                        StoreError::Database(format!("column {i} is not UTF-8"))
+                    })?))
+                }
+                ValueRef::Blob(b) => SqlValue::Bytes(Some(b.to_vec())),
+            });
+        }
+        out.push(SqlRow(values));
+    }
+    Ok(out)
+}
+
+fn execute_statement(conn: &Connection, statement: &str, params: &[SqlValue]) -> Result<u64> {
+    conn.prepare_cached(&sqlite_sql(statement))
+        .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
+        .map(|n| n as u64)
+        .map_err(db_err)
+}
+
 fn apply_mutation(conn: &Connection, mutation: &Mutation, now: i64) -> Result<()> {
     match mutation {
         Mutation::None => Ok(()),
+        Mutation::Sql { statement, params, expect } => {
+            let n = execute_statement(conn, statement, params)?;
+            match expect {
+                Expect::Any => Ok(()),
+                Expect::One(what) => {
+                    expect_one(n as usize, || StoreError::NotFound((*what).to_owned()))
+                }
+            }
+        }
         Mutation::SetMeta { key, value } => conn
             .prepare_cached(
                 "INSERT INTO stockade_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -730,6 +831,9 @@ fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<
                     .map(|_| conn.changes())
                     .map_err(db_err);
                 let _ = reply.send(r);
+            }
+            Msg::Touch(statement, params, reply) => {
+                let _ = reply.send(execute_statement(&conn, statement, &params));
             }
             Msg::Checkpoint(reply) => {
                 let r = conn

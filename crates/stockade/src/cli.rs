@@ -77,6 +77,20 @@ pub enum Command {
     /// Run a throw-away dev environment: write encrypted records, rotate the master key,
     /// crypto-shred a seller, and show the verified audit chain.
     Demo(DemoArgs),
+    /// Run the HTTPS server: sign-in, API, and (later) webhooks, sync and the dashboard.
+    #[command(
+        after_long_help = "TLS 1.2 and 1.3 only. Without [server] tls_cert/tls_key in stockade.toml, a development\ncertificate authority and server certificate are generated into DATA_DIR/tls (trust\nDATA_DIR/tls/dev-ca.pem in your client). Plain HTTP is possible only on a loopback address,\nfor a reverse proxy on the same host: [server] plain_http = true.\n\nExample:\n  stockade serve --env prod --listen 0.0.0.0:8443"
+    )]
+    Serve(ServeArgs),
+    /// Manage users: add, list, disable, enable, set-role, reset-mfa, set-password.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage API keys: create, list, revoke.
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+    /// Manage address bans: list, add, remove.
+    #[command(subcommand)]
+    Ban(BanCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,4 +145,110 @@ pub struct DemoArgs {
     /// Keep the throw-away data directory instead of deleting it at the end.
     #[arg(long)]
     pub keep: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on [default: server.listen in stockade.toml, else 127.0.0.1:8443].
+    #[arg(long, env = "STOCKADE_LISTEN", value_name = "ADDR")]
+    pub listen: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PasswordArgs {
+    /// Read the password from standard input (one line) instead of prompting.
+    /// Passwords are never accepted as arguments.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Add a user. The password is prompted for (or read with --password-stdin); the user
+    /// enrolls TOTP at first sign-in.
+    Add {
+        #[arg(long)]
+        email: String,
+        /// admin, operator, viewer or auditor.
+        #[arg(long)]
+        role: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// List users (email, role, MFA state).
+    List,
+    /// Disable a user and end their sessions.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Change a user's role.
+    SetRole {
+        #[arg(long)]
+        email: String,
+        /// admin, operator, viewer or auditor.
+        #[arg(long)]
+        role: String,
+    },
+    /// Remove a user's TOTP and recovery codes; they enroll again at next sign-in.
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
+    /// Set a new password (policy-checked) and end the user's sessions.
+    SetPassword {
+        #[arg(long)]
+        email: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key; it is printed once and stored only as a hash.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// admin, operator, viewer or auditor.
+        #[arg(long)]
+        role: String,
+        /// Lifetime: 90d, 12h, 2w, … or `never`.
+        #[arg(long, default_value = "90d")]
+        expires: String,
+    },
+    /// List keys (never the keys themselves).
+    List,
+    /// Revoke a key by name or id; effective on its next request.
+    Revoke {
+        /// Key name or id.
+        key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BanCommand {
+    /// List bans in force (--all: the whole history).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// Ban an address.
+    Add {
+        /// IPv4 or IPv6 address.
+        ip: String,
+        /// 1h, 7d, … or `permanent`.
+        #[arg(long, default_value = "1h")]
+        duration: String,
+    },
+    /// Lift the bans on an address.
+    Remove {
+        /// IPv4 or IPv6 address.
+        ip: String,
+    },
 }

@@ -106,3 +106,15 @@ impl From<VaultError> for Failure {
         }
     }
 }
+
+impl From<stockade_access::AccessError> for Failure {
+    fn from(e: stockade_access::AccessError) -> Self {
+        use stockade_access::AccessError as A;
+        match e {
+            A::Store(s) => s.into(),
+            A::Vault(v) => v.into(),
+            A::Hash(_) | A::Rng => Failure::runtime(e.to_string()),
+            _ => Failure::usage(e.to_string()),
+        }
+    }
+}

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-fn init_logging() {
+fn init_logging(default_info: bool) {
     let level = match std::env::var("STOCKADE_LOG")
         .unwrap_or_default()
         .to_ascii_lowercase()
@@ -20,18 +20,22 @@ fn init_logging() {
         "info" => tracing::Level::INFO,
         "debug" => tracing::Level::DEBUG,
         "trace" => tracing::Level::TRACE,
+        "warn" => tracing::Level::WARN,
+        _ if default_info => tracing::Level::INFO,
         _ => tracing::Level::WARN,
     };
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    init_logging();
+    init_logging(matches!(cli.command, cli::Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

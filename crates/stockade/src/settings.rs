@@ -26,6 +26,65 @@ struct FileConfig {
     sqlite: SqliteConfig,
     #[serde(default)]
     postgres: PostgresConfig,
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    access: AccessFileConfig,
+    #[serde(default)]
+    ban: BanFileConfig,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerConfig {
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    plain_http: Option<bool>,
+    trust_forwarded_for: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessFileConfig {
+    idle_timeout: Option<String>,
+    session_lifetime: Option<String>,
+    password_require_mix: Option<bool>,
+    argon2_memory_kib: Option<u32>,
+    argon2_iterations: Option<u32>,
+    account_maxretry: Option<u32>,
+    account_findtime: Option<String>,
+}
+
+/// Fail2Ban's option names.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanFileConfig {
+    maxretry: Option<u32>,
+    findtime: Option<String>,
+    bantime: Option<String>,
+    #[serde(rename = "bantime_increment")]
+    increment: Option<bool>,
+    #[serde(rename = "bantime_factor")]
+    factor: Option<f64>,
+    #[serde(rename = "bantime_multipliers")]
+    multipliers: Option<Vec<i64>>,
+    #[serde(rename = "bantime_maxtime")]
+    maxtime: Option<String>,
+    ignoreip: Option<Vec<String>>,
+    recidive_maxretry: Option<u32>,
+    recidive_findtime: Option<String>,
+    recidive_bantime: Option<String>,
+}
+
+/// How `stockade serve` listens.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: std::net::SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub plain_http: bool,
+    pub trust_forwarded_for: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +116,8 @@ pub struct Settings {
     pub master_key: MasterKeyLocation,
     pub store: StoreOptions,
     pub config_file: Option<PathBuf>,
+    pub server: ServerSettings,
+    pub access: stockade_access::AccessConfig,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -176,6 +237,8 @@ impl Settings {
         store.pg_max_connections = max;
         provenance.push(("postgres.max_connections", max.to_string(), src));
 
+        let (server, access) = access_settings(&file, &mut provenance)?;
+
         Ok(Settings {
             env,
             data_dir,
@@ -183,6 +246,8 @@ impl Settings {
             master_key,
             store,
             config_file,
+            server,
+            access,
             provenance,
         })
     }
@@ -222,4 +287,178 @@ fn load_file(path: &Path) -> Result<FileConfig, Failure> {
         let msg = e.message().replace('\n', " ");
         Failure::usage(format!("config file {} is invalid: {msg}", path.display()))
     })
+}
+
+fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, Failure> {
+    match text {
+        None => Ok(default),
+        Some(t) if t.trim() == "-1" => Ok(-1),
+        Some(t) => match stockade_access::service::parse_duration(t) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Ok(-1),
+            Err(_) => Err(Failure::usage(format!(
+                "{name} = {t:?} is not a duration: use a number with s, m, h, d or w (e.g. \"15m\")"
+            ))),
+        },
+    }
+}
+
+fn access_settings(
+    file: &FileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<(ServerSettings, stockade_access::AccessConfig), Failure> {
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let listen_text = file
+        .server
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8443".into());
+    let listen = listen_text.parse().map_err(|_| {
+        Failure::usage(format!(
+            "server.listen = {listen_text:?} is not an address like 127.0.0.1:8443"
+        ))
+    })?;
+    provenance.push((
+        "server.listen",
+        listen_text,
+        src(file.server.listen.is_some()),
+    ));
+    if file.server.tls_cert.is_some() != file.server.tls_key.is_some() {
+        return Err(Failure::usage(
+            "server.tls_cert and server.tls_key must be set together",
+        ));
+    }
+    provenance.push((
+        "server.tls_cert",
+        file.server.tls_cert.as_ref().map_or_else(
+            || "(development certificate in DATA_DIR/tls)".into(),
+            |p| p.display().to_string(),
+        ),
+        src(file.server.tls_cert.is_some()),
+    ));
+    let server = ServerSettings {
+        listen,
+        tls_cert: file.server.tls_cert.clone(),
+        tls_key: file.server.tls_key.clone(),
+        plain_http: file.server.plain_http.unwrap_or(false),
+        trust_forwarded_for: file.server.trust_forwarded_for.unwrap_or(false),
+    };
+    provenance.push((
+        "server.plain_http",
+        server.plain_http.to_string(),
+        src(file.server.plain_http.is_some()),
+    ));
+
+    let mut access = stockade_access::AccessConfig::default();
+    let a = &file.access;
+    access.idle_timeout_s = seconds(
+        "access.idle_timeout",
+        &a.idle_timeout,
+        access.idle_timeout_s,
+    )?;
+    access.absolute_timeout_s = seconds(
+        "access.session_lifetime",
+        &a.session_lifetime,
+        access.absolute_timeout_s,
+    )?;
+    if access.idle_timeout_s <= 0 || access.absolute_timeout_s <= 0 {
+        return Err(Failure::usage(
+            "access.idle_timeout and access.session_lifetime must be positive durations",
+        ));
+    }
+    provenance.push((
+        "access.idle_timeout",
+        format!("{}s", access.idle_timeout_s),
+        src(a.idle_timeout.is_some()),
+    ));
+    provenance.push((
+        "access.session_lifetime",
+        format!("{}s", access.absolute_timeout_s),
+        src(a.session_lifetime.is_some()),
+    ));
+    if let Some(mix) = a.password_require_mix {
+        access.password_policy.require_mix = mix;
+    }
+    provenance.push((
+        "access.password_require_mix",
+        access.password_policy.require_mix.to_string(),
+        src(a.password_require_mix.is_some()),
+    ));
+    if let Some(m) = a.argon2_memory_kib {
+        access.hash_params.m_kib = m;
+    }
+    if let Some(t) = a.argon2_iterations {
+        access.hash_params.t = t;
+    }
+    let hp = access.hash_params;
+    if hp.m_kib < 19_456 || hp.t < 2 {
+        return Err(Failure::usage(
+            "access.argon2_memory_kib must be at least 19456 and access.argon2_iterations at least 2 (OWASP minimum)",
+        ));
+    }
+    provenance.push((
+        "access.argon2",
+        format!("m={},t={},p={}", hp.m_kib, hp.t, hp.p),
+        src(a.argon2_memory_kib.is_some() || a.argon2_iterations.is_some()),
+    ));
+    if let Some(n) = a.account_maxretry {
+        access.throttle.maxretry = n.max(1);
+    }
+    access.throttle.findtime = seconds(
+        "access.account_findtime",
+        &a.account_findtime,
+        access.throttle.findtime,
+    )?;
+
+    let b = &file.ban;
+    let p = &mut access.ban;
+    if let Some(n) = b.maxretry {
+        p.maxretry = n.max(1);
+    }
+    p.findtime = seconds("ban.findtime", &b.findtime, p.findtime)?;
+    p.bantime = seconds("ban.bantime", &b.bantime, p.bantime)?;
+    if let Some(v) = b.increment {
+        p.increment = v;
+    }
+    if let Some(v) = b.factor {
+        p.factor = v;
+    }
+    if let Some(v) = &b.multipliers {
+        p.multipliers = v.clone();
+    }
+    p.maxtime = seconds("ban.bantime_maxtime", &b.maxtime, p.maxtime)?;
+    if let Some(list) = &b.ignoreip {
+        p.ignoreip = list
+            .iter()
+            .map(|t| {
+                stockade_access::ban::IpNet::parse(t).ok_or_else(|| {
+                    Failure::usage(format!(
+                        "ban.ignoreip: {t:?} is not an address or CIDR range"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+    }
+    if let Some(n) = b.recidive_maxretry {
+        p.recidive_maxretry = n.max(1);
+    }
+    p.recidive_findtime = seconds(
+        "ban.recidive_findtime",
+        &b.recidive_findtime,
+        p.recidive_findtime,
+    )?;
+    p.recidive_bantime = seconds(
+        "ban.recidive_bantime",
+        &b.recidive_bantime,
+        p.recidive_bantime,
+    )?;
+    provenance.push((
+        "ban",
+        format!(
+            "maxretry={} findtime={}s bantime={}s increment={}",
+            p.maxretry, p.findtime, p.bantime, p.increment
+        ),
+        src(b.maxretry.is_some() || b.findtime.is_some() || b.bantime.is_some()),
+    ));
+    Ok((server, access))
 }

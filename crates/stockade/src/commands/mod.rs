@@ -1,9 +1,11 @@
 //! One function per command. Each opens what it needs (store, vault) from the settings.
 
+mod access;
 mod audit;
 mod demo;
 mod init;
 mod key;
+mod serve;
 
 use stockade_core::Actor;
 use stockade_store::Store;
@@ -25,6 +27,10 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Audit(cmd) => audit::run(&settings, cmd).await,
         Command::Config => show_config(&settings),
         Command::Demo(args) => demo::run(args).await,
+        Command::Serve(args) => serve::run(&settings, args).await,
+        Command::User(cmd) => access::user(&settings, cmd).await,
+        Command::Apikey(cmd) => access::apikey(&settings, cmd).await,
+        Command::Ban(cmd) => access::ban(&settings, cmd).await,
     }
 }
 

@@ -1,0 +1,487 @@
+//! The route table and the request gate.
+//!
+//! Every route is listed once in [`ROUTES`] with who may call it. The gate runs on every
+//! request, in this order: security headers (outermost), ban check (a banned address gets
+//! 403 before anything else: no body read, no hashing, no database), cross-origin check
+//! on state-changing requests, then per route: authentication (API key or session
+//! cookie), session stage (enrollment, code prompt, idle lock), CSRF on state-changing
+//! cookie requests, and the role's permission. A route missing from the table is refused
+//! (fail closed).
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use stockade_access::{
+    ApiPrincipal, FailureKind, KeyRejection, Permission, Role, SessionState, SessionView,
+};
+use stockade_core::Actor;
+
+use crate::AppState;
+use crate::api::api_error;
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    /// Anyone not banned (sign-in, health, static files).
+    Public,
+    /// A sign-in step: the handler checks the session's stage itself.
+    SignIn,
+    /// A signed-in user with a full, unlocked session, or an API key, holding the permission.
+    Needs(Permission),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RouteSpec {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub gate: Gate,
+}
+
+const fn r(method: &'static str, path: &'static str, gate: Gate) -> RouteSpec {
+    RouteSpec { method, path, gate }
+}
+
+/// Every route the server answers, and who may call it.
+pub const ROUTES: &[RouteSpec] = &[
+    r("GET", "/healthz", Gate::Public),
+    r("GET", "/readyz", Gate::Public),
+    r("GET", "/static/app.css", Gate::Public),
+    r("POST", "/api/v1/auth/login", Gate::Public),
+    r("POST", "/api/v1/auth/mfa/enroll", Gate::Public),
+    r("POST", "/api/v1/auth/mfa/confirm", Gate::Public),
+    r("POST", "/api/v1/auth/logout", Gate::SignIn),
+    r("GET", "/api/v1/whoami", Gate::Needs(Permission::Whoami)),
+    r("GET", "/api/v1/users", Gate::Needs(Permission::ManageUsers)),
+    r(
+        "GET",
+        "/api/v1/apikeys",
+        Gate::Needs(Permission::ManageApiKeys),
+    ),
+    r("GET", "/api/v1/bans", Gate::Needs(Permission::ViewBans)),
+    r("POST", "/api/v1/bans", Gate::Needs(Permission::ManageBans)),
+    r(
+        "DELETE",
+        "/api/v1/bans/{ip}",
+        Gate::Needs(Permission::ManageBans),
+    ),
+    r(
+        "GET",
+        "/api/v1/audit/verify",
+        Gate::Needs(Permission::ViewAudit),
+    ),
+    r("GET", "/login", Gate::Public),
+    r("POST", "/login", Gate::Public),
+    r("GET", "/mfa", Gate::SignIn),
+    r("POST", "/mfa", Gate::SignIn),
+    r("GET", "/mfa/enroll", Gate::SignIn),
+    r("POST", "/mfa/enroll", Gate::SignIn),
+    r("GET", "/lock", Gate::SignIn),
+    r("POST", "/lock", Gate::SignIn),
+    r("POST", "/logout", Gate::SignIn),
+    r("GET", "/", Gate::Needs(Permission::Whoami)),
+];
+
+pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
+    // HEAD is answered by the GET route.
+    let method = if *method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    ROUTES.iter().find(|s| s.path == path && s.method == method)
+}
+
+pub const SESSION_COOKIE: &str = "__Host-stockade";
+pub const LOGIN_CSRF_COOKIE: &str = "__Host-stockade_csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+pub const CSRF_FIELD: &str = "csrf";
+/// Forms and JSON bodies on the gated routes are small.
+pub const MAX_BODY: usize = 64 * 1024;
+
+/// The client address (the TCP peer, or the proxy's X-Forwarded-For when trusted).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub IpAddr);
+
+/// The authenticated caller of a permission-gated route.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Session(SessionView),
+    Key(ApiPrincipal),
+}
+
+impl Caller {
+    pub fn role(&self) -> Role {
+        match self {
+            Caller::Session(s) => s.user.role,
+            Caller::Key(k) => k.role,
+        }
+    }
+    pub fn actor(&self) -> Actor {
+        match self {
+            Caller::Session(s) => Actor::User(s.user.id.clone()),
+            Caller::Key(k) => Actor::ApiKey(k.id.clone()),
+        }
+    }
+}
+
+/// The session cookie of a sign-in step route, if any.
+#[derive(Debug, Clone)]
+pub struct MaybeSession(pub Option<SessionView>);
+
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn is_unsafe(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+fn wants_json(path: &str) -> bool {
+    path.starts_with("/api/")
+}
+
+fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())?;
+    if state.trust_forwarded_for && peer.is_loopback() {
+        let forwarded = req
+            .headers()
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        return Some(forwarded.unwrap_or(peer));
+    }
+    Some(peer)
+}
+
+/// Outermost layer: security headers on every response.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    let set = |h: &mut HeaderMap, k: &'static str, v: &'static str| {
+        h.insert(k, HeaderValue::from_static(v));
+    };
+    set(
+        h,
+        "strict-transport-security",
+        "max-age=63072000; includeSubDomains",
+    );
+    set(h, "x-content-type-options", "nosniff");
+    set(h, "x-frame-options", "DENY");
+    set(h, "referrer-policy", "no-referrer");
+    set(
+        h,
+        "content-security-policy",
+        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, "cross-origin-opener-policy", "same-origin");
+    set(h, "cross-origin-resource-policy", "same-origin");
+    set(
+        h,
+        "permissions-policy",
+        "camera=(), microphone=(), geolocation=()",
+    );
+    if !h.contains_key(header::CACHE_CONTROL) {
+        set(h, "cache-control", "no-store");
+    }
+    res
+}
+
+/// Second layer: the ban check and the cross-origin check, before any routing work.
+pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let Some(ip) = client_ip(&state, &req) else {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "no_client_address",
+            "the client address is unknown",
+        );
+    };
+    if state.access.banned(ip).is_some() {
+        // Nothing else happens for a banned address.
+        return if wants_json(req.uri().path()) {
+            api_error(
+                StatusCode::FORBIDDEN,
+                "banned",
+                "this address is temporarily banned after repeated failures",
+            )
+        } else {
+            (StatusCode::FORBIDDEN, crate::pages::banned_page()).into_response()
+        };
+    }
+    if is_unsafe(req.method())
+        && let Some(origin) = req.headers().get(header::ORIGIN)
+    {
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok());
+        let same = host.is_some_and(|host| {
+            origin.to_str().ok().is_some_and(|o| {
+                o == format!("https://{host}")
+                    || (state.plain_http && o == format!("http://{host}"))
+            })
+        });
+        if !same {
+            return api_error(
+                StatusCode::FORBIDDEN,
+                "cross_origin",
+                "cross-origin requests are refused",
+            );
+        }
+    }
+    req.extensions_mut().insert(ClientIp(ip));
+    next.run(req).await
+}
+
+fn redirect_for(state: SessionState) -> &'static str {
+    match state {
+        SessionState::NeedsEnrollment => "/mfa/enroll",
+        SessionState::NeedsCode => "/mfa",
+        SessionState::Locked => "/lock",
+        SessionState::Active => "/",
+    }
+}
+
+fn unauthenticated(path: &str) -> Response {
+    if wants_json(path) {
+        api_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "sign in, or send a valid API key as `Authorization: Bearer stk_…`",
+        )
+    } else {
+        Redirect::to("/login").into_response()
+    }
+}
+
+/// Compare two tokens without leaking where they differ.
+pub fn same_token(a: &str, b: &str) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
+}
+
+/// Check the CSRF token of a state-changing request against `expected`: the
+/// `x-csrf-token` header, or the `csrf` field of a form body (which is read and put back).
+async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
+    let refused = || {
+        api_error(
+            StatusCode::FORBIDDEN,
+            "csrf",
+            "missing or wrong CSRF token; reload the page and try again",
+        )
+    };
+    if let Some(h) = req.headers().get(CSRF_HEADER) {
+        return if h.to_str().is_ok_and(|v| same_token(v, expected)) {
+            Ok(req)
+        } else {
+            Err(refused())
+        };
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(refused());
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
+        api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            "the form is too large",
+        )
+    })?;
+    let ok = bytes
+        .split(|b| *b == b'&')
+        .filter_map(|kv| {
+            let mut it = kv.splitn(2, |b| *b == b'=');
+            Some((it.next()?, it.next()?))
+        })
+        .any(|(k, v)| {
+            k == CSRF_FIELD.as_bytes()
+                && std::str::from_utf8(v).is_ok_and(|v| same_token(v, expected))
+        });
+    if ok {
+        Ok(Request::from_parts(parts, Body::from(bytes)))
+    } else {
+        Err(refused())
+    }
+}
+
+/// Per-route layer: authentication, session stage, CSRF and permission.
+pub async fn route_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let path = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let Some(spec) = spec_for(req.method(), &path) else {
+        tracing::error!(
+            "route {} {} is not in the route table; refused",
+            req.method(),
+            path
+        );
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this route is not open to anyone",
+        );
+    };
+    let ip = req.extensions().get::<ClientIp>().map(|c| c.0);
+    let Some(ip) = ip else {
+        return api_error(
+            StatusCode::FORBIDDEN,
+            "no_client_address",
+            "the client address is unknown",
+        );
+    };
+    match spec.gate {
+        Gate::Public => {
+            let mut req = req;
+            if spec.path == "/login" && is_unsafe(req.method()) {
+                let Some(expected) = cookie(req.headers(), LOGIN_CSRF_COOKIE).map(str::to_owned)
+                else {
+                    return Redirect::to("/login").into_response();
+                };
+                req = match check_csrf(req, &expected).await {
+                    Ok(r) => r,
+                    Err(res) => return res,
+                };
+            }
+            next.run(req).await
+        }
+        Gate::SignIn => {
+            let session = match session_of(&state, req.headers()).await {
+                Ok(s) => s,
+                Err(res) => return res,
+            };
+            let mut req = req;
+            if is_unsafe(req.method()) {
+                let Some(s) = &session else {
+                    return Redirect::to("/login").into_response();
+                };
+                req = match check_csrf(req, &s.csrf).await {
+                    Ok(r) => r,
+                    Err(res) => return res,
+                };
+            }
+            req.extensions_mut().insert(MaybeSession(session));
+            next.run(req).await
+        }
+        Gate::Needs(permission) => {
+            let bearer = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::to_owned);
+            let (caller, mut req) = if let Some(token) = bearer {
+                match state.access.authenticate_api_key(token.trim()).await {
+                    Ok(Ok(p)) => (Caller::Key(p), req),
+                    Ok(Err(rejection)) => {
+                        if let KeyRejection::WrongEnvironment { key_env, .. } = &rejection
+                            && let Err(e) =
+                                state.access.record_wrong_environment_key(ip, key_env).await
+                        {
+                            tracing::error!("could not audit a wrong-environment key: {e}");
+                        }
+                        if let Err(e) = state
+                            .access
+                            .record_failure(ip, FailureKind::ApiKey, None, None)
+                            .await
+                        {
+                            tracing::error!("could not record an API key failure: {e}");
+                        }
+                        let msg = match rejection {
+                            KeyRejection::WrongEnvironment { .. } => {
+                                "this API key belongs to another environment"
+                            }
+                            KeyRejection::Expired => "this API key has expired",
+                            KeyRejection::Revoked => "this API key has been revoked",
+                            _ => "invalid API key",
+                        };
+                        return api_error(StatusCode::UNAUTHORIZED, "invalid_api_key", msg);
+                    }
+                    Err(e) => return internal(e),
+                }
+            } else {
+                let session = match session_of(&state, req.headers()).await {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return unauthenticated(&path),
+                    Err(res) => return res,
+                };
+                if session.state != SessionState::Active {
+                    return if wants_json(&path) {
+                        let (code, msg) = match session.state {
+                            SessionState::Locked => (
+                                "session_locked",
+                                "the session is locked after inactivity; sign in again",
+                            ),
+                            SessionState::NeedsEnrollment => {
+                                ("mfa_enrollment_required", "enroll TOTP first")
+                            }
+                            _ => ("mfa_required", "enter your TOTP code first"),
+                        };
+                        api_error(StatusCode::UNAUTHORIZED, code, msg)
+                    } else {
+                        Redirect::to(redirect_for(session.state)).into_response()
+                    };
+                }
+                if let Err(e) = state.access.touch_session(&session).await {
+                    tracing::warn!("could not record session activity: {e}");
+                }
+                let mut req = req;
+                if is_unsafe(req.method()) {
+                    req = match check_csrf(req, &session.csrf).await {
+                        Ok(r) => r,
+                        Err(res) => return res,
+                    };
+                }
+                (Caller::Session(session), req)
+            };
+            if !caller.role().can(permission) {
+                return api_error(
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    &format!("the {} role may not do this", caller.role()),
+                );
+            }
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+    }
+}
+
+async fn session_of(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<SessionView>, Response> {
+    match cookie(headers, SESSION_COOKIE) {
+        None => Ok(None),
+        Some(token) => state.access.session(token).await.map_err(internal),
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> Response {
+    tracing::error!("request failed: {e}");
+    api_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal",
+        "internal error; see the server log",
+    )
+}

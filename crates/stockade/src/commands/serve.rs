@@ -1,0 +1,104 @@
+//! `stockade serve`: the HTTPS server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use stockade_access::Access;
+use stockade_server::{AppState, ServeOptions, tls};
+
+use super::open_vault;
+use crate::cli::ServeArgs;
+use crate::exit::Failure;
+use crate::settings::Settings;
+
+pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
+    let mut server = settings.server.clone();
+    if let Some(listen) = &args.listen {
+        server.listen = listen.parse().map_err(|_| {
+            Failure::usage(format!(
+                "--listen {listen:?} is not an address like 127.0.0.1:8443"
+            ))
+        })?;
+    }
+    if server.plain_http && !server.listen.ip().is_loopback() {
+        return Err(Failure::usage(format!(
+            "plain HTTP is allowed only on a loopback address (for a reverse proxy on the same host), not on {}; listen on 127.0.0.1 or remove server.plain_http",
+            server.listen
+        )));
+    }
+    let tls_config = if server.plain_http {
+        tracing::warn!(
+            "serving plain HTTP on {} for a reverse proxy on this host; the proxy must terminate TLS 1.2+",
+            server.listen
+        );
+        None
+    } else {
+        let (cert, key) = match (&server.tls_cert, &server.tls_key) {
+            (Some(c), Some(k)) => (c.clone(), k.clone()),
+            _ => {
+                let dir = settings.data_dir.join("tls");
+                let dev = tls::development_cert(&dir, Some(server.listen.ip()))
+                    .map_err(|e| Failure::runtime(e.to_string()))?;
+                if dev.generated {
+                    tracing::warn!(
+                        "no TLS certificate configured: generated a development certificate authority {} and server certificate {}; clients must trust the CA. Configure [server] tls_cert and tls_key for production",
+                        dev.ca.display(),
+                        dev.cert.display()
+                    );
+                } else {
+                    tracing::warn!(
+                        "no TLS certificate configured: using the development certificate {} (CA {})",
+                        dev.cert.display(),
+                        dev.ca.display()
+                    );
+                }
+                (dev.cert, dev.key)
+            }
+        };
+        Some(tls::server_config(&cert, &key).map_err(|e| Failure::usage(e.to_string()))?)
+    };
+    let vault = open_vault(settings).await?;
+    let env = vault.environment();
+    let access = Arc::new(Access::new(Arc::new(vault), settings.access.clone()).await?);
+    let state = AppState {
+        access,
+        trust_forwarded_for: server.trust_forwarded_for,
+        plain_http: server.plain_http,
+    };
+    let options = ServeOptions {
+        listen: server.listen,
+        tls: tls_config,
+        ban_refresh: Duration::from_secs(2),
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let scheme = if server.plain_http { "http" } else { "https" };
+    tokio::spawn(async move {
+        if let Ok(addr) = rx.await {
+            tracing::info!("stockade {} listening on {}://{}", env, scheme, addr);
+            // A machine-readable line for scripts and tests.
+            println!("listening on {scheme}://{addr}");
+        }
+    });
+    let shutdown = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+        tracing::info!("shutting down");
+    };
+    stockade_server::serve(state, options, tx, shutdown)
+        .await
+        .map_err(|e| match e {
+            stockade_server::ServeError::PlainHttpNotLoopback(_) => Failure::usage(e.to_string()),
+            _ => Failure::runtime(e.to_string()),
+        })
+}
