@@ -478,4 +478,68 @@ mod tests {
         });
         assert!(restarted.banned(a, 500).is_some());
     }
+
+    #[test]
+    fn load_bans_follows_the_database_and_keeps_fresh_local_bans() {
+        let mut g = BanGuard::new(BanPolicy::default());
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let c: IpAddr = "192.0.2.3".parse().unwrap();
+        g.ban(a, 1000, Some(600));
+        g.ban(c, 995, Some(600));
+        let persisted_b = Ban {
+            ip: b,
+            since: 900,
+            until: Some(2000),
+            count: 1,
+            recidive: false,
+        };
+        let persisted_a = Ban {
+            ip: a,
+            since: 1000,
+            until: Some(1600),
+            count: 1,
+            recidive: false,
+        };
+        // a was lifted elsewhere; b was added elsewhere; c is local and 5 s old (being written).
+        g.load_bans(vec![(persisted_b, true), (persisted_a, false)], 1000, 10);
+        assert!(g.banned(a, 1001).is_none());
+        assert!(g.banned(b, 1001).is_some());
+        assert!(g.banned(c, 1001).is_some());
+        // Past the grace period, a local ban the database does not know is dropped.
+        g.load_bans(vec![], 1100, 10);
+        assert!(g.banned(c, 1100).is_none());
+        // History still counts towards growing bans: a's next ban is its second.
+        let mut h = BanGuard::new(BanPolicy::default());
+        h.load_bans(
+            vec![(
+                Ban {
+                    ip: a,
+                    since: 100,
+                    until: Some(700),
+                    count: 1,
+                    recidive: false,
+                },
+                false,
+            )],
+            1000,
+            10,
+        );
+        let mut outcome = FailureOutcome::Ignored;
+        for t in 0..5 {
+            outcome = h.record_failure(a, 1000 + t);
+            if matches!(outcome, FailureOutcome::Banned(_)) {
+                break;
+            }
+        }
+        let FailureOutcome::Banned(ban) = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert_eq!(ban.count, 2);
+        assert_eq!(
+            ban.until.unwrap() - ban.since,
+            1200,
+            "second ban lasts twice bantime"
+        );
+    }
 }

@@ -211,7 +211,7 @@ pub enum SessionState {
     NeedsEnrollment,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SessionView {
     pub id_hash: String,
     pub user: UserInfo,
@@ -222,11 +222,27 @@ pub struct SessionView {
     pub expires_at_ms: i64,
 }
 
+// The CSRF token is a credential: not printed.
+impl std::fmt::Debug for SessionView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionView")
+            .field("user", &self.user.id)
+            .field("state", &self.state)
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish_non_exhaustive()
+    }
+}
+
 /// TOTP enrollment material, shown once.
-#[derive(Debug)]
 pub struct Enrollment {
     pub secret_base32: Zeroizing<String>,
     pub otpauth_uri: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for Enrollment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Enrollment { [secret] }")
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

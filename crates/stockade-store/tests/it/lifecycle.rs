@@ -2,7 +2,8 @@
 
 use stockade_core::Environment;
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, Mutation, Store, StoreError, StoreOptions, probe_environment,
+    AuditDetails, AuditEntry, Change, Expect, Mutation, Store, StoreError, StoreOptions,
+    probe_environment, sql_params,
 };
 
 use crate::harness::{Backend, TEST_ACTOR, TestDb, both, event, pg_url};
@@ -16,6 +17,7 @@ both!(
     edited_migration_is_refused,
     commit_is_all_or_nothing,
     migrate_on_a_current_schema_changes_nothing,
+    shared_sql_binds_by_number_types_nulls_and_rolls_back,
 );
 
 async fn init_records_environment_and_writes_first_audit_rows(backend: Backend) {
@@ -279,4 +281,98 @@ async fn unreachable_postgres_is_named_without_the_password() {
         text.contains("127.0.0.1:1") && !text.contains("s3cret-pw"),
         "{text}"
     );
+}
+
+/// The shared SQL layer: `$N` binds parameter N on both backends even when numbers appear
+/// out of order; typed NULLs; `Expect::One` failing rolls the whole commit back.
+async fn shared_sql_binds_by_number_types_nulls_and_rolls_back(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let insert = |id: &str, ip: &str, until: Option<i64>| {
+        Change::new(
+            Mutation::Sql {
+                statement: "INSERT INTO bans (id, ip, since_s, until_s, ban_count, recidive, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                params: sql_params![id, ip, 100i64, until, 1i64, false, "manual"],
+                expect: Expect::One("ban insert"),
+            },
+            AuditEntry::new("ban.add", format!("ban:{id}"), AuditDetails::new()),
+        )
+    };
+    store
+        .commit(
+            &TEST_ACTOR,
+            vec![
+                insert("b1", "192.0.2.1", None),
+                insert("b2", "192.0.2.2", Some(500)),
+            ],
+        )
+        .await
+        .unwrap();
+    // Parameters out of textual order.
+    let lift = Change::new(
+        Mutation::Sql {
+            statement: "UPDATE bans SET lifted_at_s = $2 WHERE id = $1",
+            params: sql_params!["b2", 777i64],
+            expect: Expect::One("ban"),
+        },
+        AuditEntry::new("ban.remove", "ban:b2", AuditDetails::new()),
+    );
+    store.commit(&TEST_ACTOR, vec![lift]).await.unwrap();
+    let rows = store
+        .query("SELECT id, until_s, lifted_at_s, recidive, reason FROM bans WHERE since_s = $1 ORDER BY id", sql_params![100i64])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].text(0).unwrap(), "b1");
+    assert_eq!(rows[0].opt_int(1).unwrap(), None);
+    assert_eq!(rows[1].opt_int(1).unwrap(), Some(500));
+    assert_eq!(rows[1].opt_int(2).unwrap(), Some(777));
+    assert!(!rows[1].bool(3).unwrap());
+    assert!(rows[1].text(1).is_err(), "an integer column is not text");
+    // One statement that touches no row: nothing of the commit stays.
+    let before = store.audit_rows(0, 1000).await.unwrap().len();
+    let missing = Change::new(
+        Mutation::Sql {
+            statement: "UPDATE bans SET lifted_at_s = $2 WHERE id = $1",
+            params: sql_params!["nope", 1i64],
+            expect: Expect::One("ban nope"),
+        },
+        AuditEntry::new("ban.remove", "ban:nope", AuditDetails::new()),
+    );
+    let err = store
+        .commit(&TEST_ACTOR, vec![insert("b3", "192.0.2.3", None), missing])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::NotFound(ref w) if w == "ban nope"),
+        "{err}"
+    );
+    assert!(
+        store
+            .query_one("SELECT id FROM bans WHERE id = $1", sql_params!["b3"])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.audit_rows(0, 1000).await.unwrap().len(), before);
+    // A duplicate key is a conflict, not a crash.
+    let err = store
+        .commit(&TEST_ACTOR, vec![insert("b1", "192.0.2.9", None)])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    // Bookkeeping touches are not audited.
+    let n = store
+        .touch(
+            "UPDATE bans SET until_s = $2 WHERE id = $1",
+            sql_params!["b1", 900i64],
+        )
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    assert_eq!(store.audit_rows(0, 1000).await.unwrap().len(), before);
+    store.close().await;
+    db.cleanup().await;
 }
