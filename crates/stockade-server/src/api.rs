@@ -17,6 +17,20 @@ use stockade_core::{SecretString, time::format_rfc3339_ms};
 use crate::AppState;
 use crate::routes::{Caller, ClientIp, MaybeSession, SESSION_COOKIE, internal};
 
+/// A JSON body that did not parse: 400 with what was expected, never echoing the input
+/// (it may hold a password).
+fn bad_body(expected: &str) -> Response {
+    api_error(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        &format!(
+            "the body must be a JSON object with {expected}, sent as Content-Type: application/json"
+        ),
+    )
+}
+
+type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
+
 pub fn api_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
@@ -94,8 +108,11 @@ pub struct LoginBody {
 pub async fn login(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    Json(body): Json<LoginBody>,
+    body: JsonBody<LoginBody>,
 ) -> Response {
+    let Ok(Json(body)) = body else {
+        return bad_body("\"email\", \"password\" and \"totp\" or \"recovery_code\"");
+    };
     let password = SecretString::from(body.password);
     let factor = match (body.totp, body.recovery_code) {
         (Some(t), _) => Some(SecondFactor::Totp(SecretString::from(t))),
@@ -151,7 +168,10 @@ async fn enrollment_session(
     }
 }
 
-pub async fn mfa_enroll(State(state): State<AppState>, Json(body): Json<EnrollBody>) -> Response {
+pub async fn mfa_enroll(State(state): State<AppState>, body: JsonBody<EnrollBody>) -> Response {
+    let Ok(Json(body)) = body else {
+        return bad_body("\"enrollment_token\"");
+    };
     let session = match enrollment_session(&state, &body.enrollment_token).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -170,8 +190,11 @@ pub async fn mfa_enroll(State(state): State<AppState>, Json(body): Json<EnrollBo
 pub async fn mfa_confirm(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
-    Json(body): Json<EnrollBody>,
+    body: JsonBody<EnrollBody>,
 ) -> Response {
+    let Ok(Json(body)) = body else {
+        return bad_body("\"enrollment_token\" and \"totp\"");
+    };
     let session = match enrollment_session(&state, &body.enrollment_token).await {
         Ok(s) => s,
         Err(r) => return r,
@@ -293,8 +316,11 @@ pub struct BanBody {
 pub async fn add_ban(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-    Json(body): Json<BanBody>,
+    body: JsonBody<BanBody>,
 ) -> Response {
+    let Ok(Json(body)) = body else {
+        return bad_body("\"ip\" and optionally \"duration\"");
+    };
     let Ok(ip) = body.ip.trim().parse() else {
         return api_error(
             StatusCode::BAD_REQUEST,

@@ -167,6 +167,7 @@ pub enum UserCommand {
     /// Add a user. The password is prompted for (or read with --password-stdin); the user
     /// enrolls TOTP at first sign-in.
     Add {
+        /// The user's email address (case-insensitive).
         #[arg(long)]
         email: String,
         /// admin, operator, viewer or auditor.
@@ -179,16 +180,19 @@ pub enum UserCommand {
     List,
     /// Disable a user and end their sessions.
     Disable {
+        /// The user's email address (case-insensitive).
         #[arg(long)]
         email: String,
     },
     /// Enable a disabled user.
     Enable {
+        /// The user's email address (case-insensitive).
         #[arg(long)]
         email: String,
     },
     /// Change a user's role.
     SetRole {
+        /// The user's email address (case-insensitive).
         #[arg(long)]
         email: String,
         /// admin, operator, viewer or auditor.
@@ -197,11 +201,13 @@ pub enum UserCommand {
     },
     /// Remove a user's TOTP and recovery codes; they enroll again at next sign-in.
     ResetMfa {
+        /// The user's email address (case-insensitive).
         #[arg(long)]
         email: String,
     },
     /// Set a new password (policy-checked) and end the user's sessions.
     SetPassword {
+        /// The user's email address (case-insensitive).
         #[arg(long)]
         email: String,
         #[command(flatten)]
@@ -213,6 +219,7 @@ pub enum UserCommand {
 pub enum ApikeyCommand {
     /// Create a key; it is printed once and stored only as a hash.
     Create {
+        /// A unique name for the key, e.g. erp-sync.
         #[arg(long)]
         name: String,
         /// admin, operator, viewer or auditor.

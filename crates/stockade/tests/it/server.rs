@@ -380,6 +380,28 @@ async fn sign_in_needs_enrolled_totp_codes_are_single_use_and_logout_ends_the_se
     add_user(&sb, "ops@shop.example", "operator");
     let server = Server::start(&sb);
 
+    // Malformed bodies: a clear 400 that does not echo the input.
+    let (status, _, body) = server
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"email": "ops@shop.example", "password": 123456789}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_request"))
+    );
+    assert!(!body.to_string().contains("123456789"));
+    let res = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .header("content-type", "text/plain")
+        .body("{\"email\":\"ops@shop.example\"}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+
     // Before enrollment: only enrollment is reachable.
     let (status, _, body) = server
         .post_json(
