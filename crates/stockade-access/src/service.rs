@@ -26,7 +26,7 @@ use crate::ban::{Ban, BanGuard, BanPolicy, FailureOutcome};
 use crate::password::{self, HashError, HashParams, PasswordPolicy, PolicyViolation};
 use crate::roles::{Role, UnknownRole};
 use crate::throttle::{AccountThrottle, ThrottlePolicy};
-use crate::totp::{TotpError, TotpSecret};
+use crate::totp::TotpSecret;
 
 /// How many recovery codes a user gets at enrollment.
 pub const RECOVERY_CODES: usize = 10;
@@ -83,6 +83,8 @@ pub enum AccessError {
     ApiKeyExists(String),
     #[error("no active API key named {0:?} (see `stockade apikey list`)")]
     ApiKeyNotFound(String),
+    #[error("an API key name must be 1 to 64 printable characters")]
+    BadKeyName,
     #[error("{0:?} is not an IP address")]
     BadIp(String),
     #[error("{0} is not banned (see `stockade ban list`)")]
@@ -642,18 +644,7 @@ impl Access {
                     AuditDetails::new(),
                 ),
             ),
-            Change::new(
-                Mutation::Sql {
-                    statement: "DELETE FROM recovery_codes WHERE user_id = $1",
-                    params: sql_params![user.id.clone()],
-                    expect: Expect::Any,
-                },
-                AuditEntry::new(
-                    "mfa.recovery_codes.delete",
-                    format!("user:{}", user.id),
-                    AuditDetails::new(),
-                ),
-            ),
+            delete_recovery_codes_change(&user.id),
             self.end_sessions_change(&user.id, "mfa.reset"),
         ];
         self.store.commit(actor, changes).await?;
@@ -1067,11 +1058,10 @@ impl Access {
                         ),
                         "totp",
                     )),
-                    Err(TotpError::Replayed | TotpError::Wrong | TotpError::Malformed) | Err(_) => {
-                        Err(self
-                            .fail(ip, FailureKind::Totp, &user.email, Some(&user.id))
-                            .await)
-                    }
+                    // Wrong, malformed or replayed: one answer, one counted failure.
+                    Err(_) => Err(self
+                        .fail(ip, FailureKind::Totp, &user.email, Some(&user.id))
+                        .await),
                 }
             }
             SecondFactor::Recovery(code) => {
@@ -1389,18 +1379,7 @@ impl Access {
                     AuditDetails::new().str("ip", &ip.to_string()),
                 ),
             ),
-            Change::new(
-                Mutation::Sql {
-                    statement: "DELETE FROM recovery_codes WHERE user_id = $1",
-                    params: sql_params![user.id.clone()],
-                    expect: Expect::Any,
-                },
-                AuditEntry::new(
-                    "mfa.recovery_codes.delete",
-                    format!("user:{}", user.id),
-                    AuditDetails::new(),
-                ),
-            ),
+            delete_recovery_codes_change(&user.id),
         ];
         for _ in 0..RECOVERY_CODES {
             let code = recovery_code()?;
@@ -1552,9 +1531,7 @@ impl Access {
     ) -> Result<(ApiKeyInfo, SecretString)> {
         let name = name.trim();
         if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control()) {
-            return Err(AccessError::ApiKeyNotFound(
-                "(a name of 1 to 64 printable characters is required)".into(),
-            ));
+            return Err(AccessError::BadKeyName);
         }
         if self.api_keys().await?.iter().any(|k| k.name == name) {
             return Err(AccessError::ApiKeyExists(name.to_owned()));
@@ -1744,6 +1721,22 @@ impl Access {
             .await?;
         Ok(())
     }
+}
+
+/// Remove all of a user's recovery codes (MFA reset, re-enrollment).
+fn delete_recovery_codes_change(user_id: &str) -> Change {
+    Change::new(
+        Mutation::Sql {
+            statement: "DELETE FROM recovery_codes WHERE user_id = $1",
+            params: sql_params![user_id.to_owned()],
+            expect: Expect::Any,
+        },
+        AuditEntry::new(
+            "mfa.recovery_codes.delete",
+            format!("user:{user_id}"),
+            AuditDetails::new(),
+        ),
+    )
 }
 
 /// A recovery code: 10 base32 characters (50 bits) shown as `xxxxx-xxxxx`.

@@ -746,6 +746,23 @@ async fn api_keys_are_scoped_revocable_and_bound_to_their_environment() {
         );
         keys.push((role.parse::<Role>().unwrap(), key));
     }
+    let out = sb
+        .run(&["apikey", "create", "--name", " ", "--role", "viewer"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("1 to 64 printable characters"),
+        "{}",
+        out.stderr()
+    );
+    sb.run(&[
+        "apikey",
+        "create",
+        "--name",
+        "viewer-key",
+        "--role",
+        "viewer",
+    ])
+    .expect_code(2);
     let server = Server::start(&sb);
 
     // Walk the route table: every gated route, every role.
