@@ -226,7 +226,9 @@ pub fn add_user(sb: &Sandbox, email: &str, role: &str) {
 }
 
 /// Enroll `email` through the JSON API; returns (TOTP secret, session, recovery codes).
-pub async fn enroll(server: &Server, email: &str) -> (String, Auth, Vec<String>) {
+/// Enrolls `email`; returns the TOTP secret, the session, the recovery codes and the
+/// exact code used to confirm (regenerating it later could land in the next step).
+pub async fn enroll(server: &Server, email: &str) -> (String, Auth, Vec<String>, String) {
     let (status, _, body) = server
         .post_json(
             "/api/v1/auth/login",
@@ -252,10 +254,11 @@ pub async fn enroll(server: &Server, email: &str) -> (String, Auth, Vec<String>)
     );
     assert!(e["otpauth_uri"].as_str().unwrap().contains("period=30"));
     assert!(e["qr_svg"].as_str().unwrap().starts_with("<svg"));
+    let used = oathtool(&secret, 0);
     let (status, headers, c) = server
         .post_json(
             "/api/v1/auth/mfa/confirm",
-            json!({"enrollment_token": token, "totp": oathtool(&secret, 0)}),
+            json!({"enrollment_token": token, "totp": used}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{c}");
@@ -271,7 +274,7 @@ pub async fn enroll(server: &Server, email: &str) -> (String, Auth, Vec<String>)
         .map(|v| v.as_str().unwrap().to_owned())
         .collect();
     let csrf = c["csrf_token"].as_str().unwrap().to_owned();
-    (secret, Auth::Cookie { session, csrf }, codes)
+    (secret, Auth::Cookie { session, csrf }, codes, used)
 }
 
 fn openssl_handshake(port: u16, version: &str) -> bool {
@@ -446,7 +449,7 @@ async fn sign_in_needs_enrolled_totp_codes_are_single_use_and_logout_ends_the_se
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
-    let (secret, session, codes) = enroll(&server, "ops@shop.example").await;
+    let (secret, session, codes, used) = enroll(&server, "ops@shop.example").await;
     assert_eq!(codes.len(), 10);
     let (status, who) = server.get_with("/api/v1/whoami", &session).await;
     assert_eq!(status, StatusCode::OK);
@@ -463,7 +466,6 @@ async fn sign_in_needs_enrolled_totp_codes_are_single_use_and_logout_ends_the_se
             .extend(code.as_object().unwrap().clone());
         body
     };
-    let used = oathtool(&secret, 0);
     let (status, _, body) = server
         .post_json("/api/v1/auth/login", login(json!({"totp": used})))
         .await;
@@ -969,10 +971,12 @@ async fn pages_sign_in_enroll_lock_after_idle_and_log_out() {
         .next()
         .unwrap()
         .to_owned();
+    // Keep the exact code: regenerating it later could land in the next 30 s step.
+    let enroll_code = oathtool(&secret, 0);
     let res = c
         .post(server.url("/mfa/enroll"))
         .header("cookie", cookie(&sid))
-        .form(&form(&csrf, &[("code", &oathtool(&secret, 0))]))
+        .form(&form(&csrf, &[("code", &enroll_code)]))
         .send()
         .await
         .unwrap();
@@ -1030,7 +1034,7 @@ async fn pages_sign_in_enroll_lock_after_idle_and_log_out() {
         .header("cookie", cookie(&sid))
         .form(&form(
             &csrf,
-            &[("password", PASSWORD), ("code", &oathtool(&secret, 0))],
+            &[("password", PASSWORD), ("code", &enroll_code)],
         ))
         .send()
         .await
@@ -1243,7 +1247,7 @@ async fn access_on_postgresql_with_two_server_processes() {
         .to_owned();
     let a = Server::start(&sb);
     let b = Server::start(&sb);
-    let (secret, session, _) = enroll(&a, "admin@shop.example").await;
+    let (secret, session, _, _) = enroll(&a, "admin@shop.example").await;
     assert_eq!(
         b.get_with("/api/v1/whoami", &session).await.0,
         StatusCode::OK,
