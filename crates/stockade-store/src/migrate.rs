@@ -31,6 +31,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0002_access.sql"),
         postgres: include_str!("../migrations/postgres/0002_access.sql"),
     },
+    Migration {
+        version: 3,
+        name: "egress",
+        sqlite: include_str!("../migrations/sqlite/0003_egress.sql"),
+        postgres: include_str!("../migrations/postgres/0003_egress.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -1,0 +1,805 @@
+//! The egress gateway: the only outbound HTTP client of the workspace.
+//!
+//! Every request goes through a [`Gateway`] (one per process) by way of an [`Egress`]
+//! handle bound to a [`Caller`] and the hosts that caller may reach:
+//!
+//! - `https` only, TLS 1.2 or newer (rustls), the platform's roots plus
+//!   [`EgressConfig::extra_root_pems`] when configured; no redirects are followed.
+//! - Default deny: a request goes out only when its host and port are on the
+//!   environment's allowlist *and* on the caller's list. A refused request never
+//!   resolves or connects.
+//! - A token bucket per host and, for operations given a limit with
+//!   [`Gateway::define_limit`], one per (operation, partition); callers wait for a token.
+//! - Retries with exponential backoff and full jitter: HTTP 429 always (the request was
+//!   not processed), 5xx, timeouts and connection failures only for idempotent
+//!   requests; `Retry-After` is honoured, capped by `backoff_max`.
+//! - A circuit breaker per host: consecutive 5xx or transport failures pause the host
+//!   for a cool-down, then one probe decides.
+//! - Every attempt is recorded in `egress_log` (never bodies, header values or query
+//!   strings: only the host, the caller's path template and operation), and a blocked
+//!   request, a 4xx, a 5xx or a transport failure (final outcome) becomes an
+//!   [`Anomaly`]: broadcast to subscribers and stored in `events` for the alert pipeline.
+
+mod limits;
+mod log;
+mod policy;
+mod request;
+mod retry;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use http::{HeaderMap, Method, StatusCode};
+pub use request::{Request, Response};
+use stockade_core::Environment;
+use stockade_store::Store;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use limits::{Breaker, Bucket, Daily};
+use log::{EventRow, LogRow, Msg};
+use policy::{Refusal, Target};
+
+/// Gateway settings. [`EgressConfig::new`] gives the defaults and an empty allowlist.
+#[derive(Debug, Clone)]
+pub struct EgressConfig {
+    pub environment: Environment,
+    /// `host` (port 443), `host:port`, or `*.example.com` (any subdomain), lower case.
+    pub allowed_hosts: Vec<String>,
+    /// PEM certificates trusted in addition to the platform's roots.
+    pub extra_root_pems: Vec<String>,
+    pub connect_timeout: Duration,
+    /// Per attempt, from sending to the last byte of the body.
+    pub request_timeout: Duration,
+    pub max_attempts: u32,
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    pub breaker_failures: u32,
+    pub breaker_cooldown: Duration,
+    pub max_response_bytes: usize,
+    pub log_retention: Duration,
+    /// Per-host token bucket: (requests per second, burst).
+    pub host_rate: (f64, u32),
+}
+
+impl EgressConfig {
+    pub fn new(environment: Environment) -> Self {
+        EgressConfig {
+            environment,
+            allowed_hosts: Vec::new(),
+            extra_root_pems: Vec::new(),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(30),
+            max_attempts: 4,
+            backoff_base: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(20),
+            breaker_failures: 5,
+            breaker_cooldown: Duration::from_secs(30),
+            max_response_bytes: 8 * 1024 * 1024,
+            log_retention: Duration::from_secs(90 * 24 * 3600),
+            host_rate: (50.0, 100),
+        }
+    }
+}
+
+/// Who is sending: recorded on every log row and anomaly.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Caller {
+    Connection(String),
+    Workflow(String),
+    Alerts(String),
+    Sandbox,
+    System(&'static str),
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Caller::Connection(n) => write!(f, "connection:{n}"),
+            Caller::Workflow(n) => write!(f, "workflow:{n}"),
+            Caller::Alerts(n) => write!(f, "alerts:{n}"),
+            Caller::Sandbox => f.write_str("sandbox"),
+            Caller::System(n) => write!(f, "system:{n}"),
+        }
+    }
+}
+
+/// Why a request failed. Messages never contain URLs, query strings or header values.
+#[derive(Debug, thiserror::Error)]
+pub enum EgressError {
+    #[error(
+        "outbound request to {host} blocked: the host is not allowed for this environment or this caller; add it to the egress allowlist if it should be reachable"
+    )]
+    Blocked { host: String },
+    #[error(
+        "invalid outbound request: the URL, a header or the body could not be used; check the configured base URL and credentials format"
+    )]
+    InvalidUrl,
+    #[error("refused a non-HTTPS URL: outbound requests must use https://")]
+    NotHttps,
+    #[error(
+        "TLS failed ({0}); the server must offer TLS 1.2 or newer with a certificate trusted by the system or the configured extra roots"
+    )]
+    Tls(String),
+    #[error("could not reach the server ({0}); check the host, port and network")]
+    Connect(String),
+    #[error("the request timed out; the server is slow or unreachable, try again later")]
+    Timeout,
+    #[error(
+        "requests to {host} are paused after repeated failures; they resume after a cool-down, try again later"
+    )]
+    CircuitOpen { host: String },
+    #[error(
+        "the response exceeded {limit} bytes and was discarded; raise the egress response limit if this is expected"
+    )]
+    ResponseTooLarge { limit: usize },
+    #[error(
+        "the response (HTTP {status}, content-type {content_type:?}) is not the expected JSON; the server may be failing or the URL may be wrong"
+    )]
+    NotJson { status: u16, content_type: String },
+    #[error("the egress log could not be written: {0}")]
+    Store(String),
+}
+
+/// Something the alert pipeline should hear about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    pub at_ms: i64,
+    pub caller: String,
+    pub kind: AnomalyKind,
+    pub host: String,
+    pub method: String,
+    pub path_template: String,
+    pub operation: String,
+    pub status: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AnomalyKind {
+    /// The host is not allowed (or the URL was not https).
+    Blocked,
+    /// A final 4xx (429 included).
+    ClientError,
+    /// A final 5xx.
+    ServerError,
+    /// Timeout, connection or TLS failure, or an oversized response.
+    Transport,
+}
+
+impl AnomalyKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnomalyKind::Blocked => "blocked",
+            AnomalyKind::ClientError => "client_error",
+            AnomalyKind::ServerError => "server_error",
+            AnomalyKind::Transport => "transport",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum BucketKey {
+    Host(String),
+    Operation(&'static str, String),
+}
+
+struct Inner {
+    config: EgressConfig,
+    host_rate: Option<(f64, f64)>,
+    client: reqwest::Client,
+    limits: Mutex<HashMap<&'static str, (f64, f64)>>,
+    buckets: Mutex<HashMap<BucketKey, Bucket>>,
+    breakers: Mutex<HashMap<String, Breaker>>,
+    daily: Mutex<Daily>,
+    anomalies: broadcast::Sender<Anomaly>,
+    writer: Option<mpsc::Sender<Msg>>,
+    jitter: retry::Jitter,
+}
+
+/// The gateway. Cheap to clone; all clones share buckets, breakers and the log writer.
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+impl fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Gateway")
+            .field("environment", &self.0.config.environment)
+            .field("allowed_hosts", &self.0.config.allowed_hosts)
+            .field("logging", &self.0.writer.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Gateway {
+    /// Build the gateway. With a store, the log writer is spawned on the current tokio
+    /// runtime (there must be one) and the store must belong to the same environment.
+    pub fn new(config: EgressConfig, store: Option<Store>) -> Result<Gateway, EgressError> {
+        let mut builder = reqwest::Client::builder()
+            .https_only(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .tls_version_min(reqwest::tls::Version::TLS_1_2)
+            .connect_timeout(config.connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .no_proxy()
+            .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
+        let mut roots = Vec::new();
+        for pem in &config.extra_root_pems {
+            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
+                EgressError::Tls("an extra root certificate is not valid PEM".into())
+            })?;
+            if certs.is_empty() {
+                return Err(EgressError::Tls(
+                    "an extra root certificate entry holds no certificate".into(),
+                ));
+            }
+            roots.extend(certs);
+        }
+        if !roots.is_empty() {
+            builder = builder.tls_certs_merge(roots);
+        }
+        let client = builder.build().map_err(|e| {
+            EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e)))
+        })?;
+
+        let writer = match store {
+            None => None,
+            Some(store) => {
+                if store.environment() != config.environment {
+                    return Err(EgressError::Store(format!(
+                        "the database belongs to environment {}, the gateway to {}",
+                        store.environment(),
+                        config.environment
+                    )));
+                }
+                if tokio::runtime::Handle::try_current().is_err() {
+                    return Err(EgressError::Store(
+                        "the log writer needs a running tokio runtime".into(),
+                    ));
+                }
+                Some(log::spawn(
+                    store,
+                    config.environment.as_str(),
+                    config.log_retention,
+                ))
+            }
+        };
+        let seed = u64::try_from(stockade_core::time::now_ms()).unwrap_or(0)
+            ^ (u64::from(std::process::id()) << 32);
+        let (anomalies, _) = broadcast::channel(1024);
+        Ok(Gateway(Arc::new(Inner {
+            host_rate: limits::valid_rate(config.host_rate.0, config.host_rate.1),
+            config,
+            client,
+            limits: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(HashMap::new()),
+            breakers: Mutex::new(HashMap::new()),
+            daily: Mutex::new(Daily::default()),
+            anomalies,
+            writer,
+            jitter: retry::Jitter::new(seed),
+        })))
+    }
+
+    /// A handle for `caller`, which may reach only the hosts on both the environment's
+    /// allowlist and `hosts` (same pattern syntax).
+    pub fn client(&self, caller: Caller, hosts: &[&str]) -> Egress {
+        Egress {
+            gateway: self.clone(),
+            caller_text: Arc::from(caller.to_string()),
+            caller,
+            hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+        }
+    }
+
+    /// Rate-limit `operation`: a token bucket per (operation, partition). A rate that is
+    /// not a positive number removes the limit.
+    pub fn define_limit(&self, operation: &'static str, rate_per_sec: f64, burst: u32) {
+        let mut limits = lock(&self.0.limits);
+        match limits::valid_rate(rate_per_sec, burst) {
+            Some(l) => {
+                limits.insert(operation, l);
+            }
+            None => {
+                tracing::warn!(
+                    operation,
+                    "ignored a rate limit that is not a positive rate"
+                );
+                limits.remove(operation);
+            }
+        }
+    }
+
+    /// Take one unit of a per-UTC-day quota for `key`; `false` once `limit` were taken
+    /// today. Counts are kept in memory by this process.
+    pub fn take_daily(&self, quota: &'static str, key: &str, limit: u32) -> bool {
+        lock(&self.0.daily).take(stockade_core::time::now_ms(), quota, key, limit)
+    }
+
+    /// Anomalies from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Anomaly> {
+        self.0.anomalies.subscribe()
+    }
+
+    /// Wait until every row recorded so far is written.
+    pub async fn flush(&self) -> Result<(), EgressError> {
+        let Some(writer) = &self.0.writer else {
+            return Ok(());
+        };
+        let (reply, rx) = oneshot::channel();
+        writer
+            .send(Msg::Flush(reply))
+            .await
+            .map_err(|_| EgressError::Store("the log writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| EgressError::Store("the log writer has stopped".into()))?
+            .map_err(EgressError::Store)
+    }
+
+    /// Delete log rows and events older than the retention period now (the writer also
+    /// does this at start and hourly). Returns the number of rows deleted.
+    pub async fn prune(&self) -> Result<u64, EgressError> {
+        let Some(writer) = &self.0.writer else {
+            return Ok(0);
+        };
+        let (reply, rx) = oneshot::channel();
+        writer
+            .send(Msg::Prune(reply))
+            .await
+            .map_err(|_| EgressError::Store("the log writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| EgressError::Store("the log writer has stopped".into()))?
+            .map_err(EgressError::Store)
+    }
+
+    async fn record(&self, row: LogRow) {
+        if let Some(w) = &self.0.writer
+            && w.send(Msg::Log(row)).await.is_err()
+        {
+            tracing::warn!("the egress log writer has stopped; a log row was lost");
+        }
+    }
+
+    async fn anomaly(&self, a: Anomaly, detail: String) {
+        tracing::info!(
+            kind = a.kind.as_str(),
+            caller = %a.caller,
+            host = %a.host,
+            path = %a.path_template,
+            status = ?a.status,
+            "egress anomaly"
+        );
+        if let Some(w) = &self.0.writer {
+            let row = EventRow {
+                at_ms: a.at_ms,
+                kind: a.kind.as_str(),
+                caller: a.caller.clone(),
+                host: a.host.clone(),
+                path_template: a.path_template.clone(),
+                operation: a.operation.clone(),
+                status: a.status,
+                detail,
+            };
+            if w.send(Msg::Event(row)).await.is_err() {
+                tracing::warn!("the egress log writer has stopped; an event was lost");
+            }
+        }
+        let _ = self.0.anomalies.send(a);
+    }
+
+    /// Wait for a token from the host bucket and the operation's bucket.
+    async fn wait_for_tokens(&self, host: &str, operation: &'static str, partition: &str) {
+        let limit = lock(&self.0.limits).get(operation).copied();
+        let now = Instant::now();
+        let mut wait = Duration::ZERO;
+        {
+            let mut buckets = lock(&self.0.buckets);
+            if let Some((rate, burst)) = self.0.host_rate {
+                let b = buckets
+                    .entry(BucketKey::Host(host.to_owned()))
+                    .or_insert_with(|| Bucket::new(rate, burst, now));
+                wait = wait.max(b.reserve(now));
+            }
+            if let Some((rate, burst)) = limit {
+                let b = buckets
+                    .entry(BucketKey::Operation(operation, partition.to_owned()))
+                    .or_insert_with(|| Bucket::new(rate, burst, now));
+                b.redefine(rate, burst);
+                wait = wait.max(b.reserve(now));
+            }
+        }
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn breaker_admit(&self, host: &str) -> bool {
+        let cooldown = self.0.config.breaker_cooldown;
+        lock(&self.0.breakers)
+            .entry(host.to_owned())
+            .or_default()
+            .admit(Instant::now(), cooldown)
+    }
+
+    fn breaker_record(&self, host: &str, ok: bool) {
+        let c = &self.0.config;
+        lock(&self.0.breakers)
+            .entry(host.to_owned())
+            .or_default()
+            .record(ok, Instant::now(), c.breaker_failures, c.breaker_cooldown);
+    }
+}
+
+/// A caller's handle on the gateway.
+#[derive(Debug, Clone)]
+pub struct Egress {
+    gateway: Gateway,
+    caller: Caller,
+    caller_text: Arc<str>,
+    hosts: Vec<String>,
+}
+
+/// What one attempt produced.
+struct Attempt {
+    result: Result<Response, EgressError>,
+    status: Option<u16>,
+}
+
+impl Egress {
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+
+    fn row(&self, req: &Request, host: &str, outcome: &'static str) -> LogRow {
+        LogRow {
+            at_ms: stockade_core::time::now_ms(),
+            caller: self.caller_text.to_string(),
+            method: req.method.as_str().to_owned(),
+            host: host.to_owned(),
+            path_template: req.path_template,
+            operation: req.operation,
+            status: None,
+            outcome,
+            latency_us: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+            attempt: 0,
+        }
+    }
+
+    fn anomaly_for(
+        &self,
+        req: &Request,
+        host: &str,
+        kind: AnomalyKind,
+        status: Option<u16>,
+    ) -> Anomaly {
+        Anomaly {
+            at_ms: stockade_core::time::now_ms(),
+            caller: self.caller_text.to_string(),
+            kind,
+            host: host.to_owned(),
+            method: req.method.as_str().to_owned(),
+            path_template: req.path_template.to_owned(),
+            operation: req.operation.to_owned(),
+            status,
+        }
+    }
+
+    async fn refuse(&self, req: &Request, host: &str, err: EgressError) -> EgressError {
+        let g = &self.gateway;
+        g.record(self.row(req, host, "blocked")).await;
+        let a = self.anomaly_for(req, host, AnomalyKind::Blocked, None);
+        let detail = format!(
+            "{} refused: {}",
+            req.method,
+            match err {
+                EgressError::NotHttps => "not https",
+                _ => "host not allowed",
+            }
+        );
+        g.anomaly(a, detail).await;
+        err
+    }
+
+    /// Send `req` under the gateway's policy (see the crate documentation). After the
+    /// last attempt the last response is returned, whatever its status.
+    pub async fn send(&self, req: Request) -> Result<Response, EgressError> {
+        let g = &self.gateway;
+        let cfg = &g.0.config;
+        if req.invalid {
+            return Err(EgressError::InvalidUrl);
+        }
+        let target = match Target::parse(&req.url) {
+            Ok(t) => t,
+            Err(Refusal::NotHttps { key }) => {
+                return Err(self.refuse(&req, &key, EgressError::NotHttps).await);
+            }
+            Err(r) => return Err(r.into_error()),
+        };
+        if !policy::allowed(&cfg.allowed_hosts, &target.host, target.port)
+            || !policy::allowed(&self.hosts, &target.host, target.port)
+        {
+            let err = EgressError::Blocked {
+                host: target.key.clone(),
+            };
+            return Err(self.refuse(&req, &target.key, err).await);
+        }
+
+        let max_attempts = cfg.max_attempts.max(1);
+        let timeout = req.timeout.unwrap_or(cfg.request_timeout);
+        let mut attempt: u32 = 0;
+        let mut last: Option<Attempt> = None;
+        loop {
+            attempt += 1;
+            if !g.breaker_admit(&target.key) {
+                if let Some(prev) = last {
+                    return self.finish(&req, &target, prev, attempt - 1).await;
+                }
+                let mut row = self.row(&req, &target.key, "circuit_open");
+                row.attempt = attempt;
+                g.record(row).await;
+                return Err(EgressError::CircuitOpen {
+                    host: target.key.clone(),
+                });
+            }
+            g.wait_for_tokens(&target.key, req.operation, &req.partition)
+                .await;
+
+            let mut row = self.row(&req, &target.key, "ok");
+            let started = Instant::now();
+            let outcome = self.attempt(&req, &target, timeout).await;
+            row.latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
+            row.attempt = attempt;
+            row.status = outcome.status;
+            row.bytes_sent = req.body.as_ref().map_or(0, |b| b.len() as i64);
+            let mut retry_after = None;
+            let (retryable, host_ok) = match &outcome.result {
+                Ok(resp) => {
+                    row.bytes_received = resp.body.len() as i64;
+                    let s = resp.status;
+                    if s.is_client_error() || s.is_server_error() {
+                        row.outcome = "http_error";
+                    }
+                    if s == StatusCode::TOO_MANY_REQUESTS || s.is_server_error() {
+                        retry_after = resp
+                            .headers
+                            .get(http::header::RETRY_AFTER)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| {
+                                retry::parse_retry_after(v, stockade_core::time::now_ms())
+                            });
+                    }
+                    (
+                        s == StatusCode::TOO_MANY_REQUESTS
+                            || (s.is_server_error() && req.idempotent),
+                        !s.is_server_error(),
+                    )
+                }
+                Err(e) => {
+                    row.outcome = outcome_name(e);
+                    match e {
+                        EgressError::Timeout | EgressError::Connect(_) => (req.idempotent, false),
+                        EgressError::Tls(_) => (false, false),
+                        _ => (false, true),
+                    }
+                }
+            };
+            g.breaker_record(&target.key, host_ok);
+            g.record(row).await;
+
+            if retryable && attempt < max_attempts {
+                let delay = match retry_after {
+                    Some(d) => d.min(cfg.backoff_max),
+                    None => g.0.jitter.up_to(retry::backoff_ceiling(
+                        cfg.backoff_base,
+                        cfg.backoff_max,
+                        attempt,
+                    )),
+                };
+                tracing::debug!(
+                    host = %target.key,
+                    path = req.path_template,
+                    attempt,
+                    delay_ms = delay.as_millis() as u64,
+                    "retrying outbound request"
+                );
+                tokio::time::sleep(delay).await;
+                last = Some(outcome);
+                continue;
+            }
+            return self.finish(&req, &target, outcome, attempt).await;
+        }
+    }
+
+    /// The final outcome: count attempts, emit an anomaly when it went wrong.
+    async fn finish(
+        &self,
+        req: &Request,
+        target: &Target,
+        outcome: Attempt,
+        attempts: u32,
+    ) -> Result<Response, EgressError> {
+        let kind = match &outcome.result {
+            Ok(r) if r.status.is_server_error() => Some(AnomalyKind::ServerError),
+            Ok(r) if r.status.is_client_error() => Some(AnomalyKind::ClientError),
+            Ok(_) => None,
+            Err(_) => Some(AnomalyKind::Transport),
+        };
+        if let Some(kind) = kind {
+            let what = match &outcome.result {
+                Ok(_) => "http_error",
+                Err(e) => outcome_name(e),
+            };
+            let detail = format!("{} {what} after {attempts} attempt(s)", req.method);
+            let a = self.anomaly_for(req, &target.key, kind, outcome.status);
+            self.gateway.anomaly(a, detail).await;
+        }
+        outcome.result.map(|mut r| {
+            r.attempts = attempts;
+            r
+        })
+    }
+
+    async fn attempt(&self, req: &Request, target: &Target, timeout: Duration) -> Attempt {
+        let limit = self.gateway.0.config.max_response_bytes;
+        let mut builder = self
+            .gateway
+            .0
+            .client
+            .request(req.method.clone(), target.url.clone())
+            .headers(req.headers.clone());
+        if let Some(body) = &req.body {
+            builder = builder.body(body.clone());
+        }
+        let mut status = None;
+        let work = async {
+            let mut resp = builder.send().await.map_err(|e| classify(&e))?;
+            status = Some(resp.status().as_u16());
+            let too_large = EgressError::ResponseTooLarge { limit };
+            if resp
+                .content_length()
+                .is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX))
+            {
+                return Err(too_large);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| classify(&e))? {
+                if body.len().saturating_add(chunk.len()) > limit {
+                    return Err(too_large);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Response {
+                status: resp.status(),
+                headers: resp.headers().clone(),
+                body,
+                attempts: 1,
+            })
+        };
+        let result = match tokio::time::timeout(timeout, work).await {
+            Ok(r) => r,
+            Err(_) => Err(EgressError::Timeout),
+        };
+        Attempt { result, status }
+    }
+}
+
+fn outcome_name(e: &EgressError) -> &'static str {
+    match e {
+        EgressError::Timeout => "timeout",
+        EgressError::Tls(_) => "tls",
+        EgressError::ResponseTooLarge { .. } => "too_large",
+        EgressError::CircuitOpen { .. } => "circuit_open",
+        EgressError::Blocked { .. } | EgressError::NotHttps => "blocked",
+        _ => "connect",
+    }
+}
+
+/// The messages of an error's causes, without the top level (reqwest's own message
+/// carries the URL, query included).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        cur = err.source();
+    }
+    if parts.is_empty() {
+        parts.push("no further detail".into());
+    }
+    let mut s = parts.join(": ");
+    if s.len() > 300 {
+        let mut cut = 300;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+    s
+}
+
+/// A rustls error anywhere in the chain. `io::Error` wrappers (tokio-rustls wraps the
+/// rustls error in one, hyper-rustls wraps that in another) hide it from `source`, so
+/// they are opened with `get_ref`.
+fn tls_cause(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut depth = 0;
+    while let Some(err) = cur {
+        depth += 1;
+        if depth > 32 {
+            break;
+        }
+        if let Some(t) = err.downcast_ref::<rustls::Error>() {
+            return Some(t.to_string());
+        }
+        if let Some(inner) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            cur = Some(inner as &(dyn std::error::Error + 'static));
+            continue;
+        }
+        cur = err.source();
+    }
+    None
+}
+
+fn classify(e: &reqwest::Error) -> EgressError {
+    if e.is_timeout() {
+        return EgressError::Timeout;
+    }
+    if let Some(t) = tls_cause(e) {
+        return EgressError::Tls(t);
+    }
+    EgressError::Connect(chain(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caller_display() {
+        assert_eq!(
+            Caller::Connection("shop1".into()).to_string(),
+            "connection:shop1"
+        );
+        assert_eq!(Caller::Workflow("sync".into()).to_string(), "workflow:sync");
+        assert_eq!(Caller::Alerts("mail".into()).to_string(), "alerts:mail");
+        assert_eq!(Caller::Sandbox.to_string(), "sandbox");
+        assert_eq!(Caller::System("init").to_string(), "system:init");
+    }
+
+    /// Connectors hold `Egress` in `Send` futures and share the gateway across tasks.
+    #[test]
+    fn handles_and_futures_are_send() {
+        fn is_send_sync<T: Send + Sync + Clone>() {}
+        fn is_send<T: Send>(_: &T) {}
+        is_send_sync::<Gateway>();
+        is_send_sync::<Egress>();
+        is_send_sync::<Request>();
+        let Ok(g) = Gateway::new(EgressConfig::new(Environment::Dev), None) else {
+            panic!("gateway")
+        };
+        let e = g.client(Caller::System("t"), &[]);
+        is_send(&e.send(Request::get("https://x/", "/", "x")));
+        is_send(&g.flush());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = EgressConfig::new(Environment::Dev);
+        assert!(c.allowed_hosts.is_empty());
+        assert_eq!(c.max_attempts, 4);
+        assert_eq!(c.max_response_bytes, 8 << 20);
+        assert_eq!(c.host_rate, (50.0, 100));
+    }
+}

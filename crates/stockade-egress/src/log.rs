@@ -1,0 +1,271 @@
+//! The background writer of `egress_log` and `events` rows.
+//!
+//! Rows are queued on a bounded channel and written in batches (multi-row inserts, one
+//! statement per batch) through the store's unaudited path: this is bookkeeping of
+//! machine activity, not anyone's decision. The writer also prunes both tables by age.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use stockade_store::{SqlValue, Store, sql_params};
+use tokio::sync::{mpsc, oneshot};
+
+/// One attempt (or one refusal) as recorded.
+#[derive(Debug, Clone)]
+pub(crate) struct LogRow {
+    pub at_ms: i64,
+    pub caller: String,
+    pub method: String,
+    pub host: String,
+    pub path_template: &'static str,
+    pub operation: &'static str,
+    pub status: Option<u16>,
+    pub outcome: &'static str,
+    pub latency_us: i64,
+    pub bytes_sent: i64,
+    pub bytes_received: i64,
+    pub attempt: u32,
+}
+
+/// An anomaly as persisted for the alert pipeline.
+#[derive(Debug, Clone)]
+pub(crate) struct EventRow {
+    pub at_ms: i64,
+    pub kind: &'static str,
+    pub caller: String,
+    pub host: String,
+    pub path_template: String,
+    pub operation: String,
+    pub status: Option<u16>,
+    pub detail: String,
+}
+
+pub(crate) enum Msg {
+    Log(LogRow),
+    Event(EventRow),
+    Flush(oneshot::Sender<Result<(), String>>),
+    Prune(oneshot::Sender<Result<u64, String>>),
+}
+
+const QUEUE: usize = 16_384;
+const LOG_BATCH: usize = 64;
+const EVENT_BATCH: usize = 16;
+const DRAIN: usize = 1024;
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+const LOG_COLUMNS: &str = "at_ms, environment, caller, method, host, path_template, operation, status, outcome, latency_us, bytes_sent, bytes_received, attempt";
+const LOG_ARITY: usize = 13;
+const EVENT_COLUMNS: &str =
+    "at_ms, source, kind, caller, host, path_template, operation, status, detail";
+const EVENT_ARITY: usize = 9;
+
+/// `INSERT … VALUES (…), (…)` for 1..=max rows, built once; statements stay `&'static`.
+fn inserts(table: &str, columns: &str, arity: usize, max: usize) -> Vec<String> {
+    (1..=max)
+        .map(|rows| {
+            let values: Vec<String> = (0..rows)
+                .map(|r| {
+                    let ps: Vec<String> =
+                        (1..=arity).map(|c| format!("${}", r * arity + c)).collect();
+                    format!("({})", ps.join(", "))
+                })
+                .collect();
+            format!(
+                "INSERT INTO {table} ({columns}) VALUES {}",
+                values.join(", ")
+            )
+        })
+        .collect()
+}
+
+fn log_insert(rows: usize) -> &'static str {
+    static S: OnceLock<Vec<String>> = OnceLock::new();
+    S.get_or_init(|| inserts("egress_log", LOG_COLUMNS, LOG_ARITY, LOG_BATCH))
+        .get(rows.wrapping_sub(1))
+        .map_or("", String::as_str)
+}
+
+fn event_insert(rows: usize) -> &'static str {
+    static S: OnceLock<Vec<String>> = OnceLock::new();
+    S.get_or_init(|| inserts("events", EVENT_COLUMNS, EVENT_ARITY, EVENT_BATCH))
+        .get(rows.wrapping_sub(1))
+        .map_or("", String::as_str)
+}
+
+fn status(s: Option<u16>) -> SqlValue {
+    SqlValue::Int(s.map(i64::from))
+}
+
+/// Start the writer on the current runtime.
+pub(crate) fn spawn(
+    store: Store,
+    environment: &'static str,
+    retention: Duration,
+) -> mpsc::Sender<Msg> {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    tokio::spawn(run(store, environment, retention, rx));
+    tx
+}
+
+async fn run(store: Store, env: &'static str, retention: Duration, mut rx: mpsc::Receiver<Msg>) {
+    let mut last_error: Option<String> = None;
+    if let Err(e) = prune(&store, retention).await {
+        tracing::warn!(error = %e, "egress log pruning failed");
+    }
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        let first = match tokio::time::timeout(PRUNE_EVERY, rx.recv()).await {
+            Ok(Some(m)) => m,
+            Ok(None) => break,
+            Err(_) => {
+                if let Err(e) = prune(&store, retention).await {
+                    tracing::warn!(error = %e, "egress log pruning failed");
+                }
+                last_prune = tokio::time::Instant::now();
+                continue;
+            }
+        };
+        let mut batch = vec![first];
+        while batch.len() < DRAIN {
+            match rx.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut logs = Vec::new();
+        let mut events = Vec::new();
+        let mut flushes = Vec::new();
+        let mut prunes = Vec::new();
+        for m in batch {
+            match m {
+                Msg::Log(r) => logs.push(r),
+                Msg::Event(e) => events.push(e),
+                Msg::Flush(reply) => flushes.push(reply),
+                Msg::Prune(reply) => prunes.push(reply),
+            }
+        }
+        if let Err(e) = write_logs(&store, env, &logs).await {
+            tracing::warn!(error = %e, rows = logs.len(), "egress log rows were not written");
+            last_error = Some(e);
+        }
+        if let Err(e) = write_events(&store, &events).await {
+            tracing::warn!(error = %e, rows = events.len(), "egress events were not written");
+            last_error = Some(e);
+        }
+        for reply in prunes {
+            let r = prune(&store, retention).await;
+            last_prune = tokio::time::Instant::now();
+            let _ = reply.send(r);
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            if let Err(e) = prune(&store, retention).await {
+                tracing::warn!(error = %e, "egress log pruning failed");
+            }
+            last_prune = tokio::time::Instant::now();
+        }
+        if !flushes.is_empty() {
+            let result = match last_error.take() {
+                Some(e) => Err(e),
+                None => Ok(()),
+            };
+            for reply in flushes {
+                let _ = reply.send(result.clone());
+            }
+        }
+    }
+}
+
+async fn write_logs(store: &Store, env: &'static str, rows: &[LogRow]) -> Result<(), String> {
+    let mut result = Ok(());
+    for chunk in rows.chunks(LOG_BATCH) {
+        let mut params = Vec::with_capacity(chunk.len() * LOG_ARITY);
+        for r in chunk {
+            params.extend(sql_params![
+                r.at_ms,
+                env,
+                r.caller.as_str(),
+                r.method.as_str(),
+                r.host.as_str(),
+                r.path_template,
+                r.operation,
+            ]);
+            params.push(status(r.status));
+            params.extend(sql_params![
+                r.outcome,
+                r.latency_us,
+                r.bytes_sent,
+                r.bytes_received,
+                i64::from(r.attempt),
+            ]);
+        }
+        if let Err(e) = store.touch(log_insert(chunk.len()), params).await {
+            result = Err(e.to_string());
+        }
+    }
+    result
+}
+
+async fn write_events(store: &Store, rows: &[EventRow]) -> Result<(), String> {
+    let mut result = Ok(());
+    for chunk in rows.chunks(EVENT_BATCH) {
+        let mut params = Vec::with_capacity(chunk.len() * EVENT_ARITY);
+        for r in chunk {
+            params.extend(sql_params![
+                r.at_ms,
+                "egress",
+                r.kind,
+                r.caller.as_str(),
+                r.host.as_str(),
+                r.path_template.as_str(),
+                r.operation.as_str(),
+            ]);
+            params.push(status(r.status));
+            params.push(SqlValue::from(r.detail.as_str()));
+        }
+        if let Err(e) = store.touch(event_insert(chunk.len()), params).await {
+            result = Err(e.to_string());
+        }
+    }
+    result
+}
+
+/// Delete log rows and events older than the retention period.
+async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
+    let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = stockade_core::time::now_ms().saturating_sub(keep_ms);
+    let a = store
+        .touch(
+            "DELETE FROM egress_log WHERE at_ms < $1",
+            sql_params![cutoff],
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    let b = store
+        .touch("DELETE FROM events WHERE at_ms < $1", sql_params![cutoff])
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(a + b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_number_parameters_in_order() {
+        assert_eq!(
+            log_insert(1),
+            format!(
+                "INSERT INTO egress_log ({LOG_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            )
+        );
+        assert!(
+            log_insert(2)
+                .ends_with("($14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)")
+        );
+        assert!(log_insert(LOG_BATCH).contains(&format!("${}", LOG_BATCH * LOG_ARITY)));
+        assert_eq!(log_insert(0), "");
+        assert_eq!(log_insert(LOG_BATCH + 1), "");
+        assert!(event_insert(1).ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9)"));
+    }
+}
