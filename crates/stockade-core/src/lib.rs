@@ -6,6 +6,7 @@
 
 pub mod actor;
 pub mod env;
+pub mod order;
 pub mod pii;
 pub mod secret;
 pub mod time;

@@ -1,0 +1,416 @@
+//! Marketplace connectors: TikTok Shop, Amazon SP-API and eBay behind one [`Connector`]
+//! trait, with [`AnyConnector`] for dynamic use.
+//!
+//! Every outbound request goes through the egress gateway (`stockade_egress`): the
+//! connectors never open a socket. Signing, webhook verification and payload parsing are
+//! pure functions ([`sign`], [`tiktok::wire`], [`amazon::wire`], [`ebay::wire`]) so they
+//! can be unit-tested against the reference vectors and fuzzed.
+//!
+//! Secrets (app secrets, client secrets, refresh and access tokens) are held in
+//! `SecretString` and never appear in errors, logs or `Debug` output; buyer data is held
+//! in `Pii<String>`.
+
+// Without the gateway the connectors cannot be built, only their pure parts are used.
+#![cfg_attr(not(feature = "egress"), allow(dead_code))]
+
+use std::fmt;
+use std::future::Future;
+
+use stockade_core::SecretString;
+pub use stockade_core::order::{Address, Buyer, Marketplace, Order, OrderLine, OrderStatus};
+
+pub mod amazon;
+#[cfg(feature = "vault")]
+pub mod creds;
+mod de;
+pub mod ebay;
+#[cfg(feature = "egress")]
+mod egress;
+pub mod events;
+pub mod json;
+#[cfg(test)]
+mod mock_tests;
+pub mod sign;
+pub mod tiktok;
+mod token;
+mod transport;
+pub mod util;
+
+pub use amazon::{AmazonConfig, AmazonConnector, AmazonCredentials};
+pub use ebay::{EbayConfig, EbayConnector, EbayCredentials};
+pub use events::{EventError, InboundEvent, InboundRequest, MAX_EVENT_BODY};
+pub use tiktok::{TikTokConfig, TikTokConnector, TikTokCredentials};
+
+/// What kind of failure a marketplace call ended in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The token or signature was refused (refreshing did not help).
+    Auth,
+    /// The seller withdrew the authorisation: stop syncing, drop tokens.
+    Revoked,
+    /// Rate limited after the gateway's retries.
+    Throttled,
+    /// The request was refused as invalid.
+    Invalid,
+    /// The order, listing or SKU does not exist.
+    NotFound,
+    /// The marketplace failed (5xx).
+    Server,
+    /// No usable answer: timeout, connection or TLS failure, open circuit.
+    Transport,
+    /// The answer was not what the contract says (not JSON, wrong shape, too large).
+    Malformed,
+    /// The egress policy refused the destination.
+    Blocked,
+}
+
+impl ErrorKind {
+    /// Stable lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Auth => "auth",
+            ErrorKind::Revoked => "revoked",
+            ErrorKind::Throttled => "throttled",
+            ErrorKind::Invalid => "invalid",
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Server => "server",
+            ErrorKind::Transport => "transport",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::Blocked => "blocked",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A failed marketplace call. `code` keeps the marketplace's own error code; `message`
+/// is scrubbed (bounded, no token-like words) and never carries secrets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MarketError {
+    pub marketplace: Marketplace,
+    pub kind: ErrorKind,
+    pub code: Option<String>,
+    pub status: Option<u16>,
+    pub message: String,
+}
+
+impl MarketError {
+    /// A new error; the message is scrubbed.
+    pub fn new(marketplace: Marketplace, kind: ErrorKind, message: impl AsRef<str>) -> Self {
+        MarketError {
+            marketplace,
+            kind,
+            code: None,
+            status: None,
+            message: scrub(message.as_ref()),
+        }
+    }
+
+    /// With the marketplace's error code.
+    pub fn with_code(mut self, code: impl Into<String>) -> Self {
+        self.code = Some(scrub(&code.into()));
+        self
+    }
+
+    /// With the HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// A response that does not match the contract.
+    pub fn malformed(marketplace: Marketplace, what: impl AsRef<str>) -> Self {
+        MarketError::new(marketplace, ErrorKind::Malformed, what)
+    }
+}
+
+impl fmt::Display for MarketError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} error", self.marketplace, self.kind)?;
+        if let Some(status) = self.status {
+            write!(f, " (HTTP {status})")?;
+        }
+        if let Some(code) = &self.code {
+            write!(f, " [{code}]")?;
+        }
+        write!(f, ": {}", self.message)?;
+        let hint = match self.kind {
+            ErrorKind::Auth => "check the connection's credentials",
+            ErrorKind::Revoked => "the seller must authorise the app again",
+            ErrorKind::Throttled => "retry later",
+            ErrorKind::Blocked => "add the host to the egress allowlist",
+            ErrorKind::Transport | ErrorKind::Server => {
+                "retry later; check the marketplace's status"
+            }
+            _ => "",
+        };
+        if !hint.is_empty() {
+            write!(f, " ({hint})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for MarketError {}
+
+/// Bound a marketplace-provided message and drop anything that looks like a token: a
+/// word of 32+ characters, or one containing `|` (LWA tokens look like `Atza|…`).
+pub fn scrub(message: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in message.split_whitespace().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        if word.chars().count() >= 32 || word.contains('|') {
+            out.push_str("[…]");
+        } else {
+            out.extend(word.chars().filter(|c| !c.is_control()));
+        }
+        if out.len() > 300 {
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// Where to resume listing orders: changed at or after `since_ms`, from page `page`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OrderCursor {
+    pub since_ms: i64,
+    /// The opaque next-page marker a previous [`OrderPage`] returned.
+    pub page: Option<String>,
+}
+
+/// One page of orders.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    pub orders: Vec<Order>,
+    /// The marker of the next page, `None` on the last.
+    pub next: Option<String>,
+    /// The latest `updated_at_ms` seen on this page (or the cursor's `since_ms`): the
+    /// `since_ms` of the next poll once every page was read.
+    pub high_water_ms: i64,
+}
+
+/// How a marketplace identifies a listing. Only the fields the marketplace needs are
+/// used: TikTok `product_id` + `variant_id` (its `sku_id`) + `warehouse_ids`; Amazon
+/// `product_type` (else the configured default); eBay `offer_ids` (looked up by SKU when
+/// empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingRef {
+    /// The seller's SKU.
+    pub sku: String,
+    pub product_id: Option<String>,
+    pub variant_id: Option<String>,
+    pub warehouse_ids: Vec<String>,
+    pub product_type: Option<String>,
+    pub offer_ids: Vec<String>,
+}
+
+impl ListingRef {
+    /// A listing known only by SKU.
+    pub fn sku(sku: impl Into<String>) -> Self {
+        ListingRef {
+            sku: sku.into(),
+            ..ListingRef::default()
+        }
+    }
+}
+
+/// Set the available quantity of one SKU to an absolute value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantityUpdate {
+    pub sku: String,
+    pub quantity: u32,
+    pub listing: ListingRef,
+}
+
+/// The outcome of one [`QuantityUpdate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuantityAck {
+    pub sku: String,
+    pub quantity: u32,
+    pub accepted: bool,
+    pub error: Option<MarketError>,
+}
+
+impl QuantityAck {
+    pub(crate) fn ok(update: &QuantityUpdate) -> Self {
+        QuantityAck {
+            sku: update.sku.clone(),
+            quantity: update.quantity,
+            accepted: true,
+            error: None,
+        }
+    }
+
+    pub(crate) fn failed(update: &QuantityUpdate, error: MarketError) -> Self {
+        QuantityAck {
+            sku: update.sku.clone(),
+            quantity: update.quantity,
+            accepted: false,
+            error: Some(error),
+        }
+    }
+}
+
+/// The result of a token refresh.
+#[derive(Debug, Clone)]
+pub struct TokenInfo {
+    pub expires_at_ms: i64,
+    /// Set when the marketplace issued a new refresh token: store it in the vault.
+    pub rotated_refresh_token: Option<SecretString>,
+}
+
+/// Upper bound on pages [`Connector::list_all_orders`] walks, against a marketplace that
+/// never stops returning a next page.
+pub const MAX_PAGES: usize = 10_000;
+
+/// One marketplace connection.
+pub trait Connector: Send + Sync {
+    fn marketplace(&self) -> Marketplace;
+
+    /// Get a new access token now (the connectors also refresh on expiry by themselves).
+    fn refresh_token(&self) -> impl Future<Output = Result<TokenInfo, MarketError>> + Send;
+
+    /// One page of orders changed since the cursor.
+    fn list_orders(
+        &self,
+        cursor: &OrderCursor,
+    ) -> impl Future<Output = Result<OrderPage, MarketError>> + Send;
+
+    /// Every order changed since `since_ms`, walking all pages. Returns the orders and
+    /// the high-water mark for the next poll.
+    fn list_all_orders(
+        &self,
+        since_ms: i64,
+    ) -> impl Future<Output = Result<(Vec<Order>, i64), MarketError>> + Send {
+        async move {
+            let mut cursor = OrderCursor {
+                since_ms,
+                page: None,
+            };
+            let mut orders = Vec::new();
+            let mut high = since_ms;
+            for _ in 0..MAX_PAGES {
+                let page = self.list_orders(&cursor).await?;
+                high = high.max(page.high_water_ms);
+                orders.extend(page.orders);
+                match page.next {
+                    Some(next) if cursor.page.as_deref() != Some(next.as_str()) => {
+                        cursor.page = Some(next);
+                    }
+                    Some(_) => {
+                        return Err(MarketError::malformed(
+                            self.marketplace(),
+                            "the marketplace returned the same next-page marker twice",
+                        ));
+                    }
+                    None => return Ok((orders, high)),
+                }
+            }
+            Err(MarketError::malformed(
+                self.marketplace(),
+                "too many pages of orders",
+            ))
+        }
+    }
+
+    /// One order by the marketplace's id.
+    fn get_order(&self, id: &str) -> impl Future<Output = Result<Order, MarketError>> + Send;
+
+    /// Set absolute available quantities. One acknowledgement per update, in order.
+    fn set_quantities(
+        &self,
+        updates: &[QuantityUpdate],
+    ) -> impl Future<Output = Result<Vec<QuantityAck>, MarketError>> + Send;
+
+    /// Current available quantities, `(sku, quantity)`.
+    fn get_quantities(
+        &self,
+        listings: &[ListingRef],
+    ) -> impl Future<Output = Result<Vec<(String, u32)>, MarketError>> + Send;
+
+    /// Verify an inbound webhook or event delivery and parse it.
+    fn verify_event(
+        &self,
+        request: &InboundRequest,
+    ) -> impl Future<Output = Result<InboundEvent, EventError>> + Send;
+}
+
+/// Any of the three connectors, for code that picks one at run time.
+#[derive(Debug)]
+pub enum AnyConnector {
+    TikTok(TikTokConnector),
+    Amazon(AmazonConnector),
+    Ebay(EbayConnector),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $c:ident => $e:expr) => {
+        match $self {
+            AnyConnector::TikTok($c) => $e,
+            AnyConnector::Amazon($c) => $e,
+            AnyConnector::Ebay($c) => $e,
+        }
+    };
+}
+
+impl Connector for AnyConnector {
+    fn marketplace(&self) -> Marketplace {
+        dispatch!(self, c => c.marketplace())
+    }
+
+    async fn refresh_token(&self) -> Result<TokenInfo, MarketError> {
+        dispatch!(self, c => c.refresh_token().await)
+    }
+
+    async fn list_orders(&self, cursor: &OrderCursor) -> Result<OrderPage, MarketError> {
+        dispatch!(self, c => c.list_orders(cursor).await)
+    }
+
+    async fn get_order(&self, id: &str) -> Result<Order, MarketError> {
+        dispatch!(self, c => c.get_order(id).await)
+    }
+
+    async fn set_quantities(
+        &self,
+        updates: &[QuantityUpdate],
+    ) -> Result<Vec<QuantityAck>, MarketError> {
+        dispatch!(self, c => c.set_quantities(updates).await)
+    }
+
+    async fn get_quantities(
+        &self,
+        listings: &[ListingRef],
+    ) -> Result<Vec<(String, u32)>, MarketError> {
+        dispatch!(self, c => c.get_quantities(listings).await)
+    }
+
+    async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
+        dispatch!(self, c => c.verify_event(request).await)
+    }
+}
+
+impl From<TikTokConnector> for AnyConnector {
+    fn from(c: TikTokConnector) -> Self {
+        AnyConnector::TikTok(c)
+    }
+}
+
+impl From<AmazonConnector> for AnyConnector {
+    fn from(c: AmazonConnector) -> Self {
+        AnyConnector::Amazon(c)
+    }
+}
+
+impl From<EbayConnector> for AnyConnector {
+    fn from(c: EbayConnector) -> Self {
+        AnyConnector::Ebay(c)
+    }
+}
