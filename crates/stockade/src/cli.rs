@@ -91,6 +91,51 @@ pub enum Command {
     /// Manage address bans: list, add, remove.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Run local simulators of TikTok Shop, Amazon SP-API and eBay (HTTPS, with their
+    /// signing, tokens, rate limits and error bodies) and print their URLs and test
+    /// credentials. For development and tests only; runs until Ctrl-C.
+    #[command(
+        after_long_help = "Each marketplace gets its own HTTPS server on 127.0.0.1 and a random port, signed by a\ntest certificate authority written to --ca-file. Faults can be injected at start\n(--fault amazon:throttle_rate=0.2) and at run time:\n  curl --cacert sandbox-ca.pem -X PUT https://127.0.0.1:PORT/_sandbox/faults \\\n       -H 'content-type: application/json' -d '{\"error_rate\":0.1}'\nOther admin routes under /_sandbox/ (loopback only): orders, orders/{id}/advance,\nlistings, deliveries, revoke, expire-tokens, webhook, rate-limits. See docs/marketplaces.md.\n\nExample:\n  stockade sandbox --seed 7 --skus 20 --orders 50"
+    )]
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxArgs {
+    /// Seed of the simulated world: the same seed gives the same credentials, listings
+    /// and orders.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Sellers per marketplace.
+    #[arg(long, default_value_t = 1)]
+    pub sellers: usize,
+    /// SKUs per seller.
+    #[arg(long, default_value_t = 10)]
+    pub skus: usize,
+    /// Starting quantity of every listing.
+    #[arg(long, default_value_t = 100)]
+    pub quantity: u32,
+    /// Orders to generate on each marketplace at start.
+    #[arg(long, default_value_t = 0)]
+    pub orders: usize,
+    /// Turn the marketplaces' rate limits off (benchmarks).
+    #[arg(long)]
+    pub no_rate_limits: bool,
+    /// A fault at start, as MARKETPLACE:NAME=VALUE (repeatable). Names: latency_ms,
+    /// error_rate, throttle_rate, timeout_rate, malformed_rate, drop_rate (rates 0..1).
+    #[arg(long = "fault", value_name = "M:NAME=VALUE")]
+    pub faults: Vec<String>,
+    /// Deliver a marketplace's webhooks/events to this HTTPS URL, as
+    /// MARKETPLACE=URL (repeatable), e.g. tiktok=https://127.0.0.1:8443/hooks/tiktok/shop1.
+    #[arg(long = "webhook", value_name = "M=URL")]
+    pub webhooks: Vec<String>,
+    /// A PEM certificate authority to trust when delivering webhooks (e.g. the
+    /// development CA of `stockade serve`, DATA_DIR/tls/dev-ca.pem).
+    #[arg(long, value_name = "PEM")]
+    pub webhook_ca: Option<std::path::PathBuf>,
+    /// Where to write the sandbox's test certificate authority (PEM).
+    #[arg(long, value_name = "PATH", default_value = "sandbox-ca.pem")]
+    pub ca_file: std::path::PathBuf,
 }
 
 #[derive(Debug, Subcommand)]

@@ -32,7 +32,44 @@ struct FileConfig {
     access: AccessFileConfig,
     #[serde(default)]
     ban: BanFileConfig,
+    #[serde(default)]
+    egress: EgressFileConfig,
 }
+
+/// The outbound allowlist and limits of this environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressFileConfig {
+    allowed_hosts: Option<Vec<String>>,
+    extra_root_certs: Option<Vec<PathBuf>>,
+    connect_timeout: Option<String>,
+    request_timeout: Option<String>,
+    max_attempts: Option<u32>,
+    log_retention: Option<String>,
+}
+
+/// The marketplaces' documented hosts: the default allowlist of a production process.
+/// Each connection is narrowed further to its own marketplace's hosts.
+const PROD_HOSTS: &[&str] = &[
+    "api.amazon.com",
+    "sellingpartnerapi-na.amazon.com",
+    "sellingpartnerapi-eu.amazon.com",
+    "sellingpartnerapi-fe.amazon.com",
+    "auth.tiktok-shops.com",
+    "open-api.tiktokglobalshop.com",
+    "api.ebay.com",
+    "apiz.ebay.com",
+];
+
+/// The marketplaces' own sandbox hosts: the default allowlist of dev and staging.
+/// The local simulators (`stockade sandbox`) are added by the commands that start them.
+const TEST_HOSTS: &[&str] = &[
+    "api.amazon.com",
+    "sandbox.sellingpartnerapi-na.amazon.com",
+    "sandbox.sellingpartnerapi-eu.amazon.com",
+    "sandbox.sellingpartnerapi-fe.amazon.com",
+    "api.sandbox.ebay.com",
+];
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -118,6 +155,9 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     pub server: ServerSettings,
     pub access: stockade_access::AccessConfig,
+    /// Outbound requests: allowlist, extra trust roots, timeouts, log retention. The
+    /// environment is filled in by [`Settings::egress_config`].
+    pub egress: EgressSettings,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -238,6 +278,7 @@ impl Settings {
         provenance.push(("postgres.max_connections", max.to_string(), src));
 
         let (server, access) = access_settings(&file, &mut provenance)?;
+        let egress = egress_settings(&file.egress, env, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -248,8 +289,25 @@ impl Settings {
             config_file,
             server,
             access,
+            egress,
             provenance,
         })
+    }
+
+    /// The egress gateway's configuration for `env`.
+    pub fn egress_config(&self, env: Environment) -> stockade_egress::EgressConfig {
+        let mut c = stockade_egress::EgressConfig::new(env);
+        c.allowed_hosts = match &self.egress.allowed_hosts {
+            Some(hosts) => hosts.clone(),
+            None if env.is_production() => PROD_HOSTS.iter().map(|h| h.to_string()).collect(),
+            None => TEST_HOSTS.iter().map(|h| h.to_string()).collect(),
+        };
+        c.extra_root_pems = self.egress.extra_root_pems.clone();
+        c.connect_timeout = self.egress.connect_timeout;
+        c.request_timeout = self.egress.request_timeout;
+        c.max_attempts = self.egress.max_attempts;
+        c.log_retention = self.egress.log_retention;
+        c
     }
 
     /// The environment, which every command but `config` needs.
@@ -287,6 +345,105 @@ fn load_file(path: &Path) -> Result<FileConfig, Failure> {
         let msg = e.message().replace('\n', " ");
         Failure::usage(format!("config file {} is invalid: {msg}", path.display()))
     })
+}
+
+/// `[egress]`, resolved.
+#[derive(Debug, Clone)]
+pub struct EgressSettings {
+    /// None: the built-in list for the environment.
+    pub allowed_hosts: Option<Vec<String>>,
+    pub extra_root_pems: Vec<String>,
+    pub connect_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub max_attempts: u32,
+    pub log_retention: std::time::Duration,
+}
+
+fn egress_settings(
+    e: &EgressFileConfig,
+    env: Option<Environment>,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<EgressSettings, Failure> {
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let defaults = stockade_egress::EgressConfig::new(env.unwrap_or(Environment::Dev));
+    let duration = |name: &str, text: &Option<String>, default: std::time::Duration| {
+        let s = seconds(name, text, default.as_secs() as i64)?;
+        if s <= 0 {
+            return Err(Failure::usage(format!(
+                "{name} must be a positive duration (e.g. \"30s\")"
+            )));
+        }
+        Ok(std::time::Duration::from_secs(s as u64))
+    };
+    if let Some(hosts) = &e.allowed_hosts {
+        for h in hosts {
+            let ok = !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
+                && h == &h.to_ascii_lowercase();
+            if !ok {
+                return Err(Failure::usage(format!(
+                    "egress.allowed_hosts entry {h:?} is not a host: use lowercase \"host\", \"host:port\" or \"*.domain\" (no scheme, no path)"
+                )));
+            }
+        }
+    }
+    let mut extra_root_pems = Vec::new();
+    for path in e.extra_root_certs.iter().flatten() {
+        let pem = std::fs::read_to_string(path).map_err(|err| {
+            Failure::usage(format!(
+                "egress.extra_root_certs: cannot read {}: {err}",
+                path.display()
+            ))
+        })?;
+        extra_root_pems.push(pem);
+    }
+    let out = EgressSettings {
+        allowed_hosts: e.allowed_hosts.clone(),
+        extra_root_pems,
+        connect_timeout: duration(
+            "egress.connect_timeout",
+            &e.connect_timeout,
+            defaults.connect_timeout,
+        )?,
+        request_timeout: duration(
+            "egress.request_timeout",
+            &e.request_timeout,
+            defaults.request_timeout,
+        )?,
+        max_attempts: e.max_attempts.unwrap_or(defaults.max_attempts).clamp(1, 10),
+        log_retention: duration(
+            "egress.log_retention",
+            &e.log_retention,
+            defaults.log_retention,
+        )?,
+    };
+    provenance.push((
+        "egress.allowed_hosts",
+        match &out.allowed_hosts {
+            Some(h) => h.join(", "),
+            None => {
+                "(the marketplaces' hosts for this environment; see docs/marketplaces.md)".into()
+            }
+        },
+        src(e.allowed_hosts.is_some()),
+    ));
+    provenance.push((
+        "egress.extra_root_certs",
+        format!("{} file(s)", out.extra_root_pems.len()),
+        src(e.extra_root_certs.is_some()),
+    ));
+    provenance.push((
+        "egress.request_timeout",
+        format!("{}s", out.request_timeout.as_secs()),
+        src(e.request_timeout.is_some()),
+    ));
+    provenance.push((
+        "egress.log_retention",
+        format!("{}s", out.log_retention.as_secs()),
+        src(e.log_retention.is_some()),
+    ));
+    Ok(out)
 }
 
 fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, Failure> {

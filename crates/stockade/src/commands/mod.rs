@@ -5,6 +5,7 @@ mod audit;
 mod demo;
 mod init;
 mod key;
+mod sandbox;
 mod serve;
 
 use stockade_core::Actor;
@@ -31,6 +32,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(cmd) => access::user(&settings, cmd).await,
         Command::Apikey(cmd) => access::apikey(&settings, cmd).await,
         Command::Ban(cmd) => access::ban(&settings, cmd).await,
+        Command::Sandbox(args) => sandbox::run(args).await,
     }
 }
 

@@ -59,6 +59,11 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     };
     let vault = open_vault(settings).await?;
     let env = vault.environment();
+    // The one outbound client of this process: its request log and anomaly events go to
+    // this environment's database and are pruned after [egress] log_retention.
+    let gateway =
+        stockade_egress::Gateway::new(settings.egress_config(env), Some(vault.store().clone()))
+            .map_err(|e| Failure::usage(format!("[egress] configuration: {e}")))?;
     let access = Arc::new(Access::new(Arc::new(vault), settings.access.clone()).await?);
     let state = AppState {
         access,
@@ -95,10 +100,14 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
         }
         tracing::info!("shutting down");
     };
-    stockade_server::serve(state, options, tx, shutdown)
+    let served = stockade_server::serve(state, options, tx, shutdown)
         .await
         .map_err(|e| match e {
             stockade_server::ServeError::PlainHttpNotLoopback(_) => Failure::usage(e.to_string()),
             _ => Failure::runtime(e.to_string()),
-        })
+        });
+    if let Err(e) = gateway.flush().await {
+        tracing::warn!("the last egress log rows could not be written: {e}");
+    }
+    served
 }
