@@ -6,4 +6,5 @@
 
 mod cli;
 mod harness;
+mod marketplaces;
 mod server;
