@@ -5,10 +5,12 @@ use std::sync::Mutex;
 use stockade_core::SecretString;
 use stockade_core::time::now_ms;
 
-/// Refresh this long before the marketplace's expiry.
+/// Refresh this long before the marketplace's expiry (or half the token's lifetime, for
+/// a token that lives less than two margins).
 const EXPIRY_MARGIN_MS: i64 = 60_000;
 
 pub(crate) struct TokenCache {
+    /// (token, refresh after this time)
     access: Mutex<Option<(SecretString, i64)>>,
     refresh: Mutex<SecretString>,
     rotated: Mutex<Option<SecretString>>,
@@ -30,14 +32,16 @@ impl TokenCache {
     pub(crate) fn current(&self) -> Option<SecretString> {
         let guard = self.access.lock().ok()?;
         match &*guard {
-            Some((token, expires)) if *expires - EXPIRY_MARGIN_MS > now_ms() => Some(token.clone()),
+            Some((token, refresh_after)) if *refresh_after > now_ms() => Some(token.clone()),
             _ => None,
         }
     }
 
     pub(crate) fn store(&self, token: SecretString, expires_at_ms: i64) {
+        let lifetime = expires_at_ms - now_ms();
+        let refresh_after = expires_at_ms - EXPIRY_MARGIN_MS.min(lifetime / 2).max(0);
         if let Ok(mut guard) = self.access.lock() {
-            *guard = Some((token, expires_at_ms));
+            *guard = Some((token, refresh_after));
         }
     }
 
@@ -73,5 +77,27 @@ impl TokenCache {
     /// A rotated refresh token not yet collected by the caller.
     pub(crate) fn take_rotated(&self) -> Option<SecretString> {
         self.rotated.lock().ok().and_then(|mut g| g.take())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn short_lived_tokens_are_used_and_long_ones_refreshed_a_minute_early() {
+        let cache = TokenCache::new(SecretString::from("r".to_owned()));
+        // A 20 s token (less than two margins) is still usable at once.
+        cache.store(SecretString::from("short".to_owned()), now_ms() + 20_000);
+        assert!(cache.current().is_some());
+        // An hour's token is used until a minute before it expires.
+        cache.store(SecretString::from("hour".to_owned()), now_ms() + 3_600_000);
+        let refresh_after = cache.access.lock().unwrap().as_ref().unwrap().1;
+        assert!((refresh_after - (now_ms() + 3_540_000)).abs() < 1_000);
+        cache.store(SecretString::from("late".to_owned()), now_ms() - 1);
+        assert!(cache.current().is_none(), "expired");
+        cache.invalidate();
+        assert!(cache.current().is_none());
     }
 }

@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod contract;
 mod events;
 mod payloads;
 mod vectors;
