@@ -165,6 +165,8 @@ pub enum AnomalyKind {
     ServerError,
     /// Timeout, connection or TLS failure, or an oversized response.
     Transport,
+    /// A 2xx answer that is not the JSON the API promises (see `Request::expect_json`).
+    Malformed,
 }
 
 impl AnomalyKind {
@@ -174,6 +176,7 @@ impl AnomalyKind {
             AnomalyKind::ClientError => "client_error",
             AnomalyKind::ServerError => "server_error",
             AnomalyKind::Transport => "transport",
+            AnomalyKind::Malformed => "malformed",
         }
     }
 }
@@ -627,11 +630,15 @@ impl Egress {
         let kind = match &outcome.result {
             Ok(r) if r.status.is_server_error() => Some(AnomalyKind::ServerError),
             Ok(r) if r.status.is_client_error() => Some(AnomalyKind::ClientError),
+            Ok(r) if req.expect_json && !r.body.is_empty() && !is_json(&r.body) => {
+                Some(AnomalyKind::Malformed)
+            }
             Ok(_) => None,
             Err(_) => Some(AnomalyKind::Transport),
         };
         if let Some(kind) = kind {
             let what = match &outcome.result {
+                Ok(_) if kind == AnomalyKind::Malformed => "malformed_body",
                 Ok(_) => "http_error",
                 Err(e) => outcome_name(e),
             };
@@ -760,6 +767,11 @@ fn classify(e: &reqwest::Error) -> EgressError {
         return EgressError::Tls(t);
     }
     EgressError::Connect(chain(e))
+}
+
+/// Whether `body` is one syntactically complete JSON document.
+fn is_json(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok()
 }
 
 #[cfg(test)]

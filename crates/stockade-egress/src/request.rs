@@ -26,6 +26,8 @@ pub struct Request {
     pub(crate) timeout: Option<Duration>,
     /// A header or body could not be built; `send` refuses the request.
     pub(crate) invalid: bool,
+    /// A non-empty 2xx answer must be JSON; anything else is an anomaly.
+    pub(crate) expect_json: bool,
 }
 
 impl fmt::Debug for Request {
@@ -66,6 +68,7 @@ impl Request {
             partition: String::new(),
             timeout: None,
             invalid: false,
+            expect_json: false,
         }
     }
 
@@ -165,6 +168,14 @@ impl Request {
     /// Whether the request may be repeated after a 5xx, a timeout or a connection failure.
     pub fn idempotent(mut self, yes: bool) -> Self {
         self.idempotent = yes;
+        self
+    }
+
+    /// The API answers JSON: a non-empty 2xx body that is not JSON (an HTML error page,
+    /// a truncated document) is recorded as a `malformed` anomaly. The response is still
+    /// returned; the caller reports its own typed error.
+    pub fn expect_json(mut self, yes: bool) -> Self {
+        self.expect_json = yes;
         self
     }
 

@@ -38,6 +38,9 @@ impl Transport for EgressTransport {
             if let Some(i) = request.idempotent {
                 req = req.idempotent(i);
             }
+            // Every marketplace API answers JSON; an HTML page or a truncated document
+            // on a 2xx is recorded as a malformed-answer anomaly by the gateway.
+            req = req.expect_json(true);
             let resp = self
                 .egress
                 .send(req)

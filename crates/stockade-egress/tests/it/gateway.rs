@@ -507,9 +507,19 @@ async fn anomalies_are_broadcast_for_final_failures() {
         .unwrap_err();
     assert!(matches!(err, EgressError::Connect(_)), "{err:?}");
     assert!(!err.to_string().contains("https://"), "{err}");
+    // A 200 that is not the promised JSON: returned, and recorded as malformed.
+    let html = c
+        .send(Request::get(srv.url("/html"), "/html", "page").expect_json(true))
+        .await
+        .unwrap();
+    assert_eq!(html.status, 200);
+    // The same answer when JSON was not promised is not an anomaly.
+    c.send(Request::get(srv.url("/html"), "/html", "page"))
+        .await
+        .unwrap();
 
     let mut got = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..5 {
         got.push(
             tokio::time::timeout(Duration::from_secs(5), rx.recv())
                 .await
@@ -529,6 +539,7 @@ async fn anomalies_are_broadcast_for_final_failures() {
             (AnomalyKind::ClientError, Some(404)),
             (AnomalyKind::ServerError, Some(500)),
             (AnomalyKind::Transport, None),
+            (AnomalyKind::Malformed, Some(200)),
         ]
     );
     assert_eq!(got[0].host, "evil.example");

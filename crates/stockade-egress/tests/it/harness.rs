@@ -209,6 +209,10 @@ async fn handler(
     };
     match parts.as_slice() {
         ["ok", ..] => reply(200, Body::from(r#"{"ok":true}"#)),
+        ["html", ..] => reply(
+            200,
+            Body::from("<html><body>Service Unavailable</body></html>"),
+        ),
         ["status", code, ..] => reply(code.parse().unwrap(), Body::from(r#"{"error":"scripted"}"#)),
         ["throttle", n, ..] => {
             let n: u32 = n.parse().unwrap();
