@@ -414,3 +414,23 @@ impl From<EbayConnector> for AnyConnector {
         AnyConnector::Ebay(c)
     }
 }
+
+/// A successful answer's JSON body, or a `Malformed` error (an HTML page, a truncated
+/// document) that names the status but never echoes the body.
+pub(crate) fn parse_json_answer<T: serde::de::DeserializeOwned>(
+    marketplace: Marketplace,
+    status: u16,
+    body: &[u8],
+) -> Result<T, MarketError> {
+    if !matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{' | b'[')
+    ) {
+        return Err(
+            MarketError::malformed(marketplace, "the answer is not JSON").with_status(status),
+        );
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        MarketError::malformed(marketplace, events::serde_message(&e)).with_status(status)
+    })
+}

@@ -89,14 +89,7 @@ pub(crate) fn parse_ok<T: serde::de::DeserializeOwned>(
     status: u16,
     body: &[u8],
 ) -> Result<T, MarketError> {
-    if !matches!(
-        body.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'{' | b'[')
-    ) {
-        return Err(MarketError::malformed(EBAY, "the answer is not JSON").with_status(status));
-    }
-    serde_json::from_slice(body)
-        .map_err(|e| MarketError::malformed(EBAY, serde_message(&e)).with_status(status))
+    crate::parse_json_answer(EBAY, status, body)
 }
 
 #[derive(Deserialize)]
