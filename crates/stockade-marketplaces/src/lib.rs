@@ -271,6 +271,69 @@ pub struct TokenInfo {
 /// never stops returning a next page.
 pub const MAX_PAGES: usize = 10_000;
 
+/// Most ids one bulk order fetch takes: TikTok Get Order Detail (`ids`) and eBay
+/// getOrders (`orderIds`) both stop at 50.
+pub const MAX_IDS_PER_CALL: usize = 50;
+
+/// The ids worth asking for, once each, in their first order: empty ids and ids holding
+/// a comma (the bulk calls' separator, so never a real id) are left out.
+pub(crate) fn batch_ids(ids: &[String]) -> Vec<&str> {
+    let mut seen = std::collections::HashSet::with_capacity(ids.len());
+    ids.iter()
+        .map(String::as_str)
+        .filter(|id| !id.is_empty() && !id.contains(','))
+        .filter(|id| seen.insert(*id))
+        .collect()
+}
+
+/// Run `futures` with at most `limit` in flight (pulled from the iterator as others
+/// finish) and collect their values in completion order. The first error ends the run;
+/// the futures still running are dropped, which cancels their requests.
+pub(crate) async fn try_join_bounded<T, F>(
+    futures: impl IntoIterator<Item = F>,
+    limit: usize,
+) -> Result<Vec<T>, MarketError>
+where
+    F: Future<Output = Result<T, MarketError>>,
+{
+    use std::pin::Pin;
+    use std::task::Poll;
+
+    let mut pending = futures.into_iter();
+    let mut running: Vec<Pin<Box<F>>> = Vec::new();
+    let mut out = Vec::new();
+    loop {
+        while running.len() < limit.max(1) {
+            match pending.next() {
+                Some(f) => running.push(Box::pin(f)),
+                None => break,
+            }
+        }
+        if running.is_empty() {
+            return Ok(out);
+        }
+        // Every running future is polled on every wake-up, so none misses its wake.
+        let value = std::future::poll_fn(|cx| {
+            let mut ready = None;
+            for (i, f) in running.iter_mut().enumerate() {
+                if let Poll::Ready(v) = f.as_mut().poll(cx) {
+                    ready = Some((i, v));
+                    break;
+                }
+            }
+            match ready {
+                Some((i, v)) => {
+                    drop(running.swap_remove(i));
+                    Poll::Ready(v)
+                }
+                None => Poll::Pending,
+            }
+        })
+        .await;
+        out.push(value?);
+    }
+}
+
 /// One marketplace connection.
 pub trait Connector: Send + Sync {
     fn marketplace(&self) -> Marketplace;
@@ -324,6 +387,31 @@ pub trait Connector: Send + Sync {
     /// One order by the marketplace's id.
     fn get_order(&self, id: &str) -> impl Future<Output = Result<Order, MarketError>> + Send;
 
+    /// Several orders by the marketplace's ids, with the marketplace's bulk call where it
+    /// has one ([`MAX_IDS_PER_CALL`] ids a call). Returns the orders found, in any order,
+    /// each exactly as [`Connector::get_order`] would give it; an id the marketplace does
+    /// not know is simply absent (so is an empty id or one holding a comma), and a
+    /// repeated id comes back once. An empty `ids` makes no call. Any other failure fails
+    /// the whole call.
+    ///
+    /// The default fetches one id at a time; the connectors override it.
+    fn get_orders(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Order>, MarketError>> + Send {
+        async move {
+            let mut out = Vec::new();
+            for id in batch_ids(ids) {
+                match self.get_order(id).await {
+                    Ok(order) => out.push(order),
+                    Err(e) if e.kind == ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        }
+    }
+
     /// Set absolute available quantities. One acknowledgement per update, in order.
     fn set_quantities(
         &self,
@@ -376,6 +464,10 @@ impl Connector for AnyConnector {
 
     async fn get_order(&self, id: &str) -> Result<Order, MarketError> {
         dispatch!(self, c => c.get_order(id).await)
+    }
+
+    async fn get_orders(&self, ids: &[String]) -> Result<Vec<Order>, MarketError> {
+        dispatch!(self, c => c.get_orders(ids).await)
     }
 
     async fn set_quantities(

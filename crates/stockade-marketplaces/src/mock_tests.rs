@@ -627,3 +627,47 @@ async fn ebay_challenge_and_signed_post_with_cached_key() {
         EventError::BadSignature
     );
 }
+
+#[test]
+fn batch_ids_keep_each_usable_id_once_in_order() {
+    let ids: Vec<String> = ["b", "a", "", "b", "x,y", "c"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    assert_eq!(batch_ids(&ids), ["b", "a", "c"]);
+}
+
+#[tokio::test]
+async fn try_join_bounded_keeps_the_bound_and_stops_at_the_first_error() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let running = AtomicUsize::new(0);
+    let peak = AtomicUsize::new(0);
+    let calls = (0..20u32).map(|i| {
+        let (running, peak) = (&running, &peak);
+        async move {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(u64::from(i % 3))).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok::<u32, MarketError>(i)
+        }
+    });
+    let mut got = try_join_bounded(calls, 4).await.unwrap();
+    got.sort_unstable();
+    assert_eq!(got, (0..20).collect::<Vec<_>>());
+    assert!(peak.load(Ordering::SeqCst) <= 4);
+
+    let failing = (0..5u32).map(|i| async move {
+        if i == 2 {
+            Err(MarketError::new(
+                Marketplace::TikTok,
+                ErrorKind::Server,
+                "boom",
+            ))
+        } else {
+            Ok(i)
+        }
+    });
+    let e = try_join_bounded(failing, 2).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Server);
+}

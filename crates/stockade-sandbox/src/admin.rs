@@ -436,6 +436,11 @@ async fn get_deliveries(State(sim): State<Arc<Sim>>) -> Response {
     json_response(StatusCode::OK, &Value::Array(list))
 }
 
+/// The delivery counters (all marketplaces share one outbox).
+async fn get_delivery_stats(State(sim): State<Arc<Sim>>) -> Response {
+    json_response(StatusCode::OK, &json!(sim.outbox.stats()))
+}
+
 #[derive(Deserialize)]
 struct SellerRef {
     seller_id: String,
@@ -498,6 +503,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/_sandbox/listings", get(get_listings))
         .route("/_sandbox/listings/{seller_id}/{sku}", put(put_listing))
         .route("/_sandbox/deliveries", get(get_deliveries))
+        .route("/_sandbox/delivery-stats", get(get_delivery_stats))
         .route("/_sandbox/revoke", post(post_revoke))
         .route("/_sandbox/expire-tokens", post(post_expire))
         .route("/_sandbox/webhook", put(put_webhook))

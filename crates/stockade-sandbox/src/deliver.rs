@@ -1,18 +1,30 @@
 //! Signed webhook / event delivery through the egress gateway, and the delivery log.
 //! This is the only module that talks to `stockade-egress`.
+//!
+//! One dispatcher reads the queue in order and starts each delivery as its own task,
+//! at most `delivery_concurrency` at once (the gateway's client keeps the connections
+//! alive and pools them). Each delivery gets a sequence number when it starts; a flush
+//! queued after delivery `n` is answered once no delivery numbered below `n` is still
+//! running, so it waits for everything queued before it and for nothing after it. The
+//! log keeps the newest `delivery_log_limit` deliveries; the counters are atomics, so a
+//! load driver can watch progress without copying the log.
 
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
+use serde::Serialize;
 use serde_json::{Value, json};
 use sha1::Digest;
 use stockade_core::SecretString;
 use stockade_core::order::Marketplace;
 use stockade_egress::{Caller, Gateway, Request};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::task::JoinSet;
 
 use crate::sign::{ebay_challenge_response, tiktok_webhook_signature};
 use crate::sim::{EbayKey, Sim};
@@ -34,9 +46,11 @@ pub struct Delivery {
     pub attempts: u32,
     /// Why it failed, when it did (for a challenge: a wrong or missing response).
     pub error: Option<String>,
-    /// The exact body sent (empty for a challenge GET).
+    /// The exact body sent (empty for a challenge GET, and when
+    /// `SandboxConfig::record_delivery_bodies` is off).
     pub body: String,
-    /// The headers sent, except the shared-secret header of Amazon events.
+    /// The headers sent, except the shared-secret header of Amazon events (empty when
+    /// `SandboxConfig::record_delivery_bodies` is off).
     pub headers: Vec<(String, String)>,
     pub at_ms: i64,
 }
@@ -46,6 +60,32 @@ impl Delivery {
     pub fn ok(&self) -> bool {
         self.error.is_none() && self.status.is_some_and(|s| (200..300).contains(&s))
     }
+}
+
+/// Delivery counters since the sandbox started, all marketplaces together. What is
+/// still waiting for a slot is `queued - delivered - failed - in_flight`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct DeliveryStats {
+    /// Events (and eBay challenges) handed to the outbox, including those that could
+    /// not be sent at all (no gateway, an eBay endpoint not validated yet).
+    pub queued: u64,
+    /// Finished with a 2xx answer (a challenge: with the right response).
+    pub delivered: u64,
+    /// Given up on: every attempt failed, or it could not be sent.
+    pub failed: u64,
+    /// Being sent right now (attempts and the pauses between them).
+    pub in_flight: u64,
+}
+
+/// How the outbox delivers and what it keeps.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutboxConfig {
+    /// Deliveries in flight at once (0 counts as 1).
+    pub concurrency: usize,
+    /// Deliveries kept in the log, the oldest dropped first.
+    pub log_limit: usize,
+    /// Whether the log keeps each delivery's body and headers.
+    pub record_bodies: bool,
 }
 
 #[derive(Debug)]
@@ -64,87 +104,171 @@ enum Job {
         expected: String,
         sim: Arc<Sim>,
     },
-    Flush(tokio::sync::oneshot::Sender<()>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// Which deliveries are running, by sequence number, and the flushes waiting on them.
+#[derive(Debug, Default)]
+struct Tracker {
+    running: BTreeSet<u64>,
+    /// `(n, reply)`: answer once nothing below `n` runs. Pushed in increasing `n`.
+    waiters: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl Tracker {
+    fn flush(&mut self, upto: u64, reply: oneshot::Sender<()>) {
+        if self.running.first().is_none_or(|first| *first >= upto) {
+            let _ = reply.send(());
+        } else {
+            self.waiters.push_back((upto, reply));
+        }
+    }
+
+    fn finish(&mut self, seq: u64) {
+        self.running.remove(&seq);
+        let low = self.running.first().copied().unwrap_or(u64::MAX);
+        while self.waiters.front().is_some_and(|(upto, _)| *upto <= low) {
+            if let Some((_, reply)) = self.waiters.pop_front() {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    queued: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    in_flight: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    config: OutboxConfig,
+    log: Mutex<VecDeque<Delivery>>,
+    gateway: Mutex<Option<Gateway>>,
+    tracker: Mutex<Tracker>,
+    counters: Counters,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Shared {
+    /// Record a finished delivery: count it, and log it within the limit.
+    fn record(&self, mut d: Delivery) {
+        let counter = if d.ok() {
+            &self.counters.delivered
+        } else {
+            &self.counters.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if self.config.log_limit == 0 {
+            return;
+        }
+        if !self.config.record_bodies {
+            d.body = String::new();
+            d.headers = Vec::new();
+        }
+        let mut log = lock(&self.log);
+        while log.len() >= self.config.log_limit {
+            log.pop_front();
+        }
+        log.push_back(d);
+    }
+}
+
+/// One running delivery. Dropping it (finished, panicked or aborted at shutdown) frees
+/// its slot and answers the flushes that were waiting only for it.
+struct Running {
+    shared: Arc<Shared>,
+    seq: u64,
+    recorded: bool,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Running {
+    fn record(&mut self, d: Delivery) {
+        self.shared.record(d);
+        self.recorded = true;
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.recorded {
+            self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.shared
+            .counters
+            .in_flight
+            .fetch_sub(1, Ordering::Relaxed);
+        lock(&self.shared.tracker).finish(self.seq);
+    }
 }
 
 /// The queue of events to deliver, shared by the three simulators.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
     tx: mpsc::UnboundedSender<Job>,
-    log: Arc<Mutex<Vec<Delivery>>>,
-    gateway: Arc<Mutex<Option<Gateway>>>,
+    shared: Arc<Shared>,
 }
 
 const ATTEMPTS: u32 = 3;
 
 impl Outbox {
-    /// Start the delivery worker (needs a tokio runtime).
-    pub fn start(gateway: Option<Gateway>) -> (Outbox, tokio::task::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::unbounded_channel::<Job>();
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let worker_log = log.clone();
-        let gateway = Arc::new(Mutex::new(gateway));
-        let worker_gateway = gateway.clone();
-        let task = tokio::spawn(async move {
-            while let Some(job) = rx.recv().await {
-                let gateway = worker_gateway.lock().ok().and_then(|g| g.clone());
-                match job {
-                    Job::Flush(done) => {
-                        let _ = done.send(());
-                    }
-                    Job::Post {
-                        marketplace,
-                        kind,
-                        url,
-                        headers,
-                        secret,
-                        body,
-                    } => {
-                        let d = post(
-                            gateway.as_ref(),
-                            marketplace,
-                            kind,
-                            url,
-                            headers,
-                            secret,
-                            body,
-                        )
-                        .await;
-                        push(&worker_log, d);
-                    }
-                    Job::Challenge {
-                        url,
-                        code,
-                        expected,
-                        sim,
-                    } => {
-                        let d = challenge(gateway.as_ref(), &url, &code, &expected).await;
-                        if d.ok() {
-                            sim.lock().ebay_verified = true;
-                        }
-                        push(&worker_log, d);
-                    }
-                }
-            }
+    /// Start the dispatcher (needs a tokio runtime). Aborting the returned task also
+    /// aborts the deliveries it started.
+    pub fn start(
+        gateway: Option<Gateway>,
+        config: OutboxConfig,
+    ) -> (Outbox, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let shared = Arc::new(Shared {
+            config,
+            log: Mutex::new(VecDeque::new()),
+            gateway: Mutex::new(gateway),
+            tracker: Mutex::new(Tracker::default()),
+            counters: Counters::default(),
         });
-        (Outbox { tx, log, gateway }, task)
+        let task = tokio::spawn(dispatch(rx, shared.clone()));
+        (Outbox { tx, shared }, task)
     }
 
     pub fn set_gateway(&self, gateway: Option<Gateway>) {
-        if let Ok(mut g) = self.gateway.lock() {
-            *g = gateway;
-        }
+        *lock(&self.shared.gateway) = gateway;
     }
 
+    /// The deliveries kept in the log, oldest first.
     pub fn deliveries(&self) -> Vec<Delivery> {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+        lock(&self.shared.log).iter().cloned().collect()
+    }
+
+    pub fn stats(&self) -> DeliveryStats {
+        let c = &self.shared.counters;
+        DeliveryStats {
+            queued: c.queued.load(Ordering::Relaxed),
+            delivered: c.delivered.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+        }
     }
 
     /// Wait until everything queued so far has been delivered (or given up on).
     pub async fn flush(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         if self.tx.send(Job::Flush(tx)).is_ok() {
             let _ = rx.await;
+        }
+    }
+
+    fn enqueue(&self, job: Job) {
+        self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
+        if self.tx.send(job).is_err() {
+            // The dispatcher has stopped (the sandbox is shutting down).
+            self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -156,26 +280,96 @@ impl Outbox {
         body: Vec<u8>,
         why: &str,
     ) {
-        push(
-            &self.log,
-            Delivery {
-                marketplace,
-                kind: kind.to_owned(),
-                url: url.to_owned(),
-                status: None,
-                attempts: 0,
-                error: Some(why.to_owned()),
-                body: String::from_utf8_lossy(&body).into_owned(),
-                headers: Vec::new(),
-                at_ms: stockade_core::time::now_ms(),
-            },
-        );
+        self.shared.counters.queued.fetch_add(1, Ordering::Relaxed);
+        self.shared.record(Delivery {
+            marketplace,
+            kind: kind.to_owned(),
+            url: url.to_owned(),
+            status: None,
+            attempts: 0,
+            error: Some(why.to_owned()),
+            body: body_text(&self.shared.config, &body),
+            headers: Vec::new(),
+            at_ms: stockade_core::time::now_ms(),
+        });
     }
 }
 
-fn push(log: &Mutex<Vec<Delivery>>, d: Delivery) {
-    if let Ok(mut l) = log.lock() {
-        l.push(d);
+/// The body as the log keeps it (nothing when bodies are not recorded).
+fn body_text(config: &OutboxConfig, body: &[u8]) -> String {
+    if config.record_bodies && config.log_limit > 0 {
+        String::from_utf8_lossy(body).into_owned()
+    } else {
+        String::new()
+    }
+}
+
+/// Read the queue in order; start each delivery when a slot is free.
+async fn dispatch(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>) {
+    let slots = Arc::new(Semaphore::new(shared.config.concurrency.max(1)));
+    let mut running: JoinSet<()> = JoinSet::new();
+    let mut next_seq: u64 = 0;
+    while let Some(job) = rx.recv().await {
+        // Reap finished tasks so the set stays as small as what runs.
+        while running.try_join_next().is_some() {}
+        if let Job::Flush(reply) = job {
+            lock(&shared.tracker).flush(next_seq, reply);
+            continue;
+        }
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let seq = next_seq;
+        next_seq += 1;
+        lock(&shared.tracker).running.insert(seq);
+        shared.counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut slot = Running {
+            shared: shared.clone(),
+            seq,
+            recorded: false,
+            _permit: permit,
+        };
+        let gateway = lock(&shared.gateway).clone();
+        running.spawn(async move {
+            let config = slot.shared.config;
+            let record_bodies = config.record_bodies && config.log_limit > 0;
+            match job {
+                Job::Post {
+                    marketplace,
+                    kind,
+                    url,
+                    headers,
+                    secret,
+                    body,
+                } => {
+                    let d = post(
+                        gateway.as_ref(),
+                        marketplace,
+                        kind,
+                        url,
+                        headers,
+                        secret,
+                        body,
+                        record_bodies,
+                    )
+                    .await;
+                    slot.record(d);
+                }
+                Job::Challenge {
+                    url,
+                    code,
+                    expected,
+                    sim,
+                } => {
+                    let d = challenge(gateway.as_ref(), &url, &code, &expected).await;
+                    if d.ok() {
+                        sim.lock().ebay_verified = true;
+                    }
+                    slot.record(d);
+                }
+                Job::Flush(_) => {}
+            }
+        });
     }
 }
 
@@ -198,6 +392,7 @@ fn host_port(url: &str) -> Option<String> {
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn post(
     gateway: Option<&Gateway>,
     marketplace: Marketplace,
@@ -206,6 +401,7 @@ async fn post(
     headers: Vec<(&'static str, String)>,
     secret: Option<(&'static str, SecretString)>,
     body: Vec<u8>,
+    record_bodies: bool,
 ) -> Delivery {
     let mut d = Delivery {
         marketplace,
@@ -214,13 +410,17 @@ async fn post(
         status: None,
         attempts: 0,
         error: None,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        headers: headers
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), v.clone()))
-            .collect(),
+        body: String::new(),
+        headers: Vec::new(),
         at_ms: stockade_core::time::now_ms(),
     };
+    if record_bodies {
+        d.body = String::from_utf8_lossy(&body).into_owned();
+        d.headers = headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+    }
     let Some(gateway) = gateway else {
         d.error = Some("no egress gateway configured in SandboxConfig".into());
         return d;
@@ -361,7 +561,7 @@ pub(crate) fn emit(sim: &Sim, m: &Market, kind: &str, body: Vec<u8>) {
             }
         }
     }
-    let _ = sim.outbox.tx.send(Job::Post {
+    sim.outbox.enqueue(Job::Post {
         marketplace: sim.marketplace,
         kind: kind.to_owned(),
         url,
@@ -375,7 +575,7 @@ pub(crate) fn emit(sim: &Sim, m: &Market, kind: &str, body: Vec<u8>) {
 pub(crate) fn send_challenge(sim: &Arc<Sim>, m: &mut Market, url: &str) {
     let code = m.rng.uuid();
     let expected = ebay_challenge_response(&code, &sim.cfg.ebay_verification_token, url);
-    let _ = sim.outbox.tx.send(Job::Challenge {
+    sim.outbox.enqueue(Job::Challenge {
         url: url.to_owned(),
         code,
         expected,
@@ -386,6 +586,33 @@ pub(crate) fn send_challenge(sim: &Arc<Sim>, m: &mut Market, url: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flush_waits_for_earlier_deliveries_only() {
+        let mut t = Tracker::default();
+        // Nothing running: answered at once.
+        let (tx, mut rx) = oneshot::channel();
+        t.flush(0, tx);
+        assert!(rx.try_recv().is_ok());
+
+        for seq in 0..3 {
+            t.running.insert(seq);
+        }
+        let (tx, mut first) = oneshot::channel();
+        t.flush(2, tx); // waits for 0 and 1
+        t.running.insert(3);
+        let (tx, mut second) = oneshot::channel();
+        t.flush(4, tx); // waits for 0 to 3
+        t.finish(1);
+        assert!(first.try_recv().is_err());
+        t.finish(0);
+        assert!(first.try_recv().is_ok(), "2 and 3 are later than the flush");
+        t.finish(3);
+        assert!(second.try_recv().is_err());
+        t.finish(2);
+        assert!(second.try_recv().is_ok());
+        assert!(t.waiters.is_empty());
+    }
 
     #[test]
     fn host_port_of_urls() {

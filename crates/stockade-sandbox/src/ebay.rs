@@ -424,43 +424,46 @@ async fn get_orders(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap) -
         Err(r) => return r,
     };
     let q = parse_query(uri.query().unwrap_or(""));
-    let limit = match query_get(&q, "limit") {
-        None => 50,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) if (1..=200).contains(&n) => n,
-            _ => {
-                return ebay_bad(
-                    30820,
-                    "API_FULFILLMENT",
-                    "Invalid limit. The limit must be between 1 and 200.",
-                );
-            }
-        },
-    };
-    let offset = match query_get(&q, "offset") {
-        None => 0,
-        Some(s) => match s.parse::<usize>() {
-            Ok(n) => n,
-            _ => {
-                return ebay_bad(
-                    30830,
-                    "API_FULFILLMENT",
-                    "Invalid offset. The offset must be a non-negative integer.",
-                );
-            }
-        },
+    let ids_text = query_get(&q, "orderIds").unwrap_or("").to_owned();
+    let ids: Vec<&str> = ids_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    // With orderIds eBay ignores every other parameter: no filter, no paging (at most 50
+    // orders come back, one page).
+    let (limit, offset) = if !ids.is_empty() {
+        if ids.len() > 50 {
+            return ebay_bad(
+                30900,
+                "API_FULFILLMENT",
+                "Exceeded maximum number of order IDs (the current limit is 50)",
+            );
+        }
+        (50, 0)
+    } else {
+        let limit = match query_get(&q, "limit") {
+            None => 50,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) if (1..=200).contains(&n) => n,
+                _ => {
+                    return ebay_bad(31100, "API_FULFILLMENT", &format!("Invalid limit: {s}"));
+                }
+            },
+        };
+        let offset = match query_get(&q, "offset") {
+            None => 0,
+            Some(s) => match s.parse::<usize>() {
+                Ok(n) => n,
+                _ => {
+                    return ebay_bad(31000, "API_FULFILLMENT", &format!("Invalid offset: {s}"));
+                }
+            },
+        };
+        (limit, offset)
     };
     let filter_text = query_get(&q, "filter").unwrap_or("").to_owned();
-    let ids_text = query_get(&q, "orderIds").unwrap_or("").to_owned();
-    let mut matching: Vec<&Order> = if !ids_text.is_empty() {
-        let ids: Vec<&str> = ids_text
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if ids.len() > 50 {
-            return ebay_bad(30850, "API_FULFILLMENT", "Too many orderIds: at most 50.");
-        }
+    let mut matching: Vec<&Order> = if !ids.is_empty() {
         ids.iter()
             .filter_map(|id| m.order_index.get(*id))
             .filter_map(|i| m.orders.get(*i))

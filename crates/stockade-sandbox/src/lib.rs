@@ -35,12 +35,12 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stockade_core::SecretString;
 
-pub use deliver::Delivery;
+pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
 
-use crate::deliver::Outbox;
+use crate::deliver::{Outbox, OutboxConfig};
 use crate::ratelimit::Limiter;
 use crate::sim::{EbayKey, Sim, SimConfig};
 use crate::state::{Market, Population};
@@ -156,8 +156,17 @@ pub struct SandboxConfig {
     /// Where events go (https URLs; default none). Settable at run time.
     pub webhooks: PerMarketplace<Option<String>>,
     /// The gateway that delivers events (`Caller::Sandbox`); without one, deliveries are
-    /// recorded as failed. Its allowlist and extra roots must admit the receivers.
+    /// recorded as failed. Its allowlist and extra roots must admit the receivers, and
+    /// its per-host rate (`EgressConfig::host_rate`) paces the deliveries too.
     pub gateway: Option<Gateway>,
+    /// Deliveries in flight at once, each with its retries (default 64).
+    pub delivery_concurrency: usize,
+    /// Deliveries kept in the log ([`Sandbox::deliveries`]), the oldest dropped first
+    /// (default 100 000; 0 keeps none).
+    pub delivery_log_limit: usize,
+    /// Whether the log keeps each delivery's body and headers (default true; a load run
+    /// turns it off).
+    pub record_delivery_bodies: bool,
     /// Amazon EventBridge API-destination shared-secret header (default `x-stockade-event-key`).
     pub amazon_event_header: String,
     /// Its value (default derived from the seed; see [`Sandbox::amazon_event_secret`]).
@@ -190,6 +199,9 @@ impl Default for SandboxConfig {
             faults: PerMarketplace::default(),
             webhooks: PerMarketplace::default(),
             gateway: None,
+            delivery_concurrency: 64,
+            delivery_log_limit: 100_000,
+            record_delivery_bodies: true,
             amazon_event_header: "x-stockade-event-key".into(),
             amazon_event_secret: None,
             ebay_verification_token: None,
@@ -328,7 +340,14 @@ impl Sandbox {
     /// Start the three servers on 127.0.0.1 ephemeral ports (needs a tokio runtime).
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         let material = tls::generate()?;
-        let (outbox, worker) = Outbox::start(config.gateway.clone());
+        let (outbox, worker) = Outbox::start(
+            config.gateway.clone(),
+            OutboxConfig {
+                concurrency: config.delivery_concurrency,
+                log_limit: config.delivery_log_limit,
+                record_bodies: config.record_delivery_bodies,
+            },
+        );
         let mut seed_rng = rng::SplitMix64::new(config.seed ^ 0x5EC2E7);
         let amazon_event_secret = config
             .amazon_event_secret
@@ -687,12 +706,19 @@ impl Sandbox {
         self.outbox.set_gateway(gateway);
     }
 
-    /// Every delivery so far, all marketplaces, in completion order.
+    /// The latest deliveries (at most `delivery_log_limit`), all marketplaces, in
+    /// completion order.
     pub fn deliveries(&self) -> Vec<Delivery> {
         self.outbox.deliveries()
     }
 
-    /// Wait until every event queued so far has been delivered or given up on.
+    /// Delivery counters since start, all marketplaces (cheap: no copy of the log).
+    pub fn delivery_stats(&self) -> DeliveryStats {
+        self.outbox.stats()
+    }
+
+    /// Wait until every event queued so far has been delivered or given up on (events
+    /// queued meanwhile are not waited for).
     pub async fn flush_deliveries(&self) {
         self.outbox.flush().await;
     }

@@ -499,21 +499,7 @@ impl Market {
         if lines.is_empty() {
             return None;
         }
-        let id = match self.kind {
-            Marketplace::TikTok => format!("576{}", self.rng.digits(15)),
-            Marketplace::Amazon => format!(
-                "{:03}-{:07}-{:07}",
-                self.rng.range(111, 114),
-                self.rng.below(10_000_000),
-                self.rng.below(10_000_000)
-            ),
-            Marketplace::Ebay => format!(
-                "{:02}-{:05}-{:05}",
-                self.rng.range(1, 27),
-                self.rng.below(100_000),
-                self.rng.below(100_000)
-            ),
-        };
+        let id = self.new_order_id();
         let buyer = self.rng.person(us_share);
         let buyer_user_id = self.rng.digits(19);
         let buyer_username = format!(
@@ -543,6 +529,32 @@ impl Market {
         self.order_index.insert(id, self.orders.len());
         self.orders.push(order);
         Some(self.orders.len() - 1)
+    }
+
+    /// A fresh order id in the marketplace's format. eBay's space (~2.7e11) sees
+    /// collisions within a few million orders, so ids already taken are drawn again
+    /// (one hash lookup each) rather than overwriting the index.
+    fn new_order_id(&mut self) -> String {
+        loop {
+            let id = match self.kind {
+                Marketplace::TikTok => format!("576{}", self.rng.digits(15)),
+                Marketplace::Amazon => format!(
+                    "{:03}-{:07}-{:07}",
+                    self.rng.range(111, 114),
+                    self.rng.below(10_000_000),
+                    self.rng.below(10_000_000)
+                ),
+                Marketplace::Ebay => format!(
+                    "{:02}-{:05}-{:05}",
+                    self.rng.range(1, 27),
+                    self.rng.below(100_000),
+                    self.rng.below(100_000)
+                ),
+            };
+            if !self.order_index.contains_key(&id) {
+                return id;
+            }
+        }
     }
 
     /// Apply `action` to an order. Cancelling returns the units to the listing.

@@ -1,9 +1,10 @@
 //! Stockade's HTTP server: a TLS 1.2+ listener (rustls), security headers, the ban gate,
-//! the sign-in API and pages, sessions, API keys and role checks. Later parts of the
-//! system (webhooks, sync, workflows, the dashboard) add their routes to [`router`] and
-//! their rows to [`routes::ROUTES`].
+//! the sign-in API and pages, sessions, API keys and role checks, and the marketplaces'
+//! webhooks in ([`hooks`]). Later parts of the system (workflows, the dashboard) add
+//! their routes to [`router`] and their rows to [`routes::ROUTES`].
 
 pub mod api;
+pub mod hooks;
 pub mod pages;
 pub mod routes;
 pub mod tls;
@@ -17,14 +18,29 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use stockade_access::Access;
 
+pub use hooks::{HookAnswer, HookError, HookFuture, HookSink};
+
 /// Shared by every handler.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppState {
     pub access: Arc<Access>,
     /// Take the client address from X-Forwarded-For (only honoured from a loopback peer).
     pub trust_forwarded_for: bool,
     /// Plain HTTP behind a local reverse proxy.
     pub plain_http: bool,
+    /// Where webhook deliveries go; `None` while sync is not running (hooks answer 503).
+    pub hooks: Option<Arc<dyn HookSink>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("access", &self.access)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("plain_http", &self.plain_http)
+            .field("hooks", &self.hooks.as_ref().map(|_| "running"))
+            .finish()
+    }
 }
 
 /// How to listen.
@@ -72,6 +88,12 @@ pub fn router(state: AppState) -> Router {
         .route("/lock", get(pages::lock_form).post(pages::lock_submit))
         .route("/logout", post(pages::logout))
         .route("/", get(pages::home))
+        .route("/hooks/tiktok/{connection}", post(hooks::receive))
+        .route("/hooks/amazon/{connection}", post(hooks::receive))
+        .route(
+            "/hooks/ebay/{connection}",
+            get(hooks::receive).post(hooks::receive),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             routes::route_gate,

@@ -6,7 +6,9 @@
 //! on state-changing requests, then per route: authentication (API key or session
 //! cookie), session stage (enrollment, code prompt, idle lock), CSRF on state-changing
 //! cookie requests, and the role's permission. A route missing from the table is refused
-//! (fail closed).
+//! (fail closed). Webhook routes ([`Gate::MarketplaceSignature`]) skip authentication,
+//! CSRF and roles: the marketplace's signature, checked by the hook sink, stands in for
+//! them, and their failures feed the same ban guard.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -19,6 +21,7 @@ use stockade_access::{
     ApiPrincipal, FailureKind, KeyRejection, Permission, Role, SessionState, SessionView,
 };
 use stockade_core::Actor;
+use stockade_core::order::Marketplace;
 
 use crate::AppState;
 use crate::api::api_error;
@@ -32,6 +35,9 @@ pub enum Gate {
     SignIn,
     /// A signed-in user with a full, unlocked session, or an API key, holding the permission.
     Needs(Permission),
+    /// Public, authenticated by this marketplace's signature: no session, no API key, no
+    /// CSRF. The hook sink verifies the signature; bad ones count toward a ban.
+    MarketplaceSignature(Marketplace),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -83,6 +89,27 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/lock", Gate::SignIn),
     r("POST", "/logout", Gate::SignIn),
     r("GET", "/", Gate::Needs(Permission::Whoami)),
+    r(
+        "POST",
+        "/hooks/tiktok/{connection}",
+        Gate::MarketplaceSignature(Marketplace::TikTok),
+    ),
+    r(
+        "POST",
+        "/hooks/amazon/{connection}",
+        Gate::MarketplaceSignature(Marketplace::Amazon),
+    ),
+    r(
+        "POST",
+        "/hooks/ebay/{connection}",
+        Gate::MarketplaceSignature(Marketplace::Ebay),
+    ),
+    // eBay's endpoint validation challenge.
+    r(
+        "GET",
+        "/hooks/ebay/{connection}",
+        Gate::MarketplaceSignature(Marketplace::Ebay),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -148,7 +175,7 @@ fn is_unsafe(method: &Method) -> bool {
 }
 
 fn wants_json(path: &str) -> bool {
-    path.starts_with("/api/")
+    path.starts_with("/api/") || path.starts_with("/hooks/")
 }
 
 fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
@@ -351,6 +378,12 @@ pub async fn route_gate(State(state): State<AppState>, req: Request, next: Next)
         );
     };
     match spec.gate {
+        Gate::MarketplaceSignature(marketplace) => {
+            let mut req = req;
+            req.extensions_mut()
+                .insert(crate::hooks::HookRoute(marketplace));
+            next.run(req).await
+        }
         Gate::Public => {
             let mut req = req;
             if spec.path == "/login" && is_unsafe(req.method()) {
@@ -484,4 +517,40 @@ pub fn internal(e: impl std::fmt::Display) -> Response {
         "internal",
         "internal error; see the server log",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_is_listed_once() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(
+                    a.method != b.method || a.path != b.path,
+                    "{} {} twice",
+                    a.method,
+                    a.path
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn hook_routes_name_their_marketplace_and_nothing_else_is_signature_gated() {
+        let mut seen = Vec::new();
+        for spec in ROUTES {
+            match spec.gate {
+                Gate::MarketplaceSignature(m) => {
+                    assert_eq!(spec.path, format!("/hooks/{m}/{{connection}}"));
+                    seen.push(m);
+                }
+                _ => assert!(!spec.path.starts_with("/hooks/"), "{}", spec.path),
+            }
+        }
+        for m in Marketplace::ALL {
+            assert!(seen.contains(&m), "{m} has no hook route");
+        }
+    }
 }

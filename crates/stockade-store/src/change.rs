@@ -53,6 +53,11 @@ pub enum Mutation {
         params: Vec<crate::sql::SqlValue>,
         expect: crate::sql::Expect,
     },
+    /// Several statements recorded by one audit row, in order. With `guard`, the first
+    /// step must be a [`Mutation::Sql`]; when it touches no row the whole change is a
+    /// no-op: the other steps are skipped and no audit row is written. That is how a
+    /// replayed or stale event changes nothing, not even the audit log.
+    Many { steps: Vec<Mutation>, guard: bool },
 }
 
 /// Details written on an audit row: a JSON object with sorted keys.

@@ -37,6 +37,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0003_egress.sql"),
         postgres: include_str!("../migrations/postgres/0003_egress.sql"),
     },
+    Migration {
+        version: 4,
+        name: "sync",
+        sqlite: include_str!("../migrations/sqlite/0004_sync.sql"),
+        postgres: include_str!("../migrations/postgres/0004_sync.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -233,7 +233,8 @@ impl PgStore {
             for c in &changes {
                 apply_mutation(&mut tx, &c.mutation, now_ms()).await?;
             }
-            append_audit(&mut tx, self.env.as_str(), "system:migrate", &changes).await?;
+            let all: Vec<&Change> = changes.iter().collect();
+            append_audit(&mut tx, self.env.as_str(), "system:migrate", &all).await?;
             tx.commit().await.map_err(pg_err)?;
             applied_now.push(m.version);
         }
@@ -256,10 +257,13 @@ impl PgStore {
     async fn try_commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
         let mut tx = self.pool.begin().await.map_err(pg_err)?;
         let now = now_ms();
+        let mut applied = Vec::with_capacity(changes.len());
         for c in changes {
-            apply_mutation(&mut tx, &c.mutation, now).await?;
+            if apply_mutation(&mut tx, &c.mutation, now).await? {
+                applied.push(c);
+            }
         }
-        let receipt = append_audit(&mut tx, self.env.as_str(), actor, changes).await?;
+        let receipt = append_audit(&mut tx, self.env.as_str(), actor, &applied).await?;
         tx.commit().await.map_err(pg_err)?;
         Ok(receipt)
     }
@@ -514,9 +518,45 @@ fn decode_row(row: &sqlx::postgres::PgRow) -> Result<SqlRow> {
     Ok(SqlRow(values))
 }
 
-async fn apply_mutation(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Result<()> {
+/// Apply one change's mutation. `Ok(false)`: a guarded change found nothing to do.
+async fn apply_mutation(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Result<bool> {
+    if let Mutation::Many { steps, guard } = mutation {
+        let mut rest = steps.iter();
+        if *guard {
+            match rest.next() {
+                Some(Mutation::Sql {
+                    statement, params, ..
+                }) => {
+                    let n = bind_all(sqlx::query(*statement), params.clone())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(pg_err)?
+                        .rows_affected();
+                    if n == 0 {
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    return Err(StoreError::Database(
+                        "a guarded change must start with a SQL statement".into(),
+                    ));
+                }
+            }
+        }
+        for step in rest {
+            apply_one(&mut *conn, step, now).await?;
+        }
+        return Ok(true);
+    }
+    apply_one(conn, mutation, now).await.map(|()| true)
+}
+
+async fn apply_one(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Result<()> {
     match mutation {
         Mutation::None => Ok(()),
+        Mutation::Many { .. } => Err(StoreError::Database(
+            "changes with several statements cannot be nested".into(),
+        )),
         Mutation::Sql { statement, params, expect } => {
             let n = bind_all(sqlx::query(*statement), params.clone())
                 .execute(conn)
@@ -632,7 +672,7 @@ async fn append_audit(
     conn: &mut PgConnection,
     env: &str,
     actor: &str,
-    changes: &[Change],
+    changes: &[&Change],
 ) -> Result<CommitReceipt> {
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(AUDIT_LOCK)

@@ -644,9 +644,40 @@ fn execute_statement(conn: &Connection, statement: &str, params: &[SqlValue]) ->
         .map_err(db_err)
 }
 
-fn apply_mutation(conn: &Connection, mutation: &Mutation, now: i64) -> Result<()> {
+/// Apply one change's mutation. `Ok(false)`: a guarded change found nothing to do.
+fn apply_mutation(conn: &Connection, mutation: &Mutation, now: i64) -> Result<bool> {
+    if let Mutation::Many { steps, guard } = mutation {
+        let mut rest = steps.iter();
+        if *guard {
+            match rest.next() {
+                Some(Mutation::Sql {
+                    statement, params, ..
+                }) => {
+                    if execute_statement(conn, statement, params)? == 0 {
+                        return Ok(false);
+                    }
+                }
+                _ => {
+                    return Err(StoreError::Database(
+                        "a guarded change must start with a SQL statement".into(),
+                    ));
+                }
+            }
+        }
+        for step in rest {
+            apply_one(conn, step, now)?;
+        }
+        return Ok(true);
+    }
+    apply_one(conn, mutation, now).map(|()| true)
+}
+
+fn apply_one(conn: &Connection, mutation: &Mutation, now: i64) -> Result<()> {
     match mutation {
         Mutation::None => Ok(()),
+        Mutation::Many { .. } => Err(StoreError::Database(
+            "changes with several statements cannot be nested".into(),
+        )),
         Mutation::Sql { statement, params, expect } => {
             let n = execute_statement(conn, statement, params)?;
             match expect {
@@ -742,7 +773,9 @@ fn apply_changes(
         )
         .map_err(db_err)?;
     for change in changes {
-        apply_mutation(conn, &change.mutation, now)?;
+        if !apply_mutation(conn, &change.mutation, now)? {
+            continue;
+        }
         seq += 1;
         let details = change.audit.details.to_canonical_json();
         let fields = AuditFields {

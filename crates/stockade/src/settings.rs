@@ -158,6 +158,8 @@ pub struct Settings {
     /// Outbound requests: allowlist, extra trust roots, timeouts, log retention. The
     /// environment is filled in by [`Settings::egress_config`].
     pub egress: EgressSettings,
+    /// Sync intervals and retention (`[sync]`).
+    pub sync: stockade_sync::SyncOptions,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -290,8 +292,14 @@ impl Settings {
             server,
             access,
             egress,
+            sync: stockade_sync::SyncOptions::default(),
             provenance,
         })
+    }
+
+    /// The sync engine's tuning.
+    pub fn sync_options(&self) -> stockade_sync::SyncOptions {
+        self.sync.clone()
     }
 
     /// The egress gateway's configuration for `env`.

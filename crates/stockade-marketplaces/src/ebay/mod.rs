@@ -40,6 +40,9 @@ pub const OPERATIONS: [&str; 8] = [
     "ebay.token.app",
 ];
 
+/// getOrders calls one [`Connector::get_orders`] keeps in flight.
+const ORDER_FETCH_CONCURRENCY: usize = 4;
+
 /// The daily quota name for listing revisions (250 per listing per UTC day).
 pub const REVISION_QUOTA: &str = "ebay.listing_revisions";
 
@@ -158,6 +161,9 @@ pub struct EbayConnector {
     tokens: TokenCache,
     app_tokens: TokenCache,
     keys: Mutex<HashMap<String, CachedKey>>,
+    /// Held while a key is fetched: notifications arrive concurrently, and the first
+    /// to miss the cache fetches the key for all of them.
+    key_fetch: tokio::sync::Mutex<()>,
     transport: SharedTransport,
 }
 
@@ -194,6 +200,7 @@ impl EbayConnector {
             tokens: TokenCache::new(credentials.refresh_token),
             app_tokens: TokenCache::new(SecretString::from(String::new())),
             keys: Mutex::new(HashMap::new()),
+            key_fetch: tokio::sync::Mutex::new(()),
             transport,
         }
     }
@@ -440,13 +447,23 @@ impl EbayConnector {
         &self,
         kid: &str,
     ) -> Result<(EbayPublicKey, Option<EbayDigest>), EventError> {
-        let now = now_ms();
         let ttl = i64::try_from(self.config.key_cache_ttl.as_millis()).unwrap_or(i64::MAX);
-        if let Ok(cache) = self.keys.lock()
-            && let Some((key, digest, at)) = cache.get(kid)
-            && now.saturating_sub(*at) < ttl
-        {
-            return Ok((key.clone(), *digest));
+        let cached = |now: i64| {
+            self.keys.lock().ok().and_then(|cache| {
+                cache
+                    .get(kid)
+                    .filter(|(_, _, at)| now.saturating_sub(*at) < ttl)
+                    .map(|(key, digest, _)| (key.clone(), *digest))
+            })
+        };
+        if let Some(hit) = cached(now_ms()) {
+            return Ok(hit);
+        }
+        let _fetching = self.key_fetch.lock().await;
+        // Another notification may have fetched it while this one waited.
+        let now = now_ms();
+        if let Some(hit) = cached(now) {
+            return Ok(hit);
         }
         let token = self.app_token().await.map_err(EventError::KeyUnavailable)?;
         let path = format!(
@@ -593,6 +610,42 @@ impl Connector for EbayConnector {
             .await?;
         let raw: wire::EbayOrder = wire::parse_ok(resp.status, &resp.body)?;
         Ok(raw.into_order())
+    }
+
+    /// getOrders with `orderIds` (up to 50 a call; eBay then ignores every other
+    /// parameter, paging included), a few calls in flight. getOrders leaves
+    /// `cancelStatus.cancelRequests` empty, which the normalised order does not use.
+    async fn get_orders(&self, ids: &[String]) -> Result<Vec<Order>, MarketError> {
+        let wanted = crate::batch_ids(ids);
+        // Collected first: a lazy `map` held across the await trips the Send check.
+        let calls: Vec<_> = wanted
+            .chunks(crate::MAX_IDS_PER_CALL)
+            .map(|chunk| async move {
+                let joined = chunk.join(",");
+                let resp = self
+                    .call(|t| {
+                        self.api_request(
+                            Method::GET,
+                            "/sell/fulfillment/v1/order",
+                            &[("orderIds", &joined)],
+                            "/sell/fulfillment/v1/order",
+                            "ebay.orders.search",
+                            t,
+                        )
+                        .idempotent(true)
+                    })
+                    .await?;
+                let page: wire::OrderPageRaw = wire::parse_ok(resp.status, &resp.body)?;
+                Ok(page
+                    .orders
+                    .into_iter()
+                    .filter(|o| chunk.contains(&o.order_id.as_str()))
+                    .map(wire::EbayOrder::into_order)
+                    .collect::<Vec<Order>>())
+            })
+            .collect();
+        let pages = crate::try_join_bounded(calls, ORDER_FETCH_CONCURRENCY).await?;
+        Ok(pages.into_iter().flatten().collect())
     }
 
     async fn set_quantities(

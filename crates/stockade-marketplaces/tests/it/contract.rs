@@ -628,6 +628,103 @@ async fn ebay_lists_a_thousand_orders_without_loss_or_duplicate() {
 }
 
 // ---------------------------------------------------------------------------------------
+// (2b) Batch fetch: get_orders gives what get_order gives, with the bulk call
+// ---------------------------------------------------------------------------------------
+
+/// The operation `get_orders` calls: the bulk detail call (50 ids a call) where the
+/// marketplace has one, getOrder per id on Amazon (Orders v2026-01-01 has no by-ids
+/// search).
+fn batch_op(m: Marketplace) -> &'static str {
+    match m {
+        Marketplace::TikTok => "tiktok.orders.get",
+        Marketplace::Amazon => "amazon.getOrder",
+        Marketplace::Ebay => "ebay.orders.search",
+    }
+}
+
+/// An id in the marketplace's format that the simulator never generates.
+fn unknown_order_id(m: Marketplace) -> &'static str {
+    match m {
+        Marketplace::TikTok => "576000000000000000",
+        Marketplace::Amazon => "110-0000000-0000000",
+        Marketplace::Ebay => "00-00000-00000",
+    }
+}
+
+async fn batch_fetch_equals_get_order(m: Marketplace) {
+    let h = Harness::start(
+        SandboxConfig {
+            initial_quantity: 10_000,
+            ..config()
+        },
+        &[],
+    )
+    .await;
+    let ids = h.sb.generate_orders(m, 130);
+    assert_eq!(ids.len(), 130, "{m:?}: the listings ran out of stock");
+    // Some orders in other states, so a status mix-up would show.
+    h.sb.advance_order(m, &ids[1], OrderAction::Ship).unwrap();
+    h.sb.advance_order(m, &ids[2], OrderAction::Cancel).unwrap();
+    let c = h.connector(m);
+    // The client-side buckets (Amazon getOrder: 0.5 req/s) would make this test slow.
+    for op in [batch_op(m), get_order_op(m)] {
+        h.gateway.define_limit(op, 10_000.0, 10_000);
+    }
+    c.refresh_token().await.unwrap();
+
+    // Nothing asked, nothing sent.
+    let mark = h.log().await.len();
+    assert!(c.get_orders(&[]).await.unwrap().is_empty());
+    assert!(h.log_since(mark).await.is_empty(), "{m:?}");
+
+    // 130 known ids, one of them twice, and one the marketplace does not know.
+    let mut asked = ids.clone();
+    asked.push(ids[7].clone());
+    asked.push(unknown_order_id(m).to_owned());
+    let mark = h.log().await.len();
+    let got = c.get_orders(&asked).await.unwrap();
+    let rows = h.log_since(mark).await;
+    let calls = match m {
+        Marketplace::Amazon => 131,
+        // 131 distinct ids, 50 a call.
+        _ => 3,
+    };
+    assert_eq!(count(&rows, batch_op(m)), calls, "{m:?}: {rows:?}");
+    assert_eq!(rows.len(), calls, "{m:?}: {rows:?}");
+
+    let by_id: BTreeMap<&str, &Order> = got.iter().map(|o| (o.external_id.as_str(), o)).collect();
+    assert_eq!(by_id.len(), got.len(), "{m:?}: an order came back twice");
+    assert_eq!(got.len(), 130, "{m:?}");
+    assert!(!by_id.contains_key(unknown_order_id(m)), "{m:?}");
+    for id in &ids {
+        let one = c.get_order(id).await.unwrap();
+        assert_eq!(by_id.get(id.as_str()), Some(&&one), "{m:?}: {id}");
+    }
+    assert_eq!(by_id[ids[1].as_str()].status, OrderStatus::Shipped, "{m:?}");
+    assert_eq!(
+        by_id[ids[2].as_str()].status,
+        OrderStatus::Cancelled,
+        "{m:?}"
+    );
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn tiktok_batch_fetch_equals_get_order_in_calls_of_50() {
+    batch_fetch_equals_get_order(Marketplace::TikTok).await;
+}
+
+#[tokio::test]
+async fn amazon_batch_fetch_equals_get_order_one_call_per_id() {
+    batch_fetch_equals_get_order(Marketplace::Amazon).await;
+}
+
+#[tokio::test]
+async fn ebay_batch_fetch_equals_get_order_in_calls_of_50() {
+    batch_fetch_equals_get_order(Marketplace::Ebay).await;
+}
+
+// ---------------------------------------------------------------------------------------
 // (3) Wrongly signed or authenticated requests are refused by the simulator
 // ---------------------------------------------------------------------------------------
 
@@ -1282,6 +1379,8 @@ async fn ebay_challenge_order_and_revocation_notifications_are_verified() {
 
     let user = h.sb.ebay.sellers[0].user_id.clone();
     h.sb.account_deletion(&h.seller(Marketplace::Ebay)).unwrap();
+    // Deliveries run concurrently: flush so the two arrive in a known order.
+    h.sb.flush_deliveries().await;
     h.sb.revoke(Marketplace::Ebay, &h.seller(Marketplace::Ebay))
         .unwrap();
     h.sb.flush_deliveries().await;

@@ -184,6 +184,38 @@ async fn orders_paginate_with_next_links() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
+    // orderIds: at most 50, every other parameter ignored, unknown ids left out.
+    let mut fifty: Vec<&str> = seen.iter().take(49).map(String::as_str).collect();
+    fifty.push("00-00000-00000");
+    let v: Value = http
+        .get(format!(
+            "{}/sell/fulfillment/v1/order?orderIds={}&limit=1&offset=7&filter=bogus:1",
+            ep.base_url,
+            fifty.join(",")
+        ))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["orders"].as_array().unwrap().len(), 49, "{v}");
+    assert!(v.get("next").is_none());
+    let fifty_one: Vec<&str> = seen.iter().take(51).map(String::as_str).collect();
+    let r = http
+        .get(format!(
+            "{}/sell/fulfillment/v1/order?orderIds={}",
+            ep.base_url,
+            fifty_one.join(",")
+        ))
+        .bearer_auth(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["errors"][0]["errorId"], 30_900);
     let id = seen.iter().next().unwrap();
     let v: Value = http
         .get(format!("{}/sell/fulfillment/v1/order/{id}", ep.base_url))

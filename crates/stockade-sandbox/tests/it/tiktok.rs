@@ -253,6 +253,19 @@ async fn orders_paginate_without_loss_and_inventory_updates() {
         .get("/order/202309/orders", &[("ids", two.as_str())], true)
         .await;
     assert_eq!(v["data"]["orders"].as_array().unwrap().len(), 2);
+    // Get Order Detail takes at most 50 ids; unknown ones are left out.
+    let fifty = ids[..49].join(",") + ",576000000000000000";
+    let (status, v) = t
+        .get("/order/202309/orders", &[("ids", fifty.as_str())], true)
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["data"]["orders"].as_array().unwrap().len(), 49);
+    let fifty_one = ids[..51].join(",");
+    let (status, v) = t
+        .get("/order/202309/orders", &[("ids", fifty_one.as_str())], true)
+        .await;
+    assert_eq!(status, 400, "{v}");
+    assert_eq!(v["code"], 36_004_004);
 
     // Inventory update on a product's two SKUs, quantity 0 accepted.
     let l = sb.listings(Marketplace::TikTok);

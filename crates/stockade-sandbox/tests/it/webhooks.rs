@@ -205,3 +205,112 @@ async fn ebay_notifications_wait_for_a_verified_endpoint() {
     );
     sb.shutdown().await;
 }
+
+/// What the load receiver saw: deliveries per order id, and how many were in flight at
+/// most at once.
+#[derive(Clone, Default)]
+struct LoadInbox {
+    per_order: Arc<Mutex<std::collections::HashMap<String, u32>>>,
+    in_flight: Arc<std::sync::atomic::AtomicUsize>,
+    peak: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+async fn receive_load(State(inbox): State<LoadInbox>, body: Bytes) -> &'static str {
+    use std::sync::atomic::Ordering;
+    let now = inbox.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    inbox.peak.fetch_max(now, Ordering::SeqCst);
+    // A receiver that takes a moment, so deliveries overlap when they can.
+    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let id = v["data"]["order_id"].as_str().unwrap().to_owned();
+    *inbox.per_order.lock().unwrap().entry(id).or_default() += 1;
+    inbox.in_flight.fetch_sub(1, Ordering::SeqCst);
+    "ok"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_orders_are_delivered_once_each_concurrently_with_a_bounded_log() {
+    let sb = start(SandboxConfig {
+        initial_quantity: 10_000,
+        delivery_concurrency: 16,
+        delivery_log_limit: 100,
+        ..SandboxConfig::default()
+    })
+    .await;
+    let inbox = LoadInbox::default();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let app = Router::new()
+        .route("/hook", axum::routing::post(receive_load))
+        .with_state(inbox.clone());
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(sb.tls_server_config()),
+    )
+    .unwrap();
+    let task = tokio::spawn(async move { server.serve(app.into_make_service()).await });
+
+    let mut cfg = EgressConfig::new(Environment::Dev);
+    cfg.allowed_hosts = vec![addr.to_string()];
+    cfg.extra_root_pems = vec![sb.ca_pem.clone()];
+    // No per-host pacing: the sandbox is the load generator here.
+    cfg.host_rate = (0.0, 0);
+    sb.set_gateway(Some(Gateway::new(cfg, None).unwrap()));
+    sb.set_webhook(Marketplace::TikTok, Some(format!("https://{addr}/hook")));
+
+    let ids = sb.generate_orders(Marketplace::TikTok, 2_000);
+    assert_eq!(ids.len(), 2_000);
+    sb.flush_deliveries().await;
+
+    let per_order = inbox.per_order.lock().unwrap().clone();
+    assert_eq!(per_order.len(), 2_000, "distinct order ids received");
+    assert!(
+        per_order.values().all(|n| *n == 1),
+        "an order was delivered twice"
+    );
+    assert!(ids.iter().all(|id| per_order.contains_key(id)));
+    assert_eq!(
+        sb.delivery_stats(),
+        stockade_sandbox::DeliveryStats {
+            queued: 2_000,
+            delivered: 2_000,
+            failed: 0,
+            in_flight: 0,
+        }
+    );
+    let peak = inbox.peak.load(std::sync::atomic::Ordering::SeqCst);
+    assert!((2..=16).contains(&peak), "peak concurrency {peak}");
+
+    // The log keeps the newest 100, with their bodies by default.
+    let log = sb.deliveries();
+    assert_eq!(log.len(), 100);
+    assert!(
+        log.iter()
+            .all(|d| d.ok() && d.attempts == 1 && !d.body.is_empty())
+    );
+    task.abort();
+    sb.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_delivery_log_can_leave_out_bodies_and_headers() {
+    let sb = start(SandboxConfig {
+        record_delivery_bodies: false,
+        ..SandboxConfig::default()
+    })
+    .await;
+    // No gateway: every delivery fails at once, and is still logged and counted.
+    sb.set_webhook(Marketplace::TikTok, Some("https://127.0.0.1:9/hook".into()));
+    assert_eq!(sb.generate_orders(Marketplace::TikTok, 3).len(), 3);
+    sb.flush_deliveries().await;
+    let log = sb.deliveries();
+    assert_eq!(log.len(), 3);
+    assert!(
+        log.iter()
+            .all(|d| !d.ok() && d.body.is_empty() && d.headers.is_empty())
+    );
+    let stats = sb.delivery_stats();
+    assert_eq!((stats.queued, stats.failed, stats.in_flight), (3, 3, 0));
+    sb.shutdown().await;
+}

@@ -3,6 +3,7 @@
 mod access;
 mod audit;
 mod demo;
+mod hooks;
 mod init;
 mod key;
 mod sandbox;

@@ -64,11 +64,17 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     let gateway =
         stockade_egress::Gateway::new(settings.egress_config(env), Some(vault.store().clone()))
             .map_err(|e| Failure::usage(format!("[egress] configuration: {e}")))?;
-    let access = Arc::new(Access::new(Arc::new(vault), settings.access.clone()).await?);
+    let vault = Arc::new(vault);
+    let access = Arc::new(Access::new(vault.clone(), settings.access.clone()).await?);
+    // Sync runs in every server process: webhooks in, pushes out, polls, reconciliation.
+    let sync = stockade_sync::Sync::start(vault.clone(), gateway.clone(), settings.sync_options())
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot start sync: {e}")))?;
     let state = AppState {
         access,
         trust_forwarded_for: server.trust_forwarded_for,
         plain_http: server.plain_http,
+        hooks: Some(super::hooks::sink(&sync)),
     };
     let options = ServeOptions {
         listen: server.listen,
@@ -106,6 +112,7 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
             stockade_server::ServeError::PlainHttpNotLoopback(_) => Failure::usage(e.to_string()),
             _ => Failure::runtime(e.to_string()),
         });
+    sync.shutdown().await;
     if let Err(e) = gateway.flush().await {
         tracing::warn!("the last egress log rows could not be written: {e}");
     }

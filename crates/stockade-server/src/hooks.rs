@@ -1,0 +1,387 @@
+//! Webhooks in: `POST /hooks/{tiktok,amazon,ebay}/{connection}` and eBay's endpoint
+//! validation challenge `GET /hooks/ebay/{connection}?challenge_code=…`.
+//!
+//! These routes carry no session and no API key: the marketplace's signature is the
+//! credential, and only the sync engine (through the marketplace connector) can check it.
+//! The server does not depend on that engine; it hands each delivery to a [`HookSink`].
+//!
+//! The order, each step before the next:
+//! 1. the ban check (the outer gate in [`crate::routes::front_gate`], before routing);
+//! 2. a sink is running (else 503: the marketplace retries);
+//! 3. the connection name is 1 to 64 of `[A-Za-z0-9_-]` (else 404, counted);
+//! 4. the body is at most [`MAX_EVENT_BODY`]: a larger declared length is refused
+//!    unread, a longer stream is refused once it passes the limit (413, not counted);
+//! 5. the sink verifies the signature before it parses anything, and resolves only once
+//!    what the delivery carries is durably stored: its 2xx is the acknowledgement.
+//!
+//! Unknown connections and bad signatures are recorded as `webhook_signature` failures,
+//! so repeated ones ban the address exactly like wrong passwords. Answers never echo the
+//! body, the headers or the signature; log lines name the marketplace, the connection,
+//! the status and the kind of outcome only.
+
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+
+use axum::Extension;
+use axum::body::{Body, HttpBody};
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use stockade_access::FailureKind;
+use stockade_core::order::Marketplace;
+use stockade_marketplaces::{InboundRequest, MAX_EVENT_BODY};
+
+use crate::AppState;
+use crate::api::api_error;
+use crate::routes::ClientIp;
+
+/// Seconds a marketplace is asked to wait before retrying an unavailable endpoint.
+pub const RETRY_AFTER_S: u32 = 5;
+
+/// What [`HookSink::deliver`] returns: owned, so the server can run it to completion
+/// even when the marketplace hangs up (a half-processed delivery is never left behind).
+pub type HookFuture = Pin<Box<dyn Future<Output = Result<HookAnswer, HookError>> + Send>>;
+
+/// Where verified deliveries go: implemented by the sync engine.
+pub trait HookSink: Send + Sync + 'static {
+    /// Verify (signature first, before parsing) and process one delivery. Resolve only
+    /// once whatever it carries is durably stored: the 2xx answer is the marketplace's
+    /// acknowledgement. `connection` is already checked to be 1 to 64 of `[A-Za-z0-9_-]`;
+    /// `request.body` is at most [`MAX_EVENT_BODY`].
+    fn deliver(
+        &self,
+        marketplace: Marketplace,
+        connection: String,
+        request: InboundRequest,
+    ) -> HookFuture;
+}
+
+/// The answer to an accepted delivery, passed through to the marketplace as is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookAnswer {
+    /// A 2xx status; anything else is a sink bug and answered 500.
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+}
+
+impl HookAnswer {
+    /// 200 with an empty body: "received".
+    pub fn ok() -> Self {
+        HookAnswer {
+            status: 200,
+            content_type: "text/plain; charset=utf-8",
+            body: Vec::new(),
+        }
+    }
+
+    /// 200 with a JSON body (eBay's challenge response).
+    pub fn json(body: impl Into<Vec<u8>>) -> Self {
+        HookAnswer {
+            status: 200,
+            content_type: "application/json",
+            body: body.into(),
+        }
+    }
+}
+
+/// Why a delivery was refused. None of the texts may hold request content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HookError {
+    /// 404, counted as a failure for the ban guard (scanners probe names).
+    #[error("no such connection")]
+    UnknownConnection,
+    /// 401 with a generic body, counted as a failure for the ban guard. The reason
+    /// (`"missing"`, `"mismatch"`, `"stale"`…) goes to the log only.
+    #[error("signature refused ({0})")]
+    Signature(&'static str),
+    /// 400 with this message (a scrubbed description, no input echoed). Verified, so
+    /// not counted.
+    #[error("malformed delivery")]
+    Malformed(String),
+    /// 413.
+    #[error("body too large")]
+    TooLarge,
+    /// 503 with `Retry-After: 5` (store down, shutting down): the marketplace retries.
+    /// The cause goes to the log only.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl HookError {
+    /// The stable word logged for this outcome.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HookError::UnknownConnection => "unknown_connection",
+            HookError::Signature(_) => "bad_signature",
+            HookError::Malformed(_) => "malformed",
+            HookError::TooLarge => "too_large",
+            HookError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Which marketplace a hook route belongs to; set by the route gate from the route table.
+#[derive(Debug, Clone, Copy)]
+pub struct HookRoute(pub Marketplace);
+
+/// A connection name as it may appear in a hook URL: 1 to 64 of `[A-Za-z0-9_-]`.
+pub fn valid_connection_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// The handler of every hook route.
+pub async fn receive(
+    State(state): State<AppState>,
+    route: Option<Extension<HookRoute>>,
+    client: Option<Extension<ClientIp>>,
+    connection: Result<Path<String>, PathRejection>,
+    req: Request,
+) -> Response {
+    let (Some(Extension(HookRoute(marketplace))), Some(Extension(ClientIp(ip)))) = (route, client)
+    else {
+        return crate::routes::internal("a hook route was reached without its gate");
+    };
+    let Some(sink) = state.hooks.clone() else {
+        tracing::warn!(
+            target: "stockade::hooks",
+            "webhook {marketplace} status=503 outcome=sync_not_running"
+        );
+        return unavailable("sync is not running");
+    };
+    let connection = match connection {
+        Ok(Path(name)) if valid_connection_name(&name) => name,
+        _ => {
+            // Not logged: it is not a name we could have issued, and may be anything.
+            tracing::warn!(
+                target: "stockade::hooks",
+                "webhook {marketplace} connection=<invalid> status=404 outcome=unknown_connection"
+            );
+            count_failure(&state, ip).await;
+            return not_found();
+        }
+    };
+    let log = |status: u16, outcome: &str| {
+        if (200..300).contains(&status) {
+            tracing::info!(
+                target: "stockade::hooks",
+                "webhook {marketplace} connection={connection} status={status} outcome={outcome}"
+            );
+        } else {
+            tracing::warn!(
+                target: "stockade::hooks",
+                "webhook {marketplace} connection={connection} status={status} outcome={outcome}"
+            );
+        }
+    };
+
+    if req.method() == Method::HEAD {
+        // Only a GET (eBay's challenge) or a POST is a delivery; a HEAD probe is neither.
+        log(405, "head");
+        let mut res = api_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "webhooks are delivered with POST (eBay's challenge with GET)",
+        );
+        res.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
+        return res;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_EVENT_BODY as u64) {
+        log(413, "too_large");
+        return too_large();
+    }
+    let (parts, body) = req.into_parts();
+    let body = match read_limited(body, MAX_EVENT_BODY).await {
+        Ok(b) => b,
+        Err(ReadError::TooLarge) => {
+            log(413, "too_large");
+            return too_large();
+        }
+        Err(ReadError::Broken) => {
+            log(400, "unreadable_body");
+            return api_error(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "the request body could not be read",
+            );
+        }
+    };
+    let request = InboundRequest {
+        method: parts.method,
+        path_and_query: parts
+            .uri
+            .path_and_query()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned()),
+        headers: parts.headers,
+        body,
+    };
+
+    // Spawned: if the marketplace hangs up, the delivery still runs to its end (it is
+    // idempotent, the retry finds it done) and a panicking sink is a 500, not a reset.
+    let delivery = tokio::spawn(sink.deliver(marketplace, connection.clone(), request)).await;
+    match delivery {
+        Err(_) => {
+            log(500, "sink_failed");
+            crate::routes::internal(format_args!(
+                "the {marketplace} hook sink failed on connection {connection}"
+            ))
+        }
+        Ok(Ok(answer)) => match answer_response(answer) {
+            Some(res) => {
+                log(res.status().as_u16(), "accepted");
+                res
+            }
+            None => {
+                log(500, "bad_sink_answer");
+                crate::routes::internal(format_args!(
+                    "the {marketplace} hook sink answered with a non-2xx status or an invalid content type"
+                ))
+            }
+        },
+        Ok(Err(e)) => {
+            let res = match &e {
+                HookError::UnknownConnection => {
+                    count_failure(&state, ip).await;
+                    not_found()
+                }
+                HookError::Signature(reason) => {
+                    tracing::warn!(
+                        target: "stockade::hooks",
+                        "webhook {marketplace} connection={connection} signature refused: {reason}"
+                    );
+                    count_failure(&state, ip).await;
+                    api_error(
+                        StatusCode::UNAUTHORIZED,
+                        "invalid_signature",
+                        "the delivery's signature does not verify",
+                    )
+                }
+                HookError::Malformed(message) => {
+                    api_error(StatusCode::BAD_REQUEST, "malformed", message)
+                }
+                HookError::TooLarge => too_large(),
+                HookError::Unavailable(cause) => {
+                    tracing::warn!(
+                        target: "stockade::hooks",
+                        "webhook {marketplace} connection={connection} unavailable: {cause}"
+                    );
+                    unavailable("the endpoint is temporarily unavailable; retry later")
+                }
+            };
+            log(res.status().as_u16(), e.kind());
+            res
+        }
+    }
+}
+
+/// Record a refused delivery for the ban guard (and the Fail2Ban log line).
+async fn count_failure(state: &AppState, ip: IpAddr) {
+    if let Err(e) = state
+        .access
+        .record_failure(ip, FailureKind::WebhookSignature, None, None)
+        .await
+    {
+        tracing::error!("could not record a webhook failure: {e}");
+    }
+}
+
+fn answer_response(answer: HookAnswer) -> Option<Response> {
+    let status = StatusCode::from_u16(answer.status)
+        .ok()
+        .filter(StatusCode::is_success)?;
+    let content_type = HeaderValue::from_str(answer.content_type).ok()?;
+    Some((status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response())
+}
+
+fn not_found() -> Response {
+    api_error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "no webhook endpoint here",
+    )
+}
+
+fn too_large() -> Response {
+    api_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        &format!("the body is larger than {MAX_EVENT_BODY} bytes"),
+    )
+}
+
+fn unavailable(message: &str) -> Response {
+    let mut res = api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
+    res
+}
+
+enum ReadError {
+    TooLarge,
+    Broken,
+}
+
+/// Read the body, refusing it as soon as it passes `limit` bytes: at most `limit` bytes
+/// (plus the one frame in flight) are ever held.
+async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let mut out = Vec::new();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let Ok(data) = frame.map_err(|_| ReadError::Broken)?.into_data() else {
+            continue; // trailers
+        };
+        if out.len() + data.len() > limit {
+            return Err(ReadError::TooLarge);
+        }
+        out.extend_from_slice(&data);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_names_are_short_and_plain() {
+        for good in ["a", "shop-1", "EU_main", &"x".repeat(64)] {
+            assert!(valid_connection_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            &"x".repeat(65),
+            "a b",
+            "a/b",
+            "a.b",
+            "{connection}",
+            "ä",
+            "a%2F",
+        ] {
+            assert!(!valid_connection_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_2xx_answers_with_a_valid_content_type_pass() {
+        assert!(answer_response(HookAnswer::ok()).is_some());
+        assert!(answer_response(HookAnswer::json(b"{}".to_vec())).is_some());
+        let mut a = HookAnswer::ok();
+        a.status = 404;
+        assert!(answer_response(a.clone()).is_none());
+        a.status = 1000;
+        assert!(answer_response(a).is_none());
+        let mut b = HookAnswer::ok();
+        b.content_type = "text/plain\n";
+        assert!(answer_response(b).is_none());
+    }
+}

@@ -1,0 +1,8 @@
+//! stockade-server's integration tests: the real server over real TLS on `127.0.0.1:0`,
+//! a fresh database per test (SQLite, and PostgreSQL when STOCKADE_TEST_PG_URL is set).
+//! One binary; each module guards one area.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod harness;
+mod hooks;

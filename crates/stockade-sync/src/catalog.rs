@@ -1,0 +1,681 @@
+//! The SKU catalog: on-hand quantities, per-channel listings with their safety buffer and
+//! maximum displayed quantity, CSV import and export, and stock derived from the ledger.
+//!
+//! CSV columns: `sku`, `on_hand`, then per connection `<name>:listing`, `<name>:buffer`,
+//! `<name>:max`. `reserved` and `available` (written by export) are ignored on import.
+//! A listing identifier is, per marketplace:
+//! - TikTok: `PRODUCT_ID:SKU_ID`, optionally `@WAREHOUSE_ID` (several joined by `|`);
+//! - Amazon: the ASIN, optionally `:PRODUCT_TYPE` (default `PRODUCT`);
+//! - eBay: the offer id (several joined by `|`), or `-` to look offers up by SKU.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use stockade_core::Actor;
+use stockade_marketplaces::{ListingRef, Marketplace};
+use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, Store, sql_params};
+
+use crate::connections::{self, Connection, ConnectionStatus};
+use crate::{Result, SyncError, now_ms};
+
+/// A listing's channel-side identifiers, stored as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListingIds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warehouse_ids: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offer_ids: Vec<String>,
+}
+
+impl ListingIds {
+    /// Parse the CSV form for a marketplace.
+    pub fn parse(m: Marketplace, text: &str) -> std::result::Result<Self, String> {
+        let text = text.trim();
+        let ok_part = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 128
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        };
+        match m {
+            Marketplace::TikTok => {
+                let (ids, wh) = match text.split_once('@') {
+                    Some((a, b)) => (a, Some(b)),
+                    None => (text, None),
+                };
+                let (p, v) = ids
+                    .split_once(':')
+                    .ok_or("a TikTok listing is PRODUCT_ID:SKU_ID[@WAREHOUSE]")?;
+                if !ok_part(p) || !ok_part(v) {
+                    return Err("a TikTok listing is PRODUCT_ID:SKU_ID[@WAREHOUSE]".into());
+                }
+                let warehouse_ids: Vec<String> = match wh {
+                    Some(w) => w.split('|').map(str::to_owned).collect(),
+                    None => Vec::new(),
+                };
+                if warehouse_ids.iter().any(|w| !ok_part(w)) {
+                    return Err("a warehouse id is letters and digits".into());
+                }
+                Ok(ListingIds {
+                    product_id: Some(p.into()),
+                    variant_id: Some(v.into()),
+                    warehouse_ids,
+                    ..ListingIds::default()
+                })
+            }
+            Marketplace::Amazon => {
+                let (asin, pt) = match text.split_once(':') {
+                    Some((a, b)) => (a, Some(b)),
+                    None => (text, None),
+                };
+                if !ok_part(asin) || pt.is_some_and(|p| !ok_part(p)) {
+                    return Err("an Amazon listing is ASIN[:PRODUCT_TYPE]".into());
+                }
+                Ok(ListingIds {
+                    product_id: Some(asin.into()),
+                    product_type: pt.map(str::to_owned),
+                    ..ListingIds::default()
+                })
+            }
+            Marketplace::Ebay => {
+                if text == "-" {
+                    return Ok(ListingIds::default());
+                }
+                let offers: Vec<String> = text.split('|').map(str::to_owned).collect();
+                if offers.iter().any(|o| !ok_part(o)) {
+                    return Err("an eBay listing is OFFER_ID[|OFFER_ID…] or -".into());
+                }
+                Ok(ListingIds {
+                    offer_ids: offers,
+                    ..ListingIds::default()
+                })
+            }
+        }
+    }
+
+    /// The CSV form (inverse of [`ListingIds::parse`]).
+    pub fn format(&self, m: Marketplace) -> String {
+        match m {
+            Marketplace::TikTok => {
+                let mut s = format!(
+                    "{}:{}",
+                    self.product_id.as_deref().unwrap_or(""),
+                    self.variant_id.as_deref().unwrap_or("")
+                );
+                if !self.warehouse_ids.is_empty() {
+                    s.push('@');
+                    s.push_str(&self.warehouse_ids.join("|"));
+                }
+                s
+            }
+            Marketplace::Amazon => match &self.product_type {
+                Some(pt) => format!("{}:{pt}", self.product_id.as_deref().unwrap_or("")),
+                None => self.product_id.clone().unwrap_or_default(),
+            },
+            Marketplace::Ebay if self.offer_ids.is_empty() => "-".into(),
+            Marketplace::Ebay => self.offer_ids.join("|"),
+        }
+    }
+
+    pub fn to_ref(&self, sku: &str) -> ListingRef {
+        ListingRef {
+            sku: sku.to_owned(),
+            product_id: self.product_id.clone(),
+            variant_id: self.variant_id.clone(),
+            warehouse_ids: self.warehouse_ids.clone(),
+            product_type: self.product_type.clone(),
+            offer_ids: self.offer_ids.clone(),
+        }
+    }
+}
+
+/// One SKU's stock, as derived from the ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockRow {
+    pub sku: String,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub available: i64,
+}
+
+/// A listing row as the CLI and API show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ListingRow {
+    pub connection: String,
+    pub sku: String,
+    pub listing: String,
+    pub buffer: i64,
+    pub max_displayed: Option<i64>,
+    pub target_qty: i64,
+    pub target_version: i64,
+    pub pushed_version: i64,
+    pub acked_qty: Option<i64>,
+    pub channel_qty: Option<i64>,
+}
+
+/// What an import did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ImportReport {
+    pub skus: usize,
+    pub listings: usize,
+}
+
+/// The target a channel shows for a SKU: max(0, min(available − buffer, max displayed)).
+pub fn target(available: i64, buffer: i64, max_displayed: Option<i64>) -> i64 {
+    (available - buffer)
+        .min(max_displayed.unwrap_or(i64::from(i32::MAX)))
+        .max(0)
+}
+
+/// A minimal RFC 4180 reader: quoted fields, doubled quotes, CRLF or LF.
+pub fn parse_csv(text: &str) -> std::result::Result<Vec<Vec<String>>, String> {
+    let mut rows = Vec::new();
+    let mut row = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    let mut line = 1;
+    while let Some(c) = chars.next() {
+        if quoted {
+            match c {
+                '"' if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    field.push('"');
+                }
+                '"' => quoted = false,
+                '\n' => {
+                    line += 1;
+                    field.push(c);
+                }
+                _ => field.push(c),
+            }
+            continue;
+        }
+        match c {
+            '"' if field.is_empty() => quoted = true,
+            ',' => row.push(std::mem::take(&mut field)),
+            '\r' => {}
+            '\n' => {
+                line += 1;
+                row.push(std::mem::take(&mut field));
+                if !(row.len() == 1 && row[0].is_empty()) {
+                    rows.push(std::mem::take(&mut row));
+                } else {
+                    row.clear();
+                }
+            }
+            _ => field.push(c),
+        }
+    }
+    if quoted {
+        return Err(format!("an unterminated quoted field before line {line}"));
+    }
+    if !field.is_empty() || !row.is_empty() {
+        row.push(field);
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+struct PlannedListing {
+    connection: Connection,
+    ids: ListingIds,
+    buffer: i64,
+    max: Option<i64>,
+}
+
+struct PlannedSku {
+    sku: String,
+    on_hand: i64,
+    listings: Vec<PlannedListing>,
+}
+
+fn valid_sku(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 100 && !s.chars().any(char::is_control)
+}
+
+fn plan(text: &str, conns: &[Connection]) -> Result<Vec<PlannedSku>> {
+    let bad = |line: usize, msg: String| SyncError::Invalid(format!("line {line}: {msg}"));
+    let rows = parse_csv(text).map_err(SyncError::Invalid)?;
+    let mut rows = rows.into_iter();
+    let header = rows.next().ok_or_else(|| {
+        SyncError::Invalid(
+            "the file is empty; the first line names the columns (sku,on_hand,…)".into(),
+        )
+    })?;
+    let col = |name: &str| header.iter().position(|h| h.trim() == name);
+    let sku_col = col("sku").ok_or_else(|| bad(1, "no `sku` column".into()))?;
+    let on_hand_col = col("on_hand").ok_or_else(|| bad(1, "no `on_hand` column".into()))?;
+    // (connection, listing col, buffer col, max col)
+    let mut channels: BTreeMap<String, [Option<usize>; 3]> = BTreeMap::new();
+    for (i, h) in header.iter().enumerate() {
+        let h = h.trim();
+        if matches!(h, "sku" | "on_hand" | "reserved" | "available") {
+            continue;
+        }
+        let Some((name, what)) = h.rsplit_once(':') else {
+            return Err(bad(
+                1,
+                format!(
+                    "unknown column {h:?} (expected CONNECTION:listing, CONNECTION:buffer or CONNECTION:max)"
+                ),
+            ));
+        };
+        let slot = match what {
+            "listing" => 0,
+            "buffer" => 1,
+            "max" => 2,
+            _ => return Err(bad(1, format!("unknown column {h:?}"))),
+        };
+        let entry = channels.entry(name.to_owned()).or_default();
+        if entry[slot].is_some() {
+            return Err(bad(1, format!("column {h:?} appears twice")));
+        }
+        entry[slot] = Some(i);
+    }
+    let mut chans = Vec::new();
+    for (name, cols) in channels {
+        let conn = conns.iter().find(|c| c.name == name).ok_or_else(|| {
+            bad(
+                1,
+                format!("no connection named {name:?} (see `stockade connection list`)"),
+            )
+        })?;
+        if conn.status == ConnectionStatus::Revoked {
+            return Err(bad(1, format!("connection {name:?} was revoked")));
+        }
+        let listing = cols[0].ok_or_else(|| {
+            bad(
+                1,
+                format!("{name}:buffer or {name}:max without {name}:listing"),
+            )
+        })?;
+        chans.push((conn.clone(), listing, cols[1], cols[2]));
+    }
+    let mut seen = HashMap::new();
+    let mut out = Vec::new();
+    for (n, row) in rows.enumerate() {
+        let line = n + 2;
+        let get = |i: usize| row.get(i).map(|s| s.trim()).unwrap_or("");
+        let sku = get(sku_col).to_owned();
+        if !valid_sku(&sku) {
+            return Err(bad(
+                line,
+                "the SKU is empty, longer than 100 characters or has control characters".into(),
+            ));
+        }
+        if let Some(first) = seen.insert(sku.clone(), line) {
+            return Err(bad(
+                line,
+                format!("SKU {sku:?} also appears on line {first}"),
+            ));
+        }
+        let on_hand: i64 = get(on_hand_col)
+            .parse()
+            .ok()
+            .filter(|v| (0..=1_000_000_000).contains(v))
+            .ok_or_else(|| {
+                bad(
+                    line,
+                    "on_hand must be a whole number from 0 to 1000000000".into(),
+                )
+            })?;
+        let mut listings = Vec::new();
+        for (conn, lc, bc, mc) in &chans {
+            let text = get(*lc);
+            if text.is_empty() {
+                continue;
+            }
+            let ids = ListingIds::parse(conn.marketplace, text)
+                .map_err(|e| bad(line, format!("{}:listing: {e}", conn.name)))?;
+            let num = |c: &Option<usize>, what: &str| -> Result<Option<i64>> {
+                match c.map(|i| get(i)).filter(|s| !s.is_empty()) {
+                    None => Ok(None),
+                    Some(s) => s
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|v| (0..=1_000_000_000).contains(v))
+                        .map(Some)
+                        .ok_or_else(|| {
+                            bad(
+                                line,
+                                format!("{}:{what} must be a whole number ≥ 0", conn.name),
+                            )
+                        }),
+                }
+            };
+            listings.push(PlannedListing {
+                connection: conn.clone(),
+                ids,
+                buffer: num(bc, "buffer")?.unwrap_or(0),
+                max: num(mc, "max")?,
+            });
+        }
+        out.push(PlannedSku {
+            sku,
+            on_hand,
+            listings,
+        });
+    }
+    Ok(out)
+}
+
+const INSERT_SKU: &str = "INSERT INTO skus (sku, on_hand, reserved, created_at_ms, updated_at_ms) VALUES ($1, 0, 0, $2, $2)
+     ON CONFLICT (sku) DO NOTHING";
+const ADJUST: &str =
+    "INSERT INTO stock_ledger (sku, movement, on_hand_delta, reserved_delta, at_ms)
+     SELECT sku, 'adjust', $1 - on_hand, 0, $2 FROM skus WHERE sku = $3 AND on_hand <> $1";
+const UPSERT_LISTING: &str = "INSERT INTO listings (connection_id, sku, listing_id, listing_ref, buffer, max_displayed, target_qty, target_version, pushed_version)
+     VALUES ($1, $2, $3, $4, $5, $6, -1, 1, 0)
+     ON CONFLICT (connection_id, sku) DO UPDATE SET listing_id = excluded.listing_id,
+       listing_ref = excluded.listing_ref, buffer = excluded.buffer, max_displayed = excluded.max_displayed";
+/// A listing's target from its SKU's stock: max(0, min(available − buffer, max displayed))
+/// (the same formula as the `skus_retarget` trigger), in SQL both backends accept.
+macro_rules! target_expr {
+    () => {
+        "CASE WHEN (SELECT s.on_hand - s.reserved FROM skus s WHERE s.sku = listings.sku) - listings.buffer < 0 THEN 0
+              WHEN (SELECT s.on_hand - s.reserved FROM skus s WHERE s.sku = listings.sku) - listings.buffer
+                   < COALESCE(listings.max_displayed, 2147483647)
+              THEN (SELECT s.on_hand - s.reserved FROM skus s WHERE s.sku = listings.sku) - listings.buffer
+              ELSE COALESCE(listings.max_displayed, 2147483647) END"
+    };
+}
+
+/// Recompute a SKU's listing targets after a catalog change.
+const RETARGET: &str = concat!(
+    "UPDATE listings SET target_qty = ",
+    target_expr!(),
+    ", target_version = target_version + 1 WHERE sku = $1 AND target_qty <> ",
+    target_expr!()
+);
+
+/// Import a catalog CSV: every row is checked first; then all of it is written in one
+/// transaction (or nothing is). On-hand quantities are set through `adjust` ledger
+/// entries, so stock stays derivable from the ledger.
+pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<ImportReport> {
+    let conns = connections::list(store).await?;
+    let planned = plan(text, &conns)?;
+    let now = now_ms();
+    let mut report = ImportReport::default();
+    let mut changes = Vec::with_capacity(planned.len());
+    for p in &planned {
+        let mut steps = vec![
+            Mutation::Sql {
+                statement: INSERT_SKU,
+                params: sql_params![p.sku.as_str(), now],
+                expect: Expect::Any,
+            },
+            Mutation::Sql {
+                statement: ADJUST,
+                params: sql_params![p.on_hand, now, p.sku.as_str()],
+                expect: Expect::Any,
+            },
+        ];
+        for l in &p.listings {
+            let ids = serde_json::to_string(&l.ids)
+                .map_err(|_| SyncError::Invalid("listing ids".into()))?;
+            steps.push(Mutation::Sql {
+                statement: UPSERT_LISTING,
+                params: sql_params![
+                    l.connection.id,
+                    p.sku.as_str(),
+                    l.ids.format(l.connection.marketplace),
+                    ids,
+                    l.buffer,
+                    l.max
+                ],
+                expect: Expect::One("listing"),
+            });
+        }
+        steps.push(Mutation::Sql {
+            statement: RETARGET,
+            params: sql_params![p.sku.as_str()],
+            expect: Expect::Any,
+        });
+        report.skus += 1;
+        report.listings += p.listings.len();
+        changes.push(Change::new(
+            Mutation::Many {
+                steps,
+                guard: false,
+            },
+            AuditEntry::new(
+                "catalog.import",
+                format!("sku:{}", p.sku),
+                AuditDetails::new()
+                    .int("on_hand", p.on_hand)
+                    .int("listings", p.listings.len() as i64),
+            ),
+        ));
+    }
+    if changes.is_empty() {
+        return Err(SyncError::Invalid(
+            "the file has a header but no SKU rows".into(),
+        ));
+    }
+    store.commit(actor, changes).await?;
+    Ok(report)
+}
+
+const SELECT_LISTINGS: &str =
+    "SELECT c.name, l.sku, l.listing_id, l.buffer, l.max_displayed, l.target_qty, l.target_version,
+            l.pushed_version, l.acked_qty, l.channel_qty, c.marketplace, l.listing_ref
+     FROM listings l JOIN connections c ON c.id = l.connection_id
+     WHERE c.status <> 'revoked' ORDER BY l.sku, c.name";
+const SELECT_STOCK: &str = "SELECT sku, on_hand, reserved FROM skus ORDER BY sku";
+
+/// Stock of every SKU.
+pub async fn stock(store: &Store) -> Result<Vec<StockRow>> {
+    store
+        .query(SELECT_STOCK, vec![])
+        .await?
+        .iter()
+        .map(|r| {
+            let (on_hand, reserved) = (r.int(1)?, r.int(2)?);
+            Ok(StockRow {
+                sku: r.text(0)?,
+                on_hand,
+                reserved,
+                available: on_hand - reserved,
+            })
+        })
+        .collect()
+}
+
+/// Every listing of a live (not revoked) connection.
+pub async fn listings(store: &Store) -> Result<Vec<ListingRow>> {
+    store
+        .query(SELECT_LISTINGS, vec![])
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(ListingRow {
+                connection: r.text(0)?,
+                sku: r.text(1)?,
+                listing: r.text(2)?,
+                buffer: r.int(3)?,
+                max_displayed: r.opt_int(4)?,
+                target_qty: r.int(5)?,
+                target_version: r.int(6)?,
+                pushed_version: r.int(7)?,
+                acked_qty: r.opt_int(8)?,
+                channel_qty: r.opt_int(9)?,
+            })
+        })
+        .collect()
+}
+
+/// The catalog as CSV, in the import format (plus read-only `reserved` and `available`).
+pub async fn export_csv(store: &Store) -> Result<String> {
+    let conns: Vec<Connection> = connections::list(store)
+        .await?
+        .into_iter()
+        .filter(|c| c.status != ConnectionStatus::Revoked)
+        .collect();
+    let stock = stock(store).await?;
+    let listings = listings(store).await?;
+    let mut by_sku: HashMap<(&str, &str), &ListingRow> = HashMap::new();
+    for l in &listings {
+        by_sku.insert((l.sku.as_str(), l.connection.as_str()), l);
+    }
+    let mut out = String::from("sku,on_hand,reserved,available");
+    for c in &conns {
+        out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", c.name));
+    }
+    out.push('\n');
+    for s in &stock {
+        out.push_str(&format!(
+            "{},{},{},{}",
+            csv_field(&s.sku),
+            s.on_hand,
+            s.reserved,
+            s.available
+        ));
+        for c in &conns {
+            match by_sku.get(&(s.sku.as_str(), c.name.as_str())) {
+                Some(l) => out.push_str(&format!(
+                    ",{},{},{}",
+                    csv_field(&l.listing),
+                    l.buffer,
+                    l.max_displayed.map(|m| m.to_string()).unwrap_or_default()
+                )),
+                None => out.push_str(",,,"),
+            }
+        }
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// A SKU whose stored stock differs from the sum of its ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StockMismatch {
+    pub sku: String,
+    pub stored: (i64, i64),
+    pub ledger: (i64, i64),
+}
+
+const LEDGER_SUMS: &str = "SELECT s.sku, s.on_hand, s.reserved,
+            CAST(COALESCE((SELECT SUM(l.on_hand_delta) FROM stock_ledger l WHERE l.sku = s.sku), 0) AS BIGINT),
+            CAST(COALESCE((SELECT SUM(l.reserved_delta) FROM stock_ledger l WHERE l.sku = s.sku), 0) AS BIGINT)
+     FROM skus s ORDER BY s.sku";
+
+/// Recompute every SKU's stock from the ledger and list the ones that differ.
+pub async fn verify_stock(store: &Store) -> Result<Vec<StockMismatch>> {
+    let mut out = Vec::new();
+    for r in store.query(LEDGER_SUMS, vec![]).await? {
+        let stored = (r.int(1)?, r.int(2)?);
+        let ledger = (r.int(3)?, r.int(4)?);
+        if stored != ledger {
+            out.push(StockMismatch {
+                sku: r.text(0)?,
+                stored,
+                ledger,
+            });
+        }
+    }
+    Ok(out)
+}
+
+const REBUILD: &str = "UPDATE skus SET
+       on_hand = COALESCE((SELECT SUM(l.on_hand_delta) FROM stock_ledger l WHERE l.sku = skus.sku), 0),
+       reserved = COALESCE((SELECT SUM(l.reserved_delta) FROM stock_ledger l WHERE l.sku = skus.sku), 0),
+       updated_at_ms = $1
+     WHERE sku = $2";
+
+/// Rebuild the stock of the SKUs that differ from their ledger (audited, one row each).
+pub async fn rebuild_stock(store: &Store, actor: &Actor) -> Result<Vec<StockMismatch>> {
+    let bad = verify_stock(store).await?;
+    if bad.is_empty() {
+        return Ok(bad);
+    }
+    let now = now_ms();
+    let changes = bad
+        .iter()
+        .map(|m| {
+            Change::new(
+                Mutation::Many {
+                    steps: vec![
+                        Mutation::Sql {
+                            statement: REBUILD,
+                            params: sql_params![now, m.sku.as_str()],
+                            expect: Expect::One("sku"),
+                        },
+                        Mutation::Sql {
+                            statement: RETARGET,
+                            params: sql_params![m.sku.as_str()],
+                            expect: Expect::Any,
+                        },
+                    ],
+                    guard: false,
+                },
+                AuditEntry::new(
+                    "stock.rebuild",
+                    format!("sku:{}", m.sku),
+                    AuditDetails::new()
+                        .int("on_hand_was", m.stored.0)
+                        .int("reserved_was", m.stored.1)
+                        .int("on_hand", m.ledger.0)
+                        .int("reserved", m.ledger.1),
+                ),
+            )
+        })
+        .collect();
+    store.commit(actor, changes).await?;
+    Ok(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        assert_eq!(target(10, 2, None), 8);
+        assert_eq!(target(10, 2, Some(5)), 5);
+        assert_eq!(target(1, 2, None), 0);
+        assert_eq!(target(-3, 0, None), 0);
+    }
+
+    #[test]
+    fn listing_ids_round_trip() {
+        for (m, s) in [
+            (Marketplace::TikTok, "1729:3301"),
+            (Marketplace::TikTok, "1729:3301@W1|W2"),
+            (Marketplace::Amazon, "B0ABCDEF12"),
+            (Marketplace::Amazon, "B0ABCDEF12:SHOES"),
+            (Marketplace::Ebay, "5551234"),
+            (Marketplace::Ebay, "1|2"),
+            (Marketplace::Ebay, "-"),
+        ] {
+            let ids = ListingIds::parse(m, s).unwrap();
+            assert_eq!(ids.format(m), s);
+        }
+        assert!(ListingIds::parse(Marketplace::TikTok, "1729").is_err());
+        assert!(ListingIds::parse(Marketplace::Amazon, "a b").is_err());
+    }
+
+    #[test]
+    fn csv_reader() {
+        let rows = parse_csv("sku,on_hand\r\n\"A,1\",3\n\"say \"\"hi\"\"\",4\n\n").unwrap();
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[1], vec!["A,1", "3"]);
+        assert_eq!(rows[2], vec!["say \"hi\"", "4"]);
+        assert!(parse_csv("a,\"b").is_err());
+        assert_eq!(csv_field("A,1"), "\"A,1\"");
+    }
+}

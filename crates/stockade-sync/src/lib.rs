@@ -1,0 +1,124 @@
+//! Stockade's sync engine: marketplace events in, stock out.
+//!
+//! The way of the data (DESIGN §2, §8, §10):
+//!
+//! ```text
+//!  webhook ──verify──▶ fetcher ──get_orders (batched)──▶ ingest ──group commit──▶ store
+//!  poller ───────────────────────────────────────────────▶   │   (order, PII, ledger, audit)
+//!                                                            ▼
+//!        channel ◀── set_quantities (coalesced, zeros first) ◀── pusher per connection
+//!        channel ──── get_quantities ──▶ reconciler (repairs drift)
+//! ```
+//!
+//! - A webhook is answered only once the order it announced is durably stored.
+//! - Every order change is one audited change (see [`ingest`]); concurrent changes are
+//!   committed together, one transaction per batch.
+//! - Stock per SKU and every listing's target follow from the ledger inside the same
+//!   transaction; a pusher per connection sends the newest target of each listing that
+//!   changed, zeros first, and records what the channel confirmed. A reconciler reads
+//!   channel quantities back and repairs drift.
+//! - A revocation stops the connection and purges it ([`purge`]).
+
+pub mod catalog;
+pub mod connections;
+mod engine;
+pub mod ingest;
+pub mod metrics;
+pub mod purge;
+
+use std::time::Duration;
+
+pub use catalog::{ImportReport, ListingIds, ListingRow, StockMismatch, StockRow};
+pub use connections::{
+    Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
+};
+pub use engine::{HookFailure, HookReply, Summary, Sync};
+pub use metrics::{Metrics, Percentiles};
+pub use purge::PurgeReceipt;
+
+pub(crate) fn now_ms() -> i64 {
+    stockade_core::time::now_ms()
+}
+
+/// Errors of the sync engine. Messages carry ids, counts and scrubbed marketplace
+/// messages, never buyer data or secrets.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no connection named {0:?}; see `stockade connection list`")]
+    UnknownConnection(String),
+    #[error("connection {0:?} is revoked")]
+    Revoked(String),
+    #[error(transparent)]
+    Store(#[from] stockade_store::StoreError),
+    #[error(transparent)]
+    Vault(#[from] stockade_vault::VaultError),
+    #[error(transparent)]
+    Market(#[from] stockade_marketplaces::MarketError),
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
+    #[error("the sync engine is shutting down")]
+    ShuttingDown,
+}
+
+pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+/// Tuning of the engine. The defaults suit a seller; tests, the demo and the benchmark
+/// shorten the intervals.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Most order changes in one transaction.
+    pub batch_max: usize,
+    /// Ingest transactions in flight at once.
+    pub commits_in_flight: usize,
+    /// Orders fetched per marketplace call, and how long to wait to fill a call.
+    pub fetch_batch: usize,
+    pub fetch_wait: Duration,
+    /// Fetch calls in flight per connection.
+    pub fetch_concurrency: usize,
+    /// Poll for orders this often (the fallback for missed webhooks); None: never.
+    pub poll_interval: Option<Duration>,
+    /// Each poll re-reads this far back before the last high-water mark.
+    pub poll_overlap: Duration,
+    /// The first poll of a connection looks back this far.
+    pub poll_lookback: Duration,
+    /// Read channel quantities back this often; None: never.
+    pub reconcile_interval: Option<Duration>,
+    /// Most listings per push round.
+    pub push_batch: usize,
+    /// Backoff of a failing push: base, doubling up to max.
+    pub push_retry_base: Duration,
+    pub push_retry_max: Duration,
+    /// Consecutive failed rounds after which an error event is recorded.
+    pub push_attempts_before_event: u32,
+    /// Buyer fields are deleted this long after an order completes.
+    pub pii_retention: Duration,
+    /// How often connections added, paused, resumed or revoked elsewhere are picked up.
+    pub refresh_interval: Duration,
+    /// Lift the connectors' own rate limits (benchmarks against simulators only).
+    pub lift_rate_limits: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            batch_max: 1024,
+            commits_in_flight: 2,
+            fetch_batch: 50,
+            fetch_wait: Duration::from_millis(1),
+            fetch_concurrency: 8,
+            poll_interval: Some(Duration::from_secs(60)),
+            poll_overlap: Duration::from_secs(120),
+            poll_lookback: Duration::from_secs(24 * 3600),
+            reconcile_interval: Some(Duration::from_secs(300)),
+            push_batch: 200,
+            push_retry_base: Duration::from_millis(200),
+            push_retry_max: Duration::from_secs(30),
+            push_attempts_before_event: 5,
+            pii_retention: Duration::from_secs(30 * 24 * 3600),
+            refresh_interval: Duration::from_secs(2),
+            lift_rate_limits: false,
+        }
+    }
+}
