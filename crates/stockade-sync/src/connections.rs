@@ -450,6 +450,11 @@ pub async fn connector(
             if !s.document_hosts.is_empty() {
                 cfg.document_hosts = s.document_hosts.clone();
             }
+            if lift_rate_limits {
+                // Without rate limits, per-SKU patches confirm in milliseconds; a feed is
+                // processed asynchronously (minutes on Amazon).
+                cfg.feed_threshold = usize::MAX;
+            }
             let creds = AmazonCredentials::from_vault(vault, &conn.name).await?;
             let c = AmazonConnector::new(cfg, creds, gateway, caller);
             if lift_rate_limits {

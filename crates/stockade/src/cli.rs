@@ -74,8 +74,12 @@ pub enum Command {
     Audit(AuditCommand),
     /// Show the effective configuration and where each value came from (never secrets).
     Config,
-    /// Run a throw-away dev environment: write encrypted records, rotate the master key,
-    /// crypto-shred a seller, and show the verified audit chain.
+    /// Run a live throw-away dev environment: the three marketplace simulators, a catalog
+    /// on every channel, the real server and sync engine, and a stream of buyer orders,
+    /// with a live summary. Cleans up after itself.
+    #[command(
+        after_long_help = "Runs until Ctrl-C, or for --duration. Everything lives in a temporary directory (kept\nwith --keep) and uses test credentials of the simulators.\n\nExamples:\n  stockade demo\n  stockade demo --duration 30s --rate 50"
+    )]
     Demo(DemoArgs),
     /// Run the HTTPS server: sign-in, API, and (later) webhooks, sync and the dashboard.
     #[command(
@@ -91,6 +95,22 @@ pub enum Command {
     /// Manage address bans: list, add, remove.
     #[command(subcommand)]
     Ban(BanCommand),
+    /// Marketplace connections (one seller's authorization on one marketplace): add,
+    /// list, show, pause, resume, revoke.
+    #[command(
+        subcommand,
+        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExample:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection list"
+    )]
+    Connection(ConnectionCommand),
+    /// The SKU catalog: import and export it as CSV, list stock per SKU and channel.
+    #[command(
+        subcommand,
+        after_long_help = "CSV columns: sku, on_hand, then per connection CONNECTION:listing, CONNECTION:buffer and\nCONNECTION:max (reserved and available, written by export, are ignored on import).\nA listing is, per marketplace: TikTok PRODUCT_ID:SKU_ID[@WAREHOUSE], Amazon ASIN[:PRODUCT_TYPE],\neBay OFFER_ID[|OFFER_ID…] or - (look offers up by SKU).\n\nExample:\n  stockade sku export --output catalog.csv\n  stockade sku import catalog.csv"
+    )]
+    Sku(SkuCommand),
+    /// Stock against its ledger: verify, rebuild.
+    #[command(subcommand)]
+    Stock(StockCommand),
     /// Run local simulators of TikTok Shop, Amazon SP-API and eBay (HTTPS, with their
     /// signing, tokens, rate limits and error bodies) and print their URLs and test
     /// credentials. For development and tests only; runs until Ctrl-C.
@@ -98,6 +118,9 @@ pub enum Command {
         after_long_help = "Each marketplace gets its own HTTPS server on 127.0.0.1 and a random port, signed by a\ntest certificate authority written to --ca-file. Faults can be injected at start\n(--fault amazon:throttle_rate=0.2) and at run time:\n  curl --cacert sandbox-ca.pem -X PUT https://127.0.0.1:PORT/_sandbox/faults \\\n       -H 'content-type: application/json' -d '{\"error_rate\":0.1}'\nOther admin routes under /_sandbox/ (loopback only): orders, orders/{id}/advance,\nlistings, deliveries, revoke, expire-tokens, webhook, rate-limits. See docs/marketplaces.md.\n\nExample:\n  stockade sandbox --seed 7 --skus 20 --orders 50"
     )]
     Sandbox(SandboxArgs),
+    /// Benchmarks that print measured figures (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +213,47 @@ pub struct DemoArgs {
     /// Keep the throw-away data directory instead of deleting it at the end.
     #[arg(long)]
     pub keep: bool,
+    /// Stop after this long (e.g. 30s, 5m) instead of at Ctrl-C.
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<String>,
+    /// Buyer orders per second across the three marketplaces.
+    #[arg(long, default_value_t = 20.0)]
+    pub rate: f64,
+    /// SKUs in the catalog (each listed on all three channels).
+    #[arg(long, default_value_t = 300)]
+    pub skus: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Order sync under load: signed webhooks over HTTPS keep-alive from the three
+    /// marketplace simulators into the real server, sync engine and database.
+    #[command(
+        after_long_help = "Reports orders ingested per second, the latency from an order's arrival to the last\nchannel's confirmation (p50/p99/max), pushes coalesced, oversold units, lost and duplicated\norders, CPU and peak memory. The simulators run in the same process, so CPU and memory\ninclude them.\n\nExamples:\n  stockade bench sync --rate 2000 --duration 20s\n  stockade bench sync --rate 500 --duration 30s --database-url postgres://u:p@127.0.0.1/db --json\n  stockade bench sync --rate 50 --duration 60s --realistic-limits"
+    )]
+    Sync(BenchSyncArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchSyncArgs {
+    /// Orders per second offered (across the three marketplaces).
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long orders are offered (e.g. 20s, 2m).
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    pub duration: String,
+    /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Keep the marketplaces' published rate limits on and report each channel's staleness.
+    #[arg(long)]
+    pub realistic_limits: bool,
+    /// SKUs in the catalog.
+    #[arg(long, default_value_t = 300)]
+    pub skus: usize,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -303,4 +367,131 @@ pub enum BanCommand {
         /// IPv4 or IPv6 address.
         ip: String,
     },
+}
+
+/// A marketplace, as `--marketplace` takes it.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum MarketplaceArg {
+    /// TikTok Shop.
+    Tiktok,
+    /// Amazon Selling Partner API.
+    Amazon,
+    /// eBay.
+    Ebay,
+}
+
+#[derive(Debug, Args)]
+#[group(id = "credentials", required = true, multiple = false)]
+pub struct CredentialsArgs {
+    /// A JSON object of the connection's credential fields, readable by its owner only
+    /// (chmod 600). TikTok: app_key, app_secret, refresh_token. Amazon: client_id,
+    /// client_secret, refresh_token [, event_key]. eBay: client_id, client_secret,
+    /// refresh_token [, verification_token].
+    #[arg(long, value_name = "FILE")]
+    pub credentials_file: Option<PathBuf>,
+    /// Read the same JSON object from standard input instead.
+    #[arg(long)]
+    pub credentials_stdin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionAddArgs {
+    /// tiktok, amazon or ebay.
+    #[arg(long, value_enum)]
+    pub marketplace: MarketplaceArg,
+    /// A unique name: 1 to 64 letters, digits, '-' or '_'. It names the webhook path
+    /// /hooks/MARKETPLACE/NAME and is never reused, even after a revocation.
+    #[arg(long)]
+    pub name: String,
+    /// The seller's id on the marketplace: TikTok shop id, Amazon seller id, eBay user.
+    #[arg(long, value_name = "ID")]
+    pub account: String,
+    /// API base URL (https://). Default in prod: the marketplace's live API. Required in
+    /// dev and staging, which connect to sandboxes only (e.g. `stockade sandbox`).
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// TikTok: the authorization base URL. Amazon: the Login with Amazon token URL.
+    /// Default in prod: the live one.
+    #[arg(long, value_name = "URL")]
+    pub auth_url: Option<String>,
+    /// TikTok: the shop cipher.
+    #[arg(long, value_name = "C")]
+    pub shop_cipher: Option<String>,
+    /// Amazon: a marketplace id (repeatable). eBay: the marketplace, e.g. EBAY_US.
+    #[arg(long = "marketplace-id", value_name = "ID")]
+    pub marketplace_ids: Vec<String>,
+    /// eBay: the public URL of this connection's notification endpoint
+    /// (https://HOST/hooks/ebay/NAME); eBay's validation challenge hashes it.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Amazon: a host feed documents are uploaded to or downloaded from (repeatable).
+    #[arg(long = "document-host", value_name = "HOST")]
+    pub document_hosts: Vec<String>,
+    #[command(flatten)]
+    pub credentials: CredentialsArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Add a connection. Its credentials are read from a JSON file (mode 0600) or
+    /// standard input, stored encrypted under the connection's own data key, and never
+    /// printed.
+    Add(Box<ConnectionAddArgs>),
+    /// List connections (name, marketplace, endpoint, status, seller account).
+    List,
+    /// One connection: settings, status, listings, orders, last poll cursor and the names
+    /// of its credential fields (never their values).
+    Show {
+        /// The connection's name.
+        name: String,
+    },
+    /// Stop pushing quantities and polling for a connection (orders sent to its webhook
+    /// are still recorded: the marketplace has accepted them).
+    Pause {
+        /// The connection's name.
+        name: String,
+    },
+    /// Resume a paused connection.
+    Resume {
+        /// The connection's name.
+        name: String,
+    },
+    /// Deauthorize a connection: stop it, delete its orders, buyer data, listings and
+    /// credentials, destroy its data key, and print the purge receipt. Cannot be undone.
+    Revoke {
+        /// The connection's name.
+        name: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SkuCommand {
+    /// Import a catalog CSV. Every row is checked first; then all of it is applied in
+    /// one audited transaction, or nothing is.
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: PathBuf,
+    },
+    /// Write the catalog as CSV, in the import format.
+    Export {
+        /// Write to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Stock per SKU (on hand, reserved, available) and each channel's target and
+    /// confirmed quantity.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StockCommand {
+    /// Recompute every SKU's stock from the ledger; exit 3 listing the SKUs whose stored
+    /// stock differs.
+    Verify,
+    /// Set the stock of every SKU that differs from its ledger back to the ledger's sum
+    /// (audited, one row per SKU) and retarget its listings.
+    Rebuild,
 }

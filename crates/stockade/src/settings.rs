@@ -34,6 +34,18 @@ struct FileConfig {
     ban: BanFileConfig,
     #[serde(default)]
     egress: EgressFileConfig,
+    #[serde(default)]
+    sync: SyncFileConfig,
+}
+
+/// Sync intervals and PII retention.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncFileConfig {
+    poll_interval: Option<String>,
+    poll_overlap: Option<String>,
+    reconcile_interval: Option<String>,
+    pii_retention: Option<String>,
 }
 
 /// The outbound allowlist and limits of this environment.
@@ -281,6 +293,7 @@ impl Settings {
 
         let (server, access) = access_settings(&file, &mut provenance)?;
         let egress = egress_settings(&file.egress, env, &mut provenance)?;
+        let sync = sync_settings(&file.sync, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -292,7 +305,7 @@ impl Settings {
             server,
             access,
             egress,
-            sync: stockade_sync::SyncOptions::default(),
+            sync,
             provenance,
         })
     }
@@ -452,6 +465,71 @@ fn egress_settings(
         src(e.log_retention.is_some()),
     ));
     Ok(out)
+}
+
+/// `[sync]`, resolved onto the engine's defaults.
+fn sync_settings(
+    f: &SyncFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_sync::SyncOptions, Failure> {
+    use std::time::Duration;
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let show = |d: Option<Duration>| {
+        d.map_or_else(
+            || "never".into(),
+            |d| match d.as_secs() {
+                s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+                s if s % 3600 == 0 => format!("{}h", s / 3600),
+                s if s % 60 == 0 => format!("{}m", s / 60),
+                s => format!("{s}s"),
+            },
+        )
+    };
+    let mut o = stockade_sync::SyncOptions::default();
+    // An interval may be "never"; an overlap or a retention may not.
+    let interval = |name: &str, text: &Option<String>, default: Option<Duration>| {
+        let default_s = default.map_or(-1, |d| d.as_secs() as i64);
+        let s = seconds(name, text, default_s)?;
+        Ok::<_, Failure>((s > 0).then(|| Duration::from_secs(s as u64)))
+    };
+    let positive = |name: &str, text: &Option<String>, default: Duration| {
+        let s = seconds(name, text, default.as_secs() as i64)?;
+        if s <= 0 {
+            return Err(Failure::usage(format!(
+                "{name} must be a positive duration (e.g. \"2m\"), not never"
+            )));
+        }
+        Ok(Duration::from_secs(s as u64))
+    };
+    o.poll_interval = interval("sync.poll_interval", &f.poll_interval, o.poll_interval)?;
+    o.poll_overlap = positive("sync.poll_overlap", &f.poll_overlap, o.poll_overlap)?;
+    o.reconcile_interval = interval(
+        "sync.reconcile_interval",
+        &f.reconcile_interval,
+        o.reconcile_interval,
+    )?;
+    o.pii_retention = positive("sync.pii_retention", &f.pii_retention, o.pii_retention)?;
+    provenance.push((
+        "sync.poll_interval",
+        show(o.poll_interval),
+        src(f.poll_interval.is_some()),
+    ));
+    provenance.push((
+        "sync.poll_overlap",
+        show(Some(o.poll_overlap)),
+        src(f.poll_overlap.is_some()),
+    ));
+    provenance.push((
+        "sync.reconcile_interval",
+        show(o.reconcile_interval),
+        src(f.reconcile_interval.is_some()),
+    ));
+    provenance.push((
+        "sync.pii_retention",
+        show(Some(o.pii_retention)),
+        src(f.pii_retention.is_some()),
+    ));
+    Ok(o)
 }
 
 fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, Failure> {

@@ -1,246 +1,197 @@
-//! `stockade demo`: a throw-away dev environment that shows the foundation at work.
-//! Everything it writes is fake and lives in a temporary directory.
+//! `stockade demo`: the live sync on a throw-away dev environment (see [`super::live`]).
 
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
-use stockade_core::{Actor, Environment, Pii, SecretString};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
-use stockade_vault::{
-    CredentialScopes, FieldContext, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
-    VaultError,
-};
+use stockade_sync::SyncOptions;
 
+use super::live::{Rig, RigOptions};
 use crate::cli::DemoArgs;
 use crate::exit::Failure;
 
-const ACTOR: Actor = Actor::System("demo");
-
-struct DemoDir(PathBuf, bool);
-
-impl Drop for DemoDir {
-    fn drop(&mut self) {
-        if !self.1 {
-            let _ = std::fs::remove_dir_all(&self.0);
-        }
+pub fn parse_duration(text: &str, flag: &str) -> Result<Duration, Failure> {
+    match stockade_access::service::parse_duration(text) {
+        Ok(Some(s)) => Ok(Duration::from_secs(u64::try_from(s).unwrap_or(u64::MAX))),
+        _ => Err(Failure::usage(format!(
+            "{flag} {text:?}: use a duration like 30s, 5m or 1h"
+        ))),
     }
-}
-
-fn temp_dir() -> Result<PathBuf, Failure> {
-    let mut suffix = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut suffix)
-        .map_err(|_| Failure::runtime("the system random number generator failed"))?;
-    let dir = std::env::temp_dir().join(format!("stockade-demo-{}", hex::encode(suffix)));
-    std::fs::create_dir_all(&dir)
-        .map_err(|e| Failure::runtime(format!("cannot create {}: {e}", dir.display())))?;
-    Ok(dir)
-}
-
-fn file_contains(path: &Path, needle: &[u8]) -> bool {
-    let mut found = false;
-    for p in [path.to_path_buf(), path.with_extension("db-wal")] {
-        if let Ok(bytes) = std::fs::read(&p) {
-            found |= bytes.windows(needle.len()).any(|w| w == needle);
-        }
-    }
-    found
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
-    let dir = DemoDir(temp_dir()?, args.keep);
-    let db_path = dir.0.join("stockade.db");
-    let db = DatabaseUrl::Sqlite(db_path.clone());
-    let key_path = dir.0.join("master.key");
-    println!(
-        "Stockade demo: a throw-away dev environment in {}\n",
-        dir.0.display()
-    );
-
-    // 1. A new environment.
-    let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))?;
-    master
-        .write_new_file(&key_path)
-        .map_err(Failure::from_master)?;
-    let (store, _) = Store::init(&db, Environment::Dev, &StoreOptions::default()).await?;
-    let mut vault = Vault::bootstrap(store.clone(), master, &ACTOR).await?;
-    println!(
-        "1. init: environment dev, SQLite in WAL mode, master key file mode 0600, keyring with a system data key"
-    );
-
-    // 2. Credentials for three sellers, each under its own data key.
-    let sellers = [
-        (
-            "tiktok-shop-us",
-            "tiktok_app_secret",
-            "open-api.tiktokglobalshop.com",
-            "ttsecret-DEMO-0a1b2c3d4e5f",
-        ),
-        (
-            "amazon-eu",
-            "lwa_refresh_token",
-            "sellingpartnerapi-eu.amazon.com",
-            "Atzr|DEMO-refresh-token-9f8e7d6c",
-        ),
-        (
-            "ebay-uk",
-            "ebay_refresh_token",
-            "api.ebay.com",
-            "v^1.1#DEMO-ebay-token-5a4b3c2d",
-        ),
-    ];
-    for (conn, kind, host, secret) in sellers {
-        let owner = KeyOwner::connection(conn)?;
-        let scopes = CredentialScopes {
-            workflows: vec!["stock-sync".into()],
-            hosts: vec![host.into()],
-        };
-        let account = Pii::new(format!("seller-{conn}@example.com"));
-        vault
-            .put_credential(
-                &NewCredential {
-                    name: &format!("{conn}/token"),
-                    kind,
-                    secret: &SecretString::from(secret.to_owned()),
-                    owner: &owner,
-                    scopes: &scopes,
-                    account: Some(&account),
-                },
-                &ACTOR,
-            )
-            .await?;
+    let duration = args
+        .duration
+        .as_deref()
+        .map(|d| parse_duration(d, "--duration"))
+        .transpose()?;
+    if !(args.rate > 0.0 && args.rate <= 100_000.0) {
+        return Err(Failure::usage(
+            "--rate must be between 0 and 100000 orders a second",
+        ));
     }
     println!(
-        "2. stored 3 marketplace credentials, each encrypted (AES-256-GCM) under its seller's own data key:"
+        "Starting a throw-away dev environment with the TikTok Shop, Amazon and eBay simulators…"
     );
-    for c in vault.list_credentials().await? {
-        println!(
-            "     {:<22} {:<20} data key {:<20} hosts {:?}  account {}…",
-            c.name,
-            c.kind,
-            c.key_id,
-            c.scopes.hosts,
-            c.account_tag
-                .as_deref()
-                .unwrap_or("-")
-                .chars()
-                .take(24)
-                .collect::<String>()
-        );
-    }
-    let leaked = sellers.iter().any(|(conn, _, _, secret)| {
-        file_contains(&db_path, secret.as_bytes())
-            || file_contains(&db_path, format!("seller-{conn}@").as_bytes())
-    });
+    let rig = Rig::start(RigOptions {
+        skus: args.skus.clamp(1, 10_000),
+        on_hand: 200,
+        buffer: 1,
+        realistic_limits: true,
+        postgres: None,
+        sync: SyncOptions {
+            poll_interval: Some(Duration::from_secs(15)),
+            poll_overlap: Duration::from_secs(10),
+            reconcile_interval: Some(Duration::from_secs(10)),
+            ..SyncOptions::default()
+        },
+        seed: 7,
+        keep: args.keep,
+    })
+    .await?;
     println!(
-        "   byte scan of the database and its WAL for the secrets and seller emails: {}",
-        if leaked { "FOUND (bug!)" } else { "not found" }
+        "Server: https://{} (webhooks at /hooks/<marketplace>/<connection>; test CA from the simulators)",
+        rig.server
     );
+    println!(
+        "Data:   {}{}",
+        rig.dir.display(),
+        if args.keep {
+            " (kept)"
+        } else {
+            " (deleted at the end)"
+        }
+    );
+    println!(
+        "Catalog: {} SKUs × 3 channels, 200 on hand, buffer 1. Orders: {}/s. Ctrl-C stops.\n",
+        args.skus, args.rate
+    );
+    let (stream, placed) = rig.order_stream(args.rate, true);
+    let started = Instant::now();
+    let tty = std::io::stdout().is_terminal();
+    let every = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(5)
+    };
+    let metrics = rig.sync.metrics();
+    let mut since = 0usize;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = &mut ctrl_c => break,
+        }
+        let lag = metrics.order_to_confirmed.take_recent(&mut since);
+        let text = summary(
+            &rig,
+            placed.load(std::sync::atomic::Ordering::Relaxed),
+            started,
+            lag,
+        )
+        .await;
+        if tty {
+            print!("\x1b[2J\x1b[H{text}");
+        } else {
+            println!("{text}");
+        }
+        if duration.is_some_and(|d| started.elapsed() >= d) {
+            break;
+        }
+    }
+    stream.abort();
+    println!("\nStopping: letting the last pushes settle…");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    rig.sb.flush_deliveries().await;
+    while Instant::now() < deadline && !rig.sync.settled().await.unwrap_or(true) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let verify = rig.store().verify_audit(None).await?;
+    println!(
+        "Audit chain: {} rows, {}",
+        verify.rows_checked,
+        if verify.problem.is_none() {
+            "verified"
+        } else {
+            "BROKEN"
+        }
+    );
+    let mismatches = stockade_sync::catalog::verify_stock(rig.store())
+        .await
+        .map_err(|e| Failure::runtime(e.to_string()))?;
+    println!(
+        "Stock rebuilt from the ledger: {}",
+        if mismatches.is_empty() {
+            "matches".to_owned()
+        } else {
+            format!("{} SKUs differ", mismatches.len())
+        }
+    );
+    rig.finish().await;
+    println!("Cleaned up.");
+    Ok(())
+}
 
-    // 3. Environment isolation.
-    match Store::open(&db, Environment::Prod, &StoreOptions::default()).await {
-        Err(e) => println!("3. opening this dev database as prod is refused: {e}"),
-        Ok(_) => {
-            return Err(Failure::runtime(
-                "the dev database opened as prod: isolation is broken",
+async fn summary(
+    rig: &Rig,
+    placed: u64,
+    started: Instant,
+    lag: Option<stockade_sync::Percentiles>,
+) -> String {
+    let store = rig.store();
+    let mut per_channel = String::new();
+    if let Ok(rows) = store
+        .query(
+            "SELECT c.name, COUNT(o.id) FROM connections c LEFT JOIN orders o ON o.connection_id = c.id GROUP BY c.name ORDER BY c.name",
+            vec![],
+        )
+        .await
+    {
+        for r in rows {
+            per_channel.push_str(&format!(
+                "  {:<8} {:>8}\n",
+                r.text(0).unwrap_or_default(),
+                r.int(1).unwrap_or(0)
             ));
         }
     }
-
-    // 4. Master key rotation: data keys are rewrapped, data is not re-encrypted.
-    let next = vault.master_keys().with_new_version()?;
-    next.replace_file().map_err(Failure::from_master)?;
-    let report = vault.rotate_master_key(next, &ACTOR).await?;
-    let still = vault.reveal_credential("amazon-eu/token").await.is_ok();
-    println!(
-        "4. master key rotated to v{}: {} data keys rewrapped in one audited transaction; credentials still decrypt: {}",
-        report.new_version,
-        report.rewrapped,
-        if still { "yes" } else { "NO" }
-    );
-
-    // 5. Crypto-shredding: the eBay seller revokes access.
-    let rec = store
-        .credential("ebay-uk/token")
-        .await?
-        .ok_or_else(|| Failure::runtime("demo credential missing"))?;
-    let destroyed = vault
-        .shred(
-            &KeyOwner::connection("ebay-uk")?,
-            "seller revoked authorization",
-            &ACTOR,
+    let oversold = store
+        .query_one(
+            "SELECT CAST(COALESCE(SUM(oversold_units), 0) AS BIGINT) FROM orders",
+            vec![],
         )
-        .await?;
-    let after = vault
-        .decrypt(
-            &FieldContext::new("credentials", "secret", &rec.name),
-            &rec.ciphertext,
-        )
-        .await;
-    println!(
-        "5. seller ebay-uk revoked: data key {destroyed:?} destroyed; a copy of its ciphertext now gives:"
-    );
-    match after {
-        Err(e @ VaultError::KeyDestroyed { .. }) => println!("     \"{e}\""),
-        other => {
-            return Err(Failure::runtime(format!(
-                "shredded data still readable: {:?}",
-                other.map(|_| "plaintext")
-            )));
-        }
-    }
-
-    // 6. The audit chain.
-    let rows = store.audit_rows(0, 1000).await?;
-    println!(
-        "6. the audit chain ({} rows, each holding the hash of the one before):",
-        rows.len()
-    );
-    for r in &rows {
-        println!(
-            "     #{:<3} {:<20} {:<34} {}",
-            r.seq, r.action, r.resource, r.actor
-        );
-    }
-    let report = store.verify_audit(None).await?;
-    println!(
-        "   audit verify: {} rows, {}, head {}",
-        report.rows_checked,
-        if report.problem.is_none() {
-            "intact"
-        } else {
-            "BROKEN"
-        },
-        super::audit::format_head(report.head)
-    );
-
-    // 7. Tampering is found.
-    let victim = rows
-        .iter()
-        .find(|r| r.action == "credential.put")
-        .map_or(3, |r| r.seq);
-    store
-        .tamper_for_tests(&format!(
-            "UPDATE audit SET details = '{{\"kind\":\"nothing to see\"}}' WHERE seq = {victim}"
-        ))
-        .await?;
-    let report = store.verify_audit(None).await?;
-    match report.problem {
-        Some(p) => println!(
-            "7. an attacker with database access edits row {victim}; audit verify now says: {p}"
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.int(0).ok())
+        .unwrap_or(0);
+    let s = rig.sync.summary();
+    let lag = match lag {
+        Some(p) => format!(
+            "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} orders)",
+            p.p50_ms, p.p99_ms, p.max_ms, p.count
         ),
-        None => return Err(Failure::runtime("tampering was not detected")),
+        None => "no confirmations in this interval".into(),
+    };
+    let errors = rig.sync.metrics().recent_errors(3);
+    let mut out = format!(
+        "Stockade demo — https://{}   running {:>4}s\n\nBuyer orders placed: {placed}\nOrders in, per channel:\n{per_channel}Order changes stored: {}  (duplicates/replays ignored: {})\nPushes out: {} listing updates in {} calls ({} coalesced)   failures: {}\nArrival → last channel confirmed: {lag}\nDrift repaired: {}   Oversold units: {oversold}   Error events: {}\nLast errors:\n",
+        rig.server,
+        started.elapsed().as_secs(),
+        s.changes_applied,
+        s.unchanged,
+        s.pushes_confirmed,
+        s.push_calls,
+        s.pushes_coalesced,
+        s.push_failures,
+        s.drift_repaired,
+        s.error_events,
+    );
+    if errors.is_empty() {
+        out.push_str("  none\n");
     }
-    drop(store);
-    vault.close().await;
-    if args.keep {
-        println!(
-            "\nkept {} (stockade --env dev --data-dir {} audit verify)",
-            dir.0.display(),
-            dir.0.display()
-        );
-    } else {
-        println!(
-            "\nthe throw-away environment was deleted. Next: README.md and docs/operations.md."
-        );
+    for e in errors {
+        out.push_str(&format!("  {}\n", e.chars().take(160).collect::<String>()));
     }
-    Ok(())
+    out
 }

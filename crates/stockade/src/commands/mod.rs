@@ -2,10 +2,14 @@
 
 mod access;
 mod audit;
+mod bench;
+mod catalog;
+mod connection;
 mod demo;
 mod hooks;
 mod init;
 mod key;
+mod live;
 mod sandbox;
 mod serve;
 
@@ -33,7 +37,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::User(cmd) => access::user(&settings, cmd).await,
         Command::Apikey(cmd) => access::apikey(&settings, cmd).await,
         Command::Ban(cmd) => access::ban(&settings, cmd).await,
+        Command::Connection(cmd) => connection::run(&settings, cmd).await,
+        Command::Sku(cmd) => catalog::sku(&settings, cmd).await,
+        Command::Stock(cmd) => catalog::stock(&settings, cmd).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
     }
 }
 

@@ -503,3 +503,546 @@ fn an_interrupted_init_is_completed_by_running_init_again() {
     fixed.run(&["--env", "dev", "init"]).expect_code(2);
     std::mem::forget(fixed);
 }
+
+// ---- connections, catalog and stock ------------------------------------------------
+
+const TT_SECRETS: [&str; 3] = [
+    "tt-key-4f1c9e2a",
+    "tt-secret-8d7b3a65",
+    "tt-refresh-2c9e4b17",
+];
+
+/// A credentials file with mode `mode`.
+fn credentials_file(s: &Sandbox, name: &str, json: &str, mode: u32) -> String {
+    let path = s.dir.join(name);
+    std::fs::write(&path, json).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn tiktok_credentials(s: &Sandbox) -> String {
+    credentials_file(
+        s,
+        "tiktok.json",
+        &format!(
+            r#"{{"app_key":"{}","app_secret":"{}","refresh_token":"{}"}}"#,
+            TT_SECRETS[0], TT_SECRETS[1], TT_SECRETS[2]
+        ),
+        0o600,
+    )
+}
+
+/// `connection add` of a TikTok sandbox connection named `name`.
+fn add_tiktok<'a>(name: &'a str, file: &'a str) -> Vec<&'a str> {
+    vec![
+        "connection",
+        "add",
+        "--marketplace",
+        "tiktok",
+        "--name",
+        name,
+        "--account",
+        "7494-shop",
+        "--api-url",
+        "https://127.0.0.1:4443",
+        "--shop-cipher",
+        "ROW_abc",
+        "--credentials-file",
+        file,
+    ]
+}
+
+/// Neither output stream of a command shows a secret.
+#[track_caller]
+fn no_secrets(out: crate::harness::Outcome, secrets: &[&str]) -> crate::harness::Outcome {
+    for secret in secrets {
+        assert!(
+            !out.stdout().contains(secret) && !out.stderr().contains(secret),
+            "a secret was printed:\nstdout:\n{}\nstderr:\n{}",
+            out.stdout(),
+            out.stderr()
+        );
+    }
+    out
+}
+
+const CONNECTION_CREDENTIALS: &str =
+    "SELECT COUNT(*) FROM credentials WHERE name LIKE 'connection/shop1/%'";
+
+async fn count(url: &str, sql: &'static str) -> i64 {
+    let url = stockade_store::DatabaseUrl::parse(url).unwrap();
+    let store =
+        stockade_store::Store::open(&url, stockade_core::Environment::Dev, &Default::default())
+            .await
+            .unwrap();
+    let n = store
+        .query_one(sql, vec![])
+        .await
+        .unwrap()
+        .unwrap()
+        .int(0)
+        .unwrap();
+    store.close().await;
+    n
+}
+
+async fn connections_end_to_end(s: &Sandbox, url: &str) {
+    let secrets: Vec<&str> = TT_SECRETS.into();
+    let file = tiktok_credentials(s);
+    let out = no_secrets(s.run(&add_tiktok("shop1", &file)).expect_code(0), &secrets);
+    assert!(
+        out.stdout().contains("/hooks/tiktok/shop1") && out.stdout().contains("sandbox"),
+        "{}",
+        out.stdout()
+    );
+
+    let list = no_secrets(s.run(&["connection", "list"]).expect_code(0), &secrets).stdout();
+    let row = list.lines().find(|l| l.starts_with("shop1 ")).unwrap();
+    for word in ["tiktok", "sandbox", "active", "7494-shop"] {
+        assert!(row.contains(word), "{list}");
+    }
+    let show = no_secrets(
+        s.run(&["connection", "show", "shop1"]).expect_code(0),
+        &secrets,
+    )
+    .stdout();
+    for word in [
+        "app_key, app_secret, refresh_token",
+        "https://127.0.0.1:4443",
+        "ROW_abc",
+        "/hooks/tiktok/shop1",
+        "listings         0",
+        "orders           0",
+        "not polled yet",
+    ] {
+        assert!(show.contains(word), "show lacks {word:?}:\n{show}");
+    }
+    assert_eq!(count(url, CONNECTION_CREDENTIALS).await, 3);
+
+    // Refusals, each naming what to do and storing nothing.
+    let open = credentials_file(s, "open.json", "{}", 0o644);
+    let out = no_secrets(s.run(&add_tiktok("shop2", &open)).expect_code(2), &secrets);
+    assert!(out.stderr().contains("chmod 600"), "{}", out.stderr());
+    let partial = credentials_file(
+        s,
+        "partial.json",
+        &format!(
+            r#"{{"app_key":"{}","app_secret":"{}"}}"#,
+            TT_SECRETS[0], TT_SECRETS[1]
+        ),
+        0o600,
+    );
+    let out = no_secrets(
+        s.run(&add_tiktok("shop2", &partial)).expect_code(2),
+        &secrets,
+    );
+    assert!(out.stderr().contains("refresh_token"), "{}", out.stderr());
+    let not_text = credentials_file(
+        s,
+        "number.json",
+        r#"{"app_key":"a","app_secret":"b","refresh_token":987654321}"#,
+        0o600,
+    );
+    let out = s.run(&add_tiktok("shop2", &not_text)).expect_code(2);
+    assert!(
+        out.stderr().contains("refresh_token") && !out.stderr().contains("987654321"),
+        "{}",
+        out.stderr()
+    );
+    let mut live = add_tiktok("shop2", &file);
+    live[9] = "https://open-api.tiktokglobalshop.com";
+    let out = no_secrets(s.run(&live).expect_code(2), &secrets);
+    assert!(out.stderr().contains("live endpoint"), "{}", out.stderr());
+    let mut no_url = add_tiktok("shop2", &file);
+    no_url.drain(8..10);
+    let out = s.run(&no_url).expect_code(2);
+    assert!(out.stderr().contains("--api-url"), "{}", out.stderr());
+    let out = no_secrets(s.run(&add_tiktok("shop1", &file)).expect_code(2), &secrets);
+    assert!(out.stderr().contains("already exists"), "{}", out.stderr());
+    let list = s.run(&["connection", "list"]).expect_code(0).stdout();
+    assert!(!list.contains("shop2"), "{list}");
+
+    // The same JSON on standard input.
+    let ebay = r#"{"client_id":"eb-id-77a1","client_secret":"eb-secret-5e0f","refresh_token":"eb-refresh-93cd"}"#;
+    let out = s
+        .run_with_stdin(
+            &s.data(),
+            &[
+                "connection",
+                "add",
+                "--marketplace",
+                "ebay",
+                "--name",
+                "ebay-us",
+                "--account",
+                "seller-9",
+                "--api-url",
+                "https://127.0.0.1:4445",
+                "--marketplace-id",
+                "EBAY_US",
+                "--credentials-stdin",
+            ],
+            Some(ebay),
+        )
+        .expect_code(0);
+    let out = no_secrets(out, &["eb-id-77a1", "eb-secret-5e0f", "eb-refresh-93cd"]);
+    assert!(
+        out.stdout().contains("/hooks/ebay/ebay-us"),
+        "{}",
+        out.stdout()
+    );
+
+    // Pause and resume.
+    s.run(&["connection", "pause", "shop1"]).expect_code(0);
+    let list = s.run(&["connection", "list"]).expect_code(0).stdout();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("shop1 ") && l.contains("paused")),
+        "{list}"
+    );
+    s.run(&["connection", "resume", "shop1"]).expect_code(0);
+    let list = s.run(&["connection", "list"]).expect_code(0).stdout();
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("shop1 ") && l.contains("active")),
+        "{list}"
+    );
+    s.run(&["connection", "pause", "nosuch"]).expect_code(2);
+
+    // Revoke: no terminal to confirm on without --yes; with it, the receipt.
+    let out = s.run(&["connection", "revoke", "shop1"]).expect_code(2);
+    assert!(out.stderr().contains("--yes"), "{}", out.stderr());
+    let out = no_secrets(
+        s.run(&["connection", "revoke", "shop1", "--yes"])
+            .expect_code(0),
+        &secrets,
+    )
+    .stdout();
+    assert!(
+        out.lines()
+            .any(|l| l.contains("credentials deleted") && l.trim_end().ends_with(" 3"))
+            && out
+                .lines()
+                .any(|l| l.contains("data keys destroyed") && l.trim_end().ends_with(" 1")),
+        "{out}"
+    );
+    let show = no_secrets(
+        s.run(&["connection", "show", "shop1"]).expect_code(0),
+        &secrets,
+    )
+    .stdout();
+    assert!(
+        show.contains("revoked")
+            && show.contains("credentials      (none)")
+            && show.contains("purge receipt"),
+        "{show}"
+    );
+    let out = s.run(&["connection", "resume", "shop1"]).expect_code(2);
+    assert!(out.stderr().contains("revoked"), "{}", out.stderr());
+    assert_eq!(count(url, CONNECTION_CREDENTIALS).await, 0);
+    let audit = no_secrets(
+        s.run(&["audit", "export"]).expect_code(0),
+        &["eb-id-77a1", "eb-secret-5e0f", "eb-refresh-93cd"],
+    );
+    let audit = no_secrets(audit, &secrets).stdout();
+    for action in [
+        "connection.add",
+        "connection.pause",
+        "connection.resume",
+        "connection.purge",
+    ] {
+        assert!(
+            audit.contains(&format!("\"action\":\"{action}\"")),
+            "{action}"
+        );
+    }
+    s.run(&["audit", "verify"]).expect_code(0);
+    s.run(&["key", "verify"]).expect_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_added_shown_paused_and_revoked_without_printing_secrets() {
+    let s = init_dev();
+    let url = format!("sqlite://{}", s.data().join("stockade.db").display());
+    connections_end_to_end(&s, &url).await;
+    // Not in the database file either: the values are encrypted.
+    for f in ["stockade.db", "stockade.db-wal"] {
+        let bytes = std::fs::read(s.data().join(f)).unwrap_or_default();
+        for secret in TT_SECRETS {
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{secret} is in {f}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_postgres() {
+    let Some((url, schema)) = pg_schema_url() else {
+        return;
+    };
+    let s = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    connections_end_to_end(&s, &url).await;
+    drop_schema(&schema).await;
+}
+
+#[test]
+fn a_production_instance_connects_to_live_endpoints_only() {
+    let s = Sandbox::new();
+    s.run(&["--env", "prod", "init"]).expect_code(0);
+    let file = tiktok_credentials(&s);
+    let out = no_secrets(
+        s.run(&add_tiktok("shop1", &file)).expect_code(2),
+        &TT_SECRETS,
+    );
+    assert!(
+        out.stderr().contains("live endpoints") && out.stderr().contains("--env dev"),
+        "{}",
+        out.stderr()
+    );
+    // Without --api-url, prod uses the marketplace's live API.
+    let mut live = add_tiktok("shop1", &file);
+    live.drain(8..10);
+    let out = no_secrets(s.run(&live).expect_code(0), &TT_SECRETS).stdout();
+    assert!(
+        out.contains("live endpoint https://open-api.tiktokglobalshop.com"),
+        "{out}"
+    );
+}
+
+const CATALOG: &str = "sku,on_hand,shop1:listing,shop1:buffer,shop1:max,ebay-us:listing
+A-1,10,1729:3301,2,,5551
+B-2,5,1729:3302,0,3,-
+\"C,3\",0,,,,
+";
+
+async fn catalog_end_to_end(s: &Sandbox, url: &str) {
+    let file = tiktok_credentials(s);
+    s.run(&add_tiktok("shop1", &file)).expect_code(0);
+    let ebay = credentials_file(
+        s,
+        "ebay.json",
+        r#"{"client_id":"i","client_secret":"s","refresh_token":"r"}"#,
+        0o600,
+    );
+    s.run(&[
+        "connection",
+        "add",
+        "--marketplace",
+        "ebay",
+        "--name",
+        "ebay-us",
+        "--account",
+        "seller-9",
+        "--api-url",
+        "https://127.0.0.1:4445",
+        "--credentials-file",
+        &ebay,
+    ])
+    .expect_code(0);
+    let csv = s.dir.join("catalog.csv");
+    std::fs::write(&csv, CATALOG).unwrap();
+    let out = s
+        .run(&["sku", "import", csv.to_str().unwrap()])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains("3 SKU(s) and 4 listing(s)"), "{out}");
+
+    let list = s.run(&["sku", "list"]).expect_code(0).stdout();
+    let row = |sku: &str| -> Vec<String> {
+        list.lines()
+            .find(|l| l.starts_with(sku))
+            .unwrap_or_else(|| panic!("{sku} not listed:\n{list}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(row("A-1")[1..4], ["10", "0", "10"], "{list}");
+    assert!(
+        list.contains("shop1 8/-") && list.contains("ebay-us 10/-"),
+        "{list}"
+    );
+    assert_eq!(row("B-2")[1..4], ["5", "0", "5"], "{list}");
+    assert!(list.contains("shop1 3/-"), "{list}");
+    assert_eq!(row("C,3")[1..4], ["0", "0", "0"], "{list}");
+
+    // Export, import the export, export again: identical.
+    let first = s.run(&["sku", "export"]).expect_code(0).stdout();
+    assert!(
+        first.starts_with("sku,on_hand,reserved,available,") && first.contains("\"C,3\",0,0,0"),
+        "{first}"
+    );
+    let exported = s.dir.join("exported.csv");
+    s.run(&["sku", "export", "--output", exported.to_str().unwrap()])
+        .expect_code(0);
+    assert_eq!(std::fs::read_to_string(&exported).unwrap(), first);
+    s.run(&["sku", "import", exported.to_str().unwrap()])
+        .expect_code(0);
+    assert_eq!(s.run(&["sku", "export"]).expect_code(0).stdout(), first);
+
+    // A broken file changes nothing, not even its good rows.
+    let broken = s.dir.join("broken.csv");
+    std::fs::write(&broken, "sku,on_hand\nA-1,99\nB-2,1\nA-1,7\n").unwrap();
+    let audit_rows = s
+        .run(&["audit", "export"])
+        .expect_code(0)
+        .stdout()
+        .lines()
+        .count();
+    let out = s
+        .run(&["sku", "import", broken.to_str().unwrap()])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("line 4")
+            && out.stderr().contains("A-1")
+            && out.stderr().contains("line 2"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(s.run(&["sku", "export"]).expect_code(0).stdout(), first);
+    assert_eq!(
+        s.run(&["audit", "export"])
+            .expect_code(0)
+            .stdout()
+            .lines()
+            .count(),
+        audit_rows
+    );
+    let out = s
+        .run(&["sku", "import", s.dir.join("missing.csv").to_str().unwrap()])
+        .expect_code(2);
+    assert!(out.stderr().contains("missing.csv"), "{}", out.stderr());
+
+    // Stock against its ledger.
+    let out = s.run(&["stock", "verify"]).expect_code(0).stdout();
+    assert!(out.contains("stock matches the ledger: 3 SKU(s)"), "{out}");
+    tamper(url, "UPDATE skus SET on_hand = 42 WHERE sku = 'B-2'").await;
+    let out = s.run(&["stock", "verify"]).expect_code(3);
+    assert!(
+        out.stdout()
+            .lines()
+            .any(|l| l.starts_with("B-2") && l.contains("42")),
+        "{}",
+        out.stdout()
+    );
+    assert!(out.stderr().contains("stock rebuild"), "{}", out.stderr());
+    let out = s.run(&["stock", "rebuild"]).expect_code(0).stdout();
+    assert!(out.contains("1 SKU(s) rebuilt"), "{out}");
+    s.run(&["stock", "verify"]).expect_code(0);
+    assert_eq!(s.run(&["sku", "export"]).expect_code(0).stdout(), first);
+    s.run(&["audit", "verify"]).expect_code(0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_import_export_round_trip_and_stock_verify() {
+    let s = init_dev();
+    let url = format!("sqlite://{}", s.data().join("stockade.db").display());
+    catalog_end_to_end(&s, &url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_on_postgres() {
+    let Some((url, schema)) = pg_schema_url() else {
+        return;
+    };
+    let s = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    catalog_end_to_end(&s, &url).await;
+    drop_schema(&schema).await;
+}
+
+#[test]
+fn connection_sku_and_stock_commands_have_help() {
+    let s = Sandbox::new();
+    let top = s.run(&["--help"]).expect_code(0).stdout();
+    for word in ["connection", "sku", "stock"] {
+        assert!(top.contains(word), "--help lacks {word}:\n{top}");
+    }
+    for sub in [
+        vec!["connection", "add"],
+        vec!["connection", "list"],
+        vec!["connection", "show"],
+        vec!["connection", "pause"],
+        vec!["connection", "resume"],
+        vec!["connection", "revoke"],
+        vec!["sku", "import"],
+        vec!["sku", "export"],
+        vec!["sku", "list"],
+        vec!["stock", "verify"],
+        vec!["stock", "rebuild"],
+    ] {
+        let mut args = sub.clone();
+        args.push("--help");
+        let out = s.run(&args).expect_code(0).stdout();
+        assert!(
+            out.lines().next().is_some_and(|l| l.len() > 20),
+            "{sub:?} --help has no description:\n{out}"
+        );
+    }
+    let add = s
+        .run(&["connection", "add", "--help"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        add.contains("chmod 600") && add.contains("--credentials-stdin"),
+        "{add}"
+    );
+    // Secrets are never arguments.
+    s.run(&[
+        "connection",
+        "add",
+        "--marketplace",
+        "tiktok",
+        "--name",
+        "x",
+        "--account",
+        "1",
+        "--app-secret",
+        "s",
+    ])
+    .expect_code(2);
+}
+
+#[test]
+fn sync_settings_come_from_the_config_file() {
+    let s = init_dev();
+    let path = s.data().join("stockade.toml");
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str(
+        "\n[sync]\npoll_interval = \"never\"\npoll_overlap = \"5m\"\npii_retention = \"14d\"\n",
+    );
+    std::fs::write(&path, &text).unwrap();
+    let out = s.run(&["config"]).expect_code(0).stdout();
+    let line = |key: &str| {
+        out.lines()
+            .find(|l| l.starts_with(key))
+            .unwrap_or_else(|| panic!("{key} missing:\n{out}"))
+            .to_owned()
+    };
+    assert!(
+        line("sync.poll_interval").contains("never")
+            && line("sync.poll_interval").contains("[config file]")
+    );
+    assert!(line("sync.poll_overlap").contains("5m"));
+    assert!(
+        line("sync.reconcile_interval").contains("5m")
+            && line("sync.reconcile_interval").contains("[default]")
+    );
+    assert!(line("sync.pii_retention").contains("14d"));
+    std::fs::write(&path, format!("{text}reconcile_interval = \"soon\"\n")).unwrap();
+    let out = s.run(&["config"]).expect_code(2);
+    assert!(
+        out.stderr().contains("sync.reconcile_interval"),
+        "{}",
+        out.stderr()
+    );
+    std::fs::write(&path, text.replace("\"5m\"", "\"never\"")).unwrap();
+    let out = s.run(&["config"]).expect_code(2);
+    assert!(
+        out.stderr().contains("sync.poll_overlap"),
+        "{}",
+        out.stderr()
+    );
+}

@@ -8,3 +8,4 @@ mod cli;
 mod harness;
 mod marketplaces;
 mod server;
+mod sync;

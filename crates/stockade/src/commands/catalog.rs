@@ -1,0 +1,183 @@
+//! `stockade sku import|export|list` and `stockade stock verify|rebuild`: the catalog
+//! and the stock derived from the ledger (audited as `system:cli`).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use stockade_sync::SyncError;
+use stockade_sync::catalog::{self, ListingRow, StockMismatch};
+
+use super::connection::sync_failure;
+use super::{CLI_ACTOR, open_store};
+use crate::cli::{SkuCommand, StockCommand};
+use crate::exit::Failure;
+use crate::settings::Settings;
+
+fn read_csv(path: &Path) -> Result<String, Failure> {
+    let mut text = String::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .read_to_string(&mut text)
+            .map_err(|e| Failure::usage(format!("cannot read the CSV from stdin: {e}")))?;
+    } else {
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_string(&mut text))
+            .map_err(|e| {
+                Failure::usage(format!(
+                    "cannot read {}: {e} (a UTF-8 CSV file is expected)",
+                    path.display()
+                ))
+            })?;
+    }
+    Ok(text)
+}
+
+pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
+    match cmd {
+        SkuCommand::Import { file } => {
+            let text = read_csv(&file)?;
+            let store = open_store(settings).await?;
+            let imported = catalog::import_csv(&store, &text, &CLI_ACTOR).await;
+            store.close().await;
+            let report = imported.map_err(|e| match e {
+                SyncError::Invalid(msg) => {
+                    Failure::usage(format!("{}: {msg}; nothing was imported", file.display()))
+                }
+                e => sync_failure(e),
+            })?;
+            println!(
+                "imported {} SKU(s) and {} listing(s) from {}; listing targets follow the new stock (a running server pushes them)",
+                report.skus,
+                report.listings,
+                file.display()
+            );
+        }
+        SkuCommand::Export { output } => {
+            let store = open_store(settings).await?;
+            let exported = catalog::export_csv(&store).await;
+            store.close().await;
+            let csv = exported.map_err(sync_failure)?;
+            match output {
+                None => {
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(csv.as_bytes())
+                        .and_then(|()| out.flush())
+                        .map_err(|e| Failure::runtime(format!("cannot write the CSV: {e}")))?;
+                }
+                Some(path) => {
+                    std::fs::write(&path, csv.as_bytes()).map_err(|e| {
+                        Failure::runtime(format!("cannot write {}: {e}", path.display()))
+                    })?;
+                    eprintln!(
+                        "wrote {} SKU(s) to {}",
+                        csv.lines().count().saturating_sub(1),
+                        path.display()
+                    );
+                }
+            }
+        }
+        SkuCommand::List => {
+            let store = open_store(settings).await?;
+            let read = async {
+                Ok::<_, SyncError>((
+                    catalog::stock(&store).await?,
+                    catalog::listings(&store).await?,
+                ))
+            }
+            .await;
+            store.close().await;
+            let (stock, listings) = read.map_err(sync_failure)?;
+            let mut by_sku: BTreeMap<&str, Vec<&ListingRow>> = BTreeMap::new();
+            for l in &listings {
+                by_sku.entry(l.sku.as_str()).or_default().push(l);
+            }
+            println!(
+                "{:<24} {:>9} {:>9} {:>9}  channels (target/confirmed)",
+                "sku", "on_hand", "reserved", "available"
+            );
+            for s in &stock {
+                let channels = by_sku
+                    .get(s.sku.as_str())
+                    .map(|ls| {
+                        ls.iter()
+                            .map(|l| {
+                                format!(
+                                    "{} {}/{}",
+                                    l.connection,
+                                    if l.target_qty < 0 {
+                                        "-".to_owned()
+                                    } else {
+                                        l.target_qty.to_string()
+                                    },
+                                    l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string())
+                                )
+                            })
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .unwrap_or_default();
+                let line = format!(
+                    "{:<24} {:>9} {:>9} {:>9}  {}",
+                    s.sku, s.on_hand, s.reserved, s.available, channels
+                );
+                println!("{}", line.trim_end());
+            }
+            if stock.is_empty() {
+                eprintln!("no SKUs yet; import a catalog with `stockade sku import FILE.csv`");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_mismatches(bad: &[StockMismatch]) {
+    println!(
+        "{:<24} {:>14} {:>14} {:>14} {:>14}",
+        "sku", "on_hand stored", "on_hand ledger", "reserved stored", "reserved ledger"
+    );
+    for m in bad {
+        println!(
+            "{:<24} {:>14} {:>14} {:>14} {:>14}",
+            m.sku, m.stored.0, m.ledger.0, m.stored.1, m.ledger.1
+        );
+    }
+}
+
+pub async fn stock(settings: &Settings, cmd: StockCommand) -> Result<(), Failure> {
+    let store = open_store(settings).await?;
+    let result = match cmd {
+        StockCommand::Verify => catalog::verify_stock(&store).await,
+        StockCommand::Rebuild => catalog::rebuild_stock(&store, &CLI_ACTOR).await,
+    };
+    let skus = catalog::stock(&store).await.map(|s| s.len());
+    store.close().await;
+    let bad = result.map_err(sync_failure)?;
+    let skus = skus.map_err(sync_failure)?;
+    match cmd {
+        StockCommand::Verify if bad.is_empty() => {
+            println!("stock matches the ledger: {skus} SKU(s) checked");
+            Ok(())
+        }
+        StockCommand::Verify => {
+            print_mismatches(&bad);
+            Err(Failure::verification(format!(
+                "{} of {skus} SKU(s) differ from the stock ledger; `stockade stock rebuild` sets them back to the ledger",
+                bad.len()
+            )))
+        }
+        StockCommand::Rebuild if bad.is_empty() => {
+            println!("nothing to rebuild: stock matches the ledger ({skus} SKU(s))");
+            Ok(())
+        }
+        StockCommand::Rebuild => {
+            print_mismatches(&bad);
+            println!(
+                "{} SKU(s) rebuilt from the ledger (audited as stock.rebuild); their listings were retargeted",
+                bad.len()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! The live rig shared by `stockade demo` and `stockade bench sync`: a throw-away dev
+//! environment (its own directory, master key and database), the three marketplace
+//! simulators with a catalog on every channel, the real HTTPS server with the sync engine
+//! behind its webhook routes, and a steady stream of buyer orders.
+//!
+//! Deliveries from the simulators use their own egress client without a request log (the
+//! simulators stand for the marketplaces' infrastructure); the connectors use the server's
+//! gateway with its request log, as in production.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use stockade_access::{Access, AccessConfig};
+use stockade_core::order::Marketplace;
+use stockade_core::{Actor, Environment, SecretString};
+use stockade_egress::{EgressConfig, Gateway};
+use stockade_marketplaces::InboundRequest;
+use stockade_sandbox::{Sandbox, SandboxConfig};
+use stockade_server::{AppState, HookError, HookFuture, HookSink, ServeOptions};
+use stockade_store::{DatabaseUrl, Store, StoreOptions};
+use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
+use stockade_sync::{Sync, SyncOptions, catalog};
+use stockade_vault::{MasterKeySource, MasterKeys, Vault};
+use tokio::task::JoinHandle;
+
+use crate::exit::Failure;
+
+const ACTOR: Actor = Actor::System("demo");
+
+/// How to build the rig.
+#[derive(Debug, Clone)]
+pub struct RigOptions {
+    pub skus: usize,
+    pub on_hand: i64,
+    pub buffer: i64,
+    /// The marketplaces' published rate limits on (simulators and connectors).
+    pub realistic_limits: bool,
+    /// PostgreSQL instead of a SQLite file in the throw-away directory.
+    pub postgres: Option<String>,
+    pub sync: SyncOptions,
+    pub seed: u64,
+    pub keep: bool,
+}
+
+/// A hook sink that answers 503 until the sync engine is ready.
+#[derive(Debug, Default)]
+struct LateHooks(OnceLock<Sync>);
+
+impl HookSink for LateHooks {
+    fn deliver(
+        &self,
+        marketplace: Marketplace,
+        connection: String,
+        request: InboundRequest,
+    ) -> HookFuture {
+        match self.0.get() {
+            Some(sync) => {
+                super::hooks::SyncHooks(sync.clone()).deliver(marketplace, connection, request)
+            }
+            None => Box::pin(async { Err(HookError::Unavailable("starting".into())) }),
+        }
+    }
+}
+
+pub struct Rig {
+    pub dir: PathBuf,
+    keep: bool,
+    pub vault: Arc<Vault>,
+    pub sb: Arc<Sandbox>,
+    pub gateway: Gateway,
+    pub sync: Sync,
+    pub server: std::net::SocketAddr,
+    server_task: JoinHandle<()>,
+    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
+    pg: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Rig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rig")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn temp_dir(prefix: &str) -> Result<PathBuf, Failure> {
+    let mut suffix = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut suffix)
+        .map_err(|_| Failure::runtime("the system random number generator failed"))?;
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}", hex::encode(suffix)));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::runtime(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+fn fail(what: &str) -> impl Fn(stockade_sync::SyncError) -> Failure + '_ {
+    move |e| Failure::runtime(format!("{what}: {e}"))
+}
+
+impl Rig {
+    pub async fn start(opts: RigOptions) -> Result<Rig, Failure> {
+        let dir = temp_dir("stockade-demo")?;
+        let sb = Sandbox::start(SandboxConfig {
+            seed: opts.seed,
+            skus: opts.skus,
+            initial_quantity: 0,
+            rate_limits: opts.realistic_limits,
+            record_delivery_bodies: false,
+            delivery_log_limit: 10_000,
+            delivery_concurrency: 128,
+            feed_step: Duration::from_millis(50),
+            ..SandboxConfig::default()
+        })
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot start the simulators: {e}")))?;
+
+        // 1. The environment.
+        let key_path = dir.join("master.key");
+        let master =
+            MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))?;
+        master
+            .write_new_file(&key_path)
+            .map_err(Failure::from_master)?;
+        let (url, pg) = match &opts.postgres {
+            Some(base) => {
+                let mut b = [0u8; 4];
+                aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
+                let schema = format!("stockade_bench_{}", hex::encode(b));
+                let sep = if base.contains('?') { '&' } else { '?' };
+                let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
+                (url, Some((base.clone(), schema)))
+            }
+            None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
+        };
+        let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
+        let vault = Arc::new(Vault::bootstrap(store.clone(), master, &ACTOR).await?);
+
+        // 2. The server on a free loopback port, with the simulators' test certificate.
+        let access = Arc::new(Access::new(vault.clone(), AccessConfig::default()).await?);
+        let hooks = Arc::new(LateHooks::default());
+        let state = AppState {
+            access,
+            trust_forwarded_for: false,
+            plain_http: false,
+            hooks: Some(hooks.clone()),
+        };
+        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let options = ServeOptions {
+            listen: "127.0.0.1:0"
+                .parse()
+                .map_err(|_| Failure::runtime("address"))?,
+            tls: Some(sb.tls_server_config()),
+            ban_refresh: Duration::from_secs(2),
+        };
+        let server_task = tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop_rx.await;
+            };
+            if let Err(e) = stockade_server::serve(state, options, bound_tx, shutdown).await {
+                tracing::error!("the server stopped: {e}");
+            }
+        });
+        let server = bound_rx
+            .await
+            .map_err(|_| Failure::runtime("the server did not start"))?;
+
+        // 3. The connectors' gateway (logged), and the simulators' own (unlogged).
+        let hosts: Vec<String> = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr, server]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        let egress = |log: bool| -> Result<Gateway, Failure> {
+            let mut cfg = EgressConfig::new(Environment::Dev);
+            cfg.allowed_hosts = hosts.clone();
+            cfg.extra_root_pems = vec![sb.ca_pem.clone()];
+            cfg.host_rate = (1_000_000.0, 1_000_000);
+            cfg.breaker_failures = 1_000_000;
+            cfg.request_timeout = Duration::from_secs(10);
+            Gateway::new(cfg, log.then(|| store.clone()))
+                .map_err(|e| Failure::runtime(format!("egress: {e}")))
+        };
+        let gateway = egress(true)?;
+        let delivery = egress(false)?;
+
+        // 4. One connection per marketplace and the catalog on every channel.
+        let hook_base = format!("https://{server}/hooks");
+        add_connections(&vault, &sb, &hook_base).await?;
+        let csv = catalog_csv(&sb, opts.on_hand, opts.buffer);
+        catalog::import_csv(&store, &csv, &ACTOR)
+            .await
+            .map_err(fail("catalog import"))?;
+
+        // 5. Sync behind the webhook routes; the simulators deliver to it.
+        let mut sync_opts = opts.sync.clone();
+        sync_opts.lift_rate_limits = !opts.realistic_limits;
+        let sync = Sync::start(vault.clone(), gateway.clone(), sync_opts)
+            .await
+            .map_err(fail("sync"))?;
+        let _ = hooks.0.set(sync.clone());
+        sb.set_gateway(Some(delivery));
+        for m in Marketplace::ALL {
+            sb.set_webhook(
+                m,
+                Some(format!("{hook_base}/{}/{}", m.as_str(), m.as_str())),
+            );
+        }
+        sb.flush_deliveries().await;
+        Ok(Rig {
+            dir,
+            keep: opts.keep,
+            vault,
+            sb: Arc::new(sb),
+            gateway,
+            sync,
+            server,
+            server_task,
+            stop_server: Some(stop_tx),
+            pg,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        self.vault.store()
+    }
+
+    /// Buyers place `rate` orders a second across the three channels (and ship or cancel
+    /// a share of them when `lifecycle`), until the task is aborted.
+    pub fn order_stream(
+        &self,
+        rate: f64,
+        lifecycle: bool,
+    ) -> (JoinHandle<()>, Arc<std::sync::atomic::AtomicU64>) {
+        let sb = self.sb.clone();
+        let placed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = placed.clone();
+        let task = tokio::spawn(async move {
+            let tick = Duration::from_millis(10);
+            let start = Instant::now();
+            let mut sent = 0u64;
+            let mut i = 0usize;
+            loop {
+                tokio::time::sleep(tick).await;
+                let due = rate * start.elapsed().as_secs_f64();
+                let n = (due as u64).saturating_sub(sent);
+                for _ in 0..n {
+                    let m = Marketplace::ALL[i % 3];
+                    i += 1;
+                    let made = sb.generate_orders(m, 1).len() as u64;
+                    counter.fetch_add(made, std::sync::atomic::Ordering::Relaxed);
+                    if lifecycle && i % 3 == 0 {
+                        sb.advance_random(Marketplace::ALL[(i / 3) % 3], 1);
+                    }
+                }
+                sent += n;
+            }
+        });
+        (task, placed)
+    }
+
+    pub async fn finish(mut self) {
+        self.sync.shutdown().await;
+        if let Some(tx) = self.stop_server.take() {
+            let _ = tx.send(());
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server_task).await;
+        if let Ok(sb) = Arc::try_unwrap(self.sb) {
+            sb.shutdown().await;
+        }
+        let _ = self.gateway.flush().await;
+        if let Ok(v) = Arc::try_unwrap(self.vault) {
+            v.close().await;
+        }
+        if let Some((url, schema)) = &self.pg {
+            stockade_store::testing::drop_postgres_schema(url, schema).await;
+        }
+        if !self.keep {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+async fn add_connections(vault: &Vault, sb: &Sandbox, hook_base: &str) -> Result<(), Failure> {
+    for m in Marketplace::ALL {
+        let e = sb.endpoint(m);
+        let s = e
+            .sellers
+            .first()
+            .ok_or_else(|| Failure::runtime("the simulator has no seller"))?;
+        let copy = |v: &SecretString| SecretString::from(v.expose_secret().clone());
+        let mut settings = ConnectionSettings {
+            api_url: e.base_url.clone(),
+            ..ConnectionSettings::default()
+        };
+        let (account, secrets) = match m {
+            Marketplace::TikTok => {
+                settings.auth_url = Some(e.base_url.clone());
+                settings.shop_cipher = Some(s.shop_cipher.clone());
+                (
+                    s.seller_id.clone(),
+                    vec![
+                        (
+                            "app_key".to_owned(),
+                            SecretString::from(e.app.client_id.clone()),
+                        ),
+                        ("app_secret".to_owned(), copy(&e.app.client_secret)),
+                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
+                    ],
+                )
+            }
+            Marketplace::Amazon => {
+                settings.auth_url = Some(format!("{}/auth/o2/token", e.base_url));
+                settings.marketplace_ids = vec![s.marketplace_id.clone()];
+                (
+                    s.seller_id.clone(),
+                    vec![
+                        (
+                            "client_id".to_owned(),
+                            SecretString::from(e.app.client_id.clone()),
+                        ),
+                        ("client_secret".to_owned(), copy(&e.app.client_secret)),
+                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
+                        ("event_key".to_owned(), copy(sb.amazon_event_secret())),
+                    ],
+                )
+            }
+            Marketplace::Ebay => {
+                settings.marketplace_ids = vec![s.marketplace_id.clone()];
+                settings.endpoint_url = Some(format!("{hook_base}/ebay/ebay"));
+                (
+                    s.user_id.clone(),
+                    vec![
+                        (
+                            "client_id".to_owned(),
+                            SecretString::from(e.app.client_id.clone()),
+                        ),
+                        ("client_secret".to_owned(), copy(&e.app.client_secret)),
+                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
+                        (
+                            "verification_token".to_owned(),
+                            copy(sb.ebay_verification_token()),
+                        ),
+                    ],
+                )
+            }
+        };
+        connections::add(
+            vault,
+            NewConnection {
+                name: m.as_str().to_owned(),
+                marketplace: m,
+                account,
+                settings,
+                secrets,
+            },
+            &ACTOR,
+        )
+        .await
+        .map_err(fail("adding a connection"))?;
+    }
+    Ok(())
+}
+
+/// Every simulator SKU on every channel, in the `stockade sku import` format.
+fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64) -> String {
+    use std::collections::BTreeMap;
+    let mut rows: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
+    for m in Marketplace::ALL {
+        for l in sb.listings(m) {
+            let id = match m {
+                Marketplace::TikTok => format!("{}:{}", l.product_id, l.sku_id),
+                Marketplace::Amazon => l.asin.clone(),
+                Marketplace::Ebay => l.offer_id.clone(),
+            };
+            rows.entry(l.sku.clone())
+                .or_default()
+                .insert(m.as_str(), id);
+        }
+    }
+    let mut out = String::from("sku,on_hand");
+    for m in Marketplace::ALL {
+        out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", m.as_str()));
+    }
+    out.push('\n');
+    for (sku, ids) in rows {
+        out.push_str(&format!("{sku},{on_hand}"));
+        for m in Marketplace::ALL {
+            let id = ids.get(m.as_str()).cloned().unwrap_or_default();
+            out.push_str(&format!(",{id},{buffer},"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// CPU seconds (user + system) this process has used.
+pub fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields after the name: state is 0, utime 11, stime 12 (clock ticks, 100 Hz here).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Peak resident memory of this process in MiB.
+pub fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
