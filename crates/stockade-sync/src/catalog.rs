@@ -343,7 +343,7 @@ fn plan(text: &str, conns: &[Connection]) -> Result<Vec<PlannedSku>> {
             let ids = ListingIds::parse(conn.marketplace, text)
                 .map_err(|e| bad(line, format!("{}:listing: {e}", conn.name)))?;
             let num = |c: &Option<usize>, what: &str| -> Result<Option<i64>> {
-                match c.map(|i| get(i)).filter(|s| !s.is_empty()) {
+                match c.map(&get).filter(|s| !s.is_empty()) {
                     None => Ok(None),
                     Some(s) => s
                         .parse::<i64>()

@@ -307,8 +307,8 @@ pub async fn add(vault: &Vault, new: NewConnection, actor: &Actor) -> Result<Con
     for field in required {
         if !new.secrets.iter().any(|(f, _)| f == field) {
             return Err(SyncError::Invalid(format!(
-                "a {} connection needs the credential field {field:?}",
-                new.marketplace
+                "connection {:?} ({}) needs the credential field {field:?}",
+                new.name, new.marketplace
             )));
         }
     }

@@ -72,6 +72,8 @@ fn status_code(s: ConnectionStatus) -> u8 {
     }
 }
 
+type Reply = oneshot::Sender<Result<bool>>;
+
 struct FetchJob {
     id: String,
     arrival: Instant,
@@ -450,16 +452,15 @@ impl Sync {
                 } else {
                     self.live_by_account(marketplace, &account)
                 };
-                if let Some(t) = target {
-                    if let Err(e) = self
+                if let Some(t) = target
+                    && let Err(e) = self
                         .revoke(&t.name, "deauthorized by the marketplace")
                         .await
-                    {
-                        tracing::error!(connection = %t.name, error = %e, "purge after a revocation failed");
-                        return Err(HookFailure::Unavailable(
-                            "the purge could not complete".into(),
-                        ));
-                    }
+                {
+                    tracing::error!(connection = %t.name, error = %e, "purge after a revocation failed");
+                    return Err(HookFailure::Unavailable(
+                        "the purge could not complete".into(),
+                    ));
                 }
                 Ok(HookReply::ok())
             }
@@ -636,7 +637,7 @@ async fn fetch_loop(inner: Arc<Inner>, live: Arc<Live>, mut rx: mpsc::UnboundedR
 }
 
 async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) {
-    let mut by_id: HashMap<String, (Instant, Vec<oneshot::Sender<Result<bool>>>)> = HashMap::new();
+    let mut by_id: HashMap<String, (Instant, Vec<Reply>)> = HashMap::new();
     for j in jobs {
         let e = by_id.entry(j.id).or_insert((j.arrival, Vec::new()));
         e.0 = e.0.min(j.arrival);

@@ -994,7 +994,6 @@ async fn deauthorization_purges(db: Db) {
     env.sb.flush_deliveries().await;
     let c = connections::get(env.store(), "tiktok").await.unwrap();
     assert_eq!(c.status, stockade_sync::ConnectionStatus::Revoked);
-    assert_eq!(tt_before, tt_before);
     assert_eq!(env.count("SELECT COUNT(*) FROM orders o JOIN connections c ON c.id = o.connection_id WHERE c.name = 'tiktok'").await, 0);
     assert_eq!(env.count("SELECT COUNT(*) FROM order_lines WHERE connection_id IN (SELECT id FROM connections WHERE name = 'tiktok')").await, 0);
     assert_eq!(env.count("SELECT COUNT(*) FROM listings WHERE connection_id IN (SELECT id FROM connections WHERE name = 'tiktok')").await, 0);

@@ -33,7 +33,10 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         realistic_limits: args.realistic_limits,
         postgres: args.database_url.clone(),
         sync: SyncOptions {
-            poll_interval: None,
+            // With the real limits, deliveries the marketplace gives up on (Amazon's
+            // getOrder allows 0.5 a second) are found by the poller, as in production.
+            poll_interval: args.realistic_limits.then(|| Duration::from_secs(5)),
+            poll_overlap: Duration::from_secs(30),
             reconcile_interval: None,
             ..SyncOptions::default()
         },
@@ -73,7 +76,8 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     let offered_for = t0.elapsed();
     // Drain: every delivery answered, every listing confirmed.
     rig.sb.flush_deliveries().await;
-    let drain_deadline = Instant::now() + Duration::from_secs(30);
+    let drain_deadline =
+        Instant::now() + Duration::from_secs(if args.realistic_limits { 120 } else { 30 });
     while !rig.sync.settled().await.unwrap_or(false) && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -249,7 +249,7 @@ impl Rig {
                     i += 1;
                     let made = sb.generate_orders(m, 1).len() as u64;
                     counter.fetch_add(made, std::sync::atomic::Ordering::Relaxed);
-                    if lifecycle && i % 3 == 0 {
+                    if lifecycle && i.is_multiple_of(3) {
                         sb.advance_random(Marketplace::ALL[(i / 3) % 3], 1);
                     }
                 }
