@@ -27,6 +27,9 @@ use crate::{Result, SyncError, SyncOptions, now_ms, purge};
 
 const ACTOR: Actor = Actor::System("sync");
 
+/// How long a webhook waits for its order to be fetched and stored before answering 503.
+const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(8);
+
 /// A webhook's answer to the marketplace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookReply {
@@ -437,13 +440,19 @@ impl Sync {
                 if target.fetch_tx.send(job).is_err() {
                     return Err(HookFailure::Unavailable("sync is stopping".into()));
                 }
-                match rx.await {
-                    Ok(Ok(_)) => {
+                // A marketplace waits only so long for an answer (and its rate limits may
+                // hold the fetch back): past this, answer 503 so it delivers again. The
+                // fetch goes on and stores the order anyway; a second delivery is a no-op.
+                match tokio::time::timeout(WEBHOOK_ANSWER_WITHIN, rx).await {
+                    Ok(Ok(Ok(_))) => {
                         Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
                         Ok(HookReply::ok())
                     }
-                    Ok(Err(e)) => Err(HookFailure::Unavailable(unavailable_reason(&e))),
-                    Err(_) => Err(HookFailure::Unavailable("sync is stopping".into())),
+                    Ok(Ok(Err(e))) => Err(HookFailure::Unavailable(unavailable_reason(&e))),
+                    Ok(Err(_)) => Err(HookFailure::Unavailable("sync is stopping".into())),
+                    Err(_) => Err(HookFailure::Unavailable(
+                        "the order could not be fetched in time".into(),
+                    )),
                 }
             }
             InboundEvent::Revoked { account, .. } => {

@@ -121,6 +121,9 @@ fn fast_options() -> SyncOptions {
         push_retry_base: Duration::from_millis(50),
         push_retry_max: Duration::from_millis(400),
         push_attempts_before_event: 3,
+        // The simulators run without rate limits here; so do the connectors (Amazon's
+        // getOrder allows 0.5 calls a second and would make 40 orders take a minute).
+        lift_rate_limits: true,
         ..SyncOptions::default()
     }
 }
