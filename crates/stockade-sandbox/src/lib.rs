@@ -8,12 +8,16 @@
 //! buy more than a listing displays), signed events go out through the egress gateway,
 //! and faults (latency, 5xx, 429 storms, hangs, malformed bodies, dropped connections)
 //! can be injected at start and at run time.
+//!
+//! [`bots`] is a separate simulator of the DingTalk and Feishu / Lark alert bots and a
+//! generic signed webhook receiver ([`Bots`]).
 
 // Request checks return the marketplace's ready-made error response as their `Err`.
 #![allow(clippy::result_large_err)]
 
 mod admin;
 mod amazon;
+pub mod bots;
 mod deliver;
 mod ebay;
 mod faults;
@@ -35,6 +39,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stockade_core::SecretString;
 
+pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
 pub use stockade_core::order::Marketplace;

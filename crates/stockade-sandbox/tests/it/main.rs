@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod amazon;
+mod bots;
 mod ebay;
 mod faults;
 mod generator;
