@@ -631,12 +631,19 @@ impl Access {
     /// sign-in leads to enrollment again.
     pub async fn reset_mfa(&self, email: &str, actor: &Actor) -> Result<UserInfo> {
         let user = self.require_user(email).await?;
+        let event = serde_json::json!({"user": user.id, "by": actor.to_string()});
         let changes = vec![
             Change::new(
-                Mutation::Sql {
-                    statement: "UPDATE users SET totp_secret = NULL, totp_last_step = NULL, mfa_enrolled_at_ms = NULL, updated_at_ms = $2 WHERE id = $1",
-                    params: sql_params![user.id.clone(), now_ms()],
-                    expect: Expect::One("user"),
+                Mutation::Many {
+                    steps: vec![
+                        Mutation::Sql {
+                            statement: "UPDATE users SET totp_secret = NULL, totp_last_step = NULL, mfa_enrolled_at_ms = NULL, updated_at_ms = $2 WHERE id = $1",
+                            params: sql_params![user.id.clone(), now_ms()],
+                            expect: Expect::One("user"),
+                        },
+                        security_event("mfa_reset", &event),
+                    ],
+                    guard: false,
                 },
                 AuditEntry::new(
                     "mfa.reset",
@@ -780,19 +787,35 @@ impl Access {
             Some(u) => details.int("until_s", u),
             None => details.bool("permanent", true),
         };
+        let mut event = serde_json::json!({
+            "ip": ban.ip.to_string(),
+            "count": ban.count,
+            "recidive": ban.recidive,
+            "reason": reason,
+        });
+        match ban.until {
+            Some(u) => event["until_s"] = serde_json::json!(u),
+            None => event["permanent"] = serde_json::json!(true),
+        }
         Ok(Change::new(
-            Mutation::Sql {
-                statement: "INSERT INTO bans (id, ip, since_s, until_s, ban_count, recidive, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                params: sql_params![
-                    id.clone(),
-                    ban.ip.to_string(),
-                    ban.since,
-                    ban.until,
-                    i64::from(ban.count),
-                    ban.recidive,
-                    reason
+            Mutation::Many {
+                steps: vec![
+                    Mutation::Sql {
+                        statement: "INSERT INTO bans (id, ip, since_s, until_s, ban_count, recidive, reason) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                        params: sql_params![
+                            id.clone(),
+                            ban.ip.to_string(),
+                            ban.since,
+                            ban.until,
+                            i64::from(ban.count),
+                            ban.recidive,
+                            reason
+                        ],
+                        expect: Expect::One("ban insert"),
+                    },
+                    security_event("ban", &event),
                 ],
-                expect: Expect::One("ban insert"),
+                guard: false,
             },
             AuditEntry::new("ban.add", format!("ban:{id}"), details),
         ))
@@ -1708,18 +1731,38 @@ impl Access {
 
     /// A key from another environment is a security event (alerted by the alerts issue).
     pub async fn record_wrong_environment_key(&self, ip: IpAddr, key_env: &str) -> Result<()> {
-        let change = Change::event(AuditEntry::new(
-            "security.apikey_wrong_environment",
-            "auth",
-            AuditDetails::new()
-                .str("ip", &ip.to_string())
-                .str("key_env", key_env)
-                .str("server_env", self.env.as_str()),
-        ));
+        let event = serde_json::json!({
+            "ip": ip.to_string(),
+            "key_env": key_env,
+            "server_env": self.env.as_str(),
+        });
+        let change = Change::new(
+            security_event("apikey_wrong_environment", &event),
+            AuditEntry::new(
+                "security.apikey_wrong_environment",
+                "auth",
+                AuditDetails::new()
+                    .str("ip", &ip.to_string())
+                    .str("key_env", key_env)
+                    .str("server_env", self.env.as_str()),
+            ),
+        );
         self.store
             .commit(&Actor::System("access"), vec![change])
             .await?;
         Ok(())
+    }
+}
+
+/// A security event for the alert pipeline (`events`, source `access`), written in the
+/// same transaction as the change it reports. Details are ids, addresses and counts
+/// only; the alert shows addresses as their network.
+fn security_event(kind: &str, detail: &serde_json::Value) -> Mutation {
+    Mutation::Sql {
+        statement: "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
+                    VALUES ($1, 'access', $2, 'system:access', '', '', 'security', NULL, $3)",
+        params: sql_params![now_ms(), kind, detail.to_string()],
+        expect: Expect::One("security event"),
     }
 }
 

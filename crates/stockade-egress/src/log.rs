@@ -229,7 +229,7 @@ async fn write_events(store: &Store, rows: &[EventRow]) -> Result<(), String> {
     result
 }
 
-/// Delete log rows and events older than the retention period.
+/// Delete log rows and routed events older than the retention period.
 async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
     let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let cutoff = stockade_core::time::now_ms().saturating_sub(keep_ms);
@@ -240,8 +240,13 @@ async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
+    // Events the alert pipeline has not routed yet are kept for a second retention
+    // period (a server that runs without its alert router still prunes eventually).
     let b = store
-        .touch("DELETE FROM events WHERE at_ms < $1", sql_params![cutoff])
+        .touch(
+            "DELETE FROM events WHERE at_ms < $1 AND (delivered_at_ms IS NOT NULL OR at_ms < $2)",
+            sql_params![cutoff, cutoff.saturating_sub(keep_ms)],
+        )
         .await
         .map_err(|e| e.to_string())?;
     Ok(a + b)

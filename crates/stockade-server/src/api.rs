@@ -388,6 +388,61 @@ pub async fn audit_verify(State(state): State<AppState>) -> Response {
     }
 }
 
+/// Alert channels' state and the newest alerts (scrubbed, allow-listed fields only).
+pub async fn alerts(State(state): State<AppState>) -> Response {
+    match alerts_view(state.access.store(), 50).await {
+        Ok((channels, recent)) => {
+            Json(json!({"channels": channels, "recent": recent})).into_response()
+        }
+        Err(e) => internal(e),
+    }
+}
+
+/// Read the alert tables (written by the alert pipeline) for the dashboard.
+pub(crate) async fn alerts_view(
+    store: &stockade_store::Store,
+    limit: i64,
+) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>), stockade_store::StoreError> {
+    let rows = store
+        .query(
+            "SELECT c.name, c.kind, c.status, c.last_error, c.last_ok_ms,
+                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'pending'),
+                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'held')
+               FROM alert_channels c ORDER BY c.name",
+            vec![],
+        )
+        .await?;
+    let mut channels = Vec::with_capacity(rows.len());
+    for r in rows {
+        channels.push(json!({
+            "name": r.text(0)?, "kind": r.text(1)?, "status": r.text(2)?,
+            "last_error": r.opt_text(3)?, "last_ok_ms": r.opt_int(4)?,
+            "pending": r.int(5)?, "held": r.int(6)?,
+        }));
+    }
+    let rows = store
+        .query(
+            "SELECT id, channel, state, attempts, events, created_at_ms, sent_at_ms, alert
+               FROM alert_outbox ORDER BY id DESC LIMIT $1",
+            stockade_store::sql_params![limit],
+        )
+        .await?;
+    let mut recent = Vec::with_capacity(rows.len());
+    for r in rows {
+        let alert: serde_json::Value = serde_json::from_str(&r.text(7)?).unwrap_or_default();
+        recent.push(json!({
+            "id": r.int(0)?, "channel": r.text(1)?, "state": r.text(2)?,
+            "attempts": r.int(3)?, "events": r.int(4)?,
+            "created_at_ms": r.int(5)?, "sent_at_ms": r.opt_int(6)?,
+            "event_id": alert.get("event_id"), "severity": alert.get("severity"),
+            "source": alert.get("source"), "kind": alert.get("kind"),
+            "title": alert.get("title"), "facts": alert.get("facts"),
+            "message": alert.get("message"), "count": alert.get("count"),
+        }));
+    }
+    Ok((channels, recent))
+}
+
 pub async fn healthz() -> &'static str {
     "ok\n"
 }

@@ -79,6 +79,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/bans", get(api::bans).post(api::add_ban))
         .route("/api/v1/bans/{ip}", delete(api::remove_ban))
         .route("/api/v1/audit/verify", get(api::audit_verify))
+        .route("/api/v1/alerts", get(api::alerts))
+        .route("/alerts", get(pages::alerts))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/mfa", get(pages::mfa_form).post(pages::mfa_submit))
         .route(

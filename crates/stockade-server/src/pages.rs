@@ -432,7 +432,7 @@ pub async fn home(State(state): State<AppState>, Extension(caller): Extension<Ca
     };
     let body = format!(
         "<p>Signed in as {} in the <strong>{}</strong> environment.</p>\
-         <p>The dashboard arrives with its own release; the API is at <code>/api/v1</code>.</p>\
+         <p><a href=\"/alerts\">Alerts</a> · the API is at <code>/api/v1</code>.</p>\
          <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
          <button type=\"submit\">Sign out</button></form>",
         esc(&who),
@@ -440,6 +440,58 @@ pub async fn home(State(state): State<AppState>, Extension(caller): Extension<Ca
         esc(&csrf)
     );
     layout("Stockade", &body).into_response()
+}
+
+/// The alerts dashboard: each channel's state (a misconfigured channel is raised here
+/// and on the other channels) and the newest alerts with their delivery state.
+pub async fn alerts(State(state): State<AppState>) -> Response {
+    let (channels, recent) = match crate::api::alerts_view(state.access.store(), 100).await {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    let s =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
+    let n =
+        |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
+    let mut body = String::from("<h1>Alerts</h1><h2>Channels</h2>");
+    if channels.is_empty() {
+        body.push_str("<p>No alert channel has run yet. Configure <code>[[alerts.channel]]</code> in stockade.toml (docs/alerts.md).</p>");
+    } else {
+        body.push_str("<table><tr><th>Channel</th><th>Kind</th><th>Status</th><th>Pending</th><th>Held</th><th>Last error</th></tr>");
+        for c in &channels {
+            let status = s(c, "status");
+            let flag = if status == "ok" {
+                ""
+            } else {
+                " class=\"problem\""
+            };
+            body.push_str(&format!(
+                "<tr{flag}><td>{}</td><td>{}</td><td><strong>{}</strong></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&s(c, "name")),
+                esc(&s(c, "kind")),
+                esc(&status),
+                n(c, "pending"),
+                n(c, "held"),
+                esc(&s(c, "last_error"))
+            ));
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<h2>Recent alerts</h2><table><tr><th>#</th><th>Channel</th><th>State</th><th>Severity</th><th>Events</th><th>What</th></tr>");
+    for a in &recent {
+        body.push_str(&format!(
+            "<tr id=\"event-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            a.get("event_id").and_then(serde_json::Value::as_i64).unwrap_or(0),
+            n(a, "id"),
+            esc(&s(a, "channel")),
+            esc(&s(a, "state")),
+            esc(&s(a, "severity")),
+            n(a, "events"),
+            esc(&s(a, "title"))
+        ));
+    }
+    body.push_str("</table><p><a href=\"/\">Home</a></p>");
+    layout("Stockade alerts", &body).into_response()
 }
 
 // Holds credentials or tokens: never printed.

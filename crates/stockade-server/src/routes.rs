@@ -89,6 +89,8 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/lock", Gate::SignIn),
     r("POST", "/logout", Gate::SignIn),
     r("GET", "/", Gate::Needs(Permission::Whoami)),
+    r("GET", "/alerts", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/api/v1/alerts", Gate::Needs(Permission::ViewStock)),
     r(
         "POST",
         "/hooks/tiktok/{connection}",

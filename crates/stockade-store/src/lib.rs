@@ -264,6 +264,7 @@ pub struct Store {
     env: Environment,
     url: Arc<DatabaseUrl>,
     backend: Arc<Backend>,
+    writes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -343,6 +344,7 @@ impl Store {
                 env,
                 url: Arc::new(url.clone()),
                 backend: Arc::new(backend),
+                writes: Arc::new(tokio::sync::watch::Sender::new(0)),
             },
             report,
         ))
@@ -366,10 +368,19 @@ impl Store {
             ));
         }
         let actor = actor.to_string();
-        match &*self.backend {
+        let receipt = match &*self.backend {
             Backend::Sqlite(s) => s.commit(actor, changes).await,
             Backend::Postgres(p) => p.commit(&actor, &changes).await,
-        }
+        }?;
+        self.writes.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(receipt)
+    }
+
+    /// Bumped after every successful commit or touch made through this store (any
+    /// clone): lets in-process consumers (the alert router) wake at once instead of
+    /// polling. Writes by other processes are not seen here.
+    pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.writes.subscribe()
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
@@ -455,10 +466,12 @@ impl Store {
     /// written at most once a minute per key or session; auditing them would bury the
     /// chain in noise. Every other write goes through [`Store::commit`].
     pub async fn touch(&self, statement: &'static str, params: Vec<SqlValue>) -> Result<u64> {
-        match &*self.backend {
+        let n = match &*self.backend {
             Backend::Sqlite(s) => s.touch(statement, params).await,
             Backend::Postgres(p) => p.execute(statement, params).await,
-        }
+        }?;
+        self.writes.send_modify(|c| *c = c.wrapping_add(1));
+        Ok(n)
     }
 
     /// After crypto-shredding or a purge: make sure erased bytes do not linger in the

@@ -43,6 +43,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0004_sync.sql"),
         postgres: include_str!("../migrations/postgres/0004_sync.sql"),
     },
+    Migration {
+        version: 5,
+        name: "alerts",
+        sqlite: include_str!("../migrations/sqlite/0005_alerts.sql"),
+        postgres: include_str!("../migrations/postgres/0005_alerts.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -118,9 +118,65 @@ pub enum Command {
         after_long_help = "Each marketplace gets its own HTTPS server on 127.0.0.1 and a random port, signed by a\ntest certificate authority written to --ca-file. Faults can be injected at start\n(--fault amazon:throttle_rate=0.2) and at run time:\n  curl --cacert sandbox-ca.pem -X PUT https://127.0.0.1:PORT/_sandbox/faults \\\n       -H 'content-type: application/json' -d '{\"error_rate\":0.1}'\nOther admin routes under /_sandbox/ (loopback only): orders, orders/{id}/advance,\nlistings, deliveries, revoke, expire-tokens, webhook, rate-limits. See docs/marketplaces.md.\n\nExample:\n  stockade sandbox --seed 7 --skus 20 --orders 50"
     )]
     Sandbox(SandboxArgs),
+    /// Alerts to DingTalk, Feishu/Lark and signed webhooks: channel status, recent
+    /// alerts, test messages, channel secrets, releasing held alerts.
+    #[command(
+        subcommand,
+        after_long_help = "Channels and routing live in stockade.toml ([[alerts.channel]], see docs/alerts.md); their\ntokens and signing secrets live in the credential store, set with `alert secret set`.\n\nExamples:\n  stockade alert secret set ops-dingtalk --credentials-file ops-dingtalk.json\n  stockade alert test --channel ops-dingtalk\n  stockade alert status\n  stockade alert retry --channel ops-dingtalk"
+    )]
+    Alert(AlertCommand),
     /// Benchmarks that print measured figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Each configured channel: kind, status (ok, failing, rate_limited, misconfigured),
+    /// alerts pending, held and sent, the last error, and which secrets are set.
+    Status,
+    /// The most recent alerts (newest first) and their delivery state per channel.
+    List {
+        /// How many outbox rows to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Send a signed test message to a channel now and report the platform's answer in
+    /// plain words. Exit 0 when delivered, 1 when the platform refused or could not be
+    /// reached. A channel that works again sends the alerts it held.
+    Test {
+        /// The channel's name in [[alerts.channel]].
+        #[arg(long)]
+        channel: String,
+    },
+    /// Alert channel secrets.
+    #[command(subcommand)]
+    Secret(AlertSecretCommand),
+    /// Send a misconfigured channel's held alerts again (after fixing its settings or
+    /// secrets; a running server also does this by itself within 15 s of a change).
+    Retry {
+        /// The channel's name.
+        #[arg(long)]
+        channel: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertSecretCommand {
+    /// Store a channel's secrets (encrypted; never printed). Fields by kind:
+    /// dingtalk: access_token, secret (SEC…); dingtalk_app: app_key, app_secret;
+    /// feishu and lark: hook_id (the last part of the webhook URL), secret;
+    /// webhook: secret.
+    Set {
+        /// The channel's name in [[alerts.channel]].
+        channel: String,
+        /// A JSON object of the fields, readable by its owner only (chmod 600).
+        #[arg(long, value_name = "FILE")]
+        credentials_file: Option<PathBuf>,
+        /// Read the same JSON object from standard input instead.
+        #[arg(long)]
+        credentials_stdin: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -232,6 +288,29 @@ pub enum BenchCommand {
         after_long_help = "Reports orders ingested per second, the latency from an order's arrival to the last\nchannel's confirmation (p50/p99/max), pushes coalesced, oversold units, lost and duplicated\norders, CPU and peak memory. The simulators run in the same process, so CPU and memory\ninclude them.\n\nExamples:\n  stockade bench sync --rate 2000 --duration 20s\n  stockade bench sync --rate 500 --duration 30s --database-url postgres://u:p@127.0.0.1/db --json\n  stockade bench sync --rate 50 --duration 60s --realistic-limits"
     )]
     Sync(BenchSyncArgs),
+    /// Alert delivery: failures recorded as events, routed, rendered, signed and sent to
+    /// the DingTalk, Feishu and webhook bot simulators; latency from the failure being
+    /// recorded to the signed request reaching the bot.
+    #[command(
+        after_long_help = "Reports p50/p99/max latency, messages delivered, events lost and PII leaks (planted\nbuyer data found in any request a bot received). Distinct failures are spread so every\nchannel stays within its platform's rate limit.\n\nExamples:\n  stockade bench alerts\n  stockade bench alerts --failures 60 --json"
+    )]
+    Alerts(BenchAlertsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct BenchAlertsArgs {
+    /// Distinct failures recorded (each a first alert on every channel).
+    #[arg(long, default_value_t = 40)]
+    pub failures: usize,
+    /// Failures recorded per burst (then the next burst waits for the rate budget).
+    #[arg(long, default_value_t = 4)]
+    pub burst: usize,
+    /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

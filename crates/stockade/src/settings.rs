@@ -36,6 +36,36 @@ struct FileConfig {
     egress: EgressFileConfig,
     #[serde(default)]
     sync: SyncFileConfig,
+    #[serde(default)]
+    alerts: AlertsFileConfig,
+}
+
+/// `[alerts]` and its `[[alerts.channel]]` tables. No secrets here: a channel's tokens
+/// and signing secrets are in the credential store (`stockade alert secret set`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsFileConfig {
+    window: Option<String>,
+    dashboard_url: Option<String>,
+    retry_max: Option<String>,
+    #[serde(default, rename = "channel")]
+    channels: Vec<ChannelFileConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelFileConfig {
+    name: String,
+    kind: String,
+    url: Option<String>,
+    keyword: Option<String>,
+    min_severity: Option<String>,
+    sources: Option<Vec<String>>,
+    robot_code: Option<String>,
+    conversation: Option<String>,
+    per_second: Option<u32>,
+    per_minute: Option<u32>,
+    throttle_backoff: Option<String>,
 }
 
 /// Sync intervals and PII retention.
@@ -172,6 +202,8 @@ pub struct Settings {
     pub egress: EgressSettings,
     /// Sync intervals and retention (`[sync]`).
     pub sync: stockade_sync::SyncOptions,
+    /// Alert channels, routing and aggregation (`[alerts]`).
+    pub alerts: stockade_alerts::AlertsConfig,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -294,6 +326,7 @@ impl Settings {
         let (server, access) = access_settings(&file, &mut provenance)?;
         let egress = egress_settings(&file.egress, env, &mut provenance)?;
         let sync = sync_settings(&file.sync, &mut provenance)?;
+        let alerts = alerts_settings(&file.alerts, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -306,6 +339,7 @@ impl Settings {
             access,
             egress,
             sync,
+            alerts,
             provenance,
         })
     }
@@ -323,6 +357,12 @@ impl Settings {
             None if env.is_production() => PROD_HOSTS.iter().map(|h| h.to_string()).collect(),
             None => TEST_HOSTS.iter().map(|h| h.to_string()).collect(),
         };
+        // The alert channels' hosts are allowed by configuring the channels.
+        for h in self.alerts.hosts() {
+            if !c.allowed_hosts.contains(&h) {
+                c.allowed_hosts.push(h);
+            }
+        }
         c.extra_root_pems = self.egress.extra_root_pems.clone();
         c.connect_timeout = self.egress.connect_timeout;
         c.request_timeout = self.egress.request_timeout;
@@ -530,6 +570,95 @@ fn sync_settings(
         src(f.pii_retention.is_some()),
     ));
     Ok(o)
+}
+
+/// `[alerts]`, resolved and validated.
+fn alerts_settings(
+    f: &AlertsFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_alerts::AlertsConfig, Failure> {
+    use std::time::Duration;
+    use stockade_alerts::{ChannelConfig, ChannelKind, Severity};
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let mut c = stockade_alerts::AlertsConfig::default();
+    let positive = |name: &str, text: &Option<String>, default: Duration| {
+        let s = seconds(name, text, default.as_secs() as i64)?;
+        if s <= 0 {
+            return Err(Failure::usage(format!(
+                "{name} must be a positive duration (e.g. \"5m\")"
+            )));
+        }
+        Ok(Duration::from_secs(s as u64))
+    };
+    c.window = positive("alerts.window", &f.window, c.window)?;
+    c.retry_max = positive("alerts.retry_max", &f.retry_max, c.retry_max)?;
+    c.dashboard_url = f
+        .dashboard_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_owned());
+    for ch in &f.channels {
+        let kind = ChannelKind::parse(&ch.kind).ok_or_else(|| {
+            Failure::usage(format!(
+                "alert channel {}: kind {:?} is not one of dingtalk, dingtalk_app, feishu, lark, webhook",
+                ch.name, ch.kind
+            ))
+        })?;
+        let url = match (&ch.url, kind.default_url()) {
+            (Some(u), _) => u.clone(),
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(Failure::usage(format!(
+                    "alert channel {}: a webhook channel needs url = \"https://…\"",
+                    ch.name
+                )));
+            }
+        };
+        let mut cfg = ChannelConfig::new(&ch.name, kind, &url);
+        cfg.keyword = ch.keyword.clone();
+        if let Some(s) = &ch.min_severity {
+            cfg.min_severity = Severity::parse(s).ok_or_else(|| {
+                Failure::usage(format!(
+                    "alert channel {}: min_severity {s:?} is not one of info, warning, error, critical",
+                    ch.name
+                ))
+            })?;
+        }
+        cfg.sources = ch.sources.clone().unwrap_or_default();
+        cfg.robot_code = ch.robot_code.clone();
+        cfg.conversation = ch.conversation.clone();
+        if let Some(n) = ch.per_second {
+            cfg.per_second = n;
+        }
+        if let Some(n) = ch.per_minute {
+            cfg.per_minute = n;
+        }
+        cfg.throttle_backoff = positive(
+            "alerts.channel.throttle_backoff",
+            &ch.throttle_backoff,
+            cfg.throttle_backoff,
+        )?;
+        c.channels.push(cfg);
+    }
+    c.validate().map_err(Failure::usage)?;
+    provenance.push((
+        "alerts.channels",
+        if c.channels.is_empty() {
+            "(none: alerts are kept on the dashboard only)".into()
+        } else {
+            c.channels
+                .iter()
+                .map(|ch| format!("{} ({}, {}+)", ch.name, ch.kind.as_str(), ch.min_severity))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        src(!f.channels.is_empty()),
+    ));
+    provenance.push((
+        "alerts.window",
+        format!("{}s", c.window.as_secs()),
+        src(f.window.is_some()),
+    ));
+    Ok(c)
 }
 
 fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, Failure> {

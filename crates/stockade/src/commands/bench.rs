@@ -223,3 +223,8 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     rig.finish().await;
     Ok(())
 }
+
+/// `stockade bench alerts` (see `bench_alerts.rs`).
+pub async fn alerts(args: crate::cli::BenchAlertsArgs) -> Result<(), Failure> {
+    super::bench_alerts::run(args).await
+}

@@ -135,7 +135,9 @@ fn parse_credentials(mut text: String, from: &str) -> Result<Vec<(String, Secret
     Ok(out)
 }
 
-fn read_credentials(args: &CredentialsArgs) -> Result<Vec<(String, SecretString)>, Failure> {
+pub(super) fn read_credentials(
+    args: &CredentialsArgs,
+) -> Result<Vec<(String, SecretString)>, Failure> {
     match (&args.credentials_file, args.credentials_stdin) {
         (Some(path), false) => {
             let text = read_credentials_file(path)?;

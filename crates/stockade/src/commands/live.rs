@@ -84,7 +84,7 @@ impl std::fmt::Debug for Rig {
     }
 }
 
-fn temp_dir(prefix: &str) -> Result<PathBuf, Failure> {
+pub fn temp_dir(prefix: &str) -> Result<PathBuf, Failure> {
     let mut suffix = [0u8; 6];
     aws_lc_rs::rand::fill(&mut suffix)
         .map_err(|_| Failure::runtime("the system random number generator failed"))?;

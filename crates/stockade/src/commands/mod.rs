@@ -1,8 +1,10 @@
 //! One function per command. Each opens what it needs (store, vault) from the settings.
 
 mod access;
+mod alert;
 mod audit;
 mod bench;
+mod bench_alerts;
 mod catalog;
 mod connection;
 mod demo;
@@ -41,7 +43,9 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Sku(cmd) => catalog::sku(&settings, cmd).await,
         Command::Stock(cmd) => catalog::stock(&settings, cmd).await,
         Command::Sandbox(args) => sandbox::run(args).await,
+        Command::Alert(cmd) => alert::run(&settings, cmd).await,
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
+        Command::Bench(crate::cli::BenchCommand::Alerts(args)) => bench::alerts(args).await,
     }
 }
 

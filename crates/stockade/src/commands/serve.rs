@@ -70,6 +70,16 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     let sync = stockade_sync::Sync::start(vault.clone(), gateway.clone(), settings.sync_options())
         .await
         .map_err(|e| Failure::runtime(format!("cannot start sync: {e}")))?;
+    // Alerts: every event (sync failures, egress anomalies, security events) is routed to
+    // the configured channels; with none configured they stay on the dashboard.
+    let alerts = stockade_alerts::Alerts::start(
+        vault.store().clone(),
+        vault.clone(),
+        &gateway,
+        settings.alerts.clone(),
+    )
+    .await
+    .map_err(|e| Failure::runtime(format!("cannot start alerts: {e}")))?;
     let state = AppState {
         access,
         trust_forwarded_for: server.trust_forwarded_for,
@@ -113,6 +123,7 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
             _ => Failure::runtime(e.to_string()),
         });
     sync.shutdown().await;
+    alerts.shutdown().await;
     if let Err(e) = gateway.flush().await {
         tracing::warn!("the last egress log rows could not be written: {e}");
     }
