@@ -532,9 +532,16 @@ async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
 async fn router_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
     let mut writes = inner.store.writes();
     let mut next_close: Option<i64> = None;
+    let mut pruned_at: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             return;
+        }
+        if pruned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            pruned_at = Some(Instant::now());
+            if let Err(e) = prune(&inner.store, inner.config.retention).await {
+                tracing::warn!("pruning delivered alerts failed: {e}");
+            }
         }
         // Mark what we have seen before reading, so a write during this round wakes the
         // next one at once.
@@ -1162,7 +1169,8 @@ pub async fn test_channel(
     Ok(outcome)
 }
 
-/// Delete delivered outbox rows older than `retention`.
+/// Delete delivered outbox rows older than `retention` (the router does this hourly; the
+/// audit log keeps each delivery's record).
 pub async fn prune(store: &Store, retention: Duration) -> Result<u64> {
     let cutoff = now_ms() - ms(retention);
     Ok(store

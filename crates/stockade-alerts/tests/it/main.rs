@@ -828,5 +828,32 @@ async fn egress_anomalies_are_alerted_per_connection_but_not_the_alert_channels_
         .count();
     assert_eq!(about_hook, 0);
     alerts.shutdown().await;
+    // Delivered rows past their retention are pruned; undelivered ones never are.
+    let count = |state: &'static str| {
+        let store = rig.store.clone();
+        async move {
+            store
+                .query_one(
+                    "SELECT COUNT(*) FROM alert_outbox WHERE state = $1",
+                    sql_params![state],
+                )
+                .await
+                .unwrap()
+                .unwrap()
+                .int(0)
+                .unwrap()
+        }
+    };
+    let (sent, pending) = (count("sent").await, count("pending").await);
+    assert!(sent >= 3 && pending >= 1, "{sent} {pending}");
+    rig.store
+        .touch("UPDATE alert_outbox SET sent_at_ms = 1, next_at_ms = 1 WHERE sent_at_ms IS NOT NULL OR state = 'pending'", vec![])
+        .await
+        .unwrap();
+    let pruned = stockade_alerts::pipeline::prune(&rig.store, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(pruned, u64::try_from(sent).unwrap());
+    assert_eq!((count("sent").await, count("pending").await), (0, pending));
     rig.finish().await;
 }
