@@ -61,7 +61,7 @@
 //!    ship to, attn, contact, 收件人, 买家, 姓名, 联系人) up to four capitalised words or
 //!    initials, or two to four CJK characters → `[name]`.
 //! 10. Whitespace is collapsed and trimmed, then the text is cut to `max_chars` characters;
-//!    a cut ends with `…`, which counts toward the maximum.
+//!     a cut ends with `…`, which counts toward the maximum.
 //!
 //! Trade-offs. Over-scrubbed: order ids, timestamps and other numbers of 7+ digits (Unix
 //! times, IPv4 addresses with 7+ digits, amounts such as `12345.678`, `SKU-0001-0002-0003`,

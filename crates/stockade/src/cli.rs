@@ -300,7 +300,7 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct BenchAlertsArgs {
     /// Distinct failures recorded (each a first alert on every channel).
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 32)]
     pub failures: usize,
     /// Failures recorded per burst (then the next burst waits for the rate budget).
     #[arg(long, default_value_t = 4)]

@@ -28,6 +28,7 @@ use crate::exit::Failure;
 
 const ACTOR: Actor = Actor::System("bench");
 const CHANNELS: [&str; 4] = ["ding", "feishu", "app", "hook"];
+const BUYER: &str = "Ana Buyer";
 /// Buyer data planted in every failure's error text; none may reach a bot.
 const PLANTED: [&str; 5] = [
     "ana.buyer@example.org",
@@ -191,21 +192,22 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::runtime(e.to_string()))?;
 
-    // DingTalk allows 20 messages a minute: one burst every 4 s is at most 15 a minute.
+    // DingTalk allows 20 messages a minute and a burst may leave in two messages (the
+    // first at once, the rest as a digest): one burst every 7 s stays within the limit.
     let bursts = failures.div_ceil(burst);
     say(format!(
-        "bench alerts: {failures} distinct failures in {bursts} bursts of {burst}, one burst every 4 s, to 4 channels (DingTalk robot, DingTalk app, Feishu, webhook), {}",
+        "bench alerts: {failures} distinct failures in {bursts} bursts of {burst}, one burst every 7 s, to 4 channels (DingTalk robot, DingTalk app, Feishu, webhook), {}",
         if pg.is_some() { "PostgreSQL" } else { "SQLite" }
     ));
     let message = format!(
-        "HTTP 503 from upstream: order for {} <{}> phone {} card {} ship to {} auth {}",
-        "Ana Buyer", PLANTED[0], PLANTED[1], PLANTED[2], PLANTED[3], PLANTED[4]
+        "HTTP 503 from upstream: buyer {} <{}> phone {} card {} ship to {} auth {}",
+        BUYER, PLANTED[0], PLANTED[1], PLANTED[2], PLANTED[3], PLANTED[4]
     );
     let mut recorded: HashMap<i64, i64> = HashMap::new();
     let t0 = Instant::now();
     let mut n = 0;
     for b in 0..bursts {
-        let next = t0 + Duration::from_secs(4 * b as u64);
+        let next = t0 + Duration::from_secs(7 * b as u64);
         tokio::time::sleep_until(next.into()).await;
         for _ in 0..burst.min(failures - n) {
             let conn = format!("shop-{n:04}");
@@ -289,13 +291,28 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
         .filter(|r| !r.accepted && !r.path.ends_with("/accessToken"))
         .count();
     let mut pii_leaks = 0;
+    let mut leaked: Vec<usize> = Vec::new();
     for r in &received {
         let text = format!("{}{}", r.query, r.body);
-        for p in PLANTED.iter().chain(["Ana Buyer"].iter()) {
+        for (i, p) in PLANTED.iter().chain([BUYER].iter()).enumerate() {
             if text.contains(p) {
                 pii_leaks += 1;
+                if !leaked.contains(&i) {
+                    leaked.push(i);
+                }
             }
         }
+    }
+    if !leaked.is_empty() {
+        let kinds = ["email", "phone", "card", "address", "token", "name"];
+        say(format!(
+            "LEAKED planted values of kind: {}",
+            leaked
+                .iter()
+                .map(|i| kinds[*i])
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
     }
     let (p50, p99, max) = (
         percentile(&latencies, 0.5),
