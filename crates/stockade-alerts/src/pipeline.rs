@@ -44,6 +44,10 @@ const SEND_BATCH: i64 = 50;
 /// How long a sender's lease on its channel lasts, and how often it is renewed.
 const LEASE: Duration = Duration::from_secs(30);
 const LEASE_RENEW: Duration = Duration::from_secs(10);
+/// A message sent less than `GATHER_AFTER` after the previous one waits `GATHER` for the
+/// rest of its burst.
+const GATHER_AFTER: Duration = Duration::from_secs(2);
+const GATHER: Duration = Duration::from_millis(100);
 
 /// Why the pipeline failed.
 #[derive(Debug, thiserror::Error)]
@@ -684,6 +688,8 @@ async fn sender_loop(inner: Arc<Inner>, ch: Arc<ChannelRuntime>, mut stop: watch
     let name = ch.client.config.name.clone();
     let mut leased_at: Option<Instant> = None;
     let mut checked_fp_at: Option<Instant> = None;
+    let mut last_sent: Option<Instant> = None;
+    let mut gathered = false;
     loop {
         if *stop.borrow() {
             return;
@@ -772,9 +778,22 @@ async fn sender_loop(inner: Arc<Inner>, ch: Arc<ChannelRuntime>, mut stop: watch
             }
             continue;
         }
+        // Right after a message, wait a moment so the rest of a burst (events committed
+        // one by one) leaves as one digest instead of a message each: the first alert of
+        // a quiet spell still goes at once.
+        if !gathered && last_sent.is_some_and(|t| t.elapsed() < GATHER_AFTER) {
+            gathered = true;
+            tokio::select! {
+                _ = tokio::time::sleep(GATHER) => {}
+                _ = stop.changed() => { return; }
+            }
+            continue;
+        }
+        gathered = false;
         let alerts: Vec<Alert> = rows.iter().map(|r| r.alert.clone()).collect();
         let n = ch.client.fitting(&alerts);
         let batch = &rows[..n];
+        last_sent = Some(Instant::now());
         lock(&ch.limiter).sent.push_back(Instant::now());
         let outcome = ch.client.send(&inner.vault, &alerts[..n]).await;
         if let Err(e) = record_outcome(&inner, &ch, batch, &outcome).await {
