@@ -170,9 +170,20 @@ async fn old_rows_are_pruned(backend: Backend) {
             )
             .await
             .unwrap();
+        // Routed by the alert pipeline (delivered_at_ms set).
         store
             .touch(
-                "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail) VALUES ($1, 'egress', 'blocked', 'system:test', 'h', '/', 'op', NULL, 'old')",
+                "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms) VALUES ($1, 'egress', 'blocked', 'system:test', 'h', '/', 'op', NULL, 'old', $1)",
+                sql_params![now - age_days * day],
+            )
+            .await
+            .unwrap();
+    }
+    // Events the alert pipeline has not routed are kept for a second retention period.
+    for age_days in [120, 200] {
+        store
+            .touch(
+                "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail) VALUES ($1, 'egress', 'blocked', 'system:test', 'h', '/', 'op', NULL, 'unrouted')",
                 sql_params![now - age_days * day],
             )
             .await
@@ -185,15 +196,19 @@ async fn old_rows_are_pruned(backend: Backend) {
     g.flush().await.unwrap();
     assert_eq!(
         g.prune().await.unwrap(),
-        4,
-        "two log rows and two events past 90 days"
+        5,
+        "two log rows and two routed events past 90 days, one unrouted event past 180 days"
     );
     let count = |table: &'static str| {
         let store = store.clone();
         async move { store.query(table, vec![]).await.unwrap()[0].int(0).unwrap() }
     };
     assert_eq!(count("SELECT COUNT(*) FROM egress_log").await, 2);
-    assert_eq!(count("SELECT COUNT(*) FROM events").await, 1);
+    assert_eq!(count("SELECT COUNT(*) FROM events").await, 2);
+    assert_eq!(
+        count("SELECT COUNT(*) FROM events WHERE delivered_at_ms IS NULL").await,
+        1
+    );
     drop(g);
     store.close().await;
     db.cleanup().await;
