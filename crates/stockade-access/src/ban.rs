@@ -11,6 +11,12 @@
 //! - Recidive: `recidive_maxretry` bans within `recidive_findtime` give a long ban
 //!   (`recidive_bantime`, default one week).
 //! - Addresses in `ignoreip` (single addresses or CIDR ranges) are never counted.
+//! - Jails ([`Jail`], [`Jails`]): as in Fail2Ban, failures of different kinds are counted
+//!   in separate jails, each with its own policy, and a jail's ban blocks only what that
+//!   jail guards. Staff sign-in failures (passwords, codes, API keys) fill the
+//!   `interactive` jail, which guards everything but the webhook routes; bad webhook
+//!   signatures fill the `webhook` jail, which guards only the webhook routes. A ban by
+//!   hand blocks everything.
 //!
 //! The guard is pure state over explicit times (Unix seconds), so callers persist its
 //! bans and tests need no clock.
@@ -55,6 +61,59 @@ impl IpNet {
     }
 }
 
+/// A Fail2Ban jail: which failures count together, and which routes its bans block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Jail {
+    /// Passwords, TOTP and recovery codes, API keys; blocks every route but the webhooks.
+    Interactive,
+    /// Webhook signatures; blocks only the webhook routes.
+    Webhook,
+}
+
+impl Jail {
+    pub const ALL: [Jail; 2] = [Jail::Interactive, Jail::Webhook];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Jail::Interactive => "interactive",
+            Jail::Webhook => "webhook",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Jail> {
+        Jail::ALL.into_iter().find(|j| j.as_str() == text)
+    }
+
+    /// The jail guarding a request path: the webhook routes, or everything else.
+    pub fn for_path(path: &str) -> Jail {
+        if path.starts_with("/hooks/") {
+            Jail::Webhook
+        } else {
+            Jail::Interactive
+        }
+    }
+}
+
+impl std::fmt::Display for Jail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Fail2Ban's `ignoreip` example and `ignoreself`: the loopback addresses.
+pub fn loopback_nets() -> Vec<IpNet> {
+    vec![
+        IpNet {
+            addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
+            prefix: 8,
+        },
+        IpNet {
+            addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            prefix: 128,
+        },
+    ]
+}
+
 /// Ban policy, with Fail2Ban's option names and defaults.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BanPolicy {
@@ -85,6 +144,17 @@ impl Default for BanPolicy {
             recidive_maxretry: 5,
             recidive_findtime: 86_400,
             recidive_bantime: 7 * 86_400,
+        }
+    }
+}
+
+impl BanPolicy {
+    /// The webhook jail's defaults: marketplaces retry a delivery several times, so a
+    /// little more room than Fail2Ban's 5 before a ban.
+    pub fn webhook_default() -> Self {
+        BanPolicy {
+            maxretry: 10,
+            ..BanPolicy::default()
         }
     }
 }
@@ -306,6 +376,41 @@ impl BanGuard {
     }
 }
 
+/// One [`BanGuard`] per [`Jail`].
+#[derive(Debug)]
+pub struct Jails {
+    interactive: BanGuard,
+    webhook: BanGuard,
+}
+
+impl Jails {
+    pub fn new(interactive: BanPolicy, webhook: BanPolicy) -> Self {
+        Jails {
+            interactive: BanGuard::new(interactive),
+            webhook: BanGuard::new(webhook),
+        }
+    }
+
+    pub fn get(&self, jail: Jail) -> &BanGuard {
+        match jail {
+            Jail::Interactive => &self.interactive,
+            Jail::Webhook => &self.webhook,
+        }
+    }
+
+    pub fn get_mut(&mut self, jail: Jail) -> &mut BanGuard {
+        match jail {
+            Jail::Interactive => &mut self.interactive,
+            Jail::Webhook => &mut self.webhook,
+        }
+    }
+
+    /// The active ban of `ip` in `jail` at `now`.
+    pub fn banned(&self, ip: IpAddr, jail: Jail, now: i64) -> Option<&Ban> {
+        self.get(jail).banned(ip, now)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -458,6 +563,63 @@ mod tests {
         for t in 0..50 {
             assert_eq!(g.record_failure(ip("10.1.2.3"), t), FailureOutcome::Ignored);
         }
+    }
+
+    /// Issue 12: a marketplace posting bad signatures must not lock staff out, and staff
+    /// typos must not stop deliveries: each jail counts and bans on its own.
+    #[test]
+    fn jails_count_and_ban_separately() {
+        let mut jails = Jails::new(
+            BanPolicy::default(),
+            BanPolicy {
+                maxretry: 3,
+                ..BanPolicy::webhook_default()
+            },
+        );
+        let a = ip("203.0.113.9");
+        let mut banned_at = None;
+        for t in 0..3 {
+            if let FailureOutcome::Banned(_) = jails.get_mut(Jail::Webhook).record_failure(a, t) {
+                banned_at = Some(t);
+            }
+        }
+        assert_eq!(banned_at, Some(2), "the webhook jail's own maxretry");
+        assert!(jails.banned(a, Jail::Webhook, 3).is_some());
+        assert!(
+            jails.banned(a, Jail::Interactive, 3).is_none(),
+            "bad signatures do not lock staff out"
+        );
+        let b = ip("198.51.100.20");
+        for t in 0..5 {
+            jails.get_mut(Jail::Interactive).record_failure(b, t);
+        }
+        assert!(jails.banned(b, Jail::Interactive, 5).is_some());
+        assert!(
+            jails.banned(b, Jail::Webhook, 5).is_none(),
+            "staff typos do not stop deliveries"
+        );
+        assert_eq!(Jail::for_path("/hooks/ebay/x"), Jail::Webhook);
+        assert_eq!(Jail::for_path("/login"), Jail::Interactive);
+        assert_eq!(Jail::for_path("/api/v1/whoami"), Jail::Interactive);
+        assert_eq!(Jail::parse("webhook"), Some(Jail::Webhook));
+        assert_eq!(BanPolicy::webhook_default().maxretry, 10);
+    }
+
+    #[test]
+    fn loopback_is_the_default_ignore_list() {
+        let mut g = BanGuard::new(BanPolicy {
+            ignoreip: loopback_nets(),
+            ..BanPolicy::default()
+        });
+        for t in 0..20 {
+            for lo in ["127.0.0.1", "127.1.2.3", "::1"] {
+                assert_eq!(g.record_failure(ip(lo), t), FailureOutcome::Ignored);
+            }
+        }
+        assert!(matches!(
+            g.record_failure(ip("192.0.2.77"), 0),
+            FailureOutcome::Counted { retries: 1 }
+        ));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod service;
 pub mod throttle;
 pub mod totp;
 
+pub use ban::Jail;
 pub use roles::{PERMISSIONS, Permission, ROLES, Role};
 pub use service::{
     Access, AccessConfig, AccessError, ApiKeyInfo, ApiPrincipal, BanInfo, Enrollment, FailureKind,

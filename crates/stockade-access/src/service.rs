@@ -22,7 +22,7 @@ use stockade_vault::{FieldContext, KeyOwner, Vault, VaultError};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
-use crate::ban::{Ban, BanGuard, BanPolicy, FailureOutcome};
+use crate::ban::{Ban, BanPolicy, FailureOutcome, Jail, Jails};
 use crate::password::{self, HashError, HashParams, PasswordPolicy, PolicyViolation};
 use crate::roles::{Role, UnknownRole};
 use crate::throttle::{AccountThrottle, ThrottlePolicy};
@@ -45,7 +45,10 @@ pub struct AccessConfig {
     pub idle_timeout_s: i64,
     /// Absolute session lifetime, seconds.
     pub absolute_timeout_s: i64,
+    /// The `interactive` jail: passwords, codes, API keys.
     pub ban: BanPolicy,
+    /// The `webhook` jail: webhook signatures.
+    pub webhook_ban: BanPolicy,
     pub throttle: ThrottlePolicy,
     /// Issuer shown in authenticator apps.
     pub issuer: String,
@@ -59,6 +62,7 @@ impl Default for AccessConfig {
             idle_timeout_s: 15 * 60,
             absolute_timeout_s: 12 * 3600,
             ban: BanPolicy::default(),
+            webhook_ban: BanPolicy::webhook_default(),
             throttle: ThrottlePolicy::default(),
             issuer: "Stockade".into(),
         }
@@ -146,6 +150,14 @@ impl FailureKind {
             FailureKind::RecoveryCode => "recovery_code",
             FailureKind::ApiKey => "api_key",
             FailureKind::WebhookSignature => "webhook_signature",
+        }
+    }
+
+    /// The jail this kind of failure is counted in.
+    pub fn jail(&self) -> Jail {
+        match self {
+            FailureKind::WebhookSignature => Jail::Webhook,
+            _ => Jail::Interactive,
         }
     }
 }
@@ -296,6 +308,12 @@ pub struct BanInfo {
 }
 
 impl BanInfo {
+    /// The jail whose routes this ban blocks; `None` for every route (a ban by hand, or
+    /// one from before jails existed). Stored in `reason` as `auto:<jail>`.
+    pub fn jail(&self) -> Option<Jail> {
+        self.reason.strip_prefix("auto:").and_then(Jail::parse)
+    }
+
     pub fn active_at(&self, now_s: i64) -> bool {
         self.lifted_at_s.is_none() && self.until_s.is_none_or(|u| now_s < u)
     }
@@ -417,7 +435,7 @@ pub struct Access {
     vault: Arc<Vault>,
     env: Environment,
     config: AccessConfig,
-    guard: Mutex<BanGuard>,
+    guard: Mutex<Jails>,
     throttle: Mutex<AccountThrottle>,
     hashing: Semaphore,
     dummy_hash: String,
@@ -445,7 +463,7 @@ impl Access {
             store,
             vault,
             env,
-            guard: Mutex::new(BanGuard::new(config.ban.clone())),
+            guard: Mutex::new(Jails::new(config.ban.clone(), config.webhook_ban.clone())),
             throttle: Mutex::new(AccountThrottle::new(config.throttle)),
             config,
             hashing: Semaphore::new(permits),
@@ -727,9 +745,10 @@ impl Access {
 
     // ----- bans and failures -------------------------------------------------------
 
-    /// The active ban of `ip`, from memory (no I/O): the first check on every request.
-    pub fn banned(&self, ip: IpAddr) -> Option<Ban> {
-        lock(&self.guard).banned(ip, now_ms() / 1000).cloned()
+    /// The active ban of `ip` in `jail`, from memory (no I/O): the first check on every
+    /// request (the jail of its route: [`Jail::for_path`]).
+    pub fn banned(&self, ip: IpAddr, jail: Jail) -> Option<Ban> {
+        lock(&self.guard).banned(ip, jail, now_ms() / 1000).cloned()
     }
 
     /// Record an authentication failure from `ip` (and against `account`, if known):
@@ -743,13 +762,15 @@ impl Access {
         user_id: Option<&str>,
     ) -> Result<FailureOutcome> {
         let now_s = now_ms() / 1000;
+        let jail = kind.jail();
         // The line host-level Fail2Ban matches (deploy/fail2ban/filter.d/stockade.conf).
-        tracing::warn!(target: "stockade::auth", "authentication failure kind={} ip={}", kind.as_str(), ip);
-        let outcome = lock(&self.guard).record_failure(ip, now_s);
+        tracing::warn!(target: "stockade::auth", "authentication failure jail={} kind={} ip={}", jail, kind.as_str(), ip);
+        let outcome = lock(&self.guard).get_mut(jail).record_failure(ip, now_s);
         if let Some(account) = account {
             lock(&self.throttle).record_failure(account, now_s);
         }
         let mut details = AuditDetails::new()
+            .str("jail", jail.as_str())
             .str("kind", kind.as_str())
             .str("ip", &ip.to_string());
         if let FailureOutcome::Counted { retries } = outcome {
@@ -762,10 +783,11 @@ impl Access {
             details,
         ))];
         if let FailureOutcome::Banned(ban) = &outcome {
-            changes.push(self.ban_change(ban, "auto")?);
+            changes.push(self.ban_change(ban, &format!("auto:{jail}"))?);
             tracing::warn!(
                 target: "stockade::ban",
-                "ban ip={} count={} recidive={} until={}",
+                "ban jail={} ip={} count={} recidive={} until={}",
+                jail,
                 ban.ip,
                 ban.count,
                 ban.recidive,
@@ -825,8 +847,11 @@ impl Access {
     /// lifted take effect here.
     pub async fn refresh_bans(&self) -> Result<()> {
         let now_s = now_ms() / 1000;
-        let p = &self.config.ban;
-        let horizon = now_s - p.recidive_findtime.max(p.maxtime).max(p.bantime);
+        let horizon = [&self.config.ban, &self.config.webhook_ban]
+            .iter()
+            .map(|p| now_s - p.recidive_findtime.max(p.maxtime).max(p.bantime))
+            .min()
+            .unwrap_or(now_s);
         let rows = self
             .store
             .query(
@@ -836,25 +861,30 @@ impl Access {
                 sql_params![horizon, now_s],
             )
             .await?;
-        let mut history = Vec::with_capacity(rows.len());
+        let mut history: [Vec<(Ban, bool)>; 2] = [Vec::new(), Vec::new()];
         for row in &rows {
             let b = ban_from(row)?;
             let active = b.active_at(now_s);
-            history.push((
-                Ban {
-                    ip: b.ip,
-                    since: b.since_s,
-                    until: b.until_s,
-                    count: b.count,
-                    recidive: b.recidive,
-                },
-                active,
-            ));
+            let ban = Ban {
+                ip: b.ip,
+                since: b.since_s,
+                until: b.until_s,
+                count: b.count,
+                recidive: b.recidive,
+            };
+            for (i, jail) in Jail::ALL.into_iter().enumerate() {
+                if b.jail().is_none_or(|j| j == jail) {
+                    history[i].push((ban.clone(), active));
+                }
+            }
         }
-        let mut guard = lock(&self.guard);
-        guard.load_bans(history, now_s, 10);
-        guard.prune(now_s);
-        drop(guard);
+        let mut jails = lock(&self.guard);
+        for (jail, history) in Jail::ALL.into_iter().zip(history) {
+            let guard = jails.get_mut(jail);
+            guard.load_bans(history, now_s, 10);
+            guard.prune(now_s);
+        }
+        drop(jails);
         lock(&self.throttle).prune(now_s);
         Ok(())
     }
@@ -904,8 +934,13 @@ impl Access {
         };
         let change = self.ban_change(&ban, "manual")?;
         self.store.commit(actor, vec![change]).await?;
-        lock(&self.guard).ban(ip, now_s, duration_s);
-        tracing::warn!(target: "stockade::ban", "ban ip={} count={} recidive=false until={} reason=manual", ip, ban.count,
+        {
+            let mut jails = lock(&self.guard);
+            for jail in Jail::ALL {
+                jails.get_mut(jail).ban(ip, now_s, duration_s);
+            }
+        }
+        tracing::warn!(target: "stockade::ban", "ban jail=all ip={} count={} recidive=false until={} reason=manual", ip, ban.count,
             ban.until.map_or_else(|| "never".to_owned(), |u| u.to_string()));
         Ok(self
             .bans(false)
@@ -933,7 +968,7 @@ impl Access {
             .into_iter()
             .filter(|b| b.ip == ip)
             .collect();
-        if active.is_empty() && self.banned(ip).is_none() {
+        if active.is_empty() && Jail::ALL.into_iter().all(|j| self.banned(ip, j).is_none()) {
             return Err(AccessError::NotBanned(ip));
         }
         let changes: Vec<Change> = active
@@ -956,14 +991,17 @@ impl Access {
         if !changes.is_empty() {
             self.store.commit(actor, changes).await?;
         }
-        lock(&self.guard).unban(ip);
+        let mut jails = lock(&self.guard);
+        for jail in Jail::ALL {
+            jails.get_mut(jail).unban(ip);
+        }
         Ok(())
     }
 
     // ----- sign-in -----------------------------------------------------------------
 
     fn gate(&self, ip: IpAddr, account: &str) -> Result<(), LoginError> {
-        if let Some(ban) = self.banned(ip) {
+        if let Some(ban) = self.banned(ip, Jail::Interactive) {
             return Err(LoginError::Banned { until: ban.until });
         }
         if let Some(retry_after) = lock(&self.throttle).retry_after(account, now_ms() / 1000) {

@@ -59,11 +59,9 @@ pub fn clear_session_cookie() -> HeaderValue {
 
 pub fn login_error(e: LoginError) -> Response {
     match e {
-        LoginError::Banned { .. } => api_error(
-            StatusCode::FORBIDDEN,
-            "banned",
-            "this address is temporarily banned after repeated failures",
-        ),
+        LoginError::Banned { until } => {
+            crate::ban_page::banned_json(until, stockade_core::time::now_ms() / 1000)
+        }
         LoginError::Throttled { retry_after } => {
             let mut res = api_error(
                 StatusCode::TOO_MANY_REQUESTS,

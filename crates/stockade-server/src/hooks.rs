@@ -8,14 +8,17 @@
 //! The order, each step before the next:
 //! 1. the ban check (the outer gate in [`crate::routes::front_gate`], before routing);
 //! 2. a sink is running (else 503: the marketplace retries);
-//! 3. the connection name is 1 to 64 of `[A-Za-z0-9_-]` (else 404, counted);
+//! 3. the connection name is 1 to 64 of `[A-Za-z0-9_-]` (else 404, logged);
 //! 4. the body is at most [`MAX_EVENT_BODY`]: a larger declared length is refused
 //!    unread, a longer stream is refused once it passes the limit (413, not counted);
 //! 5. the sink verifies the signature before it parses anything, and resolves only once
 //!    what the delivery carries is durably stored: its 2xx is the acknowledgement.
 //!
-//! Unknown connections and bad signatures are recorded as `webhook_signature` failures,
-//! so repeated ones ban the address exactly like wrong passwords. Answers never echo the
+//! Bad signatures are recorded as `webhook_signature` failures in the `webhook` jail, so
+//! repeated ones ban the address from the webhook routes (only: staff sign-in is the
+//! `interactive` jail). Deliveries to unknown connections (404) or revoked ones (410:
+//! the marketplace should stop) are logged, not counted: a marketplace still posting to
+//! a stale URL is not an attacker, and a guessed name gains nothing. Answers never echo the
 //! body, the headers or the signature; log lines name the marketplace, the connection,
 //! the status and the kind of outcome only.
 
@@ -90,10 +93,13 @@ impl HookAnswer {
 /// Why a delivery was refused. None of the texts may hold request content.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HookError {
-    /// 404, counted as a failure for the ban guard (scanners probe names).
+    /// 404, logged, not counted as an authentication failure.
     #[error("no such connection")]
     UnknownConnection,
-    /// 401 with a generic body, counted as a failure for the ban guard. The reason
+    /// 410: the connection was revoked. Logged, not counted.
+    #[error("the connection was revoked")]
+    RevokedConnection,
+    /// 401 with a generic body, counted in the `webhook` jail. The reason
     /// (`"missing"`, `"mismatch"`, `"stale"`…) goes to the log only.
     #[error("signature refused ({0})")]
     Signature(&'static str),
@@ -115,6 +121,7 @@ impl HookError {
     pub fn kind(&self) -> &'static str {
         match self {
             HookError::UnknownConnection => "unknown_connection",
+            HookError::RevokedConnection => "revoked_connection",
             HookError::Signature(_) => "bad_signature",
             HookError::Malformed(_) => "malformed",
             HookError::TooLarge => "too_large",
@@ -162,7 +169,6 @@ pub async fn receive(
                 target: "stockade::hooks",
                 "webhook {marketplace} connection=<invalid> status=404 outcome=unknown_connection"
             );
-            count_failure(&state, ip).await;
             return not_found();
         }
     };
@@ -251,10 +257,12 @@ pub async fn receive(
         },
         Ok(Err(e)) => {
             let res = match &e {
-                HookError::UnknownConnection => {
-                    count_failure(&state, ip).await;
-                    not_found()
-                }
+                HookError::UnknownConnection => not_found(),
+                HookError::RevokedConnection => api_error(
+                    StatusCode::GONE,
+                    "connection_revoked",
+                    "this connection was revoked; stop delivering to it",
+                ),
                 HookError::Signature(reason) => {
                     tracing::warn!(
                         target: "stockade::hooks",
@@ -285,7 +293,7 @@ pub async fn receive(
     }
 }
 
-/// Record a refused delivery for the ban guard (and the Fail2Ban log line).
+/// Record a bad signature in the `webhook` jail (and the Fail2Ban log line).
 async fn count_failure(state: &AppState, ip: IpAddr) {
     if let Err(e) = state
         .access

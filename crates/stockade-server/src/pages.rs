@@ -87,13 +87,6 @@ pub fn qr_svg(uri: &str) -> String {
     }
 }
 
-pub fn banned_page() -> Html<String> {
-    layout(
-        "Access refused",
-        "<p>This address is temporarily banned after repeated failed sign-ins. Try again later, or ask an administrator (<code>stockade ban list</code>).</p>",
-    )
-}
-
 fn random_token() -> String {
     let mut b = [0u8; 32];
     if aws_lc_rs::rand::fill(&mut b).is_err() {
@@ -182,6 +175,9 @@ pub async fn login_submit(
             signed_in_redirect(&s, to)
         }
         Err(LoginError::Internal(e)) => internal(e),
+        Err(LoginError::Banned { until }) => {
+            crate::ban_page::banned(ip, until, stockade_core::time::now_ms() / 1000, false)
+        }
         Err(e) => login_page(failure_status(&e), failure_message(&e)),
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Every route is listed once in [`ROUTES`] with who may call it. The gate runs on every
 //! request, in this order: security headers (outermost), ban check (a banned address gets
-//! 403 before anything else: no body read, no hashing, no database), cross-origin check
+//! 403 before anything else: no body read, no hashing, no database; the ban of the jail
+//! that guards the route: webhook routes answer to the `webhook` jail, everything else to
+//! the `interactive` jail), cross-origin check
 //! on state-changing requests, then per route: authentication (API key or session
 //! cookie), session stage (enrollment, code prompt, idle lock), CSRF on state-changing
 //! cookie requests, and the role's permission. A route missing from the table is refused
@@ -18,9 +20,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use stockade_access::{
-    ApiPrincipal, FailureKind, KeyRejection, Permission, Role, SessionState, SessionView,
+    ApiPrincipal, FailureKind, Jail, KeyRejection, Permission, Role, SessionState, SessionView,
 };
 use stockade_core::Actor;
+use stockade_core::time::now_ms;
 use stockade_core::order::Marketplace;
 
 use crate::AppState;
@@ -239,17 +242,13 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
             "the client address is unknown",
         );
     };
-    if state.access.banned(ip).is_some() {
+    let path = req.uri().path();
+    // The stylesheet is a constant, served even to a banned address so its ban page is
+    // readable; nothing else is.
+    let stylesheet = path == "/static/app.css" && !is_unsafe(req.method());
+    if !stylesheet && let Some(ban) = state.access.banned(ip, Jail::for_path(path)) {
         // Nothing else happens for a banned address.
-        return if wants_json(req.uri().path()) {
-            api_error(
-                StatusCode::FORBIDDEN,
-                "banned",
-                "this address is temporarily banned after repeated failures",
-            )
-        } else {
-            (StatusCode::FORBIDDEN, crate::pages::banned_page()).into_response()
-        };
+        return crate::ban_page::banned(ip, ban.until, now_ms() / 1000, wants_json(path));
     }
     if is_unsafe(req.method())
         && let Some(origin) = req.headers().get(header::ORIGIN)

@@ -51,8 +51,11 @@ impl HookReply {
 /// Why a delivery was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookFailure {
-    /// No such connection for this marketplace (404; counts as a failure for the ban guard).
+    /// No such connection for this marketplace (404; logged, not an authentication failure).
     UnknownConnection,
+    /// The connection existed and was revoked (410: the marketplace should stop
+    /// delivering; logged, not an authentication failure).
+    Revoked,
     /// The signature is missing or wrong (401; counts for the ban guard).
     Signature(&'static str),
     /// Signed but unusable (400). The message names the problem, never the content.
@@ -138,6 +141,8 @@ struct Inner {
     gateway: Gateway,
     opts: SyncOptions,
     live: RwLock<HashMap<String, Arc<Live>>>,
+    /// Revoked connections (name → marketplace): deliveries to them are answered 410.
+    revoked: RwLock<HashMap<String, Marketplace>>,
     ingest_tx: mpsc::Sender<IngestJob>,
     metrics: Arc<Metrics>,
     tracker: Tracker,
@@ -188,6 +193,7 @@ impl Sync {
             gateway,
             opts,
             live: RwLock::new(HashMap::new()),
+            revoked: RwLock::new(HashMap::new()),
             ingest_tx,
             metrics: Arc::new(Metrics::default()),
             tracker: Tracker::default(),
@@ -284,10 +290,26 @@ impl Sync {
         self.inner.live.read().ok()?.get(name).cloned()
     }
 
+    fn is_revoked(&self, name: &str, marketplace: Marketplace) -> bool {
+        self.inner
+            .revoked
+            .read()
+            .is_ok_and(|r| r.get(name) == Some(&marketplace))
+    }
+
+    fn mark_revoked(&self, name: &str, marketplace: Marketplace) {
+        if let Ok(mut r) = self.inner.revoked.write() {
+            r.insert(name.to_owned(), marketplace);
+        }
+    }
+
     /// Pick up connections added, paused, resumed or revoked (by this process or another).
     pub async fn refresh(&self) -> Result<()> {
         let conns = connections::list(&self.inner.store).await?;
         for c in conns {
+            if c.status == ConnectionStatus::Revoked {
+                self.mark_revoked(&c.name, c.marketplace);
+            }
             let existing = self.get_live(&c.name);
             match (c.status, existing) {
                 (ConnectionStatus::Revoked, Some(l)) => {
@@ -398,6 +420,9 @@ impl Sync {
             .filter(|l| l.marketplace == marketplace)
         else {
             Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
+            if self.is_revoked(connection, marketplace) {
+                return Err(HookFailure::Revoked);
+            }
             return Err(HookFailure::UnknownConnection);
         };
         let event = match live.connector.verify_event(&request).await {
@@ -502,6 +527,7 @@ impl Sync {
     /// Stop a connection at once and purge it (see [`purge`]).
     pub async fn revoke(&self, name: &str, reason: &str) -> Result<purge::PurgeReceipt> {
         if let Some(l) = self.get_live(name) {
+            self.mark_revoked(name, l.marketplace);
             l.status.store(REVOKED, Ordering::Relaxed);
             stop(&l);
             if let Ok(mut m) = self.inner.live.write() {

@@ -135,10 +135,14 @@ struct AccessFileConfig {
     account_findtime: Option<String>,
 }
 
-/// Fail2Ban's option names.
+/// Fail2Ban's option names. `[ban]` holds the defaults of both jails (Fail2Ban's
+/// `[DEFAULT]`); `[ban.interactive]` and `[ban.webhook]` override them per jail.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BanFileConfig {
+    ignoreip: Option<Vec<String>>,
+    interactive: Option<JailFileConfig>,
+    webhook: Option<JailFileConfig>,
     maxretry: Option<u32>,
     findtime: Option<String>,
     bantime: Option<String>,
@@ -150,7 +154,44 @@ struct BanFileConfig {
     multipliers: Option<Vec<i64>>,
     #[serde(rename = "bantime_maxtime")]
     maxtime: Option<String>,
-    ignoreip: Option<Vec<String>>,
+    recidive_maxretry: Option<u32>,
+    recidive_findtime: Option<String>,
+    recidive_bantime: Option<String>,
+}
+
+impl BanFileConfig {
+    /// The shared options, as a jail section.
+    fn defaults(&self) -> JailFileConfig {
+        JailFileConfig {
+            maxretry: self.maxretry,
+            findtime: self.findtime.clone(),
+            bantime: self.bantime.clone(),
+            increment: self.increment,
+            factor: self.factor,
+            multipliers: self.multipliers.clone(),
+            maxtime: self.maxtime.clone(),
+            recidive_maxretry: self.recidive_maxretry,
+            recidive_findtime: self.recidive_findtime.clone(),
+            recidive_bantime: self.recidive_bantime.clone(),
+        }
+    }
+}
+
+/// One jail's options (`[ban.interactive]`, `[ban.webhook]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JailFileConfig {
+    maxretry: Option<u32>,
+    findtime: Option<String>,
+    bantime: Option<String>,
+    #[serde(rename = "bantime_increment")]
+    increment: Option<bool>,
+    #[serde(rename = "bantime_factor")]
+    factor: Option<f64>,
+    #[serde(rename = "bantime_multipliers")]
+    multipliers: Option<Vec<i64>>,
+    #[serde(rename = "bantime_maxtime")]
+    maxtime: Option<String>,
     recidive_maxretry: Option<u32>,
     recidive_findtime: Option<String>,
     recidive_bantime: Option<String>,
@@ -783,24 +824,11 @@ fn access_settings(
     )?;
 
     let b = &file.ban;
-    let p = &mut access.ban;
-    if let Some(n) = b.maxretry {
-        p.maxretry = n.max(1);
-    }
-    p.findtime = seconds("ban.findtime", &b.findtime, p.findtime)?;
-    p.bantime = seconds("ban.bantime", &b.bantime, p.bantime)?;
-    if let Some(v) = b.increment {
-        p.increment = v;
-    }
-    if let Some(v) = b.factor {
-        p.factor = v;
-    }
-    if let Some(v) = &b.multipliers {
-        p.multipliers = v.clone();
-    }
-    p.maxtime = seconds("ban.bantime_maxtime", &b.maxtime, p.maxtime)?;
-    if let Some(list) = &b.ignoreip {
-        p.ignoreip = list
+    // Fail2Ban's `ignoreip = 127.0.0.1/8 ::1`: the host's own addresses are never banned.
+    // Behind a proxy that forwards the client address, loopback is the proxy, and a
+    // request from it without X-Forwarded-For must not escape the ban: no default then.
+    let ignoreip = match &b.ignoreip {
+        Some(list) => list
             .iter()
             .map(|t| {
                 stockade_access::ban::IpNet::parse(t).ok_or_else(|| {
@@ -809,28 +837,86 @@ fn access_settings(
                     ))
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()?,
+        None if server.trust_forwarded_for => Vec::new(),
+        None => stockade_access::ban::loopback_nets(),
+    };
+    provenance.push((
+        "ban.ignoreip",
+        match &b.ignoreip {
+            Some(list) if list.is_empty() => "(none)".to_owned(),
+            Some(list) => list.join(" "),
+            None if server.trust_forwarded_for => {
+                "(none: server.trust_forwarded_for is set)".to_owned()
+            }
+            None => "127.0.0.1/8 ::1".to_owned(),
+        },
+        src(b.ignoreip.is_some()),
+    ));
+    let shared = b.defaults();
+    for (jail, own, policy) in [
+        ("interactive", &b.interactive, &mut access.ban),
+        ("webhook", &b.webhook, &mut access.webhook_ban),
+    ] {
+        policy.ignoreip = ignoreip.clone();
+        apply_jail("ban", &shared, policy)?;
+        if let Some(own) = own {
+            apply_jail(&format!("ban.{jail}"), own, policy)?;
+        }
+        let p = policy;
+        provenance.push((
+            if jail == "webhook" {
+                "ban.webhook"
+            } else {
+                "ban.interactive"
+            },
+            format!(
+                "maxretry={} findtime={}s bantime={}s increment={}",
+                p.maxretry, p.findtime, p.bantime, p.increment
+            ),
+            src(own.is_some()
+                || b.maxretry.is_some()
+                || b.findtime.is_some()
+                || b.bantime.is_some()),
+        ));
     }
-    if let Some(n) = b.recidive_maxretry {
+    Ok((server, access))
+}
+
+/// Apply the options set in `f` to one jail's policy.
+fn apply_jail(
+    section: &str,
+    f: &JailFileConfig,
+    p: &mut stockade_access::ban::BanPolicy,
+) -> Result<(), Failure> {
+    let name = |opt: &str| format!("{section}.{opt}");
+    if let Some(n) = f.maxretry {
+        p.maxretry = n.max(1);
+    }
+    p.findtime = seconds(&name("findtime"), &f.findtime, p.findtime)?;
+    p.bantime = seconds(&name("bantime"), &f.bantime, p.bantime)?;
+    if let Some(v) = f.increment {
+        p.increment = v;
+    }
+    if let Some(v) = f.factor {
+        p.factor = v;
+    }
+    if let Some(v) = &f.multipliers {
+        p.multipliers = v.clone();
+    }
+    p.maxtime = seconds(&name("bantime_maxtime"), &f.maxtime, p.maxtime)?;
+    if let Some(n) = f.recidive_maxretry {
         p.recidive_maxretry = n.max(1);
     }
     p.recidive_findtime = seconds(
-        "ban.recidive_findtime",
-        &b.recidive_findtime,
+        &name("recidive_findtime"),
+        &f.recidive_findtime,
         p.recidive_findtime,
     )?;
     p.recidive_bantime = seconds(
-        "ban.recidive_bantime",
-        &b.recidive_bantime,
+        &name("recidive_bantime"),
+        &f.recidive_bantime,
         p.recidive_bantime,
     )?;
-    provenance.push((
-        "ban",
-        format!(
-            "maxretry={} findtime={}s bantime={}s increment={}",
-            p.maxretry, p.findtime, p.bantime, p.increment
-        ),
-        src(b.maxretry.is_some() || b.findtime.is_some() || b.bantime.is_some()),
-    ));
-    Ok((server, access))
+    Ok(())
 }

@@ -129,6 +129,10 @@ impl TestServer {
                 maxretry: options.maxretry,
                 ..BanPolicy::default()
             },
+            webhook_ban: BanPolicy {
+                maxretry: options.maxretry,
+                ..BanPolicy::webhook_default()
+            },
             ..AccessConfig::default()
         };
         let access = Arc::new(Access::new(Arc::new(vault), config).await.unwrap());

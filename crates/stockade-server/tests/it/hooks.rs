@@ -1,6 +1,7 @@
 //! Webhooks in: deliveries reach the sink without a session or API key, the sink's answer
-//! passes through, bad signatures and unknown connections are 401/404 and feed the ban
-//! guard, oversized bodies are 413, unknown marketplaces and names are 404, and a missing
+//! passes through, bad signatures are 401 and feed the `webhook` jail, unknown and revoked
+//! connections are 404/410 and logged only, oversized bodies are 413, unknown
+//! marketplaces and names are 404, and a missing
 //! or unavailable sink is 503. Nothing of the request is echoed or logged.
 
 use std::sync::{Arc, Mutex};
@@ -45,7 +46,7 @@ impl TestSink {
     fn new() -> Arc<TestSink> {
         Arc::new(TestSink {
             key: hmac::Key::new(hmac::HMAC_SHA256, SECRET),
-            connections: &["shop-1", "EU_main", "down"],
+            connections: &["shop-1", "EU_main", "down", "gone"],
             seen: Mutex::new(Vec::new()),
         })
     }
@@ -62,6 +63,9 @@ impl TestSink {
     ) -> Result<HookAnswer, HookError> {
         if !self.connections.contains(&connection) {
             return Err(HookError::UnknownConnection);
+        }
+        if connection == "gone" {
+            return Err(HookError::RevokedConnection);
         }
         if request.method == "GET" {
             let code = request
@@ -176,7 +180,7 @@ async fn post(
 }
 
 fn failure_lines(server: &TestServer, ip: &str) -> usize {
-    let line = format!("WARN authentication failure kind=webhook_signature ip={ip}");
+    let line = format!("WARN authentication failure jail=webhook kind=webhook_signature ip={ip}");
     server
         .logs
         .text()
@@ -316,7 +320,10 @@ async fn a_bad_signature_is_a_generic_401_recorded_as_a_failure_fail2ban_matches
     );
     assert_nothing_echoed(&logs, &forged);
     assert!(
-        server.access.banned(ip.parse().unwrap()).is_none(),
+        server
+            .access
+            .banned(ip.parse().unwrap(), stockade_access::Jail::Webhook)
+            .is_none(),
         "3 < maxretry"
     );
 
@@ -330,15 +337,18 @@ async fn a_bad_signature_is_a_generic_401_recorded_as_a_failure_fail2ban_matches
         .join("../../deploy/fail2ban/filter.d/stockade.conf")
         .canonicalize()
         .unwrap();
-    let out = std::process::Command::new("fail2ban-regex")
-        .arg(&log_file)
-        .arg(&filter)
-        .output()
-        .expect("fail2ban-regex is required (Debian package `fail2ban`)");
+    // Both jails by default, the webhook jail by name, not the interactive one.
+    for (jail, matched) in [("", 3), ("[stockade_jail=webhook]", 3), ("[stockade_jail=interactive]", 0)] {
+        let out = std::process::Command::new("fail2ban-regex")
+            .arg(&log_file)
+            .arg(format!("{}{jail}", filter.display()))
+            .output()
+            .expect("fail2ban-regex is required (Debian package `fail2ban`)");
+        let report = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{report}");
+        assert!(report.contains(&format!(" {matched} matched")), "{jail}: {report}");
+    }
     let _ = std::fs::remove_file(&log_file);
-    let report = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{report}");
-    assert!(report.contains("3 matched"), "{report}");
     server.cleanup().await;
 }
 
@@ -398,31 +408,45 @@ async fn repeated_bad_signatures_ban_the_address_postgres() {
     repeated_bad_signatures_ban_the_address(Backend::Postgres).await;
 }
 
+/// Issue 12: a marketplace posting to a stale URL is not an attacker. Deliveries to
+/// unknown connections (404) and revoked ones (410) are logged, never counted, so they
+/// cannot ban the marketplace's address (or anyone sharing it).
 #[tokio::test]
-async fn unknown_connections_are_404_and_counted_toward_a_ban() {
+async fn unknown_and_revoked_connections_are_404_410_and_not_counted() {
     let (server, sink) = with_sink(3, Backend::Sqlite).await.unwrap();
     let body = event_body();
     let good = sign(&body);
     let ip = "203.0.113.30";
-    for name in ["shop-2", "admin", "bad.name"] {
-        let (status, _, answer) = post(
-            &server,
-            &format!("/hooks/amazon/{name}"),
-            ip,
-            body.clone(),
-            Some(&good),
-        )
-        .await;
-        assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
-        assert_nothing_echoed(&String::from_utf8_lossy(&answer), &good);
+    for _ in 0..4 {
+        for name in ["shop-2", "admin", "bad.name"] {
+            let (status, _, answer) = post(
+                &server,
+                &format!("/hooks/amazon/{name}"),
+                ip,
+                body.clone(),
+                Some(&good),
+            )
+            .await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{name}");
+            assert_nothing_echoed(&String::from_utf8_lossy(&answer), &good);
+        }
+        let (status, _, answer) =
+            post(&server, "/hooks/amazon/gone", ip, body.clone(), Some(&good)).await;
+        assert_eq!(status, StatusCode::GONE);
+        let answer: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(answer["error"]["code"], "connection_revoked");
     }
-    assert_eq!(failure_lines(&server, ip), 3);
+    assert_eq!(failure_lines(&server, ip), 0, "not authentication failures");
     let (status, _, _) = post(&server, "/hooks/amazon/shop-1", ip, body, Some(&good)).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "probing names gets banned");
-    assert!(sink.seen().is_empty());
+    assert_eq!(status, StatusCode::OK, "16 stale deliveries ban nobody");
+    assert_eq!(sink.seen().len(), 1);
     let logs = server.logs.text();
     assert!(
         logs.contains("webhook amazon connection=shop-2 status=404 outcome=unknown_connection"),
+        "{logs}"
+    );
+    assert!(
+        logs.contains("webhook amazon connection=gone status=410 outcome=revoked_connection"),
         "{logs}"
     );
     assert!(
@@ -430,6 +454,107 @@ async fn unknown_connections_are_404_and_counted_toward_a_ban() {
         "a malformed name is not logged: {logs}"
     );
     assert!(!logs.contains("bad.name"), "{logs}");
+    assert!(server.access.bans(true).await.unwrap().is_empty());
+    server.cleanup().await;
+}
+
+/// Issue 12: the webhook jail and the interactive jail ban separately. Bad signatures
+/// ban the address from the webhook routes only (staff behind the same address still
+/// sign in); wrong passwords ban it from everything but the webhook routes.
+#[tokio::test]
+async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliveries() {
+    let (server, sink) = with_sink(3, Backend::Sqlite).await.unwrap();
+    let body = event_body();
+    let (bad, good) = (sign(b"forged"), sign(&body));
+    let shared = "203.0.113.40";
+    for _ in 0..3 {
+        let (status, _, _) =
+            post(&server, "/hooks/ebay/shop-1", shared, body.clone(), Some(&bad)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    let (status, _, _) =
+        post(&server, "/hooks/ebay/shop-1", shared, body.clone(), Some(&good)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "banned from the webhooks");
+    let res = server
+        .client
+        .get(server.url("/login"))
+        .header("x-forwarded-for", shared)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the sign-in page still opens");
+    let res = server
+        .client
+        .post(server.url("/api/v1/auth/login"))
+        .header("x-forwarded-for", shared)
+        .json(&json!({"email": "nobody@shop.example", "password": "Wrong-Password-123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "sign-in is not banned");
+
+    // Staff typos from another address: banned from sign-in, deliveries still accepted.
+    let office = "203.0.113.41";
+    for i in 0..3 {
+        server
+            .client
+            .post(server.url("/api/v1/auth/login"))
+            .header("x-forwarded-for", office)
+            .json(&json!({"email": "nobody@shop.example", "password": format!("Wrong-Password-{i}")}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let res = server
+        .client
+        .get(server.url("/login"))
+        .header("x-forwarded-for", office)
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert!(res.headers().contains_key("retry-after"));
+    let page = res.text().await.unwrap();
+    assert!(
+        page.contains("/static/app.css") && page.contains("The ban ends at") && page.contains(office),
+        "a styled page that says when the ban ends: {page}"
+    );
+    let css = server
+        .client
+        .get(server.url("/static/app.css"))
+        .header("x-forwarded-for", office)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(css.status(), StatusCode::OK, "the ban page's stylesheet loads");
+    let res = server
+        .client
+        .get(server.url("/api/v1/whoami"))
+        .header("x-forwarded-for", office)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let answer: Value = res.json().await.unwrap();
+    assert_eq!(answer["error"]["code"], "banned");
+    assert!(answer["error"]["until"].is_string(), "{answer}");
+    let (status, _, _) = post(&server, "/hooks/ebay/shop-1", office, body, Some(&good)).await;
+    assert_eq!(status, StatusCode::OK, "deliveries from the office still pass");
+    assert_eq!(sink.seen().len(), 1);
+    let jails: Vec<_> = server
+        .access
+        .bans(false)
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| (b.ip.to_string(), b.jail()))
+        .collect();
+    assert!(
+        jails.contains(&(shared.to_owned(), Some(stockade_access::Jail::Webhook)))
+            && jails.contains(&(office.to_owned(), Some(stockade_access::Jail::Interactive))),
+        "{jails:?}"
+    );
     server.cleanup().await;
 }
 

@@ -159,6 +159,7 @@ async fn receive(
         )
             .into_response(),
         Err(HookFailure::UnknownConnection) => StatusCode::NOT_FOUND.into_response(),
+        Err(HookFailure::Revoked) => StatusCode::GONE.into_response(),
         Err(HookFailure::Signature(_)) => StatusCode::UNAUTHORIZED.into_response(),
         Err(HookFailure::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
         Err(HookFailure::Malformed(_)) => StatusCode::BAD_REQUEST.into_response(),
@@ -935,6 +936,30 @@ async fn unsigned_deliveries_are_refused() {
         .await;
     assert_eq!(r, Err(HookFailure::UnknownConnection));
     assert_eq!(env.count("SELECT COUNT(*) FROM orders").await, 0);
+    // Issue 12: a revoked connection is told apart from an unknown one (410, not 404),
+    // so the server neither counts it as an authentication failure nor hides it.
+    env.sync
+        .revoke("tiktok", "test: revoked by hand")
+        .await
+        .unwrap();
+    let r = env
+        .sync
+        .handle_event(
+            Marketplace::TikTok,
+            "tiktok",
+            InboundRequest::post("/hooks/tiktok/tiktok", HeaderMap::new(), b"{}".to_vec()),
+        )
+        .await;
+    assert_eq!(r, Err(HookFailure::Revoked));
+    let r = env
+        .sync
+        .handle_event(
+            Marketplace::Ebay,
+            "tiktok",
+            InboundRequest::post("/hooks/ebay/tiktok", HeaderMap::new(), b"{}".to_vec()),
+        )
+        .await;
+    assert_eq!(r, Err(HookFailure::UnknownConnection), "another marketplace's name");
     let _ = &env.hook_base;
     env.finish().await;
 }

@@ -27,6 +27,7 @@ impl HookSink for SyncHooks {
                     body: r.body,
                 }),
                 Err(HookFailure::UnknownConnection) => Err(HookError::UnknownConnection),
+                Err(HookFailure::Revoked) => Err(HookError::RevokedConnection),
                 Err(HookFailure::Signature(kind)) => Err(HookError::Signature(kind)),
                 Err(HookFailure::Malformed(m)) => Err(HookError::Malformed(m)),
                 Err(HookFailure::TooLarge) => Err(HookError::TooLarge),

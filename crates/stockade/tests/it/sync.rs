@@ -977,6 +977,42 @@ async fn signature_failures_through_serve_ban_the_sender() {
         "{list}"
     );
     assert!(!list.contains("127.0.0.1"), "{list}");
+    // Issue 12: the webhook jail's ban does not lock the same address out of sign-in.
+    let res = client
+        .get(format!("https://127.0.0.1:{port}/login"))
+        .header("x-forwarded-for", "198.51.100.23")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    // Deliveries to an unknown or revoked connection are 404/410, logged, never counted.
+    sb.run(&["connection", "revoke", "tiktok", "--yes"]).expect_code(0);
+    // A running server picks the revocation up within 2 seconds.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        for path in ["tiktok", "nope"] {
+            let res = client
+                .post(format!("https://127.0.0.1:{port}/hooks/tiktok/{path}"))
+                .header("x-forwarded-for", "198.51.100.25")
+                .header("authorization", "deadbeef")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            statuses.push(res.status().as_u16());
+        }
+    }
+    assert!(
+        statuses.ends_with(&[410, 404, 410, 404]),
+        "{statuses:?}\n{}",
+        server.log_tail()
+    );
+    assert!(!statuses.contains(&403), "{statuses:?}");
+    assert!(
+        !sb.run(&["ban", "list"]).stdout().contains("198.51.100.25"),
+        "stale deliveries ban nobody"
+    );
     sb.run(&["audit", "verify"]).expect_code(0);
     drop(server);
 }
