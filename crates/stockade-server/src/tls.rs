@@ -86,8 +86,38 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig
     Ok(Arc::new(config))
 }
 
-/// The development certificate in `dir`, generated on first use. The server certificate
-/// names `localhost`, 127.0.0.1, ::1 and `extra_ip` (the listen address, if specific).
+/// How long a generated certificate is valid: a year (browsers cap public certificates
+/// at 398 days; a development CA has no reason to outlive that).
+pub const GENERATED_VALIDITY_S: u64 = 365 * 86_400;
+/// A generated certificate starts this far in the past, for clients with a slow clock.
+pub const GENERATED_BACKDATE_S: u64 = 3600;
+/// A generated set older than this (30 days before it expires) is replaced at start.
+const RENEW_AFTER_S: u64 = GENERATED_VALIDITY_S - 30 * 86_400;
+
+/// Set `not_before` and `not_after` of a certificate generated at `now` (Unix seconds).
+/// (rcgen's default is 1975 to 4096.)
+fn set_validity(params: &mut rcgen::CertificateParams, now: u64) {
+    let epoch = rcgen::date_time_ymd(1970, 1, 1);
+    params.not_before =
+        epoch + std::time::Duration::from_secs(now.saturating_sub(GENERATED_BACKDATE_S));
+    params.not_after = epoch + std::time::Duration::from_secs(now + GENERATED_VALIDITY_S);
+}
+
+/// Whether a generated set at these paths is missing or due for renewal.
+fn needs_generating(set: &DevCert, now: std::time::SystemTime) -> bool {
+    [&set.ca, &set.cert, &set.key].iter().any(|p| {
+        std::fs::metadata(p)
+            .and_then(|m| m.modified())
+            .map_or(true, |written| {
+                now.duration_since(written)
+                    .is_ok_and(|age| age.as_secs() > RENEW_AFTER_S)
+            })
+    })
+}
+
+/// The development certificate in `dir`, generated on first use (valid for a year from
+/// an hour ago, and replaced 30 days before it expires). The server certificate names
+/// `localhost`, 127.0.0.1, ::1 and `extra_ip` (the listen address, if specific).
 pub fn development_cert(dir: &Path, extra_ip: Option<IpAddr>) -> Result<DevCert, TlsError> {
     let set = DevCert {
         ca: dir.join("dev-ca.pem"),
@@ -95,9 +125,13 @@ pub fn development_cert(dir: &Path, extra_ip: Option<IpAddr>) -> Result<DevCert,
         key: dir.join("dev-key.pem"),
         generated: false,
     };
-    if set.ca.exists() && set.cert.exists() && set.key.exists() {
+    let now = std::time::SystemTime::now();
+    if !needs_generating(&set, now) {
         return Ok(set);
     }
+    let now_s = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
     let gen_err = |e: rcgen::Error| TlsError::Generate(e.to_string());
     let ca_key = rcgen::KeyPair::generate().map_err(gen_err)?;
     let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(gen_err)?;
@@ -105,6 +139,7 @@ pub fn development_cert(dir: &Path, extra_ip: Option<IpAddr>) -> Result<DevCert,
     ca_params
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Stockade development CA");
+    set_validity(&mut ca_params, now_s);
     ca_params.key_usages = vec![
         rcgen::KeyUsagePurpose::KeyCertSign,
         rcgen::KeyUsagePurpose::CrlSign,
@@ -122,6 +157,7 @@ pub fn development_cert(dir: &Path, extra_ip: Option<IpAddr>) -> Result<DevCert,
         .distinguished_name
         .push(rcgen::DnType::CommonName, "Stockade development server");
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    set_validity(&mut params, now_s);
     params.use_authority_key_identifier_extension = true;
     let key = rcgen::KeyPair::generate().map_err(gen_err)?;
     let cert = params.signed_by(&key, &ca).map_err(gen_err)?;

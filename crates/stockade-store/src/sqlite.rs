@@ -89,6 +89,27 @@ fn open_read_only(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
+/// A connection to look at a database before deciding to use it (environment, schema).
+/// Opened read-write but `query_only`, never created: when it closes as the last
+/// connection, SQLite removes the `-wal` and `-shm` files opening it made, so a refused
+/// open leaves the directory as it found it (a read-only connection leaves them behind).
+/// Falls back to read-only where the file cannot be opened for writing.
+fn open_probe(path: &Path) -> Result<Connection> {
+    match Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    ) {
+        Ok(conn) => {
+            conn.pragma_update(None, "query_only", true)
+                .map_err(db_err)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(db_err)?;
+            Ok(conn)
+        }
+        Err(_) => open_read_only(path),
+    }
+}
+
 fn table_exists(conn: &Connection, name: &str) -> Result<bool> {
     conn.query_row(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
@@ -137,7 +158,7 @@ pub(crate) async fn probe_environment(path: PathBuf) -> Result<Option<String>> {
         if !is_nonempty_file(&path) {
             return Err(StoreError::NotInitialised(describe(&path)));
         }
-        read_env(&open_read_only(&path)?)
+        read_env(&open_probe(&path)?)
     })
     .await
 }
@@ -184,7 +205,7 @@ impl SqliteStore {
         // 1. Look before writing anything: environment, initialisation, schema version.
         let mut pending: Vec<Migration> = migrate::MIGRATIONS.to_vec();
         if is_nonempty_file(&path) {
-            let ro = open_read_only(&path)?;
+            let ro = open_probe(&path)?;
             match read_env(&ro)? {
                 Some(db_env) if db_env != env.as_str() => {
                     return Err(StoreError::WrongEnvironment {

@@ -83,7 +83,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Run the HTTPS server: sign-in, API, and (later) webhooks, sync and the dashboard.
     #[command(
-        after_long_help = "TLS 1.2 and 1.3 only. Without [server] tls_cert/tls_key in stockade.toml, a development\ncertificate authority and server certificate are generated into DATA_DIR/tls (trust\nDATA_DIR/tls/dev-ca.pem in your client). Plain HTTP is possible only on a loopback address,\nfor a reverse proxy on the same host: [server] plain_http = true.\n\nExample:\n  stockade serve --env prod --listen 0.0.0.0:8443"
+        after_long_help = "TLS 1.2 and 1.3 only. Without [server] tls_cert/tls_key in stockade.toml, a development\ncertificate authority and server certificate (valid for a year) are generated into\nDATA_DIR/tls (trust DATA_DIR/tls/dev-ca.pem in your client); in prod only with\n--self-signed or [server] self_signed = true, else serve refuses to start (exit 2). Plain HTTP is possible only on a loopback address,\nfor a reverse proxy on the same host: [server] plain_http = true.\n\nExample:\n  stockade serve --env prod --listen 0.0.0.0:8443"
     )]
     Serve(ServeArgs),
     /// Manage users: add, list, disable, enable, set-role, reset-mfa, set-password.
@@ -340,6 +340,10 @@ pub struct ServeArgs {
     /// Address to listen on [default: server.listen in stockade.toml, else 127.0.0.1:8443].
     #[arg(long, env = "STOCKADE_LISTEN", value_name = "ADDR")]
     pub listen: Option<String>,
+    /// Without [server] tls_cert/tls_key, serve a generated self-signed certificate even in
+    /// prod (dev and staging do so anyway) [also: [server] self_signed = true].
+    #[arg(long)]
+    pub self_signed: bool,
 }
 
 #[derive(Debug, Args)]

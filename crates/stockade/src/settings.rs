@@ -121,6 +121,7 @@ struct ServerConfig {
     tls_key: Option<PathBuf>,
     plain_http: Option<bool>,
     trust_forwarded_for: Option<bool>,
+    self_signed: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -205,6 +206,8 @@ pub struct ServerSettings {
     pub tls_key: Option<PathBuf>,
     pub plain_http: bool,
     pub trust_forwarded_for: bool,
+    /// Serve a generated certificate in prod when none is configured.
+    pub self_signed: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -755,6 +758,7 @@ fn access_settings(
         tls_key: file.server.tls_key.clone(),
         plain_http: file.server.plain_http.unwrap_or(false),
         trust_forwarded_for: file.server.trust_forwarded_for.unwrap_or(false),
+        self_signed: file.server.self_signed.unwrap_or(false),
     };
     provenance.push((
         "server.plain_http",

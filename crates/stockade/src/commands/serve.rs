@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stockade_access::Access;
+use stockade_core::Environment;
 use stockade_server::{AppState, ServeOptions, tls};
 
 use super::open_vault;
@@ -26,6 +27,22 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
             server.listen
         )));
     }
+    // Refusals first, before anything is written: the environment and the data directory
+    // (opening the vault checks both and writes nothing when it refuses), then a
+    // production server without a configured certificate.
+    let vault = open_vault(settings).await?;
+    let env = vault.environment();
+    let configured = server.tls_cert.is_some() && server.tls_key.is_some();
+    if !server.plain_http
+        && !configured
+        && env == Environment::Prod
+        && !(args.self_signed || server.self_signed)
+    {
+        vault.close().await;
+        return Err(Failure::usage(
+            "no TLS certificate configured for prod: set [server] tls_cert and tls_key in stockade.toml, or pass --self-signed (or set [server] self_signed = true) to serve a generated certificate that clients must be told to trust",
+        ));
+    }
     let tls_config = if server.plain_http {
         tracing::warn!(
             "serving plain HTTP on {} for a reverse proxy on this host; the proxy must terminate TLS 1.2+",
@@ -41,7 +58,7 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
                     .map_err(|e| Failure::runtime(e.to_string()))?;
                 if dev.generated {
                     tracing::warn!(
-                        "no TLS certificate configured: generated a development certificate authority {} and server certificate {}; clients must trust the CA. Configure [server] tls_cert and tls_key for production",
+                        "no TLS certificate configured: generated a development certificate authority {} and server certificate {} (valid for a year); clients must trust the CA. Configure [server] tls_cert and tls_key for production",
                         dev.ca.display(),
                         dev.cert.display()
                     );
@@ -57,8 +74,6 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
         };
         Some(tls::server_config(&cert, &key).map_err(|e| Failure::usage(e.to_string()))?)
     };
-    let vault = open_vault(settings).await?;
-    let env = vault.environment();
     // The one outbound client of this process: its request log and anomaly events go to
     // this environment's database and are pruned after [egress] log_retention.
     let gateway =

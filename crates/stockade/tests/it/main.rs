@@ -8,5 +8,6 @@ mod alerts;
 mod cli;
 mod harness;
 mod marketplaces;
+mod serve_refusals;
 mod server;
 mod sync;

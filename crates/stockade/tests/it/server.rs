@@ -919,7 +919,7 @@ async fn api_keys_are_scoped_revocable_and_bound_to_their_environment() {
     drop(server);
 
     // A dev key against a prod server fails, and is recorded as a security event.
-    let prod = init("prod", "");
+    let prod = init("prod", "[server]\nself_signed = true\n");
     prod.run(&[
         "apikey",
         "create",
