@@ -44,7 +44,10 @@ pub fn banned_json(until_s: Option<i64>, now_s: i64) -> Response {
             "this address is banned after repeated failures until {}",
             format_rfc3339_ms(u.saturating_mul(1000))
         ),
-        None => "this address is banned after repeated failures until an administrator lifts the ban".to_owned(),
+        None => {
+            "this address is banned after repeated failures until an administrator lifts the ban"
+                .to_owned()
+        }
     };
     let mut res = (
         StatusCode::FORBIDDEN,

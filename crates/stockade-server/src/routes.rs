@@ -23,8 +23,8 @@ use stockade_access::{
     ApiPrincipal, FailureKind, Jail, KeyRejection, Permission, Role, SessionState, SessionView,
 };
 use stockade_core::Actor;
-use stockade_core::time::now_ms;
 use stockade_core::order::Marketplace;
+use stockade_core::time::now_ms;
 
 use crate::AppState;
 use crate::api::api_error;

@@ -14,12 +14,14 @@
 //! unreadable, in the database and in any backup of it, because the keyring is never
 //! part of a data backup.
 
+pub mod audit_head;
 pub mod cipher;
 pub mod credentials;
 pub mod keyring;
 pub mod master;
 pub mod tag;
 
+pub use audit_head::{HEAD_FILE, HeadCheck, HeadMark};
 pub use cipher::FieldContext;
 pub use credentials::{CredentialInfo, CredentialScopes, NewCredential};
 pub use keyring::{KeyOwner, Vault};

@@ -96,7 +96,11 @@ async fn bench_service(label: &str, url: DatabaseUrl, ban_check: bool) {
     }
     let probe: IpAddr = "203.0.113.9".parse().unwrap();
     let banned: IpAddr = "10.0.0.5".parse().unwrap();
-    assert!(access.banned(banned, stockade_access::Jail::Interactive).is_some());
+    assert!(
+        access
+            .banned(banned, stockade_access::Jail::Interactive)
+            .is_some()
+    );
     let m = if quick() { 10_000 } else { 5_000_000 };
     let mut best = f64::MAX;
     for _ in 0..5 {

@@ -338,7 +338,11 @@ async fn a_bad_signature_is_a_generic_401_recorded_as_a_failure_fail2ban_matches
         .canonicalize()
         .unwrap();
     // Both jails by default, the webhook jail by name, not the interactive one.
-    for (jail, matched) in [("", 3), ("[stockade_jail=webhook]", 3), ("[stockade_jail=interactive]", 0)] {
+    for (jail, matched) in [
+        ("", 3),
+        ("[stockade_jail=webhook]", 3),
+        ("[stockade_jail=interactive]", 0),
+    ] {
         let out = std::process::Command::new("fail2ban-regex")
             .arg(&log_file)
             .arg(format!("{}{jail}", filter.display()))
@@ -346,7 +350,10 @@ async fn a_bad_signature_is_a_generic_401_recorded_as_a_failure_fail2ban_matches
             .expect("fail2ban-regex is required (Debian package `fail2ban`)");
         let report = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{report}");
-        assert!(report.contains(&format!(" {matched} matched")), "{jail}: {report}");
+        assert!(
+            report.contains(&format!(" {matched} matched")),
+            "{jail}: {report}"
+        );
     }
     let _ = std::fs::remove_file(&log_file);
     server.cleanup().await;
@@ -468,12 +475,24 @@ async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliverie
     let (bad, good) = (sign(b"forged"), sign(&body));
     let shared = "203.0.113.40";
     for _ in 0..3 {
-        let (status, _, _) =
-            post(&server, "/hooks/ebay/shop-1", shared, body.clone(), Some(&bad)).await;
+        let (status, _, _) = post(
+            &server,
+            "/hooks/ebay/shop-1",
+            shared,
+            body.clone(),
+            Some(&bad),
+        )
+        .await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
     }
-    let (status, _, _) =
-        post(&server, "/hooks/ebay/shop-1", shared, body.clone(), Some(&good)).await;
+    let (status, _, _) = post(
+        &server,
+        "/hooks/ebay/shop-1",
+        shared,
+        body.clone(),
+        Some(&good),
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "banned from the webhooks");
     let res = server
         .client
@@ -491,7 +510,11 @@ async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliverie
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), StatusCode::UNAUTHORIZED, "sign-in is not banned");
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "sign-in is not banned"
+    );
 
     // Staff typos from another address: banned from sign-in, deliveries still accepted.
     let office = "203.0.113.41";
@@ -500,7 +523,9 @@ async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliverie
             .client
             .post(server.url("/api/v1/auth/login"))
             .header("x-forwarded-for", office)
-            .json(&json!({"email": "nobody@shop.example", "password": format!("Wrong-Password-{i}")}))
+            .json(
+                &json!({"email": "nobody@shop.example", "password": format!("Wrong-Password-{i}")}),
+            )
             .send()
             .await
             .unwrap();
@@ -517,7 +542,9 @@ async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliverie
     assert!(res.headers().contains_key("retry-after"));
     let page = res.text().await.unwrap();
     assert!(
-        page.contains("/static/app.css") && page.contains("The ban ends at") && page.contains(office),
+        page.contains("/static/app.css")
+            && page.contains("The ban ends at")
+            && page.contains(office),
         "a styled page that says when the ban ends: {page}"
     );
     let css = server
@@ -527,7 +554,11 @@ async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliverie
         .send()
         .await
         .unwrap();
-    assert_eq!(css.status(), StatusCode::OK, "the ban page's stylesheet loads");
+    assert_eq!(
+        css.status(),
+        StatusCode::OK,
+        "the ban page's stylesheet loads"
+    );
     let res = server
         .client
         .get(server.url("/api/v1/whoami"))
@@ -540,7 +571,11 @@ async fn webhook_bans_do_not_lock_staff_out_and_staff_bans_do_not_stop_deliverie
     assert_eq!(answer["error"]["code"], "banned");
     assert!(answer["error"]["until"].is_string(), "{answer}");
     let (status, _, _) = post(&server, "/hooks/ebay/shop-1", office, body, Some(&good)).await;
-    assert_eq!(status, StatusCode::OK, "deliveries from the office still pass");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "deliveries from the office still pass"
+    );
     assert_eq!(sink.seen().len(), 1);
     let jails: Vec<_> = server
         .access

@@ -959,7 +959,11 @@ async fn unsigned_deliveries_are_refused() {
             InboundRequest::post("/hooks/ebay/tiktok", HeaderMap::new(), b"{}".to_vec()),
         )
         .await;
-    assert_eq!(r, Err(HookFailure::UnknownConnection), "another marketplace's name");
+    assert_eq!(
+        r,
+        Err(HookFailure::UnknownConnection),
+        "another marketplace's name"
+    );
     let _ = &env.hook_base;
     env.finish().await;
 }

@@ -4,6 +4,7 @@ use std::io::{Read, Write};
 
 use stockade_core::time::format_rfc3339_ms;
 use stockade_store::{Anchor, AuditRow, Hash};
+use stockade_vault::HeadCheck;
 
 use super::{open_store, open_vault};
 use crate::cli::{AuditCommand, ExportFormat};
@@ -34,21 +35,26 @@ pub async fn run(settings: &Settings, cmd: AuditCommand) -> Result<(), Failure> 
             let started = std::time::Instant::now();
             let report = store.verify_audit(anchor).await?;
             store.close().await;
-            match report.problem {
-                None => {
-                    println!(
-                        "audit chain intact: {} rows checked in {:.3} s, head {}",
-                        report.rows_checked,
-                        started.elapsed().as_secs_f64(),
-                        format_head(report.head)
-                    );
-                    Ok(())
-                }
-                Some(problem) => Err(Failure::verification(format!(
+            if let Some(problem) = report.problem {
+                return Err(Failure::verification(format!(
                     "audit chain broken: {problem} ({} rows before it verified)",
                     report.rows_checked
-                ))),
+                )));
             }
+            // An initialised database always has audit rows (its migrations are audited).
+            if report.rows_checked == 0 {
+                return Err(Failure::verification(
+                    "audit chain broken: the audit log is empty, but an initialised database always has audit rows (its migrations): every row was deleted",
+                ));
+            }
+            let head_note = check_head(settings, report.head).await?;
+            println!(
+                "audit chain intact: {} rows checked in {:.3} s{head_note}, head {}",
+                report.rows_checked,
+                started.elapsed().as_secs_f64(),
+                format_head(report.head)
+            );
+            Ok(())
         }
         AuditCommand::Export(args) => {
             let ExportFormat::Jsonl = args.format;
@@ -81,6 +87,44 @@ pub async fn run(settings: &Settings, cmd: AuditCommand) -> Result<(), Failure> 
             vault.close().await;
             Ok(())
         }
+    }
+}
+
+/// Check the chain's head against the head mark kept in the data directory (it needs
+/// the master key to authenticate the mark). Returns a note for the success line, or
+/// the verification failure.
+async fn check_head(settings: &Settings, head: Option<(i64, Hash)>) -> Result<String, Failure> {
+    let path = super::audit_head_path(settings);
+    let vault = match open_vault(settings).await {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(format!(
+                ", head mark not checked (the master key is needed: {e})"
+            ));
+        }
+    };
+    let check = vault.check_audit_head(&path, head).await;
+    vault.close().await;
+    match check {
+        HeadCheck::Reached(mark) => Ok(format!(
+            ", reaches the recorded head mark (row {})",
+            mark.seq
+        )),
+        HeadCheck::NoMark => Ok(format!(", no head mark recorded yet in {}", path.display())),
+        HeadCheck::Behind { mark, head } => Err(Failure::verification(format!(
+            "audit chain truncated: {} recorded row {} as written, but the chain ends at {}: rows were deleted from the end",
+            path.display(),
+            mark.seq,
+            head.map_or_else(|| "nothing".to_owned(), |h| format!("row {h}"))
+        ))),
+        HeadCheck::Rewritten(mark) => Err(Failure::verification(format!(
+            "audit chain rewritten: row {} does not have the hash recorded in {}",
+            mark.seq,
+            path.display()
+        ))),
+        HeadCheck::Invalid(reason) => Err(Failure::verification(format!(
+            "audit head mark refused: {reason}"
+        ))),
     }
 }
 

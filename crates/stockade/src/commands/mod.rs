@@ -28,25 +28,64 @@ pub const CLI_ACTOR: Actor = Actor::System("cli");
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global)?;
-    match cli.command {
-        Command::Init => init::init(&settings).await,
-        Command::Migrate => init::migrate(&settings).await,
-        Command::Key(cmd) => key::run(&settings, cmd).await,
-        Command::Audit(cmd) => audit::run(&settings, cmd).await,
-        Command::Config => show_config(&settings),
+    // Commands that may append to the audit chain move its head mark afterwards.
+    let writes = matches!(
+        cli.command,
+        Command::Init
+            | Command::Migrate
+            | Command::Key(_)
+            | Command::User(_)
+            | Command::Apikey(_)
+            | Command::Ban(_)
+            | Command::Connection(_)
+            | Command::Sku(_)
+            | Command::Stock(_)
+            | Command::Alert(_)
+    );
+    let result = run_command(&settings, cli.command).await;
+    if writes && result.is_ok() {
+        record_audit_head(&settings).await;
+    }
+    result
+}
+
+async fn run_command(settings: &Settings, command: Command) -> Result<(), Failure> {
+    match command {
+        Command::Init => init::init(settings).await,
+        Command::Migrate => init::migrate(settings).await,
+        Command::Key(cmd) => key::run(settings, cmd).await,
+        Command::Audit(cmd) => audit::run(settings, cmd).await,
+        Command::Config => show_config(settings),
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(&settings, args).await,
-        Command::User(cmd) => access::user(&settings, cmd).await,
-        Command::Apikey(cmd) => access::apikey(&settings, cmd).await,
-        Command::Ban(cmd) => access::ban(&settings, cmd).await,
-        Command::Connection(cmd) => connection::run(&settings, cmd).await,
-        Command::Sku(cmd) => catalog::sku(&settings, cmd).await,
-        Command::Stock(cmd) => catalog::stock(&settings, cmd).await,
+        Command::Serve(args) => serve::run(settings, args).await,
+        Command::User(cmd) => access::user(settings, cmd).await,
+        Command::Apikey(cmd) => access::apikey(settings, cmd).await,
+        Command::Ban(cmd) => access::ban(settings, cmd).await,
+        Command::Connection(cmd) => connection::run(settings, cmd).await,
+        Command::Sku(cmd) => catalog::sku(settings, cmd).await,
+        Command::Stock(cmd) => catalog::stock(settings, cmd).await,
         Command::Sandbox(args) => sandbox::run(args).await,
-        Command::Alert(cmd) => alert::run(&settings, cmd).await,
+        Command::Alert(cmd) => alert::run(settings, cmd).await,
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         Command::Bench(crate::cli::BenchCommand::Alerts(args)) => bench::alerts(args).await,
     }
+}
+
+/// Where the audit head mark of this data directory is kept.
+pub fn audit_head_path(settings: &Settings) -> std::path::PathBuf {
+    settings.data_dir.join(stockade_vault::HEAD_FILE)
+}
+
+/// Move the audit head mark to the chain's head (best effort: a failure is logged; the
+/// mark is a lower bound, and `audit verify` reports a missing one).
+pub async fn record_audit_head(settings: &Settings) {
+    let Ok(vault) = open_vault(settings).await else {
+        return;
+    };
+    if let Err(e) = vault.record_audit_head(&audit_head_path(settings)).await {
+        tracing::warn!("could not record the audit head mark: {e}");
+    }
+    vault.close().await;
 }
 
 /// Open the store of an initialised environment.

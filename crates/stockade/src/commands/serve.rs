@@ -115,6 +115,19 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
             println!("listening on {scheme}://{addr}");
         }
     });
+    // The audit head mark follows the chain off the commit path: at most once a second,
+    // and only when the head moved (one indexed read, one small fsynced file).
+    let head_path = super::audit_head_path(settings);
+    let head_vault = vault.clone();
+    let head_task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(e) = head_vault.record_audit_head(&head_path).await {
+                tracing::warn!("could not record the audit head mark: {e}");
+            }
+        }
+    });
     let shutdown = async {
         let ctrl_c = tokio::signal::ctrl_c();
         let mut term =
@@ -139,6 +152,13 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
         });
     sync.shutdown().await;
     alerts.shutdown().await;
+    head_task.abort();
+    if let Err(e) = vault
+        .record_audit_head(&super::audit_head_path(settings))
+        .await
+    {
+        tracing::warn!("could not record the audit head mark: {e}");
+    }
     if let Err(e) = gateway.flush().await {
         tracing::warn!("the last egress log rows could not be written: {e}");
     }

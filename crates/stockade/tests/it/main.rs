@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
+mod audit_head;
 mod cli;
 mod harness;
 mod marketplaces;

@@ -47,7 +47,10 @@ fn serve_refused_for_a_missing_data_directory_creates_nothing() {
     let sb = Sandbox::new();
     let missing = sb.dir.join("no-such-dir");
     let out = sb
-        .run_in(&missing, &["--env", "dev", "serve", "--listen", "127.0.0.1:0"])
+        .run_in(
+            &missing,
+            &["--env", "dev", "serve", "--listen", "127.0.0.1:0"],
+        )
         .expect_code(2);
     assert!(
         out.stderr().contains("not initialised") || out.stderr().contains("stockade init"),
@@ -77,9 +80,7 @@ fn serve_refused_for_the_wrong_environment_writes_nothing() {
 fn prod_serve_without_a_certificate_refuses_unless_told_to_self_sign() {
     let sb = init("prod", "");
     let before = snapshot(&sb.data());
-    let out = sb
-        .run(&["serve", "--listen", "127.0.0.1:0"])
-        .expect_code(2);
+    let out = sb.run(&["serve", "--listen", "127.0.0.1:0"]).expect_code(2);
     let err = out.stderr();
     assert!(
         err.contains("tls_cert") && err.contains("--self-signed") && err.contains("self_signed"),
@@ -119,12 +120,24 @@ fn prod_serve_without_a_certificate_refuses_unless_told_to_self_sign() {
 /// `not_before` and `not_after` of a PEM certificate, as Unix seconds, read by openssl.
 fn validity(pem: &Path) -> (i64, i64) {
     let out = Command::new("openssl")
-        .args(["x509", "-noout", "-startdate", "-enddate", "-dateopt", "iso_8601", "-in"])
+        .args([
+            "x509",
+            "-noout",
+            "-startdate",
+            "-enddate",
+            "-dateopt",
+            "iso_8601",
+            "-in",
+        ])
         .arg(pem)
         .output()
         .expect("openssl is required");
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let field = |name: &str| {
         let line = text
             .lines()
@@ -134,7 +147,10 @@ fn validity(pem: &Path) -> (i64, i64) {
             .args(["-u", "+%s", "-d", line.trim()])
             .output()
             .unwrap();
-        String::from_utf8_lossy(&out.stdout).trim().parse::<i64>().unwrap()
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<i64>()
+            .unwrap()
     };
     (field("notBefore="), field("notAfter="))
 }

@@ -716,7 +716,11 @@ async fn loopback_is_not_banned_unless_behind_a_forwarding_proxy() {
     }
     assert!(sb.run(&["ban", "list"]).stdout().lines().count() <= 1);
     // The failures are still logged for a host-level Fail2Ban (which ignores itself too).
-    assert!(server.log_text().contains("authentication failure jail=interactive kind=password ip=127.0.0.1"));
+    assert!(
+        server
+            .log_text()
+            .contains("authentication failure jail=interactive kind=password ip=127.0.0.1")
+    );
     drop(server);
 
     let sb = init("dev", "[server]\ntrust_forwarded_for = true\n");

@@ -986,7 +986,8 @@ async fn signature_failures_through_serve_ban_the_sender() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     // Deliveries to an unknown or revoked connection are 404/410, logged, never counted.
-    sb.run(&["connection", "revoke", "tiktok", "--yes"]).expect_code(0);
+    sb.run(&["connection", "revoke", "tiktok", "--yes"])
+        .expect_code(0);
     // A running server picks the revocation up within 2 seconds.
     tokio::time::sleep(std::time::Duration::from_secs(3)).await;
     let mut statuses = Vec::new();
