@@ -33,11 +33,9 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     let vault = open_vault(settings).await?;
     let env = vault.environment();
     let configured = server.tls_cert.is_some() && server.tls_key.is_some();
-    if !server.plain_http
-        && !configured
-        && env == Environment::Prod
-        && !(args.self_signed || server.self_signed)
-    {
+    let self_signed = args.self_signed || server.self_signed;
+    let generated = !server.plain_http && !configured;
+    if generated && env == Environment::Prod && !self_signed {
         vault.close().await;
         return Err(Failure::usage(
             "no TLS certificate configured for prod: set [server] tls_cert and tls_key in stockade.toml, or pass --self-signed (or set [server] self_signed = true) to serve a generated certificate that clients must be told to trust",

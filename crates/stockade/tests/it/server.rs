@@ -1409,7 +1409,7 @@ fn the_example_config_is_valid_and_shows_its_access_settings() {
 }
 
 /// Status of an unsigned delivery to `/hooks/tiktok/shop1`: 404 while there is no such
-/// live connection, 401 (bad signature) once the server runs it.
+/// connection, 401 (bad signature) once the server runs it, 410 once it is revoked.
 async fn hook_status(server: &Server) -> StatusCode {
     server
         .client
@@ -1482,10 +1482,10 @@ async fn a_running_server_follows_connections_changed_on_the_command_line() {
     assert_eq!(hook_status(&server).await, StatusCode::UNAUTHORIZED);
     sb.run(&["connection", "resume", "shop1"]).expect_code(0);
 
-    // Revoked: gone from the running server too.
+    // Revoked: gone from the running server too, and said so (410, not 404: issue 12).
     sb.run(&["connection", "revoke", "shop1", "--yes"])
         .expect_code(0);
-    wait_for_hook_status(&server, StatusCode::NOT_FOUND).await;
+    wait_for_hook_status(&server, StatusCode::GONE).await;
     let log = server.log_text();
     assert!(!log.contains(secret) && !log.contains("tt-rt-1"), "{log}");
     drop(server);
