@@ -38,7 +38,7 @@ pub mod util;
 
 pub use amazon::{AmazonConfig, AmazonConnector, AmazonCredentials};
 pub use ebay::{EbayConfig, EbayConnector, EbayCredentials};
-pub use events::{EventError, InboundEvent, InboundRequest, MAX_EVENT_BODY};
+pub use events::{EventError, FreshnessWindow, InboundEvent, InboundRequest, MAX_EVENT_BODY};
 pub use tiktok::{TikTokConfig, TikTokConnector, TikTokCredentials};
 
 /// What kind of failure a marketplace call ended in.
@@ -437,6 +437,19 @@ pub enum AnyConnector {
     TikTok(TikTokConnector),
     Amazon(AmazonConnector),
     Ebay(EbayConnector),
+}
+
+impl AnyConnector {
+    /// The marketplace app the connection's credentials belong to (TikTok app key,
+    /// Amazon and eBay client id). Not a secret; deliveries verified with one app's
+    /// credentials may only act on connections of the same app.
+    pub fn app_id(&self) -> &str {
+        match self {
+            AnyConnector::TikTok(c) => c.app_id(),
+            AnyConnector::Amazon(c) => c.app_id(),
+            AnyConnector::Ebay(c) => c.app_id(),
+        }
+    }
 }
 
 macro_rules! dispatch {

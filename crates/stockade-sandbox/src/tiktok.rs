@@ -653,7 +653,8 @@ pub(crate) fn order_event(m: &Market, o: &Order) -> Option<(String, Vec<u8>)> {
     let body = json!({
         "type": 1,
         "shop_id": shop.id,
-        "timestamp": o.updated_ms / 1000,
+        // The envelope's timestamp is the time of sending (inside the signed body).
+        "timestamp": stockade_core::time::now_ms() / 1000,
         "data": {"order_id": o.id, "order_status": status_str(o.state), "update_time": o.updated_ms / 1000},
     });
     Some(("ORDER_STATUS_CHANGE".into(), deliver::compact(&body)))

@@ -11,7 +11,7 @@ use stockade_core::SecretString;
 use stockade_core::order::{Marketplace, Order};
 use stockade_core::time::now_ms;
 
-use crate::events::{EventError, InboundEvent, InboundRequest};
+use crate::events::{EventError, FreshnessWindow, InboundEvent, InboundRequest};
 use crate::sign::tiktok_sign;
 use crate::token::TokenCache;
 use crate::transport::{HttpRequest, HttpResponse, SharedTransport};
@@ -52,6 +52,9 @@ pub struct TikTokConfig {
     pub rate: (f64, u32),
     /// SKUs per inventory call.
     pub inventory_batch: usize,
+    /// How old (and how far ahead) a webhook's signed `timestamp` may be. TikTok Shop
+    /// documents no window; 15 minutes old and 5 minutes ahead by default.
+    pub webhook_window: FreshnessWindow,
 }
 
 impl Default for TikTokConfig {
@@ -65,6 +68,10 @@ impl Default for TikTokConfig {
             refresh_grant_type: "refresh_token".into(),
             rate: (10.0, 10),
             inventory_batch: 100,
+            webhook_window: FreshnessWindow {
+                max_age_s: 15 * 60,
+                max_ahead_s: 5 * 60,
+            },
         }
     }
 }
@@ -154,6 +161,12 @@ impl TikTokConnector {
     }
 
     /// The configuration in use.
+    /// The app this connection's credentials belong to (its app key): webhooks signed
+    /// with this app's secret may act only on connections of the same app.
+    pub fn app_id(&self) -> &str {
+        &self.app_key
+    }
+
     pub fn config(&self) -> &TikTokConfig {
         &self.config
     }
@@ -595,11 +608,13 @@ impl Connector for TikTokConnector {
         if request.method != Method::POST {
             return Err(EventError::MethodNotAllowed(request.method.to_string()));
         }
-        wire::verify_webhook(
+        wire::verify_fresh_webhook(
             &self.app_key,
             self.app_secret.expose_secret(),
             request.header("authorization"),
             &request.body,
+            &self.config.webhook_window,
+            now_ms().div_euclid(1000),
         )
     }
 }

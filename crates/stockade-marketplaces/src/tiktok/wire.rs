@@ -421,7 +421,41 @@ pub fn parse_webhook(body: &[u8]) -> Result<InboundEvent, EventError> {
     }
 }
 
+/// The signed `timestamp` of a TikTok webhook body (Unix seconds), if it has one.
+pub fn webhook_timestamp(body: &[u8]) -> Option<i64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    match v.get("timestamp")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Verify a webhook's `Authorization` header and its freshness, then parse it. The
+/// `timestamp` field is inside the signed body, so it cannot be changed without breaking
+/// the signature: a delivery whose timestamp is outside `window` around `now_s` is a
+/// replay (or a clock problem) and is refused.
+pub fn verify_fresh_webhook(
+    app_key: &str,
+    app_secret: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+    window: &crate::events::FreshnessWindow,
+    now_s: i64,
+) -> Result<InboundEvent, EventError> {
+    check_body_size(body)?;
+    let header =
+        authorization.ok_or_else(|| EventError::MissingSignature("authorization".into()))?;
+    if !tiktok_webhook_verify(app_key, app_secret, body, header) {
+        return Err(EventError::BadSignature);
+    }
+    window.check(webhook_timestamp(body), now_s)?;
+    parse_webhook(body)
+}
+
 /// Verify a webhook's `Authorization` header (HMAC over app key + raw body) and parse it.
+/// This checks the signature only; the connector also checks freshness
+/// ([`verify_fresh_webhook`]).
 pub fn verify_webhook(
     app_key: &str,
     app_secret: &str,
