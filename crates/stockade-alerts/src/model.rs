@@ -346,10 +346,7 @@ pub fn classify(ev: &EventRow) -> Option<Alert> {
                     let sku = dstr(&d, "sku").unwrap_or_default();
                     (
                         Severity::Warning,
-                        format!(
-                            "Order for {}, which is not in the catalog",
-                            ident(&sku)
-                        ),
+                        format!("Order for {}, which is not in the catalog", ident(&sku)),
                         Builder::new()
                             .fact("Connection", Some(conn.clone()))
                             .fact("Order", dstr(&d, "order"))
