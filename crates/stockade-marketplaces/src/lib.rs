@@ -412,6 +412,19 @@ pub trait Connector: Send + Sync {
         }
     }
 
+    /// Orders whose goods came back in a return the order itself does not show, as
+    /// `Returned` orders holding only the returned lines: returns updated since
+    /// `since_ms` (the poller), or those of `order_ids` (after a fetch). The default is
+    /// none: the marketplace reports returns in the order.
+    fn returned_orders(
+        &self,
+        since_ms: Option<i64>,
+        order_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Order>, MarketError>> + Send {
+        let _ = (since_ms, order_ids);
+        async { Ok(Vec::new()) }
+    }
+
     /// Set absolute available quantities. One acknowledgement per update, in order.
     fn set_quantities(
         &self,
@@ -481,6 +494,14 @@ impl Connector for AnyConnector {
 
     async fn get_orders(&self, ids: &[String]) -> Result<Vec<Order>, MarketError> {
         dispatch!(self, c => c.get_orders(ids).await)
+    }
+
+    async fn returned_orders(
+        &self,
+        since_ms: Option<i64>,
+        order_ids: &[String],
+    ) -> Result<Vec<Order>, MarketError> {
+        dispatch!(self, c => c.returned_orders(since_ms, order_ids).await)
     }
 
     async fn set_quantities(

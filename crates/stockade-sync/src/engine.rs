@@ -496,6 +496,38 @@ fn unavailable_reason(e: &SyncError) -> String {
     }
 }
 
+/// Fetched orders whose goods came back in a return the order does not show (TikTok's
+/// Return & Refund API) become returned orders. A failure keeps the fetched orders as
+/// they are: the poller looks for returns again.
+async fn with_returns(live: &Live, mut orders: Vec<Order>) -> Vec<Order> {
+    use stockade_core::order::OrderStatus;
+    let shipped: Vec<String> = orders
+        .iter()
+        .filter(|o| matches!(o.status, OrderStatus::Shipped | OrderStatus::Delivered))
+        .map(|o| o.external_id.clone())
+        .collect();
+    if shipped.is_empty() {
+        return orders;
+    }
+    match live.connector.returned_orders(None, &shipped).await {
+        Ok(returned) => merge_orders(&mut orders, returned),
+        Err(e) => {
+            tracing::warn!(connection = %live.name, error = %e, "looking up returns failed; the poller tries again");
+        }
+    }
+    orders
+}
+
+/// Replace orders by their newer version (same external id), adding the others.
+fn merge_orders(orders: &mut Vec<Order>, newer: Vec<Order>) {
+    for n in newer {
+        match orders.iter_mut().find(|o| o.external_id == n.external_id) {
+            Some(o) => *o = n,
+            None => orders.push(n),
+        }
+    }
+}
+
 /// Gather webhook order ids into batched fetches.
 async fn fetch_loop(inner: Arc<Inner>, live: Arc<Live>, mut rx: mpsc::UnboundedReceiver<FetchJob>) {
     let permits = Arc::new(Semaphore::new(inner.opts.fetch_concurrency.max(1)));
@@ -562,6 +594,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
             }
         }
     };
+    let orders = with_returns(live, orders).await;
     for order in orders {
         let Some((arrival, replies)) = by_id.remove(&order.external_id) else {
             continue;
@@ -1120,7 +1153,13 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
         None => now_ms() - ms(inner.opts.poll_lookback),
     };
     let from = since - ms(inner.opts.poll_overlap);
-    let (orders, high) = live.connector.list_all_orders(from.max(0)).await?;
+    let (mut orders, high) = live.connector.list_all_orders(from.max(0)).await?;
+    // Returns the orders themselves do not show (TikTok): seen here, or never.
+    let returned = live
+        .connector
+        .returned_orders(Some(from.max(0)), &[])
+        .await?;
+    merge_orders(&mut orders, returned);
     let n = orders.len();
     let mut waits = Vec::with_capacity(n);
     for order in orders {

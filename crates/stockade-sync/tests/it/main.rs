@@ -7,6 +7,7 @@
 
 mod cross;
 mod fresh;
+mod returns;
 mod unmatched;
 
 use std::collections::HashMap;
