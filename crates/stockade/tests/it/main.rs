@@ -10,3 +10,4 @@ mod harness;
 mod marketplaces;
 mod server;
 mod sync;
+mod unmatched;
