@@ -342,6 +342,33 @@ pub fn classify(ev: &EventRow) -> Option<Alert> {
                         format!("sync:oversell:{sku}"),
                     )
                 }
+                "unmatched_sku" => {
+                    let sku = dstr(&d, "sku").unwrap_or_default();
+                    (
+                        Severity::Warning,
+                        format!("Order for {}, which is not in the catalog", ident(&sku)),
+                        Builder::new()
+                            .fact("Connection", Some(conn.clone()))
+                            .fact("Order", dstr(&d, "order"))
+                            .fact("SKU", Some(sku.clone()))
+                            .num("Units", dint(&d, "units")),
+                        None,
+                        Some(
+                            "Add the SKU with `stockade sku import`: its open orders are reserved at once.",
+                        ),
+                        format!("sync:unmatched_sku:{sku}"),
+                    )
+                }
+                "foreign_event" => (
+                    Severity::Error,
+                    format!("{c} received an event for another app's connection"),
+                    facts.fact("Event", dstr(&d, "event")),
+                    None,
+                    Some(
+                        "Ignored: a delivery signed with this connection's app named a seller connected through a different app. Check the webhook URLs registered with the marketplace.",
+                    ),
+                    format!("sync:foreign_event:{conn}"),
+                ),
                 "authorization_expiring" => (
                     Severity::Warning,
                     format!("Authorization of {c} expires soon"),
@@ -641,6 +668,8 @@ mod tests {
             ("sync", "oversell"),
             ("sync", "fetch_failed"),
             ("sync", "authorization_expiring"),
+            ("sync", "unmatched_sku"),
+            ("sync", "foreign_event"),
             ("access", "apikey_wrong_environment"),
             ("access", "mfa_reset"),
             ("alerts", "channel_config"),

@@ -106,6 +106,10 @@ pub enum EventError {
     MissingSignature(String),
     #[error("the signature does not match the body")]
     BadSignature,
+    /// Signed, but the signed timestamp is outside the accepted window (a replay, or a
+    /// clock out of step), or missing.
+    #[error("the delivery's signed timestamp {0}")]
+    StaleTimestamp(String),
     #[error("the signature header is unusable: {0}")]
     SignatureFormat(#[from] SignatureFormatError),
     #[error("the body is not JSON (HTML or text instead)")]
@@ -122,13 +126,13 @@ pub enum EventError {
 
 impl EventError {
     /// The status to answer the sender with: 413 too large, 405 wrong method, 401/412
-    /// signature problems, 400 bad bodies, 500 when the key could not be fetched (so the
+    /// signature and timestamp problems, 400 bad bodies, 500 when the key could not be fetched (so the
     /// sender retries).
     pub fn http_status(&self) -> u16 {
         match self {
             EventError::TooLarge { .. } => 413,
             EventError::MethodNotAllowed(_) => 405,
-            EventError::MissingSignature(_) => 401,
+            EventError::MissingSignature(_) | EventError::StaleTimestamp(_) => 401,
             EventError::BadSignature | EventError::SignatureFormat(_) => 412,
             EventError::NotJson | EventError::Malformed(_) | EventError::UnknownEvent(_) => 400,
             EventError::NotConfigured(_) => 404,
@@ -164,4 +168,38 @@ pub(crate) fn serde_message(e: &serde_json::Error) -> String {
         }
     }
     out
+}
+
+/// How far a signed delivery's own timestamp may be from this server's clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreshnessWindow {
+    /// Oldest accepted age, in seconds.
+    pub max_age_s: i64,
+    /// Furthest accepted into the future (clock skew), in seconds.
+    pub max_ahead_s: i64,
+}
+
+impl FreshnessWindow {
+    /// Refuse a signed timestamp (Unix seconds) outside the window around `now_s`.
+    pub fn check(&self, signed_s: Option<i64>, now_s: i64) -> Result<(), EventError> {
+        let Some(t) = signed_s else {
+            return Err(EventError::StaleTimestamp(
+                "is missing: a delivery without one could be replayed at any time".into(),
+            ));
+        };
+        let age = now_s.saturating_sub(t);
+        if age > self.max_age_s {
+            return Err(EventError::StaleTimestamp(format!(
+                "is {age} s old, over the {} s accepted: a replay, a delivery retried too late, or this server's clock is wrong",
+                self.max_age_s
+            )));
+        }
+        if -age > self.max_ahead_s {
+            return Err(EventError::StaleTimestamp(format!(
+                "is {} s in the future, over the {} s accepted: this server's clock or the sender's is wrong",
+                -age, self.max_ahead_s
+            )));
+        }
+        Ok(())
+    }
 }

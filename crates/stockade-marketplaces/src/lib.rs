@@ -38,7 +38,7 @@ pub mod util;
 
 pub use amazon::{AmazonConfig, AmazonConnector, AmazonCredentials};
 pub use ebay::{EbayConfig, EbayConnector, EbayCredentials};
-pub use events::{EventError, InboundEvent, InboundRequest, MAX_EVENT_BODY};
+pub use events::{EventError, FreshnessWindow, InboundEvent, InboundRequest, MAX_EVENT_BODY};
 pub use tiktok::{TikTokConfig, TikTokConnector, TikTokCredentials};
 
 /// What kind of failure a marketplace call ended in.
@@ -412,6 +412,19 @@ pub trait Connector: Send + Sync {
         }
     }
 
+    /// Orders whose goods came back in a return the order itself does not show, as
+    /// `Returned` orders holding only the returned lines: returns updated since
+    /// `since_ms` (the poller), or those of `order_ids` (after a fetch). The default is
+    /// none: the marketplace reports returns in the order.
+    fn returned_orders(
+        &self,
+        since_ms: Option<i64>,
+        order_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<Order>, MarketError>> + Send {
+        let _ = (since_ms, order_ids);
+        async { Ok(Vec::new()) }
+    }
+
     /// Set absolute available quantities. One acknowledgement per update, in order.
     fn set_quantities(
         &self,
@@ -437,6 +450,19 @@ pub enum AnyConnector {
     TikTok(TikTokConnector),
     Amazon(AmazonConnector),
     Ebay(EbayConnector),
+}
+
+impl AnyConnector {
+    /// The marketplace app the connection's credentials belong to (TikTok app key,
+    /// Amazon and eBay client id). Not a secret; deliveries verified with one app's
+    /// credentials may only act on connections of the same app.
+    pub fn app_id(&self) -> &str {
+        match self {
+            AnyConnector::TikTok(c) => c.app_id(),
+            AnyConnector::Amazon(c) => c.app_id(),
+            AnyConnector::Ebay(c) => c.app_id(),
+        }
+    }
 }
 
 macro_rules! dispatch {
@@ -468,6 +494,14 @@ impl Connector for AnyConnector {
 
     async fn get_orders(&self, ids: &[String]) -> Result<Vec<Order>, MarketError> {
         dispatch!(self, c => c.get_orders(ids).await)
+    }
+
+    async fn returned_orders(
+        &self,
+        since_ms: Option<i64>,
+        order_ids: &[String],
+    ) -> Result<Vec<Order>, MarketError> {
+        dispatch!(self, c => c.returned_orders(since_ms, order_ids).await)
     }
 
     async fn set_quantities(

@@ -26,6 +26,7 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/authorization/202309/shops", get(shops))
         .route("/order/202309/orders/search", post(search_orders))
         .route("/order/202309/orders", get(get_orders))
+        .route("/return_refund/202309/returns/search", post(search_returns))
         .route(
             "/product/202309/products/{product_id}/inventory/update",
             post(update_inventory),
@@ -648,12 +649,150 @@ async fn search_inventory(
 }
 
 /// Events for a changed order (type 1 ORDER_STATUS_CHANGE).
+/// The return of a returned order, as Search Returns shows it: a return-and-refund of
+/// every unit, complete (the simulator's buyers return whole orders).
+fn return_json(m: &Market, o: &Order) -> Value {
+    let items: Vec<Value> = o
+        .lines
+        .iter()
+        .filter_map(|line| m.listings.get(line.listing).map(|l| (line, l)))
+        .flat_map(|(line, l)| {
+            line.unit_ids.iter().map(move |unit| {
+                json!({"return_line_item_id": format!("R{unit}"), "order_line_item_id": unit,
+                       "sku_id": l.sku_id, "seller_sku": l.sku, "product_name": l.title,
+                       "sku_name": "Default"})
+            })
+        })
+        .collect();
+    json!({
+        "return_id": format!("40{}", o.id), "order_id": o.id,
+        "return_type": "RETURN_AND_REFUND", "return_status": "RETURN_OR_REFUND_REQUEST_COMPLETE",
+        "role": "BUYER", "return_reason": "ecom_order_delivered_refund_and_return_reason_not_as_described",
+        "shipment_type": "PLATFORM", "create_time": o.updated_ms / 1000,
+        "update_time": o.updated_ms / 1000, "return_line_items": items,
+    })
+}
+
+/// Search Returns (`POST /return_refund/202309/returns/search`): filters `order_ids`,
+/// `return_ids`, `return_types`, `return_status`, create and update time ranges; pages
+/// of at most 50 (default 10), `page_token` from `next_page_token` (empty on the last).
+async fn search_returns(
+    State(sim): State<Arc<Sim>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let m = sim.lock();
+    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, &body, true, "order") {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let page_size = match query_get(&q, "page_size") {
+        None => 10,
+        Some(s) => match s.parse::<usize>() {
+            Ok(n) if (1..=50).contains(&n) => n,
+            _ => return tts_bad("page_size must be between 1 and 50"),
+        },
+    };
+    let after = match query_get(&q, "page_token") {
+        None | Some("") => None,
+        Some(t) => match parse_page_token(t) {
+            Some(x) => Some(x),
+            None => return tts_bad("page_token is invalid"),
+        },
+    };
+    let filter = match body_json(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let strings = |k: &str| -> Option<Vec<String>> {
+        filter.get(k).and_then(Value::as_array).map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+    };
+    let order_ids = strings("order_ids");
+    if order_ids.as_ref().is_some_and(|ids| ids.len() > 50) {
+        return tts_bad("order_ids must list at most 50 ids");
+    }
+    let types = strings("return_types");
+    let statuses = strings("return_status");
+    let mut bounds = [None; 4];
+    for (i, k) in [
+        "create_time_ge",
+        "create_time_lt",
+        "update_time_ge",
+        "update_time_lt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        match opt_secs(&filter, k) {
+            Ok(v) => bounds[i] = v.map(|s| s * 1000),
+            Err(r) => return r,
+        }
+    }
+    let has = |list: &Option<Vec<String>>, v: &str| {
+        list.as_ref().is_none_or(|l| l.iter().any(|x| x == v))
+    };
+    // A returned order's return was created and last updated when it was returned.
+    let mut matching: Vec<&Order> = m
+        .orders
+        .iter()
+        .filter(|o| o.seller == seller && o.state == OrderState::Returned)
+        .filter(|o| has(&order_ids, &o.id))
+        .filter(|_| has(&types, "RETURN_AND_REFUND"))
+        .filter(|_| has(&statuses, "RETURN_OR_REFUND_REQUEST_COMPLETE"))
+        .filter(|o| bounds[0].is_none_or(|t| o.updated_ms >= t))
+        .filter(|o| bounds[1].is_none_or(|t| o.updated_ms < t))
+        .filter(|o| bounds[2].is_none_or(|t| o.updated_ms >= t))
+        .filter(|o| bounds[3].is_none_or(|t| o.updated_ms < t))
+        .collect();
+    let total = matching.len();
+    matching.sort_by_key(|o| (o.updated_ms, o.seq));
+    let start = match after {
+        None => 0,
+        Some(cursor) => matching
+            .iter()
+            .position(|o| (o.updated_ms, o.seq) > cursor)
+            .unwrap_or(matching.len()),
+    };
+    let page: Vec<&Order> = matching
+        .iter()
+        .skip(start)
+        .take(page_size)
+        .copied()
+        .collect();
+    let next = match (start + page.len() < matching.len(), page.last()) {
+        (true, Some(o)) => page_token(o.updated_ms, o.seq),
+        _ => String::new(),
+    };
+    let returns: Vec<Value> = page.iter().map(|o| return_json(&m, o)).collect();
+    tts_ok(json!({"return_orders": returns, "next_page_token": next, "total_count": total}))
+}
+
 pub(crate) fn order_event(m: &Market, o: &Order) -> Option<(String, Vec<u8>)> {
     let shop = m.sellers.get(o.seller)?;
+    if o.state == OrderState::Returned {
+        // A return is announced as RETURN_STATUS_CHANGE (type 12); the order stays COMPLETED.
+        let body = json!({
+            "type": 12,
+            "shop_id": shop.id,
+            "timestamp": stockade_core::time::now_ms() / 1000,
+            "data": {"order_id": o.id, "return_id": format!("40{}", o.id), "return_role": "BUYER",
+                     "return_type": "RETURN_AND_REFUND", "return_status": "RETURN_OR_REFUND_REQUEST_COMPLETE",
+                     "create_time": o.updated_ms / 1000, "update_time": o.updated_ms / 1000},
+        });
+        return Some(("RETURN_STATUS_CHANGE".into(), deliver::compact(&body)));
+    }
     let body = json!({
         "type": 1,
         "shop_id": shop.id,
-        "timestamp": o.updated_ms / 1000,
+        // The envelope's timestamp is the time of sending (inside the signed body).
+        "timestamp": stockade_core::time::now_ms() / 1000,
         "data": {"order_id": o.id, "order_status": status_str(o.state), "update_time": o.updated_ms / 1000},
     });
     Some(("ORDER_STATUS_CHANGE".into(), deliver::compact(&body)))

@@ -49,6 +49,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0005_alerts.sql"),
         postgres: include_str!("../migrations/postgres/0005_alerts.sql"),
     },
+    Migration {
+        version: 6,
+        name: "unmatched_lines",
+        sqlite: include_str!("../migrations/sqlite/0006_unmatched_lines.sql"),
+        postgres: include_str!("../migrations/postgres/0006_unmatched_lines.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

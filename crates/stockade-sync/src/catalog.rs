@@ -164,6 +164,10 @@ pub struct ListingRow {
 pub struct ImportReport {
     pub skus: usize,
     pub listings: usize,
+    /// Order lines that were waiting for one of these SKUs (unmatched) and are now
+    /// matched; `reserved_lines` of them belong to open orders and were reserved.
+    pub matched_lines: usize,
+    pub reserved_lines: usize,
 }
 
 /// The target a channel shows for a SKU: max(0, min(available − buffer, max displayed)).
@@ -425,6 +429,8 @@ pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<Impo
                 expect: Expect::Any,
             },
         ];
+        // Orders that arrived before the SKU: reserve their open lines now.
+        steps.extend(crate::unmatched::match_steps(&p.sku, now));
         for l in &p.listings {
             let ids = serde_json::to_string(&l.ids)
                 .map_err(|_| SyncError::Invalid("listing ids".into()))?;
@@ -466,6 +472,14 @@ pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<Impo
         return Err(SyncError::Invalid(
             "the file has a header but no SKU rows".into(),
         ));
+    }
+    let waiting = crate::unmatched::unmatched_lines(store).await?;
+    for l in waiting
+        .iter()
+        .filter(|l| planned.iter().any(|p| p.sku == l.sku))
+    {
+        report.matched_lines += 1;
+        report.reserved_lines += usize::from(l.open);
     }
     store.commit(actor, changes).await?;
     Ok(report)

@@ -30,6 +30,8 @@ const ACTOR: Actor = Actor::System("sync");
 /// How long a webhook waits for its order to be fetched and stored before answering 503.
 const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(8);
 
+mod hooks;
+
 /// A webhook's answer to the marketplace.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookReply {
@@ -107,6 +109,8 @@ struct Live {
     name: String,
     marketplace: Marketplace,
     account: String,
+    /// The marketplace app of the connection's credentials (see `AnyConnector::app_id`).
+    app: String,
     status: AtomicU8,
     connector: AnyConnector,
     key: Arc<DataKey>,
@@ -374,6 +378,7 @@ impl Sync {
             name: c.name.clone(),
             marketplace: c.marketplace,
             account: c.account.clone(),
+            app: connector.app_id().to_owned(),
             status: AtomicU8::new(status_code(c.status)),
             connector,
             key,
@@ -404,124 +409,6 @@ impl Sync {
         }
         tracing::info!(connection = %c.name, marketplace = %c.marketplace, "sync started");
         Ok(())
-    }
-
-    /// Handle one delivery to `/hooks/<marketplace>/<connection>`: verify it first, then
-    /// act; an order change is answered once the order is durably stored.
-    pub async fn handle_event(
-        &self,
-        marketplace: Marketplace,
-        connection: &str,
-        request: InboundRequest,
-    ) -> std::result::Result<HookReply, HookFailure> {
-        let arrival = Instant::now();
-        let Some(live) = self
-            .get_live(connection)
-            .filter(|l| l.marketplace == marketplace)
-        else {
-            Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
-            if self.is_revoked(connection, marketplace) {
-                return Err(HookFailure::Revoked);
-            }
-            return Err(HookFailure::UnknownConnection);
-        };
-        let event = match live.connector.verify_event(&request).await {
-            Ok(e) => e,
-            Err(e) => {
-                Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
-                return Err(event_failure(&e));
-            }
-        };
-        match event {
-            InboundEvent::Challenge { response_body } => Ok(HookReply {
-                status: 200,
-                content_type: "application/json",
-                body: response_body.into_bytes(),
-            }),
-            InboundEvent::OrderChanged {
-                external_id,
-                account,
-                ..
-            } => {
-                let target = match account {
-                    Some(a) if a != live.account => match self.live_by_account(marketplace, &a) {
-                        Some(l) => l,
-                        None => {
-                            tracing::info!(connection = %live.name, "an order event for a shop with no connection here; ignored");
-                            return Ok(HookReply::ok());
-                        }
-                    },
-                    _ => live,
-                };
-                if target.status() == REVOKED {
-                    return Ok(HookReply::ok());
-                }
-                let (tx, rx) = oneshot::channel();
-                let job = FetchJob {
-                    id: external_id,
-                    arrival,
-                    reply: tx,
-                };
-                if target.fetch_tx.send(job).is_err() {
-                    return Err(HookFailure::Unavailable("sync is stopping".into()));
-                }
-                // A marketplace waits only so long for an answer (and its rate limits may
-                // hold the fetch back): past this, answer 503 so it delivers again. The
-                // fetch goes on and stores the order anyway; a second delivery is a no-op.
-                match tokio::time::timeout(WEBHOOK_ANSWER_WITHIN, rx).await {
-                    Ok(Ok(Ok(_))) => {
-                        Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
-                        Ok(HookReply::ok())
-                    }
-                    Ok(Ok(Err(e))) => Err(HookFailure::Unavailable(unavailable_reason(&e))),
-                    Ok(Err(_)) => Err(HookFailure::Unavailable("sync is stopping".into())),
-                    Err(_) => Err(HookFailure::Unavailable(
-                        "the order could not be fetched in time".into(),
-                    )),
-                }
-            }
-            InboundEvent::Revoked { account, .. } => {
-                let target = if account.is_empty() || account == live.account {
-                    Some(live)
-                } else {
-                    self.live_by_account(marketplace, &account)
-                };
-                if let Some(t) = target
-                    && let Err(e) = self
-                        .revoke(&t.name, "deauthorized by the marketplace")
-                        .await
-                {
-                    tracing::error!(connection = %t.name, error = %e, "purge after a revocation failed");
-                    return Err(HookFailure::Unavailable(
-                        "the purge could not complete".into(),
-                    ));
-                }
-                Ok(HookReply::ok())
-            }
-            InboundEvent::AuthorizationExpiring { .. } => {
-                let _ = record_event(
-                    &self.inner,
-                    &live.name,
-                    "authorization_expiring",
-                    "webhook",
-                    None,
-                    serde_json::json!({"connection": live.name}),
-                )
-                .await;
-                Ok(HookReply::ok())
-            }
-            _ => Ok(HookReply::ok()),
-        }
-    }
-
-    fn live_by_account(&self, m: Marketplace, account: &str) -> Option<Arc<Live>> {
-        self.inner
-            .live
-            .read()
-            .ok()?
-            .values()
-            .find(|l| l.marketplace == m && l.account == account)
-            .cloned()
     }
 
     /// Stop a connection at once and purge it (see [`purge`]).
@@ -623,25 +510,44 @@ fn stop(l: &Live) {
     }
 }
 
-fn event_failure(e: &EventError) -> HookFailure {
-    match e {
-        EventError::TooLarge { .. } => HookFailure::TooLarge,
-        EventError::MissingSignature(_) => HookFailure::Signature("missing_signature"),
-        EventError::BadSignature => HookFailure::Signature("bad_signature"),
-        EventError::SignatureFormat(_) => HookFailure::Signature("bad_signature_format"),
-        EventError::KeyUnavailable(_) => {
-            HookFailure::Unavailable("the marketplace's signing key could not be fetched".into())
-        }
-        other => HookFailure::Malformed(other.to_string()),
-    }
-}
-
 fn unavailable_reason(e: &SyncError) -> String {
     match e {
         SyncError::Market(m) => format!("the order could not be fetched ({})", m.kind),
         SyncError::Store(_) => "the order could not be stored".into(),
         SyncError::ShuttingDown => "sync is stopping".into(),
         _ => "the order could not be processed".into(),
+    }
+}
+
+/// Fetched orders whose goods came back in a return the order does not show (TikTok's
+/// Return & Refund API) become returned orders. A failure keeps the fetched orders as
+/// they are: the poller looks for returns again.
+async fn with_returns(live: &Live, mut orders: Vec<Order>) -> Vec<Order> {
+    use stockade_core::order::OrderStatus;
+    let shipped: Vec<String> = orders
+        .iter()
+        .filter(|o| matches!(o.status, OrderStatus::Shipped | OrderStatus::Delivered))
+        .map(|o| o.external_id.clone())
+        .collect();
+    if shipped.is_empty() {
+        return orders;
+    }
+    match live.connector.returned_orders(None, &shipped).await {
+        Ok(returned) => merge_orders(&mut orders, returned),
+        Err(e) => {
+            tracing::warn!(connection = %live.name, error = %e, "looking up returns failed; the poller tries again");
+        }
+    }
+    orders
+}
+
+/// Replace orders by their newer version (same external id), adding the others.
+fn merge_orders(orders: &mut Vec<Order>, newer: Vec<Order>) {
+    for n in newer {
+        match orders.iter_mut().find(|o| o.external_id == n.external_id) {
+            Some(o) => *o = n,
+            None => orders.push(n),
+        }
     }
 }
 
@@ -711,6 +617,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
             }
         }
     };
+    let orders = with_returns(live, orders).await;
     for order in orders {
         let Some((arrival, replies)) = by_id.remove(&order.external_id) else {
             continue;
@@ -1269,7 +1176,13 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
         None => now_ms() - ms(inner.opts.poll_lookback),
     };
     let from = since - ms(inner.opts.poll_overlap);
-    let (orders, high) = live.connector.list_all_orders(from.max(0)).await?;
+    let (mut orders, high) = live.connector.list_all_orders(from.max(0)).await?;
+    // Returns the orders themselves do not show (TikTok): seen here, or never.
+    let returned = live
+        .connector
+        .returned_orders(Some(from.max(0)), &[])
+        .await?;
+    merge_orders(&mut orders, returned);
     let n = orders.len();
     let mut waits = Vec::with_capacity(n);
     for order in orders {

@@ -10,7 +10,9 @@
 //! - each ledger entry has a unique key per (order line, movement), so a unit is never
 //!   reserved, committed, released or restocked twice;
 //! - the stock of a SKU and its listings' targets follow from the ledger by triggers in
-//!   the same transaction (migration 0004), where oversells are flagged as well.
+//!   the same transaction (migration 0004), where oversells are flagged as well;
+//! - a line whose SKU is not in the catalog is stored unmatched and raised as an event
+//!   (migration 0006); `sku import` reserves it once the SKU exists ([`crate::unmatched`]).
 
 use stockade_core::order::{Order, OrderStatus};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValue, sql_params};
@@ -95,9 +97,13 @@ const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, stat
          OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
              AND excluded.marketplace_status <> orders.marketplace_status)";
 
+// A line whose SKU is not in the catalog yet is stored unmatched (a trigger raises an
+// `unmatched_sku` event, migration 0006); importing the SKU reserves it (`catalog`).
 const INSERT_LINE: &str =
-    "INSERT INTO order_lines (connection_id, external_id, line_id, sku, quantity)
-     VALUES ($1, $2, $3, $4, $5) ON CONFLICT (connection_id, external_id, line_id) DO NOTHING";
+    "INSERT INTO order_lines (connection_id, external_id, line_id, sku, quantity, unmatched_since_ms)
+     SELECT $1, $2, $3, $4, $5, CASE WHEN EXISTS (SELECT 1 FROM skus WHERE sku = $4) THEN NULL ELSE $6 END
+      WHERE true
+     ON CONFLICT (connection_id, external_id, line_id) DO NOTHING";
 
 // Parameters of every movement: $1 sku, $2 connection, $3 order, $4 line, $5 on-hand
 // delta, $6 reserved delta, $7 time, $8 this movement's key, then the keys it depends on.
@@ -211,7 +217,7 @@ pub fn order_change(
         let lid = line.line_id.as_str();
         steps.push(Mutation::Sql {
             statement: INSERT_LINE,
-            params: sql_params![connection_id, ext, lid, line.sku.as_str(), q],
+            params: sql_params![connection_id, ext, lid, line.sku.as_str(), q, now],
             expect: Expect::Any,
         });
         let key = |m| ukey(connection_id, ext, lid, m);

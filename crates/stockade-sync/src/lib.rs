@@ -25,6 +25,7 @@ mod engine;
 pub mod ingest;
 pub mod metrics;
 pub mod purge;
+pub mod unmatched;
 
 use std::time::Duration;
 
@@ -35,6 +36,7 @@ pub use connections::{
 pub use engine::{HookFailure, HookReply, Summary, Sync};
 pub use metrics::{Metrics, Percentiles};
 pub use purge::PurgeReceipt;
+pub use unmatched::{LineProblem, UnmatchedLine, UnmatchedSku};
 
 pub(crate) fn now_ms() -> i64 {
     stockade_core::time::now_ms()

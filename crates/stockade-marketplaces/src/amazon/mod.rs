@@ -180,6 +180,11 @@ impl AmazonConnector {
     }
 
     /// The configuration in use.
+    /// The app this connection's credentials belong to (its LWA client id).
+    pub fn app_id(&self) -> &str {
+        &self.client_id
+    }
+
     pub fn config(&self) -> &AmazonConfig {
         &self.config
     }

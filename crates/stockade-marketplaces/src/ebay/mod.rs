@@ -156,6 +156,7 @@ impl EbayCredentials {
 /// The eBay connector.
 pub struct EbayConnector {
     config: EbayConfig,
+    client_id: String,
     basic_auth: SecretString,
     verification_token: Option<SecretString>,
     tokens: TokenCache,
@@ -195,6 +196,7 @@ impl EbayConnector {
         ));
         EbayConnector {
             config,
+            client_id: credentials.client_id.clone(),
             basic_auth: SecretString::from(format!("Basic {basic}")),
             verification_token: credentials.verification_token,
             tokens: TokenCache::new(credentials.refresh_token),
@@ -206,6 +208,11 @@ impl EbayConnector {
     }
 
     /// The configuration in use.
+    /// The app this connection's credentials belong to (its OAuth client id).
+    pub fn app_id(&self) -> &str {
+        &self.client_id
+    }
+
     pub fn config(&self) -> &EbayConfig {
         &self.config
     }

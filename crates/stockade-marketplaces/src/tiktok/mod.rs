@@ -11,7 +11,7 @@ use stockade_core::SecretString;
 use stockade_core::order::{Marketplace, Order};
 use stockade_core::time::now_ms;
 
-use crate::events::{EventError, InboundEvent, InboundRequest};
+use crate::events::{EventError, FreshnessWindow, InboundEvent, InboundRequest};
 use crate::sign::tiktok_sign;
 use crate::token::TokenCache;
 use crate::transport::{HttpRequest, HttpResponse, SharedTransport};
@@ -24,10 +24,11 @@ use crate::{
 const TT: Marketplace = Marketplace::TikTok;
 
 /// Operation names (rate buckets) and their conservative default limits.
-pub const OPERATIONS: [&str; 5] = [
+pub const OPERATIONS: [&str; 6] = [
     "tiktok.token",
     "tiktok.orders.search",
     "tiktok.orders.get",
+    "tiktok.returns.search",
     "tiktok.inventory.update",
     "tiktok.inventory.search",
 ];
@@ -52,6 +53,9 @@ pub struct TikTokConfig {
     pub rate: (f64, u32),
     /// SKUs per inventory call.
     pub inventory_batch: usize,
+    /// How old (and how far ahead) a webhook's signed `timestamp` may be. TikTok Shop
+    /// documents no window; 15 minutes old and 5 minutes ahead by default.
+    pub webhook_window: FreshnessWindow,
 }
 
 impl Default for TikTokConfig {
@@ -65,6 +69,10 @@ impl Default for TikTokConfig {
             refresh_grant_type: "refresh_token".into(),
             rate: (10.0, 10),
             inventory_batch: 100,
+            webhook_window: FreshnessWindow {
+                max_age_s: 15 * 60,
+                max_ahead_s: 5 * 60,
+            },
         }
     }
 }
@@ -154,6 +162,12 @@ impl TikTokConnector {
     }
 
     /// The configuration in use.
+    /// The app this connection's credentials belong to (its app key): webhooks signed
+    /// with this app's secret may act only on connections of the same app.
+    pub fn app_id(&self) -> &str {
+        &self.app_key
+    }
+
     pub fn config(&self) -> &TikTokConfig {
         &self.config
     }
@@ -361,6 +375,67 @@ impl TikTokConnector {
         Ok(list.orders)
     }
 
+    /// Search Returns (`POST /return_refund/202309/returns/search`): every page of the
+    /// returns updated since `since_ms`, or of the given orders.
+    async fn search_returns(
+        &self,
+        since_ms: Option<i64>,
+        order_ids: &[String],
+    ) -> Result<Vec<wire::TtReturn>, MarketError> {
+        let mut body = serde_json::Map::new();
+        if let Some(since) = since_ms {
+            body.insert("update_time_ge".into(), since.div_euclid(1000).into());
+        }
+        if !order_ids.is_empty() {
+            body.insert("order_ids".into(), order_ids.into());
+        }
+        let bytes = serde_json::to_vec(&body)
+            .map_err(|_| MarketError::malformed(TT, "could not encode the returns search"))?;
+        let mut out = Vec::new();
+        let mut page: Option<String> = None;
+        for _ in 0..crate::MAX_PAGES {
+            let mut query = vec![
+                ("page_size", "50".to_owned()),
+                ("sort_field", "update_time".to_owned()),
+                ("sort_order", "ASC".to_owned()),
+            ];
+            if let Some(p) = &page {
+                query.push(("page_token", p.clone()));
+            }
+            let data = self
+                .call(|t| {
+                    self.signed(
+                        Method::POST,
+                        "/return_refund/202309/returns/search",
+                        "/return_refund/202309/returns/search",
+                        "tiktok.returns.search",
+                        query.clone(),
+                        Some(bytes.clone()),
+                        t,
+                    )
+                    .idempotent(true)
+                })
+                .await?;
+            let list: wire::ReturnList = if data.is_null() {
+                wire::ReturnList::default()
+            } else {
+                wire::data(data)?
+            };
+            out.extend(list.return_orders);
+            match list.next_page_token.filter(|t| !t.is_empty()) {
+                Some(next) if page.as_deref() != Some(next.as_str()) => page = Some(next),
+                Some(_) => {
+                    return Err(MarketError::malformed(
+                        TT,
+                        "the marketplace returned the same next-page marker twice",
+                    ));
+                }
+                None => return Ok(out),
+            }
+        }
+        Err(MarketError::malformed(TT, "too many pages of returns"))
+    }
+
     async fn search_inventory(
         &self,
         body: serde_json::Value,
@@ -488,6 +563,34 @@ impl Connector for TikTokConnector {
         Ok(pages.into_iter().flatten().collect())
     }
 
+    /// Orders with a return that brought goods back (TikTok keeps the order `COMPLETED`
+    /// and reports returns in its Return & Refund API), as returned orders.
+    async fn returned_orders(
+        &self,
+        since_ms: Option<i64>,
+        order_ids: &[String],
+    ) -> Result<Vec<Order>, MarketError> {
+        let returns = self.search_returns(since_ms, order_ids).await?;
+        let mut by_order: BTreeMap<&str, Vec<&wire::TtReturn>> = BTreeMap::new();
+        for r in returns.iter().filter(|r| r.restocks()) {
+            if let Some(id) = r.order_id.as_deref().filter(|id| !id.is_empty()) {
+                by_order.entry(id).or_default().push(r);
+            }
+        }
+        if by_order.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = by_order.keys().map(|s| (*s).to_owned()).collect();
+        let orders = self.get_orders(&ids).await?;
+        Ok(orders
+            .into_iter()
+            .filter_map(|o| {
+                let rs = by_order.get(o.external_id.as_str())?;
+                Some(wire::returned_order(o, rs))
+            })
+            .collect())
+    }
+
     async fn set_quantities(
         &self,
         updates: &[QuantityUpdate],
@@ -595,11 +698,13 @@ impl Connector for TikTokConnector {
         if request.method != Method::POST {
             return Err(EventError::MethodNotAllowed(request.method.to_string()));
         }
-        wire::verify_webhook(
+        wire::verify_fresh_webhook(
             &self.app_key,
             self.app_secret.expose_secret(),
             request.header("authorization"),
             &request.body,
+            &self.config.webhook_window,
+            now_ms().div_euclid(1000),
         )
     }
 }

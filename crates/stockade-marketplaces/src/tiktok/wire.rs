@@ -421,7 +421,41 @@ pub fn parse_webhook(body: &[u8]) -> Result<InboundEvent, EventError> {
     }
 }
 
+/// The signed `timestamp` of a TikTok webhook body (Unix seconds), if it has one.
+pub fn webhook_timestamp(body: &[u8]) -> Option<i64> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    match v.get("timestamp")? {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Verify a webhook's `Authorization` header and its freshness, then parse it. The
+/// `timestamp` field is inside the signed body, so it cannot be changed without breaking
+/// the signature: a delivery whose timestamp is outside `window` around `now_s` is a
+/// replay (or a clock problem) and is refused.
+pub fn verify_fresh_webhook(
+    app_key: &str,
+    app_secret: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+    window: &crate::events::FreshnessWindow,
+    now_s: i64,
+) -> Result<InboundEvent, EventError> {
+    check_body_size(body)?;
+    let header =
+        authorization.ok_or_else(|| EventError::MissingSignature("authorization".into()))?;
+    if !tiktok_webhook_verify(app_key, app_secret, body, header) {
+        return Err(EventError::BadSignature);
+    }
+    window.check(webhook_timestamp(body), now_s)?;
+    parse_webhook(body)
+}
+
 /// Verify a webhook's `Authorization` header (HMAC over app key + raw body) and parse it.
+/// This checks the signature only; the connector also checks freshness
+/// ([`verify_fresh_webhook`]).
 pub fn verify_webhook(
     app_key: &str,
     app_secret: &str,
@@ -435,4 +469,77 @@ pub fn verify_webhook(
         return Err(EventError::BadSignature);
     }
     parse_webhook(body)
+}
+
+/// `data` of `POST /return_refund/202309/returns/search`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct ReturnList {
+    #[serde(default)]
+    pub return_orders: Vec<TtReturn>,
+    #[serde(default)]
+    pub next_page_token: Option<String>,
+}
+
+/// One return (Return & Refund API 202309).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct TtReturn {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub order_id: Option<String>,
+    #[serde(default)]
+    pub return_type: Option<String>,
+    #[serde(default)]
+    pub return_status: Option<String>,
+    #[serde(default)]
+    pub update_time: Option<i64>,
+    #[serde(default)]
+    pub return_line_items: Vec<TtReturnLine>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub(crate) struct TtReturnLine {
+    #[serde(default, deserialize_with = "de::opt_string")]
+    pub order_line_item_id: Option<String>,
+}
+
+/// Whether a return brought goods back to the seller: a return-and-refund whose package
+/// the seller accepted (`RETURN_OR_REFUND_REQUEST_SUCCESS`) or that is complete. A
+/// returnless refund (`REFUND`) or a replacement restocks nothing.
+pub fn return_restocks(return_type: &str, return_status: &str) -> bool {
+    return_type == "RETURN_AND_REFUND"
+        && matches!(
+            return_status,
+            "RETURN_OR_REFUND_REQUEST_SUCCESS" | "RETURN_OR_REFUND_REQUEST_COMPLETE"
+        )
+}
+
+impl TtReturn {
+    pub(crate) fn restocks(&self) -> bool {
+        return_restocks(
+            self.return_type.as_deref().unwrap_or(""),
+            self.return_status.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+/// An order as a returned order: status `Returned`, only the returned line items (the
+/// others stay shipped), updated at the return's time.
+pub(crate) fn returned_order(mut order: Order, returns: &[&TtReturn]) -> Order {
+    let lines: Vec<&str> = returns
+        .iter()
+        .flat_map(|r| r.return_line_items.iter())
+        .filter_map(|l| l.order_line_item_id.as_deref())
+        .collect();
+    // A return that names no line items returns the whole order.
+    if !lines.is_empty() {
+        order.lines.retain(|l| lines.contains(&l.line_id.as_str()));
+    }
+    let at = returns
+        .iter()
+        .filter_map(|r| r.update_time)
+        .max()
+        .map_or(order.updated_at_ms, |t| t.saturating_mul(1000));
+    order.status = OrderStatus::Returned;
+    order.marketplace_status = "RETURN_OR_REFUND_REQUEST_COMPLETE".into();
+    order.updated_at_ms = order.updated_at_ms.max(at);
+    order
 }

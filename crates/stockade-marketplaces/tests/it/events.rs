@@ -158,3 +158,85 @@ fn errors_never_echo_input() {
     let err = tiktok::wire::parse_webhook(secretish).unwrap_err();
     assert!(!err.to_string().contains("supersecret"), "{err}");
 }
+
+/// A correctly signed TikTok webhook outside the freshness window is a replay (or a clock
+/// problem) and is refused; inside it, it parses as usual.
+#[test]
+fn tiktok_webhook_freshness() {
+    use stockade_marketplaces::FreshnessWindow;
+    use stockade_marketplaces::sign::tiktok_webhook_signature;
+    let window = FreshnessWindow {
+        max_age_s: 900,
+        max_ahead_s: 300,
+    };
+    let body = TIKTOK_SAMPLE.as_bytes(); // timestamp 1664095733
+    let sig = tiktok_webhook_signature("fake_app_key", "fake_app_secret", body);
+    let at = |now: i64| {
+        tiktok::wire::verify_fresh_webhook(
+            "fake_app_key",
+            "fake_app_secret",
+            Some(&sig),
+            body,
+            &window,
+            now,
+        )
+    };
+    assert!(matches!(
+        at(1_664_095_733 + 60),
+        Ok(InboundEvent::OrderChanged { .. })
+    ));
+    assert!(at(1_664_095_733 - 299).is_ok());
+    let stale = at(1_664_095_733 + 901).unwrap_err();
+    assert!(matches!(stale, EventError::StaleTimestamp(_)), "{stale}");
+    assert_eq!(stale.http_status(), 401);
+    assert!(stale.to_string().contains("901 s old"), "{stale}");
+    assert!(matches!(
+        at(1_664_095_733 - 301),
+        Err(EventError::StaleTimestamp(_))
+    ));
+    // The signature is checked first: a bad one is a bad signature, whatever its age.
+    assert_eq!(
+        tiktok::wire::verify_fresh_webhook(
+            "fake_app_key",
+            "fake_app_secret",
+            Some("00"),
+            body,
+            &window,
+            0
+        ),
+        Err(EventError::BadSignature)
+    );
+    // No timestamp at all: refused.
+    let bare = br#"{"type":6,"shop_id":"1","data":{}}"#;
+    let sig = tiktok_webhook_signature("k", "s", bare);
+    assert!(matches!(
+        tiktok::wire::verify_fresh_webhook("k", "s", Some(&sig), bare, &window, 1_700_000_000),
+        Err(EventError::StaleTimestamp(_))
+    ));
+}
+
+#[test]
+fn only_accepted_return_and_refunds_restock() {
+    use tiktok::wire::return_restocks;
+    assert!(return_restocks(
+        "RETURN_AND_REFUND",
+        "RETURN_OR_REFUND_REQUEST_COMPLETE"
+    ));
+    assert!(return_restocks(
+        "RETURN_AND_REFUND",
+        "RETURN_OR_REFUND_REQUEST_SUCCESS"
+    ));
+    assert!(!return_restocks("RETURN_AND_REFUND", "BUYER_SHIPPED_ITEM"));
+    assert!(!return_restocks(
+        "RETURN_AND_REFUND",
+        "REJECT_RECEIVE_PACKAGE"
+    ));
+    assert!(!return_restocks(
+        "REFUND",
+        "RETURN_OR_REFUND_REQUEST_COMPLETE"
+    ));
+    assert!(!return_restocks(
+        "REPLACEMENT",
+        "REPLACEMENT_REQUEST_COMPLETE"
+    ));
+}

@@ -5,6 +5,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cross;
+mod fresh;
+mod returns;
+mod unmatched;
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::path::PathBuf;

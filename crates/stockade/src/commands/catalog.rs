@@ -7,6 +7,7 @@ use std::path::Path;
 
 use stockade_sync::SyncError;
 use stockade_sync::catalog::{self, ListingRow, StockMismatch};
+use stockade_sync::unmatched::{self, LineProblem, UnmatchedLine};
 
 use super::connection::sync_failure;
 use super::{CLI_ACTOR, open_store};
@@ -53,6 +54,12 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 report.listings,
                 file.display()
             );
+            if report.matched_lines > 0 {
+                println!(
+                    "{} order line(s) that arrived before their SKU are now matched; {} of open orders were reserved",
+                    report.matched_lines, report.reserved_lines
+                );
+            }
         }
         SkuCommand::Export { output } => {
             let store = open_store(settings).await?;
@@ -84,11 +91,12 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 Ok::<_, SyncError>((
                     catalog::stock(&store).await?,
                     catalog::listings(&store).await?,
+                    unmatched::unmatched_lines(&store).await?,
                 ))
             }
             .await;
             store.close().await;
-            let (stock, listings) = read.map_err(sync_failure)?;
+            let (stock, listings, waiting) = read.map_err(sync_failure)?;
             let mut by_sku: BTreeMap<&str, Vec<&ListingRow>> = BTreeMap::new();
             for l in &listings {
                 by_sku.entry(l.sku.as_str()).or_default().push(l);
@@ -124,12 +132,42 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 );
                 println!("{}", line.trim_end());
             }
-            if stock.is_empty() {
+            if stock.is_empty() && waiting.is_empty() {
                 eprintln!("no SKUs yet; import a catalog with `stockade sku import FILE.csv`");
             }
+            print_unmatched(&waiting);
         }
     }
     Ok(())
+}
+
+/// SKUs that orders named but the catalog lacks (flagged on `sku list`).
+fn print_unmatched(waiting: &[UnmatchedLine]) {
+    let groups = unmatched::by_sku(waiting);
+    if groups.is_empty() {
+        return;
+    }
+    println!();
+    println!(
+        "UNMATCHED: {} SKU(s) sold on a channel but not in the catalog (nothing reserved for them yet):",
+        groups.len()
+    );
+    println!(
+        "{:<24} {:>9} {:>12}  connections",
+        "sku", "lines", "open units"
+    );
+    for g in &groups {
+        println!(
+            "{:<24} {:>9} {:>12}  {}",
+            g.sku,
+            g.lines,
+            g.open_units,
+            g.connections.join(", ")
+        );
+    }
+    println!(
+        "add them with `stockade sku import FILE.csv`: their open orders are reserved at once"
+    );
 }
 
 fn print_mismatches(bad: &[StockMismatch]) {
@@ -151,22 +189,25 @@ pub async fn stock(settings: &Settings, cmd: StockCommand) -> Result<(), Failure
         StockCommand::Verify => catalog::verify_stock(&store).await,
         StockCommand::Rebuild => catalog::rebuild_stock(&store, &CLI_ACTOR).await,
     };
+    let lines = match cmd {
+        StockCommand::Verify => {
+            async {
+                Ok::<_, SyncError>((
+                    unmatched::verify_lines(&store).await?,
+                    unmatched::unmatched_lines(&store).await?,
+                ))
+            }
+            .await
+        }
+        StockCommand::Rebuild => Ok((Vec::new(), Vec::new())),
+    };
     let skus = catalog::stock(&store).await.map(|s| s.len());
     store.close().await;
     let bad = result.map_err(sync_failure)?;
+    let (line_problems, waiting) = lines.map_err(sync_failure)?;
     let skus = skus.map_err(sync_failure)?;
     match cmd {
-        StockCommand::Verify if bad.is_empty() => {
-            println!("stock matches the ledger: {skus} SKU(s) checked");
-            Ok(())
-        }
-        StockCommand::Verify => {
-            print_mismatches(&bad);
-            Err(Failure::verification(format!(
-                "{} of {skus} SKU(s) differ from the stock ledger; `stockade stock rebuild` sets them back to the ledger",
-                bad.len()
-            )))
-        }
+        StockCommand::Verify => verify_report(skus, &bad, &line_problems, &waiting),
         StockCommand::Rebuild if bad.is_empty() => {
             println!("nothing to rebuild: stock matches the ledger ({skus} SKU(s))");
             Ok(())
@@ -179,5 +220,79 @@ pub async fn stock(settings: &Settings, cmd: StockCommand) -> Result<(), Failure
             );
             Ok(())
         }
+    }
+}
+
+/// `stock verify`: stock against the ledger, every open order line reserved exactly once,
+/// and no open order line waiting for a SKU the catalog lacks.
+fn verify_report(
+    skus: usize,
+    bad: &[StockMismatch],
+    lines: &[LineProblem],
+    waiting: &[UnmatchedLine],
+) -> Result<(), Failure> {
+    let mut problems = Vec::new();
+    if bad.is_empty() {
+        println!("stock matches the ledger: {skus} SKU(s) checked");
+    } else {
+        print_mismatches(bad);
+        problems.push(format!(
+            "{} of {skus} SKU(s) differ from the stock ledger (`stockade stock rebuild` sets them back to the ledger)",
+            bad.len()
+        ));
+    }
+    if lines.is_empty() {
+        println!("every open order line is reserved exactly once");
+    } else {
+        println!();
+        println!(
+            "{:<16} {:<24} {:<16} {:<20} {:>8} {:>9} {:>13}",
+            "connection", "order", "line", "sku", "quantity", "reserved", "reservations"
+        );
+        for p in lines {
+            println!(
+                "{:<16} {:<24} {:<16} {:<20} {:>8} {:>9} {:>13}",
+                p.connection, p.order, p.line, p.sku, p.quantity, p.reserved, p.reservations
+            );
+        }
+        problems.push(format!(
+            "{} open order line(s) are not reserved exactly once",
+            lines.len()
+        ));
+    }
+    let open: Vec<&UnmatchedLine> = waiting.iter().filter(|l| l.open).collect();
+    if !waiting.is_empty() {
+        println!();
+        println!(
+            "{:<16} {:<24} {:<16} {:<20} {:>8}  order",
+            "connection", "order", "line", "unmatched sku", "quantity"
+        );
+        for l in waiting {
+            println!(
+                "{:<16} {:<24} {:<16} {:<20} {:>8}  {}",
+                l.connection,
+                l.order,
+                l.line,
+                l.sku,
+                l.quantity,
+                if l.open { "open" } else { "closed" }
+            );
+        }
+    }
+    if !open.is_empty() {
+        problems.push(format!(
+            "{} open order line(s) name a SKU that is not in the catalog, so nothing is reserved for them (`stockade sku import` reserves them)",
+            open.len()
+        ));
+    } else if !waiting.is_empty() {
+        println!(
+            "{} line(s) of closed orders name SKUs not in the catalog (no stock is held for closed orders)",
+            waiting.len()
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::verification(problems.join("; ")))
     }
 }

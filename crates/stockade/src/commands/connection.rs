@@ -277,6 +277,7 @@ struct Details {
     cursor: Option<(i64, i64)>,
     fields: Vec<String>,
     receipt: Option<PurgeReceipt>,
+    unmatched: Vec<stockade_sync::UnmatchedLine>,
 }
 
 async fn details(vault: &stockade_vault::Vault, c: &Connection) -> Result<Details, Failure> {
@@ -307,6 +308,12 @@ async fn details(vault: &stockade_vault::Vault, c: &Connection) -> Result<Detail
         cursor,
         fields,
         receipt,
+        unmatched: stockade_sync::unmatched::unmatched_lines(store)
+            .await
+            .map_err(sync_failure)?
+            .into_iter()
+            .filter(|l| l.connection == c.name)
+            .collect(),
     })
 }
 
@@ -352,6 +359,19 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
     }
     row("listings", &d.listings.to_string());
     row("orders", &d.orders.to_string());
+    if !d.unmatched.is_empty() {
+        let groups = stockade_sync::unmatched::by_sku(&d.unmatched);
+        let skus: Vec<&str> = groups.iter().map(|g| g.sku.as_str()).collect();
+        let open: i64 = groups.iter().map(|g| g.open_units).sum();
+        row(
+            "UNMATCHED",
+            &format!(
+                "{} order line(s) ({open} open unit(s)) name SKUs not in the catalog: {}; nothing is reserved for them until `stockade sku import` adds them",
+                d.unmatched.len(),
+                skus.join(", ")
+            ),
+        );
+    }
     row(
         "last cursor",
         &match d.cursor {

@@ -12,3 +12,4 @@ mod marketplaces;
 mod serve_refusals;
 mod server;
 mod sync;
+mod unmatched;

@@ -266,7 +266,7 @@ impl SandboxInfo {
 }
 
 /// Write a private (0600) JSON credentials file.
-fn credentials_file(sb: &Sandbox, name: &str, value: Value) -> PathBuf {
+pub(crate) fn credentials_file(sb: &Sandbox, name: &str, value: Value) -> PathBuf {
     let path = sb.dir.join(format!("{name}.credentials.json"));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -568,7 +568,7 @@ async fn wait_stored(
 }
 
 /// `stockade sku list`: sku → (on_hand, reserved, available).
-fn sku_list(sb: &Sandbox) -> BTreeMap<String, (i64, i64, i64)> {
+pub(crate) fn sku_list(sb: &Sandbox) -> BTreeMap<String, (i64, i64, i64)> {
     let out = sb.run(&["sku", "list"]).expect_code(0).stdout();
     out.lines()
         .skip(1)

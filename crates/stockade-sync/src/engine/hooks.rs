@@ -1,0 +1,215 @@
+//! Webhook deliveries: verified with the receiving connection's credentials, then acted on
+//! only where those credentials are entitled to act.
+//!
+//! An event names the account it is about (TikTok `shop_id`, Amazon `SellerId`, eBay
+//! `userId`). Marketplaces send an app's events for all of its sellers to the endpoint the
+//! app registered, so an event arriving at connection A's URL may name connection B's
+//! account. It acts on B only when B belongs to the same marketplace app as A (same TikTok
+//! app key, Amazon or eBay client id) **and** B's own credentials verify the same delivery
+//! (same app secret, same Amazon event key, a genuine eBay signature). Otherwise — a
+//! delivery signed by one app naming another app's seller — nothing changes: the event is
+//! ignored, logged with connection names only and recorded as a `foreign_event` for the
+//! alert pipeline. (Before, a TikTok delivery verified with app A's secret could revoke
+//! and purge any connection by naming its shop.)
+
+use super::*;
+
+/// Where an event may act.
+enum Target {
+    /// The receiving connection, or another one of the same app.
+    Entitled(Arc<Live>),
+    /// No running connection has the account the event names.
+    NoConnection,
+    /// Connections with that account exist, but not of the verifying app.
+    NotEntitled(Vec<String>),
+}
+
+fn kind_of(event: &InboundEvent) -> &'static str {
+    match event {
+        InboundEvent::OrderChanged { .. } => "order_changed",
+        InboundEvent::Challenge { .. } => "challenge",
+        InboundEvent::Revoked { .. } => "revoked",
+        InboundEvent::AuthorizationExpiring { .. } => "authorization_expiring",
+        InboundEvent::Ignored { .. } => "ignored",
+    }
+}
+
+impl Sync {
+    /// Handle one delivery to `/hooks/<marketplace>/<connection>`: verify it first, then
+    /// act; an order change is answered once the order is durably stored.
+    pub async fn handle_event(
+        &self,
+        marketplace: Marketplace,
+        connection: &str,
+        request: InboundRequest,
+    ) -> std::result::Result<HookReply, HookFailure> {
+        let arrival = Instant::now();
+        let Some(live) = self
+            .get_live(connection)
+            .filter(|l| l.marketplace == marketplace)
+        else {
+            Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
+            if self.is_revoked(connection, marketplace) {
+                return Err(HookFailure::Revoked);
+            }
+            return Err(HookFailure::UnknownConnection);
+        };
+        let event = match live.connector.verify_event(&request).await {
+            Ok(e) => e,
+            Err(e) => {
+                Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
+                return Err(event_failure(&e));
+            }
+        };
+        let named = match &event {
+            InboundEvent::OrderChanged { account, .. } => account.clone(),
+            InboundEvent::Revoked { account, .. }
+            | InboundEvent::AuthorizationExpiring { account, .. } => Some(account.clone()),
+            InboundEvent::Challenge { .. } | InboundEvent::Ignored { .. } => None,
+        };
+        let target = match self.event_target(&live, named.as_deref(), &request).await {
+            Target::Entitled(t) => t,
+            Target::NoConnection => {
+                tracing::info!(connection = %live.name, event = kind_of(&event), "an event for an account with no connection here; ignored");
+                return Ok(HookReply::ok());
+            }
+            Target::NotEntitled(names) => {
+                self.refuse_foreign(&live, kind_of(&event), &names).await;
+                return Ok(HookReply::ok());
+            }
+        };
+        match event {
+            InboundEvent::Challenge { response_body } => Ok(HookReply {
+                status: 200,
+                content_type: "application/json",
+                body: response_body.into_bytes(),
+            }),
+            InboundEvent::OrderChanged { external_id, .. } => {
+                if target.status() == REVOKED {
+                    return Ok(HookReply::ok());
+                }
+                let (tx, rx) = oneshot::channel();
+                let job = FetchJob {
+                    id: external_id,
+                    arrival,
+                    reply: tx,
+                };
+                if target.fetch_tx.send(job).is_err() {
+                    return Err(HookFailure::Unavailable("sync is stopping".into()));
+                }
+                // A marketplace waits only so long for an answer (and its rate limits may
+                // hold the fetch back): past this, answer 503 so it delivers again. The
+                // fetch goes on and stores the order anyway; a second delivery is a no-op.
+                match tokio::time::timeout(WEBHOOK_ANSWER_WITHIN, rx).await {
+                    Ok(Ok(Ok(_))) => {
+                        Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
+                        Ok(HookReply::ok())
+                    }
+                    Ok(Ok(Err(e))) => Err(HookFailure::Unavailable(unavailable_reason(&e))),
+                    Ok(Err(_)) => Err(HookFailure::Unavailable("sync is stopping".into())),
+                    Err(_) => Err(HookFailure::Unavailable(
+                        "the order could not be fetched in time".into(),
+                    )),
+                }
+            }
+            InboundEvent::Revoked { .. } => {
+                if let Err(e) = self
+                    .revoke(&target.name, "deauthorized by the marketplace")
+                    .await
+                {
+                    tracing::error!(connection = %target.name, error = %e, "purge after a revocation failed");
+                    return Err(HookFailure::Unavailable(
+                        "the purge could not complete".into(),
+                    ));
+                }
+                Ok(HookReply::ok())
+            }
+            InboundEvent::AuthorizationExpiring { .. } => {
+                let _ = record_event(
+                    &self.inner,
+                    &target.name,
+                    "authorization_expiring",
+                    "webhook",
+                    None,
+                    serde_json::json!({"connection": target.name}),
+                )
+                .await;
+                Ok(HookReply::ok())
+            }
+            InboundEvent::Ignored { .. } => Ok(HookReply::ok()),
+        }
+    }
+
+    /// The connection an event may act on (see the module docs).
+    async fn event_target(
+        &self,
+        live: &Arc<Live>,
+        account: Option<&str>,
+        request: &InboundRequest,
+    ) -> Target {
+        let Some(account) = account.filter(|a| !a.is_empty() && *a != live.account) else {
+            return Target::Entitled(live.clone());
+        };
+        let candidates: Vec<Arc<Live>> = match self.inner.live.read() {
+            Ok(m) => m
+                .values()
+                .filter(|l| {
+                    l.marketplace == live.marketplace && l.account == account && l.id != live.id
+                })
+                .cloned()
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        if candidates.is_empty() {
+            return Target::NoConnection;
+        }
+        for c in &candidates {
+            if c.app == live.app && c.connector.verify_event(request).await.is_ok() {
+                return Target::Entitled(c.clone());
+            }
+        }
+        Target::NotEntitled(candidates.iter().map(|c| c.name.clone()).collect())
+    }
+
+    /// An authentic delivery naming a connection of another app: change nothing, log it
+    /// (connection names only) and raise it for the alert pipeline.
+    async fn refuse_foreign(&self, live: &Live, kind: &'static str, named: &[String]) {
+        Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
+        tracing::warn!(
+            connection = %live.name,
+            named = %named.join(","),
+            event = kind,
+            "a delivery verified with this connection's app names a connection of another app; ignored"
+        );
+        if let Err(e) = record_event(
+            &self.inner,
+            &live.name,
+            "foreign_event",
+            "webhook",
+            None,
+            serde_json::json!({
+                "connection": live.name,
+                "named_connections": named,
+                "event": kind,
+            }),
+        )
+        .await
+        {
+            tracing::warn!(connection = %live.name, error = %e, "could not record a foreign_event");
+        }
+    }
+}
+
+pub(super) fn event_failure(e: &EventError) -> HookFailure {
+    match e {
+        EventError::TooLarge { .. } => HookFailure::TooLarge,
+        EventError::MissingSignature(_) => HookFailure::Signature("missing_signature"),
+        EventError::BadSignature => HookFailure::Signature("bad_signature"),
+        EventError::SignatureFormat(_) => HookFailure::Signature("bad_signature_format"),
+        EventError::StaleTimestamp { .. } => HookFailure::Signature("stale_timestamp"),
+        EventError::KeyUnavailable(_) => {
+            HookFailure::Unavailable("the marketplace's signing key could not be fetched".into())
+        }
+        other => HookFailure::Malformed(other.to_string()),
+    }
+}
