@@ -4,6 +4,7 @@
 //! their routes to [`router`] and their rows to [`routes::ROUTES`].
 
 pub mod api;
+pub mod error_page;
 pub mod hooks;
 pub mod pages;
 pub mod routes;

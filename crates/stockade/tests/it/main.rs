@@ -5,8 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod alerts;
+mod browser;
 mod cli;
 mod harness;
 mod marketplaces;
 mod server;
+mod signin_forms;
 mod sync;
+mod webdriver;
