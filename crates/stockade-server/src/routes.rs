@@ -2,10 +2,10 @@
 //!
 //! Every route is listed once in [`ROUTES`] with who may call it. The gate runs on every
 //! request, in this order: security headers (outermost), ban check (a banned address gets
-//! 403 before anything else: no body read, no hashing, no database), cross-site check
-//! on state-changing requests ([`cross_site`]), then per route: authentication (API key or session
-//! cookie), session stage (enrollment, code prompt, idle lock), CSRF on state-changing
-//! cookie requests, and the role's permission. A route missing from the table is refused
+//! 403 before anything else: no body read, no hashing, no database), the cross-site
+//! check on state-changing requests ([`cross_site`]), then per route: authentication
+//! (API key or session cookie), session stage (enrollment, code prompt, idle lock), CSRF
+//! on state-changing cookie requests, and the role's permission. A route missing from the table is refused
 //! (fail closed). Webhook routes ([`Gate::MarketplaceSignature`]) skip authentication,
 //! CSRF and roles: the marketplace's signature, checked by the hook sink, stands in for
 //! them, and their failures feed the same ban guard. Refusals on page routes are pages

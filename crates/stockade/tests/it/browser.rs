@@ -1,7 +1,8 @@
 //! The pages in a real browser: headless Chromium (Debian `chromium` and
 //! `chromium-driver`) against a real `stockade serve` over TLS. Sign-in, TOTP enrollment
 //! (a wrong code keeps the same QR code and key), recovery codes, the home page, a
-//! cross-site form post refused, the idle lock and unlock, sign-out. A screenshot of each
+//! cross-site form post refused, the idle lock and unlock, sign-out, and signing in again
+//! with a recovery code. A screenshot of each
 //! page goes to `target/screenshots/`. Skipped, saying so, only when Chromium is not
 //! installed.
 
@@ -129,6 +130,7 @@ async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refuse
     b.fill("#code", &enroll_code).await;
     b.click("button[type=submit]").await;
     assert_eq!(b.count("ol.codes li").await, 10, "{}", b.source().await);
+    let recovery = b.text("ol.codes li").await;
     b.screenshot(&shots.join("04-recovery-codes.png")).await;
     b.click("a[href='/']").await;
     assert_eq!(path_of(&b.current_url().await), "/");
@@ -195,4 +197,16 @@ async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refuse
     b.screenshot(&shots.join("10-signed-out.png")).await;
     b.goto(&server.url("/")).await;
     assert_eq!(path_of(&b.current_url().await), "/login");
+
+    // Signing in again asks for a code; a recovery code works (the TOTP step just used
+    // for the unlock cannot be used again).
+    b.fill("#email", email).await;
+    b.fill("#password", PASSWORD).await;
+    b.click("button[type=submit]").await;
+    assert_eq!(path_of(&b.current_url().await), "/mfa");
+    b.screenshot(&shots.join("11-code-prompt.png")).await;
+    b.fill("#recovery_code", &recovery).await;
+    b.click("button[type=submit]").await;
+    assert_eq!(path_of(&b.current_url().await), "/");
+    assert!(b.text("main").await.contains(email));
 }
