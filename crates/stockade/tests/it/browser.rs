@@ -82,7 +82,8 @@ async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refuse
         .expect("Chromium is installed but chromedriver is not: install the Debian package `chromium-driver`");
     let shots = screenshot_dir();
 
-    let idle_s = 6;
+    // Long enough for enrollment to reach the home page on a busy CI machine.
+    let idle_s = 10;
     let sb = init("dev", &format!("[access]\nidle_timeout = \"{idle_s}s\"\n"));
     let email = "viewer@shop.example";
     add_user(&sb, email, "viewer");
