@@ -4,7 +4,11 @@
 //! length 12..=128 characters; at least 3 of lower, upper, digit, symbol (can be turned
 //! off: NIST 800-63B and ASVS advise against composition rules); not a common password;
 //! not derived from context (the email's name or domain, "stockade"); not one repeated
-//! or sequential run.
+//! or sequential run; and, on top of those rules, a strength estimate: zxcvbn (Dropbox's
+//! estimator: dictionaries, keyboard walks, dates, l33t, repeats) must score it at least
+//! [`MIN_SCORE`] of 4, with the account's email and the product name as words an attacker
+//! would try first. The rules name simple mistakes; the estimate catches guessable
+//! passwords the rules let through (`Liverpool2024!`, `1qaz2wsx3edC`).
 //!
 //! Hashes are PHC strings `$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>` (OWASP's
 //! minimum), 16-byte random salt, 32-byte output. `needs_rehash` tells the login path to
@@ -18,6 +22,9 @@ use zeroize::Zeroizing;
 
 pub const MIN_LEN: usize = 12;
 pub const MAX_LEN: usize = 128;
+/// Lowest zxcvbn score accepted (3: "safely unguessable: moderate protection from an
+/// offline slow-hash scenario", about 10^8 guesses or more).
+pub const MIN_SCORE: u8 = 3;
 
 /// Argon2id cost parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +61,9 @@ pub enum PolicyViolation {
     ContextDerived,
     #[error("the password is a repeated or sequential pattern")]
     Pattern,
+    /// The estimator's own advice (fixed phrases; never the password or a part of it).
+    #[error("the password is too easy to guess{0}")]
+    Guessable(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -237,8 +247,79 @@ impl PasswordPolicy {
         if is_pattern(&lower) {
             return Err(PolicyViolation::Pattern);
         }
-        Ok(())
+        check_strength(password, &email)
     }
+}
+
+/// The zxcvbn estimate, with the email (whole, its name and domain parts) and the product
+/// name as user inputs. Two ways to fail, each explained in zxcvbn's own words (fixed
+/// phrases, so the password is never echoed): a score below [`MIN_SCORE`]; or a password
+/// that is mostly one repeat, sequence or keyboard walk (`Aaaaaaaaaaaa1!`,
+/// `Abcdefghijkl1!`), which zxcvbn scores just over the line (10^8.0 guesses) because it
+/// counts a run's length, although cracking rules try such runs first.
+fn check_strength(password: &str, email: &str) -> Result<(), PolicyViolation> {
+    use zxcvbn::feedback::{Suggestion, Warning};
+    use zxcvbn::matching::patterns::MatchPattern;
+
+    let mut inputs: Vec<&str> = vec!["stockade", email];
+    let (local, domain) = email.split_once('@').unwrap_or((email, ""));
+    inputs.extend(local.split(|c: char| !c.is_alphanumeric()));
+    inputs.extend(domain.split(|c: char| !c.is_alphanumeric()));
+    inputs.retain(|w| w.len() >= 3);
+    let estimate = zxcvbn::zxcvbn(password, &inputs);
+    let reason = |warning: Option<String>, tips: Vec<String>| {
+        let mut reason = String::new();
+        if let Some(w) = warning {
+            reason.push_str(&format!(": {w}"));
+        }
+        if !tips.is_empty() {
+            reason.push_str(&format!(" ({})", tips.join(" ")));
+        }
+        if reason.is_empty() {
+            reason.push_str(": add another word or two that are not related to you");
+        }
+        PolicyViolation::Guessable(reason)
+    };
+    if u8::from(estimate.score()) < MIN_SCORE {
+        let feedback = estimate.feedback();
+        return Err(reason(
+            feedback.and_then(|f| f.warning()).map(|w| w.to_string()),
+            feedback.map_or_else(Vec::new, |f| {
+                f.suggestions().iter().map(ToString::to_string).collect()
+            }),
+        ));
+    }
+    let half = password.chars().count().div_ceil(2);
+    for m in estimate.sequence() {
+        if m.j + 1 - m.i < half {
+            continue;
+        }
+        let (warning, tip) = match &m.pattern {
+            MatchPattern::Repeat(p) if p.base_token.chars().count() == 1 => (
+                Warning::RepeatsLikeAaaAreEasyToGuess,
+                Suggestion::AvoidRepeatedWordsAndCharacters,
+            ),
+            MatchPattern::Repeat(_) => (
+                Warning::RepeatsLikeAbcAbcAreOnlySlightlyHarderToGuess,
+                Suggestion::AvoidRepeatedWordsAndCharacters,
+            ),
+            MatchPattern::Sequence(_) => (
+                Warning::SequencesLikeAbcAreEasyToGuess,
+                Suggestion::AvoidSequences,
+            ),
+            MatchPattern::Spatial(p) if p.turns == 1 => (
+                Warning::StraightRowsOfKeysAreEasyToGuess,
+                Suggestion::UseALongerKeyboardPatternWithMoreTurns,
+            ),
+            MatchPattern::Spatial(_) => (
+                Warning::ShortKeyboardPatternsAreEasyToGuess,
+                Suggestion::UseALongerKeyboardPatternWithMoreTurns,
+            ),
+            _ => continue,
+        };
+        return Err(reason(Some(warning.to_string()), vec![tip.to_string()]));
+    }
+    Ok(())
 }
 
 fn argon2(params: HashParams) -> Result<Argon2<'static>, HashError> {
@@ -364,6 +445,37 @@ mod tests {
             PasswordPolicy { require_mix: false }.check("xyzxyzxyzxyz", EMAIL),
             Err(PolicyViolation::Pattern)
         );
+    }
+
+    /// The issue's examples: each met the old rules, each is refused now, with zxcvbn's
+    /// reason and without the password in the message.
+    #[test]
+    fn guessable_passwords_that_met_the_old_rules_are_refused_with_a_reason() {
+        let policy = PasswordPolicy::default();
+        for pw in [
+            "Aaaaaaaaaaaa1!",
+            "Abcdefghijkl1!",
+            "Aa123456789!",
+            "1qaz2wsx3edC",
+            "Liverpool2024!",
+        ] {
+            let err = policy.check(pw, EMAIL).expect_err(pw);
+            let msg = err.to_string();
+            assert!(!msg.contains(pw), "{msg}");
+            assert!(msg.len() > "the password is too ".len() + 12, "{pw}: {msg}");
+            let PolicyViolation::Guessable(reason) = &err else {
+                panic!("{pw}: {err:?}");
+            };
+            assert!(
+                reason.starts_with(": ") && reason.ends_with(".)"),
+                "{pw}: {reason}"
+            );
+        }
+        // Context the estimator is given: the email's parts and the product name.
+        assert!(matches!(
+            policy.check("Zhang!Stockade7", "zhang@example.com"),
+            Err(PolicyViolation::ContextDerived | PolicyViolation::Guessable(_))
+        ));
     }
 
     #[test]

@@ -1337,37 +1337,20 @@ impl Access {
 
     // ----- MFA enrollment ----------------------------------------------------------
 
-    /// Start (or restart) enrollment for an enrollment-stage session: a new secret,
-    /// kept encrypted on the session until confirmed.
+    /// The enrollment secret for an enrollment-stage session, created once and kept
+    /// (encrypted by the vault, bound to the session) until it is confirmed or the
+    /// enrollment is abandoned (the session expires or ends). Reloading the page or typing
+    /// a wrong code shows the same QR code and key. A new sign-in within the pending
+    /// window carries the secret over from the user's earlier enrollment session, so an
+    /// authenticator that already scanned it keeps working.
     pub async fn begin_enrollment(&self, session: &SessionView) -> Result<Enrollment, LoginError> {
         if session.state != SessionState::NeedsEnrollment {
             return Err(LoginError::Failed);
         }
-        let secret = TotpSecret::generate().map_err(|_| AccessError::Rng)?;
-        let ct = self
-            .vault
-            .encrypt(
-                &KeyOwner::system(),
-                &FieldContext::new("sessions", "pending_totp", &session.id_hash),
-                secret.expose_bytes(),
-                &Actor::User(session.user.id.clone()),
-            )
-            .await?;
-        let change = Change::new(
-            Mutation::Sql {
-                statement: "UPDATE sessions SET pending_totp = $2 WHERE id_hash = $1 AND stage = 'enroll'",
-                params: sql_params![session.id_hash.clone(), ct],
-                expect: Expect::One("enrollment session"),
-            },
-            AuditEntry::new(
-                "mfa.enroll.begin",
-                format!("user:{}", session.user.id),
-                AuditDetails::new(),
-            ),
-        );
-        self.store
-            .commit(&Actor::User(session.user.id.clone()), vec![change])
-            .await?;
+        let secret = match self.pending_secret(session).await? {
+            Some(secret) => secret,
+            None => self.store_pending_secret(session).await?,
+        };
         let issuer = if self.env == Environment::Prod {
             self.config.issuer.clone()
         } else {
@@ -1377,6 +1360,82 @@ impl Access {
             secret_base32: secret.to_base32(),
             otpauth_uri: secret.otpauth_uri(&issuer, &session.user.email),
         })
+    }
+
+    /// The pending secret of this session, or (carried over and re-bound to this session)
+    /// of the user's newest unexpired earlier enrollment session.
+    async fn pending_secret(&self, session: &SessionView) -> Result<Option<TotpSecret>> {
+        let rows = self
+            .store
+            .query(
+                "SELECT id_hash, pending_totp FROM sessions
+                 WHERE user_id = $1 AND stage = 'enroll' AND pending_totp IS NOT NULL AND expires_at_ms > $2
+                 ORDER BY created_at_ms DESC",
+                sql_params![session.user.id.clone(), now_ms()],
+            )
+            .await?;
+        let own = rows
+            .iter()
+            .find(|r| r.text(0).is_ok_and(|id| id == session.id_hash));
+        let Some(row) = own.or_else(|| rows.first()) else {
+            return Ok(None);
+        };
+        let (id_hash, Some(ct)) = (row.text(0)?, row.opt_bytes(1)?) else {
+            return Ok(None);
+        };
+        let raw = self
+            .vault
+            .decrypt(
+                &FieldContext::new("sessions", "pending_totp", &id_hash),
+                &ct,
+            )
+            .await?;
+        let secret = TotpSecret::from_bytes(&raw);
+        if id_hash != session.id_hash {
+            self.keep_pending_secret(session, &secret, "mfa.enroll.resume")
+                .await?;
+        }
+        Ok(Some(secret))
+    }
+
+    /// A new secret for this enrollment session.
+    async fn store_pending_secret(&self, session: &SessionView) -> Result<TotpSecret> {
+        let secret = TotpSecret::generate().map_err(|_| AccessError::Rng)?;
+        self.keep_pending_secret(session, &secret, "mfa.enroll.begin")
+            .await?;
+        Ok(secret)
+    }
+
+    async fn keep_pending_secret(
+        &self,
+        session: &SessionView,
+        secret: &TotpSecret,
+        action: &'static str,
+    ) -> Result<()> {
+        let actor = Actor::User(session.user.id.clone());
+        let ct = self
+            .vault
+            .encrypt(
+                &KeyOwner::system(),
+                &FieldContext::new("sessions", "pending_totp", &session.id_hash),
+                secret.expose_bytes(),
+                &actor,
+            )
+            .await?;
+        let change = Change::new(
+            Mutation::Sql {
+                statement: "UPDATE sessions SET pending_totp = $2 WHERE id_hash = $1 AND stage = 'enroll'",
+                params: sql_params![session.id_hash.clone(), ct],
+                expect: Expect::One("enrollment session"),
+            },
+            AuditEntry::new(
+                action,
+                format!("user:{}", session.user.id),
+                AuditDetails::new(),
+            ),
+        );
+        self.store.commit(&actor, vec![change]).await?;
+        Ok(())
     }
 
     /// Confirm enrollment with a valid code: the secret moves to the user, 10 recovery

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod ban_page;
+pub mod error_page;
 pub mod hooks;
 pub mod pages;
 pub mod routes;

@@ -13,7 +13,8 @@ use stockade_core::SecretString;
 
 use crate::AppState;
 use crate::api::{clear_session_cookie, session_cookie};
-use crate::routes::{Caller, ClientIp, LOGIN_CSRF_COOKIE, MaybeSession, internal};
+use crate::error_page::internal_page;
+use crate::routes::{Caller, ClientIp, LOGIN_CSRF_COOKIE, MaybeSession};
 
 /// Escape text for HTML element content and quoted attribute values.
 pub fn esc(s: &str) -> String {
@@ -31,7 +32,7 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn layout(title: &str, body: &str) -> Html<String> {
+pub(crate) fn layout(title: &str, body: &str) -> Html<String> {
     Html(format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -134,7 +135,9 @@ fn signed_in_redirect(session: &NewSession, to: &str) -> Response {
     res
 }
 
-fn failure_message(e: &LoginError) -> Option<&'static str> {
+/// The message for a failed step. `failed` names what is on that page (the API never
+/// says which factor was wrong, and neither do these).
+fn failure_message(e: &LoginError, failed: &'static str) -> Option<&'static str> {
     match e {
         LoginError::Banned { .. } => {
             Some("This address is temporarily banned after repeated failures.")
@@ -142,7 +145,7 @@ fn failure_message(e: &LoginError) -> Option<&'static str> {
         LoginError::Throttled { .. } => {
             Some("Too many failed attempts for this account. Wait a few minutes and try again.")
         }
-        LoginError::Failed => Some("Sign-in failed. Check your email, password and code."),
+        LoginError::Failed => Some(failed),
         LoginError::Internal(_) => None,
     }
 }
@@ -174,11 +177,14 @@ pub async fn login_submit(
             };
             signed_in_redirect(&s, to)
         }
-        Err(LoginError::Internal(e)) => internal(e),
+        Err(LoginError::Internal(e)) => internal_page(e),
         Err(LoginError::Banned { until }) => {
             crate::ban_page::banned(ip, until, stockade_core::time::now_ms() / 1000, false)
         }
-        Err(e) => login_page(failure_status(&e), failure_message(&e)),
+        Err(e) => login_page(
+            failure_status(&e),
+            failure_message(&e, "Sign-in failed. Check your email and password."),
+        ),
     }
 }
 
@@ -195,7 +201,7 @@ fn code_form(action: &str, csrf: &str, with_password: bool, recovery: bool) -> S
     };
     format!(
         "<form method=\"post\" action=\"{}\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">{}\
-         <label for=\"code\">Authenticator code</label>\
+         <label for=\"code\">6-digit code from your authenticator app</label>\
          <input id=\"code\" name=\"code\" inputmode=\"numeric\" pattern=\"[0-9]{{6}}\" autocomplete=\"one-time-code\">{}\
          <button type=\"submit\">Verify</button></form>",
         esc(action),
@@ -277,8 +283,15 @@ pub async fn mfa_submit(
         .await
     {
         Ok(s) => signed_in_redirect(&s, "/"),
-        Err(LoginError::Internal(e)) => internal(e),
-        Err(e) => mfa_page(&session.csrf, failure_status(&e), failure_message(&e)),
+        Err(LoginError::Internal(e)) => internal_page(e),
+        Err(e) => mfa_page(
+            &session.csrf,
+            failure_status(&e),
+            failure_message(
+                &e,
+                "That code did not work. Enter the 6-digit code your authenticator app shows now, or one of your recovery codes.",
+            ),
+        ),
     }
 }
 
@@ -302,7 +315,7 @@ async fn enroll_page(
             );
             (status, layout("Set up two-step verification", &body)).into_response()
         }
-        Err(LoginError::Internal(e)) => internal(e),
+        Err(LoginError::Internal(e)) => internal_page(e),
         Err(_) => Redirect::to("/login").into_response(),
     }
 }
@@ -349,17 +362,21 @@ pub async fn enroll_submit(
                 .append(header::SET_COOKIE, session_cookie(s.token.expose_secret()));
             res
         }
-        Err(LoginError::Internal(e)) => internal(e),
+        Err(LoginError::Internal(e)) => internal_page(e),
         Err(e) => {
-            // A wrong code restarts enrollment with a new key, so the old QR code is void.
-            enroll_page(&state, &session, failure_status(&e), failure_message(&e)).await
+            // The same QR code and key again: the pending secret is kept until confirmed.
+            let message = failure_message(
+                &e,
+                "That code did not match. Type the 6-digit code your authenticator app shows for this key now (it changes every 30 seconds).",
+            );
+            enroll_page(&state, &session, failure_status(&e), message).await
         }
     }
 }
 
 fn lock_page(csrf: &str, status: StatusCode, message: Option<&str>) -> Response {
     let body = format!(
-        "<p>The session was locked after a period of inactivity. Enter your password and a code to continue.</p>{}{}",
+        "<p>The session was locked after a period of inactivity. Enter your password and the 6-digit code from your authenticator app to continue.</p>{}{}",
         notice(message),
         code_form("/lock", csrf, true, true)
     );
@@ -394,8 +411,15 @@ pub async fn lock_submit(
         .await
     {
         Ok(s) => signed_in_redirect(&s, "/"),
-        Err(LoginError::Internal(e)) => internal(e),
-        Err(e) => lock_page(&session.csrf, failure_status(&e), failure_message(&e)),
+        Err(LoginError::Internal(e)) => internal_page(e),
+        Err(e) => lock_page(
+            &session.csrf,
+            failure_status(&e),
+            failure_message(
+                &e,
+                "Unlock failed. Check your password and the 6-digit code from your authenticator app (or a recovery code).",
+            ),
+        ),
     }
 }
 
@@ -406,7 +430,7 @@ pub async fn logout(
     if let Some(s) = session
         && let Err(e) = state.access.logout(&s).await
     {
-        return internal(e);
+        return internal_page(e);
     }
     let mut res = layout(
         "Signed out",
@@ -443,7 +467,7 @@ pub async fn home(State(state): State<AppState>, Extension(caller): Extension<Ca
 pub async fn alerts(State(state): State<AppState>) -> Response {
     let (channels, recent) = match crate::api::alerts_view(state.access.store(), 100).await {
         Ok(v) => v,
-        Err(e) => return internal(e),
+        Err(e) => return internal_page(e),
     };
     let s =
         |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();

@@ -4,13 +4,14 @@
 //! request, in this order: security headers (outermost), ban check (a banned address gets
 //! 403 before anything else: no body read, no hashing, no database; the ban of the jail
 //! that guards the route: webhook routes answer to the `webhook` jail, everything else to
-//! the `interactive` jail), cross-origin check
-//! on state-changing requests, then per route: authentication (API key or session
-//! cookie), session stage (enrollment, code prompt, idle lock), CSRF on state-changing
-//! cookie requests, and the role's permission. A route missing from the table is refused
+//! the `interactive` jail), the cross-site check on state-changing requests
+//! ([`cross_site`]), then per route: authentication (API key or session cookie), session
+//! stage (enrollment, code prompt, idle lock), CSRF on state-changing cookie requests, and
+//! the role's permission. A route missing from the table is refused
 //! (fail closed). Webhook routes ([`Gate::MarketplaceSignature`]) skip authentication,
 //! CSRF and roles: the marketplace's signature, checked by the hook sink, stands in for
-//! them, and their failures feed the same ban guard.
+//! them, and their failures feed the same ban guard. Refusals on page routes are pages
+//! ([`crate::error_page`]); on `/api/` and `/hooks/` they are JSON.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -28,6 +29,7 @@ use stockade_core::time::now_ms;
 
 use crate::AppState;
 use crate::api::api_error;
+use crate::error_page::{refusal, wants_json};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,10 +181,6 @@ fn is_unsafe(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-fn wants_json(path: &str) -> bool {
-    path.starts_with("/api/") || path.starts_with("/hooks/")
-}
-
 fn client_ip(state: &AppState, req: &Request) -> Option<IpAddr> {
     let peer = req
         .extensions()
@@ -214,7 +212,10 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     );
     set(h, "x-content-type-options", "nosniff");
     set(h, "x-frame-options", "DENY");
-    set(h, "referrer-policy", "no-referrer");
+    // `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null`
+    // on their own form posts, which the cross-site check cannot tell from a forgery.
+    // Other sites still get no referrer at all.
+    set(h, "referrer-policy", "same-origin");
     set(
         h,
         "content-security-policy",
@@ -250,29 +251,44 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
         // Nothing else happens for a banned address.
         return crate::ban_page::banned(ip, ban.until, now_ms() / 1000, wants_json(path));
     }
-    if is_unsafe(req.method())
-        && let Some(origin) = req.headers().get(header::ORIGIN)
-    {
-        let host = req
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok());
-        let same = host.is_some_and(|host| {
-            origin.to_str().ok().is_some_and(|o| {
-                o == format!("https://{host}")
-                    || (state.plain_http && o == format!("http://{host}"))
-            })
-        });
-        if !same {
-            return api_error(
-                StatusCode::FORBIDDEN,
-                "cross_origin",
-                "cross-origin requests are refused",
-            );
-        }
+    if is_unsafe(req.method()) && cross_site(req.headers(), state.plain_http) {
+        tracing::warn!("cross-site {} {} refused", req.method(), req.uri().path());
+        return refusal(
+            req.uri().path(),
+            StatusCode::FORBIDDEN,
+            "cross_origin",
+            "this request came from another site and was refused (cross-site request forgery protection); open Stockade's own page and submit the form there",
+        );
     }
     req.extensions_mut().insert(ClientIp(ip));
     next.run(req).await
+}
+
+/// Whether a state-changing request comes from another site.
+///
+/// Browsers say where a request comes from in `Sec-Fetch-Site` (every current browser
+/// sends it, and a page cannot set or remove it): only `same-origin` and `none` (typed or
+/// bookmarked by the user) pass; `same-site` (a sibling subdomain) and `cross-site` are
+/// refused. Without it (older browsers, API clients, curl) the `Origin` header, when
+/// present, must be this server's own origin; `Origin: null` (sandboxed frames, opaque
+/// redirects, privacy modes) is refused. A request with neither header is not a browser's
+/// cross-site request and goes on to its CSRF token check. This is the same decision as
+/// Go's `net/http.CrossOriginProtection` and the OWASP CSRF cheat sheet's "Fetch
+/// Metadata" defence; the CSRF token and `SameSite=Strict` cookies remain behind it.
+pub fn cross_site(headers: &HeaderMap, plain_http: bool) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let same = host.is_some_and(|host| {
+        origin.to_str().ok().is_some_and(|o| {
+            o == format!("https://{host}") || (plain_http && o == format!("http://{host}"))
+        })
+    });
+    !same
 }
 
 fn redirect_for(state: SessionState) -> &'static str {
@@ -304,11 +320,13 @@ pub fn same_token(a: &str, b: &str) -> bool {
 /// Check the CSRF token of a state-changing request against `expected`: the
 /// `x-csrf-token` header, or the `csrf` field of a form body (which is read and put back).
 async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
+    let path = req.uri().path().to_owned();
     let refused = || {
-        api_error(
+        refusal(
+            &path,
             StatusCode::FORBIDDEN,
             "csrf",
-            "missing or wrong CSRF token; reload the page and try again",
+            "the form's CSRF token is missing or out of date; reload the page and try again",
         )
     };
     if let Some(h) = req.headers().get(CSRF_HEADER) {
@@ -328,7 +346,8 @@ async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
     }
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
-        api_error(
+        refusal(
+            &path,
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             "the form is too large",
@@ -489,7 +508,8 @@ pub async fn route_gate(State(state): State<AppState>, req: Request, next: Next)
                 (Caller::Session(session), req)
             };
             if !caller.role().can(permission) {
-                return api_error(
+                return refusal(
+                    &path,
                     StatusCode::FORBIDDEN,
                     "forbidden",
                     &format!("the {} role may not do this", caller.role()),

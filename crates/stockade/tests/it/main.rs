@@ -6,10 +6,13 @@
 
 mod alerts;
 mod audit_head;
+mod browser;
 mod cli;
 mod harness;
 mod marketplaces;
 mod serve_refusals;
 mod server;
+mod signin_forms;
 mod sync;
 mod unmatched;
+mod webdriver;

@@ -1189,6 +1189,12 @@ fn passwords_are_checked_against_the_policy_naming_the_rule() {
         ("alllowercaseletters", "3 of"),
         ("Password1234!", "common"),
         ("Merchant2026!!x", "derived"),
+        // Issue 12: met the rules, refused by the zxcvbn estimate with its reason.
+        (
+            "Liverpool2024!",
+            "too easy to guess: This is similar to a commonly used password",
+        ),
+        ("Abcdefghijkl1!", "Sequences like abc"),
     ];
     for (pw, rule) in cases {
         let out = add("merchant@shop.example", pw).expect_code(2);
