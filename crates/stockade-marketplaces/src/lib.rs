@@ -450,7 +450,13 @@ pub trait Connector: Send + Sync {
         to_ms: i64,
     ) -> impl Future<Output = Result<String, MarketError>> + Send {
         let _ = (from_ms, to_ms);
-        async { Err(MarketError::new(self.marketplace(), ErrorKind::Invalid, "this marketplace has no returns report")) }
+        async {
+            Err(MarketError::new(
+                self.marketplace(),
+                ErrorKind::Invalid,
+                "this marketplace has no returns report",
+            ))
+        }
     }
 
     /// Where a requested returns report stands; once done, its returns as `Returned`
@@ -460,7 +466,13 @@ pub trait Connector: Send + Sync {
         report_id: &str,
     ) -> impl Future<Output = Result<ReturnsReport, MarketError>> + Send {
         let _ = report_id;
-        async { Err(MarketError::new(self.marketplace(), ErrorKind::Invalid, "this marketplace has no returns report")) }
+        async {
+            Err(MarketError::new(
+                self.marketplace(),
+                ErrorKind::Invalid,
+                "this marketplace has no returns report",
+            ))
+        }
     }
 
     /// Set absolute available quantities. One acknowledgement per update, in order.
@@ -546,7 +558,11 @@ impl Connector for AnyConnector {
         dispatch!(self, c => c.returns_report())
     }
 
-    async fn request_returns_report(&self, from_ms: i64, to_ms: i64) -> Result<String, MarketError> {
+    async fn request_returns_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<String, MarketError> {
         dispatch!(self, c => c.request_returns_report(from_ms, to_ms).await)
     }
 

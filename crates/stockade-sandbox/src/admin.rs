@@ -106,6 +106,20 @@ impl Sim {
         Ok(())
     }
 
+    /// The order's returned packages still on their way reach the seller now.
+    pub fn amazon_returns_arrive(&self, order_id: &str) -> Result<usize, SandboxError> {
+        let mut m = self.lock();
+        let idx = *m
+            .order_index
+            .get(order_id)
+            .ok_or_else(|| SandboxError::UnknownOrder {
+                marketplace: self.marketplace,
+                order_id: order_id.to_owned(),
+            })?;
+        let at = m.tick(now_ms());
+        Ok(crate::amazon_reports::returns_arrive(&mut m, idx, at))
+    }
+
     pub fn advance_random(&self, n: usize) -> Vec<String> {
         let mut m = self.lock();
         let changed = m.advance_random(n, now_ms());
@@ -412,11 +426,7 @@ struct NewReturn {
     delivered: Option<bool>,
 }
 
-async fn post_return(
-    State(sim): State<Arc<Sim>>,
-    Path(id): Path<String>,
-    body: Bytes,
-) -> Response {
+async fn post_return(State(sim): State<Arc<Sim>>, Path(id): Path<String>, body: Bytes) -> Response {
     if sim.marketplace != Marketplace::Amazon {
         return json_response(
             StatusCode::NOT_FOUND,
@@ -435,6 +445,19 @@ async fn post_return(
             Err(e) => from_error(e),
         },
         Err(r) => r,
+    }
+}
+
+async fn post_returns_arrive(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    if sim.marketplace != Marketplace::Amazon {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "returns are made this way on Amazon only"}),
+        );
+    }
+    match sim.amazon_returns_arrive(&id) {
+        Ok(n) => json_response(StatusCode::OK, &json!({"order_id": id, "arrived": n})),
+        Err(e) => from_error(e),
     }
 }
 
@@ -560,6 +583,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/_sandbox/orders", get(get_orders).post(post_orders))
         .route("/_sandbox/orders/advance", post(post_advance_random))
         .route("/_sandbox/orders/{order_id}/returns", post(post_return))
+        .route(
+            "/_sandbox/orders/{order_id}/returns/arrive",
+            post(post_returns_arrive),
+        )
         .route("/_sandbox/orders/{order_id}/advance", post(post_advance))
         .route("/_sandbox/listings", get(get_listings))
         .route("/_sandbox/listings/{seller_id}/{sku}", put(put_listing))

@@ -192,7 +192,12 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
 }
 
 /// The token check and the per-(operation, seller) rate limit.
-pub(crate) fn auth(sim: &Sim, m: &Market, headers: &HeaderMap, op: &'static str) -> Result<usize, Response> {
+pub(crate) fn auth(
+    sim: &Sim,
+    m: &Market,
+    headers: &HeaderMap,
+    op: &'static str,
+) -> Result<usize, Response> {
     let Some(token) = headers
         .get("x-amz-access-token")
         .and_then(|v| v.to_str().ok())

@@ -128,6 +128,21 @@ pub(crate) fn record_return(
     Ok(added)
 }
 
+/// The returned packages of order `o_idx` still on their way reach the seller at `at`
+/// (their request date stays); returns how many.
+pub(crate) fn returns_arrive(m: &mut Market, o_idx: usize, at: i64) -> usize {
+    let mut n = 0;
+    for r in m
+        .returns
+        .iter_mut()
+        .filter(|r| r.order == o_idx && r.delivered_ms.is_none())
+    {
+        r.delivered_ms = Some(at);
+        n += 1;
+    }
+    n
+}
+
 /// `12-Jul-2025`, the report's date format.
 fn report_date(ms: i64) -> String {
     const MONTHS: [&str; 12] = [
@@ -242,7 +257,12 @@ pub(crate) async fn create_report(
     let ids: Vec<String> = v
         .get("marketplaceIds")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if ids.is_empty() {
         return amz_invalid("marketplaceIds is required");
@@ -340,10 +360,20 @@ pub(crate) async fn get_report(
         .iter()
         .position(|r| r.id == report_id && r.seller == seller)
     else {
-        return amz_err(StatusCode::NOT_FOUND, "NotFound", "The report was not found.", "");
+        return amz_err(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "The report was not found.",
+            "",
+        );
     };
     let Some(r) = m.reports.get(i).cloned() else {
-        return amz_err(StatusCode::NOT_FOUND, "NotFound", "The report was not found.", "");
+        return amz_err(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            "The report was not found.",
+            "",
+        );
     };
     step(&mut m, i, stockade_core::time::now_ms());
     let mut out = json!({

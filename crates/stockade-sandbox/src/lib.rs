@@ -635,6 +635,12 @@ impl Sandbox {
             .amazon_return(order_id, Some(sku), Some(quantity), status, delivered)
     }
 
+    /// The Amazon order's returned packages still on their way reach the seller now
+    /// (their return request date stays); returns how many.
+    pub fn amazon_returns_arrive(&self, order_id: &str) -> Result<usize, SandboxError> {
+        self.sims.amazon.amazon_returns_arrive(order_id)
+    }
+
     /// Advance up to `n` random open orders one plausible step; returns the changed ids.
     pub fn advance_random(&self, m: Marketplace, n: usize) -> Vec<String> {
         self.sim(m).advance_random(n)

@@ -643,7 +643,11 @@ impl Connector for AmazonConnector {
         Some(self.config.returns_report_interval)
     }
 
-    async fn request_returns_report(&self, from_ms: i64, to_ms: i64) -> Result<String, MarketError> {
+    async fn request_returns_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<String, MarketError> {
         self.create_returns_report(from_ms, to_ms).await
     }
 

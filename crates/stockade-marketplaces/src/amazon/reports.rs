@@ -109,7 +109,9 @@ pub fn decode_document(body: &[u8], compression: Option<&str>) -> Result<Vec<u8>
             flate2::read::GzDecoder::new(body)
                 .take(MAX_REPORT_BYTES + 1)
                 .read_to_end(&mut out)
-                .map_err(|_| MarketError::malformed(AMZ, "the report document is not valid gzip"))?;
+                .map_err(|_| {
+                    MarketError::malformed(AMZ, "the report document is not valid gzip")
+                })?;
             if out.len() as u64 > MAX_REPORT_BYTES {
                 return Err(MarketError::malformed(
                     AMZ,
@@ -143,10 +145,7 @@ pub fn parse_returns_report(bytes: &[u8]) -> Result<Vec<ReturnRow>, MarketError>
     let col = |name: &str| -> Result<usize, MarketError> {
         let lower = name.to_ascii_lowercase();
         names.iter().position(|n| *n == lower).ok_or_else(|| {
-            MarketError::malformed(
-                AMZ,
-                format!("the returns report has no \"{name}\" column"),
-            )
+            MarketError::malformed(AMZ, format!("the returns report has no \"{name}\" column"))
         })
     };
     let order = col(columns::ORDER_ID)?;
@@ -172,7 +171,9 @@ pub fn parse_returns_report(bytes: &[u8]) -> Result<Vec<ReturnRow>, MarketError>
         let q: u32 = q.parse().map_err(|_| {
             MarketError::malformed(
                 AMZ,
-                format!("row {row} of the returns report has a \"Return quantity\" that is not a count"),
+                format!(
+                    "row {row} of the returns report has a \"Return quantity\" that is not a count"
+                ),
             )
         })?;
         let r = ReturnRow {
@@ -291,7 +292,10 @@ impl super::AmazonConnector {
             .await?;
         let created: CreatedReport = super::wire::parse_ok(resp.status, &resp.body)?;
         if created.report_id.is_empty() {
-            return Err(MarketError::malformed(AMZ, "createReport returned no reportId"));
+            return Err(MarketError::malformed(
+                AMZ,
+                "createReport returned no reportId",
+            ));
         }
         Ok(created.report_id)
     }

@@ -209,7 +209,11 @@ impl Harness {
         (cfg, creds)
     }
 
-    pub(crate) fn amazon_with(&self, cfg: AmazonConfig, creds: AmazonCredentials) -> AmazonConnector {
+    pub(crate) fn amazon_with(
+        &self,
+        cfg: AmazonConfig,
+        creds: AmazonCredentials,
+    ) -> AmazonConnector {
         AmazonConnector::new(
             cfg,
             creds,

@@ -79,7 +79,10 @@ fn received_approved_returns_restock_and_repeats_count_once() {
     let returned = returned_order(order, &units["113-1"]).unwrap();
     assert_eq!(returned.status, OrderStatus::Returned);
     assert_eq!(returned.lines.len(), 1);
-    assert_eq!((returned.lines[0].sku.as_str(), returned.lines[0].quantity), ("SKU-1", 1));
+    assert_eq!(
+        (returned.lines[0].sku.as_str(), returned.lines[0].quantity),
+        ("SKU-1", 1)
+    );
 }
 
 #[test]
@@ -113,11 +116,16 @@ fn a_malformed_report_is_a_clear_error_not_a_panic() {
     for (bytes, want) in cases {
         let err = parse_returns_report(&bytes).unwrap_err();
         assert_eq!(err.kind, ErrorKind::Malformed, "{want}");
-        assert!(err.to_string().contains(want), "{err} should mention {want}");
+        assert!(
+            err.to_string().contains(want),
+            "{err} should mention {want}"
+        );
     }
     // A document that claims GZIP but is not, or an unknown compression.
     assert_eq!(
-        decode_document(b"plain text", Some("GZIP")).unwrap_err().kind,
+        decode_document(b"plain text", Some("GZIP"))
+            .unwrap_err()
+            .kind,
         ErrorKind::Malformed
     );
     assert!(decode_document(b"x", Some("BROTLI")).is_err());
@@ -146,7 +154,10 @@ async fn amazon_returns_report_round_trip() {
             }
         }
     }
-    assert!(matches!(done, Some(ReturnsReport::Done(ref v)) if v.is_empty()), "{done:?}");
+    assert!(
+        matches!(done, Some(ReturnsReport::Done(ref v)) if v.is_empty()),
+        "{done:?}"
+    );
 
     let ids = h.sb.generate_orders(Marketplace::Amazon, 2);
     for id in &ids {
@@ -156,13 +167,12 @@ async fn amazon_returns_report_round_trip() {
     }
     h.sb.advance_order(Marketplace::Amazon, &ids[0], OrderAction::Return)
         .unwrap();
-    let lines = h
-        .sb
-        .orders(Marketplace::Amazon)
-        .into_iter()
-        .find(|o| o.order_id == ids[1])
-        .unwrap()
-        .lines;
+    let lines =
+        h.sb.orders(Marketplace::Amazon)
+            .into_iter()
+            .find(|o| o.order_id == ids[1])
+            .unwrap()
+            .lines;
     h.sb.amazon_return(&ids[1], &lines[0].0, 1, "Pending", false)
         .unwrap();
 
@@ -171,12 +181,22 @@ async fn amazon_returns_report_round_trip() {
         .await
         .unwrap();
     // Each look moves the simulated report on: queued, in progress, done.
-    assert!(matches!(amz.check_returns_report(&id).await.unwrap(), ReturnsReport::Pending));
-    assert!(matches!(amz.check_returns_report(&id).await.unwrap(), ReturnsReport::Pending));
+    assert!(matches!(
+        amz.check_returns_report(&id).await.unwrap(),
+        ReturnsReport::Pending
+    ));
+    assert!(matches!(
+        amz.check_returns_report(&id).await.unwrap(),
+        ReturnsReport::Pending
+    ));
     let ReturnsReport::Done(orders) = amz.check_returns_report(&id).await.unwrap() else {
         panic!("the report should be done");
     };
-    assert_eq!(orders.len(), 1, "only the received, approved return restocks");
+    assert_eq!(
+        orders.len(),
+        1,
+        "only the received, approved return restocks"
+    );
     assert_eq!(orders[0].external_id, ids[0]);
     assert_eq!(orders[0].status, OrderStatus::Returned);
     let shipped = amz.get_order(&ids[0]).await.unwrap();

@@ -1,6 +1,6 @@
 //! Returns a marketplace reports asynchronously (Amazon's returns report): requested at
 //! most every `returns_report_interval` per connection, each report covering the returns
-//! requested since the last covered time (minus the poll overlap), followed across polls
+//! requested in the last 45 days (or since the last covered time), followed across polls
 //! and restarts from `return_reports`, and ingested as returned orders — the ledger's
 //! unique (line, restock) key makes a return seen twice restock once.
 
@@ -23,8 +23,15 @@ const REQUESTED: &str = "INSERT INTO return_reports (connection_id, covered_ms, 
         updated_at_ms = excluded.updated_at_ms";
 const FINISHED: &str = "UPDATE return_reports SET covered_ms = $2, report_id = NULL, from_ms = NULL, to_ms = NULL, updated_at_ms = $3
      WHERE connection_id = $1 AND report_id = $4";
-const DROPPED: &str = "UPDATE return_reports SET report_id = NULL, from_ms = NULL, to_ms = NULL, updated_at_ms = $2
+const DROPPED: &str =
+    "UPDATE return_reports SET report_id = NULL, from_ms = NULL, to_ms = NULL, updated_at_ms = $2
      WHERE connection_id = $1 AND report_id = $3";
+
+/// Each returns report covers returns requested this far back (Amazon's 30-day return
+/// window plus the time a package takes to come back).
+const RETURNS_WINDOW_MS: i64 = 45 * 86_400_000;
+/// The longest range one returns report may cover (60 days).
+const MAX_REPORT_RANGE_MS: i64 = 60 * 86_400_000 - 3_600_000;
 
 /// A report still not done after this long is given up and requested again.
 const REPORT_GIVE_UP_MS: i64 = 24 * 3600 * 1000;
@@ -51,8 +58,15 @@ pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) ->
     let (report_id, to) = match in_flight {
         Some(x) => x,
         None if now.saturating_sub(requested_at) >= every => {
-            let from = covered.unwrap_or(now - ms(inner.opts.poll_lookback))
-                - ms(inner.opts.poll_overlap);
+            // A return is listed by the day it was requested and may reach the seller
+            // weeks later: every report looks back over the whole return window (a
+            // longer outage: back to the covered time, as far as Amazon allows).
+            let window = now - RETURNS_WINDOW_MS;
+            let from = match covered {
+                Some(c) => window.min(c - ms(inner.opts.poll_overlap)),
+                None => window,
+            }
+            .max(now - MAX_REPORT_RANGE_MS);
             let id = live
                 .connector
                 .request_returns_report(from.max(0), now)

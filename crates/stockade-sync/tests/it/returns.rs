@@ -110,13 +110,17 @@ fn deliver_lines(env: &Env, id: &str) -> Vec<(String, u32)> {
 async fn amazon_returns_restock_once_from_the_returns_report(db: Db) {
     let mut opts = fast_options();
     opts.returns_report_interval = Some(Duration::ZERO);
+    // No overlap to lean on: a report must look back over the return window itself.
+    opts.poll_overlap = Duration::from_millis(1);
     let env = Env::start(db, sandbox_config(4, 50), opts).await;
     env.sb.set_webhook(Marketplace::Amazon, None);
     let ids = env.sb.generate_orders(Marketplace::Amazon, 3);
     assert_eq!(ids.len(), 3);
     for id in &ids {
         for action in [OrderAction::Ship, OrderAction::Deliver] {
-            env.sb.advance_order(Marketplace::Amazon, id, action).unwrap();
+            env.sb
+                .advance_order(Marketplace::Amazon, id, action)
+                .unwrap();
         }
     }
     // The orders ship; the first report finds no returns (Amazon cancels it).
@@ -169,6 +173,17 @@ async fn amazon_returns_restock_once_from_the_returns_report(db: Db) {
     }
     assert_ne!(status_of(&env, &ids[1]).await, "returned");
     assert_ne!(status_of(&env, &ids[2]).await, "returned");
+
+    // The second order's package reaches the seller days after the return was requested
+    // (before the range the last reports covered): the next report still sees it.
+    let (sku1, _) = lines[1][0].clone();
+    let was = stock_of(env.store(), &sku1).await;
+    assert_eq!(env.sb.amazon_returns_arrive(&ids[1]).unwrap(), 1);
+    for _ in 0..2 {
+        env.sync.poll_now("amazon").await.unwrap();
+        assert_eq!(stock_of(env.store(), &sku1).await, (was.0 + 1, was.1));
+    }
+    assert_eq!(status_of(&env, &ids[1]).await, "returned");
     // The covered range is kept, nothing is in flight.
     let row = env
         .store()
