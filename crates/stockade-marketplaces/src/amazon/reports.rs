@@ -245,23 +245,6 @@ pub fn returned_order(mut order: Order, units: &BTreeMap<String, u32>) -> Option
     Some(order)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn gzip_documents_are_decoded_and_bounded() {
-        use std::io::Write;
-        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        enc.write_all(b"Order ID\n").unwrap();
-        let gz = enc.finish().unwrap();
-        assert_eq!(decode_document(&gz, Some("GZIP")).unwrap(), b"Order ID\n");
-        assert!(decode_document(b"not gzip", Some("GZIP")).is_err());
-        assert!(decode_document(b"x", Some("ZSTD")).is_err());
-        assert_eq!(decode_document(b"x", None).unwrap(), b"x");
-    }
-}
-
 impl super::AmazonConnector {
     /// `createReport` for the returns requested between `from_ms` and `to_ms`.
     pub(crate) async fn create_returns_report(
@@ -398,5 +381,22 @@ impl super::AmazonConnector {
                 })
                 .collect(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gzip_documents_are_decoded_and_bounded() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(b"Order ID\n").unwrap();
+        let gz = enc.finish().unwrap();
+        assert_eq!(decode_document(&gz, Some("GZIP")).unwrap(), b"Order ID\n");
+        assert!(decode_document(b"not gzip", Some("GZIP")).is_err());
+        assert!(decode_document(b"x", Some("ZSTD")).is_err());
+        assert_eq!(decode_document(b"x", None).unwrap(), b"x");
     }
 }
