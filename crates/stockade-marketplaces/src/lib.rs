@@ -269,6 +269,17 @@ pub struct TokenInfo {
 
 /// Upper bound on pages [`Connector::list_all_orders`] walks, against a marketplace that
 /// never stops returning a next page.
+/// Where a requested returns report stands.
+#[derive(Debug)]
+pub enum ReturnsReport {
+    /// Queued or in progress: ask again later.
+    Pending,
+    /// Done: the returns that restock, as `Returned` orders holding the returned lines.
+    Done(Vec<Order>),
+    /// Cancelled (no data in the range) or fatal: nothing to restock from it.
+    Failed(String),
+}
+
 pub const MAX_PAGES: usize = 10_000;
 
 /// Most ids one bulk order fetch takes: TikTok Get Order Detail (`ids`) and eBay
@@ -425,6 +436,45 @@ pub trait Connector: Send + Sync {
         async { Ok(Vec::new()) }
     }
 
+    /// Whether returns come from an asynchronous report (Amazon's returns report), and
+    /// then at most how often one may be requested. The default is none.
+    fn returns_report(&self) -> Option<std::time::Duration> {
+        None
+    }
+
+    /// Ask for a report of the returns requested between `from_ms` and `to_ms`;
+    /// returns the report id to follow with [`Connector::check_returns_report`].
+    fn request_returns_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<String, MarketError>> + Send {
+        let _ = (from_ms, to_ms);
+        async {
+            Err(MarketError::new(
+                self.marketplace(),
+                ErrorKind::Invalid,
+                "this marketplace has no returns report",
+            ))
+        }
+    }
+
+    /// Where a requested returns report stands; once done, its returns as `Returned`
+    /// orders holding only the returned lines (with the returned quantities).
+    fn check_returns_report(
+        &self,
+        report_id: &str,
+    ) -> impl Future<Output = Result<ReturnsReport, MarketError>> + Send {
+        let _ = report_id;
+        async {
+            Err(MarketError::new(
+                self.marketplace(),
+                ErrorKind::Invalid,
+                "this marketplace has no returns report",
+            ))
+        }
+    }
+
     /// Set absolute available quantities. One acknowledgement per update, in order.
     fn set_quantities(
         &self,
@@ -502,6 +552,22 @@ impl Connector for AnyConnector {
         order_ids: &[String],
     ) -> Result<Vec<Order>, MarketError> {
         dispatch!(self, c => c.returned_orders(since_ms, order_ids).await)
+    }
+
+    fn returns_report(&self) -> Option<std::time::Duration> {
+        dispatch!(self, c => c.returns_report())
+    }
+
+    async fn request_returns_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<String, MarketError> {
+        dispatch!(self, c => c.request_returns_report(from_ms, to_ms).await)
+    }
+
+    async fn check_returns_report(&self, report_id: &str) -> Result<ReturnsReport, MarketError> {
+        dispatch!(self, c => c.check_returns_report(report_id).await)
     }
 
     async fn set_quantities(

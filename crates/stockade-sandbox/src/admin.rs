@@ -83,6 +83,43 @@ impl Sim {
         Ok(state)
     }
 
+    /// An Amazon buyer returns units of an order (the returns report lists it).
+    pub fn amazon_return(
+        &self,
+        order_id: &str,
+        sku: Option<&str>,
+        quantity: Option<u32>,
+        status: &str,
+        delivered: bool,
+    ) -> Result<(), SandboxError> {
+        let mut m = self.lock();
+        let idx = *m
+            .order_index
+            .get(order_id)
+            .ok_or_else(|| SandboxError::UnknownOrder {
+                marketplace: self.marketplace,
+                order_id: order_id.to_owned(),
+            })?;
+        let at = m.tick(now_ms());
+        crate::amazon_reports::record_return(&mut m, idx, sku, quantity, status, delivered, at)
+            .map_err(SandboxError::InvalidTransition)?;
+        Ok(())
+    }
+
+    /// The order's returned packages still on their way reach the seller now.
+    pub fn amazon_returns_arrive(&self, order_id: &str) -> Result<usize, SandboxError> {
+        let mut m = self.lock();
+        let idx = *m
+            .order_index
+            .get(order_id)
+            .ok_or_else(|| SandboxError::UnknownOrder {
+                marketplace: self.marketplace,
+                order_id: order_id.to_owned(),
+            })?;
+        let at = m.tick(now_ms());
+        Ok(crate::amazon_reports::returns_arrive(&mut m, idx, at))
+    }
+
     pub fn advance_random(&self, n: usize) -> Vec<String> {
         let mut m = self.lock();
         let changed = m.advance_random(n, now_ms());
@@ -378,6 +415,52 @@ async fn post_advance(
     }
 }
 
+/// `POST /_sandbox/orders/{id}/returns` (Amazon): `{"sku", "quantity", "status",
+/// "delivered"}`; without `sku`, every unit of the order; `status` defaults to
+/// `Approved`, `delivered` to true.
+#[derive(Deserialize)]
+struct NewReturn {
+    sku: Option<String>,
+    quantity: Option<u32>,
+    status: Option<String>,
+    delivered: Option<bool>,
+}
+
+async fn post_return(State(sim): State<Arc<Sim>>, Path(id): Path<String>, body: Bytes) -> Response {
+    if sim.marketplace != Marketplace::Amazon {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "returns are made this way on Amazon only"}),
+        );
+    }
+    match parse::<NewReturn>(&body) {
+        Ok(r) => match sim.amazon_return(
+            &id,
+            r.sku.as_deref(),
+            r.quantity,
+            r.status.as_deref().unwrap_or("Approved"),
+            r.delivered.unwrap_or(true),
+        ) {
+            Ok(()) => json_response(StatusCode::CREATED, &json!({"order_id": id})),
+            Err(e) => from_error(e),
+        },
+        Err(r) => r,
+    }
+}
+
+async fn post_returns_arrive(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    if sim.marketplace != Marketplace::Amazon {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            &json!({"error": "returns are made this way on Amazon only"}),
+        );
+    }
+    match sim.amazon_returns_arrive(&id) {
+        Ok(n) => json_response(StatusCode::OK, &json!({"order_id": id, "arrived": n})),
+        Err(e) => from_error(e),
+    }
+}
+
 #[derive(Deserialize)]
 struct AdvanceRandom {
     count: usize,
@@ -499,6 +582,11 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/_sandbox/faults", get(get_faults).put(put_faults))
         .route("/_sandbox/orders", get(get_orders).post(post_orders))
         .route("/_sandbox/orders/advance", post(post_advance_random))
+        .route("/_sandbox/orders/{order_id}/returns", post(post_return))
+        .route(
+            "/_sandbox/orders/{order_id}/returns/arrive",
+            post(post_returns_arrive),
+        )
         .route("/_sandbox/orders/{order_id}/advance", post(post_advance))
         .route("/_sandbox/listings", get(get_listings))
         .route("/_sandbox/listings/{seller_id}/{sku}", put(put_listing))

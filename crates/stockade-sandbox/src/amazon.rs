@@ -1,5 +1,6 @@
 //! Amazon SP-API simulator: LWA tokens, Orders v2026-01-01, Listings Items 2021-08-01,
-//! Feeds 2021-06-30 (with presigned document URLs on the same server).
+//! Feeds 2021-06-30 (with presigned document URLs on the same server); the returns report
+//! of the Reports API is in `amazon_reports`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,9 +29,12 @@ pub(crate) const RATES: &[(&str, f64, u32)] = &[
     ("createFeed", 0.0083, 15),
     ("getFeed", 2.0, 15),
     ("getFeedDocument", 0.0222, 10),
+    ("createReport", 0.0167, 15),
+    ("getReport", 2.0, 15),
+    ("getReportDocument", 0.0167, 15),
 ];
 
-const URL_TTL_MS: i64 = 5 * 60 * 1000;
+pub(crate) const URL_TTL_MS: i64 = 5 * 60 * 1000;
 
 pub(crate) fn router(sim: Arc<Sim>) -> Router {
     Router::new()
@@ -46,6 +50,18 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route("/feeds/2021-06-30/feeds", post(create_feed))
         .route("/feeds/2021-06-30/feeds/{feed_id}", get(get_feed))
         .route("/s3/{doc_id}", put(upload).get(download))
+        .route(
+            "/reports/2021-06-30/reports",
+            post(crate::amazon_reports::create_report),
+        )
+        .route(
+            "/reports/2021-06-30/reports/{report_id}",
+            get(crate::amazon_reports::get_report),
+        )
+        .route(
+            "/reports/2021-06-30/documents/{doc_id}",
+            get(crate::amazon_reports::get_report_document),
+        )
         .with_state(sim)
 }
 
@@ -176,7 +192,12 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
 }
 
 /// The token check and the per-(operation, seller) rate limit.
-fn auth(sim: &Sim, m: &Market, headers: &HeaderMap, op: &'static str) -> Result<usize, Response> {
+pub(crate) fn auth(
+    sim: &Sim,
+    m: &Market,
+    headers: &HeaderMap,
+    op: &'static str,
+) -> Result<usize, Response> {
     let Some(token) = headers
         .get("x-amz-access-token")
         .and_then(|v| v.to_str().ok())
@@ -798,7 +819,7 @@ async fn get_listing(
     amz_ok(StatusCode::OK, &out)
 }
 
-fn doc_url(sim: &Sim, id: &str, key: &str) -> String {
+pub(crate) fn doc_url(sim: &Sim, id: &str, key: &str) -> String {
     format!(
         "{}/s3/{id}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires=300&X-Amz-Signature={key}",
         sim.base_url

@@ -17,6 +17,7 @@
 
 mod admin;
 mod amazon;
+mod amazon_reports;
 pub mod bots;
 mod deliver;
 mod ebay;
@@ -616,6 +617,28 @@ impl Sandbox {
         action: OrderAction,
     ) -> Result<OrderState, SandboxError> {
         self.sim(m).advance(order_id, action)
+    }
+
+    /// An Amazon buyer returns `quantity` units of `sku` on an order (any state), with a
+    /// return request `status` (`Approved`, `Pending`, `Rejected`, `Closed`, …) and
+    /// whether the package already reached the seller; the returns report lists it.
+    pub fn amazon_return(
+        &self,
+        order_id: &str,
+        sku: &str,
+        quantity: u32,
+        status: &str,
+        delivered: bool,
+    ) -> Result<(), SandboxError> {
+        self.sims
+            .amazon
+            .amazon_return(order_id, Some(sku), Some(quantity), status, delivered)
+    }
+
+    /// The Amazon order's returned packages still on their way reach the seller now
+    /// (their return request date stays); returns how many.
+    pub fn amazon_returns_arrive(&self, order_id: &str) -> Result<usize, SandboxError> {
+        self.sims.amazon.amazon_returns_arrive(order_id)
     }
 
     /// Advance up to `n` random open orders one plausible step; returns the changed ids.

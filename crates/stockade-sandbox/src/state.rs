@@ -125,6 +125,9 @@ pub(crate) struct Market {
     pub codes: HashMap<String, Code>,
     pub docs: HashMap<String, FeedDoc>,
     pub feeds: Vec<Feed>,
+    /// Amazon: buyers' returns and requested reports (`amazon_reports`).
+    pub returns: Vec<crate::amazon_reports::AmzReturn>,
+    pub reports: Vec<crate::amazon_reports::AmzReport>,
     pub rng: SplitMix64,
     pub seq: u64,
     pub last_ms: i64,
@@ -218,6 +221,8 @@ impl Market {
             codes: HashMap::new(),
             docs: HashMap::new(),
             feeds: Vec::new(),
+            returns: Vec::new(),
+            reports: Vec::new(),
             rng,
             seq: 0,
             last_ms: now,
@@ -595,6 +600,11 @@ impl Market {
         if let Some(o) = self.orders.get_mut(order) {
             o.state = next;
             o.updated_ms = at;
+        }
+        // Amazon keeps the order SHIPPED and lists the return in its returns report: the
+        // buyer returns every unit, Amazon approves, the package reaches the seller.
+        if next == OrderState::Returned && self.kind == Marketplace::Amazon {
+            crate::amazon_reports::record_return(self, order, None, None, "Approved", true, at)?;
         }
         Ok(next)
     }

@@ -55,6 +55,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_unmatched_lines.sql"),
         postgres: include_str!("../migrations/postgres/0006_unmatched_lines.sql"),
     },
+    Migration {
+        version: 7,
+        name: "return_reports",
+        sqlite: include_str!("../migrations/sqlite/0007_return_reports.sql"),
+        postgres: include_str!("../migrations/postgres/0007_return_reports.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -454,6 +454,8 @@ pub async fn connector(
                 // Without rate limits, per-SKU patches confirm in milliseconds; a feed is
                 // processed asynchronously (minutes on Amazon).
                 cfg.feed_threshold = usize::MAX;
+                // Simulated reports are done by the third look.
+                cfg.report_poll_interval = std::time::Duration::from_millis(20);
             }
             let creds = AmazonCredentials::from_vault(vault, &conn.name).await?;
             let c = AmazonConnector::new(cfg, creds, gateway, caller);

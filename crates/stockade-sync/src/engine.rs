@@ -31,6 +31,7 @@ const ACTOR: Actor = Actor::System("sync");
 const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(8);
 
 mod hooks;
+mod returns;
 
 /// A webhook's answer to the marketplace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1229,7 +1230,17 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
             )],
         )
         .await?;
-    Ok(n)
+    // Returns only a report shows (Amazon): requested when due, followed until done.
+    match returns::poll_returns_report(inner, live).await {
+        Ok(r) => Ok(n + r),
+        Err(e) => {
+            tracing::warn!(connection = %live.name, error = %e, "reading the returns report failed; the next poll tries again");
+            inner
+                .metrics
+                .error(format!("{}: returns report failed: {e}", live.name));
+            Ok(n)
+        }
+    }
 }
 
 fn ms(d: Duration) -> i64 {

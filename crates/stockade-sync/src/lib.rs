@@ -87,6 +87,9 @@ pub struct SyncOptions {
     pub poll_lookback: Duration,
     /// Read channel quantities back this often; None: never.
     pub reconcile_interval: Option<Duration>,
+    /// Request a returns report (Amazon) at most this often per connection; None: the
+    /// connector's default (30 minutes for Amazon).
+    pub returns_report_interval: Option<Duration>,
     /// Most listings per push round.
     pub push_batch: usize,
     /// Backoff of a failing push: base, doubling up to max.
@@ -114,6 +117,7 @@ impl Default for SyncOptions {
             poll_overlap: Duration::from_secs(120),
             poll_lookback: Duration::from_secs(24 * 3600),
             reconcile_interval: Some(Duration::from_secs(300)),
+            returns_report_interval: None,
             push_batch: 200,
             push_retry_base: Duration::from_millis(200),
             push_retry_max: Duration::from_secs(30),

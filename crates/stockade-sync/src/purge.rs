@@ -59,6 +59,7 @@ const ANONYMISE_LEDGER: &str = "UPDATE stock_ledger SET external_id = NULL, line
 const DELETE_LINES: &str = "DELETE FROM order_lines WHERE connection_id = $1";
 const DELETE_ORDERS: &str = "DELETE FROM orders WHERE connection_id = $1";
 const DELETE_CURSOR: &str = "DELETE FROM sync_cursors WHERE connection_id = $1";
+const DELETE_RETURN_REPORTS: &str = "DELETE FROM return_reports WHERE connection_id = $1";
 const DELETE_LISTINGS: &str = "DELETE FROM listings WHERE connection_id = $1";
 const DELETE_EVENTS: &str = "DELETE FROM events WHERE source = 'sync' AND caller = $1";
 const INSERT_RECEIPT: &str = "INSERT INTO purge_receipts (connection_id, connection_name, marketplace, reason, at_ms, details)
@@ -148,6 +149,7 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
         sql(DELETE_LINES, sql_params![id]),
         sql(DELETE_ORDERS, sql_params![id]),
         sql(DELETE_CURSOR, sql_params![id]),
+        sql(DELETE_RETURN_REPORTS, sql_params![id]),
         sql(DELETE_LISTINGS, sql_params![id]),
         sql(DELETE_EVENTS, sql_params![caller.as_str()]),
         sql(

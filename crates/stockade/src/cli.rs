@@ -507,7 +507,8 @@ pub struct ConnectionAddArgs {
     /// (https://HOST/hooks/ebay/NAME); eBay's validation challenge hashes it.
     #[arg(long, value_name = "URL")]
     pub endpoint_url: Option<String>,
-    /// Amazon: a host feed documents are uploaded to or downloaded from (repeatable).
+    /// Amazon: a host feed and report documents are uploaded to or downloaded from
+    /// (repeatable).
     #[arg(long = "document-host", value_name = "HOST")]
     pub document_hosts: Vec<String>,
     #[command(flatten)]

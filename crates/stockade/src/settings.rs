@@ -75,6 +75,7 @@ struct SyncFileConfig {
     poll_interval: Option<String>,
     poll_overlap: Option<String>,
     reconcile_interval: Option<String>,
+    returns_report_interval: Option<String>,
     pii_retention: Option<String>,
 }
 
@@ -592,6 +593,19 @@ fn sync_settings(
         &f.reconcile_interval,
         o.reconcile_interval,
     )?;
+    // Amazon's createReport allows one call a minute per seller, shared by all reports.
+    let returns = positive(
+        "sync.returns_report_interval",
+        &f.returns_report_interval,
+        o.returns_report_interval
+            .unwrap_or(Duration::from_secs(30 * 60)),
+    )?;
+    if returns < Duration::from_secs(60) {
+        return Err(Failure::usage(
+            "sync.returns_report_interval must be at least \"1m\" (Amazon allows one report request a minute)",
+        ));
+    }
+    o.returns_report_interval = Some(returns);
     o.pii_retention = positive("sync.pii_retention", &f.pii_retention, o.pii_retention)?;
     provenance.push((
         "sync.poll_interval",
@@ -607,6 +621,11 @@ fn sync_settings(
         "sync.reconcile_interval",
         show(o.reconcile_interval),
         src(f.reconcile_interval.is_some()),
+    ));
+    provenance.push((
+        "sync.returns_report_interval",
+        show(o.returns_report_interval),
+        src(f.returns_report_interval.is_some()),
     ));
     provenance.push((
         "sync.pii_retention",

@@ -1,6 +1,7 @@
 //! Amazon SP-API connector (reference §1): LWA tokens, Orders v2026-01-01, Listings Items
 //! PATCH and JSON_LISTINGS_FEED for stock, ORDER_CHANGE events via EventBridge.
 
+pub mod reports;
 pub mod wire;
 
 use std::fmt;
@@ -25,7 +26,7 @@ const AMZ: Marketplace = Marketplace::Amazon;
 
 /// Published per-operation limits `(operation, rate req/s, burst)`; buckets are per
 /// (operation, selling partner).
-pub const RATE_LIMITS: [(&str, f64, u32); 9] = [
+pub const RATE_LIMITS: [(&str, f64, u32); 12] = [
     ("amazon.searchOrders", 0.0056, 20),
     ("amazon.getOrder", 0.5, 30),
     ("amazon.patchListingsItem", 5.0, 5),
@@ -34,6 +35,9 @@ pub const RATE_LIMITS: [(&str, f64, u32); 9] = [
     ("amazon.createFeed", 0.0083, 15),
     ("amazon.getFeed", 2.0, 15),
     ("amazon.getFeedDocument", 0.0222, 10),
+    ("amazon.createReport", 0.0167, 15),
+    ("amazon.getReport", 2.0, 15),
+    ("amazon.getReportDocument", 0.0167, 15),
     ("amazon.lwa", 1.0, 5),
 ];
 
@@ -65,8 +69,16 @@ pub struct AmazonConfig {
     /// How often and how many times to poll a submitted feed.
     pub feed_poll_interval: Duration,
     pub feed_poll_attempts: u32,
-    /// Hosts of the presigned feed-document URLs (S3), added to the egress allowlist.
+    /// Hosts of the presigned feed- and report-document URLs (S3), added to the egress
+    /// allowlist.
     pub document_hosts: Vec<String>,
+    /// The returns report is requested at most this often (createReport allows one call
+    /// a minute per seller, shared with every other report).
+    pub returns_report_interval: Duration,
+    /// How often and how many times one check of a requested report calls getReport
+    /// (a report not done by then is checked again at the next poll).
+    pub report_poll_interval: Duration,
+    pub report_poll_attempts: u32,
 }
 
 impl Default for AmazonConfig {
@@ -84,6 +96,9 @@ impl Default for AmazonConfig {
             feed_poll_interval: Duration::from_secs(30),
             feed_poll_attempts: 60,
             document_hosts: Vec::new(),
+            returns_report_interval: Duration::from_secs(30 * 60),
+            report_poll_interval: Duration::from_secs(5),
+            report_poll_attempts: 3,
         }
     }
 }
@@ -621,6 +636,26 @@ impl Connector for AmazonConnector {
             .collect();
         let found = crate::try_join_bounded(calls, ORDER_FETCH_CONCURRENCY).await?;
         Ok(found.into_iter().flatten().collect())
+    }
+
+    /// Returns come from the returns report (the Orders API has no return state).
+    fn returns_report(&self) -> Option<Duration> {
+        Some(self.config.returns_report_interval)
+    }
+
+    async fn request_returns_report(
+        &self,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<String, MarketError> {
+        self.create_returns_report(from_ms, to_ms).await
+    }
+
+    async fn check_returns_report(
+        &self,
+        report_id: &str,
+    ) -> Result<crate::ReturnsReport, MarketError> {
+        self.follow_returns_report(report_id).await
     }
 
     async fn set_quantities(

@@ -69,8 +69,8 @@ struct LogRow {
     at_ms: i64,
 }
 
-struct Harness {
-    sb: Sandbox,
+pub(crate) struct Harness {
+    pub(crate) sb: Sandbox,
     gateway: Gateway,
     store: Store,
     _dir: TempDir,
@@ -78,7 +78,7 @@ struct Harness {
 
 /// Sandbox defaults for the contract tests: rate limits off (tests that need them turn
 /// them on), short feed steps.
-fn config() -> SandboxConfig {
+pub(crate) fn config() -> SandboxConfig {
     SandboxConfig {
         seed: 4,
         rate_limits: false,
@@ -90,7 +90,7 @@ fn config() -> SandboxConfig {
 impl Harness {
     /// Start the simulators and a gateway that may reach them and the given extra
     /// listeners (webhook receivers, a token broker), logging to a fresh database.
-    async fn start(config: SandboxConfig, extra: &[&TcpListener]) -> Harness {
+    pub(crate) async fn start(config: SandboxConfig, extra: &[&TcpListener]) -> Harness {
         let sb = Sandbox::start(config).await.unwrap();
         let dir = TempDir::new();
         let store = Store::init(
@@ -155,7 +155,7 @@ impl Harness {
             .collect()
     }
 
-    async fn finish(self) {
+    pub(crate) async fn finish(self) {
         self.gateway.flush().await.unwrap();
         self.sb.shutdown().await;
         self.store.close().await;
@@ -189,7 +189,7 @@ impl Harness {
         self.tiktok_with(cfg, creds)
     }
 
-    fn amazon_parts(&self) -> (AmazonConfig, AmazonCredentials) {
+    pub(crate) fn amazon_parts(&self) -> (AmazonConfig, AmazonCredentials) {
         let e = &self.sb.amazon;
         let s = &e.sellers[0];
         let mut cfg = AmazonConfig::with_base_urls(
@@ -209,7 +209,11 @@ impl Harness {
         (cfg, creds)
     }
 
-    fn amazon_with(&self, cfg: AmazonConfig, creds: AmazonCredentials) -> AmazonConnector {
+    pub(crate) fn amazon_with(
+        &self,
+        cfg: AmazonConfig,
+        creds: AmazonCredentials,
+    ) -> AmazonConnector {
         AmazonConnector::new(
             cfg,
             creds,

@@ -3,4 +3,5 @@
 mod contract;
 mod events;
 mod payloads;
+mod reports;
 mod vectors;

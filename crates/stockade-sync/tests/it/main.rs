@@ -490,11 +490,9 @@ async fn webhooks_in_stock_out(db: Db) {
                 match o.state {
                     S::Placed => *reserved.entry(sku).or_default() += i64::from(q),
                     S::Shipped | S::Delivered => *shipped.entry(sku).or_default() += i64::from(q),
-                    // TikTok and Amazon orders stay completed/shipped after a return
-                    // (returns are another API there); eBay's order shows the return.
-                    S::Returned if m != Marketplace::Ebay => {
-                        *shipped.entry(sku).or_default() += i64::from(q)
-                    }
+                    // Returns restock on every marketplace: eBay's order shows the
+                    // return, TikTok's Return & Refund API and Amazon's returns report
+                    // (read by the poll) do for orders that stay completed / shipped.
                     S::Returned | S::Cancelled => {}
                 }
             }

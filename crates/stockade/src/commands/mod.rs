@@ -107,7 +107,7 @@ fn show_config(settings: &Settings) -> Result<(), Failure> {
         None => println!("config file: (none)"),
     }
     for (key, value, source) in &settings.provenance {
-        println!("{key:<26} {value:<48} [{source}]");
+        println!("{key:<29} {value:<45} [{source}]");
     }
     Ok(())
 }
