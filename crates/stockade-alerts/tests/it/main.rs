@@ -646,15 +646,26 @@ async fn a_throttled_or_down_bot_gets_the_alert_later_even_across_a_restart() {
     )
     .await;
     assert!(shown(&messages(&rig.bots, "feishu")[0]).contains(&format!("event {id}")));
-    // Both channels are back to ok, nothing left pending.
-    let statuses = stockade_alerts::channel_statuses(&rig.store).await.unwrap();
-    for name in ["ding", "feishu"] {
-        let s = statuses.iter().find(|s| s.name == name).unwrap();
-        assert_eq!(
-            (s.status.as_str(), s.pending, s.held),
-            ("ok", 0, 0),
-            "{s:?}"
+    // Both channels are back to ok, nothing left pending. The bot sees the message before
+    // the sender commits the delivery, so wait for the outbox to catch up.
+    let start = Instant::now();
+    loop {
+        let statuses = stockade_alerts::channel_statuses(&rig.store).await.unwrap();
+        let states: Vec<_> = ["ding", "feishu"]
+            .iter()
+            .map(|name| statuses.iter().find(|s| s.name == *name).unwrap())
+            .collect();
+        if states
+            .iter()
+            .all(|s| (s.status.as_str(), s.pending, s.held) == ("ok", 0, 0))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "channels not back to ok: {states:?}"
         );
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     let audit = rig.store.audit_rows(0, 10_000).await.unwrap();
     let text: Vec<String> = audit
