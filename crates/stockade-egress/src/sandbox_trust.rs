@@ -122,10 +122,7 @@ mod tests {
         );
         assert!(g.trust_sandbox(&caller, &test_ca()).is_ok());
         let after = e.send(get("https://127.0.0.1:9/")).await;
-        assert!(
-            matches!(after, Err(EgressError::Connect(_))),
-            "{after:?}"
-        );
+        assert!(matches!(after, Err(EgressError::Connect(_))), "{after:?}");
         let live = e.send(get("https://api.amazon.com/auth/o2/token")).await;
         assert!(matches!(live, Err(EgressError::Blocked { .. })), "{live:?}");
         // Another caller is unaffected.

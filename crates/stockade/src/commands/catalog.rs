@@ -69,9 +69,10 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
             match output {
                 None => {
                     let mut out = std::io::stdout().lock();
-                    out.write_all(csv.as_bytes())
-                        .and_then(|()| out.flush())
-                        .map_err(|e| Failure::runtime(format!("cannot write the CSV: {e}")))?;
+                    crate::output::check(
+                        out.write_all(csv.as_bytes()).and_then(|()| out.flush()),
+                        "the CSV",
+                    )?;
                 }
                 Some(path) => {
                     std::fs::write(&path, csv.as_bytes()).map_err(|e| {

@@ -7,12 +7,14 @@ mod bench;
 mod bench_alerts;
 mod catalog;
 mod connection;
+mod connection_edit;
 mod demo;
 mod hooks;
 mod init;
 mod key;
 mod live;
 mod sandbox;
+mod sandbox_creds;
 mod serve;
 
 use stockade_core::Actor;
