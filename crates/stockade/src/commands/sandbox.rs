@@ -182,11 +182,15 @@ fn announce(
         println!(
             "connect a dev instance to this sandbox (STOCKADE_ENV=dev and your --data-dir), no other set-up needed:"
         );
-        for c in &commands {
+        for c in &commands.add {
+            println!("  {c}");
+        }
+        println!("connections added to an earlier run of this sandbox move to this one with:");
+        for c in &commands.edit {
             println!("  {c}");
         }
         println!(
-            "eBay's --endpoint-url assumes `stockade serve` at {}; change it with `stockade connection edit ebay --endpoint-url URL`",
+            "eBay's --endpoint-url is {} (where `stockade serve` answers by default); change it with `stockade connection edit ebay --endpoint-url URL`",
             ebay_hook
         );
     }

@@ -90,14 +90,19 @@ fn sh(word: &str) -> String {
     }
 }
 
-/// Write the three credentials files and the CA; return the `connection add` commands.
-pub fn write_credentials(
-    sb: &Sandbox,
-    dir: &Path,
-    serve_url: &str,
-) -> Result<Vec<String>, Failure> {
+/// The commands that connect a dev instance to this sandbox run.
+#[derive(Debug, Default)]
+pub struct Commands {
+    /// `connection add …`, for a data directory without these connections.
+    pub add: Vec<String>,
+    /// `connection edit …`, moving existing connections to this run (new ports, new CA).
+    pub edit: Vec<String>,
+}
+
+/// Write the three credentials files and the CA; return the commands that use them.
+pub fn write_credentials(sb: &Sandbox, dir: &Path, serve_url: &str) -> Result<Commands, Failure> {
     let ca = write_atomic(dir, CA_FILE, sb.ca_pem.as_bytes(), 0o644)?;
-    let mut commands = Vec::new();
+    let mut commands = Commands::default();
     for m in [Marketplace::TikTok, Marketplace::Amazon, Marketplace::Ebay] {
         let e = sb.endpoint(m);
         let Some(s) = e.sellers.first() else {
@@ -169,7 +174,25 @@ pub fn write_credentials(
             file.display().to_string(),
         ]);
         let quoted: Vec<String> = args.iter().map(|a| sh(a)).collect();
-        commands.push(format!("stockade connection add {}", quoted.join(" ")));
+        commands
+            .add
+            .push(format!("stockade connection add {}", quoted.join(" ")));
+        // The same connection moved to this run: URLs, CA and credentials.
+        let mut edit = vec![sh(m.as_str())];
+        let mut i = 0;
+        while i + 1 < args.len() {
+            if matches!(
+                args[i].as_str(),
+                "--api-url" | "--auth-url" | "--sandbox-ca" | "--credentials-file"
+            ) {
+                edit.push(args[i].clone());
+                edit.push(sh(&args[i + 1]));
+            }
+            i += 2;
+        }
+        commands
+            .edit
+            .push(format!("stockade connection edit {}", edit.join(" ")));
     }
     Ok(commands)
 }

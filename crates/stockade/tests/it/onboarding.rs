@@ -12,19 +12,61 @@ use serde_json::{Value, json};
 use crate::harness::Sandbox;
 use crate::sync::{credentials_file, read_until, sku_list, spawn};
 
-/// The `stockade connection add …` lines the sandbox printed, as argument lists.
-fn printed_commands(lines: &[String]) -> Vec<Vec<String>> {
+/// The `stockade connection VERB …` lines the sandbox printed, as argument lists.
+fn printed(lines: &[String], verb: &str) -> Vec<Vec<String>> {
+    let prefix = format!("stockade connection {verb} ");
     lines
         .iter()
-        .filter_map(|l| l.trim().strip_prefix("stockade connection add "))
+        .filter_map(|l| l.trim().strip_prefix(prefix.as_str()))
         .map(|rest| {
             assert!(!rest.contains('\''), "unexpected quoting: {rest}");
-            std::iter::once("connection".to_owned())
-                .chain(std::iter::once("add".to_owned()))
+            ["connection", verb]
+                .into_iter()
+                .map(str::to_owned)
                 .chain(rest.split_whitespace().map(str::to_owned))
                 .collect()
         })
         .collect()
+}
+
+fn start_sandbox(sb: &Sandbox, log: &str) -> (crate::sync::Proc, Vec<String>) {
+    let (sandbox, rx) = spawn(
+        sb,
+        &[
+            "sandbox",
+            "--seed",
+            "13",
+            "--skus",
+            "3",
+            "--orders",
+            "2",
+            "--credentials-dir",
+            "creds",
+        ],
+        &sb.dir.join(log),
+    );
+    let lines = read_until(&rx, Duration::from_secs(30), |l| {
+        l.contains("Ctrl-C stops the sandbox")
+    })
+    .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
+    (sandbox, lines)
+}
+
+fn test_all(sb: &Sandbox, sandbox: &crate::sync::Proc) {
+    for name in ["tiktok", "amazon", "ebay"] {
+        let out = sb.run(&["connection", "test", name]);
+        assert_eq!(
+            out.code(),
+            0,
+            "{name}: {}{}\n{}",
+            out.stdout(),
+            out.stderr(),
+            sandbox.log_tail()
+        );
+        let text = out.stdout();
+        assert!(text.contains("access token obtained"), "{text}");
+        assert!(text.contains("read 2 order(s)"), "{name}: {text}");
+    }
 }
 
 fn mode(path: &Path) -> u32 {
@@ -42,30 +84,13 @@ fn keys(path: &Path) -> Vec<String> {
 /// other names than `connection add` reads, the egress allowlist and CA trust had to be
 /// edited by hand, and `connection add` without `--auth-url` fell back to Amazon's live
 /// token host). Follows the printed commands literally; then edits a connection's
-/// credentials and URLs without losing its listings.
+/// credentials and URLs without losing its listings, and moves all three to a new run of
+/// the sandbox with the edit commands it prints.
 #[test]
 fn sandbox_credentials_dir_to_working_connections_then_edit() {
     let sb = crate::server::init("dev", "");
     let toml_before = std::fs::read_to_string(sb.data().join("stockade.toml")).unwrap();
-    let (sandbox, rx) = spawn(
-        &sb,
-        &[
-            "sandbox",
-            "--seed",
-            "13",
-            "--skus",
-            "3",
-            "--orders",
-            "2",
-            "--credentials-dir",
-            "creds",
-        ],
-        &sb.dir.join("sandbox.log"),
-    );
-    let lines = read_until(&rx, Duration::from_secs(30), |l| {
-        l.contains("Ctrl-C stops the sandbox")
-    })
-    .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
+    let (sandbox, lines) = start_sandbox(&sb, "sandbox.log");
     let creds = sb.dir.join("creds");
     for (file, fields) in [
         (
@@ -95,7 +120,7 @@ fn sandbox_credentials_dir_to_working_connections_then_edit() {
             .unwrap()
             .contains("BEGIN CERTIFICATE")
     );
-    let commands = printed_commands(&lines);
+    let commands = printed(&lines, "add");
     assert_eq!(commands.len(), 3, "{lines:#?}");
     for args in &commands {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -107,20 +132,7 @@ fn sandbox_credentials_dir_to_working_connections_then_edit() {
         std::fs::read_to_string(sb.data().join("stockade.toml")).unwrap(),
         toml_before
     );
-    for name in ["tiktok", "amazon", "ebay"] {
-        let out = sb.run(&["connection", "test", name]);
-        assert_eq!(
-            out.code(),
-            0,
-            "{name}: {}{}\n{}",
-            out.stdout(),
-            out.stderr(),
-            sandbox.log_tail()
-        );
-        let text = out.stdout();
-        assert!(text.contains("access token obtained"), "{text}");
-        assert!(text.contains("read 2 order(s)"), "{name}: {text}");
-    }
+    test_all(&sb, &sandbox);
 
     // Listings are the connection's data: they stay through an edit.
     let csv = sb.dir.join("catalog.csv");
@@ -197,7 +209,19 @@ fn sandbox_credentials_dir_to_working_connections_then_edit() {
             "{line}"
         );
     }
+
+    // A new run of the sandbox (new ports, new CA) into the same directory: the printed
+    // edit commands move the connections to it.
     drop(sandbox);
+    let (sandbox, lines) = start_sandbox(&sb, "sandbox2.log");
+    let edits = printed(&lines, "edit");
+    assert_eq!(edits.len(), 3, "{lines:#?}");
+    for args in &edits {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        sb.run(&args).expect_code(0);
+    }
+    test_all(&sb, &sandbox);
+    assert_eq!(sku_list(&sb).len(), 1);
 }
 
 /// A credentials directory that holds other files is refused before the sandbox starts;
