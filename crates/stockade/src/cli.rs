@@ -100,7 +100,7 @@ pub enum Command {
     /// edit, test, list, show, pause, resume, revoke.
     #[command(
         subcommand,
-        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExample:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection list"
+        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExamples:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection test ebay-us\n  stockade connection edit ebay-us --credentials-file new-token.json\n  stockade connection list\n\nIn dev, `stockade sandbox --credentials-dir DIR` prints the `connection add` commands for its\nsimulators (see docs/sync.md)."
     )]
     Connection(ConnectionCommand),
     /// The SKU catalog: import and export it as CSV, list stock per SKU and channel.

@@ -212,7 +212,7 @@ async fn add(settings: &Settings, args: ConnectionAddArgs) -> Result<(), Failure
         }
         None => {
             return Err(Failure::usage(format!(
-                "--api-url is required in {env}: a {env} instance connects only to a sandbox (the marketplace's own, or `stockade sandbox`); the live API is the prod instance's"
+                "--api-url is required in {env}: a {env} instance connects only to a sandbox (the marketplace's own, or `stockade sandbox --credentials-dir DIR`, which prints the complete commands); the live API is the prod instance's"
             )));
         }
     };
