@@ -3,7 +3,7 @@
 //! `connection add` commands that use them.
 
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use stockade_core::order::Marketplace;
@@ -26,7 +26,11 @@ pub fn prepare_dir(dir: &Path) -> Result<(), Failure> {
                 let entry =
                     entry.map_err(|e| Failure::runtime(format!("cannot list {shown}: {e}")))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if !OWN_FILES.contains(&name.as_str()) {
+                // Ours, or a temporary file of ours left by an interrupted run.
+                let leftover = OWN_FILES
+                    .iter()
+                    .any(|f| name.starts_with(&format!(".{f}.tmp-")));
+                if !OWN_FILES.contains(&name.as_str()) && !leftover {
                     others.push(name);
                 }
             }
@@ -52,8 +56,6 @@ pub fn prepare_dir(dir: &Path) -> Result<(), Failure> {
         Err(e) => Err(Failure::runtime(format!("cannot read {shown}: {e}"))),
     }
 }
-
-use std::os::unix::fs::DirBuilderExt;
 
 /// Write `bytes` to `dir/name` atomically (a temporary file in the same directory,
 /// synced, then renamed over), with `mode`.
