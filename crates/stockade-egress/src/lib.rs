@@ -25,6 +25,7 @@ mod log;
 mod policy;
 mod request;
 mod retry;
+mod sandbox_trust;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -140,6 +141,10 @@ pub enum EgressError {
     NotJson { status: u16, content_type: String },
     #[error("the egress log could not be written: {0}")]
     Store(String),
+    #[error(
+        "a sandbox certificate authority is trusted only in a dev environment (this is {environment}); connect a {environment} instance to the marketplace's live or public sandbox endpoints"
+    )]
+    SandboxTrustRefused { environment: Environment },
 }
 
 /// Something the alert pipeline should hear about.
@@ -198,6 +203,8 @@ struct Inner {
     anomalies: broadcast::Sender<Anomaly>,
     writer: Option<mpsc::Sender<Msg>>,
     jitter: retry::Jitter,
+    /// Dev only: callers that trust a local sandbox's CA (see [`Gateway::trust_sandbox`]).
+    sandbox: Mutex<HashMap<String, reqwest::Client>>,
 }
 
 /// The gateway. Cheap to clone; all clones share buckets, breakers and the log writer.
@@ -222,32 +229,8 @@ impl Gateway {
     /// Build the gateway. With a store, the log writer is spawned on the current tokio
     /// runtime (there must be one) and the store must belong to the same environment.
     pub fn new(config: EgressConfig, store: Option<Store>) -> Result<Gateway, EgressError> {
-        let mut builder = reqwest::Client::builder()
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_version_min(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
-            .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
-        let mut roots = Vec::new();
-        for pem in &config.extra_root_pems {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
-                EgressError::Tls("an extra root certificate is not valid PEM".into())
-            })?;
-            if certs.is_empty() {
-                return Err(EgressError::Tls(
-                    "an extra root certificate entry holds no certificate".into(),
-                ));
-            }
-            roots.extend(certs);
-        }
-        if !roots.is_empty() {
-            builder = builder.tls_certs_merge(roots);
-        }
-        let client = builder.build().map_err(|e| {
-            EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e)))
-        })?;
+        let extra: Vec<&str> = config.extra_root_pems.iter().map(String::as_str).collect();
+        let client = build_client(&config, &extra)?;
 
         let writer = match store {
             None => None,
@@ -285,6 +268,7 @@ impl Gateway {
             anomalies,
             writer,
             jitter: retry::Jitter::new(seed),
+            sandbox: Mutex::new(HashMap::new()),
         })))
     }
 
@@ -524,9 +508,10 @@ impl Egress {
             }
             Err(r) => return Err(r.into_error()),
         };
-        if !policy::allowed(&cfg.allowed_hosts, &target.host, target.port)
-            || !policy::allowed(&self.hosts, &target.host, target.port)
-        {
+        let sandbox = g.sandbox_client(&self.caller_text);
+        let env_allows = policy::allowed(&cfg.allowed_hosts, &target.host, target.port)
+            || (sandbox.is_some() && sandbox_trust::is_loopback(&target.host));
+        if !env_allows || !policy::allowed(&self.hosts, &target.host, target.port) {
             let err = EgressError::Blocked {
                 host: target.key.clone(),
             };
@@ -555,7 +540,8 @@ impl Egress {
 
             let mut row = self.row(&req, &target.key, "ok");
             let started = Instant::now();
-            let outcome = self.attempt(&req, &target, timeout).await;
+            let client = sandbox.as_ref().unwrap_or(&g.0.client);
+            let outcome = self.attempt(client, &req, &target, timeout).await;
             row.latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
             row.attempt = attempt;
             row.status = outcome.status;
@@ -652,12 +638,15 @@ impl Egress {
         })
     }
 
-    async fn attempt(&self, req: &Request, target: &Target, timeout: Duration) -> Attempt {
+    async fn attempt(
+        &self,
+        client: &reqwest::Client,
+        req: &Request,
+        target: &Target,
+        timeout: Duration,
+    ) -> Attempt {
         let limit = self.gateway.0.config.max_response_bytes;
-        let mut builder = self
-            .gateway
-            .0
-            .client
+        let mut builder = client
             .request(req.method.clone(), target.url.clone())
             .headers(req.headers.clone());
         if let Some(body) = &req.body {
@@ -705,6 +694,36 @@ fn outcome_name(e: &EgressError) -> &'static str {
         EgressError::Blocked { .. } | EgressError::NotHttps => "blocked",
         _ => "connect",
     }
+}
+
+/// The HTTPS client: TLS 1.2+, no redirects, no proxy, the platform's roots plus `extra`
+/// (PEM bundles).
+fn build_client(config: &EgressConfig, extra: &[&str]) -> Result<reqwest::Client, EgressError> {
+    let mut builder = reqwest::Client::builder()
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .no_proxy()
+        .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
+    let mut roots = Vec::new();
+    for pem in extra {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|_| EgressError::Tls("an extra root certificate is not valid PEM".into()))?;
+        if certs.is_empty() {
+            return Err(EgressError::Tls(
+                "an extra root certificate entry holds no certificate".into(),
+            ));
+        }
+        roots.extend(certs);
+    }
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder
+        .build()
+        .map_err(|e| EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e))))
 }
 
 /// The messages of an error's causes, without the top level (reqwest's own message

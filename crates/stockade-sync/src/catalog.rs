@@ -8,7 +8,7 @@
 //! - Amazon: the ASIN, optionally `:PRODUCT_TYPE` (default `PRODUCT`);
 //! - eBay: the offer id (several joined by `|`), or `-` to look offers up by SKU.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use stockade_core::Actor;
@@ -168,6 +168,11 @@ pub struct ImportReport {
     /// matched; `reserved_lines` of them belong to open orders and were reserved.
     pub matched_lines: usize,
     pub reserved_lines: usize,
+    /// The CSV was read as semicolon-separated.
+    pub semicolons: bool,
+    /// Things the operator should know that do not stop the import (SKUs that differ
+    /// only in case).
+    pub warnings: Vec<String>,
 }
 
 /// The target a channel shows for a SKU: max(0, min(available − buffer, max displayed)).
@@ -175,56 +180,6 @@ pub fn target(available: i64, buffer: i64, max_displayed: Option<i64>) -> i64 {
     (available - buffer)
         .min(max_displayed.unwrap_or(i64::from(i32::MAX)))
         .max(0)
-}
-
-/// A minimal RFC 4180 reader: quoted fields, doubled quotes, CRLF or LF.
-pub fn parse_csv(text: &str) -> std::result::Result<Vec<Vec<String>>, String> {
-    let mut rows = Vec::new();
-    let mut row = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = text.chars().peekable();
-    let mut line = 1;
-    while let Some(c) = chars.next() {
-        if quoted {
-            match c {
-                '"' if chars.peek() == Some(&'"') => {
-                    chars.next();
-                    field.push('"');
-                }
-                '"' => quoted = false,
-                '\n' => {
-                    line += 1;
-                    field.push(c);
-                }
-                _ => field.push(c),
-            }
-            continue;
-        }
-        match c {
-            '"' if field.is_empty() => quoted = true,
-            ',' => row.push(std::mem::take(&mut field)),
-            '\r' => {}
-            '\n' => {
-                line += 1;
-                row.push(std::mem::take(&mut field));
-                if !(row.len() == 1 && row[0].is_empty()) {
-                    rows.push(std::mem::take(&mut row));
-                } else {
-                    row.clear();
-                }
-            }
-            _ => field.push(c),
-        }
-    }
-    if quoted {
-        return Err(format!("an unterminated quoted field before line {line}"));
-    }
-    if !field.is_empty() || !row.is_empty() {
-        row.push(field);
-        rows.push(row);
-    }
-    Ok(rows)
 }
 
 fn csv_field(s: &str) -> String {
@@ -235,148 +190,30 @@ fn csv_field(s: &str) -> String {
     }
 }
 
-struct PlannedListing {
-    connection: Connection,
-    ids: ListingIds,
-    buffer: i64,
-    max: Option<i64>,
+/// One listing of a catalog entry.
+#[derive(Debug, Clone)]
+pub struct CatalogListing {
+    pub connection: Connection,
+    pub ids: ListingIds,
+    pub buffer: i64,
+    pub max: Option<i64>,
 }
 
-struct PlannedSku {
-    sku: String,
-    on_hand: i64,
-    listings: Vec<PlannedListing>,
+/// One SKU to write or merge into the catalog: from a CSV row (`sku import`) or from a
+/// marketplace's listings (`sku discover`). `on_hand: None` leaves the stock of an
+/// existing SKU alone (a new one starts at 0).
+#[derive(Debug, Clone)]
+pub struct CatalogEntry {
+    pub sku: String,
+    pub on_hand: Option<i64>,
+    pub listings: Vec<CatalogListing>,
 }
 
-fn valid_sku(s: &str) -> bool {
+pub(crate) fn valid_sku(s: &str) -> bool {
     !s.is_empty() && s.len() <= 100 && !s.chars().any(char::is_control)
 }
 
-fn plan(text: &str, conns: &[Connection]) -> Result<Vec<PlannedSku>> {
-    let bad = |line: usize, msg: String| SyncError::Invalid(format!("line {line}: {msg}"));
-    let rows = parse_csv(text).map_err(SyncError::Invalid)?;
-    let mut rows = rows.into_iter();
-    let header = rows.next().ok_or_else(|| {
-        SyncError::Invalid(
-            "the file is empty; the first line names the columns (sku,on_hand,…)".into(),
-        )
-    })?;
-    let col = |name: &str| header.iter().position(|h| h.trim() == name);
-    let sku_col = col("sku").ok_or_else(|| bad(1, "no `sku` column".into()))?;
-    let on_hand_col = col("on_hand").ok_or_else(|| bad(1, "no `on_hand` column".into()))?;
-    // (connection, listing col, buffer col, max col)
-    let mut channels: BTreeMap<String, [Option<usize>; 3]> = BTreeMap::new();
-    for (i, h) in header.iter().enumerate() {
-        let h = h.trim();
-        if matches!(h, "sku" | "on_hand" | "reserved" | "available") {
-            continue;
-        }
-        let Some((name, what)) = h.rsplit_once(':') else {
-            return Err(bad(
-                1,
-                format!(
-                    "unknown column {h:?} (expected CONNECTION:listing, CONNECTION:buffer or CONNECTION:max)"
-                ),
-            ));
-        };
-        let slot = match what {
-            "listing" => 0,
-            "buffer" => 1,
-            "max" => 2,
-            _ => return Err(bad(1, format!("unknown column {h:?}"))),
-        };
-        let entry = channels.entry(name.to_owned()).or_default();
-        if entry[slot].is_some() {
-            return Err(bad(1, format!("column {h:?} appears twice")));
-        }
-        entry[slot] = Some(i);
-    }
-    let mut chans = Vec::new();
-    for (name, cols) in channels {
-        let conn = conns.iter().find(|c| c.name == name).ok_or_else(|| {
-            bad(
-                1,
-                format!("no connection named {name:?} (see `stockade connection list`)"),
-            )
-        })?;
-        if conn.status == ConnectionStatus::Revoked {
-            return Err(bad(1, format!("connection {name:?} was revoked")));
-        }
-        let listing = cols[0].ok_or_else(|| {
-            bad(
-                1,
-                format!("{name}:buffer or {name}:max without {name}:listing"),
-            )
-        })?;
-        chans.push((conn.clone(), listing, cols[1], cols[2]));
-    }
-    let mut seen = HashMap::new();
-    let mut out = Vec::new();
-    for (n, row) in rows.enumerate() {
-        let line = n + 2;
-        let get = |i: usize| row.get(i).map(|s| s.trim()).unwrap_or("");
-        let sku = get(sku_col).to_owned();
-        if !valid_sku(&sku) {
-            return Err(bad(
-                line,
-                "the SKU is empty, longer than 100 characters or has control characters".into(),
-            ));
-        }
-        if let Some(first) = seen.insert(sku.clone(), line) {
-            return Err(bad(
-                line,
-                format!("SKU {sku:?} also appears on line {first}"),
-            ));
-        }
-        let on_hand: i64 = get(on_hand_col)
-            .parse()
-            .ok()
-            .filter(|v| (0..=1_000_000_000).contains(v))
-            .ok_or_else(|| {
-                bad(
-                    line,
-                    "on_hand must be a whole number from 0 to 1000000000".into(),
-                )
-            })?;
-        let mut listings = Vec::new();
-        for (conn, lc, bc, mc) in &chans {
-            let text = get(*lc);
-            if text.is_empty() {
-                continue;
-            }
-            let ids = ListingIds::parse(conn.marketplace, text)
-                .map_err(|e| bad(line, format!("{}:listing: {e}", conn.name)))?;
-            let num = |c: &Option<usize>, what: &str| -> Result<Option<i64>> {
-                match c.map(&get).filter(|s| !s.is_empty()) {
-                    None => Ok(None),
-                    Some(s) => s
-                        .parse::<i64>()
-                        .ok()
-                        .filter(|v| (0..=1_000_000_000).contains(v))
-                        .map(Some)
-                        .ok_or_else(|| {
-                            bad(
-                                line,
-                                format!("{}:{what} must be a whole number ≥ 0", conn.name),
-                            )
-                        }),
-                }
-            };
-            listings.push(PlannedListing {
-                connection: conn.clone(),
-                ids,
-                buffer: num(bc, "buffer")?.unwrap_or(0),
-                max: num(mc, "max")?,
-            });
-        }
-        out.push(PlannedSku {
-            sku,
-            on_hand,
-            listings,
-        });
-    }
-    Ok(out)
-}
+pub use crate::catalog_csv::parse_csv;
 
 const INSERT_SKU: &str = "INSERT INTO skus (sku, on_hand, reserved, created_at_ms, updated_at_ms) VALUES ($1, 0, 0, $2, $2)
      ON CONFLICT (sku) DO NOTHING";
@@ -412,23 +249,52 @@ const RETARGET: &str = concat!(
 /// entries, so stock stays derivable from the ledger.
 pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<ImportReport> {
     let conns = connections::list(store).await?;
-    let planned = plan(text, &conns)?;
+    let parsed = crate::catalog_csv::plan(text, &conns)?;
+    if parsed.entries.is_empty() {
+        return Err(SyncError::Invalid(
+            "the file has a header but no SKU rows".into(),
+        ));
+    }
+    let existing: Vec<String> = stock(store).await?.into_iter().map(|s| s.sku).collect();
+    let mut report = merge(store, &parsed.entries, "catalog.import", actor).await?;
+    report.semicolons = parsed.semicolons;
+    report.warnings = parsed.warnings;
+    report
+        .warnings
+        .extend(crate::catalog_csv::case_clashes_with(
+            &parsed.entries,
+            &existing,
+        ));
+    Ok(report)
+}
+
+/// Write or merge `entries` into the catalog in one transaction (each SKU one audited
+/// change, `action`): new SKUs are created, on-hand quantities set through `adjust`
+/// ledger entries, listings inserted or updated, orders that were waiting for a SKU
+/// matched and reserved, and targets recomputed. The common path of `sku import` and
+/// `sku discover`.
+pub async fn merge(
+    store: &Store,
+    planned: &[CatalogEntry],
+    action: &'static str,
+    actor: &Actor,
+) -> Result<ImportReport> {
     let now = now_ms();
     let mut report = ImportReport::default();
     let mut changes = Vec::with_capacity(planned.len());
-    for p in &planned {
-        let mut steps = vec![
-            Mutation::Sql {
-                statement: INSERT_SKU,
-                params: sql_params![p.sku.as_str(), now],
-                expect: Expect::Any,
-            },
-            Mutation::Sql {
+    for p in planned {
+        let mut steps = vec![Mutation::Sql {
+            statement: INSERT_SKU,
+            params: sql_params![p.sku.as_str(), now],
+            expect: Expect::Any,
+        }];
+        if let Some(on_hand) = p.on_hand {
+            steps.push(Mutation::Sql {
                 statement: ADJUST,
-                params: sql_params![p.on_hand, now, p.sku.as_str()],
+                params: sql_params![on_hand, now, p.sku.as_str()],
                 expect: Expect::Any,
-            },
-        ];
+            });
+        }
         // Orders that arrived before the SKU: reserve their open lines now.
         steps.extend(crate::unmatched::match_steps(&p.sku, now));
         for l in &p.listings {
@@ -459,19 +325,18 @@ pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<Impo
                 steps,
                 guard: false,
             },
-            AuditEntry::new(
-                "catalog.import",
-                format!("sku:{}", p.sku),
-                AuditDetails::new()
-                    .int("on_hand", p.on_hand)
-                    .int("listings", p.listings.len() as i64),
-            ),
+            AuditEntry::new(action, format!("sku:{}", p.sku), {
+                let d = AuditDetails::new();
+                let d = match p.on_hand {
+                    Some(v) => d.int("on_hand", v),
+                    None => d,
+                };
+                d.int("listings", p.listings.len() as i64)
+            }),
         ));
     }
     if changes.is_empty() {
-        return Err(SyncError::Invalid(
-            "the file has a header but no SKU rows".into(),
-        ));
+        return Ok(report);
     }
     let waiting = crate::unmatched::unmatched_lines(store).await?;
     for l in waiting

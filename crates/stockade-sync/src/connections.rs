@@ -79,6 +79,9 @@ pub const LIVE_API_HOSTS: &[(Marketplace, &str)] = &[
     (Marketplace::Ebay, "api.ebay.com"),
 ];
 
+/// The marketplaces' live authorization hosts, never called from dev or staging.
+pub const LIVE_AUTH_HOSTS: &[&str] = &["api.amazon.com", "auth.tiktok-shops.com"];
+
 /// Default live URLs, used when `connection add` is given no URL in production.
 pub fn live_defaults(m: Marketplace) -> (&'static str, Option<&'static str>) {
     match m {
@@ -115,6 +118,17 @@ pub struct ConnectionSettings {
     /// response hashes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint_url: Option<String>,
+    /// Dev only: the PEM certificate authority of a local sandbox (`stockade sandbox`)
+    /// this connection trusts; its loopback hosts need no egress allowlist entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sandbox_ca: Option<String>,
+    /// Bumped by every `connection edit`, so a running engine rebuilds the connector.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub revision: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A connection as stored.
@@ -175,7 +189,7 @@ pub fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
-fn url_host(url: &str) -> Option<&str> {
+pub(crate) fn url_host(url: &str) -> Option<&str> {
     let rest = url.strip_prefix("https://")?;
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
@@ -213,6 +227,72 @@ pub fn check_environment(env: Environment, kind: EndpointKind) -> Result<()> {
         ))),
         _ => Ok(()),
     }
+}
+
+/// Whether a host is this machine (a local sandbox such as `stockade sandbox`).
+fn local_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn api_host(settings: &ConnectionSettings) -> Result<String> {
+    url_host(&settings.api_url)
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| SyncError::Invalid("the API URL must be an https:// URL with a host".into()))
+}
+
+/// Check a connection's URLs against the environment and complete them: in dev and
+/// staging a missing auth URL is derived from a local sandbox's API URL (never the live
+/// default), a live auth host is refused, and a sandbox CA is accepted in dev only.
+/// Returns a note for the operator when something was derived.
+pub fn resolve_urls(
+    env: Environment,
+    m: Marketplace,
+    settings: &mut ConnectionSettings,
+) -> Result<Option<String>> {
+    let kind = endpoint_kind(m, &settings.api_url)?;
+    check_environment(env, kind)?;
+    let mut note = None;
+    if let Some(auth) = &settings.auth_url {
+        let host = url_host(auth)
+            .ok_or_else(|| SyncError::Invalid("the auth/token URL must be an https:// URL".into()))?
+            .to_ascii_lowercase();
+        if !env.is_production() && LIVE_AUTH_HOSTS.contains(&host.as_str()) {
+            return Err(SyncError::Invalid(format!(
+                "the auth URL {auth} is a live {m} host; a {env} instance never calls a live marketplace host: give the sandbox's own auth URL (for `stockade sandbox`, the API URL itself for TikTok and API_URL/auth/o2/token for Amazon)"
+            )));
+        }
+    } else if !env.is_production() && m != Marketplace::Ebay {
+        let api = settings.api_url.trim_end_matches('/');
+        if !local_host(&api_host(settings)?) {
+            return Err(SyncError::Invalid(format!(
+                "--auth-url is required for a {m} sandbox that is not on this machine (a {env} instance never falls back to the live authorization host)"
+            )));
+        }
+        let derived = match m {
+            Marketplace::Amazon => format!("{api}/auth/o2/token"),
+            _ => api.to_owned(),
+        };
+        note = Some(format!(
+            "auth URL derived from the local sandbox's API URL: {derived}"
+        ));
+        settings.auth_url = Some(derived);
+    }
+    if let Some(pem) = &settings.sandbox_ca {
+        if env != Environment::Dev {
+            return Err(SyncError::Invalid(format!(
+                "a sandbox certificate authority is trusted only by a dev instance (this is {env})"
+            )));
+        }
+        if !pem.contains("-----BEGIN CERTIFICATE-----") || pem.len() > 64 * 1024 {
+            return Err(SyncError::Invalid(
+                "the sandbox CA is not a PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+    }
+    Ok(note)
 }
 
 const INSERT_CONNECTION: &str = "INSERT INTO connections (name, marketplace, endpoint, account, settings, status, created_at_ms, updated_at_ms)
@@ -274,7 +354,7 @@ pub async fn get(store: &Store, name: &str) -> Result<Connection> {
 
 /// Add a connection: validate, store the secrets under the connection's data key, then
 /// the row. Audited (`connection.add`); the secrets never appear in the audit row.
-pub async fn add(vault: &Vault, new: NewConnection, actor: &Actor) -> Result<Connection> {
+pub async fn add(vault: &Vault, mut new: NewConnection, actor: &Actor) -> Result<Connection> {
     let store = vault.store();
     if !valid_name(&new.name) {
         return Err(SyncError::Invalid(
@@ -296,36 +376,9 @@ pub async fn add(vault: &Vault, new: NewConnection, actor: &Actor) -> Result<Con
             new.name
         )));
     }
+    resolve_urls(store.environment(), new.marketplace, &mut new.settings)?;
     let kind = endpoint_kind(new.marketplace, &new.settings.api_url)?;
-    check_environment(store.environment(), kind)?;
-    if let Some(auth) = &new.settings.auth_url {
-        url_host(auth).ok_or_else(|| {
-            SyncError::Invalid("the auth/token URL must be an https:// URL".into())
-        })?;
-    }
-    let (required, optional) = Connection::secret_fields(new.marketplace);
-    for field in required {
-        if !new.secrets.iter().any(|(f, _)| f == field) {
-            return Err(SyncError::Invalid(format!(
-                "connection {:?} ({}) needs the credential field {field:?}",
-                new.name, new.marketplace
-            )));
-        }
-    }
-    for (field, _) in &new.secrets {
-        if !required.contains(&field.as_str()) && !optional.contains(&field.as_str()) {
-            return Err(SyncError::Invalid(format!(
-                "{field:?} is not a credential field of a {} connection (expected: {})",
-                new.marketplace,
-                required
-                    .iter()
-                    .chain(optional)
-                    .copied()
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            )));
-        }
-    }
+    check_fields(&new.name, new.marketplace, &new.secrets, true)?;
     let owner = KeyOwner::connection(&new.name)?;
     let scopes = CredentialScopes::default();
     for (field, secret) in &new.secrets {
@@ -376,6 +429,40 @@ pub async fn add(vault: &Vault, new: NewConnection, actor: &Actor) -> Result<Con
     get(store, &new.name).await
 }
 
+/// Check credential field names: every required one present (when `complete`), no
+/// unknown one.
+pub fn check_fields(
+    name: &str,
+    m: Marketplace,
+    secrets: &[(String, SecretString)],
+    complete: bool,
+) -> Result<()> {
+    let (required, optional) = Connection::secret_fields(m);
+    if complete {
+        for field in required {
+            if !secrets.iter().any(|(f, _)| f == field) {
+                return Err(SyncError::Invalid(format!(
+                    "connection {name:?} ({m}) needs the credential field {field:?}"
+                )));
+            }
+        }
+    }
+    for (field, _) in secrets {
+        if !required.contains(&field.as_str()) && !optional.contains(&field.as_str()) {
+            return Err(SyncError::Invalid(format!(
+                "{field:?} is not a credential field of a {m} connection (expected: {})",
+                required
+                    .iter()
+                    .chain(optional)
+                    .copied()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Pause or resume a connection (audited). Revoked connections stay revoked.
 pub async fn set_status(
     store: &Store,
@@ -422,6 +509,22 @@ pub async fn connector(
 ) -> Result<AnyConnector> {
     let caller = Caller::Connection(conn.name.clone());
     let s = &conn.settings;
+    let env = vault.store().environment();
+    match &s.sandbox_ca {
+        Some(pem) => gateway
+            .trust_sandbox(&caller, pem)
+            .map_err(|e| SyncError::Invalid(format!("connection {:?}: {e}", conn.name)))?,
+        None => gateway.forget_sandbox(&caller),
+    }
+    // Outside prod a missing auth URL is the API host's own (a local sandbox's), never
+    // the live default.
+    let auth_default = |live: &str, sandbox: String| {
+        if env.is_production() {
+            live.to_owned()
+        } else {
+            sandbox
+        }
+    };
     let c: AnyConnector = match conn.marketplace {
         Marketplace::TikTok => {
             let mut cfg = TikTokConfig::with_base_urls(
@@ -439,9 +542,12 @@ pub async fn connector(
         Marketplace::Amazon => {
             let mut cfg = AmazonConfig::with_base_urls(
                 s.api_url.clone(),
-                s.auth_url
-                    .clone()
-                    .unwrap_or_else(|| "https://api.amazon.com/auth/o2/token".into()),
+                s.auth_url.clone().unwrap_or_else(|| {
+                    auth_default(
+                        "https://api.amazon.com/auth/o2/token",
+                        format!("{}/auth/o2/token", s.api_url.trim_end_matches('/')),
+                    )
+                }),
                 conn.account.clone(),
             );
             if !s.marketplace_ids.is_empty() {

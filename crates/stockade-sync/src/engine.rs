@@ -110,6 +110,8 @@ struct Live {
     name: String,
     marketplace: Marketplace,
     account: String,
+    /// The settings the connector was built from (an edit changes them: rebuild).
+    settings: crate::ConnectionSettings,
     /// The marketplace app of the connection's credentials (see `AnyConnector::app_id`).
     app: String,
     status: AtomicU8,
@@ -334,6 +336,20 @@ impl Sync {
                         tracing::warn!(connection = %c.name, "finished an interrupted purge: data key destroyed");
                     }
                 }
+                (_, Some(l)) if l.settings != c.settings || l.account != c.account => {
+                    // `connection edit`: rebuild the connector with the new URLs and
+                    // credentials; the connection's data stays.
+                    stop(&l);
+                    if let Ok(mut m) = self.inner.live.write() {
+                        m.remove(&c.name);
+                    }
+                    if let Err(e) = self.launch(&c).await {
+                        tracing::error!(connection = %c.name, error = %e, "cannot restart the edited connection");
+                        self.inner
+                            .metrics
+                            .error(format!("{}: cannot start: {e}", c.name));
+                    }
+                }
                 (s, Some(l)) => {
                     let before = l.status.swap(status_code(s), Ordering::Relaxed);
                     if before != status_code(s) {
@@ -379,6 +395,7 @@ impl Sync {
             name: c.name.clone(),
             marketplace: c.marketplace,
             account: c.account.clone(),
+            settings: c.settings.clone(),
             app: connector.app_id().to_owned(),
             status: AtomicU8::new(status_code(c.status)),
             connector,

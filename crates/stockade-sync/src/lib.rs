@@ -20,6 +20,8 @@
 //! - A revocation stops the connection and purges it ([`purge`]).
 
 pub mod catalog;
+pub mod catalog_csv;
+pub mod connection_edit;
 pub mod connections;
 mod engine;
 pub mod ingest;

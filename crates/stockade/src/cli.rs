@@ -81,7 +81,8 @@ pub enum Command {
         after_long_help = "Runs until Ctrl-C, or for --duration. Everything lives in a temporary directory (kept\nwith --keep) and uses test credentials of the simulators.\n\nExamples:\n  stockade demo\n  stockade demo --duration 30s --rate 50"
     )]
     Demo(DemoArgs),
-    /// Run the HTTPS server: sign-in, API, and (later) webhooks, sync and the dashboard.
+    /// Run the HTTPS server: sign-in, dashboard, API, marketplace webhooks, and the sync
+    /// engine (orders in, stock out) with alert delivery.
     #[command(
         after_long_help = "TLS 1.2 and 1.3 only. Without [server] tls_cert/tls_key in stockade.toml, a development\ncertificate authority and server certificate (valid for a year) are generated into\nDATA_DIR/tls (trust DATA_DIR/tls/dev-ca.pem in your client); in prod only with\n--self-signed or [server] self_signed = true, else serve refuses to start (exit 2). Plain HTTP is possible only on a loopback address,\nfor a reverse proxy on the same host: [server] plain_http = true.\n\nExample:\n  stockade serve --env prod --listen 0.0.0.0:8443"
     )]
@@ -96,10 +97,10 @@ pub enum Command {
     #[command(subcommand)]
     Ban(BanCommand),
     /// Marketplace connections (one seller's authorization on one marketplace): add,
-    /// list, show, pause, resume, revoke.
+    /// edit, test, list, show, pause, resume, revoke.
     #[command(
         subcommand,
-        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExample:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection list"
+        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExamples:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection test ebay-us\n  stockade connection edit ebay-us --credentials-file new-token.json\n  stockade connection list\n\nIn dev, `stockade sandbox --credentials-dir DIR` prints the `connection add` commands for its\nsimulators (see docs/sync.md)."
     )]
     Connection(ConnectionCommand),
     /// The SKU catalog: import and export it as CSV, list stock per SKU and channel.
@@ -212,9 +213,16 @@ pub struct SandboxArgs {
     /// development CA of `stockade serve`, DATA_DIR/tls/dev-ca.pem).
     #[arg(long, value_name = "PEM")]
     pub webhook_ca: Option<std::path::PathBuf>,
-    /// Where to write the sandbox's test certificate authority (PEM).
-    #[arg(long, value_name = "PATH", default_value = "sandbox-ca.pem")]
-    pub ca_file: std::path::PathBuf,
+    /// Where to write the sandbox's test certificate authority (PEM) [default:
+    /// DIR/sandbox-ca.pem with --credentials-dir, else ./sandbox-ca.pem].
+    #[arg(long, value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
+    /// Write one credentials file per marketplace (tiktok.json, amazon.json, ebay.json,
+    /// mode 0600, in the fields `connection add` reads) and the test CA into DIR, and
+    /// print the `stockade connection add` commands that use them. DIR must be new,
+    /// empty, or hold only these files from an earlier run.
+    #[arg(long, value_name = "DIR")]
+    pub credentials_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -511,8 +519,55 @@ pub struct ConnectionAddArgs {
     /// (repeatable).
     #[arg(long = "document-host", value_name = "HOST")]
     pub document_hosts: Vec<String>,
+    /// Dev only: the test CA (PEM) of a local `stockade sandbox`
+    /// (CREDENTIALS_DIR/sandbox-ca.pem). The connection trusts it and may reach the
+    /// sandbox's loopback hosts without an [egress] allowed_hosts entry. Refused in
+    /// staging and prod.
+    #[arg(long, value_name = "PEM")]
+    pub sandbox_ca: Option<PathBuf>,
     #[command(flatten)]
     pub credentials: CredentialsArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ConnectionEditArgs {
+    /// The connection's name.
+    pub name: String,
+    /// The seller's id on the marketplace.
+    #[arg(long, value_name = "ID")]
+    pub account: Option<String>,
+    /// A new API base URL (https://). Without --auth-url, the auth URL is derived again
+    /// from a local sandbox's URL (dev and staging), or must be given.
+    #[arg(long, value_name = "URL")]
+    pub api_url: Option<String>,
+    /// A new TikTok authorization base URL or Amazon token URL.
+    #[arg(long, value_name = "URL")]
+    pub auth_url: Option<String>,
+    /// TikTok: a new shop cipher.
+    #[arg(long, value_name = "C")]
+    pub shop_cipher: Option<String>,
+    /// Replace the marketplace ids (repeatable).
+    #[arg(long = "marketplace-id", value_name = "ID")]
+    pub marketplace_ids: Vec<String>,
+    /// Replace the Amazon document hosts (repeatable).
+    #[arg(long = "document-host", value_name = "HOST")]
+    pub document_hosts: Vec<String>,
+    /// eBay: a new public URL of the notification endpoint.
+    #[arg(long, value_name = "URL")]
+    pub endpoint_url: Option<String>,
+    /// Dev only: trust this sandbox test CA (PEM) instead of the current one.
+    #[arg(long, value_name = "PEM", conflicts_with = "no_sandbox_ca")]
+    pub sandbox_ca: Option<PathBuf>,
+    /// Stop trusting a sandbox CA.
+    #[arg(long)]
+    pub no_sandbox_ca: bool,
+    /// Credential fields to replace, as a JSON object in a file (mode 0600); fields not
+    /// named keep their stored value.
+    #[arg(long, value_name = "FILE", conflicts_with = "credentials_stdin")]
+    pub credentials_file: Option<PathBuf>,
+    /// Read the same JSON object from standard input instead.
+    #[arg(long)]
+    pub credentials_stdin: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -521,6 +576,16 @@ pub enum ConnectionCommand {
     /// standard input, stored encrypted under the connection's own data key, and never
     /// printed.
     Add(Box<ConnectionAddArgs>),
+    /// Change a connection's URLs, account, settings or credentials in place: its
+    /// orders, listings, key and webhook path stay (audited; values never recorded). A
+    /// running server rebuilds the connection within 2 seconds.
+    Edit(Box<ConnectionEditArgs>),
+    /// Check a connection now: obtain an access token and read its orders of the last
+    /// day (one page). Exit 0 when the marketplace answered, 1 when it did not.
+    Test {
+        /// The connection's name.
+        name: String,
+    },
     /// List connections (name, marketplace, endpoint, status, seller account).
     List,
     /// One connection: settings, status, listings, orders, last poll cursor and the names

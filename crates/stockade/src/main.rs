@@ -1,9 +1,27 @@
 //! The `stockade` binary: parses the command line, builds the settings once, runs one
 //! command, and maps its outcome to an exit code (see `stockade --help`).
 
+/// `println!` through [`output`]: a closed pipe ends the command quietly.
+macro_rules! println {
+    () => {
+        $crate::output::print_line(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::output::print_line(format_args!($($arg)*))
+    };
+}
+
+/// `print!` through [`output`].
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::output::print(format_args!($($arg)*))
+    };
+}
+
 mod cli;
 mod commands;
 mod exit;
+mod output;
 mod settings;
 
 use std::process::ExitCode;

@@ -67,12 +67,10 @@ pub async fn run(settings: &Settings, cmd: AuditCommand) -> Result<(), Failure> 
                 let Some(last) = rows.last() else { break };
                 after = last.seq;
                 for row in &rows {
-                    writeln!(out, "{}", export_line(row))
-                        .map_err(|e| Failure::runtime(format!("cannot write the export: {e}")))?;
+                    crate::output::check(writeln!(out, "{}", export_line(row)), "the export")?;
                 }
             }
-            out.flush()
-                .map_err(|e| Failure::runtime(format!("cannot write the export: {e}")))?;
+            crate::output::check(out.flush(), "the export")?;
             store.close().await;
             Ok(())
         }

@@ -48,11 +48,19 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 }
                 e => sync_failure(e),
             })?;
+            for w in &report.warnings {
+                eprintln!("warning: {w}");
+            }
             println!(
-                "imported {} SKU(s) and {} listing(s) from {}; listing targets follow the new stock (a running server pushes them)",
+                "imported {} SKU(s) and {} listing(s) from {}{}; listing targets follow the new stock (a running server pushes them)",
                 report.skus,
                 report.listings,
-                file.display()
+                file.display(),
+                if report.semicolons {
+                    " (read as semicolon-separated)"
+                } else {
+                    ""
+                }
             );
             if report.matched_lines > 0 {
                 println!(
@@ -69,9 +77,10 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
             match output {
                 None => {
                     let mut out = std::io::stdout().lock();
-                    out.write_all(csv.as_bytes())
-                        .and_then(|()| out.flush())
-                        .map_err(|e| Failure::runtime(format!("cannot write the CSV: {e}")))?;
+                    crate::output::check(
+                        out.write_all(csv.as_bytes()).and_then(|()| out.flush()),
+                        "the CSV",
+                    )?;
                 }
                 Some(path) => {
                     std::fs::write(&path, csv.as_bytes()).map_err(|e| {

@@ -37,7 +37,27 @@ pub(super) fn sync_failure(e: SyncError) -> Failure {
     }
 }
 
-fn marketplace(m: MarketplaceArg) -> Marketplace {
+/// Read a sandbox test CA (PEM) named on the command line.
+pub(super) fn read_sandbox_ca(path: &Path) -> Result<String, Failure> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| Failure::usage(format!("--sandbox-ca: cannot read {shown}: {e}")))?;
+    if !meta.is_file() || meta.len() > MAX_CREDENTIALS_BYTES {
+        return Err(Failure::usage(format!(
+            "--sandbox-ca: {shown} is not a PEM certificate file"
+        )));
+    }
+    let pem = std::fs::read_to_string(path)
+        .map_err(|e| Failure::usage(format!("--sandbox-ca: cannot read {shown}: {e}")))?;
+    if !pem.contains("-----BEGIN CERTIFICATE-----") {
+        return Err(Failure::usage(format!(
+            "--sandbox-ca: {shown} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+        )));
+    }
+    Ok(pem)
+}
+
+pub(super) fn marketplace(m: MarketplaceArg) -> Marketplace {
     match m {
         MarketplaceArg::Tiktok => Marketplace::TikTok,
         MarketplaceArg::Amazon => Marketplace::Amazon,
@@ -153,6 +173,8 @@ pub(super) fn read_credentials(
 pub async fn run(settings: &Settings, cmd: ConnectionCommand) -> Result<(), Failure> {
     match cmd {
         ConnectionCommand::Add(args) => add(settings, *args).await,
+        ConnectionCommand::Edit(args) => super::connection_edit::edit(settings, *args).await,
+        ConnectionCommand::Test { name } => super::connection_edit::test(settings, &name).await,
         ConnectionCommand::List => list(settings).await,
         ConnectionCommand::Show { name } => show(settings, &name).await,
         ConnectionCommand::Pause { name } => {
@@ -173,6 +195,15 @@ async fn add(settings: &Settings, args: ConnectionAddArgs) -> Result<(), Failure
             "--name: a connection name is 1 to 64 letters, digits, '-' or '_'",
         ));
     }
+    if args.sandbox_ca.is_some() && env != stockade_core::Environment::Dev {
+        return Err(Failure::usage(format!(
+            "--sandbox-ca: a sandbox certificate authority is trusted only by a dev instance (this is {env}); nothing was added"
+        )));
+    }
+    let sandbox_ca = match &args.sandbox_ca {
+        Some(path) => Some(read_sandbox_ca(path)?),
+        None => None,
+    };
     let (api_url, auth_url) = match args.api_url {
         Some(url) => (url, args.auth_url),
         None if env.is_production() => {
@@ -181,7 +212,7 @@ async fn add(settings: &Settings, args: ConnectionAddArgs) -> Result<(), Failure
         }
         None => {
             return Err(Failure::usage(format!(
-                "--api-url is required in {env}: a {env} instance connects only to a sandbox (the marketplace's own, or `stockade sandbox`); the live API is the prod instance's"
+                "--api-url is required in {env}: a {env} instance connects only to a sandbox (the marketplace's own, or `stockade sandbox --credentials-dir DIR`, which prints the complete commands); the live API is the prod instance's"
             )));
         }
     };
@@ -198,10 +229,13 @@ async fn add(settings: &Settings, args: ConnectionAddArgs) -> Result<(), Failure
             marketplace_ids: args.marketplace_ids,
             document_hosts: args.document_hosts,
             endpoint_url: args.endpoint_url,
+            sandbox_ca,
+            revision: 0,
         },
         secrets,
     };
     let fields: Vec<String> = new.secrets.iter().map(|(f, _)| f.clone()).collect();
+    let derived_auth = new.settings.auth_url.is_none();
     let vault = open_vault(settings).await?;
     let added = connections::add(&vault, new, &CLI_ACTOR).await;
     vault.close().await;
@@ -215,6 +249,14 @@ async fn add(settings: &Settings, args: ConnectionAddArgs) -> Result<(), Failure
         c.account,
         c.status.as_str()
     );
+    if derived_auth && let Some(auth) = &c.settings.auth_url {
+        println!("auth URL derived from the local sandbox's API URL: {auth}");
+    }
+    if c.settings.sandbox_ca.is_some() {
+        println!(
+            "trusting the sandbox's test CA for this connection (dev only; no egress allowlist entry needed for its loopback hosts)"
+        );
+    }
     println!(
         "credential fields stored encrypted under the connection's own key: {}",
         fields.join(", ")
@@ -350,6 +392,9 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
     }
     if let Some(v) = &s.endpoint_url {
         row("endpoint url", v);
+    }
+    if s.sandbox_ca.is_some() {
+        row("sandbox ca", "trusted (dev only; loopback hosts allowed)");
     }
     row("webhook path", &hook_path(&c));
     row("created", &format_rfc3339_ms(c.created_at_ms));

@@ -7,12 +7,14 @@ mod bench;
 mod bench_alerts;
 mod catalog;
 mod connection;
+mod connection_edit;
 mod demo;
 mod hooks;
 mod init;
 mod key;
 mod live;
 mod sandbox;
+mod sandbox_creds;
 mod serve;
 
 use stockade_core::Actor;
@@ -28,6 +30,16 @@ pub const CLI_ACTOR: Actor = Actor::System("cli");
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global)?;
+    if !matches!(
+        cli.command,
+        Command::Init
+            | Command::Config
+            | Command::Demo(_)
+            | Command::Sandbox(_)
+            | Command::Bench(_)
+    ) {
+        check_database_exists(&settings)?;
+    }
     // Commands that may append to the audit chain move its head mark afterwards.
     let writes = matches!(
         cli.command,
@@ -69,6 +81,28 @@ async fn run_command(settings: &Settings, command: Command) -> Result<(), Failur
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         Command::Bench(crate::cli::BenchCommand::Alerts(args)) => bench::alerts(args).await,
     }
+}
+
+/// A mistyped `--data-dir` is named as such before anything asks for `--env`: a SQLite
+/// database that does not exist is the first thing to say.
+fn check_database_exists(settings: &Settings) -> Result<(), Failure> {
+    let stockade_store::DatabaseUrl::Sqlite(path) = &settings.database else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = &settings.data_dir;
+    let why = if !dir.exists() {
+        format!("the data directory {} does not exist", dir.display())
+    } else {
+        format!("{} holds no database", dir.display())
+    };
+    Err(Failure::usage(format!(
+        "no Stockade database at {} ({why}): check --data-dir (or STOCKADE_DATA_DIR, --database-url), or create an environment with `stockade init --env dev --data-dir {}`",
+        path.display(),
+        dir.display()
+    )))
 }
 
 /// Where the audit head mark of this data directory is kept.

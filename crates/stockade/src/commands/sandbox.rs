@@ -5,6 +5,7 @@ use stockade_core::order::Marketplace;
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_sandbox::{Faults, Sandbox, SandboxConfig};
 
+use super::sandbox_creds;
 use crate::cli::SandboxArgs;
 use crate::exit::Failure;
 
@@ -48,6 +49,17 @@ fn apply_fault(config: &mut SandboxConfig, spec: &str) -> Result<(), Failure> {
 }
 
 pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
+    // Refuse a credentials directory holding other files before anything starts.
+    let creds_dir =
+        match &args.credentials_dir {
+            Some(dir) => {
+                sandbox_creds::prepare_dir(dir)?;
+                Some(std::fs::canonicalize(dir).map_err(|e| {
+                    Failure::runtime(format!("cannot resolve {}: {e}", dir.display()))
+                })?)
+            }
+            None => None,
+        };
     let mut config = SandboxConfig {
         seed: args.seed,
         sellers: args.sellers.clamp(1, 100),
@@ -60,6 +72,8 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
         apply_fault(&mut config, spec)?;
     }
     let mut hosts = Vec::new();
+    // Where eBay's notification endpoint will be (its validation challenge hashes it).
+    let mut ebay_hook = "https://127.0.0.1:8443/hooks/ebay/ebay".to_owned();
     for spec in &args.webhooks {
         let (m, url) = spec.split_once('=').ok_or_else(|| {
             Failure::usage(format!(
@@ -76,6 +90,9 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
                 ))
             })?;
         hosts.push(authority.to_ascii_lowercase());
+        if m == "ebay" {
+            ebay_hook = url.to_owned();
+        }
         *config.webhooks.get_mut(marketplace(m)?) = Some(url.to_owned());
     }
     if !hosts.is_empty() {
@@ -95,25 +112,91 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
     let sandbox = Sandbox::start(config)
         .await
         .map_err(|e| Failure::runtime(format!("cannot start the sandbox: {e}")))?;
-    std::fs::write(&args.ca_file, &sandbox.ca_pem).map_err(|e| {
-        Failure::runtime(format!(
-            "cannot write the test CA to {}: {e}",
-            args.ca_file.display()
-        ))
-    })?;
+    // Stop the simulators on any failure below (their ports stay bound otherwise until exit).
+    match announce(&sandbox, &args, creds_dir.as_deref(), &ebay_hook) {
+        Ok(()) => {}
+        Err(e) => {
+            sandbox.shutdown().await;
+            return Err(e);
+        }
+    }
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot wait for Ctrl-C: {e}")))?;
+    sandbox.shutdown().await;
+    Ok(())
+}
+
+/// Write the CA (and the credentials files), generate the start orders, print the URLs
+/// and the next steps.
+fn announce(
+    sandbox: &Sandbox,
+    args: &SandboxArgs,
+    creds_dir: Option<&std::path::Path>,
+    ebay_hook: &str,
+) -> Result<(), Failure> {
+    let commands = match creds_dir {
+        Some(dir) => {
+            let serve = ebay_hook
+                .split("/hooks/")
+                .next()
+                .unwrap_or("https://127.0.0.1:8443");
+            Some(sandbox_creds::write_credentials(sandbox, dir, serve)?)
+        }
+        None => None,
+    };
+    let ca_file = match (&args.ca_file, creds_dir) {
+        (Some(path), _) => {
+            std::fs::write(path, &sandbox.ca_pem).map_err(|e| {
+                Failure::runtime(format!(
+                    "cannot write the test CA to {}: {e}",
+                    path.display()
+                ))
+            })?;
+            path.clone()
+        }
+        (None, Some(dir)) => dir.join(sandbox_creds::CA_FILE),
+        (None, None) => {
+            let path = std::path::PathBuf::from(sandbox_creds::CA_FILE);
+            std::fs::write(&path, &sandbox.ca_pem).map_err(|e| {
+                Failure::runtime(format!(
+                    "cannot write the test CA to {}: {e}",
+                    path.display()
+                ))
+            })?;
+            path
+        }
+    };
     if args.orders > 0 {
         for m in [Marketplace::TikTok, Marketplace::Amazon, Marketplace::Ebay] {
             sandbox.generate_orders(m, args.orders);
         }
     }
     println!("{}", sandbox.describe());
+    if let (Some(dir), Some(commands)) = (creds_dir, commands) {
+        println!(
+            "credentials written to {} (tiktok.json, amazon.json, ebay.json: mode 0600; {}: the test CA)",
+            dir.display(),
+            sandbox_creds::CA_FILE
+        );
+        println!(
+            "connect a dev instance to this sandbox (STOCKADE_ENV=dev and your --data-dir), no other set-up needed:"
+        );
+        for c in &commands.add {
+            println!("  {c}");
+        }
+        println!("connections added to an earlier run of this sandbox move to this one with:");
+        for c in &commands.edit {
+            println!("  {c}");
+        }
+        println!(
+            "eBay's --endpoint-url is {} (where `stockade serve` answers by default); change it with `stockade connection edit ebay --endpoint-url URL`",
+            ebay_hook
+        );
+    }
     println!(
         "test CA written to {}; Ctrl-C stops the sandbox",
-        args.ca_file.display()
+        ca_file.display()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot wait for Ctrl-C: {e}")))?;
-    sandbox.shutdown().await;
     Ok(())
 }

@@ -37,7 +37,7 @@ const DOWN_ROUNDS: usize = 5;
 const POLL_INTERVAL_S: u64 = 3;
 
 /// A child process killed (SIGKILL) and reaped on drop, pass or fail.
-struct Proc {
+pub(crate) struct Proc {
     child: Child,
     log: PathBuf,
 }
@@ -49,7 +49,7 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         tail(&self.log, 40)
     }
 }
@@ -68,7 +68,7 @@ fn tail(path: &Path, n: usize) -> String {
 
 /// Start the binary with a clean STOCKADE_* environment; standard error goes to `log`,
 /// standard output is read line by line into the returned channel (so reads can time out).
-fn spawn(sb: &Sandbox, args: &[&str], log: &Path) -> (Proc, mpsc::Receiver<String>) {
+pub(crate) fn spawn(sb: &Sandbox, args: &[&str], log: &Path) -> (Proc, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockade"));
     for (k, _) in std::env::vars() {
         if k.starts_with("STOCKADE_") {
@@ -105,7 +105,7 @@ fn spawn(sb: &Sandbox, args: &[&str], log: &Path) -> (Proc, mpsc::Receiver<Strin
 }
 
 /// Lines up to and including the first that `done` accepts; None on timeout or exit.
-fn read_until(
+pub(crate) fn read_until(
     rx: &mpsc::Receiver<String>,
     timeout: Duration,
     done: impl Fn(&str) -> bool,
