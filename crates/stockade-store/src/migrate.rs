@@ -55,6 +55,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0006_unmatched_lines.sql"),
         postgres: include_str!("../migrations/postgres/0006_unmatched_lines.sql"),
     },
+    Migration {
+        version: 7,
+        name: "push_health",
+        sqlite: include_str!("../migrations/sqlite/0007_push_health.sql"),
+        postgres: include_str!("../migrations/postgres/0007_push_health.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

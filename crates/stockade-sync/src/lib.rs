@@ -22,6 +22,7 @@
 pub mod catalog;
 pub mod connections;
 mod engine;
+pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod purge;
@@ -34,6 +35,7 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
 pub use engine::{HookFailure, HookReply, Summary, Sync};
+pub use health::PushHealth;
 pub use metrics::{Metrics, Percentiles};
 pub use purge::PurgeReceipt;
 pub use unmatched::{LineProblem, UnmatchedLine, UnmatchedSku};
