@@ -187,10 +187,20 @@ enum BucketKey {
     Operation(&'static str, String),
 }
 
+/// The settings a running gateway can take on without a restart ([`Gateway::reconfigure`]).
+struct Live {
+    allowed_hosts: Vec<String>,
+    client: reqwest::Client,
+    request_timeout: Duration,
+    max_attempts: u32,
+}
+
 struct Inner {
+    /// The settings it was built with: environment, backoff, breaker, response limit and
+    /// log retention are fixed for its lifetime.
     config: EgressConfig,
     host_rate: Option<(f64, f64)>,
-    client: reqwest::Client,
+    live: std::sync::RwLock<Arc<Live>>,
     limits: Mutex<HashMap<&'static str, (f64, f64)>>,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     breakers: Mutex<HashMap<String, Breaker>>,
@@ -208,7 +218,7 @@ impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gateway")
             .field("environment", &self.0.config.environment)
-            .field("allowed_hosts", &self.0.config.allowed_hosts)
+            .field("allowed_hosts", &self.live().allowed_hosts)
             .field("logging", &self.0.writer.is_some())
             .finish_non_exhaustive()
     }
@@ -218,37 +228,42 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The HTTPS client for `config`: TLS 1.2+, no redirects, no proxy, the platform's roots
+/// plus the configured extra roots.
+fn build_client(config: &EgressConfig) -> Result<reqwest::Client, EgressError> {
+    let mut builder = reqwest::Client::builder()
+        .https_only(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .tls_version_min(reqwest::tls::Version::TLS_1_2)
+        .connect_timeout(config.connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .no_proxy()
+        .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
+    let mut roots = Vec::new();
+    for pem in &config.extra_root_pems {
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
+            EgressError::Tls("an extra root certificate is not valid PEM".into())
+        })?;
+        if certs.is_empty() {
+            return Err(EgressError::Tls(
+                "an extra root certificate entry holds no certificate".into(),
+            ));
+        }
+        roots.extend(certs);
+    }
+    if !roots.is_empty() {
+        builder = builder.tls_certs_merge(roots);
+    }
+    builder.build().map_err(|e| {
+        EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e)))
+    })
+}
+
 impl Gateway {
     /// Build the gateway. With a store, the log writer is spawned on the current tokio
     /// runtime (there must be one) and the store must belong to the same environment.
     pub fn new(config: EgressConfig, store: Option<Store>) -> Result<Gateway, EgressError> {
-        let mut builder = reqwest::Client::builder()
-            .https_only(true)
-            .redirect(reqwest::redirect::Policy::none())
-            .tls_version_min(reqwest::tls::Version::TLS_1_2)
-            .connect_timeout(config.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(60))
-            .no_proxy()
-            .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
-        let mut roots = Vec::new();
-        for pem in &config.extra_root_pems {
-            let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
-                EgressError::Tls("an extra root certificate is not valid PEM".into())
-            })?;
-            if certs.is_empty() {
-                return Err(EgressError::Tls(
-                    "an extra root certificate entry holds no certificate".into(),
-                ));
-            }
-            roots.extend(certs);
-        }
-        if !roots.is_empty() {
-            builder = builder.tls_certs_merge(roots);
-        }
-        let client = builder.build().map_err(|e| {
-            EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e)))
-        })?;
-
+        let client = build_client(&config)?;
         let writer = match store {
             None => None,
             Some(store) => {
@@ -276,8 +291,13 @@ impl Gateway {
         let (anomalies, _) = broadcast::channel(1024);
         Ok(Gateway(Arc::new(Inner {
             host_rate: limits::valid_rate(config.host_rate.0, config.host_rate.1),
+            live: std::sync::RwLock::new(Arc::new(Live {
+                allowed_hosts: config.allowed_hosts.clone(),
+                client,
+                request_timeout: config.request_timeout,
+                max_attempts: config.max_attempts,
+            })),
             config,
-            client,
             limits: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
@@ -286,6 +306,46 @@ impl Gateway {
             writer,
             jitter: retry::Jitter::new(seed),
         })))
+    }
+
+    /// Take on new settings without a restart: the allowlist, the extra trust roots and
+    /// the connect timeout (a new HTTPS client), the request timeout and the attempts.
+    /// Requests already sent finish under the old settings. Nothing changes when it
+    /// refuses (another environment, an invalid root certificate). The environment,
+    /// backoff, breaker, response limit, host rate and log retention stay as built.
+    pub fn reconfigure(&self, config: &EgressConfig) -> Result<(), EgressError> {
+        if config.environment != self.0.config.environment {
+            return Err(EgressError::Store(format!(
+                "the gateway belongs to environment {}, not {}",
+                self.0.config.environment, config.environment
+            )));
+        }
+        let client = build_client(config)?;
+        let live = Arc::new(Live {
+            allowed_hosts: config.allowed_hosts.clone(),
+            client,
+            request_timeout: config.request_timeout,
+            max_attempts: config.max_attempts,
+        });
+        *self
+            .0
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = live;
+        Ok(())
+    }
+
+    /// The allowlist in force.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.live().allowed_hosts.clone()
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.0
+            .live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// A handle for `caller`, which may reach only the hosts on both the environment's
@@ -514,6 +574,7 @@ impl Egress {
     pub async fn send(&self, req: Request) -> Result<Response, EgressError> {
         let g = &self.gateway;
         let cfg = &g.0.config;
+        let live = g.live();
         if req.invalid {
             return Err(EgressError::InvalidUrl);
         }
@@ -524,7 +585,7 @@ impl Egress {
             }
             Err(r) => return Err(r.into_error()),
         };
-        if !policy::allowed(&cfg.allowed_hosts, &target.host, target.port)
+        if !policy::allowed(&live.allowed_hosts, &target.host, target.port)
             || !policy::allowed(&self.hosts, &target.host, target.port)
         {
             let err = EgressError::Blocked {
@@ -533,8 +594,8 @@ impl Egress {
             return Err(self.refuse(&req, &target.key, err).await);
         }
 
-        let max_attempts = cfg.max_attempts.max(1);
-        let timeout = req.timeout.unwrap_or(cfg.request_timeout);
+        let max_attempts = live.max_attempts.max(1);
+        let timeout = req.timeout.unwrap_or(live.request_timeout);
         let mut attempt: u32 = 0;
         let mut last: Option<Attempt> = None;
         loop {
@@ -656,7 +717,7 @@ impl Egress {
         let limit = self.gateway.0.config.max_response_bytes;
         let mut builder = self
             .gateway
-            .0
+            .live()
             .client
             .request(req.method.clone(), target.url.clone())
             .headers(req.headers.clone());
