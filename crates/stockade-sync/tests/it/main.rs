@@ -7,6 +7,7 @@
 
 mod cross;
 mod fresh;
+mod push_health;
 mod returns;
 mod unmatched;
 
