@@ -4,12 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_history;
 mod alerts;
 mod audit_head;
 mod browser;
 mod cli;
 mod harness;
 mod marketplaces;
+mod reload;
 mod serve_refusals;
 mod server;
 mod signin_forms;
