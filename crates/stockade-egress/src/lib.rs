@@ -241,9 +241,8 @@ fn build_client(config: &EgressConfig) -> Result<reqwest::Client, EgressError> {
         .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
     let mut roots = Vec::new();
     for pem in &config.extra_root_pems {
-        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes()).map_err(|_| {
-            EgressError::Tls("an extra root certificate is not valid PEM".into())
-        })?;
+        let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())
+            .map_err(|_| EgressError::Tls("an extra root certificate is not valid PEM".into()))?;
         if certs.is_empty() {
             return Err(EgressError::Tls(
                 "an extra root certificate entry holds no certificate".into(),
@@ -254,9 +253,9 @@ fn build_client(config: &EgressConfig) -> Result<reqwest::Client, EgressError> {
     if !roots.is_empty() {
         builder = builder.tls_certs_merge(roots);
     }
-    builder.build().map_err(|e| {
-        EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e)))
-    })
+    builder
+        .build()
+        .map_err(|e| EgressError::Tls(format!("cannot build the HTTPS client: {}", chain(&e))))
 }
 
 impl Gateway {
@@ -865,6 +864,40 @@ mod tests {
         let e = g.client(Caller::System("t"), &[]);
         is_send(&e.send(Request::get("https://x/", "/", "x")));
         is_send(&g.flush());
+    }
+
+    /// Issue 13: the allowlist needed a restart. A reconfigured gateway (and every
+    /// handle cloned from it) follows the new allowlist; a refused reconfiguration
+    /// (an invalid root, another environment) changes nothing.
+    #[tokio::test]
+    async fn reconfigure_changes_the_allowlist_or_nothing() {
+        let mut c = EgressConfig::new(Environment::Dev);
+        c.allowed_hosts = vec!["a.example".into()];
+        let Ok(g) = Gateway::new(c.clone(), None) else {
+            panic!("gateway")
+        };
+        let e = g.client(Caller::System("t"), &["*.example", "b.example"]);
+        let blocked =
+            |r: Result<Response, EgressError>| matches!(r, Err(EgressError::Blocked { .. }));
+        assert!(blocked(
+            e.send(Request::get("https://b.example/", "/", "x")).await
+        ));
+        let mut bad = c.clone();
+        bad.allowed_hosts = vec!["b.example".into()];
+        bad.extra_root_pems = vec!["not a certificate".into()];
+        assert!(matches!(g.reconfigure(&bad), Err(EgressError::Tls(_))));
+        let mut other = bad.clone();
+        other.environment = Environment::Prod;
+        other.extra_root_pems.clear();
+        assert!(g.reconfigure(&other).is_err());
+        assert_eq!(g.allowed_hosts(), vec!["a.example".to_owned()]);
+        let mut good = c.clone();
+        good.allowed_hosts = vec!["b.example".into()];
+        g.reconfigure(&good).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(g.allowed_hosts(), vec!["b.example".to_owned()]);
+        assert!(blocked(
+            e.send(Request::get("https://a.example/", "/", "x")).await
+        ));
     }
 
     #[test]

@@ -27,7 +27,12 @@ async fn failing_pushes_are_recorded_and_cleared(db: Db) {
     env.settle().await;
     let ebay = connection_id(&env, "ebay").await;
     let tiktok = connection_id(&env, "tiktok").await;
-    assert!(!connection_health(env.store(), ebay).await.unwrap().failing());
+    assert!(
+        !connection_health(env.store(), ebay)
+            .await
+            .unwrap()
+            .failing()
+    );
     env.sb.set_faults(
         Marketplace::Ebay,
         Faults {
@@ -76,7 +81,12 @@ async fn failing_pushes_are_recorded_and_cleared(db: Db) {
         assert!(l.push.last_error.as_deref().unwrap().contains("eBay"));
     }
     // The other channels are healthy.
-    assert!(!connection_health(env.store(), tiktok).await.unwrap().failing());
+    assert!(
+        !connection_health(env.store(), tiktok)
+            .await
+            .unwrap()
+            .failing()
+    );
     assert!(
         rows.iter()
             .filter(|l| l.connection != "ebay")
@@ -86,7 +96,10 @@ async fn failing_pushes_are_recorded_and_cleared(db: Db) {
     env.sb.set_faults(Marketplace::Ebay, Faults::default());
     env.settle().await;
     wait_until("the streak cleared", || async {
-        !connection_health(env.store(), ebay).await.unwrap().failing()
+        !connection_health(env.store(), ebay)
+            .await
+            .unwrap()
+            .failing()
     })
     .await;
     let h = connection_health(env.store(), ebay).await.unwrap();

@@ -208,7 +208,9 @@ impl Reloader {
                     applied.changed.push(format!("{key} = {v}"));
                 }
             } else if was != *v {
-                applied.restart.push(format!("{key} (running: {was}; file: {v})"));
+                applied
+                    .restart
+                    .push(format!("{key} (running: {was}; file: {v})"));
             }
         }
         let egress = new.egress_config(self.env);
@@ -253,9 +255,14 @@ impl Reloader {
         if let Some(old) = self.alerts.take() {
             old.shutdown().await;
         }
-        let a = Alerts::start(self.store.clone(), self.vault.clone(), &self.gateway, config)
-            .await
-            .map_err(|e| e.to_string())?;
+        let a = Alerts::start(
+            self.store.clone(),
+            self.vault.clone(),
+            &self.gateway,
+            config,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         self.alerts = Some(a);
         Ok(())
     }
@@ -290,9 +297,7 @@ pub fn write_pid_file(data_dir: &Path) {
 /// Remove the pid file if it still names this process.
 pub fn remove_pid_file(data_dir: &Path) {
     let path = data_dir.join(PID_FILE);
-    if std::fs::read_to_string(&path)
-        .is_ok_and(|t| t.trim() == std::process::id().to_string())
-    {
+    if std::fs::read_to_string(&path).is_ok_and(|t| t.trim() == std::process::id().to_string()) {
         let _ = std::fs::remove_file(path);
     }
 }
@@ -318,8 +323,8 @@ pub async fn request(settings: &Settings, wait: u64) -> Result<(), Failure> {
         .and_then(rustix::process::Pid::from_raw)
         .ok_or_else(|| Failure::runtime(format!("{} holds no process id", pid_path.display())))?;
     // A stale file may name another program by now: signal only a stockade process.
-    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero()))
-        .unwrap_or_default();
+    let cmdline =
+        std::fs::read(format!("/proc/{}/cmdline", pid.as_raw_nonzero())).unwrap_or_default();
     let is_stockade = cmdline
         .split(|b| *b == 0)
         .next()

@@ -25,12 +25,18 @@ async fn alerts_without_channels_are_listed_with_their_time() {
         .unwrap_or_else(|| panic!("the ban alert is not listed:\n{list}"));
     let time = row.split_whitespace().next().unwrap();
     // ISO-8601 UTC with milliseconds, within the command's run: the event's time.
-    assert!(time.len() == 24 && time.ends_with('Z') && time.contains('T'), "{row}");
+    assert!(
+        time.len() == 24 && time.ends_with('Z') && time.contains('T'),
+        "{row}"
+    );
     let (lo, hi) = (
         stockade_core::time::format_rfc3339_ms(before),
         stockade_core::time::format_rfc3339_ms(after),
     );
-    assert!(lo.as_str() <= time && time <= hi.as_str(), "{lo} {time} {hi}");
+    assert!(
+        lo.as_str() <= time && time <= hi.as_str(),
+        "{lo} {time} {hi}"
+    );
     assert!(row.contains("not routed yet"), "{row}");
 
     // A running server routes it; with no channel it stays on the dashboard, with the

@@ -131,7 +131,10 @@ async fn reload_without_restart_and_a_stalled_channel_shows_it() {
 
     // The stalled channel looks stalled.
     let show = wait_for("the failing pushes", 30, || {
-        let out = sb.run(&["connection", "show", "ebay"]).expect_code(0).stdout();
+        let out = sb
+            .run(&["connection", "show", "ebay"])
+            .expect_code(0)
+            .stdout();
         out.contains("FAILING since").then_some(out)
     })
     .await;
@@ -162,15 +165,26 @@ async fn reload_without_restart_and_a_stalled_channel_shows_it() {
         .lines()
         .find(|l| l.trim_start().starts_with("SKU-0001 on ebay"))
         .unwrap_or_else(|| panic!("{list}"));
-    assert!(failing.contains(&format!("failing since {since}")), "{list}");
+    assert!(
+        failing.contains(&format!("failing since {since}")),
+        "{list}"
+    );
 
     // An invalid file: `config reload` refuses it before signalling (exit 2), and a
     // SIGHUP with it is refused by the server; the old settings stay in force.
     std::fs::write(&path, config(&sb, &base, &["https://127.0.0.1/"], "")).unwrap();
     let out = sb.run(&["config", "reload"]).expect_code(2);
-    assert!(out.stderr().contains("egress.allowed_hosts"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("egress.allowed_hosts"),
+        "{}",
+        out.stderr()
+    );
     let out = sb.run(&["config"]).expect_code(2);
-    assert!(out.stderr().contains("egress.allowed_hosts"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("egress.allowed_hosts"),
+        "{}",
+        out.stderr()
+    );
     sighup(&sb);
     let answer = wait_for("the refusal", 10, || {
         let t = std::fs::read_to_string(sb.data().join("serve.reload")).unwrap_or_default();
@@ -186,7 +200,10 @@ async fn reload_without_restart_and_a_stalled_channel_shows_it() {
     // Every command refuses the invalid file; with the old one back, the server still
     // runs under it: the same streak, still blocked.
     std::fs::write(&path, config(&sb, &base, &["api.sandbox.ebay.com"], "")).unwrap();
-    let show = sb.run(&["connection", "show", "ebay"]).expect_code(0).stdout();
+    let show = sb
+        .run(&["connection", "show", "ebay"])
+        .expect_code(0)
+        .stdout();
     assert!(
         line(&show, "pushes").contains(&format!("FAILING since {since}"))
             && line(&show, "last error").contains("blocked"),
@@ -225,14 +242,19 @@ async fn reload_without_restart_and_a_stalled_channel_shows_it() {
     let out = sb.run(&["config", "reload"]).expect_code(0).stdout();
     assert!(
         out.contains("reloaded:")
-            && out.contains(&format!("egress.allowed_hosts = api.sandbox.ebay.com, {ebay_host}"))
+            && out.contains(&format!(
+                "egress.allowed_hosts = api.sandbox.ebay.com, {ebay_host}"
+            ))
             && out.contains("alerts.channels = ops-feishu")
             && out.contains("needs a restart: sync.reconcile_interval"),
         "{out}"
     );
     // The channel catches up without a restart…
     wait_for("the channel to catch up", 60, || {
-        let out = sb.run(&["connection", "show", "ebay"]).expect_code(0).stdout();
+        let out = sb
+            .run(&["connection", "show", "ebay"])
+            .expect_code(0)
+            .stdout();
         line(&out, "pushes").ends_with(" ok").then_some(out)
     })
     .await;
@@ -261,4 +283,62 @@ async fn reload_without_restart_and_a_stalled_channel_shows_it() {
     );
     sims.shutdown().await;
     bots.shutdown().await;
+}
+
+/// Issue 13: `stockade config` accepted settings `serve` then refused. It runs the same
+/// checks: prod without a certificate (unless self-signed), an unreadable certificate,
+/// a bad alert channel, a malformed egress host; each exit 2 with serve's message.
+#[test]
+fn config_refuses_what_serve_refuses() {
+    let sb = init("prod", "");
+    let path = sb.data().join("stockade.toml");
+    let base = std::fs::read_to_string(&path).unwrap();
+    let config = sb.run(&["config"]).expect_code(2);
+    let serve = sb.run(&["serve", "--listen", "127.0.0.1:0"]).expect_code(2);
+    assert!(
+        config
+            .stderr()
+            .contains("no TLS certificate configured for prod")
+            && config.stderr() == serve.stderr(),
+        "{}\n{}",
+        config.stderr(),
+        serve.stderr()
+    );
+    std::fs::write(&path, format!("{base}\n[server]\nself_signed = true\n")).unwrap();
+    sb.run(&["config"]).expect_code(0);
+    let missing = sb.dir.join("missing.pem");
+    std::fs::write(
+        &path,
+        format!(
+            "{base}\n[server]\ntls_cert = \"{0}\"\ntls_key = \"{0}\"\n",
+            missing.display()
+        ),
+    )
+    .unwrap();
+    let config = sb.run(&["config"]).expect_code(2);
+    let serve = sb.run(&["serve", "--listen", "127.0.0.1:0"]).expect_code(2);
+    assert!(
+        !config.stderr().is_empty() && config.stderr() == serve.stderr(),
+        "{}\n{}",
+        config.stderr(),
+        serve.stderr()
+    );
+    for (bad, word) in [
+        (
+            "[server]\nself_signed = true\n[[alerts.channel]]\nname = \"x\"\nkind = \"pager\"\n",
+            "kind \"pager\"",
+        ),
+        (
+            "[server]\nself_signed = true\n[[alerts.channel]]\nname = \"x\"\nkind = \"webhook\"\n",
+            "needs url",
+        ),
+        (
+            "[server]\nself_signed = true\n[egress]\nallowed_hosts = [\"Api.Ebay.com/x\"]\n",
+            "egress.allowed_hosts",
+        ),
+    ] {
+        std::fs::write(&path, format!("{base}\n{bad}")).unwrap();
+        let out = sb.run(&["config"]).expect_code(2);
+        assert!(out.stderr().contains(word), "{bad}: {}", out.stderr());
+    }
 }
