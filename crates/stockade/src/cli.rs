@@ -137,9 +137,10 @@ pub enum AlertCommand {
     /// Each configured channel: kind, status (ok, failing, rate_limited, misconfigured),
     /// alerts pending, held and sent, the last error, and which secrets are set.
     Status,
-    /// The most recent alerts (newest first) and their delivery state per channel.
+    /// Every alert, newest first, with its time (UTC, when it happened) and where it went:
+    /// each channel's delivery state, or "dashboard only" with no channel.
     List {
-        /// How many outbox rows to show.
+        /// How many alerts to show.
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },

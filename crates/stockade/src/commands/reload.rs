@@ -84,6 +84,16 @@ fn is_live(key: &str) -> bool {
     (key.starts_with("egress.") && key != "egress.log_retention") || key.starts_with("alerts.")
 }
 
+/// The sections that need a restart, each as (name, key prefix, its settings in full).
+fn restart_sections(s: &Settings) -> Vec<(&'static str, &'static str, String)> {
+    vec![
+        ("[server]", "server.", format!("{:?}", s.server)),
+        ("[access] / [ban]", "access.", format!("{:?}", s.access)),
+        ("[sync]", "sync.", format!("{:?}", s.sync)),
+        ("[sqlite] / [postgres]", "sqlite.", format!("{:?}", s.store)),
+    ]
+}
+
 /// What a reload did.
 #[derive(Debug, Default)]
 struct Applied {
@@ -102,6 +112,9 @@ pub struct Reloader {
     started: Vec<(&'static str, String, &'static str)>,
     /// The settings in force.
     running: Vec<(&'static str, String, &'static str)>,
+    /// The restart-only sections as started, compared whole (not every setting in them
+    /// is shown by `stockade config`).
+    sections: Vec<(&'static str, &'static str, String)>,
     egress: EgressConfig,
     alerts_config: AlertsConfig,
     gateway: Gateway,
@@ -139,6 +152,7 @@ impl Reloader {
             data_dir: settings.data_dir.clone(),
             started: settings.provenance.clone(),
             running: settings.provenance.clone(),
+            sections: restart_sections(settings),
             egress: settings.egress_config(p.env),
             alerts_config: settings.alerts.clone(),
             gateway: p.gateway,
@@ -211,6 +225,15 @@ impl Reloader {
                 applied
                     .restart
                     .push(format!("{key} (running: {was}; file: {v})"));
+            }
+        }
+        for ((section, prefix, was), (_, _, now)) in
+            self.sections.iter().zip(restart_sections(&new))
+        {
+            if *was != now && !applied.restart.iter().any(|r| r.starts_with(prefix)) {
+                applied.restart.push(format!(
+                    "{section} (a setting changed; `stockade config` shows the file's values)"
+                ));
             }
         }
         let egress = new.egress_config(self.env);
