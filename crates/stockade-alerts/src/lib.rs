@@ -4,17 +4,24 @@
 //! what an alert may contain, [`scrub`] for the text scrubber, [`sign`] for the
 //! platforms' signing schemes and [`render`] for their message formats.
 
+#[cfg(feature = "pipeline")]
 pub mod channel;
 pub mod config;
+pub mod history;
 pub mod model;
+#[cfg(feature = "pipeline")]
 pub mod pipeline;
 pub mod render;
 pub mod scrub;
+#[cfg(feature = "pipeline")]
 pub mod sign;
 
+#[cfg(feature = "pipeline")]
 pub use channel::{ChannelClient, Outcome};
 pub use config::{AlertsConfig, ChannelConfig, ChannelKind};
+pub use history::{AlertEntry, Delivery, alert_history};
 pub use model::{Alert, EventRow, Severity};
+#[cfg(feature = "pipeline")]
 pub use pipeline::{
     Alerts, AlertsError, ChannelStatus, PipelineStats, RecentAlert, channel_statuses,
     recent_alerts, release_held, test_channel,

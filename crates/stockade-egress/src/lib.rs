@@ -192,10 +192,20 @@ enum BucketKey {
     Operation(&'static str, String),
 }
 
+/// The settings a running gateway can take on without a restart ([`Gateway::reconfigure`]).
+struct Live {
+    allowed_hosts: Vec<String>,
+    client: reqwest::Client,
+    request_timeout: Duration,
+    max_attempts: u32,
+}
+
 struct Inner {
+    /// The settings it was built with: environment, backoff, breaker, response limit and
+    /// log retention are fixed for its lifetime.
     config: EgressConfig,
     host_rate: Option<(f64, f64)>,
-    client: reqwest::Client,
+    live: std::sync::RwLock<Arc<Live>>,
     limits: Mutex<HashMap<&'static str, (f64, f64)>>,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     breakers: Mutex<HashMap<String, Breaker>>,
@@ -215,7 +225,7 @@ impl fmt::Debug for Gateway {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Gateway")
             .field("environment", &self.0.config.environment)
-            .field("allowed_hosts", &self.0.config.allowed_hosts)
+            .field("allowed_hosts", &self.live().allowed_hosts)
             .field("logging", &self.0.writer.is_some())
             .finish_non_exhaustive()
     }
@@ -231,7 +241,6 @@ impl Gateway {
     pub fn new(config: EgressConfig, store: Option<Store>) -> Result<Gateway, EgressError> {
         let extra: Vec<&str> = config.extra_root_pems.iter().map(String::as_str).collect();
         let client = build_client(&config, &extra)?;
-
         let writer = match store {
             None => None,
             Some(store) => {
@@ -259,8 +268,13 @@ impl Gateway {
         let (anomalies, _) = broadcast::channel(1024);
         Ok(Gateway(Arc::new(Inner {
             host_rate: limits::valid_rate(config.host_rate.0, config.host_rate.1),
+            live: std::sync::RwLock::new(Arc::new(Live {
+                allowed_hosts: config.allowed_hosts.clone(),
+                client,
+                request_timeout: config.request_timeout,
+                max_attempts: config.max_attempts,
+            })),
             config,
-            client,
             limits: Mutex::new(HashMap::new()),
             buckets: Mutex::new(HashMap::new()),
             breakers: Mutex::new(HashMap::new()),
@@ -270,6 +284,47 @@ impl Gateway {
             jitter: retry::Jitter::new(seed),
             sandbox: Mutex::new(HashMap::new()),
         })))
+    }
+
+    /// Take on new settings without a restart: the allowlist, the extra trust roots and
+    /// the connect timeout (a new HTTPS client), the request timeout and the attempts.
+    /// Requests already sent finish under the old settings. Nothing changes when it
+    /// refuses (another environment, an invalid root certificate). The environment,
+    /// backoff, breaker, response limit, host rate and log retention stay as built.
+    pub fn reconfigure(&self, config: &EgressConfig) -> Result<(), EgressError> {
+        if config.environment != self.0.config.environment {
+            return Err(EgressError::Store(format!(
+                "the gateway belongs to environment {}, not {}",
+                self.0.config.environment, config.environment
+            )));
+        }
+        let extra: Vec<&str> = config.extra_root_pems.iter().map(String::as_str).collect();
+        let client = build_client(config, &extra)?;
+        let live = Arc::new(Live {
+            allowed_hosts: config.allowed_hosts.clone(),
+            client,
+            request_timeout: config.request_timeout,
+            max_attempts: config.max_attempts,
+        });
+        *self
+            .0
+            .live
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = live;
+        Ok(())
+    }
+
+    /// The allowlist in force.
+    pub fn allowed_hosts(&self) -> Vec<String> {
+        self.live().allowed_hosts.clone()
+    }
+
+    fn live(&self) -> Arc<Live> {
+        self.0
+            .live
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// A handle for `caller`, which may reach only the hosts on both the environment's
@@ -498,6 +553,7 @@ impl Egress {
     pub async fn send(&self, req: Request) -> Result<Response, EgressError> {
         let g = &self.gateway;
         let cfg = &g.0.config;
+        let live = g.live();
         if req.invalid {
             return Err(EgressError::InvalidUrl);
         }
@@ -509,7 +565,7 @@ impl Egress {
             Err(r) => return Err(r.into_error()),
         };
         let sandbox = g.sandbox_client(&self.caller_text);
-        let env_allows = policy::allowed(&cfg.allowed_hosts, &target.host, target.port)
+        let env_allows = policy::allowed(&live.allowed_hosts, &target.host, target.port)
             || (sandbox.is_some() && sandbox_trust::is_loopback(&target.host));
         if !env_allows || !policy::allowed(&self.hosts, &target.host, target.port) {
             let err = EgressError::Blocked {
@@ -518,8 +574,8 @@ impl Egress {
             return Err(self.refuse(&req, &target.key, err).await);
         }
 
-        let max_attempts = cfg.max_attempts.max(1);
-        let timeout = req.timeout.unwrap_or(cfg.request_timeout);
+        let max_attempts = live.max_attempts.max(1);
+        let timeout = req.timeout.unwrap_or(live.request_timeout);
         let mut attempt: u32 = 0;
         let mut last: Option<Attempt> = None;
         loop {
@@ -540,7 +596,7 @@ impl Egress {
 
             let mut row = self.row(&req, &target.key, "ok");
             let started = Instant::now();
-            let client = sandbox.as_ref().unwrap_or(&g.0.client);
+            let client = sandbox.as_ref().unwrap_or(&live.client);
             let outcome = self.attempt(client, &req, &target, timeout).await;
             row.latency_us = i64::try_from(started.elapsed().as_micros()).unwrap_or(i64::MAX);
             row.attempt = attempt;
@@ -823,6 +879,40 @@ mod tests {
         let e = g.client(Caller::System("t"), &[]);
         is_send(&e.send(Request::get("https://x/", "/", "x")));
         is_send(&g.flush());
+    }
+
+    /// Issue 13: the allowlist needed a restart. A reconfigured gateway (and every
+    /// handle cloned from it) follows the new allowlist; a refused reconfiguration
+    /// (an invalid root, another environment) changes nothing.
+    #[tokio::test]
+    async fn reconfigure_changes_the_allowlist_or_nothing() {
+        let mut c = EgressConfig::new(Environment::Dev);
+        c.allowed_hosts = vec!["a.example".into()];
+        let Ok(g) = Gateway::new(c.clone(), None) else {
+            panic!("gateway")
+        };
+        let e = g.client(Caller::System("t"), &["*.example", "b.example"]);
+        let blocked =
+            |r: Result<Response, EgressError>| matches!(r, Err(EgressError::Blocked { .. }));
+        assert!(blocked(
+            e.send(Request::get("https://b.example/", "/", "x")).await
+        ));
+        let mut bad = c.clone();
+        bad.allowed_hosts = vec!["b.example".into()];
+        bad.extra_root_pems = vec!["not a certificate".into()];
+        assert!(matches!(g.reconfigure(&bad), Err(EgressError::Tls(_))));
+        let mut other = bad.clone();
+        other.environment = Environment::Prod;
+        other.extra_root_pems.clear();
+        assert!(g.reconfigure(&other).is_err());
+        assert_eq!(g.allowed_hosts(), vec!["a.example".to_owned()]);
+        let mut good = c.clone();
+        good.allowed_hosts = vec!["b.example".into()];
+        g.reconfigure(&good).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(g.allowed_hosts(), vec!["b.example".to_owned()]);
+        assert!(blocked(
+            e.send(Request::get("https://a.example/", "/", "x")).await
+        ));
     }
 
     #[test]

@@ -388,12 +388,39 @@ pub async fn audit_verify(State(state): State<AppState>) -> Response {
 
 /// Alert channels' state and the newest alerts (scrubbed, allow-listed fields only).
 pub async fn alerts(State(state): State<AppState>) -> Response {
-    match alerts_view(state.access.store(), 50).await {
-        Ok((channels, recent)) => {
-            Json(json!({"channels": channels, "recent": recent})).into_response()
+    let store = state.access.store();
+    let view = match alerts_view(store, 50).await {
+        Ok(v) => v,
+        Err(e) => return internal(e),
+    };
+    match alert_history(store, 100).await {
+        Ok(alerts) => {
+            let (channels, recent) = view;
+            Json(json!({"channels": channels, "alerts": alerts, "recent": recent})).into_response()
         }
         Err(e) => internal(e),
     }
+}
+
+/// Every alert, newest first, dated by its event's time, with where it went (each
+/// channel's state, or "dashboard only" when no channel takes it).
+pub(crate) async fn alert_history(
+    store: &stockade_store::Store,
+    limit: i64,
+) -> Result<Vec<serde_json::Value>, stockade_store::StoreError> {
+    let entries = stockade_alerts::alert_history(store, limit).await?;
+    Ok(entries
+        .iter()
+        .map(|e| {
+            let a = &e.alert;
+            json!({
+                "event_id": a.event_id, "at_ms": a.at_ms,
+                "at": stockade_core::time::format_rfc3339_ms(a.at_ms),
+                "severity": a.severity.to_string(), "source": a.source, "kind": a.kind,
+                "title": a.title, "delivery": e.delivery_summary(),
+            })
+        })
+        .collect())
 }
 
 /// Read the alert tables (written by the alert pipeline) for the dashboard.

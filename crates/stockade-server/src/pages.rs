@@ -469,13 +469,17 @@ pub async fn alerts(State(state): State<AppState>) -> Response {
         Ok(v) => v,
         Err(e) => return internal_page(e),
     };
+    let history = match crate::api::alert_history(state.access.store(), 200).await {
+        Ok(v) => v,
+        Err(e) => return internal_page(e),
+    };
     let s =
         |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or("").to_owned();
     let n =
         |v: &serde_json::Value, k: &str| v.get(k).and_then(serde_json::Value::as_i64).unwrap_or(0);
     let mut body = String::from("<h1>Alerts</h1><h2>Channels</h2>");
     if channels.is_empty() {
-        body.push_str("<p>No alert channel has run yet. Configure <code>[[alerts.channel]]</code> in stockade.toml (docs/alerts.md).</p>");
+        body.push_str("<p>No alert channel has run yet: alerts are kept here and in <code>stockade alert list</code>. Configure <code>[[alerts.channel]]</code> in stockade.toml to have them sent (docs/alerts.md).</p>");
     } else {
         body.push_str("<table><tr><th>Channel</th><th>Kind</th><th>Status</th><th>Pending</th><th>Held</th><th>Last error</th></tr>");
         for c in &channels {
@@ -497,20 +501,44 @@ pub async fn alerts(State(state): State<AppState>) -> Response {
         }
         body.push_str("</table>");
     }
-    body.push_str("<h2>Recent alerts</h2><table><tr><th>#</th><th>Channel</th><th>State</th><th>Severity</th><th>Events</th><th>What</th></tr>");
-    for a in &recent {
-        body.push_str(&format!(
-            "<tr id=\"event-{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            a.get("event_id").and_then(serde_json::Value::as_i64).unwrap_or(0),
-            n(a, "id"),
-            esc(&s(a, "channel")),
-            esc(&s(a, "state")),
-            esc(&s(a, "severity")),
-            n(a, "events"),
-            esc(&s(a, "title"))
-        ));
+    body.push_str("<h2>Alerts</h2>");
+    if history.is_empty() {
+        body.push_str("<p>No alerts yet.</p>");
+    } else {
+        body.push_str("<table><tr><th>Time (UTC)</th><th>Severity</th><th>Source</th><th>Kind</th><th>What</th><th>Delivery</th></tr>");
+        for a in &history {
+            body.push_str(&format!(
+                "<tr id=\"alert-{}\"><td><time datetime=\"{}\">{}</time></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                n(a, "event_id"),
+                esc(&s(a, "at")),
+                esc(&s(a, "at")),
+                esc(&s(a, "severity")),
+                esc(&s(a, "source")),
+                esc(&s(a, "kind")),
+                esc(&s(a, "title")),
+                esc(&s(a, "delivery"))
+            ));
+        }
+        body.push_str("</table>");
     }
-    body.push_str("</table><p><a href=\"/\">Home</a></p>");
+    if !recent.is_empty() {
+        body.push_str("<h2>Deliveries</h2><table><tr><th>#</th><th>Queued (UTC)</th><th>Channel</th><th>State</th><th>Severity</th><th>Events</th><th>What</th></tr>");
+        for a in &recent {
+            let queued = stockade_core::time::format_rfc3339_ms(n(a, "created_at_ms"));
+            body.push_str(&format!(
+                "<tr id=\"event-{}\"><td>{}</td><td><time datetime=\"{queued}\">{queued}</time></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                a.get("event_id").and_then(serde_json::Value::as_i64).unwrap_or(0),
+                n(a, "id"),
+                esc(&s(a, "channel")),
+                esc(&s(a, "state")),
+                esc(&s(a, "severity")),
+                n(a, "events"),
+                esc(&s(a, "title"))
+            ));
+        }
+        body.push_str("</table>");
+    }
+    body.push_str("<p><a href=\"/\">Home</a></p>");
     layout("Stockade alerts", &body).into_response()
 }
 

@@ -61,6 +61,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0007_return_reports.sql"),
         postgres: include_str!("../migrations/postgres/0007_return_reports.sql"),
     },
+    Migration {
+        version: 8,
+        name: "push_health",
+        sqlite: include_str!("../migrations/sqlite/0008_push_health.sql"),
+        postgres: include_str!("../migrations/postgres/0008_push_health.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

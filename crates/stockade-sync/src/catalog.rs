@@ -157,6 +157,8 @@ pub struct ListingRow {
     pub pushed_version: i64,
     pub acked_qty: Option<i64>,
     pub channel_qty: Option<i64>,
+    /// The listing's failing push streak (migration 0007): rounds, since when, last error.
+    pub push: crate::PushHealth,
 }
 
 /// What an import did.
@@ -352,7 +354,8 @@ pub async fn merge(
 
 const SELECT_LISTINGS: &str =
     "SELECT c.name, l.sku, l.listing_id, l.buffer, l.max_displayed, l.target_qty, l.target_version,
-            l.pushed_version, l.acked_qty, l.channel_qty, c.marketplace, l.listing_ref
+            l.pushed_version, l.acked_qty, l.channel_qty, c.marketplace, l.listing_ref,
+            l.push_failures, l.push_failing_since_ms, l.push_last_error
      FROM listings l JOIN connections c ON c.id = l.connection_id
      WHERE c.status <> 'revoked' ORDER BY l.sku, c.name";
 const SELECT_STOCK: &str = "SELECT sku, on_hand, reserved FROM skus ORDER BY sku";
@@ -393,6 +396,12 @@ pub async fn listings(store: &Store) -> Result<Vec<ListingRow>> {
                 pushed_version: r.int(7)?,
                 acked_qty: r.opt_int(8)?,
                 channel_qty: r.opt_int(9)?,
+                push: crate::PushHealth {
+                    failures: r.int(12)?,
+                    failing_since_ms: r.opt_int(13)?,
+                    last_error: r.opt_text(14)?,
+                    last_error_at_ms: None,
+                },
             })
         })
         .collect()

@@ -854,7 +854,8 @@ const PENDING: &str =
     "SELECT sku, listing_ref, target_qty, target_version, pushed_version FROM listings
      WHERE connection_id = $1 AND target_version > pushed_version
      ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, sku LIMIT 500";
-const ACK: &str = "UPDATE listings SET pushed_version = $1, acked_qty = $2, acked_at_ms = $3
+const ACK: &str = "UPDATE listings SET pushed_version = $1, acked_qty = $2, acked_at_ms = $3,
+        push_failures = 0, push_failing_since_ms = NULL, push_last_error = NULL
      WHERE connection_id = $4 AND sku = $5 AND pushed_version < $1";
 
 struct Pending {
@@ -874,6 +875,8 @@ async fn push_loop(
     let mut waiting: Vec<(Notice, HashSet<String>)> = Vec::new();
     let mut failures: u32 = 0;
     let mut reported = false;
+    // A streak recorded by an earlier process is cleared by this one's first good round.
+    let mut streak_recorded = true;
     let staleness = inner.metrics.staleness_of(&live.name);
     let mut again = true;
     loop {
@@ -951,6 +954,12 @@ async fn push_loop(
             if confirmed.len() < pending.len() {
                 failures = failures.saturating_add(1);
                 Metrics::inc(&inner.metrics.push_failures, 1);
+                let text = failed.as_ref().map_or_else(
+                    || "the channel did not confirm the new quantities".to_owned(),
+                    crate::health::error_text,
+                );
+                crate::health::record_failure(&inner.store, live.id, &text, now_ms()).await;
+                streak_recorded = true;
                 if let Some(e) = &failed {
                     inner
                         .metrics
@@ -974,7 +983,16 @@ async fn push_loop(
                 failures = 0;
                 reported = false;
                 again = truncated;
+                if streak_recorded {
+                    crate::health::record_ok(&inner.store, live.id).await;
+                    streak_recorded = false;
+                }
             }
+        } else if streak_recorded {
+            // Nothing waits for the channel (any more): no streak to show.
+            failures = 0;
+            crate::health::record_ok(&inner.store, live.id).await;
+            streak_recorded = false;
         }
         // Resolve notices: a listing is done when it needed nothing or was confirmed.
         let now = Instant::now();

@@ -24,6 +24,7 @@ pub mod catalog_csv;
 pub mod connection_edit;
 pub mod connections;
 mod engine;
+pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod purge;
@@ -36,6 +37,7 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
 pub use engine::{HookFailure, HookReply, Summary, Sync};
+pub use health::PushHealth;
 pub use metrics::{Metrics, Percentiles};
 pub use purge::PurgeReceipt;
 pub use unmatched::{LineProblem, UnmatchedLine, UnmatchedSku};

@@ -72,8 +72,10 @@ pub enum Command {
     /// The hash-chained audit log: verify, export, hash a value.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Show the effective configuration and where each value came from (never secrets).
-    Config,
+    /// Show the effective configuration and where each value came from (never secrets),
+    /// and check it as `stockade serve` would: exit 2 on what serve would refuse.
+    /// `stockade config reload` makes the running server take on changed settings.
+    Config(ConfigArgs),
     /// Run a live throw-away dev environment: the three marketplace simulators, a catalog
     /// on every channel, the real server and sync engine, and a stream of buyer orders,
     /// with a live summary. Cleans up after itself.
@@ -136,9 +138,10 @@ pub enum AlertCommand {
     /// Each configured channel: kind, status (ok, failing, rate_limited, misconfigured),
     /// alerts pending, held and sent, the last error, and which secrets are set.
     Status,
-    /// The most recent alerts (newest first) and their delivery state per channel.
+    /// Every alert, newest first, with its time (UTC, when it happened) and where it went:
+    /// each channel's delivery state, or "dashboard only" with no channel.
     List {
-        /// How many outbox rows to show.
+        /// How many alerts to show.
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
@@ -341,6 +344,26 @@ pub struct BenchSyncArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: Option<ConfigAction>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Make the running `stockade serve` of this data directory reload stockade.toml (as
+    /// SIGHUP does) and print its answer: what changed, what needs a restart, or why the
+    /// new settings were refused (the old ones then stay in force). Egress hosts and
+    /// alert channels change live; listen address, TLS, database and the rest need a
+    /// restart.
+    Reload {
+        /// Seconds to wait for the server's answer.
+        #[arg(long, default_value_t = 10, value_name = "SECONDS")]
+        wait: u64,
+    },
 }
 
 #[derive(Debug, Args)]

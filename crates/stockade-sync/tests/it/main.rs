@@ -8,6 +8,7 @@
 mod cross;
 mod edit;
 mod fresh;
+mod push_health;
 mod returns;
 mod unmatched;
 

@@ -122,29 +122,32 @@ async fn status(settings: &Settings) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Every alert, newest first, dated by when it happened (the event's time, UTC), with
+/// where it went: each channel's delivery state, or "dashboard only" with no channel.
 async fn list(settings: &Settings, limit: i64) -> Result<(), Failure> {
     let store = open_store(settings).await?;
-    let rows = stockade_alerts::recent_alerts(&store, limit)
-        .await
-        .map_err(alerts_failure)?;
+    let rows = stockade_alerts::alert_history(&store, limit).await;
+    store.close().await;
+    let rows = rows.map_err(|e| Failure::runtime(format!("cannot read the alerts: {e}")))?;
     if rows.is_empty() {
         println!("no alerts yet");
+        return Ok(());
     }
+    println!(
+        "{:<24} {:<8} {:<7} {:<20} {:<24} what",
+        "time (UTC)", "severity", "source", "kind", "delivery"
+    );
     for r in rows {
-        let when = r.sent_at_ms.unwrap_or(r.created_at_ms);
+        let a = &r.alert;
         println!(
-            "#{:<6} {} {:<16} {:<8} {:<8} ×{:<4} {}",
-            r.id,
-            format_rfc3339_ms(when),
-            r.channel,
-            r.state,
-            r.alert.severity,
-            r.events,
-            r.alert.title
+            "{:<24} {:<8} {:<7} {:<20} {:<24} {}",
+            format_rfc3339_ms(a.at_ms),
+            a.severity,
+            a.source,
+            a.kind,
+            r.delivery_summary(),
+            a.title
         );
-        if let Some(e) = r.last_error.filter(|_| r.state != "sent") {
-            println!("        {e}");
-        }
     }
     Ok(())
 }

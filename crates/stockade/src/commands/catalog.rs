@@ -121,14 +121,15 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                         ls.iter()
                             .map(|l| {
                                 format!(
-                                    "{} {}/{}",
+                                    "{} {}/{}{}",
                                     l.connection,
                                     if l.target_qty < 0 {
                                         "-".to_owned()
                                     } else {
                                         l.target_qty.to_string()
                                     },
-                                    l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string())
+                                    l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string()),
+                                    if l.push.failing() { " FAILING" } else { "" }
                                 )
                             })
                             .collect::<Vec<_>>()
@@ -141,6 +142,7 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 );
                 println!("{}", line.trim_end());
             }
+            print_failing(&listings);
             if stock.is_empty() && waiting.is_empty() {
                 eprintln!("no SKUs yet; import a catalog with `stockade sku import FILE.csv`");
             }
@@ -303,5 +305,27 @@ fn verify_report(
         Ok(())
     } else {
         Err(Failure::verification(problems.join("; ")))
+    }
+}
+
+/// Listings whose pushes fail: since when and the last error, one line each.
+fn print_failing(listings: &[ListingRow]) {
+    let failing: Vec<&ListingRow> = listings.iter().filter(|l| l.push.failing()).collect();
+    if failing.is_empty() {
+        return;
+    }
+    println!();
+    println!("failing pushes ({}):", failing.len());
+    for l in failing {
+        println!(
+            "  {} on {}: failing since {} ({} failed round(s)): {}",
+            l.sku,
+            l.connection,
+            l.push
+                .failing_since_ms
+                .map_or_else(|| "-".into(), stockade_core::time::format_rfc3339_ms),
+            l.push.failures,
+            l.push.last_error.as_deref().unwrap_or("-")
+        );
     }
 }

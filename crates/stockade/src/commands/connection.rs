@@ -320,6 +320,7 @@ struct Details {
     fields: Vec<String>,
     receipt: Option<PurgeReceipt>,
     unmatched: Vec<stockade_sync::UnmatchedLine>,
+    push: stockade_sync::PushHealth,
 }
 
 async fn details(vault: &stockade_vault::Vault, c: &Connection) -> Result<Details, Failure> {
@@ -345,6 +346,9 @@ async fn details(vault: &stockade_vault::Vault, c: &Connection) -> Result<Detail
         None
     };
     Ok(Details {
+        push: stockade_sync::health::connection_health(store, c.id)
+            .await
+            .map_err(sync_failure)?,
         listings: count(store, COUNT_LISTINGS, c.id).await?,
         orders: count(store, COUNT_ORDERS, c.id).await?,
         cursor,
@@ -403,6 +407,10 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
         row("revoked", &format_rfc3339_ms(at));
     }
     row("listings", &d.listings.to_string());
+    row("pushes", &push_line(&d.push));
+    if let Some(e) = &d.push.last_error {
+        row("last error", e);
+    }
     row("orders", &d.orders.to_string());
     if !d.unmatched.is_empty() {
         let groups = stockade_sync::unmatched::by_sku(&d.unmatched);
@@ -451,6 +459,24 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// "ok", or "FAILING since … (N failed rounds, last …)": a stalled channel looks stalled.
+fn push_line(h: &stockade_sync::PushHealth) -> String {
+    if !h.failing() {
+        return "ok".into();
+    }
+    let mut t = format!(
+        "FAILING since {} ({} failed round(s)",
+        h.failing_since_ms
+            .map_or_else(|| "-".into(), format_rfc3339_ms),
+        h.failures
+    );
+    if let Some(at) = h.last_error_at_ms {
+        t.push_str(&format!(", last at {}", format_rfc3339_ms(at)));
+    }
+    t.push_str("); listings wait for the channel and are retried with backoff");
+    t
 }
 
 async fn set_status(settings: &Settings, name: &str, to: ConnectionStatus) -> Result<(), Failure> {

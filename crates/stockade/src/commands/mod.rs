@@ -13,6 +13,7 @@ mod hooks;
 mod init;
 mod key;
 mod live;
+mod reload;
 mod sandbox;
 mod sandbox_creds;
 mod serve;
@@ -33,7 +34,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     if !matches!(
         cli.command,
         Command::Init
-            | Command::Config
+            | Command::Config(_)
             | Command::Demo(_)
             | Command::Sandbox(_)
             | Command::Bench(_)
@@ -54,22 +55,31 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Stock(_)
             | Command::Alert(_)
     );
-    let result = run_command(&settings, cli.command).await;
+    let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
     }
     result
 }
 
-async fn run_command(settings: &Settings, command: Command) -> Result<(), Failure> {
+async fn run_command(
+    settings: &Settings,
+    global: &crate::cli::GlobalArgs,
+    command: Command,
+) -> Result<(), Failure> {
     match command {
         Command::Init => init::init(settings).await,
         Command::Migrate => init::migrate(settings).await,
         Command::Key(cmd) => key::run(settings, cmd).await,
         Command::Audit(cmd) => audit::run(settings, cmd).await,
-        Command::Config => show_config(settings),
+        Command::Config(args) => match args.action {
+            None => show_config(settings),
+            Some(crate::cli::ConfigAction::Reload { wait }) => {
+                reload::request(settings, wait).await
+            }
+        },
         Command::Demo(args) => demo::run(args).await,
-        Command::Serve(args) => serve::run(settings, args).await,
+        Command::Serve(args) => serve::run(settings, global, args).await,
         Command::User(cmd) => access::user(settings, cmd).await,
         Command::Apikey(cmd) => access::apikey(settings, cmd).await,
         Command::Ban(cmd) => access::ban(settings, cmd).await,
@@ -143,5 +153,7 @@ fn show_config(settings: &Settings) -> Result<(), Failure> {
     for (key, value, source) in &settings.provenance {
         println!("{key:<29} {value:<45} [{source}]");
     }
+    // What `stockade serve` would refuse is refused here too (the same checks).
+    reload::check_serve(settings, None, false)?;
     Ok(())
 }

@@ -4,43 +4,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use stockade_access::Access;
-use stockade_core::Environment;
 use stockade_server::{AppState, ServeOptions, tls};
 
 use super::open_vault;
-use crate::cli::ServeArgs;
+use super::reload::{
+    Reloader, ReloaderParts, check_listen, check_serve, remove_pid_file, write_pid_file,
+};
+use crate::cli::{GlobalArgs, ServeArgs};
 use crate::exit::Failure;
 use crate::settings::Settings;
 
-pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
-    let mut server = settings.server.clone();
-    if let Some(listen) = &args.listen {
-        server.listen = listen.parse().map_err(|_| {
-            Failure::usage(format!(
-                "--listen {listen:?} is not an address like 127.0.0.1:8443"
-            ))
-        })?;
-    }
-    if server.plain_http && !server.listen.ip().is_loopback() {
-        return Err(Failure::usage(format!(
-            "plain HTTP is allowed only on a loopback address (for a reverse proxy on the same host), not on {}; listen on 127.0.0.1 or remove server.plain_http",
-            server.listen
-        )));
-    }
+pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> Result<(), Failure> {
+    check_listen(settings, args.listen.as_deref())?;
     // Refusals first, before anything is written: the environment and the data directory
-    // (opening the vault checks both and writes nothing when it refuses), then a
-    // production server without a configured certificate.
+    // (opening the vault checks both and writes nothing when it refuses), then the checks
+    // `stockade config` and every reload share (a production server without a
+    // certificate, unreadable certificates, egress and alert settings).
     let vault = open_vault(settings).await?;
+    let server = match check_serve(settings, args.listen.as_deref(), args.self_signed) {
+        Ok((_, server)) => server,
+        Err(e) => {
+            vault.close().await;
+            return Err(e);
+        }
+    };
     let env = vault.environment();
-    let configured = server.tls_cert.is_some() && server.tls_key.is_some();
-    let self_signed = args.self_signed || server.self_signed;
-    let generated = !server.plain_http && !configured;
-    if generated && env == Environment::Prod && !self_signed {
-        vault.close().await;
-        return Err(Failure::usage(
-            "no TLS certificate configured for prod: set [server] tls_cert and tls_key in stockade.toml, or pass --self-signed (or set [server] self_signed = true) to serve a generated certificate that clients must be told to trust",
-        ));
-    }
     let tls_config = if server.plain_http {
         tracing::warn!(
             "serving plain HTTP on {} for a reverse proxy on this host; the proxy must terminate TLS 1.2+",
@@ -93,6 +81,36 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
     )
     .await
     .map_err(|e| Failure::runtime(format!("cannot start alerts: {e}")))?;
+    // Reloads (SIGHUP, `stockade config reload`) change the egress allowlist and the
+    // alert channels of this process; the answer goes to the log and DATA_DIR/serve.reload.
+    let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(|e| Failure::runtime(format!("cannot listen for SIGHUP: {e}")))?;
+    let mut reloader = Reloader::new(
+        settings,
+        ReloaderParts {
+            global: global.clone(),
+            listen: args.listen.clone(),
+            self_signed: args.self_signed,
+            env,
+            gateway: gateway.clone(),
+            vault: vault.clone(),
+            alerts,
+        },
+    );
+    let (reload_stop, mut reload_stopped) = tokio::sync::watch::channel(false);
+    let reload_task = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                got = hangup.recv() => match got {
+                    Some(()) => reloader.reload("SIGHUP").await,
+                    None => break,
+                },
+                _ = reload_stopped.changed() => break,
+            }
+        }
+        reloader
+    });
+    write_pid_file(&settings.data_dir);
     let state = AppState {
         access,
         trust_forwarded_for: server.trust_forwarded_for,
@@ -149,7 +167,11 @@ pub async fn run(settings: &Settings, args: ServeArgs) -> Result<(), Failure> {
             _ => Failure::runtime(e.to_string()),
         });
     sync.shutdown().await;
-    alerts.shutdown().await;
+    let _ = reload_stop.send(true);
+    if let Ok(reloader) = reload_task.await {
+        reloader.shutdown().await;
+    }
+    remove_pid_file(&settings.data_dir);
     head_task.abort();
     if let Err(e) = vault
         .record_audit_head(&super::audit_head_path(settings))

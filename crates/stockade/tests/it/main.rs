@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_history;
 mod alerts;
 mod audit_head;
 mod browser;
@@ -12,6 +13,7 @@ mod cli_edges;
 mod harness;
 mod marketplaces;
 mod onboarding;
+mod reload;
 mod serve_refusals;
 mod server;
 mod signin_forms;

@@ -1,0 +1,104 @@
+//! Push health: a stalled channel looks stalled (migration 0007).
+//!
+//! While a connection's pushes fail, its pusher records the failing streak on the
+//! connection and on every listing still waiting for the channel: how many rounds failed,
+//! since when (the first failure of the current streak, kept across retries and
+//! restarts) and the last error (the marketplace's scrubbed message: [`MarketError`]
+//! never carries secrets). A confirmed push clears a listing's streak; a round that
+//! confirms everything clears the connection's. `stockade connection show` and
+//! `stockade sku list` print it.
+
+use serde::Serialize;
+use stockade_marketplaces::MarketError;
+use stockade_store::{Store, sql_params};
+
+use crate::Result;
+
+/// The longest error text kept.
+const ERROR_MAX: usize = 300;
+
+/// A connection's or a listing's failing streak.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PushHealth {
+    /// Failed push rounds in the current streak (0: healthy).
+    pub failures: i64,
+    /// When the current streak began.
+    pub failing_since_ms: Option<i64>,
+    /// The last error of the streak (scrubbed).
+    pub last_error: Option<String>,
+    /// When the last error happened.
+    pub last_error_at_ms: Option<i64>,
+}
+
+impl PushHealth {
+    pub fn failing(&self) -> bool {
+        self.failures > 0
+    }
+}
+
+/// The text kept for a failed push: class and scrubbed message, bounded.
+pub(crate) fn error_text(e: &MarketError) -> String {
+    let mut t = format!("{e}");
+    if t.chars().count() > ERROR_MAX {
+        t = t.chars().take(ERROR_MAX).collect::<String>() + "…";
+    }
+    t
+}
+
+const FAIL_CONNECTION: &str = "UPDATE connections SET push_failures = push_failures + 1,
+        push_failing_since_ms = COALESCE(push_failing_since_ms, $1),
+        push_last_error = $2, push_last_error_at_ms = $1
+     WHERE id = $3";
+const FAIL_LISTINGS: &str = "UPDATE listings SET push_failures = push_failures + 1,
+        push_failing_since_ms = COALESCE(push_failing_since_ms, $1), push_last_error = $2
+     WHERE connection_id = $3 AND target_version > pushed_version";
+const CLEAR_CONNECTION: &str = "UPDATE connections SET push_failures = 0,
+        push_failing_since_ms = NULL, push_last_error = NULL, push_last_error_at_ms = NULL
+     WHERE id = $1 AND (push_failures <> 0 OR push_failing_since_ms IS NOT NULL)";
+
+/// A push round of `connection_id` left listings unconfirmed with `error`.
+pub(crate) async fn record_failure(store: &Store, connection_id: i64, error: &str, now: i64) {
+    for statement in [FAIL_CONNECTION, FAIL_LISTINGS] {
+        if let Err(e) = store
+            .touch(statement, sql_params![now, error, connection_id])
+            .await
+        {
+            tracing::warn!(error = %e, "could not record a failing push");
+        }
+    }
+}
+
+/// A push round confirmed everything: the connection is healthy again.
+pub(crate) async fn record_ok(store: &Store, connection_id: i64) {
+    if let Err(e) = store
+        .touch(CLEAR_CONNECTION, sql_params![connection_id])
+        .await
+    {
+        tracing::warn!(error = %e, "could not clear a failing push streak");
+    }
+}
+
+/// The push health of connection `id`.
+pub async fn connection_health(store: &Store, id: i64) -> Result<PushHealth> {
+    let row = store
+        .query_one(
+            "SELECT push_failures, push_failing_since_ms, push_last_error, push_last_error_at_ms
+               FROM connections WHERE id = $1",
+            sql_params![id],
+        )
+        .await?;
+    Ok(match row {
+        Some(r) => PushHealth {
+            failures: r.int(0)?,
+            failing_since_ms: r.opt_int(1)?,
+            last_error: r.opt_text(2)?,
+            last_error_at_ms: r.opt_int(3)?,
+        },
+        None => PushHealth {
+            failures: 0,
+            failing_since_ms: None,
+            last_error: None,
+            last_error_at_ms: None,
+        },
+    })
+}
