@@ -21,6 +21,7 @@
 
 pub mod catalog;
 pub mod connections;
+pub mod discover;
 mod engine;
 pub mod ingest;
 pub mod metrics;
@@ -33,6 +34,7 @@ pub use catalog::{ImportReport, ListingIds, ListingRow, StockMismatch, StockRow}
 pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
+pub use discover::{DiscoverOptions, DiscoverReport};
 pub use engine::{HookFailure, HookReply, Summary, Sync};
 pub use metrics::{Metrics, Percentiles};
 pub use purge::PurgeReceipt;

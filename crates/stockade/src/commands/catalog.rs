@@ -1,4 +1,4 @@
-//! `stockade sku import|export|list` and `stockade stock verify|rebuild`: the catalog
+//! `stockade sku import|export|list` (`sku discover` is in `discover`) and `stockade stock verify|rebuild`: the catalog
 //! and the stock derived from the ledger (audited as `system:cli`).
 
 use std::collections::BTreeMap;
@@ -61,6 +61,11 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 );
             }
         }
+        SkuCommand::Discover {
+            connection,
+            take_quantity,
+            dry_run,
+        } => super::discover::run(settings, &connection, take_quantity, dry_run).await?,
         SkuCommand::Export { output } => {
             let store = open_store(settings).await?;
             let exported = catalog::export_csv(&store).await;
