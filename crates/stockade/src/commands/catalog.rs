@@ -138,7 +138,9 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 println!("{}", line.trim_end());
             }
             if stock.is_empty() && waiting.is_empty() {
-                eprintln!("no SKUs yet; import a catalog with `stockade sku import FILE.csv`");
+                eprintln!(
+                    "no SKUs yet; read them from a marketplace with `stockade sku discover --connection NAME`, or import a catalog with `stockade sku import FILE.csv`"
+                );
             }
             print_unmatched(&waiting);
         }
@@ -171,7 +173,7 @@ fn print_unmatched(waiting: &[UnmatchedLine]) {
         );
     }
     println!(
-        "add them with `stockade sku import FILE.csv`: their open orders are reserved at once"
+        "add them with `stockade sku discover --connection NAME` or `stockade sku import FILE.csv`: their open orders are reserved at once"
     );
 }
 
@@ -286,7 +288,7 @@ fn verify_report(
     }
     if !open.is_empty() {
         problems.push(format!(
-            "{} open order line(s) name a SKU that is not in the catalog, so nothing is reserved for them (`stockade sku import` reserves them)",
+            "{} open order line(s) name a SKU that is not in the catalog, so nothing is reserved for them (`stockade sku discover` or `stockade sku import` reserves them)",
             open.len()
         ));
     } else if !waiting.is_empty() {
