@@ -215,3 +215,55 @@ async fn discover_builds_the_catalog_after_early_orders_and_every_channel_is_pus
     drop(server);
     drop(sandbox);
 }
+
+/// An unknown connection is a usage error; an unreachable marketplace fails the command
+/// and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discover_refusals_write_nothing() {
+    let sb = crate::server::init("dev", "");
+    let out = sb
+        .run(&["sku", "discover", "--connection", "nope"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("no connection named"),
+        "{}",
+        out.stderr()
+    );
+    let creds = crate::sync::credentials_file(
+        &sb,
+        "tiktok",
+        serde_json::json!({"app_key": "6a1b2c3d4e5f", "app_secret": "s", "refresh_token": "r"}),
+    );
+    sb.run(&[
+        "connection",
+        "add",
+        "--marketplace",
+        "tiktok",
+        "--name",
+        "tiktok",
+        "--account",
+        "7495123456789",
+        "--api-url",
+        "https://127.0.0.1:9",
+        "--auth-url",
+        "https://127.0.0.1:9",
+        "--shop-cipher",
+        "ROW_cipher",
+        "--credentials-file",
+        creds.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let out = sb
+        .run(&["sku", "discover", "--connection", "tiktok"])
+        .expect_code(1);
+    assert!(out.stderr().contains("tiktok"), "{}", out.stderr());
+    assert!(sku_list(&sb).is_empty());
+    let audited = db_query(
+        &sb,
+        "SELECT COUNT(*) FROM audit WHERE action = 'catalog.discover'",
+    )
+    .await[0]
+        .int(0)
+        .unwrap();
+    assert_eq!(audited, 0);
+}
