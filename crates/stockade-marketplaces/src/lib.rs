@@ -222,6 +222,18 @@ impl ListingRef {
     }
 }
 
+/// One listing the marketplace holds for the seller, as [`Connector::discover_listings`]
+/// reads it: the seller's SKU, the identifiers a quantity push needs (in a
+/// [`ListingRef`]) and the quantity the marketplace shows, when it says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiscoveredListing {
+    pub listing: ListingRef,
+    pub quantity: Option<u32>,
+}
+
+/// Upper bound on listings one discovery reads (against a marketplace that never stops).
+pub const MAX_DISCOVERED: usize = 200_000;
+
 /// Set the available quantity of one SKU to an absolute value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuantityUpdate {
@@ -492,6 +504,14 @@ pub trait Connector: Send + Sync {
         &self,
         request: &InboundRequest,
     ) -> impl Future<Output = Result<InboundEvent, EventError>> + Send;
+
+    /// Every listing the seller has on the marketplace (all pages, each call through the
+    /// gateway's rate buckets), with the identifiers [`Connector::set_quantities`] needs
+    /// and the marketplace's quantity. Listings without a seller SKU are left out (they
+    /// cannot be matched to the catalog); a SKU listed twice comes back once.
+    fn discover_listings(
+        &self,
+    ) -> impl Future<Output = Result<Vec<DiscoveredListing>, MarketError>> + Send;
 }
 
 /// Any of the three connectors, for code that picks one at run time.
@@ -587,6 +607,34 @@ impl Connector for AnyConnector {
     async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
         dispatch!(self, c => c.verify_event(request).await)
     }
+
+    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
+        dispatch!(self, c => c.discover_listings().await)
+    }
+}
+
+/// Keep the first listing of each seller SKU, drop those without one; stop past
+/// [`MAX_DISCOVERED`].
+pub(crate) fn dedup_discovered(
+    marketplace: Marketplace,
+    found: &mut Vec<DiscoveredListing>,
+    seen: &mut std::collections::HashSet<String>,
+    more: impl IntoIterator<Item = DiscoveredListing>,
+) -> Result<(), MarketError> {
+    for d in more {
+        let sku = d.listing.sku.trim();
+        if sku.is_empty() || !seen.insert(sku.to_owned()) {
+            continue;
+        }
+        found.push(d);
+        if found.len() > MAX_DISCOVERED {
+            return Err(MarketError::malformed(
+                marketplace,
+                "more listings than one discovery reads",
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl From<TikTokConnector> for AnyConnector {

@@ -25,6 +25,7 @@ pub(crate) const RATES: &[(&str, f64, u32)] = &[
     ("getOrder", 0.5, 30),
     ("patchListingsItem", 5.0, 5),
     ("getListingsItem", 5.0, 10),
+    ("searchListingsItems", 5.0, 5),
     ("createFeedDocument", 0.5, 10),
     ("createFeed", 0.0083, 15),
     ("getFeed", 2.0, 15),
@@ -44,6 +45,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
         .route(
             "/listings/2021-08-01/items/{seller_id}/{sku}",
             get(get_listing).patch(patch_listing),
+        )
+        .route(
+            "/listings/2021-08-01/items/{seller_id}",
+            get(crate::listings_search::amazon_search_listings),
         )
         .route("/feeds/2021-06-30/documents", post(create_document))
         .route("/feeds/2021-06-30/documents/{doc_id}", get(get_document))

@@ -26,7 +26,7 @@ const FULFILLMENT: &[&str] = &[
     "https://api.ebay.com/oauth/api_scope/sell.fulfillment",
     "https://api.ebay.com/oauth/api_scope/sell.fulfillment.readonly",
 ];
-const INVENTORY_READ: &[&str] = &[
+pub(crate) const INVENTORY_READ: &[&str] = &[
     "https://api.ebay.com/oauth/api_scope/sell.inventory",
     "https://api.ebay.com/oauth/api_scope/sell.inventory.readonly",
 ];
@@ -47,6 +47,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             get(inventory_item),
         )
         .route("/sell/inventory/v1/offer", get(offers))
+        .route(
+            "/sell/inventory/v1/inventory_item",
+            get(crate::listings_search::ebay_inventory_items),
+        )
         .route(
             "/commerce/notification/v1/public_key/{kid}",
             get(public_key),
@@ -189,7 +193,7 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
 
 /// Who may call: a user token (Some(seller)) with one of `scopes`, or with `app` an
 /// application token. Also counts the call against the app's quota and burst bucket.
-fn auth(
+pub(crate) fn auth(
     sim: &Sim,
     m: &Market,
     headers: &HeaderMap,

@@ -22,6 +22,7 @@ pub mod bots;
 mod deliver;
 mod ebay;
 mod faults;
+mod listings_search;
 mod ratelimit;
 mod resp;
 pub mod rng;

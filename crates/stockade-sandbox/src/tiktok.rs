@@ -32,6 +32,10 @@ pub(crate) fn router(sim: Arc<Sim>) -> Router {
             post(update_inventory),
         )
         .route("/product/202309/inventory/search", post(search_inventory))
+        .route(
+            "/product/202309/products/search",
+            post(crate::listings_search::tiktok_search_products),
+        )
         .with_state(sim)
 }
 
@@ -125,7 +129,7 @@ async fn token_refresh(State(sim): State<Arc<Sim>>, uri: Uri) -> Response {
 
 /// The checks every API call goes through; returns the seller and the query pairs.
 #[allow(clippy::too_many_arguments)]
-fn check(
+pub(crate) fn check(
     sim: &Sim,
     m: &Market,
     method: &Method,

@@ -258,33 +258,80 @@ pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<Impo
         ));
     }
     let existing: Vec<String> = stock(store).await?.into_iter().map(|s| s.sku).collect();
-    let mut report = merge(store, &parsed.entries, "catalog.import", actor).await?;
+    let clashes = crate::catalog_csv::case_clashes_with(&parsed.entries, &existing);
+    let skus: Vec<MergeSku> = parsed
+        .entries
+        .into_iter()
+        .map(|p| MergeSku {
+            sku: p.sku,
+            on_hand: p.on_hand,
+            listings: p
+                .listings
+                .into_iter()
+                .map(|l| MergeListing {
+                    connection: l.connection,
+                    ids: l.ids,
+                    limits: Some((l.buffer, l.max)),
+                })
+                .collect(),
+        })
+        .collect();
+    let mut report = merge(store, &skus, actor, "catalog.import").await?;
     report.semicolons = parsed.semicolons;
     report.warnings = parsed.warnings;
-    report
-        .warnings
-        .extend(crate::catalog_csv::case_clashes_with(
-            &parsed.entries,
-            &existing,
-        ));
+    report.warnings.extend(clashes);
     Ok(report)
 }
 
-/// Write or merge `entries` into the catalog in one transaction (each SKU one audited
-/// change, `action`): new SKUs are created, on-hand quantities set through `adjust`
-/// ledger entries, listings inserted or updated, orders that were waiting for a SKU
-/// matched and reserved, and targets recomputed. The common path of `sku import` and
-/// `sku discover`.
+/// One SKU to write into the catalog (see [`merge`]).
+#[derive(Debug, Clone)]
+pub struct MergeSku {
+    pub sku: String,
+    /// The on-hand quantity to set (through an `adjust` ledger entry); `None` keeps an
+    /// existing SKU's on hand (a new one starts at 0).
+    pub on_hand: Option<i64>,
+    pub listings: Vec<MergeListing>,
+}
+
+/// One listing of a [`MergeSku`] on a connection.
+#[derive(Debug, Clone)]
+pub struct MergeListing {
+    pub connection: Connection,
+    pub ids: ListingIds,
+    /// `(buffer, max displayed)` to set; `None` keeps an existing listing's (a new one
+    /// gets buffer 0 and no maximum).
+    pub limits: Option<(i64, Option<i64>)>,
+}
+
+/// A listing whose ids changed: its target is pushed again (to the new ids).
+const UPSERT_LISTING_IDS: &str = "INSERT INTO listings (connection_id, sku, listing_id, listing_ref, buffer, max_displayed, target_qty, target_version, pushed_version)
+     VALUES ($1, $2, $3, $4, 0, NULL, -1, 1, 0)
+     ON CONFLICT (connection_id, sku) DO UPDATE SET listing_id = excluded.listing_id,
+       listing_ref = excluded.listing_ref,
+       target_version = CASE WHEN listings.listing_ref = excluded.listing_ref
+                             THEN listings.target_version ELSE listings.target_version + 1 END";
+
+/// Write SKUs and their listings into the catalog in one audited transaction (one audit
+/// row per SKU, `action`), the path both `sku import` and `sku discover` take: SKUs are
+/// created or their on hand set, order lines that arrived before a SKU are matched (and
+/// their open ones reserved), listings are added or updated, and every touched SKU's
+/// listing targets follow its stock.
 pub async fn merge(
     store: &Store,
-    planned: &[CatalogEntry],
-    action: &'static str,
+    skus: &[MergeSku],
     actor: &Actor,
+    action: &'static str,
 ) -> Result<ImportReport> {
     let now = now_ms();
     let mut report = ImportReport::default();
-    let mut changes = Vec::with_capacity(planned.len());
-    for p in planned {
+    let mut changes = Vec::with_capacity(skus.len());
+    for p in skus {
+        if !valid_sku(&p.sku) {
+            return Err(SyncError::Invalid(format!(
+                "SKU {:?} is empty, longer than 100 characters or has control characters",
+                p.sku
+            )));
+        }
         let mut steps = vec![Mutation::Sql {
             statement: INSERT_SKU,
             params: sql_params![p.sku.as_str(), now],
@@ -302,17 +349,25 @@ pub async fn merge(
         for l in &p.listings {
             let ids = serde_json::to_string(&l.ids)
                 .map_err(|_| SyncError::Invalid("listing ids".into()))?;
-            steps.push(Mutation::Sql {
-                statement: UPSERT_LISTING,
-                params: sql_params![
-                    l.connection.id,
-                    p.sku.as_str(),
-                    l.ids.format(l.connection.marketplace),
-                    ids,
-                    l.buffer,
-                    l.max
-                ],
-                expect: Expect::One("listing"),
+            let listing_id = l.ids.format(l.connection.marketplace);
+            steps.push(match l.limits {
+                Some((buffer, max)) => Mutation::Sql {
+                    statement: UPSERT_LISTING,
+                    params: sql_params![
+                        l.connection.id,
+                        p.sku.as_str(),
+                        listing_id,
+                        ids,
+                        buffer,
+                        max
+                    ],
+                    expect: Expect::One("listing"),
+                },
+                None => Mutation::Sql {
+                    statement: UPSERT_LISTING_IDS,
+                    params: sql_params![l.connection.id, p.sku.as_str(), listing_id, ids],
+                    expect: Expect::One("listing"),
+                },
             });
         }
         steps.push(Mutation::Sql {
@@ -322,19 +377,24 @@ pub async fn merge(
         });
         report.skus += 1;
         report.listings += p.listings.len();
+        let mut details = AuditDetails::new().int("listings", p.listings.len() as i64);
+        if let Some(on_hand) = p.on_hand {
+            details = details.int("on_hand", on_hand);
+        }
+        let names: Vec<&str> = p
+            .listings
+            .iter()
+            .map(|l| l.connection.name.as_str())
+            .collect();
+        if action != "catalog.import" {
+            details = details.list("connections", &names);
+        }
         changes.push(Change::new(
             Mutation::Many {
                 steps,
                 guard: false,
             },
-            AuditEntry::new(action, format!("sku:{}", p.sku), {
-                let d = AuditDetails::new();
-                let d = match p.on_hand {
-                    Some(v) => d.int("on_hand", v),
-                    None => d,
-                };
-                d.int("listings", p.listings.len() as i64)
-            }),
+            AuditEntry::new(action, format!("sku:{}", p.sku), details),
         ));
     }
     if changes.is_empty() {
@@ -343,7 +403,7 @@ pub async fn merge(
     let waiting = crate::unmatched::unmatched_lines(store).await?;
     for l in waiting
         .iter()
-        .filter(|l| planned.iter().any(|p| p.sku == l.sku))
+        .filter(|l| skus.iter().any(|p| p.sku == l.sku))
     {
         report.matched_lines += 1;
         report.reserved_lines += usize::from(l.open);

@@ -23,6 +23,7 @@ pub mod catalog;
 pub mod catalog_csv;
 pub mod connection_edit;
 pub mod connections;
+pub mod discover;
 mod engine;
 pub mod health;
 pub mod ingest;
@@ -36,6 +37,7 @@ pub use catalog::{ImportReport, ListingIds, ListingRow, StockMismatch, StockRow}
 pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
+pub use discover::{DiscoverOptions, DiscoverReport};
 pub use engine::{HookFailure, HookReply, Summary, Sync};
 pub use health::PushHealth;
 pub use metrics::{Metrics, Percentiles};

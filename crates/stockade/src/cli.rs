@@ -647,6 +647,24 @@ pub enum SkuCommand {
         /// The CSV file (`-` for standard input).
         file: PathBuf,
     },
+    /// Read a connection's listings from its marketplace (TikTok Search Products, Amazon
+    /// searchListingsItems, eBay inventory items and offers) and merge them into the
+    /// catalog in one audited transaction: SKUs the catalog lacks are created, listings
+    /// added or their ids updated; existing SKUs keep their on hand and listings their
+    /// buffer and maximum; listings the marketplace no longer has are reported as gone,
+    /// never deleted. Open orders that arrived before their SKU are reserved.
+    Discover {
+        /// The connection's name.
+        #[arg(long, value_name = "NAME")]
+        connection: String,
+        /// New SKUs take the marketplace's quantity as their on hand (without it they
+        /// start at 0: set the real counts with `sku import`).
+        #[arg(long)]
+        take_quantity: bool,
+        /// Show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Write the catalog as CSV, in the import format.
     Export {
         /// Write to this file instead of standard output.

@@ -1,6 +1,7 @@
 //! Amazon SP-API connector (reference §1): LWA tokens, Orders v2026-01-01, Listings Items
 //! PATCH and JSON_LISTINGS_FEED for stock, ORDER_CHANGE events via EventBridge.
 
+mod discover;
 pub mod reports;
 pub mod wire;
 
@@ -18,19 +19,20 @@ use crate::token::TokenCache;
 use crate::transport::{HttpRequest, HttpResponse, SharedTransport};
 use crate::util::{host_of, percent_encode, url_with_query};
 use crate::{
-    Connector, ErrorKind, ListingRef, MarketError, OrderCursor, OrderPage, QuantityAck,
-    QuantityUpdate, TokenInfo,
+    Connector, DiscoveredListing, ErrorKind, ListingRef, MarketError, OrderCursor, OrderPage,
+    QuantityAck, QuantityUpdate, TokenInfo,
 };
 
 const AMZ: Marketplace = Marketplace::Amazon;
 
 /// Published per-operation limits `(operation, rate req/s, burst)`; buckets are per
 /// (operation, selling partner).
-pub const RATE_LIMITS: [(&str, f64, u32); 12] = [
+pub const RATE_LIMITS: [(&str, f64, u32); 13] = [
     ("amazon.searchOrders", 0.0056, 20),
     ("amazon.getOrder", 0.5, 30),
     ("amazon.patchListingsItem", 5.0, 5),
     ("amazon.getListingsItem", 5.0, 10),
+    ("amazon.searchListingsItems", 5.0, 5),
     ("amazon.createFeedDocument", 0.5, 10),
     ("amazon.createFeed", 0.0083, 15),
     ("amazon.getFeed", 2.0, 15),
@@ -740,6 +742,10 @@ impl Connector for AmazonConnector {
             }
         }
         Ok(out)
+    }
+
+    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
+        self.discover().await
     }
 
     async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {

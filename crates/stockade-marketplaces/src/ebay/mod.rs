@@ -2,6 +2,7 @@
 //! quantity updates with the daily revision cap, signed notifications and the endpoint
 //! challenge.
 
+mod discover;
 pub mod wire;
 
 use std::collections::HashMap;
@@ -22,15 +23,16 @@ use crate::token::TokenCache;
 use crate::transport::{HttpRequest, HttpResponse, SharedTransport};
 use crate::util::{host_of, percent_encode, query_param, url_with_query};
 use crate::{
-    Connector, ErrorKind, ListingRef, MarketError, OrderCursor, OrderPage, QuantityAck,
-    QuantityUpdate, TokenInfo,
+    Connector, DiscoveredListing, ErrorKind, ListingRef, MarketError, OrderCursor, OrderPage,
+    QuantityAck, QuantityUpdate, TokenInfo,
 };
 
 const EBAY: Marketplace = Marketplace::Ebay;
 
 /// Operation names (rate buckets).
-pub const OPERATIONS: [&str; 8] = [
+pub const OPERATIONS: [&str; 9] = [
     "ebay.token",
+    "ebay.inventory.items",
     "ebay.orders.search",
     "ebay.orders.get",
     "ebay.inventory.bulk_update",
@@ -766,6 +768,10 @@ impl Connector for EbayConnector {
             }
         }
         Ok(out)
+    }
+
+    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
+        self.discover().await
     }
 
     async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {

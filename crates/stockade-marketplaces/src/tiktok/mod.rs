@@ -1,5 +1,6 @@
 //! TikTok Shop connector (reference §2).
 
+mod discover;
 pub mod wire;
 
 use std::collections::BTreeMap;
@@ -17,15 +18,16 @@ use crate::token::TokenCache;
 use crate::transport::{HttpRequest, HttpResponse, SharedTransport};
 use crate::util::{host_of, percent_encode, url_with_query};
 use crate::{
-    Connector, ErrorKind, ListingRef, MarketError, OrderCursor, OrderPage, QuantityAck,
-    QuantityUpdate, TokenInfo,
+    Connector, DiscoveredListing, ErrorKind, ListingRef, MarketError, OrderCursor, OrderPage,
+    QuantityAck, QuantityUpdate, TokenInfo,
 };
 
 const TT: Marketplace = Marketplace::TikTok;
 
 /// Operation names (rate buckets) and their conservative default limits.
-pub const OPERATIONS: [&str; 6] = [
+pub const OPERATIONS: [&str; 7] = [
     "tiktok.token",
+    "tiktok.products.search",
     "tiktok.orders.search",
     "tiktok.orders.get",
     "tiktok.returns.search",
@@ -692,6 +694,10 @@ impl Connector for TikTokConnector {
                 Some((l.sku.clone(), hit.available()))
             })
             .collect())
+    }
+
+    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
+        self.discover().await
     }
 
     async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {

@@ -61,12 +61,12 @@ impl Drop for TempDir {
 
 /// One row of the gateway's request log.
 #[derive(Debug, Clone)]
-struct LogRow {
-    caller: String,
-    operation: String,
-    status: Option<i64>,
-    attempt: i64,
-    at_ms: i64,
+pub(crate) struct LogRow {
+    pub(crate) caller: String,
+    pub(crate) operation: String,
+    pub(crate) status: Option<i64>,
+    pub(crate) attempt: i64,
+    pub(crate) at_ms: i64,
 }
 
 pub(crate) struct Harness {
@@ -146,7 +146,7 @@ impl Harness {
     }
 
     /// The connectors' log rows from index `from` on (sandbox deliveries left out).
-    async fn log_since(&self, from: usize) -> Vec<LogRow> {
+    pub(crate) async fn log_since(&self, from: usize) -> Vec<LogRow> {
         self.log()
             .await
             .into_iter()
@@ -251,7 +251,7 @@ impl Harness {
         self.ebay_with(cfg, creds)
     }
 
-    fn connector(&self, m: Marketplace) -> AnyConnector {
+    pub(crate) fn connector(&self, m: Marketplace) -> AnyConnector {
         match m {
             Marketplace::TikTok => self.tiktok().into(),
             Marketplace::Amazon => self.amazon().into(),
@@ -259,7 +259,7 @@ impl Harness {
         }
     }
 
-    fn seller(&self, m: Marketplace) -> String {
+    pub(crate) fn seller(&self, m: Marketplace) -> String {
         self.sb.endpoint(m).sellers[0].seller_id.clone()
     }
 

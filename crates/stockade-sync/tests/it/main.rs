@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cross;
+mod discover;
 mod edit;
 mod fresh;
 mod push_health;

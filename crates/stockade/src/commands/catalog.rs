@@ -1,4 +1,4 @@
-//! `stockade sku import|export|list` and `stockade stock verify|rebuild`: the catalog
+//! `stockade sku import|export|list` (`sku discover` is in `discover`) and `stockade stock verify|rebuild`: the catalog
 //! and the stock derived from the ledger (audited as `system:cli`).
 
 use std::collections::BTreeMap;
@@ -69,6 +69,11 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
                 );
             }
         }
+        SkuCommand::Discover {
+            connection,
+            take_quantity,
+            dry_run,
+        } => super::discover::run(settings, &connection, take_quantity, dry_run).await?,
         SkuCommand::Export { output } => {
             let store = open_store(settings).await?;
             let exported = catalog::export_csv(&store).await;
@@ -144,7 +149,9 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
             }
             print_failing(&listings);
             if stock.is_empty() && waiting.is_empty() {
-                eprintln!("no SKUs yet; import a catalog with `stockade sku import FILE.csv`");
+                eprintln!(
+                    "no SKUs yet; read them from a marketplace with `stockade sku discover --connection NAME`, or import a catalog with `stockade sku import FILE.csv`"
+                );
             }
             print_unmatched(&waiting);
         }
@@ -177,7 +184,7 @@ fn print_unmatched(waiting: &[UnmatchedLine]) {
         );
     }
     println!(
-        "add them with `stockade sku import FILE.csv`: their open orders are reserved at once"
+        "add them with `stockade sku discover --connection NAME` or `stockade sku import FILE.csv`: their open orders are reserved at once"
     );
 }
 
@@ -292,7 +299,7 @@ fn verify_report(
     }
     if !open.is_empty() {
         problems.push(format!(
-            "{} open order line(s) name a SKU that is not in the catalog, so nothing is reserved for them (`stockade sku import` reserves them)",
+            "{} open order line(s) name a SKU that is not in the catalog, so nothing is reserved for them (`stockade sku discover` or `stockade sku import` reserves them)",
             open.len()
         ));
     } else if !waiting.is_empty() {

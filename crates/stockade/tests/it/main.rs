@@ -10,6 +10,7 @@ mod audit_head;
 mod browser;
 mod cli;
 mod cli_edges;
+mod discover;
 mod harness;
 mod marketplaces;
 mod onboarding;

@@ -125,7 +125,7 @@ pub(crate) fn read_until(
 
 /// A loopback port free right now (the server is started on it, killed and restarted
 /// on the same one, and the sandbox's webhook URLs name it before it first listens).
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -134,7 +134,7 @@ fn free_port() -> u16 {
 }
 
 /// `stockade serve --listen 127.0.0.1:PORT`, once it prints its address.
-fn start_serve(sb: &Sandbox, port: u16, n: usize) -> Result<Proc, String> {
+pub(crate) fn start_serve(sb: &Sandbox, port: u16, n: usize) -> Result<Proc, String> {
     let log = sb.dir.join(format!("serve-{n}.log"));
     let listen = format!("127.0.0.1:{port}");
     let data = sb.data();
@@ -179,8 +179,8 @@ fn restart_serve(sb: &Sandbox, port: u16, n: usize) -> Proc {
 
 /// What `stockade sandbox` prints for one marketplace.
 #[derive(Debug, Default, Clone)]
-struct Market {
-    base: String,
+pub(crate) struct Market {
+    pub(crate) base: String,
     client_id: String,
     client_secret: String,
     seller: String,
@@ -190,18 +190,18 @@ struct Market {
 }
 
 #[derive(Debug, Default)]
-struct SandboxInfo {
+pub(crate) struct SandboxInfo {
     markets: BTreeMap<String, Market>,
     amazon_event_key: String,
     ebay_verification_token: String,
 }
 
 impl SandboxInfo {
-    fn m(&self, name: &str) -> &Market {
+    pub(crate) fn m(&self, name: &str) -> &Market {
         &self.markets[name]
     }
 
-    fn parse(lines: &[String]) -> SandboxInfo {
+    pub(crate) fn parse(lines: &[String]) -> SandboxInfo {
         let mut info = SandboxInfo::default();
         let mut section: Option<String> = None;
         for line in lines {
@@ -278,7 +278,7 @@ pub(crate) fn credentials_file(sb: &Sandbox, name: &str, value: Value) -> PathBu
     path
 }
 
-fn add_connections(sb: &Sandbox, info: &SandboxInfo, hook_base: &str) {
+pub(crate) fn add_connections(sb: &Sandbox, info: &SandboxInfo, hook_base: &str) {
     for name in MARKETS {
         let m = info.m(name);
         let mut args: Vec<String> = vec![
@@ -335,12 +335,12 @@ fn add_connections(sb: &Sandbox, info: &SandboxInfo, hook_base: &str) {
 }
 
 /// Admin and status calls to the simulators and the server (both test CAs trusted).
-struct Admin {
+pub(crate) struct Admin {
     client: reqwest::Client,
 }
 
 impl Admin {
-    fn new(sandbox_ca: &Path, server_ca: &Path) -> Admin {
+    pub(crate) fn new(sandbox_ca: &Path, server_ca: &Path) -> Admin {
         let cert = |p: &Path| reqwest::Certificate::from_pem(&std::fs::read(p).unwrap()).unwrap();
         Admin {
             client: reqwest::Client::builder()
@@ -351,13 +351,13 @@ impl Admin {
         }
     }
 
-    async fn get(&self, url: String) -> Value {
+    pub(crate) async fn get(&self, url: String) -> Value {
         let res = self.client.get(&url).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "GET {url}");
         res.json().await.unwrap()
     }
 
-    async fn send(&self, method: reqwest::Method, url: String, body: Value) -> Value {
+    pub(crate) async fn send(&self, method: reqwest::Method, url: String, body: Value) -> Value {
         let res = self
             .client
             .request(method.clone(), &url)
@@ -422,7 +422,7 @@ const DB_LEDGER_RESERVED: &str =
     "SELECT sku, SUM(reserved_delta) FROM stock_ledger GROUP BY sku ORDER BY sku";
 
 /// Rows of a query against the environment's database, read the way the CLI opens it.
-async fn db_query(sb: &Sandbox, sql: &'static str) -> Vec<stockade_store::SqlRow> {
+pub(crate) async fn db_query(sb: &Sandbox, sql: &'static str) -> Vec<stockade_store::SqlRow> {
     let url = stockade_store::DatabaseUrl::Sqlite(sb.data().join("stockade.db"));
     let store =
         stockade_store::Store::open(&url, stockade_core::Environment::Dev, &Default::default())
@@ -445,7 +445,7 @@ async fn db_orders(sb: &Sandbox) -> (HashSet<(String, String)>, usize) {
 }
 
 /// Place `count` orders on one simulator; their ids.
-async fn place(admin: &Admin, base: &str, count: usize) -> Vec<String> {
+pub(crate) async fn place(admin: &Admin, base: &str, count: usize) -> Vec<String> {
     let r = admin
         .send(
             reqwest::Method::POST,
