@@ -142,7 +142,10 @@ impl fmt::Display for MarketError {
             ErrorKind::Auth => "check the connection's credentials",
             ErrorKind::Revoked => "the seller must authorise the app again",
             ErrorKind::Throttled => "retry later",
-            ErrorKind::Blocked => "add the host to the egress allowlist",
+            // The gateway's own refusal already says what to do.
+            ErrorKind::Blocked if !self.message.contains("allowlist") => {
+                "add the host to the egress allowlist"
+            }
             ErrorKind::Transport | ErrorKind::Server => {
                 "retry later; check the marketplace's status"
             }
