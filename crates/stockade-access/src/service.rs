@@ -103,6 +103,8 @@ pub enum AccessError {
     Vault(#[from] VaultError),
     #[error("the system random number generator failed")]
     Rng,
+    #[error("{0} is for dev and test environments only")]
+    DevOnly(&'static str),
 }
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
@@ -677,6 +679,50 @@ impl Access {
             mfa_enrolled: false,
             ..user
         })
+    }
+
+    /// Enroll TOTP for `email` without a sign-in and return the secret, for a throw-away
+    /// dev environment that shows it once (`stockade demo`). Refused in prod, where
+    /// enrollment happens at the user's first sign-in.
+    pub async fn enroll_totp_unattended(
+        &self,
+        email: &str,
+        actor: &Actor,
+    ) -> Result<(UserInfo, TotpSecret)> {
+        if self.env == Environment::Prod {
+            return Err(AccessError::DevOnly("unattended TOTP enrollment"));
+        }
+        let user = self.require_user(email).await?;
+        let secret = TotpSecret::generate().map_err(|_| AccessError::Rng)?;
+        let ct = self
+            .vault
+            .encrypt(
+                &KeyOwner::system(),
+                &FieldContext::new("users", "totp_secret", &user.id),
+                secret.expose_bytes(),
+                actor,
+            )
+            .await?;
+        let change = Change::new(
+            Mutation::Sql {
+                statement: "UPDATE users SET totp_secret = $2, totp_last_step = NULL, mfa_enrolled_at_ms = $3, updated_at_ms = $3 WHERE id = $1",
+                params: sql_params![user.id.clone(), ct, now_ms()],
+                expect: Expect::One("user"),
+            },
+            AuditEntry::new(
+                "mfa.enroll",
+                format!("user:{}", user.id),
+                AuditDetails::new().str("how", "unattended"),
+            ),
+        );
+        self.store.commit(actor, vec![change]).await?;
+        Ok((
+            UserInfo {
+                mfa_enrolled: true,
+                ..user
+            },
+            secret,
+        ))
     }
 
     /// Set a new password (policy-checked) and end the user's sessions.

@@ -8,6 +8,7 @@ mod bench_alerts;
 mod catalog;
 mod connection;
 mod demo;
+mod demo_screen;
 mod hooks;
 mod init;
 mod key;

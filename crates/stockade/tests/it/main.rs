@@ -8,6 +8,7 @@ mod alerts;
 mod audit_head;
 mod browser;
 mod cli;
+mod demo;
 mod harness;
 mod marketplaces;
 mod serve_refusals;
