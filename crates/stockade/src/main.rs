@@ -46,10 +46,7 @@ fn init_demo_logging(args: &mut cli::DemoArgs) -> Result<(), String> {
             let stamp = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs());
-            std::env::temp_dir().join(format!(
-                "stockade-demo-{stamp}-{}.log",
-                std::process::id()
-            ))
+            std::env::temp_dir().join(format!("stockade-demo-{stamp}-{}.log", std::process::id()))
         }
     };
     let file = std::fs::OpenOptions::new()

@@ -89,8 +89,13 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         ));
     }
     let log = args.log.clone().unwrap_or_default();
-    println!("Stockade demo: a throw-away dev environment with the TikTok Shop, Amazon and eBay simulators.");
-    println!("Log: {}  (the screen shows the summary only)", log.display());
+    println!(
+        "Stockade demo: a throw-away dev environment with the TikTok Shop, Amazon and eBay simulators."
+    );
+    println!(
+        "Log: {}  (the screen shows the summary only)",
+        log.display()
+    );
     println!("Starting…");
     let skus = args.skus.clamp(1, 10_000);
     let rig = Rig::start(RigOptions {
@@ -218,7 +223,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
                 }
             );
         }
-        Err(_) => println!("Checks skipped: stopping takes priority (see `stockade audit verify` with --keep)."),
+        Err(_) => println!(
+            "Checks skipped: stopping takes priority (see `stockade audit verify` with --keep)."
+        ),
     }
     // Whatever is left of the second and a half, at most 0.7 s: the server's graceful
     // shutdown waits on the simulators' keep-alive connections until it is cut short.

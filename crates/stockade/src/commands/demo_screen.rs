@@ -27,14 +27,18 @@ pub struct Frame {
 struct Channel {
     lag_since: usize,
     lag: Option<Percentiles>,
-    orders: i64,
 }
+
+/// Orders come in bursts (batches, redeliveries): rates are over this window.
+const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// State kept between redraws (rates and the latest lag figures).
 pub struct Screen {
     channels: BTreeMap<&'static str, Channel>,
     lag_since: usize,
     lag: Option<Percentiles>,
+    /// Orders stored per channel at recent redraws, oldest first.
+    history: std::collections::VecDeque<(Instant, BTreeMap<String, i64>)>,
     last: Instant,
     placed: u64,
 }
@@ -55,6 +59,7 @@ impl Screen {
                 .collect(),
             lag_since: 0,
             lag: None,
+            history: std::collections::VecDeque::new(),
             last: Instant::now(),
             placed: 0,
         }
@@ -90,6 +95,20 @@ impl Screen {
             .map(count_by)
             .unwrap_or_default();
         let (errors, kinds, dropped) = metrics.error_counts();
+        let now = Instant::now();
+        while self
+            .history
+            .get(1)
+            .is_some_and(|(t, _)| now.duration_since(*t) >= RATE_WINDOW)
+        {
+            self.history.pop_front();
+        }
+        let (then, before) = self
+            .history
+            .front()
+            .map_or((started, BTreeMap::new()), |(t, b)| (*t, b.clone()));
+        let window = now.duration_since(then).as_secs_f64().max(0.001);
+        self.history.push_back((now, orders.clone()));
 
         let mut table = String::from(
             "Channel    Orders  Orders/s  Lag p50 / p99 ms  Redelivered  Low listings  Errors\n",
@@ -105,8 +124,7 @@ impl Screen {
                 c.lag = Some(p);
             }
             let n = orders.get(name).copied().unwrap_or(0);
-            let rate = (n - c.orders).max(0) as f64 / secs;
-            c.orders = n;
+            let rate = (n - before.get(name).copied().unwrap_or(0)).max(0) as f64 / window;
             all_orders += n;
             all_rate += rate;
             let _ = writeln!(
@@ -119,7 +137,8 @@ impl Screen {
             );
             line_lag.push(format!(
                 "{name} {}",
-                c.lag.map_or("—".to_owned(), |p| format!("{:.0}ms", p.p99_ms))
+                c.lag
+                    .map_or("—".to_owned(), |p| format!("{:.0}ms", p.p99_ms))
             ));
         }
         if let Some(p) = metrics.order_to_confirmed.take_recent(&mut self.lag_since) {

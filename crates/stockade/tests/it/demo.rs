@@ -27,7 +27,10 @@ fn field<'a>(screen: &'a str, label: &str, after: &str) -> &'a str {
         .lines()
         .find(|l| l.starts_with(label))
         .unwrap_or_else(|| panic!("no {label:?} line in:\n{screen}"));
-    let rest = &line[line.find(after).unwrap_or_else(|| panic!("{after:?} in {line:?}")) + after.len()..];
+    let rest = &line[line
+        .find(after)
+        .unwrap_or_else(|| panic!("{after:?} in {line:?}"))
+        + after.len()..];
     rest.split_whitespace().next().unwrap()
 }
 
@@ -86,21 +89,41 @@ async fn the_demo_screen_is_the_summary_its_sign_in_works_and_ctrl_c_stops_it_in
             started.elapsed() < Duration::from_secs(120),
             "no summary on the screen:\n{screen}"
         );
-        assert!(child.try_wait().unwrap().is_none(), "the demo ended:\n{screen}");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the demo ended:\n{screen}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    for what in ["Channel", "tiktok", "amazon", "ebay", "Orders/s", "Lag p50", "Low listings", "Stock ", "Errors "] {
+    for what in [
+        "Channel",
+        "tiktok",
+        "amazon",
+        "ebay",
+        "Orders/s",
+        "Lag p50",
+        "Low listings",
+        "Stock ",
+        "Errors ",
+    ] {
         assert!(frame.contains(what), "{what:?} not on the screen:\n{frame}");
     }
 
     // The printed sign-in works: password and a TOTP code from oathtool, over HTTPS with
     // the printed CA.
-    let url = field(&frame, "Dashboard", "Dashboard").trim_end_matches("/login").to_owned();
-    let ca = field(&frame, "Dashboard", "test CA: ").trim_end_matches(')').to_owned();
+    let url = field(&frame, "Dashboard", "Dashboard")
+        .trim_end_matches("/login")
+        .to_owned();
+    let ca = field(&frame, "Dashboard", "test CA: ")
+        .trim_end_matches(')')
+        .to_owned();
     let email = field(&frame, "Sign in", "Sign in");
     let password = field(&frame, "Sign in", "password ");
     let secret = field(&frame, "TOTP", "secret ");
-    assert!(frame.contains(&format!("oathtool --totp -b {secret}")), "{frame}");
+    assert!(
+        frame.contains(&format!("oathtool --totp -b {secret}")),
+        "{frame}"
+    );
     let client = crate::server::client(Path::new(&ca));
     let res = client
         .post(format!("{url}/api/v1/auth/login"))
@@ -141,15 +164,24 @@ async fn the_demo_screen_is_the_summary_its_sign_in_works_and_ctrl_c_stops_it_in
     eprintln!("demo stopped {took:?} after Ctrl-C");
     let screen = read(&capture);
     assert!(status.success(), "{screen}");
-    assert!(took <= Duration::from_secs(2), "Ctrl-C took {took:?}:\n{screen}");
+    assert!(
+        took <= Duration::from_secs(2),
+        "Ctrl-C took {took:?}:\n{screen}"
+    );
     assert!(screen.contains("Stopping (Ctrl-C)"), "{screen}");
 
     // No log line ever reached the screen; they are all in the printed log file.
     let logs: Vec<&str> = screen.lines().filter(|l| is_log_line(l)).collect();
     assert!(logs.is_empty(), "log lines on the screen: {logs:#?}");
-    assert!(screen.contains(&format!("Log: {}", log.display())), "{screen}");
+    assert!(
+        screen.contains(&format!("Log: {}", log.display())),
+        "{screen}"
+    );
     let text = read(&log);
-    assert!(text.contains(" INFO ") && text.contains("demo started"), "{text}");
+    assert!(
+        text.contains(" INFO ") && text.contains("demo started"),
+        "{text}"
+    );
     assert!(text.contains("demo stopped"), "{text}");
 
     // The error count in the table is the sum of the kinds listed below it.

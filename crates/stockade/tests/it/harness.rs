@@ -117,6 +117,12 @@ pub fn pg_url() -> Option<String> {
 /// A fresh PostgreSQL schema URL, or None (printing that the test was skipped).
 pub fn pg_schema_url() -> Option<(String, String)> {
     let Some(url) = pg_url() else {
+        assert!(
+            !["CI", "STOCKADE_REQUIRE_ALL"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
+        );
         eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
         return None;
     };
@@ -147,7 +153,8 @@ pub async fn tamper(url: &str, sql: &str) {
 /// in CI and in `./scripts/test` once it has installed everything.
 pub fn require_all() -> bool {
     ["CI", "STOCKADE_REQUIRE_ALL"].iter().any(|v| {
-        std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+        std::env::var(v)
+            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
     })
 }
 
