@@ -139,8 +139,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     tokio::pin!(ctrl_c);
     let mut interrupted = false;
     loop {
+        let next = duration.map_or(every, |d| every.min(d.saturating_sub(started.elapsed())));
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = &mut ctrl_c => { interrupted = true; break; }
         }
         let frame = screen
