@@ -1967,6 +1967,67 @@ mod tests {
         }
     }
 
+    async fn access_in(env: Environment) -> (Access, std::path::PathBuf) {
+        use stockade_store::{DatabaseUrl, StoreOptions};
+        use stockade_vault::{MasterKeySource, MasterKeys};
+        let dir =
+            std::env::temp_dir().join(format!("stockade-access-unit-{}", random_hex(8).unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = DatabaseUrl::Sqlite(dir.join("db.sqlite"));
+        let (store, _) = Store::init(&url, env, &StoreOptions::default())
+            .await
+            .unwrap();
+        let master = MasterKeys::generate(env, MasterKeySource::EnvVar).unwrap();
+        let vault = Vault::bootstrap(store, master, &Actor::System("test"))
+            .await
+            .unwrap();
+        let access = Access::new(Arc::new(vault), AccessConfig::default())
+            .await
+            .unwrap();
+        (access, dir)
+    }
+
+    // `stockade demo` enrolls its admin's TOTP without a sign-in: dev only.
+    #[tokio::test]
+    async fn unattended_totp_enrollment_works_in_dev_and_is_refused_in_prod() {
+        let actor = Actor::System("test");
+        let pw = SecretString::from("Kq7-vantage-Mirror-42".to_owned());
+        let (dev, dir) = access_in(Environment::Dev).await;
+        dev.add_user("a@shop.example", Role::Admin, &pw, &actor)
+            .await
+            .unwrap();
+        let (user, secret) = dev
+            .enroll_totp_unattended("a@shop.example", &actor)
+            .await
+            .unwrap();
+        assert!(user.mfa_enrolled);
+        let code = SecretString::from(secret.code_at(now_ms() / 1000));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let factor = SecondFactor::Totp(code);
+        dev.login(ip, "a@shop.example", &pw, Some(&factor), false)
+            .await
+            .unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+
+        let (prod, dir) = access_in(Environment::Prod).await;
+        prod.add_user("a@shop.example", Role::Admin, &pw, &actor)
+            .await
+            .unwrap();
+        assert!(matches!(
+            prod.enroll_totp_unattended("a@shop.example", &actor).await,
+            Err(AccessError::DevOnly(_))
+        ));
+        assert!(
+            !prod
+                .user_by_email("a@shop.example")
+                .await
+                .unwrap()
+                .unwrap()
+                .mfa_enrolled
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
     #[test]
     fn recovery_codes_are_random_and_shaped() {
         let a = recovery_code().unwrap();
