@@ -134,7 +134,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     }
     let (stream, placed) = rig.order_stream(args.rate, true);
     let started = Instant::now();
-    let mut screen = Screen::new(&rig);
+    let mut screen = Screen::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     let mut interrupted = false;

@@ -51,7 +51,7 @@ fn ms(p: Option<&Percentiles>) -> String {
 }
 
 impl Screen {
-    pub fn new(_rig: &Rig) -> Screen {
+    pub fn new() -> Screen {
         Screen {
             channels: Marketplace::ALL
                 .iter()
