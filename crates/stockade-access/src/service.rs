@@ -103,6 +103,8 @@ pub enum AccessError {
     Vault(#[from] VaultError),
     #[error("the system random number generator failed")]
     Rng,
+    #[error("{0} is for dev and test environments only")]
+    DevOnly(&'static str),
 }
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
@@ -677,6 +679,50 @@ impl Access {
             mfa_enrolled: false,
             ..user
         })
+    }
+
+    /// Enroll TOTP for `email` without a sign-in and return the secret, for a throw-away
+    /// dev environment that shows it once (`stockade demo`). Refused in prod, where
+    /// enrollment happens at the user's first sign-in.
+    pub async fn enroll_totp_unattended(
+        &self,
+        email: &str,
+        actor: &Actor,
+    ) -> Result<(UserInfo, TotpSecret)> {
+        if self.env == Environment::Prod {
+            return Err(AccessError::DevOnly("unattended TOTP enrollment"));
+        }
+        let user = self.require_user(email).await?;
+        let secret = TotpSecret::generate().map_err(|_| AccessError::Rng)?;
+        let ct = self
+            .vault
+            .encrypt(
+                &KeyOwner::system(),
+                &FieldContext::new("users", "totp_secret", &user.id),
+                secret.expose_bytes(),
+                actor,
+            )
+            .await?;
+        let change = Change::new(
+            Mutation::Sql {
+                statement: "UPDATE users SET totp_secret = $2, totp_last_step = NULL, mfa_enrolled_at_ms = $3, updated_at_ms = $3 WHERE id = $1",
+                params: sql_params![user.id.clone(), ct, now_ms()],
+                expect: Expect::One("user"),
+            },
+            AuditEntry::new(
+                "mfa.enroll",
+                format!("user:{}", user.id),
+                AuditDetails::new().str("how", "unattended"),
+            ),
+        );
+        self.store.commit(actor, vec![change]).await?;
+        Ok((
+            UserInfo {
+                mfa_enrolled: true,
+                ..user
+            },
+            secret,
+        ))
     }
 
     /// Set a new password (policy-checked) and end the user's sessions.
@@ -1919,6 +1965,67 @@ mod tests {
         ] {
             assert!(normalize_email(bad).is_err(), "{bad}");
         }
+    }
+
+    async fn access_in(env: Environment) -> (Access, std::path::PathBuf) {
+        use stockade_store::{DatabaseUrl, StoreOptions};
+        use stockade_vault::{MasterKeySource, MasterKeys};
+        let dir =
+            std::env::temp_dir().join(format!("stockade-access-unit-{}", random_hex(8).unwrap()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = DatabaseUrl::Sqlite(dir.join("db.sqlite"));
+        let (store, _) = Store::init(&url, env, &StoreOptions::default())
+            .await
+            .unwrap();
+        let master = MasterKeys::generate(env, MasterKeySource::EnvVar).unwrap();
+        let vault = Vault::bootstrap(store, master, &Actor::System("test"))
+            .await
+            .unwrap();
+        let access = Access::new(Arc::new(vault), AccessConfig::default())
+            .await
+            .unwrap();
+        (access, dir)
+    }
+
+    // `stockade demo` enrolls its admin's TOTP without a sign-in: dev only.
+    #[tokio::test]
+    async fn unattended_totp_enrollment_works_in_dev_and_is_refused_in_prod() {
+        let actor = Actor::System("test");
+        let pw = SecretString::from("Kq7-vantage-Mirror-42".to_owned());
+        let (dev, dir) = access_in(Environment::Dev).await;
+        dev.add_user("a@shop.example", Role::Admin, &pw, &actor)
+            .await
+            .unwrap();
+        let (user, secret) = dev
+            .enroll_totp_unattended("a@shop.example", &actor)
+            .await
+            .unwrap();
+        assert!(user.mfa_enrolled);
+        let code = SecretString::from(secret.code_at(now_ms() / 1000));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let factor = SecondFactor::Totp(code);
+        dev.login(ip, "a@shop.example", &pw, Some(&factor), false)
+            .await
+            .unwrap();
+        let _ = std::fs::remove_dir_all(dir);
+
+        let (prod, dir) = access_in(Environment::Prod).await;
+        prod.add_user("a@shop.example", Role::Admin, &pw, &actor)
+            .await
+            .unwrap();
+        assert!(matches!(
+            prod.enroll_totp_unattended("a@shop.example", &actor).await,
+            Err(AccessError::DevOnly(_))
+        ));
+        assert!(
+            !prod
+                .user_by_email("a@shop.example")
+                .await
+                .unwrap()
+                .unwrap()
+                .mfa_enrolled
+        );
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]

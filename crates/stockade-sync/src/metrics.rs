@@ -121,6 +121,75 @@ pub struct Metrics {
     /// channel's confirmation (staleness of that channel).
     pub staleness: Mutex<HashMap<String, std::sync::Arc<Samples>>>,
     pub last_errors: Mutex<VecDeque<(Instant, String)>>,
+    /// Every error line since the start, counted by kind (the line itself; lines start
+    /// with the connection's name), so a summary's counts and its list agree.
+    pub error_kinds: Mutex<ErrorKinds>,
+}
+
+/// Error lines counted by kind, the most recent `MAX_KINDS` kinds kept with their counts.
+#[derive(Debug, Default)]
+pub struct ErrorKinds {
+    /// Per connection (the text before the first ": "), every error since the start.
+    pub per_connection: std::collections::BTreeMap<String, u64>,
+    /// Errors whose kind was dropped from `kinds` to keep it bounded.
+    pub dropped: u64,
+    kinds: HashMap<String, ErrorKind>,
+}
+
+/// One kind of error: how often and when it last happened.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ErrorKind {
+    pub line: String,
+    pub count: u64,
+    pub last: Instant,
+}
+
+const MAX_KINDS: usize = 50;
+
+impl ErrorKinds {
+    fn record(&mut self, line: &str) {
+        let connection = line.split_once(": ").map_or("", |(c, _)| c);
+        *self
+            .per_connection
+            .entry(connection.to_owned())
+            .or_default() += 1;
+        let now = Instant::now();
+        if let Some(k) = self.kinds.get_mut(line) {
+            k.count += 1;
+            k.last = now;
+            return;
+        }
+        if self.kinds.len() >= MAX_KINDS
+            && let Some(oldest) = self
+                .kinds
+                .values()
+                .min_by_key(|k| k.last)
+                .map(|k| k.line.clone())
+            && let Some(k) = self.kinds.remove(&oldest)
+        {
+            self.dropped += k.count;
+        }
+        self.kinds.insert(
+            line.to_owned(),
+            ErrorKind {
+                line: line.to_owned(),
+                count: 1,
+                last: now,
+            },
+        );
+    }
+
+    /// Every error counted, over all connections.
+    pub fn total(&self) -> u64 {
+        self.per_connection.values().sum()
+    }
+
+    /// The kinds kept, most recent first.
+    pub fn newest_first(&self) -> Vec<ErrorKind> {
+        let mut v: Vec<ErrorKind> = self.kinds.values().cloned().collect();
+        v.sort_by(|a, b| b.last.cmp(&a.last).then_with(|| a.line.cmp(&b.line)));
+        v
+    }
 }
 
 impl Metrics {
@@ -141,6 +210,9 @@ impl Metrics {
 
     /// Remember a (scrubbed, PII-free) error line for the live summary.
     pub fn error(&self, line: String) {
+        if let Ok(mut k) = self.error_kinds.lock() {
+            k.record(&line);
+        }
         if let Ok(mut v) = self.last_errors.lock() {
             if v.len() >= 20 {
                 v.pop_front();
@@ -153,6 +225,14 @@ impl Metrics {
         self.last_errors
             .lock()
             .map(|v| v.iter().rev().take(n).map(|(_, s)| s.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// A copy of the error counts: per connection, and by kind (newest first).
+    pub fn error_counts(&self) -> (std::collections::BTreeMap<String, u64>, Vec<ErrorKind>, u64) {
+        self.error_kinds
+            .lock()
+            .map(|k| (k.per_connection.clone(), k.newest_first(), k.dropped))
             .unwrap_or_default()
     }
 }
@@ -175,5 +255,40 @@ mod tests {
         let mut since = 0;
         assert_eq!(s.take_recent(&mut since).unwrap().count, 100);
         assert!(s.take_recent(&mut since).is_none());
+    }
+
+    // The demo's error counts disagreed with its list of last errors (counted apart).
+    #[test]
+    fn error_counts_agree_with_the_kinds_listed() {
+        let m = Metrics::default();
+        for _ in 0..3 {
+            m.error("ebay: push failed: 429".into());
+        }
+        m.error("amazon: polling failed: timeout".into());
+        m.error("ebay: push failed: 500".into());
+        let (per, kinds, dropped) = m.error_counts();
+        assert_eq!(per.get("ebay"), Some(&4));
+        assert_eq!(per.get("amazon"), Some(&1));
+        assert_eq!(dropped, 0);
+        assert_eq!(kinds.len(), 3);
+        assert_eq!(kinds.iter().map(|k| k.count).sum::<u64>(), 5);
+        for (c, n) in &per {
+            let listed: u64 = kinds
+                .iter()
+                .filter(|k| k.line.starts_with(&format!("{c}: ")))
+                .map(|k| k.count)
+                .sum();
+            assert_eq!(listed, *n, "{c}");
+        }
+        // Bounded: old kinds are dropped but still counted.
+        for i in 0..(MAX_KINDS + 5) {
+            m.error(format!("tiktok: push failed: {i}"));
+        }
+        let (per, kinds, dropped) = m.error_counts();
+        assert_eq!(kinds.len(), MAX_KINDS);
+        assert_eq!(
+            kinds.iter().map(|k| k.count).sum::<u64>() + dropped,
+            per.values().sum::<u64>()
+        );
     }
 }

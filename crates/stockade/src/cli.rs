@@ -289,6 +289,10 @@ pub struct DemoArgs {
     /// SKUs in the catalog (each listed on all three channels).
     #[arg(long, default_value_t = 300)]
     pub skus: usize,
+    /// Write the log here (default: a new stockade-demo-*.log in the temp directory).
+    /// The screen shows the live summary only.
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -11,13 +11,6 @@ macro_rules! println {
     };
 }
 
-/// `print!` through [`output`].
-macro_rules! print {
-    ($($arg:tt)*) => {
-        $crate::output::print(format_args!($($arg)*))
-    };
-}
-
 mod cli;
 mod commands;
 mod exit;
@@ -28,8 +21,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-fn init_logging(default_info: bool) {
-    let level = match std::env::var("STOCKADE_LOG")
+fn log_level(default_info: bool) -> tracing::Level {
+    match std::env::var("STOCKADE_LOG")
         .unwrap_or_default()
         .to_ascii_lowercase()
         .as_str()
@@ -41,19 +34,57 @@ fn init_logging(default_info: bool) {
         "warn" => tracing::Level::WARN,
         _ if default_info => tracing::Level::INFO,
         _ => tracing::Level::WARN,
-    };
+    }
+}
+
+fn init_logging(default_info: bool) {
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_max_level(log_level(default_info))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
 }
 
+/// `stockade demo` logs to a file (its screen is the live summary): the file named by
+/// `--log`, or a new one in the temp directory, recorded in the arguments for the demo
+/// to print.
+fn init_demo_logging(args: &mut cli::DemoArgs) -> Result<(), String> {
+    let path = match &args.log {
+        Some(p) => p.clone(),
+        None => {
+            let stamp = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            std::env::temp_dir().join(format!("stockade-demo-{stamp}-{}.log", std::process::id()))
+        }
+    };
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open the log file {}: {e}", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_max_level(log_level(true))
+        .with_writer(std::sync::Mutex::new(file))
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+    args.log = Some(path);
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
-    init_logging(matches!(cli.command, cli::Command::Serve(_)));
+    let mut cli = cli::Cli::parse();
+    if let cli::Command::Demo(args) = &mut cli.command {
+        if let Err(e) = init_demo_logging(args) {
+            eprintln!("error: {e}");
+            return ExitCode::from(1);
+        }
+    } else {
+        init_logging(matches!(cli.command, cli::Command::Serve(_)));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

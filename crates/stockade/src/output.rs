@@ -1,17 +1,9 @@
-//! Standard output for every command: `println!` and `print!` in this crate are the
-//! macros below, which end the process quietly (exit 0) when the reader went away —
+//! Standard output for every command: `println!` in this crate is the
+//! macro in main.rs, which ends the process quietly (exit 0) when the reader went away —
 //! `stockade sku list | head`, `stockade audit export | head` — instead of panicking
 //! with "failed printing to stdout". Other write failures exit 1 with one line.
 
 use std::io::Write;
-
-/// Write formatted text to standard output (no newline added).
-pub fn print(args: std::fmt::Arguments<'_>) {
-    let mut out = std::io::stdout().lock();
-    if let Err(e) = out.write_fmt(args) {
-        failed(&e);
-    }
-}
 
 /// Write formatted text and a newline to standard output.
 pub fn print_line(args: std::fmt::Arguments<'_>) {

@@ -293,6 +293,13 @@ impl TestDb {
                     .ok()
                     .filter(|v| !v.is_empty())
                 else {
+                    assert!(
+                        !["CI", "STOCKADE_REQUIRE_ALL"]
+                            .iter()
+                            .any(|v| std::env::var(v)
+                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
+                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
+                    );
                     eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
                     return None;
                 };
@@ -356,3 +363,29 @@ macro_rules! both {
     )*};
 }
 pub(crate) use both;
+
+/// Whether the external `tool` is on the PATH. Without it this prints one SKIPPED line
+/// (straight to stderr, so it shows even when test output is captured) and the caller
+/// skips what needs the tool, except under CI (`CI` or `STOCKADE_REQUIRE_ALL` set, as
+/// `./scripts/test` does once it has installed everything), where it fails.
+pub fn require_tool(tool: &str, package: &str, what: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    let strict = ["CI", "STOCKADE_REQUIRE_ALL"].iter().any(|v| {
+        std::env::var(v)
+            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+    });
+    assert!(
+        !strict,
+        "`{tool}` is not installed and CI / STOCKADE_REQUIRE_ALL forbid skipping {what}: install the Debian package `{package}` (./scripts/test does)"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {what}: `{tool}` is not installed (Debian package `{package}`; ./scripts/test installs it)"
+    );
+    false
+}

@@ -104,6 +104,13 @@ impl TestServer {
                     .ok()
                     .filter(|v| !v.is_empty())
                 else {
+                    assert!(
+                        !["CI", "STOCKADE_REQUIRE_ALL"]
+                            .iter()
+                            .any(|v| std::env::var(v)
+                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
+                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
+                    );
                     eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
                     return None;
                 };
@@ -215,4 +222,30 @@ impl Drop for TestServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether the external `tool` is on the PATH. Without it this prints one SKIPPED line
+/// (straight to stderr, so it shows even when test output is captured) and the caller
+/// skips what needs the tool, except under CI (`CI` or `STOCKADE_REQUIRE_ALL` set, as
+/// `./scripts/test` does once it has installed everything), where it fails.
+pub fn require_tool(tool: &str, package: &str, what: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    let strict = ["CI", "STOCKADE_REQUIRE_ALL"].iter().any(|v| {
+        std::env::var(v)
+            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
+    });
+    assert!(
+        !strict,
+        "`{tool}` is not installed and CI / STOCKADE_REQUIRE_ALL forbid skipping {what}: install the Debian package `{package}` (./scripts/test does)"
+    );
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED: {what}: `{tool}` is not installed (Debian package `{package}`; ./scripts/test installs it)"
+    );
+    false
 }

@@ -15,7 +15,7 @@ use stockade_server::routes::{Gate, ROUTES};
 use stockade_server::{HookAnswer, HookError, HookFuture, HookSink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::harness::{Backend, Options, TestServer};
+use crate::harness::{Backend, Options, TestServer, require_tool};
 
 const SECRET: &[u8] = b"test-webhook-secret-0f3a";
 /// Put in bodies to show they are never echoed or logged.
@@ -338,16 +338,18 @@ async fn a_bad_signature_is_a_generic_401_recorded_as_a_failure_fail2ban_matches
         .canonicalize()
         .unwrap();
     // Both jails by default, the webhook jail by name, not the interactive one.
-    for (jail, matched) in [
+    let jails = [
         ("", 3),
         ("[stockade_jail=webhook]", 3),
         ("[stockade_jail=interactive]", 0),
-    ] {
+    ];
+    let check = require_tool("fail2ban-regex", "fail2ban", "the Fail2Ban filter check");
+    for (jail, matched) in jails.into_iter().filter(|_| check) {
         let out = std::process::Command::new("fail2ban-regex")
             .arg(&log_file)
             .arg(format!("{}{jail}", filter.display()))
             .output()
-            .expect("fail2ban-regex is required (Debian package `fail2ban`)");
+            .unwrap();
         let report = String::from_utf8_lossy(&out.stdout);
         assert!(out.status.success(), "{report}");
         assert!(

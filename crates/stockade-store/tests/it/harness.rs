@@ -46,6 +46,13 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let Some(url) = pg_url() else {
+                    assert!(
+                        !["CI", "STOCKADE_REQUIRE_ALL"]
+                            .iter()
+                            .any(|v| std::env::var(v)
+                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
+                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
+                    );
                     eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
                     return None;
                 };

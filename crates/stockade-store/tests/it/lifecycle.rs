@@ -248,6 +248,12 @@ async fn migrate_on_a_current_schema_changes_nothing(backend: Backend) {
 #[tokio::test]
 async fn sqlite_and_postgres_schemas_agree() {
     let Some(_) = pg_url() else {
+        assert!(
+            !["CI", "STOCKADE_REQUIRE_ALL"]
+                .iter()
+                .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
+        );
         eprintln!("skipped: schema comparison needs STOCKADE_TEST_PG_URL");
         return;
     };

@@ -30,6 +30,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         // Below TikTok's 99,999 display limit, so every sale changes every channel's quantity.
         on_hand: 90_000,
         buffer: 0,
+        low_stock_every: 0,
         realistic_limits: args.realistic_limits,
         postgres: args.database_url.clone(),
         sync: SyncOptions {

@@ -1,13 +1,28 @@
 //! `stockade demo`: the live sync on a throw-away dev environment (see [`super::live`]).
+//!
+//! The screen is the summary only (the log goes to a file, see `main.rs`): redrawn in
+//! place on a terminal, one plain line every few seconds otherwise. A demo admin with a
+//! generated password and TOTP is made, and how to sign in to the dashboard is printed:
+//! the environment is dev, thrown away at the end, so showing them is harmless.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use stockade_access::Role;
+use stockade_core::{Actor, SecretString};
 use stockade_sync::SyncOptions;
 
+use super::demo_screen::Screen;
 use super::live::{Rig, RigOptions};
 use crate::cli::DemoArgs;
 use crate::exit::Failure;
+
+/// The demo admin's email address.
+pub const ADMIN_EMAIL: &str = "admin@demo.example";
+
+/// How long settling and the checks may take after Ctrl-C (clean-up has its own bound).
+const STOP_BUDGET: Duration = Duration::from_millis(1200);
 
 pub fn parse_duration(text: &str, flag: &str) -> Result<Duration, Failure> {
     match stockade_access::service::parse_duration(text) {
@@ -16,6 +31,50 @@ pub fn parse_duration(text: &str, flag: &str) -> Result<Duration, Failure> {
             "{flag} {text:?}: use a duration like 30s, 5m or 1h"
         ))),
     }
+}
+
+/// A strong password from a random source: four groups of five letters and digits
+/// (no look-alikes) joined by dashes, with an upper-case letter and a digit.
+fn strong_password() -> Result<String, Failure> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut bytes)
+        .map_err(|_| Failure::runtime("the system random number generator failed"))?;
+    let mut chars: Vec<char> = bytes
+        .iter()
+        .map(|b| char::from(ALPHABET[usize::from(*b) % ALPHABET.len()]))
+        .collect();
+    chars[0] = chars[0].to_ascii_uppercase();
+    if !chars[0].is_ascii_uppercase() {
+        chars[0] = 'K';
+    }
+    if !chars[19].is_ascii_digit() {
+        chars[19] = char::from(b'2' + bytes[19] % 8);
+    }
+    Ok(chars
+        .chunks(5)
+        .map(|c| c.iter().collect::<String>())
+        .collect::<Vec<_>>()
+        .join("-"))
+}
+
+/// The demo admin: a generated password and TOTP enrolled. Returns (password, secret).
+async fn demo_admin(rig: &Rig) -> Result<(String, String), Failure> {
+    let actor = Actor::System("demo");
+    let password = strong_password()?;
+    rig.access
+        .add_user(
+            ADMIN_EMAIL,
+            Role::Admin,
+            &SecretString::from(password.clone()),
+            &actor,
+        )
+        .await?;
+    let (_, secret) = rig
+        .access
+        .enroll_totp_unattended(ADMIN_EMAIL, &actor)
+        .await?;
+    Ok((password, secret.to_base32().to_string()))
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
@@ -29,13 +88,21 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             "--rate must be between 0 and 100000 orders a second",
         ));
     }
+    let log = args.log.clone().unwrap_or_default();
     println!(
-        "Starting a throw-away dev environment with the TikTok Shop, Amazon and eBay simulators…"
+        "Stockade demo: a throw-away dev environment with the TikTok Shop, Amazon and eBay simulators."
     );
+    println!(
+        "Log: {}  (the screen shows the summary only)",
+        log.display()
+    );
+    println!("Starting…");
+    let skus = args.skus.clamp(1, 10_000);
     let rig = Rig::start(RigOptions {
-        skus: args.skus.clamp(1, 10_000),
+        skus,
         on_hand: 200,
         buffer: 1,
+        low_stock_every: 10,
         realistic_limits: true,
         postgres: None,
         sync: SyncOptions {
@@ -48,150 +115,189 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         keep: args.keep,
     })
     .await?;
-    println!(
-        "Server: https://{} (webhooks at /hooks/<marketplace>/<connection>; test CA from the simulators)",
-        rig.server
-    );
-    println!(
-        "Data:   {}{}",
-        rig.dir.display(),
-        if args.keep {
-            " (kept)"
-        } else {
-            " (deleted at the end)"
-        }
-    );
-    println!(
-        "Catalog: {} SKUs × 3 channels, 200 on hand, buffer 1. Orders: {}/s. Ctrl-C stops.\n",
-        args.skus, args.rate
-    );
-    let (stream, placed) = rig.order_stream(args.rate, true);
-    let started = Instant::now();
+    let ca = rig.dir.join("ca.pem");
+    std::fs::write(&ca, &rig.sb.ca_pem)
+        .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", ca.display())))?;
+    let (password, secret) = demo_admin(&rig).await?;
+    tracing::info!(server = %rig.server, "demo started");
+    let intro = intro(&rig, &args, &log, &ca, &password, &secret, skus);
+    drop(password);
+
     let tty = std::io::stdout().is_terminal();
     let every = if tty {
         Duration::from_secs(1)
     } else {
         Duration::from_secs(5)
     };
-    let metrics = rig.sync.metrics();
-    let mut since = 0usize;
+    if !tty {
+        println!("{intro}");
+    }
+    let (stream, placed) = rig.order_stream(args.rate, true);
+    let started = Instant::now();
+    let mut screen = Screen::new();
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    let mut interrupted = false;
     loop {
+        let next = duration.map_or(every, |d| every.min(d.saturating_sub(started.elapsed())));
         tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = &mut ctrl_c => break,
+            _ = tokio::time::sleep(next) => {}
+            _ = &mut ctrl_c => { interrupted = true; break; }
         }
-        let lag = metrics.order_to_confirmed.take_recent(&mut since);
-        let text = summary(
-            &rig,
-            placed.load(std::sync::atomic::Ordering::Relaxed),
-            started,
-            lag,
-        )
-        .await;
-        if tty {
-            print!("\x1b[2J\x1b[H{text}");
+        let frame = screen
+            .frame(
+                &rig,
+                placed.load(std::sync::atomic::Ordering::Relaxed),
+                started,
+            )
+            .await;
+        let mut out = std::io::stdout().lock();
+        let _ = if tty {
+            // Cursor home, clear the screen, then the whole picture.
+            write!(out, "\x1b[H\x1b[2J{intro}\n{}", frame.screen)
         } else {
-            println!("{text}");
-        }
+            writeln!(out, "{}", frame.line)
+        };
+        let _ = out.flush();
+        drop(out);
         if duration.is_some_and(|d| started.elapsed() >= d) {
             break;
         }
     }
     stream.abort();
-    println!("\nStopping: letting the last pushes settle…");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    rig.sb.flush_deliveries().await;
-    while Instant::now() < deadline && !rig.sync.settled().await.unwrap_or(true) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    let stop_started = Instant::now();
+    // After Ctrl-C, stop promptly: a short settle, then bounded clean-up. At the end of
+    // --duration, let the last pushes settle for longer so the checks see a quiet system.
+    let settle = if interrupted {
+        Duration::from_millis(300)
+    } else {
+        Duration::from_secs(10)
+    };
+    println!(
+        "\n{}",
+        if interrupted {
+            "Stopping (Ctrl-C)…"
+        } else {
+            "Stopping: letting the last pushes settle…"
+        }
+    );
+    let settle_until = Instant::now() + settle;
+    let _ = tokio::time::timeout(settle, rig.sb.flush_deliveries()).await;
+    while Instant::now() < settle_until && !rig.sync.settled().await.unwrap_or(true) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let verify = rig.store().verify_audit(None).await?;
-    println!(
-        "Audit chain: {} rows, {}",
-        verify.rows_checked,
-        if verify.problem.is_none() {
-            "verified"
-        } else {
-            "BROKEN"
+    let settled = rig.sync.settled().await.unwrap_or(false);
+    let checks = async {
+        let verify = rig.store().verify_audit(None).await;
+        let stock = stockade_sync::catalog::verify_stock(rig.store()).await;
+        (verify, stock)
+    };
+    let checks_within = if interrupted {
+        STOP_BUDGET.saturating_sub(stop_started.elapsed())
+    } else {
+        Duration::from_secs(30)
+    };
+    match tokio::time::timeout(checks_within, checks).await {
+        Ok((verify, stock)) => {
+            let verify = verify?;
+            println!(
+                "Audit chain: {} rows, {}",
+                verify.rows_checked,
+                if verify.problem.is_none() {
+                    "verified"
+                } else {
+                    "BROKEN"
+                }
+            );
+            let mismatches = stock.map_err(|e| Failure::runtime(e.to_string()))?;
+            println!(
+                "Stock rebuilt from the ledger: {}{}",
+                if mismatches.is_empty() {
+                    "matches".to_owned()
+                } else {
+                    format!("{} SKUs differ", mismatches.len())
+                },
+                if settled {
+                    ""
+                } else {
+                    " (pushes were still in flight)"
+                }
+            );
         }
+        Err(_) => println!(
+            "Checks skipped: stopping takes priority (see `stockade audit verify` with --keep)."
+        ),
+    }
+    // Whatever is left of the second and a half, at most 0.7 s: the server's graceful
+    // shutdown waits on the simulators' keep-alive connections until it is cut short.
+    let left = (STOP_BUDGET + Duration::from_millis(300))
+        .saturating_sub(stop_started.elapsed())
+        .min(Duration::from_millis(700));
+    let keep = args.keep;
+    let dir = rig.dir.clone();
+    rig.finish_within(if interrupted {
+        left
+    } else {
+        Duration::from_secs(30)
+    })
+    .await;
+    if keep {
+        println!("Data kept in {}.", dir.display());
+    } else {
+        println!("Cleaned up.");
+    }
+    println!("Log: {}", log.display());
+    tracing::info!(
+        stop_ms = stop_started.elapsed().as_millis() as u64,
+        "demo stopped"
     );
-    let mismatches = stockade_sync::catalog::verify_stock(rig.store())
-        .await
-        .map_err(|e| Failure::runtime(e.to_string()))?;
-    println!(
-        "Stock rebuilt from the ledger: {}",
-        if mismatches.is_empty() {
-            "matches".to_owned()
-        } else {
-            format!("{} SKUs differ", mismatches.len())
-        }
-    );
-    rig.finish().await;
-    println!("Cleaned up.");
     Ok(())
 }
 
-async fn summary(
+/// The lines at the top of the screen: where things are and how to sign in.
+fn intro(
     rig: &Rig,
-    placed: u64,
-    started: Instant,
-    lag: Option<stockade_sync::Percentiles>,
+    args: &DemoArgs,
+    log: &Path,
+    ca: &Path,
+    password: &str,
+    secret: &str,
+    skus: usize,
 ) -> String {
-    let store = rig.store();
-    let mut per_channel = String::new();
-    if let Ok(rows) = store
-        .query(
-            "SELECT c.name, COUNT(o.id) FROM connections c LEFT JOIN orders o ON o.connection_id = c.id GROUP BY c.name ORDER BY c.name",
-            vec![],
-        )
-        .await
-    {
-        for r in rows {
-            per_channel.push_str(&format!(
-                "  {:<8} {:>8}\n",
-                r.text(0).unwrap_or_default(),
-                r.int(1).unwrap_or(0)
-            ));
-        }
+    format!(
+        "Stockade demo (dev, throw-away{})   Ctrl-C stops\n\
+         \n\
+         Dashboard  https://{server}/login  (TLS from the simulators' test CA: {ca})\n\
+         Sign in    {ADMIN_EMAIL}  password {password}\n\
+         TOTP       secret {secret}  — a code: oathtool --totp -b {secret}\n\
+         Log        {log}\n\
+         Data       {data}\n\
+         Catalog    {skus} SKUs × 3 channels, 200 on hand (every 10th: 10), buffer 1; buyers place {rate} orders/s\n",
+        if args.keep {
+            ", kept with --keep"
+        } else {
+            ", deleted at the end"
+        },
+        server = rig.server,
+        ca = ca.display(),
+        log = log.display(),
+        data = rig.dir.display(),
+        rate = args.rate,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn demo_passwords_pass_the_policy_and_differ() {
+        let policy = stockade_access::password::PasswordPolicy::default();
+        let a = strong_password().unwrap();
+        let b = strong_password().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a.len(), 23, "{a}");
+        policy.check(&a, ADMIN_EMAIL).unwrap();
     }
-    let oversold = store
-        .query_one(
-            "SELECT CAST(COALESCE(SUM(oversold_units), 0) AS BIGINT) FROM orders",
-            vec![],
-        )
-        .await
-        .ok()
-        .flatten()
-        .and_then(|r| r.int(0).ok())
-        .unwrap_or(0);
-    let s = rig.sync.summary();
-    let lag = match lag {
-        Some(p) => format!(
-            "p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms ({} orders)",
-            p.p50_ms, p.p99_ms, p.max_ms, p.count
-        ),
-        None => "no confirmations in this interval".into(),
-    };
-    let errors = rig.sync.metrics().recent_errors(3);
-    let mut out = format!(
-        "Stockade demo — https://{}   running {:>4}s\n\nBuyer orders placed: {placed}\nOrders in, per channel:\n{per_channel}Order changes stored: {}  (duplicates/replays ignored: {})\nPushes out: {} listing updates in {} calls ({} coalesced)   failures: {}\nArrival → last channel confirmed: {lag}\nDrift repaired: {}   Oversold units: {oversold}   Error events: {}\nLast errors:\n",
-        rig.server,
-        started.elapsed().as_secs(),
-        s.changes_applied,
-        s.unchanged,
-        s.pushes_confirmed,
-        s.push_calls,
-        s.pushes_coalesced,
-        s.push_failures,
-        s.drift_repaired,
-        s.error_events,
-    );
-    if errors.is_empty() {
-        out.push_str("  none\n");
-    }
-    for e in errors {
-        out.push_str(&format!("  {}\n", e.chars().take(160).collect::<String>()));
-    }
-    out
 }

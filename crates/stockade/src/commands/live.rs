@@ -8,6 +8,7 @@
 //! gateway with its request log, as in production.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -41,11 +42,18 @@ pub struct RigOptions {
     pub sync: SyncOptions,
     pub seed: u64,
     pub keep: bool,
+    /// Every n-th SKU starts with a twentieth of `on_hand` (0: none), so low stock shows.
+    pub low_stock_every: usize,
 }
 
-/// A hook sink that answers 503 until the sync engine is ready.
+/// A hook sink that answers 503 until the sync engine is ready, and counts per
+/// marketplace the deliveries it answered 503 (the marketplace delivers them again).
 #[derive(Debug, Default)]
-struct LateHooks(OnceLock<Sync>);
+struct LateHooks(OnceLock<Sync>, Arc<[AtomicU64; 3]>);
+
+fn index_of(m: Marketplace) -> usize {
+    Marketplace::ALL.iter().position(|x| *x == m).unwrap_or(0)
+}
 
 impl HookSink for LateHooks {
     fn deliver(
@@ -56,7 +64,18 @@ impl HookSink for LateHooks {
     ) -> HookFuture {
         match self.0.get() {
             Some(sync) => {
-                super::hooks::SyncHooks(sync.clone()).deliver(marketplace, connection, request)
+                let answer =
+                    super::hooks::SyncHooks(sync.clone()).deliver(marketplace, connection, request);
+                let deferred = self.1.clone();
+                Box::pin(async move {
+                    let r = answer.await;
+                    if let (Err(HookError::Unavailable(_)), Some(n)) =
+                        (&r, deferred.get(index_of(marketplace)))
+                    {
+                        n.fetch_add(1, Ordering::Relaxed);
+                    }
+                    r
+                })
             }
             None => Box::pin(async { Err(HookError::Unavailable("starting".into())) }),
         }
@@ -67,6 +86,7 @@ pub struct Rig {
     pub dir: PathBuf,
     keep: bool,
     pub vault: Arc<Vault>,
+    pub access: Arc<Access>,
     pub sb: Arc<Sandbox>,
     pub gateway: Gateway,
     pub sync: Sync,
@@ -74,6 +94,7 @@ pub struct Rig {
     server_task: JoinHandle<()>,
     stop_server: Option<tokio::sync::oneshot::Sender<()>>,
     pg: Option<(String, String)>,
+    deferred: Arc<[AtomicU64; 3]>,
 }
 
 impl std::fmt::Debug for Rig {
@@ -140,7 +161,7 @@ impl Rig {
         let access = Arc::new(Access::new(vault.clone(), AccessConfig::default()).await?);
         let hooks = Arc::new(LateHooks::default());
         let state = AppState {
-            access,
+            access: access.clone(),
             trust_forwarded_for: false,
             plain_http: false,
             hooks: Some(hooks.clone()),
@@ -187,7 +208,7 @@ impl Rig {
         // 4. One connection per marketplace and the catalog on every channel.
         let hook_base = format!("https://{server}/hooks");
         add_connections(&vault, &sb, &hook_base).await?;
-        let csv = catalog_csv(&sb, opts.on_hand, opts.buffer);
+        let csv = catalog_csv(&sb, opts.on_hand, opts.buffer, opts.low_stock_every);
         catalog::import_csv(&store, &csv, &ACTOR)
             .await
             .map_err(fail("catalog import"))?;
@@ -211,6 +232,7 @@ impl Rig {
             dir,
             keep: opts.keep,
             vault,
+            access,
             sb: Arc::new(sb),
             gateway,
             sync,
@@ -218,7 +240,15 @@ impl Rig {
             server_task,
             stop_server: Some(stop_tx),
             pg,
+            deferred: hooks.1.clone(),
         })
+    }
+
+    /// Deliveries from `m` answered 503 (the marketplace delivers them again).
+    pub fn deliveries_deferred(&self, m: Marketplace) -> u64 {
+        self.deferred
+            .get(index_of(m))
+            .map_or(0, |n| n.load(Ordering::Relaxed))
     }
 
     pub fn store(&self) -> &Store {
@@ -259,18 +289,28 @@ impl Rig {
         (task, placed)
     }
 
-    pub async fn finish(mut self) {
+    pub async fn finish(self) {
+        self.finish_within(Duration::from_secs(30)).await;
+    }
+
+    /// Stop everything, giving the server, the simulators and the request log at most
+    /// `budget` in all to drain (what is not drained by then is dropped: a throw-away
+    /// environment).
+    pub async fn finish_within(mut self, budget: Duration) {
+        let deadline = tokio::time::Instant::now() + budget;
         self.sync.shutdown().await;
         if let Some(tx) = self.stop_server.take() {
             let _ = tx.send(());
         }
-        let _ = tokio::time::timeout(Duration::from_secs(5), &mut self.server_task).await;
+        let _ = tokio::time::timeout_at(deadline, &mut self.server_task).await;
+        self.server_task.abort();
         if let Ok(sb) = Arc::try_unwrap(self.sb) {
-            sb.shutdown().await;
+            let _ = tokio::time::timeout_at(deadline, sb.shutdown()).await;
         }
-        let _ = self.gateway.flush().await;
+        let _ = tokio::time::timeout_at(deadline, self.gateway.flush()).await;
+        drop(self.access);
         if let Ok(v) = Arc::try_unwrap(self.vault) {
-            v.close().await;
+            let _ = tokio::time::timeout_at(deadline, v.close()).await;
         }
         if let Some((url, schema)) = &self.pg {
             stockade_store::testing::drop_postgres_schema(url, schema).await;
@@ -363,7 +403,7 @@ async fn add_connections(vault: &Vault, sb: &Sandbox, hook_base: &str) -> Result
 }
 
 /// Every simulator SKU on every channel, in the `stockade sku import` format.
-fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64) -> String {
+fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64, low_every: usize) -> String {
     use std::collections::BTreeMap;
     let mut rows: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
     for m in Marketplace::ALL {
@@ -383,7 +423,12 @@ fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64) -> String {
         out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", m.as_str()));
     }
     out.push('\n');
-    for (sku, ids) in rows {
+    for (i, (sku, ids)) in rows.into_iter().enumerate() {
+        let on_hand = if low_every > 0 && i % low_every == low_every - 1 {
+            (on_hand / 20).max(1)
+        } else {
+            on_hand
+        };
         out.push_str(&format!("{sku},{on_hand}"));
         for m in Marketplace::ALL {
             let id = ids.get(m.as_str()).cloned().unwrap_or_default();

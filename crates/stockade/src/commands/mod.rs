@@ -9,6 +9,7 @@ mod catalog;
 mod connection;
 mod connection_edit;
 mod demo;
+mod demo_screen;
 mod discover;
 mod hooks;
 mod init;

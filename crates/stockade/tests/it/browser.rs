@@ -11,6 +11,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::harness::{require_all, require_tool, skipped};
 use crate::server::{PASSWORD, Server, add_user, init, oathtool};
 use crate::webdriver::{Browser, find_binary};
 
@@ -69,17 +70,25 @@ fn path_of(url: &str) -> String {
 /// posted the sign-in form with `Origin: null` and got a JSON `cross_origin` error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refused() {
-    let Some(chromium) = find_binary(
-        "STOCKADE_TEST_CHROMIUM",
-        &["chromium", "chromium-browser", "google-chrome"],
-    ) else {
-        println!(
-            "SKIPPED: Chromium is not installed (Debian packages `chromium` and `chromium-driver`; .ci/run installs them)"
+    if !require_tool("oathtool", "oathtool", "the browser test") {
+        return;
+    }
+    let found = (
+        find_binary(
+            "STOCKADE_TEST_CHROMIUM",
+            &["chromium", "chromium-browser", "google-chrome"],
+        ),
+        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
+    );
+    let (Some(chromium), Some(chromedriver)) = found else {
+        let why = "the browser test: Chromium or chromedriver is not installed (Debian packages `chromium` and `chromium-driver`; ./scripts/test installs them)";
+        assert!(
+            !require_all(),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
         );
+        skipped(why);
         return;
     };
-    let chromedriver = find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"])
-        .expect("Chromium is installed but chromedriver is not: install the Debian package `chromium-driver`");
     let shots = screenshot_dir();
 
     // Long enough for enrollment to reach the home page on a busy CI machine.

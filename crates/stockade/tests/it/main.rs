@@ -10,6 +10,7 @@ mod audit_head;
 mod browser;
 mod cli;
 mod cli_edges;
+mod demo;
 mod discover;
 mod harness;
 mod marketplaces;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::harness::Sandbox;
+use crate::harness::{Sandbox, require_tool};
 use crate::server::{Server, init};
 
 /// Every file and directory under `root` with its bytes: a byte-for-byte snapshot.
@@ -100,7 +100,9 @@ fn prod_serve_without_a_certificate_refuses_unless_told_to_self_sign() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
-    for (file, what) in [(&cert, "server"), (&sb.data().join("tls/dev-ca.pem"), "CA")] {
+    let files = [(&cert, "server"), (&sb.data().join("tls/dev-ca.pem"), "CA")];
+    let read_dates = require_tool("openssl", "openssl", "the certificate validity check");
+    for (file, what) in files.into_iter().filter(|_| read_dates) {
         let (start, end) = validity(file);
         assert!(
             (now - 2 * 3600..=now - 3500).contains(&start),

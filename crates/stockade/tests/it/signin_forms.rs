@@ -5,6 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::json;
 
+use crate::harness::require_tool;
 use crate::server::{PASSWORD, Server, add_user, init, oathtool, set_cookie};
 
 /// A fresh sign-in form: (login CSRF token, cookie header).
@@ -161,6 +162,9 @@ fn key_of(html: &str) -> String {
 /// a new TOTP secret, so the QR code a user had scanned stopped working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enrollment_key_stays_the_same_until_it_is_confirmed() {
+    if !require_tool("oathtool", "oathtool", "TOTP sign-in") {
+        return;
+    }
     let sb = init("dev", "");
     let email = "viewer@shop.example";
     add_user(&sb, email, "viewer");
