@@ -187,7 +187,11 @@ async fn first_hour_as_the_docs_say_sandbox_connections_early_orders_discover() 
         loop {
             let show = ok(&sb, &["connection", "show", name]);
             if show.contains(&format!("orders           {ORDERS}\n")) {
-                assert!(show.contains("UNMATCHED"), "{show}");
+                // It names the command that fixes it (it named only `sku import`).
+                assert!(
+                    show.contains("UNMATCHED") && show.contains("`stockade sku discover`"),
+                    "{show}"
+                );
                 break;
             }
             assert!(Instant::now() < deadline, "{show}\n{}", server.log_tail());
