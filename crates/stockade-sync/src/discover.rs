@@ -26,7 +26,9 @@ use crate::{Result, SyncError};
 /// What `sku discover` does with quantities and whether it writes.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct DiscoverOptions {
-    /// New SKUs take the marketplace's quantity as their on hand (else 0).
+    /// New SKUs take the marketplace's quantity, plus the units of this connection's open
+    /// orders waiting for them (the marketplace already took those off), as their on hand
+    /// (else 0).
     pub take_quantity: bool,
     /// Plan only: report what would change, write nothing.
     pub dry_run: bool,
@@ -40,6 +42,10 @@ pub struct NewSku {
     pub on_hand: i64,
     /// The marketplace's quantity, when it gave one.
     pub marketplace_qty: Option<u32>,
+    /// With `take_quantity`: units of this connection's open orders that arrived before
+    /// the SKU. The marketplace took them off its quantity when they sold, but they are
+    /// still on the shelf, so they are added to the on hand (and reserved).
+    pub open_units: i64,
 }
 
 /// A listing, by SKU and listing id.
@@ -132,6 +138,17 @@ pub async fn apply(
         .map(|r| r.text(0))
         .collect::<std::result::Result<_, _>>()?;
     let by_lower: HashMap<String, &String> = skus.iter().map(|s| (s.to_lowercase(), s)).collect();
+    // A marketplace's quantity is what it still offers: units its open orders sold are
+    // already off it, but not yet off the shelf. Taken as on hand alone, they would be
+    // counted twice once those orders are reserved.
+    let mut open_units: HashMap<String, i64> = HashMap::new();
+    if opts.take_quantity {
+        for l in crate::unmatched::unmatched_lines(store).await? {
+            if l.open && l.connection == conn.name {
+                *open_units.entry(l.sku).or_default() += l.quantity;
+            }
+        }
+    }
 
     let mut merge: Vec<MergeSku> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
@@ -169,8 +186,9 @@ pub async fn apply(
             if let Some(other) = by_lower.get(&sku.to_lowercase()) {
                 report.case_conflicts.push((sku.clone(), (*other).clone()));
             }
+            let open = open_units.get(&sku).copied().unwrap_or(0);
             let on_hand = if opts.take_quantity {
-                i64::from(d.quantity.unwrap_or(0))
+                i64::from(d.quantity.unwrap_or(0)).saturating_add(open)
             } else {
                 0
             };
@@ -179,6 +197,7 @@ pub async fn apply(
                 listing: listing.clone(),
                 on_hand,
                 marketplace_qty: d.quantity,
+                open_units: open,
             });
             Some(on_hand)
         };

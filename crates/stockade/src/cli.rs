@@ -661,8 +661,9 @@ pub enum SkuCommand {
         /// The connection's name.
         #[arg(long, value_name = "NAME")]
         connection: String,
-        /// New SKUs take the marketplace's quantity as their on hand (without it they
-        /// start at 0: set the real counts with `sku import`).
+        /// New SKUs take the marketplace's quantity, plus this connection's open orders
+        /// for them (sold, not yet shipped), as their on hand (without it they start at
+        /// 0: set the real counts with `sku import`).
         #[arg(long)]
         take_quantity: bool,
         /// Show what would change; write nothing.

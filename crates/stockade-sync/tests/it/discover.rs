@@ -121,7 +121,9 @@ async fn discover_merges_into_an_existing_catalog(db: Db) {
         .iter()
         .map(|n| (n.sku.as_str(), n.on_hand))
         .collect();
-    assert_eq!(new, [("NEW-9", 7), ("sku-0003", 1)], "{r:?}");
+    // The marketplace shows 7 after selling D1's 2 (still on the shelf): on hand 9, not 7
+    // (regression: --take-quantity counted this connection's open orders twice).
+    assert_eq!(new, [("NEW-9", 9), ("sku-0003", 1)], "{r:?}");
     assert_eq!(r.changed.len(), 1, "{r:?}");
     assert_eq!(r.case_conflicts, [("sku-0003".into(), "SKU-0003".into())]);
     assert_eq!(r.skipped.len(), 1);
@@ -133,7 +135,7 @@ async fn discover_merges_into_an_existing_catalog(db: Db) {
         ["SKU-0001", "SKU-0003", "SKU-0004", "SKU-0005", "SKU-0006"]
     );
     assert_eq!((r.matched_lines, r.reserved_lines), (1, 1));
-    assert_eq!(stock_of(&store, "NEW-9").await, (7, 2));
+    assert_eq!(stock_of(&store, "NEW-9").await, (9, 2));
     assert_eq!(stock_of(&store, "SKU-0002").await.0, 100);
     assert!(!listing(&store, "tiktok", "SKU-0001").await.0.is_empty());
     assert!(catalog::verify_stock(&store).await.unwrap().is_empty());

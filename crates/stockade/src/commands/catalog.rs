@@ -259,17 +259,19 @@ fn verify_report(
             bad.len()
         ));
     }
-    if lines.is_empty() {
+    if lines.is_empty() && waiting.iter().any(|l| l.open) {
+        println!("every open order line of a catalog SKU is reserved exactly once");
+    } else if lines.is_empty() {
         println!("every open order line is reserved exactly once");
     } else {
         println!();
         println!(
-            "{:<16} {:<24} {:<16} {:<20} {:>8} {:>9} {:>13}",
+            "{:<16} {:<24} {:<20} {:<20} {:>8} {:>9} {:>13}",
             "connection", "order", "line", "sku", "quantity", "reserved", "reservations"
         );
         for p in lines {
             println!(
-                "{:<16} {:<24} {:<16} {:<20} {:>8} {:>9} {:>13}",
+                "{:<16} {:<24} {:<20} {:<20} {:>8} {:>9} {:>13}",
                 p.connection, p.order, p.line, p.sku, p.quantity, p.reserved, p.reservations
             );
         }
@@ -282,12 +284,12 @@ fn verify_report(
     if !waiting.is_empty() {
         println!();
         println!(
-            "{:<16} {:<24} {:<16} {:<20} {:>8}  order",
+            "{:<16} {:<24} {:<20} {:<20} {:>8}  order",
             "connection", "order", "line", "unmatched sku", "quantity"
         );
         for l in waiting {
             println!(
-                "{:<16} {:<24} {:<16} {:<20} {:>8}  {}",
+                "{:<16} {:<24} {:<20} {:<20} {:>8}  {}",
                 l.connection,
                 l.order,
                 l.line,

@@ -419,7 +419,7 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
         row(
             "UNMATCHED",
             &format!(
-                "{} order line(s) ({open} open unit(s)) name SKUs not in the catalog: {}; nothing is reserved for them until `stockade sku import` adds them",
+                "{} order line(s) ({open} open unit(s)) name SKUs not in the catalog: {}; nothing is reserved for them until `stockade sku discover` or `stockade sku import` adds them",
                 d.unmatched.len(),
                 skus.join(", ")
             ),

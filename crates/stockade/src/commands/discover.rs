@@ -45,9 +45,14 @@ pub async fn run(
 fn print_report(r: &DiscoverReport, take_quantity: bool) {
     let verb = if r.dry_run { "would be " } else { "" };
     for n in &r.new_skus {
-        let shown = n
-            .marketplace_qty
-            .map_or_else(String::new, |q| format!(" ({} shows {q})", r.marketplace));
+        let shown = match (n.marketplace_qty, n.open_units) {
+            (None, _) => String::new(),
+            (Some(q), 0) => format!(" ({} shows {q})", r.marketplace),
+            (Some(q), open) => format!(
+                " ({} shows {q}, + {open} sold in open orders, still on the shelf)",
+                r.marketplace
+            ),
+        };
         println!(
             "new sku      {:<24} {:<32} on hand {}{shown}",
             n.sku, n.listing, n.on_hand
@@ -95,7 +100,7 @@ fn print_report(r: &DiscoverReport, take_quantity: bool) {
     );
     if r.matched_lines > 0 {
         println!(
-            "{} order line(s) that arrived before their SKU {}matched; {} of open orders {}reserved",
+            "{} order line(s) that arrived before their SKU {}matched; {} of them belong to open orders and {}reserved",
             r.matched_lines,
             if r.dry_run { "would be " } else { "are now " },
             r.reserved_lines,

@@ -180,7 +180,7 @@ fn announce(
             sandbox_creds::CA_FILE
         );
         println!(
-            "connect a dev instance to this sandbox (STOCKADE_ENV=dev and your --data-dir), no other set-up needed:"
+            "connect a dev instance to this sandbox with these commands (pointed at its data directory: --data-dir DIR or STOCKADE_DATA_DIR=DIR); no other set-up needed:"
         );
         for c in &commands.add {
             println!("  {c}");
@@ -192,6 +192,9 @@ fn announce(
         println!(
             "eBay's --endpoint-url is {} (where `stockade serve` answers by default); change it with `stockade connection edit ebay --endpoint-url URL`",
             ebay_hook
+        );
+        println!(
+            "then: `stockade connection test NAME`, `stockade serve`, and the catalog from these listings: `stockade sku discover --connection tiktok --take-quantity`, then `--connection amazon` and `--connection ebay` (see docs/sync.md)"
         );
     }
     println!(

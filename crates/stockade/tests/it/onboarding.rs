@@ -13,7 +13,7 @@ use crate::harness::Sandbox;
 use crate::sync::{credentials_file, read_until, sku_list, spawn};
 
 /// The `stockade connection VERB …` lines the sandbox printed, as argument lists.
-fn printed(lines: &[String], verb: &str) -> Vec<Vec<String>> {
+pub(crate) fn printed(lines: &[String], verb: &str) -> Vec<Vec<String>> {
     let prefix = format!("stockade connection {verb} ");
     lines
         .iter()
