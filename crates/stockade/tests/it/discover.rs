@@ -365,30 +365,7 @@ async fn discover_refusals_write_nothing() {
         "{}",
         out.stderr()
     );
-    let creds = crate::sync::credentials_file(
-        &sb,
-        "tiktok",
-        serde_json::json!({"app_key": "6a1b2c3d4e5f", "app_secret": "s", "refresh_token": "r"}),
-    );
-    sb.run(&[
-        "connection",
-        "add",
-        "--marketplace",
-        "tiktok",
-        "--name",
-        "tiktok",
-        "--account",
-        "7495123456789",
-        "--api-url",
-        "https://127.0.0.1:9",
-        "--auth-url",
-        "https://127.0.0.1:9",
-        "--shop-cipher",
-        "ROW_cipher",
-        "--credentials-file",
-        creds.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    crate::sync::add_unreachable_tiktok(&sb, "s");
     let out = sb
         .run(&["sku", "discover", "--connection", "tiktok"])
         .expect_code(1);

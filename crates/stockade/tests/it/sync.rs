@@ -278,6 +278,36 @@ pub(crate) fn credentials_file(sb: &Sandbox, name: &str, value: Value) -> PathBu
     path
 }
 
+/// Add the TikTok connection `tiktok` (shop 7495123456789) with app secret `app_secret`,
+/// pointed at a port nothing listens on: webhooks and the catalog work, fetches fail.
+pub(crate) fn add_unreachable_tiktok(sb: &Sandbox, app_secret: &str) {
+    let creds = credentials_file(
+        sb,
+        "tiktok",
+        json!({"app_key": "6a1b2c3d4e5f", "app_secret": app_secret,
+               "refresh_token": "ROW_not-a-real-token"}),
+    );
+    sb.run(&[
+        "connection",
+        "add",
+        "--marketplace",
+        "tiktok",
+        "--name",
+        "tiktok",
+        "--account",
+        "7495123456789",
+        "--api-url",
+        "https://127.0.0.1:9",
+        "--auth-url",
+        "https://127.0.0.1:9",
+        "--shop-cipher",
+        "ROW_cipher",
+        "--credentials-file",
+        creds.to_str().unwrap(),
+    ])
+    .expect_code(0);
+}
+
 pub(crate) fn add_connections(sb: &Sandbox, info: &SandboxInfo, hook_base: &str) {
     for name in MARKETS {
         let m = info.m(name);
@@ -908,31 +938,7 @@ async fn signature_failures_through_serve_ban_the_sender() {
         "[server]\ntrust_forwarded_for = true\n\n[ban]\nmaxretry = 5\nfindtime = \"10m\"\nbantime = \"1h\"\n\n[sync]\npoll_interval = \"never\"\nreconcile_interval = \"never\"\n",
     );
     // A TikTok connection whose app secret the sender does not know.
-    let creds = credentials_file(
-        &sb,
-        "tiktok",
-        json!({"app_key": "6a1b2c3d4e5f", "app_secret": "the-real-app-secret",
-               "refresh_token": "ROW_not-a-real-token"}),
-    );
-    sb.run(&[
-        "connection",
-        "add",
-        "--marketplace",
-        "tiktok",
-        "--name",
-        "tiktok",
-        "--account",
-        "7495123456789",
-        "--api-url",
-        "https://127.0.0.1:9",
-        "--auth-url",
-        "https://127.0.0.1:9",
-        "--shop-cipher",
-        "ROW_cipher",
-        "--credentials-file",
-        creds.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    add_unreachable_tiktok(&sb, "the-real-app-secret");
     let port = free_port();
     let server = start_serve(&sb, port, 0).unwrap_or_else(|log| panic!("serve: {log}"));
     let ca = sb.data().join("tls/dev-ca.pem");

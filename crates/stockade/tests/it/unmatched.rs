@@ -1,8 +1,5 @@
 //! Orders before the catalog, through the CLI.
-
-use serde_json::json;
-
-use crate::sync::{credentials_file, sku_list};
+use crate::sync::sku_list;
 
 /// Orders before the catalog through the CLI (regression: a line whose SKU was not in the
 /// catalog was never reserved and `stock verify` said all was well): `sku list` and
@@ -11,30 +8,7 @@ use crate::sync::{credentials_file, sku_list};
 async fn unmatched_order_lines_are_flagged_verified_and_reserved_on_import() {
     use stockade_core::order::{Buyer, Marketplace, Order, OrderLine, OrderStatus};
     let sb = crate::server::init("dev", "");
-    let creds = credentials_file(
-        &sb,
-        "tiktok",
-        json!({"app_key": "6a1b2c3d4e5f", "app_secret": "s", "refresh_token": "r"}),
-    );
-    sb.run(&[
-        "connection",
-        "add",
-        "--marketplace",
-        "tiktok",
-        "--name",
-        "tiktok",
-        "--account",
-        "7495123456789",
-        "--api-url",
-        "https://127.0.0.1:9",
-        "--auth-url",
-        "https://127.0.0.1:9",
-        "--shop-cipher",
-        "ROW_cipher",
-        "--credentials-file",
-        creds.to_str().unwrap(),
-    ])
-    .expect_code(0);
+    crate::sync::add_unreachable_tiktok(&sb, "s");
     let csv = sb.data().join("catalog.csv");
     std::fs::write(&csv, "sku,on_hand\nMUG-RED,10\n").unwrap();
     sb.run(&["sku", "import", csv.to_str().unwrap()])
