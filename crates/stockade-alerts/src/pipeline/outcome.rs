@@ -82,17 +82,7 @@ pub(super) async fn record_outcome(
             });
             if status == "failing" && failures_before + 1 == i64::from(inner.config.down_after) {
                 let held = pending_count(inner, name).await;
-                steps.push(Mutation::Sql {
-                    statement: INSERT_ALERTS_EVENT,
-                    params: sql_params![
-                        now,
-                        "channel_down",
-                        format!("alerts:{name}"),
-                        serde_json::json!({"channel": name, "reason": detail, "held": held})
-                            .to_string()
-                    ],
-                    expect: Expect::One("alerts event"),
-                });
+                steps.push(channel_event(now, "channel_down", name, &detail, held));
             }
         }
         Outcome::Config { .. } => {
@@ -109,17 +99,7 @@ pub(super) async fn record_outcome(
             });
             if previous.as_deref() != Some("misconfigured") {
                 let held = pending_count(inner, name).await;
-                steps.push(Mutation::Sql {
-                    statement: INSERT_ALERTS_EVENT,
-                    params: sql_params![
-                        now,
-                        "channel_config",
-                        format!("alerts:{name}"),
-                        serde_json::json!({"channel": name, "reason": detail, "held": held})
-                            .to_string()
-                    ],
-                    expect: Expect::One("alerts event"),
-                });
+                steps.push(channel_event(now, "channel_config", name, &detail, held));
             }
         }
     }
@@ -155,6 +135,20 @@ pub(super) async fn record_outcome(
         )
         .await?;
     Ok(())
+}
+
+/// The `alerts` event a channel raises when it goes down or becomes misconfigured.
+fn channel_event(now: i64, kind: &'static str, name: &str, detail: &str, held: i64) -> Mutation {
+    Mutation::Sql {
+        statement: INSERT_ALERTS_EVENT,
+        params: sql_params![
+            now,
+            kind,
+            format!("alerts:{name}"),
+            serde_json::json!({"channel": name, "reason": detail, "held": held}).to_string()
+        ],
+        expect: Expect::One("alerts event"),
+    }
 }
 
 async fn pending_count(inner: &Inner, channel: &str) -> i64 {

@@ -131,25 +131,7 @@ pub(super) async fn sender_loop(
         if let Some((status, fp)) = channel_status(&inner, &name).await
             && status == "misconfigured"
         {
-            if checked_fp_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
-                checked_fp_at = Some(Instant::now());
-                let now_fp = ch.client.fingerprint(&inner.vault).await;
-                if fp.as_deref() != Some(now_fp.as_str()) {
-                    if let Err(e) = release_held(&inner.store, &name, "configuration changed").await
-                    {
-                        tracing::warn!(channel = %name, "releasing held alerts: {e}");
-                    }
-                    continue;
-                }
-            }
-            if let Err(e) = hold_pending(&inner, &name).await {
-                tracing::warn!(channel = %name, "holding alerts: {e}");
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(5)) => {}
-                _ = ch.wake.notified() => {}
-                _ = stop.changed() => {}
-            }
+            misconfigured_round(&inner, &ch, &name, fp, &mut checked_fp_at, &mut stop).await;
             continue;
         }
         let now = now_ms();
@@ -162,24 +144,7 @@ pub(super) async fn sender_loop(
             }
         };
         if rows.is_empty() {
-            let next = inner
-                .store
-                .query_one(
-                    "SELECT MIN(next_at_ms) FROM alert_outbox WHERE channel = $1 AND state = 'pending'",
-                    sql_params![name.as_str()],
-                )
-                .await
-                .ok()
-                .flatten()
-                .and_then(|r| r.opt_int(0).ok().flatten());
-            let wait = next.map_or(Duration::from_secs(2), |t| {
-                Duration::from_millis(u64::try_from((t - now_ms()).clamp(1, 2000)).unwrap_or(2000))
-            });
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = ch.wake.notified() => {}
-                _ = stop.changed() => {}
-            }
+            wait_for_due(&inner, &ch, &name, &mut stop).await;
             continue;
         }
         // Rate budget: wait, then take whatever became due meanwhile into the message.
@@ -223,6 +188,63 @@ pub(super) async fn sender_loop(
             }
             _ => lock(&inner.stats).send_failures += 1,
         }
+    }
+}
+
+/// One round of a misconfigured channel: release its held alerts if its settings changed
+/// (checked every 15 s), else hold what is pending and wait.
+async fn misconfigured_round(
+    inner: &Inner,
+    ch: &ChannelRuntime,
+    name: &str,
+    fp: Option<String>,
+    checked_fp_at: &mut Option<Instant>,
+    stop: &mut watch::Receiver<bool>,
+) {
+    if checked_fp_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
+        *checked_fp_at = Some(Instant::now());
+        let now_fp = ch.client.fingerprint(&inner.vault).await;
+        if fp.as_deref() != Some(now_fp.as_str()) {
+            if let Err(e) = release_held(&inner.store, name, "configuration changed").await {
+                tracing::warn!(channel = %name, "releasing held alerts: {e}");
+            }
+            return;
+        }
+    }
+    if let Err(e) = hold_pending(inner, name).await {
+        tracing::warn!(channel = %name, "holding alerts: {e}");
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+        _ = ch.wake.notified() => {}
+        _ = stop.changed() => {}
+    }
+}
+
+/// Nothing is due: sleep until the next pending row is (at most 2 s), a wake or a stop.
+async fn wait_for_due(
+    inner: &Inner,
+    ch: &ChannelRuntime,
+    name: &str,
+    stop: &mut watch::Receiver<bool>,
+) {
+    let next = inner
+        .store
+        .query_one(
+            "SELECT MIN(next_at_ms) FROM alert_outbox WHERE channel = $1 AND state = 'pending'",
+            sql_params![name],
+        )
+        .await
+        .ok()
+        .flatten()
+        .and_then(|r| r.opt_int(0).ok().flatten());
+    let wait = next.map_or(Duration::from_secs(2), |t| {
+        Duration::from_millis(u64::try_from((t - now_ms()).clamp(1, 2000)).unwrap_or(2000))
+    });
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = ch.wake.notified() => {}
+        _ = stop.changed() => {}
     }
 }
 
