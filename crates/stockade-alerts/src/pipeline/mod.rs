@@ -3,10 +3,10 @@
 //! - **Router.** Events are written by their producers in the same transaction as the
 //!   failure (sync error events, oversells, egress anomalies, access security events).
 //!   The router reads unrouted events, classifies each into an allow-listed, scrubbed
-//!   [`Alert`], and in one transaction writes an outbox row per channel that takes it
-//!   (the first of its aggregation key), or folds it into the key's open window, and
-//!   marks the events routed. It wakes on every write this process makes and polls for
-//!   other processes' writes.
+//!   [`Alert`](crate::Alert), and in one transaction writes an outbox row per channel
+//!   that takes it (the first of its aggregation key), or folds it into the key's open
+//!   window, and marks the events routed. It wakes on every write this process makes
+//!   and polls for other processes' writes.
 //! - **Windows.** When a window closes with folded repeats, one follow-up per channel
 //!   says how many and since when; the window reopens, so a failure that goes on
 //!   produces one message per window, not one per event.
@@ -17,13 +17,12 @@
 //!   retried with backoff); or a configuration error (held, not retried, raised on the
 //!   other channels and the dashboard, released when the channel's settings change or
 //!   by `stockade alert retry`).
-
 //!
 //! This module keeps the pipeline's handle ([`Alerts`]: start, wake, route now, stop)
-//! and the state its tasks share; each job has its own file: [`router`], [`windows`],
-//! [`sender`] (with the held/misconfigured handling), [`outcome`] (recording a delivery,
-//! retries and backoff), [`limiter`], [`prune`], and [`status`] (what the dashboard and
-//! the CLI read, and `alert test`).
+//! and the state its tasks share; each job has its own file: `router.rs`, `windows.rs`,
+//! `sender.rs` (with the held/misconfigured handling), `outcome.rs` (recording a
+//! delivery, retries and backoff), `limiter.rs`, `prune.rs`, and `status.rs` (what the
+//! dashboard and the CLI read, and `alert test`).
 
 mod limiter;
 mod outcome;
