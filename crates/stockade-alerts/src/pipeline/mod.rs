@@ -1,0 +1,232 @@
+//! The pipeline: event → severity → aggregation → scrubbing → outbox → sender.
+//!
+//! - **Router.** Events are written by their producers in the same transaction as the
+//!   failure (sync error events, oversells, egress anomalies, access security events).
+//!   The router reads unrouted events, classifies each into an allow-listed, scrubbed
+//!   [`Alert`](crate::Alert), and in one transaction writes an outbox row per channel
+//!   that takes it (the first of its aggregation key), or folds it into the key's open
+//!   window, and marks the events routed. It wakes on every write this process makes
+//!   and polls for other processes' writes.
+//! - **Windows.** When a window closes with folded repeats, one follow-up per channel
+//!   says how many and since when; the window reopens, so a failure that goes on
+//!   produces one message per window, not one per event.
+//! - **Senders.** One per channel, in the process holding the channel's lease. Each
+//!   message takes every due row (a burst becomes one digest), waits for the channel's
+//!   rate budget, is rendered, signed and sent through the egress gateway, and its
+//!   outcome is committed with an audit row: delivered; rate-limited or failing (kept,
+//!   retried with backoff); or a configuration error (held, not retried, raised on the
+//!   other channels and the dashboard, released when the channel's settings change or
+//!   by `stockade alert retry`).
+//!
+//! This module keeps the pipeline's handle ([`Alerts`]: start, wake, route now, stop)
+//! and the state its tasks share; each job has its own file: `router.rs`, `windows.rs`,
+//! `sender.rs` (with the held/misconfigured handling), `outcome.rs` (recording a
+//! delivery, retries and backoff), `limiter.rs`, `prune.rs`, and `status.rs` (what the
+//! dashboard and the CLI read, and `alert test`).
+
+mod limiter;
+mod outcome;
+mod prune;
+mod router;
+mod sender;
+mod status;
+mod windows;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use stockade_core::Actor;
+use stockade_egress::Gateway;
+use stockade_store::{Store, StoreError, sql_params};
+use stockade_vault::Vault;
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use crate::channel::ChannelClient;
+use crate::config::AlertsConfig;
+use limiter::Limiter;
+use router::{route_batch, router_loop};
+use sender::sender_loop;
+use windows::flush_windows;
+
+pub use prune::prune;
+pub use sender::release_held;
+pub use status::{ChannelStatus, RecentAlert, channel_statuses, recent_alerts, test_channel};
+
+const ACTOR: Actor = Actor::System("alerts");
+
+/// Why the pipeline failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AlertsError {
+    #[error("alert store error: {0}")]
+    Store(#[from] StoreError),
+    #[error("invalid alert settings: {0}")]
+    Config(String),
+    #[error("unknown alert channel {0:?}: it is not in the [alerts] configuration")]
+    UnknownChannel(String),
+}
+
+pub type Result<T, E = AlertsError> = std::result::Result<T, E>;
+
+fn now_ms() -> i64 {
+    stockade_core::time::now_ms()
+}
+
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Counters since start (for the bench and the demo).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct PipelineStats {
+    pub events_routed: u64,
+    pub events_folded: u64,
+    pub outbox_rows: u64,
+    pub messages_sent: u64,
+    pub send_failures: u64,
+}
+
+struct ChannelRuntime {
+    client: ChannelClient,
+    wake: Notify,
+    limiter: Mutex<Limiter>,
+}
+
+struct Inner {
+    store: Store,
+    vault: Arc<Vault>,
+    config: AlertsConfig,
+    channels: Vec<Arc<ChannelRuntime>>,
+    holder: String,
+    wake_router: Notify,
+    stats: Mutex<PipelineStats>,
+}
+
+/// The running pipeline.
+pub struct Alerts {
+    inner: Arc<Inner>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Alerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Alerts")
+            .field("channels", &self.inner.config.channels.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Alerts {
+    /// Start the router and one sender per channel on the current runtime. The gateway
+    /// must allow the channels' hosts.
+    pub async fn start(
+        store: Store,
+        vault: Arc<Vault>,
+        gateway: &Gateway,
+        config: AlertsConfig,
+    ) -> Result<Alerts> {
+        config.validate().map_err(AlertsError::Config)?;
+        let env = store.environment().as_str();
+        let channels: Vec<Arc<ChannelRuntime>> = config
+            .channels
+            .iter()
+            .map(|c| {
+                Arc::new(ChannelRuntime {
+                    client: ChannelClient::new(
+                        gateway,
+                        c.clone(),
+                        env,
+                        config.dashboard_url.clone(),
+                    ),
+                    wake: Notify::new(),
+                    limiter: Mutex::new(Limiter {
+                        sent: VecDeque::new(),
+                        blocked_until: None,
+                    }),
+                })
+            })
+            .collect();
+        for c in &config.channels {
+            store
+                .touch(
+                    "INSERT INTO alert_channels (name, kind, status, failures, lease_until_ms) VALUES ($1, $2, 'ok', 0, 0) ON CONFLICT (name) DO NOTHING",
+                    sql_params![c.name.as_str(), c.kind.as_str()],
+                )
+                .await?;
+        }
+        let holder = format!(
+            "{}-{}",
+            std::process::id(),
+            hex::encode(now_ms().to_be_bytes())
+        );
+        let inner = Arc::new(Inner {
+            store,
+            vault,
+            config,
+            channels,
+            holder,
+            wake_router: Notify::new(),
+            stats: Mutex::new(PipelineStats::default()),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(router_loop(inner.clone(), stop_rx.clone()))];
+        for ch in &inner.channels {
+            tasks.push(tokio::spawn(sender_loop(
+                inner.clone(),
+                ch.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        Ok(Alerts { inner, stop, tasks })
+    }
+
+    /// Look for new events now.
+    pub fn wake(&self) {
+        self.inner.wake_router.notify_one();
+    }
+
+    /// Route pending events and close due windows now (tests, and `alert route`).
+    pub async fn route_now(&self) -> Result<usize> {
+        let n = route_batch(&self.inner).await?;
+        flush_windows(&self.inner).await?;
+        Ok(n)
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        *lock(&self.inner.stats)
+    }
+
+    /// Stop the tasks. Nothing is lost: unrouted events and unsent rows stay in the
+    /// database for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for ch in &self.inner.channels {
+            ch.wake.notify_one();
+        }
+        self.inner.wake_router.notify_one();
+        for t in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(5), t)
+                .await
+                .is_err()
+            {
+                tracing::warn!("an alert task did not stop in time");
+            }
+        }
+        // Give the lease back so another process can send at once.
+        let _ = self
+            .inner
+            .store
+            .touch(
+                "UPDATE alert_channels SET lease_until_ms = 0 WHERE holder = $1",
+                sql_params![self.inner.holder.as_str()],
+            )
+            .await;
+    }
+}

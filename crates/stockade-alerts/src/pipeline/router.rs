@@ -1,0 +1,225 @@
+//! The router: unrouted events → classified alerts → outbox rows.
+//!
+//! Events are written by their producers in the same transaction as the failure (sync
+//! error events, oversells, egress anomalies, access security events). The router reads
+//! unrouted events, classifies each into an allow-listed, scrubbed [`Alert`], and in one
+//! transaction writes an outbox row per channel that takes it (the first of its
+//! aggregation key), or folds it into the key's open window (see [`super::windows`]), and
+//! marks the events routed. An event is marked routed exactly once, in the same
+//! transaction as its outbox rows and window. It wakes on every write this process makes
+//! and polls for other processes' writes; it also prunes delivered rows hourly.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, sql_params};
+use tokio::sync::watch;
+
+use super::prune::prune;
+use super::windows::{UPSERT_WINDOW, Window, flush_windows, follow_up, load_windows};
+use super::{ACTOR, Inner, Result, lock, ms, now_ms};
+use crate::config::AlertsConfig;
+use crate::model::{Alert, EventRow, classify};
+
+/// Events routed per transaction.
+const ROUTE_BATCH: i64 = 500;
+
+fn event_from(row: &SqlRow) -> Result<EventRow> {
+    Ok(EventRow {
+        id: row.int(0)?,
+        at_ms: row.int(1)?,
+        source: row.text(2)?,
+        kind: row.text(3)?,
+        caller: row.text(4)?,
+        host: row.text(5)?,
+        path_template: row.text(6)?,
+        operation: row.text(7)?,
+        status: row.opt_int(8)?,
+        detail: row.text(9)?,
+    })
+}
+
+const INSERT_OUTBOX: &str = "INSERT INTO alert_outbox (channel, created_at_ms, severity, events, alert, state, attempts, next_at_ms)
+     VALUES ($1, $2, $3, $4, $5, 'pending', 0, $2)";
+
+pub(super) fn outbox_steps(
+    config: &AlertsConfig,
+    alert: &Alert,
+    now: i64,
+    steps: &mut Vec<Mutation>,
+) -> u64 {
+    let json = match serde_json::to_string(alert) {
+        Ok(j) => j,
+        Err(_) => return 0,
+    };
+    let mut n = 0;
+    for ch in config.channels.iter().filter(|c| c.accepts(alert)) {
+        steps.push(Mutation::Sql {
+            statement: INSERT_OUTBOX,
+            params: sql_params![
+                ch.name.as_str(),
+                now,
+                alert.severity.rank(),
+                alert.count.max(1),
+                json.as_str()
+            ],
+            expect: Expect::One("alert outbox row"),
+        });
+        n += 1;
+    }
+    n
+}
+
+/// Route up to one batch of unrouted events. Returns how many were routed.
+pub(super) async fn route_batch(inner: &Inner) -> Result<usize> {
+    let rows = inner
+        .store
+        .query(
+            "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail
+               FROM events WHERE delivered_at_ms IS NULL ORDER BY id LIMIT $1",
+            sql_params![ROUTE_BATCH],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let now = now_ms();
+    let window_ms = ms(inner.config.window);
+    let mut windows = load_windows(&inner.store).await?;
+    let mut steps = Vec::with_capacity(rows.len() * 2);
+    let (mut outbox, mut folded, mut alerted) = (0u64, 0u64, 0u64);
+    for row in &rows {
+        let ev = event_from(row)?;
+        steps.push(Mutation::Sql {
+            statement: "UPDATE events SET delivered_at_ms = $1 WHERE id = $2 AND delivered_at_ms IS NULL",
+            params: sql_params![now, ev.id],
+            expect: Expect::One("unrouted event"),
+        });
+        let Some(alert) = classify(&ev) else {
+            continue;
+        };
+        alerted += 1;
+        match windows.get_mut(&alert.key) {
+            Some(w) if w.closes_at_ms > now => {
+                w.folded += 1;
+                w.alert = alert;
+                w.dirty = true;
+                folded += 1;
+            }
+            existing => {
+                if let Some(w) = existing
+                    && w.folded > 0
+                {
+                    // The window closed before the flusher saw it: its follow-up first.
+                    outbox += outbox_steps(&inner.config, &follow_up(w), now, &mut steps);
+                }
+                outbox += outbox_steps(&inner.config, &alert, now, &mut steps);
+                windows.insert(
+                    alert.key.clone(),
+                    Window {
+                        opened_at_ms: now,
+                        closes_at_ms: now + window_ms,
+                        folded: 0,
+                        alert,
+                        dirty: true,
+                    },
+                );
+            }
+        }
+    }
+    for (key, w) in windows.iter().filter(|(_, w)| w.dirty) {
+        let Ok(json) = serde_json::to_string(&w.alert) else {
+            continue;
+        };
+        steps.push(Mutation::Sql {
+            statement: UPSERT_WINDOW,
+            params: sql_params![key.as_str(), w.opened_at_ms, w.closes_at_ms, w.folded, json],
+            expect: Expect::One("alert window"),
+        });
+    }
+    let n = rows.len();
+    inner
+        .store
+        .commit(
+            &ACTOR,
+            vec![Change::new(
+                Mutation::Many {
+                    steps,
+                    guard: false,
+                },
+                AuditEntry::new(
+                    "alert.route",
+                    "alerts",
+                    AuditDetails::new()
+                        .int("events", i64::try_from(n).unwrap_or(i64::MAX))
+                        .int("alerted", i64::try_from(alerted).unwrap_or(i64::MAX))
+                        .int("folded", i64::try_from(folded).unwrap_or(i64::MAX))
+                        .int("outbox", i64::try_from(outbox).unwrap_or(i64::MAX)),
+                ),
+            )],
+        )
+        .await?;
+    {
+        let mut s = lock(&inner.stats);
+        s.events_routed += n as u64;
+        s.events_folded += folded;
+        s.outbox_rows += outbox;
+    }
+    if outbox > 0 {
+        for ch in &inner.channels {
+            ch.wake.notify_one();
+        }
+    }
+    Ok(n)
+}
+
+pub(super) async fn router_loop(inner: Arc<Inner>, mut stop: watch::Receiver<bool>) {
+    let mut writes = inner.store.writes();
+    let mut next_close: Option<i64> = None;
+    let mut pruned_at: Option<Instant> = None;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if pruned_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(3600)) {
+            pruned_at = Some(Instant::now());
+            if let Err(e) = prune(&inner.store, inner.config.retention).await {
+                tracing::warn!("pruning delivered alerts failed: {e}");
+            }
+        }
+        // Mark what we have seen before reading, so a write during this round wakes the
+        // next one at once.
+        writes.borrow_and_update();
+        let mut more = false;
+        match route_batch(&inner).await {
+            Ok(n) => more = n as i64 == ROUTE_BATCH,
+            Err(e) => tracing::warn!("alert routing failed (retrying): {e}"),
+        }
+        if next_close.is_none_or(|t| t <= now_ms()) {
+            match flush_windows(&inner).await {
+                Ok(next) => next_close = next,
+                Err(e) => tracing::warn!("closing alert windows failed (retrying): {e}"),
+            }
+        }
+        if more {
+            continue;
+        }
+        // Our own writes wake us too: a short pause bounds the polling rate under load.
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let mut wait = inner.config.poll_interval;
+        if let Some(t) = next_close {
+            let until = Duration::from_millis(u64::try_from((t - now_ms()).max(0)).unwrap_or(0));
+            wait = wait.min(until);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = writes.changed() => {}
+            _ = inner.wake_router.notified() => {}
+            _ = stop.changed() => {}
+        }
+        // A window may have been opened by the batch we are about to route.
+        if next_close.is_none() {
+            next_close = Some(now_ms() + ms(inner.config.window).min(1000));
+        }
+    }
+}

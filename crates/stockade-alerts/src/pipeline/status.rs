@@ -1,0 +1,163 @@
+//! What the dashboard and the CLI ask of the channels: each channel's state, the recent
+//! alerts (scrubbed, from the outbox), and a signed test message sent now, outside the
+//! outbox.
+
+use serde::Serialize;
+use stockade_core::Actor;
+use stockade_egress::Gateway;
+use stockade_store::{AuditDetails, AuditEntry, Change, Store, sql_params};
+use stockade_vault::Vault;
+
+use super::sender::release_held;
+use super::{AlertsError, Result, now_ms};
+use crate::channel::{ChannelClient, Outcome};
+use crate::config::ChannelConfig;
+use crate::model::{Alert, Severity};
+
+/// A channel's state as the dashboard and `stockade alert status` show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChannelStatus {
+    pub name: String,
+    pub kind: String,
+    /// ok | failing | misconfigured | rate_limited
+    pub status: String,
+    pub last_error: Option<String>,
+    pub last_ok_ms: Option<i64>,
+    pub pending: i64,
+    pub held: i64,
+    pub sent: i64,
+}
+
+/// Every known channel's state.
+pub async fn channel_statuses(store: &Store) -> Result<Vec<ChannelStatus>> {
+    let rows = store
+        .query(
+            "SELECT c.name, c.kind, c.status, c.last_error, c.last_ok_ms,
+                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'pending'),
+                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'held'),
+                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'sent')
+               FROM alert_channels c ORDER BY c.name",
+            vec![],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(ChannelStatus {
+            name: r.text(0)?,
+            kind: r.text(1)?,
+            status: r.text(2)?,
+            last_error: r.opt_text(3)?,
+            last_ok_ms: r.opt_int(4)?,
+            pending: r.int(5)?,
+            held: r.int(6)?,
+            sent: r.int(7)?,
+        });
+    }
+    Ok(out)
+}
+
+/// One recent alert as the dashboard lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecentAlert {
+    pub id: i64,
+    pub channel: String,
+    pub state: String,
+    pub attempts: i64,
+    pub events: i64,
+    pub created_at_ms: i64,
+    pub sent_at_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub alert: Alert,
+}
+
+/// The newest outbox rows (scrubbed alerts only).
+pub async fn recent_alerts(store: &Store, limit: i64) -> Result<Vec<RecentAlert>> {
+    let rows = store
+        .query(
+            "SELECT id, channel, state, attempts, events, created_at_ms, sent_at_ms, last_error, alert
+               FROM alert_outbox ORDER BY id DESC LIMIT $1",
+            sql_params![limit.clamp(1, 1000)],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Ok(alert) = serde_json::from_str::<Alert>(&r.text(8)?) else {
+            continue;
+        };
+        out.push(RecentAlert {
+            id: r.int(0)?,
+            channel: r.text(1)?,
+            state: r.text(2)?,
+            attempts: r.int(3)?,
+            events: r.int(4)?,
+            created_at_ms: r.int(5)?,
+            sent_at_ms: r.opt_int(6)?,
+            last_error: r.opt_text(7)?,
+            alert,
+        });
+    }
+    Ok(out)
+}
+
+/// Send a signed test message to one channel now (not through the outbox) and report
+/// the platform's answer. Audited as `alert.test`.
+pub async fn test_channel(
+    store: &Store,
+    vault: &Vault,
+    gateway: &Gateway,
+    channel: &ChannelConfig,
+    dashboard: Option<String>,
+    actor: &Actor,
+) -> Result<Outcome> {
+    channel.validate().map_err(AlertsError::Config)?;
+    let env = store.environment().as_str();
+    let client = ChannelClient::new(gateway, channel.clone(), env, dashboard);
+    let now = now_ms();
+    let alert = Alert {
+        severity: Severity::Info,
+        source: "test".into(),
+        kind: "test".into(),
+        title: "Test alert from Stockade: this channel works".into(),
+        facts: vec![
+            ("Channel".into(), channel.name.clone()),
+            ("Kind".into(), channel.kind.as_str().into()),
+        ],
+        message: None,
+        hint: Some("Sent by `stockade alert test`; nothing failed.".into()),
+        key: format!("test:{now}"),
+        event_id: 0,
+        at_ms: now,
+        count: 1,
+        since_ms: None,
+        about_channel: None,
+    };
+    let outcome = client.send(vault, &[alert]).await;
+    store
+        .commit(
+            actor,
+            vec![Change::event(AuditEntry::new(
+                "alert.test",
+                format!("alert_channel:{}", channel.name),
+                AuditDetails::new()
+                    .str("channel", &channel.name)
+                    .str("kind", channel.kind.as_str())
+                    .str("status", outcome.status()),
+            ))],
+        )
+        .await?;
+    if matches!(outcome, Outcome::Delivered { .. }) {
+        // A channel that works again releases what it held.
+        let held = store
+            .query_one(
+                "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'held'",
+                sql_params![channel.name.as_str()],
+            )
+            .await?
+            .and_then(|r| r.int(0).ok())
+            .unwrap_or(0);
+        if held > 0 {
+            release_held(store, &channel.name, "test message delivered").await?;
+        }
+    }
+    Ok(outcome)
+}
