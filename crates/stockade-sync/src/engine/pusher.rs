@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use super::commit::tracker_done;
 use super::{ACTIVE, ACTOR, Inner, Live, Notice, Sync, record_event};
 use crate::catalog::ListingIds;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Samples};
 use crate::{Result, SyncOptions, now_ms};
 
 impl Sync {
@@ -99,26 +99,14 @@ pub(super) async fn push_loop(
             continue;
         }
         let known = waiting.len();
-        let rows = match inner.store.query(PENDING, sql_params![live.id]).await {
-            Ok(r) => r,
+        let pending = match read_pending(&inner, &live).await {
+            Ok(p) => p,
             Err(e) => {
                 tracing::warn!(connection = %live.name, error = %e, "could not read pending listings");
                 failures = failures.saturating_add(1);
                 continue;
             }
         };
-        let pending: Vec<Pending> = rows
-            .iter()
-            .filter_map(|r| {
-                Some(Pending {
-                    sku: r.text(0).ok()?,
-                    ids: serde_json::from_str(&r.text(1).ok()?).unwrap_or_default(),
-                    qty: u32::try_from(r.int(2).ok()?.max(0)).unwrap_or(u32::MAX),
-                    version: r.int(3).ok()?,
-                    pushed: r.int(4).ok()?,
-                })
-            })
-            .collect();
         let truncated = pending.len() >= 500;
         if !truncated {
             let set: HashSet<&str> = pending.iter().map(|p| p.sku.as_str()).collect();
@@ -128,25 +116,7 @@ pub(super) async fn push_loop(
         }
         let mut confirmed: HashSet<String> = HashSet::new();
         if !pending.is_empty() {
-            let (zeros, rest): (Vec<&Pending>, Vec<&Pending>) =
-                pending.iter().partition(|p| p.qty == 0);
-            let mut failed: Option<MarketError> = None;
-            for group in [zeros, rest] {
-                if group.is_empty() {
-                    continue;
-                }
-                for chunk in group.chunks(inner.opts.push_batch.max(1)) {
-                    match push_chunk(&inner, &live, chunk).await {
-                        Ok((ok, err)) => {
-                            confirmed.extend(ok);
-                            if err.is_some() {
-                                failed = err;
-                            }
-                        }
-                        Err(e) => failed = Some(e),
-                    }
-                }
-            }
+            let failed = push_pending(&inner, &live, &pending, &mut confirmed).await;
             if confirmed.len() < pending.len() {
                 failures = failures.saturating_add(1);
                 Metrics::inc(&inner.metrics.push_failures, 1);
@@ -190,22 +160,80 @@ pub(super) async fn push_loop(
             crate::health::record_ok(&inner.store, live.id).await;
             streak_recorded = false;
         }
-        // Resolve notices: a listing is done when it needed nothing or was confirmed.
-        let now = Instant::now();
-        let mut i = 0;
-        while i < waiting.len().min(known) {
-            let (n, skus) = &mut waiting[i];
-            let before = skus.len();
-            skus.retain(|s| !confirmed.contains(s));
-            if skus.len() < before {
-                staleness.record(now.saturating_duration_since(n.first_arrival));
+        resolve_notices(&inner, &mut waiting, known, &confirmed, &staleness);
+    }
+}
+
+/// The listings waiting for the channel (at most 500, zeros first).
+async fn read_pending(inner: &Inner, live: &Live) -> stockade_store::Result<Vec<Pending>> {
+    let rows = inner.store.query(PENDING, sql_params![live.id]).await?;
+    let pending: Vec<Pending> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(Pending {
+                sku: r.text(0).ok()?,
+                ids: serde_json::from_str(&r.text(1).ok()?).unwrap_or_default(),
+                qty: u32::try_from(r.int(2).ok()?.max(0)).unwrap_or(u32::MAX),
+                version: r.int(3).ok()?,
+                pushed: r.int(4).ok()?,
+            })
+        })
+        .collect();
+    Ok(pending)
+}
+
+/// Push the pending listings, zeros first, `push_batch` per call; add what the channel
+/// confirmed to `confirmed`. Returns the last error seen.
+async fn push_pending(
+    inner: &Arc<Inner>,
+    live: &Arc<Live>,
+    pending: &[Pending],
+    confirmed: &mut HashSet<String>,
+) -> Option<MarketError> {
+    let (zeros, rest): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.qty == 0);
+    let mut failed: Option<MarketError> = None;
+    for group in [zeros, rest] {
+        if group.is_empty() {
+            continue;
+        }
+        for chunk in group.chunks(inner.opts.push_batch.max(1)) {
+            match push_chunk(inner, live, chunk).await {
+                Ok((ok, err)) => {
+                    confirmed.extend(ok);
+                    if err.is_some() {
+                        failed = err;
+                    }
+                }
+                Err(e) => failed = Some(e),
             }
-            if skus.is_empty() {
-                let (n, _) = waiting.remove(i);
-                tracker_done(&inner, n.batch);
-            } else {
-                i += 1;
-            }
+        }
+    }
+    failed
+}
+
+/// Resolve notices: a listing is done when it needed nothing or was confirmed. Only the
+/// first `known` notices (those the pending read covered) are looked at.
+fn resolve_notices(
+    inner: &Inner,
+    waiting: &mut Vec<(Notice, HashSet<String>)>,
+    known: usize,
+    confirmed: &HashSet<String>,
+    staleness: &Samples,
+) {
+    let now = Instant::now();
+    let mut i = 0;
+    while i < waiting.len().min(known) {
+        let (n, skus) = &mut waiting[i];
+        let before = skus.len();
+        skus.retain(|s| !confirmed.contains(s));
+        if skus.len() < before {
+            staleness.record(now.saturating_duration_since(n.first_arrival));
+        }
+        if skus.is_empty() {
+            let (n, _) = waiting.remove(i);
+            tracker_done(inner, n.batch);
+        } else {
+            i += 1;
         }
     }
 }
