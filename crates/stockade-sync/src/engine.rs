@@ -161,13 +161,13 @@ struct Inner {
 
 impl std::fmt::Debug for Inner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sync").finish_non_exhaustive()
+        f.debug_struct("SyncEngine").finish_non_exhaustive()
     }
 }
 
 /// The sync engine of one process.
 #[derive(Debug, Clone)]
-pub struct Sync {
+pub struct SyncEngine {
     inner: Arc<Inner>,
 }
 
@@ -189,10 +189,14 @@ pub struct Summary {
     pub connections: Vec<(String, String)>,
 }
 
-impl Sync {
+impl SyncEngine {
     /// Start the engine on every active or paused connection; finish any purge a crash
     /// interrupted.
-    pub async fn start(vault: Arc<Vault>, gateway: Gateway, opts: SyncOptions) -> Result<Sync> {
+    pub async fn start(
+        vault: Arc<Vault>,
+        gateway: Gateway,
+        opts: SyncOptions,
+    ) -> Result<SyncEngine> {
         let store = vault.store().clone();
         let (ingest_tx, ingest_rx) = mpsc::channel(65_536);
         let (shutdown, _) = watch::channel(false);
@@ -209,7 +213,7 @@ impl Sync {
             shutdown,
             tasks: Mutex::new(Vec::new()),
         });
-        let sync = Sync { inner };
+        let sync = SyncEngine { inner };
         sync.refresh().await?;
         let mut tasks = vec![tokio::spawn(commit::ingest_loop(
             sync.inner.clone(),

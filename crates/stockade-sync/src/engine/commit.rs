@@ -12,12 +12,12 @@ use std::time::Instant;
 use stockade_core::order::Order;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{ACTIVE, ACTOR, IngestJob, Inner, Live, Notice, Sync};
+use super::{ACTIVE, ACTOR, IngestJob, Inner, Live, Notice, SyncEngine};
 use crate::ingest::{self, Source};
 use crate::metrics::Metrics;
 use crate::{Result, SyncError, now_ms};
 
-impl Sync {
+impl SyncEngine {
     /// Ingest one order as if it had been fetched: the same idempotent path as webhooks
     /// and polls (tools and tests). Resolves once it is stored.
     pub async fn ingest(&self, connection: &str, order: Order) -> Result<()> {

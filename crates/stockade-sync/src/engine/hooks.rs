@@ -20,7 +20,9 @@ use stockade_marketplaces::{Connector, EventError, InboundEvent, InboundRequest}
 use tokio::sync::oneshot;
 
 use super::fetch::{FetchJob, unavailable_reason};
-use super::{HookFailure, HookReply, Live, REVOKED, Sync, WEBHOOK_ANSWER_WITHIN, record_event};
+use super::{
+    HookFailure, HookReply, Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event,
+};
 use crate::metrics::Metrics;
 
 /// Where an event may act.
@@ -43,7 +45,7 @@ fn kind_of(event: &InboundEvent) -> &'static str {
     }
 }
 
-impl Sync {
+impl SyncEngine {
     /// Handle one delivery to `/hooks/<marketplace>/<connection>`: verify it first, then
     /// act; an order change is answered once the order is durably stored.
     pub async fn handle_event(

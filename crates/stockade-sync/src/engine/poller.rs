@@ -11,12 +11,12 @@ use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_par
 use tokio::sync::oneshot;
 
 use super::fetch::merge_orders;
-use super::{ACTIVE, ACTOR, IngestJob, Inner, Live, Sync, ms, returns};
+use super::{ACTIVE, ACTOR, IngestJob, Inner, Live, SyncEngine, ms, returns};
 use crate::ingest::Source;
 use crate::metrics::Metrics;
 use crate::{Result, SyncError, now_ms};
 
-impl Sync {
+impl SyncEngine {
     /// Poll one connection now (the demo and tests use it; the poller calls it on a timer).
     pub async fn poll_now(&self, name: &str) -> Result<usize> {
         let live = self

@@ -13,12 +13,12 @@ use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_par
 use tokio::sync::mpsc;
 
 use super::commit::tracker_done;
-use super::{ACTIVE, ACTOR, Inner, Live, Notice, Sync, record_event};
+use super::{ACTIVE, ACTOR, Inner, Live, Notice, SyncEngine, record_event};
 use crate::catalog::ListingIds;
 use crate::metrics::{Metrics, Samples};
 use crate::{Result, SyncOptions, now_ms};
 
-impl Sync {
+impl SyncEngine {
     /// Wake every pusher (after a catalog import, for instance).
     pub fn wake_pushers(&self) {
         if let Ok(m) = self.inner.live.read() {

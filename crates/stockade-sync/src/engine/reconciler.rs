@@ -10,12 +10,12 @@ use std::time::Duration;
 use stockade_marketplaces::Connector;
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 
-use super::{ACTIVE, ACTOR, Inner, Live, Sync};
+use super::{ACTIVE, ACTOR, Inner, Live, SyncEngine};
 use crate::catalog::ListingIds;
 use crate::metrics::Metrics;
 use crate::{Result, SyncError, now_ms};
 
-impl Sync {
+impl SyncEngine {
     /// Reconcile one connection now.
     pub async fn reconcile_now(&self, name: &str) -> Result<usize> {
         let live = self

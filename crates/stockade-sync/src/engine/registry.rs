@@ -15,7 +15,7 @@ use super::fetch::fetch_loop;
 use super::poller::poll_loop;
 use super::pusher::push_loop;
 use super::reconciler::reconcile_loop;
-use super::{ACTIVE, ACTOR, Live, PAUSED, REVOKED, Sync, stop};
+use super::{ACTIVE, ACTOR, Live, PAUSED, REVOKED, SyncEngine, stop};
 use crate::connections::{self, Connection, ConnectionStatus};
 use crate::{Result, purge};
 
@@ -27,7 +27,7 @@ fn status_code(s: ConnectionStatus) -> u8 {
     }
 }
 
-impl Sync {
+impl SyncEngine {
     pub(super) fn get_live(&self, name: &str) -> Option<Arc<Live>> {
         self.inner.live.read().ok()?.get(name).cloned()
     }

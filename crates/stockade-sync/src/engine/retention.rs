@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 
-use super::{ACTOR, Inner, Sync, ms};
+use super::{ACTOR, Inner, SyncEngine, ms};
 use crate::{Result, now_ms};
 
-impl Sync {
+impl SyncEngine {
     pub(super) async fn retention_loop(&self) {
         let mut stop_rx = self.inner.shutdown.subscribe();
         loop {
