@@ -153,52 +153,7 @@ pub fn plan(text: &str, conns: &[Connection]) -> Result<Parsed> {
         col("sku").ok_or_else(|| bad(1, format!("no `sku` column{}", other_separator())))?;
     let on_hand_col = col("on_hand")
         .ok_or_else(|| bad(1, format!("no `on_hand` column{}", other_separator())))?;
-    // (connection, listing col, buffer col, max col)
-    let mut channels: BTreeMap<String, [Option<usize>; 3]> = BTreeMap::new();
-    for (i, h) in header.iter().enumerate() {
-        let h = h.trim();
-        if matches!(h, "sku" | "on_hand" | "reserved" | "available") {
-            continue;
-        }
-        let Some((name, what)) = h.rsplit_once(':') else {
-            return Err(bad(
-                1,
-                format!(
-                    "unknown column {h:?} (expected CONNECTION:listing, CONNECTION:buffer or CONNECTION:max)"
-                ),
-            ));
-        };
-        let slot = match what {
-            "listing" => 0,
-            "buffer" => 1,
-            "max" => 2,
-            _ => return Err(bad(1, format!("unknown column {h:?}"))),
-        };
-        let entry = channels.entry(name.to_owned()).or_default();
-        if entry[slot].is_some() {
-            return Err(bad(1, format!("column {h:?} appears twice")));
-        }
-        entry[slot] = Some(i);
-    }
-    let mut chans = Vec::new();
-    for (name, cols) in channels {
-        let conn = conns.iter().find(|c| c.name == name).ok_or_else(|| {
-            bad(
-                1,
-                format!("no connection named {name:?} (see `stockade connection list`)"),
-            )
-        })?;
-        if conn.status == ConnectionStatus::Revoked {
-            return Err(bad(1, format!("connection {name:?} was revoked")));
-        }
-        let listing = cols[0].ok_or_else(|| {
-            bad(
-                1,
-                format!("{name}:buffer or {name}:max without {name}:listing"),
-            )
-        })?;
-        chans.push((conn.clone(), listing, cols[1], cols[2]));
-    }
+    let chans = channel_columns(&header, conns)?;
     let mut seen = HashMap::new();
     let mut lower: HashMap<String, (usize, String)> = HashMap::new();
     let mut warnings = Vec::new();
@@ -279,6 +234,62 @@ pub fn plan(text: &str, conns: &[Connection]) -> Result<Parsed> {
         semicolons: delimiter == ';',
         warnings,
     })
+}
+
+/// A connection's columns: (connection, listing column, buffer column, max column).
+type ChannelColumns = (Connection, usize, Option<usize>, Option<usize>);
+
+/// The per-connection columns of the header (`CONNECTION:listing`, `:buffer`, `:max`),
+/// each connection checked against `conns`.
+fn channel_columns(header: &[String], conns: &[Connection]) -> Result<Vec<ChannelColumns>> {
+    let bad = |line: usize, msg: String| SyncError::Invalid(format!("line {line}: {msg}"));
+    // (connection, listing col, buffer col, max col)
+    let mut channels: BTreeMap<String, [Option<usize>; 3]> = BTreeMap::new();
+    for (i, h) in header.iter().enumerate() {
+        let h = h.trim();
+        if matches!(h, "sku" | "on_hand" | "reserved" | "available") {
+            continue;
+        }
+        let Some((name, what)) = h.rsplit_once(':') else {
+            return Err(bad(
+                1,
+                format!(
+                    "unknown column {h:?} (expected CONNECTION:listing, CONNECTION:buffer or CONNECTION:max)"
+                ),
+            ));
+        };
+        let slot = match what {
+            "listing" => 0,
+            "buffer" => 1,
+            "max" => 2,
+            _ => return Err(bad(1, format!("unknown column {h:?}"))),
+        };
+        let entry = channels.entry(name.to_owned()).or_default();
+        if entry[slot].is_some() {
+            return Err(bad(1, format!("column {h:?} appears twice")));
+        }
+        entry[slot] = Some(i);
+    }
+    let mut chans = Vec::new();
+    for (name, cols) in channels {
+        let conn = conns.iter().find(|c| c.name == name).ok_or_else(|| {
+            bad(
+                1,
+                format!("no connection named {name:?} (see `stockade connection list`)"),
+            )
+        })?;
+        if conn.status == ConnectionStatus::Revoked {
+            return Err(bad(1, format!("connection {name:?} was revoked")));
+        }
+        let listing = cols[0].ok_or_else(|| {
+            bad(
+                1,
+                format!("{name}:buffer or {name}:max without {name}:listing"),
+            )
+        })?;
+        chans.push((conn.clone(), listing, cols[1], cols[2]));
+    }
+    Ok(chans)
 }
 
 #[cfg(test)]

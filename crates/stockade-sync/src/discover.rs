@@ -138,17 +138,11 @@ pub async fn apply(
         .map(|r| r.text(0))
         .collect::<std::result::Result<_, _>>()?;
     let by_lower: HashMap<String, &String> = skus.iter().map(|s| (s.to_lowercase(), s)).collect();
-    // A marketplace's quantity is what it still offers: units its open orders sold are
-    // already off it, but not yet off the shelf. Taken as on hand alone, they would be
-    // counted twice once those orders are reserved.
-    let mut open_units: HashMap<String, i64> = HashMap::new();
-    if opts.take_quantity {
-        for l in crate::unmatched::unmatched_lines(store).await? {
-            if l.open && l.connection == conn.name {
-                *open_units.entry(l.sku).or_default() += l.quantity;
-            }
-        }
-    }
+    let open_units = if opts.take_quantity {
+        open_units(store, conn).await?
+    } else {
+        HashMap::new()
+    };
 
     let mut merge: Vec<MergeSku> = Vec::new();
     let mut seen: HashSet<String> = HashSet::new();
@@ -220,34 +214,61 @@ pub async fn apply(
             }],
         });
     }
-    let gone: BTreeMap<&String, &String> = existing
-        .iter()
-        .filter(|(sku, _)| !seen.contains(*sku))
-        .map(|(sku, (listing, _))| (sku, listing))
-        .collect();
-    report.gone = gone
-        .into_iter()
-        .map(|(sku, listing)| FoundListing {
-            sku: sku.clone(),
-            listing: listing.clone(),
-        })
-        .collect();
+    report.gone = gone(&existing, &seen);
     if opts.dry_run {
-        let new: HashSet<&str> = report.new_skus.iter().map(|n| n.sku.as_str()).collect();
-        for l in crate::unmatched::unmatched_lines(store)
-            .await?
-            .iter()
-            .filter(|l| new.contains(l.sku.as_str()))
-        {
-            report.matched_lines += 1;
-            report.reserved_lines += usize::from(l.open);
-        }
+        count_matches(store, &mut report).await?;
         return Ok(report);
     }
     let done = catalog::merge(store, &merge, actor, "catalog.discover").await?;
     report.matched_lines = done.matched_lines;
     report.reserved_lines = done.reserved_lines;
     Ok(report)
+}
+
+/// Units of this connection's open unmatched order lines, by SKU. A marketplace's
+/// quantity is what it still offers: units its open orders sold are already off it, but
+/// not yet off the shelf. Taken as on hand alone, they would be counted twice once those
+/// orders are reserved.
+async fn open_units(store: &Store, conn: &Connection) -> Result<HashMap<String, i64>> {
+    let mut open_units: HashMap<String, i64> = HashMap::new();
+    for l in crate::unmatched::unmatched_lines(store).await? {
+        if l.open && l.connection == conn.name {
+            *open_units.entry(l.sku).or_default() += l.quantity;
+        }
+    }
+    Ok(open_units)
+}
+
+/// Listings stored for the connection that the marketplace no longer shows, by SKU.
+fn gone(
+    existing: &HashMap<String, (String, ListingIds)>,
+    seen: &HashSet<String>,
+) -> Vec<FoundListing> {
+    let gone: BTreeMap<&String, &String> = existing
+        .iter()
+        .filter(|(sku, _)| !seen.contains(*sku))
+        .map(|(sku, (listing, _))| (sku, listing))
+        .collect();
+    gone.into_iter()
+        .map(|(sku, listing)| FoundListing {
+            sku: sku.clone(),
+            listing: listing.clone(),
+        })
+        .collect()
+}
+
+/// A dry run's figures: the unmatched order lines the new SKUs would match (and reserve).
+async fn count_matches(store: &Store, report: &mut DiscoverReport) -> Result<()> {
+    let new: HashSet<&str> = report.new_skus.iter().map(|n| n.sku.as_str()).collect();
+    for l in crate::unmatched::unmatched_lines(store)
+        .await?
+        .iter()
+        .filter(|l| new.contains(l.sku.as_str()))
+    {
+        report.matched_lines += 1;
+        report.reserved_lines += usize::from(l.open);
+    }
+    Ok(())
 }
 
 /// Whether ids can be stored and exported: the listing id must read back as the same ids

@@ -12,7 +12,18 @@
 //! alert pipeline. (Before, a TikTok delivery verified with app A's secret could revoke
 //! and purge any connection by naming its shop.)
 
-use super::*;
+use std::sync::Arc;
+use std::time::Instant;
+
+use stockade_core::order::Marketplace;
+use stockade_marketplaces::{Connector, EventError, InboundEvent, InboundRequest};
+use tokio::sync::oneshot;
+
+use super::fetch::{FetchJob, unavailable_reason};
+use super::{
+    HookFailure, HookReply, Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event,
+};
+use crate::metrics::Metrics;
 
 /// Where an event may act.
 enum Target {
@@ -34,7 +45,7 @@ fn kind_of(event: &InboundEvent) -> &'static str {
     }
 }
 
-impl Sync {
+impl SyncEngine {
     /// Handle one delivery to `/hooks/<marketplace>/<connection>`: verify it first, then
     /// act; an order change is answered once the order is durably stored.
     pub async fn handle_event(

@@ -1,7 +1,7 @@
 //! The sync engine against the marketplace simulators over HTTPS on loopback, with a
 //! real database (SQLite; PostgreSQL when STOCKADE_TEST_PG_URL is set) and a real vault.
 //! Webhooks reach the engine through a small TLS receiver that hands every request to
-//! `Sync::handle_event`, as `stockade serve` does.
+//! `SyncEngine::handle_event`, as `stockade serve` does.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -32,7 +32,7 @@ use stockade_marketplaces::{Connector, InboundRequest};
 use stockade_sandbox::{Faults, Sandbox, SandboxConfig};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
-use stockade_sync::{HookFailure, Sync, SyncOptions, catalog, purge};
+use stockade_sync::{HookFailure, SyncEngine, SyncOptions, catalog, purge};
 use stockade_vault::{FieldContext, MasterKeySource, MasterKeys, Vault};
 
 const ACTOR: Actor = Actor::System("test");
@@ -113,7 +113,7 @@ struct Env {
     vault: std::sync::Arc<Vault>,
     sb: Sandbox,
     gateway: Gateway,
-    sync: Sync,
+    sync: SyncEngine,
     hook_base: String,
     receiver: tokio::task::JoinHandle<()>,
 }
@@ -147,7 +147,7 @@ fn fast_options() -> SyncOptions {
 }
 
 async fn receive(
-    State(sync): State<Sync>,
+    State(sync): State<SyncEngine>,
     Path((m, conn)): Path<(String, String)>,
     method: Method,
     uri: Uri,
@@ -216,7 +216,7 @@ impl Env {
         let hook_base = format!("https://{hook_addr}/hooks");
         add_connections(&vault, &sb, &hook_base).await;
         import_catalog(&store, &sb, 2, None).await;
-        let sync = Sync::start(vault.clone(), gateway.clone(), opts)
+        let sync = SyncEngine::start(vault.clone(), gateway.clone(), opts)
             .await
             .unwrap();
         let app = Router::new()

@@ -5,11 +5,11 @@ use std::sync::Arc;
 use stockade_core::order::Marketplace;
 use stockade_marketplaces::InboundRequest;
 use stockade_server::{HookAnswer, HookError, HookFuture, HookSink};
-use stockade_sync::{HookFailure, Sync};
+use stockade_sync::{HookFailure, SyncEngine};
 
-/// Deliveries to `/hooks/<marketplace>/<connection>` go to [`Sync::handle_event`].
+/// Deliveries to `/hooks/<marketplace>/<connection>` go to [`SyncEngine::handle_event`].
 #[derive(Debug, Clone)]
-pub struct SyncHooks(pub Sync);
+pub struct SyncHooks(pub SyncEngine);
 
 impl HookSink for SyncHooks {
     fn deliver(
@@ -37,6 +37,6 @@ impl HookSink for SyncHooks {
     }
 }
 
-pub fn sink(sync: &Sync) -> Arc<dyn HookSink> {
+pub fn sink(sync: &SyncEngine) -> Arc<dyn HookSink> {
     Arc::new(SyncHooks(sync.clone()))
 }

@@ -21,7 +21,7 @@ use stockade_sandbox::{Sandbox, SandboxConfig};
 use stockade_server::{AppState, HookError, HookFuture, HookSink, ServeOptions};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
-use stockade_sync::{Sync, SyncOptions, catalog};
+use stockade_sync::{SyncEngine, SyncOptions, catalog};
 use stockade_vault::{MasterKeySource, MasterKeys, Vault};
 use tokio::task::JoinHandle;
 
@@ -49,7 +49,7 @@ pub struct RigOptions {
 /// A hook sink that answers 503 until the sync engine is ready, and counts per
 /// marketplace the deliveries it answered 503 (the marketplace delivers them again).
 #[derive(Debug, Default)]
-struct LateHooks(OnceLock<Sync>, Arc<[AtomicU64; 3]>);
+struct LateHooks(OnceLock<SyncEngine>, Arc<[AtomicU64; 3]>);
 
 fn index_of(m: Marketplace) -> usize {
     Marketplace::ALL.iter().position(|x| *x == m).unwrap_or(0)
@@ -89,7 +89,7 @@ pub struct Rig {
     pub access: Arc<Access>,
     pub sb: Arc<Sandbox>,
     pub gateway: Gateway,
-    pub sync: Sync,
+    pub sync: SyncEngine,
     pub server: std::net::SocketAddr,
     server_task: JoinHandle<()>,
     stop_server: Option<tokio::sync::oneshot::Sender<()>>,
@@ -216,7 +216,7 @@ impl Rig {
         // 5. Sync behind the webhook routes; the simulators deliver to it.
         let mut sync_opts = opts.sync.clone();
         sync_opts.lift_rate_limits = !opts.realistic_limits;
-        let sync = Sync::start(vault.clone(), gateway.clone(), sync_opts)
+        let sync = SyncEngine::start(vault.clone(), gateway.clone(), sync_opts)
             .await
             .map_err(fail("sync"))?;
         let _ = hooks.0.set(sync.clone());

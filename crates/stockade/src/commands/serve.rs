@@ -68,9 +68,10 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
     let vault = Arc::new(vault);
     let access = Arc::new(Access::new(vault.clone(), settings.access.clone()).await?);
     // Sync runs in every server process: webhooks in, pushes out, polls, reconciliation.
-    let sync = stockade_sync::Sync::start(vault.clone(), gateway.clone(), settings.sync_options())
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot start sync: {e}")))?;
+    let sync =
+        stockade_sync::SyncEngine::start(vault.clone(), gateway.clone(), settings.sync_options())
+            .await
+            .map_err(|e| Failure::runtime(format!("cannot start sync: {e}")))?;
     // Alerts: every event (sync failures, egress anomalies, security events) is routed to
     // the configured channels; with none configured they stay on the dashboard.
     let alerts = stockade_alerts::Alerts::start(

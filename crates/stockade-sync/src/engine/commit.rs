@@ -1,0 +1,224 @@
+//! The ingest worker: group commit. Orders from webhooks, polls and tools queue on one
+//! channel; the worker takes everything queued (up to `batch_max`), seals the buyer
+//! fields and writes them in one transaction (at most `commits_in_flight` at a time),
+//! answers every waiting caller only after the commit, and tells the pushers which SKUs
+//! changed (a batch notice, tracked for the latency figures).
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use stockade_core::order::Order;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{ACTIVE, ACTOR, IngestJob, Inner, Live, Notice, SyncEngine};
+use crate::ingest::{self, Source};
+use crate::metrics::Metrics;
+use crate::{Result, SyncError, now_ms};
+
+impl SyncEngine {
+    /// Ingest one order as if it had been fetched: the same idempotent path as webhooks
+    /// and polls (tools and tests). Resolves once it is stored.
+    pub async fn ingest(&self, connection: &str, order: Order) -> Result<()> {
+        let live = self
+            .get_live(connection)
+            .ok_or_else(|| SyncError::UnknownConnection(connection.to_owned()))?;
+        let (tx, rx) = oneshot::channel();
+        let job = IngestJob {
+            live,
+            order,
+            source: Source::Poll,
+            arrival: Instant::now(),
+            replies: vec![tx],
+        };
+        self.inner
+            .ingest_tx
+            .send(job)
+            .await
+            .map_err(|_| SyncError::ShuttingDown)?;
+        rx.await.map_err(|_| SyncError::ShuttingDown)?.map(|_| ())
+    }
+}
+
+/// Group commit: take everything queued (up to `batch_max`) and write it in one
+/// transaction; answer every waiting webhook after the commit.
+pub(super) async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<IngestJob>) {
+    let permits = Arc::new(Semaphore::new(inner.opts.commits_in_flight.max(1)));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let Some(first) = rx.recv().await else {
+            return;
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < inner.opts.batch_max {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => break,
+            }
+        }
+        let inner = inner.clone();
+        tokio::spawn(async move {
+            commit_jobs(&inner, jobs).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn commit_jobs(inner: &Arc<Inner>, jobs: Vec<IngestJob>) {
+    let now = now_ms();
+    let mut ready = Vec::with_capacity(jobs.len());
+    let mut changes = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match ingest::seal_buyer(&job.live.key, job.live.id, &job.order) {
+            Ok(buyer) => {
+                changes.push(ingest::order_change(
+                    job.live.id,
+                    &job.live.name,
+                    &job.order,
+                    buyer,
+                    job.source,
+                    now,
+                ));
+                ready.push(job);
+            }
+            Err(e) => {
+                tracing::error!(connection = %job.live.name, error = %e, "could not encrypt an order");
+                for r in job.replies {
+                    let _ = r.send(Err(SyncError::Invalid("encryption failed".into())));
+                }
+            }
+        }
+    }
+    if ready.is_empty() {
+        return;
+    }
+    match inner.store.commit(&ACTOR, changes).await {
+        Ok(receipt) => finish_batch(inner, ready, receipt.last_seq - receipt.first_seq + 1),
+        Err(e) if ready.len() > 1 => {
+            // One bad change must not hold the others back: write them one by one.
+            tracing::warn!(error = %e, orders = ready.len(), "a batch failed; committing its orders one by one");
+            for job in ready {
+                let change = match ingest::seal_buyer(&job.live.key, job.live.id, &job.order) {
+                    Ok(b) => ingest::order_change(
+                        job.live.id,
+                        &job.live.name,
+                        &job.order,
+                        b,
+                        job.source,
+                        now,
+                    ),
+                    Err(_) => continue,
+                };
+                match inner.store.commit(&ACTOR, vec![change]).await {
+                    Ok(r) => finish_batch(inner, vec![job], r.last_seq - r.first_seq + 1),
+                    Err(e) => fail_job(inner, job, e),
+                }
+            }
+        }
+        Err(e) => {
+            for job in ready {
+                fail_job(
+                    inner,
+                    job,
+                    stockade_store::StoreError::Database(e.to_string()),
+                );
+            }
+        }
+    }
+}
+
+fn fail_job(inner: &Inner, job: IngestJob, e: stockade_store::StoreError) {
+    tracing::error!(connection = %job.live.name, order = %job.order.external_id, error = %e, "an order could not be stored");
+    inner.metrics.error(format!(
+        "{}: an order could not be stored: {e}",
+        job.live.name
+    ));
+    for r in job.replies {
+        let _ = r.send(Err(SyncError::Store(stockade_store::StoreError::Database(
+            "not stored".into(),
+        ))));
+    }
+}
+
+fn finish_batch(inner: &Arc<Inner>, jobs: Vec<IngestJob>, applied: i64) {
+    let m = &inner.metrics;
+    let n = jobs.len() as u64;
+    let applied = u64::try_from(applied.max(0)).unwrap_or(0).min(n);
+    Metrics::inc(&m.changes_applied, applied);
+    Metrics::inc(&m.unchanged, n - applied);
+    Metrics::inc(&m.batches, 1);
+    Metrics::inc(&m.batched_orders, n);
+    let mut skus = HashSet::new();
+    let mut arrivals = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        m.arrival_to_commit.record(job.arrival.elapsed());
+        for l in &job.order.lines {
+            skus.insert(l.sku.clone());
+        }
+        arrivals.push(job.arrival);
+        for r in job.replies {
+            let _ = r.send(Ok(true));
+        }
+    }
+    if applied == 0 {
+        return;
+    }
+    let first_arrival = arrivals.iter().min().copied().unwrap_or_else(Instant::now);
+    let pushers: Vec<Arc<Live>> = inner
+        .live
+        .read()
+        .map(|l| {
+            l.values()
+                .filter(|l| l.status() == ACTIVE)
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default();
+    if pushers.is_empty() {
+        for a in arrivals {
+            m.order_to_confirmed.record(a.elapsed());
+        }
+        return;
+    }
+    let batch = inner.tracker.next.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut open) = inner.tracker.open.lock() {
+        open.insert(batch, (arrivals, pushers.len()));
+    }
+    let skus = Arc::new(skus);
+    for p in pushers {
+        let notice = Notice {
+            batch,
+            skus: skus.clone(),
+            first_arrival,
+        };
+        if p.notice_tx.send(notice).is_err() {
+            tracker_done(inner, batch);
+        }
+        p.wake.notify_one();
+    }
+}
+
+pub(super) fn tracker_done(inner: &Inner, batch: u64) {
+    let finished = match inner.tracker.open.lock() {
+        Ok(mut open) => match open.get_mut(&batch) {
+            Some(entry) => {
+                entry.1 = entry.1.saturating_sub(1);
+                if entry.1 == 0 {
+                    open.remove(&batch).map(|e| e.0)
+                } else {
+                    None
+                }
+            }
+            None => None,
+        },
+        Err(_) => None,
+    };
+    if let Some(arrivals) = finished {
+        for a in arrivals {
+            inner.metrics.order_to_confirmed.record(a.elapsed());
+        }
+    }
+}

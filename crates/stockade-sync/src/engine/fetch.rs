@@ -1,0 +1,169 @@
+//! Webhook fetches: a delivery announces an order id; the fetcher gathers the ids that
+//! arrive within `fetch_wait` (up to `fetch_batch`) into one `get_orders` call per
+//! connection (at most `fetch_concurrency` at a time), retries throttling and server
+//! errors twice, and hands the orders to the ingest worker. Every waiting delivery is
+//! answered: stored, unknown at the marketplace (`Ok(false)`), or unavailable (503).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stockade_core::order::Order;
+use stockade_marketplaces::{Connector, MarketError};
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use super::{IngestJob, Inner, Live, record_event};
+use crate::ingest::Source;
+use crate::{Result, SyncError};
+
+type Reply = oneshot::Sender<Result<bool>>;
+
+pub(super) struct FetchJob {
+    pub(super) id: String,
+    pub(super) arrival: Instant,
+    pub(super) reply: oneshot::Sender<Result<bool>>,
+}
+
+pub(super) fn unavailable_reason(e: &SyncError) -> String {
+    match e {
+        SyncError::Market(m) => format!("the order could not be fetched ({})", m.kind),
+        SyncError::Store(_) => "the order could not be stored".into(),
+        SyncError::ShuttingDown => "sync is stopping".into(),
+        _ => "the order could not be processed".into(),
+    }
+}
+
+/// Fetched orders whose goods came back in a return the order does not show (TikTok's
+/// Return & Refund API) become returned orders. A failure keeps the fetched orders as
+/// they are: the poller looks for returns again.
+async fn with_returns(live: &Live, mut orders: Vec<Order>) -> Vec<Order> {
+    use stockade_core::order::OrderStatus;
+    let shipped: Vec<String> = orders
+        .iter()
+        .filter(|o| matches!(o.status, OrderStatus::Shipped | OrderStatus::Delivered))
+        .map(|o| o.external_id.clone())
+        .collect();
+    if shipped.is_empty() {
+        return orders;
+    }
+    match live.connector.returned_orders(None, &shipped).await {
+        Ok(returned) => merge_orders(&mut orders, returned),
+        Err(e) => {
+            tracing::warn!(connection = %live.name, error = %e, "looking up returns failed; the poller tries again");
+        }
+    }
+    orders
+}
+
+/// Replace orders by their newer version (same external id), adding the others.
+pub(super) fn merge_orders(orders: &mut Vec<Order>, newer: Vec<Order>) {
+    for n in newer {
+        match orders.iter_mut().find(|o| o.external_id == n.external_id) {
+            Some(o) => *o = n,
+            None => orders.push(n),
+        }
+    }
+}
+
+/// Gather webhook order ids into batched fetches.
+pub(super) async fn fetch_loop(
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    mut rx: mpsc::UnboundedReceiver<FetchJob>,
+) {
+    let permits = Arc::new(Semaphore::new(inner.opts.fetch_concurrency.max(1)));
+    while let Some(first) = rx.recv().await {
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + inner.opts.fetch_wait;
+        while jobs.len() < inner.opts.fetch_batch {
+            match rx.try_recv() {
+                Ok(j) => jobs.push(j),
+                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(j)) => jobs.push(j),
+                    _ => break,
+                },
+            }
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let (inner, live) = (inner.clone(), live.clone());
+        tokio::spawn(async move {
+            fetch_batch(&inner, &live, jobs).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) {
+    let mut by_id: HashMap<String, (Instant, Vec<Reply>)> = HashMap::new();
+    for j in jobs {
+        let e = by_id.entry(j.id).or_insert((j.arrival, Vec::new()));
+        e.0 = e.0.min(j.arrival);
+        e.1.push(j.reply);
+    }
+    let ids: Vec<String> = by_id.keys().cloned().collect();
+    let mut attempt = 0u32;
+    let orders = loop {
+        attempt += 1;
+        match live.connector.get_orders(&ids).await {
+            Ok(o) => break o,
+            Err(e) if attempt < 3 && retryable(&e) => {
+                tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+            }
+            Err(e) => {
+                inner
+                    .metrics
+                    .error(format!("{}: fetching orders failed: {e}", live.name));
+                let _ = record_event(
+                    inner,
+                    &live.name,
+                    "fetch_failed",
+                    "get_orders",
+                    e.status,
+                    serde_json::json!({"connection": live.name, "class": e.kind.as_str(),
+                        "attempts": attempt, "orders": ids.len(), "message": e.message}),
+                )
+                .await;
+                let err = SyncError::Market(e);
+                for (_, (_, replies)) in by_id {
+                    for r in replies {
+                        let _ = r.send(Err(SyncError::Invalid(unavailable_reason(&err))));
+                    }
+                }
+                return;
+            }
+        }
+    };
+    let orders = with_returns(live, orders).await;
+    for order in orders {
+        let Some((arrival, replies)) = by_id.remove(&order.external_id) else {
+            continue;
+        };
+        let job = IngestJob {
+            live: live.clone(),
+            order,
+            source: Source::Webhook,
+            arrival,
+            replies,
+        };
+        if let Err(e) = inner.ingest_tx.send(job).await {
+            for r in e.0.replies {
+                let _ = r.send(Err(SyncError::ShuttingDown));
+            }
+        }
+    }
+    // Ids the marketplace does not know: nothing to store (the poller would find them
+    // later if they appear).
+    for (id, (_, replies)) in by_id {
+        tracing::info!(connection = %live.name, order = %id, "an announced order was not found at the marketplace");
+        for r in replies {
+            let _ = r.send(Ok(false));
+        }
+    }
+}
+
+fn retryable(e: &MarketError) -> bool {
+    use stockade_marketplaces::ErrorKind as K;
+    matches!(e.kind, K::Throttled | K::Server | K::Transport)
+}

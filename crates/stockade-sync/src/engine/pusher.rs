@@ -1,0 +1,315 @@
+//! The pusher: one per connection. It pushes the newest target quantity of every listing
+//! whose `target_version` is ahead of its `pushed_version` (zeros first, `push_batch` per
+//! call), records what the channel confirmed, backs off while the channel fails (raising
+//! a `push_failed` event after `push_attempts_before_event` failures), keeps the
+//! connection's health streak, and resolves the batch notices of the ingest worker.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use stockade_marketplaces::{Connector, MarketError, QuantityUpdate};
+use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
+use tokio::sync::mpsc;
+
+use super::commit::tracker_done;
+use super::{ACTIVE, ACTOR, Inner, Live, Notice, SyncEngine, record_event};
+use crate::catalog::ListingIds;
+use crate::metrics::{Metrics, Samples};
+use crate::{Result, SyncOptions, now_ms};
+
+impl SyncEngine {
+    /// Wake every pusher (after a catalog import, for instance).
+    pub fn wake_pushers(&self) {
+        if let Ok(m) = self.inner.live.read() {
+            for l in m.values() {
+                l.wake.notify_one();
+            }
+        }
+    }
+
+    /// Whether every listing of every active connection has its newest target confirmed.
+    pub async fn settled(&self) -> Result<bool> {
+        let row = self
+            .inner
+            .store
+            .query_one(
+                "SELECT COUNT(*) FROM listings l JOIN connections c ON c.id = l.connection_id
+             WHERE c.status = 'active' AND l.target_version > l.pushed_version",
+                vec![],
+            )
+            .await?;
+        Ok(match row {
+            Some(r) => r.int(0)? == 0,
+            None => true,
+        })
+    }
+}
+
+const PENDING: &str =
+    "SELECT sku, listing_ref, target_qty, target_version, pushed_version FROM listings
+     WHERE connection_id = $1 AND target_version > pushed_version
+     ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, sku LIMIT 500";
+const ACK: &str = "UPDATE listings SET pushed_version = $1, acked_qty = $2, acked_at_ms = $3,
+        push_failures = 0, push_failing_since_ms = NULL, push_last_error = NULL
+     WHERE connection_id = $4 AND sku = $5 AND pushed_version < $1";
+
+struct Pending {
+    sku: String,
+    ids: ListingIds,
+    qty: u32,
+    version: i64,
+    pushed: i64,
+}
+
+/// Push the newest target of every changed listing; resolve batch notices.
+pub(super) async fn push_loop(
+    inner: Arc<Inner>,
+    live: Arc<Live>,
+    mut notices: mpsc::UnboundedReceiver<Notice>,
+) {
+    let mut waiting: Vec<(Notice, HashSet<String>)> = Vec::new();
+    let mut failures: u32 = 0;
+    let mut reported = false;
+    // A streak recorded by an earlier process is cleared by this one's first good round.
+    let mut streak_recorded = true;
+    let staleness = inner.metrics.staleness_of(&live.name);
+    let mut again = true;
+    loop {
+        if !again {
+            if failures > 0 {
+                // While failing, wake-ups do not shorten the backoff.
+                tokio::time::sleep(backoff(&inner.opts, failures)).await;
+            } else {
+                tokio::select! {
+                    _ = live.wake.notified() => {}
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                }
+            }
+        }
+        again = false;
+        while let Ok(n) = notices.try_recv() {
+            let skus = (*n.skus).clone();
+            waiting.push((n, skus));
+        }
+        if live.status() != ACTIVE {
+            for (n, _) in waiting.drain(..) {
+                tracker_done(&inner, n.batch);
+            }
+            continue;
+        }
+        let known = waiting.len();
+        let pending = match read_pending(&inner, &live).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(connection = %live.name, error = %e, "could not read pending listings");
+                failures = failures.saturating_add(1);
+                continue;
+            }
+        };
+        let truncated = pending.len() >= 500;
+        if !truncated {
+            let set: HashSet<&str> = pending.iter().map(|p| p.sku.as_str()).collect();
+            for (_, skus) in waiting.iter_mut().take(known) {
+                skus.retain(|s| set.contains(s.as_str()));
+            }
+        }
+        let mut confirmed: HashSet<String> = HashSet::new();
+        if !pending.is_empty() {
+            let failed = push_pending(&inner, &live, &pending, &mut confirmed).await;
+            if confirmed.len() < pending.len() {
+                failures = failures.saturating_add(1);
+                Metrics::inc(&inner.metrics.push_failures, 1);
+                let text = failed.as_ref().map_or_else(
+                    || "the channel did not confirm the new quantities".to_owned(),
+                    crate::health::error_text,
+                );
+                crate::health::record_failure(&inner.store, live.id, &text, now_ms()).await;
+                streak_recorded = true;
+                if let Some(e) = &failed {
+                    inner
+                        .metrics
+                        .error(format!("{}: push failed: {e}", live.name));
+                    if failures >= inner.opts.push_attempts_before_event && !reported {
+                        reported = true;
+                        let _ = record_event(
+                            &inner,
+                            &live.name,
+                            "push_failed",
+                            "set_quantities",
+                            e.status,
+                            serde_json::json!({"connection": live.name, "class": e.kind.as_str(),
+                                "attempts": failures, "listings": pending.len() - confirmed.len(),
+                                "message": e.message}),
+                        )
+                        .await;
+                    }
+                }
+            } else {
+                failures = 0;
+                reported = false;
+                again = truncated;
+                if streak_recorded {
+                    crate::health::record_ok(&inner.store, live.id).await;
+                    streak_recorded = false;
+                }
+            }
+        } else if streak_recorded {
+            // Nothing waits for the channel (any more): no streak to show.
+            failures = 0;
+            crate::health::record_ok(&inner.store, live.id).await;
+            streak_recorded = false;
+        }
+        resolve_notices(&inner, &mut waiting, known, &confirmed, &staleness);
+    }
+}
+
+/// The listings waiting for the channel (at most 500, zeros first).
+async fn read_pending(inner: &Inner, live: &Live) -> stockade_store::Result<Vec<Pending>> {
+    let rows = inner.store.query(PENDING, sql_params![live.id]).await?;
+    let pending: Vec<Pending> = rows
+        .iter()
+        .filter_map(|r| {
+            Some(Pending {
+                sku: r.text(0).ok()?,
+                ids: serde_json::from_str(&r.text(1).ok()?).unwrap_or_default(),
+                qty: u32::try_from(r.int(2).ok()?.max(0)).unwrap_or(u32::MAX),
+                version: r.int(3).ok()?,
+                pushed: r.int(4).ok()?,
+            })
+        })
+        .collect();
+    Ok(pending)
+}
+
+/// Push the pending listings, zeros first, `push_batch` per call; add what the channel
+/// confirmed to `confirmed`. Returns the last error seen.
+async fn push_pending(
+    inner: &Arc<Inner>,
+    live: &Arc<Live>,
+    pending: &[Pending],
+    confirmed: &mut HashSet<String>,
+) -> Option<MarketError> {
+    let (zeros, rest): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.qty == 0);
+    let mut failed: Option<MarketError> = None;
+    for group in [zeros, rest] {
+        if group.is_empty() {
+            continue;
+        }
+        for chunk in group.chunks(inner.opts.push_batch.max(1)) {
+            match push_chunk(inner, live, chunk).await {
+                Ok((ok, err)) => {
+                    confirmed.extend(ok);
+                    if err.is_some() {
+                        failed = err;
+                    }
+                }
+                Err(e) => failed = Some(e),
+            }
+        }
+    }
+    failed
+}
+
+/// Resolve notices: a listing is done when it needed nothing or was confirmed. Only the
+/// first `known` notices (those the pending read covered) are looked at.
+fn resolve_notices(
+    inner: &Inner,
+    waiting: &mut Vec<(Notice, HashSet<String>)>,
+    known: usize,
+    confirmed: &HashSet<String>,
+    staleness: &Samples,
+) {
+    let now = Instant::now();
+    let mut i = 0;
+    while i < waiting.len().min(known) {
+        let (n, skus) = &mut waiting[i];
+        let before = skus.len();
+        skus.retain(|s| !confirmed.contains(s));
+        if skus.len() < before {
+            staleness.record(now.saturating_duration_since(n.first_arrival));
+        }
+        if skus.is_empty() {
+            let (n, _) = waiting.remove(i);
+            tracker_done(inner, n.batch);
+        } else {
+            i += 1;
+        }
+    }
+}
+
+fn backoff(opts: &SyncOptions, failures: u32) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    opts.push_retry_base
+        .saturating_mul(1u32 << exp)
+        .min(opts.push_retry_max)
+}
+
+/// Send one chunk; record what the channel confirmed. Returns the confirmed SKUs and the
+/// last error of a listing the channel refused.
+async fn push_chunk(
+    inner: &Arc<Inner>,
+    live: &Arc<Live>,
+    chunk: &[&Pending],
+) -> std::result::Result<(Vec<String>, Option<MarketError>), MarketError> {
+    let updates: Vec<QuantityUpdate> = chunk
+        .iter()
+        .map(|p| QuantityUpdate {
+            sku: p.sku.clone(),
+            quantity: p.qty,
+            listing: p.ids.to_ref(&p.sku),
+        })
+        .collect();
+    Metrics::inc(&inner.metrics.push_calls, 1);
+    let acks = live.connector.set_quantities(&updates).await?;
+    let now = now_ms();
+    let mut steps = Vec::new();
+    let mut ok = Vec::new();
+    let mut err = None;
+    let mut zeros = 0;
+    for (p, ack) in chunk.iter().zip(acks) {
+        if ack.accepted {
+            steps.push(Mutation::Sql {
+                statement: ACK,
+                params: sql_params![p.version, i64::from(p.qty), now, live.id, p.sku.as_str()],
+                expect: Expect::Any,
+            });
+            if p.qty == 0 {
+                zeros += 1;
+            }
+            Metrics::inc(
+                &inner.metrics.pushes_coalesced,
+                u64::try_from((p.version - p.pushed - 1).max(0)).unwrap_or(0),
+            );
+            ok.push(p.sku.clone());
+        } else if let Some(e) = ack.error {
+            err = Some(e);
+        }
+    }
+    if !steps.is_empty() {
+        let n = steps.len() as i64;
+        if let Err(e) = inner
+            .store
+            .commit(
+                &ACTOR,
+                vec![Change::new(
+                    Mutation::Many {
+                        steps,
+                        guard: false,
+                    },
+                    AuditEntry::new(
+                        "listing.push",
+                        format!("connection:{}", live.name),
+                        AuditDetails::new().int("listings", n).int("zeros", zeros),
+                    ),
+                )],
+            )
+            .await
+        {
+            tracing::warn!(connection = %live.name, error = %e, "could not record confirmed quantities; they will be pushed again");
+            return Ok((Vec::new(), err));
+        }
+        Metrics::inc(&inner.metrics.pushes_confirmed, ok.len() as u64);
+    }
+    Ok((ok, err))
+}

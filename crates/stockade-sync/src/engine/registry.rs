@@ -1,0 +1,179 @@
+//! The connection registry: which connections run in this process, with what status.
+//!
+//! `refresh` reconciles the running set with the `connections` table (added, paused,
+//! resumed, edited, revoked — by this process or another); `revoke` stops a connection at
+//! once and purges it. Revoked names are remembered (name → marketplace) so that
+//! deliveries to them are answered 410 rather than 404.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+
+use stockade_core::order::Marketplace;
+use tokio::sync::{Notify, mpsc};
+
+use super::fetch::fetch_loop;
+use super::poller::poll_loop;
+use super::pusher::push_loop;
+use super::reconciler::reconcile_loop;
+use super::{ACTIVE, ACTOR, Live, PAUSED, REVOKED, SyncEngine, stop};
+use crate::connections::{self, Connection, ConnectionStatus};
+use crate::{Result, purge};
+
+fn status_code(s: ConnectionStatus) -> u8 {
+    match s {
+        ConnectionStatus::Active => ACTIVE,
+        ConnectionStatus::Paused => PAUSED,
+        ConnectionStatus::Revoked => REVOKED,
+    }
+}
+
+impl SyncEngine {
+    pub(super) fn get_live(&self, name: &str) -> Option<Arc<Live>> {
+        self.inner.live.read().ok()?.get(name).cloned()
+    }
+
+    pub(super) fn is_revoked(&self, name: &str, marketplace: Marketplace) -> bool {
+        self.inner
+            .revoked
+            .read()
+            .is_ok_and(|r| r.get(name) == Some(&marketplace))
+    }
+
+    pub(super) fn mark_revoked(&self, name: &str, marketplace: Marketplace) {
+        if let Ok(mut r) = self.inner.revoked.write() {
+            r.insert(name.to_owned(), marketplace);
+        }
+    }
+
+    /// Pick up connections added, paused, resumed or revoked (by this process or another).
+    pub async fn refresh(&self) -> Result<()> {
+        let conns = connections::list(&self.inner.store).await?;
+        for c in conns {
+            if c.status == ConnectionStatus::Revoked {
+                self.mark_revoked(&c.name, c.marketplace);
+            }
+            let existing = self.get_live(&c.name);
+            match (c.status, existing) {
+                (ConnectionStatus::Revoked, Some(l)) => {
+                    l.status.store(REVOKED, Ordering::Relaxed);
+                    stop(&l);
+                    if let Ok(mut m) = self.inner.live.write() {
+                        m.remove(&c.name);
+                    }
+                }
+                (ConnectionStatus::Revoked, None) => {
+                    // A purge interrupted after its transaction: finish the key destruction.
+                    if let Ok(owner) = c.key_owner()
+                        && let Ok(ids) =
+                            self.inner.vault.shred(&owner, "deauthorized", &ACTOR).await
+                        && !ids.is_empty()
+                    {
+                        tracing::warn!(connection = %c.name, "finished an interrupted purge: data key destroyed");
+                    }
+                }
+                (_, Some(l)) if l.settings != c.settings || l.account != c.account => {
+                    // `connection edit`: rebuild the connector with the new URLs and
+                    // credentials; the connection's data stays.
+                    stop(&l);
+                    if let Ok(mut m) = self.inner.live.write() {
+                        m.remove(&c.name);
+                    }
+                    if let Err(e) = self.launch(&c).await {
+                        tracing::error!(connection = %c.name, error = %e, "cannot restart the edited connection");
+                        self.inner
+                            .metrics
+                            .error(format!("{}: cannot start: {e}", c.name));
+                    }
+                }
+                (s, Some(l)) => {
+                    let before = l.status.swap(status_code(s), Ordering::Relaxed);
+                    if before != status_code(s) {
+                        l.wake.notify_one();
+                    }
+                }
+                (_, None) => {
+                    if let Err(e) = self.launch(&c).await {
+                        tracing::error!(connection = %c.name, error = %e, "cannot start the connection");
+                        self.inner
+                            .metrics
+                            .error(format!("{}: cannot start: {e}", c.name));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn refresh_loop(&self) {
+        let mut stop_rx = self.inner.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(self.inner.opts.refresh_interval) => {}
+                _ = stop_rx.changed() => return,
+            }
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "could not refresh connections");
+            }
+        }
+    }
+
+    async fn launch(&self, c: &Connection) -> Result<()> {
+        let inner = &self.inner;
+        let connector =
+            connections::connector(c, &inner.vault, &inner.gateway, inner.opts.lift_rate_limits)
+                .await?;
+        let key = inner.vault.data_key_for(&c.key_owner()?, &ACTOR).await?;
+        let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
+        let (notice_tx, notice_rx) = mpsc::unbounded_channel();
+        let live = Arc::new(Live {
+            id: c.id,
+            name: c.name.clone(),
+            marketplace: c.marketplace,
+            account: c.account.clone(),
+            settings: c.settings.clone(),
+            app: connector.app_id().to_owned(),
+            status: AtomicU8::new(status_code(c.status)),
+            connector,
+            key,
+            fetch_tx,
+            notice_tx,
+            wake: Notify::new(),
+            tasks: Mutex::new(Vec::new()),
+        });
+        let mut tasks = vec![
+            tokio::spawn(fetch_loop(inner.clone(), live.clone(), fetch_rx)),
+            tokio::spawn(push_loop(inner.clone(), live.clone(), notice_rx)),
+        ];
+        if let Some(every) = inner.opts.poll_interval {
+            tasks.push(tokio::spawn(poll_loop(inner.clone(), live.clone(), every)));
+        }
+        if let Some(every) = inner.opts.reconcile_interval {
+            tasks.push(tokio::spawn(reconcile_loop(
+                inner.clone(),
+                live.clone(),
+                every,
+            )));
+        }
+        if let Ok(mut t) = live.tasks.lock() {
+            t.extend(tasks);
+        }
+        if let Ok(mut m) = inner.live.write() {
+            m.insert(c.name.clone(), live);
+        }
+        tracing::info!(connection = %c.name, marketplace = %c.marketplace, "sync started");
+        Ok(())
+    }
+
+    /// Stop a connection at once and purge it (see [`purge`]).
+    pub async fn revoke(&self, name: &str, reason: &str) -> Result<purge::PurgeReceipt> {
+        if let Some(l) = self.get_live(name) {
+            self.mark_revoked(name, l.marketplace);
+            l.status.store(REVOKED, Ordering::Relaxed);
+            stop(&l);
+            if let Ok(mut m) = self.inner.live.write() {
+                m.remove(name);
+            }
+        }
+        purge::purge(&self.inner.vault, name, reason, &ACTOR).await
+    }
+}
