@@ -58,7 +58,8 @@ const CLEAR_CONNECTION: &str = "UPDATE connections SET push_failures = 0,
 
 /// A push round of `connection_id` left listings unconfirmed with `error`.
 pub(crate) async fn record_failure(store: &Store, connection_id: i64, error: &str, now: i64) {
-    for statement in [FAIL_CONNECTION, FAIL_LISTINGS] {
+    // Listings first: whoever sees the connection failing also sees its listings marked.
+    for statement in [FAIL_LISTINGS, FAIL_CONNECTION] {
         if let Err(e) = store
             .touch(statement, sql_params![now, error, connection_id])
             .await
