@@ -76,6 +76,7 @@ pub enum Command {
     /// and check it as `stockade serve` would: exit 2 on what serve would refuse.
     /// `stockade config reload` makes the running server take on changed settings.
     Config(ConfigArgs),
+    #[cfg(feature = "dev-tools")]
     /// Run a live throw-away dev environment: the three marketplace simulators, a catalog
     /// on every channel, the real server and sync engine, and a stream of buyer orders,
     /// with a live summary. Cleans up after itself.
@@ -102,7 +103,7 @@ pub enum Command {
     /// edit, test, list, show, pause, resume, revoke.
     #[command(
         subcommand,
-        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExamples:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection test ebay-us\n  stockade connection edit ebay-us --credentials-file new-token.json\n  stockade connection list\n\nIn dev, `stockade sandbox --credentials-dir DIR` prints the `connection add` commands for its\nsimulators (see docs/sync.md)."
+        after_long_help = "A running `stockade serve` picks up connections added, paused, resumed or revoked here\nwithin 2 seconds. Secrets are never taken as arguments: `connection add` reads them from a\nJSON file (mode 0600) or from standard input.\n\nExamples:\n  stockade connection add --marketplace ebay --name ebay-us --account seller1 \\\n      --marketplace-id EBAY_US --credentials-file ebay-us.json\n  stockade connection test ebay-us\n  stockade connection edit ebay-us --credentials-file new-token.json\n  stockade connection list\n\nIn dev, `stockade sandbox --credentials-dir DIR` (in a build with the default dev-tools\nfeature) prints the `connection add` commands for its simulators (see docs/sync.md)."
     )]
     Connection(ConnectionCommand),
     /// The SKU catalog: import and export it as CSV, list stock per SKU and channel.
@@ -114,6 +115,7 @@ pub enum Command {
     /// Stock against its ledger: verify, rebuild.
     #[command(subcommand)]
     Stock(StockCommand),
+    #[cfg(feature = "dev-tools")]
     /// Run local simulators of TikTok Shop, Amazon SP-API and eBay (HTTPS, with their
     /// signing, tokens, rate limits and error bodies) and print their URLs and test
     /// credentials. For development and tests only; runs until Ctrl-C.
@@ -128,6 +130,7 @@ pub enum Command {
         after_long_help = "Channels and routing live in stockade.toml ([[alerts.channel]], see docs/alerts.md); their\ntokens and signing secrets live in the credential store, set with `alert secret set`.\n\nExamples:\n  stockade alert secret set ops-dingtalk --credentials-file ops-dingtalk.json\n  stockade alert test --channel ops-dingtalk\n  stockade alert status\n  stockade alert retry --channel ops-dingtalk"
     )]
     Alert(AlertCommand),
+    #[cfg(feature = "dev-tools")]
     /// Benchmarks that print measured figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -183,6 +186,7 @@ pub enum AlertSecretCommand {
     },
 }
 
+#[cfg(feature = "dev-tools")]
 #[derive(Debug, Args)]
 pub struct SandboxArgs {
     /// Seed of the simulated world: the same seed gives the same credentials, listings
@@ -275,6 +279,7 @@ pub struct ExportArgs {
     pub after: i64,
 }
 
+#[cfg(feature = "dev-tools")]
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Keep the throw-away data directory instead of deleting it at the end.
@@ -295,6 +300,7 @@ pub struct DemoArgs {
     pub log: Option<std::path::PathBuf>,
 }
 
+#[cfg(feature = "dev-tools")]
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
     /// Order sync under load: signed webhooks over HTTPS keep-alive from the three
@@ -312,6 +318,7 @@ pub enum BenchCommand {
     Alerts(BenchAlertsArgs),
 }
 
+#[cfg(feature = "dev-tools")]
 #[derive(Debug, Args)]
 pub struct BenchAlertsArgs {
     /// Distinct failures recorded (each a first alert on every channel).
@@ -328,6 +335,7 @@ pub struct BenchAlertsArgs {
     pub json: bool,
 }
 
+#[cfg(feature = "dev-tools")]
 #[derive(Debug, Args)]
 pub struct BenchSyncArgs {
     /// Orders per second offered (across the three marketplaces).
@@ -689,4 +697,31 @@ pub enum StockCommand {
     /// Set the stock of every SKU that differs from its ledger back to the ledger's sum
     /// (audited, one row per SKU) and retarget its listings.
     Rebuild,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The test tools (`sandbox`, `demo`, `bench`) are commands exactly when the
+    /// `dev-tools` feature is on: a production build (`--no-default-features`) neither
+    /// parses them nor lists them in `--help`.
+    #[test]
+    fn dev_tool_commands_exist_only_with_the_dev_tools_feature() {
+        let mut cli = Cli::command();
+        let help = cli.render_help().to_string();
+        for name in ["sandbox", "demo", "bench"] {
+            let known = Cli::command().find_subcommand(name).is_some();
+            let listed = help.lines().any(|l| l.trim_start().starts_with(name));
+            assert_eq!(known, cfg!(feature = "dev-tools"), "{name} parsed: {known}");
+            assert_eq!(
+                listed,
+                cfg!(feature = "dev-tools"),
+                "{name} listed:\n{help}"
+            );
+        }
+        assert!(Cli::command().find_subcommand("serve").is_some());
+    }
 }

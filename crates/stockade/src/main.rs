@@ -47,6 +47,7 @@ fn init_logging(default_info: bool) {
         .init();
 }
 
+#[cfg(feature = "dev-tools")]
 /// `stockade demo` logs to a file (its screen is the live summary): the file named by
 /// `--log`, or a new one in the temp directory, recorded in the arguments for the demo
 /// to print.
@@ -76,7 +77,9 @@ fn init_demo_logging(args: &mut cli::DemoArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    #[cfg_attr(not(feature = "dev-tools"), allow(unused_mut))]
     let mut cli = cli::Cli::parse();
+    #[cfg(feature = "dev-tools")]
     if let cli::Command::Demo(args) = &mut cli.command {
         if let Err(e) = init_demo_logging(args) {
             eprintln!("error: {e}");
@@ -85,6 +88,8 @@ fn main() -> ExitCode {
     } else {
         init_logging(matches!(cli.command, cli::Command::Serve(_)));
     }
+    #[cfg(not(feature = "dev-tools"))]
+    init_logging(matches!(cli.command, cli::Command::Serve(_)));
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

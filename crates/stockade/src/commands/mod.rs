@@ -3,20 +3,27 @@
 mod access;
 mod alert;
 mod audit;
+#[cfg(feature = "dev-tools")]
 mod bench;
+#[cfg(feature = "dev-tools")]
 mod bench_alerts;
 mod catalog;
 mod connection;
 mod connection_edit;
+#[cfg(feature = "dev-tools")]
 mod demo;
+#[cfg(feature = "dev-tools")]
 mod demo_screen;
 mod discover;
 mod hooks;
 mod init;
 mod key;
+#[cfg(feature = "dev-tools")]
 mod live;
 mod reload;
+#[cfg(feature = "dev-tools")]
 mod sandbox;
+#[cfg(feature = "dev-tools")]
 mod sandbox_creds;
 mod serve;
 
@@ -33,14 +40,7 @@ pub const CLI_ACTOR: Actor = Actor::System("cli");
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global)?;
-    if !matches!(
-        cli.command,
-        Command::Init
-            | Command::Config(_)
-            | Command::Demo(_)
-            | Command::Sandbox(_)
-            | Command::Bench(_)
-    ) {
+    if !matches!(cli.command, Command::Init | Command::Config(_)) && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
     // Commands that may append to the audit chain move its head mark afterwards.
@@ -64,6 +64,21 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     result
 }
 
+/// The dev-tools commands run their own throw-away environment: no database to check.
+#[cfg(feature = "dev-tools")]
+fn is_dev_tool(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Demo(_) | Command::Sandbox(_) | Command::Bench(_)
+    )
+}
+
+/// A production build (without `dev-tools`) has none of them.
+#[cfg(not(feature = "dev-tools"))]
+fn is_dev_tool(_: &Command) -> bool {
+    false
+}
+
 async fn run_command(
     settings: &Settings,
     global: &crate::cli::GlobalArgs,
@@ -80,6 +95,7 @@ async fn run_command(
                 reload::request(settings, wait).await
             }
         },
+        #[cfg(feature = "dev-tools")]
         Command::Demo(args) => demo::run(args).await,
         Command::Serve(args) => serve::run(settings, global, args).await,
         Command::User(cmd) => access::user(settings, cmd).await,
@@ -88,9 +104,12 @@ async fn run_command(
         Command::Connection(cmd) => connection::run(settings, cmd).await,
         Command::Sku(cmd) => catalog::sku(settings, cmd).await,
         Command::Stock(cmd) => catalog::stock(settings, cmd).await,
+        #[cfg(feature = "dev-tools")]
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Alert(cmd) => alert::run(settings, cmd).await,
+        #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
+        #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Alerts(args)) => bench::alerts(args).await,
     }
 }

@@ -11,6 +11,7 @@ mod browser;
 mod cli;
 mod cli_edges;
 mod demo;
+mod dev_tools;
 mod discover;
 mod harness;
 mod marketplaces;
