@@ -2,7 +2,8 @@
 //!
 //! Percent-encoding is RFC 3986's: everything but the unreserved characters
 //! `A-Z a-z 0-9 - _ . ~` becomes `%XX` (upper-case hex), which is also what the
-//! marketplaces' and chat platforms' signature recipes expect. Decoding reads a query or
+//! marketplaces' and chat platforms' signature recipes expect; form bodies use the
+//! WHATWG form encoding ([`form_encode`]). Decoding reads a query or
 //! form component: `+` is a space, invalid escapes stay as they are, invalid UTF-8 becomes
 //! U+FFFD. IP networks are [`ipnet::IpNet`]; [`parse_ip_net`] also reads a bare address
 //! as its one-address network. Nothing here panics on input.
@@ -39,6 +40,14 @@ pub fn percent_decode(value: &str) -> String {
     percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
+/// An `application/x-www-form-urlencoded` body (WHATWG URL standard: space is `+`,
+/// `* - . _` and alphanumerics stay, everything else is `%XX`).
+pub fn form_encode(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
 /// An address (`::1`, `10.1.2.3`) or CIDR range (`10.0.0.0/8`, `127.0.0.1/8`, host bits
 /// allowed), surrounding spaces ignored; None for anything else.
 pub fn parse_ip_net(text: &str) -> Option<IpNet> {
@@ -70,6 +79,15 @@ mod tests {
         for s in ["", "a b+c/d?e=f&g", "ünï 😀 %41"] {
             assert_eq!(percent_decode(&percent_encode(s)), s);
         }
+    }
+
+    #[test]
+    fn form_bodies() {
+        assert_eq!(
+            form_encode(&[("grant_type", "refresh_token"), ("a b", "x*y+z/é~")]),
+            "grant_type=refresh_token&a+b=x*y%2Bz%2F%C3%A9%7E"
+        );
+        assert_eq!(form_encode(&[]), "");
     }
 
     #[test]
