@@ -22,44 +22,12 @@
 //! bans and tests need no clock.
 
 use std::collections::{HashMap, VecDeque};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-/// An address or CIDR range, e.g. `10.0.0.0/8`, `::1`, `127.0.0.1/8`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct IpNet {
-    addr: IpAddr,
-    prefix: u8,
-}
-
-impl IpNet {
-    pub fn parse(text: &str) -> Option<IpNet> {
-        let (addr, prefix) = match text.trim().split_once('/') {
-            Some((a, p)) => (a.parse::<IpAddr>().ok()?, Some(p.parse::<u8>().ok()?)),
-            None => (text.trim().parse::<IpAddr>().ok()?, None),
-        };
-        let max = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(IpNet { addr, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(net) & mask == u32::from(ip) & mask
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(net) & mask == u128::from(ip) & mask
-            }
-            _ => false,
-        }
-    }
-}
+use stockade_core::codec::Ipv4Net;
+/// An address or CIDR range, e.g. `10.0.0.0/8`, `::1`, `127.0.0.1/8`: parse one with
+/// [`parse_ip_net`] (a bare address is its one-address network).
+pub use stockade_core::codec::{IpNet, parse_ip_net};
 
 /// A Fail2Ban jail: which failures count together, and which routes its bans block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -103,14 +71,8 @@ impl std::fmt::Display for Jail {
 /// Fail2Ban's `ignoreip` example and `ignoreself`: the loopback addresses.
 pub fn loopback_nets() -> Vec<IpNet> {
     vec![
-        IpNet {
-            addr: IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1)),
-            prefix: 8,
-        },
-        IpNet {
-            addr: IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
-            prefix: 128,
-        },
+        IpNet::V4(Ipv4Net::new_assert(Ipv4Addr::new(127, 0, 0, 1), 8)),
+        IpNet::from(IpAddr::V6(Ipv6Addr::LOCALHOST)),
     ]
 }
 
@@ -220,7 +182,7 @@ impl BanGuard {
     }
 
     fn ignored(&self, ip: IpAddr) -> bool {
-        self.policy.ignoreip.iter().any(|n| n.contains(ip))
+        self.policy.ignoreip.iter().any(|n| n.contains(&ip))
     }
 
     fn ban_duration(&self, previous_bans: u32) -> Option<i64> {
@@ -538,24 +500,24 @@ mod tests {
 
     #[test]
     fn ignoreip_and_cidr() {
-        let net = IpNet::parse("10.1.0.0/16").unwrap();
+        let net = parse_ip_net("10.1.0.0/16").unwrap();
         assert!(
-            net.contains(ip("10.1.200.3"))
-                && !net.contains(ip("10.2.0.1"))
-                && !net.contains(ip("::1"))
+            net.contains(&ip("10.1.200.3"))
+                && !net.contains(&ip("10.2.0.1"))
+                && !net.contains(&ip("::1"))
         );
         assert!(
-            IpNet::parse("127.0.0.1/8")
+            parse_ip_net("127.0.0.1/8")
                 .unwrap()
-                .contains(ip("127.9.9.9"))
+                .contains(&ip("127.9.9.9"))
         );
-        assert!(IpNet::parse("::1").unwrap().contains(ip("::1")));
+        assert!(parse_ip_net("::1").unwrap().contains(&ip("::1")));
         assert!(
-            IpNet::parse("2001:db8::/32")
+            parse_ip_net("2001:db8::/32")
                 .unwrap()
-                .contains(ip("2001:db8:ffff::1"))
+                .contains(&ip("2001:db8:ffff::1"))
         );
-        assert!(IpNet::parse("10.0.0.0/33").is_none() && IpNet::parse("nope").is_none());
+        assert!(parse_ip_net("10.0.0.0/33").is_none() && parse_ip_net("nope").is_none());
         let mut g = BanGuard::new(BanPolicy {
             ignoreip: vec![net],
             ..BanPolicy::default()

@@ -104,10 +104,10 @@ impl TotpSecret {
 
     /// The `otpauth://` URI an authenticator app scans.
     pub fn otpauth_uri(&self, issuer: &str, account: &str) -> Zeroizing<String> {
-        let issuer_enc = percent_encode(issuer);
+        let issuer_enc = stockade_core::codec::percent_encode_keep_at(issuer);
         Zeroizing::new(format!(
             "otpauth://totp/{issuer_enc}:{}?secret={}&issuer={issuer_enc}&algorithm=SHA1&digits={DIGITS}&period={STEP_SECONDS}",
-            percent_encode(account),
+            stockade_core::codec::percent_encode_keep_at(account),
             &*self.to_base32()
         ))
     }
@@ -161,17 +161,6 @@ fn base32_decode(text: &str) -> Option<Vec<u8>> {
         }
     }
     (!out.is_empty()).then_some(out)
-}
-
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'@' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]

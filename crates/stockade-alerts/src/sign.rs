@@ -83,17 +83,7 @@ pub fn verify_webhook_signature(
 
 /// RFC 3986 percent-encoding of everything but unreserved characters (what
 /// `quote_plus` produces for base64 text: `+` → `%2B`, `/` → `%2F`, `=` → `%3D`).
-pub fn url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub use stockade_core::codec::percent_encode as url_encode;
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! [`Secret`] never prints at all. Higher crates (vault, store, server) build on these.
 
 pub mod actor;
+pub mod codec;
 pub mod env;
 pub mod order;
 pub mod pii;

@@ -153,15 +153,7 @@ impl Request {
 
     /// An `application/x-www-form-urlencoded` body.
     pub fn form(self, pairs: &[(&str, &str)]) -> Self {
-        let mut out = String::new();
-        for (i, (k, v)) in pairs.iter().enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            form_encode(k, &mut out);
-            out.push('=');
-            form_encode(v, &mut out);
-        }
+        let out = stockade_core::codec::form_encode(pairs);
         self.body(out.into_bytes(), "application/x-www-form-urlencoded")
     }
 
@@ -194,24 +186,6 @@ impl Request {
     #[cfg(test)]
     pub(crate) fn content_type_is_set(&self) -> bool {
         self.headers.contains_key(CONTENT_TYPE)
-    }
-}
-
-/// `application/x-www-form-urlencoded` byte encoding (WHATWG URL standard).
-pub(crate) fn form_encode(s: &str, out: &mut String) {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'*' | b'-' | b'.' | b'_' => {
-                out.push(char::from(b));
-            }
-            b' ' => out.push('+'),
-            _ => {
-                out.push('%');
-                out.push(char::from(HEX[usize::from(b >> 4)]));
-                out.push(char::from(HEX[usize::from(b & 15)]));
-            }
-        }
     }
 }
 

@@ -1,59 +1,8 @@
-//! Small helpers: percent-encoding, RFC 3339 parsing, query strings.
+//! Small helpers: query strings, URL hosts, constant-time comparison. Percent-encoding
+//! and RFC 3339 parsing are stockade-core's, re-exported here for the adapters.
 
-/// Percent-encode a query or path component (RFC 3986: everything except the unreserved
-/// characters `A-Z a-z 0-9 - _ . ~` becomes `%XX`).
-pub fn percent_encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push('%');
-            out.push(hex_digit(b >> 4));
-            out.push(hex_digit(b & 0x0f));
-        }
-    }
-    out
-}
-
-fn hex_digit(n: u8) -> char {
-    char::from(if n < 10 { b'0' + n } else { b'A' + n - 10 })
-}
-
-/// Decode `%XX` escapes and `+` (as a space) in a query component. Invalid escapes are
-/// kept as they are.
-pub fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hi = char::from(bytes[i + 1]).to_digit(16);
-                let lo = char::from(bytes[i + 2]).to_digit(16);
-                match (hi, lo) {
-                    (Some(h), Some(l)) => {
-                        out.push(u8::try_from(h * 16 + l).unwrap_or(b'?'));
-                        i += 3;
-                    }
-                    _ => {
-                        out.push(b'%');
-                        i += 1;
-                    }
-                }
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use stockade_core::codec::{percent_decode, percent_encode};
+pub use stockade_core::time::parse_rfc3339_ms;
 
 /// Build `base + path + ?k=v&…` with every key and value percent-encoded.
 pub fn url_with_query(base: &str, path: &str, query: &[(&str, &str)]) -> String {
@@ -87,81 +36,6 @@ pub fn host_of(url: &str) -> Option<String> {
     (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
-/// Parse an RFC 3339 / ISO 8601 timestamp (`2026-01-02T03:04:05.678Z`, offsets allowed,
-/// fractional seconds optional) to Unix milliseconds.
-pub fn parse_rfc3339_ms(text: &str) -> Option<i64> {
-    let b = text.trim().as_bytes();
-    if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') {
-        return None;
-    }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let num = |s: &[u8]| -> Option<i64> {
-        if s.is_empty() || !s.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(s).ok()?.parse().ok()
-    };
-    let year = num(&b[0..4])?;
-    let month = num(&b[5..7])?;
-    let day = num(&b[8..10])?;
-    let hour = num(&b[11..13])?;
-    let minute = num(&b[14..16])?;
-    let second = num(&b[17..19])?;
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0i64;
-    if i < b.len() && b[i] == b'.' {
-        i += 1;
-        let start = i;
-        while i < b.len() && b[i].is_ascii_digit() {
-            i += 1;
-        }
-        if i == start {
-            return None;
-        }
-        let frac = &b[start..i.min(start + 3)];
-        let mut ms = num(frac)?;
-        for _ in frac.len()..3 {
-            ms *= 10;
-        }
-        millis = ms;
-    }
-    let offset_secs = match b.get(i) {
-        None => 0,
-        Some(b'Z' | b'z') if i + 1 == b.len() => 0,
-        Some(sign @ (b'+' | b'-')) if b.len() == i + 6 && b[i + 3] == b':' => {
-            let oh = num(&b[i + 1..i + 3])?;
-            let om = num(&b[i + 4..i + 6])?;
-            let off = oh * 3600 + om * 60;
-            if *sign == b'+' { off } else { -off }
-        }
-        _ => return None,
-    };
-    let days = days_from_civil(year, month, day);
-    let secs = days * 86_400 + hour * 3600 + minute * 60 + second - offset_secs;
-    secs.checked_mul(1000)?.checked_add(millis)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// Compare two byte strings in constant time (for shared secrets and signatures).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
@@ -190,6 +64,8 @@ mod tests {
             "x",
             "2021-01-01T00:00:00.Z",
             "2021-01-01T00:00:00Q",
+            // Issue 14 item 8: off-calendar dates were accepted (and rolled over).
+            "2026-02-31T00:00:00Z",
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");
         }

@@ -854,7 +854,7 @@ fn access_settings(
         Some(list) => list
             .iter()
             .map(|t| {
-                stockade_access::ban::IpNet::parse(t).ok_or_else(|| {
+                stockade_access::ban::parse_ip_net(t).ok_or_else(|| {
                     Failure::usage(format!(
                         "ban.ignoreip: {t:?} is not an address or CIDR range"
                     ))

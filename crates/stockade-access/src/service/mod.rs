@@ -203,29 +203,11 @@ impl Access {
     }
 }
 
-/// Parse `90d`, `12h`, `30m`, `45s`, `2w`, or a plain number of seconds; `never` is None.
+/// Parse `90d`, `12h`, `30m`, `45s`, `2w`, or a plain number of seconds; `never` is None
+/// (stockade-core's one duration parser, with this crate's error).
 pub fn parse_duration(text: &str) -> Result<Option<i64>> {
-    let t = text.trim();
-    if t.eq_ignore_ascii_case("never") || t.eq_ignore_ascii_case("permanent") {
-        return Ok(None);
-    }
-    let bad = || AccessError::BadDuration(text.to_owned());
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    let mult = match unit {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 7 * 86_400,
-        _ => return Err(bad()),
-    };
-    let secs = n.checked_mul(mult).ok_or_else(bad)?;
-    if secs <= 0 {
-        return Err(bad());
-    }
-    Ok(Some(secs))
+    stockade_core::time::parse_duration_secs(text)
+        .map_err(|_| AccessError::BadDuration(text.to_owned()))
 }
 
 fn random_bytes<const N: usize>() -> Result<Zeroizing<[u8; N]>> {
