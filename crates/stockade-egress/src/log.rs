@@ -198,7 +198,7 @@ async fn write_logs(store: &Store, env: &'static str, rows: &[LogRow]) -> Result
                 i64::from(r.attempt),
             ]);
         }
-        if let Err(e) = store.touch(log_insert(chunk.len()), params).await {
+        if let Err(e) = store.write_unaudited(log_insert(chunk.len()), params).await {
             result = Err(e.to_string());
         }
     }
@@ -222,7 +222,10 @@ async fn write_events(store: &Store, rows: &[EventRow]) -> Result<(), String> {
             params.push(status(r.status));
             params.push(SqlValue::from(r.detail.as_str()));
         }
-        if let Err(e) = store.touch(event_insert(chunk.len()), params).await {
+        if let Err(e) = store
+            .write_unaudited(event_insert(chunk.len()), params)
+            .await
+        {
             result = Err(e.to_string());
         }
     }
@@ -234,7 +237,7 @@ async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
     let keep_ms = i64::try_from(retention.as_millis()).unwrap_or(i64::MAX);
     let cutoff = stockade_core::time::now_ms().saturating_sub(keep_ms);
     let a = store
-        .touch(
+        .write_unaudited(
             "DELETE FROM egress_log WHERE at_ms < $1",
             sql_params![cutoff],
         )
@@ -243,7 +246,7 @@ async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
     // Events the alert pipeline has not routed yet are kept for a second retention
     // period (a server that runs without its alert router still prunes eventually).
     let b = store
-        .touch(
+        .write_unaudited(
             "DELETE FROM events WHERE at_ms < $1 AND (delivered_at_ms IS NOT NULL OR at_ms < $2)",
             sql_params![cutoff, cutoff.saturating_sub(keep_ms)],
         )

@@ -376,7 +376,7 @@ impl Store {
         Ok(receipt)
     }
 
-    /// Bumped after every successful commit or touch made through this store (any
+    /// Bumped after every successful commit or unaudited write made through this store (any
     /// clone): lets in-process consumers (the alert router) wake at once instead of
     /// polling. Writes by other processes are not seen here.
     pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -461,13 +461,40 @@ impl Store {
         Ok(self.query(statement, params).await?.into_iter().next())
     }
 
-    /// An unaudited write of bookkeeping timestamps only: a session's last activity, an
-    /// API key's last use. These change on use, not by anyone's decision, and are
-    /// written at most once a minute per key or session; auditing them would bury the
-    /// chain in noise. Every other write goes through [`Store::commit`].
-    pub async fn touch(&self, statement: &'static str, params: Vec<SqlValue>) -> Result<u64> {
+    /// The unaudited bookkeeping path: one statement, outside the audit chain. Every data
+    /// modification (orders, stock, listings' buffers and maximums, credentials,
+    /// connections, workflows, users, keys, bans, purges) goes through [`Store::commit`]
+    /// with its audit row; this path is only for rows that record how the system is
+    /// running rather than what anyone decided, written too often (or by the log itself)
+    /// to audit without burying the chain in noise. What goes through it today, all of
+    /// it:
+    ///
+    /// - **Last use** (`stockade-access`): a session's `last_seen_ms` and an API key's
+    ///   `last_used_at_ms`, at most once a minute per session or key. They change on use;
+    ///   the sign-in and the key's creation are audited.
+    /// - **Push health** (`stockade-sync` `health`): the failing-streak columns
+    ///   (`push_failures`, `push_failing_since_ms`, `push_last_error`, …) of a connection
+    ///   and of its waiting listings, and their clearing. Never a quantity, target or
+    ///   version: those move only in audited commits.
+    /// - **Egress request log** (`stockade-egress` `log`): batched `egress_log` rows, the
+    ///   `events` rows for blocked hosts, 4xx and 5xx answers, and the retention prune of
+    ///   both. A record of traffic, not a change of data.
+    /// - **Alert delivery state** (`stockade-alerts`): registering a configured channel
+    ///   in `alert_channels` (insert if missing), its sending lease (`holder`,
+    ///   `lease_until_ms`) and the lease's release at shutdown, and the prune of
+    ///   delivered `alert_outbox` rows (each delivery has its own audit row).
+    ///
+    /// A new caller belongs here only if what it writes is of the same kind (a use
+    /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);
+    /// anything a user, an API client or an automated task decides goes through
+    /// [`Store::commit`].
+    pub async fn write_unaudited(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<u64> {
         let n = match &*self.backend {
-            Backend::Sqlite(s) => s.touch(statement, params).await,
+            Backend::Sqlite(s) => s.write_unaudited(statement, params).await,
             Backend::Postgres(p) => p.execute(statement, params).await,
         }?;
         self.writes.send_modify(|c| *c = c.wrapping_add(1));

@@ -41,7 +41,7 @@ struct Job {
 enum Msg {
     Commit(Job),
     Raw(String, oneshot::Sender<Result<u64>>),
-    Touch(&'static str, Vec<SqlValue>, oneshot::Sender<Result<u64>>),
+    Unaudited(&'static str, Vec<SqlValue>, oneshot::Sender<Result<u64>>),
     Checkpoint(oneshot::Sender<Result<()>>),
 }
 
@@ -322,14 +322,14 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    pub(crate) async fn touch(
+    pub(crate) async fn write_unaudited(
         &self,
         statement: &'static str,
         params: Vec<SqlValue>,
     ) -> Result<u64> {
         let (reply, rx) = oneshot::channel();
         self.sender
-            .send(Msg::Touch(statement, params, reply))
+            .send(Msg::Unaudited(statement, params, reply))
             .map_err(|_| StoreError::WriterGone)?;
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
@@ -886,7 +886,7 @@ fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<
                     .map_err(db_err);
                 let _ = reply.send(r);
             }
-            Msg::Touch(statement, params, reply) => {
+            Msg::Unaudited(statement, params, reply) => {
                 let _ = reply.send(execute_statement(&conn, statement, &params));
             }
             Msg::Checkpoint(reply) => {

@@ -7,6 +7,25 @@
 //! - TikTok: `PRODUCT_ID:SKU_ID`, optionally `@WAREHOUSE_ID` (several joined by `|`);
 //! - Amazon: the ASIN, optionally `:PRODUCT_TYPE` (default `PRODUCT`);
 //! - eBay: the offer id (several joined by `|`), or `-` to look offers up by SKU.
+//!
+//! # The stock formula
+//!
+//! What a channel shows for a SKU is `max(0, min(available − buffer, max displayed))`,
+//! with `available = on_hand − reserved` and no maximum read as 2,147,483,647. It is
+//! written in three places, which must agree:
+//! - [`target`] here, the Rust reading of it;
+//! - `target_expr!` / `RETARGET` here: the SQL that recomputes a SKU's listings after a
+//!   catalog change (`import`, `discover`, `rebuild`), when buffers or maximums move;
+//! - the `skus_retarget` trigger in the store's migrations
+//!   (`stockade-store/migrations/{sqlite,postgres}/0004_sync.sql`), which recomputes
+//!   them whenever a ledger row (an order, a cancellation, an adjustment) changes
+//!   available stock.
+//!
+//! The sync crate's `catalog_formula` test sets a grid of stock, buffers and maximums
+//! (negative stock and no maximum included) on both databases and checks that what
+//! `RETARGET` and the trigger store equals [`target`]: a change to one copy without the
+//! others fails it. A migration that changes the trigger needs the other two changed
+//! with it.
 
 use std::collections::HashMap;
 
@@ -178,6 +197,7 @@ pub struct ImportReport {
 }
 
 /// The target a channel shows for a SKU: max(0, min(available − buffer, max displayed)).
+/// One of three copies of the formula; see [the module docs](self#the-stock-formula).
 pub fn target(available: i64, buffer: i64, max_displayed: Option<i64>) -> i64 {
     (available - buffer)
         .min(max_displayed.unwrap_or(i64::from(i32::MAX)))
@@ -227,7 +247,8 @@ const UPSERT_LISTING: &str = "INSERT INTO listings (connection_id, sku, listing_
      ON CONFLICT (connection_id, sku) DO UPDATE SET listing_id = excluded.listing_id,
        listing_ref = excluded.listing_ref, buffer = excluded.buffer, max_displayed = excluded.max_displayed";
 /// A listing's target from its SKU's stock: max(0, min(available − buffer, max displayed))
-/// (the same formula as the `skus_retarget` trigger), in SQL both backends accept.
+/// (the same formula as [`target`] and the `skus_retarget` trigger; see
+/// [the module docs](self#the-stock-formula)), in SQL both backends accept.
 macro_rules! target_expr {
     () => {
         "CASE WHEN (SELECT s.on_hand - s.reserved FROM skus s WHERE s.sku = listings.sku) - listings.buffer < 0 THEN 0

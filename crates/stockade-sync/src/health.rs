@@ -61,7 +61,7 @@ pub(crate) async fn record_failure(store: &Store, connection_id: i64, error: &st
     // Listings first: whoever sees the connection failing also sees its listings marked.
     for statement in [FAIL_LISTINGS, FAIL_CONNECTION] {
         if let Err(e) = store
-            .touch(statement, sql_params![now, error, connection_id])
+            .write_unaudited(statement, sql_params![now, error, connection_id])
             .await
         {
             tracing::warn!(error = %e, "could not record a failing push");
@@ -72,7 +72,7 @@ pub(crate) async fn record_failure(store: &Store, connection_id: i64, error: &st
 /// A push round confirmed everything: the connection is healthy again.
 pub(crate) async fn record_ok(store: &Store, connection_id: i64) {
     if let Err(e) = store
-        .touch(CLEAR_CONNECTION, sql_params![connection_id])
+        .write_unaudited(CLEAR_CONNECTION, sql_params![connection_id])
         .await
     {
         tracing::warn!(error = %e, "could not clear a failing push streak");

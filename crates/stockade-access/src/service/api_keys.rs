@@ -243,7 +243,7 @@ impl Access {
             let id = principal.id.clone();
             tokio::spawn(async move {
                 if let Err(e) = store
-                    .touch(
+                    .write_unaudited(
                         "UPDATE api_keys SET last_used_at_ms = $2 WHERE id = $1",
                         sql_params![id, now],
                     )

@@ -208,7 +208,7 @@ impl Access {
         let now = now_ms();
         if session.state == SessionState::Active && now - session.last_seen_ms >= TOUCH_EVERY_MS {
             self.store
-                .touch(
+                .write_unaudited(
                     "UPDATE sessions SET last_seen_ms = $2 WHERE id_hash = $1 AND last_seen_ms < $2",
                     sql_params![session.id_hash.clone(), now],
                 )

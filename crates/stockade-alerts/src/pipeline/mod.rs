@@ -155,7 +155,7 @@ impl Alerts {
             .collect();
         for c in &config.channels {
             store
-                .touch(
+                .write_unaudited(
                     "INSERT INTO alert_channels (name, kind, status, failures, lease_until_ms) VALUES ($1, $2, 'ok', 0, 0) ON CONFLICT (name) DO NOTHING",
                     sql_params![c.name.as_str(), c.kind.as_str()],
                 )
@@ -223,7 +223,7 @@ impl Alerts {
         let _ = self
             .inner
             .store
-            .touch(
+            .write_unaudited(
                 "UPDATE alert_channels SET lease_until_ms = 0 WHERE holder = $1",
                 sql_params![self.inner.holder.as_str()],
             )

@@ -12,7 +12,7 @@ use super::{Result, ms, now_ms};
 pub async fn prune(store: &Store, retention: Duration) -> Result<u64> {
     let cutoff = now_ms() - ms(retention);
     Ok(store
-        .touch(
+        .write_unaudited(
             "DELETE FROM alert_outbox WHERE state = 'sent' AND sent_at_ms < $1",
             sql_params![cutoff],
         )

@@ -67,7 +67,7 @@ async fn take_lease(inner: &Inner, channel: &str) -> bool {
     let now = now_ms();
     match inner
         .store
-        .touch(
+        .write_unaudited(
             "UPDATE alert_channels SET holder = $2, lease_until_ms = $3 WHERE name = $1 AND (holder = $2 OR holder IS NULL OR lease_until_ms < $4)",
             sql_params![channel, inner.holder.as_str(), now + ms(LEASE), now],
         )

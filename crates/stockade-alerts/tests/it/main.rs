@@ -873,7 +873,7 @@ async fn egress_anomalies_are_alerted_per_connection_but_not_the_alert_channels_
     let (sent, pending) = (count("sent").await, count("pending").await);
     assert!(sent >= 3 && pending >= 1, "{sent} {pending}");
     rig.store
-        .touch("UPDATE alert_outbox SET sent_at_ms = 1, next_at_ms = 1 WHERE sent_at_ms IS NOT NULL OR state = 'pending'", vec![])
+        .write_unaudited("UPDATE alert_outbox SET sent_at_ms = 1, next_at_ms = 1 WHERE sent_at_ms IS NOT NULL OR state = 'pending'", vec![])
         .await
         .unwrap();
     let pruned = stockade_alerts::pipeline::prune(&rig.store, Duration::from_secs(3600))

@@ -164,7 +164,7 @@ async fn old_rows_are_pruned(backend: Backend) {
     let now = stockade_core::time::now_ms();
     for age_days in [91, 120, 89] {
         store
-            .touch(
+            .write_unaudited(
                 "INSERT INTO egress_log (at_ms, environment, caller, method, host, path_template, operation, status, outcome, latency_us, bytes_sent, bytes_received, attempt) VALUES ($1, 'dev', 'system:test', 'GET', 'h', '/', 'op', NULL, 'ok', 1, 0, 0, 1)",
                 sql_params![now - age_days * day],
             )
@@ -172,7 +172,7 @@ async fn old_rows_are_pruned(backend: Backend) {
             .unwrap();
         // Routed by the alert pipeline (delivered_at_ms set).
         store
-            .touch(
+            .write_unaudited(
                 "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms) VALUES ($1, 'egress', 'blocked', 'system:test', 'h', '/', 'op', NULL, 'old', $1)",
                 sql_params![now - age_days * day],
             )
@@ -182,7 +182,7 @@ async fn old_rows_are_pruned(backend: Backend) {
     // Events the alert pipeline has not routed are kept for a second retention period.
     for age_days in [120, 200] {
         store
-            .touch(
+            .write_unaudited(
                 "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail) VALUES ($1, 'egress', 'blocked', 'system:test', 'h', '/', 'op', NULL, 'unrouted')",
                 sql_params![now - age_days * day],
             )

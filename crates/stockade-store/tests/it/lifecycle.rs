@@ -371,7 +371,7 @@ async fn shared_sql_binds_by_number_types_nulls_and_rolls_back(backend: Backend)
     assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     // Bookkeeping touches are not audited.
     let n = store
-        .touch(
+        .write_unaudited(
             "UPDATE bans SET until_s = $2 WHERE id = $1",
             sql_params!["b1", 900i64],
         )

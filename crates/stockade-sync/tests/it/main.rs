@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod catalog_formula;
 mod cross;
 mod discover;
 mod edit;
