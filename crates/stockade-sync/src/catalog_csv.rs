@@ -1,4 +1,4 @@
-//! Reading a catalog CSV into [`CatalogEntry`]s (then merged by [`catalog::merge`]):
+//! Reading a catalog CSV into [`CatalogEntry`]s (then merged by [`crate::catalog::merge`]):
 //! a UTF-8 byte-order mark is skipped, a header separated by `;` (a spreadsheet's export
 //! in many locales) is detected, and SKUs that differ only in case are reported.
 

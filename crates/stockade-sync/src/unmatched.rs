@@ -4,7 +4,7 @@
 //! yet. Such a line is stored like any other, marked unmatched (`unmatched_since_ms`,
 //! set by the ingest statement) and raised as an `unmatched_sku` event by a trigger
 //! (migration 0006). Importing the SKU ([`crate::catalog::import_csv`]) runs
-//! [`match_steps`] in the same transaction: each unmatched line of a still-open order
+//! `match_steps` in the same transaction: each unmatched line of a still-open order
 //! (pending, placed, partially shipped) gets its one `reserve` ledger entry — with the
 //! same unique key the ingest would have used, so it can never be reserved twice — and
 //! the mark is cleared. Lines of orders that shipped or were cancelled before the SKU
