@@ -31,6 +31,7 @@ pub mod json;
 #[cfg(test)]
 mod mock_tests;
 pub mod sign;
+mod sink;
 pub mod tiktok;
 mod token;
 mod transport;
@@ -39,6 +40,7 @@ pub mod util;
 pub use amazon::{AmazonConfig, AmazonConnector, AmazonCredentials};
 pub use ebay::{EbayConfig, EbayConnector, EbayCredentials};
 pub use events::{EventError, FreshnessWindow, InboundEvent, InboundRequest, MAX_EVENT_BODY};
+pub use sink::{HookAnswer, HookError, HookFuture, HookSink};
 pub use tiktok::{TikTokConfig, TikTokConnector, TikTokCredentials};
 
 /// What kind of failure a marketplace call ended in.

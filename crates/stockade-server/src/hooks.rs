@@ -3,7 +3,10 @@
 //!
 //! These routes carry no session and no API key: the marketplace's signature is the
 //! credential, and only the sync engine (through the marketplace connector) can check it.
-//! The server does not depend on that engine; it hands each delivery to a [`HookSink`].
+//! The server does not depend on that engine: it hands each delivery to a
+//! [`HookSink`](stockade_marketplaces::HookSink) (the contract lives in
+//! `stockade-marketplaces`, next to [`InboundRequest`]) and maps its [`HookError`] to
+//! HTTP here.
 //!
 //! The order, each step before the next:
 //! 1. the ban check (the outer gate in [`crate::routes::front_gate`], before routing);
@@ -22,7 +25,6 @@
 //! body, the headers or the signature; log lines name the marketplace, the connection,
 //! the status and the kind of outcome only.
 
-use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
@@ -34,7 +36,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stockade_access::FailureKind;
 use stockade_core::order::Marketplace;
-use stockade_marketplaces::{InboundRequest, MAX_EVENT_BODY};
+use stockade_marketplaces::{HookAnswer, HookError, InboundRequest, MAX_EVENT_BODY};
 
 use crate::AppState;
 use crate::api::api_error;
@@ -42,93 +44,6 @@ use crate::routes::ClientIp;
 
 /// Seconds a marketplace is asked to wait before retrying an unavailable endpoint.
 pub const RETRY_AFTER_S: u32 = 5;
-
-/// What [`HookSink::deliver`] returns: owned, so the server can run it to completion
-/// even when the marketplace hangs up (a half-processed delivery is never left behind).
-pub type HookFuture = Pin<Box<dyn Future<Output = Result<HookAnswer, HookError>> + Send>>;
-
-/// Where verified deliveries go: implemented by the sync engine.
-pub trait HookSink: Send + Sync + 'static {
-    /// Verify (signature first, before parsing) and process one delivery. Resolve only
-    /// once whatever it carries is durably stored: the 2xx answer is the marketplace's
-    /// acknowledgement. `connection` is already checked to be 1 to 64 of `[A-Za-z0-9_-]`;
-    /// `request.body` is at most [`MAX_EVENT_BODY`].
-    fn deliver(
-        &self,
-        marketplace: Marketplace,
-        connection: String,
-        request: InboundRequest,
-    ) -> HookFuture;
-}
-
-/// The answer to an accepted delivery, passed through to the marketplace as is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookAnswer {
-    /// A 2xx status; anything else is a sink bug and answered 500.
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl HookAnswer {
-    /// 200 with an empty body: "received".
-    pub fn ok() -> Self {
-        HookAnswer {
-            status: 200,
-            content_type: "text/plain; charset=utf-8",
-            body: Vec::new(),
-        }
-    }
-
-    /// 200 with a JSON body (eBay's challenge response).
-    pub fn json(body: impl Into<Vec<u8>>) -> Self {
-        HookAnswer {
-            status: 200,
-            content_type: "application/json",
-            body: body.into(),
-        }
-    }
-}
-
-/// Why a delivery was refused. None of the texts may hold request content.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum HookError {
-    /// 404, logged, not counted as an authentication failure.
-    #[error("no such connection")]
-    UnknownConnection,
-    /// 410: the connection was revoked. Logged, not counted.
-    #[error("the connection was revoked")]
-    RevokedConnection,
-    /// 401 with a generic body, counted in the `webhook` jail. The reason
-    /// (`"missing"`, `"mismatch"`, `"stale"`…) goes to the log only.
-    #[error("signature refused ({0})")]
-    Signature(&'static str),
-    /// 400 with this message (a scrubbed description, no input echoed). Verified, so
-    /// not counted.
-    #[error("malformed delivery")]
-    Malformed(String),
-    /// 413.
-    #[error("body too large")]
-    TooLarge,
-    /// 503 with `Retry-After: 5` (store down, shutting down): the marketplace retries.
-    /// The cause goes to the log only.
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl HookError {
-    /// The stable word logged for this outcome.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            HookError::UnknownConnection => "unknown_connection",
-            HookError::RevokedConnection => "revoked_connection",
-            HookError::Signature(_) => "bad_signature",
-            HookError::Malformed(_) => "malformed",
-            HookError::TooLarge => "too_large",
-            HookError::Unavailable(_) => "unavailable",
-        }
-    }
-}
 
 /// Which marketplace a hook route belongs to; set by the route gate from the route table.
 #[derive(Debug, Clone, Copy)]

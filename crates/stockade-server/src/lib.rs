@@ -19,8 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use stockade_access::Access;
-
-pub use hooks::{HookAnswer, HookError, HookFuture, HookSink};
+use stockade_marketplaces::HookSink;
 
 /// Shared by every handler.
 #[derive(Clone)]

@@ -5,7 +5,7 @@
 //! start, stop and summary, and the helpers the jobs share (`record_event`, `stop`). Each
 //! job lives in its own module:
 //! - `registry`: which connections run (refresh, launch, revoke, revoked names);
-//! - `hooks`: webhook deliveries (verify, entitle, act);
+//! - `hooks`: webhook deliveries (verify, entitle, act), the server's `HookSink`;
 //! - `fetch`: webhook order ids batched into fetches;
 //! - `commit`: the ingest worker's group commits and batch notices;
 //! - `pusher`: target quantities pushed to the channels;
@@ -50,42 +50,6 @@ mod retention;
 mod returns;
 
 use fetch::FetchJob;
-
-/// A webhook's answer to the marketplace.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HookReply {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub body: Vec<u8>,
-}
-
-impl HookReply {
-    fn ok() -> Self {
-        HookReply {
-            status: 200,
-            content_type: "application/json",
-            body: b"{\"ok\":true}".to_vec(),
-        }
-    }
-}
-
-/// Why a delivery was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookFailure {
-    /// No such connection for this marketplace (404; logged, not an authentication failure).
-    UnknownConnection,
-    /// The connection existed and was revoked (410: the marketplace should stop
-    /// delivering; logged, not an authentication failure).
-    Revoked,
-    /// The signature is missing or wrong (401; counts for the ban guard).
-    Signature(&'static str),
-    /// Signed but unusable (400). The message names the problem, never the content.
-    Malformed(String),
-    /// Over the body limit (413).
-    TooLarge,
-    /// Not stored now (503): the marketplace retries.
-    Unavailable(String),
-}
 
 const ACTIVE: u8 = 0;
 const PAUSED: u8 = 1;

@@ -38,7 +38,7 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
 pub use discover::{DiscoverOptions, DiscoverReport};
-pub use engine::{HookFailure, HookReply, Summary, SyncEngine};
+pub use engine::{Summary, SyncEngine};
 pub use health::PushHealth;
 pub use metrics::{Metrics, Percentiles};
 pub use purge::PurgeReceipt;

@@ -10,7 +10,8 @@ use std::time::Duration;
 use stockade_access::ban::BanPolicy;
 use stockade_access::{Access, AccessConfig};
 use stockade_core::{Actor, Environment};
-use stockade_server::{AppState, HookSink, ServeOptions, tls};
+use stockade_marketplaces::HookSink;
+use stockade_server::{AppState, ServeOptions, tls};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_vault::{MasterKeySource, MasterKeys, Vault};
 

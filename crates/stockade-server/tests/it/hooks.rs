@@ -10,9 +10,8 @@ use aws_lc_rs::{digest, hmac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stockade_core::order::Marketplace;
-use stockade_marketplaces::InboundRequest;
+use stockade_marketplaces::{HookAnswer, HookError, HookFuture, HookSink, InboundRequest};
 use stockade_server::routes::{Gate, ROUTES};
-use stockade_server::{HookAnswer, HookError, HookFuture, HookSink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::harness::{Backend, Options, TestServer, require_tool};

@@ -1,5 +1,7 @@
 //! Webhook deliveries: verified with the receiving connection's credentials, then acted on
-//! only where those credentials are entitled to act.
+//! only where those credentials are entitled to act. The engine is the server's
+//! [`HookSink`]: a delivery runs route → verify → fetch → ingest → commit → answer, and
+//! the [`HookAnswer`] or [`HookError`] goes back to the server unchanged.
 //!
 //! An event names the account it is about (TikTok `shop_id`, Amazon `SellerId`, eBay
 //! `userId`). Marketplaces send an app's events for all of its sellers to the endpoint the
@@ -16,13 +18,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use stockade_core::order::Marketplace;
-use stockade_marketplaces::{Connector, EventError, InboundEvent, InboundRequest};
+use stockade_marketplaces::{
+    Connector, EventError, HookAnswer, HookError, HookFuture, HookSink, InboundEvent,
+    InboundRequest,
+};
 use tokio::sync::oneshot;
 
 use super::fetch::{FetchJob, unavailable_reason};
-use super::{
-    HookFailure, HookReply, Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event,
-};
+use super::{Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event};
 use crate::metrics::Metrics;
 
 /// Where an event may act.
@@ -45,6 +48,19 @@ fn kind_of(event: &InboundEvent) -> &'static str {
     }
 }
 
+/// The server's webhook routes hand deliveries straight to the engine.
+impl HookSink for SyncEngine {
+    fn deliver(
+        &self,
+        marketplace: Marketplace,
+        connection: String,
+        request: InboundRequest,
+    ) -> HookFuture {
+        let sync = self.clone();
+        Box::pin(async move { sync.handle_event(marketplace, &connection, request).await })
+    }
+}
+
 impl SyncEngine {
     /// Handle one delivery to `/hooks/<marketplace>/<connection>`: verify it first, then
     /// act; an order change is answered once the order is durably stored.
@@ -53,7 +69,7 @@ impl SyncEngine {
         marketplace: Marketplace,
         connection: &str,
         request: InboundRequest,
-    ) -> std::result::Result<HookReply, HookFailure> {
+    ) -> std::result::Result<HookAnswer, HookError> {
         let arrival = Instant::now();
         let Some(live) = self
             .get_live(connection)
@@ -61,9 +77,9 @@ impl SyncEngine {
         else {
             Metrics::inc(&self.inner.metrics.webhooks_rejected, 1);
             if self.is_revoked(connection, marketplace) {
-                return Err(HookFailure::Revoked);
+                return Err(HookError::RevokedConnection);
             }
-            return Err(HookFailure::UnknownConnection);
+            return Err(HookError::UnknownConnection);
         };
         let event = match live.connector.verify_event(&request).await {
             Ok(e) => e,
@@ -82,22 +98,20 @@ impl SyncEngine {
             Target::Entitled(t) => t,
             Target::NoConnection => {
                 tracing::info!(connection = %live.name, event = kind_of(&event), "an event for an account with no connection here; ignored");
-                return Ok(HookReply::ok());
+                return Ok(HookAnswer::ok());
             }
             Target::NotEntitled(names) => {
                 self.refuse_foreign(&live, kind_of(&event), &names).await;
-                return Ok(HookReply::ok());
+                return Ok(HookAnswer::ok());
             }
         };
         match event {
-            InboundEvent::Challenge { response_body } => Ok(HookReply {
-                status: 200,
-                content_type: "application/json",
-                body: response_body.into_bytes(),
-            }),
+            InboundEvent::Challenge { response_body } => {
+                Ok(HookAnswer::json(response_body.into_bytes()))
+            }
             InboundEvent::OrderChanged { external_id, .. } => {
                 if target.status() == REVOKED {
-                    return Ok(HookReply::ok());
+                    return Ok(HookAnswer::ok());
                 }
                 let (tx, rx) = oneshot::channel();
                 let job = FetchJob {
@@ -106,7 +120,7 @@ impl SyncEngine {
                     reply: tx,
                 };
                 if target.fetch_tx.send(job).is_err() {
-                    return Err(HookFailure::Unavailable("sync is stopping".into()));
+                    return Err(HookError::Unavailable("sync is stopping".into()));
                 }
                 // A marketplace waits only so long for an answer (and its rate limits may
                 // hold the fetch back): past this, answer 503 so it delivers again. The
@@ -114,11 +128,11 @@ impl SyncEngine {
                 match tokio::time::timeout(WEBHOOK_ANSWER_WITHIN, rx).await {
                     Ok(Ok(Ok(_))) => {
                         Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
-                        Ok(HookReply::ok())
+                        Ok(HookAnswer::ok())
                     }
-                    Ok(Ok(Err(e))) => Err(HookFailure::Unavailable(unavailable_reason(&e))),
-                    Ok(Err(_)) => Err(HookFailure::Unavailable("sync is stopping".into())),
-                    Err(_) => Err(HookFailure::Unavailable(
+                    Ok(Ok(Err(e))) => Err(HookError::Unavailable(unavailable_reason(&e))),
+                    Ok(Err(_)) => Err(HookError::Unavailable("sync is stopping".into())),
+                    Err(_) => Err(HookError::Unavailable(
                         "the order could not be fetched in time".into(),
                     )),
                 }
@@ -129,11 +143,11 @@ impl SyncEngine {
                     .await
                 {
                     tracing::error!(connection = %target.name, error = %e, "purge after a revocation failed");
-                    return Err(HookFailure::Unavailable(
+                    return Err(HookError::Unavailable(
                         "the purge could not complete".into(),
                     ));
                 }
-                Ok(HookReply::ok())
+                Ok(HookAnswer::ok())
             }
             InboundEvent::AuthorizationExpiring { .. } => {
                 let _ = record_event(
@@ -145,9 +159,9 @@ impl SyncEngine {
                     serde_json::json!({"connection": target.name}),
                 )
                 .await;
-                Ok(HookReply::ok())
+                Ok(HookAnswer::ok())
             }
-            InboundEvent::Ignored { .. } => Ok(HookReply::ok()),
+            InboundEvent::Ignored { .. } => Ok(HookAnswer::ok()),
         }
     }
 
@@ -211,16 +225,16 @@ impl SyncEngine {
     }
 }
 
-pub(super) fn event_failure(e: &EventError) -> HookFailure {
+pub(super) fn event_failure(e: &EventError) -> HookError {
     match e {
-        EventError::TooLarge { .. } => HookFailure::TooLarge,
-        EventError::MissingSignature(_) => HookFailure::Signature("missing_signature"),
-        EventError::BadSignature => HookFailure::Signature("bad_signature"),
-        EventError::SignatureFormat(_) => HookFailure::Signature("bad_signature_format"),
-        EventError::StaleTimestamp { .. } => HookFailure::Signature("stale_timestamp"),
+        EventError::TooLarge { .. } => HookError::TooLarge,
+        EventError::MissingSignature(_) => HookError::Signature("missing_signature"),
+        EventError::BadSignature => HookError::Signature("bad_signature"),
+        EventError::SignatureFormat(_) => HookError::Signature("bad_signature_format"),
+        EventError::StaleTimestamp { .. } => HookError::Signature("stale_timestamp"),
         EventError::KeyUnavailable(_) => {
-            HookFailure::Unavailable("the marketplace's signing key could not be fetched".into())
+            HookError::Unavailable("the marketplace's signing key could not be fetched".into())
         }
-        other => HookFailure::Malformed(other.to_string()),
+        other => HookError::Malformed(other.to_string()),
     }
 }

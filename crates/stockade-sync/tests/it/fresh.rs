@@ -37,7 +37,7 @@ async fn stale_or_future_tiktok_deliveries_are_refused() {
             .sync
             .handle_event(Marketplace::TikTok, "tiktok", signed(&env, event(ts, 1)))
             .await;
-        assert_eq!(r, Err(HookFailure::Signature("stale_timestamp")), "{ts:?}");
+        assert_eq!(r, Err(HookError::Signature("stale_timestamp")), "{ts:?}");
     }
     // A replayed deauthorization is refused too: the connection stays.
     let r = env
@@ -48,7 +48,7 @@ async fn stale_or_future_tiktok_deliveries_are_refused() {
             signed(&env, event(Some(now - 86_400), 6)),
         )
         .await;
-    assert_eq!(r, Err(HookFailure::Signature("stale_timestamp")));
+    assert_eq!(r, Err(HookError::Signature("stale_timestamp")));
     assert_eq!(env.count("SELECT COUNT(*) FROM orders").await, 0);
     assert_eq!(
         connections::get(env.store(), "tiktok")

@@ -29,11 +29,11 @@ use stockade_core::order::{Buyer, Marketplace, Order, OrderLine, OrderStatus};
 use stockade_core::time::now_ms;
 use stockade_core::{Actor, Environment, Pii, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
-use stockade_marketplaces::{Connector, InboundRequest};
+use stockade_marketplaces::{Connector, HookError, InboundRequest};
 use stockade_sandbox::{Faults, Sandbox, SandboxConfig};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
-use stockade_sync::{HookFailure, SyncEngine, SyncOptions, catalog, purge};
+use stockade_sync::{SyncEngine, SyncOptions, catalog, purge};
 use stockade_vault::{FieldContext, MasterKeySource, MasterKeys, Vault};
 
 const ACTOR: Actor = Actor::System("test");
@@ -174,12 +174,12 @@ async fn receive(
             r.body,
         )
             .into_response(),
-        Err(HookFailure::UnknownConnection) => StatusCode::NOT_FOUND.into_response(),
-        Err(HookFailure::Revoked) => StatusCode::GONE.into_response(),
-        Err(HookFailure::Signature(_)) => StatusCode::UNAUTHORIZED.into_response(),
-        Err(HookFailure::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-        Err(HookFailure::Malformed(_)) => StatusCode::BAD_REQUEST.into_response(),
-        Err(HookFailure::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Err(HookError::UnknownConnection) => StatusCode::NOT_FOUND.into_response(),
+        Err(HookError::RevokedConnection) => StatusCode::GONE.into_response(),
+        Err(HookError::Signature(_)) => StatusCode::UNAUTHORIZED.into_response(),
+        Err(HookError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Err(HookError::Malformed(_)) => StatusCode::BAD_REQUEST.into_response(),
+        Err(HookError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
     }
 }
 
@@ -929,7 +929,7 @@ async fn unsigned_deliveries_are_refused() {
             InboundRequest::post("/hooks/tiktok/tiktok", headers.clone(), body.clone()),
         )
         .await;
-    assert!(matches!(r, Err(HookFailure::Signature(_))), "{r:?}");
+    assert!(matches!(r, Err(HookError::Signature(_))), "{r:?}");
     let r = env
         .sync
         .handle_event(
@@ -938,7 +938,7 @@ async fn unsigned_deliveries_are_refused() {
             InboundRequest::post("/hooks/tiktok/nope", headers.clone(), body.clone()),
         )
         .await;
-    assert_eq!(r, Err(HookFailure::UnknownConnection));
+    assert_eq!(r, Err(HookError::UnknownConnection));
     // A connection of another marketplace is not this one.
     let r = env
         .sync
@@ -948,7 +948,7 @@ async fn unsigned_deliveries_are_refused() {
             InboundRequest::post("/hooks/ebay/tiktok", headers, body),
         )
         .await;
-    assert_eq!(r, Err(HookFailure::UnknownConnection));
+    assert_eq!(r, Err(HookError::UnknownConnection));
     assert_eq!(env.count("SELECT COUNT(*) FROM orders").await, 0);
     // Issue 12: a revoked connection is told apart from an unknown one (410, not 404),
     // so the server neither counts it as an authentication failure nor hides it.
@@ -964,7 +964,7 @@ async fn unsigned_deliveries_are_refused() {
             InboundRequest::post("/hooks/tiktok/tiktok", HeaderMap::new(), b"{}".to_vec()),
         )
         .await;
-    assert_eq!(r, Err(HookFailure::Revoked));
+    assert_eq!(r, Err(HookError::RevokedConnection));
     let r = env
         .sync
         .handle_event(
@@ -975,7 +975,7 @@ async fn unsigned_deliveries_are_refused() {
         .await;
     assert_eq!(
         r,
-        Err(HookFailure::UnknownConnection),
+        Err(HookError::UnknownConnection),
         "another marketplace's name"
     );
     let _ = &env.hook_base;

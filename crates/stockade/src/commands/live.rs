@@ -16,9 +16,9 @@ use stockade_access::{Access, AccessConfig};
 use stockade_core::order::Marketplace;
 use stockade_core::{Actor, Environment, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
-use stockade_marketplaces::InboundRequest;
+use stockade_marketplaces::{HookError, HookFuture, HookSink, InboundRequest};
 use stockade_sandbox::{Sandbox, SandboxConfig};
-use stockade_server::{AppState, HookError, HookFuture, HookSink, ServeOptions};
+use stockade_server::{AppState, ServeOptions};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
 use stockade_sync::{SyncEngine, SyncOptions, catalog};
@@ -64,8 +64,7 @@ impl HookSink for LateHooks {
     ) -> HookFuture {
         match self.0.get() {
             Some(sync) => {
-                let answer =
-                    super::hooks::SyncHooks(sync.clone()).deliver(marketplace, connection, request);
+                let answer = sync.deliver(marketplace, connection, request);
                 let deferred = self.1.clone();
                 Box::pin(async move {
                     let r = answer.await;

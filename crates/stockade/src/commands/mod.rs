@@ -15,7 +15,6 @@ mod demo;
 #[cfg(feature = "dev-tools")]
 mod demo_screen;
 mod discover;
-mod hooks;
 mod init;
 mod key;
 #[cfg(feature = "dev-tools")]

@@ -116,7 +116,7 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
         access,
         trust_forwarded_for: server.trust_forwarded_for,
         plain_http: server.plain_http,
-        hooks: Some(super::hooks::sink(&sync)),
+        hooks: Some(Arc::new(sync.clone())),
     };
     let options = ServeOptions {
         listen: server.listen,
