@@ -47,21 +47,13 @@ pub(super) async fn poll_loop(inner: Arc<Inner>, live: Arc<Live>, every: Duratio
 
 /// List orders changed since the persisted cursor (minus the overlap), ingest them all,
 /// and move the cursor only after they are stored.
-async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
-    let since = match inner.store.query_one(CURSOR, sql_params![live.id]).await? {
-        Some(r) => r.int(0)?,
-        None => now_ms() - ms(inner.opts.poll_lookback),
-    };
-    let from = since - ms(inner.opts.poll_overlap);
-    let (mut orders, high) = live.connector.list_all_orders(from.max(0)).await?;
-    // Returns the orders themselves do not show (TikTok): seen here, or never.
-    let returned = live
-        .connector
-        .returned_orders(Some(from.max(0)), &[])
-        .await?;
-    merge_orders(&mut orders, returned);
-    let n = orders.len();
-    let mut waits = Vec::with_capacity(n);
+/// Ingest orders read by a poll (or a returns report) and wait until each is stored.
+pub(super) async fn ingest_polled(
+    inner: &Arc<Inner>,
+    live: &Arc<Live>,
+    orders: Vec<stockade_core::order::Order>,
+) -> Result<()> {
+    let mut waits = Vec::with_capacity(orders.len());
     for order in orders {
         let (tx, rx) = oneshot::channel();
         let job = IngestJob {
@@ -81,6 +73,24 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
     for w in waits {
         w.await.map_err(|_| SyncError::ShuttingDown)??;
     }
+    Ok(())
+}
+
+async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
+    let since = match inner.store.query_one(CURSOR, sql_params![live.id]).await? {
+        Some(r) => r.int(0)?,
+        None => now_ms() - ms(inner.opts.poll_lookback),
+    };
+    let from = since - ms(inner.opts.poll_overlap);
+    let (mut orders, high) = live.connector.list_all_orders(from.max(0)).await?;
+    // Returns the orders themselves do not show (TikTok): seen here, or never.
+    let returned = live
+        .connector
+        .returned_orders(Some(from.max(0)), &[])
+        .await?;
+    merge_orders(&mut orders, returned);
+    let n = orders.len();
+    ingest_polled(inner, live, orders).await?;
     Metrics::inc(&inner.metrics.polled, n as u64);
     let high = high.max(since);
     inner

@@ -5,15 +5,12 @@
 //! unique (line, restock) key makes a return seen twice restock once.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use stockade_marketplaces::{Connector, ErrorKind, ReturnsReport};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValue, sql_params};
-use tokio::sync::oneshot;
 
-use super::{ACTOR, IngestJob, Inner, Live, ms};
-use crate::ingest::Source;
-use crate::{Result, SyncError, now_ms};
+use super::{ACTOR, Inner, Live, ms};
+use crate::{Result, now_ms};
 
 const LOAD: &str = "SELECT covered_ms, requested_at_ms, report_id, from_ms, to_ms FROM return_reports WHERE connection_id = $1";
 const REQUESTED: &str = "INSERT INTO return_reports (connection_id, covered_ms, requested_at_ms, report_id, from_ms, to_ms, updated_at_ms)
@@ -101,26 +98,7 @@ pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) ->
         }
         ReturnsReport::Done(orders) => {
             let n = orders.len();
-            let mut waits = Vec::with_capacity(n);
-            for order in orders {
-                let (tx, rx) = oneshot::channel();
-                let job = IngestJob {
-                    live: live.clone(),
-                    order,
-                    source: Source::Poll,
-                    arrival: Instant::now(),
-                    replies: vec![tx],
-                };
-                inner
-                    .ingest_tx
-                    .send(job)
-                    .await
-                    .map_err(|_| SyncError::ShuttingDown)?;
-                waits.push(rx);
-            }
-            for w in waits {
-                w.await.map_err(|_| SyncError::ShuttingDown)??;
-            }
+            super::poller::ingest_polled(inner, live, orders).await?;
             record(
                 inner,
                 live,
