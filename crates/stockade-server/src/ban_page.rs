@@ -81,7 +81,7 @@ pub fn banned(ip: IpAddr, until_s: Option<i64>, now_s: i64, wants_json: bool) ->
             _ => "<p>The ban is <strong>permanent</strong>: it ends when an administrator lifts it.</p>".to_owned(),
         };
         let body = format!(
-            "<p class=\"error\" role=\"alert\">Too many failed attempts came from your address, <code>{}</code>, so it is banned.</p>\
+            "<p class=\"error\" role=\"alert\">Your address, <code>{}</code>, is banned: too many failed attempts came from it, or an administrator banned it.</p>\
              {ends}\
              <p>If this is a mistake, an administrator can lift the ban with <code>stockade ban remove {}</code> (see <code>stockade ban list</code>).</p>",
             esc(&ip.to_string()),
