@@ -449,6 +449,8 @@ fn bench_sync_prints_one_json_object_last() {
         "p99_ms",
         "max_ms",
         "lost",
+        "undelivered",
+        "recovered_by_poll",
         "duplicated",
         "oversold",
         "peak_rss_mb",
