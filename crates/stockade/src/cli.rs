@@ -10,6 +10,7 @@ EXIT CODES:
   1  runtime failure (database unreachable, disk full, …): retry or investigate
   2  usage, configuration or environment error (wrong --env, bad or missing master key, …)
   3  a verification found a problem (audit chain altered, value that no longer decrypts)
+  130  the demo was stopped with Ctrl-C (after cleaning up)
 
 ENVIRONMENT:
   STOCKADE_ENV, STOCKADE_DATA_DIR, STOCKADE_DATABASE_URL, STOCKADE_CONFIG   as the flags

@@ -1,7 +1,8 @@
 //! Exit codes and one-line error messages.
 //!
 //! 0 done · 1 runtime failure · 2 usage, configuration or environment error ·
-//! 3 a verification found a problem. Messages say what to do and carry no secrets:
+//! 3 a verification found a problem · 130 stopped by Ctrl-C (the shell's 128 + SIGINT),
+//! after a clean stop. Messages say what to do and carry no secrets:
 //! they are built from the typed errors of the lower crates, which never include key
 //! material, plaintext or database passwords.
 
@@ -16,6 +17,8 @@ pub enum Kind {
     Runtime = 1,
     Usage = 2,
     Verification = 3,
+    /// Stopped by Ctrl-C after cleaning up; nothing to print.
+    Interrupted = 130,
 }
 
 /// A command's failure: its exit code and a one-line message.
@@ -44,6 +47,15 @@ impl Failure {
         Failure {
             kind: Kind::Verification,
             message: message.into(),
+        }
+    }
+
+    /// Ctrl-C stopped a foreground command that then cleaned up: the shell convention
+    /// (128 + SIGINT) tells a calling script it was interrupted, not completed.
+    pub fn interrupted() -> Self {
+        Failure {
+            kind: Kind::Interrupted,
+            message: String::new(),
         }
     }
 

@@ -103,6 +103,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(commands::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(failure) if failure.kind == exit::Kind::Interrupted => failure.exit_code(),
         Err(failure) => {
             eprintln!("error: {failure}");
             failure.exit_code()

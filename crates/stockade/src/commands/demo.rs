@@ -251,6 +251,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         stop_ms = stop_started.elapsed().as_millis() as u64,
         "demo stopped"
     );
+    if interrupted {
+        return Err(Failure::interrupted());
+    }
     Ok(())
 }
 

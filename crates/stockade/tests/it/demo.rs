@@ -163,7 +163,9 @@ async fn the_demo_screen_is_the_summary_its_sign_in_works_and_ctrl_c_stops_it_in
     let took = pressed.elapsed();
     eprintln!("demo stopped {took:?} after Ctrl-C");
     let screen = read(&capture);
-    assert!(status.success(), "{screen}");
+    // Stopped by Ctrl-C after a clean stop: the shell's 130 (128 + SIGINT).
+    assert_eq!(status.code(), Some(130), "{screen}");
+    assert!(screen.contains("Cleaned up."), "{screen}");
     assert!(
         took <= Duration::from_secs(2),
         "Ctrl-C took {took:?}:\n{screen}"
