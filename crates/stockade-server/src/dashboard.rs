@@ -4,7 +4,7 @@
 //! already scrubbed fields leave here.
 
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use stockade_store::{Store, StoreError};
 
 /// An alert channel and its queue.
@@ -33,8 +33,8 @@ pub struct HistoryEntry {
     pub delivery: String,
 }
 
-/// One queued or sent delivery of an alert to a channel. The alert's own fields are
-/// passed through as stored (`null` when absent).
+/// One queued or sent delivery of an alert to a channel, with the alert's own
+/// [`ALERT_FIELDS`] as stored (`null` when absent).
 #[derive(Debug, Serialize)]
 pub struct Delivery {
     pub id: i64,
@@ -44,34 +44,30 @@ pub struct Delivery {
     pub events: i64,
     pub created_at_ms: i64,
     pub sent_at_ms: Option<i64>,
-    pub event_id: Option<Value>,
-    pub severity: Option<Value>,
-    pub source: Option<Value>,
-    pub kind: Option<Value>,
-    pub title: Option<Value>,
-    pub facts: Option<Value>,
-    pub message: Option<Value>,
-    pub count: Option<Value>,
+    #[serde(flatten)]
+    pub alert: Map<String, Value>,
 }
+
+/// The fields of a stored alert a delivery shows.
+pub const ALERT_FIELDS: [&str; 8] = [
+    "event_id", "severity", "source", "kind", "title", "facts", "message", "count",
+];
 
 impl Delivery {
     /// The event number the page anchors the row on (0 if the alert has none).
     pub fn event_no(&self) -> i64 {
-        self.event_id.as_ref().and_then(Value::as_i64).unwrap_or(0)
+        self.alert
+            .get("event_id")
+            .and_then(Value::as_i64)
+            .unwrap_or(0)
     }
-    pub fn severity_text(&self) -> &str {
-        text(self.severity.as_ref())
-    }
-    pub fn title_text(&self) -> &str {
-        text(self.title.as_ref())
+    /// An alert field as text ("" if absent or not text).
+    pub fn text(&self, field: &str) -> &str {
+        self.alert.get(field).and_then(Value::as_str).unwrap_or("")
     }
     pub fn queued(&self) -> String {
         stockade_core::time::format_rfc3339_ms(self.created_at_ms)
     }
-}
-
-fn text(v: Option<&Value>) -> &str {
-    v.and_then(Value::as_str).unwrap_or("")
 }
 
 /// Every alert, newest first, at most `limit`.
@@ -131,7 +127,6 @@ pub async fn channels_and_deliveries(
     let mut deliveries = Vec::with_capacity(rows.len());
     for r in rows {
         let alert: Value = serde_json::from_str(&r.text(7)?).unwrap_or_default();
-        let field = |k: &str| alert.get(k).cloned();
         deliveries.push(Delivery {
             id: r.int(0)?,
             channel: r.text(1)?,
@@ -140,14 +135,10 @@ pub async fn channels_and_deliveries(
             events: r.int(4)?,
             created_at_ms: r.int(5)?,
             sent_at_ms: r.opt_int(6)?,
-            event_id: field("event_id"),
-            severity: field("severity"),
-            source: field("source"),
-            kind: field("kind"),
-            title: field("title"),
-            facts: field("facts"),
-            message: field("message"),
-            count: field("count"),
+            alert: ALERT_FIELDS
+                .iter()
+                .map(|k| (k.to_string(), alert.get(*k).cloned().unwrap_or_default()))
+                .collect(),
         });
     }
     Ok((channels, deliveries))

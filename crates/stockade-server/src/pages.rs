@@ -458,3 +458,55 @@ impl std::fmt::Debug for CodeForm {
         f.write_str("CodeForm { .. }")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_on_pages_are_escaped() {
+        let home = HomePage {
+            title: "Stockade",
+            who: "<script>alert(1)</script>@shop.example (admin)".into(),
+            environment: "dev",
+            csrf: "\"><script>",
+        }
+        .render()
+        .unwrap();
+        assert!(!home.contains("<script>"), "{home}");
+        assert!(home.contains("&#60;script&#62;alert(1)&#60;/script&#62;@shop.example"));
+        let alerts = AlertsPage {
+            title: "Stockade alerts",
+            channels: vec![],
+            history: vec![HistoryEntry {
+                event_id: 7,
+                at_ms: 0,
+                at: "1970-01-01T00:00:00.000Z".into(),
+                severity: "critical".into(),
+                source: "sync".into(),
+                kind: "push_failed".into(),
+                title: "Push failed for <script>alert(1)</script>".into(),
+                delivery: "dashboard only".into(),
+            }],
+            deliveries: vec![],
+        }
+        .render()
+        .unwrap();
+        assert!(!alerts.contains("<script>"), "{alerts}");
+        assert!(
+            alerts.contains("<td>Push failed for &#60;script&#62;alert(1)&#60;/script&#62;</td>")
+        );
+        assert!(alerts.contains("<tr id=\"alert-7\">"), "{alerts}");
+    }
+
+    #[test]
+    fn the_code_form_has_the_fields_of_its_page() {
+        let page = |p: CodePage<'_>| p.render().unwrap();
+        let mfa = page(mfa_page("tok"));
+        assert!(mfa.contains("name=\"csrf\" value=\"tok\""), "{mfa}");
+        assert!(mfa.contains("name=\"recovery_code\"") && !mfa.contains("name=\"password\""));
+        let lock = page(lock_page("tok"));
+        assert!(lock.contains("name=\"recovery_code\"") && lock.contains("name=\"password\""));
+        assert!(lock.contains("action=\"/lock\""));
+    }
+}
