@@ -289,7 +289,7 @@ pub async fn audit_verify(State(state): State<AppState>) -> ApiResult {
 /// Alert channels' state and the newest alerts (scrubbed, allow-listed fields only).
 pub async fn alerts(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let store = state.access.store();
-    let (channels, recent) = dashboard::channels_and_deliveries(store, 50).await?;
+    let (channels, recent) = dashboard::alerts_view(store, 50).await?;
     let alerts = dashboard::alert_history(store, 100).await?;
     Ok(Json(
         json!({"channels": channels, "alerts": alerts, "recent": recent}),
