@@ -54,6 +54,13 @@ impl Draft {
         self.hint = Some(hint);
         self
     }
+    /// Set severity, title and key on facts built first.
+    fn titled(mut self, severity: Severity, title: String, key: String) -> Self {
+        self.severity = severity;
+        self.title = title;
+        self.key = key;
+        self
+    }
 }
 
 /// Turn a stored event into an alert, or `None` when it is not alerted.
@@ -77,7 +84,7 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         Event::MfaReset(m) => mfa_reset(m),
         Event::ChannelDown(c) => channel(c, "channel_down"),
         Event::ChannelConfig(c) => channel(c, "channel_config"),
-        Event::Other(c) => other(c, rec.id),
+        Event::Other(c) => other(c),
     };
     let c = rec.event.columns();
     Some(Alert {
@@ -95,16 +102,6 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         since_ms: None,
         about_channel: d.about_channel,
     })
-}
-
-impl Draft {
-    /// Set severity, title and key on facts built first.
-    fn titled(mut self, severity: Severity, title: String, key: String) -> Self {
-        self.severity = severity;
-        self.title = title;
-        self.key = key;
-        self
-    }
 }
 
 /// The facts every sync failure shows.
@@ -333,73 +330,42 @@ fn channel(c: &ChannelTrouble, kind: &str) -> Draft {
     d
 }
 
-/// A row this build has no variant for: the generic alert of its source, from the
-/// detail's allow-listed keys.
-fn other(c: &EventColumns, id: i64) -> Draft {
+/// A row this build has no variant for. A workflow failure (the workflow engine's
+/// events, not typed yet) shows its allow-listed keys; anything else its source and kind.
+fn other(c: &EventColumns) -> Draft {
+    let kind = c.kind.as_str();
+    if c.source != "workflow" {
+        let (source, kind) = (ident(&c.source), ident(kind));
+        let key = format!("{}:{}", c.source, c.kind);
+        return Draft::new(
+            Severity::Warning,
+            format!("Event {kind} from {source}"),
+            key,
+        );
+    }
     let d: serde_json::Value = serde_json::from_str(&c.detail).unwrap_or_default();
-    let s = |key: &str| match d.get(key) {
-        Some(serde_json::Value::String(s)) => Some(s.clone()),
-        Some(v @ (serde_json::Value::Number(_) | serde_json::Value::Bool(_))) => {
-            Some(v.to_string())
-        }
-        _ => None,
-    };
-    let n = |key: &str| d.get(key).and_then(serde_json::Value::as_i64);
+    let s = |key: &str| d.get(key).and_then(|v| v.as_str()).map(str::to_owned);
     let caller = c
         .caller
         .split_once(':')
         .map_or(c.caller.as_str(), |(_, n)| n);
+    let wf = s("workflow").unwrap_or_else(|| caller.to_owned());
     let class = s("class");
-    let kind = c.kind.as_str();
-    match c.source.as_str() {
-        "sync" => {
-            let conn = s("connection").unwrap_or_else(|| caller.to_owned());
-            sync_facts(
-                &conn,
-                &c.operation,
-                class.as_deref(),
-                c.status,
-                n("attempts"),
-            )
-            .message(s("message").as_deref())
-            .titled(
-                Severity::Error,
-                format!("Sync task {} failed on {}", ident(kind), ident(&conn)),
-                format!("sync:{kind}:{conn}:{}", class.unwrap_or_default()),
-            )
-        }
-        "access" => Draft::new(
-            Severity::Warning,
-            format!("Security event {}", ident(kind)),
-            format!("access:{kind}"),
-        ),
-        "workflow" => {
-            let wf = s("workflow").unwrap_or_else(|| caller.to_owned());
-            Draft::new(
-                Severity::Error,
-                format!("Workflow {} failed", ident(&wf)),
-                format!("workflow:{wf}:{}", class.clone().unwrap_or_default()),
-            )
-            .fact("Workflow", Some(&wf))
-            .fact("Execution", s("execution").as_deref())
-            .fact("Failed step", s("step").as_deref())
-            .fact("Error class", class.as_deref())
-            .num("HTTP status", c.status)
-            .num("Attempts", n("attempts"))
-            .message(s("message").as_deref())
-        }
-        "test" => Draft::new(
-            Severity::Info,
-            "Test alert from Stockade: this channel works".to_owned(),
-            format!("test:{id}"),
-        )
-        .fact("Channel", s("channel").as_deref()),
-        source => Draft::new(
-            Severity::Warning,
-            format!("Event {} from {}", ident(kind), ident(source)),
-            format!("{source}:{kind}"),
-        ),
-    }
+    Draft::new(
+        Severity::Error,
+        format!("Workflow {} failed", ident(&wf)),
+        format!("workflow:{wf}:{}", class.as_deref().unwrap_or_default()),
+    )
+    .fact("Workflow", Some(&wf))
+    .fact("Execution", s("execution").as_deref())
+    .fact("Failed step", s("step").as_deref())
+    .fact("Error class", class.as_deref())
+    .num("HTTP status", c.status)
+    .num(
+        "Attempts",
+        d.get("attempts").and_then(serde_json::Value::as_i64),
+    )
+    .message(s("message").as_deref())
 }
 
 #[cfg(test)]

@@ -69,8 +69,7 @@ pub async fn alert_history(store: &Store, limit: i64) -> Result<Vec<AlertEntry>,
     while out.len() < limit && scanned < SCAN_MAX {
         let rows = store.events_before(before, PAGE).await?;
         let n = rows.len();
-        for (ev, routed) in &rows {
-            let routed = *routed;
+        for (ev, routed) in rows {
             before = ev.id;
             if let Some(alert) = classify(&ev)
                 && out.len() < limit

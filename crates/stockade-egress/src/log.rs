@@ -212,13 +212,8 @@ async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
-    // Events the alert pipeline has not routed yet are kept for a second retention
-    // period (a server that runs without its alert router still prunes eventually).
     let b = store
-        .write_unaudited(
-            "DELETE FROM events WHERE at_ms < $1 AND (delivered_at_ms IS NOT NULL OR at_ms < $2)",
-            sql_params![cutoff, cutoff.saturating_sub(keep_ms)],
-        )
+        .prune_events(cutoff, cutoff.saturating_sub(keep_ms))
         .await
         .map_err(|e| e.to_string())?;
     Ok(a + b)

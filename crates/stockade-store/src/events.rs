@@ -105,6 +105,17 @@ impl Store {
             .await
     }
 
+    /// Delete routed events older than `cutoff_ms`, and unrouted ones older than
+    /// `unrouted_cutoff_ms` (a server that runs without its alert router still prunes,
+    /// later). The retention prune of the egress log writer.
+    pub async fn prune_events(&self, cutoff_ms: i64, unrouted_cutoff_ms: i64) -> Result<u64> {
+        self.write_unaudited(
+            "DELETE FROM events WHERE at_ms < $1 AND (delivered_at_ms IS NOT NULL OR at_ms < $2)",
+            sql_params![cutoff_ms, unrouted_cutoff_ms],
+        )
+        .await
+    }
+
     /// Up to `limit` events with an id below `before`, newest first, each with whether
     /// the alert pipeline has routed it (the alert history).
     pub async fn events_before(&self, before: i64, limit: i64) -> Result<Vec<(EventRecord, bool)>> {

@@ -957,10 +957,27 @@ async fn each_event_is_alerted_exactly_once_across_router_restarts(db: Db) {
         "every event routed once"
     );
     assert_eq!(Some(&cursor(rig.store.clone()).await), raised.iter().max());
-    wait_for("every alert on the webhook", Duration::from_secs(5), || {
-        messages(&rig.bots, "hook").len() >= 1
-    })
-    .await;
+    // And every one of them reaches the webhook.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let unsent = rig
+            .store
+            .query_one(
+                "SELECT COUNT(*) FROM alert_outbox WHERE channel = 'hook' AND state <> 'sent'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap();
+        if unsent == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unsent} alerts not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!messages(&rig.bots, "hook").is_empty());
     alerts.shutdown().await;
     rig.finish().await;
 }

@@ -51,7 +51,10 @@ async fn a_subscriber_resumes_after_its_cursor_and_a_stale_batch_is_refused(back
     // Two readers of the same batch: only the first acknowledgement stands.
     let twin = stream.next_batch(10).await.unwrap();
     again.ack(&second).await.unwrap();
-    assert!(matches!(stream.ack(&twin).await, Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        stream.ack(&twin).await,
+        Err(StoreError::Conflict(_))
+    ));
     assert!(again.next_batch(10).await.unwrap().events.is_empty());
     // Subscribers are independent: a new one starts at the beginning.
     let other = EventStream::subscribe(&store, "other").await.unwrap();
