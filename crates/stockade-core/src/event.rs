@@ -14,6 +14,12 @@
 //!   detail keys are dropped on decode, so they never reach an alert.
 //! - Details hold identifiers, counts and third-party error text only, never a buyer's
 //!   data or a secret.
+//!
+//! A new kind of event: a variant here with a detail struct (`#[serde(default)]`, fields
+//! in alphabetical order), its arm in [`Event::columns`] and [`Event::decode`], a test
+//! that it round-trips, and its alert in `stockade-alerts` `classify` (the match is
+//! exhaustive, so the compiler asks). Producers append it with
+//! `stockade_store::events::append` inside the commit of the change it reports.
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
