@@ -26,7 +26,7 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use migrate::{MIGRATIONS, Migration};
-pub use sql::{Expect, SqlRow, SqlValue};
+pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 
 /// Errors from the store. Messages never include bound values, URLs with passwords or
 /// key material; they name the database by a redacted description.
@@ -65,6 +65,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Database(String),
+    /// A stored value this version cannot read (names the column, never the value).
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
     #[error("the database was busy (deadlock or serialization failure): {0}; try again")]
     Busy(String),
     #[error("the database writer has stopped; restart stockade")]
@@ -459,6 +462,31 @@ impl Store {
         params: Vec<SqlValue>,
     ) -> Result<Option<SqlRow>> {
         Ok(self.query(statement, params).await?.into_iter().next())
+    }
+
+    /// Run a read-only statement and decode every row as `T` (see [`FromRow`]).
+    pub async fn query_as<T: FromRow>(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<T>> {
+        self.query(statement, params)
+            .await?
+            .iter()
+            .map(SqlRow::decode)
+            .collect()
+    }
+
+    /// The first row of a read-only statement decoded as `T`, if any.
+    pub async fn query_one_as<T: FromRow>(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Option<T>> {
+        self.query_one(statement, params)
+            .await?
+            .map(|r| r.decode())
+            .transpose()
     }
 
     /// The unaudited bookkeeping path: one statement, outside the audit chain. Every data
