@@ -489,6 +489,12 @@ impl Store {
             .transpose()
     }
 
+    /// The one integer an aggregate statement returns (`SELECT COUNT(*) …`), 0 when it
+    /// returns no row.
+    pub async fn count(&self, statement: &'static str, params: Vec<SqlValue>) -> Result<i64> {
+        Ok(self.query_one_as(statement, params).await?.unwrap_or(0))
+    }
+
     /// The unaudited bookkeeping path: one statement, outside the audit chain. Every data
     /// modification (orders, stock, listings' buffers and maximums, credentials,
     /// connections, workflows, users, keys, bans, purges) goes through [`Store::commit`]

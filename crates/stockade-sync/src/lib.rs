@@ -64,8 +64,6 @@ pub enum SyncError {
     Vault(#[from] stockade_vault::VaultError),
     #[error(transparent)]
     Market(#[from] stockade_marketplaces::MarketError),
-    #[error("stored data is not what this version expects: {0}")]
-    Corrupt(String),
     #[error("the sync engine is shutting down")]
     ShuttingDown,
 }

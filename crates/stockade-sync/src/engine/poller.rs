@@ -77,8 +77,8 @@ pub(super) async fn ingest_polled(
 }
 
 async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
-    let since = match inner.store.query_one(CURSOR, sql_params![live.id]).await? {
-        Some(r) => r.int(0)?,
+    let since = match inner.store.query_one_as(CURSOR, sql_params![live.id]).await? {
+        Some(since) => since,
         None => now_ms() - ms(inner.opts.poll_lookback),
     };
     let from = since - ms(inner.opts.poll_overlap);

@@ -12,7 +12,7 @@ use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValu
 use super::{ACTOR, Inner, Live, ms};
 use crate::{Result, now_ms};
 
-const LOAD: &str = "SELECT covered_ms, requested_at_ms, report_id, from_ms, to_ms FROM return_reports WHERE connection_id = $1";
+const LOAD: &str = "SELECT covered_ms, requested_at_ms, report_id, to_ms FROM return_reports WHERE connection_id = $1";
 const REQUESTED: &str = "INSERT INTO return_reports (connection_id, covered_ms, requested_at_ms, report_id, from_ms, to_ms, updated_at_ms)
      VALUES ($1, NULL, $2, $3, $4, $5, $2)
      ON CONFLICT (connection_id) DO UPDATE SET requested_at_ms = excluded.requested_at_ms,
@@ -41,15 +41,11 @@ pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) ->
     };
     let every = ms(inner.opts.returns_report_interval.unwrap_or(min_interval));
     let now = now_ms();
-    let row = inner.store.query_one(LOAD, sql_params![live.id]).await?;
-    let (covered, requested_at, in_flight) = match &row {
-        Some(r) => {
-            let report = match (r.opt_text(2)?, r.opt_int(4)?) {
-                (Some(id), Some(to)) => Some((id, to)),
-                _ => None,
-            };
-            (r.opt_int(0)?, r.int(1)?, report)
-        }
+    let row: Option<(Option<i64>, i64, Option<String>, Option<i64>)> =
+        inner.store.query_one_as(LOAD, sql_params![live.id]).await?;
+    let (covered, requested_at, in_flight) = match row {
+        Some((covered, requested_at, Some(id), Some(to))) => (covered, requested_at, Some((id, to))),
+        Some((covered, requested_at, ..)) => (covered, requested_at, None),
         None => (None, i64::MIN, None),
     };
     let (report_id, to) = match in_flight {

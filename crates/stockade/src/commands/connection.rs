@@ -31,7 +31,7 @@ pub(super) fn sync_failure(e: SyncError) -> Failure {
         SyncError::Invalid(_) | SyncError::UnknownConnection(_) | SyncError::Revoked(_) => {
             Failure::usage(e.to_string())
         }
-        SyncError::Market(_) | SyncError::Corrupt(_) | SyncError::ShuttingDown => {
+        SyncError::Market(_) | SyncError::ShuttingDown => {
             Failure::runtime(e.to_string())
         }
     }
