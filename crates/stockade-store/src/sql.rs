@@ -201,7 +201,8 @@ impl Columns<'_> {
 }
 
 /// A type a whole result row decodes to: implement it once, next to the SELECT whose
-/// columns it takes in order, and read with [`crate::Store::query_as`].
+/// columns it takes in order, and read with [`crate::Store::query_as`]. Rows nest: a
+/// tuple's items and a struct's decode may take a whole row type's columns in turn.
 pub trait FromRow: Sized {
     fn from_row(c: &mut Columns<'_>) -> crate::Result<Self>;
 }
@@ -214,9 +215,9 @@ impl<T: FromColumn> FromRow for T {
 
 macro_rules! tuple_from_row {
     ($($t:ident),+) => {
-        impl<$($t: FromColumn),+> FromRow for ($($t,)+) {
+        impl<$($t: FromRow),+> FromRow for ($($t,)+) {
             fn from_row(c: &mut Columns<'_>) -> crate::Result<Self> {
-                Ok(($(c.get::<$t>()?,)+))
+                Ok(($($t::from_row(c)?,)+))
             }
         }
     };
@@ -226,6 +227,7 @@ tuple_from_row!(A, B);
 tuple_from_row!(A, B, C);
 tuple_from_row!(A, B, C, D);
 tuple_from_row!(A, B, C, D, E);
+tuple_from_row!(A, B, C, D, E, F);
 
 fn type_err(i: usize, want: &str) -> crate::StoreError {
     crate::StoreError::Database(format!("column {i} is not {want}"))

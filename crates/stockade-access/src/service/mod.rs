@@ -100,8 +100,6 @@ pub enum AccessError {
     ApiKeyNotFound(String),
     #[error("an API key name must be 1 to 64 printable characters")]
     BadKeyName,
-    #[error("{0:?} is not an IP address")]
-    BadIp(String),
     #[error("{0} is not banned (see `stockade ban list`)")]
     NotBanned(IpAddr),
     #[error("{0:?} is not a duration: use a number with s, m, h, d or w (e.g. 90d), or `never`")]
