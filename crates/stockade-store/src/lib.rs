@@ -435,6 +435,21 @@ impl Store {
         }
     }
 
+    /// The chain's last row, `(seq, hash)`, if any (one indexed read).
+    pub async fn audit_head(&self) -> Result<Option<(i64, Hash)>> {
+        self.query_one_as(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            vec![],
+        )
+        .await
+    }
+
+    /// The hash column of audit row `seq` as stored (a tampered row may hold any bytes).
+    pub async fn audit_hash(&self, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.query_one_as("SELECT hash FROM audit WHERE seq = $1", sql_params![seq])
+            .await
+    }
+
     /// Walk the whole chain; see [`audit`] for what is checked.
     pub async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
         match &*self.backend {

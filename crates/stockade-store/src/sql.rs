@@ -170,6 +170,14 @@ from_column!(
     Option<String> => opt_text, Vec<u8> => bytes, Option<Vec<u8>> => opt_bytes,
 );
 
+/// An audit hash (or any 32-byte digest) column.
+impl FromColumn for [u8; 32] {
+    fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
+        <[u8; 32]>::try_from(row.bytes(i)?)
+            .map_err(|_| crate::StoreError::Corrupt(format!("column {i} is not a 32-byte hash")))
+    }
+}
+
 /// The columns of one row, taken in SELECT order.
 #[derive(Debug)]
 pub struct Columns<'r> {

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use stockade_core::Actor;
 use stockade_marketplaces::{ListingRef, Marketplace};
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, Columns, Expect, FromColumn, FromRow, Mutation, SqlRow, Store,
-    StoreError, sql_params,
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromColumn, FromRow, Mutation, SqlRow,
+    Store, StoreError, sql_params,
 };
 
 use crate::connections::{self, Connection, ConnectionStatus};
@@ -557,11 +557,13 @@ pub async fn verify_stock(store: &Store) -> Result<Vec<StockMismatch>> {
     let rows: Vec<(String, i64, i64, i64, i64)> = store.query_as(LEDGER_SUMS, vec![]).await?;
     Ok(rows
         .into_iter()
-        .map(|(sku, on_hand, reserved, l_on_hand, l_reserved)| StockMismatch {
-            sku,
-            stored: (on_hand, reserved),
-            ledger: (l_on_hand, l_reserved),
-        })
+        .map(
+            |(sku, on_hand, reserved, l_on_hand, l_reserved)| StockMismatch {
+                sku,
+                stored: (on_hand, reserved),
+                ledger: (l_on_hand, l_reserved),
+            },
+        )
         .filter(|m| m.stored != m.ledger)
         .collect())
 }

@@ -42,7 +42,6 @@ impl ConnectionStatus {
             ConnectionStatus::Revoked => "revoked",
         }
     }
-
 }
 
 impl std::str::FromStr for ConnectionStatus {

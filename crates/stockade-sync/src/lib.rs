@@ -29,6 +29,7 @@ pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod purge;
+pub mod stats;
 pub mod unmatched;
 
 use std::time::Duration;

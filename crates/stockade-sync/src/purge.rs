@@ -96,7 +96,9 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
     let order_lines = store.count(COUNT_LINES, sql_params![id]).await?;
     let open = store.count(COUNT_OPEN, sql_params![id]).await?;
     let listings = store.count(COUNT_LISTINGS, sql_params![id]).await?;
-    let events = store.count(COUNT_EVENTS, sql_params![caller.as_str()]).await?;
+    let events = store
+        .count(COUNT_EVENTS, sql_params![caller.as_str()])
+        .await?;
     let prefix = format!("connection/{}/", conn.name);
     let creds: Vec<String> = vault
         .list_credentials()

@@ -77,7 +77,11 @@ pub(super) async fn ingest_polled(
 }
 
 async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
-    let since = match inner.store.query_one_as(CURSOR, sql_params![live.id]).await? {
+    let since = match inner
+        .store
+        .query_one_as(CURSOR, sql_params![live.id])
+        .await?
+    {
         Some(since) => since,
         None => now_ms() - ms(inner.opts.poll_lookback),
     };

@@ -51,8 +51,10 @@ pub(super) async fn reconcile_loop(inner: Arc<Inner>, live: Arc<Live>, every: Du
 /// Read every listing's quantity back; a settled listing that shows something else than
 /// its target gets a new version, so the pusher sends it again. Returns the drift count.
 async fn reconcile_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
-    let rows: Vec<(String, String, i64, i64, i64)> =
-        inner.store.query_as(LISTINGS_OF, sql_params![live.id]).await?;
+    let rows: Vec<(String, String, i64, i64, i64)> = inner
+        .store
+        .query_as(LISTINGS_OF, sql_params![live.id])
+        .await?;
     let listings: Vec<_> = rows
         .into_iter()
         .map(|(sku, ids, target, version, pushed)| {

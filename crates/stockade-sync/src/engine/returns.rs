@@ -44,7 +44,9 @@ pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) ->
     let row: Option<(Option<i64>, i64, Option<String>, Option<i64>)> =
         inner.store.query_one_as(LOAD, sql_params![live.id]).await?;
     let (covered, requested_at, in_flight) = match row {
-        Some((covered, requested_at, Some(id), Some(to))) => (covered, requested_at, Some((id, to))),
+        Some((covered, requested_at, Some(id), Some(to))) => {
+            (covered, requested_at, Some((id, to)))
+        }
         Some((covered, requested_at, ..)) => (covered, requested_at, None),
         None => (None, i64::MIN, None),
     };
