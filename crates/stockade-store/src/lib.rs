@@ -203,6 +203,17 @@ pub struct MasterKeyRecord {
     pub retired_at_ms: Option<i64>,
 }
 
+impl FromRow for MasterKeyRecord {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        Ok(MasterKeyRecord {
+            version: c.get()?,
+            fingerprint: c.get()?,
+            created_at_ms: c.get()?,
+            retired_at_ms: c.get()?,
+        })
+    }
+}
+
 /// A data key as the keyring records it. `wrapped` is `None` once destroyed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DataKeyRecord {
@@ -222,6 +233,19 @@ impl std::fmt::Debug for DataKeyRecord {
             .field("master_version", &self.master_version)
             .field("destroyed", &self.destroyed_at_ms.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl FromRow for DataKeyRecord {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        Ok(DataKeyRecord {
+            id: c.get()?,
+            owner: c.get()?,
+            master_version: c.get()?,
+            wrapped: c.get()?,
+            created_at_ms: c.get()?,
+            destroyed_at_ms: c.get()?,
+        })
     }
 }
 
@@ -246,6 +270,21 @@ impl std::fmt::Debug for CredentialRecord {
             .field("key_id", &self.key_id)
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
+    }
+}
+
+impl FromRow for CredentialRecord {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        Ok(CredentialRecord {
+            name: c.get()?,
+            kind: c.get()?,
+            key_id: c.get()?,
+            ciphertext: c.get()?,
+            scopes: c.get()?,
+            account_tag: c.get()?,
+            created_at_ms: c.get()?,
+            updated_at_ms: c.get()?,
+        })
     }
 }
 
@@ -387,25 +426,20 @@ impl Store {
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.meta(key).await,
-            Backend::Postgres(p) => p.meta(key).await,
-        }
+        let q = "SELECT value FROM stockade_meta WHERE key = $1";
+        self.query_one_as(q, sql_params![key]).await
     }
 
     pub async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.master_keys().await,
-            Backend::Postgres(p) => p.master_keys().await,
-        }
+        let q = "SELECT version, fingerprint, created_at_ms, retired_at_ms FROM keyring_master ORDER BY version";
+        self.query_as(q, vec![]).await
     }
 
     /// All data keys, destroyed ones included (as tombstones).
     pub async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.data_keys().await,
-            Backend::Postgres(p) => p.data_keys().await,
-        }
+        let q = "SELECT id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms
+                 FROM keyring_data_keys ORDER BY created_at_ms, id";
+        self.query_as(q, vec![]).await
     }
 
     pub async fn data_key(&self, id: i64) -> Result<Option<DataKeyRecord>> {
@@ -421,18 +455,16 @@ impl Store {
     }
 
     pub async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.credentials().await,
-            Backend::Postgres(p) => p.credentials().await,
-        }
+        let q = "SELECT name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms
+                 FROM credentials ORDER BY name";
+        self.query_as(q, vec![]).await
     }
 
     /// Up to `limit` audit rows with `seq > after`, in order.
     pub async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.audit_rows(after, limit).await,
-            Backend::Postgres(p) => p.audit_rows(after, limit).await,
-        }
+        let q = "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash
+                 FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2";
+        self.query_as(q, sql_params![after, i64::from(limit)]).await
     }
 
     /// The chain's last row, `(seq, hash)`, if any (one indexed read).
