@@ -593,10 +593,17 @@ impl Store {
 
     /// Table and column names, sorted, for the test that the two backends' schemas agree.
     pub async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.schema_columns().await,
-            Backend::Postgres(p) => p.schema_columns().await,
-        }
+        let q = match &*self.backend {
+            Backend::Sqlite(_) => {
+                "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2"
+            }
+            Backend::Postgres(_) => {
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() ORDER BY 1, 2"
+            }
+        };
+        self.query_as(q, vec![]).await
     }
 
     /// Run raw SQL outside the audited path. Only for tests that simulate an attacker

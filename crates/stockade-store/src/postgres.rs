@@ -344,20 +344,6 @@ impl PgStore {
         }
     }
 
-    pub(crate) async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() ORDER BY 1, 2",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(pg_err)
-    }
-
     pub(crate) async fn close(self) {
         self.pool.close().await;
     }

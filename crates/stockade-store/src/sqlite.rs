@@ -419,22 +419,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
-                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
-        })
-        .await
-    }
-
     pub(crate) async fn close(self) {
         let SqliteStore {
             sender,
