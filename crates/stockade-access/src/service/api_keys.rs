@@ -72,19 +72,6 @@ impl FromRow for ApiKeyInfo {
     }
 }
 
-/// What a request's key is checked against.
-struct StoredKey {
-    info: ApiKeyInfo,
-    secret_hash: Vec<u8>,
-}
-
-impl FromRow for StoredKey {
-    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
-        let (secret_hash, info) = FromRow::from_row(c)?;
-        Ok(StoredKey { info, secret_hash })
-    }
-}
-
 impl Access {
     /// Create an API key; the returned token is shown once and never stored.
     pub async fn create_api_key(
@@ -219,9 +206,9 @@ impl Access {
                 server_env: self.env.as_str().to_owned(),
             }));
         }
-        let Some(StoredKey { info: key, secret_hash }) = self
+        let Some((secret_hash, key)) = self
             .store
-            .query_one_as(
+            .query_one_as::<(Vec<u8>, ApiKeyInfo)>(
                 "SELECT secret_hash, id, name, role, env, created_by, created_at_ms, expires_at_ms, last_used_at_ms, revoked_at_ms
                  FROM api_keys WHERE id = $1",
                 sql_params![id.to_owned()],

@@ -7,3 +7,4 @@
 mod audit_chain;
 mod harness;
 mod lifecycle;
+mod typed_rows;
