@@ -7,9 +7,7 @@
 use std::sync::Arc;
 
 use stockade_marketplaces::{Connector, ErrorKind, ReturnsReport};
-use stockade_store::{
-    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, SqlValue, sql_params,
-};
+use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValue, sql_params};
 
 use super::{ACTOR, Inner, Live, ms};
 use crate::{Result, now_ms};
@@ -35,23 +33,8 @@ const MAX_REPORT_RANGE_MS: i64 = 60 * 86_400_000 - 3_600_000;
 /// A report still not done after this long is given up and requested again.
 const REPORT_GIVE_UP_MS: i64 = 24 * 3600 * 1000;
 
-/// A connection's row of `return_reports`: covered up to when, last requested when, and
-/// the report in flight (its id and end), if any.
-struct ReportState {
-    covered: Option<i64>,
-    requested_at: i64,
-    in_flight: Option<(String, i64)>,
-}
-
-impl FromRow for ReportState {
-    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
-        Ok(ReportState {
-            covered: c.get()?,
-            requested_at: c.get()?,
-            in_flight: c.get::<Option<String>>()?.zip(c.get::<Option<i64>>()?),
-        })
-    }
-}
+/// A connection's row of `return_reports` as [`LOAD`] reads it.
+type ReportRow = (Option<i64>, i64, Option<String>, Option<i64>);
 
 /// One step for the connection's returns report: request one when due, or follow the
 /// one in flight; once done, ingest its returns. Returns how many orders it restocked.
@@ -61,16 +44,9 @@ pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) ->
     };
     let every = ms(inner.opts.returns_report_interval.unwrap_or(min_interval));
     let now = now_ms();
-    let row = inner.store.query_one_as(LOAD, sql_params![live.id]);
-    let ReportState {
-        covered,
-        requested_at,
-        in_flight,
-    } = row.await?.unwrap_or(ReportState {
-        covered: None,
-        requested_at: i64::MIN,
-        in_flight: None,
-    });
+    let row: Option<ReportRow> = inner.store.query_one_as(LOAD, sql_params![live.id]).await?;
+    let (covered, requested_at, id, to) = row.unwrap_or((None, i64::MIN, None, None));
+    let in_flight = id.zip(to);
     let (report_id, to) = match in_flight {
         Some(x) => x,
         None if now.saturating_sub(requested_at) >= every => {
