@@ -8,8 +8,11 @@
 //!   still produce one chain.
 //! - A database records the environment it belongs to and refuses to open under another;
 //!   that check runs before anything is written.
-//! - Every modification goes through [`Store::commit`] with its audit entry (see
-//!   [`change`]); there is no unaudited write path.
+//! - Every data modification goes through [`Store::commit`] with its audit entry (see
+//!   [`change`]); [`Store::write_unaudited`] is the one other write path, for the
+//!   bookkeeping its doc lists.
+//! - Rows are read typed ([`FromRow`], [`Store::query_as`]); each table's rows are
+//!   decoded once, in the module of the crate that owns the table (see [`sql`]).
 
 pub mod audit;
 pub mod change;

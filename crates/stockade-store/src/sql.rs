@@ -12,6 +12,17 @@
 //! then checks that the decode read every column of every row, so a SELECT and its
 //! decode cannot drift apart silently. Scalars and tuples are rows too
 //! (`query_one_as::<i64>("SELECT COUNT(*) …")`).
+//!
+//! Each table has one owner, the only crate that holds SQL for it; others call the
+//! owner's functions:
+//! - this crate: `stockade_meta`, `audit`, `keyring_*`, `credentials` (typed
+//!   [`crate::Mutation`] variants and `Store` methods; the vault is their user);
+//! - `stockade-access`: `users`, `sessions`, `recovery_codes`, `api_keys`, `bans`;
+//! - `stockade-sync`: `connections`, `orders`, `order_lines`, `skus`, `listings`,
+//!   `stock_ledger`, `sync_cursors`, `return_reports`, `purge_receipts` (counts for the
+//!   CLI, demo and bench in `stockade_sync::stats`);
+//! - `stockade-egress`: `egress_log`; `stockade-alerts`: `alert_channels`,
+//!   `alert_outbox`, `alert_windows`; `events` is appended to by every producer.
 
 /// A bound parameter or a column value. Nulls carry their type, because PostgreSQL
 /// checks a parameter's type against its column.
