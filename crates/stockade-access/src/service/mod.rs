@@ -45,7 +45,6 @@ use zeroize::Zeroizing;
 
 use crate::ban::{BanPolicy, Jails};
 use crate::password::{self, HashError, HashParams, PasswordPolicy, PolicyViolation};
-use crate::roles::UnknownRole;
 use crate::throttle::{AccountThrottle, ThrottlePolicy};
 
 #[derive(Debug, Clone)]
@@ -88,8 +87,6 @@ pub enum AccessError {
         "the email address is not valid: it needs one @, a domain and no spaces (at most 254 characters)"
     )]
     InvalidEmail,
-    #[error(transparent)]
-    Role(#[from] UnknownRole),
     #[error("a user with this email already exists (see `stockade user list`)")]
     UserExists,
     #[error("no user with this email (see `stockade user list`)")]
