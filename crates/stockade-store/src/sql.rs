@@ -1,8 +1,8 @@
 //! Typed statements shared by both backends.
 //!
-//! Tables added after the foundation (users, sessions, API keys, bans, and later the
-//! sync tables) are read and written with one SQL text that both SQLite and PostgreSQL
-//! accept: positional `$1, $2, …` parameters in ascending order of first use, integers
+//! Every table is read, and the tables added after the foundation (users, sessions, API
+//! keys, bans, and later the sync tables) are written, with one SQL text that both
+//! SQLite and PostgreSQL accept: positional `$1, $2, …` parameters in ascending order of first use, integers
 //! for times and flags, `ON CONFLICT … DO UPDATE`, `RETURNING`. Statements are
 //! `&'static str`, so no runtime text can become SQL. Every query runs against both
 //! backends in the test suites.
