@@ -73,6 +73,22 @@ pub struct AuditRow {
     pub hash: Vec<u8>,
 }
 
+impl crate::FromRow for AuditRow {
+    fn from_row(c: &mut crate::Columns<'_>) -> crate::Result<Self> {
+        Ok(AuditRow {
+            seq: c.get()?,
+            ts_ms: c.get()?,
+            env: c.get()?,
+            actor: c.get()?,
+            action: c.get()?,
+            resource: c.get()?,
+            details: c.get()?,
+            prev_hash: c.get()?,
+            hash: c.get()?,
+        })
+    }
+}
+
 fn ser_hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&hex::encode(bytes))
 }

@@ -8,8 +8,11 @@
 //!   still produce one chain.
 //! - A database records the environment it belongs to and refuses to open under another;
 //!   that check runs before anything is written.
-//! - Every modification goes through [`Store::commit`] with its audit entry (see
-//!   [`change`]); there is no unaudited write path.
+//! - Every data modification goes through [`Store::commit`] with its audit entry (see
+//!   [`change`]); [`Store::write_unaudited`] is the one other write path, for the
+//!   bookkeeping its doc lists.
+//! - Rows are read typed ([`FromRow`], [`Store::query_as`]); each table's rows are
+//!   decoded once, in the module of the crate that owns the table (see [`sql`]).
 
 pub mod audit;
 pub mod change;
@@ -28,7 +31,7 @@ pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport}
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use events::{Batch, EventStream};
 pub use migrate::{MIGRATIONS, Migration};
-pub use sql::{Expect, SqlRow, SqlValue};
+pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 
 /// Errors from the store. Messages never include bound values, URLs with passwords or
 /// key material; they name the database by a redacted description.
@@ -67,6 +70,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("database error: {0}")]
     Database(String),
+    /// A stored value this version cannot read (names the column, never the value).
+    #[error("stored data is not what this version expects: {0}")]
+    Corrupt(String),
     #[error("the database was busy (deadlock or serialization failure): {0}; try again")]
     Busy(String),
     #[error("the database writer has stopped; restart stockade")]
@@ -202,6 +208,17 @@ pub struct MasterKeyRecord {
     pub retired_at_ms: Option<i64>,
 }
 
+impl FromRow for MasterKeyRecord {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        Ok(MasterKeyRecord {
+            version: c.get()?,
+            fingerprint: c.get()?,
+            created_at_ms: c.get()?,
+            retired_at_ms: c.get()?,
+        })
+    }
+}
+
 /// A data key as the keyring records it. `wrapped` is `None` once destroyed.
 #[derive(Clone, PartialEq, Eq)]
 pub struct DataKeyRecord {
@@ -221,6 +238,19 @@ impl std::fmt::Debug for DataKeyRecord {
             .field("master_version", &self.master_version)
             .field("destroyed", &self.destroyed_at_ms.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+impl FromRow for DataKeyRecord {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        Ok(DataKeyRecord {
+            id: c.get()?,
+            owner: c.get()?,
+            master_version: c.get()?,
+            wrapped: c.get()?,
+            created_at_ms: c.get()?,
+            destroyed_at_ms: c.get()?,
+        })
     }
 }
 
@@ -245,6 +275,21 @@ impl std::fmt::Debug for CredentialRecord {
             .field("key_id", &self.key_id)
             .field("scopes", &self.scopes)
             .finish_non_exhaustive()
+    }
+}
+
+impl FromRow for CredentialRecord {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        Ok(CredentialRecord {
+            name: c.get()?,
+            kind: c.get()?,
+            key_id: c.get()?,
+            ciphertext: c.get()?,
+            scopes: c.get()?,
+            account_tag: c.get()?,
+            created_at_ms: c.get()?,
+            updated_at_ms: c.get()?,
+        })
     }
 }
 
@@ -386,25 +431,20 @@ impl Store {
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.meta(key).await,
-            Backend::Postgres(p) => p.meta(key).await,
-        }
+        let q = "SELECT value FROM stockade_meta WHERE key = $1";
+        self.query_one_as(q, sql_params![key]).await
     }
 
     pub async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.master_keys().await,
-            Backend::Postgres(p) => p.master_keys().await,
-        }
+        let q = "SELECT version, fingerprint, created_at_ms, retired_at_ms FROM keyring_master ORDER BY version";
+        self.query_as(q, vec![]).await
     }
 
     /// All data keys, destroyed ones included (as tombstones).
     pub async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.data_keys().await,
-            Backend::Postgres(p) => p.data_keys().await,
-        }
+        let q = "SELECT id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms
+                 FROM keyring_data_keys ORDER BY created_at_ms, id";
+        self.query_as(q, vec![]).await
     }
 
     pub async fn data_key(&self, id: i64) -> Result<Option<DataKeyRecord>> {
@@ -420,18 +460,31 @@ impl Store {
     }
 
     pub async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.credentials().await,
-            Backend::Postgres(p) => p.credentials().await,
-        }
+        let q = "SELECT name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms
+                 FROM credentials ORDER BY name";
+        self.query_as(q, vec![]).await
     }
 
     /// Up to `limit` audit rows with `seq > after`, in order.
     pub async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.audit_rows(after, limit).await,
-            Backend::Postgres(p) => p.audit_rows(after, limit).await,
-        }
+        let q = "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash
+                 FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2";
+        self.query_as(q, sql_params![after, i64::from(limit)]).await
+    }
+
+    /// The chain's last row, `(seq, hash)`, if any (one indexed read).
+    pub async fn audit_head(&self) -> Result<Option<(i64, Hash)>> {
+        self.query_one_as(
+            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
+            vec![],
+        )
+        .await
+    }
+
+    /// The hash column of audit row `seq` as stored (a tampered row may hold any bytes).
+    pub async fn audit_hash(&self, seq: i64) -> Result<Option<Vec<u8>>> {
+        self.query_one_as("SELECT hash FROM audit WHERE seq = $1", sql_params![seq])
+            .await
     }
 
     /// Walk the whole chain; see [`audit`] for what is checked.
@@ -461,6 +514,37 @@ impl Store {
         params: Vec<SqlValue>,
     ) -> Result<Option<SqlRow>> {
         Ok(self.query(statement, params).await?.into_iter().next())
+    }
+
+    /// Run a read-only statement and decode every row as `T` (see [`FromRow`]).
+    pub async fn query_as<T: FromRow>(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<T>> {
+        self.query(statement, params)
+            .await?
+            .iter()
+            .map(SqlRow::decode)
+            .collect()
+    }
+
+    /// The first row of a read-only statement decoded as `T`, if any.
+    pub async fn query_one_as<T: FromRow>(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Option<T>> {
+        self.query_one(statement, params)
+            .await?
+            .map(|r| r.decode())
+            .transpose()
+    }
+
+    /// The one integer an aggregate statement returns (`SELECT COUNT(*) …`), 0 when it
+    /// returns no row.
+    pub async fn count(&self, statement: &'static str, params: Vec<SqlValue>) -> Result<i64> {
+        Ok(self.query_one_as(statement, params).await?.unwrap_or(0))
     }
 
     /// The unaudited bookkeeping path: one statement, outside the audit chain. Every data
@@ -518,10 +602,17 @@ impl Store {
 
     /// Table and column names, sorted, for the test that the two backends' schemas agree.
     pub async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
-        match &*self.backend {
-            Backend::Sqlite(s) => s.schema_columns().await,
-            Backend::Postgres(p) => p.schema_columns().await,
-        }
+        let q = match &*self.backend {
+            Backend::Sqlite(_) => {
+                "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
+                 WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2"
+            }
+            Backend::Postgres(_) => {
+                "SELECT table_name::text, column_name::text FROM information_schema.columns
+                 WHERE table_schema = current_schema() ORDER BY 1, 2"
+            }
+        };
+        self.query_as(q, vec![]).await
     }
 
     /// Run raw SQL outside the audited path. Only for tests that simulate an attacker

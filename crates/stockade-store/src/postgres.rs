@@ -19,10 +19,7 @@ use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
 use crate::change::{Change, CommitReceipt, Mutation};
 use crate::migrate::{self, SCHEMA_MIGRATIONS_DDL};
 use crate::sql::{Expect, SqlRow, SqlValue};
-use crate::{
-    Anchor, AuditRow, CredentialRecord, DataKeyRecord, MasterKeyRecord, MigrationReport, OpenMode,
-    Result, StoreError, StoreOptions, VerifyReport,
-};
+use crate::{Anchor, MigrationReport, OpenMode, Result, StoreError, StoreOptions, VerifyReport};
 
 /// Advisory lock ids ("stockade" chain / migrations).
 const AUDIT_LOCK: i64 = 0x5354_4F43_4B01;
@@ -300,105 +297,6 @@ impl PgStore {
             .map_err(pg_err)
     }
 
-    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT value FROM stockade_meta WHERE key = $1")
-            .bind(key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(pg_err)
-    }
-
-    pub(crate) async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
-        let rows = sqlx::query("SELECT version, fingerprint, created_at_ms, retired_at_ms FROM keyring_master ORDER BY version")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(MasterKeyRecord {
-                    version: r.try_get(0)?,
-                    fingerprint: r.try_get(1)?,
-                    created_at_ms: r.try_get(2)?,
-                    retired_at_ms: r.try_get(3)?,
-                })
-            })
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(pg_err)
-    }
-
-    pub(crate) async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
-        let rows = sqlx::query(
-            "SELECT id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms FROM keyring_data_keys ORDER BY created_at_ms, id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(DataKeyRecord {
-                    id: r.try_get(0)?,
-                    owner: r.try_get(1)?,
-                    master_version: r.try_get(2)?,
-                    wrapped: r.try_get(3)?,
-                    created_at_ms: r.try_get(4)?,
-                    destroyed_at_ms: r.try_get(5)?,
-                })
-            })
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(pg_err)
-    }
-
-    pub(crate) async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
-        let rows = sqlx::query(
-            "SELECT name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms FROM credentials ORDER BY name",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(CredentialRecord {
-                    name: r.try_get(0)?,
-                    kind: r.try_get(1)?,
-                    key_id: r.try_get(2)?,
-                    ciphertext: r.try_get(3)?,
-                    scopes: r.try_get(4)?,
-                    account_tag: r.try_get(5)?,
-                    created_at_ms: r.try_get(6)?,
-                    updated_at_ms: r.try_get(7)?,
-                })
-            })
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(pg_err)
-    }
-
-    pub(crate) async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        let rows = sqlx::query(
-            "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",
-        )
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditRow {
-                    seq: r.try_get(0)?,
-                    ts_ms: r.try_get(1)?,
-                    env: r.try_get(2)?,
-                    actor: r.try_get(3)?,
-                    action: r.try_get(4)?,
-                    resource: r.try_get(5)?,
-                    details: r.try_get(6)?,
-                    prev_hash: r.try_get(7)?,
-                    hash: r.try_get(8)?,
-                })
-            })
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(pg_err)
-    }
-
     pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
         let mut verifier = ChainVerifier::new(self.env.as_str(), anchor);
         let mut after = 0i64;
@@ -444,20 +342,6 @@ impl PgStore {
                 after = seq;
             }
         }
-    }
-
-    pub(crate) async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT table_name::text, column_name::text FROM information_schema.columns
-             WHERE table_schema = current_schema() ORDER BY 1, 2",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(pg_err)?;
-        rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
-            .collect::<std::result::Result<_, sqlx::Error>>()
-            .map_err(pg_err)
     }
 
     pub(crate) async fn close(self) {

@@ -1,11 +1,28 @@
 //! Typed statements shared by both backends.
 //!
-//! Tables added after the foundation (users, sessions, API keys, bans, and later the
-//! sync tables) are read and written with one SQL text that both SQLite and PostgreSQL
-//! accept: positional `$1, $2, …` parameters in ascending order of first use, integers
+//! Every table is read, and the tables added after the foundation (users, sessions, API
+//! keys, bans, and later the sync tables) are written, with one SQL text that both
+//! SQLite and PostgreSQL accept: positional `$1, $2, …` parameters in ascending order of first use, integers
 //! for times and flags, `ON CONFLICT … DO UPDATE`, `RETURNING`. Statements are
 //! `&'static str`, so no runtime text can become SQL. Every query runs against both
 //! backends in the test suites.
+//!
+//! Rows are read typed: a row type implements [`FromRow`] once, next to its SELECT, by
+//! taking the columns in SELECT order from a [`Columns`] cursor; [`crate::Store::query_as`]
+//! then checks that the decode read every column of every row, so a SELECT and its
+//! decode cannot drift apart silently. Scalars and tuples are rows too
+//! (`query_one_as::<i64>("SELECT COUNT(*) …")`).
+//!
+//! Each table has one owner, the only crate that holds SQL for it; others call the
+//! owner's functions:
+//! - this crate: `stockade_meta`, `audit`, `keyring_*`, `credentials` (typed
+//!   [`crate::Mutation`] variants and `Store` methods; the vault is their user);
+//! - `stockade-access`: `users`, `sessions`, `recovery_codes`, `api_keys`, `bans`;
+//! - `stockade-sync`: `connections`, `orders`, `order_lines`, `skus`, `listings`,
+//!   `stock_ledger`, `sync_cursors`, `return_reports`, `purge_receipts` (counts for the
+//!   CLI, demo and bench in `stockade_sync::stats`);
+//! - `stockade-egress`: `egress_log`; `stockade-alerts`: `alert_channels`,
+//!   `alert_outbox`, `alert_windows`; `events` is appended to by every producer.
 
 /// A bound parameter or a column value. Nulls carry their type, because PostgreSQL
 /// checks a parameter's type against its column.
@@ -74,11 +91,27 @@ macro_rules! sql_params {
     ($($v:expr),* $(,)?) => { vec![$($crate::sql::SqlValue::from($v)),*] };
 }
 
-/// One result row.
+/// One result row. Read it through [`FromRow`]; the positional getters remain for code
+/// not yet moved to typed rows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlRow(pub(crate) Vec<SqlValue>);
 
 impl SqlRow {
+    /// Decode the whole row as `T`: every column must be read, none twice.
+    pub fn decode<T: FromRow>(&self) -> crate::Result<T> {
+        let mut c = Columns { row: self, next: 0 };
+        let v = T::from_row(&mut c)?;
+        if c.next != self.0.len() {
+            return Err(crate::StoreError::Database(format!(
+                "the statement returns {} columns; {} reads {}",
+                self.0.len(),
+                std::any::type_name::<T>(),
+                c.next
+            )));
+        }
+        Ok(v)
+    }
+
     fn col(&self, i: usize) -> crate::Result<&SqlValue> {
         self.0
             .get(i)
@@ -128,6 +161,92 @@ impl SqlRow {
         }
     }
 }
+
+/// A type one column decodes to.
+pub trait FromColumn: Sized {
+    fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self>;
+}
+
+macro_rules! from_column {
+    ($($t:ty => $get:ident),* $(,)?) => {$(
+        impl FromColumn for $t {
+            fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
+                row.$get(i)
+            }
+        }
+    )*};
+}
+from_column!(
+    i64 => int, Option<i64> => opt_int, bool => bool, String => text,
+    Option<String> => opt_text, Vec<u8> => bytes, Option<Vec<u8>> => opt_bytes,
+);
+
+/// An audit hash (or any 32-byte digest) column.
+impl FromColumn for [u8; 32] {
+    fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
+        <[u8; 32]>::try_from(row.bytes(i)?)
+            .map_err(|_| crate::StoreError::Corrupt(format!("column {i} is not a 32-byte hash")))
+    }
+}
+
+/// The columns of one row, taken in SELECT order.
+#[derive(Debug)]
+pub struct Columns<'r> {
+    row: &'r SqlRow,
+    next: usize,
+}
+
+impl Columns<'_> {
+    /// The next column as `T`.
+    pub fn get<T: FromColumn>(&mut self) -> crate::Result<T> {
+        let v = T::from_column(self.row, self.next)?;
+        self.next += 1;
+        Ok(v)
+    }
+
+    /// The next column, text parsed as `T`; a value that does not parse is stored data
+    /// this version does not expect (`what` names it, never the value).
+    pub fn parse<T: std::str::FromStr>(&mut self, what: &str) -> crate::Result<T> {
+        self.get::<String>()?
+            .parse()
+            .map_err(|_| crate::StoreError::Corrupt(what.to_owned()))
+    }
+
+    /// The next column, JSON text decoded as `T` (see [`Columns::parse`]).
+    pub fn json<T: serde::de::DeserializeOwned>(&mut self, what: &str) -> crate::Result<T> {
+        serde_json::from_str(&self.get::<String>()?)
+            .map_err(|_| crate::StoreError::Corrupt(what.to_owned()))
+    }
+}
+
+/// A type a whole result row decodes to: implement it once, next to the SELECT whose
+/// columns it takes in order, and read with [`crate::Store::query_as`]. Rows nest: a
+/// tuple's items and a struct's decode may take a whole row type's columns in turn.
+pub trait FromRow: Sized {
+    fn from_row(c: &mut Columns<'_>) -> crate::Result<Self>;
+}
+
+impl<T: FromColumn> FromRow for T {
+    fn from_row(c: &mut Columns<'_>) -> crate::Result<Self> {
+        c.get()
+    }
+}
+
+macro_rules! tuple_from_row {
+    ($($t:ident),+) => {
+        impl<$($t: FromRow),+> FromRow for ($($t,)+) {
+            fn from_row(c: &mut Columns<'_>) -> crate::Result<Self> {
+                Ok(($($t::from_row(c)?,)+))
+            }
+        }
+    };
+}
+tuple_from_row!(A);
+tuple_from_row!(A, B);
+tuple_from_row!(A, B, C);
+tuple_from_row!(A, B, C, D);
+tuple_from_row!(A, B, C, D, E);
+tuple_from_row!(A, B, C, D, E, F);
 
 fn type_err(i: usize, want: &str) -> crate::StoreError {
     crate::StoreError::Database(format!("column {i} is not {want}"))

@@ -24,10 +24,7 @@ use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
 use crate::change::{Change, CommitReceipt, Mutation};
 use crate::migrate::{self, Migration, SCHEMA_MIGRATIONS_DDL};
 use crate::sql::{Expect, SqlRow, SqlValue};
-use crate::{
-    Anchor, AuditRow, CredentialRecord, DataKeyRecord, MasterKeyRecord, MigrationReport, OpenMode,
-    Result, StoreError, StoreOptions, VerifyReport,
-};
+use crate::{Anchor, MigrationReport, OpenMode, Result, StoreError, StoreOptions, VerifyReport};
 
 /// Jobs gathered into one transaction at most.
 const MAX_GROUP: usize = 512;
@@ -383,117 +380,6 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn meta(&self, key: &str) -> Result<Option<String>> {
-        let key = key.to_owned();
-        self.read(move |c| {
-            c.query_row(
-                "SELECT value FROM stockade_meta WHERE key = ?1",
-                [key],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db_err)
-        })
-        .await
-    }
-
-    pub(crate) async fn master_keys(&self) -> Result<Vec<MasterKeyRecord>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached("SELECT version, fingerprint, created_at_ms, retired_at_ms FROM keyring_master ORDER BY version")
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(MasterKeyRecord {
-                        version: r.get(0)?,
-                        fingerprint: r.get(1)?,
-                        created_at_ms: r.get(2)?,
-                        retired_at_ms: r.get(3)?,
-                    })
-                })
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
-        })
-        .await
-    }
-
-    pub(crate) async fn data_keys(&self) -> Result<Vec<DataKeyRecord>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms FROM keyring_data_keys ORDER BY created_at_ms, id",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(DataKeyRecord {
-                        id: r.get(0)?,
-                        owner: r.get(1)?,
-                        master_version: r.get(2)?,
-                        wrapped: r.get(3)?,
-                        created_at_ms: r.get(4)?,
-                        destroyed_at_ms: r.get(5)?,
-                    })
-                })
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
-        })
-        .await
-    }
-
-    pub(crate) async fn credentials(&self) -> Result<Vec<CredentialRecord>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT name, kind, key_id, ciphertext, scopes, account_tag, created_at_ms, updated_at_ms FROM credentials ORDER BY name",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| {
-                    Ok(CredentialRecord {
-                        name: r.get(0)?,
-                        kind: r.get(1)?,
-                        key_id: r.get(2)?,
-                        ciphertext: r.get(3)?,
-                        scopes: r.get(4)?,
-                        account_tag: r.get(5)?,
-                        created_at_ms: r.get(6)?,
-                        updated_at_ms: r.get(7)?,
-                    })
-                })
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
-        })
-        .await
-    }
-
-    pub(crate) async fn audit_rows(&self, after: i64, limit: u32) -> Result<Vec<AuditRow>> {
-        self.read(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq LIMIT ?2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map(params![after, limit], |r| {
-                    Ok(AuditRow {
-                        seq: r.get(0)?,
-                        ts_ms: r.get(1)?,
-                        env: r.get(2)?,
-                        actor: r.get(3)?,
-                        action: r.get(4)?,
-                        resource: r.get(5)?,
-                        details: r.get(6)?,
-                        prev_hash: r.get(7)?,
-                        hash: r.get(8)?,
-                    })
-                })
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
-        })
-        .await
-    }
-
     pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
         let env = self.env.as_str();
         self.read(move |c| {
@@ -529,22 +415,6 @@ impl SqliteStore {
                 }
             }
             Ok(verifier.finish(problem))
-        })
-        .await
-    }
-
-    pub(crate) async fn schema_columns(&self) -> Result<Vec<(String, String)>> {
-        self.read(|c| {
-            let mut stmt = c
-                .prepare(
-                    "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p
-                     WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY 1, 2",
-                )
-                .map_err(db_err)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .map_err(db_err)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(db_err)
         })
         .await
     }

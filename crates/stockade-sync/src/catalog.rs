@@ -32,7 +32,10 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use stockade_core::Actor;
 use stockade_marketplaces::{ListingRef, Marketplace};
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, Store, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromColumn, FromRow, Mutation, SqlRow,
+    Store, StoreError, sql_params,
+};
 
 use crate::connections::{self, Connection, ConnectionStatus};
 use crate::{Result, SyncError, now_ms};
@@ -178,6 +181,14 @@ pub struct ListingRow {
     pub channel_qty: Option<i64>,
     /// The listing's failing push streak (migration 0007): rounds, since when, last error.
     pub push: crate::PushHealth,
+}
+
+/// A listing's ids as a column: its stored JSON.
+impl FromColumn for ListingIds {
+    fn from_column(row: &SqlRow, i: usize) -> stockade_store::Result<Self> {
+        serde_json::from_str(&String::from_column(row, i)?)
+            .map_err(|_| StoreError::Corrupt("a listing's ids".into()))
+    }
 }
 
 /// What an import did.
@@ -435,57 +446,55 @@ pub async fn merge(
 
 const SELECT_LISTINGS: &str =
     "SELECT c.name, l.sku, l.listing_id, l.buffer, l.max_displayed, l.target_qty, l.target_version,
-            l.pushed_version, l.acked_qty, l.channel_qty, c.marketplace, l.listing_ref,
-            l.push_failures, l.push_failing_since_ms, l.push_last_error
+            l.pushed_version, l.acked_qty, l.channel_qty, l.push_failures, l.push_failing_since_ms,
+            l.push_last_error
      FROM listings l JOIN connections c ON c.id = l.connection_id
      WHERE c.status <> 'revoked' ORDER BY l.sku, c.name";
 const SELECT_STOCK: &str = "SELECT sku, on_hand, reserved FROM skus ORDER BY sku";
 
+impl FromRow for StockRow {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        let (sku, on_hand, reserved): (String, i64, i64) = FromRow::from_row(c)?;
+        Ok(StockRow {
+            sku,
+            on_hand,
+            reserved,
+            available: on_hand - reserved,
+        })
+    }
+}
+
+impl FromRow for ListingRow {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(ListingRow {
+            connection: c.get()?,
+            sku: c.get()?,
+            listing: c.get()?,
+            buffer: c.get()?,
+            max_displayed: c.get()?,
+            target_qty: c.get()?,
+            target_version: c.get()?,
+            pushed_version: c.get()?,
+            acked_qty: c.get()?,
+            channel_qty: c.get()?,
+            push: crate::PushHealth {
+                failures: c.get()?,
+                failing_since_ms: c.get()?,
+                last_error: c.get()?,
+                last_error_at_ms: None,
+            },
+        })
+    }
+}
+
 /// Stock of every SKU.
 pub async fn stock(store: &Store) -> Result<Vec<StockRow>> {
-    store
-        .query(SELECT_STOCK, vec![])
-        .await?
-        .iter()
-        .map(|r| {
-            let (on_hand, reserved) = (r.int(1)?, r.int(2)?);
-            Ok(StockRow {
-                sku: r.text(0)?,
-                on_hand,
-                reserved,
-                available: on_hand - reserved,
-            })
-        })
-        .collect()
+    Ok(store.query_as(SELECT_STOCK, vec![]).await?)
 }
 
 /// Every listing of a live (not revoked) connection.
 pub async fn listings(store: &Store) -> Result<Vec<ListingRow>> {
-    store
-        .query(SELECT_LISTINGS, vec![])
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(ListingRow {
-                connection: r.text(0)?,
-                sku: r.text(1)?,
-                listing: r.text(2)?,
-                buffer: r.int(3)?,
-                max_displayed: r.opt_int(4)?,
-                target_qty: r.int(5)?,
-                target_version: r.int(6)?,
-                pushed_version: r.int(7)?,
-                acked_qty: r.opt_int(8)?,
-                channel_qty: r.opt_int(9)?,
-                push: crate::PushHealth {
-                    failures: r.int(12)?,
-                    failing_since_ms: r.opt_int(13)?,
-                    last_error: r.opt_text(14)?,
-                    last_error_at_ms: None,
-                },
-            })
-        })
-        .collect()
+    Ok(store.query_as(SELECT_LISTINGS, vec![]).await?)
 }
 
 /// The catalog as CSV, in the import format (plus read-only `reserved` and `available`).
@@ -545,19 +554,18 @@ const LEDGER_SUMS: &str = "SELECT s.sku, s.on_hand, s.reserved,
 
 /// Recompute every SKU's stock from the ledger and list the ones that differ.
 pub async fn verify_stock(store: &Store) -> Result<Vec<StockMismatch>> {
-    let mut out = Vec::new();
-    for r in store.query(LEDGER_SUMS, vec![]).await? {
-        let stored = (r.int(1)?, r.int(2)?);
-        let ledger = (r.int(3)?, r.int(4)?);
-        if stored != ledger {
-            out.push(StockMismatch {
-                sku: r.text(0)?,
-                stored,
-                ledger,
-            });
-        }
-    }
-    Ok(out)
+    let rows: Vec<(String, i64, i64, i64, i64)> = store.query_as(LEDGER_SUMS, vec![]).await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(sku, on_hand, reserved, l_on_hand, l_reserved)| StockMismatch {
+                sku,
+                stored: (on_hand, reserved),
+                ledger: (l_on_hand, l_reserved),
+            },
+        )
+        .filter(|m| m.stored != m.ledger)
+        .collect())
 }
 
 const REBUILD: &str = "UPDATE skus SET

@@ -15,7 +15,7 @@ use stockade_marketplaces::{
     EbayCredentials, Marketplace, TikTokConfig, TikTokConnector, TikTokCredentials,
 };
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, Store, sql_params,
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, Store, sql_params,
 };
 use stockade_vault::{CredentialScopes, KeyOwner, NewCredential, Vault};
 
@@ -42,13 +42,16 @@ impl ConnectionStatus {
             ConnectionStatus::Revoked => "revoked",
         }
     }
+}
 
-    fn parse(s: &str) -> Result<Self> {
+impl std::str::FromStr for ConnectionStatus {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
         match s {
             "active" => Ok(ConnectionStatus::Active),
             "paused" => Ok(ConnectionStatus::Paused),
             "revoked" => Ok(ConnectionStatus::Revoked),
-            other => Err(SyncError::Corrupt(format!("connection status {other:?}"))),
+            _ => Err(()),
         }
     }
 }
@@ -304,52 +307,37 @@ const SELECT_CONNECTION: &str = "SELECT id, name, marketplace, endpoint, account
 const SET_STATUS: &str =
     "UPDATE connections SET status = $1, updated_at_ms = $2 WHERE name = $3 AND status = $4";
 
-fn row_to_connection(r: &SqlRow) -> Result<Connection> {
-    let marketplace: Marketplace = r
-        .text(2)?
-        .parse()
-        .map_err(|_| SyncError::Corrupt("connection marketplace".into()))?;
-    let endpoint = match r.text(3)?.as_str() {
-        "live" => EndpointKind::Live,
-        _ => EndpointKind::Sandbox,
-    };
-    let settings: ConnectionSettings = serde_json::from_str(&r.text(5)?)
-        .map_err(|_| SyncError::Corrupt("connection settings".into()))?;
-    Ok(Connection {
-        id: r.int(0)?,
-        name: r.text(1)?,
-        marketplace,
-        endpoint,
-        account: r.text(4)?,
-        settings,
-        status: ConnectionStatus::parse(&r.text(6)?)?,
-        created_at_ms: r.int(7)?,
-        updated_at_ms: r.int(8)?,
-        revoked_at_ms: r.opt_int(9)?,
-    })
+impl FromRow for Connection {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(Connection {
+            id: c.get()?,
+            name: c.get()?,
+            marketplace: c.parse("connection marketplace")?,
+            endpoint: match c.get::<String>()?.as_str() {
+                "live" => EndpointKind::Live,
+                _ => EndpointKind::Sandbox,
+            },
+            account: c.get()?,
+            settings: c.json("connection settings")?,
+            status: c.parse("connection status")?,
+            created_at_ms: c.get()?,
+            updated_at_ms: c.get()?,
+            revoked_at_ms: c.get()?,
+        })
+    }
 }
 
 /// Every connection, revoked ones included.
 pub async fn list(store: &Store) -> Result<Vec<Connection>> {
-    store
-        .query(SELECT_CONNECTIONS, vec![])
-        .await?
-        .iter()
-        .map(row_to_connection)
-        .collect()
+    Ok(store.query_as(SELECT_CONNECTIONS, vec![]).await?)
 }
 
 /// One connection by name.
 pub async fn get(store: &Store, name: &str) -> Result<Connection> {
-    match store
-        .query_one(SELECT_CONNECTION, sql_params![name])
+    store
+        .query_one_as(SELECT_CONNECTION, sql_params![name])
         .await?
-    {
-        Some(r) => row_to_connection(&r),
-        None => Err(SyncError::UnknownConnection(
-            name.chars().take(64).collect(),
-        )),
-    }
+        .ok_or_else(|| SyncError::UnknownConnection(name.chars().take(64).collect()))
 }
 
 /// Add a connection: validate, store the secrets under the connection's data key, then

@@ -122,21 +122,16 @@ pub async fn apply(
         ..DiscoverReport::default()
     };
     let existing: HashMap<String, (String, ListingIds)> = store
-        .query(SELECT_CONN_LISTINGS, sql_params![conn.id])
+        .query_as::<(String, String, ListingIds)>(SELECT_CONN_LISTINGS, sql_params![conn.id])
         .await?
-        .iter()
-        .map(|r| {
-            let ids: ListingIds = serde_json::from_str(&r.text(2)?)
-                .map_err(|_| SyncError::Corrupt("a listing's ids".into()))?;
-            Ok((r.text(0)?, (r.text(1)?, ids)))
-        })
-        .collect::<Result<_>>()?;
+        .into_iter()
+        .map(|(sku, id, ids)| (sku, (id, ids)))
+        .collect();
     let skus: HashSet<String> = store
-        .query(SELECT_SKUS, vec![])
+        .query_as(SELECT_SKUS, vec![])
         .await?
-        .iter()
-        .map(|r| r.text(0))
-        .collect::<std::result::Result<_, _>>()?;
+        .into_iter()
+        .collect();
     let by_lower: HashMap<String, &String> = skus.iter().map(|s| (s.to_lowercase(), s)).collect();
     let open_units = if opts.take_quantity {
         open_units(store, conn).await?

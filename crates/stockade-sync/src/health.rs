@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 use stockade_marketplaces::MarketError;
-use stockade_store::{Store, sql_params};
+use stockade_store::{Columns, FromRow, Store, sql_params};
 
 use crate::Result;
 
@@ -18,7 +18,7 @@ use crate::Result;
 const ERROR_MAX: usize = 300;
 
 /// A connection's or a listing's failing streak.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PushHealth {
     /// Failed push rounds in the current streak (0: healthy).
     pub failures: i64,
@@ -79,27 +79,25 @@ pub(crate) async fn record_ok(store: &Store, connection_id: i64) {
     }
 }
 
+impl FromRow for PushHealth {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(PushHealth {
+            failures: c.get()?,
+            failing_since_ms: c.get()?,
+            last_error: c.get()?,
+            last_error_at_ms: c.get()?,
+        })
+    }
+}
+
 /// The push health of connection `id`.
 pub async fn connection_health(store: &Store, id: i64) -> Result<PushHealth> {
-    let row = store
-        .query_one(
+    Ok(store
+        .query_one_as(
             "SELECT push_failures, push_failing_since_ms, push_last_error, push_last_error_at_ms
                FROM connections WHERE id = $1",
             sql_params![id],
         )
-        .await?;
-    Ok(match row {
-        Some(r) => PushHealth {
-            failures: r.int(0)?,
-            failing_since_ms: r.opt_int(1)?,
-            last_error: r.opt_text(2)?,
-            last_error_at_ms: r.opt_int(3)?,
-        },
-        None => PushHealth {
-            failures: 0,
-            failing_since_ms: None,
-            last_error: None,
-            last_error_at_ms: None,
-        },
-    })
+        .await?
+        .unwrap_or_default())
 }

@@ -29,6 +29,7 @@ pub mod health;
 pub mod ingest;
 pub mod metrics;
 pub mod purge;
+pub mod stats;
 pub mod unmatched;
 
 use std::time::Duration;
@@ -64,8 +65,6 @@ pub enum SyncError {
     Vault(#[from] stockade_vault::VaultError),
     #[error(transparent)]
     Market(#[from] stockade_marketplaces::MarketError),
-    #[error("stored data is not what this version expects: {0}")]
-    Corrupt(String),
     #[error("the sync engine is shutting down")]
     ShuttingDown,
 }

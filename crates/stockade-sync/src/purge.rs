@@ -66,17 +66,6 @@ const INSERT_RECEIPT: &str = "INSERT INTO purge_receipts (connection_id, connect
      VALUES ($1, $2, $3, $4, $5, $6)";
 const SELECT_RECEIPTS: &str = "SELECT details FROM purge_receipts ORDER BY id";
 
-async fn count(
-    store: &stockade_store::Store,
-    sql: &'static str,
-    p: Vec<stockade_store::SqlValue>,
-) -> Result<i64> {
-    Ok(match store.query_one(sql, p).await? {
-        Some(r) => r.int(0)?,
-        None => 0,
-    })
-}
-
 /// Purge a connection. Idempotent: purging a revoked connection again finishes what a
 /// crash may have left (the key destruction) and returns the first receipt.
 pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Result<PurgeReceipt> {
@@ -100,15 +89,16 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
     }
     let id = conn.id;
     let caller = format!("connection:{}", conn.name);
-    let orders_row = store.query_one(COUNT_ORDERS, sql_params![id]).await?;
-    let (orders, buyer_fields) = match orders_row {
-        Some(r) => (r.int(0)?, r.int(1)?),
-        None => (0, 0),
-    };
-    let order_lines = count(store, COUNT_LINES, sql_params![id]).await?;
-    let open = count(store, COUNT_OPEN, sql_params![id]).await?;
-    let listings = count(store, COUNT_LISTINGS, sql_params![id]).await?;
-    let events = count(store, COUNT_EVENTS, sql_params![caller.as_str()]).await?;
+    let (orders, buyer_fields) = store
+        .query_one_as(COUNT_ORDERS, sql_params![id])
+        .await?
+        .unwrap_or((0, 0));
+    let order_lines = store.count(COUNT_LINES, sql_params![id]).await?;
+    let open = store.count(COUNT_OPEN, sql_params![id]).await?;
+    let listings = store.count(COUNT_LISTINGS, sql_params![id]).await?;
+    let events = store
+        .count(COUNT_EVENTS, sql_params![caller.as_str()])
+        .await?;
     let prefix = format!("connection/{}/", conn.name);
     let creds: Vec<String> = vault
         .list_credentials()
@@ -210,13 +200,12 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
 
 /// Every purge receipt, oldest first.
 pub async fn receipts(store: &stockade_store::Store) -> Result<Vec<PurgeReceipt>> {
-    let mut out = Vec::new();
-    for r in store.query(SELECT_RECEIPTS, vec![]).await? {
-        if let Ok(rec) = serde_json::from_str::<ReceiptJson>(&r.text(0)?) {
-            out.push(rec.into());
-        }
-    }
-    Ok(out)
+    let details: Vec<String> = store.query_as(SELECT_RECEIPTS, vec![]).await?;
+    Ok(details
+        .iter()
+        .filter_map(|d| serde_json::from_str::<ReceiptJson>(d).ok())
+        .map(PurgeReceipt::from)
+        .collect())
 }
 
 #[derive(serde::Deserialize)]

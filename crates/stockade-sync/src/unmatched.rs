@@ -15,7 +15,7 @@
 
 use serde::Serialize;
 use stockade_core::order::OrderStatus;
-use stockade_store::{Expect, Mutation, Store, sql_params};
+use stockade_store::{Columns, Expect, FromRow, Mutation, Store, sql_params};
 
 use crate::Result;
 use crate::ingest::rank;
@@ -77,24 +77,23 @@ const SELECT_UNMATCHED: &str = "SELECT c.name, l.external_id, l.line_id, l.sku, 
         AND (l.unmatched_since_ms IS NOT NULL OR NOT EXISTS (SELECT 1 FROM skus s WHERE s.sku = l.sku))
       ORDER BY l.sku, c.name, l.external_id, l.line_id";
 
+impl FromRow for UnmatchedLine {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(UnmatchedLine {
+            connection: c.get()?,
+            order: c.get()?,
+            line: c.get()?,
+            sku: c.get()?,
+            quantity: c.get()?,
+            since_ms: c.get()?,
+            open: c.get::<i64>()? <= open_rank(),
+        })
+    }
+}
+
 /// Every unmatched order line of a live connection.
 pub async fn unmatched_lines(store: &Store) -> Result<Vec<UnmatchedLine>> {
-    store
-        .query(SELECT_UNMATCHED, vec![])
-        .await?
-        .iter()
-        .map(|r| {
-            Ok(UnmatchedLine {
-                connection: r.text(0)?,
-                order: r.text(1)?,
-                line: r.text(2)?,
-                sku: r.text(3)?,
-                quantity: r.int(4)?,
-                since_ms: r.int(5)?,
-                open: r.int(6)? <= open_rank(),
-            })
-        })
-        .collect()
+    Ok(store.query_as(SELECT_UNMATCHED, vec![]).await?)
 }
 
 /// Unmatched lines per SKU, for `sku list`.
@@ -160,28 +159,29 @@ const OPEN_LINE_RESERVATIONS: &str = "SELECT c.name, l.external_id, l.line_id, l
         AND EXISTS (SELECT 1 FROM skus s WHERE s.sku = l.sku)
       ORDER BY c.name, l.external_id, l.line_id";
 
+impl FromRow for LineProblem {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(LineProblem {
+            connection: c.get()?,
+            order: c.get()?,
+            line: c.get()?,
+            sku: c.get()?,
+            quantity: c.get()?,
+            reserved: c.get()?,
+            reservations: c.get()?,
+        })
+    }
+}
+
 /// Every open order line (of a SKU in the catalog) not reserved exactly once.
 pub async fn verify_lines(store: &Store) -> Result<Vec<LineProblem>> {
-    let mut out = Vec::new();
-    for r in store
-        .query(OPEN_LINE_RESERVATIONS, sql_params![open_rank()])
-        .await?
-    {
-        let quantity = r.int(4)?;
-        let (reserved, reservations) = (r.int(5)?, r.int(6)?);
-        if reserved != quantity || reservations != 1 {
-            out.push(LineProblem {
-                connection: r.text(0)?,
-                order: r.text(1)?,
-                line: r.text(2)?,
-                sku: r.text(3)?,
-                quantity,
-                reserved,
-                reservations,
-            });
-        }
-    }
-    Ok(out)
+    let lines: Vec<LineProblem> = store
+        .query_as(OPEN_LINE_RESERVATIONS, sql_params![open_rank()])
+        .await?;
+    Ok(lines
+        .into_iter()
+        .filter(|l| l.reserved != l.quantity || l.reservations != 1)
+        .collect())
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use stockade_store::{Hash, sql_params};
+use stockade_store::Hash;
 
 use crate::Vault;
 
@@ -98,20 +98,8 @@ impl Vault {
 
     /// The chain's current last row, if any (one indexed read).
     pub async fn audit_head(&self) -> crate::Result<Option<HeadMark>> {
-        let row = self
-            .store()
-            .query_one(
-                "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-                vec![],
-            )
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        let hash = Hash::try_from(row.bytes(1)?)
-            .map_err(|_| crate::VaultError::Malformed("audit hash column"))?;
-        Ok(Some(HeadMark {
-            seq: row.int(0)?,
-            hash,
-        }))
+        let head = self.store().audit_head().await?;
+        Ok(head.map(|(seq, hash)| HeadMark { seq, hash }))
     }
 
     /// Record the current head at `path` if it is beyond the recorded one. Returns the
@@ -157,15 +145,8 @@ impl Vault {
                 head: head.map(|h| h.0),
             };
         }
-        let at_mark = self
-            .store()
-            .query_one(
-                "SELECT hash FROM audit WHERE seq = $1",
-                sql_params![mark.seq],
-            )
-            .await;
-        match at_mark {
-            Ok(Some(row)) if row.bytes(0).is_ok_and(|h| h == mark.hash) => HeadCheck::Reached(mark),
+        match self.store().audit_hash(mark.seq).await {
+            Ok(Some(h)) if h == mark.hash => HeadCheck::Reached(mark),
             Ok(_) => HeadCheck::Rewritten(mark),
             Err(e) => HeadCheck::Invalid(format!("cannot read row {}: {e}", mark.seq)),
         }

@@ -11,7 +11,7 @@ use aws_lc_rs::{constant_time, digest};
 use stockade_core::event::{Event, WrongEnvironmentKey};
 use stockade_core::{Actor, Environment, SecretString, time::now_ms};
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, StoreError, sql_params,
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, StoreError, sql_params,
 };
 use zeroize::Zeroizing;
 
@@ -57,18 +57,20 @@ pub enum KeyRejection {
     Expired,
 }
 
-fn api_key_from(row: &SqlRow) -> Result<ApiKeyInfo> {
-    Ok(ApiKeyInfo {
-        id: row.text(0)?,
-        name: row.text(1)?,
-        role: row.text(2)?.parse()?,
-        env: row.text(3)?,
-        created_by: row.text(4)?,
-        created_at_ms: row.int(5)?,
-        expires_at_ms: row.opt_int(6)?,
-        last_used_at_ms: row.opt_int(7)?,
-        revoked_at_ms: row.opt_int(8)?,
-    })
+impl FromRow for ApiKeyInfo {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(ApiKeyInfo {
+            id: c.get()?,
+            name: c.get()?,
+            role: c.parse("API key role")?,
+            env: c.get()?,
+            created_by: c.get()?,
+            created_at_ms: c.get()?,
+            expires_at_ms: c.get()?,
+            last_used_at_ms: c.get()?,
+            revoked_at_ms: c.get()?,
+        })
+    }
 }
 
 impl Access {
@@ -143,16 +145,14 @@ impl Access {
     }
 
     pub async fn api_keys(&self) -> Result<Vec<ApiKeyInfo>> {
-        self.store
-            .query(
+        Ok(self
+            .store
+            .query_as(
                 "SELECT id, name, role, env, created_by, created_at_ms, expires_at_ms, last_used_at_ms, revoked_at_ms
                  FROM api_keys ORDER BY created_at_ms, id",
                 vec![],
             )
-            .await?
-            .iter()
-            .map(api_key_from)
-            .collect()
+            .await?)
     }
 
     /// Revoke a key by name or id. Takes effect on the next request: keys are checked
@@ -207,37 +207,37 @@ impl Access {
                 server_env: self.env.as_str().to_owned(),
             }));
         }
-        let Some(row) = self
+        let Some((secret_hash, key)) = self
             .store
-            .query_one(
-                "SELECT id, name, role, env, secret_hash, expires_at_ms, last_used_at_ms, revoked_at_ms FROM api_keys WHERE id = $1",
+            .query_one_as::<(Vec<u8>, ApiKeyInfo)>(
+                "SELECT secret_hash, id, name, role, env, created_by, created_at_ms, expires_at_ms, last_used_at_ms, revoked_at_ms
+                 FROM api_keys WHERE id = $1",
                 sql_params![id.to_owned()],
             )
             .await?
         else {
             return Ok(Err(KeyRejection::Unknown));
         };
-        let stored = row.bytes(4)?;
         let presented = digest::digest(&digest::SHA256, secret.as_bytes());
-        if constant_time::verify_slices_are_equal(presented.as_ref(), &stored).is_err()
-            || row.text(3)? != self.env.as_str()
+        if constant_time::verify_slices_are_equal(presented.as_ref(), &secret_hash).is_err()
+            || key.env != self.env.as_str()
         {
             return Ok(Err(KeyRejection::Unknown));
         }
-        if row.opt_int(7)?.is_some() {
+        if key.revoked_at_ms.is_some() {
             return Ok(Err(KeyRejection::Revoked));
         }
         let now = now_ms();
-        if row.opt_int(5)?.is_some_and(|e| now >= e) {
+        if key.expires_at_ms.is_some_and(|e| now >= e) {
             return Ok(Err(KeyRejection::Expired));
         }
         let principal = ApiPrincipal {
-            id: row.text(0)?,
-            name: row.text(1)?,
-            role: row.text(2)?.parse()?,
+            id: key.id,
+            name: key.name,
+            role: key.role,
         };
-        if row
-            .opt_int(6)?
+        if key
+            .last_used_at_ms
             .is_none_or(|t| now - t >= KEY_TOUCH_EVERY_MS)
         {
             let store = self.store.clone();

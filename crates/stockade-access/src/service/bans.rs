@@ -11,7 +11,9 @@ use std::net::IpAddr;
 
 use stockade_core::event::{BanRaised, Event};
 use stockade_core::{Actor, time::now_ms};
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, sql_params,
+};
 
 use super::{Access, AccessError, Result, lock, random_hex, security_event};
 use crate::ban::{Ban, FailureOutcome, Jail};
@@ -70,18 +72,20 @@ impl BanInfo {
     }
 }
 
-fn ban_from(row: &SqlRow) -> Result<BanInfo> {
-    let ip_text = row.text(1)?;
-    Ok(BanInfo {
-        id: row.text(0)?,
-        ip: ip_text.parse().map_err(|_| AccessError::BadIp(ip_text))?,
-        since_s: row.int(2)?,
-        until_s: row.opt_int(3)?,
-        count: u32::try_from(row.int(4)?).unwrap_or(u32::MAX),
-        recidive: row.bool(5)?,
-        reason: row.text(6)?,
-        lifted_at_s: row.opt_int(7)?,
-    })
+/// Columns `id, ip, since_s, until_s, ban_count, recidive, reason, lifted_at_s` of `bans`.
+impl FromRow for BanInfo {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(BanInfo {
+            id: c.get()?,
+            ip: c.parse("ban address")?,
+            since_s: c.get()?,
+            until_s: c.get()?,
+            count: u32::try_from(c.get::<i64>()?).unwrap_or(u32::MAX),
+            recidive: c.get()?,
+            reason: c.get()?,
+            lifted_at_s: c.get()?,
+        })
+    }
 }
 
 impl Access {
@@ -190,9 +194,9 @@ impl Access {
             .map(|p| now_s - p.recidive_findtime.max(p.maxtime).max(p.bantime))
             .min()
             .unwrap_or(now_s);
-        let rows = self
+        let rows: Vec<BanInfo> = self
             .store
-            .query(
+            .query_as(
                 "SELECT id, ip, since_s, until_s, ban_count, recidive, reason, lifted_at_s FROM bans
                  WHERE since_s >= $1 OR (lifted_at_s IS NULL AND (until_s IS NULL OR until_s > $2))
                  ORDER BY since_s, id",
@@ -200,8 +204,7 @@ impl Access {
             )
             .await?;
         let mut history: [Vec<(Ban, bool)>; 2] = [Vec::new(), Vec::new()];
-        for row in &rows {
-            let b = ban_from(row)?;
+        for b in rows {
             let active = b.active_at(now_s);
             let ban = Ban {
                 ip: b.ip,
@@ -230,21 +233,17 @@ impl Access {
     /// Bans, newest first; only those in force unless `all`.
     pub async fn bans(&self, all: bool) -> Result<Vec<BanInfo>> {
         let now_s = now_ms() / 1000;
-        let rows = self
+        let rows: Vec<BanInfo> = self
             .store
-            .query(
+            .query_as(
                 "SELECT id, ip, since_s, until_s, ban_count, recidive, reason, lifted_at_s FROM bans ORDER BY since_s DESC, id",
                 vec![],
             )
             .await?;
-        let mut out = Vec::new();
-        for r in &rows {
-            let b = ban_from(r)?;
-            if all || b.active_at(now_s) {
-                out.push(b);
-            }
-        }
-        Ok(out)
+        Ok(rows
+            .into_iter()
+            .filter(|b| all || b.active_at(now_s))
+            .collect())
     }
 
     /// Ban an address by hand; `None` = permanent.
@@ -257,12 +256,11 @@ impl Access {
         let now_s = now_ms() / 1000;
         let previous = self
             .store
-            .query_one(
+            .count(
                 "SELECT COUNT(*) FROM bans WHERE ip = $1",
                 sql_params![ip.to_string()],
             )
-            .await?
-            .map_or(Ok(0), |r| r.int(0))?;
+            .await?;
         let ban = Ban {
             ip,
             since: now_s,

@@ -160,33 +160,25 @@ impl Access {
     /// The pending secret of this session, or (carried over and re-bound to this session)
     /// of the user's newest unexpired earlier enrollment session.
     async fn pending_secret(&self, session: &SessionView) -> Result<Option<TotpSecret>> {
-        let rows = self
+        let rows: Vec<(String, Option<Vec<u8>>)> = self
             .store
-            .query(
+            .query_as(
                 "SELECT id_hash, pending_totp FROM sessions
                  WHERE user_id = $1 AND stage = 'enroll' AND pending_totp IS NOT NULL AND expires_at_ms > $2
                  ORDER BY created_at_ms DESC",
                 sql_params![session.user.id.clone(), now_ms()],
             )
             .await?;
-        let own = rows
-            .iter()
-            .find(|r| r.text(0).is_ok_and(|id| id == session.id_hash));
-        let Some(row) = own.or_else(|| rows.first()) else {
-            return Ok(None);
-        };
-        let (id_hash, Some(ct)) = (row.text(0)?, row.opt_bytes(1)?) else {
+        let own = rows.iter().find(|(id, _)| *id == session.id_hash);
+        let Some((id_hash, Some(ct))) = own.or_else(|| rows.first()) else {
             return Ok(None);
         };
         let raw = self
             .vault
-            .decrypt(
-                &FieldContext::new("sessions", "pending_totp", &id_hash),
-                &ct,
-            )
+            .decrypt(&FieldContext::new("sessions", "pending_totp", id_hash), ct)
             .await?;
         let secret = TotpSecret::from_bytes(&raw);
-        if id_hash != session.id_hash {
+        if *id_hash != session.id_hash {
             self.keep_pending_secret(session, &secret, "mfa.enroll.resume")
                 .await?;
         }
@@ -249,12 +241,12 @@ impl Access {
         let user = &session.user;
         let pending = self
             .store
-            .query_one(
+            .query_one_as::<Option<Vec<u8>>>(
                 "SELECT pending_totp FROM sessions WHERE id_hash = $1",
                 sql_params![session.id_hash.clone()],
             )
             .await?
-            .and_then(|r| r.opt_bytes(0).ok().flatten())
+            .flatten()
             .ok_or(LoginError::Failed)?;
         let raw = self
             .vault

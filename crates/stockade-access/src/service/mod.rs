@@ -45,7 +45,6 @@ use zeroize::Zeroizing;
 
 use crate::ban::{BanPolicy, Jails};
 use crate::password::{self, HashError, HashParams, PasswordPolicy, PolicyViolation};
-use crate::roles::UnknownRole;
 use crate::throttle::{AccountThrottle, ThrottlePolicy};
 
 #[derive(Debug, Clone)]
@@ -88,8 +87,6 @@ pub enum AccessError {
         "the email address is not valid: it needs one @, a domain and no spaces (at most 254 characters)"
     )]
     InvalidEmail,
-    #[error(transparent)]
-    Role(#[from] UnknownRole),
     #[error("a user with this email already exists (see `stockade user list`)")]
     UserExists,
     #[error("no user with this email (see `stockade user list`)")]
@@ -100,8 +97,6 @@ pub enum AccessError {
     ApiKeyNotFound(String),
     #[error("an API key name must be 1 to 64 printable characters")]
     BadKeyName,
-    #[error("{0:?} is not an IP address")]
-    BadIp(String),
     #[error("{0} is not banned (see `stockade ban list`)")]
     NotBanned(IpAddr),
     #[error("{0:?} is not a duration: use a number with s, m, h, d or w (e.g. 90d), or `never`")]

@@ -11,7 +11,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use stockade_core::{Actor, SecretString, time::now_ms};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 
-use super::users::user_from;
 use super::{Access, Result, UserInfo, random_bytes, sha256_hex};
 
 /// Session activity is written at most this often (seconds); the idle lock is exact to it.
@@ -164,9 +163,9 @@ impl Access {
             return Ok(None);
         }
         let id_hash = sha256_hex(token.as_bytes());
-        let Some(row) = self
+        let Some((user, stage, csrf, created_at_ms, last_seen_ms, expires_at_ms)) = self
             .store
-            .query_one(
+            .query_one_as::<(UserInfo, String, String, i64, i64, i64)>(
                 "SELECT u.id, u.email, u.role, u.disabled, u.mfa_enrolled_at_ms, u.created_at_ms,
                         s.stage, s.csrf, s.created_at_ms, s.last_seen_ms, s.expires_at_ms
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
@@ -176,14 +175,11 @@ impl Access {
         else {
             return Ok(None);
         };
-        let user = user_from(&row, 0)?;
         let now = now_ms();
-        let expires_at_ms = row.int(10)?;
         if user.disabled || now >= expires_at_ms {
             return Ok(None);
         }
-        let last_seen_ms = row.int(9)?;
-        let state = match Stage::parse(&row.text(6)?) {
+        let state = match Stage::parse(&stage) {
             Some(Stage::Mfa) => SessionState::NeedsCode,
             Some(Stage::Enroll) => SessionState::NeedsEnrollment,
             Some(Stage::Active) if now - last_seen_ms > self.config.idle_timeout_s * 1000 => {
@@ -196,8 +192,8 @@ impl Access {
             id_hash,
             user,
             state,
-            csrf: row.text(7)?,
-            created_at_ms: row.int(8)?,
+            csrf,
+            created_at_ms,
             last_seen_ms,
             expires_at_ms,
         }))
@@ -238,12 +234,11 @@ impl Access {
         let now = now_ms();
         let n = self
             .store
-            .query_one(
+            .count(
                 "SELECT COUNT(*) FROM sessions WHERE expires_at_ms <= $1",
                 sql_params![now],
             )
-            .await?
-            .map_or(Ok(0), |r| r.int(0))?;
+            .await?;
         if n > 0 {
             let change = Change::new(
                 Mutation::Sql {

@@ -8,7 +8,7 @@
 
 use stockade_core::{Actor, SecretString, time::now_ms};
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, StoreError, sql_params,
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, StoreError, sql_params,
 };
 use zeroize::Zeroizing;
 
@@ -45,18 +45,18 @@ pub fn normalize_email(email: &str) -> Result<String> {
     }
 }
 
-const USER_COLUMNS: &str = "id, email, role, disabled, mfa_enrolled_at_ms, created_at_ms";
-
-pub(super) fn user_from(row: &SqlRow, at: usize) -> Result<UserInfo> {
-    let role: Role = row.text(at + 2)?.parse()?;
-    Ok(UserInfo {
-        id: row.text(at)?,
-        email: row.text(at + 1)?,
-        role,
-        disabled: row.bool(at + 3)?,
-        mfa_enrolled: row.opt_int(at + 4)?.is_some(),
-        created_at_ms: row.int(at + 5)?,
-    })
+/// Columns `id, email, role, disabled, mfa_enrolled_at_ms, created_at_ms` of `users`.
+impl FromRow for UserInfo {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(UserInfo {
+            id: c.get()?,
+            email: c.get()?,
+            role: c.parse("user role")?,
+            disabled: c.get()?,
+            mfa_enrolled: c.get::<Option<i64>>()?.is_some(),
+            created_at_ms: c.get()?,
+        })
+    }
 }
 
 pub(super) struct PasswordRecord {
@@ -146,26 +146,24 @@ impl Access {
     }
 
     pub async fn users(&self) -> Result<Vec<UserInfo>> {
-        const Q: &str = "SELECT id, email, role, disabled, mfa_enrolled_at_ms, created_at_ms FROM users ORDER BY created_at_ms, id";
-        debug_assert!(Q.contains(USER_COLUMNS));
-        self.store
-            .query(Q, vec![])
-            .await?
-            .iter()
-            .map(|r| user_from(r, 0))
-            .collect()
+        Ok(self
+            .store
+            .query_as(
+                "SELECT id, email, role, disabled, mfa_enrolled_at_ms, created_at_ms FROM users ORDER BY created_at_ms, id",
+                vec![],
+            )
+            .await?)
     }
 
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserInfo>> {
         let email = normalize_email(email)?;
-        self.store
-            .query_one(
+        Ok(self
+            .store
+            .query_one_as(
                 "SELECT id, email, role, disabled, mfa_enrolled_at_ms, created_at_ms FROM users WHERE email = $1",
                 sql_params![email],
             )
-            .await?
-            .map(|r| user_from(&r, 0))
-            .transpose()
+            .await?)
     }
 
     pub(super) async fn require_user(&self, email: &str) -> Result<UserInfo> {
@@ -255,23 +253,22 @@ impl Access {
     }
 
     pub(super) async fn password_record(&self, email: &str) -> Result<Option<PasswordRecord>> {
-        let Some(row) = self
+        let row = self
             .store
-            .query_one(
+            .query_one_as(
                 "SELECT id, email, role, disabled, mfa_enrolled_at_ms, created_at_ms, password_hash, totp_secret, totp_last_step
                  FROM users WHERE email = $1",
                 sql_params![email.to_owned()],
             )
-            .await?
-        else {
-            return Ok(None);
-        };
-        Ok(Some(PasswordRecord {
-            user: user_from(&row, 0)?,
-            hash: row.text(6)?,
-            totp_secret: row.opt_bytes(7)?,
-            totp_last_step: row.opt_int(8)?,
-        }))
+            .await?;
+        Ok(
+            row.map(|(user, hash, totp_secret, totp_last_step)| PasswordRecord {
+                user,
+                hash,
+                totp_secret,
+                totp_last_step,
+            }),
+        )
     }
 
     pub(super) async fn rehash(&self, user: &UserInfo, password: &SecretString) -> Result<()> {

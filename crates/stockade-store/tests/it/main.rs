@@ -8,3 +8,4 @@ mod audit_chain;
 mod events;
 mod harness;
 mod lifecycle;
+mod typed_rows;

@@ -77,10 +77,11 @@ pub(super) async fn ingest_polled(
 }
 
 async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
-    let since = match inner.store.query_one(CURSOR, sql_params![live.id]).await? {
-        Some(r) => r.int(0)?,
-        None => now_ms() - ms(inner.opts.poll_lookback),
-    };
+    let since = inner
+        .store
+        .query_one_as(CURSOR, sql_params![live.id])
+        .await?;
+    let since = since.unwrap_or_else(|| now_ms() - ms(inner.opts.poll_lookback));
     let from = since - ms(inner.opts.poll_overlap);
     let (mut orders, high) = live.connector.list_all_orders(from.max(0)).await?;
     // Returns the orders themselves do not show (TikTok): seen here, or never.

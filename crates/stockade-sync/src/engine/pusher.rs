@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use stockade_core::event::{Event, MarketFailure};
 use stockade_marketplaces::{Connector, MarketError, QuantityUpdate};
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, sql_params,
+};
 use tokio::sync::mpsc;
 
 use super::commit::tracker_done;
@@ -31,19 +33,16 @@ impl SyncEngine {
 
     /// Whether every listing of every active connection has its newest target confirmed.
     pub async fn settled(&self) -> Result<bool> {
-        let row = self
+        let waiting = self
             .inner
             .store
-            .query_one(
+            .count(
                 "SELECT COUNT(*) FROM listings l JOIN connections c ON c.id = l.connection_id
              WHERE c.status = 'active' AND l.target_version > l.pushed_version",
                 vec![],
             )
             .await?;
-        Ok(match row {
-            Some(r) => r.int(0)? == 0,
-            None => true,
-        })
+        Ok(waiting == 0)
     }
 }
 
@@ -61,6 +60,18 @@ struct Pending {
     qty: u32,
     version: i64,
     pushed: i64,
+}
+
+impl FromRow for Pending {
+    fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
+        Ok(Pending {
+            sku: c.get()?,
+            ids: serde_json::from_str(&c.get::<String>()?).unwrap_or_default(),
+            qty: u32::try_from(c.get::<i64>()?.max(0)).unwrap_or(u32::MAX),
+            version: c.get()?,
+            pushed: c.get()?,
+        })
+    }
 }
 
 /// Push the newest target of every changed listing; resolve batch notices.
@@ -164,19 +175,8 @@ pub(super) async fn push_loop(
 /// The listings waiting for the channel (at most 500, zeros first).
 async fn read_pending(inner: &Inner, live: &Live) -> stockade_store::Result<Vec<Pending>> {
     let rows = inner.store.query(PENDING, sql_params![live.id]).await?;
-    let pending: Vec<Pending> = rows
-        .iter()
-        .filter_map(|r| {
-            Some(Pending {
-                sku: r.text(0).ok()?,
-                ids: serde_json::from_str(&r.text(1).ok()?).unwrap_or_default(),
-                qty: u32::try_from(r.int(2).ok()?.max(0)).unwrap_or(u32::MAX),
-                version: r.int(3).ok()?,
-                pushed: r.int(4).ok()?,
-            })
-        })
-        .collect();
-    Ok(pending)
+    // A row that does not decode is skipped, not fatal to the pusher.
+    Ok(rows.iter().filter_map(|r| r.decode().ok()).collect())
 }
 
 /// Push the pending listings, zeros first, `push_batch` per call; add what the channel

@@ -51,12 +51,17 @@ pub(super) async fn reconcile_loop(inner: Arc<Inner>, live: Arc<Live>, every: Du
 /// Read every listing's quantity back; a settled listing that shows something else than
 /// its target gets a new version, so the pusher sends it again. Returns the drift count.
 async fn reconcile_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
-    let rows = inner.store.query(LISTINGS_OF, sql_params![live.id]).await?;
-    let mut listings = Vec::with_capacity(rows.len());
-    for r in &rows {
-        let ids: ListingIds = serde_json::from_str(&r.text(1)?).unwrap_or_default();
-        listings.push((r.text(0)?, ids, r.int(2)?, r.int(3)?, r.int(4)?));
-    }
+    let rows: Vec<(String, String, i64, i64, i64)> = inner
+        .store
+        .query_as(LISTINGS_OF, sql_params![live.id])
+        .await?;
+    let listings: Vec<_> = rows
+        .into_iter()
+        .map(|(sku, ids, target, version, pushed)| {
+            let ids: ListingIds = serde_json::from_str(&ids).unwrap_or_default();
+            (sku, ids, target, version, pushed)
+        })
+        .collect();
     let mut drift = 0;
     let now = now_ms();
     for chunk in listings.chunks(50) {

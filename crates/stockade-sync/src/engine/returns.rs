@@ -12,7 +12,7 @@ use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValu
 use super::{ACTOR, Inner, Live, ms};
 use crate::{Result, now_ms};
 
-const LOAD: &str = "SELECT covered_ms, requested_at_ms, report_id, from_ms, to_ms FROM return_reports WHERE connection_id = $1";
+const LOAD: &str = "SELECT covered_ms, requested_at_ms, report_id, to_ms FROM return_reports WHERE connection_id = $1";
 const REQUESTED: &str = "INSERT INTO return_reports (connection_id, covered_ms, requested_at_ms, report_id, from_ms, to_ms, updated_at_ms)
      VALUES ($1, NULL, $2, $3, $4, $5, $2)
      ON CONFLICT (connection_id) DO UPDATE SET requested_at_ms = excluded.requested_at_ms,
@@ -33,6 +33,9 @@ const MAX_REPORT_RANGE_MS: i64 = 60 * 86_400_000 - 3_600_000;
 /// A report still not done after this long is given up and requested again.
 const REPORT_GIVE_UP_MS: i64 = 24 * 3600 * 1000;
 
+/// A connection's row of `return_reports` as [`LOAD`] reads it.
+type ReportRow = (Option<i64>, i64, Option<String>, Option<i64>);
+
 /// One step for the connection's returns report: request one when due, or follow the
 /// one in flight; once done, ingest its returns. Returns how many orders it restocked.
 pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
@@ -41,17 +44,9 @@ pub(super) async fn poll_returns_report(inner: &Arc<Inner>, live: &Arc<Live>) ->
     };
     let every = ms(inner.opts.returns_report_interval.unwrap_or(min_interval));
     let now = now_ms();
-    let row = inner.store.query_one(LOAD, sql_params![live.id]).await?;
-    let (covered, requested_at, in_flight) = match &row {
-        Some(r) => {
-            let report = match (r.opt_text(2)?, r.opt_int(4)?) {
-                (Some(id), Some(to)) => Some((id, to)),
-                _ => None,
-            };
-            (r.opt_int(0)?, r.int(1)?, report)
-        }
-        None => (None, i64::MIN, None),
-    };
+    let row: Option<ReportRow> = inner.store.query_one_as(LOAD, sql_params![live.id]).await?;
+    let (covered, requested_at, id, to) = row.unwrap_or((None, i64::MIN, None, None));
+    let in_flight = id.zip(to);
     let (report_id, to) = match in_flight {
         Some(x) => x,
         None if now.saturating_sub(requested_at) >= every => {

@@ -4,8 +4,9 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use stockade_core::order::Marketplace;
-use stockade_sync::SyncOptions;
+use stockade_sync::{SyncOptions, stats};
 
+use super::connection::sync_failure;
 use super::demo::parse_duration;
 use super::live::{Rig, RigOptions, cpu_seconds, peak_rss_mb};
 use crate::cli::BenchSyncArgs;
@@ -105,37 +106,19 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     let mut lost = 0u64;
     let mut stored_total = 0u64;
     for m in Marketplace::ALL {
-        let rows = rig
-            .store()
-            .query(
-                "SELECT o.external_id FROM orders o JOIN connections c ON c.id = o.connection_id WHERE c.name = $1",
-                stockade_store::sql_params![m.as_str()],
-            )
-            .await?;
-        let stored: HashSet<String> = rows.iter().filter_map(|r| r.text(0).ok()).collect();
-        stored_total += rows.len() as u64;
+        let ids = stats::order_ids(rig.store(), m.as_str())
+            .await
+            .map_err(sync_failure)?;
+        stored_total += ids.len() as u64;
+        let stored: HashSet<String> = ids.into_iter().collect();
         for o in rig.sb.orders(m) {
             if !stored.contains(&o.order_id) {
                 lost += 1;
             }
         }
     }
-    let store = rig.store().clone();
-    let one = |sql: &'static str| {
-        let store = store.clone();
-        async move {
-            store
-                .query_one(sql, vec![])
-                .await
-                .ok()
-                .flatten()
-                .and_then(|r| r.int(0).ok())
-                .unwrap_or(-1)
-        }
-    };
-    let duplicated = one("SELECT COUNT(*) - COUNT(DISTINCT CAST(connection_id AS TEXT) || '/' || external_id) FROM orders").await
-        + one("SELECT COUNT(*) - COUNT(DISTINCT ukey) FROM stock_ledger WHERE ukey IS NOT NULL").await;
-    let oversold = one("SELECT CAST(COALESCE(SUM(oversold_units), 0) AS BIGINT) FROM orders").await;
+    let duplicated = stats::duplicates(rig.store()).await.unwrap_or(-1);
+    let oversold = stats::oversold_units(rig.store()).await.unwrap_or(-1);
     let s = rig.sync.summary();
     let lat = metrics.order_to_confirmed.summary();
     let commit = metrics.arrival_to_commit.summary();
@@ -188,10 +171,11 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         s.pushes_confirmed, s.push_calls, s.pushes_coalesced, s.push_failures
     ));
     say(format!("oversold units: {oversold}"));
-    if let Ok(rows) = rig.store().query("SELECT c.name, COUNT(*) FROM listings l JOIN connections c ON c.id = l.connection_id WHERE l.target_version > l.pushed_version GROUP BY c.name", vec![]).await {
-        for r in rows {
-            say(format!("unconfirmed listings on {}: {}", r.text(0).unwrap_or_default(), r.int(1).unwrap_or(0)));
-        }
+    for (name, n) in stats::unconfirmed_by_connection(rig.store())
+        .await
+        .unwrap_or_default()
+    {
+        say(format!("unconfirmed listings on {name}: {n}"));
     }
     for e in metrics.recent_errors(5) {
         say(format!("recent error: {e}"));
@@ -254,11 +238,8 @@ pub async fn alerts(args: crate::cli::BenchAlertsArgs) -> Result<(), Failure> {
 
 /// Orders stored, all connections.
 async fn stored_orders(rig: &Rig) -> Result<u64, Failure> {
-    let row = rig
-        .store()
-        .query_one("SELECT COUNT(*) FROM orders", vec![])
-        .await?;
-    Ok(row
-        .and_then(|r| r.int(0).ok())
-        .map_or(0, |n| u64::try_from(n).unwrap_or(0)))
+    let n = stats::orders_stored(rig.store())
+        .await
+        .map_err(sync_failure)?;
+    Ok(u64::try_from(n).unwrap_or(0))
 }

@@ -9,7 +9,6 @@ use std::path::Path;
 use stockade_core::SecretString;
 use stockade_core::time::format_rfc3339_ms;
 use stockade_marketplaces::Marketplace;
-use stockade_store::{Store, sql_params};
 use stockade_sync::connections::{self, Connection, ConnectionSettings, NewConnection};
 use stockade_sync::purge::{self, PurgeReceipt};
 use stockade_sync::{ConnectionStatus, SyncError};
@@ -31,9 +30,7 @@ pub(super) fn sync_failure(e: SyncError) -> Failure {
         SyncError::Invalid(_) | SyncError::UnknownConnection(_) | SyncError::Revoked(_) => {
             Failure::usage(e.to_string())
         }
-        SyncError::Market(_) | SyncError::Corrupt(_) | SyncError::ShuttingDown => {
-            Failure::runtime(e.to_string())
-        }
+        SyncError::Market(_) | SyncError::ShuttingDown => Failure::runtime(e.to_string()),
     }
 }
 
@@ -301,22 +298,8 @@ async fn list(settings: &Settings) -> Result<(), Failure> {
     Ok(())
 }
 
-const COUNT_LISTINGS: &str = "SELECT COUNT(*) FROM listings WHERE connection_id = $1";
-const COUNT_ORDERS: &str = "SELECT COUNT(*) FROM orders WHERE connection_id = $1";
-const SELECT_CURSOR: &str =
-    "SELECT since_ms, updated_at_ms FROM sync_cursors WHERE connection_id = $1";
-
-async fn count(store: &Store, sql: &'static str, id: i64) -> Result<i64, Failure> {
-    Ok(match store.query_one(sql, sql_params![id]).await? {
-        Some(r) => r.int(0)?,
-        None => 0,
-    })
-}
-
 struct Details {
-    listings: i64,
-    orders: i64,
-    cursor: Option<(i64, i64)>,
+    counts: stockade_sync::stats::ConnectionCounts,
     fields: Vec<String>,
     receipt: Option<PurgeReceipt>,
     unmatched: Vec<stockade_sync::UnmatchedLine>,
@@ -325,10 +308,6 @@ struct Details {
 
 async fn details(vault: &stockade_vault::Vault, c: &Connection) -> Result<Details, Failure> {
     let store = vault.store();
-    let cursor = match store.query_one(SELECT_CURSOR, sql_params![c.id]).await? {
-        Some(r) => Some((r.int(0)?, r.int(1)?)),
-        None => None,
-    };
     let prefix = format!("connection/{}/", c.name);
     let fields = vault
         .list_credentials()
@@ -349,9 +328,9 @@ async fn details(vault: &stockade_vault::Vault, c: &Connection) -> Result<Detail
         push: stockade_sync::health::connection_health(store, c.id)
             .await
             .map_err(sync_failure)?,
-        listings: count(store, COUNT_LISTINGS, c.id).await?,
-        orders: count(store, COUNT_ORDERS, c.id).await?,
-        cursor,
+        counts: stockade_sync::stats::connection_counts(store, c.id)
+            .await
+            .map_err(sync_failure)?,
         fields,
         receipt,
         unmatched: stockade_sync::unmatched::unmatched_lines(store)
@@ -406,12 +385,12 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
     if let Some(at) = c.revoked_at_ms {
         row("revoked", &format_rfc3339_ms(at));
     }
-    row("listings", &d.listings.to_string());
+    row("listings", &d.counts.listings.to_string());
     row("pushes", &push_line(&d.push));
     if let Some(e) = &d.push.last_error {
         row("last error", e);
     }
-    row("orders", &d.orders.to_string());
+    row("orders", &d.counts.orders.to_string());
     if !d.unmatched.is_empty() {
         let groups = stockade_sync::unmatched::by_sku(&d.unmatched);
         let skus: Vec<&str> = groups.iter().map(|g| g.sku.as_str()).collect();
@@ -427,7 +406,7 @@ async fn show(settings: &Settings, name: &str) -> Result<(), Failure> {
     }
     row(
         "last cursor",
-        &match d.cursor {
+        &match d.counts.cursor {
             Some((since, updated)) => format!(
                 "orders changed since {} (polled {})",
                 format_rfc3339_ms(since),

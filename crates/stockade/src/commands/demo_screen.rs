@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::time::Instant;
 
 use stockade_core::order::Marketplace;
-use stockade_store::sql_params;
-use stockade_sync::Percentiles;
+
+use stockade_sync::{Percentiles, stats};
 
 use super::live::Rig;
 
@@ -73,26 +73,9 @@ impl Screen {
         let placed_rate = (placed.saturating_sub(self.placed)) as f64 / secs;
         self.placed = placed;
 
-        let count_by = |rows: Vec<stockade_store::SqlRow>| -> BTreeMap<String, i64> {
-            rows.iter()
-                .filter_map(|r| Some((r.text(0).ok()?, r.int(1).ok()?)))
-                .collect()
-        };
-        let orders = store
-            .query(
-                "SELECT c.name, COUNT(o.id) FROM connections c LEFT JOIN orders o ON o.connection_id = c.id GROUP BY c.name",
-                vec![],
-            )
+        let orders = stats::orders_by_connection(store).await.unwrap_or_default();
+        let low_listings = stats::low_listings_by_connection(store, LOW_STOCK)
             .await
-            .map(count_by)
-            .unwrap_or_default();
-        let low_listings = store
-            .query(
-                "SELECT c.name, COUNT(*) FROM listings l JOIN connections c ON c.id = l.connection_id WHERE l.target_qty <= $1 GROUP BY c.name",
-                sql_params![LOW_STOCK],
-            )
-            .await
-            .map(count_by)
             .unwrap_or_default();
         let (errors, kinds, dropped) = metrics.error_counts();
         let now = Instant::now();
@@ -160,16 +143,7 @@ impl Screen {
 
         let (low, out, lowest) = low_stock(rig).await;
         let s = rig.sync.summary();
-        let oversold = store
-            .query_one(
-                "SELECT CAST(COALESCE(SUM(oversold_units), 0) AS BIGINT) FROM orders",
-                vec![],
-            )
-            .await
-            .ok()
-            .flatten()
-            .and_then(|r| r.int(0).ok())
-            .unwrap_or(0);
+        let oversold = stats::oversold_units(store).await.unwrap_or(0);
         let elapsed = started.elapsed().as_secs();
         let mut screen = format!(
             "Running {elapsed}s   buyers placed {placed} orders ({placed_rate:.1}/s)\n\n{table}\n\
@@ -216,26 +190,13 @@ impl Screen {
 
 /// SKUs with little left: (low, sold out, the lowest few as "SKU n, …").
 async fn low_stock(rig: &Rig) -> (i64, i64, String) {
-    let store = rig.store();
-    let counts = store
-        .query_one(
-            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN on_hand - reserved <= 0 THEN 1 ELSE 0 END), 0) FROM skus WHERE on_hand - reserved <= $1",
-            sql_params![LOW_STOCK],
-        )
+    let s = stats::low_stock(rig.store(), LOW_STOCK)
         .await
-        .ok()
-        .flatten();
-    let (low, out) = counts.map_or((0, 0), |r| (r.int(0).unwrap_or(0), r.int(1).unwrap_or(0)));
-    let lowest = store
-        .query(
-            "SELECT sku, on_hand - reserved FROM skus WHERE on_hand - reserved <= $1 ORDER BY on_hand - reserved, sku LIMIT 4",
-            sql_params![LOW_STOCK],
-        )
-        .await
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let lowest: Vec<String> = s
+        .lowest
         .iter()
-        .filter_map(|r| Some(format!("{} {}", r.text(0).ok()?, r.int(1).ok()?)))
-        .collect::<Vec<_>>()
-        .join(", ");
-    (low, out, lowest)
+        .map(|(sku, n)| format!("{sku} {n}"))
+        .collect();
+    (s.low, s.sold_out, lowest.join(", "))
 }
