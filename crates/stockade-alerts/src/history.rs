@@ -11,7 +11,7 @@ use serde::Serialize;
 use stockade_store::{Store, StoreError, sql_params};
 
 use crate::classify::classify;
-use crate::model::Alert;
+use crate::model::{Alert, StoredAlert};
 
 /// Events read per query while looking for alerts.
 const PAGE: i64 = 500;
@@ -94,26 +94,23 @@ async fn attach_deliveries(store: &Store, entries: &mut [AlertEntry]) -> Result<
     let Some(oldest) = entries.iter().map(|e| e.alert.at_ms).min() else {
         return Ok(());
     };
-    let rows = store
-        .query(
+    let rows: Vec<(String, String, Option<i64>, StoredAlert)> = store
+        .query_as(
             "SELECT channel, state, sent_at_ms, alert FROM alert_outbox
               WHERE created_at_ms >= $1 ORDER BY id DESC LIMIT $2",
             sql_params![oldest, DELIVERIES_MAX],
         )
         .await?;
     let mut by_event: HashMap<i64, Vec<Delivery>> = HashMap::new();
-    for r in rows {
-        let Ok(alert) = serde_json::from_str::<Alert>(&r.text(3)?) else {
+    for (channel, state, sent_at_ms, StoredAlert(alert)) in rows {
+        // A follow-up reports the repeats of a window, not its first event.
+        let Some(alert) = alert.filter(|a| a.since_ms.is_none()) else {
             continue;
         };
-        // A follow-up reports the repeats of a window, not its first event.
-        if alert.since_ms.is_some() {
-            continue;
-        }
         by_event.entry(alert.event_id).or_default().push(Delivery {
-            channel: r.text(0)?,
-            state: r.text(1)?,
-            sent_at_ms: r.opt_int(2)?,
+            channel,
+            state,
+            sent_at_ms,
         });
     }
     for e in entries {

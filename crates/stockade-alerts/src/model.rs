@@ -101,6 +101,16 @@ pub struct Alert {
     pub about_channel: Option<String>,
 }
 
+/// The `alert` column of an outbox or window row: `None` when the stored JSON does not
+/// decode (a row another version wrote is skipped, not fatal).
+pub(crate) struct StoredAlert(pub(crate) Option<Alert>);
+
+impl stockade_store::FromColumn for StoredAlert {
+    fn from_column(row: &stockade_store::SqlRow, i: usize) -> stockade_store::Result<Self> {
+        Ok(StoredAlert(serde_json::from_str(&String::from_column(row, i)?).ok()))
+    }
+}
+
 /// Longest identifier kept in a fact.
 const IDENT_MAX: usize = 64;
 /// Longest third-party text kept in an alert.

@@ -1,6 +1,6 @@
 //! What the alerts dashboard shows, read once for both `/alerts` (the page) and
 //! `/api/v1/alerts` (JSON): each channel's state, the alert history, and the newest
-//! deliveries. Read-only over the tables the alert pipeline writes; only allow-listed,
+//! deliveries, read through stockade-alerts (owner of those tables); only allow-listed,
 //! already scrubbed fields leave here.
 
 use serde_json::json;
@@ -26,47 +26,31 @@ pub async fn alert_history(
         .collect())
 }
 
-/// Read the alert tables (written by the alert pipeline) for the dashboard.
+/// Each channel's state and the newest deliveries, as stockade-alerts reads them from
+/// its tables.
 pub async fn alerts_view(
     store: &stockade_store::Store,
     limit: i64,
 ) -> Result<(Vec<serde_json::Value>, Vec<serde_json::Value>), stockade_store::StoreError> {
-    let rows = store
-        .query(
-            "SELECT c.name, c.kind, c.status, c.last_error, c.last_ok_ms,
-                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'pending'),
-                    (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'held')
-               FROM alert_channels c ORDER BY c.name",
-            vec![],
-        )
-        .await?;
-    let mut channels = Vec::with_capacity(rows.len());
-    for r in rows {
-        channels.push(json!({
-            "name": r.text(0)?, "kind": r.text(1)?, "status": r.text(2)?,
-            "last_error": r.opt_text(3)?, "last_ok_ms": r.opt_int(4)?,
-            "pending": r.int(5)?, "held": r.int(6)?,
-        }));
-    }
-    let rows = store
-        .query(
-            "SELECT id, channel, state, attempts, events, created_at_ms, sent_at_ms, alert
-               FROM alert_outbox ORDER BY id DESC LIMIT $1",
-            stockade_store::sql_params![limit],
-        )
-        .await?;
-    let mut recent = Vec::with_capacity(rows.len());
-    for r in rows {
-        let alert: serde_json::Value = serde_json::from_str(&r.text(7)?).unwrap_or_default();
-        recent.push(json!({
-            "id": r.int(0)?, "channel": r.text(1)?, "state": r.text(2)?,
-            "attempts": r.int(3)?, "events": r.int(4)?,
-            "created_at_ms": r.int(5)?, "sent_at_ms": r.opt_int(6)?,
-            "event_id": alert.get("event_id"), "severity": alert.get("severity"),
-            "source": alert.get("source"), "kind": alert.get("kind"),
-            "title": alert.get("title"), "facts": alert.get("facts"),
-            "message": alert.get("message"), "count": alert.get("count"),
-        }));
-    }
-    Ok((channels, recent))
+    let channels = stockade_alerts::channel_statuses(store).await?;
+    let channels = channels.iter().map(|c| {
+        json!({
+            "name": c.name, "kind": c.kind, "status": c.status,
+            "last_error": c.last_error, "last_ok_ms": c.last_ok_ms,
+            "pending": c.pending, "held": c.held,
+        })
+    });
+    let recent = stockade_alerts::recent_alerts(store, limit).await?;
+    let recent = recent.iter().map(|r| {
+        let a = &r.alert;
+        json!({
+            "id": r.id, "channel": r.channel, "state": r.state,
+            "attempts": r.attempts, "events": r.events,
+            "created_at_ms": r.created_at_ms, "sent_at_ms": r.sent_at_ms,
+            "event_id": a.event_id, "severity": a.severity, "source": a.source,
+            "kind": a.kind, "title": a.title, "facts": a.facts,
+            "message": a.message, "count": a.count,
+        })
+    });
+    Ok((channels.collect(), recent.collect()))
 }

@@ -63,7 +63,7 @@ pub(super) async fn seed_limiter(inner: &Inner, ch: &ChannelRuntime) {
     let since = now_ms() - 60_000;
     let Ok(rows) = inner
         .store
-        .query(
+        .query_as::<Option<i64>>(
             "SELECT DISTINCT sent_at_ms FROM alert_outbox WHERE channel = $1 AND sent_at_ms > $2",
             sql_params![name, since],
         )
@@ -74,12 +74,10 @@ pub(super) async fn seed_limiter(inner: &Inner, ch: &ChannelRuntime) {
     let now_i = Instant::now();
     let now = now_ms();
     let mut l = lock(&ch.limiter);
-    for r in rows {
-        if let Ok(Some(t)) = r.opt_int(0) {
-            let age = Duration::from_millis(u64::try_from((now - t).max(0)).unwrap_or(0));
-            if let Some(at) = now_i.checked_sub(age) {
-                l.sent.push_back(at);
-            }
+    for t in rows.into_iter().flatten() {
+        let age = Duration::from_millis(u64::try_from((now - t).max(0)).unwrap_or(0));
+        if let Some(at) = now_i.checked_sub(age) {
+            l.sent.push_back(at);
         }
     }
     l.sent.make_contiguous().sort();

@@ -39,12 +39,11 @@ pub(super) async fn record_outcome(
     let previous = channel_status(inner, name).await.map(|s| s.0);
     let failures_before = inner
         .store
-        .query_one(
+        .query_one_as(
             "SELECT failures FROM alert_channels WHERE name = $1",
             sql_params![name],
         )
         .await?
-        .and_then(|r| r.int(0).ok())
         .unwrap_or(0);
     match outcome {
         Outcome::Delivered { .. } => {
@@ -160,13 +159,10 @@ fn channel_event(
 async fn pending_count(inner: &Inner, channel: &str) -> i64 {
     inner
         .store
-        .query_one(
+        .count(
             "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state IN ('pending', 'held')",
             sql_params![channel],
         )
         .await
-        .ok()
-        .flatten()
-        .and_then(|r| r.int(0).ok())
         .unwrap_or(0)
 }

@@ -17,7 +17,7 @@ use super::limiter::seed_limiter;
 use super::outcome::record_outcome;
 use super::{ACTOR, ChannelRuntime, Inner, Result, lock, ms, now_ms};
 use crate::channel::Outcome;
-use crate::model::Alert;
+use crate::model::{Alert, StoredAlert};
 
 /// Rows considered for one message.
 const SEND_BATCH: i64 = 50;
@@ -38,28 +38,24 @@ pub(super) struct Row {
 }
 
 async fn due_rows(inner: &Inner, channel: &str, now: i64) -> Result<Vec<Row>> {
-    let rows = inner
+    let rows: Vec<(i64, i64, i64, StoredAlert)> = inner
         .store
-        .query(
+        .query_as(
             "SELECT id, events, attempts, alert FROM alert_outbox
               WHERE channel = $1 AND state = 'pending' AND next_at_ms <= $2
               ORDER BY severity DESC, id LIMIT $3",
             sql_params![channel, now, SEND_BATCH],
         )
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let Ok(alert) = serde_json::from_str::<Alert>(&r.text(3)?) else {
-            continue;
-        };
-        out.push(Row {
-            id: r.int(0)?,
-            events: r.int(1)?,
-            attempts: r.int(2)?,
-            alert,
-        });
-    }
-    Ok(out)
+    let rows = rows.into_iter().filter_map(|(id, events, attempts, StoredAlert(alert))| {
+        Some(Row {
+            id,
+            events,
+            attempts,
+            alert: alert?,
+        })
+    });
+    Ok(rows.collect())
 }
 
 /// Hold the channel's sending lease (one process sends per channel).
@@ -85,15 +81,14 @@ pub(super) async fn channel_status(
     inner: &Inner,
     channel: &str,
 ) -> Option<(String, Option<String>)> {
-    let r = inner
+    inner
         .store
-        .query_one(
+        .query_one_as(
             "SELECT status, fingerprint FROM alert_channels WHERE name = $1",
             sql_params![channel],
         )
         .await
-        .ok()??;
-    Some((r.text(0).ok()?, r.opt_text(1).ok()?))
+        .ok()?
 }
 
 pub(super) async fn sender_loop(
@@ -230,14 +225,14 @@ async fn wait_for_due(
 ) {
     let next = inner
         .store
-        .query_one(
+        .query_one_as::<Option<i64>>(
             "SELECT MIN(next_at_ms) FROM alert_outbox WHERE channel = $1 AND state = 'pending'",
             sql_params![name],
         )
         .await
         .ok()
         .flatten()
-        .and_then(|r| r.opt_int(0).ok().flatten());
+        .flatten();
     let wait = next.map_or(Duration::from_secs(2), |t| {
         Duration::from_millis(u64::try_from((t - now_ms()).clamp(1, 2000)).unwrap_or(2000))
     });
@@ -253,13 +248,11 @@ async fn wait_for_due(
 async fn hold_pending(inner: &Inner, channel: &str) -> Result<()> {
     let n = inner
         .store
-        .query_one(
+        .count(
             "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'pending'",
             sql_params![channel],
         )
-        .await?
-        .and_then(|r| r.int(0).ok())
-        .unwrap_or(0);
+        .await?;
     if n == 0 {
         return Ok(());
     }
@@ -288,13 +281,11 @@ async fn hold_pending(inner: &Inner, channel: &str) -> Result<()> {
 /// fixed). Returns how many rows were released.
 pub async fn release_held(store: &Store, channel: &str, why: &str) -> Result<u64> {
     let n = store
-        .query_one(
+        .count(
             "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'held'",
             sql_params![channel],
         )
-        .await?
-        .and_then(|r| r.int(0).ok())
-        .unwrap_or(0);
+        .await?;
     let now = now_ms();
     store
         .commit(

@@ -5,14 +5,16 @@
 use serde::Serialize;
 use stockade_core::Actor;
 use stockade_egress::Gateway;
-use stockade_store::{AuditDetails, AuditEntry, Change, Store, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Columns, FromRow, Result as StoreResult, Store, sql_params,
+};
 use stockade_vault::Vault;
 
 use super::sender::release_held;
 use super::{AlertsError, Result, now_ms};
 use crate::channel::{ChannelClient, Outcome};
 use crate::config::ChannelConfig;
-use crate::model::{Alert, Severity};
+use crate::model::{Alert, Severity, StoredAlert};
 
 /// A channel's state as the dashboard and `stockade alert status` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -28,10 +30,25 @@ pub struct ChannelStatus {
     pub sent: i64,
 }
 
+impl FromRow for ChannelStatus {
+    fn from_row(c: &mut Columns<'_>) -> StoreResult<Self> {
+        Ok(ChannelStatus {
+            name: c.get()?,
+            kind: c.get()?,
+            status: c.get()?,
+            last_error: c.get()?,
+            last_ok_ms: c.get()?,
+            pending: c.get()?,
+            held: c.get()?,
+            sent: c.get()?,
+        })
+    }
+}
+
 /// Every known channel's state.
-pub async fn channel_statuses(store: &Store) -> Result<Vec<ChannelStatus>> {
-    let rows = store
-        .query(
+pub async fn channel_statuses(store: &Store) -> StoreResult<Vec<ChannelStatus>> {
+    store
+        .query_as(
             "SELECT c.name, c.kind, c.status, c.last_error, c.last_ok_ms,
                     (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'pending'),
                     (SELECT COUNT(*) FROM alert_outbox o WHERE o.channel = c.name AND o.state = 'held'),
@@ -39,21 +56,7 @@ pub async fn channel_statuses(store: &Store) -> Result<Vec<ChannelStatus>> {
                FROM alert_channels c ORDER BY c.name",
             vec![],
         )
-        .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(ChannelStatus {
-            name: r.text(0)?,
-            kind: r.text(1)?,
-            status: r.text(2)?,
-            last_error: r.opt_text(3)?,
-            last_ok_ms: r.opt_int(4)?,
-            pending: r.int(5)?,
-            held: r.int(6)?,
-            sent: r.int(7)?,
-        });
-    }
-    Ok(out)
+        .await
 }
 
 /// One recent alert as the dashboard lists it.
@@ -70,33 +73,37 @@ pub struct RecentAlert {
     pub alert: Alert,
 }
 
-/// The newest outbox rows (scrubbed alerts only).
-pub async fn recent_alerts(store: &Store, limit: i64) -> Result<Vec<RecentAlert>> {
-    let rows = store
-        .query(
+/// An outbox row as [`recent_alerts`] selects it; `None` when its alert does not decode.
+struct RecentRow(Option<RecentAlert>);
+
+impl FromRow for RecentRow {
+    fn from_row(c: &mut Columns<'_>) -> StoreResult<Self> {
+        let (id, channel, state, attempts, events) = FromRow::from_row(c)?;
+        let (created_at_ms, sent_at_ms, last_error, StoredAlert(alert)) = FromRow::from_row(c)?;
+        Ok(RecentRow(alert.map(|alert| RecentAlert {
+            id,
+            channel,
+            state,
+            attempts,
+            events,
+            created_at_ms,
+            sent_at_ms,
+            last_error,
+            alert,
+        })))
+    }
+}
+
+/// The newest outbox rows (scrubbed alerts only), `limit` clamped to 1 to 1,000.
+pub async fn recent_alerts(store: &Store, limit: i64) -> StoreResult<Vec<RecentAlert>> {
+    let rows: Vec<RecentRow> = store
+        .query_as(
             "SELECT id, channel, state, attempts, events, created_at_ms, sent_at_ms, last_error, alert
                FROM alert_outbox ORDER BY id DESC LIMIT $1",
             sql_params![limit.clamp(1, 1000)],
         )
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        let Ok(alert) = serde_json::from_str::<Alert>(&r.text(8)?) else {
-            continue;
-        };
-        out.push(RecentAlert {
-            id: r.int(0)?,
-            channel: r.text(1)?,
-            state: r.text(2)?,
-            attempts: r.int(3)?,
-            events: r.int(4)?,
-            created_at_ms: r.int(5)?,
-            sent_at_ms: r.opt_int(6)?,
-            last_error: r.opt_text(7)?,
-            alert,
-        });
-    }
-    Ok(out)
+    Ok(rows.into_iter().filter_map(|r| r.0).collect())
 }
 
 /// Send a signed test message to one channel now (not through the outbox) and report
@@ -148,13 +155,11 @@ pub async fn test_channel(
     if matches!(outcome, Outcome::Delivered { .. }) {
         // A channel that works again releases what it held.
         let held = store
-            .query_one(
+            .count(
                 "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'held'",
                 sql_params![channel.name.as_str()],
             )
-            .await?
-            .and_then(|r| r.int(0).ok())
-            .unwrap_or(0);
+            .await?;
         if held > 0 {
             release_held(store, &channel.name, "test message delivered").await?;
         }

@@ -11,7 +11,7 @@ use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, Store, 
 
 use super::router::outbox_steps;
 use super::{ACTOR, Inner, Result, lock, ms, now_ms};
-use crate::model::Alert;
+use crate::model::{Alert, StoredAlert};
 
 pub(super) struct Window {
     pub(super) opened_at_ms: i64,
@@ -30,29 +30,31 @@ pub(super) fn follow_up(w: &Window) -> Alert {
 }
 
 pub(super) async fn load_windows(store: &Store) -> Result<HashMap<String, Window>> {
-    let rows = store
-        .query(
+    let rows: Vec<WindowRow> = store
+        .query_as(
             "SELECT key, opened_at_ms, closes_at_ms, folded, alert FROM alert_windows",
             vec![],
         )
         .await?;
-    let mut map = HashMap::with_capacity(rows.len());
-    for r in rows {
-        let Ok(alert) = serde_json::from_str::<Alert>(&r.text(4)?) else {
-            continue;
-        };
-        map.insert(
-            r.text(0)?,
-            Window {
-                opened_at_ms: r.int(1)?,
-                closes_at_ms: r.int(2)?,
-                folded: r.int(3)?,
-                alert,
-                dirty: false,
-            },
-        );
+    let windows = rows.into_iter().filter_map(|(key, opened, closes, folded, alert)| {
+        Some((key, Window::new(opened, closes, folded, alert.0?)))
+    });
+    Ok(windows.collect())
+}
+
+/// A stored window: key, opened_at_ms, closes_at_ms, folded, alert.
+type WindowRow = (String, i64, i64, i64, StoredAlert);
+
+impl Window {
+    fn new(opened_at_ms: i64, closes_at_ms: i64, folded: i64, alert: Alert) -> Window {
+        Window {
+            opened_at_ms,
+            closes_at_ms,
+            folded,
+            alert,
+            dirty: false,
+        }
     }
-    Ok(map)
 }
 
 pub(super) const UPSERT_WINDOW: &str = "INSERT INTO alert_windows (key, opened_at_ms, closes_at_ms, folded, alert) VALUES ($1, $2, $3, $4, $5)
@@ -63,9 +65,9 @@ pub(super) const UPSERT_WINDOW: &str = "INSERT INTO alert_windows (key, opened_a
 /// quiet end for the others. Returns when the next window closes.
 pub(super) async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
     let now = now_ms();
-    let due = inner
+    let due: Vec<WindowRow> = inner
         .store
-        .query(
+        .query_as(
             "SELECT key, opened_at_ms, closes_at_ms, folded, alert FROM alert_windows WHERE closes_at_ms <= $1 ORDER BY closes_at_ms LIMIT 200",
             sql_params![now],
         )
@@ -74,20 +76,11 @@ pub(super) async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
         let window_ms = ms(inner.config.window);
         let mut steps = Vec::new();
         let mut followups = 0u64;
-        for r in &due {
-            let key = r.text(0)?;
-            let closes = r.int(2)?;
-            let folded = r.int(3)?;
-            let alert = serde_json::from_str::<Alert>(&r.text(4)?).ok();
+        let windows = i64::try_from(due.len()).unwrap_or(0);
+        for (key, opened, closes, folded, StoredAlert(alert)) in due {
             match alert {
                 Some(alert) if folded > 0 => {
-                    let w = Window {
-                        opened_at_ms: r.int(1)?,
-                        closes_at_ms: closes,
-                        folded,
-                        alert,
-                        dirty: false,
-                    };
+                    let w = Window::new(opened, closes, folded, alert);
                     followups += outbox_steps(&inner.config, &follow_up(&w), now, &mut steps);
                     steps.push(Mutation::Sql {
                         statement: "UPDATE alert_windows SET opened_at_ms = $2, closes_at_ms = $3, folded = 0 WHERE key = $1 AND closes_at_ms = $4",
@@ -115,7 +108,7 @@ pub(super) async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
                         "alert.windows.close",
                         "alerts",
                         AuditDetails::new()
-                            .int("windows", i64::try_from(due.len()).unwrap_or(0))
+                            .int("windows", windows)
                             .int("outbox", i64::try_from(followups).unwrap_or(0)),
                     ),
                 )],
@@ -130,7 +123,7 @@ pub(super) async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
     }
     let next = inner
         .store
-        .query_one("SELECT MIN(closes_at_ms) FROM alert_windows", vec![])
+        .query_one_as("SELECT MIN(closes_at_ms) FROM alert_windows", vec![])
         .await?;
-    Ok(next.and_then(|r| r.opt_int(0).ok().flatten()))
+    Ok(next.flatten())
 }

@@ -57,9 +57,7 @@ fn channel<'a>(settings: &'a Settings, name: &str) -> Result<&'a ChannelConfig, 
 
 async fn status(settings: &Settings) -> Result<(), Failure> {
     let vault = open_vault(settings).await?;
-    let statuses = stockade_alerts::channel_statuses(vault.store())
-        .await
-        .map_err(alerts_failure)?;
+    let statuses = stockade_alerts::channel_statuses(vault.store()).await?;
     let creds: Vec<String> = vault
         .list_credentials()
         .await?
