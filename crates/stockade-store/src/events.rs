@@ -17,13 +17,15 @@
 //!   acknowledges a batch with [`Batch::ack`] as a step of the commit that records its
 //!   effects: the cursor moves only if it is still where the batch began, so a batch is
 //!   handled exactly once even with two processes, and nothing is lost across a restart.
-//! - **Decode** in one place ([`record_from`]): rows become [`EventRecord`]s.
+//! - **Decode** in one place (`Stored`): rows become [`EventRecord`]s.
+//! - **Purge.** A connection's purge counts and deletes the sync events about it
+//!   ([`Store::connection_events`], [`delete_connection_events`]).
 
 use stockade_core::event::{Event, EventColumns, EventRecord};
 use stockade_core::{Actor, time::now_ms};
 
 use crate::change::{AuditEntry, Change, Mutation};
-use crate::sql::{Expect, SqlRow};
+use crate::sql::{Columns, Expect, FromRow};
 use crate::{Result, Store, sql_params};
 
 const INSERT: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
@@ -49,26 +51,42 @@ pub fn append(at_ms: i64, event: &Event) -> Mutation {
     }
 }
 
-/// Decode a row selected as `id, at_ms, source, kind, caller, host, path_template,
-/// operation, status, detail, delivered_at_ms`:
-/// the event and whether the alert pipeline has routed it.
-fn record_from(row: &SqlRow) -> Result<(EventRecord, bool)> {
-    let columns = EventColumns {
-        source: row.text(2)?,
-        kind: row.text(3)?,
-        caller: row.text(4)?,
-        host: row.text(5)?,
-        path_template: row.text(6)?,
-        operation: row.text(7)?,
-        status: row.opt_int(8)?,
-        detail: row.text(9)?,
-    };
-    let record = EventRecord {
-        id: row.int(0)?,
-        at_ms: row.int(1)?,
-        event: Event::decode(columns),
-    };
-    Ok((record, row.opt_int(10)?.is_some()))
+/// A row selected as `id, at_ms, source, kind, caller, host, path_template, operation,
+/// status, detail, delivered_at_ms`: the event and whether the alert pipeline has routed it.
+struct Stored(EventRecord, bool);
+
+impl FromRow for Stored {
+    fn from_row(c: &mut Columns<'_>) -> Result<Self> {
+        let (id, at_ms) = FromRow::from_row(c)?;
+        let columns = EventColumns {
+            source: c.get()?,
+            kind: c.get()?,
+            caller: c.get()?,
+            host: c.get()?,
+            path_template: c.get()?,
+            operation: c.get()?,
+            status: c.get()?,
+            detail: c.get()?,
+        };
+        let event = Event::decode(columns);
+        let routed = c.get::<Option<i64>>()?.is_some();
+        Ok(Stored(EventRecord { id, at_ms, event }, routed))
+    }
+}
+
+/// The `caller` column of the sync events about a connection, as `Event::columns` writes it.
+fn connection_caller(connection: &str) -> String {
+    format!("connection:{connection}")
+}
+
+/// The step that deletes the sync events about `connection`, for the audited commit of
+/// its purge.
+pub fn delete_connection_events(connection: &str) -> Mutation {
+    Mutation::Sql {
+        statement: "DELETE FROM events WHERE source = 'sync' AND caller = $1",
+        params: sql_params![connection_caller(connection)],
+        expect: Expect::Any,
+    }
 }
 
 impl Store {
@@ -116,18 +134,34 @@ impl Store {
         .await
     }
 
+    /// How many sync events are about `connection` (its purge receipt counts them).
+    pub async fn connection_events(&self, connection: &str) -> Result<i64> {
+        self.count(
+            "SELECT COUNT(*) FROM events WHERE source = 'sync' AND caller = $1",
+            sql_params![connection_caller(connection)],
+        )
+        .await
+    }
+
+    /// The id of the newest sync event about `connection`, if any.
+    pub async fn last_connection_event(&self, connection: &str) -> Result<Option<i64>> {
+        let id = self.query_one_as(
+            "SELECT MAX(id) FROM events WHERE source = 'sync' AND caller = $1",
+            sql_params![connection_caller(connection)],
+        );
+        Ok(id.await?.flatten())
+    }
+
     /// Up to `limit` events with an id below `before`, newest first, each with whether
     /// the alert pipeline has routed it (the alert history).
     pub async fn events_before(&self, before: i64, limit: i64) -> Result<Vec<(EventRecord, bool)>> {
-        self.query(
+        let rows: Vec<Stored> = self.query_as(
             "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms
                FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2",
             sql_params![before, limit],
         )
-            .await?
-            .iter()
-            .map(record_from)
-            .collect()
+            .await?;
+        Ok(rows.into_iter().map(|Stored(e, routed)| (e, routed)).collect())
     }
 }
 
@@ -168,26 +202,21 @@ impl EventStream {
     pub async fn next_batch(&self, limit: i64) -> Result<Batch> {
         let after = self
             .store
-            .query_one(
+            .query_one_as(
                 "SELECT last_id FROM event_cursors WHERE subscriber = $1",
                 sql_params![self.subscriber],
             )
             .await?
-            .map(|r| r.int(0))
-            .transpose()?
             .unwrap_or(0);
-        let rows = self
+        let rows: Vec<Stored> = self
             .store
-            .query(
+            .query_as(
                 "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms
                    FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                 sql_params![after, limit],
             )
             .await?;
-        let events = rows
-            .iter()
-            .map(|r| record_from(r).map(|(e, _)| e))
-            .collect::<Result<_>>()?;
+        let events = rows.into_iter().map(|Stored(e, _)| e).collect();
         Ok(Batch {
             subscriber: self.subscriber,
             after,

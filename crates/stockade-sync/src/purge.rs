@@ -42,7 +42,6 @@ const COUNT_OPEN: &str = "SELECT COUNT(*) FROM order_lines l WHERE l.connection_
        AND NOT EXISTS (SELECT 1 FROM stock_ledger c WHERE c.ukey = CAST(l.connection_id AS TEXT) || '/' || l.external_id || '/' || l.line_id || '/commit')
        AND NOT EXISTS (SELECT 1 FROM stock_ledger x WHERE x.ukey = CAST(l.connection_id AS TEXT) || '/' || l.external_id || '/' || l.line_id || '/release')";
 const COUNT_LISTINGS: &str = "SELECT COUNT(*) FROM listings WHERE connection_id = $1";
-const COUNT_EVENTS: &str = "SELECT COUNT(*) FROM events WHERE source = 'sync' AND caller = $1";
 
 const MARK_REVOKED: &str =
     "UPDATE connections SET status = 'revoked', revoked_at_ms = $1, updated_at_ms = $1
@@ -61,7 +60,6 @@ const DELETE_ORDERS: &str = "DELETE FROM orders WHERE connection_id = $1";
 const DELETE_CURSOR: &str = "DELETE FROM sync_cursors WHERE connection_id = $1";
 const DELETE_RETURN_REPORTS: &str = "DELETE FROM return_reports WHERE connection_id = $1";
 const DELETE_LISTINGS: &str = "DELETE FROM listings WHERE connection_id = $1";
-const DELETE_EVENTS: &str = "DELETE FROM events WHERE source = 'sync' AND caller = $1";
 const INSERT_RECEIPT: &str = "INSERT INTO purge_receipts (connection_id, connection_name, marketplace, reason, at_ms, details)
      VALUES ($1, $2, $3, $4, $5, $6)";
 const SELECT_RECEIPTS: &str = "SELECT details FROM purge_receipts ORDER BY id";
@@ -88,7 +86,6 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
         }
     }
     let id = conn.id;
-    let caller = format!("connection:{}", conn.name);
     let (orders, buyer_fields) = store
         .query_one_as(COUNT_ORDERS, sql_params![id])
         .await?
@@ -96,9 +93,7 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
     let order_lines = store.count(COUNT_LINES, sql_params![id]).await?;
     let open = store.count(COUNT_OPEN, sql_params![id]).await?;
     let listings = store.count(COUNT_LISTINGS, sql_params![id]).await?;
-    let events = store
-        .count(COUNT_EVENTS, sql_params![caller.as_str()])
-        .await?;
+    let events = store.connection_events(&conn.name).await?;
     let prefix = format!("connection/{}/", conn.name);
     let creds: Vec<String> = vault
         .list_credentials()
@@ -141,7 +136,7 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
         sql(DELETE_CURSOR, sql_params![id]),
         sql(DELETE_RETURN_REPORTS, sql_params![id]),
         sql(DELETE_LISTINGS, sql_params![id]),
-        sql(DELETE_EVENTS, sql_params![caller.as_str()]),
+        stockade_store::events::delete_connection_events(&conn.name),
         sql(
             INSERT_RECEIPT,
             sql_params![
@@ -169,7 +164,7 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
                 },
                 AuditEntry::new(
                     "connection.purge",
-                    caller.clone(),
+                    format!("connection:{}", conn.name),
                     AuditDetails::new()
                         .str("marketplace", conn.marketplace.as_str())
                         .str("reason", &reason)

@@ -15,7 +15,7 @@ use stockade_egress::{EgressConfig, Gateway};
 use stockade_sandbox::bots::{
     Bots, BotsConfig, DingTalkAppSpec, DingTalkRobotSpec, FeishuBotSpec, Received, WebhookSpec,
 };
-use stockade_store::{AuditDetails, AuditEntry, DatabaseUrl, Store, StoreOptions, sql_params};
+use stockade_store::{AuditDetails, AuditEntry, DatabaseUrl, Store, StoreOptions};
 use stockade_vault::{
     CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
 };
@@ -225,14 +225,7 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
             );
             store.append_event(&ACTOR, &event, audit).await?;
             let committed = now_ms();
-            let id = store
-                .query_one(
-                    "SELECT MAX(id) FROM events WHERE caller = $1",
-                    sql_params![format!("connection:{conn}")],
-                )
-                .await?
-                .and_then(|r| r.int(0).ok())
-                .unwrap_or(0);
+            let id = store.last_connection_event(&conn).await?.unwrap_or(0);
             recorded.insert(id, committed);
             n += 1;
         }
