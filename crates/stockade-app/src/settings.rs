@@ -1,0 +1,982 @@
+//! Settings: defaults, then stockade.toml, then STOCKADE_* variables, then flags.
+//!
+//! The master key is never read from the config file: only a path to it is. Settings
+//! are built once in `main` and passed down; there is no global configuration. The
+//! command-line flags reach this module as plain [`Overrides`] (no clap here); every
+//! refusal is an [`AppError::Config`] naming the setting.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use stockade_core::{Environment, SecretString};
+use stockade_store::{DatabaseUrl, StoreOptions};
+use stockade_vault::{MasterKeySource, MasterKeys};
+
+use crate::AppError;
+
+/// What the command line (or its STOCKADE_* variables) sets above the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub env: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub config: Option<PathBuf>,
+}
+
+/// stockade.toml. Unknown keys are errors, so a misspelt setting is not silently ignored
+/// and a `master_key = "…"` line is refused.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    env: Option<String>,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    master_key_file: Option<PathBuf>,
+    #[serde(default)]
+    sqlite: SqliteConfig,
+    #[serde(default)]
+    postgres: PostgresConfig,
+    #[serde(default)]
+    server: ServerConfig,
+    #[serde(default)]
+    access: AccessFileConfig,
+    #[serde(default)]
+    ban: BanFileConfig,
+    #[serde(default)]
+    egress: EgressFileConfig,
+    #[serde(default)]
+    sync: SyncFileConfig,
+    #[serde(default)]
+    alerts: AlertsFileConfig,
+}
+
+/// `[alerts]` and its `[[alerts.channel]]` tables. No secrets here: a channel's tokens
+/// and signing secrets are in the credential store (`stockade alert secret set`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsFileConfig {
+    window: Option<String>,
+    dashboard_url: Option<String>,
+    retry_max: Option<String>,
+    #[serde(default, rename = "channel")]
+    channels: Vec<ChannelFileConfig>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelFileConfig {
+    name: String,
+    kind: String,
+    url: Option<String>,
+    keyword: Option<String>,
+    min_severity: Option<String>,
+    sources: Option<Vec<String>>,
+    robot_code: Option<String>,
+    conversation: Option<String>,
+    per_second: Option<u32>,
+    per_minute: Option<u32>,
+    throttle_backoff: Option<String>,
+}
+
+/// Sync intervals and PII retention.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SyncFileConfig {
+    poll_interval: Option<String>,
+    poll_overlap: Option<String>,
+    reconcile_interval: Option<String>,
+    returns_report_interval: Option<String>,
+    pii_retention: Option<String>,
+}
+
+/// The outbound allowlist and limits of this environment.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressFileConfig {
+    allowed_hosts: Option<Vec<String>>,
+    extra_root_certs: Option<Vec<PathBuf>>,
+    connect_timeout: Option<String>,
+    request_timeout: Option<String>,
+    max_attempts: Option<u32>,
+    log_retention: Option<String>,
+}
+
+/// The marketplaces' documented hosts: the default allowlist of a production process.
+/// Each connection is narrowed further to its own marketplace's hosts.
+const PROD_HOSTS: &[&str] = &[
+    "api.amazon.com",
+    "sellingpartnerapi-na.amazon.com",
+    "sellingpartnerapi-eu.amazon.com",
+    "sellingpartnerapi-fe.amazon.com",
+    "auth.tiktok-shops.com",
+    "open-api.tiktokglobalshop.com",
+    "api.ebay.com",
+    "apiz.ebay.com",
+];
+
+/// The marketplaces' own sandbox hosts: the default allowlist of dev and staging.
+/// The local simulators (`stockade sandbox`) are added by the commands that start them.
+const TEST_HOSTS: &[&str] = &[
+    "api.amazon.com",
+    "sandbox.sellingpartnerapi-na.amazon.com",
+    "sandbox.sellingpartnerapi-eu.amazon.com",
+    "sandbox.sellingpartnerapi-fe.amazon.com",
+    "api.sandbox.ebay.com",
+];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerConfig {
+    listen: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    plain_http: Option<bool>,
+    trust_forwarded_for: Option<bool>,
+    self_signed: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AccessFileConfig {
+    idle_timeout: Option<String>,
+    session_lifetime: Option<String>,
+    password_require_mix: Option<bool>,
+    argon2_memory_kib: Option<u32>,
+    argon2_iterations: Option<u32>,
+    account_maxretry: Option<u32>,
+    account_findtime: Option<String>,
+}
+
+/// Fail2Ban's option names. `[ban]` holds the defaults of both jails (Fail2Ban's
+/// `[DEFAULT]`); `[ban.interactive]` and `[ban.webhook]` override them per jail.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BanFileConfig {
+    ignoreip: Option<Vec<String>>,
+    interactive: Option<JailFileConfig>,
+    webhook: Option<JailFileConfig>,
+    maxretry: Option<u32>,
+    findtime: Option<String>,
+    bantime: Option<String>,
+    #[serde(rename = "bantime_increment")]
+    increment: Option<bool>,
+    #[serde(rename = "bantime_factor")]
+    factor: Option<f64>,
+    #[serde(rename = "bantime_multipliers")]
+    multipliers: Option<Vec<i64>>,
+    #[serde(rename = "bantime_maxtime")]
+    maxtime: Option<String>,
+    recidive_maxretry: Option<u32>,
+    recidive_findtime: Option<String>,
+    recidive_bantime: Option<String>,
+}
+
+impl BanFileConfig {
+    /// The shared options, as a jail section.
+    fn defaults(&self) -> JailFileConfig {
+        JailFileConfig {
+            maxretry: self.maxretry,
+            findtime: self.findtime.clone(),
+            bantime: self.bantime.clone(),
+            increment: self.increment,
+            factor: self.factor,
+            multipliers: self.multipliers.clone(),
+            maxtime: self.maxtime.clone(),
+            recidive_maxretry: self.recidive_maxretry,
+            recidive_findtime: self.recidive_findtime.clone(),
+            recidive_bantime: self.recidive_bantime.clone(),
+        }
+    }
+}
+
+/// One jail's options (`[ban.interactive]`, `[ban.webhook]`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JailFileConfig {
+    maxretry: Option<u32>,
+    findtime: Option<String>,
+    bantime: Option<String>,
+    #[serde(rename = "bantime_increment")]
+    increment: Option<bool>,
+    #[serde(rename = "bantime_factor")]
+    factor: Option<f64>,
+    #[serde(rename = "bantime_multipliers")]
+    multipliers: Option<Vec<i64>>,
+    #[serde(rename = "bantime_maxtime")]
+    maxtime: Option<String>,
+    recidive_maxretry: Option<u32>,
+    recidive_findtime: Option<String>,
+    recidive_bantime: Option<String>,
+}
+
+/// How `stockade serve` listens.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: std::net::SocketAddr,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub plain_http: bool,
+    pub trust_forwarded_for: bool,
+    /// Serve a generated certificate in prod when none is configured.
+    pub self_signed: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqliteConfig {
+    synchronous: Option<String>,
+    readers: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresConfig {
+    max_connections: Option<u32>,
+}
+
+/// Where the master key comes from.
+#[derive(Debug)]
+pub enum MasterKeyLocation {
+    File(PathBuf),
+    EnvValue(SecretString),
+}
+
+/// The resolved settings of one process.
+#[derive(Debug)]
+pub struct Settings {
+    pub env: Option<Environment>,
+    pub data_dir: PathBuf,
+    pub database: DatabaseUrl,
+    pub master_key: MasterKeyLocation,
+    pub store: StoreOptions,
+    pub config_file: Option<PathBuf>,
+    pub server: ServerSettings,
+    pub access: stockade_access::AccessConfig,
+    /// Outbound requests: allowlist, extra trust roots, timeouts, log retention. The
+    /// environment is filled in by [`Settings::egress_config`].
+    pub egress: EgressSettings,
+    /// Sync intervals and retention (`[sync]`).
+    pub sync: stockade_sync::SyncOptions,
+    /// Alert channels, routing and aggregation (`[alerts]`).
+    pub alerts: stockade_alerts::AlertsConfig,
+    /// (setting, value shown, source) for `stockade config`.
+    pub provenance: Vec<(&'static str, String, &'static str)>,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+fn pick<T>(
+    flag_or_env: Option<T>,
+    file: Option<T>,
+    default: impl FnOnce() -> T,
+) -> (T, &'static str) {
+    match (flag_or_env, file) {
+        (Some(v), _) => (v, "flag or environment"),
+        (None, Some(v)) => (v, "config file"),
+        (None, None) => (default(), "default"),
+    }
+}
+
+impl Settings {
+    pub fn resolve(args: &Overrides) -> Result<Settings, AppError> {
+        let default_dir = PathBuf::from("stockade-data");
+        let dir_hint = args.data_dir.clone().unwrap_or_else(|| default_dir.clone());
+        let config_file = match &args.config {
+            Some(p) => Some(p.clone()),
+            None => Some(dir_hint.join("stockade.toml")).filter(|p| p.is_file()),
+        };
+        let file = match &config_file {
+            Some(path) => load_file(path)?,
+            None => FileConfig::default(),
+        };
+        let mut provenance = Vec::new();
+
+        let (env_name, src) = pick(
+            args.env.clone().map(Some),
+            file.env.clone().map(Some),
+            || None,
+        );
+        let env = env_name
+            .as_deref()
+            .map(Environment::parse)
+            .transpose()
+            .map_err(|e| AppError::config(e.to_string()))?;
+        provenance.push(("env", env_name.unwrap_or_else(|| "(not set)".into()), src));
+
+        let (data_dir, src) = pick(args.data_dir.clone(), file.data_dir.clone(), || default_dir);
+        provenance.push(("data_dir", data_dir.display().to_string(), src));
+
+        let (url_text, src) = pick(
+            args.database_url.clone().map(Some),
+            file.database_url.clone().map(Some),
+            || None,
+        );
+        let database = match &url_text {
+            Some(text) => DatabaseUrl::parse(text).map_err(|e| AppError::config(e.to_string()))?,
+            None => DatabaseUrl::Sqlite(data_dir.join("stockade.db")),
+        };
+        provenance.push((
+            "database_url",
+            database.describe(),
+            if url_text.is_some() { src } else { "default" },
+        ));
+
+        let master_key = if let Some(value) = env_var("STOCKADE_MASTER_KEY") {
+            provenance.push((
+                "master_key",
+                "(from STOCKADE_MASTER_KEY)".into(),
+                "environment",
+            ));
+            MasterKeyLocation::EnvValue(SecretString::from(value))
+        } else {
+            let (path, src) = pick(
+                env_var("STOCKADE_MASTER_KEY_FILE").map(PathBuf::from),
+                file.master_key_file.clone(),
+                || data_dir.join("master.key"),
+            );
+            provenance.push(("master_key_file", path.display().to_string(), src));
+            MasterKeyLocation::File(path)
+        };
+
+        let mut store = StoreOptions::default();
+        let (sync, src) = pick(
+            env_var("STOCKADE_SQLITE_SYNCHRONOUS"),
+            file.sqlite.synchronous.clone(),
+            || "full".into(),
+        );
+        store.sqlite_synchronous_full = match sync.to_ascii_lowercase().as_str() {
+            "full" => true,
+            "normal" => false,
+            _ => {
+                return Err(AppError::config(
+                    "sqlite.synchronous must be \"full\" or \"normal\"",
+                ));
+            }
+        };
+        provenance.push(("sqlite.synchronous", sync, src));
+        let readers_env = env_var("STOCKADE_SQLITE_READERS")
+            .map(|v| {
+                v.parse()
+                    .map_err(|_| AppError::config("STOCKADE_SQLITE_READERS must be a number"))
+            })
+            .transpose()?;
+        let (readers, src) = pick(readers_env, file.sqlite.readers, || store.sqlite_readers);
+        store.sqlite_readers = readers;
+        provenance.push(("sqlite.readers", readers.to_string(), src));
+        let pg_env = env_var("STOCKADE_POSTGRES_MAX_CONNECTIONS")
+            .map(|v| {
+                v.parse().map_err(|_| {
+                    AppError::config("STOCKADE_POSTGRES_MAX_CONNECTIONS must be a number")
+                })
+            })
+            .transpose()?;
+        let (max, src) = pick(pg_env, file.postgres.max_connections, || {
+            store.pg_max_connections
+        });
+        store.pg_max_connections = max;
+        provenance.push(("postgres.max_connections", max.to_string(), src));
+
+        let (server, access) = access_settings(&file, &mut provenance)?;
+        let egress = egress_settings(&file.egress, env, &mut provenance)?;
+        let sync = sync_settings(&file.sync, &mut provenance)?;
+        let alerts = alerts_settings(&file.alerts, &mut provenance)?;
+
+        Ok(Settings {
+            env,
+            data_dir,
+            database,
+            master_key,
+            store,
+            config_file,
+            server,
+            access,
+            egress,
+            sync,
+            alerts,
+            provenance,
+        })
+    }
+
+    /// The sync engine's tuning.
+    pub fn sync_options(&self) -> stockade_sync::SyncOptions {
+        self.sync.clone()
+    }
+
+    /// The egress gateway's configuration for `env`.
+    pub fn egress_config(&self, env: Environment) -> stockade_egress::EgressConfig {
+        let mut c = stockade_egress::EgressConfig::new(env);
+        c.allowed_hosts = match &self.egress.allowed_hosts {
+            Some(hosts) => hosts.clone(),
+            None if env.is_production() => PROD_HOSTS.iter().map(|h| h.to_string()).collect(),
+            None => TEST_HOSTS.iter().map(|h| h.to_string()).collect(),
+        };
+        // The alert channels' hosts are allowed by configuring the channels.
+        for h in self.alerts.hosts() {
+            if !c.allowed_hosts.contains(&h) {
+                c.allowed_hosts.push(h);
+            }
+        }
+        c.extra_root_pems = self.egress.extra_root_pems.clone();
+        c.connect_timeout = self.egress.connect_timeout;
+        c.request_timeout = self.egress.request_timeout;
+        c.max_attempts = self.egress.max_attempts;
+        c.log_retention = self.egress.log_retention;
+        c
+    }
+
+    /// The defaults for a throw-away environment in `data_dir` (the demo rig, tests): no
+    /// config file and no STOCKADE_* variables; the master key file is DATA_DIR/master.key.
+    pub fn defaults(
+        env: Environment,
+        data_dir: PathBuf,
+        database: DatabaseUrl,
+    ) -> Result<Settings, AppError> {
+        let file = FileConfig::default();
+        let mut provenance = Vec::new();
+        let (server, access) = access_settings(&file, &mut provenance)?;
+        Ok(Settings {
+            env: Some(env),
+            master_key: MasterKeyLocation::File(data_dir.join("master.key")),
+            data_dir,
+            database,
+            store: StoreOptions::default(),
+            config_file: None,
+            server,
+            access,
+            egress: egress_settings(&file.egress, Some(env), &mut provenance)?,
+            sync: sync_settings(&file.sync, &mut provenance)?,
+            alerts: alerts_settings(&file.alerts, &mut provenance)?,
+            provenance,
+        })
+    }
+
+    /// The environment, which every command but `config` needs.
+    pub fn require_env(&self) -> Result<Environment, AppError> {
+        self.env.ok_or_else(|| {
+            AppError::config("no environment given: pass --env prod|staging|dev, set STOCKADE_ENV, or set env in stockade.toml")
+        })
+    }
+
+    /// Load the master key for `env` from its configured location.
+    pub fn load_master_key(&self, env: Environment) -> Result<MasterKeys, AppError> {
+        match &self.master_key {
+            MasterKeyLocation::File(path) => {
+                MasterKeys::load_file(path, env).map_err(AppError::MasterKey)
+            }
+            MasterKeyLocation::EnvValue(v) => {
+                MasterKeys::from_env_value(v.expose_secret(), env).map_err(AppError::MasterKey)
+            }
+        }
+    }
+
+    /// The key source a new key would be written to.
+    pub fn master_key_source(&self) -> MasterKeySource {
+        match &self.master_key {
+            MasterKeyLocation::File(p) => MasterKeySource::File(p.clone()),
+            MasterKeyLocation::EnvValue(_) => MasterKeySource::EnvVar,
+        }
+    }
+}
+
+fn load_file(path: &Path) -> Result<FileConfig, AppError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        AppError::config(format!("cannot read config file {}: {e}", path.display()))
+    })?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.message().replace('\n', " ");
+        AppError::config(format!("config file {} is invalid: {msg}", path.display()))
+    })
+}
+
+/// `[egress]`, resolved.
+#[derive(Debug, Clone)]
+pub struct EgressSettings {
+    /// None: the built-in list for the environment.
+    pub allowed_hosts: Option<Vec<String>>,
+    pub extra_root_pems: Vec<String>,
+    pub connect_timeout: std::time::Duration,
+    pub request_timeout: std::time::Duration,
+    pub max_attempts: u32,
+    pub log_retention: std::time::Duration,
+}
+
+fn egress_settings(
+    e: &EgressFileConfig,
+    env: Option<Environment>,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<EgressSettings, AppError> {
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let defaults = stockade_egress::EgressConfig::new(env.unwrap_or(Environment::Dev));
+    let duration = |name: &str, text: &Option<String>, default: std::time::Duration| {
+        let s = seconds(name, text, default.as_secs() as i64)?;
+        if s <= 0 {
+            return Err(AppError::config(format!(
+                "{name} must be a positive duration (e.g. \"30s\")"
+            )));
+        }
+        Ok(std::time::Duration::from_secs(s as u64))
+    };
+    if let Some(hosts) = &e.allowed_hosts {
+        for h in hosts {
+            let ok = !h.is_empty()
+                && h.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
+                && h == &h.to_ascii_lowercase();
+            if !ok {
+                return Err(AppError::config(format!(
+                    "egress.allowed_hosts entry {h:?} is not a host: use lowercase \"host\", \"host:port\" or \"*.domain\" (no scheme, no path)"
+                )));
+            }
+        }
+    }
+    let mut extra_root_pems = Vec::new();
+    for path in e.extra_root_certs.iter().flatten() {
+        let pem = std::fs::read_to_string(path).map_err(|err| {
+            AppError::config(format!(
+                "egress.extra_root_certs: cannot read {}: {err}",
+                path.display()
+            ))
+        })?;
+        extra_root_pems.push(pem);
+    }
+    let out = EgressSettings {
+        allowed_hosts: e.allowed_hosts.clone(),
+        extra_root_pems,
+        connect_timeout: duration(
+            "egress.connect_timeout",
+            &e.connect_timeout,
+            defaults.connect_timeout,
+        )?,
+        request_timeout: duration(
+            "egress.request_timeout",
+            &e.request_timeout,
+            defaults.request_timeout,
+        )?,
+        max_attempts: e.max_attempts.unwrap_or(defaults.max_attempts).clamp(1, 10),
+        log_retention: duration(
+            "egress.log_retention",
+            &e.log_retention,
+            defaults.log_retention,
+        )?,
+    };
+    provenance.push((
+        "egress.allowed_hosts",
+        match &out.allowed_hosts {
+            Some(h) => h.join(", "),
+            None => {
+                "(the marketplaces' hosts for this environment; see docs/marketplaces.md)".into()
+            }
+        },
+        src(e.allowed_hosts.is_some()),
+    ));
+    provenance.push((
+        "egress.extra_root_certs",
+        format!("{} file(s)", out.extra_root_pems.len()),
+        src(e.extra_root_certs.is_some()),
+    ));
+    provenance.push((
+        "egress.request_timeout",
+        format!("{}s", out.request_timeout.as_secs()),
+        src(e.request_timeout.is_some()),
+    ));
+    provenance.push((
+        "egress.log_retention",
+        format!("{}s", out.log_retention.as_secs()),
+        src(e.log_retention.is_some()),
+    ));
+    Ok(out)
+}
+
+/// `[sync]`, resolved onto the engine's defaults.
+fn sync_settings(
+    f: &SyncFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_sync::SyncOptions, AppError> {
+    use std::time::Duration;
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let show = |d: Option<Duration>| {
+        d.map_or_else(
+            || "never".into(),
+            |d| match d.as_secs() {
+                s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+                s if s % 3600 == 0 => format!("{}h", s / 3600),
+                s if s % 60 == 0 => format!("{}m", s / 60),
+                s => format!("{s}s"),
+            },
+        )
+    };
+    let mut o = stockade_sync::SyncOptions::default();
+    // An interval may be "never"; an overlap or a retention may not.
+    let interval = |name: &str, text: &Option<String>, default: Option<Duration>| {
+        let default_s = default.map_or(-1, |d| d.as_secs() as i64);
+        let s = seconds(name, text, default_s)?;
+        Ok::<_, AppError>((s > 0).then(|| Duration::from_secs(s as u64)))
+    };
+    let positive = |name: &str, text: &Option<String>, default: Duration| {
+        let s = seconds(name, text, default.as_secs() as i64)?;
+        if s <= 0 {
+            return Err(AppError::config(format!(
+                "{name} must be a positive duration (e.g. \"2m\"), not never"
+            )));
+        }
+        Ok(Duration::from_secs(s as u64))
+    };
+    o.poll_interval = interval("sync.poll_interval", &f.poll_interval, o.poll_interval)?;
+    o.poll_overlap = positive("sync.poll_overlap", &f.poll_overlap, o.poll_overlap)?;
+    o.reconcile_interval = interval(
+        "sync.reconcile_interval",
+        &f.reconcile_interval,
+        o.reconcile_interval,
+    )?;
+    // Amazon's createReport allows one call a minute per seller, shared by all reports.
+    let returns = positive(
+        "sync.returns_report_interval",
+        &f.returns_report_interval,
+        o.returns_report_interval
+            .unwrap_or(Duration::from_secs(30 * 60)),
+    )?;
+    if returns < Duration::from_secs(60) {
+        return Err(AppError::config(
+            "sync.returns_report_interval must be at least \"1m\" (Amazon allows one report request a minute)",
+        ));
+    }
+    o.returns_report_interval = Some(returns);
+    o.pii_retention = positive("sync.pii_retention", &f.pii_retention, o.pii_retention)?;
+    provenance.push((
+        "sync.poll_interval",
+        show(o.poll_interval),
+        src(f.poll_interval.is_some()),
+    ));
+    provenance.push((
+        "sync.poll_overlap",
+        show(Some(o.poll_overlap)),
+        src(f.poll_overlap.is_some()),
+    ));
+    provenance.push((
+        "sync.reconcile_interval",
+        show(o.reconcile_interval),
+        src(f.reconcile_interval.is_some()),
+    ));
+    provenance.push((
+        "sync.returns_report_interval",
+        show(o.returns_report_interval),
+        src(f.returns_report_interval.is_some()),
+    ));
+    provenance.push((
+        "sync.pii_retention",
+        show(Some(o.pii_retention)),
+        src(f.pii_retention.is_some()),
+    ));
+    Ok(o)
+}
+
+/// `[alerts]`, resolved and validated.
+fn alerts_settings(
+    f: &AlertsFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_alerts::AlertsConfig, AppError> {
+    use std::time::Duration;
+    use stockade_alerts::{ChannelConfig, ChannelKind, Severity};
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let mut c = stockade_alerts::AlertsConfig::default();
+    let positive = |name: &str, text: &Option<String>, default: Duration| {
+        let s = seconds(name, text, default.as_secs() as i64)?;
+        if s <= 0 {
+            return Err(AppError::config(format!(
+                "{name} must be a positive duration (e.g. \"5m\")"
+            )));
+        }
+        Ok(Duration::from_secs(s as u64))
+    };
+    c.window = positive("alerts.window", &f.window, c.window)?;
+    c.retry_max = positive("alerts.retry_max", &f.retry_max, c.retry_max)?;
+    c.dashboard_url = f
+        .dashboard_url
+        .as_ref()
+        .map(|u| u.trim_end_matches('/').to_owned());
+    for ch in &f.channels {
+        let kind = ChannelKind::parse(&ch.kind).ok_or_else(|| {
+            AppError::config(format!(
+                "alert channel {}: kind {:?} is not one of dingtalk, dingtalk_app, feishu, lark, webhook",
+                ch.name, ch.kind
+            ))
+        })?;
+        let url = match (&ch.url, kind.default_url()) {
+            (Some(u), _) => u.clone(),
+            (None, Some(d)) => d.to_owned(),
+            (None, None) => {
+                return Err(AppError::config(format!(
+                    "alert channel {}: a webhook channel needs url = \"https://…\"",
+                    ch.name
+                )));
+            }
+        };
+        let mut cfg = ChannelConfig::new(&ch.name, kind, &url);
+        cfg.keyword = ch.keyword.clone();
+        if let Some(s) = &ch.min_severity {
+            cfg.min_severity = Severity::parse(s).ok_or_else(|| {
+                AppError::config(format!(
+                    "alert channel {}: min_severity {s:?} is not one of info, warning, error, critical",
+                    ch.name
+                ))
+            })?;
+        }
+        cfg.sources = ch.sources.clone().unwrap_or_default();
+        cfg.robot_code = ch.robot_code.clone();
+        cfg.conversation = ch.conversation.clone();
+        if let Some(n) = ch.per_second {
+            cfg.per_second = n;
+        }
+        if let Some(n) = ch.per_minute {
+            cfg.per_minute = n;
+        }
+        cfg.throttle_backoff = positive(
+            "alerts.channel.throttle_backoff",
+            &ch.throttle_backoff,
+            cfg.throttle_backoff,
+        )?;
+        c.channels.push(cfg);
+    }
+    c.validate().map_err(AppError::config)?;
+    provenance.push((
+        "alerts.channels",
+        if c.channels.is_empty() {
+            "(none: alerts are kept on the dashboard only)".into()
+        } else {
+            c.channels
+                .iter()
+                .map(|ch| format!("{} ({}, {}+)", ch.name, ch.kind.as_str(), ch.min_severity))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        src(!f.channels.is_empty()),
+    ));
+    provenance.push((
+        "alerts.window",
+        format!("{}s", c.window.as_secs()),
+        src(f.window.is_some()),
+    ));
+    Ok(c)
+}
+
+fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, AppError> {
+    match text {
+        None => Ok(default),
+        Some(t) if t.trim() == "-1" => Ok(-1),
+        Some(t) => match stockade_access::service::parse_duration(t) {
+            Ok(Some(s)) => Ok(s),
+            Ok(None) => Ok(-1),
+            Err(_) => Err(AppError::config(format!(
+                "{name} = {t:?} is not a duration: use a number with s, m, h, d or w (e.g. \"15m\")"
+            ))),
+        },
+    }
+}
+
+fn access_settings(
+    file: &FileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<(ServerSettings, stockade_access::AccessConfig), AppError> {
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let listen_text = file
+        .server
+        .listen
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1:8443".into());
+    let listen = listen_text.parse().map_err(|_| {
+        AppError::config(format!(
+            "server.listen = {listen_text:?} is not an address like 127.0.0.1:8443"
+        ))
+    })?;
+    provenance.push((
+        "server.listen",
+        listen_text,
+        src(file.server.listen.is_some()),
+    ));
+    if file.server.tls_cert.is_some() != file.server.tls_key.is_some() {
+        return Err(AppError::config(
+            "server.tls_cert and server.tls_key must be set together",
+        ));
+    }
+    provenance.push((
+        "server.tls_cert",
+        file.server.tls_cert.as_ref().map_or_else(
+            || "(development certificate in DATA_DIR/tls)".into(),
+            |p| p.display().to_string(),
+        ),
+        src(file.server.tls_cert.is_some()),
+    ));
+    let server = ServerSettings {
+        listen,
+        tls_cert: file.server.tls_cert.clone(),
+        tls_key: file.server.tls_key.clone(),
+        plain_http: file.server.plain_http.unwrap_or(false),
+        trust_forwarded_for: file.server.trust_forwarded_for.unwrap_or(false),
+        self_signed: file.server.self_signed.unwrap_or(false),
+    };
+    provenance.push((
+        "server.plain_http",
+        server.plain_http.to_string(),
+        src(file.server.plain_http.is_some()),
+    ));
+
+    let mut access = stockade_access::AccessConfig::default();
+    let a = &file.access;
+    access.idle_timeout_s = seconds(
+        "access.idle_timeout",
+        &a.idle_timeout,
+        access.idle_timeout_s,
+    )?;
+    access.absolute_timeout_s = seconds(
+        "access.session_lifetime",
+        &a.session_lifetime,
+        access.absolute_timeout_s,
+    )?;
+    if access.idle_timeout_s <= 0 || access.absolute_timeout_s <= 0 {
+        return Err(AppError::config(
+            "access.idle_timeout and access.session_lifetime must be positive durations",
+        ));
+    }
+    provenance.push((
+        "access.idle_timeout",
+        format!("{}s", access.idle_timeout_s),
+        src(a.idle_timeout.is_some()),
+    ));
+    provenance.push((
+        "access.session_lifetime",
+        format!("{}s", access.absolute_timeout_s),
+        src(a.session_lifetime.is_some()),
+    ));
+    if let Some(mix) = a.password_require_mix {
+        access.password_policy.require_mix = mix;
+    }
+    provenance.push((
+        "access.password_require_mix",
+        access.password_policy.require_mix.to_string(),
+        src(a.password_require_mix.is_some()),
+    ));
+    if let Some(m) = a.argon2_memory_kib {
+        access.hash_params.m_kib = m;
+    }
+    if let Some(t) = a.argon2_iterations {
+        access.hash_params.t = t;
+    }
+    let hp = access.hash_params;
+    if hp.m_kib < 19_456 || hp.t < 2 {
+        return Err(AppError::config(
+            "access.argon2_memory_kib must be at least 19456 and access.argon2_iterations at least 2 (OWASP minimum)",
+        ));
+    }
+    provenance.push((
+        "access.argon2",
+        format!("m={},t={},p={}", hp.m_kib, hp.t, hp.p),
+        src(a.argon2_memory_kib.is_some() || a.argon2_iterations.is_some()),
+    ));
+    if let Some(n) = a.account_maxretry {
+        access.throttle.maxretry = n.max(1);
+    }
+    access.throttle.findtime = seconds(
+        "access.account_findtime",
+        &a.account_findtime,
+        access.throttle.findtime,
+    )?;
+
+    let b = &file.ban;
+    // Fail2Ban's `ignoreip = 127.0.0.1/8 ::1`: the host's own addresses are never banned.
+    // Behind a proxy that forwards the client address, loopback is the proxy, and a
+    // request from it without X-Forwarded-For must not escape the ban: no default then.
+    let ignoreip = match &b.ignoreip {
+        Some(list) => list
+            .iter()
+            .map(|t| {
+                stockade_access::ban::parse_ip_net(t).ok_or_else(|| {
+                    AppError::config(format!(
+                        "ban.ignoreip: {t:?} is not an address or CIDR range"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+        None if server.trust_forwarded_for => Vec::new(),
+        None => stockade_access::ban::loopback_nets(),
+    };
+    provenance.push((
+        "ban.ignoreip",
+        match &b.ignoreip {
+            Some(list) if list.is_empty() => "(none)".to_owned(),
+            Some(list) => list.join(" "),
+            None if server.trust_forwarded_for => {
+                "(none: server.trust_forwarded_for is set)".to_owned()
+            }
+            None => "127.0.0.1/8 ::1".to_owned(),
+        },
+        src(b.ignoreip.is_some()),
+    ));
+    let shared = b.defaults();
+    for (jail, own, policy) in [
+        ("interactive", &b.interactive, &mut access.ban),
+        ("webhook", &b.webhook, &mut access.webhook_ban),
+    ] {
+        policy.ignoreip = ignoreip.clone();
+        apply_jail("ban", &shared, policy)?;
+        if let Some(own) = own {
+            apply_jail(&format!("ban.{jail}"), own, policy)?;
+        }
+        let p = policy;
+        provenance.push((
+            if jail == "webhook" {
+                "ban.webhook"
+            } else {
+                "ban.interactive"
+            },
+            format!(
+                "maxretry={} findtime={}s bantime={}s increment={}",
+                p.maxretry, p.findtime, p.bantime, p.increment
+            ),
+            src(own.is_some()
+                || b.maxretry.is_some()
+                || b.findtime.is_some()
+                || b.bantime.is_some()),
+        ));
+    }
+    Ok((server, access))
+}
+
+/// Apply the options set in `f` to one jail's policy.
+fn apply_jail(
+    section: &str,
+    f: &JailFileConfig,
+    p: &mut stockade_access::ban::BanPolicy,
+) -> Result<(), AppError> {
+    let name = |opt: &str| format!("{section}.{opt}");
+    if let Some(n) = f.maxretry {
+        p.maxretry = n.max(1);
+    }
+    p.findtime = seconds(&name("findtime"), &f.findtime, p.findtime)?;
+    p.bantime = seconds(&name("bantime"), &f.bantime, p.bantime)?;
+    if let Some(v) = f.increment {
+        p.increment = v;
+    }
+    if let Some(v) = f.factor {
+        p.factor = v;
+    }
+    if let Some(v) = &f.multipliers {
+        p.multipliers = v.clone();
+    }
+    p.maxtime = seconds(&name("bantime_maxtime"), &f.maxtime, p.maxtime)?;
+    if let Some(n) = f.recidive_maxretry {
+        p.recidive_maxretry = n.max(1);
+    }
+    p.recidive_findtime = seconds(
+        &name("recidive_findtime"),
+        &f.recidive_findtime,
+        p.recidive_findtime,
+    )?;
+    p.recidive_bantime = seconds(
+        &name("recidive_bantime"),
+        &f.recidive_bantime,
+        p.recidive_bantime,
+    )?;
+    Ok(())
+}
