@@ -12,7 +12,9 @@
 //! (work not committed is answered 503; the marketplaces deliver it again) → the alert
 //! pipeline stops (unrouted events stay in the database) → the last egress log rows are
 //! written → the audit head mark is moved to the chain's head. All of it within
-//! [`STOP_BOUND`]: the server's 10 s grace plus 5 s for the rest.
+//! [`STOP_BOUND`]: the server's 10 s grace (and 1 s to stop its task) plus 5 s for the
+//! rest. A throw-away rig may give the server a shorter grace
+//! ([`App::run_until_stopped_within`]).
 //!
 //! A new engine is started in `App::build` after what it needs (usually the vault and
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
@@ -42,8 +44,11 @@ pub use error::AppError;
 pub use settings::{Overrides, ServerSettings, Settings};
 
 /// The longest [`App::run_until_stopped`] takes once its shutdown future resolved: the
-/// server's grace for requests in flight ([`SERVER_GRACE`]) plus 5 s for the rest.
-pub const STOP_BOUND: Duration = Duration::from_secs(15);
+/// server's grace for requests in flight ([`SERVER_GRACE`]), 1 s to stop its task, and
+/// [`TAIL_BOUND`] for the rest.
+pub const STOP_BOUND: Duration = Duration::from_secs(16);
+/// What sync, alerts, the egress log and the audit head mark get after the server.
+pub const TAIL_BOUND: Duration = Duration::from_secs(5);
 /// How long requests in flight may run on after the server stops accepting.
 pub const SERVER_GRACE: Duration = Duration::from_secs(10);
 
@@ -255,6 +260,17 @@ impl App {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), AppError> {
+        self.run_until_stopped_within(shutdown, SERVER_GRACE + Duration::from_secs(1))
+            .await
+    }
+
+    /// As [`App::run_until_stopped`], with requests in flight cut off after `grace` (at
+    /// most the server's own [`SERVER_GRACE`]); the rest still gets [`TAIL_BOUND`].
+    pub async fn run_until_stopped_within(
+        self,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<(), AppError> {
         let App {
             vault,
             gateway,
@@ -271,14 +287,12 @@ impl App {
             () = shutdown => None,
             r = &mut server => Some(r),
         };
-        let deadline = tokio::time::Instant::now() + STOP_BOUND;
         let served = match early {
             Some(r) => r,
             None => {
                 tracing::info!("shutting down");
                 let _ = stop_server.send(());
-                let grace = tokio::time::Instant::now() + SERVER_GRACE + Duration::from_secs(1);
-                match tokio::time::timeout_at(grace, &mut server).await {
+                match tokio::time::timeout(grace, &mut server).await {
                     Ok(r) => r,
                     Err(_) => {
                         server.abort();
@@ -295,6 +309,7 @@ impl App {
             Ok(Err(e)) => Err(AppError::Start(e.to_string())),
             Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
         };
+        let deadline = tokio::time::Instant::now() + TAIL_BOUND;
         sync.shutdown().await;
         if tokio::time::timeout_at(deadline, alerts.stop())
             .await

@@ -3,22 +3,23 @@
 //! simulators with a catalog on every channel, the real HTTPS server with the sync engine
 //! behind its webhook routes, and a steady stream of buyer orders.
 //!
-//! Deliveries from the simulators use their own egress client without a request log (the
-//! simulators stand for the marketplaces' infrastructure); the connectors use the server's
-//! gateway with its request log, as in production.
+//! The server, sync and alerts are the application `stockade serve` runs
+//! ([`stockade_app::App`]). Deliveries from the simulators use their own egress client
+//! without a request log (the simulators stand for the marketplaces' infrastructure); the
+//! connectors use the application's gateway with its request log, as in production.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use stockade_access::{Access, AccessConfig};
+use stockade_access::Access;
+use stockade_app::{App, BuildOptions, Settings};
 use stockade_core::order::Marketplace;
 use stockade_core::{Actor, Environment, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_marketplaces::{HookError, HookFuture, HookSink, InboundRequest};
 use stockade_sandbox::{Sandbox, SandboxConfig};
-use stockade_server::{AppState, ServeOptions};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
 use stockade_sync::{SyncEngine, SyncOptions, catalog};
@@ -46,52 +47,45 @@ pub struct RigOptions {
     pub low_stock_every: usize,
 }
 
-/// A hook sink that answers 503 until the sync engine is ready, and counts per
-/// marketplace the deliveries it answered 503 (the marketplace delivers them again).
-#[derive(Debug, Default)]
-struct LateHooks(OnceLock<SyncEngine>, Arc<[AtomicU64; 3]>);
+/// The sync engine's hook sink, counting per marketplace the deliveries it answered 503
+/// (the marketplace delivers them again).
+struct CountingHooks(SyncEngine, Arc<[AtomicU64; 3]>);
 
 fn index_of(m: Marketplace) -> usize {
     Marketplace::ALL.iter().position(|x| *x == m).unwrap_or(0)
 }
 
-impl HookSink for LateHooks {
+impl HookSink for CountingHooks {
     fn deliver(
         &self,
         marketplace: Marketplace,
         connection: String,
         request: InboundRequest,
     ) -> HookFuture {
-        match self.0.get() {
-            Some(sync) => {
-                let answer = sync.deliver(marketplace, connection, request);
-                let deferred = self.1.clone();
-                Box::pin(async move {
-                    let r = answer.await;
-                    if let (Err(HookError::Unavailable(_)), Some(n)) =
-                        (&r, deferred.get(index_of(marketplace)))
-                    {
-                        n.fetch_add(1, Ordering::Relaxed);
-                    }
-                    r
-                })
+        let answer = self.0.deliver(marketplace, connection, request);
+        let deferred = self.1.clone();
+        Box::pin(async move {
+            let r = answer.await;
+            if let (Err(HookError::Unavailable(_)), Some(n)) =
+                (&r, deferred.get(index_of(marketplace)))
+            {
+                n.fetch_add(1, Ordering::Relaxed);
             }
-            None => Box::pin(async { Err(HookError::Unavailable("starting".into())) }),
-        }
+            r
+        })
     }
 }
 
 pub struct Rig {
     pub dir: PathBuf,
     keep: bool,
+    app: Option<App>,
     pub vault: Arc<Vault>,
     pub access: Arc<Access>,
     pub sb: Arc<Sandbox>,
     pub gateway: Gateway,
     pub sync: SyncEngine,
     pub server: std::net::SocketAddr,
-    server_task: JoinHandle<()>,
-    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
     pg: Option<(String, String)>,
     deferred: Arc<[AtomicU64; 3]>,
 }
@@ -116,6 +110,12 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf, Failure> {
 
 fn fail(what: &str) -> impl Fn(stockade_sync::SyncError) -> Failure + '_ {
     move |e| Failure::runtime(format!("{what}: {e}"))
+}
+
+/// No per-host pacing or breaker between the rig's connectors and the simulators.
+fn lift_egress_limits(c: &mut EgressConfig) {
+    c.host_rate = (1_000_000.0, 1_000_000);
+    c.breaker_failures = 1_000_000;
 }
 
 impl Rig {
@@ -154,71 +154,57 @@ impl Rig {
             None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
         };
         let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
-        let vault = Arc::new(Vault::bootstrap(store.clone(), master, &ACTOR).await?);
+        let vault = Vault::bootstrap(store.clone(), master, &ACTOR).await?;
 
-        // 2. The server on a free loopback port, with the simulators' test certificate.
-        let access = Arc::new(Access::new(vault.clone(), AccessConfig::default()).await?);
-        let hooks = Arc::new(LateHooks::default());
-        let state = AppState {
-            access: access.clone(),
-            trust_forwarded_for: false,
-            plain_http: false,
-            hooks: Some(hooks.clone()),
-        };
-        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = ServeOptions {
-            listen: "127.0.0.1:0"
-                .parse()
-                .map_err(|_| Failure::runtime("address"))?,
-            tls: Some(sb.tls_server_config()),
-            ban_refresh: Duration::from_secs(2),
-        };
-        let server_task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop_rx.await;
-            };
-            if let Err(e) = stockade_server::serve(state, options, bound_tx, shutdown).await {
-                tracing::error!("the server stopped: {e}");
-            }
-        });
-        let server = bound_rx
-            .await
-            .map_err(|_| Failure::runtime("the server did not start"))?;
-
-        // 3. The connectors' gateway (logged), and the simulators' own (unlogged).
-        let hosts: Vec<String> = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr, server]
+        // 2. The application on a free loopback port, with the simulators' test
+        // certificate; its connectors reach the simulators through the logged gateway.
+        let sims: Vec<String> = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr]
             .iter()
             .map(|a| a.to_string())
             .collect();
-        let egress = |log: bool| -> Result<Gateway, Failure> {
-            let mut cfg = EgressConfig::new(Environment::Dev);
-            cfg.allowed_hosts = hosts.clone();
-            cfg.extra_root_pems = vec![sb.ca_pem.clone()];
-            cfg.host_rate = (1_000_000.0, 1_000_000);
-            cfg.breaker_failures = 1_000_000;
-            cfg.request_timeout = Duration::from_secs(10);
-            Gateway::new(cfg, log.then(|| store.clone()))
-                .map_err(|e| Failure::runtime(format!("egress: {e}")))
-        };
-        let gateway = egress(true)?;
-        let delivery = egress(false)?;
+        let mut settings = Settings::defaults(Environment::Dev, dir.clone(), url)?;
+        settings.egress.allowed_hosts = Some(sims.clone());
+        settings.egress.extra_root_pems = vec![sb.ca_pem.clone()];
+        settings.egress.request_timeout = Duration::from_secs(10);
+        settings.access = stockade_access::AccessConfig::default();
+        settings.sync = opts.sync.clone();
+        settings.sync.lift_rate_limits = !opts.realistic_limits;
+        let deferred: Arc<[AtomicU64; 3]> = Arc::default();
+        let counters = deferred.clone();
+        let app = App::build_with(
+            &settings,
+            BuildOptions {
+                listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+                vault: Some(vault),
+                tls: Some(sb.tls_server_config()),
+                tune_egress: Some(lift_egress_limits),
+                hooks: Some(Box::new(move |sync| {
+                    Arc::new(CountingHooks(sync, counters)) as Arc<dyn HookSink>
+                })),
+            },
+        )
+        .await?;
+        let server = app.addr();
 
-        // 4. One connection per marketplace and the catalog on every channel.
+        // 3. The simulators' own client (unlogged): they stand for the marketplaces.
+        let mut cfg = EgressConfig::new(Environment::Dev);
+        cfg.allowed_hosts = sims;
+        cfg.allowed_hosts.push(server.to_string());
+        cfg.extra_root_pems = vec![sb.ca_pem.clone()];
+        cfg.request_timeout = Duration::from_secs(10);
+        lift_egress_limits(&mut cfg);
+        let delivery =
+            Gateway::new(cfg, None).map_err(|e| Failure::runtime(format!("egress: {e}")))?;
+
+        // 4. One connection per marketplace and the catalog on every channel; sync picks
+        // the connections up, and the simulators deliver to it.
         let hook_base = format!("https://{server}/hooks");
-        add_connections(&vault, &sb, &hook_base).await?;
+        add_connections(app.vault(), &sb, &hook_base).await?;
         let csv = catalog_csv(&sb, opts.on_hand, opts.buffer, opts.low_stock_every);
         catalog::import_csv(&store, &csv, &ACTOR)
             .await
             .map_err(fail("catalog import"))?;
-
-        // 5. Sync behind the webhook routes; the simulators deliver to it.
-        let mut sync_opts = opts.sync.clone();
-        sync_opts.lift_rate_limits = !opts.realistic_limits;
-        let sync = SyncEngine::start(vault.clone(), gateway.clone(), sync_opts)
-            .await
-            .map_err(fail("sync"))?;
-        let _ = hooks.0.set(sync.clone());
+        app.sync().refresh().await.map_err(fail("sync"))?;
         sb.set_gateway(Some(delivery));
         for m in Marketplace::ALL {
             sb.set_webhook(
@@ -230,16 +216,15 @@ impl Rig {
         Ok(Rig {
             dir,
             keep: opts.keep,
-            vault,
-            access,
+            vault: app.vault().clone(),
+            access: app.access().clone(),
             sb: Arc::new(sb),
-            gateway,
-            sync,
+            gateway: app.gateway().clone(),
+            sync: app.sync().clone(),
             server,
-            server_task,
-            stop_server: Some(stop_tx),
+            app: Some(app),
             pg,
-            deferred: hooks.1.clone(),
+            deferred,
         })
     }
 
@@ -297,17 +282,14 @@ impl Rig {
     /// environment).
     pub async fn finish_within(mut self, budget: Duration) {
         let deadline = tokio::time::Instant::now() + budget;
-        self.sync.shutdown().await;
-        if let Some(tx) = self.stop_server.take() {
-            let _ = tx.send(());
+        if let Some(app) = self.app.take() {
+            let stopped = app.run_until_stopped_within(std::future::ready(()), budget);
+            let _ = tokio::time::timeout_at(deadline, stopped).await;
         }
-        let _ = tokio::time::timeout_at(deadline, &mut self.server_task).await;
-        self.server_task.abort();
         if let Ok(sb) = Arc::try_unwrap(self.sb) {
             let _ = tokio::time::timeout_at(deadline, sb.shutdown()).await;
         }
-        let _ = tokio::time::timeout_at(deadline, self.gateway.flush()).await;
-        drop(self.access);
+        drop((self.access, self.gateway, self.sync));
         if let Ok(v) = Arc::try_unwrap(self.vault) {
             let _ = tokio::time::timeout_at(deadline, v.close()).await;
         }
