@@ -20,6 +20,8 @@
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
 
 mod error;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
 pub mod settings;
 
 use std::future::Future;

@@ -3,10 +3,8 @@
 //! simulators with a catalog on every channel, the real HTTPS server with the sync engine
 //! behind its webhook routes, and a steady stream of buyer orders.
 //!
-//! The server, sync and alerts are the application `stockade serve` runs
-//! ([`stockade_app::App`]). Deliveries from the simulators use their own egress client
-//! without a request log (the simulators stand for the marketplaces' infrastructure); the
-//! connectors use the application's gateway with its request log, as in production.
+//! The server, sync and alerts are the application `stockade serve` runs, wired to the
+//! simulators by [`stockade_app::sandbox::launch`].
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -14,21 +12,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stockade_access::Access;
-use stockade_app::{App, BuildOptions, Settings};
+use stockade_app::App;
+use stockade_app::sandbox::{SandboxApp, catalog_csv, launch};
 use stockade_core::order::Marketplace;
-use stockade_core::{Actor, Environment, SecretString};
-use stockade_egress::{EgressConfig, Gateway};
+use stockade_egress::Gateway;
 use stockade_marketplaces::{HookError, HookFuture, HookSink, InboundRequest};
 use stockade_sandbox::{Sandbox, SandboxConfig};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
-use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
-use stockade_sync::{SyncEngine, SyncOptions, catalog};
-use stockade_vault::{MasterKeySource, MasterKeys, Vault};
+use stockade_store::{DatabaseUrl, Store};
+use stockade_sync::{SyncEngine, SyncOptions};
+use stockade_vault::Vault;
 use tokio::task::JoinHandle;
 
 use crate::exit::Failure;
-
-const ACTOR: Actor = Actor::System("demo");
 
 /// How to build the rig.
 #[derive(Debug, Clone)]
@@ -108,16 +103,6 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf, Failure> {
     Ok(dir)
 }
 
-fn fail(what: &str) -> impl Fn(stockade_sync::SyncError) -> Failure + '_ {
-    move |e| Failure::runtime(format!("{what}: {e}"))
-}
-
-/// No per-host pacing or breaker between the rig's connectors and the simulators.
-fn lift_egress_limits(c: &mut EgressConfig) {
-    c.host_rate = (1_000_000.0, 1_000_000);
-    c.breaker_failures = 1_000_000;
-}
-
 impl Rig {
     pub async fn start(opts: RigOptions) -> Result<Rig, Failure> {
         let dir = temp_dir("stockade-demo")?;
@@ -135,13 +120,6 @@ impl Rig {
         .await
         .map_err(|e| Failure::runtime(format!("cannot start the simulators: {e}")))?;
 
-        // 1. The environment.
-        let key_path = dir.join("master.key");
-        let master =
-            MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))?;
-        master
-            .write_new_file(&key_path)
-            .map_err(Failure::from_master)?;
         let (url, pg) = match &opts.postgres {
             Some(base) => {
                 let mut b = [0u8; 4];
@@ -153,65 +131,27 @@ impl Rig {
             }
             None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
         };
-        let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
-        let vault = Vault::bootstrap(store.clone(), master, &ACTOR).await?;
-
-        // 2. The application on a free loopback port, with the simulators' test
-        // certificate; its connectors reach the simulators through the logged gateway.
-        let sims: Vec<String> = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        let mut settings = Settings::defaults(Environment::Dev, dir.clone(), url)?;
-        settings.egress.allowed_hosts = Some(sims.clone());
-        settings.egress.extra_root_pems = vec![sb.ca_pem.clone()];
-        settings.egress.request_timeout = Duration::from_secs(10);
-        settings.access = stockade_access::AccessConfig::default();
-        settings.sync = opts.sync.clone();
-        settings.sync.lift_rate_limits = !opts.realistic_limits;
         let deferred: Arc<[AtomicU64; 3]> = Arc::default();
         let counters = deferred.clone();
-        let app = App::build_with(
-            &settings,
-            BuildOptions {
-                listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
-                vault: Some(vault),
-                tls: Some(sb.tls_server_config()),
-                tune_egress: Some(lift_egress_limits),
+        let app = launch(
+            &sb,
+            &dir,
+            url,
+            SandboxApp {
+                sync: opts.sync.clone(),
+                realistic_limits: opts.realistic_limits,
+                catalog: Some(catalog_csv(
+                    &sb,
+                    opts.on_hand,
+                    opts.buffer,
+                    opts.low_stock_every,
+                )),
                 hooks: Some(Box::new(move |sync| {
                     Arc::new(CountingHooks(sync, counters)) as Arc<dyn HookSink>
                 })),
             },
         )
         .await?;
-        let server = app.addr();
-
-        // 3. The simulators' own client (unlogged): they stand for the marketplaces.
-        let mut cfg = EgressConfig::new(Environment::Dev);
-        cfg.allowed_hosts = sims;
-        cfg.allowed_hosts.push(server.to_string());
-        cfg.extra_root_pems = vec![sb.ca_pem.clone()];
-        cfg.request_timeout = Duration::from_secs(10);
-        lift_egress_limits(&mut cfg);
-        let delivery =
-            Gateway::new(cfg, None).map_err(|e| Failure::runtime(format!("egress: {e}")))?;
-
-        // 4. One connection per marketplace and the catalog on every channel; sync picks
-        // the connections up, and the simulators deliver to it.
-        let hook_base = format!("https://{server}/hooks");
-        add_connections(app.vault(), &sb, &hook_base).await?;
-        let csv = catalog_csv(&sb, opts.on_hand, opts.buffer, opts.low_stock_every);
-        catalog::import_csv(&store, &csv, &ACTOR)
-            .await
-            .map_err(fail("catalog import"))?;
-        app.sync().refresh().await.map_err(fail("sync"))?;
-        sb.set_gateway(Some(delivery));
-        for m in Marketplace::ALL {
-            sb.set_webhook(
-                m,
-                Some(format!("{hook_base}/{}/{}", m.as_str(), m.as_str())),
-            );
-        }
         sb.flush_deliveries().await;
         Ok(Rig {
             dir,
@@ -221,7 +161,7 @@ impl Rig {
             sb: Arc::new(sb),
             gateway: app.gateway().clone(),
             sync: app.sync().clone(),
-            server,
+            server: app.addr(),
             app: Some(app),
             pg,
             deferred,
@@ -300,124 +240,6 @@ impl Rig {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-async fn add_connections(vault: &Vault, sb: &Sandbox, hook_base: &str) -> Result<(), Failure> {
-    for m in Marketplace::ALL {
-        let e = sb.endpoint(m);
-        let s = e
-            .sellers
-            .first()
-            .ok_or_else(|| Failure::runtime("the simulator has no seller"))?;
-        let copy = |v: &SecretString| SecretString::from(v.expose_secret().clone());
-        let mut settings = ConnectionSettings {
-            api_url: e.base_url.clone(),
-            ..ConnectionSettings::default()
-        };
-        let (account, secrets) = match m {
-            Marketplace::TikTok => {
-                settings.auth_url = Some(e.base_url.clone());
-                settings.shop_cipher = Some(s.shop_cipher.clone());
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "app_key".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("app_secret".to_owned(), copy(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                    ],
-                )
-            }
-            Marketplace::Amazon => {
-                settings.auth_url = Some(format!("{}/auth/o2/token", e.base_url));
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), copy(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                        ("event_key".to_owned(), copy(sb.amazon_event_secret())),
-                    ],
-                )
-            }
-            Marketplace::Ebay => {
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                settings.endpoint_url = Some(format!("{hook_base}/ebay/ebay"));
-                (
-                    s.user_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), copy(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                        (
-                            "verification_token".to_owned(),
-                            copy(sb.ebay_verification_token()),
-                        ),
-                    ],
-                )
-            }
-        };
-        connections::add(
-            vault,
-            NewConnection {
-                name: m.as_str().to_owned(),
-                marketplace: m,
-                account,
-                settings,
-                secrets,
-            },
-            &ACTOR,
-        )
-        .await
-        .map_err(fail("adding a connection"))?;
-    }
-    Ok(())
-}
-
-/// Every simulator SKU on every channel, in the `stockade sku import` format.
-fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64, low_every: usize) -> String {
-    use std::collections::BTreeMap;
-    let mut rows: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
-    for m in Marketplace::ALL {
-        for l in sb.listings(m) {
-            let id = match m {
-                Marketplace::TikTok => format!("{}:{}", l.product_id, l.sku_id),
-                Marketplace::Amazon => l.asin.clone(),
-                Marketplace::Ebay => l.offer_id.clone(),
-            };
-            rows.entry(l.sku.clone())
-                .or_default()
-                .insert(m.as_str(), id);
-        }
-    }
-    let mut out = String::from("sku,on_hand");
-    for m in Marketplace::ALL {
-        out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", m.as_str()));
-    }
-    out.push('\n');
-    for (i, (sku, ids)) in rows.into_iter().enumerate() {
-        let on_hand = if low_every > 0 && i % low_every == low_every - 1 {
-            (on_hand / 20).max(1)
-        } else {
-            on_hand
-        };
-        out.push_str(&format!("{sku},{on_hand}"));
-        for m in Marketplace::ALL {
-            let id = ids.get(m.as_str()).cloned().unwrap_or_default();
-            out.push_str(&format!(",{id},{buffer},"));
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// CPU seconds (user + system) this process has used.
