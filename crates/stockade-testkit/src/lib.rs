@@ -104,8 +104,8 @@ pub struct Db {
 }
 
 impl Db {
-    pub fn sqlite(prefix: &str) -> Db {
-        let dir = temp_dir(prefix);
+    pub fn sqlite() -> Db {
+        let dir = temp_dir("stockade-test");
         Db {
             url: DatabaseUrl::Sqlite(dir.join("stockade.db")),
             dir,
@@ -114,7 +114,7 @@ impl Db {
     }
 
     /// None (skipped) without `STOCKADE_TEST_PG_URL`.
-    pub fn postgres(prefix: &str) -> Option<Db> {
+    pub fn postgres() -> Option<Db> {
         let url = pg_or_skip()?;
         let schema = format!("s_{}", random_hex());
         Some(Db {
@@ -122,9 +122,17 @@ impl Db {
                 url: url.clone(),
                 schema: Some(schema.clone()),
             },
-            dir: temp_dir(prefix),
+            dir: temp_dir("stockade-test"),
             pg: Some((url, schema)),
         })
+    }
+
+    /// The SQLite file and its write-ahead log as bytes (to look for plaintext).
+    pub fn sqlite_bytes(&self) -> Vec<u8> {
+        let path = self.dir.join("stockade.db");
+        let mut all = std::fs::read(&path).unwrap_or_default();
+        all.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
+        all
     }
 
     /// Remove the directory and drop the schema.

@@ -21,11 +21,7 @@ pub enum Backend {
     Postgres,
 }
 
-pub fn random_hex() -> String {
-    let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    hex::encode(b)
-}
+pub use stockade_testkit::{random_hex, require_tool};
 
 /// Log lines written while a test runs (the test's runtime is single-threaded, so the
 /// thread's default subscriber sees the server's tasks).
@@ -101,20 +97,7 @@ impl TestServer {
         let (url, pg) = match options.backend {
             Backend::Sqlite => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
             Backend::Postgres => {
-                let Some(url) = std::env::var("STOCKADE_TEST_PG_URL")
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                else {
-                    assert!(
-                        !["CI", "STOCKADE_REQUIRE_ALL"]
-                            .iter()
-                            .any(|v| std::env::var(v)
-                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-                    );
-                    eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-                    return None;
-                };
+                let url = stockade_testkit::pg_or_skip()?;
                 let schema = format!("s_{}", random_hex());
                 (
                     DatabaseUrl::Postgres {
@@ -223,30 +206,4 @@ impl Drop for TestServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Whether the external `tool` is on the PATH. Without it this prints one SKIPPED line
-/// (straight to stderr, so it shows even when test output is captured) and the caller
-/// skips what needs the tool, except under CI (`CI` or `STOCKADE_REQUIRE_ALL` set, as
-/// `./scripts/test` does once it has installed everything), where it fails.
-pub fn require_tool(tool: &str, package: &str, what: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    if found {
-        return true;
-    }
-    let strict = ["CI", "STOCKADE_REQUIRE_ALL"].iter().any(|v| {
-        std::env::var(v)
-            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-    });
-    assert!(
-        !strict,
-        "`{tool}` is not installed and CI / STOCKADE_REQUIRE_ALL forbid skipping {what}: install the Debian package `{package}` (./scripts/test does)"
-    );
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {what}: `{tool}` is not installed (Debian package `{package}`; ./scripts/test installs it)"
-    );
-    false
 }

@@ -16,8 +16,6 @@ mod unmatched;
 
 use std::collections::HashMap;
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -31,79 +29,13 @@ use stockade_core::{Actor, Environment, Pii, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_marketplaces::{Connector, HookError, InboundRequest};
 use stockade_sandbox::{Faults, Sandbox, SandboxConfig};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
+use stockade_store::{Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
 use stockade_sync::{SyncEngine, SyncOptions, catalog, purge};
+use stockade_testkit::Db;
 use stockade_vault::{FieldContext, MasterKeySource, MasterKeys, Vault};
 
 const ACTOR: Actor = Actor::System("test");
-
-struct Db {
-    dir: PathBuf,
-    url: DatabaseUrl,
-    pg: Option<(String, String)>,
-}
-
-fn unique() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        now_ms(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = std::env::temp_dir().join(format!("stockade-sync-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Db {
-            url: DatabaseUrl::Sqlite(dir.join("stockade.db")),
-            dir,
-            pg: None,
-        }
-    }
-
-    fn postgres() -> Option<Db> {
-        let Ok(url) = std::env::var("STOCKADE_TEST_PG_URL") else {
-            assert!(
-                !["CI", "STOCKADE_REQUIRE_ALL"]
-                    .iter()
-                    .any(|v| std::env::var(v)
-                        .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-            );
-            eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!("stockade-sync-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let schema = format!("s_{}", unique());
-        Some(Db {
-            url: DatabaseUrl::Postgres {
-                url: url.clone(),
-                schema: Some(schema.clone()),
-            },
-            dir,
-            pg: Some((url, schema)),
-        })
-    }
-
-    fn sqlite_bytes(&self) -> Vec<u8> {
-        let path = self.dir.join("stockade.db");
-        let mut all = std::fs::read(&path).unwrap_or_default();
-        all.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
-        all
-    }
-
-    async fn cleanup(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((url, schema)) = &self.pg {
-            stockade_store::testing::drop_postgres_schema(url, schema).await;
-        }
-    }
-}
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
@@ -292,80 +224,9 @@ impl Env {
 
 /// One connection per marketplace, named after it, on the simulators.
 async fn add_connections(vault: &Vault, sb: &Sandbox, hook_base: &str) {
-    for m in Marketplace::ALL {
-        let e = sb.endpoint(m);
-        let s = &e.sellers[0];
-        let secret = |v: &SecretString| SecretString::from(v.expose_secret().clone());
-        let mut settings = ConnectionSettings {
-            api_url: e.base_url.clone(),
-            ..ConnectionSettings::default()
-        };
-        let (account, secrets) = match m {
-            Marketplace::TikTok => {
-                settings.auth_url = Some(e.base_url.clone());
-                settings.shop_cipher = Some(s.shop_cipher.clone());
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "app_key".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("app_secret".to_owned(), secret(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), secret(&s.refresh_token)),
-                    ],
-                )
-            }
-            Marketplace::Amazon => {
-                settings.auth_url = Some(format!("{}/auth/o2/token", e.base_url));
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), secret(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), secret(&s.refresh_token)),
-                        ("event_key".to_owned(), secret(sb.amazon_event_secret())),
-                    ],
-                )
-            }
-            Marketplace::Ebay => {
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                settings.endpoint_url = Some(format!("{hook_base}/ebay/ebay"));
-                (
-                    s.user_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), secret(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), secret(&s.refresh_token)),
-                        (
-                            "verification_token".to_owned(),
-                            secret(sb.ebay_verification_token()),
-                        ),
-                    ],
-                )
-            }
-        };
-        connections::add(
-            vault,
-            NewConnection {
-                name: m.as_str().to_owned(),
-                marketplace: m,
-                account,
-                settings,
-                secrets,
-            },
-            &ACTOR,
-        )
+    stockade_app::sandbox::add_connections(vault, sb, hook_base, &ACTOR)
         .await
         .unwrap();
-    }
 }
 
 /// The catalog CSV of the simulators' listings (every SKU on every channel).

@@ -107,12 +107,12 @@ async fn stop_in_flight(db: Db) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stopping_with_webhooks_in_flight_loses_no_acknowledged_order_sqlite() {
-    stop_in_flight(Db::sqlite("stockade-app-stop")).await;
+    stop_in_flight(Db::sqlite()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stopping_with_webhooks_in_flight_loses_no_acknowledged_order_postgres() {
-    if let Some(db) = Db::postgres("stockade-app-stop") {
+    if let Some(db) = Db::postgres() {
         stop_in_flight(db).await;
     }
 }
