@@ -33,7 +33,6 @@ use std::time::Duration;
 use stockade_access::Access;
 use stockade_alerts::{Alerts, AlertsConfig};
 use stockade_core::Environment;
-use stockade_egress::{EgressConfig, Gateway};
 use stockade_marketplaces::HookSink;
 use stockade_server::{AppState, ServeError, ServeOptions, tls};
 use stockade_store::Store;
@@ -44,7 +43,8 @@ use tokio::task::JoinHandle;
 
 pub use error::AppError;
 pub use settings::{Overrides, ServerSettings, Settings};
-
+/// The gateway types a caller of [`App::gateway`] and [`BuildOptions`] names.
+pub use stockade_egress::{EgressConfig, Gateway};
 /// The longest [`App::run_until_stopped`] takes once its shutdown future resolved: the
 /// server's grace for requests in flight ([`SERVER_GRACE`]), 1 s to stop its task, and
 /// [`TAIL_BOUND`] for the rest.
@@ -68,7 +68,7 @@ pub struct BuildOptions {
     /// This TLS configuration instead of the configured or development certificate.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Applied to the gateway's configuration after the settings (a rig lifts limits).
-    pub tune_egress: Option<fn(&mut EgressConfig)>,
+    pub tune_egress: Option<Box<dyn FnOnce(&mut EgressConfig) + Send>>,
     pub hooks: Option<HookWrapper>,
 }
 

@@ -32,6 +32,9 @@ pub struct SandboxApp {
     /// `stockade sku import` CSV imported before sync starts pushing.
     pub catalog: Option<String>,
     pub hooks: Option<HookWrapper>,
+    /// Applied to the application's gateway after the limits are lifted (tests retry
+    /// faster).
+    pub tune_egress: Option<fn(&mut EgressConfig)>,
 }
 
 impl std::fmt::Debug for SandboxApp {
@@ -77,7 +80,12 @@ pub async fn launch(
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
             vault: Some(vault),
             tls: Some(sb.tls_server_config()),
-            tune_egress: Some(lift_egress_limits),
+            tune_egress: Some(Box::new(move |c: &mut EgressConfig| {
+                lift_egress_limits(c);
+                if let Some(tune) = opts.tune_egress {
+                    tune(c);
+                }
+            })),
             hooks: opts.hooks,
         },
     )
@@ -198,7 +206,16 @@ pub async fn add_connections(
 }
 
 /// Every simulator SKU on every channel, in the `stockade sku import` format.
-pub fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64, low_every: usize) -> String {
+/// Each channel holds back `buffer` units and shows at most `max` (none: no cap); every
+/// `low_every`-th SKU (0: none) starts with a twentieth of `on_hand`, so low stock shows.
+pub fn catalog_csv(
+    sb: &Sandbox,
+    on_hand: i64,
+    buffer: i64,
+    max: Option<i64>,
+    low_every: usize,
+) -> String {
+    let max = max.map(|v| v.to_string()).unwrap_or_default();
     use std::collections::BTreeMap;
     let mut rows: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
     for m in Marketplace::ALL {
@@ -227,7 +244,7 @@ pub fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64, low_every: usize) ->
         out.push_str(&format!("{sku},{on_hand}"));
         for m in Marketplace::ALL {
             let id = ids.get(m.as_str()).cloned().unwrap_or_default();
-            out.push_str(&format!(",{id},{buffer},"));
+            out.push_str(&format!(",{id},{buffer},{max}"));
         }
         out.push('\n');
     }

@@ -144,11 +144,13 @@ impl Rig {
                     &sb,
                     opts.on_hand,
                     opts.buffer,
+                    None,
                     opts.low_stock_every,
                 )),
                 hooks: Some(Box::new(move |sync| {
                     Arc::new(CountingHooks(sync, counters)) as Arc<dyn HookSink>
                 })),
+                tune_egress: None,
             },
         )
         .await?;

@@ -40,7 +40,7 @@ async fn stop_in_flight(db: Db) {
         reconcile_interval: None,
         ..SyncOptions::default()
     };
-    let mut t = TestApp::spawn(db, sandbox, sync, 1_000).await;
+    let mut t = TestApp::start(db, sandbox, sync).await;
     for m in Marketplace::ALL {
         t.sb.generate_orders(m, 80);
     }
@@ -102,7 +102,7 @@ async fn stop_in_flight(db: Db) {
         acknowledged.len(),
         stored.len()
     );
-    t.cleanup().await;
+    t.finish().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
