@@ -12,7 +12,7 @@ use stockade_access::{Access, AccessConfig};
 use stockade_core::{Actor, Environment};
 use stockade_marketplaces::HookSink;
 use stockade_server::{AppState, ServeOptions, tls};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
+use stockade_store::{Store, StoreOptions};
 use stockade_vault::{MasterKeySource, MasterKeys, Vault};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +21,7 @@ pub enum Backend {
     Postgres,
 }
 
+use stockade_testkit::Db;
 pub use stockade_testkit::{random_hex, require_tool};
 
 /// Log lines written while a test runs (the test's runtime is single-threaded, so the
@@ -92,22 +93,11 @@ impl TestServer {
             .finish();
         let log_guard = tracing::subscriber::set_default(subscriber);
 
-        let dir = std::env::temp_dir().join(format!("stockade-server-test-{}", random_hex()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (url, pg) = match options.backend {
-            Backend::Sqlite => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
-            Backend::Postgres => {
-                let url = stockade_testkit::pg_or_skip()?;
-                let schema = format!("s_{}", random_hex());
-                (
-                    DatabaseUrl::Postgres {
-                        url: url.clone(),
-                        schema: Some(schema.clone()),
-                    },
-                    Some((url, schema)),
-                )
-            }
+        let db = match options.backend {
+            Backend::Sqlite => Db::sqlite(),
+            Backend::Postgres => Db::postgres()?,
         };
+        let (dir, url) = (db.dir.clone(), db.url.clone());
         let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default())
             .await
             .unwrap();
@@ -178,7 +168,7 @@ impl TestServer {
             access,
             logs,
             dir,
-            pg,
+            pg: db.pg,
             shutdown: Some(shutdown_tx),
             _log_guard: log_guard,
         })
