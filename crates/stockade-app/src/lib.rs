@@ -184,10 +184,7 @@ impl App {
             Ok(addr) => addr,
             Err(_) => {
                 let why = match (&mut server_task).await {
-                    Ok(Err(e @ ServeError::PlainHttpNotLoopback(_))) => {
-                        AppError::config(e.to_string())
-                    }
-                    Ok(Err(e)) => AppError::Start(e.to_string()),
+                    Ok(Err(e)) => serve_failed(e),
                     _ => AppError::Start("the server did not start".into()),
                 };
                 sync.shutdown().await;
@@ -273,18 +270,7 @@ impl App {
         shutdown: impl Future<Output = ()>,
         grace: Duration,
     ) -> Result<(), AppError> {
-        let App {
-            vault,
-            gateway,
-            access,
-            sync,
-            alerts,
-            head_path,
-            head_task,
-            mut server,
-            stop_server,
-            ..
-        } = self;
+        let mut server = self.server;
         let early = tokio::select! {
             () = shutdown => None,
             r = &mut server => Some(r),
@@ -293,7 +279,7 @@ impl App {
             Some(r) => r,
             None => {
                 tracing::info!("shutting down");
-                let _ = stop_server.send(());
+                let _ = self.stop_server.send(());
                 match tokio::time::timeout(grace, &mut server).await {
                     Ok(r) => r,
                     Err(_) => {
@@ -304,38 +290,41 @@ impl App {
             }
         };
         let served = match served {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e @ ServeError::PlainHttpNotLoopback(_))) => {
-                Err(AppError::config(e.to_string()))
-            }
-            Ok(Err(e)) => Err(AppError::Start(e.to_string())),
+            Ok(r) => r.map_err(serve_failed),
             Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
         };
         let deadline = tokio::time::Instant::now() + TAIL_BOUND;
-        sync.shutdown().await;
-        if tokio::time::timeout_at(deadline, alerts.stop())
+        self.sync.shutdown().await;
+        if tokio::time::timeout_at(deadline, self.alerts.stop())
             .await
             .is_err()
         {
             tracing::warn!("the alert pipeline did not stop in time");
         }
-        head_task.abort();
-        match tokio::time::timeout_at(deadline, gateway.flush()).await {
+        self.head_task.abort();
+        match tokio::time::timeout_at(deadline, self.gateway.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("the last egress log rows could not be written: {e}"),
             Err(_) => tracing::warn!("the last egress log rows were not written in time"),
         }
-        if let Ok(Err(e)) =
-            tokio::time::timeout_at(deadline, vault.record_audit_head(&head_path)).await
-        {
+        let head = self.vault.record_audit_head(&self.head_path);
+        if let Ok(Err(e)) = tokio::time::timeout_at(deadline, head).await {
             tracing::warn!("could not record the audit head mark: {e}");
         }
-        drop((access, sync, alerts, gateway));
+        drop((self.access, self.sync, self.alerts, self.gateway));
         // Close the database when nothing else holds it (tests run many apps per process).
-        if let Ok(v) = Arc::try_unwrap(vault) {
+        if let Ok(v) = Arc::try_unwrap(self.vault) {
             let _ = tokio::time::timeout_at(deadline, v.close()).await;
         }
         served
+    }
+}
+
+/// A plain-HTTP address that is not loopback is a refused setting; the rest are runtime.
+fn serve_failed(e: ServeError) -> AppError {
+    match e {
+        ServeError::PlainHttpNotLoopback(_) => AppError::config(e.to_string()),
+        _ => AppError::Start(e.to_string()),
     }
 }
 
