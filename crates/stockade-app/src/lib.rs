@@ -57,6 +57,9 @@ pub const SERVER_GRACE: Duration = Duration::from_secs(10);
 /// Wraps the sync engine's webhook sink (the demo rig counts the deliveries it defers).
 pub type HookWrapper = Box<dyn FnOnce(SyncEngine) -> Arc<dyn HookSink> + Send>;
 
+/// Changes to the gateway's configuration after the settings.
+pub type EgressTuning = Box<dyn FnOnce(&mut EgressConfig) + Send>;
+
 /// What a caller sets on top of the settings.
 #[derive(Default)]
 pub struct BuildOptions {
@@ -68,7 +71,7 @@ pub struct BuildOptions {
     /// This TLS configuration instead of the configured or development certificate.
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Applied to the gateway's configuration after the settings (a rig lifts limits).
-    pub tune_egress: Option<Box<dyn FnOnce(&mut EgressConfig) + Send>>,
+    pub tune_egress: Option<EgressTuning>,
     pub hooks: Option<HookWrapper>,
 }
 
