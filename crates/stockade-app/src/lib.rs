@@ -32,7 +32,6 @@ use std::time::Duration;
 
 use stockade_access::Access;
 use stockade_alerts::{Alerts, AlertsConfig};
-use stockade_core::Environment;
 use stockade_marketplaces::HookSink;
 use stockade_server::{AppState, ServeError, ServeOptions, tls};
 use stockade_store::Store;
@@ -85,7 +84,6 @@ impl std::fmt::Debug for BuildOptions {
 
 /// One running process: everything it serves and runs, and how to stop it.
 pub struct App {
-    env: Environment,
     scheme: &'static str,
     addr: SocketAddr,
     vault: Arc<Vault>,
@@ -102,7 +100,6 @@ pub struct App {
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("env", &self.env)
             .field("addr", &self.addr)
             .finish_non_exhaustive()
     }
@@ -132,14 +129,13 @@ impl App {
             Some(v) => v,
             None => open_vault(settings).await?,
         };
-        let env = vault.environment();
         let tls = match options.tls {
             Some(t) => Some(t),
             None => server_tls(settings, &server)?,
         };
         // The one outbound client of this process: its request log and anomaly events go
         // to this environment's database and are pruned after [egress] log_retention.
-        let mut egress = settings.egress_config(env);
+        let mut egress = settings.egress_config(vault.environment());
         if let Some(tune) = options.tune_egress {
             tune(&mut egress);
         }
@@ -198,7 +194,6 @@ impl App {
         let head_path = settings.data_dir.join(stockade_vault::HEAD_FILE);
         let head_task = tokio::spawn(follow_audit_head(vault.clone(), head_path.clone()));
         Ok(App {
-            env,
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
             vault,
@@ -221,14 +216,6 @@ impl App {
     /// `https://ADDR` (or `http://` behind a local reverse proxy).
     pub fn base_url(&self) -> String {
         format!("{}://{}", self.scheme, self.addr)
-    }
-
-    pub fn scheme(&self) -> &'static str {
-        self.scheme
-    }
-
-    pub fn environment(&self) -> Environment {
-        self.env
     }
 
     pub fn vault(&self) -> &Arc<Vault> {
@@ -425,13 +412,6 @@ impl AlertsHandle {
         .map_err(|e| AppError::Start(e.to_string()))?;
         running.0 = Some(alerts);
         Ok(())
-    }
-
-    /// Look for new events now.
-    pub async fn wake(&self) {
-        if let Some(a) = &self.running.lock().await.0 {
-            a.wake();
-        }
     }
 
     async fn stop(&self) {

@@ -38,7 +38,7 @@ use crate::settings::Settings;
 pub const CLI_ACTOR: Actor = Actor::System("cli");
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
-    let settings = crate::settings::resolve(&cli.global)?;
+    let settings = Settings::resolve(&cli.global.overrides())?;
     if !matches!(cli.command, Command::Init | Command::Config(_)) && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }

@@ -199,7 +199,7 @@ impl Reloader {
     }
 
     async fn try_reload(&mut self) -> Result<Applied, String> {
-        let new = crate::settings::resolve(&self.global).map_err(|f| f.message)?;
+        let new = Settings::resolve(&self.global.overrides()).map_err(|e| e.to_string())?;
         check_serve(&new, self.listen.as_deref(), self.self_signed).map_err(|f| f.message)?;
         let value = |list: &[(&'static str, String, &'static str)], key: &str| {
             list.iter()
