@@ -8,9 +8,10 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use stockade_store::{SqlRow, Store, StoreError, sql_params};
+use stockade_store::{Store, StoreError, sql_params};
 
-use crate::model::{Alert, EventRow, classify};
+use crate::classify::classify;
+use crate::model::Alert;
 
 /// Events read per query while looking for alerts.
 const PAGE: i64 = 500;
@@ -59,24 +60,6 @@ pub struct Delivery {
     pub sent_at_ms: Option<i64>,
 }
 
-fn event_from(row: &SqlRow) -> Result<(EventRow, bool), StoreError> {
-    Ok((
-        EventRow {
-            id: row.int(0)?,
-            at_ms: row.int(1)?,
-            source: row.text(2)?,
-            kind: row.text(3)?,
-            caller: row.text(4)?,
-            host: row.text(5)?,
-            path_template: row.text(6)?,
-            operation: row.text(7)?,
-            status: row.opt_int(8)?,
-            detail: row.text(9)?,
-        },
-        row.opt_int(10)?.is_some(),
-    ))
-}
-
 /// The newest `limit` alerts (1 to 1,000), newest first.
 pub async fn alert_history(store: &Store, limit: i64) -> Result<Vec<AlertEntry>, StoreError> {
     let limit = usize::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
@@ -84,16 +67,9 @@ pub async fn alert_history(store: &Store, limit: i64) -> Result<Vec<AlertEntry>,
     let mut before = i64::MAX;
     let mut scanned = 0usize;
     while out.len() < limit && scanned < SCAN_MAX {
-        let rows = store
-            .query(
-                "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms
-                   FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2",
-                sql_params![before, PAGE],
-            )
-            .await?;
+        let rows = store.events_before(before, PAGE).await?;
         let n = rows.len();
-        for row in &rows {
-            let (ev, routed) = event_from(row)?;
+        for (ev, routed) in rows {
             before = ev.id;
             if let Some(alert) = classify(&ev)
                 && out.len() < limit

@@ -1,11 +1,13 @@
 //! Alerts: failure and security events to DingTalk, Feishu/Lark and signed webhooks.
 //!
-//! See [`pipeline`] for the flow (events → router → outbox → senders), [`model`] for
-//! what an alert may contain, [`scrub`] for the text scrubber, [`sign`] for the
-//! platforms' signing schemes and [`render`] for their message formats.
+//! See [`pipeline`] for the flow (events → router → outbox → senders), [`classify`] for
+//! the alert each event kind raises, [`model`] for what an alert may contain, [`scrub`]
+//! for the text scrubber, [`sign`] for the platforms' signing schemes and [`render`] for
+//! their message formats.
 
 #[cfg(feature = "pipeline")]
 pub mod channel;
+pub mod classify;
 pub mod config;
 pub mod history;
 pub mod model;
@@ -18,9 +20,10 @@ pub mod sign;
 
 #[cfg(feature = "pipeline")]
 pub use channel::{ChannelClient, Outcome};
+pub use classify::classify;
 pub use config::{AlertsConfig, ChannelConfig, ChannelKind};
 pub use history::{AlertEntry, Delivery, alert_history};
-pub use model::{Alert, EventRow, Severity};
+pub use model::{Alert, Severity};
 #[cfg(feature = "pipeline")]
 pub use pipeline::{
     Alerts, AlertsError, ChannelStatus, PipelineStats, RecentAlert, channel_statuses,

@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod codec;
 pub mod env;
+pub mod event;
 pub mod order;
 pub mod pii;
 pub mod secret;
@@ -14,5 +15,6 @@ pub mod time;
 
 pub use actor::Actor;
 pub use env::Environment;
+pub use event::{Event, EventRecord};
 pub use pii::Pii;
 pub use secret::{Secret, SecretBytes, SecretString};

@@ -39,8 +39,9 @@ use stockade_store::Store;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use limits::{Breaker, Bucket, Daily};
-use log::{EventRow, LogRow, Msg};
+use log::{LogRow, Msg};
 use policy::{Refusal, Target};
+use stockade_core::event::{EgressAnomaly, Event};
 
 /// Gateway settings. [`EgressConfig::new`] gives the defaults and an empty allowlist.
 #[derive(Debug, Clone)]
@@ -160,31 +161,8 @@ pub struct Anomaly {
     pub status: Option<u16>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum AnomalyKind {
-    /// The host is not allowed (or the URL was not https).
-    Blocked,
-    /// A final 4xx (429 included).
-    ClientError,
-    /// A final 5xx.
-    ServerError,
-    /// Timeout, connection or TLS failure, or an oversized response.
-    Transport,
-    /// A 2xx answer that is not the JSON the API promises (see `Request::expect_json`).
-    Malformed,
-}
-
-impl AnomalyKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AnomalyKind::Blocked => "blocked",
-            AnomalyKind::ClientError => "client_error",
-            AnomalyKind::ServerError => "server_error",
-            AnomalyKind::Transport => "transport",
-            AnomalyKind::Malformed => "malformed",
-        }
-    }
-}
+/// The anomaly kinds are the egress event kinds (`Malformed`: see `Request::expect_json`).
+pub use stockade_core::event::EgressKind as AnomalyKind;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum BucketKey {
@@ -416,17 +394,16 @@ impl Gateway {
             "egress anomaly"
         );
         if let Some(w) = &self.0.writer {
-            let row = EventRow {
-                at_ms: a.at_ms,
-                kind: a.kind.as_str(),
+            let event = Event::Egress(EgressAnomaly {
+                kind: a.kind,
                 caller: a.caller.clone(),
                 host: a.host.clone(),
                 path_template: a.path_template.clone(),
                 operation: a.operation.clone(),
                 status: a.status,
                 detail,
-            };
-            if w.send(Msg::Event(row)).await.is_err() {
+            });
+            if w.send(Msg::Event(a.at_ms, event)).await.is_err() {
                 tracing::warn!("the egress log writer has stopped; an event was lost");
             }
         }

@@ -1,13 +1,16 @@
-//! The background writer of `egress_log` and `events` rows.
+//! The background writer of `egress_log` rows and anomaly events.
 //!
-//! Rows are queued on a bounded channel and written in batches (multi-row inserts, one
-//! statement per batch) through the store's unaudited path: this is bookkeeping of
-//! machine activity, not anyone's decision. The writer also prunes both tables by age.
+//! Both are queued on a bounded channel. Log rows are written in batches (multi-row
+//! inserts, one statement per batch) through the store's unaudited path: this is
+//! bookkeeping of machine activity, not anyone's decision. Anomaly events are appended
+//! like every other event, in an audited commit (one per drained batch, audit action
+//! `egress.anomaly`). The writer also prunes both tables by age.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use stockade_store::{SqlValue, Store, sql_params};
+use stockade_core::{Actor, Event};
+use stockade_store::{AuditDetails, AuditEntry, SqlValue, Store, sql_params};
 use tokio::sync::{mpsc, oneshot};
 
 /// One attempt (or one refusal) as recorded.
@@ -27,37 +30,21 @@ pub(crate) struct LogRow {
     pub attempt: u32,
 }
 
-/// An anomaly as persisted for the alert pipeline.
-#[derive(Debug, Clone)]
-pub(crate) struct EventRow {
-    pub at_ms: i64,
-    pub kind: &'static str,
-    pub caller: String,
-    pub host: String,
-    pub path_template: String,
-    pub operation: String,
-    pub status: Option<u16>,
-    pub detail: String,
-}
-
 pub(crate) enum Msg {
     Log(LogRow),
-    Event(EventRow),
+    /// An anomaly event and its time.
+    Event(i64, Event),
     Flush(oneshot::Sender<Result<(), String>>),
     Prune(oneshot::Sender<Result<u64, String>>),
 }
 
 const QUEUE: usize = 16_384;
 const LOG_BATCH: usize = 64;
-const EVENT_BATCH: usize = 16;
 const DRAIN: usize = 1024;
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 const LOG_COLUMNS: &str = "at_ms, environment, caller, method, host, path_template, operation, status, outcome, latency_us, bytes_sent, bytes_received, attempt";
 const LOG_ARITY: usize = 13;
-const EVENT_COLUMNS: &str =
-    "at_ms, source, kind, caller, host, path_template, operation, status, detail";
-const EVENT_ARITY: usize = 9;
 
 /// `INSERT … VALUES (…), (…)` for 1..=max rows, built once; statements stay `&'static`.
 fn inserts(table: &str, columns: &str, arity: usize, max: usize) -> Vec<String> {
@@ -81,13 +68,6 @@ fn inserts(table: &str, columns: &str, arity: usize, max: usize) -> Vec<String> 
 fn log_insert(rows: usize) -> &'static str {
     static S: OnceLock<Vec<String>> = OnceLock::new();
     S.get_or_init(|| inserts("egress_log", LOG_COLUMNS, LOG_ARITY, LOG_BATCH))
-        .get(rows.wrapping_sub(1))
-        .map_or("", String::as_str)
-}
-
-fn event_insert(rows: usize) -> &'static str {
-    static S: OnceLock<Vec<String>> = OnceLock::new();
-    S.get_or_init(|| inserts("events", EVENT_COLUMNS, EVENT_ARITY, EVENT_BATCH))
         .get(rows.wrapping_sub(1))
         .map_or("", String::as_str)
 }
@@ -139,7 +119,7 @@ async fn run(store: Store, env: &'static str, retention: Duration, mut rx: mpsc:
         for m in batch {
             match m {
                 Msg::Log(r) => logs.push(r),
-                Msg::Event(e) => events.push(e),
+                Msg::Event(at, e) => events.push((at, e)),
                 Msg::Flush(reply) => flushes.push(reply),
                 Msg::Prune(reply) => prunes.push(reply),
             }
@@ -205,31 +185,20 @@ async fn write_logs(store: &Store, env: &'static str, rows: &[LogRow]) -> Result
     result
 }
 
-async fn write_events(store: &Store, rows: &[EventRow]) -> Result<(), String> {
-    let mut result = Ok(());
-    for chunk in rows.chunks(EVENT_BATCH) {
-        let mut params = Vec::with_capacity(chunk.len() * EVENT_ARITY);
-        for r in chunk {
-            params.extend(sql_params![
-                r.at_ms,
-                "egress",
-                r.kind,
-                r.caller.as_str(),
-                r.host.as_str(),
-                r.path_template.as_str(),
-                r.operation.as_str(),
-            ]);
-            params.push(status(r.status));
-            params.push(SqlValue::from(r.detail.as_str()));
-        }
-        if let Err(e) = store
-            .write_unaudited(event_insert(chunk.len()), params)
-            .await
-        {
-            result = Err(e.to_string());
-        }
+async fn write_events(store: &Store, events: &[(i64, Event)]) -> Result<(), String> {
+    if events.is_empty() {
+        return Ok(());
     }
-    result
+    let n = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    let audit = AuditEntry::new(
+        "egress.anomaly",
+        "egress",
+        AuditDetails::new().int("events", n),
+    );
+    store
+        .append_events(&Actor::System("egress"), events, audit)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// Delete log rows and routed events older than the retention period.
@@ -243,13 +212,8 @@ async fn prune(store: &Store, retention: Duration) -> Result<u64, String> {
         )
         .await
         .map_err(|e| e.to_string())?;
-    // Events the alert pipeline has not routed yet are kept for a second retention
-    // period (a server that runs without its alert router still prunes eventually).
     let b = store
-        .write_unaudited(
-            "DELETE FROM events WHERE at_ms < $1 AND (delivered_at_ms IS NOT NULL OR at_ms < $2)",
-            sql_params![cutoff, cutoff.saturating_sub(keep_ms)],
-        )
+        .prune_events(cutoff, cutoff.saturating_sub(keep_ms))
         .await
         .map_err(|e| e.to_string())?;
     Ok(a + b)
@@ -274,6 +238,5 @@ mod tests {
         assert!(log_insert(LOG_BATCH).contains(&format!("${}", LOG_BATCH * LOG_ARITY)));
         assert_eq!(log_insert(0), "");
         assert_eq!(log_insert(LOG_BATCH + 1), "");
-        assert!(event_insert(1).ends_with("($1, $2, $3, $4, $5, $6, $7, $8, $9)"));
     }
 }

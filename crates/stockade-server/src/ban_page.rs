@@ -1,16 +1,12 @@
-//! The answer to a banned address: a page in the style of the sign-in pages that says
-//! which address is banned and when the ban ends, or JSON for API and webhook clients.
-//! Both carry `Retry-After` for a ban that ends.
+//! The page for a banned address, in the style of the sign-in pages: which address is
+//! banned, when the ban ends (or that it is permanent) and how an administrator lifts it.
+//! [`AppError::Banned`](crate::error::AppError) answers with it on page routes, and adds
+//! `Retry-After` for a ban that ends.
 
 use std::net::IpAddr;
 
-use axum::Json;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
-use serde_json::json;
+use askama::Template;
 use stockade_core::time::format_rfc3339_ms;
-
-use crate::pages::esc;
 
 /// `2026-11-22 08:53 UTC` (to the minute; the JSON answer has the exact time).
 fn readable(until_s: i64) -> String {
@@ -36,72 +32,25 @@ fn remaining(seconds: i64) -> String {
     format!("in {n} {unit}{}", if n == 1 { "" } else { "s" })
 }
 
-/// The JSON 403 for a banned address (API and webhook clients), with `Retry-After`.
-pub fn banned_json(until_s: Option<i64>, now_s: i64) -> Response {
-    let retry_after = until_s.map(|u| (u - now_s).max(1));
-    let message = match until_s {
-        Some(u) => format!(
-            "this address is banned after repeated failures until {}",
-            format_rfc3339_ms(u.saturating_mul(1000))
-        ),
-        None => {
-            "this address is banned after repeated failures until an administrator lifts the ban"
-                .to_owned()
-        }
-    };
-    let mut res = (
-        StatusCode::FORBIDDEN,
-        Json(json!({"error": {
-            "code": "banned",
-            "message": message,
-            "until": until_s.map(|u| format_rfc3339_ms(u.saturating_mul(1000))),
-            "retry_after_s": retry_after,
-        }})),
-    )
-        .into_response();
-    if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-        res.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    res
+/// The page for a banned address (the JSON answer is [`AppError::Banned`](crate::error::AppError)'s).
+#[derive(Debug, Template)]
+#[template(path = "banned.html")]
+pub struct BannedPage {
+    title: &'static str,
+    ip: String,
+    /// When the ban ends, readable, and how long that is from now; `None` if permanent.
+    ends: Option<(String, String)>,
 }
 
-/// The 403 for a banned address. `until_s` is `None` for a permanent ban.
-pub fn banned(ip: IpAddr, until_s: Option<i64>, now_s: i64, wants_json: bool) -> Response {
-    let retry_after = until_s.map(|u| (u - now_s).max(1));
-    if wants_json {
-        return banned_json(until_s, now_s);
+impl BannedPage {
+    /// `until_s` is `None` for a permanent ban.
+    pub fn new(ip: IpAddr, until_s: Option<i64>, now_s: i64) -> Self {
+        BannedPage {
+            title: "Address banned",
+            ip: ip.to_string(),
+            ends: until_s.map(|u| (readable(u), remaining(u - now_s))),
+        }
     }
-    let mut res = {
-        let ends = match (until_s, retry_after) {
-            (Some(u), Some(left)) => format!(
-                "<p>The ban ends at <strong>{}</strong> ({}). Requests before then are refused, and do not extend it.</p>",
-                esc(&readable(u)),
-                esc(&remaining(left))
-            ),
-            _ => "<p>The ban is <strong>permanent</strong>: it ends when an administrator lifts it.</p>".to_owned(),
-        };
-        let body = format!(
-            "<p class=\"error\" role=\"alert\">Your address, <code>{}</code>, is banned: too many failed attempts came from it, or an administrator banned it.</p>\
-             {ends}\
-             <p>If this is a mistake, an administrator can lift the ban with <code>stockade ban remove {}</code> (see <code>stockade ban list</code>).</p>",
-            esc(&ip.to_string()),
-            esc(&ip.to_string()),
-        );
-        (
-            StatusCode::FORBIDDEN,
-            Html(format!(
-                "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-                 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-                 <title>Address banned · Stockade</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head>\
-                 <body><main><h1>Address banned</h1>{body}</main></body></html>\n"
-            )),
-        )
-            .into_response()
-    };
-    if let Some(v) = retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
-        res.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    res
 }
 
 #[cfg(test)]

@@ -5,8 +5,8 @@
 //! credential, and only the sync engine (through the marketplace connector) can check it.
 //! The server does not depend on that engine: it hands each delivery to a
 //! [`HookSink`](stockade_marketplaces::HookSink) (the contract lives in
-//! `stockade-marketplaces`, next to [`InboundRequest`]) and maps its [`HookError`] to
-//! HTTP here.
+//! `stockade-marketplaces`, next to [`InboundRequest`]) and maps its [`HookError`] to an
+//! [`AppError`] here.
 //!
 //! The order, each step before the next:
 //! 1. the ban check (the outer gate in [`crate::routes::front_gate`], before routing);
@@ -25,6 +25,7 @@
 //! body, the headers or the signature; log lines name the marketplace, the connection,
 //! the status and the kind of outcome only.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::pin::Pin;
 
@@ -35,19 +36,14 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stockade_access::FailureKind;
-use stockade_core::order::Marketplace;
 use stockade_marketplaces::{HookAnswer, HookError, InboundRequest, MAX_EVENT_BODY};
 
-use crate::AppState;
-use crate::api::api_error;
-use crate::routes::ClientIp;
+use crate::error::AppError;
+use crate::extract::{ClientIp, HookRoute};
+use crate::state::AppState;
 
 /// Seconds a marketplace is asked to wait before retrying an unavailable endpoint.
-pub const RETRY_AFTER_S: u32 = 5;
-
-/// Which marketplace a hook route belongs to; set by the route gate from the route table.
-#[derive(Debug, Clone, Copy)]
-pub struct HookRoute(pub Marketplace);
+pub const RETRY_AFTER_S: i64 = 5;
 
 /// A connection name as it may appear in a hook URL: 1 to 64 of `[A-Za-z0-9_-]`.
 pub fn valid_connection_name(name: &str) -> bool {
@@ -64,17 +60,19 @@ pub async fn receive(
     client: Option<Extension<ClientIp>>,
     connection: Result<Path<String>, PathRejection>,
     req: Request,
-) -> Response {
+) -> Result<Response, AppError> {
     let (Some(Extension(HookRoute(marketplace))), Some(Extension(ClientIp(ip)))) = (route, client)
     else {
-        return crate::routes::internal("a hook route was reached without its gate");
+        return Err(AppError::internal(
+            "a hook route was reached without its gate",
+        ));
     };
     let Some(sink) = state.hooks.clone() else {
         tracing::warn!(
             target: "stockade::hooks",
             "webhook {marketplace} status=503 outcome=sync_not_running"
         );
-        return unavailable("sync is not running");
+        return Err(unavailable("sync is not running"));
     };
     let connection = match connection {
         Ok(Path(name)) if valid_connection_name(&name) => name,
@@ -84,10 +82,11 @@ pub async fn receive(
                 target: "stockade::hooks",
                 "webhook {marketplace} connection=<invalid> status=404 outcome=unknown_connection"
             );
-            return not_found();
+            return Err(HookError::UnknownConnection.into());
         }
     };
-    let log = |status: u16, outcome: &str| {
+    let log = |status: StatusCode, outcome: &str| {
+        let status = status.as_u16();
         if (200..300).contains(&status) {
             tracing::info!(
                 target: "stockade::hooks",
@@ -103,15 +102,13 @@ pub async fn receive(
 
     if req.method() == Method::HEAD {
         // Only a GET (eBay's challenge) or a POST is a delivery; a HEAD probe is neither.
-        log(405, "head");
-        let mut res = api_error(
+        log(StatusCode::METHOD_NOT_ALLOWED, "head");
+        let refused = AppError::refused(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",
             "webhooks are delivered with POST (eBay's challenge with GET)",
         );
-        res.headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static("GET, POST"));
-        return res;
+        return Ok(([(header::ALLOW, "GET, POST")], refused).into_response());
     }
     let declared = req
         .headers()
@@ -119,23 +116,23 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > MAX_EVENT_BODY as u64) {
-        log(413, "too_large");
-        return too_large();
+        log(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+        return Err(HookError::TooLarge.into());
     }
     let (parts, body) = req.into_parts();
     let body = match read_limited(body, MAX_EVENT_BODY).await {
         Ok(b) => b,
         Err(ReadError::TooLarge) => {
-            log(413, "too_large");
-            return too_large();
+            log(StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+            return Err(HookError::TooLarge.into());
         }
         Err(ReadError::Broken) => {
-            log(400, "unreadable_body");
-            return api_error(
+            log(StatusCode::BAD_REQUEST, "unreadable_body");
+            return Err(AppError::refused(
                 StatusCode::BAD_REQUEST,
                 "unreadable_body",
                 "the request body could not be read",
-            );
+            ));
         }
     };
     let request = InboundRequest {
@@ -151,61 +148,43 @@ pub async fn receive(
     // Spawned: if the marketplace hangs up, the delivery still runs to its end (it is
     // idempotent, the retry finds it done) and a panicking sink is a 500, not a reset.
     let delivery = tokio::spawn(sink.deliver(marketplace, connection.clone(), request)).await;
-    match delivery {
+    let answer = match delivery {
         Err(_) => {
-            log(500, "sink_failed");
-            crate::routes::internal(format_args!(
+            log(StatusCode::INTERNAL_SERVER_ERROR, "sink_failed");
+            return Err(AppError::internal(format_args!(
                 "the {marketplace} hook sink failed on connection {connection}"
-            ))
+            )));
         }
-        Ok(Ok(answer)) => match answer_response(answer) {
-            Some(res) => {
-                log(res.status().as_u16(), "accepted");
-                res
-            }
-            None => {
-                log(500, "bad_sink_answer");
-                crate::routes::internal(format_args!(
-                    "the {marketplace} hook sink answered with a non-2xx status or an invalid content type"
-                ))
-            }
-        },
+        Ok(Ok(answer)) => answer,
         Ok(Err(e)) => {
-            let res = match &e {
-                HookError::UnknownConnection => not_found(),
-                HookError::RevokedConnection => api_error(
-                    StatusCode::GONE,
-                    "connection_revoked",
-                    "this connection was revoked; stop delivering to it",
-                ),
+            match &e {
                 HookError::Signature(reason) => {
                     tracing::warn!(
                         target: "stockade::hooks",
                         "webhook {marketplace} connection={connection} signature refused: {reason}"
                     );
                     count_failure(&state, ip).await;
-                    api_error(
-                        StatusCode::UNAUTHORIZED,
-                        "invalid_signature",
-                        "the delivery's signature does not verify",
-                    )
                 }
-                HookError::Malformed(message) => {
-                    api_error(StatusCode::BAD_REQUEST, "malformed", message)
-                }
-                HookError::TooLarge => too_large(),
-                HookError::Unavailable(cause) => {
-                    tracing::warn!(
-                        target: "stockade::hooks",
-                        "webhook {marketplace} connection={connection} unavailable: {cause}"
-                    );
-                    unavailable("the endpoint is temporarily unavailable; retry later")
-                }
-            };
-            log(res.status().as_u16(), e.kind());
-            res
+                HookError::Unavailable(cause) => tracing::warn!(
+                    target: "stockade::hooks",
+                    "webhook {marketplace} connection={connection} unavailable: {cause}"
+                ),
+                _ => {}
+            }
+            let kind = e.kind();
+            let refused = AppError::from(e);
+            log(refused.status(), kind);
+            return Err(refused);
         }
-    }
+    };
+    let Some(res) = answer_response(answer) else {
+        log(StatusCode::INTERNAL_SERVER_ERROR, "bad_sink_answer");
+        return Err(AppError::internal(format_args!(
+            "the {marketplace} hook sink answered with a non-2xx status or an invalid content type"
+        )));
+    };
+    log(res.status(), "accepted");
+    Ok(res)
 }
 
 /// Record a bad signature in the `webhook` jail (and the Fail2Ban log line).
@@ -227,27 +206,47 @@ fn answer_response(answer: HookAnswer) -> Option<Response> {
     Some((status, [(header::CONTENT_TYPE, content_type)], answer.body).into_response())
 }
 
-fn not_found() -> Response {
-    api_error(
-        StatusCode::NOT_FOUND,
-        "not_found",
-        "no webhook endpoint here",
-    )
+impl From<HookError> for AppError {
+    /// What a marketplace is told about a delivery the sink refused (never its cause).
+    fn from(e: HookError) -> Self {
+        let (status, code, message): (_, _, Cow<'static, str>) = match e {
+            HookError::UnknownConnection => (
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no webhook endpoint here".into(),
+            ),
+            HookError::RevokedConnection => (
+                StatusCode::GONE,
+                "connection_revoked",
+                "this connection was revoked; stop delivering to it".into(),
+            ),
+            HookError::Signature(_) => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_signature",
+                "the delivery's signature does not verify".into(),
+            ),
+            HookError::Malformed(message) => (StatusCode::BAD_REQUEST, "malformed", message.into()),
+            HookError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the body is larger than {MAX_EVENT_BODY} bytes").into(),
+            ),
+            HookError::Unavailable(_) => {
+                return unavailable("the endpoint is temporarily unavailable; retry later");
+            }
+        };
+        AppError::refused(status, code, message)
+    }
 }
 
-fn too_large() -> Response {
-    api_error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        &format!("the body is larger than {MAX_EVENT_BODY} bytes"),
-    )
-}
-
-fn unavailable(message: &str) -> Response {
-    let mut res = api_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message);
-    res.headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_S));
-    res
+/// 503 with `Retry-After`: the marketplace retries.
+fn unavailable(message: &'static str) -> AppError {
+    AppError::Refused {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "unavailable",
+        message: message.into(),
+        retry_after_s: Some(RETRY_AFTER_S),
+    }
 }
 
 enum ReadError {

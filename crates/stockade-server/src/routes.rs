@@ -10,26 +10,32 @@
 //! the role's permission. A route missing from the table is refused
 //! (fail closed). Webhook routes ([`Gate::MarketplaceSignature`]) skip authentication,
 //! CSRF and roles: the marketplace's signature, checked by the hook sink, stands in for
-//! them, and their failures feed the same ban guard. Refusals on page routes are pages
-//! ([`crate::error_page`]); on `/api/` and `/hooks/` they are JSON.
+//! them, and their failures feed the same ban guard. Refusals and failures, here and in
+//! the handlers, are [`AppError`]s: the front gate answers them as pages on page routes,
+//! as JSON on `/api/` and `/hooks/` ([`RouteKind`]).
+//!
+//! The handler modules ([`pages`], [`api`], [`hooks`]) depend only on the shared modules
+//! (`state`, `error`, `extract`, `dashboard`), never on each other or on this one.
 
 use std::net::{IpAddr, SocketAddr};
 
+use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
-use stockade_access::{
-    ApiPrincipal, FailureKind, Jail, KeyRejection, Permission, Role, SessionState, SessionView,
-};
-use stockade_core::Actor;
+use axum::routing::{delete, get, post};
+use stockade_access::{FailureKind, Jail, KeyRejection, Permission, SessionState, SessionView};
 use stockade_core::order::Marketplace;
-use stockade_core::time::now_ms;
 
-use crate::AppState;
-use crate::api::api_error;
-use crate::error_page::{refusal, wants_json};
+use crate::error::{AppError, RouteKind};
+use crate::extract::{
+    CSRF_FIELD, CSRF_HEADER, Caller, ClientIp, HookRoute, LOGIN_CSRF_COOKIE, MaybeSession,
+    SESSION_COOKIE, cookie,
+};
+use crate::state::AppState;
+use crate::{api, hooks, pages};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,52 +135,54 @@ pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
     ROUTES.iter().find(|s| s.path == path && s.method == method)
 }
 
-pub const SESSION_COOKIE: &str = "__Host-stockade";
-pub const LOGIN_CSRF_COOKIE: &str = "__Host-stockade_csrf";
-pub const CSRF_HEADER: &str = "x-csrf-token";
-pub const CSRF_FIELD: &str = "csrf";
 /// Forms and JSON bodies on the gated routes are small.
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// The client address (the TCP peer, or the proxy's X-Forwarded-For when trusted).
-#[derive(Debug, Clone, Copy)]
-pub struct ClientIp(pub IpAddr);
-
-/// The authenticated caller of a permission-gated route.
-#[derive(Debug, Clone)]
-pub enum Caller {
-    Session(SessionView),
-    Key(ApiPrincipal),
-}
-
-impl Caller {
-    pub fn role(&self) -> Role {
-        match self {
-            Caller::Session(s) => s.user.role,
-            Caller::Key(k) => k.role,
-        }
-    }
-    pub fn actor(&self) -> Actor {
-        match self {
-            Caller::Session(s) => Actor::User(s.user.id.clone()),
-            Caller::Key(k) => Actor::ApiKey(k.id.clone()),
-        }
-    }
-}
-
-/// The session cookie of a sign-in step route, if any.
-#[derive(Debug, Clone)]
-pub struct MaybeSession(pub Option<SessionView>);
-
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+/// All routes. Every one of them must be in [`ROUTES`] or it is refused.
+pub fn router(state: AppState) -> Router {
+    let gated = Router::new()
+        .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
+        .route("/static/app.css", get(pages::css))
+        .route("/api/v1/auth/login", post(api::login))
+        .route("/api/v1/auth/mfa/enroll", post(api::mfa_enroll))
+        .route("/api/v1/auth/mfa/confirm", post(api::mfa_confirm))
+        .route("/api/v1/auth/logout", post(api::logout))
+        .route("/api/v1/whoami", get(api::whoami))
+        .route("/api/v1/users", get(api::users))
+        .route("/api/v1/apikeys", get(api::api_keys))
+        .route("/api/v1/bans", get(api::bans).post(api::add_ban))
+        .route("/api/v1/bans/{ip}", delete(api::remove_ban))
+        .route("/api/v1/audit/verify", get(api::audit_verify))
+        .route("/api/v1/alerts", get(api::alerts))
+        .route("/alerts", get(pages::alerts))
+        .route("/login", get(pages::login_form).post(pages::login_submit))
+        .route("/mfa", get(pages::mfa_form).post(pages::mfa_submit))
+        .route(
+            "/mfa/enroll",
+            get(pages::enroll_form).post(pages::enroll_submit),
+        )
+        .route("/lock", get(pages::lock_form).post(pages::lock_submit))
+        .route("/logout", post(pages::logout))
+        .route("/", get(pages::home))
+        .route("/hooks/tiktok/{connection}", post(hooks::receive))
+        .route("/hooks/amazon/{connection}", post(hooks::receive))
+        .route(
+            "/hooks/ebay/{connection}",
+            get(hooks::receive).post(hooks::receive),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            route_gate,
+        ));
+    gated
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            front_gate,
+        ))
+        .layer(axum::middleware::from_fn(security_headers))
+        .with_state(state)
 }
 
 fn is_unsafe(method: &Method) -> bool {
@@ -234,34 +242,50 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
-/// Second layer: the ban check and the cross-origin check, before any routing work.
+/// Second layer: the ban check and the cross-origin check, before any routing work; and
+/// on the way out, an [`AppError`] on a page route becomes its page.
 pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(ip) = client_ip(&state, &req) else {
-        return api_error(
+        return AppError::refused(
             StatusCode::FORBIDDEN,
             "no_client_address",
             "the client address is unknown",
-        );
+        )
+        .into_response();
     };
+    let kind = RouteKind::of(req.uri().path());
+    let res = match admit(&state, &req, ip) {
+        Ok(()) => {
+            req.extensions_mut().insert(ClientIp(ip));
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    };
+    match res.extensions().get::<AppError>() {
+        Some(e) if kind == RouteKind::Page => e.page(ip),
+        _ => res,
+    }
+}
+
+/// The ban and cross-site checks of [`front_gate`].
+fn admit(state: &AppState, req: &Request, ip: IpAddr) -> Result<(), AppError> {
     let path = req.uri().path();
     // The stylesheet is a constant, served even to a banned address so its ban page is
     // readable; nothing else is.
     let stylesheet = path == "/static/app.css" && !is_unsafe(req.method());
     if !stylesheet && let Some(ban) = state.access.banned(ip, Jail::for_path(path)) {
         // Nothing else happens for a banned address.
-        return crate::ban_page::banned(ip, ban.until, now_ms() / 1000, wants_json(path));
+        return Err(AppError::Banned { until_s: ban.until });
     }
     if is_unsafe(req.method()) && cross_site(req.headers(), state.plain_http) {
-        tracing::warn!("cross-site {} {} refused", req.method(), req.uri().path());
-        return refusal(
-            req.uri().path(),
+        tracing::warn!("cross-site {} {} refused", req.method(), path);
+        return Err(AppError::refused(
             StatusCode::FORBIDDEN,
             "cross_origin",
             "this request came from another site and was refused (cross-site request forgery protection); open Stockade's own page and submit the form there",
-        );
+        ));
     }
-    req.extensions_mut().insert(ClientIp(ip));
-    next.run(req).await
+    Ok(())
 }
 
 /// Whether a state-changing request comes from another site.
@@ -291,27 +315,6 @@ pub fn cross_site(headers: &HeaderMap, plain_http: bool) -> bool {
     !same
 }
 
-fn redirect_for(state: SessionState) -> &'static str {
-    match state {
-        SessionState::NeedsEnrollment => "/mfa/enroll",
-        SessionState::NeedsCode => "/mfa",
-        SessionState::Locked => "/lock",
-        SessionState::Active => "/",
-    }
-}
-
-fn unauthenticated(path: &str) -> Response {
-    if wants_json(path) {
-        api_error(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "sign in, or send a valid API key as `Authorization: Bearer stk_…`",
-        )
-    } else {
-        Redirect::to("/login").into_response()
-    }
-}
-
 /// Compare two tokens without leaking where they differ.
 pub fn same_token(a: &str, b: &str) -> bool {
     aws_lc_rs::constant_time::verify_slices_are_equal(a.as_bytes(), b.as_bytes()).is_ok()
@@ -319,11 +322,9 @@ pub fn same_token(a: &str, b: &str) -> bool {
 
 /// Check the CSRF token of a state-changing request against `expected`: the
 /// `x-csrf-token` header, or the `csrf` field of a form body (which is read and put back).
-async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
-    let path = req.uri().path().to_owned();
+async fn check_csrf(req: Request, expected: &str) -> Result<Request, AppError> {
     let refused = || {
-        refusal(
-            &path,
+        AppError::refused(
             StatusCode::FORBIDDEN,
             "csrf",
             "the form's CSRF token is missing or out of date; reload the page and try again",
@@ -346,8 +347,7 @@ async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
     }
     let (parts, body) = req.into_parts();
     let bytes = to_bytes(body, MAX_BODY).await.map_err(|_| {
-        refusal(
-            &path,
+        AppError::refused(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             "the form is too large",
@@ -371,7 +371,11 @@ async fn check_csrf(req: Request, expected: &str) -> Result<Request, Response> {
 }
 
 /// Per-route layer: authentication, session stage, CSRF and permission.
-pub async fn route_gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn route_gate(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, AppError> {
     let path = req
         .extensions()
         .get::<MatchedPath>()
@@ -383,161 +387,125 @@ pub async fn route_gate(State(state): State<AppState>, req: Request, next: Next)
             req.method(),
             path
         );
-        return api_error(
+        return Err(AppError::refused(
             StatusCode::FORBIDDEN,
             "forbidden",
             "this route is not open to anyone",
-        );
+        ));
     };
-    let ip = req.extensions().get::<ClientIp>().map(|c| c.0);
-    let Some(ip) = ip else {
-        return api_error(
+    let Some(ClientIp(ip)) = req.extensions().get::<ClientIp>().copied() else {
+        return Err(AppError::refused(
             StatusCode::FORBIDDEN,
             "no_client_address",
             "the client address is unknown",
-        );
+        ));
     };
     match spec.gate {
         Gate::MarketplaceSignature(marketplace) => {
-            let mut req = req;
-            req.extensions_mut()
-                .insert(crate::hooks::HookRoute(marketplace));
-            next.run(req).await
+            req.extensions_mut().insert(HookRoute(marketplace));
         }
         Gate::Public => {
-            let mut req = req;
             if spec.path == "/login" && is_unsafe(req.method()) {
                 let Some(expected) = cookie(req.headers(), LOGIN_CSRF_COOKIE).map(str::to_owned)
                 else {
-                    return Redirect::to("/login").into_response();
+                    return Ok(Redirect::to("/login").into_response());
                 };
-                req = match check_csrf(req, &expected).await {
-                    Ok(r) => r,
-                    Err(res) => return res,
-                };
+                req = check_csrf(req, &expected).await?;
             }
-            next.run(req).await
         }
         Gate::SignIn => {
-            let session = match session_of(&state, req.headers()).await {
-                Ok(s) => s,
-                Err(res) => return res,
-            };
-            let mut req = req;
+            let session = session_of(&state, req.headers()).await?;
             if is_unsafe(req.method()) {
                 let Some(s) = &session else {
-                    return Redirect::to("/login").into_response();
+                    return Ok(Redirect::to("/login").into_response());
                 };
-                req = match check_csrf(req, &s.csrf).await {
-                    Ok(r) => r,
-                    Err(res) => return res,
-                };
+                req = check_csrf(req, &s.csrf).await?;
             }
             req.extensions_mut().insert(MaybeSession(session));
-            next.run(req).await
         }
         Gate::Needs(permission) => {
-            let bearer = req
-                .headers()
-                .get(header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::to_owned);
-            let (caller, mut req) = if let Some(token) = bearer {
-                match state.access.authenticate_api_key(token.trim()).await {
-                    Ok(Ok(p)) => (Caller::Key(p), req),
-                    Ok(Err(rejection)) => {
-                        if let KeyRejection::WrongEnvironment { key_env, .. } = &rejection
-                            && let Err(e) =
-                                state.access.record_wrong_environment_key(ip, key_env).await
-                        {
-                            tracing::error!("could not audit a wrong-environment key: {e}");
-                        }
-                        if let Err(e) = state
-                            .access
-                            .record_failure(ip, FailureKind::ApiKey, None, None)
-                            .await
-                        {
-                            tracing::error!("could not record an API key failure: {e}");
-                        }
-                        let msg = match rejection {
-                            KeyRejection::WrongEnvironment { .. } => {
-                                "this API key belongs to another environment"
-                            }
-                            KeyRejection::Expired => "this API key has expired",
-                            KeyRejection::Revoked => "this API key has been revoked",
-                            _ => "invalid API key",
-                        };
-                        return api_error(StatusCode::UNAUTHORIZED, "invalid_api_key", msg);
-                    }
-                    Err(e) => return internal(e),
-                }
-            } else {
-                let session = match session_of(&state, req.headers()).await {
-                    Ok(Some(s)) => s,
-                    Ok(None) => return unauthenticated(&path),
-                    Err(res) => return res,
-                };
-                if session.state != SessionState::Active {
-                    return if wants_json(&path) {
-                        let (code, msg) = match session.state {
-                            SessionState::Locked => (
-                                "session_locked",
-                                "the session is locked after inactivity; sign in again",
-                            ),
-                            SessionState::NeedsEnrollment => {
-                                ("mfa_enrollment_required", "enroll TOTP first")
-                            }
-                            _ => ("mfa_required", "enter your TOTP code first"),
-                        };
-                        api_error(StatusCode::UNAUTHORIZED, code, msg)
-                    } else {
-                        Redirect::to(redirect_for(session.state)).into_response()
-                    };
-                }
-                if let Err(e) = state.access.touch_session(&session).await {
-                    tracing::warn!("could not record session activity: {e}");
-                }
-                let mut req = req;
-                if is_unsafe(req.method()) {
-                    req = match check_csrf(req, &session.csrf).await {
-                        Ok(r) => r,
-                        Err(res) => return res,
-                    };
-                }
-                (Caller::Session(session), req)
-            };
+            let caller;
+            (caller, req) = authenticate(&state, ip, req).await?;
             if !caller.role().can(permission) {
-                return refusal(
-                    &path,
+                return Err(AppError::refused(
                     StatusCode::FORBIDDEN,
                     "forbidden",
-                    &format!("the {} role may not do this", caller.role()),
-                );
+                    format!("the {} role may not do this", caller.role()),
+                ));
             }
             req.extensions_mut().insert(caller);
-            next.run(req).await
         }
     }
+    Ok(next.run(req).await)
+}
+
+/// Who calls a permission-gated route: a valid API key (`Authorization: Bearer`), or a
+/// full, unlocked session (its activity recorded, its CSRF token checked on a
+/// state-changing request). A bad key is counted toward a ban.
+async fn authenticate(
+    state: &AppState,
+    ip: IpAddr,
+    req: Request,
+) -> Result<(Caller, Request), AppError> {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let Some(token) = bearer {
+        let rejection = match state.access.authenticate_api_key(token.trim()).await? {
+            Ok(p) => return Ok((Caller::Key(p), req)),
+            Err(rejection) => rejection,
+        };
+        if let KeyRejection::WrongEnvironment { key_env, .. } = &rejection
+            && let Err(e) = state.access.record_wrong_environment_key(ip, key_env).await
+        {
+            tracing::error!("could not audit a wrong-environment key: {e}");
+        }
+        if let Err(e) = state
+            .access
+            .record_failure(ip, FailureKind::ApiKey, None, None)
+            .await
+        {
+            tracing::error!("could not record an API key failure: {e}");
+        }
+        let msg = match rejection {
+            KeyRejection::WrongEnvironment { .. } => "this API key belongs to another environment",
+            KeyRejection::Expired => "this API key has expired",
+            KeyRejection::Revoked => "this API key has been revoked",
+            _ => "invalid API key",
+        };
+        return Err(AppError::refused(
+            StatusCode::UNAUTHORIZED,
+            "invalid_api_key",
+            msg,
+        ));
+    }
+    let Some(session) = session_of(state, req.headers()).await? else {
+        return Err(AppError::SignIn(None));
+    };
+    if session.state != SessionState::Active {
+        return Err(AppError::SignIn(Some(session.state)));
+    }
+    if let Err(e) = state.access.touch_session(&session).await {
+        tracing::warn!("could not record session activity: {e}");
+    }
+    let req = if is_unsafe(req.method()) {
+        check_csrf(req, &session.csrf).await?
+    } else {
+        req
+    };
+    Ok((Caller::Session(session), req))
 }
 
 async fn session_of(
     state: &AppState,
     headers: &HeaderMap,
-) -> Result<Option<SessionView>, Response> {
+) -> Result<Option<SessionView>, AppError> {
     match cookie(headers, SESSION_COOKIE) {
         None => Ok(None),
-        Some(token) => state.access.session(token).await.map_err(internal),
+        Some(token) => Ok(state.access.session(token).await?),
     }
-}
-
-pub fn internal(e: impl std::fmt::Display) -> Response {
-    tracing::error!("request failed: {e}");
-    api_error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "internal",
-        "internal error; see the server log",
-    )
 }
 
 #[cfg(test)]

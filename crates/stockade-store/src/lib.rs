@@ -13,6 +13,7 @@
 
 pub mod audit;
 pub mod change;
+pub mod events;
 mod migrate;
 mod postgres;
 pub mod sql;
@@ -25,6 +26,7 @@ use stockade_core::{Actor, Environment};
 
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
+pub use events::{Batch, EventStream};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Expect, SqlRow, SqlValue};
 
@@ -476,13 +478,17 @@ impl Store {
     ///   (`push_failures`, `push_failing_since_ms`, `push_last_error`, …) of a connection
     ///   and of its waiting listings, and their clearing. Never a quantity, target or
     ///   version: those move only in audited commits.
-    /// - **Egress request log** (`stockade-egress` `log`): batched `egress_log` rows, the
-    ///   `events` rows for blocked hosts, 4xx and 5xx answers, and the retention prune of
-    ///   both. A record of traffic, not a change of data.
+    /// - **Egress request log** (`stockade-egress` `log`): batched `egress_log` rows and
+    ///   the retention prune of `egress_log` and `events`. A record of traffic, not a
+    ///   change of data. (The anomaly events themselves are appended in audited commits,
+    ///   like every event: see [`events`].)
     /// - **Alert delivery state** (`stockade-alerts`): registering a configured channel
     ///   in `alert_channels` (insert if missing), its sending lease (`holder`,
     ///   `lease_until_ms`) and the lease's release at shutdown, and the prune of
     ///   delivered `alert_outbox` rows (each delivery has its own audit row).
+    /// - **Event cursors** ([`events`]): registering a subscriber in `event_cursors` and a
+    ///   subscriber's own acknowledgement ([`EventStream::ack`]); the alert router moves
+    ///   its cursor inside its audited routing commit instead.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);

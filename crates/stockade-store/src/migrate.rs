@@ -67,6 +67,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0008_push_health.sql"),
         postgres: include_str!("../migrations/postgres/0008_push_health.sql"),
     },
+    Migration {
+        version: 9,
+        name: "event_cursors",
+        sqlite: include_str!("../migrations/sqlite/0009_event_cursors.sql"),
+        postgres: include_str!("../migrations/postgres/0009_event_cursors.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -20,11 +20,12 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use stockade_core::Actor;
+use stockade_core::event::MarketFailure;
 use stockade_core::order::{Marketplace, Order};
+use stockade_core::{Actor, Event};
 use stockade_egress::Gateway;
 use stockade_marketplaces::AnyConnector;
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, Store, sql_params};
+use stockade_store::{AuditDetails, AuditEntry, Store};
 use stockade_vault::Vault;
 use stockade_vault::cipher::DataKey;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -32,7 +33,7 @@ use tokio::task::JoinHandle;
 
 use crate::ingest::Source;
 use crate::metrics::Metrics;
-use crate::{Result, SyncOptions, now_ms};
+use crate::{Result, SyncOptions};
 
 const ACTOR: Actor = Actor::System("sync");
 
@@ -279,46 +280,28 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
-const INSERT_EVENT: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
-     VALUES ($1, 'sync', $2, $3, '', '', $4, $5, $6)";
+/// A marketplace error as a sync event's detail (class, message, status).
+fn market_failure(connection: &str, e: &stockade_marketplaces::MarketError) -> MarketFailure {
+    MarketFailure {
+        class: Some(e.kind.as_str().to_owned()),
+        connection: connection.to_owned(),
+        message: Some(e.message.clone()),
+        status: e.status,
+        ..MarketFailure::default()
+    }
+}
 
 /// Record a sync error event (DESIGN §6) for the alert pipeline, audited.
-async fn record_event(
-    inner: &Inner,
-    connection: &str,
-    kind: &'static str,
-    operation: &'static str,
-    status: Option<u16>,
-    detail: serde_json::Value,
-) -> Result<()> {
+async fn record_event(inner: &Inner, event: Event) -> Result<()> {
     Metrics::inc(&inner.metrics.error_events, 1);
-    let caller = format!("connection:{connection}");
-    inner
-        .store
-        .commit(
-            &ACTOR,
-            vec![Change::new(
-                Mutation::Sql {
-                    statement: INSERT_EVENT,
-                    params: sql_params![
-                        now_ms(),
-                        kind,
-                        caller.as_str(),
-                        operation,
-                        status.map(i64::from),
-                        detail.to_string()
-                    ],
-                    expect: Expect::One("event"),
-                },
-                AuditEntry::new(
-                    "sync.event",
-                    caller.clone(),
-                    AuditDetails::new()
-                        .str("kind", kind)
-                        .str("operation", operation),
-                ),
-            )],
-        )
-        .await?;
+    let c = event.columns();
+    let audit = AuditEntry::new(
+        "sync.event",
+        c.caller,
+        AuditDetails::new()
+            .str("kind", &c.kind)
+            .str("operation", &c.operation),
+    );
+    inner.store.append_event(&ACTOR, &event, audit).await?;
     Ok(())
 }

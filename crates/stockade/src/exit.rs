@@ -52,6 +52,7 @@ impl Failure {
 
     /// Ctrl-C stopped a foreground command that then cleaned up: the shell convention
     /// (128 + SIGINT) tells a calling script it was interrupted, not completed.
+    #[cfg(feature = "dev-tools")]
     pub fn interrupted() -> Self {
         Failure {
             kind: Kind::Interrupted,

@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use aws_lc_rs::{constant_time, digest};
+use stockade_core::event::{Event, WrongEnvironmentKey};
 use stockade_core::{Actor, Environment, SecretString, time::now_ms};
 use stockade_store::{
     AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, StoreError, sql_params,
@@ -258,13 +259,13 @@ impl Access {
 
     /// A key from another environment is a security event (alerted by the alerts issue).
     pub async fn record_wrong_environment_key(&self, ip: IpAddr, key_env: &str) -> Result<()> {
-        let event = serde_json::json!({
-            "ip": ip.to_string(),
-            "key_env": key_env,
-            "server_env": self.env.as_str(),
+        let event = Event::ApiKeyWrongEnvironment(WrongEnvironmentKey {
+            ip: Some(ip.to_string()),
+            key_env: key_env.to_owned(),
+            server_env: self.env.as_str().to_owned(),
         });
         let change = Change::new(
-            security_event("apikey_wrong_environment", &event),
+            security_event(event),
             AuditEntry::new(
                 "security.apikey_wrong_environment",
                 "auth",

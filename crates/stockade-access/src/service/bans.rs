@@ -9,6 +9,7 @@
 
 use std::net::IpAddr;
 
+use stockade_core::event::{BanRaised, Event};
 use stockade_core::{Actor, time::now_ms};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, sql_params};
 
@@ -148,16 +149,14 @@ impl Access {
             Some(u) => details.int("until_s", u),
             None => details.bool("permanent", true),
         };
-        let mut event = serde_json::json!({
-            "ip": ban.ip.to_string(),
-            "count": ban.count,
-            "recidive": ban.recidive,
-            "reason": reason,
+        let event = Event::Ban(BanRaised {
+            count: Some(i64::from(ban.count)),
+            ip: Some(ban.ip.to_string()),
+            permanent: ban.until.is_none().then_some(true),
+            reason: Some(reason.to_owned()),
+            recidive: ban.recidive,
+            until_s: ban.until,
         });
-        match ban.until {
-            Some(u) => event["until_s"] = serde_json::json!(u),
-            None => event["permanent"] = serde_json::json!(true),
-        }
         Ok(Change::new(
             Mutation::Many {
                 steps: vec![
@@ -174,7 +173,7 @@ impl Access {
                         ],
                         expect: Expect::One("ban insert"),
                     },
-                    security_event("ban", &event),
+                    security_event(event),
                 ],
                 guard: false,
             },

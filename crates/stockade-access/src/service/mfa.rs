@@ -8,6 +8,7 @@
 
 use std::net::IpAddr;
 
+use stockade_core::event::{Event, MfaReset};
 use stockade_core::{Actor, Environment, SecretString, time::now_ms};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 use stockade_vault::{FieldContext, KeyOwner};
@@ -39,7 +40,10 @@ impl Access {
     /// sign-in leads to enrollment again.
     pub async fn reset_mfa(&self, email: &str, actor: &Actor) -> Result<UserInfo> {
         let user = self.require_user(email).await?;
-        let event = serde_json::json!({"user": user.id, "by": actor.to_string()});
+        let event = Event::MfaReset(MfaReset {
+            by: Some(actor.to_string()),
+            user: user.id.clone(),
+        });
         let changes = vec![
             Change::new(
                 Mutation::Many {
@@ -49,7 +53,7 @@ impl Access {
                             params: sql_params![user.id.clone(), now_ms()],
                             expect: Expect::One("user"),
                         },
-                        security_event("mfa_reset", &event),
+                        security_event(event),
                     ],
                     guard: false,
                 },

@@ -37,8 +37,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use aws_lc_rs::digest;
-use stockade_core::{Environment, time::now_ms};
-use stockade_store::{Expect, Mutation, Store, StoreError, sql_params};
+use stockade_core::{Environment, Event, time::now_ms};
+use stockade_store::{Mutation, Store, StoreError};
 use stockade_vault::{Vault, VaultError};
 use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
@@ -226,16 +226,11 @@ fn sha256_hex(data: &[u8]) -> String {
     hex::encode(digest::digest(&digest::SHA256, data).as_ref())
 }
 
-/// A security event for the alert pipeline (`events`, source `access`), written in the
-/// same transaction as the change it reports. Details are ids, addresses and counts
-/// only; the alert shows addresses as their network.
-fn security_event(kind: &str, detail: &serde_json::Value) -> Mutation {
-    Mutation::Sql {
-        statement: "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
-                    VALUES ($1, 'access', $2, 'system:access', '', '', 'security', NULL, $3)",
-        params: sql_params![now_ms(), kind, detail.to_string()],
-        expect: Expect::One("security event"),
-    }
+/// A security event for the alert pipeline (source `access`), appended in the same
+/// transaction as the change it reports. Details are ids, addresses and counts only; the
+/// alert shows addresses as their network.
+fn security_event(event: Event) -> Mutation {
+    stockade_store::events::append(now_ms(), &event)
 }
 
 #[cfg(test)]

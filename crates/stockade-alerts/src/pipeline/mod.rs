@@ -2,11 +2,11 @@
 //!
 //! - **Router.** Events are written by their producers in the same transaction as the
 //!   failure (sync error events, oversells, egress anomalies, access security events).
-//!   The router reads unrouted events, classifies each into an allow-listed, scrubbed
-//!   [`Alert`](crate::Alert), and in one transaction writes an outbox row per channel
-//!   that takes it (the first of its aggregation key), or folds it into the key's open
-//!   window, and marks the events routed. It wakes on every write this process makes
-//!   and polls for other processes' writes.
+//!   The router reads the events after its persisted cursor, classifies each into an
+//!   allow-listed, scrubbed [`Alert`](crate::Alert), and in one transaction writes an
+//!   outbox row per channel that takes it (the first of its aggregation key), or folds
+//!   it into the key's open window, marks the events routed and moves its cursor. It
+//!   wakes on every write this process makes and polls for other processes' writes.
 //! - **Windows.** When a window closes with folded repeats, one follow-up per channel
 //!   says how many and since when; the window reopens, so a failure that goes on
 //!   produces one message per window, not one per event.
@@ -39,7 +39,7 @@ use std::time::Duration;
 use serde::Serialize;
 use stockade_core::Actor;
 use stockade_egress::Gateway;
-use stockade_store::{Store, StoreError, sql_params};
+use stockade_store::{EventStream, Store, StoreError, sql_params};
 use stockade_vault::Vault;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
@@ -96,6 +96,8 @@ struct ChannelRuntime {
 
 struct Inner {
     store: Store,
+    /// The router's view of the event stream (subscriber `alerts`).
+    events: EventStream,
     vault: Arc<Vault>,
     config: AlertsConfig,
     channels: Vec<Arc<ChannelRuntime>>,
@@ -166,8 +168,10 @@ impl Alerts {
             std::process::id(),
             hex::encode(now_ms().to_be_bytes())
         );
+        let events = EventStream::subscribe(&store, "alerts").await?;
         let inner = Arc::new(Inner {
             store,
+            events,
             vault,
             config,
             channels,
@@ -203,8 +207,8 @@ impl Alerts {
         *lock(&self.inner.stats)
     }
 
-    /// Stop the tasks. Nothing is lost: unrouted events and unsent rows stay in the
-    /// database for the next start.
+    /// Stop the tasks. Nothing is lost: events after the router's cursor and unsent rows
+    /// stay in the database for the next start.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for ch in &self.inner.channels {

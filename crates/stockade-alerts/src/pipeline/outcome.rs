@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use stockade_core::event::{ChannelTrouble, Event};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 
 use super::sender::{Row, channel_status};
@@ -21,9 +22,6 @@ fn backoff(inner: &Inner, attempts: i64) -> Duration {
     let d = base.saturating_mul(2u32.saturating_pow(exp));
     d.min(inner.config.retry_max)
 }
-
-const INSERT_ALERTS_EVENT: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
-     VALUES ($1, 'alerts', $2, $3, '', '', 'send', NULL, $4)";
 
 pub(super) async fn record_outcome(
     inner: &Inner,
@@ -82,7 +80,7 @@ pub(super) async fn record_outcome(
             });
             if status == "failing" && failures_before + 1 == i64::from(inner.config.down_after) {
                 let held = pending_count(inner, name).await;
-                steps.push(channel_event(now, "channel_down", name, &detail, held));
+                steps.push(channel_event(now, Event::ChannelDown, name, &detail, held));
             }
         }
         Outcome::Config { .. } => {
@@ -99,7 +97,13 @@ pub(super) async fn record_outcome(
             });
             if previous.as_deref() != Some("misconfigured") {
                 let held = pending_count(inner, name).await;
-                steps.push(channel_event(now, "channel_config", name, &detail, held));
+                steps.push(channel_event(
+                    now,
+                    Event::ChannelConfig,
+                    name,
+                    &detail,
+                    held,
+                ));
             }
         }
     }
@@ -138,17 +142,19 @@ pub(super) async fn record_outcome(
 }
 
 /// The `alerts` event a channel raises when it goes down or becomes misconfigured.
-fn channel_event(now: i64, kind: &'static str, name: &str, detail: &str, held: i64) -> Mutation {
-    Mutation::Sql {
-        statement: INSERT_ALERTS_EVENT,
-        params: sql_params![
-            now,
-            kind,
-            format!("alerts:{name}"),
-            serde_json::json!({"channel": name, "reason": detail, "held": held}).to_string()
-        ],
-        expect: Expect::One("alerts event"),
-    }
+fn channel_event(
+    now: i64,
+    kind: fn(ChannelTrouble) -> Event,
+    name: &str,
+    detail: &str,
+    held: i64,
+) -> Mutation {
+    let trouble = ChannelTrouble {
+        channel: name.to_owned(),
+        held: Some(held),
+        reason: Some(detail.to_owned()),
+    };
+    stockade_store::events::append(now, &kind(trouble))
 }
 
 async fn pending_count(inner: &Inner, channel: &str) -> i64 {

@@ -1,43 +1,31 @@
-//! The router: unrouted events → classified alerts → outbox rows.
+//! The router: the event stream → classified alerts → outbox rows.
 //!
 //! Events are written by their producers in the same transaction as the failure (sync
 //! error events, oversells, egress anomalies, access security events). The router reads
-//! unrouted events, classifies each into an allow-listed, scrubbed [`Alert`], and in one
-//! transaction writes an outbox row per channel that takes it (the first of its
-//! aggregation key), or folds it into the key's open window (see [`super::windows`]), and
-//! marks the events routed. An event is marked routed exactly once, in the same
-//! transaction as its outbox rows and window. It wakes on every write this process makes
-//! and polls for other processes' writes; it also prunes delivered rows hourly.
+//! the events after its cursor (subscriber `alerts`, see [`stockade_store::events`]),
+//! classifies each into an allow-listed, scrubbed [`Alert`], and in one transaction
+//! writes an outbox row per channel that takes it (the first of its aggregation key), or
+//! folds it into the key's open window (see [`super::windows`]), marks the events routed
+//! and moves its cursor past them. The cursor moves only from where the batch began, in
+//! the same transaction as the batch's outbox rows and windows, so each event is routed
+//! exactly once, across restarts and processes. It wakes on every write this process
+//! makes and polls for other processes' writes; it also prunes delivered rows hourly.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlRow, sql_params};
+use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 use tokio::sync::watch;
 
 use super::prune::prune;
 use super::windows::{UPSERT_WINDOW, Window, flush_windows, follow_up, load_windows};
 use super::{ACTOR, Inner, Result, lock, ms, now_ms};
+use crate::classify::classify;
 use crate::config::AlertsConfig;
-use crate::model::{Alert, EventRow, classify};
+use crate::model::Alert;
 
 /// Events routed per transaction.
 const ROUTE_BATCH: i64 = 500;
-
-fn event_from(row: &SqlRow) -> Result<EventRow> {
-    Ok(EventRow {
-        id: row.int(0)?,
-        at_ms: row.int(1)?,
-        source: row.text(2)?,
-        kind: row.text(3)?,
-        caller: row.text(4)?,
-        host: row.text(5)?,
-        path_template: row.text(6)?,
-        operation: row.text(7)?,
-        status: row.opt_int(8)?,
-        detail: row.text(9)?,
-    })
-}
 
 const INSERT_OUTBOX: &str = "INSERT INTO alert_outbox (channel, created_at_ms, severity, events, alert, state, attempts, next_at_ms)
      VALUES ($1, $2, $3, $4, $5, 'pending', 0, $2)";
@@ -72,30 +60,19 @@ pub(super) fn outbox_steps(
 
 /// Route up to one batch of unrouted events. Returns how many were routed.
 pub(super) async fn route_batch(inner: &Inner) -> Result<usize> {
-    let rows = inner
-        .store
-        .query(
-            "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail
-               FROM events WHERE delivered_at_ms IS NULL ORDER BY id LIMIT $1",
-            sql_params![ROUTE_BATCH],
-        )
-        .await?;
-    if rows.is_empty() {
+    let batch = inner.events.next_batch(ROUTE_BATCH).await?;
+    if batch.events.is_empty() {
         return Ok(0);
     }
     let now = now_ms();
     let window_ms = ms(inner.config.window);
     let mut windows = load_windows(&inner.store).await?;
-    let mut steps = Vec::with_capacity(rows.len() * 2);
+    let mut steps = Vec::with_capacity(batch.events.len() + 2);
+    steps.push(batch.ack());
+    steps.push(batch.mark_routed(now));
     let (mut outbox, mut folded, mut alerted) = (0u64, 0u64, 0u64);
-    for row in &rows {
-        let ev = event_from(row)?;
-        steps.push(Mutation::Sql {
-            statement: "UPDATE events SET delivered_at_ms = $1 WHERE id = $2 AND delivered_at_ms IS NULL",
-            params: sql_params![now, ev.id],
-            expect: Expect::One("unrouted event"),
-        });
-        let Some(alert) = classify(&ev) else {
+    for ev in &batch.events {
+        let Some(alert) = classify(ev) else {
             continue;
         };
         alerted += 1;
@@ -137,7 +114,7 @@ pub(super) async fn route_batch(inner: &Inner) -> Result<usize> {
             expect: Expect::One("alert window"),
         });
     }
-    let n = rows.len();
+    let n = batch.events.len();
     inner
         .store
         .commit(

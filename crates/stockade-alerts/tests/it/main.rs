@@ -821,3 +821,113 @@ async fn egress_anomalies_are_alerted_per_connection_but_not_the_alert_channels_
     assert_eq!((count("sent").await, count("pending").await), (0, pending));
     rig.finish().await;
 }
+
+/// The router reads the event stream after its persisted cursor: events raised while it
+/// is stopped are routed after the restart, and no event is routed (alerted) twice.
+async fn each_event_is_alerted_exactly_once_across_router_restarts(db: Db) {
+    let rig = Rig::start(db, BotsConfig::default()).await;
+    let outbox_events = |store: Store| async move {
+        let rows = store
+            .query(
+                "SELECT alert FROM alert_outbox WHERE channel = 'hook' ORDER BY id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| serde_json::from_str::<stockade_alerts::Alert>(&r.text(0).unwrap()).unwrap())
+            .filter(|a| a.since_ms.is_none())
+            .map(|a| a.event_id)
+            .collect::<Vec<i64>>()
+    };
+    let cursor = |store: Store| async move {
+        store
+            .query_one(
+                "SELECT last_id FROM event_cursors WHERE subscriber = 'alerts'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .map_or(0, |r| r.int(0).unwrap())
+    };
+    // The running router routes on its own (a concurrent `route_now` would lose the
+    // race for the cursor and fail, which is the guard against routing twice).
+    let routed_up_to = |id: i64| {
+        let store = rig.store.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while cursor(store.clone()).await < id {
+                assert!(Instant::now() < deadline, "event {id} was not routed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let mut raised = Vec::new();
+    // Distinct connections: distinct aggregation keys, so each event is its own alert.
+    raised.push(rig.sync_failure("shop-1", "server", "boom").await);
+    for round in 0..3 {
+        let alerts = rig.alerts().await;
+        routed_up_to(*raised.last().unwrap()).await;
+        raised.push(
+            rig.sync_failure(&format!("shop-{round}-a"), "server", "boom")
+                .await,
+        );
+        routed_up_to(*raised.last().unwrap()).await;
+        alerts.shutdown().await;
+        // Raised while no router runs.
+        raised.push(
+            rig.sync_failure(&format!("shop-{round}-b"), "server", "boom")
+                .await,
+        );
+    }
+    let alerts = rig.alerts().await;
+    routed_up_to(*raised.last().unwrap()).await;
+    let routed = outbox_events(rig.store.clone()).await;
+    let unique: HashSet<i64> = routed.iter().copied().collect();
+    assert_eq!(
+        unique.len(),
+        routed.len(),
+        "an event was routed twice: {routed:?}"
+    );
+    assert_eq!(
+        unique,
+        raised.iter().copied().collect::<HashSet<i64>>(),
+        "every event routed once"
+    );
+    assert_eq!(Some(&cursor(rig.store.clone()).await), raised.iter().max());
+    // And every one of them reaches the webhook.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let unsent = rig
+            .store
+            .query_one(
+                "SELECT COUNT(*) FROM alert_outbox WHERE channel = 'hook' AND state <> 'sent'",
+                vec![],
+            )
+            .await
+            .unwrap()
+            .unwrap()
+            .int(0)
+            .unwrap();
+        if unsent == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{unsent} alerts not sent");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!messages(&rig.bots, "hook").is_empty());
+    alerts.shutdown().await;
+    rig.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_alerted_exactly_once_across_router_restarts_sqlite() {
+    each_event_is_alerted_exactly_once_across_router_restarts(Db::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_event_is_alerted_exactly_once_across_router_restarts_postgres() {
+    if let Some(db) = Db::postgres() {
+        each_event_is_alerted_exactly_once_across_router_restarts(db).await;
+    }
+}

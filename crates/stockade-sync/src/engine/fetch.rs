@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stockade_core::event::{Event, MarketFailure};
 use stockade_core::order::Order;
 use stockade_marketplaces::{Connector, MarketError};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use super::{IngestJob, Inner, Live, record_event};
+use super::{IngestJob, Inner, Live, market_failure, record_event};
 use crate::ingest::Source;
 use crate::{Result, SyncError};
 
@@ -115,16 +116,12 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
                 inner
                     .metrics
                     .error(format!("{}: fetching orders failed: {e}", live.name));
-                let _ = record_event(
-                    inner,
-                    &live.name,
-                    "fetch_failed",
-                    "get_orders",
-                    e.status,
-                    serde_json::json!({"connection": live.name, "class": e.kind.as_str(),
-                        "attempts": attempt, "orders": ids.len(), "message": e.message}),
-                )
-                .await;
+                let failure = MarketFailure {
+                    attempts: Some(i64::from(attempt)),
+                    orders: Some(i64::try_from(ids.len()).unwrap_or(i64::MAX)),
+                    ..market_failure(&live.name, &e)
+                };
+                let _ = record_event(inner, Event::FetchFailed(failure)).await;
                 let err = SyncError::Market(e);
                 for (_, (_, replies)) in by_id {
                     for r in replies {

@@ -17,6 +17,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use stockade_core::event::{ConnectionRef, Event, ForeignEvent};
 use stockade_core::order::Marketplace;
 use stockade_marketplaces::{
     Connector, EventError, HookAnswer, HookError, HookFuture, HookSink, InboundEvent,
@@ -150,15 +151,9 @@ impl SyncEngine {
                 Ok(HookAnswer::ok())
             }
             InboundEvent::AuthorizationExpiring { .. } => {
-                let _ = record_event(
-                    &self.inner,
-                    &target.name,
-                    "authorization_expiring",
-                    "webhook",
-                    None,
-                    serde_json::json!({"connection": target.name}),
-                )
-                .await;
+                let connection = target.name.clone();
+                let event = Event::AuthorizationExpiring(ConnectionRef { connection });
+                let _ = record_event(&self.inner, event).await;
                 Ok(HookAnswer::ok())
             }
             InboundEvent::Ignored { .. } => Ok(HookAnswer::ok()),
@@ -206,20 +201,12 @@ impl SyncEngine {
             event = kind,
             "a delivery verified with this connection's app names a connection of another app; ignored"
         );
-        if let Err(e) = record_event(
-            &self.inner,
-            &live.name,
-            "foreign_event",
-            "webhook",
-            None,
-            serde_json::json!({
-                "connection": live.name,
-                "named_connections": named,
-                "event": kind,
-            }),
-        )
-        .await
-        {
+        let event = Event::ForeignEvent(ForeignEvent {
+            connection: live.name.clone(),
+            event: Some(kind.to_owned()),
+            named_connections: named.to_vec(),
+        });
+        if let Err(e) = record_event(&self.inner, event).await {
             tracing::warn!(connection = %live.name, error = %e, "could not record a foreign_event");
         }
     }

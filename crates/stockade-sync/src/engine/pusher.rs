@@ -8,12 +8,13 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use stockade_core::event::{Event, MarketFailure};
 use stockade_marketplaces::{Connector, MarketError, QuantityUpdate};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 use tokio::sync::mpsc;
 
 use super::commit::tracker_done;
-use super::{ACTIVE, ACTOR, Inner, Live, Notice, SyncEngine, record_event};
+use super::{ACTIVE, ACTOR, Inner, Live, Notice, SyncEngine, market_failure, record_event};
 use crate::catalog::ListingIds;
 use crate::metrics::{Metrics, Samples};
 use crate::{Result, SyncOptions, now_ms};
@@ -132,17 +133,13 @@ pub(super) async fn push_loop(
                         .error(format!("{}: push failed: {e}", live.name));
                     if failures >= inner.opts.push_attempts_before_event && !reported {
                         reported = true;
-                        let _ = record_event(
-                            &inner,
-                            &live.name,
-                            "push_failed",
-                            "set_quantities",
-                            e.status,
-                            serde_json::json!({"connection": live.name, "class": e.kind.as_str(),
-                                "attempts": failures, "listings": pending.len() - confirmed.len(),
-                                "message": e.message}),
-                        )
-                        .await;
+                        let waiting = pending.len() - confirmed.len();
+                        let failure = MarketFailure {
+                            attempts: Some(i64::from(failures)),
+                            listings: Some(i64::try_from(waiting).unwrap_or(i64::MAX)),
+                            ..market_failure(&live.name, e)
+                        };
+                        let _ = record_event(&inner, Event::PushFailed(failure)).await;
                     }
                 }
             } else {

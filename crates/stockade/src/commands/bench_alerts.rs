@@ -8,16 +8,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stockade_alerts::{Alerts, AlertsConfig, ChannelConfig, ChannelKind};
+use stockade_core::event::{Event, MarketFailure};
 use stockade_core::time::now_ms;
 use stockade_core::{Actor, Environment, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_sandbox::bots::{
     Bots, BotsConfig, DingTalkAppSpec, DingTalkRobotSpec, FeishuBotSpec, Received, WebhookSpec,
 };
-use stockade_store::{
-    AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, StoreOptions,
-    sql_params,
-};
+use stockade_store::{AuditDetails, AuditEntry, DatabaseUrl, Store, StoreOptions, sql_params};
 use stockade_vault::{
     CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
 };
@@ -211,25 +209,21 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
         tokio::time::sleep_until(next.into()).await;
         for _ in 0..burst.min(failures - n) {
             let conn = format!("shop-{n:04}");
-            let detail = serde_json::json!({
-                "connection": conn, "class": "server", "attempts": 5, "listings": 7,
-                "message": message,
+            let event = Event::PushFailed(MarketFailure {
+                attempts: Some(5),
+                class: Some("server".to_owned()),
+                connection: conn.clone(),
+                listings: Some(7),
+                message: Some(message.clone()),
+                orders: None,
+                status: Some(503),
             });
-            let at = now_ms();
-            store
-                .commit(
-                    &ACTOR,
-                    vec![Change::new(
-                        Mutation::Sql {
-                            statement: "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
-                                        VALUES ($1, 'sync', 'push_failed', $2, '', '', 'set_quantities', 503, $3)",
-                            params: sql_params![at, format!("connection:{conn}"), detail.to_string()],
-                            expect: Expect::One("event"),
-                        },
-                        AuditEntry::new("sync.event", format!("connection:{conn}"), AuditDetails::new()),
-                    )],
-                )
-                .await?;
+            let audit = AuditEntry::new(
+                "sync.event",
+                format!("connection:{conn}"),
+                AuditDetails::new(),
+            );
+            store.append_event(&ACTOR, &event, audit).await?;
             let committed = now_ms();
             let id = store
                 .query_one(

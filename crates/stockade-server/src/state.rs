@@ -1,0 +1,30 @@
+//! What every handler and middleware shares: [`AppState`]. It is built by the caller of
+//! [`crate::serve`] and cloned per request (only `Arc`s and flags inside).
+
+use std::sync::Arc;
+
+use stockade_access::Access;
+use stockade_marketplaces::HookSink;
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub access: Arc<Access>,
+    /// Take the client address from X-Forwarded-For (only honoured from a loopback peer).
+    pub trust_forwarded_for: bool,
+    /// Plain HTTP behind a local reverse proxy.
+    pub plain_http: bool,
+    /// Where webhook deliveries go; `None` while sync is not running (hooks answer 503).
+    pub hooks: Option<Arc<dyn HookSink>>,
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("access", &self.access)
+            .field("trust_forwarded_for", &self.trust_forwarded_for)
+            .field("plain_http", &self.plain_http)
+            .field("hooks", &self.hooks.as_ref().map(|_| "running"))
+            .finish()
+    }
+}
