@@ -14,14 +14,8 @@ pub(super) fn egress_settings(
 ) -> Result<EgressSettings, AppError> {
     let src = |set: bool| if set { "config file" } else { "default" };
     let defaults = stockade_egress::EgressConfig::new(env.unwrap_or(Environment::Dev));
-    let duration = |name: &str, text: &Option<String>, default: std::time::Duration| {
-        let s = seconds(name, text, default.as_secs() as i64)?;
-        if s <= 0 {
-            return Err(AppError::config(format!(
-                "{name} must be a positive duration (e.g. \"30s\")"
-            )));
-        }
-        Ok(std::time::Duration::from_secs(s as u64))
+    let duration = |name: &str, text: &Option<String>, default| {
+        positive(name, text, default, "(e.g. \"30s\")")
     };
     if let Some(hosts) = &e.allowed_hosts {
         for h in hosts {
@@ -119,14 +113,8 @@ pub(super) fn sync_settings(
         let s = seconds(name, text, default_s)?;
         Ok::<_, AppError>((s > 0).then(|| Duration::from_secs(s as u64)))
     };
-    let positive = |name: &str, text: &Option<String>, default: Duration| {
-        let s = seconds(name, text, default.as_secs() as i64)?;
-        if s <= 0 {
-            return Err(AppError::config(format!(
-                "{name} must be a positive duration (e.g. \"2m\"), not never"
-            )));
-        }
-        Ok(Duration::from_secs(s as u64))
+    let positive = |name: &str, text: &Option<String>, default| {
+        positive(name, text, default, "(e.g. \"2m\"), not never")
     };
     o.poll_interval = interval("sync.poll_interval", &f.poll_interval, o.poll_interval)?;
     o.poll_overlap = positive("sync.poll_overlap", &f.poll_overlap, o.poll_overlap)?;
@@ -182,19 +170,11 @@ pub(super) fn alerts_settings(
     f: &AlertsFileConfig,
     provenance: &mut Vec<(&'static str, String, &'static str)>,
 ) -> Result<stockade_alerts::AlertsConfig, AppError> {
-    use std::time::Duration;
     use stockade_alerts::{ChannelConfig, ChannelKind, Severity};
     let src = |set: bool| if set { "config file" } else { "default" };
     let mut c = stockade_alerts::AlertsConfig::default();
-    let positive = |name: &str, text: &Option<String>, default: Duration| {
-        let s = seconds(name, text, default.as_secs() as i64)?;
-        if s <= 0 {
-            return Err(AppError::config(format!(
-                "{name} must be a positive duration (e.g. \"5m\")"
-            )));
-        }
-        Ok(Duration::from_secs(s as u64))
-    };
+    let positive =
+        |name: &str, text: &Option<String>, default| positive(name, text, default, "(e.g. \"5m\")");
     c.window = positive("alerts.window", &f.window, c.window)?;
     c.retry_max = positive("alerts.retry_max", &f.retry_max, c.retry_max)?;
     c.dashboard_url = f
@@ -264,4 +244,20 @@ pub(super) fn alerts_settings(
         src(f.window.is_some()),
     ));
     Ok(c)
+}
+
+/// A duration that must be positive (not "never"); `hint` follows the refusal.
+fn positive(
+    name: &str,
+    text: &Option<String>,
+    default: std::time::Duration,
+    hint: &str,
+) -> Result<std::time::Duration, AppError> {
+    let s = seconds(name, text, default.as_secs() as i64)?;
+    if s <= 0 {
+        return Err(AppError::config(format!(
+            "{name} must be a positive duration {hint}"
+        )));
+    }
+    Ok(std::time::Duration::from_secs(s as u64))
 }
