@@ -57,6 +57,19 @@ pub struct GlobalArgs {
     pub config: Option<PathBuf>,
 }
 
+impl GlobalArgs {
+    /// The flags as overrides of the config file (defaults, then stockade.toml, then
+    /// STOCKADE_* variables, then these).
+    pub fn overrides(&self) -> stockade_app::Overrides {
+        stockade_app::Overrides {
+            env: self.env.clone(),
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            config: self.config.clone(),
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a new environment: data directory, master key file (0600), database,

@@ -131,3 +131,17 @@ impl From<stockade_access::AccessError> for Failure {
         }
     }
 }
+
+impl From<stockade_app::AppError> for Failure {
+    fn from(e: stockade_app::AppError) -> Self {
+        use stockade_app::AppError as A;
+        match e {
+            A::Config(m) => Failure::usage(m),
+            A::Store(s) => s.into(),
+            A::Vault(v) => v.into(),
+            A::MasterKey(m) => Failure::from_master(m),
+            A::Access(a) => a.into(),
+            A::Start(m) => Failure::runtime(m),
+        }
+    }
+}

@@ -15,7 +15,10 @@ mod cli;
 mod commands;
 mod exit;
 mod output;
-mod settings;
+/// The settings types live in the application crate, so `App::build` takes them.
+mod settings {
+    pub use stockade_app::settings::*;
+}
 
 use std::process::ExitCode;
 

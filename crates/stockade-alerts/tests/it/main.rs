@@ -5,9 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stockade_alerts::{Alerts, AlertsConfig, ChannelConfig, ChannelKind, Outcome};
@@ -19,74 +17,14 @@ use stockade_sandbox::bots::{
     Received, WebhookSpec,
 };
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, StoreOptions,
-    sql_params,
+    AuditDetails, AuditEntry, Change, Expect, Mutation, Store, StoreOptions, sql_params,
 };
+use stockade_testkit::Db;
 use stockade_vault::{
     CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
 };
 
 const ACTOR: Actor = Actor::System("test");
-
-fn unique() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        now_ms(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-struct Db {
-    dir: PathBuf,
-    url: DatabaseUrl,
-    pg: Option<(String, String)>,
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = std::env::temp_dir().join(format!("stockade-alerts-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Db {
-            url: DatabaseUrl::Sqlite(dir.join("stockade.db")),
-            dir,
-            pg: None,
-        }
-    }
-
-    fn postgres() -> Option<Db> {
-        let Ok(url) = std::env::var("STOCKADE_TEST_PG_URL") else {
-            assert!(
-                !["CI", "STOCKADE_REQUIRE_ALL"]
-                    .iter()
-                    .any(|v| std::env::var(v)
-                        .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-            );
-            eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!("stockade-alerts-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let schema = format!("a_{}", unique());
-        Some(Db {
-            url: DatabaseUrl::Postgres {
-                url: url.clone(),
-                schema: Some(schema.clone()),
-            },
-            dir,
-            pg: Some((url, schema)),
-        })
-    }
-
-    async fn cleanup(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((url, schema)) = &self.pg {
-            stockade_store::testing::drop_postgres_schema(url, schema).await;
-        }
-    }
-}
 
 /// Planted buyer data: none of it may reach a bot.
 const PLANTED: &[&str] = &[

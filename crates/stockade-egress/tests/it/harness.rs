@@ -3,7 +3,6 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -16,19 +15,7 @@ use stockade_core::Environment;
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 
-pub fn unique() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!(
-        "{:x}{:x}{:x}",
-        nanos & 0xffff_ffff_ffff,
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
+pub use stockade_testkit::random_hex as unique;
 
 /// A CA and a server certificate for 127.0.0.1 and localhost, as PEM, also on disk.
 pub struct Pki {
@@ -289,20 +276,7 @@ impl TestDb {
                 })
             }
             Backend::Postgres => {
-                let Some(url) = std::env::var("STOCKADE_TEST_PG_URL")
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                else {
-                    assert!(
-                        !["CI", "STOCKADE_REQUIRE_ALL"]
-                            .iter()
-                            .any(|v| std::env::var(v)
-                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-                    );
-                    eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-                    return None;
-                };
+                let url = stockade_testkit::pg_or_skip()?;
                 let schema = format!("t_egress_{}", unique());
                 Some(TestDb {
                     url: DatabaseUrl::Postgres {

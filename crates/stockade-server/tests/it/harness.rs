@@ -12,7 +12,7 @@ use stockade_access::{Access, AccessConfig};
 use stockade_core::{Actor, Environment};
 use stockade_marketplaces::HookSink;
 use stockade_server::{AppState, ServeOptions, tls};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
+use stockade_store::{Store, StoreOptions};
 use stockade_vault::{MasterKeySource, MasterKeys, Vault};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +21,8 @@ pub enum Backend {
     Postgres,
 }
 
-pub fn random_hex() -> String {
-    let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    hex::encode(b)
-}
+use stockade_testkit::Db;
+pub use stockade_testkit::{random_hex, require_tool};
 
 /// Log lines written while a test runs (the test's runtime is single-threaded, so the
 /// thread's default subscriber sees the server's tasks).
@@ -96,35 +93,11 @@ impl TestServer {
             .finish();
         let log_guard = tracing::subscriber::set_default(subscriber);
 
-        let dir = std::env::temp_dir().join(format!("stockade-server-test-{}", random_hex()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (url, pg) = match options.backend {
-            Backend::Sqlite => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
-            Backend::Postgres => {
-                let Some(url) = std::env::var("STOCKADE_TEST_PG_URL")
-                    .ok()
-                    .filter(|v| !v.is_empty())
-                else {
-                    assert!(
-                        !["CI", "STOCKADE_REQUIRE_ALL"]
-                            .iter()
-                            .any(|v| std::env::var(v)
-                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-                    );
-                    eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-                    return None;
-                };
-                let schema = format!("s_{}", random_hex());
-                (
-                    DatabaseUrl::Postgres {
-                        url: url.clone(),
-                        schema: Some(schema.clone()),
-                    },
-                    Some((url, schema)),
-                )
-            }
+        let db = match options.backend {
+            Backend::Sqlite => Db::sqlite(),
+            Backend::Postgres => Db::postgres()?,
         };
+        let (dir, url) = (db.dir.clone(), db.url.clone());
         let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default())
             .await
             .unwrap();
@@ -195,7 +168,7 @@ impl TestServer {
             access,
             logs,
             dir,
-            pg,
+            pg: db.pg,
             shutdown: Some(shutdown_tx),
             _log_guard: log_guard,
         })
@@ -223,30 +196,4 @@ impl Drop for TestServer {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-/// Whether the external `tool` is on the PATH. Without it this prints one SKIPPED line
-/// (straight to stderr, so it shows even when test output is captured) and the caller
-/// skips what needs the tool, except under CI (`CI` or `STOCKADE_REQUIRE_ALL` set, as
-/// `./scripts/test` does once it has installed everything), where it fails.
-pub fn require_tool(tool: &str, package: &str, what: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    if found {
-        return true;
-    }
-    let strict = ["CI", "STOCKADE_REQUIRE_ALL"].iter().any(|v| {
-        std::env::var(v)
-            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-    });
-    assert!(
-        !strict,
-        "`{tool}` is not installed and CI / STOCKADE_REQUIRE_ALL forbid skipping {what}: install the Debian package `{package}` (./scripts/test does)"
-    );
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: {what}: `{tool}` is not installed (Debian package `{package}`; ./scripts/test installs it)"
-    );
-    false
 }

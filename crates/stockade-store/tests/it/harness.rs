@@ -18,17 +18,7 @@ pub struct TestDb {
     pg: Option<(String, String)>,
 }
 
-fn random_suffix() -> String {
-    let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).expect("rng");
-    hex::encode(b)
-}
-
-pub fn pg_url() -> Option<String> {
-    std::env::var("STOCKADE_TEST_PG_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-}
+use stockade_testkit::random_hex as random_suffix;
 
 impl TestDb {
     /// A new, empty location; `None` (with a message) when PostgreSQL is not configured.
@@ -45,17 +35,7 @@ impl TestDb {
                 })
             }
             Backend::Postgres => {
-                let Some(url) = pg_url() else {
-                    assert!(
-                        !["CI", "STOCKADE_REQUIRE_ALL"]
-                            .iter()
-                            .any(|v| std::env::var(v)
-                                .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                        "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-                    );
-                    eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-                    return None;
-                };
+                let url = stockade_testkit::pg_or_skip()?;
                 let schema = format!("t_{}", random_suffix());
                 Some(TestDb {
                     url: DatabaseUrl::Postgres {

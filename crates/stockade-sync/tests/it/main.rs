@@ -1,7 +1,6 @@
 //! The sync engine against the marketplace simulators over HTTPS on loopback, with a
 //! real database (SQLite; PostgreSQL when STOCKADE_TEST_PG_URL is set) and a real vault.
-//! Webhooks reach the engine through a small TLS receiver that hands every request to
-//! `SyncEngine::handle_event`, as `stockade serve` does.
+//! Webhooks reach the engine through the application's own server (`TestApp`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -15,109 +14,29 @@ mod returns;
 mod unmatched;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
 use stockade_core::order::{Buyer, Marketplace, Order, OrderLine, OrderStatus};
 use stockade_core::time::now_ms;
 use stockade_core::{Actor, Environment, Pii, SecretString};
-use stockade_egress::{EgressConfig, Gateway};
 use stockade_marketplaces::{Connector, HookError, InboundRequest};
-use stockade_sandbox::{Faults, Sandbox, SandboxConfig};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
+use stockade_sandbox::{Faults, SandboxConfig};
+use stockade_store::{Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
-use stockade_sync::{SyncEngine, SyncOptions, catalog, purge};
-use stockade_vault::{FieldContext, MasterKeySource, MasterKeys, Vault};
+use stockade_sync::{SyncOptions, catalog, purge};
+use stockade_testkit::{Db, TestApp};
+use stockade_vault::FieldContext;
 
 const ACTOR: Actor = Actor::System("test");
-
-struct Db {
-    dir: PathBuf,
-    url: DatabaseUrl,
-    pg: Option<(String, String)>,
-}
-
-fn unique() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}_{}_{}",
-        std::process::id(),
-        now_ms(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-impl Db {
-    fn sqlite() -> Db {
-        let dir = std::env::temp_dir().join(format!("stockade-sync-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        Db {
-            url: DatabaseUrl::Sqlite(dir.join("stockade.db")),
-            dir,
-            pg: None,
-        }
-    }
-
-    fn postgres() -> Option<Db> {
-        let Ok(url) = std::env::var("STOCKADE_TEST_PG_URL") else {
-            assert!(
-                !["CI", "STOCKADE_REQUIRE_ALL"]
-                    .iter()
-                    .any(|v| std::env::var(v)
-                        .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-            );
-            eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!("stockade-sync-{}", unique()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let schema = format!("s_{}", unique());
-        Some(Db {
-            url: DatabaseUrl::Postgres {
-                url: url.clone(),
-                schema: Some(schema.clone()),
-            },
-            dir,
-            pg: Some((url, schema)),
-        })
-    }
-
-    fn sqlite_bytes(&self) -> Vec<u8> {
-        let path = self.dir.join("stockade.db");
-        let mut all = std::fs::read(&path).unwrap_or_default();
-        all.extend(std::fs::read(path.with_extension("db-wal")).unwrap_or_default());
-        all
-    }
-
-    async fn cleanup(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((url, schema)) = &self.pg {
-            stockade_store::testing::drop_postgres_schema(url, schema).await;
-        }
-    }
-}
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
 
-struct Env {
-    db: Db,
-    vault: std::sync::Arc<Vault>,
-    sb: Sandbox,
-    gateway: Gateway,
-    sync: SyncEngine,
-    hook_base: String,
-    receiver: tokio::task::JoinHandle<()>,
-}
+/// The application on the simulators, as `stockade serve` runs it (one fixture for the
+/// workspace: `stockade_testkit::TestApp`).
+type Env = TestApp;
 
 fn sandbox_config(skus: usize, quantity: u32) -> SandboxConfig {
     SandboxConfig {
@@ -145,264 +64,6 @@ fn fast_options() -> SyncOptions {
         pii_retention: Duration::from_secs(200 * 365 * 86_400),
         ..SyncOptions::default()
     }
-}
-
-async fn receive(
-    State(sync): State<SyncEngine>,
-    Path((m, conn)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Ok(m) = m.parse::<Marketplace>() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    let request = InboundRequest {
-        method,
-        path_and_query: uri
-            .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_default(),
-        headers,
-        body: body.to_vec(),
-    };
-    match sync.handle_event(m, &conn, request).await {
-        Ok(r) => (
-            StatusCode::from_u16(r.status).unwrap(),
-            [(header::CONTENT_TYPE, r.content_type)],
-            r.body,
-        )
-            .into_response(),
-        Err(HookError::UnknownConnection) => StatusCode::NOT_FOUND.into_response(),
-        Err(HookError::RevokedConnection) => StatusCode::GONE.into_response(),
-        Err(HookError::Signature(_)) => StatusCode::UNAUTHORIZED.into_response(),
-        Err(HookError::TooLarge) => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-        Err(HookError::Malformed(_)) => StatusCode::BAD_REQUEST.into_response(),
-        Err(HookError::Unavailable(_)) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
-    }
-}
-
-impl Env {
-    async fn start(db: Db, sb_config: SandboxConfig, opts: SyncOptions) -> Env {
-        let sb = Sandbox::start(sb_config).await.unwrap();
-        let key_path = db.dir.join("master.key");
-        let master =
-            MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))
-                .unwrap();
-        master.write_new_file(&key_path).unwrap();
-        let (store, _) = Store::init(&db.url, Environment::Dev, &StoreOptions::default())
-            .await
-            .unwrap();
-        let vault = std::sync::Arc::new(
-            Vault::bootstrap(store.clone(), master, &ACTOR)
-                .await
-                .unwrap(),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let hook_addr = listener.local_addr().unwrap();
-        let mut cfg = EgressConfig::new(Environment::Dev);
-        cfg.allowed_hosts = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr, hook_addr]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        cfg.extra_root_pems = vec![sb.ca_pem.clone()];
-        cfg.max_attempts = 6;
-        cfg.backoff_base = Duration::from_millis(20);
-        cfg.backoff_max = Duration::from_millis(200);
-        cfg.breaker_failures = 1_000_000;
-        cfg.host_rate = (1_000_000.0, 1_000_000);
-        let gateway = Gateway::new(cfg, Some(store.clone())).unwrap();
-        let hook_base = format!("https://{hook_addr}/hooks");
-        add_connections(&vault, &sb, &hook_base).await;
-        import_catalog(&store, &sb, 2, None).await;
-        let sync = SyncEngine::start(vault.clone(), gateway.clone(), opts)
-            .await
-            .unwrap();
-        let app = Router::new()
-            .route("/hooks/{m}/{conn}", axum::routing::any(receive))
-            .with_state(sync.clone());
-        let server = axum_server::from_tcp_rustls(
-            listener,
-            axum_server::tls_rustls::RustlsConfig::from_config(sb.tls_server_config()),
-        )
-        .unwrap();
-        let receiver = tokio::spawn(async move {
-            let _ = server.serve(app.into_make_service()).await;
-        });
-        sb.set_gateway(Some(gateway.clone()));
-        for m in Marketplace::ALL {
-            sb.set_webhook(
-                m,
-                Some(format!("{hook_base}/{}/{}", m.as_str(), m.as_str())),
-            );
-        }
-        sb.flush_deliveries().await;
-        Env {
-            db,
-            vault,
-            sb,
-            gateway,
-            sync,
-            hook_base,
-            receiver,
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.vault.store()
-    }
-
-    async fn finish(self) {
-        self.sync.shutdown().await;
-        self.receiver.abort();
-        self.sb.shutdown().await;
-        let _ = self.gateway.flush().await;
-        if let Ok(v) = std::sync::Arc::try_unwrap(self.vault) {
-            v.close().await;
-        }
-        self.db.cleanup().await;
-    }
-
-    /// Wait until every listing's newest target is confirmed.
-    async fn settle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        self.sb.flush_deliveries().await;
-        loop {
-            self.sync.wake_pushers();
-            if self.sync.settled().await.unwrap() {
-                return;
-            }
-            assert!(Instant::now() < deadline, "listings did not settle");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn count(&self, sql: &'static str) -> i64 {
-        self.store()
-            .query_one(sql, vec![])
-            .await
-            .unwrap()
-            .unwrap()
-            .int(0)
-            .unwrap()
-    }
-}
-
-/// One connection per marketplace, named after it, on the simulators.
-async fn add_connections(vault: &Vault, sb: &Sandbox, hook_base: &str) {
-    for m in Marketplace::ALL {
-        let e = sb.endpoint(m);
-        let s = &e.sellers[0];
-        let secret = |v: &SecretString| SecretString::from(v.expose_secret().clone());
-        let mut settings = ConnectionSettings {
-            api_url: e.base_url.clone(),
-            ..ConnectionSettings::default()
-        };
-        let (account, secrets) = match m {
-            Marketplace::TikTok => {
-                settings.auth_url = Some(e.base_url.clone());
-                settings.shop_cipher = Some(s.shop_cipher.clone());
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "app_key".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("app_secret".to_owned(), secret(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), secret(&s.refresh_token)),
-                    ],
-                )
-            }
-            Marketplace::Amazon => {
-                settings.auth_url = Some(format!("{}/auth/o2/token", e.base_url));
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), secret(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), secret(&s.refresh_token)),
-                        ("event_key".to_owned(), secret(sb.amazon_event_secret())),
-                    ],
-                )
-            }
-            Marketplace::Ebay => {
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                settings.endpoint_url = Some(format!("{hook_base}/ebay/ebay"));
-                (
-                    s.user_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), secret(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), secret(&s.refresh_token)),
-                        (
-                            "verification_token".to_owned(),
-                            secret(sb.ebay_verification_token()),
-                        ),
-                    ],
-                )
-            }
-        };
-        connections::add(
-            vault,
-            NewConnection {
-                name: m.as_str().to_owned(),
-                marketplace: m,
-                account,
-                settings,
-                secrets,
-            },
-            &ACTOR,
-        )
-        .await
-        .unwrap();
-    }
-}
-
-/// The catalog CSV of the simulators' listings (every SKU on every channel).
-fn catalog_csv(sb: &Sandbox, on_hand: Option<i64>, buffer: i64, max: Option<i64>) -> String {
-    let mut rows: HashMap<String, HashMap<Marketplace, String>> = HashMap::new();
-    for m in Marketplace::ALL {
-        for l in sb.listings(m) {
-            let id = match m {
-                Marketplace::TikTok => format!("{}:{}", l.product_id, l.sku_id),
-                Marketplace::Amazon => l.asin.clone(),
-                Marketplace::Ebay => l.offer_id.clone(),
-            };
-            rows.entry(l.sku.clone()).or_default().insert(m, id);
-        }
-    }
-    let mut skus: Vec<&String> = rows.keys().collect();
-    skus.sort();
-    let mut out = String::from("sku,on_hand");
-    for m in Marketplace::ALL {
-        out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", m.as_str()));
-    }
-    out.push('\n');
-    for sku in skus {
-        let q = on_hand.unwrap_or(100);
-        out.push_str(&format!("{sku},{q}"));
-        for m in Marketplace::ALL {
-            let max = max.map(|v| v.to_string()).unwrap_or_default();
-            out.push_str(&format!(",{},{buffer},{max}", rows[sku][&m]));
-        }
-        out.push('\n');
-    }
-    out
-}
-
-async fn import_catalog(store: &Store, sb: &Sandbox, buffer: i64, max: Option<i64>) {
-    let csv = catalog_csv(sb, None, buffer, max);
-    catalog::import_csv(store, &csv, &ACTOR).await.unwrap();
 }
 
 fn available(rows: &[catalog::StockRow], sku: &str) -> i64 {
@@ -1135,7 +796,7 @@ async fn catalog_import_is_all_or_nothing() {
     assert_eq!(report.skus, 3);
     assert_eq!(catalog::export_csv(&store).await.unwrap(), before);
     // Lower on-hand with a cap: targets follow.
-    let csv = catalog_csv(&env.sb, Some(10), 1, Some(4));
+    let csv = stockade_app::sandbox::catalog_csv(&env.sb, 10, 1, Some(4), 0);
     catalog::import_csv(&store, &csv, &ACTOR).await.unwrap();
     env.settle().await;
     for m in Marketplace::ALL {

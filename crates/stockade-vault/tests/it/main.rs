@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use stockade_core::{Actor, Environment, Pii, SecretString};
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
+use stockade_testkit::Db;
 use stockade_vault::{
     CredentialScopes, FieldContext, KeyOwner, MasterKeyError, MasterKeySource, MasterKeys,
     NewCredential, Vault, VaultError,
@@ -15,55 +16,33 @@ use stockade_vault::{
 
 const ACTOR: Actor = Actor::System("test");
 
+/// A fresh database (from the shared test support) and the master key file beside it.
 struct Env {
-    dir: PathBuf,
-    url: DatabaseUrl,
+    db: Db,
     key_path: PathBuf,
-    pg: Option<(String, String)>,
 }
 
-fn suffix() -> String {
-    let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    hex::encode(b)
+impl std::ops::Deref for Env {
+    type Target = Db;
+    fn deref(&self) -> &Db {
+        &self.db
+    }
 }
 
 impl Env {
-    fn sqlite() -> Env {
-        let dir = std::env::temp_dir().join(format!("stockade-vault-test-{}", suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
+    fn new(db: Db) -> Env {
         Env {
-            url: DatabaseUrl::Sqlite(dir.join("stockade.db")),
-            key_path: dir.join("master.key"),
-            dir,
-            pg: None,
+            key_path: db.dir.join("master.key"),
+            db,
         }
     }
 
+    fn sqlite() -> Env {
+        Env::new(Db::sqlite())
+    }
+
     fn postgres() -> Option<Env> {
-        let Ok(url) = std::env::var("STOCKADE_TEST_PG_URL") else {
-            assert!(
-                !["CI", "STOCKADE_REQUIRE_ALL"]
-                    .iter()
-                    .any(|v| std::env::var(v)
-                        .is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-                "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-            );
-            eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-            return None;
-        };
-        let dir = std::env::temp_dir().join(format!("stockade-vault-test-{}", suffix()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let schema = format!("v_{}", suffix());
-        Some(Env {
-            url: DatabaseUrl::Postgres {
-                url: url.clone(),
-                schema: Some(schema.clone()),
-            },
-            key_path: dir.join("master.key"),
-            dir,
-            pg: Some((url, schema)),
-        })
+        Db::postgres().map(Env::new)
     }
 
     async fn init(&self, env: Environment) -> Vault {
@@ -83,10 +62,7 @@ impl Env {
     }
 
     async fn cleanup(self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-        if let Some((url, schema)) = &self.pg {
-            stockade_store::testing::drop_postgres_schema(url, schema).await;
-        }
+        self.db.cleanup().await;
     }
 }
 

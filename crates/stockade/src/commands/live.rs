@@ -3,31 +3,27 @@
 //! simulators with a catalog on every channel, the real HTTPS server with the sync engine
 //! behind its webhook routes, and a steady stream of buyer orders.
 //!
-//! Deliveries from the simulators use their own egress client without a request log (the
-//! simulators stand for the marketplaces' infrastructure); the connectors use the server's
-//! gateway with its request log, as in production.
+//! The server, sync and alerts are the application `stockade serve` runs, wired to the
+//! simulators by [`stockade_app::sandbox::launch`].
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use stockade_access::{Access, AccessConfig};
+use stockade_access::Access;
+use stockade_app::App;
+use stockade_app::sandbox::{SandboxApp, catalog_csv, launch};
 use stockade_core::order::Marketplace;
-use stockade_core::{Actor, Environment, SecretString};
-use stockade_egress::{EgressConfig, Gateway};
+use stockade_egress::Gateway;
 use stockade_marketplaces::{HookError, HookFuture, HookSink, InboundRequest};
 use stockade_sandbox::{Sandbox, SandboxConfig};
-use stockade_server::{AppState, ServeOptions};
-use stockade_store::{DatabaseUrl, Store, StoreOptions};
-use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
-use stockade_sync::{SyncEngine, SyncOptions, catalog};
-use stockade_vault::{MasterKeySource, MasterKeys, Vault};
+use stockade_store::{DatabaseUrl, Store};
+use stockade_sync::{SyncEngine, SyncOptions};
+use stockade_vault::Vault;
 use tokio::task::JoinHandle;
 
 use crate::exit::Failure;
-
-const ACTOR: Actor = Actor::System("demo");
 
 /// How to build the rig.
 #[derive(Debug, Clone)]
@@ -46,52 +42,45 @@ pub struct RigOptions {
     pub low_stock_every: usize,
 }
 
-/// A hook sink that answers 503 until the sync engine is ready, and counts per
-/// marketplace the deliveries it answered 503 (the marketplace delivers them again).
-#[derive(Debug, Default)]
-struct LateHooks(OnceLock<SyncEngine>, Arc<[AtomicU64; 3]>);
+/// The sync engine's hook sink, counting per marketplace the deliveries it answered 503
+/// (the marketplace delivers them again).
+struct CountingHooks(SyncEngine, Arc<[AtomicU64; 3]>);
 
 fn index_of(m: Marketplace) -> usize {
     Marketplace::ALL.iter().position(|x| *x == m).unwrap_or(0)
 }
 
-impl HookSink for LateHooks {
+impl HookSink for CountingHooks {
     fn deliver(
         &self,
         marketplace: Marketplace,
         connection: String,
         request: InboundRequest,
     ) -> HookFuture {
-        match self.0.get() {
-            Some(sync) => {
-                let answer = sync.deliver(marketplace, connection, request);
-                let deferred = self.1.clone();
-                Box::pin(async move {
-                    let r = answer.await;
-                    if let (Err(HookError::Unavailable(_)), Some(n)) =
-                        (&r, deferred.get(index_of(marketplace)))
-                    {
-                        n.fetch_add(1, Ordering::Relaxed);
-                    }
-                    r
-                })
+        let answer = self.0.deliver(marketplace, connection, request);
+        let deferred = self.1.clone();
+        Box::pin(async move {
+            let r = answer.await;
+            if let (Err(HookError::Unavailable(_)), Some(n)) =
+                (&r, deferred.get(index_of(marketplace)))
+            {
+                n.fetch_add(1, Ordering::Relaxed);
             }
-            None => Box::pin(async { Err(HookError::Unavailable("starting".into())) }),
-        }
+            r
+        })
     }
 }
 
 pub struct Rig {
     pub dir: PathBuf,
     keep: bool,
+    app: Option<App>,
     pub vault: Arc<Vault>,
     pub access: Arc<Access>,
     pub sb: Arc<Sandbox>,
     pub gateway: Gateway,
     pub sync: SyncEngine,
     pub server: std::net::SocketAddr,
-    server_task: JoinHandle<()>,
-    stop_server: Option<tokio::sync::oneshot::Sender<()>>,
     pg: Option<(String, String)>,
     deferred: Arc<[AtomicU64; 3]>,
 }
@@ -114,10 +103,6 @@ pub fn temp_dir(prefix: &str) -> Result<PathBuf, Failure> {
     Ok(dir)
 }
 
-fn fail(what: &str) -> impl Fn(stockade_sync::SyncError) -> Failure + '_ {
-    move |e| Failure::runtime(format!("{what}: {e}"))
-}
-
 impl Rig {
     pub async fn start(opts: RigOptions) -> Result<Rig, Failure> {
         let dir = temp_dir("stockade-demo")?;
@@ -135,13 +120,6 @@ impl Rig {
         .await
         .map_err(|e| Failure::runtime(format!("cannot start the simulators: {e}")))?;
 
-        // 1. The environment.
-        let key_path = dir.join("master.key");
-        let master =
-            MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))?;
-        master
-            .write_new_file(&key_path)
-            .map_err(Failure::from_master)?;
         let (url, pg) = match &opts.postgres {
             Some(base) => {
                 let mut b = [0u8; 4];
@@ -153,93 +131,42 @@ impl Rig {
             }
             None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
         };
-        let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
-        let vault = Arc::new(Vault::bootstrap(store.clone(), master, &ACTOR).await?);
-
-        // 2. The server on a free loopback port, with the simulators' test certificate.
-        let access = Arc::new(Access::new(vault.clone(), AccessConfig::default()).await?);
-        let hooks = Arc::new(LateHooks::default());
-        let state = AppState {
-            access: access.clone(),
-            trust_forwarded_for: false,
-            plain_http: false,
-            hooks: Some(hooks.clone()),
-        };
-        let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let options = ServeOptions {
-            listen: "127.0.0.1:0"
-                .parse()
-                .map_err(|_| Failure::runtime("address"))?,
-            tls: Some(sb.tls_server_config()),
-            ban_refresh: Duration::from_secs(2),
-        };
-        let server_task = tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop_rx.await;
-            };
-            if let Err(e) = stockade_server::serve(state, options, bound_tx, shutdown).await {
-                tracing::error!("the server stopped: {e}");
-            }
-        });
-        let server = bound_rx
-            .await
-            .map_err(|_| Failure::runtime("the server did not start"))?;
-
-        // 3. The connectors' gateway (logged), and the simulators' own (unlogged).
-        let hosts: Vec<String> = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr, server]
-            .iter()
-            .map(|a| a.to_string())
-            .collect();
-        let egress = |log: bool| -> Result<Gateway, Failure> {
-            let mut cfg = EgressConfig::new(Environment::Dev);
-            cfg.allowed_hosts = hosts.clone();
-            cfg.extra_root_pems = vec![sb.ca_pem.clone()];
-            cfg.host_rate = (1_000_000.0, 1_000_000);
-            cfg.breaker_failures = 1_000_000;
-            cfg.request_timeout = Duration::from_secs(10);
-            Gateway::new(cfg, log.then(|| store.clone()))
-                .map_err(|e| Failure::runtime(format!("egress: {e}")))
-        };
-        let gateway = egress(true)?;
-        let delivery = egress(false)?;
-
-        // 4. One connection per marketplace and the catalog on every channel.
-        let hook_base = format!("https://{server}/hooks");
-        add_connections(&vault, &sb, &hook_base).await?;
-        let csv = catalog_csv(&sb, opts.on_hand, opts.buffer, opts.low_stock_every);
-        catalog::import_csv(&store, &csv, &ACTOR)
-            .await
-            .map_err(fail("catalog import"))?;
-
-        // 5. Sync behind the webhook routes; the simulators deliver to it.
-        let mut sync_opts = opts.sync.clone();
-        sync_opts.lift_rate_limits = !opts.realistic_limits;
-        let sync = SyncEngine::start(vault.clone(), gateway.clone(), sync_opts)
-            .await
-            .map_err(fail("sync"))?;
-        let _ = hooks.0.set(sync.clone());
-        sb.set_gateway(Some(delivery));
-        for m in Marketplace::ALL {
-            sb.set_webhook(
-                m,
-                Some(format!("{hook_base}/{}/{}", m.as_str(), m.as_str())),
-            );
-        }
+        let deferred: Arc<[AtomicU64; 3]> = Arc::default();
+        let counters = deferred.clone();
+        let app = launch(
+            &sb,
+            &dir,
+            url,
+            SandboxApp {
+                sync: opts.sync.clone(),
+                realistic_limits: opts.realistic_limits,
+                catalog: Some(catalog_csv(
+                    &sb,
+                    opts.on_hand,
+                    opts.buffer,
+                    None,
+                    opts.low_stock_every,
+                )),
+                hooks: Some(Box::new(move |sync| {
+                    Arc::new(CountingHooks(sync, counters)) as Arc<dyn HookSink>
+                })),
+                tune_egress: None,
+            },
+        )
+        .await?;
         sb.flush_deliveries().await;
         Ok(Rig {
             dir,
             keep: opts.keep,
-            vault,
-            access,
+            vault: app.vault().clone(),
+            access: app.access().clone(),
             sb: Arc::new(sb),
-            gateway,
-            sync,
-            server,
-            server_task,
-            stop_server: Some(stop_tx),
+            gateway: app.gateway().clone(),
+            sync: app.sync().clone(),
+            server: app.addr(),
+            app: Some(app),
             pg,
-            deferred: hooks.1.clone(),
+            deferred,
         })
     }
 
@@ -297,17 +224,14 @@ impl Rig {
     /// environment).
     pub async fn finish_within(mut self, budget: Duration) {
         let deadline = tokio::time::Instant::now() + budget;
-        self.sync.shutdown().await;
-        if let Some(tx) = self.stop_server.take() {
-            let _ = tx.send(());
+        if let Some(app) = self.app.take() {
+            let stopped = app.run_until_stopped_within(std::future::ready(()), budget);
+            let _ = tokio::time::timeout_at(deadline, stopped).await;
         }
-        let _ = tokio::time::timeout_at(deadline, &mut self.server_task).await;
-        self.server_task.abort();
         if let Ok(sb) = Arc::try_unwrap(self.sb) {
             let _ = tokio::time::timeout_at(deadline, sb.shutdown()).await;
         }
-        let _ = tokio::time::timeout_at(deadline, self.gateway.flush()).await;
-        drop(self.access);
+        drop((self.access, self.gateway, self.sync));
         if let Ok(v) = Arc::try_unwrap(self.vault) {
             let _ = tokio::time::timeout_at(deadline, v.close()).await;
         }
@@ -318,124 +242,6 @@ impl Rig {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
-}
-
-async fn add_connections(vault: &Vault, sb: &Sandbox, hook_base: &str) -> Result<(), Failure> {
-    for m in Marketplace::ALL {
-        let e = sb.endpoint(m);
-        let s = e
-            .sellers
-            .first()
-            .ok_or_else(|| Failure::runtime("the simulator has no seller"))?;
-        let copy = |v: &SecretString| SecretString::from(v.expose_secret().clone());
-        let mut settings = ConnectionSettings {
-            api_url: e.base_url.clone(),
-            ..ConnectionSettings::default()
-        };
-        let (account, secrets) = match m {
-            Marketplace::TikTok => {
-                settings.auth_url = Some(e.base_url.clone());
-                settings.shop_cipher = Some(s.shop_cipher.clone());
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "app_key".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("app_secret".to_owned(), copy(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                    ],
-                )
-            }
-            Marketplace::Amazon => {
-                settings.auth_url = Some(format!("{}/auth/o2/token", e.base_url));
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                (
-                    s.seller_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), copy(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                        ("event_key".to_owned(), copy(sb.amazon_event_secret())),
-                    ],
-                )
-            }
-            Marketplace::Ebay => {
-                settings.marketplace_ids = vec![s.marketplace_id.clone()];
-                settings.endpoint_url = Some(format!("{hook_base}/ebay/ebay"));
-                (
-                    s.user_id.clone(),
-                    vec![
-                        (
-                            "client_id".to_owned(),
-                            SecretString::from(e.app.client_id.clone()),
-                        ),
-                        ("client_secret".to_owned(), copy(&e.app.client_secret)),
-                        ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                        (
-                            "verification_token".to_owned(),
-                            copy(sb.ebay_verification_token()),
-                        ),
-                    ],
-                )
-            }
-        };
-        connections::add(
-            vault,
-            NewConnection {
-                name: m.as_str().to_owned(),
-                marketplace: m,
-                account,
-                settings,
-                secrets,
-            },
-            &ACTOR,
-        )
-        .await
-        .map_err(fail("adding a connection"))?;
-    }
-    Ok(())
-}
-
-/// Every simulator SKU on every channel, in the `stockade sku import` format.
-fn catalog_csv(sb: &Sandbox, on_hand: i64, buffer: i64, low_every: usize) -> String {
-    use std::collections::BTreeMap;
-    let mut rows: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
-    for m in Marketplace::ALL {
-        for l in sb.listings(m) {
-            let id = match m {
-                Marketplace::TikTok => format!("{}:{}", l.product_id, l.sku_id),
-                Marketplace::Amazon => l.asin.clone(),
-                Marketplace::Ebay => l.offer_id.clone(),
-            };
-            rows.entry(l.sku.clone())
-                .or_default()
-                .insert(m.as_str(), id);
-        }
-    }
-    let mut out = String::from("sku,on_hand");
-    for m in Marketplace::ALL {
-        out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", m.as_str()));
-    }
-    out.push('\n');
-    for (i, (sku, ids)) in rows.into_iter().enumerate() {
-        let on_hand = if low_every > 0 && i % low_every == low_every - 1 {
-            (on_hand / 20).max(1)
-        } else {
-            on_hand
-        };
-        out.push_str(&format!("{sku},{on_hand}"));
-        for m in Marketplace::ALL {
-            let id = ids.get(m.as_str()).cloned().unwrap_or_default();
-            out.push_str(&format!(",{id},{buffer},"));
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// CPU seconds (user + system) this process has used.

@@ -38,7 +38,7 @@ use crate::settings::Settings;
 pub const CLI_ACTOR: Actor = Actor::System("cli");
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
-    let settings = Settings::resolve(&cli.global)?;
+    let settings = Settings::resolve(&cli.global.overrides())?;
     if !matches!(cli.command, Command::Init | Command::Config(_)) && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
@@ -160,9 +160,7 @@ pub async fn open_store(settings: &Settings) -> Result<Store, Failure> {
 
 /// Open the store and its vault (checks the master key against the keyring).
 pub async fn open_vault(settings: &Settings) -> Result<Vault, Failure> {
-    let store = open_store(settings).await?;
-    let master = settings.load_master_key(store.environment())?;
-    Ok(Vault::open(store, master).await?)
+    Ok(stockade_app::open_vault(settings).await?)
 }
 
 fn show_config(settings: &Settings) -> Result<(), Failure> {

@@ -12,16 +12,14 @@
 //!   `stockade config reload` signals the process named in the pid file and prints it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
-use stockade_alerts::{Alerts, AlertsConfig};
+use stockade_alerts::AlertsConfig;
+use stockade_app::AlertsHandle;
 use stockade_core::Environment;
 use stockade_core::time::{format_rfc3339_ms, now_ms};
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_server::tls;
-use stockade_store::Store;
-use stockade_vault::Vault;
 
 use crate::cli::GlobalArgs;
 use crate::exit::Failure;
@@ -118,9 +116,7 @@ pub struct Reloader {
     egress: EgressConfig,
     alerts_config: AlertsConfig,
     gateway: Gateway,
-    store: Store,
-    vault: Arc<Vault>,
-    alerts: Option<Alerts>,
+    alerts: AlertsHandle,
     generation: u64,
 }
 
@@ -138,8 +134,7 @@ pub struct ReloaderParts {
     pub self_signed: bool,
     pub env: Environment,
     pub gateway: Gateway,
-    pub vault: Arc<Vault>,
-    pub alerts: Alerts,
+    pub alerts: AlertsHandle,
 }
 
 impl Reloader {
@@ -156,9 +151,7 @@ impl Reloader {
             egress: settings.egress_config(p.env),
             alerts_config: settings.alerts.clone(),
             gateway: p.gateway,
-            store: p.vault.store().clone(),
-            vault: p.vault,
-            alerts: Some(p.alerts),
+            alerts: p.alerts,
             generation: 0,
         }
     }
@@ -206,7 +199,7 @@ impl Reloader {
     }
 
     async fn try_reload(&mut self) -> Result<Applied, String> {
-        let new = Settings::resolve(&self.global).map_err(|f| f.message)?;
+        let new = Settings::resolve(&self.global.overrides()).map_err(|e| e.to_string())?;
         check_serve(&new, self.listen.as_deref(), self.self_signed).map_err(|f| f.message)?;
         let value = |list: &[(&'static str, String, &'static str)], key: &str| {
             list.iter()
@@ -275,26 +268,7 @@ impl Reloader {
     }
 
     async fn restart_alerts(&mut self, config: AlertsConfig) -> Result<(), String> {
-        if let Some(old) = self.alerts.take() {
-            old.shutdown().await;
-        }
-        let a = Alerts::start(
-            self.store.clone(),
-            self.vault.clone(),
-            &self.gateway,
-            config,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
-        self.alerts = Some(a);
-        Ok(())
-    }
-
-    /// Stop the alert pipeline (at server shutdown).
-    pub async fn shutdown(mut self) {
-        if let Some(a) = self.alerts.take() {
-            a.shutdown().await;
-        }
+        self.alerts.restart(config).await.map_err(|e| e.to_string())
     }
 }
 

@@ -1,10 +1,8 @@
-//! `stockade serve`: the HTTPS server.
+//! `stockade serve`: the HTTPS server. Checks the settings, builds the application
+//! ([`stockade_app::App`]), records the pid file, answers reloads (SIGHUP) and runs
+//! until Ctrl-C or SIGTERM.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use stockade_access::Access;
-use stockade_server::{AppState, ServeOptions, tls};
+use stockade_app::{App, BuildOptions};
 
 use super::open_vault;
 use super::reload::{
@@ -29,59 +27,15 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
         }
     };
     let env = vault.environment();
-    let tls_config = if server.plain_http {
-        tracing::warn!(
-            "serving plain HTTP on {} for a reverse proxy on this host; the proxy must terminate TLS 1.2+",
-            server.listen
-        );
-        None
-    } else {
-        let (cert, key) = match (&server.tls_cert, &server.tls_key) {
-            (Some(c), Some(k)) => (c.clone(), k.clone()),
-            _ => {
-                let dir = settings.data_dir.join("tls");
-                let dev = tls::development_cert(&dir, Some(server.listen.ip()))
-                    .map_err(|e| Failure::runtime(e.to_string()))?;
-                if dev.generated {
-                    tracing::warn!(
-                        "no TLS certificate configured: generated a development certificate authority {} and server certificate {} (valid for a year); clients must trust the CA. Configure [server] tls_cert and tls_key for production",
-                        dev.ca.display(),
-                        dev.cert.display()
-                    );
-                } else {
-                    tracing::warn!(
-                        "no TLS certificate configured: using the development certificate {} (CA {})",
-                        dev.cert.display(),
-                        dev.ca.display()
-                    );
-                }
-                (dev.cert, dev.key)
-            }
-        };
-        Some(tls::server_config(&cert, &key).map_err(|e| Failure::usage(e.to_string()))?)
-    };
-    // The one outbound client of this process: its request log and anomaly events go to
-    // this environment's database and are pruned after [egress] log_retention.
-    let gateway =
-        stockade_egress::Gateway::new(settings.egress_config(env), Some(vault.store().clone()))
-            .map_err(|e| Failure::usage(format!("[egress] configuration: {e}")))?;
-    let vault = Arc::new(vault);
-    let access = Arc::new(Access::new(vault.clone(), settings.access.clone()).await?);
-    // Sync runs in every server process: webhooks in, pushes out, polls, reconciliation.
-    let sync =
-        stockade_sync::SyncEngine::start(vault.clone(), gateway.clone(), settings.sync_options())
-            .await
-            .map_err(|e| Failure::runtime(format!("cannot start sync: {e}")))?;
-    // Alerts: every event (sync failures, egress anomalies, security events) is routed to
-    // the configured channels; with none configured they stay on the dashboard.
-    let alerts = stockade_alerts::Alerts::start(
-        vault.store().clone(),
-        vault.clone(),
-        &gateway,
-        settings.alerts.clone(),
+    let app = App::build_with(
+        settings,
+        BuildOptions {
+            listen: Some(server.listen),
+            vault: Some(vault),
+            ..BuildOptions::default()
+        },
     )
-    .await
-    .map_err(|e| Failure::runtime(format!("cannot start alerts: {e}")))?;
+    .await?;
     // Reloads (SIGHUP, `stockade config reload`) change the egress allowlist and the
     // alert channels of this process; the answer goes to the log and DATA_DIR/serve.reload.
     let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -93,9 +47,8 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
             listen: args.listen.clone(),
             self_signed: args.self_signed,
             env,
-            gateway: gateway.clone(),
-            vault: vault.clone(),
-            alerts,
+            gateway: app.gateway().clone(),
+            alerts: app.alerts().clone(),
         },
     );
     let (reload_stop, mut reload_stopped) = tokio::sync::watch::channel(false);
@@ -109,79 +62,31 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
                 _ = reload_stopped.changed() => break,
             }
         }
-        reloader
     });
     write_pid_file(&settings.data_dir);
-    let state = AppState {
-        access,
-        trust_forwarded_for: server.trust_forwarded_for,
-        plain_http: server.plain_http,
-        hooks: Some(Arc::new(sync.clone())),
+    tracing::info!("stockade {} listening on {}", env, app.base_url());
+    // A machine-readable line for scripts and tests.
+    println!("listening on {}", app.base_url());
+    let shutdown = async move {
+        stop_signal().await;
+        let _ = reload_stop.send(true);
     };
-    let options = ServeOptions {
-        listen: server.listen,
-        tls: tls_config,
-        ban_refresh: Duration::from_secs(2),
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let scheme = if server.plain_http { "http" } else { "https" };
-    tokio::spawn(async move {
-        if let Ok(addr) = rx.await {
-            tracing::info!("stockade {} listening on {}://{}", env, scheme, addr);
-            // A machine-readable line for scripts and tests.
-            println!("listening on {scheme}://{addr}");
-        }
-    });
-    // The audit head mark follows the chain off the commit path: at most once a second,
-    // and only when the head moved (one indexed read, one small fsynced file).
-    let head_path = super::audit_head_path(settings);
-    let head_vault = vault.clone();
-    let head_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            if let Err(e) = head_vault.record_audit_head(&head_path).await {
-                tracing::warn!("could not record the audit head mark: {e}");
-            }
-        }
-    });
-    let shutdown = async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {},
-            _ = term.recv() => {},
-        }
-        tracing::info!("shutting down");
-    };
-    let served = stockade_server::serve(state, options, tx, shutdown)
-        .await
-        .map_err(|e| match e {
-            stockade_server::ServeError::PlainHttpNotLoopback(_) => Failure::usage(e.to_string()),
-            _ => Failure::runtime(e.to_string()),
-        });
-    sync.shutdown().await;
-    let _ = reload_stop.send(true);
-    if let Ok(reloader) = reload_task.await {
-        reloader.shutdown().await;
-    }
+    let served = app.run_until_stopped(shutdown).await;
+    let _ = reload_task.await;
     remove_pid_file(&settings.data_dir);
-    head_task.abort();
-    if let Err(e) = vault
-        .record_audit_head(&super::audit_head_path(settings))
-        .await
-    {
-        tracing::warn!("could not record the audit head mark: {e}");
+    Ok(served?)
+}
+
+/// Ctrl-C or SIGTERM.
+async fn stop_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        let _ = ctrl_c.await;
+        return;
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term.recv() => {},
     }
-    if let Err(e) = gateway.flush().await {
-        tracing::warn!("the last egress log rows could not be written: {e}");
-    }
-    served
 }

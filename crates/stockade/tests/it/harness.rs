@@ -8,10 +8,10 @@ pub struct Sandbox {
     pub env: Vec<(String, String)>,
 }
 
+pub use stockade_testkit::{pg_url, require_all, require_tool, skipped};
+
 fn suffix() -> String {
-    let mut b = [0u8; 8];
-    aws_lc_rs::rand::fill(&mut b).unwrap();
-    hex::encode(b)
+    stockade_testkit::random_hex()
 }
 
 impl Sandbox {
@@ -108,27 +108,9 @@ impl Outcome {
     }
 }
 
-pub fn pg_url() -> Option<String> {
-    std::env::var("STOCKADE_TEST_PG_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-}
-
 /// A fresh PostgreSQL schema URL, or None (printing that the test was skipped).
 pub fn pg_schema_url() -> Option<(String, String)> {
-    let Some(url) = pg_url() else {
-        assert!(
-            !["CI", "STOCKADE_REQUIRE_ALL"]
-                .iter()
-                .any(|v| std::env::var(v).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping PostgreSQL: set STOCKADE_TEST_PG_URL (./scripts/test does)"
-        );
-        eprintln!("skipped: PostgreSQL variant (set STOCKADE_TEST_PG_URL to run it)");
-        return None;
-    };
-    let schema = format!("c_{}", suffix());
-    let sep = if url.contains('?') { '&' } else { '?' };
-    Some((format!("{url}{sep}stockade_schema={schema}"), schema))
+    stockade_testkit::pg_schema_url("c")
 }
 
 pub async fn drop_schema(schema: &str) {
@@ -147,40 +129,6 @@ pub async fn tamper(url: &str, sql: &str) {
             .unwrap();
     store.tamper_for_tests(sql).await.unwrap();
     store.close().await;
-}
-
-/// Whether skipping is forbidden: `CI` or `STOCKADE_REQUIRE_ALL` set (not to 0/false), as
-/// in CI and in `./scripts/test` once it has installed everything.
-pub fn require_all() -> bool {
-    ["CI", "STOCKADE_REQUIRE_ALL"].iter().any(|v| {
-        std::env::var(v)
-            .is_ok_and(|v| !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"))
-    })
-}
-
-/// Whether the external `tool` is on the PATH. Without it this prints one SKIPPED line
-/// (straight to stderr, so it shows even when test output is captured) and the caller
-/// skips what needs the tool, except under [`require_all`], where it fails.
-pub fn require_tool(tool: &str, package: &str, what: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
-    if found {
-        return true;
-    }
-    assert!(
-        !require_all(),
-        "`{tool}` is not installed and CI / STOCKADE_REQUIRE_ALL forbid skipping {what}: install the Debian package `{package}` (./scripts/test does)"
-    );
-    skipped(&format!(
-        "{what}: `{tool}` is not installed (Debian package `{package}`; ./scripts/test installs it)"
-    ));
-    false
-}
-
-/// One `SKIPPED: ...` line on stderr, not captured by the test harness.
-pub fn skipped(why: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {why}");
 }
 
 #[test]

@@ -6,6 +6,7 @@
 
 mod alert_history;
 mod alerts;
+mod app_stop;
 mod audit_head;
 mod browser;
 mod cli;

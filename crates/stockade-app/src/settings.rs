@@ -1,7 +1,9 @@
 //! Settings: defaults, then stockade.toml, then STOCKADE_* variables, then flags.
 //!
 //! The master key is never read from the config file: only a path to it is. Settings
-//! are built once in `main` and passed down; there is no global configuration.
+//! are built once in `main` and passed down; there is no global configuration. The
+//! command-line flags reach this module as plain [`Overrides`] (no clap here); every
+//! refusal is an [`AppError::Config`] naming the setting.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +12,19 @@ use stockade_core::{Environment, SecretString};
 use stockade_store::{DatabaseUrl, StoreOptions};
 use stockade_vault::{MasterKeySource, MasterKeys};
 
-use crate::cli::GlobalArgs;
-use crate::exit::Failure;
+use crate::AppError;
+
+mod sections;
+use sections::{alerts_settings, egress_settings, sync_settings};
+
+/// What the command line (or its STOCKADE_* variables) sets above the config file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub env: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub config: Option<PathBuf>,
+}
 
 /// stockade.toml. Unknown keys are errors, so a misspelt setting is not silently ignored
 /// and a `master_key = "…"` line is refused.
@@ -270,7 +283,7 @@ fn pick<T>(
 }
 
 impl Settings {
-    pub fn resolve(args: &GlobalArgs) -> Result<Settings, Failure> {
+    pub fn resolve(args: &Overrides) -> Result<Settings, AppError> {
         let default_dir = PathBuf::from("stockade-data");
         let dir_hint = args.data_dir.clone().unwrap_or_else(|| default_dir.clone());
         let config_file = match &args.config {
@@ -292,7 +305,7 @@ impl Settings {
             .as_deref()
             .map(Environment::parse)
             .transpose()
-            .map_err(|e| Failure::usage(e.to_string()))?;
+            .map_err(|e| AppError::config(e.to_string()))?;
         provenance.push(("env", env_name.unwrap_or_else(|| "(not set)".into()), src));
 
         let (data_dir, src) = pick(args.data_dir.clone(), file.data_dir.clone(), || default_dir);
@@ -304,7 +317,7 @@ impl Settings {
             || None,
         );
         let database = match &url_text {
-            Some(text) => DatabaseUrl::parse(text).map_err(|e| Failure::usage(e.to_string()))?,
+            Some(text) => DatabaseUrl::parse(text).map_err(|e| AppError::config(e.to_string()))?,
             None => DatabaseUrl::Sqlite(data_dir.join("stockade.db")),
         };
         provenance.push((
@@ -340,7 +353,7 @@ impl Settings {
             "full" => true,
             "normal" => false,
             _ => {
-                return Err(Failure::usage(
+                return Err(AppError::config(
                     "sqlite.synchronous must be \"full\" or \"normal\"",
                 ));
             }
@@ -349,7 +362,7 @@ impl Settings {
         let readers_env = env_var("STOCKADE_SQLITE_READERS")
             .map(|v| {
                 v.parse()
-                    .map_err(|_| Failure::usage("STOCKADE_SQLITE_READERS must be a number"))
+                    .map_err(|_| AppError::config("STOCKADE_SQLITE_READERS must be a number"))
             })
             .transpose()?;
         let (readers, src) = pick(readers_env, file.sqlite.readers, || store.sqlite_readers);
@@ -358,7 +371,7 @@ impl Settings {
         let pg_env = env_var("STOCKADE_POSTGRES_MAX_CONNECTIONS")
             .map(|v| {
                 v.parse().map_err(|_| {
-                    Failure::usage("STOCKADE_POSTGRES_MAX_CONNECTIONS must be a number")
+                    AppError::config("STOCKADE_POSTGRES_MAX_CONNECTIONS must be a number")
                 })
             })
             .transpose()?;
@@ -416,21 +429,47 @@ impl Settings {
         c
     }
 
+    /// The defaults for a throw-away environment in `data_dir` (the demo rig, tests): no
+    /// config file and no STOCKADE_* variables; the master key file is DATA_DIR/master.key.
+    pub fn defaults(
+        env: Environment,
+        data_dir: PathBuf,
+        database: DatabaseUrl,
+    ) -> Result<Settings, AppError> {
+        let file = FileConfig::default();
+        let mut provenance = Vec::new();
+        let (server, access) = access_settings(&file, &mut provenance)?;
+        Ok(Settings {
+            env: Some(env),
+            master_key: MasterKeyLocation::File(data_dir.join("master.key")),
+            data_dir,
+            database,
+            store: StoreOptions::default(),
+            config_file: None,
+            server,
+            access,
+            egress: egress_settings(&file.egress, Some(env), &mut provenance)?,
+            sync: sync_settings(&file.sync, &mut provenance)?,
+            alerts: alerts_settings(&file.alerts, &mut provenance)?,
+            provenance,
+        })
+    }
+
     /// The environment, which every command but `config` needs.
-    pub fn require_env(&self) -> Result<Environment, Failure> {
+    pub fn require_env(&self) -> Result<Environment, AppError> {
         self.env.ok_or_else(|| {
-            Failure::usage("no environment given: pass --env prod|staging|dev, set STOCKADE_ENV, or set env in stockade.toml")
+            AppError::config("no environment given: pass --env prod|staging|dev, set STOCKADE_ENV, or set env in stockade.toml")
         })
     }
 
     /// Load the master key for `env` from its configured location.
-    pub fn load_master_key(&self, env: Environment) -> Result<MasterKeys, Failure> {
+    pub fn load_master_key(&self, env: Environment) -> Result<MasterKeys, AppError> {
         match &self.master_key {
             MasterKeyLocation::File(path) => {
-                MasterKeys::load_file(path, env).map_err(Failure::from_master)
+                MasterKeys::load_file(path, env).map_err(AppError::MasterKey)
             }
             MasterKeyLocation::EnvValue(v) => {
-                MasterKeys::from_env_value(v.expose_secret(), env).map_err(Failure::from_master)
+                MasterKeys::from_env_value(v.expose_secret(), env).map_err(AppError::MasterKey)
             }
         }
     }
@@ -444,12 +483,13 @@ impl Settings {
     }
 }
 
-fn load_file(path: &Path) -> Result<FileConfig, Failure> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Failure::usage(format!("cannot read config file {}: {e}", path.display())))?;
+fn load_file(path: &Path) -> Result<FileConfig, AppError> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        AppError::config(format!("cannot read config file {}: {e}", path.display()))
+    })?;
     toml::from_str(&text).map_err(|e| {
         let msg = e.message().replace('\n', " ");
-        Failure::usage(format!("config file {} is invalid: {msg}", path.display()))
+        AppError::config(format!("config file {} is invalid: {msg}", path.display()))
     })
 }
 
@@ -465,273 +505,14 @@ pub struct EgressSettings {
     pub log_retention: std::time::Duration,
 }
 
-fn egress_settings(
-    e: &EgressFileConfig,
-    env: Option<Environment>,
-    provenance: &mut Vec<(&'static str, String, &'static str)>,
-) -> Result<EgressSettings, Failure> {
-    let src = |set: bool| if set { "config file" } else { "default" };
-    let defaults = stockade_egress::EgressConfig::new(env.unwrap_or(Environment::Dev));
-    let duration = |name: &str, text: &Option<String>, default: std::time::Duration| {
-        let s = seconds(name, text, default.as_secs() as i64)?;
-        if s <= 0 {
-            return Err(Failure::usage(format!(
-                "{name} must be a positive duration (e.g. \"30s\")"
-            )));
-        }
-        Ok(std::time::Duration::from_secs(s as u64))
-    };
-    if let Some(hosts) = &e.allowed_hosts {
-        for h in hosts {
-            let ok = !h.is_empty()
-                && h.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '*'))
-                && h == &h.to_ascii_lowercase();
-            if !ok {
-                return Err(Failure::usage(format!(
-                    "egress.allowed_hosts entry {h:?} is not a host: use lowercase \"host\", \"host:port\" or \"*.domain\" (no scheme, no path)"
-                )));
-            }
-        }
-    }
-    let mut extra_root_pems = Vec::new();
-    for path in e.extra_root_certs.iter().flatten() {
-        let pem = std::fs::read_to_string(path).map_err(|err| {
-            Failure::usage(format!(
-                "egress.extra_root_certs: cannot read {}: {err}",
-                path.display()
-            ))
-        })?;
-        extra_root_pems.push(pem);
-    }
-    let out = EgressSettings {
-        allowed_hosts: e.allowed_hosts.clone(),
-        extra_root_pems,
-        connect_timeout: duration(
-            "egress.connect_timeout",
-            &e.connect_timeout,
-            defaults.connect_timeout,
-        )?,
-        request_timeout: duration(
-            "egress.request_timeout",
-            &e.request_timeout,
-            defaults.request_timeout,
-        )?,
-        max_attempts: e.max_attempts.unwrap_or(defaults.max_attempts).clamp(1, 10),
-        log_retention: duration(
-            "egress.log_retention",
-            &e.log_retention,
-            defaults.log_retention,
-        )?,
-    };
-    provenance.push((
-        "egress.allowed_hosts",
-        match &out.allowed_hosts {
-            Some(h) => h.join(", "),
-            None => {
-                "(the marketplaces' hosts for this environment; see docs/marketplaces.md)".into()
-            }
-        },
-        src(e.allowed_hosts.is_some()),
-    ));
-    provenance.push((
-        "egress.extra_root_certs",
-        format!("{} file(s)", out.extra_root_pems.len()),
-        src(e.extra_root_certs.is_some()),
-    ));
-    provenance.push((
-        "egress.request_timeout",
-        format!("{}s", out.request_timeout.as_secs()),
-        src(e.request_timeout.is_some()),
-    ));
-    provenance.push((
-        "egress.log_retention",
-        format!("{}s", out.log_retention.as_secs()),
-        src(e.log_retention.is_some()),
-    ));
-    Ok(out)
-}
-
-/// `[sync]`, resolved onto the engine's defaults.
-fn sync_settings(
-    f: &SyncFileConfig,
-    provenance: &mut Vec<(&'static str, String, &'static str)>,
-) -> Result<stockade_sync::SyncOptions, Failure> {
-    use std::time::Duration;
-    let src = |set: bool| if set { "config file" } else { "default" };
-    let show = |d: Option<Duration>| {
-        d.map_or_else(
-            || "never".into(),
-            |d| match d.as_secs() {
-                s if s % 86_400 == 0 => format!("{}d", s / 86_400),
-                s if s % 3600 == 0 => format!("{}h", s / 3600),
-                s if s % 60 == 0 => format!("{}m", s / 60),
-                s => format!("{s}s"),
-            },
-        )
-    };
-    let mut o = stockade_sync::SyncOptions::default();
-    // An interval may be "never"; an overlap or a retention may not.
-    let interval = |name: &str, text: &Option<String>, default: Option<Duration>| {
-        let default_s = default.map_or(-1, |d| d.as_secs() as i64);
-        let s = seconds(name, text, default_s)?;
-        Ok::<_, Failure>((s > 0).then(|| Duration::from_secs(s as u64)))
-    };
-    let positive = |name: &str, text: &Option<String>, default: Duration| {
-        let s = seconds(name, text, default.as_secs() as i64)?;
-        if s <= 0 {
-            return Err(Failure::usage(format!(
-                "{name} must be a positive duration (e.g. \"2m\"), not never"
-            )));
-        }
-        Ok(Duration::from_secs(s as u64))
-    };
-    o.poll_interval = interval("sync.poll_interval", &f.poll_interval, o.poll_interval)?;
-    o.poll_overlap = positive("sync.poll_overlap", &f.poll_overlap, o.poll_overlap)?;
-    o.reconcile_interval = interval(
-        "sync.reconcile_interval",
-        &f.reconcile_interval,
-        o.reconcile_interval,
-    )?;
-    // Amazon's createReport allows one call a minute per seller, shared by all reports.
-    let returns = positive(
-        "sync.returns_report_interval",
-        &f.returns_report_interval,
-        o.returns_report_interval
-            .unwrap_or(Duration::from_secs(30 * 60)),
-    )?;
-    if returns < Duration::from_secs(60) {
-        return Err(Failure::usage(
-            "sync.returns_report_interval must be at least \"1m\" (Amazon allows one report request a minute)",
-        ));
-    }
-    o.returns_report_interval = Some(returns);
-    o.pii_retention = positive("sync.pii_retention", &f.pii_retention, o.pii_retention)?;
-    provenance.push((
-        "sync.poll_interval",
-        show(o.poll_interval),
-        src(f.poll_interval.is_some()),
-    ));
-    provenance.push((
-        "sync.poll_overlap",
-        show(Some(o.poll_overlap)),
-        src(f.poll_overlap.is_some()),
-    ));
-    provenance.push((
-        "sync.reconcile_interval",
-        show(o.reconcile_interval),
-        src(f.reconcile_interval.is_some()),
-    ));
-    provenance.push((
-        "sync.returns_report_interval",
-        show(o.returns_report_interval),
-        src(f.returns_report_interval.is_some()),
-    ));
-    provenance.push((
-        "sync.pii_retention",
-        show(Some(o.pii_retention)),
-        src(f.pii_retention.is_some()),
-    ));
-    Ok(o)
-}
-
-/// `[alerts]`, resolved and validated.
-fn alerts_settings(
-    f: &AlertsFileConfig,
-    provenance: &mut Vec<(&'static str, String, &'static str)>,
-) -> Result<stockade_alerts::AlertsConfig, Failure> {
-    use std::time::Duration;
-    use stockade_alerts::{ChannelConfig, ChannelKind, Severity};
-    let src = |set: bool| if set { "config file" } else { "default" };
-    let mut c = stockade_alerts::AlertsConfig::default();
-    let positive = |name: &str, text: &Option<String>, default: Duration| {
-        let s = seconds(name, text, default.as_secs() as i64)?;
-        if s <= 0 {
-            return Err(Failure::usage(format!(
-                "{name} must be a positive duration (e.g. \"5m\")"
-            )));
-        }
-        Ok(Duration::from_secs(s as u64))
-    };
-    c.window = positive("alerts.window", &f.window, c.window)?;
-    c.retry_max = positive("alerts.retry_max", &f.retry_max, c.retry_max)?;
-    c.dashboard_url = f
-        .dashboard_url
-        .as_ref()
-        .map(|u| u.trim_end_matches('/').to_owned());
-    for ch in &f.channels {
-        let kind = ChannelKind::parse(&ch.kind).ok_or_else(|| {
-            Failure::usage(format!(
-                "alert channel {}: kind {:?} is not one of dingtalk, dingtalk_app, feishu, lark, webhook",
-                ch.name, ch.kind
-            ))
-        })?;
-        let url = match (&ch.url, kind.default_url()) {
-            (Some(u), _) => u.clone(),
-            (None, Some(d)) => d.to_owned(),
-            (None, None) => {
-                return Err(Failure::usage(format!(
-                    "alert channel {}: a webhook channel needs url = \"https://…\"",
-                    ch.name
-                )));
-            }
-        };
-        let mut cfg = ChannelConfig::new(&ch.name, kind, &url);
-        cfg.keyword = ch.keyword.clone();
-        if let Some(s) = &ch.min_severity {
-            cfg.min_severity = Severity::parse(s).ok_or_else(|| {
-                Failure::usage(format!(
-                    "alert channel {}: min_severity {s:?} is not one of info, warning, error, critical",
-                    ch.name
-                ))
-            })?;
-        }
-        cfg.sources = ch.sources.clone().unwrap_or_default();
-        cfg.robot_code = ch.robot_code.clone();
-        cfg.conversation = ch.conversation.clone();
-        if let Some(n) = ch.per_second {
-            cfg.per_second = n;
-        }
-        if let Some(n) = ch.per_minute {
-            cfg.per_minute = n;
-        }
-        cfg.throttle_backoff = positive(
-            "alerts.channel.throttle_backoff",
-            &ch.throttle_backoff,
-            cfg.throttle_backoff,
-        )?;
-        c.channels.push(cfg);
-    }
-    c.validate().map_err(Failure::usage)?;
-    provenance.push((
-        "alerts.channels",
-        if c.channels.is_empty() {
-            "(none: alerts are kept on the dashboard only)".into()
-        } else {
-            c.channels
-                .iter()
-                .map(|ch| format!("{} ({}, {}+)", ch.name, ch.kind.as_str(), ch.min_severity))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-        src(!f.channels.is_empty()),
-    ));
-    provenance.push((
-        "alerts.window",
-        format!("{}s", c.window.as_secs()),
-        src(f.window.is_some()),
-    ));
-    Ok(c)
-}
-
-fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, Failure> {
+fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, AppError> {
     match text {
         None => Ok(default),
         Some(t) if t.trim() == "-1" => Ok(-1),
         Some(t) => match stockade_access::service::parse_duration(t) {
             Ok(Some(s)) => Ok(s),
             Ok(None) => Ok(-1),
-            Err(_) => Err(Failure::usage(format!(
+            Err(_) => Err(AppError::config(format!(
                 "{name} = {t:?} is not a duration: use a number with s, m, h, d or w (e.g. \"15m\")"
             ))),
         },
@@ -741,7 +522,7 @@ fn seconds(name: &str, text: &Option<String>, default: i64) -> Result<i64, Failu
 fn access_settings(
     file: &FileConfig,
     provenance: &mut Vec<(&'static str, String, &'static str)>,
-) -> Result<(ServerSettings, stockade_access::AccessConfig), Failure> {
+) -> Result<(ServerSettings, stockade_access::AccessConfig), AppError> {
     let src = |set: bool| if set { "config file" } else { "default" };
     let listen_text = file
         .server
@@ -749,7 +530,7 @@ fn access_settings(
         .clone()
         .unwrap_or_else(|| "127.0.0.1:8443".into());
     let listen = listen_text.parse().map_err(|_| {
-        Failure::usage(format!(
+        AppError::config(format!(
             "server.listen = {listen_text:?} is not an address like 127.0.0.1:8443"
         ))
     })?;
@@ -759,7 +540,7 @@ fn access_settings(
         src(file.server.listen.is_some()),
     ));
     if file.server.tls_cert.is_some() != file.server.tls_key.is_some() {
-        return Err(Failure::usage(
+        return Err(AppError::config(
             "server.tls_cert and server.tls_key must be set together",
         ));
     }
@@ -798,7 +579,7 @@ fn access_settings(
         access.absolute_timeout_s,
     )?;
     if access.idle_timeout_s <= 0 || access.absolute_timeout_s <= 0 {
-        return Err(Failure::usage(
+        return Err(AppError::config(
             "access.idle_timeout and access.session_lifetime must be positive durations",
         ));
     }
@@ -828,7 +609,7 @@ fn access_settings(
     }
     let hp = access.hash_params;
     if hp.m_kib < 19_456 || hp.t < 2 {
-        return Err(Failure::usage(
+        return Err(AppError::config(
             "access.argon2_memory_kib must be at least 19456 and access.argon2_iterations at least 2 (OWASP minimum)",
         ));
     }
@@ -855,7 +636,7 @@ fn access_settings(
             .iter()
             .map(|t| {
                 stockade_access::ban::parse_ip_net(t).ok_or_else(|| {
-                    Failure::usage(format!(
+                    AppError::config(format!(
                         "ban.ignoreip: {t:?} is not an address or CIDR range"
                     ))
                 })
@@ -911,7 +692,7 @@ fn apply_jail(
     section: &str,
     f: &JailFileConfig,
     p: &mut stockade_access::ban::BanPolicy,
-) -> Result<(), Failure> {
+) -> Result<(), AppError> {
     let name = |opt: &str| format!("{section}.{opt}");
     if let Some(n) = f.maxretry {
         p.maxretry = n.max(1);

@@ -1,0 +1,424 @@
+//! The composition root: one place that builds a running Stockade process from its
+//! [`Settings`] and stops it.
+//!
+//! [`App::build`] opens the vault (or takes one already open), then builds the egress
+//! gateway, access, the sync engine, the alert pipeline and the HTTPS server, in that
+//! order, and binds the server (so [`App::addr`] is known, also with port 0). Nothing is
+//! written before the settings and the vault have been accepted.
+//!
+//! [`App::run_until_stopped`] waits for its shutdown future, then drains in order:
+//! the server stops accepting and finishes the requests in flight (webhooks are answered
+//! only once their orders are committed, so sync keeps running meanwhile) → sync stops
+//! (work not committed is answered 503; the marketplaces deliver it again) → the alert
+//! pipeline stops (unrouted events stay in the database) → the last egress log rows are
+//! written → the audit head mark is moved to the chain's head. All of it within
+//! [`STOP_BOUND`]: the server's 10 s grace (and 1 s to stop its task) plus 5 s for the
+//! rest. A throw-away rig may give the server a shorter grace
+//! ([`App::run_until_stopped_within`]).
+//!
+//! A new engine is started in `App::build` after what it needs (usually the vault and
+//! the gateway) and stopped in `run_until_stopped` before what it uses.
+
+mod error;
+#[cfg(feature = "sandbox")]
+pub mod sandbox;
+pub mod settings;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use stockade_access::Access;
+use stockade_alerts::{Alerts, AlertsConfig};
+use stockade_marketplaces::HookSink;
+use stockade_server::{AppState, ServeError, ServeOptions, tls};
+use stockade_store::Store;
+use stockade_sync::SyncEngine;
+use stockade_vault::Vault;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use error::AppError;
+pub use settings::{Overrides, ServerSettings, Settings};
+/// The gateway types a caller of [`App::gateway`] and [`BuildOptions`] names.
+pub use stockade_egress::{EgressConfig, Gateway};
+/// The longest [`App::run_until_stopped`] takes once its shutdown future resolved: the
+/// server's grace for requests in flight ([`SERVER_GRACE`]), 1 s to stop its task, and
+/// [`TAIL_BOUND`] for the rest.
+pub const STOP_BOUND: Duration = Duration::from_secs(16);
+/// What sync, alerts, the egress log and the audit head mark get after the server.
+pub const TAIL_BOUND: Duration = Duration::from_secs(5);
+/// How long requests in flight may run on after the server stops accepting.
+pub const SERVER_GRACE: Duration = Duration::from_secs(10);
+
+/// Wraps the sync engine's webhook sink (the demo rig counts the deliveries it defers).
+pub type HookWrapper = Box<dyn FnOnce(SyncEngine) -> Arc<dyn HookSink> + Send>;
+
+/// Changes to the gateway's configuration after the settings.
+pub type EgressTuning = Box<dyn FnOnce(&mut EgressConfig) + Send>;
+
+/// What a caller sets on top of the settings.
+#[derive(Default)]
+pub struct BuildOptions {
+    /// Listen here instead of `[server] listen` (`serve --listen`, tests on port 0).
+    pub listen: Option<SocketAddr>,
+    /// A vault already open (a throw-away environment just bootstrapped, or one opened
+    /// early to refuse a wrong environment first) instead of opening the settings' one.
+    pub vault: Option<Vault>,
+    /// This TLS configuration instead of the configured or development certificate.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Applied to the gateway's configuration after the settings (a rig lifts limits).
+    pub tune_egress: Option<EgressTuning>,
+    pub hooks: Option<HookWrapper>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BuildOptions")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One running process: everything it serves and runs, and how to stop it.
+pub struct App {
+    scheme: &'static str,
+    addr: SocketAddr,
+    vault: Arc<Vault>,
+    gateway: Gateway,
+    access: Arc<Access>,
+    sync: SyncEngine,
+    alerts: AlertsHandle,
+    head_path: PathBuf,
+    head_task: JoinHandle<()>,
+    server: JoinHandle<Result<(), ServeError>>,
+    stop_server: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("addr", &self.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Open the store of an initialised environment and its vault (the master key is checked
+/// against the keyring).
+pub async fn open_vault(settings: &Settings) -> Result<Vault, AppError> {
+    let env = settings.require_env()?;
+    let store = Store::open(&settings.database, env, &settings.store).await?;
+    let master = settings.load_master_key(store.environment())?;
+    Ok(Vault::open(store, master).await?)
+}
+
+impl App {
+    /// Build the process the settings describe and bind its server.
+    pub async fn build(settings: &Settings) -> Result<App, AppError> {
+        App::build_with(settings, BuildOptions::default()).await
+    }
+
+    pub async fn build_with(settings: &Settings, options: BuildOptions) -> Result<App, AppError> {
+        let mut server = settings.server.clone();
+        if let Some(listen) = options.listen {
+            server.listen = listen;
+        }
+        let vault = match options.vault {
+            Some(v) => v,
+            None => open_vault(settings).await?,
+        };
+        let tls = match options.tls {
+            Some(t) => Some(t),
+            None => server_tls(settings, &server)?,
+        };
+        // The one outbound client of this process: its request log and anomaly events go
+        // to this environment's database and are pruned after [egress] log_retention.
+        let mut egress = settings.egress_config(vault.environment());
+        if let Some(tune) = options.tune_egress {
+            tune(&mut egress);
+        }
+        let gateway = Gateway::new(egress, Some(vault.store().clone()))
+            .map_err(|e| AppError::config(format!("[egress] configuration: {e}")))?;
+        let vault = Arc::new(vault);
+        let access = Arc::new(Access::new(vault.clone(), settings.access.clone()).await?);
+        // Sync runs in every server process: webhooks in, pushes out, polls, reconciliation.
+        let sync = SyncEngine::start(vault.clone(), gateway.clone(), settings.sync.clone())
+            .await
+            .map_err(|e| AppError::Start(format!("cannot start sync: {e}")))?;
+        // Alerts: every event is routed to the configured channels; with none configured
+        // they stay on the dashboard.
+        let alerts = AlertsHandle::new(vault.clone(), gateway.clone());
+        if let Err(e) = alerts.restart(settings.alerts.clone()).await {
+            sync.shutdown().await;
+            return Err(AppError::Start(format!("cannot start alerts: {e}")));
+        }
+        let hooks: Arc<dyn HookSink> = match options.hooks {
+            Some(wrap) => wrap(sync.clone()),
+            None => Arc::new(sync.clone()),
+        };
+        let state = AppState {
+            access: access.clone(),
+            trust_forwarded_for: server.trust_forwarded_for,
+            plain_http: server.plain_http,
+            hooks: Some(hooks),
+        };
+        let serve_options = ServeOptions {
+            listen: server.listen,
+            tls,
+            ban_refresh: Duration::from_secs(2),
+        };
+        let (bound_tx, bound_rx) = oneshot::channel();
+        let (stop_server, stop_rx) = oneshot::channel::<()>();
+        let mut server_task = tokio::spawn(stockade_server::serve(
+            state,
+            serve_options,
+            bound_tx,
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let addr = match bound_rx.await {
+            Ok(addr) => addr,
+            Err(_) => {
+                let why = match (&mut server_task).await {
+                    Ok(Err(e)) => serve_failed(e),
+                    _ => AppError::Start("the server did not start".into()),
+                };
+                sync.shutdown().await;
+                alerts.stop().await;
+                return Err(why);
+            }
+        };
+        let head_path = settings.data_dir.join(stockade_vault::HEAD_FILE);
+        let head_task = tokio::spawn(follow_audit_head(vault.clone(), head_path.clone()));
+        Ok(App {
+            scheme: if server.plain_http { "http" } else { "https" },
+            addr,
+            vault,
+            gateway,
+            access,
+            sync,
+            alerts,
+            head_path,
+            head_task,
+            server: server_task,
+            stop_server,
+        })
+    }
+
+    /// The address the server is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `https://ADDR` (or `http://` behind a local reverse proxy).
+    pub fn base_url(&self) -> String {
+        format!("{}://{}", self.scheme, self.addr)
+    }
+
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
+
+    pub fn store(&self) -> &Store {
+        self.vault.store()
+    }
+
+    pub fn gateway(&self) -> &Gateway {
+        &self.gateway
+    }
+
+    pub fn access(&self) -> &Arc<Access> {
+        &self.access
+    }
+
+    pub fn sync(&self) -> &SyncEngine {
+        &self.sync
+    }
+
+    /// The alert pipeline, for a reload that changes its channels.
+    pub fn alerts(&self) -> &AlertsHandle {
+        &self.alerts
+    }
+
+    /// Run until `shutdown` resolves (or the server fails), then stop everything in
+    /// order within [`STOP_BOUND`] (see the module documentation).
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        self.run_until_stopped_within(shutdown, SERVER_GRACE + Duration::from_secs(1))
+            .await
+    }
+
+    /// As [`App::run_until_stopped`], with requests in flight cut off after `grace` (at
+    /// most the server's own [`SERVER_GRACE`]); the rest still gets [`TAIL_BOUND`].
+    pub async fn run_until_stopped_within(
+        self,
+        shutdown: impl Future<Output = ()>,
+        grace: Duration,
+    ) -> Result<(), AppError> {
+        let mut server = self.server;
+        let early = tokio::select! {
+            () = shutdown => None,
+            r = &mut server => Some(r),
+        };
+        let served = match early {
+            Some(r) => r,
+            None => {
+                tracing::info!("shutting down");
+                let _ = self.stop_server.send(());
+                match tokio::time::timeout(grace, &mut server).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        server.abort();
+                        Ok(Ok(()))
+                    }
+                }
+            }
+        };
+        let served = match served {
+            Ok(r) => r.map_err(serve_failed),
+            Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
+        };
+        let deadline = tokio::time::Instant::now() + TAIL_BOUND;
+        self.sync.shutdown().await;
+        if tokio::time::timeout_at(deadline, self.alerts.stop())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the alert pipeline did not stop in time");
+        }
+        self.head_task.abort();
+        match tokio::time::timeout_at(deadline, self.gateway.flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("the last egress log rows could not be written: {e}"),
+            Err(_) => tracing::warn!("the last egress log rows were not written in time"),
+        }
+        let head = self.vault.record_audit_head(&self.head_path);
+        if let Ok(Err(e)) = tokio::time::timeout_at(deadline, head).await {
+            tracing::warn!("could not record the audit head mark: {e}");
+        }
+        drop((self.access, self.sync, self.alerts, self.gateway));
+        // Close the database when nothing else holds it (tests run many apps per process).
+        if let Ok(v) = Arc::try_unwrap(self.vault) {
+            let _ = tokio::time::timeout_at(deadline, v.close()).await;
+        }
+        served
+    }
+}
+
+/// A plain-HTTP address that is not loopback is a refused setting; the rest are runtime.
+fn serve_failed(e: ServeError) -> AppError {
+    match e {
+        ServeError::PlainHttpNotLoopback(_) => AppError::config(e.to_string()),
+        _ => AppError::Start(e.to_string()),
+    }
+}
+
+/// The server's TLS configuration: none behind a local reverse proxy, the configured
+/// certificate, or a development certificate in DATA_DIR/tls (generated once).
+fn server_tls(
+    settings: &Settings,
+    server: &ServerSettings,
+) -> Result<Option<Arc<rustls::ServerConfig>>, AppError> {
+    if server.plain_http {
+        tracing::warn!(
+            "serving plain HTTP on {} for a reverse proxy on this host; the proxy must terminate TLS 1.2+",
+            server.listen
+        );
+        return Ok(None);
+    }
+    let (cert, key) = match (&server.tls_cert, &server.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            let dir = settings.data_dir.join("tls");
+            let dev = tls::development_cert(&dir, Some(server.listen.ip()))
+                .map_err(|e| AppError::Start(e.to_string()))?;
+            if dev.generated {
+                tracing::warn!(
+                    "no TLS certificate configured: generated a development certificate authority {} and server certificate {} (valid for a year); clients must trust the CA. Configure [server] tls_cert and tls_key for production",
+                    dev.ca.display(),
+                    dev.cert.display()
+                );
+            } else {
+                tracing::warn!(
+                    "no TLS certificate configured: using the development certificate {} (CA {})",
+                    dev.cert.display(),
+                    dev.ca.display()
+                );
+            }
+            (dev.cert, dev.key)
+        }
+    };
+    let config = tls::server_config(&cert, &key).map_err(|e| AppError::config(e.to_string()))?;
+    Ok(Some(config))
+}
+
+/// The audit head mark follows the chain off the commit path: at most once a second, and
+/// only when the head moved (one indexed read, one small fsynced file).
+async fn follow_audit_head(vault: Arc<Vault>, path: PathBuf) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        if let Err(e) = vault.record_audit_head(&path).await {
+            tracing::warn!("could not record the audit head mark: {e}");
+        }
+    }
+}
+
+/// The running alert pipeline, restartable with new channels (a reload) and stopped once
+/// at shutdown; after that a restart is refused.
+#[derive(Clone)]
+pub struct AlertsHandle {
+    vault: Arc<Vault>,
+    gateway: Gateway,
+    running: Arc<tokio::sync::Mutex<(Option<Alerts>, bool)>>,
+}
+
+impl std::fmt::Debug for AlertsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertsHandle").finish_non_exhaustive()
+    }
+}
+
+impl AlertsHandle {
+    fn new(vault: Arc<Vault>, gateway: Gateway) -> AlertsHandle {
+        AlertsHandle {
+            vault,
+            gateway,
+            running: Arc::new(tokio::sync::Mutex::new((None, false))),
+        }
+    }
+
+    /// Stop the pipeline and start it again with `config`. On an error none runs.
+    pub async fn restart(&self, config: AlertsConfig) -> Result<(), AppError> {
+        let mut running = self.running.lock().await;
+        if running.1 {
+            return Err(AppError::Start("the process is stopping".into()));
+        }
+        if let Some(old) = running.0.take() {
+            old.shutdown().await;
+        }
+        let alerts = Alerts::start(
+            self.vault.store().clone(),
+            self.vault.clone(),
+            &self.gateway,
+            config,
+        )
+        .await
+        .map_err(|e| AppError::Start(e.to_string()))?;
+        running.0 = Some(alerts);
+        Ok(())
+    }
+
+    async fn stop(&self) {
+        let mut running = self.running.lock().await;
+        running.1 = true;
+        if let Some(a) = running.0.take() {
+            a.shutdown().await;
+        }
+    }
+}
