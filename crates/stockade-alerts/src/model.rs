@@ -107,7 +107,9 @@ pub(crate) struct StoredAlert(pub(crate) Option<Alert>);
 
 impl stockade_store::FromColumn for StoredAlert {
     fn from_column(row: &stockade_store::SqlRow, i: usize) -> stockade_store::Result<Self> {
-        Ok(StoredAlert(serde_json::from_str(&String::from_column(row, i)?).ok()))
+        Ok(StoredAlert(
+            serde_json::from_str(&String::from_column(row, i)?).ok(),
+        ))
     }
 }
 

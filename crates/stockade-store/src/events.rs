@@ -161,7 +161,10 @@ impl Store {
             sql_params![before, limit],
         )
             .await?;
-        Ok(rows.into_iter().map(|Stored(e, routed)| (e, routed)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|Stored(e, routed)| (e, routed))
+            .collect())
     }
 }
 

@@ -44,6 +44,15 @@ impl std::fmt::Debug for SqlValue {
     }
 }
 
+impl SqlValue {
+    fn is_null(&self) -> bool {
+        matches!(
+            self,
+            SqlValue::Int(None) | SqlValue::Text(None) | SqlValue::Bytes(None)
+        )
+    }
+}
+
 impl From<i64> for SqlValue {
     fn from(v: i64) -> Self {
         SqlValue::Int(Some(v))
@@ -91,8 +100,8 @@ macro_rules! sql_params {
     ($($v:expr),* $(,)?) => { vec![$($crate::sql::SqlValue::from($v)),*] };
 }
 
-/// One result row. Read it through [`FromRow`]; the positional getters remain for code
-/// not yet moved to typed rows.
+/// One result row. It is read only through [`FromRow`] ([`SqlRow::decode`],
+/// [`crate::Store::query_as`]): there are no getters by position.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SqlRow(pub(crate) Vec<SqlValue>);
 
@@ -117,49 +126,6 @@ impl SqlRow {
             .get(i)
             .ok_or_else(|| crate::StoreError::Database(format!("result has no column {i}")))
     }
-
-    pub fn int(&self, i: usize) -> crate::Result<i64> {
-        self.opt_int(i)?
-            .ok_or_else(|| crate::StoreError::Database(format!("column {i} is NULL")))
-    }
-
-    pub fn opt_int(&self, i: usize) -> crate::Result<Option<i64>> {
-        match self.col(i)? {
-            SqlValue::Int(v) => Ok(*v),
-            SqlValue::Text(None) | SqlValue::Bytes(None) => Ok(None),
-            _ => Err(type_err(i, "an integer")),
-        }
-    }
-
-    pub fn bool(&self, i: usize) -> crate::Result<bool> {
-        Ok(self.int(i)? != 0)
-    }
-
-    pub fn text(&self, i: usize) -> crate::Result<String> {
-        self.opt_text(i)?
-            .ok_or_else(|| crate::StoreError::Database(format!("column {i} is NULL")))
-    }
-
-    pub fn opt_text(&self, i: usize) -> crate::Result<Option<String>> {
-        match self.col(i)? {
-            SqlValue::Text(v) => Ok(v.clone()),
-            SqlValue::Int(None) | SqlValue::Bytes(None) => Ok(None),
-            _ => Err(type_err(i, "text")),
-        }
-    }
-
-    pub fn bytes(&self, i: usize) -> crate::Result<Vec<u8>> {
-        self.opt_bytes(i)?
-            .ok_or_else(|| crate::StoreError::Database(format!("column {i} is NULL")))
-    }
-
-    pub fn opt_bytes(&self, i: usize) -> crate::Result<Option<Vec<u8>>> {
-        match self.col(i)? {
-            SqlValue::Bytes(v) => Ok(v.clone()),
-            SqlValue::Int(None) | SqlValue::Text(None) => Ok(None),
-            _ => Err(type_err(i, "bytes")),
-        }
-    }
 }
 
 /// A type one column decodes to.
@@ -168,23 +134,40 @@ pub trait FromColumn: Sized {
 }
 
 macro_rules! from_column {
-    ($($t:ty => $get:ident),* $(,)?) => {$(
+    ($($t:ty => $variant:ident, $want:literal),* $(,)?) => {$(
+        /// A nullable column (a NULL of any type is `None`).
+        impl FromColumn for Option<$t> {
+            fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
+                match row.col(i)? {
+                    SqlValue::$variant(v) => Ok(v.clone()),
+                    v if v.is_null() => Ok(None),
+                    _ => Err(crate::StoreError::Database(format!("column {i} is not {}", $want))),
+                }
+            }
+        }
+
+        /// A column that must not be NULL.
         impl FromColumn for $t {
             fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
-                row.$get(i)
+                Option::<$t>::from_column(row, i)?
+                    .ok_or_else(|| crate::StoreError::Database(format!("column {i} is NULL")))
             }
         }
     )*};
 }
-from_column!(
-    i64 => int, Option<i64> => opt_int, bool => bool, String => text,
-    Option<String> => opt_text, Vec<u8> => bytes, Option<Vec<u8>> => opt_bytes,
-);
+from_column!(i64 => Int, "an integer", String => Text, "text", Vec<u8> => Bytes, "bytes");
+
+/// A flag stored as an integer (0 is false).
+impl FromColumn for bool {
+    fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
+        Ok(i64::from_column(row, i)? != 0)
+    }
+}
 
 /// An audit hash (or any 32-byte digest) column.
 impl FromColumn for [u8; 32] {
     fn from_column(row: &SqlRow, i: usize) -> crate::Result<Self> {
-        <[u8; 32]>::try_from(row.bytes(i)?)
+        <[u8; 32]>::try_from(Vec::<u8>::from_column(row, i)?)
             .map_err(|_| crate::StoreError::Corrupt(format!("column {i} is not a 32-byte hash")))
     }
 }
@@ -247,10 +230,6 @@ tuple_from_row!(A, B, C);
 tuple_from_row!(A, B, C, D);
 tuple_from_row!(A, B, C, D, E);
 tuple_from_row!(A, B, C, D, E, F);
-
-fn type_err(i: usize, want: &str) -> crate::StoreError {
-    crate::StoreError::Database(format!("column {i} is not {want}"))
-}
 
 /// How many rows a statement must affect for its commit to stand.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -117,7 +117,7 @@ impl TestApp {
             .await
             .unwrap()
             .unwrap()
-            .int(0)
+            .decode::<i64>()
             .unwrap()
     }
 }

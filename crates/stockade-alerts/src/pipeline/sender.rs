@@ -47,14 +47,16 @@ async fn due_rows(inner: &Inner, channel: &str, now: i64) -> Result<Vec<Row>> {
             sql_params![channel, now, SEND_BATCH],
         )
         .await?;
-    let rows = rows.into_iter().filter_map(|(id, events, attempts, StoredAlert(alert))| {
-        Some(Row {
-            id,
-            events,
-            attempts,
-            alert: alert?,
-        })
-    });
+    let rows = rows
+        .into_iter()
+        .filter_map(|(id, events, attempts, StoredAlert(alert))| {
+            Some(Row {
+                id,
+                events,
+                attempts,
+                alert: alert?,
+            })
+        });
     Ok(rows.collect())
 }
 

@@ -36,9 +36,11 @@ pub(super) async fn load_windows(store: &Store) -> Result<HashMap<String, Window
             vec![],
         )
         .await?;
-    let windows = rows.into_iter().filter_map(|(key, opened, closes, folded, alert)| {
-        Some((key, Window::new(opened, closes, folded, alert.0?)))
-    });
+    let windows = rows
+        .into_iter()
+        .filter_map(|(key, opened, closes, folded, alert)| {
+            Some((key, Window::new(opened, closes, folded, alert.0?)))
+        });
     Ok(windows.collect())
 }
 

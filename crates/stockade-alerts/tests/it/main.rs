@@ -192,7 +192,7 @@ impl Rig {
             .await
             .unwrap()
             .unwrap()
-            .int(0)
+            .decode::<i64>()
             .unwrap()
     }
 
@@ -505,7 +505,7 @@ async fn three_hundred_failures_in_a_minute_stay_within_rate_limits_and_lose_not
                 .await
                 .unwrap()
                 .unwrap();
-            sums.push(row.int(0).unwrap());
+            sums.push(row.decode::<i64>().unwrap());
         }
         if sums.iter().all(|n| *n == 300) {
             break;
@@ -579,7 +579,7 @@ async fn a_throttled_or_down_bot_gets_the_alert_later_even_across_a_restart() {
         .await
         .unwrap()
         .unwrap()
-        .int(0)
+        .decode::<i64>()
         .unwrap();
     assert_eq!(pending, 1);
     rig.bots.set_fault("feishu", BotFault::None);
@@ -783,7 +783,7 @@ async fn egress_anomalies_are_alerted_per_connection_but_not_the_alert_channels_
         .await
         .unwrap()
         .unwrap()
-        .int(0)
+        .decode::<i64>()
         .unwrap();
     assert!(routed >= 1);
     let about_hook = messages(&rig.bots, "feishu")
@@ -804,7 +804,7 @@ async fn egress_anomalies_are_alerted_per_connection_but_not_the_alert_channels_
                 .await
                 .unwrap()
                 .unwrap()
-                .int(0)
+                .decode::<i64>()
                 .unwrap()
         }
     };
@@ -835,7 +835,10 @@ async fn each_event_is_alerted_exactly_once_across_router_restarts(db: Db) {
             .await
             .unwrap();
         rows.iter()
-            .map(|r| serde_json::from_str::<stockade_alerts::Alert>(&r.text(0).unwrap()).unwrap())
+            .map(|r| {
+                serde_json::from_str::<stockade_alerts::Alert>(&r.decode::<String>().unwrap())
+                    .unwrap()
+            })
             .filter(|a| a.since_ms.is_none())
             .map(|a| a.event_id)
             .collect::<Vec<i64>>()
@@ -848,7 +851,7 @@ async fn each_event_is_alerted_exactly_once_across_router_restarts(db: Db) {
             )
             .await
             .unwrap()
-            .map_or(0, |r| r.int(0).unwrap())
+            .map_or(0, |r| r.decode::<i64>().unwrap())
     };
     // The running router routes on its own (a concurrent `route_now` would lose the
     // race for the cursor and fail, which is the guard against routing twice).
@@ -907,7 +910,7 @@ async fn each_event_is_alerted_exactly_once_across_router_restarts(db: Db) {
             .await
             .unwrap()
             .unwrap()
-            .int(0)
+            .decode::<i64>()
             .unwrap();
         if unsent == 0 {
             break;

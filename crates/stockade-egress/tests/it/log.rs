@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use stockade_core::SecretString;
 use stockade_egress::{Caller, Gateway, Request};
-use stockade_store::{SqlRow, sql_params};
+use stockade_store::sql_params;
 
 use crate::harness::{Backend, Pki, TestDb, TestServer, both, config};
 
@@ -13,17 +13,29 @@ const QUERY_SECRET: &str = "QUERYSECRET-5b1e";
 const HEADER_SECRET: &str = "HEADERSECRET-77ac";
 const BODY_SECRET: &str = "BODYSECRET-c0de";
 
-fn all_text(rows: &[SqlRow], cols: usize) -> String {
-    let mut s = String::new();
-    for r in rows {
-        for i in 0..cols {
-            if let Ok(Some(t)) = r.opt_text(i) {
-                s.push_str(&t);
-                s.push('\n');
-            }
-        }
-    }
-    s
+/// An `egress_log` row: (at_ms, environment, caller, method, host, path_template),
+/// (operation, status, outcome), (latency_us, bytes_sent, bytes_received, attempt).
+type LogRow = (
+    (i64, String, String, String, String, String),
+    (String, Option<i64>, String),
+    (i64, i64, i64, i64),
+);
+/// An `events` row: (source, kind, caller, host, path_template, operation),
+/// (detail, status, delivered_at_ms).
+type EventRow = (
+    (String, String, String, String, String, String),
+    (String, Option<i64>, Option<i64>),
+);
+
+/// Every text column of the rows, one a line.
+fn all_text(rows: &[LogRow], events: &[EventRow]) -> String {
+    let logs = rows
+        .iter()
+        .flat_map(|((_, a, b, c, d, e), (f, _, g), _)| [a, b, c, d, e, f, g]);
+    let events = events
+        .iter()
+        .flat_map(|((a, b, c, d, e, f), (g, ..))| [a, b, c, d, e, f, g]);
+    logs.chain(events).map(|t| format!("{t}\n")).collect()
 }
 
 async fn log_rows_name_the_request_but_hold_no_secret(backend: Backend) {
@@ -75,58 +87,74 @@ async fn log_rows_name_the_request_but_hold_no_secret(backend: Backend) {
         .await;
     g.flush().await.unwrap();
 
-    let rows = store
-        .query(
+    let rows: Vec<LogRow> = store
+        .query_as(
             "SELECT at_ms, environment, caller, method, host, path_template, operation, status, outcome, latency_us, bytes_sent, bytes_received, attempt FROM egress_log ORDER BY id",
             vec![],
         )
         .await
         .unwrap();
     assert_eq!(rows.len(), 4, "one row per attempt and per refusal");
-    let r0 = &rows[0];
-    assert!(r0.int(0).unwrap() > 1_700_000_000_000);
-    assert_eq!(r0.text(1).unwrap(), "dev");
-    assert_eq!(r0.text(2).unwrap(), "connection:ebay-main");
-    assert_eq!(r0.text(3).unwrap(), "POST");
-    assert_eq!(r0.text(4).unwrap(), host);
-    assert_eq!(r0.text(5).unwrap(), "/ok/orders");
-    assert_eq!(r0.text(6).unwrap(), "searchOrders");
-    assert_eq!(r0.opt_int(7).unwrap(), Some(200));
-    assert_eq!(r0.text(8).unwrap(), "ok");
-    assert!(r0.int(9).unwrap() > 0);
+    let (
+        (at, env, caller, method, h, path),
+        (op, status, outcome),
+        (latency, sent, received, attempt),
+    ) = &rows[0];
+    assert!(*at > 1_700_000_000_000);
     assert_eq!(
-        r0.int(10).unwrap(),
+        [env, caller, method, h, path, op, outcome].map(String::as_str),
+        [
+            "dev",
+            "connection:ebay-main",
+            "POST",
+            host.as_str(),
+            "/ok/orders",
+            "searchOrders",
+            "ok"
+        ]
+    );
+    assert_eq!(*status, Some(200));
+    assert!(*latency > 0);
+    assert_eq!(
+        *sent,
         format!(r#"{{"secret":"{BODY_SECRET}"}}"#).len() as i64
     );
-    assert_eq!(r0.int(11).unwrap(), br#"{"ok":true}"#.len() as i64);
-    assert_eq!(r0.int(12).unwrap(), 1);
-    for (i, attempt) in [(1, 1), (2, 2)] {
-        assert_eq!(rows[i].opt_int(7).unwrap(), Some(503));
-        assert_eq!(rows[i].text(8).unwrap(), "http_error");
-        assert_eq!(rows[i].int(12).unwrap(), attempt);
+    assert_eq!(*received, br#"{"ok":true}"#.len() as i64);
+    assert_eq!(*attempt, 1);
+    for (i, want) in [(1, 1), (2, 2)] {
+        let (_, (_, status, outcome), (.., attempt)) = &rows[i];
+        assert_eq!(
+            (*status, outcome.as_str(), *attempt),
+            (Some(503), "http_error", want)
+        );
     }
-    assert_eq!(rows[3].text(4).unwrap(), "elsewhere.example");
-    assert_eq!(rows[3].text(8).unwrap(), "blocked");
-    assert_eq!(rows[3].opt_int(7).unwrap(), None);
+    let ((.., h, _), (_, status, outcome), _) = &rows[3];
+    assert_eq!(
+        (h.as_str(), outcome.as_str(), *status),
+        ("elsewhere.example", "blocked", None)
+    );
 
-    let events = store
-        .query(
+    let events: Vec<EventRow> = store
+        .query_as(
             "SELECT source, kind, caller, host, path_template, operation, detail, status, delivered_at_ms FROM events ORDER BY id",
             vec![],
         )
         .await
         .unwrap();
     assert_eq!(events.len(), 2, "the final 503 and the blocked request");
-    assert_eq!(events[0].text(0).unwrap(), "egress");
-    assert_eq!(events[0].text(1).unwrap(), "server_error");
-    assert_eq!(events[0].text(4).unwrap(), "/status/{code}");
-    assert_eq!(events[0].opt_int(7).unwrap(), Some(503));
-    assert_eq!(events[0].opt_int(8).unwrap(), None);
-    assert_eq!(events[1].text(1).unwrap(), "blocked");
-    assert_eq!(events[1].text(3).unwrap(), "elsewhere.example");
+    let ((source, kind, _, _, path, _), (_, status, delivered)) = &events[0];
+    assert_eq!(
+        [source, kind, path].map(String::as_str),
+        ["egress", "server_error", "/status/{code}"]
+    );
+    assert_eq!((*status, *delivered), (Some(503), None));
+    let ((_, kind, _, h, ..), _) = &events[1];
+    assert_eq!(
+        (kind.as_str(), h.as_str()),
+        ("blocked", "elsewhere.example")
+    );
 
-    let mut text = all_text(&rows, 13);
-    text.push_str(&all_text(&events, 9));
+    let text = all_text(&rows, &events);
     for secret in [QUERY_SECRET, HEADER_SECRET, BODY_SECRET, "token=", "?"] {
         assert!(!text.contains(secret), "{secret} in the log: {text}");
     }
@@ -201,7 +229,7 @@ async fn old_rows_are_pruned(backend: Backend) {
     );
     let count = |table: &'static str| {
         let store = store.clone();
-        async move { store.query(table, vec![]).await.unwrap()[0].int(0).unwrap() }
+        async move { store.count(table, vec![]).await.unwrap() }
     };
     assert_eq!(count("SELECT COUNT(*) FROM egress_log").await, 2);
     assert_eq!(count("SELECT COUNT(*) FROM events").await, 2);

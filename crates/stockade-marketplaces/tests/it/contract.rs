@@ -135,12 +135,15 @@ impl Harness {
             .await
             .unwrap()
             .iter()
-            .map(|r| LogRow {
-                caller: r.text(0).unwrap(),
-                operation: r.text(1).unwrap(),
-                status: r.opt_int(2).unwrap(),
-                attempt: r.int(3).unwrap(),
-                at_ms: r.int(4).unwrap(),
+            .map(|r| {
+                let (caller, operation, status, attempt, at_ms) = r.decode().unwrap();
+                LogRow {
+                    caller,
+                    operation,
+                    status,
+                    attempt,
+                    at_ms,
+                }
             })
             .collect()
     }

@@ -323,13 +323,23 @@ async fn shared_sql_binds_by_number_types_nulls_and_rolls_back(backend: Backend)
         .query("SELECT id, until_s, lifted_at_s, recidive, reason FROM bans WHERE since_s = $1 ORDER BY id", sql_params![100i64])
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0].text(0).unwrap(), "b1");
-    assert_eq!(rows[0].opt_int(1).unwrap(), None);
-    assert_eq!(rows[1].opt_int(1).unwrap(), Some(500));
-    assert_eq!(rows[1].opt_int(2).unwrap(), Some(777));
-    assert!(!rows[1].bool(3).unwrap());
-    assert!(rows[1].text(1).is_err(), "an integer column is not text");
+    type Ban = (String, Option<i64>, Option<i64>, bool, String);
+    let bans: Vec<Ban> = rows.iter().map(|r| r.decode().unwrap()).collect();
+    assert_eq!(bans.len(), 2);
+    assert_eq!((bans[0].0.as_str(), bans[0].1), ("b1", None));
+    assert_eq!(
+        (bans[1].1, bans[1].2, bans[1].3),
+        (Some(500), Some(777), false)
+    );
+    type Wrong = (String, String, Option<i64>, bool, String);
+    assert!(
+        rows[1].decode::<Wrong>().is_err(),
+        "an integer column is not text"
+    );
+    assert!(
+        rows[1].decode::<(String, Option<i64>)>().is_err(),
+        "every column is read"
+    );
     // One statement that touches no row: nothing of the commit stays.
     let before = store.audit_rows(0, 1000).await.unwrap().len();
     let missing = Change::new(

@@ -67,7 +67,7 @@ async fn targets(store: &Store) -> HashMap<String, i64> {
         .await
         .unwrap()
         .iter()
-        .map(|r| (r.text(0).unwrap(), r.int(1).unwrap()))
+        .map(|r| r.decode().unwrap())
         .collect()
 }
 

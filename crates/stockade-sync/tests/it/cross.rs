@@ -63,7 +63,7 @@ async fn orders_of(env: &Env, name: &str) -> i64 {
         .await
         .unwrap()
         .unwrap()
-        .int(0)
+        .decode::<i64>()
         .unwrap()
 }
 
@@ -111,7 +111,7 @@ async fn a_delivery_signed_by_another_app_cannot_revoke_or_route_to_a_connection
         .await
         .unwrap()
         .unwrap()
-        .bytes(0)
+        .decode::<Vec<u8>>()
         .unwrap();
     let ctx_row = format!("{}/B-ORDER-1", b.id);
     let ctx = FieldContext::new("orders", "buyer_name", &ctx_row);
@@ -154,7 +154,7 @@ async fn a_delivery_signed_by_another_app_cannot_revoke_or_route_to_a_connection
         .await
         .unwrap()
         .unwrap()
-        .text(0)
+        .decode::<String>()
         .unwrap();
     assert!(
         detail.contains("tiktok-b") && !detail.contains(&sellers[1].seller_id),

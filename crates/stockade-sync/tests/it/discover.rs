@@ -17,7 +17,7 @@ async fn listing(store: &Store, conn: &str, sku: &str) -> (String, i64, i64) {
         .await
         .unwrap()
         .unwrap();
-    (r.text(0).unwrap(), r.int(1).unwrap(), r.int(2).unwrap())
+    r.decode().unwrap()
 }
 
 fn tiktok(sku: &str, product: &str, quantity: u32) -> DiscoveredListing {

@@ -329,7 +329,7 @@ async fn idempotent_ledger(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    let ct = row.bytes(0).unwrap();
+    let ct = row.decode::<Vec<u8>>().unwrap();
     let conn = connections::get(&store, "tiktok").await.unwrap();
     let rid = format!("{}/A1", conn.id);
     let plain = env
@@ -490,21 +490,16 @@ async fn a_failing_marketplace_catches_up() {
         );
     }
     let _ = env.gateway.flush().await;
-    for r in env
+    for (source, kind, n) in env
         .store()
-        .query(
+        .query_as::<(String, String, i64)>(
             "SELECT source, kind, COUNT(*) FROM events GROUP BY source, kind",
             vec![],
         )
         .await
         .unwrap()
     {
-        eprintln!(
-            "event {} {} {}",
-            r.text(0).unwrap(),
-            r.text(1).unwrap(),
-            r.int(2).unwrap()
-        );
+        eprintln!("event {source} {kind} {n}");
     }
     assert!(
         env.count("SELECT COUNT(*) FROM events WHERE source = 'egress' AND kind = 'server_error'")
@@ -688,7 +683,7 @@ async fn deauthorization_purges(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    let (ext, ct) = (ct_row.text(0).unwrap(), ct_row.bytes(1).unwrap());
+    let (ext, ct) = ct_row.decode::<(String, Vec<u8>)>().unwrap();
     let rid = format!("{}/{ext}", c.id);
     let ctx = FieldContext::new("orders", "buyer_name", &rid);
     assert!(env.vault.decrypt(&ctx, &ct).await.is_ok());

@@ -14,7 +14,7 @@ async fn status_of(env: &Env, id: &str) -> String {
         .await
         .unwrap()
         .unwrap()
-        .text(0)
+        .decode::<String>()
         .unwrap()
 }
 
@@ -194,8 +194,9 @@ async fn amazon_returns_restock_once_from_the_returns_report(db: Db) {
         .await
         .unwrap()
         .unwrap();
-    assert!(row.opt_int(0).unwrap().is_some());
-    assert_eq!(row.opt_text(1).unwrap(), None);
+    let (covered, report): (Option<i64>, Option<String>) = row.decode().unwrap();
+    assert!(covered.is_some());
+    assert_eq!(report, None);
     assert!(catalog::verify_stock(env.store()).await.unwrap().is_empty());
     env.finish().await;
 }

@@ -59,7 +59,7 @@ async fn orders_before_the_catalog(db: Db) {
         .await
         .unwrap()
         .unwrap()
-        .text(0)
+        .decode::<String>()
         .unwrap();
     assert!(
         detail.contains("NEW-1") && !detail.contains("Zelda"),

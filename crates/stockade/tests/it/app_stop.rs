@@ -85,7 +85,7 @@ async fn stop_in_flight(db: Db) {
         .await
         .unwrap()
         .iter()
-        .map(|r| r.text(0).unwrap())
+        .map(|r| r.decode::<String>().unwrap())
         .collect();
     store.close().await;
     eprintln!(

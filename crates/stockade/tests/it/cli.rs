@@ -652,7 +652,7 @@ async fn count(url: &str, sql: &'static str) -> i64 {
         .await
         .unwrap()
         .unwrap()
-        .int(0)
+        .decode::<i64>()
         .unwrap();
     store.close().await;
     n

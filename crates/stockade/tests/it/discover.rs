@@ -376,7 +376,7 @@ async fn discover_refusals_write_nothing() {
         "SELECT COUNT(*) FROM audit WHERE action = 'catalog.discover'",
     )
     .await[0]
-        .int(0)
+        .decode::<i64>()
         .unwrap();
     assert_eq!(audited, 0);
 }

@@ -467,10 +467,7 @@ pub(crate) async fn db_query(sb: &Sandbox, sql: &'static str) -> Vec<stockade_st
 /// doubled order would show.
 async fn db_orders(sb: &Sandbox) -> (HashSet<(String, String)>, usize) {
     let rows = db_query(sb, DB_ORDERS).await;
-    let set = rows
-        .iter()
-        .map(|r| (r.text(0).unwrap(), r.text(1).unwrap()))
-        .collect();
+    let set = rows.iter().map(|r| r.decode().unwrap()).collect();
     (set, rows.len())
 }
 
@@ -873,7 +870,7 @@ async fn webhooks_through_serve_and_sigkill_mid_load() {
     let ledger: BTreeMap<String, i64> = db_query(&sb, DB_LEDGER_RESERVED)
         .await
         .iter()
-        .map(|r| (r.text(0).unwrap(), r.int(1).unwrap()))
+        .map(|r| r.decode().unwrap())
         .collect();
     for (sku, (_, reserved, _)) in &stock {
         assert_eq!(
