@@ -17,7 +17,7 @@
 //!   acknowledges a batch with [`Batch::ack`] as a step of the commit that records its
 //!   effects: the cursor moves only if it is still where the batch began, so a batch is
 //!   handled exactly once even with two processes, and nothing is lost across a restart.
-//! - **Decode** in one place (`Stored`): rows become [`EventRecord`]s.
+//! - **Decode** in one place (`EventRecord`'s `FromRow`).
 //! - **Purge.** A connection's purge counts and deletes the sync events about it
 //!   ([`Store::connection_events`], [`delete_connection_events`]).
 
@@ -52,10 +52,8 @@ pub fn append(at_ms: i64, event: &Event) -> Mutation {
 }
 
 /// A row selected as `id, at_ms, source, kind, caller, host, path_template, operation,
-/// status, detail, delivered_at_ms`: the event and whether the alert pipeline has routed it.
-struct Stored(EventRecord, bool);
-
-impl FromRow for Stored {
+/// status, detail`.
+impl FromRow for EventRecord {
     fn from_row(c: &mut Columns<'_>) -> Result<Self> {
         let (id, at_ms) = FromRow::from_row(c)?;
         let columns = EventColumns {
@@ -69,8 +67,7 @@ impl FromRow for Stored {
             detail: c.get()?,
         };
         let event = Event::decode(columns);
-        let routed = c.get::<Option<i64>>()?.is_some();
-        Ok(Stored(EventRecord { id, at_ms, event }, routed))
+        Ok(EventRecord { id, at_ms, event })
     }
 }
 
@@ -155,7 +152,7 @@ impl Store {
     /// Up to `limit` events with an id below `before`, newest first, each with whether
     /// the alert pipeline has routed it (the alert history).
     pub async fn events_before(&self, before: i64, limit: i64) -> Result<Vec<(EventRecord, bool)>> {
-        let rows: Vec<Stored> = self.query_as(
+        let rows: Vec<(EventRecord, Option<i64>)> = self.query_as(
             "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms
                FROM events WHERE id < $1 ORDER BY id DESC LIMIT $2",
             sql_params![before, limit],
@@ -163,7 +160,7 @@ impl Store {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|Stored(e, routed)| (e, routed))
+            .map(|(e, delivered)| (e, delivered.is_some()))
             .collect())
     }
 }
@@ -211,15 +208,14 @@ impl EventStream {
             )
             .await?
             .unwrap_or(0);
-        let rows: Vec<Stored> = self
+        let events = self
             .store
             .query_as(
-                "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail, delivered_at_ms
+                "SELECT id, at_ms, source, kind, caller, host, path_template, operation, status, detail
                    FROM events WHERE id > $1 ORDER BY id LIMIT $2",
                 sql_params![after, limit],
             )
             .await?;
-        let events = rows.into_iter().map(|Stored(e, _)| e).collect();
         Ok(Batch {
             subscriber: self.subscriber,
             after,

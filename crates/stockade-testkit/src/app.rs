@@ -112,12 +112,6 @@ impl TestApp {
 
     /// The one integer a query returns (a count).
     pub async fn count(&self, sql: &'static str) -> i64 {
-        self.store()
-            .query_one(sql, vec![])
-            .await
-            .unwrap()
-            .unwrap()
-            .decode::<i64>()
-            .unwrap()
+        self.store().count(sql, vec![]).await.unwrap()
     }
 }

@@ -248,13 +248,7 @@ async fn wait_for_due(
 /// While a channel is misconfigured, new alerts for it are held at once (not sent to
 /// be refused again).
 async fn hold_pending(inner: &Inner, channel: &str) -> Result<()> {
-    let n = inner
-        .store
-        .count(
-            "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'pending'",
-            sql_params![channel],
-        )
-        .await?;
+    let n = outbox_rows(&inner.store, channel, "pending").await?;
     if n == 0 {
         return Ok(());
     }
@@ -279,15 +273,16 @@ async fn hold_pending(inner: &Inner, channel: &str) -> Result<()> {
     Ok(())
 }
 
+/// How many of `channel`'s outbox rows are in `state`.
+pub(super) async fn outbox_rows(store: &Store, channel: &str, state: &str) -> Result<i64> {
+    let count = "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = $2";
+    Ok(store.count(count, sql_params![channel, state]).await?)
+}
+
 /// Release a channel's held alerts for sending again (after its configuration was
 /// fixed). Returns how many rows were released.
 pub async fn release_held(store: &Store, channel: &str, why: &str) -> Result<u64> {
-    let n = store
-        .count(
-            "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'held'",
-            sql_params![channel],
-        )
-        .await?;
+    let n = outbox_rows(store, channel, "held").await?;
     let now = now_ms();
     store
         .commit(

@@ -10,7 +10,7 @@ use stockade_store::{
 };
 use stockade_vault::Vault;
 
-use super::sender::release_held;
+use super::sender::{outbox_rows, release_held};
 use super::{AlertsError, Result, now_ms};
 use crate::channel::{ChannelClient, Outcome};
 use crate::config::ChannelConfig;
@@ -154,13 +154,7 @@ pub async fn test_channel(
         .await?;
     if matches!(outcome, Outcome::Delivered { .. }) {
         // A channel that works again releases what it held.
-        let held = store
-            .count(
-                "SELECT COUNT(*) FROM alert_outbox WHERE channel = $1 AND state = 'held'",
-                sql_params![channel.name.as_str()],
-            )
-            .await?;
-        if held > 0 {
+        if outbox_rows(store, &channel.name, "held").await? > 0 {
             release_held(store, &channel.name, "test message delivered").await?;
         }
     }
