@@ -47,15 +47,6 @@ impl Severity {
     pub fn rank(self) -> i64 {
         self as i64
     }
-
-    pub fn from_rank(rank: i64) -> Severity {
-        match rank {
-            i64::MIN..=0 => Severity::Info,
-            1 => Severity::Warning,
-            2 => Severity::Error,
-            _ => Severity::Critical,
-        }
-    }
 }
 
 impl fmt::Display for Severity {

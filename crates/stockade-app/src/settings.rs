@@ -402,11 +402,6 @@ impl Settings {
         })
     }
 
-    /// The sync engine's tuning.
-    pub fn sync_options(&self) -> stockade_sync::SyncOptions {
-        self.sync.clone()
-    }
-
     /// The egress gateway's configuration for `env`.
     pub fn egress_config(&self, env: Environment) -> stockade_egress::EgressConfig {
         let mut c = stockade_egress::EgressConfig::new(env);

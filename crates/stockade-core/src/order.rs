@@ -95,11 +95,6 @@ impl OrderStatus {
             OrderStatus::Returned => "returned",
         }
     }
-
-    /// Whether the order still holds stock (it has not been cancelled or returned).
-    pub fn holds_stock(self) -> bool {
-        !matches!(self, OrderStatus::Cancelled | OrderStatus::Returned)
-    }
 }
 
 impl fmt::Display for OrderStatus {

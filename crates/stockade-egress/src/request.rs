@@ -225,10 +225,6 @@ impl Response {
         })
     }
 
-    pub fn text_lossy(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
     pub fn is_success(&self) -> bool {
         self.status.is_success()
     }

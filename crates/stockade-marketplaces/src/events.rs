@@ -35,11 +35,6 @@ impl InboundRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-
-    /// Refuse a body over [`MAX_EVENT_BODY`].
-    pub fn check_size(&self) -> Result<(), EventError> {
-        check_body_size(&self.body)
-    }
 }
 
 impl std::fmt::Debug for InboundRequest {

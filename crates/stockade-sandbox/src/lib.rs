@@ -532,16 +532,6 @@ impl Sandbox {
         &self.ebay_verification_token
     }
 
-    /// The eBay notification key id and its public key (SubjectPublicKeyInfo DER).
-    pub fn ebay_public_key(&self) -> (String, Vec<u8>) {
-        self.sims
-            .ebay
-            .ebay_key
-            .as_ref()
-            .map(|k| (k.kid.clone(), k.spki_der.clone()))
-            .unwrap_or_default()
-    }
-
     /// Human-readable URLs and test credentials (they are throw-away sandbox secrets).
     pub fn describe(&self) -> String {
         let mut out = String::new();

@@ -26,18 +26,6 @@ impl Samples {
         }
     }
 
-    pub fn record_many(&self, d: Duration, n: usize) {
-        let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-        if let Ok(mut v) = self.inner.lock() {
-            for _ in 0..n {
-                if v.len() >= MAX_SAMPLES {
-                    v.pop_front();
-                }
-                v.push_back(us);
-            }
-        }
-    }
-
     /// p50, p99 and max in milliseconds, and the count; None without samples.
     pub fn summary(&self) -> Option<Percentiles> {
         let mut v: Vec<u32> = self.inner.lock().ok()?.iter().copied().collect();
