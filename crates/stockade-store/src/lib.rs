@@ -17,8 +17,11 @@
 pub mod audit;
 pub mod change;
 pub mod events;
+pub mod jobs;
+pub mod journal;
 mod migrate;
 mod postgres;
+pub mod schedule;
 pub mod sql;
 mod sqlite;
 
@@ -30,6 +33,8 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use events::{Batch, EventStream};
+pub use jobs::{Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, ReapReport};
+pub use journal::{ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 
@@ -68,6 +73,14 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A commit on behalf of a job whose lease this worker no longer holds (its fencing
+    /// token is stale: the lease expired and the job was re-queued or claimed again).
+    /// Nothing of the commit was written.
+    #[error("refused: {0} is no longer held by this worker; nothing was written")]
+    Fenced(String),
+    /// A value the caller passed that the store refuses (names the field, never the value).
+    #[error("invalid {0}")]
+    Invalid(String),
     #[error("database error: {0}")]
     Database(String),
     /// A stored value this version cannot read (names the column, never the value).
@@ -573,6 +586,12 @@ impl Store {
     /// - **Event cursors** ([`events`]): registering a subscriber in `event_cursors` and a
     ///   subscriber's own acknowledgement ([`EventStream::ack`]); the alert router moves
     ///   its cursor inside its audited routing commit instead.
+    /// - **Job leases** ([`jobs`], [`journal`], [`schedule`]): claiming a job (owner,
+    ///   expiry, fencing token), heartbeats, the reaper's re-queue of expired leases, a
+    ///   journal step's start marker, and the retention prune of finished jobs (their
+    ///   journal goes with them) and of old schedule ticks. Which process holds a job
+    ///   until when is not a decision about data; every outcome (enqueue, step commit,
+    ///   complete, fail, retry, schedule fire) is an audited commit.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);
@@ -589,6 +608,28 @@ impl Store {
         }?;
         self.writes.send_modify(|c| *c = c.wrapping_add(1));
         Ok(n)
+    }
+
+    /// [`Store::write_unaudited`] for a statement that returns rows (`UPDATE … RETURNING`):
+    /// the job claim, whose lease bookkeeping is listed there.
+    pub(crate) async fn write_unaudited_rows(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        let rows = match &*self.backend {
+            Backend::Sqlite(s) => s.write_unaudited_rows(statement, params).await,
+            // One statement on the pool runs in its own transaction.
+            Backend::Postgres(p) => p.query(statement, params).await,
+        }?;
+        self.writes.send_modify(|c| *c = c.wrapping_add(1));
+        Ok(rows)
+    }
+
+    /// Whether this store is on PostgreSQL (for the few statements whose text differs:
+    /// `FOR UPDATE SKIP LOCKED`, JSON array functions).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(&*self.backend, Backend::Postgres(_))
     }
 
     /// After crypto-shredding or a purge: make sure erased bytes do not linger in the
