@@ -533,12 +533,17 @@ const REQUEUE_SQLITE: &str = "UPDATE jobs SET state = 'queued', run_at_ms = $1, 
         SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at_ms < $1 AND attempts < max_attempts
          ORDER BY lease_expires_at_ms LIMIT $2)";
 
-const REQUEUE_PG: &str = "UPDATE jobs SET state = 'queued', run_at_ms = $1, updated_at_ms = $1,
+// PostgreSQL picks the batch once in a CTE: an `IN (SELECT … FOR UPDATE SKIP LOCKED
+// LIMIT n)` subquery may be re-run per row and then ignore its LIMIT.
+const REQUEUE_PG: &str = "WITH picked AS (
+        SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at_ms < $1 AND attempts < max_attempts
+         ORDER BY lease_expires_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)
+  UPDATE jobs SET state = 'queued', run_at_ms = $1, updated_at_ms = $1,
         lease_owner = NULL, lease_expires_at_ms = NULL,
         last_error = 'the lease expired: the worker stopped or lost contact'
-  WHERE state = 'running' AND lease_expires_at_ms < $1 AND attempts < max_attempts AND id IN (
-        SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at_ms < $1 AND attempts < max_attempts
-         ORDER BY lease_expires_at_ms LIMIT $2 FOR UPDATE SKIP LOCKED)";
+   FROM picked
+  WHERE jobs.id = picked.id AND jobs.state = 'running' AND jobs.lease_expires_at_ms < $1
+    AND jobs.attempts < jobs.max_attempts";
 
 const DEAD: &str = "UPDATE jobs SET state = 'failed', finished_at_ms = $1, updated_at_ms = $1,
         lease_owner = NULL, lease_expires_at_ms = NULL,

@@ -7,5 +7,6 @@
 mod audit_chain;
 mod events;
 mod harness;
+mod jobs;
 mod lifecycle;
 mod typed_rows;

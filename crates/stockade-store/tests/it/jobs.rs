@@ -1,0 +1,665 @@
+//! The durable job queue: exactly-once claims, fencing, heartbeats, the reaper, dedup,
+//! the journal's resume point, schedule ticks and pruning. Two `Store` handles on one
+//! database stand for two processes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use serde_json::json;
+use stockade_core::{Actor, Environment};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, JobState, Lease, NewJob, StepOutcome, StepOutput, StepStatus,
+    Store, StoreError, sql_params,
+};
+
+use crate::harness::{Backend, TEST_ACTOR, TestDb, both};
+
+both!(
+    claims_are_exactly_once_under_eight_concurrent_claimers,
+    a_stale_token_cannot_commit_over_its_successor,
+    a_heartbeat_keeps_the_lease,
+    the_reaper_requeues_in_bounded_batches_and_fails_jobs_out_of_attempts,
+    enqueue_is_idempotent_on_its_dedup_key,
+    an_execution_resumes_after_a_crash_without_repeating_committed_steps,
+    a_schedule_tick_fires_once_across_two_handles,
+    pruning_is_bounded_by_age_and_count,
+);
+
+const KIND: &str = "test.job";
+
+fn workflow_actor() -> Actor {
+    Actor::Workflow("restock@3/exec-1".into())
+}
+
+async fn claim(store: &Store, worker: &str, lease_ms: i64) -> Lease {
+    store
+        .claim(worker, &[KIND], lease_ms)
+        .await
+        .unwrap()
+        .expect("a due job")
+}
+
+async fn state(store: &Store, id: &str) -> JobState {
+    store.job(id).await.unwrap().expect("job").state
+}
+
+async fn audit_len(store: &Store) -> i64 {
+    store.audit_head().await.unwrap().map_or(0, |(seq, _)| seq)
+}
+
+async fn actions(store: &Store, action: &'static str) -> i64 {
+    store
+        .count(
+            "SELECT COUNT(*) FROM audit WHERE action = $1",
+            sql_params![action],
+        )
+        .await
+        .unwrap()
+}
+
+fn effect(n: &str) -> Change {
+    Change::event(AuditEntry::new(
+        "test.effect",
+        format!("effect:{n}"),
+        AuditDetails::new(),
+    ))
+}
+
+async fn claims_are_exactly_once_under_eight_concurrent_claimers(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let one = db.init(Environment::Dev).await;
+    let two = db.open(Environment::Dev).await;
+    const JOBS: usize = 60;
+    for n in 0..JOBS {
+        one.enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({ "n": n })))
+            .await
+            .unwrap();
+    }
+    // Another kind is never handed to these claimers.
+    one.enqueue(&TEST_ACTOR, &NewJob::new("other.kind", json!({})))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = if w % 2 == 0 { one.clone() } else { two.clone() };
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            while let Some(lease) = store
+                .claim(&format!("worker-{w}"), &[KIND], 60_000)
+                .await
+                .unwrap()
+            {
+                got.push((lease.job_id, lease.token, lease.payload["n"].as_i64()));
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    let ids: BTreeSet<&str> = all.iter().map(|(id, _, _)| id.as_str()).collect();
+    let ns: BTreeSet<Option<i64>> = all.iter().map(|(_, _, n)| *n).collect();
+    assert_eq!(all.len(), JOBS, "every job claimed exactly once");
+    assert_eq!(ids.len(), JOBS);
+    assert_eq!(ns.len(), JOBS);
+    assert!(all.iter().all(|(_, token, _)| *token == 1));
+    let running = one
+        .count(
+            "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND kind = $1",
+            sql_params![KIND],
+        )
+        .await
+        .unwrap();
+    assert_eq!(running, JOBS as i64);
+    assert!(one.claim("late", &[KIND], 1000).await.unwrap().is_none());
+    two.close().await;
+    one.close().await;
+    db.cleanup().await;
+}
+
+async fn a_stale_token_cannot_commit_over_its_successor(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let actor = workflow_actor();
+    let job = store
+        .enqueue(&actor, &NewJob::new(KIND, json!({})))
+        .await
+        .unwrap();
+    let mut slow = claim(&store, "slow", 40).await;
+    let step = store.start_step(&slow, "adjust").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(store.reap_expired(100).await.unwrap().requeued, 1);
+    let fast = claim(&store, "fast", 60_000).await;
+    assert_eq!((fast.token, fast.attempt), (slow.token + 1, 2));
+
+    // Every write of the slow worker is refused and writes nothing.
+    let before = audit_len(&store).await;
+    let ok = StepOutcome::Succeeded(StepOutput::Json(json!({ "qty": 1 })));
+    let refused = [
+        store
+            .commit_step(&actor, &slow, &step, &ok, vec![effect("slow")])
+            .await,
+        store.complete(&actor, &slow, vec![effect("slow")]).await,
+        store.fail(&actor, &slow, "late").await,
+        store.retry_at(&actor, &slow, 0, "late").await,
+        store.heartbeat(&mut slow, 60_000).await,
+        store.start_step(&slow, "other").await.map(|_| ()),
+    ];
+    for r in refused {
+        assert!(matches!(r, Err(StoreError::Fenced(_))), "{r:?}");
+    }
+    let raw = slow.fence();
+    let fenced = store
+        .commit(
+            &actor,
+            vec![Change::new(
+                stockade_store::Mutation::Many {
+                    steps: vec![raw],
+                    guard: false,
+                },
+                AuditEntry::new("test.fenced", "x", AuditDetails::new()),
+            )],
+        )
+        .await;
+    assert!(matches!(fenced, Err(StoreError::Fenced(_))), "{fenced:?}");
+    assert_eq!(
+        audit_len(&store).await,
+        before,
+        "no audit row from a stale worker"
+    );
+    let journal = store.journal(&job.id).await.unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].status, StepStatus::Running);
+    assert_eq!(journal[0].token, 1);
+    let record = store.job(&job.id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.state, record.lease_owner.as_deref()),
+        (JobState::Running, Some("fast"))
+    );
+
+    // The successor commits normally, and the slow worker cannot record its step late
+    // under the successor's token either.
+    let again = store.start_step(&fast, "adjust").await.unwrap();
+    assert_eq!(again.attempt, 2);
+    assert_eq!(again.idempotency_key, step.idempotency_key);
+    let late = store.commit_step(&actor, &fast, &step, &ok, vec![]).await;
+    assert!(matches!(late, Err(StoreError::NotFound(_))), "{late:?}");
+    store
+        .commit_step(&actor, &fast, &again, &ok, vec![effect("fast")])
+        .await
+        .unwrap();
+    store.complete(&actor, &fast, vec![]).await.unwrap();
+    assert_eq!(state(&store, &job.id).await, JobState::Succeeded);
+    assert_eq!(actions(&store, "test.effect").await, 1);
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn a_heartbeat_keeps_the_lease(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let job = store
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})))
+        .await
+        .unwrap();
+    let mut lease = claim(&store, "w", 1000).await;
+    let first_expiry = lease.expires_at_ms;
+    // 1.5 s of work on a 1 s lease: the heartbeats keep it.
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        store.heartbeat(&mut lease, 1000).await.unwrap();
+        assert_eq!(store.reap_expired(100).await.unwrap().requeued, 0);
+    }
+    assert!(lease.expires_at_ms >= first_expiry + 1400);
+    let record = store.job(&job.id).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Running);
+    assert_eq!(record.lease_expires_at_ms, Some(lease.expires_at_ms));
+    assert_eq!(record.lease_token, lease.token);
+    // Without them, the reaper takes the job back.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(store.reap_expired(100).await.unwrap().requeued, 1);
+    let record = store.job(&job.id).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Queued);
+    assert_eq!((record.attempts, record.lease_owner), (1, None));
+    assert!(record.last_error.unwrap().contains("lease expired"));
+    let err = store.heartbeat(&mut lease, 1000).await.unwrap_err();
+    assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn the_reaper_requeues_in_bounded_batches_and_fails_jobs_out_of_attempts(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        let job = NewJob::new(KIND, json!({ "n": n })).max_attempts(2);
+        ids.push(store.enqueue(&TEST_ACTOR, &job).await.unwrap().id);
+    }
+    // A live lease is left alone.
+    let live = store
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})).run_at(0))
+        .await
+        .unwrap();
+    let live_lease = claim(&store, "alive", 60_000).await;
+    assert_eq!(live_lease.job_id, live.id, "the oldest due job first");
+    for _ in 0..5 {
+        claim(&store, "doomed", 1).await;
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let passes: Vec<u64> = {
+        let mut v = Vec::new();
+        for _ in 0..4 {
+            v.push(store.reap_expired(2).await.unwrap().requeued);
+        }
+        v
+    };
+    assert_eq!(passes, vec![2, 2, 1, 0]);
+    assert!(store.reap_expired(0).await.is_err(), "a batch is bounded");
+    // Second and last attempt: the reaper fails them, audited, instead of looping.
+    let mut last = Vec::new();
+    for _ in 0..5 {
+        let lease = claim(&store, "doomed", 1).await;
+        assert_eq!(lease.attempt, 2);
+        assert!(!lease.attempts_left());
+        last.push(lease);
+    }
+    let retry = store
+        .retry_at(&TEST_ACTOR, &last[0], 0, "again")
+        .await
+        .unwrap_err();
+    assert!(matches!(retry, StoreError::Invalid(_)), "{retry}");
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let report = store.reap_expired(3).await.unwrap();
+    assert_eq!((report.requeued, report.failed), (0, 3));
+    assert_eq!(store.reap_expired(10).await.unwrap().failed, 2);
+    for id in &ids {
+        let r = store.job(id).await.unwrap().unwrap();
+        assert_eq!(r.state, JobState::Failed);
+        assert!(r.finished_at_ms.is_some());
+        assert!(r.last_error.unwrap().contains("last attempt"));
+    }
+    assert_eq!(state(&store, &live.id).await, JobState::Running);
+    let by_reaper = store
+        .count(
+            "SELECT COUNT(*) FROM audit WHERE action = 'job.fail' AND actor = 'system:jobs'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(by_reaper, 5);
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn enqueue_is_idempotent_on_its_dedup_key(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let one = db.init(Environment::Dev).await;
+    let two = db.open(Environment::Dev).await;
+    let delivery = NewJob::new(KIND, json!({ "hook": 1 })).dedup_key("webhook:delivery-77");
+    let first = one.enqueue(&TEST_ACTOR, &delivery).await.unwrap();
+    assert!(first.created);
+    let audit_before = audit_len(&one).await;
+    // The same delivery again, eight times at once from two processes.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        let job = delivery.clone();
+        tasks.push(tokio::spawn(async move {
+            store.enqueue(&TEST_ACTOR, &job).await.unwrap()
+        }));
+    }
+    for t in tasks {
+        let again = t.await.unwrap();
+        assert_eq!(
+            (again.id.as_str(), again.created),
+            (first.id.as_str(), false)
+        );
+    }
+    assert_eq!(
+        audit_len(&one).await,
+        audit_before,
+        "a duplicate writes no audit row"
+    );
+    // Concurrent first deliveries of a new key: one job.
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        tasks.push(tokio::spawn(async move {
+            let job = NewJob::new(KIND, json!({})).dedup_key("webhook:delivery-78");
+            store.enqueue(&TEST_ACTOR, &job).await.unwrap()
+        }));
+    }
+    let mut created = 0;
+    let mut seen = BTreeSet::new();
+    for t in tasks {
+        let e = t.await.unwrap();
+        created += usize::from(e.created);
+        seen.insert(e.id);
+    }
+    assert_eq!((created, seen.len()), (1, 1));
+    // Keys are per kind; jobs without a key are never merged.
+    let other = delivery.clone();
+    let other = NewJob {
+        kind: "other.kind".into(),
+        ..other
+    };
+    assert!(one.enqueue(&TEST_ACTOR, &other).await.unwrap().created);
+    for _ in 0..2 {
+        let e = one
+            .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})))
+            .await
+            .unwrap();
+        assert!(e.created);
+    }
+    let jobs = one
+        .count("SELECT COUNT(*) FROM jobs", vec![])
+        .await
+        .unwrap();
+    assert_eq!(jobs, 5);
+    assert_eq!(actions(&one, "job.enqueue").await, 5);
+    for bad in [
+        NewJob::new("Bad Kind", json!({})),
+        NewJob::new(KIND, json!({})).dedup_key(""),
+        NewJob::new(KIND, json!({})).max_attempts(0),
+    ] {
+        let err = one.enqueue(&TEST_ACTOR, &bad).await.unwrap_err();
+        assert!(matches!(err, StoreError::Invalid(_)), "{err}");
+    }
+    two.close().await;
+    one.close().await;
+    db.cleanup().await;
+}
+
+async fn an_execution_resumes_after_a_crash_without_repeating_committed_steps(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let first_process = db.init(Environment::Dev).await;
+    let actor = workflow_actor();
+    let job = first_process
+        .enqueue(&actor, &NewJob::new(KIND, json!({ "sku": "A-1" })))
+        .await
+        .unwrap();
+    let lease = claim(&first_process, "process-1", 50).await;
+    let sealed = vec![0xA5u8, 0, 0xFF, 7];
+    let outputs = [
+        ("fetch", StepOutput::Json(json!({ "orders": 2 }))),
+        ("buyer", StepOutput::Sealed(sealed.clone())),
+    ];
+    for (step_id, output) in &outputs {
+        let step = first_process.start_step(&lease, step_id).await.unwrap();
+        let outcome = StepOutcome::Succeeded(output.clone());
+        first_process
+            .commit_step(&actor, &lease, &step, &outcome, vec![effect(step_id)])
+            .await
+            .unwrap();
+    }
+    // The third step starts, does its effect elsewhere, and the process dies before
+    // committing it.
+    let lost = first_process.start_step(&lease, "notify").await.unwrap();
+    first_process.close().await;
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let second_process = db.open(Environment::Dev).await;
+    assert_eq!(second_process.reap_expired(10).await.unwrap().requeued, 1);
+    let lease = claim(&second_process, "process-2", 60_000).await;
+    assert_eq!(lease.payload, json!({ "sku": "A-1" }));
+    let resume = second_process.resume_point(&job.id).await.unwrap();
+    let committed: Vec<(&str, &StepOutput)> = resume
+        .committed
+        .iter()
+        .map(|r| (r.step_id.as_str(), &r.output))
+        .collect();
+    assert_eq!(
+        committed,
+        vec![("fetch", &outputs[0].1), ("buyer", &outputs[1].1)],
+        "committed steps in order, outputs as stored (sealed bytes untouched)"
+    );
+    assert!(resume.succeeded("fetch") && resume.succeeded("buyer"));
+    assert_eq!(resume.in_flight.len(), 1);
+    let in_flight = &resume.in_flight[0];
+    assert_eq!(in_flight, &lost);
+    assert_eq!(in_flight.idempotency_key, format!("{}/notify", job.id));
+
+    // Committed steps are never started again; the lost one re-runs with its key.
+    for done in ["fetch", "buyer"] {
+        let err = second_process.start_step(&lease, done).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+    }
+    let rerun = second_process.start_step(&lease, "notify").await.unwrap();
+    assert_eq!(rerun.attempt, 2);
+    assert_eq!(rerun.idempotency_key, lost.idempotency_key);
+    let done = StepOutcome::Succeeded(StepOutput::None);
+    second_process
+        .commit_step(&actor, &lease, &rerun, &done, vec![effect("notify")])
+        .await
+        .unwrap();
+    let failing = second_process.start_step(&lease, "report").await.unwrap();
+    let failed = StepOutcome::Failed("HTTP 503 from the report host".into());
+    second_process
+        .commit_step(&actor, &lease, &failing, &failed, vec![])
+        .await
+        .unwrap();
+    second_process
+        .complete(&actor, &lease, vec![])
+        .await
+        .unwrap();
+
+    let effects: BTreeMap<String, i64> = second_process
+        .query_as::<(String, i64)>(
+            "SELECT resource, COUNT(*) FROM audit WHERE action = 'test.effect' GROUP BY resource ORDER BY resource",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .collect();
+    assert!(effects.values().all(|n| *n == 1), "{effects:?}");
+    assert_eq!(effects.len(), 3);
+    let timeline: Vec<(String, i64, StepStatus)> = second_process
+        .journal(&job.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.step_id, r.attempt, r.status))
+        .collect();
+    assert_eq!(
+        timeline,
+        vec![
+            ("fetch".into(), 1, StepStatus::Succeeded),
+            ("buyer".into(), 1, StepStatus::Succeeded),
+            ("notify".into(), 1, StepStatus::Running),
+            ("notify".into(), 2, StepStatus::Succeeded),
+            ("report".into(), 1, StepStatus::Failed),
+        ]
+    );
+    let report = second_process.resume_point(&job.id).await.unwrap();
+    assert_eq!(
+        report.committed("report").unwrap().error.as_deref(),
+        Some("HTTP 503 from the report host")
+    );
+    // Every outcome is audited as the workflow execution.
+    let by_workflow = second_process
+        .count(
+            "SELECT COUNT(*) FROM audit WHERE actor = 'workflow:restock@3/exec-1' AND action LIKE 'job.%'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        by_workflow,
+        1 + 4 + 1,
+        "enqueue, four step commits, complete"
+    );
+    assert_eq!(state(&second_process, &job.id).await, JobState::Succeeded);
+    second_process.close().await;
+    db.cleanup().await;
+}
+
+async fn a_schedule_tick_fires_once_across_two_handles(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let one = db.init(Environment::Dev).await;
+    let two = db.open(Environment::Dev).await;
+    let tick = 1_800_000_000_000_i64;
+    let mut tasks = Vec::new();
+    for n in 0..8 {
+        let store = if n % 2 == 0 { one.clone() } else { two.clone() };
+        tasks.push(tokio::spawn(async move {
+            let job = NewJob::new(KIND, json!({ "tick": tick }));
+            store
+                .fire_schedule(&TEST_ACTOR, "nightly-restock", tick, &job)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut fired = Vec::new();
+    for t in tasks {
+        fired.extend(t.await.unwrap());
+    }
+    assert_eq!(fired.len(), 1, "one tick, one job");
+    let jobs = one
+        .count("SELECT COUNT(*) FROM jobs", vec![])
+        .await
+        .unwrap();
+    assert_eq!(jobs, 1);
+    assert_eq!(actions(&one, "schedule.fire").await, 1);
+    let lease = claim(&two, "w", 1000).await;
+    assert_eq!(lease.job_id, fired[0]);
+
+    // The bare claim, across handles and a restart.
+    let next = tick + 60_000;
+    let (a, b) = tokio::join!(
+        one.claim_tick(&TEST_ACTOR, "nightly-restock", next),
+        two.claim_tick(&TEST_ACTOR, "nightly-restock", next),
+    );
+    assert_ne!(a.unwrap(), b.unwrap(), "exactly one of two claims wins");
+    two.close().await;
+    one.close().await;
+    let restarted = db.open(Environment::Dev).await;
+    assert!(
+        !restarted
+            .claim_tick(&TEST_ACTOR, "nightly-restock", next)
+            .await
+            .unwrap()
+    );
+    assert!(
+        restarted
+            .claim_tick(&TEST_ACTOR, "hourly", next)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        restarted.last_tick("nightly-restock").await.unwrap(),
+        Some(next)
+    );
+    assert_eq!(restarted.last_tick("never").await.unwrap(), None);
+    // Pruning keeps each schedule's newest tick for the catch-up rule.
+    let far_future = i64::MAX;
+    assert_eq!(restarted.prune_ticks(far_future, 100).await.unwrap(), 1);
+    assert_eq!(
+        restarted.last_tick("nightly-restock").await.unwrap(),
+        Some(next)
+    );
+    assert!(
+        !restarted
+            .claim_tick(&TEST_ACTOR, "nightly-restock", next)
+            .await
+            .unwrap()
+    );
+    restarted.close().await;
+    db.cleanup().await;
+}
+
+async fn finished_job(store: &Store, n: i64, succeed: bool) -> String {
+    let job = store
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({ "n": n })))
+        .await
+        .unwrap();
+    let lease = claim(store, "w", 60_000).await;
+    assert_eq!(lease.job_id, job.id);
+    let step = store.start_step(&lease, "only").await.unwrap();
+    let done = StepOutcome::Succeeded(StepOutput::Json(json!(n)));
+    store
+        .commit_step(&TEST_ACTOR, &lease, &step, &done, vec![])
+        .await
+        .unwrap();
+    if succeed {
+        store.complete(&TEST_ACTOR, &lease, vec![]).await.unwrap();
+    } else {
+        store.fail(&TEST_ACTOR, &lease, "boom").await.unwrap();
+    }
+    // Distinct finish times, so "oldest" is well defined.
+    tokio::time::sleep(Duration::from_millis(3)).await;
+    job.id
+}
+
+async fn pruning_is_bounded_by_age_and_count(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let mut finished = Vec::new();
+    for n in 0..7 {
+        finished.push(finished_job(&store, n, n % 3 != 0).await);
+    }
+    let queued = store
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})).run_at(i64::MAX))
+        .await
+        .unwrap();
+    let running = store
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})))
+        .await
+        .unwrap();
+    let lease = claim(&store, "w", 60_000).await;
+    store.start_step(&lease, "busy").await.unwrap();
+    let steps = |store: Store| async move {
+        store
+            .count("SELECT COUNT(*) FROM job_steps", vec![])
+            .await
+            .unwrap()
+    };
+    assert_eq!(steps(store.clone()).await, 8);
+
+    // By age, three at a time: the oldest first.
+    let cutoff = stockade_core::time::now_ms() + 1000;
+    assert_eq!(store.prune_jobs(cutoff, 100, 3).await.unwrap(), 3);
+    for id in &finished[..3] {
+        assert!(store.job(id).await.unwrap().is_none());
+        assert!(
+            store.journal(id).await.unwrap().is_empty(),
+            "journal goes too"
+        );
+    }
+    assert_eq!(steps(store.clone()).await, 5);
+    // By count: keep the newest two finished jobs.
+    assert_eq!(store.prune_jobs(0, 2, 1).await.unwrap(), 1);
+    assert_eq!(store.prune_jobs(0, 2, 100).await.unwrap(), 1);
+    assert_eq!(store.prune_jobs(0, 2, 100).await.unwrap(), 0);
+    for id in &finished[..5] {
+        assert!(store.job(id).await.unwrap().is_none());
+    }
+    for id in &finished[5..] {
+        assert!(store.job(id).await.unwrap().is_some());
+    }
+    // Unfinished jobs are never pruned.
+    assert_eq!(store.prune_jobs(i64::MAX, 0, 100).await.unwrap(), 2);
+    assert_eq!(state(&store, &queued.id).await, JobState::Queued);
+    assert_eq!(state(&store, &running.id).await, JobState::Running);
+    assert_eq!(steps(store.clone()).await, 1);
+    store.close().await;
+    db.cleanup().await;
+}
