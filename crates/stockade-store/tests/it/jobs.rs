@@ -23,6 +23,8 @@ both!(
     an_execution_resumes_after_a_crash_without_repeating_committed_steps,
     a_schedule_tick_fires_once_across_two_handles,
     pruning_is_bounded_by_age_and_count,
+    a_retry_waits_for_its_backoff,
+    fencing_holds_under_a_concurrent_takeover,
 );
 
 const KIND: &str = "test.job";
@@ -661,5 +663,125 @@ async fn pruning_is_bounded_by_age_and_count(backend: Backend) {
     assert_eq!(state(&store, &running.id).await, JobState::Running);
     assert_eq!(steps(store.clone()).await, 1);
     store.close().await;
+    db.cleanup().await;
+}
+
+async fn a_retry_waits_for_its_backoff(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let job = store
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})))
+        .await
+        .unwrap();
+    let lease = claim(&store, "w", 60_000).await;
+    let backoff = stockade_store::Backoff {
+        base_ms: 300,
+        factor: 2,
+        max_ms: 10_000,
+        jitter_percent: 0,
+    };
+    let run_at = stockade_core::time::now_ms() + backoff.delay_ms(lease.attempt);
+    let long_error = "x".repeat(5000);
+    store
+        .retry_at(&TEST_ACTOR, &lease, run_at, &long_error)
+        .await
+        .unwrap();
+    let record = store.job(&job.id).await.unwrap().unwrap();
+    assert_eq!((record.state, record.run_at_ms), (JobState::Queued, run_at));
+    assert_eq!(
+        record.last_error.unwrap().chars().count(),
+        stockade_store::jobs::MAX_ERROR_CHARS + 1,
+        "stored errors are bounded"
+    );
+    assert!(
+        store.claim("w", &[KIND], 1000).await.unwrap().is_none(),
+        "not due yet"
+    );
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let again = claim(&store, "w", 60_000).await;
+    assert_eq!((again.attempt, again.token), (2, 2));
+    // The old lease cannot retry or finish what the new one holds.
+    let stale = store.retry_at(&TEST_ACTOR, &lease, 0, "stale").await;
+    assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+    store.complete(&TEST_ACTOR, &again, vec![]).await.unwrap();
+    assert_eq!(actions(&store, "job.retry").await, 1);
+    assert_eq!(actions(&store, "job.complete").await, 1);
+    store.close().await;
+    db.cleanup().await;
+}
+
+/// A worker that keeps committing while its lease expires and another process takes
+/// the job over: once one of its commits is refused, none of its later commits lands,
+/// and every commit it was told succeeded is in the journal with its effect.
+async fn fencing_holds_under_a_concurrent_takeover(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let one = db.init(Environment::Dev).await;
+    let two = db.open(Environment::Dev).await;
+    let job = one
+        .enqueue(&TEST_ACTOR, &NewJob::new(KIND, json!({})))
+        .await
+        .unwrap();
+    let slow = claim(&one, "slow", 150).await;
+    let worker = {
+        let store = one.clone();
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for n in 0..5000 {
+                let step_id = format!("s{n}");
+                let r = match store.start_step(&slow, &step_id).await {
+                    Ok(step) => {
+                        let ok = StepOutcome::Succeeded(StepOutput::None);
+                        store
+                            .commit_step(&TEST_ACTOR, &slow, &step, &ok, vec![effect(&step_id)])
+                            .await
+                    }
+                    Err(e) => Err(e),
+                };
+                let fenced = matches!(r, Err(StoreError::Fenced(_)));
+                assert!(r.is_ok() || fenced, "{r:?}");
+                results.push(r.is_ok());
+                if results.iter().rev().take(20).all(|ok| !ok) && results.len() > 20 {
+                    break;
+                }
+            }
+            results
+        })
+    };
+    let successor = loop {
+        two.reap_expired(10).await.unwrap();
+        if let Some(lease) = two.claim("fast", &[KIND], 60_000).await.unwrap() {
+            break lease;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let results = worker.await.unwrap();
+    assert_eq!(successor.token, 2);
+    let first_refusal = results
+        .iter()
+        .position(|ok| !ok)
+        .expect("the takeover fenced the worker");
+    assert!(
+        results[first_refusal..].iter().all(|ok| !ok),
+        "no commit after the first refusal: {results:?}"
+    );
+    let committed = i64::try_from(first_refusal).unwrap();
+    assert!(
+        committed > 0,
+        "the worker committed before its lease expired"
+    );
+    let journal = one.journal(&job.id).await.unwrap();
+    let succeeded = journal
+        .iter()
+        .filter(|r| r.status == StepStatus::Succeeded)
+        .count();
+    assert_eq!(i64::try_from(succeeded).unwrap(), committed);
+    assert!(journal.iter().all(|r| r.token == 1));
+    assert_eq!(actions(&one, "test.effect").await, committed);
+    two.close().await;
+    one.close().await;
     db.cleanup().await;
 }
