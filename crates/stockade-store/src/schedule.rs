@@ -4,7 +4,10 @@
 //! A tick is the instant a schedule is due (`tick_ms`, computed by the caller from the
 //! cron and time zone). Firing inserts the row `(schedule, tick_ms)`; the primary key
 //! lets exactly one insert succeed, whichever process and however often it is retried,
-//! and the loser's commit writes nothing (no audit row either). [`Store::fire_schedule`]
+//! and the loser's commit writes nothing (no audit row either). Ticks only move forward:
+//! a tick at or before the schedule's newest fired tick never fires, so pruning old rows
+//! cannot let an old tick fire again, and a process whose clock lags cannot fire a tick
+//! that a process ahead of it already passed. [`Store::fire_schedule`]
 //! inserts the tick and enqueues its job in the same audited commit, so there is no
 //! window in which a tick is taken but its job lost: use it rather than
 //! [`Store::claim_tick`] followed by an enqueue. [`Store::last_tick`] gives the newest
@@ -20,9 +23,14 @@ use crate::jobs::{NewJob, check_batch, check_text, insert_job, new_job_id};
 use crate::sql::Expect;
 use crate::{Result, Store, sql_params};
 
+/// What a tick's job that could not be inserted (its dedup key is taken) is called.
+const TICK_JOB: &str = "a new job for this tick (give it no dedup key, or one naming the tick)";
+
 fn insert_tick(schedule: &str, tick_ms: i64, job_id: Option<&str>) -> Mutation {
     Mutation::Sql {
-        statement: "INSERT INTO schedule_ticks (schedule, tick_ms, fired_at_ms, job_id) VALUES ($1, $2, $3, $4)
+        statement: "INSERT INTO schedule_ticks (schedule, tick_ms, fired_at_ms, job_id)
+                    SELECT $1, $2, $3, $4
+                     WHERE NOT EXISTS (SELECT 1 FROM schedule_ticks WHERE schedule = $1 AND tick_ms >= $2)
                     ON CONFLICT (schedule, tick_ms) DO NOTHING",
         params: sql_params![schedule, tick_ms, now_ms(), job_id.map(str::to_owned)],
         expect: Expect::Any,
@@ -57,7 +65,8 @@ impl Store {
 
     /// Take tick `tick_ms` of `schedule` and enqueue `job` for it, in one audited
     /// commit. The new job's id when this call fired the tick; `None` when the tick had
-    /// fired already (nothing written).
+    /// fired already (nothing written). A `job` whose dedup key names an existing job
+    /// is refused and the tick stays free.
     pub async fn fire_schedule(
         &self,
         actor: &Actor,
@@ -73,7 +82,7 @@ impl Store {
             Mutation::Many {
                 steps: vec![
                     insert_tick(schedule, tick_ms, Some(&id)),
-                    insert_job(&id, job, now),
+                    insert_job(&id, job, now, Expect::One(TICK_JOB)),
                 ],
                 guard: true,
             },

@@ -34,6 +34,10 @@
 //!   cannot loop. A re-queued job keeps its journal: its next holder resumes from it.
 //! - **Attempts** count claims; [`Store::retry_at`] refuses once they are used up.
 //!   [`Backoff`] computes exponential delays with jitter for retries.
+//! - **Wake-up.** Workers poll for due jobs (a claim that finds nothing is one indexed
+//!   read); in the process that enqueued, [`Store::writes`] wakes them at once. No
+//!   `LISTEN/NOTIFY` and no session advisory locks, so PgBouncer in transaction mode is
+//!   fine.
 //! - **Pruning** ([`Store::prune_jobs`]) deletes finished jobs by age and by count, a
 //!   bounded batch per call; their journal rows go with them (`ON DELETE CASCADE`).
 //!
@@ -323,8 +327,9 @@ pub(crate) fn new_job_id() -> Result<String> {
     Ok(format!("job_{}", hex::encode(bytes)))
 }
 
-/// The insert of a new job (nothing when its dedup key exists).
-pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64) -> Mutation {
+/// The insert of a new job (nothing when its dedup key exists; `expect` says whether
+/// that is allowed).
+pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64, expect: Expect) -> Mutation {
     Mutation::Sql {
         statement: "INSERT INTO jobs (id, kind, dedup_key, payload, state, run_at_ms, attempts, max_attempts,
                                       lease_token, created_at_ms, updated_at_ms)
@@ -339,7 +344,7 @@ pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64) -> Mutation {
             job.max_attempts,
             now
         ],
-        expect: Expect::Any,
+        expect,
     }
 }
 
@@ -357,7 +362,7 @@ pub fn enqueue_change(job: &NewJob) -> Result<(String, Change)> {
             .int("max_attempts", job.max_attempts)
             .bool("dedup", job.dedup_key.is_some()),
     );
-    let insert = insert_job(&id, job, now_ms());
+    let insert = insert_job(&id, job, now_ms(), Expect::Any);
     let change = Change::new(
         Mutation::Many {
             steps: vec![insert],

@@ -542,6 +542,24 @@ async fn a_schedule_tick_fires_once_across_two_handles(backend: Backend) {
     let lease = claim(&two, "w", 1000).await;
     assert_eq!(lease.job_id, fired[0]);
 
+    // A tick whose job cannot be inserted is not taken.
+    let taken = NewJob::new(KIND, json!({})).dedup_key("taken");
+    one.enqueue(&TEST_ACTOR, &taken).await.unwrap();
+    let later = tick + 120_000;
+    let refused = one
+        .fire_schedule(&TEST_ACTOR, "weekly", later, &taken)
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotFound(_))),
+        "{refused:?}"
+    );
+    let fresh = NewJob::new(KIND, json!({}));
+    let fired_later = one
+        .fire_schedule(&TEST_ACTOR, "weekly", later, &fresh)
+        .await;
+    assert!(fired_later.unwrap().is_some());
+    assert_eq!(one.last_tick("weekly").await.unwrap(), Some(later));
+
     // The bare claim, across handles and a restart.
     let next = tick + 60_000;
     let (a, b) = tokio::join!(
@@ -576,9 +594,21 @@ async fn a_schedule_tick_fires_once_across_two_handles(backend: Backend) {
         restarted.last_tick("nightly-restock").await.unwrap(),
         Some(next)
     );
+    assert_eq!(restarted.last_tick("weekly").await.unwrap(), Some(later));
+    assert_eq!(restarted.last_tick("hourly").await.unwrap(), Some(next));
+    // A pruned tick, or one behind the newest, never fires (ticks only move forward).
+    for old in [tick, next, next - 1] {
+        assert!(
+            !restarted
+                .claim_tick(&TEST_ACTOR, "nightly-restock", old)
+                .await
+                .unwrap(),
+            "{old}"
+        );
+    }
     assert!(
-        !restarted
-            .claim_tick(&TEST_ACTOR, "nightly-restock", next)
+        restarted
+            .claim_tick(&TEST_ACTOR, "nightly-restock", next + 60_000)
             .await
             .unwrap()
     );
