@@ -11,6 +11,9 @@
 //! - Every data modification goes through [`Store::commit`] with its audit entry (see
 //!   [`change`]); [`Store::write_unaudited`] is the one other write path, for the
 //!   bookkeeping its doc lists.
+//! - Background work (workflow executions, backups, the NocoDB mirror) is durable jobs
+//!   claimed under leases with fencing tokens, with a per-step journal ([`jobs`],
+//!   [`journal`], [`schedule`]).
 //! - Rows are read typed ([`FromRow`], [`Store::query_as`]); each table's rows are
 //!   decoded once, in the module of the crate that owns the table (see [`sql`]).
 

@@ -262,6 +262,7 @@ pub enum Expect {
     /// Exactly one; otherwise the whole commit fails with `what` not found.
     One(&'static str),
     /// Exactly one; otherwise the whole commit is refused as [`crate::StoreError::Fenced`]
-    /// (a job's lease check, see [`crate::jobs`]).
+    /// (a job's lease check, see [`crate::jobs`]). Not as the guard of a guarded
+    /// [`crate::Mutation::Many`]: a guard that touches nothing skips its change silently.
     Fence(&'static str),
 }
