@@ -1,8 +1,9 @@
 //! The step journal of a job (owned here: `job_steps`): what lets an execution resume,
 //! not repeat, after its worker died.
 //!
-//! - **Rows.** One per `(job, step, attempt)`: when the attempt started, under which
-//!   fencing token, and once it finished, its status, output and error. An attempt of a
+//! - **Rows.** One per `(job, step, attempt)`: when the attempt started (and its place
+//!   among the job's starts, `seq`), under which fencing token, and once it finished,
+//!   its status, output and error. An attempt of a
 //!   step is numbered per job and step (1, 2, …), across claims: a step re-run by the
 //!   next holder after a crash is the next attempt, not attempt 1 again.
 //! - **Start** ([`Store::start_step`]) inserts the `running` row in one statement that
@@ -173,9 +174,10 @@ impl ResumePoint {
     }
 }
 
-const START: &str = "INSERT INTO job_steps (job_id, step_id, attempt, lease_token, status, started_at_ms)
-  SELECT $1, $2, n.next, $3, 'running', $4
-    FROM (SELECT COALESCE(MAX(attempt), 0) + 1 AS next FROM job_steps WHERE job_id = $1 AND step_id = $2) n
+const START: &str = "INSERT INTO job_steps (job_id, step_id, attempt, seq, lease_token, status, started_at_ms)
+  SELECT $1, $2, n.next, s.next, $3, 'running', $4
+    FROM (SELECT COALESCE(MAX(attempt), 0) + 1 AS next FROM job_steps WHERE job_id = $1 AND step_id = $2) n,
+         (SELECT COALESCE(MAX(seq), 0) + 1 AS next FROM job_steps WHERE job_id = $1) s
    WHERE EXISTS (SELECT 1 FROM jobs WHERE id = $1 AND lease_token = $3 AND state = 'running')
      AND NOT EXISTS (SELECT 1 FROM job_steps WHERE job_id = $1 AND step_id = $2 AND status = 'succeeded')
   RETURNING attempt";
@@ -184,7 +186,7 @@ const FINISH_STEP: &str = "UPDATE job_steps SET status = $1, finished_at_ms = $2
   WHERE job_id = $6 AND step_id = $7 AND attempt = $8 AND lease_token = $9 AND status = 'running'";
 
 const SELECT_STEPS: &str = "SELECT step_id, attempt, lease_token, status, started_at_ms, finished_at_ms, output, output_sealed, error
-  FROM job_steps WHERE job_id = $1 ORDER BY started_at_ms, step_id, attempt";
+  FROM job_steps WHERE job_id = $1 ORDER BY seq, started_at_ms";
 
 impl Lease {
     /// The audited change that records `outcome` for the started attempt `step`, fenced

@@ -27,13 +27,15 @@ CREATE INDEX jobs_finished ON jobs (finished_at_ms) WHERE finished_at_ms IS NOT 
 -- tuples do not pile up in it and its partial indexes (the SKIP LOCKED queue bloat).
 ALTER TABLE jobs SET (autovacuum_vacuum_scale_factor = 0.01, autovacuum_analyze_scale_factor = 0.02);
 
--- The journal: one row per (job, step, attempt). A step's output is JSON text, or opaque
--- bytes the caller sealed (vault ciphertext for outputs holding PII); error text is
--- scrubbed by the caller before it reaches this table.
+-- The journal: one row per (job, step, attempt); `seq` numbers a job's step starts in
+-- order. A step's output is JSON text, or opaque bytes the caller sealed (vault
+-- ciphertext for outputs holding PII); error text is scrubbed by the caller before it
+-- reaches this table.
 CREATE TABLE job_steps (
     job_id          TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     step_id         TEXT    NOT NULL,
     attempt         BIGINT  NOT NULL,
+    seq             BIGINT  NOT NULL,
     lease_token     BIGINT  NOT NULL,
     status          TEXT    NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
     started_at_ms   BIGINT  NOT NULL,

@@ -24,13 +24,15 @@ CREATE INDEX jobs_queued ON jobs (run_at_ms, id) WHERE state = 'queued';
 CREATE INDEX jobs_leased ON jobs (lease_expires_at_ms) WHERE state = 'running';
 CREATE INDEX jobs_finished ON jobs (finished_at_ms) WHERE finished_at_ms IS NOT NULL;
 
--- The journal: one row per (job, step, attempt). A step's output is JSON text, or opaque
--- bytes the caller sealed (vault ciphertext for outputs holding PII); error text is
--- scrubbed by the caller before it reaches this table.
+-- The journal: one row per (job, step, attempt); `seq` numbers a job's step starts in
+-- order. A step's output is JSON text, or opaque bytes the caller sealed (vault
+-- ciphertext for outputs holding PII); error text is scrubbed by the caller before it
+-- reaches this table.
 CREATE TABLE job_steps (
     job_id          TEXT    NOT NULL REFERENCES jobs (id) ON DELETE CASCADE,
     step_id         TEXT    NOT NULL,
     attempt         INTEGER NOT NULL,
+    seq             INTEGER NOT NULL,
     lease_token     INTEGER NOT NULL,
     status          TEXT    NOT NULL CHECK (status IN ('running', 'succeeded', 'failed')),
     started_at_ms   INTEGER NOT NULL,

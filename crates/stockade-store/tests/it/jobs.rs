@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde_json::json;
 use stockade_core::{Actor, Environment};
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, JobState, Lease, NewJob, StepOutcome, StepOutput, StepStatus,
-    Store, StoreError, sql_params,
+    AuditDetails, AuditEntry, Change, JobState, Lease, NewJob, StepOutcome, StepOutput,
+    StepStarted, StepStatus, Store, StoreError, sql_params,
 };
 
 use crate::harness::{Backend, TEST_ACTOR, TestDb, both};
@@ -384,6 +384,26 @@ async fn enqueue_is_idempotent_on_its_dedup_key(backend: Backend) {
     db.cleanup().await;
 }
 
+/// The rest of a resumed execution: the lost step again (same key, next attempt), a
+/// failing step, and the job's completion.
+async fn finish_resumed(store: &Store, actor: &Actor, lease: &Lease, lost: &StepStarted) {
+    let rerun = store.start_step(lease, "notify").await.unwrap();
+    assert_eq!(rerun.attempt, 2);
+    assert_eq!(rerun.idempotency_key, lost.idempotency_key);
+    let done = StepOutcome::Succeeded(StepOutput::None);
+    store
+        .commit_step(actor, lease, &rerun, &done, vec![effect("notify")])
+        .await
+        .unwrap();
+    let failing = store.start_step(lease, "report").await.unwrap();
+    let failed = StepOutcome::Failed("HTTP 503 from the report host".into());
+    store
+        .commit_step(actor, lease, &failing, &failed, vec![])
+        .await
+        .unwrap();
+    store.complete(actor, lease, vec![]).await.unwrap();
+}
+
 async fn an_execution_resumes_after_a_crash_without_repeating_committed_steps(backend: Backend) {
     let Some(db) = TestDb::new(backend) else {
         return;
@@ -440,24 +460,7 @@ async fn an_execution_resumes_after_a_crash_without_repeating_committed_steps(ba
         let err = second_process.start_step(&lease, done).await.unwrap_err();
         assert!(matches!(err, StoreError::Conflict(_)), "{err}");
     }
-    let rerun = second_process.start_step(&lease, "notify").await.unwrap();
-    assert_eq!(rerun.attempt, 2);
-    assert_eq!(rerun.idempotency_key, lost.idempotency_key);
-    let done = StepOutcome::Succeeded(StepOutput::None);
-    second_process
-        .commit_step(&actor, &lease, &rerun, &done, vec![effect("notify")])
-        .await
-        .unwrap();
-    let failing = second_process.start_step(&lease, "report").await.unwrap();
-    let failed = StepOutcome::Failed("HTTP 503 from the report host".into());
-    second_process
-        .commit_step(&actor, &lease, &failing, &failed, vec![])
-        .await
-        .unwrap();
-    second_process
-        .complete(&actor, &lease, vec![])
-        .await
-        .unwrap();
+    finish_resumed(&second_process, &actor, &lease, &lost).await;
 
     let effects: BTreeMap<String, i64> = second_process
         .query_as::<(String, i64)>(
