@@ -590,8 +590,9 @@ impl Store {
     ///   subscriber's own acknowledgement ([`EventStream::ack`]); the alert router moves
     ///   its cursor inside its audited routing commit instead.
     /// - **Job leases** ([`jobs`], [`journal`], [`schedule`]): claiming a job (owner,
-    ///   expiry, fencing token), heartbeats, the reaper's re-queue of expired leases, a
-    ///   journal step's start marker, and the retention prune of finished jobs (their
+    ///   expiry, fencing token), heartbeats, the reaper's re-queue of expired leases,
+    ///   releasing a lease for a durable wait, a journal step's start marker, and the
+    ///   retention prune of finished jobs (their
     ///   journal goes with them) and of old schedule ticks. Which process holds a job
     ///   until when is not a decision about data; every outcome (enqueue, step commit,
     ///   complete, fail, retry, schedule fire) is an audited commit.

@@ -34,6 +34,9 @@
 //!   cannot loop. A re-queued job keeps its journal: its next holder resumes from it.
 //! - **Attempts** count claims; [`Store::retry_at`] refuses once they are used up.
 //!   [`Backoff`] computes exponential delays with jitter for retries.
+//! - **Defer** ([`Store::defer_until`]) puts a running job back to sleep until a time
+//!   without spending an attempt: a durable `wait` sleeps in the queue, not in a worker,
+//!   and survives restarts (the wait step's journal commit records why).
 //! - **Wake-up.** Workers poll for due jobs (a claim that finds nothing is one indexed
 //!   read); in the process that enqueued, [`Store::writes`] wakes them at once. No
 //!   `LISTEN/NOTIFY` and no session advisory locks, so PgBouncer in transaction mode is
@@ -595,6 +598,26 @@ impl Store {
             .map(|_| ())
     }
 
+    /// Release `lease` and put the job back in the queue until `run_at_ms`, giving back
+    /// the attempt its claim counted (a durable wait, not a failure). Fenced like a
+    /// heartbeat; lease bookkeeping, unaudited: the wait step's audited journal commit,
+    /// made first, records the decision.
+    pub async fn defer_until(&self, lease: &Lease, run_at_ms: i64) -> Result<()> {
+        let n = self
+            .write_unaudited(
+                "UPDATE jobs SET state = 'queued', run_at_ms = $1, updated_at_ms = $2,
+                        attempts = attempts - 1, lease_owner = NULL, lease_expires_at_ms = NULL
+                  WHERE id = $3 AND lease_token = $4 AND state = 'running'",
+                sql_params![run_at_ms, now_ms(), lease.job_id.as_str(), lease.token],
+            )
+            .await?;
+        if n == 1 {
+            Ok(())
+        } else {
+            Err(StoreError::Fenced(LEASE.into()))
+        }
+    }
+
     /// Put the job back in the queue, due at `run_at_ms` (see [`Backoff`]), fenced.
     /// Refused once the job has used all its attempts: fail it instead.
     pub async fn retry_at(
@@ -726,6 +749,19 @@ fn check_lease(lease_ms: i64) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn payloads_and_outputs_stay_out_of_debug_output() {
+        let job = NewJob::new("workflow", json!({ "buyer": "Jane Doe" })).dedup_key("d1");
+        let shown = format!("{job:?}");
+        assert!(
+            shown.contains("workflow") && !shown.contains("Jane"),
+            "{shown}"
+        );
+        let out = crate::StepOutput::Json(json!({ "buyer": "Jane Doe" }));
+        assert_eq!(format!("{out:?}"), "Json(..)");
+    }
 
     #[test]
     fn kinds_keys_and_errors_are_bounded() {

@@ -8,5 +8,6 @@ mod audit_chain;
 mod events;
 mod harness;
 mod jobs;
+mod journal;
 mod lifecycle;
 mod typed_rows;
