@@ -592,10 +592,10 @@ impl Store {
     /// - **Job leases** ([`jobs`], [`journal`], [`schedule`]): claiming a job (owner,
     ///   expiry, fencing token), heartbeats, the reaper's re-queue of expired leases,
     ///   releasing a lease for a durable wait, a journal step's start marker, and the
-    ///   retention prune of finished jobs (their
-    ///   journal goes with them) and of old schedule ticks. Which process holds a job
-    ///   until when is not a decision about data; every outcome (enqueue, step commit,
-    ///   complete, fail, retry, schedule fire) is an audited commit.
+    ///   retention prune of finished jobs (their journal goes with them) and of old
+    ///   schedule ticks. Which process holds a job until when is not a decision about
+    ///   data; every outcome (enqueue, step commit, complete, fail, retry, schedule fire)
+    ///   is an audited commit.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);
@@ -614,8 +614,8 @@ impl Store {
         Ok(n)
     }
 
-    /// [`Store::write_unaudited`] for a statement that returns rows (`UPDATE … RETURNING`):
-    /// the job claim, whose lease bookkeeping is listed there.
+    /// [`Store::write_unaudited`] for a statement that returns rows (`… RETURNING`): the
+    /// job claim and a journal step's start, lease bookkeeping listed there.
     pub(crate) async fn write_unaudited_rows(
         &self,
         statement: &'static str,

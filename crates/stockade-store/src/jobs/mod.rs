@@ -48,7 +48,8 @@
 //! Enqueue, complete, fail, retry and the reaper's final failure decide what happens to
 //! work done on someone's behalf: they go through [`Store::commit`] with the actor the
 //! caller passes (`workflow:NAME@VERSION/EXECUTION` for a workflow). Claims, heartbeats,
-//! the reaper's re-queue and the retention prune are lease bookkeeping: they record which
+//! the reaper's re-queue, deferring and the retention prune are lease bookkeeping: they
+//! record which
 //! process holds a job and until when, change no data, and happen every few seconds per
 //! running job, so auditing them would bury the chain in noise. They go through
 //! [`Store::write_unaudited`], whose doc lists them. Every outcome a lease leads to is
