@@ -7,7 +7,7 @@ CREATE TABLE jobs (
     kind                 TEXT    NOT NULL,
     dedup_key            TEXT,
     payload              TEXT    NOT NULL,
-    state                TEXT    NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed')),
+    state                TEXT    NOT NULL CHECK (state IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
     run_at_ms            BIGINT  NOT NULL,
     attempts             BIGINT  NOT NULL DEFAULT 0,
     max_attempts         BIGINT  NOT NULL,
