@@ -11,14 +11,20 @@
 //! - Every data modification goes through [`Store::commit`] with its audit entry (see
 //!   [`change`]); [`Store::write_unaudited`] is the one other write path, for the
 //!   bookkeeping its doc lists.
+//! - Background work (workflow executions, backups, the NocoDB mirror) is durable jobs
+//!   claimed under leases with fencing tokens, with a per-step journal ([`jobs`],
+//!   [`journal`], [`schedule`]).
 //! - Rows are read typed ([`FromRow`], [`Store::query_as`]); each table's rows are
 //!   decoded once, in the module of the crate that owns the table (see [`sql`]).
 
 pub mod audit;
 pub mod change;
 pub mod events;
+pub mod jobs;
+pub mod journal;
 mod migrate;
 mod postgres;
+pub mod schedule;
 pub mod sql;
 mod sqlite;
 
@@ -30,6 +36,8 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use events::{Batch, EventStream};
+pub use jobs::{Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, ReapReport};
+pub use journal::{ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 
@@ -68,6 +76,14 @@ pub enum StoreError {
     Conflict(String),
     #[error("not found: {0}")]
     NotFound(String),
+    /// A commit on behalf of a job whose lease this worker no longer holds (its fencing
+    /// token is stale: the lease expired and the job was re-queued or claimed again).
+    /// Nothing of the commit was written.
+    #[error("refused: {0} is no longer held by this worker; nothing was written")]
+    Fenced(String),
+    /// A value the caller passed that the store refuses (names the field, never the value).
+    #[error("invalid {0}")]
+    Invalid(String),
     #[error("database error: {0}")]
     Database(String),
     /// A stored value this version cannot read (names the column, never the value).
@@ -573,6 +589,13 @@ impl Store {
     /// - **Event cursors** ([`events`]): registering a subscriber in `event_cursors` and a
     ///   subscriber's own acknowledgement ([`EventStream::ack`]); the alert router moves
     ///   its cursor inside its audited routing commit instead.
+    /// - **Job leases** ([`jobs`], [`journal`], [`schedule`]): claiming a job (owner,
+    ///   expiry, fencing token), heartbeats, the reaper's re-queue of expired leases,
+    ///   releasing a lease for a durable wait, a journal step's start marker, and the
+    ///   retention prune of finished jobs (their journal goes with them) and of old
+    ///   schedule ticks. Which process holds a job until when is not a decision about
+    ///   data; every outcome (enqueue, step commit, complete, fail, retry, schedule fire)
+    ///   is an audited commit.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);
@@ -589,6 +612,28 @@ impl Store {
         }?;
         self.writes.send_modify(|c| *c = c.wrapping_add(1));
         Ok(n)
+    }
+
+    /// [`Store::write_unaudited`] for a statement that returns rows (`… RETURNING`): the
+    /// job claim and a journal step's start, lease bookkeeping listed there.
+    pub(crate) async fn write_unaudited_rows(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        let rows = match &*self.backend {
+            Backend::Sqlite(s) => s.write_unaudited_rows(statement, params).await,
+            // One statement on the pool runs in its own transaction.
+            Backend::Postgres(p) => p.query(statement, params).await,
+        }?;
+        self.writes.send_modify(|c| *c = c.wrapping_add(1));
+        Ok(rows)
+    }
+
+    /// Whether this store is on PostgreSQL (for the few statements whose text differs:
+    /// `FOR UPDATE SKIP LOCKED`, JSON array functions).
+    pub(crate) fn is_postgres(&self) -> bool {
+        matches!(&*self.backend, Backend::Postgres(_))
     }
 
     /// After crypto-shredding or a purge: make sure erased bytes do not linger in the

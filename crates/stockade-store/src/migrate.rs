@@ -73,6 +73,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0009_event_cursors.sql"),
         postgres: include_str!("../migrations/postgres/0009_event_cursors.sql"),
     },
+    Migration {
+        version: 10,
+        name: "jobs",
+        sqlite: include_str!("../migrations/sqlite/0010_jobs.sql"),
+        postgres: include_str!("../migrations/postgres/0010_jobs.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

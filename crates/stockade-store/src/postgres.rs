@@ -450,6 +450,7 @@ async fn apply_one(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Re
             match expect {
                 Expect::Any => Ok(()),
                 Expect::One(what) => expect_one(n, || StoreError::NotFound((*what).to_owned())),
+                Expect::Fence(what) => expect_one(n, || StoreError::Fenced((*what).to_owned())),
             }
         }
         Mutation::SetMeta { key, value } => sqlx::query(

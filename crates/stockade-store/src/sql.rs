@@ -16,7 +16,9 @@
 //! Each table has one owner, the only crate that holds SQL for it; others call the
 //! owner's functions:
 //! - this crate: `stockade_meta`, `audit`, `keyring_*`, `credentials` (typed
-//!   [`crate::Mutation`] variants and `Store` methods; the vault is their user);
+//!   [`crate::Mutation`] variants and `Store` methods; the vault is their user), and
+//!   `jobs`, `job_steps`, `schedule_ticks` ([`crate::jobs`], [`crate::journal`],
+//!   [`crate::schedule`]: the durable job queue every background task shares);
 //! - `stockade-access`: `users`, `sessions`, `recovery_codes`, `api_keys`, `bans`;
 //! - `stockade-sync`: `connections`, `orders`, `order_lines`, `skus`, `listings`,
 //!   `stock_ledger`, `sync_cursors`, `return_reports`, `purge_receipts` (counts for the
@@ -238,4 +240,8 @@ pub enum Expect {
     Any,
     /// Exactly one; otherwise the whole commit fails with `what` not found.
     One(&'static str),
+    /// Exactly one; otherwise the whole commit is refused as [`crate::StoreError::Fenced`]
+    /// (a job's lease check, see [`crate::jobs`]). Not as the guard of a guarded
+    /// [`crate::Mutation::Many`]: a guard that touches nothing skips its change silently.
+    Fence(&'static str),
 }

@@ -39,6 +39,11 @@ enum Msg {
     Commit(Job),
     Raw(String, oneshot::Sender<Result<u64>>),
     Unaudited(&'static str, Vec<SqlValue>, oneshot::Sender<Result<u64>>),
+    UnauditedRows(
+        &'static str,
+        Vec<SqlValue>,
+        oneshot::Sender<Result<Vec<SqlRow>>>,
+    ),
     Checkpoint(oneshot::Sender<Result<()>>),
 }
 
@@ -331,6 +336,19 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::WriterGone)?
     }
 
+    /// An unaudited write that returns rows (`UPDATE … RETURNING`), on the writer.
+    pub(crate) async fn write_unaudited_rows(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        let (reply, rx) = oneshot::channel();
+        self.sender
+            .send(Msg::UnauditedRows(statement, params, reply))
+            .map_err(|_| StoreError::WriterGone)?;
+        rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+
     pub(crate) async fn query(
         &self,
         statement: &'static str,
@@ -576,6 +594,9 @@ fn apply_one(conn: &Connection, mutation: &Mutation, now: i64) -> Result<()> {
                 Expect::One(what) => {
                     expect_one(n as usize, || StoreError::NotFound((*what).to_owned()))
                 }
+                Expect::Fence(what) => {
+                    expect_one(n as usize, || StoreError::Fenced((*what).to_owned()))
+                }
             }
         }
         Mutation::SetMeta { key, value } => conn
@@ -758,6 +779,9 @@ fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<
             }
             Msg::Unaudited(statement, params, reply) => {
                 let _ = reply.send(execute_statement(&conn, statement, &params));
+            }
+            Msg::UnauditedRows(statement, params, reply) => {
+                let _ = reply.send(query_rows(&conn, statement, &params));
             }
             Msg::Checkpoint(reply) => {
                 let r = conn

@@ -7,5 +7,7 @@
 mod audit_chain;
 mod events;
 mod harness;
+mod jobs;
+mod journal;
 mod lifecycle;
 mod typed_rows;
