@@ -94,7 +94,7 @@ pub fn template_references(
         return expression_references(env, inner);
     }
     let t = env.template_from_str(text)?;
-    Ok(t.undeclared_variables(true).into_iter().collect())
+    Ok(variables(env, t.undeclared_variables(true)))
 }
 
 /// The variables a bare expression reads.
@@ -104,7 +104,18 @@ pub fn expression_references(
 ) -> Result<BTreeSet<String>, ExprError> {
     check_source(expr)?;
     let e = env.compile_expression(expr)?;
-    Ok(e.undeclared_variables(true).into_iter().collect())
+    Ok(variables(env, e.undeclared_variables(true)))
+}
+
+/// The names read from the context, without the environment's functions (`range`).
+fn variables(env: &Environment<'_>, names: std::collections::HashSet<String>) -> BTreeSet<String> {
+    names
+        .into_iter()
+        .filter(|n| {
+            let root = n.split('.').next().unwrap_or("");
+            !env.globals().any(|(g, _)| g == root)
+        })
+        .collect()
 }
 
 /// Whether two dotted paths overlap: one is the other or lies inside it.
@@ -197,17 +208,16 @@ fn check_defined(v: &minijinja::Value, depth: usize) -> Result<(), ExprError> {
         return Err(ExprError("result nested too deeply".into()));
     }
     use minijinja::value::ValueKind;
-    if matches!(
+    let container = matches!(
         v.kind(),
         ValueKind::Seq | ValueKind::Map | ValueKind::Iterable
-    ) {
-        if let Ok(items) = v.try_iter() {
-            for item in items {
-                if v.kind() == ValueKind::Map {
-                    check_defined(&v.get_item(&item).unwrap_or_default(), depth + 1)?;
-                } else {
-                    check_defined(&item, depth + 1)?;
-                }
+    );
+    if container && let Ok(items) = v.try_iter() {
+        for item in items {
+            if v.kind() == ValueKind::Map {
+                check_defined(&v.get_item(&item).unwrap_or_default(), depth + 1)?;
+            } else {
+                check_defined(&item, depth + 1)?;
             }
         }
     }

@@ -5,7 +5,8 @@
 //! as in Vixie cron (either matches when both are restricted). A pattern is refused when
 //! it does not parse, when its zone is not an IANA name, or when it never fires (such as
 //! `0 0 31 2 *`). Daylight saving follows croner: a time skipped by a spring-forward gap
-//! runs once at the shifted instant, a repeated time runs once.
+//! runs once when the gap ends (02:30 on a 02:00 → 03:00 night runs at 03:00), a repeated
+//! time runs once (at its first occurrence).
 
 use std::str::FromStr;
 
@@ -69,5 +70,60 @@ impl CronSchedule {
     /// The time zone.
     pub fn tz(&self) -> Tz {
         self.tz
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, mo, d, h, mi, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn ticks_are_read_in_the_zone() {
+        let now = utc(2026, 12, 6, 0, 0);
+        let s = CronSchedule::parse("0 9 * * *", Some("Asia/Shanghai"), now).unwrap();
+        // 09:00 in Shanghai is 01:00 UTC.
+        assert_eq!(s.next_after(now), Some(utc(2026, 12, 6, 1, 0)));
+    }
+
+    #[test]
+    fn daylight_saving_in_a_us_zone() {
+        let now = utc(2026, 3, 7, 12, 0);
+        // 02:30 does not exist in New York on 2026-03-08 (clocks go 02:00 → 03:00): the
+        // tick runs once, when the gap ends (03:00 EDT), and the next day as usual.
+        let s = CronSchedule::parse("30 2 * * *", Some("America/New_York"), now).unwrap();
+        let first = s.next_after(now).unwrap();
+        assert_eq!(first, utc(2026, 3, 8, 7, 0));
+        let second = s.next_after(first).unwrap();
+        assert_eq!(second, utc(2026, 3, 9, 6, 30));
+        // 01:30 happens twice on 2026-11-01 (fall back): it runs once.
+        let now = utc(2026, 10, 31, 12, 0);
+        let s = CronSchedule::parse("30 1 * * *", Some("America/New_York"), now).unwrap();
+        let first = s.next_after(now).unwrap();
+        assert_eq!(first, utc(2026, 11, 1, 5, 30));
+        assert_eq!(s.next_after(first), Some(utc(2026, 11, 2, 6, 30)));
+    }
+
+    #[test]
+    fn never_and_nonsense_are_refused() {
+        let now = utc(2026, 12, 6, 0, 0);
+        assert!(matches!(
+            CronSchedule::parse("0 0 31 2 *", None, now),
+            Err(ScheduleError::Never(_))
+        ));
+        assert!(matches!(
+            CronSchedule::parse("0 0 * * *", Some("Europe/Nowhere"), now),
+            Err(ScheduleError::Zone(_))
+        ));
+        assert!(matches!(
+            CronSchedule::parse("every day", None, now),
+            Err(ScheduleError::Pattern(..))
+        ));
     }
 }

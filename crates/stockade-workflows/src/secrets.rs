@@ -50,10 +50,11 @@ pub fn looks_like_secret(text: &str) -> Option<&'static str> {
 
 fn token_reason(token: &str) -> Option<&'static str> {
     for (prefix, what) in PREFIXES {
-        if let Some(rest) = token.strip_prefix(prefix) {
-            if rest.len() >= 8 {
-                return Some(what);
-            }
+        if token
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.len() >= 8)
+        {
+            return Some(what);
         }
     }
     if is_aws_key_id(token) {

@@ -227,17 +227,17 @@ fn check_header(w: &Workflow, options: &LintOptions, report: &mut Report) {
             }
         }
         Trigger::Webhook(h) => {
-            if let WebhookAuth::Hmac(cred) = &h.auth.value {
-                if !declared(&w.permissions.credentials, cred) {
-                    report.add(
-                        cred.pos,
-                        Rule::UndeclaredCredential,
-                        format!(
-                            "credential `{}` is not in permissions.credentials",
-                            cred.value
-                        ),
-                    );
-                }
+            if let WebhookAuth::Hmac(cred) = &h.auth.value
+                && !declared(&w.permissions.credentials, cred)
+            {
+                report.add(
+                    cred.pos,
+                    Rule::UndeclaredCredential,
+                    format!(
+                        "credential `{}` is not in permissions.credentials",
+                        cred.value
+                    ),
+                );
             }
         }
         Trigger::Event(e) => {
@@ -301,15 +301,14 @@ pub fn lint_set(files: &[(String, String)], options: &LintOptions) -> Vec<(Strin
     for (i, (_, l)) in linted.iter().enumerate() {
         let Some(w) = &l.workflow else { continue };
         let on_error = |w: &Workflow| w.on_error.iter().map(|o| o.value.clone()).collect();
-        if let Some(o) = w.on_error.as_ref().filter(|o| o.value != w.name.value) {
-            if let Some(path) = path_between(&o.value, &w.name, &by_name, &linted, on_error) {
-                let cycle: Vec<String> =
-                    std::iter::once(w.name.value.clone()).chain(path).collect();
-                extra.push((
-                    i,
-                    cycle_problem(o.pos, Rule::OnErrorCycle, "on_error", &cycle),
-                ));
-            }
+        if let Some(o) = w.on_error.as_ref().filter(|o| o.value != w.name.value)
+            && let Some(path) = path_between(&o.value, &w.name, &by_name, &linted, on_error)
+        {
+            let cycle: Vec<String> = std::iter::once(w.name.value.clone()).chain(path).collect();
+            extra.push((
+                i,
+                cycle_problem(o.pos, Rule::OnErrorCycle, "on_error", &cycle),
+            ));
         }
         let calls = |w: &Workflow| steps::calls(w).into_iter().map(|(t, _)| t).collect();
         for (target, pos) in steps::calls(w) {

@@ -112,14 +112,14 @@ impl Walk<'_> {
             self.children(step, k, visible);
         }
         self.with_values(step, kind, visible);
-        if let Some(allow) = &step.allow_pii {
-            if allow.reason.value.trim().len() < 10 {
-                self.report.add(
-                    allow.reason.pos,
-                    Rule::PiiFlow,
-                    "allow_pii needs a reason a reviewer can judge (10 characters or more)",
-                );
-            }
+        if let Some(allow) = &step.allow_pii
+            && allow.reason.value.trim().len() < 10
+        {
+            self.report.add(
+                allow.reason.pos,
+                Rule::PiiFlow,
+                "allow_pii needs a reason a reviewer can judge (10 characters or more)",
+            );
         }
     }
 

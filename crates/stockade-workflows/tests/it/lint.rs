@@ -399,3 +399,31 @@ fn every_rule_has_a_name_and_a_test_here() {
         );
     }
 }
+
+#[test]
+fn filters_functions_and_loop_variables_are_not_mistaken_for_references() {
+    let text = "\
+name: x
+trigger: manual
+inputs: { skus: { type: array } }
+steps:
+  - id: each
+    uses: for_each
+    with: { items: \"{{ inputs.skus | map('upper') | list }}\", parallelism: 4 }
+    steps:
+      - id: level
+        uses: stock.get
+        with: { sku: \"{{ item }}\" }
+      - id: note
+        if: index < 3 and steps.level.output.available is defined
+        uses: audit.note
+        with: { message: \"{{ range(3) | join(',') }} {{ dict(a=1).a }} {{ item ~ '!' }}\" }
+  - id: pick
+    uses: switch
+    with: { value: \"{{ inputs.skus | length }}\" }
+    cases:
+      \"0\": [{ id: none, uses: fail, with: { message: empty } }]
+    default: [{ id: some, uses: audit.note, with: { message: \"{{ steps.each.output }}\" } }]
+";
+    assert_eq!(lint(text), vec![]);
+}
