@@ -173,8 +173,9 @@ pub struct Permissions {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Concurrency {
-    /// Executions running at once (per key).
-    pub limit: u32,
+    /// Executions running at once (per key), 1-1000.
+    #[schemars(range(min = 1, max = 1000))]
+    pub limit: Located<u32>,
     /// An expression grouping executions (default: the workflow name).
     #[serde(default)]
     pub key: Option<Located<String>>,
@@ -196,8 +197,9 @@ pub enum OnLimit {
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
-    /// Total tries, the first included (1 = no retry).
-    pub attempts: u32,
+    /// Total tries, the first included (1 = no retry), at most 20.
+    #[schemars(range(min = 1, max = 20))]
+    pub attempts: Located<u32>,
     #[serde(default)]
     pub backoff: Backoff,
     /// First delay (default PT1S).

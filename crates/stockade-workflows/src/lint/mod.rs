@@ -197,7 +197,60 @@ fn declared(list: &[Located<String>], name: &str) -> bool {
 }
 
 /// Name, trigger, permissions and `on_error`.
+/// Numbers that must stay within bounds, wherever they are written.
+fn check_bounds(w: &Workflow, report: &mut Report) {
+    if let Some(c) = &w.concurrency
+        && !(1..=1000).contains(&c.limit.value)
+    {
+        report.add(
+            c.limit.pos,
+            Rule::Schema,
+            "concurrency.limit is between 1 and 1000",
+        );
+    }
+    let retries = w
+        .retry
+        .iter()
+        .chain(w.all_steps().into_iter().filter_map(|s| s.retry.as_ref()));
+    for r in retries {
+        if !(1..=20).contains(&r.attempts.value) {
+            report.add(
+                r.attempts.pos,
+                Rule::Schema,
+                "retry.attempts is between 1 and 20 (the first try included)",
+            );
+        }
+        if let (Some(initial), Some(max)) = (&r.initial, &r.max)
+            && initial.duration > max.duration
+        {
+            report.add(
+                initial.pos,
+                Rule::Schema,
+                "retry.initial is longer than retry.max",
+            );
+        }
+    }
+    if let Trigger::Webhook(h) = &w.trigger.value {
+        let p = &h.path;
+        let ok = p.len() <= 128
+            && p.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            && p.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/')
+            });
+        if !ok {
+            report.add(
+                p.pos,
+                Rule::Schema,
+                "a webhook path is lower-case letters, digits, `-`, `_` and `/`",
+            );
+        }
+    }
+}
+
 fn check_header(w: &Workflow, options: &LintOptions, report: &mut Report) {
+    check_bounds(w, report);
     let name = &w.name;
     if !valid_name(name) {
         report.add(

@@ -163,6 +163,9 @@ impl Walk<'_> {
                 );
             }
         }
+        if k.control == Control::ForEach {
+            self.loop_bounds(entries);
+        }
         if k.name == "wait" {
             let n = ["duration", "until", "event"]
                 .iter()
@@ -174,6 +177,21 @@ impl Walk<'_> {
                     Rule::Schema,
                     "wait takes exactly one of `duration`, `until` or `event`",
                 );
+            }
+        }
+    }
+
+    /// `for_each` runs a bounded number of items with bounded parallelism.
+    fn loop_bounds(&mut self, entries: &[(Located<String>, Located<Node>)]) {
+        for (key, value) in entries {
+            let (max, what) = match key.value.as_str() {
+                "max_items" => (10_000, "max_items is between 1 and 10000"),
+                "parallelism" => (16, "parallelism is between 1 and 16"),
+                _ => continue,
+            };
+            match &value.value {
+                Node::Int(n) if (1..=max).contains(n) => {}
+                _ => self.report.add(value.pos, Rule::Schema, what),
             }
         }
     }

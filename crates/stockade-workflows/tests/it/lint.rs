@@ -427,3 +427,24 @@ steps:
 ";
     assert_eq!(lint(text), vec![]);
 }
+
+#[test]
+fn bounds_on_retries_concurrency_loops_and_webhook_paths() {
+    let text = "\
+name: x
+trigger: { webhook: { path: Supplier Stock, auth: api_key } }
+concurrency: { limit: 0 }
+retry: { attempts: 100, initial: PT5M, max: PT1M }
+steps:
+  - id: each
+    uses: for_each
+    with: { items: \"{{ trigger.body }}\", max_items: 1000000, parallelism: 64 }
+    steps: [{ id: a, uses: fail, with: { message: m }, retry: { attempts: 0 } }]
+";
+    let f = found(text);
+    for line in [2, 3, 4, 8, 9] {
+        assert!(f.contains(&(Rule::Schema, line)), "line {line}: {f:?}");
+    }
+    assert_eq!(f.iter().filter(|(_, l)| *l == 4).count(), 2, "{f:?}");
+    assert_eq!(f.iter().filter(|(_, l)| *l == 8).count(), 2, "{f:?}");
+}
