@@ -251,6 +251,12 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
             message: format!("file larger than {MAX_FILE_BYTES} bytes"),
         });
     }
+    if text.trim().is_empty() {
+        return Err(ParseError {
+            pos: Pos { line: 1, col: 1 },
+            message: "the file is empty".into(),
+        });
+    }
     serde_saphyr::from_str_with_options::<T>(text, options()).map_err(|e| {
         let pos = e.location().map(Pos::of).unwrap_or_default();
         ParseError {
@@ -264,5 +270,9 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
 fn one_line(message: &str) -> String {
     let first = message.lines().next().unwrap_or("").trim();
     let cut = first.find(" at line ").map_or(first, |i| &first[..i]);
-    cut.trim_start_matches("error: ").to_owned()
+    let cut = cut.split(", set DuplicateKeyPolicy").next().unwrap_or(cut);
+    match cut.trim_start_matches("error: ") {
+        "expected mapping start" => "a workflow is a YAML mapping (name:, trigger:, steps:)".into(),
+        other => other.to_owned(),
+    }
 }

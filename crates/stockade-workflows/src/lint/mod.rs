@@ -345,12 +345,29 @@ pub fn lint_set(files: &[(String, String)], options: &LintOptions) -> Vec<(Strin
         .iter()
         .map(|(path, text)| (path.clone(), lint_document(text, options)))
         .collect();
-    let by_name: BTreeMap<String, usize> = linted
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (_, l))| l.workflow.as_ref().map(|w| (w.name.value.clone(), i)))
-        .collect();
+    // The first file with a name owns it; later ones are reported.
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, (_, l)) in linted.iter().enumerate() {
+        if let Some(w) = &l.workflow {
+            by_name.entry(w.name.value.clone()).or_insert(i);
+        }
+    }
     let mut extra: Vec<(usize, Problem)> = Vec::new();
+    for (i, (_, l)) in linted.iter().enumerate() {
+        let Some(w) = &l.workflow else { continue };
+        if let Some(&first) = by_name.get(&w.name.value).filter(|&&f| f != i) {
+            let other = linted.get(first).map_or("", |(p, _)| p.as_str());
+            let message = format!("workflow name `{}` is also used by {other}", w.name.value);
+            extra.push((
+                i,
+                Problem {
+                    pos: w.name.pos,
+                    rule: Rule::Schema,
+                    message,
+                },
+            ));
+        }
+    }
     for (i, (_, l)) in linted.iter().enumerate() {
         let Some(w) = &l.workflow else { continue };
         let on_error = |w: &Workflow| w.on_error.iter().map(|o| o.value.clone()).collect();

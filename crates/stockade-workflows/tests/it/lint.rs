@@ -448,3 +448,21 @@ steps:
     assert_eq!(f.iter().filter(|(_, l)| *l == 4).count(), 2, "{f:?}");
     assert_eq!(f.iter().filter(|(_, l)| *l == 8).count(), 2, "{f:?}");
 }
+
+#[test]
+fn two_files_with_one_name_and_unhelpful_files() {
+    let a = "name: same\ntrigger: manual\nsteps: [{ id: s, uses: fail, with: { message: m } }]\n";
+    let r = set(&[("a.yaml", a), ("b.yaml", a)]);
+    assert_eq!(r[0].1, vec![]);
+    assert_eq!(r[1].1, vec![(Rule::Schema, 1)]);
+    for (text, says) in [
+        ("", "empty"),
+        ("- a\n- list\n", "mapping"),
+        ("name: x\nname: y\n", "duplicate"),
+    ] {
+        let p = lint(text);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(p[0].message.contains(says), "{p:?}");
+        assert!(!p[0].message.contains("DuplicateKeyPolicy"), "{p:?}");
+    }
+}
