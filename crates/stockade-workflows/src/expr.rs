@@ -17,6 +17,7 @@
 use std::collections::BTreeSet;
 
 use minijinja::{Environment, UndefinedBehavior};
+use stockade_core::Pii;
 
 /// Largest expression source accepted, in bytes.
 pub const MAX_SOURCE: usize = 8 * 1024;
@@ -125,13 +126,23 @@ pub fn overlaps(a: &str, b: &str) -> bool {
     a == b || inside(a, b) || inside(b, a)
 }
 
-/// The values an expression can read, and which of them are buyer data.
-#[derive(Debug, Clone, Default)]
+/// The values an expression can read, and which of them are buyer data. Its `Debug`
+/// shows the variable names and marked paths, never the values.
+#[derive(Clone, Default)]
 pub struct Scope {
     /// `{"inputs": …, "trigger": …, "steps": {"id": {"output": …}}, …}`.
     pub data: serde_json::Map<String, serde_json::Value>,
     /// Dotted paths holding PII (`steps.order.output.buyer`, `item`).
     pub pii: Vec<String>,
+}
+
+impl std::fmt::Debug for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scope")
+            .field("variables", &self.data.keys().collect::<Vec<_>>())
+            .field("pii", &self.pii)
+            .finish()
+    }
 }
 
 impl Scope {
@@ -163,14 +174,41 @@ impl Scope {
     }
 }
 
-/// An evaluated value and whether it was derived from buyer data.
-#[derive(Debug, Clone, PartialEq)]
+/// An evaluated value and whether it was derived from buyer data. Its `Debug` prints
+/// `[redacted]` for a marked value.
+#[derive(Clone, PartialEq)]
 pub struct Evaluated {
     pub value: serde_json::Value,
     pub pii: bool,
 }
 
+impl std::fmt::Debug for Evaluated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluated")
+            .field("value", &self.for_log())
+            .field("pii", &self.pii)
+            .finish()
+    }
+}
+
+/// A result in the core's terms: buyer data held as [`Pii`] (its JSON text), which never
+/// prints or serialises its contents.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Marked {
+    Plain(serde_json::Value),
+    Pii(Pii<String>),
+}
+
 impl Evaluated {
+    /// The value as [`Marked`].
+    pub fn into_marked(self) -> Marked {
+        if self.pii {
+            Marked::Pii(Pii::new(self.value.to_string()))
+        } else {
+            Marked::Plain(self.value)
+        }
+    }
+
     /// The value for a step that sends data out: refused when it carries buyer data and
     /// the step has no `allow_pii`.
     pub fn for_sink(&self, allow_pii: bool) -> Result<&serde_json::Value, ExprError> {

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 use stockade_workflows::expr::{
-    Scope, environment, eval_condition, eval_string, template_references,
+    Marked, Scope, environment, eval_condition, eval_string, template_references,
 };
 
 fn scope() -> Scope {
@@ -116,6 +116,17 @@ fn values_derived_from_buyer_fields_stay_marked() {
         "a sink without allow_pii refuses it"
     );
     assert_eq!(v.for_sink(true).unwrap(), &json!("Ship to JANE DOE"));
+    assert!(
+        !format!("{v:?}").contains("JANE"),
+        "Debug redacts a marked value"
+    );
+    match v.clone().into_marked() {
+        Marked::Pii(p) => {
+            assert_eq!(format!("{p}"), "[redacted]");
+            assert_eq!(p.expose_pii(), "\"Ship to JANE DOE\"");
+        }
+        Marked::Plain(_) => panic!("buyer data lost its marking"),
+    }
     // The whole output contains the buyer: marked too.
     assert!(
         eval_string(&env, "{{ steps.order.output }}", &s)
