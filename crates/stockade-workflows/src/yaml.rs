@@ -258,7 +258,12 @@ pub fn parse<T: DeserializeOwned>(text: &str) -> Result<T, ParseError> {
         });
     }
     serde_saphyr::from_str_with_options::<T>(text, options()).map_err(|e| {
-        let pos = e.location().map(Pos::of).unwrap_or_default();
+        // A file:line:col is always printed: the start when the parser knows no better.
+        let pos = e
+            .location()
+            .map(Pos::of)
+            .filter(|p| p.line > 0)
+            .unwrap_or(Pos { line: 1, col: 1 });
         ParseError {
             pos,
             message: one_line(&e.to_string()),

@@ -5,3 +5,4 @@ mod definition;
 mod examples;
 mod expr;
 mod lint;
+mod robust;
