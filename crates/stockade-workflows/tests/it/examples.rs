@@ -53,6 +53,8 @@ fn the_committed_json_schema_is_current() {
         "on_limit",
         "allow_pii",
         "buyer_fields",
+        "\"const\":\"http.request\"",
+        "credential_header",
     ] {
         assert!(text.contains(must), "{must}");
     }
