@@ -112,3 +112,18 @@ fn the_schema_command_prints_the_shipped_schema() {
     .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), shipped);
 }
+
+#[test]
+fn help_describes_the_workflow_commands() {
+    let dir = scratch("help");
+    let top = String::from_utf8_lossy(&stockade(&dir, &["--help"]).stdout).into_owned();
+    assert!(top.contains("workflow"), "{top}");
+    let out = stockade(&dir, &["workflow", "lint", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        help.contains("FILE:LINE:COL RULE MESSAGE") && help.contains("exit 3"),
+        "{help}"
+    );
+    let out = stockade(&dir, &["workflow", "lint"]);
+    assert_eq!(out.status.code(), Some(2), "a FILE is required");
+}
