@@ -132,7 +132,7 @@ pub struct InputSpec {
     #[serde(default)]
     pub required: bool,
     #[serde(default)]
-    pub default: Option<serde_json::Value>,
+    pub default: Option<Located<serde_json::Value>>,
     #[serde(default)]
     pub description: Option<String>,
 }

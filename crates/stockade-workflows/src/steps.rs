@@ -214,6 +214,19 @@ pub const KINDS: &[StepKind] = &[
     },
 ];
 
+/// Literal values a parameter accepts (an expression is checked when it runs).
+pub const CHOICES: &[(&str, &str, &[&str])] = &[
+    (
+        "http.request",
+        "method",
+        &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"],
+    ),
+    ("alert.send", "severity", &["info", "warning", "critical"]),
+];
+
+/// Parameters holding an ISO-8601 duration when written literally.
+pub const DURATIONS: &[(&str, &str)] = &[("wait", "duration"), ("wait", "timeout")];
+
 /// The kind named `name`.
 pub fn find(name: &str) -> Option<&'static StepKind> {
     KINDS.iter().find(|k| k.name == name)

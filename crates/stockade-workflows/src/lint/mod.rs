@@ -249,8 +249,44 @@ fn check_bounds(w: &Workflow, report: &mut Report) {
     }
 }
 
+/// An input's default matches its type; a required input has none.
+fn check_inputs(w: &Workflow, report: &mut Report) {
+    use crate::definition::InputType as T;
+    use serde_json::Value as J;
+    for (name, spec) in &w.inputs {
+        let Some(default) = &spec.default else {
+            continue;
+        };
+        let pos = default.pos;
+        let default = &default.value;
+        let fits = match spec.kind {
+            T::String => default.is_string(),
+            T::Integer => default.is_i64() || default.is_u64(),
+            T::Number => default.is_number(),
+            T::Boolean => default.is_boolean(),
+            T::Object => matches!(default, J::Object(_)),
+            T::Array => default.is_array(),
+        };
+        if !fits {
+            report.add(
+                pos,
+                Rule::Schema,
+                format!("input `{name}`: the default does not match its type"),
+            );
+        }
+        if spec.required {
+            report.add(
+                pos,
+                Rule::Schema,
+                format!("input `{name}` is required and has a default: choose one"),
+            );
+        }
+    }
+}
+
 fn check_header(w: &Workflow, options: &LintOptions, report: &mut Report) {
     check_bounds(w, report);
+    check_inputs(w, report);
     let name = &w.name;
     if !valid_name(name) {
         report.add(

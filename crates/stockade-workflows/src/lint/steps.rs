@@ -151,7 +151,10 @@ impl Walk<'_> {
                             .join(", ")
                     ),
                 ),
-                Some(p) => self.role(p.role, value),
+                Some(p) => {
+                    self.role(p.role, value);
+                    self.literal(k.name, p.name, value);
+                }
             }
         }
         for p in k.params.iter().filter(|p| p.required) {
@@ -178,6 +181,26 @@ impl Walk<'_> {
                     "wait takes exactly one of `duration`, `until` or `event`",
                 );
             }
+        }
+    }
+
+    /// A literal value checked against its parameter's choices or format.
+    fn literal(&mut self, kind: &str, param: &str, value: &Located<Node>) {
+        let Some(text) = value.value.as_str().filter(|t| !expr::has_expression(t)) else {
+            return;
+        };
+        let choices = crate::steps::CHOICES
+            .iter()
+            .find(|(k, p, _)| *k == kind && *p == param);
+        if let Some((_, _, allowed)) = choices
+            && !allowed.contains(&text)
+        {
+            let message = format!("{kind} {param} is one of {}", allowed.join(", "));
+            self.report.add(value.pos, Rule::Schema, message);
+        }
+        let is_duration = crate::steps::DURATIONS.contains(&(kind, param));
+        if is_duration && let Err(e) = crate::duration::parse(text) {
+            self.report.add(value.pos, Rule::Schema, e);
         }
     }
 

@@ -466,3 +466,38 @@ fn two_files_with_one_name_and_unhelpful_files() {
         assert!(!p[0].message.contains("DuplicateKeyPolicy"), "{p:?}");
     }
 }
+
+#[test]
+fn literal_choices_durations_and_input_defaults() {
+    let text = "\
+name: x
+trigger: manual
+inputs:
+  n: { type: integer, default: ten }
+  s: { type: string, required: true, default: a }
+permissions: { hosts: [api.example.com] }
+steps:
+  - id: a
+    uses: http.request
+    with: { url: https://api.example.com/x, method: FETCH }
+  - id: b
+    uses: alert.send
+    with: { message: m, severity: \"{{ inputs.s }}\" }
+  - id: c
+    uses: alert.send
+    with: { message: m, severity: loud }
+  - id: d
+    uses: wait
+    with: { duration: 5 minutes }
+";
+    assert_eq!(
+        found(text),
+        vec![
+            (Rule::Schema, 4),
+            (Rule::Schema, 5),
+            (Rule::Schema, 10),
+            (Rule::Schema, 16),
+            (Rule::Schema, 19)
+        ]
+    );
+}
