@@ -278,6 +278,24 @@ fn one_line(message: &str) -> String {
     let cut = cut.split(", set DuplicateKeyPolicy").next().unwrap_or(cut);
     match cut.trim_start_matches("error: ") {
         "expected mapping start" => "a workflow is a YAML mapping (name:, trigger:, steps:)".into(),
-        other => other.to_owned(),
+        other => redact_quoted(other),
     }
+}
+
+/// Parse errors quote the offending value (`unknown variant `…``): a value that looks
+/// like a secret is not repeated.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for (i, part) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let quoted = i % 2 == 1;
+        if quoted && crate::secrets::looks_like_secret(part).is_some() {
+            out.push_str(stockade_core::pii::REDACTED);
+        } else {
+            out.push_str(part);
+        }
+    }
+    out
 }

@@ -501,3 +501,16 @@ steps:
         ]
     );
 }
+
+#[test]
+fn a_secret_in_a_misplaced_value_is_not_echoed_by_the_parse_error() {
+    let text = "name: x\ntrigger: sk_live_51HqX2bC3d4e5F6g7H8\nsteps: []\n";
+    let p = lint(text);
+    assert!(
+        p.iter()
+            .any(|x| x.rule == Rule::SecretLiteral && x.pos.line == 2),
+        "{p:?}"
+    );
+    assert!(p.iter().any(|x| x.rule == Rule::Schema), "{p:?}");
+    assert!(!p.iter().any(|x| x.message.contains("sk_live_51")), "{p:?}");
+}
