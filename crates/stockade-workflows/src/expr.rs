@@ -317,3 +317,43 @@ pub fn eval_condition(env: &Environment<'_>, text: &str, scope: &Scope) -> Resul
     }
     Ok(v.is_true())
 }
+
+/// Evaluate a step's `with` (or any YAML value): every string as [`eval_string`],
+/// everything else as written. The result is marked PII when any part of it is.
+pub fn eval_node(
+    env: &Environment<'_>,
+    node: &crate::yaml::Node,
+    scope: &Scope,
+) -> Result<Evaluated, ExprError> {
+    use crate::yaml::Node;
+    use serde_json::Value as J;
+    let mut pii = false;
+    let value = match node {
+        Node::Str(s) => {
+            let e = eval_string(env, s, scope)?;
+            pii = e.pii;
+            e.value
+        }
+        Node::List(items) => {
+            let mut out = Vec::with_capacity(items.len());
+            for item in items {
+                let e = eval_node(env, &item.value, scope)?;
+                pii |= e.pii;
+                out.push(e.value);
+            }
+            J::Array(out)
+        }
+        Node::Map(entries) => {
+            let mut out = serde_json::Map::new();
+            for (k, v) in entries {
+                let e = eval_node(env, &v.value, scope)
+                    .map_err(|err| ExprError(format!("{}: {}", k.value, err.0)))?;
+                pii |= e.pii;
+                out.insert(k.value.clone(), e.value);
+            }
+            J::Object(out)
+        }
+        other => other.to_json(),
+    };
+    Ok(Evaluated { value, pii })
+}

@@ -150,3 +150,22 @@ fn referenced_variables_are_listed_statically() {
     assert!(refs.contains("steps.a.output.x"), "{refs:?}");
     assert!(refs.contains("inputs.b"), "{refs:?}");
 }
+
+#[test]
+fn a_steps_with_evaluates_as_a_whole_and_stays_marked() {
+    let env = environment();
+    let s = scope();
+    let with: stockade_workflows::yaml::Node = stockade_workflows::yaml::parse(
+        "sku: \"{{ inputs.sku }}\"\nquantity: \"{{ steps.level.output.available * 2 }}\"\nnote: { to: \"{{ steps.order.output.buyer.email }}\", fixed: [1, true] }\n",
+    )
+    .unwrap();
+    let e = stockade_workflows::expr::eval_node(&env, &with, &s).unwrap();
+    assert_eq!(e.value["sku"], json!("MUG-1"));
+    assert_eq!(e.value["quantity"], json!(6));
+    assert_eq!(e.value["note"]["fixed"], json!([1, true]));
+    assert!(e.pii, "one buyer field marks the whole");
+    let bad: stockade_workflows::yaml::Node =
+        stockade_workflows::yaml::parse("x: { y: \"{{ inputs.nope }}\" }\n").unwrap();
+    let err = stockade_workflows::expr::eval_node(&env, &bad, &s).unwrap_err();
+    assert!(err.0.starts_with("x: y: "), "{err}");
+}
