@@ -59,3 +59,14 @@ fn the_committed_json_schema_is_current() {
         assert!(text.contains(must), "{must}");
     }
 }
+
+#[test]
+fn the_worked_example_in_the_docs_lints_clean() {
+    let docs = std::fs::read_to_string(root().join("docs/workflows.md")).unwrap();
+    let start = docs.find("```yaml\n# yaml-language-server").unwrap() + "```yaml\n".len();
+    let len = docs[start..].find("```").unwrap();
+    let example = &docs[start..start + len];
+    let linted = stockade_workflows::lint_document(example, &LintOptions::default());
+    assert!(linted.workflow.is_some());
+    assert_eq!(linted.problems, vec![]);
+}
