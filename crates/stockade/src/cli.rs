@@ -144,10 +144,31 @@ pub enum Command {
         after_long_help = "Channels and routing live in stockade.toml ([[alerts.channel]], see docs/alerts.md); their\ntokens and signing secrets live in the credential store, set with `alert secret set`.\n\nExamples:\n  stockade alert secret set ops-dingtalk --credentials-file ops-dingtalk.json\n  stockade alert test --channel ops-dingtalk\n  stockade alert status\n  stockade alert retry --channel ops-dingtalk"
     )]
     Alert(AlertCommand),
+    /// Workflows: lint definition files, print the JSON Schema of the format.
+    #[command(
+        subcommand,
+        after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json"
+    )]
+    Workflow(WorkflowCommand),
     #[cfg(feature = "dev-tools")]
     /// Benchmarks that print measured figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Check workflow files, together (so on_error and workflow.call cycles among them are
+    /// found). Prints one `FILE:LINE:COL RULE MESSAGE` line per problem; exit 3 when there
+    /// are problems, 2 when a file cannot be read. With --env prod (or env = "prod" in
+    /// stockade.toml) every workflow must name its on_error.
+    Lint {
+        /// Workflow YAML files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of the workflow format (as shipped in docs/workflow.schema.json).
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]

@@ -25,6 +25,7 @@ mod sandbox;
 #[cfg(feature = "dev-tools")]
 mod sandbox_creds;
 mod serve;
+mod workflow;
 
 use stockade_core::Actor;
 use stockade_store::Store;
@@ -39,7 +40,12 @@ pub const CLI_ACTOR: Actor = Actor::System("cli");
 
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global.overrides())?;
-    if !matches!(cli.command, Command::Init | Command::Config(_)) && !is_dev_tool(&cli.command) {
+    // Init creates the database; config and workflow lint do not need one.
+    let needs_db = !matches!(
+        cli.command,
+        Command::Init | Command::Config(_) | Command::Workflow(_)
+    );
+    if needs_db && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
     // Commands that may append to the audit chain move its head mark afterwards.
@@ -106,6 +112,7 @@ async fn run_command(
         #[cfg(feature = "dev-tools")]
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Alert(cmd) => alert::run(settings, cmd).await,
+        Command::Workflow(cmd) => workflow::run(settings, cmd),
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         #[cfg(feature = "dev-tools")]

@@ -24,3 +24,4 @@ mod signin_forms;
 mod sync;
 mod unmatched;
 mod webdriver;
+mod workflow_lint;

@@ -1,0 +1,85 @@
+//! `stockade workflow lint` and `stockade workflow schema`: checking workflow files
+//! before they are applied. Reads files only; opens no database.
+//!
+//! Output is one `FILE:LINE:COL RULE MESSAGE` line per problem on standard output, so
+//! editors and CI can jump to it. Exit 3 when any problem is found, 2 when a file cannot
+//! be read (the readable ones are still linted and reported).
+
+use std::path::PathBuf;
+
+use stockade_workflows::{LintOptions, lint_set};
+
+use crate::cli::WorkflowCommand;
+use crate::exit::Failure;
+use crate::settings::Settings;
+
+pub fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failure> {
+    match cmd {
+        WorkflowCommand::Lint { files } => lint(settings, &files),
+        WorkflowCommand::Schema => {
+            println!("{}", stockade_workflows::schema::json_schema().trim_end());
+            Ok(())
+        }
+    }
+}
+
+fn lint(settings: &Settings, paths: &[PathBuf]) -> Result<(), Failure> {
+    let mut files = Vec::new();
+    let mut unreadable = Vec::new();
+    for path in paths {
+        let name = path.display().to_string();
+        match read(path) {
+            Ok(text) => files.push((name, text)),
+            Err(why) => {
+                eprintln!("{name}: cannot read: {why}");
+                unreadable.push(name);
+            }
+        }
+    }
+    let options = LintOptions {
+        env: settings.env,
+        ..LintOptions::default()
+    };
+    let mut problems = 0usize;
+    let mut with_problems = 0usize;
+    for (file, found) in lint_set(&files, &options) {
+        if !found.is_empty() {
+            with_problems += 1;
+        }
+        for p in found {
+            problems += 1;
+            println!("{file}:{p}");
+        }
+    }
+    if !unreadable.is_empty() {
+        return Err(Failure::usage(format!(
+            "{} file(s) could not be read: {}",
+            unreadable.len(),
+            unreadable.join(", ")
+        )));
+    }
+    if problems > 0 {
+        return Err(Failure::verification(format!(
+            "{problems} problem(s) in {with_problems} of {} file(s)",
+            files.len()
+        )));
+    }
+    eprintln!("{} workflow file(s): no problems", files.len());
+    Ok(())
+}
+
+/// The file's text, refusing files over the parser's limit before reading them whole.
+fn read(path: &PathBuf) -> Result<String, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.kind().to_string())?;
+    if !meta.is_file() {
+        return Err("not a file".into());
+    }
+    if meta.len() > stockade_workflows::yaml::MAX_FILE_BYTES as u64 {
+        return Err(format!(
+            "larger than {} bytes",
+            stockade_workflows::yaml::MAX_FILE_BYTES
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| e.kind().to_string())?;
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
+}
