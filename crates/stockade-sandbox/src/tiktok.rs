@@ -228,7 +228,7 @@ async fn shops(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let (seller, _) = match check(
+    let (seller, _) = or_return!(check(
         &sim,
         &m,
         &method,
@@ -237,10 +237,7 @@ async fn shops(
         b"",
         false,
         "authorization",
-    ) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    ));
     let shops: Vec<Value> = m
         .sellers
         .get(seller)
@@ -380,10 +377,9 @@ async fn search_orders(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, &body, true, "order") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (seller, q) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "order"
+    ));
     let page_size = match query_get(&q, "page_size") {
         None => 20,
         Some(s) => match s.parse::<usize>() {
@@ -408,10 +404,7 @@ async fn search_orders(
             None => return tts_bad("page_token is invalid"),
         },
     };
-    let filter = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let filter = or_return!(body_json(&body));
     let mut bounds = [None; 4];
     for (i, k) in [
         "create_time_ge",
@@ -482,10 +475,7 @@ async fn get_orders(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, b"", true, "order") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (seller, q) = or_return!(check(&sim, &m, &method, &uri, &headers, b"", true, "order"));
     let ids: Vec<&str> = query_get(&q, "ids")
         .unwrap_or("")
         .split(',')
@@ -513,14 +503,10 @@ async fn update_inventory(
     body: Bytes,
 ) -> Response {
     let mut m = sim.lock();
-    let (seller, _) = match check(&sim, &m, &method, &uri, &headers, &body, true, "product") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (seller, _) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "product"
+    ));
+    let req = or_return!(body_json(&body));
     let product: Vec<usize> = m
         .listings
         .iter()
@@ -600,14 +586,10 @@ async fn search_inventory(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, _) = match check(&sim, &m, &method, &uri, &headers, &body, true, "product") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (seller, _) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "product"
+    ));
+    let req = or_return!(body_json(&body));
     let list = |k: &str| -> Option<Vec<String>> {
         req.get(k).and_then(Value::as_array).map(|a| {
             a.iter()
@@ -688,10 +670,9 @@ async fn search_returns(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, &body, true, "order") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (seller, q) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "order"
+    ));
     let page_size = match query_get(&q, "page_size") {
         None => 10,
         Some(s) => match s.parse::<usize>() {
@@ -706,10 +687,7 @@ async fn search_returns(
             None => return tts_bad("page_token is invalid"),
         },
     };
-    let filter = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let filter = or_return!(body_json(&body));
     let strings = |k: &str| -> Option<Vec<String>> {
         filter.get(k).and_then(Value::as_array).map(|a| {
             a.iter()
