@@ -456,8 +456,7 @@ impl Sandbox {
         };
         let mut handles = Vec::new();
         let mut tasks = vec![worker];
-        let mut sims = Vec::new();
-        let mut endpoints = Vec::new();
+        let mut started = Vec::new();
         for m in Marketplace::ALL {
             let bind = |e: std::io::Error| SandboxError::Bind(e.to_string());
             let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(bind)?;
@@ -485,15 +484,11 @@ impl Sandbox {
             let (task, handle) = serve(m, &sim, listener, &material.server_config)?;
             tasks.push(task);
             handles.push(handle);
-            endpoints.push(endpoint(&sim, addr, base_url));
-            sims.push(sim);
+            started.push((endpoint(&sim, addr, base_url), sim));
         }
-        let mut sims = sims.into_iter();
-        let mut endpoints = endpoints.into_iter();
-        let (Some(t), Some(a), Some(e)) = (sims.next(), sims.next(), sims.next()) else {
-            return Err(SandboxError::Bind("a simulator did not start".into()));
-        };
-        let (Some(te), Some(ae), Some(ee)) = (endpoints.next(), endpoints.next(), endpoints.next())
+        let mut started = started.into_iter();
+        let (Some((te, t)), Some((ae, a)), Some((ee, e))) =
+            (started.next(), started.next(), started.next())
         else {
             return Err(SandboxError::Bind("a simulator did not start".into()));
         };

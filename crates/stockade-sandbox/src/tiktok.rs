@@ -359,6 +359,23 @@ fn body_json(body: &[u8]) -> Result<Value, Response> {
     }
 }
 
+/// A search body's time bounds in ms: created ≥, created <, updated ≥, updated <.
+fn time_bounds(filter: &Value) -> Result<[Option<i64>; 4], Response> {
+    let mut bounds = [None; 4];
+    for (i, k) in [
+        "create_time_ge",
+        "create_time_lt",
+        "update_time_ge",
+        "update_time_lt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        bounds[i] = opt_secs(filter, k)?.map(|s| s * 1000);
+    }
+    Ok(bounds)
+}
+
 fn opt_secs(v: &Value, key: &str) -> Result<Option<i64>, Response> {
     match v.get(key) {
         None | Some(Value::Null) => Ok(None),
@@ -405,21 +422,7 @@ async fn search_orders(
         },
     };
     let filter = or_return!(body_json(&body));
-    let mut bounds = [None; 4];
-    for (i, k) in [
-        "create_time_ge",
-        "create_time_lt",
-        "update_time_ge",
-        "update_time_lt",
-    ]
-    .iter()
-    .enumerate()
-    {
-        match opt_secs(&filter, k) {
-            Ok(v) => bounds[i] = v.map(|s| s * 1000),
-            Err(r) => return r,
-        }
-    }
+    let bounds = or_return!(time_bounds(&filter));
     let status = filter.get("order_status").and_then(Value::as_str);
     let key = |o: &Order| {
         if by_update {
@@ -702,21 +705,7 @@ async fn search_returns(
     }
     let types = strings("return_types");
     let statuses = strings("return_status");
-    let mut bounds = [None; 4];
-    for (i, k) in [
-        "create_time_ge",
-        "create_time_lt",
-        "update_time_ge",
-        "update_time_lt",
-    ]
-    .iter()
-    .enumerate()
-    {
-        match opt_secs(&filter, k) {
-            Ok(v) => bounds[i] = v.map(|s| s * 1000),
-            Err(r) => return r,
-        }
-    }
+    let bounds = or_return!(time_bounds(&filter));
     let has = |list: &Option<Vec<String>>, v: &str| {
         list.as_ref().is_none_or(|l| l.iter().any(|x| x == v))
     };

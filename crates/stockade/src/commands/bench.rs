@@ -41,13 +41,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
             "--rate must be between 0 and 1000000 orders a second",
         ));
     }
-    let say = |s: String| {
-        if args.json {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
-    };
+    let say = |s: String| say(args.json, s);
     let rig = start_rig(&args).await?;
     say(format!(
         "bench sync: {} orders/s offered for {}s, {} SKUs × 3 channels, {}, rate limits {}",
@@ -292,6 +286,15 @@ fn json_report(r: &Report, args: &BenchSyncArgs, duration: Duration) -> serde_js
         "staleness": r.staleness,
         "audit_ok": r.audit_ok,
     })
+}
+
+/// A report line: to standard output, or to standard error when that carries the JSON.
+pub(super) fn say(json: bool, line: String) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
 }
 
 /// `stockade bench alerts` (see `bench_alerts.rs`).

@@ -109,13 +109,7 @@ struct Outcome {
 pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
     let failures = args.failures.clamp(1, 10_000);
     let burst = args.burst.clamp(1, 50);
-    let say = |s: String| {
-        if args.json {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
-    };
+    let say = |s: String| super::bench::say(args.json, s);
     let dir = temp_dir("stockade-bench-alerts")?;
     let (store, vault, pg) = open_store(&args, &dir).await?;
     let bots = Bots::start(BotsConfig::default())
