@@ -475,11 +475,9 @@ impl Sandbox {
                 config.faults.get(m).clone(),
                 config.seed ^ (m as u64),
                 outbox.clone(),
-                if m == Marketplace::Ebay {
-                    ebay_key(config.seed)
-                } else {
-                    None
-                },
+                (m == Marketplace::Ebay)
+                    .then(|| ebay_key(config.seed))
+                    .flatten(),
             );
             let (task, handle) = serve(m, &sim, listener, &material.server_config)?;
             tasks.push(task);
