@@ -343,6 +343,16 @@ fn page_token(key_ms: i64, seq: u64) -> String {
     hex::encode(format!("{key_ms}:{seq}"))
 }
 
+/// Where a `page_token` continues a search (None: from the start).
+fn page_after(q: &[(String, String)]) -> Result<Option<(i64, u64)>, Response> {
+    match query_get(q, "page_token") {
+        None | Some("") => Ok(None),
+        Some(t) => parse_page_token(t)
+            .map(Some)
+            .ok_or_else(|| tts_bad("page_token is invalid")),
+    }
+}
+
 fn parse_page_token(t: &str) -> Option<(i64, u64)> {
     let raw = String::from_utf8(hex::decode(t).ok()?).ok()?;
     let (a, b) = raw.split_once(':')?;
@@ -414,13 +424,7 @@ async fn search_orders(
         Some("ASC") => true,
         Some(_) => return tts_bad("sort_order must be ASC or DESC"),
     };
-    let after = match query_get(&q, "page_token") {
-        None | Some("") => None,
-        Some(t) => match parse_page_token(t) {
-            Some(x) => Some(x),
-            None => return tts_bad("page_token is invalid"),
-        },
-    };
+    let after = or_return!(page_after(&q));
     let filter = or_return!(body_json(&body));
     let bounds = or_return!(time_bounds(&filter));
     let status = filter.get("order_status").and_then(Value::as_str);
@@ -683,13 +687,7 @@ async fn search_returns(
             _ => return tts_bad("page_size must be between 1 and 50"),
         },
     };
-    let after = match query_get(&q, "page_token") {
-        None | Some("") => None,
-        Some(t) => match parse_page_token(t) {
-            Some(x) => Some(x),
-            None => return tts_bad("page_token is invalid"),
-        },
-    };
+    let after = or_return!(page_after(&q));
     let filter = or_return!(body_json(&body));
     let strings = |k: &str| -> Option<Vec<String>> {
         filter.get(k).and_then(Value::as_array).map(|a| {
