@@ -123,36 +123,26 @@ async fn sku_list(settings: &Settings) -> Result<(), Failure> {
     .await;
     store.close().await;
     let (stock, listings, waiting) = read.map_err(sync_failure)?;
-    let mut by_sku: BTreeMap<&str, Vec<&ListingRow>> = BTreeMap::new();
+    // Per SKU, each channel as "connection target/confirmed", FAILING when pushes fail.
+    let mut by_sku: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for l in &listings {
-        by_sku.entry(l.sku.as_str()).or_default().push(l);
+        let target = if l.target_qty < 0 {
+            "-".to_owned()
+        } else {
+            l.target_qty.to_string()
+        };
+        let acked = l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string());
+        let failing = if l.push.failing() { " FAILING" } else { "" };
+        let cell = format!("{} {target}/{acked}{failing}", l.connection);
+        by_sku.entry(l.sku.as_str()).or_default().push(cell);
     }
     println!(
         "{:<24} {:>9} {:>9} {:>9}  channels (target/confirmed)",
         "sku", "on_hand", "reserved", "available"
     );
     for s in &stock {
-        let channels = by_sku
-            .get(s.sku.as_str())
-            .map(|ls| {
-                ls.iter()
-                    .map(|l| {
-                        format!(
-                            "{} {}/{}{}",
-                            l.connection,
-                            if l.target_qty < 0 {
-                                "-".to_owned()
-                            } else {
-                                l.target_qty.to_string()
-                            },
-                            l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string()),
-                            if l.push.failing() { " FAILING" } else { "" }
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            })
-            .unwrap_or_default();
+        let channels = by_sku.get(s.sku.as_str()).map(|c| c.join(", "));
+        let channels = channels.unwrap_or_default();
         let line = format!(
             "{:<24} {:>9} {:>9} {:>9}  {}",
             s.sku, s.on_hand, s.reserved, s.available, channels
