@@ -377,15 +377,9 @@ fn decode_cursor(s: &str) -> Option<Cursor> {
 
 async fn search_orders(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "searchOrders") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "searchOrders"));
     let q = parse_query(uri.query().unwrap_or(""));
-    let included = match parse_included(&q) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let included = or_return!(parse_included(&q));
     let page_size = match query_get(&q, "maxResultsPerPage") {
         None => 100,
         Some(s) => match s.parse::<usize>() {
@@ -393,91 +387,8 @@ async fn search_orders(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap
             _ => return amz_invalid("maxResultsPerPage must be between 1 and 100"),
         },
     };
-    let time = |k: &str| -> Result<Option<i64>, Response> {
-        match query_get(&q, k) {
-            None => Ok(None),
-            Some(v) => parse_iso(v)
-                .map(Some)
-                .ok_or_else(|| amz_invalid(&format!("{k} is not a valid ISO 8601 date-time"))),
-        }
-    };
-    let cursor = if let Some(token) = query_get(&q, "paginationToken") {
-        match decode_cursor(token) {
-            Some(c) => c,
-            None => return amz_invalid("Invalid paginationToken"),
-        }
-    } else {
-        let (ca, cb, ua, ub) = match (
-            time("createdAfter"),
-            time("createdBefore"),
-            time("lastUpdatedAfter"),
-            time("lastUpdatedBefore"),
-        ) {
-            (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
-            (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return r,
-        };
-        match (ca, ua) {
-            (Some(_), Some(_)) | (None, None) => {
-                return amz_invalid(
-                    "Exactly one of createdAfter and lastUpdatedAfter must be specified",
-                );
-            }
-            _ => {}
-        }
-        if ca.is_some() && ub.is_some() {
-            return amz_invalid("lastUpdatedBefore can only be used with lastUpdatedAfter");
-        }
-        if ua.is_some() && cb.is_some() {
-            return amz_invalid("createdBefore can only be used with createdAfter");
-        }
-        let (by_update, after, before) = match (ca, ua) {
-            (Some(a), _) => (false, a, cb),
-            (_, Some(a)) => (true, a, ub),
-            _ => (false, 0, None),
-        };
-        if before.is_some_and(|b| b <= after) {
-            return amz_invalid("The Before date must be later than the After date");
-        }
-        Cursor {
-            by_update,
-            after,
-            before,
-            last: None,
-        }
-    };
-    if q.iter()
-        .filter(|(k, _)| k == "marketplaceIds")
-        .flat_map(|(_, v)| v.split(','))
-        .count()
-        > 50
-    {
-        return amz_invalid("At most 50 marketplaceIds");
-    }
-    let statuses: Vec<&str> = q
-        .iter()
-        .filter(|(k, _)| k == "fulfillmentStatuses")
-        .flat_map(|(_, v)| v.split(','))
-        .filter(|s| !s.is_empty())
-        .collect();
-    for s in &statuses {
-        if !matches!(
-            *s,
-            "PENDING_AVAILABILITY"
-                | "PENDING"
-                | "UNSHIPPED"
-                | "PARTIALLY_SHIPPED"
-                | "SHIPPED"
-                | "CANCELLED"
-                | "UNFULFILLABLE"
-        ) {
-            return amz_invalid(&format!("Invalid fulfillmentStatuses value: {s}"));
-        }
-    }
-    if let Some(f) = query_get(&q, "fulfilledBy")
-        && !matches!(f, "MERCHANT" | "AMAZON")
-    {
-        return amz_invalid("fulfilledBy must be MERCHANT or AMAZON");
-    }
+    let cursor = or_return!(search_cursor(&q));
+    let statuses = or_return!(fulfillment_statuses(&q));
     let key = |o: &Order| {
         if cursor.by_update {
             o.updated_ms
@@ -532,6 +443,106 @@ async fn search_orders(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap
     amz_ok(StatusCode::OK, &out)
 }
 
+/// Where a search starts: its pagination token, or its date-time bounds checked as
+/// Amazon checks them.
+fn search_cursor(q: &[(String, String)]) -> Result<Cursor, Response> {
+    let time = |k: &str| -> Result<Option<i64>, Response> {
+        match query_get(q, k) {
+            None => Ok(None),
+            Some(v) => parse_iso(v)
+                .map(Some)
+                .ok_or_else(|| amz_invalid(&format!("{k} is not a valid ISO 8601 date-time"))),
+        }
+    };
+    if let Some(token) = query_get(q, "paginationToken") {
+        return decode_cursor(token).ok_or_else(|| amz_invalid("Invalid paginationToken"));
+    }
+    let (ca, cb, ua, ub) = match (
+        time("createdAfter"),
+        time("createdBefore"),
+        time("lastUpdatedAfter"),
+        time("lastUpdatedBefore"),
+    ) {
+        (Ok(a), Ok(b), Ok(c), Ok(d)) => (a, b, c, d),
+        (Err(r), ..) | (_, Err(r), ..) | (_, _, Err(r), _) | (.., Err(r)) => return Err(r),
+    };
+    match (ca, ua) {
+        (Some(_), Some(_)) | (None, None) => {
+            return Err(amz_invalid(
+                "Exactly one of createdAfter and lastUpdatedAfter must be specified",
+            ));
+        }
+        _ => {}
+    }
+    if ca.is_some() && ub.is_some() {
+        return Err(amz_invalid(
+            "lastUpdatedBefore can only be used with lastUpdatedAfter",
+        ));
+    }
+    if ua.is_some() && cb.is_some() {
+        return Err(amz_invalid(
+            "createdBefore can only be used with createdAfter",
+        ));
+    }
+    let (by_update, after, before) = match (ca, ua) {
+        (Some(a), _) => (false, a, cb),
+        (_, Some(a)) => (true, a, ub),
+        _ => (false, 0, None),
+    };
+    if before.is_some_and(|b| b <= after) {
+        return Err(amz_invalid(
+            "The Before date must be later than the After date",
+        ));
+    }
+    Ok(Cursor {
+        by_update,
+        after,
+        before,
+        last: None,
+    })
+}
+
+/// The fulfillment statuses asked for; refuses too many marketplaces, an unknown status
+/// or an unknown `fulfilledBy`.
+fn fulfillment_statuses(q: &[(String, String)]) -> Result<Vec<&str>, Response> {
+    if q.iter()
+        .filter(|(k, _)| k == "marketplaceIds")
+        .flat_map(|(_, v)| v.split(','))
+        .count()
+        > 50
+    {
+        return Err(amz_invalid("At most 50 marketplaceIds"));
+    }
+    let statuses: Vec<&str> = q
+        .iter()
+        .filter(|(k, _)| k == "fulfillmentStatuses")
+        .flat_map(|(_, v)| v.split(','))
+        .filter(|s| !s.is_empty())
+        .collect();
+    for s in &statuses {
+        if !matches!(
+            *s,
+            "PENDING_AVAILABILITY"
+                | "PENDING"
+                | "UNSHIPPED"
+                | "PARTIALLY_SHIPPED"
+                | "SHIPPED"
+                | "CANCELLED"
+                | "UNFULFILLABLE"
+        ) {
+            return Err(amz_invalid(&format!(
+                "Invalid fulfillmentStatuses value: {s}"
+            )));
+        }
+    }
+    if let Some(f) = query_get(q, "fulfilledBy")
+        && !matches!(f, "MERCHANT" | "AMAZON")
+    {
+        return Err(amz_invalid("fulfilledBy must be MERCHANT or AMAZON"));
+    }
+    Ok(statuses)
+}
+
 async fn get_order(
     State(sim): State<Arc<Sim>>,
     Path(order_id): Path<String>,
@@ -539,15 +550,9 @@ async fn get_order(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "getOrder") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "getOrder"));
     let q = parse_query(uri.query().unwrap_or(""));
-    let included = match parse_included(&q) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let included = or_return!(parse_included(&q));
     match m
         .order_index
         .get(&order_id)
@@ -693,15 +698,9 @@ async fn patch_listing(
     body: Bytes,
 ) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "patchListingsItem") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "patchListingsItem"));
     let q = parse_query(uri.query().unwrap_or(""));
-    let li = match listing_for(&m, seller, &seller_id, &sku, &q) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let li = or_return!(listing_for(&m, seller, &seller_id, &sku, &q));
     let preview = match query_get(&q, "mode") {
         None => false,
         Some("VALIDATION_PREVIEW") => true,
@@ -762,15 +761,9 @@ async fn get_listing(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "getListingsItem") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "getListingsItem"));
     let q = parse_query(uri.query().unwrap_or(""));
-    let li = match listing_for(&m, seller, &seller_id, &sku, &q) {
-        Ok(l) => l,
-        Err(r) => return r,
-    };
+    let li = or_return!(listing_for(&m, seller, &seller_id, &sku, &q));
     let Some(l) = m.listings.get(li) else {
         return resp::no_route(sim.marketplace);
     };
@@ -833,10 +826,7 @@ pub(crate) fn doc_url(sim: &Sim, id: &str, key: &str) -> String {
 
 async fn create_document(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "createFeedDocument") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "createFeedDocument"));
     let Some(content_type) = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| {
@@ -900,10 +890,7 @@ async fn upload(
     body: Bytes,
 ) -> Response {
     let mut m = sim.lock();
-    let doc = match presigned(&mut m, &id, &uri) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let doc = or_return!(presigned(&mut m, &id, &uri));
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
@@ -923,10 +910,7 @@ async fn upload(
 
 async fn download(State(sim): State<Arc<Sim>>, Path(id): Path<String>, uri: Uri) -> Response {
     let mut m = sim.lock();
-    let doc = match presigned(&mut m, &id, &uri) {
-        Ok(d) => d,
-        Err(r) => return r,
-    };
+    let doc = or_return!(presigned(&mut m, &id, &uri));
     let ct = doc.content_type.clone();
     let body = doc.content.clone().unwrap_or_default();
     let r = Response::new(axum::body::Body::from(body));
@@ -939,10 +923,7 @@ async fn get_document(
     headers: HeaderMap,
 ) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "getFeedDocument") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "getFeedDocument"));
     let key = m.rng.chars(64, b"0123456789abcdef");
     let Some(doc) = m.docs.get_mut(&id).filter(|d| d.seller == seller) else {
         return amz_err(
@@ -962,10 +943,7 @@ async fn get_document(
 
 async fn create_feed(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "createFeed") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "createFeed"));
     let Ok(req @ Value::Object(_)) = serde_json::from_slice::<Value>(&body) else {
         return amz_invalid("The request body is not a valid CreateFeedSpecification");
     };
@@ -1162,10 +1140,7 @@ async fn get_feed(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "getFeed") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "getFeed"));
     let Some(f) = m
         .feeds
         .iter()

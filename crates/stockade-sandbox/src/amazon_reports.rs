@@ -241,10 +241,7 @@ pub(crate) async fn create_report(
     body: Bytes,
 ) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "createReport") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "createReport"));
     let Ok(v) = serde_json::from_slice::<Value>(&body) else {
         return amz_invalid("The request body is not valid JSON.");
     };
@@ -277,14 +274,8 @@ pub(crate) async fn create_report(
                 .ok_or_else(|| amz_invalid(&format!("{k} is not an ISO 8601 date-time"))),
         }
     };
-    let to = match time("dataEndTime", now) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
-    let from = match time("dataStartTime", to - 30 * 86_400_000) {
-        Ok(t) => t,
-        Err(r) => return r,
-    };
+    let to = or_return!(time("dataEndTime", now));
+    let from = or_return!(time("dataStartTime", to - 30 * 86_400_000));
     if from > to {
         return amz_invalid("dataStartTime must be before dataEndTime");
     }
@@ -351,10 +342,7 @@ pub(crate) async fn get_report(
     headers: HeaderMap,
 ) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "getReport") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "getReport"));
     let Some(i) = m
         .reports
         .iter()
@@ -403,10 +391,7 @@ pub(crate) async fn get_report_document(
     headers: HeaderMap,
 ) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, "getReportDocument") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(auth(&sim, &m, &headers, "getReportDocument"));
     let key = m.rng.chars(64, b"0123456789abcdef");
     let is_report = m.reports.iter().any(|r| r.doc.as_deref() == Some(&id));
     let Some(doc) = m

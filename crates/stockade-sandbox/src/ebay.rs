@@ -193,6 +193,16 @@ async fn token(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> 
 
 /// Who may call: a user token (Some(seller)) with one of `scopes`, or with `app` an
 /// application token. Also counts the call against the app's quota and burst bucket.
+/// The seller a user token belongs to; 403 when it lacks the scopes.
+pub(crate) fn seller_of(
+    sim: &Sim,
+    m: &Market,
+    headers: &HeaderMap,
+    scopes: &[&str],
+) -> Result<usize, Response> {
+    auth(sim, m, headers, scopes, false)?.ok_or_else(ebay_forbidden)
+}
+
 pub(crate) fn auth(
     sim: &Sim,
     m: &Market,
@@ -422,11 +432,7 @@ fn parse_filter(s: &str) -> Result<Filter, Response> {
 
 async fn get_orders(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, FULFILLMENT, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ebay_forbidden(),
-        Err(r) => return r,
-    };
+    let seller = or_return!(seller_of(&sim, &m, &headers, FULFILLMENT));
     let q = parse_query(uri.query().unwrap_or(""));
     let ids_text = query_get(&q, "orderIds").unwrap_or("").to_owned();
     let ids: Vec<&str> = ids_text
@@ -474,10 +480,7 @@ async fn get_orders(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap) -
             .filter(|o| o.seller == seller)
             .collect()
     } else {
-        let f = match parse_filter(&filter_text) {
-            Ok(f) => f,
-            Err(r) => return r,
-        };
+        let f = or_return!(parse_filter(&filter_text));
         let now = now_ms();
         let (created, modified) = match (f.created, f.modified) {
             (Some(c), _) => (Some(c), None),
@@ -543,11 +546,7 @@ async fn get_order(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, FULFILLMENT, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ebay_forbidden(),
-        Err(r) => return r,
-    };
+    let seller = or_return!(seller_of(&sim, &m, &headers, FULFILLMENT));
     match m
         .order_index
         .get(&order_id)
@@ -572,32 +571,8 @@ fn sku_error(id: u32, message: &str) -> Value {
 
 async fn bulk_update(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, INVENTORY_WRITE, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ebay_forbidden(),
-        Err(r) => return r,
-    };
-    if !headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"))
-    {
-        return ebay_err(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            25709,
-            "API_INVENTORY",
-            "REQUEST",
-            "Invalid value for header Content-Type.",
-            None,
-        );
-    }
-    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
-        return ebay_bad(
-            25709,
-            "API_INVENTORY",
-            "Invalid request body: not valid JSON.",
-        );
-    };
+    let seller = or_return!(seller_of(&sim, &m, &headers, INVENTORY_WRITE));
+    let req = or_return!(bulk_request(&headers, &body));
     let Some(requests) = req.get("requests").and_then(Value::as_array) else {
         return ebay_bad(25709, "API_INVENTORY", "Invalid value for requests.");
     };
@@ -609,136 +584,12 @@ async fn bulk_update(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byte
         );
     }
     let now = now_ms();
-    let today = utc_day(now);
-    let cap = sim.cfg.revision_cap;
     let mut responses = Vec::new();
     let mut all_ok = true;
     for r in requests {
-        let sku = r
-            .get("sku")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned();
-        let offers: Vec<&Value> = r
-            .get("offers")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().collect())
-            .unwrap_or_default();
-        let mut fail = |status: u16, offer: Option<&str>, err: Value| {
-            all_ok = false;
-            let mut v = json!({"sku": sku, "statusCode": status, "errors": [err], "warnings": []});
-            if let (Some(o), Some(obj)) = (offer, v.as_object_mut()) {
-                obj.insert("offerId".into(), Value::String(o.to_owned()));
-            }
+        if let Some((ok, v)) = update_one(&mut m, seller, r, now, sim.cfg.revision_cap) {
+            all_ok &= ok;
             responses.push(v);
-        };
-        let Some(li) = m.listing(seller, &sku) else {
-            fail(
-                404,
-                None,
-                sku_error(25702, &format!("SKU {sku} is not available in the system.")),
-            );
-            continue;
-        };
-        let Some(listing) = m.listings.get(li) else {
-            continue;
-        };
-        let offer_id = listing.offer_id.clone();
-        let ship_qty = match r.get("shipToLocationAvailability") {
-            None => None,
-            Some(s) => match s.get("quantity").map(Value::as_u64) {
-                Some(Some(q)) if q <= u64::from(u32::MAX) => Some(q as u32),
-                _ => {
-                    fail(
-                        400,
-                        None,
-                        sku_error(
-                            25709,
-                            "Invalid value for shipToLocationAvailability.quantity.",
-                        ),
-                    );
-                    continue;
-                }
-            },
-        };
-        let mut offer_qty = None;
-        let mut bad = None;
-        for o in &offers {
-            let id = o.get("offerId").and_then(Value::as_str).unwrap_or("");
-            if id != offer_id {
-                bad = Some((
-                    400u16,
-                    id.to_owned(),
-                    sku_error(25713, "This Offer is not available."),
-                ));
-                break;
-            }
-            match o.get("availableQuantity") {
-                None => {}
-                Some(v) => match v.as_u64() {
-                    Some(q) if q <= u64::from(u32::MAX) => offer_qty = Some(q as u32),
-                    _ => {
-                        bad = Some((
-                            400,
-                            id.to_owned(),
-                            sku_error(25709, "Invalid value for availableQuantity."),
-                        ));
-                        break;
-                    }
-                },
-            }
-            if o.get("price").is_some_and(|p| p.get("value").is_none()) {
-                bad = Some((
-                    400,
-                    id.to_owned(),
-                    sku_error(25709, "Invalid value for price."),
-                ));
-                break;
-            }
-        }
-        if let Some((status, id, err)) = bad {
-            fail(status, Some(&id), err);
-            continue;
-        }
-        if ship_qty.is_none() && offers.is_empty() {
-            fail(
-                400,
-                None,
-                sku_error(
-                    25709,
-                    "Each request needs shipToLocationAvailability or offers.",
-                ),
-            );
-            continue;
-        }
-        let Some(listing) = m.listings.get_mut(li) else {
-            continue;
-        };
-        if listing.revision_day != today {
-            listing.revision_day = today;
-            listing.revisions = 0;
-        }
-        if listing.revisions >= cap {
-            let with_offer = (!offers.is_empty()).then_some(offer_id.as_str());
-            fail(
-                400,
-                with_offer,
-                sku_error(
-                    25019,
-                    "The listing revision limit for today has been reached.",
-                ),
-            );
-            continue;
-        }
-        listing.revisions += 1;
-        if let Some(q) = offer_qty.or(ship_qty) {
-            listing.quantity = q;
-        }
-        listing.updated_ms = now;
-        if offers.is_empty() {
-            responses.push(json!({"sku": sku, "statusCode": 200, "errors": [], "warnings": []}));
-        } else {
-            responses.push(json!({"sku": sku, "offerId": offer_id, "statusCode": 200, "errors": [], "warnings": []}));
         }
     }
     let status = if all_ok {
@@ -749,17 +600,151 @@ async fn bulk_update(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byte
     resp::json_response(status, &json!({ "responses": responses }))
 }
 
+/// The body of a bulk update: JSON, sent as JSON.
+fn bulk_request(headers: &HeaderMap, body: &[u8]) -> Result<Value, Response> {
+    if !headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|c| c.to_ascii_lowercase().starts_with("application/json"))
+    {
+        return Err(ebay_err(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            25709,
+            "API_INVENTORY",
+            "REQUEST",
+            "Invalid value for header Content-Type.",
+            None,
+        ));
+    }
+    serde_json::from_slice::<Value>(body).map_err(|_| {
+        ebay_bad(
+            25709,
+            "API_INVENTORY",
+            "Invalid request body: not valid JSON.",
+        )
+    })
+}
+
+/// A failed request's entry in the answer.
+fn sku_failure(sku: &str, status: u16, offer: Option<&str>, err: Value) -> (bool, Value) {
+    let mut v = json!({"sku": sku, "statusCode": status, "errors": [err], "warnings": []});
+    if let (Some(o), Some(obj)) = (offer, v.as_object_mut()) {
+        obj.insert("offerId".into(), Value::String(o.to_owned()));
+    }
+    (false, v)
+}
+
+/// Applies one request of a bulk update to the seller's listing: (succeeded, its entry
+/// in the answer), or None when the listing vanished in between (no entry).
+fn update_one(
+    m: &mut Market,
+    seller: usize,
+    r: &Value,
+    now: i64,
+    cap: u32,
+) -> Option<(bool, Value)> {
+    let sku = r.get("sku").and_then(Value::as_str).unwrap_or("");
+    let offers: Vec<&Value> = r
+        .get("offers")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().collect())
+        .unwrap_or_default();
+    let Some(li) = m.listing(seller, sku) else {
+        let err = sku_error(25702, &format!("SKU {sku} is not available in the system."));
+        return Some(sku_failure(sku, 404, None, err));
+    };
+    let offer_id = m.listings.get(li)?.offer_id.clone();
+    let ship_qty = match r.get("shipToLocationAvailability") {
+        None => None,
+        Some(s) => match s.get("quantity").map(Value::as_u64) {
+            Some(Some(q)) if q <= u64::from(u32::MAX) => Some(q as u32),
+            _ => {
+                let err = sku_error(
+                    25709,
+                    "Invalid value for shipToLocationAvailability.quantity.",
+                );
+                return Some(sku_failure(sku, 400, None, err));
+            }
+        },
+    };
+    let offer_qty = match offer_quantity(&offers, &offer_id) {
+        Ok(q) => q,
+        Err((status, id, err)) => return Some(sku_failure(sku, status, Some(&id), err)),
+    };
+    if ship_qty.is_none() && offers.is_empty() {
+        let err = sku_error(
+            25709,
+            "Each request needs shipToLocationAvailability or offers.",
+        );
+        return Some(sku_failure(sku, 400, None, err));
+    }
+    let listing = m.listings.get_mut(li)?;
+    let today = utc_day(now);
+    if listing.revision_day != today {
+        listing.revision_day = today;
+        listing.revisions = 0;
+    }
+    if listing.revisions >= cap {
+        let with_offer = (!offers.is_empty()).then_some(offer_id.as_str());
+        let err = sku_error(
+            25019,
+            "The listing revision limit for today has been reached.",
+        );
+        return Some(sku_failure(sku, 400, with_offer, err));
+    }
+    listing.revisions += 1;
+    if let Some(q) = offer_qty.or(ship_qty) {
+        listing.quantity = q;
+    }
+    listing.updated_ms = now;
+    Some(if offers.is_empty() {
+        (
+            true,
+            json!({"sku": sku, "statusCode": 200, "errors": [], "warnings": []}),
+        )
+    } else {
+        (
+            true,
+            json!({"sku": sku, "offerId": offer_id, "statusCode": 200, "errors": [], "warnings": []}),
+        )
+    })
+}
+
+/// The quantity the offers set (the last one given), or the first bad offer: (status,
+/// offer id, error).
+fn offer_quantity(offers: &[&Value], offer_id: &str) -> Result<Option<u32>, (u16, String, Value)> {
+    let mut offer_qty = None;
+    for o in offers {
+        let id = o.get("offerId").and_then(Value::as_str).unwrap_or("");
+        if id != offer_id {
+            let err = sku_error(25713, "This Offer is not available.");
+            return Err((400, id.to_owned(), err));
+        }
+        match o.get("availableQuantity") {
+            None => {}
+            Some(v) => match v.as_u64() {
+                Some(q) if q <= u64::from(u32::MAX) => offer_qty = Some(q as u32),
+                _ => {
+                    let err = sku_error(25709, "Invalid value for availableQuantity.");
+                    return Err((400, id.to_owned(), err));
+                }
+            },
+        }
+        if o.get("price").is_some_and(|p| p.get("value").is_none()) {
+            let err = sku_error(25709, "Invalid value for price.");
+            return Err((400, id.to_owned(), err));
+        }
+    }
+    Ok(offer_qty)
+}
+
 async fn inventory_item(
     State(sim): State<Arc<Sim>>,
     Path(sku): Path<String>,
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, INVENTORY_READ, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ebay_forbidden(),
-        Err(r) => return r,
-    };
+    let seller = or_return!(seller_of(&sim, &m, &headers, INVENTORY_READ));
     let Some(l) = m.listing(seller, &sku).and_then(|i| m.listings.get(i)) else {
         return ebay_err(
             StatusCode::NOT_FOUND,
@@ -782,11 +767,7 @@ async fn inventory_item(
 
 async fn offers(State(sim): State<Arc<Sim>>, uri: Uri, headers: HeaderMap) -> Response {
     let m = sim.lock();
-    let seller = match auth(&sim, &m, &headers, INVENTORY_READ, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ebay_forbidden(),
-        Err(r) => return r,
-    };
+    let seller = or_return!(seller_of(&sim, &m, &headers, INVENTORY_READ));
     let q = parse_query(uri.query().unwrap_or(""));
     let Some(sku) = query_get(&q, "sku").filter(|s| !s.is_empty()) else {
         return ebay_bad(

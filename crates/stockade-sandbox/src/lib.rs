@@ -15,6 +15,16 @@
 // Request checks return the marketplace's ready-made error response as their `Err`.
 #![allow(clippy::result_large_err)]
 
+/// A handler step's value, or its error response returned at once.
+macro_rules! or_return {
+    ($e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(r) => return r,
+        }
+    };
+}
+
 mod admin;
 mod amazon;
 mod amazon_reports;
@@ -343,6 +353,73 @@ fn ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
+/// Marketplace `m`'s simulator settings; `secrets` are Amazon's event secret and eBay's
+/// verification token.
+fn sim_config(
+    config: &SandboxConfig,
+    m: Marketplace,
+    header: &'static str,
+    secrets: (&SecretString, &SecretString),
+) -> SimConfig {
+    SimConfig {
+        access_ttl_ms: ms(*config.token_ttl.get(m)),
+        refresh_ttl_ms: 365 * 86_400_000,
+        skew_s: i64::try_from(config.timestamp_skew.as_secs()).unwrap_or(300),
+        tiktok_rate: config.tiktok_rate,
+        ebay_daily_quota: u64::from(config.ebay_daily_quota),
+        ebay_burst: config.ebay_burst,
+        revision_cap: config.ebay_revision_cap,
+        feed_step_ms: ms(config.feed_step),
+        us_share: config.us_share,
+        amazon_event_header: header,
+        amazon_event_secret: secrets.0.expose_secret().clone(),
+        ebay_verification_token: secrets.1.expose_secret().clone(),
+    }
+}
+
+/// Serves marketplace `m`'s API (with the admin routes and fault injection) over TLS on
+/// `listener`: the server's task and the handle that stops it.
+fn serve(
+    m: Marketplace,
+    sim: &Arc<Sim>,
+    listener: std::net::TcpListener,
+    server_config: &Arc<rustls::ServerConfig>,
+) -> Result<(tokio::task::JoinHandle<()>, axum_server::Handle<SocketAddr>), SandboxError> {
+    let api = match m {
+        Marketplace::TikTok => tiktok::router(sim.clone()),
+        Marketplace::Amazon => amazon::router(sim.clone()),
+        Marketplace::Ebay => ebay::router(sim.clone()),
+    };
+    let app = api
+        .merge(admin::router(sim.clone()))
+        .fallback(move || async move { resp::no_route(m) })
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            faults::apply,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(16 << 20));
+    let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
+    let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
+        axum_server::tls_rustls::RustlsConfig::from_config(server_config.clone()),
+    )
+    .acceptor(faults::KillAcceptor {
+        registry: sim.kill_registry.clone(),
+    });
+    let server = axum_server::from_tcp(listener)
+        .map_err(|e| SandboxError::Bind(e.to_string()))?
+        .acceptor(acceptor)
+        .handle(handle.clone());
+    let task = tokio::spawn(async move {
+        if let Err(e) = server
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
+            .await
+        {
+            tracing::warn!("sandbox server stopped: {e}");
+        }
+    });
+    Ok((task, handle))
+}
+
 impl Sandbox {
     /// Start the three servers on 127.0.0.1 ephemeral ports (needs a tokio runtime).
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
@@ -379,33 +456,15 @@ impl Sandbox {
         };
         let mut handles = Vec::new();
         let mut tasks = vec![worker];
-        let mut sims = Vec::new();
-        let mut endpoints = Vec::new();
+        let mut started = Vec::new();
         for m in Marketplace::ALL {
-            let listener = std::net::TcpListener::bind(("127.0.0.1", 0))
-                .map_err(|e| SandboxError::Bind(e.to_string()))?;
-            listener
-                .set_nonblocking(true)
-                .map_err(|e| SandboxError::Bind(e.to_string()))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| SandboxError::Bind(e.to_string()))?;
+            let bind = |e: std::io::Error| SandboxError::Bind(e.to_string());
+            let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).map_err(bind)?;
+            listener.set_nonblocking(true).map_err(bind)?;
+            let addr = listener.local_addr().map_err(bind)?;
             let base_url = format!("https://{addr}");
-            let ttl = ms(*config.token_ttl.get(m));
-            let cfg = SimConfig {
-                access_ttl_ms: ttl,
-                refresh_ttl_ms: 365 * 86_400_000,
-                skew_s: i64::try_from(config.timestamp_skew.as_secs()).unwrap_or(300),
-                tiktok_rate: config.tiktok_rate,
-                ebay_daily_quota: u64::from(config.ebay_daily_quota),
-                ebay_burst: config.ebay_burst,
-                revision_cap: config.ebay_revision_cap,
-                feed_step_ms: ms(config.feed_step),
-                us_share: config.us_share,
-                amazon_event_header: header,
-                amazon_event_secret: amazon_event_secret.expose_secret().clone(),
-                ebay_verification_token: ebay_verification_token.expose_secret().clone(),
-            };
+            let secrets = (&amazon_event_secret, &ebay_verification_token);
+            let cfg = sim_config(&config, m, header, secrets);
             let market = Market::new(m, config.seed, pop, now);
             let sim = Sim::new(
                 m,
@@ -416,54 +475,18 @@ impl Sandbox {
                 config.faults.get(m).clone(),
                 config.seed ^ (m as u64),
                 outbox.clone(),
-                if m == Marketplace::Ebay {
-                    ebay_key(config.seed)
-                } else {
-                    None
-                },
+                (m == Marketplace::Ebay)
+                    .then(|| ebay_key(config.seed))
+                    .flatten(),
             );
-            let api = match m {
-                Marketplace::TikTok => tiktok::router(sim.clone()),
-                Marketplace::Amazon => amazon::router(sim.clone()),
-                Marketplace::Ebay => ebay::router(sim.clone()),
-            };
-            let app = api
-                .merge(admin::router(sim.clone()))
-                .fallback(move || async move { resp::no_route(m) })
-                .layer(axum::middleware::from_fn_with_state(
-                    sim.clone(),
-                    faults::apply,
-                ))
-                .layer(axum::extract::DefaultBodyLimit::max(16 << 20));
-            let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
-            let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(
-                axum_server::tls_rustls::RustlsConfig::from_config(material.server_config.clone()),
-            )
-            .acceptor(faults::KillAcceptor {
-                registry: sim.kill_registry.clone(),
-            });
-            let server = axum_server::from_tcp(listener)
-                .map_err(|e| SandboxError::Bind(e.to_string()))?
-                .acceptor(acceptor)
-                .handle(handle.clone());
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = server
-                    .serve(app.into_make_service_with_connect_info::<SocketAddr>())
-                    .await
-                {
-                    tracing::warn!("sandbox server stopped: {e}");
-                }
-            }));
+            let (task, handle) = serve(m, &sim, listener, &material.server_config)?;
+            tasks.push(task);
             handles.push(handle);
-            endpoints.push(endpoint(&sim, addr, base_url));
-            sims.push(sim);
+            started.push((endpoint(&sim, addr, base_url), sim));
         }
-        let mut sims = sims.into_iter();
-        let mut endpoints = endpoints.into_iter();
-        let (Some(t), Some(a), Some(e)) = (sims.next(), sims.next(), sims.next()) else {
-            return Err(SandboxError::Bind("a simulator did not start".into()));
-        };
-        let (Some(te), Some(ae), Some(ee)) = (endpoints.next(), endpoints.next(), endpoints.next())
+        let mut started = started.into_iter();
+        let (Some((te, t)), Some((ae, a)), Some((ee, e))) =
+            (started.next(), started.next(), started.next())
         else {
             return Err(SandboxError::Bind("a simulator did not start".into()));
         };

@@ -11,9 +11,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
 use serde_json::{Value, json};
 
-use crate::resp::{
-    amz_invalid, amz_ok, amz_unauthorized, ebay_bad, ebay_forbidden, tts_bad, tts_ok,
-};
+use crate::resp::{amz_invalid, amz_ok, amz_unauthorized, ebay_bad, tts_bad, tts_ok};
 use crate::sim::Sim;
 use crate::state::{Listing, Market};
 use crate::util::{iso_s, parse_query, query_get};
@@ -56,11 +54,9 @@ pub(crate) async fn tiktok_search_products(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) =
-        match crate::tiktok::check(&sim, &m, &method, &uri, &headers, &body, true, "product") {
-            Ok(x) => x,
-            Err(r) => return r,
-        };
+    let (seller, q) = or_return!(crate::tiktok::check(
+        &sim, &m, &method, &uri, &headers, &body, true, "product"
+    ));
     let Some(size) = query_get(&q, "page_size")
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|v| (1..=100).contains(v))
@@ -143,10 +139,12 @@ pub(crate) async fn amazon_search_listings(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match crate::amazon::auth(&sim, &m, &headers, "searchListingsItems") {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    let seller = or_return!(crate::amazon::auth(
+        &sim,
+        &m,
+        &headers,
+        "searchListingsItems"
+    ));
     let Some(s) = m.sellers.get(seller) else {
         return amz_unauthorized("");
     };
@@ -269,11 +267,12 @@ pub(crate) async fn ebay_inventory_items(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let seller = match crate::ebay::auth(&sim, &m, &headers, crate::ebay::INVENTORY_READ, false) {
-        Ok(Some(s)) => s,
-        Ok(None) => return ebay_forbidden(),
-        Err(r) => return r,
-    };
+    let seller = or_return!(crate::ebay::seller_of(
+        &sim,
+        &m,
+        &headers,
+        crate::ebay::INVENTORY_READ
+    ));
     let q = parse_query(uri.query().unwrap_or(""));
     let limit = match query_get(&q, "limit") {
         None => 25,

@@ -228,7 +228,7 @@ async fn shops(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let (seller, _) = match check(
+    let (seller, _) = or_return!(check(
         &sim,
         &m,
         &method,
@@ -237,10 +237,7 @@ async fn shops(
         b"",
         false,
         "authorization",
-    ) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    ));
     let shops: Vec<Value> = m
         .sellers
         .get(seller)
@@ -346,6 +343,16 @@ fn page_token(key_ms: i64, seq: u64) -> String {
     hex::encode(format!("{key_ms}:{seq}"))
 }
 
+/// Where a `page_token` continues a search (None: from the start).
+fn page_after(q: &[(String, String)]) -> Result<Option<(i64, u64)>, Response> {
+    match query_get(q, "page_token") {
+        None | Some("") => Ok(None),
+        Some(t) => parse_page_token(t)
+            .map(Some)
+            .ok_or_else(|| tts_bad("page_token is invalid")),
+    }
+}
+
 fn parse_page_token(t: &str) -> Option<(i64, u64)> {
     let raw = String::from_utf8(hex::decode(t).ok()?).ok()?;
     let (a, b) = raw.split_once(':')?;
@@ -360,6 +367,23 @@ fn body_json(body: &[u8]) -> Result<Value, Response> {
         Ok(v @ Value::Object(_)) => Ok(v),
         _ => Err(tts_bad("The request body is not a valid JSON object")),
     }
+}
+
+/// A search body's time bounds in ms: created ≥, created <, updated ≥, updated <.
+fn time_bounds(filter: &Value) -> Result<[Option<i64>; 4], Response> {
+    let mut bounds = [None; 4];
+    for (i, k) in [
+        "create_time_ge",
+        "create_time_lt",
+        "update_time_ge",
+        "update_time_lt",
+    ]
+    .iter()
+    .enumerate()
+    {
+        bounds[i] = opt_secs(filter, k)?.map(|s| s * 1000);
+    }
+    Ok(bounds)
 }
 
 fn opt_secs(v: &Value, key: &str) -> Result<Option<i64>, Response> {
@@ -380,10 +404,9 @@ async fn search_orders(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, &body, true, "order") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (seller, q) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "order"
+    ));
     let page_size = match query_get(&q, "page_size") {
         None => 20,
         Some(s) => match s.parse::<usize>() {
@@ -401,32 +424,9 @@ async fn search_orders(
         Some("ASC") => true,
         Some(_) => return tts_bad("sort_order must be ASC or DESC"),
     };
-    let after = match query_get(&q, "page_token") {
-        None | Some("") => None,
-        Some(t) => match parse_page_token(t) {
-            Some(x) => Some(x),
-            None => return tts_bad("page_token is invalid"),
-        },
-    };
-    let filter = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
-    let mut bounds = [None; 4];
-    for (i, k) in [
-        "create_time_ge",
-        "create_time_lt",
-        "update_time_ge",
-        "update_time_lt",
-    ]
-    .iter()
-    .enumerate()
-    {
-        match opt_secs(&filter, k) {
-            Ok(v) => bounds[i] = v.map(|s| s * 1000),
-            Err(r) => return r,
-        }
-    }
+    let after = or_return!(page_after(&q));
+    let filter = or_return!(body_json(&body));
+    let bounds = or_return!(time_bounds(&filter));
     let status = filter.get("order_status").and_then(Value::as_str);
     let key = |o: &Order| {
         if by_update {
@@ -482,10 +482,7 @@ async fn get_orders(
     headers: HeaderMap,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, b"", true, "order") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (seller, q) = or_return!(check(&sim, &m, &method, &uri, &headers, b"", true, "order"));
     let ids: Vec<&str> = query_get(&q, "ids")
         .unwrap_or("")
         .split(',')
@@ -513,14 +510,10 @@ async fn update_inventory(
     body: Bytes,
 ) -> Response {
     let mut m = sim.lock();
-    let (seller, _) = match check(&sim, &m, &method, &uri, &headers, &body, true, "product") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (seller, _) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "product"
+    ));
+    let req = or_return!(body_json(&body));
     let product: Vec<usize> = m
         .listings
         .iter()
@@ -600,14 +593,10 @@ async fn search_inventory(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, _) = match check(&sim, &m, &method, &uri, &headers, &body, true, "product") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let req = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let (seller, _) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "product"
+    ));
+    let req = or_return!(body_json(&body));
     let list = |k: &str| -> Option<Vec<String>> {
         req.get(k).and_then(Value::as_array).map(|a| {
             a.iter()
@@ -688,10 +677,9 @@ async fn search_returns(
     body: Bytes,
 ) -> Response {
     let m = sim.lock();
-    let (seller, q) = match check(&sim, &m, &method, &uri, &headers, &body, true, "order") {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
+    let (seller, q) = or_return!(check(
+        &sim, &m, &method, &uri, &headers, &body, true, "order"
+    ));
     let page_size = match query_get(&q, "page_size") {
         None => 10,
         Some(s) => match s.parse::<usize>() {
@@ -699,17 +687,8 @@ async fn search_returns(
             _ => return tts_bad("page_size must be between 1 and 50"),
         },
     };
-    let after = match query_get(&q, "page_token") {
-        None | Some("") => None,
-        Some(t) => match parse_page_token(t) {
-            Some(x) => Some(x),
-            None => return tts_bad("page_token is invalid"),
-        },
-    };
-    let filter = match body_json(&body) {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+    let after = or_return!(page_after(&q));
+    let filter = or_return!(body_json(&body));
     let strings = |k: &str| -> Option<Vec<String>> {
         filter.get(k).and_then(Value::as_array).map(|a| {
             a.iter()
@@ -724,21 +703,7 @@ async fn search_returns(
     }
     let types = strings("return_types");
     let statuses = strings("return_status");
-    let mut bounds = [None; 4];
-    for (i, k) in [
-        "create_time_ge",
-        "create_time_lt",
-        "update_time_ge",
-        "update_time_lt",
-    ]
-    .iter()
-    .enumerate()
-    {
-        match opt_secs(&filter, k) {
-            Ok(v) => bounds[i] = v.map(|s| s * 1000),
-            Err(r) => return r,
-        }
-    }
+    let bounds = or_return!(time_bounds(&filter));
     let has = |list: &Option<Vec<String>>, v: &str| {
         list.as_ref().is_none_or(|l| l.iter().any(|x| x == v))
     };

@@ -85,6 +85,56 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
             return Ok(r);
         }
     }
+    let (mut receipt, creds) = count(vault, &conn, &reason).await?;
+    let details = serde_json::to_string(&receipt).unwrap_or_default();
+    let mut steps = purge_steps(&conn, &receipt, details);
+    steps.extend(
+        creds
+            .iter()
+            .map(|n| Mutation::DeleteCredential { name: n.clone() }),
+    );
+    let r = &receipt;
+    let audit = AuditEntry::new(
+        "connection.purge",
+        format!("connection:{}", conn.name),
+        AuditDetails::new()
+            .str("marketplace", conn.marketplace.as_str())
+            .str("reason", &reason)
+            .int("orders", r.orders)
+            .int("buyer_fields", r.buyer_fields)
+            .int("order_lines", r.order_lines)
+            .int("reservations_released", r.reservations_released)
+            .int("listings", r.listings)
+            .int("credentials", r.credentials)
+            .int("events", r.events),
+    );
+    let many = Mutation::Many {
+        steps,
+        guard: false,
+    };
+    store.commit(actor, vec![Change::new(many, audit)]).await?;
+    let destroyed = vault.shred(&conn.key_owner()?, &reason, actor).await?;
+    receipt.data_keys_destroyed = destroyed.len() as i64;
+    // Erased pages must not linger in SQLite's write-ahead log.
+    store.checkpoint().await?;
+    tracing::warn!(
+        connection = %conn.name,
+        marketplace = %conn.marketplace,
+        orders = receipt.orders,
+        credentials = creds.len(),
+        "connection revoked and purged; its data key was destroyed"
+    );
+    Ok(receipt)
+}
+
+/// What purging `conn` now would delete (the receipt, no key destroyed yet), and the
+/// names of its credentials.
+async fn count(
+    vault: &Vault,
+    conn: &Connection,
+    reason: &str,
+) -> Result<(PurgeReceipt, Vec<String>)> {
+    let store = vault.store();
     let id = conn.id;
     let (orders, buyer_fields) = store
         .query_one_as(COUNT_ORDERS, sql_params![id])
@@ -102,12 +152,11 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
         .map(|c| c.name)
         .filter(|n| n.starts_with(&prefix))
         .collect();
-    let now = now_ms();
-    let mut receipt = PurgeReceipt {
+    let receipt = PurgeReceipt {
         connection: conn.name.clone(),
         marketplace: conn.marketplace.as_str().to_owned(),
-        reason: reason.clone(),
-        at_ms: now,
+        reason: reason.to_owned(),
+        at_ms: now_ms(),
         orders,
         buyer_fields,
         order_lines,
@@ -117,13 +166,19 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
         events,
         data_keys_destroyed: 0,
     };
-    let details = serde_json::to_string(&receipt).unwrap_or_default();
+    Ok((receipt, creds))
+}
+
+/// The statements of a purge, in order: mark revoked (refused if it already is), release
+/// open reservations, anonymise the ledger, delete the data, write the receipt.
+fn purge_steps(conn: &Connection, receipt: &PurgeReceipt, details: String) -> Vec<Mutation> {
+    let (id, now) = (conn.id, receipt.at_ms);
     let sql = |statement: &'static str, params| Mutation::Sql {
         statement,
         params,
         expect: Expect::Any,
     };
-    let mut steps = vec![
+    vec![
         Mutation::Sql {
             statement: MARK_REVOKED,
             params: sql_params![now, id],
@@ -143,54 +198,12 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
                 id,
                 conn.name.as_str(),
                 conn.marketplace.as_str(),
-                reason.as_str(),
+                receipt.reason.as_str(),
                 now,
                 details
             ],
         ),
-    ];
-    steps.extend(
-        creds
-            .iter()
-            .map(|n| Mutation::DeleteCredential { name: n.clone() }),
-    );
-    store
-        .commit(
-            actor,
-            vec![Change::new(
-                Mutation::Many {
-                    steps,
-                    guard: false,
-                },
-                AuditEntry::new(
-                    "connection.purge",
-                    format!("connection:{}", conn.name),
-                    AuditDetails::new()
-                        .str("marketplace", conn.marketplace.as_str())
-                        .str("reason", &reason)
-                        .int("orders", orders)
-                        .int("buyer_fields", buyer_fields)
-                        .int("order_lines", order_lines)
-                        .int("reservations_released", open)
-                        .int("listings", listings)
-                        .int("credentials", creds.len() as i64)
-                        .int("events", events),
-                ),
-            )],
-        )
-        .await?;
-    let destroyed = vault.shred(&conn.key_owner()?, &reason, actor).await?;
-    receipt.data_keys_destroyed = destroyed.len() as i64;
-    // Erased pages must not linger in SQLite's write-ahead log.
-    store.checkpoint().await?;
-    tracing::warn!(
-        connection = %conn.name,
-        marketplace = %conn.marketplace,
-        orders,
-        credentials = creds.len(),
-        "connection revoked and purged; its data key was destroyed"
-    );
-    Ok(receipt)
+    ]
 }
 
 /// Every purge receipt, oldest first.

@@ -4,13 +4,35 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use stockade_core::order::Marketplace;
-use stockade_sync::{SyncOptions, stats};
+use stockade_sync::{Metrics, Percentiles, Summary, SyncOptions, stats};
 
 use super::connection::sync_failure;
 use super::demo::parse_duration;
 use super::live::{Rig, RigOptions, cpu_seconds, peak_rss_mb};
 use crate::cli::BenchSyncArgs;
 use crate::exit::Failure;
+
+/// The figures a run measured.
+struct Report {
+    placed: u64,
+    offered_for: Duration,
+    elapsed: Duration,
+    cpu: f64,
+    stored_total: u64,
+    lost: u64,
+    duplicated: i64,
+    oversold: i64,
+    undelivered: u64,
+    recovered_by_poll: u64,
+    orders_per_s: f64,
+    /// Arrival → last channel confirmed: p50, p99, max.
+    lat: (f64, f64, f64),
+    commit: Option<Percentiles>,
+    s: Summary,
+    staleness: serde_json::Map<String, serde_json::Value>,
+    audit_rows: u64,
+    audit_ok: bool,
+}
 
 pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     let duration = parse_duration(&args.duration, "--duration")?;
@@ -19,14 +41,75 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
             "--rate must be between 0 and 1000000 orders a second",
         ));
     }
-    let say = |s: String| {
-        if args.json {
-            eprintln!("{s}");
+    let say = |s: String| say(args.json, s);
+    let rig = start_rig(&args).await?;
+    say(format!(
+        "bench sync: {} orders/s offered for {}s, {} SKUs × 3 channels, {}, rate limits {}",
+        args.rate,
+        duration.as_secs(),
+        args.skus,
+        if args.database_url.is_some() {
+            "PostgreSQL"
         } else {
-            println!("{s}");
+            "SQLite"
+        },
+        if args.realistic_limits {
+            "on"
+        } else {
+            "lifted"
         }
+    ));
+    // The first pushes open every listing; wait for them before offering orders.
+    wait_settled(&rig, Duration::from_secs(60), Duration::from_millis(50)).await;
+    let metrics = rig.sync.metrics();
+    metrics.order_to_confirmed.clear();
+    metrics.arrival_to_commit.clear();
+    let cpu0 = cpu_seconds();
+    let t0 = Instant::now();
+    let (stream, placed) = rig.order_stream(args.rate, false);
+    tokio::time::sleep(duration).await;
+    stream.abort();
+    let offered_for = t0.elapsed();
+    // Drain: every delivery answered, every listing confirmed.
+    rig.sb.flush_deliveries().await;
+    let drain = Duration::from_secs(if args.realistic_limits { 120 } else { 30 });
+    wait_settled(&rig, drain, Duration::from_millis(20)).await;
+    let elapsed = t0.elapsed();
+    let cpu = cpu_seconds() - cpu0;
+    let placed = placed.load(std::sync::atomic::Ordering::Relaxed);
+    let (undelivered, recovered_by_poll) = poll_after_run(&rig, &say).await?;
+    let (lost, stored_total) = count_lost(&rig).await?;
+    let lat = metrics.order_to_confirmed.summary();
+    let verify = rig.store().verify_audit(None).await?;
+    let r = Report {
+        placed,
+        offered_for,
+        elapsed,
+        cpu,
+        stored_total,
+        lost,
+        duplicated: stats::duplicates(rig.store()).await.unwrap_or(-1),
+        oversold: stats::oversold_units(rig.store()).await.unwrap_or(-1),
+        undelivered,
+        recovered_by_poll,
+        orders_per_s: stored_total as f64 / elapsed.as_secs_f64().max(0.001),
+        lat: lat.map_or((0.0, 0.0, 0.0), |p| (p.p50_ms, p.p99_ms, p.max_ms)),
+        commit: metrics.arrival_to_commit.summary(),
+        s: rig.sync.summary(),
+        staleness: staleness(&metrics),
+        audit_rows: verify.rows_checked,
+        audit_ok: verify.problem.is_none(),
     };
-    let rig = Rig::start(RigOptions {
+    print_report(&r, &rig, &args, &say).await;
+    if args.json {
+        println!("{}", json_report(&r, &args, duration));
+    }
+    rig.finish().await;
+    Ok(())
+}
+
+async fn start_rig(args: &BenchSyncArgs) -> Result<Rig, Failure> {
+    Rig::start(RigOptions {
         skus: args.skus.clamp(1, 100_000),
         // Below TikTok's 99,999 display limit, so every sale changes every channel's quantity.
         on_hand: 90_000,
@@ -45,64 +128,38 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         seed: 3,
         keep: false,
     })
-    .await?;
-    say(format!(
-        "bench sync: {} orders/s offered for {}s, {} SKUs × 3 channels, {}, rate limits {}",
-        args.rate,
-        duration.as_secs(),
-        args.skus,
-        if args.database_url.is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        },
-        if args.realistic_limits {
-            "on"
-        } else {
-            "lifted"
-        }
-    ));
-    // The first pushes open every listing; wait for them before offering orders.
-    let warm = Instant::now() + Duration::from_secs(60);
-    while !rig.sync.settled().await.unwrap_or(false) && Instant::now() < warm {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    .await
+}
+
+/// Waits until the engine has nothing left to push, or `budget` has passed.
+async fn wait_settled(rig: &Rig, budget: Duration, step: Duration) {
+    let deadline = Instant::now() + budget;
+    while !rig.sync.settled().await.unwrap_or(false) && Instant::now() < deadline {
+        tokio::time::sleep(step).await;
     }
-    let metrics = rig.sync.metrics();
-    metrics.order_to_confirmed.clear();
-    metrics.arrival_to_commit.clear();
-    let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
-    let (stream, placed) = rig.order_stream(args.rate, false);
-    tokio::time::sleep(duration).await;
-    stream.abort();
-    let offered_for = t0.elapsed();
-    // Drain: every delivery answered, every listing confirmed.
-    rig.sb.flush_deliveries().await;
-    let drain_deadline =
-        Instant::now() + Duration::from_secs(if args.realistic_limits { 120 } else { 30 });
-    while !rig.sync.settled().await.unwrap_or(false) && Instant::now() < drain_deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let elapsed = t0.elapsed();
-    let cpu = cpu_seconds() - cpu0;
-    let placed = placed.load(std::sync::atomic::Ordering::Relaxed);
-    // A delivery the simulator gave up on (every attempt failed, e.g. on a loaded
-    // machine) is what the poller is for; with polling off here, poll once, as a running
-    // server would, outside the measured time. Stockade loses an order only if it is
-    // still missing after that.
+}
+
+/// A delivery the simulator gave up on (every attempt failed, e.g. on a loaded
+/// machine) is what the poller is for; with polling off here, poll once, as a running
+/// server would, outside the measured time. Stockade loses an order only if it is
+/// still missing after that. Returns (deliveries given up on, orders the poll stored).
+async fn poll_after_run(rig: &Rig, say: &dyn Fn(String)) -> Result<(u64, u64), Failure> {
     let undelivered = rig.sb.delivery_stats().failed;
     let mut recovered_by_poll = 0u64;
     if undelivered > 0 {
-        let before = stored_orders(&rig).await?;
+        let before = stored_orders(rig).await?;
         for m in Marketplace::ALL {
             if let Err(e) = rig.sync.poll_now(m.as_str()).await {
                 say(format!("polling {m} after the run failed: {e}"));
             }
         }
-        recovered_by_poll = stored_orders(&rig).await?.saturating_sub(before);
+        recovered_by_poll = stored_orders(rig).await?.saturating_sub(before);
     }
+    Ok((undelivered, recovered_by_poll))
+}
 
-    // Lost and duplicated: every simulator order must be stored exactly once.
+/// Lost and stored: every simulator order must be stored exactly once.
+async fn count_lost(rig: &Rig) -> Result<(u64, u64), Failure> {
     let mut lost = 0u64;
     let mut stored_total = 0u64;
     for m in Marketplace::ALL {
@@ -117,13 +174,11 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
             }
         }
     }
-    let duplicated = stats::duplicates(rig.store()).await.unwrap_or(-1);
-    let oversold = stats::oversold_units(rig.store()).await.unwrap_or(-1);
-    let s = rig.sync.summary();
-    let lat = metrics.order_to_confirmed.summary();
-    let commit = metrics.arrival_to_commit.summary();
-    let orders_per_s = stored_total as f64 / elapsed.as_secs_f64().max(0.001);
-    let (p50, p99, max) = lat.map_or((0.0, 0.0, 0.0), |p| (p.p50_ms, p.p99_ms, p.max_ms));
+    Ok((lost, stored_total))
+}
+
+/// Per connection, the staleness percentiles as JSON.
+fn staleness(metrics: &Metrics) -> serde_json::Map<String, serde_json::Value> {
     let mut staleness = serde_json::Map::new();
     if let Ok(m) = metrics.staleness.lock() {
         for (name, samples) in m.iter() {
@@ -135,27 +190,34 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
             }
         }
     }
-    let verify = rig.store().verify_audit(None).await?;
+    staleness
+}
+
+async fn print_report(r: &Report, rig: &Rig, args: &BenchSyncArgs, say: &dyn Fn(String)) {
+    let (placed, lost, duplicated) = (r.placed, r.lost, r.duplicated);
+    let (stored_total, undelivered) = (r.stored_total, r.undelivered);
+    let (orders_per_s, (p50, p99, max), s) = (r.orders_per_s, r.lat, &r.s);
     say(format!(
         "orders placed by buyers:     {placed} in {:.1}s",
-        offered_for.as_secs_f64()
+        r.offered_for.as_secs_f64()
     ));
     say(format!(
         "orders stored:               {stored_total} (lost {lost}, duplicated {duplicated})"
     ));
     if undelivered > 0 {
         say(format!(
-            "deliveries given up on:      {undelivered} (the poll after the run stored {recovered_by_poll} order(s))"
+            "deliveries given up on:      {undelivered} (the poll after the run stored {} order(s))",
+            r.recovered_by_poll
         ));
     }
     say(format!(
         "orders ingested per second:  {orders_per_s:.0} (until the last channel confirmed, {:.1}s)",
-        elapsed.as_secs_f64()
+        r.elapsed.as_secs_f64()
     ));
     say(format!(
         "arrival → last channel confirmed: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
     ));
-    if let Some(c) = commit {
+    if let Some(c) = r.commit {
         say(format!(
             "arrival → durably stored (webhook answered): p50 {:.1} ms, p99 {:.1} ms",
             c.p50_ms, c.p99_ms
@@ -170,65 +232,69 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         "pushes: {} listing updates in {} calls, {} coalesced, {} failed rounds",
         s.pushes_confirmed, s.push_calls, s.pushes_coalesced, s.push_failures
     ));
-    say(format!("oversold units: {oversold}"));
+    say(format!("oversold units: {}", r.oversold));
     for (name, n) in stats::unconfirmed_by_connection(rig.store())
         .await
         .unwrap_or_default()
     {
         say(format!("unconfirmed listings on {name}: {n}"));
     }
-    for e in metrics.recent_errors(5) {
+    for e in rig.sync.metrics().recent_errors(5) {
         say(format!("recent error: {e}"));
     }
     if args.realistic_limits {
-        for (name, v) in &staleness {
+        for (name, v) in &r.staleness {
             say(format!("staleness {name}: {v}"));
         }
     }
     say(format!(
-        "CPU: {cpu:.1} s ({:.2} cores); peak RSS {:.0} MiB (simulators included)",
-        cpu / elapsed.as_secs_f64().max(0.001),
+        "CPU: {:.1} s ({:.2} cores); peak RSS {:.0} MiB (simulators included)",
+        r.cpu,
+        r.cpu / r.elapsed.as_secs_f64().max(0.001),
         peak_rss_mb()
     ));
     say(format!(
         "audit chain: {} rows, {}",
-        verify.rows_checked,
-        if verify.problem.is_none() {
-            "verified"
-        } else {
-            "BROKEN"
-        }
+        r.audit_rows,
+        if r.audit_ok { "verified" } else { "BROKEN" }
     ));
-    if args.json {
-        let obj = serde_json::json!({
-            "rate_offered": args.rate,
-            "duration_s": duration.as_secs_f64(),
-            "database": if args.database_url.is_some() { "postgres" } else { "sqlite" },
-            "realistic_limits": args.realistic_limits,
-            "orders_placed": placed,
-            "orders_stored": stored_total,
-            "orders_per_s": orders_per_s,
-            "p50_ms": p50,
-            "p99_ms": p99,
-            "max_ms": max,
-            "commit_p99_ms": commit.map_or(0.0, |c| c.p99_ms),
-            "lost": lost,
-            "undelivered": undelivered,
-            "recovered_by_poll": recovered_by_poll,
-            "duplicated": duplicated,
-            "oversold": oversold,
-            "pushes_confirmed": s.pushes_confirmed,
-            "push_calls": s.push_calls,
-            "pushes_coalesced": s.pushes_coalesced,
-            "cpu_cores": cpu / elapsed.as_secs_f64().max(0.001),
-            "peak_rss_mb": peak_rss_mb(),
-            "staleness": staleness,
-            "audit_ok": verify.problem.is_none(),
-        });
-        println!("{obj}");
+}
+
+fn json_report(r: &Report, args: &BenchSyncArgs, duration: Duration) -> serde_json::Value {
+    serde_json::json!({
+        "rate_offered": args.rate,
+        "duration_s": duration.as_secs_f64(),
+        "database": if args.database_url.is_some() { "postgres" } else { "sqlite" },
+        "realistic_limits": args.realistic_limits,
+        "orders_placed": r.placed,
+        "orders_stored": r.stored_total,
+        "orders_per_s": r.orders_per_s,
+        "p50_ms": r.lat.0,
+        "p99_ms": r.lat.1,
+        "max_ms": r.lat.2,
+        "commit_p99_ms": r.commit.map_or(0.0, |c| c.p99_ms),
+        "lost": r.lost,
+        "undelivered": r.undelivered,
+        "recovered_by_poll": r.recovered_by_poll,
+        "duplicated": r.duplicated,
+        "oversold": r.oversold,
+        "pushes_confirmed": r.s.pushes_confirmed,
+        "push_calls": r.s.push_calls,
+        "pushes_coalesced": r.s.pushes_coalesced,
+        "cpu_cores": r.cpu / r.elapsed.as_secs_f64().max(0.001),
+        "peak_rss_mb": peak_rss_mb(),
+        "staleness": r.staleness,
+        "audit_ok": r.audit_ok,
+    })
+}
+
+/// A report line: to standard output, or to standard error when that carries the JSON.
+pub(super) fn say(json: bool, line: String) {
+    if json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
     }
-    rig.finish().await;
-    Ok(())
 }
 
 /// `stockade bench alerts` (see `bench_alerts.rs`).

@@ -96,35 +96,22 @@ fn event_ids(r: &Received) -> Vec<i64> {
     ids
 }
 
+/// What the bots saw: latencies (sorted), losses, message counts and planted-value leaks.
+struct Outcome {
+    latencies: Vec<f64>,
+    lost: usize,
+    messages: usize,
+    refused: usize,
+    pii_leaks: usize,
+    leaked: Vec<usize>,
+}
+
 pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
     let failures = args.failures.clamp(1, 10_000);
     let burst = args.burst.clamp(1, 50);
-    let say = |s: String| {
-        if args.json {
-            eprintln!("{s}");
-        } else {
-            println!("{s}");
-        }
-    };
+    let say = |s: String| super::bench::say(args.json, s);
     let dir = temp_dir("stockade-bench-alerts")?;
-    let key_path = dir.join("master.key");
-    let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))?;
-    master
-        .write_new_file(&key_path)
-        .map_err(Failure::from_master)?;
-    let (url, pg) = match &args.database_url {
-        Some(base) => {
-            let mut b = [0u8; 4];
-            aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
-            let schema = format!("stockade_bench_{}", hex::encode(b));
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
-            (url, Some((base.clone(), schema)))
-        }
-        None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
-    };
-    let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
-    let vault = Arc::new(Vault::bootstrap(store.clone(), master, &ACTOR).await?);
+    let (store, vault, pg) = open_store(&args, &dir).await?;
     let bots = Bots::start(BotsConfig::default())
         .await
         .map_err(|e| Failure::runtime(format!("cannot start the bot simulators: {e}")))?;
@@ -133,59 +120,7 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
     egress.extra_root_pems = vec![bots.ca_pem.clone()];
     let gateway = Gateway::new(egress, Some(store.clone()))
         .map_err(|e| Failure::runtime(format!("egress: {e}")))?;
-
-    let keyword = "Stockade";
-    let ding = bots.add_dingtalk(DingTalkRobotSpec {
-        name: "ding".into(),
-        sign: true,
-        keywords: vec![keyword.into()],
-        ip_allow: vec![],
-    });
-    let feishu = bots.add_feishu(FeishuBotSpec {
-        name: "feishu".into(),
-        sign: true,
-        keywords: vec![keyword.into()],
-        ip_allow: vec![],
-    });
-    let app = bots.add_dingtalk_app(DingTalkAppSpec { name: "app".into() });
-    let hook = bots.add_webhook(WebhookSpec {
-        name: "hook".into(),
-    });
-    put(&vault, "alert/ding/access_token", &ding.access_token).await?;
-    put(
-        &vault,
-        "alert/ding/secret",
-        ding.secret.as_deref().unwrap_or(""),
-    )
-    .await?;
-    put(&vault, "alert/feishu/hook_id", &feishu.hook_id).await?;
-    put(
-        &vault,
-        "alert/feishu/secret",
-        feishu.secret.as_deref().unwrap_or(""),
-    )
-    .await?;
-    put(&vault, "alert/app/app_key", &app.app_key).await?;
-    put(&vault, "alert/app/app_secret", &app.app_secret).await?;
-    put(&vault, "alert/hook/secret", &hook.secret).await?;
-    let base = bots.base_url.clone();
-    let mut d = ChannelConfig::new("ding", ChannelKind::Dingtalk, &format!("{base}/robot/send"));
-    d.keyword = Some(keyword.into());
-    let mut f = ChannelConfig::new(
-        "feishu",
-        ChannelKind::Feishu,
-        &format!("{base}/open-apis/bot/v2/hook"),
-    );
-    f.keyword = Some(keyword.into());
-    let mut a = ChannelConfig::new("app", ChannelKind::DingtalkApp, &base);
-    a.robot_code = Some(app.robot_code.clone());
-    a.conversation = Some(app.open_conversation_id.clone());
-    let w = ChannelConfig::new("hook", ChannelKind::Webhook, &hook.url);
-    let config = AlertsConfig {
-        channels: vec![d, f, a, w],
-        dashboard_url: Some("https://stockade.example.com".into()),
-        ..AlertsConfig::default()
-    };
+    let config = configure_channels(&bots, &vault).await?;
     let alerts = Alerts::start(store.clone(), vault.clone(), &gateway, config)
         .await
         .map_err(|e| Failure::runtime(e.to_string()))?;
@@ -197,123 +132,30 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
         "bench alerts: {failures} distinct failures in {bursts} bursts of {burst}, one burst every 7 s, to 4 channels (DingTalk robot, DingTalk app, Feishu, webhook), {}",
         if pg.is_some() { "PostgreSQL" } else { "SQLite" }
     ));
-    let message = format!(
-        "HTTP 503 from upstream: buyer {} <{}> phone {} card {} ship to {} auth {}",
-        BUYER, PLANTED[0], PLANTED[1], PLANTED[2], PLANTED[3], PLANTED[4]
-    );
-    let mut recorded: HashMap<i64, i64> = HashMap::new();
-    let t0 = Instant::now();
-    let mut n = 0;
-    for b in 0..bursts {
-        let next = t0 + Duration::from_secs(7 * b as u64);
-        tokio::time::sleep_until(next.into()).await;
-        for _ in 0..burst.min(failures - n) {
-            let conn = format!("shop-{n:04}");
-            let event = Event::PushFailed(MarketFailure {
-                attempts: Some(5),
-                class: Some("server".to_owned()),
-                connection: conn.clone(),
-                listings: Some(7),
-                message: Some(message.clone()),
-                orders: None,
-                status: Some(503),
-            });
-            let audit = AuditEntry::new(
-                "sync.event",
-                format!("connection:{conn}"),
-                AuditDetails::new(),
-            );
-            store.append_event(&ACTOR, &event, audit).await?;
-            let committed = now_ms();
-            let id = store.last_connection_event(&conn).await?.unwrap_or(0);
-            recorded.insert(id, committed);
-            n += 1;
-        }
-    }
-    // Wait for every failure on every channel (or give up after 30 s).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let delivered_pairs = |bots: &Bots| -> HashMap<(usize, i64), i64> {
-        let mut seen = HashMap::new();
-        for (ci, ch) in CHANNELS.iter().enumerate() {
-            for r in bots.accepted(ch) {
-                if r.path.ends_with("/accessToken") {
-                    continue;
-                }
-                for id in event_ids(&r) {
-                    seen.entry((ci, id)).or_insert(r.at_ms);
-                }
-            }
-        }
-        seen
-    };
-    loop {
-        let seen = delivered_pairs(&bots);
-        let complete = recorded
-            .keys()
-            .all(|id| (0..CHANNELS.len()).all(|ci| seen.contains_key(&(ci, *id))));
-        if complete || Instant::now() > deadline {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let seen = delivered_pairs(&bots);
-    let mut latencies = Vec::new();
-    let mut lost = 0usize;
-    for (id, at) in &recorded {
-        for ci in 0..CHANNELS.len() {
-            match seen.get(&(ci, *id)) {
-                Some(t) => latencies.push((t - at).max(0) as f64),
-                None => lost += 1,
-            }
-        }
-    }
-    latencies.sort_by(f64::total_cmp);
-    let received = bots.received();
-    let messages = received
-        .iter()
-        .filter(|r| r.accepted && !r.path.ends_with("/accessToken"))
-        .count();
-    let refused = received
-        .iter()
-        .filter(|r| !r.accepted && !r.path.ends_with("/accessToken"))
-        .count();
-    let mut pii_leaks = 0;
-    let mut leaked: Vec<usize> = Vec::new();
-    for r in &received {
-        let text = format!("{}{}", r.query, r.body);
-        for (i, p) in PLANTED.iter().chain([BUYER].iter()).enumerate() {
-            if text.contains(p) {
-                pii_leaks += 1;
-                if !leaked.contains(&i) {
-                    leaked.push(i);
-                }
-            }
-        }
-    }
-    if !leaked.is_empty() {
+    let recorded = record_failures(&store, failures, burst).await?;
+    await_deliveries(&bots, &recorded).await;
+    let o = measure(&bots, &recorded);
+    if !o.leaked.is_empty() {
         let kinds = ["email", "phone", "card", "address", "token", "name"];
+        let leaked: Vec<_> = o.leaked.iter().map(|i| kinds[*i]).collect();
         say(format!(
             "LEAKED planted values of kind: {}",
-            leaked
-                .iter()
-                .map(|i| kinds[*i])
-                .collect::<Vec<_>>()
-                .join(", ")
+            leaked.join(", ")
         ));
     }
     let (p50, p99, max) = (
-        percentile(&latencies, 0.5),
-        percentile(&latencies, 0.99),
-        latencies.last().copied().unwrap_or(0.0),
+        percentile(&o.latencies, 0.5),
+        percentile(&o.latencies, 0.99),
+        o.latencies.last().copied().unwrap_or(0.0),
     );
-    let stats = alerts.stats();
+    let (messages, refused, lost, pii_leaks) = (o.messages, o.refused, o.lost, o.pii_leaks);
     say(format!(
         "failure recorded → signed request at the bot: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms over {} deliveries",
-        latencies.len()
+        o.latencies.len()
     ));
     say(format!(
         "messages accepted {messages}, refused {refused}, outbox rows {}, lost {lost}, PII leaks {pii_leaks}, peak RSS {:.0} MiB",
-        stats.outbox_rows,
+        alerts.stats().outbox_rows,
         peak_rss_mb()
     ));
     alerts.shutdown().await;
@@ -344,4 +186,203 @@ pub async fn run(args: BenchAlertsArgs) -> Result<(), Failure> {
         )));
     }
     Ok(())
+}
+
+/// A fresh master key in `dir` and a store on SQLite in `dir` or on a new PostgreSQL
+/// schema (returned, with its base URL, so the caller drops it at the end).
+async fn open_store(
+    args: &BenchAlertsArgs,
+    dir: &std::path::Path,
+) -> Result<(Store, Arc<Vault>, Option<(String, String)>), Failure> {
+    let key_path = dir.join("master.key");
+    let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))?;
+    master
+        .write_new_file(&key_path)
+        .map_err(Failure::from_master)?;
+    let (url, pg) = match &args.database_url {
+        Some(base) => {
+            let mut b = [0u8; 4];
+            aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
+            let schema = format!("stockade_bench_{}", hex::encode(b));
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
+            (url, Some((base.clone(), schema)))
+        }
+        None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
+    };
+    let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
+    let vault = Arc::new(Vault::bootstrap(store.clone(), master, &ACTOR).await?);
+    Ok((store, vault, pg))
+}
+
+/// One bot of each kind on the simulators, its secrets in the vault, and the four
+/// channels pointing at them.
+async fn configure_channels(bots: &Bots, vault: &Vault) -> Result<AlertsConfig, Failure> {
+    let keyword = "Stockade";
+    let ding = bots.add_dingtalk(DingTalkRobotSpec {
+        name: "ding".into(),
+        sign: true,
+        keywords: vec![keyword.into()],
+        ip_allow: vec![],
+    });
+    let feishu = bots.add_feishu(FeishuBotSpec {
+        name: "feishu".into(),
+        sign: true,
+        keywords: vec![keyword.into()],
+        ip_allow: vec![],
+    });
+    let app = bots.add_dingtalk_app(DingTalkAppSpec { name: "app".into() });
+    let hook = bots.add_webhook(WebhookSpec {
+        name: "hook".into(),
+    });
+    let ding_secret = ding.secret.as_deref().unwrap_or("");
+    let feishu_secret = feishu.secret.as_deref().unwrap_or("");
+    for (name, value) in [
+        ("alert/ding/access_token", ding.access_token.as_str()),
+        ("alert/ding/secret", ding_secret),
+        ("alert/feishu/hook_id", feishu.hook_id.as_str()),
+        ("alert/feishu/secret", feishu_secret),
+        ("alert/app/app_key", app.app_key.as_str()),
+        ("alert/app/app_secret", app.app_secret.as_str()),
+        ("alert/hook/secret", hook.secret.as_str()),
+    ] {
+        put(vault, name, value).await?;
+    }
+    let base = bots.base_url.clone();
+    let mut d = ChannelConfig::new("ding", ChannelKind::Dingtalk, &format!("{base}/robot/send"));
+    d.keyword = Some(keyword.into());
+    let mut f = ChannelConfig::new(
+        "feishu",
+        ChannelKind::Feishu,
+        &format!("{base}/open-apis/bot/v2/hook"),
+    );
+    f.keyword = Some(keyword.into());
+    let mut a = ChannelConfig::new("app", ChannelKind::DingtalkApp, &base);
+    a.robot_code = Some(app.robot_code.clone());
+    a.conversation = Some(app.open_conversation_id.clone());
+    let w = ChannelConfig::new("hook", ChannelKind::Webhook, &hook.url);
+    Ok(AlertsConfig {
+        channels: vec![d, f, a, w],
+        dashboard_url: Some("https://stockade.example.com".into()),
+        ..AlertsConfig::default()
+    })
+}
+
+/// Records `failures` push failures on distinct connections, `burst` at a time, one
+/// burst every 7 s; returns each event's id with the time it was committed.
+async fn record_failures(
+    store: &Store,
+    failures: usize,
+    burst: usize,
+) -> Result<HashMap<i64, i64>, Failure> {
+    let message = format!(
+        "HTTP 503 from upstream: buyer {} <{}> phone {} card {} ship to {} auth {}",
+        BUYER, PLANTED[0], PLANTED[1], PLANTED[2], PLANTED[3], PLANTED[4]
+    );
+    let mut recorded: HashMap<i64, i64> = HashMap::new();
+    let t0 = Instant::now();
+    let mut n = 0;
+    for b in 0..failures.div_ceil(burst) {
+        let next = t0 + Duration::from_secs(7 * b as u64);
+        tokio::time::sleep_until(next.into()).await;
+        for _ in 0..burst.min(failures - n) {
+            let conn = format!("shop-{n:04}");
+            let event = Event::PushFailed(MarketFailure {
+                attempts: Some(5),
+                class: Some("server".to_owned()),
+                connection: conn.clone(),
+                listings: Some(7),
+                message: Some(message.clone()),
+                orders: None,
+                status: Some(503),
+            });
+            let audit = AuditEntry::new(
+                "sync.event",
+                format!("connection:{conn}"),
+                AuditDetails::new(),
+            );
+            store.append_event(&ACTOR, &event, audit).await?;
+            let committed = now_ms();
+            let id = store.last_connection_event(&conn).await?.unwrap_or(0);
+            recorded.insert(id, committed);
+            n += 1;
+        }
+    }
+    Ok(recorded)
+}
+
+/// (channel index, event id) → when that channel's bot first accepted a message naming it.
+fn delivered_pairs(bots: &Bots) -> HashMap<(usize, i64), i64> {
+    let mut seen = HashMap::new();
+    for (ci, ch) in CHANNELS.iter().enumerate() {
+        for r in bots.accepted(ch) {
+            if r.path.ends_with("/accessToken") {
+                continue;
+            }
+            for id in event_ids(&r) {
+                seen.entry((ci, id)).or_insert(r.at_ms);
+            }
+        }
+    }
+    seen
+}
+
+/// Waits for every failure on every channel (or gives up after 30 s).
+async fn await_deliveries(bots: &Bots, recorded: &HashMap<i64, i64>) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let seen = delivered_pairs(bots);
+        let complete = recorded
+            .keys()
+            .all(|id| (0..CHANNELS.len()).all(|ci| seen.contains_key(&(ci, *id))));
+        if complete || Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn measure(bots: &Bots, recorded: &HashMap<i64, i64>) -> Outcome {
+    let seen = delivered_pairs(bots);
+    let mut latencies = Vec::new();
+    let mut lost = 0usize;
+    for (id, at) in recorded {
+        for ci in 0..CHANNELS.len() {
+            match seen.get(&(ci, *id)) {
+                Some(t) => latencies.push((t - at).max(0) as f64),
+                None => lost += 1,
+            }
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    let received = bots.received();
+    let messages = received
+        .iter()
+        .filter(|r| r.accepted && !r.path.ends_with("/accessToken"))
+        .count();
+    let refused = received
+        .iter()
+        .filter(|r| !r.accepted && !r.path.ends_with("/accessToken"))
+        .count();
+    let mut pii_leaks = 0;
+    let mut leaked: Vec<usize> = Vec::new();
+    for r in &received {
+        let text = format!("{}{}", r.query, r.body);
+        for (i, p) in PLANTED.iter().chain([BUYER].iter()).enumerate() {
+            if text.contains(p) {
+                pii_leaks += 1;
+                if !leaked.contains(&i) {
+                    leaked.push(i);
+                }
+            }
+        }
+    }
+    Outcome {
+        latencies,
+        lost,
+        messages,
+        refused,
+        pii_leaks,
+        leaked,
+    }
 }

@@ -37,125 +37,125 @@ fn read_csv(path: &Path) -> Result<String, Failure> {
 
 pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
     match cmd {
-        SkuCommand::Import { file } => {
-            let text = read_csv(&file)?;
-            let store = open_store(settings).await?;
-            let imported = catalog::import_csv(&store, &text, &CLI_ACTOR).await;
-            store.close().await;
-            let report = imported.map_err(|e| match e {
-                SyncError::Invalid(msg) => {
-                    Failure::usage(format!("{}: {msg}; nothing was imported", file.display()))
-                }
-                e => sync_failure(e),
-            })?;
-            for w in &report.warnings {
-                eprintln!("warning: {w}");
-            }
-            println!(
-                "imported {} SKU(s) and {} listing(s) from {}{}; listing targets follow the new stock (a running server pushes them)",
-                report.skus,
-                report.listings,
-                file.display(),
-                if report.semicolons {
-                    " (read as semicolon-separated)"
-                } else {
-                    ""
-                }
-            );
-            if report.matched_lines > 0 {
-                println!(
-                    "{} order line(s) that arrived before their SKU are now matched; {} of open orders were reserved",
-                    report.matched_lines, report.reserved_lines
-                );
-            }
-        }
+        SkuCommand::Import { file } => sku_import(settings, &file).await,
         SkuCommand::Discover {
             connection,
             take_quantity,
             dry_run,
-        } => super::discover::run(settings, &connection, take_quantity, dry_run).await?,
-        SkuCommand::Export { output } => {
-            let store = open_store(settings).await?;
-            let exported = catalog::export_csv(&store).await;
-            store.close().await;
-            let csv = exported.map_err(sync_failure)?;
-            match output {
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    crate::output::check(
-                        out.write_all(csv.as_bytes()).and_then(|()| out.flush()),
-                        "the CSV",
-                    )?;
-                }
-                Some(path) => {
-                    std::fs::write(&path, csv.as_bytes()).map_err(|e| {
-                        Failure::runtime(format!("cannot write {}: {e}", path.display()))
-                    })?;
-                    eprintln!(
-                        "wrote {} SKU(s) to {}",
-                        csv.lines().count().saturating_sub(1),
-                        path.display()
-                    );
-                }
-            }
+        } => super::discover::run(settings, &connection, take_quantity, dry_run).await,
+        SkuCommand::Export { output } => sku_export(settings, output.as_deref()).await,
+        SkuCommand::List => sku_list(settings).await,
+    }
+}
+
+/// `stockade sku import FILE`.
+async fn sku_import(settings: &Settings, file: &Path) -> Result<(), Failure> {
+    let text = read_csv(file)?;
+    let store = open_store(settings).await?;
+    let imported = catalog::import_csv(&store, &text, &CLI_ACTOR).await;
+    store.close().await;
+    let report = imported.map_err(|e| match e {
+        SyncError::Invalid(msg) => {
+            Failure::usage(format!("{}: {msg}; nothing was imported", file.display()))
         }
-        SkuCommand::List => {
-            let store = open_store(settings).await?;
-            let read = async {
-                Ok::<_, SyncError>((
-                    catalog::stock(&store).await?,
-                    catalog::listings(&store).await?,
-                    unmatched::unmatched_lines(&store).await?,
-                ))
-            }
-            .await;
-            store.close().await;
-            let (stock, listings, waiting) = read.map_err(sync_failure)?;
-            let mut by_sku: BTreeMap<&str, Vec<&ListingRow>> = BTreeMap::new();
-            for l in &listings {
-                by_sku.entry(l.sku.as_str()).or_default().push(l);
-            }
-            println!(
-                "{:<24} {:>9} {:>9} {:>9}  channels (target/confirmed)",
-                "sku", "on_hand", "reserved", "available"
+        e => sync_failure(e),
+    })?;
+    for w in &report.warnings {
+        eprintln!("warning: {w}");
+    }
+    println!(
+        "imported {} SKU(s) and {} listing(s) from {}{}; listing targets follow the new stock (a running server pushes them)",
+        report.skus,
+        report.listings,
+        file.display(),
+        if report.semicolons {
+            " (read as semicolon-separated)"
+        } else {
+            ""
+        }
+    );
+    if report.matched_lines > 0 {
+        println!(
+            "{} order line(s) that arrived before their SKU are now matched; {} of open orders were reserved",
+            report.matched_lines, report.reserved_lines
+        );
+    }
+    Ok(())
+}
+
+/// `stockade sku export [--output FILE]`.
+async fn sku_export(settings: &Settings, output: Option<&Path>) -> Result<(), Failure> {
+    let store = open_store(settings).await?;
+    let exported = catalog::export_csv(&store).await;
+    store.close().await;
+    let csv = exported.map_err(sync_failure)?;
+    match output {
+        None => {
+            let mut out = std::io::stdout().lock();
+            crate::output::check(
+                out.write_all(csv.as_bytes()).and_then(|()| out.flush()),
+                "the CSV",
+            )?;
+        }
+        Some(path) => {
+            std::fs::write(path, csv.as_bytes())
+                .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))?;
+            eprintln!(
+                "wrote {} SKU(s) to {}",
+                csv.lines().count().saturating_sub(1),
+                path.display()
             );
-            for s in &stock {
-                let channels = by_sku
-                    .get(s.sku.as_str())
-                    .map(|ls| {
-                        ls.iter()
-                            .map(|l| {
-                                format!(
-                                    "{} {}/{}{}",
-                                    l.connection,
-                                    if l.target_qty < 0 {
-                                        "-".to_owned()
-                                    } else {
-                                        l.target_qty.to_string()
-                                    },
-                                    l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string()),
-                                    if l.push.failing() { " FAILING" } else { "" }
-                                )
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .unwrap_or_default();
-                let line = format!(
-                    "{:<24} {:>9} {:>9} {:>9}  {}",
-                    s.sku, s.on_hand, s.reserved, s.available, channels
-                );
-                println!("{}", line.trim_end());
-            }
-            print_failing(&listings);
-            if stock.is_empty() && waiting.is_empty() {
-                eprintln!(
-                    "no SKUs yet; read them from a marketplace with `stockade sku discover --connection NAME`, or import a catalog with `stockade sku import FILE.csv`"
-                );
-            }
-            print_unmatched(&waiting);
         }
     }
+    Ok(())
+}
+
+/// `stockade sku list`.
+async fn sku_list(settings: &Settings) -> Result<(), Failure> {
+    let store = open_store(settings).await?;
+    let read = async {
+        Ok::<_, SyncError>((
+            catalog::stock(&store).await?,
+            catalog::listings(&store).await?,
+            unmatched::unmatched_lines(&store).await?,
+        ))
+    }
+    .await;
+    store.close().await;
+    let (stock, listings, waiting) = read.map_err(sync_failure)?;
+    // Per SKU, each channel as "connection target/confirmed", FAILING when pushes fail.
+    let mut by_sku: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for l in &listings {
+        let target = if l.target_qty < 0 {
+            "-".to_owned()
+        } else {
+            l.target_qty.to_string()
+        };
+        let acked = l.acked_qty.map_or_else(|| "-".into(), |a| a.to_string());
+        let failing = if l.push.failing() { " FAILING" } else { "" };
+        let cell = format!("{} {target}/{acked}{failing}", l.connection);
+        by_sku.entry(l.sku.as_str()).or_default().push(cell);
+    }
+    println!(
+        "{:<24} {:>9} {:>9} {:>9}  channels (target/confirmed)",
+        "sku", "on_hand", "reserved", "available"
+    );
+    for s in &stock {
+        let channels = by_sku.get(s.sku.as_str()).map(|c| c.join(", "));
+        let channels = channels.unwrap_or_default();
+        let line = format!(
+            "{:<24} {:>9} {:>9} {:>9}  {}",
+            s.sku, s.on_hand, s.reserved, s.available, channels
+        );
+        println!("{}", line.trim_end());
+    }
+    print_failing(&listings);
+    if stock.is_empty() && waiting.is_empty() {
+        eprintln!(
+            "no SKUs yet; read them from a marketplace with `stockade sku discover --connection NAME`, or import a catalog with `stockade sku import FILE.csv`"
+        );
+    }
+    print_unmatched(&waiting);
     Ok(())
 }
 

@@ -98,7 +98,48 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     );
     println!("Starting…");
     let skus = args.skus.clamp(1, 10_000);
-    let rig = Rig::start(RigOptions {
+    let rig = start_rig(&args, skus).await?;
+    let ca = rig.dir.join("ca.pem");
+    std::fs::write(&ca, &rig.sb.ca_pem)
+        .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", ca.display())))?;
+    let (password, secret) = demo_admin(&rig).await?;
+    tracing::info!(server = %rig.server, "demo started");
+    let intro = intro(&rig, &args, &log, &ca, &password, &secret, skus);
+    drop(password);
+    let interrupted = show_live(&rig, &intro, duration, args.rate).await;
+    let stop_started = Instant::now();
+    settle_and_check(&rig, interrupted, stop_started).await?;
+    // Whatever is left of the second and a half, at most 0.7 s: the server's graceful
+    // shutdown waits on the simulators' keep-alive connections until it is cut short.
+    let left = (STOP_BUDGET + Duration::from_millis(300))
+        .saturating_sub(stop_started.elapsed())
+        .min(Duration::from_millis(700));
+    let keep = args.keep;
+    let dir = rig.dir.clone();
+    rig.finish_within(if interrupted {
+        left
+    } else {
+        Duration::from_secs(30)
+    })
+    .await;
+    if keep {
+        println!("Data kept in {}.", dir.display());
+    } else {
+        println!("Cleaned up.");
+    }
+    println!("Log: {}", log.display());
+    tracing::info!(
+        stop_ms = stop_started.elapsed().as_millis() as u64,
+        "demo stopped"
+    );
+    if interrupted {
+        return Err(Failure::interrupted());
+    }
+    Ok(())
+}
+
+async fn start_rig(args: &DemoArgs, skus: usize) -> Result<Rig, Failure> {
+    Rig::start(RigOptions {
         skus,
         on_hand: 200,
         buffer: 1,
@@ -114,15 +155,12 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         seed: 7,
         keep: args.keep,
     })
-    .await?;
-    let ca = rig.dir.join("ca.pem");
-    std::fs::write(&ca, &rig.sb.ca_pem)
-        .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", ca.display())))?;
-    let (password, secret) = demo_admin(&rig).await?;
-    tracing::info!(server = %rig.server, "demo started");
-    let intro = intro(&rig, &args, &log, &ca, &password, &secret, skus);
-    drop(password);
+    .await
+}
 
+/// Buyers place orders while the summary is shown, until `duration` has passed or
+/// Ctrl-C; then the order stream stops. Returns whether Ctrl-C ended it.
+async fn show_live(rig: &Rig, intro: &str, duration: Option<Duration>, rate: f64) -> bool {
     let tty = std::io::stdout().is_terminal();
     let every = if tty {
         Duration::from_secs(1)
@@ -132,7 +170,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     if !tty {
         println!("{intro}");
     }
-    let (stream, placed) = rig.order_stream(args.rate, true);
+    let (stream, placed) = rig.order_stream(rate, true);
     let started = Instant::now();
     let mut screen = Screen::new();
     let ctrl_c = tokio::signal::ctrl_c();
@@ -146,7 +184,7 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         }
         let frame = screen
             .frame(
-                &rig,
+                rig,
                 placed.load(std::sync::atomic::Ordering::Relaxed),
                 started,
             )
@@ -165,7 +203,16 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         }
     }
     stream.abort();
-    let stop_started = Instant::now();
+    interrupted
+}
+
+/// Lets the last pushes settle, then verifies the audit chain and the stock; after
+/// Ctrl-C both within [`STOP_BUDGET`] (counted from `stop_started`), else skipped.
+async fn settle_and_check(
+    rig: &Rig,
+    interrupted: bool,
+    stop_started: Instant,
+) -> Result<(), Failure> {
     // After Ctrl-C, stop promptly: a short settle, then bounded clean-up. At the end of
     // --duration, let the last pushes settle for longer so the checks see a quiet system.
     let settle = if interrupted {
@@ -197,63 +244,36 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     } else {
         Duration::from_secs(30)
     };
-    match tokio::time::timeout(checks_within, checks).await {
-        Ok((verify, stock)) => {
-            let verify = verify?;
-            println!(
-                "Audit chain: {} rows, {}",
-                verify.rows_checked,
-                if verify.problem.is_none() {
-                    "verified"
-                } else {
-                    "BROKEN"
-                }
-            );
-            let mismatches = stock.map_err(|e| Failure::runtime(e.to_string()))?;
-            println!(
-                "Stock rebuilt from the ledger: {}{}",
-                if mismatches.is_empty() {
-                    "matches".to_owned()
-                } else {
-                    format!("{} SKUs differ", mismatches.len())
-                },
-                if settled {
-                    ""
-                } else {
-                    " (pushes were still in flight)"
-                }
-            );
-        }
-        Err(_) => println!(
+    let Ok((verify, stock)) = tokio::time::timeout(checks_within, checks).await else {
+        println!(
             "Checks skipped: stopping takes priority (see `stockade audit verify` with --keep)."
-        ),
-    }
-    // Whatever is left of the second and a half, at most 0.7 s: the server's graceful
-    // shutdown waits on the simulators' keep-alive connections until it is cut short.
-    let left = (STOP_BUDGET + Duration::from_millis(300))
-        .saturating_sub(stop_started.elapsed())
-        .min(Duration::from_millis(700));
-    let keep = args.keep;
-    let dir = rig.dir.clone();
-    rig.finish_within(if interrupted {
-        left
-    } else {
-        Duration::from_secs(30)
-    })
-    .await;
-    if keep {
-        println!("Data kept in {}.", dir.display());
-    } else {
-        println!("Cleaned up.");
-    }
-    println!("Log: {}", log.display());
-    tracing::info!(
-        stop_ms = stop_started.elapsed().as_millis() as u64,
-        "demo stopped"
+        );
+        return Ok(());
+    };
+    let verify = verify?;
+    println!(
+        "Audit chain: {} rows, {}",
+        verify.rows_checked,
+        if verify.problem.is_none() {
+            "verified"
+        } else {
+            "BROKEN"
+        }
     );
-    if interrupted {
-        return Err(Failure::interrupted());
-    }
+    let mismatches = stock.map_err(|e| Failure::runtime(e.to_string()))?;
+    println!(
+        "Stock rebuilt from the ledger: {}{}",
+        if mismatches.is_empty() {
+            "matches".to_owned()
+        } else {
+            format!("{} SKUs differ", mismatches.len())
+        },
+        if settled {
+            ""
+        } else {
+            " (pushes were still in flight)"
+        }
+    );
     Ok(())
 }
 
