@@ -84,6 +84,8 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         Event::MfaReset(m) => mfa_reset(m),
         Event::ChannelDown(c) => channel(c, "channel_down"),
         Event::ChannelConfig(c) => channel(c, "channel_config"),
+        // The same alert as a stored `workflow`/`failed` row of an older build.
+        Event::WorkflowFailed(_) => other(&rec.event.columns()),
         Event::Other(c) => other(c),
     };
     let c = rec.event.columns();
