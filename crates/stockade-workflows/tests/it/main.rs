@@ -1,8 +1,11 @@
 //! Integration tests of stockade-workflows: parsing, expressions, every lint rule, the
-//! shipped examples and the committed JSON Schema.
+//! shipped examples, the committed JSON Schema, and the executor on both backends.
 
 mod definition;
 mod examples;
+mod exec;
+mod exec_failures;
+mod exec_support;
 mod expr;
 mod lint;
 mod robust;
