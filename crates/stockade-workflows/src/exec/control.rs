@@ -44,7 +44,7 @@ impl Executor {
             }
             "for_each" => self
                 .items(frame, step)
-                .map(|items| Decision::ForEach(items.len())),
+                .map(|(items, _)| Decision::ForEach(items.len())),
             other => Err(StepError::new(
                 ErrorClass::Invalid,
                 format!("{other} is not a control step"),
@@ -52,8 +52,8 @@ impl Executor {
         }
     }
 
-    /// A `for_each`'s items, bounded by its `max_items`.
-    fn items(&self, frame: &Frame, step: &Step) -> Result<Vec<Value>, StepError> {
+    /// A `for_each`'s items, bounded by its `max_items`, and whether they are buyer data.
+    fn items(&self, frame: &Frame, step: &Step) -> Result<(Vec<Value>, bool), StepError> {
         let eval = |key: &str| {
             step.param(key)
                 .map(|n| expr::eval_node(&self.env, &n.value, &frame.scope).map_err(expr_error))
@@ -87,7 +87,7 @@ impl Executor {
                 format!("for_each: {} items, more than max_items {max}", list.len()),
             ));
         }
-        Ok(list)
+        Ok((list, items.pii))
     }
 
     /// Run the children a control step chose.
@@ -118,8 +118,8 @@ impl Executor {
             return Ok(());
         };
         // Deterministic: the scope is what it was when the items were first counted.
-        let items = match self.items(frame, step) {
-            Ok(items) => items,
+        let (items, pii) = match self.items(frame, step) {
+            Ok(found) => found,
             Err(e) => {
                 return Err(Flow::Failed(super::error::Failure {
                     step: path.to_owned(),
@@ -130,6 +130,9 @@ impl Executor {
             }
         };
         let body = step.steps.as_deref().unwrap_or_default();
+        if pii {
+            frame.scope.mark_pii("item");
+        }
         let saved = (
             frame.scope.data.get("item").cloned(),
             frame.scope.data.get("index").cloned(),
@@ -160,14 +163,14 @@ impl Executor {
         step: &Step,
         path: &str,
     ) -> Result<Result<Done, StepError>, ExecError> {
-        let params = match step
+        let (params, pii) = match step
             .with
             .as_ref()
             .map(|w| expr::eval_node(&self.env, &w.value, &frame.scope))
         {
-            Some(Ok(p)) => p.value,
+            Some(Ok(p)) => (p.value, p.pii),
             Some(Err(e)) => return Ok(Err(expr_error(e))),
-            None => json!({}),
+            None => (json!({}), false),
         };
         let Some(name) = params.get("workflow").and_then(Value::as_str) else {
             return Ok(Err(StepError::new(
@@ -196,6 +199,10 @@ impl Executor {
             trigger,
             frame.depth + 1,
         );
+        if pii {
+            // Buyer data passed in stays marked inside the sub-workflow.
+            child.scope.mark_pii("inputs");
+        }
         match self
             .run_steps(run, &mut child, &def.workflow.steps, format!("{path}/"))
             .await

@@ -1,6 +1,8 @@
 //! Integration tests of stockade-workflows: parsing, expressions, every lint rule, the
 //! shipped examples, the committed JSON Schema, and the executor on both backends.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod definition;
 mod examples;
 mod exec;
