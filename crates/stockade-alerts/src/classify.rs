@@ -445,6 +445,40 @@ mod tests {
     }
 
     #[test]
+    fn a_workflow_failure_alerts_with_its_typed_facts() {
+        let e = EventRecord {
+            id: 9,
+            at_ms: 1_700_000_000_000,
+            event: Event::WorkflowFailed(stockade_core::event::WorkflowFailure {
+                attempts: 3,
+                class: "transient".into(),
+                execution: "job_1".into(),
+                message: "upstream said 503 for jane.doe@example.com".into(),
+                step: "push".into(),
+                version: 2,
+                workflow: "restock".into(),
+                status: Some(503),
+            }),
+        };
+        let a = classify(&e).unwrap();
+        assert_eq!(a.title, "Workflow restock failed");
+        assert_eq!(a.key, "workflow:restock:transient");
+        for fact in [
+            ("Execution", "job_1"),
+            ("Failed step", "push"),
+            ("HTTP status", "503"),
+        ] {
+            assert!(
+                a.facts.contains(&(fact.0.into(), fact.1.into())),
+                "{:?}",
+                a.facts
+            );
+        }
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("jane.doe"), "{text}");
+    }
+
+    #[test]
     fn every_kind_has_a_title_and_key() {
         for (source, kind) in [
             ("egress", "blocked"),

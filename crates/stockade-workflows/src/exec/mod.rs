@@ -423,3 +423,37 @@ fn error_job(
     };
     Some(p.job().dedup_key(format!("on_error:{}", event.execution)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf(on_error: &str) -> Workflow {
+        let text = format!(
+            "name: w\ntrigger: manual\n{on_error}steps:\n  - id: a\n    uses: fail\n    with: {{ message: x }}\n"
+        );
+        Workflow::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn only_an_ordinary_execution_with_an_on_error_enqueues_an_error_job() {
+        let event = WorkflowFailure {
+            execution: "job_7".into(),
+            ..WorkflowFailure::default()
+        };
+        let ordinary = ExecutionPayload::new("w", json!({}), json!({}));
+        let job = error_job(Some(&wf("on_error: handler\n")), &ordinary, &event).unwrap();
+        assert_eq!(job.dedup_key.as_deref(), Some("on_error:job_7"));
+        assert_eq!(job.payload["error_depth"], json!(1));
+        assert_eq!(job.payload["workflow"], json!("handler"));
+        assert_eq!(job.payload["trigger"]["error"]["execution"], json!("job_7"));
+        let nested = ExecutionPayload {
+            error_depth: 1,
+            ..ordinary.clone()
+        };
+        assert!(error_job(Some(&wf("on_error: handler\n")), &nested, &event).is_none());
+        assert!(error_job(Some(&wf("on_error: builtin.alert\n")), &ordinary, &event).is_none());
+        assert!(error_job(Some(&wf("")), &ordinary, &event).is_none());
+        assert!(error_job(None, &ordinary, &event).is_none());
+    }
+}
