@@ -11,6 +11,8 @@
 //!   with the strict expressions, run (under its `timeout`), and committed: its output,
 //!   its effects and their audit rows in ONE fenced commit with the actor
 //!   `workflow:NAME@VERSION/EXECUTION`. A stale lease writes nothing ([`ExecError::Fenced`]).
+//! - **Heartbeats.** Before a step once a third of the lease has passed, and every third
+//!   of the lease while a step runs, so a step longer than the lease keeps its job.
 //! - `retry` (the step's, else the workflow's) re-runs a failed step in place, each
 //!   attempt journaled, with exponential backoff and jitter, for the classes its `on`
 //!   names. Only once the retries are exhausted does `continue_on_error` apply (record the

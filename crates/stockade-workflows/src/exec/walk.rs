@@ -286,16 +286,38 @@ impl Executor {
                 Err(e) => return Ok(Err(expr_error(e))),
             }
         }
+        let lease = run.lease.clone();
         let work = self.work(run, frame, step, path, started);
-        match step.timeout.as_ref() {
-            Some(t) => match tokio::time::timeout(t.value.duration, work).await {
-                Ok(r) => r,
-                Err(_) => Ok(Err(StepError::new(
-                    ErrorClass::Timeout,
-                    format!("the step ran longer than its timeout {}", t.value),
-                ))),
-            },
-            None => work.await,
+        let bounded = async {
+            match step.timeout.as_ref() {
+                Some(t) => match tokio::time::timeout(t.value.duration, work).await {
+                    Ok(r) => r,
+                    Err(_) => Ok(Err(StepError::new(
+                        ErrorClass::Timeout,
+                        format!("the step ran longer than its timeout {}", t.value),
+                    ))),
+                },
+                None => work.await,
+            }
+        };
+        tokio::select! {
+            r = bounded => r,
+            never = self.keep_alive(lease) => match never {},
+        }
+    }
+
+    /// Heartbeat `lease` every third of the lease while a step runs (a step may take
+    /// longer than the lease). Stops heartbeating once fenced: the step's commit will be
+    /// refused anyway. Never returns; dropped with the step.
+    async fn keep_alive(&self, mut lease: stockade_store::Lease) -> std::convert::Infallible {
+        let every = Duration::from_millis(u64::try_from(self.lease_ms / 3).unwrap_or(1).max(1));
+        loop {
+            tokio::time::sleep(every).await;
+            if let Err(stockade_store::StoreError::Fenced(_)) =
+                self.store.heartbeat(&mut lease, self.lease_ms).await
+            {
+                return std::future::pending().await;
+            }
         }
     }
 

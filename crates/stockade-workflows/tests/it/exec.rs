@@ -18,6 +18,8 @@ both!(
     a_failing_sub_workflow_fails_its_parent,
     a_stale_fencing_token_cannot_commit_a_step,
     control_steps_choose_their_branches_and_bound_their_loops,
+    a_crash_inside_a_loop_resumes_at_the_item_in_flight,
+    a_step_longer_than_the_lease_keeps_its_lease,
 );
 
 const FIVE: &str = r#"
@@ -338,9 +340,9 @@ steps:
     with: { url: "https://example.com/x" }
 "#;
     let probe = Probe::new(&env.store, &[Act::LoseLease]);
-    let exec = executor(&env, catalog(&[wf]), Some(probe.clone())).lease_ms(50);
+    let exec = executor(&env, catalog(&[wf]), Some(probe.clone()));
     let id = env.enqueue("slow", json!({})).await;
-    let lease = env.claim("w1", 50).await.expect("a job");
+    let lease = env.claim("w1", 30_000).await.expect("a job");
     let before = env.count("SELECT COUNT(*) FROM audit").await;
     let refused = exec.run_claimed(lease).await;
     assert!(matches!(refused, Err(ExecError::Fenced)), "{refused:?}");
@@ -450,5 +452,92 @@ steps:
         4 + 2,
         "many + slow only"
     );
+    env.cleanup().await;
+}
+
+async fn a_crash_inside_a_loop_resumes_at_the_item_in_flight(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    let wf = r#"
+name: loop
+trigger: manual
+steps:
+  - id: each
+    uses: for_each
+    with: { items: ["A", "B", "C"] }
+    steps:
+      - id: note
+        uses: audit.note
+        with: { message: "item {{ item }}" }
+      - id: push
+        uses: http.request
+        with: { url: "https://example.com/{{ item }}" }
+"#;
+    // The push of item B (the second call) hangs: the process dies there.
+    let probe = Probe::new(&env.store, &[Act::Succeed, Act::Hang, Act::Succeed]);
+    let exec = executor(&env, catalog(&[wf]), Some(probe.clone())).lease_ms(300);
+    let id = env.enqueue("loop", json!({})).await;
+    let lease = env.claim("w1", 300).await.expect("a job");
+    let first = tokio::time::timeout(Duration::from_millis(1500), exec.run_claimed(lease)).await;
+    assert!(first.is_err(), "died in item B's push");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(env.store.reap_expired(100).await.unwrap().requeued, 1);
+    let lease = env.claim("w2", 30_000).await.expect("re-queued");
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
+    // Each item's note once; B's push re-ran under its own key; A's push did not re-run.
+    for item in ["A", "B", "C"] {
+        let n = env
+            .store
+            .count(
+                "SELECT COUNT(*) FROM audit WHERE action = 'workflow.note' AND details LIKE $1",
+                sql_params![format!("%\"item {item}\"%")],
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1, "{item}");
+    }
+    let keys: Vec<String> = probe.calls().into_iter().map(|c| c.0).collect();
+    assert_eq!(
+        keys,
+        vec![
+            format!("{id}/each#0/push"),
+            format!("{id}/each#1/push"),
+            format!("{id}/each#1/push"),
+            format!("{id}/each#2/push"),
+        ]
+    );
+    env.cleanup().await;
+}
+
+async fn a_step_longer_than_the_lease_keeps_its_lease(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    let wf = r#"
+name: long
+trigger: manual
+steps:
+  - id: slow
+    uses: http.request
+    with: { url: "https://example.com/x" }
+"#;
+    let probe = Probe::new(&env.store, &[Act::Slow]);
+    let exec = executor(&env, catalog(&[wf]), Some(probe)).lease_ms(200);
+    env.enqueue("long", json!({})).await;
+    let lease = env.claim("w1", 200).await.expect("a job");
+    let store = env.store.clone();
+    let reaper = tokio::spawn(async move {
+        let mut requeued = 0;
+        for _ in 0..8 {
+            tokio::time::sleep(Duration::from_millis(70)).await;
+            requeued += store.reap_expired(100).await.unwrap().requeued;
+        }
+        requeued
+    });
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
+    assert_eq!(reaper.await.unwrap(), 0, "the heartbeat kept the lease");
     env.cleanup().await;
 }

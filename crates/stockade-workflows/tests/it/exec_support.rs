@@ -1,10 +1,8 @@
 //! Support for the executor's tests: fresh stores on both backends, a probe step
 //! handler that counts its calls and can fail, hang or lose its lease on cue.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use stockade_core::{Actor, Environment};
 use stockade_store::{AuditDetails, AuditEntry, Change, Lease, Store, StoreOptions, sql_params};
 use stockade_testkit::Db;
@@ -112,7 +110,10 @@ pub enum Act {
     FailTransient,
     /// Never returns (the process dies mid-step).
     Hang,
-    /// Sleeps past its lease while a second worker takes the job, then succeeds.
+    /// Succeeds after 600 ms.
+    Slow,
+    /// Stalls while its lease runs out (its heartbeats cannot reach the database) and a
+    /// second worker takes the job, then succeeds.
     LoseLease,
 }
 
@@ -158,8 +159,14 @@ impl StepHandler for Probe {
                     return Err(StepError::new(ErrorClass::Transient, "upstream said 503"));
                 }
                 Act::Hang => std::future::pending::<()>().await,
+                Act::Slow => tokio::time::sleep(std::time::Duration::from_millis(600)).await,
                 Act::LoseLease => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    self.store
+                        .tamper_for_tests(
+                            "UPDATE jobs SET lease_expires_at_ms = 1 WHERE state = 'running'",
+                        )
+                        .await
+                        .expect("expire the lease");
                     let reaped = self.store.reap_expired(100).await.expect("reap");
                     assert_eq!(reaped.requeued, 1);
                     let next = self
