@@ -73,7 +73,13 @@ impl Definition {
 /// Where the executor finds workflows by name: the job's own, a `workflow.call`'s
 /// sub-workflow and an `on_error` workflow (the active version of each).
 pub trait Definitions: Send + Sync {
+    /// The active version of `name`.
     fn get(&self, name: &str) -> Option<Arc<Definition>>;
+
+    /// Version `version` of `name` (a job pinned to a version runs that one or none).
+    fn version(&self, name: &str, version: i64) -> Option<Arc<Definition>> {
+        self.get(name).filter(|d| d.version == version)
+    }
 }
 
 /// Definitions held in memory (tests; a fixed set of workflows).
@@ -258,7 +264,10 @@ impl Executor {
         let payload: Result<ExecutionPayload, _> = serde_json::from_value(lease.payload.clone());
         let (payload, def) = match payload {
             Ok(p) => {
-                let def = self.definitions.get(&p.workflow);
+                let def = match p.version {
+                    Some(v) => self.definitions.version(&p.workflow, v),
+                    None => self.definitions.get(&p.workflow),
+                };
                 (p, def)
             }
             Err(_) => (ExecutionPayload::default(), None),
@@ -268,7 +277,7 @@ impl Executor {
             None => {
                 let error = StepError::new(
                     ErrorClass::Invalid,
-                    "the job names no workflow this server knows",
+                    "the job names no workflow (or version) this server knows",
                 );
                 let failure = Failure {
                     step: String::new(),

@@ -3,14 +3,16 @@
 //! loop.
 
 use serde_json::{Value, json};
+use stockade_core::Actor;
 use stockade_store::JobState;
-use stockade_workflows::exec::RunOutcome;
+use stockade_workflows::exec::{ExecutionPayload, RunOutcome};
 
 use crate::exec_support::{Backend, Env, both, catalog, executor};
 
 both!(
     the_failure_event_and_the_on_error_job_are_written_with_the_failure,
     an_error_workflow_that_fails_does_not_loop,
+    a_job_for_an_unknown_workflow_or_version_fails_cleanly,
 );
 
 const MAIN: &str = r#"
@@ -140,5 +142,44 @@ async fn an_error_workflow_that_fails_does_not_loop(b: Backend) {
     assert_eq!(events(&env).await.len(), 2);
     assert_eq!(env.count("SELECT COUNT(*) FROM jobs").await, 2);
     assert!(env.claim("w1", 30_000).await.is_none());
+    env.cleanup().await;
+}
+
+async fn a_job_for_an_unknown_workflow_or_version_fails_cleanly(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    let exec = executor(&env, catalog(&[MAIN, HANDLER_OK]), None);
+    let unknown = env.enqueue("nope", json!({})).await;
+    let pinned = ExecutionPayload {
+        version: Some(7),
+        ..ExecutionPayload::new("main", json!({}), json!({}))
+    };
+    let old = env
+        .store
+        .enqueue(&Actor::System("test"), &pinned.job())
+        .await
+        .unwrap()
+        .id;
+    let mut ran = Vec::new();
+    for _ in 0..2 {
+        let lease = env.claim("w1", 30_000).await.expect("a job");
+        let id = lease.job_id.clone();
+        ran.push(id.clone());
+        let RunOutcome::Failed(e) = exec.run_claimed(lease).await.unwrap() else {
+            panic!("fails")
+        };
+        assert_eq!(e.class, "invalid");
+        assert_eq!(
+            env.store.job(&id).await.unwrap().unwrap().state,
+            JobState::Failed
+        );
+    }
+    ran.sort();
+    let mut both = vec![unknown, old];
+    both.sort();
+    assert_eq!(ran, both);
+    // Nothing of `main` ran, no error workflow was enqueued, both failures are events.
+    assert_eq!(env.actions("workflow.note").await, 0);
+    assert_eq!(env.count("SELECT COUNT(*) FROM jobs").await, 2);
+    assert_eq!(events(&env).await.len(), 2);
     env.cleanup().await;
 }
