@@ -84,6 +84,8 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         Event::MfaReset(m) => mfa_reset(m),
         Event::ChannelDown(c) => channel(c, "channel_down"),
         Event::ChannelConfig(c) => channel(c, "channel_config"),
+        // The same alert as a stored `workflow`/`failed` row of an older build.
+        Event::WorkflowFailed(_) => other(&rec.event.columns()),
         Event::Other(c) => other(c),
     };
     let c = rec.event.columns();
@@ -440,6 +442,40 @@ mod tests {
         c.host = "sellingpartnerapi-eu.amazon.com".into();
         let a = classify(&record(c)).unwrap();
         assert_eq!(a.key, "egress:server_error:connection:amazon-eu:500");
+    }
+
+    #[test]
+    fn a_workflow_failure_alerts_with_its_typed_facts() {
+        let e = EventRecord {
+            id: 9,
+            at_ms: 1_700_000_000_000,
+            event: Event::WorkflowFailed(stockade_core::event::WorkflowFailure {
+                attempts: 3,
+                class: "transient".into(),
+                execution: "job_1".into(),
+                message: "upstream said 503 for jane.doe@example.com".into(),
+                step: "push".into(),
+                version: 2,
+                workflow: "restock".into(),
+                status: Some(503),
+            }),
+        };
+        let a = classify(&e).unwrap();
+        assert_eq!(a.title, "Workflow restock failed");
+        assert_eq!(a.key, "workflow:restock:transient");
+        for fact in [
+            ("Execution", "job_1"),
+            ("Failed step", "push"),
+            ("HTTP status", "503"),
+        ] {
+            assert!(
+                a.facts.contains(&(fact.0.into(), fact.1.into())),
+                "{:?}",
+                a.facts
+            );
+        }
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("jane.doe"), "{text}");
     }
 
     #[test]

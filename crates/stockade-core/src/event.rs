@@ -72,6 +72,8 @@ pub enum Event {
     ChannelDown(ChannelTrouble),
     /// alerts `channel_config`: an alert channel is misconfigured; its alerts are held.
     ChannelConfig(ChannelTrouble),
+    /// workflow `failed`: an execution failed after its retries.
+    WorkflowFailed(WorkflowFailure),
     /// A row this build has no variant for, as stored.
     Other(EventColumns),
 }
@@ -210,6 +212,38 @@ pub struct ChannelTrouble {
     pub reason: Option<String>,
 }
 
+/// A workflow execution that failed after its retries (the error workflow's input).
+///
+/// `message` comes from the executor's typed step error and is scrubbed before it gets
+/// here; it is also cut to [`WorkflowFailure::MESSAGE_MAX`] characters on the way in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkflowFailure {
+    pub attempts: i64,
+    /// The error class (`transient`, `timeout`, `expression`, `fail`, …).
+    pub class: String,
+    /// The execution (job) id.
+    pub execution: String,
+    pub message: String,
+    /// The failed step's path (`each#2/note`).
+    pub step: String,
+    pub version: i64,
+    pub workflow: String,
+    /// The last HTTP status, if the step made a request (the row's `status` column).
+    #[serde(skip)]
+    pub status: Option<u16>,
+}
+
+impl WorkflowFailure {
+    /// The longest message kept, in characters.
+    pub const MESSAGE_MAX: usize = 2000;
+
+    /// Cut `message` to [`Self::MESSAGE_MAX`] characters (the caller scrubbed it).
+    pub fn bounded_message(message: &str) -> String {
+        message.chars().take(Self::MESSAGE_MAX).collect()
+    }
+}
+
 /// Columns of an event written by a component on its own behalf (no host or path).
 fn own(
     source: &str,
@@ -287,6 +321,21 @@ impl Event {
             Event::MfaReset(m) => access("mfa_reset", m),
             Event::ChannelDown(c) => alerts("channel_down", c),
             Event::ChannelConfig(c) => alerts("channel_config", c),
+            Event::WorkflowFailed(w) => EventColumns {
+                status: w.status.map(i64::from),
+                detail: serde_json::to_string(&WorkflowFailure {
+                    message: WorkflowFailure::bounded_message(&w.message),
+                    ..w.clone()
+                })
+                .unwrap_or_else(|_| "{}".to_owned()),
+                ..own(
+                    "workflow",
+                    "failed",
+                    format!("workflow:{}", w.workflow),
+                    "execute",
+                    &(),
+                )
+            },
             Event::Other(c) => c.clone(),
         }
     }
@@ -354,6 +403,10 @@ impl Event {
             ("access", "mfa_reset") => detail(&c).map(Event::MfaReset),
             ("alerts", "channel_down") => detail(&c).map(Event::ChannelDown),
             ("alerts", "channel_config") => detail(&c).map(Event::ChannelConfig),
+            ("workflow", "failed") => detail::<WorkflowFailure>(&c).map(|mut w| {
+                w.status = status;
+                Event::WorkflowFailed(w)
+            }),
             _ => None,
         };
         decoded.unwrap_or(Event::Other(c))
@@ -430,6 +483,36 @@ mod tests {
     }
 
     #[test]
+    fn workflow_failures_round_trip_with_a_bounded_message() {
+        let c = round_trip(Event::WorkflowFailed(WorkflowFailure {
+            attempts: 3,
+            class: "transient".into(),
+            execution: "job_1".into(),
+            message: "timed out".into(),
+            step: "push".into(),
+            version: 4,
+            workflow: "restock".into(),
+            status: Some(503),
+        }));
+        assert_eq!(
+            (c.source.as_str(), c.kind.as_str(), c.caller.as_str()),
+            ("workflow", "failed", "workflow:restock")
+        );
+        assert_eq!(
+            c.detail,
+            r#"{"attempts":3,"class":"transient","execution":"job_1","message":"timed out","step":"push","version":4,"workflow":"restock"}"#
+        );
+        let long = Event::WorkflowFailed(WorkflowFailure {
+            message: "x".repeat(5000),
+            ..WorkflowFailure::default()
+        });
+        let Event::WorkflowFailed(w) = Event::decode(long.columns()) else {
+            panic!("decodes")
+        };
+        assert_eq!(w.message.len(), WorkflowFailure::MESSAGE_MAX);
+    }
+
+    #[test]
     fn trigger_rows_decode() {
         // As PostgreSQL's json_build_object writes it.
         let e = Event::decode(EventColumns {
@@ -451,7 +534,7 @@ mod tests {
     fn unknown_rows_and_keys() {
         let c = EventColumns {
             source: "workflow".into(),
-            kind: "failed".into(),
+            kind: "paused".into(),
             detail: "{}".into(),
             ..EventColumns::default()
         };

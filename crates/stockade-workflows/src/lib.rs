@@ -1,12 +1,13 @@
 //! Stockade workflow definitions: the YAML format ([`definition`]), the expression
 //! language ([`expr`]), schedules ([`schedule`]) and the linter ([`lint`]).
 //!
-//! No I/O and no store: this crate turns text into checked definitions and evaluates
-//! expressions over JSON. Running workflows (the queue, the journal, the engine) lives
-//! elsewhere and builds on these types.
+//! These modules are pure: they turn text into checked definitions and evaluate
+//! expressions over JSON, with no I/O. The one I/O module is [`exec`], the executor,
+//! which runs definitions on the store's job queue and journal.
 
 pub mod definition;
 pub mod duration;
+pub mod exec;
 pub mod expr;
 pub mod lint;
 pub mod schedule;

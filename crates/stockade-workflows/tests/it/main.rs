@@ -1,8 +1,13 @@
 //! Integration tests of stockade-workflows: parsing, expressions, every lint rule, the
-//! shipped examples and the committed JSON Schema.
+//! shipped examples, the committed JSON Schema, and the executor on both backends.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod definition;
 mod examples;
+mod exec;
+mod exec_failures;
+mod exec_support;
 mod expr;
 mod lint;
 mod robust;

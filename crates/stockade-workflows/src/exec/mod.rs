@@ -1,0 +1,470 @@
+//! The executor: runs a claimed workflow job step by step on the store's job queue and
+//! journal. The only I/O part of this crate (besides nothing: the definition, expression
+//! and lint modules stay pure).
+//!
+//! # How a job runs
+//! - A job of kind [`JOB_KIND`] carries an [`ExecutionPayload`] (workflow name, inputs,
+//!   trigger data, error depth). [`Executor::run_claimed`] resolves the definition through
+//!   [`Definitions`] and walks its steps ([`walk`]).
+//! - Each step: skipped when the journal says it succeeded (its output feeds the scope
+//!   again), else started ([`Store::start_step`], fenced), its `if` and `with` evaluated
+//!   with the strict expressions, run (under its `timeout`), and committed: its output,
+//!   its effects and their audit rows in ONE fenced commit with the actor
+//!   `workflow:NAME@VERSION/EXECUTION`. A stale lease writes nothing ([`ExecError::Fenced`]).
+//! - **Heartbeats.** Before a step once a third of the lease has passed, and every third
+//!   of the lease while a step runs, so a step longer than the lease keeps its job.
+//! - `retry` (the step's, else the workflow's) re-runs a failed step in place, each
+//!   attempt journaled, with exponential backoff and jitter, for the classes its `on`
+//!   names. Only once the retries are exhausted does `continue_on_error` apply (record the
+//!   failure, go on). Attempts count across claims: a crash spends one.
+//! - A step that fails for good fails the job: the failed attempt, the job's failure, a
+//!   typed [`Event::WorkflowFailed`] and — when the workflow names an `on_error` workflow
+//!   and this is not itself an error workflow — the error workflow's job (with the event
+//!   as its trigger), all in one fenced commit.
+//! - **No error loop by construction:** an error workflow's job carries
+//!   `error_depth: 1`; when it fails, only the event is appended (the built-in alert path
+//!   turns it into one alert) and nothing is enqueued, whatever its own `on_error` says.
+//!
+//! Invariants: every write is a fenced, audited commit; error text is built from typed
+//! [`StepError`]s and scrubbed before it is stored; no value of the scope reaches a log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use stockade_core::Actor;
+use stockade_core::event::{Event, WorkflowFailure};
+use stockade_core::time::now_ms;
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Lease, NewJob, ResumePoint, StepOutcome, Store, StoreError,
+};
+
+use crate::definition::{BUILTIN_ERROR_WORKFLOW, Workflow};
+use crate::expr::Scope;
+
+mod control;
+mod error;
+mod handlers;
+mod walk;
+
+use error::Failure;
+pub use error::{ErrorClass, StepError, scrubbed};
+pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
+
+/// The job kind of a workflow execution.
+pub const JOB_KIND: &str = "workflow";
+/// How deep `workflow.call` may nest at run time (lint refuses cycles before that).
+pub const MAX_CALL_DEPTH: u32 = 8;
+
+/// A workflow version the executor can run.
+#[derive(Debug, Clone)]
+pub struct Definition {
+    pub workflow: Workflow,
+    pub version: i64,
+}
+
+impl Definition {
+    pub fn name(&self) -> &str {
+        &self.workflow.name.value
+    }
+}
+
+/// Where the executor finds workflows by name: the job's own, a `workflow.call`'s
+/// sub-workflow and an `on_error` workflow (the active version of each).
+pub trait Definitions: Send + Sync {
+    /// The active version of `name`.
+    fn get(&self, name: &str) -> Option<Arc<Definition>>;
+
+    /// Version `version` of `name` (a job pinned to a version runs that one or none).
+    fn version(&self, name: &str, version: i64) -> Option<Arc<Definition>> {
+        self.get(name).filter(|d| d.version == version)
+    }
+}
+
+/// Definitions held in memory (tests; a fixed set of workflows).
+#[derive(Debug, Default, Clone)]
+pub struct Catalog(BTreeMap<String, Arc<Definition>>);
+
+impl Catalog {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn with(mut self, workflow: Workflow, version: i64) -> Self {
+        self.0.insert(
+            workflow.name.value.clone(),
+            Arc::new(Definition { workflow, version }),
+        );
+        self
+    }
+}
+
+impl Definitions for Catalog {
+    fn get(&self, name: &str) -> Option<Arc<Definition>> {
+        self.0.get(name).cloned()
+    }
+}
+
+/// A workflow job's payload. Identifiers and plain data only (no buyer data in clear).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionPayload {
+    pub workflow: String,
+    /// The version to run (`None`: the active one).
+    pub version: Option<i64>,
+    pub inputs: Value,
+    pub trigger: Value,
+    /// 0 for an ordinary execution, 1 for an error workflow's: an error workflow that
+    /// fails enqueues nothing.
+    pub error_depth: u32,
+}
+
+impl ExecutionPayload {
+    pub fn new(workflow: &str, inputs: Value, trigger: Value) -> Self {
+        ExecutionPayload {
+            workflow: workflow.to_owned(),
+            version: None,
+            inputs,
+            trigger,
+            error_depth: 0,
+        }
+    }
+
+    /// The job that runs this execution.
+    pub fn job(&self) -> NewJob {
+        NewJob::new(JOB_KIND, serde_json::to_value(self).unwrap_or(Value::Null))
+    }
+}
+
+/// How a run ended (a job that was fenced off returns [`ExecError::Fenced`] instead).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunOutcome {
+    Succeeded,
+    /// The job failed; the event that was appended.
+    Failed(WorkflowFailure),
+}
+
+/// Why a run stopped without deciding the job's outcome. Nothing of the failed commit
+/// was written; the job stays with whoever holds its lease (or the reaper).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("refused: this worker no longer holds the job's lease; nothing was written")]
+    Fenced,
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ExecError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Fenced(_) => ExecError::Fenced,
+            other => ExecError::Store(other),
+        }
+    }
+}
+
+/// The actor of a run: `workflow:NAME@VERSION/EXECUTION`.
+pub fn actor(name: &str, version: i64, execution: &str) -> Actor {
+    Actor::Workflow(format!("{name}@{version}/{execution}"))
+}
+
+/// The executor: step handlers, definitions and the lease length it heartbeats with.
+pub struct Executor {
+    store: Store,
+    definitions: Arc<dyn Definitions>,
+    handlers: BTreeMap<String, Arc<dyn StepHandler>>,
+    env: minijinja::Environment<'static>,
+    lease_ms: i64,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("handlers", &self.handlers.keys().collect::<Vec<_>>())
+            .field("lease_ms", &self.lease_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One run's state shared by every frame: the lease and the journal's resume point.
+pub(crate) struct Run {
+    pub lease: Lease,
+    pub resume: ResumePoint,
+}
+
+/// One workflow's scope within a run (the job's own, or a `workflow.call`'s).
+pub(crate) struct Frame {
+    pub def: Arc<Definition>,
+    pub actor: Actor,
+    pub scope: Scope,
+    pub depth: u32,
+}
+
+impl Frame {
+    fn new(
+        def: Arc<Definition>,
+        execution: &str,
+        inputs: &Value,
+        trigger: Value,
+        depth: u32,
+    ) -> Frame {
+        let mut given = inputs.as_object().cloned().unwrap_or_default();
+        for (name, spec) in &def.workflow.inputs {
+            if let (false, Some(d)) = (given.contains_key(name), &spec.default) {
+                given.insert(name.clone(), d.value.clone());
+            }
+        }
+        let mut scope = Scope::default();
+        scope.set("inputs", Value::Object(given));
+        scope.set("trigger", trigger);
+        scope.set("steps", json!({}));
+        scope.set(
+            "execution",
+            json!({ "id": execution, "workflow": def.name(), "version": def.version }),
+        );
+        Frame {
+            actor: actor(def.name(), def.version, execution),
+            def,
+            scope,
+            depth,
+        }
+    }
+}
+
+impl Executor {
+    /// An executor with the built-in handlers (`audit.note`) and a 30 s lease.
+    pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
+        let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
+        handlers.insert("audit.note".into(), Arc::new(AuditNote));
+        Executor {
+            store,
+            definitions,
+            handlers,
+            env: crate::expr::environment(),
+            lease_ms: 30_000,
+        }
+    }
+
+    /// Run `kind` steps with `handler` (a step kind the table knows).
+    pub fn with_handler(mut self, kind: &str, handler: Arc<dyn StepHandler>) -> Self {
+        self.handlers.insert(kind.to_owned(), handler);
+        self
+    }
+
+    /// The lease length claims use: the run heartbeats before a step once a third of it
+    /// has passed.
+    pub fn lease_ms(mut self, ms: i64) -> Self {
+        self.lease_ms = ms.max(1);
+        self
+    }
+
+    /// Run a claimed workflow job to its end (or until its lease is lost).
+    pub async fn run_claimed(&self, lease: Lease) -> Result<RunOutcome, ExecError> {
+        let payload: Result<ExecutionPayload, _> = serde_json::from_value(lease.payload.clone());
+        let (payload, def) = match payload {
+            Ok(p) => {
+                let def = match p.version {
+                    Some(v) => self.definitions.version(&p.workflow, v),
+                    None => self.definitions.get(&p.workflow),
+                };
+                (p, def)
+            }
+            Err(_) => (ExecutionPayload::default(), None),
+        };
+        match def {
+            Some(def) => self.run_job(lease, def, &payload).await,
+            None => {
+                let error = StepError::new(
+                    ErrorClass::Invalid,
+                    "the job names no workflow (or version) this server knows",
+                );
+                let failure = Failure {
+                    step: String::new(),
+                    error,
+                    attempts: 0,
+                    pending: None,
+                };
+                let name = if payload.workflow.is_empty() {
+                    "unknown"
+                } else {
+                    &payload.workflow
+                };
+                let who = actor(name, 0, &lease.job_id);
+                self.fail_job(&lease, &who, name, 0, &payload, None, failure)
+                    .await
+            }
+        }
+    }
+
+    /// Run `def` for the claimed `lease` with `payload`'s inputs and trigger: resume from
+    /// the journal, walk the steps, then complete or fail the job (fenced).
+    pub async fn run_job(
+        &self,
+        lease: Lease,
+        def: Arc<Definition>,
+        payload: &ExecutionPayload,
+    ) -> Result<RunOutcome, ExecError> {
+        let resume = self.store.resume_point(&lease.job_id).await?;
+        let mut frame = Frame::new(
+            def.clone(),
+            &lease.job_id,
+            &payload.inputs,
+            payload.trigger.clone(),
+            0,
+        );
+        let mut run = Run { lease, resume };
+        let steps = &def.workflow.steps;
+        let walked = match def.workflow.timeout.as_ref() {
+            Some(t) => tokio::time::timeout(
+                t.value.duration,
+                self.run_steps(&mut run, &mut frame, steps, String::new()),
+            )
+            .await
+            .unwrap_or_else(|_| {
+                Err(walk::Flow::Failed(Failure {
+                    step: String::new(),
+                    error: StepError::new(
+                        ErrorClass::Timeout,
+                        format!("the execution ran longer than its timeout {}", t.value),
+                    ),
+                    attempts: 1,
+                    pending: None,
+                }))
+            }),
+            None => {
+                self.run_steps(&mut run, &mut frame, steps, String::new())
+                    .await
+            }
+        };
+        match walked {
+            Ok(()) => {
+                self.store
+                    .complete(&frame.actor, &run.lease, vec![])
+                    .await?;
+                Ok(RunOutcome::Succeeded)
+            }
+            Err(walk::Flow::Abort(e)) => Err(e),
+            Err(walk::Flow::Failed(f)) => {
+                self.fail_job(
+                    &run.lease,
+                    &frame.actor,
+                    def.name(),
+                    def.version,
+                    payload,
+                    Some(&def.workflow),
+                    f,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Fail the job for good in one fenced commit: the pending failed attempt, the job's
+    /// failure, the error event and (at depth 0, with an `on_error`) the error job.
+    #[allow(clippy::too_many_arguments)]
+    async fn fail_job(
+        &self,
+        lease: &Lease,
+        who: &Actor,
+        name: &str,
+        version: i64,
+        payload: &ExecutionPayload,
+        workflow: Option<&Workflow>,
+        f: Failure,
+    ) -> Result<RunOutcome, ExecError> {
+        let message = f.error.stored();
+        let event = WorkflowFailure {
+            attempts: f.attempts,
+            class: f.error.class.as_str().to_owned(),
+            execution: lease.job_id.clone(),
+            message: WorkflowFailure::bounded_message(&message),
+            step: f.step.clone(),
+            version,
+            workflow: name.to_owned(),
+            status: f.error.status,
+        };
+        let mut changes = Vec::with_capacity(4);
+        if let Some(p) = &f.pending {
+            changes.push(lease.step_change(p, &StepOutcome::Failed(message.clone()))?);
+        }
+        changes.push(lease.fail_change(&message));
+        changes.push(Change::new(
+            stockade_store::events::append(now_ms(), &Event::WorkflowFailed(event.clone())),
+            AuditEntry::new(
+                "workflow.failed",
+                format!("job:{}", lease.job_id),
+                AuditDetails::new()
+                    .str("workflow", name)
+                    .int("version", version)
+                    .str("step", &f.step)
+                    .str("class", f.error.class.as_str())
+                    .int("error_depth", i64::from(payload.error_depth)),
+            ),
+        ));
+        if let Some(job) = error_job(workflow, payload, &event) {
+            let (_, enqueue) = stockade_store::jobs::enqueue_change(&job)?;
+            changes.push(enqueue);
+        }
+        self.store.commit(who, changes).await?;
+        Ok(RunOutcome::Failed(event))
+    }
+}
+
+/// The error workflow's job for a failed execution, if one runs: only for an ordinary
+/// execution (depth 0) whose workflow names an `on_error` other than the built-in one
+/// (the built-in path is the event itself, which the alert router sends). The job is
+/// deduplicated per failed execution.
+fn error_job(
+    workflow: Option<&Workflow>,
+    payload: &ExecutionPayload,
+    event: &WorkflowFailure,
+) -> Option<NewJob> {
+    let on_error = workflow?.on_error.as_ref()?;
+    if payload.error_depth > 0 || on_error.value == BUILTIN_ERROR_WORKFLOW {
+        return None;
+    }
+    let detail = serde_json::to_value(event).unwrap_or(Value::Null);
+    let p = ExecutionPayload {
+        workflow: on_error.value.clone(),
+        version: None,
+        inputs: json!({}),
+        trigger: json!({ "error": detail }),
+        error_depth: payload.error_depth + 1,
+    };
+    Some(p.job().dedup_key(format!("on_error:{}", event.execution)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wf(on_error: &str) -> Workflow {
+        let text = format!(
+            "name: w\ntrigger: manual\n{on_error}steps:\n  - id: a\n    uses: fail\n    with: {{ message: x }}\n"
+        );
+        Workflow::parse(&text).unwrap()
+    }
+
+    #[test]
+    fn only_an_ordinary_execution_with_an_on_error_enqueues_an_error_job() {
+        let event = WorkflowFailure {
+            execution: "job_7".into(),
+            ..WorkflowFailure::default()
+        };
+        let ordinary = ExecutionPayload::new("w", json!({}), json!({}));
+        let job = error_job(Some(&wf("on_error: handler\n")), &ordinary, &event).unwrap();
+        assert_eq!(job.dedup_key.as_deref(), Some("on_error:job_7"));
+        assert_eq!(job.payload["error_depth"], json!(1));
+        assert_eq!(job.payload["workflow"], json!("handler"));
+        assert_eq!(job.payload["trigger"]["error"]["execution"], json!("job_7"));
+        let nested = ExecutionPayload {
+            error_depth: 1,
+            ..ordinary.clone()
+        };
+        assert!(error_job(Some(&wf("on_error: handler\n")), &nested, &event).is_none());
+        assert!(error_job(Some(&wf("on_error: builtin.alert\n")), &ordinary, &event).is_none());
+        assert!(error_job(Some(&wf("")), &ordinary, &event).is_none());
+        assert!(error_job(None, &ordinary, &event).is_none());
+    }
+}
