@@ -276,7 +276,8 @@ impl Access {
                 jails.get_mut(jail).ban(ip, now_s, duration_s);
             }
         }
-        tracing::warn!(target: "stockade::ban", "ban jail=all ip={} count={} recidive=false until={} reason=manual", ip, ban.count,
+        // Info, not warn: the command prints the ban itself; servers log their own bans.
+        tracing::info!(target: "stockade::ban", "ban jail=all ip={} count={} recidive=false until={} reason=manual", ip, ban.count,
             ban.until.map_or_else(|| "never".to_owned(), |u| u.to_string()));
         Ok(self
             .bans(false)
