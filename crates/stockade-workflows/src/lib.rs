@@ -1,14 +1,17 @@
 //! Stockade workflow definitions: the YAML format ([`definition`]), the expression
-//! language ([`expr`]), schedules ([`schedule`]) and the linter ([`lint`]).
+//! language ([`expr`]), schedules ([`schedule`]), the linter ([`lint`]), line diffs of
+//! versions ([`diff`]) and the registry of reviewed versions ([`registry`]).
 //!
-//! No I/O and no store: this crate turns text into checked definitions and evaluates
-//! expressions over JSON. Running workflows (the queue, the journal, the engine) lives
-//! elsewhere and builds on these types.
+//! Every module but [`registry`] is pure (no I/O, no store): they turn text into checked
+//! definitions and evaluate expressions over JSON. [`registry`] owns the `workflows` and
+//! `workflow_versions` tables and writes them only through audited store commits.
 
 pub mod definition;
+pub mod diff;
 pub mod duration;
 pub mod expr;
 pub mod lint;
+pub mod registry;
 pub mod schedule;
 pub mod schema;
 pub mod secrets;

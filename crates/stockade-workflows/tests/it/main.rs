@@ -6,3 +6,4 @@ mod examples;
 mod expr;
 mod lint;
 mod robust;
+mod registry;
