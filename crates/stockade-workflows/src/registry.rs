@@ -476,7 +476,12 @@ fn set_active(name: &str, v: i64, now: i64) -> Mutation {
     )
 }
 
-async fn commit(store: &Store, actor: &Actor, steps: Vec<Mutation>, audit: AuditEntry) -> Result<()> {
+async fn commit(
+    store: &Store,
+    actor: &Actor,
+    steps: Vec<Mutation>,
+    audit: AuditEntry,
+) -> Result<()> {
     let change = Change::new(
         Mutation::Many {
             steps,

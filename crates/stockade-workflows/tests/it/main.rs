@@ -5,5 +5,5 @@ mod definition;
 mod examples;
 mod expr;
 mod lint;
-mod robust;
 mod registry;
+mod robust;

@@ -13,8 +13,7 @@ use stockade_workflows::registry::{self, Applied, RegistryError, VersionState};
 const V1: &str = "# reviewed by ops  \nname: nightly\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"first\" }";
 const V2: &str = "name: nightly\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"second\" }\n";
 /// An unknown step kind: lint fails.
-const BAD: &str =
-    "name: nightly\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: x\n    uses: shell.exec\n";
+const BAD: &str = "name: nightly\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: x\n    uses: shell.exec\n";
 
 fn alice() -> Actor {
     Actor::User("usr_alice".into())
@@ -174,10 +173,15 @@ async fn prod_waits_for_a_second_person_and_refuses_self_approval() {
         assert!(matches!(err, RegistryError::NotAPerson(_)), "{err}");
         // Refusals wrote nothing: no audit row, the version still pending.
         assert_eq!(store.audit_head().await.unwrap(), before);
-        let v = registry::version(&store, "nightly", 1).await.unwrap().unwrap();
+        let v = registry::version(&store, "nightly", 1)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!((v.state, v.approved_by), (VersionState::Pending, None));
 
-        let approved = registry::approve(&store, &bob(), "nightly", 1).await.unwrap();
+        let approved = registry::approve(&store, &bob(), "nightly", 1)
+            .await
+            .unwrap();
         assert_eq!(approved.state, VersionState::Active);
         assert_eq!(approved.approved_by.as_deref(), Some("user:usr_bob"));
         assert_eq!(
@@ -196,7 +200,9 @@ async fn prod_waits_for_a_second_person_and_refuses_self_approval() {
             registry::runnable(&store, "nightly").await.unwrap(),
             Some((1, V1.to_owned()))
         );
-        registry::approve(&store, &alice(), "nightly", 2).await.unwrap();
+        registry::approve(&store, &alice(), "nightly", 2)
+            .await
+            .unwrap();
         let states: Vec<VersionState> = registry::versions(&store, "nightly")
             .await
             .unwrap()
@@ -242,7 +248,10 @@ async fn a_version_whose_lint_fails_is_rejected_and_never_runs() {
                 .await
                 .unwrap_err();
             assert!(matches!(err, RegistryError::NotPending { .. }), "{err}");
-            let v = registry::version(&store, "nightly", 1).await.unwrap().unwrap();
+            let v = registry::version(&store, "nightly", 1)
+                .await
+                .unwrap()
+                .unwrap();
             assert!(!v.lint_passed && v.lint_problems > 0);
             // A file that does not parse has no name: nothing is stored at all.
             let out = registry::apply(&store, &alice(), &file("name: [unclosed"))
@@ -281,11 +290,28 @@ async fn disable_and_enable_are_audited_and_stop_it_running() {
         let store = open(&db, Environment::Staging).await;
         applied(&store, &alice(), V1).await;
         let key = Actor::ApiKey("key_ops".into());
-        assert!(registry::set_enabled(&store, &key, "nightly", false).await.unwrap());
-        assert!(!registry::set_enabled(&store, &key, "nightly", false).await.unwrap());
+        assert!(
+            registry::set_enabled(&store, &key, "nightly", false)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !registry::set_enabled(&store, &key, "nightly", false)
+                .await
+                .unwrap()
+        );
         assert_eq!(registry::runnable(&store, "nightly").await.unwrap(), None);
-        assert!(registry::set_enabled(&store, &alice(), "nightly", true).await.unwrap());
-        assert!(registry::runnable(&store, "nightly").await.unwrap().is_some());
+        assert!(
+            registry::set_enabled(&store, &alice(), "nightly", true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            registry::runnable(&store, "nightly")
+                .await
+                .unwrap()
+                .is_some()
+        );
         let err = registry::set_enabled(&store, &alice(), "nope", true)
             .await
             .unwrap_err();
