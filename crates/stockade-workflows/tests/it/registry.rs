@@ -3,6 +3,8 @@
 //! whose lint fails never runs, text comes back byte for byte, enable/disable, and every
 //! change leaves an audit row under its actor.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use stockade_core::{Actor, Environment};
 use stockade_store::{Store, StoreOptions};
 use stockade_testkit::Db;
