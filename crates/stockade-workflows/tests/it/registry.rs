@@ -335,3 +335,36 @@ async fn disable_and_enable_are_audited_and_stop_it_running() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_applies_never_share_a_version_number_or_two_actives() {
+    on_both(|db| async move {
+        let store = open(&db, Environment::Dev).await;
+        let racer = |actor: Actor, text: &'static str| {
+            let store = store.clone();
+            tokio::spawn(async move { registry::apply(&store, &actor, &file(text)).await })
+        };
+        let (a, b) = (racer(alice(), V1), racer(bob(), V2));
+        let results = [a.await.unwrap(), b.await.unwrap()];
+        let stored = results.iter().filter(|r| r.is_ok()).count();
+        assert!(stored >= 1);
+        let versions = registry::versions(&store, "nightly").await.unwrap();
+        // Every apply that returned Ok has its own version; a losing racer stored nothing.
+        assert_eq!(versions.len(), stored);
+        let numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
+        assert_eq!(numbers, (1..=stored as i64).collect::<Vec<_>>());
+        let active = versions
+            .iter()
+            .filter(|v| v.state == VersionState::Active)
+            .count();
+        assert_eq!(active, 1);
+        let wf = registry::workflow(&store, "nightly")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(wf.active_version, Some(stored as i64));
+        assert_eq!(audit(&store).await.len(), stored);
+        store.close().await;
+    })
+    .await;
+}
