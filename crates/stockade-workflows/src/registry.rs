@@ -7,7 +7,8 @@
 //!   verdict computed here, against the store's own environment, never taken from the
 //!   caller. Applying the text of the newest version again stores nothing ("unchanged").
 //! - A version whose lint fails is stored `rejected` and can never become active (the
-//!   schema refuses an active row without a passing lint, too).
+//!   schema refuses an active row without a passing lint, too). A file with a
+//!   `secret-literal` problem is not stored at all: the database would keep the secret.
 //! - In dev and staging a passing version becomes active at once; in prod it stays
 //!   `pending` until [`approve`] by a person other than the one who applied it (four
 //!   eyes, checked here and again in the UPDATE and by a table CHECK). A refused approval
@@ -28,7 +29,7 @@ use stockade_store::{
 };
 
 use crate::definition::Workflow;
-use crate::lint::{LintOptions, Problem, lint_set};
+use crate::lint::{LintOptions, Problem, Rule, lint_set};
 
 /// Errors of the registry. Every refusal leaves the database as it was.
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +170,9 @@ pub enum Applied {
     /// Nothing stored: the file does not parse as a workflow (no name to store it under),
     /// or an earlier file of the same apply has the same name.
     NotStored,
+    /// Nothing stored: the linter found what looks like a secret in the file, and a
+    /// stored version would keep it in the database.
+    SecretRefused,
     /// The newest stored version already has this exact content.
     Unchanged { version: i64, state: VersionState },
     /// A new version, in this state.
@@ -205,7 +209,9 @@ pub async fn apply(
     let mut out = Vec::with_capacity(files.len());
     for ((file, text), (_, problems)) in files.iter().zip(lint_set(files, &options)) {
         let name = Workflow::parse(text).ok().map(|w| w.name.value);
+        let secret = problems.iter().any(|p| p.rule == Rule::SecretLiteral);
         let applied = match &name {
+            Some(_) if secret => Applied::SecretRefused,
             Some(n) if !seen.contains(n) => {
                 seen.push(n.clone());
                 apply_one(store, actor, env, n, text, problems.len()).await?

@@ -260,7 +260,22 @@ async fn a_version_whose_lint_fails_is_rejected_and_never_runs() {
                 .await
                 .unwrap();
             assert_eq!(out[0].applied, Applied::NotStored);
+            // A file holding what looks like a secret is not stored either.
+            let secret = V2.replace("second", "sk_live_4eC39HqLyjWDarjtT1zdp7dc");
+            let out = registry::apply(&store, &alice(), &file(&secret))
+                .await
+                .unwrap();
+            assert_eq!(out[0].applied, Applied::SecretRefused);
+            if matches!(db.url, stockade_store::DatabaseUrl::Sqlite(_)) {
+                store.checkpoint().await.unwrap();
+                let bytes = db.sqlite_bytes();
+                assert!(!bytes.windows(13).any(|w| w == b"sk_live_4eC39"));
+            }
             assert_eq!(registry::workflows(&store).await.unwrap().len(), 1);
+            assert_eq!(
+                registry::versions(&store, "nightly").await.unwrap().len(),
+                1
+            );
             store.close().await;
             if env == Environment::Dev {
                 drop_all(&db).await;

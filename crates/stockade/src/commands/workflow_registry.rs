@@ -82,6 +82,10 @@ pub async fn apply(
                 "not stored: it does not parse as a workflow, or an earlier file has its name"
                     .to_owned()
             }
+            Applied::SecretRefused => {
+                refused += 1;
+                "not stored: it holds what looks like a secret (see secret-literal above); reference a credential by name instead".to_owned()
+            }
             Applied::Unchanged { version, state } => {
                 format!("{name} unchanged (version {version}, {state})")
             }
