@@ -79,6 +79,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0010_jobs.sql"),
         postgres: include_str!("../migrations/postgres/0010_jobs.sql"),
     },
+    Migration {
+        version: 11,
+        name: "workflow_versions",
+        sqlite: include_str!("../migrations/sqlite/0011_workflow_versions.sql"),
+        postgres: include_str!("../migrations/postgres/0011_workflow_versions.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -24,7 +24,8 @@
 //!   `stock_ledger`, `sync_cursors`, `return_reports`, `purge_receipts` (counts for the
 //!   CLI, demo and bench in `stockade_sync::stats`);
 //! - `stockade-egress`: `egress_log`; `stockade-alerts`: `alert_channels`,
-//!   `alert_outbox`, `alert_windows`; `events` is appended to by every producer.
+//!   `alert_outbox`, `alert_windows`; `stockade-workflows`: `workflows`,
+//!   `workflow_versions` (its `registry`); `events` is appended to by every producer.
 
 /// A bound parameter or a column value. Nulls carry their type, because PostgreSQL
 /// checks a parameter's type against its column.

@@ -1,15 +1,21 @@
 //! Stockade workflow definitions: the YAML format ([`definition`]), the expression
-//! language ([`expr`]), schedules ([`schedule`]) and the linter ([`lint`]).
+//! language ([`expr`]), schedules ([`schedule`]), the linter ([`lint`]), line diffs of
+//! versions ([`diff`]), the registry of reviewed versions ([`registry`]) and the executor
+//! ([`exec`]).
 //!
-//! These modules are pure: they turn text into checked definitions and evaluate
-//! expressions over JSON, with no I/O. The one I/O module is [`exec`], the executor,
-//! which runs definitions on the store's job queue and journal.
+//! The definition, expression, schedule and lint modules are pure (no I/O, no store): they
+//! turn text into checked definitions and evaluate expressions over JSON. Two modules do
+//! I/O: [`registry`] owns the `workflows` and `workflow_versions` tables and writes them
+//! only through audited store commits; [`exec`], the executor, runs definitions on the
+//! store's job queue and journal.
 
 pub mod definition;
+pub mod diff;
 pub mod duration;
 pub mod exec;
 pub mod expr;
 pub mod lint;
+pub mod registry;
 pub mod schedule;
 pub mod schema;
 pub mod secrets;

@@ -144,10 +144,10 @@ pub enum Command {
         after_long_help = "Channels and routing live in stockade.toml ([[alerts.channel]], see docs/alerts.md); their\ntokens and signing secrets live in the credential store, set with `alert secret set`.\n\nExamples:\n  stockade alert secret set ops-dingtalk --credentials-file ops-dingtalk.json\n  stockade alert test --channel ops-dingtalk\n  stockade alert status\n  stockade alert retry --channel ops-dingtalk"
     )]
     Alert(AlertCommand),
-    /// Workflows: lint definition files, print the JSON Schema of the format.
+    /// Workflows: lint, apply and approve versions, list, diff, export, enable, disable.
     #[command(
         subcommand,
-        after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json"
+        after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json\n  stockade --env prod workflow apply --as ann@example.com workflows/*.yaml\n  stockade --env prod workflow approve low-stock-alert --version 3 --as bo@example.com\n  stockade workflow diff low-stock-alert --from 2 --to 3"
     )]
     Workflow(WorkflowCommand),
     #[cfg(feature = "dev-tools")]
@@ -169,6 +169,71 @@ pub enum WorkflowCommand {
     },
     /// Print the JSON Schema of the workflow format (as shipped in docs/workflow.schema.json).
     Schema,
+    /// Lint the files together for this environment and store a new version of each
+    /// (unchanged text stores nothing). dev and staging activate a passing version at
+    /// once; prod keeps it pending until another user approves it. A version whose lint
+    /// fails is stored as rejected and never runs (exit 3).
+    Apply {
+        /// Workflow YAML files.
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// The user applying (an admin or operator, by email); recorded on the version and
+        /// the audit row. Required in prod.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
+    },
+    /// Approve a pending prod version, which then becomes active. Four eyes: refused for
+    /// the user who applied it.
+    Approve {
+        /// The workflow's name.
+        name: String,
+        /// The version to approve (see `workflow versions`).
+        #[arg(long)]
+        version: i64,
+        /// The approving user (an admin or operator, by email).
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: String,
+    },
+    /// Every stored workflow: enabled or not, active and newest version.
+    List,
+    /// A workflow's versions: state, lint verdict, content hash, who applied and approved.
+    Versions {
+        /// The workflow's name.
+        name: String,
+    },
+    /// A line diff between two versions.
+    Diff {
+        /// The workflow's name.
+        name: String,
+        #[arg(long)]
+        from: i64,
+        #[arg(long)]
+        to: i64,
+    },
+    /// Let a workflow run again (its active version).
+    Enable {
+        /// The workflow's name.
+        name: String,
+        /// The user doing it (by email); without it the audit row names system:cli.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
+    },
+    /// Stop a workflow from running (its versions are kept).
+    Disable {
+        /// The workflow's name.
+        name: String,
+        /// The user doing it (by email); without it the audit row names system:cli.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
+    },
+    /// Print a version's YAML exactly as applied (default: the active version, else the
+    /// newest).
+    Export {
+        /// The workflow's name.
+        name: String,
+        #[arg(long)]
+        version: Option<i64>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -10,4 +10,5 @@ mod exec_failures;
 mod exec_support;
 mod expr;
 mod lint;
+mod registry;
 mod robust;

@@ -26,6 +26,7 @@ mod sandbox;
 mod sandbox_creds;
 mod serve;
 mod workflow;
+mod workflow_registry;
 
 use stockade_core::Actor;
 use stockade_store::Store;
@@ -41,10 +42,8 @@ pub const CLI_ACTOR: Actor = Actor::System("cli");
 pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global.overrides())?;
     // Init creates the database; config and workflow lint do not need one.
-    let needs_db = !matches!(
-        cli.command,
-        Command::Init | Command::Config(_) | Command::Workflow(_)
-    );
+    let needs_db = !matches!(cli.command, Command::Init | Command::Config(_))
+        && !matches!(&cli.command, Command::Workflow(c) if workflow::offline(c));
     if needs_db && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
@@ -61,7 +60,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Sku(_)
             | Command::Stock(_)
             | Command::Alert(_)
-    );
+    ) || matches!(&cli.command, Command::Workflow(c) if workflow::writes(c));
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
@@ -112,7 +111,7 @@ async fn run_command(
         #[cfg(feature = "dev-tools")]
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Alert(cmd) => alert::run(settings, cmd).await,
-        Command::Workflow(cmd) => workflow::run(settings, cmd),
+        Command::Workflow(cmd) => workflow::run(settings, cmd).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         #[cfg(feature = "dev-tools")]

@@ -1,5 +1,6 @@
 //! `stockade workflow lint` and `stockade workflow schema`: checking workflow files
-//! before they are applied. Reads files only; opens no database.
+//! before they are applied. Reads files only; opens no database. The other workflow
+//! commands (versions in the database) are dispatched to `workflow_registry`.
 //!
 //! Output is one `FILE:LINE:COL RULE MESSAGE` line per problem on standard output, so
 //! editors and CI can jump to it. Exit 3 when any problem is found, 2 when a file cannot
@@ -13,14 +14,50 @@ use crate::cli::WorkflowCommand;
 use crate::exit::Failure;
 use crate::settings::Settings;
 
-pub fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failure> {
+use super::workflow_registry as reg;
+
+pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failure> {
     match cmd {
         WorkflowCommand::Lint { files } => lint(settings, &files),
         WorkflowCommand::Schema => {
             println!("{}", stockade_workflows::schema::json_schema().trim_end());
             Ok(())
         }
+        WorkflowCommand::Apply { files, as_user } => {
+            reg::apply(settings, &files, as_user.as_deref()).await
+        }
+        WorkflowCommand::Approve {
+            name,
+            version,
+            as_user,
+        } => reg::approve(settings, &name, version, &as_user).await,
+        WorkflowCommand::List => reg::list(settings).await,
+        WorkflowCommand::Versions { name } => reg::versions(settings, &name).await,
+        WorkflowCommand::Diff { name, from, to } => reg::diff(settings, &name, from, to).await,
+        WorkflowCommand::Enable { name, as_user } => {
+            reg::set_enabled(settings, &name, true, as_user.as_deref()).await
+        }
+        WorkflowCommand::Disable { name, as_user } => {
+            reg::set_enabled(settings, &name, false, as_user.as_deref()).await
+        }
+        WorkflowCommand::Export { name, version } => reg::export(settings, &name, version).await,
     }
+}
+
+/// Whether the command works on files alone (no database).
+pub fn offline(cmd: &WorkflowCommand) -> bool {
+    matches!(cmd, WorkflowCommand::Lint { .. } | WorkflowCommand::Schema)
+}
+
+/// Whether the command may append to the audit chain.
+pub fn writes(cmd: &WorkflowCommand) -> bool {
+    matches!(
+        cmd,
+        WorkflowCommand::Apply { .. }
+            | WorkflowCommand::Approve { .. }
+            | WorkflowCommand::Enable { .. }
+            | WorkflowCommand::Disable { .. }
+    )
 }
 
 fn lint(settings: &Settings, paths: &[PathBuf]) -> Result<(), Failure> {
@@ -69,7 +106,7 @@ fn lint(settings: &Settings, paths: &[PathBuf]) -> Result<(), Failure> {
 }
 
 /// The file's text, refusing files over the parser's limit before reading them whole.
-fn read(path: &PathBuf) -> Result<String, String> {
+pub(super) fn read(path: &PathBuf) -> Result<String, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.kind().to_string())?;
     if !meta.is_file() {
         return Err("not a file".into());

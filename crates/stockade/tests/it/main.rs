@@ -25,3 +25,4 @@ mod sync;
 mod unmatched;
 mod webdriver;
 mod workflow_lint;
+mod workflow_versions;
