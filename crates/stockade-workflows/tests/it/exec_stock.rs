@@ -1,7 +1,8 @@
 //! The stock steps on both backends: `stock.adjust` moves on hand by its delta exactly
 //! once across a crash after its commit, audited as the workflow and retargeting the
 //! listings; an unknown SKU, a result below zero and a stale fencing token write
-//! nothing; `stock.get` returns what the catalog shows.
+//! nothing; `stock.get` returns what the catalog shows; a reason derived from buyer data
+//! is refused at run time without `allow_pii`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +24,7 @@ both!(
     an_unknown_sku_or_a_result_below_zero_writes_nothing,
     a_stale_fencing_token_adjusts_nothing,
     stock_get_returns_the_catalog_figures,
+    a_reason_from_buyer_data_needs_allow_pii_at_run_time,
 );
 
 const RESTOCK: &str = r#"
@@ -286,5 +288,32 @@ async fn stock_get_returns_the_catalog_figures(b: Backend) {
         panic!("fails")
     };
     assert!(f.message.contains("no SKU"), "{}", f.message);
+    env.cleanup().await;
+}
+
+async fn a_reason_from_buyer_data_needs_allow_pii_at_run_time(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    seed(&env).await;
+    let actor = stockade_workflows::exec::actor("adjust", 1, "job_1");
+    let ctx = |allow_pii| StepCtx {
+        store: &env.store,
+        execution: "job_1",
+        workflow: "adjust",
+        version: 1,
+        step: "adj",
+        idempotency_key: "job_1/adj",
+        attempt: 1,
+        actor: &actor,
+        allow_pii,
+    };
+    let params = Evaluated {
+        value: json!({ "sku": "MUG-1", "delta": 1, "reason": "for a buyer" }),
+        pii: true,
+    };
+    let refused = StockAdjust.run(&ctx(false), &params).await;
+    let e = refused.expect_err("refused without allow_pii");
+    assert_eq!(e.class, stockade_workflows::exec::ErrorClass::Permission);
+    let allowed = StockAdjust.run(&ctx(true), &params).await;
+    assert_eq!(allowed.expect("allowed").changes.len(), 1);
     env.cleanup().await;
 }
