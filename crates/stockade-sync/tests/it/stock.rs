@@ -1,6 +1,7 @@
 //! `stock::adjust_change` (the in-commit adjustment the workflow steps use): refusals
 //! build nothing, the bounds are re-checked inside the commit (a concurrent change cannot
-//! take on hand below zero), a unique key is ledgered once, and the ledger still explains
+//! take on hand below zero), a unique key is ledgered once, a zero delta is audited
+//! without a ledger row, and the ledger still explains
 //! the stock.
 
 use super::*;
@@ -65,6 +66,11 @@ async fn adjustments_keep_their_rules_inside_the_commit(db: Db) {
     store.commit(&ACTOR, vec![a]).await.unwrap();
     assert!(store.commit(&ACTOR, vec![b]).await.is_err());
     assert_eq!(sku_stock(&store, "CUP").await.unwrap().unwrap().on_hand, 7);
+    // A delta of 0 writes the audit row only.
+    let rows = ledger().await.unwrap();
+    let (zero, _) = adjust_change(&store, &adj("CUP", 0, None)).await.unwrap();
+    store.commit(&ACTOR, vec![zero]).await.unwrap();
+    assert_eq!(ledger().await.unwrap(), rows);
     assert_eq!(
         store
             .count(
@@ -73,7 +79,7 @@ async fn adjustments_keep_their_rules_inside_the_commit(db: Db) {
             )
             .await
             .unwrap(),
-        2
+        3
     );
     assert!(catalog::verify_stock(&store).await.unwrap().is_empty());
     store.close().await;
