@@ -30,6 +30,7 @@ pub mod ingest;
 pub mod metrics;
 pub mod purge;
 pub mod stats;
+pub mod stock;
 pub mod unmatched;
 
 use std::time::Duration;

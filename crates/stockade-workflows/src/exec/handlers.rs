@@ -95,9 +95,6 @@ impl StepHandler for AuditNote {
 /// A step kind this build does not run: a typed `unsupported` error at run time.
 pub(crate) fn unsupported(kind: &str) -> StepError {
     let why = match kind {
-        "stock.get" | "stock.adjust" => {
-            "not yet: the stock steps arrive with the catalog's in-commit adjustment API"
-        }
         "wait" => "not yet: durable waits arrive with the engine's worker loop",
         _ => "not yet supported by this build",
     };

@@ -46,11 +46,13 @@ use crate::expr::Scope;
 mod control;
 mod error;
 mod handlers;
+mod stock;
 mod walk;
 
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
+pub use stock::{StockAdjust, StockGet};
 
 /// The job kind of a workflow execution.
 pub const JOB_KIND: &str = "workflow";
@@ -233,10 +235,13 @@ impl Frame {
 }
 
 impl Executor {
-    /// An executor with the built-in handlers (`audit.note`) and a 30 s lease.
+    /// An executor with the built-in handlers (`audit.note`, `stock.get`,
+    /// `stock.adjust`) and a 30 s lease.
     pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
         let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
         handlers.insert("audit.note".into(), Arc::new(AuditNote));
+        handlers.insert("stock.get".into(), Arc::new(StockGet));
+        handlers.insert("stock.adjust".into(), Arc::new(StockAdjust));
         Executor {
             store,
             definitions,

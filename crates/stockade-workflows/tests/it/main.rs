@@ -7,6 +7,7 @@ mod definition;
 mod examples;
 mod exec;
 mod exec_failures;
+mod exec_stock;
 mod exec_support;
 mod expr;
 mod lint;
