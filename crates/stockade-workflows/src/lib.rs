@@ -7,11 +7,13 @@
 //! turn text into checked definitions and evaluate expressions over JSON. Two modules do
 //! I/O: [`registry`] owns the `workflows` and `workflow_versions` tables and writes them
 //! only through audited store commits; [`exec`], the executor, runs definitions on the
-//! store's job queue and journal.
+//! store's job queue and journal; [`engine`] runs the executor in a server process
+//! (workers, reaper) on the registry's reviewed versions.
 
 pub mod definition;
 pub mod diff;
 pub mod duration;
+pub mod engine;
 pub mod exec;
 pub mod expr;
 pub mod lint;

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod definition;
+mod engine;
 mod examples;
 mod exec;
 mod exec_failures;

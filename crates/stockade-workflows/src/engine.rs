@@ -1,0 +1,333 @@
+//! The workflow engine of a server process: [`StoredDefinitions`] (the registry's
+//! reviewed versions as the executor's [`Definitions`]) and [`Engine`] (worker tasks that
+//! claim workflow jobs with a lease and run them, plus the reaper on a timer).
+//!
+//! # Definitions from the registry
+//! The executor asks for definitions synchronously, so the engine loads them before each
+//! run ([`StoredDefinitions::prepare`]): the active version of every enabled workflow
+//! (one read of `workflows`; a version's text is read and parsed once, versions never
+//! change), and the version a job is pinned to. What runs:
+//! - an unpinned job (and a `workflow.call`, and an `on_error` workflow): the active
+//!   version of an enabled workflow, nothing else;
+//! - a job pinned to a version: that version, if the workflow is enabled and the version
+//!   passed review (active now or superseded since); never a pending or rejected one.
+//!
+//! A job naming nothing runnable fails (audited, with the executor's error). A job whose
+//! definitions cannot be read (the database is away) is put back in the queue without
+//! spending its attempt, never failed for it.
+//!
+//! # Workers and stopping
+//! `workers` tasks each claim one job of kind [`JOB_KIND`] at a time and run it with the
+//! [`Executor`]; an idle worker sleeps until the store's write counter moves (a job
+//! enqueued in this process) or [`EngineConfig::poll`] passes (a job enqueued by another
+//! process, e.g. `stockade workflow run`, or one whose time came). A reaper task re-queues
+//! expired leases every [`EngineConfig::reap_every`].
+//!
+//! [`Engine::stop`] stops claiming at once and gives the runs in flight a bound to end;
+//! a run still going then is abandoned like a crash: its lease expires, the reaper
+//! re-queues it, and the next holder resumes from the journal without repeating a
+//! committed step (the executor's invariant).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde_json::Value;
+use stockade_core::time::now_ms;
+use stockade_store::{Lease, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::definition::Workflow;
+use crate::exec::{Definition, Definitions, ExecError, ExecutionPayload, Executor, JOB_KIND};
+use crate::registry::{self, RegistryError, VersionState};
+
+#[derive(Default)]
+struct Cache {
+    /// The active version of each enabled workflow.
+    active: BTreeMap<String, Arc<Definition>>,
+    /// Every version parsed so far, by name and number (versions never change).
+    parsed: BTreeMap<(String, i64), Arc<Definition>>,
+    /// Pinned versions that may run (reviewed, workflow enabled), as of the last check.
+    pinned: BTreeMap<(String, i64), Arc<Definition>>,
+}
+
+/// The registry's runnable versions as the executor's [`Definitions`].
+pub struct StoredDefinitions {
+    store: Store,
+    cache: RwLock<Cache>,
+}
+
+impl std::fmt::Debug for StoredDefinitions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredDefinitions").finish_non_exhaustive()
+    }
+}
+
+impl StoredDefinitions {
+    pub fn new(store: Store) -> Self {
+        StoredDefinitions {
+            store,
+            cache: RwLock::new(Cache::default()),
+        }
+    }
+
+    fn cached(&self, name: &str, v: i64) -> Option<Arc<Definition>> {
+        let cache = self.cache.read().ok()?;
+        cache.parsed.get(&(name.to_owned(), v)).cloned()
+    }
+
+    /// Version `v` of `name`, parsed (from the cache, else read once). `None` when its
+    /// stored text does not parse (it passed lint when applied, so only a newer
+    /// server's format would do that).
+    async fn parse(&self, name: &str, v: i64) -> Result<Option<Arc<Definition>>, RegistryError> {
+        if let Some(d) = self.cached(name, v) {
+            return Ok(Some(d));
+        }
+        let (_, text) = registry::content(&self.store, name, Some(v)).await?;
+        let Ok(workflow) = Workflow::parse(&text) else {
+            return Ok(None);
+        };
+        if workflow.name.value != name {
+            return Ok(None);
+        }
+        let def = Arc::new(Definition {
+            workflow,
+            version: v,
+        });
+        if let Ok(mut cache) = self.cache.write() {
+            cache.parsed.insert((name.to_owned(), v), def.clone());
+        }
+        Ok(Some(def))
+    }
+
+    /// Reload the active version of every enabled workflow.
+    pub async fn refresh(&self) -> Result<(), RegistryError> {
+        let mut active = BTreeMap::new();
+        for wf in registry::workflows(&self.store).await? {
+            if let (true, Some(v)) = (wf.enabled, wf.active_version)
+                && let Some(def) = self.parse(&wf.name, v).await?
+            {
+                active.insert(wf.name, def);
+            }
+        }
+        if let Ok(mut cache) = self.cache.write() {
+            cache.active = active;
+        }
+        Ok(())
+    }
+
+    /// Check version `v` of `name` for a pinned job: cached if it may run, dropped if not.
+    pub async fn load_version(&self, name: &str, v: i64) -> Result<(), RegistryError> {
+        let enabled = registry::workflow(&self.store, name)
+            .await?
+            .is_some_and(|w| w.enabled);
+        let reviewed = registry::version(&self.store, name, v)
+            .await?
+            .is_some_and(|r| matches!(r.state, VersionState::Active | VersionState::Superseded));
+        let def = if enabled && reviewed {
+            self.parse(name, v).await?
+        } else {
+            None
+        };
+        if let Ok(mut cache) = self.cache.write() {
+            let key = (name.to_owned(), v);
+            match def {
+                Some(d) => cache.pinned.insert(key, d),
+                None => cache.pinned.remove(&key),
+            };
+        }
+        Ok(())
+    }
+
+    /// Load what a job with this payload may run: the active versions, and its pinned
+    /// version if it names one.
+    pub async fn prepare(&self, payload: &Value) -> Result<(), RegistryError> {
+        self.refresh().await?;
+        if let Ok(p) = serde_json::from_value::<ExecutionPayload>(payload.clone())
+            && let Some(v) = p.version
+        {
+            self.load_version(&p.workflow, v).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Definitions for StoredDefinitions {
+    fn get(&self, name: &str) -> Option<Arc<Definition>> {
+        self.cache.read().ok()?.active.get(name).cloned()
+    }
+
+    fn version(&self, name: &str, version: i64) -> Option<Arc<Definition>> {
+        let cache = self.cache.read().ok()?;
+        cache
+            .pinned
+            .get(&(name.to_owned(), version))
+            .cloned()
+            .or_else(|| {
+                cache
+                    .active
+                    .get(name)
+                    .filter(|d| d.version == version)
+                    .cloned()
+            })
+    }
+}
+
+/// How the engine runs.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker tasks (jobs run at once). At least 1.
+    pub workers: usize,
+    /// The lease each claim takes (the executor heartbeats every third of it).
+    pub lease_ms: i64,
+    /// The longest an idle worker sleeps before looking for due jobs again.
+    pub poll: Duration,
+    /// How often the reaper re-queues expired leases.
+    pub reap_every: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            workers: 2,
+            lease_ms: 30_000,
+            poll: Duration::from_millis(500),
+            reap_every: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The running engine: its workers and reaper, stopped by [`Engine::stop`].
+pub struct Engine {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("tasks", &self.tasks.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Start the workers and the reaper on `store` with the registry's definitions and
+    /// the built-in step handlers.
+    pub fn start(store: Store, config: EngineConfig) -> Engine {
+        let defs = Arc::new(StoredDefinitions::new(store.clone()));
+        let executor = Executor::new(store.clone(), defs.clone()).lease_ms(config.lease_ms);
+        Engine::start_with(store, defs, Arc::new(executor), config)
+    }
+
+    /// Start with this executor (extra step handlers); `defs` must be its definitions.
+    pub fn start_with(
+        store: Store,
+        defs: Arc<StoredDefinitions>,
+        executor: Arc<Executor>,
+        config: EngineConfig,
+    ) -> Engine {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks = Vec::with_capacity(config.workers.max(1) + 1);
+        let pid = std::process::id();
+        for n in 0..config.workers.max(1) {
+            let worker = Worker {
+                id: format!("engine-{pid}-{}-{n}", now_ms()),
+                store: store.clone(),
+                defs: defs.clone(),
+                executor: executor.clone(),
+                config: config.clone(),
+                stopped: stopped.clone(),
+            };
+            tasks.push(tokio::spawn(worker.run()));
+        }
+        tasks.push(tokio::spawn(reaper(store, config.reap_every, stopped)));
+        Engine { stop, tasks }
+    }
+
+    /// Stop claiming, give the runs in flight up to `grace` to end, then abandon the rest
+    /// (their leases expire and another process resumes them).
+    pub async fn stop(self, grace: Duration) {
+        let _ = self.stop.send(true);
+        let deadline = tokio::time::Instant::now() + grace;
+        for mut task in self.tasks {
+            if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+struct Worker {
+    id: String,
+    store: Store,
+    defs: Arc<StoredDefinitions>,
+    executor: Arc<Executor>,
+    config: EngineConfig,
+    stopped: watch::Receiver<bool>,
+}
+
+impl Worker {
+    async fn run(mut self) {
+        let mut writes = self.store.writes();
+        while !*self.stopped.borrow() {
+            let claimed = self
+                .store
+                .claim(&self.id, &[JOB_KIND], self.config.lease_ms)
+                .await;
+            match claimed {
+                Ok(Some(lease)) => self.run_one(lease).await,
+                Ok(None) | Err(_) => {
+                    if let Err(e) = &claimed {
+                        tracing::warn!("workflow worker: cannot claim a job: {e}");
+                    }
+                    tokio::select! {
+                        _ = writes.changed() => {}
+                        () = tokio::time::sleep(self.config.poll) => {}
+                        _ = self.stopped.changed() => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_one(&self, lease: Lease) {
+        let job = lease.job_id.clone();
+        if let Err(e) = self.defs.prepare(&lease.payload).await {
+            tracing::warn!(
+                "workflow job {job}: cannot read its definitions ({e}); back in the queue"
+            );
+            let later = now_ms().saturating_add(self.config.poll.as_millis() as i64);
+            let _ = self.store.defer_until(&lease, later).await;
+            return;
+        }
+        match self.executor.run_claimed(lease).await {
+            Ok(_) => {}
+            Err(ExecError::Fenced) => {
+                tracing::info!("workflow job {job}: another worker holds it now");
+            }
+            Err(ExecError::Store(e)) => {
+                tracing::warn!(
+                    "workflow job {job}: stopped on a store error ({e}); it resumes once its lease expires"
+                );
+            }
+        }
+    }
+}
+
+async fn reaper(store: Store, every: Duration, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stopped.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Err(e) = store.reap_expired(1000).await {
+                    tracing::warn!("workflow reaper: {e}");
+                }
+            }
+            _ = stopped.changed() => {}
+        }
+    }
+}
