@@ -3,12 +3,15 @@
 //!
 //! [`App::build`] opens the vault (or takes one already open), then builds the egress
 //! gateway, access, the sync engine, the alert pipeline and the HTTPS server, in that
-//! order, and binds the server (so [`App::addr`] is known, also with port 0). Nothing is
-//! written before the settings and the vault have been accepted.
+//! order, binds the server (so [`App::addr`] is known, also with port 0), then starts
+//! the workflow engine (`[workflows] workers`). Nothing is written before the settings
+//! and the vault have been accepted.
 //!
 //! [`App::run_until_stopped`] waits for its shutdown future, then drains in order:
 //! the server stops accepting and finishes the requests in flight (webhooks are answered
-//! only once their orders are committed, so sync keeps running meanwhile) → sync stops
+//! only once their orders are committed, so sync keeps running meanwhile) → the workflow
+//! engine stops claiming and gives its runs [`WORKFLOW_GRACE`] (a run still going is
+//! abandoned and resumes from its journal in the next process) → sync stops
 //! (work not committed is answered 503; the marketplaces deliver it again) → the alert
 //! pipeline stops (unrouted events stay in the database) → the last egress log rows are
 //! written → the audit head mark is moved to the chain's head. All of it within
@@ -37,11 +40,12 @@ use stockade_server::{AppState, ServeError, ServeOptions, tls};
 use stockade_store::Store;
 use stockade_sync::SyncEngine;
 use stockade_vault::Vault;
+use stockade_workflows::engine::{Engine, EngineConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use error::AppError;
-pub use settings::{Overrides, ServerSettings, Settings};
+pub use settings::{Overrides, ServerSettings, Settings, WorkflowSettings};
 /// The gateway types a caller of [`App::gateway`] and [`BuildOptions`] names.
 pub use stockade_egress::{EgressConfig, Gateway};
 /// The longest [`App::run_until_stopped`] takes once its shutdown future resolved: the
@@ -52,6 +56,9 @@ pub const STOP_BOUND: Duration = Duration::from_secs(16);
 pub const TAIL_BOUND: Duration = Duration::from_secs(5);
 /// How long requests in flight may run on after the server stops accepting.
 pub const SERVER_GRACE: Duration = Duration::from_secs(10);
+/// How long workflow runs in flight may go on after the server stopped (out of
+/// [`TAIL_BOUND`]); the rest are abandoned and resume in the next process.
+pub const WORKFLOW_GRACE: Duration = Duration::from_secs(2);
 
 /// Wraps the sync engine's webhook sink (the demo rig counts the deliveries it defers).
 pub type HookWrapper = Box<dyn FnOnce(SyncEngine) -> Arc<dyn HookSink> + Send>;
@@ -95,6 +102,8 @@ pub struct App {
     head_task: JoinHandle<()>,
     server: JoinHandle<Result<(), ServeError>>,
     stop_server: oneshot::Sender<()>,
+    /// The workflow engine (none with `[workflows] workers = 0`).
+    workflows: Option<Engine>,
 }
 
 impl std::fmt::Debug for App {
@@ -193,6 +202,14 @@ impl App {
         };
         let head_path = settings.data_dir.join(stockade_vault::HEAD_FILE);
         let head_task = tokio::spawn(follow_audit_head(vault.clone(), head_path.clone()));
+        // Workflows: the executions in the queue (manual runs, error workflows) run here.
+        let workflows = (settings.workflows.workers > 0).then(|| {
+            let config = EngineConfig {
+                workers: settings.workflows.workers,
+                ..EngineConfig::default()
+            };
+            Engine::start(vault.store().clone(), config)
+        });
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -205,6 +222,7 @@ impl App {
             head_task,
             server: server_task,
             stop_server,
+            workflows,
         })
     }
 
@@ -284,6 +302,11 @@ impl App {
             Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
         };
         let deadline = tokio::time::Instant::now() + TAIL_BOUND;
+        if let Some(engine) = self.workflows {
+            // Runs still going after the grace are abandoned: their leases expire and the
+            // next process resumes them from the journal.
+            engine.stop(WORKFLOW_GRACE).await;
+        }
         self.sync.shutdown().await;
         if tokio::time::timeout_at(deadline, self.alerts.stop())
             .await

@@ -51,6 +51,40 @@ struct FileConfig {
     sync: SyncFileConfig,
     #[serde(default)]
     alerts: AlertsFileConfig,
+    #[serde(default)]
+    workflows: WorkflowsFileConfig,
+}
+
+/// `[workflows]`: how many executions this process runs at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowsFileConfig {
+    workers: Option<usize>,
+}
+
+/// The workflow engine's settings (`[workflows]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkflowSettings {
+    /// Worker tasks running executions at once (default 2); 0 runs none in this process.
+    pub workers: usize,
+}
+
+/// At most this many workflow workers per process.
+const MAX_WORKFLOW_WORKERS: usize = 64;
+
+fn workflow_settings(
+    f: &WorkflowsFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<WorkflowSettings, AppError> {
+    let workers = f.workers.unwrap_or(2);
+    if workers > MAX_WORKFLOW_WORKERS {
+        return Err(AppError::config(format!(
+            "workflows.workers must be at most {MAX_WORKFLOW_WORKERS} (0 runs no workflows in this process)"
+        )));
+    }
+    let src = if f.workers.is_some() { "config file" } else { "default" };
+    provenance.push(("workflows.workers", workers.to_string(), src));
+    Ok(WorkflowSettings { workers })
 }
 
 /// `[alerts]` and its `[[alerts.channel]]` tables. No secrets here: a channel's tokens
@@ -262,6 +296,8 @@ pub struct Settings {
     pub sync: stockade_sync::SyncOptions,
     /// Alert channels, routing and aggregation (`[alerts]`).
     pub alerts: stockade_alerts::AlertsConfig,
+    /// The workflow engine (`[workflows]`).
+    pub workflows: WorkflowSettings,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -385,6 +421,7 @@ impl Settings {
         let egress = egress_settings(&file.egress, env, &mut provenance)?;
         let sync = sync_settings(&file.sync, &mut provenance)?;
         let alerts = alerts_settings(&file.alerts, &mut provenance)?;
+        let workflows = workflow_settings(&file.workflows, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -398,6 +435,7 @@ impl Settings {
             egress,
             sync,
             alerts,
+            workflows,
             provenance,
         })
     }
@@ -446,6 +484,7 @@ impl Settings {
             egress: egress_settings(&file.egress, Some(env), &mut provenance)?,
             sync: sync_settings(&file.sync, &mut provenance)?,
             alerts: alerts_settings(&file.alerts, &mut provenance)?,
+            workflows: workflow_settings(&file.workflows, &mut provenance)?,
             provenance,
         })
     }
