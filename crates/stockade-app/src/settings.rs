@@ -82,7 +82,11 @@ fn workflow_settings(
             "workflows.workers must be at most {MAX_WORKFLOW_WORKERS} (0 runs no workflows in this process)"
         )));
     }
-    let src = if f.workers.is_some() { "config file" } else { "default" };
+    let src = if f.workers.is_some() {
+        "config file"
+    } else {
+        "default"
+    };
     provenance.push(("workflows.workers", workers.to_string(), src));
     Ok(WorkflowSettings { workers })
 }

@@ -8,7 +8,8 @@
 //! I/O: [`registry`] owns the `workflows` and `workflow_versions` tables and writes them
 //! only through audited store commits; [`exec`], the executor, runs definitions on the
 //! store's job queue and journal; [`engine`] runs the executor in a server process
-//! (workers, reaper) on the registry's reviewed versions.
+//! (workers, reaper) on the registry's reviewed versions; [`runs`] starts manual runs and
+//! reads executions for operators.
 
 pub mod definition;
 pub mod diff;
@@ -18,6 +19,7 @@ pub mod exec;
 pub mod expr;
 pub mod lint;
 pub mod registry;
+pub mod runs;
 pub mod schedule;
 pub mod schema;
 pub mod secrets;

@@ -12,7 +12,7 @@ use stockade_core::Actor;
 use stockade_store::{JobState, StepStatus};
 use stockade_workflows::engine::{Engine, EngineConfig, StoredDefinitions};
 use stockade_workflows::exec::{ExecutionPayload, Executor};
-use stockade_workflows::registry;
+use stockade_workflows::{registry, runs};
 
 use crate::exec_support::{Act, Backend, Env, Probe, both};
 
@@ -164,7 +164,63 @@ async fn a_stopped_engine_leaves_the_run_resumable(backend: Backend) {
     env.cleanup().await;
 }
 
+async fn manual_runs_are_pinned_listed_and_shown(backend: Backend) {
+    let Some(env) = Env::new(backend).await else {
+        return;
+    };
+    let jobs = "SELECT COUNT(*) FROM jobs";
+    let refused = runs::enqueue_manual(&env.store, &ops(), "nightly", json!({})).await;
+    assert!(matches!(refused, Err(runs::RunError::NotRunnable(_))));
+    apply(&env, V1).await;
+    let bad = runs::enqueue_manual(&env.store, &ops(), "nightly", json!({ "x": 1 })).await;
+    assert!(matches!(bad, Err(runs::RunError::BadInputs(_))), "{bad:?}");
+    assert_eq!(env.count(jobs).await, 0, "a refusal enqueues nothing");
+
+    let first = runs::enqueue_manual(&env.store, &ops(), "nightly", json!({}))
+        .await
+        .unwrap();
+    assert_eq!(first.version, 1);
+    // Version 2 is applied while the run waits: the run still runs version 1.
+    apply(&env, V2).await;
+    let engine = Engine::start(env.store.clone(), fast());
+    assert_eq!(
+        until_finished(&env, &first.execution).await,
+        JobState::Succeeded
+    );
+    engine.stop(Duration::from_secs(2)).await;
+
+    let (row, steps) = runs::show(&env.store, &first.execution).await.unwrap();
+    assert_eq!((row.workflow.as_str(), row.version), ("nightly", Some(1)));
+    assert_eq!(row.attempts, 1);
+    assert!(row.took_ms().is_some_and(|t| t >= 0));
+    let ids: Vec<_> = steps.iter().map(|s| s.step_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+
+    let queued = enqueue(&env, None).await;
+    let all = runs::list(&env.store, Some("nightly"), None, 50)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].id, queued, "newest first");
+    let done = runs::list(&env.store, None, Some(JobState::Succeeded), 50)
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 1);
+    assert!(
+        runs::list(&env.store, Some("other"), None, 50)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        runs::show(&env.store, "job_missing").await,
+        Err(runs::RunError::UnknownRun(_))
+    ));
+    env.cleanup().await;
+}
+
 both!(
     runs_an_applied_workflow,
-    a_stopped_engine_leaves_the_run_resumable
+    a_stopped_engine_leaves_the_run_resumable,
+    manual_runs_are_pinned_listed_and_shown
 );
