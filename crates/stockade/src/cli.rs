@@ -144,10 +144,11 @@ pub enum Command {
         after_long_help = "Channels and routing live in stockade.toml ([[alerts.channel]], see docs/alerts.md); their\ntokens and signing secrets live in the credential store, set with `alert secret set`.\n\nExamples:\n  stockade alert secret set ops-dingtalk --credentials-file ops-dingtalk.json\n  stockade alert test --channel ops-dingtalk\n  stockade alert status\n  stockade alert retry --channel ops-dingtalk"
     )]
     Alert(AlertCommand),
-    /// Workflows: lint, apply and approve versions, list, diff, export, enable, disable.
+    /// Workflows: lint, apply and approve versions, list, diff, export, enable, disable;
+    /// run them and follow their executions.
     #[command(
         subcommand,
-        after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json\n  stockade --env prod workflow apply --as ann@example.com workflows/*.yaml\n  stockade --env prod workflow approve low-stock-alert --version 3 --as bo@example.com\n  stockade workflow diff low-stock-alert --from 2 --to 3"
+        after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json\n  stockade --env prod workflow apply --as ann@example.com workflows/*.yaml\n  stockade --env prod workflow approve low-stock-alert --version 3 --as bo@example.com\n  stockade workflow diff low-stock-alert --from 2 --to 3\n  stockade workflow run low-stock-alert --input inputs.json --wait\n  stockade workflow runs low-stock-alert --status failed\n  stockade workflow show-run job_01J…"
     )]
     Workflow(WorkflowCommand),
     #[cfg(feature = "dev-tools")]
@@ -233,6 +234,39 @@ pub enum WorkflowCommand {
         name: String,
         #[arg(long)]
         version: Option<i64>,
+    },
+    /// Queue a manual run of the workflow's active version (`stockade serve` runs it).
+    /// Prints the execution id. With --wait, waits for the outcome: exit 0 when it
+    /// succeeded, 1 when it failed.
+    Run {
+        /// The workflow's name.
+        name: String,
+        /// A JSON file with the run's inputs (an object of the declared inputs).
+        #[arg(long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Wait until the execution has succeeded or failed (at most 10 minutes).
+        #[arg(long)]
+        wait: bool,
+        /// The user starting the run (by email); without it the audit row names system:cli.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
+    },
+    /// Executions, newest first: id, workflow@version, state, started, took, attempts.
+    Runs {
+        /// Only this workflow's executions.
+        name: Option<String>,
+        /// Only executions in this state: queued, running, succeeded or failed.
+        #[arg(long)]
+        status: Option<String>,
+        /// How many to show.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One execution: its state and error, and a timeline of its steps (each attempt, when
+    /// it started, how long it took, its error).
+    ShowRun {
+        /// The execution id (from `workflow run` or `workflow runs`).
+        id: String,
     },
 }
 

@@ -27,6 +27,7 @@ mod sandbox_creds;
 mod serve;
 mod workflow;
 mod workflow_registry;
+mod workflow_runs;
 
 use stockade_core::Actor;
 use stockade_store::Store;

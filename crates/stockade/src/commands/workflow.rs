@@ -1,6 +1,7 @@
 //! `stockade workflow lint` and `stockade workflow schema`: checking workflow files
 //! before they are applied. Reads files only; opens no database. The other workflow
-//! commands (versions in the database) are dispatched to `workflow_registry`.
+//! commands are dispatched to `workflow_registry` (versions in the database) and
+//! `workflow_runs` (executions).
 //!
 //! Output is one `FILE:LINE:COL RULE MESSAGE` line per problem on standard output, so
 //! editors and CI can jump to it. Exit 3 when any problem is found, 2 when a file cannot
@@ -15,6 +16,7 @@ use crate::exit::Failure;
 use crate::settings::Settings;
 
 use super::workflow_registry as reg;
+use super::workflow_runs as runs;
 
 pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failure> {
     match cmd {
@@ -41,6 +43,18 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             reg::set_enabled(settings, &name, false, as_user.as_deref()).await
         }
         WorkflowCommand::Export { name, version } => reg::export(settings, &name, version).await,
+        WorkflowCommand::Run {
+            name,
+            input,
+            wait,
+            as_user,
+        } => runs::run(settings, &name, input.as_ref(), wait, as_user.as_deref()).await,
+        WorkflowCommand::Runs {
+            name,
+            status,
+            limit,
+        } => runs::list(settings, name.as_deref(), status.as_deref(), limit).await,
+        WorkflowCommand::ShowRun { id } => runs::show(settings, &id).await,
     }
 }
 
@@ -57,6 +71,7 @@ pub fn writes(cmd: &WorkflowCommand) -> bool {
             | WorkflowCommand::Approve { .. }
             | WorkflowCommand::Enable { .. }
             | WorkflowCommand::Disable { .. }
+            | WorkflowCommand::Run { .. }
     )
 }
 

@@ -31,7 +31,10 @@ impl From<RegistryError> for Failure {
 }
 
 /// The store, and the actor named by `--as` (or the CLI itself).
-async fn open_as(settings: &Settings, as_user: Option<&str>) -> Result<(Store, Actor), Failure> {
+pub(super) async fn open_as(
+    settings: &Settings,
+    as_user: Option<&str>,
+) -> Result<(Store, Actor), Failure> {
     let Some(email) = as_user else {
         return Ok((open_store(settings).await?, CLI_ACTOR));
     };

@@ -25,4 +25,5 @@ mod sync;
 mod unmatched;
 mod webdriver;
 mod workflow_lint;
+mod workflow_runs;
 mod workflow_versions;

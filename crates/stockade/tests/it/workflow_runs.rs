@@ -1,0 +1,168 @@
+//! `stockade workflow run|runs|show-run` against a real `stockade serve`: a manual run is
+//! queued by the command line and executed by the server's engine (its audit row under
+//! the workflow's actor), `--wait` reports the outcome, `runs` lists and filters, and
+//! `show-run` prints the step timeline. Refusals write nothing. SQLite and PostgreSQL.
+
+use crate::harness::{Sandbox, drop_schema, pg_schema_url};
+use crate::server::Server;
+
+const HELLO: &str = "name: hello\ntrigger: manual\ninputs:\n  who: { type: string, required: true }\nsteps:\n  - id: greet\n    uses: audit.note\n    with: { message: \"hello {{ inputs.who }}\" }\n  - id: done\n    uses: audit.note\n    with: { message: \"done\" }\n";
+const BROKEN: &str = "name: broken\ntrigger: manual\nsteps:\n  - id: stop\n    uses: fail\n    with: { message: \"no stock feed today\" }\n";
+
+fn write(s: &Sandbox, name: &str, text: &str) -> String {
+    let path = s.dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The actors of the audit rows with `action`.
+fn actors(s: &Sandbox, action: &str) -> Vec<String> {
+    let out = s
+        .run(&["audit", "export", "--format", "jsonl"])
+        .expect_code(0)
+        .stdout();
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["action"] == action)
+        .map(|v| v["actor"].as_str().unwrap_or("").to_owned())
+        .collect()
+}
+
+fn runs_through_serve(s: &Sandbox) {
+    let hello = write(s, "hello.yaml", HELLO);
+    let broken = write(s, "broken.yaml", BROKEN);
+    s.run(&["workflow", "apply", &hello, &broken])
+        .expect_code(0);
+    let input = write(s, "in.json", r#"{ "who": "ops" }"#);
+
+    // Refusals: unknown workflow, undeclared or missing input. Nothing is queued.
+    let out = s.run(&["workflow", "run", "nope"]).expect_code(2);
+    assert!(out.stderr().contains("cannot run"), "{}", out.stderr());
+    let out = s.run(&["workflow", "run", "hello"]).expect_code(2);
+    assert!(
+        out.stderr().contains("\"who\" is required"),
+        "{}",
+        out.stderr()
+    );
+    let bad = write(s, "bad.json", r#"{ "who": "ops", "x": 1 }"#);
+    s.run(&["workflow", "run", "hello", "--input", &bad])
+        .expect_code(2);
+    let listed = s.run(&["workflow", "runs"]).expect_code(0).stdout();
+    assert_eq!(listed.lines().count(), 1, "only the header: {listed}");
+
+    // Queued without a server: it waits in the queue.
+    let out = s
+        .run(&["workflow", "run", "hello", "--input", &input])
+        .expect_code(0);
+    let queued = out.stdout().trim().to_owned();
+    assert!(out.stderr().contains("hello@1"), "{}", out.stderr());
+    let listed = s
+        .run(&["workflow", "runs", "--status", "queued"])
+        .expect_code(0)
+        .stdout();
+    assert!(listed.contains(&queued), "{listed}");
+
+    // The server's engine runs it, and a run started with --wait.
+    let server = Server::start(s);
+    let out = s
+        .run(&["workflow", "run", "hello", "--input", &input, "--wait"])
+        .expect_code(0);
+    let lines: Vec<_> = out.stdout().lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    let waited = lines[0].clone();
+    assert_eq!(lines[1], "succeeded");
+    let out = s
+        .run(&["workflow", "run", "broken", "--wait"])
+        .expect_code(1);
+    assert!(out.stdout().contains("failed"), "{}", out.stdout());
+    assert!(
+        out.stderr().contains("no stock feed today"),
+        "{}",
+        out.stderr()
+    );
+    let failed = out.stdout().lines().next().unwrap().to_owned();
+    // The first one ran too (the server polls the queue).
+    let mut done = false;
+    for _ in 0..100 {
+        let listed = s
+            .run(&["workflow", "runs", "hello", "--status", "succeeded"])
+            .expect_code(0)
+            .stdout();
+        if listed.contains(&queued) && listed.contains(&waited) {
+            done = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(done, "the queued run did not finish");
+    drop(server);
+
+    let notes = actors(s, "workflow.note");
+    assert_eq!(notes.len(), 4, "{notes:?}");
+    assert!(notes.contains(&format!("workflow:hello@1/{queued}")));
+    assert!(notes.contains(&format!("workflow:hello@1/{waited}")));
+
+    let listed = s
+        .run(&["workflow", "runs", "--status", "failed"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        listed.contains(&failed) && listed.contains("broken@1"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&waited), "{listed}");
+    let listed = s
+        .run(&["workflow", "runs", "hello"])
+        .expect_code(0)
+        .stdout();
+    assert!(!listed.contains(&failed), "{listed}");
+
+    let shown = s
+        .run(&["workflow", "show-run", &waited])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        shown.contains("hello@1") && shown.contains("succeeded"),
+        "{shown}"
+    );
+    let greet = shown.lines().position(|l| l.starts_with("greet ")).unwrap();
+    let done = shown.lines().position(|l| l.starts_with("done ")).unwrap();
+    assert!(greet < done, "{shown}");
+    let shown = s
+        .run(&["workflow", "show-run", &failed])
+        .expect_code(0)
+        .stdout();
+    let stop = shown.lines().find(|l| l.starts_with("stop ")).unwrap();
+    assert!(
+        stop.contains("failed") && stop.contains("no stock feed today"),
+        "{shown}"
+    );
+    s.run(&["workflow", "show-run", "job_nope"]).expect_code(2);
+    s.run(&["workflow", "runs", "--status", "odd"])
+        .expect_code(2);
+    s.run(&["audit", "verify"]).expect_code(0);
+}
+
+#[test]
+fn serve_runs_what_the_command_line_queues() {
+    let s = Sandbox::new();
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    runs_through_serve(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_runs_what_the_command_line_queues_on_postgres() {
+    let Some((url, schema)) = pg_schema_url() else {
+        return;
+    };
+    let s = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    let s = tokio::task::spawn_blocking(move || {
+        runs_through_serve(&s);
+        s
+    })
+    .await
+    .unwrap();
+    drop(s);
+    drop_schema(&schema).await;
+}
