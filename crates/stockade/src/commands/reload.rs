@@ -88,6 +88,7 @@ fn restart_sections(s: &Settings) -> Vec<(&'static str, &'static str, String)> {
         ("[server]", "server.", format!("{:?}", s.server)),
         ("[access] / [ban]", "access.", format!("{:?}", s.access)),
         ("[sync]", "sync.", format!("{:?}", s.sync)),
+        ("[workflows]", "workflows.", format!("{:?}", s.workflows)),
         ("[sqlite] / [postgres]", "sqlite.", format!("{:?}", s.store)),
     ]
 }

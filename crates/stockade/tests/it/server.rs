@@ -1423,9 +1423,21 @@ fn the_example_config_is_valid_and_shows_its_access_settings() {
         "ban",
         "sync.poll_interval",
         "sync.pii_retention",
+        "workflows.workers",
     ] {
         assert!(out.contains(key), "{key} missing:\n{out}");
     }
+    // Too many workflow workers is refused with the setting's name.
+    let many = sb.dir.join("many.toml");
+    std::fs::write(&many, "[workflows]\nworkers = 1000\n").unwrap();
+    let out = sb
+        .run(&["--config", many.to_str().unwrap(), "--env", "dev", "config"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("workflows.workers"),
+        "{}",
+        out.stderr()
+    );
     // A misspelt access setting is an error, not silently ignored.
     let bad = sb.dir.join("bad.toml");
     std::fs::write(&bad, "[access]\nidle_timout = \"5m\"\n").unwrap();
