@@ -1,7 +1,21 @@
 //! `stockade workflow run|runs|show-run` against a real `stockade serve`: a manual run is
 //! queued by the command line and executed by the server's engine (its audit row under
 //! the workflow's actor), `--wait` reports the outcome, `runs` lists and filters, and
-//! `show-run` prints the step timeline. Refusals write nothing. SQLite and PostgreSQL.
+//! `show-run` prints the step timeline. Refusals write nothing. A run abandoned by a
+//! stopped process is finished by `serve` without repeating its committed step. SQLite
+//! and PostgreSQL.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::json;
+use stockade_core::{Actor, Environment};
+use stockade_store::{DatabaseUrl, StepStatus, Store};
+use stockade_workflows::engine::{Engine, EngineConfig, StoredDefinitions};
+use stockade_workflows::exec::{Executor, StepCtx, StepDone, StepFuture, StepHandler};
+use stockade_workflows::expr::Evaluated;
+use stockade_workflows::runs;
 
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
 use crate::server::Server;
@@ -159,6 +173,139 @@ async fn serve_runs_what_the_command_line_queues_on_postgres() {
     s.run(&["--env", "dev", "init"]).expect_code(0);
     let s = tokio::task::spawn_blocking(move || {
         runs_through_serve(&s);
+        s
+    })
+    .await
+    .unwrap();
+    drop(s);
+    drop_schema(&schema).await;
+}
+
+/// `audit.note` in a process that stops in the middle: the first call succeeds (no
+/// effect), the second never returns.
+struct DiesOnSecond(AtomicUsize);
+
+impl StepHandler for DiesOnSecond {
+    fn run<'a>(&'a self, _ctx: &'a StepCtx<'a>, _params: &'a Evaluated) -> StepFuture<'a> {
+        Box::pin(async move {
+            if self.0.fetch_add(1, Ordering::SeqCst) > 0 {
+                std::future::pending::<()>().await;
+            }
+            Ok(StepDone {
+                output: json!({ "noted": false }),
+                changes: vec![],
+            })
+        })
+    }
+}
+
+/// Another process runs `hello` and stops inside its second step; its execution id.
+async fn abandon_a_run(url: DatabaseUrl) -> String {
+    let store = Store::open(&url, Environment::Dev, &Default::default())
+        .await
+        .unwrap();
+    let handler = Arc::new(DiesOnSecond(AtomicUsize::new(0)));
+    let defs = Arc::new(StoredDefinitions::new(store.clone()));
+    let exec = Executor::new(store.clone(), defs.clone())
+        .lease_ms(1_000)
+        .with_handler("audit.note", handler.clone());
+    let config = EngineConfig {
+        workers: 1,
+        lease_ms: 1_000,
+        poll: Duration::from_millis(50),
+        reap_every: Duration::from_secs(60),
+    };
+    let engine = Engine::start_with(store.clone(), defs, Arc::new(exec), config);
+    let started = runs::enqueue_manual(
+        &store,
+        &Actor::System("test"),
+        "hello",
+        json!({ "who": "ops" }),
+    )
+    .await
+    .unwrap();
+    for _ in 0..200 {
+        if handler.0.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        handler.0.load(Ordering::SeqCst),
+        2,
+        "the second step is in flight"
+    );
+    engine.stop(Duration::ZERO).await;
+    store.close().await;
+    started.execution
+}
+
+fn resumed_by_serve(s: &Sandbox, url: DatabaseUrl) {
+    let hello = write(s, "hello.yaml", HELLO);
+    s.run(&["workflow", "apply", &hello]).expect_code(0);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let id = rt.block_on(abandon_a_run(url.clone()));
+    let listed = s
+        .run(&["workflow", "runs", "--status", "running"])
+        .expect_code(0)
+        .stdout();
+    assert!(listed.contains(&id), "{listed}");
+
+    let server = Server::start(s);
+    let mut shown = String::new();
+    for _ in 0..150 {
+        shown = s
+            .run(&["workflow", "show-run", &id])
+            .expect_code(0)
+            .stdout();
+        if shown.contains("state     succeeded") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(server);
+    assert!(shown.contains("state     succeeded"), "{shown}");
+    let journal = rt.block_on(async {
+        let store = Store::open(&url, Environment::Dev, &Default::default())
+            .await
+            .unwrap();
+        let j = store.journal(&id).await.unwrap();
+        store.close().await;
+        j
+    });
+    let greet: Vec<_> = journal.iter().filter(|r| r.step_id == "greet").collect();
+    assert_eq!(greet.len(), 1, "the committed step ran once: {journal:?}");
+    let done: Vec<_> = journal.iter().filter(|r| r.step_id == "done").collect();
+    assert_eq!(done.len(), 2, "the step in flight ran again: {journal:?}");
+    assert_eq!(done[1].status, StepStatus::Succeeded);
+    // Only the resumed step's effect is in the audit log, under the workflow's actor.
+    assert_eq!(
+        actors(s, "workflow.note"),
+        [format!("workflow:hello@1/{id}")]
+    );
+}
+
+#[test]
+fn serve_resumes_a_run_another_process_abandoned() {
+    let s = Sandbox::new();
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    let url = DatabaseUrl::Sqlite(s.data().join("stockade.db"));
+    resumed_by_serve(&s, url);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_resumes_a_run_another_process_abandoned_on_postgres() {
+    let Some((url, schema)) = pg_schema_url() else {
+        return;
+    };
+    let s = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    let db = DatabaseUrl::parse(&url).unwrap();
+    let s = tokio::task::spawn_blocking(move || {
+        resumed_by_serve(&s, db);
         s
     })
     .await
