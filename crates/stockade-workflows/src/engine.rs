@@ -284,7 +284,12 @@ impl Worker {
                         tracing::warn!("workflow worker: cannot claim a job: {e}");
                     }
                     tokio::select! {
-                        _ = writes.changed() => {}
+                        woke = writes.changed() => {
+                            if woke.is_err() {
+                                // The store is gone: no more wake-ups, only the poll.
+                                tokio::time::sleep(self.config.poll).await;
+                            }
+                        }
                         () = tokio::time::sleep(self.config.poll) => {}
                         _ = self.stopped.changed() => {}
                     }
