@@ -216,7 +216,10 @@ pub(crate) struct Outbox {
     shared: Arc<Shared>,
 }
 
-const ATTEMPTS: u32 = 3;
+/// Attempts per delivery, 0.1 s after the first failure and doubling (1.5 s in all).
+/// Marketplaces publish no exact schedule and keep retrying far longer; five attempts
+/// keep a test's receiver from being given up on while a loaded machine answers 503.
+const ATTEMPTS: u32 = 5;
 
 impl Outbox {
     /// Start the dispatcher (needs a tokio runtime). Aborting the returned task also
@@ -453,7 +456,7 @@ async fn post(
             }
         }
         if attempt < ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(100 * u64::from(attempt))).await;
+            tokio::time::sleep(Duration::from_millis(100 << (attempt - 1))).await;
         }
     }
     d
