@@ -278,6 +278,9 @@ fn one_line(message: &str) -> String {
     let cut = cut.split(", set DuplicateKeyPolicy").next().unwrap_or(cut);
     match cut.trim_start_matches("error: ") {
         "expected mapping start" => "a workflow is a YAML mapping (name:, trigger:, steps:)".into(),
+        "unexpected value for unit enum variant" => {
+            "this choice is one word, not a mapping or a list (e.g. `trigger: manual`)".into()
+        }
         other => redact_quoted(other),
     }
 }

@@ -65,6 +65,12 @@ fn schema_malformed_yaml_and_wrong_shapes() {
     assert!(f.contains(&(Rule::Schema, 5)), "{f:?}");
     assert!(f.contains(&(Rule::Schema, 6)), "{f:?}");
     assert!(f.contains(&(Rule::Schema, 7)), "{f:?}");
+    // A one-word choice written as a mapping gets a message that says what to write.
+    let p = lint(
+        "name: x\ntrigger:\n  manual: {}\nsteps:\n  - id: a\n    uses: fail\n    with: { message: m }\n",
+    );
+    assert_eq!((p[0].rule, p[0].pos.line), (Rule::Schema, 3), "{p:?}");
+    assert!(p[0].message.contains("`trigger: manual`"), "{p:?}");
     // Control fields on the wrong kind.
     let text = "name: x\ntrigger: manual\nsteps:\n  - id: a\n    uses: fail\n    with: { message: m }\n    then: []\n";
     assert_eq!(found(text), vec![(Rule::Schema, 5)]);
