@@ -5,6 +5,7 @@
 
 mod definition;
 mod engine;
+mod engine_pair;
 mod examples;
 mod exec;
 mod exec_failures;
