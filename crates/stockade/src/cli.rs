@@ -450,6 +450,33 @@ pub enum BenchCommand {
         after_long_help = "Reports p50/p99/max latency, messages delivered, events lost and PII leaks (planted\nbuyer data found in any request a bot received). Distinct failures are spread so every\nchannel stays within its platform's rate limit.\n\nExamples:\n  stockade bench alerts\n  stockade bench alerts --failures 60 --json"
     )]
     Alerts(BenchAlertsArgs),
+    /// Workflow executions through the real server: a webhook → an expression →
+    /// `stock.adjust` → `audit.note`, every execution persisted, with `stockade serve` in
+    /// its own process so its CPU is measured alone.
+    #[command(
+        after_long_help = "Builds a fresh dev data directory with this program's own commands (init, sku import,\napikey create, workflow apply), starts `stockade serve` as a child process and posts\nwebhooks to it over HTTPS from --concurrency clients, each waiting for the execution's\nresult. Reports executions per second, latency (request to finished, persisted\nexecution) p50/p99, the server's CPU milliseconds per execution (read from the child's\n/proc stat), failed and lost executions, and whether the stock ledger moved by exactly\nthe units the executions added. Exit 1 if any execution was lost.\n\nExamples:\n  stockade bench workflow\n  stockade bench workflow --concurrency 128 --duration 20s --json\n  stockade bench workflow --database-url postgres://u:p@127.0.0.1/db"
+    )]
+    Workflow(BenchWorkflowArgs),
+}
+
+#[cfg(feature = "dev-tools")]
+#[derive(Debug, Args)]
+pub struct BenchWorkflowArgs {
+    /// How long webhooks are posted (e.g. 10s, 1m).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub duration: String,
+    /// Clients posting at once, each waiting for its execution's result.
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// SKUs the executions adjust (spread round-robin).
+    #[arg(long, default_value_t = 100)]
+    pub skus: usize,
+    /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(feature = "dev-tools")]

@@ -7,6 +7,8 @@ mod audit;
 mod bench;
 #[cfg(feature = "dev-tools")]
 mod bench_alerts;
+#[cfg(feature = "dev-tools")]
+mod bench_workflow;
 mod catalog;
 mod connection;
 mod connection_edit;
@@ -117,6 +119,10 @@ async fn run_command(
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Alerts(args)) => bench::alerts(args).await,
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::Workflow(args)) => {
+            bench_workflow::workflow(args).await
+        }
     }
 }
 
