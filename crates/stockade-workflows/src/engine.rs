@@ -313,6 +313,7 @@ impl Worker {
             Err(ExecError::Fenced) => {
                 tracing::info!("workflow job {job}: another worker holds it now");
             }
+            Err(ExecError::Deferred(_)) => {}
             Err(ExecError::Store(e)) => {
                 tracing::warn!(
                     "workflow job {job}: stopped on a store error ({e}); it resumes once its lease expires"

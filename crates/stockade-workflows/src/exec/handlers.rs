@@ -94,9 +94,6 @@ impl StepHandler for AuditNote {
 
 /// A step kind this build does not run: a typed `unsupported` error at run time.
 pub(crate) fn unsupported(kind: &str) -> StepError {
-    let why = match kind {
-        "wait" => "not yet: durable waits arrive with the engine's worker loop",
-        _ => "not yet supported by this build",
-    };
+    let why = "not yet supported by this build";
     StepError::new(ErrorClass::Unsupported, format!("step kind {kind}: {why}"))
 }

@@ -47,6 +47,7 @@ mod control;
 mod error;
 mod handlers;
 mod stock;
+mod wait;
 mod walk;
 
 use error::Failure;
@@ -145,6 +146,9 @@ pub enum RunOutcome {
     Succeeded,
     /// The job failed; the event that was appended.
     Failed(WorkflowFailure),
+    /// A `wait` step is not due yet: the job is back in the queue until this time
+    /// (milliseconds since the epoch) and resumes at the wait.
+    Waiting(i64),
 }
 
 /// Why a run stopped without deciding the job's outcome. Nothing of the failed commit
@@ -155,6 +159,10 @@ pub enum ExecError {
     Fenced,
     #[error(transparent)]
     Store(StoreError),
+    /// Internal: a `wait` step is not due until this time. [`Executor::run_claimed`]
+    /// defers the job and answers [`RunOutcome::Waiting`]; it never returns this.
+    #[error("the execution waits until {0} (ms since the epoch)")]
+    Deferred(i64),
 }
 
 impl From<StoreError> for ExecError {
@@ -348,6 +356,10 @@ impl Executor {
                     .complete(&frame.actor, &run.lease, vec![])
                     .await?;
                 Ok(RunOutcome::Succeeded)
+            }
+            Err(walk::Flow::Abort(ExecError::Deferred(at))) => {
+                self.store.defer_until(&run.lease, at).await?;
+                Ok(RunOutcome::Waiting(at))
             }
             Err(walk::Flow::Abort(e)) => Err(e),
             Err(walk::Flow::Failed(f)) => {

@@ -203,6 +203,10 @@ impl Executor {
                 _ => {}
             }
         }
+        if kind == "wait" {
+            self.heartbeat_if_due(run).await?;
+            return self.wait(run, frame, step, path).await;
+        }
         loop {
             self.heartbeat_if_due(run).await?;
             let started = self.store.start_step(&run.lease, path).await?;

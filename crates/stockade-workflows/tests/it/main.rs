@@ -10,6 +10,7 @@ mod exec;
 mod exec_failures;
 mod exec_stock;
 mod exec_support;
+mod exec_wait;
 mod expr;
 mod lint;
 mod registry;
