@@ -33,6 +33,8 @@ pub struct StepCtx<'a> {
     pub actor: &'a Actor,
     /// The step declares a reviewed `allow_pii`.
     pub allow_pii: bool,
+    /// The running workflow's permissions (checked at run time by the effect steps).
+    pub permissions: &'a crate::definition::Permissions,
 }
 
 /// A successful attempt: its output and its effects (committed with its journal entry).

@@ -46,6 +46,7 @@ use crate::expr::Scope;
 mod control;
 mod error;
 mod handlers;
+mod http;
 mod stock;
 mod wait;
 mod walk;
@@ -53,6 +54,7 @@ mod walk;
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
+pub use http::HttpRequest;
 pub use stock::{StockAdjust, StockGet};
 
 /// The job kind of a workflow execution.
@@ -257,6 +259,16 @@ impl Executor {
             env: crate::expr::environment(),
             lease_ms: 30_000,
         }
+    }
+
+    /// Register the steps that reach outside the database through the process's egress
+    /// gateway and vault (`http.request`).
+    pub fn with_services(
+        self,
+        egress: stockade_egress::Gateway,
+        vault: Arc<stockade_vault::Vault>,
+    ) -> Self {
+        self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
     }
 
     /// Run `kind` steps with `handler` (a step kind the table knows).

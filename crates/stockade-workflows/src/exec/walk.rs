@@ -378,6 +378,7 @@ impl Executor {
             attempt: started.attempt,
             actor: &frame.actor,
             allow_pii: step.allow_pii.is_some(),
+            permissions: &def.workflow.permissions,
         };
         Ok(handler.run(&ctx, &params).await.map(Done::Effect))
     }

@@ -295,6 +295,7 @@ async fn a_reason_from_buyer_data_needs_allow_pii_at_run_time(b: Backend) {
     let Some(env) = Env::new(b).await else { return };
     seed(&env).await;
     let actor = stockade_workflows::exec::actor("adjust", 1, "job_1");
+    let permissions = stockade_workflows::definition::Permissions::default();
     let ctx = |allow_pii| StepCtx {
         store: &env.store,
         execution: "job_1",
@@ -305,6 +306,7 @@ async fn a_reason_from_buyer_data_needs_allow_pii_at_run_time(b: Backend) {
         attempt: 1,
         actor: &actor,
         allow_pii,
+        permissions: &permissions,
     };
     let params = Evaluated {
         value: json!({ "sku": "MUG-1", "delta": 1, "reason": "for a buyer" }),

@@ -8,6 +8,7 @@ mod engine;
 mod examples;
 mod exec;
 mod exec_failures;
+mod exec_http;
 mod exec_stock;
 mod exec_support;
 mod exec_wait;
