@@ -43,6 +43,7 @@ use stockade_store::{
 use crate::definition::{BUILTIN_ERROR_WORKFLOW, Workflow};
 use crate::expr::Scope;
 
+mod alert;
 mod control;
 mod error;
 mod handlers;
@@ -51,6 +52,7 @@ mod stock;
 mod wait;
 mod walk;
 
+pub use alert::AlertSend;
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
@@ -245,11 +247,13 @@ impl Frame {
 }
 
 impl Executor {
-    /// An executor with the built-in handlers (`audit.note`, `stock.get`,
-    /// `stock.adjust`) and a 30 s lease.
+    /// An executor with the built-in handlers (`audit.note`, `alert.send`, `stock.get`,
+    /// `stock.adjust`, `wait`) and a 30 s lease; [`Executor::with_services`] adds the
+    /// ones that need the egress gateway and the vault.
     pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
         let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
         handlers.insert("audit.note".into(), Arc::new(AuditNote));
+        handlers.insert("alert.send".into(), Arc::new(AlertSend));
         handlers.insert("stock.get".into(), Arc::new(StockGet));
         handlers.insert("stock.adjust".into(), Arc::new(StockAdjust));
         Executor {

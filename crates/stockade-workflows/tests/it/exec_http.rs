@@ -7,50 +7,32 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use stockade_core::Environment;
 use stockade_core::event::WorkflowFailure;
-use stockade_core::{Actor, Environment, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_sandbox::bots::{BotFault, WebhookSpec, webhook_signature};
 use stockade_sandbox::{Bots, BotsConfig};
-use stockade_vault::{
-    CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
-};
+use stockade_vault::Vault;
 use stockade_workflows::exec::{Executor, RunOutcome};
 
-use crate::exec_support::{Backend, Env, both, catalog};
+use crate::exec_support::{Backend, Env, both, catalog, open_vault, put_credential};
 
 both!(http_requests_are_keyed_credentialed_and_confined);
 
 const SECRET: &str = "tok-Sup3rS3cret-9f8e7d6c";
-const ACTOR: Actor = Actor::System("test");
 
 /// A vault on `env`'s store holding the `supplier-token` credential scoped to `caller`.
 async fn vault(env: &Env) -> Arc<Vault> {
-    let key_path = env.db.dir.join("master.key");
-    let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))
-        .expect("master key");
-    master.write_new_file(&key_path).expect("key file");
-    let vault = Vault::bootstrap(env.store.clone(), master, &ACTOR)
-        .await
-        .expect("vault");
+    let vault = open_vault(env).await;
+    put_credential(
+        &vault,
+        "supplier-token",
+        SECRET,
+        &["caller"],
+        &["127.0.0.1"],
+    )
+    .await;
     vault
-        .put_credential(
-            &NewCredential {
-                name: "supplier-token",
-                kind: "api_token",
-                secret: &SecretString::from(SECRET.to_owned()),
-                owner: &KeyOwner::system(),
-                scopes: &CredentialScopes {
-                    workflows: vec!["caller".into()],
-                    hosts: vec!["127.0.0.1".into()],
-                },
-                account: None,
-            },
-            &ACTOR,
-        )
-        .await
-        .expect("credential");
-    Arc::new(vault)
 }
 
 fn caller(url: &str, ts: &str, signature: &str) -> String {

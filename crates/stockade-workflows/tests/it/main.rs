@@ -7,6 +7,7 @@ mod definition;
 mod engine;
 mod examples;
 mod exec;
+mod exec_alert;
 mod exec_failures;
 mod exec_http;
 mod exec_stock;
