@@ -48,6 +48,8 @@ mod control;
 mod error;
 mod handlers;
 mod http;
+mod orders;
+mod seal;
 mod stock;
 mod wait;
 mod walk;
@@ -57,6 +59,7 @@ use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
+pub use orders::OrderSteps;
 pub use stock::{StockAdjust, StockGet};
 
 /// The job kind of a workflow execution.
@@ -190,6 +193,8 @@ pub struct Executor {
     handlers: BTreeMap<String, Arc<dyn StepHandler>>,
     env: minijinja::Environment<'static>,
     lease_ms: i64,
+    /// Seals step outputs holding buyer data (none: such outputs are not stored).
+    vault: Option<Arc<stockade_vault::Vault>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -256,22 +261,37 @@ impl Executor {
         handlers.insert("alert.send".into(), Arc::new(AlertSend));
         handlers.insert("stock.get".into(), Arc::new(StockGet));
         handlers.insert("stock.adjust".into(), Arc::new(StockAdjust));
+        let orders = |many| Arc::new(OrderSteps { vault: None, many });
+        handlers.insert("order.get".into(), orders(false));
+        handlers.insert("marketplace.fetch_orders".into(), orders(true));
         Executor {
             store,
             definitions,
             handlers,
             env: crate::expr::environment(),
             lease_ms: 30_000,
+            vault: None,
         }
     }
 
     /// Register the steps that reach outside the database through the process's egress
-    /// gateway and vault (`http.request`).
+    /// gateway and vault (`http.request`), let the order steps decrypt buyer fields, and
+    /// seal step outputs holding buyer data under the vault.
     pub fn with_services(
-        self,
+        mut self,
         egress: stockade_egress::Gateway,
         vault: Arc<stockade_vault::Vault>,
     ) -> Self {
+        self.vault = Some(vault.clone());
+        let orders = |many| {
+            Arc::new(OrderSteps {
+                vault: Some(vault.clone()),
+                many,
+            })
+        };
+        self.handlers.insert("order.get".into(), orders(false));
+        self.handlers
+            .insert("marketplace.fetch_orders".into(), orders(true));
         self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
     }
 

@@ -10,6 +10,7 @@ mod exec;
 mod exec_alert;
 mod exec_failures;
 mod exec_http;
+mod exec_orders;
 mod exec_stock;
 mod exec_support;
 mod exec_wait;
