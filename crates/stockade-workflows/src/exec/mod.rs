@@ -50,6 +50,7 @@ mod handlers;
 mod http;
 mod orders;
 mod seal;
+mod set_stock;
 mod stock;
 mod wait;
 mod walk;
@@ -60,6 +61,7 @@ pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
+pub use set_stock::SetStock;
 pub use stock::{StockAdjust, StockGet};
 
 /// The job kind of a workflow execution.
@@ -264,6 +266,7 @@ impl Executor {
         let orders = |many| Arc::new(OrderSteps { vault: None, many });
         handlers.insert("order.get".into(), orders(false));
         handlers.insert("marketplace.fetch_orders".into(), orders(true));
+        handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
         Executor {
             store,
             definitions,
