@@ -204,13 +204,13 @@ impl OrderSteps {
         let order = string(value, "order")
             .ok_or_else(|| invalid("order.get needs `order` (the marketplace's order id)"))?;
         let connection = string(value, "connection");
-        if let Some(c) = &connection {
-            if !declared(ctx, c) {
-                return Err(StepError::new(
-                    ErrorClass::Permission,
-                    format!("order.get: connection {c} is not in permissions.connections"),
-                ));
-            }
+        if let Some(c) = &connection
+            && !declared(ctx, c)
+        {
+            return Err(StepError::new(
+                ErrorClass::Permission,
+                format!("order.get: connection {c} is not in permissions.connections"),
+            ));
         }
         let rows: Vec<Row> = ctx
             .store

@@ -179,10 +179,10 @@ impl Executor {
 
     /// The due time from the step's `if` and `with` (`None`: `if` was false).
     fn decide_wait(&self, frame: &Frame, step: &Step) -> Result<Option<i64>, StepError> {
-        if let Some(cond) = &step.condition {
-            if !expr::eval_condition(&self.env, &cond.value, &frame.scope).map_err(expr_error)? {
-                return Ok(None);
-            }
+        if let Some(cond) = &step.condition
+            && !expr::eval_condition(&self.env, &cond.value, &frame.scope).map_err(expr_error)?
+        {
+            return Ok(None);
         }
         let params = match &step.with {
             Some(w) => {
