@@ -408,6 +408,30 @@ mod tests {
         })
     }
 
+    #[test]
+    fn a_workflow_alert_is_keyed_by_its_step_and_scrubbed() {
+        let alert = WorkflowAlert {
+            execution: "job_1".into(),
+            key: "job_1/warn".into(),
+            message: "call jane.doe@example.com about MUG-1".into(),
+            severity: "critical".into(),
+            step: "warn".into(),
+            title: "Restock".into(),
+            version: 2,
+            workflow: "restock".into(),
+        };
+        let rec = record(Event::WorkflowAlert(alert).columns());
+        assert!(matches!(rec.event, Event::WorkflowAlert(_)), "decoded back");
+        let a = classify(&rec).unwrap();
+        assert_eq!(a.key, "workflow-alert:job_1/warn");
+        assert_eq!(a.severity, Severity::Critical);
+        assert_eq!(a.title, "Restock");
+        assert!(a.facts.contains(&("Execution".into(), "job_1".into())));
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("jane.doe"), "{text}");
+        assert!(text.contains("MUG-1"), "{text}");
+    }
+
     fn record(c: EventColumns) -> EventRecord {
         EventRecord {
             id: 7,
