@@ -61,6 +61,7 @@ pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
+pub use seal::{SEALED_KEY, seal_trigger};
 pub use set_stock::SetStock;
 pub use stock::{StockAdjust, StockGet};
 
@@ -118,7 +119,8 @@ impl Definitions for Catalog {
     }
 }
 
-/// A workflow job's payload. Identifiers and plain data only (no buyer data in clear).
+/// A workflow job's payload. Identifiers and plain data only (no buyer data in clear: a
+/// trigger carrying buyer data is sealed with [`seal_trigger`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutionPayload {
@@ -357,14 +359,28 @@ impl Executor {
         def: Arc<Definition>,
         payload: &ExecutionPayload,
     ) -> Result<RunOutcome, ExecError> {
+        let (trigger, sealed) = match self.opened_trigger(&payload.trigger).await {
+            Ok(t) => t,
+            Err(why) => {
+                let failure = Failure {
+                    step: String::new(),
+                    error: StepError::new(ErrorClass::Permission, why),
+                    attempts: 0,
+                    pending: None,
+                };
+                let who = actor(def.name(), def.version, &lease.job_id);
+                let (name, version) = (def.name(), def.version);
+                let wf = Some(&def.workflow);
+                return self
+                    .fail_job(&lease, &who, name, version, payload, wf, failure)
+                    .await;
+            }
+        };
         let resume = self.store.resume_point(&lease.job_id).await?;
-        let mut frame = Frame::new(
-            def.clone(),
-            &lease.job_id,
-            &payload.inputs,
-            payload.trigger.clone(),
-            0,
-        );
+        let mut frame = Frame::new(def.clone(), &lease.job_id, &payload.inputs, trigger, 0);
+        if sealed {
+            frame.scope.mark_pii("trigger");
+        }
         let mut run = Run { lease, resume };
         let steps = &def.workflow.steps;
         let walked = match def.workflow.timeout.as_ref() {

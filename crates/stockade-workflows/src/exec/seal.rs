@@ -8,16 +8,43 @@
 //! moved to another row. Without a vault, or if sealing fails, it is not stored at all
 //! (a resumed execution then cannot read it: a later reference fails as a missing value).
 //! On resume a sealed output is opened and put back in the scope with its PII marks.
+//!
+//! A trigger carrying buyer data (an order event's buyer, say) is sealed the same way by
+//! whoever enqueues the execution ([`seal_trigger`]): the job row then holds
+//! `{"$sealed": "<hex ciphertext>"}` instead of the data. The executor opens it when the
+//! run starts and marks all of `trigger` as buyer data in the scope.
 
-use serde_json::Value;
+use serde_json::{Value, json};
+use stockade_core::Actor;
 use stockade_store::StepOutput;
-use stockade_vault::{FieldContext, KeyOwner};
+use stockade_vault::{FieldContext, KeyOwner, Vault, VaultError};
 
 use super::{Executor, Frame};
 use crate::steps;
 
 const TABLE: &str = "job_steps";
 const COLUMN: &str = "output_sealed";
+
+/// The key a sealed trigger is stored under.
+pub const SEALED_KEY: &str = "$sealed";
+
+fn trigger_context() -> FieldContext<'static> {
+    FieldContext::new("jobs", "payload", "trigger")
+}
+
+/// `trigger` sealed under the vault, as a job's payload holds it (`{"$sealed": hex}`).
+pub async fn seal_trigger(
+    vault: &Vault,
+    trigger: &Value,
+    actor: &Actor,
+) -> Result<Value, VaultError> {
+    let mut bytes = serde_json::to_vec(trigger).unwrap_or_default();
+    let sealed = vault
+        .encrypt(&KeyOwner::system(), &trigger_context(), &bytes, actor)
+        .await;
+    bytes.iter_mut().for_each(|b| *b = 0);
+    Ok(json!({ SEALED_KEY: hex::encode(sealed?) }))
+}
 
 /// The PII paths of a `kind` step's output in `frame`'s workflow (empty: plain data).
 pub(super) fn pii_paths(frame: &Frame, kind: &str) -> &'static [&'static str] {
@@ -65,5 +92,31 @@ impl Executor {
             .await
             .ok()?;
         serde_json::from_slice(&plain).ok()
+    }
+}
+
+impl Executor {
+    /// A job's trigger as the run sees it, and whether it was sealed (buyer data). An
+    /// error when it is sealed and cannot be opened.
+    pub(super) async fn opened_trigger(&self, trigger: &Value) -> Result<(Value, bool), String> {
+        let Some(hex_text) = trigger
+            .as_object()
+            .filter(|m| m.len() == 1)
+            .and_then(|m| m.get(SEALED_KEY))
+            .and_then(Value::as_str)
+        else {
+            return Ok((trigger.clone(), false));
+        };
+        let vault = self
+            .vault
+            .as_ref()
+            .ok_or("the trigger is sealed (buyer data) and this executor has no vault")?;
+        let bytes = hex::decode(hex_text).map_err(|_| "the sealed trigger is not hex")?;
+        let plain = vault
+            .decrypt(&trigger_context(), &bytes)
+            .await
+            .map_err(|_| "the sealed trigger could not be opened (key shredded?)")?;
+        let value = serde_json::from_slice(&plain).map_err(|_| "the sealed trigger is not JSON")?;
+        Ok((value, true))
     }
 }

@@ -1,7 +1,8 @@
 //! The order steps on both backends: buyer fields masked unless the workflow declares
 //! `buyer_fields`; unmasked outputs sealed under the vault in the journal (the database
 //! file never shows a buyer's name) and opened again on resume; undeclared connections
-//! refused at run time.
+//! refused at run time; a trigger sealed by its producer is opened by the run, marked as
+//! buyer data, and never stored plain.
 
 use std::time::Duration;
 
@@ -16,7 +17,10 @@ use stockade_workflows::exec::{Executor, RunOutcome};
 
 use crate::exec_support::{Act, Backend, Env, Probe, both, catalog, open_vault};
 
-both!(buyer_fields_are_masked_or_sealed_never_plain);
+both!(
+    buyer_fields_are_masked_or_sealed_never_plain,
+    a_sealed_trigger_is_opened_marked_and_never_stored_plain
+);
 
 const BUYER: &str = "Zebulon Quixote-Buyer";
 const STREET: &str = "17 Hidden Lantern Lane";
@@ -214,5 +218,95 @@ async fn buyer_fields_are_masked_or_sealed_never_plain(b: Backend) {
         panic!("refused")
     };
     assert_eq!(f.class, "permission");
+    env.cleanup().await;
+}
+
+const HELLO: &str = r#"
+name: hello_buyer
+trigger: manual
+steps:
+  - id: check
+    uses: if
+    with: { condition: "trigger.buyer == 'Zebulon Quixote-Buyer'" }
+    then:
+      - id: matched
+        uses: audit.note
+        with: { message: "matched the buyer" }
+  - id: leak
+    uses: audit.note
+    continue_on_error: true
+    with: { message: "{{ trigger.buyer }}" }
+"#;
+
+async fn a_sealed_trigger_is_opened_marked_and_never_stored_plain(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    let vault = open_vault(&env).await;
+    let actor = Actor::System("test");
+    let trigger = json!({ "order": "ORD-9", "buyer": BUYER });
+    let sealed = stockade_workflows::exec::seal_trigger(&vault, &trigger, &actor)
+        .await
+        .expect("sealed");
+    let enqueue = || async {
+        let p = stockade_workflows::exec::ExecutionPayload::new(
+            "hello_buyer",
+            json!({}),
+            sealed.clone(),
+        );
+        env.store.enqueue(&actor, &p.job()).await.unwrap().id
+    };
+    let gateway = Gateway::new(EgressConfig::new(Environment::Dev), None).expect("gateway");
+    let defs = catalog(&[HELLO]);
+
+    // Without the vault the run cannot open it: it fails, nothing of it is read.
+    let plain_exec = Executor::new(env.store.clone(), defs.clone());
+    enqueue().await;
+    let lease = env.claim("w1", 30_000).await.expect("a job");
+    let RunOutcome::Failed(f) = plain_exec.run_claimed(lease).await.unwrap() else {
+        panic!("fails without a vault");
+    };
+    assert_eq!(f.class, "permission");
+
+    let exec = Executor::new(env.store.clone(), defs).with_services(gateway, vault.clone());
+    let id = enqueue().await;
+    let lease = env.claim("w1", 30_000).await.expect("a job");
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
+    let notes: Vec<(String,)> = env
+        .store
+        .query_as(
+            "SELECT details FROM audit WHERE action = 'workflow.note'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(notes.len(), 1, "only the match is noted: {notes:?}");
+    assert!(notes[0].0.contains("matched the buyer"), "{}", notes[0].0);
+    let leak = env.store.journal(&id).await.unwrap();
+    let leak = leak.iter().find(|r| r.step_id == "leak").expect("leak row");
+    assert!(
+        leak.error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("permission"),
+        "{leak:?}"
+    );
+    let payloads: Vec<(String,)> = env
+        .store
+        .query_as("SELECT payload FROM jobs", vec![])
+        .await
+        .unwrap();
+    for (p,) in &payloads {
+        assert!(p.contains("$sealed") && !p.contains(BUYER), "{p}");
+    }
+    if b == Backend::Sqlite {
+        env.store
+            .tamper_for_tests("PRAGMA wal_checkpoint(TRUNCATE)")
+            .await
+            .ok();
+        let bytes = env.db.sqlite_bytes();
+        assert!(!bytes.windows(BUYER.len()).any(|w| w == BUYER.as_bytes()));
+    }
     env.cleanup().await;
 }
