@@ -8,7 +8,7 @@
 
 use stockade_core::event::{
     BanRaised, ChannelTrouble, EgressAnomaly, EgressKind, Event, EventColumns, EventRecord,
-    ForeignEvent, MarketFailure, MfaReset, OrderLineEvent, WrongEnvironmentKey,
+    ForeignEvent, MarketFailure, MfaReset, OrderLineEvent, WorkflowAlert, WrongEnvironmentKey,
 };
 
 use crate::model::{Alert, MESSAGE_MAX, Severity, ident, network_of, utc};
@@ -86,6 +86,7 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         Event::ChannelConfig(c) => channel(c, "channel_config"),
         // The same alert as a stored `workflow`/`failed` row of an older build.
         Event::WorkflowFailed(_) => other(&rec.event.columns()),
+        Event::WorkflowAlert(a) => workflow_alert(a),
         Event::Other(c) => other(c),
     };
     let c = rec.event.columns();
@@ -334,6 +335,27 @@ fn channel(c: &ChannelTrouble, kind: &str) -> Draft {
 
 /// A row this build has no variant for. A workflow failure (the workflow engine's
 /// events, not typed yet) shows its allow-listed keys; anything else its source and kind.
+/// An `alert.send` step's alert: keyed by the step's idempotency key, so a repeat of the
+/// same step folds into the first message.
+fn workflow_alert(a: &WorkflowAlert) -> Draft {
+    let severity = match a.severity.as_str() {
+        "info" => Severity::Info,
+        "critical" => Severity::Critical,
+        _ => Severity::Warning,
+    };
+    let title = if a.title.is_empty() {
+        format!("Workflow {}", ident(&a.workflow))
+    } else {
+        scrub(&a.title, 200)
+    };
+    Draft::new(severity, title, format!("workflow-alert:{}", a.key))
+        .fact("Workflow", Some(&a.workflow))
+        .num("Version", Some(a.version))
+        .fact("Execution", Some(&a.execution))
+        .fact("Step", Some(&a.step))
+        .message(Some(&a.message))
+}
+
 fn other(c: &EventColumns) -> Draft {
     let kind = c.kind.as_str();
     if c.source != "workflow" {
@@ -384,6 +406,30 @@ mod tests {
             detail: detail.to_string(),
             ..EventColumns::default()
         })
+    }
+
+    #[test]
+    fn a_workflow_alert_is_keyed_by_its_step_and_scrubbed() {
+        let alert = WorkflowAlert {
+            execution: "job_1".into(),
+            key: "job_1/warn".into(),
+            message: "call jane.doe@example.com about MUG-1".into(),
+            severity: "critical".into(),
+            step: "warn".into(),
+            title: "Restock".into(),
+            version: 2,
+            workflow: "restock".into(),
+        };
+        let rec = record(Event::WorkflowAlert(alert).columns());
+        assert!(matches!(rec.event, Event::WorkflowAlert(_)), "decoded back");
+        let a = classify(&rec).unwrap();
+        assert_eq!(a.key, "workflow-alert:job_1/warn");
+        assert_eq!(a.severity, Severity::Critical);
+        assert_eq!(a.title, "Restock");
+        assert!(a.facts.contains(&("Execution".into(), "job_1".into())));
+        let text = serde_json::to_string(&a).unwrap();
+        assert!(!text.contains("jane.doe"), "{text}");
+        assert!(text.contains("MUG-1"), "{text}");
     }
 
     fn record(c: EventColumns) -> EventRecord {

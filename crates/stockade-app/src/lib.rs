@@ -208,7 +208,12 @@ impl App {
                 workers: settings.workflows.workers,
                 ..EngineConfig::default()
             };
-            Engine::start(vault.store().clone(), config)
+            Engine::start_services(
+                vault.store().clone(),
+                config,
+                gateway.clone(),
+                vault.clone(),
+            )
         });
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },

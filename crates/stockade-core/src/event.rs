@@ -74,6 +74,8 @@ pub enum Event {
     ChannelConfig(ChannelTrouble),
     /// workflow `failed`: an execution failed after its retries.
     WorkflowFailed(WorkflowFailure),
+    /// workflow `alert`: an `alert.send` step's alert.
+    WorkflowAlert(WorkflowAlert),
     /// A row this build has no variant for, as stored.
     Other(EventColumns),
 }
@@ -244,6 +246,23 @@ impl WorkflowFailure {
     }
 }
 
+/// An alert an `alert.send` step raised. Written once, in the step's fenced commit;
+/// `key` is the step's idempotency key (`<execution>/<step path>`), the alert's dedup
+/// key. `title` and `message` are scrubbed by the executor before they get here.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkflowAlert {
+    pub execution: String,
+    pub key: String,
+    pub message: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    pub step: String,
+    pub title: String,
+    pub version: i64,
+    pub workflow: String,
+}
+
 /// Columns of an event written by a component on its own behalf (no host or path).
 fn own(
     source: &str,
@@ -336,6 +355,13 @@ impl Event {
                     &(),
                 )
             },
+            Event::WorkflowAlert(a) => own(
+                "workflow",
+                "alert",
+                format!("workflow:{}", a.workflow),
+                "alert.send",
+                a,
+            ),
             Event::Other(c) => c.clone(),
         }
     }
@@ -407,6 +433,7 @@ impl Event {
                 w.status = status;
                 Event::WorkflowFailed(w)
             }),
+            ("workflow", "alert") => detail(&c).map(Event::WorkflowAlert),
             _ => None,
         };
         decoded.unwrap_or(Event::Other(c))

@@ -104,7 +104,7 @@ impl Request {
         Self::new(Method::PATCH, url, path_template, operation)
     }
 
-    fn set(mut self, name: &'static str, value: Result<HeaderValue, ()>) -> Self {
+    fn set(mut self, name: &str, value: Result<HeaderValue, ()>) -> Self {
         match (HeaderName::from_bytes(name.as_bytes()), value) {
             (Ok(name), Ok(value)) => {
                 self.headers.insert(name, value);
@@ -123,6 +123,24 @@ impl Request {
     /// Set a header holding a secret (a token, a signature key): marked sensitive and
     /// never logged.
     pub fn secret_header(self, name: &'static str, value: &SecretString) -> Self {
+        let value = HeaderValue::from_str(value.expose_secret())
+            .map(|mut v| {
+                v.set_sensitive(true);
+                v
+            })
+            .map_err(|_| ());
+        self.set(name, value)
+    }
+
+    /// Set a header whose name is only known at run time (a workflow's `headers`).
+    pub fn header_named(self, name: &str, value: impl Into<String>) -> Self {
+        let value = HeaderValue::try_from(value.into()).map_err(|_| ());
+        self.set(name, value)
+    }
+
+    /// Set a secret header whose name is only known at run time (a workflow's
+    /// `credential_header`): marked sensitive and never logged.
+    pub fn secret_header_named(self, name: &str, value: &SecretString) -> Self {
         let value = HeaderValue::from_str(value.expose_secret())
             .map(|mut v| {
                 v.set_sensitive(true);

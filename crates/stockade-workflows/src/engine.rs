@@ -221,6 +221,21 @@ impl Engine {
         Engine::start_with(store, defs, Arc::new(executor), config)
     }
 
+    /// [`Engine::start`] with the steps that need the process's egress gateway and vault
+    /// (`http.request`, unmasked buyer fields, sealed outputs): what a server runs.
+    pub fn start_services(
+        store: Store,
+        config: EngineConfig,
+        egress: stockade_egress::Gateway,
+        vault: Arc<stockade_vault::Vault>,
+    ) -> Engine {
+        let defs = Arc::new(StoredDefinitions::new(store.clone()));
+        let executor = Executor::new(store.clone(), defs.clone())
+            .lease_ms(config.lease_ms)
+            .with_services(egress, vault);
+        Engine::start_with(store, defs, Arc::new(executor), config)
+    }
+
     /// Start with this executor (extra step handlers); `defs` must be its definitions.
     pub fn start_with(
         store: Store,
@@ -313,6 +328,7 @@ impl Worker {
             Err(ExecError::Fenced) => {
                 tracing::info!("workflow job {job}: another worker holds it now");
             }
+            Err(ExecError::Deferred(_)) => {}
             Err(ExecError::Store(e)) => {
                 tracing::warn!(
                     "workflow job {job}: stopped on a store error ({e}); it resumes once its lease expires"

@@ -151,6 +151,13 @@ pub enum Command {
         after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json\n  stockade --env prod workflow apply --as ann@example.com workflows/*.yaml\n  stockade --env prod workflow approve low-stock-alert --version 3 --as bo@example.com\n  stockade workflow diff low-stock-alert --from 2 --to 3\n  stockade workflow run low-stock-alert --input inputs.json --wait\n  stockade workflow runs low-stock-alert --status failed\n  stockade workflow show-run job_01J…"
     )]
     Workflow(WorkflowCommand),
+    /// Credentials workflows use by name (`http.request`'s `credential`): stored encrypted,
+    /// scoped to workflows and hosts, never printed.
+    #[command(
+        subcommand,
+        after_long_help = "Example:\n  printf %s \"$SUPPLIER_TOKEN\" | stockade credential set supplier-token \\\n      --workflow supplier-reorder --host api.supplier.example --secret-stdin\n  stockade credential list"
+    )]
+    Credential(CredentialCommand),
     #[cfg(feature = "dev-tools")]
     /// Benchmarks that print measured figures (see docs/benchmarks.md).
     #[command(subcommand)]
@@ -300,6 +307,27 @@ pub enum AlertCommand {
         #[arg(long)]
         channel: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CredentialCommand {
+    /// Store (or replace) a credential read from standard input (one value; a trailing
+    /// newline is dropped), usable only by the named workflows and hosts.
+    Set {
+        /// Its name, as workflows write it in `permissions.credentials`.
+        name: String,
+        /// A workflow that may use it (repeat for several).
+        #[arg(long = "workflow", required = true)]
+        workflows: Vec<String>,
+        /// A host it may be sent to (repeat for several).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Read the secret from standard input (required: never on the command line).
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// The stored credentials with their scopes (never their secrets).
+    List,
 }
 
 #[derive(Debug, Subcommand)]

@@ -29,10 +29,12 @@ pub enum ErrorClass {
     Unsupported,
     /// A `workflow.call` whose sub-workflow failed.
     SubWorkflow,
+    /// A server answered a 4xx other than 429 (the status is on the error).
+    Http,
 }
 
 impl ErrorClass {
-    const ALL: [ErrorClass; 8] = [
+    const ALL: [ErrorClass; 9] = [
         ErrorClass::Transient,
         ErrorClass::Timeout,
         ErrorClass::Expression,
@@ -41,6 +43,7 @@ impl ErrorClass {
         ErrorClass::Permission,
         ErrorClass::Unsupported,
         ErrorClass::SubWorkflow,
+        ErrorClass::Http,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +56,7 @@ impl ErrorClass {
             ErrorClass::Permission => "permission",
             ErrorClass::Unsupported => "unsupported",
             ErrorClass::SubWorkflow => "subworkflow",
+            ErrorClass::Http => "http",
         }
     }
 

@@ -33,6 +33,8 @@ pub struct StepCtx<'a> {
     pub actor: &'a Actor,
     /// The step declares a reviewed `allow_pii`.
     pub allow_pii: bool,
+    /// The running workflow's permissions (checked at run time by the effect steps).
+    pub permissions: &'a crate::definition::Permissions,
 }
 
 /// A successful attempt: its output and its effects (committed with its journal entry).
@@ -94,9 +96,6 @@ impl StepHandler for AuditNote {
 
 /// A step kind this build does not run: a typed `unsupported` error at run time.
 pub(crate) fn unsupported(kind: &str) -> StepError {
-    let why = match kind {
-        "wait" => "not yet: durable waits arrive with the engine's worker loop",
-        _ => "not yet supported by this build",
-    };
+    let why = "not yet supported by this build";
     StepError::new(ErrorClass::Unsupported, format!("step kind {kind}: {why}"))
 }

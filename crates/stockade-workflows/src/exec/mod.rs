@@ -43,15 +43,26 @@ use stockade_store::{
 use crate::definition::{BUILTIN_ERROR_WORKFLOW, Workflow};
 use crate::expr::Scope;
 
+mod alert;
 mod control;
 mod error;
 mod handlers;
+mod http;
+mod orders;
+mod seal;
+mod set_stock;
 mod stock;
+mod wait;
 mod walk;
 
+pub use alert::AlertSend;
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
+pub use http::HttpRequest;
+pub use orders::OrderSteps;
+pub use seal::{SEALED_KEY, seal_trigger};
+pub use set_stock::SetStock;
 pub use stock::{StockAdjust, StockGet};
 
 /// The job kind of a workflow execution.
@@ -108,7 +119,8 @@ impl Definitions for Catalog {
     }
 }
 
-/// A workflow job's payload. Identifiers and plain data only (no buyer data in clear).
+/// A workflow job's payload. Identifiers and plain data only (no buyer data in clear: a
+/// trigger carrying buyer data is sealed with [`seal_trigger`]).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutionPayload {
@@ -145,6 +157,9 @@ pub enum RunOutcome {
     Succeeded,
     /// The job failed; the event that was appended.
     Failed(WorkflowFailure),
+    /// A `wait` step is not due yet: the job is back in the queue until this time
+    /// (milliseconds since the epoch) and resumes at the wait.
+    Waiting(i64),
 }
 
 /// Why a run stopped without deciding the job's outcome. Nothing of the failed commit
@@ -155,6 +170,10 @@ pub enum ExecError {
     Fenced,
     #[error(transparent)]
     Store(StoreError),
+    /// Internal: a `wait` step is not due until this time. [`Executor::run_claimed`]
+    /// defers the job and answers [`RunOutcome::Waiting`]; it never returns this.
+    #[error("the execution waits until {0} (ms since the epoch)")]
+    Deferred(i64),
 }
 
 impl From<StoreError> for ExecError {
@@ -178,6 +197,8 @@ pub struct Executor {
     handlers: BTreeMap<String, Arc<dyn StepHandler>>,
     env: minijinja::Environment<'static>,
     lease_ms: i64,
+    /// Seals step outputs holding buyer data (none: such outputs are not stored).
+    vault: Option<Arc<stockade_vault::Vault>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -235,20 +256,48 @@ impl Frame {
 }
 
 impl Executor {
-    /// An executor with the built-in handlers (`audit.note`, `stock.get`,
-    /// `stock.adjust`) and a 30 s lease.
+    /// An executor with the built-in handlers (`audit.note`, `alert.send`, `stock.get`,
+    /// `stock.adjust`, `wait`) and a 30 s lease; [`Executor::with_services`] adds the
+    /// ones that need the egress gateway and the vault.
     pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
         let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
         handlers.insert("audit.note".into(), Arc::new(AuditNote));
+        handlers.insert("alert.send".into(), Arc::new(AlertSend));
         handlers.insert("stock.get".into(), Arc::new(StockGet));
         handlers.insert("stock.adjust".into(), Arc::new(StockAdjust));
+        let orders = |many| Arc::new(OrderSteps { vault: None, many });
+        handlers.insert("order.get".into(), orders(false));
+        handlers.insert("marketplace.fetch_orders".into(), orders(true));
+        handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
         Executor {
             store,
             definitions,
             handlers,
             env: crate::expr::environment(),
             lease_ms: 30_000,
+            vault: None,
         }
+    }
+
+    /// Register the steps that reach outside the database through the process's egress
+    /// gateway and vault (`http.request`), let the order steps decrypt buyer fields, and
+    /// seal step outputs holding buyer data under the vault.
+    pub fn with_services(
+        mut self,
+        egress: stockade_egress::Gateway,
+        vault: Arc<stockade_vault::Vault>,
+    ) -> Self {
+        self.vault = Some(vault.clone());
+        let orders = |many| {
+            Arc::new(OrderSteps {
+                vault: Some(vault.clone()),
+                many,
+            })
+        };
+        self.handlers.insert("order.get".into(), orders(false));
+        self.handlers
+            .insert("marketplace.fetch_orders".into(), orders(true));
+        self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
     }
 
     /// Run `kind` steps with `handler` (a step kind the table knows).
@@ -310,14 +359,28 @@ impl Executor {
         def: Arc<Definition>,
         payload: &ExecutionPayload,
     ) -> Result<RunOutcome, ExecError> {
+        let (trigger, sealed) = match self.opened_trigger(&payload.trigger).await {
+            Ok(t) => t,
+            Err(why) => {
+                let failure = Failure {
+                    step: String::new(),
+                    error: StepError::new(ErrorClass::Permission, why),
+                    attempts: 0,
+                    pending: None,
+                };
+                let who = actor(def.name(), def.version, &lease.job_id);
+                let (name, version) = (def.name(), def.version);
+                let wf = Some(&def.workflow);
+                return self
+                    .fail_job(&lease, &who, name, version, payload, wf, failure)
+                    .await;
+            }
+        };
         let resume = self.store.resume_point(&lease.job_id).await?;
-        let mut frame = Frame::new(
-            def.clone(),
-            &lease.job_id,
-            &payload.inputs,
-            payload.trigger.clone(),
-            0,
-        );
+        let mut frame = Frame::new(def.clone(), &lease.job_id, &payload.inputs, trigger, 0);
+        if sealed {
+            frame.scope.mark_pii("trigger");
+        }
         let mut run = Run { lease, resume };
         let steps = &def.workflow.steps;
         let walked = match def.workflow.timeout.as_ref() {
@@ -348,6 +411,10 @@ impl Executor {
                     .complete(&frame.actor, &run.lease, vec![])
                     .await?;
                 Ok(RunOutcome::Succeeded)
+            }
+            Err(walk::Flow::Abort(ExecError::Deferred(at))) => {
+                self.store.defer_until(&run.lease, at).await?;
+                Ok(RunOutcome::Waiting(at))
             }
             Err(walk::Flow::Abort(e)) => Err(e),
             Err(walk::Flow::Failed(f)) => {

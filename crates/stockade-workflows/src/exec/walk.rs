@@ -174,15 +174,23 @@ impl Executor {
         if let Some(r) = run.resume.committed(path).cloned() {
             match r.status {
                 StepStatus::Succeeded => {
+                    let pii = super::seal::pii_paths(frame, kind);
                     let decision = match &r.output {
                         StepOutput::Json(v) => match Decision::from_json(kind, v) {
                             Some(d) => Some(d),
                             None => {
-                                frame.scope.set_step_output(&step.id.value, v.clone(), &[]);
+                                frame.scope.set_step_output(&step.id.value, v.clone(), pii);
                                 None
                             }
                         },
-                        _ => None,
+                        StepOutput::Sealed(bytes) => {
+                            let row = format!("{}/{path}", run.lease.job_id);
+                            if let Some(v) = self.opened_output(&row, bytes).await {
+                                frame.scope.set_step_output(&step.id.value, v, pii);
+                            }
+                            None
+                        }
+                        StepOutput::None => None,
                     };
                     return match decision {
                         Some(d) => self.run_children(run, frame, step, path, d).await,
@@ -202,6 +210,10 @@ impl Executor {
                 }
                 _ => {}
             }
+        }
+        if kind == "wait" {
+            self.heartbeat_if_due(run).await?;
+            return self.wait(run, frame, step, path).await;
         }
         loop {
             self.heartbeat_if_due(run).await?;
@@ -243,19 +255,26 @@ impl Executor {
         started: &StepStarted,
         done: Done,
     ) -> Result<(), Flow> {
-        let (output, changes, decision) = match done {
-            Done::Effect(d) => (StepOutput::Json(d.output), d.changes, None),
-            Done::Skipped => (StepOutput::None, vec![], None),
-            Done::Decision(d) => (StepOutput::Json(d.to_json()), vec![], Some(d)),
+        let pii = super::seal::pii_paths(frame, &step.uses.value);
+        let (output, plain, changes, decision) = match done {
+            Done::Effect(d) => {
+                let row = format!("{}/{path}", run.lease.job_id);
+                let stored = self
+                    .stored_output(frame, &row, !pii.is_empty(), &d.output)
+                    .await;
+                (stored, Some(d.output), d.changes, None)
+            }
+            Done::Skipped => (StepOutput::None, None, vec![], None),
+            Done::Decision(d) => (StepOutput::Json(d.to_json()), None, vec![], Some(d)),
         };
         let outcome = StepOutcome::Succeeded(output);
         self.store
             .commit_step(&frame.actor, &run.lease, started, &outcome, changes)
             .await?;
-        match (decision, outcome) {
+        match (decision, plain) {
             (Some(d), _) => self.run_children(run, frame, step, path, d).await,
-            (None, StepOutcome::Succeeded(StepOutput::Json(v))) => {
-                frame.scope.set_step_output(&step.id.value, v, &[]);
+            (None, Some(v)) => {
+                frame.scope.set_step_output(&step.id.value, v, pii);
                 Ok(())
             }
             _ => Ok(()),
@@ -374,6 +393,7 @@ impl Executor {
             attempt: started.attempt,
             actor: &frame.actor,
             allow_pii: step.allow_pii.is_some(),
+            permissions: &def.workflow.permissions,
         };
         Ok(handler.run(&ctx, &params).await.map(Done::Effect))
     }

@@ -2,7 +2,7 @@
 //! completed by its workers (journal, audit row under the workflow's actor); a pinned job
 //! runs its own version; a disabled workflow does not run; an engine stopped mid-run
 //! leaves the job resumable, and another engine finishes it without repeating the
-//! committed step.
+//! committed step; a waiting run frees its worker and finishes under a new engine.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -219,8 +219,64 @@ async fn manual_runs_are_pinned_listed_and_shown(backend: Backend) {
     env.cleanup().await;
 }
 
+const PAUSE: &str = "name: pause\ntrigger: manual\nsteps:\n  - id: w\n    uses: wait\n    with: { duration: PT1S }\n  - id: done\n    uses: audit.note\n    with: { message: \"after the wait\" }\n";
+
+async fn a_waiting_run_frees_its_worker_and_finishes_after_a_restart(backend: Backend) {
+    let Some(env) = Env::new(backend).await else {
+        return;
+    };
+    apply(&env, V1).await;
+    apply(&env, PAUSE).await;
+    let one = EngineConfig {
+        workers: 1,
+        ..fast()
+    };
+    let first = Engine::start(env.store.clone(), one.clone());
+    let p = ExecutionPayload::new("pause", json!({}), json!({ "manual": true }));
+    let paused = env.store.enqueue(&ops(), &p.job()).await.unwrap().id;
+    for _ in 0..100 {
+        if env
+            .store
+            .journal(&paused)
+            .await
+            .unwrap()
+            .iter()
+            .any(|s| s.step_id == "w~due")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The only worker is free: another run finishes while the first waits.
+    let other = enqueue(&env, None).await;
+    assert_eq!(until_finished(&env, &other).await, JobState::Succeeded);
+    let waiting = env.store.job(&paused).await.unwrap().unwrap();
+    assert_eq!(
+        waiting.state,
+        JobState::Queued,
+        "waiting in the queue, not on a worker"
+    );
+    first.stop(Duration::from_secs(1)).await;
+
+    // A new engine (a restarted process) finishes it once it is due.
+    let second = Engine::start(env.store.clone(), one);
+    assert_eq!(until_finished(&env, &paused).await, JobState::Succeeded);
+    second.stop(Duration::from_secs(1)).await;
+    let journal = env.store.journal(&paused).await.unwrap();
+    let due = journal.iter().find(|s| s.step_id == "w~due").unwrap();
+    let done = journal.iter().find(|s| s.step_id == "done").unwrap();
+    let stockade_store::StepOutput::Json(marker) = &due.output else {
+        panic!("the due time is journaled");
+    };
+    let due_ms = marker["due_ms"].as_i64().unwrap();
+    assert!(due_ms >= due.started_at_ms + 900, "{journal:?}");
+    assert!(done.started_at_ms >= due_ms, "{journal:?}");
+    env.cleanup().await;
+}
+
 both!(
     runs_an_applied_workflow,
     a_stopped_engine_leaves_the_run_resumable,
-    manual_runs_are_pinned_listed_and_shown
+    manual_runs_are_pinned_listed_and_shown,
+    a_waiting_run_frees_its_worker_and_finishes_after_a_restart
 );

@@ -2,7 +2,8 @@
 //! once across a crash after its commit, audited as the workflow and retargeting the
 //! listings; an unknown SKU, a result below zero and a stale fencing token write
 //! nothing; `stock.get` returns what the catalog shows; a reason derived from buyer data
-//! is refused at run time without `allow_pii`.
+//! is refused at run time without `allow_pii`; `marketplace.set_stock` sets a declared
+//! connection's listing target for the pusher.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +26,7 @@ both!(
     a_stale_fencing_token_adjusts_nothing,
     stock_get_returns_the_catalog_figures,
     a_reason_from_buyer_data_needs_allow_pii_at_run_time,
+    set_stock_sets_a_declared_listing_target_for_the_pusher,
 );
 
 const RESTOCK: &str = r#"
@@ -295,6 +297,7 @@ async fn a_reason_from_buyer_data_needs_allow_pii_at_run_time(b: Backend) {
     let Some(env) = Env::new(b).await else { return };
     seed(&env).await;
     let actor = stockade_workflows::exec::actor("adjust", 1, "job_1");
+    let permissions = stockade_workflows::definition::Permissions::default();
     let ctx = |allow_pii| StepCtx {
         store: &env.store,
         execution: "job_1",
@@ -305,6 +308,7 @@ async fn a_reason_from_buyer_data_needs_allow_pii_at_run_time(b: Backend) {
         attempt: 1,
         actor: &actor,
         allow_pii,
+        permissions: &permissions,
     };
     let params = Evaluated {
         value: json!({ "sku": "MUG-1", "delta": 1, "reason": "for a buyer" }),
@@ -315,5 +319,54 @@ async fn a_reason_from_buyer_data_needs_allow_pii_at_run_time(b: Backend) {
     assert_eq!(e.class, stockade_workflows::exec::ErrorClass::Permission);
     let allowed = StockAdjust.run(&ctx(true), &params).await;
     assert_eq!(allowed.expect("allowed").changes.len(), 1);
+    env.cleanup().await;
+}
+
+const SET_STOCK: &str = r#"
+name: setter
+trigger: manual
+permissions: { connections: [shop] }
+steps:
+  - id: set
+    uses: marketplace.set_stock
+    with: { connection: shop, sku: MUG-1, quantity: 3 }
+"#;
+
+const SET_STRAY: &str = r#"
+name: stray_setter
+trigger: manual
+steps:
+  - id: set
+    uses: marketplace.set_stock
+    with: { connection: shop, sku: MUG-1, quantity: 0 }
+"#;
+
+async fn set_stock_sets_a_declared_listing_target_for_the_pusher(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    seed(&env).await;
+    let exec = executor(&env, catalog(&[SET_STOCK, SET_STRAY]), None);
+    let listing = || {
+        env.store.query_as::<(i64, i64, i64)>(
+            "SELECT target_qty, target_version, pushed_version FROM listings WHERE sku = 'MUG-1'",
+            vec![],
+        )
+    };
+    // Undeclared connection: refused, nothing written.
+    env.enqueue("stray_setter", json!({})).await;
+    let lease = env.claim("w1", 30_000).await.expect("a job");
+    let RunOutcome::Failed(f) = exec.run_claimed(lease).await.unwrap() else {
+        panic!("refused");
+    };
+    assert_eq!(f.class, "permission");
+    assert_eq!(listing().await.unwrap(), vec![(8, 1, 1)]);
+    // Declared: the target moves and is ahead of what the channel confirmed.
+    env.enqueue("setter", json!({})).await;
+    let lease = env.claim("w1", 30_000).await.expect("a job");
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
+    assert_eq!(listing().await.unwrap(), vec![(3, 2, 1)]);
+    assert_eq!(env.actions("workflow.set_stock").await, 1);
     env.cleanup().await;
 }

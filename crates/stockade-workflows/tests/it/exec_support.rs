@@ -196,3 +196,44 @@ pub fn executor(env: &Env, catalog: Arc<Catalog>, probe: Option<Arc<Probe>>) -> 
         None => e,
     }
 }
+
+/// A fresh vault on `env`'s store (its master key in the database's directory).
+pub async fn open_vault(env: &Env) -> Arc<stockade_vault::Vault> {
+    use stockade_vault::{MasterKeySource, MasterKeys, Vault};
+    let key_path = env.db.dir.join("master.key");
+    let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))
+        .expect("master key");
+    master.write_new_file(&key_path).expect("key file");
+    let vault = Vault::bootstrap(env.store.clone(), master, &Actor::System("test"))
+        .await
+        .expect("vault");
+    Arc::new(vault)
+}
+
+/// Store the credential `name` with `secret`, scoped to `workflows` and `hosts`.
+pub async fn put_credential(
+    vault: &stockade_vault::Vault,
+    name: &str,
+    secret: &str,
+    workflows: &[&str],
+    hosts: &[&str],
+) {
+    use stockade_vault::{CredentialScopes, KeyOwner, NewCredential};
+    vault
+        .put_credential(
+            &NewCredential {
+                name,
+                kind: "secret",
+                secret: &stockade_core::SecretString::from(secret.to_owned()),
+                owner: &KeyOwner::system(),
+                scopes: &CredentialScopes {
+                    workflows: workflows.iter().map(|s| (*s).to_owned()).collect(),
+                    hosts: hosts.iter().map(|s| (*s).to_owned()).collect(),
+                },
+                account: None,
+            },
+            &Actor::System("test"),
+        )
+        .await
+        .expect("credential");
+}

@@ -12,6 +12,7 @@ mod bench_workflow;
 mod catalog;
 mod connection;
 mod connection_edit;
+mod credential;
 #[cfg(feature = "dev-tools")]
 mod demo;
 #[cfg(feature = "dev-tools")]
@@ -63,6 +64,7 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Sku(_)
             | Command::Stock(_)
             | Command::Alert(_)
+            | Command::Credential(_)
     ) || matches!(&cli.command, Command::Workflow(c) if workflow::writes(c));
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
@@ -115,6 +117,7 @@ async fn run_command(
         Command::Sandbox(args) => sandbox::run(args).await,
         Command::Alert(cmd) => alert::run(settings, cmd).await,
         Command::Workflow(cmd) => workflow::run(settings, cmd).await,
+        Command::Credential(cmd) => credential::run(settings, cmd).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         #[cfg(feature = "dev-tools")]
