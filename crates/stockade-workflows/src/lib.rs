@@ -24,6 +24,7 @@ pub mod schedule;
 pub mod schema;
 pub mod secrets;
 pub mod steps;
+pub mod triggers;
 pub mod yaml;
 
 pub use definition::Workflow;

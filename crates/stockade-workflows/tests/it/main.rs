@@ -14,3 +14,4 @@ mod expr;
 mod lint;
 mod registry;
 mod robust;
+mod triggers;
