@@ -36,6 +36,7 @@ use std::time::Duration;
 use stockade_access::Access;
 use stockade_alerts::{Alerts, AlertsConfig};
 use stockade_marketplaces::HookSink;
+use stockade_server::workflow_hooks::WorkflowHooks;
 use stockade_server::{AppState, ServeError, ServeOptions, tls};
 use stockade_store::Store;
 use stockade_sync::SyncEngine;
@@ -190,6 +191,8 @@ impl App {
             trust_forwarded_for: server.trust_forwarded_for,
             plain_http: server.plain_http,
             hooks: Some(hooks),
+            // Workflow webhooks enqueue; whichever process runs workers runs them.
+            workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
