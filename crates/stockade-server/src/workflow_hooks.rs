@@ -19,7 +19,8 @@
 //!    `TIMESTAMP.BODY` and the timestamp must be within [`MAX_SKEW_S`] of now (replay);
 //! 6. the body is JSON (an empty body is `{}`), else 400 with the parser's position;
 //! 7. the execution is enqueued (audited), pinned to the active version, with the
-//!    trigger data `{kind: webhook, path, received_at_ms, body}`.
+//!    trigger data `{kind: webhook, at, path, body, headers, query}`: `headers` holds
+//!    only [`READABLE_HEADERS`] (never `Authorization`, the signature or cookies).
 //!
 //! An auth failure (3 or 5) is answered 401 and recorded as a `webhook_signature`
 //! failure in the `webhook` jail, so repeated ones ban the address from the webhook
@@ -52,7 +53,7 @@ use stockade_core::time::now_ms;
 use stockade_store::{JobState, StepOutput, StepStatus, Store};
 use stockade_vault::Vault;
 use stockade_workflows::definition::{Respond, WebhookAuth};
-use stockade_workflows::triggers::{ActiveSet, enqueue_webhook, webhook_target};
+use stockade_workflows::triggers::{ActiveSet, Delivery, enqueue_webhook, webhook_target};
 
 use crate::error::AppError;
 use crate::extract::ClientIp;
@@ -242,7 +243,13 @@ pub async fn receive(
             }
         }
     };
-    let execution = enqueue_webhook(hooks.store(), &actor, &target, &path, input, now_ms())
+    let delivery = Delivery {
+        body: input,
+        headers: readable_headers(&parts.headers),
+        query: query(&parts.uri),
+        received_at_ms: now_ms(),
+    };
+    let execution = enqueue_webhook(hooks.store(), &actor, &target, &path, delivery)
         .await
         .map_err(|e| AppError::internal(format_args!("workflow webhook {path}: {e}")))?;
     if hook.respond == Respond::Result
@@ -257,6 +264,40 @@ pub async fn receive(
         axum::Json(json!({ "execution": execution })),
     )
         .into_response())
+}
+
+/// The headers an execution may read (`trigger.headers`): a short allowlist, never the
+/// auth headers, cookies or the proxy's.
+pub const READABLE_HEADERS: &[&str] = &[
+    "content-type",
+    "user-agent",
+    "x-request-id",
+    "x-delivery-id",
+    "x-event-type",
+];
+
+fn readable_headers(headers: &HeaderMap) -> serde_json::Map<String, Value> {
+    READABLE_HEADERS
+        .iter()
+        .filter_map(|name| {
+            let v = headers.get(*name)?.to_str().ok()?;
+            Some((
+                (*name).to_owned(),
+                Value::String(v.chars().take(256).collect()),
+            ))
+        })
+        .collect()
+}
+
+fn query(uri: &axum::http::Uri) -> serde_json::Map<String, Value> {
+    axum::extract::Query::<std::collections::BTreeMap<String, String>>::try_from_uri(uri)
+        .map(|q| {
+            q.0.into_iter()
+                .take(64)
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The API key of `Authorization: Bearer KEY` if it is valid and may run workflows.

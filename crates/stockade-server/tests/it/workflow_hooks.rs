@@ -129,7 +129,7 @@ async fn hmac_webhooks(backend: Backend) {
     // A good signature: 202 with the execution id, one job with the body as input.
     let (status, answer) = post(
         &server,
-        "/hooks/workflows/supplier/stock",
+        "/hooks/workflows/supplier/stock?batch=7",
         "203.0.113.60",
         body,
         Some(&sign(body)),
@@ -143,6 +143,12 @@ async fn hmac_webhooks(backend: Backend) {
     assert_eq!(queued[0]["version"], json!(1));
     assert_eq!(queued[0]["trigger"]["body"]["supplier"], json!("acme"));
     assert_eq!(queued[0]["trigger"]["path"], json!("supplier/stock"));
+    assert_eq!(queued[0]["trigger"]["query"], json!({ "batch": "7" }));
+    assert_eq!(
+        queued[0]["trigger"]["headers"],
+        json!({ "content-type": "application/json" }),
+        "no signature, no forwarded-for"
+    );
     assert!(store.job(&id).await.unwrap().is_some());
 
     // Not JSON (signed): 400, nothing enqueued, not counted.

@@ -16,8 +16,8 @@
 //! An event older than the workflow's active version (its activation time) does not
 //! trigger it: applying a workflow does not replay history.
 //!
-//! The execution's trigger data is `{kind: event, event_kind, id, at_ms, status, event}`
-//! where `event` is the event's detail JSON as stored (`trigger.event.connection`,
+//! The execution's trigger data is `{kind: event, at, event, event_id, event_kind,
+//! status}` where `event` is the event's detail JSON as stored (`trigger.event.connection`,
 //! `trigger.event.order`, …): event details hold identifiers, counts and scrubbed
 //! third-party text only, never buyer data (`stockade_core::event`).
 //!
@@ -86,11 +86,11 @@ pub fn jobs_for(active: &[ActiveWorkflow], record: &EventRecord, kind: &str) -> 
     let detail: Value = serde_json::from_str(&c.detail).unwrap_or(Value::Null);
     let trigger = json!({
         "kind": "event",
-        "event_kind": kind,
-        "id": record.id,
-        "at_ms": record.at_ms,
-        "status": c.status,
+        "at": super::rfc3339(record.at_ms),
         "event": detail,
+        "event_id": record.id,
+        "event_kind": kind,
+        "status": c.status,
     });
     active
         .iter()

@@ -159,21 +159,41 @@ pub async fn webhook_target(
         }))
 }
 
-/// Enqueue one execution of `target` for a webhook delivery whose (JSON) body is
-/// `body`, as `actor` (audited). The execution's id.
+/// A time in milliseconds as RFC 3339 UTC (what `trigger.at` and friends hold).
+pub fn rfc3339(ms: i64) -> Value {
+    chrono::DateTime::from_timestamp_millis(ms).map_or(Value::Null, |t| {
+        Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    })
+}
+
+/// A webhook delivery as the execution sees it (`trigger.body`, `.headers`, `.query`).
+#[derive(Debug, Clone, Default)]
+pub struct Delivery {
+    /// The JSON body.
+    pub body: Value,
+    /// The headers the workflow may read (the caller keeps auth headers out).
+    pub headers: serde_json::Map<String, Value>,
+    /// The query string's parameters.
+    pub query: serde_json::Map<String, Value>,
+    pub received_at_ms: i64,
+}
+
+/// Enqueue one execution of `target` for a webhook `delivery` to `path`, as `actor`
+/// (audited). The execution's id.
 pub async fn enqueue_webhook(
     store: &Store,
     actor: &Actor,
     target: &ActiveWorkflow,
     path: &str,
-    body: Value,
-    received_at_ms: i64,
+    delivery: Delivery,
 ) -> Result<String, StoreError> {
     let trigger = json!({
         "kind": "webhook",
+        "at": rfc3339(delivery.received_at_ms),
         "path": path,
-        "received_at_ms": received_at_ms,
-        "body": body,
+        "body": delivery.body,
+        "headers": delivery.headers,
+        "query": delivery.query,
     });
     let job = target.payload(trigger).job();
     Ok(store.enqueue(actor, &job).await?.id)

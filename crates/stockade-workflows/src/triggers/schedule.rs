@@ -19,7 +19,8 @@
 //! only move forward" rule let one insert win, whichever process or handle tries and
 //! however often, so two schedulers fire one job per tick and a restarted one never fires
 //! a tick again. The job is pinned to the version active when the tick fired; its trigger
-//! data is `{kind: schedule, tick_ms, tick (RFC 3339, UTC), missed, catch_up}`.
+//! data is `{kind: schedule, at (when it fired), scheduled_at (the tick), previous_fire
+//! (the tick before, or null), tick_ms, missed, catch_up}`, times in RFC 3339 UTC.
 //!
 //! A disabled workflow's ticks are missed ticks: on re-enable, `run_once` runs one
 //! catch-up, `skip` none. The clock is a parameter of [`Scheduler::fire_due`], so tests
@@ -152,8 +153,10 @@ impl Scheduler {
         let catch_up = late || (missed > 0 && s.missed == Missed::RunOnce);
         let trigger = json!({
             "kind": "schedule",
+            "at": super::rfc3339(now),
+            "scheduled_at": super::rfc3339(tick),
+            "previous_fire": last.map(super::rfc3339),
             "tick_ms": tick,
-            "tick": from_ms(tick).map(|t| t.to_rfc3339()),
             "missed": missed + u32::from(late),
             "catch_up": catch_up,
         });

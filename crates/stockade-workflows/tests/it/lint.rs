@@ -528,7 +528,14 @@ fn webhook_paths_must_be_well_formed_and_unique() {
             "name: {name}\ntrigger:\n  webhook:\n    path: \"{path}\"\n    auth: api_key\nsteps: [{{ id: s, uses: fail, with: {{ message: m }} }}]\n"
         )
     };
-    for bad in ["supplier//stock", "supplier/", "/supplier", "a/../b", "Supplier", ""] {
+    for bad in [
+        "supplier//stock",
+        "supplier/",
+        "/supplier",
+        "a/../b",
+        "Supplier",
+        "",
+    ] {
         assert_eq!(
             found(&hook("x", bad)),
             vec![(Rule::Schema, 4)],

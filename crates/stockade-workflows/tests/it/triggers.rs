@@ -91,6 +91,11 @@ async fn two_schedulers_fire_one_job_per_tick(backend: Backend) {
         .map(|p| p["trigger"]["tick_ms"].clone())
         .collect();
     assert_eq!(ticks, [json!(t), json!(t + 60_000), json!(t + 120_000)]);
+    assert_eq!(jobs[0]["trigger"]["previous_fire"], Value::Null);
+    assert_eq!(
+        jobs[1]["trigger"]["previous_fire"],
+        jobs[0]["trigger"]["scheduled_at"]
+    );
     assert!(jobs.iter().all(|p| p["version"] == json!(1)));
     assert!(
         jobs.iter()
@@ -227,7 +232,8 @@ async fn events_enqueue_one_execution_per_matching_workflow(backend: Backend) {
         .await
         .unwrap();
     let (x, y) = tokio::join!(replay.handle_batch(100), subscriber.handle_batch(100));
-    assert_eq!((x.unwrap(), y.unwrap()), (1, 1));
+    // Whichever reads first handles the batch; the other finds it handled or empty.
+    assert!(x.unwrap() + y.unwrap() >= 1);
     for name in ["note-a", "note-b"] {
         assert_eq!(jobs_of(&env.store, name).await.len(), 2, "{name}");
     }
