@@ -8,7 +8,8 @@
 //! The order, each step before the next (nothing is enqueued before the auth passed):
 //! 1. the ban check (the `webhook` jail, in the outer gate);
 //! 2. the path is well formed and names an enabled workflow's webhook (else 404, not
-//!    counted: a guessed path gains nothing);
+//!    counted: a guessed path gains nothing); two enabled workflows with one path (applied
+//!    separately, so lint did not see them together) are a 409 and nothing runs;
 //! 3. `auth: api_key`: `Authorization: Bearer KEY`, a valid Stockade API key whose role
 //!    may run workflows (operator, admin); checked before the body is read;
 //! 4. the body is at most [`MAX_WORKFLOW_BODY`]: a larger declared length is refused
@@ -53,7 +54,7 @@ use stockade_core::time::now_ms;
 use stockade_store::{JobState, StepOutput, StepStatus, Store};
 use stockade_vault::Vault;
 use stockade_workflows::definition::{Respond, WebhookAuth};
-use stockade_workflows::triggers::{ActiveSet, Delivery, enqueue_webhook, webhook_target};
+use stockade_workflows::triggers::{ActiveSet, Delivery, enqueue_webhook, webhook_targets};
 
 use crate::error::AppError;
 use crate::extract::ClientIp;
@@ -157,10 +158,18 @@ pub async fn receive(
             return Err(not_found());
         }
     };
-    let target = webhook_target(hooks.store(), &hooks.set, &path)
+    let mut targets = webhook_targets(hooks.store(), &hooks.set, &path)
         .await
         .map_err(|e| AppError::internal(format_args!("workflow webhook {path}: {e}")))?;
-    let Some((target, hook)) = target else {
+    if targets.len() > 1 {
+        log(&path, StatusCode::CONFLICT, "ambiguous_path");
+        return Err(AppError::refused(
+            StatusCode::CONFLICT,
+            "ambiguous",
+            "more than one enabled workflow has this webhook path; nothing was started (disable all but one)",
+        ));
+    }
+    let Some((target, hook)) = targets.pop() else {
         log(&path, StatusCode::NOT_FOUND, "unknown_path");
         return Err(not_found());
     };

@@ -259,6 +259,27 @@ async fn hmac_webhooks(backend: Backend) {
         "{logs}"
     );
     assert!(!logs.contains("acme"), "the body is never logged");
+
+    // A second workflow applied later with the same path: nothing runs, 409.
+    let twin = KEYED.replace("name: keyed", "name: keyed-twin");
+    registry::apply(
+        &store,
+        &Actor::User("usr_ops".into()),
+        &[("twin.yaml".into(), twin)],
+    )
+    .await
+    .unwrap();
+    let before = jobs(&store).await.len();
+    let (status, _) = post(
+        &server,
+        "/hooks/workflows/keyed",
+        "203.0.113.65",
+        b"{}",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(jobs(&store).await.len(), before);
     server.cleanup().await;
 }
 

@@ -8,7 +8,7 @@
 //!   enabled `trigger: event` workflow that declares the event's kind, the jobs and the
 //!   cursor's move in one commit, each job deduplicated by workflow and event id.
 //! - Webhooks are answered by the HTTPS server (`stockade-server`, `workflow_hooks`),
-//!   which uses [`webhook_target`] and [`enqueue_webhook`] here.
+//!   which uses [`webhook_targets`] and [`enqueue_webhook`] here.
 //!
 //! What a trigger starts is always the *active version of an enabled workflow* at the
 //! moment it fires, pinned in the job (like a manual run): a version approved while the
@@ -140,23 +140,26 @@ async fn read_version(
     }))
 }
 
-/// The enabled workflow whose `trigger: webhook` has this `path`, with its webhook.
-pub async fn webhook_target(
+/// The enabled workflows whose `trigger: webhook` has this `path`, with their webhook.
+/// More than one is a conflict the caller refuses (lint catches it among files linted
+/// together; two applied separately can still meet): nothing runs then.
+pub async fn webhook_targets(
     store: &Store,
     set: &ActiveSet,
     path: &str,
-) -> Result<Option<(ActiveWorkflow, Webhook)>, RegistryError> {
+) -> Result<Vec<(ActiveWorkflow, Webhook)>, RegistryError> {
     Ok(set
         .load(store)
         .await?
         .into_iter()
-        .find_map(|a| match &a.workflow().trigger.value {
+        .filter_map(|a| match &a.workflow().trigger.value {
             Trigger::Webhook(w) if w.path.value == path => {
                 let w = w.clone();
                 Some((a, w))
             }
             _ => None,
-        }))
+        })
+        .collect())
 }
 
 /// A time in milliseconds as RFC 3339 UTC (what `trigger.at` and friends hold).
