@@ -44,6 +44,8 @@ use crate::definition::Trigger;
 
 /// The subscriber name of the event cursor.
 pub const SUBSCRIBER: &str = "workflow-triggers";
+/// The shortest pause between two reads of a drained stream woken by writes.
+const QUIET: Duration = Duration::from_millis(50);
 /// The event kind of failed executions.
 const WORKFLOW_FAILED: &str = "workflow.failed";
 
@@ -193,6 +195,10 @@ impl EventTriggers {
                 woke = writes.changed() => {
                     if woke.is_err() {
                         tokio::time::sleep(poll).await;
+                    } else {
+                        // Writes come in bursts (a busy engine commits often): read the
+                        // stream at most every QUIET, not once per commit.
+                        tokio::time::sleep(QUIET.min(poll)).await;
                     }
                 }
                 () = tokio::time::sleep(poll) => {}
