@@ -187,34 +187,7 @@ pub async fn receive(
         }
     }
     let (parts, body) = req.into_parts();
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large = || {
-        log(&path, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
-        AppError::refused(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!("the body is larger than {MAX_WORKFLOW_BODY} bytes"),
-        )
-    };
-    if declared.is_some_and(|n| n > MAX_WORKFLOW_BODY as u64) {
-        return Err(too_large());
-    }
-    let body = match read_limited(body, MAX_WORKFLOW_BODY).await {
-        Ok(b) => b,
-        Err(ReadError::TooLarge) => return Err(too_large()),
-        Err(ReadError::Broken) => {
-            log(&path, StatusCode::BAD_REQUEST, "unreadable_body");
-            return Err(AppError::refused(
-                StatusCode::BAD_REQUEST,
-                "unreadable_body",
-                "the request body could not be read",
-            ));
-        }
-    };
+    let body = read_body(&path, &parts.headers, body).await?;
     if let WebhookAuth::Hmac(credential) = &hook.auth.value {
         match check_hmac(&hooks, &credential.value, &parts.headers, &body).await {
             Ok(()) => {}
@@ -233,25 +206,7 @@ pub async fn receive(
             }
         }
     }
-    let input: Value = if body.iter().all(u8::is_ascii_whitespace) {
-        json!({})
-    } else {
-        match serde_json::from_slice(&body) {
-            Ok(v) => v,
-            Err(e) => {
-                log(&path, StatusCode::BAD_REQUEST, "not_json");
-                return Err(AppError::refused(
-                    StatusCode::BAD_REQUEST,
-                    "malformed",
-                    format!(
-                        "the body is not JSON (line {}, column {}); nothing was started",
-                        e.line(),
-                        e.column()
-                    ),
-                ));
-            }
-        }
-    };
+    let input = parse_json(&path, &body)?;
     let delivery = Delivery {
         body: input,
         headers: readable_headers(&parts.headers),
@@ -273,6 +228,61 @@ pub async fn receive(
         axum::Json(json!({ "execution": execution })),
     )
         .into_response())
+}
+
+/// The body, at most [`MAX_WORKFLOW_BODY`] bytes (a larger declared length is refused
+/// unread; a longer stream once it passes the limit).
+async fn read_body(
+    path: &str,
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<Vec<u8>, AppError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        log(path, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+        AppError::refused(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("the body is larger than {MAX_WORKFLOW_BODY} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > MAX_WORKFLOW_BODY as u64) {
+        return Err(too_large());
+    }
+    match read_limited(body, MAX_WORKFLOW_BODY).await {
+        Ok(b) => Ok(b),
+        Err(ReadError::TooLarge) => Err(too_large()),
+        Err(ReadError::Broken) => {
+            log(path, StatusCode::BAD_REQUEST, "unreadable_body");
+            Err(AppError::refused(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "the request body could not be read",
+            ))
+        }
+    }
+}
+
+/// The body as JSON (an empty body is `{}`); 400 with the parser's position otherwise.
+fn parse_json(path: &str, body: &[u8]) -> Result<Value, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(json!({}));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        log(path, StatusCode::BAD_REQUEST, "not_json");
+        AppError::refused(
+            StatusCode::BAD_REQUEST,
+            "malformed",
+            format!(
+                "the body is not JSON (line {}, column {}); nothing was started",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }
 
 /// The headers an execution may read (`trigger.headers`): a short allowlist, never the
