@@ -4,13 +4,13 @@
 //! [`App::build`] opens the vault (or takes one already open), then builds the egress
 //! gateway, access, the sync engine, the alert pipeline and the HTTPS server, in that
 //! order, binds the server (so [`App::addr`] is known, also with port 0), then starts
-//! the workflow engine (`[workflows] workers`). Nothing is written before the settings
-//! and the vault have been accepted.
+//! the workflow engine (`[workflows] workers`) with its triggers (schedules, events).
+//! Nothing is written before the settings and the vault have been accepted.
 //!
 //! [`App::run_until_stopped`] waits for its shutdown future, then drains in order:
 //! the server stops accepting and finishes the requests in flight (webhooks are answered
 //! only once their orders are committed, so sync keeps running meanwhile) → the workflow
-//! engine stops claiming and gives its runs [`WORKFLOW_GRACE`] (a run still going is
+//! triggers (scheduler, event subscriber) stop → the workflow engine stops claiming and gives its runs [`WORKFLOW_GRACE`] (a run still going is
 //! abandoned and resumes from its journal in the next process) → sync stops
 //! (work not committed is answered 503; the marketplaces deliver it again) → the alert
 //! pipeline stops (unrouted events stay in the database) → the last egress log rows are
@@ -36,11 +36,13 @@ use std::time::Duration;
 use stockade_access::Access;
 use stockade_alerts::{Alerts, AlertsConfig};
 use stockade_marketplaces::HookSink;
+use stockade_server::workflow_hooks::WorkflowHooks;
 use stockade_server::{AppState, ServeError, ServeOptions, tls};
 use stockade_store::Store;
 use stockade_sync::SyncEngine;
 use stockade_vault::Vault;
 use stockade_workflows::engine::{Engine, EngineConfig};
+use stockade_workflows::triggers::{TriggerConfig, Triggers};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -59,6 +61,21 @@ pub const SERVER_GRACE: Duration = Duration::from_secs(10);
 /// How long workflow runs in flight may go on after the server stopped (out of
 /// [`TAIL_BOUND`]); the rest are abandoned and resume in the next process.
 pub const WORKFLOW_GRACE: Duration = Duration::from_secs(2);
+/// How long the workflow triggers (scheduler, event subscriber) get to stop (within
+/// [`TAIL_BOUND`]).
+const TRIGGER_STOP: Duration = Duration::from_millis(500);
+
+/// Start the workflow triggers; a database that refuses the event cursor leaves them off
+/// (warned), the rest of the process runs.
+async fn start_triggers(store: Store) -> Option<Triggers> {
+    match Triggers::start(store, TriggerConfig::default()).await {
+        Ok(t) => Some(t),
+        Err(e) => {
+            tracing::warn!("workflow triggers are off: {e}");
+            None
+        }
+    }
+}
 
 /// Wraps the sync engine's webhook sink (the demo rig counts the deliveries it defers).
 pub type HookWrapper = Box<dyn FnOnce(SyncEngine) -> Arc<dyn HookSink> + Send>;
@@ -104,6 +121,8 @@ pub struct App {
     stop_server: oneshot::Sender<()>,
     /// The workflow engine (none with `[workflows] workers = 0`).
     workflows: Option<Engine>,
+    /// The schedule and event triggers (with the engine).
+    triggers: Option<Triggers>,
 }
 
 impl std::fmt::Debug for App {
@@ -172,6 +191,8 @@ impl App {
             trust_forwarded_for: server.trust_forwarded_for,
             plain_http: server.plain_http,
             hooks: Some(hooks),
+            // Workflow webhooks enqueue; whichever process runs workers runs them.
+            workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
@@ -215,6 +236,11 @@ impl App {
                 vault.clone(),
             )
         });
+        // Triggers: schedules and events start executions by themselves (with the engine).
+        let triggers = match &workflows {
+            Some(_) => start_triggers(vault.store().clone()).await,
+            None => None,
+        };
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -228,6 +254,7 @@ impl App {
             server: server_task,
             stop_server,
             workflows,
+            triggers,
         })
     }
 
@@ -307,6 +334,10 @@ impl App {
             Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
         };
         let deadline = tokio::time::Instant::now() + TAIL_BOUND;
+        if let Some(triggers) = self.triggers {
+            // A trigger pass commits all or nothing: one cut short is repeated next start.
+            triggers.stop(TRIGGER_STOP).await;
+        }
         if let Some(engine) = self.workflows {
             // Runs still going after the grace are abandoned: their leases expire and the
             // next process resumes them from the journal.

@@ -249,14 +249,14 @@ fn unavailable(message: &'static str) -> AppError {
     }
 }
 
-enum ReadError {
+pub(crate) enum ReadError {
     TooLarge,
     Broken,
 }
 
 /// Read the body, refusing it as soon as it passes `limit` bytes: at most `limit` bytes
 /// (plus the one frame in flight) are ever held.
-async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, ReadError> {
+pub(crate) async fn read_limited(mut body: Body, limit: usize) -> Result<Vec<u8>, ReadError> {
     let mut out = Vec::new();
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
         let Ok(data) = frame.map_err(|_| ReadError::Broken)?.into_data() else {

@@ -1,6 +1,6 @@
 //! Stockade's HTTP server: a TLS 1.2+ listener (rustls), security headers, the ban gate,
 //! the sign-in API and pages, sessions, API keys and role checks, and the marketplaces'
-//! webhooks in ([`hooks`]). Later parts of the system (workflows, the dashboard) add
+//! webhooks in ([`hooks`]) and the workflows' webhooks ([`workflow_hooks`]). Later parts of the system (workflows, the dashboard) add
 //! their routes to [`router`] and their rows to [`routes::ROUTES`].
 //!
 //! Modules: [`routes`] builds the router and the middleware (security headers, the ban
@@ -18,6 +18,7 @@ pub mod pages;
 pub mod routes;
 pub mod state;
 pub mod tls;
+pub mod workflow_hooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -35,7 +35,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, hooks, pages};
+use crate::{api, hooks, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +49,9 @@ pub enum Gate {
     /// Public, authenticated by this marketplace's signature: no session, no API key, no
     /// CSRF. The hook sink verifies the signature; bad ones count toward a ban.
     MarketplaceSignature(Marketplace),
+    /// Public, authenticated by the workflow's own webhook auth (HMAC or API key), which
+    /// the handler checks before anything runs; failures count toward a ban.
+    WorkflowHook,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -123,6 +126,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "/hooks/ebay/{connection}",
         Gate::MarketplaceSignature(Marketplace::Ebay),
     ),
+    r("POST", "/hooks/workflows/{*path}", Gate::WorkflowHook),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -171,6 +175,7 @@ pub fn router(state: AppState) -> Router {
             "/hooks/ebay/{connection}",
             get(hooks::receive).post(hooks::receive),
         )
+        .route("/hooks/workflows/{*path}", post(workflow_hooks::receive))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -404,6 +409,7 @@ pub async fn route_gate(
         Gate::MarketplaceSignature(marketplace) => {
             req.extensions_mut().insert(HookRoute(marketplace));
         }
+        Gate::WorkflowHook => {}
         Gate::Public => {
             if spec.path == "/login" && is_unsafe(req.method()) {
                 let Some(expected) = cookie(req.headers(), LOGIN_CSRF_COOKIE).map(str::to_owned)
@@ -534,6 +540,15 @@ mod tests {
                 Gate::MarketplaceSignature(m) => {
                     assert_eq!(spec.path, format!("/hooks/{m}/{{connection}}"));
                     seen.push(m);
+                }
+                Gate::WorkflowHook => {
+                    assert_eq!(spec.path, "/hooks/workflows/{*path}");
+                    assert!(
+                        Marketplace::ALL
+                            .iter()
+                            .all(|m| m.to_string() != "workflows"),
+                        "workflow hooks must not collide with a marketplace's"
+                    );
                 }
                 _ => assert!(!spec.path.starts_with("/hooks/"), "{}", spec.path),
             }

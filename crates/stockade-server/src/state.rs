@@ -6,6 +6,8 @@ use std::sync::Arc;
 use stockade_access::Access;
 use stockade_marketplaces::HookSink;
 
+use crate::workflow_hooks::WorkflowHooks;
+
 /// Shared by every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -16,6 +18,8 @@ pub struct AppState {
     pub plain_http: bool,
     /// Where webhook deliveries go; `None` while sync is not running (hooks answer 503).
     pub hooks: Option<Arc<dyn HookSink>>,
+    /// Workflow webhooks (`/hooks/workflows/…`); `None` answers them 404.
+    pub workflows: Option<Arc<WorkflowHooks>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -25,6 +29,7 @@ impl std::fmt::Debug for AppState {
             .field("trust_forwarded_for", &self.trust_forwarded_for)
             .field("plain_http", &self.plain_http)
             .field("hooks", &self.hooks.as_ref().map(|_| "running"))
+            .field("workflows", &self.workflows.as_ref().map(|_| "running"))
             .finish()
     }
 }

@@ -9,7 +9,8 @@
 //! only through audited store commits; [`exec`], the executor, runs definitions on the
 //! store's job queue and journal; [`engine`] runs the executor in a server process
 //! (workers, reaper) on the registry's reviewed versions; [`runs`] starts manual runs and
-//! reads executions for operators.
+//! reads executions for operators; [`triggers`] starts executions by itself (schedules,
+//! events) and queues webhook deliveries for the server.
 
 pub mod definition;
 pub mod diff;
@@ -24,6 +25,7 @@ pub mod schedule;
 pub mod schema;
 pub mod secrets;
 pub mod steps;
+pub mod triggers;
 pub mod yaml;
 
 pub use definition::Workflow;

@@ -275,6 +275,15 @@ pub enum WorkflowCommand {
         /// The execution id (from `workflow run` or `workflow runs`).
         id: String,
     },
+    /// Store a credential workflows name (a webhook's `hmac` key, an `http.request`
+    /// credential), encrypted in the vault. The value is read from standard input (its
+    /// first line; e.g. `openssl rand -hex 32 > hook.key` then `< hook.key`), never from
+    /// the command line. Replaces a credential of the same name.
+    Secret {
+        /// The credential's name, as `permissions.credentials` and `auth: { hmac: … }`
+        /// write it.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

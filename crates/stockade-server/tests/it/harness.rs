@@ -11,6 +11,7 @@ use stockade_access::ban::BanPolicy;
 use stockade_access::{Access, AccessConfig};
 use stockade_core::{Actor, Environment};
 use stockade_marketplaces::HookSink;
+use stockade_server::workflow_hooks::WorkflowHooks;
 use stockade_server::{AppState, ServeOptions, tls};
 use stockade_store::{Store, StoreOptions};
 use stockade_vault::{MasterKeySource, MasterKeys, Vault};
@@ -75,6 +76,7 @@ pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub access: Arc<Access>,
+    pub vault: Arc<Vault>,
     pub logs: Logs,
     dir: PathBuf,
     pg: Option<(String, String)>,
@@ -116,7 +118,8 @@ impl TestServer {
             },
             ..AccessConfig::default()
         };
-        let access = Arc::new(Access::new(Arc::new(vault), config).await.unwrap());
+        let vault = Arc::new(vault);
+        let access = Arc::new(Access::new(vault.clone(), config).await.unwrap());
 
         let tls_config = if options.tls {
             let dev = tls::development_cert(&dir.join("tls"), None).unwrap();
@@ -131,6 +134,7 @@ impl TestServer {
             trust_forwarded_for: true,
             plain_http: !options.tls,
             hooks: options.hooks,
+            workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -166,6 +170,7 @@ impl TestServer {
             base,
             client,
             access,
+            vault,
             logs,
             dir,
             pg: db.pg,

@@ -232,21 +232,28 @@ fn check_bounds(w: &Workflow, report: &mut Report) {
     }
     if let Trigger::Webhook(h) = &w.trigger.value {
         let p = &h.path;
-        let ok = p.len() <= 128
-            && p.bytes()
-                .next()
-                .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-            && p.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/')
-            });
-        if !ok {
+        if !valid_webhook_path(p) {
             report.add(
                 p.pos,
                 Rule::Schema,
-                "a webhook path is lower-case letters, digits, `-`, `_` and `/`",
+                "a webhook path is 1 to 128 lower-case letters, digits, `-`, `_` and `/`, starting with a letter or digit, with no empty segment (`//`, a trailing `/`); it is served at /hooks/workflows/PATH",
             );
         }
     }
+}
+
+/// Whether `path` is a well-formed webhook path (served at `/hooks/workflows/PATH`): 1 to
+/// 128 of `[a-z0-9/_-]`, starting with a letter or digit, with no empty segment.
+pub fn valid_webhook_path(path: &str) -> bool {
+    path.len() <= 128
+        && path
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && path.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'/')
+        })
+        && path.split('/').all(|seg| !seg.is_empty())
 }
 
 /// An input's default matches its type; a required input has none.
@@ -404,6 +411,7 @@ pub fn lint_set(files: &[(String, String)], options: &LintOptions) -> Vec<(Strin
             ));
         }
     }
+    webhook_collisions(&linted, &mut extra);
     for (i, (_, l)) in linted.iter().enumerate() {
         let Some(w) = &l.workflow else { continue };
         let on_error = |w: &Workflow| w.on_error.iter().map(|o| o.value.clone()).collect();
@@ -444,6 +452,38 @@ pub fn lint_set(files: &[(String, String)], options: &LintOptions) -> Vec<(Strin
         .into_iter()
         .map(|(path, l)| (path, l.problems))
         .collect()
+}
+
+/// Two workflows linted together with the same webhook path: the later one is reported
+/// (one URL can start only one workflow).
+fn webhook_collisions(linted: &[(String, Linted)], extra: &mut Vec<(usize, Problem)>) {
+    let mut by_path: BTreeMap<&str, usize> = BTreeMap::new();
+    for (i, (_, l)) in linted.iter().enumerate() {
+        let Some(w) = &l.workflow else { continue };
+        let Trigger::Webhook(h) = &w.trigger.value else {
+            continue;
+        };
+        match by_path.get(h.path.value.as_str()) {
+            Some(&first) => {
+                let other = linted.get(first).map_or("", |(p, _)| p.as_str());
+                let message = format!(
+                    "webhook path `{}` is also used by {other}: /hooks/workflows/{} can start only one workflow",
+                    h.path.value, h.path.value
+                );
+                extra.push((
+                    i,
+                    Problem {
+                        pos: h.path.pos,
+                        rule: Rule::Schema,
+                        message,
+                    },
+                ));
+            }
+            None => {
+                by_path.insert(h.path.value.as_str(), i);
+            }
+        }
+    }
 }
 
 fn cycle_problem(pos: Pos, rule: Rule, what: &str, cycle: &[String]) -> Problem {

@@ -27,9 +27,17 @@ impl Visible {
 /// The fields of `trigger` for a trigger kind.
 pub(crate) fn trigger_fields(t: &Trigger) -> &'static [&'static str] {
     match t {
-        Trigger::Schedule(_) => &["at", "kind", "scheduled_at", "previous_fire"],
+        Trigger::Schedule(_) => &[
+            "at",
+            "kind",
+            "scheduled_at",
+            "previous_fire",
+            "tick_ms",
+            "missed",
+            "catch_up",
+        ],
         Trigger::Webhook(_) => &["at", "kind", "body", "headers", "query", "path"],
-        Trigger::Event(_) => &["at", "kind", "event"],
+        Trigger::Event(_) => &["at", "kind", "event", "event_id", "event_kind", "status"],
         Trigger::Manual => &["at", "kind", "user"],
     }
 }

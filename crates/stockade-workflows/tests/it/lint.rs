@@ -520,3 +520,45 @@ fn a_secret_in_a_misplaced_value_is_not_echoed_by_the_parse_error() {
     assert!(p.iter().any(|x| x.rule == Rule::Schema), "{p:?}");
     assert!(!p.iter().any(|x| x.message.contains("sk_live_51")), "{p:?}");
 }
+
+#[test]
+fn webhook_paths_must_be_well_formed_and_unique() {
+    let hook = |name: &str, path: &str| {
+        format!(
+            "name: {name}\ntrigger:\n  webhook:\n    path: \"{path}\"\n    auth: api_key\nsteps: [{{ id: s, uses: fail, with: {{ message: m }} }}]\n"
+        )
+    };
+    for bad in [
+        "supplier//stock",
+        "supplier/",
+        "/supplier",
+        "a/../b",
+        "Supplier",
+        "",
+    ] {
+        assert_eq!(
+            found(&hook("x", bad)),
+            vec![(Rule::Schema, 4)],
+            "path {bad:?}"
+        );
+    }
+    assert!(found(&hook("x", "supplier/stock-2")).is_empty());
+    // Two workflows with one path: the later file is told which file has it.
+    let (a, b, c) = (
+        hook("a", "supplier/stock"),
+        hook("b", "supplier/stock"),
+        hook("c", "supplier/orders"),
+    );
+    let r = set(&[("a.yaml", &a), ("b.yaml", &b), ("c.yaml", &c)]);
+    assert!(r[0].1.is_empty(), "{r:?}");
+    assert_eq!(r[1].1, vec![(Rule::Schema, 4)]);
+    assert!(r[2].1.is_empty(), "{r:?}");
+    let files: Vec<(String, String)> = vec![("a.yaml".into(), a), ("b.yaml".into(), b)];
+    let problems = &lint_set(&files, &LintOptions::default())[1].1;
+    assert!(
+        problems[0].message.contains("also used by a.yaml"),
+        "{}",
+        problems[0].message
+    );
+    assert!(stockade_workflows::lint::valid_webhook_path("orders/new"));
+}

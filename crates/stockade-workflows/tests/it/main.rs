@@ -19,3 +19,4 @@ mod expr;
 mod lint;
 mod registry;
 mod robust;
+mod triggers;

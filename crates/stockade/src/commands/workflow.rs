@@ -55,6 +55,7 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             limit,
         } => runs::list(settings, name.as_deref(), status.as_deref(), limit).await,
         WorkflowCommand::ShowRun { id } => runs::show(settings, &id).await,
+        WorkflowCommand::Secret { name } => super::workflow_secret::set(settings, &name).await,
     }
 }
 
@@ -72,6 +73,7 @@ pub fn writes(cmd: &WorkflowCommand) -> bool {
             | WorkflowCommand::Enable { .. }
             | WorkflowCommand::Disable { .. }
             | WorkflowCommand::Run { .. }
+            | WorkflowCommand::Secret { .. }
     )
 }
 

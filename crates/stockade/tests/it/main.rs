@@ -27,4 +27,5 @@ mod unmatched;
 mod webdriver;
 mod workflow_lint;
 mod workflow_runs;
+mod workflow_triggers;
 mod workflow_versions;
