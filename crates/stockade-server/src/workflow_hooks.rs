@@ -189,7 +189,15 @@ pub async fn receive(
     let (parts, body) = req.into_parts();
     let body = read_body(&path, &parts.headers, body).await?;
     if let WebhookAuth::Hmac(credential) = &hook.auth.value {
-        match check_hmac(&hooks, &credential.value, &parts.headers, &body).await {
+        match check_hmac(
+            &hooks,
+            target.name(),
+            &credential.value,
+            &parts.headers,
+            &body,
+        )
+        .await
+        {
             Ok(()) => {}
             Err(Refusal::Bad(why)) => {
                 log(&path, StatusCode::UNAUTHORIZED, "bad_signature");
@@ -201,7 +209,7 @@ pub async fn receive(
                 return Err(AppError::refused(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
-                    "this webhook's credential is not in the credential store",
+                    "this webhook's credential is not in the credential store for this workflow (stockade credential set NAME --workflow WORKFLOW --secret-stdin)",
                 ));
             }
         }
@@ -344,6 +352,7 @@ enum Refusal {
 
 async fn check_hmac(
     hooks: &WorkflowHooks,
+    workflow: &str,
     credential: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -372,6 +381,19 @@ async fn check_hmac(
             Some(ts)
         }
     };
+    // Least privilege: the key must be scoped to this workflow (`credential set
+    // --workflow`), as an `http.request` credential is.
+    let scoped = hooks
+        .vault
+        .list_credentials()
+        .await
+        .map_err(|_| Refusal::NoCredential)?
+        .into_iter()
+        .find(|c| c.name == credential)
+        .is_some_and(|c| c.scopes.workflows.iter().any(|w| w == workflow || w == "*"));
+    if !scoped {
+        return Err(Refusal::NoCredential);
+    }
     let secret = hooks
         .vault
         .reveal_credential(credential)

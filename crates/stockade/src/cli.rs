@@ -151,11 +151,11 @@ pub enum Command {
         after_long_help = "The format, the expression language and every lint rule: docs/workflows.md.\n\nExamples:\n  stockade workflow lint workflows/*.yaml\n  stockade workflow lint --env prod workflows/*.yaml\n  stockade workflow schema > workflow.schema.json\n  stockade --env prod workflow apply --as ann@example.com workflows/*.yaml\n  stockade --env prod workflow approve low-stock-alert --version 3 --as bo@example.com\n  stockade workflow diff low-stock-alert --from 2 --to 3\n  stockade workflow run low-stock-alert --input inputs.json --wait\n  stockade workflow runs low-stock-alert --status failed\n  stockade workflow show-run job_01J…"
     )]
     Workflow(WorkflowCommand),
-    /// Credentials workflows use by name (`http.request`'s `credential`): stored encrypted,
-    /// scoped to workflows and hosts, never printed.
+    /// Credentials workflows use by name (`http.request`'s `credential`, a webhook's `hmac`
+    /// key): stored encrypted, scoped to workflows and hosts, never printed.
     #[command(
         subcommand,
-        after_long_help = "Example:\n  printf %s \"$SUPPLIER_TOKEN\" | stockade credential set supplier-token \\\n      --workflow supplier-reorder --host api.supplier.example --secret-stdin\n  stockade credential list"
+        after_long_help = "Example:\n  printf %s \"$SUPPLIER_TOKEN\" | stockade credential set supplier-token \\\n      --workflow supplier-reorder --host api.supplier.example --secret-stdin\n  openssl rand -hex 32 > supplier.key    # a webhook's HMAC key: no host, never sent\n  stockade credential set supplier-hmac --workflow supplier-stock-webhook --secret-stdin \\\n      < supplier.key\n  stockade credential list"
     )]
     Credential(CredentialCommand),
     #[cfg(feature = "dev-tools")]
@@ -275,15 +275,6 @@ pub enum WorkflowCommand {
         /// The execution id (from `workflow run` or `workflow runs`).
         id: String,
     },
-    /// Store a credential workflows name (a webhook's `hmac` key, an `http.request`
-    /// credential), encrypted in the vault. The value is read from standard input (its
-    /// first line; e.g. `openssl rand -hex 32 > hook.key` then `< hook.key`), never from
-    /// the command line. Replaces a credential of the same name.
-    Secret {
-        /// The credential's name, as `permissions.credentials` and `auth: { hmac: … }`
-        /// write it.
-        name: String,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -328,8 +319,9 @@ pub enum CredentialCommand {
         /// A workflow that may use it (repeat for several).
         #[arg(long = "workflow", required = true)]
         workflows: Vec<String>,
-        /// A host it may be sent to (repeat for several).
-        #[arg(long = "host", required = true)]
+        /// A host it may be sent to by `http.request` (repeat for several). None for a
+        /// webhook's `hmac` key, which is never sent anywhere.
+        #[arg(long = "host")]
         hosts: Vec<String>,
         /// Read the secret from standard input (required: never on the command line).
         #[arg(long)]

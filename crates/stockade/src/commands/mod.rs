@@ -31,7 +31,6 @@ mod serve;
 mod workflow;
 mod workflow_registry;
 mod workflow_runs;
-mod workflow_secret;
 
 use stockade_core::Actor;
 use stockade_store::Store;

@@ -55,7 +55,6 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             limit,
         } => runs::list(settings, name.as_deref(), status.as_deref(), limit).await,
         WorkflowCommand::ShowRun { id } => runs::show(settings, &id).await,
-        WorkflowCommand::Secret { name } => super::workflow_secret::set(settings, &name).await,
     }
 }
 
@@ -73,7 +72,6 @@ pub fn writes(cmd: &WorkflowCommand) -> bool {
             | WorkflowCommand::Enable { .. }
             | WorkflowCommand::Disable { .. }
             | WorkflowCommand::Run { .. }
-            | WorkflowCommand::Secret { .. }
     )
 }
 

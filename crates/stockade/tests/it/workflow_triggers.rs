@@ -1,4 +1,5 @@
-//! Triggers in a real `stockade serve`: a credential stored with `workflow secret`, a
+//! Triggers in a real `stockade serve`: a credential stored with `credential set` (usable only
+//! once scoped to the workflow), a
 //! webhook signed with it answered with the execution's result over HTTPS (a forged one
 //! refused), a schedule that fires by itself, and an event that starts its listener once.
 
@@ -39,18 +40,23 @@ async fn serve_answers_signed_webhooks_and_fires_schedules() {
     let mut args = vec!["workflow", "apply"];
     args.extend(files.iter().map(String::as_str));
     s.run(&args).expect_code(0);
-    s.run_with_stdin(
-        &s.data(),
-        &["workflow", "secret", "supplier-hmac"],
-        Some("short\n"),
-    )
-    .expect_code(2);
-    s.run_with_stdin(
-        &s.data(),
-        &["workflow", "secret", "supplier-hmac"],
-        Some(&format!("{SECRET}\n")),
-    )
-    .expect_code(0);
+    // Scoped to another workflow first: this webhook may not use it.
+    let set = |workflow: &str| {
+        s.run_with_stdin(
+            &s.data(),
+            &[
+                "credential",
+                "set",
+                "supplier-hmac",
+                "--workflow",
+                workflow,
+                "--secret-stdin",
+            ],
+            Some(&format!("{SECRET}\n")),
+        )
+        .expect_code(0);
+    };
+    set("another-workflow");
 
     let server = Server::start(&s);
     let body = br#"{"delivery":"D-17"}"#.to_vec();
@@ -63,6 +69,13 @@ async fn serve_answers_signed_webhooks_and_fires_schedules() {
             .body(body.clone())
             .send()
     };
+    let res = post(sign(&body)).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "a key not scoped to it"
+    );
+    set("supplier-stock");
     let res = post(sign(&body)).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let answer: Value = res.json().await.unwrap();
