@@ -366,7 +366,18 @@ struct Checked {
     on_hand_ok: bool,
 }
 
-async fn check(rig: &Rig, tally: &Tally) -> Result<Checked, Failure> {
+/// Units on hand across the bench's SKUs, from the ledger.
+async fn ledger_units(store: &Store) -> Result<i64, Failure> {
+    Ok(store
+        .count(
+            "SELECT CAST(COALESCE(SUM(on_hand_delta), 0) AS BIGINT) FROM stock_ledger WHERE sku LIKE $1",
+            sql_params!["BENCH-%"],
+        )
+        .await?)
+}
+
+/// `before`: the ledger's units when the measured run started.
+async fn check(rig: &Rig, tally: &Tally, before: i64) -> Result<Checked, Failure> {
     let store = rig.open_store().await?;
     // Executions answered 202 may still be running: give them a bound to end.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -397,18 +408,13 @@ async fn check(rig: &Rig, tally: &Tally) -> Result<Checked, Failure> {
             expected += units;
         }
     }
-    let on_hand = store
-        .count(
-            "SELECT CAST(COALESCE(SUM(on_hand_delta), 0) AS BIGINT) FROM stock_ledger WHERE sku LIKE $1",
-            sql_params!["BENCH-%"],
-        )
-        .await?;
+    let added = ledger_units(&store).await? - before;
     store.close().await;
     Ok(Checked {
         succeeded,
         failed,
         lost,
-        on_hand_ok: on_hand == expected,
+        on_hand_ok: added == expected,
     })
 }
 
@@ -445,7 +451,7 @@ async fn measure(
 ) -> Result<(), Failure> {
     let http = client(rig)?;
     // Warm up: connections open, statements prepared, the workflow cached.
-    load(
+    let warm = load(
         rig,
         http.clone(),
         args.concurrency.min(8),
@@ -453,6 +459,14 @@ async fn measure(
         args.skus,
     )
     .await;
+    // Its executions end before the measured run starts (their units are not counted).
+    check(rig, &warm, 0).await?;
+    let before = {
+        let store = rig.open_store().await?;
+        let units = ledger_units(&store).await?;
+        store.close().await;
+        units
+    };
     let pid = rig
         .server_pid()
         .ok_or_else(|| Failure::runtime("the server is not running"))?;
@@ -461,7 +475,7 @@ async fn measure(
     let mut tally = load(rig, http, args.concurrency, duration, args.skus).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let cpu = process_cpu_seconds(pid) - cpu0;
-    let checked = check(rig, &tally).await?;
+    let checked = check(rig, &tally, before).await?;
     tally.latencies_ms.sort_by(f64::total_cmp);
     let done = checked.succeeded.max(1) as f64;
     let per_s = checked.succeeded as f64 / elapsed;
