@@ -36,7 +36,7 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use events::{Batch, EventStream};
-pub use jobs::{Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, ReapReport};
+pub use jobs::{Admission, Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, ReapReport};
 pub use journal::{ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};

@@ -9,7 +9,7 @@
 //! only through audited store commits; [`exec`], the executor, runs definitions on the
 //! store's job queue and journal; [`engine`] runs the executor in a server process
 //! (workers, reaper) on the registry's reviewed versions; [`runs`] starts manual runs and
-//! reads executions for operators.
+//! reads executions for operators; [`operate`] cancels and reruns them.
 
 pub mod definition;
 pub mod diff;
@@ -18,6 +18,7 @@ pub mod engine;
 pub mod exec;
 pub mod expr;
 pub mod lint;
+pub mod operate;
 pub mod registry;
 pub mod runs;
 pub mod schedule;

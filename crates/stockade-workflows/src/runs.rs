@@ -30,6 +30,10 @@ pub enum RunError {
     BadInputs(String),
     #[error("no execution {0:?} (`stockade workflow runs` lists them)")]
     UnknownRun(String),
+    #[error("refused: {0}; nothing was written")]
+    Refused(String),
+    #[error("--from-step: {0}; nothing was enqueued")]
+    BadStep(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -148,26 +152,17 @@ pub async fn list(
     state: Option<JobState>,
     limit: i64,
 ) -> Result<Vec<RunRow>, RunError> {
-    // The payload is JSON text holding `"workflow":"NAME"`: a LIKE narrows the scan,
-    // the exact comparison below decides.
-    let like = name.map_or_else(
-        || "%".to_owned(),
-        |n| format!("%\"workflow\":{}%", Value::from(n)),
-    );
+    let name = name.unwrap_or("");
     let state = state.map_or("", JobState::as_str);
-    let rows: Vec<RunRow> = store
+    Ok(store
         .query_as(
             select_runs!(
-                "WHERE kind = $1 AND payload LIKE $2 AND ($3 = '' OR state = $3)
+                "WHERE kind = $1 AND ($2 = '' OR workflow = $2) AND ($3 = '' OR state = $3)
                   ORDER BY created_at_ms DESC, id DESC LIMIT $4"
             ),
-            sql_params![JOB_KIND, like, state, limit.clamp(1, 10_000)],
+            sql_params![JOB_KIND, name, state, limit.clamp(1, 10_000)],
         )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| name.is_none_or(|n| r.workflow == n))
-        .collect())
+        .await?)
 }
 
 /// One execution and every attempt of every step, in start order.

@@ -12,5 +12,6 @@ mod exec_stock;
 mod exec_support;
 mod expr;
 mod lint;
+mod operate;
 mod registry;
 mod robust;
