@@ -30,7 +30,10 @@ use crate::runs::{RunError, Started};
 /// Cancel execution `id` as `actor`; returns the state it had (queued or running).
 pub async fn cancel(store: &Store, actor: &Actor, id: &str) -> Result<JobState, RunError> {
     payload_of(store, id).await?;
-    match store.cancel_job(actor, id, "cancelled by an operator").await {
+    match store
+        .cancel_job(actor, id, "cancelled by an operator")
+        .await
+    {
         Ok(state) => Ok(state),
         Err(StoreError::NotFound(_)) => Err(RunError::UnknownRun(id.to_owned())),
         Err(StoreError::Conflict(why)) => Err(RunError::Refused(why)),
@@ -46,8 +49,9 @@ async fn payload_of(store: &Store, id: &str) -> Result<ExecutionPayload, RunErro
         )
         .await?;
     let text = text.ok_or_else(|| RunError::UnknownRun(id.to_owned()))?;
-    serde_json::from_str(&text)
-        .map_err(|_| RunError::Refused("the execution's payload is not one this server reads".into()))
+    serde_json::from_str(&text).map_err(|_| {
+        RunError::Refused("the execution's payload is not one this server reads".into())
+    })
 }
 
 /// Start a new execution like `id` (same version, inputs and trigger data), as `actor`;
@@ -60,7 +64,9 @@ pub async fn rerun(
 ) -> Result<Started, RunError> {
     let old = payload_of(store, id).await?;
     let name = old.workflow.clone();
-    let enabled = registry::workflow(store, &name).await?.is_some_and(|w| w.enabled);
+    let enabled = registry::workflow(store, &name)
+        .await?
+        .is_some_and(|w| w.enabled);
     let (version, text) = match registry::content(store, &name, old.version).await {
         Ok(found) if enabled => found,
         _ => return Err(RunError::NotRunnable(name)),
@@ -74,7 +80,8 @@ pub async fn rerun(
     let before = match from_step {
         None => Vec::new(),
         Some(step) => {
-            let workflow = Workflow::parse(&text).map_err(|_| RunError::NotRunnable(name.clone()))?;
+            let workflow =
+                Workflow::parse(&text).map_err(|_| RunError::NotRunnable(name.clone()))?;
             steps_before(&workflow, step)?
         }
     };

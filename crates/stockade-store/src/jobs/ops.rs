@@ -67,7 +67,8 @@ const CANCEL: &str = "UPDATE jobs SET state = 'cancelled', lease_token = lease_t
         last_error = $2
   WHERE id = $3 AND state IN ('queued', 'running')";
 
-const CLOSE_STEPS: &str = "UPDATE job_steps SET status = 'failed', finished_at_ms = $1, error = 'cancelled'
+const CLOSE_STEPS: &str =
+    "UPDATE job_steps SET status = 'failed', finished_at_ms = $1, error = 'cancelled'
   WHERE job_id = $2 AND status = 'running'";
 
 const COPY_STEP: &str = "INSERT INTO job_steps (job_id, step_id, attempt, seq, lease_token, status,

@@ -72,11 +72,24 @@ impl Executor {
                     }
                 },
             };
-            let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.to_string().as_bytes());
-            let key = format!("{}:{}", frame.def.name(), hex::encode(&digest.as_ref()[..16]));
+            let digest =
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, value.to_string().as_bytes());
+            let key = format!(
+                "{}:{}",
+                frame.def.name(),
+                hex::encode(&digest.as_ref()[..16])
+            );
             let limit = i64::from(c.limit.value);
-            if self.store.admit(&frame.actor, &run.lease, &key, limit).await? == Admission::Full {
-                return self.limited(run, frame, c.on_limit, limit).await.map(Gate::Done);
+            if self
+                .store
+                .admit(&frame.actor, &run.lease, &key, limit)
+                .await?
+                == Admission::Full
+            {
+                return self
+                    .limited(run, frame, c.on_limit, limit)
+                    .await
+                    .map(Gate::Done);
             }
         }
         let Some(timeout) = &workflow.timeout else {
@@ -110,9 +123,8 @@ impl Executor {
         on_limit: OnLimit,
         limit: i64,
     ) -> Result<RunOutcome, ExecError> {
-        let reason = format!(
-            "concurrency limit reached: {limit} execution(s) of this key were running"
-        );
+        let reason =
+            format!("concurrency limit reached: {limit} execution(s) of this key were running");
         match on_limit {
             OnLimit::Queue => {
                 let later = now_ms().saturating_add(REQUEUE_MS);
@@ -124,7 +136,11 @@ impl Executor {
             }
             OnLimit::Fail => {
                 self.store
-                    .fail(&frame.actor, &run.lease, &format!("failed: {reason} (on_limit: fail)"))
+                    .fail(
+                        &frame.actor,
+                        &run.lease,
+                        &format!("failed: {reason} (on_limit: fail)"),
+                    )
                     .await?;
             }
         }

@@ -49,7 +49,11 @@ async fn two_processes_never_admit_more_than_the_limit(b: Backend) {
             .cloned()
             .enumerate()
             .map(|(i, lease)| {
-                let store = if i % 2 == 0 { env.store.clone() } else { other.clone() };
+                let store = if i % 2 == 0 {
+                    env.store.clone()
+                } else {
+                    other.clone()
+                };
                 let key = key.clone();
                 tokio::spawn(async move { store.admit(&ops(), &lease, &key, 2).await.unwrap() })
             })
@@ -75,7 +79,10 @@ async fn two_processes_never_admit_more_than_the_limit(b: Backend) {
         env.store.complete(&ops(), done, vec![]).await.unwrap();
         let waiting = (0..8).find(|i| !admitted.contains(i)).unwrap();
         assert_eq!(
-            other.admit(&ops(), &leases[waiting], &key, 2).await.unwrap(),
+            other
+                .admit(&ops(), &leases[waiting], &key, 2)
+                .await
+                .unwrap(),
             Admission::Admitted
         );
         for (i, l) in leases.iter().enumerate() {
@@ -84,7 +91,11 @@ async fn two_processes_never_admit_more_than_the_limit(b: Backend) {
             }
         }
     }
-    assert_eq!(env.actions("job.admit").await, 3 * 3, "refusals write nothing");
+    assert_eq!(
+        env.actions("job.admit").await,
+        3 * 3,
+        "refusals write nothing"
+    );
     other.close().await;
     env.cleanup().await;
 }
@@ -105,7 +116,11 @@ async fn a_full_limit_queues_skips_or_fails_as_declared(b: Backend) {
     let cat = catalog(&[&texts[0], &texts[1], &texts[2]]);
     let probe = Probe::new(&env.store, &[Act::Hang]);
     let exec = Arc::new(executor(&env, cat, Some(probe.clone())));
-    for (name, mode) in [("q", OnLimit::Queue), ("s", OnLimit::Skip), ("f", OnLimit::Fail)] {
+    for (name, mode) in [
+        ("q", OnLimit::Queue),
+        ("s", OnLimit::Skip),
+        ("f", OnLimit::Fail),
+    ] {
         // The first execution takes the one slot and hangs in its step.
         let first = env.enqueue(name, json!({})).await;
         let lease = env.claim("w1", 30_000).await.expect("a job");
@@ -126,7 +141,10 @@ async fn a_full_limit_queues_skips_or_fails_as_declared(b: Backend) {
             RunOutcome::Limited(mode)
         );
         let job = env.store.job(&second).await.unwrap().unwrap();
-        assert!(env.store.journal(&second).await.unwrap().is_empty(), "no step ran");
+        assert!(
+            env.store.journal(&second).await.unwrap().is_empty(),
+            "no step ran"
+        );
         match mode {
             OnLimit::Queue => {
                 assert_eq!((job.state, job.attempts), (JobState::Queued, 0));
@@ -136,7 +154,11 @@ async fn a_full_limit_queues_skips_or_fails_as_declared(b: Backend) {
             }
             OnLimit::Skip => {
                 assert_eq!(job.state, JobState::Cancelled);
-                assert!(job.last_error.unwrap().starts_with("skipped: concurrency limit"));
+                assert!(
+                    job.last_error
+                        .unwrap()
+                        .starts_with("skipped: concurrency limit")
+                );
                 assert_eq!(env.actions("job.skip").await, 1);
                 let listed = runs::list(&env.store, Some("s"), Some(JobState::Cancelled), 10)
                     .await
@@ -148,7 +170,8 @@ async fn a_full_limit_queues_skips_or_fails_as_declared(b: Backend) {
                 assert!(job.last_error.unwrap().contains("on_limit: fail"));
                 assert_eq!(env.actions("workflow.failed").await, 0, "no error event");
                 assert_eq!(
-                    env.count("SELECT COUNT(*) FROM jobs WHERE workflow = 'handler'").await,
+                    env.count("SELECT COUNT(*) FROM jobs WHERE workflow = 'handler'")
+                        .await,
                     0,
                     "no error workflow"
                 );
@@ -170,7 +193,12 @@ async fn the_timeout_counts_from_the_first_start_across_resumes(b: Backend) {
     let exec = executor(&env, catalog(&[TIMED]), None);
     let id = env.enqueue("timed", json!({})).await;
     let lease = env.claim("w1", 30_000).await.expect("a job");
-    let first = env.store.job_started_at(&id).await.unwrap().expect("started");
+    let first = env
+        .store
+        .job_started_at(&id)
+        .await
+        .unwrap()
+        .expect("started");
     // The first holder dies; the job goes back to the queue and is claimed again.
     env.store.defer_until(&lease, 0).await.unwrap();
     let lease = env.claim("w2", 30_000).await.expect("claimed again");
@@ -188,7 +216,8 @@ async fn the_timeout_counts_from_the_first_start_across_resumes(b: Backend) {
     assert_eq!(env.actions("workflow.note").await, 0, "no step ran");
     assert_eq!(env.actions("workflow.failed").await, 1);
     assert_eq!(
-        env.count("SELECT COUNT(*) FROM jobs WHERE workflow = 'handler'").await,
+        env.count("SELECT COUNT(*) FROM jobs WHERE workflow = 'handler'")
+            .await,
         1,
         "the on_error workflow runs"
     );
@@ -198,12 +227,18 @@ async fn the_timeout_counts_from_the_first_start_across_resumes(b: Backend) {
         .await
         .unwrap()
         .unwrap();
-    env.store.cancel_job(&ops(), &handler, "test").await.unwrap();
+    env.store
+        .cancel_job(&ops(), &handler, "test")
+        .await
+        .unwrap();
     // The same workflow with time left runs.
     let id = env.enqueue("timed", json!({})).await;
     let lease = env.claim("w3", 30_000).await.expect("a job");
     assert_eq!(lease.job_id, id);
-    assert_eq!(exec.run_claimed(lease).await.unwrap(), RunOutcome::Succeeded);
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
     env.cleanup().await;
 }
 
@@ -241,10 +276,20 @@ async fn a_cancelled_running_execution_stops_at_its_next_step_boundary(b: Backen
     let job = env.store.job(&id).await.unwrap().unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     let journal = env.store.journal(&id).await.unwrap();
-    let steps: Vec<_> = journal.iter().map(|s| (s.step_id.as_str(), s.status)).collect();
-    assert_eq!(steps, [("a", StepStatus::Succeeded), ("b", StepStatus::Failed)]);
+    let steps: Vec<_> = journal
+        .iter()
+        .map(|s| (s.step_id.as_str(), s.status))
+        .collect();
+    assert_eq!(
+        steps,
+        [("a", StepStatus::Succeeded), ("b", StepStatus::Failed)]
+    );
     assert_eq!(journal[1].error.as_deref(), Some("cancelled"));
-    assert_eq!(env.actions("probe.effect").await, 0, "b's result was not committed");
+    assert_eq!(
+        env.actions("probe.effect").await,
+        0,
+        "b's result was not committed"
+    );
     assert_eq!(env.actions("workflow.note").await, 1, "c never ran");
     assert_eq!(env.actions("workflow.failed").await, 0, "no error event");
     assert_eq!(env.actions("job.cancel").await, 2);
@@ -267,7 +312,10 @@ async fn a_rerun_from_a_step_does_not_repeat_the_steps_before_it(b: Backend) {
     let out = registry::apply(&env.store, &ops(), &[("three.yaml".into(), THREE.into())])
         .await
         .unwrap();
-    assert!(matches!(out[0].applied, registry::Applied::Stored { .. }), "{out:?}");
+    assert!(
+        matches!(out[0].applied, registry::Applied::Stored { .. }),
+        "{out:?}"
+    );
     let probe = Probe::new(&env.store, &[Act::FailTransient, Act::Succeed]);
     let exec = executor(&env, catalog(&[THREE]), Some(probe.clone()));
     let first = runs::enqueue_manual(&env.store, &ops(), "three", json!({}))
@@ -292,8 +340,15 @@ async fn a_rerun_from_a_step_does_not_repeat_the_steps_before_it(b: Backend) {
     assert_eq!(again.version, first.version);
     let lease = env.claim("w2", 30_000).await.expect("the rerun");
     assert_eq!(lease.job_id, again.execution);
-    assert_eq!(exec.run_claimed(lease).await.unwrap(), RunOutcome::Succeeded);
-    assert_eq!(env.actions("workflow.note").await, 2, "a did not run again; c ran");
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
+    assert_eq!(
+        env.actions("workflow.note").await,
+        2,
+        "a did not run again; c ran"
+    );
     let journal = env.store.journal(&again.execution).await.unwrap();
     let ids: Vec<_> = journal.iter().map(|s| s.step_id.as_str()).collect();
     assert_eq!(ids, ["a", "b", "c"]);
@@ -309,7 +364,10 @@ async fn a_rerun_from_a_step_does_not_repeat_the_steps_before_it(b: Backend) {
         .await
         .unwrap();
     let lease = env.claim("w3", 30_000).await.expect("the rerun");
-    assert_eq!(exec.run_claimed(lease).await.unwrap(), RunOutcome::Succeeded);
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
     assert_eq!(env.store.journal(&all.execution).await.unwrap().len(), 3);
     assert_eq!(env.actions("workflow.note").await, 4);
     let payload: String = env
@@ -322,6 +380,9 @@ async fn a_rerun_from_a_step_does_not_repeat_the_steps_before_it(b: Backend) {
         .unwrap()
         .unwrap();
     let p: ExecutionPayload = serde_json::from_str(&payload).unwrap();
-    assert_eq!((p.workflow.as_str(), p.version), ("three", Some(first.version)));
+    assert_eq!(
+        (p.workflow.as_str(), p.version),
+        ("three", Some(first.version))
+    );
     env.cleanup().await;
 }
