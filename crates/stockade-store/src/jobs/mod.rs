@@ -70,8 +70,10 @@ use crate::{Result, Store, StoreError, sql_params};
 
 mod backoff;
 mod ops;
+mod prune;
 pub use backoff::Backoff;
 pub use ops::{Admission, copy_steps_change};
+pub use prune::{PruneReport, RECLAIM_PAGES};
 
 /// Attempts a job gets unless its [`NewJob`] says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;

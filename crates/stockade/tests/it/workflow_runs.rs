@@ -214,6 +214,7 @@ async fn abandon_a_run(url: DatabaseUrl) -> String {
         lease_ms: 1_000,
         poll: Duration::from_millis(50),
         reap_every: Duration::from_secs(60),
+        ..EngineConfig::default()
     };
     let engine = Engine::start_with(store.clone(), defs, Arc::new(exec), config);
     let started = runs::enqueue_manual(
