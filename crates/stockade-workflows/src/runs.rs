@@ -152,17 +152,34 @@ pub async fn list(
     state: Option<JobState>,
     limit: i64,
 ) -> Result<Vec<RunRow>, RunError> {
-    let name = name.unwrap_or("");
     let state = state.map_or("", JobState::as_str);
-    Ok(store
-        .query_as(
-            select_runs!(
-                "WHERE kind = $1 AND ($2 = '' OR workflow = $2) AND ($3 = '' OR state = $3)
-                  ORDER BY created_at_ms DESC, id DESC LIMIT $4"
-            ),
-            sql_params![JOB_KIND, name, state, limit.clamp(1, 10_000)],
-        )
-        .await?)
+    let limit = limit.clamp(1, 10_000);
+    // One workflow's runs are read through the `jobs_workflow` index (migration 0012).
+    let rows = match name {
+        Some(name) => {
+            store
+                .query_as(
+                    select_runs!(
+                        "WHERE workflow = $1 AND kind = $2 AND ($3 = '' OR state = $3)
+                          ORDER BY created_at_ms DESC, id DESC LIMIT $4"
+                    ),
+                    sql_params![name, JOB_KIND, state, limit],
+                )
+                .await?
+        }
+        None => {
+            store
+                .query_as(
+                    select_runs!(
+                        "WHERE kind = $1 AND ($2 = '' OR state = $2)
+                          ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+                    ),
+                    sql_params![JOB_KIND, state, limit],
+                )
+                .await?
+        }
+    };
+    Ok(rows)
 }
 
 /// One execution and every attempt of every step, in start order.
