@@ -10,6 +10,7 @@ use serde_json::json;
 use stockade_core::{Actor, Environment};
 use stockade_store::{Admission, JobState, StepStatus, Store, StoreOptions, sql_params};
 use stockade_workflows::definition::OnLimit;
+use stockade_workflows::engine::{EngineConfig, prune_pass};
 use stockade_workflows::exec::{ExecError, ExecutionPayload, JOB_KIND, RunOutcome};
 use stockade_workflows::runs::{self, RunError};
 use stockade_workflows::{operate, registry};
@@ -22,6 +23,7 @@ both!(
     the_timeout_counts_from_the_first_start_across_resumes,
     a_cancelled_running_execution_stops_at_its_next_step_boundary,
     a_rerun_from_a_step_does_not_repeat_the_steps_before_it,
+    the_engine_prune_pass_keeps_the_newest_per_workflow,
 );
 
 fn ops() -> Actor {
@@ -384,5 +386,34 @@ async fn a_rerun_from_a_step_does_not_repeat_the_steps_before_it(b: Backend) {
         (p.workflow.as_str(), p.version),
         ("three", Some(first.version))
     );
+    env.cleanup().await;
+}
+
+async fn the_engine_prune_pass_keeps_the_newest_per_workflow(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    let exec = executor(&env, catalog(&[TIMED]), None);
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(env.enqueue("timed", json!({})).await);
+        let lease = env.claim("w", 30_000).await.expect("a job");
+        assert_eq!(
+            exec.run_claimed(lease).await.unwrap(),
+            RunOutcome::Succeeded
+        );
+    }
+    let running = env.enqueue("timed", json!({})).await;
+    let config = EngineConfig {
+        keep_per_workflow: 2,
+        ..EngineConfig::default()
+    };
+    assert_eq!(prune_pass(&env.store, &config).await.unwrap(), 2);
+    assert_eq!(prune_pass(&env.store, &config).await.unwrap(), 0);
+    let left = runs::list(&env.store, Some("timed"), None, 100)
+        .await
+        .unwrap();
+    let left: Vec<_> = left.iter().map(|r| r.id.clone()).collect();
+    assert_eq!(left.len(), 3, "{left:?}");
+    assert!(left.contains(&running) && left.contains(&ids[3]) && left.contains(&ids[2]));
+    assert!(env.store.journal(&ids[0]).await.unwrap().is_empty());
     env.cleanup().await;
 }
