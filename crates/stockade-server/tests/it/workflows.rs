@@ -5,7 +5,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stockade_access::Role;
-use stockade_core::Actor;
+use stockade_core::{Actor, Environment};
 use stockade_store::Store;
 use stockade_workflows::registry;
 
@@ -234,5 +234,70 @@ async fn the_workflow_api(backend: Backend) {
     assert_eq!(actors.len(), 4);
     let caller = Actor::ApiKey(operator.id.clone()).to_string();
     assert!(actors.iter().all(|a| *a == caller), "{actors:?}");
+    server.cleanup().await;
+}
+
+const PROD_FLOW: &str = "name: restock\ndescription: x\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: a\n    uses: audit.note\n    with: { message: restock }\n";
+
+/// In prod a version waits for a second person: the key that applied it cannot approve
+/// it through the API (403, nothing changes); another key can.
+#[tokio::test]
+async fn approval_through_the_api_needs_a_second_person() {
+    let server = TestServer::spawn(Options {
+        env: Environment::Prod,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let store = server.access.store().clone();
+    let author = api(&server, "author", Role::Operator).await;
+    let reviewer = api(&server, "reviewer", Role::Admin).await;
+    let applied = registry::apply(
+        &store,
+        &Actor::ApiKey(author.id.clone()),
+        &[("restock.yaml".into(), PROD_FLOW.into())],
+    )
+    .await
+    .unwrap();
+    assert!(
+        matches!(applied[0].applied, registry::Applied::Stored { .. }),
+        "{applied:?}"
+    );
+    let (_, versions) = author.get("/api/v1/workflows/restock/versions").await;
+    assert_eq!(versions["versions"][0]["state"], "pending", "{versions}");
+    let head = store.audit_head().await.unwrap();
+    let (status, body) = author
+        .post(
+            "/api/v1/workflows/restock/versions/1/approve",
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "four_eyes");
+    assert_eq!(store.audit_head().await.unwrap(), head, "nothing written");
+    let (status, _) = author
+        .post("/api/v1/workflows/restock/run", "{}".into())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a pending version does not run"
+    );
+    let (status, body) = reviewer
+        .post(
+            "/api/v1/workflows/restock/versions/1/approve",
+            String::new(),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["version"]["state"], "active");
+    assert_eq!(
+        body["version"]["approved_by"],
+        Actor::ApiKey(reviewer.id.clone()).to_string()
+    );
+    let (status, _) = author
+        .post("/api/v1/workflows/restock/run", "{}".into())
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
     server.cleanup().await;
 }
