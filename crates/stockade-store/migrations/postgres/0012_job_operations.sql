@@ -5,6 +5,11 @@
 ALTER TABLE jobs ADD COLUMN workflow TEXT;
 ALTER TABLE jobs ADD COLUMN started_at_ms BIGINT;
 ALTER TABLE jobs ADD COLUMN concurrency_key TEXT;
+-- Executions queued before this version: their workflow from the payload (JSON text the
+-- store wrote itself).
+UPDATE jobs SET workflow = (payload::jsonb) ->> 'workflow' WHERE kind = 'workflow';
+UPDATE jobs SET started_at_ms = (SELECT MIN(s.started_at_ms) FROM job_steps s WHERE s.job_id = jobs.id)
+ WHERE attempts > 0;
 CREATE INDEX jobs_workflow ON jobs (workflow, created_at_ms) WHERE workflow IS NOT NULL;
 CREATE INDEX jobs_concurrency ON jobs (concurrency_key) WHERE concurrency_key IS NOT NULL AND state = 'running';
 
