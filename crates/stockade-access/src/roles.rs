@@ -79,6 +79,12 @@ pub enum Permission {
     ViewAudit,
     /// Incident response: lock down, revoke sessions, rotate keys.
     IncidentResponse,
+    /// List workflows, their versions and executions (step timelines without outputs).
+    ViewWorkflows,
+    /// Start, cancel and rerun workflow executions.
+    RunWorkflows,
+    /// Approve a pending workflow version (never one's own: the registry refuses it).
+    ApproveWorkflows,
 }
 
 use Role::{Admin, Auditor, Operator, Viewer};
@@ -94,6 +100,9 @@ pub const PERMISSIONS: &[(Permission, &[Role])] = &[
     (Permission::ManageBans, &[Admin]),
     (Permission::ViewAudit, &[Admin, Auditor]),
     (Permission::IncidentResponse, &[Admin]),
+    (Permission::ViewWorkflows, &[Admin, Operator, Viewer]),
+    (Permission::RunWorkflows, &[Admin, Operator]),
+    (Permission::ApproveWorkflows, &[Admin, Operator]),
 ];
 
 #[cfg(test)]

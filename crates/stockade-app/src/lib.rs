@@ -227,6 +227,10 @@ impl App {
         let workflows = (settings.workflows.workers > 0).then(|| {
             let config = EngineConfig {
                 workers: settings.workflows.workers,
+                retention: Duration::from_secs(
+                    u64::try_from(settings.workflows.retention_s).unwrap_or(u64::MAX),
+                ),
+                keep_per_workflow: settings.workflows.keep,
                 ..EngineConfig::default()
             };
             Engine::start_services(

@@ -55,11 +55,14 @@ struct FileConfig {
     workflows: WorkflowsFileConfig,
 }
 
-/// `[workflows]`: how many executions this process runs at once.
+/// `[workflows]`: how many executions this process runs at once, and how long finished
+/// executions are kept.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct WorkflowsFileConfig {
     workers: Option<usize>,
+    retention: Option<String>,
+    keep: Option<i64>,
 }
 
 /// The workflow engine's settings (`[workflows]`).
@@ -67,6 +70,10 @@ struct WorkflowsFileConfig {
 pub struct WorkflowSettings {
     /// Worker tasks running executions at once (default 2); 0 runs none in this process.
     pub workers: usize,
+    /// Finished executions older than this are deleted (default 30 days).
+    pub retention_s: i64,
+    /// Finished executions kept per workflow at most (default 1000).
+    pub keep: i64,
 }
 
 /// At most this many workflow workers per process.
@@ -82,13 +89,40 @@ fn workflow_settings(
             "workflows.workers must be at most {MAX_WORKFLOW_WORKERS} (0 runs no workflows in this process)"
         )));
     }
-    let src = if f.workers.is_some() {
-        "config file"
-    } else {
-        "default"
+    let src = |set: bool| if set { "config file" } else { "default" };
+    provenance.push((
+        "workflows.workers",
+        workers.to_string(),
+        src(f.workers.is_some()),
+    ));
+    let retention_s = match f.retention.as_deref() {
+        None => 30 * 86_400,
+        Some(t) => match stockade_core::time::parse_duration_secs(t) {
+            Ok(Some(s)) => s,
+            _ => {
+                return Err(AppError::config(
+                    "workflows.retention must be a duration such as 30d, 12h or 2w",
+                ));
+            }
+        },
     };
-    provenance.push(("workflows.workers", workers.to_string(), src));
-    Ok(WorkflowSettings { workers })
+    provenance.push((
+        "workflows.retention",
+        format!("{retention_s}s"),
+        src(f.retention.is_some()),
+    ));
+    let keep = f.keep.unwrap_or(1_000);
+    if !(1..=10_000_000).contains(&keep) {
+        return Err(AppError::config(
+            "workflows.keep must be between 1 and 10000000",
+        ));
+    }
+    provenance.push(("workflows.keep", keep.to_string(), src(f.keep.is_some())));
+    Ok(WorkflowSettings {
+        workers,
+        retention_s,
+        keep,
+    })
 }
 
 /// `[alerts]` and its `[[alerts.channel]]` tables. No secrets here: a channel's tokens

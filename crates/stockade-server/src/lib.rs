@@ -9,6 +9,7 @@
 //! [`dashboard`] modules. Pages are askama templates in `templates/`.
 
 pub mod api;
+pub mod api_workflows;
 pub mod ban_page;
 pub mod dashboard;
 pub mod error;

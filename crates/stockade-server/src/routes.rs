@@ -14,7 +14,7 @@
 //! the handlers, are [`AppError`]s: the front gate answers them as pages on page routes,
 //! as JSON on `/api/` and `/hooks/` ([`RouteKind`]).
 //!
-//! The handler modules ([`pages`], [`api`], [`hooks`]) depend only on the shared modules
+//! The handler modules ([`pages`], [`api`], [`api_workflows`], [`hooks`]) depend only on the shared modules
 //! (`state`, `error`, `extract`, `dashboard`), never on each other or on this one.
 
 use std::net::{IpAddr, SocketAddr};
@@ -35,7 +35,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, hooks, pages, workflow_hooks};
+use crate::{api, api_workflows as wf, hooks, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +106,46 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/alerts", Gate::Needs(Permission::ViewStock)),
     r("GET", "/api/v1/alerts", Gate::Needs(Permission::ViewStock)),
     r(
+        "GET",
+        "/api/v1/workflows",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "GET",
+        "/api/v1/workflows/{name}/versions",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "POST",
+        "/api/v1/workflows/{name}/versions/{version}/approve",
+        Gate::Needs(Permission::ApproveWorkflows),
+    ),
+    r(
+        "POST",
+        "/api/v1/workflows/{name}/run",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r(
+        "GET",
+        "/api/v1/executions",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "GET",
+        "/api/v1/executions/{id}",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "POST",
+        "/api/v1/executions/{id}/cancel",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r(
+        "POST",
+        "/api/v1/executions/{id}/rerun",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r(
         "POST",
         "/hooks/tiktok/{connection}",
         Gate::MarketplaceSignature(Marketplace::TikTok),
@@ -159,6 +199,17 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/bans/{ip}", delete(api::remove_ban))
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/workflows", get(wf::list))
+        .route("/api/v1/workflows/{name}/versions", get(wf::versions))
+        .route(
+            "/api/v1/workflows/{name}/versions/{version}/approve",
+            post(wf::approve),
+        )
+        .route("/api/v1/workflows/{name}/run", post(wf::run))
+        .route("/api/v1/executions", get(wf::executions))
+        .route("/api/v1/executions/{id}", get(wf::execution))
+        .route("/api/v1/executions/{id}/cancel", post(wf::cancel))
+        .route("/api/v1/executions/{id}/rerun", post(wf::rerun))
         .route("/alerts", get(pages::alerts))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/mfa", get(pages::mfa_form).post(pages::mfa_submit))

@@ -428,6 +428,11 @@ async fn wait_result(store: &Store, execution: &str) -> Option<Response> {
                     json!({ "execution": execution, "status": "failed", "error": job.last_error });
                 return Some((StatusCode::INTERNAL_SERVER_ERROR, axum::Json(body)).into_response());
             }
+            JobState::Cancelled => {
+                // Cancelled by an operator, or skipped by `concurrency: {on_limit: skip}`.
+                let body = json!({ "execution": execution, "status": "cancelled" });
+                return Some((StatusCode::CONFLICT, axum::Json(body)).into_response());
+            }
             JobState::Queued | JobState::Running => {}
         }
         let wake = tokio::time::sleep(Duration::from_millis(100));

@@ -36,7 +36,9 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use events::{Batch, EventStream};
-pub use jobs::{Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, ReapReport};
+pub use jobs::{
+    Admission, Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, PruneReport, ReapReport,
+};
 pub use journal::{ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
@@ -592,8 +594,9 @@ impl Store {
     /// - **Job leases** ([`jobs`], [`journal`], [`schedule`]): claiming a job (owner,
     ///   expiry, fencing token), heartbeats, the reaper's re-queue of expired leases,
     ///   releasing a lease for a durable wait, a journal step's start marker, and the
-    ///   retention prune of finished jobs (their journal goes with them) and of old
-    ///   schedule ticks. Which process holds a job until when is not a decision about
+    ///   retention prune of finished jobs (their journal goes with them), of old
+    ///   schedule ticks and of idle concurrency keys, and SQLite's incremental vacuum
+    ///   after it. Which process holds a job until when is not a decision about
     ///   data; every outcome (enqueue, step commit, complete, fail, retry, schedule fire)
     ///   is an audited commit.
     ///

@@ -85,6 +85,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0011_workflow_versions.sql"),
         postgres: include_str!("../migrations/postgres/0011_workflow_versions.sql"),
     },
+    Migration {
+        version: 12,
+        name: "job_operations",
+        sqlite: include_str!("../migrations/sqlite/0012_job_operations.sql"),
+        postgres: include_str!("../migrations/postgres/0012_job_operations.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -173,6 +173,16 @@ fn configure_writer(conn: &Connection, options: &StoreOptions) -> Result<()> {
     };
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db_err)?;
+    // Only on a new database (no tables yet): pages freed by deletes can then be handed
+    // back with `PRAGMA incremental_vacuum` (see `jobs::prune`). An existing database
+    // keeps its mode (changing it needs a VACUUM) and is not written to here.
+    let tables: i64 = conn
+        .query_row("SELECT COUNT(*) FROM sqlite_master", [], |r| r.get(0))
+        .map_err(db_err)?;
+    if tables == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL;")
+            .map_err(db_err)?;
+    }
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
         .map_err(db_err)?;

@@ -23,6 +23,10 @@
 //! process, e.g. `stockade workflow run`, or one whose time came). A reaper task re-queues
 //! expired leases every [`EngineConfig::reap_every`].
 //!
+//! A pruner task runs [`prune_pass`] every [`EngineConfig::prune_every`]: finished
+//! executions past the retention age or beyond the count kept per workflow go, in
+//! bounded batches, and SQLite hands the freed pages back (store `jobs::prune`).
+//!
 //! [`Engine::stop`] stops claiming at once and gives the runs in flight a bound to end;
 //! a run still going then is abandoned like a crash: its lease expires, the reaper
 //! re-queues it, and the next holder resumes from the journal without repeating a
@@ -185,6 +189,12 @@ pub struct EngineConfig {
     pub poll: Duration,
     /// How often the reaper re-queues expired leases.
     pub reap_every: Duration,
+    /// Finished executions older than this are deleted (with their journal).
+    pub retention: Duration,
+    /// At most this many finished executions are kept per workflow.
+    pub keep_per_workflow: i64,
+    /// How often the prune runs (see [`prune_pass`]).
+    pub prune_every: Duration,
 }
 
 impl Default for EngineConfig {
@@ -194,8 +204,43 @@ impl Default for EngineConfig {
             lease_ms: 30_000,
             poll: Duration::from_millis(500),
             reap_every: Duration::from_secs(5),
+            retention: Duration::from_secs(30 * 86_400),
+            keep_per_workflow: 1_000,
+            prune_every: Duration::from_secs(600),
         }
     }
+}
+
+/// Rows deleted per statement of a prune pass.
+pub const PRUNE_BATCH: i64 = 500;
+/// Batches of one prune pass at most (the rest waits for the next pass).
+const PRUNE_BATCHES: usize = 20;
+
+/// One retention pass: finished executions past `config.retention` or beyond
+/// `config.keep_per_workflow` per workflow, deleted [`PRUNE_BATCH`] at a time (at most
+/// [`PRUNE_BATCHES`] batches, yielding between them so runs are not held up), then
+/// SQLite's freed pages reclaimed. Returns the executions deleted.
+pub async fn prune_pass(
+    store: &Store,
+    config: &EngineConfig,
+) -> Result<u64, stockade_store::StoreError> {
+    let age = i64::try_from(config.retention.as_millis()).unwrap_or(i64::MAX);
+    let cutoff = now_ms().saturating_sub(age);
+    let mut deleted = 0;
+    for _ in 0..PRUNE_BATCHES {
+        let r = store
+            .prune_executions(JOB_KIND, cutoff, config.keep_per_workflow, PRUNE_BATCH)
+            .await?;
+        deleted += r.jobs;
+        if r.jobs < PRUNE_BATCH as u64 && r.ticks < PRUNE_BATCH as u64 {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    if deleted > 0 {
+        store.reclaim_space().await?;
+    }
+    Ok(deleted)
 }
 
 /// The running engine: its workers and reaper, stopped by [`Engine::stop`].
@@ -257,6 +302,11 @@ impl Engine {
             };
             tasks.push(tokio::spawn(worker.run()));
         }
+        tasks.push(tokio::spawn(pruner(
+            store.clone(),
+            config.clone(),
+            stopped.clone(),
+        )));
         tasks.push(tokio::spawn(reaper(store, config.reap_every, stopped)));
         Engine { stop, tasks }
     }
@@ -346,6 +396,23 @@ async fn reaper(store: Store, every: Duration, mut stopped: watch::Receiver<bool
             _ = tick.tick() => {
                 if let Err(e) = store.reap_expired(1000).await {
                     tracing::warn!("workflow reaper: {e}");
+                }
+            }
+            _ = stopped.changed() => {}
+        }
+    }
+}
+
+async fn pruner(store: Store, config: EngineConfig, mut stopped: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(config.prune_every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    while !*stopped.borrow() {
+        tokio::select! {
+            _ = tick.tick() => {
+                match prune_pass(&store, &config).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!("workflow retention: {n} finished execution(s) deleted"),
+                    Err(e) => tracing::warn!("workflow retention: {e}"),
                 }
             }
             _ = stopped.changed() => {}

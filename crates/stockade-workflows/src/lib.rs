@@ -9,8 +9,9 @@
 //! only through audited store commits; [`exec`], the executor, runs definitions on the
 //! store's job queue and journal; [`engine`] runs the executor in a server process
 //! (workers, reaper) on the registry's reviewed versions; [`runs`] starts manual runs and
-//! reads executions for operators; [`triggers`] starts executions by itself (schedules,
-//! events) and queues webhook deliveries for the server.
+//! reads executions for operators; [`operate`] cancels and reruns them; [`triggers`]
+//! starts executions by itself (schedules, events) and queues webhook deliveries for the
+//! server.
 
 pub mod definition;
 pub mod diff;
@@ -19,6 +20,7 @@ pub mod engine;
 pub mod exec;
 pub mod expr;
 pub mod lint;
+pub mod operate;
 pub mod registry;
 pub mod runs;
 pub mod schedule;

@@ -30,6 +30,10 @@ pub enum RunError {
     BadInputs(String),
     #[error("no execution {0:?} (`stockade workflow runs` lists them)")]
     UnknownRun(String),
+    #[error("refused: {0}; nothing was written")]
+    Refused(String),
+    #[error("--from-step: {0}; nothing was enqueued")]
+    BadStep(String),
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
@@ -148,26 +152,34 @@ pub async fn list(
     state: Option<JobState>,
     limit: i64,
 ) -> Result<Vec<RunRow>, RunError> {
-    // The payload is JSON text holding `"workflow":"NAME"`: a LIKE narrows the scan,
-    // the exact comparison below decides.
-    let like = name.map_or_else(
-        || "%".to_owned(),
-        |n| format!("%\"workflow\":{}%", Value::from(n)),
-    );
     let state = state.map_or("", JobState::as_str);
-    let rows: Vec<RunRow> = store
-        .query_as(
-            select_runs!(
-                "WHERE kind = $1 AND payload LIKE $2 AND ($3 = '' OR state = $3)
-                  ORDER BY created_at_ms DESC, id DESC LIMIT $4"
-            ),
-            sql_params![JOB_KIND, like, state, limit.clamp(1, 10_000)],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .filter(|r| name.is_none_or(|n| r.workflow == n))
-        .collect())
+    let limit = limit.clamp(1, 10_000);
+    // One workflow's runs are read through the `jobs_workflow` index (migration 0012).
+    let rows = match name {
+        Some(name) => {
+            store
+                .query_as(
+                    select_runs!(
+                        "WHERE workflow = $1 AND kind = $2 AND ($3 = '' OR state = $3)
+                          ORDER BY created_at_ms DESC, id DESC LIMIT $4"
+                    ),
+                    sql_params![name, JOB_KIND, state, limit],
+                )
+                .await?
+        }
+        None => {
+            store
+                .query_as(
+                    select_runs!(
+                        "WHERE kind = $1 AND ($2 = '' OR state = $2)
+                          ORDER BY created_at_ms DESC, id DESC LIMIT $3"
+                    ),
+                    sql_params![JOB_KIND, state, limit],
+                )
+                .await?
+        }
+    };
+    Ok(rows)
 }
 
 /// One execution and every attempt of every step, in start order.

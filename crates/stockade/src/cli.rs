@@ -262,7 +262,7 @@ pub enum WorkflowCommand {
     Runs {
         /// Only this workflow's executions.
         name: Option<String>,
-        /// Only executions in this state: queued, running, succeeded or failed.
+        /// Only executions in this state: queued, running, succeeded, failed or cancelled.
         #[arg(long)]
         status: Option<String>,
         /// How many to show.
@@ -274,6 +274,32 @@ pub enum WorkflowCommand {
     ShowRun {
         /// The execution id (from `workflow run` or `workflow runs`).
         id: String,
+    },
+    /// Cancel a queued or running execution. A queued one never runs; a running one
+    /// stops at its next step boundary (its worker's next commit is refused), and a
+    /// step already running is not committed. No error workflow runs for a cancel.
+    /// Refused for a finished execution.
+    Cancel {
+        /// The execution id.
+        id: String,
+        /// The user cancelling (by email); without it the audit row names system:cli.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
+    },
+    /// Start a new execution of the same workflow version with the same inputs. Prints
+    /// the new execution id. With --from-step S, the steps before S that succeeded are
+    /// copied from the old execution as done and do not run again; S must be a top-level
+    /// step (not one inside if/switch/for_each/workflow.call).
+    Rerun {
+        /// The execution to run again.
+        id: String,
+        /// The top-level step to start from.
+        #[arg(long, value_name = "STEP")]
+        from_step: Option<String>,
+        /// The user starting the rerun (by email); without it the audit row names
+        /// system:cli.
+        #[arg(long = "as", value_name = "EMAIL")]
+        as_user: Option<String>,
     },
 }
 

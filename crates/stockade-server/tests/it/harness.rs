@@ -58,6 +58,7 @@ pub struct Options {
     pub hooks: Option<Arc<dyn HookSink>>,
     pub tls: bool,
     pub maxretry: u32,
+    pub env: Environment,
 }
 
 impl Default for Options {
@@ -67,6 +68,7 @@ impl Default for Options {
             hooks: None,
             tls: true,
             maxretry: 5,
+            env: Environment::Dev,
         }
     }
 }
@@ -100,10 +102,10 @@ impl TestServer {
             Backend::Postgres => Db::postgres()?,
         };
         let (dir, url) = (db.dir.clone(), db.url.clone());
-        let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default())
+        let (store, _) = Store::init(&url, options.env, &StoreOptions::default())
             .await
             .unwrap();
-        let master = MasterKeys::generate(Environment::Dev, MasterKeySource::EnvVar).unwrap();
+        let master = MasterKeys::generate(options.env, MasterKeySource::EnvVar).unwrap();
         let vault = Vault::bootstrap(store, master, &Actor::System("test"))
             .await
             .unwrap();

@@ -7,3 +7,4 @@
 mod harness;
 mod hooks;
 mod workflow_hooks;
+mod workflows;

@@ -300,6 +300,7 @@ async fn result_mode_answers_with_the_output(backend: Backend) {
             lease_ms: 5_000,
             poll: Duration::from_millis(50),
             reap_every: Duration::from_millis(500),
+            ..EngineConfig::default()
         },
     );
     let body = br#"{"sku":"A-1"}"#;

@@ -69,7 +69,11 @@ use crate::sql::{Columns, Expect, FromRow};
 use crate::{Result, Store, StoreError, sql_params};
 
 mod backoff;
+mod ops;
+mod prune;
 pub use backoff::Backoff;
+pub use ops::{Admission, copy_steps_change};
+pub use prune::{PruneReport, RECLAIM_PAGES};
 
 /// Attempts a job gets unless its [`NewJob`] says otherwise.
 pub const DEFAULT_MAX_ATTEMPTS: i64 = 3;
@@ -81,13 +85,15 @@ pub const MAX_BATCH: i64 = 10_000;
 pub(crate) const LEASE: &str = "the job's lease (its fencing token)";
 
 /// The states a job moves through: `queued` → `running` → `succeeded` | `failed`, and
-/// back to `queued` on a retry or when the reaper takes an expired lease.
+/// back to `queued` on a retry or when the reaper takes an expired lease; `cancelled`
+/// when an operator cancels it or a concurrency limit skips it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobState {
     Queued,
     Running,
     Succeeded,
     Failed,
+    Cancelled,
 }
 
 impl JobState {
@@ -97,6 +103,7 @@ impl JobState {
             JobState::Running => "running",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
         }
     }
 }
@@ -109,6 +116,7 @@ impl std::str::FromStr for JobState {
             "running" => Ok(JobState::Running),
             "succeeded" => Ok(JobState::Succeeded),
             "failed" => Ok(JobState::Failed),
+            "cancelled" => Ok(JobState::Cancelled),
             _ => Err(()),
         }
     }
@@ -336,8 +344,8 @@ pub(crate) fn new_job_id() -> Result<String> {
 pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64, expect: Expect) -> Mutation {
     Mutation::Sql {
         statement: "INSERT INTO jobs (id, kind, dedup_key, payload, state, run_at_ms, attempts, max_attempts,
-                                      lease_token, created_at_ms, updated_at_ms)
-                    VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7)
+                                      lease_token, created_at_ms, updated_at_ms, workflow)
+                    VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8)
                     ON CONFLICT (kind, dedup_key) DO NOTHING",
         params: sql_params![
             id,
@@ -346,7 +354,8 @@ pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64, expect: Expect) -> Mu
             job.payload.to_string(),
             job.run_at_ms,
             job.max_attempts,
-            now
+            now,
+            ops::workflow_of(job)
         ],
         expect,
     }
@@ -466,7 +475,8 @@ impl Lease {
 }
 
 const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at_ms = $2,
-        lease_token = lease_token + 1, attempts = attempts + 1, updated_at_ms = $3
+        lease_token = lease_token + 1, attempts = attempts + 1, updated_at_ms = $3,
+        started_at_ms = COALESCE(started_at_ms, $3)
   WHERE state = 'queued' AND id = (
         SELECT id FROM jobs WHERE state = 'queued' AND run_at_ms <= $3
            AND kind IN (SELECT value FROM json_each($4))
@@ -474,7 +484,8 @@ const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', lease_owner = $1,
   RETURNING id, kind, dedup_key, payload, lease_token, attempts, max_attempts, lease_owner, lease_expires_at_ms";
 
 const CLAIM_PG: &str = "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at_ms = $2,
-        lease_token = lease_token + 1, attempts = attempts + 1, updated_at_ms = $3
+        lease_token = lease_token + 1, attempts = attempts + 1, updated_at_ms = $3,
+        started_at_ms = COALESCE(started_at_ms, $3)
   WHERE state = 'queued' AND id = (
         SELECT id FROM jobs WHERE state = 'queued' AND run_at_ms <= $3
            AND kind IN (SELECT jsonb_array_elements_text($4::jsonb))

@@ -10,4 +10,5 @@ mod harness;
 mod jobs;
 mod journal;
 mod lifecycle;
+mod prune;
 mod typed_rows;

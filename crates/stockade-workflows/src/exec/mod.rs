@@ -46,6 +46,7 @@ use crate::expr::Scope;
 mod alert;
 mod control;
 mod error;
+mod gate;
 mod handlers;
 mod http;
 mod orders;
@@ -58,6 +59,7 @@ mod walk;
 pub use alert::AlertSend;
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
+pub use gate::REQUEUE_MS;
 pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
@@ -160,6 +162,9 @@ pub enum RunOutcome {
     /// A `wait` step is not due yet: the job is back in the queue until this time
     /// (milliseconds since the epoch) and resumes at the wait.
     Waiting(i64),
+    /// The concurrency limit was full: the job went back to the queue (`queue`), ended
+    /// cancelled (`skip`) or failed without an error event (`fail`).
+    Limited(crate::definition::OnLimit),
 }
 
 /// Why a run stopped without deciding the job's outcome. Nothing of the failed commit
@@ -383,24 +388,30 @@ impl Executor {
         }
         let mut run = Run { lease, resume };
         let steps = &def.workflow.steps;
-        let walked = match def.workflow.timeout.as_ref() {
-            Some(t) => tokio::time::timeout(
-                t.value.duration,
+        let walked = match self.gate(&run, &frame).await? {
+            gate::Gate::Done(outcome) => return Ok(outcome),
+            gate::Gate::Fail(f) => Err(walk::Flow::Failed(f)),
+            gate::Gate::Run(Some(left)) => tokio::time::timeout(
+                left,
                 self.run_steps(&mut run, &mut frame, steps, String::new()),
             )
             .await
             .unwrap_or_else(|_| {
+                let t = def.workflow.timeout.as_ref().map(|t| t.value.to_string());
                 Err(walk::Flow::Failed(Failure {
                     step: String::new(),
                     error: StepError::new(
                         ErrorClass::Timeout,
-                        format!("the execution ran longer than its timeout {}", t.value),
+                        format!(
+                            "the execution ran longer than its timeout {} (counted from its first start)",
+                            t.unwrap_or_default()
+                        ),
                     ),
                     attempts: 1,
                     pending: None,
                 }))
             }),
-            None => {
+            gate::Gate::Run(None) => {
                 self.run_steps(&mut run, &mut frame, steps, String::new())
                     .await
             }

@@ -29,6 +29,7 @@ fn fast() -> EngineConfig {
         lease_ms: 2_000,
         poll: Duration::from_millis(50),
         reap_every: Duration::from_millis(100),
+        ..EngineConfig::default()
     }
 }
 

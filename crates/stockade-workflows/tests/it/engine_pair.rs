@@ -29,6 +29,7 @@ fn config() -> EngineConfig {
         lease_ms: 1_500,
         poll: Duration::from_millis(20),
         reap_every: Duration::from_millis(50),
+        ..EngineConfig::default()
     }
 }
 

@@ -17,6 +17,7 @@ mod exec_support;
 mod exec_wait;
 mod expr;
 mod lint;
+mod operate;
 mod registry;
 mod robust;
 mod triggers;

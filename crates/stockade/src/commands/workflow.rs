@@ -55,6 +55,14 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             limit,
         } => runs::list(settings, name.as_deref(), status.as_deref(), limit).await,
         WorkflowCommand::ShowRun { id } => runs::show(settings, &id).await,
+        WorkflowCommand::Cancel { id, as_user } => {
+            runs::cancel(settings, &id, as_user.as_deref()).await
+        }
+        WorkflowCommand::Rerun {
+            id,
+            from_step,
+            as_user,
+        } => runs::rerun(settings, &id, from_step.as_deref(), as_user.as_deref()).await,
     }
 }
 
@@ -72,6 +80,8 @@ pub fn writes(cmd: &WorkflowCommand) -> bool {
             | WorkflowCommand::Enable { .. }
             | WorkflowCommand::Disable { .. }
             | WorkflowCommand::Run { .. }
+            | WorkflowCommand::Cancel { .. }
+            | WorkflowCommand::Rerun { .. }
     )
 }
 

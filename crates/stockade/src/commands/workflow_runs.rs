@@ -1,5 +1,6 @@
-//! `stockade workflow run|runs|show-run`: starting a manual run and following executions
-//! (`stockade_workflows::runs` does the work; this file reads the input file and prints).
+//! `stockade workflow run|runs|show-run|cancel|rerun`: starting a manual run, following
+//! executions, cancelling and rerunning them (`stockade_workflows::runs` and `operate` do
+//! the work; this file reads the input file and prints).
 //!
 //! `run` only queues the execution (an audited job, pinned to the active version); the
 //! running `stockade serve` executes it. `--wait` polls the job until it ends. Output
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use stockade_core::time::{format_rfc3339_ms, now_ms};
 use stockade_store::{JobState, StepStatus, Store};
+use stockade_workflows::operate;
 use stockade_workflows::runs::{self, RunError, RunRow};
 
 use super::open_store;
@@ -92,8 +94,8 @@ async fn wait_for(store: &Store, id: &str) -> Result<(), Failure> {
                 eprintln!("{id}: succeeded in {}", took(&row));
                 return Ok(());
             }
-            JobState::Failed => {
-                println!("failed");
+            JobState::Failed | JobState::Cancelled => {
+                println!("{}", row.state.as_str());
                 return Err(Failure::runtime(format!(
                     "execution {id} {}: {} (`stockade workflow show-run {id}` shows its steps)",
                     row.state.as_str(),
@@ -141,7 +143,7 @@ pub async fn list(
         .map(|s| {
             s.parse::<JobState>().map_err(|_| {
                 Failure::usage(format!(
-                    "--status {s:?}: one of queued, running, succeeded, failed"
+                    "--status {s:?}: one of queued, running, succeeded, failed, cancelled"
                 ))
             })
         })
@@ -207,6 +209,39 @@ pub async fn show(settings: &Settings, id: &str) -> Result<(), Failure> {
             s.error.as_deref().unwrap_or("-")
         );
     }
+    Ok(())
+}
+
+pub async fn cancel(settings: &Settings, id: &str, as_user: Option<&str>) -> Result<(), Failure> {
+    let (store, actor) = open_as(settings, as_user).await?;
+    let result = operate::cancel(&store, &actor, id).await;
+    store.close().await;
+    let was = result?;
+    println!("cancelled");
+    eprintln!(
+        "{id}: cancelled (it was {}); a running execution stops at its next step boundary",
+        was.as_str()
+    );
+    Ok(())
+}
+
+pub async fn rerun(
+    settings: &Settings,
+    id: &str,
+    from_step: Option<&str>,
+    as_user: Option<&str>,
+) -> Result<(), Failure> {
+    let (store, actor) = open_as(settings, as_user).await?;
+    let result = operate::rerun(&store, &actor, id, from_step).await;
+    store.close().await;
+    let started = result?;
+    println!("{}", started.execution);
+    eprintln!(
+        "execution {} queued at version {} as a rerun of {id}{}",
+        started.execution,
+        started.version,
+        from_step.map_or(String::new(), |s| format!(" from step {s}"))
+    );
     Ok(())
 }
 

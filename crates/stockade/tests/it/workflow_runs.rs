@@ -1,4 +1,4 @@
-//! `stockade workflow run|runs|show-run` against a real `stockade serve`: a manual run is
+//! `stockade workflow run|runs|show-run|cancel|rerun` against a real `stockade serve`: a manual run is
 //! queued by the command line and executed by the server's engine (its audit row under
 //! the workflow's actor), `--wait` reports the outcome, `runs` lists and filters, and
 //! `show-run` prints the step timeline. Refusals write nothing. A run abandoned by a
@@ -214,6 +214,7 @@ async fn abandon_a_run(url: DatabaseUrl) -> String {
         lease_ms: 1_000,
         poll: Duration::from_millis(50),
         reap_every: Duration::from_secs(60),
+        ..EngineConfig::default()
     };
     let engine = Engine::start_with(store.clone(), defs, Arc::new(exec), config);
     let started = runs::enqueue_manual(
@@ -306,6 +307,102 @@ async fn serve_resumes_a_run_another_process_abandoned_on_postgres() {
     let db = DatabaseUrl::parse(&url).unwrap();
     let s = tokio::task::spawn_blocking(move || {
         resumed_by_serve(&s, db);
+        s
+    })
+    .await
+    .unwrap();
+    drop(s);
+    drop_schema(&schema).await;
+}
+
+/// `cancel` and `rerun` from the command line: a queued run is cancelled (once), a
+/// finished one is refused; a rerun from an unknown step writes nothing; a rerun queues
+/// a new execution of the same version.
+fn cancel_and_rerun(s: &Sandbox) {
+    let hello = write(s, "hello.yaml", HELLO);
+    s.run(&["workflow", "apply", &hello]).expect_code(0);
+    let input = write(s, "in.json", r#"{ "who": "ops" }"#);
+    let help = s
+        .run(&["workflow", "cancel", "--help"])
+        .expect_code(0)
+        .stdout();
+    assert!(help.contains("stops at its next step"), "{help}");
+    let help = s
+        .run(&["workflow", "rerun", "--help"])
+        .expect_code(0)
+        .stdout();
+    assert!(help.contains("--from-step"), "{help}");
+
+    let id = s
+        .run(&["workflow", "run", "hello", "--input", &input])
+        .expect_code(0)
+        .stdout()
+        .trim()
+        .to_owned();
+    let out = s.run(&["workflow", "cancel", &id]).expect_code(0);
+    assert_eq!(out.stdout().trim(), "cancelled");
+    assert!(out.stderr().contains("it was queued"), "{}", out.stderr());
+    let out = s.run(&["workflow", "cancel", &id]).expect_code(2);
+    assert!(
+        out.stderr().contains("cancelled already"),
+        "{}",
+        out.stderr()
+    );
+    s.run(&["workflow", "cancel", "job_nope"]).expect_code(2);
+    let listed = s
+        .run(&["workflow", "runs", "--status", "cancelled"])
+        .expect_code(0)
+        .stdout();
+    assert!(listed.contains(&id), "{listed}");
+
+    let before = s.run(&["workflow", "runs"]).expect_code(0).stdout();
+    let out = s
+        .run(&["workflow", "rerun", &id, "--from-step", "nope"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("not a top-level step"),
+        "{}",
+        out.stderr()
+    );
+    assert_eq!(s.run(&["workflow", "runs"]).expect_code(0).stdout(), before);
+    let out = s
+        .run(&["workflow", "rerun", &id, "--from-step", "done"])
+        .expect_code(0);
+    let again = out.stdout().trim().to_owned();
+    assert!(again.starts_with("job_") && again != id, "{again}");
+    assert!(
+        out.stderr().contains(&format!("rerun of {id}")),
+        "{}",
+        out.stderr()
+    );
+    let listed = s
+        .run(&["workflow", "runs", "hello", "--status", "queued"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        listed.contains(&again) && listed.contains("hello@1"),
+        "{listed}"
+    );
+    assert_eq!(actors(s, "workflow.rerun").len(), 1);
+    s.run(&["audit", "verify"]).expect_code(0);
+}
+
+#[test]
+fn cancel_and_rerun_from_the_command_line() {
+    let s = Sandbox::new();
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    cancel_and_rerun(&s);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_rerun_from_the_command_line_on_postgres() {
+    let Some((url, schema)) = pg_schema_url() else {
+        return;
+    };
+    let s = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
+    s.run(&["--env", "dev", "init"]).expect_code(0);
+    let s = tokio::task::spawn_blocking(move || {
+        cancel_and_rerun(&s);
         s
     })
     .await
