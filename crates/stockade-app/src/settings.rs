@@ -76,6 +76,12 @@ pub struct WorkflowSettings {
     pub keep: i64,
 }
 
+/// Workflow workers per process unless configured: executions spend most of their time
+/// waiting (on the database's commits, on HTTP), and a worker is a task, not a thread, so
+/// a few dozen cost little while letting the store commit many executions' steps
+/// together.
+const DEFAULT_WORKFLOW_WORKERS: usize = 16;
+
 /// At most this many workflow workers per process.
 const MAX_WORKFLOW_WORKERS: usize = 64;
 
@@ -83,7 +89,7 @@ fn workflow_settings(
     f: &WorkflowsFileConfig,
     provenance: &mut Vec<(&'static str, String, &'static str)>,
 ) -> Result<WorkflowSettings, AppError> {
-    let workers = f.workers.unwrap_or(2);
+    let workers = f.workers.unwrap_or(DEFAULT_WORKFLOW_WORKERS);
     if workers > MAX_WORKFLOW_WORKERS {
         return Err(AppError::config(format!(
             "workflows.workers must be at most {MAX_WORKFLOW_WORKERS} (0 runs no workflows in this process)"

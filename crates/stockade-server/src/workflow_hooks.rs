@@ -67,6 +67,10 @@ pub const MAX_WORKFLOW_BODY: usize = 1024 * 1024;
 pub const RESULT_WAIT: Duration = Duration::from_secs(10);
 /// How far `X-Stockade-Timestamp` may be from the server's clock.
 pub const MAX_SKEW_S: i64 = 300;
+/// How often a webhook waiting for its result re-reads the execution when no end was
+/// announced (one ended by another process).
+const RESULT_REREAD: Duration = Duration::from_millis(250);
+
 /// The signature header.
 pub const SIGNATURE_HEADER: &str = "x-stockade-signature";
 /// The optional timestamp header (replay protection).
@@ -413,7 +417,9 @@ async fn check_hmac(
 /// The execution's answer once it ended, or `None` if it still runs after [`RESULT_WAIT`].
 async fn wait_result(store: &Store, execution: &str) -> Option<Response> {
     let deadline = tokio::time::Instant::now() + RESULT_WAIT;
-    let mut writes = store.writes();
+    // Woken when this process ends the execution; re-read now and then for one ended by
+    // another process (or an announcement lost to lag).
+    let mut finished = store.finished_jobs();
     loop {
         let job = store.job(execution).await.ok().flatten()?;
         match job.state {
@@ -435,11 +441,19 @@ async fn wait_result(store: &Store, execution: &str) -> Option<Response> {
             }
             JobState::Queued | JobState::Running => {}
         }
-        let wake = tokio::time::sleep(Duration::from_millis(100));
-        tokio::select! {
-            _ = writes.changed() => {}
-            () = wake => {}
-            () = tokio::time::sleep_until(deadline) => return None,
+        let reread = tokio::time::sleep(RESULT_REREAD);
+        tokio::pin!(reread);
+        loop {
+            tokio::select! {
+                ended = finished.recv() => match ended {
+                    Ok(id) if &*id == execution => break,
+                    Ok(_) => continue,
+                    // Lagged (ids lost) or closed: read the job.
+                    Err(_) => break,
+                },
+                () = &mut reread => break,
+                () = tokio::time::sleep_until(deadline) => return None,
+            }
         }
         if tokio::time::Instant::now() >= deadline {
             return None;

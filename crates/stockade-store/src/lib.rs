@@ -323,6 +323,9 @@ enum Backend {
     Postgres(postgres::PgStore),
 }
 
+/// Job ends kept for a lagging [`Store::finished_jobs`] receiver.
+pub const FINISHED_BACKLOG: usize = 4096;
+
 /// The store. Cheap to clone; all clones share one writer (SQLite) or pool (PostgreSQL).
 #[derive(Clone)]
 pub struct Store {
@@ -330,6 +333,7 @@ pub struct Store {
     url: Arc<DatabaseUrl>,
     backend: Arc<Backend>,
     writes: Arc<tokio::sync::watch::Sender<u64>>,
+    finished: Arc<tokio::sync::broadcast::Sender<Arc<str>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -410,6 +414,7 @@ impl Store {
                 url: Arc::new(url.clone()),
                 backend: Arc::new(backend),
                 writes: Arc::new(tokio::sync::watch::Sender::new(0)),
+                finished: Arc::new(tokio::sync::broadcast::Sender::new(FINISHED_BACKLOG)),
             },
             report,
         ))
@@ -446,6 +451,21 @@ impl Store {
     /// polling. Writes by other processes are not seen here.
     pub fn writes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.writes.subscribe()
+    }
+
+    /// The ids of jobs this process ended (succeeded, failed, cancelled), as their
+    /// committers announce them ([`Store::announce_finished`]): a caller waiting for one
+    /// job wakes on its end instead of re-reading it on every write. Jobs ended by other
+    /// processes are not announced here, and a receiver that lags loses ids
+    /// ([`FINISHED_BACKLOG`]): a waiter also re-reads its job now and then.
+    pub fn finished_jobs(&self) -> tokio::sync::broadcast::Receiver<Arc<str>> {
+        self.finished.subscribe()
+    }
+
+    /// Announce that job `id` ended, after the commit that ended it.
+    pub fn announce_finished(&self, id: &str) {
+        // No receiver is the common case (nobody waits): not an error.
+        let _ = self.finished.send(Arc::from(id));
     }
 
     pub async fn meta(&self, key: &str) -> Result<Option<String>> {

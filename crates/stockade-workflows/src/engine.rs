@@ -200,7 +200,7 @@ pub struct EngineConfig {
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
-            workers: 2,
+            workers: 16,
             lease_ms: 30_000,
             poll: Duration::from_millis(500),
             reap_every: Duration::from_secs(5),

@@ -526,6 +526,9 @@ pub struct BenchWorkflowArgs {
     /// SKUs the executions adjust (spread round-robin).
     #[arg(long, default_value_t = 100)]
     pub skus: usize,
+    /// `[workflows] workers` for the server [default: the server's own default].
+    #[arg(long)]
+    pub workers: Option<usize>,
     /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
     #[arg(long = "database-url", value_name = "URL")]
     pub database_url: Option<String>,

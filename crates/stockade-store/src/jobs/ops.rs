@@ -255,6 +255,7 @@ impl Store {
         );
         let receipt = self.commit(actor, vec![change]).await?;
         if receipt.last_seq >= receipt.first_seq {
+            self.announce_finished(id);
             Ok(before.state)
         } else {
             Err(StoreError::Conflict(

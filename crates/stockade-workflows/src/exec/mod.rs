@@ -320,6 +320,22 @@ impl Executor {
 
     /// Run a claimed workflow job to its end (or until its lease is lost).
     pub async fn run_claimed(&self, lease: Lease) -> Result<RunOutcome, ExecError> {
+        let job = lease.job_id.clone();
+        let outcome = self.run_claimed_inner(lease).await;
+        let ended = match &outcome {
+            Ok(RunOutcome::Succeeded | RunOutcome::Failed(_)) => true,
+            Ok(RunOutcome::Limited(on_limit)) => *on_limit != crate::definition::OnLimit::Queue,
+            _ => false,
+        };
+        if ended {
+            // Whoever waits for this execution (a webhook answering with its result)
+            // wakes now rather than on the next write.
+            self.store.announce_finished(&job);
+        }
+        outcome
+    }
+
+    async fn run_claimed_inner(&self, lease: Lease) -> Result<RunOutcome, ExecError> {
         let payload: Result<ExecutionPayload, _> = serde_json::from_value(lease.payload.clone());
         let (payload, def) = match payload {
             Ok(p) => {

@@ -175,6 +175,13 @@ async fn start_rig(args: &BenchWorkflowArgs) -> Result<Rig, Failure> {
         api_key: String::new(),
     };
     rig.run(&["init"])?;
+    if let Some(workers) = args.workers {
+        // After what `init` wrote (the environment line).
+        let toml = rig.data.join("stockade.toml");
+        let mut text = std::fs::read_to_string(&toml).unwrap_or_default();
+        text.push_str(&format!("\n[workflows]\nworkers = {workers}\n"));
+        write(&toml, &text)?;
+    }
     let mut csv = String::from("sku,on_hand\n");
     for i in 0..args.skus {
         csv.push_str(&format!("BENCH-{i:04},0\n"));
