@@ -18,7 +18,9 @@
 //!
 //! # Workers and stopping
 //! `workers` tasks each claim one job of kind [`JOB_KIND`] at a time and run it with the
-//! [`Executor`]; an idle worker sleeps until the store's write counter moves (a job
+//! [`Executor`]. One idle worker at a time looks for work (the others wait their turn),
+//! so a write wakes one claim however many workers are idle; it sleeps until the store's
+//! write counter moves (a job
 //! enqueued in this process) or [`EngineConfig::poll`] passes (a job enqueued by another
 //! process, e.g. `stockade workflow run`, or one whose time came). A reaper task re-queues
 //! expired leases every [`EngineConfig::reap_every`].
@@ -291,9 +293,11 @@ impl Engine {
         let (stop, stopped) = watch::channel(false);
         let mut tasks = Vec::with_capacity(config.workers.max(1) + 1);
         let pid = std::process::id();
+        let turn = Arc::new(tokio::sync::Mutex::new(()));
         for n in 0..config.workers.max(1) {
             let worker = Worker {
                 id: format!("engine-{pid}-{}-{n}", now_ms()),
+                turn: turn.clone(),
                 store: store.clone(),
                 defs: defs.clone(),
                 executor: executor.clone(),
@@ -327,6 +331,8 @@ impl Engine {
 
 struct Worker {
     id: String,
+    /// Held by the one idle worker looking for work.
+    turn: Arc<tokio::sync::Mutex<()>>,
     store: Store,
     defs: Arc<StoredDefinitions>,
     executor: Arc<Executor>,
@@ -337,13 +343,39 @@ struct Worker {
 impl Worker {
     async fn run(mut self) {
         let mut writes = self.store.writes();
+        let turn = self.turn.clone();
+        while !*self.stopped.borrow() {
+            // One idle worker at a time looks for work: a write wakes one claim, not one
+            // per idle worker (each claim is a write of its own, and would break up the
+            // store's group commits of the busy workers' steps).
+            let held = tokio::select! {
+                held = turn.lock() => held,
+                changed = self.stopped.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let lease = self.look_for_work(&mut writes).await;
+            drop(held);
+            match lease {
+                Some(lease) => self.run_one(lease).await,
+                None => return,
+            }
+        }
+    }
+
+    /// Claim a job, waiting for writes (or the poll) until one is due; `None` once the
+    /// engine stops.
+    async fn look_for_work(&mut self, writes: &mut watch::Receiver<u64>) -> Option<Lease> {
         while !*self.stopped.borrow() {
             let claimed = self
                 .store
                 .claim(&self.id, &[JOB_KIND], self.config.lease_ms)
                 .await;
             match claimed {
-                Ok(Some(lease)) => self.run_one(lease).await,
+                Ok(Some(lease)) => return Some(lease),
                 Ok(None) | Err(_) => {
                     if let Err(e) = &claimed {
                         tracing::warn!("workflow worker: cannot claim a job: {e}");
@@ -356,11 +388,16 @@ impl Worker {
                             }
                         }
                         () = tokio::time::sleep(self.config.poll) => {}
-                        _ = self.stopped.changed() => {}
+                        changed = self.stopped.changed() => {
+                            if changed.is_err() {
+                                return None;
+                            }
+                        }
                     }
                 }
             }
         }
+        None
     }
 
     async fn run_one(&self, lease: Lease) {
