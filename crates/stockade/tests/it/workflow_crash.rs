@@ -212,14 +212,20 @@ async fn sigkill_mid_workflow(pg: bool) {
     let log1 = server.log_text();
     drop(server); // SIGKILL
     bots.set_fault("s3", BotFault::None);
-    assert_eq!(state_of(&s, "supplier-sync", &id).as_deref(), Some("running"));
+    assert_eq!(
+        state_of(&s, "supplier-sync", &id).as_deref(),
+        Some("running")
+    );
 
     let server = Server::start(&s);
     let state = poll(Duration::from_secs(25), "the execution to finish", || {
         state_of(&s, "supplier-sync", &id).filter(|st| st != "running" && st != "queued")
     })
     .await;
-    let shown = s.run(&["workflow", "show-run", &id]).expect_code(0).stdout();
+    let shown = s
+        .run(&["workflow", "show-run", &id])
+        .expect_code(0)
+        .stdout();
     assert_eq!(state, "succeeded", "{shown}\n{}", server.log_text());
     let log2 = server.log_text();
     drop(server);
@@ -244,7 +250,10 @@ async fn sigkill_mid_workflow(pg: bool) {
         }
         assert!(hits.last().unwrap().accepted, "{name}: {hits:?}");
     }
-    assert_eq!(per_bot["s3"][0].http_status, 0, "the first was never answered");
+    assert_eq!(
+        per_bot["s3"][0].http_status, 0,
+        "the first was never answered"
+    );
     // The timeline: step 3 ran twice (the attempt the crash cut, then the one that
     // finished), every other step once.
     let step_rows = |step: &str| {
@@ -253,7 +262,13 @@ async fn sigkill_mid_workflow(pg: bool) {
             .filter(|l| l.split_whitespace().next() == Some(step))
             .count()
     };
-    for (step, want) in [("step1", 1), ("step2", 1), ("step3", 2), ("step4", 1), ("step5", 1)] {
+    for (step, want) in [
+        ("step1", 1),
+        ("step2", 1),
+        ("step3", 2),
+        ("step4", 1),
+        ("step5", 1),
+    ] {
         assert_eq!(step_rows(step), want, "{step}:\n{shown}");
     }
     s.run(&["audit", "verify"]).expect_code(0);
@@ -273,6 +288,7 @@ async fn sigkill_mid_workflow(pg: bool) {
 // 2. a schedule over a restart
 
 const EVERY_SECOND: &str = "name: every-second\ntrigger: { schedule: { cron: \"* * * * * *\" } }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"tick {{ trigger.scheduled_at }}\" }\n";
+const EVERY_FIVE: &str = "name: every-five\ntrigger: { schedule: { cron: \"*/5 * * * * *\" } }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"five {{ trigger.scheduled_at }}\" }\n";
 const CATCH_UP: &str = "name: catch-up\ntrigger: { schedule: { cron: \"* * * * * *\", missed: run_once } }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"catch-up {{ trigger.scheduled_at }} {{ trigger.catch_up }} {{ trigger.missed }}\" }\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -295,11 +311,24 @@ fn notes(rows: &[Value], prefix: &str) -> Vec<String> {
         .collect()
 }
 
-/// Can it fail? The restarted scheduler must find the newest tick fired before the
-/// kill in the database; a scheduler that started over from its own memory would fire
-/// the tick of the second it restarted in again, and on PostgreSQL the second server
-/// racing for every tick would fire each one twice without the unique (workflow, tick)
-/// row. A catch-up that ran for each missed tick, or not at all, fails the count.
+/// Wait until `n` more `every-second` ticks are noted.
+async fn ticks_after(s: &Sandbox, n: usize, what: &str) {
+    let count = || notes(&audit_rows(s), "tick ").len();
+    let before = count();
+    poll(Duration::from_secs(15), what, || {
+        (count() >= before + n).then_some(())
+    })
+    .await;
+}
+
+/// Can it fail? Once per tick rests on two layers, either of which alone keeps it: the
+/// scheduler starts after the newest tick fired (read from the database, so a restart
+/// knows it), and the store fires a tick only with its (workflow, tick) row, never at or
+/// before the newest one, the row and the job in one guarded commit. With both broken
+/// (a scheduler that ignores the fired ticks, a job enqueued whether or not its tick
+/// row was written) this test fails on both backends: the `every-five` tick fired just
+/// before the quick restart fires again, and on PostgreSQL the second server doubles
+/// ticks. A catch-up run for each missed tick, or none, fails the catch-up count.
 async fn schedule_over_sigkill(pg: bool) {
     let Some((s, backend)) = sandbox(pg, "[workflows]\nlease = \"3s\"\n") else {
         return;
@@ -307,44 +336,46 @@ async fn schedule_over_sigkill(pg: bool) {
     let started = Instant::now();
     apply(&s, "every-second.yaml", EVERY_SECOND);
     apply(&s, "catch-up.yaml", CATCH_UP);
-    let count = |prefix: &str| notes(&audit_rows(&s), prefix).len();
+    apply(&s, "every-five.yaml", EVERY_FIVE);
 
     let first = Server::start(&s);
     // On PostgreSQL a second server races the first for every tick all along.
     let other = pg.then(|| Server::start(&s));
-    poll(Duration::from_secs(15), "three ticks", || {
-        (count("tick ") >= 3).then_some(())
+    ticks_after(&s, 3, "three ticks").await;
+    // Killed and restarted at once, right after an `every-five` tick fired: the
+    // restarted scheduler looks again well before the next one is due, so that tick is
+    // still the newest due (and the per-second schedule's last tick often is too).
+    poll(Duration::from_secs(10), "an every-five tick", || {
+        (!notes(&audit_rows(&s), "five ").is_empty()).then_some(())
     })
     .await;
     drop(first); // SIGKILL
+    let first = Server::start(&s);
+    ticks_after(&s, 2, "ticks after a quick restart").await;
+    // Killed again, everything down for three seconds (the other server too, so those
+    // ticks are missed), then started again.
+    drop(first); // SIGKILL
     let killed_at = stockade_core::time::now_ms();
-    // Down for three seconds (the other server, if any, keeps the plain schedule going
-    // but is stopped first so the catch-up below is this server's).
     drop(other);
     tokio::time::sleep(Duration::from_secs(3)).await;
     let second = Server::start(&s);
     let restarted_at = stockade_core::time::now_ms();
     let other = pg.then(|| Server::start(&s));
-    let before = count("tick ");
-    poll(Duration::from_secs(15), "ticks after the restart", || {
-        (count("tick ") >= before + 3).then_some(())
-    })
-    .await;
+    ticks_after(&s, 3, "ticks after the restart").await;
     drop(other);
     drop(second);
 
     let rows = audit_rows(&s);
     let ticks = notes(&rows, "tick ");
-    let mut seen = BTreeMap::new();
-    for t in &ticks {
-        *seen.entry(t.as_str()).or_insert(0) += 1;
+    for prefix in ["tick ", "five "] {
+        let mut seen = BTreeMap::new();
+        for t in notes(&rows, prefix) {
+            *seen.entry(t).or_insert(0) += 1;
+        }
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "ticks fired twice: {twice:?}");
     }
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(twice.is_empty(), "ticks fired twice: {twice:?}");
-    // The notes follow the ticks' order (each tick after the one before).
-    let mut sorted = ticks.clone();
-    sorted.sort();
-    assert_eq!(ticks, sorted, "ticks out of order");
+    assert!(ticks.len() >= 8, "{ticks:#?}");
 
     // run_once: exactly one catch-up standing for the ticks of the downtime, with the
     // schedule running normally before and after it.
@@ -417,13 +448,10 @@ fn sample_owners(s: &Sandbox) -> Owners {
     let flag = stop.clone();
     let task = tokio::spawn(async move {
         let url = stockade_store::DatabaseUrl::parse(&url).unwrap();
-        let store = stockade_store::Store::open(
-            &url,
-            stockade_core::Environment::Dev,
-            &Default::default(),
-        )
-        .await
-        .unwrap();
+        let store =
+            stockade_store::Store::open(&url, stockade_core::Environment::Dev, &Default::default())
+                .await
+                .unwrap();
         let mut pids = BTreeSet::new();
         while !flag.load(std::sync::atomic::Ordering::Relaxed) {
             let rows = store
