@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 use stockade_core::Actor;
-use stockade_store::{Columns, FromRow, JobState, StepRecord, Store, sql_params};
+use stockade_store::{Columns, FromRow, JobState, StepRecord, StepStatus, Store, sql_params};
 
 use crate::definition::Workflow;
 use crate::exec::{ExecutionPayload, JOB_KIND};
@@ -180,6 +180,32 @@ pub async fn list(
         }
     };
     Ok(rows)
+}
+
+/// How the step attempt `steps[i]` of a run in `state` reads in a timeline:
+/// `succeeded`, `failed`, `running`, or `interrupted` — an attempt the journal still
+/// holds as started (its worker died or lost its lease before it finished) once a later
+/// attempt of the same step exists or the run is no longer running. The journal keeps
+/// such an attempt as it was (the resume point reads it); only its label says what
+/// became of it.
+pub fn step_label(state: JobState, steps: &[StepRecord], i: usize) -> &'static str {
+    let Some(s) = steps.get(i) else {
+        return "unknown";
+    };
+    match s.status {
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+        StepStatus::Running => {
+            let superseded = steps
+                .iter()
+                .any(|o| o.step_id == s.step_id && o.attempt > s.attempt);
+            if superseded || state != JobState::Running {
+                "interrupted"
+            } else {
+                "running"
+            }
+        }
+    }
 }
 
 /// One execution and every attempt of every step, in start order.

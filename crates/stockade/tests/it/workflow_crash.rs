@@ -69,6 +69,7 @@ async fn receiver(
     s_dir: &std::path::Path,
     names: &[&str],
     token: &str,
+    egress: &str,
 ) -> (Arc<Bots>, Vec<WebhookReceiver>, String) {
     let bots = Arc::new(Bots::start(BotsConfig::default()).await.unwrap());
     let hooks = names
@@ -79,7 +80,7 @@ async fn receiver(
     std::fs::write(&ca, &bots.ca_pem).unwrap();
     let authority = bots.base_url.trim_start_matches("https://").to_owned();
     let config = format!(
-        "[egress]\nallowed_hosts = [\"{authority}\"]\nextra_root_certs = [\"{}\"]\n\n[workflows]\nlease = \"3s\"\n",
+        "[egress]\nallowed_hosts = [\"{authority}\"]\nextra_root_certs = [\"{}\"]\n{egress}\n[workflows]\nlease = \"3s\"\n",
         ca.display()
     );
     (bots, hooks, config)
@@ -177,7 +178,7 @@ async fn sigkill_mid_workflow_resumes_without_repeating_postgres() {
 async fn sigkill_mid_workflow(pg: bool) {
     let names = ["s1", "s2", "s3", "s4", "s5"];
     let dir = stockade_testkit::temp_dir("wfkill-ca");
-    let (bots, hooks, config) = receiver(&dir, &names, TOKEN).await;
+    let (bots, hooks, config) = receiver(&dir, &names, TOKEN, "").await;
     let Some((s, backend)) = sandbox(pg, &config) else {
         return;
     };
@@ -271,6 +272,17 @@ async fn sigkill_mid_workflow(pg: bool) {
     ] {
         assert_eq!(step_rows(step), want, "{step}:\n{shown}");
     }
+    // The attempt the crash cut reads as interrupted, not as running forever.
+    let step3: Vec<Vec<&str>> = shown
+        .lines()
+        .filter(|l| l.starts_with("step3 "))
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        (step3[0][2], step3[1][2]),
+        ("interrupted", "succeeded"),
+        "{shown}"
+    );
     s.run(&["audit", "verify"]).expect_code(0);
     for text in [&log1, &log2] {
         assert!(!text.contains(TOKEN), "{text}");
@@ -481,7 +493,7 @@ fn sample_owners(s: &Sandbox) -> Owners {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_postgres_run_each_execution_once() {
     let dir = stockade_testkit::temp_dir("wfkill-ca");
-    let (bots, hooks, config) = receiver(&dir, &["orders"], TOKEN).await;
+    let (bots, hooks, config) = receiver(&dir, &["orders"], TOKEN, "").await;
     let Some((s, backend)) = sandbox(true, &config) else {
         return;
     };
@@ -556,6 +568,131 @@ async fn two_servers_on_postgres_run_each_execution_once() {
         "two_servers_on_postgres took {:?}; lease owners seen from processes {pids:?}",
         started.elapsed()
     );
+    cleanup(backend).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. a stopped worker cannot commit over its successor
+
+fn signal(server: &Server, sig: &str) {
+    let status = std::process::Command::new("kill")
+        .args([sig, &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Server A runs the five steps until step 3 hangs, then is frozen (`SIGSTOP`): it
+/// stops heartbeating while it still believes it holds the execution. Server B, on the
+/// same PostgreSQL database, resumes it once the lease ran out, and is itself held in
+/// step 4. Then A is thawed (`SIGCONT`) while B holds the job: A's step 3 request times
+/// out and A tries to record the failure and fail the execution — the fencing token
+/// (B's claim moved it on) refuses that commit, which writes nothing, and A says another
+/// worker holds the job. B then finishes: step 4 retried with the same key, step 5, and
+/// the execution succeeds.
+///
+/// Can it fail? Without the token check at commit, A's commit would land while the job
+/// is still running under B: step 3's first attempt would read `failed` and the
+/// execution would end `failed` under B's feet; without the lease expiring while A is
+/// alive, B would never take the job over (timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_worker_cannot_commit_over_its_successor_postgres() {
+    let names = ["s1", "s2", "s3", "s4", "s5"];
+    let dir = stockade_testkit::temp_dir("wfkill-ca");
+    // One attempt per request, 4 s each: thawed A gives up on step 3 at once.
+    let egress = "request_timeout = \"4s\"\nmax_attempts = 1\n";
+    let (bots, hooks, config) = receiver(&dir, &names, TOKEN, egress).await;
+    let Some((s, backend)) = sandbox(true, &config) else {
+        return;
+    };
+    let started = Instant::now();
+    let mut wf = String::from(
+        "name: supplier-sync\ntrigger: manual\npermissions:\n  hosts: [127.0.0.1]\n  credentials: [supplier-token]\nsteps:\n",
+    );
+    for (i, hook) in hooks.iter().enumerate() {
+        let id = format!("step{}", i + 1);
+        let mut step = post_step(&id, i as u32 + 1, hook, "supplier-token");
+        if id == "step4" {
+            step = step.replace(
+                "    uses: http.request\n",
+                "    uses: http.request\n    retry: { attempts: 2, initial: PT0.2S, on: always }\n",
+            );
+        }
+        wf.push_str(&step);
+    }
+    apply(&s, "supplier-sync.yaml", &wf);
+    credential(&s, "supplier-token", "supplier-sync", true, TOKEN);
+    let hits = |bot: &str| bots.received().iter().filter(|r| r.bot == bot).count();
+
+    bots.set_fault("s3", BotFault::Hang);
+    let a = Server::start(&s);
+    let id = s
+        .run(&["workflow", "run", "supplier-sync"])
+        .expect_code(0)
+        .stdout()
+        .trim()
+        .to_owned();
+    poll(Duration::from_secs(20), "A's step 3 request", || {
+        (hits("s3") == 1).then_some(())
+    })
+    .await;
+    signal(&a, "-STOP");
+    bots.set_fault("s3", BotFault::None);
+    bots.set_fault("s4", BotFault::Hang);
+    let b = Server::start(&s);
+    poll(Duration::from_secs(20), "B's step 4 request", || {
+        (hits("s4") == 1).then_some(())
+    })
+    .await;
+    assert_eq!(
+        state_of(&s, "supplier-sync", &id).as_deref(),
+        Some("running")
+    );
+
+    signal(&a, "-CONT");
+    poll(Duration::from_secs(15), "A to find the job taken", || {
+        a.log_text()
+            .contains(&format!("workflow job {id}: another worker holds it now"))
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        state_of(&s, "supplier-sync", &id).as_deref(),
+        Some("running")
+    );
+    bots.set_fault("s4", BotFault::None);
+    let state = poll(Duration::from_secs(20), "B to finish the execution", || {
+        state_of(&s, "supplier-sync", &id).filter(|st| st != "running" && st != "queued")
+    })
+    .await;
+    let shown = s
+        .run(&["workflow", "show-run", &id])
+        .expect_code(0)
+        .stdout();
+    assert_eq!(state, "succeeded", "{shown}\n{}", b.log_text());
+    let labels = |step: &str| -> Vec<String> {
+        shown
+            .lines()
+            .filter(|l| l.starts_with(&format!("{step} ")))
+            .filter_map(|l| l.split_whitespace().nth(2).map(str::to_owned))
+            .collect()
+    };
+    // A's attempt reads interrupted (its failure was not recorded); B's succeeded.
+    assert_eq!(labels("step3"), ["interrupted", "succeeded"], "{shown}");
+    assert_eq!(labels("step4"), ["failed", "succeeded"], "{shown}");
+    for (i, name) in names.iter().enumerate() {
+        let want = if matches!(*name, "s3" | "s4") { 2 } else { 1 };
+        assert_eq!(hits(name), want, "{name}: {:#?}", bots.received());
+        let key = format!("{id}/step{}", i + 1);
+        for r in bots.received().iter().filter(|r| r.bot == *name) {
+            assert_eq!(header(r, "idempotency-key"), Some(key.as_str()));
+        }
+    }
+    drop(a);
+    drop(b);
+    s.run(&["audit", "verify"]).expect_code(0);
+    eprintln!("frozen worker (postgres) took {:?}", started.elapsed());
     cleanup(backend).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
