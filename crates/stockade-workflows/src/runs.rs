@@ -220,3 +220,46 @@ pub async fn show(store: &Store, id: &str) -> Result<(RunRow, Vec<StepRecord>), 
     let steps = store.journal(id).await?;
     Ok((row, steps))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockade_store::StepOutput;
+
+    fn attempt(step: &str, attempt: i64, status: StepStatus) -> StepRecord {
+        StepRecord {
+            step_id: step.into(),
+            attempt,
+            token: attempt,
+            status,
+            started_at_ms: 0,
+            finished_at_ms: None,
+            output: StepOutput::None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_cut_by_a_crash_reads_interrupted() {
+        let steps = vec![
+            attempt("a", 1, StepStatus::Succeeded),
+            attempt("b", 1, StepStatus::Running),
+            attempt("b", 2, StepStatus::Running),
+        ];
+        let labels = |state| -> Vec<&str> {
+            (0..steps.len())
+                .map(|i| step_label(state, &steps, i))
+                .collect()
+        };
+        // Running: the latest attempt is in flight, the one before was cut.
+        assert_eq!(
+            labels(JobState::Running),
+            ["succeeded", "interrupted", "running"]
+        );
+        // Queued again after its worker died, or finished: nothing is running.
+        for state in [JobState::Queued, JobState::Failed, JobState::Cancelled] {
+            assert_eq!(labels(state), ["succeeded", "interrupted", "interrupted"]);
+        }
+        assert_eq!(step_label(JobState::Running, &steps, 9), "unknown");
+    }
+}

@@ -50,7 +50,11 @@ async fn setup(options: Options) -> Option<TestServer> {
                 kind: "webhook_hmac",
                 secret: &SecretString::from(SECRET.to_owned()),
                 owner: &KeyOwner::system(),
-                scopes: &CredentialScopes::default(),
+                // A webhook's key must be scoped to the workflows that use it.
+                scopes: &CredentialScopes {
+                    workflows: vec!["supplier-stock".into(), "quote".into()],
+                    hosts: vec![],
+                },
                 account: None,
             },
             &Actor::System("test"),
