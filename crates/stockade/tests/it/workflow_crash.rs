@@ -1,18 +1,24 @@
 //! Crashes of a real `stockade serve` in the middle of workflows, on SQLite and
-//! PostgreSQL, counted at a real HTTPS receiver on loopback (the sandbox's signed webhook
-//! receiver, trusted and allowed in the data directory's `stockade.toml` as a user would):
+//! PostgreSQL, counted at a real HTTPS receiver on loopback (the sandbox's webhook
+//! receiver checking a bearer token, trusted and allowed in the data directory's
+//! `stockade.toml` as a user would; the token stored with `stockade credential set`):
 //!
 //! - `kill -9` while step 3 of 5 `http.request` steps is in flight: after a restart the
 //!   execution finishes; steps 1, 2, 4 and 5 reached the receiver once each, step 3 twice
-//!   with the same `Idempotency-Key` (`EXECUTION/step3`); the audit chain verifies.
-//! - a per-second schedule over a `kill -9` and a restart fires each tick at most once
-//!   (on PostgreSQL with a second server racing for every tick), and a `missed:
-//!   run_once` schedule makes one catch-up run for the ticks of the downtime.
+//!   with the same `Idempotency-Key` (`EXECUTION/step3`); the cut attempt reads
+//!   `interrupted`; the audit chain verifies.
+//! - per-second and five-second schedules over a `kill -9` with a quick restart and
+//!   one with three seconds down fire each tick at most once (on PostgreSQL with a
+//!   second server racing for every tick), and a `missed: run_once` schedule makes one
+//!   catch-up run for the ticks of the downtime.
 //! - two servers on one PostgreSQL database sharing 50 webhook-started executions run
 //!   each one once (one request per idempotency key at the receiver).
+//! - a worker frozen (`SIGSTOP`) in step 3 and thawed while a second server holds the
+//!   execution cannot commit: the fencing token refuses its failure.
 //!
 //! `[workflows] lease` is short (3 s) so the restarted server resumes the execution the
-//! killed one held within seconds.
+//! killed one held within seconds. Each test says how it would fail without the
+//! mechanism it checks (several were checked by breaking the mechanism by hand).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
