@@ -17,6 +17,7 @@ pub mod render;
 pub mod scrub;
 #[cfg(feature = "pipeline")]
 pub mod sign;
+pub mod status;
 
 #[cfg(feature = "pipeline")]
 pub use channel::{ChannelClient, Outcome};
@@ -25,7 +26,5 @@ pub use config::{AlertsConfig, ChannelConfig, ChannelKind};
 pub use history::{AlertEntry, Delivery, alert_history};
 pub use model::{Alert, Severity};
 #[cfg(feature = "pipeline")]
-pub use pipeline::{
-    Alerts, AlertsError, ChannelStatus, PipelineStats, RecentAlert, channel_statuses,
-    recent_alerts, release_held, test_channel,
-};
+pub use pipeline::{Alerts, AlertsError, PipelineStats, release_held, test_channel};
+pub use status::{ChannelStatus, RecentAlert, channel_statuses, recent_alerts};

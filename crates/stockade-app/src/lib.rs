@@ -231,6 +231,13 @@ impl App {
                     u64::try_from(settings.workflows.retention_s).unwrap_or(u64::MAX),
                 ),
                 keep_per_workflow: settings.workflows.keep,
+                lease_ms: settings.workflows.lease_s.saturating_mul(1000),
+                // Expired leases go back to the queue within a third of a lease (≤ 5 s).
+                reap_every: Duration::from_secs(
+                    u64::try_from(settings.workflows.lease_s / 3)
+                        .unwrap_or(1)
+                        .clamp(1, 5),
+                ),
                 ..EngineConfig::default()
             };
             Engine::start_services(

@@ -63,6 +63,7 @@ struct WorkflowsFileConfig {
     workers: Option<usize>,
     retention: Option<String>,
     keep: Option<i64>,
+    lease: Option<String>,
 }
 
 /// The workflow engine's settings (`[workflows]`).
@@ -74,6 +75,9 @@ pub struct WorkflowSettings {
     pub retention_s: i64,
     /// Finished executions kept per workflow at most (default 1000).
     pub keep: i64,
+    /// The lease a worker takes on an execution (default 30 s): how long an execution
+    /// held by a process that died waits before another worker resumes it.
+    pub lease_s: i64,
 }
 
 /// Workflow workers per process unless configured: executions spend most of their time
@@ -81,6 +85,9 @@ pub struct WorkflowSettings {
 /// a few dozen cost little while letting the store commit many executions' steps
 /// together.
 const DEFAULT_WORKFLOW_WORKERS: usize = 16;
+
+/// Bounds of `[workflows] lease`: heartbeats go every third of it, so at least 3 s.
+const LEASE_S: std::ops::RangeInclusive<i64> = 3..=3_600;
 
 /// At most this many workflow workers per process.
 const MAX_WORKFLOW_WORKERS: usize = 64;
@@ -124,10 +131,27 @@ fn workflow_settings(
         ));
     }
     provenance.push(("workflows.keep", keep.to_string(), src(f.keep.is_some())));
+    let lease_s = match f.lease.as_deref() {
+        None => 30,
+        Some(t) => match stockade_core::time::parse_duration_secs(t) {
+            Ok(Some(s)) if LEASE_S.contains(&s) => s,
+            _ => {
+                return Err(AppError::config(
+                    "workflows.lease must be a duration from 3s to 1h, such as 30s or 2m",
+                ));
+            }
+        },
+    };
+    provenance.push((
+        "workflows.lease",
+        format!("{lease_s}s"),
+        src(f.lease.is_some()),
+    ));
     Ok(WorkflowSettings {
         workers,
         retention_s,
         keep,
+        lease_s,
     })
 }
 

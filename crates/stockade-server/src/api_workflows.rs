@@ -16,7 +16,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use stockade_core::time::format_rfc3339_ms;
-use stockade_store::{JobState, StepStatus};
+use stockade_store::JobState;
 use stockade_workflows::operate;
 use stockade_workflows::registry::{self, RegistryError, VersionRow};
 use stockade_workflows::runs::{self, RunError, RunRow};
@@ -200,22 +200,16 @@ pub async fn executions(
     Ok(Json(json!({ "executions": items })))
 }
 
-fn step_status(s: StepStatus) -> &'static str {
-    match s {
-        StepStatus::Running => "running",
-        StepStatus::Succeeded => "succeeded",
-        StepStatus::Failed => "failed",
-    }
-}
-
 /// GET /api/v1/executions/{id}: the execution and its step timeline (no outputs).
 pub async fn execution(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
     let (row, steps) = runs::show(state.access.store(), &id).await?;
     let timeline: Vec<Value> = steps
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             json!({
-                "step": s.step_id, "attempt": s.attempt, "status": step_status(s.status),
+                "step": s.step_id, "attempt": s.attempt,
+                "status": runs::step_label(row.state, &steps, i),
                 "started_at": time(Some(s.started_at_ms)), "finished_at": time(s.finished_at_ms),
                 "took_ms": s.finished_at_ms.map(|f| f - s.started_at_ms), "error": s.error,
             })

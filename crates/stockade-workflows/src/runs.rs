@@ -11,7 +11,7 @@
 
 use serde_json::{Value, json};
 use stockade_core::Actor;
-use stockade_store::{Columns, FromRow, JobState, StepRecord, Store, sql_params};
+use stockade_store::{Columns, FromRow, JobState, StepRecord, StepStatus, Store, sql_params};
 
 use crate::definition::Workflow;
 use crate::exec::{ExecutionPayload, JOB_KIND};
@@ -182,6 +182,32 @@ pub async fn list(
     Ok(rows)
 }
 
+/// How the step attempt `steps[i]` of a run in `state` reads in a timeline:
+/// `succeeded`, `failed`, `running`, or `interrupted` — an attempt the journal still
+/// holds as started (its worker died or lost its lease before it finished) once a later
+/// attempt of the same step exists or the run is no longer running. The journal keeps
+/// such an attempt as it was (the resume point reads it); only its label says what
+/// became of it.
+pub fn step_label(state: JobState, steps: &[StepRecord], i: usize) -> &'static str {
+    let Some(s) = steps.get(i) else {
+        return "unknown";
+    };
+    match s.status {
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Failed => "failed",
+        StepStatus::Running => {
+            let superseded = steps
+                .iter()
+                .any(|o| o.step_id == s.step_id && o.attempt > s.attempt);
+            if superseded || state != JobState::Running {
+                "interrupted"
+            } else {
+                "running"
+            }
+        }
+    }
+}
+
 /// One execution and every attempt of every step, in start order.
 pub async fn show(store: &Store, id: &str) -> Result<(RunRow, Vec<StepRecord>), RunError> {
     let row: Option<RunRow> = store
@@ -193,4 +219,47 @@ pub async fn show(store: &Store, id: &str) -> Result<(RunRow, Vec<StepRecord>), 
     let row = row.ok_or_else(|| RunError::UnknownRun(id.to_owned()))?;
     let steps = store.journal(id).await?;
     Ok((row, steps))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use stockade_store::StepOutput;
+
+    fn attempt(step: &str, attempt: i64, status: StepStatus) -> StepRecord {
+        StepRecord {
+            step_id: step.into(),
+            attempt,
+            token: attempt,
+            status,
+            started_at_ms: 0,
+            finished_at_ms: None,
+            output: StepOutput::None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn an_attempt_cut_by_a_crash_reads_interrupted() {
+        let steps = vec![
+            attempt("a", 1, StepStatus::Succeeded),
+            attempt("b", 1, StepStatus::Running),
+            attempt("b", 2, StepStatus::Running),
+        ];
+        let labels = |state| -> Vec<&str> {
+            (0..steps.len())
+                .map(|i| step_label(state, &steps, i))
+                .collect()
+        };
+        // Running: the latest attempt is in flight, the one before was cut.
+        assert_eq!(
+            labels(JobState::Running),
+            ["succeeded", "interrupted", "running"]
+        );
+        // Queued again after its worker died, or finished: nothing is running.
+        for state in [JobState::Queued, JobState::Failed, JobState::Cancelled] {
+            assert_eq!(labels(state), ["succeeded", "interrupted", "interrupted"]);
+        }
+        assert_eq!(step_label(JobState::Running, &steps, 9), "unknown");
+    }
 }

@@ -53,7 +53,7 @@ use windows::flush_windows;
 
 pub use prune::prune;
 pub use sender::release_held;
-pub use status::{ChannelStatus, RecentAlert, channel_statuses, recent_alerts, test_channel};
+pub use status::test_channel;
 
 const ACTOR: Actor = Actor::System("alerts");
 

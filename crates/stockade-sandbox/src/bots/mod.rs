@@ -1049,6 +1049,7 @@ impl Bots {
             webhook::Hook {
                 name: spec.name.clone(),
                 secret: secret.clone(),
+                bearer: None,
                 throttled_until: None,
             },
         );
@@ -1056,6 +1057,28 @@ impl Bots {
             url: format!("{}/webhook/{}", self.base_url, percent_encode(&spec.name)),
             name: spec.name,
             secret,
+        }
+    }
+
+    /// Register a generic receiver that authenticates callers by `Authorization: Bearer
+    /// TOKEN` instead of a signature (replacing one of the same name): a third-party API
+    /// a workflow's `http.request` calls with a stored credential. Its `secret` is the
+    /// token.
+    pub fn add_bearer_webhook(&self, name: &str, token: &str) -> WebhookReceiver {
+        let mut st = self.shared.lock();
+        st.webhooks.insert(
+            name.to_owned(),
+            webhook::Hook {
+                name: name.to_owned(),
+                secret: token.to_owned(),
+                bearer: Some(token.to_owned()),
+                throttled_until: None,
+            },
+        );
+        WebhookReceiver {
+            url: format!("{}/webhook/{}", self.base_url, percent_encode(name)),
+            name: name.to_owned(),
+            secret: token.to_owned(),
         }
     }
 

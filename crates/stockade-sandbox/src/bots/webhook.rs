@@ -3,6 +3,11 @@
 //! Checks in order: name (404), body size (413, over 256 KiB), timestamp within ±300 s
 //! and signature (401 `{"error":"invalid signature"}`), JSON body (400), then 204.
 //! `X-Stockade-Delivery` is recorded but not required.
+//!
+//! A receiver registered with a bearer token instead (an API that authenticates its
+//! callers by token, e.g. a supplier's order endpoint called by a workflow's
+//! `http.request`) checks `Authorization: Bearer TOKEN` (401 otherwise) in place of the
+//! timestamp and signature; the other checks are the same.
 
 use std::time::Instant;
 
@@ -20,6 +25,8 @@ const SKEW_S: i64 = 300;
 pub(crate) struct Hook {
     pub name: String,
     pub secret: String,
+    /// Set: authenticate by this bearer token instead of the signature.
+    pub bearer: Option<String>,
     pub throttled_until: Option<Instant>,
 }
 
@@ -53,7 +60,11 @@ pub(crate) fn handle(
     let Some(hook) = st.webhooks.get(name) else {
         return answer("", 404, Some("unknown webhook"));
     };
-    let (secret, throttled) = (hook.secret.clone(), hook.throttled_until);
+    let (secret, bearer, throttled) = (
+        hook.secret.clone(),
+        hook.bearer.clone(),
+        hook.throttled_until,
+    );
     if let Some(o) = st.fault_outcome(name, BotKind::Webhook) {
         return o;
     }
@@ -62,6 +73,16 @@ pub(crate) fn handle(
     }
     if inc.body_len > MAX_BODY {
         return answer(name, 413, Some("payload too large"));
+    }
+    if let Some(token) = bearer {
+        let want = format!("Bearer {token}");
+        if inc.header("authorization") != Some(want.as_str()) {
+            return answer(name, 401, Some("invalid token"));
+        }
+        if !inc.is_json {
+            return answer(name, 400, Some("body is not JSON"));
+        }
+        return answer(name, 204, None);
     }
     let ts = inc.header("x-stockade-timestamp").unwrap_or("");
     let fresh = ts

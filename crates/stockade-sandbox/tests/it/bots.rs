@@ -827,6 +827,32 @@ async fn generic_webhook_checks_signature_time_size_and_json() {
 }
 
 #[tokio::test]
+async fn a_bearer_webhook_checks_the_token_instead_of_a_signature() {
+    let bots = start(BotsConfig::default()).await;
+    let http = client(&bots);
+    let hook = bots.add_bearer_webhook("supplier", "tok-abc123");
+    assert_eq!(hook.url, format!("{}/webhook/supplier", bots.base_url));
+    let send = |auth: Option<&str>, body: &'static str| {
+        let mut req = http
+            .post(hook.url.clone())
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(send(Some("Bearer tok-abc123"), r#"{"n":1}"#).await, 204);
+    assert_eq!(send(Some("Bearer tok-wrong"), r#"{"n":1}"#).await, 401);
+    assert_eq!(send(None, r#"{"n":1}"#).await, 401);
+    assert_eq!(send(Some("Bearer tok-abc123"), "not json").await, 400);
+    let got = bots.received();
+    assert_eq!(got.len(), 4);
+    assert!(got[0].accepted && !got[1].accepted);
+    assert_eq!(got[0].header("authorization"), Some("Bearer tok-abc123"));
+}
+
+#[tokio::test]
 async fn faults_and_admin_routes() {
     let bots = start(BotsConfig::default()).await;
     let http = client(&bots);

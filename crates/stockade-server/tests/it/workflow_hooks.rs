@@ -50,7 +50,7 @@ async fn setup(options: Options) -> Option<TestServer> {
                 kind: "webhook_hmac",
                 secret: &SecretString::from(SECRET.to_owned()),
                 owner: &KeyOwner::system(),
-                // Scoped to the two workflows that verify with it (least privilege).
+                // A webhook's key must be scoped to the workflows that use it.
                 scopes: &CredentialScopes {
                     workflows: vec!["supplier-stock".into(), "quote".into()],
                     hosts: vec![],

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use stockade_core::time::{format_rfc3339_ms, now_ms};
-use stockade_store::{JobState, StepStatus, Store};
+use stockade_store::{JobState, Store};
 use stockade_workflows::operate;
 use stockade_workflows::runs::{self, RunError, RunRow};
 
@@ -193,17 +193,18 @@ pub async fn show(settings: &Settings, id: &str) -> Result<(), Failure> {
         "{:<24} {:<8} {:<10} {:<24} {:<10} error",
         "step", "attempt", "status", "started", "took"
     );
-    for s in &steps {
-        let took = match (s.finished_at_ms, s.status) {
+    for (i, s) in steps.iter().enumerate() {
+        let label = runs::step_label(row.state, &steps, i);
+        let took = match (s.finished_at_ms, label) {
             (Some(f), _) => format!("{} ms", f - s.started_at_ms),
-            (None, StepStatus::Running) => "running".into(),
+            (None, "running") => "running".into(),
             (None, _) => "-".into(),
         };
         println!(
             "{:<24} {:<8} {:<10} {:<24} {:<10} {}",
             s.step_id,
             s.attempt,
-            status(s.status),
+            label,
             format_rfc3339_ms(s.started_at_ms),
             took,
             s.error.as_deref().unwrap_or("-")
@@ -243,12 +244,4 @@ pub async fn rerun(
         from_step.map_or(String::new(), |s| format!(" from step {s}"))
     );
     Ok(())
-}
-
-fn status(s: StepStatus) -> &'static str {
-    match s {
-        StepStatus::Running => "running",
-        StepStatus::Succeeded => "succeeded",
-        StepStatus::Failed => "failed",
-    }
 }

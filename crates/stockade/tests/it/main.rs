@@ -25,6 +25,7 @@ mod signin_forms;
 mod sync;
 mod unmatched;
 mod webdriver;
+mod workflow_crash;
 mod workflow_lint;
 mod workflow_runs;
 mod workflow_triggers;

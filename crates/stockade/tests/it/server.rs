@@ -110,6 +110,11 @@ impl Server {
         }
     }
 
+    /// The server's process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn port(&self) -> u16 {
         self.base.rsplit(':').next().unwrap().parse().unwrap()
     }
@@ -1425,6 +1430,7 @@ fn the_example_config_is_valid_and_shows_its_access_settings() {
         "sync.poll_interval",
         "sync.pii_retention",
         "workflows.workers",
+        "workflows.lease",
     ] {
         assert!(out.contains(key), "{key} missing:\n{out}");
     }
@@ -1439,6 +1445,12 @@ fn the_example_config_is_valid_and_shows_its_access_settings() {
         "{}",
         out.stderr()
     );
+    // A lease too short to heartbeat within is refused too.
+    std::fs::write(&many, "[workflows]\nlease = \"1s\"\n").unwrap();
+    let out = sb
+        .run(&["--config", many.to_str().unwrap(), "--env", "dev", "config"])
+        .expect_code(2);
+    assert!(out.stderr().contains("workflows.lease"), "{}", out.stderr());
     // A misspelt access setting is an error, not silently ignored.
     let bad = sb.dir.join("bad.toml");
     std::fs::write(&bad, "[access]\nidle_timout = \"5m\"\n").unwrap();
