@@ -233,8 +233,7 @@ fn order_event(
             c.status,
             c.detail,
             connection_id,
-            ext,
-            rank(OrderStatus::Cancelled)
+            ext
         ],
         expect: Expect::Any,
     }
@@ -253,7 +252,11 @@ fn order_events(connection_id: i64, connection: &str, order: &Order, now: i64) -
     let mut steps = Vec::with_capacity(3);
     if order.status == OrderStatus::Cancelled {
         let event = Event::OrderCancelled(change.clone());
-        steps.push(order_event(ORDER_CANCELLED, &event, connection_id, ext, now));
+        let mut step = order_event(ORDER_CANCELLED, &event, connection_id, ext, now);
+        if let Mutation::Sql { params, .. } = &mut step {
+            params.push(rank(OrderStatus::Cancelled).into());
+        }
+        steps.push(step);
     }
     let event = Event::OrderCreated(change);
     steps.push(order_event(ORDER_CREATED, &event, connection_id, ext, now));
