@@ -88,7 +88,10 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         Event::WorkflowFailed(_) => other(&rec.event.columns()),
         Event::WorkflowAlert(a) => workflow_alert(a),
         // Business events for workflow triggers, not alerts (a workflow may alert on them).
-        Event::OrderCreated(_) | Event::OrderCancelled(_) | Event::ConnectionRevoked(_) => {
+        Event::OrderCreated(_)
+        | Event::OrderCancelled(_)
+        | Event::ConnectionRevoked(_)
+        | Event::StockLow(_) => {
             return None;
         }
         Event::Other(c) => other(c),
@@ -438,11 +441,12 @@ mod tests {
 
     #[test]
     fn business_events_are_not_alerts() {
-        use stockade_core::event::{ConnectionRevoked, OrderChange};
+        use stockade_core::event::{ConnectionRevoked, OrderChange, StockLow};
         for e in [
             Event::OrderCreated(OrderChange::default()),
             Event::OrderCancelled(OrderChange::default()),
             Event::ConnectionRevoked(ConnectionRevoked::default()),
+            Event::StockLow(StockLow::default()),
         ] {
             let rec = record(e.columns());
             assert!(!matches!(rec.event, Event::Other(_)), "decoded back");

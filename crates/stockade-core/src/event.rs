@@ -82,6 +82,9 @@ pub enum Event {
     OrderCancelled(OrderChange),
     /// connection `revoked` (`connection.revoked`): a connection was revoked and purged.
     ConnectionRevoked(ConnectionRevoked),
+    /// stock `low` (`stock.low`): a SKU's available stock crossed down to the low-stock
+    /// threshold (SQL trigger, migration 0013).
+    StockLow(StockLow),
     /// A row this build has no variant for, as stored.
     Other(EventColumns),
 }
@@ -296,6 +299,15 @@ pub struct ConnectionRevoked {
     pub reason: String,
 }
 
+/// A SKU whose available stock (on hand minus reserved) fell to `threshold` or below.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StockLow {
+    pub available: i64,
+    pub sku: String,
+    pub threshold: i64,
+}
+
 /// Columns of an event written by a component on its own behalf (no host or path).
 fn own(
     source: &str,
@@ -414,6 +426,7 @@ impl Event {
                 "purge",
                 r,
             ),
+            Event::StockLow(l) => own("stock", "low", format!("sku:{}", l.sku), "stock", l),
             Event::Other(c) => c.clone(),
         }
     }
@@ -489,6 +502,7 @@ impl Event {
             ("order", "created") => detail(&c).map(Event::OrderCreated),
             ("order", "cancelled") => detail(&c).map(Event::OrderCancelled),
             ("connection", "revoked") => detail(&c).map(Event::ConnectionRevoked),
+            ("stock", "low") => detail(&c).map(Event::StockLow),
             _ => None,
         };
         decoded.unwrap_or(Event::Other(c))
@@ -622,6 +636,16 @@ mod tests {
         assert_eq!(
             (c.source.as_str(), c.kind.as_str(), c.caller.as_str()),
             ("connection", "revoked", "connection:shop")
+        );
+        let c = round_trip(Event::StockLow(StockLow {
+            available: 4,
+            sku: "MUG-1".into(),
+            threshold: 5,
+        }));
+        assert_eq!(c.detail, r#"{"available":4,"sku":"MUG-1","threshold":5}"#);
+        assert_eq!(
+            (c.caller.as_str(), c.operation.as_str()),
+            ("sku:MUG-1", "stock")
         );
     }
 

@@ -3,6 +3,8 @@
 //! `order.cancelled` once per move to cancelled; the purge appends `connection.revoked`
 //! once; no stored event row holds buyer data; and a workflow triggered by
 //! `order.created` runs once per new order through the trigger subscriber and the engine.
+//! `stock.low` is raised once each time a SKU's available stock crosses down to the
+//! threshold, not again while it stays low.
 
 use std::time::Duration;
 
@@ -18,7 +20,10 @@ use stockade_workflows::triggers::EventTriggers;
 
 use crate::exec_support::{Backend, Env, both, open_vault};
 
-both!(order_events_are_produced_once_and_trigger_once);
+both!(
+    order_events_are_produced_once_and_trigger_once,
+    stock_low_is_raised_once_per_crossing
+);
 
 const BUYER: &str = "Zebulon Quixote-Buyer";
 const EMAIL: &str = "zq-hidden@example.com";
@@ -256,4 +261,70 @@ async fn wait_for_notes(store: &Store, n: usize) -> Vec<String> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the workflow did not run for every new order");
+}
+
+fn one_line(id: &str, status: OrderStatus, updated: i64) -> Order {
+    let mut o = order(id, status, status.as_str(), updated);
+    o.lines.truncate(1);
+    o
+}
+
+async fn stock_low_is_raised_once_per_crossing(backend: Backend) {
+    let Some(env) = Env::new(backend).await else {
+        return;
+    };
+    let vault = open_vault(&env).await;
+    env.store
+        .tamper_for_tests(
+            r#"INSERT INTO connections (id, name, marketplace, endpoint, account, settings, status, created_at_ms, updated_at_ms)
+             VALUES (1, 'shop', 'ebay', 'live', 'acct', '{"api_url":"https://api.ebay.com"}', 'active', 1, 1)"#,
+        )
+        .await
+        .unwrap();
+    env.store
+        .tamper_for_tests(
+            "INSERT INTO skus (sku, on_hand, reserved, created_at_ms, updated_at_ms) VALUES ('MUG-1', 9, 0, 1, 1)",
+        )
+        .await
+        .unwrap();
+    // The default threshold (5) until the setting is stored; then 4.
+    stockade_sync::set_low_stock_threshold(&env.store, 4)
+        .await
+        .unwrap();
+    // Idempotent: the same value writes nothing.
+    let before = env.store.audit_rows(0, 10_000).await.unwrap().len();
+    stockade_sync::set_low_stock_threshold(&env.store, 4)
+        .await
+        .unwrap();
+    assert_eq!(env.store.audit_rows(0, 10_000).await.unwrap().len(), before);
+    let t = stockade_core::time::now_ms();
+    // Each order reserves 2 MUG-1: 9 → 7 → 5 → 3 (crossed) → 1 (still low).
+    for (i, id) in ["A", "B", "C", "D"].iter().enumerate() {
+        let o = one_line(id, OrderStatus::Placed, 2000);
+        ingest(&env.store, &vault, &o, t + i as i64).await;
+        // A re-delivery changes nothing and raises nothing.
+        ingest(&env.store, &vault, &o, t + i as i64).await;
+    }
+    let low = details(&env.store, "stock", "low").await;
+    assert_eq!(
+        low,
+        [serde_json::json!({"available": 3, "sku": "MUG-1", "threshold": 4})]
+    );
+    // Cancellations release: 1 → 3 → 5 (above again); the next order crosses again.
+    for (i, id) in ["C", "D"].iter().enumerate() {
+        let o = one_line(id, OrderStatus::Cancelled, 3000);
+        ingest(&env.store, &vault, &o, t + 10 + i as i64).await;
+    }
+    assert_eq!(details(&env.store, "stock", "low").await.len(), 1);
+    ingest(
+        &env.store,
+        &vault,
+        &one_line("E", OrderStatus::Placed, 2000),
+        t + 20,
+    )
+    .await;
+    let low = details(&env.store, "stock", "low").await;
+    assert_eq!(low.len(), 2, "{low:?}");
+    assert_eq!(low[1]["available"], 3);
+    env.cleanup().await;
 }
