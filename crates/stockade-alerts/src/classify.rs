@@ -87,6 +87,13 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         // The same alert as a stored `workflow`/`failed` row of an older build.
         Event::WorkflowFailed(_) => other(&rec.event.columns()),
         Event::WorkflowAlert(a) => workflow_alert(a),
+        // Business events for workflow triggers, not alerts (a workflow may alert on them).
+        Event::OrderCreated(_)
+        | Event::OrderCancelled(_)
+        | Event::ConnectionRevoked(_)
+        | Event::StockLow(_) => {
+            return None;
+        }
         Event::Other(c) => other(c),
     };
     let c = rec.event.columns();
@@ -430,6 +437,21 @@ mod tests {
         let text = serde_json::to_string(&a).unwrap();
         assert!(!text.contains("jane.doe"), "{text}");
         assert!(text.contains("MUG-1"), "{text}");
+    }
+
+    #[test]
+    fn business_events_are_not_alerts() {
+        use stockade_core::event::{ConnectionRevoked, OrderChange, StockLow};
+        for e in [
+            Event::OrderCreated(OrderChange::default()),
+            Event::OrderCancelled(OrderChange::default()),
+            Event::ConnectionRevoked(ConnectionRevoked::default()),
+            Event::StockLow(StockLow::default()),
+        ] {
+            let rec = record(e.columns());
+            assert!(!matches!(rec.event, Event::Other(_)), "decoded back");
+            assert!(classify(&rec).is_none(), "{:?}", rec.event);
+        }
     }
 
     fn record(c: EventColumns) -> EventRecord {

@@ -192,6 +192,7 @@ struct SyncFileConfig {
     reconcile_interval: Option<String>,
     returns_report_interval: Option<String>,
     pii_retention: Option<String>,
+    low_stock_threshold: Option<i64>,
 }
 
 /// The outbound allowlist and limits of this environment.

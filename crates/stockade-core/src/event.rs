@@ -76,6 +76,15 @@ pub enum Event {
     WorkflowFailed(WorkflowFailure),
     /// workflow `alert`: an `alert.send` step's alert.
     WorkflowAlert(WorkflowAlert),
+    /// order `created` (`order.created`): ingest stored an order it did not have.
+    OrderCreated(OrderChange),
+    /// order `cancelled` (`order.cancelled`): a stored order moved to cancelled.
+    OrderCancelled(OrderChange),
+    /// connection `revoked` (`connection.revoked`): a connection was revoked and purged.
+    ConnectionRevoked(ConnectionRevoked),
+    /// stock `low` (`stock.low`): a SKU's available stock crossed down to the low-stock
+    /// threshold (SQL trigger, migration 0013).
+    StockLow(StockLow),
     /// A row this build has no variant for, as stored.
     Other(EventColumns),
 }
@@ -263,6 +272,42 @@ pub struct WorkflowAlert {
     pub workflow: String,
 }
 
+/// An order that was stored or changed (`order.created`, `order.cancelled`): the
+/// connection, the marketplace, the marketplace's order id, the line count and the new
+/// status. Never the buyer: no name, address, phone or email.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OrderChange {
+    pub connection: String,
+    pub lines: i64,
+    pub marketplace: String,
+    /// The marketplace's order id.
+    pub order: String,
+    /// The order's status after the change (`placed`, `cancelled`, …).
+    pub status: String,
+}
+
+/// A connection revoked (deauthorized) and purged: counts of what the purge deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConnectionRevoked {
+    pub connection: String,
+    pub marketplace: String,
+    /// Orders whose data the purge deleted.
+    pub orders: i64,
+    /// `deauthorized` (the marketplace said so) or `revoked` (an operator).
+    pub reason: String,
+}
+
+/// A SKU whose available stock (on hand minus reserved) fell to `threshold` or below.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StockLow {
+    pub available: i64,
+    pub sku: String,
+    pub threshold: i64,
+}
+
 /// Columns of an event written by a component on its own behalf (no host or path).
 fn own(
     source: &str,
@@ -300,6 +345,16 @@ fn access(kind: &str, detail: &impl Serialize) -> EventColumns {
         "system:access".to_owned(),
         "security",
         detail,
+    )
+}
+
+fn order(kind: &str, o: &OrderChange) -> EventColumns {
+    own(
+        "order",
+        kind,
+        format!("connection:{}", o.connection),
+        "order.ingest",
+        o,
     )
 }
 
@@ -362,6 +417,16 @@ impl Event {
                 "alert.send",
                 a,
             ),
+            Event::OrderCreated(o) => order("created", o),
+            Event::OrderCancelled(o) => order("cancelled", o),
+            Event::ConnectionRevoked(r) => own(
+                "connection",
+                "revoked",
+                format!("connection:{}", r.connection),
+                "purge",
+                r,
+            ),
+            Event::StockLow(l) => own("stock", "low", format!("sku:{}", l.sku), "stock", l),
             Event::Other(c) => c.clone(),
         }
     }
@@ -434,6 +499,10 @@ impl Event {
                 Event::WorkflowFailed(w)
             }),
             ("workflow", "alert") => detail(&c).map(Event::WorkflowAlert),
+            ("order", "created") => detail(&c).map(Event::OrderCreated),
+            ("order", "cancelled") => detail(&c).map(Event::OrderCancelled),
+            ("connection", "revoked") => detail(&c).map(Event::ConnectionRevoked),
+            ("stock", "low") => detail(&c).map(Event::StockLow),
             _ => None,
         };
         decoded.unwrap_or(Event::Other(c))
@@ -537,6 +606,47 @@ mod tests {
             panic!("decodes")
         };
         assert_eq!(w.message.len(), WorkflowFailure::MESSAGE_MAX);
+    }
+
+    #[test]
+    fn order_and_connection_events_round_trip() {
+        let c = round_trip(Event::OrderCreated(OrderChange {
+            connection: "shop".into(),
+            lines: 2,
+            marketplace: "tiktok".into(),
+            order: "O-1".into(),
+            status: "placed".into(),
+        }));
+        assert_eq!(
+            (c.source.as_str(), c.kind.as_str(), c.caller.as_str()),
+            ("order", "created", "connection:shop")
+        );
+        assert_eq!(
+            c.detail,
+            r#"{"connection":"shop","lines":2,"marketplace":"tiktok","order":"O-1","status":"placed"}"#
+        );
+        let c = round_trip(Event::OrderCancelled(OrderChange::default()));
+        assert_eq!((c.source.as_str(), c.kind.as_str()), ("order", "cancelled"));
+        let c = round_trip(Event::ConnectionRevoked(ConnectionRevoked {
+            connection: "shop".into(),
+            marketplace: "ebay".into(),
+            orders: 3,
+            reason: "deauthorized".into(),
+        }));
+        assert_eq!(
+            (c.source.as_str(), c.kind.as_str(), c.caller.as_str()),
+            ("connection", "revoked", "connection:shop")
+        );
+        let c = round_trip(Event::StockLow(StockLow {
+            available: 4,
+            sku: "MUG-1".into(),
+            threshold: 5,
+        }));
+        assert_eq!(c.detail, r#"{"available":4,"sku":"MUG-1","threshold":5}"#);
+        assert_eq!(
+            (c.caller.as_str(), c.operation.as_str()),
+            ("sku:MUG-1", "stock")
+        );
     }
 
     #[test]

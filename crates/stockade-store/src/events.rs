@@ -5,8 +5,10 @@
 //!   outcome), or alone with [`Store::append_events`] and an audit entry of its own (a
 //!   sync error after retries, egress anomalies). Every event is therefore written in an
 //!   audited commit. The one exception to "appended here" are the SQL triggers of
-//!   `stock_ledger` (`oversell`) and `order_lines` (`unmatched_sku`): they must see the
-//!   stock the same statement computed, so they stay in SQL, write the same columns
+//!   `stock_ledger` (`oversell`), `order_lines` (`unmatched_sku`) and `skus` (`stock
+//!   low`, migration 0013: the stock before and after the statement, so it fires only on
+//!   the crossing and for every writer of stock): they must see the stock the same
+//!   statement computed, so they stay in SQL, write the same columns
 //!   [`Event::columns`] would, and fire inside the audited ingest or import commit.
 //! - **Order.** An event's id is its stream position and ids become visible in
 //!   ascending order: SQLite has one writer and never reuses an id (`AUTOINCREMENT`);

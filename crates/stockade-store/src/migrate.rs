@@ -91,6 +91,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0012_job_operations.sql"),
         postgres: include_str!("../migrations/postgres/0012_job_operations.sql"),
     },
+    Migration {
+        version: 13,
+        name: "low_stock",
+        sqlite: include_str!("../migrations/sqlite/0013_low_stock.sql"),
+        postgres: include_str!("../migrations/postgres/0013_low_stock.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

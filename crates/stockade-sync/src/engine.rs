@@ -25,7 +25,7 @@ use stockade_core::order::{Marketplace, Order};
 use stockade_core::{Actor, Event};
 use stockade_egress::Gateway;
 use stockade_marketplaces::AnyConnector;
-use stockade_store::{AuditDetails, AuditEntry, Store};
+use stockade_store::{AuditDetails, AuditEntry, Change, Mutation, Store};
 use stockade_vault::Vault;
 use stockade_vault::cipher::DataKey;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
@@ -154,6 +154,28 @@ pub struct Summary {
     pub connections: Vec<(String, String)>,
 }
 
+/// Store the low-stock threshold the `stock.low` trigger reads (migration 0013), in an
+/// audited commit, when it differs from the stored one.
+pub async fn set_low_stock_threshold(store: &Store, threshold: i64) -> Result<()> {
+    let value = threshold.to_string();
+    if store.meta(crate::LOW_STOCK_META).await?.as_deref() == Some(value.as_str()) {
+        return Ok(());
+    }
+    let change = Change::new(
+        Mutation::SetMeta {
+            key: crate::LOW_STOCK_META.to_owned(),
+            value,
+        },
+        AuditEntry::new(
+            "sync.low_stock_threshold",
+            "setting:sync.low_stock_threshold",
+            AuditDetails::new().int("threshold", threshold),
+        ),
+    );
+    store.commit(&Actor::System("sync"), vec![change]).await?;
+    Ok(())
+}
+
 impl SyncEngine {
     /// Start the engine on every active or paused connection; finish any purge a crash
     /// interrupted.
@@ -163,6 +185,7 @@ impl SyncEngine {
         opts: SyncOptions,
     ) -> Result<SyncEngine> {
         let store = vault.store().clone();
+        set_low_stock_threshold(&store, opts.low_stock_threshold).await?;
         let (ingest_tx, ingest_rx) = mpsc::channel(65_536);
         let (shutdown, _) = watch::channel(false);
         let inner = Arc::new(Inner {

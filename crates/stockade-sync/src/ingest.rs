@@ -13,7 +13,21 @@
 //!   the same transaction (migration 0004), where oversells are flagged as well;
 //! - a line whose SKU is not in the catalog is stored unmatched and raised as an event
 //!   (migration 0006); `sku import` reserves it once the SKU exists ([`crate::unmatched`]).
+//!
+//! # Order events
+//! The change appends `order.created` when it inserted the order row and
+//! `order.cancelled` when it moved a stored order to cancelled from another status (an
+//! order first seen already cancelled is `order.created` with status `cancelled`: it
+//! released nothing). Both carry the connection, marketplace, order id, line count and
+//! status, never buyer data. Whether the upsert inserted or updated is not visible to a
+//! later statement on both backends, so the upsert's update branch leaves a marker: it
+//! stores `ingested_at_ms` as `-(time * 8 + previous status rank)`. The event steps test
+//! the row (`= time`: inserted; negative: updated, and from which rank), and a last step
+//! writes the time back — all inside the change, so no other reader ever sees the marker.
+//! A re-delivery touches no row (the guard), so it appends nothing. Cost per order: two
+//! keyed statements (three for a cancellation) and one event row per new order.
 
+use stockade_core::event::{Event, OrderChange};
 use stockade_core::order::{Order, OrderStatus};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValue, sql_params};
 use stockade_vault::FieldContext;
@@ -88,7 +102,7 @@ const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, stat
      ON CONFLICT (connection_id, external_id) DO UPDATE SET
         status = excluded.status, marketplace_status = excluded.marketplace_status,
         status_rank = excluded.status_rank, updated_at_ms = excluded.updated_at_ms,
-        ingested_at_ms = excluded.ingested_at_ms,
+        ingested_at_ms = -(excluded.ingested_at_ms * 8 + orders.status_rank),
         buyer_name = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_name, excluded.buyer_name) END,
         buyer_email = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_email, excluded.buyer_email) END,
         buyer_phone = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_phone, excluded.buyer_phone) END,
@@ -96,6 +110,21 @@ const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, stat
       WHERE excluded.status_rank > orders.status_rank
          OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
              AND excluded.marketplace_status <> orders.marketplace_status)";
+
+// The order events, after the upsert: `order.created` when the row was inserted (its
+// `ingested_at_ms` is this change's time), `order.cancelled` when an existing row moved
+// to cancelled from another status (its marker holds the status rank it had). $1 time,
+// $2..$9 the event's other columns, $10 connection id, $11 order, $12 cancelled's rank.
+const ORDER_CREATED: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+      WHERE EXISTS (SELECT 1 FROM orders WHERE connection_id = $10 AND external_id = $11 AND ingested_at_ms = $1)";
+const ORDER_CANCELLED: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+      WHERE EXISTS (SELECT 1 FROM orders WHERE connection_id = $10 AND external_id = $11
+                     AND ingested_at_ms < 0 AND (-ingested_at_ms) % 8 <> $12)";
+// The marker's end: an updated row gets its ingest time back.
+const UNMARK: &str = "UPDATE orders SET ingested_at_ms = $3
+     WHERE connection_id = $1 AND external_id = $2 AND ingested_at_ms < 0";
 
 // A line whose SKU is not in the catalog yet is stored unmatched (a trigger raises an
 // `unmatched_sku` event, migration 0006); importing the SKU reserves it (`catalog`).
@@ -182,6 +211,63 @@ pub fn seal_buyer(
     Ok([name, email, phone, address])
 }
 
+/// The step appending `event` at `now` if `statement`'s condition on the order holds.
+fn order_event(
+    statement: &'static str,
+    event: &Event,
+    connection_id: i64,
+    ext: &str,
+    now: i64,
+) -> Mutation {
+    let c = event.columns();
+    Mutation::Sql {
+        statement,
+        params: sql_params![
+            now,
+            c.source,
+            c.kind,
+            c.caller,
+            c.host,
+            c.path_template,
+            c.operation,
+            c.status,
+            c.detail,
+            connection_id,
+            ext
+        ],
+        expect: Expect::Any,
+    }
+}
+
+/// The steps after the upsert that append the order's events and end the marker.
+fn order_events(connection_id: i64, connection: &str, order: &Order, now: i64) -> Vec<Mutation> {
+    let ext = order.external_id.as_str();
+    let change = OrderChange {
+        connection: connection.to_owned(),
+        lines: order.lines.len() as i64,
+        marketplace: order.marketplace.as_str().to_owned(),
+        order: ext.to_owned(),
+        status: order.status.as_str().to_owned(),
+    };
+    let mut steps = Vec::with_capacity(3);
+    if order.status == OrderStatus::Cancelled {
+        let event = Event::OrderCancelled(change.clone());
+        let mut step = order_event(ORDER_CANCELLED, &event, connection_id, ext, now);
+        if let Mutation::Sql { params, .. } = &mut step {
+            params.push(rank(OrderStatus::Cancelled).into());
+        }
+        steps.push(step);
+    }
+    let event = Event::OrderCreated(change);
+    steps.push(order_event(ORDER_CREATED, &event, connection_id, ext, now));
+    steps.push(Mutation::Sql {
+        statement: UNMARK,
+        params: sql_params![connection_id, ext, now],
+        expect: Expect::Any,
+    });
+    steps
+}
+
 /// Build the audited change for one order as received.
 pub fn order_change(
     connection_id: i64,
@@ -193,7 +279,7 @@ pub fn order_change(
 ) -> Change {
     let [name, email, phone, address] = buyer;
     let ext = order.external_id.as_str();
-    let mut steps = Vec::with_capacity(1 + order.lines.len() * 3);
+    let mut steps = Vec::with_capacity(4 + order.lines.len() * 3);
     steps.push(Mutation::Sql {
         statement: UPSERT_ORDER,
         params: vec![
@@ -212,6 +298,7 @@ pub fn order_change(
         ],
         expect: Expect::Any,
     });
+    steps.extend(order_events(connection_id, connection, order, now));
     for line in &order.lines {
         let q = i64::from(line.quantity);
         let lid = line.line_id.as_str();

@@ -40,7 +40,7 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
 pub use discover::{DiscoverOptions, DiscoverReport};
-pub use engine::{Summary, SyncEngine};
+pub use engine::{Summary, SyncEngine, set_low_stock_threshold};
 pub use health::PushHealth;
 pub use metrics::{Metrics, Percentiles};
 pub use purge::PurgeReceipt;
@@ -71,6 +71,11 @@ pub enum SyncError {
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+/// The default `[sync] low_stock_threshold` (also the SQL trigger's, migration 0013).
+pub const LOW_STOCK_THRESHOLD: i64 = 5;
+/// The `stockade_meta` key the low-stock trigger reads its threshold from.
+pub const LOW_STOCK_META: &str = "sync.low_stock_threshold";
 
 /// Tuning of the engine. The defaults suit a seller; tests, the demo and the benchmark
 /// shorten the intervals.
@@ -109,6 +114,8 @@ pub struct SyncOptions {
     pub refresh_interval: Duration,
     /// Lift the connectors' own rate limits (benchmarks against simulators only).
     pub lift_rate_limits: bool,
+    /// A SKU is low on stock at this many available units or fewer (`stock.low`).
+    pub low_stock_threshold: i64,
 }
 
 impl Default for SyncOptions {
@@ -131,6 +138,7 @@ impl Default for SyncOptions {
             pii_retention: Duration::from_secs(30 * 24 * 3600),
             refresh_interval: Duration::from_secs(2),
             lift_rate_limits: false,
+            low_stock_threshold: LOW_STOCK_THRESHOLD,
         }
     }
 }

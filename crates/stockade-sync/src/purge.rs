@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 use stockade_core::Actor;
+use stockade_core::event::{ConnectionRevoked, Event};
 use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
 use stockade_vault::Vault;
 
@@ -170,7 +171,8 @@ async fn count(
 }
 
 /// The statements of a purge, in order: mark revoked (refused if it already is), release
-/// open reservations, anonymise the ledger, delete the data, write the receipt.
+/// open reservations, anonymise the ledger, delete the data, write the receipt, append
+/// the `connection.revoked` event.
 fn purge_steps(conn: &Connection, receipt: &PurgeReceipt, details: String) -> Vec<Mutation> {
     let (id, now) = (conn.id, receipt.at_ms);
     let sql = |statement: &'static str, params| Mutation::Sql {
@@ -202,6 +204,16 @@ fn purge_steps(conn: &Connection, receipt: &PurgeReceipt, details: String) -> Ve
                 now,
                 details
             ],
+        ),
+        // Last, so a `connection.revoked` workflow sees the purge done (same commit).
+        stockade_store::events::append(
+            now,
+            &Event::ConnectionRevoked(ConnectionRevoked {
+                connection: conn.name.clone(),
+                marketplace: conn.marketplace.as_str().to_owned(),
+                orders: receipt.orders,
+                reason: receipt.reason.clone(),
+            }),
         ),
     ]
 }

@@ -162,6 +162,19 @@ pub(super) fn sync_settings(
         show(Some(o.pii_retention)),
         src(f.pii_retention.is_some()),
     ));
+    if let Some(t) = f.low_stock_threshold {
+        if !(0..=1_000_000).contains(&t) {
+            return Err(AppError::config(
+                "sync.low_stock_threshold must be a number of units from 0 to 1000000",
+            ));
+        }
+        o.low_stock_threshold = t;
+    }
+    provenance.push((
+        "sync.low_stock_threshold",
+        o.low_stock_threshold.to_string(),
+        src(f.low_stock_threshold.is_some()),
+    ));
     Ok(o)
 }
 

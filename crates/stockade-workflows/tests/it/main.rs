@@ -18,6 +18,7 @@ mod exec_wait;
 mod expr;
 mod lint;
 mod operate;
+mod order_events;
 mod registry;
 mod robust;
 mod triggers;
