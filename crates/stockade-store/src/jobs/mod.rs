@@ -474,12 +474,17 @@ impl Lease {
     }
 }
 
+/// `+kind` keeps SQLite off the (kind, dedup_key) index, which would walk every job of
+/// the kind ever run (finished ones too) and sort them: the partial index of queued jobs
+/// (`jobs_queued`, in claim order) is read instead, so a claim costs the same with 20,000
+/// finished executions as with none (3.7 ms → 0.05 ms measured; SQLite has no statistics
+/// to choose by, as nothing runs ANALYZE).
 const CLAIM_SQLITE: &str = "UPDATE jobs SET state = 'running', lease_owner = $1, lease_expires_at_ms = $2,
         lease_token = lease_token + 1, attempts = attempts + 1, updated_at_ms = $3,
         started_at_ms = COALESCE(started_at_ms, $3)
   WHERE state = 'queued' AND id = (
         SELECT id FROM jobs WHERE state = 'queued' AND run_at_ms <= $3
-           AND kind IN (SELECT value FROM json_each($4))
+           AND +kind IN (SELECT value FROM json_each($4))
          ORDER BY run_at_ms, id LIMIT 1)
   RETURNING id, kind, dedup_key, payload, lease_token, attempts, max_attempts, lease_owner, lease_expires_at_ms";
 
