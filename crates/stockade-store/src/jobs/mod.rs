@@ -794,4 +794,28 @@ mod tests {
         assert_eq!(stored.chars().count(), MAX_ERROR_CHARS + 1);
         assert_eq!(stored_error("short"), "short");
     }
+
+    /// The claim reads the partial index of queued jobs, never every job of the kind:
+    /// its cost must not grow with the executions kept in the table.
+    #[test]
+    fn the_sqlite_claim_reads_only_queued_jobs() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        for m in crate::migrate::MIGRATIONS {
+            conn.execute_batch(m.sqlite).unwrap();
+        }
+        let sql = format!("EXPLAIN QUERY PLAN {}", CLAIM_SQLITE.replace('$', "?"));
+        let mut stmt = conn.prepare(&sql).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(rusqlite::params!["w", 1, 2, r#"["workflow"]"#], |r| {
+                r.get::<_, String>(3)
+            })
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert!(
+            plan.iter().any(|l| l.contains("USING INDEX jobs_queued")),
+            "{plan:?}"
+        );
+        assert!(!plan.iter().any(|l| l.contains("TEMP B-TREE")), "{plan:?}");
+    }
 }
