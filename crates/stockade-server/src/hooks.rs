@@ -187,8 +187,9 @@ pub async fn receive(
     Ok(res)
 }
 
-/// Record a bad signature in the `webhook` jail (and the Fail2Ban log line).
-async fn count_failure(state: &AppState, ip: IpAddr) {
+/// Record a bad signature in the `webhook` jail (and the Fail2Ban log line); also for
+/// workflow webhooks' auth failures.
+pub(crate) async fn count_failure(state: &AppState, ip: IpAddr) {
     if let Err(e) = state
         .access
         .record_failure(ip, FailureKind::WebhookSignature, None, None)

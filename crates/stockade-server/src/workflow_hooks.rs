@@ -37,7 +37,6 @@
 //! must not put buyer data in it unless the workflow's readers may see it. Log lines name
 //! the path, the status and the outcome, never the body, headers or signature.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -48,7 +47,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use stockade_access::{FailureKind, Permission};
+use stockade_access::Permission;
 use stockade_core::Actor;
 use stockade_core::time::now_ms;
 use stockade_store::{JobState, StepOutput, StepStatus, Store};
@@ -58,7 +57,7 @@ use stockade_workflows::triggers::{ActiveSet, Delivery, enqueue_webhook, webhook
 
 use crate::error::AppError;
 use crate::extract::ClientIp;
-use crate::hooks::{ReadError, read_limited};
+use crate::hooks::{ReadError, count_failure, read_limited};
 use crate::state::AppState;
 
 /// The largest body a workflow webhook accepts.
@@ -127,17 +126,6 @@ fn not_found() -> AppError {
 
 fn unauthorized(message: &'static str) -> AppError {
     AppError::refused(StatusCode::UNAUTHORIZED, "invalid_signature", message)
-}
-
-/// Record an auth failure in the `webhook` jail.
-async fn count_failure(state: &AppState, ip: IpAddr) {
-    if let Err(e) = state
-        .access
-        .record_failure(ip, FailureKind::WebhookSignature, None, None)
-        .await
-    {
-        tracing::error!("could not record a webhook failure: {e}");
-    }
 }
 
 /// The handler of `POST /hooks/workflows/{*path}`.

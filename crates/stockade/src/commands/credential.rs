@@ -89,10 +89,14 @@ async fn set(
             &CLI_ACTOR,
         )
         .await?;
+    let hosts = if hosts.is_empty() {
+        "no host (it is never sent: a webhook's HMAC key)".to_owned()
+    } else {
+        format!("hosts {}", hosts.join(", "))
+    };
     println!(
-        "stored credential {name} (encrypted) for workflows {} and hosts {}",
+        "stored credential {name} (encrypted) for workflows {} and {hosts}",
         workflows.join(", "),
-        hosts.join(", ")
     );
     Ok(())
 }
