@@ -3,7 +3,8 @@
 //!
 //! The rig is what a seller runs: a fresh dev data directory made with this binary's own
 //! commands (`init`, `sku import`, `apikey create`, `workflow apply`), then `stockade
-//! serve` as a child process. The load comes from this process over HTTPS keep-alive:
+//! serve` as a child process. The load comes from this process over HTTPS keep-alive
+//! (through the egress gateway, like every outbound request of the program):
 //! `--concurrency` clients each post a webhook and wait for its answer (the workflow
 //! answers with its result), so a latency is from the request to the finished, persisted
 //! execution. The server's CPU is read from `/proc/<pid>/stat` of the child, so the load
@@ -24,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use stockade_core::Environment;
+use stockade_core::{Environment, SecretString};
+use stockade_egress::{Caller, Egress, EgressConfig, Gateway, Request};
 use stockade_store::{DatabaseUrl, Store, StoreOptions, sql_params};
 
 use super::bench::say;
@@ -278,28 +280,33 @@ struct Tally {
     still_running: u64,
 }
 
-fn client(rig: &Rig) -> Result<reqwest::Client, Failure> {
-    let ca = std::fs::read(rig.data.join("tls/dev-ca.pem"))
+/// The load generator's HTTPS client: the egress gateway (all outbound HTTP goes through
+/// it), allowed to reach only the server's loopback address, trusting its dev CA, with
+/// no retries and no rate limit of its own (the server is what is measured).
+fn client(rig: &Rig) -> Result<Egress, Failure> {
+    let ca = std::fs::read_to_string(rig.data.join("tls/dev-ca.pem"))
         .map_err(|e| Failure::runtime(format!("cannot read the server's dev CA: {e}")))?;
-    let cert = reqwest::Certificate::from_pem(&ca)
-        .map_err(|e| Failure::runtime(format!("the server's dev CA is unreadable: {e}")))?;
-    reqwest::Client::builder()
-        .tls_certs_only([cert])
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| Failure::runtime(format!("cannot build the HTTPS client: {e}")))
+    let host = rig.base.trim_start_matches("https://").to_owned();
+    let mut config = EgressConfig::new(Environment::Dev);
+    config.allowed_hosts = vec![host.clone()];
+    config.extra_root_pems = vec![ca];
+    config.max_attempts = 1;
+    config.host_rate = (1_000_000.0, 1_000_000);
+    config.breaker_failures = u32::MAX;
+    let gateway = Gateway::new(config, None)
+        .map_err(|e| Failure::runtime(format!("cannot build the HTTPS client: {e}")))?;
+    Ok(gateway.client(Caller::System("bench"), &[host.as_str()]))
 }
 
 async fn load(
     rig: &Rig,
-    http: reqwest::Client,
+    http: Egress,
     concurrency: usize,
     duration: Duration,
     skus: usize,
 ) -> Tally {
     let url = Arc::new(format!("{}/hooks/workflows/{PATH}", rig.base));
-    let auth = Arc::new(format!("Bearer {}", rig.api_key));
+    let auth = Arc::new(SecretString::from(format!("Bearer {}", rig.api_key)));
     let next = Arc::new(AtomicU64::new(0));
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::with_capacity(concurrency);
@@ -317,18 +324,15 @@ async fn load(
                     "ref": format!("ASN-{n}"),
                 });
                 let t0 = Instant::now();
-                let resp = http
-                    .post(url.as_str())
-                    .header("authorization", auth.as_str())
-                    .json(&body)
-                    .send()
-                    .await;
-                let Ok(resp) = resp else {
+                let req = Request::post(url.as_str(), "/hooks/workflows/{path}", "benchWebhook")
+                    .secret_header("authorization", &auth)
+                    .json(&body);
+                let Ok(resp) = http.send(req).await else {
                     t.refused += 1;
                     continue;
                 };
-                let status = resp.status().as_u16();
-                let answer: Value = resp.json().await.unwrap_or(Value::Null);
+                let status = resp.status.as_u16();
+                let answer: Value = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
                 let id = answer["execution"].as_str().map(str::to_owned);
                 match (status, id) {
                     (200 | 202, Some(id)) => {

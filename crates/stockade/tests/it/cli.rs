@@ -465,6 +465,44 @@ fn bench_sync_prints_one_json_object_last() {
     assert_eq!(out.lines().filter(|l| l.starts_with('{')).count(), 1);
 }
 
+#[test]
+fn bench_workflow_runs_the_server_and_accounts_for_every_execution() {
+    let s = Sandbox::new();
+    let out = s
+        .run(&[
+            "bench",
+            "workflow",
+            "--duration",
+            "2s",
+            "--concurrency",
+            "4",
+            "--skus",
+            "5",
+            "--json",
+        ])
+        .expect_code(0)
+        .stdout();
+    let last = out.lines().last().expect("output");
+    let v: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    for key in [
+        "executions_per_s",
+        "p50_ms",
+        "p99_ms",
+        "cpu_ms_per_execution",
+        "failed",
+        "lost",
+    ] {
+        assert!(v.get(key).is_some(), "{key} missing: {last}");
+    }
+    assert!(v["executions"].as_u64().unwrap() > 10, "{last}");
+    assert_eq!(v["lost"], 0, "{last}");
+    assert_eq!(v["failed"], 0, "{last}");
+    assert_eq!(v["ledger_ok"], true, "{last}");
+    // The server's CPU was read from its own process.
+    assert!(v["cpu_ms_per_execution"].as_f64().unwrap() > 0.0, "{last}");
+    assert_eq!(out.lines().filter(|l| l.starts_with('{')).count(), 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_backend_end_to_end() {
     let Some((url, schema)) = pg_schema_url() else {

@@ -183,7 +183,7 @@ async fn sigkill_mid_workflow_resumes_without_repeating_postgres() {
 /// for `succeeded` times out; a step committed twice would show in the counts.
 async fn sigkill_mid_workflow(pg: bool) {
     let names = ["s1", "s2", "s3", "s4", "s5"];
-    let dir = stockade_testkit::temp_dir("wfkill-ca");
+    let dir = stockade_testkit::temp_dir("workflow-crash-ca");
     let (bots, hooks, config) = receiver(&dir, &names, TOKEN, "").await;
     let Some((s, backend)) = sandbox(pg, &config) else {
         return;
@@ -498,7 +498,7 @@ fn sample_owners(s: &Sandbox) -> Owners {
 /// it and the key would be counted twice; a lost execution leaves a key uncounted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_servers_on_postgres_run_each_execution_once() {
-    let dir = stockade_testkit::temp_dir("wfkill-ca");
+    let dir = stockade_testkit::temp_dir("workflow-crash-ca");
     let (bots, hooks, config) = receiver(&dir, &["orders"], TOKEN, "").await;
     let Some((s, backend)) = sandbox(true, &config) else {
         return;
@@ -605,7 +605,7 @@ fn signal(server: &Server, sig: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frozen_worker_cannot_commit_over_its_successor_postgres() {
     let names = ["s1", "s2", "s3", "s4", "s5"];
-    let dir = stockade_testkit::temp_dir("wfkill-ca");
+    let dir = stockade_testkit::temp_dir("workflow-crash-ca");
     // One attempt per request, 4 s each: thawed A gives up on step 3 at once.
     let egress = "request_timeout = \"4s\"\nmax_attempts = 1\n";
     let (bots, hooks, config) = receiver(&dir, &names, TOKEN, egress).await;
