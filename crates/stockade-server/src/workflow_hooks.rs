@@ -37,6 +37,7 @@
 //! must not put buyer data in it unless the workflow's readers may see it. Log lines name
 //! the path, the status and the outcome, never the body, headers or signature.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
-use stockade_access::Permission;
+use stockade_access::{KeyRejection, Permission};
 use stockade_core::Actor;
 use stockade_core::time::now_ms;
 use stockade_store::{JobState, StepOutput, StepStatus, Store};
@@ -167,7 +168,7 @@ pub async fn receive(
     };
     let mut actor = Actor::System("webhook");
     if let WebhookAuth::ApiKey = hook.auth.value {
-        match api_key(&state, req.headers()).await {
+        match api_key(&state, ip, req.headers()).await {
             Some(key) => actor = Actor::ApiKey(key),
             None => {
                 log(&path, StatusCode::UNAUTHORIZED, "bad_api_key");
@@ -320,21 +321,29 @@ fn query(uri: &axum::http::Uri) -> serde_json::Map<String, Value> {
 }
 
 /// The API key of `Authorization: Bearer KEY` if it is valid and may run workflows.
-async fn api_key(state: &AppState, headers: &HeaderMap) -> Option<String> {
+async fn api_key(state: &AppState, ip: IpAddr, headers: &HeaderMap) -> Option<String> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))?;
-    let principal = state
-        .access
-        .authenticate_api_key(token.trim())
-        .await
-        .ok()?
-        .ok()?;
-    principal
-        .role
-        .can(Permission::ManageSync)
-        .then_some(principal.id)
+    match state.access.authenticate_api_key(token.trim()).await.ok()? {
+        Ok(principal) => principal
+            .role
+            .can(Permission::RunWorkflows)
+            .then_some(principal.id),
+        Err(KeyRejection::WrongEnvironment { key_env, .. }) => {
+            // As on the API: a key of another environment is audited and alerted.
+            if let Err(e) = state
+                .access
+                .record_wrong_environment_key(ip, &key_env)
+                .await
+            {
+                tracing::error!("could not audit a wrong-environment key: {e}");
+            }
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 enum Refusal {

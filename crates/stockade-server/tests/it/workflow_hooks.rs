@@ -257,6 +257,32 @@ async fn hmac_webhooks(backend: Backend) {
     .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(failure_lines(&server, "203.0.113.64"), 1);
+    // A key of another environment: refused and counted like any bad key, and audited
+    // (and alerted) as on the API.
+    let prod_key = format!("stk_prod_{}_{}", "a1".repeat(8), "b2".repeat(32));
+    let res = server
+        .client
+        .post(server.url("/hooks/workflows/keyed"))
+        .header("x-forwarded-for", "203.0.113.64")
+        .header("authorization", format!("Bearer {prod_key}"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(failure_lines(&server, "203.0.113.64"), 2);
+    let audited: i64 = store
+        .count(
+            "SELECT COUNT(*) FROM audit WHERE action = 'security.apikey_wrong_environment'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(audited, 1);
+    assert!(
+        !server.logs.text().contains(&prod_key),
+        "the key is never logged"
+    );
     let logs = server.logs.text();
     assert!(
         logs.contains("workflow webhook path=supplier/stock status=202 outcome=accepted"),
