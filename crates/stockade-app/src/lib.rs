@@ -186,13 +186,15 @@ impl App {
             Some(wrap) => wrap(sync.clone()),
             None => Arc::new(sync.clone()),
         };
+        let workflow_hooks = Arc::new(WorkflowHooks::new(vault.clone()));
         let state = AppState {
             access: access.clone(),
             trust_forwarded_for: server.trust_forwarded_for,
             plain_http: server.plain_http,
             hooks: Some(hooks),
-            // Workflow webhooks enqueue; whichever process runs workers runs them.
-            workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
+            // Workflow webhooks start their executions on this process's engine once it
+            // runs (else they enqueue; whichever process runs workers runs them).
+            workflows: Some(workflow_hooks.clone()),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
@@ -247,6 +249,9 @@ impl App {
                 vault.clone(),
             )
         });
+        if let Some(engine) = &workflows {
+            workflow_hooks.run_on(engine.starter());
+        }
         // Triggers: schedules and events start executions by themselves (with the engine).
         let triggers = match &workflows {
             Some(_) => start_triggers(vault.store().clone()).await,

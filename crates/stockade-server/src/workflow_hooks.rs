@@ -48,13 +48,18 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
+use std::sync::OnceLock;
 use stockade_access::{KeyRejection, Permission};
 use stockade_core::Actor;
 use stockade_core::time::now_ms;
-use stockade_store::{JobState, StepOutput, StepStatus, Store};
+use stockade_store::{JobState, StepOutput, StepStatus, Store, StoreError};
 use stockade_vault::Vault;
 use stockade_workflows::definition::{Respond, WebhookAuth};
-use stockade_workflows::triggers::{ActiveSet, Delivery, enqueue_webhook, webhook_targets};
+use stockade_workflows::engine::{Commit, Started, Starter};
+use stockade_workflows::exec::RunOutcome;
+use stockade_workflows::triggers::{
+    ActiveSet, ActiveWorkflow, Delivery, webhook_payload, webhook_targets,
+};
 
 use crate::error::AppError;
 use crate::extract::ClientIp;
@@ -81,6 +86,9 @@ pub const TIMESTAMP_HEADER: &str = "x-stockade-timestamp";
 pub struct WorkflowHooks {
     vault: Arc<Vault>,
     set: ActiveSet,
+    /// The engine of this process, once it runs: executions start here at once (see
+    /// [`Starter`]); without it they are enqueued for whichever process runs workers.
+    starter: OnceLock<Starter>,
 }
 
 impl std::fmt::Debug for WorkflowHooks {
@@ -94,7 +102,79 @@ impl WorkflowHooks {
         WorkflowHooks {
             vault,
             set: ActiveSet::new(),
+            starter: OnceLock::new(),
         }
+    }
+
+    /// Run the executions webhooks start on this process's engine (set once, after the
+    /// engine started).
+    pub fn run_on(&self, starter: Starter) {
+        let _ = self.starter.set(starter);
+    }
+
+    /// Start (or enqueue) the execution of `target` for `delivery`. A target replaced or
+    /// disabled since the registry was read is looked up again once.
+    async fn start(
+        &self,
+        actor: &Actor,
+        target: ActiveWorkflow,
+        path: &str,
+        delivery: Delivery,
+        commit: Commit,
+    ) -> Result<Started, AppError> {
+        let mut target = target;
+        let mut payload = webhook_payload(&target, path, delivery);
+        for retry in [false, true] {
+            let outcome = match self.starter.get() {
+                Some(starter) => {
+                    let p = if retry {
+                        std::mem::take(&mut payload)
+                    } else {
+                        payload.clone()
+                    };
+                    starter.start(actor, target.def.clone(), p, commit).await
+                }
+                None => {
+                    let job = payload
+                        .job()
+                        .requiring_active(target.name(), target.def.version);
+                    self.store().enqueue(actor, &job).await.map(|e| Started {
+                        id: e.id,
+                        committed: true,
+                        ended: None,
+                    })
+                }
+            };
+            match outcome {
+                Ok(started) => return Ok(started),
+                Err(StoreError::Conflict(_)) if !retry => {
+                    self.set.forget();
+                    let fresh = webhook_targets(self.store(), &self.set, path)
+                        .await
+                        .map_err(|e| {
+                            AppError::internal(format_args!("workflow webhook {path}: {e}"))
+                        })?;
+                    match <[_; 1]>::try_from(fresh) {
+                        Ok([(t, _)]) => {
+                            payload = t.payload(std::mem::take(&mut payload.trigger));
+                            target = t;
+                        }
+                        Err(_) => break,
+                    }
+                }
+                Err(e) => {
+                    return Err(AppError::internal(format_args!(
+                        "workflow webhook {path}: {e}"
+                    )));
+                }
+            }
+        }
+        log(path, StatusCode::CONFLICT, "replaced");
+        Err(AppError::refused(
+            StatusCode::CONFLICT,
+            "replaced",
+            "the workflow of this webhook was disabled or replaced while the request arrived; nothing was started (send it again)",
+        ))
     }
 
     fn store(&self) -> &Store {
@@ -214,14 +294,47 @@ pub async fn receive(
         query: query(&parts.uri),
         received_at_ms: now_ms(),
     };
-    let execution = enqueue_webhook(hooks.store(), &actor, &target, &path, delivery)
-        .await
-        .map_err(|e| AppError::internal(format_args!("workflow webhook {path}: {e}")))?;
-    if hook.respond == Respond::Result
-        && let Some(res) = wait_result(hooks.store(), &execution).await
-    {
-        log(&path, res.status(), "finished");
-        return Ok(res);
+    let commit = match hook.respond {
+        Respond::Result => Commit::WithRun,
+        Respond::Accepted => Commit::First,
+    };
+    let started = hooks.start(&actor, target, &path, delivery, commit).await?;
+    let execution = started.id;
+    if hook.respond == Respond::Result {
+        let deadline = tokio::time::Instant::now() + RESULT_WAIT;
+        if let Some(ended) = started.ended {
+            // Run here: its end comes straight from the run. One whose enqueue goes with
+            // its end is waited for whatever the bound: until then nothing is stored, and
+            // nothing may be acknowledged.
+            let ended = if started.committed {
+                tokio::time::timeout_at(deadline, ended).await.ok()
+            } else {
+                Some(ended.await)
+            };
+            match ended {
+                Some(Ok(Ok((RunOutcome::Succeeded, output)))) => {
+                    log(&path, StatusCode::OK, "finished");
+                    let body =
+                        json!({ "execution": execution, "status": "succeeded", "output": output });
+                    return Ok((StatusCode::OK, axum::Json(body)).into_response());
+                }
+                Some(Ok(Err(_)) | Err(_)) if !started.committed => {
+                    // Nothing was written (the workflow was replaced meanwhile, or the
+                    // database refused the run's commit).
+                    log(&path, StatusCode::SERVICE_UNAVAILABLE, "not_started");
+                    return Err(AppError::refused(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "not_started",
+                        "the execution could not be stored; nothing was started (send it again)",
+                    ));
+                }
+                _ => {}
+            }
+        }
+        if let Some(res) = wait_result(hooks.store(), &execution, deadline).await {
+            log(&path, res.status(), "finished");
+            return Ok(res);
+        }
     }
     log(&path, StatusCode::ACCEPTED, "accepted");
     Ok((
@@ -411,9 +524,12 @@ async fn check_hmac(
     hmac::verify(&key, &signed, &given).map_err(|_| Refusal::Bad("the signature does not verify"))
 }
 
-/// The execution's answer once it ended, or `None` if it still runs after [`RESULT_WAIT`].
-async fn wait_result(store: &Store, execution: &str) -> Option<Response> {
-    let deadline = tokio::time::Instant::now() + RESULT_WAIT;
+/// The execution's answer once it ended, or `None` if it still runs at `deadline`.
+async fn wait_result(
+    store: &Store,
+    execution: &str,
+    deadline: tokio::time::Instant,
+) -> Option<Response> {
     // Woken when this process ends the execution; re-read now and then for one ended by
     // another process (or an announcement lost to lag).
     let mut finished = store.finished_jobs();

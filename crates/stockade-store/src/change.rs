@@ -107,6 +107,9 @@ pub struct AuditEntry {
     pub action: String,
     pub resource: String,
     pub details: AuditDetails,
+    /// The author of this change when it is not the commit's (`kind:id`, see
+    /// [`Change::by`]); `None`: the commit's actor.
+    pub actor: Option<String>,
 }
 
 impl AuditEntry {
@@ -115,6 +118,7 @@ impl AuditEntry {
             action: action.to_owned(),
             resource: resource.into(),
             details,
+            actor: None,
         }
     }
 }
@@ -129,6 +133,15 @@ pub struct Change {
 impl Change {
     pub fn new(mutation: Mutation, audit: AuditEntry) -> Self {
         Change { mutation, audit }
+    }
+
+    /// This change made by `actor` rather than by the commit's actor: its audit row
+    /// names `actor`. One commit can then hold the changes of several authors (a
+    /// webhook's enqueue by its API key and the workflow steps it ran) and stay one
+    /// transaction.
+    pub fn by(mut self, actor: &stockade_core::Actor) -> Self {
+        self.audit.actor = Some(actor.to_string());
+        self
     }
 
     /// An audit-only change (a security event with no data modification).

@@ -185,29 +185,58 @@ const START: &str = "INSERT INTO job_steps (job_id, step_id, attempt, seq, lease
 const FINISH_STEP: &str = "UPDATE job_steps SET status = $1, finished_at_ms = $2, output = $3, output_sealed = $4, error = $5
   WHERE job_id = $6 AND step_id = $7 AND attempt = $8 AND lease_token = $9 AND status = 'running'";
 
+/// A whole attempt recorded at once (its start was never journaled: see
+/// [`Lease::attempt_change`]); refused when the step succeeded already.
+const RECORD_ATTEMPT: &str = "INSERT INTO job_steps (job_id, step_id, attempt, seq, lease_token, status, started_at_ms,
+        finished_at_ms, output, output_sealed, error)
+  SELECT $1, $2, $3, (SELECT COALESCE(MAX(seq), 0) + 1 FROM job_steps WHERE job_id = $1), $4, $5, $6, $7, $8, $9, $10
+   WHERE NOT EXISTS (SELECT 1 FROM job_steps WHERE job_id = $1 AND step_id = $2 AND status = 'succeeded')";
+
 const SELECT_STEPS: &str = "SELECT step_id, attempt, lease_token, status, started_at_ms, finished_at_ms, output, output_sealed, error
   FROM job_steps WHERE job_id = $1 ORDER BY seq, started_at_ms";
+
+/// A step outcome as its journal columns: status, output, sealed output, error.
+type Columns4 = (
+    &'static str,
+    Option<String>,
+    Option<Vec<u8>>,
+    Option<String>,
+);
+
+fn outcome_columns(outcome: &StepOutcome) -> Result<Columns4> {
+    let columns = match outcome {
+        StepOutcome::Succeeded(StepOutput::None) => ("succeeded", None, None, None),
+        StepOutcome::Succeeded(StepOutput::Json(v)) => {
+            ("succeeded", Some(v.to_string()), None, None)
+        }
+        StepOutcome::Succeeded(StepOutput::Sealed(b)) => ("succeeded", None, Some(b.clone()), None),
+        StepOutcome::Failed(e) => ("failed", None, None, Some(stored_error(e))),
+    };
+    let size = columns.1.as_ref().map_or(0, String::len) + columns.2.as_ref().map_or(0, Vec::len);
+    if size > MAX_OUTPUT_BYTES {
+        return Err(StoreError::Invalid(format!(
+            "step output (larger than {MAX_OUTPUT_BYTES} bytes)"
+        )));
+    }
+    Ok(columns)
+}
+
+fn step_audit(job_id: &str, step: &StepStarted, status: &str) -> AuditEntry {
+    AuditEntry::new(
+        "job.step",
+        format!("job:{job_id}"),
+        AuditDetails::new()
+            .str("step", &step.step_id)
+            .int("attempt", step.attempt)
+            .str("status", status),
+    )
+}
 
 impl Lease {
     /// The audited change that records `outcome` for the started attempt `step`, fenced
     /// by this lease. Put the step's own effects in the same commit, after it.
     pub fn step_change(&self, step: &StepStarted, outcome: &StepOutcome) -> Result<Change> {
-        let (status, output, sealed, error) = match outcome {
-            StepOutcome::Succeeded(StepOutput::None) => ("succeeded", None, None, None),
-            StepOutcome::Succeeded(StepOutput::Json(v)) => {
-                ("succeeded", Some(v.to_string()), None, None)
-            }
-            StepOutcome::Succeeded(StepOutput::Sealed(b)) => {
-                ("succeeded", None, Some(b.clone()), None)
-            }
-            StepOutcome::Failed(e) => ("failed", None, None, Some(stored_error(e))),
-        };
-        let size = output.as_ref().map_or(0, String::len) + sealed.as_ref().map_or(0, Vec::len);
-        if size > MAX_OUTPUT_BYTES {
-            return Err(StoreError::Invalid(format!(
-                "step output (larger than {MAX_OUTPUT_BYTES} bytes)"
-            )));
-        }
+        let (status, output, sealed, error) = outcome_columns(outcome)?;
         let record = Mutation::Sql {
             statement: FINISH_STEP,
             params: sql_params![
@@ -228,14 +257,45 @@ impl Lease {
                 steps: vec![self.fence(), record],
                 guard: false,
             },
-            AuditEntry::new(
-                "job.step",
-                format!("job:{}", self.job_id),
-                AuditDetails::new()
-                    .str("step", &step.step_id)
-                    .int("attempt", step.attempt)
-                    .str("status", status),
-            ),
+            step_audit(&self.job_id, step, status),
+        ))
+    }
+
+    /// The audited change that records a whole attempt of `step` (started at
+    /// `started_at_ms`, ended with `outcome`) whose start was never journaled, fenced by
+    /// this lease. For a step whose only effects are the changes committed with this
+    /// record (it reaches nothing outside the database): if the process dies before the
+    /// commit, nothing of the attempt exists and the step simply runs again. Refused
+    /// ([`StoreError::NotFound`] for the whole commit) when the step succeeded already.
+    pub fn attempt_change(
+        &self,
+        step: &StepStarted,
+        started_at_ms: i64,
+        outcome: &StepOutcome,
+    ) -> Result<Change> {
+        let (status, output, sealed, error) = outcome_columns(outcome)?;
+        let record = Mutation::Sql {
+            statement: RECORD_ATTEMPT,
+            params: sql_params![
+                self.job_id.as_str(),
+                step.step_id.as_str(),
+                step.attempt,
+                self.token,
+                status,
+                started_at_ms,
+                now_ms(),
+                output,
+                sealed,
+                error
+            ],
+            expect: Expect::One("a step that has not succeeded already"),
+        };
+        Ok(Change::new(
+            Mutation::Many {
+                steps: vec![self.fence(), record],
+                guard: false,
+            },
+            step_audit(&self.job_id, step, status),
         ))
     }
 }

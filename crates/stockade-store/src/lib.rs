@@ -39,7 +39,9 @@ pub use events::{Batch, EventStream};
 pub use jobs::{
     Admission, Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, PruneReport, ReapReport,
 };
-pub use journal::{ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus};
+pub use journal::{
+    ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus, idempotency_key,
+};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 

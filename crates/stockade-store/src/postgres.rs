@@ -590,21 +590,24 @@ async fn append_audit(
         Vec::with_capacity(n),
     );
     let (mut prevs, mut hashes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let mut actors: Vec<&str> = Vec::with_capacity(n);
     let mut buf = Vec::with_capacity(512);
     for c in changes {
         seq += 1;
         let d = c.audit.details.to_canonical_json();
+        let who = c.audit.actor.as_deref().unwrap_or(actor);
         let fields = AuditFields {
             seq,
             ts_ms: now,
             env,
-            actor,
+            actor: who,
             action: &c.audit.action,
             resource: &c.audit.resource,
             details: &d,
         };
         let hash = chain_hash(&prev, &fields, &mut buf);
         seqs.push(seq);
+        actors.push(who);
         actions.push(c.audit.action.as_str());
         resources.push(c.audit.resource.as_str());
         details.push(d);
@@ -614,13 +617,13 @@ async fn append_audit(
     }
     sqlx::query(
         "INSERT INTO audit (seq, ts_ms, env, actor, action, resource, details, prev_hash, hash)
-         SELECT s, $2, $3, $4, a, r, d, p, h
-         FROM UNNEST($1::int8[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) AS t(s, a, r, d, p, h)",
+         SELECT s, $2, $3, w, a, r, d, p, h
+         FROM UNNEST($1::int8[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bytea[], $9::bytea[]) AS t(s, w, a, r, d, p, h)",
     )
     .bind(&seqs)
     .bind(now)
     .bind(env)
-    .bind(actor)
+    .bind(&actors)
     .bind(&actions)
     .bind(&resources)
     .bind(&details)

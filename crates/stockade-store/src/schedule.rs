@@ -82,7 +82,7 @@ impl Store {
             Mutation::Many {
                 steps: vec![
                     insert_tick(schedule, tick_ms, Some(&id)),
-                    insert_job(&id, job, now, Expect::One(TICK_JOB)),
+                    insert_job(&id, job, now, Expect::One(TICK_JOB), None),
                 ],
                 guard: true,
             },

@@ -476,12 +476,8 @@ impl SqliteStore {
 
 fn read_head(conn: &Connection) -> Result<(i64, Hash)> {
     let row: Option<(i64, Vec<u8>)> = conn
-        .query_row(
-            "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
+        .prepare_cached("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .map_err(db_err)?;
     match row {
         None => Ok((0, GENESIS_HASH)),
@@ -516,28 +512,44 @@ impl rusqlite::ToSql for SqlValue {
 
 /// Shared statements number their parameters `$1, $2, …`. SQLite treats `$N` as a
 /// named parameter numbered by first appearance, so `SET a = $2 WHERE b = $1` would
-/// swap them; `?N` binds exactly parameter N.
-fn sqlite_sql(statement: &str) -> std::borrow::Cow<'_, str> {
+/// swap them; `?N` binds exactly parameter N. Statements are static text, so each is
+/// rewritten once per thread and the result kept (keyed by the text's address).
+fn sqlite_sql(statement: &'static str) -> &'static str {
     if !statement.contains('$') {
-        return std::borrow::Cow::Borrowed(statement);
+        return statement;
     }
-    let mut out = String::with_capacity(statement.len());
-    let mut chars = statement.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
-            out.push('?');
-        } else {
-            out.push(c);
+    thread_local! {
+        static REWRITTEN: std::cell::RefCell<std::collections::HashMap<(usize, usize), &'static str>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    let key = (statement.as_ptr() as usize, statement.len());
+    REWRITTEN.with(|cache| {
+        if let Some(done) = cache.borrow().get(&key) {
+            return *done;
         }
-    }
-    std::borrow::Cow::Owned(out)
+        let mut out = String::with_capacity(statement.len());
+        let mut chars = statement.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '$' && chars.peek().is_some_and(|n| n.is_ascii_digit()) {
+                out.push('?');
+            } else {
+                out.push(c);
+            }
+        }
+        // Bounded by the program's distinct statements, like the statements themselves.
+        let done: &'static str = Box::leak(out.into_boxed_str());
+        cache.borrow_mut().insert(key, done);
+        done
+    })
 }
 
-fn query_rows(conn: &Connection, statement: &str, params: &[SqlValue]) -> Result<Vec<SqlRow>> {
+fn query_rows(
+    conn: &Connection,
+    statement: &'static str,
+    params: &[SqlValue],
+) -> Result<Vec<SqlRow>> {
     use rusqlite::types::ValueRef;
-    let mut stmt = conn
-        .prepare_cached(&sqlite_sql(statement))
-        .map_err(db_err)?;
+    let mut stmt = conn.prepare_cached(sqlite_sql(statement)).map_err(db_err)?;
     let n = stmt.column_count();
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params.iter()))
@@ -563,8 +575,12 @@ fn query_rows(conn: &Connection, statement: &str, params: &[SqlValue]) -> Result
     Ok(out)
 }
 
-fn execute_statement(conn: &Connection, statement: &str, params: &[SqlValue]) -> Result<u64> {
-    conn.prepare_cached(&sqlite_sql(statement))
+fn execute_statement(
+    conn: &Connection,
+    statement: &'static str,
+    params: &[SqlValue],
+) -> Result<u64> {
+    conn.prepare_cached(sqlite_sql(statement))
         .and_then(|mut s| s.execute(rusqlite::params_from_iter(params.iter())))
         .map(|n| n as u64)
         .map_err(db_err)
@@ -707,6 +723,7 @@ fn apply_changes(
         }
         seq += 1;
         let details = change.audit.details.to_canonical_json();
+        let actor = change.audit.actor.as_deref().unwrap_or(actor);
         let fields = AuditFields {
             seq,
             ts_ms: now,
@@ -745,23 +762,36 @@ fn copy_err(e: &StoreError) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
+/// Run a cached statement that takes no parameters (savepoints).
+fn exec_cached(conn: &Connection, sql: &'static str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut s| s.execute([]))
+        .map(|_| ())
+        .map_err(db_err)
+}
+
 fn run_group(conn: &mut Connection, env: &str, jobs: Vec<Job>, buf: &mut Vec<u8>) {
     let outcome = (|| -> Result<Vec<Result<CommitReceipt>>> {
-        let mut tx = conn
+        let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db_err)?;
         let mut head = read_head(&tx)?;
         let mut results = Vec::with_capacity(jobs.len());
         for job in &jobs {
-            let sp = tx.savepoint().map_err(db_err)?;
-            match apply_changes(&sp, env, &job.actor, &job.changes, head, buf) {
+            // Each job in its own savepoint (prepared once, not parsed per job).
+            exec_cached(&tx, "SAVEPOINT job")?;
+            match apply_changes(&tx, env, &job.actor, &job.changes, head, buf) {
                 Ok((new_head, receipt)) => {
-                    sp.commit().map_err(db_err)?;
+                    exec_cached(&tx, "RELEASE job")?;
                     head = new_head;
                     results.push(Ok(receipt));
                 }
-                // Dropping the savepoint rolls this job back; the others go on.
-                Err(e) => results.push(Err(e)),
+                // Rolled back alone; the others go on.
+                Err(e) => {
+                    exec_cached(&tx, "ROLLBACK TO job")?;
+                    exec_cached(&tx, "RELEASE job")?;
+                    results.push(Err(e));
+                }
             }
         }
         tx.commit().map_err(db_err)?;

@@ -53,10 +53,14 @@ pub struct ChannelTarget {
     pub acked: Option<i64>,
 }
 
-const SELECT_SKU: &str = "SELECT on_hand, reserved FROM skus WHERE sku = $1";
-const SELECT_CHANNELS: &str = "SELECT c.name, l.buffer, l.max_displayed, l.acked_qty
-     FROM listings l JOIN connections c ON c.id = l.connection_id
-     WHERE l.sku = $1 AND c.status <> 'revoked' ORDER BY c.name";
+/// The SKU and its live channels in one read (a SKU without listings is one row whose
+/// channel columns are NULL).
+const SELECT_STOCK: &str = "SELECT s.on_hand, s.reserved, c.name, l.buffer, l.max_displayed, l.acked_qty
+     FROM skus s
+     LEFT JOIN listings l ON l.sku = s.sku
+      AND EXISTS (SELECT 1 FROM connections x WHERE x.id = l.connection_id AND x.status <> 'revoked')
+     LEFT JOIN connections c ON c.id = l.connection_id
+     WHERE s.sku = $1 ORDER BY c.name";
 /// One `adjust` ledger row, only while the SKU exists and the result stays in bounds.
 const ADJUST_BY: &str =
     "INSERT INTO stock_ledger (sku, movement, on_hand_delta, reserved_delta, at_ms, ukey)
@@ -65,21 +69,30 @@ const ADJUST_BY: &str =
 
 /// The stock of `sku`, or `None` when the catalog has no such SKU.
 pub async fn sku_stock(store: &Store, sku: &str) -> Result<Option<SkuStock>> {
-    let row: Option<(i64, i64)> = store.query_one_as(SELECT_SKU, sql_params![sku]).await?;
-    let Some((on_hand, reserved)) = row else {
+    type Row = (
+        i64,
+        i64,
+        Option<String>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+    );
+    let rows: Vec<Row> = store.query_as(SELECT_STOCK, sql_params![sku]).await?;
+    let Some(&(on_hand, reserved, ..)) = rows.first() else {
         return Ok(None);
     };
     let available = on_hand - reserved;
-    let rows: Vec<(String, i64, Option<i64>, Option<i64>)> =
-        store.query_as(SELECT_CHANNELS, sql_params![sku]).await?;
     let channels = rows
         .into_iter()
-        .map(|(connection, buffer, max_displayed, acked)| ChannelTarget {
-            connection,
-            buffer,
-            max_displayed,
-            target: target(available, buffer, max_displayed),
-            acked,
+        .filter_map(|(_, _, connection, buffer, max_displayed, acked)| {
+            let (connection, buffer) = (connection?, buffer?);
+            Some(ChannelTarget {
+                connection,
+                buffer,
+                max_displayed,
+                target: target(available, buffer, max_displayed),
+                acked,
+            })
         })
         .collect();
     Ok(Some(SkuStock {

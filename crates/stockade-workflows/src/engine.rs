@@ -39,13 +39,17 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde_json::Value;
+use stockade_core::Actor;
 use stockade_core::time::now_ms;
+use stockade_store::StoreError;
 use stockade_store::{Lease, Store};
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::definition::Workflow;
-use crate::exec::{Definition, Definitions, ExecError, ExecutionPayload, Executor, JOB_KIND};
+use crate::exec::{
+    Definition, Definitions, ExecError, ExecutionPayload, Executor, JOB_KIND, RunOutcome,
+};
 use crate::registry::{self, RegistryError, VersionState};
 
 #[derive(Default)]
@@ -248,7 +252,10 @@ pub async fn prune_pass(
 /// The running engine: its workers and reaper, stopped by [`Engine::stop`].
 pub struct Engine {
     stop: watch::Sender<bool>,
+    /// Set when [`Engine::stop`]'s grace ran out: the starter's runs still going drop.
+    abandon: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    starter: Starter,
 }
 
 impl std::fmt::Debug for Engine {
@@ -294,9 +301,22 @@ impl Engine {
         let mut tasks = Vec::with_capacity(config.workers.max(1) + 1);
         let pid = std::process::id();
         let turn = Arc::new(tokio::sync::Mutex::new(()));
+        let slots = Arc::new(Semaphore::new(config.workers.max(1)));
+        let (abandon, abandoned) = watch::channel(false);
+        let starter = Starter {
+            abandoned,
+            worker: format!("engine-{pid}-{}-inline", now_ms()),
+            store: store.clone(),
+            executor: executor.clone(),
+            slots: slots.clone(),
+            total: config.workers.max(1),
+            lease_ms: config.lease_ms,
+            stopped: stopped.clone(),
+        };
         for n in 0..config.workers.max(1) {
             let worker = Worker {
                 id: format!("engine-{pid}-{}-{n}", now_ms()),
+                slots: slots.clone(),
                 turn: turn.clone(),
                 store: store.clone(),
                 defs: defs.clone(),
@@ -312,7 +332,17 @@ impl Engine {
             stopped.clone(),
         )));
         tasks.push(tokio::spawn(reaper(store, config.reap_every, stopped)));
-        Engine { stop, tasks }
+        Engine {
+            stop,
+            abandon,
+            tasks,
+            starter,
+        }
+    }
+
+    /// What starts executions of this process's own triggers at once (see [`Starter`]).
+    pub fn starter(&self) -> Starter {
+        self.starter.clone()
     }
 
     /// Stop claiming, give the runs in flight up to `grace` to end, then abandon the rest
@@ -320,6 +350,13 @@ impl Engine {
     pub async fn stop(self, grace: Duration) {
         let _ = self.stop.send(true);
         let deadline = tokio::time::Instant::now() + grace;
+        // Every slot back means every run started here ended, by a worker or a starter
+        // (a run still going at the deadline is abandoned: its lease expires).
+        let all = u32::try_from(self.starter.slots_total()).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout_at(deadline, self.starter.slots.acquire_many(all)).await;
+        if drained.is_err() {
+            let _ = self.abandon.send(true);
+        }
         for mut task in self.tasks {
             if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
                 task.abort();
@@ -329,8 +366,165 @@ impl Engine {
     }
 }
 
+/// Starts executions this process triggers itself (a webhook) without the queue's
+/// round trip: the job is enqueued already claimed by this process
+/// ([`Store::enqueue_claimed`], one commit) and run at once on a task of its own, when one
+/// of the engine's `workers` slots is free (a run holds a slot as a worker does, so the
+/// process never runs more than `workers` executions at once). With no slot free, or the
+/// engine stopping, the job is enqueued for the workers like any other. A run started
+/// here that dies with the process is an ordinary claimed job: its lease expires and the
+/// reaper re-queues it.
+#[derive(Clone)]
+pub struct Starter {
+    worker: String,
+    store: Store,
+    executor: Arc<Executor>,
+    slots: Arc<Semaphore>,
+    /// The slots in all (the engine's `workers`).
+    total: usize,
+    /// True once the engine stopped and its grace ran out.
+    abandoned: watch::Receiver<bool>,
+    lease_ms: i64,
+    stopped: watch::Receiver<bool>,
+}
+
+impl std::fmt::Debug for Starter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Starter")
+            .field("worker", &self.worker)
+            .finish_non_exhaustive()
+    }
+}
+
+/// When a [`Starter`] commits an execution's enqueue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Before the run: the caller may acknowledge the execution at once (`respond:
+    /// accepted`).
+    First,
+    /// With the run's first commit when every step of the workflow reaches nothing
+    /// outside the database ([`Executor::stays_in_database`]), so the whole execution is
+    /// one transaction; otherwise as `First`. For a caller that answers only once the run
+    /// ended (`respond: result`): until then nothing may be acknowledged, and a run that
+    /// fails to commit leaves nothing at all.
+    WithRun,
+}
+
+/// How a run started by a [`Starter`] ended: its outcome and its last step's output (see
+/// [`Executor::run_fresh`]), or why it stopped without deciding.
+pub type Ended = Result<(RunOutcome, Value), ExecError>;
+
+/// An execution a [`Starter`] started.
+#[derive(Debug)]
+pub struct Started {
+    /// The execution (job) id.
+    pub id: String,
+    /// Whether the enqueue is committed already (with [`Commit::WithRun`] it may come
+    /// with the run's end instead: until `ended` answers, nothing may be acknowledged).
+    pub committed: bool,
+    /// How the run ends, when it runs here; `None` when it went to the queue.
+    pub ended: Option<oneshot::Receiver<Ended>>,
+}
+
+impl Starter {
+    fn slots_total(&self) -> usize {
+        self.total
+    }
+
+    /// Start an execution of `def` (the active version of an enabled workflow) with
+    /// `payload` as `actor` (audited). The job is enqueued only while that version is
+    /// still the active one of the enabled workflow (checked in the enqueue's statement:
+    /// a workflow disabled or replaced since the caller read it is refused with
+    /// [`StoreError::Conflict`] and nothing is written; with [`Commit::WithRun`] the run
+    /// ends with [`ExecError::Store`] instead).
+    pub async fn start(
+        &self,
+        actor: &Actor,
+        def: Arc<Definition>,
+        mut payload: ExecutionPayload,
+        commit: Commit,
+    ) -> Result<Started, StoreError> {
+        payload.version = Some(def.version);
+        let job = payload.job().requiring_active(def.name(), def.version);
+        let slot = if *self.stopped.borrow() {
+            None
+        } else {
+            self.slots.clone().try_acquire_owned().ok()
+        };
+        let Some(slot) = slot else {
+            let id = self.store.enqueue(actor, &job).await?.id;
+            return Ok(Started {
+                id,
+                committed: true,
+                ended: None,
+            });
+        };
+        let together = commit == Commit::WithRun && self.executor.stays_in_database(&def.workflow);
+        let (lease, enqueue) = if together {
+            let (lease, change) =
+                stockade_store::jobs::claimed_change(&job, &self.worker, self.lease_ms, true)?;
+            (lease, Some((actor.clone(), change)))
+        } else {
+            let lease = self
+                .store
+                .enqueue_claimed(actor, &job, &self.worker, self.lease_ms)
+                .await?
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!(
+                        "workflow {:?} is no longer enabled at version {}; nothing was started",
+                        def.name(),
+                        def.version
+                    ))
+                })?;
+            (lease, None)
+        };
+        let id = lease.job_id.clone();
+        let (tx, rx) = oneshot::channel();
+        let executor = self.executor.clone();
+        let mut abandoned = self.abandoned.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let job = lease.job_id.clone();
+            let run = executor.run_fresh(lease, def, &payload, enqueue);
+            // Dropped like a crash when the engine gave up waiting for it: its lease
+            // expires (or, its enqueue not committed yet, nothing of it exists).
+            let ended = tokio::select! {
+                ended = run => ended,
+                _ = abandoned.wait_for(|gone| *gone) => return,
+            };
+            if let Err(e) = &ended {
+                report_stop(&job, e);
+            }
+            let _ = tx.send(ended);
+        });
+        Ok(Started {
+            id,
+            committed: !together,
+            ended: Some(rx),
+        })
+    }
+}
+
+/// Log why a run stopped without deciding its job (nothing of it is lost: the lease
+/// expires and the job resumes).
+fn report_stop(job: &str, e: &ExecError) {
+    match e {
+        ExecError::Fenced => {
+            tracing::info!("workflow job {job}: another worker holds it now");
+        }
+        ExecError::Deferred(_) => {}
+        ExecError::Store(e) => {
+            tracing::warn!(
+                "workflow job {job}: stopped on a store error ({e}); it resumes once its lease expires"
+            );
+        }
+    }
+}
+
 struct Worker {
     id: String,
+    /// A worker holds one of the engine's slots while it looks for and runs a job.
+    slots: Arc<Semaphore>,
     /// Held by the one idle worker looking for work.
     turn: Arc<tokio::sync::Mutex<()>>,
     store: Store,
@@ -357,26 +551,40 @@ impl Worker {
                     continue;
                 }
             };
-            let lease = self.look_for_work(&mut writes).await;
+            let claimed = self.look_for_work(&mut writes).await;
             drop(held);
-            match lease {
-                Some(lease) => self.run_one(lease).await,
+            match claimed {
+                Some((lease, _slot)) => self.run_one(lease).await,
                 None => return,
             }
         }
     }
 
     /// Claim a job, waiting for writes (or the poll) until one is due; `None` once the
-    /// engine stops.
-    async fn look_for_work(&mut self, writes: &mut watch::Receiver<u64>) -> Option<Lease> {
+    /// engine stops. A claim is made only with a free slot in hand (runs started by the
+    /// [`Starter`] hold slots too); an idle worker waiting for work holds none.
+    async fn look_for_work(
+        &mut self,
+        writes: &mut watch::Receiver<u64>,
+    ) -> Option<(Lease, OwnedSemaphorePermit)> {
         while !*self.stopped.borrow() {
+            let slot = tokio::select! {
+                slot = self.slots.clone().acquire_owned() => slot.ok()?,
+                changed = self.stopped.changed() => {
+                    if changed.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+            };
             let claimed = self
                 .store
                 .claim(&self.id, &[JOB_KIND], self.config.lease_ms)
                 .await;
             match claimed {
-                Ok(Some(lease)) => return Some(lease),
+                Ok(Some(lease)) => return Some((lease, slot)),
                 Ok(None) | Err(_) => {
+                    drop(slot);
                     if let Err(e) = &claimed {
                         tracing::warn!("workflow worker: cannot claim a job: {e}");
                     }
@@ -410,17 +618,8 @@ impl Worker {
             let _ = self.store.defer_until(&lease, later).await;
             return;
         }
-        match self.executor.run_claimed(lease).await {
-            Ok(_) => {}
-            Err(ExecError::Fenced) => {
-                tracing::info!("workflow job {job}: another worker holds it now");
-            }
-            Err(ExecError::Deferred(_)) => {}
-            Err(ExecError::Store(e)) => {
-                tracing::warn!(
-                    "workflow job {job}: stopped on a store error ({e}); it resumes once its lease expires"
-                );
-            }
+        if let Err(e) = self.executor.run_claimed(lease).await {
+            report_stop(&job, &e);
         }
     }
 }

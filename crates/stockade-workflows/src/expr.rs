@@ -282,19 +282,31 @@ pub fn eval_string(
     text: &str,
     scope: &Scope,
 ) -> Result<Evaluated, ExprError> {
+    eval_string_in(env, text, scope, &mut None)
+}
+
+/// [`eval_string`] with the scope as the template engine's value, made on first use and
+/// kept for the next strings of one `with` (making it copies the whole scope).
+fn eval_string_in(
+    env: &Environment<'_>,
+    text: &str,
+    scope: &Scope,
+    ctx: &mut Option<minijinja::Value>,
+) -> Result<Evaluated, ExprError> {
+    check_source(text)?;
     if !has_expression(text) {
-        check_source(text)?;
         return Ok(Evaluated {
             value: serde_json::Value::String(text.to_owned()),
             pii: false,
         });
     }
-    let refs = template_references(env, text)?;
-    let pii = scope.is_pii(&refs);
+    // What it reads matters only when something in the scope is buyer data.
+    let pii = !scope.pii.is_empty() && scope.is_pii(&template_references(env, text)?);
+    let ctx = ctx.get_or_insert_with(|| context(scope)).clone();
     let value = match whole_expression(text) {
-        Some(inner) => to_json(env.compile_expression(inner)?.eval(context(scope))?)?,
+        Some(inner) => to_json(env.compile_expression(inner)?.eval(ctx)?)?,
         None => {
-            let rendered = env.template_from_str(text)?.render(context(scope))?;
+            let rendered = env.template_from_str(text)?.render(ctx)?;
             if rendered.len() > MAX_RESULT {
                 return Err(ExprError(format!("result larger than {MAX_RESULT} bytes")));
             }
@@ -325,19 +337,28 @@ pub fn eval_node(
     node: &crate::yaml::Node,
     scope: &Scope,
 ) -> Result<Evaluated, ExprError> {
+    eval_node_in(env, node, scope, &mut None)
+}
+
+fn eval_node_in(
+    env: &Environment<'_>,
+    node: &crate::yaml::Node,
+    scope: &Scope,
+    ctx: &mut Option<minijinja::Value>,
+) -> Result<Evaluated, ExprError> {
     use crate::yaml::Node;
     use serde_json::Value as J;
     let mut pii = false;
     let value = match node {
         Node::Str(s) => {
-            let e = eval_string(env, s, scope)?;
+            let e = eval_string_in(env, s, scope, ctx)?;
             pii = e.pii;
             e.value
         }
         Node::List(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                let e = eval_node(env, &item.value, scope)?;
+                let e = eval_node_in(env, &item.value, scope, ctx)?;
                 pii |= e.pii;
                 out.push(e.value);
             }
@@ -346,7 +367,7 @@ pub fn eval_node(
         Node::Map(entries) => {
             let mut out = serde_json::Map::new();
             for (k, v) in entries {
-                let e = eval_node(env, &v.value, scope)
+                let e = eval_node_in(env, &v.value, scope, ctx)
                     .map_err(|err| ExprError(format!("{}: {}", k.value, err.0)))?;
                 pii |= e.pii;
                 out.insert(k.value.clone(), e.value);

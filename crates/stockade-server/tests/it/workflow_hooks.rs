@@ -299,6 +299,8 @@ async fn hmac_webhooks(backend: Backend) {
     )
     .await
     .unwrap();
+    // The webhook reads the registry at most this long ago.
+    tokio::time::sleep(stockade_workflows::triggers::WEBHOOK_TARGETS_MAX_AGE).await;
     let before = jobs(&store).await.len();
     let (status, _) = post(
         &server,

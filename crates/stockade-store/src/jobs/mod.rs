@@ -133,6 +133,10 @@ pub struct NewJob {
     pub payload: Value,
     pub run_at_ms: i64,
     pub max_attempts: i64,
+    /// Enqueue only while this workflow is enabled with this version active (checked in
+    /// the enqueue's own statement, so a workflow disabled or replaced a moment before
+    /// gets no job from a trigger that read the registry earlier).
+    pub while_active: Option<(String, i64)>,
 }
 
 impl std::fmt::Debug for NewJob {
@@ -156,7 +160,14 @@ impl NewJob {
             payload,
             run_at_ms: now_ms(),
             max_attempts: DEFAULT_MAX_ATTEMPTS,
+            while_active: None,
         }
+    }
+
+    /// See [`NewJob::while_active`].
+    pub fn requiring_active(mut self, workflow: &str, version: i64) -> Self {
+        self.while_active = Some((workflow.to_owned(), version));
+        self
     }
 
     pub fn dedup_key(mut self, key: impl Into<String>) -> Self {
@@ -339,14 +350,26 @@ pub(crate) fn new_job_id() -> Result<String> {
     Ok(format!("job_{}", hex::encode(bytes)))
 }
 
-/// The insert of a new job (nothing when its dedup key exists; `expect` says whether
-/// that is allowed).
-pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64, expect: Expect) -> Mutation {
+/// The insert of a new job (nothing when its dedup key exists, or when its
+/// [`NewJob::while_active`] workflow is not active at that version; `expect` says whether
+/// that is allowed). `claim`: the job is inserted already claimed by this lease.
+pub(crate) fn insert_job(
+    id: &str,
+    job: &NewJob,
+    now: i64,
+    expect: Expect,
+    claim: Option<(&str, i64)>,
+) -> Mutation {
+    let (owner, expires) = match claim {
+        Some((owner, expires)) => (Some(owner.to_owned()), Some(expires)),
+        None => (None, None),
+    };
+    let (active_name, active_version) = match &job.while_active {
+        Some((n, v)) => (Some(n.clone()), Some(*v)),
+        None => (None, None),
+    };
     Mutation::Sql {
-        statement: "INSERT INTO jobs (id, kind, dedup_key, payload, state, run_at_ms, attempts, max_attempts,
-                                      lease_token, created_at_ms, updated_at_ms, workflow)
-                    VALUES ($1, $2, $3, $4, 'queued', $5, 0, $6, 0, $7, $7, $8)
-                    ON CONFLICT (kind, dedup_key) DO NOTHING",
+        statement: INSERT_JOB,
         params: sql_params![
             id,
             job.kind.as_str(),
@@ -355,11 +378,27 @@ pub(crate) fn insert_job(id: &str, job: &NewJob, now: i64, expect: Expect) -> Mu
             job.run_at_ms,
             job.max_attempts,
             now,
-            ops::workflow_of(job)
+            ops::workflow_of(job),
+            owner,
+            expires,
+            active_name,
+            active_version
         ],
         expect,
     }
 }
+
+/// A claimed insert (`$9` the lease owner) starts `running` with token 1 and attempt 1,
+/// like a first claim; `$11`/`$12` the workflow that must be active, if any.
+const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, dedup_key, payload, state, run_at_ms, attempts, max_attempts,
+        lease_token, created_at_ms, updated_at_ms, workflow, lease_owner, lease_expires_at_ms, started_at_ms)
+  SELECT $1, $2, $3, $4, CASE WHEN $9 IS NULL THEN 'queued' ELSE 'running' END, $5,
+         CASE WHEN $9 IS NULL THEN 0 ELSE 1 END, $6,
+         CASE WHEN $9 IS NULL THEN 0 ELSE 1 END, $7, $7, $8, $9, $10,
+         CASE WHEN $9 IS NULL THEN NULL ELSE $7 END
+   WHERE $11 IS NULL OR EXISTS (SELECT 1 FROM workflows w
+                                 WHERE w.name = $11 AND w.enabled = 1 AND w.active_version = $12)
+  ON CONFLICT (kind, dedup_key) DO NOTHING";
 
 /// The audited change that enqueues `job`, and the id the job gets if it is new. When
 /// the dedup key exists already the change writes nothing, audit row included.
@@ -375,7 +414,7 @@ pub fn enqueue_change(job: &NewJob) -> Result<(String, Change)> {
             .int("max_attempts", job.max_attempts)
             .bool("dedup", job.dedup_key.is_some()),
     );
-    let insert = insert_job(&id, job, now_ms(), Expect::Any);
+    let insert = insert_job(&id, job, now_ms(), Expect::Any, None);
     let change = Change::new(
         Mutation::Many {
             steps: vec![insert],
@@ -384,6 +423,68 @@ pub fn enqueue_change(job: &NewJob) -> Result<(String, Change)> {
         audit,
     );
     Ok((id, change))
+}
+
+/// The audited change that enqueues `job` already claimed by `worker` for `lease_ms`, and
+/// the lease it holds once committed (see [`Store::enqueue_claimed`]). `required`: the
+/// change must write the job or the whole commit fails ([`StoreError::NotFound`]: the
+/// dedup key exists or the [`NewJob::while_active`] workflow is not active at that
+/// version), for a commit that goes on to act under the lease; otherwise it is then a
+/// no-op without an audit row.
+pub fn claimed_change(
+    job: &NewJob,
+    worker: &str,
+    lease_ms: i64,
+    required: bool,
+) -> Result<(Lease, Change)> {
+    job.check()?;
+    check_text("worker id", worker, 128)?;
+    check_lease(lease_ms)?;
+    let id = new_job_id()?;
+    let now = now_ms();
+    let expires = now.saturating_add(lease_ms);
+    let audit = AuditEntry::new(
+        "job.enqueue",
+        format!("job:{id}"),
+        AuditDetails::new()
+            .str("kind", &job.kind)
+            .int("run_at_ms", job.run_at_ms)
+            .int("max_attempts", job.max_attempts)
+            .bool("dedup", job.dedup_key.is_some())
+            .bool("claimed", true),
+    );
+    let mutation = if required {
+        insert_job(
+            &id,
+            job,
+            now,
+            Expect::One("a new job of an enabled workflow at its active version"),
+            Some((worker, expires)),
+        )
+    } else {
+        Mutation::Many {
+            steps: vec![insert_job(
+                &id,
+                job,
+                now,
+                Expect::Any,
+                Some((worker, expires)),
+            )],
+            guard: true,
+        }
+    };
+    let lease = Lease {
+        job_id: id,
+        kind: job.kind.clone(),
+        dedup_key: job.dedup_key.clone(),
+        payload: job.payload.clone(),
+        token: 1,
+        attempt: 1,
+        max_attempts: job.max_attempts,
+        worker: worker.to_owned(),
+        expires_at_ms: expires,
+    };
+    Ok((lease, Change::new(mutation, audit)))
 }
 
 const FINISH: &str =
@@ -539,9 +640,36 @@ impl Store {
                 sql_params![job.kind.as_str(), job.dedup_key.clone()],
             )
             .await?;
+        if let (None, Some((name, version))) = (&existing, &job.while_active) {
+            return Err(StoreError::Conflict(format!(
+                "workflow {name:?} is no longer enabled at version {version}; nothing was enqueued"
+            )));
+        }
         existing
             .map(|id| Enqueued { id, created: false })
             .ok_or_else(|| StoreError::NotFound("the job holding this dedup key".into()))
+    }
+
+    /// Enqueue `job` already claimed by `worker` for `lease_ms` (audited like
+    /// [`Store::enqueue`]): for a process that runs the job at once, without a second
+    /// write to claim it. The job is `running` with token 1 and attempt 1, exactly as
+    /// after a first claim, so a worker that dies before finishing it leaves an expiring
+    /// lease the reaper re-queues like any other. `None` when nothing was written: the
+    /// dedup key exists, or the [`NewJob::while_active`] workflow is not active at that
+    /// version.
+    pub async fn enqueue_claimed(
+        &self,
+        actor: &Actor,
+        job: &NewJob,
+        worker: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Lease>> {
+        let (lease, change) = claimed_change(job, worker, lease_ms, false)?;
+        let receipt = self.commit(actor, vec![change]).await?;
+        if receipt.last_seq < receipt.first_seq {
+            return Ok(None);
+        }
+        Ok(Some(lease))
     }
 
     /// Claim the oldest due job of one of `kinds` for `worker`, leased for `lease_ms`.

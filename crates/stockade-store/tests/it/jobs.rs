@@ -22,6 +22,8 @@ both!(
     enqueue_is_idempotent_on_its_dedup_key,
     a_retry_waits_for_its_backoff,
     fencing_holds_under_a_concurrent_takeover,
+    a_job_enqueued_claimed_is_a_first_claim_and_expires_like_one,
+    requiring_an_active_workflow_writes_nothing_when_it_is_not,
 );
 
 pub(crate) const KIND: &str = "test.job";
@@ -513,4 +515,131 @@ async fn fencing_holds_under_a_concurrent_takeover(backend: Backend) {
     two.close().await;
     one.close().await;
     db.cleanup().await;
+}
+
+async fn a_job_enqueued_claimed_is_a_first_claim_and_expires_like_one(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let mut lease = store
+        .enqueue_claimed(
+            &TEST_ACTOR,
+            &NewJob::new(KIND, json!({ "n": 1 })),
+            "w1",
+            300,
+        )
+        .await
+        .unwrap()
+        .expect("written");
+    assert_eq!((lease.token, lease.attempt), (1, 1));
+    let record = store.job(&lease.job_id).await.unwrap().unwrap();
+    assert_eq!(record.state, JobState::Running);
+    assert_eq!((record.attempts, record.lease_token), (1, 1));
+    assert_eq!(record.lease_owner.as_deref(), Some("w1"));
+    assert_eq!(record.lease_expires_at_ms, Some(lease.expires_at_ms));
+    assert_eq!(actions(&store, "job.enqueue").await, 1);
+    // Nobody else can claim it; its holder heartbeats and commits under token 1.
+    assert!(store.claim("w2", &[KIND], 1000).await.unwrap().is_none());
+    store.heartbeat(&mut lease, 300).await.unwrap();
+    // Left to expire, the reaper re-queues it and the next claim fences the first holder.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(store.reap_expired(100).await.unwrap().requeued, 1);
+    let next = claim(&store, "w2", 30_000).await;
+    assert_eq!(
+        (next.job_id.as_str(), next.token, next.attempt),
+        (lease.job_id.as_str(), 2, 2)
+    );
+    let stale = store.complete(&workflow_actor(), &lease, vec![]).await;
+    assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+    store
+        .complete(&workflow_actor(), &next, vec![])
+        .await
+        .unwrap();
+    assert_eq!(state(&store, &next.job_id).await, JobState::Succeeded);
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn requiring_an_active_workflow_writes_nothing_when_it_is_not(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    store
+        .tamper_for_tests(
+            "INSERT INTO workflows (name, enabled, active_version, latest_version, created_at_ms, updated_at_ms)
+             VALUES ('restock', 1, 3, 3, 1, 1), ('paused', 0, 1, 1, 1, 1)",
+        )
+        .await
+        .unwrap();
+    let job = |name: &str, v: i64| {
+        NewJob::new(KIND, json!({ "workflow": name })).requiring_active(name, v)
+    };
+    // Active at that version: enqueued (either way).
+    assert!(
+        store
+            .enqueue(&TEST_ACTOR, &job("restock", 3))
+            .await
+            .unwrap()
+            .created
+    );
+    assert!(
+        store
+            .enqueue_claimed(&TEST_ACTOR, &job("restock", 3), "w", 1000)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (jobs, rows) = (count_jobs(&store).await, audit_len(&store).await);
+    // Another version, a disabled or an unknown workflow: nothing, not even an audit row.
+    for (name, v) in [("restock", 2), ("paused", 1), ("gone", 1)] {
+        let err = store.enqueue(&TEST_ACTOR, &job(name, v)).await.unwrap_err();
+        assert!(matches!(err, StoreError::Conflict(_)), "{err}");
+        assert!(
+            store
+                .enqueue_claimed(&TEST_ACTOR, &job(name, v), "w", 1000)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Required in a larger commit: the whole commit is refused.
+        let (_, change) =
+            stockade_store::jobs::claimed_change(&job(name, v), "w", 1000, true).unwrap();
+        let refused = store
+            .commit(&TEST_ACTOR, vec![effect("before"), change])
+            .await;
+        assert!(refused.is_err(), "{refused:?}");
+    }
+    assert_eq!(
+        (count_jobs(&store).await, audit_len(&store).await),
+        (jobs, rows)
+    );
+    // A change by another author in one commit names that author on its row.
+    let key = Actor::ApiKey("key_7".into());
+    store
+        .commit(
+            &workflow_actor(),
+            vec![effect("by-key").by(&key), effect("by-run")],
+        )
+        .await
+        .unwrap();
+    let last: Vec<String> = store
+        .audit_rows(rows, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.actor)
+        .collect();
+    assert_eq!(last, vec![key.to_string(), workflow_actor().to_string()]);
+    assert!(store.verify_audit(None).await.unwrap().problem.is_none());
+    store.close().await;
+    db.cleanup().await;
+}
+
+async fn count_jobs(store: &Store) -> i64 {
+    store
+        .count("SELECT COUNT(*) FROM jobs", vec![])
+        .await
+        .unwrap()
 }

@@ -17,7 +17,7 @@ use stockade_core::time::now_ms;
 use stockade_store::{AuditDetails, AuditEntry, Change};
 
 use super::error::{ErrorClass, StepError, scrubbed};
-use super::handlers::{StepCtx, StepDone, StepFuture, StepHandler};
+use super::handlers::{Reach, StepCtx, StepDone, StepFuture, StepHandler};
 use crate::expr::Evaluated;
 
 /// The longest alert message kept, in characters (the channels cut further).
@@ -35,6 +35,11 @@ fn text(value: &Value, key: &str) -> Option<String> {
 }
 
 impl StepHandler for AlertSend {
+    /// The alert is an event in the step's commit; the router sends it afterwards.
+    fn reach(&self) -> Reach {
+        Reach::Nothing
+    }
+
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
             let value = params

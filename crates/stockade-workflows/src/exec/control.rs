@@ -223,9 +223,8 @@ impl Executor {
             Err(Flow::Failed(f)) => {
                 if let Some(p) = &f.pending {
                     let outcome = StepOutcome::Failed(f.error.stored());
-                    self.store
-                        .commit_step(&child.actor, &run.lease, p, &outcome, vec![])
-                        .await?;
+                    let record = p.record(&run.lease, &outcome)?;
+                    self.commit_run(run, &child.actor, vec![record]).await?;
                 }
                 Ok(Err(StepError {
                     class: ErrorClass::SubWorkflow,

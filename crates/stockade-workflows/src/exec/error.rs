@@ -6,6 +6,7 @@
 //! short, fixed word, so the stored `"class: message"` form can be read back on resume.
 
 use crate::definition::RetryOn;
+use stockade_store::{Change, Lease, StepOutcome, StepStarted, StoreError};
 
 /// The stored error text's longest form, in characters (the store cuts there too).
 pub const MESSAGE_MAX: usize = stockade_store::jobs::MAX_ERROR_CHARS;
@@ -129,7 +130,34 @@ pub(crate) struct Failure {
     pub attempts: i64,
     /// The failed attempt not committed yet: it is committed with whatever the failure
     /// leads to (the job's failure, or the step's "continued" record), in one commit.
-    pub pending: Option<stockade_store::StepStarted>,
+    pub pending: Option<Box<Attempt>>,
+}
+
+/// An attempt of a step, and whether its start is in the journal.
+#[derive(Debug, Clone)]
+pub(crate) struct Attempt {
+    pub started: StepStarted,
+    /// `None`: the start was journaled (a step reaching outside the database), so its
+    /// end updates that row. `Some(t)`: nothing was journaled yet (a step whose only
+    /// effects are its changes); the whole attempt, started at `t`, is recorded at once.
+    pub unjournaled_since: Option<i64>,
+}
+
+impl Attempt {
+    pub fn journaled(started: StepStarted) -> Attempt {
+        Attempt {
+            started,
+            unjournaled_since: None,
+        }
+    }
+
+    /// The fenced, audited change recording how this attempt ended.
+    pub fn record(&self, lease: &Lease, outcome: &StepOutcome) -> Result<Change, StoreError> {
+        match self.unjournaled_since {
+            None => lease.step_change(&self.started, outcome),
+            Some(at) => lease.attempt_change(&self.started, at, outcome),
+        }
+    }
 }
 
 #[cfg(test)]

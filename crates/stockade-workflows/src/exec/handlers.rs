@@ -47,10 +47,33 @@ pub struct StepDone {
 /// A step's future.
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = Result<StepDone, StepError>> + Send + 'a>>;
 
+/// What a step kind reaches besides the changes it returns, which decides how its
+/// attempts are journaled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// Reads nothing and does nothing outside its changes (`audit.note`, control steps):
+    /// its record and effects may wait for the run's next commit.
+    Nothing,
+    /// Reads the database but does nothing outside its changes (`stock.get`,
+    /// `stock.adjust`, `order.get`): it may wait too, but what the run has not committed
+    /// yet is committed before it reads, so it sees its own execution's earlier effects.
+    Database,
+    /// Reaches outside the database (HTTP, a marketplace, an alert channel): its start is
+    /// journaled before it runs, so a crash in the middle re-runs it with the same
+    /// idempotency key, and everything before it is committed first.
+    Outside,
+}
+
 /// A kind of effect step.
 pub trait StepHandler: Send + Sync {
     /// Run one attempt with the evaluated `with` (`params`).
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a>;
+
+    /// What the step reaches ([`Reach::Outside`] unless the handler says otherwise, the
+    /// safe default for a new kind).
+    fn reach(&self) -> Reach {
+        Reach::Outside
+    }
 }
 
 /// The longest `audit.note` message kept, in characters.
@@ -62,6 +85,10 @@ pub const NOTE_MAX: usize = 500;
 pub struct AuditNote;
 
 impl StepHandler for AuditNote {
+    fn reach(&self) -> Reach {
+        Reach::Nothing
+    }
+
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
             let value = params

@@ -60,7 +60,7 @@ pub use alert::AlertSend;
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use gate::REQUEUE_MS;
-pub use handlers::{AuditNote, StepCtx, StepDone, StepFuture, StepHandler};
+pub use handlers::{AuditNote, Reach, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
 pub use seal::{SEALED_KEY, seal_trigger};
@@ -215,10 +215,65 @@ impl std::fmt::Debug for Executor {
     }
 }
 
-/// One run's state shared by every frame: the lease and the journal's resume point.
+/// One run's state shared by every frame: the lease, the journal's resume point, and
+/// what waits for the run's next commit.
 pub(crate) struct Run {
     pub lease: Lease,
     pub resume: ResumePoint,
+    /// Records and effects of finished attempts of steps that reach nothing outside the
+    /// database ([`Reach`] `Nothing`/`Database`), with their actor, not committed yet: they
+    /// go with the run's next commit (the next outside step's start is preceded by it,
+    /// the job's end includes it). Lost with the process, they are simply re-run: nothing
+    /// of them left the database.
+    pub buffered: Vec<(Actor, Change)>,
+    /// Some of `buffered` are steps' effects (not only journal records): a step that
+    /// reads the database commits them first.
+    pub effects_buffered: bool,
+    /// The output of the last step that succeeded in this run, as journaled (`null` when
+    /// it stored none, or sealed it): what a webhook with `respond: result` answers.
+    pub last_output: Value,
+}
+
+impl Run {
+    fn new(lease: Lease, resume: ResumePoint) -> Run {
+        Run {
+            lease,
+            resume,
+            buffered: Vec::new(),
+            effects_buffered: false,
+            last_output: Value::Null,
+        }
+    }
+
+    /// What waited for the next commit, taken for it.
+    pub(crate) fn take_buffered(&mut self) -> Vec<(Actor, Change)> {
+        self.effects_buffered = false;
+        std::mem::take(&mut self.buffered)
+    }
+}
+
+/// Commit `changes` as `actor` after `buffered` (earlier steps' records and effects that
+/// waited, each with its own author: a `workflow.call`'s steps are its own actor's, a
+/// webhook's enqueue its API key's), all in one transaction.
+pub(crate) async fn commit_after(
+    store: &Store,
+    buffered: Vec<(Actor, Change)>,
+    actor: &Actor,
+    changes: Vec<Change>,
+) -> Result<(), StoreError> {
+    let mut all = Vec::with_capacity(buffered.len() + changes.len());
+    for (who, change) in buffered {
+        all.push(if who == *actor {
+            change
+        } else {
+            change.by(&who)
+        });
+    }
+    all.extend(changes);
+    if all.is_empty() {
+        return Ok(());
+    }
+    store.commit(actor, all).await.map(|_| ())
 }
 
 /// One workflow's scope within a run (the job's own, or a `workflow.call`'s).
@@ -335,6 +390,39 @@ impl Executor {
         outcome
     }
 
+    /// Run a job this process enqueued already claimed with `def`, the version its
+    /// payload names: its journal is empty by construction, so it is not read. The
+    /// enqueue is committed already ([`Store::enqueue_claimed`], `enqueue` is `None`), or
+    /// it is `enqueue` — its author and the change from
+    /// [`stockade_store::jobs::claimed_change`] (`required`) — and goes with the run's
+    /// first commit, so an execution of steps that reach nothing outside the database is
+    /// one transaction from its enqueue to its end. Returns how it ended and the output of
+    /// its last successful step (see [`Run::last_output`]).
+    pub async fn run_fresh(
+        &self,
+        lease: Lease,
+        def: Arc<Definition>,
+        payload: &ExecutionPayload,
+        enqueue: Option<(Actor, Change)>,
+    ) -> Result<(RunOutcome, Value), ExecError> {
+        let job = lease.job_id.clone();
+        let resume = ResumePoint {
+            job_id: job.clone(),
+            committed: vec![],
+            in_flight: vec![],
+        };
+        let outcome = self
+            .run_job_with(lease, def, payload, Some(resume), enqueue)
+            .await;
+        if let Ok((o, _)) = &outcome
+            && !matches!(o, RunOutcome::Waiting(_))
+            && *o != RunOutcome::Limited(crate::definition::OnLimit::Queue)
+        {
+            self.store.announce_finished(&job);
+        }
+        outcome
+    }
+
     async fn run_claimed_inner(&self, lease: Lease) -> Result<RunOutcome, ExecError> {
         let payload: Result<ExecutionPayload, _> = serde_json::from_value(lease.payload.clone());
         let (payload, def) = match payload {
@@ -366,7 +454,7 @@ impl Executor {
                     &payload.workflow
                 };
                 let who = actor(name, 0, &lease.job_id);
-                self.fail_job(&lease, &who, name, 0, &payload, None, failure)
+                self.fail_job(&lease, vec![], &who, name, 0, &payload, None, failure)
                     .await
             }
         }
@@ -380,6 +468,21 @@ impl Executor {
         def: Arc<Definition>,
         payload: &ExecutionPayload,
     ) -> Result<RunOutcome, ExecError> {
+        self.run_job_with(lease, def, payload, None, None)
+            .await
+            .map(|(o, _)| o)
+    }
+
+    /// [`Executor::run_job`] from `resume` when the caller knows it (else read).
+    async fn run_job_with(
+        &self,
+        lease: Lease,
+        def: Arc<Definition>,
+        payload: &ExecutionPayload,
+        resume: Option<ResumePoint>,
+        enqueue: Option<(Actor, Change)>,
+    ) -> Result<(RunOutcome, Value), ExecError> {
+        let first: Vec<(Actor, Change)> = enqueue.into_iter().collect();
         let (trigger, sealed) = match self.opened_trigger(&payload.trigger).await {
             Ok(t) => t,
             Err(why) => {
@@ -393,19 +496,28 @@ impl Executor {
                 let (name, version) = (def.name(), def.version);
                 let wf = Some(&def.workflow);
                 return self
-                    .fail_job(&lease, &who, name, version, payload, wf, failure)
-                    .await;
+                    .fail_job(&lease, first, &who, name, version, payload, wf, failure)
+                    .await
+                    .map(|o| (o, Value::Null));
             }
         };
-        let resume = self.store.resume_point(&lease.job_id).await?;
+        let resume = match resume {
+            Some(r) => r,
+            None => self.store.resume_point(&lease.job_id).await?,
+        };
         let mut frame = Frame::new(def.clone(), &lease.job_id, &payload.inputs, trigger, 0);
         if sealed {
             frame.scope.mark_pii("trigger");
         }
-        let mut run = Run { lease, resume };
+        let mut run = Run::new(lease, resume);
+        run.buffered = first;
+        if def.workflow.concurrency.is_some() {
+            // Admission writes on the job's row: it must exist first.
+            self.flush(&mut run).await?;
+        }
         let steps = &def.workflow.steps;
         let walked = match self.gate(&run, &frame).await? {
-            gate::Gate::Done(outcome) => return Ok(outcome),
+            gate::Gate::Done(outcome) => return Ok((outcome, Value::Null)),
             gate::Gate::Fail(f) => Err(walk::Flow::Failed(f)),
             gate::Gate::Run(Some(left)) => tokio::time::timeout(
                 left,
@@ -432,21 +544,23 @@ impl Executor {
                     .await
             }
         };
+        let buffered = run.take_buffered();
         match walked {
             Ok(()) => {
-                self.store
-                    .complete(&frame.actor, &run.lease, vec![])
-                    .await?;
-                Ok(RunOutcome::Succeeded)
+                let done = vec![run.lease.complete_change()];
+                commit_after(&self.store, buffered, &frame.actor, done).await?;
+                Ok((RunOutcome::Succeeded, run.last_output))
             }
             Err(walk::Flow::Abort(ExecError::Deferred(at))) => {
+                commit_after(&self.store, buffered, &frame.actor, vec![]).await?;
                 self.store.defer_until(&run.lease, at).await?;
-                Ok(RunOutcome::Waiting(at))
+                Ok((RunOutcome::Waiting(at), Value::Null))
             }
             Err(walk::Flow::Abort(e)) => Err(e),
-            Err(walk::Flow::Failed(f)) => {
-                self.fail_job(
+            Err(walk::Flow::Failed(f)) => self
+                .fail_job(
                     &run.lease,
+                    buffered,
                     &frame.actor,
                     def.name(),
                     def.version,
@@ -455,8 +569,52 @@ impl Executor {
                     f,
                 )
                 .await
-            }
+                .map(|o| (o, Value::Null)),
         }
+    }
+
+    /// Whether every step of `workflow` (control steps' children included) reaches
+    /// nothing outside the database ([`Reach`]): a run of it can then be one transaction
+    /// from its enqueue to its end (see [`Executor::run_fresh`]). A workflow with a
+    /// concurrency limit is not (its admission is a write of its own).
+    pub fn stays_in_database(&self, workflow: &Workflow) -> bool {
+        fn all(ex: &Executor, steps: &[crate::definition::Step]) -> bool {
+            steps.iter().all(|s| {
+                ex.reach_of(&s.uses.value) != Reach::Outside
+                    && [&s.then, &s.otherwise, &s.default, &s.steps]
+                        .into_iter()
+                        .flatten()
+                        .all(|c| all(ex, c))
+                    && s.cases.iter().flat_map(|c| c.values()).all(|c| all(ex, c))
+            })
+        }
+        workflow.concurrency.is_none() && all(self, &workflow.steps)
+    }
+
+    /// Commit what the run buffered, if anything.
+    pub(crate) async fn flush(&self, run: &mut Run) -> Result<(), ExecError> {
+        if run.buffered.is_empty() {
+            return Ok(());
+        }
+        let buffered = run.take_buffered();
+        let Some((who, _)) = buffered.last() else {
+            return Ok(());
+        };
+        let who = who.clone();
+        commit_after(&self.store, buffered, &who, vec![]).await?;
+        Ok(())
+    }
+
+    /// Commit `changes` as `actor` with (after) what the run buffered.
+    pub(crate) async fn commit_run(
+        &self,
+        run: &mut Run,
+        actor: &Actor,
+        changes: Vec<Change>,
+    ) -> Result<(), ExecError> {
+        let buffered = run.take_buffered();
+        commit_after(&self.store, buffered, actor, changes).await?;
+        Ok(())
     }
 
     /// Fail the job for good in one fenced commit: the pending failed attempt, the job's
@@ -465,6 +623,7 @@ impl Executor {
     async fn fail_job(
         &self,
         lease: &Lease,
+        buffered: Vec<(Actor, Change)>,
         who: &Actor,
         name: &str,
         version: i64,
@@ -485,7 +644,7 @@ impl Executor {
         };
         let mut changes = Vec::with_capacity(4);
         if let Some(p) = &f.pending {
-            changes.push(lease.step_change(p, &StepOutcome::Failed(message.clone()))?);
+            changes.push(p.record(lease, &StepOutcome::Failed(message.clone()))?);
         }
         changes.push(lease.fail_change(&message));
         changes.push(Change::new(
@@ -505,7 +664,7 @@ impl Executor {
             let (_, enqueue) = stockade_store::jobs::enqueue_change(&job)?;
             changes.push(enqueue);
         }
-        self.store.commit(who, changes).await?;
+        commit_after(&self.store, buffered, who, changes).await?;
         Ok(RunOutcome::Failed(event))
     }
 }

@@ -24,7 +24,7 @@ use stockade_store::sql_params;
 use stockade_vault::{FieldContext, Vault};
 
 use super::error::{ErrorClass, StepError};
-use super::handlers::{StepCtx, StepDone, StepFuture, StepHandler};
+use super::handlers::{Reach, StepCtx, StepDone, StepFuture, StepHandler};
 use crate::expr::Evaluated;
 
 /// Most orders one `marketplace.fetch_orders` returns, and its default.
@@ -287,6 +287,10 @@ const FETCH: &str = "SELECT c.id, c.name, c.marketplace, o.external_id, o.status
   ORDER BY o.updated_at_ms DESC, o.external_id LIMIT $4";
 
 impl StepHandler for OrderSteps {
+    fn reach(&self) -> Reach {
+        Reach::Database
+    }
+
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
             let output = if self.many {

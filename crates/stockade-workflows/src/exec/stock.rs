@@ -16,7 +16,7 @@ use stockade_sync::SyncError;
 use stockade_sync::stock::{Adjustment, SkuStock, adjust_change, sku_stock};
 
 use super::error::{ErrorClass, StepError};
-use super::handlers::{StepCtx, StepDone, StepFuture, StepHandler};
+use super::handlers::{Reach, StepCtx, StepDone, StepFuture, StepHandler};
 use crate::expr::Evaluated;
 
 /// `stock.get`: `{sku, on_hand, reserved, available, channels: [{connection, buffer,
@@ -67,6 +67,10 @@ fn figures(stock: &SkuStock) -> Value {
 }
 
 impl StepHandler for StockGet {
+    fn reach(&self) -> Reach {
+        Reach::Database
+    }
+
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
             let sku = sku(&params.value, "stock.get")?;
@@ -82,6 +86,10 @@ impl StepHandler for StockGet {
 }
 
 impl StepHandler for StockAdjust {
+    fn reach(&self) -> Reach {
+        Reach::Database
+    }
+
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
             // The reason is audited: buyer data needs the step's reviewed allow_pii.

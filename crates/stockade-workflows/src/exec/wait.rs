@@ -153,7 +153,7 @@ impl Executor {
                             step: path.to_owned(),
                             error,
                             attempts: started.attempt,
-                            pending: Some(started),
+                            pending: Some(Box::new(super::error::Attempt::journaled(started))),
                         }));
                     }
                 }

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use stockade_core::time::now_ms;
-use stockade_store::{Backoff, StepOutcome, StepOutput, StepStarted, StepStatus};
+use stockade_store::{Backoff, StepOutcome, StepOutput, StepStarted, StepStatus, idempotency_key};
 
-use super::error::{ErrorClass, Failure, StepError};
-use super::handlers::{StepCtx, StepDone, unsupported};
+use super::error::{Attempt, ErrorClass, Failure, StepError};
+use super::handlers::{Reach, StepCtx, StepDone, unsupported};
 use super::{ExecError, Executor, Frame, Run};
 use crate::definition::{Retry, RetryOn, Step};
 use crate::expr::{self, Evaluated, ExprError};
@@ -152,9 +152,8 @@ impl Executor {
     ) -> Result<(), Flow> {
         if let Some(p) = &f.pending {
             let outcome = StepOutcome::Failed(f.error.stored());
-            self.store
-                .commit_step(&frame.actor, &run.lease, p, &outcome, vec![])
-                .await?;
+            let record = p.record(&run.lease, &outcome)?;
+            self.commit_run(run, &frame.actor, vec![record]).await?;
         }
         let output = json!({ "failed": true, "error": { "class": f.error.class.as_str() } });
         frame.scope.set_step_output(&step.id.value, output, &[]);
@@ -213,23 +212,65 @@ impl Executor {
         }
         if kind == "wait" {
             self.heartbeat_if_due(run).await?;
+            self.flush(run).await?;
             return self.wait(run, frame, step, path).await;
         }
+        let reach = self.reach_of(kind);
+        // A step reaching nothing outside the database journals its attempt whole, with
+        // its effects, in the run's next commit; its number follows the journal's.
+        let mut next = run
+            .resume
+            .committed(path)
+            .map(|r| r.attempt)
+            .into_iter()
+            .chain(
+                run.resume
+                    .in_flight
+                    .iter()
+                    .filter(|s| s.step_id == path)
+                    .map(|s| s.attempt),
+            )
+            .max()
+            .unwrap_or(0)
+            + 1;
         loop {
             self.heartbeat_if_due(run).await?;
-            let started = self.store.start_step(&run.lease, path).await?;
-            match self.attempt(run, frame, step, path, &started).await? {
+            let attempt = match reach {
+                Reach::Outside => {
+                    self.flush(run).await?;
+                    Attempt::journaled(self.store.start_step(&run.lease, path).await?)
+                }
+                Reach::Database | Reach::Nothing => {
+                    if reach == Reach::Database && run.effects_buffered {
+                        self.flush(run).await?;
+                    }
+                    Attempt {
+                        started: StepStarted {
+                            step_id: path.to_owned(),
+                            attempt: next,
+                            idempotency_key: idempotency_key(&run.lease.job_id, path),
+                        },
+                        unjournaled_since: Some(now_ms()),
+                    }
+                }
+            };
+            next = attempt.started.attempt + 1;
+            match self
+                .attempt(run, frame, step, path, &attempt.started)
+                .await?
+            {
                 Ok(done) => {
                     return self
-                        .commit_done(run, frame, step, path, &started, done)
+                        .commit_done(run, frame, step, path, &attempt, done)
                         .await;
                 }
-                Err(e) if started.attempt < policy.attempts && e.class.retried(policy.on) => {
+                Err(e)
+                    if attempt.started.attempt < policy.attempts && e.class.retried(policy.on) =>
+                {
                     let outcome = StepOutcome::Failed(e.stored());
-                    self.store
-                        .commit_step(&frame.actor, &run.lease, &started, &outcome, vec![])
-                        .await?;
-                    let delay = policy.backoff.delay_ms(started.attempt).max(0);
+                    let record = attempt.record(&run.lease, &outcome)?;
+                    self.commit_run(run, &frame.actor, vec![record]).await?;
+                    let delay = policy.backoff.delay_ms(attempt.started.attempt).max(0);
                     tokio::time::sleep(Duration::from_millis(u64::try_from(delay).unwrap_or(0)))
                         .await;
                 }
@@ -237,22 +278,38 @@ impl Executor {
                     return Err(Flow::Failed(Failure {
                         step: path.to_owned(),
                         error: e,
-                        attempts: started.attempt,
-                        pending: Some(started),
+                        attempts: attempt.started.attempt,
+                        pending: Some(Box::new(attempt)),
                     }));
                 }
             }
         }
     }
 
-    /// Commit a successful attempt with its effects, then run a control step's children.
+    /// What a step kind reaches (see [`Reach`]): control steps and `fail` nothing, a
+    /// `workflow.call` is journaled like an outside step (its own steps decide for
+    /// themselves), an unknown kind nothing (it fails as unsupported).
+    pub(crate) fn reach_of(&self, kind: &str) -> Reach {
+        match kind {
+            "if" | "switch" | "for_each" | "fail" => Reach::Nothing,
+            "workflow.call" | "wait" => Reach::Outside,
+            _ => self
+                .handlers
+                .get(kind)
+                .map_or(Reach::Nothing, |h| h.reach()),
+        }
+    }
+
+    /// Commit a successful attempt with its effects (or buffer them for the run's next
+    /// commit, for a step whose start was not journaled), then run a control step's
+    /// children.
     async fn commit_done(
         &self,
         run: &mut Run,
         frame: &mut Frame,
         step: &Step,
         path: &str,
-        started: &StepStarted,
+        attempt: &Attempt,
         done: Done,
     ) -> Result<(), Flow> {
         let pii = super::seal::pii_paths(frame, &step.uses.value);
@@ -267,10 +324,22 @@ impl Executor {
             Done::Skipped => (StepOutput::None, None, vec![], None),
             Done::Decision(d) => (StepOutput::Json(d.to_json()), None, vec![], Some(d)),
         };
-        let outcome = StepOutcome::Succeeded(output);
-        self.store
-            .commit_step(&frame.actor, &run.lease, started, &outcome, changes)
-            .await?;
+        run.last_output = match &output {
+            StepOutput::Json(v) => v.clone(),
+            StepOutput::None | StepOutput::Sealed(_) => Value::Null,
+        };
+        let record = attempt.record(&run.lease, &StepOutcome::Succeeded(output))?;
+        if attempt.unjournaled_since.is_some() {
+            run.effects_buffered |= !changes.is_empty();
+            run.buffered.push((frame.actor.clone(), record));
+            run.buffered
+                .extend(changes.into_iter().map(|c| (frame.actor.clone(), c)));
+        } else {
+            let mut all = Vec::with_capacity(changes.len() + 1);
+            all.push(record);
+            all.extend(changes);
+            self.commit_run(run, &frame.actor, all).await?;
+        }
         match (decision, plain) {
             (Some(d), _) => self.run_children(run, frame, step, path, d).await,
             (None, Some(v)) => {

@@ -79,6 +79,8 @@ impl ActiveWorkflow {
 #[derive(Debug, Default)]
 pub struct ActiveSet {
     parsed: Mutex<BTreeMap<(String, i64), Option<ActiveWorkflow>>>,
+    /// The last [`ActiveSet::load`] and when it was read (for [`ActiveSet::recent`]).
+    last: Mutex<Option<(std::time::Instant, Vec<ActiveWorkflow>)>>,
 }
 
 impl ActiveSet {
@@ -112,7 +114,37 @@ impl ActiveSet {
             };
             out.extend(entry);
         }
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some((std::time::Instant::now(), out.clone()));
+        }
         Ok(out)
+    }
+
+    /// [`ActiveSet::load`], or its last result if that is younger than `max_age`. For a
+    /// caller whose write re-checks the version it picked ([`NewJob::requiring_active`]
+    /// on the job), so a stale answer can only make it retry, never run what is no longer
+    /// active; what became active within `max_age` may be missed for that long.
+    ///
+    /// [`NewJob::requiring_active`]: stockade_store::NewJob::requiring_active
+    pub async fn recent(
+        &self,
+        store: &Store,
+        max_age: Duration,
+    ) -> Result<Vec<ActiveWorkflow>, RegistryError> {
+        if let Ok(last) = self.last.lock()
+            && let Some((at, set)) = last.as_ref()
+            && at.elapsed() < max_age
+        {
+            return Ok(set.clone());
+        }
+        self.load(store).await
+    }
+
+    /// Forget the last result: the next [`ActiveSet::recent`] reads the registry.
+    pub fn forget(&self) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = None;
+        }
     }
 }
 
@@ -140,7 +172,13 @@ async fn read_version(
     }))
 }
 
-/// The enabled workflows whose `trigger: webhook` has this `path`, with their webhook.
+/// How old the registry read behind a webhook's target may be ([`ActiveSet::recent`]):
+/// a workflow applied or enabled answers its webhook within this time; one disabled or
+/// replaced stops at once (the enqueue checks the version it picked).
+pub const WEBHOOK_TARGETS_MAX_AGE: Duration = Duration::from_secs(1);
+
+/// The enabled workflows whose `trigger: webhook` has this `path`, with their webhook,
+/// from a registry read at most [`WEBHOOK_TARGETS_MAX_AGE`] old.
 /// More than one is a conflict the caller refuses (lint catches it among files linted
 /// together; two applied separately can still meet): nothing runs then.
 pub async fn webhook_targets(
@@ -149,7 +187,7 @@ pub async fn webhook_targets(
     path: &str,
 ) -> Result<Vec<(ActiveWorkflow, Webhook)>, RegistryError> {
     Ok(set
-        .load(store)
+        .recent(store, WEBHOOK_TARGETS_MAX_AGE)
         .await?
         .into_iter()
         .filter_map(|a| match &a.workflow().trigger.value {
@@ -181,15 +219,12 @@ pub struct Delivery {
     pub received_at_ms: i64,
 }
 
-/// Enqueue one execution of `target` for a webhook `delivery` to `path`, as `actor`
-/// (audited). The execution's id.
-pub async fn enqueue_webhook(
-    store: &Store,
-    actor: &Actor,
+/// The execution of `target` for a webhook `delivery` to `path` (pinned to the version).
+pub fn webhook_payload(
     target: &ActiveWorkflow,
     path: &str,
     delivery: Delivery,
-) -> Result<String, StoreError> {
+) -> ExecutionPayload {
     let trigger = json!({
         "kind": "webhook",
         "at": rfc3339(delivery.received_at_ms),
@@ -198,7 +233,22 @@ pub async fn enqueue_webhook(
         "headers": delivery.headers,
         "query": delivery.query,
     });
-    let job = target.payload(trigger).job();
+    target.payload(trigger)
+}
+
+/// Enqueue one execution of `target` for a webhook `delivery` to `path`, as `actor`
+/// (audited), only while that version is still active ([`StoreError::Conflict`]
+/// otherwise). The execution's id.
+pub async fn enqueue_webhook(
+    store: &Store,
+    actor: &Actor,
+    target: &ActiveWorkflow,
+    path: &str,
+    delivery: Delivery,
+) -> Result<String, StoreError> {
+    let job = webhook_payload(target, path, delivery)
+        .job()
+        .requiring_active(target.name(), target.def.version);
     Ok(store.enqueue(actor, &job).await?.id)
 }
 

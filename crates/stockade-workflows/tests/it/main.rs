@@ -9,6 +9,7 @@ mod engine_pair;
 mod examples;
 mod exec;
 mod exec_alert;
+mod exec_buffered;
 mod exec_failures;
 mod exec_http;
 mod exec_orders;
