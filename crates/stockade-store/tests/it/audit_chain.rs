@@ -5,7 +5,10 @@
 use std::sync::Arc;
 
 use stockade_core::Environment;
-use stockade_store::{Anchor, ProblemKind, Store, StoreOptions};
+use stockade_store::{
+    Anchor, AuditDetails, AuditEntry, Change, Expect, Mutation, ProblemKind, Store, StoreError,
+    StoreOptions,
+};
 
 use crate::harness::{Backend, TEST_ACTOR, TestDb, both, event};
 
@@ -18,6 +21,7 @@ both!(
     truncation_is_found_with_an_anchor,
     foreign_environment_row_is_named,
     concurrent_tasks_build_one_chain,
+    a_failing_commit_among_concurrent_ones_is_rolled_back_alone,
     several_stores_on_one_database_build_one_chain,
     export_pages_cover_the_chain_in_order,
 );
@@ -234,6 +238,64 @@ async fn concurrent_tasks_build_one_chain(backend: Backend) {
     assert_eq!(report.problem, None);
     // Each task commits 25 times with 1, 2 or 3 rows: 9×1 + 8×2 + 8×3 = 49 rows.
     assert_eq!(report.rows_checked, start + 8 * 49);
+    store.close().await;
+    db.cleanup().await;
+}
+
+/// Commits arriving together are written in one transaction (SQLite's group commit, tried
+/// first without a savepoint per commit): one of them failing half-way must leave nothing
+/// of itself and take nothing of the others with it.
+async fn a_failing_commit_among_concurrent_ones_is_rolled_back_alone(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let store = db.init(Environment::Dev).await;
+    let start = store.verify_audit(None).await.unwrap().rows_checked;
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut failed = 0;
+            for i in 0..25 {
+                let n = t * 1000 + i * 10;
+                let mut changes = vec![event(n), event(n + 1)];
+                if i % 5 == 2 {
+                    // Its first change applies, its second finds nothing to update.
+                    changes.push(Change::new(
+                        Mutation::Sql {
+                            statement: "UPDATE stockade_meta SET value = value WHERE key = 'no such key'",
+                            params: vec![],
+                            expect: Expect::One("a meta row that does not exist"),
+                        },
+                        AuditEntry::new("test.fail", "meta:none", AuditDetails::new()),
+                    ));
+                }
+                match store.commit(&TEST_ACTOR, changes).await {
+                    Ok(_) => assert!(i % 5 != 2, "commit {n} should have failed"),
+                    Err(StoreError::NotFound(_)) if i % 5 == 2 => failed += 1,
+                    Err(e) => panic!("commit {n}: {e}"),
+                }
+            }
+            failed
+        }));
+    }
+    let mut failed = 0;
+    for t in tasks {
+        failed += t.await.unwrap();
+    }
+    assert_eq!(failed, 8 * 5);
+    let report = store.verify_audit(None).await.unwrap();
+    assert_eq!(report.problem, None);
+    // 20 successful commits of 2 rows per task; nothing of the failed ones.
+    assert_eq!(report.rows_checked, start + 8 * 20 * 2);
+    let leftovers = store
+        .count(
+            "SELECT COUNT(*) FROM audit WHERE action = 'test.event' AND resource LIKE 'thing:%2_'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(leftovers, 0);
     store.close().await;
     db.cleanup().await;
 }
