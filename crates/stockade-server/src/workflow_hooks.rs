@@ -19,9 +19,16 @@
 //!    an `X-Stockade-Timestamp: UNIX_SECONDS` header the signed bytes are
 //!    `TIMESTAMP.BODY` and the timestamp must be within [`MAX_SKEW_S`] of now (replay);
 //! 6. the body is JSON (an empty body is `{}`), else 400 with the parser's position;
-//! 7. the execution is enqueued (audited), pinned to the active version, with the
-//!    trigger data `{kind: webhook, at, path, body, headers, query}`: `headers` holds
-//!    only [`READABLE_HEADERS`] (never `Authorization`, the signature or cookies).
+//! 7. the execution starts (its enqueue audited as the caller), pinned to the active
+//!    version, with the trigger data `{kind: webhook, at, path, body, headers, query}`:
+//!    `headers` holds only [`READABLE_HEADERS`] (never `Authorization`, the signature or
+//!    cookies). With this process's engine running it starts at once on it
+//!    ([`Starter`]); a `respond: result` workflow whose steps stay inside the database is
+//!    one transaction from the enqueue to its end, answered once committed (a run that
+//!    could not commit is answered 503 and left nothing). Without the engine, or with
+//!    every worker busy, it is enqueued for the workers. The registry behind the path is
+//!    read at most a second ago; the enqueue re-checks the version (a workflow disabled
+//!    or replaced meanwhile is looked up once more, then answered 409).
 //!
 //! An auth failure (3 or 5) is answered 401 and recorded as a `webhook_signature`
 //! failure in the `webhook` jail, so repeated ones ban the address from the webhook

@@ -547,6 +547,40 @@ impl Store {
         }
     }
 
+    /// A read of a few rows by key (a primary or unique key, an indexed column), answered
+    /// on the calling thread where the backend allows it: SQLite runs it on a pooled
+    /// reader connection at once, without the hand-over to a blocking thread (for such a
+    /// read, that hand-over costs more than the read), and never waits there: a database
+    /// busy at that moment sends the read to the blocking pool like [`Store::query`].
+    /// PostgreSQL reads as [`Store::query`]. Only for statements that touch a handful of
+    /// rows through an index: anything else belongs on [`Store::query`].
+    pub async fn query_by_key(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<SqlRow>> {
+        match &*self.backend {
+            Backend::Sqlite(s) => match s.query_inline(statement, &params) {
+                Some(rows) => rows,
+                None => s.query(statement, params).await,
+            },
+            Backend::Postgres(p) => p.query(statement, params).await,
+        }
+    }
+
+    /// [`Store::query_by_key`], every row decoded as `T`.
+    pub async fn query_by_key_as<T: FromRow>(
+        &self,
+        statement: &'static str,
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<T>> {
+        self.query_by_key(statement, params)
+            .await?
+            .iter()
+            .map(SqlRow::decode)
+            .collect()
+    }
+
     /// The first row of a read-only statement, if any.
     pub async fn query_one(
         &self,

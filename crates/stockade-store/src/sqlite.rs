@@ -29,6 +29,9 @@ use crate::{Anchor, MigrationReport, OpenMode, Result, StoreError, StoreOptions,
 /// Jobs gathered into one transaction at most.
 const MAX_GROUP: usize = 512;
 
+/// How long a group waits for more commits when the last one had company.
+const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
+
 /// Prepared statements kept per connection. rusqlite keeps 16 by default, fewer than
 /// the distinct statements one execution or ingest runs, so each was parsed again on
 /// nearly every use.
@@ -388,6 +391,34 @@ impl SqliteStore {
         params: Vec<SqlValue>,
     ) -> Result<Vec<SqlRow>> {
         self.read(move |c| query_rows(c, statement, &params)).await
+    }
+
+    /// Run a short read on the calling thread with a pooled reader connection, without
+    /// waiting for a lock: `None` when no connection is pooled or the database is busy
+    /// (the caller reads through the blocking pool instead).
+    pub(crate) fn query_inline(
+        &self,
+        statement: &'static str,
+        params: &[SqlValue],
+    ) -> Option<Result<Vec<SqlRow>>> {
+        let conn = self.readers.lock().ok()?.pop()?;
+        // No busy waiting on this thread: a lock held elsewhere is the blocking pool's.
+        if conn.busy_timeout(std::time::Duration::ZERO).is_err() {
+            return None;
+        }
+        let out = query_rows(&conn, statement, params);
+        let restored = conn.busy_timeout(std::time::Duration::from_secs(5)).is_ok();
+        if restored
+            && let Ok(mut pool) = self.readers.lock()
+            && pool.len() < self.max_readers
+        {
+            pool.push(conn);
+        }
+        match out {
+            Err(StoreError::Busy(_)) => None,
+            Err(StoreError::Database(m)) if m.contains("locked") || m.contains("busy") => None,
+            other => Some(other),
+        }
     }
 
     /// Fold the WAL back into the main file and truncate it, so erased pages do not
@@ -866,6 +897,7 @@ fn run_group(conn: &mut Connection, env: &str, jobs: Vec<Job>, buf: &mut Vec<u8>
 }
 
 fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<Msg>) {
+    let mut last_group = 0;
     let mut buf = Vec::with_capacity(512);
     let mut next = receiver.recv().ok();
     while let Some(msg) = next.take() {
@@ -890,18 +922,30 @@ fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<
                 let _ = reply.send(r);
             }
             Msg::Commit(first) => {
-                // Group commit: take whatever else is already queued.
+                // Group commit: take whatever else is already queued. Under load (the
+                // last group had company) wait a moment for the commits on their way:
+                // every group costs a WAL write of each page it touched and an fsync.
                 let mut jobs = vec![first];
+                let linger = (last_group > 1).then(|| std::time::Instant::now() + LINGER);
                 while jobs.len() < MAX_GROUP {
-                    match receiver.try_recv() {
-                        Ok(Msg::Commit(job)) => jobs.push(job),
-                        Ok(other) => {
+                    let got = match linger {
+                        Some(until) => receiver
+                            .recv_timeout(
+                                until.saturating_duration_since(std::time::Instant::now()),
+                            )
+                            .ok(),
+                        None => receiver.try_recv().ok(),
+                    };
+                    match got {
+                        Some(Msg::Commit(job)) => jobs.push(job),
+                        Some(other) => {
                             next = Some(other);
                             break;
                         }
-                        Err(_) => break,
+                        None => break,
                     }
                 }
+                last_group = jobs.len();
                 run_group(&mut conn, env, jobs, &mut buf);
             }
         }

@@ -77,7 +77,9 @@ pub async fn sku_stock(store: &Store, sku: &str) -> Result<Option<SkuStock>> {
         Option<i64>,
         Option<i64>,
     );
-    let rows: Vec<Row> = store.query_as(SELECT_STOCK, sql_params![sku]).await?;
+    let rows: Vec<Row> = store
+        .query_by_key_as(SELECT_STOCK, sql_params![sku])
+        .await?;
     let Some(&(on_hand, reserved, ..)) = rows.first() else {
         return Ok(None);
     };

@@ -20,9 +20,15 @@
 //! `workers` tasks each claim one job of kind [`JOB_KIND`] at a time and run it with the
 //! [`Executor`]. One idle worker at a time looks for work (the others wait their turn),
 //! so a write wakes one claim however many workers are idle; it sleeps until the store's
-//! write counter moves (a job
-//! enqueued in this process) or [`EngineConfig::poll`] passes (a job enqueued by another
-//! process, e.g. `stockade workflow run`, or one whose time came). A reaper task re-queues
+//! write counter moves (a job enqueued in this process; at most one look per
+//! `CLAIM_GAP` while commits keep coming) or [`EngineConfig::poll`] passes (a job
+//! enqueued by another process, e.g. `stockade workflow run`, or one whose time came).
+//! A worker claims only with one of the engine's `workers` slots in hand.
+//!
+//! # Started at once
+//! [`Starter`] runs what this process triggers itself (a webhook) without the queue: the
+//! job is written already claimed and run on its own task while a slot is free (see its
+//! docs and [`Commit`]). A reaper task re-queues
 //! expired leases every [`EngineConfig::reap_every`].
 //!
 //! A pruner task runs [`prune_pass`] every [`EngineConfig::prune_every`]: finished
@@ -521,6 +527,11 @@ fn report_stop(job: &str, e: &ExecError) {
     }
 }
 
+/// The shortest time between two looks for work of an idle worker (see
+/// `look_for_work`): what a job enqueued for the workers may wait in the queue at most
+/// beyond that, while commits keep waking the worker.
+const CLAIM_GAP: Duration = Duration::from_millis(10);
+
 struct Worker {
     id: String,
     /// A worker holds one of the engine's slots while it looks for and runs a job.
@@ -588,6 +599,7 @@ impl Worker {
                     if let Err(e) = &claimed {
                         tracing::warn!("workflow worker: cannot claim a job: {e}");
                     }
+                    let looked = tokio::time::Instant::now();
                     tokio::select! {
                         woke = writes.changed() => {
                             if woke.is_err() {
@@ -596,6 +608,17 @@ impl Worker {
                             }
                         }
                         () = tokio::time::sleep(self.config.poll) => {}
+                        changed = self.stopped.changed() => {
+                            if changed.is_err() {
+                                return None;
+                            }
+                        }
+                    }
+                    // Under load every commit is a wake-up (most of them not an
+                    // enqueue): look again at most every CLAIM_GAP, each look being a
+                    // write of its own.
+                    tokio::select! {
+                        () = tokio::time::sleep_until(looked + CLAIM_GAP) => {}
                         changed = self.stopped.changed() => {
                             if changed.is_err() {
                                 return None;

@@ -207,14 +207,17 @@ impl Access {
                 server_env: self.env.as_str().to_owned(),
             }));
         }
+        // A read by primary key on every request (no cache: a revocation holds at once).
         let Some((secret_hash, key)) = self
             .store
-            .query_one_as::<(Vec<u8>, ApiKeyInfo)>(
+            .query_by_key_as::<(Vec<u8>, ApiKeyInfo)>(
                 "SELECT secret_hash, id, name, role, env, created_by, created_at_ms, expires_at_ms, last_used_at_ms, revoked_at_ms
                  FROM api_keys WHERE id = $1",
                 sql_params![id.to_owned()],
             )
             .await?
+            .into_iter()
+            .next()
         else {
             return Ok(Err(KeyRejection::Unknown));
         };
