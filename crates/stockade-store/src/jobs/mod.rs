@@ -400,20 +400,25 @@ const INSERT_JOB: &str = "INSERT INTO jobs (id, kind, dedup_key, payload, state,
                                  WHERE w.name = $11 AND w.enabled = 1 AND w.active_version = $12)
   ON CONFLICT (kind, dedup_key) DO NOTHING";
 
+/// The audit row of an enqueue: the job's kind, due time, attempts and whether it has a
+/// dedup key (never its payload), with `more`.
+fn enqueue_audit(id: &str, job: &NewJob, more: AuditDetails) -> AuditEntry {
+    AuditEntry::new(
+        "job.enqueue",
+        format!("job:{id}"),
+        more.str("kind", &job.kind)
+            .int("run_at_ms", job.run_at_ms)
+            .int("max_attempts", job.max_attempts)
+            .bool("dedup", job.dedup_key.is_some()),
+    )
+}
+
 /// The audited change that enqueues `job`, and the id the job gets if it is new. When
 /// the dedup key exists already the change writes nothing, audit row included.
 pub fn enqueue_change(job: &NewJob) -> Result<(String, Change)> {
     job.check()?;
     let id = new_job_id()?;
-    let audit = AuditEntry::new(
-        "job.enqueue",
-        format!("job:{id}"),
-        AuditDetails::new()
-            .str("kind", &job.kind)
-            .int("run_at_ms", job.run_at_ms)
-            .int("max_attempts", job.max_attempts)
-            .bool("dedup", job.dedup_key.is_some()),
-    );
+    let audit = enqueue_audit(&id, job, AuditDetails::new());
     let insert = insert_job(&id, job, now_ms(), Expect::Any, None);
     let change = Change::new(
         Mutation::Many {
@@ -443,16 +448,7 @@ pub fn claimed_change(
     let id = new_job_id()?;
     let now = now_ms();
     let expires = now.saturating_add(lease_ms);
-    let audit = AuditEntry::new(
-        "job.enqueue",
-        format!("job:{id}"),
-        AuditDetails::new()
-            .str("kind", &job.kind)
-            .int("run_at_ms", job.run_at_ms)
-            .int("max_attempts", job.max_attempts)
-            .bool("dedup", job.dedup_key.is_some())
-            .bool("claimed", true),
-    );
+    let audit = enqueue_audit(&id, job, AuditDetails::new().bool("claimed", true));
     let mutation = if required {
         insert_job(
             &id,

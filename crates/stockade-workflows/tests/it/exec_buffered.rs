@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use stockade_core::Actor;
 use stockade_store::{JobState, StepOutput, StepStatus};
-use stockade_sync::catalog::{self, MergeSku};
+use stockade_sync::catalog;
 use stockade_workflows::engine::{Commit, Engine, EngineConfig, StoredDefinitions};
 use stockade_workflows::exec::{
     ExecError, ExecutionPayload, Executor, Reach, RunOutcome, StepCtx, StepFuture, StepHandler,
@@ -20,7 +20,7 @@ use stockade_workflows::expr::Evaluated;
 use stockade_workflows::registry;
 use stockade_workflows::triggers::ActiveSet;
 
-use crate::exec_support::{Backend, Env, both, catalog, executor};
+use crate::exec_support::{Backend, Env, both, catalog, executor, import_sku};
 
 both!(
     a_database_step_sees_the_effects_the_run_has_not_committed_yet,
@@ -57,14 +57,15 @@ steps:
 
 /// MUG-1 at 10 on hand (one ledger row from the import).
 async fn seed(env: &Env) {
-    let sku = MergeSku {
-        sku: "MUG-1".into(),
-        on_hand: Some(10),
-        listings: vec![],
-    };
-    catalog::merge(&env.store, &[sku], &Actor::System("test"), "catalog.import")
-        .await
-        .expect("import");
+    import_sku(env, "MUG-1", 10).await;
+}
+
+/// Jobs and audit rows in the database.
+async fn footprint(env: &Env) -> (i64, i64) {
+    (
+        env.count("SELECT COUNT(*) FROM jobs").await,
+        env.count("SELECT COUNT(*) FROM audit").await,
+    )
 }
 
 async fn on_hand_and_adjusts(env: &Env) -> (i64, i64) {
@@ -244,8 +245,7 @@ async fn a_started_run_is_one_transaction_or_nothing(b: Backend) {
 
     // A run lost before its end (the process dies in its last step) left nothing at all:
     // no job, no audit row, no adjustment — the caller never acknowledged it.
-    let jobs = env.count("SELECT COUNT(*) FROM jobs").await;
-    let rows = env.count("SELECT COUNT(*) FROM audit").await;
+    let before = footprint(&env).await;
     let defs = Arc::new(StoredDefinitions::new(env.store.clone()));
     let dying =
         Executor::new(env.store.clone(), defs.clone()).with_handler("audit.note", Arc::new(Hang));
@@ -259,16 +259,14 @@ async fn a_started_run_is_one_transaction_or_nothing(b: Backend) {
     assert!(env.store.job(&started.id).await.unwrap().is_none());
     doomed.stop(Duration::from_millis(100)).await;
     assert!(env.store.job(&started.id).await.unwrap().is_none());
-    assert_eq!(env.count("SELECT COUNT(*) FROM jobs").await, jobs);
-    assert_eq!(env.count("SELECT COUNT(*) FROM audit").await, rows);
+    assert_eq!(footprint(&env).await, before);
     assert_eq!(on_hand_and_adjusts(&env).await, (15, 2));
 
     // Disabled since the caller read it: the run's commit is refused and nothing exists.
     registry::set_enabled(&env.store, &ops, "pause", false)
         .await
         .unwrap();
-    let jobs = env.count("SELECT COUNT(*) FROM jobs").await;
-    let rows = env.count("SELECT COUNT(*) FROM audit").await;
+    let before = footprint(&env).await;
     let started = starter
         .start(&key, def, payload, Commit::WithRun)
         .await
@@ -276,8 +274,7 @@ async fn a_started_run_is_one_transaction_or_nothing(b: Backend) {
     let ended = started.ended.expect("runs here").await.unwrap();
     assert!(matches!(ended, Err(ExecError::Store(_))), "{ended:?}");
     assert!(env.store.job(&started.id).await.unwrap().is_none());
-    assert_eq!(env.count("SELECT COUNT(*) FROM jobs").await, jobs);
-    assert_eq!(env.count("SELECT COUNT(*) FROM audit").await, rows);
+    assert_eq!(footprint(&env).await, before);
     assert_eq!(on_hand_and_adjusts(&env).await, (15, 2));
     engine.stop(Duration::from_secs(5)).await;
     env.cleanup().await;

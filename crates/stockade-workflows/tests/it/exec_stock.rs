@@ -9,16 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stockade_core::Actor;
 use stockade_store::{StepOutput, StepStatus, sql_params};
-use stockade_sync::catalog::{self, MergeSku};
+use stockade_sync::catalog;
 use stockade_sync::stock::sku_stock;
 use stockade_workflows::exec::{
     ExecError, JOB_KIND, RunOutcome, StepCtx, StepFuture, StepHandler, StockAdjust,
 };
 use stockade_workflows::expr::Evaluated;
 
-use crate::exec_support::{Act, Backend, Env, Probe, both, catalog, executor};
+use crate::exec_support::{Act, Backend, Env, Probe, both, catalog, executor, import_sku};
 
 both!(
     an_adjustment_applies_once_across_a_crash_after_its_commit,
@@ -50,14 +49,7 @@ steps:
 /// A catalog with MUG-1 at 10 on hand (set by the import path) and one listing on a
 /// connection with a buffer of 2, its target (8) confirmed by the channel.
 async fn seed(env: &Env) {
-    let sku = MergeSku {
-        sku: "MUG-1".into(),
-        on_hand: Some(10),
-        listings: vec![],
-    };
-    catalog::merge(&env.store, &[sku], &Actor::System("test"), "catalog.import")
-        .await
-        .expect("import");
+    import_sku(env, "MUG-1", 10).await;
     env.store
         .tamper_for_tests(
             "INSERT INTO connections (id, name, marketplace, endpoint, account, settings, status, created_at_ms, updated_at_ms)

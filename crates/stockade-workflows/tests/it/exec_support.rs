@@ -197,6 +197,18 @@ pub fn executor(env: &Env, catalog: Arc<Catalog>, probe: Option<Arc<Probe>>) -> 
     }
 }
 
+/// SKU `sku` in the catalog with `on_hand` (set by the import path: one ledger row).
+pub async fn import_sku(env: &Env, sku: &str, on_hand: i64) {
+    let sku = stockade_sync::catalog::MergeSku {
+        sku: sku.into(),
+        on_hand: Some(on_hand),
+        listings: vec![],
+    };
+    stockade_sync::catalog::merge(&env.store, &[sku], &Actor::System("test"), "catalog.import")
+        .await
+        .expect("import");
+}
+
 /// A fresh vault on `env`'s store (its master key in the database's directory).
 pub async fn open_vault(env: &Env) -> Arc<stockade_vault::Vault> {
     use stockade_vault::{MasterKeySource, MasterKeys, Vault};
