@@ -23,8 +23,9 @@
 //!    version, with the trigger data `{kind: webhook, at, path, body, headers, query}`:
 //!    `headers` holds only [`READABLE_HEADERS`] (never `Authorization`, the signature or
 //!    cookies). With this process's engine running it starts at once on it
-//!    ([`Starter`]); a `respond: result` workflow whose steps stay inside the database is
-//!    one transaction from the enqueue to its end, answered once committed (a run that
+//!    ([`Starter`]); a `respond: result` workflow whose steps stay inside the database
+//!    (without retries or a concurrency limit) is one transaction from the enqueue to
+//!    its end, answered once committed (a run that
 //!    could not commit is answered 503 and left nothing). Without the engine, or with
 //!    every worker busy, it is enqueued for the workers. The registry behind the path is
 //!    read at most a second ago; the enqueue re-checks the version (a workflow disabled

@@ -576,11 +576,14 @@ impl Executor {
     /// Whether every step of `workflow` (control steps' children included) reaches
     /// nothing outside the database ([`Reach`]): a run of it can then be one transaction
     /// from its enqueue to its end (see [`Executor::run_fresh`]). A workflow with a
-    /// concurrency limit is not (its admission is a write of its own).
+    /// concurrency limit is not (its admission is a write of its own), nor one that
+    /// retries (a retry waits between attempts, and nothing may keep a caller waiting
+    /// that long without a stored execution).
     pub fn stays_in_database(&self, workflow: &Workflow) -> bool {
         fn all(ex: &Executor, steps: &[crate::definition::Step]) -> bool {
             steps.iter().all(|s| {
                 ex.reach_of(&s.uses.value) != Reach::Outside
+                    && s.retry.is_none()
                     && [&s.then, &s.otherwise, &s.default, &s.steps]
                         .into_iter()
                         .flatten()
@@ -588,7 +591,7 @@ impl Executor {
                     && s.cases.iter().flat_map(|c| c.values()).all(|c| all(ex, c))
             })
         }
-        workflow.concurrency.is_none() && all(self, &workflow.steps)
+        workflow.concurrency.is_none() && workflow.retry.is_none() && all(self, &workflow.steps)
     }
 
     /// Commit what the run buffered, if anything.

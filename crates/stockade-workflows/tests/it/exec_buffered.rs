@@ -20,12 +20,13 @@ use stockade_workflows::expr::Evaluated;
 use stockade_workflows::registry;
 use stockade_workflows::triggers::ActiveSet;
 
-use crate::exec_support::{Backend, Env, both, catalog, executor, import_sku};
+use crate::exec_support::{Act, Backend, Env, Probe, both, catalog, executor, import_sku};
 
 both!(
     a_database_step_sees_the_effects_the_run_has_not_committed_yet,
     steps_lost_before_their_commit_left_nothing_and_run_again_once,
     a_started_run_is_one_transaction_or_nothing,
+    only_workflows_inside_the_database_without_retries_run_as_one_transaction,
 );
 
 const COUNT: &str = r#"
@@ -277,5 +278,29 @@ async fn a_started_run_is_one_transaction_or_nothing(b: Backend) {
     assert_eq!(footprint(&env).await, before);
     assert_eq!(on_hand_and_adjusts(&env).await, (15, 2));
     engine.stop(Duration::from_secs(5)).await;
+    env.cleanup().await;
+}
+
+async fn only_workflows_inside_the_database_without_retries_run_as_one_transaction(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    // `http.request` as a server registers it (a handler reaching outside).
+    let probe = Probe::new(&env.store, &[Act::Succeed]);
+    let exec = executor(&env, catalog(&[COUNT]), Some(probe));
+    let wf = |text: &str| crate::exec_support::parse(text);
+    assert!(exec.stays_in_database(&wf(COUNT)));
+    assert!(exec.stays_in_database(&wf(PAUSE)));
+    // An outside step anywhere (here inside a branch), a retry, a concurrency limit: no.
+    let branch = "name: b\ntrigger: manual\npermissions:\n  hosts: [example.com]\nsteps:\n  - id: pick\n    uses: if\n    with: { condition: \"{{ true }}\" }\n    then:\n      - id: call\n        uses: http.request\n        with: { url: \"https://example.com/x\" }\n";
+    assert!(!exec.stays_in_database(&wf(branch)));
+    let retried = PAUSE.replace(
+        "    uses: audit.note\n",
+        "    uses: audit.note\n    retry: { attempts: 3 }\n",
+    );
+    assert!(!exec.stays_in_database(&wf(&retried)));
+    let limited = PAUSE.replace(
+        "trigger: manual\n",
+        "trigger: manual\nconcurrency: { limit: 1 }\n",
+    );
+    assert!(!exec.stays_in_database(&wf(&limited)));
     env.cleanup().await;
 }
