@@ -402,6 +402,10 @@ impl std::fmt::Debug for Starter {
     }
 }
 
+/// How long [`Starter::start`] with [`Commit::WithRun`] waits for a free slot before
+/// the execution goes to the queue instead.
+pub const SLOT_WAIT: Duration = Duration::from_secs(1);
+
 /// When a [`Starter`] commits an execution's enqueue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Commit {
@@ -454,6 +458,14 @@ impl Starter {
         let job = payload.job().requiring_active(def.name(), def.version);
         let slot = if *self.stopped.borrow() {
             None
+        } else if commit == Commit::WithRun {
+            // The caller waits for the end anyway: wait a moment for a slot rather than
+            // send the run through the queue (a claim, reads of the registry and the
+            // journal, a commit per outside step: several times the work).
+            tokio::time::timeout(SLOT_WAIT, self.slots.clone().acquire_owned())
+                .await
+                .ok()
+                .and_then(Result::ok)
         } else {
             self.slots.clone().try_acquire_owned().ok()
         };
