@@ -22,6 +22,11 @@ pub enum Role {
     Event,
     /// Another workflow's name (literal).
     Workflow,
+    /// Source code run by the step (literal, never evaluated as an expression: `{{` in
+    /// a script is the script's own text).
+    Code,
+    /// The name of a configured alert channel (literal).
+    Channel,
 }
 
 /// One parameter of a step kind.
@@ -75,7 +80,7 @@ const fn kind(name: &'static str, params: &'static [Param], summary: &'static st
     }
 }
 
-use Role::{Connection, Credential, Data, Event, Url, Workflow};
+use Role::{Channel, Code, Connection, Credential, Data, Event, Url, Workflow};
 
 /// Every step kind.
 pub const KINDS: &[StepKind] = &[
@@ -149,8 +154,9 @@ pub const KINDS: &[StepKind] = &[
                 p("message", true, Data),
                 p("title", false, Data),
                 p("severity", false, Data),
+                p("channel", false, Channel),
             ],
-            "An alert to the configured channels (DingTalk, Feishu, webhook).",
+            "An alert to the configured channels (DingTalk, Feishu, webhook), or to the one named by `channel`.",
         )
     },
     StepKind {
@@ -212,6 +218,83 @@ pub const KINDS: &[StepKind] = &[
             "Fail the execution with a message (it reaches the error event and its alerts).",
         )
     },
+    kind(
+        "script",
+        &[
+            p("code", true, Code),
+            p("language", false, Data),
+            p("input", false, Data),
+            p("nodes", false, Data),
+            p("limits", false, Data),
+        ],
+        "JavaScript in a sandbox with no I/O, memory/time/output limits and the n8n Code node's data API.",
+    ),
+    StepKind {
+        pii_sink: true,
+        ..kind(
+            "nocodb.list",
+            &[
+                p("url", true, Url),
+                p("credential", true, Credential),
+                p("table", true, Data),
+                p("where", false, Data),
+                p("sort", false, Data),
+                p("fields", false, Data),
+                p("limit", false, Data),
+                p("offset", false, Data),
+            ],
+            "Rows of a NocoDB table (API token from the credential store).",
+        )
+    },
+    StepKind {
+        pii_sink: true,
+        ..kind(
+            "nocodb.insert",
+            &[
+                p("url", true, Url),
+                p("credential", true, Credential),
+                p("table", true, Data),
+                p("rows", true, Data),
+            ],
+            "Insert rows into a NocoDB table (at most 100 per request).",
+        )
+    },
+    StepKind {
+        pii_sink: true,
+        ..kind(
+            "nocodb.update",
+            &[
+                p("url", true, Url),
+                p("credential", true, Credential),
+                p("table", true, Data),
+                p("rows", true, Data),
+            ],
+            "Update NocoDB rows by `Id` (at most 100 per request).",
+        )
+    },
+    StepKind {
+        pii_sink: true,
+        ..kind(
+            "nocodb.delete",
+            &[
+                p("url", true, Url),
+                p("credential", true, Credential),
+                p("table", true, Data),
+                p("ids", true, Data),
+            ],
+            "Delete NocoDB rows by `Id` (at most 100 per request).",
+        )
+    },
+    kind(
+        "unsupported",
+        &[
+            p("node", true, Data),
+            p("type", true, Data),
+            p("reason", false, Data),
+            p("parameters", false, Data),
+        ],
+        "A node of an imported n8n workflow that could not be converted: always a lint error until replaced.",
+    ),
 ];
 
 /// Literal values a parameter accepts (an expression is checked when it runs).
@@ -263,6 +346,18 @@ pub enum StepKindName {
     WorkflowCall,
     #[serde(rename = "fail")]
     Fail,
+    #[serde(rename = "script")]
+    Script,
+    #[serde(rename = "nocodb.list")]
+    NocodbList,
+    #[serde(rename = "nocodb.insert")]
+    NocodbInsert,
+    #[serde(rename = "nocodb.update")]
+    NocodbUpdate,
+    #[serde(rename = "nocodb.delete")]
+    NocodbDelete,
+    #[serde(rename = "unsupported")]
+    Unsupported,
 }
 
 /// Event kinds a workflow can be triggered by or wait for.

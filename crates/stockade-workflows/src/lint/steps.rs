@@ -270,6 +270,24 @@ impl Walk<'_> {
                 ),
             },
             Role::Url => self.url(value.pos, text),
+            Role::Code => {
+                if text.is_none() {
+                    self.report.add(
+                        value.pos,
+                        Rule::Schema,
+                        "`code` is the script's text, written literally",
+                    );
+                }
+            }
+            Role::Channel => {
+                if literal.is_none() {
+                    self.report.add(
+                        value.pos,
+                        Rule::Schema,
+                        "an alert channel is named literally",
+                    );
+                }
+            }
             Role::Workflow => {
                 if literal.is_none() {
                     self.report.add(
