@@ -26,7 +26,7 @@ fn head(name: &str) -> String {
     )
 }
 
-fn mirror(url: &str, table: &str) -> String {
+pub(crate) fn mirror(url: &str, table: &str) -> String {
     let with = format!("url: \"{url}\", credential: noco, table: {table}");
     head("mirror")
         + &format!(
@@ -51,27 +51,39 @@ fn mirror(url: &str, table: &str) -> String {
 }
 
 /// One step `kind` with `extra` parameters, against `url` with `credential`.
-fn single(name: &str, kind: &str, url: &str, credential: &str, table: &str, extra: &str) -> String {
+pub(crate) fn single(
+    name: &str,
+    kind: &str,
+    url: &str,
+    credential: &str,
+    table: &str,
+    extra: &str,
+) -> String {
     head(name)
         + &format!(
             "  - id: one\n    uses: {kind}\n    with: {{ url: \"{url}\", credential: {credential}, table: {table}{extra} }}\n"
         )
 }
 
-async fn run(env: &Env, exec: &Executor, name: &str, inputs: Value) -> (String, RunOutcome) {
+pub(crate) async fn run(
+    env: &Env,
+    exec: &Executor,
+    name: &str,
+    inputs: Value,
+) -> (String, RunOutcome) {
     let id = env.enqueue(name, inputs).await;
     let lease = env.claim("w1", 30_000).await.expect("a job");
     (id, exec.run_claimed(lease).await.expect("runs"))
 }
 
-fn failure(outcome: RunOutcome) -> WorkflowFailure {
+pub(crate) fn failure(outcome: RunOutcome) -> WorkflowFailure {
     match outcome {
         RunOutcome::Failed(f) => f,
         other => panic!("expected a failure, got {other:?}"),
     }
 }
 
-fn output(journal: &[stockade_store::StepRecord], step: &str) -> Value {
+pub(crate) fn output(journal: &[stockade_store::StepRecord], step: &str) -> Value {
     let row = journal
         .iter()
         .rev()
