@@ -571,7 +571,7 @@ impl NocoDb {
             let resp = client
                 .send(req.clone().partition(partition.clone()))
                 .await
-                .map_err(|e| self.from_egress(&e))?;
+                .map_err(|e| self.egress_error(&e))?;
             if resp.status.as_u16() != 429 {
                 return Ok(resp);
             }
@@ -583,7 +583,7 @@ impl NocoDb {
         }
     }
 
-    fn from_egress(&self, e: &EgressError) -> StepError {
+    fn egress_error(&self, e: &EgressError) -> StepError {
         let class = match e {
             EgressError::Blocked { .. } => ErrorClass::Permission,
             EgressError::Timeout => ErrorClass::Timeout,

@@ -94,9 +94,15 @@ pub(crate) fn output(journal: &[stockade_store::StepRecord], step: &str) -> Valu
         other => panic!("output {other:?}"),
     }
 }
+struct Fixture {
+    env: Env,
+    sim: NocoSim,
+    exec: Executor,
+    table: String,
+}
 
-async fn nocodb_steps_write_read_and_refuse(b: Backend) {
-    let Some(env) = Env::new(b).await else { return };
+async fn fixture(b: Backend) -> Option<Fixture> {
+    let env = Env::new(b).await?;
     let vault = open_vault(&env).await;
     put_credential(&vault, "noco", TOKEN, &["*"], &["127.0.0.1"]).await;
     put_credential(&vault, "noco-bad", BAD, &["*"], &["127.0.0.1"]).await;
@@ -134,12 +140,32 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
     let refs: Vec<&str> = wfs.iter().map(String::as_str).collect();
     let exec = Executor::new(env.store.clone(), catalog(&refs)).with_services(gateway, vault);
 
+    Some(Fixture {
+        env,
+        sim,
+        exec,
+        table,
+    })
+}
+
+async fn nocodb_steps_write_read_and_refuse(b: Backend) {
+    let Some(fx) = fixture(b).await else { return };
+    writes_reads_and_paces(&fx).await;
+    waits_out_429s(&fx).await;
+    refuses_clearly(&fx).await;
+    nothing_secret_persisted(&fx, b).await;
+    fx.sim.shutdown().await;
+    fx.env.cleanup().await;
+}
+
+async fn writes_reads_and_paces(fx: &Fixture) {
+    let (env, sim, exec, table) = (&fx.env, &fx.sim, &fx.exec, &fx.table);
     // 150 rows in two batches, a filtered list, an update and a delete.
     let rows: Vec<Value> = (1..=150)
         .map(|i| json!({ "sku": format!("SKU-{i:03}"), "qty": i, "status": "new" }))
         .collect();
     let batches = json!([rows[..100], rows[100..]]);
-    let (id, outcome) = run(&env, &exec, "mirror", json!({ "batches": batches })).await;
+    let (id, outcome) = run(env, exec, "mirror", json!({ "batches": batches })).await;
     assert_eq!(outcome, RunOutcome::Succeeded);
     let journal = env.store.journal(&id).await.unwrap();
     let top = output(&journal, "top");
@@ -158,7 +184,7 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
     assert_eq!(top["page_info"]["totalRows"], json!(10));
     assert_eq!(output(&journal, "fix"), json!({ "count": 1 }));
     assert_eq!(output(&journal, "drop"), json!({ "count": 4 }));
-    let stored = sim.rows(&table);
+    let stored = sim.rows(table);
     assert_eq!(stored.len(), 146);
     let top_row = stored.iter().find(|r| r["qty"] == json!(150)).unwrap();
     assert_eq!(top_row["status"], json!("checked"));
@@ -187,12 +213,15 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
     // Paced: 4 requests/s per (host, credential), so five requests span at least 0.9 s.
     let span = sent[4].at.duration_since(sent[0].at);
     assert!(span >= Duration::from_millis(900), "{span:?}");
+}
 
+async fn waits_out_429s(fx: &Fixture) {
+    let (env, sim, exec) = (&fx.env, &fx.sim, &fx.exec);
     // A 429 with Retry-After: 1 is waited out, and the list then succeeds.
     sim.throttle(1, Some(1));
     let before = sim.requests().len();
     let started = Instant::now();
-    let (_, outcome) = run(&env, &exec, "lister", json!({})).await;
+    let (_, outcome) = run(env, exec, "lister", json!({})).await;
     assert_eq!(outcome, RunOutcome::Succeeded);
     assert!(
         started.elapsed() >= Duration::from_secs(1),
@@ -201,9 +230,12 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
     );
     let statuses: Vec<u16> = sim.requests()[before..].iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![429, 200]);
+}
 
+async fn refuses_clearly(fx: &Fixture) {
+    let (env, sim, exec) = (&fx.env, &fx.sim, &fx.exec);
     // A refused token: a clear, permanent failure naming the credential, not the token.
-    let f = failure(run(&env, &exec, "badtoken", json!({})).await.1);
+    let f = failure(run(env, exec, "badtoken", json!({})).await.1);
     assert_eq!((f.class.as_str(), f.status), ("http", Some(401)));
     assert!(
         f.message
@@ -216,7 +248,7 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
     // Over 100 rows: refused before anything is sent, pointing at for_each.
     let before = sim.requests().len();
     let many: Vec<Value> = (0..101).map(|i| json!({ "qty": i })).collect();
-    let f = failure(run(&env, &exec, "toomany", json!({ "rows": many })).await.1);
+    let f = failure(run(env, exec, "toomany", json!({ "rows": many })).await.1);
     assert_eq!(f.class, "invalid");
     assert!(
         f.message.contains("for_each") && f.message.contains("101"),
@@ -226,15 +258,32 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
     assert_eq!(sim.requests().len(), before);
 
     // An unknown table, and a host the workflow does not declare (nothing sent).
-    let f = failure(run(&env, &exec, "notable", json!({})).await.1);
+    let f = failure(run(env, exec, "notable", json!({})).await.1);
     assert_eq!((f.class.as_str(), f.status), ("http", Some(404)));
     assert!(f.message.contains("table was not found"), "{}", f.message);
     let before = sim.requests().len();
-    let f = failure(run(&env, &exec, "stray", json!({})).await.1);
+    let f = failure(run(env, exec, "stray", json!({})).await.1);
     assert_eq!(f.class, "permission");
     assert!(f.message.contains("permissions.hosts"), "{}", f.message);
     assert_eq!(sim.requests().len(), before);
 
+    // A 429 asking for longer than the step may wait: a transient failure at once (the
+    // step's retry policy decides), and every later request on that host and credential
+    // waits too, so nothing more reaches NocoDB meanwhile.
+    sim.throttle(1, Some(120));
+    let before = sim.requests().len();
+    let started = Instant::now();
+    let f = failure(run(env, exec, "lister", json!({})).await.1);
+    assert_eq!((f.class.as_str(), f.status), ("transient", Some(429)));
+    assert!(f.message.contains("rate limit"), "{}", f.message);
+    let f = failure(run(env, exec, "lister", json!({})).await.1);
+    assert_eq!((f.class.as_str(), f.status), ("transient", Some(429)));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert_eq!(sim.requests().len(), before + 1, "the pause is shared");
+}
+
+async fn nothing_secret_persisted(fx: &Fixture, b: Backend) {
+    let env = &fx.env;
     // Neither token is anywhere in what was persisted.
     for sql in [
         "SELECT COALESCE(output, '') || COALESCE(error, '') FROM job_steps",
@@ -256,6 +305,4 @@ async fn nocodb_steps_write_read_and_refuse(b: Backend) {
             assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()));
         }
     }
-    sim.shutdown().await;
-    env.cleanup().await;
 }

@@ -187,6 +187,31 @@ async fn set_up(gateway: &Gateway, base: &str, authority: &str) -> (String, Stri
     (token, table)
 }
 
+/// The mirror workflow's outputs: two inserts, the five largest `qty` above 140, one row
+/// updated and four deleted.
+fn check_journal(journal: &[stockade_store::StepRecord]) {
+    let inserted: Vec<Value> = journal
+        .iter()
+        .filter(|r| r.step_id.ends_with("/insert"))
+        .map(|r| match &r.output {
+            stockade_store::StepOutput::Json(v) => v["count"].clone(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(inserted, vec![json!(100), json!(50)]);
+    let top = output(journal, "top");
+    let qtys: Vec<i64> = top["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["qty"].as_i64().unwrap())
+        .collect();
+    assert_eq!(qtys, vec![150, 149, 148, 147, 146], "{top}");
+    assert_eq!(top["page_info"]["totalRows"], json!(10), "{top}");
+    assert_eq!(output(journal, "fix"), json!({ "count": 1 }));
+    assert_eq!(output(journal, "drop"), json!({ "count": 4 }));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nocodb_steps_against_a_real_nocodb() {
     let Some(dir) = installed() else {
@@ -246,26 +271,7 @@ async fn nocodb_steps_against_a_real_nocodb() {
     let ran = run_started.elapsed();
     assert_eq!(outcome, RunOutcome::Succeeded, "{}", noco.log_tail());
     let journal = env.store.journal(&id).await.unwrap();
-    let inserted: Vec<Value> = journal
-        .iter()
-        .filter(|r| r.step_id.ends_with("/insert"))
-        .map(|r| match &r.output {
-            stockade_store::StepOutput::Json(v) => v["count"].clone(),
-            other => panic!("{other:?}"),
-        })
-        .collect();
-    assert_eq!(inserted, vec![json!(100), json!(50)]);
-    let top = output(&journal, "top");
-    let qtys: Vec<i64> = top["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["qty"].as_i64().unwrap())
-        .collect();
-    assert_eq!(qtys, vec![150, 149, 148, 147, 146], "{top}");
-    assert_eq!(top["page_info"]["totalRows"], json!(10), "{top}");
-    assert_eq!(output(&journal, "fix"), json!({ "count": 1 }));
-    assert_eq!(output(&journal, "drop"), json!({ "count": 4 }));
+    check_journal(&journal);
 
     // What NocoDB now holds, read back directly.
     let list = |q: &str| {
