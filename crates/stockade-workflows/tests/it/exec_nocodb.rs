@@ -306,3 +306,20 @@ async fn nothing_secret_persisted(fx: &Fixture, b: Backend) {
         }
     }
 }
+
+/// The example in docs/workflows.md's NocoDB section lints clean as a workflow.
+#[test]
+fn the_docs_nocodb_example_lints_clean() {
+    let docs = include_str!("../../../../docs/workflows.md");
+    let section = &docs[docs.find("## NocoDB steps").expect("the section")..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let len = section[start..].find("```").unwrap();
+    let example = format!(
+        "name: orders-mirror\ntrigger: manual\ninputs:\n  batches: {{ type: array, required: true }}\n{}",
+        &section[start..start + len]
+    );
+    let options = stockade_workflows::LintOptions::default();
+    let linted = stockade_workflows::lint_document(&example, &options);
+    assert!(linted.workflow.is_some(), "{:?}", linted.problems);
+    assert_eq!(linted.problems, vec![]);
+}
