@@ -9,7 +9,8 @@
 //! `ERR_TABLE_NOT_FOUND`), more than 100 rows in one write (422
 //! `ERR_MAX_PAYLOAD_LIMIT_EXCEEDED`), list with `where` (`(col,op,value)` joined by
 //! `~and`; ops eq, neq, gt, ge, gte, lt, le, lte, like), `sort` (`-col` descending),
-//! `fields`, `limit` (default 25, max 1000) and `offset` → `{list, pageInfo}`, bulk
+//! `fields`, `limit` (default 25, max 1000) and `offset` → `{list, pageInfo}` (a `where`
+//! that does not parse: 422 `{"msg": "Invalid filter format."}`), bulk
 //! insert → `[{Id}]`, bulk update and delete by `Id` → `[{Id}]` (404
 //! `ERR_RECORD_NOT_FOUND` for a missing `Id`). [`NocoSim::throttle`] makes the next
 //! requests answer 429 like NocoDB's limiter, with or without `Retry-After`. Every request
@@ -397,6 +398,17 @@ fn list(t: &Table, query: &BTreeMap<String, String>) -> Response {
         .get("where")
         .map(|w| w.split("~and").collect())
         .unwrap_or_default();
+    let well_formed = |c: &str| {
+        let c = c.trim();
+        c.starts_with('(') && c.ends_with(')') && c.matches(',').count() >= 1
+    };
+    if !conds.iter().all(|c| well_formed(c)) {
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({ "msg": "Invalid filter format." })),
+        )
+            .into_response();
+    }
     let mut rows: Vec<&Map<String, Value>> = t
         .rows
         .values()

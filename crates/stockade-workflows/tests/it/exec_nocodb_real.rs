@@ -4,7 +4,9 @@
 //! loopback port with a temporary data directory, behind the sandbox's loopback TLS
 //! terminator (egress is https only), set up through its REST API (sign in, API token,
 //! base, table), and then a workflow inserts 150 rows in two `for_each` batches, lists
-//! with `where`/`sort`/`fields`, updates and deletes by `Id`; a wrong token fails clearly.
+//! with `where`/`sort`/`fields`, updates and deletes by `Id`; a wrong token and an unknown
+//! table fail clearly; and the sandbox's simulator is checked to answer NocoDB's refusals
+//! with the same status and body as the real one.
 //! NocoDB is killed when the test ends, panics included ([`Noco`]'s `Drop`).
 //!
 //! Without an install the test prints `SKIPPED: real NocoDB not installed (…)` and
@@ -19,6 +21,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use stockade_core::Environment;
 use stockade_egress::{Caller, EgressConfig, Gateway, Method, Request};
+use stockade_sandbox::NocoSim;
 use stockade_sandbox::tlsproxy::TlsProxy;
 use stockade_workflows::exec::{Executor, RunOutcome};
 
@@ -187,6 +190,72 @@ async fn set_up(gateway: &Gateway, base: &str, authority: &str) -> (String, Stri
     (token, table)
 }
 
+/// One request through `gateway`: (status, JSON answer).
+async fn answer(gateway: &Gateway, authority: &str, req: Request) -> (u16, Value) {
+    let client = gateway.client(Caller::System("nocodb-it"), &[authority]);
+    let resp = client.send(req).await.expect("an answer");
+    let body = serde_json::from_slice(&resp.body).unwrap_or(Value::Null);
+    (resp.status.as_u16(), body)
+}
+
+/// The sandbox's simulator answers the refusals exactly as this real NocoDB does: over
+/// 100 rows, an unknown table, a missing record, a bad token, a malformed `where`.
+async fn simulator_answers_like_nocodb(real: (&Gateway, &str, &str), token: &str, table: &str) {
+    let sim = NocoSim::start(token).await.expect("simulator");
+    let sim_table = sim.add_table("probe");
+    let sim_authority = sim.base_url.trim_start_matches("https://").to_owned();
+    let mut cfg = EgressConfig::new(Environment::Dev);
+    cfg.allowed_hosts = vec![sim_authority.clone()];
+    cfg.extra_root_pems = vec![sim.ca_pem.clone()];
+    cfg.max_attempts = 1;
+    let sim_gateway = Gateway::new(cfg, None).expect("gateway");
+    let many: Vec<Value> = (0..101).map(|i| json!({ "qty": i })).collect();
+    let probes: [(Method, &str, &str, Option<Value>, bool); 5] = [
+        (Method::POST, "", "", Some(Value::Array(many)), true),
+        (Method::GET, "mNoSuchTbl", "", None, true),
+        (
+            Method::PATCH,
+            "",
+            "",
+            Some(json!([{ "Id": 99999, "qty": 1 }])),
+            true,
+        ),
+        (Method::GET, "", "", None, false),
+        (Method::GET, "", "?where=bad", None, true),
+    ];
+    for (method, other_table, query, body, good_token) in probes {
+        let mut got = Vec::new();
+        for (gateway, authority, base, own) in [
+            (real.0, real.1, real.2, table),
+            (
+                &sim_gateway,
+                sim_authority.as_str(),
+                sim.base_url.as_str(),
+                sim_table.as_str(),
+            ),
+        ] {
+            let t = if other_table.is_empty() {
+                own
+            } else {
+                other_table
+            };
+            let sent = if good_token { token } else { "wrong-token" };
+            let url = format!("{base}/api/v2/tables/{t}/records{query}");
+            let mut req = Request::new(method.clone(), url, "/probe", "nocodb.probe")
+                .header_named("xc-token", sent.to_owned());
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            got.push(answer(gateway, authority, req).await);
+        }
+        assert_eq!(
+            got[0], got[1],
+            "{method} {other_table}{query}: NocoDB vs the simulator"
+        );
+    }
+    sim.shutdown().await;
+}
+
 /// The mirror workflow's outputs: two inserts, the five largest `qty` above 140, one row
 /// updated and four deleted.
 fn check_journal(journal: &[stockade_store::StepRecord]) {
@@ -242,6 +311,8 @@ async fn nocodb_steps_against_a_real_nocodb() {
     let setup = gateway_for(None);
     let (token, table) = set_up(&setup, &proxy.base_url, &authority).await;
 
+    simulator_answers_like_nocodb((&setup, &authority, &proxy.base_url), &token, &table).await;
+
     let env = Env::new(Backend::Sqlite).await.expect("a store");
     let vault = open_vault(&env).await;
     put_credential(&vault, "noco", &token, &["*"], &["127.0.0.1"]).await;
@@ -257,6 +328,7 @@ async fn nocodb_steps_against_a_real_nocodb() {
     let wfs = [
         mirror(&url, &table),
         single("badtoken", "nocodb.list", &url, "noco-bad", &table, ""),
+        single("notable", "nocodb.list", &url, "noco", "mNoSuchTbl", ""),
     ];
     let refs: Vec<&str> = wfs.iter().map(String::as_str).collect();
     let exec = Executor::new(env.store.clone(), catalog(&refs))
@@ -307,6 +379,14 @@ async fn nocodb_steps_against_a_real_nocodb() {
         "{}",
         f.message
     );
+    let f = failure(run(&env, &exec, "notable", json!({})).await.1);
+    assert_eq!(
+        (f.class.as_str(), f.status),
+        ("http", Some(404)),
+        "{}",
+        f.message
+    );
+    assert!(f.message.contains("table was not found"), "{}", f.message);
     for sql in [
         "SELECT COALESCE(output, '') || COALESCE(error, '') FROM job_steps",
         "SELECT action || details FROM audit",
