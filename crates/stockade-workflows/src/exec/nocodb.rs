@@ -599,13 +599,11 @@ impl NocoDb {
 impl StepHandler for NocoDb {
     fn run<'a>(&'a self, ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
-            // Rows sent out: buyer data needs the step's reviewed allow_pii.
-            let value = match self.op {
-                NocoOp::List => &params.value,
-                _ => params
-                    .for_sink(ctx.allow_pii)
-                    .map_err(|e| self.err(ErrorClass::Permission, e.0))?,
-            };
+            // Rows and filters are sent out: buyer data needs the step's reviewed
+            // allow_pii (all four kinds are PII sinks in the step table, as for lint).
+            let value = params
+                .for_sink(ctx.allow_pii)
+                .map_err(|e| self.err(ErrorClass::Permission, e.0))?;
             let call = self.call(ctx, value)?;
             if let Some(Value::Array(items)) = &call.body
                 && items.is_empty()
