@@ -268,7 +268,8 @@ impl NocoDb {
                 "`url` is NocoDB's base URL, without a query".into(),
             ));
         }
-        let (host, authority) = url_host(base).map_err(|e| invalid(e.message))?;
+        let (host, authority) = url_host(base)
+            .map_err(|e| invalid(e.message.trim_start_matches("http.request: ").to_owned()))?;
         if !ctx
             .permissions
             .hosts
@@ -689,6 +690,21 @@ mod tests {
         assert_eq!(msg, "bad [redacted]");
         let (code, msg) = error_body(br#"{"msg":"Invalid token"}"#, &token);
         assert_eq!((code, msg.as_str()), (None, "Invalid token"));
+    }
+
+    #[test]
+    fn retry_after_defaults_to_nocodbs_30_seconds() {
+        let mut resp = Response {
+            status: stockade_egress::StatusCode::TOO_MANY_REQUESTS,
+            headers: stockade_egress::HeaderMap::new(),
+            body: vec![],
+            attempts: 1,
+        };
+        assert_eq!(retry_after(&resp), DEFAULT_RETRY_AFTER);
+        resp.headers.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&resp), Duration::from_secs(7));
+        resp.headers.insert("retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&resp), DEFAULT_RETRY_AFTER);
     }
 
     #[test]
