@@ -50,6 +50,7 @@ mod gate;
 mod handlers;
 mod http;
 mod orders;
+mod script;
 mod seal;
 mod set_stock;
 mod stock;
@@ -57,6 +58,7 @@ mod wait;
 mod walk;
 
 pub use alert::AlertSend;
+pub use script::{ScriptLimits, ScriptSettings, ScriptStep};
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use gate::REQUEUE_MS;
@@ -329,6 +331,7 @@ impl Executor {
         handlers.insert("order.get".into(), orders(false));
         handlers.insert("marketplace.fetch_orders".into(), orders(true));
         handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
+        handlers.insert("script".into(), Arc::new(ScriptStep::default()));
         Executor {
             store,
             definitions,
@@ -358,6 +361,11 @@ impl Executor {
         self.handlers
             .insert("marketplace.fetch_orders".into(), orders(true));
         self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
+    }
+
+    /// Run `script` steps with these default limits and maxima.
+    pub fn with_script(self, settings: ScriptSettings) -> Self {
+        self.with_handler("script", Arc::new(ScriptStep::new(settings)))
     }
 
     /// Run `kind` steps with `handler` (a step kind the table knows).

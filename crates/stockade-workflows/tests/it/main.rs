@@ -13,6 +13,7 @@ mod exec_buffered;
 mod exec_failures;
 mod exec_http;
 mod exec_orders;
+mod exec_script;
 mod exec_stock;
 mod exec_support;
 mod exec_wait;
