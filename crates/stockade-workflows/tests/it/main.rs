@@ -19,6 +19,7 @@ mod exec_support;
 mod exec_wait;
 mod expr;
 mod lint;
+mod lint_script;
 mod operate;
 mod order_events;
 mod registry;
