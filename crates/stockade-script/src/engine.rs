@@ -80,9 +80,15 @@ pub(crate) fn check(rt: &Runtime, code: &str, limits: &Limits) -> Result<(), Scr
     let result = match Context::custom::<Intrinsics>(rt) {
         Ok(context) => context.with(|ctx| {
             let source = format!("(function () {{{}\n}})", wrap(code));
-            compile(&ctx, &source).map(|_| ()).map_err(|e| e.classify(&fired, limits, Phase::Compile))
+            compile(&ctx, &source)
+                .map(|_| ())
+                .map_err(|e| e.classify(&fired, limits, Phase::Compile))
         }),
-        Err(e) => Err(ScriptError::new(ScriptErrorKind::Engine, e.to_string(), None)),
+        Err(e) => Err(ScriptError::new(
+            ScriptErrorKind::Engine,
+            e.to_string(),
+            None,
+        )),
     };
     disarm(rt);
     result
@@ -130,7 +136,8 @@ fn compile<'js>(ctx: &Ctx<'js>, source: &str) -> Result<Function<'js>, Failure> 
 fn in_context(ctx: &Ctx<'_>, job: &Job, fired: &AtomicBool) -> Result<Outcome, ScriptError> {
     let limits = &job.limits;
     let runner = prepare(ctx, job).map_err(|e| e.classify(fired, limits, Phase::Run))?;
-    let code = compile(ctx, &wrap(&job.code)).map_err(|e| e.classify(fired, limits, Phase::Compile))?;
+    let code =
+        compile(ctx, &wrap(&job.code)).map_err(|e| e.classify(fired, limits, Phase::Compile))?;
     let done = drive(ctx, &runner, code).map_err(|e| e.classify(fired, limits, Phase::Run))?;
     read(ctx, &done, limits).map_err(|e| match e {
         Read::Failure(f) => f.classify(fired, limits, Phase::Run),
@@ -160,14 +167,21 @@ fn prepare<'js>(ctx: &Ctx<'js>, job: &Job) -> Result<Function<'js>, Failure> {
         .map_err(Failure::from)
 }
 
-fn json_in<'js>(ctx: &Ctx<'js>, value: &serde_json::Value) -> Result<rquickjs::Value<'js>, Failure> {
+fn json_in<'js>(
+    ctx: &Ctx<'js>,
+    value: &serde_json::Value,
+) -> Result<rquickjs::Value<'js>, Failure> {
     let text = serde_json::to_string(value).map_err(|e| Failure::plain(e.to_string()))?;
     ctx.json_parse(text).catch(ctx).map_err(Failure::from)
 }
 
 /// Call `run(code)` and drive the promise jobs until it settles (there is no I/O, so a
 /// promise that is still pending when no job is left never settles).
-fn drive<'js>(ctx: &Ctx<'js>, runner: &Function<'js>, code: Function<'js>) -> Result<Object<'js>, Failure> {
+fn drive<'js>(
+    ctx: &Ctx<'js>,
+    runner: &Function<'js>,
+    code: Function<'js>,
+) -> Result<Object<'js>, Failure> {
     let promise: Promise = runner.call((code,)).catch(ctx).map_err(Failure::from)?;
     match promise.finish::<Object>().catch(ctx) {
         Ok(done) => Ok(done),
@@ -185,7 +199,10 @@ enum Read {
 
 /// The returned items as JSON (bounded by the output limit) and the console lines.
 fn read<'js>(ctx: &Ctx<'js>, done: &Object<'js>, limits: &Limits) -> Result<Outcome, Read> {
-    let items: rquickjs::Value = done.get("items").catch(ctx).map_err(|e| Read::Failure(e.into()))?;
+    let items: rquickjs::Value = done
+        .get("items")
+        .catch(ctx)
+        .map_err(|e| Read::Failure(e.into()))?;
     let text = ctx
         .json_stringify(items)
         .catch(ctx)
@@ -206,9 +223,17 @@ fn read<'js>(ctx: &Ctx<'js>, done: &Object<'js>, limits: &Limits) -> Result<Outc
             None,
         )));
     }
-    let items: Vec<serde_json::Value> = serde_json::from_str(&text)
-        .map_err(|e| Read::Error(ScriptError::new(ScriptErrorKind::Thrown, format!("the output is not JSON: {e}"), None)))?;
-    let logs: Vec<String> = done.get("logs").catch(ctx).map_err(|e| Read::Failure(e.into()))?;
+    let items: Vec<serde_json::Value> = serde_json::from_str(&text).map_err(|e| {
+        Read::Error(ScriptError::new(
+            ScriptErrorKind::Thrown,
+            format!("the output is not JSON: {e}"),
+            None,
+        ))
+    })?;
+    let logs: Vec<String> = done
+        .get("logs")
+        .catch(ctx)
+        .map_err(|e| Read::Failure(e.into()))?;
     Ok(Outcome { items, logs })
 }
 
@@ -226,20 +251,40 @@ impl Failure {
         let line = self.stack.as_deref().and_then(author_line);
         let (kind, message) = if fired.load(Ordering::Relaxed) {
             let ms = limits.time.as_millis();
-            (ScriptErrorKind::Time, format!("the script ran longer than its time limit ({ms} ms) and was stopped"))
+            (
+                ScriptErrorKind::Time,
+                format!("the script ran longer than its time limit ({ms} ms) and was stopped"),
+            )
         } else if self.allocation || self.message.contains("out of memory") {
             let mib = limits.memory_bytes as f64 / f64::from(1u32 << 20);
-            (ScriptErrorKind::Memory, format!("the script used more than its memory limit ({mib:.0} MiB) and was stopped"))
+            (
+                ScriptErrorKind::Memory,
+                format!(
+                    "the script used more than its memory limit ({mib:.0} MiB) and was stopped"
+                ),
+            )
         } else if self.message.contains("Maximum call stack size exceeded")
             || self.message.contains("stack overflow")
         {
-            (ScriptErrorKind::Stack, "the script recursed too deeply (stack limit) and was stopped".to_owned())
+            (
+                ScriptErrorKind::Stack,
+                "the script recursed too deeply (stack limit) and was stopped".to_owned(),
+            )
         } else if phase == Phase::Compile && self.name == "SyntaxError" {
-            (ScriptErrorKind::Syntax, format!("syntax error: {}", self.message))
+            (
+                ScriptErrorKind::Syntax,
+                format!("syntax error: {}", self.message),
+            )
         } else if self.message.is_empty() {
-            (ScriptErrorKind::Thrown, format!("the script threw {}", self.name))
+            (
+                ScriptErrorKind::Thrown,
+                format!("the script threw {}", self.name),
+            )
         } else {
-            (ScriptErrorKind::Thrown, format!("the script threw {}: {}", self.name, self.message))
+            (
+                ScriptErrorKind::Thrown,
+                format!("the script threw {}: {}", self.name, self.message),
+            )
         };
         ScriptError::new(kind, message, line)
     }

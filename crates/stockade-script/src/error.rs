@@ -35,7 +35,11 @@ pub struct ScriptError {
 }
 
 impl ScriptError {
-    pub(crate) fn new(kind: ScriptErrorKind, message: impl Into<String>, line: Option<u32>) -> Self {
+    pub(crate) fn new(
+        kind: ScriptErrorKind,
+        message: impl Into<String>,
+        line: Option<u32>,
+    ) -> Self {
         ScriptError {
             kind,
             message: message.into(),

@@ -38,7 +38,9 @@ pub struct Pool {
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool").field("stats", &self.stats()).finish()
+        f.debug_struct("Pool")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 
@@ -91,7 +93,9 @@ impl Pool {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Runtime>> {
-        self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn take(&self) -> Result<Runtime, ScriptError> {
@@ -100,7 +104,11 @@ impl Pool {
             return Ok(rt);
         }
         let rt = Runtime::new().map_err(|e| {
-            ScriptError::new(ScriptErrorKind::Engine, format!("could not create a script runtime: {e}"), None)
+            ScriptError::new(
+                ScriptErrorKind::Engine,
+                format!("could not create a script runtime: {e}"),
+                None,
+            )
         })?;
         self.created.fetch_add(1, Ordering::Relaxed);
         Ok(rt)

@@ -22,11 +22,18 @@ fn strings_never_become_code() {
     ] {
         let err = fails(code);
         assert_eq!(err.kind, ScriptErrorKind::Thrown, "{code}: {err}");
-        assert!(err.message.contains("not available in a script step"), "{code}: {err}");
+        assert!(
+            err.message.contains("not available in a script step"),
+            "{code}: {err}"
+        );
     }
     // Replacing the constructor does not break what data code uses.
-    let code = "return {f: (() => 1) instanceof Function, t: typeof Function, n: [3,1,2].sort().join()}";
-    assert_eq!(items(code, json!([])), vec![json!({"f": true, "t": "function", "n": "1,2,3"})]);
+    let code =
+        "return {f: (() => 1) instanceof Function, t: typeof Function, n: [3,1,2].sort().join()}";
+    assert_eq!(
+        items(code, json!([])),
+        vec![json!({"f": true, "t": "function", "n": "1,2,3"})]
+    );
 }
 
 #[test]
@@ -41,8 +48,10 @@ fn no_modules_no_timers_no_host() {
                 s: typeof std, o: typeof os, x: typeof XMLHttpRequest, h: typeof this.helpers};";
     assert_eq!(
         items(code, json!([])),
-        vec![json!({"t": "undefined", "i": "undefined", "p": "undefined", "f": "undefined",
-                    "s": "undefined", "o": "undefined", "x": "undefined", "h": "undefined"})]
+        vec![
+            json!({"t": "undefined", "i": "undefined", "p": "undefined", "f": "undefined",
+                    "s": "undefined", "o": "undefined", "x": "undefined", "h": "undefined"})
+        ]
     );
 }
 
@@ -63,7 +72,16 @@ fn a_run_never_sees_another_runs_globals() {
         ))
         .map(|o| o.items)
         .map_err(|e| e.to_string());
-    assert_eq!(second, Ok(vec![json!({"leak": "undefined", "polluted": true, "map": "function", "bad": "undefined"})]));
+    assert_eq!(
+        second,
+        Ok(vec![
+            json!({"leak": "undefined", "polluted": true, "map": "function", "bad": "undefined"})
+        ])
+    );
     let stats = pool.stats();
-    assert_eq!((stats.created, stats.reused), (1, 1), "the second run reused the runtime");
+    assert_eq!(
+        (stats.created, stats.reused),
+        (1, 1),
+        "the second run reused the runtime"
+    );
 }

@@ -58,13 +58,13 @@ mod wait;
 mod walk;
 
 pub use alert::AlertSend;
-pub use script::{ScriptLimits, ScriptSettings, ScriptStep};
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use gate::REQUEUE_MS;
 pub use handlers::{AuditNote, Reach, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
+pub use script::{ScriptLimits, ScriptSettings, ScriptStep};
 pub use seal::{SEALED_KEY, seal_trigger};
 pub use set_stock::SetStock;
 pub use stock::{StockAdjust, StockGet};

@@ -173,7 +173,10 @@ impl ScriptStep {
             Some(Value::Object(m)) => m.clone(),
             Some(_) => return Err(invalid("`nodes` is a mapping of node name to value".into())),
         };
-        let limits = self.settings.resolve(value.get("limits")).map_err(invalid)?;
+        let limits = self
+            .settings
+            .resolve(value.get("limits"))
+            .map_err(invalid)?;
         Ok(Job {
             code: code.to_owned(),
             input: value.get("input").cloned().unwrap_or(Value::Null),

@@ -35,18 +35,66 @@ enum Use {
 
 /// Forbidden uses: the text, how it is used, and what to do instead.
 const FORBIDDEN: &[(&str, Use, &str)] = &[
-    ("require", Use::Call, "`require` loads modules, which a script step cannot: the data it needs comes in through `input` and `nodes`, and HTTP is an `http.request` step"),
-    ("import", Use::Word, "`import` loads modules, which a script step cannot: the data it needs comes in through `input` and `nodes`"),
-    ("fetch", Use::Call, "a script has no network: make the request in an `http.request` step (declared host, through egress, audited) and pass its output in `input`"),
-    ("$env", Use::Word, "a script cannot read environment variables: secrets live in the credential store (an `http.request` step's `credential`), settings in the workflow's `inputs`"),
-    ("process", Use::Member, "a script has no `process` (no environment, no exit): secrets live in the credential store, settings in the workflow's `inputs`"),
-    ("this.helpers", Use::Text, "n8n's HTTP helpers do not exist here: make the request in an `http.request` step and pass its output in `input`"),
-    ("$http", Use::Word, "n8n's HTTP helpers do not exist here: make the request in an `http.request` step and pass its output in `input`"),
-    ("eval", Use::Call, "strings never become code in a script step: write the code itself"),
-    ("Function", Use::Call, "strings never become code in a script step (the Function constructor is refused): write the function itself"),
-    ("setTimeout", Use::Word, "a script has no timers: wait between steps with a `wait` step"),
-    ("setInterval", Use::Word, "a script has no timers: repeat with a schedule trigger or a `for_each` step"),
-    (".constructor.constructor", Use::Text, "reaching the Function constructor is refused (a known sandbox escape): write the code itself"),
+    (
+        "require",
+        Use::Call,
+        "`require` loads modules, which a script step cannot: the data it needs comes in through `input` and `nodes`, and HTTP is an `http.request` step",
+    ),
+    (
+        "import",
+        Use::Word,
+        "`import` loads modules, which a script step cannot: the data it needs comes in through `input` and `nodes`",
+    ),
+    (
+        "fetch",
+        Use::Call,
+        "a script has no network: make the request in an `http.request` step (declared host, through egress, audited) and pass its output in `input`",
+    ),
+    (
+        "$env",
+        Use::Word,
+        "a script cannot read environment variables: secrets live in the credential store (an `http.request` step's `credential`), settings in the workflow's `inputs`",
+    ),
+    (
+        "process",
+        Use::Member,
+        "a script has no `process` (no environment, no exit): secrets live in the credential store, settings in the workflow's `inputs`",
+    ),
+    (
+        "this.helpers",
+        Use::Text,
+        "n8n's HTTP helpers do not exist here: make the request in an `http.request` step and pass its output in `input`",
+    ),
+    (
+        "$http",
+        Use::Word,
+        "n8n's HTTP helpers do not exist here: make the request in an `http.request` step and pass its output in `input`",
+    ),
+    (
+        "eval",
+        Use::Call,
+        "strings never become code in a script step: write the code itself",
+    ),
+    (
+        "Function",
+        Use::Call,
+        "strings never become code in a script step (the Function constructor is refused): write the function itself",
+    ),
+    (
+        "setTimeout",
+        Use::Word,
+        "a script has no timers: wait between steps with a `wait` step",
+    ),
+    (
+        "setInterval",
+        Use::Word,
+        "a script has no timers: repeat with a schedule trigger or a `for_each` step",
+    ),
+    (
+        ".constructor.constructor",
+        Use::Text,
+        "reaching the Function constructor is refused (a known sandbox escape): write the code itself",
+    ),
 ];
 
 /// Check every `script` step of `w` (`text` is the document, for block positions).
@@ -62,8 +110,12 @@ fn check_step(step: &Step, text: &str, options: &LintOptions, report: &mut Repor
     if let Some(limits) = step.param("limits") {
         check_limits(limits, options, report);
     }
-    let Some(code) = step.param("code") else { return };
-    let Node::Str(source) = &code.value else { return };
+    let Some(code) = step.param("code") else {
+        return;
+    };
+    let Node::Str(source) = &code.value else {
+        return;
+    };
     let at = |line: u32, col: usize| script_pos(code.pos, text, line, col);
     if let Err(e) = pool().check(source) {
         let line = e.line.unwrap_or(1);
@@ -86,7 +138,11 @@ fn check_step(step: &Step, text: &str, options: &LintOptions, report: &mut Repor
 /// Literal limits above the maxima, or malformed.
 fn check_limits(limits: &Located<Node>, options: &LintOptions, report: &mut Report) {
     let Node::Map(entries) = &limits.value else {
-        if limits.value.as_str().is_none_or(|t| !expr::has_expression(t)) {
+        if limits
+            .value
+            .as_str()
+            .is_none_or(|t| !expr::has_expression(t))
+        {
             report.add(
                 limits.pos,
                 Rule::Script,
@@ -118,7 +174,9 @@ fn script_pos(code: Pos, text: &str, line: u32, col: usize) -> Pos {
         .and_then(|prev| prev.split_whitespace().next_back())
         .is_some_and(|t| {
             t.starts_with(['|', '>'])
-                && t[1..].chars().all(|c| c == '+' || c == '-' || c.is_ascii_digit())
+                && t[1..]
+                    .chars()
+                    .all(|c| c == '+' || c == '-' || c.is_ascii_digit())
         });
     if !indicator {
         return code;

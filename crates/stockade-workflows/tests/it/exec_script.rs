@@ -53,7 +53,12 @@ steps:
 
 async fn run_with(env: &Env, exec: &Executor, name: &str, trigger: Value) -> (String, RunOutcome) {
     let p = ExecutionPayload::new(name, json!({}), trigger);
-    let id = env.store.enqueue(&Actor::System("test"), &p.job()).await.expect("enqueue").id;
+    let id = env
+        .store
+        .enqueue(&Actor::System("test"), &p.job())
+        .await
+        .expect("enqueue")
+        .id;
     let lease = env.claim("w1", 30_000).await.expect("a job");
     (id, exec.run_claimed(lease).await.expect("runs"))
 }
@@ -92,14 +97,23 @@ async fn an_n8n_code_node_runs_unchanged(b: Backend) {
     assert_eq!(logs.len(), 1);
     let line = logs[0].as_str().unwrap_or_default();
     assert!(line.starts_with("summed 3 orders"), "{line}");
-    assert!(!line.contains("9123 4567"), "console lines are scrubbed: {line}");
+    assert!(
+        !line.contains("9123 4567"),
+        "console lines are scrubbed: {line}"
+    );
     let StepOutput::Json(each) = output(&env, &id, "per_item").await else {
         panic!("a plain output")
     };
-    assert_eq!(each["items"], json!([{ "channel": "SHOPEE", "cents": 1975 }, { "channel": "LAZADA", "cents": 400 }]));
+    assert_eq!(
+        each["items"],
+        json!([{ "channel": "SHOPEE", "cents": 1975 }, { "channel": "LAZADA", "cents": 400 }])
+    );
     let notes: Vec<(String,)> = env
         .store
-        .query_as("SELECT details FROM audit WHERE action = 'workflow.note'", vec![])
+        .query_as(
+            "SELECT details FROM audit WHERE action = 'workflow.note'",
+            vec![],
+        )
         .await
         .unwrap();
     assert!(notes[0].0.contains("SHOPEE 1975"), "{}", notes[0].0);
@@ -142,21 +156,36 @@ async fn script_errors_and_limits_fail_the_step(b: Backend) {
     let exec = Executor::new(env.store.clone(), catalog(&[BROKEN, GREEDY]));
     let trigger = |kind: &str| json!({ "items": [{ "kind": kind, "sku": "MUG-1" }] });
     let (_, thrown) = run_with(&env, &exec, "broken", trigger("throw")).await;
-    let RunOutcome::Failed(f) = thrown else { panic!("fails: {thrown:?}") };
+    let RunOutcome::Failed(f) = thrown else {
+        panic!("fails: {thrown:?}")
+    };
     assert_eq!(f.class, "fail");
-    assert_eq!(f.message, "fail: script: the script threw Error: no price for MUG-1 (script line 3)");
+    assert_eq!(
+        f.message,
+        "fail: script: the script threw Error: no price for MUG-1 (script line 3)"
+    );
     let (_, looped) = run_with(&env, &exec, "broken", trigger("loop")).await;
-    let RunOutcome::Failed(f) = looped else { panic!("fails: {looped:?}") };
+    let RunOutcome::Failed(f) = looped else {
+        panic!("fails: {looped:?}")
+    };
     assert!(f.message.contains("time limit (200 ms)"), "{}", f.message);
     let (id, fine) = run_with(&env, &exec, "broken", trigger("ok")).await;
     assert_eq!(fine, RunOutcome::Succeeded);
-    let StepOutput::Json(v) = output(&env, &id, "t").await else { panic!("plain") };
+    let StepOutput::Json(v) = output(&env, &id, "t").await else {
+        panic!("plain")
+    };
     assert_eq!(v["items"], json!([{ "kind": "ok", "sku": "MUG-1" }]));
     // Above the configured maximum: the step fails before anything runs.
     let (_, greedy) = run_with(&env, &exec, "greedy", json!({})).await;
-    let RunOutcome::Failed(f) = greedy else { panic!("refused: {greedy:?}") };
+    let RunOutcome::Failed(f) = greedy else {
+        panic!("refused: {greedy:?}")
+    };
     assert_eq!(f.class, "invalid");
-    assert!(f.message.contains("above the configured maximum 30000"), "{}", f.message);
+    assert!(
+        f.message.contains("above the configured maximum 30000"),
+        "{}",
+        f.message
+    );
     env.cleanup().await;
 }
 
@@ -187,14 +216,30 @@ async fn buyer_data_stays_marked_through_a_script(b: Backend) {
     let gateway = Gateway::new(EgressConfig::new(Environment::Dev), None).expect("gateway");
     let exec = Executor::new(env.store.clone(), catalog(&[PASS_ON])).with_services(gateway, vault);
     let (id, outcome) = run_with(&env, &exec, "pass_on", sealed).await;
-    let RunOutcome::Failed(f) = outcome else { panic!("refused: {outcome:?}") };
-    assert_eq!((f.class.as_str(), f.step.as_str()), ("permission", "page"), "{f:?}");
+    let RunOutcome::Failed(f) = outcome else {
+        panic!("refused: {outcome:?}")
+    };
+    assert_eq!(
+        (f.class.as_str(), f.step.as_str()),
+        ("permission", "page"),
+        "{f:?}"
+    );
     // The script's output holds the buyer: sealed in the journal, never plain.
-    assert!(matches!(output(&env, &id, "shape").await, StepOutput::Sealed(_)));
-    for sql in ["SELECT output FROM job_steps", "SELECT payload FROM jobs", "SELECT details FROM audit"] {
+    assert!(matches!(
+        output(&env, &id, "shape").await,
+        StepOutput::Sealed(_)
+    ));
+    for sql in [
+        "SELECT output FROM job_steps",
+        "SELECT payload FROM jobs",
+        "SELECT details FROM audit",
+    ] {
         let rows: Vec<(Option<String>,)> = env.store.query_as(sql, vec![]).await.unwrap();
         for (text,) in rows {
-            assert!(!text.unwrap_or_default().contains("Zebulon"), "{sql}: buyer stored plain");
+            assert!(
+                !text.unwrap_or_default().contains("Zebulon"),
+                "{sql}: buyer stored plain"
+            );
         }
     }
     env.cleanup().await;

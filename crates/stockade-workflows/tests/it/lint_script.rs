@@ -32,11 +32,18 @@ fn a_syntax_error_is_reported_at_its_yaml_line() {
     let p = lint(&text);
     assert_eq!(p.len(), 1, "{p:?}");
     assert_eq!((p[0].rule, p[0].pos.line), (Rule::Script, 11));
-    assert!(p[0].message.starts_with("script line 3: syntax error"), "{}", p[0].message);
+    assert!(
+        p[0].message.starts_with("script line 3: syntax error"),
+        "{}",
+        p[0].message
+    );
     // A one-line code string: the key's own line.
     let one = "name: s\ntrigger: manual\nsteps:\n  - id: t\n    uses: script\n    with: { code: \"return {;\" }\n";
     let p = lint(one);
-    assert_eq!(p.iter().map(|p| (p.rule, p.pos.line)).collect::<Vec<_>>(), vec![(Rule::Script, 6)]);
+    assert_eq!(
+        p.iter().map(|p| (p.rule, p.pos.line)).collect::<Vec<_>>(),
+        vec![(Rule::Script, 6)]
+    );
 }
 
 #[test]
@@ -44,13 +51,22 @@ fn each_forbidden_use_is_named_with_its_line_and_what_to_use() {
     let cases = [
         ("const fs = require('fs');", "http.request"),
         ("import fs from 'fs';", "`import`"),
-        ("const r = await fetch('https://x.example');", "http.request"),
+        (
+            "const r = await fetch('https://x.example');",
+            "http.request",
+        ),
         ("const k = $env.API_KEY;", "credential store"),
         ("const k = process.env.API_KEY;", "credential store"),
-        ("const r = await this.helpers.httpRequest({});", "http.request"),
+        (
+            "const r = await this.helpers.httpRequest({});",
+            "http.request",
+        ),
         ("const r = await $http.get('x');", "http.request"),
         ("const v = eval('1');", "strings never become code"),
-        ("const f = new Function('return 1');", "Function constructor"),
+        (
+            "const f = new Function('return 1');",
+            "Function constructor",
+        ),
         ("setTimeout(() => {}, 10);", "`wait` step"),
         ("setInterval(() => {}, 10);", "schedule"),
         ("const F = ({}).constructor.constructor;", "sandbox escape"),
@@ -58,14 +74,21 @@ fn each_forbidden_use_is_named_with_its_line_and_what_to_use() {
     for (line, instead) in cases {
         // The forbidden line is script line 2, YAML line 10.
         let text = workflow(&format!("const x = 1;\n{line}\nreturn {{}};"));
-        let p: Vec<Problem> = lint(&text).into_iter().filter(|p| p.rule == Rule::Script).collect();
+        let p: Vec<Problem> = lint(&text)
+            .into_iter()
+            .filter(|p| p.rule == Rule::Script)
+            .collect();
         assert!(
-            p.iter().any(|p| p.pos.line == 10 && p.message.starts_with("script line 2:") && p.message.contains(instead)),
+            p.iter().any(|p| p.pos.line == 10
+                && p.message.starts_with("script line 2:")
+                && p.message.contains(instead)),
             "{line}: {p:?}"
         );
     }
     // Names that merely contain a forbidden one are fine.
-    let text = workflow("const prefetch = (x) => x; const myFunction = () => 1; const evaluate = 2;\nreturn { a: prefetch(1), b: myFunction(), c: evaluate, d: $input.all().length };");
+    let text = workflow(
+        "const prefetch = (x) => x; const myFunction = () => 1; const evaluate = 2;\nreturn { a: prefetch(1), b: myFunction(), c: evaluate, d: $input.all().length };",
+    );
     assert_eq!(lint(&text), vec![]);
 }
 
@@ -76,14 +99,34 @@ fn limits_above_the_maxima_are_lint_errors() {
     assert_eq!(lint(&ok), vec![]);
     let high = format!("{base}      limits: {{ memory_mb: 1024, time_ms: 100 }}\n");
     let p = lint(&high);
-    assert_eq!(p.iter().map(|p| (p.rule, p.pos.line)).collect::<Vec<_>>(), vec![(Rule::Script, 8)], "{p:?}");
-    assert!(p[0].message.contains("above the configured maximum 256"), "{}", p[0].message);
+    assert_eq!(
+        p.iter().map(|p| (p.rule, p.pos.line)).collect::<Vec<_>>(),
+        vec![(Rule::Script, 8)],
+        "{p:?}"
+    );
+    assert!(
+        p[0].message.contains("above the configured maximum 256"),
+        "{}",
+        p[0].message
+    );
     let unknown = format!("{base}      limits: {{ cpu: 3 }}\n");
-    assert!(lint(&unknown).iter().any(|p| p.rule == Rule::Script && p.message.contains("no `cpu`")));
+    assert!(
+        lint(&unknown)
+            .iter()
+            .any(|p| p.rule == Rule::Script && p.message.contains("no `cpu`"))
+    );
     let mode = format!("{base}      mode: per_item\n");
-    assert!(lint(&mode).iter().any(|p| p.rule == Rule::Schema && p.message.contains("all_items, each_item")));
+    assert!(
+        lint(&mode)
+            .iter()
+            .any(|p| p.rule == Rule::Schema && p.message.contains("all_items, each_item"))
+    );
     let language = format!("{base}      language: python\n");
-    assert!(lint(&language).iter().any(|p| p.message.contains("javascript")));
+    assert!(
+        lint(&language)
+            .iter()
+            .any(|p| p.message.contains("javascript"))
+    );
     let configured = LintOptions {
         script: stockade_workflows::exec::ScriptSettings {
             max: stockade_workflows::exec::ScriptLimits {
@@ -95,5 +138,8 @@ fn limits_above_the_maxima_are_lint_errors() {
         },
         ..LintOptions::default()
     };
-    assert!(!lint_document(&ok, &configured).problems.is_empty(), "the configured maxima apply");
+    assert!(
+        !lint_document(&ok, &configured).problems.is_empty(),
+        "the configured maxima apply"
+    );
 }
