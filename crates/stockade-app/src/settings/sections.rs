@@ -290,11 +290,49 @@ pub(super) struct ScriptFileConfig {
 
 /// Ceilings of the maxima themselves: a script step is a data transformation, and one
 /// that needs more belongs elsewhere.
-const SCRIPT_CEILING: [(&str, u64); 3] = [
-    ("memory_mb", 2_048),
-    ("time_ms", 300_000),
-    ("output_kb", 65_536),
-];
+const SCRIPT_CEILING: ScriptLimitsCeiling = ScriptLimitsCeiling {
+    memory_mb: 2_048,
+    time_ms: 300_000,
+    output_kb: 65_536,
+};
+type ScriptLimitsCeiling = stockade_workflows::exec::ScriptLimits;
+
+/// One limit: its value and its maximum, from the file or the defaults, checked.
+struct OneLimit {
+    name: &'static str,
+    max_name: &'static str,
+    value: Option<u64>,
+    max: Option<u64>,
+    default: u64,
+    default_max: u64,
+    ceiling: u64,
+}
+
+impl OneLimit {
+    fn resolve(
+        &self,
+        provenance: &mut Vec<(&'static str, String, &'static str)>,
+    ) -> Result<(u64, u64), AppError> {
+        let src = |set: bool| if set { "config file" } else { "default" };
+        let max = self.max.unwrap_or(self.default_max);
+        if max == 0 || max > self.ceiling {
+            return Err(AppError::config(format!(
+                "{} must be from 1 to {}",
+                self.max_name, self.ceiling
+            )));
+        }
+        let value = self.value.unwrap_or(self.default.min(max));
+        if value == 0 || value > max {
+            return Err(AppError::config(format!(
+                "{} must be from 1 to {} ({max})",
+                self.name, self.max_name
+            )));
+        }
+        provenance.push((self.name, value.to_string(), src(self.value.is_some())));
+        provenance.push((self.max_name, max.to_string(), src(self.max.is_some())));
+        Ok((value, max))
+    }
+}
 
 pub(super) fn script_settings(
     f: &ScriptFileConfig,
@@ -302,69 +340,46 @@ pub(super) fn script_settings(
 ) -> Result<stockade_workflows::exec::ScriptSettings, AppError> {
     use stockade_workflows::exec::{ScriptLimits, ScriptSettings};
     let d = ScriptSettings::default();
-    let src = |set: bool| if set { "config file" } else { "default" };
-    let pairs: [(
-        &'static str,
-        &'static str,
-        Option<u64>,
-        u64,
-        Option<u64>,
-        u64,
-    ); 3] = [
-        (
-            "workflows.script.memory_mb",
-            "workflows.script.max_memory_mb",
-            f.memory_mb,
-            d.default.memory_mb,
-            f.max_memory_mb,
-            d.max.memory_mb,
-        ),
-        (
-            "workflows.script.time_ms",
-            "workflows.script.max_time_ms",
-            f.time_ms,
-            d.default.time_ms,
-            f.max_time_ms,
-            d.max.time_ms,
-        ),
-        (
-            "workflows.script.output_kb",
-            "workflows.script.max_output_kb",
-            f.output_kb,
-            d.default.output_kb,
-            f.max_output_kb,
-            d.max.output_kb,
-        ),
-    ];
-    let mut out = [(0u64, 0u64); 3];
-    for (i, (name, max_name, value, default, max, default_max)) in pairs.into_iter().enumerate() {
-        let ceiling = SCRIPT_CEILING[i].1;
-        let max_v = max.unwrap_or(default_max);
-        if max_v == 0 || max_v > ceiling {
-            return Err(AppError::config(format!(
-                "{max_name} must be from 1 to {ceiling}"
-            )));
-        }
-        let v = value.unwrap_or(default.min(max_v));
-        if v == 0 || v > max_v {
-            return Err(AppError::config(format!(
-                "{name} must be from 1 to {max_name} ({max_v})"
-            )));
-        }
-        provenance.push((name, v.to_string(), src(value.is_some())));
-        provenance.push((max_name, max_v.to_string(), src(max.is_some())));
-        out[i] = (v, max_v);
+    let (memory_mb, max_memory_mb) = OneLimit {
+        name: "workflows.script.memory_mb",
+        max_name: "workflows.script.max_memory_mb",
+        value: f.memory_mb,
+        max: f.max_memory_mb,
+        default: d.default.memory_mb,
+        default_max: d.max.memory_mb,
+        ceiling: SCRIPT_CEILING.memory_mb,
     }
+    .resolve(provenance)?;
+    let (time_ms, max_time_ms) = OneLimit {
+        name: "workflows.script.time_ms",
+        max_name: "workflows.script.max_time_ms",
+        value: f.time_ms,
+        max: f.max_time_ms,
+        default: d.default.time_ms,
+        default_max: d.max.time_ms,
+        ceiling: SCRIPT_CEILING.time_ms,
+    }
+    .resolve(provenance)?;
+    let (output_kb, max_output_kb) = OneLimit {
+        name: "workflows.script.output_kb",
+        max_name: "workflows.script.max_output_kb",
+        value: f.output_kb,
+        max: f.max_output_kb,
+        default: d.default.output_kb,
+        default_max: d.max.output_kb,
+        ceiling: SCRIPT_CEILING.output_kb,
+    }
+    .resolve(provenance)?;
     Ok(ScriptSettings {
         default: ScriptLimits {
-            memory_mb: out[0].0,
-            time_ms: out[1].0,
-            output_kb: out[2].0,
+            memory_mb,
+            time_ms,
+            output_kb,
         },
         max: ScriptLimits {
-            memory_mb: out[0].1,
-            time_ms: out[1].1,
-            output_kb: out[2].1,
+            memory_mb: max_memory_mb,
+            time_ms: max_time_ms,
+            output_kb: max_output_kb,
         },
     })
 }

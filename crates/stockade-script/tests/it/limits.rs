@@ -228,10 +228,25 @@ fn a_fresh_context_fits_in_the_allowance_so_memory_mb_is_the_scripts_own() {
         memory_bytes: 0,
         ..small_limits()
     };
-    let ok = Pool::new(1).run(&Job { limits: tiny, ..job("return {ok: 1};", json!([{ "a": 1 }])) });
-    assert_eq!(ok.map(|o| o.items).map_err(|e| e.to_string()), Ok(vec![json!({"ok": 1})]));
+    let ok = Pool::new(1).run(&Job {
+        limits: tiny,
+        ..job("return {ok: 1};", json!([{ "a": 1 }]))
+    });
+    assert_eq!(
+        ok.map(|o| o.items).map_err(|e| e.to_string()),
+        Ok(vec![json!({"ok": 1})])
+    );
     // …and an input larger than the limit is refused as memory.
     let big = json!([{ "s": "x".repeat(4 << 20) }]);
-    let err = Pool::new(1).run(&Job { limits: Limits { memory_bytes: 1 << 20, ..small_limits() }, ..job("return {};", big) });
-    assert_eq!(err.map(|_| ()).map_err(|e| e.kind), Err(ScriptErrorKind::Memory));
+    let err = Pool::new(1).run(&Job {
+        limits: Limits {
+            memory_bytes: 1 << 20,
+            ..small_limits()
+        },
+        ..job("return {};", big)
+    });
+    assert_eq!(
+        err.map(|_| ()).map_err(|e| e.kind),
+        Err(ScriptErrorKind::Memory)
+    );
 }

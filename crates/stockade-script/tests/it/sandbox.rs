@@ -85,3 +85,17 @@ fn a_run_never_sees_another_runs_globals() {
         "the second run reused the runtime"
     );
 }
+
+#[test]
+fn without_the_eval_intrinsic_quickjs_compiles_nothing_at_all() {
+    // Why the sandbox keeps the Eval intrinsic and seals it from scripts instead: without
+    // it even the host's own source fails to compile ("eval is not supported").
+    use rquickjs::{Context, Runtime, context::intrinsic};
+    let rt = Runtime::new().expect("runtime");
+    let ctx = Context::custom::<(intrinsic::Json,)>(&rt).expect("context");
+    let refused = ctx.with(|ctx| {
+        let r: rquickjs::Result<i32> = ctx.eval("1 + 1");
+        r.is_err()
+    });
+    assert!(refused);
+}
