@@ -6,6 +6,10 @@
 //! own line. The forbidden uses are found in the code with its comments and string
 //! literals blanked, so `"fetch("` in a message is not one; the sandbox refuses them at
 //! run time anyway (this tells the author earlier, and what to use instead).
+//!
+//! The syntax check compiles the code as a function defined inside another that is never
+//! called, in the same sandbox and limits as a run (500 ms): code that closes the wrappers
+//! early to run at the top level gets no more than a run would.
 
 use std::sync::OnceLock;
 
