@@ -286,6 +286,13 @@ impl Failure {
                 format!("the script threw {}: {}", self.name, self.message),
             )
         };
+        // Where the interrupt lands is not where the time went (QuickJS reports the
+        // function's first line for a loop's back-edge): no line rather than a wrong one.
+        let line = if kind == ScriptErrorKind::Time {
+            None
+        } else {
+            line
+        };
         ScriptError::new(kind, message, line)
     }
 }

@@ -63,6 +63,11 @@ fn the_time_limit_stops_a_forever_loop_uncatchably() {
         small_limits(),
     );
     assert_eq!(err.kind, ScriptErrorKind::Time, "{err}");
+    assert_eq!(
+        err.line, None,
+        "QuickJS's line for an interrupt is not the loop's: {err}"
+    );
+    assert!(err.message.contains("time limit (200 ms)"), "{err}");
     assert!(started.elapsed() < Duration::from_secs(2));
     let err = limited(
         "try { while (true) {} } catch (e) { return {caught: true}; }",
