@@ -200,9 +200,20 @@ pub async fn apply(
     actor: &Actor,
     files: &[(String, String)],
 ) -> Result<Vec<FileOutcome>> {
+    apply_with(store, actor, files, crate::exec::ScriptSettings::default()).await
+}
+
+/// [`apply`] linting `script` limits against these maxima (`[workflows.script]`).
+pub async fn apply_with(
+    store: &Store,
+    actor: &Actor,
+    files: &[(String, String)],
+    script: crate::exec::ScriptSettings,
+) -> Result<Vec<FileOutcome>> {
     let env = store.environment();
     let options = LintOptions {
         env: Some(env),
+        script,
         ..LintOptions::default()
     };
     let mut seen: Vec<String> = Vec::new();

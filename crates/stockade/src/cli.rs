@@ -535,6 +535,10 @@ pub struct BenchWorkflowArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+    /// Compute the delta in a `script` step (JavaScript) instead of an expression, and
+    /// first measure the script engine pool on its own.
+    #[arg(long)]
+    pub script: bool,
 }
 
 #[cfg(feature = "dev-tools")]

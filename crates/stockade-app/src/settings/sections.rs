@@ -274,3 +274,153 @@ fn positive(
     }
     Ok(std::time::Duration::from_secs(s as u64))
 }
+
+/// `[workflows.script]`: the limits a `script` step gets when its workflow names none,
+/// and the most a workflow may ask for.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScriptFileConfig {
+    memory_mb: Option<u64>,
+    time_ms: Option<u64>,
+    output_kb: Option<u64>,
+    max_memory_mb: Option<u64>,
+    max_time_ms: Option<u64>,
+    max_output_kb: Option<u64>,
+}
+
+/// Ceilings of the maxima themselves: a script step is a data transformation, and one
+/// that needs more belongs elsewhere.
+const SCRIPT_CEILING: ScriptLimitsCeiling = ScriptLimitsCeiling {
+    memory_mb: 2_048,
+    time_ms: 300_000,
+    output_kb: 65_536,
+};
+type ScriptLimitsCeiling = stockade_workflows::exec::ScriptLimits;
+
+/// One limit: its value and its maximum, from the file or the defaults, checked.
+struct OneLimit {
+    name: &'static str,
+    max_name: &'static str,
+    value: Option<u64>,
+    max: Option<u64>,
+    default: u64,
+    default_max: u64,
+    ceiling: u64,
+}
+
+impl OneLimit {
+    fn resolve(
+        &self,
+        provenance: &mut Vec<(&'static str, String, &'static str)>,
+    ) -> Result<(u64, u64), AppError> {
+        let src = |set: bool| if set { "config file" } else { "default" };
+        let max = self.max.unwrap_or(self.default_max);
+        if max == 0 || max > self.ceiling {
+            return Err(AppError::config(format!(
+                "{} must be from 1 to {}",
+                self.max_name, self.ceiling
+            )));
+        }
+        let value = self.value.unwrap_or(self.default.min(max));
+        if value == 0 || value > max {
+            return Err(AppError::config(format!(
+                "{} must be from 1 to {} ({max})",
+                self.name, self.max_name
+            )));
+        }
+        provenance.push((self.name, value.to_string(), src(self.value.is_some())));
+        provenance.push((self.max_name, max.to_string(), src(self.max.is_some())));
+        Ok((value, max))
+    }
+}
+
+pub(super) fn script_settings(
+    f: &ScriptFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_workflows::exec::ScriptSettings, AppError> {
+    use stockade_workflows::exec::{ScriptLimits, ScriptSettings};
+    let d = ScriptSettings::default();
+    let (memory_mb, max_memory_mb) = OneLimit {
+        name: "workflows.script.memory_mb",
+        max_name: "workflows.script.max_memory_mb",
+        value: f.memory_mb,
+        max: f.max_memory_mb,
+        default: d.default.memory_mb,
+        default_max: d.max.memory_mb,
+        ceiling: SCRIPT_CEILING.memory_mb,
+    }
+    .resolve(provenance)?;
+    let (time_ms, max_time_ms) = OneLimit {
+        name: "workflows.script.time_ms",
+        max_name: "workflows.script.max_time_ms",
+        value: f.time_ms,
+        max: f.max_time_ms,
+        default: d.default.time_ms,
+        default_max: d.max.time_ms,
+        ceiling: SCRIPT_CEILING.time_ms,
+    }
+    .resolve(provenance)?;
+    let (output_kb, max_output_kb) = OneLimit {
+        name: "workflows.script.output_kb",
+        max_name: "workflows.script.max_output_kb",
+        value: f.output_kb,
+        max: f.max_output_kb,
+        default: d.default.output_kb,
+        default_max: d.max.output_kb,
+        ceiling: SCRIPT_CEILING.output_kb,
+    }
+    .resolve(provenance)?;
+    Ok(ScriptSettings {
+        default: ScriptLimits {
+            memory_mb,
+            time_ms,
+            output_kb,
+        },
+        max: ScriptLimits {
+            memory_mb: max_memory_mb,
+            time_ms: max_time_ms,
+            output_kb: max_output_kb,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn script(text: &str) -> Result<stockade_workflows::exec::ScriptSettings, AppError> {
+        let f: ScriptFileConfig = toml::from_str(text).expect("parses");
+        script_settings(&f, &mut Vec::new())
+    }
+
+    #[test]
+    fn script_limits_default_configure_and_stay_under_their_maxima() {
+        let d = script("").unwrap();
+        assert_eq!(d, stockade_workflows::exec::ScriptSettings::default());
+        assert_eq!(
+            (d.default.memory_mb, d.default.time_ms, d.default.output_kb),
+            (32, 1_000, 256)
+        );
+        assert_eq!(
+            (d.max.memory_mb, d.max.time_ms, d.max.output_kb),
+            (256, 30_000, 4_096)
+        );
+        let s = script("memory_mb = 64\nmax_time_ms = 500\n").unwrap();
+        assert_eq!(
+            (s.default.memory_mb, s.default.time_ms, s.max.time_ms),
+            (64, 500, 500)
+        );
+        assert!(script("memory_mb = 512\n").is_err(), "above the maximum");
+        assert!(
+            script("max_time_ms = 600000\n").is_err(),
+            "above the ceiling"
+        );
+        assert!(script("time_ms = 0\n").is_err());
+        assert!(
+            toml::from_str::<ScriptFileConfig>("cpu = 1\n").is_err(),
+            "unknown key"
+        );
+    }
+}

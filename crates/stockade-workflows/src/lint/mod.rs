@@ -7,6 +7,7 @@
 //! messages name keys, step ids and rules, never the value of a suspected secret.
 
 mod refs;
+mod script;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -37,10 +38,11 @@ pub enum Rule {
     CallCycle,
     Schedule,
     MissingOnError,
+    Script,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 15] = [
         Rule::Schema,
         Rule::UnknownStep,
         Rule::UndeclaredConnection,
@@ -55,6 +57,7 @@ impl Rule {
         Rule::CallCycle,
         Rule::Schedule,
         Rule::MissingOnError,
+        Rule::Script,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +76,7 @@ impl Rule {
             Rule::CallCycle => "call-cycle",
             Rule::Schedule => "schedule",
             Rule::MissingOnError => "missing-on-error",
+            Rule::Script => "script",
         }
     }
 }
@@ -104,6 +108,8 @@ pub struct LintOptions {
     pub env: Option<Environment>,
     /// "Now", for the check that a schedule fires at all.
     pub now: DateTime<Utc>,
+    /// The `script` limits' maxima (`[workflows.script]`).
+    pub script: crate::exec::ScriptSettings,
 }
 
 impl Default for LintOptions {
@@ -111,6 +117,7 @@ impl Default for LintOptions {
         LintOptions {
             env: None,
             now: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            script: crate::exec::ScriptSettings::default(),
         }
     }
 }
@@ -159,6 +166,7 @@ pub fn lint_document(text: &str, options: &LintOptions) -> Linted {
     };
     check_header(&workflow, options, &mut report);
     steps::check(&workflow, &mut report);
+    script::check(&workflow, text, options, &mut report);
     report.problems.sort();
     report.problems.dedup();
     Linted {

@@ -38,7 +38,33 @@ use crate::exit::Failure;
 const WORKFLOW: &str = "bench-restock";
 const PATH: &str = "bench-restock";
 
-fn workflow_yaml() -> String {
+/// The `--script` variant's first step: the delta computed by JavaScript (an n8n-style
+/// Code node body) instead of an expression.
+const SCRIPT_STEP: &str = "  - id: compute
+    uses: script
+    with:
+      input: \"{{ trigger.body }}\"
+      code: |
+        const b = $input.first().json;
+        return [{ json: { delta: b.cartons * b.per_carton, ref: String(b.ref) } }];
+";
+
+/// The script the pool figure runs (the same body).
+const POOL_SCRIPT: &str = "const b = $input.first().json;\nreturn [{ json: { delta: b.cartons * b.per_carton, ref: String(b.ref) } }];";
+
+fn workflow_yaml(script: bool) -> String {
+    let base = workflow_yaml_base();
+    if !script {
+        return base;
+    }
+    base.replace("steps:\n", &format!("steps:\n{SCRIPT_STEP}"))
+        .replace(
+            "delta: \"{{ trigger.body.cartons * trigger.body.per_carton }}\"",
+            "delta: \"{{ steps.compute.output.items[0].delta }}\"",
+        )
+}
+
+fn workflow_yaml_base() -> String {
     format!(
         "name: {WORKFLOW}
 description: Benchmark - a supplier posts received units; adjust the SKU and note it.
@@ -192,7 +218,7 @@ async fn start_rig(args: &BenchWorkflowArgs) -> Result<Rig, Failure> {
     write(&csv_path, &csv)?;
     rig.run(&["sku", "import", &path_str(&csv_path)?])?;
     let wf_path = rig.dir.join("bench-restock.yaml");
-    write(&wf_path, &workflow_yaml())?;
+    write(&wf_path, &workflow_yaml(args.script))?;
     rig.run(&["workflow", "apply", &path_str(&wf_path)?])?;
     let out = rig.run(&[
         "apikey",
@@ -439,7 +465,12 @@ pub async fn workflow(args: BenchWorkflowArgs) -> Result<(), Failure> {
     }
     let say = |s: String| say(args.json, s);
     say(format!(
-        "bench workflow: webhook → expression → stock.adjust → audit.note, {} clients for {}s, {}",
+        "bench workflow: webhook → {} → stock.adjust → audit.note, {} clients for {}s, {}",
+        if args.script {
+            "script (JavaScript)"
+        } else {
+            "expression"
+        },
         args.concurrency,
         duration.as_secs(),
         if args.database_url.is_some() {
@@ -448,6 +479,9 @@ pub async fn workflow(args: BenchWorkflowArgs) -> Result<(), Failure> {
             "SQLite"
         }
     ));
+    if args.script {
+        pool_figure(&say);
+    }
     let rig = start_rig(&args).await?;
     let result = measure(&rig, &args, duration, &say).await;
     rig.finish().await;
@@ -514,7 +548,7 @@ async fn measure(
     ));
     if args.json {
         let j = json!({
-            "bench": "workflow",
+            "bench": if args.script { "workflow-script" } else { "workflow" },
             "backend": if args.database_url.is_some() { "postgres" } else { "sqlite" },
             "concurrency": args.concurrency,
             "duration_s": elapsed,
@@ -535,4 +569,32 @@ async fn measure(
         ));
     }
     Ok(())
+}
+
+/// The script engine pool on its own, in this process: CPU per pooled run of the bench's
+/// script (a fresh context, the data API, the run, the JSON out), single-threaded.
+fn pool_figure(say: &dyn Fn(String)) {
+    let pool = stockade_script::Pool::new(1);
+    let job = stockade_script::Job {
+        code: POOL_SCRIPT.to_owned(),
+        input: json!({ "sku": "BENCH-0001", "cartons": 3, "per_carton": 2, "ref": "ASN-1" }),
+        ..stockade_script::Job::default()
+    };
+    for _ in 0..50 {
+        let _ = pool.run(&job);
+    }
+    let runs = 1_000u32;
+    let pid = std::process::id();
+    let (cpu0, t0) = (process_cpu_seconds(pid), Instant::now());
+    let ok = (0..runs).filter(|_| pool.run(&job).is_ok()).count();
+    let cpu = process_cpu_seconds(pid) - cpu0;
+    let wall = t0.elapsed().as_secs_f64();
+    let stats = pool.stats();
+    say(format!(
+        "script pool: {ok}/{runs} runs · {:.3} ms CPU/run · {:.3} ms wall/run · runtimes created {} (reused {})",
+        cpu * 1000.0 / f64::from(runs),
+        wall * 1000.0 / f64::from(runs),
+        stats.created,
+        stats.reused
+    ));
 }

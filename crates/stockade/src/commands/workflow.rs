@@ -100,6 +100,7 @@ fn lint(settings: &Settings, paths: &[PathBuf]) -> Result<(), Failure> {
     }
     let options = LintOptions {
         env: settings.env,
+        script: settings.workflows.script,
         ..LintOptions::default()
     };
     let mut problems = 0usize;

@@ -71,7 +71,7 @@ pub async fn apply(
         texts.push((name, text));
     }
     let (store, actor) = open_as(settings, as_user).await?;
-    let outcomes = registry::apply(&store, &actor, &texts).await;
+    let outcomes = registry::apply_with(&store, &actor, &texts, settings.workflows.script).await;
     store.close().await;
     let mut refused = 0usize;
     for o in outcomes? {
