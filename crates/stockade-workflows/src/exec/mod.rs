@@ -329,6 +329,7 @@ impl Executor {
         handlers.insert("order.get".into(), orders(false));
         handlers.insert("marketplace.fetch_orders".into(), orders(true));
         handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
+        handlers.insert("unsupported".into(), Arc::new(handlers::UnsupportedStep));
         Executor {
             store,
             definitions,

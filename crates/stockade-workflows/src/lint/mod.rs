@@ -6,8 +6,11 @@
 //! cycles). A file that does not parse yields its parse error and nothing else. Problem
 //! messages name keys, step ids and rules, never the value of a suspected secret.
 
+mod import;
 mod refs;
 mod steps;
+
+pub use import::REVIEW_MARKER;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -37,10 +40,12 @@ pub enum Rule {
     CallCycle,
     Schedule,
     MissingOnError,
+    UnsupportedNode,
+    NeedsReview,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 14] = [
+    pub const ALL: [Rule; 16] = [
         Rule::Schema,
         Rule::UnknownStep,
         Rule::UndeclaredConnection,
@@ -55,6 +60,8 @@ impl Rule {
         Rule::CallCycle,
         Rule::Schedule,
         Rule::MissingOnError,
+        Rule::UnsupportedNode,
+        Rule::NeedsReview,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -73,6 +80,8 @@ impl Rule {
             Rule::CallCycle => "call-cycle",
             Rule::Schedule => "schedule",
             Rule::MissingOnError => "missing-on-error",
+            Rule::UnsupportedNode => "unsupported-node",
+            Rule::NeedsReview => "needs-review",
         }
     }
 }
@@ -159,6 +168,7 @@ pub fn lint_document(text: &str, options: &LintOptions) -> Linted {
     };
     check_header(&workflow, options, &mut report);
     steps::check(&workflow, &mut report);
+    import::check(&workflow, &tree, &mut report);
     report.problems.sort();
     report.problems.dedup();
     Linted {
