@@ -308,7 +308,9 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
         }
         if let (Some((items, each)), Some(first)) = (wrap, drafts.last_mut()) {
             first.wrap = Some((cx.acc.fresh(&each), items));
-            cx.out = Items::Unknown;
+            if first.owner.is_none() {
+                cx.out = Items::Unknown;
+            }
             cx.note("n8n ran it once per item: it runs in a for_each over the items");
         }
         report.step = drafts.last().and_then(|d| d.entries.first()).and_then(|(_, v)| match v {

@@ -37,7 +37,8 @@ pub fn convert(cx: &mut Cx<'_>) -> Result<(), String> {
             scheduled(cx, cron)
         }
         "manualTrigger" | "start" => {
-            cx.out = Items::Unknown;
+            // n8n starts a manual run with one empty item.
+            cx.out = Items::Single("{}".into());
             Y::s("manual")
         }
         "errorTrigger" => {
