@@ -107,7 +107,8 @@ pub fn http(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
         let b = cx.value("body", &body);
         with.push(("body", b));
     }
-    let credential = credential.or_else(|| node_credential(cx, host_name.as_deref()));
+    let from_node = node_credential(cx, host_name.as_deref());
+    let credential = credential.or(from_node);
     if let Some((name, header)) = credential {
         with.push(("credential", Y::s(name)));
         if let Some(h) = header {

@@ -1,0 +1,1 @@
+//! Converted workflows run on the executor (see exec tests in stockade-workflows).
