@@ -105,13 +105,18 @@ pub struct Cx<'a> {
 
 impl std::fmt::Debug for Cx<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Cx").field("node", &self.node.name).finish_non_exhaustive()
+        f.debug_struct("Cx")
+            .field("node", &self.node.name)
+            .finish_non_exhaustive()
     }
 }
 
 impl Cx<'_> {
     pub fn scope(&self) -> Scope<'_> {
-        Scope { input: &self.input, node: self.visible }
+        Scope {
+            input: &self.input,
+            node: self.visible,
+        }
     }
 
     pub fn review(&mut self, why: impl Into<String>) {
@@ -136,10 +141,15 @@ impl Cx<'_> {
 
     /// `v` computed by the node's generated script (reason recorded for review).
     pub fn computed(&mut self, what: &str, v: &Value, why: String) -> Y {
-        self.review(format!("`{what}`: {why}; computed by a script step from the original expression"));
+        self.review(format!(
+            "`{what}`: {why}; computed by a script step from the original expression"
+        ));
         let key = format!("v{}", self.pending.len());
         self.pending.push((key.clone(), expr::js_value(v)));
-        Y::s(format!("{{{{ steps.{}_expr.output.items[0].{key} }}}}", self.id))
+        Y::s(format!(
+            "{{{{ steps.{}_expr.output.items[0].{key} }}}}",
+            self.id
+        ))
     }
 
     /// The `{{ … }}` reading a list of items, or a one-item list.
@@ -154,7 +164,10 @@ impl Cx<'_> {
 
     /// A step of this node: id, uses, with, and the node's retry / on-error settings.
     pub fn step(&self, uses: &str, with: Vec<(&str, Y)>) -> Draft {
-        let mut entries = vec![("id".to_owned(), Y::s(&self.id)), ("uses".to_owned(), Y::s(uses))];
+        let mut entries = vec![
+            ("id".to_owned(), Y::s(&self.id)),
+            ("uses".to_owned(), Y::s(uses)),
+        ];
         if !with.is_empty() {
             entries.push(("with".into(), Y::map(with)));
         }
@@ -171,16 +184,31 @@ impl Cx<'_> {
                 ]),
             ));
         }
-        if matches!(self.node.on_error.as_deref(), Some("continueRegularOutput" | "continueErrorOutput")) {
+        if matches!(
+            self.node.on_error.as_deref(),
+            Some("continueRegularOutput" | "continueErrorOutput")
+        ) {
             entries.push(("continue_on_error".into(), Y::Bool(true)));
         }
-        Draft { entries, branches: Vec::new(), owner: None, wrap: None }
+        Draft {
+            entries,
+            branches: Vec::new(),
+            owner: None,
+            wrap: None,
+        }
     }
 
     /// A credential reference: a safe name in permissions.credentials, noted for creation.
-    pub fn credential(&mut self, n8n_name: &str, slot: &str, host: Option<&str>, why: &str) -> String {
+    pub fn credential(
+        &mut self,
+        n8n_name: &str,
+        slot: &str,
+        host: Option<&str>,
+        why: &str,
+    ) -> String {
         let mut name = crate::slug(n8n_name, '-');
-        if n8n_name.is_empty() || stockade_workflows::secrets::looks_like_secret(n8n_name).is_some() {
+        if n8n_name.is_empty() || stockade_workflows::secrets::looks_like_secret(n8n_name).is_some()
+        {
             if !n8n_name.is_empty() {
                 self.review(format!("the n8n credential name of `{slot}` looks like it holds a secret: not used; named by the workflow instead (rotate that secret)"));
             }
@@ -217,12 +245,22 @@ impl Cx<'_> {
         if let Some(input) = Self::items_expr(&self.input) {
             with.push(("input", Y::s(input)));
         }
-        let js: String = self.pending.iter().map(|(_, j)| j.as_str()).collect::<Vec<_>>().join("\n");
+        let js: String = self
+            .pending
+            .iter()
+            .map(|(_, j)| j.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
         if let Some(map) = nodes::code::nodes_map(self, &js) {
             with.push(("nodes", map));
         }
         let id = self.acc.fresh(&format!("{}_expr", self.id));
-        let mut d = Draft { entries: Vec::new(), branches: Vec::new(), owner: None, wrap: None };
+        let mut d = Draft {
+            entries: Vec::new(),
+            branches: Vec::new(),
+            owner: None,
+            wrap: None,
+        };
         d.entries.push(("id".into(), Y::s(id)));
         d.entries.push(("uses".into(), Y::s("script")));
         d.entries.push(("with".into(), Y::map(with)));
@@ -234,7 +272,11 @@ impl Cx<'_> {
 pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
     let plan = graph::plan(w);
     let mut acc = Acc::default();
-    let ids: Vec<String> = w.nodes.iter().map(|n| acc.fresh(&step_id(&n.name))).collect();
+    let ids: Vec<String> = w
+        .nodes
+        .iter()
+        .map(|n| acc.fresh(&step_id(&n.name)))
+        .collect();
     let mut outs: Vec<Option<Items>> = vec![None; w.nodes.len()];
     let mut containers: BTreeMap<Ctx, Vec<Draft>> = BTreeMap::new();
     let mut reports: Vec<NodeReport> = Vec::new();
@@ -243,7 +285,13 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
     for &n in &plan.order {
         let node = &w.nodes[n];
         let (input, preds) = inputs(w, &plan, &outs, n);
-        let mut report = NodeReport { node: node.name.clone(), kind: node.kind.clone(), step: None, status: Status::Converted, notes: Vec::new() };
+        let mut report = NodeReport {
+            node: node.name.clone(),
+            kind: node.kind.clone(),
+            step: None,
+            status: Status::Converted,
+            notes: Vec::new(),
+        };
         if let Some(why) = left_out(node, &plan, n) {
             outs[n] = Some(input);
             report.status = Status::LeftOut;
@@ -274,7 +322,9 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
             pending: Vec::new(),
         };
         if plan.joins.contains(&n) {
-            cx.note("fed from several branches: runs once after them (n8n runs it per arriving branch)");
+            cx.note(
+                "fed from several branches: runs once after them (n8n runs it per arriving branch)",
+            );
         }
         if w.pinned.contains(&node.name) {
             cx.review("has pinned data in n8n (used only in manual test runs there): the step runs for real");
@@ -284,7 +334,10 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
             trigger_seen = true;
             nodes::trigger::convert(&mut cx).map(|()| Vec::new())
         } else if is_trigger {
-            Err("a second trigger: a Stockade workflow has one; make this its own workflow".to_owned())
+            Err(
+                "a second trigger: a Stockade workflow has one; make this its own workflow"
+                    .to_owned(),
+            )
         } else if plan.on_error_output.contains(&n) && !plan.edges.iter().any(|e| e.to == n) {
             Err("runs on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
         } else {
@@ -313,10 +366,13 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
             }
             cx.note("n8n ran it once per item: it runs in a for_each over the items");
         }
-        report.step = drafts.last().and_then(|d| d.entries.first()).and_then(|(_, v)| match v {
-            Y::Str(s) => Some(s.clone()),
-            _ => None,
-        });
+        report.step = drafts
+            .last()
+            .and_then(|d| d.entries.first())
+            .and_then(|(_, v)| match v {
+                Y::Str(s) => Some(s.clone()),
+                _ => None,
+            });
         report.notes.extend(cx.notes.drain(..));
         for r in &cx.review {
             review_lines.push(format!("node {:?}: {r}", node.name));
@@ -328,7 +384,10 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
             report.notes.push(reason);
         }
         outs[n] = Some(cx.out.clone());
-        containers.entry(plan.ctx[n].clone()).or_default().extend(drafts);
+        containers
+            .entry(plan.ctx[n].clone())
+            .or_default()
+            .extend(drafts);
         reports.push(report);
     }
     finish(w, name, env, acc, &plan, &containers, reports, review_lines)
@@ -337,10 +396,12 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
 fn unsupported_reason(d: &Draft) -> Option<String> {
     let with = d.entries.iter().find(|(k, _)| k == "with")?;
     let Y::Map(e) = &with.1 else { return None };
-    e.iter().find(|(k, _)| k == "reason").and_then(|(_, v)| match v {
-        Y::Str(s) => Some(s.clone()),
-        _ => None,
-    })
+    e.iter()
+        .find(|(k, _)| k == "reason")
+        .and_then(|(_, v)| match v {
+            Y::Str(s) => Some(s.clone()),
+            _ => None,
+        })
 }
 
 /// Why a node becomes no step at all, if it does not.
@@ -359,7 +420,12 @@ fn left_out(node: &Node, plan: &Plan, n: usize) -> Option<String> {
 }
 
 /// A node's input items and its predecessors.
-fn inputs(w: &Workflow, plan: &Plan, outs: &[Option<Items>], n: usize) -> (Items, Vec<(usize, String, Items)>) {
+fn inputs(
+    w: &Workflow,
+    plan: &Plan,
+    outs: &[Option<Items>],
+    n: usize,
+) -> (Items, Vec<(usize, String, Items)>) {
     let mut preds: Vec<(usize, String, Items)> = Vec::new();
     for e in plan.edges.iter().filter(|e| e.to == n) {
         let from = &w.nodes[e.from];
@@ -382,7 +448,8 @@ fn inputs(w: &Workflow, plan: &Plan, outs: &[Option<Items>], n: usize) -> (Items
 /// Whether the node runs per item on a list: then it is wrapped in a `for_each`.
 fn per_item(node: &Node, input: Items) -> (Option<(String, String)>, Items) {
     let per_item = match node.short_kind() {
-        "httpRequest" | "if" | "filter" | "switch" | "executeWorkflow" | "functionItem" | "wait" => true,
+        "httpRequest" | "if" | "filter" | "switch" | "executeWorkflow" | "functionItem"
+        | "wait" => true,
         "code" => node.str_param("mode") == Some("runOnceForEachItem"),
         "nocoDb" => node.str_param("dataToSend") != Some("autoMapInputData"),
         k => nodes::alert::is_message_kind(k),
@@ -391,7 +458,10 @@ fn per_item(node: &Node, input: Items) -> (Option<(String, String)>, Items) {
         Items::Many(list) if node.execute_once => (None, Items::Single(format!("{list}[0]"))),
         Items::Many(list) if per_item => {
             let id = format!("each_{}", step_id(&node.name));
-            (Some((format!("{{{{ {list} }}}}"), id)), Items::Single("item".into()))
+            (
+                Some((format!("{{{{ {list} }}}}"), id)),
+                Items::Single("item".into()),
+            )
         }
         other => (None, other),
     }
@@ -420,16 +490,29 @@ fn finish(
 ) -> Converted {
     let mut steps = build(containers, &Vec::new());
     if steps.is_empty() {
-        acc.notes.push("no node became a step: an audit.note stands in".into());
+        acc.notes
+            .push("no node became a step: an audit.note stands in".into());
         steps.push(Y::map(vec![
             ("id", Y::s("imported")),
             ("uses", Y::s("audit.note")),
-            ("with", Y::map(vec![("message", Y::s(format!("imported n8n workflow {name} has no steps")))])),
+            (
+                "with",
+                Y::map(vec![(
+                    "message",
+                    Y::s(format!("imported n8n workflow {name} has no steps")),
+                )]),
+            ),
         ]));
     }
     for e in &plan.back_edges {
-        if !matches!(graph::branch_outputs(&w.nodes[e.to]), graph::Branching::Loop { .. }) {
-            acc.notes.push(format!("a loop back from {:?} to {:?} is not converted", w.nodes[e.from].name, w.nodes[e.to].name));
+        if !matches!(
+            graph::branch_outputs(&w.nodes[e.to]),
+            graph::Branching::Loop { .. }
+        ) {
+            acc.notes.push(format!(
+                "a loop back from {:?} to {:?} is not converted",
+                w.nodes[e.from].name, w.nodes[e.to].name
+            ));
         }
     }
     acc.notes.extend(w.odd_connections.iter().cloned());
@@ -440,21 +523,32 @@ fn finish(
         Y::s("manual")
     });
     let trigger = with_respond(trigger, acc.respond_result);
-    let mut description = format!("Imported from the n8n workflow {:?} by `stockade workflow import-n8n`.", w.name);
+    let mut description = format!(
+        "Imported from the n8n workflow {:?} by `stockade workflow import-n8n`.",
+        w.name
+    );
     for line in &review_lines {
         description.push_str(&format!("\n{REVIEW_MARKER}: {line}"));
     }
     if !review_lines.is_empty() {
         description.push_str("\nWhen each point above is checked, delete its line: `stockade workflow lint` reports them until then.");
     }
-    let mut doc = vec![("name", Y::s(name)), ("description", Y::s(description)), ("trigger", trigger)];
+    let mut doc = vec![
+        ("name", Y::s(name)),
+        ("description", Y::s(description)),
+        ("trigger", trigger),
+    ];
     if let Some(inputs) = acc.inputs.take() {
         doc.push(("inputs", inputs));
     }
     let list = |s: &BTreeSet<String>| Y::Seq(s.iter().map(Y::s).collect());
     let creds: BTreeSet<String> = acc.credentials.iter().map(|c| c.name.clone()).collect();
     let mut perms = Vec::new();
-    for (k, s) in [("credentials", &creds), ("hosts", &acc.hosts), ("events", &acc.events)] {
+    for (k, s) in [
+        ("credentials", &creds),
+        ("hosts", &acc.hosts),
+        ("events", &acc.events),
+    ] {
         if !s.is_empty() {
             perms.push((k, list(s)));
         }
@@ -485,7 +579,9 @@ fn finish(
 }
 
 fn with_respond(trigger: Y, result: bool) -> Y {
-    let Y::Map(mut outer) = trigger else { return trigger };
+    let Y::Map(mut outer) = trigger else {
+        return trigger;
+    };
     if let Some((k, Y::Map(h))) = outer.first_mut()
         && k == "webhook"
         && result
@@ -496,15 +592,24 @@ fn with_respond(trigger: Y, result: bool) -> Y {
 }
 
 /// `on_error` from `settings.errorWorkflow` (an n8n workflow id).
-fn error_workflow(w: &Workflow, env: &Env, acc: &mut Acc, review: &mut Vec<String>) -> Option<String> {
+fn error_workflow(
+    w: &Workflow,
+    env: &Env,
+    acc: &mut Acc,
+    review: &mut Vec<String>,
+) -> Option<String> {
     let id = w.error_workflow.as_ref()?;
     match env.by_id.get(id) {
         Some(n) => {
-            acc.notes.push(format!("n8n's error workflow {id} is `{n}`: on_error names it"));
+            acc.notes.push(format!(
+                "n8n's error workflow {id} is `{n}`: on_error names it"
+            ));
             Some(n.clone())
         }
         None => {
-            review.push(format!("the n8n error workflow {id} is not in this export: on_error left to builtin.alert"));
+            review.push(format!(
+                "the n8n error workflow {id} is not in this export: on_error left to builtin.alert"
+            ));
             None
         }
     }
@@ -512,8 +617,13 @@ fn error_workflow(w: &Workflow, env: &Env, acc: &mut Acc, review: &mut Vec<Strin
 
 /// The nested step lists under `ctx`.
 fn build(containers: &BTreeMap<Ctx, Vec<Draft>>, ctx: &Ctx) -> Vec<Y> {
-    let Some(drafts) = containers.get(ctx) else { return Vec::new() };
-    drafts.iter().map(|d| draft_yaml(containers, ctx, d)).collect()
+    let Some(drafts) = containers.get(ctx) else {
+        return Vec::new();
+    };
+    drafts
+        .iter()
+        .map(|d| draft_yaml(containers, ctx, d))
+        .collect()
 }
 
 fn draft_yaml(containers: &BTreeMap<Ctx, Vec<Draft>>, ctx: &Ctx, d: &Draft) -> Y {
@@ -535,7 +645,10 @@ fn draft_yaml(containers: &BTreeMap<Ctx, Vec<Draft>>, ctx: &Ctx, d: &Draft) -> Y
                 Branch::Body(o) => entries.push(("steps".into(), sub(*o))),
             }
         }
-        if d.branches.iter().any(|b| matches!(b, Branch::Case(..) | Branch::Default(_))) {
+        if d.branches
+            .iter()
+            .any(|b| matches!(b, Branch::Case(..) | Branch::Default(_)))
+        {
             entries.push(("cases".into(), Y::Map(cases)));
             entries.push(("default".into(), default.unwrap_or(Y::Seq(Vec::new()))));
         }
@@ -546,7 +659,10 @@ fn draft_yaml(containers: &BTreeMap<Ctx, Vec<Draft>>, ctx: &Ctx, d: &Draft) -> Y
         Some((id, items)) => Y::map(vec![
             ("id", Y::s(id)),
             ("uses", Y::s("for_each")),
-            ("with", Y::map(vec![("items", Y::s(items)), ("max_items", Y::Int(1000))])),
+            (
+                "with",
+                Y::map(vec![("items", Y::s(items)), ("max_items", Y::Int(1000))]),
+            ),
             ("steps", Y::Seq(vec![step])),
         ]),
     }

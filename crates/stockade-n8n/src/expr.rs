@@ -24,7 +24,13 @@ pub enum Items {
 }
 
 /// Headers Stockade passes to a webhook workflow (`trigger.headers`).
-const WEBHOOK_HEADERS: &[&str] = &["content-type", "user-agent", "x-request-id", "x-delivery-id", "x-event-type"];
+const WEBHOOK_HEADERS: &[&str] = &[
+    "content-type",
+    "user-agent",
+    "x-request-id",
+    "x-delivery-id",
+    "x-event-type",
+];
 
 /// Where expressions of one node are read.
 pub struct Scope<'a> {
@@ -35,7 +41,9 @@ pub struct Scope<'a> {
 
 impl std::fmt::Debug for Scope<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scope").field("input", self.input).finish_non_exhaustive()
+        f.debug_struct("Scope")
+            .field("input", self.input)
+            .finish_non_exhaustive()
     }
 }
 
@@ -49,7 +57,11 @@ pub fn reads_env(text: &str) -> bool {
 pub fn value(v: &Value, scope: &Scope<'_>) -> Result<Value, String> {
     match v {
         Value::String(s) => text(s, scope).map(Value::String),
-        Value::Array(a) => a.iter().map(|x| value(x, scope)).collect::<Result<_, _>>().map(Value::Array),
+        Value::Array(a) => a
+            .iter()
+            .map(|x| value(x, scope))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
         Value::Object(o) => o
             .iter()
             .map(|(k, x)| value(x, scope).map(|t| (k.clone(), t)))
@@ -84,7 +96,10 @@ pub fn text(s: &str, scope: &Scope<'_>) -> Result<String, String> {
         return Ok(s.to_owned());
     };
     if reads_env(template) {
-        return Err("reads an environment variable ($env / process.env): Stockade workflows have none".into());
+        return Err(
+            "reads an environment variable ($env / process.env): Stockade workflows have none"
+                .into(),
+        );
     }
     let mut out = String::new();
     for (is_expr, part) in parts(template)? {
@@ -108,7 +123,9 @@ pub fn operand(v: &Value, scope: &Scope<'_>) -> Result<String, String> {
             Some(t) => {
                 let ps = parts(t)?;
                 match ps.as_slice() {
-                    [(false, a), (true, e), (false, b)] if a.trim().is_empty() && b.trim().is_empty() => {
+                    [(false, a), (true, e), (false, b)]
+                        if a.trim().is_empty() && b.trim().is_empty() =>
+                    {
                         if reads_env(e) {
                             return Err("reads an environment variable".into());
                         }
@@ -145,13 +162,20 @@ pub fn path(src: &str, scope: &Scope<'_>) -> Result<String, String> {
         Items::Webhook => match accs.next() {
             Some(Acc::Key(k)) if k == "body" || k == "query" => format!("trigger.{k}"),
             Some(Acc::Key(k)) if k == "headers" => match accs.next() {
-                Some(Acc::Key(h)) if WEBHOOK_HEADERS.contains(&h.as_str()) => format!("trigger.headers[{}]", json_literal(&Value::String(h))),
+                Some(Acc::Key(h)) if WEBHOOK_HEADERS.contains(&h.as_str()) => {
+                    format!("trigger.headers[{}]", json_literal(&Value::String(h)))
+                }
                 _ => return Err("a webhook header Stockade does not pass to workflows".into()),
             },
             _ => return Err("a webhook field other than body and query".into()),
         },
         Items::Single(p) => p,
-        Items::Many(_) | Items::Unknown => return Err(format!("`{}` reads items whose shape differs in Stockade", short(src))),
+        Items::Many(_) | Items::Unknown => {
+            return Err(format!(
+                "`{}` reads items whose shape differs in Stockade",
+                short(src)
+            ));
+        }
     };
     for a in accs {
         match a {
@@ -171,9 +195,14 @@ fn short(s: &str) -> String {
 }
 
 fn is_ident(k: &str) -> bool {
-    k.bytes().next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+    k.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
         && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && !matches!(k, "true" | "false" | "none" | "and" | "or" | "not" | "in" | "is" | "if" | "else")
+        && !matches!(
+            k,
+            "true" | "false" | "none" | "and" | "or" | "not" | "in" | "is" | "if" | "else"
+        )
 }
 
 /// The root of a path: which items it reads (one item's json), and the rest.
@@ -189,22 +218,36 @@ fn root<'s>(src: &'s str, scope: &Scope<'_>) -> Result<(Items, &'s str), String>
     let (name, rest) = if let Some(r) = src.strip_prefix("$node[") {
         let (name, r) = quoted(r).ok_or("an unreadable $node[…]")?;
         let r = r.strip_prefix(']').ok_or("an unreadable $node[…]")?;
-        (name, r.strip_prefix(".json").map(|r| (false, r)).ok_or("$node[…] other than .json")?)
+        (
+            name,
+            r.strip_prefix(".json")
+                .map(|r| (false, r))
+                .ok_or("$node[…] other than .json")?,
+        )
     } else if let Some(r) = src.strip_prefix("$(") {
         let (name, r) = quoted(r.trim_start()).ok_or("an unreadable $(…)")?;
-        let r = r.trim_start().strip_prefix(')').ok_or("an unreadable $(…)")?;
+        let r = r
+            .trim_start()
+            .strip_prefix(')')
+            .ok_or("an unreadable $(…)")?;
         if let Some(r) = r.strip_prefix(".item.json") {
             (name, (false, r))
         } else if let Some(r) = r.strip_prefix(".first().json") {
             (name, (true, r))
         } else {
-            return Err(format!("$('{name}') read other than .item.json or .first().json"));
+            return Err(format!(
+                "$('{name}') read other than .item.json or .first().json"
+            ));
         }
     } else {
-        return Err(format!("`{}` is not a path from $json, $node or $()", short(src)));
+        return Err(format!(
+            "`{}` is not a path from $json, $node or $()",
+            short(src)
+        ));
     };
     let (first, rest) = rest;
-    let items = (scope.node)(&name).ok_or_else(|| format!("node `{name}` is not an earlier step on this path"))?;
+    let items = (scope.node)(&name)
+        .ok_or_else(|| format!("node `{name}` is not an earlier step on this path"))?;
     Ok((single(items, first)?, rest))
 }
 
@@ -235,7 +278,9 @@ fn accessors(mut s: &str) -> Option<Vec<Acc>> {
             return Some(out);
         }
         if let Some(r) = s.strip_prefix('.') {
-            let end = r.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$')).unwrap_or(r.len());
+            let end = r
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '$'))
+                .unwrap_or(r.len());
             if end == 0 || r.as_bytes().first().is_some_and(u8::is_ascii_digit) {
                 return None;
             }
@@ -264,14 +309,20 @@ pub fn js_value(v: &Value) -> String {
             None => json_literal(v),
             Some(t) => match parts(t) {
                 Ok(ps) => match ps.as_slice() {
-                    [(false, a), (true, e), (false, b)] if a.is_empty() && b.is_empty() => format!("({})", e.trim()),
+                    [(false, a), (true, e), (false, b)] if a.is_empty() && b.is_empty() => {
+                        format!("({})", e.trim())
+                    }
                     _ => {
                         let mut out = String::from("`");
                         for (is_expr, p) in ps {
                             if is_expr {
                                 out.push_str(&format!("${{{}}}", p.trim()));
                             } else {
-                                out.push_str(&p.replace('\\', "\\\\").replace('`', "\\`").replace("${", "\\${"));
+                                out.push_str(
+                                    &p.replace('\\', "\\\\")
+                                        .replace('`', "\\`")
+                                        .replace("${", "\\${"),
+                                );
                             }
                         }
                         out.push('`');
@@ -281,10 +332,20 @@ pub fn js_value(v: &Value) -> String {
                 Err(_) => json_literal(&Value::String(t.to_owned())),
             },
         },
-        Value::Array(a) => format!("[{}]", a.iter().map(js_value).collect::<Vec<_>>().join(", ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(js_value).collect::<Vec<_>>().join(", ")
+        ),
         Value::Object(o) => format!(
             "{{ {} }}",
-            o.iter().map(|(k, x)| format!("{}: {}", json_literal(&Value::String(k.clone())), js_value(x))).collect::<Vec<_>>().join(", ")
+            o.iter()
+                .map(|(k, x)| format!(
+                    "{}: {}",
+                    json_literal(&Value::String(k.clone())),
+                    js_value(x)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
         other => json_literal(other),
     }
@@ -328,24 +389,46 @@ mod tests {
             "Call" => Some(Items::Single("steps.call.output.body".into())),
             _ => None,
         };
-        text(s, &Scope { input: &input, node: &nodes })
+        text(
+            s,
+            &Scope {
+                input: &input,
+                node: &nodes,
+            },
+        )
     }
 
     #[test]
     fn exact_paths_translate_and_the_rest_is_refused() {
         let w = Items::Webhook;
-        assert_eq!(scope_eval(w.clone(), "={{ $json.body.order_id }}").unwrap(), "{{ trigger.body.order_id }}");
+        assert_eq!(
+            scope_eval(w.clone(), "={{ $json.body.order_id }}").unwrap(),
+            "{{ trigger.body.order_id }}"
+        );
         assert_eq!(
             scope_eval(w.clone(), "=Order {{ $json[\"body\"]['sku code'][0] }}!").unwrap(),
             "Order {{ trigger.body[\"sku code\"][0] }}!"
         );
-        assert_eq!(scope_eval(w.clone(), "={{ $node[\"Call\"].json.id }}").unwrap(), "{{ steps.call.output.body.id }}");
-        assert_eq!(scope_eval(w.clone(), "={{ $('Call').item.json.id }}").unwrap(), "{{ steps.call.output.body.id }}");
-        assert_eq!(scope_eval(w.clone(), "={{ $('Fetch').first().json.n }}").unwrap(), "{{ steps.fetch.output.items[0].n }}");
+        assert_eq!(
+            scope_eval(w.clone(), "={{ $node[\"Call\"].json.id }}").unwrap(),
+            "{{ steps.call.output.body.id }}"
+        );
+        assert_eq!(
+            scope_eval(w.clone(), "={{ $('Call').item.json.id }}").unwrap(),
+            "{{ steps.call.output.body.id }}"
+        );
+        assert_eq!(
+            scope_eval(w.clone(), "={{ $('Fetch').first().json.n }}").unwrap(),
+            "{{ steps.fetch.output.items[0].n }}"
+        );
         assert!(scope_eval(w.clone(), "={{ $('Fetch').item.json.n }}").is_err());
         assert!(scope_eval(w.clone(), "={{ $json.body.a + 1 }}").is_err());
         assert!(scope_eval(w.clone(), "={{ $json.body?.a }}").is_err());
-        assert!(scope_eval(w.clone(), "={{ $env.TOKEN }}").unwrap_err().contains("environment"));
+        assert!(
+            scope_eval(w.clone(), "={{ $env.TOKEN }}")
+                .unwrap_err()
+                .contains("environment")
+        );
         assert!(scope_eval(w, "={{ $json.params.id }}").is_err());
         assert_eq!(scope_eval(Items::Unknown, "plain").unwrap(), "plain");
         assert!(scope_eval(Items::Unknown, "={{ $json.x }}").is_err());
@@ -354,8 +437,14 @@ mod tests {
     #[test]
     fn javascript_keeps_expressions_verbatim() {
         assert_eq!(js_value(&json!("={{ $json.a * 2 }}")), "($json.a * 2)");
-        assert_eq!(js_value(&json!("=n: {{ $json.a }} `x`")), "`n: ${$json.a} \\`x\\``");
+        assert_eq!(
+            js_value(&json!("=n: {{ $json.a }} `x`")),
+            "`n: ${$json.a} \\`x\\``"
+        );
         assert_eq!(js_value(&json!({"k": 1})), "{ \"k\": 1 }");
-        assert_eq!(referenced_nodes("$('A').all(); $node[\"B\"].json; $items('A')"), vec!["A", "B"]);
+        assert_eq!(
+            referenced_nodes("$('A').all(); $node[\"B\"].json; $items('A')"),
+            vec!["A", "B"]
+        );
     }
 }

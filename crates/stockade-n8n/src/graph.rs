@@ -39,8 +39,14 @@ pub fn branch_outputs(n: &Node) -> Branching {
     match n.short_kind() {
         "if" | "filter" => Branching::Branches(2),
         "switch" => Branching::Branches(switch_outputs(n)),
-        "splitInBatches" if n.version >= 3.0 => Branching::Loop { body: 1, outputs: 2 },
-        "splitInBatches" => Branching::Loop { body: 0, outputs: 1 },
+        "splitInBatches" if n.version >= 3.0 => Branching::Loop {
+            body: 1,
+            outputs: 2,
+        },
+        "splitInBatches" => Branching::Loop {
+            body: 0,
+            outputs: 1,
+        },
         _ => Branching::Plain,
     }
 }
@@ -65,12 +71,17 @@ impl Branching {
 /// How many regular outputs a Switch node has.
 pub fn switch_outputs(n: &Node) -> usize {
     let rules = |v: &serde_json::Value, key: &str| {
-        v.get(key).and_then(serde_json::Value::as_array).map_or(0, Vec::len)
+        v.get(key)
+            .and_then(serde_json::Value::as_array)
+            .map_or(0, Vec::len)
     };
     let mode = n.str_param("mode").unwrap_or("rules");
     if mode == "expression" {
         let fixed = if n.version >= 3.0 { 2 } else { 4 };
-        return n.param("numberOutputs").and_then(serde_json::Value::as_u64).map_or(fixed, |v| v as usize);
+        return n
+            .param("numberOutputs")
+            .and_then(serde_json::Value::as_u64)
+            .map_or(fixed, |v| v as usize);
     }
     if n.version >= 3.0 {
         let r = n.param("rules").map_or(0, |r| rules(r, "values"));
@@ -110,13 +121,22 @@ pub fn plan(w: &Workflow) -> Plan {
         let n = &w.nodes[i];
         (ord(n.position.0), ord(n.position.1), n.name.clone())
     };
-    let mut starts: Vec<usize> = (0..count).filter(|&i| !edges.iter().any(|e| e.to == i)).collect();
+    let mut starts: Vec<usize> = (0..count)
+        .filter(|&i| !edges.iter().any(|e| e.to == i))
+        .collect();
     starts.sort_by_key(|&i| key(i));
     let back_edges = back_edges(count, &edges, &starts, &key);
     edges.retain(|e| !back_edges.contains(e));
     let order = topo(count, &edges, &key);
     let (ctx, joins) = contexts(w, &order, &edges);
-    Plan { order, ctx, edges, back_edges, on_error_output, joins }
+    Plan {
+        order,
+        ctx,
+        edges,
+        back_edges,
+        on_error_output,
+        joins,
+    }
 }
 
 fn ord(f: f64) -> i64 {
@@ -131,12 +151,21 @@ fn bypass_disabled(w: &Workflow) -> Vec<Edge> {
             continue;
         }
         let ins: Vec<Edge> = edges.iter().filter(|e| e.to == d).cloned().collect();
-        let outs: Vec<Edge> = edges.iter().filter(|e| e.from == d && e.output == 0).cloned().collect();
+        let outs: Vec<Edge> = edges
+            .iter()
+            .filter(|e| e.from == d && e.output == 0)
+            .cloned()
+            .collect();
         edges.retain(|e| e.to != d && e.from != d);
         for i in &ins {
             for o in &outs {
                 if i.from != o.to {
-                    edges.push(Edge { from: i.from, output: i.output, to: o.to, input: o.input });
+                    edges.push(Edge {
+                        from: i.from,
+                        output: i.output,
+                        to: o.to,
+                        input: o.input,
+                    });
                 }
             }
         }
@@ -147,7 +176,12 @@ fn bypass_disabled(w: &Workflow) -> Vec<Edge> {
 }
 
 /// Edges closing a cycle, found by a depth-first walk from the start nodes in order.
-fn back_edges<K: Ord>(count: usize, edges: &[Edge], starts: &[usize], key: &impl Fn(usize) -> K) -> Vec<Edge> {
+fn back_edges<K: Ord>(
+    count: usize,
+    edges: &[Edge],
+    starts: &[usize],
+    key: &impl Fn(usize) -> K,
+) -> Vec<Edge> {
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
         New,
@@ -227,7 +261,9 @@ fn contexts(w: &Workflow, order: &[usize], edges: &[Edge]) -> (Vec<Ctx>, BTreeSe
             }
             from.push(c);
         }
-        let Some(first) = from.first().cloned() else { continue };
+        let Some(first) = from.first().cloned() else {
+            continue;
+        };
         let mut common = first;
         for c in &from[1..] {
             let same = common.iter().zip(c).take_while(|(a, b)| a == b).count();

@@ -46,7 +46,11 @@ pub struct Import {
 impl Import {
     /// The report of every workflow, as the CLI prints it.
     pub fn report(&self) -> String {
-        self.workflows.iter().map(Converted::report).collect::<Vec<_>>().join("\n")
+        self.workflows
+            .iter()
+            .map(Converted::report)
+            .collect::<Vec<_>>()
+            .join("\n")
     }
 
     pub fn workflow(&self, name: &str) -> Option<&Converted> {
@@ -57,14 +61,21 @@ impl Import {
 /// Convert an export (one workflow object or an array of them).
 pub fn import(bytes: &[u8], options: &Options) -> Result<Import, ImportError> {
     let workflows = model::parse(bytes)?;
-    let mut env = convert::Env { nocodb_url: options.nocodb_url.clone(), ..Default::default() };
+    let mut env = convert::Env {
+        nocodb_url: options.nocodb_url.clone(),
+        ..Default::default()
+    };
     let mut names: Vec<String> = Vec::new();
     let mut used = BTreeSet::new();
     for (i, w) in workflows.iter().enumerate() {
         let mut base = slug(&w.name, '-');
         base.truncate(56);
         let base = base.trim_end_matches(['-', '.']).to_owned();
-        let base = if base.is_empty() { format!("n8n-workflow-{}", i + 1) } else { base };
+        let base = if base.is_empty() {
+            format!("n8n-workflow-{}", i + 1)
+        } else {
+            base
+        };
         let mut name = base.clone();
         let mut k = 2;
         while !used.insert(name.clone()) {
@@ -73,7 +84,11 @@ pub fn import(bytes: &[u8], options: &Options) -> Result<Import, ImportError> {
         }
         if let Some(id) = &w.id {
             env.by_id.insert(id.clone(), name.clone());
-            let has = |kind: &str| w.nodes.iter().any(|n| n.short_kind() == kind && !n.disabled);
+            let has = |kind: &str| {
+                w.nodes
+                    .iter()
+                    .any(|n| n.short_kind() == kind && !n.disabled)
+            };
             if has("executeWorkflowTrigger") {
                 env.subworkflows.insert(id.clone());
             }
@@ -102,5 +117,10 @@ pub fn slug(text: &str, sep: char) -> String {
             out.push(sep);
         }
     }
-    out.trim_end_matches(sep).chars().take(64).collect::<String>().trim_end_matches(sep).to_owned()
+    out.trim_end_matches(sep)
+        .chars()
+        .take(64)
+        .collect::<String>()
+        .trim_end_matches(sep)
+        .to_owned()
 }

@@ -91,19 +91,33 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<Workflow>, ImportError> {
     if bytes.len() > MAX_INPUT {
         return Err(ImportError::TooLarge(bytes.len()));
     }
-    let value: Value = serde_json::from_slice(bytes)
-        .map_err(|e| ImportError::NotJson(format!("line {} column {}: {}", e.line(), e.column(), e.classify_name())))?;
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        ImportError::NotJson(format!(
+            "line {} column {}: {}",
+            e.line(),
+            e.column(),
+            e.classify_name()
+        ))
+    })?;
     let list = match value {
         Value::Array(a) => a,
         Value::Object(o) => vec![Value::Object(o)],
-        _ => return Err(ImportError::NotN8n("the top level is neither an object nor an array".into())),
+        _ => {
+            return Err(ImportError::NotN8n(
+                "the top level is neither an object nor an array".into(),
+            ));
+        }
     };
     if list.is_empty() {
-        return Err(ImportError::NotN8n("an empty array holds no workflow".into()));
+        return Err(ImportError::NotN8n(
+            "an empty array holds no workflow".into(),
+        ));
     }
     list.iter()
         .enumerate()
-        .map(|(i, v)| workflow(v).map_err(|why| ImportError::NotN8n(format!("workflow {}: {why}", i + 1))))
+        .map(|(i, v)| {
+            workflow(v).map_err(|why| ImportError::NotN8n(format!("workflow {}: {why}", i + 1)))
+        })
         .collect()
 }
 
@@ -150,12 +164,24 @@ fn workflow(v: &Value) -> Result<Workflow, String> {
     let setting = |k: &str| {
         settings
             .and_then(|s| s.get(k))
-            .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|i| i.to_string())))
+            .and_then(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .or_else(|| v.as_i64().map(|i| i.to_string()))
+            })
             .filter(|s| !s.is_empty())
     };
     let mut w = Workflow {
-        id: o.get("id").and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|i| i.to_string()))),
-        name: o.get("name").and_then(Value::as_str).unwrap_or("").to_owned(),
+        id: o.get("id").and_then(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .or_else(|| v.as_i64().map(|i| i.to_string()))
+        }),
+        name: o
+            .get("name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned(),
         nodes,
         edges: Vec::new(),
         odd_connections: Vec::new(),
@@ -164,7 +190,12 @@ fn workflow(v: &Value) -> Result<Workflow, String> {
         pinned: o
             .get("pinData")
             .and_then(Value::as_object)
-            .map(|p| p.iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k.clone()).collect())
+            .map(|p| {
+                p.iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, _)| k.clone())
+                    .collect()
+            })
             .unwrap_or_default(),
     };
     read_connections(&mut w, &connections);
@@ -174,13 +205,18 @@ fn workflow(v: &Value) -> Result<Workflow, String> {
 fn read_connections(w: &mut Workflow, connections: &Map<String, Value>) {
     for (source, kinds) in connections {
         let Some(from) = w.index(source) else {
-            w.odd_connections.push(format!("connections name an unknown node `{source}`"));
+            w.odd_connections
+                .push(format!("connections name an unknown node `{source}`"));
             continue;
         };
-        let Some(kinds) = kinds.as_object() else { continue };
+        let Some(kinds) = kinds.as_object() else {
+            continue;
+        };
         for (kind, outputs) in kinds {
             if kind != "main" {
-                w.odd_connections.push(format!("`{source}` has `{kind}` connections (AI sub-nodes)"));
+                w.odd_connections.push(format!(
+                    "`{source}` has `{kind}` connections (AI sub-nodes)"
+                ));
                 continue;
             }
             let outputs = outputs.as_array().map(Vec::as_slice).unwrap_or(&[]);
@@ -211,7 +247,11 @@ fn node(v: &Value) -> Option<Node> {
     let name = o.get("name")?.as_str()?.to_owned();
     let kind = o.get("type")?.as_str()?.to_owned();
     let pos = o.get("position").and_then(Value::as_array);
-    let coord = |i: usize| pos.and_then(|p| p.get(i)).and_then(Value::as_f64).unwrap_or(0.0);
+    let coord = |i: usize| {
+        pos.and_then(|p| p.get(i))
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0)
+    };
     let credentials = o
         .get("credentials")
         .and_then(Value::as_object)
@@ -238,15 +278,26 @@ fn node(v: &Value) -> Option<Node> {
                 .then(|| "continueRegularOutput".to_owned())
         });
     let retry = (o.get("retryOnFail").and_then(Value::as_bool) == Some(true)).then(|| {
-        let tries = o.get("maxTries").and_then(Value::as_u64).unwrap_or(3).clamp(1, 20) as u32;
-        let wait = o.get("waitBetweenTries").and_then(Value::as_u64).unwrap_or(1000);
+        let tries = o
+            .get("maxTries")
+            .and_then(Value::as_u64)
+            .unwrap_or(3)
+            .clamp(1, 20) as u32;
+        let wait = o
+            .get("waitBetweenTries")
+            .and_then(Value::as_u64)
+            .unwrap_or(1000);
         (tries, wait)
     });
     Some(Node {
         name,
         kind,
         version: o.get("typeVersion").and_then(Value::as_f64).unwrap_or(1.0),
-        parameters: o.get("parameters").and_then(Value::as_object).cloned().unwrap_or_default(),
+        parameters: o
+            .get("parameters")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
         credentials,
         position: (coord(0), coord(1)),
         disabled: o.get("disabled").and_then(Value::as_bool) == Some(true),

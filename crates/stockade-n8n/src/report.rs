@@ -77,7 +77,11 @@ impl Converted {
 
     /// The `stockade credential set` command for a credential.
     pub fn credential_command(&self, c: &CredentialNote) -> String {
-        let host = c.host.as_ref().map(|h| format!(" --host {h}")).unwrap_or_default();
+        let host = c
+            .host
+            .as_ref()
+            .map(|h| format!(" --host {h}"))
+            .unwrap_or_default();
         format!(
             "printf %s \"$SECRET\" | stockade credential set {} --workflow {}{host} --secret-stdin",
             c.name, self.name
@@ -87,10 +91,24 @@ impl Converted {
     /// The report of this workflow, as the CLI prints it.
     pub fn report(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "workflow `{}` (n8n: \"{}\") → {}", self.name, self.n8n_name, self.file);
+        let _ = writeln!(
+            out,
+            "workflow `{}` (n8n: \"{}\") → {}",
+            self.name, self.n8n_name, self.file
+        );
         for n in &self.nodes {
-            let step = n.step.as_deref().map(|s| format!(" → step `{s}`")).unwrap_or_default();
-            let _ = writeln!(out, "  [{}] {} ({}){step}", n.status.as_str(), n.node, n.kind);
+            let step = n
+                .step
+                .as_deref()
+                .map(|s| format!(" → step `{s}`"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  [{}] {} ({}){step}",
+                n.status.as_str(),
+                n.node,
+                n.kind
+            );
             for note in &n.notes {
                 let _ = writeln!(out, "      - {note}");
             }
@@ -99,17 +117,28 @@ impl Converted {
             let _ = writeln!(out, "  note: {note}");
         }
         if !self.credentials.is_empty() {
-            let _ = writeln!(out, "  credentials to create (secrets are never in an export):");
+            let _ = writeln!(
+                out,
+                "  credentials to create (secrets are never in an export):"
+            );
             for c in &self.credentials {
                 let _ = writeln!(out, "    {} — {} (node \"{}\")", c.name, c.why, c.node);
                 let _ = writeln!(out, "      {}", self.credential_command(c));
             }
         }
         if !self.hosts.is_empty() {
-            let _ = writeln!(out, "  hosts allowed (permissions.hosts; also in [egress] allowed_hosts): {}", self.hosts.join(", "));
+            let _ = writeln!(
+                out,
+                "  hosts allowed (permissions.hosts; also in [egress] allowed_hosts): {}",
+                self.hosts.join(", ")
+            );
         }
         if !self.channels.is_empty() {
-            let _ = writeln!(out, "  alert channels to configure ([[alerts.channel]] name): {}", self.channels.join(", "));
+            let _ = writeln!(
+                out,
+                "  alert channels to configure ([[alerts.channel]] name): {}",
+                self.channels.join(", ")
+            );
         }
         let count = |s: Status| self.nodes.iter().filter(|n| n.status == s).count();
         let _ = writeln!(

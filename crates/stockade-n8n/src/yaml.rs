@@ -24,7 +24,12 @@ impl Y {
     }
 
     pub fn map(entries: Vec<(&str, Y)>) -> Y {
-        Y::Map(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+        Y::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect(),
+        )
     }
 
     /// A JSON value as YAML (object keys in JSON's order).
@@ -39,7 +44,11 @@ impl Y {
                 .unwrap_or_else(|| Y::Float(n.as_f64().unwrap_or(0.0))),
             J::String(s) => Y::Str(s.clone()),
             J::Array(a) => Y::Seq(a.iter().map(Y::from_json).collect()),
-            J::Object(o) => Y::Map(o.iter().map(|(k, v)| (k.clone(), Y::from_json(v))).collect()),
+            J::Object(o) => Y::Map(
+                o.iter()
+                    .map(|(k, v)| (k.clone(), Y::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -124,7 +133,9 @@ fn block_ok(s: &str) -> bool {
         && !s.starts_with([' ', '\t', '\n'])
         && !s.contains('\r')
         && s.chars().all(|c| c == '\n' || c == '\t' || !c.is_control())
-        && !s.lines().any(|l| l.ends_with([' ', '\t']) && l.trim().is_empty() && !l.is_empty())
+        && !s
+            .lines()
+            .any(|l| l.ends_with([' ', '\t']) && l.trim().is_empty() && !l.is_empty())
 }
 
 fn block(s: &str, indent: usize, out: &mut String) {
@@ -162,7 +173,11 @@ fn inline(v: &Y) -> String {
         Y::Int(i) => i.to_string(),
         Y::Float(f) if f.is_finite() => {
             let t = f.to_string();
-            if t.contains(['.', 'e', 'E']) { t } else { format!("{t}.0") }
+            if t.contains(['.', 'e', 'E']) {
+                t
+            } else {
+                format!("{t}.0")
+            }
         }
         Y::Float(_) => "null".into(),
         Y::Str(s) => {
@@ -223,8 +238,14 @@ mod tests {
         let text = to_string(&doc);
         let node: stockade_workflows::yaml::Located<stockade_workflows::yaml::Node> =
             stockade_workflows::yaml::parse(&text).unwrap();
-        assert_eq!(node.value.get("code").and_then(|c| c.value.as_str()), Some(code));
-        assert_eq!(node.value.get("yes").and_then(|c| c.value.as_str()), Some("on"));
+        assert_eq!(
+            node.value.get("code").and_then(|c| c.value.as_str()),
+            Some(code)
+        );
+        assert_eq!(
+            node.value.get("yes").and_then(|c| c.value.as_str()),
+            Some("on")
+        );
         assert_eq!(
             node.value.get("q").and_then(|c| c.value.as_str()),
             Some("{{ trigger.body.id }}")

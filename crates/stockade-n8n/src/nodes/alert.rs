@@ -29,13 +29,22 @@ fn channel_of(kind: &str) -> &'static str {
 pub fn message(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
     let channel = channel_of(cx.node.short_kind());
     let p = &cx.node.parameters;
-    let text = ["content", "text", "message", "msg", "markdown", "markdownText"]
-        .iter()
-        .find_map(|k| p.get(*k).filter(|v| v.is_string()).cloned());
+    let text = [
+        "content",
+        "text",
+        "message",
+        "msg",
+        "markdown",
+        "markdownText",
+    ]
+    .iter()
+    .find_map(|k| p.get(*k).filter(|v| v.is_string()).cloned());
     let Some(text) = text else {
         return Err("a chat message node whose message parameter is not recognised".into());
     };
-    let title = ["title"].iter().find_map(|k| p.get(*k).filter(|v| v.is_string()).cloned());
+    let title = ["title"]
+        .iter()
+        .find_map(|k| p.get(*k).filter(|v| v.is_string()).cloned());
     send(cx, channel, text, title)
 }
 
@@ -54,11 +63,18 @@ pub fn bot_call(cx: &mut Cx<'_>, channel: &str, body: Option<Value>) -> Result<V
             cx.note(format!("an HTTP call to the {channel} bot webhook: an alert to channel `{channel}`; the URL's access token is not copied"));
             send(cx, channel, t, title)
         }
-        None => Err(format!("a {channel} bot call whose message is not in text.content / markdown.text / content.text")),
+        None => Err(format!(
+            "a {channel} bot call whose message is not in text.content / markdown.text / content.text"
+        )),
     }
 }
 
-fn send(cx: &mut Cx<'_>, channel: &str, text: Value, title: Option<Value>) -> Result<Vec<Draft>, String> {
+fn send(
+    cx: &mut Cx<'_>,
+    channel: &str,
+    text: Value,
+    title: Option<Value>,
+) -> Result<Vec<Draft>, String> {
     cx.acc.channels.insert(channel.to_owned());
     let message = cx.value("message", &text);
     let mut with = vec![("message", message)];

@@ -11,25 +11,58 @@ use crate::yaml::Y;
 const RISKS: &[(&str, &str)] = &[
     ("require(", "uses `require`: scripts load no modules"),
     ("import(", "uses `import()`: scripts load no modules"),
-    ("fetch(", "uses `fetch`: scripts have no network; move the call to an http.request step"),
-    ("helpers.httpRequest", "uses this.helpers.httpRequest: scripts have no network; use an http.request step"),
-    ("helpers.request", "uses this.helpers.request: scripts have no network; use an http.request step"),
-    ("$env", "reads $env: Stockade workflows have no environment variables; use a credential or a literal"),
-    ("process.env", "reads process.env: Stockade workflows have no environment variables"),
-    ("getWorkflowStaticData", "uses workflow static data: scripts keep no state between runs"),
+    (
+        "fetch(",
+        "uses `fetch`: scripts have no network; move the call to an http.request step",
+    ),
+    (
+        "helpers.httpRequest",
+        "uses this.helpers.httpRequest: scripts have no network; use an http.request step",
+    ),
+    (
+        "helpers.request",
+        "uses this.helpers.request: scripts have no network; use an http.request step",
+    ),
+    (
+        "$env",
+        "reads $env: Stockade workflows have no environment variables; use a credential or a literal",
+    ),
+    (
+        "process.env",
+        "reads process.env: Stockade workflows have no environment variables",
+    ),
+    (
+        "getWorkflowStaticData",
+        "uses workflow static data: scripts keep no state between runs",
+    ),
     ("$execution", "uses $execution: not provided to scripts"),
-    ("$now", "uses $now: not provided to scripts (use `new Date()`)"),
-    ("DateTime.", "uses Luxon's DateTime: not provided to scripts"),
-    ("getBinaryData", "uses binary data: not carried by Stockade steps"),
+    (
+        "$now",
+        "uses $now: not provided to scripts (use `new Date()`)",
+    ),
+    (
+        "DateTime.",
+        "uses Luxon's DateTime: not provided to scripts",
+    ),
+    (
+        "getBinaryData",
+        "uses binary data: not carried by Stockade steps",
+    ),
 ];
 
 pub fn code(cx: &mut Cx<'_>) -> Result<Vec<crate::convert::Draft>, String> {
     let kind = cx.node.short_kind().to_owned();
     let language = cx.node.str_param("language").unwrap_or("javaScript");
     if kind == "code" && language != "javaScript" {
-        return Err(format!("a {language} Code node: Stockade scripts are JavaScript"));
+        return Err(format!(
+            "a {language} Code node: Stockade scripts are JavaScript"
+        ));
     }
-    let key = if kind == "code" { "jsCode" } else { "functionCode" };
+    let key = if kind == "code" {
+        "jsCode"
+    } else {
+        "functionCode"
+    };
     let code = cx.node.str_param(key).unwrap_or("").to_owned();
     if code.trim().is_empty() {
         return Err("a Code node without code".into());
@@ -45,10 +78,15 @@ pub fn code(cx: &mut Cx<'_>) -> Result<Vec<crate::convert::Draft>, String> {
     if kind == "code" && cx.node.str_param("mode") == Some("runOnceForEachItem") {
         cx.note("runs once for each item (in a for_each when there are several)");
     }
-    let mut with = vec![("language", Y::s("javascript")), ("code", Y::s(code.clone()))];
+    let mut with = vec![
+        ("language", Y::s("javascript")),
+        ("code", Y::s(code.clone())),
+    ];
     match Cx::items_expr(&cx.input) {
         Some(input) => with.push(("input", Y::s(input))),
-        None if !cx.preds.is_empty() => cx.review("its input items come from a step whose output n8n shapes differently: check `input`"),
+        None if !cx.preds.is_empty() => cx.review(
+            "its input items come from a step whose output n8n shapes differently: check `input`",
+        ),
         None => {}
     }
     if let Some(map) = nodes_map(cx, &code) {

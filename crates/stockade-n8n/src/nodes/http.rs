@@ -18,7 +18,17 @@ pub const BOT_HOSTS: &[(&str, &str)] = &[
 ];
 
 /// Header names whose literal value is a secret whatever it looks like.
-const SECRET_HEADERS: &[&str] = &["authorization", "x-api-key", "api-key", "apikey", "x-auth-token", "xc-token", "xc-auth", "x-access-token", "cookie"];
+const SECRET_HEADERS: &[&str] = &[
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "apikey",
+    "x-auth-token",
+    "xc-token",
+    "xc-auth",
+    "x-access-token",
+    "cookie",
+];
 
 /// The host of a URL written literally up to its path (`None` when computed).
 pub fn literal_host(url: &str) -> Option<(bool, String)> {
@@ -30,7 +40,8 @@ pub fn literal_host(url: &str) -> Option<(bool, String)> {
     };
     let authority = rest.split(['/', '?', '#']).next()?;
     let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-    (!host.is_empty() && !host.contains("{{") && !host.contains('}') && !host.contains('@')).then(|| (https, host.to_ascii_lowercase()))
+    (!host.is_empty() && !host.contains("{{") && !host.contains('}') && !host.contains('@'))
+        .then(|| (https, host.to_ascii_lowercase()))
 }
 
 fn pairs(v: Option<&Value>, key: &str) -> Vec<(String, Value)> {
@@ -38,7 +49,12 @@ fn pairs(v: Option<&Value>, key: &str) -> Vec<(String, Value)> {
         .and_then(Value::as_array)
         .map(|a| {
             a.iter()
-                .filter_map(|p| Some((p.get("name")?.as_str()?.to_owned(), p.get("value").cloned().unwrap_or(Value::Null))))
+                .filter_map(|p| {
+                    Some((
+                        p.get("name")?.as_str()?.to_owned(),
+                        p.get("value").cloned().unwrap_or(Value::Null),
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -68,14 +84,20 @@ pub fn http(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
         }
         Some((false, h)) => {
             cx.acc.hosts.insert(h.clone());
-            cx.review("an http:// URL: Stockade sends HTTPS only (lint reports it until it is https://)");
+            cx.review(
+                "an http:// URL: Stockade sends HTTPS only (lint reports it until it is https://)",
+            );
         }
-        None => cx.review("the URL's host is computed: write the host literally so it can be declared"),
+        None => {
+            cx.review("the URL's host is computed: write the host literally so it can be declared")
+        }
     }
     let mut full_url = url.clone();
     let query = query_params(cx, v1);
     if !query.is_empty() {
-        let literal = query.iter().all(|(_, v)| v.as_str().is_some_and(|s| !s.starts_with('=')));
+        let literal = query
+            .iter()
+            .all(|(_, v)| v.as_str().is_some_and(|s| !s.starts_with('=')));
         if !literal {
             cx.review("query parameters computed from expressions are appended to the URL without URL-encoding");
         }
@@ -116,10 +138,25 @@ pub fn http(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
         }
     }
     let mut d = cx.step("http.request", with);
-    if let Some(ms) = cx.node.param("options").and_then(|o| o.get("timeout")).and_then(Value::as_u64) {
-        d.entries.push(("timeout".into(), Y::s(crate::nodes::iso_ms(ms))));
+    if let Some(ms) = cx
+        .node
+        .param("options")
+        .and_then(|o| o.get("timeout"))
+        .and_then(Value::as_u64)
+    {
+        d.entries
+            .push(("timeout".into(), Y::s(crate::nodes::iso_ms(ms))));
     }
-    if cx.node.param("options").and_then(|o| o.get("response")).is_some() || cx.node.str_param("responseFormat").is_some_and(|f| f != "json") {
+    if cx
+        .node
+        .param("options")
+        .and_then(|o| o.get("response"))
+        .is_some()
+        || cx
+            .node
+            .str_param("responseFormat")
+            .is_some_and(|f| f != "json")
+    {
         cx.note("n8n's response options (format, full response) differ: the output is {status, headers, body}");
     }
     cx.out = Items::Single(format!("steps.{}.output.body", cx.id));
@@ -128,7 +165,13 @@ pub fn http(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -143,13 +186,21 @@ fn query_params(cx: &Cx<'_>, v1: bool) -> Vec<(String, Value)> {
 }
 
 /// Headers, with any secret-looking value replaced by a credential reference.
-fn headers(cx: &mut Cx<'_>, v1: bool, host: Option<&str>) -> (Vec<(String, Y)>, Option<(String, Option<String>)>) {
+fn headers(
+    cx: &mut Cx<'_>,
+    v1: bool,
+    host: Option<&str>,
+) -> (Vec<(String, Y)>, Option<(String, Option<String>)>) {
     let list = if v1 {
         pairs(cx.node.param("headerParametersUi"), "parameter")
     } else if cx.node.param("sendHeaders").and_then(Value::as_bool) == Some(true) {
         if cx.node.str_param("specifyHeaders") == Some("json") {
             cx.review("headers given as JSON text: check them");
-            match cx.node.str_param("jsonHeaders").and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok()) {
+            match cx
+                .node
+                .str_param("jsonHeaders")
+                .and_then(|t| serde_json::from_str::<serde_json::Map<String, Value>>(t).ok())
+            {
                 Some(m) => m.into_iter().collect(),
                 None => Vec::new(),
             }
@@ -165,12 +216,23 @@ fn headers(cx: &mut Cx<'_>, v1: bool, host: Option<&str>) -> (Vec<(String, Y)>, 
         let text = value.as_str().unwrap_or("");
         let literal = !text.starts_with('=');
         let secret = stockade_workflows::secrets::looks_like_secret(text).is_some()
-            || (literal && !text.is_empty() && SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
+            || (literal
+                && !text.is_empty()
+                && SECRET_HEADERS.contains(&name.to_ascii_lowercase().as_str()));
         if secret || crate::expr::reads_env(text) {
             let slot = crate::slug(&name, '-');
-            let cred = cx.credential("", &format!("{slot}"), host, &format!("the value of header {name}, which held a secret in the export (not copied)"));
+            let cred = cx.credential(
+                "",
+                &format!("{slot}"),
+                host,
+                &format!(
+                    "the value of header {name}, which held a secret in the export (not copied)"
+                ),
+            );
             cx.review(format!("header {name} held a secret or an environment variable: replaced by credential `{cred}` (not copied; rotate the old secret if the export was shared)"));
-            let header = (!name.eq_ignore_ascii_case("authorization") || !text.trim_start_matches('=').starts_with("Bearer ")).then(|| {
+            let header = (!name.eq_ignore_ascii_case("authorization")
+                || !text.trim_start_matches('=').starts_with("Bearer "))
+            .then(|| {
                 if name.eq_ignore_ascii_case("authorization") {
                     let scheme = text.split_whitespace().next().unwrap_or("Bearer");
                     format!("Authorization: {scheme}")
@@ -215,7 +277,9 @@ fn node_credential(cx: &mut Cx<'_>, host: Option<&str>) -> Option<(String, Optio
             None
         }
     };
-    cx.note(format!("credential `{name}` (n8n: {slot}) — create it with `stockade credential set`"));
+    cx.note(format!(
+        "credential `{name}` (n8n: {slot}) — create it with `stockade credential set`"
+    ));
     Some((name, header))
 }
 
@@ -233,9 +297,14 @@ pub fn body_value(cx: &mut Cx<'_>, v1: bool) -> Option<Value> {
     }
     let content = cx.node.str_param("contentType").unwrap_or("json");
     if content != "json" {
-        cx.review(format!("body content type `{content}`: Stockade sends a mapping as JSON and a string as text"));
+        cx.review(format!(
+            "body content type `{content}`: Stockade sends a mapping as JSON and a string as text"
+        ));
     }
-    match (content, cx.node.str_param("specifyBody").unwrap_or("keypair")) {
+    match (
+        content,
+        cx.node.str_param("specifyBody").unwrap_or("keypair"),
+    ) {
         ("raw", _) => cx.node.param("body").cloned(),
         (_, "json") => json_text(cx, cx.node.param("jsonBody").cloned()),
         _ => {
@@ -271,7 +340,11 @@ fn mark_expressions(v: Value) -> Value {
     match v {
         Value::String(s) if s.contains("{{") => Value::String(format!("={s}")),
         Value::Array(a) => Value::Array(a.into_iter().map(mark_expressions).collect()),
-        Value::Object(o) => Value::Object(o.into_iter().map(|(k, v)| (k, mark_expressions(v))).collect()),
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .map(|(k, v)| (k, mark_expressions(v)))
+                .collect(),
+        ),
         other => other,
     }
 }

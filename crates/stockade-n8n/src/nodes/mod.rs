@@ -23,7 +23,9 @@ pub fn convert(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
         return alert::message(cx);
     }
     if package != "n8n-nodes-base" {
-        return Err(format!("no Stockade equivalent for the `{package}` package's nodes"));
+        return Err(format!(
+            "no Stockade equivalent for the `{package}` package's nodes"
+        ));
     }
     match kind.as_str() {
         "code" | "function" | "functionItem" => code::code(cx),
@@ -51,7 +53,11 @@ pub fn convert(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
 pub fn unsupported(cx: &Cx<'_>, why: &str) -> Draft {
     let mut d = cx.step(
         "unsupported",
-        vec![("node", Y::s(&cx.node.name)), ("type", Y::s(&cx.node.kind)), ("reason", Y::s(why))],
+        vec![
+            ("node", Y::s(&cx.node.name)),
+            ("type", Y::s(&cx.node.kind)),
+            ("reason", Y::s(why)),
+        ],
     );
     // Retry and continue_on_error make no sense on a placeholder.
     d.entries.truncate(3);
@@ -63,7 +69,9 @@ pub fn iso_ms(ms: u64) -> String {
     if ms % 1000 == 0 {
         format!("PT{}S", ms / 1000)
     } else {
-        format!("PT{}.{:03}S", ms / 1000, ms % 1000).trim_end_matches('0').to_owned()
+        format!("PT{}.{:03}S", ms / 1000, ms % 1000)
+            .trim_end_matches('0')
+            .to_owned()
     }
 }
 

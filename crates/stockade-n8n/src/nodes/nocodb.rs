@@ -13,14 +13,20 @@ pub const PLACEHOLDER_URL: &str = "https://nocodb-host.invalid";
 
 fn table(n: &crate::model::Node) -> Option<String> {
     let t = n.param("table")?;
-    t.as_str().map(str::to_owned).or_else(|| t.get("value").and_then(Value::as_str).map(str::to_owned))
+    t.as_str()
+        .map(str::to_owned)
+        .or_else(|| t.get("value").and_then(Value::as_str).map(str::to_owned))
 }
 
 pub fn nocodb(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
     let n = cx.node;
     let op = n.str_param("operation").unwrap_or("getAll").to_owned();
     let table = table(n).ok_or("a NocoDB node without a table")?;
-    if n.param("version").and_then(Value::as_u64).is_some_and(|v| v < 3) || n.version < 2.0 {
+    if n.param("version")
+        .and_then(Value::as_u64)
+        .is_some_and(|v| v < 3)
+        || n.version < 2.0
+    {
         cx.review("NocoDB API v1/v2 in n8n: Stockade's steps use table ids (API v2 data routes); check `table`");
     }
     let url = match &cx.env.nocodb_url {
@@ -35,10 +41,23 @@ pub fn nocodb(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
             PLACEHOLDER_URL.to_owned()
         }
     };
-    let (slot, cred_name) = n.credentials.first().cloned().unwrap_or(("nocoDbApiToken".into(), String::new()));
+    let (slot, cred_name) = n
+        .credentials
+        .first()
+        .cloned()
+        .unwrap_or(("nocoDbApiToken".into(), String::new()));
     let host = crate::nodes::http::literal_host(&url).map(|(_, h)| h);
-    let cred = cx.credential(&cred_name, &slot, host.as_deref(), "the NocoDB API token (sent as xc-token)");
-    let mut with = vec![("url", Y::s(url)), ("credential", Y::s(cred)), ("table", Y::s(table))];
+    let cred = cx.credential(
+        &cred_name,
+        &slot,
+        host.as_deref(),
+        "the NocoDB API token (sent as xc-token)",
+    );
+    let mut with = vec![
+        ("url", Y::s(url)),
+        ("credential", Y::s(cred)),
+        ("table", Y::s(table)),
+    ];
     let (uses, out) = match op.as_str() {
         "getAll" | "get" => list(cx, &op, &mut with)?,
         "create" | "update" => rows(cx, &op, &mut with)?,
@@ -54,7 +73,11 @@ pub fn nocodb(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
     Ok(vec![cx.step(uses, with)])
 }
 
-fn list(cx: &mut Cx<'_>, op: &str, with: &mut Vec<(&str, Y)>) -> Result<(&'static str, Items), String> {
+fn list(
+    cx: &mut Cx<'_>,
+    op: &str,
+    with: &mut Vec<(&str, Y)>,
+) -> Result<(&'static str, Items), String> {
     let n = cx.node;
     if op == "get" {
         let id = n.param("id").cloned().unwrap_or(Value::Null);
@@ -78,7 +101,13 @@ fn list(cx: &mut Cx<'_>, op: &str, with: &mut Vec<(&str, Y)>) -> Result<(&'stati
                 .iter()
                 .filter_map(|p| {
                     let f = p.get("field")?.as_str()?;
-                    Some(if p.get("direction").and_then(Value::as_str) == Some("desc") { format!("-{f}") } else { f.to_owned() })
+                    Some(
+                        if p.get("direction").and_then(Value::as_str) == Some("desc") {
+                            format!("-{f}")
+                        } else {
+                            f.to_owned()
+                        },
+                    )
                 })
                 .collect();
             if !s.is_empty() {
@@ -88,18 +117,35 @@ fn list(cx: &mut Cx<'_>, op: &str, with: &mut Vec<(&str, Y)>) -> Result<(&'stati
         if n.param("returnAll").and_then(Value::as_bool) == Some(true) {
             cx.review("returned all rows in n8n: nocodb.list returns one page (limit, offset); page through if needed");
         } else {
-            with.push(("limit", Y::Int(n.param("limit").and_then(Value::as_i64).unwrap_or(50))));
+            with.push((
+                "limit",
+                Y::Int(n.param("limit").and_then(Value::as_i64).unwrap_or(50)),
+            ));
         }
     }
-    Ok(("nocodb.list", Items::Many(format!("steps.{}.output.rows", cx.id))))
+    Ok((
+        "nocodb.list",
+        Items::Many(format!("steps.{}.output.rows", cx.id)),
+    ))
 }
 
-fn rows(cx: &mut Cx<'_>, op: &str, with: &mut Vec<(&str, Y)>) -> Result<(&'static str, Items), String> {
+fn rows(
+    cx: &mut Cx<'_>,
+    op: &str,
+    with: &mut Vec<(&str, Y)>,
+) -> Result<(&'static str, Items), String> {
     let n = cx.node;
-    let uses = if op == "create" { "nocodb.insert" } else { "nocodb.update" };
+    let uses = if op == "create" {
+        "nocodb.insert"
+    } else {
+        "nocodb.update"
+    };
     if n.str_param("dataToSend") == Some("autoMapInputData") {
-        let list = crate::nodes::list_of(&cx.input).ok_or("maps input items whose shape differs in Stockade")?;
-        if n.str_param("inputsToIgnore").is_some_and(|s| !s.trim().is_empty()) {
+        let list = crate::nodes::list_of(&cx.input)
+            .ok_or("maps input items whose shape differs in Stockade")?;
+        if n.str_param("inputsToIgnore")
+            .is_some_and(|s| !s.trim().is_empty())
+        {
             cx.review("ignored some input fields in n8n: all fields are sent now");
         }
         with.push(("rows", Y::s(format!("{{{{ {list} }}}}"))));
@@ -118,7 +164,9 @@ fn rows(cx: &mut Cx<'_>, op: &str, with: &mut Vec<(&str, Y)>) -> Result<(&'stati
         row.push(("Id".into(), cx.value("id", &id)));
     }
     for f in &fields {
-        let Some(name) = f.get("fieldName").and_then(Value::as_str) else { continue };
+        let Some(name) = f.get("fieldName").and_then(Value::as_str) else {
+            continue;
+        };
         if f.get("binaryData").and_then(Value::as_bool) == Some(true) {
             return Err("uploads binary data".into());
         }

@@ -79,15 +79,22 @@ fn scheduled(cx: &mut Cx<'_>, cron: String) -> Y {
 fn webhook(cx: &mut Cx<'_>) -> Result<Y, String> {
     let raw = cx.node.str_param("path").unwrap_or("");
     let mut path = crate::slug(raw.trim_matches('/'), '-').replace("--", "-");
-    if path.is_empty() || !stockade_workflows::lint::valid_webhook_path(&path) || looks_like_uuid(raw) {
+    if path.is_empty()
+        || !stockade_workflows::lint::valid_webhook_path(&path)
+        || looks_like_uuid(raw)
+    {
         path = cx.wf_name.to_owned();
     }
     if path != raw {
-        cx.note(format!("served at /hooks/workflows/{path} (n8n: /webhook/{raw}): point the sender there"));
+        cx.note(format!(
+            "served at /hooks/workflows/{path} (n8n: /webhook/{raw}): point the sender there"
+        ));
     }
     let method = cx.node.str_param("httpMethod").unwrap_or("GET");
     if method != "POST" {
-        cx.review(format!("n8n listened for {method}; Stockade webhooks take POST with a JSON body"));
+        cx.review(format!(
+            "n8n listened for {method}; Stockade webhooks take POST with a JSON body"
+        ));
     }
     let auth = cx.node.str_param("authentication").unwrap_or("none");
     cx.review(format!(
@@ -102,7 +109,10 @@ fn webhook(cx: &mut Cx<'_>) -> Result<Y, String> {
         _ => {}
     }
     cx.out = Items::Webhook;
-    Ok(Y::map(vec![("webhook", Y::map(vec![("path", Y::s(path)), ("auth", Y::s("api_key"))]))]))
+    Ok(Y::map(vec![(
+        "webhook",
+        Y::map(vec![("path", Y::s(path)), ("auth", Y::s("api_key"))]),
+    )]))
 }
 
 fn looks_like_uuid(s: &str) -> bool {
@@ -110,7 +120,12 @@ fn looks_like_uuid(s: &str) -> bool {
 }
 
 fn num(v: &Value, key: &str, default: u64) -> u64 {
-    v.get(key).and_then(|x| x.as_u64().or_else(|| x.as_str().and_then(|s| s.parse().ok()))).unwrap_or(default)
+    v.get(key)
+        .and_then(|x| {
+            x.as_u64()
+                .or_else(|| x.as_str().and_then(|s| s.parse().ok()))
+        })
+        .unwrap_or(default)
 }
 
 /// Schedule Trigger: the first `rule.interval` entry as a cron pattern.
@@ -144,13 +159,28 @@ fn schedule(cx: &mut Cx<'_>) -> Result<String, String> {
             let days = i
                 .get("triggerAtDay")
                 .and_then(Value::as_array)
-                .map(|d| d.iter().filter_map(Value::as_u64).map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+                .map(|d| {
+                    d.iter()
+                        .filter_map(Value::as_u64)
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
                 .filter(|d| !d.is_empty())
                 .unwrap_or_else(|| "0".into());
             format!("{minute} {hour} * * {days}")
         }
-        "months" => format!("{minute} {hour} {} */{} *", num(&i, "triggerAtDayOfMonth", 1), num(&i, "monthsInterval", 1)),
-        "cronExpression" => i.get("expression").and_then(Value::as_str).ok_or("a cron rule without an expression")?.trim().to_owned(),
+        "months" => format!(
+            "{minute} {hour} {} */{} *",
+            num(&i, "triggerAtDayOfMonth", 1),
+            num(&i, "monthsInterval", 1)
+        ),
+        "cronExpression" => i
+            .get("expression")
+            .and_then(Value::as_str)
+            .ok_or("a cron rule without an expression")?
+            .trim()
+            .to_owned(),
         other => return Err(format!("schedule rule `{other}`")),
     };
     Ok(cron)
@@ -170,17 +200,24 @@ fn legacy_cron(cx: &mut Cx<'_>) -> Result<String, String> {
     }
     let i = items.first().cloned().unwrap_or(Value::Null);
     let (h, m) = (num(&i, "hour", 14), num(&i, "minute", 0));
-    Ok(match i.get("mode").and_then(Value::as_str).unwrap_or("everyDay") {
-        "everyMinute" => "* * * * *".into(),
-        "everyHour" => format!("{m} * * * *"),
-        "everyDay" => format!("{m} {h} * * *"),
-        "everyWeek" => format!("{m} {h} * * {}", num(&i, "weekday", 1)),
-        "everyMonth" => format!("{m} {h} {} * *", num(&i, "dayOfMonth", 1)),
-        "everyX" => match i.get("unit").and_then(Value::as_str).unwrap_or("hours") {
-            "minutes" => format!("*/{} * * * *", num(&i, "value", 2)),
-            _ => format!("0 */{} * * *", num(&i, "value", 2)),
+    Ok(
+        match i.get("mode").and_then(Value::as_str).unwrap_or("everyDay") {
+            "everyMinute" => "* * * * *".into(),
+            "everyHour" => format!("{m} * * * *"),
+            "everyDay" => format!("{m} {h} * * *"),
+            "everyWeek" => format!("{m} {h} * * {}", num(&i, "weekday", 1)),
+            "everyMonth" => format!("{m} {h} {} * *", num(&i, "dayOfMonth", 1)),
+            "everyX" => match i.get("unit").and_then(Value::as_str).unwrap_or("hours") {
+                "minutes" => format!("*/{} * * * *", num(&i, "value", 2)),
+                _ => format!("0 */{} * * *", num(&i, "value", 2)),
+            },
+            "custom" => i
+                .get("cronExpression")
+                .and_then(Value::as_str)
+                .ok_or("a custom cron without an expression")?
+                .trim()
+                .to_owned(),
+            other => return Err(format!("cron mode `{other}`")),
         },
-        "custom" => i.get("cronExpression").and_then(Value::as_str).ok_or("a custom cron without an expression")?.trim().to_owned(),
-        other => return Err(format!("cron mode `{other}`")),
-    })
+    )
 }

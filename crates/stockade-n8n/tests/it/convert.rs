@@ -5,27 +5,56 @@ use stockade_n8n::{ImportError, Options, Status};
 use crate::{fixture, import, lint};
 
 fn status(i: &stockade_n8n::Import, wf: &str, node: &str) -> Status {
-    i.workflow(wf).and_then(|w| w.node(node)).map(|n| n.status).unwrap_or_else(|| panic!("{wf}/{node}"))
+    i.workflow(wf)
+        .and_then(|w| w.node(node))
+        .map(|n| n.status)
+        .unwrap_or_else(|| panic!("{wf}/{node}"))
 }
 
 fn rules(i: &stockade_n8n::Import, file: &str) -> Vec<String> {
-    lint(i).into_iter().filter(|(f, _, _)| f == file).map(|(_, r, _)| r).collect()
+    lint(i)
+        .into_iter()
+        .filter(|(f, _, _)| f == file)
+        .map(|(_, r, _)| r)
+        .collect()
 }
 
 #[test]
 fn the_seller_export_converts_with_exact_expressions_and_an_error_workflow() {
     let i = import("seller-order-sync.json");
     let names: Vec<&str> = i.workflows.iter().map(|w| w.name.as_str()).collect();
-    assert_eq!(names, ["tiktok-order-sync", "order-sync-errors", "hourly-stock-check"]);
+    assert_eq!(
+        names,
+        [
+            "tiktok-order-sync",
+            "order-sync-errors",
+            "hourly-stock-check"
+        ]
+    );
     let w = i.workflow("tiktok-order-sync").unwrap();
     // The webhook, the Code node kept verbatim, the IF per item with an exact condition.
-    assert!(w.yaml.contains("webhook:\n    path: tiktok-orders\n    auth: api_key"), "{}", w.yaml);
+    assert!(
+        w.yaml
+            .contains("webhook:\n    path: tiktok-orders\n    auth: api_key"),
+        "{}",
+        w.yaml
+    );
     assert!(w.yaml.contains("const order = $input.first().json.body;"));
     assert!(w.yaml.contains("input: \"{{ trigger }}\""));
-    assert!(w.yaml.contains("uses: for_each\n    with:\n      items: \"{{ steps.order_lines.output.items }}\""), "{}", w.yaml);
+    assert!(
+        w.yaml.contains(
+            "uses: for_each\n    with:\n      items: \"{{ steps.order_lines.output.items }}\""
+        ),
+        "{}",
+        w.yaml
+    );
     assert!(w.yaml.contains("condition: \"(item.qty) > (0)\""));
     // The HTTP body translated exactly inside the loop; retries kept; a credential by name.
-    assert!(w.yaml.contains("quantity: \"{{ item.qty }}\""), "{}", w.yaml);
+    assert!(
+        w.yaml.contains("quantity: \"{{ item.qty }}\""),
+        "{}",
+        w.yaml
+    );
     assert!(w.yaml.contains("credential: wms-api"));
     assert!(w.yaml.contains("attempts: 3"));
     // DingTalk bot call → alert.send; the access token in its URL is never copied.
@@ -35,11 +64,26 @@ fn the_seller_export_converts_with_exact_expressions_and_an_error_workflow() {
     assert!(!w.yaml.contains("oapi.dingtalk.com"));
     // settings.errorWorkflow → on_error naming the converted error workflow.
     assert!(w.yaml.contains("on_error: order-sync-errors"));
-    assert_eq!(status(&i, "tiktok-order-sync", "Order Lines"), Status::Converted);
-    assert_eq!(status(&i, "tiktok-order-sync", "Has Quantity"), Status::Converted);
-    assert_eq!(status(&i, "tiktok-order-sync", "DingTalk Alert"), Status::Converted);
-    assert_eq!(status(&i, "tiktok-order-sync", "Reserve Stock"), Status::Review);
-    assert_eq!(status(&i, "tiktok-order-sync", "Log to NocoDB"), Status::Review);
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Order Lines"),
+        Status::Converted
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Has Quantity"),
+        Status::Converted
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "DingTalk Alert"),
+        Status::Converted
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Reserve Stock"),
+        Status::Review
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Log to NocoDB"),
+        Status::Review
+    );
     let creds: Vec<&str> = w.credentials.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(creds, ["wms-api", "nocodb-ops"]);
     assert_eq!(w.hosts, ["wms.example-warehouse.com"]);
@@ -56,7 +100,9 @@ fn the_seller_export_converts_with_exact_expressions_and_an_error_workflow() {
 
 #[test]
 fn with_the_nocodb_url_and_the_review_lines_removed_the_order_sync_lints_clean() {
-    let options = Options { nocodb_url: Some("https://nocodb.example.com".into()) };
+    let options = Options {
+        nocodb_url: Some("https://nocodb.example.com".into()),
+    };
     let i = stockade_n8n::import(&fixture("seller-order-sync.json"), &options).unwrap();
     let w = i.workflow("tiktok-order-sync").unwrap();
     assert!(w.hosts.contains(&"nocodb.example.com".to_owned()));
@@ -79,10 +125,14 @@ fn bad_input_is_named_in_the_report_and_caught_by_lint() {
     // Unknown node type → an unsupported step, a lint error naming node and type.
     assert_eq!(w.node("Google Sheets").unwrap().status, Status::Unsupported);
     let problems = lint(&i);
-    assert!(problems.iter().any(|(f, r, m)| f == "hourly-stock-check.yaml"
-        && r == "unsupported-node"
-        && m.contains("\"Google Sheets\"")
-        && m.contains("n8n-nodes-base.googleSheets")));
+    assert!(
+        problems
+            .iter()
+            .any(|(f, r, m)| f == "hourly-stock-check.yaml"
+                && r == "unsupported-node"
+                && m.contains("\"Google Sheets\"")
+                && m.contains("n8n-nodes-base.googleSheets"))
+    );
     // Pinned data, require, $env, $now: reported for review.
     assert!(notes("Fetch Stock").contains("pinned data"));
     assert!(notes("Legacy Helper").contains("require"));
@@ -93,32 +143,64 @@ fn bad_input_is_named_in_the_report_and_caught_by_lint() {
     assert!(w.yaml.contains("credential_header: X-Api-Key"));
     // A credential name that looks like a token: refused, a safe name generated.
     assert!(!w.yaml.contains("ghp_") && !w.report().contains("ghp_"));
-    assert!(notes("Fetch Stock").contains("looks like it holds a secret"), "{}", notes("Fetch Stock"));
+    assert!(
+        notes("Fetch Stock").contains("looks like it holds a secret"),
+        "{}",
+        notes("Fetch Stock")
+    );
     assert!(w.yaml.contains("- hourly-stock-check-x-api-key"));
-    assert!(problems.iter().any(|(f, r, _)| f == "hourly-stock-check.yaml" && r == "needs-review"));
+    assert!(
+        problems
+            .iter()
+            .any(|(f, r, _)| f == "hourly-stock-check.yaml" && r == "needs-review")
+    );
     assert!(!problems.iter().any(|(_, r, _)| r == "secret-literal"));
 }
 
 #[test]
 fn not_n8n_json_and_oversized_input_are_refused_whole() {
     let none = Options::default();
-    assert!(matches!(stockade_n8n::import(b"name: x", &none), Err(ImportError::NotJson(_))));
-    assert!(matches!(stockade_n8n::import(b"{\"name\": \"x\"}", &none), Err(ImportError::NotN8n(_))));
-    assert!(matches!(stockade_n8n::import(b"[]", &none), Err(ImportError::NotN8n(_))));
-    assert!(matches!(stockade_n8n::import(b"{\"nodes\": [{\"name\": 1}]}", &none), Err(ImportError::NotN8n(_))));
+    assert!(matches!(
+        stockade_n8n::import(b"name: x", &none),
+        Err(ImportError::NotJson(_))
+    ));
+    assert!(matches!(
+        stockade_n8n::import(b"{\"name\": \"x\"}", &none),
+        Err(ImportError::NotN8n(_))
+    ));
+    assert!(matches!(
+        stockade_n8n::import(b"[]", &none),
+        Err(ImportError::NotN8n(_))
+    ));
+    assert!(matches!(
+        stockade_n8n::import(b"{\"nodes\": [{\"name\": 1}]}", &none),
+        Err(ImportError::NotN8n(_))
+    ));
     let big = vec![b' '; stockade_n8n::MAX_INPUT + 1];
-    assert!(matches!(stockade_n8n::import(&big, &none), Err(ImportError::TooLarge(_))));
+    assert!(matches!(
+        stockade_n8n::import(&big, &none),
+        Err(ImportError::TooLarge(_))
+    ));
 }
 
 #[test]
 fn n8n_merge_append_fixture_becomes_scripts_over_both_inputs() {
     let i = import("n8n-merge-append.json");
     let w = &i.workflows[0];
-    assert!(w.yaml.contains("return [...$(\"Code\").all(), ...$(\"Code1\").all()];"), "{}", w.yaml);
+    assert!(
+        w.yaml
+            .contains("return [...$(\"Code\").all(), ...$(\"Code1\").all()];"),
+        "{}",
+        w.yaml
+    );
     assert!(w.yaml.contains("Code: \"{{ steps.code.output.items }}\""));
     assert!(w.yaml.contains("Code1: \"{{ steps.code1.output.items }}\""));
     assert_eq!(w.node("Code").unwrap().status, Status::Converted);
-    assert_eq!(w.node("Merge").unwrap().status, Status::Review, "pinned data");
+    assert_eq!(
+        w.node("Merge").unwrap().status,
+        Status::Review,
+        "pinned data"
+    );
     let r = rules(&i, "merge-tests.yaml");
     assert_eq!(r, ["needs-review"], "only the pinned-data review point");
 }
@@ -132,13 +214,22 @@ fn n8n_if_v2_fixture_keeps_both_branches_and_names_the_test_node() {
     assert_eq!(w.node("Code").unwrap().status, Status::Unsupported);
     assert_eq!(w.node("Then").unwrap().step, None);
     // The condition is kept as JavaScript (its input is the unsupported node's).
-    assert!(w.yaml.contains("(($json.count)) === (1) || (($json.count)) > (10)"), "{}", w.yaml);
+    assert!(
+        w.yaml
+            .contains("(($json.count)) === (1) || (($json.count)) > (10)"),
+        "{}",
+        w.yaml
+    );
     assert!(rules(&i, "filter-test.yaml").contains(&"unsupported-node".to_owned()));
 }
 
 #[test]
 fn every_node_is_reported_once() {
-    for f in ["seller-order-sync.json", "n8n-if-v2-number.json", "n8n-merge-append.json"] {
+    for f in [
+        "seller-order-sync.json",
+        "n8n-if-v2-number.json",
+        "n8n-merge-append.json",
+    ] {
         let raw: serde_json::Value = serde_json::from_slice(&fixture(f)).unwrap();
         let list = raw.as_array().cloned().unwrap_or_else(|| vec![raw.clone()]);
         let i = import(f);

@@ -18,9 +18,16 @@ pub fn import(name: &str) -> Import {
 
 /// Lint problems of every workflow of an import, linted together: (file, rule, message).
 pub fn lint(import: &Import) -> Vec<(String, String, String)> {
-    let files: Vec<(String, String)> = import.workflows.iter().map(|w| (w.file.clone(), w.yaml.clone())).collect();
+    let files: Vec<(String, String)> = import
+        .workflows
+        .iter()
+        .map(|w| (w.file.clone(), w.yaml.clone()))
+        .collect();
     stockade_workflows::lint_set(&files, &stockade_workflows::LintOptions::default())
         .into_iter()
-        .flat_map(|(f, ps)| ps.into_iter().map(move |p| (f.clone(), p.rule.as_str().to_owned(), p.message)))
+        .flat_map(|(f, ps)| {
+            ps.into_iter()
+                .map(move |p| (f.clone(), p.rule.as_str().to_owned(), p.message))
+        })
         .collect()
 }

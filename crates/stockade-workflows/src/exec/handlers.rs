@@ -141,7 +141,13 @@ impl StepHandler for UnsupportedStep {
     fn run<'a>(&'a self, _ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
         Box::pin(async move {
             let value = params.for_log();
-            let text = |k: &str| value.get(k).and_then(Value::as_str).unwrap_or("?").to_owned();
+            let text = |k: &str| {
+                value
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned()
+            };
             Err(StepError::new(
                 ErrorClass::Invalid,
                 format!(

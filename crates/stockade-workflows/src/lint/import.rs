@@ -18,7 +18,10 @@ pub(crate) fn check(w: &Workflow, tree: &Located<Node>, report: &mut Report) {
         if step.uses.value != "unsupported" {
             continue;
         }
-        let text = |k: &str| step.param(k).and_then(|v| v.value.as_str().map(str::to_owned));
+        let text = |k: &str| {
+            step.param(k)
+                .and_then(|v| v.value.as_str().map(str::to_owned))
+        };
         let node = text("node").unwrap_or_else(|| "?".into());
         let kind = text("type").unwrap_or_else(|| "?".into());
         let reason = text("reason").map(|r| format!(": {r}")).unwrap_or_default();

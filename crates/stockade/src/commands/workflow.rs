@@ -26,7 +26,9 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             out,
             force,
             nocodb_url,
-        } => super::workflow_import::import_n8n(settings, &export, out.as_deref(), force, nocodb_url),
+        } => {
+            super::workflow_import::import_n8n(settings, &export, out.as_deref(), force, nocodb_url)
+        }
         WorkflowCommand::Schema => {
             println!("{}", stockade_workflows::schema::json_schema().trim_end());
             Ok(())

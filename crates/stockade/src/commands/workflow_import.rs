@@ -21,7 +21,8 @@ pub fn import_n8n(
     nocodb_url: Option<String>,
 ) -> Result<(), Failure> {
     let name = export.display().to_string();
-    let meta = std::fs::metadata(export).map_err(|e| Failure::usage(format!("{name}: cannot read: {}", e.kind())))?;
+    let meta = std::fs::metadata(export)
+        .map_err(|e| Failure::usage(format!("{name}: cannot read: {}", e.kind())))?;
     if meta.len() > stockade_n8n::MAX_INPUT as u64 {
         return Err(Failure::usage(format!(
             "{name}: {} bytes; at most {} are read: nothing written",
@@ -29,14 +30,20 @@ pub fn import_n8n(
             stockade_n8n::MAX_INPUT
         )));
     }
-    let bytes = std::fs::read(export).map_err(|e| Failure::usage(format!("{name}: cannot read: {}", e.kind())))?;
+    let bytes = std::fs::read(export)
+        .map_err(|e| Failure::usage(format!("{name}: cannot read: {}", e.kind())))?;
     let options = stockade_n8n::Options { nocodb_url };
     let import = stockade_n8n::import(&bytes, &options)
         .map_err(|e| Failure::usage(format!("{name}: {e}: nothing written")))?;
     let targets: Vec<(PathBuf, &str)> = import
         .workflows
         .iter()
-        .map(|w| (out.map_or_else(|| PathBuf::from(&w.file), |d| d.join(&w.file)), w.yaml.as_str()))
+        .map(|w| {
+            (
+                out.map_or_else(|| PathBuf::from(&w.file), |d| d.join(&w.file)),
+                w.yaml.as_str(),
+            )
+        })
         .collect();
     match out {
         Some(dir) => write_all(dir, &targets, force)?,
@@ -51,7 +58,10 @@ pub fn import_n8n(
         .iter()
         .map(|(p, y)| (p.display().to_string(), (*y).to_owned()))
         .collect();
-    let lint_options = LintOptions { env: settings.env, ..LintOptions::default() };
+    let lint_options = LintOptions {
+        env: settings.env,
+        ..LintOptions::default()
+    };
     let mut problems = 0usize;
     for (file, found) in lint_set(&files, &lint_options) {
         for p in found {
@@ -83,10 +93,12 @@ fn write_all(dir: &Path, targets: &[(PathBuf, &str)], force: bool) -> Result<(),
             existing.join(", ")
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| Failure::runtime(format!("{}: cannot create: {}", dir.display(), e.kind())))?;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::runtime(format!("{}: cannot create: {}", dir.display(), e.kind())))?;
     for (path, yaml) in targets {
-        std::fs::write(path, yaml)
-            .map_err(|e| Failure::runtime(format!("{}: cannot write: {}", path.display(), e.kind())))?;
+        std::fs::write(path, yaml).map_err(|e| {
+            Failure::runtime(format!("{}: cannot write: {}", path.display(), e.kind()))
+        })?;
         eprintln!("wrote {}", path.display());
     }
     Ok(())
