@@ -234,6 +234,7 @@ impl App {
                 ),
                 keep_per_workflow: settings.workflows.keep,
                 lease_ms: settings.workflows.lease_s.saturating_mul(1000),
+                script: settings.workflows.script,
                 // Expired leases go back to the queue within a third of a lease (≤ 5 s).
                 reap_every: Duration::from_secs(
                     u64::try_from(settings.workflows.lease_s / 3)

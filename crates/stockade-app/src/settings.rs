@@ -15,7 +15,9 @@ use stockade_vault::{MasterKeySource, MasterKeys};
 use crate::AppError;
 
 mod sections;
-use sections::{alerts_settings, egress_settings, sync_settings};
+use sections::{
+    ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
+};
 
 /// What the command line (or its STOCKADE_* variables) sets above the config file.
 #[derive(Debug, Clone, Default)]
@@ -64,6 +66,8 @@ struct WorkflowsFileConfig {
     retention: Option<String>,
     keep: Option<i64>,
     lease: Option<String>,
+    #[serde(default)]
+    script: ScriptFileConfig,
 }
 
 /// The workflow engine's settings (`[workflows]`).
@@ -78,6 +82,8 @@ pub struct WorkflowSettings {
     /// The lease a worker takes on an execution (default 30 s): how long an execution
     /// held by a process that died waits before another worker resumes it.
     pub lease_s: i64,
+    /// `script` steps' default limits and maxima (`[workflows.script]`).
+    pub script: stockade_workflows::exec::ScriptSettings,
 }
 
 /// Workflow workers per process unless configured: executions spend most of their time
@@ -147,11 +153,13 @@ fn workflow_settings(
         format!("{lease_s}s"),
         src(f.lease.is_some()),
     ));
+    let script = script_settings(&f.script, provenance)?;
     Ok(WorkflowSettings {
         workers,
         retention_s,
         keep,
         lease_s,
+        script,
     })
 }
 

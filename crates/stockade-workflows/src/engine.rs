@@ -207,6 +207,8 @@ pub struct EngineConfig {
     pub keep_per_workflow: i64,
     /// How often the prune runs (see [`prune_pass`]).
     pub prune_every: Duration,
+    /// `script` steps' default limits and maxima (`[workflows.script]`).
+    pub script: crate::exec::ScriptSettings,
 }
 
 impl Default for EngineConfig {
@@ -219,6 +221,7 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 86_400),
             keep_per_workflow: 1_000,
             prune_every: Duration::from_secs(600),
+            script: crate::exec::ScriptSettings::default(),
         }
     }
 }
@@ -277,7 +280,9 @@ impl Engine {
     /// the built-in step handlers.
     pub fn start(store: Store, config: EngineConfig) -> Engine {
         let defs = Arc::new(StoredDefinitions::new(store.clone()));
-        let executor = Executor::new(store.clone(), defs.clone()).lease_ms(config.lease_ms);
+        let executor = Executor::new(store.clone(), defs.clone())
+            .lease_ms(config.lease_ms)
+            .with_script(config.script);
         Engine::start_with(store, defs, Arc::new(executor), config)
     }
 
@@ -292,6 +297,7 @@ impl Engine {
         let defs = Arc::new(StoredDefinitions::new(store.clone()));
         let executor = Executor::new(store.clone(), defs.clone())
             .lease_ms(config.lease_ms)
+            .with_script(config.script)
             .with_services(egress, vault);
         Engine::start_with(store, defs, Arc::new(executor), config)
     }

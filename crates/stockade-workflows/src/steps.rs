@@ -226,6 +226,7 @@ pub const KINDS: &[StepKind] = &[
             p("input", false, Data),
             p("nodes", false, Data),
             p("limits", false, Data),
+            p("mode", false, Data),
         ],
         "JavaScript in a sandbox with no I/O, memory/time/output limits and the n8n Code node's data API.",
     ),
@@ -305,6 +306,8 @@ pub const CHOICES: &[(&str, &str, &[&str])] = &[
         &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"],
     ),
     ("alert.send", "severity", &["info", "warning", "critical"]),
+    ("script", "language", &["javascript"]),
+    ("script", "mode", &["all_items", "each_item"]),
 ];
 
 /// Parameters holding an ISO-8601 duration when written literally.

@@ -274,3 +274,138 @@ fn positive(
     }
     Ok(std::time::Duration::from_secs(s as u64))
 }
+
+/// `[workflows.script]`: the limits a `script` step gets when its workflow names none,
+/// and the most a workflow may ask for.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ScriptFileConfig {
+    memory_mb: Option<u64>,
+    time_ms: Option<u64>,
+    output_kb: Option<u64>,
+    max_memory_mb: Option<u64>,
+    max_time_ms: Option<u64>,
+    max_output_kb: Option<u64>,
+}
+
+/// Ceilings of the maxima themselves: a script step is a data transformation, and one
+/// that needs more belongs elsewhere.
+const SCRIPT_CEILING: [(&str, u64); 3] = [
+    ("memory_mb", 2_048),
+    ("time_ms", 300_000),
+    ("output_kb", 65_536),
+];
+
+pub(super) fn script_settings(
+    f: &ScriptFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_workflows::exec::ScriptSettings, AppError> {
+    use stockade_workflows::exec::{ScriptLimits, ScriptSettings};
+    let d = ScriptSettings::default();
+    let src = |set: bool| if set { "config file" } else { "default" };
+    let pairs: [(
+        &'static str,
+        &'static str,
+        Option<u64>,
+        u64,
+        Option<u64>,
+        u64,
+    ); 3] = [
+        (
+            "workflows.script.memory_mb",
+            "workflows.script.max_memory_mb",
+            f.memory_mb,
+            d.default.memory_mb,
+            f.max_memory_mb,
+            d.max.memory_mb,
+        ),
+        (
+            "workflows.script.time_ms",
+            "workflows.script.max_time_ms",
+            f.time_ms,
+            d.default.time_ms,
+            f.max_time_ms,
+            d.max.time_ms,
+        ),
+        (
+            "workflows.script.output_kb",
+            "workflows.script.max_output_kb",
+            f.output_kb,
+            d.default.output_kb,
+            f.max_output_kb,
+            d.max.output_kb,
+        ),
+    ];
+    let mut out = [(0u64, 0u64); 3];
+    for (i, (name, max_name, value, default, max, default_max)) in pairs.into_iter().enumerate() {
+        let ceiling = SCRIPT_CEILING[i].1;
+        let max_v = max.unwrap_or(default_max);
+        if max_v == 0 || max_v > ceiling {
+            return Err(AppError::config(format!(
+                "{max_name} must be from 1 to {ceiling}"
+            )));
+        }
+        let v = value.unwrap_or(default.min(max_v));
+        if v == 0 || v > max_v {
+            return Err(AppError::config(format!(
+                "{name} must be from 1 to {max_name} ({max_v})"
+            )));
+        }
+        provenance.push((name, v.to_string(), src(value.is_some())));
+        provenance.push((max_name, max_v.to_string(), src(max.is_some())));
+        out[i] = (v, max_v);
+    }
+    Ok(ScriptSettings {
+        default: ScriptLimits {
+            memory_mb: out[0].0,
+            time_ms: out[1].0,
+            output_kb: out[2].0,
+        },
+        max: ScriptLimits {
+            memory_mb: out[0].1,
+            time_ms: out[1].1,
+            output_kb: out[2].1,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn script(text: &str) -> Result<stockade_workflows::exec::ScriptSettings, AppError> {
+        let f: ScriptFileConfig = toml::from_str(text).expect("parses");
+        script_settings(&f, &mut Vec::new())
+    }
+
+    #[test]
+    fn script_limits_default_configure_and_stay_under_their_maxima() {
+        let d = script("").unwrap();
+        assert_eq!(d, stockade_workflows::exec::ScriptSettings::default());
+        assert_eq!(
+            (d.default.memory_mb, d.default.time_ms, d.default.output_kb),
+            (32, 1_000, 256)
+        );
+        assert_eq!(
+            (d.max.memory_mb, d.max.time_ms, d.max.output_kb),
+            (256, 30_000, 4_096)
+        );
+        let s = script("memory_mb = 64\nmax_time_ms = 500\n").unwrap();
+        assert_eq!(
+            (s.default.memory_mb, s.default.time_ms, s.max.time_ms),
+            (64, 500, 500)
+        );
+        assert!(script("memory_mb = 512\n").is_err(), "above the maximum");
+        assert!(
+            script("max_time_ms = 600000\n").is_err(),
+            "above the ceiling"
+        );
+        assert!(script("time_ms = 0\n").is_err());
+        assert!(
+            toml::from_str::<ScriptFileConfig>("cpu = 1\n").is_err(),
+            "unknown key"
+        );
+    }
+}

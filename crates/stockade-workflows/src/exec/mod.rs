@@ -50,6 +50,7 @@ mod gate;
 mod handlers;
 mod http;
 mod orders;
+mod script;
 mod seal;
 mod set_stock;
 mod stock;
@@ -63,6 +64,7 @@ pub use gate::REQUEUE_MS;
 pub use handlers::{AuditNote, Reach, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
+pub use script::{ScriptLimits, ScriptSettings, ScriptStep};
 pub use seal::{SEALED_KEY, seal_trigger};
 pub use set_stock::SetStock;
 pub use stock::{StockAdjust, StockGet};
@@ -329,6 +331,7 @@ impl Executor {
         handlers.insert("order.get".into(), orders(false));
         handlers.insert("marketplace.fetch_orders".into(), orders(true));
         handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
+        handlers.insert("script".into(), Arc::new(ScriptStep::default()));
         handlers.insert("unsupported".into(), Arc::new(handlers::UnsupportedStep));
         Executor {
             store,
@@ -359,6 +362,11 @@ impl Executor {
         self.handlers
             .insert("marketplace.fetch_orders".into(), orders(true));
         self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
+    }
+
+    /// Run `script` steps with these default limits and maxima.
+    pub fn with_script(self, settings: ScriptSettings) -> Self {
+        self.with_handler("script", Arc::new(ScriptStep::new(settings)))
     }
 
     /// Run `kind` steps with `handler` (a step kind the table knows).

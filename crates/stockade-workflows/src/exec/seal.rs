@@ -13,6 +13,10 @@
 //! whoever enqueues the execution ([`seal_trigger`]): the job row then holds
 //! `{"$sealed": "<hex ciphertext>"}` instead of the data. The executor opens it when the
 //! run starts and marks all of `trigger` as buyer data in the scope.
+//!
+//! A step whose output derives from its `with` (`script`) and whose evaluated `with`
+//! carried buyer data yields buyer data in all of its output ([`output_pii`]): it is
+//! sealed and marked like the order steps' buyer fields.
 
 use serde_json::{Value, json};
 use stockade_core::Actor;
@@ -52,6 +56,25 @@ pub(super) fn pii_paths(frame: &Frame, kind: &str) -> &'static [&'static str] {
         return &[];
     }
     steps::find(kind).map_or(&[], |k| k.pii_outputs)
+}
+
+/// Kinds whose output derives from their `with` (pure computation on it), with the
+/// paths of their whole output: when the evaluated `with` carried buyer data, so does
+/// all of the output (a dynamic taint, on top of [`pii_paths`]).
+const DERIVED: &[(&str, &[&str])] = &[("script", &["items", "logs"])];
+
+/// The output paths a `kind` step marks when its `with` carried buyer data.
+pub(super) fn derived_pii(kind: &str) -> Option<&'static [&'static str]> {
+    DERIVED.iter().find(|(k, _)| *k == kind).map(|(_, p)| *p)
+}
+
+/// The PII paths of a step's output: its kind's, or all of a derived output when its
+/// `with` carried buyer data (`tainted`).
+pub(super) fn output_pii(frame: &Frame, kind: &str, tainted: bool) -> &'static [&'static str] {
+    match derived_pii(kind) {
+        Some(paths) if tainted => paths,
+        _ => pii_paths(frame, kind),
+    }
 }
 
 impl Executor {

@@ -42,6 +42,9 @@ type Walk<'a> = Pin<Box<dyn Future<Output = Result<(), Flow>> + Send + 'a>>;
 pub(super) enum Done {
     /// An effect step (or a call): its output and effects.
     Effect(StepDone),
+    /// An effect step whose output derives from its `with` (`script`) and whose `with`
+    /// carried buyer data: the whole output is buyer data.
+    Derived(StepDone),
     /// `if:` was false.
     Skipped,
     /// A control step chose its branch.
@@ -184,6 +187,8 @@ impl Executor {
                         },
                         StepOutput::Sealed(bytes) => {
                             let row = format!("{}/{path}", run.lease.job_id);
+                            // Sealed means buyer data: a derived output is all of it.
+                            let pii = super::seal::output_pii(frame, kind, true);
                             if let Some(v) = self.opened_output(&row, bytes).await {
                                 frame.scope.set_step_output(&step.id.value, v, pii);
                             }
@@ -312,9 +317,10 @@ impl Executor {
         attempt: &Attempt,
         done: Done,
     ) -> Result<(), Flow> {
-        let pii = super::seal::pii_paths(frame, &step.uses.value);
+        let derived = matches!(done, Done::Derived(_));
+        let pii = super::seal::output_pii(frame, &step.uses.value, derived);
         let (output, plain, changes, decision) = match done {
-            Done::Effect(d) => {
+            Done::Effect(d) | Done::Derived(d) => {
                 let row = format!("{}/{path}", run.lease.job_id);
                 let stored = self
                     .stored_output(frame, &row, !pii.is_empty(), &d.output)
@@ -427,7 +433,7 @@ impl Executor {
             _ => {}
         }
         let params = match &step.with {
-            Some(w) => match expr::eval_node(&self.env, &w.value, &frame.scope) {
+            Some(w) => match eval_with(&self.env, &w.value, &frame.scope, kind) {
                 Ok(p) => p,
                 Err(e) => return Ok(Err(expr_error(e))),
             },
@@ -464,6 +470,48 @@ impl Executor {
             allow_pii: step.allow_pii.is_some(),
             permissions: &def.workflow.permissions,
         };
-        Ok(handler.run(&ctx, &params).await.map(Done::Effect))
+        let derived = params.pii && super::seal::derived_pii(kind).is_some();
+        let done = handler.run(&ctx, &params).await;
+        Ok(done.map(if derived { Done::Derived } else { Done::Effect }))
     }
+}
+
+/// A step's `with` evaluated, except its kind's [`Role::Code`] parameters, which stay
+/// the literal text (a `{{` in a script is the script's own).
+fn eval_with(
+    env: &minijinja::Environment<'_>,
+    node: &crate::yaml::Node,
+    scope: &expr::Scope,
+    kind: &str,
+) -> Result<Evaluated, ExprError> {
+    use crate::yaml::Node;
+    let is_code = |name: &str| {
+        crate::steps::find(kind).is_some_and(|k| {
+            k.params
+                .iter()
+                .any(|p| p.name == name && p.role == crate::steps::Role::Code)
+        })
+    };
+    let Node::Map(entries) = node else {
+        return expr::eval_node(env, node, scope);
+    };
+    if !entries.iter().any(|(k, _)| is_code(&k.value)) {
+        return expr::eval_node(env, node, scope);
+    }
+    let mut out = serde_json::Map::new();
+    let mut pii = false;
+    for (k, v) in entries {
+        if let (true, Node::Str(text)) = (is_code(&k.value), &v.value) {
+            out.insert(k.value.clone(), Value::String(text.clone()));
+            continue;
+        }
+        let e = expr::eval_node(env, &v.value, scope)
+            .map_err(|err| ExprError(format!("{}: {}", k.value, err.0)))?;
+        pii |= e.pii;
+        out.insert(k.value.clone(), e.value);
+    }
+    Ok(Evaluated {
+        value: Value::Object(out),
+        pii,
+    })
 }

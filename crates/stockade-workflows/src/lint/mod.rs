@@ -8,6 +8,7 @@
 
 mod import;
 mod refs;
+mod script;
 mod steps;
 
 pub use import::REVIEW_MARKER;
@@ -40,12 +41,13 @@ pub enum Rule {
     CallCycle,
     Schedule,
     MissingOnError,
+    Script,
     UnsupportedNode,
     NeedsReview,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 16] = [
+    pub const ALL: [Rule; 17] = [
         Rule::Schema,
         Rule::UnknownStep,
         Rule::UndeclaredConnection,
@@ -60,6 +62,7 @@ impl Rule {
         Rule::CallCycle,
         Rule::Schedule,
         Rule::MissingOnError,
+        Rule::Script,
         Rule::UnsupportedNode,
         Rule::NeedsReview,
     ];
@@ -80,6 +83,7 @@ impl Rule {
             Rule::CallCycle => "call-cycle",
             Rule::Schedule => "schedule",
             Rule::MissingOnError => "missing-on-error",
+            Rule::Script => "script",
             Rule::UnsupportedNode => "unsupported-node",
             Rule::NeedsReview => "needs-review",
         }
@@ -113,6 +117,8 @@ pub struct LintOptions {
     pub env: Option<Environment>,
     /// "Now", for the check that a schedule fires at all.
     pub now: DateTime<Utc>,
+    /// The `script` limits' maxima (`[workflows.script]`).
+    pub script: crate::exec::ScriptSettings,
 }
 
 impl Default for LintOptions {
@@ -120,6 +126,7 @@ impl Default for LintOptions {
         LintOptions {
             env: None,
             now: DateTime::<Utc>::from(std::time::SystemTime::now()),
+            script: crate::exec::ScriptSettings::default(),
         }
     }
 }
@@ -168,6 +175,7 @@ pub fn lint_document(text: &str, options: &LintOptions) -> Linted {
     };
     check_header(&workflow, options, &mut report);
     steps::check(&workflow, &mut report);
+    script::check(&workflow, text, options, &mut report);
     import::check(&workflow, &tree, &mut report);
     report.problems.sort();
     report.problems.dedup();

@@ -384,6 +384,7 @@ impl Walk<'_> {
         let Some(with) = &step.with else { return };
         let mut strings = Vec::new();
         with.value.strings(with.pos, &mut strings);
+        strings.retain(|(_, pos)| !is_code(step, kind, *pos));
         let condition_param = kind.is_some_and(|k| k.control == Control::If);
         for (text, pos) in strings {
             let is_condition =
@@ -438,10 +439,22 @@ impl Walk<'_> {
         if let Some(with) = &step.with {
             with.value.strings(with.pos, &mut strings);
         }
+        strings.retain(|(_, pos)| !is_code(step, find(&step.uses), *pos));
         strings
             .iter()
             .any(|(t, _)| self.refs_of(t, false).iter().any(|r| visible.is_pii(r)))
     }
+}
+
+/// Whether `pos` is a [`Role::Code`] parameter of `step` (literal text, no expressions).
+fn is_code(step: &Step, kind: Option<&StepKind>, pos: Pos) -> bool {
+    kind.is_some_and(|k| {
+        k.params
+            .iter()
+            .filter(|p| p.role == Role::Code)
+            .filter_map(|p| step.param(p.name))
+            .any(|v| v.pos == pos)
+    })
 }
 
 fn valid_id(id: &str) -> bool {
