@@ -40,6 +40,7 @@ macro_rules! both {
 both!(
     the_converted_merge_gives_n8ns_pinned_result,
     the_converted_if_routes_items_as_n8n_did,
+    the_converted_switch_routes_items_as_n8n_did,
     the_converted_order_sync_reserves_and_alerts_as_n8n_did,
     an_unsupported_step_fails_naming_node_and_type,
 );
@@ -140,12 +141,7 @@ async fn the_converted_if_routes_items_as_n8n_did(b: Backend) {
     let Some(env) = env(b).await else { return };
     // n8n's test feeds the IF from a test-only node; a Code node returning the same
     // items stands in for it (the IF and the expected results are n8n's).
-    let mut raw: Value = serde_json::from_slice(&fixture("n8n-if-v2-number.json")).unwrap();
-    let data = raw["nodes"][1]["parameters"]["data"].clone();
-    raw["nodes"][1]["type"] = json!("n8n-nodes-base.code");
-    raw["nodes"][1]["typeVersion"] = json!(2);
-    raw["nodes"][1]["parameters"] = json!({ "jsCode": format!("return {};", data) });
-    let i = stockade_n8n::import(raw.to_string().as_bytes(), &Default::default()).unwrap();
+    let i = with_code_data("n8n-if-v2-number.json");
     let w = &i.workflows[0];
     assert!(
         w.yaml
@@ -176,6 +172,54 @@ async fn the_converted_if_routes_items_as_n8n_did(b: Backend) {
     }
     assert_eq!(then, pinned("n8n-if-v2-number.json", "Then"));
     assert_eq!(other, pinned("n8n-if-v2-number.json", "Else"));
+    env.cleanup().await;
+}
+
+/// n8n's test workflow with its test-only data node replaced by a Code node returning
+/// the same items (the node under test and the expected results are n8n's).
+fn with_code_data(file: &str) -> stockade_n8n::Import {
+    let mut raw: Value = serde_json::from_slice(&fixture(file)).unwrap();
+    let data = raw["nodes"][1]["parameters"]["data"].clone();
+    raw["nodes"][1]["type"] = json!("n8n-nodes-base.code");
+    raw["nodes"][1]["typeVersion"] = json!(2);
+    raw["nodes"][1]["parameters"] = json!({ "jsCode": format!("return {};", data) });
+    stockade_n8n::import(raw.to_string().as_bytes(), &Default::default()).unwrap()
+}
+
+async fn the_converted_switch_routes_items_as_n8n_did(b: Backend) {
+    let Some(env) = env(b).await else { return };
+    let i = with_code_data("n8n-switch-v3-rules.json");
+    let w = &i.workflows[0];
+    assert!(
+        w.yaml
+            .contains(r#"\"0\" if ((item.output) == (\"first\")) else"#),
+        "{}",
+        w.yaml
+    );
+    assert_eq!(
+        w.node("Switch1").unwrap().status,
+        stockade_n8n::Status::Converted
+    );
+    let exec = Executor::new(env.store.clone(), catalog(&i));
+    let (outcome, journal) = env.run(&exec, "my-workflow-64", json!({})).await;
+    assert_eq!(outcome, RunOutcome::Succeeded, "{journal:?}");
+    let items = output(&journal, "code")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut by_output: [Vec<Value>; 3] = Default::default();
+    for (k, item) in items.iter().enumerate() {
+        // A case taken is n8n's output number; the default is its fallback output (2).
+        let case = output(&journal, &format!("each_switch1#{k}/switch1"))["case"]
+            .as_str()
+            .map(str::to_owned);
+        let out: usize = case.map_or(2, |c| c.parse().unwrap());
+        by_output[out].push(item.clone());
+    }
+    let file = "n8n-switch-v3-rules.json";
+    assert_eq!(by_output[0], pinned(file, "No Operation, do nothing"));
+    assert_eq!(by_output[1], pinned(file, "No Operation, do nothing1"));
+    assert_eq!(by_output[2], pinned(file, "No Operation, do nothing2"));
     env.cleanup().await;
 }
 
