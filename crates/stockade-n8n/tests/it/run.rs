@@ -41,6 +41,7 @@ both!(
     the_converted_merge_gives_n8ns_pinned_result,
     the_converted_if_routes_items_as_n8n_did,
     the_converted_switch_routes_items_as_n8n_did,
+    the_converted_edit_fields_give_n8ns_pinned_result,
     the_converted_order_sync_reserves_and_alerts_as_n8n_did,
     an_unsupported_step_fails_naming_node_and_type,
 );
@@ -172,6 +173,25 @@ async fn the_converted_if_routes_items_as_n8n_did(b: Backend) {
     }
     assert_eq!(then, pinned("n8n-if-v2-number.json", "Then"));
     assert_eq!(other, pinned("n8n-if-v2-number.json", "Else"));
+    env.cleanup().await;
+}
+
+async fn the_converted_edit_fields_give_n8ns_pinned_result(b: Backend) {
+    let Some(env) = env(b).await else { return };
+    let i = import("n8n-set-number.json");
+    let w = &i.workflows[0];
+    assert_eq!(
+        w.node("Sticky Note").unwrap().status,
+        stockade_n8n::Status::LeftOut
+    );
+    let exec = Executor::new(env.store.clone(), catalog(&i));
+    let (outcome, journal) = env.run(&exec, "my-workflow-31", json!({})).await;
+    assert_eq!(outcome, RunOutcome::Succeeded, "{journal:?}");
+    let items = output(&journal, "set2")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items, pinned("n8n-set-number.json", "Set2"));
     env.cleanup().await;
 }
 
