@@ -238,3 +238,60 @@ fn every_node_is_reported_once() {
         }
     }
 }
+
+#[test]
+fn a_public_http_workflow_converts_exactly_and_lints_clean() {
+    let i = import("mrumpold-weather-api-1.json");
+    let w = &i.workflows[0];
+    for node in ["Manual Trigger", "Get Weather", "Format Message"] {
+        assert_eq!(w.node(node).unwrap().status, Status::Converted, "{node}");
+    }
+    assert_eq!(w.node("Sticky Note").unwrap().status, Status::LeftOut);
+    assert_eq!(w.hosts, ["api.open-meteo.com"]);
+    assert!(
+        w.yaml
+            .contains("input: \"{{ steps.get_weather.output.body }}\"")
+    );
+    assert!(w.yaml.contains("${$json.current_weather.temperature}°C"));
+    assert_eq!(lint(&i), Vec::<(String, String, String)>::new());
+}
+
+#[test]
+fn a_public_schedule_workflow_keeps_its_time_and_names_what_it_cannot_send() {
+    let i = import("mrumpold-daily-email-reminder.json");
+    let w = &i.workflows[0];
+    assert!(w.yaml.contains("cron: \"0 9 * * *\""), "{}", w.yaml);
+    assert!(
+        w.node("Schedule Trigger")
+            .unwrap()
+            .notes
+            .iter()
+            .any(|n| n.contains("UTC"))
+    );
+    assert_eq!(w.node("Edit Fields").unwrap().status, Status::Converted);
+    assert_eq!(w.node("Send Email").unwrap().status, Status::Unsupported);
+    let problems = lint(&i);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].1, "unsupported-node");
+    assert!(
+        problems[0].2.contains("\"Send Email\"")
+            && problems[0].2.contains("n8n-nodes-base.emailSend")
+    );
+}
+
+#[test]
+fn a_public_webhook_with_respond_to_webhook_answers_with_the_result() {
+    let i = import("mrumpold-webhook.json");
+    let w = &i.workflows[0];
+    assert!(
+        w.yaml
+            .contains("path: hello-webhook\n    auth: api_key\n    respond: result"),
+        "{}",
+        w.yaml
+    );
+    assert_eq!(w.node("Set Response").unwrap().status, Status::Converted);
+    assert_eq!(w.node("Respond to Webhook").unwrap().status, Status::Review);
+    assert_eq!(w.node("Webhook").unwrap().status, Status::Review);
+    let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    assert_eq!(rules, ["needs-review"]);
+}

@@ -44,6 +44,8 @@ both!(
     the_converted_edit_fields_give_n8ns_pinned_result,
     the_converted_order_sync_reserves_and_alerts_as_n8n_did,
     an_unsupported_step_fails_naming_node_and_type,
+    the_converted_webhook_answers_what_n8n_answered,
+    the_converted_reminder_builds_n8ns_fields_then_stops_at_the_email,
 );
 
 struct Env {
@@ -353,6 +355,56 @@ async fn an_unsupported_step_fails_naming_node_and_type(b: Backend) {
     );
     assert!(
         f.message.contains("\"Code\"") && f.message.contains("n8n-nodes-testing.testData"),
+        "{}",
+        f.message
+    );
+    env.cleanup().await;
+}
+
+async fn the_converted_webhook_answers_what_n8n_answered(b: Backend) {
+    let Some(env) = env(b).await else { return };
+    let i = import("mrumpold-webhook.json");
+    let exec = Executor::new(env.store.clone(), catalog(&i));
+    let trigger = json!({ "kind": "webhook", "body": { "name": "Michael" }, "query": {}, "headers": {}, "path": "hello-webhook" });
+    let (outcome, journal) = env.run(&exec, "webhook", trigger).await;
+    assert_eq!(outcome, RunOutcome::Succeeded, "{journal:?}");
+    // The answer's body (the last step's output), as the repository's README expects.
+    let items = output(&journal, "respond_to_webhook")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(items.len(), 1);
+    assert_eq!(
+        items[0]["message"],
+        json!("Hello Michael! Your message was received.")
+    );
+    env.cleanup().await;
+}
+
+async fn the_converted_reminder_builds_n8ns_fields_then_stops_at_the_email(b: Backend) {
+    let Some(env) = env(b).await else { return };
+    let i = import("mrumpold-daily-email-reminder.json");
+    let exec = Executor::new(env.store.clone(), catalog(&i));
+    let trigger = json!({ "kind": "schedule", "scheduled_at": "2026-12-07T09:00:00Z", "at": "2026-12-07T09:00:00Z" });
+    let (outcome, journal) = env.run(&exec, "daily-email-reminder", trigger).await;
+    let items = output(&journal, "edit_fields")["items"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        items,
+        [json!({
+            "emailTo": "you_to@yourdomain.at",
+            "subject": "Daily Reminder",
+            "body": "Good morning! This is your daily reminder from n8n. \u{1F680}",
+            "emailFrom": "you_from@yourdomain.at"
+        })]
+    );
+    let RunOutcome::Failed(f) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        f.message.contains("\"Send Email\"") && f.message.contains("n8n-nodes-base.emailSend"),
         "{}",
         f.message
     );
