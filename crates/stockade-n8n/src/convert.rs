@@ -373,7 +373,7 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
                 Y::Str(s) => Some(s.clone()),
                 _ => None,
             });
-        report.notes.extend(cx.notes.drain(..));
+        report.notes.append(&mut cx.notes);
         for r in &cx.review {
             review_lines.push(format!("node {:?}: {r}", node.name));
             report.notes.push(format!("review: {r}"));

@@ -186,10 +186,7 @@ pub fn set(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
 
 pub fn merge(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
     let n = cx.node;
-    let mode = n
-        .str_param("mode")
-        .unwrap_or(if n.version >= 2.0 { "append" } else { "append" })
-        .to_owned();
+    let mode = n.str_param("mode").unwrap_or("append").to_owned();
     let combine_by = n
         .str_param("combineBy")
         .unwrap_or("combineByFields")

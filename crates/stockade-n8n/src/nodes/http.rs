@@ -17,6 +17,9 @@ pub const BOT_HOSTS: &[(&str, &str)] = &[
     ("open.larksuite.com", "lark"),
 ];
 
+/// A credential to inject: its name and the header it goes in (`None`: the default).
+type CredentialRef = (String, Option<String>);
+
 /// Header names whose literal value is a secret whatever it looks like.
 const SECRET_HEADERS: &[&str] = &[
     "authorization",
@@ -190,7 +193,7 @@ fn headers(
     cx: &mut Cx<'_>,
     v1: bool,
     host: Option<&str>,
-) -> (Vec<(String, Y)>, Option<(String, Option<String>)>) {
+) -> (Vec<(String, Y)>, Option<CredentialRef>) {
     let list = if v1 {
         pairs(cx.node.param("headerParametersUi"), "parameter")
     } else if cx.node.param("sendHeaders").and_then(Value::as_bool) == Some(true) {
@@ -223,7 +226,7 @@ fn headers(
             let slot = crate::slug(&name, '-');
             let cred = cx.credential(
                 "",
-                &format!("{slot}"),
+                &slot,
                 host,
                 &format!(
                     "the value of header {name}, which held a secret in the export (not copied)"
@@ -250,7 +253,7 @@ fn headers(
 }
 
 /// The node's n8n credential as a named reference (header to check when unknown).
-fn node_credential(cx: &mut Cx<'_>, host: Option<&str>) -> Option<(String, Option<String>)> {
+fn node_credential(cx: &mut Cx<'_>, host: Option<&str>) -> Option<CredentialRef> {
     let auth = cx.node.str_param("authentication").unwrap_or("none");
     let (slot, cred_name) = cx.node.credentials.first().cloned()?;
     if auth == "none" && cx.node.version >= 2.0 {

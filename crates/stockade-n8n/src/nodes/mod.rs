@@ -66,7 +66,7 @@ pub fn unsupported(cx: &Cx<'_>, why: &str) -> Draft {
 
 /// An ISO-8601 duration from milliseconds (`PT1.5S`).
 pub fn iso_ms(ms: u64) -> String {
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("PT{}S", ms / 1000)
     } else {
         format!("PT{}.{:03}S", ms / 1000, ms % 1000)

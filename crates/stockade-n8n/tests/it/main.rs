@@ -2,6 +2,8 @@
 //! (tests/fixtures/n8n, sources in SOURCES.md) convert, report what they should, lint as
 //! they should, and the converted workflows run on the executor with n8n's results.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod convert;
 mod run;
 
