@@ -6,7 +6,8 @@
 //! (a plain path from a known item); anything else — operators, method calls, optional
 //! chaining, `$now`, paired items we cannot follow — is refused with a reason, and the
 //! caller keeps the original JavaScript verbatim in a `script` step marked for review.
-//! [`js_value`] turns a parameter back into JavaScript for that script.
+//! [`js_value`] turns a parameter back into JavaScript for that script. A refusal's
+//! reason names what was found, never the expression's text (it may hold a secret).
 
 use serde_json::Value;
 
@@ -156,7 +157,7 @@ enum Acc {
 pub fn path(src: &str, scope: &Scope<'_>) -> Result<String, String> {
     let src = src.trim();
     let (base, rest) = root(src, scope)?;
-    let accs = accessors(rest).ok_or_else(|| format!("`{}` is not a plain path", short(src)))?;
+    let accs = accessors(rest).ok_or("not a plain path (operators, calls or optional chaining)")?;
     let mut accs = accs.into_iter();
     let mut out = match base {
         Items::Webhook => match accs.next() {
@@ -171,10 +172,7 @@ pub fn path(src: &str, scope: &Scope<'_>) -> Result<String, String> {
         },
         Items::Single(p) => p,
         Items::Many(_) | Items::Unknown => {
-            return Err(format!(
-                "`{}` reads items whose shape differs in Stockade",
-                short(src)
-            ));
+            return Err("reads items whose shape differs in Stockade".into());
         }
     };
     for a in accs {
@@ -188,10 +186,6 @@ pub fn path(src: &str, scope: &Scope<'_>) -> Result<String, String> {
         }
     }
     Ok(out)
-}
-
-fn short(s: &str) -> String {
-    s.chars().take(60).collect()
 }
 
 fn is_ident(k: &str) -> bool {
@@ -240,10 +234,7 @@ fn root<'s>(src: &'s str, scope: &Scope<'_>) -> Result<(Items, &'s str), String>
             ));
         }
     } else {
-        return Err(format!(
-            "`{}` is not a path from $json, $node or $()",
-            short(src)
-        ));
+        return Err("not a path from $json, $node or $()".into());
     };
     let (first, rest) = rest;
     let items = (scope.node)(&name)

@@ -88,8 +88,9 @@ fn webhook(cx: &mut Cx<'_>) -> Result<Y, String> {
         path = cx.wf_name.to_owned();
     }
     if path != raw {
+        // n8n's own path is not repeated: a random one was the webhook's only protection.
         cx.note(format!(
-            "served at /hooks/workflows/{path} (n8n: /webhook/{raw}): point the sender there"
+            "served at /hooks/workflows/{path}, not n8n's /webhook/ path: point the sender there"
         ));
     }
     let method = cx.node.str_param("httpMethod").unwrap_or("GET");

@@ -295,3 +295,40 @@ fn a_public_webhook_with_respond_to_webhook_answers_with_the_result() {
     let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
     assert_eq!(rules, ["needs-review"]);
 }
+
+#[test]
+fn a_secret_inside_an_expression_never_reaches_the_report_and_fails_lint() {
+    let export = serde_json::json!({
+        "name": "Leaky",
+        "nodes": [
+            { "name": "Start", "type": "n8n-nodes-base.manualTrigger", "typeVersion": 1, "parameters": {} },
+            { "name": "Call", "type": "n8n-nodes-base.httpRequest", "typeVersion": 4.2, "parameters": {
+                "method": "POST", "url": "https://api.example.com/x", "sendBody": true,
+                "bodyParameters": { "parameters": [
+                    { "name": "key", "value": "={{ 'sk_live_a1b2c3d4e5f6a7b8c9d0e1f2' + $json.x }}" } ] },
+                "sendHeaders": true,
+                "headerParameters": { "parameters": [
+                    { "name": "Authorization", "value": "=Bearer {{ $env.API_TOKEN }}" } ] } } }
+        ],
+        "connections": { "Start": { "main": [[{ "node": "Call", "type": "main", "index": 0 }]] } }
+    });
+    let i = stockade_n8n::import(export.to_string().as_bytes(), &Options::default()).unwrap();
+    let w = &i.workflows[0];
+    let report = w.report();
+    assert!(
+        !report.contains("sk_live_") && !report.contains("a1b2c3d4"),
+        "{report}"
+    );
+    assert!(
+        !w.yaml.contains("API_TOKEN"),
+        "the $env header became a credential reference"
+    );
+    assert!(
+        w.yaml.contains("credential: leaky-authorization"),
+        "{}",
+        w.yaml
+    );
+    // The body expression is kept verbatim for review, so lint sees the secret in it.
+    let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    assert!(rules.contains(&"secret-literal".to_owned()), "{rules:?}");
+}
