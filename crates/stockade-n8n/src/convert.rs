@@ -329,20 +329,7 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
         if w.pinned.contains(&node.name) {
             cx.review("has pinned data in n8n (used only in manual test runs there): the step runs for real");
         }
-        let is_trigger = nodes::trigger::is_trigger(node);
-        let result = if is_trigger && !trigger_seen && plan.ctx[n].is_empty() {
-            trigger_seen = true;
-            nodes::trigger::convert(&mut cx).map(|()| Vec::new())
-        } else if is_trigger {
-            Err(
-                "a second trigger: a Stockade workflow has one; make this its own workflow"
-                    .to_owned(),
-            )
-        } else if plan.on_error_output.contains(&n) && !plan.edges.iter().any(|e| e.to == n) {
-            Err("runs on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
-        } else {
-            nodes::convert(&mut cx)
-        };
+        let result = dispatch(&mut cx, &plan, n, &mut trigger_seen);
         let mut drafts = match result {
             Ok(d) => d,
             Err(why) => {
@@ -391,6 +378,27 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
         reports.push(report);
     }
     finish(w, name, env, acc, &plan, &containers, reports, review_lines)
+}
+
+/// The node's drafts: the trigger (the first one, at top level), or its conversion, or
+/// why it cannot be converted.
+fn dispatch(
+    cx: &mut Cx<'_>,
+    plan: &Plan,
+    n: usize,
+    trigger_seen: &mut bool,
+) -> Result<Vec<Draft>, String> {
+    let is_trigger = nodes::trigger::is_trigger(cx.node);
+    if is_trigger && !*trigger_seen && plan.ctx[n].is_empty() {
+        *trigger_seen = true;
+        nodes::trigger::convert(cx).map(|()| Vec::new())
+    } else if is_trigger {
+        Err("a second trigger: a Stockade workflow has one; make this its own workflow".to_owned())
+    } else if plan.on_error_output.contains(&n) && !plan.edges.iter().any(|e| e.to == n) {
+        Err("runs on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
+    } else {
+        nodes::convert(cx)
+    }
 }
 
 fn unsupported_reason(d: &Draft) -> Option<String> {
