@@ -177,6 +177,34 @@ pub enum WorkflowCommand {
     },
     /// Print the JSON Schema of the workflow format (as shipped in docs/workflow.schema.json).
     Schema,
+    /// Convert an n8n workflow export (one workflow or an array; n8n 1.x/2.x) into Stockade
+    /// workflow YAML, one file per workflow, and print a report: per node converted / needs
+    /// review / unsupported, the credentials to create (with the `stockade credential set`
+    /// command), the hosts allowed and the alert channels to configure. The result is linted:
+    /// exit 3 when lint finds problems (the files are still written, for a human to fix).
+    /// Nothing is written when the export is refused, or when a file exists (unless --force).
+    ///
+    /// Examples:
+    ///   stockade workflow import-n8n export.json --out workflows/
+    ///   stockade workflow import-n8n export.json > converted.yaml   (report on stderr)
+    ///   stockade workflow import-n8n export.json --out wf/ --nocodb-url https://nocodb.example.com
+    #[command(name = "import-n8n", verbatim_doc_comment)]
+    ImportN8n {
+        /// The n8n export (JSON, at most 16 MiB).
+        #[arg(value_name = "EXPORT.json")]
+        export: PathBuf,
+        /// Write NAME.yaml per workflow into this directory (created if missing). Without
+        /// it, the YAML goes to standard output and the report to standard error.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+        /// The NocoDB base URL the NocoDB nodes used (an export holds only the credential's
+        /// name); without it a placeholder host that fails lint is written.
+        #[arg(long, value_name = "URL")]
+        nocodb_url: Option<String>,
+    },
     /// Lint the files together for this environment and store a new version of each
     /// (unchanged text stores nothing). dev and staging activate a passing version at
     /// once; prod keeps it pending until another user approves it. A version whose lint

@@ -126,3 +126,36 @@ pub(crate) fn unsupported(kind: &str) -> StepError {
     let why = "not yet supported by this build";
     StepError::new(ErrorClass::Unsupported, format!("step kind {kind}: {why}"))
 }
+
+/// `unsupported`: a node an n8n import could not convert. Lint always rejects it, so it
+/// runs only if a version slipped past review; then it fails (class `invalid`) naming
+/// the node and its type, and does nothing else.
+#[derive(Debug, Default)]
+pub struct UnsupportedStep;
+
+impl StepHandler for UnsupportedStep {
+    fn reach(&self) -> Reach {
+        Reach::Nothing
+    }
+
+    fn run<'a>(&'a self, _ctx: &'a StepCtx<'a>, params: &'a Evaluated) -> StepFuture<'a> {
+        Box::pin(async move {
+            let value = params.for_log();
+            let text = |k: &str| {
+                value
+                    .get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned()
+            };
+            Err(StepError::new(
+                ErrorClass::Invalid,
+                format!(
+                    "the n8n node {:?} of type `{}` was not converted to Stockade steps",
+                    text("node"),
+                    text("type")
+                ),
+            ))
+        })
+    }
+}

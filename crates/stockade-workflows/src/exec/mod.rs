@@ -334,6 +334,7 @@ impl Executor {
         handlers.insert("marketplace.fetch_orders".into(), orders(true));
         handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
         handlers.insert("script".into(), Arc::new(ScriptStep::default()));
+        handlers.insert("unsupported".into(), Arc::new(handlers::UnsupportedStep));
         Executor {
             store,
             definitions,

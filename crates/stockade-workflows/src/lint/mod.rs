@@ -6,9 +6,12 @@
 //! cycles). A file that does not parse yields its parse error and nothing else. Problem
 //! messages name keys, step ids and rules, never the value of a suspected secret.
 
+mod import;
 mod refs;
 mod script;
 mod steps;
+
+pub use import::REVIEW_MARKER;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -39,10 +42,12 @@ pub enum Rule {
     Schedule,
     MissingOnError,
     Script,
+    UnsupportedNode,
+    NeedsReview,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 15] = [
+    pub const ALL: [Rule; 17] = [
         Rule::Schema,
         Rule::UnknownStep,
         Rule::UndeclaredConnection,
@@ -58,6 +63,8 @@ impl Rule {
         Rule::Schedule,
         Rule::MissingOnError,
         Rule::Script,
+        Rule::UnsupportedNode,
+        Rule::NeedsReview,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -77,6 +84,8 @@ impl Rule {
             Rule::Schedule => "schedule",
             Rule::MissingOnError => "missing-on-error",
             Rule::Script => "script",
+            Rule::UnsupportedNode => "unsupported-node",
+            Rule::NeedsReview => "needs-review",
         }
     }
 }
@@ -167,6 +176,7 @@ pub fn lint_document(text: &str, options: &LintOptions) -> Linted {
     check_header(&workflow, options, &mut report);
     steps::check(&workflow, &mut report);
     script::check(&workflow, text, options, &mut report);
+    import::check(&workflow, &tree, &mut report);
     report.problems.sort();
     report.problems.dedup();
     Linted {

@@ -396,7 +396,7 @@ fn workflow_call_cycles_across_files() {
 #[test]
 fn every_rule_has_a_name_and_a_test_here() {
     let names: Vec<&str> = Rule::ALL.iter().map(|r| r.as_str()).collect();
-    assert_eq!(names.len(), 15);
+    assert_eq!(names.len(), 17);
     let docs = include_str!("../../../../docs/workflows.md");
     for n in names {
         assert!(
@@ -561,4 +561,47 @@ fn webhook_paths_must_be_well_formed_and_unique() {
         problems[0].message
     );
     assert!(stockade_workflows::lint::valid_webhook_path("orders/new"));
+}
+
+#[test]
+fn unsupported_node_names_the_node_and_its_type() {
+    let text = "\
+name: imported
+trigger: manual
+steps:
+  - id: sheets
+    uses: unsupported
+    with: { node: Google Sheets, type: n8n-nodes-base.googleSheets, reason: no equivalent }
+";
+    let problems = lint(text);
+    assert_eq!(found(text), vec![(Rule::UnsupportedNode, 5)]);
+    let message = &problems[0].message;
+    assert!(
+        message.contains("\"Google Sheets\"") && message.contains("n8n-nodes-base.googleSheets"),
+        "{message}"
+    );
+    assert_eq!(Rule::UnsupportedNode.as_str(), "unsupported-node");
+}
+
+#[test]
+fn needs_review_reports_each_marked_string_until_the_line_is_deleted() {
+    let marked = "\
+name: imported
+description: |-
+  Imported.
+  NEEDS REVIEW (import-n8n): node \"Webhook\": the sender must now send an API key
+trigger: manual
+steps:
+  - id: note
+    uses: audit.note
+    with: { message: hi }
+";
+    assert_eq!(found(marked), vec![(Rule::NeedsReview, 3)]);
+    assert_eq!(Rule::NeedsReview.as_str(), "needs-review");
+    let reviewed: String = marked
+        .lines()
+        .filter(|l| !l.contains("NEEDS REVIEW"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(lint(&reviewed).is_empty());
 }

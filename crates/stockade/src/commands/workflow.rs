@@ -21,6 +21,14 @@ use super::workflow_runs as runs;
 pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failure> {
     match cmd {
         WorkflowCommand::Lint { files } => lint(settings, &files),
+        WorkflowCommand::ImportN8n {
+            export,
+            out,
+            force,
+            nocodb_url,
+        } => {
+            super::workflow_import::import_n8n(settings, &export, out.as_deref(), force, nocodb_url)
+        }
         WorkflowCommand::Schema => {
             println!("{}", stockade_workflows::schema::json_schema().trim_end());
             Ok(())
@@ -68,7 +76,10 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
 
 /// Whether the command works on files alone (no database).
 pub fn offline(cmd: &WorkflowCommand) -> bool {
-    matches!(cmd, WorkflowCommand::Lint { .. } | WorkflowCommand::Schema)
+    matches!(
+        cmd,
+        WorkflowCommand::Lint { .. } | WorkflowCommand::Schema | WorkflowCommand::ImportN8n { .. }
+    )
 }
 
 /// Whether the command may append to the audit chain.

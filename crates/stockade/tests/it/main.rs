@@ -26,6 +26,7 @@ mod sync;
 mod unmatched;
 mod webdriver;
 mod workflow_crash;
+mod workflow_import;
 mod workflow_lint;
 mod workflow_runs;
 mod workflow_triggers;

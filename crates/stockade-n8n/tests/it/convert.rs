@@ -1,0 +1,334 @@
+//! Conversion, report and lint of each fixture, and the bad inputs.
+
+use stockade_n8n::{ImportError, Options, Status};
+
+use crate::{fixture, import, lint};
+
+fn status(i: &stockade_n8n::Import, wf: &str, node: &str) -> Status {
+    i.workflow(wf)
+        .and_then(|w| w.node(node))
+        .map(|n| n.status)
+        .unwrap_or_else(|| panic!("{wf}/{node}"))
+}
+
+fn rules(i: &stockade_n8n::Import, file: &str) -> Vec<String> {
+    lint(i)
+        .into_iter()
+        .filter(|(f, _, _)| f == file)
+        .map(|(_, r, _)| r)
+        .collect()
+}
+
+#[test]
+fn the_seller_export_converts_with_exact_expressions_and_an_error_workflow() {
+    let i = import("seller-order-sync.json");
+    let names: Vec<&str> = i.workflows.iter().map(|w| w.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "tiktok-order-sync",
+            "order-sync-errors",
+            "hourly-stock-check"
+        ]
+    );
+    let w = i.workflow("tiktok-order-sync").unwrap();
+    // The webhook, the Code node kept verbatim, the IF per item with an exact condition.
+    assert!(
+        w.yaml
+            .contains("webhook:\n    path: tiktok-orders\n    auth: api_key"),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("const order = $input.first().json.body;"));
+    assert!(w.yaml.contains("input: \"{{ trigger }}\""));
+    assert!(
+        w.yaml.contains(
+            "uses: for_each\n    with:\n      items: \"{{ steps.order_lines.output.items }}\""
+        ),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("condition: \"(item.qty) > (0)\""));
+    // The HTTP body translated exactly inside the loop; retries kept; a credential by name.
+    assert!(
+        w.yaml.contains("quantity: \"{{ item.qty }}\""),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("credential: wms-api"));
+    assert!(w.yaml.contains("attempts: 3"));
+    // DingTalk bot call → alert.send; the access token in its URL is never copied.
+    assert!(w.yaml.contains("message: \"Order {{ steps.order_lines.output.items[0].order_id }} has a line without quantity\""));
+    assert!(w.yaml.contains("channel: dingtalk"));
+    assert!(!w.yaml.contains("access_token"));
+    assert!(!w.yaml.contains("oapi.dingtalk.com"));
+    // settings.errorWorkflow → on_error naming the converted error workflow.
+    assert!(w.yaml.contains("on_error: order-sync-errors"));
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Order Lines"),
+        Status::Converted
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Has Quantity"),
+        Status::Converted
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "DingTalk Alert"),
+        Status::Converted
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Reserve Stock"),
+        Status::Review
+    );
+    assert_eq!(
+        status(&i, "tiktok-order-sync", "Log to NocoDB"),
+        Status::Review
+    );
+    let creds: Vec<&str> = w.credentials.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(creds, ["wms-api", "nocodb-ops"]);
+    assert_eq!(w.hosts, ["wms.example-warehouse.com"]);
+    let report = w.report();
+    assert!(report.contains("stockade credential set wms-api --workflow tiktok-order-sync --host wms.example-warehouse.com --secret-stdin"), "{report}");
+    // The NocoDB placeholder host fails lint until it is set; review points are lint problems.
+    let r = rules(&i, "tiktok-order-sync.yaml");
+    assert!(r.contains(&"undeclared-host".to_owned()), "{r:?}");
+    assert!(r.contains(&"needs-review".to_owned()));
+    let e = i.workflow("order-sync-errors").unwrap();
+    assert!(e.yaml.contains("event:\n    kind: workflow.failed"));
+    assert!(e.yaml.contains("events:\n    - workflow.failed"));
+}
+
+#[test]
+fn with_the_nocodb_url_and_the_review_lines_removed_the_order_sync_lints_clean() {
+    let options = Options {
+        nocodb_url: Some("https://nocodb.example.com".into()),
+    };
+    let i = stockade_n8n::import(&fixture("seller-order-sync.json"), &options).unwrap();
+    let w = i.workflow("tiktok-order-sync").unwrap();
+    assert!(w.hosts.contains(&"nocodb.example.com".to_owned()));
+    // What a reviewer does: check each marked point and delete its line.
+    let reviewed: String = w
+        .yaml
+        .lines()
+        .filter(|l| !l.contains(stockade_n8n::convert::REVIEW_MARKER))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let problems = stockade_workflows::lint_document(&reviewed, &Default::default()).problems;
+    assert!(problems.is_empty(), "{problems:?}\n{reviewed}");
+}
+
+#[test]
+fn bad_input_is_named_in_the_report_and_caught_by_lint() {
+    let i = import("seller-order-sync.json");
+    let w = i.workflow("hourly-stock-check").unwrap();
+    let notes = |node: &str| w.node(node).unwrap().notes.join("\n");
+    // Unknown node type → an unsupported step, a lint error naming node and type.
+    assert_eq!(w.node("Google Sheets").unwrap().status, Status::Unsupported);
+    let problems = lint(&i);
+    assert!(
+        problems
+            .iter()
+            .any(|(f, r, m)| f == "hourly-stock-check.yaml"
+                && r == "unsupported-node"
+                && m.contains("\"Google Sheets\"")
+                && m.contains("n8n-nodes-base.googleSheets"))
+    );
+    // Pinned data, require, $env, $now: reported for review.
+    assert!(notes("Fetch Stock").contains("pinned data"));
+    assert!(notes("Legacy Helper").contains("require"));
+    assert!(notes("Count Low").contains("$env"));
+    assert!(notes("Count Low").contains("$now"));
+    // A secret in a header value: replaced by a credential reference, never copied.
+    assert!(!w.yaml.contains("wms_live_"));
+    assert!(w.yaml.contains("credential_header: X-Api-Key"));
+    // A credential name that looks like a token: refused, a safe name generated.
+    assert!(!w.yaml.contains("ghp_") && !w.report().contains("ghp_"));
+    assert!(
+        notes("Fetch Stock").contains("looks like it holds a secret"),
+        "{}",
+        notes("Fetch Stock")
+    );
+    assert!(w.yaml.contains("- hourly-stock-check-x-api-key"));
+    assert!(
+        problems
+            .iter()
+            .any(|(f, r, _)| f == "hourly-stock-check.yaml" && r == "needs-review")
+    );
+    assert!(!problems.iter().any(|(_, r, _)| r == "secret-literal"));
+}
+
+#[test]
+fn not_n8n_json_and_oversized_input_are_refused_whole() {
+    let none = Options::default();
+    assert!(matches!(
+        stockade_n8n::import(b"name: x", &none),
+        Err(ImportError::NotJson(_))
+    ));
+    assert!(matches!(
+        stockade_n8n::import(b"{\"name\": \"x\"}", &none),
+        Err(ImportError::NotN8n(_))
+    ));
+    assert!(matches!(
+        stockade_n8n::import(b"[]", &none),
+        Err(ImportError::NotN8n(_))
+    ));
+    assert!(matches!(
+        stockade_n8n::import(b"{\"nodes\": [{\"name\": 1}]}", &none),
+        Err(ImportError::NotN8n(_))
+    ));
+    let big = vec![b' '; stockade_n8n::MAX_INPUT + 1];
+    assert!(matches!(
+        stockade_n8n::import(&big, &none),
+        Err(ImportError::TooLarge(_))
+    ));
+}
+
+#[test]
+fn n8n_merge_append_fixture_becomes_scripts_over_both_inputs() {
+    let i = import("n8n-merge-append.json");
+    let w = &i.workflows[0];
+    assert!(
+        w.yaml
+            .contains("return [...$(\"Code\").all(), ...$(\"Code1\").all()];"),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("Code: \"{{ steps.code.output.items }}\""));
+    assert!(w.yaml.contains("Code1: \"{{ steps.code1.output.items }}\""));
+    assert_eq!(w.node("Code").unwrap().status, Status::Converted);
+    assert_eq!(
+        w.node("Merge").unwrap().status,
+        Status::Review,
+        "pinned data"
+    );
+    let r = rules(&i, "merge-tests.yaml");
+    assert_eq!(r, ["needs-review"], "only the pinned-data review point");
+}
+
+#[test]
+fn n8n_if_v2_fixture_keeps_both_branches_and_names_the_test_node() {
+    let i = import("n8n-if-v2-number.json");
+    let w = &i.workflows[0];
+    assert!(w.yaml.contains("uses: if"));
+    assert!(w.yaml.contains("then: []") && w.yaml.contains("else: []"));
+    assert_eq!(w.node("Code").unwrap().status, Status::Unsupported);
+    assert_eq!(w.node("Then").unwrap().step, None);
+    // The condition is kept as JavaScript (its input is the unsupported node's).
+    assert!(
+        w.yaml
+            .contains("(($json.count)) === (1) || (($json.count)) > (10)"),
+        "{}",
+        w.yaml
+    );
+    assert!(rules(&i, "filter-test.yaml").contains(&"unsupported-node".to_owned()));
+}
+
+#[test]
+fn every_node_is_reported_once() {
+    for f in [
+        "seller-order-sync.json",
+        "n8n-if-v2-number.json",
+        "n8n-merge-append.json",
+    ] {
+        let raw: serde_json::Value = serde_json::from_slice(&fixture(f)).unwrap();
+        let list = raw.as_array().cloned().unwrap_or_else(|| vec![raw.clone()]);
+        let i = import(f);
+        for (w, r) in i.workflows.iter().zip(&list) {
+            assert_eq!(w.nodes.len(), r["nodes"].as_array().unwrap().len(), "{f}");
+        }
+    }
+}
+
+#[test]
+fn a_public_http_workflow_converts_exactly_and_lints_clean() {
+    let i = import("mrumpold-weather-api-1.json");
+    let w = &i.workflows[0];
+    for node in ["Manual Trigger", "Get Weather", "Format Message"] {
+        assert_eq!(w.node(node).unwrap().status, Status::Converted, "{node}");
+    }
+    assert_eq!(w.node("Sticky Note").unwrap().status, Status::LeftOut);
+    assert_eq!(w.hosts, ["api.open-meteo.com"]);
+    assert!(
+        w.yaml
+            .contains("input: \"{{ steps.get_weather.output.body }}\"")
+    );
+    assert!(w.yaml.contains("${$json.current_weather.temperature}°C"));
+    assert_eq!(lint(&i), Vec::<(String, String, String)>::new());
+}
+
+#[test]
+fn a_public_schedule_workflow_keeps_its_time_and_names_what_it_cannot_send() {
+    let i = import("mrumpold-daily-email-reminder.json");
+    let w = &i.workflows[0];
+    assert!(w.yaml.contains("cron: \"0 9 * * *\""), "{}", w.yaml);
+    assert!(
+        w.node("Schedule Trigger")
+            .unwrap()
+            .notes
+            .iter()
+            .any(|n| n.contains("UTC"))
+    );
+    assert_eq!(w.node("Edit Fields").unwrap().status, Status::Converted);
+    assert_eq!(w.node("Send Email").unwrap().status, Status::Unsupported);
+    let problems = lint(&i);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_eq!(problems[0].1, "unsupported-node");
+    assert!(
+        problems[0].2.contains("\"Send Email\"")
+            && problems[0].2.contains("n8n-nodes-base.emailSend")
+    );
+}
+
+#[test]
+fn a_public_webhook_with_respond_to_webhook_answers_with_the_result() {
+    let i = import("mrumpold-webhook.json");
+    let w = &i.workflows[0];
+    assert!(
+        w.yaml
+            .contains("path: hello-webhook\n    auth: api_key\n    respond: result"),
+        "{}",
+        w.yaml
+    );
+    assert_eq!(w.node("Set Response").unwrap().status, Status::Converted);
+    assert_eq!(w.node("Respond to Webhook").unwrap().status, Status::Review);
+    assert_eq!(w.node("Webhook").unwrap().status, Status::Review);
+    let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    assert_eq!(rules, ["needs-review"]);
+}
+
+#[test]
+fn a_secret_inside_an_expression_never_reaches_the_report_and_fails_lint() {
+    let export = serde_json::json!({
+        "name": "Leaky",
+        "nodes": [
+            { "name": "Start", "type": "n8n-nodes-base.manualTrigger", "typeVersion": 1, "parameters": {} },
+            { "name": "Call", "type": "n8n-nodes-base.httpRequest", "typeVersion": 4.2, "parameters": {
+                "method": "POST", "url": "https://api.example.com/x", "sendBody": true,
+                "bodyParameters": { "parameters": [
+                    { "name": "key", "value": "={{ 'sk_live_a1b2c3d4e5f6a7b8c9d0e1f2' + $json.x }}" } ] },
+                "sendHeaders": true,
+                "headerParameters": { "parameters": [
+                    { "name": "Authorization", "value": "=Bearer {{ $env.API_TOKEN }}" } ] } } }
+        ],
+        "connections": { "Start": { "main": [[{ "node": "Call", "type": "main", "index": 0 }]] } }
+    });
+    let i = stockade_n8n::import(export.to_string().as_bytes(), &Options::default()).unwrap();
+    let w = &i.workflows[0];
+    let report = w.report();
+    assert!(
+        !report.contains("sk_live_") && !report.contains("a1b2c3d4"),
+        "{report}"
+    );
+    assert!(
+        !w.yaml.contains("API_TOKEN"),
+        "the $env header became a credential reference"
+    );
+    assert!(
+        w.yaml.contains("credential: leaky-authorization"),
+        "{}",
+        w.yaml
+    );
+    // The body expression is kept verbatim for review, so lint sees the secret in it.
+    let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    assert!(rules.contains(&"secret-literal".to_owned()), "{rules:?}");
+}
