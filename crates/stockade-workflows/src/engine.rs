@@ -207,6 +207,12 @@ pub struct EngineConfig {
     pub keep_per_workflow: i64,
     /// How often the prune runs (see [`prune_pass`]).
     pub prune_every: Duration,
+    /// The configured alert channel names `alert.send` checks its `channel` against
+    /// (`None`: not checked).
+    pub alert_channels: Option<crate::exec::AlertChannels>,
+    /// The process's sync engine, for `marketplace.pull_orders` (`None`: that step kind
+    /// is unsupported here).
+    pub sync: Option<stockade_sync::SyncEngine>,
 }
 
 impl Default for EngineConfig {
@@ -219,6 +225,8 @@ impl Default for EngineConfig {
             retention: Duration::from_secs(30 * 86_400),
             keep_per_workflow: 1_000,
             prune_every: Duration::from_secs(600),
+            alert_channels: None,
+            sync: None,
         }
     }
 }
@@ -277,7 +285,13 @@ impl Engine {
     /// the built-in step handlers.
     pub fn start(store: Store, config: EngineConfig) -> Engine {
         let defs = Arc::new(StoredDefinitions::new(store.clone()));
-        let executor = Executor::new(store.clone(), defs.clone()).lease_ms(config.lease_ms);
+        let mut executor = Executor::new(store.clone(), defs.clone()).lease_ms(config.lease_ms);
+        if let Some(channels) = &config.alert_channels {
+            executor = executor.with_alert_channels(channels.clone());
+        }
+        if let Some(sync) = &config.sync {
+            executor = executor.with_sync(sync.clone());
+        }
         Engine::start_with(store, defs, Arc::new(executor), config)
     }
 
@@ -290,9 +304,15 @@ impl Engine {
         vault: Arc<stockade_vault::Vault>,
     ) -> Engine {
         let defs = Arc::new(StoredDefinitions::new(store.clone()));
-        let executor = Executor::new(store.clone(), defs.clone())
+        let mut executor = Executor::new(store.clone(), defs.clone())
             .lease_ms(config.lease_ms)
             .with_services(egress, vault);
+        if let Some(channels) = &config.alert_channels {
+            executor = executor.with_alert_channels(channels.clone());
+        }
+        if let Some(sync) = &config.sync {
+            executor = executor.with_sync(sync.clone());
+        }
         Engine::start_with(store, defs, Arc::new(executor), config)
     }
 

@@ -50,19 +50,25 @@ mod gate;
 mod handlers;
 mod http;
 mod orders;
+mod pull;
+mod reads;
+mod reconcile;
 mod seal;
 mod set_stock;
 mod stock;
 mod wait;
 mod walk;
 
-pub use alert::AlertSend;
+pub use alert::{AlertChannels, AlertSend, named_channels};
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use gate::REQUEUE_MS;
 pub use handlers::{AuditNote, Reach, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
 pub use orders::OrderSteps;
+pub use pull::PullOrders;
+pub use reads::{ExecutionsCount, OrdersSummary};
+pub use reconcile::ReconcileReport;
 pub use seal::{SEALED_KEY, seal_trigger};
 pub use set_stock::SetStock;
 pub use stock::{StockAdjust, StockGet};
@@ -322,13 +328,16 @@ impl Executor {
     pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
         let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
         handlers.insert("audit.note".into(), Arc::new(AuditNote));
-        handlers.insert("alert.send".into(), Arc::new(AlertSend));
+        handlers.insert("alert.send".into(), Arc::new(AlertSend::default()));
         handlers.insert("stock.get".into(), Arc::new(StockGet));
         handlers.insert("stock.adjust".into(), Arc::new(StockAdjust));
         let orders = |many| Arc::new(OrderSteps { vault: None, many });
         handlers.insert("order.get".into(), orders(false));
         handlers.insert("marketplace.fetch_orders".into(), orders(true));
         handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
+        handlers.insert("orders.summary".into(), Arc::new(OrdersSummary));
+        handlers.insert("executions.count".into(), Arc::new(ExecutionsCount));
+        handlers.insert("stock.reconcile_report".into(), Arc::new(ReconcileReport));
         Executor {
             store,
             definitions,
@@ -358,6 +367,19 @@ impl Executor {
         self.handlers
             .insert("marketplace.fetch_orders".into(), orders(true));
         self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
+    }
+
+    /// Run `marketplace.pull_orders` on the process's sync engine (its ingest path).
+    pub fn with_sync(self, sync: stockade_sync::SyncEngine) -> Self {
+        self.with_handler("marketplace.pull_orders", Arc::new(PullOrders { sync }))
+    }
+
+    /// Check `alert.send`'s `channel` against these configured channel names at run time.
+    pub fn with_alert_channels(self, channels: AlertChannels) -> Self {
+        let send = AlertSend {
+            channels: Some(channels),
+        };
+        self.with_handler("alert.send", Arc::new(send))
     }
 
     /// Run `kind` steps with `handler` (a step kind the table knows).

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_rig;
 mod definition;
 mod engine;
 mod engine_pair;
