@@ -1,8 +1,9 @@
 //! The SKU catalog: on-hand quantities, per-channel listings with their safety buffer and
 //! maximum displayed quantity, CSV import and export, and stock derived from the ledger.
 //!
-//! CSV columns: `sku`, `on_hand`, then per connection `<name>:listing`, `<name>:buffer`,
-//! `<name>:max`. `reserved` and `available` (written by export) are ignored on import.
+//! CSV columns: `sku`, `on_hand`, optionally `low_stock_threshold` (the SKU's own
+//! threshold for the `stock.low` event; an empty cell keeps what it has), then per
+//! connection `<name>:listing`, `<name>:buffer`, `<name>:max`. `reserved` and `available` (written by export) are ignored on import.
 //! A listing identifier is, per marketplace:
 //! - TikTok: `PRODUCT_ID:SKU_ID`, optionally `@WAREHOUSE_ID` (several joined by `|`);
 //! - Amazon: the ASIN, optionally `:PRODUCT_TYPE` (default `PRODUCT`);
@@ -239,6 +240,8 @@ pub struct CatalogListing {
 pub struct CatalogEntry {
     pub sku: String,
     pub on_hand: Option<i64>,
+    /// The `low_stock_threshold` column, when the file has it and the cell is not empty.
+    pub low_stock_threshold: Option<i64>,
     pub listings: Vec<CatalogListing>,
 }
 
@@ -297,6 +300,7 @@ pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<Impo
         .map(|p| MergeSku {
             sku: p.sku,
             on_hand: p.on_hand,
+            low_stock_threshold: p.low_stock_threshold,
             listings: p
                 .listings
                 .into_iter()
@@ -322,6 +326,9 @@ pub struct MergeSku {
     /// The on-hand quantity to set (through an `adjust` ledger entry); `None` keeps an
     /// existing SKU's on hand (a new one starts at 0).
     pub on_hand: Option<i64>,
+    /// The SKU's own low-stock threshold to set; `None` keeps what it has (a new SKU
+    /// uses the global one). `sku threshold` clears one.
+    pub low_stock_threshold: Option<i64>,
     pub listings: Vec<MergeListing>,
 }
 
@@ -376,6 +383,13 @@ pub async fn merge(
                 expect: Expect::Any,
             });
         }
+        if let Some(t) = p.low_stock_threshold {
+            steps.push(Mutation::Sql {
+                statement: "UPDATE skus SET low_stock_threshold = $1 WHERE sku = $2",
+                params: sql_params![t, p.sku.as_str()],
+                expect: Expect::Any,
+            });
+        }
         // Orders that arrived before the SKU: reserve their open lines now.
         steps.extend(crate::unmatched::match_steps(&p.sku, now));
         for l in &p.listings {
@@ -412,6 +426,9 @@ pub async fn merge(
         let mut details = AuditDetails::new().int("listings", p.listings.len() as i64);
         if let Some(on_hand) = p.on_hand {
             details = details.int("on_hand", on_hand);
+        }
+        if let Some(t) = p.low_stock_threshold {
+            details = details.int("low_stock_threshold", t);
         }
         let names: Vec<&str> = p
             .listings

@@ -906,6 +906,24 @@ pub enum SkuCommand {
     /// Stock per SKU (on hand, reserved, available) and each channel's target and
     /// confirmed quantity.
     List,
+    /// Set a SKU's own low-stock threshold: the `stock.low` event fires when its available
+    /// stock falls to it (other SKUs keep `[sync] low_stock_threshold`). The catalog CSV's
+    /// `low_stock_threshold` column sets it too.
+    ///
+    /// Examples:
+    ///   stockade sku threshold MUG-RED-350 20
+    ///   stockade sku threshold MUG-RED-350 --clear
+    #[command(verbatim_doc_comment)]
+    Threshold {
+        /// The SKU.
+        sku: String,
+        /// Units available at or below which the SKU is low (0 to 1000000000).
+        #[arg(required_unless_present = "clear")]
+        units: Option<i64>,
+        /// Go back to the global threshold.
+        #[arg(long, conflicts_with = "units")]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

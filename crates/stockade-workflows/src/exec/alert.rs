@@ -138,7 +138,11 @@ impl StepHandler for AlertSend {
             }
             let change = Change::new(
                 stockade_store::events::append(now_ms(), &Event::WorkflowAlert(alert)),
-                AuditEntry::new("workflow.alert", format!("workflow:{}", ctx.workflow), details),
+                AuditEntry::new(
+                    "workflow.alert",
+                    format!("workflow:{}", ctx.workflow),
+                    details,
+                ),
             );
             Ok(StepDone {
                 output: json!({ "sent": true, "key": ctx.idempotency_key, "channel": channel }),

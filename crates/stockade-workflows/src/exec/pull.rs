@@ -60,7 +60,12 @@ impl PullOrders {
                 ));
             }
         };
-        if !ctx.permissions.connections.iter().any(|c| c.value == connection) {
+        if !ctx
+            .permissions
+            .connections
+            .iter()
+            .any(|c| c.value == connection)
+        {
             return Err(StepError::new(
                 ErrorClass::Permission,
                 format!(

@@ -35,7 +35,11 @@ fn transient(e: impl std::fmt::Display) -> StepError {
 
 /// A time parameter: RFC 3339 text or epoch milliseconds (`None` when absent or null).
 pub(crate) fn time_param(value: &Value, kind: &str, key: &str) -> Result<Option<i64>, StepError> {
-    let bad = || invalid(format!("{kind}: `{key}` is an RFC 3339 time or epoch milliseconds"));
+    let bad = || {
+        invalid(format!(
+            "{kind}: `{key}` is an RFC 3339 time or epoch milliseconds"
+        ))
+    };
     match value.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n.as_i64().map(Some).ok_or_else(bad),
@@ -53,13 +57,22 @@ pub(crate) fn window(value: &Value, kind: &str) -> Result<(i64, i64), StepError>
     let within = match value.get("within") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => {
-            let d = crate::duration::parse(s.trim()).map_err(|e| invalid(format!("{kind}: `within`: {e}")))?;
+            let d = crate::duration::parse(s.trim())
+                .map_err(|e| invalid(format!("{kind}: `within`: {e}")))?;
             Some(i64::try_from(d.duration.as_millis()).unwrap_or(i64::MAX))
         }
-        Some(_) => return Err(invalid(format!("{kind}: `within` is an ISO-8601 duration (PT10M, P1D)"))),
+        Some(_) => {
+            return Err(invalid(format!(
+                "{kind}: `within` is an ISO-8601 duration (PT10M, P1D)"
+            )));
+        }
     };
     let since = match (time_param(value, kind, "since")?, within) {
-        (Some(_), Some(_)) => return Err(invalid(format!("{kind}: give `since` or `within`, not both"))),
+        (Some(_), Some(_)) => {
+            return Err(invalid(format!(
+                "{kind}: give `since` or `within`, not both"
+            )));
+        }
         (Some(s), None) => s,
         (None, Some(w)) => until.saturating_sub(w),
         (None, None) => return Err(invalid(format!("{kind} needs `since` or `within`"))),
@@ -80,7 +93,11 @@ fn rfc3339(ms: i64) -> Value {
 
 /// The connections a read covers: `connections` if given (each declared), else every
 /// declared one.
-pub(crate) fn covered(ctx: &StepCtx<'_>, value: &Value, kind: &str) -> Result<Vec<String>, StepError> {
+pub(crate) fn covered(
+    ctx: &StepCtx<'_>,
+    value: &Value,
+    kind: &str,
+) -> Result<Vec<String>, StepError> {
     let declared: Vec<String> = ctx
         .permissions
         .connections
@@ -94,8 +111,16 @@ pub(crate) fn covered(ctx: &StepCtx<'_>, value: &Value, kind: &str) -> Result<Ve
             .iter()
             .map(|i| i.as_str().map(str::to_owned))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| invalid(format!("{kind}: `connections` is a list of connection names")))?,
-        Some(_) => return Err(invalid(format!("{kind}: `connections` is a list of connection names"))),
+            .ok_or_else(|| {
+                invalid(format!(
+                    "{kind}: `connections` is a list of connection names"
+                ))
+            })?,
+        Some(_) => {
+            return Err(invalid(format!(
+                "{kind}: `connections` is a list of connection names"
+            )));
+        }
     };
     for c in &asked {
         if !declared.contains(c) {
@@ -179,7 +204,8 @@ impl OrdersSummary {
             orders += c.orders;
             cancelled += c.cancelled;
             units += c.units;
-            c.skus.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            c.skus
+                .sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let top: Vec<Value> = c
                 .skus
                 .iter()
@@ -242,7 +268,9 @@ impl ExecutionsCount {
         let kind = "executions.count";
         let status = match value.get("status") {
             None | Some(Value::Null) => "failed".to_owned(),
-            Some(Value::String(s)) if ["failed", "succeeded", "cancelled"].contains(&s.as_str()) => {
+            Some(Value::String(s))
+                if ["failed", "succeeded", "cancelled"].contains(&s.as_str()) =>
+            {
                 s.clone()
             }
             Some(_) => {
@@ -259,7 +287,10 @@ impl ExecutionsCount {
         let (since, until) = window(value, kind)?;
         let rows: Vec<(String,)> = ctx
             .store
-            .query_as(FINISHED, sql_params![status.as_str(), since, until, COUNT_MAX])
+            .query_as(
+                FINISHED,
+                sql_params![status.as_str(), since, until, COUNT_MAX],
+            )
             .await
             .map_err(transient)?;
         let capped = rows.len() as i64 >= COUNT_MAX;
@@ -304,8 +335,11 @@ mod tests {
         let until = "2026-12-06T00:00:00Z";
         let w = window(&json!({ "until": until, "within": "PT10M" }), "k").unwrap();
         assert_eq!(w.1 - w.0, 600_000);
-        let (a, b) =
-            window(&json!({ "since": "2026-12-05T16:00:00+08:00", "until": until }), "k").unwrap();
+        let (a, b) = window(
+            &json!({ "since": "2026-12-05T16:00:00+08:00", "until": until }),
+            "k",
+        )
+        .unwrap();
         assert_eq!(b - a, 16 * 3_600_000);
         for bad in [
             json!({ "until": until }),
@@ -314,13 +348,20 @@ mod tests {
             json!({ "until": until, "since": "2026-12-07T00:00:00Z" }),
             json!({ "within": "ten minutes" }),
         ] {
-            assert_eq!(window(&bad, "k").unwrap_err().class, ErrorClass::Invalid, "{bad}");
+            assert_eq!(
+                window(&bad, "k").unwrap_err().class,
+                ErrorClass::Invalid,
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn only_the_workflow_name_is_read_from_a_payload() {
-        assert_eq!(workflow_of(r#"{"workflow":"sync-orders","inputs":{"x":1}}"#), "sync-orders");
+        assert_eq!(
+            workflow_of(r#"{"workflow":"sync-orders","inputs":{"x":1}}"#),
+            "sync-orders"
+        );
         assert_eq!(workflow_of("not json"), "");
     }
 }

@@ -98,7 +98,13 @@ fn transient(e: impl std::fmt::Display) -> StepError {
 }
 
 /// Why a listing is in drift (`None`: it is not).
-fn drift(target: i64, version: i64, pushed: i64, acked: Option<i64>, read: Option<i64>) -> Option<&'static str> {
+fn drift(
+    target: i64,
+    version: i64,
+    pushed: i64,
+    acked: Option<i64>,
+    read: Option<i64>,
+) -> Option<&'static str> {
     if pushed < version {
         Some("pending")
     } else if acked != Some(target) {
@@ -121,9 +127,15 @@ impl ReconcileReport {
             ));
         }
         let since = time_param(value, kind, "since")?.unwrap_or(0);
-        let mut reports: BTreeMap<String, Report> =
-            names.iter().map(|n| (n.clone(), Report::default())).collect();
-        let rows: Vec<ListingRow> = ctx.store.query_as(LISTINGS, vec![]).await.map_err(transient)?;
+        let mut reports: BTreeMap<String, Report> = names
+            .iter()
+            .map(|n| (n.clone(), Report::default()))
+            .collect();
+        let rows: Vec<ListingRow> = ctx
+            .store
+            .query_as(LISTINGS, vec![])
+            .await
+            .map_err(transient)?;
         for ListingRow {
             conn,
             sku,
@@ -134,7 +146,9 @@ impl ReconcileReport {
             read,
         } in rows
         {
-            let Some(r) = reports.get_mut(&conn) else { continue };
+            let Some(r) = reports.get_mut(&conn) else {
+                continue;
+            };
             r.listings += 1;
             if let Some(why) = drift(target, version, pushed, acked, read) {
                 r.drift.push(json!({
@@ -147,7 +161,9 @@ impl ReconcileReport {
             .await
             .map_err(transient)?;
         for l in lines {
-            let Some(r) = reports.get_mut(&l.connection) else { continue };
+            let Some(r) = reports.get_mut(&l.connection) else {
+                continue;
+            };
             if l.open {
                 r.unmatched_units += l.quantity;
             }
@@ -161,7 +177,9 @@ impl ReconcileReport {
             .await
             .map_err(transient)?;
         for (conn, order, units) in rows {
-            let Some(r) = reports.get_mut(&conn) else { continue };
+            let Some(r) = reports.get_mut(&conn) else {
+                continue;
+            };
             r.oversold_units += units;
             r.oversold.push(json!({ "order": order, "units": units }));
         }

@@ -44,7 +44,14 @@ impl Rig {
             ip_allow: vec![],
         });
         let cred = |field: &str, name: &str| format!("alert/{name}/{field}");
-        put_credential(&vault, &cred("access_token", DING), &ding.access_token, &[], &[]).await;
+        put_credential(
+            &vault,
+            &cred("access_token", DING),
+            &ding.access_token,
+            &[],
+            &[],
+        )
+        .await;
         let secret = ding.secret.clone().unwrap_or_default();
         put_credential(&vault, &cred("secret", DING), &secret, &[], &[]).await;
         put_credential(&vault, &cred("hook_id", FEISHU), &feishu.hook_id, &[], &[]).await;

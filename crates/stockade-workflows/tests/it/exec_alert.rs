@@ -133,7 +133,10 @@ async fn an_alert_reaches_its_channel_once_across_a_crash(b: Backend) {
         value: json!({ "message": "ship to Jane Q. Buyer" }),
         pii: true,
     };
-    let refused = AlertSend::default().run(&ctx, &params).await.expect_err("refused");
+    let refused = AlertSend::default()
+        .run(&ctx, &params)
+        .await
+        .expect_err("refused");
     assert_eq!(refused.class, ErrorClass::Permission);
 
     alerts.shutdown().await;
@@ -173,7 +176,10 @@ async fn a_named_channel_alone_gets_the_alert(b: Backend) {
         executor(&env, catalog(&[ADDRESSED, UNKNOWN]), None).with_alert_channels(names.clone());
     env.enqueue("addressed", json!({})).await;
     let lease = env.claim("w1", 30_000).await.expect("a job");
-    assert_eq!(exec.run_claimed(lease).await.unwrap(), RunOutcome::Succeeded);
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
 
     // (The sender may put several alerts in one message to stay within a bot's limit,
     // listing their titles.)
@@ -188,7 +194,9 @@ async fn a_named_channel_alone_gets_the_alert(b: Backend) {
     assert!(!has(&feishu, "Stockade page"), "{feishu:?}");
 
     // A name the configuration does not have fails the step, before anything is written.
-    let before = env.count("SELECT COUNT(*) FROM events WHERE kind = 'alert'").await;
+    let before = env
+        .count("SELECT COUNT(*) FROM events WHERE kind = 'alert'")
+        .await;
     env.enqueue("unknown-channel", json!({})).await;
     let lease = env.claim("w2", 30_000).await.expect("a job");
     let RunOutcome::Failed(f) = exec.run_claimed(lease).await.unwrap() else {
@@ -196,8 +204,14 @@ async fn a_named_channel_alone_gets_the_alert(b: Backend) {
     };
     assert_eq!(f.class, "invalid", "{f:?}");
     assert!(f.message.contains("ops-pager"), "{}", f.message);
-    assert!(f.message.contains("ops-dingtalk, team-feishu"), "{}", f.message);
-    let after = env.count("SELECT COUNT(*) FROM events WHERE kind = 'alert'").await;
+    assert!(
+        f.message.contains("ops-dingtalk, team-feishu"),
+        "{}",
+        f.message
+    );
+    let after = env
+        .count("SELECT COUNT(*) FROM events WHERE kind = 'alert'")
+        .await;
     assert_eq!(before, after, "no alert event for an unknown channel");
     rig.stop().await;
     env.cleanup().await;
