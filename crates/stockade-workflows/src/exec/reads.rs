@@ -2,6 +2,9 @@
 //! the best-selling SKUs of a time window) and `executions.count` (finished executions
 //! of a status in a recent window, e.g. failures in the last ten minutes).
 //!
+//! `orders.summary` also gives `lines`: one plain-text line per channel, ready for an
+//! alert (`{{ steps.sales.output.lines | join('\n') }}`).
+//!
 //! Invariants: read-only ([`Reach::Database`], no changes); counts and identifiers only —
 //! no buyer field is read, so none can reach an output. `orders.summary` counts only the
 //! connections the workflow declares in `permissions.connections` (an undeclared one
@@ -200,6 +203,7 @@ impl OrdersSummary {
         }
         let (mut orders, mut cancelled, mut units) = (0, 0, 0);
         let mut out = Vec::with_capacity(channels.len());
+        let mut lines = Vec::with_capacity(channels.len());
         for (name, mut c) in channels {
             orders += c.orders;
             cancelled += c.cancelled;
@@ -212,6 +216,24 @@ impl OrdersSummary {
                 .take(TOP_SKUS)
                 .map(|(s, u)| json!({ "sku": s, "units": u }))
                 .collect();
+            let best = c
+                .skus
+                .iter()
+                .take(3)
+                .map(|(s, u)| format!("{s} ×{u}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            lines.push(format!(
+                "{name}: orders {}, cancelled {}, units {}{}",
+                c.orders,
+                c.cancelled,
+                c.units,
+                if best.is_empty() {
+                    String::new()
+                } else {
+                    format!("; best sellers {best}")
+                }
+            ));
             out.push(json!({
                 "connection": name, "marketplace": c.marketplace, "orders": c.orders,
                 "cancelled": c.cancelled, "units": c.units, "skus": c.skus.len(),
@@ -220,7 +242,7 @@ impl OrdersSummary {
             }));
         }
         Ok(json!({
-            "since": rfc3339(since), "until": rfc3339(until), "channels": out,
+            "since": rfc3339(since), "until": rfc3339(until), "channels": out, "lines": lines,
             "total": { "orders": orders, "cancelled": cancelled, "units": units },
             "amounts": Value::Null,
         }))

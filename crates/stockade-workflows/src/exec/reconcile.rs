@@ -9,6 +9,8 @@
 //! channel confirmed another quantity than the target (`unconfirmed`), or when the
 //! quantity read back differs from the target (`read_back`).
 //!
+//! `lines` gives one plain-text line per connection, ready for an alert.
+//!
 //! Invariants: read-only ([`Reach::Database`]); SKUs, listing figures, marketplace order
 //! ids and counts only — no buyer field is read. Lists are capped ([`REPORT_ROWS`]) with
 //! the full counts beside them.
@@ -184,11 +186,21 @@ impl ReconcileReport {
             r.oversold.push(json!({ "order": order, "units": units }));
         }
         let mut problems = 0;
+        let mut lines = Vec::new();
         let channels: Vec<Value> = reports
             .into_iter()
             .map(|(name, r)| {
                 let n = r.drift.count + r.unmatched.count + r.oversold.count;
                 problems += n;
+                lines.push(format!(
+                    "{name}: listings in drift {} of {}; unmatched lines {}, open units {}; oversold orders {}, units short {}",
+                    r.drift.count,
+                    r.listings,
+                    r.unmatched.count,
+                    r.unmatched_units,
+                    r.oversold.count,
+                    r.oversold_units
+                ));
                 json!({
                     "connection": name, "listings": r.listings, "problems": n,
                     "drift": r.drift.json(), "unmatched": r.unmatched.json(),
@@ -197,7 +209,9 @@ impl ReconcileReport {
                 })
             })
             .collect();
-        Ok(json!({ "problems": problems, "clean": problems == 0, "channels": channels }))
+        Ok(json!({
+            "problems": problems, "clean": problems == 0, "channels": channels, "lines": lines,
+        }))
     }
 }
 

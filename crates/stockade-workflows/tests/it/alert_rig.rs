@@ -89,33 +89,6 @@ impl Rig {
         }
     }
 
-    /// The bodies `channel` accepted, once at least `n` arrived (then a short settle, so
-    /// an extra message would show); panics after 10 s.
-    pub async fn wait_for(&self, channel: &str, n: usize) -> Vec<String> {
-        let start = Instant::now();
-        while self.bots.accepted(channel).len() < n {
-            if start.elapsed() > Duration::from_secs(10) {
-                let seen: Vec<String> = self
-                    .bots
-                    .received()
-                    .iter()
-                    .map(|r| format!("{} {} {} {}", r.bot, r.code, r.message, r.body))
-                    .collect();
-                panic!(
-                    "{channel}: {} of {n} message(s) arrived; received: {seen:#?}",
-                    self.bots.accepted(channel).len()
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(600)).await;
-        self.bots
-            .accepted(channel)
-            .iter()
-            .map(|m| m.body.to_string())
-            .collect()
-    }
-
     /// The bodies `channel` accepted, once every one of `texts` is among them (then a
     /// short settle, so an extra message would show); panics after 10 s.
     pub async fn wait_text(&self, channel: &str, texts: &[&str]) -> Vec<String> {

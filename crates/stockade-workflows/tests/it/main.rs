@@ -8,6 +8,8 @@ mod definition;
 mod engine;
 mod engine_pair;
 mod examples;
+mod examples_reports;
+mod examples_run;
 mod exec;
 mod exec_alert;
 mod exec_buffered;
