@@ -83,13 +83,17 @@ impl Runner {
     }
 }
 
-/// Enqueue a run of `workflow` as the scheduler would for a tick at `tick_ms`.
-pub async fn enqueue_tick(store: &Store, workflow: &str, tick_ms: i64) {
+/// Enqueue a run of `workflow` as the scheduler would for a tick at `tick_ms`; its id.
+pub async fn enqueue_tick(store: &Store, workflow: &str, tick_ms: i64) -> String {
     let at = stockade_workflows::triggers::rfc3339(tick_ms);
     let trigger = json!({ "kind": "schedule", "at": at, "scheduled_at": at,
                           "previous_fire": null, "tick_ms": tick_ms, "missed": 0, "catch_up": false });
     let job = ExecutionPayload::new(workflow, json!({}), trigger).job();
-    store.enqueue(&Actor::System("test"), &job).await.unwrap();
+    store
+        .enqueue(&Actor::System("test"), &job)
+        .await
+        .unwrap()
+        .id
 }
 
 /// The outputs stored in the journal of `workflow`'s executions, as one text.

@@ -8,6 +8,7 @@ mod definition;
 mod engine;
 mod engine_pair;
 mod examples;
+mod examples_pull;
 mod examples_reports;
 mod examples_run;
 mod exec;
