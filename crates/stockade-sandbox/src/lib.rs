@@ -33,6 +33,7 @@ mod deliver;
 mod ebay;
 mod faults;
 mod listings_search;
+pub mod nocodb;
 mod ratelimit;
 mod resp;
 pub mod rng;
@@ -41,6 +42,7 @@ mod sim;
 mod state;
 mod tiktok;
 mod tls;
+pub mod tlsproxy;
 mod util;
 
 use std::fmt;
@@ -54,6 +56,7 @@ use stockade_core::SecretString;
 pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
+pub use nocodb::NocoSim;
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
 

@@ -49,6 +49,7 @@ mod error;
 mod gate;
 mod handlers;
 mod http;
+mod nocodb;
 mod orders;
 mod pull;
 mod reads;
@@ -65,6 +66,7 @@ pub use error::{ErrorClass, StepError, scrubbed};
 pub use gate::REQUEUE_MS;
 pub use handlers::{AuditNote, Reach, StepCtx, StepDone, StepFuture, StepHandler};
 pub use http::HttpRequest;
+pub use nocodb::{NocoDb, NocoOp};
 pub use orders::OrderSteps;
 pub use pull::PullOrders;
 pub use reads::{ExecutionsCount, OrdersSummary};
@@ -349,7 +351,7 @@ impl Executor {
     }
 
     /// Register the steps that reach outside the database through the process's egress
-    /// gateway and vault (`http.request`), let the order steps decrypt buyer fields, and
+    /// gateway and vault (`http.request`, `nocodb.*`), let the order steps decrypt buyer fields, and
     /// seal step outputs holding buyer data under the vault.
     pub fn with_services(
         mut self,
@@ -366,6 +368,10 @@ impl Executor {
         self.handlers.insert("order.get".into(), orders(false));
         self.handlers
             .insert("marketplace.fetch_orders".into(), orders(true));
+        for op in [NocoOp::List, NocoOp::Insert, NocoOp::Update, NocoOp::Delete] {
+            let handler = Arc::new(NocoDb::new(egress.clone(), vault.clone(), op));
+            self.handlers.insert(op.kind().into(), handler);
+        }
         self.with_handler("http.request", Arc::new(HttpRequest { egress, vault }))
     }
 

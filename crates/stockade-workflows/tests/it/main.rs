@@ -16,6 +16,8 @@ mod exec_alert;
 mod exec_buffered;
 mod exec_failures;
 mod exec_http;
+mod exec_nocodb;
+mod exec_nocodb_real;
 mod exec_orders;
 mod exec_stock;
 mod exec_support;
