@@ -20,12 +20,12 @@ both!(
     nightly_reconciliation_reports_drift_unmatched_lines_and_oversells
 );
 
-const BUYER: &str = "Wilhelmina Quince-Buyer";
-const STREET: &str = "88 Hidden Orchid Road";
+pub(crate) const BUYER: &str = "Wilhelmina Quince-Buyer";
+pub(crate) const STREET: &str = "88 Hidden Orchid Road";
 const HOUR: i64 = 3_600_000;
 
 /// Connections `tiktok-sg` (id 1) and `ebay-us` (id 2), and the catalog's SKUs.
-async fn shop(store: &Store) {
+pub(crate) async fn shop(store: &Store) {
     for (id, name, market) in [(1, "tiktok-sg", "tiktok"), (2, "ebay-us", "ebay")] {
         store
             .tamper_for_tests(&format!(
@@ -45,7 +45,7 @@ async fn shop(store: &Store) {
     }
 }
 
-fn order(id: &str, status: OrderStatus, created: i64, lines: &[(&str, u32)]) -> Order {
+pub(crate) fn order(id: &str, status: OrderStatus, created: i64, lines: &[(&str, u32)]) -> Order {
     Order {
         marketplace: Marketplace::TikTok,
         external_id: id.into(),
@@ -77,7 +77,7 @@ fn order(id: &str, status: OrderStatus, created: i64, lines: &[(&str, u32)]) -> 
 }
 
 /// Ingest `o` on connection `id`/`name` through the ingest path (buyer sealed).
-async fn ingest(store: &Store, vault: &Vault, id: i64, name: &str, o: &Order) {
+pub(crate) async fn ingest(store: &Store, vault: &Vault, id: i64, name: &str, o: &Order) {
     let actor = Actor::System("test");
     let key = vault
         .data_key_for(&KeyOwner::connection(name).unwrap(), &actor)

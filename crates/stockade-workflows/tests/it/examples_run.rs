@@ -19,9 +19,10 @@ use stockade_workflows::registry::{self, Applied};
 use stockade_workflows::triggers::EventTriggers;
 
 use crate::alert_rig::{DING, FEISHU, Rig};
-use crate::exec_support::{Backend, Env, both};
+use crate::exec_support::{Backend, Env, both, open_vault, put_credential};
 
 both!(
+    nocodb_order_mirror_copies_new_orders_without_buyer_data,
     low_stock_feishu_tells_feishu_at_each_skus_own_threshold,
     error_escalation_pages_once_on_the_third_failure_in_ten_minutes,
     token_expiry_reminder_reminds_on_feishu_and_notes_it
@@ -69,6 +70,19 @@ impl Runner {
         let channels = AlertChannels::fixed(vec![DING.into(), FEISHU.into()]);
         let exec = Executor::new(store.clone(), defs.clone()).with_alert_channels(channels);
         Runner { defs, exec }
+    }
+
+    /// With the egress gateway and vault (`http.request`, `nocodb.*`).
+    pub fn with_services(
+        store: &Store,
+        egress: stockade_egress::Gateway,
+        vault: Arc<stockade_vault::Vault>,
+    ) -> Runner {
+        let r = Runner::new(store);
+        Runner {
+            defs: r.defs,
+            exec: r.exec.with_services(egress, vault),
+        }
     }
 
     /// Run every queued workflow job to its end, oldest first: (workflow, outcome).
@@ -268,5 +282,71 @@ async fn token_expiry_reminder_reminds_on_feishu_and_notes_it(b: Backend) {
         .unwrap();
     assert!(state.iter().all(|(s,)| s == JobState::Succeeded.as_str()));
     rig.stop().await;
+    env.cleanup().await;
+}
+
+async fn nocodb_order_mirror_copies_new_orders_without_buyer_data(b: Backend) {
+    use crate::examples_reports::{BUYER, STREET, ingest, order, shop};
+    use stockade_core::order::OrderStatus;
+    let Some(env) = Env::new(b).await else { return };
+    let vault = open_vault(&env).await;
+    let token = "nc-Mirr0r-t0ken-5ecret-77aa";
+    put_credential(&vault, "nocodb-token", token, &["*"], &["127.0.0.1"]).await;
+    let sim = stockade_sandbox::NocoSim::start(token)
+        .await
+        .expect("simulator");
+    let table = sim.add_table("orders");
+    let mut cfg = stockade_egress::EgressConfig::new(stockade_core::Environment::Dev);
+    cfg.allowed_hosts = vec![sim.base_url.trim_start_matches("https://").to_owned()];
+    cfg.extra_root_pems = vec![sim.ca_pem.clone()];
+    cfg.max_attempts = 1;
+    let gateway = stockade_egress::Gateway::new(cfg, Some(env.store.clone())).expect("gateway");
+    shop(&env.store).await;
+    let text = example(
+        "nocodb-order-mirror",
+        &[
+            ("https://nocodb.example.com", sim.base_url.as_str()),
+            ("[nocodb.example.com]", "[127.0.0.1]"),
+            ("m1abc2def3", table.as_str()),
+        ],
+    );
+    apply(&env.store, &[text]).await;
+    let events = EventTriggers::subscribe(env.store.clone()).await.unwrap();
+    let now = stockade_core::time::now_ms();
+    let o = order(
+        "T-77",
+        OrderStatus::Placed,
+        now,
+        &[("MUG-RED-350", 2), ("CUP-BLUE-250", 1)],
+    );
+    ingest(&env.store, &vault, 1, "tiktok-sg", &o).await;
+    // A re-delivery is not a new order: no second row.
+    ingest(&env.store, &vault, 1, "tiktok-sg", &o).await;
+    while events.handle_batch(100).await.unwrap() > 0 {}
+    let runner = Runner::with_services(&env.store, gateway, vault.clone());
+    let runs = runner.drain(&env.store).await;
+    assert_eq!(
+        runs,
+        vec![("nocodb-order-mirror".to_owned(), RunOutcome::Succeeded)]
+    );
+    let rows = sim.rows(&table);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    assert_eq!(row["order_id"], "T-77");
+    assert_eq!(row["channel"], "tiktok-sg");
+    assert_eq!(row["status"], "placed");
+    assert_eq!(row["line_skus"], "MUG-RED-350, CUP-BLUE-250");
+    assert_eq!(row["units"], 3);
+    assert_eq!(row["lines"][0]["sku"], "MUG-RED-350", "{row}");
+    let all = format!("{rows:?}{}", journal_text(&env.store).await);
+    for secret in [BUYER, STREET, token] {
+        assert!(
+            !all.contains(secret),
+            "{secret} reached NocoDB or the journal: {all}"
+        );
+    }
+    // Not even a masked buyer field is mirrored (the journal keeps order.get's masks).
+    assert!(!format!("{rows:?}").contains("masked"), "{rows:?}");
+    sim.shutdown().await;
     env.cleanup().await;
 }
