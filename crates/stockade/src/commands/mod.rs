@@ -29,6 +29,7 @@ mod sandbox;
 mod sandbox_creds;
 mod serve;
 mod workflow;
+mod workflow_new;
 mod workflow_registry;
 mod workflow_runs;
 

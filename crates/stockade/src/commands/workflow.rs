@@ -63,12 +63,20 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             from_step,
             as_user,
         } => runs::rerun(settings, &id, from_step.as_deref(), as_user.as_deref()).await,
+        WorkflowCommand::New {
+            from_example,
+            out,
+            list,
+        } => super::workflow_new::run(from_example.as_deref(), out.as_deref(), list),
     }
 }
 
 /// Whether the command works on files alone (no database).
 pub fn offline(cmd: &WorkflowCommand) -> bool {
-    matches!(cmd, WorkflowCommand::Lint { .. } | WorkflowCommand::Schema)
+    matches!(
+        cmd,
+        WorkflowCommand::Lint { .. } | WorkflowCommand::Schema | WorkflowCommand::New { .. }
+    )
 }
 
 /// Whether the command may append to the audit chain.

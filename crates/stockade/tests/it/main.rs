@@ -27,6 +27,7 @@ mod unmatched;
 mod webdriver;
 mod workflow_crash;
 mod workflow_lint;
+mod workflow_new;
 mod workflow_runs;
 mod workflow_triggers;
 mod workflow_versions;
