@@ -19,6 +19,7 @@ mod exec_http;
 mod exec_nocodb;
 mod exec_nocodb_real;
 mod exec_orders;
+mod exec_reads;
 mod exec_stock;
 mod exec_support;
 mod exec_wait;
