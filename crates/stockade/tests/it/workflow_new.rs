@@ -195,3 +195,30 @@ fn the_examples_are_listed_and_the_help_shows_examples() {
     );
     assert!(files(&dir.0).is_empty());
 }
+
+/// `workflow apply` warns about an `alert.send` channel the configuration lacks (the
+/// step would fail when it runs) and stays quiet about a configured one; it still applies.
+#[test]
+fn apply_warns_about_an_alert_channel_that_is_not_configured() {
+    let sb = crate::server::init(
+        "dev",
+        "[[alerts.channel]]\nname = \"ops-dingtalk\"\nkind = \"dingtalk\"\nurl = \"https://oapi.dingtalk.com/robot/send\"\n",
+    );
+    let out = sb
+        .run(&["workflow", "new", "--from-example", "token-expiry-reminder"])
+        .expect_code(0);
+    assert!(out.stdout().contains("alert channel team-feishu"), "{}", out.stdout());
+    let file = sb.dir.join("token-expiry-reminder.yaml").display().to_string();
+    let out = sb.run(&["workflow", "apply", &file]).expect_code(0);
+    let err = out.stderr();
+    assert!(
+        err.contains("step remind: alert channel \"team-feishu\" is not configured (configured: ops-dingtalk)"),
+        "{err}"
+    );
+    assert!(err.contains("applied and active"), "{err}");
+    sb.run(&["workflow", "new", "--from-example", "error-escalation"])
+        .expect_code(0);
+    let file = sb.dir.join("error-escalation.yaml").display().to_string();
+    let out = sb.run(&["workflow", "apply", &file]).expect_code(0);
+    assert!(!out.stderr().contains("warning"), "{}", out.stderr());
+}
