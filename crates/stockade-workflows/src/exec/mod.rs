@@ -325,8 +325,10 @@ impl Frame {
 
 impl Executor {
     /// An executor with the built-in handlers (`audit.note`, `alert.send`, `stock.get`,
-    /// `stock.adjust`, `wait`) and a 30 s lease; [`Executor::with_services`] adds the
-    /// ones that need the egress gateway and the vault.
+    /// `stock.adjust`, `wait`, the order reads and the report reads `orders.summary`,
+    /// `executions.count`, `stock.reconcile_report`) and a 30 s lease;
+    /// [`Executor::with_services`] adds the ones that need the egress gateway and the
+    /// vault, [`Executor::with_sync`] `marketplace.pull_orders`.
     pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
         let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
         handlers.insert("audit.note".into(), Arc::new(AuditNote));
