@@ -165,6 +165,9 @@ pub struct StockRow {
     pub on_hand: i64,
     pub reserved: i64,
     pub available: i64,
+    /// The SKU's own low-stock threshold, if it has one (else the global one applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_stock_threshold: Option<i64>,
 }
 
 /// A listing row as the CLI and API show it.
@@ -467,16 +470,19 @@ const SELECT_LISTINGS: &str =
             l.push_last_error
      FROM listings l JOIN connections c ON c.id = l.connection_id
      WHERE c.status <> 'revoked' ORDER BY l.sku, c.name";
-const SELECT_STOCK: &str = "SELECT sku, on_hand, reserved FROM skus ORDER BY sku";
+const SELECT_STOCK: &str =
+    "SELECT sku, on_hand, reserved, low_stock_threshold FROM skus ORDER BY sku";
 
 impl FromRow for StockRow {
     fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
-        let (sku, on_hand, reserved): (String, i64, i64) = FromRow::from_row(c)?;
+        let (sku, on_hand, reserved, low_stock_threshold): (String, i64, i64, Option<i64>) =
+            FromRow::from_row(c)?;
         Ok(StockRow {
             sku,
             on_hand,
             reserved,
             available: on_hand - reserved,
+            low_stock_threshold,
         })
     }
 }
@@ -527,18 +533,21 @@ pub async fn export_csv(store: &Store) -> Result<String> {
     for l in &listings {
         by_sku.insert((l.sku.as_str(), l.connection.as_str()), l);
     }
-    let mut out = String::from("sku,on_hand,reserved,available");
+    let mut out = String::from("sku,on_hand,reserved,available,low_stock_threshold");
     for c in &conns {
         out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", c.name));
     }
     out.push('\n');
     for s in &stock {
         out.push_str(&format!(
-            "{},{},{},{}",
+            "{},{},{},{},{}",
             csv_field(&s.sku),
             s.on_hand,
             s.reserved,
-            s.available
+            s.available,
+            s.low_stock_threshold
+                .map(|t| t.to_string())
+                .unwrap_or_default()
         ));
         for c in &conns {
             match by_sku.get(&(s.sku.as_str(), c.name.as_str())) {

@@ -163,6 +163,25 @@ async fn a_sku_threshold_of_its_own_decides_its_low_stock_event(db: Db) {
             .unwrap()
             .low_stock_threshold_own
     );
+    // The export carries the column, and imports back.
+    let csv = catalog::export_csv(&store).await.unwrap();
+    assert!(
+        csv.starts_with("sku,on_hand,reserved,available,low_stock_threshold\n"),
+        "{csv}"
+    );
+    assert!(
+        csv.contains("\nCUP,14,0,14,15\n") && csv.contains("\nMUG,14,0,14,\n"),
+        "{csv}"
+    );
+    catalog::import_csv(&store, &csv, &ACTOR).await.unwrap();
+    assert_eq!(
+        sku_stock(&store, "CUP")
+            .await
+            .unwrap()
+            .unwrap()
+            .low_stock_threshold,
+        15
+    );
     // Refusals write nothing.
     let audit = || {
         store.count(

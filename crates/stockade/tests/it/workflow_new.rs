@@ -207,8 +207,16 @@ fn apply_warns_about_an_alert_channel_that_is_not_configured() {
     let out = sb
         .run(&["workflow", "new", "--from-example", "token-expiry-reminder"])
         .expect_code(0);
-    assert!(out.stdout().contains("alert channel team-feishu"), "{}", out.stdout());
-    let file = sb.dir.join("token-expiry-reminder.yaml").display().to_string();
+    assert!(
+        out.stdout().contains("alert channel team-feishu"),
+        "{}",
+        out.stdout()
+    );
+    let file = sb
+        .dir
+        .join("token-expiry-reminder.yaml")
+        .display()
+        .to_string();
     let out = sb.run(&["workflow", "apply", &file]).expect_code(0);
     let err = out.stderr();
     assert!(
