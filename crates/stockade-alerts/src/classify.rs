@@ -23,6 +23,7 @@ struct Draft {
     hint: Option<&'static str>,
     key: String,
     about_channel: Option<String>,
+    to_channel: Option<String>,
 }
 
 impl Draft {
@@ -35,6 +36,7 @@ impl Draft {
             hint: None,
             key,
             about_channel: None,
+            to_channel: None,
         }
     }
     fn fact(mut self, label: &str, value: Option<&str>) -> Self {
@@ -111,6 +113,7 @@ pub fn classify(rec: &EventRecord) -> Option<Alert> {
         count: 1,
         since_ms: None,
         about_channel: d.about_channel,
+        to_channel: d.to_channel,
     })
 }
 
@@ -355,12 +358,14 @@ fn workflow_alert(a: &WorkflowAlert) -> Draft {
     } else {
         scrub(&a.title, 200)
     };
-    Draft::new(severity, title, format!("workflow-alert:{}", a.key))
+    let mut d = Draft::new(severity, title, format!("workflow-alert:{}", a.key))
         .fact("Workflow", Some(&a.workflow))
         .num("Version", Some(a.version))
         .fact("Execution", Some(&a.execution))
         .fact("Step", Some(&a.step))
-        .message(Some(&a.message))
+        .message(Some(&a.message));
+    d.to_channel = a.channel.clone().filter(|c| !c.is_empty());
+    d
 }
 
 fn other(c: &EventColumns) -> Draft {
@@ -426,6 +431,7 @@ mod tests {
             title: "Restock".into(),
             version: 2,
             workflow: "restock".into(),
+            channel: None,
         };
         let rec = record(Event::WorkflowAlert(alert).columns());
         assert!(matches!(rec.event, Event::WorkflowAlert(_)), "decoded back");
@@ -437,6 +443,35 @@ mod tests {
         let text = serde_json::to_string(&a).unwrap();
         assert!(!text.contains("jane.doe"), "{text}");
         assert!(text.contains("MUG-1"), "{text}");
+    }
+
+    #[test]
+    fn a_workflow_alert_to_a_named_channel_goes_to_that_channel_only() {
+        use crate::config::{ChannelConfig, ChannelKind};
+        let alert = WorkflowAlert {
+            key: "job_2/page".into(),
+            message: "3 failures".into(),
+            severity: "info".into(),
+            workflow: "escalate".into(),
+            channel: Some("ops-dingtalk".into()),
+            ..WorkflowAlert::default()
+        };
+        let a = classify(&record(Event::WorkflowAlert(alert).columns())).unwrap();
+        assert_eq!(a.to_channel.as_deref(), Some("ops-dingtalk"));
+        let named = ChannelConfig::new("ops-dingtalk", ChannelKind::Dingtalk, "https://x.test");
+        let other = ChannelConfig::new("team-feishu", ChannelKind::Feishu, "https://y.test");
+        // Addressed: the named channel takes it below its minimum severity; no other does.
+        assert!(named.accepts(&a));
+        assert!(!other.accepts(&a));
+        // An event stored before the field existed still decodes, to every channel.
+        let old = ev(
+            "workflow",
+            "alert",
+            serde_json::json!({"key": "job_3/a", "message": "m", "severity": "critical", "workflow": "w"}),
+        );
+        let a = classify(&old).unwrap();
+        assert_eq!(a.to_channel, None);
+        assert!(named.accepts(&a) && other.accepts(&a));
     }
 
     #[test]

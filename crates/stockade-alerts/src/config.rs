@@ -152,8 +152,12 @@ impl ChannelConfig {
         }
     }
 
-    /// Does this channel take `alert`? A channel never receives the alert about itself.
+    /// Does this channel take `alert`? A channel never receives the alert about itself;
+    /// an alert addressed to one channel goes to that channel only.
     pub fn accepts(&self, alert: &Alert) -> bool {
+        if let Some(to) = &alert.to_channel {
+            return *to == self.name && alert.about_channel.as_deref() != Some(to.as_str());
+        }
         if alert.about_channel.as_deref() == Some(self.name.as_str()) {
             return false;
         }

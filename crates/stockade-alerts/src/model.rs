@@ -90,6 +90,10 @@ pub struct Alert {
     /// to that channel).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub about_channel: Option<String>,
+    /// Addressed to this one channel (an `alert.send` step's `channel:`): only that
+    /// channel takes it, whatever its minimum severity and sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_channel: Option<String>,
 }
 
 /// The `alert` column of an outbox or window row: `None` when the stored JSON does not

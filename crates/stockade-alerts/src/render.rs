@@ -326,6 +326,7 @@ mod tests {
             count,
             since_ms: (count > 1).then_some(1_700_000_000_000),
             about_channel: None,
+            to_channel: None,
         }
     }
 

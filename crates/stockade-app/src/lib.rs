@@ -241,6 +241,10 @@ impl App {
                         .unwrap_or(1)
                         .clamp(1, 5),
                 ),
+                // `alert.send` with `channel:` names one of the running alert config's.
+                alert_channels: Some(alerts.channel_names()),
+                // `marketplace.pull_orders` ingests through this process's sync engine.
+                sync: Some(sync.clone()),
                 ..EngineConfig::default()
             };
             Engine::start_services(
@@ -452,6 +456,8 @@ pub struct AlertsHandle {
     vault: Arc<Vault>,
     gateway: Gateway,
     running: Arc<tokio::sync::Mutex<(Option<Alerts>, bool)>>,
+    /// The running config's channel names (what `alert.send`'s `channel` may name).
+    names: Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 impl std::fmt::Debug for AlertsHandle {
@@ -466,7 +472,16 @@ impl AlertsHandle {
             vault,
             gateway,
             running: Arc::new(tokio::sync::Mutex::new((None, false))),
+            names: Arc::new(std::sync::RwLock::new(Vec::new())),
         }
+    }
+
+    /// The channel names of the running config, read at each call (a restart counts).
+    pub fn channel_names(&self) -> stockade_workflows::exec::AlertChannels {
+        let names = self.names.clone();
+        stockade_workflows::exec::AlertChannels(Arc::new(move || {
+            names.read().map(|n| n.clone()).unwrap_or_default()
+        }))
     }
 
     /// Stop the pipeline and start it again with `config`. On an error none runs.
@@ -478,6 +493,7 @@ impl AlertsHandle {
         if let Some(old) = running.0.take() {
             old.shutdown().await;
         }
+        let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
         let alerts = Alerts::start(
             self.vault.store().clone(),
             self.vault.clone(),
@@ -487,6 +503,9 @@ impl AlertsHandle {
         .await
         .map_err(|e| AppError::Start(e.to_string()))?;
         running.0 = Some(alerts);
+        if let Ok(mut n) = self.names.write() {
+            *n = names;
+        }
         Ok(())
     }
 

@@ -270,6 +270,11 @@ pub struct WorkflowAlert {
     pub title: String,
     pub version: i64,
     pub workflow: String,
+    /// The configured alert channel the step named (`channel:`): the alert goes to that
+    /// channel only. `None` (and every event stored before the field existed): every
+    /// channel that takes its severity and source.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
 }
 
 /// An order that was stored or changed (`order.created`, `order.cancelled`): the

@@ -97,6 +97,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0013_low_stock.sql"),
         postgres: include_str!("../migrations/postgres/0013_low_stock.sql"),
     },
+    Migration {
+        version: 14,
+        name: "sku_low_stock_threshold",
+        sqlite: include_str!("../migrations/sqlite/0014_sku_low_stock_threshold.sql"),
+        postgres: include_str!("../migrations/postgres/0014_sku_low_stock_threshold.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -1,8 +1,9 @@
 //! The SKU catalog: on-hand quantities, per-channel listings with their safety buffer and
 //! maximum displayed quantity, CSV import and export, and stock derived from the ledger.
 //!
-//! CSV columns: `sku`, `on_hand`, then per connection `<name>:listing`, `<name>:buffer`,
-//! `<name>:max`. `reserved` and `available` (written by export) are ignored on import.
+//! CSV columns: `sku`, `on_hand`, optionally `low_stock_threshold` (the SKU's own
+//! threshold for the `stock.low` event; an empty cell keeps what it has), then per
+//! connection `<name>:listing`, `<name>:buffer`, `<name>:max`. `reserved` and `available` (written by export) are ignored on import.
 //! A listing identifier is, per marketplace:
 //! - TikTok: `PRODUCT_ID:SKU_ID`, optionally `@WAREHOUSE_ID` (several joined by `|`);
 //! - Amazon: the ASIN, optionally `:PRODUCT_TYPE` (default `PRODUCT`);
@@ -164,6 +165,9 @@ pub struct StockRow {
     pub on_hand: i64,
     pub reserved: i64,
     pub available: i64,
+    /// The SKU's own low-stock threshold, if it has one (else the global one applies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_stock_threshold: Option<i64>,
 }
 
 /// A listing row as the CLI and API show it.
@@ -239,6 +243,8 @@ pub struct CatalogListing {
 pub struct CatalogEntry {
     pub sku: String,
     pub on_hand: Option<i64>,
+    /// The `low_stock_threshold` column, when the file has it and the cell is not empty.
+    pub low_stock_threshold: Option<i64>,
     pub listings: Vec<CatalogListing>,
 }
 
@@ -297,6 +303,7 @@ pub async fn import_csv(store: &Store, text: &str, actor: &Actor) -> Result<Impo
         .map(|p| MergeSku {
             sku: p.sku,
             on_hand: p.on_hand,
+            low_stock_threshold: p.low_stock_threshold,
             listings: p
                 .listings
                 .into_iter()
@@ -322,6 +329,9 @@ pub struct MergeSku {
     /// The on-hand quantity to set (through an `adjust` ledger entry); `None` keeps an
     /// existing SKU's on hand (a new one starts at 0).
     pub on_hand: Option<i64>,
+    /// The SKU's own low-stock threshold to set; `None` keeps what it has (a new SKU
+    /// uses the global one). `sku threshold` clears one.
+    pub low_stock_threshold: Option<i64>,
     pub listings: Vec<MergeListing>,
 }
 
@@ -376,6 +386,13 @@ pub async fn merge(
                 expect: Expect::Any,
             });
         }
+        if let Some(t) = p.low_stock_threshold {
+            steps.push(Mutation::Sql {
+                statement: "UPDATE skus SET low_stock_threshold = $1 WHERE sku = $2",
+                params: sql_params![t, p.sku.as_str()],
+                expect: Expect::Any,
+            });
+        }
         // Orders that arrived before the SKU: reserve their open lines now.
         steps.extend(crate::unmatched::match_steps(&p.sku, now));
         for l in &p.listings {
@@ -412,6 +429,9 @@ pub async fn merge(
         let mut details = AuditDetails::new().int("listings", p.listings.len() as i64);
         if let Some(on_hand) = p.on_hand {
             details = details.int("on_hand", on_hand);
+        }
+        if let Some(t) = p.low_stock_threshold {
+            details = details.int("low_stock_threshold", t);
         }
         let names: Vec<&str> = p
             .listings
@@ -450,16 +470,19 @@ const SELECT_LISTINGS: &str =
             l.push_last_error
      FROM listings l JOIN connections c ON c.id = l.connection_id
      WHERE c.status <> 'revoked' ORDER BY l.sku, c.name";
-const SELECT_STOCK: &str = "SELECT sku, on_hand, reserved FROM skus ORDER BY sku";
+const SELECT_STOCK: &str =
+    "SELECT sku, on_hand, reserved, low_stock_threshold FROM skus ORDER BY sku";
 
 impl FromRow for StockRow {
     fn from_row(c: &mut Columns<'_>) -> stockade_store::Result<Self> {
-        let (sku, on_hand, reserved): (String, i64, i64) = FromRow::from_row(c)?;
+        let (sku, on_hand, reserved, low_stock_threshold): (String, i64, i64, Option<i64>) =
+            FromRow::from_row(c)?;
         Ok(StockRow {
             sku,
             on_hand,
             reserved,
             available: on_hand - reserved,
+            low_stock_threshold,
         })
     }
 }
@@ -510,18 +533,21 @@ pub async fn export_csv(store: &Store) -> Result<String> {
     for l in &listings {
         by_sku.insert((l.sku.as_str(), l.connection.as_str()), l);
     }
-    let mut out = String::from("sku,on_hand,reserved,available");
+    let mut out = String::from("sku,on_hand,reserved,available,low_stock_threshold");
     for c in &conns {
         out.push_str(&format!(",{0}:listing,{0}:buffer,{0}:max", c.name));
     }
     out.push('\n');
     for s in &stock {
         out.push_str(&format!(
-            "{},{},{},{}",
+            "{},{},{},{},{}",
             csv_field(&s.sku),
             s.on_hand,
             s.reserved,
-            s.available
+            s.available,
+            s.low_stock_threshold
+                .map(|t| t.to_string())
+                .unwrap_or_default()
         ));
         for c in &conns {
             match by_sku.get(&(s.sku.as_str(), c.name.as_str())) {

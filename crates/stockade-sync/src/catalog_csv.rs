@@ -153,6 +153,7 @@ pub fn plan(text: &str, conns: &[Connection]) -> Result<Parsed> {
         col("sku").ok_or_else(|| bad(1, format!("no `sku` column{}", other_separator())))?;
     let on_hand_col = col("on_hand")
         .ok_or_else(|| bad(1, format!("no `on_hand` column{}", other_separator())))?;
+    let threshold_col = col("low_stock_threshold");
     let chans = channel_columns(&header, conns)?;
     let mut seen = HashMap::new();
     let mut lower: HashMap<String, (usize, String)> = HashMap::new();
@@ -223,9 +224,25 @@ pub fn plan(text: &str, conns: &[Connection]) -> Result<Parsed> {
                 max: num(mc, "max")?,
             });
         }
+        let low_stock_threshold = match threshold_col.map(&get).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(s) => Some(
+                s.parse::<i64>()
+                    .ok()
+                    .filter(|v| (0..=1_000_000_000).contains(v))
+                    .ok_or_else(|| {
+                        bad(
+                            line,
+                            "low_stock_threshold must be a whole number from 0 to 1000000000"
+                                .into(),
+                        )
+                    })?,
+            ),
+        };
         out.push(CatalogEntry {
             sku,
             on_hand: Some(on_hand),
+            low_stock_threshold,
             listings,
         });
     }
@@ -247,7 +264,10 @@ fn channel_columns(header: &[String], conns: &[Connection]) -> Result<Vec<Channe
     let mut channels: BTreeMap<String, [Option<usize>; 3]> = BTreeMap::new();
     for (i, h) in header.iter().enumerate() {
         let h = h.trim();
-        if matches!(h, "sku" | "on_hand" | "reserved" | "available") {
+        if matches!(
+            h,
+            "sku" | "on_hand" | "reserved" | "available" | "low_stock_threshold"
+        ) {
             continue;
         }
         let Some((name, what)) = h.rsplit_once(':') else {

@@ -202,6 +202,7 @@ pub async fn apply(
         merge.push(MergeSku {
             sku,
             on_hand,
+            low_stock_threshold: None,
             listings: vec![MergeListing {
                 connection: conn.clone(),
                 ids,

@@ -37,6 +37,10 @@ pub struct SkuStock {
     pub on_hand: i64,
     pub reserved: i64,
     pub available: i64,
+    /// The low-stock threshold that applies to this SKU (its own, else the global one).
+    pub low_stock_threshold: i64,
+    /// Whether the SKU has a threshold of its own (else the global one applies).
+    pub low_stock_threshold_own: bool,
     /// One per listing on a connection that is not revoked, by connection name.
     pub channels: Vec<ChannelTarget>,
 }
@@ -61,6 +65,69 @@ const SELECT_STOCK: &str = "SELECT s.on_hand, s.reserved, c.name, l.buffer, l.ma
       AND EXISTS (SELECT 1 FROM connections x WHERE x.id = l.connection_id AND x.status <> 'revoked')
      LEFT JOIN connections c ON c.id = l.connection_id
      WHERE s.sku = $1 ORDER BY c.name";
+/// A SKU's own low-stock threshold and the one that applies (as the `stock low` trigger
+/// of migration 0014 reads it).
+const THRESHOLD: &str = "SELECT s.low_stock_threshold, COALESCE(s.low_stock_threshold,
+        (SELECT CAST(value AS BIGINT) FROM stockade_meta WHERE key = 'sync.low_stock_threshold'), 5)
+     FROM skus s WHERE s.sku = $1";
+const SET_THRESHOLD: &str = "UPDATE skus SET low_stock_threshold = $1 WHERE sku = $2";
+
+/// The most a low-stock threshold may be (the on-hand bound).
+pub const MAX_THRESHOLD: i64 = MAX_ON_HAND;
+
+/// The change that sets `sku`'s own low-stock threshold (`None`: back to the global one),
+/// audited `sku.threshold`. Refuses a threshold outside 0 to [`MAX_THRESHOLD`]; the
+/// statement must find the SKU, else the commit fails whole.
+pub fn threshold_change(sku: &str, threshold: Option<i64>) -> Result<Change> {
+    if threshold.is_some_and(|t| !(0..=MAX_THRESHOLD).contains(&t)) {
+        return Err(SyncError::Invalid(format!(
+            "a low-stock threshold is a whole number from 0 to {MAX_THRESHOLD}"
+        )));
+    }
+    let mut details = AuditDetails::new();
+    details = match threshold {
+        Some(t) => details.int("threshold", t),
+        None => details.str("threshold", "global"),
+    };
+    Ok(Change::new(
+        Mutation::Sql {
+            statement: SET_THRESHOLD,
+            params: sql_params![threshold, sku],
+            expect: Expect::One("SKU in the catalog"),
+        },
+        AuditEntry::new("sku.threshold", format!("sku:{sku}"), details),
+    ))
+}
+
+/// Set the low-stock thresholds of SKUs (`None`: the global one) in one audited commit;
+/// an unknown SKU refuses all of them.
+pub async fn set_thresholds(
+    store: &Store,
+    thresholds: &[(String, Option<i64>)],
+    actor: &stockade_core::Actor,
+) -> Result<()> {
+    let mut changes = Vec::with_capacity(thresholds.len());
+    for (sku, t) in thresholds {
+        if store
+            .count(
+                "SELECT COUNT(*) FROM skus WHERE sku = $1",
+                sql_params![sku.as_str()],
+            )
+            .await?
+            == 0
+        {
+            return Err(SyncError::Invalid(format!(
+                "no SKU {sku:?} in the catalog; nothing was changed"
+            )));
+        }
+        changes.push(threshold_change(sku, *t)?);
+    }
+    if !changes.is_empty() {
+        store.commit(actor, changes).await?;
+    }
+    Ok(())
+}
+
 /// One `adjust` ledger row, only while the SKU exists and the result stays in bounds.
 const ADJUST_BY: &str =
     "INSERT INTO stock_ledger (sku, movement, on_hand_delta, reserved_delta, at_ms, ukey)
@@ -84,6 +151,10 @@ pub async fn sku_stock(store: &Store, sku: &str) -> Result<Option<SkuStock>> {
         return Ok(None);
     };
     let available = on_hand - reserved;
+    let (own, effective): (Option<i64>, i64) = store
+        .query_one_as(THRESHOLD, sql_params![sku])
+        .await?
+        .unwrap_or((None, crate::LOW_STOCK_THRESHOLD));
     let channels = rows
         .into_iter()
         .filter_map(|(_, _, connection, buffer, max_displayed, acked)| {
@@ -102,6 +173,8 @@ pub async fn sku_stock(store: &Store, sku: &str) -> Result<Option<SkuStock>> {
         on_hand,
         reserved,
         available,
+        low_stock_threshold: effective,
+        low_stock_threshold_own: own.is_some(),
         channels,
     }))
 }

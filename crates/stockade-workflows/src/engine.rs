@@ -209,6 +209,12 @@ pub struct EngineConfig {
     pub prune_every: Duration,
     /// `script` steps' default limits and maxima (`[workflows.script]`).
     pub script: crate::exec::ScriptSettings,
+    /// The configured alert channel names `alert.send` checks its `channel` against
+    /// (`None`: not checked).
+    pub alert_channels: Option<crate::exec::AlertChannels>,
+    /// The process's sync engine, for `marketplace.pull_orders` (`None`: that step kind
+    /// is unsupported here).
+    pub sync: Option<stockade_sync::SyncEngine>,
 }
 
 impl Default for EngineConfig {
@@ -222,6 +228,8 @@ impl Default for EngineConfig {
             keep_per_workflow: 1_000,
             prune_every: Duration::from_secs(600),
             script: crate::exec::ScriptSettings::default(),
+            alert_channels: None,
+            sync: None,
         }
     }
 }
@@ -280,9 +288,15 @@ impl Engine {
     /// the built-in step handlers.
     pub fn start(store: Store, config: EngineConfig) -> Engine {
         let defs = Arc::new(StoredDefinitions::new(store.clone()));
-        let executor = Executor::new(store.clone(), defs.clone())
+        let mut executor = Executor::new(store.clone(), defs.clone())
             .lease_ms(config.lease_ms)
             .with_script(config.script);
+        if let Some(channels) = &config.alert_channels {
+            executor = executor.with_alert_channels(channels.clone());
+        }
+        if let Some(sync) = &config.sync {
+            executor = executor.with_sync(sync.clone());
+        }
         Engine::start_with(store, defs, Arc::new(executor), config)
     }
 
@@ -295,10 +309,16 @@ impl Engine {
         vault: Arc<stockade_vault::Vault>,
     ) -> Engine {
         let defs = Arc::new(StoredDefinitions::new(store.clone()));
-        let executor = Executor::new(store.clone(), defs.clone())
+        let mut executor = Executor::new(store.clone(), defs.clone())
             .lease_ms(config.lease_ms)
             .with_script(config.script)
             .with_services(egress, vault);
+        if let Some(channels) = &config.alert_channels {
+            executor = executor.with_alert_channels(channels.clone());
+        }
+        if let Some(sync) = &config.sync {
+            executor = executor.with_sync(sync.clone());
+        }
         Engine::start_with(store, defs, Arc::new(executor), config)
     }
 

@@ -296,6 +296,37 @@ pub const KINDS: &[StepKind] = &[
         ],
         "A node of an imported n8n workflow that could not be converted: always a lint error until replaced.",
     ),
+    kind(
+        "orders.summary",
+        &[
+            p("since", false, Data),
+            p("until", false, Data),
+            p("within", false, Data),
+            p("connections", false, Data),
+        ],
+        "Per declared connection: orders created in a window, cancellations, units and best-selling SKUs (no buyer data).",
+    ),
+    kind(
+        "executions.count",
+        &[
+            p("status", false, Data),
+            p("within", false, Data),
+            p("since", false, Data),
+            p("until", false, Data),
+            p("workflow", false, Data),
+        ],
+        "Finished executions of a status (default failed) in a window, in total and per workflow.",
+    ),
+    kind(
+        "stock.reconcile_report",
+        &[p("connections", false, Data), p("since", false, Data)],
+        "Per declared connection: listings in drift (target, pushed, confirmed, read back), unmatched lines, oversold orders.",
+    ),
+    kind(
+        "marketplace.pull_orders",
+        &[p("connection", true, Connection)],
+        "Pull a connection's orders changed since its cursor and ingest them as webhooks do (idempotent).",
+    ),
 ];
 
 /// Literal values a parameter accepts (an expression is checked when it runs).
@@ -308,10 +339,20 @@ pub const CHOICES: &[(&str, &str, &[&str])] = &[
     ("alert.send", "severity", &["info", "warning", "critical"]),
     ("script", "language", &["javascript"]),
     ("script", "mode", &["all_items", "each_item"]),
+    (
+        "executions.count",
+        "status",
+        &["failed", "succeeded", "cancelled"],
+    ),
 ];
 
 /// Parameters holding an ISO-8601 duration when written literally.
-pub const DURATIONS: &[(&str, &str)] = &[("wait", "duration"), ("wait", "timeout")];
+pub const DURATIONS: &[(&str, &str)] = &[
+    ("wait", "duration"),
+    ("wait", "timeout"),
+    ("orders.summary", "within"),
+    ("executions.count", "within"),
+];
 
 /// The kind named `name`.
 pub fn find(name: &str) -> Option<&'static StepKind> {
@@ -361,6 +402,14 @@ pub enum StepKindName {
     NocodbDelete,
     #[serde(rename = "unsupported")]
     Unsupported,
+    #[serde(rename = "orders.summary")]
+    OrdersSummary,
+    #[serde(rename = "executions.count")]
+    ExecutionsCount,
+    #[serde(rename = "stock.reconcile_report")]
+    StockReconcileReport,
+    #[serde(rename = "marketplace.pull_orders")]
+    PullOrders,
 }
 
 /// Event kinds a workflow can be triggered by or wait for.

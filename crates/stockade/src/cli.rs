@@ -329,6 +329,27 @@ pub enum WorkflowCommand {
         #[arg(long = "as", value_name = "EMAIL")]
         as_user: Option<String>,
     },
+    /// Start a workflow from the library of examples (built into this binary): copy one
+    /// to a file, then print what to fill in (connections, credentials, hosts, alert
+    /// channels) and the commands to lint and apply it. Never overwrites a file.
+    ///
+    /// Examples:
+    ///   stockade workflow new --list
+    ///   stockade workflow new --from-example daily-sales-summary
+    ///   stockade workflow new --from-example error-escalation --out workflows/escalate.yaml
+    #[command(verbatim_doc_comment)]
+    New {
+        /// The example to copy (see --list).
+        #[arg(long, value_name = "NAME", required_unless_present = "list")]
+        from_example: Option<String>,
+        /// The file to write (default: NAME.yaml in the current directory); refused if
+        /// it exists.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+        /// List the examples with what each does.
+        #[arg(long, conflicts_with_all = ["from_example", "out"])]
+        list: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -938,6 +959,24 @@ pub enum SkuCommand {
     /// Stock per SKU (on hand, reserved, available) and each channel's target and
     /// confirmed quantity.
     List,
+    /// Set a SKU's own low-stock threshold: the `stock.low` event fires when its available
+    /// stock falls to it (other SKUs keep `[sync] low_stock_threshold`). The catalog CSV's
+    /// `low_stock_threshold` column sets it too.
+    ///
+    /// Examples:
+    ///   stockade sku threshold MUG-RED-350 20
+    ///   stockade sku threshold MUG-RED-350 --clear
+    #[command(verbatim_doc_comment)]
+    Threshold {
+        /// The SKU.
+        sku: String,
+        /// Units available at or below which the SKU is low (0 to 1000000000).
+        #[arg(required_unless_present = "clear")]
+        units: Option<i64>,
+        /// Go back to the global threshold.
+        #[arg(long, conflicts_with = "units")]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]

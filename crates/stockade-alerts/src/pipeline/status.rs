@@ -43,6 +43,7 @@ pub async fn test_channel(
         count: 1,
         since_ms: None,
         about_channel: None,
+        to_channel: None,
     };
     let outcome = client.send(vault, &[alert]).await;
     store

@@ -122,6 +122,7 @@ async fn sql_and_rust_targets_agree(db: Db) {
         .map(|(i, p)| MergeSku {
             sku: sku(i),
             on_hand: None,
+            low_stock_threshold: None,
             listings: vec![MergeListing {
                 connection: connection.clone(),
                 ids: ListingIds {

@@ -10,6 +10,12 @@
 //! same step's event ever be appended again it folds into the first alert (same key). The
 //! title and message are scrubbed of secrets and contact data before they are stored;
 //! buyer data needs the step's reviewed `allow_pii`, checked here at run time.
+//!
+//! `channel: NAME` addresses one configured `[[alerts.channel]]`: the event carries the
+//! name and the router gives the alert to that channel only. When the executor knows the
+//! configured channel names ([`AlertChannels`], given by the server from its alert
+//! config, read at each run so a reload counts), a name not among them fails the step
+//! (`invalid`, naming the channel and the known ones) before anything is written.
 
 use serde_json::{Value, json};
 use stockade_core::event::{Event, WorkflowAlert};
@@ -23,9 +29,64 @@ use crate::expr::Evaluated;
 /// The longest alert message kept, in characters (the channels cut further).
 pub const ALERT_MESSAGE_MAX: usize = 2000;
 
-/// The `alert.send` handler.
+/// The configured alert channel names, read when a step runs (the server's alert config
+/// can be reloaded).
+#[derive(Clone)]
+pub struct AlertChannels(pub std::sync::Arc<dyn Fn() -> Vec<String> + Send + Sync>);
+
+impl std::fmt::Debug for AlertChannels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AlertChannels").field(&(self.0)()).finish()
+    }
+}
+
+impl AlertChannels {
+    /// A fixed list of names.
+    pub fn fixed(names: Vec<String>) -> AlertChannels {
+        AlertChannels(std::sync::Arc::new(move || names.clone()))
+    }
+}
+
+/// The `alert.send` handler (`channels`: the configured names; `None` checks no name at
+/// run time — the router then simply finds no such channel).
 #[derive(Debug, Default)]
-pub struct AlertSend;
+pub struct AlertSend {
+    pub channels: Option<AlertChannels>,
+}
+
+impl AlertSend {
+    /// The `channel` parameter, checked against the configured names.
+    fn channel(&self, value: &Value) -> Result<Option<String>, StepError> {
+        let name = match value.get("channel") {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_owned(),
+            Some(_) => {
+                return Err(StepError::new(
+                    ErrorClass::Invalid,
+                    "alert.send: `channel` is the name of a configured alert channel",
+                ));
+            }
+        };
+        if let Some(known) = &self.channels {
+            let known = (known.0)();
+            if !known.contains(&name) {
+                let list = if known.is_empty() {
+                    "none is configured".to_owned()
+                } else {
+                    format!("configured: {}", known.join(", "))
+                };
+                return Err(StepError::new(
+                    ErrorClass::Invalid,
+                    format!(
+                        "alert.send: no alert channel named {} ({list}; see [[alerts.channel]])",
+                        scrubbed(&name)
+                    ),
+                ));
+            }
+        }
+        Ok(Some(name))
+    }
+}
 
 fn text(value: &Value, key: &str) -> Option<String> {
     value.get(key).map(|v| match v {
@@ -54,6 +115,7 @@ impl StepHandler for AlertSend {
                     "alert.send: `severity` is info, warning or critical",
                 ));
             }
+            let channel = self.channel(value)?;
             let alert = WorkflowAlert {
                 execution: ctx.execution.to_owned(),
                 key: ctx.idempotency_key.to_owned(),
@@ -65,22 +127,57 @@ impl StepHandler for AlertSend {
                     .unwrap_or_default(),
                 version: ctx.version,
                 workflow: ctx.workflow.to_owned(),
+                channel: channel.clone(),
             };
+            let mut details = AuditDetails::new()
+                .str("step", ctx.step)
+                .str("severity", &severity)
+                .str("key", ctx.idempotency_key);
+            if let Some(c) = &channel {
+                details = details.str("channel", c);
+            }
             let change = Change::new(
                 stockade_store::events::append(now_ms(), &Event::WorkflowAlert(alert)),
                 AuditEntry::new(
                     "workflow.alert",
                     format!("workflow:{}", ctx.workflow),
-                    AuditDetails::new()
-                        .str("step", ctx.step)
-                        .str("severity", &severity)
-                        .str("key", ctx.idempotency_key),
+                    details,
                 ),
             );
             Ok(StepDone {
-                output: json!({ "sent": true, "key": ctx.idempotency_key }),
+                output: json!({ "sent": true, "key": ctx.idempotency_key, "channel": channel }),
                 changes: vec![change],
             })
         })
     }
+}
+
+/// The `channel` each `alert.send` step of `workflow` names literally (step id, channel),
+/// nested steps included: what `workflow apply` checks against the configured channels.
+pub fn named_channels(workflow: &crate::definition::Workflow) -> Vec<(String, String)> {
+    fn walk(steps: &[crate::definition::Step], out: &mut Vec<(String, String)>) {
+        for s in steps {
+            if s.uses.value == "alert.send"
+                && let Some(c) = s
+                    .with
+                    .as_ref()
+                    .and_then(|w| w.value.get("channel"))
+                    .and_then(|c| c.value.as_str())
+            {
+                out.push((s.id.value.clone(), c.to_owned()));
+            }
+            for child in [&s.then, &s.otherwise, &s.default, &s.steps]
+                .into_iter()
+                .flatten()
+            {
+                walk(child, out);
+            }
+            for child in s.cases.iter().flat_map(|c| c.values()) {
+                walk(child, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&workflow.steps, &mut out);
+    out
 }

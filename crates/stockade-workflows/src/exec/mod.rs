@@ -51,6 +51,9 @@ mod handlers;
 mod http;
 mod nocodb;
 mod orders;
+mod pull;
+mod reads;
+mod reconcile;
 mod script;
 mod seal;
 mod set_stock;
@@ -58,7 +61,7 @@ mod stock;
 mod wait;
 mod walk;
 
-pub use alert::AlertSend;
+pub use alert::{AlertChannels, AlertSend, named_channels};
 use error::Failure;
 pub use error::{ErrorClass, StepError, scrubbed};
 pub use gate::REQUEUE_MS;
@@ -66,6 +69,9 @@ pub use handlers::{AuditNote, Reach, StepCtx, StepDone, StepFuture, StepHandler}
 pub use http::HttpRequest;
 pub use nocodb::{NocoDb, NocoOp};
 pub use orders::OrderSteps;
+pub use pull::PullOrders;
+pub use reads::{ExecutionsCount, OrdersSummary};
+pub use reconcile::ReconcileReport;
 pub use script::{ScriptLimits, ScriptSettings, ScriptStep};
 pub use seal::{SEALED_KEY, seal_trigger};
 pub use set_stock::SetStock;
@@ -321,12 +327,14 @@ impl Frame {
 
 impl Executor {
     /// An executor with the built-in handlers (`audit.note`, `alert.send`, `stock.get`,
-    /// `stock.adjust`, `wait`) and a 30 s lease; [`Executor::with_services`] adds the
-    /// ones that need the egress gateway and the vault.
+    /// `stock.adjust`, `wait`, the order reads and the report reads `orders.summary`,
+    /// `executions.count`, `stock.reconcile_report`) and a 30 s lease;
+    /// [`Executor::with_services`] adds the ones that need the egress gateway and the
+    /// vault, [`Executor::with_sync`] `marketplace.pull_orders`.
     pub fn new(store: Store, definitions: Arc<dyn Definitions>) -> Self {
         let mut handlers: BTreeMap<String, Arc<dyn StepHandler>> = BTreeMap::new();
         handlers.insert("audit.note".into(), Arc::new(AuditNote));
-        handlers.insert("alert.send".into(), Arc::new(AlertSend));
+        handlers.insert("alert.send".into(), Arc::new(AlertSend::default()));
         handlers.insert("stock.get".into(), Arc::new(StockGet));
         handlers.insert("stock.adjust".into(), Arc::new(StockAdjust));
         let orders = |many| Arc::new(OrderSteps { vault: None, many });
@@ -335,6 +343,9 @@ impl Executor {
         handlers.insert("marketplace.set_stock".into(), Arc::new(SetStock));
         handlers.insert("script".into(), Arc::new(ScriptStep::default()));
         handlers.insert("unsupported".into(), Arc::new(handlers::UnsupportedStep));
+        handlers.insert("orders.summary".into(), Arc::new(OrdersSummary));
+        handlers.insert("executions.count".into(), Arc::new(ExecutionsCount));
+        handlers.insert("stock.reconcile_report".into(), Arc::new(ReconcileReport));
         Executor {
             store,
             definitions,
@@ -373,6 +384,19 @@ impl Executor {
     /// Run `script` steps with these default limits and maxima.
     pub fn with_script(self, settings: ScriptSettings) -> Self {
         self.with_handler("script", Arc::new(ScriptStep::new(settings)))
+    }
+
+    /// Run `marketplace.pull_orders` on the process's sync engine (its ingest path).
+    pub fn with_sync(self, sync: stockade_sync::SyncEngine) -> Self {
+        self.with_handler("marketplace.pull_orders", Arc::new(PullOrders { sync }))
+    }
+
+    /// Check `alert.send`'s `channel` against these configured channel names at run time.
+    pub fn with_alert_channels(self, channels: AlertChannels) -> Self {
+        let send = AlertSend {
+            channels: Some(channels),
+        };
+        self.with_handler("alert.send", Arc::new(send))
     }
 
     /// Run `kind` steps with `handler` (a step kind the table knows).

@@ -10,14 +10,20 @@ use stockade_core::Environment;
 use stockade_egress::{EgressConfig, Gateway};
 use stockade_sandbox::bots::FeishuBotSpec;
 use stockade_sandbox::{Bots, BotsConfig};
-use stockade_workflows::exec::{AlertSend, ErrorClass, RunOutcome, StepCtx, StepHandler};
+use stockade_workflows::exec::{
+    AlertChannels, AlertSend, ErrorClass, RunOutcome, StepCtx, StepHandler,
+};
 use stockade_workflows::expr::Evaluated;
 
+use crate::alert_rig::{DING, FEISHU, Rig};
 use crate::exec_support::{
     Act, Backend, Env, Probe, both, catalog, executor, open_vault, put_credential,
 };
 
-both!(an_alert_reaches_its_channel_once_across_a_crash);
+both!(
+    an_alert_reaches_its_channel_once_across_a_crash,
+    a_named_channel_alone_gets_the_alert
+);
 
 const NOTIFY: &str = r#"
 name: notify
@@ -127,10 +133,86 @@ async fn an_alert_reaches_its_channel_once_across_a_crash(b: Backend) {
         value: json!({ "message": "ship to Jane Q. Buyer" }),
         pii: true,
     };
-    let refused = AlertSend.run(&ctx, &params).await.expect_err("refused");
+    let refused = AlertSend::default()
+        .run(&ctx, &params)
+        .await
+        .expect_err("refused");
     assert_eq!(refused.class, ErrorClass::Permission);
 
     alerts.shutdown().await;
     bots.shutdown().await;
+    env.cleanup().await;
+}
+
+const ADDRESSED: &str = r#"
+name: addressed
+trigger: manual
+steps:
+  - id: page
+    uses: alert.send
+    with: { title: "Stockade page", message: "paged ops only", severity: critical, channel: ops-dingtalk }
+  - id: tell
+    uses: alert.send
+    with: { title: "Stockade note", message: "told the team only", severity: info, channel: team-feishu }
+  - id: everyone
+    uses: alert.send
+    with: { title: "Stockade all", message: "for every channel", severity: warning }
+"#;
+
+const UNKNOWN: &str = r#"
+name: unknown-channel
+trigger: manual
+steps:
+  - id: page
+    uses: alert.send
+    with: { message: "nobody hears this", channel: ops-pager }
+"#;
+
+async fn a_named_channel_alone_gets_the_alert(b: Backend) {
+    let Some(env) = Env::new(b).await else { return };
+    let rig = Rig::start(&env).await;
+    let names = AlertChannels::fixed(vec![DING.into(), FEISHU.into()]);
+    let exec =
+        executor(&env, catalog(&[ADDRESSED, UNKNOWN]), None).with_alert_channels(names.clone());
+    env.enqueue("addressed", json!({})).await;
+    let lease = env.claim("w1", 30_000).await.expect("a job");
+    assert_eq!(
+        exec.run_claimed(lease).await.unwrap(),
+        RunOutcome::Succeeded
+    );
+
+    // (The sender may put several alerts in one message to stay within a bot's limit,
+    // listing their titles.)
+    let ding = rig
+        .wait_text(DING, &["Stockade page", "Stockade all"])
+        .await;
+    let feishu = rig
+        .wait_text(FEISHU, &["Stockade note", "Stockade all"])
+        .await;
+    let has = |got: &[String], text: &str| got.iter().any(|m| m.contains(text));
+    assert!(!has(&ding, "Stockade note"), "{ding:?}");
+    assert!(!has(&feishu, "Stockade page"), "{feishu:?}");
+
+    // A name the configuration does not have fails the step, before anything is written.
+    let before = env
+        .count("SELECT COUNT(*) FROM events WHERE kind = 'alert'")
+        .await;
+    env.enqueue("unknown-channel", json!({})).await;
+    let lease = env.claim("w2", 30_000).await.expect("a job");
+    let RunOutcome::Failed(f) = exec.run_claimed(lease).await.unwrap() else {
+        panic!("the step must fail")
+    };
+    assert_eq!(f.class, "invalid", "{f:?}");
+    assert!(f.message.contains("ops-pager"), "{}", f.message);
+    assert!(
+        f.message.contains("ops-dingtalk, team-feishu"),
+        "{}",
+        f.message
+    );
+    let after = env
+        .count("SELECT COUNT(*) FROM events WHERE kind = 'alert'")
+        .await;
+    assert_eq!(before, after, "no alert event for an unknown channel");
+    rig.stop().await;
     env.cleanup().await;
 }

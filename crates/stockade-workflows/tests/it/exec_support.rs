@@ -202,6 +202,7 @@ pub async fn import_sku(env: &Env, sku: &str, on_hand: i64) {
     let sku = stockade_sync::catalog::MergeSku {
         sku: sku.into(),
         on_hand: Some(on_hand),
+        low_stock_threshold: None,
         listings: vec![],
     };
     stockade_sync::catalog::merge(&env.store, &[sku], &Actor::System("test"), "catalog.import")

@@ -3,10 +3,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod alert_rig;
 mod definition;
 mod engine;
 mod engine_pair;
 mod examples;
+mod examples_pull;
+mod examples_reports;
+mod examples_run;
 mod exec;
 mod exec_alert;
 mod exec_buffered;
@@ -15,6 +19,7 @@ mod exec_http;
 mod exec_nocodb;
 mod exec_nocodb_real;
 mod exec_orders;
+mod exec_reads;
 mod exec_script;
 mod exec_stock;
 mod exec_support;

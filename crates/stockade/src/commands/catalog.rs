@@ -45,7 +45,27 @@ pub async fn sku(settings: &Settings, cmd: SkuCommand) -> Result<(), Failure> {
         } => super::discover::run(settings, &connection, take_quantity, dry_run).await,
         SkuCommand::Export { output } => sku_export(settings, output.as_deref()).await,
         SkuCommand::List => sku_list(settings).await,
+        SkuCommand::Threshold { sku, units, clear } => {
+            sku_threshold(settings, &sku, if clear { None } else { units }).await
+        }
     }
+}
+
+/// `stockade sku threshold SKU UNITS|--clear`.
+async fn sku_threshold(settings: &Settings, sku: &str, units: Option<i64>) -> Result<(), Failure> {
+    let store = open_store(settings).await?;
+    let set =
+        stockade_sync::stock::set_thresholds(&store, &[(sku.to_owned(), units)], &CLI_ACTOR).await;
+    store.close().await;
+    set.map_err(|e| match e {
+        SyncError::Invalid(msg) => Failure::usage(msg),
+        e => sync_failure(e),
+    })?;
+    match units {
+        Some(n) => println!("{sku}: low stock at {n} unit(s) available or fewer"),
+        None => println!("{sku}: the global low-stock threshold applies again"),
+    }
+    Ok(())
 }
 
 /// `stockade sku import FILE`.

@@ -30,6 +30,7 @@ mod sandbox_creds;
 mod serve;
 mod workflow;
 mod workflow_import;
+mod workflow_new;
 mod workflow_registry;
 mod workflow_runs;
 

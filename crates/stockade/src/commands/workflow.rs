@@ -71,6 +71,11 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
             from_step,
             as_user,
         } => runs::rerun(settings, &id, from_step.as_deref(), as_user.as_deref()).await,
+        WorkflowCommand::New {
+            from_example,
+            out,
+            list,
+        } => super::workflow_new::run(from_example.as_deref(), out.as_deref(), list),
     }
 }
 
@@ -78,7 +83,10 @@ pub async fn run(settings: &Settings, cmd: WorkflowCommand) -> Result<(), Failur
 pub fn offline(cmd: &WorkflowCommand) -> bool {
     matches!(
         cmd,
-        WorkflowCommand::Lint { .. } | WorkflowCommand::Schema | WorkflowCommand::ImportN8n { .. }
+        WorkflowCommand::Lint { .. }
+            | WorkflowCommand::Schema
+            | WorkflowCommand::ImportN8n { .. }
+            | WorkflowCommand::New { .. }
     )
 }
 

@@ -70,6 +70,7 @@ pub async fn apply(
         })?;
         texts.push((name, text));
     }
+    warn_unknown_channels(settings, &texts);
     let (store, actor) = open_as(settings, as_user).await?;
     let outcomes = registry::apply_with(&store, &actor, &texts, settings.workflows.script).await;
     store.close().await;
@@ -108,6 +109,35 @@ pub async fn apply(
         )));
     }
     Ok(())
+}
+
+/// Warn about `alert.send` steps naming a channel this server's `[[alerts.channel]]`
+/// does not configure (the step would fail when it runs); the files are still applied,
+/// since the alert config may be changed after.
+fn warn_unknown_channels(settings: &Settings, texts: &[(String, String)]) {
+    let known: Vec<&str> = settings
+        .alerts
+        .channels
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect();
+    for (file, text) in texts {
+        let Ok(workflow) = stockade_workflows::Workflow::parse(text) else {
+            continue;
+        };
+        for (step, channel) in stockade_workflows::exec::named_channels(&workflow) {
+            if !known.contains(&channel.as_str()) {
+                let list = if known.is_empty() {
+                    "none is configured".to_owned()
+                } else {
+                    format!("configured: {}", known.join(", "))
+                };
+                eprintln!(
+                    "{file}: warning: step {step}: alert channel {channel:?} is not configured ({list}); the step fails until an [[alerts.channel]] of that name exists"
+                );
+            }
+        }
+    }
 }
 
 fn stored_line(name: &str, version: i64, state: VersionState, problems: usize) -> String {

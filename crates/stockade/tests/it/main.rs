@@ -28,6 +28,7 @@ mod webdriver;
 mod workflow_crash;
 mod workflow_import;
 mod workflow_lint;
+mod workflow_new;
 mod workflow_runs;
 mod workflow_triggers;
 mod workflow_versions;
