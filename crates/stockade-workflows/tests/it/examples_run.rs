@@ -25,7 +25,8 @@ both!(
     nocodb_order_mirror_copies_new_orders_without_buyer_data,
     low_stock_feishu_tells_feishu_at_each_skus_own_threshold,
     error_escalation_pages_once_on_the_third_failure_in_ten_minutes,
-    token_expiry_reminder_reminds_on_feishu_and_notes_it
+    token_expiry_reminder_reminds_on_feishu_and_notes_it,
+    order_created_note_notes_every_order_and_alerts_on_large_ones
 );
 
 /// The text of `examples/workflows/NAME.yaml`, with `renames` (from, to) applied.
@@ -348,5 +349,55 @@ async fn nocodb_order_mirror_copies_new_orders_without_buyer_data(b: Backend) {
     // Not even a masked buyer field is mirrored (the journal keeps order.get's masks).
     assert!(!format!("{rows:?}").contains("masked"), "{rows:?}");
     sim.shutdown().await;
+    env.cleanup().await;
+}
+
+async fn order_created_note_notes_every_order_and_alerts_on_large_ones(b: Backend) {
+    use crate::examples_reports::{BUYER, ingest, order, shop};
+    use stockade_core::order::OrderStatus;
+    let Some(env) = Env::new(b).await else { return };
+    let rig = Rig::start(&env).await;
+    let vault = rig.vault.clone();
+    shop(&env.store).await;
+    apply(&env.store, &[example("order-created-note", &[])]).await;
+    let events = EventTriggers::subscribe(env.store.clone()).await.unwrap();
+    let now = stockade_core::time::now_ms();
+    let small = order("T-SMALL", OrderStatus::Placed, now, &[("MUG-RED-350", 2)]);
+    let large = order(
+        "T-LARGE",
+        OrderStatus::Placed,
+        now,
+        &[("MUG-RED-350", 15), ("CUP-BLUE-250", 9)],
+    );
+    ingest(&env.store, &vault, 1, "tiktok-sg", &small).await;
+    ingest(&env.store, &vault, 1, "tiktok-sg", &large).await;
+    while events.handle_batch(100).await.unwrap() > 0 {}
+    let runs = Runner::new(&env.store).drain(&env.store).await;
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert!(
+        runs.iter().all(|(_, o)| *o == RunOutcome::Succeeded),
+        "{runs:?}"
+    );
+    let notes: Vec<(String,)> = env
+        .store
+        .query_as(
+            "SELECT details FROM audit WHERE action = 'workflow.note' ORDER BY seq",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let text = format!("{notes:?}");
+    assert!(
+        text.contains("order T-SMALL") && text.contains("order T-LARGE"),
+        "{text}"
+    );
+    assert!(text.contains("2 line(s) on tiktok-sg"), "{text}");
+    // Only the 24-unit order is large; the alert goes to every channel.
+    let got = rig
+        .wait_text(DING, &["Order T-LARGE on tiktok-sg: 24 units"])
+        .await;
+    assert!(got.iter().all(|m| !m.contains("T-SMALL")), "{got:?}");
+    assert!(!format!("{got:?}{text}").contains(BUYER));
+    rig.stop().await;
     env.cleanup().await;
 }
