@@ -330,11 +330,25 @@ fn json_text(cx: &mut Cx<'_>, v: Option<Value>) -> Option<Value> {
                 Ok(parsed) => Some(mark_expressions(parsed)),
                 Err(_) => {
                     cx.review("the JSON body is built by an expression: computed by a script");
-                    Some(Value::String(text))
+                    Some(Value::String(parsed_as_json(&text)))
                 }
             }
         }
         Err(_) => Some(Value::String(text)),
+    }
+}
+
+/// n8n parses the text a JSON body expression gives (`={{ JSON.stringify($json) }}`)
+/// and sends the value: a body that is one expression is wrapped so the script does
+/// the same. Other templates are left as they are (sent as text; reviewed).
+fn parsed_as_json(text: &str) -> String {
+    let inner = text.trim_start_matches('=').trim();
+    match inner.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+        Some(e) if !e.contains("{{") && !e.contains("}}") => format!(
+            "={{{{ ((b) => (typeof b === \"string\" ? JSON.parse(b) : b))({}) }}}}",
+            e.trim()
+        ),
+        _ => text.to_owned(),
     }
 }
 
