@@ -255,10 +255,26 @@ fn headers(
 /// The node's n8n credential as a named reference (header to check when unknown).
 fn node_credential(cx: &mut Cx<'_>, host: Option<&str>) -> Option<CredentialRef> {
     let auth = cx.node.str_param("authentication").unwrap_or("none");
-    let (slot, cred_name) = cx.node.credentials.first().cloned()?;
     if auth == "none" && cx.node.version >= 2.0 {
         return None;
     }
+    let (slot, cred_name) = match cx.node.credentials.first().cloned() {
+        Some(c) => c,
+        None => {
+            // Shared exports often drop the `credentials` entry: the credential type is
+            // still in the parameters, and the request still needs one.
+            let slot = match auth {
+                "predefinedCredentialType" => cx.node.str_param("nodeCredentialType"),
+                "genericCredentialType" => cx.node.str_param("genericAuthType"),
+                _ => None,
+            }?
+            .to_owned();
+            cx.review(format!(
+                "n8n authenticated with a `{slot}` credential the export does not name: a credential is referenced by a generated name"
+            ));
+            (slot, String::new())
+        }
+    };
     let why = format!("n8n credential type `{slot}`");
     let name = cx.credential(&cred_name, &slot, host, &why);
     let header = match slot.as_str() {
