@@ -324,6 +324,7 @@ fn every_node_is_reported_once() {
         "seller-stock-routing.json",
         "studiomeyer-template-skeleton.json",
         "studiomeyer-ssl-expiry-watcher.json",
+        "studiomeyer-rss-multi-channel.json",
         "mrumpold-webhook.json",
         "mrumpold-weather-api-1.json",
         "mrumpold-daily-email-reminder.json",
@@ -429,4 +430,66 @@ fn a_secret_inside_an_expression_never_reaches_the_report_and_fails_lint() {
     // The body expression is kept verbatim for review, so lint sees the secret in it.
     let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
     assert!(rules.contains(&"secret-literal".to_owned()), "{rules:?}");
+}
+
+#[test]
+fn a_public_switch_workflow_routes_case_insensitively_and_names_its_credentials() {
+    let i = import("studiomeyer-rss-multi-channel.json");
+    let w = &i.workflows[0];
+    let st = |n: &str| w.node(n).unwrap().status;
+    assert_eq!(st("Schedule Trigger"), Status::Converted);
+    assert_eq!(st("Normalize Items"), Status::Converted);
+    // Switch 3.2, case-insensitive, no fallback output: an unmatched item goes nowhere.
+    assert_eq!(st("Route by Channel"), Status::Converted);
+    assert!(
+        w.yaml.contains(
+            r#"value: "{{ \"0\" if (((item.channel) | lower) == ((\"x\") | lower)) else \"1\" if (((item.channel) | lower) == ((\"linkedin\") | lower)) else \"2\" if (((item.channel) | lower) == ((\"discord\") | lower)) else \"none\" }}""#
+        ),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("        default: []"));
+    // The export names no credential for X and LinkedIn, but n8n authenticated both:
+    // each request gets a credential reference, and the reviewer is told why.
+    let creds: Vec<&str> = w.credentials.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        creds,
+        [
+            "rss-to-multi-channel-social-x-linkedin-discord-twitteroauth1api",
+            "rss-to-multi-channel-social-x-linkedin-discord-linkedinoauth2api"
+        ]
+    );
+    assert_eq!(w.hosts, ["api.linkedin.com", "api.x.com"]);
+    let notes = |n: &str| w.node(n).unwrap().notes.join("\n");
+    assert!(notes("X Post").contains("`twitterOAuth1Api` credential the export does not name"));
+    assert!(notes("LinkedIn Post").contains("OAuth2"));
+    assert!(
+        w.yaml.contains(
+            "credential: rss-to-multi-channel-social-x-linkedin-discord-twitteroauth1api"
+        )
+    );
+    // The JSON bodies built with JSON.stringify are parsed before sending, as n8n does.
+    assert!(w.yaml.contains(
+        "(((b) => (typeof b === \"string\" ? JSON.parse(b) : b))(JSON.stringify({ text: $json.xText })))"
+    ));
+    // A node fed from three branches, and a node on error outputs, are named.
+    assert!(notes("Aggregate Results").contains("fed from several branches"));
+    assert_eq!(st("Error Fallback"), Status::Unsupported);
+    for n in ["List Feeds", "Rate Limit (opt-in)", "Set Channel Targets"] {
+        assert!(notes(n).contains("$env"), "{n}");
+    }
+    assert!(notes("Idempotency Filter (opt-in)").contains("require"));
+    assert!(notes("Rate Limit (opt-in)").contains("static data"));
+    let mut rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    rules.sort();
+    rules.dedup();
+    assert_eq!(
+        rules,
+        [
+            "needs-review",
+            "script",
+            "undeclared-host",
+            "unsupported-node"
+        ]
+    );
 }
