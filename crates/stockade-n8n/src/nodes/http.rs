@@ -1,8 +1,10 @@
 //! HTTP Request (v1 and v3/v4 parameters) → `http.request`: the URL's host becomes a
 //! declared host, n8n credentials become named credential references, header values
 //! that look like secrets are replaced by a credential reference (never copied), query
-//! parameters join the URL, the body keeps its fields. Calls to DingTalk / Feishu / Lark
-//! bot webhooks become `alert.send` to a named channel instead.
+//! parameters join the URL, the body keeps its fields (a JSON body an expression gives as
+//! text is parsed, as n8n parses it). An authenticated request whose export names no
+//! credential still gets a reference, named from its credential type. Calls to DingTalk /
+//! Feishu / Lark bot webhooks become `alert.send` to a named channel instead.
 
 use serde_json::Value;
 
@@ -379,5 +381,22 @@ fn mark_expressions(v: Value) -> Value {
                 .collect(),
         ),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parsed_as_json;
+
+    #[test]
+    fn a_body_that_is_one_expression_is_parsed_and_a_template_is_left_as_text() {
+        assert_eq!(
+            parsed_as_json("={{ JSON.stringify($json) }}"),
+            "={{ ((b) => (typeof b === \"string\" ? JSON.parse(b) : b))(JSON.stringify($json)) }}"
+        );
+        // Text around the expression, or nested braces that would end the expression
+        // early, are not wrapped (the body stays a reviewed string).
+        assert_eq!(parsed_as_json("=id: {{ $json.id }}"), "=id: {{ $json.id }}");
+        assert_eq!(parsed_as_json("={{ {a: {b: 1}} }}"), "={{ {a: {b: 1}} }}");
     }
 }
