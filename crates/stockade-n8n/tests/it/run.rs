@@ -45,6 +45,7 @@ both!(
     the_converted_reminder_builds_n8ns_fields_then_stops_at_the_email,
     the_converted_template_answers_its_json_with_the_normalized_payload,
     the_converted_ssl_watcher_alerts_as_n8n_would_then_stops_at_the_error_branch,
+    the_converted_rss_workflow_parses_formats_and_routes_as_n8n_would,
 );
 
 struct Env {
@@ -415,5 +416,155 @@ async fn the_converted_ssl_watcher_alerts_as_n8n_would_then_stops_at_the_error_b
         "{}",
         f.message
     );
+    env.cleanup().await;
+}
+
+/// The feed "Fetch RSS Feed" would have fetched (n8n's text response is in `data`).
+const FEED: &str = r#"<?xml version="1.0"?>
+<rss version="2.0"><channel><title>Shop blog</title>
+<item><title>Autumn restock</title><link>https://blog.example.com/restock</link><guid>post-1</guid><pubDate>Mon, 07 Dec 2026 08:00:00 GMT</pubDate><description><![CDATA[<p>Red mugs are <b>back</b>.</p>]]></description></item>
+<item><title>Closed on Friday</title><link>https://blog.example.com/closed</link><guid>post-2</guid><pubDate>Tue, 08 Dec 2026 08:00:00 GMT</pubDate><description>The warehouse is closed on Friday.</description></item>
+</channel></rss>"#;
+
+/// The export's node named `name`.
+fn node_mut<'a>(raw: &'a mut Value, name: &str) -> &'a mut Value {
+    raw["nodes"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+/// Replaces `from` by `to` in a Code node's body (a setting n8n read from `$env`).
+fn set_in_code(raw: &mut Value, name: &str, from: &str, to: &str) {
+    let n = node_mut(raw, name);
+    let code = n["parameters"]["jsCode"].as_str().unwrap();
+    assert!(code.contains(from), "{name}: {from}");
+    n["parameters"]["jsCode"] = json!(code.replace(from, to));
+}
+
+async fn the_converted_rss_workflow_parses_formats_and_routes_as_n8n_would(b: Backend) {
+    let Some(env) = env(b).await else { return };
+    let bots = Bots::start(BotsConfig::default()).await.expect("bots");
+    let x = bots.add_bearer_webhook("x", "x-token-0123");
+    let discord = bots.add_bearer_webhook("discord", "unused-token-0123");
+    // What the sandbox cannot give, replaced: the `$env` settings by literals in the
+    // Code bodies (feeds, rate limit and idempotency off, channels `X,discord`),
+    // `require('crypto')` (not reached with idempotency off) by null, the feed fetch
+    // by a Code node returning the feed, the X and Discord URLs by the sandbox's
+    // receivers. The parser, formatter, fan-out, Switch and request bodies are the
+    // export's own.
+    let mut raw: Value =
+        serde_json::from_slice(&fixture("studiomeyer-rss-multi-channel.json")).unwrap();
+    let feed = "'https://blog.example.com/feed.xml'";
+    set_in_code(&mut raw, "List Feeds", "$env.RSS_FEEDS", feed);
+    set_in_code(
+        &mut raw,
+        "Rate Limit (opt-in)",
+        "$env.RATE_LIMIT_ENABLED",
+        "'0'",
+    );
+    let idem = "Idempotency Filter (opt-in)";
+    set_in_code(&mut raw, idem, "$env.IDEMPOTENCY_ENABLED", "'0'");
+    set_in_code(&mut raw, idem, "require('crypto')", "null");
+    set_in_code(
+        &mut raw,
+        "Set Channel Targets",
+        "$env.SOCIAL_CHANNELS",
+        "'X,discord'",
+    );
+    let fetch = node_mut(&mut raw, "Fetch RSS Feed");
+    fetch["type"] = json!("n8n-nodes-base.code");
+    fetch["typeVersion"] = json!(2);
+    fetch["parameters"] =
+        json!({ "jsCode": format!("return [{{ json: {{ data: {} }} }}];", json!(FEED)) });
+    node_mut(&mut raw, "X Post")["parameters"]["url"] = json!(x.url);
+    node_mut(&mut raw, "Discord Webhook")["parameters"]["url"] = json!(discord.url);
+    let i = stockade_n8n::import(raw.to_string().as_bytes(), &Default::default()).unwrap();
+    let w = &i.workflows[0];
+    let (gateway, vault) = services(&env, &bots).await;
+    // The X request carries the credential the importer referenced for n8n's
+    // twitterOAuth1Api (the receiver checks it).
+    vault
+        .put_credential(
+            &stockade_vault::NewCredential {
+                name: &w.credentials[0].name,
+                kind: "secret",
+                secret: &stockade_core::SecretString::from("x-token-0123".to_owned()),
+                owner: &stockade_vault::KeyOwner::system(),
+                scopes: &stockade_vault::CredentialScopes {
+                    workflows: vec![w.name.clone()],
+                    hosts: vec!["127.0.0.1".into()],
+                },
+                account: None,
+            },
+            &Actor::System("test"),
+        )
+        .await
+        .unwrap();
+    let exec = Executor::new(env.store.clone(), catalog(&i)).with_services(gateway, vault);
+    let trigger = json!({ "kind": "schedule", "scheduled_at": "2026-12-07T09:00:00Z", "at": "2026-12-07T09:00:00Z" });
+    let (outcome, journal) = env.run(&exec, &w.name, trigger).await;
+    // "Parse RSS Items": one item per <item>, CDATA and tags stripped from the summary;
+    // n8n's HTTP output has no feedUrl, so it is 'unknown'.
+    let parsed = output(&journal, "parse_rss_items")["items"].clone();
+    assert_eq!(
+        parsed,
+        json!([
+            { "feedUrl": "unknown", "title": "Autumn restock", "link": "https://blog.example.com/restock", "guid": "post-1", "pubDate": "Mon, 07 Dec 2026 08:00:00 GMT", "summary": "Red mugs are back." },
+            { "feedUrl": "unknown", "title": "Closed on Friday", "link": "https://blog.example.com/closed", "guid": "post-2", "pubDate": "Tue, 08 Dec 2026 08:00:00 GMT", "summary": "The warehouse is closed on Friday." }
+        ])
+    );
+    // "Set Channel Targets": each item once per enabled channel (lower-cased);
+    // the Switch sends x to output 0 and discord to output 2.
+    let cases: Vec<String> = (0..4)
+        .map(|k| {
+            output(
+                &journal,
+                &format!("each_route_by_channel#{k}/route_by_channel"),
+            )["case"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(cases, ["0", "2", "0", "2"]);
+    // "Normalize Items" texts, sent as the bodies n8n sends (JSON.stringify parsed).
+    let restock = "Autumn restock";
+    let sent = |bot: &str| -> Vec<Value> {
+        bots.received()
+            .iter()
+            .filter(|r| r.bot == bot)
+            .map(|r| r.body.clone())
+            .collect()
+    };
+    assert_eq!(
+        sent("x"),
+        [
+            json!({ "text": format!("{restock} https://blog.example.com/restock") }),
+            json!({ "text": "Closed on Friday https://blog.example.com/closed" })
+        ]
+    );
+    assert!(
+        bots.received()
+            .iter()
+            .filter(|r| r.bot == "x")
+            .all(|r| r.accepted)
+    );
+    assert_eq!(
+        sent("discord"),
+        [
+            json!({ "content": format!("{restock}\nRed mugs are back.\nhttps://blog.example.com/restock"),
+                    "embeds": [{ "title": restock, "url": "https://blog.example.com/restock", "description": "Red mugs are back.", "color": 1591619 }] }),
+            json!({ "content": "Closed on Friday\nThe warehouse is closed on Friday.\nhttps://blog.example.com/closed",
+                    "embeds": [{ "title": "Closed on Friday", "url": "https://blog.example.com/closed", "description": "The warehouse is closed on Friday.", "color": 1591619 }] })
+        ]
+    );
+    // The error-output node stops the run, named.
+    let RunOutcome::Failed(f) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(f.message.contains("\"Error Fallback\""), "{}", f.message);
     env.cleanup().await;
 }
