@@ -406,6 +406,8 @@ fn dispatch(
         Err("a second trigger: a Stockade workflow has one; make this its own workflow".to_owned())
     } else if plan.on_error_output.contains(&n) && !plan.edges.iter().any(|e| e.to == n) {
         Err("runs on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
+    } else if plan.error_only.contains(&n) {
+        Err("runs only after a node on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
     } else {
         nodes::convert(cx)
     }

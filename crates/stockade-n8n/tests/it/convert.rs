@@ -475,6 +475,10 @@ fn a_public_switch_workflow_routes_case_insensitively_and_names_its_credentials(
     // A node fed from three branches, and a node on error outputs, are named.
     assert!(notes("Aggregate Results").contains("fed from several branches"));
     assert_eq!(st("Error Fallback"), Status::Unsupported);
+    // The alert after it runs only on n8n's error path: it is named too, rather than
+    // left to run on every execution once the reviewer removes the error node.
+    assert_eq!(st("Error Slack Alert"), Status::Unsupported);
+    assert!(notes("Error Slack Alert").contains("only after a node on the error output"));
     for n in ["List Feeds", "Rate Limit (opt-in)", "Set Channel Targets"] {
         assert!(notes(n).contains("$env"), "{n}");
     }
