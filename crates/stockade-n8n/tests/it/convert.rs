@@ -189,6 +189,12 @@ fn the_seller_stock_routing_converts_merge_edit_fields_and_switch_exactly() {
     // was found; see SOURCES.md).
     let i = import("seller-stock-routing.json");
     let w = &i.workflows[0];
+    assert!(
+        w.report()
+            .contains("9 converted, 0 need review, 0 unsupported, 0 left out"),
+        "{}",
+        w.report()
+    );
     for node in [
         "Start",
         "East Stock",
@@ -228,6 +234,12 @@ fn the_seller_stock_routing_converts_merge_edit_fields_and_switch_exactly() {
 fn a_public_webhook_template_converts_its_code_and_answers_with_json() {
     let i = import("studiomeyer-template-skeleton.json");
     let w = &i.workflows[0];
+    assert!(
+        w.report()
+            .contains("1 converted, 2 need review, 0 unsupported, 1 left out"),
+        "{}",
+        w.report()
+    );
     assert_eq!(
         w.node("Sticky Note - Intro").unwrap().status,
         Status::LeftOut
@@ -263,6 +275,12 @@ fn a_public_webhook_template_converts_its_code_and_answers_with_json() {
 fn a_public_schedule_if_http_workflow_names_env_require_and_the_error_branch() {
     let i = import("studiomeyer-ssl-expiry-watcher.json");
     let w = &i.workflows[0];
+    assert!(
+        w.report()
+            .contains("3 converted, 3 need review, 1 unsupported, 3 left out"),
+        "{}",
+        w.report()
+    );
     let st = |n: &str| w.node(n).unwrap().status;
     assert_eq!(st("Schedule Trigger"), Status::Converted);
     assert!(w.yaml.contains("cron: \"0 9 * * *\""), "{}", w.yaml);
@@ -436,6 +454,12 @@ fn a_secret_inside_an_expression_never_reaches_the_report_and_fails_lint() {
 fn a_public_switch_workflow_routes_case_insensitively_and_names_its_credentials() {
     let i = import("studiomeyer-rss-multi-channel.json");
     let w = &i.workflows[0];
+    assert!(
+        w.report()
+            .contains("3 converted, 11 need review, 2 unsupported, 3 left out"),
+        "{}",
+        w.report()
+    );
     let st = |n: &str| w.node(n).unwrap().status;
     assert_eq!(st("Schedule Trigger"), Status::Converted);
     assert_eq!(st("Normalize Items"), Status::Converted);
