@@ -7,7 +7,8 @@
 //! and the node is marked for review); review reasons are also written into the
 //! workflow's description after [`REVIEW_MARKER`], which the linter reports
 //! (`needs-review`), so nothing reaches a running workflow unreviewed; no parameter
-//! value reaches the report.
+//! value reaches the report; a node run once per item has all of its steps (its
+//! generated expression script too) inside the same `for_each`, so `item` is its item.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -43,6 +44,9 @@ pub struct Draft {
     pub owner: Option<usize>,
     /// Run once per item of this list (`for_each` around the step).
     pub wrap: Option<(String, String)>,
+    /// Steps of the same node that run before it inside that `for_each` (its generated
+    /// expression script reads the loop's `item`, so it must be inside too).
+    pub pre: Vec<Draft>,
 }
 
 /// Where the nodes hanging under a branch output go.
@@ -195,6 +199,7 @@ impl Cx<'_> {
             branches: Vec::new(),
             owner: None,
             wrap: None,
+            pre: Vec::new(),
         }
     }
 
@@ -260,6 +265,7 @@ impl Cx<'_> {
             branches: Vec::new(),
             owner: None,
             wrap: None,
+            pre: Vec::new(),
         };
         d.entries.push(("id".into(), Y::s(id)));
         d.entries.push(("uses".into(), Y::s("script")));
@@ -346,12 +352,16 @@ pub fn workflow(w: &Workflow, name: &str, env: &Env) -> Converted {
                 report.status = Status::Review;
             }
         }
-        if let (Some((items, each)), Some(first)) = (wrap, drafts.last_mut()) {
-            first.wrap = Some((cx.acc.fresh(&each), items));
-            if first.owner.is_none() {
+        if let Some((items, each)) = wrap
+            && let Some(mut last) = drafts.pop()
+        {
+            last.wrap = Some((cx.acc.fresh(&each), items));
+            last.pre = std::mem::take(&mut drafts);
+            if last.owner.is_none() {
                 cx.out = Items::Unknown;
             }
             cx.note("n8n ran it once per item: it runs in a for_each over the items");
+            drafts.push(last);
         }
         report.step = drafts
             .last()
@@ -396,6 +406,8 @@ fn dispatch(
         Err("a second trigger: a Stockade workflow has one; make this its own workflow".to_owned())
     } else if plan.on_error_output.contains(&n) && !plan.edges.iter().any(|e| e.to == n) {
         Err("runs on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
+    } else if plan.error_only.contains(&n) {
+        Err("runs only after a node on the error output of another node: Stockade has no error branch; use continue_on_error or on_error".to_owned())
     } else {
         nodes::convert(cx)
     }
@@ -671,7 +683,16 @@ fn draft_yaml(containers: &BTreeMap<Ctx, Vec<Draft>>, ctx: &Ctx, d: &Draft) -> Y
                 "with",
                 Y::map(vec![("items", Y::s(items)), ("max_items", Y::Int(1000))]),
             ),
-            ("steps", Y::Seq(vec![step])),
+            (
+                "steps",
+                Y::Seq(
+                    d.pre
+                        .iter()
+                        .map(|p| draft_yaml(containers, ctx, p))
+                        .chain(std::iter::once(step))
+                        .collect(),
+                ),
+            ),
         ]),
     }
 }

@@ -30,6 +30,9 @@ pub struct Plan {
     pub back_edges: Vec<Edge>,
     /// Nodes fed by the error output of a node.
     pub on_error_output: BTreeSet<usize>,
+    /// Nodes that run only on n8n's error path: fed by an error output and nothing
+    /// else, or fed only by such nodes.
+    pub error_only: BTreeSet<usize>,
     /// Nodes fed from several branches (placed after them).
     pub joins: BTreeSet<usize>,
 }
@@ -129,13 +132,37 @@ pub fn plan(w: &Workflow) -> Plan {
     edges.retain(|e| !back_edges.contains(e));
     let order = topo(count, &edges, &key);
     let (ctx, joins) = contexts(w, &order, &edges);
+    let error_only = error_only(count, &edges, &on_error_output);
     Plan {
         order,
         ctx,
         edges,
         back_edges,
         on_error_output,
+        error_only,
         joins,
+    }
+}
+
+/// The nodes reached only through error outputs (see [`Plan::error_only`]).
+fn error_only(count: usize, edges: &[Edge], on_error_output: &BTreeSet<usize>) -> BTreeSet<usize> {
+    let mut set: BTreeSet<usize> = on_error_output
+        .iter()
+        .copied()
+        .filter(|&n| !edges.iter().any(|e| e.to == n))
+        .collect();
+    loop {
+        let more: Vec<usize> = (0..count)
+            .filter(|n| !set.contains(n))
+            .filter(|&n| {
+                let mut from = edges.iter().filter(|e| e.to == n).peekable();
+                from.peek().is_some() && from.all(|e| set.contains(&e.from))
+            })
+            .collect();
+        if more.is_empty() {
+            return set;
+        }
+        set.extend(more);
     }
 }
 

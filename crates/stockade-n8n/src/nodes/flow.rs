@@ -576,7 +576,8 @@ pub fn respond(cx: &mut Cx<'_>) -> Result<Vec<Draft>, String> {
                 other => other.clone(),
             };
             (
-                "return $input.all();",
+                // n8n parses a body given as JSON text (`{{ JSON.stringify(…) }}`).
+                "return $input.all().map((i) => ({ json: typeof i.json === 'string' ? JSON.parse(i.json) : i.json }));",
                 Some(cx.value("responseBody", &parsed)),
             )
         }

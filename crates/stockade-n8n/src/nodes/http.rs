@@ -1,8 +1,10 @@
 //! HTTP Request (v1 and v3/v4 parameters) → `http.request`: the URL's host becomes a
 //! declared host, n8n credentials become named credential references, header values
 //! that look like secrets are replaced by a credential reference (never copied), query
-//! parameters join the URL, the body keeps its fields. Calls to DingTalk / Feishu / Lark
-//! bot webhooks become `alert.send` to a named channel instead.
+//! parameters join the URL, the body keeps its fields (a JSON body an expression gives as
+//! text is parsed, as n8n parses it). An authenticated request whose export names no
+//! credential still gets a reference, named from its credential type. Calls to DingTalk /
+//! Feishu / Lark bot webhooks become `alert.send` to a named channel instead.
 
 use serde_json::Value;
 
@@ -255,10 +257,26 @@ fn headers(
 /// The node's n8n credential as a named reference (header to check when unknown).
 fn node_credential(cx: &mut Cx<'_>, host: Option<&str>) -> Option<CredentialRef> {
     let auth = cx.node.str_param("authentication").unwrap_or("none");
-    let (slot, cred_name) = cx.node.credentials.first().cloned()?;
     if auth == "none" && cx.node.version >= 2.0 {
         return None;
     }
+    let (slot, cred_name) = match cx.node.credentials.first().cloned() {
+        Some(c) => c,
+        None => {
+            // Shared exports often drop the `credentials` entry: the credential type is
+            // still in the parameters, and the request still needs one.
+            let slot = match auth {
+                "predefinedCredentialType" => cx.node.str_param("nodeCredentialType"),
+                "genericCredentialType" => cx.node.str_param("genericAuthType"),
+                _ => None,
+            }?
+            .to_owned();
+            cx.review(format!(
+                "n8n authenticated with a `{slot}` credential the export does not name: a credential is referenced by a generated name"
+            ));
+            (slot, String::new())
+        }
+    };
     let why = format!("n8n credential type `{slot}`");
     let name = cx.credential(&cred_name, &slot, host, &why);
     let header = match slot.as_str() {
@@ -330,11 +348,25 @@ fn json_text(cx: &mut Cx<'_>, v: Option<Value>) -> Option<Value> {
                 Ok(parsed) => Some(mark_expressions(parsed)),
                 Err(_) => {
                     cx.review("the JSON body is built by an expression: computed by a script");
-                    Some(Value::String(text))
+                    Some(Value::String(parsed_as_json(&text)))
                 }
             }
         }
         Err(_) => Some(Value::String(text)),
+    }
+}
+
+/// n8n parses the text a JSON body expression gives (`={{ JSON.stringify($json) }}`)
+/// and sends the value: a body that is one expression is wrapped so the script does
+/// the same. Other templates are left as they are (sent as text; reviewed).
+fn parsed_as_json(text: &str) -> String {
+    let inner = text.trim_start_matches('=').trim();
+    match inner.strip_prefix("{{").and_then(|t| t.strip_suffix("}}")) {
+        Some(e) if !e.contains("{{") && !e.contains("}}") => format!(
+            "={{{{ ((b) => (typeof b === \"string\" ? JSON.parse(b) : b))({}) }}}}",
+            e.trim()
+        ),
+        _ => text.to_owned(),
     }
 }
 
@@ -349,5 +381,22 @@ fn mark_expressions(v: Value) -> Value {
                 .collect(),
         ),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parsed_as_json;
+
+    #[test]
+    fn a_body_that_is_one_expression_is_parsed_and_a_template_is_left_as_text() {
+        assert_eq!(
+            parsed_as_json("={{ JSON.stringify($json) }}"),
+            "={{ ((b) => (typeof b === \"string\" ? JSON.parse(b) : b))(JSON.stringify($json)) }}"
+        );
+        // Text around the expression, or nested braces that would end the expression
+        // early, are not wrapped (the body stays a reviewed string).
+        assert_eq!(parsed_as_json("=id: {{ $json.id }}"), "=id: {{ $json.id }}");
+        assert_eq!(parsed_as_json("={{ {a: {b: 1}} }}"), "={{ {a: {b: 1}} }}");
     }
 }

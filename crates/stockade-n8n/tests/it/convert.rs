@@ -184,51 +184,168 @@ fn not_n8n_json_and_oversized_input_are_refused_whole() {
 }
 
 #[test]
-fn n8n_merge_append_fixture_becomes_scripts_over_both_inputs() {
-    let i = import("n8n-merge-append.json");
+fn the_seller_stock_routing_converts_merge_edit_fields_and_switch_exactly() {
+    // Stockade-written (no permissively licensed public export with Merge and Switch
+    // was found; see SOURCES.md).
+    let i = import("seller-stock-routing.json");
     let w = &i.workflows[0];
     assert!(
+        w.report()
+            .contains("9 converted, 0 need review, 0 unsupported, 0 left out"),
+        "{}",
+        w.report()
+    );
+    for node in [
+        "Start",
+        "East Stock",
+        "West Stock",
+        "All Stock",
+        "Quantities As Numbers",
+        "By Warehouse",
+    ] {
+        assert_eq!(w.node(node).unwrap().status, Status::Converted, "{node}");
+    }
+    assert_eq!(
+        w.node("All Stock").unwrap().step.as_deref(),
+        Some("all_stock")
+    );
+    assert!(
         w.yaml
-            .contains("return [...$(\"Code\").all(), ...$(\"Code1\").all()];"),
+            .contains("return [...$(\"East Stock\").all(), ...$(\"West Stock\").all()];"),
         "{}",
         w.yaml
     );
-    assert!(w.yaml.contains("Code: \"{{ steps.code.output.items }}\""));
-    assert!(w.yaml.contains("Code1: \"{{ steps.code1.output.items }}\""));
-    assert_eq!(w.node("Code").unwrap().status, Status::Converted);
-    assert_eq!(
-        w.node("Merge").unwrap().status,
-        Status::Review,
-        "pinned data"
+    assert!(w.yaml.contains("put(out, [\"qty\"], Number(($json.qty)));"));
+    assert!(
+        w.yaml.contains("const out = { ...$json };"),
+        "includeOtherFields"
     );
-    let r = rules(&i, "merge-tests.yaml");
-    assert_eq!(r, ["needs-review"], "only the pinned-data review point");
+    assert!(
+        w.yaml.contains(
+            r#"value: "{{ \"0\" if ((item.warehouse) == (\"east\")) else \"1\" if ((item.warehouse) == (\"west\")) else \"2\" }}""#
+        ),
+        "{}",
+        w.yaml
+    );
+    assert_eq!(lint(&i), Vec::<(String, String, String)>::new());
 }
 
 #[test]
-fn n8n_if_v2_fixture_keeps_both_branches_and_names_the_test_node() {
-    let i = import("n8n-if-v2-number.json");
+fn a_public_webhook_template_converts_its_code_and_answers_with_json() {
+    let i = import("studiomeyer-template-skeleton.json");
     let w = &i.workflows[0];
-    assert!(w.yaml.contains("uses: if"));
-    assert!(w.yaml.contains("then: []") && w.yaml.contains("else: []"));
-    assert_eq!(w.node("Code").unwrap().status, Status::Unsupported);
-    assert_eq!(w.node("Then").unwrap().step, None);
-    // The condition is kept as JavaScript (its input is the unsupported node's).
+    assert!(
+        w.report()
+            .contains("1 converted, 2 need review, 0 unsupported, 1 left out"),
+        "{}",
+        w.report()
+    );
+    assert_eq!(
+        w.node("Sticky Note - Intro").unwrap().status,
+        Status::LeftOut
+    );
+    // n8n had no authentication on the webhook: Stockade asks for a key (reviewed).
+    assert_eq!(w.node("Webhook").unwrap().status, Status::Review);
+    assert_eq!(
+        w.node("Normalize Payload").unwrap().status,
+        Status::Converted
+    );
+    assert_eq!(w.node("Respond").unwrap().status, Status::Review);
     assert!(
         w.yaml
-            .contains("(($json.count)) === (1) || (($json.count)) > (10)"),
+            .contains("path: your-trigger\n    auth: api_key\n    respond: result"),
         "{}",
         w.yaml
     );
-    assert!(rules(&i, "filter-test.yaml").contains(&"unsupported-node".to_owned()));
+    assert!(
+        w.yaml
+            .contains("const body = $input.first().json.body || {};")
+    );
+    assert!(w.yaml.contains("input: \"{{ trigger }}\""));
+    // The JSON text n8n answers with is parsed, as n8n parses it.
+    assert!(w.yaml.contains("JSON.parse(i.json)"), "{}", w.yaml);
+    let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    assert!(
+        !rules.is_empty() && rules.iter().all(|r| r == "needs-review"),
+        "{rules:?}"
+    );
+}
+
+#[test]
+fn a_public_schedule_if_http_workflow_names_env_require_and_the_error_branch() {
+    let i = import("studiomeyer-ssl-expiry-watcher.json");
+    let w = &i.workflows[0];
+    assert!(
+        w.report()
+            .contains("3 converted, 3 need review, 1 unsupported, 3 left out"),
+        "{}",
+        w.report()
+    );
+    let st = |n: &str| w.node(n).unwrap().status;
+    assert_eq!(st("Schedule Trigger"), Status::Converted);
+    assert!(w.yaml.contains("cron: \"0 9 * * *\""), "{}", w.yaml);
+    assert_eq!(st("Load Domains"), Status::Review);
+    assert_eq!(st("Check Expiry"), Status::Review);
+    let notes = |n: &str| w.node(n).unwrap().notes.join("\n");
+    assert!(notes("Load Domains").contains("$env"));
+    assert!(notes("Check Expiry").contains("require"));
+    assert_eq!(st("Should Alert?"), Status::Converted);
+    assert!(w.yaml.contains("condition: \"(item.shouldAlert) == true\""));
+    assert_eq!(st("Build Slack Message"), Status::Converted);
+    assert_eq!(st("Slack Alert"), Status::Review);
+    // The Slack Alert's expressions read the Build Slack Message item: the script
+    // computing them runs inside the same for_each as the request.
+    assert!(
+        w.yaml.contains(
+            "items: \"{{ steps.build_slack_message.output.items }}\"\n              max_items: 1000\n            steps:\n              - id: slack_alert_expr"
+        ),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("continue_on_error: true"));
+    // The node on n8n's error output is named, never dropped.
+    assert_eq!(st("Error Fallback"), Status::Unsupported);
+    let mut rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    rules.sort();
+    rules.dedup();
+    assert_eq!(
+        rules,
+        [
+            "needs-review",
+            "script",
+            "undeclared-host",
+            "unsupported-node"
+        ]
+    );
+    let problems = lint(&i);
+    assert!(
+        problems
+            .iter()
+            .any(|(_, r, m)| r == "script" && m.contains("`require`"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|(_, r, m)| r == "script" && m.contains("`$env`"))
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|(_, r, m)| r == "unsupported-node" && m.contains("\"Error Fallback\""))
+    );
 }
 
 #[test]
 fn every_node_is_reported_once() {
     for f in [
         "seller-order-sync.json",
-        "n8n-if-v2-number.json",
-        "n8n-merge-append.json",
+        "seller-stock-routing.json",
+        "studiomeyer-template-skeleton.json",
+        "studiomeyer-ssl-expiry-watcher.json",
+        "studiomeyer-rss-multi-channel.json",
+        "mrumpold-webhook.json",
+        "mrumpold-weather-api-1.json",
+        "mrumpold-daily-email-reminder.json",
     ] {
         let raw: serde_json::Value = serde_json::from_slice(&fixture(f)).unwrap();
         let list = raw.as_array().cloned().unwrap_or_else(|| vec![raw.clone()]);
@@ -331,4 +448,76 @@ fn a_secret_inside_an_expression_never_reaches_the_report_and_fails_lint() {
     // The body expression is kept verbatim for review, so lint sees the secret in it.
     let rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
     assert!(rules.contains(&"secret-literal".to_owned()), "{rules:?}");
+}
+
+#[test]
+fn a_public_switch_workflow_routes_case_insensitively_and_names_its_credentials() {
+    let i = import("studiomeyer-rss-multi-channel.json");
+    let w = &i.workflows[0];
+    assert!(
+        w.report()
+            .contains("3 converted, 11 need review, 2 unsupported, 3 left out"),
+        "{}",
+        w.report()
+    );
+    let st = |n: &str| w.node(n).unwrap().status;
+    assert_eq!(st("Schedule Trigger"), Status::Converted);
+    assert_eq!(st("Normalize Items"), Status::Converted);
+    // Switch 3.2, case-insensitive, no fallback output: an unmatched item goes nowhere.
+    assert_eq!(st("Route by Channel"), Status::Converted);
+    assert!(
+        w.yaml.contains(
+            r#"value: "{{ \"0\" if (((item.channel) | lower) == ((\"x\") | lower)) else \"1\" if (((item.channel) | lower) == ((\"linkedin\") | lower)) else \"2\" if (((item.channel) | lower) == ((\"discord\") | lower)) else \"none\" }}""#
+        ),
+        "{}",
+        w.yaml
+    );
+    assert!(w.yaml.contains("        default: []"));
+    // The export names no credential for X and LinkedIn, but n8n authenticated both:
+    // each request gets a credential reference, and the reviewer is told why.
+    let creds: Vec<&str> = w.credentials.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        creds,
+        [
+            "rss-to-multi-channel-social-x-linkedin-discord-twitteroauth1api",
+            "rss-to-multi-channel-social-x-linkedin-discord-linkedinoauth2api"
+        ]
+    );
+    assert_eq!(w.hosts, ["api.linkedin.com", "api.x.com"]);
+    let notes = |n: &str| w.node(n).unwrap().notes.join("\n");
+    assert!(notes("X Post").contains("`twitterOAuth1Api` credential the export does not name"));
+    assert!(notes("LinkedIn Post").contains("OAuth2"));
+    assert!(
+        w.yaml.contains(
+            "credential: rss-to-multi-channel-social-x-linkedin-discord-twitteroauth1api"
+        )
+    );
+    // The JSON bodies built with JSON.stringify are parsed before sending, as n8n does.
+    assert!(w.yaml.contains(
+        "(((b) => (typeof b === \"string\" ? JSON.parse(b) : b))(JSON.stringify({ text: $json.xText })))"
+    ));
+    // A node fed from three branches, and a node on error outputs, are named.
+    assert!(notes("Aggregate Results").contains("fed from several branches"));
+    assert_eq!(st("Error Fallback"), Status::Unsupported);
+    // The alert after it runs only on n8n's error path: it is named too, rather than
+    // left to run on every execution once the reviewer removes the error node.
+    assert_eq!(st("Error Slack Alert"), Status::Unsupported);
+    assert!(notes("Error Slack Alert").contains("only after a node on the error output"));
+    for n in ["List Feeds", "Rate Limit (opt-in)", "Set Channel Targets"] {
+        assert!(notes(n).contains("$env"), "{n}");
+    }
+    assert!(notes("Idempotency Filter (opt-in)").contains("require"));
+    assert!(notes("Rate Limit (opt-in)").contains("static data"));
+    let mut rules: Vec<String> = lint(&i).into_iter().map(|p| p.1).collect();
+    rules.sort();
+    rules.dedup();
+    assert_eq!(
+        rules,
+        [
+            "needs-review",
+            "script",
+            "undeclared-host",
+            "unsupported-node"
+        ]
+    );
 }

@@ -1,4 +1,4 @@
-//! Import tests: real public n8n exports and a seller export written for Stockade
+//! Import tests: real public n8n exports and seller exports written for Stockade
 //! (tests/fixtures/n8n, sources in SOURCES.md) convert, report what they should, lint as
 //! they should, and the converted workflows run on the executor with n8n's results.
 
