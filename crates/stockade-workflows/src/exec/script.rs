@@ -127,7 +127,19 @@ impl ScriptLimits {
 #[derive(Debug, Clone)]
 pub struct ScriptStep {
     pool: Arc<Pool>,
+    /// Scripts running at once: more than the cores only adds thread switches, and a
+    /// bounded number keeps every engine in the pool (none built and dropped per run).
+    /// Twice the cores (at least 4), so a couple of scripts running to their time limit
+    /// do not hold up the others. Waiting for a permit does not count against a script's
+    /// time limit (its deadline starts when it runs).
+    running: Arc<tokio::sync::Semaphore>,
     settings: ScriptSettings,
+}
+
+/// How many scripts run at once (see [`ScriptStep::running`]).
+fn at_once() -> usize {
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    (cores * 2).max(4)
 }
 
 impl Default for ScriptStep {
@@ -138,8 +150,10 @@ impl Default for ScriptStep {
 
 impl ScriptStep {
     pub fn new(settings: ScriptSettings) -> Self {
+        let n = at_once();
         ScriptStep {
-            pool: Arc::new(Pool::default()),
+            pool: Arc::new(Pool::new(n)),
+            running: Arc::new(tokio::sync::Semaphore::new(n)),
             settings,
         }
     }
@@ -208,10 +222,20 @@ impl StepHandler for ScriptStep {
         Box::pin(async move {
             let job = self.job(&params.value)?;
             let pool = Arc::clone(&self.pool);
-            let outcome = tokio::task::spawn_blocking(move || pool.run(&job))
+            let permit = Arc::clone(&self.running)
+                .acquire_owned()
                 .await
-                .map_err(|_| StepError::new(ErrorClass::Transient, "script: the run was lost"))?
-                .map_err(|e| step_error(&e))?;
+                .map_err(|_| {
+                    StepError::new(ErrorClass::Transient, "script: the engine is stopping")
+                })?;
+            let outcome = tokio::task::spawn_blocking(move || {
+                let out = pool.run(&job);
+                drop(permit);
+                out
+            })
+            .await
+            .map_err(|_| StepError::new(ErrorClass::Transient, "script: the run was lost"))?
+            .map_err(|e| step_error(&e))?;
             let logs: Vec<Value> = outcome
                 .logs
                 .iter()
