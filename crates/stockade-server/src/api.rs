@@ -10,10 +10,15 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
 use stockade_access::{NewSession, SecondFactor, SessionState};
 use stockade_core::{SecretString, time::format_rfc3339_ms};
+use utoipa::ToSchema;
 
+use crate::api_types::{
+    AlertsAnswer, ApiKeyItem, ApiKeyList, AuditVerify, BanItem, BanList, EnrollAnswer,
+    EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready, SessionAnswer, SessionTimes,
+    UserItem, UserList, UserRef, WhoAmI,
+};
 use crate::dashboard;
 use crate::error::AppError;
 use crate::extract::{
@@ -24,8 +29,12 @@ use crate::state::AppState;
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 type ApiResult = Result<Response, AppError>;
 
-fn user_json(s: &NewSession) -> Value {
-    json!({"id": s.user.id, "email": s.user.email, "role": s.user.role.as_str()})
+fn user_ref(s: &NewSession) -> UserRef {
+    UserRef {
+        id: s.user.id.clone(),
+        email: s.user.email.clone(),
+        role: s.user.role.as_str().to_owned(),
+    }
 }
 
 fn with_cookie(mut res: Response, token: &SecretString) -> Response {
@@ -34,7 +43,7 @@ fn with_cookie(mut res: Response, token: &SecretString) -> Response {
     res
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
     email: String,
@@ -45,6 +54,17 @@ pub struct LoginBody {
     recovery_code: Option<String>,
 }
 
+/// Sign in with email, password and a TOTP code (or a recovery code).
+#[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", security(()),
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "Signed in; the session cookie is set", body = SessionAnswer),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong email, password or code", body = ErrorBody),
+        (status = 403, description = "The address is banned", body = ErrorBody),
+        (status = 409, description = "TOTP enrollment required", body = EnrollmentRequired),
+        (status = 429, description = "Throttled", body = ErrorBody),
+    ))]
 pub async fn login(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -66,25 +86,31 @@ pub async fn login(
     if s.stage == stockade_access::Stage::Enroll {
         return Ok((
             StatusCode::CONFLICT,
-            Json(json!({
-                "error": {"code": "mfa_enrollment_required", "message": "TOTP enrollment is required: POST the enrollment_token to /api/v1/auth/mfa/enroll, then a code to /api/v1/auth/mfa/confirm"},
-                "enrollment_token": s.token.expose_secret(),
-            })),
+            Json(EnrollmentRequired {
+                error: ErrorDetail {
+                    code: "mfa_enrollment_required".into(),
+                    message: "TOTP enrollment is required: POST the enrollment_token to /api/v1/auth/mfa/enroll, then a code to /api/v1/auth/mfa/confirm".into(),
+                    until: None,
+                    retry_after_s: None,
+                },
+                enrollment_token: s.token.expose_secret().to_owned(),
+            }),
         )
             .into_response());
     }
     Ok(with_cookie(
-        Json(json!({
-            "user": user_json(&s),
-            "csrf_token": s.csrf,
-            "expires_at": format_rfc3339_ms(s.expires_at_ms),
-        }))
+        Json(SessionAnswer {
+            user: user_ref(&s),
+            csrf_token: s.csrf.clone(),
+            recovery_codes: None,
+            expires_at: format_rfc3339_ms(s.expires_at_ms),
+        })
         .into_response(),
         &s.token,
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnrollBody {
     enrollment_token: String,
@@ -106,20 +132,36 @@ async fn enrollment_session(
     }
 }
 
+/// Start TOTP enrollment with the token of a 409 sign-in answer.
+#[utoipa::path(post, path = "/api/v1/auth/mfa/enroll", tag = "auth", security(()),
+    request_body = EnrollBody,
+    responses(
+        (status = 200, description = "The secret to add to an authenticator", body = EnrollAnswer),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Unknown or expired enrollment token", body = ErrorBody),
+    ))]
 pub async fn mfa_enroll(
     State(state): State<AppState>,
     body: JsonBody<EnrollBody>,
-) -> Result<Json<Value>, AppError> {
+) -> Result<Json<EnrollAnswer>, AppError> {
     let Json(body) = body.map_err(|_| AppError::bad_body("\"enrollment_token\""))?;
     let session = enrollment_session(&state, &body.enrollment_token).await?;
     let e = state.access.begin_enrollment(&session).await?;
-    Ok(Json(json!({
-        "secret": e.secret_base32.as_str(),
-        "otpauth_uri": e.otpauth_uri.as_str(),
-        "qr_svg": qr_svg(&e.otpauth_uri),
-    })))
+    Ok(Json(EnrollAnswer {
+        secret: e.secret_base32.as_str().to_owned(),
+        otpauth_uri: e.otpauth_uri.as_str().to_owned(),
+        qr_svg: qr_svg(&e.otpauth_uri),
+    }))
 }
 
+/// Confirm enrollment with a first code: signs in and answers the recovery codes once.
+#[utoipa::path(post, path = "/api/v1/auth/mfa/confirm", tag = "auth", security(()),
+    request_body = EnrollBody,
+    responses(
+        (status = 200, description = "Enrolled and signed in; the session cookie is set", body = SessionAnswer),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Wrong code or unknown enrollment token", body = ErrorBody),
+    ))]
 pub async fn mfa_confirm(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
@@ -130,17 +172,24 @@ pub async fn mfa_confirm(
     let code = SecretString::from(body.totp.unwrap_or_default());
     let (s, codes) = state.access.confirm_enrollment(ip, &session, &code).await?;
     Ok(with_cookie(
-        Json(json!({
-            "user": user_json(&s),
-            "csrf_token": s.csrf,
-            "recovery_codes": codes.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "expires_at": format_rfc3339_ms(s.expires_at_ms),
-        }))
+        Json(SessionAnswer {
+            user: user_ref(&s),
+            csrf_token: s.csrf.clone(),
+            recovery_codes: Some(codes.iter().map(|c| c.as_str().to_owned()).collect()),
+            expires_at: format_rfc3339_ms(s.expires_at_ms),
+        })
         .into_response(),
         &s.token,
     ))
 }
 
+/// End the session of the cookie (also a session still at a sign-in step).
+#[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth", security(("session" = [], "csrf" = [])),
+    responses(
+        (status = 204, description = "Signed out; the cookie is cleared"),
+        (status = 401, description = "No session", body = ErrorBody),
+        (status = 403, description = "Missing or wrong CSRF token", body = ErrorBody),
+    ))]
 pub async fn logout(
     State(state): State<AppState>,
     Extension(MaybeSession(session)): Extension<MaybeSession>,
@@ -160,66 +209,108 @@ pub async fn logout(
         .into_response())
 }
 
+/// Who is calling: the session's user or the API key, and the environment.
+#[utoipa::path(get, path = "/api/v1/whoami", tag = "access",
+    responses((status = 200, description = "The caller", body = WhoAmI)))]
 pub async fn whoami(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
-) -> Json<Value> {
-    let env = state.access.environment().as_str();
+) -> Json<WhoAmI> {
+    let env = state.access.environment().as_str().to_owned();
     Json(match caller {
-        Caller::Session(s) => json!({
-            "kind": "session",
-            "env": env,
-            "user": {"id": s.user.id, "email": s.user.email, "role": s.user.role.as_str()},
-            "session": {
-                "created_at": format_rfc3339_ms(s.created_at_ms),
-                "expires_at": format_rfc3339_ms(s.expires_at_ms),
-                "idle_timeout_s": state.access.config().idle_timeout_s,
-            },
-        }),
-        Caller::Key(k) => json!({
-            "kind": "api_key",
-            "env": env,
-            "key": {"id": k.id, "name": k.name, "role": k.role.as_str()},
-        }),
+        Caller::Session(s) => WhoAmI {
+            kind: "session".into(),
+            env,
+            user: Some(UserRef {
+                id: s.user.id.clone(),
+                email: s.user.email.clone(),
+                role: s.user.role.as_str().to_owned(),
+            }),
+            session: Some(SessionTimes {
+                created_at: format_rfc3339_ms(s.created_at_ms),
+                expires_at: format_rfc3339_ms(s.expires_at_ms),
+                idle_timeout_s: state.access.config().idle_timeout_s,
+            }),
+            key: None,
+        },
+        Caller::Key(k) => WhoAmI {
+            kind: "api_key".into(),
+            env,
+            user: None,
+            session: None,
+            key: Some(KeyRef {
+                id: k.id.clone(),
+                name: k.name.clone(),
+                role: k.role.as_str().to_owned(),
+            }),
+        },
     })
 }
 
-pub async fn users(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// Every user with role, MFA state and whether disabled.
+#[utoipa::path(get, path = "/api/v1/users", tag = "access",
+    responses((status = 200, description = "The users", body = UserList)))]
+pub async fn users(State(state): State<AppState>) -> Result<Json<UserList>, AppError> {
     let users = state.access.users().await?;
-    Ok(Json(json!({"users": users.iter().map(|u| json!({
-        "id": u.id, "email": u.email, "role": u.role.as_str(), "disabled": u.disabled,
-        "mfa_enrolled": u.mfa_enrolled, "created_at": format_rfc3339_ms(u.created_at_ms),
-    })).collect::<Vec<_>>()})))
+    let users = users
+        .iter()
+        .map(|u| UserItem {
+            id: u.id.clone(),
+            email: u.email.clone(),
+            role: u.role.as_str().to_owned(),
+            disabled: u.disabled,
+            mfa_enrolled: u.mfa_enrolled,
+            created_at: format_rfc3339_ms(u.created_at_ms),
+        })
+        .collect();
+    Ok(Json(UserList { users }))
 }
 
-pub async fn api_keys(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// Every API key (never its secret).
+#[utoipa::path(get, path = "/api/v1/apikeys", tag = "access",
+    responses((status = 200, description = "The API keys", body = ApiKeyList)))]
+pub async fn api_keys(State(state): State<AppState>) -> Result<Json<ApiKeyList>, AppError> {
     let keys = state.access.api_keys().await?;
-    Ok(Json(json!({"api_keys": keys.iter().map(|k| json!({
-        "id": k.id, "name": k.name, "role": k.role.as_str(), "env": k.env,
-        "created_at": format_rfc3339_ms(k.created_at_ms),
-        "expires_at": k.expires_at_ms.map(format_rfc3339_ms),
-        "last_used_at": k.last_used_at_ms.map(format_rfc3339_ms),
-        "revoked_at": k.revoked_at_ms.map(format_rfc3339_ms),
-    })).collect::<Vec<_>>()})))
+    let api_keys = keys
+        .iter()
+        .map(|k| ApiKeyItem {
+            id: k.id.clone(),
+            name: k.name.clone(),
+            role: k.role.as_str().to_owned(),
+            env: k.env.clone(),
+            created_at: format_rfc3339_ms(k.created_at_ms),
+            expires_at: k.expires_at_ms.map(format_rfc3339_ms),
+            last_used_at: k.last_used_at_ms.map(format_rfc3339_ms),
+            revoked_at: k.revoked_at_ms.map(format_rfc3339_ms),
+        })
+        .collect();
+    Ok(Json(ApiKeyList { api_keys }))
 }
 
-fn ban_json(b: &stockade_access::BanInfo) -> Value {
-    json!({
-        "id": b.id, "ip": b.ip.to_string(), "since": format_rfc3339_ms(b.since_s * 1000),
-        "until": b.until_s.map(|u| format_rfc3339_ms(u * 1000)), "count": b.count,
-        "recidive": b.recidive, "reason": b.reason,
-        "lifted_at": b.lifted_at_s.map(|u| format_rfc3339_ms(u * 1000)),
-    })
+fn ban_item(b: &stockade_access::BanInfo) -> BanItem {
+    BanItem {
+        id: b.id.clone(),
+        ip: b.ip.to_string(),
+        since: format_rfc3339_ms(b.since_s * 1000),
+        until: b.until_s.map(|u| format_rfc3339_ms(u * 1000)),
+        count: b.count,
+        recidive: b.recidive,
+        reason: b.reason.clone(),
+        lifted_at: b.lifted_at_s.map(|u| format_rfc3339_ms(u * 1000)),
+    }
 }
 
-pub async fn bans(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+/// The active bans.
+#[utoipa::path(get, path = "/api/v1/bans", tag = "access",
+    responses((status = 200, description = "The active bans", body = BanList)))]
+pub async fn bans(State(state): State<AppState>) -> Result<Json<BanList>, AppError> {
     let bans = state.access.bans(false).await?;
-    Ok(Json(
-        json!({"bans": bans.iter().map(ban_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(BanList {
+        bans: bans.iter().map(ban_item).collect(),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BanBody {
     ip: String,
@@ -227,6 +318,12 @@ pub struct BanBody {
     duration: Option<String>,
 }
 
+/// Ban an address (`duration` like `1h`, `7d`, or `permanent`; default 1h).
+#[utoipa::path(post, path = "/api/v1/bans", tag = "access", request_body = BanBody,
+    responses(
+        (status = 201, description = "Banned", body = BanItem),
+        (status = 400, description = "Bad address or duration", body = ErrorBody),
+    ))]
 pub async fn add_ban(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -246,9 +343,17 @@ pub async fn add_ban(
                 AppError::refused(StatusCode::BAD_REQUEST, "invalid_duration", e.to_string())
             })?;
     let b = state.access.add_ban(ip, duration, &caller.actor()).await?;
-    Ok((StatusCode::CREATED, Json(ban_json(&b))).into_response())
+    Ok((StatusCode::CREATED, Json(ban_item(&b))).into_response())
 }
 
+/// Lift the ban of an address.
+#[utoipa::path(delete, path = "/api/v1/bans/{ip}", tag = "access",
+    params(("ip" = String, Path, description = "IPv4 or IPv6 address")),
+    responses(
+        (status = 204, description = "Lifted"),
+        (status = 400, description = "Not an address", body = ErrorBody),
+        (status = 404, description = "Not banned", body = ErrorBody),
+    ))]
 pub async fn remove_ban(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -266,6 +371,12 @@ pub async fn remove_ban(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Verify the audit chain: every row's hash against its predecessor's.
+#[utoipa::path(get, path = "/api/v1/audit/verify", tag = "audit",
+    responses(
+        (status = 200, description = "The chain verifies", body = AuditVerify),
+        (status = 409, description = "The chain is broken", body = AuditVerify),
+    ))]
 pub async fn audit_verify(State(state): State<AppState>) -> ApiResult {
     let report = state.access.store().verify_audit(None).await?;
     let ok = report.problem.is_none();
@@ -276,33 +387,41 @@ pub async fn audit_verify(State(state): State<AppState>) -> ApiResult {
     };
     Ok((
         status,
-        Json(json!({
-            "ok": ok,
-            "rows": report.rows_checked,
-            "head": report.head.map(|(seq, hash)| format!("{seq}:{}", hex::encode(hash))),
-            "problem": report.problem.map(|p| p.to_string()),
-        })),
+        Json(AuditVerify {
+            ok,
+            rows: report.rows_checked,
+            head: report
+                .head
+                .map(|(seq, hash)| format!("{seq}:{}", hex::encode(hash))),
+            problem: report.problem.map(|p| p.to_string()),
+        }),
     )
         .into_response())
 }
 
 /// Alert channels' state and the newest alerts (scrubbed, allow-listed fields only).
-pub async fn alerts(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts",
+    responses((status = 200, description = "Channels and the newest alerts", body = AlertsAnswer)))]
+pub async fn alerts(State(state): State<AppState>) -> Result<Json<AlertsAnswer>, AppError> {
     let store = state.access.store();
     let (channels, recent) = dashboard::alerts_view(store, 50).await?;
     let alerts = dashboard::alert_history(store, 100).await?;
-    Ok(Json(
-        json!({"channels": channels, "alerts": alerts, "recent": recent}),
-    ))
+    Ok(Json(AlertsAnswer {
+        channels,
+        alerts,
+        recent,
+    }))
 }
 
 pub async fn healthz() -> &'static str {
     "ok\n"
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, AppError> {
     match state.access.store().query_one("SELECT 1", vec![]).await {
-        Ok(_) => Ok(Json(json!({"status": "ready"}))),
+        Ok(_) => Ok(Json(Ready {
+            status: "ready".into(),
+        })),
         Err(e) => {
             tracing::warn!("readiness check failed: {e}");
             Err(AppError::refused(

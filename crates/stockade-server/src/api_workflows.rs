@@ -8,25 +8,34 @@
 //! is audited as that caller. A refused request writes nothing. Answers hold ids, names,
 //! states, times, attempts and stored (scrubbed) errors, never a step's output, an input
 //! value or a secret. Bodies are bounded by the router's body limit (64 KiB).
+//!
+//! The lists of workflows and executions are paged by an opaque cursor
+//! (`?limit=&cursor=`, answering `next_cursor`, `null` on the last page): keyset paging
+//! on the list's own order (name; newest first by queue time then id), so rows added
+//! meanwhile never repeat or skip a row already paged past.
 
 use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use stockade_core::time::format_rfc3339_ms;
 use stockade_store::JobState;
 use stockade_workflows::operate;
 use stockade_workflows::registry::{self, RegistryError, VersionRow};
 use stockade_workflows::runs::{self, RunError, RunRow};
+use utoipa::{IntoParams, ToSchema};
 
+use crate::api_types::{
+    ErrorBody, PageQuery, bad_cursor, decode_cursor, encode_cursor, page_limit,
+};
 use crate::error::AppError;
 use crate::extract::Caller;
 use crate::state::AppState;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
-type ApiResult = Result<Json<Value>, AppError>;
+type ApiResult<T> = Result<Json<T>, AppError>;
 
 fn refused(status: StatusCode, code: &'static str, e: impl std::fmt::Display) -> AppError {
     AppError::refused(status, code, e.to_string())
@@ -75,61 +84,187 @@ fn bad_body(e: &axum::extract::rejection::JsonRejection, expected: &str) -> AppE
     AppError::bad_body(expected)
 }
 
-fn time(ms: Option<i64>) -> Value {
-    ms.map_or(Value::Null, |t| Value::String(format_rfc3339_ms(t)))
+fn time(ms: Option<i64>) -> Option<String> {
+    ms.map(format_rfc3339_ms)
 }
 
-fn version_json(v: &VersionRow) -> Value {
-    json!({
-        "version": v.version, "state": v.state.as_str(), "sha256": v.content_sha256,
-        "lint_passed": v.lint_passed, "lint_problems": v.lint_problems,
-        "applied_by": v.applied_by, "applied_at": time(Some(v.applied_at_ms)),
-        "approved_by": v.approved_by, "approved_at": time(v.approved_at_ms),
-    })
+fn bad_query(expected: &'static str) -> AppError {
+    refused(StatusCode::BAD_REQUEST, "invalid_request", expected)
 }
 
-fn run_json(r: &RunRow) -> Value {
-    json!({
-        "id": r.id, "workflow": r.workflow, "version": r.version, "state": r.state.as_str(),
-        "attempts": r.attempts, "max_attempts": r.max_attempts,
-        "queued_at": time(Some(r.created_at_ms)), "started_at": time(r.started_at_ms),
-        "finished_at": time(r.finished_at_ms), "took_ms": r.took_ms(), "error": r.error,
-    })
+/// A stored version of a workflow with its lint result and approval.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionItem {
+    pub version: i64,
+    /// `pending`, `active`, `rejected`, `superseded`…
+    pub state: String,
+    pub sha256: String,
+    pub lint_passed: bool,
+    pub lint_problems: i64,
+    pub applied_by: String,
+    pub applied_at: Option<String>,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<String>,
 }
 
-/// GET /api/v1/workflows
-pub async fn list(State(state): State<AppState>) -> ApiResult {
-    let rows = registry::workflows(state.access.store()).await?;
-    let items: Vec<Value> = rows
-        .iter()
-        .map(|w| {
-            json!({"name": w.name, "enabled": w.enabled, "active_version": w.active_version,
-                   "latest_version": w.latest_version})
+fn version_item(v: &VersionRow) -> VersionItem {
+    VersionItem {
+        version: v.version,
+        state: v.state.as_str().to_owned(),
+        sha256: v.content_sha256.clone(),
+        lint_passed: v.lint_passed,
+        lint_problems: v.lint_problems,
+        applied_by: v.applied_by.clone(),
+        applied_at: time(Some(v.applied_at_ms)),
+        approved_by: v.approved_by.clone(),
+        approved_at: time(v.approved_at_ms),
+    }
+}
+
+/// An execution (a run of a workflow version): state, attempts, times, stored error.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionItem {
+    pub id: String,
+    pub workflow: String,
+    pub version: Option<i64>,
+    /// `queued`, `running`, `succeeded`, `failed` or `cancelled`.
+    pub state: String,
+    pub attempts: i64,
+    pub max_attempts: i64,
+    pub queued_at: Option<String>,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub took_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+fn execution_item(r: &RunRow) -> ExecutionItem {
+    ExecutionItem {
+        id: r.id.clone(),
+        workflow: r.workflow.clone(),
+        version: r.version,
+        state: r.state.as_str().to_owned(),
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        queued_at: time(Some(r.created_at_ms)),
+        started_at: time(r.started_at_ms),
+        finished_at: time(r.finished_at_ms),
+        took_ms: r.took_ms(),
+        error: r.error.clone(),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowItem {
+    pub name: String,
+    pub enabled: bool,
+    pub active_version: Option<i64>,
+    pub latest_version: i64,
+}
+
+/// One page of workflows by name.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct WorkflowPage {
+    pub workflows: Vec<WorkflowItem>,
+    /// Pass as `cursor` for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const WORKFLOW_CURSOR: &str = "w1";
+
+/// GET /api/v1/workflows?limit=&cursor=
+#[utoipa::path(get, path = "/api/v1/workflows", tag = "workflows", params(PageQuery),
+    responses(
+        (status = 200, description = "One page of workflows, by name", body = WorkflowPage),
+        (status = 400, description = "Bad limit or cursor", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<PageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<WorkflowPage> {
+    let Query(q) = query.map_err(|_| bad_query("the query takes limit and cursor"))?;
+    let limit = page_limit(q.limit);
+    let after = match q.cursor.as_deref() {
+        Some(c) => decode_cursor(WORKFLOW_CURSOR, c)?,
+        None => String::new(),
+    };
+    let mut rows = registry::workflows_after(state.access.store(), &after, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last().map(|w| encode_cursor(WORKFLOW_CURSOR, &w.name)))
+        .flatten();
+    let workflows = rows
+        .into_iter()
+        .map(|w| WorkflowItem {
+            name: w.name,
+            enabled: w.enabled,
+            active_version: w.active_version,
+            latest_version: w.latest_version,
         })
         .collect();
-    Ok(Json(json!({ "workflows": items })))
+    Ok(Json(WorkflowPage {
+        workflows,
+        next_cursor,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionList {
+    pub name: String,
+    pub versions: Vec<VersionItem>,
 }
 
 /// GET /api/v1/workflows/{name}/versions
-pub async fn versions(State(state): State<AppState>, Path(name): Path<String>) -> ApiResult {
+#[utoipa::path(get, path = "/api/v1/workflows/{name}/versions", tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name")),
+    responses(
+        (status = 200, description = "The workflow's versions, oldest first", body = VersionList),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+    ))]
+pub async fn versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<VersionList> {
     let rows = registry::versions(state.access.store(), &name).await?;
-    let items: Vec<Value> = rows.iter().map(version_json).collect();
-    Ok(Json(json!({ "name": name, "versions": items })))
+    let versions = rows.iter().map(version_item).collect();
+    Ok(Json(VersionList { name, versions }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Approved {
+    pub name: String,
+    pub version: VersionItem,
 }
 
 /// POST /api/v1/workflows/{name}/versions/{v}/approve
+#[utoipa::path(post, path = "/api/v1/workflows/{name}/versions/{version}/approve", tag = "workflows",
+    params(
+        ("name" = String, Path, description = "The workflow's name"),
+        ("version" = i64, Path, description = "The version to approve"),
+    ),
+    responses(
+        (status = 200, description = "Approved (and active)", body = Approved),
+        (status = 403, description = "Four eyes: the author cannot approve, nor an API key", body = ErrorBody),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+        (status = 409, description = "Not approvable in its state", body = ErrorBody),
+    ))]
 pub async fn approve(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path((name, v)): Path<(String, i64)>,
-) -> ApiResult {
+) -> ApiResult<Approved> {
     let row = registry::approve(state.access.store(), &caller.actor(), &name, v).await?;
-    Ok(Json(json!({ "name": name, "version": version_json(&row) })))
+    Ok(Json(Approved {
+        name,
+        version: version_item(&row),
+    }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunBody {
+    /// The workflow's inputs (an object; default `{}`).
     #[serde(default)]
     inputs: Option<Value>,
 }
@@ -141,46 +276,96 @@ impl std::fmt::Debug for RunBody {
     }
 }
 
+/// A queued execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Started {
+    pub execution: String,
+    pub version: i64,
+    /// On a rerun: the execution it reruns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerun_of: Option<String>,
+}
+
 /// POST /api/v1/workflows/{name}/run  `{"inputs": {...}}`
+#[utoipa::path(post, path = "/api/v1/workflows/{name}/run", tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name")),
+    request_body = RunBody,
+    responses(
+        (status = 202, description = "Queued", body = Started),
+        (status = 400, description = "Bad body or inputs", body = ErrorBody),
+        (status = 404, description = "No such workflow", body = ErrorBody),
+        (status = 409, description = "Not runnable (no active version, disabled)", body = ErrorBody),
+        (status = 413, description = "Body over 64 KiB", body = ErrorBody),
+    ))]
 pub async fn run(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: JsonBody<RunBody>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<Started>), AppError> {
     let Json(body) = body.map_err(|e| bad_body(&e, "an optional \"inputs\" object"))?;
     let inputs = body.inputs.unwrap_or_else(|| json!({}));
     let started =
         runs::enqueue_manual(state.access.store(), &caller.actor(), &name, inputs).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "execution": started.execution, "version": started.version })),
+        Json(Started {
+            execution: started.execution,
+            version: started.version,
+            rerun_of: None,
+        }),
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    /// Only this workflow's executions.
     #[serde(default)]
     workflow: Option<String>,
+    /// Only executions in this state: queued, running, succeeded, failed, cancelled.
     #[serde(default)]
     status: Option<String>,
+    /// Rows per page, 1 to 1000 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    #[serde(default)]
+    cursor: Option<String>,
 }
 
-/// GET /api/v1/executions?workflow=&status=&limit=
+/// One page of executions, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionPage {
+    pub executions: Vec<ExecutionItem>,
+    /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+const EXECUTION_CURSOR: &str = "e1";
+
+/// The `(created_at_ms, id)` held by an executions cursor.
+fn execution_after(cursor: &str) -> Result<(i64, String), AppError> {
+    let key = decode_cursor(EXECUTION_CURSOR, cursor)?;
+    key.split_once(':')
+        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
+        .ok_or_else(bad_cursor)
+}
+
+/// GET /api/v1/executions?workflow=&status=&limit=&cursor=
+#[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ListQuery),
+    responses(
+        (status = 200, description = "One page of executions, newest first", body = ExecutionPage),
+        (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody),
+    ))]
 pub async fn executions(
     State(state): State<AppState>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
-) -> ApiResult {
-    let Query(q) = query.map_err(|_| {
-        refused(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            "the query takes workflow, status and limit",
-        )
-    })?;
+) -> ApiResult<ExecutionPage> {
+    let Query(q) =
+        query.map_err(|_| bad_query("the query takes workflow, status, limit and cursor"))?;
     let status = q
         .status
         .as_deref()
@@ -194,58 +379,127 @@ pub async fn executions(
             })
         })
         .transpose()?;
-    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let rows = runs::list(state.access.store(), q.workflow.as_deref(), status, limit).await?;
-    let items: Vec<Value> = rows.iter().map(run_json).collect();
-    Ok(Json(json!({ "executions": items })))
+    let limit = page_limit(q.limit);
+    let after = q.cursor.as_deref().map(execution_after).transpose()?;
+    let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+    let store = state.access.store();
+    let mut rows = runs::list_after(store, q.workflow.as_deref(), status, limit + 1, after).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| encode_cursor(EXECUTION_CURSOR, &format!("{}:{}", r.created_at_ms, r.id)));
+    Ok(Json(ExecutionPage {
+        executions: rows.iter().map(execution_item).collect(),
+        next_cursor,
+    }))
+}
+
+/// A step attempt in an execution's timeline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepItem {
+    pub step: String,
+    pub attempt: i64,
+    /// `succeeded`, `failed`, `running` or `interrupted`.
+    pub status: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub took_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExecutionDetail {
+    pub execution: ExecutionItem,
+    pub steps: Vec<StepItem>,
 }
 
 /// GET /api/v1/executions/{id}: the execution and its step timeline (no outputs).
-pub async fn execution(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult {
+#[utoipa::path(get, path = "/api/v1/executions/{id}", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id")),
+    responses(
+        (status = 200, description = "The execution and its step timeline", body = ExecutionDetail),
+        (status = 404, description = "No such execution", body = ErrorBody),
+    ))]
+pub async fn execution(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<ExecutionDetail> {
     let (row, steps) = runs::show(state.access.store(), &id).await?;
-    let timeline: Vec<Value> = steps
+    let timeline = steps
         .iter()
         .enumerate()
-        .map(|(i, s)| {
-            json!({
-                "step": s.step_id, "attempt": s.attempt,
-                "status": runs::step_label(row.state, &steps, i),
-                "started_at": time(Some(s.started_at_ms)), "finished_at": time(s.finished_at_ms),
-                "took_ms": s.finished_at_ms.map(|f| f - s.started_at_ms), "error": s.error,
-            })
+        .map(|(i, s)| StepItem {
+            step: s.step_id.clone(),
+            attempt: s.attempt,
+            status: runs::step_label(row.state, &steps, i).to_owned(),
+            started_at: time(Some(s.started_at_ms)),
+            finished_at: time(s.finished_at_ms),
+            took_ms: s.finished_at_ms.map(|f| f - s.started_at_ms),
+            error: s.error.clone(),
         })
         .collect();
-    Ok(Json(
-        json!({ "execution": run_json(&row), "steps": timeline }),
-    ))
+    Ok(Json(ExecutionDetail {
+        execution: execution_item(&row),
+        steps: timeline,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Cancelled {
+    pub execution: String,
+    /// Always `cancelled`.
+    pub state: String,
+    /// The state it was in.
+    pub was: String,
 }
 
 /// POST /api/v1/executions/{id}/cancel
+#[utoipa::path(post, path = "/api/v1/executions/{id}/cancel", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id")),
+    responses(
+        (status = 200, description = "Cancelled", body = Cancelled),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Already finished", body = ErrorBody),
+    ))]
 pub async fn cancel(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> ApiResult {
+) -> ApiResult<Cancelled> {
     let was = operate::cancel(state.access.store(), &caller.actor(), &id).await?;
-    Ok(Json(
-        json!({ "execution": id, "state": "cancelled", "was": was.as_str() }),
-    ))
+    Ok(Json(Cancelled {
+        execution: id,
+        state: "cancelled".into(),
+        was: was.as_str().to_owned(),
+    }))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RerunBody {
+    /// Rerun from this step (the steps before it keep their outputs); default: all.
     #[serde(default)]
     from_step: Option<String>,
 }
 
 /// POST /api/v1/executions/{id}/rerun  `{"from_step": "S"}` (optional)
+#[utoipa::path(post, path = "/api/v1/executions/{id}/rerun", tag = "executions",
+    params(("id" = String, Path, description = "The execution's id")),
+    request_body = RerunBody,
+    responses(
+        (status = 202, description = "Queued", body = Started),
+        (status = 400, description = "Bad body or step", body = ErrorBody),
+        (status = 404, description = "No such execution", body = ErrorBody),
+        (status = 409, description = "Not rerunnable", body = ErrorBody),
+    ))]
 pub async fn rerun(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: JsonBody<RerunBody>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<(StatusCode, Json<Started>), AppError> {
     let Json(body) = body.map_err(|e| bad_body(&e, "an optional \"from_step\""))?;
     let started = operate::rerun(
         state.access.store(),
@@ -256,6 +510,10 @@ pub async fn rerun(
     .await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "execution": started.execution, "version": started.version, "rerun_of": id })),
+        Json(Started {
+            execution: started.execution,
+            version: started.version,
+            rerun_of: Some(id),
+        }),
     ))
 }

@@ -9,12 +9,14 @@
 //! [`dashboard`] modules. Pages are askama templates in `templates/`.
 
 pub mod api;
+pub mod api_types;
 pub mod api_workflows;
 pub mod ban_page;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod hooks;
+pub mod openapi;
 pub mod pages;
 pub mod routes;
 pub mod state;

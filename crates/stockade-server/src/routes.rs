@@ -35,7 +35,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, api_workflows as wf, hooks, pages, workflow_hooks};
+use crate::{api, api_workflows as wf, hooks, openapi, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,8 @@ pub const ROUTES: &[RouteSpec] = &[
         Gate::MarketplaceSignature(Marketplace::Ebay),
     ),
     r("POST", "/hooks/workflows/{*path}", Gate::WorkflowHook),
+    // The API's OpenAPI document: public, it holds no secret and no instance data.
+    r("GET", "/api/v1/openapi.json", Gate::Public),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -198,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/bans", get(api::bans).post(api::add_ban))
         .route("/api/v1/bans/{ip}", delete(api::remove_ban))
         .route("/api/v1/audit/verify", get(api::audit_verify))
+        .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/workflows", get(wf::list))
         .route("/api/v1/workflows/{name}/versions", get(wf::versions))

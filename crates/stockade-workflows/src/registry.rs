@@ -391,6 +391,17 @@ pub async fn workflows(store: &Store) -> Result<Vec<WorkflowRow>> {
         .await?)
 }
 
+/// One page of workflows by name, after `after` (the previous page's last name; `""`:
+/// from the first).
+pub async fn workflows_after(store: &Store, after: &str, limit: i64) -> Result<Vec<WorkflowRow>> {
+    Ok(store
+        .query_as(
+            "SELECT name, enabled, active_version, latest_version FROM workflows WHERE name > $1 ORDER BY name LIMIT $2",
+            sql_params![after, limit.clamp(1, 10_000)],
+        )
+        .await?)
+}
+
 /// One workflow, if stored.
 pub async fn workflow(store: &Store, name: &str) -> Result<Option<WorkflowRow>> {
     Ok(store

@@ -182,6 +182,48 @@ pub async fn list(
     Ok(rows)
 }
 
+/// One page of executions, newest first, like [`list`], starting after `after` (the
+/// `(created_at_ms, id)` of the previous page's last row; `None`: the newest). Keyset
+/// paging on the same order as [`list`], so rows queued meanwhile never shift a page.
+pub async fn list_after(
+    store: &Store,
+    name: Option<&str>,
+    state: Option<JobState>,
+    limit: i64,
+    after: Option<(i64, &str)>,
+) -> Result<Vec<RunRow>, RunError> {
+    let state = state.map_or("", JobState::as_str);
+    let limit = limit.clamp(1, 10_000);
+    let (at, id) = after.unwrap_or((i64::MAX, ""));
+    let rows = match name {
+        Some(name) => {
+            store
+                .query_as(
+                    select_runs!(
+                        "WHERE workflow = $1 AND kind = $2 AND ($3 = '' OR state = $3)
+                           AND (created_at_ms < $4 OR (created_at_ms = $4 AND id < $5))
+                          ORDER BY created_at_ms DESC, id DESC LIMIT $6"
+                    ),
+                    sql_params![name, JOB_KIND, state, at, id, limit],
+                )
+                .await?
+        }
+        None => {
+            store
+                .query_as(
+                    select_runs!(
+                        "WHERE kind = $1 AND ($2 = '' OR state = $2)
+                           AND (created_at_ms < $3 OR (created_at_ms = $3 AND id < $4))
+                          ORDER BY created_at_ms DESC, id DESC LIMIT $5"
+                    ),
+                    sql_params![JOB_KIND, state, at, id, limit],
+                )
+                .await?
+        }
+    };
+    Ok(rows)
+}
+
 /// How the step attempt `steps[i]` of a run in `state` reads in a timeline:
 /// `succeeded`, `failed`, `running`, or `interrupted` — an attempt the journal still
 /// holds as started (its worker died or lost its lease before it finished) once a later

@@ -6,5 +6,6 @@
 
 mod harness;
 mod hooks;
+mod openapi;
 mod workflow_hooks;
 mod workflows;
