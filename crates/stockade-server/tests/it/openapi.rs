@@ -343,3 +343,34 @@ async fn lists_page_by_cursor(backend: Backend) {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.cleanup().await;
 }
+
+/// The document through an independent validator, `openapi-spec-validator` (PyPI), which
+/// `scripts/test` installs and names in `STOCKADE_TEST_OPENAPI_VALIDATOR`.
+#[test]
+fn an_independent_validator_accepts_the_document() {
+    let Some(validator) = std::env::var_os("STOCKADE_TEST_OPENAPI_VALIDATOR") else {
+        assert!(
+            !stockade_testkit::require_all(),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping the OpenAPI validator: set STOCKADE_TEST_OPENAPI_VALIDATOR (./scripts/test does)"
+        );
+        stockade_testkit::skipped(
+            "the OpenAPI document's independent validation: STOCKADE_TEST_OPENAPI_VALIDATOR is not set (./scripts/test installs openapi-spec-validator)",
+        );
+        return;
+    };
+    let dir = stockade_testkit::temp_dir("stockade-openapi");
+    let file = dir.join("openapi.json");
+    std::fs::write(&file, openapi::document()).unwrap();
+    let out = std::process::Command::new(validator)
+        .args(["--schema", "3.1", "--subschema-errors", "all"])
+        .arg(&file)
+        .output()
+        .expect("the validator runs");
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.status.success(),
+        "openapi-spec-validator refused the document:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
