@@ -7,6 +7,8 @@
 //! and cross-site front gate, the per-route gate); the handlers in [`pages`], [`api`] and
 //! [`hooks`] use only the shared [`state`], [`error`] ([`AppError`]), [`extract`] and
 //! [`dashboard`] modules. Pages are askama templates in `templates/`.
+//! The JSON API's answer types and cursors are in [`api_types`]; [`openapi`] builds the
+//! OpenAPI document from the handlers' `#[utoipa::path]` attributes.
 
 pub mod api;
 pub mod api_types;
