@@ -6,7 +6,7 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -15,10 +15,11 @@ use stockade_core::{SecretString, time::format_rfc3339_ms};
 use utoipa::ToSchema;
 
 use crate::api_types::{
-    AlertsAnswer, ApiKeyItem, ApiKeyList, AuditVerify, BanItem, BanList, EnrollAnswer,
-    EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready, SessionAnswer, SessionTimes,
-    UserItem, UserList, UserRef, WhoAmI,
+    AlertsAnswer, ApiKeyItem, ApiKeyList, AuditItem, AuditPage, AuditQuery, AuditVerify, BanItem,
+    BanList, EnrollAnswer, EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready,
+    SessionAnswer, SessionTimes, UserItem, UserList, UserRef, WhoAmI,
 };
+use crate::api_types::{bad_cursor, decode_cursor, encode_cursor, page_limit};
 use crate::dashboard;
 use crate::error::AppError;
 use crate::extract::{
@@ -397,6 +398,66 @@ pub async fn audit_verify(State(state): State<AppState>) -> ApiResult {
         }),
     )
         .into_response())
+}
+
+const AUDIT_CURSOR: &str = "a1";
+
+/// The audit log, newest first, filtered by actor, action and resource, paged by cursor.
+#[utoipa::path(get, path = "/api/v1/audit", tag = "audit", params(AuditQuery),
+    responses(
+        (status = 200, description = "One page of audit rows, newest first", body = AuditPage),
+        (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody),
+    ))]
+pub async fn audit(
+    State(state): State<AppState>,
+    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<AuditPage>, AppError> {
+    let Query(q) = query.map_err(|_| {
+        AppError::refused(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            "the query takes actor, action, resource, limit and cursor",
+        )
+    })?;
+    let limit = page_limit(q.limit);
+    let before = match q.cursor.as_deref() {
+        Some(c) => decode_cursor(AUDIT_CURSOR, c)?
+            .parse::<i64>()
+            .map_err(|_| bad_cursor())?,
+        None => i64::MAX,
+    };
+    let filter = (
+        q.actor.as_deref().unwrap_or(""),
+        q.action.as_deref().unwrap_or(""),
+        q.resource.as_deref().unwrap_or(""),
+    );
+    // `limit` is at most 1000, so the conversion holds.
+    let fetch = u32::try_from(limit + 1).unwrap_or(1001);
+    let mut rows = state
+        .access
+        .store()
+        .audit_rows_before(before, filter, fetch)
+        .await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more
+        .then(|| rows.last())
+        .flatten()
+        .map(|r| encode_cursor(AUDIT_CURSOR, &r.seq.to_string()));
+    let rows = rows
+        .into_iter()
+        .map(|r| AuditItem {
+            seq: r.seq,
+            at: format_rfc3339_ms(r.ts_ms),
+            env: r.env,
+            actor: r.actor,
+            action: r.action,
+            resource: r.resource,
+            details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+            hash: hex::encode(&r.hash),
+        })
+        .collect();
+    Ok(Json(AuditPage { rows, next_cursor }))
 }
 
 /// Alert channels' state and the newest alerts (scrubbed, allow-listed fields only).

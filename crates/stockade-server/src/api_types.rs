@@ -218,3 +218,50 @@ pub struct AlertsAnswer {
 pub struct Ready {
     pub status: String,
 }
+
+/// One audit row (newest first in [`AuditPage`]).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditItem {
+    pub seq: i64,
+    pub at: String,
+    pub env: String,
+    /// `user:ID`, `apikey:ID` or `system:NAME`.
+    pub actor: String,
+    pub action: String,
+    pub resource: String,
+    /// The row's details object, as hashed into the chain.
+    pub details: Value,
+    /// This row's chain hash (hex).
+    pub hash: String,
+}
+
+/// One page of the audit log, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditPage {
+    pub rows: Vec<AuditItem>,
+    /// Pass as `cursor` (with the same filters) for the next page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// `GET /api/v1/audit`: filters and the page.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    /// Only rows of this actor (exact, e.g. `user:usr_…`).
+    #[serde(default)]
+    pub actor: Option<String>,
+    /// Only rows of this action (exact, e.g. `session.start`).
+    #[serde(default)]
+    pub action: Option<String>,
+    /// Only rows about this resource (exact).
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// Rows per page, 1 to 1000 (default 50).
+    #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<i64>,
+    /// The `next_cursor` of the previous page; absent for the first page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}

@@ -40,7 +40,7 @@ use crate::{api, api_types, api_workflows as wf};
     paths(
         api::login, api::mfa_enroll, api::mfa_confirm, api::logout, api::whoami,
         api::users, api::api_keys, api::bans, api::add_ban, api::remove_ban,
-        api::audit_verify, api::alerts, openapi_json,
+        api::audit_verify, api::audit, api::alerts, openapi_json,
         wf::list, wf::versions, wf::approve, wf::run, wf::executions, wf::execution,
         wf::cancel, wf::rerun,
     ),

@@ -169,6 +169,7 @@ pub const ROUTES: &[RouteSpec] = &[
     r("POST", "/hooks/workflows/{*path}", Gate::WorkflowHook),
     // The API's OpenAPI document: public, it holds no secret and no instance data.
     r("GET", "/api/v1/openapi.json", Gate::Public),
+    r("GET", "/api/v1/audit", Gate::Needs(Permission::ViewAudit)),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -201,6 +202,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/bans/{ip}", delete(api::remove_ban))
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
+        .route("/api/v1/audit", get(api::audit))
         .route("/api/v1/alerts", get(api::alerts))
         .route("/api/v1/workflows", get(wf::list))
         .route("/api/v1/workflows/{name}/versions", get(wf::versions))

@@ -512,6 +512,22 @@ impl Store {
         self.query_as(q, sql_params![after, i64::from(limit)]).await
     }
 
+    /// Up to `limit` audit rows with `seq < before`, newest first, only those of this
+    /// `actor`, `action` and `resource` (each exact; `""`: any). The API's audit pages.
+    pub async fn audit_rows_before(
+        &self,
+        before: i64,
+        (actor, action, resource): (&str, &str, &str),
+        limit: u32,
+    ) -> Result<Vec<AuditRow>> {
+        let q = "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash
+                 FROM audit WHERE seq < $1 AND ($2 = '' OR actor = $2)
+                  AND ($3 = '' OR action = $3) AND ($4 = '' OR resource = $4)
+                 ORDER BY seq DESC LIMIT $5";
+        let params = sql_params![before, actor, action, resource, i64::from(limit)];
+        self.query_as(q, params).await
+    }
+
     /// The chain's last row, `(seq, hash)`, if any (one indexed read).
     pub async fn audit_head(&self) -> Result<Option<(i64, Hash)>> {
         self.query_one_as(

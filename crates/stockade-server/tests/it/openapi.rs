@@ -171,6 +171,7 @@ fn each_operation_declares_its_parameters_security_and_errors() {
     for (path, schema) in [
         ("/api/v1/workflows", "WorkflowPage"),
         ("/api/v1/executions", "ExecutionPage"),
+        ("/api/v1/audit", "AuditPage"),
     ] {
         let params: Vec<&str> = doc["paths"][path]["get"]["parameters"]
             .as_array()
@@ -224,7 +225,7 @@ async fn get(server: &TestServer, key: &str, path: &str) -> (StatusCode, Value) 
     (res.status(), res.json().await.unwrap_or(Value::Null))
 }
 
-/// Walks a paged list to its end: every row's `field`, in order.
+/// Walks a paged list to its end: every row's `field` (as text), in order.
 async fn walk(server: &TestServer, key: &str, path: &str, list: &str) -> Vec<String> {
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
@@ -238,8 +239,15 @@ async fn walk(server: &TestServer, key: &str, path: &str, list: &str) -> Vec<Str
         assert_eq!(status, StatusCode::OK, "{url}: {page}");
         let rows = page[list].as_array().unwrap();
         assert!(rows.len() <= 2, "{url}: the limit holds");
-        let field = if list == "workflows" { "name" } else { "id" };
-        seen.extend(rows.iter().map(|r| r[field].as_str().unwrap().to_owned()));
+        let field = match list {
+            "workflows" => "name",
+            "rows" => "seq",
+            _ => "id",
+        };
+        seen.extend(rows.iter().map(|r| match &r[field] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        }));
         match page["next_cursor"].as_str() {
             Some(c) => cursor = Some(c.to_owned()),
             None => return seen,
@@ -340,6 +348,57 @@ async fn lists_page_by_cursor(backend: Backend) {
         }
     }
     let (status, _) = get(&server, &key, "/api/v1/workflows?limit=x").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+
+    // The audit log: newest first, every row once, filters kept across pages; the viewer
+    // may not read it.
+    assert_eq!(
+        get(&server, &key, "/api/v1/audit").await.0,
+        StatusCode::FORBIDDEN
+    );
+    let (_, auditor) = server
+        .access
+        .create_api_key("audit-pager", Role::Auditor, None, &Actor::System("test"))
+        .await
+        .unwrap();
+    let auditor = auditor.expose_secret().to_owned();
+    let got = walk(&server, &auditor, "/api/v1/audit", "rows").await;
+    let (_, all) = get(&server, &auditor, "/api/v1/audit?limit=1000").await;
+    let whole: Vec<String> = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["seq"].to_string())
+        .collect();
+    assert_eq!(got, whole);
+    let seqs: Vec<i64> = got.iter().map(|s| s.parse().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[0] > w[1]),
+        "newest first: {seqs:?}"
+    );
+    let head = store.audit_head().await.unwrap().unwrap().0;
+    assert_eq!(seqs.first(), Some(&head));
+    assert_eq!(seqs.len() as i64, head, "every row once");
+    let action = all["rows"][0]["action"].as_str().unwrap().to_owned();
+    let same = walk(
+        &server,
+        &auditor,
+        &format!("/api/v1/audit?action={action}"),
+        "rows",
+    )
+    .await;
+    let expected = all["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == action.as_str())
+        .count();
+    assert_eq!(same.len(), expected);
+    assert!(all["rows"][0]["details"].is_object(), "{}", all["rows"][0]);
+    let (status, body) = get(&server, &auditor, "/api/v1/audit?cursor=YTE6eA").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_cursor");
+    let (status, _) = get(&server, &auditor, "/api/v1/audit?who=me").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     server.cleanup().await;
 }
