@@ -1,4 +1,7 @@
-//! The JSON API: sign-in, MFA enrollment, logout, whoami, and the access-control reads.
+//! The JSON API: sign-in, MFA enrollment, logout, whoami, the access-control reads, and the
+//! audit log (newest first, paged by an opaque cursor: `?limit=&cursor=`, `next_cursor`).
+//! Answers are the typed [`crate::api_types`]; each handler's `#[utoipa::path]` puts it in
+//! the OpenAPI document ([`crate::openapi`]).
 //!
 //! Errors are [`AppError`]s (`{"error":{"code","message"}}`). A failed sign-in is 401
 //! whatever factor was wrong; 403 when the address is banned; 409 with an enrollment token when the user
