@@ -35,7 +35,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, api_workflows as wf, hooks, pages, workflow_hooks};
+use crate::{api, api_workflows as wf, console, hooks, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +167,19 @@ pub const ROUTES: &[RouteSpec] = &[
         Gate::MarketplaceSignature(Marketplace::Ebay),
     ),
     r("POST", "/hooks/workflows/{*path}", Gate::WorkflowHook),
+    // The console.
+    r("GET", "/static/htmx.min.js", Gate::Public),
+    r("GET", "/lang", Gate::Public),
+    r("GET", "/overview", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/overview/live", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/inventory", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/inventory/adjust",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r("GET", "/audit", Gate::Needs(Permission::ViewAudit)),
+    r("GET", "/audit.csv", Gate::Needs(Permission::ViewAudit)),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -227,6 +240,14 @@ pub fn router(state: AppState) -> Router {
             get(hooks::receive).post(hooks::receive),
         )
         .route("/hooks/workflows/{*path}", post(workflow_hooks::receive))
+        .route("/static/htmx.min.js", get(console::htmx))
+        .route("/lang", get(console::switch_lang))
+        .route("/overview", get(console::overview))
+        .route("/overview/live", get(console::overview_live))
+        .route("/inventory", get(console::inventory))
+        .route("/inventory/adjust", post(console::adjust))
+        .route("/audit", get(console::audit))
+        .route("/audit.csv", get(console::audit_csv))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -283,7 +304,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     set(
         h,
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
