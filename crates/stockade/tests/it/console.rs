@@ -1,0 +1,258 @@
+//! The console pages over HTTPS against a real `stockade serve`: each page in English and
+//! Simplified Chinese with no untranslated catalogue text, the route table's permissions
+//! (a viewer cannot adjust stock, an operator cannot read the audit log), the stock
+//! adjustment's ledger and audit rows, the audit CSV export, the vendored htmx file and
+//! the CSP that lets only it run.
+
+use reqwest::StatusCode;
+
+use crate::harness::require_tool;
+use crate::server::{Auth, Server, add_user, enroll, init};
+
+pub const CONSOLE_CATALOG: &str = "sku,on_hand\nMUG-RED-350ML,12\nTEE-BLK-XL,2\nLONG-SKU-WITH-A-VERY-LONG-NAME-THAT-MUST-WRAP-0001,400\n";
+
+const EN: &str = include_str!("../../../stockade-server/static/i18n/en.tsv");
+const ZH: &str = include_str!("../../../stockade-server/static/i18n/zh.tsv");
+
+fn catalogue(text: &'static str) -> Vec<(&'static str, &'static str)> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('\t'))
+        .collect()
+}
+
+/// The page's text without tags (what a reader sees, roughly).
+fn visible_text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for ch in html.chars() {
+        match ch {
+            '<' => in_tag = true,
+            '>' => {
+                in_tag = false;
+                out.push(' ');
+            }
+            _ if !in_tag => out.push(ch),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// English catalogue texts a Chinese page may still show: codes and proper names.
+const SAME_IN_BOTH: &[&str] = &["Stockade", "SKU", "CSV"];
+
+fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
+    let zh_text = visible_text(zh_page);
+    let en_text = visible_text(en_page);
+    let en = catalogue(EN);
+    let zh = catalogue(ZH);
+    for ((k, e), (_, z)) in en.iter().zip(zh.iter()) {
+        if e.len() > 3 && !SAME_IN_BOTH.contains(e) && !z.contains(e) {
+            assert!(
+                !zh_text.contains(e),
+                "{path} in Chinese shows the English text of {k}: {e:?}\n{zh_text}"
+            );
+        }
+        if z.chars().count() > 1 && !e.contains(z) {
+            assert!(
+                !en_text.contains(z),
+                "{path} in English shows the Chinese text of {k}: {z:?}"
+            );
+        }
+    }
+    assert!(zh_page.contains("lang=\"zh-CN\""), "{path}");
+    assert!(en_page.contains("lang=\"en\""), "{path}");
+}
+
+async fn get(server: &Server, auth: &Auth, path: &str, lang: &str) -> (StatusCode, String) {
+    let res = auth
+        .apply(server.client.get(server.url(path)))
+        .header("accept-language", lang)
+        .send()
+        .await
+        .unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
+    let csrf = match auth {
+        Auth::Cookie { csrf, .. } => csrf.clone(),
+        _ => String::new(),
+    };
+    let res = auth
+        .apply(server.client.post(server.url(path)))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("csrf={csrf}&{body}"))
+        .send()
+        .await
+        .unwrap();
+    res.status()
+}
+
+fn on_hand(sb: &crate::harness::Sandbox, sku: &str) -> String {
+    let list = sb.run(&["sku", "list"]).expect_code(0).stdout();
+    list.lines()
+        .find(|l| l.split_whitespace().next() == Some(sku))
+        .unwrap_or_else(|| panic!("{sku} not in\n{list}"))
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pages_languages_permissions_and_stock_adjustment() {
+    if !require_tool("oathtool", "oathtool", "the console test") {
+        return;
+    }
+    let sb = init("dev", "[console]\ntimezone = \"Asia/Singapore\"\n");
+    let csv = sb.dir.join("catalog.csv");
+    std::fs::write(&csv, CONSOLE_CATALOG).unwrap();
+    sb.run(&["sku", "import", csv.to_str().unwrap()])
+        .expect_code(0);
+    for (email, role) in [
+        ("op@shop.example", "operator"),
+        ("view@shop.example", "viewer"),
+        ("admin@shop.example", "admin"),
+    ] {
+        add_user(&sb, email, role);
+    }
+    let server = Server::start(&sb);
+    let (_, op, _, _) = enroll(&server, "op@shop.example").await;
+    let (_, viewer, _, _) = enroll(&server, "view@shop.example").await;
+    let (_, admin, _, _) = enroll(&server, "admin@shop.example").await;
+
+    // Every page in both languages, nothing left untranslated; times in the zone.
+    for path in ["/overview", "/overview/live", "/inventory", "/audit"] {
+        let (s, zh) = get(&server, &admin, path, "zh-CN,zh;q=0.9").await;
+        assert_eq!(s, StatusCode::OK, "{path}: {zh}");
+        let (s, en) = get(&server, &admin, path, "en-GB").await;
+        assert_eq!(s, StatusCode::OK, "{path}: {en}");
+        if path == "/overview/live" {
+            assert!(!en.contains("<html"), "a fragment, not a page");
+            continue;
+        }
+        assert_translated(path, &zh, &en);
+        assert!(
+            en.contains("Development — sandbox marketplaces only"),
+            "{path}"
+        );
+        assert!(zh.contains("开发环境"), "{path}");
+        assert!(en.contains("Asia/Singapore"), "{path}");
+        assert!(zh.contains("/static/htmx.min.js") && zh.contains("\"allowEval\":false"));
+    }
+    let (_, inv) = get(&server, &admin, "/inventory", "en").await;
+    for sku in ["MUG-RED-350ML", "TEE-BLK-XL"] {
+        assert!(inv.contains(sku), "{inv}");
+    }
+    // TEE-BLK-XL has 2 available, at or under the default threshold of 5: low.
+    let (_, low) = get(&server, &admin, "/inventory?filter=low", "en").await;
+    assert!(
+        low.contains("TEE-BLK-XL") && !low.contains("MUG-RED-350ML"),
+        "{low}"
+    );
+    let (_, found) = get(&server, &admin, "/inventory?q=mug", "en").await;
+    assert!(found.contains("MUG-RED-350ML") && !found.contains("TEE-BLK-XL"));
+    let (_, none) = get(&server, &admin, "/inventory?q=nothing-like-this", "zh").await;
+    assert!(none.contains("没有匹配的 SKU"), "{none}");
+
+    // The language switch: a cookie, and only back to this server.
+    let res = server
+        .client
+        .get(server.url("/lang?set=zh&back=/inventory"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(res.headers()["location"], "/inventory");
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.starts_with("stockade_lang=zh;"), "{cookie}");
+    let res = server
+        .client
+        .get(server.url("/lang?set=zh&back=//evil.example/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["location"], "/");
+
+    // A viewer sees no adjustment and cannot post one; an operator cannot read the audit log.
+    let (s, page) = get(&server, &viewer, "/inventory", "en").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(!page.contains("/inventory/adjust"), "{page}");
+    assert!(!page.contains("href=\"/audit\""), "{page}");
+    let body = "sku=MUG-RED-350ML&delta=5&reason=found+a+box";
+    assert_eq!(
+        post_form(&server, &viewer, "/inventory/adjust", body).await,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(on_hand(&sb, "MUG-RED-350ML"), "12");
+    let (s, _) = get(&server, &op, "/audit", "en").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The operator adjusts: ledger (on hand moves) and audit row; refusals write nothing.
+    let (_, page) = get(&server, &op, "/inventory", "en").await;
+    assert!(page.contains("action=\"/inventory/adjust\""), "{page}");
+    assert_eq!(
+        post_form(&server, &op, "/inventory/adjust", body).await,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(on_hand(&sb, "MUG-RED-350ML"), "17");
+    for bad in [
+        "sku=MUG-RED-350ML&delta=-100&reason=too+many",
+        "sku=MUG-RED-350ML&delta=3&reason=",
+        "sku=MUG-RED-350ML&delta=abc&reason=x",
+        "sku=NO-SUCH&delta=1&reason=x",
+    ] {
+        assert_eq!(
+            post_form(&server, &op, "/inventory/adjust", bad).await,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{bad}"
+        );
+    }
+    assert_eq!(on_hand(&sb, "MUG-RED-350ML"), "17");
+    let (_, audit) = get(&server, &admin, "/audit?action=stock.adjust", "en").await;
+    assert!(audit.contains("sku:MUG-RED-350ML"), "{audit}");
+    assert!(audit.contains("found a box"), "{audit}");
+    assert!(audit.contains("The hash chain verifies"), "{audit}");
+    assert_eq!(audit.matches("<td>stock.adjust</td>").count(), 1, "{audit}");
+    let (s, csv) = get(&server, &admin, "/audit.csv?action=stock.adjust", "en").await;
+    assert_eq!(s, StatusCode::OK);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "seq,time_utc,actor,action,resource,details");
+    assert_eq!(lines.len(), 2, "{csv}");
+    assert!(
+        lines[1].contains(",stock.adjust,sku:MUG-RED-350ML,"),
+        "{csv}"
+    );
+    sb.run(&["audit", "verify"]).expect_code(0);
+
+    // htmx is the pinned file, cached long; the CSP lets only this server's scripts run.
+    let res = server
+        .client
+        .get(server.url("/static/htmx.min.js"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        res.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age=31536000")
+    );
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self';") && !csp.contains("unsafe"),
+        "{csp}"
+    );
+    let js = res.bytes().await.unwrap();
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &js);
+    let hex: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        hex, "d64d3bac84b515e6fef503a758614bdacfc39757dd868583290fe9ba299860d1",
+        "the vendored htmx 2.0.11 changed"
+    );
+}
