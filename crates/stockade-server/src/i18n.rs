@@ -4,8 +4,8 @@
 //! `Accept-Language`, else English) and times in the console's time zone.
 //!
 //! Invariants: both catalogues hold exactly the same keys (a unit test fails otherwise),
-//! so no page silently falls back to English; a key missing at run time shows as the key
-//! itself (visible, never blank). Times are stored in UTC (milliseconds) and only
+//! so no page silently falls back to English; a key missing at run time shows as `??`
+//! (visible, never blank, never English) and logs an error. Times are stored in UTC (milliseconds) and only
 //! converted here, for display.
 
 use axum::http::{HeaderMap, header};
@@ -90,8 +90,8 @@ impl Lang {
         }
     }
 
-    /// The text of `key` in this language (the key itself if it is missing, which the
-    /// catalogue test forbids).
+    /// The text of `key` in this language (`??` if it is missing, which the catalogue
+    /// test forbids).
     pub fn t(self, key: &str) -> &'static str {
         entries(self.catalogue())
             .find(|(k, _)| *k == key)
