@@ -98,7 +98,7 @@ impl StockFilter {
 /// channel has not confirmed its current target.
 macro_rules! sku_where {
     () => {
-        " FROM skus s WHERE s.sku LIKE $1 ESCAPE '\\' AND ($2 = 'all'
+        " FROM skus s WHERE UPPER(s.sku) LIKE UPPER($1) ESCAPE '\\' AND ($2 = 'all'
            OR ($2 = 'oversold' AND s.on_hand - s.reserved < 0)
            OR ($2 = 'low' AND s.on_hand - s.reserved <= COALESCE(s.low_stock_threshold,
                 (SELECT CAST(value AS BIGINT) FROM stockade_meta WHERE key = 'sync.low_stock_threshold'), 5))
@@ -155,7 +155,8 @@ pub struct ListingCell {
     pub drifting: bool,
 }
 
-/// The rows a LIKE pattern matching `q` anywhere (its `%`, `_` and `\` taken literally).
+/// A LIKE pattern matching `q` anywhere (the queries compare case-insensitively on
+/// both databases) (its `%`, `_` and `\` taken literally).
 pub fn contains_pattern(q: &str) -> String {
     let mut p = String::from("%");
     for c in q.trim().chars() {
@@ -242,7 +243,8 @@ pub struct AuditFilter {
 pub type AuditLine = (i64, i64, String, String, String, String);
 
 const AUDIT: &str = "SELECT seq, ts_ms, actor, action, resource, details FROM audit
-     WHERE actor LIKE $1 ESCAPE '\\' AND action LIKE $2 ESCAPE '\\' AND resource LIKE $3 ESCAPE '\\'
+     WHERE LOWER(actor) LIKE LOWER($1) ESCAPE '\\' AND LOWER(action) LIKE LOWER($2) ESCAPE '\\'
+       AND LOWER(resource) LIKE LOWER($3) ESCAPE '\\'
        AND ts_ms >= $4 AND ts_ms < $5
      ORDER BY seq DESC LIMIT $6";
 

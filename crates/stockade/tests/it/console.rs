@@ -7,7 +7,7 @@
 use reqwest::StatusCode;
 
 use crate::browser::{path_of, screenshot_dir};
-use crate::harness::{require_all, require_tool, skipped};
+use crate::harness::{Sandbox, drop_schema, pg_schema_url, require_all, require_tool, skipped};
 use crate::server::{Auth, PASSWORD, Server, add_user, enroll, init, oathtool};
 use crate::webdriver::{Browser, find_binary};
 
@@ -94,7 +94,7 @@ async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> Stat
     res.status()
 }
 
-fn on_hand(sb: &crate::harness::Sandbox, sku: &str) -> String {
+fn on_hand(sb: &Sandbox, sku: &str) -> String {
     let list = sb.run(&["sku", "list"]).expect_code(0).stdout();
     list.lines()
         .find(|l| l.split_whitespace().next() == Some(sku))
@@ -110,7 +110,29 @@ async fn console_pages_languages_permissions_and_stock_adjustment() {
     if !require_tool("oathtool", "oathtool", "the console test") {
         return;
     }
-    let sb = init("dev", "[console]\ntimezone = \"Asia/Singapore\"\n");
+    console_pages(init("dev", CONSOLE_CONFIG)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_pages_on_postgres() {
+    if !require_tool("oathtool", "oathtool", "the console test") {
+        return;
+    }
+    let Some((url, schema)) = pg_schema_url() else {
+        return;
+    };
+    let sb = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
+    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    let path = sb.data().join("stockade.toml");
+    let text = std::fs::read_to_string(&path).unwrap() + "\n" + CONSOLE_CONFIG;
+    std::fs::write(&path, text).unwrap();
+    console_pages(sb).await;
+    drop_schema(&schema).await;
+}
+
+const CONSOLE_CONFIG: &str = "[console]\ntimezone = \"Asia/Singapore\"\n";
+
+async fn console_pages(sb: Sandbox) {
     let csv = sb.dir.join("catalog.csv");
     std::fs::write(&csv, CONSOLE_CATALOG).unwrap();
     sb.run(&["sku", "import", csv.to_str().unwrap()])
