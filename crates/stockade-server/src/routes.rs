@@ -331,6 +331,7 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
         .into_response();
     };
     let kind = RouteKind::of(req.uri().path());
+    let htmx = req.headers().contains_key(HX_REQUEST);
     let res = match admit(&state, &req, ip) {
         Ok(()) => {
             req.extensions_mut().insert(ClientIp(ip));
@@ -338,10 +339,30 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
         }
         Err(e) => e.into_response(),
     };
-    match res.extensions().get::<AppError>() {
+    let res = match res.extensions().get::<AppError>() {
         Some(e) if kind == RouteKind::Page => e.page(ip),
         _ => res,
+    };
+    if htmx { whole_page_redirect(res) } else { res }
+}
+
+/// The header htmx sends with its own requests.
+const HX_REQUEST: &str = "hx-request";
+
+/// A redirect answering an htmx request (a locked or ended session while the overview
+/// polls) moves the whole page (`HX-Redirect`) instead of swapping the target page into
+/// a fragment.
+fn whole_page_redirect(mut res: Response) -> Response {
+    if !res.status().is_redirection() {
+        return res;
     }
+    let Some(to) = res.headers().get(header::LOCATION).cloned() else {
+        return res;
+    };
+    *res.status_mut() = StatusCode::OK;
+    res.headers_mut().remove(header::LOCATION);
+    res.headers_mut().insert("hx-redirect", to);
+    res
 }
 
 /// The ban and cross-site checks of [`front_gate`].
@@ -565,7 +586,10 @@ async fn authenticate(
     if session.state != SessionState::Active {
         return Err(AppError::SignIn(Some(session.state)));
     }
-    if let Err(e) = state.access.touch_session(&session).await {
+    // A page polling by itself (htmx, e.g. the live overview) is not the user's activity:
+    // it must not hold off the idle lock. (A client can only shorten its own session so.)
+    let polled = !is_unsafe(req.method()) && req.headers().contains_key(HX_REQUEST);
+    if !polled && let Err(e) = state.access.touch_session(&session).await {
         tracing::warn!("could not record session activity: {e}");
     }
     let req = if is_unsafe(req.method()) {
@@ -589,6 +613,16 @@ async fn session_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_htmx_redirect_moves_the_whole_page() {
+        let res = whole_page_redirect(Redirect::to("/lock").into_response());
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["hx-redirect"], "/lock");
+        assert!(res.headers().get(header::LOCATION).is_none());
+        let ok = whole_page_redirect(StatusCode::OK.into_response());
+        assert!(ok.headers().get("hx-redirect").is_none());
+    }
 
     #[test]
     fn every_route_is_listed_once() {

@@ -398,3 +398,67 @@ async fn chromium_uses_the_console_in_english_and_chinese() {
     assert!(b.text("main").await.contains("The hash chain verifies"));
     shoot(&b, &server, "/audit", "audit-en").await;
 }
+
+/// The live overview polls every few seconds; that must not keep an idle session open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_the_overview_does_not_hold_off_the_idle_lock() {
+    if !require_tool("oathtool", "oathtool", "the console test") {
+        return;
+    }
+    let sb = init("dev", "[access]\nidle_timeout = \"2s\"\n");
+    add_user(&sb, "admin@shop.example", "admin");
+    let server = Server::start(&sb);
+    let (_, admin, _, _) = enroll(&server, "admin@shop.example").await;
+    let poll = || async {
+        admin
+            .apply(server.client.get(server.url("/overview/live")))
+            .header("hx-request", "true")
+            .send()
+            .await
+            .unwrap()
+    };
+    let res = poll().await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(res.headers().get("hx-redirect").is_none());
+    for _ in 0..6 {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        poll().await;
+    }
+    // Locked although it polled all along; the poll sends the whole page to the lock.
+    let res = poll().await;
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["hx-redirect"], "/lock");
+    let res = admin
+        .apply(server.client.get(server.url("/overview")))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_redirection(), "{}", res.status());
+    assert_eq!(res.headers()["location"], "/lock");
+}
+
+#[test]
+fn the_console_time_zone_is_checked_when_the_config_is_read() {
+    let sb = Sandbox::new();
+    let file = sb.dir.join("tz.toml");
+    std::fs::write(&file, "[console]\ntimezone = \"Mars/Olympus\"\n").unwrap();
+    let config = file.to_str().unwrap();
+    let bad = sb
+        .run(&["--config", config, "--env", "dev", "config"])
+        .expect_code(2);
+    assert!(
+        bad.stderr().contains("console.timezone"),
+        "{}",
+        bad.stderr()
+    );
+    std::fs::write(&file, "[console]\ntimezone = \"Asia/Singapore\"\n").unwrap();
+    let out = sb
+        .run(&["--config", config, "--env", "dev", "config"])
+        .expect_code(0)
+        .stdout();
+    let line = out
+        .lines()
+        .find(|l| l.contains("console.timezone"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains("Asia/Singapore"), "{line}");
+}
