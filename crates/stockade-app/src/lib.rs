@@ -195,6 +195,7 @@ impl App {
             // Workflow webhooks start their executions on this process's engine once it
             // runs (else they enqueue; whichever process runs workers runs them).
             workflows: Some(workflow_hooks.clone()),
+            console: settings.console,
         };
         let serve_options = ServeOptions {
             listen: server.listen,

@@ -55,6 +55,36 @@ struct FileConfig {
     alerts: AlertsFileConfig,
     #[serde(default)]
     workflows: WorkflowsFileConfig,
+    #[serde(default)]
+    console: ConsoleFileConfig,
+}
+
+/// `[console]`: the time zone the web console shows times in (an IANA name).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsoleFileConfig {
+    timezone: Option<String>,
+}
+
+fn console_settings(
+    f: &ConsoleFileConfig,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_server::ConsoleSettings, AppError> {
+    let mut out = stockade_server::ConsoleSettings::default();
+    if let Some(tz) = &f.timezone {
+        out.timezone = tz.parse().map_err(|_| {
+            AppError::config(format!(
+                "console.timezone {tz:?} is not an IANA time zone name (for example \"Asia/Shanghai\" or \"Asia/Singapore\")"
+            ))
+        })?;
+    }
+    let src = if f.timezone.is_some() {
+        "config file"
+    } else {
+        "default"
+    };
+    provenance.push(("console.timezone", out.timezone.name().to_owned(), src));
+    Ok(out)
 }
 
 /// `[workflows]`: how many executions this process runs at once, and how long finished
@@ -375,6 +405,8 @@ pub struct Settings {
     pub alerts: stockade_alerts::AlertsConfig,
     /// The workflow engine (`[workflows]`).
     pub workflows: WorkflowSettings,
+    /// The web console (`[console]`).
+    pub console: stockade_server::ConsoleSettings,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -499,6 +531,7 @@ impl Settings {
         let sync = sync_settings(&file.sync, &mut provenance)?;
         let alerts = alerts_settings(&file.alerts, &mut provenance)?;
         let workflows = workflow_settings(&file.workflows, &mut provenance)?;
+        let console = console_settings(&file.console, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -513,6 +546,7 @@ impl Settings {
             sync,
             alerts,
             workflows,
+            console,
             provenance,
         })
     }
@@ -562,6 +596,7 @@ impl Settings {
             sync: sync_settings(&file.sync, &mut provenance)?,
             alerts: alerts_settings(&file.alerts, &mut provenance)?,
             workflows: workflow_settings(&file.workflows, &mut provenance)?,
+            console: console_settings(&file.console, &mut provenance)?,
             provenance,
         })
     }

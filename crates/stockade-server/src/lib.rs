@@ -14,10 +14,13 @@ pub mod api;
 pub mod api_types;
 pub mod api_workflows;
 pub mod ban_page;
+pub mod console;
+pub mod console_data;
 pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod hooks;
+pub mod i18n;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
@@ -31,7 +34,7 @@ use std::time::Duration;
 
 pub use error::AppError;
 pub use routes::router;
-pub use state::AppState;
+pub use state::{AppState, ConsoleSettings};
 
 /// How to listen.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use askama::Template;
 use axum::Extension;
 use axum::Form;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
@@ -51,14 +51,24 @@ fn random_token() -> String {
 #[template(path = "sign_in.html")]
 struct SignInPage<'a> {
     title: &'a str,
+    env_text: &'static str,
+    env_class: &'static str,
     message: Option<&'a str>,
     csrf: &'a str,
 }
 
-fn login_page(status: StatusCode, message: Option<&str>) -> Response {
+fn login_page(
+    state: &AppState,
+    headers: &HeaderMap,
+    status: StatusCode,
+    message: Option<&str>,
+) -> Response {
     let csrf = random_token();
+    let (key, env_class) = crate::console::env_key(state.access.environment());
     let page = SignInPage {
         title: "Sign in",
+        env_text: crate::i18n::Lang::of(headers).t(key),
+        env_class,
         message,
         csrf: &csrf,
     };
@@ -71,8 +81,8 @@ fn login_page(status: StatusCode, message: Option<&str>) -> Response {
     res
 }
 
-pub async fn login_form() -> Response {
-    login_page(StatusCode::OK, None)
+pub async fn login_form(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    login_page(&state, &headers, StatusCode::OK, None)
 }
 
 #[derive(Deserialize)]
@@ -114,6 +124,7 @@ fn form_failure(
 pub async fn login_submit(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
+    headers: HeaderMap,
     Form(form): Form<LoginForm>,
 ) -> PageResult {
     let password = SecretString::from(form.password);
@@ -135,7 +146,7 @@ pub async fn login_submit(
         Err(e) => {
             let (status, message) =
                 form_failure(e, "Sign-in failed. Check your email and password.")?;
-            Ok(login_page(status, Some(message)))
+            Ok(login_page(&state, &headers, status, Some(message)))
         }
     }
 }

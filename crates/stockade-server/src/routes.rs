@@ -35,7 +35,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, api_workflows as wf, hooks, openapi, pages, workflow_hooks};
+use crate::{api, api_workflows as wf, console, hooks, openapi, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +170,19 @@ pub const ROUTES: &[RouteSpec] = &[
     // The API's OpenAPI document: public, it holds no secret and no instance data.
     r("GET", "/api/v1/openapi.json", Gate::Public),
     r("GET", "/api/v1/audit", Gate::Needs(Permission::ViewAudit)),
+    // The console.
+    r("GET", "/static/htmx.min.js", Gate::Public),
+    r("GET", "/lang", Gate::Public),
+    r("GET", "/overview", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/overview/live", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/inventory", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/inventory/adjust",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r("GET", "/audit", Gate::Needs(Permission::ViewAudit)),
+    r("GET", "/audit.csv", Gate::Needs(Permission::ViewAudit)),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -232,6 +245,14 @@ pub fn router(state: AppState) -> Router {
             get(hooks::receive).post(hooks::receive),
         )
         .route("/hooks/workflows/{*path}", post(workflow_hooks::receive))
+        .route("/static/htmx.min.js", get(console::htmx))
+        .route("/lang", get(console::switch_lang))
+        .route("/overview", get(console::overview))
+        .route("/overview/live", get(console::overview_live))
+        .route("/inventory", get(console::inventory))
+        .route("/inventory/adjust", post(console::adjust))
+        .route("/audit", get(console::audit))
+        .route("/audit.csv", get(console::audit_csv))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -288,7 +309,7 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     set(
         h,
         "content-security-policy",
-        "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
     );
     set(h, "cross-origin-opener-policy", "same-origin");
     set(h, "cross-origin-resource-policy", "same-origin");
@@ -315,6 +336,7 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
         .into_response();
     };
     let kind = RouteKind::of(req.uri().path());
+    let htmx = req.headers().contains_key(HX_REQUEST);
     let res = match admit(&state, &req, ip) {
         Ok(()) => {
             req.extensions_mut().insert(ClientIp(ip));
@@ -322,10 +344,30 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
         }
         Err(e) => e.into_response(),
     };
-    match res.extensions().get::<AppError>() {
+    let res = match res.extensions().get::<AppError>() {
         Some(e) if kind == RouteKind::Page => e.page(ip),
         _ => res,
+    };
+    if htmx { whole_page_redirect(res) } else { res }
+}
+
+/// The header htmx sends with its own requests.
+const HX_REQUEST: &str = "hx-request";
+
+/// A redirect answering an htmx request (a locked or ended session while the overview
+/// polls) moves the whole page (`HX-Redirect`) instead of swapping the target page into
+/// a fragment.
+fn whole_page_redirect(mut res: Response) -> Response {
+    if !res.status().is_redirection() {
+        return res;
     }
+    let Some(to) = res.headers().get(header::LOCATION).cloned() else {
+        return res;
+    };
+    *res.status_mut() = StatusCode::OK;
+    res.headers_mut().remove(header::LOCATION);
+    res.headers_mut().insert("hx-redirect", to);
+    res
 }
 
 /// The ban and cross-site checks of [`front_gate`].
@@ -549,7 +591,10 @@ async fn authenticate(
     if session.state != SessionState::Active {
         return Err(AppError::SignIn(Some(session.state)));
     }
-    if let Err(e) = state.access.touch_session(&session).await {
+    // A page polling by itself (htmx, e.g. the live overview) is not the user's activity:
+    // it must not hold off the idle lock. (A client can only shorten its own session so.)
+    let polled = !is_unsafe(req.method()) && req.headers().contains_key(HX_REQUEST);
+    if !polled && let Err(e) = state.access.touch_session(&session).await {
         tracing::warn!("could not record session activity: {e}");
     }
     let req = if is_unsafe(req.method()) {
@@ -573,6 +618,16 @@ async fn session_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_htmx_redirect_moves_the_whole_page() {
+        let res = whole_page_redirect(Redirect::to("/lock").into_response());
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.headers()["hx-redirect"], "/lock");
+        assert!(res.headers().get(header::LOCATION).is_none());
+        let ok = whole_page_redirect(StatusCode::OK.into_response());
+        assert!(ok.headers().get("hx-redirect").is_none());
+    }
 
     #[test]
     fn every_route_is_listed_once() {

@@ -20,6 +20,23 @@ pub struct AppState {
     pub hooks: Option<Arc<dyn HookSink>>,
     /// Workflow webhooks (`/hooks/workflows/…`); `None` answers them 404.
     pub workflows: Option<Arc<WorkflowHooks>>,
+    /// The console's settings (`[console]`).
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`: how the web console shows things.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsoleSettings {
+    /// The time zone times are shown in (stored in UTC).
+    pub timezone: chrono_tz::Tz,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings {
+            timezone: chrono_tz::Asia::Shanghai,
+        }
+    }
 }
 
 impl std::fmt::Debug for AppState {
@@ -30,6 +47,7 @@ impl std::fmt::Debug for AppState {
             .field("plain_http", &self.plain_http)
             .field("hooks", &self.hooks.as_ref().map(|_| "running"))
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
+            .field("console", &self.console)
             .finish()
     }
 }

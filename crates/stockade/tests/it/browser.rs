@@ -16,7 +16,7 @@ use crate::server::{PASSWORD, Server, add_user, init, oathtool};
 use crate::webdriver::{Browser, find_binary};
 
 /// The workspace's `target/screenshots/` (the test binary runs from `target/<profile>/deps`).
-fn screenshot_dir() -> PathBuf {
+pub fn screenshot_dir() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let target = exe
         .ancestors()
@@ -60,7 +60,7 @@ fn wrong_code(secret: &str) -> String {
         .unwrap()
 }
 
-fn path_of(url: &str) -> String {
+pub fn path_of(url: &str) -> String {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     rest.find('/')
         .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned())

@@ -11,6 +11,7 @@ mod audit_head;
 mod browser;
 mod cli;
 mod cli_edges;
+mod console;
 mod credentials;
 mod demo;
 mod dev_tools;

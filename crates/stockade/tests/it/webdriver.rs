@@ -236,6 +236,12 @@ impl Browser {
             .to_owned()
     }
 
+    /// Resize the window (the screenshots' laptop and phone widths).
+    pub async fn set_size(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height}))
+            .await;
+    }
+
     /// Save a PNG of the page (the tests look at these when a page changes).
     pub async fn screenshot(&self, file: &Path) {
         let b64 = self.get("/screenshot").await;
