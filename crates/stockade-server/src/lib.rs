@@ -15,6 +15,7 @@ pub mod dashboard;
 pub mod error;
 pub mod extract;
 pub mod hooks;
+pub mod metrics;
 pub mod pages;
 pub mod routes;
 pub mod state;
@@ -27,7 +28,7 @@ use std::time::Duration;
 
 pub use error::AppError;
 pub use routes::router;
-pub use state::AppState;
+pub use state::{AppState, MetricsSource};
 
 /// How to listen.
 #[derive(Debug, Clone)]

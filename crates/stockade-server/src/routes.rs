@@ -35,7 +35,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, api_workflows as wf, hooks, pages, workflow_hooks};
+use crate::{api, api_workflows as wf, hooks, metrics, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,37 @@ pub enum Gate {
     /// Public, authenticated by the workflow's own webhook auth (HMAC or API key), which
     /// the handler checks before anything runs; failures count toward a ban.
     WorkflowHook,
+    /// `/metrics`: a caller with credentials (API key or session) must hold
+    /// `ViewMetrics`; a caller without any is admitted only from loopback
+    /// ([`scrape_access`]); anyone else is refused.
+    MetricsScrape,
+}
+
+/// How a `/metrics` request is decided, before any credential is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeAccess {
+    /// No credentials, from a loopback address (after `X-Forwarded-For` resolution, so a
+    /// local reverse proxy does not make remote scrapers local).
+    Loopback,
+    /// Credentials given: they must be valid and hold `ViewMetrics`.
+    Credentials,
+    /// No credentials, not from loopback.
+    Refused,
+}
+
+/// The `/metrics` decision for a client address and whether credentials came with it.
+pub fn scrape_access(client: IpAddr, has_credentials: bool) -> ScrapeAccess {
+    let loopback = match client {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    match (has_credentials, loopback) {
+        (true, _) => ScrapeAccess::Credentials,
+        (false, true) => ScrapeAccess::Loopback,
+        (false, false) => ScrapeAccess::Refused,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -167,6 +198,7 @@ pub const ROUTES: &[RouteSpec] = &[
         Gate::MarketplaceSignature(Marketplace::Ebay),
     ),
     r("POST", "/hooks/workflows/{*path}", Gate::WorkflowHook),
+    r("GET", "/metrics", Gate::MetricsScrape),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -227,6 +259,7 @@ pub fn router(state: AppState) -> Router {
             get(hooks::receive).post(hooks::receive),
         )
         .route("/hooks/workflows/{*path}", post(workflow_hooks::receive))
+        .route("/metrics", get(metrics::scrape))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -480,6 +513,32 @@ pub async fn route_gate(
             }
             req.extensions_mut().insert(MaybeSession(session));
         }
+        Gate::MetricsScrape => {
+            let has_credentials = req.headers().contains_key(header::AUTHORIZATION)
+                || cookie(req.headers(), SESSION_COOKIE).is_some();
+            match scrape_access(ip, has_credentials) {
+                ScrapeAccess::Loopback => {}
+                ScrapeAccess::Refused => {
+                    return Err(AppError::refused(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "metrics need an API key with the metrics permission, or a request from this machine",
+                    ));
+                }
+                ScrapeAccess::Credentials => {
+                    let caller;
+                    (caller, req) = authenticate(&state, ip, req).await?;
+                    if !caller.role().can(Permission::ViewMetrics) {
+                        return Err(AppError::refused(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            format!("the {} role may not read metrics", caller.role()),
+                        ));
+                    }
+                    req.extensions_mut().insert(caller);
+                }
+            }
+        }
         Gate::Needs(permission) => {
             let caller;
             (caller, req) = authenticate(&state, ip, req).await?;
@@ -568,6 +627,44 @@ async fn session_of(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_without_credentials_are_for_loopback_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for local in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(
+                scrape_access(ip(local), false),
+                ScrapeAccess::Loopback,
+                "{local}"
+            );
+        }
+        for remote in [
+            "10.0.0.1",
+            "192.168.1.2",
+            "203.0.113.9",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+            "0.0.0.0",
+        ] {
+            assert_eq!(
+                scrape_access(ip(remote), false),
+                ScrapeAccess::Refused,
+                "{remote}"
+            );
+            assert_eq!(
+                scrape_access(ip(remote), true),
+                ScrapeAccess::Credentials,
+                "{remote}"
+            );
+        }
+        // Credentials are always checked, even from loopback (a bad key is not waved through).
+        assert_eq!(
+            scrape_access(ip("127.0.0.1"), true),
+            ScrapeAccess::Credentials
+        );
+        let spec = spec_for(&Method::GET, "/metrics").unwrap();
+        assert_eq!(spec.gate, Gate::MetricsScrape);
+    }
 
     #[test]
     fn every_route_is_listed_once() {

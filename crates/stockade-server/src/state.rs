@@ -20,6 +20,16 @@ pub struct AppState {
     pub hooks: Option<Arc<dyn HookSink>>,
     /// Workflow webhooks (`/hooks/workflows/…`); `None` answers them 404.
     pub workflows: Option<Arc<WorkflowHooks>>,
+    /// What `/metrics` renders; `None` answers it 404.
+    pub metrics: Option<Arc<dyn MetricsSource>>,
+}
+
+/// Renders the Prometheus text for `/metrics` (the composition root owns the registry and
+/// reads its scrape-time gauges from the store first).
+pub trait MetricsSource: Send + Sync {
+    fn render(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
 }
 
 impl std::fmt::Debug for AppState {
@@ -30,6 +40,7 @@ impl std::fmt::Debug for AppState {
             .field("plain_http", &self.plain_http)
             .field("hooks", &self.hooks.as_ref().map(|_| "running"))
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
+            .field("metrics", &self.metrics.as_ref().map(|_| "on"))
             .finish()
     }
 }

@@ -137,6 +137,7 @@ impl TestServer {
             plain_http: !options.tls,
             hooks: options.hooks,
             workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
+            metrics: None,
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -17,6 +17,7 @@ mod dev_tools;
 mod discover;
 mod harness;
 mod marketplaces;
+mod metrics;
 mod onboarding;
 mod reload;
 mod serve_refusals;
