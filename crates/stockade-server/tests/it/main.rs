@@ -6,5 +6,6 @@
 
 mod harness;
 mod hooks;
+mod metrics_gate;
 mod workflow_hooks;
 mod workflows;
