@@ -14,7 +14,9 @@ use stockade_vault::{MasterKeySource, MasterKeys};
 
 use crate::AppError;
 
+mod log;
 mod sections;
+pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
 };
@@ -55,6 +57,8 @@ struct FileConfig {
     alerts: AlertsFileConfig,
     #[serde(default)]
     workflows: WorkflowsFileConfig,
+    #[serde(default)]
+    log: log::LogFileConfig,
 }
 
 /// `[workflows]`: how many executions this process runs at once, and how long finished
@@ -375,6 +379,8 @@ pub struct Settings {
     pub alerts: stockade_alerts::AlertsConfig,
     /// The workflow engine (`[workflows]`).
     pub workflows: WorkflowSettings,
+    /// The shape of log lines (`[log] format`).
+    pub log_format: LogFormat,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -499,6 +505,7 @@ impl Settings {
         let sync = sync_settings(&file.sync, &mut provenance)?;
         let alerts = alerts_settings(&file.alerts, &mut provenance)?;
         let workflows = workflow_settings(&file.workflows, &mut provenance)?;
+        let log_format = log::log_format(&file.log, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -513,6 +520,7 @@ impl Settings {
             sync,
             alerts,
             workflows,
+            log_format,
             provenance,
         })
     }
@@ -562,6 +570,7 @@ impl Settings {
             sync: sync_settings(&file.sync, &mut provenance)?,
             alerts: alerts_settings(&file.alerts, &mut provenance)?,
             workflows: workflow_settings(&file.workflows, &mut provenance)?,
+            log_format: LogFormat::Text,
             provenance,
         })
     }

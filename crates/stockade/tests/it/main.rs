@@ -16,6 +16,7 @@ mod demo;
 mod dev_tools;
 mod discover;
 mod harness;
+mod json_logs;
 mod marketplaces;
 mod metrics;
 mod onboarding;
