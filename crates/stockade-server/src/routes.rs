@@ -10,9 +10,11 @@
 //! the role's permission. A route missing from the table is refused
 //! (fail closed). Webhook routes ([`Gate::MarketplaceSignature`]) skip authentication,
 //! CSRF and roles: the marketplace's signature, checked by the hook sink, stands in for
-//! them, and their failures feed the same ban guard. Refusals and failures, here and in
+//! them, and their failures feed the same ban guard. `/metrics` ([`Gate::MetricsScrape`]) admits a
+//! loopback caller without credentials; any caller with credentials, from anywhere, needs
+//! `ViewMetrics`; anyone else is refused ([`scrape_access`]). Refusals and failures, here and in
 //! the handlers, are [`AppError`]s: the front gate answers them as pages on page routes,
-//! as JSON on `/api/` and `/hooks/` ([`RouteKind`]).
+//! as JSON on `/api/`, `/hooks/` and `/metrics` ([`RouteKind`]).
 //!
 //! The handler modules ([`pages`], [`api`], [`api_workflows`], [`hooks`]) depend only on the shared modules
 //! (`state`, `error`, `extract`, `dashboard`), never on each other or on this one.
