@@ -16,6 +16,7 @@ pub mod totp;
 pub use ban::Jail;
 pub use roles::{PERMISSIONS, Permission, ROLES, Role};
 pub use service::{
-    Access, AccessConfig, AccessError, ApiKeyInfo, ApiPrincipal, BanInfo, Enrollment, FailureKind,
-    KeyRejection, LoginError, NewSession, SecondFactor, SessionState, SessionView, Stage, UserInfo,
+    Access, AccessConfig, AccessError, ApiKeyInfo, ApiPrincipal, BanInfo, BanTelemetry, Enrollment,
+    FailureKind, JailLabels, KeyRejection, LoginError, NewSession, SecondFactor, SessionState,
+    SessionView, Stage, UserInfo,
 };

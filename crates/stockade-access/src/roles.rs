@@ -85,6 +85,8 @@ pub enum Permission {
     RunWorkflows,
     /// Approve a pending workflow version (never one's own: the registry refuses it).
     ApproveWorkflows,
+    /// Scrape `/metrics` (counts per channel: commercial, so not auditors).
+    ViewMetrics,
 }
 
 use Role::{Admin, Auditor, Operator, Viewer};
@@ -103,6 +105,7 @@ pub const PERMISSIONS: &[(Permission, &[Role])] = &[
     (Permission::ViewWorkflows, &[Admin, Operator, Viewer]),
     (Permission::RunWorkflows, &[Admin, Operator]),
     (Permission::ApproveWorkflows, &[Admin, Operator]),
+    (Permission::ViewMetrics, &[Admin, Operator]),
 ];
 
 #[cfg(test)]

@@ -26,5 +26,7 @@ pub use config::{AlertsConfig, ChannelConfig, ChannelKind};
 pub use history::{AlertEntry, Delivery, alert_history};
 pub use model::{Alert, Severity};
 #[cfg(feature = "pipeline")]
-pub use pipeline::{Alerts, AlertsError, PipelineStats, release_held, test_channel};
+pub use pipeline::{
+    AlertLabels, AlertTelemetry, Alerts, AlertsError, PipelineStats, release_held, test_channel,
+};
 pub use status::{ChannelStatus, RecentAlert, channel_statuses, recent_alerts};

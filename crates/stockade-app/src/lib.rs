@@ -26,6 +26,7 @@ mod error;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod settings;
+pub mod telemetry;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -187,6 +188,15 @@ impl App {
             None => Arc::new(sync.clone()),
         };
         let workflow_hooks = Arc::new(WorkflowHooks::new(vault.clone()));
+        // One registry for the process: the rooms' counters, handed down as typed handles.
+        let handles = telemetry::Handles {
+            sync: sync.metrics().telemetry.clone(),
+            egress: gateway.telemetry(),
+            alerts: alerts.telemetry.clone(),
+            bans: access.ban_telemetry(),
+            workflows: stockade_workflows::engine::WorkflowTelemetry::default(),
+        };
+        let metrics = telemetry::Telemetry::new(vault.store().clone(), access.clone(), &handles);
         let state = AppState {
             access: access.clone(),
             trust_forwarded_for: server.trust_forwarded_for,
@@ -196,6 +206,7 @@ impl App {
             // runs (else they enqueue; whichever process runs workers runs them).
             workflows: Some(workflow_hooks.clone()),
             console: settings.console,
+            metrics: Some(Arc::new(metrics)),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
@@ -246,6 +257,7 @@ impl App {
                 alert_channels: Some(alerts.channel_names()),
                 // `marketplace.pull_orders` ingests through this process's sync engine.
                 sync: Some(sync.clone()),
+                telemetry: handles.workflows.clone(),
                 ..EngineConfig::default()
             };
             Engine::start_services(
@@ -459,6 +471,8 @@ pub struct AlertsHandle {
     running: Arc<tokio::sync::Mutex<(Option<Alerts>, bool)>>,
     /// The running config's channel names (what `alert.send`'s `channel` may name).
     names: Arc<std::sync::RwLock<Vec<String>>>,
+    /// Alert counters, kept across restarts.
+    telemetry: stockade_alerts::AlertTelemetry,
 }
 
 impl std::fmt::Debug for AlertsHandle {
@@ -474,6 +488,7 @@ impl AlertsHandle {
             gateway,
             running: Arc::new(tokio::sync::Mutex::new((None, false))),
             names: Arc::new(std::sync::RwLock::new(Vec::new())),
+            telemetry: stockade_alerts::AlertTelemetry::default(),
         }
     }
 
@@ -495,11 +510,12 @@ impl AlertsHandle {
             old.shutdown().await;
         }
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
-        let alerts = Alerts::start(
+        let alerts = Alerts::start_with(
             self.vault.store().clone(),
             self.vault.clone(),
             &self.gateway,
             config,
+            self.telemetry.clone(),
         )
         .await
         .map_err(|e| AppError::Start(e.to_string()))?;

@@ -14,7 +14,9 @@ use stockade_vault::{MasterKeySource, MasterKeys};
 
 use crate::AppError;
 
+mod log;
 mod sections;
+pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
 };
@@ -57,6 +59,8 @@ struct FileConfig {
     workflows: WorkflowsFileConfig,
     #[serde(default)]
     console: ConsoleFileConfig,
+    #[serde(default)]
+    log: log::LogFileConfig,
 }
 
 /// `[console]`: the time zone the web console shows times in (an IANA name).
@@ -407,6 +411,8 @@ pub struct Settings {
     pub workflows: WorkflowSettings,
     /// The web console (`[console]`).
     pub console: stockade_server::ConsoleSettings,
+    /// The shape of log lines (`[log] format`).
+    pub log_format: LogFormat,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -532,6 +538,7 @@ impl Settings {
         let alerts = alerts_settings(&file.alerts, &mut provenance)?;
         let workflows = workflow_settings(&file.workflows, &mut provenance)?;
         let console = console_settings(&file.console, &mut provenance)?;
+        let log_format = log::log_format(&file.log, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -547,6 +554,7 @@ impl Settings {
             alerts,
             workflows,
             console,
+            log_format,
             provenance,
         })
     }
@@ -597,6 +605,7 @@ impl Settings {
             alerts: alerts_settings(&file.alerts, &mut provenance)?,
             workflows: workflow_settings(&file.workflows, &mut provenance)?,
             console: console_settings(&file.console, &mut provenance)?,
+            log_format: LogFormat::Text,
             provenance,
         })
     }

@@ -190,6 +190,7 @@ struct Inner {
     daily: Mutex<Daily>,
     anomalies: broadcast::Sender<Anomaly>,
     writer: Option<mpsc::Sender<Msg>>,
+    telemetry: EgressTelemetry,
     jitter: retry::Jitter,
     /// Dev only: callers that trust a local sandbox's CA (see [`Gateway::trust_sandbox`]).
     sandbox: Mutex<HashMap<String, reqwest::Client>>,
@@ -259,6 +260,7 @@ impl Gateway {
             daily: Mutex::new(Daily::default()),
             anomalies,
             writer,
+            telemetry: EgressTelemetry::default(),
             jitter: retry::Jitter::new(seed),
             sandbox: Mutex::new(HashMap::new()),
         })))
@@ -376,7 +378,13 @@ impl Gateway {
             .map_err(EgressError::Store)
     }
 
+    /// The request counters, for the composition root to register.
+    pub fn telemetry(&self) -> EgressTelemetry {
+        self.0.telemetry.clone()
+    }
+
     async fn record(&self, row: LogRow) {
+        self.0.telemetry.count(&row.host, row.status, row.outcome);
         if let Some(w) = &self.0.writer
             && w.send(Msg::Log(row)).await.is_err()
         {
@@ -899,5 +907,53 @@ mod tests {
         assert_eq!(c.max_attempts, 4);
         assert_eq!(c.max_response_bytes, 8 << 20);
         assert_eq!(c.host_rate, (50.0, 100));
+    }
+}
+
+/// The labels of an outbound request: the allow-listed host and the status class
+/// (`2xx`…`5xx`), or the outcome word when no status came back (`blocked`, `timeout`, …).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct EgressLabels {
+    pub host: String,
+    pub class: String,
+}
+
+/// Outbound request attempts (and refusals), by host and status class.
+#[derive(Debug, Clone, Default)]
+pub struct EgressTelemetry {
+    pub requests: prometheus_client::metrics::family::Family<
+        EgressLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl EgressTelemetry {
+    /// Register as `stockade_egress_requests_total{host,class}`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "stockade_egress_requests",
+            "Outbound request attempts and refusals, by allow-listed host and status class",
+            self.requests.clone(),
+        );
+    }
+
+    fn count(&self, host: &str, status: Option<u16>, outcome: &str) {
+        let class = match status {
+            Some(s @ 100..=599) => format!("{}xx", s / 100),
+            Some(_) => "other".to_owned(),
+            None => outcome.to_owned(),
+        };
+        // A refused host is whatever a caller asked for: never a label (unbounded).
+        let host = if outcome == "blocked" {
+            "(not allowed)"
+        } else {
+            host
+        };
+        self.requests
+            .get_or_create(&EgressLabels {
+                host: host.to_owned(),
+                class,
+            })
+            .inc();
     }
 }

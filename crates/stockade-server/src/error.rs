@@ -38,7 +38,8 @@ pub enum RouteKind {
 
 impl RouteKind {
     pub fn of(path: &str) -> Self {
-        if path.starts_with("/api/") || path.starts_with("/hooks/") {
+        // `/metrics` is read by scrapers: its refusals are JSON too.
+        if path.starts_with("/api/") || path.starts_with("/hooks/") || path == "/metrics" {
             RouteKind::Json
         } else {
             RouteKind::Page

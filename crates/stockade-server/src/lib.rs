@@ -21,6 +21,7 @@ pub mod error;
 pub mod extract;
 pub mod hooks;
 pub mod i18n;
+pub mod metrics;
 pub mod openapi;
 pub mod pages;
 pub mod routes;
@@ -34,7 +35,7 @@ use std::time::Duration;
 
 pub use error::AppError;
 pub use routes::router;
-pub use state::{AppState, ConsoleSettings};
+pub use state::{AppState, ConsoleSettings, MetricsSource};
 
 /// How to listen.
 #[derive(Debug, Clone)]

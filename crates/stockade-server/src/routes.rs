@@ -10,9 +10,11 @@
 //! the role's permission. A route missing from the table is refused
 //! (fail closed). Webhook routes ([`Gate::MarketplaceSignature`]) skip authentication,
 //! CSRF and roles: the marketplace's signature, checked by the hook sink, stands in for
-//! them, and their failures feed the same ban guard. Refusals and failures, here and in
+//! them, and their failures feed the same ban guard. `/metrics` ([`Gate::MetricsScrape`]) admits a
+//! loopback caller without credentials; any caller with credentials, from anywhere, needs
+//! `ViewMetrics`; anyone else is refused ([`scrape_access`]). Refusals and failures, here and in
 //! the handlers, are [`AppError`]s: the front gate answers them as pages on page routes,
-//! as JSON on `/api/` and `/hooks/` ([`RouteKind`]).
+//! as JSON on `/api/`, `/hooks/` and `/metrics` ([`RouteKind`]).
 //!
 //! The handler modules ([`pages`], [`api`], [`api_workflows`], [`hooks`]) depend only on the shared modules
 //! (`state`, `error`, `extract`, `dashboard`), never on each other or on this one.
@@ -35,7 +37,7 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, api_workflows as wf, console, hooks, openapi, pages, workflow_hooks};
+use crate::{api, api_workflows as wf, console, hooks, metrics, openapi, pages, workflow_hooks};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +54,37 @@ pub enum Gate {
     /// Public, authenticated by the workflow's own webhook auth (HMAC or API key), which
     /// the handler checks before anything runs; failures count toward a ban.
     WorkflowHook,
+    /// `/metrics`: a caller with credentials (API key or session) must hold
+    /// `ViewMetrics`; a caller without any is admitted only from loopback
+    /// ([`scrape_access`]); anyone else is refused.
+    MetricsScrape,
+}
+
+/// How a `/metrics` request is decided, before any credential is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScrapeAccess {
+    /// No credentials, from a loopback address (after `X-Forwarded-For` resolution, so a
+    /// local reverse proxy does not make remote scrapers local).
+    Loopback,
+    /// Credentials given: they must be valid and hold `ViewMetrics`.
+    Credentials,
+    /// No credentials, not from loopback.
+    Refused,
+}
+
+/// The `/metrics` decision for a client address and whether credentials came with it.
+pub fn scrape_access(client: IpAddr, has_credentials: bool) -> ScrapeAccess {
+    let loopback = match client {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    match (has_credentials, loopback) {
+        (true, _) => ScrapeAccess::Credentials,
+        (false, true) => ScrapeAccess::Loopback,
+        (false, false) => ScrapeAccess::Refused,
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -183,6 +216,7 @@ pub const ROUTES: &[RouteSpec] = &[
     ),
     r("GET", "/audit", Gate::Needs(Permission::ViewAudit)),
     r("GET", "/audit.csv", Gate::Needs(Permission::ViewAudit)),
+    r("GET", "/metrics", Gate::MetricsScrape),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -253,6 +287,7 @@ pub fn router(state: AppState) -> Router {
         .route("/inventory/adjust", post(console::adjust))
         .route("/audit", get(console::audit))
         .route("/audit.csv", get(console::audit_csv))
+        .route("/metrics", get(metrics::scrape))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -527,6 +562,32 @@ pub async fn route_gate(
             }
             req.extensions_mut().insert(MaybeSession(session));
         }
+        Gate::MetricsScrape => {
+            let has_credentials = req.headers().contains_key(header::AUTHORIZATION)
+                || cookie(req.headers(), SESSION_COOKIE).is_some();
+            match scrape_access(ip, has_credentials) {
+                ScrapeAccess::Loopback => {}
+                ScrapeAccess::Refused => {
+                    return Err(AppError::refused(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "metrics need an API key with the metrics permission, or a request from this machine",
+                    ));
+                }
+                ScrapeAccess::Credentials => {
+                    let caller;
+                    (caller, req) = authenticate(&state, ip, req).await?;
+                    if !caller.role().can(Permission::ViewMetrics) {
+                        return Err(AppError::refused(
+                            StatusCode::FORBIDDEN,
+                            "forbidden",
+                            format!("the {} role may not read metrics", caller.role()),
+                        ));
+                    }
+                    req.extensions_mut().insert(caller);
+                }
+            }
+        }
         Gate::Needs(permission) => {
             let caller;
             (caller, req) = authenticate(&state, ip, req).await?;
@@ -627,6 +688,44 @@ mod tests {
         assert!(res.headers().get(header::LOCATION).is_none());
         let ok = whole_page_redirect(StatusCode::OK.into_response());
         assert!(ok.headers().get("hx-redirect").is_none());
+    }
+
+    #[test]
+    fn metrics_without_credentials_are_for_loopback_only() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for local in ["127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"] {
+            assert_eq!(
+                scrape_access(ip(local), false),
+                ScrapeAccess::Loopback,
+                "{local}"
+            );
+        }
+        for remote in [
+            "10.0.0.1",
+            "192.168.1.2",
+            "203.0.113.9",
+            "::ffff:10.0.0.1",
+            "2001:db8::1",
+            "0.0.0.0",
+        ] {
+            assert_eq!(
+                scrape_access(ip(remote), false),
+                ScrapeAccess::Refused,
+                "{remote}"
+            );
+            assert_eq!(
+                scrape_access(ip(remote), true),
+                ScrapeAccess::Credentials,
+                "{remote}"
+            );
+        }
+        // Credentials are always checked, even from loopback (a bad key is not waved through).
+        assert_eq!(
+            scrape_access(ip("127.0.0.1"), true),
+            ScrapeAccess::Credentials
+        );
+        let spec = spec_for(&Method::GET, "/metrics").unwrap();
+        assert_eq!(spec.gate, Gate::MetricsScrape);
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct AppState {
     pub workflows: Option<Arc<WorkflowHooks>>,
     /// The console's settings (`[console]`).
     pub console: ConsoleSettings,
+    /// What `/metrics` renders; `None` answers it 404.
+    pub metrics: Option<Arc<dyn MetricsSource>>,
 }
 
 /// `[console]`: how the web console shows things.
@@ -39,6 +41,14 @@ impl Default for ConsoleSettings {
     }
 }
 
+/// Renders the Prometheus text for `/metrics` (the composition root owns the registry and
+/// reads its scrape-time gauges from the store first).
+pub trait MetricsSource: Send + Sync {
+    fn render(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>;
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
@@ -48,6 +58,7 @@ impl std::fmt::Debug for AppState {
             .field("hooks", &self.hooks.as_ref().map(|_| "running"))
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
             .field("console", &self.console)
+            .field("metrics", &self.metrics.as_ref().map(|_| "on"))
             .finish()
     }
 }

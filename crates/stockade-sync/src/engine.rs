@@ -97,6 +97,14 @@ impl std::fmt::Debug for Live {
 }
 
 impl Live {
+    /// This connection's metric labels (its name and marketplace; never buyer data).
+    fn labels(&self) -> crate::metrics::ChannelLabels {
+        crate::metrics::ChannelLabels {
+            channel: self.name.clone(),
+            marketplace: self.marketplace.as_str().to_owned(),
+        }
+    }
+
     fn status(&self) -> u8 {
         self.status.load(Ordering::Relaxed)
     }

@@ -42,7 +42,7 @@ pub use connections::{
 pub use discover::{DiscoverOptions, DiscoverReport};
 pub use engine::{Summary, SyncEngine, set_low_stock_threshold};
 pub use health::PushHealth;
-pub use metrics::{Metrics, Percentiles};
+pub use metrics::{Metrics, Percentiles, SamplesCursor, SyncTelemetry};
 pub use purge::PurgeReceipt;
 pub use unmatched::{LineProblem, UnmatchedLine, UnmatchedSku};
 

@@ -1,69 +1,150 @@
 //! Counters and latency figures for the live summary, benchmarks and `/metrics`.
 
+//!
+//! Latencies are kept in [`Samples`]: a fixed set of log-linear buckets (every value is
+//! counted, nothing stops recording and memory never grows), from which percentiles are
+//! read with a bounded relative error ([`RELATIVE_ERROR`]); the maximum is exact. The
+//! Prometheus side ([`SyncTelemetry`]) holds typed handles that the composition root
+//! registers in its one registry; labels are connection names and marketplaces only.
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-/// Latency samples in microseconds, kept up to a bound (the oldest are dropped).
-#[derive(Debug, Default)]
-pub struct Samples {
-    inner: Mutex<VecDeque<u32>>,
+/// Values below this many microseconds have a bucket each.
+const LINEAR: u64 = 64;
+/// Sub-buckets per power of two above [`LINEAR`] (so a bucket spans at most 1/32 of its value).
+const SUB: u64 = 32;
+const SUB_BITS: u32 = 5;
+/// Buckets for every `u32` microsecond value (up to about 71 minutes).
+const BUCKETS: usize = LINEAR as usize + (32 - 6) * SUB as usize;
+
+/// Percentiles read from [`Samples`] are within this fraction of the true sample.
+pub const RELATIVE_ERROR: f64 = 1.0 / SUB as f64;
+
+fn bucket_of(us: u32) -> usize {
+    let v = u64::from(us);
+    if v < LINEAR {
+        return v as usize;
+    }
+    let exp = 63 - v.leading_zeros(); // >= 6
+    let sub = (v >> (exp - SUB_BITS)) & (SUB - 1);
+    LINEAR as usize + (exp as usize - 6) * SUB as usize + sub as usize
 }
 
-const MAX_SAMPLES: usize = 4_000_000;
+/// The smallest and largest microsecond value counted in bucket `i`.
+fn bucket_range(i: usize) -> (u64, u64) {
+    let i = i as u64;
+    if i < LINEAR {
+        return (i, i);
+    }
+    let exp = (i - LINEAR) / SUB + 6;
+    let sub = (i - LINEAR) % SUB;
+    let width = 1u64 << (exp - u64::from(SUB_BITS));
+    let low = (1u64 << exp) + sub * width;
+    (low, low + width - 1)
+}
+
+/// Latency samples in microseconds: counts per log-linear bucket, bounded and lock-free.
+#[derive(Debug)]
+pub struct Samples {
+    buckets: Box<[AtomicU64]>,
+    max_us: AtomicU64,
+}
+
+impl Default for Samples {
+    fn default() -> Self {
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            max_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// Where [`Samples::take_recent`] last looked: the bucket counts then.
+#[derive(Debug, Default, Clone)]
+pub struct SamplesCursor(Vec<u64>);
 
 impl Samples {
     pub fn record(&self, d: Duration) {
         let us = u32::try_from(d.as_micros()).unwrap_or(u32::MAX);
-        if let Ok(mut v) = self.inner.lock() {
-            if v.len() >= MAX_SAMPLES {
-                v.pop_front();
-            }
-            v.push_back(us);
+        if let Some(b) = self.buckets.get(bucket_of(us)) {
+            b.fetch_add(1, Ordering::Relaxed);
         }
+        self.max_us.fetch_max(u64::from(us), Ordering::Relaxed);
+    }
+
+    fn counts(&self) -> Vec<u64> {
+        self.buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// p50, p99 and max in milliseconds, and the count; None without samples.
     pub fn summary(&self) -> Option<Percentiles> {
-        let mut v: Vec<u32> = self.inner.lock().ok()?.iter().copied().collect();
-        summarise(&mut v)
+        let max = self.max_us.load(Ordering::Relaxed);
+        summarise(&self.counts(), Some(max))
     }
 
-    /// Like [`Samples::summary`] over the samples recorded since the last call
-    /// to `summary_recent` (for a live display).
-    pub fn take_recent(&self, since: &mut usize) -> Option<Percentiles> {
-        let v = self.inner.lock().ok()?;
-        let start = (*since).min(v.len());
-        let mut recent: Vec<u32> = v.iter().skip(start).copied().collect();
-        *since = v.len();
-        drop(v);
-        summarise(&mut recent)
+    /// Like [`Samples::summary`] over the samples recorded since the last call with the
+    /// same cursor (for a live display); the max is the highest bucket's upper bound.
+    pub fn take_recent(&self, since: &mut SamplesCursor) -> Option<Percentiles> {
+        let now = self.counts();
+        let recent: Vec<u64> = now
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n.saturating_sub(since.0.get(i).copied().unwrap_or(0)))
+            .collect();
+        since.0 = now;
+        summarise(&recent, None)
     }
 
     pub fn clear(&self) {
-        if let Ok(mut v) = self.inner.lock() {
-            v.clear();
+        for b in &*self.buckets {
+            b.store(0, Ordering::Relaxed);
         }
+        self.max_us.store(0, Ordering::Relaxed);
     }
 }
 
-fn summarise(v: &mut [u32]) -> Option<Percentiles> {
-    if v.is_empty() {
+/// Percentiles from bucket counts: the value reported for a quantile is the middle of the
+/// bucket holding that rank (exact below 64 µs, within [`RELATIVE_ERROR`] above).
+fn summarise(counts: &[u64], max_us: Option<u64>) -> Option<Percentiles> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
         return None;
     }
-    v.sort_unstable();
     let at = |q: f64| {
-        let i = ((v.len() as f64 - 1.0) * q).round() as usize;
-        f64::from(v.get(i).copied().unwrap_or(0)) / 1000.0
+        let rank = ((total as f64 - 1.0) * q).round() as u64;
+        let mut seen = 0;
+        for (i, n) in counts.iter().enumerate() {
+            seen += n;
+            if seen > rank {
+                let (lo, hi) = bucket_range(i);
+                return (lo + hi) as f64 / 2.0;
+            }
+        }
+        0.0
     };
+    let top = counts
+        .iter()
+        .rposition(|n| *n > 0)
+        .map_or(0, |i| bucket_range(i).1);
+    let max = max_us.unwrap_or(top) as f64;
     Some(Percentiles {
-        count: v.len(),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        max_ms: at(1.0),
+        count: usize::try_from(total).unwrap_or(usize::MAX),
+        p50_ms: at(0.50).min(max) / 1000.0,
+        p99_ms: at(0.99).min(max) / 1000.0,
+        max_ms: max / 1000.0,
     })
 }
 
@@ -73,6 +154,80 @@ pub struct Percentiles {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+}
+
+/// A connection's labels: its name (chosen by the operator, never buyer data) and marketplace.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabels {
+    pub channel: String,
+    pub marketplace: String,
+}
+
+/// A push outcome per channel.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PushLabels {
+    pub channel: String,
+    pub outcome: &'static str,
+}
+
+/// The sync engine's Prometheus handles (cheap clones share the same values).
+#[derive(Debug, Clone)]
+pub struct SyncTelemetry {
+    /// Orders stored or updated, by the connection they came in on.
+    pub orders_ingested: Family<ChannelLabels, Counter>,
+    /// Listing quantities pushed: `confirmed` per listing, `failed` per failed round.
+    pub pushes: Family<PushLabels, Counter>,
+    /// From the oldest change a push carries to the channel's confirmation, in seconds.
+    pub push_lag: Family<ChannelLabels, Histogram>,
+}
+
+fn lag_histogram() -> Histogram {
+    // 1 ms .. ~65 s, doubling.
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+impl Default for SyncTelemetry {
+    fn default() -> Self {
+        Self {
+            orders_ingested: Family::default(),
+            pushes: Family::default(),
+            push_lag: Family::new_with_constructor(lag_histogram),
+        }
+    }
+}
+
+impl SyncTelemetry {
+    /// Register these handles (as `stockade_orders_ingested_total`, …) in `registry`.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "stockade_orders_ingested",
+            "Orders stored or updated, per connection",
+            self.orders_ingested.clone(),
+        );
+        registry.register(
+            "stockade_pushes",
+            "Listing quantity pushes per connection and outcome (confirmed per listing, failed per round)",
+            self.pushes.clone(),
+        );
+        registry.register(
+            "stockade_push_lag_seconds",
+            "From an order's arrival to the channel confirming the new quantity",
+            self.push_lag.clone(),
+        );
+    }
+
+    pub fn ingested(&self, labels: &ChannelLabels, n: u64) {
+        self.orders_ingested.get_or_create(labels).inc_by(n);
+    }
+
+    pub fn push_outcome(&self, channel: &str, outcome: &'static str, n: u64) {
+        self.pushes
+            .get_or_create(&PushLabels {
+                channel: channel.to_owned(),
+                outcome,
+            })
+            .inc_by(n);
+    }
 }
 
 /// What the sync engine has done since it started.
@@ -112,6 +267,8 @@ pub struct Metrics {
     /// Every error line since the start, counted by kind (the line itself; lines start
     /// with the connection's name), so a summary's counts and its list agree.
     pub error_kinds: Mutex<ErrorKinds>,
+    /// The Prometheus handles (registered by the composition root).
+    pub telemetry: SyncTelemetry,
 }
 
 /// Error lines counted by kind, the most recent `MAX_KINDS` kinds kept with their counts.
@@ -240,9 +397,59 @@ mod tests {
         assert!((p.p50_ms - 50.0).abs() <= 1.0, "{p:?}");
         assert!((p.p99_ms - 99.0).abs() <= 1.0, "{p:?}");
         assert_eq!(p.max_ms, 100.0);
-        let mut since = 0;
+        let mut since = SamplesCursor::default();
         assert_eq!(s.take_recent(&mut since).unwrap().count, 100);
         assert!(s.take_recent(&mut since).is_none());
+        s.record(Duration::from_millis(7));
+        let p = s.take_recent(&mut since).unwrap();
+        assert_eq!(p.count, 1);
+        assert!((p.p50_ms - 7.0).abs() <= 7.0 * RELATIVE_ERROR, "{p:?}");
+    }
+
+    // The old buffer stopped (or dropped) samples once full; the buckets count every one.
+    #[test]
+    fn every_sample_is_counted_and_percentiles_stay_within_the_error_bound() {
+        let s = Samples::default();
+        let n = 5_000_000u64;
+        for i in 0..n {
+            // 1 µs .. 5 s, uniform.
+            s.record(Duration::from_micros(1 + i));
+        }
+        let p = s.summary().unwrap();
+        assert_eq!(p.count as u64, n);
+        let exact50 = n as f64 * 0.5 / 1000.0;
+        let exact99 = n as f64 * 0.99 / 1000.0;
+        assert!(
+            (p.p50_ms - exact50).abs() <= exact50 * RELATIVE_ERROR,
+            "{p:?}"
+        );
+        assert!(
+            (p.p99_ms - exact99).abs() <= exact99 * RELATIVE_ERROR,
+            "{p:?}"
+        );
+        assert_eq!(p.max_ms, n as f64 / 1000.0);
+        s.clear();
+        assert!(s.summary().is_none());
+    }
+
+    #[test]
+    fn buckets_cover_every_value_in_order() {
+        let mut prev = None;
+        for i in 0..BUCKETS {
+            let (lo, hi) = bucket_range(i);
+            assert!(lo <= hi);
+            if let Some(p) = prev {
+                assert_eq!(lo, p + 1, "gap before bucket {i}");
+            }
+            prev = Some(hi);
+            assert_eq!(bucket_of(u32::try_from(lo).unwrap()), i);
+            assert_eq!(bucket_of(u32::try_from(hi).unwrap()), i);
+            assert!(
+                (hi - lo) as f64 <= (lo as f64 * RELATIVE_ERROR).max(0.0),
+                "{i}"
+            );
+        }
+        assert_eq!(prev, Some(u64::from(u32::MAX)));
     }
 
     // The demo's error counts disagreed with its list of last errors (counted apart).

@@ -215,6 +215,48 @@ pub struct EngineConfig {
     /// The process's sync engine, for `marketplace.pull_orders` (`None`: that step kind
     /// is unsupported here).
     pub sync: Option<stockade_sync::SyncEngine>,
+    /// Execution outcome counters (the composition root registers them for `/metrics`).
+    pub telemetry: WorkflowTelemetry,
+}
+
+/// The label of an execution outcome: a fixed word, never a workflow's data.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// How the runs of this process ended, counted per outcome.
+#[derive(Debug, Clone, Default)]
+pub struct WorkflowTelemetry {
+    pub outcomes: prometheus_client::metrics::family::Family<
+        OutcomeLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl WorkflowTelemetry {
+    /// Register as `stockade_workflow_runs_total{outcome}`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "stockade_workflow_runs",
+            "Workflow runs ended in this process, per outcome (succeeded, failed, waiting, limited, stopped)",
+            self.outcomes.clone(),
+        );
+    }
+
+    /// Count one run's end: `stopped` when it ended without deciding its job.
+    pub fn record(&self, outcome: Result<&RunOutcome, &ExecError>) {
+        let outcome = match outcome {
+            Ok(RunOutcome::Succeeded) => "succeeded",
+            Ok(RunOutcome::Failed(_)) => "failed",
+            Ok(RunOutcome::Waiting(_)) => "waiting",
+            Ok(RunOutcome::Limited(_)) => "limited",
+            Err(_) => "stopped",
+        };
+        self.outcomes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
 }
 
 impl Default for EngineConfig {
@@ -230,6 +272,7 @@ impl Default for EngineConfig {
             script: crate::exec::ScriptSettings::default(),
             alert_channels: None,
             sync: None,
+            telemetry: WorkflowTelemetry::default(),
         }
     }
 }
@@ -344,6 +387,7 @@ impl Engine {
             total: config.workers.max(1),
             lease_ms: config.lease_ms,
             stopped: stopped.clone(),
+            telemetry: config.telemetry.clone(),
         };
         for n in 0..config.workers.max(1) {
             let worker = Worker {
@@ -418,6 +462,7 @@ pub struct Starter {
     abandoned: watch::Receiver<bool>,
     lease_ms: i64,
     stopped: watch::Receiver<bool>,
+    telemetry: WorkflowTelemetry,
 }
 
 impl std::fmt::Debug for Starter {
@@ -526,6 +571,7 @@ impl Starter {
         let (tx, rx) = oneshot::channel();
         let executor = self.executor.clone();
         let mut abandoned = self.abandoned.clone();
+        let telemetry = self.telemetry.clone();
         tokio::spawn(async move {
             let _slot = slot;
             let job = lease.job_id.clone();
@@ -536,6 +582,7 @@ impl Starter {
                 ended = run => ended,
                 _ = abandoned.wait_for(|gone| *gone) => return,
             };
+            telemetry.record(ended.as_ref().map(|(o, _)| o));
             if let Err(e) = &ended {
                 report_stop(&job, e);
             }
@@ -679,7 +726,9 @@ impl Worker {
             let _ = self.store.defer_until(&lease, later).await;
             return;
         }
-        if let Err(e) = self.executor.run_claimed(lease).await {
+        let ended = self.executor.run_claimed(lease).await;
+        self.config.telemetry.record(ended.as_ref());
+        if let Err(e) = ended {
             report_stop(&job, &e);
         }
     }

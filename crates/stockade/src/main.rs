@@ -40,14 +40,33 @@ fn log_level(default_info: bool) -> tracing::Level {
     }
 }
 
-fn init_logging(default_info: bool) {
+fn init_logging(default_info: bool, json: bool) {
     use std::io::IsTerminal;
+    if json {
+        // One JSON object per line for a log shipper (`[log] format = "json"`).
+        tracing_subscriber::fmt()
+            .json()
+            .with_max_level(log_level(default_info))
+            .with_writer(std::io::stderr)
+            .with_target(false)
+            .with_current_span(false)
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_max_level(log_level(default_info))
         .with_writer(std::io::stderr)
         .with_target(false)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
+}
+
+/// Whether `serve` logs JSON: `[log] format` of the settings it will run with (settings
+/// that do not resolve log text; the command then reports why).
+fn serve_logs_json(cli: &cli::Cli) -> bool {
+    matches!(cli.command, cli::Command::Serve(_))
+        && stockade_app::Settings::resolve(&cli.global.overrides())
+            .is_ok_and(|s| s.log_format == stockade_app::settings::LogFormat::Json)
 }
 
 #[cfg(feature = "dev-tools")]
@@ -89,10 +108,16 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     } else {
-        init_logging(matches!(cli.command, cli::Command::Serve(_)));
+        init_logging(
+            matches!(cli.command, cli::Command::Serve(_)),
+            serve_logs_json(&cli),
+        );
     }
     #[cfg(not(feature = "dev-tools"))]
-    init_logging(matches!(cli.command, cli::Command::Serve(_)));
+    init_logging(
+        matches!(cli.command, cli::Command::Serve(_)),
+        serve_logs_json(&cli),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -139,6 +139,14 @@ impl Access {
             );
         }
         self.store.commit(&Actor::System("access"), changes).await?;
+        if matches!(outcome, FailureOutcome::Banned(_)) {
+            self.ban_telemetry
+                .added
+                .get_or_create(&super::JailLabels {
+                    jail: jail.as_str(),
+                })
+                .inc();
+        }
         Ok(outcome)
     }
 
@@ -270,6 +278,10 @@ impl Access {
         };
         let change = self.ban_change(&ban, "manual")?;
         self.store.commit(actor, vec![change]).await?;
+        self.ban_telemetry
+            .added
+            .get_or_create(&super::JailLabels { jail: "all" })
+            .inc();
         {
             let mut jails = lock(&self.guard);
             for jail in Jail::ALL {

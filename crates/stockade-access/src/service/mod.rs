@@ -151,6 +151,33 @@ pub struct Access {
     throttle: Mutex<AccountThrottle>,
     hashing: Semaphore,
     dummy_hash: String,
+    ban_telemetry: BanTelemetry,
+}
+
+/// Bans added, per jail (`interactive`, `webhook`, or `all` for a ban by hand).
+#[derive(Debug, Clone, Default)]
+pub struct BanTelemetry {
+    pub added: prometheus_client::metrics::family::Family<
+        JailLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+/// A ban metric's label: the jail, never the address.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct JailLabels {
+    pub jail: &'static str,
+}
+
+impl BanTelemetry {
+    /// Register as `stockade_bans_added_total{jail}`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "stockade_bans_added",
+            "Bans added by this process, per jail (all: a ban by hand)",
+            self.added.clone(),
+        );
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,6 +186,11 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Access {
+    /// The ban counters, for the composition root to register.
+    pub fn ban_telemetry(&self) -> BanTelemetry {
+        self.ban_telemetry.clone()
+    }
+
     /// Build the service and load persisted bans.
     pub async fn new(vault: Arc<Vault>, config: AccessConfig) -> Result<Access> {
         let store = vault.store().clone();
@@ -180,6 +212,7 @@ impl Access {
             config,
             hashing: Semaphore::new(permits),
             dummy_hash,
+            ban_telemetry: BanTelemetry::default(),
         };
         access.refresh_bans().await?;
         Ok(access)

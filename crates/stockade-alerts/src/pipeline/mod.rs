@@ -104,6 +104,41 @@ struct Inner {
     holder: String,
     wake_router: Notify,
     stats: Mutex<PipelineStats>,
+    telemetry: AlertTelemetry,
+}
+
+/// An alert counter's labels: the channel kind (`dingtalk`, `feishu`) and what happened.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct AlertLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+/// Alerts sent, failed and held per channel kind. Survives pipeline restarts (a config
+/// reload) when the same handle is passed to [`Alerts::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct AlertTelemetry {
+    pub alerts: prometheus_client::metrics::family::Family<
+        AlertLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+}
+
+impl AlertTelemetry {
+    /// Register as `stockade_alerts_total{kind,outcome}`.
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "stockade_alerts",
+            "Alerts per channel kind: sent (delivered), failed (a delivery attempt failed), held (a misconfigured channel holds them)",
+            self.alerts.clone(),
+        );
+    }
+
+    pub(crate) fn count(&self, kind: &'static str, outcome: &'static str, n: u64) {
+        self.alerts
+            .get_or_create(&AlertLabels { kind, outcome })
+            .inc_by(n);
+    }
 }
 
 /// The running pipeline.
@@ -133,6 +168,17 @@ impl Alerts {
         vault: Arc<Vault>,
         gateway: &Gateway,
         config: AlertsConfig,
+    ) -> Result<Alerts> {
+        Alerts::start_with(store, vault, gateway, config, AlertTelemetry::default()).await
+    }
+
+    /// [`Alerts::start`], counting into `telemetry` (kept across restarts by the caller).
+    pub async fn start_with(
+        store: Store,
+        vault: Arc<Vault>,
+        gateway: &Gateway,
+        config: AlertsConfig,
+        telemetry: AlertTelemetry,
     ) -> Result<Alerts> {
         config.validate().map_err(AlertsError::Config)?;
         let env = store.environment().as_str();
@@ -178,6 +224,7 @@ impl Alerts {
             holder,
             wake_router: Notify::new(),
             stats: Mutex::new(PipelineStats::default()),
+            telemetry,
         });
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(router_loop(inner.clone(), stop_rx.clone()))];

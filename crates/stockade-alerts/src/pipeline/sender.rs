@@ -177,6 +177,15 @@ pub(super) async fn sender_loop(
         if let Err(e) = record_outcome(&inner, &ch, batch, &outcome).await {
             tracing::warn!(channel = %name, "recording an alert delivery failed: {e}");
         }
+        let kind = ch.client.config.kind.as_str();
+        let outcome_word = if matches!(outcome, Outcome::Delivered { .. }) {
+            "sent"
+        } else {
+            "failed"
+        };
+        inner
+            .telemetry
+            .count(kind, outcome_word, batch.len() as u64);
         match &outcome {
             Outcome::Delivered { .. } => lock(&inner.stats).messages_sent += 1,
             Outcome::RateLimited { wait, .. } => {
@@ -208,7 +217,7 @@ async fn misconfigured_round(
             return;
         }
     }
-    if let Err(e) = hold_pending(inner, name).await {
+    if let Err(e) = hold_pending(inner, ch.client.config.kind.as_str(), name).await {
         tracing::warn!(channel = %name, "holding alerts: {e}");
     }
     tokio::select! {
@@ -247,7 +256,7 @@ async fn wait_for_due(
 
 /// While a channel is misconfigured, new alerts for it are held at once (not sent to
 /// be refused again).
-async fn hold_pending(inner: &Inner, channel: &str) -> Result<()> {
+async fn hold_pending(inner: &Inner, kind: &'static str, channel: &str) -> Result<()> {
     let n = outbox_rows(&inner.store, channel, "pending").await?;
     if n == 0 {
         return Ok(());
@@ -270,6 +279,9 @@ async fn hold_pending(inner: &Inner, channel: &str) -> Result<()> {
             )],
         )
         .await?;
+    inner
+        .telemetry
+        .count(kind, "held", u64::try_from(n).unwrap_or(0));
     Ok(())
 }
 

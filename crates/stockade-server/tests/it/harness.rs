@@ -138,6 +138,7 @@ impl TestServer {
             hooks: options.hooks,
             workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
             console: Default::default(),
+            metrics: Some(Arc::new(FixedMetrics)),
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),
@@ -203,5 +204,19 @@ impl Drop for TestServer {
             let _ = tx.send(());
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A `/metrics` source with one fixed sample, so the gate can be tested without the app.
+pub struct FixedMetrics;
+
+pub const FIXED_METRICS: &str = "# HELP t_up Up.\n# TYPE t_up gauge\nt_up 1\n# EOF\n";
+
+impl stockade_server::MetricsSource for FixedMetrics {
+    fn render(
+        &self,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, String>> + Send + '_>>
+    {
+        Box::pin(async { Ok(FIXED_METRICS.to_owned()) })
     }
 }

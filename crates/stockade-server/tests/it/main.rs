@@ -6,6 +6,7 @@
 
 mod harness;
 mod hooks;
+mod metrics_gate;
 mod openapi;
 mod workflow_hooks;
 mod workflows;

@@ -832,6 +832,16 @@ impl Store {
         Ok(ReapReport { requeued, failed })
     }
 
+    /// Jobs waiting in the queue (state `queued`, due or not), per kind: what `/metrics`
+    /// reads at scrape time.
+    pub async fn queued_jobs(&self) -> Result<Vec<(String, i64)>> {
+        self.query_as(
+            "SELECT kind, COUNT(*) FROM jobs WHERE state = 'queued' GROUP BY kind ORDER BY kind",
+            sql_params![],
+        )
+        .await
+    }
+
     /// A job by id.
     pub async fn job(&self, id: &str) -> Result<Option<JobRecord>> {
         self.query_one_as(

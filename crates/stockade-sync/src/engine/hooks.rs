@@ -129,6 +129,7 @@ impl SyncEngine {
                 match tokio::time::timeout(WEBHOOK_ANSWER_WITHIN, rx).await {
                     Ok(Ok(Ok(_))) => {
                         Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
+                        self.inner.metrics.telemetry.ingested(&target.labels(), 1);
                         Ok(HookAnswer::ok())
                     }
                     Ok(Ok(Err(e))) => Err(HookError::Unavailable(unavailable_reason(&e))),

@@ -93,6 +93,7 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
     let n = orders.len();
     ingest_polled(inner, live, orders).await?;
     Metrics::inc(&inner.metrics.polled, n as u64);
+    inner.metrics.telemetry.ingested(&live.labels(), n as u64);
     let high = high.max(since);
     inner
         .store

@@ -18,6 +18,8 @@ use tokio::sync::mpsc;
 use super::commit::tracker_done;
 use super::{ACTIVE, ACTOR, Inner, Live, Notice, SyncEngine, market_failure, record_event};
 use crate::catalog::ListingIds;
+use prometheus_client::metrics::histogram::Histogram;
+
 use crate::metrics::{Metrics, Samples};
 use crate::{Result, SyncOptions, now_ms};
 
@@ -86,6 +88,12 @@ pub(super) async fn push_loop(
     // A streak recorded by an earlier process is cleared by this one's first good round.
     let mut streak_recorded = true;
     let staleness = inner.metrics.staleness_of(&live.name);
+    let lag = inner
+        .metrics
+        .telemetry
+        .push_lag
+        .get_or_create(&live.labels())
+        .clone();
     let mut again = true;
     loop {
         if !again {
@@ -132,6 +140,10 @@ pub(super) async fn push_loop(
             if confirmed.len() < pending.len() {
                 failures = failures.saturating_add(1);
                 Metrics::inc(&inner.metrics.push_failures, 1);
+                inner
+                    .metrics
+                    .telemetry
+                    .push_outcome(&live.name, "failed", 1);
                 let text = failed.as_ref().map_or_else(
                     || "the channel did not confirm the new quantities".to_owned(),
                     crate::health::error_text,
@@ -168,7 +180,7 @@ pub(super) async fn push_loop(
             crate::health::record_ok(&inner.store, live.id).await;
             streak_recorded = false;
         }
-        resolve_notices(&inner, &mut waiting, known, &confirmed, &staleness);
+        resolve_notices(&inner, &mut waiting, known, &confirmed, &staleness, &lag);
     }
 }
 
@@ -216,6 +228,7 @@ fn resolve_notices(
     known: usize,
     confirmed: &HashSet<String>,
     staleness: &Samples,
+    lag: &Histogram,
 ) {
     let now = Instant::now();
     let mut i = 0;
@@ -224,7 +237,9 @@ fn resolve_notices(
         let before = skus.len();
         skus.retain(|s| !confirmed.contains(s));
         if skus.len() < before {
-            staleness.record(now.saturating_duration_since(n.first_arrival));
+            let d = now.saturating_duration_since(n.first_arrival);
+            staleness.record(d);
+            lag.observe(d.as_secs_f64());
         }
         if skus.is_empty() {
             let (n, _) = waiting.remove(i);
@@ -307,6 +322,10 @@ async fn push_chunk(
             return Ok((Vec::new(), err));
         }
         Metrics::inc(&inner.metrics.pushes_confirmed, ok.len() as u64);
+        inner
+            .metrics
+            .telemetry
+            .push_outcome(&live.name, "confirmed", ok.len() as u64);
     }
     Ok((ok, err))
 }

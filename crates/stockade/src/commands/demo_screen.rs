@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use stockade_core::order::Marketplace;
 
-use stockade_sync::{Percentiles, stats};
+use stockade_sync::{Percentiles, SamplesCursor, stats};
 
 use super::live::Rig;
 
@@ -25,7 +25,7 @@ pub struct Frame {
 
 #[derive(Default)]
 struct Channel {
-    lag_since: usize,
+    lag_since: SamplesCursor,
     lag: Option<Percentiles>,
 }
 
@@ -35,7 +35,7 @@ const RATE_WINDOW: std::time::Duration = std::time::Duration::from_secs(10);
 /// State kept between redraws (rates and the latest lag figures).
 pub struct Screen {
     channels: BTreeMap<&'static str, Channel>,
-    lag_since: usize,
+    lag_since: SamplesCursor,
     lag: Option<Percentiles>,
     /// Orders stored per channel at recent redraws, oldest first.
     history: std::collections::VecDeque<(Instant, BTreeMap<String, i64>)>,
@@ -57,7 +57,7 @@ impl Screen {
                 .iter()
                 .map(|m| (m.as_str(), Channel::default()))
                 .collect(),
-            lag_since: 0,
+            lag_since: SamplesCursor::default(),
             lag: None,
             history: std::collections::VecDeque::new(),
             last: Instant::now(),
