@@ -87,6 +87,19 @@ pub enum Permission {
     ApproveWorkflows,
     /// Scrape `/metrics` (counts per channel: commercial, so not auditors).
     ViewMetrics,
+    /// Decrypt one order's buyer fields (name, email, phone, address), with a typed
+    /// reason, one audit row per reveal (orders part of the console).
+    ///
+    /// Admins only. Stockade syncs stock; nobody's daily work in it needs a buyer's
+    /// identity (fulfilment and customer service happen in the marketplaces' own seller
+    /// centres, which show the buyer there). A marketplace data-protection review asks
+    /// that PII be reachable only on a need-to-know basis, by as few people as possible,
+    /// each access attributable: so not operators (they run the sync every day and would
+    /// make every reveal routine), not viewers, not auditors (they see that a reveal
+    /// happened, in the audit log, never the data). Admins hold MFA-gated sessions and are
+    /// already trusted with keys and users; each reveal is still one order, one reason,
+    /// one audit row.
+    RevealBuyer,
 }
 
 use Role::{Admin, Auditor, Operator, Viewer};
@@ -106,6 +119,8 @@ pub const PERMISSIONS: &[(Permission, &[Role])] = &[
     (Permission::RunWorkflows, &[Admin, Operator]),
     (Permission::ApproveWorkflows, &[Admin, Operator]),
     (Permission::ViewMetrics, &[Admin, Operator]),
+    // Orders part of the console: see `RevealBuyer`.
+    (Permission::RevealBuyer, &[Admin]),
 ];
 
 #[cfg(test)]
@@ -130,6 +145,7 @@ mod tests {
             Permission::ManageApiKeys,
             Permission::ManageBans,
             Permission::IncidentResponse,
+            Permission::RevealBuyer,
         ] {
             assert_eq!(
                 ROLES.into_iter().filter(|r| r.can(p)).collect::<Vec<_>>(),

@@ -427,7 +427,7 @@ impl AuditQuery {
 }
 
 /// The start (UTC ms) of the local day `date` plus `plus_days`, in `tz`.
-fn day_start(tz: chrono_tz::Tz, date: &str, plus_days: u64) -> Option<i64> {
+pub(crate) fn day_start(tz: chrono_tz::Tz, date: &str, plus_days: u64) -> Option<i64> {
     use chrono::TimeZone;
     let d = chrono::NaiveDate::parse_from_str(date.trim(), "%Y-%m-%d").ok()?;
     let d = d.checked_add_days(chrono::Days::new(plus_days))?;

@@ -28,6 +28,10 @@ pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod workflow_hooks;
+// The orders part of the console and API.
+pub mod api_orders;
+pub mod console_orders;
+pub mod orders_data;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -38,6 +38,7 @@ use crate::extract::{
 };
 use crate::state::AppState;
 use crate::{api, api_workflows as wf, console, hooks, metrics, openapi, pages, workflow_hooks};
+use crate::{api_orders, console_orders};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,6 +218,25 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/audit", Gate::Needs(Permission::ViewAudit)),
     r("GET", "/audit.csv", Gate::Needs(Permission::ViewAudit)),
     r("GET", "/metrics", Gate::MetricsScrape),
+    // Orders (console and API): reading needs ViewStock, the buyer fields RevealBuyer.
+    r("GET", "/orders", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/orders/{id}", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/orders/{id}/reveal",
+        Gate::Needs(Permission::RevealBuyer),
+    ),
+    r("GET", "/api/v1/orders", Gate::Needs(Permission::ViewStock)),
+    r(
+        "GET",
+        "/api/v1/orders/{id}",
+        Gate::Needs(Permission::ViewStock),
+    ),
+    r(
+        "POST",
+        "/api/v1/orders/{id}/reveal",
+        Gate::Needs(Permission::RevealBuyer),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -288,6 +308,13 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(console::audit))
         .route("/audit.csv", get(console::audit_csv))
         .route("/metrics", get(metrics::scrape))
+        // Orders (console and API).
+        .route("/orders", get(console_orders::orders))
+        .route("/orders/{id}", get(console_orders::order))
+        .route("/orders/{id}/reveal", post(console_orders::reveal))
+        .route("/api/v1/orders", get(api_orders::list))
+        .route("/api/v1/orders/{id}", get(api_orders::show))
+        .route("/api/v1/orders/{id}/reveal", post(api_orders::reveal))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,

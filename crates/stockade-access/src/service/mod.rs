@@ -229,6 +229,11 @@ impl Access {
     pub fn store(&self) -> &Store {
         &self.store
     }
+
+    /// The vault (the console's audited reveal of an order's buyer fields decrypts with it).
+    pub fn vault(&self) -> &Arc<Vault> {
+        &self.vault
+    }
 }
 
 /// Parse `90d`, `12h`, `30m`, `45s`, `2w`, or a plain number of seconds; `never` is None

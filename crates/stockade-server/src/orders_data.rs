@@ -1,0 +1,609 @@
+//! What the Orders page and `/api/v1/orders` read and the one thing they write: plain,
+//! bounded SELECTs over `orders`, `order_lines`, `stock_ledger`, `connections` and
+//! `audit`, and the audited reveal of one order's buyer fields.
+//!
+//! Invariants:
+//! - Every list is bounded (a page, or a fixed limit); filters are parameters, never text
+//!   spliced into SQL. The list is newest first by `(created_at_ms, id)` and paged by
+//!   keyset on that pair (a row value comparison both backends use as an index range),
+//!   so a page costs the same on the first page and the ten-thousandth.
+//! - Search is an exact match (as typed, or upper-cased) on the order's number, its
+//!   marketplace id or one of its SKUs: each an index lookup, never a scan.
+//! - Buyer fields stay ciphertext here unless [`reveal`] is called; [`reveal`] decrypts in
+//!   memory, refuses a reason that holds the buyer's own data, and commits exactly one
+//!   audit row (actor, order reference, cleaned reason, which fields, outcome) before the
+//!   caller may show anything. The audit row never holds a buyer value. A destroyed data
+//!   key (purged seller) or data removed under retention is an outcome, not an error.
+
+use stockade_store::{AuditDetails, AuditEntry, Change, SqlValue, Store, StoreError, sql_params};
+use stockade_vault::{FieldContext, VaultError};
+use zeroize::Zeroizing;
+
+use crate::api_types::{bad_cursor, decode_cursor, encode_cursor};
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The statuses an order can have (stockade-core's lifecycle), in lifecycle order.
+pub const STATUSES: [&str; 7] = [
+    "pending",
+    "placed",
+    "partially_shipped",
+    "shipped",
+    "delivered",
+    "cancelled",
+    "returned",
+];
+
+/// The Orders list's filter.
+#[derive(Debug, Clone, Default)]
+pub struct OrderFilter {
+    /// An order number, a marketplace order id or a SKU (exact; empty: any).
+    pub q: String,
+    /// A connection id (0: every channel).
+    pub connection: i64,
+    /// One of [`STATUSES`] (empty: any).
+    pub status: String,
+    /// Created at or after (UTC ms).
+    pub from_ms: i64,
+    /// Created before (UTC ms).
+    pub to_ms: i64,
+}
+
+/// One order in the list.
+#[derive(Debug, Clone)]
+pub struct OrderRow {
+    pub id: i64,
+    pub connection: String,
+    pub marketplace: String,
+    pub external_id: String,
+    pub status: String,
+    pub created_at_ms: i64,
+    pub oversold_units: i64,
+    pub lines: i64,
+}
+
+// The list: $1 status ('' any), $2 from, $3 to, $4/$5 keyset (created, id) strictly
+// before, $6 limit; the variants add $7 connection and/or $8..$10 the search.
+macro_rules! order_list {
+    ($extra:literal) => {
+        concat!(
+            "SELECT o.id, c.name, c.marketplace, o.external_id, o.status,
+                o.created_at_ms, o.oversold_units,
+                (SELECT COUNT(*) FROM order_lines l WHERE l.connection_id = o.connection_id AND l.external_id = o.external_id)
+             FROM orders o JOIN connections c ON c.id = o.connection_id
+             WHERE ($1 = '' OR o.status = $1) AND o.created_at_ms >= $2 AND o.created_at_ms < $3
+               AND (o.created_at_ms, o.id) < ($4, $5)",
+            $extra,
+            " ORDER BY o.created_at_ms DESC, o.id DESC LIMIT $6"
+        )
+    };
+}
+
+const LIST_ALL: &str = order_list!("");
+const LIST_CONN: &str = order_list!(" AND o.connection_id = $7");
+const LIST_SEARCH: &str = order_list!(
+    " AND $7 = 0 AND o.id IN (SELECT id FROM orders WHERE external_id IN ($8, $9)
+        UNION SELECT x.id FROM order_lines l JOIN orders x
+              ON x.connection_id = l.connection_id AND x.external_id = l.external_id
+              WHERE l.sku IN ($8, $9)
+        UNION SELECT id FROM orders WHERE id = $10)"
+);
+const LIST_CONN_SEARCH: &str = order_list!(
+    " AND o.connection_id = $7 AND o.id IN (SELECT id FROM orders WHERE external_id IN ($8, $9)
+        UNION SELECT x.id FROM order_lines l JOIN orders x
+              ON x.connection_id = l.connection_id AND x.external_id = l.external_id
+              WHERE l.sku IN ($8, $9)
+        UNION SELECT id FROM orders WHERE id = $10)"
+);
+
+/// The list's cursor tag (the API's too: one cursor works on both).
+pub const CURSOR: &str = "o1";
+
+/// The keyset a cursor holds: created time and order number of the last row shown.
+pub fn parse_cursor(cursor: &str) -> std::result::Result<(i64, i64), crate::error::AppError> {
+    let key = decode_cursor(CURSOR, cursor)?;
+    let (a, b) = key.split_once('.').ok_or_else(bad_cursor)?;
+    match (a.parse(), b.parse()) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        _ => Err(bad_cursor()),
+    }
+}
+
+pub fn make_cursor(row: &OrderRow) -> String {
+    encode_cursor(CURSOR, &format!("{}.{}", row.created_at_ms, row.id))
+}
+
+/// The statement of a filter (kept for the EXPLAIN checks in the tests).
+pub fn list_statement(f: &OrderFilter) -> &'static str {
+    match (f.connection != 0, !f.q.trim().is_empty()) {
+        (false, false) => LIST_ALL,
+        (true, false) => LIST_CONN,
+        (false, true) => LIST_SEARCH,
+        (true, true) => LIST_CONN_SEARCH,
+    }
+}
+
+/// The parameters of [`list_statement`].
+pub fn list_params(f: &OrderFilter, before: (i64, i64), limit: i64) -> Vec<SqlValue> {
+    let mut p = sql_params![
+        f.status.as_str(),
+        f.from_ms,
+        f.to_ms,
+        before.0,
+        before.1,
+        limit
+    ];
+    let q = f.q.trim();
+    if f.connection != 0 || !q.is_empty() {
+        p.push(SqlValue::from(f.connection));
+    }
+    if !q.is_empty() {
+        p.push(SqlValue::from(q));
+        p.push(SqlValue::from(q.to_uppercase().as_str()));
+        p.push(SqlValue::from(q.parse::<i64>().unwrap_or(-1)));
+    }
+    p
+}
+
+/// Up to `limit` orders matching `f`, strictly before the keyset `before` (created, id),
+/// newest first.
+pub async fn order_page(
+    store: &Store,
+    f: &OrderFilter,
+    before: (i64, i64),
+    limit: i64,
+) -> Result<Vec<OrderRow>> {
+    type Row = (i64, String, String, String, String, (i64, i64, i64));
+    let rows: Vec<Row> = store
+        .query_as(list_statement(f), list_params(f, before, limit))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(id, connection, marketplace, external_id, status, (created, oversold, lines))| {
+                OrderRow {
+                    id,
+                    connection,
+                    marketplace,
+                    external_id,
+                    status,
+                    created_at_ms: created,
+                    oversold_units: oversold,
+                    lines,
+                }
+            },
+        )
+        .collect())
+}
+
+/// A channel the list can be filtered by: id, name, marketplace.
+pub type ChannelChoice = (i64, String, String);
+
+/// Every connection (revoked ones too: their orders are kept until purged), by name.
+pub async fn channel_choices(store: &Store) -> Result<Vec<ChannelChoice>> {
+    store
+        .query_as(
+            "SELECT id, name, marketplace FROM connections ORDER BY name LIMIT 500",
+            vec![],
+        )
+        .await
+}
+
+/// One order with everything the detail page shows except the buyer's data.
+#[derive(Debug, Clone)]
+pub struct OrderDetail {
+    pub row: OrderRow,
+    pub connection_id: i64,
+    pub connection_status: String,
+    pub marketplace_status: String,
+    pub updated_at_ms: i64,
+    pub ingested_at_ms: i64,
+    /// Removed under the retention policy (no ciphertext left).
+    pub pii_deleted_at_ms: Option<i64>,
+    /// Which buyer fields hold a ciphertext: name, email, phone, address.
+    pub present: [bool; 4],
+    pub lines: Vec<(String, String, i64, bool)>,
+    pub history: Vec<HistoryRow>,
+    pub ledger: Vec<LedgerRow>,
+}
+
+impl OrderDetail {
+    /// The stable reference of the order in the audit log.
+    pub fn resource(&self) -> String {
+        format!("order:{}/{}", self.row.connection, self.row.external_id)
+    }
+    pub fn any_buyer(&self) -> bool {
+        self.present.iter().any(|p| *p)
+    }
+}
+
+/// One audit row about the order: time, actor, action, status (ingests) or empty.
+pub type HistoryRow = (i64, String, String, String);
+
+/// One stock movement the order caused: time, SKU, movement, on-hand and reserved deltas.
+pub type LedgerRow = (i64, String, String, i64, i64);
+
+const DETAIL: &str = "SELECT o.id, c.name, c.marketplace, o.external_id, o.status,
+        o.created_at_ms, o.oversold_units, o.connection_id, c.status, o.marketplace_status,
+        o.updated_at_ms, o.ingested_at_ms, o.pii_deleted_at_ms,
+        CASE WHEN o.buyer_name IS NULL THEN 0 ELSE 1 END, CASE WHEN o.buyer_email IS NULL THEN 0 ELSE 1 END,
+        CASE WHEN o.buyer_phone IS NULL THEN 0 ELSE 1 END, CASE WHEN o.buyer_address IS NULL THEN 0 ELSE 1 END
+     FROM orders o JOIN connections c ON c.id = o.connection_id WHERE o.id = $1";
+const LINES: &str =
+    "SELECT line_id, sku, quantity, CASE WHEN unmatched_since_ms IS NULL THEN 0 ELSE 1 END
+     FROM order_lines WHERE connection_id = $1 AND external_id = $2 ORDER BY line_id LIMIT 500";
+// The ledger rows of the order, found through its lines' SKUs (the `stock_ledger_sku`
+// index) and kept only if they name this order.
+const LEDGER: &str = "SELECT at_ms, sku, movement, on_hand_delta, reserved_delta FROM stock_ledger
+     WHERE sku IN (SELECT sku FROM order_lines WHERE connection_id = $1 AND external_id = $2)
+       AND connection_id = $1 AND external_id = $2
+     ORDER BY id LIMIT 500";
+const HISTORY: &str = "SELECT ts_ms, actor, action, details FROM audit
+     WHERE resource = $1 AND action IN ('order.ingest', 'order.reveal_buyer')
+     ORDER BY seq LIMIT 200";
+
+/// One order by its number, `None` if there is none.
+pub async fn order_detail(store: &Store, id: i64) -> Result<Option<OrderDetail>> {
+    type Flags = (i64, i64, i64, i64);
+    type Tail = (i64, i64, Option<i64>, Flags);
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        String,
+        (i64, i64, i64, String, String, Tail),
+    );
+    let Some((id, connection, marketplace, external_id, status, rest)) =
+        store.query_one_as::<Row>(DETAIL, sql_params![id]).await?
+    else {
+        return Ok(None);
+    };
+    let (created, oversold, cid, cstatus, mstatus, (updated, ingested, deleted, flags)) = rest;
+    let lines: Vec<(String, String, i64, i64)> = store
+        .query_as(LINES, sql_params![cid, external_id.as_str()])
+        .await?;
+    let ledger: Vec<LedgerRow> = store
+        .query_as(LEDGER, sql_params![cid, external_id.as_str()])
+        .await?;
+    let resource = format!("order:{connection}/{external_id}");
+    let audit: Vec<(i64, String, String, String)> = store
+        .query_as(HISTORY, sql_params![resource.as_str()])
+        .await?;
+    let history = audit
+        .into_iter()
+        .map(|(ts, actor, action, details)| {
+            let v: serde_json::Value = serde_json::from_str(&details).unwrap_or_default();
+            let status = v
+                .get("status")
+                .and_then(|s| s.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            (ts, actor, action, status)
+        })
+        .collect();
+    Ok(Some(OrderDetail {
+        row: OrderRow {
+            id,
+            connection,
+            marketplace,
+            external_id,
+            status,
+            created_at_ms: created,
+            oversold_units: oversold,
+            lines: lines.len() as i64,
+        },
+        connection_id: cid,
+        connection_status: cstatus,
+        marketplace_status: mstatus,
+        updated_at_ms: updated,
+        ingested_at_ms: ingested,
+        pii_deleted_at_ms: deleted,
+        present: [flags.0 == 1, flags.1 == 1, flags.2 == 1, flags.3 == 1],
+        lines: lines
+            .into_iter()
+            .map(|(l, s, q, u)| (l, s, q, u == 1))
+            .collect(),
+        history,
+        ledger,
+    }))
+}
+
+/// The longest reason a reveal keeps (characters, after cleaning).
+pub const REASON_MAX: usize = 200;
+/// The shortest reason a reveal accepts.
+pub const REASON_MIN: usize = 4;
+
+/// Why a reason was refused (an i18n key each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReasonProblem {
+    Missing,
+    TooLong,
+    LooksLikePii,
+}
+
+impl ReasonProblem {
+    pub fn key(self) -> &'static str {
+        match self {
+            ReasonProblem::Missing => "ord.reason_missing",
+            ReasonProblem::TooLong => "ord.reason_long",
+            ReasonProblem::LooksLikePii => "ord.reason_pii",
+        }
+    }
+    pub fn code(self) -> &'static str {
+        match self {
+            ReasonProblem::Missing => "reason_required",
+            ReasonProblem::TooLong => "reason_too_long",
+            ReasonProblem::LooksLikePii => "reason_looks_like_personal_data",
+        }
+    }
+}
+
+/// The reason as the audit row keeps it: control characters removed, runs of white
+/// space made one space, trimmed; refused when empty or short, longer than
+/// [`REASON_MAX`], or shaped like personal data (an email address, a phone number).
+pub fn clean_reason(raw: &str) -> std::result::Result<String, ReasonProblem> {
+    if raw.chars().count() > REASON_MAX * 4 {
+        return Err(ReasonProblem::TooLong);
+    }
+    let mut out = String::with_capacity(raw.len());
+    for ch in raw.chars() {
+        let ch = if ch.is_whitespace() { ' ' } else { ch };
+        if ch.is_control() || is_invisible(ch) || (ch == ' ' && out.ends_with(' ')) {
+            continue;
+        }
+        out.push(ch);
+    }
+    let out = out.trim().to_owned();
+    let n = out.chars().count();
+    if n < REASON_MIN {
+        return Err(ReasonProblem::Missing);
+    }
+    if n > REASON_MAX {
+        return Err(ReasonProblem::TooLong);
+    }
+    if looks_like_pii(&out) {
+        return Err(ReasonProblem::LooksLikePii);
+    }
+    Ok(out)
+}
+
+/// Zero-width and direction-override characters (they hide or reorder text in a log).
+fn is_invisible(ch: char) -> bool {
+    matches!(ch, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// An email address (`x@y.z`) or a phone number (nine or more digits in one run of
+/// digits, spaces, dots, dashes, parentheses and a leading `+`).
+fn looks_like_pii(s: &str) -> bool {
+    let email = s.split(' ').any(|w| {
+        w.split_once('@')
+            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !b.ends_with('.'))
+    });
+    let mut digits = 0;
+    let mut phone = false;
+    for ch in s.chars() {
+        if ch.is_ascii_digit() {
+            digits += 1;
+            phone |= digits >= 9;
+        } else if !matches!(ch, ' ' | '-' | '.' | '(' | ')' | '+') {
+            digits = 0;
+        }
+    }
+    email || phone
+}
+
+/// One revealed buyer field: its name (`name`, `email`, `phone`, `address`) and value.
+pub type Revealed = Vec<(&'static str, Zeroizing<String>)>;
+
+/// What a reveal found.
+#[derive(Debug)]
+pub enum RevealOutcome {
+    /// The fields, for this one answer.
+    Shown(Revealed),
+    /// The seller's data key was destroyed (deauthorization purge, shred) or the data was
+    /// removed under the retention policy: nothing can be shown, ever.
+    Purged,
+    /// The order has no buyer fields.
+    Nothing,
+}
+
+impl RevealOutcome {
+    fn code(&self) -> &'static str {
+        match self {
+            RevealOutcome::Shown(_) => "revealed",
+            RevealOutcome::Purged => "purged",
+            RevealOutcome::Nothing => "none",
+        }
+    }
+}
+
+const FIELDS: [(&str, &str); 4] = [
+    ("name", "buyer_name"),
+    ("email", "buyer_email"),
+    ("phone", "buyer_phone"),
+    ("address", "buyer_address"),
+];
+
+const CIPHERTEXTS: &str = "SELECT buyer_name, buyer_email, buyer_phone, buyer_address
+     FROM orders WHERE id = $1";
+
+/// The address as one readable line (its JSON fields in order, the empty ones left out).
+fn address_line(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    [
+        "name",
+        "line1",
+        "line2",
+        "city",
+        "region",
+        "postal_code",
+        "country_code",
+    ]
+    .iter()
+    .filter_map(|k| v.get(*k).and_then(|x| x.as_str()))
+    .filter(|s| !s.trim().is_empty())
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
+/// Decrypt one order's buyer fields in memory (nothing written).
+async fn open_fields(
+    vault: &stockade_vault::Vault,
+    store: &Store,
+    order: &OrderDetail,
+) -> std::result::Result<RevealOutcome, crate::error::AppError> {
+    if order.pii_deleted_at_ms.is_some() {
+        return Ok(RevealOutcome::Purged);
+    }
+    type Cts = (
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+        Option<Vec<u8>>,
+    );
+    let Some((a, b, c, d)) = store
+        .query_one_as::<Cts>(CIPHERTEXTS, sql_params![order.row.id])
+        .await?
+    else {
+        return Ok(RevealOutcome::Nothing);
+    };
+    let row = stockade_sync::ingest::buyer_row_id(order.connection_id, &order.row.external_id);
+    let mut shown = Vec::new();
+    for ((label, column), ct) in FIELDS.into_iter().zip([a, b, c, d]) {
+        let Some(ct) = ct else { continue };
+        let plain = match vault
+            .decrypt(&FieldContext::new("orders", column, &row), &ct)
+            .await
+        {
+            Ok(p) => p,
+            Err(VaultError::Store(e)) => return Err(e.into()),
+            // A destroyed or unknown key, or a ciphertext that no longer opens: the
+            // data is gone for good (never a 500, never the cause on the page).
+            Err(e) => {
+                tracing::warn!(order = order.row.id, "buyer fields do not open: {e}");
+                return Ok(RevealOutcome::Purged);
+            }
+        };
+        let text = Zeroizing::new(String::from_utf8_lossy(&plain).into_owned());
+        let text = if label == "address" {
+            Zeroizing::new(address_line(&text))
+        } else {
+            text
+        };
+        shown.push((label, text));
+    }
+    Ok(if shown.is_empty() {
+        RevealOutcome::Nothing
+    } else {
+        RevealOutcome::Shown(shown)
+    })
+}
+
+/// Why a reveal did not happen (nothing was written).
+#[derive(Debug)]
+pub enum RevealRefusal {
+    Reason(ReasonProblem),
+    Failed(crate::error::AppError),
+}
+
+impl From<crate::error::AppError> for RevealRefusal {
+    fn from(e: crate::error::AppError) -> Self {
+        RevealRefusal::Failed(e)
+    }
+}
+
+/// Reveal one order's buyer fields for `actor` with `raw_reason`: the reason is cleaned
+/// and checked (also against the buyer's own values), then exactly one audit row
+/// `order.reveal_buyer` is committed; only then are the fields handed back. A refusal
+/// writes nothing. Answers the outcome and the audit row's sequence number.
+pub async fn reveal(
+    vault: &stockade_vault::Vault,
+    store: &Store,
+    actor: &stockade_core::Actor,
+    order: &OrderDetail,
+    raw_reason: &str,
+) -> std::result::Result<(RevealOutcome, i64), RevealRefusal> {
+    let reason = clean_reason(raw_reason).map_err(RevealRefusal::Reason)?;
+    let outcome = open_fields(vault, store, order).await?;
+    if let RevealOutcome::Shown(fields) = &outcome {
+        let lower = reason.to_lowercase();
+        let leaks = fields.iter().any(|(_, v)| {
+            v.split([' ', ','])
+                .map(str::trim)
+                .filter(|w| w.chars().count() >= 4)
+                .any(|w| lower.contains(&w.to_lowercase()))
+        });
+        if leaks {
+            return Err(RevealRefusal::Reason(ReasonProblem::LooksLikePii));
+        }
+    }
+    let names: Vec<&str> = match &outcome {
+        RevealOutcome::Shown(f) => f.iter().map(|(n, _)| *n).collect(),
+        _ => Vec::new(),
+    };
+    let entry = AuditEntry::new(
+        "order.reveal_buyer",
+        order.resource(),
+        AuditDetails::new()
+            .str("reason", &reason)
+            .list("fields", &names)
+            .str("outcome", outcome.code())
+            .int("order_id", order.row.id),
+    );
+    let receipt = store
+        .commit(actor, vec![Change::event(entry)])
+        .await
+        .map_err(crate::error::AppError::from)?;
+    Ok((outcome, receipt.last_seq))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_cleaned_bounded_and_never_personal_data() {
+        assert_eq!(
+            clean_reason("  ticket\u{0007} CS-4412:\n\tcourier   asks ").unwrap(),
+            "ticket CS-4412: courier asks"
+        );
+        assert_eq!(clean_reason("   "), Err(ReasonProblem::Missing));
+        assert_eq!(clean_reason("ok"), Err(ReasonProblem::Missing));
+        assert_eq!(clean_reason(&"x".repeat(201)), Err(ReasonProblem::TooLong));
+        assert_eq!(clean_reason(&"x".repeat(5000)), Err(ReasonProblem::TooLong));
+        assert!(clean_reason(&"x".repeat(200)).is_ok());
+        assert_eq!(
+            clean_reason("call back jane.doe@mail.example"),
+            Err(ReasonProblem::LooksLikePii)
+        );
+        assert_eq!(
+            clean_reason("phone +65 9123 4567 89"),
+            Err(ReasonProblem::LooksLikePii)
+        );
+        assert!(clean_reason("refund for order 20261207").is_ok());
+        assert_eq!(clean_reason("a\u{202E}bcdef\u{200B}").unwrap(), "abcdef");
+        // Chinese reasons count characters, not bytes.
+        assert!(clean_reason("客服工单：快递无法投递，需要核对地址").is_ok());
+    }
+
+    #[test]
+    fn the_address_reads_as_one_line() {
+        let json = r#"{"name":null,"line1":"1 Main St","line2":null,"city":"Singapore","region":"","postal_code":"018956","country_code":"SG"}"#;
+        assert_eq!(address_line(json), "1 Main St, Singapore, 018956, SG");
+    }
+
+    #[test]
+    fn each_filter_has_its_statement_and_parameters() {
+        let mut f = OrderFilter::default();
+        assert_eq!(list_params(&f, (1, 2), 50).len(), 6);
+        f.connection = 3;
+        assert_eq!(list_statement(&f), LIST_CONN);
+        assert_eq!(list_params(&f, (1, 2), 50).len(), 7);
+        f.q = " mug-1 ".into();
+        assert_eq!(list_statement(&f), LIST_CONN_SEARCH);
+        assert_eq!(list_params(&f, (1, 2), 50).len(), 10);
+        f.connection = 0;
+        assert_eq!(list_statement(&f), LIST_SEARCH);
+    }
+}
