@@ -8,5 +8,7 @@ mod harness;
 mod hooks;
 mod metrics_gate;
 mod openapi;
+// The orders part of the console and API.
+mod orders;
 mod workflow_hooks;
 mod workflows;
