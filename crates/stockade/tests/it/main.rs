@@ -35,3 +35,5 @@ mod workflow_new;
 mod workflow_runs;
 mod workflow_triggers;
 mod workflow_versions;
+// The orders part of the console (browser).
+mod console_orders;
