@@ -112,7 +112,7 @@ pub struct OrderPage {
 }
 
 /// Orders, newest first by creation time, filtered and paged by cursor.
-#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", params(OrdersQuery),
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders", operation_id = "list_orders", params(OrdersQuery),
     responses(
         (status = 200, description = "One page of orders, newest first (no buyer fields)", body = OrderPage),
         (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody),
@@ -315,7 +315,7 @@ async fn load(state: &AppState, id: &str) -> Result<OrderDetail, AppError> {
 }
 
 /// One order, its buyer fields masked.
-#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders",
+#[utoipa::path(get, path = "/api/v1/orders/{id}", tag = "orders", operation_id = "show_order",
     params(("id" = i64, Path, description = "The order's number in Stockade")),
     responses(
         (status = 200, description = "The order, buyer fields masked", body = OrderAnswer),
@@ -345,7 +345,7 @@ impl std::fmt::Debug for RevealBody {
 
 /// Reveal one order's buyer fields: one audit row (`order.reveal_buyer`: who, which
 /// order, the reason, which fields; never a value), then the fields, `no-store`.
-#[utoipa::path(post, path = "/api/v1/orders/{id}/reveal", tag = "orders",
+#[utoipa::path(post, path = "/api/v1/orders/{id}/reveal", tag = "orders", operation_id = "reveal_order_buyer",
     params(("id" = i64, Path, description = "The order's number in Stockade")),
     request_body = RevealBody,
     responses(
