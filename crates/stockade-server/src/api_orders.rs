@@ -331,8 +331,9 @@ pub async fn show(
 /// Why the buyer's data is needed.
 #[derive(Deserialize, ToSchema)]
 pub struct RevealBody {
-    /// 4 to 200 characters, kept in the audit row (control characters removed). Not an
-    /// email address, a phone number or the buyer's own data: name a ticket instead.
+    /// 4 to 200 characters, kept in the audit row (control characters removed; words
+    /// holding the buyer's own data redacted). Not an email address or a phone number:
+    /// name a ticket instead.
     pub reason: String,
 }
 

@@ -10,7 +10,7 @@
 //! - Search is an exact match (as typed, or upper-cased) on the order's number, its
 //!   marketplace id or one of its SKUs: each an index lookup, never a scan.
 //! - Buyer fields stay ciphertext here unless [`reveal`] is called; [`reveal`] decrypts in
-//!   memory, refuses a reason that holds the buyer's own data, and commits exactly one
+//!   memory, redacts the buyer's own data from the reason, and commits exactly one
 //!   audit row (actor, order reference, cleaned reason, which fields, outcome) before the
 //!   caller may show anything. The audit row never holds a buyer value. A destroyed data
 //!   key (purged seller) or data removed under retention is an outcome, not an error.
@@ -530,6 +530,33 @@ async fn open_fields(
     })
 }
 
+/// The reason with every word that holds a piece of the buyer's data (a part of at least
+/// 4 bytes of a revealed value, case-insensitive) replaced by `[redacted]`. Redacted, not
+/// refused: a refusal would tell, unaudited, whether a guess matches the buyer.
+fn redact(reason: &str, fields: &Revealed) -> String {
+    let tokens: Vec<String> = fields
+        .iter()
+        .flat_map(|(_, v)| {
+            v.split([' ', ','])
+                .map(|t| t.trim().to_lowercase())
+                .filter(|t| t.len() >= 4)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    reason
+        .split(' ')
+        .map(|w| {
+            let lower = w.to_lowercase();
+            if tokens.iter().any(|t| lower.contains(t.as_str())) {
+                "[redacted]"
+            } else {
+                w
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Why a reveal did not happen (nothing was written).
 #[derive(Debug)]
 pub enum RevealRefusal {
@@ -544,7 +571,7 @@ impl From<crate::error::AppError> for RevealRefusal {
 }
 
 /// Reveal one order's buyer fields for `actor` with `raw_reason`: the reason is cleaned
-/// and checked (also against the buyer's own values), then exactly one audit row
+/// and checked, the buyer's own values redacted from it, then exactly one audit row
 /// `order.reveal_buyer` is committed; only then are the fields handed back. A refusal
 /// writes nothing. Answers the outcome and the audit row's sequence number.
 pub async fn reveal(
@@ -556,18 +583,10 @@ pub async fn reveal(
 ) -> std::result::Result<(RevealOutcome, i64), RevealRefusal> {
     let reason = clean_reason(raw_reason).map_err(RevealRefusal::Reason)?;
     let outcome = open_fields(vault, store, order).await?;
-    if let RevealOutcome::Shown(fields) = &outcome {
-        let lower = reason.to_lowercase();
-        let leaks = fields.iter().any(|(_, v)| {
-            v.split([' ', ','])
-                .map(str::trim)
-                .filter(|w| w.chars().count() >= 4)
-                .any(|w| lower.contains(&w.to_lowercase()))
-        });
-        if leaks {
-            return Err(RevealRefusal::Reason(ReasonProblem::LooksLikePii));
-        }
-    }
+    let reason = match &outcome {
+        RevealOutcome::Shown(fields) => redact(&reason, fields),
+        _ => reason,
+    };
     let names: Vec<&str> = match &outcome {
         RevealOutcome::Shown(f) => f.iter().map(|(n, _)| *n).collect(),
         _ => Vec::new(),
@@ -615,6 +634,23 @@ mod tests {
         assert_eq!(clean_reason("a\u{202E}bcdef\u{200B}").unwrap(), "abcdef");
         // Chinese reasons count characters, not bytes.
         assert!(clean_reason("客服工单：快递无法投递，需要核对地址").is_ok());
+    }
+
+    #[test]
+    fn the_buyers_own_data_is_redacted_from_the_reason() {
+        let fields: Revealed = vec![
+            ("name", Zeroizing::new("Zhang Wei-Lin".to_owned())),
+            (
+                "address",
+                Zeroizing::new("88 Orchard Road, 林美华大厦".to_owned()),
+            ),
+        ];
+        assert_eq!(
+            redact("call zhang wei-lin back at orchard, ticket 42", &fields),
+            "call [redacted] [redacted] back at [redacted] ticket 42"
+        );
+        assert_eq!(redact("送到林美华大厦门口", &fields), "[redacted]");
+        assert_eq!(redact("ticket CS-1001", &fields), "ticket CS-1001");
     }
 
     #[test]
