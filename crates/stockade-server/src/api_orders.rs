@@ -206,7 +206,8 @@ pub struct LedgerItem {
 }
 
 /// The buyer fields: masked (`[masked]` for each field the marketplace sent), revealed
-/// (only in the answer to a reveal), purged, or none sent.
+/// (only in the answer to a reveal), purged (removed under retention, or the seller's
+/// data key was destroyed), or none sent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BuyerView {
     /// `masked`, `revealed`, `purged` or `none`.
@@ -233,7 +234,7 @@ pub struct OrderAnswer {
 }
 
 fn masked(o: &OrderDetail) -> BuyerView {
-    let state = if o.pii_deleted_at_ms.is_some() {
+    let state = if o.purged() {
         "purged"
     } else if o.any_buyer() {
         "masked"

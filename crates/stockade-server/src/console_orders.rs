@@ -190,7 +190,7 @@ impl OrderPage {
             .collect()
     }
     fn purged(&self) -> bool {
-        self.o.pii_deleted_at_ms.is_some() || self.revealed.as_ref().is_some_and(|r| r.purged)
+        self.o.purged() || self.revealed.as_ref().is_some_and(|r| r.purged)
     }
     fn movement(&self, m: &str) -> String {
         match m {

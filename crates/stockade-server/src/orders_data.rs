@@ -218,6 +218,9 @@ pub struct OrderDetail {
     pub pii_deleted_at_ms: Option<i64>,
     /// Which buyer fields hold a ciphertext: name, email, phone, address.
     pub present: [bool; 4],
+    /// The data key that sealed them was destroyed (a deauthorization purge, a shred):
+    /// they can never be opened again.
+    pub key_destroyed: bool,
     pub lines: Vec<(String, String, i64, bool)>,
     pub history: Vec<HistoryRow>,
     pub ledger: Vec<LedgerRow>,
@@ -230,6 +233,10 @@ impl OrderDetail {
     }
     pub fn any_buyer(&self) -> bool {
         self.present.iter().any(|p| *p)
+    }
+    /// The buyer's data is gone for good (retention removed it, or its key was destroyed).
+    pub fn purged(&self) -> bool {
+        self.pii_deleted_at_ms.is_some() || self.key_destroyed
     }
 }
 
@@ -259,6 +266,23 @@ pub const HISTORY: &str = "SELECT ts_ms, actor, action, details FROM audit
      WHERE resource = $1 AND action IN ('order.ingest', 'order.reveal_buyer')
      ORDER BY seq LIMIT 200";
 
+const ANY_CIPHERTEXT: &str = "SELECT COALESCE(buyer_name, buyer_email, buyer_phone, buyer_address)
+     FROM orders WHERE id = $1";
+
+/// Whether the data key named by the order's first buyer ciphertext is destroyed or
+/// unknown (nothing is decrypted).
+async fn key_gone(store: &Store, id: i64) -> Result<bool> {
+    let ct: Option<Option<Vec<u8>>> = store.query_one_as(ANY_CIPHERTEXT, sql_params![id]).await?;
+    let Some(Some(ct)) = ct else { return Ok(false) };
+    let Ok(key_id) = stockade_vault::cipher::field_key_id(&ct) else {
+        return Ok(true);
+    };
+    Ok(store
+        .data_key(key_id)
+        .await?
+        .is_none_or(|k| k.destroyed_at_ms.is_some()))
+}
+
 /// One order by its number, `None` if there is none.
 pub async fn order_detail(store: &Store, id: i64) -> Result<Option<OrderDetail>> {
     type Flags = (i64, i64, i64, i64);
@@ -283,6 +307,8 @@ pub async fn order_detail(store: &Store, id: i64) -> Result<Option<OrderDetail>>
     let ledger: Vec<LedgerRow> = store
         .query_as(LEDGER, sql_params![cid, external_id.as_str()])
         .await?;
+    let present = [flags.0 == 1, flags.1 == 1, flags.2 == 1, flags.3 == 1];
+    let key_destroyed = present.iter().any(|p| *p) && key_gone(store, id).await?;
     let resource = format!("order:{connection}/{external_id}");
     let audit: Vec<(i64, String, String, String)> = store
         .query_as(HISTORY, sql_params![resource.as_str()])
@@ -316,7 +342,8 @@ pub async fn order_detail(store: &Store, id: i64) -> Result<Option<OrderDetail>>
         updated_at_ms: updated,
         ingested_at_ms: ingested,
         pii_deleted_at_ms: deleted,
-        present: [flags.0 == 1, flags.1 == 1, flags.2 == 1, flags.3 == 1],
+        present,
+        key_destroyed,
         lines: lines
             .into_iter()
             .map(|(l, s, q, u)| (l, s, q, u == 1))

@@ -585,7 +585,16 @@ async fn reveal_granted(server: &TestServer, admin: &Api<'_>, id7: i64, gone: i6
     );
     no_buyer_data("a redacted reason", &newest);
 
-    // The shredded seller's order: purged, audited, never 500.
+    // The shredded seller's order: purged before any reveal (no form); a reveal is audited
+    // and answers purged, never 500.
+    let (s, v) = admin.json(&format!("/api/v1/orders/{gone}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["buyer"]["state"], "purged", "{v}");
+    let (_, page) = admin.get(&format!("/orders/{gone}"), "en").await;
+    assert!(
+        page.contains("id=\"purged\"") && !page.contains("reveal-form"),
+        "{page}"
+    );
     let (s, cache, text) = admin
         .post(
             &format!("/api/v1/orders/{gone}/reveal"),
