@@ -210,7 +210,8 @@ pub struct LedgerItem {
 /// data key was destroyed), or none sent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BuyerView {
-    /// `masked`, `revealed`, `purged` or `none`.
+    /// `masked`, `revealed`, `purged`, `unreadable` (a reveal found an altered
+    /// ciphertext) or `none`.
     pub state: String,
     /// `name`, `email`, `phone`, `address` (one line) → value, or `[masked]`.
     pub fields: BTreeMap<String, String>,
@@ -402,6 +403,7 @@ pub async fn reveal(
                 .collect(),
         ),
         RevealOutcome::Purged => ("purged", BTreeMap::new()),
+        RevealOutcome::Unreadable => ("unreadable", BTreeMap::new()),
         RevealOutcome::Nothing => ("none", BTreeMap::new()),
     };
     let view = BuyerView {

@@ -174,6 +174,7 @@ struct OrderPage {
 struct Revealed {
     fields: Vec<(&'static str, String)>,
     purged: bool,
+    unreadable: bool,
     seq: i64,
 }
 
@@ -302,17 +303,19 @@ pub async fn reveal(
     .await;
     let (status, problem, revealed) = match result {
         Ok((outcome, seq)) => {
+            let unreadable = matches!(outcome, RevealOutcome::Unreadable);
             let (fields, purged) = match outcome {
                 RevealOutcome::Shown(f) => (
                     f.into_iter().map(|(n, v)| (n, v.to_string())).collect(),
                     false,
                 ),
                 RevealOutcome::Purged => (Vec::new(), true),
-                RevealOutcome::Nothing => (Vec::new(), false),
+                RevealOutcome::Unreadable | RevealOutcome::Nothing => (Vec::new(), false),
             };
             let r = Revealed {
                 fields,
                 purged,
+                unreadable,
                 seq,
             };
             (StatusCode::OK, None, Some(r))

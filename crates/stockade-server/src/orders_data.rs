@@ -461,6 +461,9 @@ pub enum RevealOutcome {
     /// The seller's data key was destroyed (deauthorization purge, shred) or the data was
     /// removed under the retention policy: nothing can be shown, ever.
     Purged,
+    /// A ciphertext does not open with its live key: altered, or sealed for another
+    /// order (run `stockade key verify`). Nothing is shown.
+    Unreadable,
     /// The order has no buyer fields.
     Nothing,
 }
@@ -470,6 +473,7 @@ impl RevealOutcome {
         match self {
             RevealOutcome::Shown(_) => "revealed",
             RevealOutcome::Purged => "purged",
+            RevealOutcome::Unreadable => "unreadable",
             RevealOutcome::Nothing => "none",
         }
     }
@@ -535,11 +539,14 @@ async fn open_fields(
         {
             Ok(p) => p,
             Err(VaultError::Store(e)) => return Err(e.into()),
-            // A destroyed or unknown key, or a ciphertext that no longer opens: the
-            // data is gone for good (never a 500, never the cause on the page).
-            Err(e) => {
-                tracing::warn!(order = order.row.id, "buyer fields do not open: {e}");
+            // A destroyed or unknown key: the data is gone for good. Anything else: the
+            // ciphertext was altered. Never a 500, never the cause on the page.
+            Err(VaultError::KeyDestroyed { .. } | VaultError::UnknownKey { .. }) => {
                 return Ok(RevealOutcome::Purged);
+            }
+            Err(e) => {
+                tracing::error!(order = order.row.id, "buyer fields do not open: {e}");
+                return Ok(RevealOutcome::Unreadable);
             }
         };
         let text = Zeroizing::new(String::from_utf8_lossy(&plain).into_owned());

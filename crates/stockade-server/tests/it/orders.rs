@@ -585,6 +585,30 @@ async fn reveal_granted(server: &TestServer, admin: &Api<'_>, id7: i64, gone: i6
     );
     no_buyer_data("a redacted reason", &newest);
 
+    // A ciphertext moved from another order (its AAD names that order): unreadable,
+    // audited, never 500, nothing shown.
+    store
+        .tamper_for_tests(
+            "UPDATE orders SET buyer_name = (SELECT buyer_name FROM orders WHERE external_id = 'EB-00011')
+             WHERE external_id = 'EB-00010'",
+        )
+        .await
+        .unwrap();
+    let (_, v) = admin.json("/api/v1/orders?q=EB-00010").await;
+    let id10 = v["orders"][0]["id"].as_i64().unwrap();
+    let (s, _, text) = admin
+        .post(
+            &format!("/api/v1/orders/{id10}/reveal"),
+            "application/json",
+            json!({"reason": "ticket CS-1005"}).to_string(),
+            "en",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["state"], "unreadable", "{v}");
+    assert!(!text.contains("Number1"), "{text}");
+
     // The shredded seller's order: purged before any reveal (no form); a reveal is audited
     // and answers purged, never 500.
     let (s, v) = admin.json(&format!("/api/v1/orders/{gone}")).await;
