@@ -28,6 +28,11 @@ pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod workflow_hooks;
+// The Workflows, Executions and Alerts pages.
+pub mod api_alerts;
+pub mod console_alerts;
+pub mod console_workflows;
+pub mod workflow_view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,7 +40,7 @@ use std::time::Duration;
 
 pub use error::AppError;
 pub use routes::router;
-pub use state::{AppState, ConsoleSettings, MetricsSource};
+pub use state::{AlertTestOutcome, AlertTester, AppState, ConsoleSettings, MetricsSource};
 
 /// How to listen.
 #[derive(Debug, Clone)]
