@@ -10,3 +10,5 @@ mod metrics_gate;
 mod openapi;
 mod workflow_hooks;
 mod workflows;
+// The Workflows, Executions and Alerts pages.
+mod console_workflows;
