@@ -35,3 +35,6 @@ mod workflow_new;
 mod workflow_runs;
 mod workflow_triggers;
 mod workflow_versions;
+// The Workflows, Executions and Alerts pages; Chinese alert messages.
+mod alerts_zh;
+mod console_workflows;
