@@ -172,9 +172,15 @@ struct DetailPage {
     runs: Vec<RunRow>,
     notice: String,
     error: String,
+    /// `user:<id>` → the user's email, for who applied and approved.
+    people: std::collections::HashMap<String, String>,
 }
 
 impl DetailPage {
+    /// An actor as people know it: a user's email, else the actor as stored.
+    fn who<'a>(&'a self, actor: &'a str) -> &'a str {
+        self.people.get(actor).map_or(actor, String::as_str)
+    }
     fn w(&self) -> Words<'_> {
         Words(&self.c)
     }
@@ -241,6 +247,13 @@ async fn detail_page(
     let lint_v = q.lint.filter(|v| known(*v)).unwrap_or(latest);
     let lint = view::lint_version(store, name, lint_v).await?;
     let runs = runs::list(store, Some(name), None, 5).await?;
+    let people = state
+        .access
+        .users()
+        .await?
+        .into_iter()
+        .map(|u| (format!("user:{}", u.id), u.email))
+        .collect();
     let here = format!("/workflows/{}", encode(name));
     let c = Chrome::new(state, caller, headers, "workflows", here);
     let notice = match q.done.as_str() {
@@ -261,6 +274,7 @@ async fn detail_page(
         runs,
         notice,
         error,
+        people,
     })
 }
 

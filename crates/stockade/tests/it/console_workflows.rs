@@ -145,7 +145,9 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     b.goto(&server.url("/workflows/restock-note")).await;
     let diff = b.text("#diff-lines").await;
     assert!(diff.contains("+  - id: confirm"), "{diff}");
-    shoot(&b, &server, "/workflows/restock-note", "workflow-diff-en").await;
+    assert!(b.text("#v-1").await.contains("bo@shop.example"), "the approver by email");
+    shoot(&b, &server, "/workflows/restock-note", "workflow-en").await;
+    shoot(&b, &server, "/workflows/restock-note#diff", "workflow-diff-en").await;
     b.click("#v-2 button.approve").await;
     assert!(b.text("#v-2").await.contains("active"));
     shoot(&b, &server, "/workflows", "workflows-en").await;
@@ -196,7 +198,7 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     assert!(main.contains("告警通道") && main.contains("已发送"), "{main}");
     shoot(&b, &server, "/alerts", "alerts-zh").await;
     shoot(&b, &server, "/workflows", "workflows-zh").await;
-    shoot(&b, &server, "/workflows/restock-note?from=1&to=2", "workflow-diff-zh").await;
+    shoot(&b, &server, "/workflows/restock-note?from=1&to=2#diff", "workflow-diff-zh").await;
     shoot(&b, &server, &execution, "execution-zh").await;
     drop(b);
     drop(server);
