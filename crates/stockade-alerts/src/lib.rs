@@ -24,7 +24,7 @@ pub mod zh;
 pub use channel::{ChannelClient, Outcome};
 pub use classify::classify;
 pub use config::{AlertsConfig, ChannelConfig, ChannelKind, Language};
-pub use history::{AlertEntry, Delivery, alert_page, alert_history};
+pub use history::{AlertEntry, Delivery, alert_history, alert_page};
 pub use model::{Alert, Severity};
 #[cfg(feature = "pipeline")]
 pub use pipeline::{

@@ -52,7 +52,11 @@ fn span_in(ms: i64, env: &Envelope<'_>) -> String {
 }
 
 fn open_dashboard(env: &Envelope<'_>) -> &'static str {
-    if zh(env) { "打开控制台" } else { "Open the dashboard" }
+    if zh(env) {
+        "打开控制台"
+    } else {
+        "Open the dashboard"
+    }
 }
 
 fn event_word(env: &Envelope<'_>) -> &'static str {
@@ -61,7 +65,13 @@ fn event_word(env: &Envelope<'_>) -> &'static str {
 
 fn mark(s: Severity, env: &Envelope<'_>) -> String {
     if zh(env) {
-        let dot = mark(s, &Envelope { lang: Language::En, ..*env });
+        let dot = mark(
+            s,
+            &Envelope {
+                lang: Language::En,
+                ..*env
+            },
+        );
         let dot = dot.split(' ').next().unwrap_or("");
         return format!("{dot} {}", zh::severity(s));
     }
@@ -129,7 +139,11 @@ pub fn title(alerts: &[Alert], env: &Envelope<'_>) -> String {
             inert(&a.title),
             a.count
         ),
-        [a] => format!("[{p}] {}: {}", severity_word(a.severity, env), inert(&a.title)),
+        [a] => format!(
+            "[{p}] {}: {}",
+            severity_word(a.severity, env),
+            inert(&a.title)
+        ),
         _ => {
             let mut counts = Vec::new();
             for s in Severity::ALL.iter().rev() {
@@ -440,17 +454,34 @@ mod tests {
         let d = dingtalk(&a, &zh_env);
         let card = &d["actionCard"];
         let t = card["title"].as_str().unwrap();
-        assert!(t.contains("Stockade-Alert") && t.contains("生产环境") && t.contains("错误"), "{t}");
+        assert!(
+            t.contains("Stockade-Alert") && t.contains("生产环境") && t.contains("错误"),
+            "{t}"
+        );
         assert!(t.contains("库存推送到 tiktok-main 失败"), "{t}");
         let text = card["text"].as_str().unwrap();
-        assert!(text.contains("连接: tiktok-main") && text.contains("事件 42"), "{text}");
+        assert!(
+            text.contains("连接: tiktok-main") && text.contains("事件 42"),
+            "{text}"
+        );
         assert_eq!(card["singleTitle"], "打开控制台");
-        let many = [alert(1, Severity::Critical, 3), alert(2, Severity::Error, 1)];
+        let many = [
+            alert(1, Severity::Critical, 3),
+            alert(2, Severity::Error, 1),
+        ];
         let t = title(&many, &zh_env);
-        assert!(t.contains("2 条告警") && t.contains("1 严重") && t.contains("共 4 个事件"), "{t}");
+        assert!(
+            t.contains("2 条告警") && t.contains("1 严重") && t.contains("共 4 个事件"),
+            "{t}"
+        );
         let f = feishu(&many, &zh_env);
-        let md = f["card"]["body"]["elements"][0]["content"].as_str().unwrap();
-        assert!(md.contains("合并为一条发送") && md.contains("5 分钟内 ×3"), "{md}");
+        let md = f["card"]["body"]["elements"][0]["content"]
+            .as_str()
+            .unwrap();
+        assert!(
+            md.contains("合并为一条发送") && md.contains("5 分钟内 ×3"),
+            "{md}"
+        );
         // The webhook JSON is for programs: English.
         let w = webhook(&a, &zh_env)["title"].as_str().unwrap().to_owned();
         assert!(w.contains("failing") && !w.contains("库存"), "{w}");

@@ -128,11 +128,21 @@ fn title_and_hint(a: &Alert) -> Option<(String, Option<&'static str>)> {
             Some("请求会重试；如持续出现 429，需要调低频率上限。"),
         ),
         ("egress", "client_error") => (
-            format!("{} 拒绝了 {} 的请求（HTTP {}）", host(), who(a), fact(a, "HTTP status")),
+            format!(
+                "{} 拒绝了 {} 的请求（HTTP {}）",
+                host(),
+                who(a),
+                fact(a, "HTTP status")
+            ),
             Some("请检查该连接的凭据和授权。"),
         ),
         ("egress", "server_error") => (
-            format!("{} 处理 {} 的请求失败（HTTP {}）", host(), who(a), fact(a, "HTTP status")),
+            format!(
+                "{} 处理 {} 的请求失败（HTTP {}）",
+                host(),
+                who(a),
+                fact(a, "HTTP status")
+            ),
             None,
         ),
         ("egress", "transport") => (
@@ -154,7 +164,9 @@ fn title_and_hint(a: &Alert) -> Option<(String, Option<&'static str>)> {
         ),
         ("alerts", "channel_config") => (
             format!("告警通道 {} 配置有误：其告警已暂存", fact(a, "Channel")),
-            Some("请修复该通道（stockade alert test --channel NAME 会指出问题）；修复后会补发暂存的告警。"),
+            Some(
+                "请修复该通道（stockade alert test --channel NAME 会指出问题）；修复后会补发暂存的告警。",
+            ),
         ),
         ("alerts", "channel_down") => (
             format!("告警通道 {} 无法投递", fact(a, "Channel")),
@@ -182,7 +194,9 @@ fn title_and_hint(a: &Alert) -> Option<(String, Option<&'static str>)> {
 /// "An API key of environment X was used against this Y server" in Chinese.
 fn wrong_environment(en: &str) -> String {
     let rest = en.strip_prefix("An API key of environment ").unwrap_or("?");
-    let (key_env, server) = rest.split_once(" was used against this ").unwrap_or(("?", "?"));
+    let (key_env, server) = rest
+        .split_once(" was used against this ")
+        .unwrap_or(("?", "?"));
     let server = server.strip_suffix(" server").unwrap_or(server);
     format!(
         "{} 的 API 密钥被用于本{}服务器",
@@ -250,16 +264,32 @@ mod tests {
         assert_eq!(z.title, "库存推送到 tiktok-main 失败");
         assert_eq!(z.facts[0], ("连接".into(), "tiktok-main".into()));
         assert!(z.hint.unwrap().contains("推送会持续重试"));
-        assert_eq!(z.message.as_deref(), Some("upstream said no"), "third-party text kept");
+        assert_eq!(
+            z.message.as_deref(),
+            Some("upstream said no"),
+            "third-party text kept"
+        );
         let w = alert(
             "access",
             "apikey_wrong_environment",
             "An API key of environment dev was used against this prod server",
             &[],
         );
-        assert_eq!(localize(&w).title, "开发环境 的 API 密钥被用于本生产环境服务器");
-        let own = alert("workflow", "alert", "Restock MUG-1", &[("Workflow", "restock")]);
-        assert_eq!(localize(&own).title, "Restock MUG-1", "an author's title is kept");
+        assert_eq!(
+            localize(&w).title,
+            "开发环境 的 API 密钥被用于本生产环境服务器"
+        );
+        let own = alert(
+            "workflow",
+            "alert",
+            "Restock MUG-1",
+            &[("Workflow", "restock")],
+        );
+        assert_eq!(
+            localize(&own).title,
+            "Restock MUG-1",
+            "an author's title is kept"
+        );
         let other = alert("x", "y", "Event y from x", &[]);
         assert_eq!(localize(&other).title, "来自 x 的事件 y");
     }

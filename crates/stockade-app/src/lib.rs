@@ -574,7 +574,10 @@ impl stockade_server::AlertTester for AlertsHandle {
         Box::pin(async move {
             let (cfg, dashboard, language) = {
                 let c = self.config.read().map_err(|_| "unavailable".to_owned())?;
-                let cfg = c.channel(channel).cloned().ok_or_else(|| "unknown".to_owned())?;
+                let cfg = c
+                    .channel(channel)
+                    .cloned()
+                    .ok_or_else(|| "unknown".to_owned())?;
                 (cfg, c.dashboard_url.clone(), c.language)
             };
             let outcome = match stockade_alerts::test_channel(

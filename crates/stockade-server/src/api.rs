@@ -18,9 +18,9 @@ use stockade_core::{SecretString, time::format_rfc3339_ms};
 use utoipa::ToSchema;
 
 use crate::api_types::{
-    ApiKeyItem, ApiKeyList, AuditItem, AuditPage, AuditQuery, AuditVerify, BanItem,
-    BanList, EnrollAnswer, EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready,
-    SessionAnswer, SessionTimes, UserItem, UserList, UserRef, WhoAmI,
+    ApiKeyItem, ApiKeyList, AuditItem, AuditPage, AuditQuery, AuditVerify, BanItem, BanList,
+    EnrollAnswer, EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready, SessionAnswer,
+    SessionTimes, UserItem, UserList, UserRef, WhoAmI,
 };
 use crate::api_types::{bad_cursor, decode_cursor, encode_cursor, page_limit};
 use crate::error::AppError;

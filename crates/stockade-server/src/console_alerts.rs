@@ -196,7 +196,10 @@ pub async fn test_send(
     let (status, tested) = match send_test(&state, &caller, form.channel.trim()).await {
         Ok(o) if o.status == "delivered" => (
             StatusCode::OK,
-            (true, format!("{} {}", lang.t("al.test_ok"), form.channel.trim())),
+            (
+                true,
+                format!("{} {}", lang.t("al.test_ok"), form.channel.trim()),
+            ),
         ),
         Ok(o) => {
             let key = match o.status.as_str() {
@@ -206,10 +209,15 @@ pub async fn test_send(
             };
             (
                 StatusCode::OK,
-                (false, format!("{} {}: {}", lang.t(key), form.channel.trim(), o.detail)),
+                (
+                    false,
+                    format!("{} {}: {}", lang.t(key), form.channel.trim(), o.detail),
+                ),
             )
         }
-        Err(AppError::Refused { status, .. }) => (status, (false, lang.t("al.test_unknown").to_owned())),
+        Err(AppError::Refused { status, .. }) => {
+            (status, (false, lang.t("al.test_unknown").to_owned()))
+        }
         Err(e) => return Err(e),
     };
     let p = page(&state, &caller, &headers, "", Some(tested)).await?;

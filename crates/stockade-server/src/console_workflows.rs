@@ -21,9 +21,9 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 use stockade_access::Permission;
 use stockade_store::JobState;
+use stockade_workflows::operate;
 use stockade_workflows::registry::{self, VersionRow};
 use stockade_workflows::runs::{self, RunRow};
-use stockade_workflows::operate;
 
 use crate::console::{Chrome, encode};
 use crate::error::{AppError, render};
@@ -361,16 +361,13 @@ pub async fn run(
     let inputs = if text.is_empty() {
         Ok(serde_json::json!({}))
     } else {
-        serde_json::from_str::<serde_json::Value>(text).map_err(|_| {
-            AppError::refused(StatusCode::BAD_REQUEST, "invalid_request", "inputs")
-        })
+        serde_json::from_str::<serde_json::Value>(text)
+            .map_err(|_| AppError::refused(StatusCode::BAD_REQUEST, "invalid_request", "inputs"))
     };
     let started = match inputs {
-        Ok(inputs) => {
-            runs::enqueue_manual(state.access.store(), &caller.actor(), &name, inputs)
-                .await
-                .map_err(AppError::from)
-        }
+        Ok(inputs) => runs::enqueue_manual(state.access.store(), &caller.actor(), &name, inputs)
+            .await
+            .map_err(AppError::from),
         Err(e) => Err(e),
     };
     match started {
@@ -488,7 +485,13 @@ async fn execution_page(
     error: String,
 ) -> Result<ExecutionPage, AppError> {
     let (run, steps) = view::execution(state.access.store(), id).await?;
-    let c = Chrome::new(state, caller, headers, "executions", format!("/executions/{}", encode(id)));
+    let c = Chrome::new(
+        state,
+        caller,
+        headers,
+        "executions",
+        format!("/executions/{}", encode(id)),
+    );
     let notice = match done {
         "cancelled" => c.t("ex.done_cancelled"),
         "rerun" => c.t("ex.done_rerun"),
@@ -537,7 +540,9 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> PageResult {
     match operate::cancel(state.access.store(), &caller.actor(), &id).await {
-        Ok(_) => Ok(Redirect::to(&format!("/executions/{}?done=cancelled", encode(&id))).into_response()),
+        Ok(_) => Ok(
+            Redirect::to(&format!("/executions/{}?done=cancelled", encode(&id))).into_response(),
+        ),
         Err(e) => refused_on_execution(&state, &caller, &headers, &id, e.into()).await,
     }
 }
@@ -551,7 +556,10 @@ pub async fn rerun(
     Path(id): Path<String>,
 ) -> PageResult {
     match operate::rerun(state.access.store(), &caller.actor(), &id, None).await {
-        Ok(s) => Ok(Redirect::to(&format!("/executions/{}?done=rerun", encode(&s.execution))).into_response()),
+        Ok(s) => Ok(
+            Redirect::to(&format!("/executions/{}?done=rerun", encode(&s.execution)))
+                .into_response(),
+        ),
         Err(e) => refused_on_execution(&state, &caller, &headers, &id, e.into()).await,
     }
 }

@@ -220,7 +220,11 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/metrics", Gate::MetricsScrape),
     // The console's Workflows, Executions and Alerts pages, and their API additions.
     r("GET", "/workflows", Gate::Needs(Permission::ViewWorkflows)),
-    r("GET", "/workflows/{name}", Gate::Needs(Permission::ViewWorkflows)),
+    r(
+        "GET",
+        "/workflows/{name}",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
     r(
         "POST",
         "/workflows/{name}/versions/{version}/approve",
@@ -231,11 +235,27 @@ pub const ROUTES: &[RouteSpec] = &[
         "/workflows/{name}/versions/{version}/reject",
         Gate::Needs(Permission::ApproveWorkflows),
     ),
-    r("POST", "/workflows/{name}/run", Gate::Needs(Permission::RunWorkflows)),
+    r(
+        "POST",
+        "/workflows/{name}/run",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
     r("GET", "/executions", Gate::Needs(Permission::ViewWorkflows)),
-    r("GET", "/executions/{id}", Gate::Needs(Permission::ViewWorkflows)),
-    r("POST", "/executions/{id}/cancel", Gate::Needs(Permission::RunWorkflows)),
-    r("POST", "/executions/{id}/rerun", Gate::Needs(Permission::RunWorkflows)),
+    r(
+        "GET",
+        "/executions/{id}",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "POST",
+        "/executions/{id}/cancel",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r(
+        "POST",
+        "/executions/{id}/rerun",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
     r("POST", "/alerts/test", Gate::Needs(Permission::ManageSync)),
     r(
         "POST",

@@ -119,16 +119,30 @@ pub struct DiffLine {
 }
 
 /// The line diff from version `from` to version `to` of `name` (`stockade workflow diff`).
-pub async fn diff(store: &Store, name: &str, from: i64, to: i64) -> Result<Vec<DiffLine>, AppError> {
+pub async fn diff(
+    store: &Store,
+    name: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<DiffLine>, AppError> {
     use stockade_workflows::diff::{Line, diff_lines};
     let (_, old) = registry::content(store, name, Some(from)).await?;
     let (_, new) = registry::content(store, name, Some(to)).await?;
     Ok(diff_lines(&old, &new)
         .into_iter()
         .map(|l| match l {
-            Line::Same(t) => DiffLine { mark: ' ', text: t.to_owned() },
-            Line::Removed(t) => DiffLine { mark: '-', text: t.to_owned() },
-            Line::Added(t) => DiffLine { mark: '+', text: t.to_owned() },
+            Line::Same(t) => DiffLine {
+                mark: ' ',
+                text: t.to_owned(),
+            },
+            Line::Removed(t) => DiffLine {
+                mark: '-',
+                text: t.to_owned(),
+            },
+            Line::Added(t) => DiffLine {
+                mark: '+',
+                text: t.to_owned(),
+            },
         })
         .collect())
 }

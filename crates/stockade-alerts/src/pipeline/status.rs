@@ -25,7 +25,8 @@ pub async fn test_channel(
 ) -> Result<Outcome> {
     channel.validate().map_err(AlertsError::Config)?;
     let env = store.environment().as_str();
-    let client = ChannelClient::new(gateway, channel.clone(), env, dashboard).with_language(language);
+    let client =
+        ChannelClient::new(gateway, channel.clone(), env, dashboard).with_language(language);
     let now = now_ms();
     let alert = Alert {
         severity: Severity::Info,

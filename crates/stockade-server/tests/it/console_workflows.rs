@@ -71,7 +71,11 @@ impl Key<'_> {
             .request(method, self.server.url(path))
             .bearer_auth(&self.secret)
             .header("content-type", "application/json")
-            .body(if path.contains("/bans") { String::new() } else { "{}".into() })
+            .body(if path.contains("/bans") {
+                String::new()
+            } else {
+                "{}".into()
+            })
             .send()
             .await
             .unwrap();
@@ -121,7 +125,10 @@ fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     let (zh_text, en_text) = (visible(zh_page), visible(en_page));
     for ((k, e), (_, z)) in pairs(EN).into_iter().zip(pairs(ZH)) {
         if e.len() > 3 && !["Stockade", "SKU", "CSV"].contains(&e) && !z.contains(e) {
-            assert!(!zh_text.contains(e), "{path} (zh) shows {k}: {e:?}\n{zh_text}");
+            assert!(
+                !zh_text.contains(e),
+                "{path} (zh) shows {k}: {e:?}\n{zh_text}"
+            );
         }
         if z.chars().count() > 1 && !e.contains(z) {
             assert!(!en_text.contains(z), "{path} (en) shows {k}: {z:?}");
@@ -185,15 +192,26 @@ async fn workflow_pages(backend: Backend) {
         assert_eq!(s, StatusCode::OK, "{path}: {zh}");
         let (_, en) = admin.page(path, "en").await;
         assert_translated(path, &zh, &en);
-        assert!(en.contains("href=\"/workflows\"") && en.contains("href=\"/alerts\""), "nav");
+        assert!(
+            en.contains("href=\"/workflows\"") && en.contains("href=\"/alerts\""),
+            "nav"
+        );
     }
     let (_, list) = viewer.page("/workflows", "en").await;
-    assert!(list.contains(">restock</a>") && list.contains("awaiting approval"), "{list}");
-    assert!(list.contains("never run") && list.contains("manual"), "{list}");
+    assert!(
+        list.contains(">restock</a>") && list.contains("awaiting approval"),
+        "{list}"
+    );
+    assert!(
+        list.contains("never run") && list.contains("manual"),
+        "{list}"
+    );
 
     // A viewer sees no review, run or test form, and each POST is 403, writing nothing.
     let (_, page) = viewer.page("/workflows/restock", "en").await;
-    assert!(!page.contains("/approve\"") && !page.contains("/reject\"") && !page.contains("/run\""));
+    assert!(
+        !page.contains("/approve\"") && !page.contains("/reject\"") && !page.contains("/run\"")
+    );
     let head = store.audit_head().await.unwrap();
     for path in [
         "/workflows/restock/versions/1/approve",
@@ -208,12 +226,18 @@ async fn workflow_pages(backend: Backend) {
 
     // Four eyes: the author's approval is refused inline, in each language, nothing changed.
     let (_, page) = author.page("/workflows/restock", "en").await;
-    assert!(page.contains("/workflows/restock/versions/1/approve"), "{page}");
+    assert!(
+        page.contains("/workflows/restock/versions/1/approve"),
+        "{page}"
+    );
     let (s, _, body) = author
         .form("/workflows/restock/versions/1/approve", "", "en")
         .await;
     assert_eq!(s, StatusCode::FORBIDDEN);
-    assert!(body.contains("id=\"refusal\"") && body.contains("another user must approve it"), "{body}");
+    assert!(
+        body.contains("id=\"refusal\"") && body.contains("another user must approve it"),
+        "{body}"
+    );
     let (s, _, body) = author
         .form("/workflows/restock/versions/1/approve", "", "zh-CN")
         .await;
@@ -230,37 +254,67 @@ async fn workflow_pages(backend: Backend) {
     assert_eq!(to, "/workflows/restock?done=approved");
     assert_eq!(version_state(&store, 1).await, "active");
     let (_, page) = second.page(&to, "en").await;
-    assert!(page.contains("Version approved") && page.contains("/workflows/restock/run"), "{page}");
+    assert!(
+        page.contains("Version approved") && page.contains("/workflows/restock/run"),
+        "{page}"
+    );
 
     // A second version: the diff shows the added step; lint passes; it is rejected.
     registry::apply(&store, &by_author, &[("restock.yaml".into(), V2.into())])
         .await
         .unwrap();
     let (_, page) = viewer.page("/workflows/restock?from=1&to=2", "en").await;
-    assert!(page.contains("<span class=\"add\">+  - id: done</span>"), "{page}");
+    assert!(
+        page.contains("<span class=\"add\">+  - id: done</span>"),
+        "{page}"
+    );
     assert!(page.contains("No lint problem"), "{page}");
     let (s, diff) = viewer
-        .json(reqwest::Method::GET, "/api/v1/workflows/restock/diff?from=1&to=2")
+        .json(
+            reqwest::Method::GET,
+            "/api/v1/workflows/restock/diff?from=1&to=2",
+        )
         .await;
     assert_eq!(s, StatusCode::OK, "{diff}");
     assert_eq!(diff["changed"], true);
-    assert!(diff["lines"].as_array().unwrap().iter().any(|l| l["op"] == "+" && l["text"] == "  - id: done"));
+    assert!(
+        diff["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["op"] == "+" && l["text"] == "  - id: done")
+    );
     assert_eq!(
-        viewer.json(reqwest::Method::GET, "/api/v1/workflows/restock/diff?from=1").await.0,
+        viewer
+            .json(
+                reqwest::Method::GET,
+                "/api/v1/workflows/restock/diff?from=1"
+            )
+            .await
+            .0,
         StatusCode::BAD_REQUEST
     );
     let (s, lint) = viewer
-        .json(reqwest::Method::GET, "/api/v1/workflows/restock/versions/2/lint")
+        .json(
+            reqwest::Method::GET,
+            "/api/v1/workflows/restock/versions/2/lint",
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(lint["passed"], true);
     let (s, to, _) = second
         .form("/workflows/restock/versions/2/reject", "", "en")
         .await;
-    assert_eq!((s, to.as_str()), (StatusCode::SEE_OTHER, "/workflows/restock?done=rejected"));
+    assert_eq!(
+        (s, to.as_str()),
+        (StatusCode::SEE_OTHER, "/workflows/restock?done=rejected")
+    );
     assert_eq!(version_state(&store, 2).await, "rejected");
     let (s, body) = second
-        .json(reqwest::Method::POST, "/api/v1/workflows/restock/versions/2/reject")
+        .json(
+            reqwest::Method::POST,
+            "/api/v1/workflows/restock/versions/2/reject",
+        )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
     let (_, list) = viewer.json(reqwest::Method::GET, "/api/v1/workflows").await;
@@ -270,37 +324,71 @@ async fn workflow_pages(backend: Backend) {
 
     // Run from the page (bad inputs refused inline), then cancel and re-run.
     let (s, _, body) = second
-        .form("/workflows/restock/run", "inputs=%7B%22nope%22%3A1%7D", "zh-CN")
+        .form(
+            "/workflows/restock/run",
+            "inputs=%7B%22nope%22%3A1%7D",
+            "zh-CN",
+        )
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(body.contains("输入参数必须是一个 JSON 对象"), "{body}");
     let (s, to, _) = second
-        .form("/workflows/restock/run", "inputs=%7B%22sku%22%3A%22MUG-SECRET-1%22%7D", "en")
+        .form(
+            "/workflows/restock/run",
+            "inputs=%7B%22sku%22%3A%22MUG-SECRET-1%22%7D",
+            "en",
+        )
         .await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert!(to.starts_with("/executions/"), "{to}");
     let (_, page) = second.page(&to, "en").await;
-    assert!(page.contains("queued") && page.contains("id=\"cancel\""), "{page}");
-    assert!(!page.contains("MUG-SECRET-1"), "no input values on the page");
+    assert!(
+        page.contains("queued") && page.contains("id=\"cancel\""),
+        "{page}"
+    );
+    assert!(
+        !page.contains("MUG-SECRET-1"),
+        "no input values on the page"
+    );
     let (_, page) = viewer.page(&to, "en").await;
-    assert!(!page.contains("id=\"cancel\"") && !page.contains("/cancel\""), "{page}");
-    assert_eq!(viewer.form(&format!("{to}/cancel"), "", "en").await.0, StatusCode::FORBIDDEN);
+    assert!(
+        !page.contains("id=\"cancel\"") && !page.contains("/cancel\""),
+        "{page}"
+    );
+    assert_eq!(
+        viewer.form(&format!("{to}/cancel"), "", "en").await.0,
+        StatusCode::FORBIDDEN
+    );
     let (s, back, _) = second.form(&format!("{to}/cancel"), "", "en").await;
-    assert_eq!((s, back.clone()), (StatusCode::SEE_OTHER, format!("{to}?done=cancelled")));
+    assert_eq!(
+        (s, back.clone()),
+        (StatusCode::SEE_OTHER, format!("{to}?done=cancelled"))
+    );
     let (_, page) = second.page(&back, "zh-CN").await;
-    assert!(page.contains("已取消") && page.contains("id=\"rerun\""), "{page}");
+    assert!(
+        page.contains("已取消") && page.contains("id=\"rerun\""),
+        "{page}"
+    );
     let (s, _, body) = second.form(&format!("{to}/cancel"), "", "zh-CN").await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(body.contains("当前状态下无法执行此操作"), "{body}");
     let (s, rerun, _) = second.form(&format!("{to}/rerun"), "", "en").await;
     assert_eq!(s, StatusCode::SEE_OTHER);
-    assert!(rerun.ends_with("?done=rerun") && !rerun.starts_with(&to), "{rerun}");
-    let (_, page) = viewer.page("/executions?workflow=restock&status=cancelled", "en").await;
+    assert!(
+        rerun.ends_with("?done=rerun") && !rerun.starts_with(&to),
+        "{rerun}"
+    );
+    let (_, page) = viewer
+        .page("/executions?workflow=restock&status=cancelled", "en")
+        .await;
     assert_eq!(page.matches("<tr id=\"ex-").count(), 1, "{page}");
     let (_, page) = viewer.page("/executions?workflow=restock", "en").await;
     assert_eq!(page.matches("<tr id=\"ex-").count(), 2, "{page}");
     let (_, list) = viewer.page("/workflows", "en").await;
-    assert!(list.contains("/executions/job_"), "the last run is linked: {list}");
+    assert!(
+        list.contains("/executions/job_"),
+        "the last run is linked: {list}"
+    );
 
     // Alerts: three bans raise three alerts; the API pages them by cursor, old fields kept.
     for i in 1..=3 {
@@ -314,31 +402,47 @@ async fn workflow_pages(backend: Backend) {
             .unwrap();
         assert_eq!(res.status(), StatusCode::CREATED);
     }
-    let (s, first) = viewer.json(reqwest::Method::GET, "/api/v1/alerts?limit=2").await;
+    let (s, first) = viewer
+        .json(reqwest::Method::GET, "/api/v1/alerts?limit=2")
+        .await;
     assert_eq!(s, StatusCode::OK, "{first}");
     assert!(first["channels"].is_array() && first["recent"].is_array());
     let alerts = first["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 2, "{first}");
-    for field in ["event_id", "at_ms", "at", "severity", "source", "kind", "title", "delivery"] {
+    for field in [
+        "event_id", "at_ms", "at", "severity", "source", "kind", "title", "delivery",
+    ] {
         assert!(alerts[0].get(field).is_some(), "{field} kept: {first}");
     }
     assert_eq!(alerts[0]["delivery"], "not routed yet");
     let cursor = first["next_cursor"].as_str().unwrap();
     let (_, second_page) = viewer
-        .json(reqwest::Method::GET, &format!("/api/v1/alerts?limit=2&cursor={cursor}"))
+        .json(
+            reqwest::Method::GET,
+            &format!("/api/v1/alerts?limit=2&cursor={cursor}"),
+        )
         .await;
     let rest = second_page["alerts"].as_array().unwrap();
     assert_eq!(rest.len(), 1, "{second_page}");
     assert!(rest[0]["event_id"].as_i64() < alerts[1]["event_id"].as_i64());
     assert_eq!(second_page["next_cursor"], Value::Null);
     assert_eq!(
-        viewer.json(reqwest::Method::GET, "/api/v1/alerts?cursor=bogus").await.0,
+        viewer
+            .json(reqwest::Method::GET, "/api/v1/alerts?cursor=bogus")
+            .await
+            .0,
         StatusCode::BAD_REQUEST
     );
     let (_, page) = viewer.page("/alerts", "zh-CN").await;
     assert_eq!(page.matches("<tr id=\"event-").count(), 3, "{page}");
-    assert!(page.contains("某个地址因多次认证失败被封禁") && page.contains("尚未分发"), "{page}");
-    assert!(!page.contains("198.51.100.1<"), "addresses are shown as networks only");
+    assert!(
+        page.contains("某个地址因多次认证失败被封禁") && page.contains("尚未分发"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("198.51.100.1<"),
+        "addresses are shown as networks only"
+    );
     // No test-send here (no channel configured in this harness): refused inline.
     let (s, _, body) = second.form("/alerts/test", "channel=nope", "zh-CN").await;
     assert_eq!(s, StatusCode::NOT_FOUND);

@@ -48,7 +48,10 @@ fn secrets(sb: &Sandbox, name: &str, channel: &str, value: serde_json::Value) {
 async fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(15), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -96,7 +99,10 @@ async fn chinese_alert_messages_reach_the_bots_and_the_console_sends_tests() {
     // An unknown language is refused when the configuration is read.
     let bad = init("dev", &channels.replace("LANG", "fr"));
     let err = bad.run(&["config"]).expect_code(2).stderr();
-    assert!(err.contains("[alerts] language") && err.contains("\"zh\""), "{err}");
+    assert!(
+        err.contains("[alerts] language") && err.contains("\"zh\""),
+        "{err}"
+    );
 
     let sb = init("dev", &channels.replace("LANG", "zh"));
     secrets(
@@ -125,12 +131,27 @@ async fn chinese_alert_messages_reach_the_bots_and_the_console_sends_tests() {
     for r in [&bots.accepted("ding")[0], &bots.accepted("feishu")[0]] {
         let text = shown(r);
         assert!(text.contains("某个地址因多次认证失败被封禁"), "{text}");
-        assert!(text.contains("网段: 203.0.113.0/24") && text.contains("开发环境"), "{text}");
-        assert!(text.contains("警告") && text.contains("stockade ban remove"), "{text}");
-        assert!(!text.contains("banned") && !text.contains("Network"), "{text}");
+        assert!(
+            text.contains("网段: 203.0.113.0/24") && text.contains("开发环境"),
+            "{text}"
+        );
+        assert!(
+            text.contains("警告") && text.contains("stockade ban remove"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("banned") && !text.contains("Network"),
+            "{text}"
+        );
     }
-    assert!(shown(&bots.accepted("ding")[0]).contains("Stockade"), "the robot's keyword");
-    assert_eq!(bots.accepted("ding")[0].body["actionCard"]["singleTitle"], "打开控制台");
+    assert!(
+        shown(&bots.accepted("ding")[0]).contains("Stockade"),
+        "the robot's keyword"
+    );
+    assert_eq!(
+        bots.accepted("ding")[0].body["actionCard"]["singleTitle"],
+        "打开控制台"
+    );
 
     // The console's test-send: an operator's, audited as that user, in Chinese.
     let (_, op, _, _) = enroll(&server, "op@shop.example").await;
@@ -144,17 +165,29 @@ async fn chinese_alert_messages_reach_the_bots_and_the_console_sends_tests() {
         .text()
         .await
         .unwrap();
-    assert!(page.contains("ops-feishu") && page.contains("已发送"), "{page}");
-    assert!(!page.contains("action=\"/alerts/test\""), "a viewer has no test-send");
+    assert!(
+        page.contains("ops-feishu") && page.contains("已发送"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("action=\"/alerts/test\""),
+        "a viewer has no test-send"
+    );
     let (status, _) = post_form(&server, &viewer, "/alerts/test", "channel=ops-feishu").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(bots.accepted("feishu").len(), 1);
     let (status, page) = post_form(&server, &op, "/alerts/test", "channel=ops-feishu").await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    assert!(page.contains("已送达") && page.contains("ops-feishu"), "{page}");
+    assert!(
+        page.contains("已送达") && page.contains("ops-feishu"),
+        "{page}"
+    );
     assert_eq!(bots.accepted("feishu").len(), 2);
     let test = shown(&bots.accepted("feishu")[1]);
-    assert!(test.contains("Stockade 测试告警：此通道工作正常") && test.contains("告警通道: ops-feishu"), "{test}");
+    assert!(
+        test.contains("Stockade 测试告警：此通道工作正常") && test.contains("告警通道: ops-feishu"),
+        "{test}"
+    );
     let (status, page) = post_form(&server, &op, "/alerts/test", "channel=nope").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(page.contains("没有该名称的告警通道"), "{page}");
@@ -176,18 +209,33 @@ async fn chinese_alert_messages_reach_the_bots_and_the_console_sends_tests() {
     assert_eq!(res.status(), StatusCode::OK);
     let body: serde_json::Value = res.json().await.unwrap();
     assert_eq!(body["delivered"], true, "{body}");
-    wait_for("the API's test message", || bots.accepted("ding").len() == 2).await;
+    wait_for("the API's test message", || {
+        bots.accepted("ding").len() == 2
+    })
+    .await;
     assert!(shown(&bots.accepted("ding")[1]).contains("测试告警"));
 
     for r in bots.received() {
         let t = format!("{}{}", r.query, r.body);
-        assert!(!t.contains("203.0.113.77"), "the full address reached a bot");
+        assert!(
+            !t.contains("203.0.113.77"),
+            "the full address reached a bot"
+        );
     }
     drop(server);
-    let export = sb.run(&["audit", "export", "--format", "jsonl"]).expect_code(0).stdout();
-    let tests: Vec<&str> = export.lines().filter(|l| l.contains("\"alert.test\"")).collect();
+    let export = sb
+        .run(&["audit", "export", "--format", "jsonl"])
+        .expect_code(0)
+        .stdout();
+    let tests: Vec<&str> = export
+        .lines()
+        .filter(|l| l.contains("\"alert.test\""))
+        .collect();
     assert_eq!(tests.len(), 2, "{export}");
-    assert!(tests.iter().any(|l| l.contains("\"user:")), "the console's test is the user's: {tests:?}");
+    assert!(
+        tests.iter().any(|l| l.contains("\"user:")),
+        "the console's test is the user's: {tests:?}"
+    );
     sb.run(&["audit", "verify"]).expect_code(0);
     bots.shutdown().await;
 }

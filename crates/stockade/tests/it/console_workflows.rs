@@ -61,7 +61,10 @@ fn browser_binaries() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
     );
     let (Some(c), Some(d)) = found else {
         let why = "the workflow pages' browser test: Chromium or chromedriver is not installed";
-        assert!(!require_all(), "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}");
+        assert!(
+            !require_all(),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
+        );
         skipped(why);
         return None;
     };
@@ -125,7 +128,10 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     b.goto(&server.url("/workflows/restock-note")).await;
     b.click("#v-1 button.approve").await;
     let refusal = b.text("#refusal").await;
-    assert!(refusal.contains("another user must approve it"), "{refusal}");
+    assert!(
+        refusal.contains("another user must approve it"),
+        "{refusal}"
+    );
     assert!(b.text("#v-1").await.contains("awaiting approval"));
     b.click("form[action='/logout'] button").await;
 
@@ -145,9 +151,18 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     b.goto(&server.url("/workflows/restock-note")).await;
     let diff = b.text("#diff-lines").await;
     assert!(diff.contains("+  - id: confirm"), "{diff}");
-    assert!(b.text("#v-1").await.contains("bo@shop.example"), "the approver by email");
+    assert!(
+        b.text("#v-1").await.contains("bo@shop.example"),
+        "the approver by email"
+    );
     shoot(&b, &server, "/workflows/restock-note", "workflow-en").await;
-    shoot(&b, &server, "/workflows/restock-note#diff", "workflow-diff-en").await;
+    shoot(
+        &b,
+        &server,
+        "/workflows/restock-note#diff",
+        "workflow-diff-en",
+    )
+    .await;
     b.click("#v-2 button.approve").await;
     assert!(b.text("#v-2").await.contains("active"));
     shoot(&b, &server, "/workflows", "workflows-en").await;
@@ -168,9 +183,17 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(b.count("#timeline li.step.ok").await, 2, "{}", b.source().await);
+    assert_eq!(
+        b.count("#timeline li.step.ok").await,
+        2,
+        "{}",
+        b.source().await
+    );
     let timeline = b.text("#timeline").await;
-    assert!(timeline.contains("note") && timeline.contains("confirm"), "{timeline}");
+    assert!(
+        timeline.contains("note") && timeline.contains("confirm"),
+        "{timeline}"
+    );
     assert!(b.count("#rerun").await == 1 && b.count("#cancel").await == 0);
     shoot(&b, &server, &execution, "execution-en").await;
     shoot(&b, &server, "/executions", "executions-en").await;
@@ -180,25 +203,43 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
         .expect_code(0);
     let start = Instant::now();
     while bots.accepted("ding").is_empty() {
-        assert!(start.elapsed() < Duration::from_secs(15), "no ban alert reached the bot");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no ban alert reached the bot"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     b.goto(&server.url("/alerts")).await;
     let alerts = b.text("#alerts").await;
-    assert!(alerts.contains("banned") && alerts.contains("sent"), "{alerts}");
+    assert!(
+        alerts.contains("banned") && alerts.contains("sent"),
+        "{alerts}"
+    );
     b.click("#channel-1 .test-send").await;
     let tested = b.text("#tested").await;
-    assert!(tested.contains("Delivered") && tested.contains("ops-dingtalk"), "{tested}");
+    assert!(
+        tested.contains("Delivered") && tested.contains("ops-dingtalk"),
+        "{tested}"
+    );
     assert_eq!(bots.accepted("ding").len(), 2);
     shoot(&b, &server, "/alerts", "alerts-en").await;
 
     // The same pages in Chinese.
     b.click("#lang-switch").await;
     let main = b.text("main").await;
-    assert!(main.contains("告警通道") && main.contains("已发送"), "{main}");
+    assert!(
+        main.contains("告警通道") && main.contains("已发送"),
+        "{main}"
+    );
     shoot(&b, &server, "/alerts", "alerts-zh").await;
     shoot(&b, &server, "/workflows", "workflows-zh").await;
-    shoot(&b, &server, "/workflows/restock-note?from=1&to=2#diff", "workflow-diff-zh").await;
+    shoot(
+        &b,
+        &server,
+        "/workflows/restock-note?from=1&to=2#diff",
+        "workflow-diff-zh",
+    )
+    .await;
     shoot(&b, &server, &execution, "execution-zh").await;
     drop(b);
     drop(server);
