@@ -156,15 +156,23 @@ async fn chinese_alert_messages_reach_the_bots_and_the_console_sends_tests() {
     // The console's test-send: an operator's, audited as that user, in Chinese.
     let (_, op, _, _) = enroll(&server, "op@shop.example").await;
     let (_, viewer, _, _) = enroll(&server, "view@shop.example").await;
-    let page = viewer
-        .apply(server.client.get(server.url("/alerts")))
-        .header("accept-language", "zh-CN")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    // The bots have it; the deliveries are recorded as sent right after.
+    let start = Instant::now();
+    let page = loop {
+        let page = viewer
+            .apply(server.client.get(server.url("/alerts")))
+            .header("accept-language", "zh-CN")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if page.matches("已发送").count() >= 2 || start.elapsed() > Duration::from_secs(15) {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     assert!(
         page.contains("ops-feishu") && page.contains("已发送"),
         "{page}"
