@@ -103,6 +103,10 @@ impl AlertsPage {
             Some(_) => "common.unknown",
         })
     }
+    /// The machine-readable time (UTC, RFC 3339) of a `<time>` element.
+    fn iso(&self, ms: &i64) -> String {
+        stockade_core::time::format_rfc3339_ms(*ms)
+    }
     fn next_link(&self, cursor: &str) -> String {
         format!("/alerts?cursor={}", encode(cursor))
     }

@@ -203,7 +203,7 @@ async fn workflow_pages(backend: Backend) {
         "{list}"
     );
     assert!(
-        list.contains("never run") && list.contains("manual"),
+        list.contains("never run") && list.contains("run manually"),
         "{list}"
     );
 
@@ -343,7 +343,7 @@ async fn workflow_pages(backend: Backend) {
     assert!(to.starts_with("/executions/"), "{to}");
     let (_, page) = second.page(&to, "en").await;
     assert!(
-        page.contains("queued") && page.contains("id=\"cancel\""),
+        page.contains("in the queue") && page.contains("id=\"cancel\""),
         "{page}"
     );
     assert!(

@@ -2,7 +2,7 @@
 //! `stockade serve` (four eyes apply there): user A applies a workflow with the CLI and
 //! cannot approve it in the console (the refusal is shown on the page); user B signs in
 //! with TOTP, approves it, sees the diff of a second version, approves that too, runs it
-//! and watches its step timeline reach `succeeded`; the Alerts page shows a ban alert
+//! and watches its step timeline finish; the Alerts page shows a ban alert
 //! delivered to the DingTalk bot simulator and sends a test message. Screenshots of each
 //! page at laptop and phone widths, in English and Chinese, go to `target/screenshots/`.
 
@@ -142,7 +142,7 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     b.goto(&server.url("/workflows/restock-note")).await;
     b.click("#v-1 button.approve").await;
     assert!(b.text(".notice").await.contains("Version approved"));
-    assert!(b.text("#v-1").await.contains("active"));
+    assert!(b.text("#v-1").await.contains("in effect"));
 
     // A second version: B sees its diff, approves it, runs it.
     let v2 = write(&sb, "v2.yaml", V2);
@@ -164,7 +164,7 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     )
     .await;
     b.click("#v-2 button.approve").await;
-    assert!(b.text("#v-2").await.contains("active"));
+    assert!(b.text("#v-2").await.contains("in effect"));
     shoot(&b, &server, "/workflows", "workflows-en").await;
     b.goto(&server.url("/workflows/restock-note")).await;
     b.click("#run").await;
@@ -173,7 +173,7 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
     let start = Instant::now();
     loop {
         b.goto(&server.url(&execution)).await;
-        if b.text("#run-state").await == "succeeded" {
+        if b.text("#run-state").await == "finished OK" {
             break;
         }
         assert!(
@@ -215,7 +215,7 @@ async fn a_second_user_approves_runs_and_watches_a_workflow_in_chromium() {
         b.goto(&server.url("/alerts")).await;
         let alerts = b.text("#alerts").await;
         assert!(alerts.contains("banned"), "{alerts}");
-        if alerts.contains("sent") {
+        if alerts.contains("sent ✓") {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(15), "{alerts}");
