@@ -18,6 +18,9 @@
 //!
 //! The handler modules ([`pages`], [`api`], [`api_workflows`], [`hooks`]) depend only on the shared modules
 //! (`state`, `error`, `extract`, `dashboard`), never on each other or on this one.
+//! The workflow and alert pages and API ([`console_workflows`], [`console_alerts`],
+//! [`api_alerts`]) read through the shared `workflow_view` and `dashboard` modules, and the
+//! console pages share the layout's `console::Chrome`.
 
 use std::net::{IpAddr, SocketAddr};
 
