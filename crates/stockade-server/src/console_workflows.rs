@@ -468,6 +468,16 @@ impl ExecutionPage {
     fn id_enc(&self) -> String {
         encode(&self.run.id)
     }
+    /// The steps a re-run may start from, in first-run order.
+    fn step_ids(&self) -> Vec<&str> {
+        let mut ids: Vec<&str> = Vec::new();
+        for s in &self.steps {
+            if !ids.contains(&s.step.as_str()) {
+                ids.push(&s.step);
+            }
+        }
+        ids
+    }
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -527,7 +537,15 @@ async fn refused_on_execution(
     id: &str,
     e: AppError,
 ) -> PageResult {
-    let (status, text) = refusal(Lang::of(headers), e)?;
+    let lang = Lang::of(headers);
+    let (status, text) = match &e {
+        AppError::Refused {
+            status,
+            code: "invalid_request",
+            ..
+        } => (*status, lang.t("ex.r_bad_step").to_owned()),
+        _ => refusal(lang, e)?,
+    };
     let page = execution_page(state, caller, headers, id, "", text).await?;
     Ok(render(status, &page))
 }
@@ -547,15 +565,24 @@ pub async fn cancel(
     }
 }
 
-/// POST `/executions/{id}/rerun`: a new execution of the same version and inputs; its
-/// page next.
+#[derive(Debug, Deserialize, Default)]
+pub struct RerunForm {
+    /// Re-run from this step (the steps before it keep their outputs); empty: all.
+    #[serde(default)]
+    from_step: String,
+}
+
+/// POST `/executions/{id}/rerun` (`from_step=` optional): a new execution of the same
+/// version and inputs; its page next.
 pub async fn rerun(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    Form(form): Form<RerunForm>,
 ) -> PageResult {
-    match operate::rerun(state.access.store(), &caller.actor(), &id, None).await {
+    let from = Some(form.from_step.trim()).filter(|s| !s.is_empty());
+    match operate::rerun(state.access.store(), &caller.actor(), &id, from).await {
         Ok(s) => Ok(
             Redirect::to(&format!("/executions/{}?done=rerun", encode(&s.execution)))
                 .into_response(),

@@ -372,6 +372,14 @@ async fn workflow_pages(backend: Backend) {
     let (s, _, body) = second.form(&format!("{to}/cancel"), "", "zh-CN").await;
     assert_eq!(s, StatusCode::CONFLICT);
     assert!(body.contains("当前状态下无法执行此操作"), "{body}");
+    let (s, _, body) = second
+        .form(&format!("{to}/rerun"), "from_step=nope", "en")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        body.contains("that step is not in this execution"),
+        "{body}"
+    );
     let (s, rerun, _) = second.form(&format!("{to}/rerun"), "", "en").await;
     assert_eq!(s, StatusCode::SEE_OTHER);
     assert!(
