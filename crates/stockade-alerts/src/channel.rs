@@ -56,6 +56,7 @@ pub struct ChannelClient {
     pub config: ChannelConfig,
     environment: &'static str,
     dashboard: Option<String>,
+    language: crate::config::Language,
     egress: Egress,
     app_token: Mutex<Option<(SecretString, Instant)>>,
 }
@@ -86,9 +87,16 @@ impl ChannelClient {
             config,
             environment,
             dashboard,
+            language: crate::config::Language::En,
             egress,
             app_token: Mutex::new(None),
         }
+    }
+
+    /// The language of its messages (`[alerts] language`; default English).
+    pub fn with_language(mut self, language: crate::config::Language) -> ChannelClient {
+        self.language = language;
+        self
     }
 
     fn envelope(&self) -> Envelope<'_> {
@@ -96,6 +104,7 @@ impl ChannelClient {
             environment: self.environment,
             keyword: self.config.keyword.as_deref(),
             dashboard: self.dashboard.as_deref(),
+            lang: self.language,
         }
     }
 

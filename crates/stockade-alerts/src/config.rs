@@ -262,10 +262,40 @@ pub fn host_of(url: &str) -> Option<String> {
     Some(a.strip_suffix(":443").map_or(a.clone(), str::to_owned))
 }
 
+/// The language of the messages the system writes to DingTalk and Feishu/Lark
+/// (`[alerts] language`): titles, labels, hints and the message frame. Identifiers,
+/// third-party text and a workflow's own `alert.send` title stay as they are; the generic
+/// webhook's JSON stays English (it is read by programs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Language {
+    #[default]
+    En,
+    /// Simplified Chinese.
+    Zh,
+}
+
+impl Language {
+    pub fn parse(s: &str) -> Option<Language> {
+        match s {
+            "en" => Some(Language::En),
+            "zh" | "zh-CN" | "zh-Hans" => Some(Language::Zh),
+            _ => None,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Zh => "zh",
+        }
+    }
+}
+
 /// The alert pipeline's settings.
 #[derive(Debug, Clone)]
 pub struct AlertsConfig {
     pub channels: Vec<ChannelConfig>,
+    /// The language of the messages (default English).
+    pub language: Language,
     /// Repeats of the same source and error class within this window fold into one
     /// follow-up message with a count.
     pub window: Duration,
@@ -287,6 +317,7 @@ impl Default for AlertsConfig {
     fn default() -> Self {
         AlertsConfig {
             channels: Vec::new(),
+            language: Language::En,
             window: Duration::from_secs(300),
             dashboard_url: None,
             poll_interval: Duration::from_millis(500),

@@ -18,12 +18,13 @@ pub mod scrub;
 #[cfg(feature = "pipeline")]
 pub mod sign;
 pub mod status;
+pub mod zh;
 
 #[cfg(feature = "pipeline")]
 pub use channel::{ChannelClient, Outcome};
 pub use classify::classify;
-pub use config::{AlertsConfig, ChannelConfig, ChannelKind};
-pub use history::{AlertEntry, Delivery, alert_history};
+pub use config::{AlertsConfig, ChannelConfig, ChannelKind, Language};
+pub use history::{AlertEntry, Delivery, alert_history, alert_page};
 pub use model::{Alert, Severity};
 #[cfg(feature = "pipeline")]
 pub use pipeline::{

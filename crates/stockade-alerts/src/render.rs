@@ -1,12 +1,17 @@
 //! Native messages per channel: DingTalk markdown or actionCard (custom robot), the app
 //! robot's `sampleMarkdown`/`sampleActionCard`, a Feishu/Lark interactive card, or the
 //! generic webhook's JSON. One alert renders as one message; several (a burst held
-//! back by a rate limit) as one digest. Signing is added by the sender.
+//! back by a rate limit) as one digest. Signing is added by the sender. With
+//! `[alerts] language = "zh"` the DingTalk and Feishu/Lark messages are in Simplified
+//! Chinese ([`crate::zh`]); the generic webhook's JSON stays English.
 
 use serde_json::{Value, json};
 
-use crate::config::ChannelKind;
+use std::borrow::Cow;
+
+use crate::config::{ChannelKind, Language};
 use crate::model::{Alert, Severity, span, utc};
+use crate::zh;
 
 /// What every message carries besides the alerts.
 #[derive(Debug, Clone, Copy)]
@@ -17,15 +22,66 @@ pub struct Envelope<'a> {
     pub keyword: Option<&'a str>,
     /// Base URL of the dashboard.
     pub dashboard: Option<&'a str>,
+    /// The language of the words the system writes.
+    pub lang: Language,
 }
 
-fn mark(s: Severity) -> &'static str {
+fn zh(env: &Envelope<'_>) -> bool {
+    env.lang == Language::Zh
+}
+
+/// The alerts with the system's words in the envelope's language.
+fn localized<'x>(alerts: &'x [Alert], env: &Envelope<'_>) -> Cow<'x, [Alert]> {
+    if zh(env) {
+        Cow::Owned(alerts.iter().map(zh::localize).collect())
+    } else {
+        Cow::Borrowed(alerts)
+    }
+}
+
+fn severity_word(s: Severity, env: &Envelope<'_>) -> String {
+    if zh(env) {
+        zh::severity(s).to_owned()
+    } else {
+        s.to_string()
+    }
+}
+
+fn span_in(ms: i64, env: &Envelope<'_>) -> String {
+    if zh(env) { zh::span(ms) } else { span(ms) }
+}
+
+fn open_dashboard(env: &Envelope<'_>) -> &'static str {
+    if zh(env) {
+        "打开控制台"
+    } else {
+        "Open the dashboard"
+    }
+}
+
+fn event_word(env: &Envelope<'_>) -> &'static str {
+    if zh(env) { "事件" } else { "event" }
+}
+
+fn mark(s: Severity, env: &Envelope<'_>) -> String {
+    if zh(env) {
+        let dot = mark(
+            s,
+            &Envelope {
+                lang: Language::En,
+                ..*env
+            },
+        );
+        let dot = dot.split(' ').next().unwrap_or("");
+        return format!("{dot} {}", zh::severity(s));
+    }
     match s {
         Severity::Critical => "🔴 CRITICAL",
         Severity::Error => "🟠 ERROR",
         Severity::Warning => "🟡 WARNING",
         Severity::Info => "🔵 INFO",
     }
+    .to_owned()
 }
 
 fn color(s: Severity) -> &'static str {
@@ -49,9 +105,14 @@ fn inert(s: &str) -> String {
 }
 
 fn prefix(env: &Envelope<'_>) -> String {
+    let name = if zh(env) {
+        zh::environment(env.environment)
+    } else {
+        env.environment
+    };
     match env.keyword {
-        Some(k) => format!("{k} · Stockade {}", env.environment),
-        None => format!("Stockade {}", env.environment),
+        Some(k) => format!("{k} · Stockade {name}"),
+        None => format!("Stockade {name}"),
     }
 }
 
@@ -69,24 +130,43 @@ fn total_events(alerts: &[Alert]) -> i64 {
 
 /// The title shown in the conversation list (and the card header).
 pub fn title(alerts: &[Alert], env: &Envelope<'_>) -> String {
+    let alerts = &*localized(alerts, env);
     let p = prefix(env);
     match alerts {
-        [a] if a.count > 1 => format!("[{p}] {}: {} (×{})", a.severity, inert(&a.title), a.count),
-        [a] => format!("[{p}] {}: {}", a.severity, inert(&a.title)),
+        [a] if a.count > 1 => format!(
+            "[{p}] {}: {} (×{})",
+            severity_word(a.severity, env),
+            inert(&a.title),
+            a.count
+        ),
+        [a] => format!(
+            "[{p}] {}: {}",
+            severity_word(a.severity, env),
+            inert(&a.title)
+        ),
         _ => {
             let mut counts = Vec::new();
             for s in Severity::ALL.iter().rev() {
                 let n = alerts.iter().filter(|a| a.severity == *s).count();
                 if n > 0 {
-                    counts.push(format!("{n} {s}"));
+                    counts.push(format!("{n} {}", severity_word(*s, env)));
                 }
             }
-            format!(
-                "[{p}] {} alerts ({}) covering {} events",
-                alerts.len(),
-                counts.join(", "),
-                total_events(alerts)
-            )
+            if zh(env) {
+                format!(
+                    "[{p}] {} 条告警（{}），共 {} 个事件",
+                    alerts.len(),
+                    counts.join("、"),
+                    total_events(alerts)
+                )
+            } else {
+                format!(
+                    "[{p}] {} alerts ({}) covering {} events",
+                    alerts.len(),
+                    counts.join(", "),
+                    total_events(alerts)
+                )
+            }
         }
     }
 }
@@ -100,9 +180,17 @@ pub fn link(alerts: &[Alert], env: &Envelope<'_>) -> Option<String> {
     })
 }
 
-fn repeat_line(a: &Alert) -> Option<String> {
+fn repeat_line(a: &Alert, env: &Envelope<'_>) -> Option<String> {
     (a.count > 1).then(|| {
         let since = a.since_ms.unwrap_or(a.at_ms);
+        if zh(env) {
+            return format!(
+                "**{}内 ×{}**（自 {} 起重复；首次已发出告警）",
+                zh::span(a.at_ms - since),
+                a.count,
+                utc(since)
+            );
+        }
         format!(
             "**×{} in {}** (repeats since {}; the first was alerted then)",
             a.count,
@@ -114,75 +202,89 @@ fn repeat_line(a: &Alert) -> Option<String> {
 
 /// Markdown body (DingTalk's and Feishu's common subset).
 pub fn markdown(alerts: &[Alert], env: &Envelope<'_>, with_link: bool) -> String {
-    let mut out = String::new();
-    match alerts {
-        [a] => {
-            out.push_str(&format!(
-                "#### {} · {}\n\n",
-                mark(a.severity),
-                inert(&a.title)
-            ));
-            if let Some(r) = repeat_line(a) {
-                out.push_str(&r);
-                out.push_str("\n\n");
-            }
-            for (k, v) in &a.facts {
-                out.push_str(&format!("- {k}: {}\n", inert(v)));
-            }
-            if let Some(m) = &a.message {
-                out.push_str(&format!("\n> {}\n", inert(m)));
-            }
-            if let Some(h) = &a.hint {
-                out.push_str(&format!("\n{}\n", inert(h)));
-            }
-            out.push_str(&format!(
-                "\n{} · {}/{} · {} · event {}\n",
-                prefix(env),
-                a.source,
-                a.kind,
-                utc(a.at_ms),
-                a.event_id
-            ));
-        }
-        _ => {
-            out.push_str(&format!(
-                "#### {} · {} alerts, {} events\n\nSent together to stay within the bot's rate limit.\n\n",
-                prefix(env),
-                alerts.len(),
-                total_events(alerts)
-            ));
-            for (i, a) in alerts.iter().enumerate() {
-                let times = if a.count > 1 {
-                    format!(
-                        " ×{} in {}",
-                        a.count,
-                        span(a.at_ms - a.since_ms.unwrap_or(a.at_ms))
-                    )
-                } else {
-                    String::new()
-                };
-                out.push_str(&format!(
-                    "{}. {} {}{times} · {} · event {}\n",
-                    i + 1,
-                    mark(a.severity),
-                    inert(&a.title),
-                    utc(a.at_ms),
-                    a.event_id
-                ));
-                let facts: Vec<String> = a
-                    .facts
-                    .iter()
-                    .take(4)
-                    .map(|(k, v)| format!("{k}: {}", inert(v)))
-                    .collect();
-                if !facts.is_empty() {
-                    out.push_str(&format!("   {}\n", facts.join(" · ")));
-                }
-            }
-        }
-    }
+    let alerts = &*localized(alerts, env);
+    let mut out = match alerts {
+        [a] => single_markdown(a, env),
+        _ => digest_markdown(alerts, env),
+    };
     if with_link && let Some(l) = link(alerts, env) {
-        out.push_str(&format!("\n[Open the dashboard]({l})\n"));
+        out.push_str(&format!("\n[{}]({l})\n", open_dashboard(env)));
+    }
+    out
+}
+
+fn single_markdown(a: &Alert, env: &Envelope<'_>) -> String {
+    let mut out = format!("#### {} · {}\n\n", mark(a.severity, env), inert(&a.title));
+    if let Some(r) = repeat_line(a, env) {
+        out.push_str(&r);
+        out.push_str("\n\n");
+    }
+    for (k, v) in &a.facts {
+        out.push_str(&format!("- {k}: {}\n", inert(v)));
+    }
+    if let Some(m) = &a.message {
+        out.push_str(&format!("\n> {}\n", inert(m)));
+    }
+    if let Some(h) = &a.hint {
+        out.push_str(&format!("\n{}\n", inert(h)));
+    }
+    out.push_str(&format!(
+        "\n{} · {}/{} · {} · {} {}\n",
+        prefix(env),
+        a.source,
+        a.kind,
+        utc(a.at_ms),
+        event_word(env),
+        a.event_id
+    ));
+    out
+}
+
+fn digest_markdown(alerts: &[Alert], env: &Envelope<'_>) -> String {
+    let mut out = if zh(env) {
+        format!(
+            "#### {} · {} 条告警，{} 个事件\n\n为遵守机器人的频率限制，合并为一条发送。\n\n",
+            prefix(env),
+            alerts.len(),
+            total_events(alerts)
+        )
+    } else {
+        format!(
+            "#### {} · {} alerts, {} events\n\nSent together to stay within the bot's rate limit.\n\n",
+            prefix(env),
+            alerts.len(),
+            total_events(alerts)
+        )
+    };
+    for (i, a) in alerts.iter().enumerate() {
+        let times = if a.count > 1 {
+            let s = span_in(a.at_ms - a.since_ms.unwrap_or(a.at_ms), env);
+            if zh(env) {
+                format!(" {s}内 ×{}", a.count)
+            } else {
+                format!(" ×{} in {s}", a.count)
+            }
+        } else {
+            String::new()
+        };
+        out.push_str(&format!(
+            "{}. {} {}{times} · {} · {} {}\n",
+            i + 1,
+            mark(a.severity, env),
+            inert(&a.title),
+            utc(a.at_ms),
+            event_word(env),
+            a.event_id
+        ));
+        let facts: Vec<String> = a
+            .facts
+            .iter()
+            .take(4)
+            .map(|(k, v)| format!("{k}: {}", inert(v)))
+            .collect();
+        if !facts.is_empty() {
+            out.push_str(&format!("   {}\n", facts.join(" · ")));
+        }
     }
     out
 }
@@ -198,7 +300,7 @@ pub fn dingtalk(alerts: &[Alert], env: &Envelope<'_>) -> Value {
                 "title": title,
                 "text": markdown(alerts, env, false),
                 "btnOrientation": "0",
-                "singleTitle": "Open the dashboard",
+                "singleTitle": open_dashboard(env),
                 "singleURL": url,
             }
         }),
@@ -222,7 +324,7 @@ pub fn dingtalk_app(
         Some(url) => (
             "sampleActionCard",
             json!({"title": title, "text": markdown(alerts, env, false),
-                   "singleTitle": "Open the dashboard", "singleURL": url}),
+                   "singleTitle": open_dashboard(env), "singleURL": url}),
         ),
         None => (
             "sampleMarkdown",
@@ -243,7 +345,7 @@ pub fn feishu(alerts: &[Alert], env: &Envelope<'_>) -> Value {
     if let Some(url) = link(alerts, env) {
         elements.push(json!({
             "tag": "button",
-            "text": {"tag": "plain_text", "content": "Open the dashboard"},
+            "text": {"tag": "plain_text", "content": open_dashboard(env)},
             "type": "primary",
             "behaviors": [{"type": "open_url", "default_url": url}],
         }));
@@ -263,6 +365,11 @@ pub fn feishu(alerts: &[Alert], env: &Envelope<'_>) -> Value {
 
 /// Generic webhook JSON: the alerts' allow-listed fields as they are.
 pub fn webhook(alerts: &[Alert], env: &Envelope<'_>) -> Value {
+    // Read by programs: always English, whatever `[alerts] language` says.
+    let env = &Envelope {
+        lang: Language::En,
+        ..*env
+    };
     json!({
         "type": "stockade.alerts",
         "environment": env.environment,
@@ -334,7 +441,51 @@ mod tests {
         environment: "prod",
         keyword: Some("Stockade-Alert"),
         dashboard: Some("https://ops.example.com/"),
+        lang: Language::En,
     };
+
+    #[test]
+    fn chinese_messages_translate_the_frame_and_keep_the_keyword() {
+        let zh_env = Envelope {
+            lang: Language::Zh,
+            ..ENV
+        };
+        let a = [alert(42, Severity::Error, 1)];
+        let d = dingtalk(&a, &zh_env);
+        let card = &d["actionCard"];
+        let t = card["title"].as_str().unwrap();
+        assert!(
+            t.contains("Stockade-Alert") && t.contains("生产环境") && t.contains("错误"),
+            "{t}"
+        );
+        assert!(t.contains("库存推送到 tiktok-main 失败"), "{t}");
+        let text = card["text"].as_str().unwrap();
+        assert!(
+            text.contains("连接: tiktok-main") && text.contains("事件 42"),
+            "{text}"
+        );
+        assert_eq!(card["singleTitle"], "打开控制台");
+        let many = [
+            alert(1, Severity::Critical, 3),
+            alert(2, Severity::Error, 1),
+        ];
+        let t = title(&many, &zh_env);
+        assert!(
+            t.contains("2 条告警") && t.contains("1 严重") && t.contains("共 4 个事件"),
+            "{t}"
+        );
+        let f = feishu(&many, &zh_env);
+        let md = f["card"]["body"]["elements"][0]["content"]
+            .as_str()
+            .unwrap();
+        assert!(
+            md.contains("合并为一条发送") && md.contains("5 分钟内 ×3"),
+            "{md}"
+        );
+        // The webhook JSON is for programs: English.
+        let w = webhook(&a, &zh_env)["title"].as_str().unwrap().to_owned();
+        assert!(w.contains("failing") && !w.contains("库存"), "{w}");
+    }
 
     #[test]
     fn single_alert_renders_natively_with_keyword_and_link() {

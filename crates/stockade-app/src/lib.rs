@@ -207,6 +207,8 @@ impl App {
             workflows: Some(workflow_hooks.clone()),
             console: settings.console,
             metrics: Some(Arc::new(metrics)),
+            // The console's and the API's alert test-send: `stockade alert test`'s function.
+            alert_test: Some(Arc::new(alerts.clone())),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
@@ -473,6 +475,8 @@ pub struct AlertsHandle {
     names: Arc<std::sync::RwLock<Vec<String>>>,
     /// Alert counters, kept across restarts.
     telemetry: stockade_alerts::AlertTelemetry,
+    /// The running config (for the console's test-send).
+    config: Arc<std::sync::RwLock<AlertsConfig>>,
 }
 
 impl std::fmt::Debug for AlertsHandle {
@@ -489,6 +493,7 @@ impl AlertsHandle {
             running: Arc::new(tokio::sync::Mutex::new((None, false))),
             names: Arc::new(std::sync::RwLock::new(Vec::new())),
             telemetry: stockade_alerts::AlertTelemetry::default(),
+            config: Arc::new(std::sync::RwLock::new(AlertsConfig::default())),
         }
     }
 
@@ -510,6 +515,7 @@ impl AlertsHandle {
             old.shutdown().await;
         }
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
+        let kept = config.clone();
         let alerts = Alerts::start_with(
             self.vault.store().clone(),
             self.vault.clone(),
@@ -523,6 +529,9 @@ impl AlertsHandle {
         if let Ok(mut n) = self.names.write() {
             *n = names;
         }
+        if let Ok(mut c) = self.config.write() {
+            *c = kept;
+        }
         Ok(())
     }
 
@@ -532,5 +541,71 @@ impl AlertsHandle {
         if let Some(a) = running.0.take() {
             a.shutdown().await;
         }
+    }
+}
+
+/// The console's and the API's test-send: `stockade_alerts::test_channel` with the running
+/// config's channel, this process's vault and egress gateway (what `stockade alert test`
+/// does), audited `alert.test` as the caller.
+impl stockade_server::AlertTester for AlertsHandle {
+    fn channels(&self) -> Vec<(String, String)> {
+        self.config
+            .read()
+            .map(|c| {
+                c.channels
+                    .iter()
+                    .map(|ch| (ch.name.clone(), ch.kind.as_str().to_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn test<'a>(
+        &'a self,
+        channel: &'a str,
+        actor: stockade_core::Actor,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<stockade_server::AlertTestOutcome, String>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move {
+            let (cfg, dashboard, language) = {
+                let c = self.config.read().map_err(|_| "unavailable".to_owned())?;
+                let cfg = c
+                    .channel(channel)
+                    .cloned()
+                    .ok_or_else(|| "unknown".to_owned())?;
+                (cfg, c.dashboard_url.clone(), c.language)
+            };
+            let outcome = match stockade_alerts::test_channel(
+                self.vault.store(),
+                &self.vault,
+                &self.gateway,
+                &cfg,
+                dashboard,
+                language,
+                &actor,
+            )
+            .await
+            {
+                Ok(o) => o,
+                Err(stockade_alerts::AlertsError::Config(detail)) => {
+                    stockade_alerts::Outcome::Config { detail }
+                }
+                Err(e) => {
+                    tracing::warn!("alert test of {channel} failed: {e}");
+                    stockade_alerts::Outcome::Transient {
+                        detail: "the test could not be recorded; see the server log".into(),
+                    }
+                }
+            };
+            Ok(stockade_server::AlertTestOutcome {
+                status: outcome.status().to_owned(),
+                detail: outcome.detail().to_owned(),
+            })
+        })
     }
 }

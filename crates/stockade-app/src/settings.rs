@@ -204,6 +204,8 @@ fn workflow_settings(
 struct AlertsFileConfig {
     window: Option<String>,
     dashboard_url: Option<String>,
+    /// `en` (default) or `zh`: the language of DingTalk and Feishu/Lark messages.
+    language: Option<String>,
     retry_max: Option<String>,
     #[serde(default, rename = "channel")]
     channels: Vec<ChannelFileConfig>,

@@ -18,12 +18,11 @@ use stockade_core::{SecretString, time::format_rfc3339_ms};
 use utoipa::ToSchema;
 
 use crate::api_types::{
-    AlertsAnswer, ApiKeyItem, ApiKeyList, AuditItem, AuditPage, AuditQuery, AuditVerify, BanItem,
-    BanList, EnrollAnswer, EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready,
-    SessionAnswer, SessionTimes, UserItem, UserList, UserRef, WhoAmI,
+    ApiKeyItem, ApiKeyList, AuditItem, AuditPage, AuditQuery, AuditVerify, BanItem, BanList,
+    EnrollAnswer, EnrollmentRequired, ErrorBody, ErrorDetail, KeyRef, Ready, SessionAnswer,
+    SessionTimes, UserItem, UserList, UserRef, WhoAmI,
 };
 use crate::api_types::{bad_cursor, decode_cursor, encode_cursor, page_limit};
-use crate::dashboard;
 use crate::error::AppError;
 use crate::extract::{
     Caller, ClientIp, MaybeSession, clear_session_cookie, qr_svg, session_cookie,
@@ -461,20 +460,6 @@ pub async fn audit(
         })
         .collect();
     Ok(Json(AuditPage { rows, next_cursor }))
-}
-
-/// Alert channels' state and the newest alerts (scrubbed, allow-listed fields only).
-#[utoipa::path(get, path = "/api/v1/alerts", tag = "alerts",
-    responses((status = 200, description = "Channels and the newest alerts", body = AlertsAnswer)))]
-pub async fn alerts(State(state): State<AppState>) -> Result<Json<AlertsAnswer>, AppError> {
-    let store = state.access.store();
-    let (channels, recent) = dashboard::alerts_view(store, 50).await?;
-    let alerts = dashboard::alert_history(store, 100).await?;
-    Ok(Json(AlertsAnswer {
-        channels,
-        alerts,
-        recent,
-    }))
 }
 
 pub async fn healthz() -> &'static str {

@@ -210,8 +210,11 @@ pub struct AuditVerify {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AlertsAnswer {
     pub channels: Vec<Value>,
+    /// One page of alerts, newest first (each with its `deliveries`).
     pub alerts: Vec<Value>,
     pub recent: Vec<Value>,
+    /// Pass as `cursor` for the next page of `alerts`; `null` on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]

@@ -27,12 +27,11 @@ use stockade_workflows::registry::{self, RegistryError, VersionRow};
 use stockade_workflows::runs::{self, RunError, RunRow};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_types::{
-    ErrorBody, PageQuery, bad_cursor, decode_cursor, encode_cursor, page_limit,
-};
+use crate::api_types::{ErrorBody, PageQuery, decode_cursor, encode_cursor, page_limit};
 use crate::error::AppError;
 use crate::extract::Caller;
 use crate::state::AppState;
+use crate::workflow_view as view;
 
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 type ApiResult<T> = Result<Json<T>, AppError>;
@@ -84,7 +83,7 @@ fn bad_body(e: &axum::extract::rejection::JsonRejection, expected: &str) -> AppE
     AppError::bad_body(expected)
 }
 
-fn time(ms: Option<i64>) -> Option<String> {
+pub fn time(ms: Option<i64>) -> Option<String> {
     ms.map(format_rfc3339_ms)
 }
 
@@ -107,7 +106,7 @@ pub struct VersionItem {
     pub approved_at: Option<String>,
 }
 
-fn version_item(v: &VersionRow) -> VersionItem {
+pub fn version_item(v: &VersionRow) -> VersionItem {
     VersionItem {
         version: v.version,
         state: v.state.as_str().to_owned(),
@@ -160,6 +159,40 @@ pub struct WorkflowItem {
     pub enabled: bool,
     pub active_version: Option<i64>,
     pub latest_version: i64,
+    /// What starts it: `manual`, `schedule`, `webhook` or `event`.
+    pub trigger: String,
+    /// The cron pattern, webhook path or event kind (empty for manual).
+    pub trigger_detail: String,
+    /// The newest version's state: `pending` waits for a second user's approval.
+    pub latest_state: String,
+    /// The newest execution, if any.
+    pub last_run: Option<LastRun>,
+}
+
+/// A workflow's newest execution.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastRun {
+    pub id: String,
+    pub state: String,
+    pub queued_at: Option<String>,
+}
+
+/// The list item of a workflow summary (shared with the page).
+pub fn workflow_item(s: view::Summary) -> WorkflowItem {
+    WorkflowItem {
+        name: s.row.name,
+        enabled: s.row.enabled,
+        active_version: s.row.active_version,
+        latest_version: s.row.latest_version,
+        trigger: s.trigger.to_owned(),
+        trigger_detail: s.trigger_detail,
+        latest_state: s.latest_state,
+        last_run: s.last_run.map(|(id, state, at)| LastRun {
+            id,
+            state: state.as_str().to_owned(),
+            queued_at: time(Some(at)),
+        }),
+    }
 }
 
 /// One page of workflows by name.
@@ -194,14 +227,10 @@ pub async fn list(
     let next_cursor = more
         .then(|| rows.last().map(|w| encode_cursor(WORKFLOW_CURSOR, &w.name)))
         .flatten();
-    let workflows = rows
+    let workflows = view::summaries(state.access.store(), rows)
+        .await?
         .into_iter()
-        .map(|w| WorkflowItem {
-            name: w.name,
-            enabled: w.enabled,
-            active_version: w.active_version,
-            latest_version: w.latest_version,
-        })
+        .map(workflow_item)
         .collect();
     Ok(Json(WorkflowPage {
         workflows,
@@ -344,16 +373,6 @@ pub struct ExecutionPage {
     pub next_cursor: Option<String>,
 }
 
-const EXECUTION_CURSOR: &str = "e1";
-
-/// The `(created_at_ms, id)` held by an executions cursor.
-fn execution_after(cursor: &str) -> Result<(i64, String), AppError> {
-    let key = decode_cursor(EXECUTION_CURSOR, cursor)?;
-    key.split_once(':')
-        .and_then(|(at, id)| Some((at.parse().ok()?, id.to_owned())))
-        .ok_or_else(bad_cursor)
-}
-
 /// GET /api/v1/executions?workflow=&status=&limit=&cursor=
 #[utoipa::path(get, path = "/api/v1/executions", tag = "executions", params(ListQuery),
     responses(
@@ -380,16 +399,14 @@ pub async fn executions(
         })
         .transpose()?;
     let limit = page_limit(q.limit);
-    let after = q.cursor.as_deref().map(execution_after).transpose()?;
-    let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
-    let store = state.access.store();
-    let mut rows = runs::list_after(store, q.workflow.as_deref(), status, limit + 1, after).await?;
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    let next_cursor = more
-        .then(|| rows.last())
-        .flatten()
-        .map(|r| encode_cursor(EXECUTION_CURSOR, &format!("{}:{}", r.created_at_ms, r.id)));
+    let (rows, next_cursor) = view::execution_page(
+        state.access.store(),
+        q.workflow.as_deref(),
+        status,
+        limit,
+        q.cursor.as_deref(),
+    )
+    .await?;
     Ok(Json(ExecutionPage {
         executions: rows.iter().map(execution_item).collect(),
         next_cursor,
@@ -426,18 +443,17 @@ pub async fn execution(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<ExecutionDetail> {
-    let (row, steps) = runs::show(state.access.store(), &id).await?;
+    let (row, steps) = view::execution(state.access.store(), &id).await?;
     let timeline = steps
-        .iter()
-        .enumerate()
-        .map(|(i, s)| StepItem {
-            step: s.step_id.clone(),
+        .into_iter()
+        .map(|s| StepItem {
+            step: s.step,
             attempt: s.attempt,
-            status: runs::step_label(row.state, &steps, i).to_owned(),
+            status: s.status.to_owned(),
             started_at: time(Some(s.started_at_ms)),
             finished_at: time(s.finished_at_ms),
-            took_ms: s.finished_at_ms.map(|f| f - s.started_at_ms),
-            error: s.error.clone(),
+            took_ms: s.took_ms,
+            error: s.error,
         })
         .collect();
     Ok(Json(ExecutionDetail {
@@ -516,4 +532,137 @@ pub async fn rerun(
             rerun_of: Some(id),
         }),
     ))
+}
+
+// --- The review reads and the rejection (the workflow pages' part of issue 17) ---
+
+/// POST /api/v1/workflows/{name}/versions/{v}/reject
+#[utoipa::path(post, path = "/api/v1/workflows/{name}/versions/{version}/reject", tag = "workflows",
+    params(
+        ("name" = String, Path, description = "The workflow's name"),
+        ("version" = i64, Path, description = "The pending version to reject"),
+    ),
+    responses(
+        (status = 200, description = "Rejected: kept for the record, never runs", body = Approved),
+        (status = 403, description = "Not a user or an API key", body = ErrorBody),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+        (status = 409, description = "Not pending", body = ErrorBody),
+    ))]
+pub async fn reject(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((name, v)): Path<(String, i64)>,
+) -> ApiResult<Approved> {
+    let row = registry::reject(state.access.store(), &caller.actor(), &name, v).await?;
+    Ok(Json(Approved {
+        name,
+        version: version_item(&row),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The older version.
+    from: i64,
+    /// The newer version.
+    to: i64,
+}
+
+/// One line of a version diff.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiffItem {
+    /// `" "` unchanged, `"-"` removed, `"+"` added.
+    pub op: String,
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DiffAnswer {
+    pub name: String,
+    pub from: i64,
+    pub to: i64,
+    /// Whether the two versions differ at all.
+    pub changed: bool,
+    /// Every line of both versions once, in order.
+    pub lines: Vec<DiffItem>,
+}
+
+/// GET /api/v1/workflows/{name}/diff?from=&to=: the line diff of two versions' YAML.
+#[utoipa::path(get, path = "/api/v1/workflows/{name}/diff", tag = "workflows",
+    params(("name" = String, Path, description = "The workflow's name"), DiffQuery),
+    responses(
+        (status = 200, description = "The line diff (as `stockade workflow diff`)", body = DiffAnswer),
+        (status = 400, description = "from and to are required version numbers", body = ErrorBody),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+    ))]
+pub async fn diff(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<DiffQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<DiffAnswer> {
+    let Query(q) = query.map_err(|_| bad_query("the query takes from and to (version numbers)"))?;
+    let lines = view::diff(state.access.store(), &name, q.from, q.to).await?;
+    Ok(Json(DiffAnswer {
+        changed: lines.iter().any(|l| l.mark != ' '),
+        lines: lines
+            .into_iter()
+            .map(|l| DiffItem {
+                op: l.mark.to_string(),
+                text: l.text,
+            })
+            .collect(),
+        name,
+        from: q.from,
+        to: q.to,
+    }))
+}
+
+/// One lint problem.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LintItem {
+    pub line: u64,
+    pub col: u64,
+    pub rule: String,
+    pub message: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LintAnswer {
+    pub name: String,
+    pub version: i64,
+    pub passed: bool,
+    pub problems: Vec<LintItem>,
+}
+
+/// GET /api/v1/workflows/{name}/versions/{v}/lint: the version's lint problems.
+#[utoipa::path(get, path = "/api/v1/workflows/{name}/versions/{version}/lint", tag = "workflows",
+    params(
+        ("name" = String, Path, description = "The workflow's name"),
+        ("version" = i64, Path, description = "The version"),
+    ),
+    responses(
+        (status = 200, description = "The lint problems (empty when it passed)", body = LintAnswer),
+        (status = 404, description = "No such workflow or version", body = ErrorBody),
+    ))]
+pub async fn lint(
+    State(state): State<AppState>,
+    Path((name, v)): Path<(String, i64)>,
+) -> ApiResult<LintAnswer> {
+    let problems = view::lint_version(state.access.store(), &name, v).await?;
+    Ok(Json(LintAnswer {
+        passed: problems.is_empty(),
+        problems: problems
+            .into_iter()
+            .map(|p| LintItem {
+                line: p.line,
+                col: p.col,
+                rule: p.rule,
+                message: p.message,
+            })
+            .collect(),
+        name,
+        version: v,
+    }))
 }

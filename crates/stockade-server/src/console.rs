@@ -118,6 +118,9 @@ impl Chrome {
     pub fn can_stock(&self) -> bool {
         self.role.can(Permission::ViewStock)
     }
+    pub fn can_workflows(&self) -> bool {
+        self.role.can(Permission::ViewWorkflows)
+    }
     /// The other language: its code and its own name.
     pub fn other_lang(&self) -> (&'static str, &'static str) {
         match self.lang {

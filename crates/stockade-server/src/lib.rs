@@ -32,6 +32,11 @@ pub mod workflow_hooks;
 pub mod api_orders;
 pub mod console_orders;
 pub mod orders_data;
+// The Workflows, Executions and Alerts pages.
+pub mod api_alerts;
+pub mod console_alerts;
+pub mod console_workflows;
+pub mod workflow_view;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -39,7 +44,7 @@ use std::time::Duration;
 
 pub use error::AppError;
 pub use routes::router;
-pub use state::{AppState, ConsoleSettings, MetricsSource};
+pub use state::{AlertTestOutcome, AlertTester, AppState, ConsoleSettings, MetricsSource};
 
 /// How to listen.
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
-use crate::{api, api_orders, api_types, api_workflows as wf};
+use crate::{api, api_alerts, api_orders, api_types, api_workflows as wf};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,11 +40,13 @@ use crate::{api, api_orders, api_types, api_workflows as wf};
     paths(
         api::login, api::mfa_enroll, api::mfa_confirm, api::logout, api::whoami,
         api::users, api::api_keys, api::bans, api::add_ban, api::remove_ban,
-        api::audit_verify, api::audit, api::alerts, openapi_json,
+        api::audit_verify, api::audit, api_alerts::alerts, openapi_json,
         wf::list, wf::versions, wf::approve, wf::run, wf::executions, wf::execution,
         wf::cancel, wf::rerun,
         // Orders.
         api_orders::list, api_orders::show, api_orders::reveal,
+        // The workflow pages' review reads, rejection, and the alert test-send.
+        wf::reject, wf::diff, wf::lint, api_alerts::alert_test,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),

@@ -12,11 +12,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine;
 use serde::Deserialize;
-use serde_json::Value;
 use stockade_access::{LoginError, NewSession, SecondFactor, SessionState, SessionView};
 use stockade_core::SecretString;
 
-use crate::dashboard;
 use crate::error::{AppError, render, sign_in_redirect};
 use crate::extract::{
     Caller, ClientIp, LOGIN_CSRF_COOKIE, MaybeSession, clear_session_cookie, qr_svg, session_cookie,
@@ -430,44 +428,6 @@ pub async fn home(State(state): State<AppState>, Extension(caller): Extension<Ca
     render(StatusCode::OK, &page)
 }
 
-#[derive(Template)]
-#[template(path = "alerts.html")]
-struct AlertsPage<'a> {
-    title: &'a str,
-    channels: Vec<Value>,
-    history: Vec<Value>,
-    deliveries: Vec<Value>,
-}
-
-impl AlertsPage<'_> {
-    /// A text field of a dashboard row ("" if absent).
-    fn s<'v>(&self, row: &'v Value, field: &str) -> &'v str {
-        row.get(field).and_then(Value::as_str).unwrap_or("")
-    }
-    /// A number field of a dashboard row (0 if absent).
-    fn n(&self, row: &Value, field: &str) -> i64 {
-        row.get(field).and_then(Value::as_i64).unwrap_or(0)
-    }
-    fn time(&self, row: &Value, field: &str) -> String {
-        stockade_core::time::format_rfc3339_ms(self.n(row, field))
-    }
-}
-
-/// The alerts dashboard: each channel's state (a misconfigured channel is raised here
-/// and on the other channels) and the newest alerts with their delivery state.
-pub async fn alerts(State(state): State<AppState>) -> PageResult {
-    let store = state.access.store();
-    let (channels, deliveries) = dashboard::alerts_view(store, 100).await?;
-    let history = dashboard::alert_history(store, 200).await?;
-    let page = AlertsPage {
-        title: "Stockade alerts",
-        channels,
-        history,
-        deliveries,
-    };
-    Ok(render(StatusCode::OK, &page))
-}
-
 // Holds credentials or tokens: never printed.
 impl std::fmt::Debug for LoginForm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -485,7 +445,6 @@ impl std::fmt::Debug for CodeForm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn values_on_pages_are_escaped() {
@@ -499,20 +458,6 @@ mod tests {
         .unwrap();
         assert!(!home.contains("<script>"), "{home}");
         assert!(home.contains("&#60;script&#62;alert(1)&#60;/script&#62;@shop.example"));
-        let alerts = AlertsPage {
-            title: "Stockade alerts",
-            channels: vec![],
-            history: vec![json!({"event_id": 7, "at": "1970-01-01T00:00:00.000Z",
-                "title": "Push failed for <script>alert(1)</script>"})],
-            deliveries: vec![],
-        }
-        .render()
-        .unwrap();
-        assert!(!alerts.contains("<script>"), "{alerts}");
-        assert!(
-            alerts.contains("<td>Push failed for &#60;script&#62;alert(1)&#60;/script&#62;</td>")
-        );
-        assert!(alerts.contains("<tr id=\"alert-7\">"), "{alerts}");
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //!
 //! The handler modules ([`pages`], [`api`], [`api_workflows`], [`hooks`]) depend only on the shared modules
 //! (`state`, `error`, `extract`, `dashboard`), never on each other or on this one.
+//! The workflow and alert pages and API ([`console_workflows`], [`console_alerts`],
+//! [`api_alerts`]) read through the shared `workflow_view` and `dashboard` modules, and the
+//! console pages share the layout's `console::Chrome`.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -39,6 +42,7 @@ use crate::extract::{
 use crate::state::AppState;
 use crate::{api, api_workflows as wf, console, hooks, metrics, openapi, pages, workflow_hooks};
 use crate::{api_orders, console_orders};
+use crate::{api_alerts, console_alerts, console_workflows as cw};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +241,65 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/orders/{id}/reveal",
         Gate::Needs(Permission::RevealBuyer),
     ),
+    // The console's Workflows, Executions and Alerts pages, and their API additions.
+    r("GET", "/workflows", Gate::Needs(Permission::ViewWorkflows)),
+    r(
+        "GET",
+        "/workflows/{name}",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "POST",
+        "/workflows/{name}/versions/{version}/approve",
+        Gate::Needs(Permission::ApproveWorkflows),
+    ),
+    r(
+        "POST",
+        "/workflows/{name}/versions/{version}/reject",
+        Gate::Needs(Permission::ApproveWorkflows),
+    ),
+    r(
+        "POST",
+        "/workflows/{name}/run",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r("GET", "/executions", Gate::Needs(Permission::ViewWorkflows)),
+    r(
+        "GET",
+        "/executions/{id}",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "POST",
+        "/executions/{id}/cancel",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r(
+        "POST",
+        "/executions/{id}/rerun",
+        Gate::Needs(Permission::RunWorkflows),
+    ),
+    r("POST", "/alerts/test", Gate::Needs(Permission::ManageSync)),
+    r(
+        "POST",
+        "/api/v1/workflows/{name}/versions/{version}/reject",
+        Gate::Needs(Permission::ApproveWorkflows),
+    ),
+    r(
+        "GET",
+        "/api/v1/workflows/{name}/diff",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "GET",
+        "/api/v1/workflows/{name}/versions/{version}/lint",
+        Gate::Needs(Permission::ViewWorkflows),
+    ),
+    r(
+        "POST",
+        "/api/v1/alerts/channels/{name}/test",
+        Gate::Needs(Permission::ManageSync),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -270,7 +333,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/audit/verify", get(api::audit_verify))
         .route("/api/v1/openapi.json", get(openapi::openapi_json))
         .route("/api/v1/audit", get(api::audit))
-        .route("/api/v1/alerts", get(api::alerts))
+        .route("/api/v1/alerts", get(api_alerts::alerts))
         .route("/api/v1/workflows", get(wf::list))
         .route("/api/v1/workflows/{name}/versions", get(wf::versions))
         .route(
@@ -282,7 +345,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/executions/{id}", get(wf::execution))
         .route("/api/v1/executions/{id}/cancel", post(wf::cancel))
         .route("/api/v1/executions/{id}/rerun", post(wf::rerun))
-        .route("/alerts", get(pages::alerts))
+        .route("/alerts", get(console_alerts::alerts))
         .route("/login", get(pages::login_form).post(pages::login_submit))
         .route("/mfa", get(pages::mfa_form).post(pages::mfa_submit))
         .route(
@@ -315,6 +378,36 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/orders", get(api_orders::list))
         .route("/api/v1/orders/{id}", get(api_orders::show))
         .route("/api/v1/orders/{id}/reveal", post(api_orders::reveal))
+        // The Workflows, Executions and Alerts pages and their API additions.
+        .route("/workflows", get(cw::list))
+        .route("/workflows/{name}", get(cw::detail))
+        .route(
+            "/workflows/{name}/versions/{version}/approve",
+            post(cw::approve),
+        )
+        .route(
+            "/workflows/{name}/versions/{version}/reject",
+            post(cw::reject),
+        )
+        .route("/workflows/{name}/run", post(cw::run))
+        .route("/executions", get(cw::executions))
+        .route("/executions/{id}", get(cw::execution))
+        .route("/executions/{id}/cancel", post(cw::cancel))
+        .route("/executions/{id}/rerun", post(cw::rerun))
+        .route("/alerts/test", post(console_alerts::test_send))
+        .route(
+            "/api/v1/workflows/{name}/versions/{version}/reject",
+            post(wf::reject),
+        )
+        .route("/api/v1/workflows/{name}/diff", get(wf::diff))
+        .route(
+            "/api/v1/workflows/{name}/versions/{version}/lint",
+            get(wf::lint),
+        )
+        .route(
+            "/api/v1/alerts/channels/{name}/test",
+            post(api_alerts::alert_test),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,

@@ -24,6 +24,34 @@ pub struct AppState {
     pub console: ConsoleSettings,
     /// What `/metrics` renders; `None` answers it 404.
     pub metrics: Option<Arc<dyn MetricsSource>>,
+    /// The alert channels' test-send (`stockade alert test`); `None`: not offered.
+    pub alert_test: Option<Arc<dyn AlertTester>>,
+}
+
+/// What a test message to an alert channel came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertTestOutcome {
+    /// `delivered`, `rate_limited`, `failed` or `config_error`.
+    pub status: String,
+    /// The platform's (scrubbed) answer or what is wrong, as the CLI prints it.
+    pub detail: String,
+}
+
+/// Sends a signed test message to one configured alert channel, as `stockade alert test`
+/// does (same function, audited `alert.test` as the caller). The composition root owns
+/// the channels' configuration, the vault and the egress gateway.
+pub trait AlertTester: Send + Sync {
+    /// The configured channels: `(name, kind)`.
+    fn channels(&self) -> Vec<(String, String)>;
+    /// Send the test message to `channel` as `actor`; `Err` when no such channel is
+    /// configured (nothing sent, nothing written).
+    fn test<'a>(
+        &'a self,
+        channel: &'a str,
+        actor: stockade_core::Actor,
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<AlertTestOutcome, String>> + Send + 'a>,
+    >;
 }
 
 /// `[console]`: how the web console shows things.
@@ -59,6 +87,7 @@ impl std::fmt::Debug for AppState {
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
             .field("console", &self.console)
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
+            .field("alert_test", &self.alert_test.as_ref().map(|_| "on"))
             .finish()
     }
 }

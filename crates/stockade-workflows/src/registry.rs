@@ -12,7 +12,7 @@
 //! - In dev and staging a passing version becomes active at once; in prod it stays
 //!   `pending` until [`approve`] by a person other than the one who applied it (four
 //!   eyes, checked here and again in the UPDATE and by a table CHECK). A refused approval
-//!   writes nothing.
+//!   writes nothing. A pending version may instead be [`reject`]ed (kept, never runs).
 //! - At most one version per workflow is active (a partial unique index); activating one
 //!   supersedes the previous one in the same transaction.
 //! - Every write is one [`Store::commit`] with its audit row, under the acting user or
@@ -353,6 +353,36 @@ pub async fn approve(store: &Store, actor: &Actor, name: &str, v: i64) -> Result
         .str("content_sha256", &row.content_sha256)
         .str("applied_by", &row.applied_by);
     let audit = AuditEntry::new("workflow.approve", format!("workflow:{name}"), details);
+    commit(store, actor, steps, audit).await?;
+    require_version(store, name, v).await
+}
+
+/// Reject a pending prod version: it is kept for the record as `rejected` and never
+/// runs; the active version (if any) stays. Refused, writing nothing, for a version that
+/// is not pending and for an actor that is not a user or an API key. Unlike approval,
+/// the author may reject (withdraw) their own version: rejecting lets nothing run.
+pub async fn reject(store: &Store, actor: &Actor, name: &str, v: i64) -> Result<VersionRow> {
+    if !matches!(actor, Actor::User(_) | Actor::ApiKey(_)) {
+        return Err(RegistryError::NotAPerson(actor.to_string()));
+    }
+    let row = require_version(store, name, v).await?;
+    if row.state != VersionState::Pending {
+        return Err(RegistryError::NotPending {
+            name: name.to_owned(),
+            version: v,
+            state: row.state,
+        });
+    }
+    let steps = vec![sql(
+        "UPDATE workflow_versions SET state = 'rejected' WHERE name = $1 AND version = $2 AND state = 'pending'",
+        sql_params![name, v],
+        Expect::One("a pending version"),
+    )];
+    let details = AuditDetails::new()
+        .int("version", v)
+        .str("content_sha256", &row.content_sha256)
+        .str("applied_by", &row.applied_by);
+    let audit = AuditEntry::new("workflow.reject", format!("workflow:{name}"), details);
     commit(store, actor, steps, audit).await?;
     require_version(store, name, v).await
 }

@@ -192,7 +192,8 @@ impl Alerts {
                         c.clone(),
                         env,
                         config.dashboard_url.clone(),
-                    ),
+                    )
+                    .with_language(config.language),
                     wake: Notify::new(),
                     limiter: Mutex::new(Limiter {
                         sent: VecDeque::new(),

@@ -20,11 +20,13 @@ pub async fn test_channel(
     gateway: &Gateway,
     channel: &ChannelConfig,
     dashboard: Option<String>,
+    language: crate::config::Language,
     actor: &Actor,
 ) -> Result<Outcome> {
     channel.validate().map_err(AlertsError::Config)?;
     let env = store.environment().as_str();
-    let client = ChannelClient::new(gateway, channel.clone(), env, dashboard);
+    let client =
+        ChannelClient::new(gateway, channel.clone(), env, dashboard).with_language(language);
     let now = now_ms();
     let alert = Alert {
         severity: Severity::Info,
@@ -36,7 +38,7 @@ pub async fn test_channel(
             ("Kind".into(), channel.kind.as_str().into()),
         ],
         message: None,
-        hint: Some("Sent by `stockade alert test`; nothing failed.".into()),
+        hint: Some("A test message (`stockade alert test` or the console); nothing failed.".into()),
         key: format!("test:{now}"),
         event_id: 0,
         at_ms: now,

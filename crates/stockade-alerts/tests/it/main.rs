@@ -652,6 +652,7 @@ async fn a_wrong_secret_is_a_clear_configuration_error_raised_elsewhere() {
         &rig.gateway,
         &ding_cfg,
         None,
+        stockade_alerts::Language::En,
         &ACTOR,
     )
     .await
@@ -720,6 +721,7 @@ async fn a_wrong_secret_is_a_clear_configuration_error_raised_elsewhere() {
         &rig.gateway,
         &ding_cfg,
         None,
+        stockade_alerts::Language::En,
         &ACTOR,
     )
     .await

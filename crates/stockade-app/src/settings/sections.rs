@@ -194,6 +194,18 @@ pub(super) fn alerts_settings(
         .dashboard_url
         .as_ref()
         .map(|u| u.trim_end_matches('/').to_owned());
+    if let Some(l) = &f.language {
+        c.language = stockade_alerts::Language::parse(l.trim()).ok_or_else(|| {
+            AppError::config(format!(
+                "[alerts] language = {l:?}: use \"en\" (English) or \"zh\" (Simplified Chinese)"
+            ))
+        })?;
+    }
+    provenance.push((
+        "alerts.language",
+        c.language.as_str().to_owned(),
+        src(f.language.is_some()),
+    ));
     for ch in &f.channels {
         let kind = ChannelKind::parse(&ch.kind).ok_or_else(|| {
             AppError::config(format!(

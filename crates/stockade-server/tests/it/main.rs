@@ -12,3 +12,5 @@ mod openapi;
 mod orders;
 mod workflow_hooks;
 mod workflows;
+// The Workflows, Executions and Alerts pages.
+mod console_workflows;

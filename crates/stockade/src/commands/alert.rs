@@ -163,6 +163,7 @@ async fn test(settings: &Settings, name: &str) -> Result<(), Failure> {
         &gateway,
         &cfg,
         settings.alerts.dashboard_url.clone(),
+        settings.alerts.language,
         &CLI_ACTOR,
     )
     .await

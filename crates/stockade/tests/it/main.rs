@@ -37,3 +37,6 @@ mod workflow_triggers;
 mod workflow_versions;
 // The orders part of the console (browser).
 mod console_orders;
+// The Workflows, Executions and Alerts pages; Chinese alert messages.
+mod alerts_zh;
+mod console_workflows;
