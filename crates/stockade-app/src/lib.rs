@@ -207,6 +207,7 @@ impl App {
             workflows: Some(workflow_hooks.clone()),
             console: settings.console,
             metrics: Some(Arc::new(metrics)),
+            hook_stats: Default::default(),
         };
         let serve_options = ServeOptions {
             listen: server.listen,

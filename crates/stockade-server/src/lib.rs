@@ -28,6 +28,11 @@ pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod workflow_hooks;
+// The Connections and Security pages and their API (issue 17, ops).
+pub mod api_ops;
+pub mod console_connections;
+pub mod console_security;
+pub mod hook_stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
-use crate::{api, api_types, api_workflows as wf};
+use crate::{api, api_ops as ops, api_types, api_workflows as wf};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,8 @@ use crate::{api, api_types, api_workflows as wf};
         api::audit_verify, api::audit, api::alerts, openapi_json,
         wf::list, wf::versions, wf::approve, wf::run, wf::executions, wf::execution,
         wf::cancel, wf::rerun,
+        ops::connections, ops::pause, ops::resume, ops::revoke, ops::sessions,
+        ops::revoke_session, ops::revoke_user_sessions, ops::revoke_api_key,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -54,6 +56,7 @@ use crate::{api, api_types, api_workflows as wf};
         (name = "workflows", description = "Workflows, versions, approval and manual runs"),
         (name = "executions", description = "Executions, their timelines, cancel and rerun"),
         (name = "meta", description = "This document"),
+        (name = "connections", description = "Marketplace connections: health, pause, resume, revoke"),
     ),
 )]
 #[derive(Debug)]

@@ -24,6 +24,8 @@ pub struct AppState {
     pub console: ConsoleSettings,
     /// What `/metrics` renders; `None` answers it 404.
     pub metrics: Option<Arc<dyn MetricsSource>>,
+    /// Webhook deliveries per connection seen by this process (the connections page).
+    pub hook_stats: Arc<crate::hook_stats::HookStats>,
 }
 
 /// `[console]`: how the web console shows things.
@@ -59,6 +61,6 @@ impl std::fmt::Debug for AppState {
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
             .field("console", &self.console)
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
-            .finish()
+            .finish_non_exhaustive()
     }
 }
