@@ -99,6 +99,13 @@ struct ConnectionsPage {
 }
 
 impl ConnectionsPage {
+    /// A refusal about no listed connection (an unknown name): shown above the table.
+    fn orphan_refusal(&self) -> Option<&str> {
+        self.refused
+            .as_ref()
+            .filter(|(n, _)| !self.rows.iter().any(|r| r.live() && r.v.name == *n))
+            .map(|(_, m)| m.as_str())
+    }
     fn refusal_for(&self, name: &str) -> Option<&str> {
         self.refused
             .as_ref()

@@ -1,0 +1,109 @@
+//! The Connections and Security pages in headless Chromium against a real `stockade
+//! serve`: an administrator signs in with TOTP, pauses and resumes a connection, tries to
+//! revoke it with a wrong name typed (refused inline, nothing changes) and then with the
+//! right one, adds a ban and lifts it; screenshots of both pages in English and Chinese
+//! at laptop and phone widths go to `target/screenshots/`.
+
+use crate::console::{browser_sign_in, shoot};
+use crate::console_ops::add_tiktok;
+use crate::harness::{require_all, require_tool, skipped};
+use crate::server::{Server, add_user, init};
+use crate::webdriver::{Browser, find_binary};
+
+/// A name long enough to test wrapping at 360 px.
+const LONG: &str = "singapore-flagship-store-with-a-rather-long-connection-name-01";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_manages_connections_and_bans() {
+    if !require_tool("oathtool", "oathtool", "the console ops browser test") {
+        return;
+    }
+    let found = (
+        find_binary(
+            "STOCKADE_TEST_CHROMIUM",
+            &["chromium", "chromium-browser", "google-chrome"],
+        ),
+        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
+    );
+    let (Some(chromium), Some(chromedriver)) = found else {
+        let why = "the console ops browser test: Chromium or chromedriver is not installed";
+        assert!(
+            !require_all(),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
+        );
+        skipped(why);
+        return;
+    };
+    let sb = init("dev", "");
+    add_tiktok(&sb, "shop-sg", "7495000000101");
+    add_tiktok(&sb, LONG, "7495000000102");
+    add_user(&sb, "admin@shop.example", "admin");
+    add_user(&sb, "op@shop.example", "operator");
+    sb.run(&[
+        "apikey",
+        "create",
+        "--name",
+        "n8n-workflows",
+        "--role",
+        "operator",
+    ])
+    .expect_code(0);
+    let server = Server::start(&sb);
+    let b = Browser::start(&chromium, &chromedriver, sb.dir.join("chromium-profile")).await;
+    b.set_size(1366, 768).await;
+    browser_sign_in(&b, &server, "admin@shop.example").await;
+
+    // Pause, then resume.
+    b.goto(&server.url("/connections")).await;
+    assert_eq!(b.text("#conn-shop-sg .status").await, "active");
+    b.click("#conn-shop-sg button.toggle").await;
+    assert!(
+        b.text(".notice").await.contains("Paused"),
+        "{}",
+        b.source().await
+    );
+    assert_eq!(b.text("#conn-shop-sg .status").await, "paused");
+    shoot(&b, &server, "/connections", "connections-en").await;
+    b.click("#conn-shop-sg button.toggle").await;
+    assert!(b.text(".notice").await.contains("Resumed"));
+    assert_eq!(b.text("#conn-shop-sg .status").await, "active");
+
+    // Revoke with a wrong name typed: refused inline, still active.
+    b.fill("#conn-shop-sg input[name=confirm]", "shop-s").await;
+    b.click("#conn-shop-sg form.revoke button").await;
+    let refusal = b.text("#conn-shop-sg .error").await;
+    assert!(refusal.contains("not this connection"), "{refusal}");
+    assert_eq!(b.text("#conn-shop-sg .status").await, "active");
+    // The right name: revoked and purged.
+    b.fill("#conn-shop-sg input[name=confirm]", "shop-sg").await;
+    b.click("#conn-shop-sg form.revoke button").await;
+    assert!(b.text(".notice").await.contains("Revoked and purged"));
+    assert_eq!(b.text("#conn-shop-sg .status").await, "revoked");
+    assert_eq!(b.count("#conn-shop-sg form").await, 0);
+
+    // Add a ban, then lift it.
+    b.goto(&server.url("/security")).await;
+    b.fill("#ban-ip", "203.0.113.9").await;
+    b.click("#ban-add button").await;
+    assert!(b.text(".notice").await.contains("Address banned"));
+    assert!(b.text("#ban-list").await.contains("203.0.113.9"));
+    shoot(&b, &server, "/security", "security-en").await;
+    b.click("#ban-list form button").await;
+    assert!(b.text(".notice").await.contains("Ban lifted"));
+    assert_eq!(b.count("#ban-list").await, 0);
+    // A bad address is refused inline.
+    b.fill("#ban-ip", "203.0.113.999").await;
+    b.click("#ban-add button").await;
+    assert!(b.text("#ban-error").await.contains("not an address"));
+
+    // Both pages in Chinese, at both widths (with a ban in force for the picture).
+    b.fill("#ban-ip", "198.51.100.77").await;
+    b.click("#ban-add button").await;
+    b.click("#lang-switch").await;
+    let main = b.text("main").await;
+    assert!(main.contains("安全") && main.contains("当前封禁"), "{main}");
+    shoot(&b, &server, "/security", "security-zh").await;
+    shoot(&b, &server, "/connections", "connections-zh").await;
+    b.goto(&server.url("/connections")).await;
+    assert!(b.text("main").await.contains("已撤销"));
+}
