@@ -37,6 +37,15 @@ async fn chromium_manages_connections_and_bans() {
     let sb = init("dev", "");
     add_tiktok(&sb, "shop-sg", "7495000000101");
     add_tiktok(&sb, LONG, "7495000000102");
+    // A listing on the long-named connection: its pushes fail (nothing listens there).
+    let csv = sb.dir.join("catalog.csv");
+    std::fs::write(
+        &csv,
+        format!("sku,on_hand,{LONG}:listing\nMUG-RED-350ML,12,1729:3301\n"),
+    )
+    .unwrap();
+    sb.run(&["sku", "import", csv.to_str().unwrap()])
+        .expect_code(0);
     add_user(&sb, "admin@shop.example", "admin");
     add_user(&sb, "op@shop.example", "operator");
     sb.run(&[
@@ -53,8 +62,23 @@ async fn chromium_manages_connections_and_bans() {
     b.set_size(1366, 768).await;
     browser_sign_in(&b, &server, "admin@shop.example").await;
 
+    // The failing channel shows as failing, with the marketplace's error.
+    let row = format!("#conn-{LONG}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
+    loop {
+        b.goto(&server.url("/connections")).await;
+        if b.text(&row).await.contains("failing") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}",
+            b.text(&row).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+
     // Pause, then resume.
-    b.goto(&server.url("/connections")).await;
     assert_eq!(b.text("#conn-shop-sg .status").await, "active");
     b.click("#conn-shop-sg button.toggle").await;
     assert!(
