@@ -67,7 +67,7 @@ async fn chromium_manages_connections_and_bans() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(45);
     loop {
         b.goto(&server.url("/connections")).await;
-        if b.text(&row).await.contains("failing") {
+        if b.text(&row).await.contains("Failing") {
             break;
         }
         assert!(
@@ -79,30 +79,30 @@ async fn chromium_manages_connections_and_bans() {
     }
 
     // Pause, then resume.
-    assert_eq!(b.text("#conn-shop-sg .status").await, "active");
+    assert_eq!(b.text("#conn-shop-sg .status").await, "Active");
     b.click("#conn-shop-sg button.toggle").await;
     assert!(
         b.text(".notice").await.contains("Paused"),
         "{}",
         b.source().await
     );
-    assert_eq!(b.text("#conn-shop-sg .status").await, "paused");
+    assert_eq!(b.text("#conn-shop-sg .status").await, "Paused");
     shoot(&b, &server, "/connections", "connections-en").await;
     b.click("#conn-shop-sg button.toggle").await;
     assert!(b.text(".notice").await.contains("Resumed"));
-    assert_eq!(b.text("#conn-shop-sg .status").await, "active");
+    assert_eq!(b.text("#conn-shop-sg .status").await, "Active");
 
     // Revoke with a wrong name typed: refused inline, still active.
     b.fill("#conn-shop-sg input[name=confirm]", "shop-s").await;
     b.click("#conn-shop-sg form.revoke button").await;
     let refusal = b.text("#conn-shop-sg .error").await;
     assert!(refusal.contains("not this connection"), "{refusal}");
-    assert_eq!(b.text("#conn-shop-sg .status").await, "active");
+    assert_eq!(b.text("#conn-shop-sg .status").await, "Active");
     // The right name: revoked and purged.
     b.fill("#conn-shop-sg input[name=confirm]", "shop-sg").await;
     b.click("#conn-shop-sg form.revoke button").await;
     assert!(b.text(".notice").await.contains("Revoked and purged"));
-    assert_eq!(b.text("#conn-shop-sg .status").await, "revoked");
+    assert_eq!(b.text("#conn-shop-sg .status").await, "Revoked");
     assert_eq!(b.count("#conn-shop-sg form").await, 0);
 
     // Add a ban, then lift it.
