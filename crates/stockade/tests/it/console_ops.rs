@@ -524,6 +524,13 @@ async fn security_actions(sb: &Sandbox, server: &Server, u: &Users) {
             .0,
         StatusCode::OK
     );
+    // A key named like the first key's id: revoking by id leaves it alone.
+    let decoy = sb
+        .run(&["apikey", "create", "--name", &id, "--role", "viewer"])
+        .expect_code(0)
+        .stdout()
+        .trim()
+        .to_owned();
     let (s, _) = post_page(
         server,
         &u.admin,
@@ -538,6 +545,12 @@ async fn security_actions(sb: &Sandbox, server: &Server, u: &Users) {
             .await
             .0,
         StatusCode::UNAUTHORIZED
+    );
+    let decoy_ok = server.get_with("/api/v1/whoami", &Auth::Key(decoy)).await.0;
+    assert_eq!(
+        decoy_ok,
+        StatusCode::OK,
+        "revoking by id revoked the key named like it"
     );
     assert_eq!(
         audit(server, &u.admin, "apikey.revoke").await[0]["actor"],
