@@ -67,6 +67,14 @@ impl Chrome {
     pub fn ban_since(&self, b: &BanInfo) -> String {
         self.time(&b.since_s.saturating_mul(1000))
     }
+    /// Why a ban was imposed, in words: by hand, or after repeated failures.
+    pub fn ban_reason(&self, b: &BanInfo) -> String {
+        match b.reason.as_str() {
+            "manual" => self.t("sec.r_manual").to_owned(),
+            r if r.starts_with("auto") => self.t("sec.r_auto").to_owned(),
+            r => r.to_owned(),
+        }
+    }
     pub fn ban_jail(&self, b: &BanInfo) -> &'static str {
         match b.jail() {
             Some(j) => j.as_str(),

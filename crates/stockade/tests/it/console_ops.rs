@@ -459,7 +459,9 @@ async fn security_actions(sb: &Sandbox, server: &Server, u: &Users) {
     );
     let (_, page) = get(server, &u.admin, "/security?done=banned", "en").await;
     assert!(
-        page.contains("Address banned") && page.contains("203.0.113.7"),
+        page.contains("Address banned")
+            && page.contains("203.0.113.7")
+            && page.contains("Added by an administrator"),
         "{page}"
     );
     for (body, msg) in [

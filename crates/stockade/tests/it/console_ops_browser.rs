@@ -127,6 +127,9 @@ async fn chromium_manages_connections_and_bans() {
     let main = b.text("main").await;
     assert!(main.contains("安全") && main.contains("当前封禁"), "{main}");
     shoot(&b, &server, "/security", "security-zh").await;
+    // The lower sections too (the ban form and the sessions).
+    shoot(&b, &server, "/security#bans", "security-bans-zh").await;
+    shoot(&b, &server, "/security#sessions", "security-sessions-zh").await;
     shoot(&b, &server, "/connections", "connections-zh").await;
     b.goto(&server.url("/connections")).await;
     assert!(b.text("main").await.contains("已撤销"));
