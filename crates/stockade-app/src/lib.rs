@@ -209,6 +209,7 @@ impl App {
             metrics: Some(Arc::new(metrics)),
             // The console's and the API's alert test-send: `stockade alert test`'s function.
             alert_test: Some(Arc::new(alerts.clone())),
+            hook_stats: Default::default(),
         };
         let serve_options = ServeOptions {
             listen: server.listen,

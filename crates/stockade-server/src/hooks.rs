@@ -36,6 +36,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use stockade_access::FailureKind;
+use stockade_core::time::now_ms;
 use stockade_marketplaces::{HookAnswer, HookError, InboundRequest, MAX_EVENT_BODY};
 
 use crate::error::AppError;
@@ -171,6 +172,9 @@ pub async fn receive(
                 ),
                 _ => {}
             }
+            if !matches!(e, HookError::UnknownConnection) {
+                state.hook_stats.record(&connection, false, now_ms());
+            }
             let kind = e.kind();
             let refused = AppError::from(e);
             log(refused.status(), kind);
@@ -184,6 +188,7 @@ pub async fn receive(
         )));
     };
     log(res.status(), "accepted");
+    state.hook_stats.record(&connection, true, now_ms());
     Ok(res)
 }
 

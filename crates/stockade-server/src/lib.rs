@@ -37,6 +37,11 @@ pub mod api_alerts;
 pub mod console_alerts;
 pub mod console_workflows;
 pub mod workflow_view;
+// The Connections and Security pages and their API (issue 17, ops).
+pub mod api_ops;
+pub mod console_connections;
+pub mod console_security;
+pub mod hook_stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

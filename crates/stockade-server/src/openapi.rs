@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
-use crate::{api, api_alerts, api_orders, api_types, api_workflows as wf};
+use crate::{api, api_alerts, api_ops as ops, api_orders, api_types, api_workflows as wf};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -47,6 +47,8 @@ use crate::{api, api_alerts, api_orders, api_types, api_workflows as wf};
         api_orders::list, api_orders::show, api_orders::reveal,
         // The workflow pages' review reads, rejection, and the alert test-send.
         wf::reject, wf::diff, wf::lint, api_alerts::alert_test,
+        ops::connections, ops::pause, ops::resume, ops::revoke, ops::sessions,
+        ops::revoke_session, ops::revoke_user_sessions, ops::revoke_api_key,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -59,6 +61,7 @@ use crate::{api, api_alerts, api_orders, api_types, api_workflows as wf};
         (name = "executions", description = "Executions, their timelines, cancel and rerun"),
         (name = "meta", description = "This document"),
         (name = "orders", description = "Orders, their lines, history and stock movements; the audited reveal of buyer fields"),
+        (name = "connections", description = "Marketplace connections: health, pause, resume, revoke"),
     ),
 )]
 #[derive(Debug)]

@@ -43,6 +43,8 @@ use crate::state::AppState;
 use crate::{api, api_workflows as wf, console, hooks, metrics, openapi, pages, workflow_hooks};
 use crate::{api_orders, console_orders};
 use crate::{api_alerts, console_alerts, console_workflows as cw};
+// Connections and Security (issue 17, ops).
+use crate::{api_ops as ops, console_connections as cc, console_security as cs};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,6 +302,89 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/alerts/channels/{name}/test",
         Gate::Needs(Permission::ManageSync),
     ),
+    // Connections and Security pages and their API (issue 17, ops).
+    r("GET", "/connections", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/connections/pause",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/connections/resume",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/connections/revoke",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r("GET", "/security", Gate::Needs(Permission::ViewBans)),
+    r(
+        "POST",
+        "/security/bans/add",
+        Gate::Needs(Permission::ManageBans),
+    ),
+    r(
+        "POST",
+        "/security/bans/lift",
+        Gate::Needs(Permission::ManageBans),
+    ),
+    r(
+        "POST",
+        "/security/apikeys/revoke",
+        Gate::Needs(Permission::ManageApiKeys),
+    ),
+    r(
+        "POST",
+        "/security/sessions/revoke",
+        Gate::Needs(Permission::IncidentResponse),
+    ),
+    r(
+        "POST",
+        "/security/sessions/revoke-user",
+        Gate::Needs(Permission::IncidentResponse),
+    ),
+    r(
+        "GET",
+        "/api/v1/connections",
+        Gate::Needs(Permission::ViewStock),
+    ),
+    r(
+        "POST",
+        "/api/v1/connections/{name}/pause",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/api/v1/connections/{name}/resume",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/api/v1/connections/{name}/revoke",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "GET",
+        "/api/v1/security/sessions",
+        Gate::Needs(Permission::IncidentResponse),
+    ),
+    r(
+        "POST",
+        "/api/v1/security/sessions/{id}/revoke",
+        Gate::Needs(Permission::IncidentResponse),
+    ),
+    r(
+        "POST",
+        "/api/v1/security/users/{id}/sessions/revoke",
+        Gate::Needs(Permission::IncidentResponse),
+    ),
+    r(
+        "POST",
+        "/api/v1/apikeys/{id}/revoke",
+        Gate::Needs(Permission::ManageApiKeys),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -408,6 +493,34 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/alerts/channels/{name}/test",
             post(api_alerts::alert_test),
         )
+        // Connections and Security pages and their API (issue 17, ops).
+        .route("/connections", get(cc::connections))
+        .route("/connections/pause", post(cc::pause))
+        .route("/connections/resume", post(cc::resume))
+        .route("/connections/revoke", post(cc::revoke))
+        .route("/security", get(cs::security))
+        .route("/security/bans/add", post(cs::add_ban))
+        .route("/security/bans/lift", post(cs::lift_ban))
+        .route("/security/apikeys/revoke", post(cs::revoke_key))
+        .route("/security/sessions/revoke", post(cs::revoke_session))
+        .route(
+            "/security/sessions/revoke-user",
+            post(cs::revoke_user_sessions),
+        )
+        .route("/api/v1/connections", get(ops::connections))
+        .route("/api/v1/connections/{name}/pause", post(ops::pause))
+        .route("/api/v1/connections/{name}/resume", post(ops::resume))
+        .route("/api/v1/connections/{name}/revoke", post(ops::revoke))
+        .route("/api/v1/security/sessions", get(ops::sessions))
+        .route(
+            "/api/v1/security/sessions/{id}/revoke",
+            post(ops::revoke_session),
+        )
+        .route(
+            "/api/v1/security/users/{id}/sessions/revoke",
+            post(ops::revoke_user_sessions),
+        )
+        .route("/api/v1/apikeys/{id}/revoke", post(ops::revoke_api_key))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,

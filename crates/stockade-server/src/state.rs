@@ -26,6 +26,8 @@ pub struct AppState {
     pub metrics: Option<Arc<dyn MetricsSource>>,
     /// The alert channels' test-send (`stockade alert test`); `None`: not offered.
     pub alert_test: Option<Arc<dyn AlertTester>>,
+    /// Webhook deliveries per connection seen by this process (the connections page).
+    pub hook_stats: Arc<crate::hook_stats::HookStats>,
 }
 
 /// What a test message to an alert channel came to.
@@ -88,6 +90,6 @@ impl std::fmt::Debug for AppState {
             .field("console", &self.console)
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
             .field("alert_test", &self.alert_test.as_ref().map(|_| "on"))
-            .finish()
+            .finish_non_exhaustive()
     }
 }

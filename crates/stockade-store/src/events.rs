@@ -275,3 +275,47 @@ impl Batch {
         }
     }
 }
+
+/// What the events say about one connection's outbound side, for the console's
+/// connections page (added with it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionSignals {
+    /// Requests the marketplace answered 429 (after retries) since the window began.
+    pub throttled: i64,
+    /// The newest of those.
+    pub last_throttled_ms: Option<i64>,
+    /// The newest "authorization expiring" notice from the marketplace, if any is kept.
+    pub auth_expiring_ms: Option<i64>,
+}
+
+impl Store {
+    /// Rate-limit answers since `since_ms` and the newest authorization-expiring notice
+    /// about `connection` (bounded by the events' retention; `at_ms` is indexed).
+    pub async fn connection_signals(
+        &self,
+        connection: &str,
+        since_ms: i64,
+    ) -> Result<ConnectionSignals> {
+        let caller = connection_caller(connection);
+        let (throttled, last_throttled_ms): (i64, Option<i64>) = self
+            .query_one_as(
+                "SELECT COUNT(*), MAX(at_ms) FROM events
+                  WHERE at_ms >= $2 AND caller = $1 AND status = 429",
+                sql_params![caller.clone(), since_ms],
+            )
+            .await?
+            .unwrap_or((0, None));
+        let auth_expiring_ms: Option<i64> = self
+            .query_one_as(
+                "SELECT MAX(at_ms) FROM events WHERE caller = $1 AND kind = 'authorization_expiring'",
+                sql_params![caller],
+            )
+            .await?
+            .flatten();
+        Ok(ConnectionSignals {
+            throttled,
+            last_throttled_ms,
+            auth_expiring_ms,
+        })
+    }
+}

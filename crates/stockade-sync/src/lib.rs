@@ -32,6 +32,8 @@ pub mod purge;
 pub mod stats;
 pub mod stock;
 pub mod unmatched;
+// The console's connections page and API (issue 17, ops).
+pub mod connection_view;
 
 use std::time::Duration;
 

@@ -158,11 +158,18 @@ impl Access {
     /// Revoke a key by name or id. Takes effect on the next request: keys are checked
     /// against the database on every request, with no cache.
     pub async fn revoke_api_key(&self, name_or_id: &str, actor: &Actor) -> Result<ApiKeyInfo> {
-        let key = self
+        let active: Vec<ApiKeyInfo> = self
             .api_keys()
             .await?
             .into_iter()
-            .find(|k| (k.name == name_or_id || k.id == name_or_id) && k.revoked_at_ms.is_none())
+            .filter(|k| k.revoked_at_ms.is_none())
+            .collect();
+        // An exact id wins over a name (a name may look like another key's id).
+        let key = active
+            .iter()
+            .find(|k| k.id == name_or_id)
+            .or_else(|| active.iter().find(|k| k.name == name_or_id))
+            .cloned()
             .ok_or_else(|| AccessError::ApiKeyNotFound(name_or_id.to_owned()))?;
         let now = now_ms();
         let change = Change::new(

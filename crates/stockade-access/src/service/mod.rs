@@ -25,10 +25,13 @@ mod mfa;
 mod sessions;
 mod signin;
 mod users;
+// The security page's session review (issue 17, ops).
+mod session_admin;
 
 pub use api_keys::{ApiKeyInfo, ApiPrincipal, KEY_TOUCH_EVERY_MS, KeyRejection};
 pub use bans::{BanInfo, FailureKind};
 pub use mfa::{Enrollment, RECOVERY_CODES};
+pub use session_admin::{SESSION_ID_LEN, SessionInfo, valid_session_id};
 pub use sessions::{NewSession, PENDING_STEP_MS, SessionState, SessionView, Stage, TOUCH_EVERY_MS};
 pub use signin::SecondFactor;
 pub use users::{UserInfo, normalize_email};
@@ -111,6 +114,8 @@ pub enum AccessError {
     Rng,
     #[error("{0} is for dev and test environments only")]
     DevOnly(&'static str),
+    #[error("no session in force with this id")]
+    SessionNotFound,
 }
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;
@@ -230,7 +235,8 @@ impl Access {
         &self.store
     }
 
-    /// The vault (the console's audited reveal of an order's buyer fields decrypts with it).
+    /// The vault (the console's audited reveal of an order's buyer fields decrypts with it;
+    /// the console's connection revocation purges through it).
     pub fn vault(&self) -> &Arc<Vault> {
         &self.vault
     }

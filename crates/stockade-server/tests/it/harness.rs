@@ -140,6 +140,7 @@ impl TestServer {
             console: Default::default(),
             metrics: Some(Arc::new(FixedMetrics)),
             alert_test: None,
+            hook_stats: Default::default(),
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),

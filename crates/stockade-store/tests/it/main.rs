@@ -5,6 +5,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit_chain;
+// The console's connections page (issue 17, ops).
+mod connection_signals;
 mod events;
 mod harness;
 mod jobs;

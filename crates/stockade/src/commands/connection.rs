@@ -9,6 +9,7 @@ use std::path::Path;
 use stockade_core::SecretString;
 use stockade_core::time::format_rfc3339_ms;
 use stockade_marketplaces::Marketplace;
+use stockade_sync::connection_view;
 use stockade_sync::connections::{self, Connection, ConnectionSettings, NewConnection};
 use stockade_sync::purge::{self, PurgeReceipt};
 use stockade_sync::{ConnectionStatus, SyncError};
@@ -476,7 +477,8 @@ async fn set_status(settings: &Settings, name: &str, to: ConnectionStatus) -> Re
     Ok(())
 }
 
-fn confirm(name: &str) -> Result<(), Failure> {
+/// Ask on the terminal for the name, and return what was typed (checked by the revoke).
+fn confirm(name: &str) -> Result<String, Failure> {
     if !std::io::stdin().is_terminal() {
         return Err(Failure::usage(format!(
             "revoking deletes the connection's data and cannot be undone; no terminal to confirm on: pass --yes (`stockade connection revoke {name} --yes`)"
@@ -491,10 +493,10 @@ fn confirm(name: &str) -> Result<(), Failure> {
         .lock()
         .read_line(&mut line)
         .map_err(|e| Failure::runtime(format!("cannot read the confirmation: {e}")))?;
-    if line.trim() != name {
+    if !connection_view::confirms(&line, name) {
         return Err(Failure::usage("not confirmed; nothing was changed"));
     }
-    Ok(())
+    Ok(line)
 }
 
 async fn revoke(settings: &Settings, name: &str, yes: bool) -> Result<(), Failure> {
@@ -504,11 +506,19 @@ async fn revoke(settings: &Settings, name: &str, yes: bool) -> Result<(), Failur
         vault.close().await;
         return Err(sync_failure(e));
     }
-    if !yes && let Err(e) = confirm(name) {
-        vault.close().await;
-        return Err(e);
-    }
-    let purged = purge::purge(&vault, name, "revoked by operator", &CLI_ACTOR).await;
+    let typed = if yes {
+        Ok(name.to_owned())
+    } else {
+        confirm(name)
+    };
+    let typed = match typed {
+        Ok(t) => t,
+        Err(e) => {
+            vault.close().await;
+            return Err(e);
+        }
+    };
+    let purged = connection_view::revoke(&vault, name, &typed, &CLI_ACTOR).await;
     vault.close().await;
     let r = purged.map_err(sync_failure)?;
     println!(

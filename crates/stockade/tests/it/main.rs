@@ -12,6 +12,9 @@ mod browser;
 mod cli;
 mod cli_edges;
 mod console;
+// The Connections and Security pages and their API (issue 17, ops).
+mod console_ops;
+mod console_ops_browser;
 mod credentials;
 mod demo;
 mod dev_tools;
