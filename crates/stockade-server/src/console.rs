@@ -279,9 +279,20 @@ struct InventoryPage {
     pages: i64,
     total: i64,
     done: String,
+    /// An adjustment's refusal, in the page's language (shown above the table).
+    refused: String,
+    /// Order lines whose SKU is in no catalogue row (highlighted above the table).
+    unmatched: Vec<data::UnmatchedSku>,
 }
 
 impl InventoryPage {
+    fn csv_link(&self) -> String {
+        format!(
+            "/inventory.csv?q={}&filter={}",
+            encode(&self.q),
+            self.filter
+        )
+    }
     fn link(&self, page: i64) -> String {
         format!(
             "/inventory?q={}&filter={}&page={page}",
@@ -308,24 +319,32 @@ pub async fn inventory(
     headers: HeaderMap,
     Query(q): Query<InventoryQuery>,
 ) -> PageResult {
+    let page = inventory_page(&state, &caller, &headers, q, String::new()).await?;
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// The inventory page for a query, with an adjustment's refusal (or nothing).
+async fn inventory_page(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    q: InventoryQuery,
+    refused: String,
+) -> Result<InventoryPage, AppError> {
     let filter = StockFilter::parse(&q.filter);
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
-    let (skus, total) = data::sku_page(
-        state.access.store(),
-        &q.q,
-        filter,
-        PAGE_SIZE,
-        (page - 1) * PAGE_SIZE,
-    )
-    .await?;
+    let store = state.access.store();
+    let (skus, total) =
+        data::sku_page(store, &q.q, filter, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+    let unmatched = data::unmatched(store, 20).await?;
     let here = format!(
         "/inventory?q={}&filter={}&page={page}",
         encode(&q.q),
         filter.code()
     );
-    let c = Chrome::new(&state, &caller, &headers, "inventory", here);
+    let c = Chrome::new(state, caller, headers, "inventory", here);
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let page = InventoryPage {
+    Ok(InventoryPage {
         c,
         q: q.q,
         filter: filter.code(),
@@ -334,8 +353,9 @@ pub async fn inventory(
         pages,
         total,
         done: q.done,
-    };
-    Ok(render(StatusCode::OK, &page))
+        refused,
+        unmatched,
+    })
 }
 
 #[derive(Deserialize)]
@@ -347,7 +367,9 @@ pub struct AdjustForm {
 }
 
 /// Adjust one SKU's on hand by a signed delta with a reason: the `stock.adjust` rules,
-/// one ledger row and one audit row in one commit; a refusal writes nothing.
+/// one ledger row and one audit row in one commit ([`crate::api_stock::adjust_checked`]);
+/// a refusal writes nothing and shows the inventory again with the reason, in the
+/// user's language, above the table (422).
 pub async fn adjust(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -355,38 +377,30 @@ pub async fn adjust(
     Form(form): Form<AdjustForm>,
 ) -> PageResult {
     let lang = Lang::of(&headers);
-    let refused = |detail: String| {
-        AppError::refused(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("{} {detail}", lang.t("inv.refused")),
-        )
-    };
-    let delta: i64 = form
+    let sku = form.sku.trim().to_owned();
+    let delta = form
         .delta
         .trim()
         .trim_start_matches('+')
         .replace('−', "-")
-        .parse()
-        .map_err(|_| refused(lang.t("inv.delta_whole").to_owned()))?;
-    if delta == 0 {
-        return Err(refused(lang.t("inv.delta_whole").to_owned()));
-    }
-    let a = stockade_sync::stock::Adjustment {
-        sku: form.sku.trim(),
-        delta,
-        reason: &form.reason,
-        ukey: None,
+        .parse::<i64>()
+        .unwrap_or(0);
+    let done =
+        crate::api_stock::adjust_checked(&state, &caller, lang, &sku, delta, &form.reason).await;
+    let message = match done {
+        Ok(_) => {
+            let to = format!("/inventory?q={}&done={}", encode(&sku), encode(&sku));
+            return Ok(Redirect::to(&to).into_response());
+        }
+        Err(AppError::Refused { message, .. }) => message.into_owned(),
+        Err(e) => return Err(e),
     };
-    let store = state.access.store();
-    let (change, _) = match stockade_sync::stock::adjust_change(store, &a).await {
-        Ok(x) => x,
-        Err(stockade_sync::SyncError::Invalid(m)) => return Err(refused(m)),
-        Err(e) => return Err(AppError::internal(e)),
+    let q = InventoryQuery {
+        q: sku,
+        ..InventoryQuery::default()
     };
-    store.commit(&caller.actor(), vec![change]).await?;
-    let to = format!("/inventory?q={}&done={}", encode(a.sku), encode(a.sku));
-    Ok(Redirect::to(&to).into_response())
+    let page = inventory_page(&state, &caller, &headers, q, message).await?;
+    Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 #[derive(Debug, Deserialize, Default)]

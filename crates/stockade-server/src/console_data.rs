@@ -116,7 +116,7 @@ const SKU_PAGE: &str = concat!(
 );
 const SKU_COUNT: &str = concat!("SELECT COUNT(*)", sku_where!());
 const PAGE_LISTINGS: &str =
-    "SELECT l.sku, c.name, l.target_qty, l.pushed_version, l.target_version, l.acked_qty
+    "SELECT l.sku, c.name, l.target_qty, l.pushed_version, l.target_version, l.acked_qty, l.channel_qty
      FROM listings l JOIN connections c ON c.id = l.connection_id
      WHERE c.status <> 'revoked' AND l.sku >= $1 AND l.sku <= $2 ORDER BY l.sku, c.name";
 
@@ -148,7 +148,9 @@ impl SkuRow {
 pub struct ListingCell {
     pub connection: String,
     pub target: i64,
-    /// The quantity last confirmed by the channel.
+    /// The quantity last pushed and acknowledged by the channel.
+    pub pushed_qty: Option<i64>,
+    /// The quantity the channel last reported when read back (the reconciler's check).
     pub confirmed: Option<i64>,
     /// Whether the current target was pushed.
     pub pushed: bool,
@@ -192,29 +194,45 @@ pub async fn sku_page(
             ],
         )
         .await?;
+    Ok((with_listings(store, rows).await?, total))
+}
+
+/// The SKU rows `rows` (sku, on hand, reserved, threshold; sorted by SKU) with their
+/// listings, read in one query over the page's SKU range.
+async fn with_listings(store: &Store, rows: Vec<(String, i64, i64, i64)>) -> Result<Vec<SkuRow>> {
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-        return Ok((Vec::new(), total));
+        return Ok(Vec::new());
     };
-    type L = (String, String, i64, i64, i64, Option<i64>);
+    type L = ((String, String, i64), (i64, i64, Option<i64>, Option<i64>));
     let listings: Vec<L> = store
         .query_as(
             PAGE_LISTINGS,
             sql_params![first.0.as_str(), last.0.as_str()],
         )
         .await?;
+    // Grouped by SKU once, so a wide range (a sparse filter) stays linear.
+    let mut by_sku: std::collections::HashMap<&str, Vec<&L>> = std::collections::HashMap::new();
+    for l in &listings {
+        by_sku.entry(l.0.0.as_str()).or_default().push(l);
+    }
     let skus = rows
         .into_iter()
         .map(|(sku, on_hand, reserved, threshold)| {
-            let cells = listings
+            let cells = by_sku
+                .get(sku.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
                 .iter()
-                .filter(|l| l.0 == sku)
-                .map(|(_, c, target, pushed, version, acked)| ListingCell {
-                    connection: c.clone(),
-                    target: *target,
-                    confirmed: *acked,
-                    pushed: pushed >= version,
-                    drifting: pushed < version || *acked != Some(*target),
-                })
+                .map(
+                    |((_, c, target), (pushed, version, acked, seen))| ListingCell {
+                        connection: c.clone(),
+                        target: *target,
+                        pushed_qty: *acked,
+                        confirmed: *seen,
+                        pushed: pushed >= version,
+                        drifting: pushed < version || *acked != Some(*target),
+                    },
+                )
                 .collect();
             SkuRow {
                 available: on_hand - reserved,
@@ -226,7 +244,7 @@ pub async fn sku_page(
             }
         })
         .collect();
-    Ok((skus, total))
+    Ok(skus)
 }
 
 /// The audit log's filter.
@@ -263,4 +281,60 @@ pub async fn audit_rows(store: &Store, f: &AuditFilter, limit: i64) -> Result<Ve
             ],
         )
         .await
+}
+
+// --- Issue 17 inventory/REST part: keyset pages for the API and the CSV export. ---
+
+const SKU_AFTER: &str = concat!(
+    "SELECT s.sku, s.on_hand, s.reserved, COALESCE(s.low_stock_threshold,
+        (SELECT CAST(value AS BIGINT) FROM stockade_meta WHERE key = 'sync.low_stock_threshold'), 5)",
+    sku_where!(),
+    " AND s.sku > $3 ORDER BY s.sku LIMIT $4"
+);
+
+/// Up to `limit` SKUs matching `q` and `filter` whose name sorts after `after` ("" for the
+/// first page), with their listings: the keyset page of the API and the CSV export.
+pub async fn skus_after(
+    store: &Store,
+    q: &str,
+    filter: StockFilter,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<SkuRow>> {
+    let pattern = contains_pattern(q);
+    let rows: Vec<(String, i64, i64, i64)> = store
+        .query_as(
+            SKU_AFTER,
+            vec![
+                SqlValue::from(pattern.as_str()),
+                SqlValue::from(filter.code()),
+                SqlValue::from(after),
+                SqlValue::from(limit),
+            ],
+        )
+        .await?;
+    with_listings(store, rows).await
+}
+
+const UNMATCHED: &str =
+    "SELECT l.sku, COUNT(*), CAST(SUM(l.quantity) AS BIGINT), MIN(l.unmatched_since_ms)
+     FROM order_lines l WHERE l.unmatched_since_ms IS NOT NULL
+     GROUP BY l.sku ORDER BY MIN(l.unmatched_since_ms) LIMIT $1";
+
+/// A SKU named by order lines that match no catalogue SKU: lines, units, since when.
+pub type UnmatchedSku = (String, i64, i64, i64);
+
+/// The unmatched SKUs (order lines whose SKU is not in the catalogue), oldest first.
+pub async fn unmatched(store: &Store, limit: i64) -> Result<Vec<UnmatchedSku>> {
+    store.query_as(UNMATCHED, sql_params![limit]).await
+}
+
+const SKU_ONE: &str = "SELECT s.sku, s.on_hand, s.reserved, COALESCE(s.low_stock_threshold,
+        (SELECT CAST(value AS BIGINT) FROM stockade_meta WHERE key = 'sync.low_stock_threshold'), 5)
+     FROM skus s WHERE s.sku = $1";
+
+/// Exactly `sku`, with its listings, if it is in the catalogue.
+pub async fn sku_one(store: &Store, sku: &str) -> Result<Option<SkuRow>> {
+    let rows: Vec<(String, i64, i64, i64)> = store.query_as(SKU_ONE, sql_params![sku]).await?;
+    Ok(with_listings(store, rows).await?.pop())
 }

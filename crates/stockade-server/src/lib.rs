@@ -28,6 +28,9 @@ pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod workflow_hooks;
+// Issue 17 inventory/bench part.
+pub mod api_stock;
+pub mod server_timing;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

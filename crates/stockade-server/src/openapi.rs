@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
-use crate::{api, api_types, api_workflows as wf};
+use crate::{api, api_stock, api_types, api_workflows as wf};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -43,6 +43,8 @@ use crate::{api, api_types, api_workflows as wf};
         api::audit_verify, api::audit, api::alerts, openapi_json,
         wf::list, wf::versions, wf::approve, wf::run, wf::executions, wf::execution,
         wf::cancel, wf::rerun,
+        // Issue 17 inventory part.
+        api_stock::list, api_stock::show, api_stock::adjust, api_stock::csv,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -54,6 +56,7 @@ use crate::{api, api_types, api_workflows as wf};
         (name = "workflows", description = "Workflows, versions, approval and manual runs"),
         (name = "executions", description = "Executions, their timelines, cancel and rerun"),
         (name = "meta", description = "This document"),
+        (name = "stock", description = "Stock per SKU and channel, adjustments, CSV export"),
     ),
 )]
 #[derive(Debug)]

@@ -217,6 +217,16 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/audit", Gate::Needs(Permission::ViewAudit)),
     r("GET", "/audit.csv", Gate::Needs(Permission::ViewAudit)),
     r("GET", "/metrics", Gate::MetricsScrape),
+    // Issue 17 inventory part: stock over the API and the inventory's CSV export.
+    r("GET", "/api/v1/stock", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/api/v1/stock.csv", Gate::Needs(Permission::ViewStock)),
+    r("GET", "/api/v1/stock/{sku}", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/api/v1/stock/{sku}/adjust",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r("GET", "/inventory.csv", Gate::Needs(Permission::ViewStock)),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -288,6 +298,12 @@ pub fn router(state: AppState) -> Router {
         .route("/audit", get(console::audit))
         .route("/audit.csv", get(console::audit_csv))
         .route("/metrics", get(metrics::scrape))
+        // Issue 17 inventory part.
+        .route("/api/v1/stock", get(crate::api_stock::list))
+        .route("/api/v1/stock.csv", get(crate::api_stock::csv))
+        .route("/api/v1/stock/{sku}", get(crate::api_stock::show))
+        .route("/api/v1/stock/{sku}/adjust", post(crate::api_stock::adjust))
+        .route("/inventory.csv", get(crate::api_stock::csv))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -299,6 +315,10 @@ pub fn router(state: AppState) -> Router {
             front_gate,
         ))
         .layer(axum::middleware::from_fn(security_headers))
+        // Outermost: the server time of the whole request (issue 17 bench part).
+        .layer(axum::middleware::from_fn(
+            crate::server_timing::server_timing,
+        ))
         .with_state(state)
 }
 

@@ -35,3 +35,5 @@ mod workflow_new;
 mod workflow_runs;
 mod workflow_triggers;
 mod workflow_versions;
+// Issue 17 inventory/bench part.
+mod bench_console;
