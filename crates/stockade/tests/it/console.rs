@@ -46,7 +46,7 @@ fn visible_text(html: &str) -> String {
 /// English catalogue texts a Chinese page may still show: codes and proper names.
 const SAME_IN_BOTH: &[&str] = &["Stockade", "SKU", "CSV"];
 
-fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
+pub(crate) fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     let zh_text = visible_text(zh_page);
     let en_text = visible_text(en_page);
     let en = catalogue(EN);
@@ -69,7 +69,7 @@ fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     assert!(en_page.contains("lang=\"en\""), "{path}");
 }
 
-async fn get(server: &Server, auth: &Auth, path: &str, lang: &str) -> (StatusCode, String) {
+pub(crate) async fn get(server: &Server, auth: &Auth, path: &str, lang: &str) -> (StatusCode, String) {
     let res = auth
         .apply(server.client.get(server.url(path)))
         .header("accept-language", lang)
@@ -79,7 +79,7 @@ async fn get(server: &Server, auth: &Auth, path: &str, lang: &str) -> (StatusCod
     (res.status(), res.text().await.unwrap())
 }
 
-async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
+pub(crate) async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
     let csrf = match auth {
         Auth::Cookie { csrf, .. } => csrf.clone(),
         _ => String::new(),
@@ -94,7 +94,7 @@ async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> Stat
     res.status()
 }
 
-fn on_hand(sb: &Sandbox, sku: &str) -> String {
+pub(crate) fn on_hand(sb: &Sandbox, sku: &str) -> String {
     let list = sb.run(&["sku", "list"]).expect_code(0).stdout();
     list.lines()
         .find(|l| l.split_whitespace().next() == Some(sku))
@@ -130,7 +130,7 @@ async fn console_pages_on_postgres() {
     drop_schema(&schema).await;
 }
 
-const CONSOLE_CONFIG: &str = "[console]\ntimezone = \"Asia/Singapore\"\n";
+pub(crate) const CONSOLE_CONFIG: &str = "[console]\ntimezone = \"Asia/Singapore\"\n";
 
 async fn console_pages(sb: Sandbox) {
     let csv = sb.dir.join("catalog.csv");

@@ -37,3 +37,4 @@ mod workflow_triggers;
 mod workflow_versions;
 // Issue 17 inventory/bench part.
 mod bench_console;
+mod console_stock;
