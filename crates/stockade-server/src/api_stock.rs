@@ -133,7 +133,7 @@ fn filter_of(f: Option<&str>) -> Result<StockFilter, AppError> {
 }
 
 /// SKUs with their stock and each channel's target, pushed and confirmed quantity.
-#[utoipa::path(get, path = "/api/v1/stock", tag = "stock", params(StockQuery),
+#[utoipa::path(get, path = "/api/v1/stock", tag = "stock", operation_id = "stock_list", params(StockQuery),
     responses(
         (status = 200, description = "One page of SKUs, by SKU", body = StockPage),
         (status = 400, description = "Bad filter, limit or cursor", body = ErrorBody),
@@ -184,7 +184,7 @@ fn no_sku() -> AppError {
 }
 
 /// One SKU's stock.
-#[utoipa::path(get, path = "/api/v1/stock/{sku}", tag = "stock",
+#[utoipa::path(get, path = "/api/v1/stock/{sku}", tag = "stock", operation_id = "stock_show",
     params(("sku" = String, Path, description = "The SKU")),
     responses(
         (status = 200, description = "The SKU's stock", body = StockItem),
@@ -253,7 +253,7 @@ pub async fn adjust_checked(
 
 /// Adjust one SKU's on hand by a signed delta with a reason (one ledger row and one
 /// `stock.adjust` audit row, as `stockade sku adjust`).
-#[utoipa::path(post, path = "/api/v1/stock/{sku}/adjust", tag = "stock",
+#[utoipa::path(post, path = "/api/v1/stock/{sku}/adjust", tag = "stock", operation_id = "stock_adjust",
     params(("sku" = String, Path, description = "The SKU")),
     request_body = AdjustBody,
     responses(
@@ -347,7 +347,7 @@ pub struct CsvQuery {
 }
 
 /// The SKUs of a search and filter as CSV (every match, by SKU).
-#[utoipa::path(get, path = "/api/v1/stock.csv", tag = "stock", params(CsvQuery),
+#[utoipa::path(get, path = "/api/v1/stock.csv", tag = "stock", operation_id = "stock_csv", params(CsvQuery),
     responses(
         (status = 200, description = "The matching SKUs as CSV", content_type = "text/csv"),
         (status = 400, description = "Bad filter", body = ErrorBody),
