@@ -27,6 +27,7 @@ mod error;
 pub mod sandbox;
 pub mod settings;
 pub mod telemetry;
+mod channel_live;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -207,6 +208,10 @@ impl App {
             workflows: Some(workflow_hooks.clone()),
             console: settings.console,
             metrics: Some(Arc::new(metrics)),
+            channels: Some(Arc::new(channel_live::AppChannels {
+                metrics: sync.metrics(),
+                gateway: gateway.clone(),
+            })),
         };
         let serve_options = ServeOptions {
             listen: server.listen,

@@ -195,6 +195,21 @@ struct Live {
 }
 
 impl Live {
+    /// A channel's push lag as "p50 / p99", or "—".
+    fn lag(&self, c: &ChannelRow) -> String {
+        c.lag.map_or_else(
+            || "—".to_owned(),
+            |l| {
+                use crate::channel_live::ms;
+                format!("{} / {}", ms(l.p50_ms), ms(l.p99_ms))
+            },
+        )
+    }
+    /// A channel's rate-limit state in words (and whether it is a problem).
+    fn rate(&self, c: &ChannelRow, lang: &Lang) -> (String, bool) {
+        c.rate
+            .map_or_else(|| ("—".to_owned(), false), |r| r.describe(*lang))
+    }
     /// Orders per minute over the window, one decimal.
     fn per_minute(&self, c: &ChannelRow) -> String {
         format!(
@@ -208,7 +223,13 @@ async fn live(state: &AppState, c: &Chrome) -> Result<Live, AppError> {
     let store = state.access.store();
     let now = stockade_core::time::now_ms();
     let day = now - 86_400_000;
-    let channels = data::channels(store, now).await?;
+    let mut channels = data::channels(store, now).await?;
+    if let Some(live) = &state.channels {
+        for ch in &mut channels {
+            ch.lag = live.push_lag(&ch.name);
+            ch.rate = Some(live.rate_state(&ch.api_host));
+        }
+    }
     let oversold = stockade_sync::stats::oversold_units(store)
         .await
         .map_err(AppError::internal)?;

@@ -19,6 +19,11 @@ pub struct ChannelRow {
     pub last_ok_ms: Option<i64>,
     /// Orders ingested in the last [`ORDER_WINDOW_MIN`] minutes.
     pub recent_orders: i64,
+    /// The host of the channel's API URL (its rate limit is kept per host).
+    pub api_host: String,
+    /// Push lag and rate-limit state, from the running process ([`crate::channel_live`]).
+    pub lag: Option<crate::channel_live::PushLag>,
+    pub rate: Option<crate::channel_live::RateState>,
 }
 
 /// The window the overview's orders per minute are averaged over.
@@ -27,7 +32,8 @@ pub const ORDER_WINDOW_MIN: i64 = 15;
 const CHANNELS: &str = "SELECT c.name, c.marketplace, c.status, c.push_failures,
         c.push_failing_since_ms, c.push_last_error,
         (SELECT MAX(l.acked_at_ms) FROM listings l WHERE l.connection_id = c.id),
-        (SELECT COUNT(*) FROM orders o WHERE o.connection_id = c.id AND o.ingested_at_ms >= $1)
+        (SELECT COUNT(*) FROM orders o WHERE o.connection_id = c.id AND o.ingested_at_ms >= $1),
+        c.settings
      FROM connections c WHERE c.status <> 'revoked' ORDER BY c.name LIMIT 200";
 
 /// Every live channel with its health and its recent orders.
@@ -35,14 +41,14 @@ pub async fn channels(store: &Store, now_ms: i64) -> Result<Vec<ChannelRow>> {
     type Row = (
         (String, String, String),
         (i64, Option<i64>, Option<String>),
-        (Option<i64>, i64),
+        (Option<i64>, i64, String),
     );
     let since = now_ms - ORDER_WINDOW_MIN * 60_000;
     let rows: Vec<Row> = store.query_as(CHANNELS, sql_params![since]).await?;
     Ok(rows
         .into_iter()
         .map(
-            |((name, marketplace, status), (failures, since, err), (ok, n))| ChannelRow {
+            |((name, marketplace, status), (failures, since, err), (ok, n, settings))| ChannelRow {
                 name,
                 marketplace,
                 status,
@@ -51,6 +57,12 @@ pub async fn channels(store: &Store, now_ms: i64) -> Result<Vec<ChannelRow>> {
                 last_error: err,
                 last_ok_ms: ok,
                 recent_orders: n,
+                api_host: serde_json::from_str::<serde_json::Value>(&settings)
+                    .ok()
+                    .and_then(|v| v["api_url"].as_str().map(crate::channel_live::url_host))
+                    .unwrap_or_default(),
+                lag: None,
+                rate: None,
             },
         )
         .collect())

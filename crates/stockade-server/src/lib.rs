@@ -30,6 +30,7 @@ pub mod tls;
 pub mod workflow_hooks;
 // Issue 17 inventory/bench part.
 pub mod api_stock;
+pub mod channel_live;
 pub mod server_timing;
 
 use std::net::SocketAddr;

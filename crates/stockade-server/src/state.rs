@@ -24,6 +24,8 @@ pub struct AppState {
     pub console: ConsoleSettings,
     /// What `/metrics` renders; `None` answers it 404.
     pub metrics: Option<Arc<dyn MetricsSource>>,
+    /// Each channel's push lag and rate-limit state for the overview; `None`: not shown.
+    pub channels: Option<Arc<dyn crate::channel_live::ChannelLive>>,
 }
 
 /// `[console]`: how the web console shows things.
@@ -59,6 +61,7 @@ impl std::fmt::Debug for AppState {
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
             .field("console", &self.console)
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
+            .field("channels", &self.channels.as_ref().map(|_| "on"))
             .finish()
     }
 }

@@ -38,3 +38,4 @@ mod workflow_versions;
 // Issue 17 inventory/bench part.
 mod bench_console;
 mod console_stock;
+mod console_stock_browser;
