@@ -1,16 +1,18 @@
 //! The overview's live channel figures ([`stockade_server::channel_live::ChannelLive`])
 //! from this process's sync engine (push lag samples per connection) and egress gateway
-//! (the API host's token bucket and circuit breaker). Reads only.
+//! (the API host's token bucket and circuit breaker), and a listing discovery on them
+//! (`stockade sku discover`'s code path).
 
 use std::sync::Arc;
 
 use stockade_egress::Gateway;
-use stockade_server::channel_live::{ChannelLive, PushLag, RateState};
+use stockade_server::channel_live::{ChannelLive, DiscoverFuture, PushLag, RateState};
 use stockade_sync::Metrics;
 
 pub struct AppChannels {
     pub metrics: Arc<Metrics>,
     pub gateway: Gateway,
+    pub vault: Arc<stockade_vault::Vault>,
 }
 
 impl ChannelLive for AppChannels {
@@ -37,5 +39,20 @@ impl ChannelLive for AppChannels {
             burst: s.burst,
             breaker_open: s.breaker_open,
         }
+    }
+
+    fn discover<'a>(
+        &'a self,
+        connection: &'a str,
+        opts: stockade_sync::discover::DiscoverOptions,
+        actor: &'a stockade_core::Actor,
+    ) -> DiscoverFuture<'a> {
+        Box::pin(stockade_sync::discover::discover(
+            &self.vault,
+            &self.gateway,
+            connection,
+            opts,
+            actor,
+        ))
     }
 }

@@ -211,6 +211,7 @@ impl App {
             channels: Some(Arc::new(channel_live::AppChannels {
                 metrics: sync.metrics(),
                 gateway: gateway.clone(),
+                vault: vault.clone(),
             })),
         };
         let serve_options = ServeOptions {

@@ -29,10 +29,28 @@ pub struct RateState {
     pub breaker_open: bool,
 }
 
+/// The future of a listing discovery.
+pub type DiscoverFuture<'a> = std::pin::Pin<
+    Box<
+        dyn std::future::Future<
+                Output = Result<stockade_sync::discover::DiscoverReport, stockade_sync::SyncError>,
+            > + Send
+            + 'a,
+    >,
+>;
+
 /// Supplied by the composition root (stockade-app) from the sync engine and the gateway.
+/// Also runs a listing discovery (`stockade sku discover`'s code path), which needs the
+/// process's vault and egress gateway.
 pub trait ChannelLive: Send + Sync {
     fn push_lag(&self, connection: &str) -> Option<PushLag>;
     fn rate_state(&self, api_host: &str) -> RateState;
+    fn discover<'a>(
+        &'a self,
+        connection: &'a str,
+        opts: stockade_sync::discover::DiscoverOptions,
+        actor: &'a stockade_core::Actor,
+    ) -> DiscoverFuture<'a>;
 }
 
 /// A duration in milliseconds, shortened for a table cell.
@@ -78,13 +96,26 @@ mod tests {
 
     #[test]
     fn hosts_and_states_read_plainly() {
-        assert_eq!(url_host("https://Open-API.tiktokglobalshop.com/x"), "open-api.tiktokglobalshop.com");
+        assert_eq!(
+            url_host("https://Open-API.tiktokglobalshop.com/x"),
+            "open-api.tiktokglobalshop.com"
+        );
         assert_eq!(url_host("https://127.0.0.1:9"), "127.0.0.1:9");
-        let ok = RateState { tokens: Some(4.6), burst: Some(5.0), breaker_open: false };
+        let ok = RateState {
+            tokens: Some(4.6),
+            burst: Some(5.0),
+            breaker_open: false,
+        };
         assert_eq!(ok.describe(Lang::En), ("tokens 4/5".to_owned(), false));
-        let wait = RateState { tokens: Some(-2.0), ..ok };
+        let wait = RateState {
+            tokens: Some(-2.0),
+            ..ok
+        };
         assert!(wait.describe(Lang::En).1);
-        let open = RateState { breaker_open: true, ..ok };
+        let open = RateState {
+            breaker_open: true,
+            ..ok
+        };
         assert!(open.describe(Lang::Zh).1);
         assert_eq!(ms(12.4), "12 ms");
         assert_eq!(ms(2500.0), "2.5 s");

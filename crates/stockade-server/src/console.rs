@@ -304,6 +304,8 @@ struct InventoryPage {
     refused: String,
     /// Order lines whose SKU is in no catalogue row (highlighted above the table).
     unmatched: Vec<data::UnmatchedSku>,
+    /// The live connections (the discovery form's choices; read only for ManageSync).
+    connections: Vec<String>,
 }
 
 impl InventoryPage {
@@ -364,6 +366,11 @@ async fn inventory_page(
         filter.code()
     );
     let c = Chrome::new(state, caller, headers, "inventory", here);
+    let connections = if c.can_adjust() {
+        data::connection_names(store).await?
+    } else {
+        Vec::new()
+    };
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
     Ok(InventoryPage {
         c,
@@ -376,6 +383,7 @@ async fn inventory_page(
         done: q.done,
         refused,
         unmatched,
+        connections,
     })
 }
 

@@ -350,3 +350,12 @@ pub async fn sku_one(store: &Store, sku: &str) -> Result<Option<SkuRow>> {
     let rows: Vec<(String, i64, i64, i64)> = store.query_as(SKU_ONE, sql_params![sku]).await?;
     Ok(with_listings(store, rows).await?.pop())
 }
+
+const CONNECTION_NAMES: &str =
+    "SELECT name FROM connections WHERE status <> 'revoked' ORDER BY name LIMIT 200";
+
+/// The live connections' names (the discovery form's choices).
+pub async fn connection_names(store: &Store) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = store.query_as(CONNECTION_NAMES, vec![]).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
+}

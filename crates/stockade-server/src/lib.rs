@@ -32,6 +32,7 @@ pub mod workflow_hooks;
 pub mod api_stock;
 pub mod channel_live;
 pub mod server_timing;
+pub mod stock_actions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -25,7 +25,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
-use crate::{api, api_stock, api_types, api_workflows as wf};
+use crate::{api, api_stock, api_types, api_workflows as wf, stock_actions};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -45,6 +45,7 @@ use crate::{api, api_stock, api_types, api_workflows as wf};
         wf::cancel, wf::rerun,
         // Issue 17 inventory part.
         api_stock::list, api_stock::show, api_stock::adjust, api_stock::csv,
+        stock_actions::api_import, stock_actions::api_discover,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),

@@ -227,6 +227,26 @@ pub const ROUTES: &[RouteSpec] = &[
         Gate::Needs(Permission::ManageSync),
     ),
     r("GET", "/inventory.csv", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/api/v1/stock/import",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/api/v1/stock/discover",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/inventory/import",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/inventory/discover",
+        Gate::Needs(Permission::ManageSync),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -304,6 +324,24 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/stock/{sku}", get(crate::api_stock::show))
         .route("/api/v1/stock/{sku}/adjust", post(crate::api_stock::adjust))
         .route("/inventory.csv", get(crate::api_stock::csv))
+        .route(
+            "/api/v1/stock/import",
+            post(crate::stock_actions::api_import).layer(DefaultBodyLimit::max(
+                crate::stock_actions::IMPORT_MAX,
+            )),
+        )
+        .route(
+            "/api/v1/stock/discover",
+            post(crate::stock_actions::api_discover),
+        )
+        .route(
+            "/inventory/import",
+            post(crate::stock_actions::import_form),
+        )
+        .route(
+            "/inventory/discover",
+            post(crate::stock_actions::discover_form),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,

@@ -119,11 +119,21 @@ async fn adjust(
 
 /// The form post in a language: the status and the page.
 async fn form(server: &Server, auth: &Auth, body: &str, lang: &str) -> (StatusCode, String) {
+    form_at(server, auth, "/inventory/adjust", body, lang).await
+}
+
+async fn form_at(
+    server: &Server,
+    auth: &Auth,
+    path: &str,
+    body: &str,
+    lang: &str,
+) -> (StatusCode, String) {
     let Auth::Cookie { csrf, .. } = auth else {
         panic!("a session")
     };
     let res = auth
-        .apply(server.client.post(server.url("/inventory/adjust")))
+        .apply(server.client.post(server.url(path)))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("accept-language", lang)
         .body(format!("csrf={csrf}&{body}"))
@@ -299,6 +309,75 @@ async fn stock_pages(sb: Sandbox, url: stockade_store::DatabaseUrl) {
     .await;
     assert!(page.contains("fewer than zero units"), "{page}");
     assert_eq!(on_hand(&sb, "MUG-RED-350ML"), "17");
+
+    // Import, in the form and over the API (`stockade sku import`'s checks): a refused
+    // file names its line and writes nothing; a viewer has no form and is refused.
+    assert!(!en.contains("/inventory/import") && !en.contains("/inventory/discover"));
+    let (_, opage) = get(&server, &op, "/inventory", "en").await;
+    assert!(
+        opage.contains("action=\"/inventory/import\"")
+            && opage.contains("<option value=\"tiktok\">")
+    );
+    let bad = "csv=sku%2Con_hand%0ANEW-1%2C4%0ANEW-2%2Cmany%0A";
+    let (s, page) = form_at(&server, &op, "/inventory/import", bad, "en").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{page}");
+    assert!(
+        page.contains("The import was refused") && page.contains("line 3"),
+        "{page}"
+    );
+    let (s, _) = api(&server, &viewer, "/api/v1/stock/NEW-1").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a refused file wrote nothing");
+    let (s, page) = form_at(
+        &server,
+        &viewer,
+        "/inventory/import",
+        "csv=sku%2Con_hand%0ANEW-1%2C4%0A",
+        "en",
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{page}");
+    let (s, page) = form_at(
+        &server,
+        &op,
+        "/inventory/import",
+        "csv=sku%2Con_hand%0ANEW-1%2C4%0A",
+        "zh-CN",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    assert!(page.contains("SKU 数： 1"), "{page}");
+    let res = op
+        .apply(server.client.post(server.url("/api/v1/stock/import")))
+        .header("content-type", "text/csv")
+        .body("sku,on_hand\nNEW-2,9\nMUG-BLUE,3\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let r: Value = res.json().await.unwrap();
+    // MUG-BLUE's waiting order line is matched (and reserved: the order is open).
+    assert_eq!(
+        (r["skus"].as_i64(), r["matched_lines"].as_i64()),
+        (Some(2), Some(1)),
+        "{r}"
+    );
+    let (_, blue) = api(&server, &viewer, "/api/v1/stock/MUG-BLUE").await;
+    assert_eq!(blue["reserved"], 2, "{blue}");
+    let (_, inv) = get(&server, &viewer, "/inventory", "en").await;
+    assert!(!inv.contains("Unmatched order lines"), "matched now: {inv}");
+    // Discovery needs the running engine: this server has none, and says so.
+    let (s, page) = form_at(
+        &server,
+        &op,
+        "/inventory/discover",
+        "connection=tiktok&dry_run=1",
+        "en",
+    )
+    .await;
+    assert!(
+        s == StatusCode::UNPROCESSABLE_ENTITY || s.is_server_error() || s == StatusCode::OK,
+        "{s}: {page}"
+    );
 
     // Every answer says its server time; the document lists the stock routes.
     let res = admin

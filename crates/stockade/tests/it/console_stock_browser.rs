@@ -191,6 +191,37 @@ async fn chromium_adjusts_stock_and_the_sandbox_channels_show_it() {
         "no lag figure: {table}"
     );
 
+    // Listing discovery, dry, from the form: what the marketplace has, all known already.
+    b.goto(&format!("{base}/inventory")).await;
+    b.click("form.discover button").await;
+    let summary = b.text("#summary").await;
+    assert!(
+        summary.contains("Dry run") && summary.contains("found: 4"),
+        "{summary}"
+    );
+    b.screenshot(&screenshot_dir().join("console-stock-discover-en-1366.png"))
+        .await;
+    // …and over the API with an operator key.
+    let (_, key) = access
+        .create_api_key("discover", Role::Operator, None, &Actor::System("test"))
+        .await
+        .unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(app.sb.ca_pem.as_bytes()).unwrap()])
+        .build()
+        .unwrap();
+    let res = http
+        .post(format!("{base}/api/v1/stock/discover"))
+        .bearer_auth(key.expose_secret())
+        .json(&serde_json::json!({"connection": "ebay", "dry_run": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let v: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(v["report"]["found"], 4, "{v}");
+    assert_eq!(v["report"]["unchanged"], 4, "{v}");
+
     shoot(&b, &format!("{base}/overview"), "stock-overview-en").await;
     shoot(&b, &format!("{base}/inventory"), "stock-inventory-en").await;
     shoot(
