@@ -22,12 +22,12 @@
 //! A new engine is started in `App::build` after what it needs (usually the vault and
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
 
+mod channel_live;
 mod error;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod settings;
 pub mod telemetry;
-mod channel_live;
 
 use std::future::Future;
 use std::net::SocketAddr;

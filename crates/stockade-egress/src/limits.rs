@@ -44,7 +44,10 @@ impl Bucket {
     /// callers) and the burst, without taking one.
     pub fn peek(&self, now: Instant) -> (f64, f64) {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        ((self.tokens + elapsed * self.rate).min(self.burst), self.burst)
+        (
+            (self.tokens + elapsed * self.rate).min(self.burst),
+            self.burst,
+        )
     }
 
     /// Take one token; the time to wait before using it.

@@ -219,8 +219,16 @@ pub const ROUTES: &[RouteSpec] = &[
     r("GET", "/metrics", Gate::MetricsScrape),
     // Issue 17 inventory part: stock over the API and the inventory's CSV export.
     r("GET", "/api/v1/stock", Gate::Needs(Permission::ViewStock)),
-    r("GET", "/api/v1/stock.csv", Gate::Needs(Permission::ViewStock)),
-    r("GET", "/api/v1/stock/{sku}", Gate::Needs(Permission::ViewStock)),
+    r(
+        "GET",
+        "/api/v1/stock.csv",
+        Gate::Needs(Permission::ViewStock),
+    ),
+    r(
+        "GET",
+        "/api/v1/stock/{sku}",
+        Gate::Needs(Permission::ViewStock),
+    ),
     r(
         "POST",
         "/api/v1/stock/{sku}/adjust",
@@ -326,18 +334,14 @@ pub fn router(state: AppState) -> Router {
         .route("/inventory.csv", get(crate::api_stock::csv))
         .route(
             "/api/v1/stock/import",
-            post(crate::stock_actions::api_import).layer(DefaultBodyLimit::max(
-                crate::stock_actions::IMPORT_MAX,
-            )),
+            post(crate::stock_actions::api_import)
+                .layer(DefaultBodyLimit::max(crate::stock_actions::IMPORT_MAX)),
         )
         .route(
             "/api/v1/stock/discover",
             post(crate::stock_actions::api_discover),
         )
-        .route(
-            "/inventory/import",
-            post(crate::stock_actions::import_form),
-        )
+        .route("/inventory/import", post(crate::stock_actions::import_form))
         .route(
             "/inventory/discover",
             post(crate::stock_actions::discover_form),

@@ -177,6 +177,9 @@ pub async fn api_discover(
     Ok(Json(DiscoverAnswer { report }))
 }
 
+/// Result lines in groups: a label and its lines (SKU · listing …).
+type Groups = Vec<(&'static str, Vec<String>)>;
+
 #[derive(Template)]
 #[template(path = "stock_result.html")]
 struct ResultPage {
@@ -185,14 +188,13 @@ struct ResultPage {
     /// The summary, or the refusal.
     summary: String,
     refused: bool,
-    /// Label and lines (SKU · listing …).
-    groups: Vec<(&'static str, Vec<String>)>,
+    groups: Groups,
 }
 
 fn page(
     c: Chrome,
     title: &'static str,
-    outcome: Result<(String, Vec<(&'static str, Vec<String>)>), AppError>,
+    outcome: Result<(String, Groups), AppError>,
 ) -> Result<Response, AppError> {
     let (summary, groups, refused) = match outcome {
         Ok((s, g)) => (s, g, false),
@@ -275,7 +277,7 @@ pub async fn discover_form(
     page(c, "inv.discover_title", outcome)
 }
 
-fn discover_lines(lang: Lang, r: &DiscoverReport) -> (String, Vec<(&'static str, Vec<String>)>) {
+fn discover_lines(lang: Lang, r: &DiscoverReport) -> (String, Groups) {
     let summary = format!(
         "{}{} · {} {} · {} {} · {} {} · {} {} · {} {} · {} {}",
         if r.dry_run {

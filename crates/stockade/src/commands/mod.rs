@@ -8,11 +8,11 @@ mod bench;
 #[cfg(feature = "dev-tools")]
 mod bench_alerts;
 #[cfg(feature = "dev-tools")]
-mod bench_workflow;
-#[cfg(feature = "dev-tools")]
 mod bench_console;
 #[cfg(feature = "dev-tools")]
 mod bench_console_seed;
+#[cfg(feature = "dev-tools")]
+mod bench_workflow;
 mod catalog;
 mod connection;
 mod connection_edit;

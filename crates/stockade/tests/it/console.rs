@@ -69,7 +69,12 @@ pub(crate) fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     assert!(en_page.contains("lang=\"en\""), "{path}");
 }
 
-pub(crate) async fn get(server: &Server, auth: &Auth, path: &str, lang: &str) -> (StatusCode, String) {
+pub(crate) async fn get(
+    server: &Server,
+    auth: &Auth,
+    path: &str,
+    lang: &str,
+) -> (StatusCode, String) {
     let res = auth
         .apply(server.client.get(server.url(path)))
         .header("accept-language", lang)
