@@ -346,6 +346,19 @@ async fn stock_pages(sb: Sandbox, url: stockade_store::DatabaseUrl) {
     .await;
     assert_eq!(s, StatusCode::OK, "{page}");
     assert!(page.contains("SKU 数： 1"), "{page}");
+    let zh = page;
+    let (_, en) = form_at(
+        &server,
+        &op,
+        "/inventory/import",
+        "csv=sku%2Con_hand%0ANEW-1%2C4%0A",
+        "en",
+    )
+    .await;
+    assert_translated("/inventory/import", &zh, &en);
+    assert!(en.contains("SKUs: 1"), "{en}");
+    let (_, opage_zh) = get(&server, &op, "/inventory", "zh-CN").await;
+    assert_translated("/inventory (operator)", &opage_zh, &opage);
     let res = op
         .apply(server.client.post(server.url("/api/v1/stock/import")))
         .header("content-type", "text/csv")
