@@ -181,6 +181,9 @@ async fn prepare(
             seed::PROPOSED_INDEXES.map(|(n, _)| n).join(", ")
         ));
     }
+    if seeded.is_ok() && args.database_url.is_some() {
+        seeded = seed::analyze(&store).await;
+    }
     store.close().await;
     seeded?;
     let seed_s = t0.elapsed().as_secs_f64();
