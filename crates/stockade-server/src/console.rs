@@ -6,9 +6,13 @@
 //! in the console's time zone.
 //!
 //! Invariants: data comes only from [`crate::console_data`] and stockade-sync's stock
-//! functions; the adjustment is `stockade_sync::stock::adjust_change` committed by the
-//! caller (the same rules and audit row as the `stock.adjust` step); permissions are the
-//! route table's, the navigation only mirrors them.
+//! functions (and, for the overview's push lag and rate-limit state, the running
+//! process through [`crate::channel_live`]); the adjustment is
+//! [`crate::api_stock::adjust_checked`] (`stockade_sync::stock::adjust_change` committed
+//! by the caller: the same rules and audit row as the `stock.adjust` step, refusals in
+//! the user's language shown inline); the inventory's import and discovery forms are
+//! [`crate::stock_actions`]; permissions are the route table's, the navigation and the
+//! forms only mirror them.
 
 use askama::Template;
 use axum::Extension;
