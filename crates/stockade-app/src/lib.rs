@@ -22,6 +22,7 @@
 //! A new engine is started in `App::build` after what it needs (usually the vault and
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
 
+mod channel_live;
 mod error;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -210,6 +211,11 @@ impl App {
             // The console's and the API's alert test-send: `stockade alert test`'s function.
             alert_test: Some(Arc::new(alerts.clone())),
             hook_stats: Default::default(),
+            channels: Some(Arc::new(channel_live::AppChannels {
+                metrics: sync.metrics(),
+                gateway: gateway.clone(),
+                vault: vault.clone(),
+            })),
         };
         let serve_options = ServeOptions {
             listen: server.listen,

@@ -444,6 +444,24 @@ impl Gateway {
         }
     }
 
+    /// A host's rate-limit state as of now (for the console): the host bucket's tokens
+    /// and burst (`None` before its first request or without a host rate) and whether
+    /// its circuit breaker holds requests off. Takes nothing.
+    pub fn host_state(&self, host: &str) -> HostState {
+        let now = Instant::now();
+        let bucket = lock(&self.0.buckets)
+            .get(&BucketKey::Host(host.to_owned()))
+            .map(|b| b.peek(now));
+        let breaker_open = lock(&self.0.breakers)
+            .get(host)
+            .is_some_and(|b| b.blocking(now));
+        HostState {
+            tokens: bucket.map(|b| b.0),
+            burst: bucket.map(|b| b.1),
+            breaker_open,
+        }
+    }
+
     fn breaker_admit(&self, host: &str) -> bool {
         let cooldown = self.0.config.breaker_cooldown;
         lock(&self.0.breakers)
@@ -459,6 +477,16 @@ impl Gateway {
             .or_default()
             .record(ok, Instant::now(), c.breaker_failures, c.breaker_cooldown);
     }
+}
+
+/// A host's rate-limit state ([`Gateway::host_state`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HostState {
+    /// Tokens in the host bucket now; negative while callers wait for reserved ones.
+    pub tokens: Option<f64>,
+    pub burst: Option<f64>,
+    /// The circuit breaker holds requests off (too many failures; cooling down).
+    pub breaker_open: bool,
 }
 
 /// A caller's handle on the gateway.

@@ -40,6 +40,16 @@ impl Bucket {
         }
     }
 
+    /// The tokens there would be at `now` (negative: reserved ahead by waiting
+    /// callers) and the burst, without taking one.
+    pub fn peek(&self, now: Instant) -> (f64, f64) {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        (
+            (self.tokens + elapsed * self.rate).min(self.burst),
+            self.burst,
+        )
+    }
+
     /// Take one token; the time to wait before using it.
     pub fn reserve(&mut self, now: Instant) -> Duration {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
@@ -98,6 +108,11 @@ impl Breaker {
     #[cfg(test)]
     pub fn is_open(&self) -> bool {
         self.open_until.is_some()
+    }
+
+    /// Whether requests are held off at `now` (open and cooling down).
+    pub fn blocking(&self, now: Instant) -> bool {
+        self.open_until.is_some_and(|until| now < until)
     }
 }
 

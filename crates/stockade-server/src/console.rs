@@ -6,9 +6,13 @@
 //! in the console's time zone.
 //!
 //! Invariants: data comes only from [`crate::console_data`] and stockade-sync's stock
-//! functions; the adjustment is `stockade_sync::stock::adjust_change` committed by the
-//! caller (the same rules and audit row as the `stock.adjust` step); permissions are the
-//! route table's, the navigation only mirrors them.
+//! functions (and, for the overview's push lag and rate-limit state, the running
+//! process through [`crate::channel_live`]); the adjustment is
+//! [`crate::api_stock::adjust_checked`] (`stockade_sync::stock::adjust_change` committed
+//! by the caller: the same rules and audit row as the `stock.adjust` step, refusals in
+//! the user's language shown inline); the inventory's import and discovery forms are
+//! [`crate::stock_actions`]; permissions are the route table's, the navigation and the
+//! forms only mirror them.
 
 use askama::Template;
 use axum::Extension;
@@ -198,6 +202,21 @@ struct Live {
 }
 
 impl Live {
+    /// A channel's push lag as "p50 / p99", or "—".
+    fn lag(&self, c: &ChannelRow) -> String {
+        c.lag.map_or_else(
+            || "—".to_owned(),
+            |l| {
+                use crate::channel_live::ms;
+                format!("{} / {}", ms(l.p50_ms), ms(l.p99_ms))
+            },
+        )
+    }
+    /// A channel's rate-limit state in words (and whether it is a problem).
+    fn rate(&self, c: &ChannelRow, lang: &Lang) -> (String, bool) {
+        c.rate
+            .map_or_else(|| ("—".to_owned(), false), |r| r.describe(*lang))
+    }
     /// Orders per minute over the window, one decimal.
     fn per_minute(&self, c: &ChannelRow) -> String {
         format!(
@@ -211,7 +230,13 @@ async fn live(state: &AppState, c: &Chrome) -> Result<Live, AppError> {
     let store = state.access.store();
     let now = stockade_core::time::now_ms();
     let day = now - 86_400_000;
-    let channels = data::channels(store, now).await?;
+    let mut channels = data::channels(store, now).await?;
+    if let Some(live) = &state.channels {
+        for ch in &mut channels {
+            ch.lag = live.push_lag(&ch.name);
+            ch.rate = Some(live.rate_state(&ch.api_host));
+        }
+    }
     let oversold = stockade_sync::stats::oversold_units(store)
         .await
         .map_err(AppError::internal)?;
@@ -282,9 +307,22 @@ struct InventoryPage {
     pages: i64,
     total: i64,
     done: String,
+    /// An adjustment's refusal, in the page's language (shown above the table).
+    refused: String,
+    /// Order lines whose SKU is in no catalogue row (highlighted above the table).
+    unmatched: Vec<data::UnmatchedSku>,
+    /// The live connections (the discovery form's choices; read only for ManageSync).
+    connections: Vec<String>,
 }
 
 impl InventoryPage {
+    fn csv_link(&self) -> String {
+        format!(
+            "/inventory.csv?q={}&filter={}",
+            encode(&self.q),
+            self.filter
+        )
+    }
     fn link(&self, page: i64) -> String {
         format!(
             "/inventory?q={}&filter={}&page={page}",
@@ -311,24 +349,37 @@ pub async fn inventory(
     headers: HeaderMap,
     Query(q): Query<InventoryQuery>,
 ) -> PageResult {
+    let page = inventory_page(&state, &caller, &headers, q, String::new()).await?;
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// The inventory page for a query, with an adjustment's refusal (or nothing).
+async fn inventory_page(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    q: InventoryQuery,
+    refused: String,
+) -> Result<InventoryPage, AppError> {
     let filter = StockFilter::parse(&q.filter);
     let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
-    let (skus, total) = data::sku_page(
-        state.access.store(),
-        &q.q,
-        filter,
-        PAGE_SIZE,
-        (page - 1) * PAGE_SIZE,
-    )
-    .await?;
+    let store = state.access.store();
+    let (skus, total) =
+        data::sku_page(store, &q.q, filter, PAGE_SIZE, (page - 1) * PAGE_SIZE).await?;
+    let unmatched = data::unmatched(store, 20).await?;
     let here = format!(
         "/inventory?q={}&filter={}&page={page}",
         encode(&q.q),
         filter.code()
     );
-    let c = Chrome::new(&state, &caller, &headers, "inventory", here);
+    let c = Chrome::new(state, caller, headers, "inventory", here);
+    let connections = if c.can_adjust() {
+        data::connection_names(store).await?
+    } else {
+        Vec::new()
+    };
     let pages = ((total + PAGE_SIZE - 1) / PAGE_SIZE).max(1);
-    let page = InventoryPage {
+    Ok(InventoryPage {
         c,
         q: q.q,
         filter: filter.code(),
@@ -337,8 +388,10 @@ pub async fn inventory(
         pages,
         total,
         done: q.done,
-    };
-    Ok(render(StatusCode::OK, &page))
+        refused,
+        unmatched,
+        connections,
+    })
 }
 
 #[derive(Deserialize)]
@@ -350,7 +403,9 @@ pub struct AdjustForm {
 }
 
 /// Adjust one SKU's on hand by a signed delta with a reason: the `stock.adjust` rules,
-/// one ledger row and one audit row in one commit; a refusal writes nothing.
+/// one ledger row and one audit row in one commit ([`crate::api_stock::adjust_checked`]);
+/// a refusal writes nothing and shows the inventory again with the reason, in the
+/// user's language, above the table (422).
 pub async fn adjust(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -358,38 +413,30 @@ pub async fn adjust(
     Form(form): Form<AdjustForm>,
 ) -> PageResult {
     let lang = Lang::of(&headers);
-    let refused = |detail: String| {
-        AppError::refused(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid",
-            format!("{} {detail}", lang.t("inv.refused")),
-        )
-    };
-    let delta: i64 = form
+    let sku = form.sku.trim().to_owned();
+    let delta = form
         .delta
         .trim()
         .trim_start_matches('+')
         .replace('−', "-")
-        .parse()
-        .map_err(|_| refused(lang.t("inv.delta_whole").to_owned()))?;
-    if delta == 0 {
-        return Err(refused(lang.t("inv.delta_whole").to_owned()));
-    }
-    let a = stockade_sync::stock::Adjustment {
-        sku: form.sku.trim(),
-        delta,
-        reason: &form.reason,
-        ukey: None,
+        .parse::<i64>()
+        .unwrap_or(0);
+    let done =
+        crate::api_stock::adjust_checked(&state, &caller, lang, &sku, delta, &form.reason).await;
+    let message = match done {
+        Ok(_) => {
+            let to = format!("/inventory?q={}&done={}", encode(&sku), encode(&sku));
+            return Ok(Redirect::to(&to).into_response());
+        }
+        Err(AppError::Refused { message, .. }) => message.into_owned(),
+        Err(e) => return Err(e),
     };
-    let store = state.access.store();
-    let (change, _) = match stockade_sync::stock::adjust_change(store, &a).await {
-        Ok(x) => x,
-        Err(stockade_sync::SyncError::Invalid(m)) => return Err(refused(m)),
-        Err(e) => return Err(AppError::internal(e)),
+    let q = InventoryQuery {
+        q: sku,
+        ..InventoryQuery::default()
     };
-    store.commit(&caller.actor(), vec![change]).await?;
-    let to = format!("/inventory?q={}&done={}", encode(a.sku), encode(a.sku));
-    Ok(Redirect::to(&to).into_response())
+    let page = inventory_page(&state, &caller, &headers, q, message).await?;
+    Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &page))
 }
 
 #[derive(Debug, Deserialize, Default)]

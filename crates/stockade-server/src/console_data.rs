@@ -19,6 +19,11 @@ pub struct ChannelRow {
     pub last_ok_ms: Option<i64>,
     /// Orders ingested in the last [`ORDER_WINDOW_MIN`] minutes.
     pub recent_orders: i64,
+    /// The host of the channel's API URL (its rate limit is kept per host).
+    pub api_host: String,
+    /// Push lag and rate-limit state, from the running process ([`crate::channel_live`]).
+    pub lag: Option<crate::channel_live::PushLag>,
+    pub rate: Option<crate::channel_live::RateState>,
 }
 
 /// The window the overview's orders per minute are averaged over.
@@ -27,7 +32,8 @@ pub const ORDER_WINDOW_MIN: i64 = 15;
 const CHANNELS: &str = "SELECT c.name, c.marketplace, c.status, c.push_failures,
         c.push_failing_since_ms, c.push_last_error,
         (SELECT MAX(l.acked_at_ms) FROM listings l WHERE l.connection_id = c.id),
-        (SELECT COUNT(*) FROM orders o WHERE o.connection_id = c.id AND o.ingested_at_ms >= $1)
+        (SELECT COUNT(*) FROM orders o WHERE o.connection_id = c.id AND o.ingested_at_ms >= $1),
+        c.settings
      FROM connections c WHERE c.status <> 'revoked' ORDER BY c.name LIMIT 200";
 
 /// Every live channel with its health and its recent orders.
@@ -35,14 +41,14 @@ pub async fn channels(store: &Store, now_ms: i64) -> Result<Vec<ChannelRow>> {
     type Row = (
         (String, String, String),
         (i64, Option<i64>, Option<String>),
-        (Option<i64>, i64),
+        (Option<i64>, i64, String),
     );
     let since = now_ms - ORDER_WINDOW_MIN * 60_000;
     let rows: Vec<Row> = store.query_as(CHANNELS, sql_params![since]).await?;
     Ok(rows
         .into_iter()
         .map(
-            |((name, marketplace, status), (failures, since, err), (ok, n))| ChannelRow {
+            |((name, marketplace, status), (failures, since, err), (ok, n, settings))| ChannelRow {
                 name,
                 marketplace,
                 status,
@@ -51,6 +57,12 @@ pub async fn channels(store: &Store, now_ms: i64) -> Result<Vec<ChannelRow>> {
                 last_error: err,
                 last_ok_ms: ok,
                 recent_orders: n,
+                api_host: serde_json::from_str::<serde_json::Value>(&settings)
+                    .ok()
+                    .and_then(|v| v["api_url"].as_str().map(crate::channel_live::url_host))
+                    .unwrap_or_default(),
+                lag: None,
+                rate: None,
             },
         )
         .collect())
@@ -116,7 +128,7 @@ const SKU_PAGE: &str = concat!(
 );
 const SKU_COUNT: &str = concat!("SELECT COUNT(*)", sku_where!());
 const PAGE_LISTINGS: &str =
-    "SELECT l.sku, c.name, l.target_qty, l.pushed_version, l.target_version, l.acked_qty
+    "SELECT l.sku, c.name, l.target_qty, l.pushed_version, l.target_version, l.acked_qty, l.channel_qty
      FROM listings l JOIN connections c ON c.id = l.connection_id
      WHERE c.status <> 'revoked' AND l.sku >= $1 AND l.sku <= $2 ORDER BY l.sku, c.name";
 
@@ -148,7 +160,9 @@ impl SkuRow {
 pub struct ListingCell {
     pub connection: String,
     pub target: i64,
-    /// The quantity last confirmed by the channel.
+    /// The quantity last pushed and acknowledged by the channel.
+    pub pushed_qty: Option<i64>,
+    /// The quantity the channel last reported when read back (the reconciler's check).
     pub confirmed: Option<i64>,
     /// Whether the current target was pushed.
     pub pushed: bool,
@@ -192,29 +206,45 @@ pub async fn sku_page(
             ],
         )
         .await?;
+    Ok((with_listings(store, rows).await?, total))
+}
+
+/// The SKU rows `rows` (sku, on hand, reserved, threshold; sorted by SKU) with their
+/// listings, read in one query over the page's SKU range.
+async fn with_listings(store: &Store, rows: Vec<(String, i64, i64, i64)>) -> Result<Vec<SkuRow>> {
     let (Some(first), Some(last)) = (rows.first(), rows.last()) else {
-        return Ok((Vec::new(), total));
+        return Ok(Vec::new());
     };
-    type L = (String, String, i64, i64, i64, Option<i64>);
+    type L = ((String, String, i64), (i64, i64, Option<i64>, Option<i64>));
     let listings: Vec<L> = store
         .query_as(
             PAGE_LISTINGS,
             sql_params![first.0.as_str(), last.0.as_str()],
         )
         .await?;
+    // Grouped by SKU once, so a wide range (a sparse filter) stays linear.
+    let mut by_sku: std::collections::HashMap<&str, Vec<&L>> = std::collections::HashMap::new();
+    for l in &listings {
+        by_sku.entry(l.0.0.as_str()).or_default().push(l);
+    }
     let skus = rows
         .into_iter()
         .map(|(sku, on_hand, reserved, threshold)| {
-            let cells = listings
+            let cells = by_sku
+                .get(sku.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or_default()
                 .iter()
-                .filter(|l| l.0 == sku)
-                .map(|(_, c, target, pushed, version, acked)| ListingCell {
-                    connection: c.clone(),
-                    target: *target,
-                    confirmed: *acked,
-                    pushed: pushed >= version,
-                    drifting: pushed < version || *acked != Some(*target),
-                })
+                .map(
+                    |((_, c, target), (pushed, version, acked, seen))| ListingCell {
+                        connection: c.clone(),
+                        target: *target,
+                        pushed_qty: *acked,
+                        confirmed: *seen,
+                        pushed: pushed >= version,
+                        drifting: pushed < version || *acked != Some(*target),
+                    },
+                )
                 .collect();
             SkuRow {
                 available: on_hand - reserved,
@@ -226,7 +256,7 @@ pub async fn sku_page(
             }
         })
         .collect();
-    Ok((skus, total))
+    Ok(skus)
 }
 
 /// The audit log's filter.
@@ -263,4 +293,69 @@ pub async fn audit_rows(store: &Store, f: &AuditFilter, limit: i64) -> Result<Ve
             ],
         )
         .await
+}
+
+// --- Issue 17 inventory/REST part: keyset pages for the API and the CSV export. ---
+
+const SKU_AFTER: &str = concat!(
+    "SELECT s.sku, s.on_hand, s.reserved, COALESCE(s.low_stock_threshold,
+        (SELECT CAST(value AS BIGINT) FROM stockade_meta WHERE key = 'sync.low_stock_threshold'), 5)",
+    sku_where!(),
+    " AND s.sku > $3 ORDER BY s.sku LIMIT $4"
+);
+
+/// Up to `limit` SKUs matching `q` and `filter` whose name sorts after `after` ("" for the
+/// first page), with their listings: the keyset page of the API and the CSV export.
+pub async fn skus_after(
+    store: &Store,
+    q: &str,
+    filter: StockFilter,
+    after: &str,
+    limit: i64,
+) -> Result<Vec<SkuRow>> {
+    let pattern = contains_pattern(q);
+    let rows: Vec<(String, i64, i64, i64)> = store
+        .query_as(
+            SKU_AFTER,
+            vec![
+                SqlValue::from(pattern.as_str()),
+                SqlValue::from(filter.code()),
+                SqlValue::from(after),
+                SqlValue::from(limit),
+            ],
+        )
+        .await?;
+    with_listings(store, rows).await
+}
+
+const UNMATCHED: &str =
+    "SELECT l.sku, COUNT(*), CAST(SUM(l.quantity) AS BIGINT), MIN(l.unmatched_since_ms)
+     FROM order_lines l WHERE l.unmatched_since_ms IS NOT NULL
+     GROUP BY l.sku ORDER BY MIN(l.unmatched_since_ms) LIMIT $1";
+
+/// A SKU named by order lines that match no catalogue SKU: lines, units, since when.
+pub type UnmatchedSku = (String, i64, i64, i64);
+
+/// The unmatched SKUs (order lines whose SKU is not in the catalogue), oldest first.
+pub async fn unmatched(store: &Store, limit: i64) -> Result<Vec<UnmatchedSku>> {
+    store.query_as(UNMATCHED, sql_params![limit]).await
+}
+
+const SKU_ONE: &str = "SELECT s.sku, s.on_hand, s.reserved, COALESCE(s.low_stock_threshold,
+        (SELECT CAST(value AS BIGINT) FROM stockade_meta WHERE key = 'sync.low_stock_threshold'), 5)
+     FROM skus s WHERE s.sku = $1";
+
+/// Exactly `sku`, with its listings, if it is in the catalogue.
+pub async fn sku_one(store: &Store, sku: &str) -> Result<Option<SkuRow>> {
+    let rows: Vec<(String, i64, i64, i64)> = store.query_as(SKU_ONE, sql_params![sku]).await?;
+    Ok(with_listings(store, rows).await?.pop())
+}
+
+const CONNECTION_NAMES: &str =
+    "SELECT name FROM connections WHERE status <> 'revoked' ORDER BY name LIMIT 200";
+
+/// The live connections' names (the discovery form's choices).
+pub async fn connection_names(store: &Store) -> Result<Vec<String>> {
+    let rows: Vec<(String,)> = store.query_as(CONNECTION_NAMES, vec![]).await?;
+    Ok(rows.into_iter().map(|r| r.0).collect())
 }

@@ -42,6 +42,11 @@ pub mod api_ops;
 pub mod console_connections;
 pub mod console_security;
 pub mod hook_stats;
+// Issue 17 inventory/bench part.
+pub mod api_stock;
+pub mod channel_live;
+pub mod server_timing;
+pub mod stock_actions;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -25,7 +25,10 @@ use utoipa::{Modify, OpenApi};
 
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
-use crate::{api, api_alerts, api_ops as ops, api_orders, api_types, api_workflows as wf};
+use crate::{
+    api, api_alerts, api_ops as ops, api_orders, api_stock, api_types, api_workflows as wf,
+    stock_actions,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,6 +52,9 @@ use crate::{api, api_alerts, api_ops as ops, api_orders, api_types, api_workflow
         wf::reject, wf::diff, wf::lint, api_alerts::alert_test,
         ops::connections, ops::pause, ops::resume, ops::revoke, ops::sessions,
         ops::revoke_session, ops::revoke_user_sessions, ops::revoke_api_key,
+        // Issue 17 inventory part.
+        api_stock::list, api_stock::show, api_stock::adjust, api_stock::csv,
+        stock_actions::api_import, stock_actions::api_discover,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -62,6 +68,7 @@ use crate::{api, api_alerts, api_ops as ops, api_orders, api_types, api_workflow
         (name = "meta", description = "This document"),
         (name = "orders", description = "Orders, their lines, history and stock movements; the audited reveal of buyer fields"),
         (name = "connections", description = "Marketplace connections: health, pause, resume, revoke"),
+        (name = "stock", description = "Stock per SKU and channel, adjustments, CSV export"),
     ),
 )]
 #[derive(Debug)]

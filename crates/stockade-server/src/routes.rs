@@ -385,6 +385,44 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/apikeys/{id}/revoke",
         Gate::Needs(Permission::ManageApiKeys),
     ),
+    // Issue 17 inventory part: stock over the API and the inventory's CSV export.
+    r("GET", "/api/v1/stock", Gate::Needs(Permission::ViewStock)),
+    r(
+        "GET",
+        "/api/v1/stock.csv",
+        Gate::Needs(Permission::ViewStock),
+    ),
+    r(
+        "GET",
+        "/api/v1/stock/{sku}",
+        Gate::Needs(Permission::ViewStock),
+    ),
+    r(
+        "POST",
+        "/api/v1/stock/{sku}/adjust",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r("GET", "/inventory.csv", Gate::Needs(Permission::ViewStock)),
+    r(
+        "POST",
+        "/api/v1/stock/import",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/api/v1/stock/discover",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/inventory/import",
+        Gate::Needs(Permission::ManageSync),
+    ),
+    r(
+        "POST",
+        "/inventory/discover",
+        Gate::Needs(Permission::ManageSync),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -521,6 +559,26 @@ pub fn router(state: AppState) -> Router {
             post(ops::revoke_user_sessions),
         )
         .route("/api/v1/apikeys/{id}/revoke", post(ops::revoke_api_key))
+        // Issue 17 inventory part.
+        .route("/api/v1/stock", get(crate::api_stock::list))
+        .route("/api/v1/stock.csv", get(crate::api_stock::csv))
+        .route("/api/v1/stock/{sku}", get(crate::api_stock::show))
+        .route("/api/v1/stock/{sku}/adjust", post(crate::api_stock::adjust))
+        .route("/inventory.csv", get(crate::api_stock::csv))
+        .route(
+            "/api/v1/stock/import",
+            post(crate::stock_actions::api_import)
+                .layer(DefaultBodyLimit::max(crate::stock_actions::IMPORT_MAX)),
+        )
+        .route(
+            "/api/v1/stock/discover",
+            post(crate::stock_actions::api_discover),
+        )
+        .route("/inventory/import", post(crate::stock_actions::import_form))
+        .route(
+            "/inventory/discover",
+            post(crate::stock_actions::discover_form),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -532,6 +590,10 @@ pub fn router(state: AppState) -> Router {
             front_gate,
         ))
         .layer(axum::middleware::from_fn(security_headers))
+        // Outermost: the server time of the whole request (issue 17 bench part).
+        .layer(axum::middleware::from_fn(
+            crate::server_timing::server_timing,
+        ))
         .with_state(state)
 }
 

@@ -28,6 +28,8 @@ pub struct AppState {
     pub alert_test: Option<Arc<dyn AlertTester>>,
     /// Webhook deliveries per connection seen by this process (the connections page).
     pub hook_stats: Arc<crate::hook_stats::HookStats>,
+    /// Each channel's push lag and rate-limit state for the overview; `None`: not shown.
+    pub channels: Option<Arc<dyn crate::channel_live::ChannelLive>>,
 }
 
 /// What a test message to an alert channel came to.
@@ -90,6 +92,7 @@ impl std::fmt::Debug for AppState {
             .field("console", &self.console)
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
             .field("alert_test", &self.alert_test.as_ref().map(|_| "on"))
+            .field("channels", &self.channels.as_ref().map(|_| "on"))
             .finish_non_exhaustive()
     }
 }

@@ -561,6 +561,42 @@ pub enum BenchCommand {
         after_long_help = "Builds a fresh dev data directory with this program's own commands (init, sku import,\napikey create, workflow apply), starts `stockade serve` as a child process and posts\nwebhooks to it over HTTPS from --concurrency clients, each waiting for the execution's\nresult. Reports executions per second, latency (request to finished, persisted\nexecution) p50/p99, the server's CPU milliseconds per execution (read from the child's\n/proc stat), failed and lost executions, and whether the stock ledger moved by exactly\nthe units the executions added. Exit 1 if any execution was lost.\n\nExamples:\n  stockade bench workflow\n  stockade bench workflow --concurrency 128 --duration 20s --json\n  stockade bench workflow --database-url postgres://u:p@127.0.0.1/db"
     )]
     Workflow(BenchWorkflowArgs),
+    /// Console pages' server time with 10,000 SKUs and 1,000,000 orders, and the live
+    /// overview's server CPU per polling client.
+    #[command(
+        after_long_help = "Builds a fresh dev data directory (init, sku import, an admin API key; the orders,\nlistings and three paused connections bulk-inserted in audited batches), starts\n`stockade serve` as a child process and requests every console page many times with the\nAPI key. Server time is the `Server-Timing: app;dur=` header the server adds (from the\nrequest entering the server to its response's headers). Pages that answer 404 (not built\nyet) are skipped with a message. Then --clients clients poll /overview/live every 5 s for\n--live-seconds; the server's CPU (from the child's /proc stat, minus an idle baseline)\nper client per second is reported.\n\nExamples:\n  stockade bench console\n  stockade bench console --skus 200 --orders 2000 --requests 20 --json\n  stockade bench console --database-url postgres://u:p@127.0.0.1/db"
+    )]
+    Console(BenchConsoleArgs),
+}
+
+#[cfg(feature = "dev-tools")]
+#[derive(Debug, Args)]
+pub struct BenchConsoleArgs {
+    /// SKUs in the catalogue (each listed on three channels).
+    #[arg(long, default_value_t = 10_000)]
+    pub skus: usize,
+    /// Orders in the database (one line each, spread over 30 days and the channels).
+    #[arg(long, default_value_t = 1_000_000)]
+    pub orders: usize,
+    /// Requests per page.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
+    /// Clients polling the live overview every 5 s.
+    #[arg(long, default_value_t = 100)]
+    pub clients: usize,
+    /// How long the live overview is polled (seconds).
+    #[arg(long = "live-seconds", default_value_t = 30)]
+    pub live_seconds: u64,
+    /// Create the indexes proposed for the console's queries (not in any migration yet)
+    /// in the bench's own database, to measure with them.
+    #[arg(long = "proposed-indexes")]
+    pub proposed_indexes: bool,
+    /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(feature = "dev-tools")]

@@ -141,6 +141,7 @@ impl TestServer {
             metrics: Some(Arc::new(FixedMetrics)),
             alert_test: None,
             hook_stats: Default::default(),
+            channels: None,
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),

@@ -91,14 +91,14 @@ steps:
 }
 
 /// The rig: a data directory and the server running on it.
-struct Rig {
-    dir: PathBuf,
-    data: PathBuf,
-    database_url: Option<String>,
-    pg_schema: Option<(String, String)>,
-    server: Option<Child>,
-    base: String,
-    api_key: String,
+pub(super) struct Rig {
+    pub(super) dir: PathBuf,
+    pub(super) data: PathBuf,
+    pub(super) database_url: Option<String>,
+    pub(super) pg_schema: Option<(String, String)>,
+    pub(super) server: Option<Child>,
+    pub(super) base: String,
+    pub(super) api_key: String,
 }
 
 impl Rig {
@@ -122,7 +122,7 @@ impl Rig {
     }
 
     /// Run `stockade ARGS` to the end; its standard output.
-    fn run(&self, args: &[&str]) -> Result<String, Failure> {
+    pub(super) fn run(&self, args: &[&str]) -> Result<String, Failure> {
         let out = self
             .command()?
             .args(args)
@@ -139,11 +139,11 @@ impl Rig {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn server_pid(&self) -> Option<u32> {
+    pub(super) fn server_pid(&self) -> Option<u32> {
         self.server.as_ref().map(Child::id)
     }
 
-    async fn open_store(&self) -> Result<Store, Failure> {
+    pub(super) async fn open_store(&self) -> Result<Store, Failure> {
         let url = match &self.database_url {
             Some(u) => u.clone(),
             None => format!("sqlite://{}", self.data.join("stockade.db").display()),
@@ -153,7 +153,7 @@ impl Rig {
     }
 
     /// Stop the server (SIGTERM, then SIGKILL after 20 s) and remove the rig.
-    async fn finish(mut self) {
+    pub(super) async fn finish(mut self) {
         if let Some(mut child) = self.server.take() {
             if let Some(pid) = rustix::process::Pid::from_raw(child.id() as i32) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
@@ -239,7 +239,7 @@ async fn start_rig(args: &BenchWorkflowArgs) -> Result<Rig, Failure> {
     Ok(rig)
 }
 
-fn start_server(rig: &mut Rig) -> Result<(), Failure> {
+pub(super) fn start_server(rig: &mut Rig) -> Result<(), Failure> {
     let mut child = rig
         .command()?
         .args(["serve", "--listen", "127.0.0.1:0"])
@@ -274,19 +274,19 @@ fn start_server(rig: &mut Rig) -> Result<(), Failure> {
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> Result<(), Failure> {
+pub(super) fn write(path: &Path, text: &str) -> Result<(), Failure> {
     std::fs::write(path, text)
         .map_err(|e| Failure::runtime(format!("cannot write {}: {e}", path.display())))
 }
 
-fn path_str(path: &Path) -> Result<String, Failure> {
+pub(super) fn path_str(path: &Path) -> Result<String, Failure> {
     path.to_str()
         .map(str::to_owned)
         .ok_or_else(|| Failure::runtime("the temporary directory's path is not UTF-8"))
 }
 
 /// CPU seconds (user + system) a process has used, from `/proc/PID/stat`.
-fn process_cpu_seconds(pid: u32) -> f64 {
+pub(super) fn process_cpu_seconds(pid: u32) -> f64 {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return 0.0;
     };
@@ -309,7 +309,7 @@ struct Tally {
 /// The load generator's HTTPS client: the egress gateway (all outbound HTTP goes through
 /// it), allowed to reach only the server's loopback address, trusting its dev CA, with
 /// no retries and no rate limit of its own (the server is what is measured).
-fn client(rig: &Rig) -> Result<Egress, Failure> {
+pub(super) fn client(rig: &Rig) -> Result<Egress, Failure> {
     let ca = std::fs::read_to_string(rig.data.join("tls/dev-ca.pem"))
         .map_err(|e| Failure::runtime(format!("cannot read the server's dev CA: {e}")))?;
     let host = rig.base.trim_start_matches("https://").to_owned();
@@ -387,7 +387,7 @@ async fn load(
     all
 }
 
-fn percentile(sorted: &[f64], p: f64) -> f64 {
+pub(super) fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

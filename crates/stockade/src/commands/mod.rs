@@ -8,6 +8,10 @@ mod bench;
 #[cfg(feature = "dev-tools")]
 mod bench_alerts;
 #[cfg(feature = "dev-tools")]
+mod bench_console;
+#[cfg(feature = "dev-tools")]
+mod bench_console_seed;
+#[cfg(feature = "dev-tools")]
 mod bench_workflow;
 mod catalog;
 mod connection;
@@ -127,6 +131,10 @@ async fn run_command(
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Workflow(args)) => {
             bench_workflow::workflow(args).await
+        }
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::Console(args)) => {
+            bench_console::console(args).await
         }
     }
 }

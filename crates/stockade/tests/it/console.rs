@@ -84,7 +84,7 @@ pub(crate) async fn get(
     (res.status(), res.text().await.unwrap())
 }
 
-async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
+pub(crate) async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
     let csrf = match auth {
         Auth::Cookie { csrf, .. } => csrf.clone(),
         _ => String::new(),
@@ -99,7 +99,7 @@ async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> Stat
     res.status()
 }
 
-fn on_hand(sb: &Sandbox, sku: &str) -> String {
+pub(crate) fn on_hand(sb: &Sandbox, sku: &str) -> String {
     let list = sb.run(&["sku", "list"]).expect_code(0).stdout();
     list.lines()
         .find(|l| l.split_whitespace().next() == Some(sku))
@@ -135,7 +135,7 @@ async fn console_pages_on_postgres() {
     drop_schema(&schema).await;
 }
 
-const CONSOLE_CONFIG: &str = "[console]\ntimezone = \"Asia/Singapore\"\n";
+pub(crate) const CONSOLE_CONFIG: &str = "[console]\ntimezone = \"Asia/Singapore\"\n";
 
 async fn console_pages(sb: Sandbox) {
     let csv = sb.dir.join("catalog.csv");

@@ -43,3 +43,7 @@ mod console_orders;
 // The Workflows, Executions and Alerts pages; Chinese alert messages.
 mod alerts_zh;
 mod console_workflows;
+// Issue 17 inventory/bench part.
+mod bench_console;
+mod console_stock;
+mod console_stock_browser;
