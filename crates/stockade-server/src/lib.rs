@@ -28,6 +28,10 @@ pub mod routes;
 pub mod state;
 pub mod tls;
 pub mod workflow_hooks;
+// Compliance page and report, per-user language, translated sign-in pages.
+pub mod compliance;
+pub mod console_compliance;
+pub mod frame;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -43,6 +43,7 @@ use crate::{api, api_types, api_workflows as wf};
         api::audit_verify, api::audit, api::alerts, openapi_json,
         wf::list, wf::versions, wf::approve, wf::run, wf::executions, wf::execution,
         wf::cancel, wf::rerun,
+        crate::console_compliance::api,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -54,6 +55,7 @@ use crate::{api, api_types, api_workflows as wf};
         (name = "workflows", description = "Workflows, versions, approval and manual runs"),
         (name = "executions", description = "Executions, their timelines, cancel and rerun"),
         (name = "meta", description = "This document"),
+        (name = "compliance", description = "Each policy clause with its verdict and live evidence"),
     ),
 )]
 #[derive(Debug)]

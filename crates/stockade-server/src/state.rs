@@ -24,6 +24,8 @@ pub struct AppState {
     pub console: ConsoleSettings,
     /// What `/metrics` renders; `None` answers it 404.
     pub metrics: Option<Arc<dyn MetricsSource>>,
+    /// Gathers the compliance report (`/compliance`); `None` answers it 503.
+    pub compliance: Option<Arc<dyn crate::compliance::ComplianceSource>>,
 }
 
 /// `[console]`: how the web console shows things.
@@ -59,6 +61,7 @@ impl std::fmt::Debug for AppState {
             .field("workflows", &self.workflows.as_ref().map(|_| "running"))
             .field("console", &self.console)
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
+            .field("compliance", &self.compliance.as_ref().map(|_| "on"))
             .finish()
     }
 }

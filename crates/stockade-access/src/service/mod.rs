@@ -21,6 +21,7 @@
 
 mod api_keys;
 mod bans;
+mod language;
 mod mfa;
 mod sessions;
 mod signin;
@@ -111,6 +112,8 @@ pub enum AccessError {
     Rng,
     #[error("{0} is for dev and test environments only")]
     DevOnly(&'static str),
+    #[error("a language is a code such as `en` or `zh`")]
+    BadLanguage,
 }
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;

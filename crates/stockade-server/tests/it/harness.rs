@@ -139,6 +139,7 @@ impl TestServer {
             workflows: Some(Arc::new(WorkflowHooks::new(vault.clone()))),
             console: Default::default(),
             metrics: Some(Arc::new(FixedMetrics)),
+            compliance: None,
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),

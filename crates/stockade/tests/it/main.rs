@@ -12,6 +12,7 @@ mod browser;
 mod cli;
 mod cli_edges;
 mod console;
+mod console_compliance;
 mod credentials;
 mod demo;
 mod dev_tools;
