@@ -349,4 +349,61 @@ mod tests {
         );
         assert!(!html.contains("<script>"), "{html}");
     }
+    /// What a reader sees of a page: its text without tags.
+    fn visible(html: &str) -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for ch in html.chars() {
+            match ch {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    out.push(' ');
+                }
+                _ if !in_tag => out.push(ch),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ban_and_error_pages_speak_the_request_language() {
+        use crate::i18n::{Lang, keys};
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let tz = chrono_tz::Asia::Shanghai;
+        let env = stockade_core::Environment::Prod;
+        let pages = |lang: Lang| -> Vec<String> {
+            let f = Frame::new(lang, env, None);
+            let now = now_ms() / 1000;
+            vec![
+                BannedPage::new(ip, Some(now + 600), now, f, tz).render().unwrap(),
+                BannedPage::new(ip, None, now, f, tz).render().unwrap(),
+                ErrorPage::new(f, f.t("err.internal_title"), f.t("err.internal"))
+                    .render()
+                    .unwrap(),
+                ErrorPage::new(f, f.t("err.refused_title"), f.t("err.forbidden"))
+                    .render()
+                    .unwrap(),
+            ]
+        };
+        for (zh, en) in pages(Lang::Zh).iter().zip(pages(Lang::En)) {
+            assert!(zh.contains("lang=\"zh-CN\"") && en.contains("lang=\"en\""));
+            assert!(zh.contains("生产环境") || zh.contains("正式"), "{zh}");
+            let (zh_text, en_text) = (visible(zh), visible(&en));
+            for k in keys(Lang::En) {
+                let (e, z) = (Lang::En.t(k), Lang::Zh.t(k));
+                if e.len() > 3 && e != "Stockade" && !z.contains(e) {
+                    assert!(!zh_text.contains(e), "{k} in English on a Chinese page: {zh_text}");
+                }
+                if z.chars().count() > 1 && !e.contains(z) {
+                    assert!(!en_text.contains(z), "{k} in Chinese on an English page");
+                }
+            }
+        }
+        let zh = &pages(Lang::Zh)[0];
+        assert!(zh.contains("封禁结束时间") && zh.contains("分钟后"), "{zh}");
+        assert!(pages(Lang::En)[0].contains("The ban ends at"));
+    }
 }
+

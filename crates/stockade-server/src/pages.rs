@@ -2,7 +2,10 @@
 //! each with its CSRF token. Every page is an askama template under `templates/`
 //! (extending `base.html`), so every value written into HTML is escaped; only the QR code's
 //! SVG, built here from the otpauth URI, is marked safe. Failures are [`AppError`]s, shown
-//! as pages by the front gate.
+//! as pages by the front gate. The sign-in pages (sign-in, code prompt, enrollment,
+//! recovery codes, lock, signed out) speak the request's language through
+//! [`crate::frame::Frame`]: every text, refusals included, comes from the catalogue; a
+//! full sign-in also writes the user's stored language into the browser's cookie.
 
 use askama::Template;
 use axum::Extension;

@@ -9,6 +9,7 @@ mod alerts;
 mod app_stop;
 mod audit_head;
 mod browser;
+mod browser_viewer;
 mod cli;
 mod cli_edges;
 mod console;
