@@ -226,7 +226,12 @@ impl Compliance {
             .await
             .map_err(|e| e.to_string())?;
         let hosts = &self.facts.allowed_hosts;
-        let shown = hosts.iter().take(12).cloned().collect::<Vec<_>>().join(", ");
+        let shown = hosts
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
         let shown = if hosts.len() > 12 {
             format!("{shown}, …")
         } else {
@@ -238,7 +243,12 @@ impl Compliance {
             ev("egress_alerts", vec![]),
         ];
         // The gateway is the only client and refuses every host off the list.
-        Ok(check("egress", "000 §2, 000 §3, 000 §4", Verdict::Pass, evidence))
+        Ok(check(
+            "egress",
+            "000 §2, 000 §3, 000 §4",
+            Verdict::Pass,
+            evidence,
+        ))
     }
 
     async fn review(&self, store: &Store) -> Result<Check, String> {
@@ -281,7 +291,12 @@ impl Compliance {
         };
         evidence.push(ev("env_keys", vec![]));
         let ok = process == database && mark_ok;
-        check("isolation", "000 §2, 001 §2, 002 §III", pass_if(ok), evidence)
+        check(
+            "isolation",
+            "000 §2, 001 §2, 002 §III",
+            pass_if(ok),
+            evidence,
+        )
     }
 
     fn alerts(&self) -> Check {
@@ -305,7 +320,10 @@ async fn pii(store: &Store) -> Result<Check, String> {
         let sealed = with_pii - unsealed;
         (
             pass_if(unsealed == 0),
-            vec![ev("pii_sealed", vec![Arg::Count(sealed), Arg::Count(with_pii)])],
+            vec![ev(
+                "pii_sealed",
+                vec![Arg::Count(sealed), Arg::Count(with_pii)],
+            )],
         )
     };
     if unsealed > 0 {
@@ -332,7 +350,11 @@ async fn audit(store: &Store) -> Result<Check, String> {
     let rows = i64::try_from(report.rows_checked).unwrap_or(i64::MAX);
     let evidence = vec![ev(
         "audit_ok",
-        vec![Arg::Count(rows), Arg::Count(seq), Arg::Text(hex::encode(hash))],
+        vec![
+            Arg::Count(rows),
+            Arg::Count(seq),
+            Arg::Text(hex::encode(hash)),
+        ],
     )];
     Ok(check("audit", policy, Verdict::Pass, evidence))
 }
@@ -351,7 +373,12 @@ fn later(id: &'static str, policy: &'static str) -> Check {
     check(id, policy, Verdict::CannotCheck, vec![ev("later", vec![])])
 }
 
-fn check(id: &'static str, policy: &'static str, verdict: Verdict, evidence: Vec<Evidence>) -> Check {
+fn check(
+    id: &'static str,
+    policy: &'static str,
+    verdict: Verdict,
+    evidence: Vec<Evidence>,
+) -> Check {
     Check {
         id,
         policy,

@@ -161,13 +161,13 @@ mod tests {
 
     #[test]
     fn evidence_fills_its_arguments_in_the_language_and_zone() {
-        let e = Evidence::new(
-            "mfa_users",
-            vec![Arg::Count(2), Arg::Count(3)],
-        );
+        let e = Evidence::new("mfa_users", vec![Arg::Count(2), Arg::Count(3)]);
         assert!(e.text(Lang::En, chrono_tz::UTC).contains('2'));
         assert!(!e.text(Lang::Zh, chrono_tz::UTC).contains("{1}"));
-        assert_eq!(fill("{1} of {2}", ["a".into(), "b".into()].into_iter()), "a of b");
+        assert_eq!(
+            fill("{1} of {2}", ["a".into(), "b".into()].into_iter()),
+            "a of b"
+        );
         let t = Arg::Time(0);
         assert_eq!(t.show(chrono_tz::Asia::Shanghai), "1970-01-01 08:00:00 CST");
         assert_eq!(t.plain(), "1970-01-01T00:00:00.000Z");

@@ -184,7 +184,11 @@ pub async fn switch_lang(
     if let Some(token) = crate::extract::cookie(&headers, crate::extract::SESSION_COOKIE) {
         match state.access.session(token).await {
             Ok(Some(s)) if s.state == stockade_access::SessionState::Active => {
-                if let Err(e) = state.access.set_language(&s.user.id, Some(lang.code())).await {
+                if let Err(e) = state
+                    .access
+                    .set_language(&s.user.id, Some(lang.code()))
+                    .await
+                {
                     tracing::warn!("could not store the user's language: {e}");
                 }
             }

@@ -69,16 +69,18 @@ pub async fn page(
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
 ) -> Result<Response, AppError> {
-    let c = Chrome::new(&state, &caller, &headers, "compliance", "/compliance".into());
+    let c = Chrome::new(
+        &state,
+        &caller,
+        &headers,
+        "compliance",
+        "/compliance".into(),
+    );
     let report = gather(&state).await?;
     let summary = report.summary();
     Ok(render(
         StatusCode::OK,
-        &CompliancePage {
-            c,
-            report,
-            summary,
-        },
+        &CompliancePage { c, report, summary },
     ))
 }
 

@@ -377,7 +377,9 @@ mod tests {
             let f = Frame::new(lang, env, None);
             let now = now_ms() / 1000;
             vec![
-                BannedPage::new(ip, Some(now + 600), now, f, tz).render().unwrap(),
+                BannedPage::new(ip, Some(now + 600), now, f, tz)
+                    .render()
+                    .unwrap(),
                 BannedPage::new(ip, None, now, f, tz).render().unwrap(),
                 ErrorPage::new(f, f.t("err.internal_title"), f.t("err.internal"))
                     .render()
@@ -394,7 +396,10 @@ mod tests {
             for k in keys(Lang::En) {
                 let (e, z) = (Lang::En.t(k), Lang::Zh.t(k));
                 if e.len() > 3 && e != "Stockade" && !z.contains(e) {
-                    assert!(!zh_text.contains(e), "{k} in English on a Chinese page: {zh_text}");
+                    assert!(
+                        !zh_text.contains(e),
+                        "{k} in English on a Chinese page: {zh_text}"
+                    );
                 }
                 if z.chars().count() > 1 && !e.contains(z) {
                     assert!(!en_text.contains(z), "{k} in Chinese on an English page");
@@ -406,4 +411,3 @@ mod tests {
         assert!(pages(Lang::En)[0].contains("The ban ends at"));
     }
 }
-

@@ -52,7 +52,12 @@ impl Frame {
             Lang::En => ("zh", "中文"),
             Lang::Zh => ("en", "English"),
         };
-        self.here
-            .map(|here| (format!("/lang?set={code}&back={}", encode(here)), code, name))
+        self.here.map(|here| {
+            (
+                format!("/lang?set={code}&back={}", encode(here)),
+                code,
+                name,
+            )
+        })
     }
 }

@@ -21,11 +21,11 @@ use stockade_core::SecretString;
 
 use crate::dashboard;
 use crate::error::{AppError, render, sign_in_redirect};
-use crate::frame::Frame;
-use crate::i18n::{Lang, lang_cookie};
 use crate::extract::{
     Caller, ClientIp, LOGIN_CSRF_COOKIE, MaybeSession, clear_session_cookie, qr_svg, session_cookie,
 };
+use crate::frame::Frame;
+use crate::i18n::{Lang, lang_cookie};
 use crate::state::AppState;
 
 type PageResult = Result<Response, AppError>;
@@ -110,7 +110,11 @@ fn signed_in_redirect(session: &NewSession, to: &str) -> Response {
 
 /// Signed in fully: the user's stored language (if any) becomes this browser's too, so
 /// the pages before and after a session speak it.
-async fn with_stored_language(state: &AppState, session: &NewSession, mut res: Response) -> Response {
+async fn with_stored_language(
+    state: &AppState,
+    session: &NewSession,
+    mut res: Response,
+) -> Response {
     match state.access.language(&session.user.id).await {
         Ok(Some(code)) => {
             if let Some(v) = Lang::parse(&code)
@@ -135,9 +139,7 @@ fn form_failure(
 ) -> Result<(StatusCode, &'static str), AppError> {
     match e {
         LoginError::Banned { .. } => Ok((StatusCode::FORBIDDEN, lang.t("si.banned"))),
-        LoginError::Throttled { .. } => {
-            Ok((StatusCode::TOO_MANY_REQUESTS, lang.t("si.throttled")))
-        }
+        LoginError::Throttled { .. } => Ok((StatusCode::TOO_MANY_REQUESTS, lang.t("si.throttled"))),
         LoginError::Failed => Ok((StatusCode::UNAUTHORIZED, lang.t(failed))),
         e => Err(e.into()),
     }

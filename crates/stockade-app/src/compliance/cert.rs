@@ -112,10 +112,18 @@ mod tests {
     #[test]
     fn times_and_garbage() {
         assert_eq!(time(UTC_TIME, b"700101000000Z"), Some(0));
-        assert_eq!(time(GENERALIZED_TIME, b"20000301000000Z"), Some(951_868_800_000));
+        assert_eq!(
+            time(GENERALIZED_TIME, b"20000301000000Z"),
+            Some(951_868_800_000)
+        );
         assert_eq!(time(UTC_TIME, b"701301000000Z"), None);
         assert_eq!(time(UTC_TIME, b"7001010000Z"), None);
-        for bad in [&b""[..], &[0x30], &[0x30, 0x85, 1, 1, 1, 1, 1], &[0x30, 0x05, 1]] {
+        for bad in [
+            &b""[..],
+            &[0x30],
+            &[0x30, 0x85, 1, 1, 1, 1, 1],
+            &[0x30, 0x05, 1],
+        ] {
             assert_eq!(validity(bad), None);
         }
     }

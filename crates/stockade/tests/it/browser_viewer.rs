@@ -101,7 +101,11 @@ async fn chromium_viewer_cannot_reach_operator_actions_and_keeps_chinese() {
     // with a recovery code: the stored choice brings Chinese back.
     b.goto(&server.url("/overview")).await;
     b.click("#lang-switch").await;
-    assert!(b.text("main").await.contains("超卖"), "{}", b.source().await);
+    assert!(
+        b.text("main").await.contains("超卖"),
+        "{}",
+        b.source().await
+    );
     sign_out(&b).await;
     assert!(b.text("main").await.contains("您已退出登录"));
     b.goto(&server.url("/lang?set=en&back=/login")).await;

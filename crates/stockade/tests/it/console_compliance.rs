@@ -141,18 +141,28 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
     assert_eq!(r["summary"]["fail"], 1, "{r}");
     assert_eq!(evidence(&r, "mfa", "mfa_users").unwrap(), ["4", "4"]);
     let dates = evidence(&r, "tls", "tls_cert").expect("the served certificate's dates");
-    assert!(dates[0] < dates[1] && dates[1].starts_with("20"), "{dates:?}");
+    assert!(
+        dates[0] < dates[1] && dates[1].starts_with("20"),
+        "{dates:?}"
+    );
     assert!(evidence(&r, "tls", "tls_dev_cert").is_some());
     let audit = evidence(&r, "audit", "audit_ok").unwrap();
     assert_eq!(audit[2].len(), 64, "the head hash: {audit:?}");
-    assert_eq!(
-        evidence(&r, "isolation", "env_database").unwrap(),
-        ["dev"]
+    assert_eq!(evidence(&r, "isolation", "env_database").unwrap(), ["dev"]);
+    assert!(
+        clause(&r, "mfa")["title"]
+            .as_str()
+            .unwrap()
+            .contains("Multi-factor")
     );
-    assert!(clause(&r, "mfa")["title"].as_str().unwrap().contains("Multi-factor"));
     let zh = report(&server, &admin, "zh-CN").await;
     assert_eq!(zh["language"], "zh");
-    assert!(clause(&zh, "mfa")["title"].as_str().unwrap().contains("多因素"));
+    assert!(
+        clause(&zh, "mfa")["title"]
+            .as_str()
+            .unwrap()
+            .contains("多因素")
+    );
 
     // The page: admin and auditor, in both languages; nobody else, and no link for them.
     for who in [&admin, &auditor] {
@@ -181,7 +191,10 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
     assert_eq!(evidence(&r, "mfa", "mfa_missing").unwrap(), ["1"]);
     sb.run(&["user", "disable", "--email", "late@shop.example"])
         .expect_code(0);
-    assert_eq!(verdict(&report(&server, &auditor, "en").await, "mfa"), "pass");
+    assert_eq!(
+        verdict(&report(&server, &auditor, "en").await, "mfa"),
+        "pass"
+    );
 
     // Buyer fields: sealed ones pass; one stored in plain text fails.
     let (sealed, plain) = blobs(pg);
@@ -316,14 +329,23 @@ async fn page(server: &Server, path: &str, cookie: &str, lang: &str) -> (StatusC
 
 /// Sign in through the form; returns the session cookie header and where it went.
 async fn form_sign_in(server: &Server, email: &str, lang: &str) -> (String, String) {
-    let res = server.client.get(server.url("/login")).send().await.unwrap();
+    let res = server
+        .client
+        .get(server.url("/login"))
+        .send()
+        .await
+        .unwrap();
     let (csrf, _) = set_cookie(res.headers(), "__Host-stockade_csrf").unwrap();
     let res = server
         .client
         .post(server.url("/login"))
         .header("cookie", format!("__Host-stockade_csrf={csrf}"))
         .header("accept-language", lang)
-        .form(&[("csrf", csrf.as_str()), ("email", email), ("password", PASSWORD)])
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("email", email),
+            ("password", PASSWORD),
+        ])
         .send()
         .await
         .unwrap();
@@ -344,7 +366,13 @@ async fn form_enroll(server: &Server, email: &str, lang: &str) -> (String, Strin
     let (cookie, to) = form_sign_in(server, email, lang).await;
     assert_eq!(to, "/mfa/enroll");
     let (_, en) = page(server, "/mfa/enroll", &cookie, "en").await;
-    let key = en.split("Key: <code>").nth(1).unwrap().split('<').next().unwrap();
+    let key = en
+        .split("Key: <code>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap();
     let res = server
         .client
         .post(server.url("/mfa/enroll"))
@@ -356,7 +384,11 @@ async fn form_enroll(server: &Server, email: &str, lang: &str) -> (String, Strin
         .unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     let (session, _) = set_cookie(res.headers(), "__Host-stockade").unwrap();
-    (res.text().await.unwrap(), format!("__Host-stockade={session}"), key.to_owned())
+    (
+        res.text().await.unwrap(),
+        format!("__Host-stockade={session}"),
+        key.to_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -418,7 +450,10 @@ async fn sign_in_pages_are_translated_and_api_logout_answers_json() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (_, en) = page(&server, "/audit", &zh_session, "en").await;
     assert_translated("error page", &zh, &en);
-    assert!(zh.contains("请求被拒绝") && en.contains("may not do this"), "{zh}");
+    assert!(
+        zh.contains("请求被拒绝") && en.contains("may not do this"),
+        "{zh}"
+    );
 
     // Signed out, in each language.
     let sign_out = |cookie: String, lang: &'static str| {
