@@ -50,7 +50,8 @@ struct ConfigFacts {
     ban: (u32, i64, i64),
     tls: TlsFacts,
     allowed_hosts: Vec<String>,
-    alert_channels: usize,
+    /// The configured alert channels' names.
+    alert_channels: Vec<String>,
     data_dir: PathBuf,
 }
 
@@ -86,7 +87,12 @@ impl Compliance {
                 ban: (config.ban.maxretry, config.ban.bantime, config.ban.findtime),
                 tls,
                 allowed_hosts,
-                alert_channels: settings.alerts.channels.len(),
+                alert_channels: settings
+                    .alerts
+                    .channels
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
                 data_dir: settings.data_dir.clone(),
             },
             access,
@@ -108,7 +114,7 @@ impl Compliance {
             self.egress(store, now).await?,
             self.review(store).await?,
             self.isolation(store),
-            self.alerts(),
+            self.alerts(store).await?,
             later("backups", "000 §4"),
             later("incident", "000 §5, 001 §5, 002 §III"),
             later("retention", "002 §I"),
@@ -299,14 +305,31 @@ impl Compliance {
         )
     }
 
-    fn alerts(&self) -> Check {
-        let n = self.facts.alert_channels;
-        let evidence = if n == 0 {
-            vec![ev("alert_none", vec![])]
-        } else {
-            vec![ev("alert_channels", vec![count(n)])]
-        };
-        check("alerts", "000 §3, 001 §3", pass_if(n > 0), evidence)
+    /// Alert channels configured, and whether each delivers now (its status row).
+    async fn alerts(&self, store: &Store) -> Result<Check, String> {
+        let names = &self.facts.alert_channels;
+        if names.is_empty() {
+            let evidence = vec![ev("alert_none", vec![])];
+            return Ok(check("alerts", "000 §3, 001 §3", Verdict::Fail, evidence));
+        }
+        let statuses = stockade_alerts::channel_statuses(store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let down = statuses
+            .iter()
+            .filter(|s| names.contains(&s.name))
+            .filter(|s| matches!(s.status.as_str(), "misconfigured" | "failing"))
+            .count();
+        let mut evidence = vec![ev("alert_channels", vec![count(names.len())])];
+        if down > 0 {
+            evidence.push(ev("alert_not_delivering", vec![count(down)]));
+        }
+        Ok(check(
+            "alerts",
+            "000 §3, 001 §3",
+            pass_if(down == 0),
+            evidence,
+        ))
     }
 }
 

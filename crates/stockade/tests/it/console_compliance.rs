@@ -258,9 +258,12 @@ async fn compliance_reads_the_configuration_it_runs_with() {
     if !require_tool("oathtool", "oathtool", "the compliance test") {
         return;
     }
+    // A DingTalk channel whose access token was never stored: configured, not delivering.
     let sb = init(
         "dev",
-        "[access]\npassword_require_mix = false\nidle_timeout = \"30m\"\n",
+        "[access]\npassword_require_mix = false\nidle_timeout = \"30m\"\n\n\
+         [[alerts.channel]]\nname = \"ops-ding\"\nkind = \"dingtalk\"\n\
+         url = \"https://oapi.dingtalk.com/robot/send\"\n",
     );
     add_user(&sb, "admin@shop.example", "admin");
     let server = Server::start(&sb);
@@ -270,6 +273,11 @@ async fn compliance_reads_the_configuration_it_runs_with() {
     assert!(evidence(&r, "password", "pw_mix_off").is_some());
     assert_eq!(verdict(&r, "idle_lock"), "fail");
     assert_eq!(evidence(&r, "idle_lock", "idle").unwrap(), ["30", "15"]);
+    assert_eq!(evidence(&r, "alerts", "alert_channels").unwrap(), ["1"]);
+    assert!(evidence(&r, "alerts", "alert_none").is_none());
+    // Its verdict follows whether it delivers (the status the alert pipeline recorded).
+    let down = evidence(&r, "alerts", "alert_not_delivering").is_some();
+    assert_eq!(verdict(&r, "alerts"), if down { "fail" } else { "pass" });
 }
 
 /// In prod the four-eyes rule applies (an active version nobody else approved fails it)
