@@ -23,6 +23,7 @@
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
 
 mod channel_live;
+pub mod compliance;
 mod error;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
@@ -159,8 +160,14 @@ impl App {
             Some(v) => v,
             None => open_vault(settings).await?,
         };
-        let tls = match options.tls {
-            Some(t) => Some(t),
+        let (tls, tls_facts) = match options.tls {
+            Some(t) => (
+                Some(t),
+                compliance::TlsFacts::Served {
+                    cert: None,
+                    development: false,
+                },
+            ),
             None => server_tls(settings, &server)?,
         };
         // The one outbound client of this process: its request log and anomaly events go
@@ -216,6 +223,11 @@ impl App {
                 gateway: gateway.clone(),
                 vault: vault.clone(),
             })),
+            compliance: Some(Arc::new(compliance::Compliance::new(
+                settings,
+                access.clone(),
+                tls_facts,
+            ))),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
@@ -425,16 +437,16 @@ fn serve_failed(e: ServeError) -> AppError {
 fn server_tls(
     settings: &Settings,
     server: &ServerSettings,
-) -> Result<Option<Arc<rustls::ServerConfig>>, AppError> {
+) -> Result<(Option<Arc<rustls::ServerConfig>>, compliance::TlsFacts), AppError> {
     if server.plain_http {
         tracing::warn!(
             "serving plain HTTP on {} for a reverse proxy on this host; the proxy must terminate TLS 1.2+",
             server.listen
         );
-        return Ok(None);
+        return Ok((None, compliance::TlsFacts::PlainHttp));
     }
-    let (cert, key) = match (&server.tls_cert, &server.tls_key) {
-        (Some(c), Some(k)) => (c.clone(), k.clone()),
+    let (cert, key, development) = match (&server.tls_cert, &server.tls_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone(), false),
         _ => {
             let dir = settings.data_dir.join("tls");
             let dev = tls::development_cert(&dir, Some(server.listen.ip()))
@@ -452,11 +464,21 @@ fn server_tls(
                     dev.ca.display()
                 );
             }
-            (dev.cert, dev.key)
+            (dev.cert, dev.key, true)
         }
     };
     let config = tls::server_config(&cert, &key).map_err(|e| AppError::config(e.to_string()))?;
-    Ok(Some(config))
+    // The served certificate (the first of the chain), for the compliance report's dates.
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let der = CertificateDer::from_pem_file(&cert)
+        .ok()
+        .map(|c| c.as_ref().to_vec());
+    let facts = compliance::TlsFacts::Served {
+        cert: der,
+        development,
+    };
+    Ok((Some(config), facts))
 }
 
 /// The audit head mark follows the chain off the commit path: at most once a second, and

@@ -275,7 +275,7 @@ pub async fn adjust(
             "the body is {\"delta\": integer, \"reason\": string}",
         )
     })?;
-    let lang = Lang::of(&headers);
+    let lang = Lang::for_caller(&caller, &headers);
     adjust_checked(&state, &caller, lang, &sku, b.delta, &b.reason).await?;
     let row = one_sku(state.access.store(), &sku)
         .await?

@@ -77,7 +77,7 @@ impl Chrome {
         current: &'static str,
         here: String,
     ) -> Chrome {
-        let lang = Lang::of(headers);
+        let lang = Lang::for_caller(caller, headers);
         let (key, class) = env_key(state.access.environment());
         let (who, csrf) = match caller {
             Caller::Session(s) => (
@@ -125,6 +125,10 @@ impl Chrome {
     pub fn can_workflows(&self) -> bool {
         self.role.can(Permission::ViewWorkflows)
     }
+    /// The compliance page (admin, auditor: the audit permission).
+    pub fn can_compliance(&self) -> bool {
+        self.role.can(Permission::ViewAudit)
+    }
     /// The other language: its code and its own name.
     pub fn other_lang(&self) -> (&'static str, &'static str) {
         match self.lang {
@@ -163,18 +167,41 @@ pub struct LangQuery {
 }
 
 /// `/lang?set=zh&back=/inventory`: keep the language in a cookie and go back (only to a
-/// path on this server).
-pub async fn switch_lang(State(state): State<AppState>, Query(q): Query<LangQuery>) -> Response {
+/// path on this server). A signed-in user's choice is also stored with the user (audited
+/// `user.language`), so it follows them to every browser and wins over the browser's
+/// `Accept-Language`. The session cookie is `SameSite=Strict`, so another site linking
+/// here cannot change a user's stored choice.
+pub async fn switch_lang(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+) -> Response {
     let back = if q.back.starts_with('/') && !q.back.starts_with("//") && !q.back.contains('\\') {
         q.back
     } else {
         "/".to_owned()
     };
     let mut res = Redirect::to(&back).into_response();
-    if let Some(lang) = Lang::parse(&q.set)
-        && let Ok(v) = HeaderValue::from_str(&lang_cookie(lang, !state.plain_http))
-    {
+    let Some(lang) = Lang::parse(&q.set) else {
+        return res;
+    };
+    if let Ok(v) = HeaderValue::from_str(&lang_cookie(lang, !state.plain_http)) {
         res.headers_mut().append(header::SET_COOKIE, v);
+    }
+    if let Some(token) = crate::extract::cookie(&headers, crate::extract::SESSION_COOKIE) {
+        match state.access.session(token).await {
+            Ok(Some(s)) if s.state == stockade_access::SessionState::Active => {
+                if let Err(e) = state
+                    .access
+                    .set_language(&s.user.id, Some(lang.code()))
+                    .await
+                {
+                    tracing::warn!("could not store the user's language: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("could not read the session for the language switch: {e}"),
+        }
     }
     res
 }
@@ -412,7 +439,7 @@ pub async fn adjust(
     headers: HeaderMap,
     Form(form): Form<AdjustForm>,
 ) -> PageResult {
-    let lang = Lang::of(&headers);
+    let lang = Lang::for_caller(&caller, &headers);
     let sku = form.sku.trim().to_owned();
     let delta = form
         .delta

@@ -196,7 +196,7 @@ pub async fn test_send(
     headers: HeaderMap,
     Form(form): Form<TestForm>,
 ) -> PageResult {
-    let lang = Lang::of(&headers);
+    let lang = Lang::for_caller(&caller, &headers);
     let (status, tested) = match send_test(&state, &caller, form.channel.trim()).await {
         Ok(o) if o.status == "delivered" => (
             StatusCode::OK,

@@ -232,7 +232,7 @@ async fn act(
         ),
         Err(e) => match refusal_key(act, &e) {
             Some(key) => {
-                let lang = crate::i18n::Lang::of(&headers);
+                let lang = crate::i18n::Lang::for_caller(&caller, &headers);
                 let refused = Some((name.to_owned(), lang.t(key).to_owned()));
                 let p = page(&state, &caller, &headers, None, refused).await?;
                 Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p))

@@ -197,7 +197,7 @@ async fn finish(
     match outcome {
         Ok(done) => Ok(Redirect::to(&format!("/security?done={done}")).into_response()),
         Err((section, key)) => {
-            let msg = Lang::of(&headers).t(key).to_owned();
+            let msg = Lang::for_caller(&caller, &headers).t(key).to_owned();
             let p = page(&state, &caller, &headers, None, Some((section, msg))).await?;
             Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p))
         }

@@ -298,7 +298,7 @@ async fn refused_on_workflow(
     name: &str,
     e: AppError,
 ) -> PageResult {
-    let (status, text) = refusal(Lang::of(headers), e)?;
+    let (status, text) = refusal(Lang::for_caller(caller, headers), e)?;
     let q = DetailQuery::default();
     let page = detail_page(state, caller, headers, name, &q, text).await?;
     Ok(render(status, &page))
@@ -537,7 +537,7 @@ async fn refused_on_execution(
     id: &str,
     e: AppError,
 ) -> PageResult {
-    let lang = Lang::of(headers);
+    let lang = Lang::for_caller(caller, headers);
     let (status, text) = match &e {
         AppError::Refused {
             status,

@@ -28,6 +28,8 @@ use stockade_core::time::{format_rfc3339_ms, now_ms};
 use stockade_store::StoreError;
 
 use crate::ban_page::BannedPage;
+use crate::frame::Frame;
+use crate::i18n::Lang;
 
 /// How a route answers: JSON (the API and the webhooks) or pages (everything else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,29 +166,46 @@ impl AppError {
         with_retry_after((self.status(), Json(body)).into_response(), retry_after)
     }
 
-    /// The answer on a page route, for a client at `ip`.
-    pub fn page(&self, ip: IpAddr) -> Response {
+    /// The answer on a page route, for a client at `ip`, in the frame's language (times
+    /// in `tz`). The gate's own refusals are worded by the catalogue (`err.<code>`);
+    /// a handler's message is shown as it wrote it (handlers word theirs in the caller's
+    /// language).
+    pub fn page(&self, ip: IpAddr, f: Frame, tz: chrono_tz::Tz) -> Response {
         let now_s = now_ms() / 1000;
         let res = match self {
             AppError::SignIn(state) => return sign_in_redirect(*state).into_response(),
             AppError::Banned { until_s } => {
-                let page = BannedPage::new(ip, *until_s, now_s);
+                let page = BannedPage::new(ip, *until_s, now_s, f, tz);
                 render(self.status(), &page)
             }
             AppError::Internal => render(
                 self.status(),
-                &ErrorPage::new(
-                    "Something went wrong",
-                    "The server could not complete this request. The cause is in the server log; try again, or ask an administrator.",
-                ),
+                &ErrorPage::new(f, f.t("err.internal_title"), f.t("err.internal")),
             ),
-            AppError::Refused { message, .. } => {
-                render(self.status(), &ErrorPage::new("Request refused", message))
+            AppError::Refused { code, message, .. } => {
+                let message = if GATE_CODES.contains(code) {
+                    f.t(&format!("err.{code}"))
+                } else {
+                    message
+                };
+                render(
+                    self.status(),
+                    &ErrorPage::new(f, f.t("err.refused_title"), message),
+                )
             }
         };
         with_retry_after(res, self.retry_after(now_s))
     }
 }
+
+/// Refusals of the gate itself, worded on pages by the catalogue (`err.<code>`).
+const GATE_CODES: &[&str] = &[
+    "forbidden",
+    "csrf",
+    "cross_origin",
+    "too_large",
+    "no_client_address",
+];
 
 impl IntoResponse for AppError {
     /// The JSON answer, with the error kept for the front gate to turn into a page on page
@@ -237,6 +256,7 @@ pub fn render(status: StatusCode, page: &impl Template) -> Response {
 #[derive(Template)]
 #[template(path = "error.html")]
 struct ErrorPage<'a> {
+    f: Frame,
     title: &'a str,
     sentence: String,
 }
@@ -244,15 +264,21 @@ struct ErrorPage<'a> {
 impl<'a> ErrorPage<'a> {
     /// `message` in lower case and with or without its full stop (the JSON messages) reads
     /// as one sentence.
-    fn new(title: &'a str, message: &str) -> Self {
+    fn new(f: Frame, title: &'a str, message: &str) -> Self {
         let mut chars = message.chars();
         let sentence: String = chars
             .next()
             .map(|c| c.to_uppercase().chain(chars).collect())
             .unwrap_or_default();
+        let sentence = sentence.trim_end_matches(['.', '。']);
+        let stop = if f.lang == Lang::Zh { "。" } else { "." };
         ErrorPage {
+            f: Frame {
+                here: Some("/"),
+                ..f
+            },
             title,
-            sentence: sentence.trim_end_matches('.').to_owned(),
+            sentence: format!("{sentence}{stop}"),
         }
     }
 }
@@ -313,7 +339,8 @@ mod tests {
 
     #[test]
     fn an_error_page_escapes_what_it_shows() {
-        let html = ErrorPage::new("Request refused", "a <script>alert(1)</script> & more.")
+        let f = Frame::new(Lang::En, stockade_core::Environment::Dev, None);
+        let html = ErrorPage::new(f, "Request refused", "a <script>alert(1)</script> & more.")
             .render()
             .unwrap();
         assert!(
@@ -321,5 +348,66 @@ mod tests {
             "{html}"
         );
         assert!(!html.contains("<script>"), "{html}");
+    }
+    /// What a reader sees of a page: its text without tags.
+    fn visible(html: &str) -> String {
+        let mut out = String::new();
+        let mut in_tag = false;
+        for ch in html.chars() {
+            match ch {
+                '<' => in_tag = true,
+                '>' => {
+                    in_tag = false;
+                    out.push(' ');
+                }
+                _ if !in_tag => out.push(ch),
+                _ => {}
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn ban_and_error_pages_speak_the_request_language() {
+        use crate::i18n::{Lang, keys};
+        let ip: IpAddr = "203.0.113.9".parse().unwrap();
+        let tz = chrono_tz::Asia::Shanghai;
+        let env = stockade_core::Environment::Prod;
+        let pages = |lang: Lang| -> Vec<String> {
+            let f = Frame::new(lang, env, None);
+            let now = now_ms() / 1000;
+            vec![
+                BannedPage::new(ip, Some(now + 600), now, f, tz)
+                    .render()
+                    .unwrap(),
+                BannedPage::new(ip, None, now, f, tz).render().unwrap(),
+                ErrorPage::new(f, f.t("err.internal_title"), f.t("err.internal"))
+                    .render()
+                    .unwrap(),
+                ErrorPage::new(f, f.t("err.refused_title"), f.t("err.forbidden"))
+                    .render()
+                    .unwrap(),
+            ]
+        };
+        for (zh, en) in pages(Lang::Zh).iter().zip(pages(Lang::En)) {
+            assert!(zh.contains("lang=\"zh-CN\"") && en.contains("lang=\"en\""));
+            assert!(zh.contains("生产环境") || zh.contains("正式"), "{zh}");
+            let (zh_text, en_text) = (visible(zh), visible(&en));
+            for k in keys(Lang::En) {
+                let (e, z) = (Lang::En.t(k), Lang::Zh.t(k));
+                if e.len() > 3 && e != "Stockade" && !z.contains(e) {
+                    assert!(
+                        !zh_text.contains(e),
+                        "{k} in English on a Chinese page: {zh_text}"
+                    );
+                }
+                if z.chars().count() > 1 && !e.contains(z) {
+                    assert!(!en_text.contains(z), "{k} in Chinese on an English page");
+                }
+            }
+        }
+        let zh = &pages(Lang::Zh)[0];
+        assert!(zh.contains("封禁结束时间") && zh.contains("分钟后"), "{zh}");
+        assert!(pages(Lang::En)[0].contains("The ban ends at"));
     }
 }

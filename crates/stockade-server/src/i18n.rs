@@ -1,7 +1,8 @@
 //! The console's languages: English and Simplified Chinese, one message catalogue each
 //! (`static/i18n/en.tsv`, `static/i18n/zh.tsv`, embedded at compile time: `key<TAB>text`
-//! per line), the language of a request (the `stockade_lang` cookie set by `/lang`, else
-//! `Accept-Language`, else English) and times in the console's time zone.
+//! per line), the language of a request (a signed-in user's stored choice, else the
+//! `stockade_lang` cookie set by `/lang`, else `Accept-Language`, else English) and times
+//! in the console's time zone.
 //!
 //! Invariants: both catalogues hold exactly the same keys (a unit test fails otherwise),
 //! so no page silently falls back to English; a key missing at run time shows as `??`
@@ -11,7 +12,7 @@
 use axum::http::{HeaderMap, header};
 use chrono::TimeZone;
 
-use crate::extract::cookie;
+use crate::extract::{Caller, cookie};
 
 /// The cookie holding the chosen language (`en` or `zh`).
 pub const LANG_COOKIE: &str = "stockade_lang";
@@ -81,6 +82,19 @@ impl Lang {
             }
         }
         best.map_or(Lang::En, |(_, l)| l)
+    }
+
+    /// The language of a permission-gated request: a signed-in user's stored choice
+    /// (`users.language`, set by the language switch), else [`Lang::of`] the request.
+    pub fn for_caller(caller: &Caller, headers: &HeaderMap) -> Lang {
+        match caller {
+            Caller::Session(s) => s
+                .language
+                .as_deref()
+                .and_then(Lang::parse)
+                .unwrap_or_else(|| Lang::of(headers)),
+            Caller::Key(_) => Lang::of(headers),
+        }
     }
 
     fn catalogue(self) -> &'static str {

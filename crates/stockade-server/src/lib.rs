@@ -47,6 +47,10 @@ pub mod api_stock;
 pub mod channel_live;
 pub mod server_timing;
 pub mod stock_actions;
+// Compliance page and report, per-user language, translated sign-in pages.
+pub mod compliance;
+pub mod console_compliance;
+pub mod frame;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

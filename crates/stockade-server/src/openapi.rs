@@ -55,6 +55,7 @@ use crate::{
         // Issue 17 inventory part.
         api_stock::list, api_stock::show, api_stock::adjust, api_stock::csv,
         stock_actions::api_import, stock_actions::api_discover,
+        crate::console_compliance::api,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -69,6 +70,7 @@ use crate::{
         (name = "orders", description = "Orders, their lines, history and stock movements; the audited reveal of buyer fields"),
         (name = "connections", description = "Marketplace connections: health, pause, resume, revoke"),
         (name = "stock", description = "Stock per SKU and channel, adjustments, CSV export"),
+        (name = "compliance", description = "Each policy clause with its verdict and live evidence"),
     ),
 )]
 #[derive(Debug)]

@@ -2,7 +2,10 @@
 //! each with its CSRF token. Every page is an askama template under `templates/`
 //! (extending `base.html`), so every value written into HTML is escaped; only the QR code's
 //! SVG, built here from the otpauth URI, is marked safe. Failures are [`AppError`]s, shown
-//! as pages by the front gate.
+//! as pages by the front gate. The sign-in pages (sign-in, code prompt, enrollment,
+//! recovery codes, lock, signed out) speak the request's language through
+//! [`crate::frame::Frame`]: every text, refusals included, comes from the catalogue; a
+//! full sign-in also writes the user's stored language into the browser's cookie.
 
 use askama::Template;
 use axum::Extension;
@@ -19,6 +22,8 @@ use crate::error::{AppError, render, sign_in_redirect};
 use crate::extract::{
     Caller, ClientIp, LOGIN_CSRF_COOKIE, MaybeSession, clear_session_cookie, qr_svg, session_cookie,
 };
+use crate::frame::Frame;
+use crate::i18n::{Lang, lang_cookie};
 use crate::state::AppState;
 
 type PageResult = Result<Response, AppError>;
@@ -48,11 +53,15 @@ fn random_token() -> String {
 #[derive(Template)]
 #[template(path = "sign_in.html")]
 struct SignInPage<'a> {
+    f: Frame,
     title: &'a str,
-    env_text: &'static str,
-    env_class: &'static str,
     message: Option<&'a str>,
     csrf: &'a str,
+}
+
+/// The frame of a sign-in page coming back to `here` after a language switch.
+fn frame(state: &AppState, headers: &HeaderMap, here: &'static str) -> Frame {
+    Frame::of(headers, state.access.environment(), Some(here))
 }
 
 fn login_page(
@@ -62,11 +71,10 @@ fn login_page(
     message: Option<&str>,
 ) -> Response {
     let csrf = random_token();
-    let (key, env_class) = crate::console::env_key(state.access.environment());
+    let f = frame(state, headers, "/login");
     let page = SignInPage {
-        title: "Sign in",
-        env_text: crate::i18n::Lang::of(headers).t(key),
-        env_class,
+        title: f.t("si.title"),
+        f,
         message,
         csrf: &csrf,
     };
@@ -98,23 +106,39 @@ fn signed_in_redirect(session: &NewSession, to: &str) -> Response {
     res
 }
 
-/// A failed step the page answers itself, with its form, the status and the message
-/// (`failed` names what is on that page: the API never says which factor was wrong, and
-/// neither do these); an internal failure is an [`AppError`].
+/// Signed in fully: the user's stored language (if any) becomes this browser's too, so
+/// the pages before and after a session speak it.
+async fn with_stored_language(
+    state: &AppState,
+    session: &NewSession,
+    mut res: Response,
+) -> Response {
+    match state.access.language(&session.user.id).await {
+        Ok(Some(code)) => {
+            if let Some(v) = Lang::parse(&code)
+                .and_then(|l| HeaderValue::from_str(&lang_cookie(l, !state.plain_http)).ok())
+            {
+                res.headers_mut().append(header::SET_COOKIE, v);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!("could not read the user's language: {e}"),
+    }
+    res
+}
+
+/// A failed step the page answers itself, with its form, the status and the message in
+/// `lang` (`failed` is the catalogue key of what is on that page: the API never says which
+/// factor was wrong, and neither do these); an internal failure is an [`AppError`].
 fn form_failure(
     e: LoginError,
+    lang: Lang,
     failed: &'static str,
 ) -> Result<(StatusCode, &'static str), AppError> {
     match e {
-        LoginError::Banned { .. } => Ok((
-            StatusCode::FORBIDDEN,
-            "This address is temporarily banned after repeated failures.",
-        )),
-        LoginError::Throttled { .. } => Ok((
-            StatusCode::TOO_MANY_REQUESTS,
-            "Too many failed attempts for this account. Wait a few minutes and try again.",
-        )),
-        LoginError::Failed => Ok((StatusCode::UNAUTHORIZED, failed)),
+        LoginError::Banned { .. } => Ok((StatusCode::FORBIDDEN, lang.t("si.banned"))),
+        LoginError::Throttled { .. } => Ok((StatusCode::TOO_MANY_REQUESTS, lang.t("si.throttled"))),
+        LoginError::Failed => Ok((StatusCode::UNAUTHORIZED, lang.t(failed))),
         e => Err(e.into()),
     }
 }
@@ -142,8 +166,7 @@ pub async fn login_submit(
         // The ban page says which address and until when.
         Err(LoginError::Banned { until }) => Err(AppError::Banned { until_s: until }),
         Err(e) => {
-            let (status, message) =
-                form_failure(e, "Sign-in failed. Check your email and password.")?;
+            let (status, message) = form_failure(e, Lang::of(&headers), "si.failed")?;
             Ok(login_page(&state, &headers, status, Some(message)))
         }
     }
@@ -153,6 +176,7 @@ pub async fn login_submit(
 #[derive(Template)]
 #[template(path = "code.html")]
 struct CodePage<'a> {
+    f: Frame,
     title: &'a str,
     intro: &'a str,
     /// The secret to enroll (enrollment only).
@@ -176,10 +200,11 @@ impl<'a> CodePage<'a> {
     }
 }
 
-fn mfa_page<'a>(csrf: &'a str) -> CodePage<'a> {
+fn mfa_page(csrf: &str, f: Frame) -> CodePage<'_> {
     CodePage {
-        title: "Two-step verification",
-        intro: "Enter the 6-digit code from your authenticator app.",
+        f,
+        title: f.t("mfa.title"),
+        intro: f.t("mfa.intro"),
         enrollment: None,
         message: None,
         action: "/mfa",
@@ -189,10 +214,11 @@ fn mfa_page<'a>(csrf: &'a str) -> CodePage<'a> {
     }
 }
 
-fn lock_page<'a>(csrf: &'a str) -> CodePage<'a> {
+fn lock_page(csrf: &str, f: Frame) -> CodePage<'_> {
     CodePage {
-        title: "Session locked",
-        intro: "The session was locked after a period of inactivity. Enter your password and the 6-digit code from your authenticator app to continue.",
+        f,
+        title: f.t("lock.title"),
+        intro: f.t("lock.intro"),
         enrollment: None,
         message: None,
         action: "/lock",
@@ -211,9 +237,13 @@ fn at_stage(session: Option<SessionView>, want: SessionState) -> Result<SessionV
     }
 }
 
-pub async fn mfa_form(Extension(MaybeSession(session)): Extension<MaybeSession>) -> Response {
+pub async fn mfa_form(
+    State(state): State<AppState>,
+    Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
+) -> Response {
     match at_stage(session, SessionState::NeedsCode) {
-        Ok(s) => mfa_page(&s.csrf).respond(StatusCode::OK, None),
+        Ok(s) => mfa_page(&s.csrf, frame(&state, &headers, "/mfa")).respond(StatusCode::OK, None),
         Err(r) => r.into_response(),
     }
 }
@@ -240,8 +270,10 @@ pub async fn mfa_submit(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> PageResult {
+    let f = frame(&state, &headers, "/mfa");
     let session = match at_stage(session, SessionState::NeedsCode) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
@@ -251,13 +283,10 @@ pub async fn mfa_submit(
         .submit_code(ip, &session, &factor_of(&form))
         .await
     {
-        Ok(s) => Ok(signed_in_redirect(&s, "/")),
+        Ok(s) => Ok(with_stored_language(&state, &s, signed_in_redirect(&s, "/")).await),
         Err(e) => {
-            let (status, message) = form_failure(
-                e,
-                "That code did not work. Enter the 6-digit code your authenticator app shows now, or one of your recovery codes.",
-            )?;
-            Ok(mfa_page(&session.csrf).respond(status, Some(message)))
+            let (status, message) = form_failure(e, f.lang, "mfa.failed")?;
+            Ok(mfa_page(&session.csrf, f).respond(status, Some(message)))
         }
     }
 }
@@ -265,6 +294,7 @@ pub async fn mfa_submit(
 async fn enroll_page(
     state: &AppState,
     session: &SessionView,
+    f: Frame,
     status: StatusCode,
     message: Option<&str>,
 ) -> PageResult {
@@ -274,8 +304,9 @@ async fn enroll_page(
         Err(_) => return Ok(Redirect::to("/login").into_response()),
     };
     let page = CodePage {
-        title: "Set up two-step verification",
-        intro: "Two-step verification is required. Scan this code with an authenticator app (or enter the key by hand), then type the 6-digit code it shows.",
+        f,
+        title: f.t("enroll.title"),
+        intro: f.t("enroll.intro"),
         enrollment: Some(Enrollment {
             qr_svg: qr_svg(&e.otpauth_uri),
             secret: &e.secret_base32,
@@ -293,9 +324,11 @@ async fn enroll_page(
 pub async fn enroll_form(
     State(state): State<AppState>,
     Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
 ) -> PageResult {
+    let f = frame(&state, &headers, "/mfa/enroll");
     match at_stage(session, SessionState::NeedsEnrollment) {
-        Ok(s) => enroll_page(&state, &s, StatusCode::OK, None).await,
+        Ok(s) => enroll_page(&state, &s, f, StatusCode::OK, None).await,
         Err(r) => Ok(r.into_response()),
     }
 }
@@ -303,6 +336,7 @@ pub async fn enroll_form(
 #[derive(Template)]
 #[template(path = "recovery_codes.html")]
 struct RecoveryCodesPage<'a> {
+    f: Frame,
     title: &'a str,
     codes: &'a [zeroize::Zeroizing<String>],
 }
@@ -311,8 +345,10 @@ pub async fn enroll_submit(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> PageResult {
+    let f = frame(&state, &headers, "/mfa/enroll");
     let session = match at_stage(session, SessionState::NeedsEnrollment) {
         Ok(s) => s,
         Err(r) => return Ok(r.into_response()),
@@ -320,8 +356,11 @@ pub async fn enroll_submit(
     let code = SecretString::from(form.code.trim().to_owned());
     match state.access.confirm_enrollment(ip, &session, &code).await {
         Ok((s, codes)) => {
+            // No language switch here: the codes are shown once.
+            let f = Frame { here: None, ..f };
             let page = RecoveryCodesPage {
-                title: "Recovery codes",
+                f,
+                title: f.t("rc.title"),
                 codes: &codes,
             };
             let mut res = render(StatusCode::OK, &page);
@@ -331,11 +370,8 @@ pub async fn enroll_submit(
         }
         Err(e) => {
             // The same QR code and key again: the pending secret is kept until confirmed.
-            let (status, message) = form_failure(
-                e,
-                "That code did not match. Type the 6-digit code your authenticator app shows for this key now (it changes every 30 seconds).",
-            )?;
-            enroll_page(&state, &session, status, Some(message)).await
+            let (status, message) = form_failure(e, f.lang, "enroll.failed")?;
+            enroll_page(&state, &session, f, status, Some(message)).await
         }
     }
 }
@@ -345,9 +381,15 @@ fn lockable(s: &SessionView) -> bool {
     matches!(s.state, SessionState::Locked | SessionState::Active)
 }
 
-pub async fn lock_form(Extension(MaybeSession(session)): Extension<MaybeSession>) -> Response {
+pub async fn lock_form(
+    State(state): State<AppState>,
+    Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
+) -> Response {
     match session {
-        Some(s) if lockable(&s) => lock_page(&s.csrf).respond(StatusCode::OK, None),
+        Some(s) if lockable(&s) => {
+            lock_page(&s.csrf, frame(&state, &headers, "/lock")).respond(StatusCode::OK, None)
+        }
         s => sign_in_redirect(s.map(|s| s.state)).into_response(),
     }
 }
@@ -356,8 +398,10 @@ pub async fn lock_submit(
     State(state): State<AppState>,
     Extension(ClientIp(ip)): Extension<ClientIp>,
     Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> PageResult {
+    let f = frame(&state, &headers, "/lock");
     let Some(session) = session.filter(lockable) else {
         return Ok(Redirect::to("/login").into_response());
     };
@@ -367,13 +411,10 @@ pub async fn lock_submit(
         .unlock(ip, &session, &password, &factor_of(&form))
         .await
     {
-        Ok(s) => Ok(signed_in_redirect(&s, "/")),
+        Ok(s) => Ok(with_stored_language(&state, &s, signed_in_redirect(&s, "/")).await),
         Err(e) => {
-            let (status, message) = form_failure(
-                e,
-                "Unlock failed. Check your password and the 6-digit code from your authenticator app (or a recovery code).",
-            )?;
-            Ok(lock_page(&session.csrf).respond(status, Some(message)))
+            let (status, message) = form_failure(e, f.lang, "lock.failed")?;
+            Ok(lock_page(&session.csrf, f).respond(status, Some(message)))
         }
     }
 }
@@ -381,20 +422,24 @@ pub async fn lock_submit(
 #[derive(Template)]
 #[template(path = "signed_out.html")]
 struct SignedOutPage<'a> {
+    f: Frame,
     title: &'a str,
 }
 
 pub async fn logout(
     State(state): State<AppState>,
     Extension(MaybeSession(session)): Extension<MaybeSession>,
+    headers: HeaderMap,
 ) -> PageResult {
     if let Some(s) = session {
         state.access.logout(&s).await?;
     }
+    let f = frame(&state, &headers, "/login");
     let mut res = render(
         StatusCode::OK,
         &SignedOutPage {
-            title: "Signed out",
+            f,
+            title: f.t("so.title"),
         },
     );
     res.headers_mut()
@@ -463,10 +508,11 @@ mod tests {
     #[test]
     fn the_code_form_has_the_fields_of_its_page() {
         let page = |p: CodePage<'_>| p.render().unwrap();
-        let mfa = page(mfa_page("tok"));
+        let f = Frame::new(Lang::En, stockade_core::Environment::Dev, Some("/mfa"));
+        let mfa = page(mfa_page("tok", f));
         assert!(mfa.contains("name=\"csrf\" value=\"tok\""), "{mfa}");
         assert!(mfa.contains("name=\"recovery_code\"") && !mfa.contains("name=\"password\""));
-        let lock = page(lock_page("tok"));
+        let lock = page(lock_page("tok", f));
         assert!(lock.contains("name=\"recovery_code\"") && lock.contains("name=\"password\""));
         assert!(lock.contains("action=\"/lock\""));
     }

@@ -40,7 +40,10 @@ use crate::extract::{
     SESSION_COOKIE, cookie,
 };
 use crate::state::AppState;
-use crate::{api, api_workflows as wf, console, hooks, metrics, openapi, pages, workflow_hooks};
+use crate::{
+    api, api_workflows as wf, console, console_compliance, hooks, metrics, openapi, pages,
+    workflow_hooks,
+};
 use crate::{api_orders, console_orders};
 use crate::{api_alerts, console_alerts, console_workflows as cw};
 // Connections and Security (issue 17, ops).
@@ -423,6 +426,13 @@ pub const ROUTES: &[RouteSpec] = &[
         "/inventory/discover",
         Gate::Needs(Permission::ManageSync),
     ),
+    // Compliance (admin, auditor: the audit permission).
+    r("GET", "/compliance", Gate::Needs(Permission::ViewAudit)),
+    r(
+        "GET",
+        "/api/v1/compliance",
+        Gate::Needs(Permission::ViewAudit),
+    ),
 ];
 
 pub fn spec_for(method: &Method, path: &str) -> Option<&'static RouteSpec> {
@@ -579,6 +589,8 @@ pub fn router(state: AppState) -> Router {
             "/inventory/discover",
             post(crate::stock_actions::discover_form),
         )
+        .route("/compliance", get(console_compliance::page))
+        .route("/api/v1/compliance", get(console_compliance::api))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             route_gate,
@@ -667,6 +679,7 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
     };
     let kind = RouteKind::of(req.uri().path());
     let htmx = req.headers().contains_key(HX_REQUEST);
+    let lang = crate::i18n::Lang::of(req.headers());
     let res = match admit(&state, &req, ip) {
         Ok(()) => {
             req.extensions_mut().insert(ClientIp(ip));
@@ -675,7 +688,10 @@ pub async fn front_gate(State(state): State<AppState>, mut req: Request, next: N
         Err(e) => e.into_response(),
     };
     let res = match res.extensions().get::<AppError>() {
-        Some(e) if kind == RouteKind::Page => e.page(ip),
+        Some(e) if kind == RouteKind::Page => {
+            let frame = crate::frame::Frame::new(lang, state.access.environment(), None);
+            e.page(ip, frame, state.console.timezone)
+        }
         _ => res,
     };
     if htmx { whole_page_redirect(res) } else { res }
@@ -851,6 +867,10 @@ pub async fn route_gate(
             let session = session_of(&state, req.headers()).await?;
             if is_unsafe(req.method()) {
                 let Some(s) = &session else {
+                    // The API answers its JSON 401; a page goes to the sign-in page.
+                    if RouteKind::of(spec.path) == RouteKind::Json {
+                        return Err(AppError::SignIn(None));
+                    }
                     return Ok(Redirect::to("/login").into_response());
                 };
                 req = check_csrf(req, &s.csrf).await?;

@@ -30,6 +30,8 @@ pub struct AppState {
     pub hook_stats: Arc<crate::hook_stats::HookStats>,
     /// Each channel's push lag and rate-limit state for the overview; `None`: not shown.
     pub channels: Option<Arc<dyn crate::channel_live::ChannelLive>>,
+    /// Gathers the compliance report (`/compliance`); `None` answers it 503.
+    pub compliance: Option<Arc<dyn crate::compliance::ComplianceSource>>,
 }
 
 /// What a test message to an alert channel came to.
@@ -93,6 +95,7 @@ impl std::fmt::Debug for AppState {
             .field("metrics", &self.metrics.as_ref().map(|_| "on"))
             .field("alert_test", &self.alert_test.as_ref().map(|_| "on"))
             .field("channels", &self.channels.as_ref().map(|_| "on"))
+            .field("compliance", &self.compliance.as_ref().map(|_| "on"))
             .finish_non_exhaustive()
     }
 }

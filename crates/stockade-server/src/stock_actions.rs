@@ -113,7 +113,7 @@ pub async fn api_import(
     headers: HeaderMap,
     body: String,
 ) -> Result<Json<ImportAnswer>, AppError> {
-    let r = import(&state, &caller, Lang::of(&headers), &body).await?;
+    let r = import(&state, &caller, Lang::for_caller(&caller, &headers), &body).await?;
     Ok(Json(ImportAnswer {
         skus: r.skus,
         listings: r.listings,
@@ -173,7 +173,7 @@ pub async fn api_discover(
         take_quantity: b.take_quantity,
         dry_run: b.dry_run,
     };
-    let report = discover(&state, &caller, Lang::of(&headers), &b.connection, opts).await?;
+    let report = discover(&state, &caller, Lang::for_caller(&caller, &headers), &b.connection, opts).await?;
     Ok(Json(DiscoverAnswer { report }))
 }
 

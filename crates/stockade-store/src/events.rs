@@ -142,6 +142,16 @@ impl Store {
         .await
     }
 
+    /// How many events of `source` and `kind` happened at or after `since_ms` (e.g. the
+    /// egress gateway's blocked requests, for the compliance report).
+    pub async fn count_events_since(&self, source: &str, kind: &str, since_ms: i64) -> Result<i64> {
+        self.count(
+            "SELECT COUNT(*) FROM events WHERE source = $1 AND kind = $2 AND at_ms >= $3",
+            sql_params![source, kind, since_ms],
+        )
+        .await
+    }
+
     /// The id of the newest sync event about `connection`, if any.
     pub async fn last_connection_event(&self, connection: &str) -> Result<Option<i64>> {
         let id = self.query_one_as(

@@ -103,6 +103,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0014_sku_low_stock_threshold.sql"),
         postgres: include_str!("../migrations/postgres/0014_sku_low_stock_threshold.sql"),
     },
+    Migration {
+        version: 15,
+        name: "user_language",
+        sqlite: include_str!("../migrations/sqlite/0015_user_language.sql"),
+        postgres: include_str!("../migrations/postgres/0015_user_language.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -75,6 +75,33 @@ pub async fn oversold_units(store: &Store) -> Result<i64> {
     Ok(store.count(OVERSOLD, vec![]).await?)
 }
 
+/// A buyer field that is not a vault field ciphertext (format byte `0x01`, at least
+/// header and tag long: 37 bytes). `$1` is the one byte `0x01`, bound so the statement is
+/// the same on both backends.
+const UNSEALED_FIELD: &str = "(length(F) < 37 OR substr(F, 1, 1) <> $1)";
+const PII_ORDERS: &str = "SELECT COUNT(*) FROM orders WHERE pii_deleted_at_ms IS NULL
+     AND (buyer_name IS NOT NULL OR buyer_email IS NOT NULL OR buyer_phone IS NOT NULL OR buyer_address IS NOT NULL)";
+
+/// Orders holding buyer fields, and how many of them hold a field that is not sealed
+/// (not a vault ciphertext) — the compliance report's encryption-at-rest evidence.
+pub async fn pii_sealing(store: &Store) -> Result<(i64, i64)> {
+    static UNSEALED: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+    let unsealed_sql = UNSEALED.get_or_init(|| {
+        let cond: Vec<String> = ["buyer_name", "buyer_email", "buyer_phone", "buyer_address"]
+            .iter()
+            .map(|c| format!("({c} IS NOT NULL AND {})", UNSEALED_FIELD.replace('F', c)))
+            .collect();
+        let sql = format!(
+            "SELECT COUNT(*) FROM orders WHERE pii_deleted_at_ms IS NULL AND ({})",
+            cond.join(" OR ")
+        );
+        Box::leak(sql.into_boxed_str())
+    });
+    let with_pii = store.count(PII_ORDERS, vec![]).await?;
+    let unsealed = store.count(unsealed_sql, sql_params![vec![1u8]]).await?;
+    Ok((with_pii, unsealed))
+}
+
 /// SKUs with at most some units available.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LowStock {

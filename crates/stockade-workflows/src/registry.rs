@@ -411,6 +411,19 @@ pub async fn set_enabled(store: &Store, actor: &Actor, name: &str, enabled: bool
     Ok(true)
 }
 
+/// Active workflow versions, and how many of them no second person approved (for the
+/// compliance report's four-eyes clause; in dev and staging versions activate unapproved).
+pub async fn review_counts(store: &Store) -> Result<(i64, i64)> {
+    let row: Option<(i64, i64)> = store
+        .query_one_as(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN approved_by IS NULL THEN 1 ELSE 0 END), 0)
+             FROM workflow_versions WHERE state = 'active'",
+            vec![],
+        )
+        .await?;
+    Ok(row.unwrap_or((0, 0)))
+}
+
 /// Every workflow, by name.
 pub async fn workflows(store: &Store) -> Result<Vec<WorkflowRow>> {
     Ok(store

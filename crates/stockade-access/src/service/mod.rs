@@ -21,6 +21,7 @@
 
 mod api_keys;
 mod bans;
+mod language;
 mod mfa;
 mod sessions;
 mod signin;
@@ -116,6 +117,8 @@ pub enum AccessError {
     DevOnly(&'static str),
     #[error("no session in force with this id")]
     SessionNotFound,
+    #[error("a language is a code such as `en` or `zh`")]
+    BadLanguage,
 }
 
 pub type Result<T, E = AccessError> = std::result::Result<T, E>;

@@ -74,6 +74,8 @@ pub struct SessionView {
     pub created_at_ms: i64,
     pub last_seen_ms: i64,
     pub expires_at_ms: i64,
+    /// The console language the user chose (`en`, `zh`), if any (`users.language`).
+    pub language: Option<String>,
 }
 
 // The CSRF token is a credential: not printed.
@@ -163,11 +165,11 @@ impl Access {
             return Ok(None);
         }
         let id_hash = sha256_hex(token.as_bytes());
-        let Some((user, stage, csrf, created_at_ms, last_seen_ms, expires_at_ms)) = self
+        let Some((user, language, stage, csrf, created_at_ms, (last_seen_ms, expires_at_ms))) = self
             .store
-            .query_one_as::<(UserInfo, String, String, i64, i64, i64)>(
+            .query_one_as::<(UserInfo, Option<String>, String, String, i64, (i64, i64))>(
                 "SELECT u.id, u.email, u.role, u.disabled, u.mfa_enrolled_at_ms, u.created_at_ms,
-                        s.stage, s.csrf, s.created_at_ms, s.last_seen_ms, s.expires_at_ms
+                        u.language, s.stage, s.csrf, s.created_at_ms, s.last_seen_ms, s.expires_at_ms
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.id_hash = $1",
                 sql_params![id_hash.clone()],
             )
@@ -196,6 +198,7 @@ impl Access {
             created_at_ms,
             last_seen_ms,
             expires_at_ms,
+            language,
         }))
     }
 

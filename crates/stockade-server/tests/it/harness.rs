@@ -142,6 +142,7 @@ impl TestServer {
             alert_test: None,
             hook_stats: Default::default(),
             channels: None,
+            compliance: None,
         };
         let serve_options = ServeOptions {
             listen: "127.0.0.1:0".parse().unwrap(),

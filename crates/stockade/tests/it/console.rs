@@ -46,7 +46,7 @@ fn visible_text(html: &str) -> String {
 /// English catalogue texts a Chinese page may still show: codes and proper names.
 const SAME_IN_BOTH: &[&str] = &["Stockade", "SKU", "CSV"];
 
-pub(crate) fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
+pub fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     let zh_text = visible_text(zh_page);
     let en_text = visible_text(en_page);
     let en = catalogue(EN);
@@ -69,12 +69,7 @@ pub(crate) fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     assert!(en_page.contains("lang=\"en\""), "{path}");
 }
 
-pub(crate) async fn get(
-    server: &Server,
-    auth: &Auth,
-    path: &str,
-    lang: &str,
-) -> (StatusCode, String) {
+pub async fn get(server: &Server, auth: &Auth, path: &str, lang: &str) -> (StatusCode, String) {
     let res = auth
         .apply(server.client.get(server.url(path)))
         .header("accept-language", lang)
@@ -84,7 +79,7 @@ pub(crate) async fn get(
     (res.status(), res.text().await.unwrap())
 }
 
-pub(crate) async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
+pub async fn post_form(server: &Server, auth: &Auth, path: &str, body: &str) -> StatusCode {
     let csrf = match auth {
         Auth::Cookie { csrf, .. } => csrf.clone(),
         _ => String::new(),
@@ -289,7 +284,7 @@ async fn console_pages(sb: Sandbox) {
 }
 
 /// Sign in through the pages and enroll TOTP (the code from `oathtool`).
-pub(crate) async fn browser_sign_in(b: &Browser, server: &Server, email: &str) {
+pub async fn browser_sign_in(b: &Browser, server: &Server, email: &str) {
     b.goto(&server.url("/login")).await;
     b.fill("#email", email).await;
     b.fill("#password", PASSWORD).await;
@@ -302,7 +297,7 @@ pub(crate) async fn browser_sign_in(b: &Browser, server: &Server, email: &str) {
 }
 
 /// Both widths of one page.
-pub(crate) async fn shoot(b: &Browser, server: &Server, path: &str, name: &str) {
+pub async fn shoot(b: &Browser, server: &Server, path: &str, name: &str) {
     let shots = screenshot_dir();
     for (w, h) in [(1366, 768), (360, 740)] {
         b.set_size(w, h).await;

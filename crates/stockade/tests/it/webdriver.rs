@@ -236,6 +236,13 @@ impl Browser {
             .to_owned()
     }
 
+    /// Run an asynchronous script in the page (its last argument is the callback) and
+    /// return what it passed to the callback.
+    pub async fn execute_async(&self, script: &str) -> Value {
+        self.post("/execute/async", json!({"script": script, "args": []}))
+            .await
+    }
+
     /// Resize the window (the screenshots' laptop and phone widths).
     pub async fn set_size(&self, width: u32, height: u32) {
         self.post("/window/rect", json!({"width": width, "height": height}))

@@ -1,0 +1,429 @@
+//! The compliance report's evidence: each clause of the company's security policy
+//! (`DESIGN.md` §1 maps them) checked against the running system and its configuration.
+//! The console's Compliance page and `GET /api/v1/compliance` render what [`Compliance`]
+//! gathers (through [`stockade_server::compliance::ComplianceSource`]); the CLI's
+//! `stockade compliance report` can build one from [`Settings`] and an [`Access`] too.
+//!
+//! Invariants: every clause gets exactly one verdict from its evidence, taken at call
+//! time from the database (users, orders' buyer fields, the audit chain, bans, blocked
+//! egress, workflow approvals) and from the configuration this process runs with
+//! (password rule, idle lock, ban policy, TLS, allowlist, alert channels); a clause whose
+//! evidence is not in this process says "cannot check here" — none passes by default.
+//! Evidence holds counts, settings, dates and hashes: no secret and no personal data.
+
+mod cert;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use stockade_access::Access;
+use stockade_core::{Environment, time::now_ms};
+use stockade_server::compliance::{Arg, Check, ComplianceSource, Evidence, Report, Verdict};
+use stockade_store::Store;
+
+use crate::settings::Settings;
+
+pub use cert::validity as certificate_validity;
+
+/// What the served TLS looks like.
+#[derive(Debug, Clone)]
+pub enum TlsFacts {
+    /// Plain HTTP on loopback behind a reverse proxy (the proxy terminates TLS).
+    PlainHttp,
+    /// TLS 1.2/1.3 by rustls with this certificate (DER, when known) — the generated
+    /// development certificate or a configured one.
+    Served {
+        cert: Option<Vec<u8>>,
+        development: bool,
+    },
+}
+
+/// The configuration the evidence is compared with (copied from [`Settings`]).
+#[derive(Debug, Clone)]
+struct ConfigFacts {
+    env: Environment,
+    require_mix: bool,
+    idle_timeout_s: i64,
+    /// maxretry, bantime (s), findtime (s) of the interactive jail.
+    ban: (u32, i64, i64),
+    tls: TlsFacts,
+    allowed_hosts: Vec<String>,
+    /// The configured alert channels' names.
+    alert_channels: Vec<String>,
+    data_dir: PathBuf,
+}
+
+/// The policy's idle lock: at most 15 minutes.
+pub const MAX_IDLE_MIN: i64 = 15;
+/// Blocked outbound requests are counted over this window.
+const BLOCKED_WINDOW_MS: i64 = 30 * 86_400_000;
+
+/// Gathers the compliance report of one environment.
+pub struct Compliance {
+    access: Arc<Access>,
+    facts: ConfigFacts,
+}
+
+impl std::fmt::Debug for Compliance {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compliance")
+            .field("env", &self.facts.env)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Compliance {
+    pub fn new(settings: &Settings, access: Arc<Access>, tls: TlsFacts) -> Compliance {
+        let env = access.environment();
+        let config = access.config();
+        let allowed_hosts = settings.egress_config(env).allowed_hosts;
+        Compliance {
+            facts: ConfigFacts {
+                env,
+                require_mix: config.password_policy.require_mix,
+                idle_timeout_s: config.idle_timeout_s,
+                ban: (config.ban.maxretry, config.ban.bantime, config.ban.findtime),
+                tls,
+                allowed_hosts,
+                alert_channels: settings
+                    .alerts
+                    .channels
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                data_dir: settings.data_dir.clone(),
+            },
+            access,
+        }
+    }
+
+    /// The report, gathered now.
+    pub async fn report(&self) -> Result<Report, String> {
+        let store = self.access.store();
+        let now = now_ms();
+        let checks = vec![
+            self.mfa().await?,
+            self.password(),
+            self.idle_lock(),
+            self.tls(now),
+            pii(store).await?,
+            audit(store).await?,
+            self.bans().await?,
+            self.egress(store, now).await?,
+            self.review(store).await?,
+            self.isolation(store),
+            self.alerts(store).await?,
+            later("backups", "000 §4"),
+            later("incident", "000 §5, 001 §5, 002 §III"),
+            later("retention", "002 §I"),
+            later("mirror", "000 §3, 001 §3"),
+            Check {
+                id: "host",
+                policy: "000 §2, 001 §2, 002 §III",
+                verdict: Verdict::CannotCheck,
+                evidence: vec![ev("host_later", vec![])],
+            },
+        ];
+        Ok(Report {
+            generated_at_ms: now,
+            environment: self.facts.env,
+            checks,
+        })
+    }
+
+    async fn mfa(&self) -> Result<Check, String> {
+        let users = self.access.users().await.map_err(|e| e.to_string())?;
+        let active: Vec<_> = users.iter().filter(|u| !u.disabled).collect();
+        let enrolled = active.iter().filter(|u| u.mfa_enrolled).count();
+        let total = active.len();
+        let missing = total - enrolled;
+        let (verdict, mut evidence) = if total == 0 {
+            (Verdict::NotApplicable, vec![ev("no_users", vec![])])
+        } else {
+            let counts = vec![count(enrolled), count(total)];
+            let v = if missing == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            };
+            (v, vec![ev("mfa_users", counts)])
+        };
+        if missing > 0 {
+            evidence.push(ev("mfa_missing", vec![count(missing)]));
+        }
+        evidence.push(ev("mfa_signin", vec![]));
+        Ok(check("mfa", "002 §II", verdict, evidence))
+    }
+
+    fn password(&self) -> Check {
+        let min = stockade_access::password::MIN_LEN;
+        let max = stockade_access::password::MAX_LEN;
+        let mut evidence = vec![ev("pw_min", vec![count(min), count(max)])];
+        let ok = min >= 12 && self.facts.require_mix;
+        evidence.push(if self.facts.require_mix {
+            ev("pw_mix_on", vec![])
+        } else {
+            ev("pw_mix_off", vec![])
+        });
+        check("password", "002 §II", pass_if(ok), evidence)
+    }
+
+    fn idle_lock(&self) -> Check {
+        let minutes = (self.facts.idle_timeout_s + 59) / 60;
+        let evidence = vec![ev("idle", vec![count(minutes), count(MAX_IDLE_MIN)])];
+        let ok = self.facts.idle_timeout_s <= MAX_IDLE_MIN * 60;
+        check("idle_lock", "002 §III", pass_if(ok), evidence)
+    }
+
+    fn tls(&self, now: i64) -> Check {
+        let policy = "000 §4, 001 §4, 002 §I";
+        let (cert, development) = match &self.facts.tls {
+            TlsFacts::PlainHttp => {
+                let evidence = vec![ev("tls_plain", vec![]), ev("tls_egress", vec![])];
+                return check("tls", policy, Verdict::CannotCheck, evidence);
+            }
+            TlsFacts::Served { cert, development } => (cert, *development),
+        };
+        let mut evidence = vec![ev("tls_versions", vec![])];
+        let mut ok = true;
+        match cert.as_deref().and_then(cert::validity) {
+            Some((from, to)) => {
+                evidence.push(ev("tls_cert", vec![Arg::Time(from), Arg::Time(to)]));
+                if now < from || now >= to {
+                    ok = false;
+                    evidence.push(ev("tls_cert_expired", vec![]));
+                }
+            }
+            None => evidence.push(ev("tls_cert_unknown", vec![])),
+        }
+        if development {
+            evidence.push(ev("tls_dev_cert", vec![]));
+            // A generated certificate nobody was told to trust is no TLS policy for prod.
+            ok &= !self.facts.env.is_production();
+        }
+        evidence.push(ev("tls_egress", vec![]));
+        check("tls", policy, pass_if(ok), evidence)
+    }
+
+    async fn bans(&self) -> Result<Check, String> {
+        let (maxretry, bantime, findtime) = self.facts.ban;
+        let active = self.access.bans(false).await.map_err(|e| e.to_string())?;
+        let evidence = vec![
+            ev(
+                "ban_policy",
+                vec![
+                    count(maxretry),
+                    count((bantime + 59) / 60),
+                    count((findtime + 59) / 60),
+                ],
+            ),
+            ev("bans_active", vec![count(active.len())]),
+        ];
+        // A ban guard that never bans (no retries counted) enforces nothing.
+        let ok = maxretry > 0 && bantime > 0;
+        Ok(check("bans", "001 §2", pass_if(ok), evidence))
+    }
+
+    async fn egress(&self, store: &Store, now: i64) -> Result<Check, String> {
+        let blocked = store
+            .count_events_since("egress", "blocked", now - BLOCKED_WINDOW_MS)
+            .await
+            .map_err(|e| e.to_string())?;
+        let hosts = &self.facts.allowed_hosts;
+        let shown = hosts
+            .iter()
+            .take(12)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        let shown = if hosts.len() > 12 {
+            format!("{shown}, …")
+        } else {
+            shown
+        };
+        let evidence = vec![
+            ev("egress_allow", vec![count(hosts.len()), Arg::Text(shown)]),
+            ev("egress_blocked", vec![Arg::Count(blocked)]),
+            ev("egress_alerts", vec![]),
+        ];
+        // The gateway is the only client and refuses every host off the list.
+        Ok(check(
+            "egress",
+            "000 §2, 000 §3, 000 §4",
+            Verdict::Pass,
+            evidence,
+        ))
+    }
+
+    async fn review(&self, store: &Store) -> Result<Check, String> {
+        let (active, unapproved) = stockade_workflows::registry::review_counts(store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut evidence = vec![ev(
+            "review_counts",
+            vec![Arg::Count(active), Arg::Count(unapproved)],
+        )];
+        let verdict = if self.facts.env.is_production() {
+            evidence.push(ev("review_prod", vec![]));
+            pass_if(unapproved == 0)
+        } else {
+            let env = Arg::Text(self.facts.env.as_str().to_owned());
+            evidence.push(ev("review_not_prod", vec![env]));
+            Verdict::NotApplicable
+        };
+        Ok(check("review", "000 §5", verdict, evidence))
+    }
+
+    fn isolation(&self, store: &Store) -> Check {
+        let process = self.facts.env;
+        let database = store.environment();
+        let text = |e: Environment| Arg::Text(e.as_str().to_owned());
+        let mut evidence = vec![
+            ev("env_process", vec![text(process)]),
+            ev("env_database", vec![text(database)]),
+        ];
+        let mark = data_dir_environment(&self.facts.data_dir);
+        let mark_ok = match &mark {
+            Some(env) => {
+                evidence.push(ev("env_data_dir", vec![Arg::Text(env.clone())]));
+                env == process.as_str()
+            }
+            None => {
+                evidence.push(ev("env_data_dir_none", vec![]));
+                true
+            }
+        };
+        evidence.push(ev("env_keys", vec![]));
+        let ok = process == database && mark_ok;
+        check(
+            "isolation",
+            "000 §2, 001 §2, 002 §III",
+            pass_if(ok),
+            evidence,
+        )
+    }
+
+    /// Alert channels configured, and whether each delivers now (its status row).
+    async fn alerts(&self, store: &Store) -> Result<Check, String> {
+        let names = &self.facts.alert_channels;
+        if names.is_empty() {
+            let evidence = vec![ev("alert_none", vec![])];
+            return Ok(check("alerts", "000 §3, 001 §3", Verdict::Fail, evidence));
+        }
+        let statuses = stockade_alerts::channel_statuses(store)
+            .await
+            .map_err(|e| e.to_string())?;
+        let down = statuses
+            .iter()
+            .filter(|s| names.contains(&s.name))
+            .filter(|s| matches!(s.status.as_str(), "misconfigured" | "failing"))
+            .count();
+        let mut evidence = vec![ev("alert_channels", vec![count(names.len())])];
+        if down > 0 {
+            evidence.push(ev("alert_not_delivering", vec![count(down)]));
+        }
+        Ok(check(
+            "alerts",
+            "000 §3, 001 §3",
+            pass_if(down == 0),
+            evidence,
+        ))
+    }
+}
+
+async fn pii(store: &Store) -> Result<Check, String> {
+    let (with_pii, unsealed) = stockade_sync::stats::pii_sealing(store)
+        .await
+        .map_err(|e| e.to_string())?;
+    let (verdict, mut evidence) = if with_pii == 0 {
+        (Verdict::NotApplicable, vec![ev("pii_none", vec![])])
+    } else {
+        let sealed = with_pii - unsealed;
+        (
+            pass_if(unsealed == 0),
+            vec![ev(
+                "pii_sealed",
+                vec![Arg::Count(sealed), Arg::Count(with_pii)],
+            )],
+        )
+    };
+    if unsealed > 0 {
+        evidence.push(ev("pii_unsealed", vec![Arg::Count(unsealed)]));
+    }
+    Ok(check("pii", "002 §I", verdict, evidence))
+}
+
+async fn audit(store: &Store) -> Result<Check, String> {
+    let report = store.verify_audit(None).await.map_err(|e| e.to_string())?;
+    let policy = "000 §3, 001 §3";
+    if let Some(problem) = report.problem {
+        let evidence = vec![ev("audit_broken", vec![Arg::Text(problem.to_string())])];
+        return Ok(check("audit", policy, Verdict::Fail, evidence));
+    }
+    let Some((seq, hash)) = report.head else {
+        return Ok(check(
+            "audit",
+            policy,
+            Verdict::Pass,
+            vec![ev("audit_empty", vec![])],
+        ));
+    };
+    let rows = i64::try_from(report.rows_checked).unwrap_or(i64::MAX);
+    let evidence = vec![ev(
+        "audit_ok",
+        vec![
+            Arg::Count(rows),
+            Arg::Count(seq),
+            Arg::Text(hex::encode(hash)),
+        ],
+    )];
+    Ok(check("audit", policy, Verdict::Pass, evidence))
+}
+
+/// The environment named by the data directory's audit head mark (`env=` line), if the
+/// mark exists.
+fn data_dir_environment(data_dir: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(data_dir.join(stockade_vault::HEAD_FILE)).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("env="))
+        .map(|e| e.trim().to_owned())
+}
+
+/// A clause whose evidence arrives with the operations work.
+fn later(id: &'static str, policy: &'static str) -> Check {
+    check(id, policy, Verdict::CannotCheck, vec![ev("later", vec![])])
+}
+
+fn check(
+    id: &'static str,
+    policy: &'static str,
+    verdict: Verdict,
+    evidence: Vec<Evidence>,
+) -> Check {
+    Check {
+        id,
+        policy,
+        verdict,
+        evidence,
+    }
+}
+
+fn ev(key: &'static str, args: Vec<Arg>) -> Evidence {
+    Evidence::new(key, args)
+}
+
+fn count(n: impl TryInto<i64>) -> Arg {
+    Arg::Count(n.try_into().unwrap_or(i64::MAX))
+}
+
+fn pass_if(ok: bool) -> Verdict {
+    if ok { Verdict::Pass } else { Verdict::Fail }
+}
+
+impl ComplianceSource for Compliance {
+    fn report(&self) -> Pin<Box<dyn Future<Output = Result<Report, String>> + Send + '_>> {
+        Box::pin(Compliance::report(self))
+    }
+}

@@ -1,0 +1,204 @@
+//! The Compliance page (`/compliance`) and `GET /api/v1/compliance`: each clause of the
+//! company's security policy with its verdict and live evidence, for administrators and
+//! auditors (the audit permission).
+//!
+//! Invariants: both only render the [`Report`] the process's [`ComplianceSource`] gathers
+//! at request time (no evidence is computed here, so the CLI's report says the same); a
+//! process without a source answers 503, never an empty or passing report. Texts come
+//! from the catalogue in the caller's language; times are shown in the console's zone on
+//! the page and in UTC (RFC 3339) in JSON.
+
+use askama::Template;
+use axum::Extension;
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::api_types::ErrorBody;
+use crate::compliance::{Check, Report, Verdict};
+use crate::console::Chrome;
+use crate::error::{AppError, render};
+use crate::extract::Caller;
+use crate::i18n::Lang;
+use crate::state::AppState;
+
+async fn gather(state: &AppState) -> Result<Report, AppError> {
+    let Some(source) = &state.compliance else {
+        return Err(AppError::refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this process gathers no compliance evidence; ask the server that serves the console",
+        ));
+    };
+    source.report().await.map_err(AppError::internal)
+}
+
+#[derive(Template)]
+#[template(path = "compliance.html")]
+struct CompliancePage {
+    c: Chrome,
+    report: Report,
+    summary: [usize; 4],
+}
+
+impl CompliancePage {
+    fn verdict_text(&self, v: &Verdict) -> &'static str {
+        self.c.t(&format!("cp.v.{}", v.code()))
+    }
+    fn evidence(&self, check: &Check) -> Vec<String> {
+        check
+            .evidence
+            .iter()
+            .map(|e| e.text(self.c.lang, self.c.tz))
+            .collect()
+    }
+    fn title(&self, check: &Check) -> &'static str {
+        check.title(self.c.lang)
+    }
+    fn count(&self, i: usize) -> usize {
+        self.summary.get(i).copied().unwrap_or(0)
+    }
+}
+
+/// The Compliance page.
+pub async fn page(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let c = Chrome::new(
+        &state,
+        &caller,
+        &headers,
+        "compliance",
+        "/compliance".into(),
+    );
+    let report = gather(&state).await?;
+    let summary = report.summary();
+    Ok(render(
+        StatusCode::OK,
+        &CompliancePage { c, report, summary },
+    ))
+}
+
+/// A clause's verdict.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictCode {
+    Pass,
+    Fail,
+    NotApplicable,
+    CannotCheck,
+}
+
+impl From<Verdict> for VerdictCode {
+    fn from(v: Verdict) -> Self {
+        match v {
+            Verdict::Pass => VerdictCode::Pass,
+            Verdict::Fail => VerdictCode::Fail,
+            Verdict::NotApplicable => VerdictCode::NotApplicable,
+            Verdict::CannotCheck => VerdictCode::CannotCheck,
+        }
+    }
+}
+
+/// One fact behind a verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceEvidence {
+    /// Stable key of the sentence (`mfa_users`, `tls_cert`, …).
+    pub key: String,
+    /// The sentence's values (counts, settings, times in UTC RFC 3339).
+    pub args: Vec<String>,
+    /// The sentence in the caller's language.
+    pub text: String,
+}
+
+/// One clause of the policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceClause {
+    /// Stable id (`mfa`, `password`, `tls`, …).
+    pub id: String,
+    /// Where the clause is in the policy documents, e.g. `002 §II`.
+    pub policy: String,
+    /// The clause's name in the caller's language.
+    pub title: String,
+    pub verdict: VerdictCode,
+    pub evidence: Vec<ComplianceEvidence>,
+}
+
+/// Clauses per verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceSummary {
+    pub pass: usize,
+    pub fail: usize,
+    pub not_applicable: usize,
+    pub cannot_check: usize,
+}
+
+/// The compliance report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComplianceAnswer {
+    /// When the evidence was taken (UTC, RFC 3339).
+    pub generated_at: String,
+    pub environment: String,
+    /// The language of `title` and `text` (`en` or `zh`).
+    pub language: String,
+    pub summary: ComplianceSummary,
+    pub clauses: Vec<ComplianceClause>,
+}
+
+/// The report as the API answers it, in `lang`.
+pub fn answer(report: &Report, lang: Lang) -> ComplianceAnswer {
+    let [pass, fail, not_applicable, cannot_check] = report.summary();
+    ComplianceAnswer {
+        generated_at: stockade_core::time::format_rfc3339_ms(report.generated_at_ms),
+        environment: report.environment.as_str().to_owned(),
+        language: lang.code().to_owned(),
+        summary: ComplianceSummary {
+            pass,
+            fail,
+            not_applicable,
+            cannot_check,
+        },
+        clauses: report
+            .checks
+            .iter()
+            .map(|c| ComplianceClause {
+                id: c.id.to_owned(),
+                policy: c.policy.to_owned(),
+                title: c.title(lang).to_owned(),
+                verdict: c.verdict.into(),
+                evidence: c
+                    .evidence
+                    .iter()
+                    .map(|e| ComplianceEvidence {
+                        key: e.key.to_owned(),
+                        args: e.args.iter().map(|a| a.plain()).collect(),
+                        text: e.plain_text(lang),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// Each clause of the security policy with its verdict (pass, fail, not applicable,
+/// cannot check here) and the live evidence behind it. Texts follow `Accept-Language`
+/// (or the signed-in user's stored language).
+#[utoipa::path(get, path = "/api/v1/compliance", tag = "compliance",
+    responses(
+        (status = 200, description = "The report, gathered now", body = ComplianceAnswer),
+        (status = 503, description = "This process gathers no compliance evidence", body = ErrorBody),
+    ))]
+pub async fn api(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+) -> Result<Response, AppError> {
+    let report = gather(&state).await?;
+    let lang = Lang::for_caller(&caller, &headers);
+    Ok(Json(answer(&report, lang)).into_response())
+}
