@@ -547,7 +547,8 @@ pub async fn audit(
         format!("/audit?{}", q.encoded()),
     );
     let rows = data::audit_rows(store, &q.filter(c.tz), AUDIT_PAGE_ROWS).await?;
-    let report = store.verify_audit(None).await?;
+    let watched = store.watched_audit().await?;
+    let report = watched.report;
     let (head_seq, head_hash) = report
         .head
         .map(|(s, h)| (s, hex::encode(h)))
@@ -558,7 +559,7 @@ pub async fn audit(
         q,
         rows,
         verified: report.problem.is_none(),
-        checked: report.rows_checked,
+        checked: watched.rows_verified,
         head_seq,
         head_hash,
         problem: report.problem.map(|p| p.to_string()).unwrap_or_default(),

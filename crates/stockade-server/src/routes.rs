@@ -44,8 +44,8 @@ use crate::{
     api, api_workflows as wf, console, console_compliance, hooks, metrics, openapi, pages,
     workflow_hooks,
 };
-use crate::{api_orders, console_orders};
 use crate::{api_alerts, console_alerts, console_workflows as cw};
+use crate::{api_orders, console_orders};
 // Connections and Security (issue 17, ops).
 use crate::{api_ops as ops, console_connections as cc, console_security as cs};
 

@@ -173,7 +173,14 @@ pub async fn api_discover(
         take_quantity: b.take_quantity,
         dry_run: b.dry_run,
     };
-    let report = discover(&state, &caller, Lang::for_caller(&caller, &headers), &b.connection, opts).await?;
+    let report = discover(
+        &state,
+        &caller,
+        Lang::for_caller(&caller, &headers),
+        &b.connection,
+        opts,
+    )
+    .await?;
     Ok(Json(DiscoverAnswer { report }))
 }
 

@@ -202,6 +202,8 @@ pub struct ChainVerifier {
     buf: Vec<u8>,
     anchor: Option<Anchor>,
     anchor_seen: bool,
+    /// Where a resumed walk started (a row already verified), if it did not start at genesis.
+    start: Option<(i64, Hash)>,
 }
 
 impl ChainVerifier {
@@ -214,7 +216,24 @@ impl ChainVerifier {
             buf: Vec::with_capacity(512),
             anchor,
             anchor_seen: false,
+            start: None,
         }
+    }
+
+    /// A walk that resumes after row `seq`, whose hash `hash` was verified earlier (the
+    /// rows after it are checked against it; the rows up to it are not read again).
+    pub fn resume(env: &str, seq: i64, hash: Hash) -> Self {
+        ChainVerifier {
+            expected_seq: seq + 1,
+            prev: hash,
+            start: Some((seq, hash)),
+            ..ChainVerifier::new(env, None)
+        }
+    }
+
+    /// The `seq` after which this walk reads rows (0: from the first row).
+    pub fn after_seq(&self) -> i64 {
+        self.expected_seq - 1
     }
 
     /// Check the next row. `prev_hash` and `hash` are the stored columns.
@@ -266,7 +285,11 @@ impl ChainVerifier {
 
     /// Finish the walk, turning an anchor beyond the end into a truncation finding.
     pub fn finish(self, problem: Option<ChainProblem>) -> VerifyReport {
-        let head = (self.rows > 0).then_some((self.expected_seq - 1, self.prev));
+        let head = if self.rows > 0 {
+            Some((self.expected_seq - 1, self.prev))
+        } else {
+            self.start
+        };
         let truncated = self.anchor.is_some() && !self.anchor_seen;
         let problem = problem.or(truncated.then_some(ChainProblem {
             seq: self.expected_seq,

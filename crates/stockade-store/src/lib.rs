@@ -18,6 +18,7 @@
 //!   decoded once, in the module of the crate that owns the table (see [`sql`]).
 
 pub mod audit;
+mod audit_watch;
 pub mod change;
 pub mod events;
 pub mod jobs;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use stockade_core::{Actor, Environment};
 
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
+pub use audit_watch::WatchedChain;
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use events::{Batch, EventStream};
 pub use jobs::{
@@ -336,6 +338,7 @@ pub struct Store {
     backend: Arc<Backend>,
     writes: Arc<tokio::sync::watch::Sender<u64>>,
     finished: Arc<tokio::sync::broadcast::Sender<Arc<str>>>,
+    audit_watch: Arc<audit_watch::AuditWatch>,
 }
 
 impl std::fmt::Debug for Store {
@@ -417,6 +420,7 @@ impl Store {
                 backend: Arc::new(backend),
                 writes: Arc::new(tokio::sync::watch::Sender::new(0)),
                 finished: Arc::new(tokio::sync::broadcast::Sender::new(FINISHED_BACKLOG)),
+                audit_watch: Arc::default(),
             },
             report,
         ))
@@ -549,6 +553,28 @@ impl Store {
             Backend::Sqlite(s) => s.verify_audit(anchor).await,
             Backend::Postgres(p) => p.verify_audit(anchor).await,
         }
+    }
+
+    /// Walk the chain from row `seq` (whose hash `hash` was verified earlier) to the end;
+    /// `None` walks it from the first row. See [`audit`] for what is checked.
+    pub async fn verify_audit_after(&self, from: Option<(i64, Hash)>) -> Result<VerifyReport> {
+        let env = self.env.as_str();
+        let verifier = match from {
+            Some((seq, hash)) => audit::ChainVerifier::resume(env, seq, hash),
+            None => audit::ChainVerifier::new(env, None),
+        };
+        match &*self.backend {
+            Backend::Sqlite(s) => s.walk_audit(verifier).await,
+            Backend::Postgres(p) => p.walk_audit(verifier).await,
+        }
+    }
+
+    /// The chain's state for a page that shows it on every view: rows appended since the
+    /// last check are verified at once; the whole chain is walked on the first call of
+    /// this process and again, in the background, once the last whole walk is older than
+    /// [`audit_watch::FULL_EVERY_MS`]. See [`WatchedChain`].
+    pub async fn watched_audit(&self) -> Result<WatchedChain> {
+        audit_watch::check(self, &self.audit_watch).await
     }
 
     /// Run a read-only statement (see [`sql`]) and return its rows.

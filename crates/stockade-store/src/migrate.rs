@@ -109,6 +109,12 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0015_user_language.sql"),
         postgres: include_str!("../migrations/postgres/0015_user_language.sql"),
     },
+    Migration {
+        version: 16,
+        name: "console_indexes",
+        sqlite: include_str!("../migrations/sqlite/0016_console_indexes.sql"),
+        postgres: include_str!("../migrations/postgres/0016_console_indexes.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

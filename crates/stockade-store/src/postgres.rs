@@ -298,8 +298,13 @@ impl PgStore {
     }
 
     pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
-        let mut verifier = ChainVerifier::new(self.env.as_str(), anchor);
-        let mut after = 0i64;
+        let verifier = ChainVerifier::new(self.env.as_str(), anchor);
+        self.walk_audit(verifier).await
+    }
+
+    /// Walk the rows after `verifier`'s starting point, in order, a page at a time.
+    pub(crate) async fn walk_audit(&self, mut verifier: ChainVerifier) -> Result<VerifyReport> {
+        let mut after = verifier.after_seq();
         loop {
             let rows = sqlx::query(
                 "SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2",

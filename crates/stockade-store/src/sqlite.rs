@@ -465,13 +465,17 @@ impl SqliteStore {
     }
 
     pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
-        let env = self.env.as_str();
+        let verifier = ChainVerifier::new(self.env.as_str(), anchor);
+        self.walk_audit(verifier).await
+    }
+
+    /// Walk the rows after `verifier`'s starting point, in order.
+    pub(crate) async fn walk_audit(&self, mut verifier: ChainVerifier) -> Result<VerifyReport> {
         self.read(move |c| {
-            let mut verifier = ChainVerifier::new(env, anchor);
             let mut stmt = c
-                .prepare("SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit ORDER BY seq")
+                .prepare("SELECT seq, ts_ms, env, actor, action, resource, details, prev_hash, hash FROM audit WHERE seq > ?1 ORDER BY seq")
                 .map_err(db_err)?;
-            let mut rows = stmt.query([]).map_err(db_err)?;
+            let mut rows = stmt.query([verifier.after_seq()]).map_err(db_err)?;
             let mut problem = None;
             while let Some(r) = rows.next().map_err(db_err)? {
                 // Borrow every column in place: no allocation per row.

@@ -587,10 +587,6 @@ pub struct BenchConsoleArgs {
     /// How long the live overview is polled (seconds).
     #[arg(long = "live-seconds", default_value_t = 30)]
     pub live_seconds: u64,
-    /// Create the indexes proposed for the console's queries (not in any migration yet)
-    /// in the bench's own database, to measure with them.
-    #[arg(long = "proposed-indexes")]
-    pub proposed_indexes: bool,
     /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
     #[arg(long = "database-url", value_name = "URL")]
     pub database_url: Option<String>,

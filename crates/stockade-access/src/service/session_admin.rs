@@ -7,7 +7,6 @@
 //! audited commit (`session.revoke`, or `session.end_all` for all of a user's) as the
 //! acting administrator; a refusal (unknown id, unknown user) writes nothing.
 
-
 use stockade_core::{Actor, time::now_ms};
 use stockade_store::{AuditDetails, AuditEntry, Columns, FromRow, sql_params};
 

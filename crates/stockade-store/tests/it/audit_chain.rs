@@ -24,6 +24,7 @@ both!(
     a_failing_commit_among_concurrent_ones_is_rolled_back_alone,
     several_stores_on_one_database_build_one_chain,
     export_pages_cover_the_chain_in_order,
+    the_watched_chain_checks_only_appended_rows_and_finds_a_bad_one,
 );
 
 /// A store with 20 extra event rows; returns it and the seq of the last row.
@@ -358,4 +359,52 @@ async fn export_pages_cover_the_chain_in_order(backend: Backend) {
     assert_eq!(seqs, (1..=last).collect::<Vec<_>>());
     store.close().await;
     db.cleanup().await;
+}
+
+/// The console's view of the chain: the first check walks it all, later ones only the
+/// rows appended since (linked to the last good hash); an appended row that does not
+/// follow is found, and a problem makes the next check walk everything again.
+async fn the_watched_chain_checks_only_appended_rows_and_finds_a_bad_one(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let (store, last) = chain(&db).await;
+    let first = store.watched_audit().await.unwrap();
+    assert_eq!(first.report.problem, None);
+    assert_eq!(first.report.rows_checked as i64, last);
+    assert!(first.full_walk_at_ms.is_some());
+    for i in 0..3 {
+        store
+            .commit(&TEST_ACTOR, vec![event(100 + i)])
+            .await
+            .unwrap();
+    }
+    let next = store.watched_audit().await.unwrap();
+    assert_eq!(next.report.problem, None);
+    assert_eq!(
+        next.report.rows_checked, 3,
+        "only the appended rows are read"
+    );
+    assert_eq!(next.rows_verified as i64, last + 3);
+    assert_eq!(next.report.head.unwrap().0, last + 3);
+    // Nothing appended: nothing read, the head stays.
+    let idle = store.watched_audit().await.unwrap();
+    assert_eq!(idle.report.rows_checked, 0);
+    assert_eq!(idle.report.head.unwrap().0, last + 3);
+    // An appended row altered behind the store's back is found by the next view.
+    store.commit(&TEST_ACTOR, vec![event(200)]).await.unwrap();
+    let bad = last + 4;
+    store
+        .tamper_for_tests(&format!(
+            "UPDATE audit SET actor = 'user:x' WHERE seq = {bad}"
+        ))
+        .await
+        .unwrap();
+    let found = store.watched_audit().await.unwrap();
+    assert_eq!(found.report.problem.expect("found").seq, bad);
+    assert_eq!(found.full_walk_at_ms, None);
+    // The next view walks the whole chain again and still names it.
+    let again = store.watched_audit().await.unwrap();
+    assert_eq!(again.report.problem.expect("found").seq, bad);
+    assert_eq!(again.report.rows_checked as i64, bad - 1);
 }

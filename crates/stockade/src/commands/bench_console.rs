@@ -174,13 +174,6 @@ async fn prepare(
     let t0 = Instant::now();
     let now = stockade_core::time::now_ms();
     let mut seeded = seed::seed(&store, args.skus, args.orders, now, say).await;
-    if seeded.is_ok() && args.proposed_indexes {
-        seeded = seed::proposed_indexes(&store).await;
-        say(format!(
-            "proposed indexes created in this bench database only (not in any migration): {}",
-            seed::PROPOSED_INDEXES.map(|(n, _)| n).join(", ")
-        ));
-    }
     if seeded.is_ok() && args.database_url.is_some() {
         seeded = seed::analyze(&store).await;
     }
@@ -344,7 +337,6 @@ async fn measure(
         let j = json!({
             "bench": "console",
             "backend": backend,
-            "proposed_indexes": args.proposed_indexes,
             "skus": args.skus,
             "orders": args.orders,
             "seed_s": seed_s,

@@ -147,24 +147,6 @@ pub async fn seed(
     Ok(())
 }
 
-/// Indexes the console's queries want and no migration has yet (proposed for one).
-/// `--proposed-indexes` creates them in the bench's own throwaway database only, so the
-/// figures with and without them can be compared; the output says so.
-pub const PROPOSED_INDEXES: [(&str, &str); 3] = [
-    (
-        "orders_connection_ingested",
-        "CREATE INDEX orders_connection_ingested ON orders (connection_id, ingested_at_ms)",
-    ),
-    (
-        "orders_oversold",
-        "CREATE INDEX orders_oversold ON orders (oversold_units) WHERE oversold_units <> 0",
-    ),
-    (
-        "listings_connection_acked",
-        "CREATE INDEX listings_connection_acked ON listings (connection_id, acked_at_ms)",
-    ),
-];
-
 /// PostgreSQL after the bulk load: fresh planner statistics (what autovacuum would do a
 /// little later), so the first measured requests do not run on plans made for empty
 /// tables. SQLite is left as a running server leaves it (no `sqlite_stat1`).
@@ -175,15 +157,5 @@ pub async fn analyze(store: &Store) -> Result<(), Failure> {
             vec![change("ANALYZE", vec![], "analyze", 0)],
         )
         .await?;
-    Ok(())
-}
-
-/// Create [`PROPOSED_INDEXES`] (one audited commit, `bench.index`).
-pub async fn proposed_indexes(store: &Store) -> Result<(), Failure> {
-    let changes = PROPOSED_INDEXES
-        .iter()
-        .map(|(name, sql)| change(sql, vec![], &format!("index/{name}"), 0))
-        .collect();
-    store.commit(&Actor::System("bench"), changes).await?;
     Ok(())
 }

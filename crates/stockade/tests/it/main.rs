@@ -14,9 +14,9 @@ mod cli;
 mod cli_edges;
 mod console;
 // The Connections and Security pages and their API (issue 17, ops).
+mod console_compliance;
 mod console_ops;
 mod console_ops_browser;
-mod console_compliance;
 mod credentials;
 mod demo;
 mod dev_tools;
