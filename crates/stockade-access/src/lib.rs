@@ -20,5 +20,5 @@ pub use service::{
     FailureKind, JailLabels, KeyRejection, LoginError, NewSession, SecondFactor, SessionState,
     SessionView, Stage, UserInfo,
 };
-// The security page's session review (issue 17, ops).
+// The security page's session review.
 pub use service::{SessionInfo, valid_session_id};

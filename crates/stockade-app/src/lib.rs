@@ -218,6 +218,8 @@ impl App {
             // The console's and the API's alert test-send: `stockade alert test`'s function.
             alert_test: Some(Arc::new(alerts.clone())),
             hook_stats: Default::default(),
+            live_cache: Default::default(),
+            compliance_page: Default::default(),
             channels: Some(Arc::new(channel_live::AppChannels {
                 metrics: sync.metrics(),
                 gateway: gateway.clone(),

@@ -534,7 +534,7 @@ pub async fn rerun(
     ))
 }
 
-// --- The review reads and the rejection (the workflow pages' part of issue 17) ---
+// --- The review reads and the rejection ---
 
 /// POST /api/v1/workflows/{name}/versions/{v}/reject
 #[utoipa::path(post, path = "/api/v1/workflows/{name}/versions/{version}/reject", tag = "workflows",

@@ -253,9 +253,59 @@ impl Live {
     }
 }
 
-async fn live(state: &AppState, c: &Chrome) -> Result<Live, AppError> {
-    let store = state.access.store();
+/// How long the live fragment's figures are shared by every polling client: one set of
+/// queries per second however many consoles are open (each poll still renders its own
+/// fragment, in its user's language and time zone).
+const LIVE_SHARED_MS: i64 = 1_000;
+
+/// The live fragment's last figures and when they were read (per server).
+#[derive(Debug, Default)]
+pub struct LiveCache(tokio::sync::Mutex<Option<(i64, LiveFigures)>>);
+
+#[derive(Debug, Clone)]
+struct LiveFigures {
+    channels: Vec<ChannelRow>,
+    oversold: i64,
+    alerts_24h: usize,
+    failed_24h: i64,
+}
+
+/// The live figures for a poll: the shared ones when younger than [`LIVE_SHARED_MS`].
+async fn live_shared(state: &AppState, c: &Chrome) -> Result<Live, AppError> {
+    let mut cached = state.live_cache.0.lock().await;
     let now = stockade_core::time::now_ms();
+    let figures = match &*cached {
+        Some((at, f)) if now - at < LIVE_SHARED_MS && now >= *at => (*at, f.clone()),
+        _ => {
+            let f = live_figures(state, now).await?;
+            *cached = Some((now, f.clone()));
+            (now, f)
+        }
+    };
+    drop(cached);
+    Ok(Live::from_figures(figures.1, c.time(&figures.0)))
+}
+
+impl Live {
+    fn from_figures(f: LiveFigures, updated: String) -> Live {
+        Live {
+            channels: f.channels,
+            oversold: f.oversold,
+            alerts_24h: f.alerts_24h,
+            failed_24h: f.failed_24h,
+            updated,
+        }
+    }
+}
+
+async fn live(state: &AppState, c: &Chrome) -> Result<Live, AppError> {
+    let now = stockade_core::time::now_ms();
+    let f = live_figures(state, now).await?;
+    Ok(Live::from_figures(f, c.time(&now)))
+}
+
+async fn live_figures(state: &AppState, now: i64) -> Result<LiveFigures, AppError> {
+    let store = state.access.store();
     let day = now - 86_400_000;
     let mut channels = data::channels(store, now).await?;
     if let Some(live) = &state.channels {
@@ -277,12 +327,11 @@ async fn live(state: &AppState, c: &Chrome) -> Result<Live, AppError> {
         })
         .count();
     let failed_24h = data::failed_jobs(store, day).await?;
-    Ok(Live {
+    Ok(LiveFigures {
         channels,
         oversold,
         alerts_24h,
         failed_24h,
-        updated: c.time(&now),
     })
 }
 
@@ -303,7 +352,7 @@ pub async fn overview_live(
     headers: HeaderMap,
 ) -> PageResult {
     let c = Chrome::new(&state, &caller, &headers, "overview", "/overview".into());
-    let live = live(&state, &c).await?;
+    let live = live_shared(&state, &c).await?;
     Ok(render(StatusCode::OK, &LiveFragment { c, live }))
 }
 
@@ -489,6 +538,7 @@ impl AuditQuery {
             resource: self.resource.clone(),
             from_ms: day_start(tz, &self.from, 0).unwrap_or(0),
             to_ms: day_start(tz, &self.to, 1).unwrap_or(i64::MAX),
+            after_seq: 0,
         }
     }
     fn encoded(&self) -> String {
@@ -517,6 +567,10 @@ pub(crate) fn day_start(tz: chrono_tz::Tz, date: &str, plus_days: u64) -> Option
 /// Rows on the audit page; the export holds more.
 const AUDIT_PAGE_ROWS: i64 = 200;
 const AUDIT_EXPORT_ROWS: i64 = 100_000;
+/// A text filter without a date range searches the newest this many rows on the page
+/// (the filters match any part of the text, which no index serves); a date range or the
+/// export searches the whole log.
+const AUDIT_SEARCH_WINDOW: i64 = 50_000;
 
 #[derive(Template)]
 #[template(path = "audit.html")]
@@ -530,6 +584,9 @@ struct AuditPage {
     head_seq: i64,
     head_hash: String,
     problem: String,
+    /// The search covered only the newest [`AUDIT_SEARCH_WINDOW`] rows.
+    windowed: bool,
+    window: i64,
 }
 
 pub async fn audit(
@@ -546,13 +603,21 @@ pub async fn audit(
         "audit",
         format!("/audit?{}", q.encoded()),
     );
-    let rows = data::audit_rows(store, &q.filter(c.tz), AUDIT_PAGE_ROWS).await?;
     let watched = store.watched_audit().await?;
     let report = watched.report;
     let (head_seq, head_hash) = report
         .head
         .map(|(s, h)| (s, hex::encode(h)))
         .unwrap_or_default();
+    let mut filter = q.filter(c.tz);
+    let text =
+        !(q.actor.trim().is_empty() && q.action.trim().is_empty()) || !q.resource.trim().is_empty();
+    let dated = !(q.from.trim().is_empty() && q.to.trim().is_empty());
+    let windowed = text && !dated && head_seq > AUDIT_SEARCH_WINDOW;
+    if windowed {
+        filter.after_seq = head_seq - AUDIT_SEARCH_WINDOW;
+    }
+    let rows = data::audit_rows(store, &filter, AUDIT_PAGE_ROWS).await?;
     let page = AuditPage {
         export: format!("/audit.csv?{}", q.encoded()),
         c,
@@ -563,6 +628,8 @@ pub async fn audit(
         head_seq,
         head_hash,
         problem: report.problem.map(|p| p.to_string()).unwrap_or_default(),
+        windowed,
+        window: AUDIT_SEARCH_WINDOW,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -11,10 +11,10 @@
 use askama::Template;
 use axum::Extension;
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::api_types::ErrorBody;
@@ -34,6 +34,37 @@ async fn gather(state: &AppState) -> Result<Report, AppError> {
         ));
     };
     source.report().await.map_err(AppError::internal)
+}
+
+/// How long the page shows the same evidence (its time is on the page; "Check again now"
+/// gathers it at once). The evidence walks the whole audit chain and scans every order's
+/// buyer fields — seconds with a million orders — so views share it; the API always
+/// gathers it fresh.
+const PAGE_EVIDENCE_MS: i64 = 5 * 60 * 1000;
+
+/// The page's last report (per server).
+#[derive(Debug, Default)]
+pub struct PageEvidence(tokio::sync::Mutex<Option<Report>>);
+
+#[derive(Debug, Deserialize, Default)]
+pub struct PageQuery {
+    /// `1`: gather the evidence now instead of showing the last (at most 5 minutes old).
+    #[serde(default)]
+    fresh: String,
+}
+
+async fn page_report(state: &AppState, fresh: bool) -> Result<Report, AppError> {
+    let mut last = state.compliance_page.0.lock().await;
+    let now = stockade_core::time::now_ms();
+    if let Some(r) = &*last
+        && !fresh
+        && (0..PAGE_EVIDENCE_MS).contains(&(now - r.generated_at_ms))
+    {
+        return Ok(r.clone());
+    }
+    let r = gather(state).await?;
+    *last = Some(r.clone());
+    Ok(r)
 }
 
 #[derive(Template)]
@@ -68,6 +99,7 @@ pub async fn page(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, AppError> {
     let c = Chrome::new(
         &state,
@@ -76,7 +108,7 @@ pub async fn page(
         "compliance",
         "/compliance".into(),
     );
-    let report = gather(&state).await?;
+    let report = page_report(&state, q.fresh == "1").await?;
     let summary = report.summary();
     Ok(render(
         StatusCode::OK,

@@ -267,6 +267,8 @@ pub struct AuditFilter {
     pub resource: String,
     pub from_ms: i64,
     pub to_ms: i64,
+    /// Only rows after this sequence number (0: all); bounds a text search's scan.
+    pub after_seq: i64,
 }
 
 /// One audit row as the console shows it.
@@ -275,7 +277,7 @@ pub type AuditLine = (i64, i64, String, String, String, String);
 const AUDIT: &str = "SELECT seq, ts_ms, actor, action, resource, details FROM audit
      WHERE LOWER(actor) LIKE LOWER($1) ESCAPE '\\' AND LOWER(action) LIKE LOWER($2) ESCAPE '\\'
        AND LOWER(resource) LIKE LOWER($3) ESCAPE '\\'
-       AND ts_ms >= $4 AND ts_ms < $5
+       AND ts_ms >= $4 AND ts_ms < $5 AND seq > $7
      ORDER BY seq DESC LIMIT $6";
 
 /// The newest `limit` audit rows matching `f`.
@@ -290,6 +292,7 @@ pub async fn audit_rows(store: &Store, f: &AuditFilter, limit: i64) -> Result<Ve
                 SqlValue::from(f.from_ms),
                 SqlValue::from(f.to_ms),
                 SqlValue::from(limit),
+                SqlValue::from(f.after_seq),
             ],
         )
         .await

@@ -37,12 +37,12 @@ pub mod api_alerts;
 pub mod console_alerts;
 pub mod console_workflows;
 pub mod workflow_view;
-// The Connections and Security pages and their API (issue 17, ops).
+// The Connections and Security pages and their API.
 pub mod api_ops;
 pub mod console_connections;
 pub mod console_security;
 pub mod hook_stats;
-// Issue 17 inventory/bench part.
+// The inventory, stock API and server timing.
 pub mod api_stock;
 pub mod channel_live;
 pub mod server_timing;

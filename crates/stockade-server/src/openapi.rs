@@ -52,7 +52,7 @@ use crate::{
         wf::reject, wf::diff, wf::lint, api_alerts::alert_test,
         ops::connections, ops::pause, ops::resume, ops::revoke, ops::sessions,
         ops::revoke_session, ops::revoke_user_sessions, ops::revoke_api_key,
-        // Issue 17 inventory part.
+        // The inventory and stock API.
         api_stock::list, api_stock::show, api_stock::adjust, api_stock::csv,
         stock_actions::api_import, stock_actions::api_discover,
         crate::console_compliance::api,

@@ -46,7 +46,7 @@ use crate::{
 };
 use crate::{api_alerts, console_alerts, console_workflows as cw};
 use crate::{api_orders, console_orders};
-// Connections and Security (issue 17, ops).
+// Connections and Security.
 use crate::{api_ops as ops, console_connections as cc, console_security as cs};
 
 /// Who may call a route.
@@ -305,7 +305,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/alerts/channels/{name}/test",
         Gate::Needs(Permission::ManageSync),
     ),
-    // Connections and Security pages and their API (issue 17, ops).
+    // Connections and Security pages and their API.
     r("GET", "/connections", Gate::Needs(Permission::ViewStock)),
     r(
         "POST",
@@ -388,7 +388,7 @@ pub const ROUTES: &[RouteSpec] = &[
         "/api/v1/apikeys/{id}/revoke",
         Gate::Needs(Permission::ManageApiKeys),
     ),
-    // Issue 17 inventory part: stock over the API and the inventory's CSV export.
+    // Stock over the API and the inventory's CSV export.
     r("GET", "/api/v1/stock", Gate::Needs(Permission::ViewStock)),
     r(
         "GET",
@@ -541,7 +541,7 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/alerts/channels/{name}/test",
             post(api_alerts::alert_test),
         )
-        // Connections and Security pages and their API (issue 17, ops).
+        // Connections and Security pages and their API.
         .route("/connections", get(cc::connections))
         .route("/connections/pause", post(cc::pause))
         .route("/connections/resume", post(cc::resume))
@@ -569,7 +569,7 @@ pub fn router(state: AppState) -> Router {
             post(ops::revoke_user_sessions),
         )
         .route("/api/v1/apikeys/{id}/revoke", post(ops::revoke_api_key))
-        // Issue 17 inventory part.
+        // The inventory and stock API.
         .route("/api/v1/stock", get(crate::api_stock::list))
         .route("/api/v1/stock.csv", get(crate::api_stock::csv))
         .route("/api/v1/stock/{sku}", get(crate::api_stock::show))
@@ -602,7 +602,7 @@ pub fn router(state: AppState) -> Router {
             front_gate,
         ))
         .layer(axum::middleware::from_fn(security_headers))
-        // Outermost: the server time of the whole request (issue 17 bench part).
+        // Outermost: the server time of the whole request.
         .layer(axum::middleware::from_fn(
             crate::server_timing::server_timing,
         ))

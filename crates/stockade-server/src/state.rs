@@ -32,6 +32,10 @@ pub struct AppState {
     pub channels: Option<Arc<dyn crate::channel_live::ChannelLive>>,
     /// Gathers the compliance report (`/compliance`); `None` answers it 503.
     pub compliance: Option<Arc<dyn crate::compliance::ComplianceSource>>,
+    /// The live overview's figures shared by every polling console (1 s).
+    pub live_cache: Arc<crate::console::LiveCache>,
+    /// The compliance page's last evidence (at most 5 minutes old).
+    pub compliance_page: Arc<crate::console_compliance::PageEvidence>,
 }
 
 /// What a test message to an alert channel came to.

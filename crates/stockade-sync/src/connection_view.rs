@@ -73,7 +73,7 @@ impl ConnectionView {
 
 async fn view(store: &stockade_store::Store, c: Connection, now_ms: i64) -> Result<ConnectionView> {
     let health = crate::health::connection_health(store, c.id).await?;
-    let counts = crate::stats::connection_counts(store, c.id).await?;
+    let cursor = crate::stats::poll_cursor(store, c.id).await?;
     let signals = store
         .connection_signals(&c.name, now_ms - THROTTLE_WINDOW_MS)
         .await?;
@@ -85,7 +85,7 @@ async fn view(store: &stockade_store::Store, c: Connection, now_ms: i64) -> Resu
         created_at_ms: c.created_at_ms,
         revoked_at_ms: c.revoked_at_ms,
         auth_expiring_ms: signals.auth_expiring_ms,
-        last_poll_ms: counts.cursor.map(|(_, polled)| polled),
+        last_poll_ms: cursor.map(|(_, polled)| polled),
         push_failures: health.failures,
         push_failing_since_ms: health.failing_since_ms,
         last_error: health.last_error,

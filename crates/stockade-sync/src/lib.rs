@@ -32,7 +32,7 @@ pub mod purge;
 pub mod stats;
 pub mod stock;
 pub mod unmatched;
-// The console's connections page and API (issue 17, ops).
+// The console's connections page and API.
 pub mod connection_view;
 
 use std::time::Duration;

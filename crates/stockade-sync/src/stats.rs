@@ -133,6 +133,12 @@ pub struct ConnectionCounts {
     pub cursor: Option<(i64, i64)>,
 }
 
+/// The poller's high-water mark of connection `id` and when it last moved (one keyed
+/// read; the connections page shows it without counting the connection's orders).
+pub async fn poll_cursor(store: &Store, id: i64) -> Result<Option<(i64, i64)>> {
+    Ok(store.query_one_as(CURSOR, sql_params![id]).await?)
+}
+
 /// Listings, orders and the poll cursor of connection `id`.
 pub async fn connection_counts(store: &Store, id: i64) -> Result<ConnectionCounts> {
     let count = |q| store.count(q, sql_params![id]);

@@ -26,7 +26,7 @@ mod mfa;
 mod sessions;
 mod signin;
 mod users;
-// The security page's session review (issue 17, ops).
+// The security page's session review.
 mod session_admin;
 
 pub use api_keys::{ApiKeyInfo, ApiPrincipal, KEY_TOUCH_EVERY_MS, KeyRejection};

@@ -141,6 +141,8 @@ impl TestServer {
             metrics: Some(Arc::new(FixedMetrics)),
             alert_test: None,
             hook_stats: Default::default(),
+            live_cache: Default::default(),
+            compliance_page: Default::default(),
             channels: None,
             compliance: None,
         };

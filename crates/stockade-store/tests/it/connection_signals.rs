@@ -1,6 +1,6 @@
 //! What the events say about a connection for the console's connections page: the
 //! marketplace's 429 answers in a window and the newest authorization-expiring notice,
-//! for that connection only (added with the connections page, issue 17).
+//! for that connection only (added with the connections page).
 
 use stockade_core::Environment;
 use stockade_core::event::{ConnectionRef, EgressAnomaly, EgressKind, Event};

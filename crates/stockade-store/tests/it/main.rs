@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod audit_chain;
-// The console's connections page (issue 17, ops).
+// The console's connections page.
 mod connection_signals;
 mod events;
 mod harness;

@@ -215,10 +215,26 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
     per_user_language(&server, &viewer, &admin).await;
 
     // A row changed behind the store's back breaks the chain: the audit clause fails.
+    let (_, before) = get(&server, &auditor, "/compliance?fresh=1", "en").await;
     tamper(url, "UPDATE audit SET actor = 'user:someone' WHERE seq = 3").await;
     let r = report(&server, &auditor, "en").await;
     assert_eq!(verdict(&r, "audit"), "fail", "{}", clause(&r, "audit"));
     assert!(evidence(&r, "audit", "audit_broken").is_some());
+    // The page shows the evidence it took last (its time on the page) until it is
+    // older than 5 minutes or "Check again now" (`?fresh=1`) gathers it at once.
+    let (_, shared) = get(&server, &auditor, "/compliance", "en").await;
+    assert_eq!(
+        shared.matches("verdict-fail").count(),
+        before.matches("verdict-fail").count()
+    );
+    assert!(shared.contains("href=\"/compliance?fresh=1\""));
+    let (_, fresh) = get(&server, &auditor, "/compliance?fresh=1", "en").await;
+    assert!(fresh.contains("The hash chain is broken"), "{fresh}");
+    assert!(!shared.contains("The hash chain is broken"));
+    assert_eq!(
+        fresh.matches("verdict-fail").count(),
+        before.matches("verdict-fail").count() + 1
+    );
 }
 
 /// The language switch stores a signed-in user's choice; it wins over the browser's

@@ -13,7 +13,7 @@ mod browser_viewer;
 mod cli;
 mod cli_edges;
 mod console;
-// The Connections and Security pages and their API (issue 17, ops).
+// The Connections and Security pages and their API.
 mod console_compliance;
 mod console_ops;
 mod console_ops_browser;
@@ -45,7 +45,7 @@ mod console_orders;
 // The Workflows, Executions and Alerts pages; Chinese alert messages.
 mod alerts_zh;
 mod console_workflows;
-// Issue 17 inventory/bench part.
+// The inventory, stock API and server timing.
 mod bench_console;
 mod console_stock;
 mod console_stock_browser;
