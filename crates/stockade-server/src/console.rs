@@ -570,7 +570,7 @@ const AUDIT_EXPORT_ROWS: i64 = 100_000;
 /// A text filter without a date range searches the newest this many rows on the page
 /// (the filters match any part of the text, which no index serves); a date range or the
 /// export searches the whole log.
-const AUDIT_SEARCH_WINDOW: i64 = 50_000;
+const AUDIT_SEARCH_WINDOW: i64 = 20_000;
 
 #[derive(Template)]
 #[template(path = "audit.html")]
@@ -610,8 +610,9 @@ pub async fn audit(
         .map(|(s, h)| (s, hex::encode(h)))
         .unwrap_or_default();
     let mut filter = q.filter(c.tz);
-    let text =
-        !(q.actor.trim().is_empty() && q.action.trim().is_empty()) || !q.resource.trim().is_empty();
+    let text = [&q.actor, &q.action, &q.resource]
+        .iter()
+        .any(|f| !f.trim().is_empty());
     let dated = !(q.from.trim().is_empty() && q.to.trim().is_empty());
     let windowed = text && !dated && head_seq > AUDIT_SEARCH_WINDOW;
     if windowed {

@@ -61,6 +61,11 @@ pub const PAGES: &[(&str, &str)] = &[
     ("compliance", "/compliance"),
 ];
 
+/// A CSV export: a download of the whole filter, measured but not held to a page's target.
+fn is_download(path: &str) -> bool {
+    path.split('?').next().is_some_and(|p| p.ends_with(".csv"))
+}
+
 /// How often a live client polls (the overview's htmx interval).
 const POLL: Duration = Duration::from_secs(5);
 
@@ -335,9 +340,15 @@ async fn measure(
         args.clients,
         idle_rate * 1000.0
     ));
-    let worst = pages.iter().map(|p| p.p99).fold(0.0, f64::max);
+    // Downloads (the CSV exports: the whole filter, not a page) are measured and shown,
+    // but the 50 ms target is for pages.
+    let worst = pages
+        .iter()
+        .filter(|p| !is_download(p.path))
+        .map(|p| p.p99)
+        .fold(0.0, f64::max);
     say(format!(
-        "targets: every page p99 < 50 ms: {} (worst {worst:.2} ms); live < 1 ms per client per second: {}",
+        "targets: every page p99 < 50 ms (CSV downloads not counted): {} (worst {worst:.2} ms); live < 1 ms per client per second: {}",
         if worst < 50.0 { "met" } else { "NOT met" },
         if per_client < 1.0 { "met" } else { "NOT met" }
     ));
@@ -351,6 +362,7 @@ async fn measure(
             "pages": pages.iter().map(|p| json!({
                 "page": p.name, "path": p.path, "requests": p.requests,
                 "p50_ms": p.p50, "p99_ms": p.p99, "max_ms": p.max,
+                "download": is_download(p.path),
             })).collect::<Vec<Value>>(),
             "skipped": skipped,
             "live": {
