@@ -353,19 +353,6 @@ pub async fn order_detail(store: &Store, id: i64) -> Result<Option<OrderDetail>>
     }))
 }
 
-/// The indexes the list and the detail need to stay fast at a million orders (not in a
-/// migration yet; see docs/console.md). Without them the plain list and the channel
-/// filter scan and sort the orders, a search by marketplace id scans them, and the
-/// status history scans the audit log.
-pub const WANTED_INDEXES: [&str; 6] = [
-    "CREATE INDEX orders_created ON orders(created_at_ms, id)",
-    "CREATE INDEX orders_connection_created ON orders(connection_id, created_at_ms, id)",
-    "CREATE INDEX orders_status_created ON orders(status, created_at_ms, id)",
-    "CREATE INDEX orders_connection_status_created ON orders(connection_id, status, created_at_ms, id)",
-    "CREATE INDEX orders_external_id ON orders(external_id)",
-    "CREATE INDEX audit_resource ON audit(resource, seq)",
-];
-
 /// The longest reason a reveal keeps (characters, after cleaning).
 pub const REASON_MAX: usize = 200;
 /// The shortest reason a reveal accepts.
