@@ -73,20 +73,9 @@ async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refuse
     if !require_tool("oathtool", "oathtool", "the browser test") {
         return;
     }
-    let found = (
-        find_binary(
-            "STOCKADE_TEST_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        ),
-        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
-    );
-    let (Some(chromium), Some(chromedriver)) = found else {
-        let why = "the browser test: Chromium or chromedriver is not installed (Debian packages `chromium` and `chromium-driver`; ./scripts/test installs them)";
-        assert!(
-            !require_all(),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
-        );
-        skipped(why);
+    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
+        "the browser test",
+    ) else {
         return;
     };
     let shots = screenshot_dir();

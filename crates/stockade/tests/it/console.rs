@@ -313,20 +313,9 @@ async fn chromium_uses_the_console_in_english_and_chinese() {
     if !require_tool("oathtool", "oathtool", "the console browser test") {
         return;
     }
-    let found = (
-        find_binary(
-            "STOCKADE_TEST_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        ),
-        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
-    );
-    let (Some(chromium), Some(chromedriver)) = found else {
-        let why = "the console browser test: Chromium or chromedriver is not installed";
-        assert!(
-            !require_all(),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
-        );
-        skipped(why);
+    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
+        "the console browser test",
+    ) else {
         return;
     };
     let sb = init("dev", "");

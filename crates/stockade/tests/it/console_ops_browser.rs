@@ -18,20 +18,9 @@ async fn chromium_manages_connections_and_bans() {
     if !require_tool("oathtool", "oathtool", "the console ops browser test") {
         return;
     }
-    let found = (
-        find_binary(
-            "STOCKADE_TEST_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        ),
-        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
-    );
-    let (Some(chromium), Some(chromedriver)) = found else {
-        let why = "the console ops browser test: Chromium or chromedriver is not installed";
-        assert!(
-            !require_all(),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
-        );
-        skipped(why);
+    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
+        "the console ops browser test",
+    ) else {
         return;
     };
     let sb = init("dev", "");

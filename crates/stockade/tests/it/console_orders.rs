@@ -123,20 +123,9 @@ async fn chromium_reveals_one_orders_buyer_fields_with_a_reason_and_finds_the_au
     if !require_tool("oathtool", "oathtool", "the orders browser test") {
         return;
     }
-    let found = (
-        find_binary(
-            "STOCKADE_TEST_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        ),
-        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
-    );
-    let (Some(chromium), Some(chromedriver)) = found else {
-        let why = "the orders browser test: Chromium or chromedriver is not installed";
-        assert!(
-            !require_all(),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
-        );
-        skipped(why);
+    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
+        "the orders browser test",
+    ) else {
         return;
     };
     let sb = init("dev", "[console]\ntimezone = \"Asia/Singapore\"\n");

@@ -74,20 +74,9 @@ async fn chromium_adjusts_stock_and_the_sandbox_channels_show_it() {
     if !require_tool("oathtool", "oathtool", "the stock browser test") {
         return;
     }
-    let found = (
-        find_binary(
-            "STOCKADE_TEST_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        ),
-        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
-    );
-    let (Some(chromium), Some(chromedriver)) = found else {
-        let why = "the stock browser test: Chromium or chromedriver is not installed";
-        assert!(
-            !require_all(),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
-        );
-        skipped(why);
+    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
+        "the stock browser test",
+    ) else {
         return;
     };
     let config = SandboxConfig {

@@ -52,23 +52,7 @@ async fn shoot(b: &Browser, server: &Server, path: &str, name: &str) {
 }
 
 fn browser_binaries() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
-    let found = (
-        find_binary(
-            "STOCKADE_TEST_CHROMIUM",
-            &["chromium", "chromium-browser", "google-chrome"],
-        ),
-        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
-    );
-    let (Some(c), Some(d)) = found else {
-        let why = "the workflow pages' browser test: Chromium or chromedriver is not installed";
-        assert!(
-            !require_all(),
-            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
-        );
-        skipped(why);
-        return None;
-    };
-    Some((c, d))
+    crate::webdriver::browser_binaries("the workflow pages' browser test")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

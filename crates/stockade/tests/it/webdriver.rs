@@ -27,6 +27,30 @@ pub fn find_binary(env: &str, names: &[&str]) -> Option<PathBuf> {
     })
 }
 
+/// Chromium and chromedriver for the browser test `test` (its description, used in the
+/// message), or `None` after reporting the test as skipped — which CI forbids.
+pub fn browser_binaries(test: &str) -> Option<(PathBuf, PathBuf)> {
+    let found = (
+        find_binary(
+            "STOCKADE_TEST_CHROMIUM",
+            &["chromium", "chromium-browser", "google-chrome"],
+        ),
+        find_binary("STOCKADE_TEST_CHROMEDRIVER", &["chromedriver"]),
+    );
+    let (Some(chromium), Some(chromedriver)) = found else {
+        let why = format!(
+            "{test}: Chromium or chromedriver is not installed (Debian packages `chromium` and `chromium-driver`; ./scripts/test installs them)"
+        );
+        assert!(
+            !crate::harness::require_all(),
+            "CI / STOCKADE_REQUIRE_ALL forbid skipping {why}"
+        );
+        crate::harness::skipped(&why);
+        return None;
+    };
+    Some((chromium, chromedriver))
+}
+
 /// A free loopback port (the listener is dropped just before chromedriver binds it).
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
