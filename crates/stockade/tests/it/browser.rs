@@ -11,9 +11,9 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::harness::{require_all, require_tool, skipped};
+use crate::harness::require_tool;
 use crate::server::{PASSWORD, Server, add_user, init, oathtool};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 /// The workspace's `target/screenshots/` (the test binary runs from `target/<profile>/deps`).
 pub fn screenshot_dir() -> PathBuf {
@@ -73,9 +73,8 @@ async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refuse
     if !require_tool("oathtool", "oathtool", "the browser test") {
         return;
     }
-    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
-        "the browser test",
-    ) else {
+    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries("the browser test")
+    else {
         return;
     };
     let shots = screenshot_dir();

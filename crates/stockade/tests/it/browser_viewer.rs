@@ -7,9 +7,9 @@
 
 use crate::browser::path_of;
 use crate::console::{CONSOLE_CATALOG, shoot};
-use crate::harness::{require_all, require_tool, skipped};
+use crate::harness::require_tool;
 use crate::server::{PASSWORD, Server, add_user, init, oathtool};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 /// Sign in through the pages and enroll TOTP; returns one recovery code.
 async fn enroll_in_browser(b: &Browser, server: &Server, email: &str) -> String {
@@ -34,9 +34,9 @@ async fn chromium_viewer_cannot_reach_operator_actions_and_keeps_chinese() {
     if !require_tool("oathtool", "oathtool", "the viewer browser test") {
         return;
     }
-    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
-        "the viewer browser test",
-    ) else {
+    let Some((chromium, chromedriver)) =
+        crate::webdriver::browser_binaries("the viewer browser test")
+    else {
         return;
     };
     let sb = init("dev", "");

@@ -7,9 +7,9 @@
 use reqwest::StatusCode;
 
 use crate::browser::{path_of, screenshot_dir};
-use crate::harness::{Sandbox, drop_schema, pg_schema_url, require_all, require_tool, skipped};
+use crate::harness::{Sandbox, drop_schema, pg_schema_url, require_tool};
 use crate::server::{Auth, PASSWORD, Server, add_user, enroll, init, oathtool};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 pub const CONSOLE_CATALOG: &str = "sku,on_hand\nMUG-RED-350ML,12\nTEE-BLK-XL,2\nLONG-SKU-WITH-A-VERY-LONG-NAME-THAT-MUST-WRAP-0001,400\n";
 
@@ -313,9 +313,9 @@ async fn chromium_uses_the_console_in_english_and_chinese() {
     if !require_tool("oathtool", "oathtool", "the console browser test") {
         return;
     }
-    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
-        "the console browser test",
-    ) else {
+    let Some((chromium, chromedriver)) =
+        crate::webdriver::browser_binaries("the console browser test")
+    else {
         return;
     };
     let sb = init("dev", "");

@@ -6,9 +6,9 @@
 
 use crate::console::{browser_sign_in, shoot};
 use crate::console_ops::add_tiktok;
-use crate::harness::{require_all, require_tool, skipped};
+use crate::harness::require_tool;
 use crate::server::{Server, add_user, init};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 /// A name long enough to test wrapping at 360 px.
 const LONG: &str = "singapore-flagship-store-with-a-rather-long-connection-name-01";
@@ -18,9 +18,9 @@ async fn chromium_manages_connections_and_bans() {
     if !require_tool("oathtool", "oathtool", "the console ops browser test") {
         return;
     }
-    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
-        "the console ops browser test",
-    ) else {
+    let Some((chromium, chromedriver)) =
+        crate::webdriver::browser_binaries("the console ops browser test")
+    else {
         return;
     };
     let sb = init("dev", "");

@@ -9,9 +9,9 @@ use stockade_core::{Actor, Environment, Pii};
 use stockade_vault::{MasterKeys, Vault};
 
 use crate::browser::{path_of, screenshot_dir};
-use crate::harness::{Sandbox, require_all, require_tool, skipped};
+use crate::harness::{Sandbox, require_tool};
 use crate::server::{PASSWORD, Server, add_user, init, oathtool};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 const CATALOG: &str = "sku,on_hand\nMUG-RED-350ML,40\nTEE-BLK-XL,12\nLONG-SKU-WITH-A-VERY-LONG-NAME-THAT-MUST-WRAP-0001,400\n";
 const BUYER_NAME: &str = "Lin Meihua";
@@ -123,9 +123,9 @@ async fn chromium_reveals_one_orders_buyer_fields_with_a_reason_and_finds_the_au
     if !require_tool("oathtool", "oathtool", "the orders browser test") {
         return;
     }
-    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
-        "the orders browser test",
-    ) else {
+    let Some((chromium, chromedriver)) =
+        crate::webdriver::browser_binaries("the orders browser test")
+    else {
         return;
     };
     let sb = init("dev", "[console]\ntimezone = \"Asia/Singapore\"\n");

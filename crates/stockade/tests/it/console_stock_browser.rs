@@ -16,9 +16,9 @@ use stockade_sync::SyncOptions;
 use stockade_testkit::{Db, TestApp};
 
 use crate::browser::{path_of, screenshot_dir};
-use crate::harness::{require_all, require_tool, skipped};
+use crate::harness::require_tool;
 use crate::server::{PASSWORD, oathtool};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 const MARKETS: [(Marketplace, &str); 3] = [
     (Marketplace::TikTok, "tiktok"),
@@ -74,9 +74,9 @@ async fn chromium_adjusts_stock_and_the_sandbox_channels_show_it() {
     if !require_tool("oathtool", "oathtool", "the stock browser test") {
         return;
     }
-    let Some((chromium, chromedriver)) = crate::webdriver::browser_binaries(
-        "the stock browser test",
-    ) else {
+    let Some((chromium, chromedriver)) =
+        crate::webdriver::browser_binaries("the stock browser test")
+    else {
         return;
     };
     let config = SandboxConfig {

@@ -13,9 +13,9 @@ use serde_json::json;
 use stockade_sandbox::bots::{Bots, BotsConfig, DingTalkRobotSpec};
 
 use crate::browser::{path_of, screenshot_dir};
-use crate::harness::{Sandbox, require_all, require_tool, skipped};
+use crate::harness::{Sandbox, require_tool};
 use crate::server::{PASSWORD, Server, add_user, init, oathtool};
-use crate::webdriver::{Browser, find_binary};
+use crate::webdriver::Browser;
 
 const V1: &str = "name: restock-note\ndescription: note a restock in the audit log\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: restock checked }\n";
 const V2: &str = "name: restock-note\ndescription: note a restock in the audit log\ntrigger: manual\non_error: builtin.alert\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: restock checked }\n  - id: confirm\n    uses: audit.note\n    with: { message: restock confirmed }\n";
