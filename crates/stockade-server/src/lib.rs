@@ -24,6 +24,7 @@ pub mod i18n;
 pub mod metrics;
 pub mod openapi;
 pub mod pages;
+pub mod route_table;
 pub mod routes;
 pub mod state;
 pub mod tls;
