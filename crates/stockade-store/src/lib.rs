@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod journal;
 mod migrate;
 mod postgres;
+pub mod retention;
 pub mod schedule;
 pub mod sql;
 mod sqlite;

@@ -115,6 +115,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_console_indexes.sql"),
         postgres: include_str!("../migrations/postgres/0016_console_indexes.sql"),
     },
+    // Retention: run records, the run lease, deletion indexes.
+    Migration {
+        version: 19,
+        name: "retention",
+        sqlite: include_str!("../migrations/sqlite/0019_retention.sql"),
+        postgres: include_str!("../migrations/postgres/0019_retention.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

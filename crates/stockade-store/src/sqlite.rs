@@ -312,6 +312,11 @@ impl SqliteStore {
             tx.commit().map_err(db_err)?;
             applied.push(m.version);
         }
+        // Retention: an existing database is switched to incremental auto-vacuum once,
+        // when the retention migration is applied (see `retention`).
+        if applied.contains(&crate::retention::MIGRATION) && !applied.contains(&1) {
+            crate::retention::convert_auto_vacuum(&conn)?;
+        }
 
         let (sender, receiver) = mpsc::channel();
         let env_name = env.as_str();

@@ -1,0 +1,4 @@
+//! Retention tests against real SQLite and PostgreSQL.
+
+mod retention;
+mod seed;
