@@ -126,6 +126,8 @@ pub struct App {
     workflows: Option<Engine>,
     /// The schedule and event triggers (with the engine).
     triggers: Option<Triggers>,
+    /// Retention: the scheduled job and the signal that stops it.
+    retention: (tokio::sync::watch::Sender<bool>, JoinHandle<()>),
 }
 
 impl std::fmt::Debug for App {
@@ -298,6 +300,14 @@ impl App {
             Some(_) => start_triggers(vault.store().clone()).await,
             None => None,
         };
+        // Retention: runs now and every `[retention] every`, one at a time (a loop here,
+        // the lease across processes).
+        let (retention_stop, retention_rx) = tokio::sync::watch::channel(false);
+        let retention_task = tokio::spawn(stockade_retention::schedule(
+            vault.store().clone(),
+            settings.retention,
+            retention_rx,
+        ));
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -312,6 +322,7 @@ impl App {
             stop_server,
             workflows,
             triggers,
+            retention: (retention_stop, retention_task),
         })
     }
 
@@ -408,6 +419,15 @@ impl App {
             tracing::warn!("the alert pipeline did not stop in time");
         }
         self.head_task.abort();
+        // Retention stops between runs; a run cut short is taken up by the next one.
+        let (retention_stop, mut retention_task) = self.retention;
+        let _ = retention_stop.send(true);
+        if tokio::time::timeout_at(deadline, &mut retention_task)
+            .await
+            .is_err()
+        {
+            retention_task.abort();
+        }
         match tokio::time::timeout_at(deadline, self.gateway.flush()).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => tracing::warn!("the last egress log rows could not be written: {e}"),

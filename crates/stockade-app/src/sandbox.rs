@@ -74,6 +74,15 @@ pub async fn launch(
     settings.access = stockade_access::AccessConfig::default();
     settings.sync = opts.sync;
     settings.sync.lift_rate_limits = !opts.realistic_limits;
+    // The rig's fixtures carry order times near 1970: their buyer fields stay for the
+    // tests that read them (retention's own tests run it on seeded databases).
+    let keep = 200 * 365 * 86_400;
+    settings.retention.buyer_pii = stockade_retention::PiiRules {
+        amazon_s: keep,
+        ebay_s: keep,
+        tiktok_s: keep,
+        undelivered_s: keep,
+    };
     let app = App::build_with(
         &settings,
         BuildOptions {

@@ -16,6 +16,8 @@ use crate::AppError;
 
 mod log;
 mod sections;
+// Retention (`[retention]`).
+mod retention;
 pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
@@ -61,6 +63,8 @@ struct FileConfig {
     console: ConsoleFileConfig,
     #[serde(default)]
     log: log::LogFileConfig,
+    #[serde(default)]
+    retention: retention::RetentionFileConfig,
 }
 
 /// `[console]`: the time zone the web console shows times in (an IANA name).
@@ -417,6 +421,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
+    /// How long each kind of data is kept (`[retention]`).
+    pub retention: stockade_retention::Rules,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -535,12 +541,13 @@ impl Settings {
         provenance.push(("postgres.max_connections", max.to_string(), src));
 
         let (server, access) = access_settings(&file, &mut provenance)?;
-        let egress = egress_settings(&file.egress, env, &mut provenance)?;
+        let mut egress = egress_settings(&file.egress, env, &mut provenance)?;
         let sync = sync_settings(&file.sync, &mut provenance)?;
         let alerts = alerts_settings(&file.alerts, &mut provenance)?;
-        let workflows = workflow_settings(&file.workflows, &mut provenance)?;
+        let mut workflows = workflow_settings(&file.workflows, &mut provenance)?;
         let console = console_settings(&file.console, &mut provenance)?;
         let log_format = log::log_format(&file.log, &mut provenance)?;
+        let retention = retention_of(&file, &mut workflows, &mut egress, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -558,6 +565,7 @@ impl Settings {
             console,
             log_format,
             provenance,
+            retention,
         })
     }
 
@@ -593,6 +601,9 @@ impl Settings {
         let file = FileConfig::default();
         let mut provenance = Vec::new();
         let (server, access) = access_settings(&file, &mut provenance)?;
+        let mut egress = egress_settings(&file.egress, Some(env), &mut provenance)?;
+        let mut workflows = workflow_settings(&file.workflows, &mut provenance)?;
+        let retention = retention_of(&file, &mut workflows, &mut egress, &mut provenance)?;
         Ok(Settings {
             env: Some(env),
             master_key: MasterKeyLocation::File(data_dir.join("master.key")),
@@ -602,13 +613,14 @@ impl Settings {
             config_file: None,
             server,
             access,
-            egress: egress_settings(&file.egress, Some(env), &mut provenance)?,
+            egress,
             sync: sync_settings(&file.sync, &mut provenance)?,
             alerts: alerts_settings(&file.alerts, &mut provenance)?,
-            workflows: workflow_settings(&file.workflows, &mut provenance)?,
+            workflows,
             console: console_settings(&file.console, &mut provenance)?,
             log_format: LogFormat::Text,
             provenance,
+            retention,
         })
     }
 
@@ -880,4 +892,22 @@ fn apply_jail(
         p.recidive_bantime,
     )?;
     Ok(())
+}
+
+/// `[retention]` with the older keys that name its settings, applied to the engines that
+/// prune on their own.
+fn retention_of(
+    file: &FileConfig,
+    workflows: &mut WorkflowSettings,
+    egress: &mut EgressSettings,
+    provenance: &mut Vec<(&'static str, String, &'static str)>,
+) -> Result<stockade_retention::Rules, AppError> {
+    let legacy = retention::Legacy {
+        workflows_retention: &file.workflows.retention,
+        egress_log_retention: &file.egress.log_retention,
+        sync_pii_retention: &file.sync.pii_retention,
+    };
+    let rules = retention::retention_settings(&file.retention, legacy, provenance)?;
+    retention::unify(&rules, workflows, egress, provenance);
+    Ok(rules)
 }

@@ -11,8 +11,9 @@
 //! - `pusher`: target quantities pushed to the channels;
 //! - `reconciler`: channel quantities read back, drift repaired;
 //! - `poller`: orders listed since the persisted cursor;
-//! - `returns`: returns reports (Amazon);
-//! - `retention`: buyer fields of old completed orders deleted.
+//! - `returns`: returns reports (Amazon).
+//!
+//! Buyer fields of old orders are removed by the retention job (`stockade-retention`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -47,7 +48,6 @@ mod poller;
 mod pusher;
 mod reconciler;
 mod registry;
-mod retention;
 mod returns;
 
 use fetch::FetchJob;
@@ -218,8 +218,6 @@ impl SyncEngine {
         {
             let s = sync.clone();
             tasks.push(tokio::spawn(async move { s.refresh_loop().await }));
-            let s = sync.clone();
-            tasks.push(tokio::spawn(async move { s.retention_loop().await }));
         }
         if let Ok(mut t) = sync.inner.tasks.lock() {
             t.extend(tasks);

@@ -110,8 +110,6 @@ pub struct SyncOptions {
     pub push_retry_max: Duration,
     /// Consecutive failed rounds after which an error event is recorded.
     pub push_attempts_before_event: u32,
-    /// Buyer fields are deleted this long after an order completes.
-    pub pii_retention: Duration,
     /// How often connections added, paused, resumed or revoked elsewhere are picked up.
     pub refresh_interval: Duration,
     /// Lift the connectors' own rate limits (benchmarks against simulators only).
@@ -137,7 +135,6 @@ impl Default for SyncOptions {
             push_retry_base: Duration::from_millis(200),
             push_retry_max: Duration::from_secs(30),
             push_attempts_before_event: 5,
-            pii_retention: Duration::from_secs(30 * 24 * 3600),
             refresh_interval: Duration::from_secs(2),
             lift_rate_limits: false,
             low_stock_threshold: LOW_STOCK_THRESHOLD,

@@ -136,7 +136,6 @@ pub(super) fn sync_settings(
         ));
     }
     o.returns_report_interval = Some(returns);
-    o.pii_retention = positive("sync.pii_retention", &f.pii_retention, o.pii_retention)?;
     provenance.push((
         "sync.poll_interval",
         show(o.poll_interval),
@@ -156,11 +155,6 @@ pub(super) fn sync_settings(
         "sync.returns_report_interval",
         show(o.returns_report_interval),
         src(f.returns_report_interval.is_some()),
-    ));
-    provenance.push((
-        "sync.pii_retention",
-        show(Some(o.pii_retention)),
-        src(f.pii_retention.is_some()),
     ));
     if let Some(t) = f.low_stock_threshold {
         if !(0..=1_000_000).contains(&t) {

@@ -60,9 +60,6 @@ fn fast_options() -> SyncOptions {
         // The simulators run without rate limits here; so do the connectors (Amazon's
         // getOrder allows 0.5 calls a second and would make 40 orders take a minute).
         lift_rate_limits: true,
-        // The test orders carry timestamps near 1970; the retention job (first run at
-        // start, on its own task) must not race the checks of their buyer fields.
-        pii_retention: Duration::from_secs(200 * 365 * 86_400),
         ..SyncOptions::default()
     }
 }

@@ -27,7 +27,6 @@ fn options() -> SyncOptions {
         poll_interval: None,
         reconcile_interval: None,
         lift_rate_limits: true,
-        pii_retention: Duration::from_secs(200 * 365 * 86_400),
         ..SyncOptions::default()
     }
 }
