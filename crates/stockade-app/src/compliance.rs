@@ -12,6 +12,7 @@
 //! Evidence holds counts, settings, dates and hashes: no secret and no personal data.
 
 mod cert;
+mod retention;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,6 +54,8 @@ struct ConfigFacts {
     /// The configured alert channels' names.
     alert_channels: Vec<String>,
     data_dir: PathBuf,
+    /// The retention rules in force (`[retention]`).
+    retention: stockade_retention::Rules,
 }
 
 /// The policy's idle lock: at most 15 minutes.
@@ -94,6 +97,7 @@ impl Compliance {
                     .map(|c| c.name.clone())
                     .collect(),
                 data_dir: settings.data_dir.clone(),
+                retention: settings.retention,
             },
             access,
         }
@@ -117,7 +121,7 @@ impl Compliance {
             self.alerts(store).await?,
             later("backups", "000 §4"),
             later("incident", "000 §5, 001 §5, 002 §III"),
-            later("retention", "002 §I"),
+            retention::retention(store, &self.facts.retention, now).await?,
             later("mirror", "000 §3, 001 §3"),
             Check {
                 id: "host",

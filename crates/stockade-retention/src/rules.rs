@@ -160,7 +160,7 @@ impl Rules {
         };
         let simple = |kind: &'static str, what: &str, s: i64, target: Target| Planned {
             kind,
-            rule: format!("{what} {}", show_period(s)),
+            rule: what.replace("{p}", &show_period(s)),
             cutoff_ms: at(s),
             target,
         };
@@ -170,7 +170,7 @@ impl Rules {
             pii("buyer_pii.tiktok", "tiktok", p.tiktok_s),
             simple(
                 "workflow_executions",
-                "finished executions and their journal after",
+                "finished executions and their journal, {p} after they finished",
                 self.workflow_executions_s,
                 Target::JobsOfKind {
                     kind: WORKFLOW_JOB_KIND.to_owned(),
@@ -179,7 +179,7 @@ impl Rules {
             ),
             simple(
                 "jobs",
-                "other finished jobs and schedule ticks after",
+                "other finished jobs and old schedule ticks, {p} after they finished",
                 self.jobs_s,
                 Target::OtherJobs {
                     except: WORKFLOW_JOB_KIND.to_owned(),
@@ -188,7 +188,7 @@ impl Rules {
             ),
             simple(
                 "egress_log",
-                "outbound request log after",
+                "outbound request log rows, {p} after the request",
                 self.egress_log_s,
                 Target::EgressLog {
                     before_ms: at(self.egress_log_s),
@@ -196,7 +196,7 @@ impl Rules {
             ),
             simple(
                 "events",
-                "routed events after (unrouted: twice as long)",
+                "events {p} after they happened (not yet routed to alerts: twice as long)",
                 self.events_s,
                 Target::Events {
                     before_ms: at(self.events_s),
@@ -205,7 +205,7 @@ impl Rules {
             ),
             simple(
                 "alert_deliveries",
-                "sent or held alert deliveries after",
+                "sent or held alert deliveries, {p} after they were created",
                 self.alert_deliveries_s,
                 Target::AlertDeliveries {
                     before_ms: at(self.alert_deliveries_s),
@@ -213,7 +213,7 @@ impl Rules {
             ),
             simple(
                 "sessions",
-                "sessions after expiry +",
+                "sessions {p} after they expired",
                 self.sessions_s,
                 Target::Sessions {
                     before_ms: at(self.sessions_s),
@@ -221,7 +221,7 @@ impl Rules {
             ),
             simple(
                 "bans",
-                "ended bans after",
+                "bans {p} after they ended (permanent bans kept)",
                 self.bans_s,
                 Target::Bans {
                     before_s: at(self.bans_s) / 1000,

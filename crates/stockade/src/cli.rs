@@ -162,6 +162,34 @@ pub enum Command {
     /// Benchmarks that print measured figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Retention: how long each kind of data is kept ([retention] in stockade.toml),
+    /// a run now (or a dry run that only counts), the last run.
+    #[command(
+        subcommand,
+        after_long_help = "The server runs retention every [retention] every (default 1h); these commands show the
+rules and run it by hand. Rules, defaults and their sources: docs/operations.md (Retention).
+
+Examples:
+  stockade retention show
+  stockade retention run --dry-run
+  stockade retention run"
+    )]
+    Retention(RetentionCommand),
+}
+
+/// `stockade retention …`.
+#[derive(Debug, Subcommand)]
+pub enum RetentionCommand {
+    /// Remove what has expired now, in batches of [retention] batch rows, and record the
+    /// run (one audit row with the counts per kind). Prints per kind: the rule, the
+    /// cutoff and the rows removed. Exit 1 while another run (the server's) is going.
+    Run {
+        /// Only count what a run would remove; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the rules in force and the last run (when, and how many rows per kind).
+    Show,
 }
 
 #[derive(Debug, Subcommand)]

@@ -27,6 +27,8 @@ mod key;
 #[cfg(feature = "dev-tools")]
 mod live;
 mod reload;
+// Retention: `stockade retention run|show`.
+mod retention;
 #[cfg(feature = "dev-tools")]
 mod sandbox;
 #[cfg(feature = "dev-tools")]
@@ -71,7 +73,11 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Stock(_)
             | Command::Alert(_)
             | Command::Credential(_)
-    ) || matches!(&cli.command, Command::Workflow(c) if workflow::writes(c));
+    ) || matches!(&cli.command, Command::Workflow(c) if workflow::writes(c))
+        || matches!(
+            &cli.command,
+            Command::Retention(crate::cli::RetentionCommand::Run { dry_run: false })
+        );
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
@@ -124,6 +130,7 @@ async fn run_command(
         Command::Alert(cmd) => alert::run(settings, cmd).await,
         Command::Workflow(cmd) => workflow::run(settings, cmd).await,
         Command::Credential(cmd) => credential::run(settings, cmd).await,
+        Command::Retention(cmd) => retention::run(settings, cmd).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
         #[cfg(feature = "dev-tools")]
