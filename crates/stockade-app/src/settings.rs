@@ -548,6 +548,8 @@ impl Settings {
         let console = console_settings(&file.console, &mut provenance)?;
         let log_format = log::log_format(&file.log, &mut provenance)?;
         let retention = retention_of(&file, &mut workflows, &mut egress, &mut provenance)?;
+        let mut alerts = alerts;
+        alerts.retention = secs(retention.alert_deliveries_s);
 
         Ok(Settings {
             env,
@@ -588,6 +590,8 @@ impl Settings {
         c.request_timeout = self.egress.request_timeout;
         c.max_attempts = self.egress.max_attempts;
         c.log_retention = self.egress.log_retention;
+        // The retention job removes old log rows (in batches, counted in its audit row).
+        c.log_auto_prune = false;
         c
     }
 
@@ -615,7 +619,10 @@ impl Settings {
             access,
             egress,
             sync: sync_settings(&file.sync, &mut provenance)?,
-            alerts: alerts_settings(&file.alerts, &mut provenance)?,
+            alerts: stockade_alerts::AlertsConfig {
+                retention: secs(retention.alert_deliveries_s),
+                ..alerts_settings(&file.alerts, &mut provenance)?
+            },
             workflows,
             console: console_settings(&file.console, &mut provenance)?,
             log_format: LogFormat::Text,
@@ -910,4 +917,8 @@ fn retention_of(
     let rules = retention::retention_settings(&file.retention, legacy, provenance)?;
     retention::unify(&rules, workflows, egress, provenance);
     Ok(rules)
+}
+
+fn secs(s: i64) -> std::time::Duration {
+    std::time::Duration::from_secs(u64::try_from(s).unwrap_or(u64::MAX))
 }

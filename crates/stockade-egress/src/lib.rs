@@ -61,6 +61,9 @@ pub struct EgressConfig {
     pub breaker_cooldown: Duration,
     pub max_response_bytes: usize,
     pub log_retention: Duration,
+    /// Whether the log writer prunes old rows itself (at start and hourly). The server
+    /// turns it off: its retention job removes them in bounded batches.
+    pub log_auto_prune: bool,
     /// Per-host token bucket: (requests per second, burst).
     pub host_rate: (f64, u32),
 }
@@ -80,6 +83,7 @@ impl EgressConfig {
             breaker_cooldown: Duration::from_secs(30),
             max_response_bytes: 8 * 1024 * 1024,
             log_retention: Duration::from_secs(90 * 24 * 3600),
+            log_auto_prune: true,
             host_rate: (50.0, 100),
         }
     }
@@ -239,6 +243,7 @@ impl Gateway {
                     store,
                     config.environment.as_str(),
                     config.log_retention,
+                    config.log_auto_prune,
                 ))
             }
         };

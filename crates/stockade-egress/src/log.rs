@@ -81,15 +81,24 @@ pub(crate) fn spawn(
     store: Store,
     environment: &'static str,
     retention: Duration,
+    auto_prune: bool,
 ) -> mpsc::Sender<Msg> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(store, environment, retention, rx));
+    tokio::spawn(run(store, environment, retention, auto_prune, rx));
     tx
 }
 
-async fn run(store: Store, env: &'static str, retention: Duration, mut rx: mpsc::Receiver<Msg>) {
+/// With `auto_prune`, old rows are pruned at start and hourly; without (the server, whose
+/// retention job removes them in batches), only on [`crate::Gateway::prune`].
+async fn run(
+    store: Store,
+    env: &'static str,
+    retention: Duration,
+    auto_prune: bool,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     let mut last_error: Option<String> = None;
-    if let Err(e) = prune(&store, retention).await {
+    if auto_prune && let Err(e) = prune(&store, retention).await {
         tracing::warn!(error = %e, "egress log pruning failed");
     }
     let mut last_prune = tokio::time::Instant::now();
@@ -98,7 +107,7 @@ async fn run(store: Store, env: &'static str, retention: Duration, mut rx: mpsc:
             Ok(Some(m)) => m,
             Ok(None) => break,
             Err(_) => {
-                if let Err(e) = prune(&store, retention).await {
+                if auto_prune && let Err(e) = prune(&store, retention).await {
                     tracing::warn!(error = %e, "egress log pruning failed");
                 }
                 last_prune = tokio::time::Instant::now();
@@ -137,7 +146,7 @@ async fn run(store: Store, env: &'static str, retention: Duration, mut rx: mpsc:
             last_prune = tokio::time::Instant::now();
             let _ = reply.send(r);
         }
-        if last_prune.elapsed() >= PRUNE_EVERY {
+        if auto_prune && last_prune.elapsed() >= PRUNE_EVERY {
             if let Err(e) = prune(&store, retention).await {
                 tracing::warn!(error = %e, "egress log pruning failed");
             }

@@ -132,7 +132,7 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
         ("alerts", "fail"),
         ("backups", "cannot_check"),
         ("incident", "cannot_check"),
-        ("retention", "cannot_check"),
+        ("retention", "pass"),
         ("mirror", "cannot_check"),
         ("host", "cannot_check"),
     ] {

@@ -49,3 +49,5 @@ mod console_workflows;
 mod bench_console;
 mod console_stock;
 mod console_stock_browser;
+// Retention: the commands and the server's scheduled run.
+mod retention;

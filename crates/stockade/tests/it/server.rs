@@ -1428,7 +1428,7 @@ fn the_example_config_is_valid_and_shows_its_access_settings() {
         "access.argon2",
         "ban",
         "sync.poll_interval",
-        "sync.pii_retention",
+        "retention.buyer_pii.amazon",
         "workflows.workers",
         "workflows.lease",
     ] {
