@@ -206,12 +206,13 @@ pub struct LedgerItem {
 }
 
 /// The buyer fields: masked (`[masked]` for each field the marketplace sent), revealed
-/// (only in the answer to a reveal), purged (removed under retention, or the seller's
-/// data key was destroyed), or none sent.
+/// (only in the answer to a reveal), removed (by retention), purged (the seller's data
+/// key was destroyed), or none sent.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BuyerView {
-    /// `masked`, `revealed`, `purged`, `unreadable` (a reveal found an altered
-    /// ciphertext) or `none`.
+    /// `masked`, `revealed`, `removed` (by retention: the buyer fields were deleted from the
+    /// order), `purged` (the seller's data key was destroyed), `unreadable` (a reveal found
+    /// an altered ciphertext) or `none`.
     pub state: String,
     /// `name`, `email`, `phone`, `address` (one line) → value, or `[masked]`.
     pub fields: BTreeMap<String, String>,
@@ -235,7 +236,9 @@ pub struct OrderAnswer {
 }
 
 fn masked(o: &OrderDetail) -> BuyerView {
-    let state = if o.purged() {
+    let state = if o.removed_by_retention() {
+        "removed"
+    } else if o.purged() {
         "purged"
     } else if o.any_buyer() {
         "masked"
@@ -403,6 +406,7 @@ pub async fn reveal(
                 .collect(),
         ),
         RevealOutcome::Purged => ("purged", BTreeMap::new()),
+        RevealOutcome::Removed => ("removed", BTreeMap::new()),
         RevealOutcome::Unreadable => ("unreadable", BTreeMap::new()),
         RevealOutcome::Nothing => ("none", BTreeMap::new()),
     };

@@ -193,6 +193,14 @@ impl OrderPage {
     fn purged(&self) -> bool {
         self.o.purged() || self.revealed.as_ref().is_some_and(|r| r.purged)
     }
+    /// Why the buyer's data cannot be shown: removed by retention, or purged.
+    fn purged_text(&self) -> &'static str {
+        if self.o.removed_by_retention() {
+            self.c.t("ord.removed")
+        } else {
+            self.c.t("ord.purged")
+        }
+    }
     fn movement(&self, m: &str) -> String {
         match m {
             "reserve" | "commit" | "release" | "restock" | "adjust" => {
@@ -309,7 +317,7 @@ pub async fn reveal(
                     f.into_iter().map(|(n, v)| (n, v.to_string())).collect(),
                     false,
                 ),
-                RevealOutcome::Purged => (Vec::new(), true),
+                RevealOutcome::Purged | RevealOutcome::Removed => (Vec::new(), true),
                 RevealOutcome::Unreadable | RevealOutcome::Nothing => (Vec::new(), false),
             };
             let r = Revealed {

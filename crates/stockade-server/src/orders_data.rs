@@ -238,6 +238,10 @@ impl OrderDetail {
     pub fn purged(&self) -> bool {
         self.pii_deleted_at_ms.is_some() || self.key_destroyed
     }
+    /// Retention removed the buyer's data (no ciphertext left in the order).
+    pub fn removed_by_retention(&self) -> bool {
+        self.pii_deleted_at_ms.is_some()
+    }
 }
 
 /// One audit row about the order: time, actor, action, status (ingests) or empty.
@@ -448,6 +452,8 @@ pub enum RevealOutcome {
     /// The seller's data key was destroyed (deauthorization purge, shred) or the data was
     /// removed under the retention policy: nothing can be shown, ever.
     Purged,
+    /// Retention removed the buyer fields from the order (no ciphertext left).
+    Removed,
     /// A ciphertext does not open with its live key: altered, or sealed for another
     /// order (run `stockade key verify`). Nothing is shown.
     Unreadable,
@@ -460,6 +466,7 @@ impl RevealOutcome {
         match self {
             RevealOutcome::Shown(_) => "revealed",
             RevealOutcome::Purged => "purged",
+            RevealOutcome::Removed => "removed",
             RevealOutcome::Unreadable => "unreadable",
             RevealOutcome::Nothing => "none",
         }
@@ -502,7 +509,7 @@ async fn open_fields(
     order: &OrderDetail,
 ) -> std::result::Result<RevealOutcome, crate::error::AppError> {
     if order.pii_deleted_at_ms.is_some() {
-        return Ok(RevealOutcome::Purged);
+        return Ok(RevealOutcome::Removed);
     }
     type Cts = (
         Option<Vec<u8>>,

@@ -644,6 +644,31 @@ async fn reveal_granted(server: &TestServer, admin: &Api<'_>, id7: i64, gone: i6
         page.contains("id=\"purged\"") && page.contains("买家数据已清除"),
         "{page}"
     );
+    // An order whose buyer fields retention removed: "removed by retention", before and
+    // after a reveal, in the API and on the page; never "cannot be decrypted".
+    store
+        .tamper_for_tests(
+            "UPDATE orders SET buyer_name = NULL, buyer_email = NULL, buyer_phone = NULL,
+               buyer_address = NULL, pii_deleted_at_ms = 1 WHERE external_id = 'EB-00011'",
+        )
+        .await
+        .unwrap();
+    let (_, v) = admin.json("/api/v1/orders?q=EB-00011").await;
+    let id11 = v["orders"][0]["id"].as_i64().unwrap();
+    let (_, v) = admin.json(&format!("/api/v1/orders/{id11}")).await;
+    assert_eq!(v["buyer"]["state"], "removed", "{v}");
+    let (_, page) = admin.get(&format!("/orders/{id11}"), "en").await;
+    assert!(page.contains("removed by retention"), "{page}");
+    let (s, _, text) = admin
+        .post(
+            &format!("/api/v1/orders/{id11}/reveal"),
+            "application/json",
+            json!({"reason": "ticket CS-1006"}).to_string(),
+            "en",
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["state"], "removed");
     assert!(!server.logs.text().contains(BUYER_NAME));
 }
 
