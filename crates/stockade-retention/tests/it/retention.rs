@@ -199,3 +199,39 @@ async fn the_sqlite_file_shrinks_after_a_large_deletion() {
     store.close().await;
     db.cleanup().await;
 }
+
+/// A SQLite database created before retention (`auto_vacuum = NONE`) is switched to
+/// incremental auto-vacuum once, when the retention migration is applied; its audit chain
+/// still verifies.
+#[tokio::test]
+async fn an_older_sqlite_database_is_converted_by_the_retention_migration() {
+    let Some((db, store)) = seed::open(false).await else {
+        return;
+    };
+    seed::seed(&store, now_ms(), 2).await;
+    // Make it look like a database from before retention.
+    for sql in [
+        "PRAGMA auto_vacuum = NONE",
+        "VACUUM",
+        "DROP TABLE retention_runs",
+        "DROP TABLE retention_lease",
+        "DROP INDEX sessions_expires",
+        "DROP INDEX alert_outbox_done",
+        "DELETE FROM schema_migrations WHERE version = 19",
+    ] {
+        store.tamper_for_tests(sql).await.unwrap();
+    }
+    assert_eq!(store.count("PRAGMA auto_vacuum", vec![]).await.unwrap(), 0);
+    store.close().await;
+
+    let env = stockade_core::Environment::Dev;
+    let options = stockade_store::StoreOptions::default();
+    assert!(Store::open(&db.url, env, &options).await.is_err(), "pending migration");
+    let (store, report) = Store::migrate(&db.url, env, &options).await.unwrap();
+    assert_eq!(report.applied, vec![19]);
+    assert_eq!(store.count("PRAGMA auto_vacuum", vec![]).await.unwrap(), 2);
+    assert!(store.verify_audit(None).await.unwrap().problem.is_none());
+    assert!(run(&store, &Rules::default()).await.unwrap().reclaimed);
+    store.close().await;
+    db.cleanup().await;
+}
