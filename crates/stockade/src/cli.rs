@@ -595,6 +595,42 @@ pub enum BenchCommand {
         after_long_help = "Builds a fresh dev data directory (init, sku import, an admin API key; the orders,\nlistings and three paused connections bulk-inserted in audited batches), starts\n`stockade serve` as a child process and requests every console page many times with the\nAPI key. Server time is the `Server-Timing: app;dur=` header the server adds (from the\nrequest entering the server to its response's headers). Pages that answer 404 (not built\nyet) are skipped with a message. Then --clients clients poll /overview/live every 5 s for\n--live-seconds; the server's CPU (from the child's /proc stat, minus an idle baseline)\nper client per second is reported.\n\nExamples:\n  stockade bench console\n  stockade bench console --skus 200 --orders 2000 --requests 20 --json\n  stockade bench console --database-url postgres://u:p@127.0.0.1/db"
     )]
     Console(BenchConsoleArgs),
+    /// Retention: a large backlog of expired rows removed by one run, and the order ingest
+    /// beside it (alone, then during the run).
+    #[command(
+        after_long_help = "Seeds a throw-away database with --rows expired rows (half orders with buyer fields,
+half request log rows), measures audited order commits from 16 writers for --duration,
+then the same while one retention run removes the backlog in transactions of --batch
+rows. Reports rows removed per second, the SQLite file before and after, and the ingest
+rate and commit p99 alone and during the run. Exit 1 if the run removed another number
+of rows than seeded.
+
+Examples:
+  stockade bench retention
+  stockade bench retention --rows 1000000 --json
+  stockade bench retention --database-url postgres://u:p@127.0.0.1/db"
+    )]
+    Retention(BenchRetentionArgs),
+}
+
+#[cfg(feature = "dev-tools")]
+#[derive(Debug, Args)]
+pub struct BenchRetentionArgs {
+    /// Expired rows seeded (half orders with buyer fields, half request log rows).
+    #[arg(long, default_value_t = 200_000)]
+    pub rows: u64,
+    /// Rows per deletion transaction ([retention] batch).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: i64,
+    /// How long ingest is measured alone (e.g. 10s).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub duration: String,
+    /// A PostgreSQL URL: run on a fresh schema there (dropped afterwards) instead of SQLite.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: Option<String>,
+    /// Print one JSON object on the last line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[cfg(feature = "dev-tools")]

@@ -13,6 +13,9 @@ mod bench_console;
 mod bench_console_seed;
 #[cfg(feature = "dev-tools")]
 mod bench_workflow;
+// Retention: `stockade bench retention`.
+#[cfg(feature = "dev-tools")]
+mod bench_retention;
 mod catalog;
 mod connection;
 mod connection_edit;
@@ -142,6 +145,10 @@ async fn run_command(
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Console(args)) => {
             bench_console::console(args).await
+        }
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::Retention(args)) => {
+            bench_retention::run(args).await
         }
     }
 }
