@@ -17,10 +17,13 @@
 //!
 //! # SQLite space
 //! A database created by this version has `auto_vacuum = INCREMENTAL` (set before its first
-//! table); one created before is converted once, when this part's migration is applied
-//! ([`convert_auto_vacuum`]: `PRAGMA auto_vacuum = INCREMENTAL; VACUUM;` on the migrating
-//! connection, before the writer thread and any reader exist). After a run,
-//! [`Store::reclaim_space`] hands the freed pages back to the file system.
+//! table); one created before is converted by the next `stockade migrate` (the upgrade
+//! that brings this part's migration): [`convert_auto_vacuum`] runs
+//! `PRAGMA auto_vacuum = INCREMENTAL; VACUUM;` on the migrating connection, before the
+//! writer thread and any reader exist. If another process holds the file, it fails with a
+//! message saying to stop it and migrate again (the migration itself is already applied;
+//! the next `migrate` converts). After a run, [`Store::reclaim_space`] hands the freed
+//! pages back to the file system.
 
 use rusqlite::Connection;
 
@@ -30,7 +33,7 @@ use crate::{
     AuditDetails, AuditEntry, Change, Expect, Mutation, Result, Store, sql::SqlValue, sql_params,
 };
 
-/// The schema version that brings retention (its tables and the auto-vacuum conversion).
+/// The schema version that brings retention (its tables and indexes).
 pub const MIGRATION: i64 = 19;
 
 /// Order status ranks from which an order counts as delivered (or ended: cancelled,
@@ -314,9 +317,8 @@ fn decode_counts(text: &str) -> Vec<(String, i64)> {
 /// Switch an existing SQLite database to incremental auto-vacuum: the mode takes effect
 /// only through a full `VACUUM`, which rewrites the file (it needs about the database's
 /// size in free disk and holds the database exclusively while it runs). Called on the
-/// migrating connection when the retention migration is applied, before the writer thread
-/// and any reader open — the one moment nothing else uses the file. A database already in
-/// that mode is left alone.
+/// migrating connection of `stockade migrate`, before the writer thread and any reader
+/// open. A database already in that mode is left alone (nothing written).
 pub(crate) fn convert_auto_vacuum(conn: &Connection) -> Result<()> {
     let mode: i64 = conn
         .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
@@ -325,7 +327,11 @@ pub(crate) fn convert_auto_vacuum(conn: &Connection) -> Result<()> {
         return Ok(());
     }
     conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
-        .map_err(db_err)
+        .map_err(|e| {
+            crate::StoreError::Database(format!(
+                "could not switch the SQLite file to incremental auto-vacuum ({e}); stop every process using it (stockade serve) and run `stockade migrate` again"
+            ))
+        })
 }
 
 #[cfg(test)]

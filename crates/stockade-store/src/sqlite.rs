@@ -312,9 +312,9 @@ impl SqliteStore {
             tx.commit().map_err(db_err)?;
             applied.push(m.version);
         }
-        // Retention: an existing database is switched to incremental auto-vacuum once,
-        // when the retention migration is applied (see `retention`).
-        if applied.contains(&crate::retention::MIGRATION) && !applied.contains(&1) {
+        // Retention: an existing database is switched to incremental auto-vacuum by
+        // `stockade migrate`, once (see `retention`).
+        if mode == OpenMode::Migrate {
             crate::retention::convert_auto_vacuum(&conn)?;
         }
 

@@ -8,10 +8,8 @@
 //! file stops growing, but it does not shrink. A database created by this version has
 //! `auto_vacuum = INCREMENTAL` (set before its first table), and [`Store::reclaim_space`]
 //! runs `PRAGMA incremental_vacuum` to shrink it by the freed pages, a bounded number
-//! per call. A database created before keeps `auto_vacuum = NONE` (a migration cannot
-//! change it without a full `VACUUM`, which rewrites the file under an exclusive lock):
-//! its freed pages are reused, and an operator who wants the file smaller runs, with the
-//! server stopped, `sqlite3 stockade.db "PRAGMA auto_vacuum = INCREMENTAL; VACUUM;"` once.
+//! per call. A database created before is switched to that mode once, by a full `VACUUM`
+//! when the retention migration is applied (see [`crate::retention`]).
 //! PostgreSQL's autovacuum does this job there (the `jobs` table is tuned for it in 0010).
 //!
 //! Retention deletes are bookkeeping (listed on [`Store::write_unaudited`]): nothing a
