@@ -114,7 +114,9 @@ async fn run_held(
     for p in rules.plan(started) {
         let mut rows = 0_i64;
         loop {
-            let n = store.retention_delete(&p.target, rules.batch, now_ms()).await?;
+            let n = store
+                .retention_delete(&p.target, rules.batch, now_ms())
+                .await?;
             batches += 1;
             rows += i64::try_from(n).unwrap_or(i64::MAX);
             let now = now_ms();

@@ -262,7 +262,8 @@ impl Store {
         }
         let change = Change::new(
             Mutation::Sql {
-                statement: "INSERT INTO retention_runs (started_at_ms, finished_at_ms, removed, counts)
+                statement:
+                    "INSERT INTO retention_runs (started_at_ms, finished_at_ms, removed, counts)
                             VALUES ($1, $2, $3, $4)",
                 params: sql_params![
                     run.started_at_ms,
@@ -287,12 +288,14 @@ impl Store {
                 vec![],
             )
             .await?;
-        Ok(row.map(|(started_at_ms, finished_at_ms, removed, counts)| RunRecord {
-            started_at_ms,
-            finished_at_ms,
-            removed,
-            counts: decode_counts(&counts),
-        }))
+        Ok(row.map(
+            |(started_at_ms, finished_at_ms, removed, counts)| RunRecord {
+                started_at_ms,
+                finished_at_ms,
+                removed,
+                counts: decode_counts(&counts),
+            },
+        ))
     }
 }
 

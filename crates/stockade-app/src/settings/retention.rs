@@ -147,7 +147,11 @@ pub(super) fn retention_settings(
     let mut push = |key: &'static str, s: i64, from: &'static str| {
         provenance.push((key, show_period(s), from));
     };
-    push("retention.workflow_executions", r.workflow_executions_s, from);
+    push(
+        "retention.workflow_executions",
+        r.workflow_executions_s,
+        from,
+    );
     push("retention.jobs", r.jobs_s, src(f.jobs.is_some()));
     push("retention.egress_log", r.egress_log_s, log_from);
     push("retention.events", r.events_s, src(f.events.is_some()));
@@ -156,7 +160,11 @@ pub(super) fn retention_settings(
         r.alert_deliveries_s,
         src(f.alert_deliveries.is_some()),
     );
-    push("retention.sessions", r.sessions_s, src(f.sessions.is_some()));
+    push(
+        "retention.sessions",
+        r.sessions_s,
+        src(f.sessions.is_some()),
+    );
     push("retention.bans", r.bans_s, src(f.bans.is_some()));
     let audit_s = match f.audit.as_deref() {
         None => None,

@@ -67,8 +67,14 @@ async fn removes_exactly_the_expired(pg: bool) {
         .query_as("SELECT seq, hash FROM audit ORDER BY seq", vec![])
         .await
         .unwrap();
-    let orders = store.count("SELECT COUNT(*) FROM orders", vec![]).await.unwrap();
-    let lines = store.count("SELECT COUNT(*) FROM order_lines", vec![]).await.unwrap();
+    let orders = store
+        .count("SELECT COUNT(*) FROM orders", vec![])
+        .await
+        .unwrap();
+    let lines = store
+        .count("SELECT COUNT(*) FROM order_lines", vec![])
+        .await
+        .unwrap();
 
     let rules = Rules {
         batch: 3,
@@ -84,10 +90,12 @@ async fn removes_exactly_the_expired(pg: bool) {
     assert_eq!(q("SELECT COUNT(*) FROM orders").await.unwrap(), orders);
     assert_eq!(q("SELECT COUNT(*) FROM order_lines").await.unwrap(), lines);
     assert_eq!(
-        q("SELECT COUNT(*) FROM orders WHERE pii_deleted_at_ms IS NOT NULL AND buyer_name IS NULL
-             AND buyer_email IS NULL AND buyer_phone IS NULL AND buyer_address IS NULL")
-            .await
-            .unwrap(),
+        q(
+            "SELECT COUNT(*) FROM orders WHERE pii_deleted_at_ms IS NOT NULL AND buyer_name IS NULL
+             AND buyer_email IS NULL AND buyer_phone IS NULL AND buyer_address IS NULL"
+        )
+        .await
+        .unwrap(),
         6 * n
     );
     assert_eq!(
@@ -115,14 +123,26 @@ async fn removes_exactly_the_expired(pg: bool) {
     if !pg {
         let bytes = db.sqlite_bytes();
         let find = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
-        assert!(!find(&seed::cipher(1, "email")), "removed ciphertext still in the file");
-        assert!(find(&seed::cipher(2 * n + 1, "email")), "a kept order's ciphertext missing");
+        assert!(
+            !find(&seed::cipher(1, "email")),
+            "removed ciphertext still in the file"
+        );
+        assert!(
+            find(&seed::cipher(2 * n + 1, "email")),
+            "a kept order's ciphertext missing"
+        );
     }
 
     // One audit row with the counts; the earlier audit rows untouched; the chain verifies.
     let rows = retention_rows(&store).await;
     assert_eq!(rows.len(), 1);
-    assert!(rows[0].1.contains(&format!("\"buyer_pii.amazon\":{}", 2 * n)), "{}", rows[0].1);
+    assert!(
+        rows[0]
+            .1
+            .contains(&format!("\"buyer_pii.amazon\":{}", 2 * n)),
+        "{}",
+        rows[0].1
+    );
     assert!(!rows[0].1.contains("SEALED"), "contents in the audit row");
     let audit_after: Vec<(i64, Vec<u8>)> = store
         .query_as("SELECT seq, hash FROM audit ORDER BY seq", vec![])
@@ -157,10 +177,22 @@ async fn one_run_at_a_time(pg: bool) {
     };
     seed::seed(&store, now_ms(), 2).await;
     let now = now_ms();
-    assert!(store.claim_retention("other", now, now + 60_000).await.unwrap());
+    assert!(
+        store
+            .claim_retention("other", now, now + 60_000)
+            .await
+            .unwrap()
+    );
     let before = seed::table_counts(&store).await;
-    assert!(matches!(run(&store, &Rules::default()).await, Err(RunError::Busy)));
-    assert_eq!(seed::table_counts(&store).await, before, "a refused run wrote");
+    assert!(matches!(
+        run(&store, &Rules::default()).await,
+        Err(RunError::Busy)
+    ));
+    assert_eq!(
+        seed::table_counts(&store).await,
+        before,
+        "a refused run wrote"
+    );
     store.release_retention("other").await.unwrap();
     assert!(run(&store, &Rules::default()).await.unwrap().total() > 0);
     store.close().await;
@@ -192,7 +224,15 @@ async fn the_sqlite_file_shrinks_after_a_large_deletion() {
     let big = std::fs::metadata(&path).unwrap().len();
     assert_eq!(store.count("PRAGMA auto_vacuum", vec![]).await.unwrap(), 2);
     let report = run(&store, &Rules::default()).await.unwrap();
-    assert_eq!(report.kinds.iter().find(|k| k.kind == "egress_log").unwrap().rows, 40_000);
+    assert_eq!(
+        report
+            .kinds
+            .iter()
+            .find(|k| k.kind == "egress_log")
+            .unwrap()
+            .rows,
+        40_000
+    );
     assert!(report.reclaimed);
     let small = std::fs::metadata(&path).unwrap().len();
     assert!(small * 4 < big, "file {big} -> {small} bytes");
@@ -226,7 +266,10 @@ async fn an_older_sqlite_database_is_converted_by_the_retention_migration() {
 
     let env = stockade_core::Environment::Dev;
     let options = stockade_store::StoreOptions::default();
-    assert!(Store::open(&db.url, env, &options).await.is_err(), "pending migration");
+    assert!(
+        Store::open(&db.url, env, &options).await.is_err(),
+        "pending migration"
+    );
     let (store, report) = Store::migrate(&db.url, env, &options).await.unwrap();
     assert_eq!(report.applied, vec![19]);
     assert_eq!(store.count("PRAGMA auto_vacuum", vec![]).await.unwrap(), 2);

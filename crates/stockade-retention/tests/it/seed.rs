@@ -26,7 +26,8 @@ pub fn cipher(id: i64, col: &str) -> Vec<u8> {
     format!("SEALED-BUYER-{col}-{id:06}-ZZ").into_bytes()
 }
 
-const ORDER: &str = "INSERT INTO orders (id, connection_id, external_id, status, marketplace_status,
+const ORDER: &str =
+    "INSERT INTO orders (id, connection_id, external_id, status, marketplace_status,
     status_rank, created_at_ms, updated_at_ms, ingested_at_ms, buyer_name, buyer_email,
     buyer_phone, buyer_address) VALUES ($1, $2, $3, $4, $4, $5, $6, $6, $6, $7, $8, $9, $10)";
 
@@ -140,12 +141,40 @@ async fn job(store: &Store, id: String, kind: &str, finished: Option<i64>, now: 
 
 async fn seed_jobs(store: &Store, now: i64, n: i64) {
     for i in 0..n {
-        job(store, format!("wf-old-{i}"), "workflow", Some(now - 15 * DAY_MS), now).await;
-        job(store, format!("bk-old-{i}"), "backup", Some(now - 31 * DAY_MS), now).await;
+        job(
+            store,
+            format!("wf-old-{i}"),
+            "workflow",
+            Some(now - 15 * DAY_MS),
+            now,
+        )
+        .await;
+        job(
+            store,
+            format!("bk-old-{i}"),
+            "backup",
+            Some(now - 31 * DAY_MS),
+            now,
+        )
+        .await;
     }
-    job(store, "wf-new".into(), "workflow", Some(now - 13 * DAY_MS), now).await;
+    job(
+        store,
+        "wf-new".into(),
+        "workflow",
+        Some(now - 13 * DAY_MS),
+        now,
+    )
+    .await;
     job(store, "wf-queued".into(), "workflow", None, now).await;
-    job(store, "bk-new".into(), "backup", Some(now - 29 * DAY_MS), now).await;
+    job(
+        store,
+        "bk-new".into(),
+        "backup",
+        Some(now - 29 * DAY_MS),
+        now,
+    )
+    .await;
     // Two old ticks of one schedule: the older goes, the newest always stays.
     for tick in [1_i64, 2] {
         put(
@@ -167,7 +196,12 @@ async fn seed_logs(store: &Store, now: i64, n: i64) {
         alert, state, next_at_ms) VALUES ('ops', $1, 1, 1, '{}', $2, $1)";
     for _ in 0..n {
         put(store, EGRESS, sql_params![now - 91 * DAY_MS]).await;
-        put(store, EVENT, sql_params![now - 91 * DAY_MS, Some(now - 91 * DAY_MS)]).await;
+        put(
+            store,
+            EVENT,
+            sql_params![now - 91 * DAY_MS, Some(now - 91 * DAY_MS)],
+        )
+        .await;
         put(store, OUTBOX, sql_params![now - 31 * DAY_MS, "sent"]).await;
     }
     put(store, EGRESS, sql_params![now - 89 * DAY_MS]).await;
@@ -192,7 +226,12 @@ async fn seed_access(store: &Store, now: i64, n: i64) {
     const BAN: &str = "INSERT INTO bans (id, ip, since_s, until_s, ban_count, recidive, reason)
         VALUES ($1, '192.0.2.1', 0, $2, 1, 0, 'r')";
     for i in 0..n {
-        put(store, SESSION, sql_params![format!("old-{i}"), now - 2 * DAY_MS]).await;
+        put(
+            store,
+            SESSION,
+            sql_params![format!("old-{i}"), now - 2 * DAY_MS],
+        )
+        .await;
         put(
             store,
             BAN,
@@ -201,7 +240,12 @@ async fn seed_access(store: &Store, now: i64, n: i64) {
         .await;
     }
     put(store, SESSION, sql_params!["live", now + DAY_MS]).await;
-    put(store, BAN, sql_params!["recent", Some((now - 89 * DAY_MS) / 1000)]).await;
+    put(
+        store,
+        BAN,
+        sql_params!["recent", Some((now - 89 * DAY_MS) / 1000)],
+    )
+    .await;
     put(store, BAN, sql_params!["permanent", None::<i64>]).await;
 }
 

@@ -668,7 +668,10 @@ async fn reveal_granted(server: &TestServer, admin: &Api<'_>, id7: i64, gone: i6
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{text}");
-    assert_eq!(serde_json::from_str::<Value>(&text).unwrap()["state"], "removed");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap()["state"],
+        "removed"
+    );
     assert!(!server.logs.text().contains(BUYER_NAME));
 }
 

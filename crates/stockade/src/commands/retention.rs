@@ -56,7 +56,10 @@ fn print_report(r: &Report) {
             k.rule
         );
     }
-    println!("{:<22} {:<26} {:>8}  kept (never deleted)", "audit", "-", "-");
+    println!(
+        "{:<22} {:<26} {:>8}  kept (never deleted)",
+        "audit", "-", "-"
+    );
     let verb = if r.dry_run { "would go" } else { "removed" };
     println!(
         "total: {} rows {verb}{}",
@@ -92,11 +95,7 @@ async fn show(store: &stockade_store::Store, rules: &Rules) -> Result<(), Failur
     match store.last_retention_run().await? {
         None => println!("last run: none yet"),
         Some(run) => {
-            let counts: Vec<String> = run
-                .counts
-                .iter()
-                .map(|(k, n)| format!("{k}={n}"))
-                .collect();
+            let counts: Vec<String> = run.counts.iter().map(|(k, n)| format!("{k}={n}")).collect();
             println!(
                 "last run: {} to {}, {} rows removed ({})",
                 format_rfc3339_ms(run.started_at_ms),

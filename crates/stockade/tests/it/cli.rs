@@ -1142,7 +1142,10 @@ fn sync_settings_come_from_the_config_file() {
     );
     // `[sync] pii_retention` is the older name of the three `[retention.buyer_pii]` periods.
     assert!(line("retention.buyer_pii.amazon").contains("14d"));
-    assert!(line("retention.buyer_pii.tiktok").contains("older name") || line("retention.buyer_pii.tiktok").contains("sync.pii_retention"));
+    assert!(
+        line("retention.buyer_pii.tiktok").contains("older name")
+            || line("retention.buyer_pii.tiktok").contains("sync.pii_retention")
+    );
     std::fs::write(&path, format!("{text}reconcile_interval = \"soon\"\n")).unwrap();
     let out = s.run(&["config"]).expect_code(2);
     assert!(

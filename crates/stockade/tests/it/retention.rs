@@ -27,11 +27,13 @@ async fn seed(store: &Store, pg: bool) {
         .await;
     }
     // A revoked connection: the server's sync engine leaves it alone.
-    raw("INSERT INTO connections (id, name, marketplace, endpoint, account, settings, status,
+    raw(
+        "INSERT INTO connections (id, name, marketplace, endpoint, account, settings, status,
            created_at_ms, updated_at_ms, revoked_at_ms)
          VALUES (1, 'amz', 'amazon', 'sandbox', 'a', '{\"api_url\":\"https://127.0.0.1:9\"}',
                  'revoked', 0, 0, 0)"
-        .into())
+            .into(),
+    )
     .await;
     let blob = if pg {
         "'\\x5345414c4544'::bytea"
@@ -55,7 +57,12 @@ fn row<'a>(out: &'a str, kind: &str) -> &'a str {
 }
 
 fn rows_of(out: &str, kind: &str) -> i64 {
-    row(out, kind).split_whitespace().nth(2).unwrap().parse().unwrap()
+    row(out, kind)
+        .split_whitespace()
+        .nth(2)
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
@@ -83,11 +90,19 @@ async fn flow(sb: Sandbox, url: DatabaseUrl, pg: bool) {
     store.close().await;
 
     // Help on each command.
-    for cmd in [&["retention", "--help"][..], &["retention", "run", "--help"], &["retention", "show", "--help"]] {
+    for cmd in [
+        &["retention", "--help"][..],
+        &["retention", "run", "--help"],
+        &["retention", "show", "--help"],
+    ] {
         let out = sb.run(cmd).expect_code(0).stdout();
         assert!(out.contains("Usage: stockade retention"), "{out}");
     }
-    assert!(sb.run(&["retention", "run", "--help"]).stdout().contains("--dry-run"));
+    assert!(
+        sb.run(&["retention", "run", "--help"])
+            .stdout()
+            .contains("--dry-run")
+    );
 
     // A dry run counts and writes nothing.
     let out = sb
@@ -109,16 +124,26 @@ async fn flow(sb: Sandbox, url: DatabaseUrl, pg: bool) {
         if !show.contains("none yet") {
             break show;
         }
-        assert!(std::time::Instant::now() < deadline, "no scheduled run:\n{show}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no scheduled run:\n{show}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    assert!(show.contains("egress_log=3") && show.contains("buyer_pii.amazon=1"), "{show}");
+    assert!(
+        show.contains("egress_log=3") && show.contains("buyer_pii.amazon=1"),
+        "{show}"
+    );
     drop(server);
 
     let store = open(&url).await;
     let count = |sql: &'static str| store.count(sql, vec![]);
     assert_eq!(count("SELECT COUNT(*) FROM egress_log").await.unwrap(), 1);
-    assert_eq!(count("SELECT COUNT(*) FROM orders").await.unwrap(), 2, "orders stay");
+    assert_eq!(
+        count("SELECT COUNT(*) FROM orders").await.unwrap(),
+        2,
+        "orders stay"
+    );
     assert_eq!(
         count("SELECT COUNT(*) FROM orders WHERE buyer_email IS NULL AND pii_deleted_at_ms IS NOT NULL")
             .await
