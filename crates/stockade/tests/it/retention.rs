@@ -165,4 +165,16 @@ async fn flow(sb: Sandbox, url: DatabaseUrl, pg: bool) {
     // Nothing left to remove.
     let out = sb.run(&["retention", "run"]).expect_code(0).stdout();
     assert!(out.contains("total: 0 rows removed"), "{out}");
+
+    // Audit rows are kept at least a year: a shorter period is refused, naming the fix.
+    let config = sb.data().join("stockade.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap_or_default();
+    text.push_str("\n[retention]\naudit = \"180d\"\n");
+    std::fs::write(&config, text).unwrap();
+    let out = sb.run(&["retention", "show"]).expect_code(2);
+    assert!(
+        out.stderr().contains("retention.audit") && out.stderr().contains("365d"),
+        "{}",
+        out.stderr()
+    );
 }
