@@ -64,14 +64,15 @@ pub async fn run(args: BenchRetentionArgs) -> Result<(), Failure> {
     ));
     let started = Instant::now();
     seed(&store, args.rows).await?;
-    let size_before = file_size(&dir);
     say(format!(
         "seeded in {:.1}s{}",
         started.elapsed().as_secs_f64(),
-        size_before.map_or(String::new(), |b| format!(", file {:.1} MiB", mib(b)))
+        file_size(&dir).map_or(String::new(), |b| format!(", file {:.1} MiB", mib(b)))
     ));
 
     let alone = ingest(&store, duration, None).await?;
+    store.checkpoint().await?;
+    let size_before = file_size(&dir);
     let rules = Rules {
         batch: args.batch,
         ..Rules::default()
@@ -99,7 +100,7 @@ pub async fn run(args: BenchRetentionArgs) -> Result<(), Failure> {
         took.as_secs_f64(),
         report.batches,
         file_size(&dir).map_or(String::new(), |a| format!(
-            ", file {:.1} → {:.1} MiB",
+            ", file {:.1} MiB before the run → {:.1} MiB after",
             mib(size_before.unwrap_or(0)),
             mib(a)
         ))
