@@ -368,7 +368,8 @@ impl Gateway {
     }
 
     /// Delete log rows and events older than the retention period now (the writer also
-    /// does this at start and hourly). Returns the number of rows deleted.
+    /// does this at start and hourly unless `log_auto_prune` is off, as in the server,
+    /// whose retention job removes them). Returns the number of rows deleted.
     pub async fn prune(&self) -> Result<u64, EgressError> {
         let Some(writer) = &self.0.writer else {
             return Ok(0);
