@@ -11,6 +11,8 @@
 //! evidence is not in this process says "cannot check here" — none passes by default.
 //! Evidence holds counts, settings, dates and hashes: no secret and no personal data.
 
+// backup:
+mod backup;
 mod cert;
 
 use std::future::Future;
@@ -115,7 +117,7 @@ impl Compliance {
             self.review(store).await?,
             self.isolation(store),
             self.alerts(store).await?,
-            later("backups", "000 §4"),
+            backup::backups(store, now).await?,
             later("incident", "000 §5, 001 §5, 002 §III"),
             later("retention", "002 §I"),
             later("mirror", "000 §3, 001 §3"),

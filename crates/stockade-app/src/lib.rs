@@ -22,6 +22,8 @@
 //! A new engine is started in `App::build` after what it needs (usually the vault and
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
 
+// backup:
+mod backup_schedule;
 mod channel_live;
 pub mod compliance;
 mod error;
@@ -126,6 +128,8 @@ pub struct App {
     workflows: Option<Engine>,
     /// The schedule and event triggers (with the engine).
     triggers: Option<Triggers>,
+    /// Scheduled backups (`[backup]`).
+    backup: Option<backup_schedule::BackupTask>,
 }
 
 impl std::fmt::Debug for App {
@@ -298,6 +302,8 @@ impl App {
             Some(_) => start_triggers(vault.store().clone()).await,
             None => None,
         };
+        // backup: scheduled encrypted backups.
+        let backup = backup_schedule::start(settings, vault.store());
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -312,6 +318,7 @@ impl App {
             stop_server,
             workflows,
             triggers,
+            backup,
         })
     }
 
@@ -391,6 +398,9 @@ impl App {
             Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
         };
         let deadline = tokio::time::Instant::now() + TAIL_BOUND;
+        if let Some(backup) = self.backup {
+            backup.stop(Duration::from_secs(2)).await;
+        }
         if let Some(triggers) = self.triggers {
             // A trigger pass commits all or nothing: one cut short is repeated next start.
             triggers.stop(TRIGGER_STOP).await;

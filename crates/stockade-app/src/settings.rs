@@ -16,6 +16,9 @@ use crate::AppError;
 
 mod log;
 mod sections;
+// backup:
+mod backup;
+pub use backup::BackupSettings;
 pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
@@ -61,6 +64,9 @@ struct FileConfig {
     console: ConsoleFileConfig,
     #[serde(default)]
     log: log::LogFileConfig,
+    // backup:
+    #[serde(default)]
+    backup: backup::BackupFileConfig,
 }
 
 /// `[console]`: the time zone the web console shows times in (an IANA name).
@@ -417,6 +423,8 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
+    /// Scheduled backups (`[backup]`); None when off.
+    pub backup: Option<BackupSettings>,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -541,6 +549,7 @@ impl Settings {
         let workflows = workflow_settings(&file.workflows, &mut provenance)?;
         let console = console_settings(&file.console, &mut provenance)?;
         let log_format = log::log_format(&file.log, &mut provenance)?;
+        let backup = backup::backup_settings(&file.backup, &data_dir, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -558,6 +567,7 @@ impl Settings {
             console,
             log_format,
             provenance,
+            backup,
         })
     }
 
@@ -609,6 +619,7 @@ impl Settings {
             console: console_settings(&file.console, &mut provenance)?,
             log_format: LogFormat::Text,
             provenance,
+            backup: None,
         })
     }
 

@@ -185,7 +185,7 @@ fn header_error(e: age::DecryptError, what: &str) -> BackupError {
     match e {
         age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             BackupError::BadFile(format!(
-                "{what} ends before its age header does: the file is truncated or not a backup; use a complete copy"
+                "{what} is not an age-encrypted file, or is truncated inside its age header: give a complete file `stockade backup create` wrote"
             ))
         }
         _ => BackupError::BadFile(format!(

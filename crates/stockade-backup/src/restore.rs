@@ -39,8 +39,8 @@ pub struct RestoreOptions<'a> {
     pub file: PathBuf,
     pub decryption: &'a Decryption,
     pub target: &'a DatabaseUrl,
-    /// The environment the restored database will have.
-    pub target_env: Environment,
+    /// The environment the restored database will have (None: the backup's own).
+    pub target_env: Option<Environment>,
     /// `--into-env` was given (another environment is accepted).
     pub into_env: bool,
     pub force: bool,
@@ -94,13 +94,32 @@ pub async fn stage(opts: RestoreOptions<'_>) -> Result<Staged> {
             opts.data_dir.display()
         )));
     }
-    std::fs::create_dir_all(&opts.data_dir)
-        .map_err(crate::io_err(format!("cannot create {}", opts.data_dir.display())))?;
-    let scratch = Scratch::new_in(&opts.data_dir, "restore")?;
+    // Nothing is created before the refusals: a fresh data directory's scratch goes in
+    // its parent (same file system, so the final rename is still atomic).
+    let scratch_parent = if opts.data_dir.is_dir() {
+        opts.data_dir.clone()
+    } else {
+        opts.data_dir
+            .parent()
+            .filter(|p| p.is_dir())
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                BackupError::Usage(format!(
+                    "the parent of the data directory {} does not exist: create it first",
+                    opts.data_dir.display()
+                ))
+            })?
+    };
+    let scratch = Scratch::new_in(&scratch_parent, "restore")?;
     let (header, payload) =
         crate::verify::decrypt_to(&opts.file, opts.decryption, &scratch, "data").await?;
     crate::verify::check_payload(&header, &payload).await?;
-    let env = opts.target_env.as_str();
+    let target_env = match opts.target_env {
+        Some(e) => e,
+        None => Environment::parse(&header.environment)
+            .map_err(|_| BackupError::BadFile("the backup names an unknown environment".into()))?,
+    };
+    let env = target_env.as_str();
     if header.environment != env && !opts.into_env {
         return Err(BackupError::Refused(format!(
             "{} is a backup of environment {}, not {env}: restore it with --env {} or, to restore it into {env} on purpose, add --into-env {env} (nothing was written)",
@@ -139,6 +158,10 @@ pub async fn stage(opts: RestoreOptions<'_>) -> Result<Staged> {
     }
     let place = match (header.backend, opts.target) {
         (Backend::Sqlite, DatabaseUrl::Sqlite(dest)) => {
+            if let Some(dir) = dest.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(crate::io_err(format!("cannot create {}", dir.display())))?;
+            }
             let staged = scratch.join("stockade.db");
             std::fs::rename(&payload, &staged).map_err(crate::io_err("cannot stage the restore"))?;
             if header.environment != env {
@@ -172,7 +195,7 @@ pub async fn stage(opts: RestoreOptions<'_>) -> Result<Staged> {
         url,
         header,
         keyring,
-        env: opts.target_env,
+        env: target_env,
     })
 }
 

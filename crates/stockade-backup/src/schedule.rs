@@ -40,6 +40,46 @@ pub fn file_name(env: &str, ms: i64) -> String {
     format!("stockade-{env}-{t}.age")
 }
 
+/// The `stockade_meta` key recording the schedule this instance runs (compliance
+/// evidence reads it from the database): `every=SECONDS keep=N`, or `off`.
+pub const SCHEDULE_META: &str = "backup.schedule";
+
+/// Record the schedule in `stockade_meta` (audited) when it changed.
+pub async fn record_schedule(store: &Store, every: Option<Duration>, keep: usize) {
+    let value = match every {
+        Some(e) => format!("every={} keep={keep}", e.as_secs()),
+        None => "off".into(),
+    };
+    let current = store.meta(SCHEDULE_META).await.ok().flatten();
+    if current.as_deref() == Some(value.as_str()) || (current.is_none() && every.is_none()) {
+        return;
+    }
+    let change = Change::new(
+        stockade_store::Mutation::SetMeta {
+            key: SCHEDULE_META.into(),
+            value: value.clone(),
+        },
+        AuditEntry::new("backup.schedule", "backup:schedule", AuditDetails::new().str("schedule", &value)),
+    );
+    if let Err(e) = store.commit(&ACTOR, vec![change]).await {
+        tracing::warn!("could not record the backup schedule: {e}");
+    }
+}
+
+/// Parse [`SCHEDULE_META`]: (every, keep).
+pub fn parse_schedule(text: &str) -> Option<(Duration, usize)> {
+    let mut every = None;
+    let mut keep = None;
+    for part in text.split_whitespace() {
+        if let Some(v) = part.strip_prefix("every=") {
+            every = v.parse::<u64>().ok().map(Duration::from_secs);
+        } else if let Some(v) = part.strip_prefix("keep=") {
+            keep = v.parse().ok();
+        }
+    }
+    Some((every?, keep?))
+}
+
 /// Run until `stop` turns true.
 pub async fn run(
     store: Store,
@@ -49,6 +89,7 @@ pub async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let retry = schedule.every.min(Duration::from_secs(900));
+    record_schedule(&store, Some(schedule.every), schedule.keep).await;
     loop {
         let wait = match crate::record::last_ok(&store, "create").await {
             Ok(Some(last)) => {

@@ -162,6 +162,11 @@ pub enum Command {
     /// Benchmarks that print measured figures (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    // backup:
+    /// Encrypted backups (age format): create, verify, restore, drill, keyring export,
+    /// list. See docs/operations.md, "Backups and restore".
+    #[command(subcommand)]
+    Backup(crate::cli_backup::BackupCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -567,6 +572,10 @@ pub enum BenchCommand {
         after_long_help = "Builds a fresh dev data directory (init, sku import, an admin API key; the orders,\nlistings and three paused connections bulk-inserted in audited batches), starts\n`stockade serve` as a child process and requests every console page many times with the\nAPI key. Server time is the `Server-Timing: app;dur=` header the server adds (from the\nrequest entering the server to its response's headers). Pages that answer 404 (not built\nyet) are skipped with a message. Then --clients clients poll /overview/live every 5 s for\n--live-seconds; the server's CPU (from the child's /proc stat, minus an idle baseline)\nper client per second is reported.\n\nExamples:\n  stockade bench console\n  stockade bench console --skus 200 --orders 2000 --requests 20 --json\n  stockade bench console --database-url postgres://u:p@127.0.0.1/db"
     )]
     Console(BenchConsoleArgs),
+    // backup:
+    /// Backup of a database with 1,000,000 orders: time, size, MB/s, and the ingest
+    /// throughput with and without a concurrent backup.
+    Backup(crate::cli_backup::BenchBackupArgs),
 }
 
 #[cfg(feature = "dev-tools")]

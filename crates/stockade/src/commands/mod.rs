@@ -3,6 +3,8 @@
 mod access;
 mod alert;
 mod audit;
+// backup:
+mod backup;
 #[cfg(feature = "dev-tools")]
 mod bench;
 #[cfg(feature = "dev-tools")]
@@ -13,6 +15,9 @@ mod bench_console;
 mod bench_console_seed;
 #[cfg(feature = "dev-tools")]
 mod bench_workflow;
+// backup:
+#[cfg(feature = "dev-tools")]
+mod bench_backup;
 mod catalog;
 mod connection;
 mod connection_edit;
@@ -53,7 +58,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global.overrides())?;
     // Init creates the database; config and workflow lint do not need one.
     let needs_db = !matches!(cli.command, Command::Init | Command::Config(_))
-        && !matches!(&cli.command, Command::Workflow(c) if workflow::offline(c));
+        && !matches!(&cli.command, Command::Workflow(c) if workflow::offline(c))
+        && !matches!(&cli.command, Command::Backup(c) if c.offline());
     if needs_db && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
@@ -71,7 +77,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             | Command::Stock(_)
             | Command::Alert(_)
             | Command::Credential(_)
-    ) || matches!(&cli.command, Command::Workflow(c) if workflow::writes(c));
+    ) || matches!(&cli.command, Command::Workflow(c) if workflow::writes(c))
+        || matches!(&cli.command, Command::Backup(c) if !c.offline());
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
@@ -136,6 +143,10 @@ async fn run_command(
         Command::Bench(crate::cli::BenchCommand::Console(args)) => {
             bench_console::console(args).await
         }
+        // backup:
+        Command::Backup(cmd) => backup::run(settings, cmd).await,
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::Backup(args)) => bench_backup::run(args).await,
     }
 }
 
