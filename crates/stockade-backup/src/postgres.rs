@@ -64,6 +64,15 @@ impl PgTarget {
         })
     }
 
+    /// The database name (no credentials) for `pg_restore --dbname`.
+    fn database_name(&self) -> String {
+        url::Url::parse(&self.url)
+            .ok()
+            .map(|u| percent_decode(u.path().trim_start_matches('/')))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| "postgres".into())
+    }
+
     /// PG* variables for the client tools.
     fn env(&self) -> Result<Vec<(&'static str, String)>> {
         let u = url::Url::parse(&self.url)
@@ -207,6 +216,7 @@ impl PgTarget {
         let base = |sections: &[&str]| {
             let mut v: Vec<String> = sections.iter().map(|s| format!("--section={s}")).collect();
             v.extend([
+                format!("--dbname={}", self.database_name()),
                 "--single-transaction".into(),
                 "--exit-on-error".into(),
                 "--no-owner".into(),
