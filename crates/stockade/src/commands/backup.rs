@@ -253,7 +253,9 @@ async fn finish(settings: &Settings, staged: &Staged, file: &Path) -> Result<Str
         }
     };
     let same_env = staged.header().environment == env.as_str();
-    let (vault, replayed) = if same_env {
+    // The vault takes the store over (one handle, so closing it checkpoints and closes
+    // the staged database before the switch).
+    let (vault, store, replayed) = if same_env {
         let master = match settings.load_master_key(env) {
             Ok(m) => m,
             Err(e) => {
@@ -263,11 +265,17 @@ async fn finish(settings: &Settings, staged: &Staged, file: &Path) -> Result<Str
                 )));
             }
         };
-        let vault = Vault::open(store.clone(), master).await?;
-        let n = replay(&vault, staged).await?;
-        (Some(vault), n)
+        let vault = Vault::open(store, master).await?;
+        let n = match replay(&vault, staged).await {
+            Ok(n) => n,
+            Err(e) => {
+                vault.close().await;
+                return Err(e);
+            }
+        };
+        (Some(vault), None, n)
     } else {
-        (None, 0)
+        (None, Some(store), 0)
     };
     let counts = vec![
         ("keys_live", applied.live),
@@ -276,8 +284,13 @@ async fn finish(settings: &Settings, staged: &Staged, file: &Path) -> Result<Str
         ("purges_replayed", replayed),
         ("backup_created_at_ms", staged.header().created_at_ms),
     ];
-    record::record(
-        &store,
+    let target = match (&vault, &store) {
+        (Some(v), _) => v.store(),
+        (None, Some(s)) => s,
+        (None, None) => return Err(Failure::runtime("no staged store")),
+    };
+    let recorded = record::record(
+        target,
         &CLI_ACTOR,
         NewRecord {
             operation: "restore",
@@ -290,12 +303,14 @@ async fn finish(settings: &Settings, staged: &Staged, file: &Path) -> Result<Str
             ..NewRecord::default()
         },
     )
-    .await
-    .map_err(fail)?;
-    match vault {
-        Some(v) => v.close().await,
-        None => store.close().await,
+    .await;
+    if let Some(v) = vault {
+        v.close().await;
     }
+    if let Some(s) = store {
+        s.close().await;
+    }
+    recorded.map_err(fail)?;
     let mut s = format!(
         "data keys: {} live, {} destroyed (kept destroyed); purges replayed: {replayed}",
         applied.live, applied.destroyed
