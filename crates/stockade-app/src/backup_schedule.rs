@@ -26,7 +26,9 @@ pub fn start(settings: &Settings, store: &Store) -> Option<BackupTask> {
     let Some(b) = settings.backup.as_ref() else {
         // The compliance evidence reads the schedule from the database: say it is off.
         let store = store.clone();
-        tokio::spawn(async move { stockade_backup::schedule::record_schedule(&store, None, 0).await });
+        tokio::spawn(
+            async move { stockade_backup::schedule::record_schedule(&store, None, 0).await },
+        );
         return None;
     };
     let encryption = match Encryption::from_args(&b.recipients, None) {

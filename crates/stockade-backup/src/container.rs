@@ -76,7 +76,9 @@ pub fn hash_file(path: &std::path::Path) -> Result<(u64, String)> {
     let mut buf = vec![0u8; 1 << 16];
     let mut n = 0u64;
     loop {
-        let got = f.read(&mut buf).map_err(crate::io_err("cannot read the snapshot"))?;
+        let got = f
+            .read(&mut buf)
+            .map_err(crate::io_err("cannot read the snapshot"))?;
         if got == 0 {
             break;
         }
@@ -92,13 +94,18 @@ pub fn write(out: &mut impl Write, header: &Header, payload: &std::path::Path) -
         .map_err(|e| BackupError::Io(format!("cannot encode the backup header: {e}")))?;
     let w = crate::io_err("cannot write the backup");
     out.write_all(MAGIC.as_bytes()).map_err(w)?;
-    out.write_all(b"\n").map_err(crate::io_err("cannot write the backup"))?;
-    out.write_all(json.as_bytes()).map_err(crate::io_err("cannot write the backup"))?;
-    out.write_all(b"\n").map_err(crate::io_err("cannot write the backup"))?;
+    out.write_all(b"\n")
+        .map_err(crate::io_err("cannot write the backup"))?;
+    out.write_all(json.as_bytes())
+        .map_err(crate::io_err("cannot write the backup"))?;
+    out.write_all(b"\n")
+        .map_err(crate::io_err("cannot write the backup"))?;
     let mut f = std::fs::File::open(payload).map_err(crate::io_err("cannot read the snapshot"))?;
     let copied = std::io::copy(&mut f, out).map_err(crate::io_err("cannot write the backup"))?;
     if copied != header.payload_bytes {
-        return Err(BackupError::Io("the snapshot changed while it was being written".into()));
+        return Err(BackupError::Io(
+            "the snapshot changed while it was being written".into(),
+        ));
     }
     Ok(())
 }
@@ -107,7 +114,10 @@ pub fn write(out: &mut impl Write, header: &Header, payload: &std::path::Path) -
 pub fn read_header(input: &mut impl BufRead, what: &str) -> Result<Header> {
     let mut line = Vec::new();
     let stream = |e| crate::crypt::stream_error(e, what);
-    input.take(64).read_until(b'\n', &mut line).map_err(stream)?;
+    input
+        .take(64)
+        .read_until(b'\n', &mut line)
+        .map_err(stream)?;
     if line.strip_suffix(b"\n") != Some(MAGIC.as_bytes()) {
         return Err(BackupError::BadFile(format!(
             "{what} decrypts, but is not a Stockade backup (no `{MAGIC}` line): give a file `stockade backup create` or `backup keyring` wrote"

@@ -111,7 +111,12 @@ async fn create_inner(opts: &CreateOptions<'_>, env: &str) -> Result<CreateRepor
             let payload = scratch.join("stockade.pgdump");
             let target = PgTarget::new(url, schema.as_deref());
             let info = target.dump(&payload).await?;
-            (Backend::Postgres, payload, info, Some(target.schema.clone()))
+            (
+                Backend::Postgres,
+                payload,
+                info,
+                Some(target.schema.clone()),
+            )
         }
     };
     let SnapshotInfo {
@@ -166,8 +171,12 @@ pub(crate) async fn encrypt_file(
         write_atomic(&to, |file| {
             let mut w = enc.wrap(BufWriter::with_capacity(1 << 20, &mut *file))?;
             container::write(&mut w, &header, &payload)?;
-            let mut inner = w.finish().map_err(crate::io_err("cannot finish the age stream"))?;
-            inner.flush().map_err(crate::io_err("cannot write the backup"))?;
+            let mut inner = w
+                .finish()
+                .map_err(crate::io_err("cannot finish the age stream"))?;
+            inner
+                .flush()
+                .map_err(crate::io_err("cannot write the backup"))?;
             drop(inner);
             Ok(file.metadata().map(|m| m.len()).unwrap_or_default())
         })

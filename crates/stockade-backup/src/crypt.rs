@@ -35,7 +35,11 @@ pub fn read_passphrase_file(path: &Path) -> Result<SecretString> {
             path.display()
         ))
     })?);
-    let line = text.lines().next().unwrap_or_default().trim_end_matches('\r');
+    let line = text
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches('\r');
     if line.is_empty() {
         return Err(BackupError::Usage(format!(
             "the passphrase file {} is empty: write the passphrase on its first line",
@@ -79,7 +83,9 @@ impl Encryption {
         let enc = match self {
             Encryption::Recipients(rs) => {
                 age::Encryptor::with_recipients(rs.iter().map(|r| r as &dyn age::Recipient))
-                    .map_err(|e| BackupError::Usage(format!("cannot encrypt to these recipients: {e}")))?
+                    .map_err(|e| {
+                        BackupError::Usage(format!("cannot encrypt to these recipients: {e}"))
+                    })?
             }
             Encryption::Passphrase(p, log_n) => {
                 let mut r = age::scrypt::Recipient::new(p.clone());
@@ -87,7 +93,9 @@ impl Encryption {
                     r.set_work_factor(*n);
                 }
                 age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient))
-                    .map_err(|e| BackupError::Usage(format!("cannot encrypt with this passphrase: {e}")))?
+                    .map_err(|e| {
+                        BackupError::Usage(format!("cannot encrypt with this passphrase: {e}"))
+                    })?
             }
         };
         enc.wrap_output(out)

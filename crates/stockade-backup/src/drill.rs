@@ -58,7 +58,9 @@ pub async fn drill(
                 operation: "drill",
                 trigger: "cli",
                 path: file.display().to_string(),
-                bytes: std::fs::metadata(file).ok().and_then(|m| i64::try_from(m.len()).ok()),
+                bytes: std::fs::metadata(file)
+                    .ok()
+                    .and_then(|m| i64::try_from(m.len()).ok()),
                 sha256: Some(r.header.payload_sha256.clone()),
                 env: r.header.environment.clone(),
                 kind: "-".into(),

@@ -118,7 +118,11 @@ impl KeyringExport {
     }
 
     /// Read an export file.
-    pub async fn read(file: &Path, dec: &Decryption, scratch_parent: &Path) -> Result<KeyringExport> {
+    pub async fn read(
+        file: &Path,
+        dec: &Decryption,
+        scratch_parent: &Path,
+    ) -> Result<KeyringExport> {
         let scratch = Scratch::new_in(scratch_parent, "keyring")?;
         let (_, payload) = crate::verify::decrypt_to(file, dec, &scratch, "keyring").await?;
         let bytes = zeroize::Zeroizing::new(
@@ -165,7 +169,8 @@ pub async fn export(
                 .map_err(|e| BackupError::Io(format!("cannot encode the keyring: {e}")))?,
         );
         let mut f = create_private(&payload)?;
-        f.write_all(&json).map_err(crate::io_err("cannot write the keyring"))?;
+        f.write_all(&json)
+            .map_err(crate::io_err("cannot write the keyring"))?;
     }
     let (payload_bytes, payload_sha256) = container::hash_file(&payload)?;
     let header = Header {
@@ -186,7 +191,11 @@ pub async fn export(
         payload_sha256: payload_sha256.clone(),
     };
     let file_bytes = crate::create::encrypt_file(to, encryption, &header, &payload).await?;
-    let live = export.data_keys.iter().filter(|k| k.destroyed_at_ms.is_none()).count();
+    let live = export
+        .data_keys
+        .iter()
+        .filter(|k| k.destroyed_at_ms.is_none())
+        .count();
     let report = KeyringReport {
         file_bytes,
         live_keys: live,

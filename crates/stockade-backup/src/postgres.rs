@@ -27,7 +27,9 @@ pub struct PgTarget {
 
 impl std::fmt::Debug for PgTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgTarget").field("schema", &self.schema).finish_non_exhaustive()
+        f.debug_struct("PgTarget")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
     }
 }
 
@@ -87,7 +89,14 @@ impl PgTarget {
             v.push(("PGPASSWORD", dec(p)));
         }
         let db = u.path().trim_start_matches('/');
-        v.push(("PGDATABASE", if db.is_empty() { "postgres".into() } else { dec(db) }));
+        v.push((
+            "PGDATABASE",
+            if db.is_empty() {
+                "postgres".into()
+            } else {
+                dec(db)
+            },
+        ));
         for (k, val) in u.query_pairs() {
             if k == "sslmode" {
                 v.push(("PGSSLMODE", val.into_owned()));
@@ -132,7 +141,10 @@ impl PgTarget {
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let first: String = err.lines().take(3).collect::<Vec<_>>().join(" / ");
-            return Err(BackupError::Io(format!("{tool} failed: {}", first.chars().take(400).collect::<String>())));
+            return Err(BackupError::Io(format!(
+                "{tool} failed: {}",
+                first.chars().take(400).collect::<String>()
+            )));
         }
         Ok(())
     }
@@ -225,10 +237,14 @@ impl PgTarget {
             ]);
             v
         };
-        self.run_tool("pg_restore", &base(&["pre-data", "data"])).await?;
+        self.run_tool("pg_restore", &base(&["pre-data", "data"]))
+            .await?;
         let mut c = self.connect().await?;
         let s = quote(&self.schema);
-        let mut tx = c.begin().await.map_err(pg_err("cannot start a transaction"))?;
+        let mut tx = c
+            .begin()
+            .await
+            .map_err(pg_err("cannot start a transaction"))?;
         for k in keys {
             sqlx::query(sqlx::AssertSqlSafe(format!(
                 "INSERT INTO {s}.keyring_data_keys (id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms) VALUES ($1, $2, $3, NULL, $4, $5)"
@@ -249,7 +265,9 @@ impl PgTarget {
         .execute(&mut *tx)
         .await
         .map_err(pg_err("cannot set the environment"))?;
-        tx.commit().await.map_err(pg_err("cannot commit the keyring skeleton"))?;
+        tx.commit()
+            .await
+            .map_err(pg_err("cannot commit the keyring skeleton"))?;
         let _ = c.close().await;
         self.run_tool("pg_restore", &base(&["post-data"])).await
     }
@@ -271,10 +289,13 @@ impl PgTarget {
 
     pub async fn drop_schema(&self, name: &str) -> Result<()> {
         let mut c = self.connect().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA IF EXISTS {} CASCADE", quote(name))))
-            .execute(&mut c)
-            .await
-            .map_err(pg_err("cannot drop the schema"))?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA IF EXISTS {} CASCADE",
+            quote(name)
+        )))
+        .execute(&mut c)
+        .await
+        .map_err(pg_err("cannot drop the schema"))?;
         let _ = c.close().await;
         Ok(())
     }
@@ -282,12 +303,15 @@ impl PgTarget {
     /// A new empty database on the same server, for a drill.
     pub async fn create_scratch_database(&self, name: &str) -> Result<PgTarget> {
         let mut c = self.connect().await?;
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {}", quote(name))))
-            .execute(&mut c)
-            .await
-            .map_err(|e| {
-                pg_err("cannot create a scratch database for the drill (the role needs CREATEDB)")(e)
-            })?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE {}",
+            quote(name)
+        )))
+        .execute(&mut c)
+        .await
+        .map_err(|e| {
+            pg_err("cannot create a scratch database for the drill (the role needs CREATEDB)")(e)
+        })?;
         let _ = c.close().await;
         self.with_database(name)
     }

@@ -114,7 +114,13 @@ pub async fn record(store: &Store, actor: &Actor, r: NewRecord) -> Result<()> {
         expect: Expect::One("a new backups row"),
     };
     store
-        .commit(actor, vec![Change::new(m, AuditEntry::new(&action, format!("backup:{file}"), audit))])
+        .commit(
+            actor,
+            vec![Change::new(
+                m,
+                AuditEntry::new(&action, format!("backup:{file}"), audit),
+            )],
+        )
         .await?;
     Ok(())
 }

@@ -12,7 +12,9 @@
 use std::path::{Path, PathBuf};
 
 use stockade_core::{Actor, Environment};
-use stockade_store::{AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, sql_params,
+};
 
 use crate::container::{Backend, Header};
 use crate::crypt::Decryption;
@@ -27,10 +29,16 @@ pub const PID_FILE: &str = "serve.pid";
 
 /// The process id of a `stockade serve` running on this data directory, if any.
 pub fn server_pid(data_dir: &Path) -> Option<u32> {
-    let pid: u32 = std::fs::read_to_string(data_dir.join(PID_FILE)).ok()?.trim().parse().ok()?;
+    let pid: u32 = std::fs::read_to_string(data_dir.join(PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
     let arg0 = cmdline.split(|b| *b == 0).next()?;
-    String::from_utf8_lossy(arg0).contains("stockade").then_some(pid)
+    String::from_utf8_lossy(arg0)
+        .contains("stockade")
+        .then_some(pid)
 }
 
 /// What a restore needs.
@@ -72,7 +80,9 @@ pub struct Staged {
 
 impl std::fmt::Debug for Staged {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Staged").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Staged")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -163,7 +173,8 @@ pub async fn stage(opts: RestoreOptions<'_>) -> Result<Staged> {
                     .map_err(crate::io_err(format!("cannot create {}", dir.display())))?;
             }
             let staged = scratch.join("stockade.db");
-            std::fs::rename(&payload, &staged).map_err(crate::io_err("cannot stage the restore"))?;
+            std::fs::rename(&payload, &staged)
+                .map_err(crate::io_err("cannot stage the restore"))?;
             if header.environment != env {
                 crate::sqlite::set_environment(&staged, env)?;
             }
@@ -226,7 +237,10 @@ async fn stage_pg(
     if let Err(e) = target.restore(payload, &header.data_keys, env).await {
         let _ = target.drop_schema(&target.schema).await;
         if let Some(a) = &aside {
-            let back = PgTarget { url: target.url.clone(), schema: a.clone() };
+            let back = PgTarget {
+                url: target.url.clone(),
+                schema: a.clone(),
+            };
             let _ = back.rename_schema(&target.schema).await;
         }
         return Err(e);
@@ -263,12 +277,15 @@ async fn current_keyring(target: &DatabaseUrl) -> Result<KeyringExport> {
 }
 
 const SET_LIVE: &str = "UPDATE keyring_data_keys SET wrapped = $1, master_version = $2 WHERE id = $3 AND destroyed_at_ms IS NULL";
-const SET_DESTROYED: &str = "UPDATE keyring_data_keys SET wrapped = NULL, destroyed_at_ms = $1 WHERE id = $2";
+const SET_DESTROYED: &str =
+    "UPDATE keyring_data_keys SET wrapped = NULL, destroyed_at_ms = $1 WHERE id = $2";
 const ADD_KEY: &str = "INSERT INTO keyring_data_keys (id, owner, master_version, wrapped, created_at_ms, destroyed_at_ms)
      VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING";
-const ADD_MASTER: &str = "INSERT INTO keyring_master (version, fingerprint, created_at_ms, retired_at_ms)
+const ADD_MASTER: &str =
+    "INSERT INTO keyring_master (version, fingerprint, created_at_ms, retired_at_ms)
      VALUES ($1, $2, $3, $4) ON CONFLICT (version) DO NOTHING";
-const RETIRE_MASTER: &str = "UPDATE keyring_master SET retired_at_ms = $1 WHERE version = $2 AND retired_at_ms IS NULL";
+const RETIRE_MASTER: &str =
+    "UPDATE keyring_master SET retired_at_ms = $1 WHERE version = $2 AND retired_at_ms IS NULL";
 
 impl Staged {
     pub fn url(&self) -> &DatabaseUrl {
@@ -292,9 +309,21 @@ impl Staged {
     /// database, one audited commit.
     pub async fn apply_keyring(&self, store: &Store, actor: &Actor) -> Result<KeyringApplied> {
         let mut steps = Vec::new();
-        let sql = |statement: &'static str, params| Mutation::Sql { statement, params, expect: Expect::Any };
+        let sql = |statement: &'static str, params| Mutation::Sql {
+            statement,
+            params,
+            expect: Expect::Any,
+        };
         for m in &self.keyring.master_versions {
-            steps.push(sql(ADD_MASTER, sql_params![m.version, m.fingerprint.as_str(), m.created_at_ms, m.retired_at_ms]));
+            steps.push(sql(
+                ADD_MASTER,
+                sql_params![
+                    m.version,
+                    m.fingerprint.as_str(),
+                    m.created_at_ms,
+                    m.retired_at_ms
+                ],
+            ));
             if let Some(r) = m.retired_at_ms {
                 steps.push(sql(RETIRE_MASTER, sql_params![r, m.version]));
             }
@@ -304,14 +333,26 @@ impl Staged {
         for k in &self.keyring.data_keys {
             let wrapped = match &k.wrapped_hex {
                 Some(h) => Some(hex::decode(h).map_err(|_| {
-                    BackupError::BadFile("the keyring export holds a malformed key; use another export".into())
+                    BackupError::BadFile(
+                        "the keyring export holds a malformed key; use another export".into(),
+                    )
                 })?),
                 None => None,
             };
             if !known.contains(&k.id) {
                 n.added += 1;
             }
-            steps.push(sql(ADD_KEY, sql_params![k.id, k.owner.as_str(), k.master_version, wrapped.clone(), k.created_at_ms, k.destroyed_at_ms]));
+            steps.push(sql(
+                ADD_KEY,
+                sql_params![
+                    k.id,
+                    k.owner.as_str(),
+                    k.master_version,
+                    wrapped.clone(),
+                    k.created_at_ms,
+                    k.destroyed_at_ms
+                ],
+            ));
             match (k.destroyed_at_ms, wrapped) {
                 (Some(at), _) => {
                     n.destroyed += 1;
@@ -328,7 +369,9 @@ impl Staged {
             .header
             .data_keys
             .iter()
-            .filter(|s| s.destroyed_at_ms.is_none() && !self.keyring.data_keys.iter().any(|k| k.id == s.id))
+            .filter(|s| {
+                s.destroyed_at_ms.is_none() && !self.keyring.data_keys.iter().any(|k| k.id == s.id)
+            })
             .count() as i64;
         let audit = AuditEntry::new(
             "backup.restore.keyring",
@@ -340,7 +383,16 @@ impl Staged {
                 .int("missing", n.missing),
         );
         store
-            .commit(actor, vec![Change::new(Mutation::Many { steps, guard: false }, audit)])
+            .commit(
+                actor,
+                vec![Change::new(
+                    Mutation::Many {
+                        steps,
+                        guard: false,
+                    },
+                    audit,
+                )],
+            )
             .await?;
         Ok(n)
     }
@@ -348,7 +400,11 @@ impl Staged {
     /// Make the staged restore the database.
     pub async fn commit(self) -> Result<()> {
         match self.place {
-            Place::Sqlite { _scratch, staged, dest } => {
+            Place::Sqlite {
+                _scratch,
+                staged,
+                dest,
+            } => {
                 let s = staged.clone();
                 tokio::task::spawn_blocking(move || checkpoint(&s))
                     .await
@@ -356,8 +412,10 @@ impl Staged {
                 for ext in ["db-wal", "db-shm"] {
                     let _ = std::fs::remove_file(dest.with_extension(ext));
                 }
-                std::fs::rename(&staged, &dest)
-                    .map_err(crate::io_err(format!("cannot move the restored database to {}", dest.display())))?;
+                std::fs::rename(&staged, &dest).map_err(crate::io_err(format!(
+                    "cannot move the restored database to {}",
+                    dest.display()
+                )))?;
                 if let Some(dir) = dest.parent()
                     && let Ok(d) = std::fs::File::open(dir)
                 {
@@ -380,7 +438,10 @@ impl Staged {
         if let Place::Postgres { target, aside } = self.place {
             let _ = target.drop_schema(&target.schema).await;
             if let Some(a) = aside {
-                let back = PgTarget { url: target.url.clone(), schema: a };
+                let back = PgTarget {
+                    url: target.url.clone(),
+                    schema: a,
+                };
                 if let Err(e) = back.rename_schema(&target.schema).await {
                     tracing::error!("could not put the previous schema back: {e}");
                 }

@@ -59,7 +59,11 @@ pub async fn record_schedule(store: &Store, every: Option<Duration>, keep: usize
             key: SCHEDULE_META.into(),
             value: value.clone(),
         },
-        AuditEntry::new("backup.schedule", "backup:schedule", AuditDetails::new().str("schedule", &value)),
+        AuditEntry::new(
+            "backup.schedule",
+            "backup:schedule",
+            AuditDetails::new().str("schedule", &value),
+        ),
     );
     if let Err(e) = store.commit(&ACTOR, vec![change]).await {
         tracing::warn!("could not record the backup schedule: {e}");
@@ -93,8 +97,12 @@ pub async fn run(
     loop {
         let wait = match crate::record::last_ok(&store, "create").await {
             Ok(Some(last)) => {
-                let due = last.created_at_ms.saturating_add(schedule.every.as_millis() as i64);
-                Duration::from_millis(u64::try_from(due - stockade_core::time::now_ms()).unwrap_or(0))
+                let due = last
+                    .created_at_ms
+                    .saturating_add(schedule.every.as_millis() as i64);
+                Duration::from_millis(
+                    u64::try_from(due - stockade_core::time::now_ms()).unwrap_or(0),
+                )
             }
             Ok(None) => Duration::ZERO,
             Err(e) => {
@@ -120,7 +128,12 @@ pub async fn run(
 }
 
 /// One scheduled backup; true on success.
-pub async fn run_once(store: &Store, database: &DatabaseUrl, data_dir: &Path, s: &Schedule) -> bool {
+pub async fn run_once(
+    store: &Store,
+    database: &DatabaseUrl,
+    data_dir: &Path,
+    s: &Schedule,
+) -> bool {
     let env = store.environment().as_str();
     let to = s.dir.join(file_name(env, stockade_core::time::now_ms()));
     let opts = CreateOptions {
@@ -132,7 +145,11 @@ pub async fn run_once(store: &Store, database: &DatabaseUrl, data_dir: &Path, s:
     };
     match create(store, &ACTOR, opts).await {
         Ok(r) => {
-            tracing::info!(bytes = r.file_bytes, elapsed_ms = r.elapsed.as_millis() as u64, "scheduled backup written");
+            tracing::info!(
+                bytes = r.file_bytes,
+                elapsed_ms = r.elapsed.as_millis() as u64,
+                "scheduled backup written"
+            );
             prune(&s.dir, env, s.keep);
             true
         }
@@ -147,11 +164,15 @@ pub async fn run_once(store: &Store, database: &DatabaseUrl, data_dir: &Path, s:
 /// Delete the oldest scheduled backups of `env` beyond `keep`.
 pub fn prune(dir: &Path, env: &str, keep: usize) -> usize {
     let prefix = format!("stockade-{env}-");
-    let Ok(rd) = std::fs::read_dir(dir) else { return 0 };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
     let mut files: Vec<PathBuf> = rd
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".age"))
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".age"))
         })
         .collect();
     files.sort();
@@ -192,7 +213,11 @@ async fn raise_alert(store: &Store, e: &crate::BackupError) {
     });
     let change = Change::new(
         stockade_store::events::append(stockade_core::time::now_ms(), &ev),
-        AuditEntry::new("backup.alert", "backup:schedule", AuditDetails::new().str("class", cls)),
+        AuditEntry::new(
+            "backup.alert",
+            "backup:schedule",
+            AuditDetails::new().str("class", cls),
+        ),
     );
     if let Err(err) = store.commit(&ACTOR, vec![change]).await {
         tracing::error!("could not raise the backup alert: {err}");

@@ -23,8 +23,9 @@ impl Scratch {
         std::fs::create_dir_all(parent)
             .map_err(io_err(format!("cannot create {}", parent.display())))?;
         let mut b = [0u8; 6];
-        aws_lc_rs::rand::fill(&mut b)
-            .map_err(|_| crate::BackupError::Io("the system random number generator failed".into()))?;
+        aws_lc_rs::rand::fill(&mut b).map_err(|_| {
+            crate::BackupError::Io("the system random number generator failed".into())
+        })?;
         let dir = parent.join(format!(".stockade-{label}-{}", hex::encode(b)));
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -47,7 +48,10 @@ impl Drop for Scratch {
         if let Err(e) = std::fs::remove_dir_all(&self.dir)
             && e.kind() != std::io::ErrorKind::NotFound
         {
-            tracing::warn!("could not remove scratch directory {}: {e}", self.dir.display());
+            tracing::warn!(
+                "could not remove scratch directory {}: {e}",
+                self.dir.display()
+            );
         }
     }
 }

@@ -59,7 +59,11 @@ pub fn read_info(path: &Path) -> Result<SnapshotInfo> {
         )
         .map_err(|_| BackupError::BadFile("the database holds no Stockade environment".into()))?;
     let schema_version: i64 = c
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(db_err("cannot read the schema version"))?;
     let mut st = c
         .prepare("SELECT id, owner, master_version, created_at_ms, destroyed_at_ms FROM keyring_data_keys ORDER BY id")
@@ -99,7 +103,9 @@ fn strip_keys(path: &Path) -> Result<()> {
         )
         .map_err(db_err("cannot check the snapshot"))?;
     if left != 0 {
-        return Err(BackupError::Io("the snapshot still holds wrapped keys".into()));
+        return Err(BackupError::Io(
+            "the snapshot still holds wrapped keys".into(),
+        ));
     }
     Ok(())
 }
@@ -121,7 +127,9 @@ pub fn integrity_check(path: &Path) -> Result<()> {
         return Err(BackupError::BadFile(format!(
             "the database in the backup fails PRAGMA integrity_check ({} problems, first: {}); use another backup",
             rows.len(),
-            rows.first().map(|s| s.chars().take(120).collect::<String>()).unwrap_or_default()
+            rows.first()
+                .map(|s| s.chars().take(120).collect::<String>())
+                .unwrap_or_default()
         )));
     }
     Ok(())
@@ -135,6 +143,8 @@ pub fn set_environment(path: &Path, env: &str) -> Result<()> {
         "UPDATE stockade_meta SET value = ?1 WHERE key = 'environment'",
         [env],
     )
-    .map_err(db_err("cannot set the environment of the restored database"))?;
+    .map_err(db_err(
+        "cannot set the environment of the restored database",
+    ))?;
     Ok(())
 }

@@ -26,9 +26,8 @@ pub async fn decrypt_to(
     expect_kind: &str,
 ) -> Result<(Header, PathBuf)> {
     let what = file.display().to_string();
-    let input = std::fs::File::open(file).map_err(|e| {
-        BackupError::Usage(format!("cannot read {what}: {e}; check the path"))
-    })?;
+    let input = std::fs::File::open(file)
+        .map_err(|e| BackupError::Usage(format!("cannot read {what}: {e}; check the path")))?;
     let mut reader = BufReader::with_capacity(1 << 20, dec.open(BufReader::new(input), &what)?);
     let header = container::read_header(&mut reader, &what)?;
     if header.kind != expect_kind {
@@ -49,7 +48,8 @@ pub async fn decrypt_to(
     let out = create_private(&payload)?;
     let mut w = BufWriter::with_capacity(1 << 20, out);
     container::read_payload(&mut reader, &header, &mut w, &what)?;
-    w.flush().map_err(crate::io_err("cannot write the decrypted payload"))?;
+    w.flush()
+        .map_err(crate::io_err("cannot write the decrypted payload"))?;
     Ok((header, payload))
 }
 

@@ -97,7 +97,10 @@ pub enum BackupCommand {
 impl BackupCommand {
     /// Commands that need no existing database here.
     pub fn offline(&self) -> bool {
-        matches!(self, BackupCommand::Verify { .. } | BackupCommand::Restore { .. })
+        matches!(
+            self,
+            BackupCommand::Verify { .. } | BackupCommand::Restore { .. }
+        )
     }
 }
 

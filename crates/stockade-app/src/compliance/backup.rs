@@ -37,7 +37,10 @@ pub async fn backups(store: &Store, now: i64) -> Result<Check, String> {
     match &last {
         Some(b) => {
             let age_h = (now - b.created_at_ms).max(0) / 3_600_000;
-            evidence.push(ev("backup_last", vec![Arg::Time(b.created_at_ms), count(age_h)]));
+            evidence.push(ev(
+                "backup_last",
+                vec![Arg::Time(b.created_at_ms), count(age_h)],
+            ));
             if now - b.created_at_ms > max_age_ms {
                 ok = false;
                 evidence.push(ev("backup_stale", vec![count(max_age_ms / 3_600_000)]));

@@ -83,9 +83,29 @@ pub(super) fn backup_settings(
     }
     let dir = f.dir.clone().unwrap_or_else(|| data_dir.join("backups"));
     provenance.push(("backup.every", every.clone(), "config file"));
-    provenance.push(("backup.keep", keep.to_string(), if f.keep.is_some() { "config file" } else { "default" }));
-    provenance.push(("backup.dir", dir.display().to_string(), if f.dir.is_some() { "config file" } else { "default" }));
-    provenance.push(("backup.recipients", f.recipients.len().to_string(), "config file"));
+    provenance.push((
+        "backup.keep",
+        keep.to_string(),
+        if f.keep.is_some() {
+            "config file"
+        } else {
+            "default"
+        },
+    ));
+    provenance.push((
+        "backup.dir",
+        dir.display().to_string(),
+        if f.dir.is_some() {
+            "config file"
+        } else {
+            "default"
+        },
+    ));
+    provenance.push((
+        "backup.recipients",
+        f.recipients.len().to_string(),
+        "config file",
+    ));
     Ok(Some(BackupSettings {
         every: Duration::from_secs(u64::try_from(secs).unwrap_or(86_400)),
         keep,

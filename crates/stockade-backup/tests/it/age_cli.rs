@@ -26,7 +26,11 @@ async fn the_age_cli_decrypts_a_backup_into_a_working_database() {
         .arg(&file)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // `tail -n +3`: the database after the magic and header lines.
     let db = f.db.dir.join("from-age.db");
     let sh = Command::new("sh")
@@ -39,7 +43,9 @@ async fn the_age_cli_decrypts_a_backup_into_a_working_database() {
         .unwrap();
     assert!(sh.success());
     let c = rusqlite::Connection::open(&db).unwrap();
-    let ok: String = c.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
+    let ok: String = c
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
     assert_eq!(ok, "ok");
     let (creds, wrapped): (i64, i64) = c
         .query_row("SELECT (SELECT COUNT(*) FROM credentials), (SELECT COUNT(wrapped) FROM keyring_data_keys)", [], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -47,7 +53,13 @@ async fn the_age_cli_decrypts_a_backup_into_a_working_database() {
     assert_eq!((creds, wrapped), (2, 0));
     // The wrong key: age refuses.
     let (_, _, other) = x25519(&std::env::temp_dir());
-    let out = Command::new("age").arg("-d").arg("-i").arg(&other).arg(&file).output().unwrap();
+    let out = Command::new("age")
+        .arg("-d")
+        .arg("-i")
+        .arg(&other)
+        .arg(&file)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let _ = std::fs::remove_file(other);
     f.cleanup().await;

@@ -32,18 +32,36 @@ async fn damaged_or_foreign_files_are_named_and_nothing_is_written() {
     let cases = [
         check("truncated.age", &bytes[..bytes.len() - 1000], "truncated"),
         check("tampered.age", &tampered, "altered"),
-        check("plain.txt", b"just some text\nnot age at all\n", "not an age-encrypted file"),
+        check(
+            "plain.txt",
+            b"just some text\nnot age at all\n",
+            "not an age-encrypted file",
+        ),
         check("empty.age", b"", "not an age-encrypted file"),
     ];
     for (p, want) in &cases {
         let e = err_text(stockade_backup::verify(p, &dec, &dir).await.unwrap_err());
         assert!(e.contains(want), "{}: {e}", p.display());
     }
-    let (_, other, _) = x25519(&f.db.dir.join("..").join(format!("other-{}", stockade_testkit::random_hex())).tap_mkdir());
-    let e = err_text(stockade_backup::verify(&good, &other, &dir).await.unwrap_err());
+    let (_, other, _) = x25519(
+        &f.db
+            .dir
+            .join("..")
+            .join(format!("other-{}", stockade_testkit::random_hex()))
+            .tap_mkdir(),
+    );
+    let e = err_text(
+        stockade_backup::verify(&good, &other, &dir)
+            .await
+            .unwrap_err(),
+    );
     assert!(e.contains("none of the given identities"), "{e}");
     let (_, pass, _) = passphrase(&dir, "x");
-    let e = err_text(stockade_backup::verify(&good, &pass, &dir).await.unwrap_err());
+    let e = err_text(
+        stockade_backup::verify(&good, &pass, &dir)
+            .await
+            .unwrap_err(),
+    );
     assert!(e.contains("--identity"), "{e}");
     // An existing file is never overwritten.
     let e = err_text(backup(&f, &good, &enc).await.unwrap_err());
@@ -81,20 +99,46 @@ async fn restore_refuses_another_environment_an_existing_database_and_a_running_
         data_dir: f.db.dir.clone(),
     };
     // Another environment.
-    let e = err_text(restore::stage(opts("fresh.db", Some(Environment::Prod), false)).await.unwrap_err());
-    assert!(e.contains("environment dev, not prod") && e.contains("--into-env prod"), "{e}");
+    let e = err_text(
+        restore::stage(opts("fresh.db", Some(Environment::Prod), false))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("environment dev, not prod") && e.contains("--into-env prod"),
+        "{e}"
+    );
     // The database exists.
-    let e = err_text(restore::stage(opts("stockade.db", None, false)).await.unwrap_err());
+    let e = err_text(
+        restore::stage(opts("stockade.db", None, false))
+            .await
+            .unwrap_err(),
+    );
     assert!(e.contains("--force"), "{e}");
     // No database here and no keyring export.
-    let e = err_text(restore::stage(opts("fresh.db", None, false)).await.unwrap_err());
+    let e = err_text(
+        restore::stage(opts("fresh.db", None, false))
+            .await
+            .unwrap_err(),
+    );
     assert!(e.contains("--keyring"), "{e}");
     // A server runs on the data directory (this test process stands in for it).
-    std::fs::write(f.db.dir.join("serve.pid"), format!("{}\n", std::process::id())).unwrap();
+    std::fs::write(
+        f.db.dir.join("serve.pid"),
+        format!("{}\n", std::process::id()),
+    )
+    .unwrap();
     let running = std::fs::read(format!("/proc/{}/cmdline", std::process::id())).unwrap();
     if String::from_utf8_lossy(&running).contains("stockade") {
-        let e = err_text(restore::stage(opts("stockade.db", None, true)).await.unwrap_err());
-        assert!(e.contains("is running") && e.contains("stop it first"), "{e}");
+        let e = err_text(
+            restore::stage(opts("stockade.db", None, true))
+                .await
+                .unwrap_err(),
+        );
+        assert!(
+            e.contains("is running") && e.contains("stop it first"),
+            "{e}"
+        );
     }
     std::fs::remove_file(f.db.dir.join("serve.pid")).unwrap();
     assert!(!f.db.dir.join("fresh.db").exists());

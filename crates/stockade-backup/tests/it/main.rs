@@ -14,7 +14,9 @@ use stockade_backup::crypt::{Decryption, Encryption};
 use stockade_core::{Actor, Environment};
 use stockade_store::{AuditDetails, AuditEntry, Change, Store, StoreOptions};
 use stockade_testkit::Db;
-use stockade_vault::{CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault};
+use stockade_vault::{
+    CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
+};
 
 pub const ACTOR: Actor = Actor::System("test");
 
@@ -30,7 +32,8 @@ impl Fixture {
     pub async fn new(db: Db) -> Fixture {
         let key_path = db.dir.join("master.key");
         let master =
-            MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone())).unwrap();
+            MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))
+                .unwrap();
         master.write_new_file(&key_path).unwrap();
         let (store, _) = Store::init(&db.url, Environment::Dev, &StoreOptions::default())
             .await
@@ -55,7 +58,11 @@ impl Fixture {
                 .await
                 .unwrap();
         }
-        Fixture { db, vault, key_path }
+        Fixture {
+            db,
+            vault,
+            key_path,
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -101,7 +108,11 @@ pub fn x25519(dir: &Path) -> (Encryption, Decryption, PathBuf) {
     use age::secrecy::ExposeSecret;
     std::fs::write(
         &path,
-        format!("# public key: {}\n{}\n", id.to_public(), id.to_string().expose_secret()),
+        format!(
+            "# public key: {}\n{}\n",
+            id.to_public(),
+            id.to_string().expose_secret()
+        ),
     )
     .unwrap();
     let enc = Encryption::from_args(&[id.to_public().to_string()], None).unwrap();
@@ -135,7 +146,11 @@ pub fn contains(hay: &[u8], needle: &[u8]) -> bool {
 }
 
 /// Create a backup of the fixture's database.
-pub async fn backup(f: &Fixture, to: &Path, enc: &Encryption) -> stockade_backup::Result<stockade_backup::CreateReport> {
+pub async fn backup(
+    f: &Fixture,
+    to: &Path,
+    enc: &Encryption,
+) -> stockade_backup::Result<stockade_backup::CreateReport> {
     stockade_backup::create(
         f.store(),
         &ACTOR,

@@ -29,7 +29,9 @@ async fn an_online_backup_under_concurrent_writes_verifies_and_holds_no_keys() {
     assert_eq!(r.header.data_keys.len(), 3, "system + two connections");
 
     // Verify: decrypts, hash and integrity.
-    let v = stockade_backup::verify(&out, &dec, &f.db.dir).await.unwrap();
+    let v = stockade_backup::verify(&out, &dec, &f.db.dir)
+        .await
+        .unwrap();
     assert_eq!(v.header, r.header);
 
     // No wrapped data key anywhere in the decrypted backup.
@@ -38,8 +40,14 @@ async fn an_online_backup_under_concurrent_writes_verifies_and_holds_no_keys() {
     let keys = f.wrapped_keys().await;
     assert_eq!(keys.len(), 3);
     for k in &keys {
-        assert!(!contains(&plain, k), "a wrapped data key is inside the backup");
-        assert!(!contains(&plain, &k[k.len() - 16..]), "part of a wrapped key is inside");
+        assert!(
+            !contains(&plain, k),
+            "a wrapped data key is inside the backup"
+        );
+        assert!(
+            !contains(&plain, &k[k.len() - 16..]),
+            "part of a wrapped key is inside"
+        );
     }
     // …while the live database does hold them (the search would find them).
     let live = std::fs::read(f.db.dir.join("stockade.db")).unwrap();
@@ -70,9 +78,13 @@ async fn passphrase_backups_and_the_keyring_export_round_trip() {
     let (enc, dec, _) = passphrase(&f.db.dir, "correct horse battery staple");
     let out = f.db.dir.join("p.age");
     let r = backup(&f, &out, &enc).await.unwrap();
-    stockade_backup::verify(&out, &dec, &f.db.dir).await.unwrap();
+    stockade_backup::verify(&out, &dec, &f.db.dir)
+        .await
+        .unwrap();
     let (_, wrong, _) = passphrase(&f.db.dir, "wrong horse");
-    let e = stockade_backup::verify(&out, &wrong, &f.db.dir).await.unwrap_err();
+    let e = stockade_backup::verify(&out, &wrong, &f.db.dir)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("wrong passphrase"), "{e}");
     assert!(r.file_bytes > r.payload_bytes);
 
@@ -85,12 +97,20 @@ async fn passphrase_backups_and_the_keyring_export_round_trip() {
     let back = KeyringExport::read(&k, &dec, &f.db.dir).await.unwrap();
     let keys = f.wrapped_keys().await;
     for key in &keys {
-        assert!(back.data_keys.iter().any(|w| w.wrapped_hex.as_deref() == Some(hex::encode(key).as_str())));
+        assert!(
+            back.data_keys
+                .iter()
+                .any(|w| w.wrapped_hex.as_deref() == Some(hex::encode(key).as_str()))
+        );
     }
     // A keyring export is not a data backup, and the other way round.
-    let e = stockade_backup::verify(&k, &dec, &f.db.dir).await.unwrap_err();
+    let e = stockade_backup::verify(&k, &dec, &f.db.dir)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("keyring export"), "{e}");
-    let e = KeyringExport::read(&out, &dec, &f.db.dir).await.unwrap_err();
+    let e = KeyringExport::read(&out, &dec, &f.db.dir)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("backup keyring"), "{e}");
     // The master key file never is in either.
     let master = std::fs::read_to_string(&f.key_path).unwrap();
@@ -121,22 +141,38 @@ async fn scheduled_runs_keep_the_newest_files_and_record_failures() {
     };
     for i in 0..3 {
         // Distinct names: one per second.
-        std::fs::write(dir.join(stockade_backup::schedule::file_name("dev", 1_000 * i)), b"old").unwrap();
+        std::fs::write(
+            dir.join(stockade_backup::schedule::file_name("dev", 1_000 * i)),
+            b"old",
+        )
+        .unwrap();
     }
     assert!(stockade_backup::schedule::run_once(f.store(), &f.db.url, &f.db.dir, &s).await);
-    let names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     assert_eq!(names.len(), 2, "{names:?}");
-    assert!(names.iter().any(|n| n.starts_with("stockade-dev-2")), "the new one is kept: {names:?}");
+    assert!(
+        names.iter().any(|n| n.starts_with("stockade-dev-2")),
+        "the new one is kept: {names:?}"
+    );
 
     // A failing run (its directory is gone): a failed row, an audit row, an alert event.
-    let gone = stockade_backup::schedule::Schedule { dir: f.db.dir.join("nope/none"), ..s };
+    let gone = stockade_backup::schedule::Schedule {
+        dir: f.db.dir.join("nope/none"),
+        ..s
+    };
     assert!(!stockade_backup::schedule::run_once(f.store(), &f.db.url, &f.db.dir, &gone).await);
     let list = stockade_backup::list(f.store(), 10).await.unwrap();
     assert_eq!(list[0].status, "failed");
     assert!(list[0].error.as_deref().unwrap().contains("does not exist"));
     let n = f
         .store()
-        .count("SELECT COUNT(*) FROM events WHERE source = 'backup' AND kind = 'backup_failed'", vec![])
+        .count(
+            "SELECT COUNT(*) FROM events WHERE source = 'backup' AND kind = 'backup_failed'",
+            vec![],
+        )
         .await
         .unwrap();
     assert_eq!(n, 1);

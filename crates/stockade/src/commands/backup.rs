@@ -51,8 +51,9 @@ fn mb(bytes: u64) -> String {
 pub async fn run(settings: &Settings, cmd: BackupCommand) -> Result<(), Failure> {
     match cmd {
         BackupCommand::Create { to, encrypt } => {
-            let enc = Encryption::from_args(&encrypt.recipients, encrypt.passphrase_file.as_deref())
-                .map_err(fail)?;
+            let enc =
+                Encryption::from_args(&encrypt.recipients, encrypt.passphrase_file.as_deref())
+                    .map_err(fail)?;
             let store = open_store(settings).await?;
             let opts = CreateOptions {
                 database: &settings.database,
@@ -92,7 +93,10 @@ pub async fn run(settings: &Settings, cmd: BackupCommand) -> Result<(), Failure>
             println!("backend         {}", h.backend.as_str());
             println!("schema version  {}", h.schema_version);
             println!("stockade        {}", h.stockade_version);
-            println!("payload         {} bytes, sha256 {} (matches)", h.payload_bytes, h.payload_sha256);
+            println!(
+                "payload         {} bytes, sha256 {} (matches)",
+                h.payload_bytes, h.payload_sha256
+            );
             println!(
                 "integrity       {}",
                 match h.backend {
@@ -100,7 +104,10 @@ pub async fn run(settings: &Settings, cmd: BackupCommand) -> Result<(), Failure>
                     stockade_backup::Backend::Postgres => "pg_restore reads the archive",
                 }
             );
-            println!("data keys       {} (none of their key material is in the file)", h.data_keys.len());
+            println!(
+                "data keys       {} (none of their key material is in the file)",
+                h.data_keys.len()
+            );
             Ok(())
         }
         BackupCommand::Restore {
@@ -131,15 +138,19 @@ pub async fn run(settings: &Settings, cmd: BackupCommand) -> Result<(), Failure>
                 stockade_core::time::format_rfc3339_s(r.header.created_at_ms),
                 r.elapsed.as_secs_f64()
             );
-            println!("integrity ok; audit chain ok ({} rows from genesis)", r.audit_rows);
+            println!(
+                "integrity ok; audit chain ok ({} rows from genesis)",
+                r.audit_rows
+            );
             let counts: Vec<String> = r.counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
             println!("counts: {}", counts.join(", "));
             println!("recorded in the audit log (backup.drill)");
             Ok(())
         }
         BackupCommand::Keyring { to, encrypt } => {
-            let enc = Encryption::from_args(&encrypt.recipients, encrypt.passphrase_file.as_deref())
-                .map_err(fail)?;
+            let enc =
+                Encryption::from_args(&encrypt.recipients, encrypt.passphrase_file.as_deref())
+                    .map_err(fail)?;
             let store = open_store(settings).await?;
             let out = keyring::export(&store, &CLI_ACTOR, &to, &enc, &settings.data_dir).await;
             store.close().await;
@@ -185,7 +196,10 @@ fn print_list(rows: &[stockade_backup::BackupRecord]) {
             r.kind,
             r.status,
             r.path,
-            r.error.as_deref().map(|e| format!("  ({e})")).unwrap_or_default()
+            r.error
+                .as_deref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
         );
     }
 }
@@ -230,7 +244,11 @@ async fn restore(
             staged.commit().await.map_err(fail)?;
             move_head_mark(&settings.data_dir);
             record_head(settings, env).await;
-            println!("restored {} into {}", file.display(), settings.database.describe());
+            println!(
+                "restored {} into {}",
+                file.display(),
+                settings.database.describe()
+            );
             println!("{summary}");
             Ok(())
         }
@@ -338,7 +356,9 @@ async fn replay(vault: &Vault, staged: &Staged) -> Result<i64, Failure> {
         }
         stockade_sync::purge::purge(vault, &t.connection, "replayed after restore", &CLI_ACTOR)
             .await
-            .map_err(|e| Failure::runtime(format!("replaying the purge of {}: {e}", t.connection)))?;
+            .map_err(|e| {
+                Failure::runtime(format!("replaying the purge of {}: {e}", t.connection))
+            })?;
         n += 1;
     }
     Ok(n)
@@ -368,7 +388,10 @@ async fn record_head(settings: &Settings, env: Environment) {
         return;
     };
     if let Ok(vault) = Vault::open(store, master).await {
-        if let Err(e) = vault.record_audit_head(&super::audit_head_path(settings)).await {
+        if let Err(e) = vault
+            .record_audit_head(&super::audit_head_path(settings))
+            .await
+        {
             tracing::warn!("could not record the audit head mark: {e}");
         }
         vault.close().await;

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use stockade_backup::create::CreateOptions;
 use stockade_backup::crypt::{Decryption, Encryption};
 use stockade_core::{Actor, Environment};
-use stockade_store::{AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, sql_params,
+};
 use stockade_vault::{MasterKeySource, MasterKeys, Vault};
 
 use super::bench::say;
@@ -52,7 +54,12 @@ pub async fn run(args: BenchBackupArgs) -> Result<(), Failure> {
     out
 }
 
-async fn open_or_seed(dir: &Path, url: &DatabaseUrl, orders: usize, say: &dyn Fn(String)) -> Result<Store, Failure> {
+async fn open_or_seed(
+    dir: &Path,
+    url: &DatabaseUrl,
+    orders: usize,
+    say: &dyn Fn(String),
+) -> Result<Store, Failure> {
     let env = Environment::Dev;
     if let DatabaseUrl::Sqlite(p) = url
         && p.exists()
@@ -70,13 +77,21 @@ async fn open_or_seed(dir: &Path, url: &DatabaseUrl, orders: usize, say: &dyn Fn
     let store = vault.store().clone();
     let t0 = Instant::now();
     seed::seed(&store, 1_000, orders, stockade_core::time::now_ms(), say).await?;
-    say(format!("seeded {orders} orders in {:.1}s", t0.elapsed().as_secs_f64()));
+    say(format!(
+        "seeded {orders} orders in {:.1}s",
+        t0.elapsed().as_secs_f64()
+    ));
     drop(vault);
     Ok(store)
 }
 
 /// Insert orders in audited commits until `stop`; counts orders into `done`.
-async fn ingest(store: Store, from: i64, stop: Arc<AtomicBool>, done: Arc<AtomicI64>) -> Result<(), Failure> {
+async fn ingest(
+    store: Store,
+    from: i64,
+    stop: Arc<AtomicBool>,
+    done: Arc<AtomicI64>,
+) -> Result<(), Failure> {
     let mut i = from;
     let skus = 1_000i64;
     while !stop.load(Ordering::Relaxed) {
@@ -84,16 +99,36 @@ async fn ingest(store: Store, from: i64, stop: Arc<AtomicBool>, done: Arc<Atomic
         let now = stockade_core::time::now_ms();
         let mut changes = vec![
             Change::new(
-                Mutation::Sql { statement: seed::ORDERS, params: sql_params![a, b, now], expect: Expect::Any },
-                AuditEntry::new("bench.ingest", "bench:orders", AuditDetails::new().int("rows", b - a)),
+                Mutation::Sql {
+                    statement: seed::ORDERS,
+                    params: sql_params![a, b, now],
+                    expect: Expect::Any,
+                },
+                AuditEntry::new(
+                    "bench.ingest",
+                    "bench:orders",
+                    AuditDetails::new().int("rows", b - a),
+                ),
             ),
             Change::new(
-                Mutation::Sql { statement: seed::LINES, params: sql_params![a, b, now, skus], expect: Expect::Any },
-                AuditEntry::new("bench.ingest", "bench:order_lines", AuditDetails::new().int("rows", b - a)),
+                Mutation::Sql {
+                    statement: seed::LINES,
+                    params: sql_params![a, b, now, skus],
+                    expect: Expect::Any,
+                },
+                AuditEntry::new(
+                    "bench.ingest",
+                    "bench:order_lines",
+                    AuditDetails::new().int("rows", b - a),
+                ),
             ),
         ];
         for k in a..b {
-            changes.push(Change::event(AuditEntry::new("bench.order", format!("order:BO-{k}"), AuditDetails::new().int("lines", 1))));
+            changes.push(Change::event(AuditEntry::new(
+                "bench.order",
+                format!("order:BO-{k}"),
+                AuditDetails::new().int("lines", 1),
+            )));
         }
         store.commit(&ACTOR, changes).await?;
         done.fetch_add(b - a, Ordering::Relaxed);
@@ -127,9 +162,17 @@ async fn ingest_rate<F: std::future::Future<Output = T>, T>(
     Ok((n as f64 / elapsed.max(1e-9), n, out))
 }
 
-async fn measure(store: &Store, url: &DatabaseUrl, dir: &Path, args: &BenchBackupArgs, say: &dyn Fn(String)) -> Result<(), Failure> {
+async fn measure(
+    store: &Store,
+    url: &DatabaseUrl,
+    dir: &Path,
+    args: &BenchBackupArgs,
+    say: &dyn Fn(String),
+) -> Result<(), Failure> {
     let orders = store.count("SELECT COUNT(*) FROM orders", vec![]).await?;
-    let db_bytes = std::fs::metadata(dir.join("stockade.db")).map(|m| m.len()).unwrap_or(0);
+    let db_bytes = std::fs::metadata(dir.join("stockade.db"))
+        .map(|m| m.len())
+        .unwrap_or(0);
     let id = age::x25519::Identity::generate();
     let enc = Encryption::Recipients(vec![id.to_public()]);
     let key_path = dir.join("bench-age-key.txt");
@@ -137,12 +180,23 @@ async fn measure(store: &Store, url: &DatabaseUrl, dir: &Path, args: &BenchBacku
         use age::secrecy::ExposeSecret;
         std::fs::write(&key_path, format!("{}\n", id.to_string().expose_secret())).map_err(rt)?;
     }
-    let dec = Decryption::from_args(Some(&key_path), None).map_err(|e| rt(e))?;
+    let dec = Decryption::from_args(Some(&key_path), None).map_err(rt)?;
     let backup = |to: PathBuf| {
         let enc = &enc;
         async move {
             let t0 = Instant::now();
-            let r = stockade_backup::create(store, &ACTOR, CreateOptions { database: url, to, encryption: enc, scratch_parent: dir.to_path_buf(), trigger: "cli" }).await;
+            let r = stockade_backup::create(
+                store,
+                &ACTOR,
+                CreateOptions {
+                    database: url,
+                    to,
+                    encryption: enc,
+                    scratch_parent: dir.to_path_buf(),
+                    trigger: "cli",
+                },
+            )
+            .await;
             (r, t0.elapsed())
         }
     };
@@ -160,15 +214,31 @@ async fn measure(store: &Store, url: &DatabaseUrl, dir: &Path, args: &BenchBacku
         r.file_bytes as f64 / 1e6 / secs
     ));
     let t0 = Instant::now();
-    let d = stockade_backup::drill(store, url, &ACTOR, &quiet, &dec, dir).await.map_err(super::backup::fail)?;
-    say(format!("restore drill: {:.1}s ({} audit rows verified)", t0.elapsed().as_secs_f64(), d.audit_rows));
+    let d = stockade_backup::drill(store, url, &ACTOR, &quiet, &dec, dir)
+        .await
+        .map_err(super::backup::fail)?;
+    say(format!(
+        "restore drill: {:.1}s ({} audit rows verified)",
+        t0.elapsed().as_secs_f64(),
+        d.audit_rows
+    ));
     let _ = std::fs::remove_file(&quiet);
     // Ingest without, then with, a concurrent backup.
     let base = 10_000_000 + stockade_core::time::now_ms() % 1_000_000 * 100;
-    let (alone, n1, _) = ingest_rate::<std::future::Ready<()>, ()>(store, base, args.ingest_seconds, None).await?;
-    say(format!("ingest alone: {alone:.0} orders/s ({n1} orders in {}s)", args.ingest_seconds));
+    let (alone, n1, _) =
+        ingest_rate::<std::future::Ready<()>, ()>(store, base, args.ingest_seconds, None).await?;
+    say(format!(
+        "ingest alone: {alone:.0} orders/s ({n1} orders in {}s)",
+        args.ingest_seconds
+    ));
     let busy = dir.join(format!("busy-{}.age", stockade_core::time::now_ms()));
-    let (during, n2, out) = ingest_rate(store, base + n1 + INGEST_BATCH, 0, Some(backup(busy.clone()))).await?;
+    let (during, n2, out) = ingest_rate(
+        store,
+        base + n1 + INGEST_BATCH,
+        0,
+        Some(backup(busy.clone())),
+    )
+    .await?;
     let (r2, t2) = out.ok_or_else(|| rt("no backup result"))?;
     r2.map_err(super::backup::fail)?;
     let _ = std::fs::remove_file(&busy);

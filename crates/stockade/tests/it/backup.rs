@@ -39,7 +39,11 @@ fn tiktok(sb: &Sandbox, name: &str) {
 /// `age-keygen -o FILE`; returns (identity file, public key).
 fn keygen(sb: &Sandbox) -> (String, String) {
     let path = sb.dir.join("backup-key.txt");
-    let out = Command::new("age-keygen").arg("-o").arg(&path).output().unwrap();
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let public = String::from_utf8_lossy(&out.stderr)
         .trim()
@@ -82,49 +86,106 @@ async fn scenario(sb: Sandbox, pg: bool) {
 
     // Online: the server runs, and another process keeps writing during the backup.
     let server = start_serve(&sb, free_port(), 0).expect("serve starts");
-    let writer_sb = Sandbox { dir: sb.dir.clone(), env: sb.env.clone() };
+    let writer_sb = Sandbox {
+        dir: sb.dir.clone(),
+        env: sb.env.clone(),
+    };
     let writer = std::thread::spawn(move || {
         for _ in 0..6 {
-            writer_sb.run(&["connection", "pause", "shop2"]).expect_code(0);
-            writer_sb.run(&["connection", "resume", "shop2"]).expect_code(0);
+            writer_sb
+                .run(&["connection", "pause", "shop2"])
+                .expect_code(0);
+            writer_sb
+                .run(&["connection", "resume", "shop2"])
+                .expect_code(0);
         }
         std::mem::forget(writer_sb); // the main sandbox owns the directory
     });
-    let out = sb.run(&["backup", "create", "--to", backup, "--recipient", &public]).expect_code(0);
-    assert!(out.stdout().contains("backup written") && out.stdout().contains("environment dev"), "{}", out.stdout());
+    let out = sb
+        .run(&["backup", "create", "--to", backup, "--recipient", &public])
+        .expect_code(0);
+    assert!(
+        out.stdout().contains("backup written") && out.stdout().contains("environment dev"),
+        "{}",
+        out.stdout()
+    );
     writer.join().unwrap();
     // A restore while the server runs on the data directory is refused, nothing written.
-    let out = sb.run(&["backup", "restore", backup, "--identity", &key, "--force"]).expect_code(2);
-    assert!(out.stderr().contains("is running") && out.stderr().contains("stop it first"), "{}", out.stderr());
+    let out = sb
+        .run(&["backup", "restore", backup, "--identity", &key, "--force"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("is running") && out.stderr().contains("stop it first"),
+        "{}",
+        out.stderr()
+    );
     drop(server);
 
     // Verify names environment, time, backend and schema version.
-    let out = sb.run(&["backup", "verify", backup, "--identity", &key]).expect_code(0).stdout();
-    let backend = if pg { "backend         postgres" } else { "backend         sqlite" };
-    for want in ["backup OK", "environment     dev", backend, "schema version  18"] {
+    let out = sb
+        .run(&["backup", "verify", backup, "--identity", &key])
+        .expect_code(0)
+        .stdout();
+    let backend = if pg {
+        "backend         postgres"
+    } else {
+        "backend         sqlite"
+    };
+    for want in [
+        "backup OK",
+        "environment     dev",
+        backend,
+        "schema version  18",
+    ] {
         assert!(out.contains(want), "{want}: {out}");
     }
 
     // After the backup: shop1 is revoked and purged; then the keyring is exported.
-    sb.run(&["connection", "revoke", "shop1", "--yes"]).expect_code(0);
+    sb.run(&["connection", "revoke", "shop1", "--yes"])
+        .expect_code(0);
     let keyring = sb.dir.join("k.age");
     let keyring = keyring.to_str().unwrap();
-    let out = sb.run(&["backup", "keyring", "--to", keyring, "--recipient", &public]).expect_code(0).stdout();
-    assert!(out.contains("1 purge tombstones") && out.contains("NOT in this export"), "{out}");
+    let out = sb
+        .run(&["backup", "keyring", "--to", keyring, "--recipient", &public])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.contains("1 purge tombstones") && out.contains("NOT in this export"),
+        "{out}"
+    );
 
     let list = sb.run(&["backup", "list"]).expect_code(0).stdout();
     for op in ["create", "keyring"] {
-        assert!(list.lines().any(|l| l.contains(&format!(" {op} ")) && l.contains(" x25519 ") && l.contains(" ok ")), "{op}: {list}");
+        assert!(
+            list.lines().any(|l| l.contains(&format!(" {op} "))
+                && l.contains(" x25519 ")
+                && l.contains(" ok ")),
+            "{op}: {list}"
+        );
     }
     // Restore over the database: refused without --force, then done; the purge replayed.
-    let out = sb.run(&["backup", "restore", backup, "--identity", &key]).expect_code(2);
+    let out = sb
+        .run(&["backup", "restore", backup, "--identity", &key])
+        .expect_code(2);
     assert!(out.stderr().contains("--force"), "{}", out.stderr());
-    let out = sb.run(&["backup", "restore", backup, "--identity", &key, "--force"]).expect_code(0).stdout();
+    let out = sb
+        .run(&["backup", "restore", backup, "--identity", &key, "--force"])
+        .expect_code(0)
+        .stdout();
     assert!(out.contains("purges replayed: 1"), "{out}");
-    let show = sb.run(&["connection", "show", "shop1"]).expect_code(0).stdout();
-    assert!(show.contains("revoked") && show.contains("purge receipt"), "{show}");
+    let show = sb
+        .run(&["connection", "show", "shop1"])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        show.contains("revoked") && show.contains("purge receipt"),
+        "{show}"
+    );
     let status = sb.run(&["key", "status"]).expect_code(0).stdout();
-    assert!(status.contains("data keys: 2 live, 1 destroyed"), "{status}");
+    assert!(
+        status.contains("data keys: 2 live, 1 destroyed"),
+        "{status}"
+    );
     sb.run(&["key", "verify"]).expect_code(0);
     sb.run(&["audit", "verify"]).expect_code(0);
 
@@ -133,18 +194,35 @@ async fn scenario(sb: Sandbox, pg: bool) {
     }
 
     // Drill, list; a damaged file is exit 3 and named.
-    let out = sb.run(&["backup", "drill", backup, "--identity", &key]).expect_code(0).stdout();
-    assert!(out.contains("restore drill passed") && out.contains("audit chain ok"), "{out}");
+    let out = sb
+        .run(&["backup", "drill", backup, "--identity", &key])
+        .expect_code(0)
+        .stdout();
+    assert!(
+        out.contains("restore drill passed") && out.contains("audit chain ok"),
+        "{out}"
+    );
     // The restored database's list: what ran on it since (the backup's own row was
     // written after its snapshot, so it is in the list of the database it came from).
     let list = sb.run(&["backup", "list"]).expect_code(0).stdout();
     for op in ["restore", "drill"] {
-        assert!(list.lines().any(|l| l.contains(&format!(" {op} "))), "{op}: {list}");
+        assert!(
+            list.lines().any(|l| l.contains(&format!(" {op} "))),
+            "{op}: {list}"
+        );
     }
     let bytes = std::fs::read(backup).unwrap();
     let cut = sb.dir.join("cut.age");
     std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
-    let out = sb.run(&["backup", "verify", cut.to_str().unwrap(), "--identity", &key]).expect_code(3);
+    let out = sb
+        .run(&[
+            "backup",
+            "verify",
+            cut.to_str().unwrap(),
+            "--identity",
+            &key,
+        ])
+        .expect_code(3);
     assert!(out.stderr().contains("truncated"), "{}", out.stderr());
     // Help on every command.
     for cmd in ["create", "verify", "restore", "drill", "keyring", "list"] {
@@ -157,14 +235,51 @@ fn fresh_data_dir(sb: &Sandbox, backup: &str, key: &str, keyring: &str) {
     let fresh = sb.dir.join("fresh");
     std::fs::create_dir_all(&fresh).unwrap();
     std::fs::copy(sb.data().join("master.key"), fresh.join("master.key")).unwrap();
-    let out = sb.run_in(&fresh, &["backup", "restore", backup, "--identity", key]).expect_code(2);
+    let out = sb
+        .run_in(&fresh, &["backup", "restore", backup, "--identity", key])
+        .expect_code(2);
     assert!(out.stderr().contains("--keyring"), "{}", out.stderr());
-    let out = sb.run_in(&fresh, &["--env", "prod", "backup", "restore", backup, "--identity", key, "--keyring", keyring]).expect_code(2);
+    let out = sb
+        .run_in(
+            &fresh,
+            &[
+                "--env",
+                "prod",
+                "backup",
+                "restore",
+                backup,
+                "--identity",
+                key,
+                "--keyring",
+                keyring,
+            ],
+        )
+        .expect_code(2);
     assert!(out.stderr().contains("--into-env prod"), "{}", out.stderr());
-    assert!(!fresh.join("stockade.db").exists(), "nothing written on refusal");
-    let out = sb.run_in(&fresh, &["backup", "restore", backup, "--identity", key, "--keyring", keyring]).expect_code(0).stdout();
+    assert!(
+        !fresh.join("stockade.db").exists(),
+        "nothing written on refusal"
+    );
+    let out = sb
+        .run_in(
+            &fresh,
+            &[
+                "backup",
+                "restore",
+                backup,
+                "--identity",
+                key,
+                "--keyring",
+                keyring,
+            ],
+        )
+        .expect_code(0)
+        .stdout();
     assert!(out.contains("purges replayed: 1"), "{out}");
-    let show = sb.run_in(&fresh, &["connection", "show", "shop1"]).expect_code(0).stdout();
+    let show = sb
+        .run_in(&fresh, &["connection", "show", "shop1"])
+        .expect_code(0)
+        .stdout();
     assert!(show.contains("revoked"), "{show}");
     sb.run_in(&fresh, &["key", "verify"]).expect_code(0);
 }
