@@ -122,24 +122,42 @@ async fn restore_refuses_another_environment_an_existing_database_and_a_running_
             .unwrap_err(),
     );
     assert!(e.contains("--keyring"), "{e}");
-    // A server runs on the data directory (this test process stands in for it).
-    std::fs::write(
-        f.db.dir.join("serve.pid"),
-        format!("{}\n", std::process::id()),
-    )
-    .unwrap();
-    let running = std::fs::read(format!("/proc/{}/cmdline", std::process::id())).unwrap();
-    if String::from_utf8_lossy(&running).contains("stockade") {
-        let e = err_text(
-            restore::stage(opts("stockade.db", None, true))
-                .await
-                .unwrap_err(),
-        );
-        assert!(
-            e.contains("is running") && e.contains("stop it first"),
-            "{e}"
-        );
+    // A server runs on the data directory: a process whose program is named stockade
+    // (a copy of `sleep`) stands in for it, with its pid in serve.pid.
+    let fake = f.db.dir.join("stockade");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let mut child = std::process::Command::new(&fake).arg("30").spawn().unwrap();
+    std::fs::write(f.db.dir.join("serve.pid"), format!("{}\n", child.id())).unwrap();
+    for _ in 0..50 {
+        if restore::server_pid(&f.db.dir).is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    assert_eq!(
+        restore::server_pid(&f.db.dir),
+        Some(child.id()),
+        "{:?}",
+        std::fs::read(format!("/proc/{}/cmdline", child.id()))
+    );
+    let e = err_text(
+        restore::stage(opts("stockade.db", None, true))
+            .await
+            .unwrap_err(),
+    );
+    assert!(
+        e.contains("is running") && e.contains("stop it first"),
+        "{e}"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    // A stale pid file (the process is gone) does not block a restore's checks.
+    let e = err_text(
+        restore::stage(opts("stockade.db", None, false))
+            .await
+            .unwrap_err(),
+    );
+    assert!(e.contains("--force"), "{e}");
     std::fs::remove_file(f.db.dir.join("serve.pid")).unwrap();
     assert!(!f.db.dir.join("fresh.db").exists());
     assert_eq!(std::fs::read(f.db.dir.join("stockade.db")).unwrap(), before);
