@@ -11,6 +11,8 @@
 //! evidence is not in this process says "cannot check here" — none passes by default.
 //! Evidence holds counts, settings, dates and hashes: no secret and no personal data.
 
+// backup:
+mod backup;
 mod cert;
 mod retention;
 
@@ -119,7 +121,7 @@ impl Compliance {
             self.review(store).await?,
             self.isolation(store),
             self.alerts(store).await?,
-            later("backups", "000 §4"),
+            backup::backups(store, now).await?,
             later("incident", "000 §5, 001 §5, 002 §III"),
             retention::retention(store, &self.facts.retention, now).await?,
             later("mirror", "000 §3, 001 §3"),

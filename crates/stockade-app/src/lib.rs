@@ -22,6 +22,8 @@
 //! A new engine is started in `App::build` after what it needs (usually the vault and
 //! the gateway) and stopped in `run_until_stopped` before what it uses.
 
+// backup:
+mod backup_schedule;
 mod channel_live;
 pub mod compliance;
 mod error;
@@ -128,6 +130,8 @@ pub struct App {
     triggers: Option<Triggers>,
     /// Retention: the scheduled job and the signal that stops it.
     retention: (tokio::sync::watch::Sender<bool>, JoinHandle<()>),
+    /// Scheduled backups (`[backup]`).
+    backup: Option<backup_schedule::BackupTask>,
 }
 
 impl std::fmt::Debug for App {
@@ -308,6 +312,8 @@ impl App {
             settings.retention,
             retention_rx,
         ));
+        // backup: scheduled encrypted backups.
+        let backup = backup_schedule::start(settings, vault.store());
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -323,6 +329,7 @@ impl App {
             workflows,
             triggers,
             retention: (retention_stop, retention_task),
+            backup,
         })
     }
 
@@ -402,6 +409,9 @@ impl App {
             Err(e) => Err(AppError::Start(format!("the server task failed: {e}"))),
         };
         let deadline = tokio::time::Instant::now() + TAIL_BOUND;
+        if let Some(backup) = self.backup {
+            backup.stop(Duration::from_secs(2)).await;
+        }
         if let Some(triggers) = self.triggers {
             // A trigger pass commits all or nothing: one cut short is repeated next start.
             triggers.stop(TRIGGER_STOP).await;

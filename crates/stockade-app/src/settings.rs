@@ -18,6 +18,9 @@ mod log;
 mod sections;
 // Retention (`[retention]`).
 mod retention;
+// backup:
+mod backup;
+pub use backup::BackupSettings;
 pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
@@ -65,6 +68,9 @@ struct FileConfig {
     log: log::LogFileConfig,
     #[serde(default)]
     retention: retention::RetentionFileConfig,
+    // backup:
+    #[serde(default)]
+    backup: backup::BackupFileConfig,
 }
 
 /// `[console]`: the time zone the web console shows times in (an IANA name).
@@ -423,6 +429,8 @@ pub struct Settings {
     pub provenance: Vec<(&'static str, String, &'static str)>,
     /// How long each kind of data is kept (`[retention]`).
     pub retention: stockade_retention::Rules,
+    /// Scheduled backups (`[backup]`); None when off.
+    pub backup: Option<BackupSettings>,
 }
 
 fn env_var(name: &str) -> Option<String> {
@@ -550,6 +558,7 @@ impl Settings {
         let retention = retention_of(&file, &mut workflows, &mut egress, &mut provenance)?;
         let mut alerts = alerts;
         alerts.retention = secs(retention.alert_deliveries_s);
+        let backup = backup::backup_settings(&file.backup, &data_dir, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -568,6 +577,7 @@ impl Settings {
             log_format,
             provenance,
             retention,
+            backup,
         })
     }
 
@@ -628,6 +638,7 @@ impl Settings {
             log_format: LogFormat::Text,
             provenance,
             retention,
+            backup: None,
         })
     }
 

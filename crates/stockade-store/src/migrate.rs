@@ -115,6 +115,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_console_indexes.sql"),
         postgres: include_str!("../migrations/postgres/0016_console_indexes.sql"),
     },
+    // backup: the backups/drills table.
+    Migration {
+        version: 18,
+        name: "backups",
+        sqlite: include_str!("../migrations/sqlite/0018_backups.sql"),
+        postgres: include_str!("../migrations/postgres/0018_backups.sql"),
+    },
     // Retention: run records, the run lease, deletion indexes.
     Migration {
         version: 19,

@@ -175,6 +175,11 @@ Examples:
   stockade retention run"
     )]
     Retention(RetentionCommand),
+    // backup:
+    /// Encrypted backups (age format): create, verify, restore, drill, keyring export,
+    /// list. See docs/operations.md, "Backups and restore".
+    #[command(subcommand)]
+    Backup(crate::cli_backup::BackupCommand),
 }
 
 /// `stockade retention …`.
@@ -611,6 +616,10 @@ Examples:
   stockade bench retention --database-url postgres://u:p@127.0.0.1/db"
     )]
     Retention(BenchRetentionArgs),
+    // backup:
+    /// Backup of a database with 1,000,000 orders: time, size, MB/s, and the ingest
+    /// throughput with and without a concurrent backup.
+    Backup(crate::cli_backup::BenchBackupArgs),
 }
 
 #[cfg(feature = "dev-tools")]

@@ -12,6 +12,7 @@ macro_rules! println {
 }
 
 mod cli;
+mod cli_backup;
 mod commands;
 mod exit;
 mod output;

@@ -44,7 +44,7 @@ const LISTINGS: &str = "INSERT INTO listings (connection_id, sku, listing_id, li
      FROM skus s JOIN connections c ON c.name LIKE 'bench-%' WHERE s.sku LIKE 'BENCH-%'";
 
 /// Orders $1..$2 (exclusive); $3 now.
-const ORDERS: &str = "INSERT INTO orders (connection_id, external_id, status, marketplace_status, status_rank,
+pub const ORDERS: &str = "INSERT INTO orders (connection_id, external_id, status, marketplace_status, status_rank,
         created_at_ms, updated_at_ms, ingested_at_ms)
      WITH RECURSIVE n(i) AS (SELECT CAST($1 AS BIGINT) UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2)
      SELECT c.id, 'BO-' || CAST(n.i AS TEXT),
@@ -57,7 +57,7 @@ const ORDERS: &str = "INSERT INTO orders (connection_id, external_id, status, ma
      FROM n JOIN connections c ON c.name = CASE n.i % 3 WHEN 0 THEN 'bench-tiktok' WHEN 1 THEN 'bench-amazon' ELSE 'bench-ebay' END";
 
 /// One line per order $1..$2; one in a thousand is unmatched ($3 now, $4 SKU count).
-const LINES: &str = "INSERT INTO order_lines (connection_id, external_id, line_id, sku, quantity, unmatched_since_ms)
+pub const LINES: &str = "INSERT INTO order_lines (connection_id, external_id, line_id, sku, quantity, unmatched_since_ms)
      WITH RECURSIVE n(i) AS (SELECT CAST($1 AS BIGINT) UNION ALL SELECT i + 1 FROM n WHERE i + 1 < $2)
      SELECT c.id, 'BO-' || CAST(n.i AS TEXT), '1',
         CASE WHEN n.i % 1000 = 999 THEN 'UNKNOWN-' || CAST(n.i % 50 AS TEXT)

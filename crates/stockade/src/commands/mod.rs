@@ -3,6 +3,8 @@
 mod access;
 mod alert;
 mod audit;
+// backup:
+mod backup;
 #[cfg(feature = "dev-tools")]
 mod bench;
 #[cfg(feature = "dev-tools")]
@@ -16,6 +18,9 @@ mod bench_workflow;
 // Retention: `stockade bench retention`.
 #[cfg(feature = "dev-tools")]
 mod bench_retention;
+// backup:
+#[cfg(feature = "dev-tools")]
+mod bench_backup;
 mod catalog;
 mod connection;
 mod connection_edit;
@@ -58,7 +63,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     let settings = Settings::resolve(&cli.global.overrides())?;
     // Init creates the database; config and workflow lint do not need one.
     let needs_db = !matches!(cli.command, Command::Init | Command::Config(_))
-        && !matches!(&cli.command, Command::Workflow(c) if workflow::offline(c));
+        && !matches!(&cli.command, Command::Workflow(c) if workflow::offline(c))
+        && !matches!(&cli.command, Command::Backup(c) if c.offline());
     if needs_db && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
@@ -80,7 +86,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
         || matches!(
             &cli.command,
             Command::Retention(crate::cli::RetentionCommand::Run { dry_run: false })
-        );
+        )
+        || matches!(&cli.command, Command::Backup(c) if !c.offline());
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
@@ -150,6 +157,10 @@ async fn run_command(
         Command::Bench(crate::cli::BenchCommand::Retention(args)) => {
             bench_retention::run(args).await
         }
+        // backup:
+        Command::Backup(cmd) => backup::run(settings, cmd).await,
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::Backup(args)) => bench_backup::run(args).await,
     }
 }
 

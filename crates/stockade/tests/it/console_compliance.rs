@@ -130,7 +130,7 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
         ("review", "not_applicable"),
         ("isolation", "pass"),
         ("alerts", "fail"),
-        ("backups", "cannot_check"),
+        ("backups", "fail"),
         ("incident", "cannot_check"),
         ("retention", "pass"),
         ("mirror", "cannot_check"),
@@ -138,7 +138,45 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
     ] {
         assert_eq!(verdict(&r, id), want, "{id}: {}", clause(&r, id));
     }
-    assert_eq!(r["summary"]["fail"], 1, "{r}");
+    assert_eq!(r["summary"]["fail"], 2, "{r}");
+    // backup: no backup, no schedule, no drill yet; a backup and a drill are evidence.
+    assert!(evidence(&r, "backups", "backup_none").is_some());
+    assert!(evidence(&r, "backups", "backup_no_drill").is_some());
+    std::fs::write(sb.dir.join("pass.txt"), "compliance drill passphrase\n").unwrap();
+    sb.run(&[
+        "--env",
+        "dev",
+        "backup",
+        "create",
+        "--to",
+        "b.age",
+        "--passphrase-file",
+        "pass.txt",
+    ])
+    .expect_code(0);
+    sb.run(&[
+        "--env",
+        "dev",
+        "backup",
+        "drill",
+        "b.age",
+        "--passphrase-file",
+        "pass.txt",
+    ])
+    .expect_code(0);
+    let r = report(&server, &admin, "en").await;
+    assert!(
+        evidence(&r, "backups", "backup_last").is_some(),
+        "{}",
+        clause(&r, "backups")
+    );
+    assert!(
+        evidence(&r, "backups", "backup_drill").is_some(),
+        "{}",
+        clause(&r, "backups")
+    );
+    assert!(evidence(&r, "backups", "backup_unscheduled").is_some());
+    assert_eq!(verdict(&r, "backups"), "fail", "no schedule yet");
     assert_eq!(evidence(&r, "mfa", "mfa_users").unwrap(), ["4", "4"]);
     let dates = evidence(&r, "tls", "tls_cert").expect("the served certificate's dates");
     assert!(

@@ -8,6 +8,8 @@ mod alert_history;
 mod alerts;
 mod app_stop;
 mod audit_head;
+// backup:
+mod backup;
 mod browser;
 mod browser_viewer;
 mod cli;
