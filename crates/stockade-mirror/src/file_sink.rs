@@ -139,9 +139,8 @@ impl FileSink {
                 ));
             }
             let line = json_line(row);
-            if self.size > 0
-                && self.size + (buf.len() + line.len() + 1) as u64 > self.cfg.rotate_bytes
-            {
+            let pending = self.size + buf.len() as u64;
+            if pending > 0 && pending + line.len() as u64 + 1 > self.cfg.rotate_bytes {
                 self.flush(&mut buf)?;
                 self.rotate()?;
             }

@@ -120,7 +120,9 @@ impl Env {
 pub fn gateway(authority: &str, ca_pem: &str, store: Option<Store>, single: bool) -> Gateway {
     let mut cfg = EgressConfig::new(Environment::Dev);
     cfg.allowed_hosts = vec![authority.to_owned()];
-    cfg.extra_root_pems = vec![ca_pem.to_owned()];
+    if !ca_pem.is_empty() {
+        cfg.extra_root_pems = vec![ca_pem.to_owned()];
+    }
     cfg.request_timeout = Duration::from_secs(30);
     cfg.connect_timeout = Duration::from_secs(2);
     if single {
