@@ -12,6 +12,8 @@
 //! Evidence holds counts, settings, dates and hashes: no secret and no personal data.
 
 mod cert;
+// Audit mirror: the NocoDB-mirror clause's evidence.
+mod mirror;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -53,6 +55,8 @@ struct ConfigFacts {
     /// The configured alert channels' names.
     alert_channels: Vec<String>,
     data_dir: PathBuf,
+    /// The audit mirror's configuration (the NocoDB-mirror clause).
+    mirror: stockade_mirror::MirrorConfig,
 }
 
 /// The policy's idle lock: at most 15 minutes.
@@ -94,6 +98,7 @@ impl Compliance {
                     .map(|c| c.name.clone())
                     .collect(),
                 data_dir: settings.data_dir.clone(),
+                mirror: settings.audit_mirror.clone(),
             },
             access,
         }
@@ -118,7 +123,7 @@ impl Compliance {
             later("backups", "000 §4"),
             later("incident", "000 §5, 001 §5, 002 §III"),
             later("retention", "002 §I"),
-            later("mirror", "000 §3, 001 §3"),
+            mirror::mirror(store, &self.facts.mirror).await?,
             Check {
                 id: "host",
                 policy: "000 §2, 001 §2, 002 §III",

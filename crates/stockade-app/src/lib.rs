@@ -126,6 +126,8 @@ pub struct App {
     workflows: Option<Engine>,
     /// The schedule and event triggers (with the engine).
     triggers: Option<Triggers>,
+    /// The audit mirror (when configured).
+    mirror: Option<stockade_mirror::Mirror>,
 }
 
 impl std::fmt::Debug for App {
@@ -203,6 +205,8 @@ impl App {
             alerts: alerts.telemetry.clone(),
             bans: access.ban_telemetry(),
             workflows: stockade_workflows::engine::WorkflowTelemetry::default(),
+            // Audit mirror: lag and failures per sink.
+            mirror: stockade_mirror::MirrorTelemetry::default(),
         };
         let metrics = telemetry::Telemetry::new(vault.store().clone(), access.clone(), &handles);
         let state = AppState {
@@ -298,6 +302,17 @@ impl App {
             Some(_) => start_triggers(vault.store().clone()).await,
             None => None,
         };
+        // Audit mirror: copies the audit chain to NocoDB and/or a JSON-lines file in the
+        // background when `[audit.mirror.*]` is configured (it never slows a commit).
+        let mirror = settings.audit_mirror.is_configured().then(|| {
+            let deps = stockade_mirror::MirrorDeps {
+                store: vault.store().clone(),
+                vault: vault.clone(),
+                gateway: gateway.clone(),
+                telemetry: handles.mirror.clone(),
+            };
+            stockade_mirror::Mirror::start(deps, &settings.audit_mirror)
+        });
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -312,6 +327,7 @@ impl App {
             stop_server,
             workflows,
             triggers,
+            mirror,
         })
     }
 
@@ -401,6 +417,10 @@ impl App {
             engine.stop(WORKFLOW_GRACE).await;
         }
         self.sync.shutdown().await;
+        if let Some(mirror) = self.mirror {
+            // Rows not copied yet are copied by the next process (the outbox is the chain).
+            mirror.stop(Duration::from_secs(1)).await;
+        }
         if tokio::time::timeout_at(deadline, self.alerts.stop())
             .await
             .is_err()

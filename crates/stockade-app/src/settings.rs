@@ -16,6 +16,8 @@ use crate::AppError;
 
 mod log;
 mod sections;
+// Audit mirror: [audit.mirror.nocodb], [audit.mirror.file].
+mod audit_mirror;
 pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
@@ -61,6 +63,9 @@ struct FileConfig {
     console: ConsoleFileConfig,
     #[serde(default)]
     log: log::LogFileConfig,
+    /// Audit mirror (`[audit.mirror.*]`).
+    #[serde(default)]
+    audit: audit_mirror::AuditFileConfig,
 }
 
 /// `[console]`: the time zone the web console shows times in (an IANA name).
@@ -415,6 +420,8 @@ pub struct Settings {
     pub console: stockade_server::ConsoleSettings,
     /// The shape of log lines (`[log] format`).
     pub log_format: LogFormat,
+    /// The audit mirror (`[audit.mirror.nocodb]`, `[audit.mirror.file]`).
+    pub audit_mirror: stockade_mirror::MirrorConfig,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
 }
@@ -541,6 +548,7 @@ impl Settings {
         let workflows = workflow_settings(&file.workflows, &mut provenance)?;
         let console = console_settings(&file.console, &mut provenance)?;
         let log_format = log::log_format(&file.log, &mut provenance)?;
+        let audit_mirror = audit_mirror::mirror_settings(&file.audit, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -557,6 +565,7 @@ impl Settings {
             workflows,
             console,
             log_format,
+            audit_mirror,
             provenance,
         })
     }
@@ -569,6 +578,12 @@ impl Settings {
             None if env.is_production() => PROD_HOSTS.iter().map(|h| h.to_string()).collect(),
             None => TEST_HOSTS.iter().map(|h| h.to_string()).collect(),
         };
+        // The audit mirror's NocoDB is allowed by configuring it.
+        if let Some(n) = &self.audit_mirror.nocodb
+            && !c.allowed_hosts.contains(&n.authority())
+        {
+            c.allowed_hosts.push(n.authority());
+        }
         // The alert channels' hosts are allowed by configuring the channels.
         for h in self.alerts.hosts() {
             if !c.allowed_hosts.contains(&h) {
@@ -608,6 +623,7 @@ impl Settings {
             workflows: workflow_settings(&file.workflows, &mut provenance)?,
             console: console_settings(&file.console, &mut provenance)?,
             log_format: LogFormat::Text,
+            audit_mirror: stockade_mirror::MirrorConfig::default(),
             provenance,
         })
     }

@@ -29,6 +29,8 @@ pub const OPERATION: &str = "audit.mirror.nocodb";
 /// The largest page NocoDB returns (`DB_QUERY_LIMIT_MAX`).
 pub const PAGE_MAX: usize = 1000;
 const MESSAGE_KEEP: usize = 200;
+/// The most one call waits in total for NocoDB's rate limit before returning the 429.
+pub const MAX_RATE_WAIT: Duration = Duration::from_secs(60);
 
 /// What went wrong talking to NocoDB, each with its fix.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -160,13 +162,28 @@ impl Noco {
         .expect_json(true)
     }
 
-    /// Send and turn a non-2xx answer into its error; the JSON body of a 2xx.
+    /// Send and turn a non-2xx answer into its error; the JSON body of a 2xx. A 429 is
+    /// waited out (the time NocoDB asks) while the waits total at most [`MAX_RATE_WAIT`].
     async fn send(&self, req: Request) -> Result<Value, NocoError> {
-        let resp = self.client.send(req).await.map_err(|e| egress_error(&e))?;
-        if !resp.status.is_success() {
-            return Err(self.refusal(&resp));
+        let mut waited = Duration::ZERO;
+        loop {
+            let resp = self
+                .client
+                .send(req.clone())
+                .await
+                .map_err(|e| egress_error(&e))?;
+            if resp.status.is_success() {
+                return serde_json::from_slice(&resp.body)
+                    .map_err(|_| NocoError::Shape("not JSON"));
+            }
+            match self.refusal(&resp) {
+                NocoError::RateLimited(d) if waited + d <= MAX_RATE_WAIT => {
+                    waited += d;
+                    tokio::time::sleep(d).await;
+                }
+                e => return Err(e),
+            }
         }
-        serde_json::from_slice(&resp.body).map_err(|_| NocoError::Shape("not JSON"))
     }
 
     fn refusal(&self, resp: &Response) -> NocoError {

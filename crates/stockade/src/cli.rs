@@ -491,6 +491,29 @@ pub enum AuditCommand {
     /// Print the hmac-sha256 tag of a value read from standard input, to find it in
     /// audit rows (PII never appears there in clear).
     HashValue,
+    /// The audit mirror to NocoDB ([audit.mirror.nocodb]) and to a JSON-lines file
+    /// ([audit.mirror.file]): set it up, see how far behind it is, compare NocoDB with
+    /// the chain.
+    #[command(
+        subcommand,
+        after_long_help = "The server copies every audit row to the configured sinks in the background;\nthese commands set NocoDB up and check it. See docs/operations.md, \"Audit mirror to NocoDB\".\n\nExamples:\n  stockade audit mirror init\n  stockade audit mirror status\n  stockade audit mirror verify"
+    )]
+    Mirror(AuditMirrorCommand),
+}
+
+/// `stockade audit mirror …` (audit mirror).
+#[derive(Debug, Subcommand)]
+pub enum AuditMirrorCommand {
+    /// Create the NocoDB table with one column per audit field (through NocoDB's meta
+    /// API), or check an existing one and name each missing or mistyped column (exit 3).
+    /// Nothing is ever dropped or changed in an existing table.
+    Init,
+    /// Each sink's lag (rows and seconds), last copy and last error, read from the
+    /// database (works with the server stopped).
+    Status,
+    /// Page through NocoDB's rows and compare them with the audit chain; exit 3 naming
+    /// the first difference (a missing, duplicate or extra seq, or a cell that differs).
+    Verify,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,8 @@
 mod access;
 mod alert;
 mod audit;
+// Audit mirror: `audit mirror init|status|verify`.
+mod audit_mirror;
 #[cfg(feature = "dev-tools")]
 mod bench;
 #[cfg(feature = "dev-tools")]

@@ -133,12 +133,14 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
         ("backups", "cannot_check"),
         ("incident", "cannot_check"),
         ("retention", "cannot_check"),
-        ("mirror", "cannot_check"),
+        ("mirror", "fail"),
         ("host", "cannot_check"),
     ] {
         assert_eq!(verdict(&r, id), want, "{id}: {}", clause(&r, id));
     }
-    assert_eq!(r["summary"]["fail"], 1, "{r}");
+    // alerts, and the audit mirror (none configured in a fresh environment).
+    assert_eq!(r["summary"]["fail"], 2, "{r}");
+    assert!(evidence(&r, "mirror", "mirror_off").is_some());
     assert_eq!(evidence(&r, "mfa", "mfa_users").unwrap(), ["4", "4"]);
     let dates = evidence(&r, "tls", "tls_cert").expect("the served certificate's dates");
     assert!(
