@@ -35,6 +35,7 @@ mod faults;
 mod listings_search;
 pub mod nocodb;
 mod nocodb_meta;
+pub mod nocodb_real;
 mod ratelimit;
 mod resp;
 pub mod rng;
