@@ -49,3 +49,5 @@ mod console_workflows;
 mod bench_console;
 mod console_stock;
 mod console_stock_browser;
+// Audit mirror: `audit mirror init|status|verify` and the server's mirror.
+mod audit_mirror;
