@@ -590,6 +590,42 @@ pub enum BenchCommand {
         after_long_help = "Builds a fresh dev data directory (init, sku import, an admin API key; the orders,\nlistings and three paused connections bulk-inserted in audited batches), starts\n`stockade serve` as a child process and requests every console page many times with the\nAPI key. Server time is the `Server-Timing: app;dur=` header the server adds (from the\nrequest entering the server to its response's headers). Pages that answer 404 (not built\nyet) are skipped with a message. Then --clients clients poll /overview/live every 5 s for\n--live-seconds; the server's CPU (from the child's /proc stat, minus an idle baseline)\nper client per second is reported.\n\nExamples:\n  stockade bench console\n  stockade bench console --skus 200 --orders 2000 --requests 20 --json\n  stockade bench console --database-url postgres://u:p@127.0.0.1/db"
     )]
     Console(BenchConsoleArgs),
+    /// Audit mirror: audit rows appended at a target rate, copied to a real NocoDB (or the
+    /// simulator); lag p50/p99, rows/s mirrored, catch-up after a backlog.
+    #[command(
+        after_long_help = "Uses the NocoDB 0.301.3 installed by ./scripts/test (or --nocodb-dir), started on\nloopback behind a TLS terminator; without one, or with --simulator, the sandbox's\nsimulator. Lag is from a row's commit to NocoDB confirming its batch. At most 100 rows\nper request and NocoDB's 5 requests/s per user cap the mirror at 500 rows/s; --rps above 5\nmeasures what NocoDB sustains when its limit is raised. Ends with a verify of every row.\n\nExamples:\n  stockade bench mirror\n  stockade bench mirror --rate 300 --duration 30s\n  stockade bench mirror --backlog 100000 --rate 100 --duration 5s\n  stockade bench mirror --rps 50"
+    )]
+    Mirror(BenchMirrorArgs),
+}
+
+/// `stockade bench mirror` (audit mirror).
+#[cfg(feature = "dev-tools")]
+#[derive(Debug, Args)]
+pub struct BenchMirrorArgs {
+    /// Audit rows per second offered.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long rows are offered (e.g. 20s, 2m).
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    pub duration: String,
+    /// Rows written with the mirror stopped first; the time to drain them is reported.
+    #[arg(long, default_value_t = 0)]
+    pub backlog: usize,
+    /// Requests per second to NocoDB (the mirror's default is 4; NocoDB documents 5).
+    #[arg(long, default_value_t = 4.0)]
+    pub rps: f64,
+    /// Rows per insert request (at most 100).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// A NocoDB install directory (with start.js) instead of the default one.
+    #[arg(long, value_name = "DIR")]
+    pub nocodb_dir: Option<PathBuf>,
+    /// Use the sandbox's NocoDB simulator even when a real NocoDB is installed.
+    #[arg(long)]
+    pub simulator: bool,
+    /// After the writing stops, how long to wait for the mirror to catch up (seconds).
+    #[arg(long, default_value_t = 600)]
+    pub catch_up_limit_s: u64,
 }
 
 #[cfg(feature = "dev-tools")]

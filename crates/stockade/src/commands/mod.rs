@@ -15,6 +15,9 @@ mod bench_console;
 mod bench_console_seed;
 #[cfg(feature = "dev-tools")]
 mod bench_workflow;
+// Audit mirror: `bench mirror`.
+#[cfg(feature = "dev-tools")]
+mod bench_mirror;
 mod catalog;
 mod connection;
 mod connection_edit;
@@ -138,6 +141,8 @@ async fn run_command(
         Command::Bench(crate::cli::BenchCommand::Console(args)) => {
             bench_console::console(args).await
         }
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::Mirror(args)) => bench_mirror::mirror(args).await,
     }
 }
 
