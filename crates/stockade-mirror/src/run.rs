@@ -82,7 +82,7 @@ impl From<NocoError> for Failed {
 enum Target {
     Noco {
         cfg: NocoSinkConfig,
-        conn: Option<(Noco, String)>,
+        conn: Option<Box<(Noco, String)>>,
         checked_at: i64,
     },
     File {
@@ -119,7 +119,7 @@ impl Target {
                 let table = noco.open_table().await?;
                 let max = noco.max_seq(&table).await?;
                 *checked_at = stockade_core::time::now_ms();
-                *conn = Some((noco, table));
+                *conn = Some(Box::new((noco, table)));
                 Ok(max)
             }
             Target::File { cfg, sink } => {
@@ -148,7 +148,7 @@ impl Target {
             Target::Noco {
                 conn, checked_at, ..
             } => {
-                let Some((noco, table)) = conn.as_ref() else {
+                let Some((noco, table)) = conn.as_deref() else {
                     return Err(Failed {
                         message: "not connected".into(),
                         wait: None,

@@ -3,6 +3,8 @@
 //! missing column), the JSON-lines sink (rotation, resume, a torn last line), and a
 //! REAL NocoDB 0.301.3 when installed (see `real.rs`).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod file;
 mod real;
 mod sim;

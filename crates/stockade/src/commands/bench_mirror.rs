@@ -239,7 +239,8 @@ async fn steady(
 
 pub async fn mirror(args: BenchMirrorArgs) -> Result<(), Failure> {
     let duration = parse_duration(&args.duration, "--duration")?;
-    if !(args.rps > 0.0) || !(1..=100).contains(&args.batch) || !(args.rate > 0.0) {
+    let positive = |v: f64| v.is_finite() && v > 0.0;
+    if !positive(args.rps) || !(1..=100).contains(&args.batch) || !positive(args.rate) {
         return Err(Failure::usage(
             "--rps and --rate must be above 0, --batch from 1 to 100",
         ));

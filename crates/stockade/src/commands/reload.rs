@@ -91,7 +91,11 @@ fn restart_sections(s: &Settings) -> Vec<(&'static str, &'static str, String)> {
         ("[workflows]", "workflows.", format!("{:?}", s.workflows)),
         ("[sqlite] / [postgres]", "sqlite.", format!("{:?}", s.store)),
         // Audit mirror: its sinks start with the server.
-        ("[audit.mirror]", "audit.mirror.", format!("{:?}", s.audit_mirror)),
+        (
+            "[audit.mirror]",
+            "audit.mirror.",
+            format!("{:?}", s.audit_mirror),
+        ),
     ]
 }
 
