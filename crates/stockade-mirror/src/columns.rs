@@ -185,7 +185,7 @@ mod tests {
     fn records_round_trip_and_differences_are_named() {
         let r = row();
         let rec = record(&r);
-        assert_eq!(rec["ts"], json!("2026-11-21 12:01:02+00:00"));
+        assert_eq!(rec["ts"], json!("2026-11-22 08:01:02+00:00"));
         let mut got = rec.as_object().unwrap().clone();
         got.insert("resource".into(), Value::Null);
         got.insert("seq".into(), json!("7"));
