@@ -238,8 +238,11 @@ impl Mirror {
     }
 }
 
+/// This process's and this task's name on the lease: unique per process and start.
 fn holder_id() -> String {
-    format!("{}-{}", std::process::id(), stockade_core::time::now_ms())
+    static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{}-{}-{n}", std::process::id(), stockade_core::time::now_ms())
 }
 
 struct Runner {

@@ -244,3 +244,33 @@ async fn a_refused_token_is_reported_and_alerted() {
     sim.shutdown().await;
     env.cleanup().await;
 }
+
+/// Two mirrors on one database (as two processes on one PostgreSQL): the lease lets one
+/// copy at a time, so NocoDB gets every row exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_mirrors_share_one_lease() {
+    let Some(env) = Env::new(Backend::Postgres).await else {
+        return;
+    };
+    let sim = NocoSim::start(TOKEN).await.unwrap();
+    let authority = sim.base_url.trim_start_matches("https://").to_owned();
+    env.credential("noco", TOKEN, "127.0.0.1").await;
+    let gw = gateway(&authority, &sim.ca_pem, Some(env.store.clone()), false);
+    let cfg = config(&sim, "noco");
+    let noco = Noco::connect(&gw, &env.vault, &cfg).await.unwrap();
+    let InitOutcome::Created(table) = init(&noco).await.unwrap() else {
+        panic!("not created")
+    };
+    env.append(450).await;
+    let mcfg = MirrorConfig {
+        nocodb: Some(cfg),
+        ..MirrorConfig::default()
+    };
+    let a = Mirror::start(env.deps(&gw), &mcfg);
+    let b = Mirror::start(env.deps(&gw), &mcfg);
+    caught_up(&env, &sim, &table, 60).await;
+    a.stop(Duration::from_secs(5)).await;
+    b.stop(Duration::from_secs(5)).await;
+    sim.shutdown().await;
+    env.cleanup().await;
+}
