@@ -242,7 +242,11 @@ impl Mirror {
 fn holder_id() -> String {
     static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    format!("{}-{}-{n}", std::process::id(), stockade_core::time::now_ms())
+    format!(
+        "{}-{}-{n}",
+        std::process::id(),
+        stockade_core::time::now_ms()
+    )
 }
 
 struct Runner {

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use stockade_egress::Method;
 use stockade_mirror::columns::ColumnProblem;
 use stockade_mirror::verify::{Difference, verify};
@@ -150,7 +150,6 @@ async fn mirror_to_a_real_nocodb() {
             uidt: "SingleLineText"
         }]
     );
-    let _: Value = json!(null);
     env.cleanup().await;
     drop(real);
 }

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use stockade_mirror::columns::ColumnProblem;
 use stockade_mirror::verify::{Difference, verify};
 use stockade_mirror::{InitOutcome, Mirror, MirrorConfig, Noco, NocoSinkConfig, init, state};
@@ -240,7 +240,6 @@ async fn a_refused_token_is_reported_and_alerted() {
         sim.rows(&sim.table_id("audit_mirror").unwrap_or_default())
             .is_empty()
     );
-    let _: Value = json!(null);
     sim.shutdown().await;
     env.cleanup().await;
 }
