@@ -189,8 +189,19 @@ async fn mirror_to_the_simulator_on_postgres() {
 /// A token NocoDB refuses: nothing is copied, the error names the credential and the fix,
 /// holds no token, and an alert is raised once failing longer than `alert_after`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_token_is_reported_and_alerted() {
-    let env = Env::new(Backend::Sqlite).await.unwrap();
+async fn a_refused_token_is_reported_and_alerted_on_sqlite() {
+    refused_token(Backend::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_is_reported_and_alerted_on_postgres() {
+    refused_token(Backend::Postgres).await;
+}
+
+async fn refused_token(backend: Backend) {
+    let Some(env) = Env::new(backend).await else {
+        return;
+    };
     let sim = NocoSim::start(TOKEN).await.unwrap();
     let authority = sim.base_url.trim_start_matches("https://").to_owned();
     let wrong = "wrong-token-zzzzzzzzzzzzzzzzzzzzzzzzzzzzzz";
