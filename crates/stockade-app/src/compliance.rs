@@ -15,6 +15,8 @@
 mod backup;
 mod cert;
 mod retention;
+// Audit mirror: the NocoDB-mirror clause's evidence.
+mod mirror;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -58,6 +60,8 @@ struct ConfigFacts {
     data_dir: PathBuf,
     /// The retention rules in force (`[retention]`).
     retention: stockade_retention::Rules,
+    /// The audit mirror's configuration (the NocoDB-mirror clause).
+    mirror: stockade_mirror::MirrorConfig,
 }
 
 /// The policy's idle lock: at most 15 minutes.
@@ -100,6 +104,7 @@ impl Compliance {
                     .collect(),
                 data_dir: settings.data_dir.clone(),
                 retention: settings.retention,
+                mirror: settings.audit_mirror.clone(),
             },
             access,
         }
@@ -124,7 +129,7 @@ impl Compliance {
             backup::backups(store, now).await?,
             later("incident", "000 §5, 001 §5, 002 §III"),
             retention::retention(store, &self.facts.retention, now).await?,
-            later("mirror", "000 §3, 001 §3"),
+            mirror::mirror(store, &self.facts.mirror).await?,
             Check {
                 id: "host",
                 policy: "000 §2, 001 §2, 002 §III",

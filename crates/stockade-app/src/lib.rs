@@ -132,6 +132,8 @@ pub struct App {
     retention: (tokio::sync::watch::Sender<bool>, JoinHandle<()>),
     /// Scheduled backups (`[backup]`).
     backup: Option<backup_schedule::BackupTask>,
+    /// The audit mirror (when configured).
+    mirror: Option<stockade_mirror::Mirror>,
 }
 
 impl std::fmt::Debug for App {
@@ -209,6 +211,8 @@ impl App {
             alerts: alerts.telemetry.clone(),
             bans: access.ban_telemetry(),
             workflows: stockade_workflows::engine::WorkflowTelemetry::default(),
+            // Audit mirror: lag and failures per sink.
+            mirror: stockade_mirror::MirrorTelemetry::default(),
         };
         let metrics = telemetry::Telemetry::new(vault.store().clone(), access.clone(), &handles);
         let state = AppState {
@@ -314,6 +318,17 @@ impl App {
         ));
         // backup: scheduled encrypted backups.
         let backup = backup_schedule::start(settings, vault.store());
+        // Audit mirror: copies the audit chain to NocoDB and/or a JSON-lines file in the
+        // background when `[audit.mirror.*]` is configured (it never slows a commit).
+        let mirror = settings.audit_mirror.is_configured().then(|| {
+            let deps = stockade_mirror::MirrorDeps {
+                store: vault.store().clone(),
+                vault: vault.clone(),
+                gateway: gateway.clone(),
+                telemetry: handles.mirror.clone(),
+            };
+            stockade_mirror::Mirror::start(deps, &settings.audit_mirror)
+        });
         Ok(App {
             scheme: if server.plain_http { "http" } else { "https" },
             addr,
@@ -330,6 +345,7 @@ impl App {
             triggers,
             retention: (retention_stop, retention_task),
             backup,
+            mirror,
         })
     }
 
@@ -422,6 +438,10 @@ impl App {
             engine.stop(WORKFLOW_GRACE).await;
         }
         self.sync.shutdown().await;
+        if let Some(mirror) = self.mirror {
+            // Rows not copied yet are copied by the next process (the outbox is the chain).
+            mirror.stop(Duration::from_secs(1)).await;
+        }
         if tokio::time::timeout_at(deadline, self.alerts.stop())
             .await
             .is_err()

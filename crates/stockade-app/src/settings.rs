@@ -21,6 +21,8 @@ mod retention;
 // backup:
 mod backup;
 pub use backup::BackupSettings;
+// Audit mirror: [audit.mirror.nocodb], [audit.mirror.file].
+mod audit_mirror;
 pub use log::LogFormat;
 use sections::{
     ScriptFileConfig, alerts_settings, egress_settings, script_settings, sync_settings,
@@ -71,6 +73,9 @@ struct FileConfig {
     // backup:
     #[serde(default)]
     backup: backup::BackupFileConfig,
+    /// Audit mirror (`[audit.mirror.*]`).
+    #[serde(default)]
+    audit: audit_mirror::AuditFileConfig,
 }
 
 /// `[console]`: the time zone the web console shows times in (an IANA name).
@@ -425,6 +430,8 @@ pub struct Settings {
     pub console: stockade_server::ConsoleSettings,
     /// The shape of log lines (`[log] format`).
     pub log_format: LogFormat,
+    /// The audit mirror (`[audit.mirror.nocodb]`, `[audit.mirror.file]`).
+    pub audit_mirror: stockade_mirror::MirrorConfig,
     /// (setting, value shown, source) for `stockade config`.
     pub provenance: Vec<(&'static str, String, &'static str)>,
     /// How long each kind of data is kept (`[retention]`).
@@ -559,6 +566,7 @@ impl Settings {
         let mut alerts = alerts;
         alerts.retention = secs(retention.alert_deliveries_s);
         let backup = backup::backup_settings(&file.backup, &data_dir, &mut provenance)?;
+        let audit_mirror = audit_mirror::mirror_settings(&file.audit, &mut provenance)?;
 
         Ok(Settings {
             env,
@@ -575,6 +583,7 @@ impl Settings {
             workflows,
             console,
             log_format,
+            audit_mirror,
             provenance,
             retention,
             backup,
@@ -589,6 +598,12 @@ impl Settings {
             None if env.is_production() => PROD_HOSTS.iter().map(|h| h.to_string()).collect(),
             None => TEST_HOSTS.iter().map(|h| h.to_string()).collect(),
         };
+        // The audit mirror's NocoDB is allowed by configuring it.
+        if let Some(n) = &self.audit_mirror.nocodb
+            && !c.allowed_hosts.contains(&n.authority())
+        {
+            c.allowed_hosts.push(n.authority());
+        }
         // The alert channels' hosts are allowed by configuring the channels.
         for h in self.alerts.hosts() {
             if !c.allowed_hosts.contains(&h) {
@@ -636,6 +651,7 @@ impl Settings {
             workflows,
             console: console_settings(&file.console, &mut provenance)?,
             log_format: LogFormat::Text,
+            audit_mirror: stockade_mirror::MirrorConfig::default(),
             provenance,
             retention,
             backup: None,

@@ -42,6 +42,8 @@ pub struct Handles {
     pub alerts: stockade_alerts::AlertTelemetry,
     pub bans: stockade_access::BanTelemetry,
     pub workflows: stockade_workflows::engine::WorkflowTelemetry,
+    /// Audit mirror: lag and failures per sink.
+    pub mirror: stockade_mirror::MirrorTelemetry,
 }
 
 /// The registry and the scrape-time gauges.
@@ -76,6 +78,7 @@ impl Telemetry {
         handles.alerts.register(&mut registry);
         handles.bans.register(&mut registry);
         handles.workflows.register(&mut registry);
+        handles.mirror.register(&mut registry);
         let queue_depth = Family::<KindLabels, Gauge>::default();
         registry.register(
             "stockade_workflow_queue_depth",

@@ -34,6 +34,8 @@ mod ebay;
 mod faults;
 mod listings_search;
 pub mod nocodb;
+mod nocodb_meta;
+pub mod nocodb_real;
 mod ratelimit;
 mod resp;
 pub mod rng;
@@ -57,6 +59,7 @@ pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
 pub use nocodb::NocoSim;
+pub use nocodb_meta::{SIM_BASE_ID, SIM_BASE_TITLE};
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
 

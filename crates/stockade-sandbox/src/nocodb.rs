@@ -51,27 +51,30 @@ pub struct NocoRequest {
 }
 
 #[derive(Default)]
-struct Table {
+pub(crate) struct Table {
     next_id: u64,
-    rows: BTreeMap<u64, Map<String, Value>>,
+    pub(crate) rows: BTreeMap<u64, Map<String, Value>>,
+    /// The title and (title, uidt) columns the meta API shows (see `nocodb_meta`).
+    pub(crate) title: String,
+    pub(crate) columns: Vec<(String, String)>,
 }
 
 #[derive(Default)]
-struct NocoState {
-    tables: BTreeMap<String, Table>,
-    requests: Vec<NocoRequest>,
+pub(crate) struct NocoState {
+    pub(crate) tables: BTreeMap<String, Table>,
+    pub(crate) requests: Vec<NocoRequest>,
     /// Requests still to answer 429, and the `Retry-After` seconds to send (if any).
     throttle: u32,
     retry_after: Option<u64>,
 }
 
-struct Shared {
-    token: String,
+pub(crate) struct Shared {
+    pub(crate) token: String,
     state: Mutex<NocoState>,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, NocoState> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, NocoState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -83,7 +86,7 @@ pub struct NocoSim {
     /// `https://127.0.0.1:PORT`, NocoDB's base URL.
     pub base_url: String,
     pub addr: SocketAddr,
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     handle: axum_server::Handle<SocketAddr>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -122,6 +125,7 @@ impl NocoSim {
                 "/api/v2/tables/{table}/records",
                 get(records).post(records).patch(records).delete(records),
             )
+            .merge(crate::nocodb_meta::routes())
             .fallback(|| async {
                 (
                     StatusCode::NOT_FOUND,
@@ -154,13 +158,23 @@ impl NocoSim {
 
     /// Create an empty table; its id (`m` + 9 characters, like NocoDB's).
     pub fn add_table(&self, title: &str) -> String {
-        let mut st = self.shared.lock();
+        NocoSim::add_table_to(&self.shared, title)
+    }
+
+    pub(crate) fn add_table_to(shared: &Shared, title: &str) -> String {
+        let mut st = shared.lock();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in title.bytes().chain((st.tables.len() as u64).to_le_bytes()) {
             h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
         }
         let id = format!("m{:09x}", h & 0xf_ffff_ffff);
-        st.tables.insert(id.clone(), Table::default());
+        st.tables.insert(
+            id.clone(),
+            Table {
+                title: title.to_owned(),
+                ..Table::default()
+            },
+        );
         id
     }
 
@@ -192,7 +206,7 @@ impl NocoSim {
     }
 }
 
-fn nocodb_error(status: StatusCode, code: &str, message: &str) -> Response {
+pub(crate) fn nocodb_error(status: StatusCode, code: &str, message: &str) -> Response {
     (
         status,
         axum::Json(json!({ "error": code, "message": message })),
@@ -235,6 +249,25 @@ async fn records(
     resp
 }
 
+/// A 429 while [`NocoSim::throttle`] says so.
+pub(crate) fn throttled(st: &mut NocoState) -> Option<Response> {
+    if st.throttle == 0 {
+        return None;
+    }
+    st.throttle -= 1;
+    let mut resp = nocodb_error(
+        StatusCode::TOO_MANY_REQUESTS,
+        "ERR_TOO_MANY_REQUESTS",
+        "Too many requests. Please wait 30 seconds",
+    );
+    if let Some(secs) = st.retry_after
+        && let Ok(v) = secs.to_string().parse()
+    {
+        resp.headers_mut().insert("retry-after", v);
+    }
+    Some(resp)
+}
+
 fn answer(
     st: &mut NocoState,
     token_ok: bool,
@@ -243,18 +276,7 @@ fn answer(
     query: &BTreeMap<String, String>,
     body: Value,
 ) -> Response {
-    if st.throttle > 0 {
-        st.throttle -= 1;
-        let mut resp = nocodb_error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "ERR_TOO_MANY_REQUESTS",
-            "Too many requests. Please wait 30 seconds",
-        );
-        if let Some(secs) = st.retry_after
-            && let Ok(v) = secs.to_string().parse()
-        {
-            resp.headers_mut().insert("retry-after", v);
-        }
+    if let Some(resp) = throttled(st) {
         return resp;
     }
     if !token_ok {

@@ -699,6 +699,10 @@ impl Store {
     ///   data; every outcome (enqueue, step commit, complete, fail, retry, schedule fire)
     ///   is an audited commit.
     ///
+    /// - **Audit mirror state** (`stockade-mirror`): each sink's `audit_mirror_state` row:
+    ///   how far it copied the chain (`acked_seq`), its last error and failure count, and
+    ///   its lease. A copy of the chain's progress, not a change of data.
+    ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);
     /// anything a user, an API client or an automated task decides goes through

@@ -115,6 +115,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0016_console_indexes.sql"),
         postgres: include_str!("../migrations/postgres/0016_console_indexes.sql"),
     },
+    // Audit mirror: each sink's cursor, errors and lease.
+    Migration {
+        version: 17,
+        name: "audit_mirror",
+        sqlite: include_str!("../migrations/sqlite/0017_audit_mirror.sql"),
+        postgres: include_str!("../migrations/postgres/0017_audit_mirror.sql"),
+    },
     // backup: the backups/drills table.
     Migration {
         version: 18,

@@ -25,7 +25,8 @@
 //!   CLI, demo and bench in `stockade_sync::stats`);
 //! - `stockade-egress`: `egress_log`; `stockade-alerts`: `alert_channels`,
 //!   `alert_outbox`, `alert_windows`; `stockade-workflows`: `workflows`,
-//!   `workflow_versions` (its `registry`); `events` is appended to by every producer.
+//!   `workflow_versions` (its `registry`); `events` is appended to by every producer;
+//! - `stockade-mirror`: `audit_mirror_state` (each audit mirror sink's cursor).
 
 /// A bound parameter or a column value. Nulls carry their type, because PostgreSQL
 /// checks a parameter's type against its column.

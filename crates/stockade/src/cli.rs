@@ -524,6 +524,29 @@ pub enum AuditCommand {
     /// Print the hmac-sha256 tag of a value read from standard input, to find it in
     /// audit rows (PII never appears there in clear).
     HashValue,
+    /// The audit mirror to NocoDB ([audit.mirror.nocodb]) and to a JSON-lines file
+    /// ([audit.mirror.file]): set it up, see how far behind it is, compare NocoDB with
+    /// the chain.
+    #[command(
+        subcommand,
+        after_long_help = "The server copies every audit row to the configured sinks in the background;\nthese commands set NocoDB up and check it. See docs/operations.md, \"Audit mirror to NocoDB\".\n\nExamples:\n  stockade audit mirror init\n  stockade audit mirror status\n  stockade audit mirror verify"
+    )]
+    Mirror(AuditMirrorCommand),
+}
+
+/// `stockade audit mirror …` (audit mirror).
+#[derive(Debug, Subcommand)]
+pub enum AuditMirrorCommand {
+    /// Create the NocoDB table with one column per audit field (through NocoDB's meta
+    /// API), or check an existing one and name each missing or mistyped column (exit 3).
+    /// Nothing is ever dropped or changed in an existing table.
+    Init,
+    /// Each sink's lag (rows and seconds), last copy and last error, read from the
+    /// database (works with the server stopped).
+    Status,
+    /// Page through NocoDB's rows and compare them with the audit chain; exit 3 naming
+    /// the first difference (a missing, duplicate or extra seq, or a cell that differs).
+    Verify,
 }
 
 #[derive(Debug, Args)]
@@ -620,6 +643,12 @@ Examples:
     /// Backup of a database with 1,000,000 orders: time, size, MB/s, and the ingest
     /// throughput with and without a concurrent backup.
     Backup(crate::cli_backup::BenchBackupArgs),
+    /// Audit mirror: audit rows appended at a target rate, copied to a real NocoDB (or the
+    /// simulator); lag p50/p99, rows/s mirrored, catch-up after a backlog.
+    #[command(
+        after_long_help = "Uses the NocoDB 0.301.3 installed by ./scripts/test (or --nocodb-dir), started on\nloopback behind a TLS terminator; without one, or with --simulator, the sandbox's\nsimulator. Lag is from a row's commit to NocoDB confirming its batch. At most 100 rows\nper request and NocoDB's 5 requests/s per user cap the mirror at 500 rows/s; --rps above 5\nmeasures what NocoDB sustains when its limit is raised. Ends with a verify of every row.\n\nExamples:\n  stockade bench mirror\n  stockade bench mirror --rate 300 --duration 30s\n  stockade bench mirror --backlog 100000 --rate 100 --duration 5s\n  stockade bench mirror --rps 50"
+    )]
+    Mirror(BenchMirrorArgs),
 }
 
 #[cfg(feature = "dev-tools")]
@@ -640,6 +669,36 @@ pub struct BenchRetentionArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `stockade bench mirror` (audit mirror).
+#[cfg(feature = "dev-tools")]
+#[derive(Debug, Args)]
+pub struct BenchMirrorArgs {
+    /// Audit rows per second offered.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate: f64,
+    /// How long rows are offered (e.g. 20s, 2m).
+    #[arg(long, default_value = "20s", value_name = "DURATION")]
+    pub duration: String,
+    /// Rows written with the mirror stopped first; the time to drain them is reported.
+    #[arg(long, default_value_t = 0)]
+    pub backlog: usize,
+    /// Requests per second to NocoDB (the mirror's default is 4; NocoDB documents 5).
+    #[arg(long, default_value_t = 4.0)]
+    pub rps: f64,
+    /// Rows per insert request (at most 100).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// A NocoDB install directory (with start.js) instead of the default one.
+    #[arg(long, value_name = "DIR")]
+    pub nocodb_dir: Option<PathBuf>,
+    /// Use the sandbox's NocoDB simulator even when a real NocoDB is installed.
+    #[arg(long)]
+    pub simulator: bool,
+    /// After the writing stops, how long to wait for the mirror to catch up (seconds).
+    #[arg(long, default_value_t = 600)]
+    pub catch_up_limit_s: u64,
 }
 
 #[cfg(feature = "dev-tools")]

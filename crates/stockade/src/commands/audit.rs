@@ -74,6 +74,7 @@ pub async fn run(settings: &Settings, cmd: AuditCommand) -> Result<(), Failure> 
             store.close().await;
             Ok(())
         }
+        AuditCommand::Mirror(cmd) => super::audit_mirror::run(settings, cmd).await,
         AuditCommand::HashValue => {
             let mut value = String::new();
             std::io::stdin()

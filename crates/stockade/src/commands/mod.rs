@@ -5,6 +5,8 @@ mod alert;
 mod audit;
 // backup:
 mod backup;
+// Audit mirror: `audit mirror init|status|verify`.
+mod audit_mirror;
 #[cfg(feature = "dev-tools")]
 mod bench;
 #[cfg(feature = "dev-tools")]
@@ -21,6 +23,9 @@ mod bench_retention;
 // backup:
 #[cfg(feature = "dev-tools")]
 mod bench_backup;
+// Audit mirror: `bench mirror`.
+#[cfg(feature = "dev-tools")]
+mod bench_mirror;
 mod catalog;
 mod connection;
 mod connection_edit;
@@ -161,6 +166,7 @@ async fn run_command(
         Command::Backup(cmd) => backup::run(settings, cmd).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Backup(args)) => bench_backup::run(args).await,
+        Command::Bench(crate::cli::BenchCommand::Mirror(args)) => bench_mirror::mirror(args).await,
     }
 }
 

@@ -92,6 +92,12 @@ fn restart_sections(s: &Settings) -> Vec<(&'static str, &'static str, String)> {
         ("[sqlite] / [postgres]", "sqlite.", format!("{:?}", s.store)),
         // Retention: the schedule takes its rules at start.
         ("[retention]", "retention.", format!("{:?}", s.retention)),
+        // Audit mirror: its sinks start with the server.
+        (
+            "[audit.mirror]",
+            "audit.mirror.",
+            format!("{:?}", s.audit_mirror),
+        ),
     ]
 }
 

@@ -53,3 +53,5 @@ mod console_stock;
 mod console_stock_browser;
 // Retention: the commands and the server's scheduled run.
 mod retention;
+// Audit mirror: `audit mirror init|status|verify` and the server's mirror.
+mod audit_mirror;
