@@ -166,6 +166,7 @@ async fn run_command(
         Command::Backup(cmd) => backup::run(settings, cmd).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Backup(args)) => bench_backup::run(args).await,
+        #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Mirror(args)) => bench_mirror::mirror(args).await,
     }
 }
