@@ -5,7 +5,7 @@
 //! Invariants: the NocoDB base URL is `https://` with no path, query or credentials (the
 //! egress gateway sends HTTPS only; a NocoDB on loopback HTTP goes behind a TLS
 //! terminator); the token is the NAME of a stored credential, never the token;
-//! `requests_per_second` is in (0, 5]; `batch` in 1..=100.
+//! `requests_per_second` is in (0, 20]; `batch` in 1..=100.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -84,8 +84,9 @@ impl NocoSinkConfig {
         let rate = requests_per_second.unwrap_or(DEFAULT_RATE);
         if !(rate > 0.0 && rate <= MAX_RATE) {
             return Err(format!(
-                "audit.mirror.nocodb.requests_per_second must be above 0 and at most {MAX_RATE} \
-                 (NocoDB's documented limit per user); default {DEFAULT_RATE}"
+                "audit.mirror.nocodb.requests_per_second must be above 0 and at most {MAX_RATE}; \
+                 default {DEFAULT_RATE} (NocoDB Cloud allows 5 per user: go above 5 only for a \
+                 self-hosted NocoDB)"
             ));
         }
         let batch = batch.unwrap_or(MAX_BATCH);
@@ -211,8 +212,9 @@ mod tests {
         assert_eq!((ok.table.as_str(), ok.batch), ("audit_mirror", 100));
         assert!(NocoSinkConfig::new("http://127.0.0.1:8080", "a", None, "n", None, None).is_err());
         assert!(NocoSinkConfig::new("https://h/x", "a", None, "n", None, None).is_err());
-        let e = NocoSinkConfig::new("https://h", "a", None, "n", Some(6.0), None).unwrap_err();
-        assert!(e.contains("at most 5"), "{e}");
+        let e = NocoSinkConfig::new("https://h", "a", None, "n", Some(21.0), None).unwrap_err();
+        assert!(e.contains("at most 20"), "{e}");
+        assert!(NocoSinkConfig::new("https://h", "a", None, "n", Some(12.0), None).is_ok());
         assert!(NocoSinkConfig::new("https://h", "a", None, "n", None, Some(101)).is_err());
         assert!(NocoSinkConfig::new("https://h", "a", Some("bad name"), "n", None, None).is_err());
     }
