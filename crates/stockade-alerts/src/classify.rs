@@ -370,6 +370,9 @@ fn workflow_alert(a: &WorkflowAlert) -> Draft {
 
 fn other(c: &EventColumns) -> Draft {
     let kind = c.kind.as_str();
+    if let Some(draft) = operations(c) {
+        return draft;
+    }
     if c.source != "workflow" {
         let (source, kind) = (ident(&c.source), ident(kind));
         let key = format!("{}:{}", c.source, c.kind);
@@ -402,6 +405,55 @@ fn other(c: &EventColumns) -> Draft {
         d.get("attempts").and_then(serde_json::Value::as_i64),
     )
     .message(s("message").as_deref())
+}
+
+/// The operations jobs' events (backups, the audit mirror), stored as generic columns:
+/// their own titles, facts and hints. The detail holds a sink name and an error class
+/// or the mirror's own error text — never a path's contents, a key or a token.
+fn operations(c: &EventColumns) -> Option<Draft> {
+    let d: serde_json::Value = serde_json::from_str(&c.detail).unwrap_or_default();
+    let s = |key: &str| d.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+    let key = format!("{}:{}", c.source, c.kind);
+    Some(match (c.source.as_str(), c.kind.as_str()) {
+        ("backup", "backup_failed") => {
+            Draft::new(Severity::Error, "A scheduled backup failed".into(), key)
+                .fact("Error class", s("class").as_deref())
+                .hint(
+                    "Run `stockade backup list` for the error and `stockade backup create` by \
+                     hand; until a backup succeeds the newest restorable copy is older.",
+                )
+        }
+        ("audit_mirror", "failing") => {
+            let sink = s("sink");
+            Draft::new(
+                Severity::Error,
+                format!(
+                    "The audit mirror to {} is failing",
+                    ident(sink.as_deref().unwrap_or("?"))
+                ),
+                key,
+            )
+            .fact("Sink", sink.as_deref())
+            .message(s("error").as_deref())
+            .hint(
+                "Nothing is lost: the rows wait in the audit log. `stockade audit mirror status` \
+                 shows the error and docs/operations.md says what to do.",
+            )
+        }
+        ("audit_mirror", "recovered") => {
+            let sink = s("sink");
+            Draft::new(
+                Severity::Info,
+                format!(
+                    "The audit mirror to {} copies again",
+                    ident(sink.as_deref().unwrap_or("?"))
+                ),
+                key,
+            )
+            .fact("Sink", sink.as_deref())
+        }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -472,6 +524,40 @@ mod tests {
         let a = classify(&old).unwrap();
         assert_eq!(a.to_channel, None);
         assert!(named.accepts(&a) && other.accepts(&a));
+    }
+
+    #[test]
+    fn backup_and_audit_mirror_events_have_their_own_wording() {
+        let b = classify(&ev(
+            "backup",
+            "backup_failed",
+            serde_json::json!({"class": "io"}),
+        ))
+        .unwrap();
+        assert_eq!(b.title, "A scheduled backup failed");
+        assert_eq!(b.severity, Severity::Error);
+        assert!(b.facts.contains(&("Error class".into(), "io".into())));
+        assert!(b.hint.as_deref().unwrap().contains("stockade backup list"));
+        let f = classify(&ev(
+            "audit_mirror",
+            "failing",
+            serde_json::json!({"sink": "nocodb", "error": "NocoDB is unreachable"}),
+        ))
+        .unwrap();
+        assert_eq!(f.title, "The audit mirror to nocodb is failing");
+        assert_eq!(f.message.as_deref(), Some("NocoDB is unreachable"));
+        let r = classify(&ev(
+            "audit_mirror",
+            "recovered",
+            serde_json::json!({"sink": "file"}),
+        ))
+        .unwrap();
+        assert_eq!(r.title, "The audit mirror to file copies again");
+        assert_eq!(r.severity, Severity::Info);
+        let z = crate::zh::localize(&f);
+        assert_eq!(z.title, "审计镜像到 nocodb 失败");
+        assert!(z.facts.contains(&("镜像目标".into(), "nocodb".into())));
+        assert_eq!(crate::zh::localize(&b).title, "定时备份失败");
     }
 
     #[test]

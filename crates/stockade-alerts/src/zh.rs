@@ -41,6 +41,7 @@ pub fn label(en: &str) -> &str {
         "Step" => "步骤",
         "Failed step" => "失败步骤",
         "Kind" => "类型",
+        "Sink" => "镜像目标",
         other => other,
     }
 }
@@ -95,6 +96,19 @@ fn title_and_hint(a: &Alert) -> Option<(String, Option<&'static str>)> {
     let conn = || fact(a, "Connection");
     let host = || fact(a, "Host");
     Some(match (a.source.as_str(), a.kind.as_str()) {
+        ("backup", "backup_failed") => (
+            "定时备份失败".to_owned(),
+            Some(
+                "用 stockade backup list 查看错误，并手动运行 stockade backup create；备份成功之前，可恢复的最新副本会越来越旧。",
+            ),
+        ),
+        ("audit_mirror", "failing") => (
+            format!("审计镜像到 {} 失败", fact(a, "Sink")),
+            Some(
+                "不会丢失数据：记录仍在审计日志中等待。用 stockade audit mirror status 查看错误，处理方法见运维文档。",
+            ),
+        ),
+        ("audit_mirror", "recovered") => (format!("审计镜像到 {} 已恢复", fact(a, "Sink")), None),
         ("sync", "push_failed") => (
             format!("库存推送到 {} 失败", conn()),
             Some("推送会持续重试；成功之前该渠道显示的是过时的数量。"),
