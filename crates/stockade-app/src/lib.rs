@@ -215,6 +215,13 @@ impl App {
             mirror: stockade_mirror::MirrorTelemetry::default(),
         };
         let metrics = telemetry::Telemetry::new(vault.store().clone(), access.clone(), &handles);
+        // Compliance report: the TLS probe connects to the address the server binds.
+        let compliance = Arc::new(compliance::Compliance::new(
+            settings,
+            access.clone(),
+            tls_facts,
+        ));
+        let served_address = compliance.served_address();
         let state = AppState {
             access: access.clone(),
             trust_forwarded_for: server.trust_forwarded_for,
@@ -235,11 +242,7 @@ impl App {
                 gateway: gateway.clone(),
                 vault: vault.clone(),
             })),
-            compliance: Some(Arc::new(compliance::Compliance::new(
-                settings,
-                access.clone(),
-                tls_facts,
-            ))),
+            compliance: Some(compliance),
         };
         let serve_options = ServeOptions {
             listen: server.listen,
@@ -268,6 +271,7 @@ impl App {
                 return Err(why);
             }
         };
+        let _ = served_address.set(addr);
         let head_path = settings.data_dir.join(stockade_vault::HEAD_FILE);
         let head_task = tokio::spawn(follow_audit_head(vault.clone(), head_path.clone()));
         // Workflows: the executions in the queue (manual runs, error workflows) run here.

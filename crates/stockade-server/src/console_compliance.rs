@@ -92,6 +92,29 @@ impl CompliancePage {
     fn count(&self, i: usize) -> usize {
         self.summary.get(i).copied().unwrap_or(0)
     }
+    /// The tables: the company's policy clauses, then the Amazon DPP rows (id, heading,
+    /// introduction, rows); a section without rows is left out.
+    #[allow(clippy::type_complexity)]
+    fn sections(&self) -> Vec<(&'static str, &'static str, &'static str, Vec<&Check>)> {
+        use crate::compliance_render::Section;
+        [
+            (Section::Policy, "clauses", "cp.clauses", ""),
+            (Section::AmazonDpp, "dpp-clauses", "cp.dpp_section", "cp.dpp_intro"),
+        ]
+        .into_iter()
+        .map(|(s, id, heading, intro)| {
+            let rows: Vec<&Check> = self
+                .report
+                .checks
+                .iter()
+                .filter(|c| Section::of(c) == s)
+                .collect();
+            let intro = if intro.is_empty() { "" } else { self.c.t(intro) };
+            (id, self.c.t(heading), intro, rows)
+        })
+        .filter(|(_, _, _, rows)| !rows.is_empty())
+        .collect()
+    }
 }
 
 /// The Compliance page.

@@ -52,6 +52,8 @@ pub mod stock_actions;
 pub mod compliance;
 pub mod console_compliance;
 pub mod frame;
+// Compliance report: the report as a Markdown, JSON or standalone HTML document.
+pub mod compliance_render;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
