@@ -22,6 +22,8 @@ mod dpp;
 pub mod host;
 mod pii_scan;
 mod tls_probe;
+mod configured;
+pub use configured::configured_tls;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -180,6 +180,11 @@ Examples:
     /// list. See docs/operations.md, "Backups and restore".
     #[command(subcommand)]
     Backup(crate::cli_backup::BackupCommand),
+    // Compliance report:
+    /// The compliance report: every policy clause and the Amazon DPP items with live
+    /// evidence and a verdict (report), and the check of a signed report (verify).
+    #[command(subcommand)]
+    Compliance(crate::cli_compliance::ComplianceCommand),
 }
 
 /// `stockade retention …`.

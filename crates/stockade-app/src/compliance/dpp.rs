@@ -31,7 +31,7 @@ const REVOKED_HOLDING: &str = "SELECT COUNT(*) FROM orders o JOIN connections c 
      WHERE c.revoked_at_ms IS NOT NULL AND o.pii_deleted_at_ms IS NULL
        AND (o.buyer_name IS NOT NULL OR o.buyer_email IS NOT NULL OR o.buyer_phone IS NOT NULL OR o.buyer_address IS NOT NULL)";
 const REVOKED: &str = "SELECT COUNT(*) FROM connections WHERE revoked_at_ms IS NOT NULL";
-const SHREDDED: &str = "SELECT COUNT(*) FROM data_keys WHERE destroyed_at_ms IS NOT NULL";
+const SHREDDED: &str = "SELECT COUNT(*) FROM keyring_data_keys WHERE destroyed_at_ms IS NOT NULL";
 
 /// What the DPP rows need beyond the clause checks.
 #[derive(Debug)]
