@@ -240,7 +240,13 @@ fn html(report: &Report, lang: Lang) -> String {
         generated: stockade_core::time::format_rfc3339_ms(report.generated_at_ms),
         summary: report.summary(),
     };
-    page.render().unwrap_or_else(|e| format!("<!doctype html><p>{e}</p>"))
+    let mut s = page
+        .render()
+        .unwrap_or_else(|e| format!("<!doctype html><p>{e}</p>"));
+    if !s.ends_with('\n') {
+        s.push('\n');
+    }
+    s
 }
 
 #[cfg(test)]
