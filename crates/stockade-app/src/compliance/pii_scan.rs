@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use stockade_core::time::now_ms;
 use stockade_server::compliance::{Arg, Check, Verdict};
-use stockade_store::{DatabaseUrl, Store, sql_params};
+use stockade_store::{DatabaseUrl, FromColumn, SqlRow, Store, sql_params};
 use stockade_vault::{FieldContext, Vault, VaultError};
 use zeroize::Zeroizing;
 
@@ -63,12 +63,25 @@ struct Values {
     unopened: i64,
 }
 
-type Cts = (
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-    Option<Vec<u8>>,
-);
+/// A buyer column as stored: sealed bytes, or (a field written around the engine, which
+/// the `pii` clause reports) text, taken as its bytes — never a decoding error.
+struct Field(Option<Vec<u8>>);
+
+impl FromColumn for Field {
+    fn from_column(row: &SqlRow, i: usize) -> stockade_store::Result<Self> {
+        match Option::<Vec<u8>>::from_column(row, i) {
+            Ok(b) => Ok(Field(b)),
+            Err(_) => Ok(Field(
+                Option::<String>::from_column(row, i)
+                    .ok()
+                    .flatten()
+                    .map(String::into_bytes),
+            )),
+        }
+    }
+}
+
+type Cts = (Field, Field, Field, Field);
 
 async fn buyer_values(vault: &Vault, store: &Store) -> Result<Values, String> {
     let mut set: Vec<Zeroizing<String>> = Vec::new();
@@ -87,7 +100,7 @@ async fn buyer_values(vault: &Vault, store: &Store) -> Result<Values, String> {
             v.orders += 1;
             let row = stockade_sync::ingest::buyer_row_id(conn, &external);
             for (column, ct) in stockade_sync::ingest::BUYER_COLUMNS.iter().zip([a, b, c, d]) {
-                let Some(ct) = ct else { continue };
+                let Some(ct) = ct.0 else { continue };
                 let plain = match vault
                     .decrypt(&FieldContext::new("orders", column, &row), &ct)
                     .await

@@ -46,6 +46,16 @@ fn visible_text(html: &str) -> String {
 /// English catalogue texts a Chinese page may still show: codes and proper names.
 const SAME_IN_BOTH: &[&str] = &["Stockade", "SKU", "CSV"];
 
+/// Whether `text` holds `word` not as a part of a longer name: "Pass" in
+/// "PasswordAuthentication" or "Fail" in "Fail2Ban" (configuration keywords and proper
+/// names a Chinese page shows as they are) is not the English word.
+fn contains_word(text: &str, word: &str) -> bool {
+    let edge = |c: Option<char>| !c.is_some_and(|c| c.is_ascii_alphanumeric());
+    text.match_indices(word).any(|(i, _)| {
+        edge(text[..i].chars().next_back()) && edge(text[i + word.len()..].chars().next())
+    })
+}
+
 pub fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     let zh_text = visible_text(zh_page);
     let en_text = visible_text(en_page);
@@ -54,7 +64,7 @@ pub fn assert_translated(path: &str, zh_page: &str, en_page: &str) {
     for ((k, e), (_, z)) in en.iter().zip(zh.iter()) {
         if e.len() > 3 && !SAME_IN_BOTH.contains(e) && !z.contains(e) {
             assert!(
-                !zh_text.contains(e),
+                !contains_word(&zh_text, e),
                 "{path} in Chinese shows the English text of {k}: {e:?}\n{zh_text}"
             );
         }
