@@ -18,11 +18,11 @@ mod retention;
 // Audit mirror: the NocoDB-mirror clause's evidence.
 mod mirror;
 // Compliance report: the Amazon DPP rows, the host checks, the plaintext scan and TLS as served.
+mod configured;
 mod dpp;
 pub mod host;
 mod pii_scan;
 mod tls_probe;
-mod configured;
 pub use configured::configured_tls;
 
 use std::future::Future;
@@ -153,7 +153,12 @@ impl Compliance {
     async fn host_checks(&self) -> Result<Vec<Check>, String> {
         let root = self.host_root.clone();
         let runner = self.runner.clone();
-        let listen_port = self.served.get().copied().unwrap_or(self.facts.listen).port();
+        let listen_port = self
+            .served
+            .get()
+            .copied()
+            .unwrap_or(self.facts.listen)
+            .port();
         let data_dir = std::path::absolute(&self.facts.data_dir)
             .unwrap_or_else(|_| self.facts.data_dir.clone());
         let key_file = self
@@ -194,7 +199,11 @@ impl Compliance {
         let facts = dpp::Facts {
             store: self.access.store(),
             rules: &self.facts.retention,
-            roles: users.iter().filter(|u| !u.disabled).map(|u| u.role).collect(),
+            roles: users
+                .iter()
+                .filter(|u| !u.disabled)
+                .map(|u| u.role)
+                .collect(),
             now,
         };
         dpp::rows(clauses, &facts).await
@@ -300,11 +309,10 @@ impl Compliance {
         // TLS as served: what a client negotiates with the running server right now.
         let listen = self.served.get().copied().unwrap_or(self.facts.listen);
         let runner = self.runner.clone();
-        let probed = tokio::task::spawn_blocking(move || {
-            tls_probe::probe(listen, runner.as_ref(), now)
-        })
-        .await
-        .unwrap_or_default();
+        let probed =
+            tokio::task::spawn_blocking(move || tls_probe::probe(listen, runner.as_ref(), now))
+                .await
+                .unwrap_or_default();
         let served_down = probed.iter().any(|f| f.state == host::State::Unseen)
             && !probed.iter().any(|f| f.state == host::State::Holds);
         let served_broken = probed.iter().any(|f| f.state == host::State::Broken);

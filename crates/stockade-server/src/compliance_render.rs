@@ -273,7 +273,10 @@ mod tests {
                     id: "dpp_transit",
                     policy: "DPP In transit",
                     verdict: Verdict::Fail,
-                    evidence: vec![Evidence::new("dpp_rests_on", vec![Arg::Text("tls (fail)".into())])],
+                    evidence: vec![Evidence::new(
+                        "dpp_rests_on",
+                        vec![Arg::Text("tls (fail)".into())],
+                    )],
                 },
             ],
         }
@@ -283,14 +286,20 @@ mod tests {
     fn every_format_holds_every_clause_in_its_section() {
         let r = report();
         let md = render(&r, Format::Md, Lang::En);
-        assert!(md.contains("(`egress`)") && md.contains("(`dpp_transit`)"), "{md}");
+        assert!(
+            md.contains("(`egress`)") && md.contains("(`dpp_transit`)"),
+            "{md}"
+        );
         assert!(md.contains("a\\|b") && md.contains("## Amazon Data Protection Policy"));
         let json: serde_json::Value =
             serde_json::from_str(&render(&r, Format::Json, Lang::En)).unwrap();
         assert_eq!(json["clauses"][1]["verdict"], "fail");
         assert_eq!(json["sections"][1]["section"], "amazon_dpp");
         let html = render(&r, Format::Html, Lang::Zh);
-        assert!(html.contains("id=\"clause-dpp_transit\"") && html.contains("&#60;b&#62;"), "{html}");
+        assert!(
+            html.contains("id=\"clause-dpp_transit\"") && html.contains("&#60;b&#62;"),
+            "{html}"
+        );
         assert!(!html.contains("<b>a") && !html.contains("src=") && !html.contains("href="));
     }
 }

@@ -99,7 +99,12 @@ impl CompliancePage {
         use crate::compliance_render::Section;
         [
             (Section::Policy, "clauses", "cp.clauses", ""),
-            (Section::AmazonDpp, "dpp-clauses", "cp.dpp_section", "cp.dpp_intro"),
+            (
+                Section::AmazonDpp,
+                "dpp-clauses",
+                "cp.dpp_section",
+                "cp.dpp_intro",
+            ),
         ]
         .into_iter()
         .map(|(s, id, heading, intro)| {
@@ -109,7 +114,11 @@ impl CompliancePage {
                 .iter()
                 .filter(|c| Section::of(c) == s)
                 .collect();
-            let intro = if intro.is_empty() { "" } else { self.c.t(intro) };
+            let intro = if intro.is_empty() {
+                ""
+            } else {
+                self.c.t(intro)
+            };
             (id, self.c.t(heading), intro, rows)
         })
         .filter(|(_, _, _, rows)| !rows.is_empty())

@@ -25,8 +25,7 @@ const REVIEW_DAYS: i64 = 92 + 7;
 
 const REVEALS: &str =
     "SELECT COUNT(*) FROM audit WHERE action = 'order.reveal_buyer' AND ts_ms >= $1";
-const LAST_SIGNED: &str =
-    "SELECT MAX(ts_ms) FROM audit WHERE action = 'compliance.report_signed'";
+const LAST_SIGNED: &str = "SELECT MAX(ts_ms) FROM audit WHERE action = 'compliance.report_signed'";
 const REVOKED_HOLDING: &str = "SELECT COUNT(*) FROM orders o JOIN connections c ON c.id = o.connection_id
      WHERE c.revoked_at_ms IS NOT NULL AND o.pii_deleted_at_ms IS NULL
        AND (o.buyer_name IS NOT NULL OR o.buyer_email IS NOT NULL OR o.buyer_phone IS NOT NULL OR o.buyer_address IS NOT NULL)";
@@ -141,43 +140,73 @@ pub(super) async fn rows(clauses: &[Check], f: &Facts<'_>) -> Result<Vec<Check>,
     let p = f.rules.buyer_pii;
     let pii_max = [p.amazon_s, p.ebay_s, p.tiktok_s];
     let amazon_ok = p.amazon_s <= PII_MAX_DAYS * DAY_S;
-    let logs_ok = f.rules.egress_log_s >= LOG_MIN_DAYS * DAY_S
-        && f.rules.events_s >= LOG_MIN_DAYS * DAY_S;
+    let logs_ok =
+        f.rules.egress_log_s >= LOG_MIN_DAYS * DAY_S && f.rules.events_s >= LOG_MIN_DAYS * DAY_S;
     let review_ok = last_signed.is_some_and(|t| f.now - t <= REVIEW_DAYS * DAY_S * 1000);
 
     let rows = vec![
-        Row::new("dpp_network", "DPP Network", &["host_firewall", "host_fail2ban", "bans", "egress"]),
-        Row::new("dpp_access", "DPP Access mgmt", &["mfa", "bans", "idle_lock"])
-            .info("dpp_users", vec![count(f.roles.len()), Arg::Text(by_role)])
-            .fact(
-                review_ok,
-                match last_signed {
-                    Some(_) if review_ok => "dpp_review_last",
-                    Some(_) => "dpp_review_old",
-                    None => "dpp_review_none",
-                },
-                last_signed.map(Arg::Time).into_iter().collect(),
-            ),
-        Row::new("dpp_least_privilege", "DPP Least privilege", &["review", "egress", "isolation"])
-            .fact(
-                reveal_roles == ["admin"],
-                "dpp_reveal_role",
-                vec![Arg::Text(reveal_roles.join(", ")), count(admins)],
-            )
-            .info("dpp_reveals", vec![Arg::Count(reveals), count(LOG_MIN_DAYS)]),
-        Row::new("dpp_credentials", "DPP Credentials", &["password", "mfa", "review"])
-            .info("dpp_pw_rotation", vec![]),
+        Row::new(
+            "dpp_network",
+            "DPP Network",
+            &["host_firewall", "host_fail2ban", "bans", "egress"],
+        ),
+        Row::new(
+            "dpp_access",
+            "DPP Access mgmt",
+            &["mfa", "bans", "idle_lock"],
+        )
+        .info("dpp_users", vec![count(f.roles.len()), Arg::Text(by_role)])
+        .fact(
+            review_ok,
+            match last_signed {
+                Some(_) if review_ok => "dpp_review_last",
+                Some(_) => "dpp_review_old",
+                None => "dpp_review_none",
+            },
+            last_signed.map(Arg::Time).into_iter().collect(),
+        ),
+        Row::new(
+            "dpp_least_privilege",
+            "DPP Least privilege",
+            &["review", "egress", "isolation"],
+        )
+        .fact(
+            reveal_roles == ["admin"],
+            "dpp_reveal_role",
+            vec![Arg::Text(reveal_roles.join(", ")), count(admins)],
+        )
+        .info(
+            "dpp_reveals",
+            vec![Arg::Count(reveals), count(LOG_MIN_DAYS)],
+        ),
+        Row::new(
+            "dpp_credentials",
+            "DPP Credentials",
+            &["password", "mfa", "review"],
+        )
+        .info("dpp_pw_rotation", vec![]),
         Row::new("dpp_transit", "DPP In transit", &["tls"]),
-        Row::new("dpp_incident", "DPP Incident response", &["incident", "alerts"]),
-        Row::new("dpp_deletion", "DPP Deletion on request", &["retention"])
-            .fact(
-                revoked_holding == 0,
-                "dpp_revoked",
-                vec![Arg::Count(revoked), Arg::Count(revoked_holding), Arg::Count(shredded)],
-            ),
+        Row::new(
+            "dpp_incident",
+            "DPP Incident response",
+            &["incident", "alerts"],
+        ),
+        Row::new("dpp_deletion", "DPP Deletion on request", &["retention"]).fact(
+            revoked_holding == 0,
+            "dpp_revoked",
+            vec![
+                Arg::Count(revoked),
+                Arg::Count(revoked_holding),
+                Arg::Count(shredded),
+            ],
+        ),
         Row::new("dpp_retention", "DPP PII retention", &["retention"]).fact(
             amazon_ok,
-            if amazon_ok { "dpp_pii_period" } else { "dpp_pii_period_long" },
+            if amazon_ok {
+                "dpp_pii_period"
+            } else {
+                "dpp_pii_period_long"
+            },
             vec![
                 Arg::Text(show_period(p.amazon_s)),
                 count(PII_MAX_DAYS),
@@ -185,10 +214,23 @@ pub(super) async fn rows(clauses: &[Check], f: &Facts<'_>) -> Result<Vec<Check>,
                 Arg::Text(show_period(p.undelivered_s)),
             ],
         ),
-        Row::new("dpp_at_rest", "DPP At rest", &["pii", "pii_scan", "backups"]),
-        Row::new("dpp_logging", "DPP Logging", &["audit", "mirror", "alerts", "pii_scan"]).fact(
+        Row::new(
+            "dpp_at_rest",
+            "DPP At rest",
+            &["pii", "pii_scan", "backups"],
+        ),
+        Row::new(
+            "dpp_logging",
+            "DPP Logging",
+            &["audit", "mirror", "alerts", "pii_scan"],
+        )
+        .fact(
             logs_ok,
-            if logs_ok { "dpp_log_retention" } else { "dpp_log_retention_short" },
+            if logs_ok {
+                "dpp_log_retention"
+            } else {
+                "dpp_log_retention_short"
+            },
             vec![
                 Arg::Text(show_period(f.rules.egress_log_s)),
                 Arg::Text(show_period(f.rules.events_s)),

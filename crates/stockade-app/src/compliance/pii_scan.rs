@@ -99,7 +99,10 @@ async fn buyer_values(vault: &Vault, store: &Store) -> Result<Values, String> {
         for ((_, conn, external), (a, b, c, d)) in rows {
             v.orders += 1;
             let row = stockade_sync::ingest::buyer_row_id(conn, &external);
-            for (column, ct) in stockade_sync::ingest::BUYER_COLUMNS.iter().zip([a, b, c, d]) {
+            for (column, ct) in stockade_sync::ingest::BUYER_COLUMNS
+                .iter()
+                .zip([a, b, c, d])
+            {
                 let Some(ct) = ct.0 else { continue };
                 let plain = match vault
                     .decrypt(&FieldContext::new("orders", column, &row), &ct)
@@ -225,7 +228,11 @@ impl<'a> Matcher<'a> {
                 let Some(hay) = buf.get(p..p + c.len()) else {
                     continue;
                 };
-                if hay.iter().zip(c.iter()).all(|(&h, &n)| FOLD[usize::from(h)] == n) {
+                if hay
+                    .iter()
+                    .zip(c.iter())
+                    .all(|(&h, &n)| FOLD[usize::from(h)] == n)
+                {
                     hits += 1;
                     which.insert(c.as_ptr() as usize);
                 }
@@ -369,10 +376,15 @@ pub(super) async fn pii_scan(
                 let m = Matcher::new(&patterns);
                 let mut found = Found::default();
                 for f in &files2 {
-                    let file = std::fs::File::open(f)
-                        .map_err(|e| format!("{}: {e}", f.display()))?;
-                    scan_reader(std::io::BufReader::with_capacity(0, file), &m, &staff, &mut found)
-                        .map_err(|e| format!("{}: {e}", f.display()))?;
+                    let file =
+                        std::fs::File::open(f).map_err(|e| format!("{}: {e}", f.display()))?;
+                    scan_reader(
+                        std::io::BufReader::with_capacity(0, file),
+                        &m,
+                        &staff,
+                        &mut found,
+                    )
+                    .map_err(|e| format!("{}: {e}", f.display()))?;
                 }
                 Ok::<_, String>(found)
             })
@@ -413,7 +425,10 @@ pub(super) async fn pii_scan(
             .map_err(|e| e.to_string())?;
             evidence.push(ev(
                 "pii_scan_pg",
-                vec![count(n_tables), Arg::Count(i64::try_from(found.bytes).unwrap_or(i64::MAX))],
+                vec![
+                    count(n_tables),
+                    Arg::Count(i64::try_from(found.bytes).unwrap_or(i64::MAX)),
+                ],
             ));
             found
         }
@@ -544,7 +559,11 @@ mod tests {
         let started = std::time::Instant::now();
         let f = run(&hay, &refs, false);
         let s = started.elapsed().as_secs_f64();
-        println!("500 MB, 40000 values: {s:.2} s ({:.0} MB/s), hits {}", 500.0 / s, f.hits);
+        println!(
+            "500 MB, 40000 values: {s:.2} s ({:.0} MB/s), hits {}",
+            500.0 / s,
+            f.hits
+        );
     }
 
     #[test]

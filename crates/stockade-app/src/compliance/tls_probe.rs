@@ -102,8 +102,10 @@ fn handshake(
     let name = ServerName::IpAddress(addr.ip().into());
     let mut conn = ClientConnection::new(Arc::new(config), name).map_err(|e| e.to_string())?;
     let mut sock = TcpStream::connect_timeout(&addr, LIMIT).map_err(|e| e.to_string())?;
-    sock.set_read_timeout(Some(LIMIT)).map_err(|e| e.to_string())?;
-    sock.set_write_timeout(Some(LIMIT)).map_err(|e| e.to_string())?;
+    sock.set_read_timeout(Some(LIMIT))
+        .map_err(|e| e.to_string())?;
+    sock.set_write_timeout(Some(LIMIT))
+        .map_err(|e| e.to_string())?;
     while conn.is_handshaking() {
         conn.complete_io(&mut sock).map_err(|e| e.to_string())?;
     }
@@ -159,7 +161,12 @@ pub(crate) fn probe(listen: SocketAddr, runner: &dyn Runner, now: i64) -> Vec<Fa
                 out.push(fact(
                     State::Holds,
                     "tls_served",
-                    vec![text(addr.to_string()), text(label), text(n.protocol), text(n.suite)],
+                    vec![
+                        text(addr.to_string()),
+                        text(label),
+                        text(n.protocol),
+                        text(n.suite),
+                    ],
                 ));
                 cert = cert.or(n.cert);
             }
@@ -179,7 +186,11 @@ pub(crate) fn probe(listen: SocketAddr, runner: &dyn Runner, now: i64) -> Vec<Fa
             let valid = (from..to).contains(&now);
             out.push(fact(
                 if valid { State::Holds } else { State::Broken },
-                if valid { "tls_served_cert" } else { "tls_served_cert_expired" },
+                if valid {
+                    "tls_served_cert"
+                } else {
+                    "tls_served_cert_expired"
+                },
                 vec![Arg::Time(from), Arg::Time(to)],
             ));
         }

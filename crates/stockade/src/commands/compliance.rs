@@ -105,9 +105,10 @@ async fn gather(settings: &Settings) -> Result<Report, Failure> {
     let vault = Arc::new(open_vault(settings).await?);
     let access = Arc::new(Access::new(vault.clone(), settings.access.clone()).await?);
     let compliance = Compliance::new(settings, access.clone(), configured_tls(settings));
-    let report = compliance.report().await.map_err(|e| {
-        Failure::runtime(format!("cannot gather the compliance evidence: {e}"))
-    })?;
+    let report = compliance
+        .report()
+        .await
+        .map_err(|e| Failure::runtime(format!("cannot gather the compliance evidence: {e}")))?;
     drop(compliance);
     drop(access);
     if let Ok(v) = Arc::try_unwrap(vault) {

@@ -68,11 +68,34 @@ fn a_fresh_environment_fails_named_clauses_in_every_format() {
     assert_eq!(code, 1);
     let all = ids(&r);
     for id in [
-        "mfa", "password", "tls", "pii", "pii_scan", "audit", "alerts", "backups", "incident",
-        "retention", "mirror", "host", "host_ssh", "host_firewall", "host_fail2ban",
-        "host_updates", "host_files", "host_user", "dpp_network", "dpp_access",
-        "dpp_least_privilege", "dpp_credentials", "dpp_transit", "dpp_incident", "dpp_deletion",
-        "dpp_retention", "dpp_at_rest", "dpp_logging",
+        "mfa",
+        "password",
+        "tls",
+        "pii",
+        "pii_scan",
+        "audit",
+        "alerts",
+        "backups",
+        "incident",
+        "retention",
+        "mirror",
+        "host",
+        "host_ssh",
+        "host_firewall",
+        "host_fail2ban",
+        "host_updates",
+        "host_files",
+        "host_user",
+        "dpp_network",
+        "dpp_access",
+        "dpp_least_privilege",
+        "dpp_credentials",
+        "dpp_transit",
+        "dpp_incident",
+        "dpp_deletion",
+        "dpp_retention",
+        "dpp_at_rest",
+        "dpp_logging",
     ] {
         assert!(all.contains(&id.to_owned()), "{id} missing from {all:?}");
     }
@@ -105,7 +128,10 @@ fn a_fresh_environment_fails_named_clauses_in_every_format() {
     assert!(sections.contains(&"policy") && sections.contains(&"amazon_dpp"));
     // Every host check is answered, none silently: evidence on each.
     for id in all.iter().filter(|i| i.starts_with("host")) {
-        assert!(!clause(&r, id)["evidence"].as_array().unwrap().is_empty(), "{id}");
+        assert!(
+            !clause(&r, id)["evidence"].as_array().unwrap().is_empty(),
+            "{id}"
+        );
     }
     // The exit status names the failing clauses.
     let out = sb.run(&["compliance", "report"]).expect_code(1);
@@ -127,25 +153,44 @@ fn a_fresh_environment_fails_named_clauses_in_every_format() {
         .stdout();
     assert!(zh.contains("合规报告") && zh.contains("未通过"), "{zh}");
     for id in &all {
-        assert!(md.contains(&format!("(`{id}`)")), "{id} not in the Markdown");
-        assert!(html.contains(&format!("id=\"clause-{id}\"")), "{id} not in the HTML");
-        assert!(zh.contains(&format!("(`{id}`)")), "{id} not in the Chinese report");
+        assert!(
+            md.contains(&format!("(`{id}`)")),
+            "{id} not in the Markdown"
+        );
+        assert!(
+            html.contains(&format!("id=\"clause-{id}\"")),
+            "{id} not in the HTML"
+        );
+        assert!(
+            zh.contains(&format!("(`{id}`)")),
+            "{id} not in the Chinese report"
+        );
     }
     for doc in [&md, &html, &zh] {
-        assert!(!doc.contains("??") && !doc.contains("{1}"), "untranslated text");
+        assert!(
+            !doc.contains("??") && !doc.contains("{1}"),
+            "untranslated text"
+        );
     }
 
     // --only: one clause; its exit status is its own.
     let (code, r) = json_report(&sb, &["--only", "audit", "--only", "password"]);
-    assert_eq!((code, ids(&r)), (0, vec!["password".to_owned(), "audit".to_owned()]));
-    let out = sb.run(&["compliance", "report", "--only", "nope"]).expect_code(2);
+    assert_eq!(
+        (code, ids(&r)),
+        (0, vec!["password".to_owned(), "audit".to_owned()])
+    );
+    let out = sb
+        .run(&["compliance", "report", "--only", "nope"])
+        .expect_code(2);
     assert!(
         out.stderr().contains("not a clause id") && out.stderr().contains("pii_scan"),
         "{}",
         out.stderr()
     );
-    sb.run(&["compliance", "report", "--format", "xml"]).expect_code(2);
-    sb.run(&["compliance", "report", "--lang", "fr"]).expect_code(2);
+    sb.run(&["compliance", "report", "--format", "xml"])
+        .expect_code(2);
+    sb.run(&["compliance", "report", "--lang", "fr"])
+        .expect_code(2);
     // --out: written whole, or (unwritable) not at all, with exit 2.
     let target = sb.dir.join("report.html");
     sb.run(&[
@@ -157,12 +202,20 @@ fn a_fresh_environment_fails_named_clauses_in_every_format() {
         target.to_str().unwrap(),
     ])
     .expect_code(1);
-    assert!(std::fs::read_to_string(&target).unwrap().ends_with("</html>\n"));
+    assert!(
+        std::fs::read_to_string(&target)
+            .unwrap()
+            .ends_with("</html>\n")
+    );
     let missing = sb.dir.join("no-such-dir/report.md");
     let out = sb
         .run(&["compliance", "report", "--out", missing.to_str().unwrap()])
         .expect_code(2);
-    assert!(out.stderr().contains("nothing was written"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("nothing was written"),
+        "{}",
+        out.stderr()
+    );
     let leftovers: Vec<_> = std::fs::read_dir(&sb.dir)
         .unwrap()
         .filter_map(Result::ok)
@@ -177,9 +230,19 @@ fn a_signed_report_verifies_and_an_edited_one_does_not() {
     sb.run(&["init", "--env", "dev"]).expect_code(0);
     let md = sb.dir.join("signed.md");
     let out = sb
-        .run(&["compliance", "report", "--sign", "--out", md.to_str().unwrap()])
+        .run(&[
+            "compliance",
+            "report",
+            "--sign",
+            "--out",
+            md.to_str().unwrap(),
+        ])
         .expect_code(1);
-    assert!(out.stderr().contains("signed: audit row #"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("signed: audit row #"),
+        "{}",
+        out.stderr()
+    );
     let text = std::fs::read_to_string(&md).unwrap();
     assert!(text.contains("Signed: Stockade audit row #"), "{text}");
     let ok = sb
@@ -188,7 +251,10 @@ fn a_signed_report_verifies_and_an_edited_one_does_not() {
     assert!(ok.stdout().contains("verified"), "{}", ok.stdout());
     // The signed report is the access review's record.
     let (_, r) = json_report(&sb, &["--only", "dpp_access"]);
-    assert!(evidence(&r, "dpp_access", "dpp_review_last").is_some(), "{r}");
+    assert!(
+        evidence(&r, "dpp_access", "dpp_review_last").is_some(),
+        "{r}"
+    );
 
     // One word changed in the body: named as such, exit 1.
     let edited = sb.dir.join("edited.md");
@@ -221,7 +287,8 @@ fn a_signed_report_verifies_and_an_edited_one_does_not() {
         .run(&["compliance", "verify", moved.to_str().unwrap()])
         .expect_code(1);
     assert!(
-        bad.stderr().contains(&format!("audit row #{} is a", seq - 1)),
+        bad.stderr()
+            .contains(&format!("audit row #{} is a", seq - 1)),
         "{}",
         bad.stderr()
     );
@@ -249,7 +316,10 @@ fn a_signed_report_verifies_and_an_edited_one_does_not() {
     let out = sb
         .run(&["compliance", "verify", other.to_str().unwrap()])
         .expect_code(2);
-    assert!(out.stderr().contains("not a signed Stockade compliance report"));
+    assert!(
+        out.stderr()
+            .contains("not a signed Stockade compliance report")
+    );
 }
 
 /// Orders on the `tiktok` connection with buyer fields sealed as the engine seals them.

@@ -161,11 +161,25 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
     // host checks (whatever this machine shows, each answered) and the Amazon DPP rows.
     assert_eq!(evidence(&r, "tls", "tls_served").unwrap()[2], "TLS 1.3");
     assert_eq!(verdict(&r, "pii_scan"), "not_applicable");
-    for id in ["host_ssh", "host_firewall", "host_fail2ban", "host_updates", "host_files", "host_user"] {
-        assert!(!clause(&r, id)["evidence"].as_array().unwrap().is_empty(), "{id}");
+    for id in [
+        "host_ssh",
+        "host_firewall",
+        "host_fail2ban",
+        "host_updates",
+        "host_files",
+        "host_user",
+    ] {
+        assert!(
+            !clause(&r, id)["evidence"].as_array().unwrap().is_empty(),
+            "{id}"
+        );
     }
     assert_eq!(verdict(&r, "dpp_transit"), "pass");
-    assert_eq!(verdict(&r, "dpp_logging"), "fail", "rests on the mirror and alerts");
+    assert_eq!(
+        verdict(&r, "dpp_logging"),
+        "fail",
+        "rests on the mirror and alerts"
+    );
     assert!(evidence(&r, "mirror", "mirror_off").is_some());
     // backup: no backup, no schedule, no drill yet; a backup and a drill are evidence.
     assert!(evidence(&r, "backups", "backup_none").is_some());
@@ -239,7 +253,9 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
         assert_translated("/compliance", &zh_page, &en_page);
         assert!(en_page.contains("id=\"clause-mfa\"") && en_page.contains("Cannot check here"));
         // The Amazon DPP rows: a second table on the page.
-        assert!(en_page.contains("id=\"dpp-clauses\"") && en_page.contains("id=\"clause-dpp_logging\""));
+        assert!(
+            en_page.contains("id=\"dpp-clauses\"") && en_page.contains("id=\"clause-dpp_logging\"")
+        );
         assert!(zh_page.contains("亚马逊数据保护政策"));
         assert!(zh_page.contains("无法在此检查") && zh_page.contains("合规"));
         assert!(en_page.contains("href=\"/compliance\""));

@@ -41,7 +41,11 @@ pub(super) fn permissions(env: &HostEnv<'_>) -> Vec<Fact> {
                 Ok(m) => {
                     let private = m.mode() & 0o077 == 0;
                     let same_owner = owner.is_none_or(|o| o == m.uid());
-                    let args = vec![text(shown), text(mode(m.mode())), text(user_name(env, m.uid()))];
+                    let args = vec![
+                        text(shown),
+                        text(mode(m.mode())),
+                        text(user_name(env, m.uid())),
+                    ];
                     out.push(if private && same_owner {
                         fact(State::Holds, "files_key", args)
                     } else if !private {
@@ -86,7 +90,10 @@ pub(super) fn service_user(env: &HostEnv<'_>) -> Vec<Fact> {
             return vec![fact(
                 State::Unseen,
                 "files_dir_unseen",
-                vec![text(env.data_dir.display().to_string()), text(e.to_string())],
+                vec![
+                    text(env.data_dir.display().to_string()),
+                    text(e.to_string()),
+                ],
             )];
         }
     };
@@ -104,8 +111,16 @@ pub(super) fn service_user(env: &HostEnv<'_>) -> Vec<Fact> {
         Some((_, shell)) => {
             let no_login = shell.ends_with("/nologin") || shell.ends_with("/false");
             out.push(fact(
-                if no_login { State::Holds } else { State::Broken },
-                if no_login { "user_nologin" } else { "user_shell" },
+                if no_login {
+                    State::Holds
+                } else {
+                    State::Broken
+                },
+                if no_login {
+                    "user_nologin"
+                } else {
+                    "user_shell"
+                },
                 vec![text(name), text(shell)],
             ));
         }

@@ -81,10 +81,18 @@ fn judge(env: &HostEnv<'_>, inc: Incoming) -> Vec<Fact> {
     if inc.any {
         out.push(fact(State::Broken, "fw_any", vec![]));
     }
-    let shown = if ports.is_empty() { "—".into() } else { ports };
+    let shown = if ports.is_empty() {
+        "—".into()
+    } else {
+        ports
+    };
     if extra.is_empty() {
         let state = if inc.any { State::Info } else { State::Holds };
-        out.push(fact(state, "fw_ports", vec![text(shown), text(allowed_text)]));
+        out.push(fact(
+            state,
+            "fw_ports",
+            vec![text(shown), text(allowed_text)],
+        ));
     } else {
         out.push(fact(
             State::Broken,
@@ -233,8 +241,7 @@ pub(super) fn nft(json: &str) -> Option<Incoming> {
                 c["table"].as_str().unwrap_or("").to_owned(),
                 c["name"].as_str().unwrap_or("").to_owned(),
             );
-            if c["hook"] == "input" && matches!(c["family"].as_str(), Some("inet" | "ip" | "ip6"))
-            {
+            if c["hook"] == "input" && matches!(c["family"].as_str(), Some("inet" | "ip" | "ip6")) {
                 bases.push((key.clone(), c["policy"].as_str() == Some("drop")));
             }
             chains.entry(key).or_default();
@@ -304,7 +311,10 @@ pub(super) fn ufw(out: &str) -> Option<Incoming> {
     };
     for line in out.lines() {
         if let Some(d) = line.strip_prefix("Default:") {
-            let incoming = d.split(',').find(|p| p.contains("(incoming)")).unwrap_or("");
+            let incoming = d
+                .split(',')
+                .find(|p| p.contains("(incoming)"))
+                .unwrap_or("");
             inc.drop = incoming.contains("deny") || incoming.contains("reject");
             continue;
         }
@@ -317,7 +327,10 @@ pub(super) fn ufw(out: &str) -> Option<Incoming> {
         let to = line[..at].replace("(v6)", "");
         let to = to.trim();
         if to.starts_with("Anywhere") {
-            let from = line[at..].trim_start().trim_start_matches("ALLOW IN").trim();
+            let from = line[at..]
+                .trim_start()
+                .trim_start_matches("ALLOW IN")
+                .trim();
             accept(&mut inc, &BTreeSet::new(), !from.starts_with("Anywhere"));
             continue;
         }

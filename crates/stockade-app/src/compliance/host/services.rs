@@ -16,12 +16,16 @@ pub(super) fn fail2ban(env: &HostEnv<'_>) -> Vec<Fact> {
             out.push(fact(
                 State::Holds,
                 "f2b_jail",
-                vec![text(jail), text(banned.to_string()), text(total.to_string())],
+                vec![
+                    text(jail),
+                    text(banned.to_string()),
+                    text(total.to_string()),
+                ],
             ));
         } else if all.contains("does not exist") {
             out.push(fact(State::Broken, "f2b_no_jail", vec![text(jail)]));
-        } else if all.contains("Is fail2ban running") || all.contains("Failed to access socket")
-            && !all.contains("ermission")
+        } else if all.contains("Is fail2ban running")
+            || (all.contains("Failed to access socket") && !all.contains("ermission"))
         {
             return vec![fact(State::Broken, "f2b_down", vec![text(o.why())])];
         } else {

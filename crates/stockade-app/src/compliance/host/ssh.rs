@@ -112,7 +112,10 @@ fn read_file(
             continue;
         }
         let (key, value) = match line.split_once(|c: char| c.is_whitespace() || c == '=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), v.trim_start_matches([' ', '\t', '='])),
+            Some((k, v)) => (
+                k.to_ascii_lowercase(),
+                v.trim_start_matches([' ', '\t', '=']),
+            ),
             None => continue,
         };
         let value = value.trim().trim_matches('"');

@@ -115,8 +115,14 @@ fn ssh_config_files_follow_include_first_value_and_match() {
         "/etc/ssh/sshd_config.d/10-keys.conf",
         "# keys only\nPasswordAuthentication no\n",
     )
-    .file("/etc/ssh/sshd_config.d/20-root.conf", "PermitRootLogin=no\n")
-    .file("/etc/ssh/sshd_config.d/ignored.txt", "PermitRootLogin yes\n");
+    .file(
+        "/etc/ssh/sshd_config.d/20-root.conf",
+        "PermitRootLogin=no\n",
+    )
+    .file(
+        "/etc/ssh/sshd_config.d/ignored.txt",
+        "PermitRootLogin yes\n",
+    );
     // sshd -T refused (not root): the files are read instead, and that is said.
     let fake = Fake::default().with("sshd -T", 1, "", "sshd: no hostkeys available -- exiting.");
     let facts = ssh::facts(&root.env(&fake));
@@ -165,7 +171,10 @@ fn firewall_from_nft_json() {
     let facts = firewall::facts(&root.env(&fake));
     assert_eq!(verdict(&facts), Verdict::Fail);
     assert!(keys(&facts).contains(&"fw_accept_default"));
-    let extra = facts.iter().find(|f| f.evidence.key == "fw_ports_extra").unwrap();
+    let extra = facts
+        .iter()
+        .find(|f| f.evidence.key == "fw_ports_extra")
+        .unwrap();
     assert_eq!(extra.evidence.args[1], text("tcp/3306"));
     // An empty ruleset filters nothing.
     let fake = Fake::default().with("nft -j list ruleset", 0, r#"{"nftables":[]}"#, "");
@@ -186,14 +195,19 @@ To                         Action      From\n--                         ------  
     assert_eq!(verdict(&firewall::facts(&root.env(&fake))), Verdict::Fail);
     let fake = Fake::default().with("ufw status verbose", 0, "Status: inactive\n", "");
     let facts = firewall::facts(&root.env(&fake));
-    assert_eq!((verdict(&facts), keys(&facts)), (Verdict::Fail, vec!["fw_ufw_inactive"]));
+    assert_eq!(
+        (verdict(&facts), keys(&facts)),
+        (Verdict::Fail, vec!["fw_ufw_inactive"])
+    );
 
     let ipt = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
 -A INPUT -i lo -j ACCEPT\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n\
 -A INPUT -p tcp -m multiport --dports 22,8443 -j ACCEPT\nCOMMIT\n";
     let fake = Fake::default().with("iptables-save", 0, ipt, "");
     assert_eq!(verdict(&firewall::facts(&root.env(&fake))), Verdict::Pass);
-    let all = ipt.replace(":INPUT DROP", ":INPUT ACCEPT").replace("-A INPUT -i lo", "-A INPUT");
+    let all = ipt
+        .replace(":INPUT DROP", ":INPUT ACCEPT")
+        .replace("-A INPUT -i lo", "-A INPUT");
     let fake = Fake::default().with("iptables-save", 0, &all, "");
     let facts = firewall::facts(&root.env(&fake));
     assert_eq!(verdict(&facts), Verdict::Fail);
@@ -204,7 +218,10 @@ To                         Action      From\n--                         ------  
 fn firewall_cannot_check_when_missing_or_refused() {
     let root = Root::new("fw-none");
     let facts = firewall::facts(&root.env(&Fake::default()));
-    assert_eq!((verdict(&facts), keys(&facts)), (Verdict::CannotCheck, vec!["host_missing"]));
+    assert_eq!(
+        (verdict(&facts), keys(&facts)),
+        (Verdict::CannotCheck, vec!["host_missing"])
+    );
     let fake = Fake::default().with(
         "nft -j list ruleset",
         1,
@@ -234,22 +251,34 @@ fn fail2ban_jails() {
             "",
             "Sorry but the jail 'stockade-webhook' does not exist",
         );
-    assert_eq!(verdict(&services::fail2ban(&root.env(&fake))), Verdict::Fail);
+    assert_eq!(
+        verdict(&services::fail2ban(&root.env(&fake))),
+        Verdict::Fail
+    );
     let fake = Fake::default().with(
         "fail2ban-client status stockade",
         255,
         "",
         "Permission denied to socket: /var/run/fail2ban/fail2ban.sock, (you must be root)",
     );
-    assert_eq!(verdict(&services::fail2ban(&root.env(&fake))), Verdict::CannotCheck);
+    assert_eq!(
+        verdict(&services::fail2ban(&root.env(&fake))),
+        Verdict::CannotCheck
+    );
     let facts = services::fail2ban(&root.env(&Fake::default()));
-    assert_eq!((verdict(&facts), keys(&facts)), (Verdict::CannotCheck, vec!["host_missing"]));
+    assert_eq!(
+        (verdict(&facts), keys(&facts)),
+        (Verdict::CannotCheck, vec!["host_missing"])
+    );
 }
 
 #[test]
 fn automatic_updates() {
     let root = Root::new("apt");
-    assert_eq!(verdict(&services::updates(&root.env(&Fake::default()))), Verdict::CannotCheck);
+    assert_eq!(
+        verdict(&services::updates(&root.env(&Fake::default()))),
+        Verdict::CannotCheck
+    );
     root.file(
         "/etc/apt/apt.conf.d/20auto-upgrades",
         "APT::Periodic::Update-Package-Lists \"1\";\nAPT::Periodic::Unattended-Upgrade \"1\";\n",
@@ -258,9 +287,15 @@ fn automatic_updates() {
         "/var/lib/dpkg/status",
         "Package: bash\nStatus: install ok installed\n\nPackage: unattended-upgrades\nStatus: install ok installed\nVersion: 2.9\n",
     );
-    assert_eq!(verdict(&services::updates(&root.env(&Fake::default()))), Verdict::Pass);
+    assert_eq!(
+        verdict(&services::updates(&root.env(&Fake::default()))),
+        Verdict::Pass
+    );
     // A later file turns it off.
-    root.file("/etc/apt/apt.conf.d/99off", "APT::Periodic::Unattended-Upgrade \"0\";\n");
+    root.file(
+        "/etc/apt/apt.conf.d/99off",
+        "APT::Periodic::Unattended-Upgrade \"0\";\n",
+    );
     let facts = services::updates(&root.env(&Fake::default()));
     assert_eq!(verdict(&facts), Verdict::Fail);
     assert_eq!(keys(&facts), ["upd_off", "upd_installed"]);
@@ -272,7 +307,9 @@ fn data_dir_key_file_and_service_user() {
     root.file("/var/lib/stockade/master.key", "k")
         .mode("/var/lib/stockade/master.key", 0o600)
         .mode("/var/lib/stockade", 0o700);
-    let me = std::fs::metadata(root.0.join("var/lib/stockade")).unwrap().uid();
+    let me = std::fs::metadata(root.0.join("var/lib/stockade"))
+        .unwrap()
+        .uid();
     root.file(
         "/etc/passwd",
         &format!("root:x:0:0:root:/root:/bin/bash\nstockade:x:{me}:{me}::/var/lib/stockade:/usr/sbin/nologin\n"),
@@ -306,8 +343,13 @@ fn data_dir_key_file_and_service_user() {
 fn a_user_with_a_login_shell_fails() {
     let root = Root::new("shell");
     root.file("/var/lib/stockade/x", "");
-    let me = std::fs::metadata(root.0.join("var/lib/stockade")).unwrap().uid();
-    root.file("/etc/passwd", &format!("svc:x:{me}:{me}::/home/svc:/bin/bash\n"));
+    let me = std::fs::metadata(root.0.join("var/lib/stockade"))
+        .unwrap()
+        .uid();
+    root.file(
+        "/etc/passwd",
+        &format!("svc:x:{me}:{me}::/home/svc:/bin/bash\n"),
+    );
     let facts = files::service_user(&root.env(&Fake::default()));
     assert_eq!(verdict(&facts), Verdict::Fail);
     assert!(keys(&facts).contains(&"user_shell"));
