@@ -20,6 +20,7 @@ mod mirror;
 // Compliance report: the Amazon DPP rows, the host checks, the plaintext scan and TLS as served.
 mod configured;
 mod dpp;
+mod lint;
 pub mod host;
 mod pii_scan;
 mod tls_probe;
@@ -401,9 +402,19 @@ impl Compliance {
             "review_counts",
             vec![Arg::Count(active), Arg::Count(unapproved)],
         )];
+        // Compliance report: the linter's verdict on the versions in use.
+        let (lint_ok, rejected) = lint::counts(store).await?;
+        evidence.push(ev(
+            "review_lint",
+            vec![
+                Arg::Count(lint_ok),
+                Arg::Count(active),
+                Arg::Count(rejected),
+            ],
+        ));
         let verdict = if self.facts.env.is_production() {
             evidence.push(ev("review_prod", vec![]));
-            pass_if(unapproved == 0)
+            pass_if(unapproved == 0 && lint_ok == active)
         } else {
             let env = Arg::Text(self.facts.env.as_str().to_owned());
             evidence.push(ev("review_not_prod", vec![env]));

@@ -114,6 +114,10 @@ fn a_fresh_environment_fails_named_clauses_in_every_format() {
         assert_eq!(clause(&r, id)["verdict"], want, "{id}: {}", clause(&r, id));
     }
     assert!(evidence(&r, "tls", "tls_probe_down").is_some());
+    assert_eq!(
+        evidence(&r, "review", "review_lint").unwrap(),
+        ["0", "0", "0"]
+    );
     assert!(evidence(&r, "dpp_access", "dpp_review_none").is_some());
     assert_eq!(
         evidence(&r, "dpp_least_privilege", "dpp_reveal_role").unwrap()[0],
