@@ -13,6 +13,8 @@ macro_rules! println {
 
 mod cli;
 mod cli_backup;
+// deploy:
+mod cli_deploy;
 mod commands;
 mod exit;
 mod output;

@@ -55,3 +55,6 @@ mod console_stock_browser;
 mod retention;
 // Audit mirror: `audit mirror init|status|verify` and the server's mirror.
 mod audit_mirror;
+// deploy: the systemd unit, `stockade deploy firewall|unit` and docs/deploy.md run.
+mod deploy;
+mod deploy_docs;
