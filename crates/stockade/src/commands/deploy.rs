@@ -256,7 +256,7 @@ fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
     }
     let addrs = (host, port)
         .to_socket_addrs()
-        .map_err(|e| format!("does not resolve: {e}"))?;
+        .map_err(|e| e.to_string())?;
     let set: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
     if set.is_empty() {
         return Err("resolves to no address".into());
