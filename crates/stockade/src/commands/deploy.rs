@@ -135,7 +135,9 @@ fn plan(settings: &Settings, args: &ResolveArgs) -> Result<Plan, Failure> {
     let mut destinations = Vec::new();
     for (authority, protos, why, default_port) in wanted {
         let (host, port) = split_authority(&authority, default_port).map_err(|e| {
-            Failure::usage(format!("{why} entry {authority:?}: {e}; nothing was written"))
+            Failure::usage(format!(
+                "{why} entry {authority:?}: {e}; nothing was written"
+            ))
         })?;
         // The same host and port named twice is one rule (named by its first purpose).
         if !seen.insert((host.clone(), port, protos)) {
@@ -254,9 +256,7 @@ fn resolve(host: &str, port: u16) -> Result<Vec<IpAddr>, String> {
     if let Ok(ip) = host.parse::<IpAddr>() {
         return Ok(vec![ip]);
     }
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| e.to_string())?;
+    let addrs = (host, port).to_socket_addrs().map_err(|e| e.to_string())?;
     let set: BTreeSet<IpAddr> = addrs.map(|a| a.ip()).collect();
     if set.is_empty() {
         return Err("resolves to no address".into());
@@ -280,10 +280,9 @@ fn emit(text: &str, out: Option<&Path>) -> Result<(), Failure> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    let name = path.file_name().map_or_else(
-        || "out".into(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = path
+        .file_name()
+        .map_or_else(|| "out".into(), |n| n.to_string_lossy().into_owned());
     let tmp = dir.join(format!(".{name}.partial-{}", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::File::create_new(&tmp)?;
@@ -335,7 +334,11 @@ mod tests {
         );
         assert!(postgres_hosts("postgres://u@%2Frun%2Fpostgresql/db").is_empty());
         assert!(postgres_hosts("postgres:///db").is_empty());
-        assert!(resolve("*.example.com", 443).unwrap_err().contains("wildcard"));
+        assert!(
+            resolve("*.example.com", 443)
+                .unwrap_err()
+                .contains("wildcard")
+        );
         assert_eq!(parse_ssh_port("none").unwrap(), None);
         assert_eq!(parse_ssh_port("2222").unwrap(), Some(2222));
         assert!(parse_ssh_port("0").is_err());

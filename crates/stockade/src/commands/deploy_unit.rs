@@ -16,7 +16,11 @@ const TEMPLATE: &str = include_str!("../../../../deploy/stockade.service");
 
 fn unit_path(what: &str, p: &Path) -> Result<String, Failure> {
     let text = p.display().to_string();
-    if !p.is_absolute() || text.chars().any(|c| c.is_whitespace() || c == '"' || c == '\'') {
+    if !p.is_absolute()
+        || text
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '\'')
+    {
         return Err(Failure::usage(format!(
             "{what} {text:?} must be an absolute path without spaces or quotes to go in a systemd unit (set it in the configuration or with its flag); nothing was written"
         )));
@@ -58,7 +62,11 @@ pub(super) fn unit(
     let mut exec = format!("ExecStart={binary} --env {env} --data-dir {data_dir}");
     if let Some(c) = &settings.config_file {
         let c = std::path::absolute(c).unwrap_or_else(|_| c.clone());
-        let _ = write!(exec, " --config {}", unit_path("the configuration file", &c)?);
+        let _ = write!(
+            exec,
+            " --config {}",
+            unit_path("the configuration file", &c)?
+        );
     }
     exec.push_str(" serve");
 
@@ -75,7 +83,10 @@ pub(super) fn unit(
     let mut seen = std::collections::BTreeSet::new();
     writable.retain(|p| seen.insert(p.clone()));
 
-    let clients: Vec<String> = clients.iter().map(|c| client(c)).collect::<Result<_, _>>()?;
+    let clients: Vec<String> = clients
+        .iter()
+        .map(|c| client(c))
+        .collect::<Result<_, _>>()?;
     if !plan.listen.ip().is_loopback() && clients.is_empty() {
         return Err(Failure::usage(format!(
             "server.listen {} takes connections from other hosts, but IPAddressDeny=any would drop them: pass --clients CIDR (the networks staff and the marketplaces' webhooks come from, repeatable), or --clients any (then outbound traffic is limited by `stockade deploy firewall` and the egress gateway, not by the unit); nothing was written",

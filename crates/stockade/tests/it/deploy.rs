@@ -8,7 +8,9 @@ use std::process::Command;
 use crate::harness::{Sandbox, require_tool};
 
 fn repo_file(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").join(rel)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(rel)
 }
 
 /// `systemd-analyze security --offline=true FILE`: the overall exposure and its verdict.
@@ -68,7 +70,10 @@ fn the_shipped_unit_is_sandboxed_and_docs_quote_its_score() {
         "Restart=on-failure",
         "ExecStart=/usr/local/bin/stockade --env prod --data-dir /var/lib/stockade --config /etc/stockade/stockade.toml serve",
     ] {
-        assert!(text.contains(line), "deploy/stockade.service lacks {line:?}");
+        assert!(
+            text.contains(line),
+            "deploy/stockade.service lacks {line:?}"
+        );
     }
     assert!(!text.contains("DynamicUser=yes"));
     if !systemd_analyze() {
@@ -136,10 +141,7 @@ path = "{}/log/audit.jsonl"
         "# test\nsearch example\nnameserver 192.0.2.53\nnameserver 2001:db8::53\n",
     )
     .unwrap();
-    (
-        cfg.display().to_string(),
-        resolv.display().to_string(),
-    )
+    (cfg.display().to_string(), resolv.display().to_string())
 }
 
 fn deploy(sb: &Sandbox, cfg: &str, resolv: &str, args: &[&str]) -> crate::harness::Outcome {
@@ -171,7 +173,11 @@ fn nft_rules_come_from_the_configuration_and_pass_nft_check() {
         ],
     )
     .expect_code(0);
-    assert_eq!(out.stdout(), "", "with --out nothing goes to standard output");
+    assert_eq!(
+        out.stdout(),
+        "",
+        "with --out nothing goes to standard output"
+    );
     let text = std::fs::read_to_string(&file).unwrap();
     for want in [
         "table inet stockade {",
@@ -199,7 +205,10 @@ fn nft_rules_come_from_the_configuration_and_pass_nft_check() {
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    assert!(!text.contains("pw-not-shown"), "the database password leaked");
+    assert!(
+        !text.contains("pw-not-shown"),
+        "the database password leaked"
+    );
     // The default allowlist of prod is replaced by the configured one.
     assert!(!text.contains("api.ebay.com"));
 
@@ -226,7 +235,10 @@ fn nft_rules_come_from_the_configuration_and_pass_nft_check() {
         text.replacen("127.0.0.2 . tcp . 443", "2001:db8::9 . tcp . 443", 1),
     )
     .unwrap();
-    assert!(!check(&bad).status.success(), "nft -c accepted a broken ruleset");
+    assert!(
+        !check(&bad).status.success(),
+        "nft -c accepted a broken ruleset"
+    );
 
     // --ssh-port none keeps SSH closed; a loopback listener is not opened.
     let sb2 = Sandbox::new();
@@ -235,13 +247,24 @@ fn nft_rules_come_from_the_configuration_and_pass_nft_check() {
         &sb2,
         &cfg2,
         &resolv2,
-        &["firewall", "--format", "nft", "--ssh-port", "none", "--open-port", "443"],
+        &[
+            "firewall",
+            "--format",
+            "nft",
+            "--ssh-port",
+            "none",
+            "--open-port",
+            "443",
+        ],
     )
     .expect_code(0)
     .stdout();
     assert!(!text.contains("tcp dport 22 "), "{text}");
     assert!(!text.contains("tcp dport 8443 "), "{text}");
-    assert!(text.contains("tcp dport 443 ct state new counter accept"), "{text}");
+    assert!(
+        text.contains("tcp dport 443 ct state new counter accept"),
+        "{text}"
+    );
     let f2 = sb2.dir.join("loopback.nft");
     std::fs::write(&f2, &text).unwrap();
     assert!(check(&f2).status.success(), "{text}");
@@ -296,7 +319,11 @@ fn ufw_script_denies_both_ways_and_allows_each_destination() {
     let script = sb.dir.join("ufw.sh");
     std::fs::write(&script, &text).unwrap();
     let sh = Command::new("sh").arg("-n").arg(&script).output().unwrap();
-    assert!(sh.status.success(), "{}", String::from_utf8_lossy(&sh.stderr));
+    assert!(
+        sh.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sh.stderr)
+    );
 }
 
 #[test]
@@ -307,7 +334,13 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     let out = out_file.to_str().unwrap();
 
     // An unknown format.
-    let o = deploy(&sb, &cfg, &resolv, &["firewall", "--format", "pf", "--out", out]).expect_code(2);
+    let o = deploy(
+        &sb,
+        &cfg,
+        &resolv,
+        &["firewall", "--format", "pf", "--out", out],
+    )
+    .expect_code(2);
     assert!(o.stderr().contains("pf"), "{}", o.stderr());
     assert!(!out_file.exists());
 
@@ -337,13 +370,25 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
         &sb2,
         &cfg2,
         &resolv2,
-        &["firewall", "--format", "nft", "--out", out2.to_str().unwrap()],
+        &[
+            "firewall",
+            "--format",
+            "nft",
+            "--out",
+            out2.to_str().unwrap(),
+        ],
     )
     .expect_code(2);
     let err = o.stderr();
-    assert!(err.contains("*.example.com:443 (egress allowlist)"), "{err}");
+    assert!(
+        err.contains("*.example.com:443 (egress allowlist)"),
+        "{err}"
+    );
     assert!(err.contains("no-such-host.invalid:443"), "{err}");
-    assert!(err.contains("--allow-unresolved") && err.contains("nothing was written"), "{err}");
+    assert!(
+        err.contains("--allow-unresolved") && err.contains("nothing was written"),
+        "{err}"
+    );
     assert!(!out2.exists());
     // The unit generator refuses them as well.
     let unit2 = sb2.dir.join("stockade.service");
@@ -364,13 +409,31 @@ fn bad_input_is_refused_with_exit_2_and_nothing_written() {
     )
     .expect_code(0)
     .stdout();
-    assert!(text.contains("# TODO: *.example.com:443 (egress allowlist) did not resolve"), "{text}");
-    assert!(text.contains("# TODO: no-such-host.invalid:443 (egress allowlist) did not resolve"), "{text}");
+    assert!(
+        text.contains("# TODO: *.example.com:443 (egress allowlist) did not resolve"),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TODO: no-such-host.invalid:443 (egress allowlist) did not resolve"),
+        "{text}"
+    );
 
     // A bad --ssh-port, and an --out file that exists (left as it was).
-    deploy(&sb, &cfg, &resolv, &["firewall", "--format", "nft", "--ssh-port", "ssh"]).expect_code(2);
+    deploy(
+        &sb,
+        &cfg,
+        &resolv,
+        &["firewall", "--format", "nft", "--ssh-port", "ssh"],
+    )
+    .expect_code(2);
     std::fs::write(&out_file, "keep me").unwrap();
-    let o = deploy(&sb, &cfg, &resolv, &["firewall", "--format", "nft", "--out", out]).expect_code(2);
+    let o = deploy(
+        &sb,
+        &cfg,
+        &resolv,
+        &["firewall", "--format", "nft", "--out", out],
+    )
+    .expect_code(2);
     assert!(o.stderr().contains("exists"), "{}", o.stderr());
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "keep me");
 }
@@ -425,7 +488,10 @@ fn the_generated_unit_fills_paths_and_addresses_and_stays_sandboxed() {
         return;
     }
     let (score, verdict) = exposure(&file);
-    assert!(score <= 2.0, "the generated unit's exposure {score} {verdict} is above 2.0");
+    assert!(
+        score <= 2.0,
+        "the generated unit's exposure {score} {verdict} is above 2.0"
+    );
 }
 
 /// Runs `argv` with PR_SET_MDWE (no memory both writable and executable, ever; the kernel
@@ -441,7 +507,11 @@ os.execv(sys.argv[1], sys.argv[1:])
 
 #[test]
 fn script_steps_run_without_writable_executable_memory() {
-    if !require_tool("python3", "python3", "the MemoryDenyWriteExecute check (prctl from python3)") {
+    if !require_tool(
+        "python3",
+        "python3",
+        "the MemoryDenyWriteExecute check (prctl from python3)",
+    ) {
         return;
     }
     let mdwe = |args: &[&str]| {

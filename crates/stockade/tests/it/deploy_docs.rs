@@ -23,7 +23,10 @@ fn blocks(doc: &str) -> Vec<(String, String)> {
             body.push('\n');
         }
     }
-    assert!(current.is_none(), "an unclosed ```sh block in docs/deploy.md");
+    assert!(
+        current.is_none(),
+        "an unclosed ```sh block in docs/deploy.md"
+    );
     out
 }
 
@@ -114,7 +117,15 @@ fn every_runnable_command_of_the_deployment_guide_works() {
     let sb = Sandbox::new();
     let root = sb.dir.join("root");
     let etc = root.join("etc");
-    std::fs::create_dir_all(&etc).unwrap();
+    // The directories a Debian host has before the page starts.
+    for d in [
+        "etc/systemd/system",
+        "usr/local/bin",
+        "var/lib",
+        "var/backups",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
     // The user database useradd --prefix edits: a copy of this machine's.
     for f in ["passwd", "group", "shadow", "gshadow", "login.defs"] {
         if Path::new("/etc").join(f).exists() {
@@ -125,7 +136,14 @@ fn every_runnable_command_of_the_deployment_guide_works() {
     let live = etc.join("letsencrypt/live/stockade.example.com");
     std::fs::create_dir_all(&live).unwrap();
     let cert = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
         .args(["-nodes", "-days", "30", "-subj", "/CN=stockade.example.com"])
         .args(["-addext", "subjectAltName=DNS:stockade.example.com"])
         .arg("-keyout")
@@ -134,7 +152,11 @@ fn every_runnable_command_of_the_deployment_guide_works() {
         .arg(live.join("fullchain.pem"))
         .output()
         .unwrap();
-    assert!(cert.status.success(), "{}", String::from_utf8_lossy(&cert.stderr));
+    assert!(
+        cert.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cert.stderr)
+    );
 
     let binary = env!("CARGO_BIN_EXE_stockade");
     let mut script = String::from("set -euo pipefail\nset -x\n");
@@ -183,12 +205,21 @@ fn every_runnable_command_of_the_deployment_guide_works() {
         "the master key belongs to the service user"
     );
     let unit = std::fs::read_to_string(root.join("etc/systemd/system/stockade.service")).unwrap();
-    assert!(unit.contains(&format!("ReadWritePaths={}", data.display())), "{unit}");
+    assert!(
+        unit.contains(&format!("ReadWritePaths={}", data.display())),
+        "{unit}"
+    );
     assert!(unit.contains("/var/backups/stockade"), "{unit}");
     assert!(stdout.contains("Overall exposure level"), "{stdout}");
     let pg = std::fs::read_to_string(root.join("etc/stockade/firewall-pg.nft")).unwrap();
-    assert!(pg.contains("db.internal:5432 (PostgreSQL database)"), "{pg}");
-    assert!(!pg.contains("CHANGE-ME"), "the database password leaked into the rules");
+    assert!(
+        pg.contains("db.internal:5432 (PostgreSQL database)"),
+        "{pg}"
+    );
+    assert!(
+        !pg.contains("CHANGE-ME"),
+        "the database password leaked into the rules"
+    );
     assert!(
         root.join("etc/passwd").exists()
             && std::fs::read_to_string(root.join("etc/passwd"))
