@@ -558,3 +558,77 @@ fn script_steps_run_without_writable_executable_memory() {
     );
     assert!(stdout.contains("script pool:"), "{stdout}");
 }
+
+/// deploy/stockade-firewall.service's command, run as systemd would run it (its `$$`
+/// unescaped, the paths moved to a scratch directory), with an `nft` that only checks:
+/// it writes the rules, checks them, moves them in place and asks nft to load them.
+#[test]
+fn the_firewall_refresh_unit_regenerates_checks_and_loads() {
+    if !require_tool("nft", "nftables", "the firewall refresh unit's check") {
+        return;
+    }
+    let unit = std::fs::read_to_string(repo_file("deploy/stockade-firewall.service")).unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart=/bin/sh -ec '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("ExecStart=/bin/sh -ec '…'");
+    let sb = Sandbox::new();
+    let (cfg, resolv) = config(&sb, "0.0.0.0:8443", "");
+    let etc = sb.dir.join("etc");
+    std::fs::create_dir_all(&etc).unwrap();
+    let script = exec
+        .replace("$$", "$")
+        .replace("/usr/local/bin/stockade", env!("CARGO_BIN_EXE_stockade"))
+        .replace("/etc/stockade/stockade.toml", &cfg)
+        .replace("/etc/stockade", &etc.display().to_string());
+    // An nft that records its calls and checks instead of loading.
+    let bin = sb.dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = sb.dir.join("nft.log");
+    std::fs::write(
+        bin.join("nft"),
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\n[ \"$1\" = -c ] && shift\nexec /usr/sbin/nft -c \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("nft"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let run = |args: &str| {
+        Command::new("/bin/sh")
+            .arg("-ec")
+            .arg(&script)
+            .env(
+                "PATH",
+                format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+            )
+            .env("FIREWALL_ARGS", format!("--resolv-conf {resolv} {args}"))
+            .env_remove("STOCKADE_CONFIG")
+            .env_remove("STOCKADE_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    let out = run("--ntp 127.0.0.5");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rules = std::fs::read_to_string(etc.join("firewall.nft")).unwrap();
+    assert!(rules.contains("127.0.0.5 . udp . 123"), "{rules}");
+    assert!(!etc.join("firewall.nft.new").exists());
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let f = etc.join("firewall.nft").display().to_string();
+    assert_eq!(calls, format!("-c -f {f}.new\n-f {f}\n"));
+    // A run that fails keeps the rules in force and loads nothing.
+    std::fs::write(&log, "").unwrap();
+    let out = run("--allow-out *.example.com");
+    assert!(!out.status.success());
+    assert_eq!(
+        std::fs::read_to_string(etc.join("firewall.nft")).unwrap(),
+        rules
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "");
+}
