@@ -57,8 +57,8 @@ pub struct ResolveArgs {
     /// package mirror for unattended upgrades; repeat for several.
     #[arg(long = "allow-out", value_name = "HOST[:PORT]")]
     pub allow_out: Vec<String>,
-    /// Write the result to this file (mode 0644; refused if it exists) instead of standard
-    /// output. Nothing is written when generation fails.
+    /// Write the result to this file (refused if it exists) instead of standard output.
+    /// Nothing is written when generation fails.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
 }

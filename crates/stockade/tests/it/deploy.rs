@@ -539,14 +539,41 @@ fn script_steps_run_without_writable_executable_memory() {
     );
     // The workflow engine's script steps (QuickJS: an interpreter, no JIT), end to end:
     // the bench runs a real server whose workflow computes each delta in a `script` step.
-    let sb = Sandbox::new();
-    let out = Command::new("python3")
+    // As root, also as the unit runs it: an unprivileged user, no capabilities, no new
+    // privileges (setpriv), with the system's python3 (reachable by that user).
+    let root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout)
+        .trim()
+        == "0";
+    let mut cmd =
+        if root && require_tool("setpriv", "util-linux", "dropping privileges like the unit") {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--no-new-privs",
+                "--bounding-set",
+                "-all",
+                "--inh-caps",
+                "-all",
+            ])
+            .args([
+                "--ambient-caps",
+                "-all",
+                "--reuid",
+                "nobody",
+                "--regid",
+                "nogroup",
+            ])
+            .args(["--clear-groups", "--", "/usr/bin/python3"]);
+            c
+        } else {
+            Command::new("python3")
+        };
+    let out = cmd
         .arg("-c")
         .arg(MDWE)
         .arg(env!("CARGO_BIN_EXE_stockade"))
         .args(["bench", "workflow", "--script", "--duration", "2s"])
         .args(["--concurrency", "2", "--skus", "2"])
-        .current_dir(&sb.dir)
+        .current_dir(std::env::temp_dir())
         .env_remove("STOCKADE_DATA_DIR")
         .output()
         .unwrap();
