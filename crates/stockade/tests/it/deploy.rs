@@ -494,58 +494,78 @@ fn the_generated_unit_fills_paths_and_addresses_and_stays_sandboxed() {
     );
 }
 
-/// Runs `argv` with PR_SET_MDWE (no memory both writable and executable, ever; the kernel
-/// rule behind the unit's MemoryDenyWriteExecute=yes), inherited across exec. Exit 97 when
-/// the kernel has no MDWE (before 6.3).
-const MDWE: &str = r#"
-import ctypes, os, sys
+/// Runs `argv` under the unit's kernel restrictions that need no systemd: no new
+/// privileges, PR_SET_MDWE (no memory both writable and executable: the rule behind
+/// MemoryDenyWriteExecute=yes) and a seccomp filter of the native architecture allowing
+/// `@system-service` minus `@privileged` and `@resources` (the unit's SystemCallFilter=
+/// lines, groups expanded from `systemd-analyze syscall-filter`; other calls fail with
+/// EPERM, as SystemCallErrorNumber=EPERM says), through libseccomp. Exit 97 when the
+/// kernel has no MDWE (before 6.3), 98 without libseccomp.
+const UNIT_RESTRICTIONS: &str = r##"
+import ctypes, ctypes.util, os, subprocess, sys
+groups, cur = {}, None
+out = subprocess.run(["systemd-analyze", "syscall-filter"], capture_output=True, text=True, check=True).stdout
+for line in out.splitlines():
+    if line.startswith("@"):
+        cur = line.strip(); groups[cur] = []
+    elif not line.startswith("    "):
+        cur = None
+    elif cur and not line.strip().startswith("#"):
+        groups[cur].append(line.strip())
+def expand(name, seen):
+    res = set()
+    for m in groups.get(name, []):
+        if m.startswith("@"):
+            if m not in seen:
+                seen.add(m); res |= expand(m, seen)
+        else:
+            res.add(m)
+    return res
+allow = expand("@system-service", set()) - expand("@privileged", set()) - expand("@resources", set())
+assert "setuid" not in allow and "setrlimit" not in allow and "read" in allow
 libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(38, 1, 0, 0, 0) != 0:
+    sys.exit(96)
 if libc.prctl(65, 1, 0, 0, 0) != 0 or libc.prctl(66, 0, 0, 0, 0) != 1:
     sys.exit(97)
+name = ctypes.util.find_library("seccomp")
+if not name:
+    sys.exit(98)
+sc = ctypes.CDLL(name)
+sc.seccomp_init.restype = ctypes.c_void_p
+sc.seccomp_init.argtypes = [ctypes.c_uint32]
+sc.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+sc.seccomp_rule_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint]
+sc.seccomp_load.argtypes = [ctypes.c_void_p]
+ctx = sc.seccomp_init(0x00050000 | 1)
+for n in sorted(allow):
+    nr = sc.seccomp_syscall_resolve_name(n.encode())
+    if nr >= 0:
+        sc.seccomp_rule_add(ctx, 0x7FFF0000, nr, 0)
+if sc.seccomp_load(ctx) != 0:
+    sys.exit(99)
 os.execv(sys.argv[1], sys.argv[1:])
-"#;
+"##;
 
 #[test]
-fn script_steps_run_without_writable_executable_memory() {
+fn script_workflows_run_under_the_units_restrictions() {
     if !require_tool(
         "python3",
         "python3",
-        "the MemoryDenyWriteExecute check (prctl from python3)",
-    ) {
+        "the unit restrictions check (python3)",
+    ) || !systemd_analyze()
+    {
         return;
     }
-    let mdwe = |args: &[&str]| {
-        Command::new("python3")
-            .arg("-c")
-            .arg(MDWE)
-            .args(args)
-            .output()
-            .unwrap()
-    };
-    // The rule is in force: a writable and executable mapping is refused under it.
-    let probe = mdwe(&[
-        "/usr/bin/env",
-        "python3",
-        "-c",
-        "import mmap; mmap.mmap(-1, 4096, prot=7)",
-    ]);
-    if probe.status.code() == Some(97) {
-        crate::harness::skipped("MemoryDenyWriteExecute check: this kernel has no PR_SET_MDWE");
-        return;
-    }
-    assert!(
-        !probe.status.success(),
-        "a W+X mapping was allowed under PR_SET_MDWE"
-    );
-    // The workflow engine's script steps (QuickJS: an interpreter, no JIT), end to end:
-    // the bench runs a real server whose workflow computes each delta in a `script` step.
-    // As root, also as the unit runs it: an unprivileged user, no capabilities, no new
-    // privileges (setpriv), with the system's python3 (reachable by that user).
+    // As root, also as the unit runs it: an unprivileged user with no capabilities
+    // (setpriv), and the system's python3 (reachable by that user).
     let root = String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout)
         .trim()
         == "0";
-    let mut cmd =
-        if root && require_tool("setpriv", "util-linux", "dropping privileges like the unit") {
+    let drop_privileges =
+        root && require_tool("setpriv", "util-linux", "dropping privileges like the unit");
+    let restricted = |argv: &[&str]| {
+        let mut c = if drop_privileges {
             let mut c = Command::new("setpriv");
             c.args([
                 "--no-new-privs",
@@ -567,20 +587,49 @@ fn script_steps_run_without_writable_executable_memory() {
         } else {
             Command::new("python3")
         };
-    let out = cmd
-        .arg("-c")
-        .arg(MDWE)
-        .arg(env!("CARGO_BIN_EXE_stockade"))
-        .args(["bench", "workflow", "--script", "--duration", "2s"])
-        .args(["--concurrency", "2", "--skus", "2"])
-        .current_dir(std::env::temp_dir())
-        .env_remove("STOCKADE_DATA_DIR")
-        .output()
-        .unwrap();
+        c.arg("-c")
+            .arg(UNIT_RESTRICTIONS)
+            .args(argv)
+            .current_dir(std::env::temp_dir())
+            .env_remove("STOCKADE_DATA_DIR")
+            .output()
+            .unwrap()
+    };
+    // The restrictions are in force: a W+X mapping and a call of @resources are refused.
+    let probe = restricted(&[
+        "/usr/bin/python3",
+        "-c",
+        "import mmap\ntry:\n    mmap.mmap(-1, 4096, prot=7); print('wx')\nexcept OSError: pass\ntry:\n    import os; os.setpriority(os.PRIO_PROCESS, 0, 1); print('nice')\nexcept OSError: pass\nprint('probed')",
+    ]);
+    if probe.status.code() == Some(97) {
+        crate::harness::skipped("the unit restrictions check: this kernel has no PR_SET_MDWE");
+        return;
+    }
+    let said = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        probe.status.success() && said.trim() == "probed",
+        "the restrictions are not in force (exit {:?}): {said} {}",
+        probe.status.code(),
+        String::from_utf8_lossy(&probe.stderr)
+    );
+    // The workflow engine's script steps (QuickJS: an interpreter, no JIT), end to end:
+    // the bench runs a real server whose workflow computes each delta in a `script` step.
+    let out = restricted(&[
+        env!("CARGO_BIN_EXE_stockade"),
+        "bench",
+        "workflow",
+        "--script",
+        "--duration",
+        "2s",
+        "--concurrency",
+        "2",
+        "--skus",
+        "2",
+    ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
-        "the script workflow bench failed under PR_SET_MDWE:\n{stdout}\n{}",
+        "the script workflow bench failed under the unit's restrictions:\n{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(stdout.contains("script pool:"), "{stdout}");
