@@ -20,8 +20,8 @@ mod mirror;
 // Compliance report: the Amazon DPP rows, the host checks, the plaintext scan and TLS as served.
 mod configured;
 mod dpp;
-mod lint;
 pub mod host;
+mod lint;
 mod pii_scan;
 mod tls_probe;
 pub use configured::configured_tls;

@@ -180,6 +180,11 @@ Examples:
     /// list. See docs/operations.md, "Backups and restore".
     #[command(subcommand)]
     Backup(crate::cli_backup::BackupCommand),
+    // deploy:
+    /// The host around Stockade, generated from the configuration: firewall rules (nft or
+    /// ufw) and the sandboxed systemd unit. See docs/deploy.md.
+    #[command(subcommand)]
+    Deploy(crate::cli_deploy::DeployCommand),
     // Compliance report:
     /// The compliance report: every policy clause and the Amazon DPP items with live
     /// evidence and a verdict (report), and the check of a signed report (verify).

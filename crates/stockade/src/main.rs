@@ -13,6 +13,8 @@ macro_rules! println {
 
 mod cli;
 mod cli_backup;
+// deploy:
+mod cli_deploy;
 // Compliance report: `stockade compliance report|verify`.
 mod cli_compliance;
 mod commands;

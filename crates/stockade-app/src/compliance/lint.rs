@@ -4,7 +4,8 @@
 
 use stockade_store::Store;
 
-const COUNTS: &str = "SELECT COALESCE(SUM(CASE WHEN state = 'active' AND lint_passed = 1 THEN 1 ELSE 0 END), 0),
+const COUNTS: &str =
+    "SELECT COALESCE(SUM(CASE WHEN state = 'active' AND lint_passed = 1 THEN 1 ELSE 0 END), 0),
             COALESCE(SUM(CASE WHEN state = 'rejected' THEN 1 ELSE 0 END), 0)
      FROM workflow_versions";
 

@@ -52,6 +52,10 @@ mod workflow_import;
 mod workflow_new;
 mod workflow_registry;
 mod workflow_runs;
+// deploy: `stockade deploy firewall|unit`.
+mod deploy;
+mod deploy_rules;
+mod deploy_unit;
 // Compliance report: `stockade compliance report|verify` and the signature trailer.
 mod compliance;
 mod compliance_sign;
@@ -72,7 +76,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
     // Init creates the database; config and workflow lint do not need one.
     let needs_db = !matches!(cli.command, Command::Init | Command::Config(_))
         && !matches!(&cli.command, Command::Workflow(c) if workflow::offline(c))
-        && !matches!(&cli.command, Command::Backup(c) if c.offline());
+        && !matches!(&cli.command, Command::Backup(c) if c.offline())
+        && !matches!(cli.command, Command::Deploy(_));
     if needs_db && !is_dev_tool(&cli.command) {
         check_database_exists(&settings)?;
     }
@@ -172,6 +177,8 @@ async fn run_command(
         Command::Bench(crate::cli::BenchCommand::Backup(args)) => bench_backup::run(args).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Mirror(args)) => bench_mirror::mirror(args).await,
+        // deploy:
+        Command::Deploy(cmd) => deploy::run(settings, cmd).await,
         // Compliance report:
         Command::Compliance(cmd) => compliance::run(settings, cmd).await,
     }

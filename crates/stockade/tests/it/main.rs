@@ -55,5 +55,8 @@ mod console_stock_browser;
 mod retention;
 // Audit mirror: `audit mirror init|status|verify` and the server's mirror.
 mod audit_mirror;
+// deploy: the systemd unit, `stockade deploy firewall|unit` and docs/deploy.md run.
+mod deploy;
+mod deploy_docs;
 // Compliance report: `compliance report|verify`, the plaintext scan, TLS as served.
 mod compliance_report;
