@@ -167,6 +167,17 @@ fn service(s: &str) -> String {
     }
 }
 
+/// Whether an nft value names ICMP only (`icmp`, `{ icmp, ipv6-icmp }`).
+fn only_icmp(v: &Value) -> bool {
+    let icmp = |s: &str| s.starts_with("icmp") || s == "ipv6-icmp";
+    match v {
+        Value::String(s) => icmp(s),
+        Value::Object(o) => o.get("set").is_some_and(only_icmp),
+        Value::Array(a) => !a.is_empty() && a.iter().all(only_icmp),
+        _ => false,
+    }
+}
+
 /// What a rule's expressions say: its verdict and what it matches.
 #[derive(Default)]
 struct Rule {
@@ -211,8 +222,8 @@ fn nft_rule(expr: &[Value]) -> Rule {
             } else if let Some(meta) = left.get("meta") {
                 let key = meta["key"].as_str().unwrap_or("");
                 let val = right.as_str().unwrap_or("");
-                if (key == "iifname" || key == "iif") && val == "lo"
-                    || key == "l4proto" && val.starts_with("icmp")
+                if ((key == "iifname" || key == "iif") && val == "lo")
+                    || (key == "l4proto" && only_icmp(right))
                 {
                     r.narrowed = true;
                 }

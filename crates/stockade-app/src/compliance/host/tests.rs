@@ -181,6 +181,25 @@ fn firewall_from_nft_json() {
     assert_eq!(verdict(&firewall::facts(&root.env(&fake))), Verdict::Fail);
 }
 
+/// `nft -j list ruleset` (nftables 1.0.6) after loading the input chain `stockade deploy
+/// firewall` generates: policy drop, established/related, loopback, ICMP, 8443 and 22.
+const NFT_DEPLOY: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5", "json_schema_version": 1}}, {"table": {"family": "inet", "name": "stockade", "handle": 1}}, {"chain": {"family": "inet", "table": "stockade", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 2, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 3, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}, {"counter": {"packets": 0, "bytes": 0}}, {"drop": null}]}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 4, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iif"}}, "right": "lo"}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 6, "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["icmp", "ipv6-icmp"]}}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 7, "comment": "stockade", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 8443}}, {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 8, "comment": "ssh", "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}, {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}}, {"counter": {"packets": 0, "bytes": 0}}, {"accept": null}]}}, {"rule": {"family": "inet", "table": "stockade", "chain": "input", "handle": 9, "expr": [{"counter": {"packets": 0, "bytes": 0}}, {"limit": {"rate": 10, "burst": 5, "per": "second"}}, {"log": {"prefix": "stockade-drop ", "level": "info"}}]}}]}"#;
+
+#[test]
+fn firewall_rules_generated_by_deploy_pass() {
+    let root = Root::new("nft-deploy");
+    let fake = Fake::default().with("nft -j list ruleset", 0, NFT_DEPLOY, "");
+    let facts = firewall::facts(&root.env(&fake));
+    assert_eq!(verdict(&facts), Verdict::Pass, "{:?}", keys(&facts));
+    let ports = facts.iter().find(|f| f.evidence.key == "fw_ports").unwrap();
+    assert_eq!(ports.evidence.args[0], text("tcp/22, tcp/8443"));
+    // Served on another port than the rules open: the extra port is named.
+    let mut env = root.env(&fake);
+    env.listen_port = 9443;
+    let facts = firewall::facts(&env);
+    assert_eq!(verdict(&facts), Verdict::Fail);
+}
+
 #[test]
 fn firewall_from_ufw_and_iptables() {
     let root = Root::new("ufw");
