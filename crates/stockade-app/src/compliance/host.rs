@@ -73,35 +73,37 @@ pub struct SystemRunner;
 
 const COMMAND_LIMIT: Duration = Duration::from_secs(5);
 
+impl SystemRunner {
+    /// The program's file: the first `PATH` directory or sbin directory holding it. Found
+    /// here rather than by `exec`, so a `PATH` entry this user may not enter does not turn
+    /// a missing tool into "permission denied".
+    fn locate(program: &str) -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+            .map(|d| d.join(program))
+            .find(|p| p.is_file())
+    }
+}
+
 impl Runner for SystemRunner {
     fn run(&self, program: &str, args: &[&str]) -> Option<CmdOut> {
-        let candidates = [
-            PathBuf::from(program),
-            Path::new("/usr/sbin").join(program),
-            Path::new("/sbin").join(program),
-            Path::new("/usr/bin").join(program),
-        ];
-        for path in candidates {
-            let spawned = Command::new(&path)
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .env("LC_ALL", "C")
-                .spawn();
-            match spawned {
-                Ok(child) => return Some(wait(child)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    return Some(CmdOut {
-                        status: None,
-                        stdout: String::new(),
-                        stderr: e.to_string(),
-                    });
-                }
-            }
-        }
-        None
+        let path = Self::locate(program)?;
+        let spawned = Command::new(&path)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C")
+            .spawn();
+        Some(match spawned {
+            Ok(child) => wait(child),
+            Err(e) => CmdOut {
+                status: None,
+                stdout: String::new(),
+                stderr: e.to_string(),
+            },
+        })
     }
 }
 

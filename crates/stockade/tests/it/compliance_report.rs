@@ -491,3 +491,75 @@ async fn tls_as_served_while_the_server_runs() {
     }
     drop(server);
 }
+
+/// The report run by an unprivileged user (root drops to `nobody` with `setpriv`, after
+/// handing it the data directory): what it may not see is "cannot check here" with the
+/// reason, never a crash; the service-user and permission checks see their facts.
+#[test]
+fn host_checks_as_an_unprivileged_user_say_what_they_cannot_see() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    let root = rustix::process::geteuid().is_root();
+    if root && !require_tool("setpriv", "util-linux", "the unprivileged host checks") {
+        return;
+    }
+    let mut cmd = if root {
+        let chown = std::process::Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&sb.dir)
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(env!("CARGO_BIN_EXE_stockade"));
+        c
+    } else {
+        std::process::Command::new(env!("CARGO_BIN_EXE_stockade"))
+    };
+    for (k, _) in std::env::vars() {
+        if k.starts_with("STOCKADE_") {
+            cmd.env_remove(k);
+        }
+    }
+    let out = cmd
+        .arg("--data-dir")
+        .arg(sb.data())
+        .args(["compliance", "report", "--format", "json"])
+        .current_dir(&sb.dir)
+        .output()
+        .unwrap();
+    let code = out.status.code();
+    assert!(matches!(code, Some(0 | 1)), "{out:?}");
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for id in [
+        "host_ssh",
+        "host_firewall",
+        "host_fail2ban",
+        "host_updates",
+        "host_files",
+        "host_user",
+    ] {
+        let c = clause(&r, id);
+        let refused = c["evidence"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["key"] == "host_refused" || e["key"] == "host_missing");
+        if refused {
+            assert_ne!(c["verdict"], "pass", "{c}");
+        }
+        assert!(!c["evidence"].as_array().unwrap().is_empty(), "{c}");
+    }
+    let ran_as = evidence(&r, "host_user", "user_report_euid").unwrap();
+    assert_ne!(ran_as[1], "0", "{ran_as:?}");
+    if root {
+        // `nobody` owns the data directory (0700) and the key file (0600).
+        assert_eq!(clause(&r, "host_files")["verdict"], "pass", "{r}");
+        assert!(
+            evidence(&r, "host_user", "user_unprivileged").is_some(),
+            "{r}"
+        );
+        assert_eq!(ran_as[1], "65534");
+    }
+}
