@@ -1,6 +1,8 @@
 //! The plaintext scan: no buyer value may sit in the database in plain text. Every
 //! stored order's buyer fields are opened in memory (as the console's reveal does, with
-//! no audit row: nothing is shown), and the raw bytes of the SQLite database file and its
+//! no audit row: nothing is shown) — name, email, phone and the address's name and
+//! street lines (a city, region, postal code or country identifies no one and occurs in
+//! unrelated text) — and the raw bytes of the SQLite database file and its
 //! `-wal` (and a `-journal` if one exists) are searched for each value of 5 characters or
 //! more — ASCII case folded, Unicode upper and lower case added — plus a count of
 //! email-shaped strings. On PostgreSQL the files are the database server's: the text
@@ -122,8 +124,12 @@ async fn buyer_values(vault: &Vault, store: &Store) -> Result<Values, String> {
                     if let Ok(serde_json::Value::Object(map)) =
                         serde_json::from_str::<serde_json::Value>(&text)
                     {
-                        for s in map.values().filter_map(|x| x.as_str()) {
-                            add(&mut set, s);
+                        // The parts that identify a person; a city, region, postal
+                        // code or country is shared by many and found in unrelated text.
+                        for key in ["name", "line1", "line2"] {
+                            if let Some(s) = map.get(key).and_then(|x| x.as_str()) {
+                                add(&mut set, s);
+                            }
                         }
                     }
                 } else {
@@ -228,10 +234,20 @@ impl<'a> Matcher<'a> {
                 let Some(hay) = buf.get(p..p + c.len()) else {
                     continue;
                 };
-                if hay
-                    .iter()
-                    .zip(c.iter())
-                    .all(|(&h, &n)| FOLD[usize::from(h)] == n)
+                // A value of digits only (a phone number without separators) counts only
+                // as a whole number, not as a part of a longer one.
+                let digits = c[0].is_ascii_digit() && c.iter().all(u8::is_ascii_digit);
+                let whole = !digits
+                    || (p
+                        .checked_sub(1)
+                        .and_then(|i| buf.get(i))
+                        .is_none_or(|b| !b.is_ascii_digit())
+                        && buf.get(p + c.len()).is_none_or(|b| !b.is_ascii_digit()));
+                if whole
+                    && hay
+                        .iter()
+                        .zip(c.iter())
+                        .all(|(&h, &n)| FOLD[usize::from(h)] == n)
                 {
                     hits += 1;
                     which.insert(c.as_ptr() as usize);
@@ -537,6 +553,9 @@ mod tests {
         let f = run(hay, &["alice example"], true);
         assert_eq!(f.hits, 2);
         assert_eq!(f.emails, 1);
+        // Digits only: a whole number, not a part of a longer one.
+        let f = run(b"x 6591234500 y 16591234500 z", &["6591234500"], false);
+        assert_eq!(f.hits, 1);
         let f = run(b"nothing here", &["alice example"], true);
         assert_eq!((f.hits, f.emails), (0, 0));
     }
