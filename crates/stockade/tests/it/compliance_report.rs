@@ -60,10 +60,16 @@ fn ids(r: &Value) -> Vec<String> {
         .collect()
 }
 
+/// A port nothing listens on (the default 8443 may be another test's server).
+fn free_port_config() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")
+}
+
 #[test]
 fn a_fresh_environment_fails_named_clauses_in_every_format() {
-    let sb = Sandbox::new();
-    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    let sb = init("dev", &free_port_config());
     let (code, r) = json_report(&sb, &[]);
     assert_eq!(code, 1);
     let all = ids(&r);
