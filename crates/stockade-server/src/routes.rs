@@ -540,6 +540,9 @@ pub async fn route_gate(
         }
         Gate::SignIn => {
             let session = session_of(&state, req.headers()).await?;
+            if let Some(s) = &session {
+                lockdown_admits(&state, s.user.role, &Method::GET, spec.path)?;
+            }
             if is_unsafe(req.method()) {
                 let Some(s) = &session else {
                     // The API answers its JSON 401; a page goes to the sign-in page.
@@ -581,6 +584,7 @@ pub async fn route_gate(
         Gate::Needs(permission) => {
             let caller;
             (caller, req) = authenticate(&state, ip, req).await?;
+            lockdown_admits(&state, caller.role(), req.method(), spec.path)?;
             if !caller.role().can(permission) {
                 return Err(AppError::refused(
                     StatusCode::FORBIDDEN,
@@ -592,6 +596,43 @@ pub async fn route_gate(
         }
     }
     Ok(next.run(req).await)
+}
+
+/// Routes an administrator may still use to change things during a lockdown: the
+/// incident actions themselves (and signing out).
+const LOCKDOWN_OPEN: &[&str] = &["/incidents", "/api/v1/incidents", "/logout"];
+
+/// The instance's lockdown (`stockade incident lockdown`): only administrators are let
+/// in (sign-in included: a non-administrator's session stops at the MFA step), and
+/// nothing that changes data is accepted except the incident actions. Read from the
+/// process' incident controls (refreshed at least every second), not the database.
+fn lockdown_admits(
+    state: &AppState,
+    role: stockade_access::Role,
+    method: &Method,
+    path: &str,
+) -> Result<(), AppError> {
+    if path == "/logout" || !state.access.store().controls().locked_down() {
+        return Ok(());
+    }
+    if role != stockade_access::Role::Admin {
+        return Err(AppError::refused(
+            StatusCode::LOCKED,
+            "lockdown",
+            "the instance is locked down for an incident: only administrators may sign in; try again after the lockdown is lifted",
+        ));
+    }
+    let open = LOCKDOWN_OPEN
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if is_unsafe(method) && !open {
+        return Err(AppError::refused(
+            StatusCode::LOCKED,
+            "lockdown",
+            "the instance is locked down for an incident and read-only: nothing was changed; `stockade incident release --lockdown` lifts it",
+        ));
+    }
+    Ok(())
 }
 
 /// Who calls a permission-gated route: a valid API key (`Authorization: Bearer`), or a

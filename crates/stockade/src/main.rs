@@ -13,6 +13,8 @@ macro_rules! println {
 
 mod cli;
 mod cli_backup;
+// Incident response: `stockade incident …`.
+mod cli_incident;
 mod commands;
 mod exit;
 mod output;

@@ -52,6 +52,8 @@ mod workflow_import;
 mod workflow_new;
 mod workflow_registry;
 mod workflow_runs;
+// Incident response: `stockade incident …`.
+mod incident;
 
 use stockade_core::Actor;
 use stockade_store::Store;
@@ -92,7 +94,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             &cli.command,
             Command::Retention(crate::cli::RetentionCommand::Run { dry_run: false })
         )
-        || matches!(&cli.command, Command::Backup(c) if !c.offline());
+        || matches!(&cli.command, Command::Backup(c) if !c.offline())
+        || matches!(&cli.command, Command::Incident(_));
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
@@ -168,6 +171,7 @@ async fn run_command(
         Command::Bench(crate::cli::BenchCommand::Backup(args)) => bench_backup::run(args).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Mirror(args)) => bench_mirror::mirror(args).await,
+        Command::Incident(cmd) => incident::run(settings, cmd).await,
     }
 }
 
