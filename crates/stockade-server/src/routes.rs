@@ -600,7 +600,10 @@ pub async fn route_gate(
 
 /// Routes an administrator may still use to change things during a lockdown: the
 /// incident actions themselves (and signing out).
-const LOCKDOWN_OPEN: &[&str] = &["/incidents", "/api/v1/incidents", "/logout"];
+const LOCKDOWN_OPEN: &[&str] = &["/incidents", "/api/v1/incidents"];
+
+/// Signing out is always allowed.
+const SIGN_OUT: &[&str] = &["/logout", "/api/v1/auth/logout"];
 
 /// The instance's lockdown (`stockade incident lockdown`): only administrators are let
 /// in (sign-in included: a non-administrator's session stops at the MFA step), and
@@ -612,7 +615,7 @@ fn lockdown_admits(
     method: &Method,
     path: &str,
 ) -> Result<(), AppError> {
-    if path == "/logout" || !state.access.store().controls().locked_down() {
+    if SIGN_OUT.contains(&path) || !state.access.store().controls().locked_down() {
         return Ok(());
     }
     if role != stockade_access::Role::Admin {
@@ -633,6 +636,25 @@ fn lockdown_admits(
         ));
     }
     Ok(())
+}
+
+/// After a successful password (and code) check during a lockdown: a non-administrator's
+/// new session is ended at once and the sign-in refused (423), so only administrators,
+/// with MFA, sign in while the instance is locked down.
+pub(crate) async fn lockdown_sign_in(
+    state: &AppState,
+    s: &stockade_access::NewSession,
+) -> Result<(), AppError> {
+    if !state.access.store().controls().locked_down() || s.user.role == stockade_access::Role::Admin
+    {
+        return Ok(());
+    }
+    if let Ok(Some(view)) = state.access.session(s.token.expose_secret()).await
+        && let Err(e) = state.access.logout(&view).await
+    {
+        tracing::error!("could not end a session refused by the lockdown: {e}");
+    }
+    lockdown_admits(state, s.user.role, &Method::GET, "/login")
 }
 
 /// Who calls a permission-gated route: a valid API key (`Authorization: Bearer`), or a

@@ -55,3 +55,5 @@ mod console_stock_browser;
 mod retention;
 // Audit mirror: `audit mirror init|status|verify` and the server's mirror.
 mod audit_mirror;
+// Incident response from the command line against a running server.
+mod incident;

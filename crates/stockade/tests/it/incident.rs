@@ -1,0 +1,255 @@
+//! Incident response end to end: `stockade incident …` from a shell while `stockade serve`
+//! runs. An isolated connection's webhook answers 503 (with Retry-After) within about a
+//! second while another connection's deliveries are still verified and stored; release
+//! brings it back. A lockdown refuses non-admin sign-in and API use and every mutating
+//! request, still stores marketplace webhooks, and is lifted by release. Refusals exit 2
+//! and change nothing; the report holds the timeline; the audit chain verifies.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::json;
+use stockade_core::time::now_ms;
+
+use crate::console_ops::add_tiktok;
+use crate::harness::Sandbox;
+use crate::server::{Auth, PASSWORD, Server, add_user};
+
+/// A delivery to `/hooks/tiktok/{name}` signed with the connection's app secret
+/// (`add_tiktok`'s): an "authorization expiring" notice for `shop`, which the server
+/// verifies and stores as an event without calling the marketplace. Status and
+/// Retry-After.
+async fn deliver(server: &Server, name: &str, shop: &str) -> (StatusCode, Option<String>) {
+    let body = json!({"type": 7, "shop_id": shop, "timestamp": now_ms() / 1000,
+                      "data": {"expiration_time": now_ms() / 1000 + 86_400}})
+    .to_string();
+    let sig = stockade_marketplaces::sign::tiktok_webhook_signature(
+        "6a1b2c3d4e5f",
+        &format!("secret-of-{name}"),
+        body.as_bytes(),
+    );
+    let res = server
+        .client
+        .post(server.url(&format!("/hooks/tiktok/{name}")))
+        .header("authorization", sig)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let retry = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (res.status(), retry)
+}
+
+/// Deliver until the answer is `want`; how long that took.
+async fn until(server: &Server, name: &str, shop: &str, want: StatusCode) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (status, _) = deliver(server, name, shop).await;
+        if status == want {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{name}: still {status}, want {want}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn api_key(sb: &Sandbox, name: &str, role: &str) -> Auth {
+    let out = sb
+        .run(&["apikey", "create", "--name", name, "--role", role])
+        .expect_code(0)
+        .stdout();
+    let token = out
+        .split_whitespace()
+        .find(|w| w.starts_with("stk_"))
+        .unwrap_or_else(|| panic!("no key in:\n{out}"))
+        .to_owned();
+    Auth::Key(token)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    add_tiktok(&sb, "shop-a", "7495000000001");
+    add_tiktok(&sb, "shop-b", "7495000000002");
+    add_user(&sb, "op@shop.example", "operator");
+    let admin = api_key(&sb, "incident-admin", "admin");
+    let operator = api_key(&sb, "incident-op", "operator");
+
+    for cmd in [
+        &["incident", "--help"][..],
+        &["incident", "open", "--help"],
+        &["incident", "revoke", "--help"],
+        &["incident", "isolate", "--help"],
+        &["incident", "release", "--help"],
+        &["incident", "lockdown", "--help"],
+        &["incident", "report", "--help"],
+    ] {
+        let out = sb.run(cmd).expect_code(0).stdout();
+        assert!(out.contains("Usage: stockade incident"), "{out}");
+    }
+
+    // Nothing open yet: refused, exit 2.
+    let out = sb
+        .run(&["incident", "isolate", "--connection", "shop-a"])
+        .expect_code(2);
+    assert!(out.stderr().contains("no incident is open"), "{}", out.stderr());
+
+    let server = Server::start(&sb);
+    until(&server, "shop-a", "7495000000001", StatusCode::OK).await;
+
+    let out = sb
+        .run(&[
+            "incident",
+            "open",
+            "--title",
+            "Webhook secret exposed",
+            "--severity",
+            "high",
+        ])
+        .expect_code(0)
+        .stdout();
+    assert!(out.contains("opened incident #1"), "{out}");
+    assert!(out.contains("Amazon: notify within 24 h — 23 h 59 m left"), "{out}");
+
+    // An unknown connection: refused, nothing isolated.
+    let out = sb
+        .run(&["incident", "isolate", "--connection", "nope"])
+        .expect_code(2);
+    assert!(out.stderr().contains("no connection named"), "{}", out.stderr());
+
+    sb.run(&["incident", "isolate", "--connection", "shop-a"])
+        .expect_code(0);
+    let took = until(&server, "shop-a", "7495000000001", StatusCode::SERVICE_UNAVAILABLE).await;
+    eprintln!("isolation reached the running server in {took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let (status, retry) = deliver(&server, "shop-a", "7495000000001").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(retry.is_some(), "no Retry-After");
+    // Another connection's deliveries are verified and stored.
+    let (status, _) = deliver(&server, "shop-b", "7495000000002").await;
+    assert_eq!(status, StatusCode::OK);
+
+    sb.run(&["incident", "release", "--connection", "shop-a"])
+        .expect_code(0);
+    let took = until(&server, "shop-a", "7495000000001", StatusCode::OK).await;
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    let out = sb
+        .run(&["incident", "release", "--connection", "shop-a"])
+        .expect_code(2);
+    assert!(out.stderr().contains("not isolated"), "{}", out.stderr());
+
+    // Lockdown.
+    sb.run(&["incident", "lockdown"]).expect_code(0);
+    let out = sb.run(&["incident", "lockdown"]).expect_code(2);
+    assert!(out.stderr().contains("already in lockdown"), "{}", out.stderr());
+    let started = Instant::now();
+    loop {
+        let (s, _) = server.get_with("/api/v1/connections", &operator).await;
+        if s == StatusCode::LOCKED {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // An administrator reads, but changes nothing.
+    let (s, _) = server.get_with("/api/v1/connections", &admin).await;
+    assert_eq!(s, StatusCode::OK);
+    let res = server
+        .client
+        .post(server.url("/api/v1/bans"))
+        .bearer_auth(match &admin {
+            Auth::Key(k) => k.as_str(),
+            _ => unreachable!(),
+        })
+        .json(&json!({"ip": "203.0.113.9", "duration": "1h"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::LOCKED);
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "lockdown", "{body}");
+    assert!(!sb.run(&["ban", "list"]).stdout().contains("203.0.113.9"));
+    // A non-administrator cannot sign in.
+    let (s, _, body) = server
+        .post_json(
+            "/api/v1/auth/login",
+            json!({"email": "op@shop.example", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::LOCKED, "{body}");
+    // Marketplace webhooks are still received, verified and stored.
+    let (status, _) = deliver(&server, "shop-b", "7495000000002").await;
+    assert_eq!(status, StatusCode::OK);
+
+    sb.run(&["incident", "release", "--lockdown"]).expect_code(0);
+    let started = Instant::now();
+    loop {
+        let (s, _) = server.get_with("/api/v1/connections", &operator).await;
+        if s == StatusCode::OK {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "{s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+
+    sb.run(&["incident", "note", "1", "Secret rotated on the marketplace side"])
+        .expect_code(0);
+    let out = sb
+        .run(&["incident", "note", "1", "ask jo@example.com"])
+        .expect_code(2);
+    assert!(out.stderr().contains("personal data"), "{}", out.stderr());
+    assert!(!out.stderr().contains("jo@example.com"));
+    sb.run(&[
+        "incident",
+        "notify",
+        "1",
+        "--party",
+        "amazon",
+        "--note",
+        "Sent to the security contact",
+    ])
+    .expect_code(0);
+    let show = sb.run(&["incident", "show", "1"]).expect_code(0).stdout();
+    assert!(show.contains("Amazon: notify within 24 h — notified at"), "{show}");
+    assert!(show.contains("eBay: notify within 24 h"), "{show}");
+    sb.run(&[
+        "incident",
+        "close",
+        "1",
+        "--root-cause",
+        "The webhook secret was shared in a chat; rotated",
+    ])
+    .expect_code(0);
+    let list = sb.run(&["incident", "list"]).expect_code(0).stdout();
+    assert!(list.contains("#1 incident high closed"), "{list}");
+    let md = sb.run(&["incident", "report", "1"]).expect_code(0).stdout();
+    for want in [
+        "# Incident #1: Webhook secret exposed",
+        "| isolate |",
+        "| lockdown |",
+        "| release |",
+        "Secret rotated on the marketplace side",
+        "The webhook secret was shared in a chat",
+    ] {
+        assert!(md.contains(want), "{want} not in:\n{md}");
+    }
+    let json = sb
+        .run(&["incident", "report", "1", "--format", "json"])
+        .expect_code(0)
+        .stdout();
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["deadlines"][0]["party"], "amazon");
+    assert_eq!(v["deadlines"][0]["met"], true);
+    sb.run(&["audit", "verify"]).expect_code(0);
+}
