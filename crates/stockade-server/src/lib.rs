@@ -52,6 +52,9 @@ pub mod stock_actions;
 pub mod compliance;
 pub mod console_compliance;
 pub mod frame;
+// Incident response: the Security page's section, an incident's page, the API.
+pub mod api_incidents;
+pub mod console_incidents;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -47,6 +47,7 @@ use crate::{
 use crate::{api_alerts, console_alerts, console_workflows as cw};
 use crate::{api_orders, console_orders};
 // Connections and Security.
+use crate::{api_incidents as ai, console_incidents as ci};
 use crate::{api_ops as ops, console_connections as cc, console_security as cs};
 
 /// Who may call a route.
@@ -244,6 +245,27 @@ pub fn router(state: AppState) -> Router {
             post(ops::revoke_user_sessions),
         )
         .route("/api/v1/apikeys/{id}/revoke", post(ops::revoke_api_key))
+        // Incident response (under /incidents: a lockdown leaves it open to administrators).
+        .route("/incidents", post(ci::open))
+        .route("/incidents/{id}", get(ci::show))
+        .route("/incidents/{id}/revoke", post(ci::revoke))
+        .route("/incidents/{id}/isolate", post(ci::isolate))
+        .route("/incidents/{id}/release", post(ci::release))
+        .route("/incidents/{id}/lockdown", post(ci::lockdown))
+        .route("/incidents/{id}/note", post(ci::note))
+        .route("/incidents/{id}/notify", post(ci::notify))
+        .route("/incidents/{id}/close", post(ci::close))
+        .route("/incidents/{id}/report", post(ci::report))
+        .route("/api/v1/incidents", get(ai::list).post(ai::open))
+        .route("/api/v1/incidents/{id}", get(ai::show))
+        .route("/api/v1/incidents/{id}/revoke", post(ai::revoke))
+        .route("/api/v1/incidents/{id}/isolate", post(ai::isolate))
+        .route("/api/v1/incidents/{id}/release", post(ai::release))
+        .route("/api/v1/incidents/{id}/lockdown", post(ai::lockdown))
+        .route("/api/v1/incidents/{id}/notes", post(ai::note))
+        .route("/api/v1/incidents/{id}/notify", post(ai::notify))
+        .route("/api/v1/incidents/{id}/close", post(ai::close))
+        .route("/api/v1/incidents/{id}/report", post(ai::report))
         // The inventory and stock API.
         .route("/api/v1/stock", get(crate::api_stock::list))
         .route("/api/v1/stock.csv", get(crate::api_stock::csv))

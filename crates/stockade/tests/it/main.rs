@@ -57,3 +57,5 @@ mod retention;
 mod audit_mirror;
 // Incident response from the command line against a running server.
 mod incident;
+// Incident response in the console and its API (run from the Connections/Security test).
+mod console_incidents;
