@@ -281,5 +281,48 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["deadlines"][0]["party"], "amazon");
     assert_eq!(v["deadlines"][0]["met"], true);
+
+    // Compliance: that incident skipped `revoke`, so it is no evidence of the whole plan;
+    // a complete drill (which revokes nothing real: the admin key keeps working) is.
+    let server = Server::start(&sb);
+    let incident = |r: serde_json::Value| {
+        r["clauses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == "incident")
+            .cloned()
+            .unwrap()
+    };
+    let (s, r) = server.get_with("/api/v1/compliance", &admin).await;
+    assert_eq!(s, StatusCode::OK, "{r}");
+    let c = incident(r);
+    assert_eq!(c["verdict"], "fail", "{c}");
+    assert!(c.to_string().contains("incident_incomplete"), "{c}");
+    for args in [
+        &["incident", "open", "--title", "Half-year drill", "--severity", "low", "--drill"][..],
+        &["incident", "revoke", "--api-keys", "all"],
+        &["incident", "revoke", "--sessions", "all"],
+        &["incident", "isolate", "--connection", "shop-a"],
+        &["incident", "lockdown"],
+        &["incident", "release", "--lockdown"],
+        &["incident", "release", "--connection", "shop-a"],
+        &["incident", "close", "2", "--root-cause", "Drill: every step exercised"],
+        &["incident", "report", "2"],
+    ] {
+        let out = sb.run(args).expect_code(0).stdout();
+        if args[1] == "revoke" && args[2] == "--api-keys" {
+            assert!(out.contains("would revoke 2"), "{out}");
+        }
+    }
+    let (s, r) = server.get_with("/api/v1/compliance", &admin).await;
+    assert_eq!(s, StatusCode::OK, "the drill revoked the admin key: {r}");
+    let c = incident(r);
+    assert_eq!(c["verdict"], "pass", "{c}");
+    assert!(c.to_string().contains("incident_last"), "{c}");
+    // Webhooks were never refused by the drill's (unenforced) isolation.
+    let (status, _) = deliver(&server, "shop-a", "7495000000001").await;
+    assert_eq!(status, StatusCode::OK);
+    drop(server);
     sb.run(&["audit", "verify"]).expect_code(0);
 }
