@@ -193,7 +193,7 @@ fn parse_id(raw: &str) -> Result<i64, AppError> {
 }
 
 /// Every incident (newest first) with its deadlines, and the controls in force.
-#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents",
+#[utoipa::path(get, path = "/api/v1/incidents", tag = "incidents", operation_id = "incident_list",
     responses((status = 200, description = "Incidents and controls", body = IncidentList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<IncidentList>, AppError> {
     let store = state.access.store();
@@ -216,7 +216,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<IncidentList>, A
 }
 
 /// One incident: deadlines, controls in force, timeline.
-#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents",
+#[utoipa::path(get, path = "/api/v1/incidents/{id}", tag = "incidents", operation_id = "incident_show",
     params(("id" = i64, Path, description = "The incident's number")),
     responses(
         (status = 200, description = "The incident", body = IncidentDetail),
@@ -266,7 +266,7 @@ pub struct OpenBody {
 
 /// Open an incident (or a drill) and alert the security channel. Audited
 /// `incident.open`, as with `stockade incident open`.
-#[utoipa::path(post, path = "/api/v1/incidents", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents", tag = "incidents", operation_id = "incident_open",
     request_body = OpenBody,
     responses(
         (status = 201, description = "Opened", body = IncidentItem),
@@ -325,7 +325,7 @@ pub struct TargetBody {
 /// Revoke at once, on every process: a credential, a connection's marketplace tokens (its
 /// orders stay), API keys (`all` or one) or sessions (`all` or one user's). In a drill,
 /// counts what would be revoked and revokes nothing. Audited `incident.revoke`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/revoke", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/revoke", tag = "incidents", operation_id = "incident_revoke",
     params(("id" = i64, Path, description = "The incident's number")),
     request_body = TargetBody,
     responses(
@@ -352,7 +352,7 @@ pub async fn revoke(
 
 /// Isolate a workflow or a connection until released: no executions, no egress, its
 /// webhooks answered 503. Audited `incident.isolate`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/isolate", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/isolate", tag = "incidents", operation_id = "incident_isolate",
     params(("id" = i64, Path, description = "The incident's number")),
     request_body = TargetBody,
     responses(
@@ -379,7 +379,7 @@ pub async fn isolate(
 
 /// Release an isolated workflow or connection, or lift the lockdown. Audited
 /// `incident.release`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/release", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/release", tag = "incidents", operation_id = "incident_release",
     params(("id" = i64, Path, description = "The incident's number")),
     request_body = TargetBody,
     responses(
@@ -406,7 +406,7 @@ pub async fn release(
 /// Lock the instance down: read-only, no egress but the alert channels, only
 /// administrators sign in; marketplace webhooks are still received and stored. Audited
 /// `incident.lockdown`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/lockdown", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/lockdown", tag = "incidents", operation_id = "incident_lockdown",
     params(("id" = i64, Path, description = "The incident's number")),
     responses(
         (status = 200, description = "Locked down", body = ActionAnswer),
@@ -439,7 +439,7 @@ pub struct TextBody {
 }
 
 /// What happened, written to the timeline. Audited `incident.note`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/notes", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/notes", tag = "incidents", operation_id = "incident_note",
     params(("id" = i64, Path, description = "The incident's number")),
     request_body = TextBody,
     responses(
@@ -464,7 +464,7 @@ pub async fn note(
 
 /// Record that a party (a marketplace or the clients) was notified, stopping its
 /// deadline. Audited `incident.notify`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/notify", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/notify", tag = "incidents", operation_id = "incident_notify",
     params(("id" = i64, Path, description = "The incident's number")),
     request_body = TextBody,
     responses(
@@ -494,7 +494,7 @@ pub async fn notify(
 }
 
 /// Close with the root cause (`text`). Audited `incident.close`.
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/close", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/close", tag = "incidents", operation_id = "incident_close",
     params(("id" = i64, Path, description = "The incident's number")),
     request_body = TextBody,
     responses(
@@ -522,6 +522,7 @@ pub async fn close(
 
 /// The report's format.
 #[derive(Debug, Deserialize, ToSchema, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ReportQuery {
     /// `md` (default) or `json`.
     #[serde(default)]
@@ -531,7 +532,7 @@ pub struct ReportQuery {
 /// The report for marketplaces and clients (timeline, actions, deadlines met or not),
 /// as Markdown or JSON; its export is recorded on the timeline (audited
 /// `incident.report`).
-#[utoipa::path(post, path = "/api/v1/incidents/{id}/report", tag = "incidents",
+#[utoipa::path(post, path = "/api/v1/incidents/{id}/report", tag = "incidents", operation_id = "incident_report",
     params(("id" = i64, Path, description = "The incident's number"), ReportQuery),
     responses(
         (status = 200, description = "The report (text/markdown or application/json)"),

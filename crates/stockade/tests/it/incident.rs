@@ -300,14 +300,28 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     assert_eq!(c["verdict"], "fail", "{c}");
     assert!(c.to_string().contains("incident_incomplete"), "{c}");
     for args in [
-        &["incident", "open", "--title", "Half-year drill", "--severity", "low", "--drill"][..],
+        &[
+            "incident",
+            "open",
+            "--title",
+            "Half-year drill",
+            "--severity",
+            "low",
+            "--drill",
+        ][..],
         &["incident", "revoke", "--api-keys", "all"],
         &["incident", "revoke", "--sessions", "all"],
         &["incident", "isolate", "--connection", "shop-a"],
         &["incident", "lockdown"],
         &["incident", "release", "--lockdown"],
         &["incident", "release", "--connection", "shop-a"],
-        &["incident", "close", "2", "--root-cause", "Drill: every step exercised"],
+        &[
+            "incident",
+            "close",
+            "2",
+            "--root-cause",
+            "Drill: every step exercised",
+        ],
         &["incident", "report", "2"],
     ] {
         let out = sb.run(args).expect_code(0).stdout();
