@@ -48,7 +48,7 @@ impl Chrome {
     }
     /// A deadline's state in words, in the console's language and zone.
     pub fn deadline_text(&self, s: &DeadlineState) -> String {
-        use stockade_incident::deadline::span;
+        let span = |ms: i64| self.span(ms);
         match *s {
             DeadlineState::Pending { left_ms } => {
                 format!("{} {}", span(left_ms), self.t("inc.left"))
@@ -74,6 +74,19 @@ impl Chrome {
                 span(by_ms)
             ),
             DeadlineState::Drill => self.t("inc.drill_nothing_due").to_owned(),
+        }
+    }
+    /// `23 h 12 m`, `2 d 3 h`, `5 m` in the console's language.
+    pub fn span(&self, ms: i64) -> String {
+        let m = ms.max(0) / 60_000;
+        let (d, h, m) = (m / 1440, (m / 60) % 24, m % 60);
+        let (ud, uh, um) = (self.t("inc.u_d"), self.t("inc.u_h"), self.t("inc.u_m"));
+        if d > 0 {
+            format!("{d} {ud} {h} {uh}")
+        } else if h > 0 {
+            format!("{h} {uh} {m} {um}")
+        } else {
+            format!("{m} {um}")
         }
     }
     /// The badge class of a deadline's state.
@@ -252,6 +265,10 @@ struct IncidentPage {
 impl IncidentPage {
     fn is_open(&self) -> bool {
         self.v.incident.is_open()
+    }
+    /// Whether this incident holds the lockdown (the button is then not offered).
+    fn holds_lockdown(&self) -> bool {
+        self.v.controls.iter().any(|c| c.kind == "lockdown")
     }
 }
 

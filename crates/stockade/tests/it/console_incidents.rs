@@ -179,6 +179,8 @@ pub(crate) async fn incident_actions(server: &Server, admin: &Auth, op: &Auth, a
     let (s, zh) = get(server, admin, &base, "zh-CN").await;
     assert_eq!(s, StatusCode::OK);
     assert!(zh.contains("通报时限") && zh.contains("时间线"), "{zh}");
+    let (_, en) = get(server, admin, &base, "en").await;
+    crate::console::assert_translated(&base, &zh, &en);
 
     // Isolate shop-b from the page: its webhooks answer 503; shop-a's do not.
     let (s, loc, body) = form(
