@@ -464,7 +464,10 @@ fn incident(c: &EventColumns, step: &str) -> Option<Draft> {
     let d: serde_json::Value = serde_json::from_str(&c.detail).unwrap_or_default();
     let id = d.get("incident").and_then(serde_json::Value::as_i64)?;
     let severity = d.get("severity").and_then(|v| v.as_str()).unwrap_or("?");
-    let drill = d.get("drill").and_then(serde_json::Value::as_bool).unwrap_or(false);
+    let drill = d
+        .get("drill")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
     let target = d.get("target").and_then(|v| v.as_str()).unwrap_or("");
     let what = if drill { "Drill" } else { "Incident" };
     let title = match step {

@@ -14,8 +14,8 @@
 // backup:
 mod backup;
 // Incident response: the last drill or incident exercised the whole plan.
-mod incident;
 mod cert;
+mod incident;
 mod retention;
 // Audit mirror: the NocoDB-mirror clause's evidence.
 mod mirror;

@@ -19,9 +19,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use stockade_access::Access;
+use stockade_core::Actor;
 use stockade_core::event::{Event, EventColumns};
 use stockade_core::time::now_ms;
-use stockade_core::Actor;
 use stockade_store::{
     AuditDetails, AuditEntry, Change, Expect, Mutation, Store, StoreError, sql_params,
 };
@@ -98,17 +98,21 @@ pub struct IncidentKit {
     access: Arc<Access>,
 }
 
-const INSERT_INCIDENT: &str = "INSERT INTO incidents (id, title, severity, drill, detected_at_ms, opened_at_ms, opened_by)
+const INSERT_INCIDENT: &str =
+    "INSERT INTO incidents (id, title, severity, drill, detected_at_ms, opened_at_ms, opened_by)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_STEP: &str = "INSERT INTO incident_timeline (incident_id, at_ms, actor, step, target, detail, affected)
+const INSERT_STEP: &str =
+    "INSERT INTO incident_timeline (incident_id, at_ms, actor, step, target, detail, affected)
      VALUES ($1, $2, $3, $4, $5, $6, $7)";
-const INSERT_CONTROL: &str = "INSERT INTO incident_controls (kind, name, drill, incident_id, since_ms, actor)
+const INSERT_CONTROL: &str =
+    "INSERT INTO incident_controls (kind, name, drill, incident_id, since_ms, actor)
      VALUES ($1, $2, $3, $4, $5, $6)";
 const DELETE_CONTROL: &str =
     "DELETE FROM incident_controls WHERE kind = $1 AND name = $2 AND drill = $3";
 const CLOSE: &str = "UPDATE incidents SET closed_at_ms = $2, closed_by = $3, root_cause = $4
      WHERE id = $1 AND closed_at_ms IS NULL";
-const NOTICE: &str = "INSERT INTO incident_notices (incident_id, party, notified_at_ms, actor, note)
+const NOTICE: &str =
+    "INSERT INTO incident_notices (incident_id, party, notified_at_ms, actor, note)
      VALUES ($1, $2, $3, $4, $5)
      ON CONFLICT (incident_id, party) DO UPDATE SET notified_at_ms = excluded.notified_at_ms,
         actor = excluded.actor, note = excluded.note";
@@ -139,7 +143,11 @@ impl IncidentKit {
     pub async fn open(&self, actor: &Actor, new: NewIncident) -> Result<Incident> {
         let title = match text::clean(&new.title, text::TITLE) {
             Ok(t) => t,
-            Err(p) => return Err(self.refuse(actor, "open", format!("the title is refused: {p}")).await),
+            Err(p) => {
+                return Err(self
+                    .refuse(actor, "open", format!("the title is refused: {p}"))
+                    .await);
+            }
         };
         let now = now_ms();
         let detected = new.detected_at_ms.unwrap_or(now);
@@ -204,7 +212,10 @@ impl IncidentKit {
                 Ok(()) => return Ok(incident),
                 Err(IncidentError::Store(StoreError::Database(_) | StoreError::Conflict(_)))
                     if store
-                        .count("SELECT COUNT(*) FROM incidents WHERE id = $1", sql_params![id])
+                        .count(
+                            "SELECT COUNT(*) FROM incidents WHERE id = $1",
+                            sql_params![id],
+                        )
                         .await?
                         > 0 =>
                 {
@@ -245,7 +256,11 @@ impl IncidentKit {
                 if !drill {
                     self.vault().delete_credential(name, actor).await?;
                 }
-                (format!("credential:{name}"), 1, "credential deleted from the credential store".to_owned())
+                (
+                    format!("credential:{name}"),
+                    1,
+                    "credential deleted from the credential store".to_owned(),
+                )
             }
             RevokeTarget::Connection(name) => {
                 let conn = match connections::get(self.store(), name).await {
@@ -273,8 +288,13 @@ impl IncidentKit {
                     .collect();
                 if !drill {
                     if conn.status == ConnectionStatus::Active {
-                        connections::set_status(self.store(), name, ConnectionStatus::Paused, actor)
-                            .await?;
+                        connections::set_status(
+                            self.store(),
+                            name,
+                            ConnectionStatus::Paused,
+                            actor,
+                        )
+                        .await?;
                     }
                     for c in &creds {
                         self.vault().delete_credential(c, actor).await?;
@@ -322,12 +342,15 @@ impl IncidentKit {
                 }
                 let target = match scope {
                     Scope::All => "api_keys:all".to_owned(),
-                    Scope::One(_) => format!(
-                        "api_key:{}",
-                        chosen.first().map_or("", |k| k.id.as_str())
-                    ),
+                    Scope::One(_) => {
+                        format!("api_key:{}", chosen.first().map_or("", |k| k.id.as_str()))
+                    }
                 };
-                (target, chosen.len() as i64, "API key(s) revoked; refused from the next request".to_owned())
+                (
+                    target,
+                    chosen.len() as i64,
+                    "API key(s) revoked; refused from the next request".to_owned(),
+                )
             }
             RevokeTarget::Sessions(scope) => {
                 let users = self.access.users().await?;
@@ -335,10 +358,7 @@ impl IncidentKit {
                     Scope::All => users,
                     Scope::One(who) => {
                         let who_l = who.to_ascii_lowercase();
-                        match users
-                            .into_iter()
-                            .find(|u| u.id == *who || u.email == who_l)
-                        {
+                        match users.into_iter().find(|u| u.id == *who || u.email == who_l) {
                             Some(u) => vec![u],
                             None => {
                                 return Err(self
@@ -368,7 +388,11 @@ impl IncidentKit {
                         chosen.first().map_or("", |u| u.id.as_str())
                     ),
                 };
-                (target, n, "session(s) ended; those users sign in again (with MFA)".to_owned())
+                (
+                    target,
+                    n,
+                    "session(s) ended; those users sign in again (with MFA)".to_owned(),
+                )
             }
         };
         let detail = if drill {
@@ -425,7 +449,11 @@ impl IncidentKit {
         };
         if !exists {
             return Err(self
-                .refuse(actor, "isolate", format!("no {kind} named {name:?}; nothing was isolated"))
+                .refuse(
+                    actor,
+                    "isolate",
+                    format!("no {kind} named {name:?}; nothing was isolated"),
+                )
                 .await);
         }
         let in_force = model::controls(self.store()).await?;
@@ -434,13 +462,24 @@ impl IncidentKit {
             .any(|c| c.kind == kind && c.name == name && c.drill == inc.drill)
         {
             return Err(self
-                .refuse(actor, "isolate", format!("{kind} {name:?} is already isolated; nothing was changed"))
+                .refuse(
+                    actor,
+                    "isolate",
+                    format!("{kind} {name:?} is already isolated; nothing was changed"),
+                )
                 .await);
         }
         let now = now_ms();
         let insert = Mutation::Sql {
             statement: INSERT_CONTROL,
-            params: sql_params![kind, name.clone(), inc.drill, inc.id, now, actor.to_string()],
+            params: sql_params![
+                kind,
+                name.clone(),
+                inc.drill,
+                inc.id,
+                now,
+                actor.to_string()
+            ],
             expect: Expect::One("new control"),
         };
         let target = format!("{kind}:{name}");
@@ -508,9 +547,13 @@ impl IncidentKit {
             expect: Expect::One("new control"),
         };
         let detail = if inc.drill {
-            format!("drill: lockdown recorded, not enforced; it would keep {kept_out} non-admin user(s) out and stop egress")
+            format!(
+                "drill: lockdown recorded, not enforced; it would keep {kept_out} non-admin user(s) out and stop egress"
+            )
         } else {
-            format!("lockdown: read-only, egress off except alerts, {kept_out} non-admin user(s) kept out; webhooks still stored")
+            format!(
+                "lockdown: read-only, egress off except alerts, {kept_out} non-admin user(s) kept out; webhooks still stored"
+            )
         };
         let step = Step {
             incident: &inc,
@@ -611,7 +654,11 @@ impl IncidentKit {
         let inc = model::get(self.store(), id).await?;
         let note = match text::clean(note, text::NOTE) {
             Ok(t) => t,
-            Err(p) => return Err(self.refuse(actor, "note", format!("the note is refused: {p}")).await),
+            Err(p) => {
+                return Err(self
+                    .refuse(actor, "note", format!("the note is refused: {p}"))
+                    .await);
+            }
         };
         let step = Step {
             incident: &inc,
@@ -629,7 +676,11 @@ impl IncidentKit {
         let inc = model::get(self.store(), id).await?;
         let note = match text::clean(note, text::NOTICE_NOTE) {
             Ok(t) => t,
-            Err(p) => return Err(self.refuse(actor, "notify", format!("the note is refused: {p}")).await),
+            Err(p) => {
+                return Err(self
+                    .refuse(actor, "notify", format!("the note is refused: {p}"))
+                    .await);
+            }
         };
         let now = now_ms();
         let upsert = Mutation::Sql {
@@ -641,7 +692,11 @@ impl IncidentKit {
         let detail = format!(
             "{} notified ({}): {note}",
             party.label(),
-            if now <= due { "in time" } else { "after the deadline" }
+            if now <= due {
+                "in time"
+            } else {
+                "after the deadline"
+            }
         );
         let step = Step {
             incident: &inc,
@@ -663,12 +718,20 @@ impl IncidentKit {
         let inc = model::get(self.store(), id).await?;
         if !inc.is_open() {
             return Err(self
-                .refuse(actor, "close", format!("incident #{id} is closed already; nothing was changed"))
+                .refuse(
+                    actor,
+                    "close",
+                    format!("incident #{id} is closed already; nothing was changed"),
+                )
                 .await);
         }
         let root = match text::clean(root_cause, text::NOTE) {
             Ok(t) => t,
-            Err(p) => return Err(self.refuse(actor, "close", format!("the root cause is refused: {p}")).await),
+            Err(p) => {
+                return Err(self
+                    .refuse(actor, "close", format!("the root cause is refused: {p}"))
+                    .await);
+            }
         };
         let held: Vec<String> = model::controls(self.store())
             .await?
@@ -707,8 +770,14 @@ impl IncidentKit {
             detail: format!("closed; root cause: {root}"),
             affected: None,
         };
-        self.commit_step(actor, step, "incident.close", AuditDetails::new(), vec![update])
-            .await?;
+        self.commit_step(
+            actor,
+            step,
+            "incident.close",
+            AuditDetails::new(),
+            vec![update],
+        )
+        .await?;
         model::get(self.store(), id).await
     }
 
@@ -729,7 +798,12 @@ impl IncidentKit {
     }
 
     /// The open incident an action belongs to: `id`, or the only open one.
-    async fn current(&self, actor: &Actor, step: &'static str, id: Option<i64>) -> Result<Incident> {
+    async fn current(
+        &self,
+        actor: &Actor,
+        step: &'static str,
+        id: Option<i64>,
+    ) -> Result<Incident> {
         if let Some(id) = id {
             let inc = match model::get(self.store(), id).await {
                 Ok(i) => i,
@@ -737,7 +811,13 @@ impl IncidentKit {
             };
             if !inc.is_open() {
                 return Err(self
-                    .refuse(actor, step, format!("incident #{id} is closed; open a new one (`stockade incident open`)"))
+                    .refuse(
+                        actor,
+                        step,
+                        format!(
+                            "incident #{id} is closed; open a new one (`stockade incident open`)"
+                        ),
+                    )
                     .await);
             }
             return Ok(inc);
@@ -791,9 +871,7 @@ impl IncidentKit {
             now,
             &alert_event(inc, step.step, &step.target, step.affected),
         ));
-        let details = details
-            .str("step", step.step)
-            .bool("drill", inc.drill);
+        let details = details.str("step", step.step).bool("drill", inc.drill);
         let change = Change::new(
             Mutation::Many {
                 steps,

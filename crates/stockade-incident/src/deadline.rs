@@ -126,7 +126,9 @@ pub fn deadlines(incident: &Incident, notices: &[Notice], now_ms: i64) -> Vec<De
                 None if now_ms <= due => DeadlineState::Pending {
                     left_ms: due - now_ms,
                 },
-                None => DeadlineState::Overdue { by_ms: now_ms - due },
+                None => DeadlineState::Overdue {
+                    by_ms: now_ms - due,
+                },
             };
             Deadline {
                 party,
@@ -166,14 +168,20 @@ mod tests {
         let d = deadlines(&inc, &[], at);
         assert_eq!(d[0].party, Party::Amazon);
         assert_eq!(d[0].due_at_ms, t0 + 24 * HOUR_MS);
-        assert_eq!(
-            d[0].line(),
-            "Amazon: notify within 24 h — 23 h 12 m left"
-        );
+        assert_eq!(d[0].line(), "Amazon: notify within 24 h — 23 h 12 m left");
         assert!(d[1].line().contains("no published deadline"));
         let late = deadlines(&inc, &[], t0 + 25 * HOUR_MS + 5 * 60_000);
-        assert_eq!(late[0].state, DeadlineState::Overdue { by_ms: HOUR_MS + 300_000 });
-        assert!(late[0].line().ends_with("overdue by 1 h 5 m"), "{}", late[0].line());
+        assert_eq!(
+            late[0].state,
+            DeadlineState::Overdue {
+                by_ms: HOUR_MS + 300_000
+            }
+        );
+        assert!(
+            late[0].line().ends_with("overdue by 1 h 5 m"),
+            "{}",
+            late[0].line()
+        );
         let n = Notice {
             party: "amazon".into(),
             notified_at_ms: t0 + 3 * HOUR_MS,

@@ -25,7 +25,10 @@ pub mod text;
 pub use actions::{ActionOutcome, IncidentKit, Isolate, NewIncident, Release, RevokeTarget, Scope};
 pub use deadline::{Deadline, DeadlineState};
 pub use drill::{DrillEvidence, last_drill, last_exercise};
-pub use model::{Control, Incident, IncidentSummary, IncidentView, Party, Severity, controls, list, show, show_at};
+pub use model::{
+    Control, Incident, IncidentSummary, IncidentView, Party, Severity, controls, list, show,
+    show_at,
+};
 
 /// Why an incident action was refused or failed. Messages say what to do and never
 /// repeat free text, tokens or personal data.

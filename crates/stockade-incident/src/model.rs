@@ -42,9 +42,7 @@ impl std::str::FromStr for Severity {
             .into_iter()
             .find(|v| v.as_str() == s.to_ascii_lowercase())
             .ok_or_else(|| {
-                IncidentError::Refused(
-                    "unknown severity: use low, medium, high or critical".into(),
-                )
+                IncidentError::Refused("unknown severity: use low, medium, high or critical".into())
             })
     }
 }
@@ -241,9 +239,7 @@ pub async fn get(store: &Store, id: i64) -> Result<Incident> {
         .query_one_as::<Incident>(GET, sql_params![id])
         .await?
         .ok_or_else(|| {
-            IncidentError::NotFound(format!(
-                "no incident #{id}; see `stockade incident list`"
-            ))
+            IncidentError::NotFound(format!("no incident #{id}; see `stockade incident list`"))
         })
 }
 
@@ -253,9 +249,7 @@ pub async fn list(store: &Store) -> Result<Vec<IncidentSummary>> {
     let incidents: Vec<Incident> = store.query_as(LIST, vec![]).await?;
     let mut out = Vec::with_capacity(incidents.len());
     for incident in incidents {
-        let notices: Vec<Notice> = store
-            .query_as(NOTICES, sql_params![incident.id])
-            .await?;
+        let notices: Vec<Notice> = store.query_as(NOTICES, sql_params![incident.id]).await?;
         out.push(IncidentSummary {
             deadlines: deadline::deadlines(&incident, &notices, now),
             incident,

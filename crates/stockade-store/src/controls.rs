@@ -169,7 +169,9 @@ pub(crate) async fn follow(shared: Arc<Shared>, backend: Weak<crate::Backend>) {
             }
             Err(e) => {
                 if !warned {
-                    tracing::warn!("could not read the incident controls (keeping the last ones): {e}");
+                    tracing::warn!(
+                        "could not read the incident controls (keeping the last ones): {e}"
+                    );
                     warned = true;
                 }
             }

@@ -86,20 +86,23 @@ pub enum IncidentCommand {
     /// Lock the instance down: read-only, only administrators (with MFA) may sign in,
     /// outbound requests refused except alert channels, pushes, polls and workflows
     /// paused; marketplace webhooks are still received and stored. See docs/incident.md.
-    #[command(after_long_help = "Example:\n  stockade incident lockdown\n  stockade incident release --lockdown")]
+    #[command(
+        after_long_help = "Example:\n  stockade incident lockdown\n  stockade incident release --lockdown"
+    )]
     Lockdown {
         /// The incident this belongs to (default: the only open one).
         #[arg(long, value_name = "ID")]
         incident: Option<i64>,
     },
     /// Add a note to the timeline (no personal data, no secrets).
-    #[command(after_long_help = "Example:\n  stockade incident note 3 \"Key was pasted in ticket CS-4412; ticket deleted\"")]
-    Note {
-        id: i64,
-        text: String,
-    },
+    #[command(
+        after_long_help = "Example:\n  stockade incident note 3 \"Key was pasted in ticket CS-4412; ticket deleted\""
+    )]
+    Note { id: i64, text: String },
     /// Record that a party was notified (the deadline then shows \"notified at …\").
-    #[command(after_long_help = "Example:\n  stockade incident notify 3 --party amazon --note \"Sent to the security contact, case 1234\"")]
+    #[command(
+        after_long_help = "Example:\n  stockade incident notify 3 --party amazon --note \"Sent to the security contact, case 1234\""
+    )]
     Notify {
         id: i64,
         /// amazon, tiktok, ebay or clients.
@@ -110,7 +113,9 @@ pub enum IncidentCommand {
         note: String,
     },
     /// Close an incident with its root cause (refused while its controls are in force).
-    #[command(after_long_help = "Example:\n  stockade incident close 3 --root-cause \"Support macro pasted the key; macro fixed\"")]
+    #[command(
+        after_long_help = "Example:\n  stockade incident close 3 --root-cause \"Support macro pasted the key; macro fixed\""
+    )]
     Close {
         id: i64,
         #[arg(long, value_name = "TEXT")]
@@ -122,7 +127,9 @@ pub enum IncidentCommand {
     Show { id: i64 },
     /// The report for marketplaces and clients: timeline (UTC and the console's zone),
     /// actions, deadlines and whether each was met, root cause.
-    #[command(after_long_help = "Examples:\n  stockade incident report 3 > incident-3.md\n  stockade incident report 3 --format json > incident-3.json")]
+    #[command(
+        after_long_help = "Examples:\n  stockade incident report 3 > incident-3.md\n  stockade incident report 3 --format json > incident-3.json"
+    )]
     Report {
         id: i64,
         /// md or json.

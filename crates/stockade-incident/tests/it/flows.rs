@@ -61,20 +61,30 @@ async fn timeline_and_deadlines(pg: bool) {
     };
     let kit = &env.kit;
     // Nothing open: an action is refused, nothing written but the refusal's audit row.
-    let msg = refused(kit.lockdown(&ADMIN, None).await, "lockdown without incident");
+    let msg = refused(
+        kit.lockdown(&ADMIN, None).await,
+        "lockdown without incident",
+    );
     assert!(msg.contains("no incident is open"), "{msg}");
     assert_eq!(rows(&env).await, 0);
     assert_eq!(env.actions().await, ["incident.refused"]);
 
     // Text that looks like personal data or a secret is refused.
-    for title in ["buyer jo@example.com complained", "leak ghp_0123456789abcdefghij", "x"] {
+    for title in [
+        "buyer jo@example.com complained",
+        "leak ghp_0123456789abcdefghij",
+        "x",
+    ] {
         refused(kit.open(&ADMIN, new(title, false, None)).await, title);
     }
     assert_eq!(rows(&env).await, 0);
 
     let detected = now_ms() - 48 * 60_000;
     let inc = kit
-        .open(&ADMIN, new("API key leaked in a ticket", false, Some(detected)))
+        .open(
+            &ADMIN,
+            new("API key leaked in a ticket", false, Some(detected)),
+        )
         .await
         .unwrap();
     assert_eq!(inc.id, 1);
@@ -92,30 +102,47 @@ async fn timeline_and_deadlines(pg: bool) {
     let late = stockade_incident::show_at(env.store(), inc.id, detected + 25 * HOUR_MS)
         .await
         .unwrap();
-    assert!(matches!(late.deadlines[0].state, DeadlineState::Overdue { .. }));
+    assert!(matches!(
+        late.deadlines[0].state,
+        DeadlineState::Overdue { .. }
+    ));
     assert!(late.deadlines[0].line().contains("overdue by 1 h"));
 
-    kit.notify(&ADMIN, inc.id, Party::Amazon, "Sent to the security contact")
-        .await
-        .unwrap();
+    kit.notify(
+        &ADMIN,
+        inc.id,
+        Party::Amazon,
+        "Sent to the security contact",
+    )
+    .await
+    .unwrap();
     let v = stockade_incident::show(env.store(), inc.id).await.unwrap();
     assert!(matches!(v.deadlines[0].state, DeadlineState::Met { .. }));
     assert!(v.deadlines[0].line().contains("notified at"));
-    assert!(matches!(v.deadlines[1].state, DeadlineState::Pending { .. }));
+    assert!(matches!(
+        v.deadlines[1].state,
+        DeadlineState::Pending { .. }
+    ));
 
     let before = rows(&env).await;
     refused(
-        kit.note(&ADMIN, inc.id, "call back on +1 415 555 0100").await,
+        kit.note(&ADMIN, inc.id, "call back on +1 415 555 0100")
+            .await,
         "a phone number",
     );
     assert_eq!(rows(&env).await, before, "a refused note wrote");
-    kit.note(&ADMIN, inc.id, "Ticket CS-4412 deleted").await.unwrap();
+    kit.note(&ADMIN, inc.id, "Ticket CS-4412 deleted")
+        .await
+        .unwrap();
 
     // Lockdown holds until released; the incident cannot close while it does.
     kit.lockdown(&ADMIN, None).await.unwrap();
     let msg = refused(kit.lockdown(&ADMIN, None).await, "second lockdown");
     assert!(msg.contains("already in lockdown"), "{msg}");
-    let msg = refused(kit.close(&ADMIN, inc.id, "Support macro fixed").await, "close while locked");
+    let msg = refused(
+        kit.close(&ADMIN, inc.id, "Support macro fixed").await,
+        "close while locked",
+    );
     assert!(msg.contains("--lockdown"), "{msg}");
     kit.release(&ADMIN, None, Release::Lockdown).await.unwrap();
     let msg = refused(
@@ -124,7 +151,8 @@ async fn timeline_and_deadlines(pg: bool) {
     );
     assert!(msg.contains("not in lockdown"), "{msg}");
     let msg = refused(
-        kit.release(&ADMIN, None, Release::Workflow("nightly".into())).await,
+        kit.release(&ADMIN, None, Release::Workflow("nightly".into()))
+            .await,
         "release what is not isolated",
     );
     assert!(msg.contains("not isolated"), "{msg}");
@@ -134,18 +162,29 @@ async fn timeline_and_deadlines(pg: bool) {
         .await
         .unwrap();
     assert!(closed.closed_at_ms.is_some());
-    refused(kit.close(&ADMIN, inc.id, "again and again").await, "close twice");
-    refused(kit.lockdown(&ADMIN, Some(inc.id)).await, "act on a closed incident");
+    refused(
+        kit.close(&ADMIN, inc.id, "again and again").await,
+        "close twice",
+    );
+    refused(
+        kit.lockdown(&ADMIN, Some(inc.id)).await,
+        "act on a closed incident",
+    );
 
     kit.record_report(&ADMIN, inc.id, "md").await.unwrap();
     let v = stockade_incident::show(env.store(), inc.id).await.unwrap();
     let steps: Vec<&str> = v.timeline.iter().map(|t| t.step.as_str()).collect();
     assert_eq!(
         steps,
-        ["open", "notify", "note", "lockdown", "release", "close", "report"]
+        [
+            "open", "notify", "note", "lockdown", "release", "close", "report"
+        ]
     );
     let md = report::markdown(&v, Some(chrono_tz::Asia::Shanghai));
-    assert!(md.starts_with("# Incident #1: API key leaked in a ticket"), "{md}");
+    assert!(
+        md.starts_with("# Incident #1: API key leaked in a ticket"),
+        "{md}"
+    );
     for want in [
         "| Amazon |",
         "notified at",
@@ -172,20 +211,38 @@ async fn timeline_and_deadlines(pg: bool) {
         "incident.report",
         "incident.refused",
     ] {
-        assert!(actions.iter().any(|x| x == a), "{a} not audited: {actions:?}");
+        assert!(
+            actions.iter().any(|x| x == a),
+            "{a} not audited: {actions:?}"
+        );
     }
     assert_eq!(
-        env.count("SELECT COUNT(*) FROM events WHERE source = 'incident'").await,
+        env.count("SELECT COUNT(*) FROM events WHERE source = 'incident'")
+            .await,
         7
     );
     // No free text reaches an alert event.
     let details: Vec<String> = env
         .store()
-        .query_as("SELECT detail FROM events WHERE source = 'incident'", vec![])
+        .query_as(
+            "SELECT detail FROM events WHERE source = 'incident'",
+            vec![],
+        )
         .await
         .unwrap();
-    assert!(details.iter().all(|d| !d.contains("ticket") && !d.contains("Ticket")));
-    assert!(env.store().verify_audit(None).await.unwrap().problem.is_none());
+    assert!(
+        details
+            .iter()
+            .all(|d| !d.contains("ticket") && !d.contains("Ticket"))
+    );
+    assert!(
+        env.store()
+            .verify_audit(None)
+            .await
+            .unwrap()
+            .problem
+            .is_none()
+    );
     env.finish().await;
 }
 
@@ -222,7 +279,13 @@ async fn revocations(pg: bool) {
         .login(ip, "ann@shop.example", &pw, None, true)
         .await
         .unwrap();
-    assert!(access.session(s1.token.expose_secret()).await.unwrap().is_some());
+    assert!(
+        access
+            .session(s1.token.expose_secret())
+            .await
+            .unwrap()
+            .is_some()
+    );
     let secret = SecretString::from("supplier-secret-value".to_owned());
     access
         .vault()
@@ -254,43 +317,89 @@ async fn revocations(pg: bool) {
         RevokeTarget::ApiKeys(Scope::One("nope".into())),
         RevokeTarget::Sessions(Scope::One("nobody@shop.example".into())),
     ] {
-        refused(kit.revoke(&ADMIN, None, target.clone()).await, &format!("{target:?}"));
+        refused(
+            kit.revoke(&ADMIN, None, target.clone()).await,
+            &format!("{target:?}"),
+        );
     }
     assert_eq!(rows(&env).await, before);
-    assert!(access.authenticate_api_key(token.expose_secret()).await.unwrap().is_ok());
+    assert!(
+        access
+            .authenticate_api_key(token.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
 
     // One API key: refused from the next request, the other still works.
     let out = kit
-        .revoke(&ADMIN, Some(inc.id), RevokeTarget::ApiKeys(Scope::One(key.id.clone())))
+        .revoke(
+            &ADMIN,
+            Some(inc.id),
+            RevokeTarget::ApiKeys(Scope::One(key.id.clone())),
+        )
         .await
         .unwrap();
     assert_eq!(out.affected, 1);
     assert!(matches!(
-        access.authenticate_api_key(token.expose_secret()).await.unwrap(),
+        access
+            .authenticate_api_key(token.expose_secret())
+            .await
+            .unwrap(),
         Err(KeyRejection::Revoked)
     ));
-    assert!(access.authenticate_api_key(token2.expose_secret()).await.unwrap().is_ok());
+    assert!(
+        access
+            .authenticate_api_key(token2.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
     let out = kit
         .revoke(&ADMIN, None, RevokeTarget::ApiKeys(Scope::All))
         .await
         .unwrap();
     assert_eq!(out.affected, 1);
-    assert!(access.authenticate_api_key(token2.expose_secret()).await.unwrap().is_err());
+    assert!(
+        access
+            .authenticate_api_key(token2.expose_secret())
+            .await
+            .unwrap()
+            .is_err()
+    );
 
     // Sessions of one user end.
     let out = kit
-        .revoke(&ADMIN, None, RevokeTarget::Sessions(Scope::One("ann@shop.example".into())))
+        .revoke(
+            &ADMIN,
+            None,
+            RevokeTarget::Sessions(Scope::One("ann@shop.example".into())),
+        )
         .await
         .unwrap();
     assert_eq!(out.affected, 1);
-    assert!(access.session(s1.token.expose_secret()).await.unwrap().is_none());
+    assert!(
+        access
+            .session(s1.token.expose_secret())
+            .await
+            .unwrap()
+            .is_none()
+    );
     // The target names the user by id, never by email.
-    assert!(out.target.starts_with("sessions:user:usr_"), "{}", out.target);
+    assert!(
+        out.target.starts_with("sessions:user:usr_"),
+        "{}",
+        out.target
+    );
 
     // A credential leaves the store.
-    kit.revoke(&ADMIN, None, RevokeTarget::Credential("supplier-token".into()))
-        .await
-        .unwrap();
+    kit.revoke(
+        &ADMIN,
+        None,
+        RevokeTarget::Credential("supplier-token".into()),
+    )
+    .await
+    .unwrap();
     assert!(access.vault().list_credentials().await.unwrap().is_empty());
 
     // A connection: paused, orders kept.
@@ -311,23 +420,48 @@ async fn revocations(pg: bool) {
         .await
         .unwrap();
     assert_eq!(status.as_deref(), Some("paused"));
-    assert_eq!(env.count("SELECT COUNT(*) FROM orders").await, 1, "evidence kept");
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM orders").await,
+        1,
+        "evidence kept"
+    );
 
     let actions = env.actions().await;
-    assert_eq!(actions.iter().filter(|a| *a == "incident.revoke").count(), 5);
-    assert_eq!(actions.iter().filter(|a| *a == "incident.refused").count(), 4);
+    assert_eq!(
+        actions.iter().filter(|a| *a == "incident.revoke").count(),
+        5
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "incident.refused").count(),
+        4
+    );
     // The services' own audit rows are there too.
-    for a in ["apikey.revoke", "session.end_all", "credential.delete", "connection.pause"] {
+    for a in [
+        "apikey.revoke",
+        "session.end_all",
+        "credential.delete",
+        "connection.pause",
+    ] {
         assert!(
             env.store()
-                .count("SELECT COUNT(*) FROM audit WHERE action = $1", vec![a.into()])
+                .count(
+                    "SELECT COUNT(*) FROM audit WHERE action = $1",
+                    vec![a.into()]
+                )
                 .await
                 .unwrap()
                 > 0,
             "{a}"
         );
     }
-    assert!(env.store().verify_audit(None).await.unwrap().problem.is_none());
+    assert!(
+        env.store()
+            .verify_audit(None)
+            .await
+            .unwrap()
+            .problem
+            .is_none()
+    );
     env.finish().await;
 }
 
@@ -367,27 +501,34 @@ async fn isolation_and_lockdown(pg: bool) {
         .await
         .unwrap();
     refused(
-        kit.isolate(&ADMIN, None, Isolate::Connection("ghost".into())).await,
+        kit.isolate(&ADMIN, None, Isolate::Connection("ghost".into()))
+            .await,
         "unknown connection",
     );
     refused(
-        kit.isolate(&ADMIN, None, Isolate::Workflow("ghost".into())).await,
+        kit.isolate(&ADMIN, None, Isolate::Workflow("ghost".into()))
+            .await,
         "unknown workflow",
     );
     kit.isolate(&ADMIN, None, Isolate::Connection("amz".into()))
         .await
         .unwrap();
     refused(
-        kit.isolate(&ADMIN, None, Isolate::Connection("amz".into())).await,
+        kit.isolate(&ADMIN, None, Isolate::Connection("amz".into()))
+            .await,
         "isolate twice",
     );
     let controls = env.store().controls();
     assert!(controls.connection_isolated("amz") && !controls.connection_isolated("tts"));
-    let err = send(&g, Caller::Connection("amz".into())).await.unwrap_err();
+    let err = send(&g, Caller::Connection("amz".into()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, EgressError::Contained(_)), "{err:?}");
     assert!(err.to_string().contains("isolated"), "{err}");
     // Another connection is not held back (it fails to connect: nothing listens on 9).
-    let err = send(&g, Caller::Connection("tts".into())).await.unwrap_err();
+    let err = send(&g, Caller::Connection("tts".into()))
+        .await
+        .unwrap_err();
     assert!(!matches!(err, EgressError::Contained(_)), "{err:?}");
     g.flush().await.unwrap();
     assert_eq!(
@@ -405,10 +546,16 @@ async fn isolation_and_lockdown(pg: bool) {
         Caller::System("mirror"),
     ] {
         let err = send(&g, caller.clone()).await.unwrap_err();
-        assert!(matches!(err, EgressError::Contained(_)), "{caller}: {err:?}");
+        assert!(
+            matches!(err, EgressError::Contained(_)),
+            "{caller}: {err:?}"
+        );
     }
     let err = send(&g, Caller::Alerts("feishu".into())).await.unwrap_err();
-    assert!(!matches!(err, EgressError::Contained(_)), "alerts refused: {err:?}");
+    assert!(
+        !matches!(err, EgressError::Contained(_)),
+        "alerts refused: {err:?}"
+    );
 
     kit.release(&ADMIN, None, Release::Lockdown).await.unwrap();
     kit.release(&ADMIN, None, Release::Connection("amz".into()))
@@ -416,9 +563,18 @@ async fn isolation_and_lockdown(pg: bool) {
         .unwrap();
     let c = env.store().controls().snapshot();
     assert!(!c.locked_down() && c.connections.is_empty());
-    let err = send(&g, Caller::Connection("amz".into())).await.unwrap_err();
+    let err = send(&g, Caller::Connection("amz".into()))
+        .await
+        .unwrap_err();
     assert!(!matches!(err, EgressError::Contained(_)), "{err:?}");
-    assert!(env.store().verify_audit(None).await.unwrap().problem.is_none());
+    assert!(
+        env.store()
+            .verify_audit(None)
+            .await
+            .unwrap()
+            .problem
+            .is_none()
+    );
     drop(g);
     env.finish().await;
 }
@@ -455,7 +611,13 @@ async fn drill(pg: bool) {
         .unwrap();
     assert_eq!(out.affected, 1, "what it would revoke is counted");
     assert!(out.summary.contains("would revoke 1"), "{}", out.summary);
-    assert!(access.authenticate_api_key(token.expose_secret()).await.unwrap().is_ok());
+    assert!(
+        access
+            .authenticate_api_key(token.expose_secret())
+            .await
+            .unwrap()
+            .is_ok()
+    );
     kit.revoke(&ADMIN, None, RevokeTarget::Sessions(Scope::All))
         .await
         .unwrap();
@@ -482,12 +644,19 @@ async fn drill(pg: bool) {
     assert!(e.drill && e.missing.is_empty());
     assert_eq!(
         e.steps,
-        ["open", "revoke", "isolate", "lockdown", "release", "close", "report"]
+        [
+            "open", "revoke", "isolate", "lockdown", "release", "close", "report"
+        ]
     );
     assert!(!e.stale(now_ms()) && e.stale(now_ms() + 200 * 24 * HOUR_MS));
-    assert_eq!(env.count("SELECT COUNT(*) FROM api_keys WHERE revoked_at_ms IS NOT NULL").await, 0);
     assert_eq!(
-        env.count("SELECT COUNT(*) FROM audit WHERE action = 'apikey.revoke'").await,
+        env.count("SELECT COUNT(*) FROM api_keys WHERE revoked_at_ms IS NOT NULL")
+            .await,
+        0
+    );
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM audit WHERE action = 'apikey.revoke'")
+            .await,
         0
     );
 
@@ -496,9 +665,18 @@ async fn drill(pg: bool) {
         .open(&ADMIN, new("Short drill", true, None))
         .await
         .unwrap();
-    kit.close(&ADMIN, short.id, "Only opened and closed").await.unwrap();
+    kit.close(&ADMIN, short.id, "Only opened and closed")
+        .await
+        .unwrap();
     let e = last_drill(env.store()).await.unwrap().unwrap();
     assert_eq!(e.incident_id, inc.id, "the complete one is the evidence");
-    assert!(env.store().verify_audit(None).await.unwrap().problem.is_none());
+    assert!(
+        env.store()
+            .verify_audit(None)
+            .await
+            .unwrap()
+            .problem
+            .is_none()
+    );
     env.finish().await;
 }

@@ -248,11 +248,9 @@ fn from_egress(e: &EgressError) -> StepError {
         EgressError::Blocked { .. } => ErrorClass::Permission,
         EgressError::Timeout => ErrorClass::Timeout,
         EgressError::Connect(_)
-            | EgressError::CircuitOpen { .. }
-            | EgressError::Store(_)
-            | EgressError::Contained(_) => {
-            ErrorClass::Transient
-        }
+        | EgressError::CircuitOpen { .. }
+        | EgressError::Store(_)
+        | EgressError::Contained(_) => ErrorClass::Transient,
         _ => ErrorClass::Invalid,
     };
     StepError::new(class, format!("http.request: {e}"))

@@ -591,9 +591,7 @@ impl NocoDb {
             EgressError::Connect(_)
             | EgressError::CircuitOpen { .. }
             | EgressError::Store(_)
-            | EgressError::Contained(_) => {
-                ErrorClass::Transient
-            }
+            | EgressError::Contained(_) => ErrorClass::Transient,
             _ => ErrorClass::Invalid,
         };
         self.err(class, e)

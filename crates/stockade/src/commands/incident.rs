@@ -6,8 +6,7 @@ use std::sync::Arc;
 
 use stockade_access::Access;
 use stockade_incident::{
-    IncidentError, IncidentKit, Isolate, NewIncident, Party, Release, RevokeTarget, Scope,
-    Severity,
+    IncidentError, IncidentKit, Isolate, NewIncident, Party, Release, RevokeTarget, Scope, Severity,
 };
 
 use super::{CLI_ACTOR, open_store, open_vault};
@@ -78,7 +77,9 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
                 println!("  {}", d.line());
             }
             if inc.drill {
-                println!("drill: nothing real will be revoked or locked; go through revoke, isolate, lockdown, release, close and report");
+                println!(
+                    "drill: nothing real will be revoked or locked; go through revoke, isolate, lockdown, release, close and report"
+                );
             }
             Ok(())
         }
@@ -94,9 +95,16 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
                 (_, Some(n), ..) => RevokeTarget::Connection(n),
                 (_, _, Some(k), _) => RevokeTarget::ApiKeys(scope(&k)),
                 (.., Some(s)) => RevokeTarget::Sessions(scope(&s)),
-                _ => return Err(Failure::usage("say what to revoke: --credential, --connection, --api-keys or --sessions")),
+                _ => {
+                    return Err(Failure::usage(
+                        "say what to revoke: --credential, --connection, --api-keys or --sessions",
+                    ));
+                }
             };
-            let out = kit(settings).await?.revoke(&actor, incident, target).await?;
+            let out = kit(settings)
+                .await?
+                .revoke(&actor, incident, target)
+                .await?;
             println!(
                 "incident #{}: revoke {} — {} ({})",
                 out.incident_id, out.target, out.summary, out.affected
@@ -111,12 +119,21 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
             let what = match (workflow, connection) {
                 (Some(w), _) => Isolate::Workflow(w),
                 (_, Some(c)) => Isolate::Connection(c),
-                _ => return Err(Failure::usage("say what to isolate: --workflow or --connection")),
+                _ => {
+                    return Err(Failure::usage(
+                        "say what to isolate: --workflow or --connection",
+                    ));
+                }
             };
             let out = kit(settings).await?.isolate(&actor, incident, what).await?;
-            println!("incident #{}: {} — {}", out.incident_id, out.target, out.summary);
+            println!(
+                "incident #{}: {} — {}",
+                out.incident_id, out.target, out.summary
+            );
             if !out.drill {
-                println!("a running server obeys within 1 s; lift it with `stockade incident release`");
+                println!(
+                    "a running server obeys within 1 s; lift it with `stockade incident release`"
+                );
             }
             Ok(())
         }
@@ -130,7 +147,11 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
                 (Some(w), ..) => Release::Workflow(w),
                 (_, Some(c), _) => Release::Connection(c),
                 (_, _, true) => Release::Lockdown,
-                _ => return Err(Failure::usage("say what to release: --workflow, --connection or --lockdown")),
+                _ => {
+                    return Err(Failure::usage(
+                        "say what to release: --workflow, --connection or --lockdown",
+                    ));
+                }
             };
             let out = kit(settings).await?.release(&actor, incident, what).await?;
             println!("incident #{}: {}", out.incident_id, out.summary);
@@ -140,7 +161,9 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
             let out = kit(settings).await?.lockdown(&actor, incident).await?;
             println!("incident #{}: {}", out.incident_id, out.summary);
             if !out.drill {
-                println!("a running server obeys within 1 s; lift it with `stockade incident release --lockdown`");
+                println!(
+                    "a running server obeys within 1 s; lift it with `stockade incident release --lockdown`"
+                );
             }
             Ok(())
         }
@@ -201,10 +224,7 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
                 i.title
             );
             println!("severity: {}", i.severity);
-            println!(
-                "status: {}",
-                if i.is_open() { "open" } else { "closed" }
-            );
+            println!("status: {}", if i.is_open() { "open" } else { "closed" });
             println!(
                 "detected: {}",
                 stockade_core::time::format_rfc3339_s(i.detected_at_ms)
@@ -224,8 +244,16 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
                 println!(
                     "  {}{}{}",
                     c.kind,
-                    if c.name.is_empty() { String::new() } else { format!(" {}", c.name) },
-                    if c.drill { " (drill, not enforced)" } else { "" }
+                    if c.name.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", c.name)
+                    },
+                    if c.drill {
+                        " (drill, not enforced)"
+                    } else {
+                        ""
+                    }
                 );
             }
             println!("timeline:");
@@ -235,7 +263,11 @@ pub async fn run(settings: &Settings, cmd: IncidentCommand) -> Result<(), Failur
                     stockade_core::time::format_rfc3339_s(t.at_ms),
                     t.actor,
                     t.step,
-                    if t.target.is_empty() { String::new() } else { format!(" {}", t.target) },
+                    if t.target.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" {}", t.target)
+                    },
                     t.detail
                 );
             }

@@ -102,7 +102,11 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     let out = sb
         .run(&["incident", "isolate", "--connection", "shop-a"])
         .expect_code(2);
-    assert!(out.stderr().contains("no incident is open"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("no incident is open"),
+        "{}",
+        out.stderr()
+    );
 
     let server = Server::start(&sb);
     until(&server, "shop-a", "7495000000001", StatusCode::OK).await;
@@ -119,17 +123,30 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
         .expect_code(0)
         .stdout();
     assert!(out.contains("opened incident #1"), "{out}");
-    assert!(out.contains("Amazon: notify within 24 h — 23 h 59 m left"), "{out}");
+    assert!(
+        out.contains("Amazon: notify within 24 h — 23 h 59 m left"),
+        "{out}"
+    );
 
     // An unknown connection: refused, nothing isolated.
     let out = sb
         .run(&["incident", "isolate", "--connection", "nope"])
         .expect_code(2);
-    assert!(out.stderr().contains("no connection named"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("no connection named"),
+        "{}",
+        out.stderr()
+    );
 
     sb.run(&["incident", "isolate", "--connection", "shop-a"])
         .expect_code(0);
-    let took = until(&server, "shop-a", "7495000000001", StatusCode::SERVICE_UNAVAILABLE).await;
+    let took = until(
+        &server,
+        "shop-a",
+        "7495000000001",
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
     eprintln!("isolation reached the running server in {took:?}");
     assert!(took < Duration::from_millis(1500), "{took:?}");
     let (status, retry) = deliver(&server, "shop-a", "7495000000001").await;
@@ -151,7 +168,11 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     // Lockdown.
     sb.run(&["incident", "lockdown"]).expect_code(0);
     let out = sb.run(&["incident", "lockdown"]).expect_code(2);
-    assert!(out.stderr().contains("already in lockdown"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("already in lockdown"),
+        "{}",
+        out.stderr()
+    );
     let started = Instant::now();
     loop {
         let (s, _) = server.get_with("/api/v1/connections", &operator).await;
@@ -191,7 +212,8 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     let (status, _) = deliver(&server, "shop-b", "7495000000002").await;
     assert_eq!(status, StatusCode::OK);
 
-    sb.run(&["incident", "release", "--lockdown"]).expect_code(0);
+    sb.run(&["incident", "release", "--lockdown"])
+        .expect_code(0);
     let started = Instant::now();
     loop {
         let (s, _) = server.get_with("/api/v1/connections", &operator).await;
@@ -203,8 +225,13 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     }
     drop(server);
 
-    sb.run(&["incident", "note", "1", "Secret rotated on the marketplace side"])
-        .expect_code(0);
+    sb.run(&[
+        "incident",
+        "note",
+        "1",
+        "Secret rotated on the marketplace side",
+    ])
+    .expect_code(0);
     let out = sb
         .run(&["incident", "note", "1", "ask jo@example.com"])
         .expect_code(2);
@@ -221,7 +248,10 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     ])
     .expect_code(0);
     let show = sb.run(&["incident", "show", "1"]).expect_code(0).stdout();
-    assert!(show.contains("Amazon: notify within 24 h — notified at"), "{show}");
+    assert!(
+        show.contains("Amazon: notify within 24 h — notified at"),
+        "{show}"
+    );
     assert!(show.contains("eBay: notify within 24 h"), "{show}");
     sb.run(&[
         "incident",
@@ -270,14 +300,28 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     assert_eq!(c["verdict"], "fail", "{c}");
     assert!(c.to_string().contains("incident_incomplete"), "{c}");
     for args in [
-        &["incident", "open", "--title", "Half-year drill", "--severity", "low", "--drill"][..],
+        &[
+            "incident",
+            "open",
+            "--title",
+            "Half-year drill",
+            "--severity",
+            "low",
+            "--drill",
+        ][..],
         &["incident", "revoke", "--api-keys", "all"],
         &["incident", "revoke", "--sessions", "all"],
         &["incident", "isolate", "--connection", "shop-a"],
         &["incident", "lockdown"],
         &["incident", "release", "--lockdown"],
         &["incident", "release", "--connection", "shop-a"],
-        &["incident", "close", "2", "--root-cause", "Drill: every step exercised"],
+        &[
+            "incident",
+            "close",
+            "2",
+            "--root-cause",
+            "Drill: every step exercised",
+        ],
         &["incident", "report", "2"],
     ] {
         let out = sb.run(args).expect_code(0).stdout();
