@@ -11,6 +11,8 @@ use reqwest::StatusCode;
 use serde_json::json;
 use stockade_core::time::now_ms;
 
+use aws_lc_rs::hmac;
+
 use crate::console_ops::add_tiktok;
 use crate::harness::Sandbox;
 use crate::server::{Auth, PASSWORD, Server, add_user};
@@ -337,6 +339,120 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     // Webhooks were never refused by the drill's (unenforced) isolation.
     let (status, _) = deliver(&server, "shop-a", "7495000000001").await;
     assert_eq!(status, StatusCode::OK);
+    drop(server);
+    sb.run(&["audit", "verify"]).expect_code(0);
+}
+
+const SECRET: &str = "3f9c1a7e5b2d4c6e8f0a1b2c3d4e5f60";
+const HOOK: &str = "name: supplier-stock\ntrigger:\n  webhook:\n    path: supplier/stock\n    auth: { hmac: supplier-hmac }\n    respond: result\npermissions: { credentials: [supplier-hmac] }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"delivery {{ trigger.body.delivery }}\" }\n";
+const TICK: &str = "name: every-second\ntrigger: { schedule: { cron: \"* * * * * *\" } }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"tick {{ trigger.scheduled_at }}\" }\n";
+
+fn succeeded(sb: &Sandbox, name: &str) -> usize {
+    sb.run(&["workflow", "runs", name, "--status", "succeeded"])
+        .expect_code(0)
+        .stdout()
+        .lines()
+        .count()
+        .saturating_sub(1)
+}
+
+/// An isolated workflow runs nothing (its scheduled runs wait in the queue) and its
+/// webhook answers 503 with Retry-After; released, it runs and answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_workflow_does_not_run_until_released() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    let mut files = Vec::new();
+    for (name, text) in [("hook.yaml", HOOK), ("tick.yaml", TICK)] {
+        let path = sb.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        files.push(path.display().to_string());
+    }
+    let mut args = vec!["workflow", "apply"];
+    args.extend(files.iter().map(String::as_str));
+    sb.run(&args).expect_code(0);
+    sb.run_with_stdin(
+        &sb.data(),
+        &[
+            "credential",
+            "set",
+            "supplier-hmac",
+            "--workflow",
+            "supplier-stock",
+            "--secret-stdin",
+        ],
+        Some(&format!("{SECRET}\n")),
+    )
+    .expect_code(0);
+    sb.run(&[
+        "incident",
+        "open",
+        "--title",
+        "Supplier feed abused",
+        "--severity",
+        "medium",
+    ])
+    .expect_code(0);
+    let out = sb
+        .run(&["incident", "isolate", "--workflow", "nope"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("no workflow named"),
+        "{}",
+        out.stderr()
+    );
+    sb.run(&["incident", "isolate", "--workflow", "every-second"])
+        .expect_code(0);
+    sb.run(&["incident", "isolate", "--workflow", "supplier-stock"])
+        .expect_code(0);
+
+    let server = Server::start(&sb);
+    let body = br#"{"delivery":"D-17"}"#.to_vec();
+    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+    let signature = format!("sha256={}", hex::encode(hmac::sign(&key, &body).as_ref()));
+    let post = || {
+        server
+            .client
+            .post(server.url("/hooks/workflows/supplier/stock"))
+            .header("content-type", "application/json")
+            .header("x-stockade-signature", signature.clone())
+            .body(body.clone())
+            .send()
+    };
+    let res = post().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    // The schedule fires every second, but nothing runs while isolated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(succeeded(&sb, "every-second"), 0, "{}", server.log_text());
+    assert_eq!(succeeded(&sb, "supplier-stock"), 0);
+
+    sb.run(&["incident", "release", "--workflow", "every-second"])
+        .expect_code(0);
+    sb.run(&["incident", "release", "--workflow", "supplier-stock"])
+        .expect_code(0);
+    let started = Instant::now();
+    while succeeded(&sb, "every-second") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no run after the release:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let res = post().await.unwrap();
+        if res.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     drop(server);
     sb.run(&["audit", "verify"]).expect_code(0);
 }
