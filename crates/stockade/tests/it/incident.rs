@@ -15,7 +15,7 @@ use aws_lc_rs::hmac;
 
 use crate::console_ops::add_tiktok;
 use crate::harness::Sandbox;
-use crate::server::{Auth, PASSWORD, Server, add_user};
+use crate::server::{Auth, PASSWORD, Server, add_user, init};
 
 /// A delivery to `/hooks/tiktok/{name}` signed with the connection's app secret
 /// (`add_tiktok`'s): an "authorization expiring" notice for `shop`, which the server
@@ -453,6 +453,105 @@ async fn an_isolated_workflow_does_not_run_until_released() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    drop(server);
+    sb.run(&["audit", "verify"]).expect_code(0);
+}
+
+/// The security channel hears every step, also while the instance is locked down (alert
+/// channels are the one outbound traffic a lockdown lets through), never the free text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_security_channel_is_alerted_during_a_lockdown() {
+    use stockade_sandbox::bots::{Bots, BotsConfig, FeishuBotSpec};
+    let bots = Bots::start(BotsConfig::default()).await.unwrap();
+    let feishu = bots.add_feishu(FeishuBotSpec {
+        name: "security".into(),
+        sign: true,
+        keywords: vec![],
+        ip_allow: vec![],
+    });
+    let probe = Sandbox::new();
+    let ca = probe.dir.join("bots-ca.pem");
+    std::fs::write(&ca, &bots.ca_pem).unwrap();
+    let sb = init(
+        "dev",
+        &format!(
+            "[egress]\nextra_root_certs = [\"{}\"]\n\n[[alerts.channel]]\nname = \"security\"\nkind = \"feishu\"\nurl = \"{}/open-apis/bot/v2/hook\"\nsources = [\"incident\"]\n",
+            ca.display(),
+            bots.base_url
+        ),
+    );
+    let secret = sb.dir.join("feishu.json");
+    std::fs::write(
+        &secret,
+        json!({"hook_id": feishu.hook_id, "secret": feishu.secret}).to_string(),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    sb.run(&[
+        "alert",
+        "secret",
+        "set",
+        "security",
+        "--credentials-file",
+        secret.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let server = Server::start(&sb);
+    sb.run(&[
+        "incident",
+        "open",
+        "--title",
+        "Leaked admin key",
+        "--severity",
+        "critical",
+    ])
+    .expect_code(0);
+    sb.run(&["incident", "lockdown"]).expect_code(0);
+    sb.run(&[
+        "incident",
+        "note",
+        "1",
+        "Rotating the marketplace secrets now",
+    ])
+    .expect_code(0);
+    let text = |r: &stockade_sandbox::bots::Received| r.body.to_string();
+    let started = Instant::now();
+    loop {
+        let got: Vec<String> = bots.accepted("security").iter().map(text).collect();
+        if got
+            .iter()
+            .any(|t| t.contains("Incident 1: a note was added"))
+        {
+            assert!(
+                got.iter()
+                    .any(|t| t.contains("Incident 1 opened, severity critical")),
+                "{got:?}"
+            );
+            assert!(
+                got.iter()
+                    .any(|t| t.contains("Incident 1: the instance is locked down")),
+                "{got:?}"
+            );
+            // The title and the note stay out of the channel.
+            assert!(
+                got.iter()
+                    .all(|t| !t.contains("Leaked admin key") && !t.contains("Rotating")),
+                "{got:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no alert during the lockdown: {got:?}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sb.run(&["incident", "release", "--lockdown"])
+        .expect_code(0);
     drop(server);
     sb.run(&["audit", "verify"]).expect_code(0);
 }
