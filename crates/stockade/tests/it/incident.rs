@@ -226,6 +226,24 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(server);
+    // The deliveries to shop-b (one while shop-a was isolated, one during the lockdown)
+    // are stored.
+    let store = stockade_store::Store::open(
+        &stockade_store::DatabaseUrl::Sqlite(sb.data().join("stockade.db")),
+        stockade_core::Environment::Dev,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let stored = store
+        .count(
+            "SELECT COUNT(*) FROM events WHERE kind = 'authorization_expiring' AND detail LIKE '%shop-b%'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(stored >= 2, "{stored} shop-b deliveries stored");
 
     sb.run(&[
         "incident",
