@@ -471,26 +471,28 @@ fn incident(c: &EventColumns, step: &str) -> Option<Draft> {
     let target = d.get("target").and_then(|v| v.as_str()).unwrap_or("");
     let what = if drill { "Drill" } else { "Incident" };
     let title = match step {
-        "open" => format!("{what} #{id} opened ({})", ident(severity)),
-        "revoke" => format!("{what} #{id}: {} revoked", ident(target)),
-        "isolate" => format!("{what} #{id}: {} isolated", ident(target)),
-        "release" => format!("{what} #{id}: {} released", ident(target)),
-        "lockdown" => format!("{what} #{id}: the instance is locked down"),
-        "notify" => format!("{what} #{id}: a notice was recorded"),
-        "note" => format!("{what} #{id}: a note was added"),
-        "close" => format!("{what} #{id} closed"),
-        "report" => format!("{what} #{id}: the report was exported"),
+        "open" => format!("{what} {id} opened, severity {}", ident(severity)),
+        "revoke" => format!("{what} {id}: {} revoked", ident(target)),
+        "isolate" => format!("{what} {id}: {} isolated", ident(target)),
+        "release" => format!("{what} {id}: {} released", ident(target)),
+        "lockdown" => format!("{what} {id}: the instance is locked down"),
+        "notify" => format!("{what} {id}: a notice was recorded"),
+        "note" => format!("{what} {id}: a note was added"),
+        "close" => format!("{what} {id} closed"),
+        "report" => format!("{what} {id}: the report was exported"),
         _ => return None,
     };
     let urgent = matches!(step, "open" | "revoke" | "isolate" | "lockdown");
+    // Every step of a real incident reaches a channel at its default threshold
+    // (warning); a drill's steps are information.
     let level = if drill {
         Severity::Info
     } else if urgent && matches!(severity, "high" | "critical") {
         Severity::Critical
     } else if urgent {
-        Severity::Warning
+        Severity::Error
     } else {
-        Severity::Info
+        Severity::Warning
     };
     let mut draft = Draft::new(level, title, format!("incident:{id}:{step}:{target}"))
         .num("Incident", Some(id))
@@ -589,7 +591,7 @@ mod tests {
             serde_json::json!({"incident": 7, "severity": "high", "drill": false, "step": "open"}),
         ))
         .unwrap();
-        assert_eq!(o.title, "Incident #7 opened (high)");
+        assert_eq!(o.title, "Incident 7 opened, severity high");
         assert_eq!(o.severity, Severity::Critical);
         assert!(o.hint.as_deref().unwrap().contains("24 h"));
         let i = classify(&ev(
@@ -598,13 +600,16 @@ mod tests {
             serde_json::json!({"incident": 7, "severity": "low", "drill": true, "step": "isolate", "target": "workflow:sync-x", "affected": 1}),
         ))
         .unwrap();
-        assert_eq!(i.title, "Drill #7: workflow:sync-x isolated");
+        assert_eq!(i.title, "Drill 7: workflow:sync-x isolated");
         assert_eq!(i.severity, Severity::Info);
         assert!(i.facts.contains(&("Drill".into(), "yes".into())));
         let z = crate::zh::localize(&i);
-        assert_eq!(z.title, "演练 #7：已隔离 workflow:sync-x");
+        assert_eq!(z.title, "演练 7：已隔离 workflow:sync-x");
         assert!(z.facts.contains(&("步骤".into(), "isolate".into())));
-        assert_eq!(crate::zh::localize(&o).title, "安全事件 #7 已开启（high）");
+        assert_eq!(
+            crate::zh::localize(&o).title,
+            "安全事件 7 已开启，严重程度 high"
+        );
     }
 
     #[test]

@@ -236,15 +236,15 @@ fn incident(a: &Alert, step: &str) -> Option<(String, Option<&'static str>)> {
     let id = fact(a, "Incident");
     let target = fact(a, "Target");
     let title = match step {
-        "open" => format!("{what} #{id} 已开启（{}）", fact(a, "Severity")),
-        "revoke" => format!("{what} #{id}：已吊销 {target}"),
-        "isolate" => format!("{what} #{id}：已隔离 {target}"),
-        "release" => format!("{what} #{id}：已解除 {target}"),
-        "lockdown" => format!("{what} #{id}：实例已锁定"),
-        "notify" => format!("{what} #{id}：已记录一次通知"),
-        "note" => format!("{what} #{id}：已添加备注"),
-        "close" => format!("{what} #{id} 已关闭"),
-        "report" => format!("{what} #{id}：已导出报告"),
+        "open" => format!("{what} {id} 已开启，严重程度 {}", fact(a, "Severity")),
+        "revoke" => format!("{what} {id}：已吊销 {target}"),
+        "isolate" => format!("{what} {id}：已隔离 {target}"),
+        "release" => format!("{what} {id}：已解除 {target}"),
+        "lockdown" => format!("{what} {id}：实例已锁定"),
+        "notify" => format!("{what} {id}：已记录一次通知"),
+        "note" => format!("{what} {id}：已添加备注"),
+        "close" => format!("{what} {id} 已关闭"),
+        "report" => format!("{what} {id}：已导出报告"),
         _ => return None,
     };
     let hint = a.hint.as_ref().map(|_| {

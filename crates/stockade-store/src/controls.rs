@@ -114,7 +114,8 @@ impl Shared {
 
     /// Whether the refresher must be started now (true once per process' store).
     pub(crate) fn claim_start(&self) -> bool {
-        !self.started.swap(true, Ordering::AcqRel)
+        // A plain load first: the hot paths call this on every request.
+        !self.started.load(Ordering::Acquire) && !self.started.swap(true, Ordering::AcqRel)
     }
 }
 

@@ -11,9 +11,11 @@ use reqwest::StatusCode;
 use serde_json::json;
 use stockade_core::time::now_ms;
 
+use aws_lc_rs::hmac;
+
 use crate::console_ops::add_tiktok;
 use crate::harness::Sandbox;
-use crate::server::{Auth, PASSWORD, Server, add_user};
+use crate::server::{Auth, PASSWORD, Server, add_user, init};
 
 /// A delivery to `/hooks/tiktok/{name}` signed with the connection's app secret
 /// (`add_tiktok`'s): an "authorization expiring" notice for `shop`, which the server
@@ -224,6 +226,24 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     drop(server);
+    // The deliveries to shop-b (one while shop-a was isolated, one during the lockdown)
+    // are stored.
+    let store = stockade_store::Store::open(
+        &stockade_store::DatabaseUrl::Sqlite(sb.data().join("stockade.db")),
+        stockade_core::Environment::Dev,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let stored = store
+        .count(
+            "SELECT COUNT(*) FROM events WHERE kind = 'authorization_expiring' AND detail LIKE '%shop-b%'",
+            vec![],
+        )
+        .await
+        .unwrap();
+    store.close().await;
+    assert!(stored >= 2, "{stored} shop-b deliveries stored");
 
     sb.run(&[
         "incident",
@@ -337,6 +357,219 @@ async fn isolate_and_lockdown_from_the_cli_while_the_server_runs() {
     // Webhooks were never refused by the drill's (unenforced) isolation.
     let (status, _) = deliver(&server, "shop-a", "7495000000001").await;
     assert_eq!(status, StatusCode::OK);
+    drop(server);
+    sb.run(&["audit", "verify"]).expect_code(0);
+}
+
+const SECRET: &str = "3f9c1a7e5b2d4c6e8f0a1b2c3d4e5f60";
+const HOOK: &str = "name: supplier-stock\ntrigger:\n  webhook:\n    path: supplier/stock\n    auth: { hmac: supplier-hmac }\n    respond: result\npermissions: { credentials: [supplier-hmac] }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"delivery {{ trigger.body.delivery }}\" }\n";
+const TICK: &str = "name: every-second\ntrigger: { schedule: { cron: \"* * * * * *\" } }\nsteps:\n  - id: note\n    uses: audit.note\n    with: { message: \"tick {{ trigger.scheduled_at }}\" }\n";
+
+fn succeeded(sb: &Sandbox, name: &str) -> usize {
+    sb.run(&["workflow", "runs", name, "--status", "succeeded"])
+        .expect_code(0)
+        .stdout()
+        .lines()
+        .count()
+        .saturating_sub(1)
+}
+
+/// An isolated workflow runs nothing (its scheduled runs wait in the queue) and its
+/// webhook answers 503 with Retry-After; released, it runs and answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_workflow_does_not_run_until_released() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    let mut files = Vec::new();
+    for (name, text) in [("hook.yaml", HOOK), ("tick.yaml", TICK)] {
+        let path = sb.dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        files.push(path.display().to_string());
+    }
+    let mut args = vec!["workflow", "apply"];
+    args.extend(files.iter().map(String::as_str));
+    sb.run(&args).expect_code(0);
+    sb.run_with_stdin(
+        &sb.data(),
+        &[
+            "credential",
+            "set",
+            "supplier-hmac",
+            "--workflow",
+            "supplier-stock",
+            "--secret-stdin",
+        ],
+        Some(&format!("{SECRET}\n")),
+    )
+    .expect_code(0);
+    sb.run(&[
+        "incident",
+        "open",
+        "--title",
+        "Supplier feed abused",
+        "--severity",
+        "medium",
+    ])
+    .expect_code(0);
+    let out = sb
+        .run(&["incident", "isolate", "--workflow", "nope"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("no workflow named"),
+        "{}",
+        out.stderr()
+    );
+    sb.run(&["incident", "isolate", "--workflow", "every-second"])
+        .expect_code(0);
+    sb.run(&["incident", "isolate", "--workflow", "supplier-stock"])
+        .expect_code(0);
+
+    let server = Server::start(&sb);
+    let body = br#"{"delivery":"D-17"}"#.to_vec();
+    let key = hmac::Key::new(hmac::HMAC_SHA256, SECRET.as_bytes());
+    let signature = format!("sha256={}", hex::encode(hmac::sign(&key, &body).as_ref()));
+    let post = || {
+        server
+            .client
+            .post(server.url("/hooks/workflows/supplier/stock"))
+            .header("content-type", "application/json")
+            .header("x-stockade-signature", signature.clone())
+            .body(body.clone())
+            .send()
+    };
+    let res = post().await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(res.headers().contains_key("retry-after"));
+    // The schedule fires every second, but nothing runs while isolated.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(succeeded(&sb, "every-second"), 0, "{}", server.log_text());
+    assert_eq!(succeeded(&sb, "supplier-stock"), 0);
+
+    sb.run(&["incident", "release", "--workflow", "every-second"])
+        .expect_code(0);
+    sb.run(&["incident", "release", "--workflow", "supplier-stock"])
+        .expect_code(0);
+    let started = Instant::now();
+    while succeeded(&sb, "every-second") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no run after the release:\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let started = Instant::now();
+    loop {
+        let res = post().await.unwrap();
+        if res.status() == StatusCode::OK {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            res.status()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(server);
+    sb.run(&["audit", "verify"]).expect_code(0);
+}
+
+/// The security channel hears every step, also while the instance is locked down (alert
+/// channels are the one outbound traffic a lockdown lets through), never the free text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_security_channel_is_alerted_during_a_lockdown() {
+    use stockade_sandbox::bots::{Bots, BotsConfig, FeishuBotSpec};
+    let bots = Bots::start(BotsConfig::default()).await.unwrap();
+    let feishu = bots.add_feishu(FeishuBotSpec {
+        name: "security".into(),
+        sign: true,
+        keywords: vec![],
+        ip_allow: vec![],
+    });
+    let probe = Sandbox::new();
+    let ca = probe.dir.join("bots-ca.pem");
+    std::fs::write(&ca, &bots.ca_pem).unwrap();
+    let sb = init(
+        "dev",
+        &format!(
+            "[egress]\nextra_root_certs = [\"{}\"]\n\n[[alerts.channel]]\nname = \"security\"\nkind = \"feishu\"\nurl = \"{}/open-apis/bot/v2/hook\"\nsources = [\"incident\"]\n",
+            ca.display(),
+            bots.base_url
+        ),
+    );
+    let secret = sb.dir.join("feishu.json");
+    std::fs::write(
+        &secret,
+        json!({"hook_id": feishu.hook_id, "secret": feishu.secret}).to_string(),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    sb.run(&[
+        "alert",
+        "secret",
+        "set",
+        "security",
+        "--credentials-file",
+        secret.to_str().unwrap(),
+    ])
+    .expect_code(0);
+    let server = Server::start(&sb);
+    sb.run(&[
+        "incident",
+        "open",
+        "--title",
+        "Leaked admin key",
+        "--severity",
+        "critical",
+    ])
+    .expect_code(0);
+    sb.run(&["incident", "lockdown"]).expect_code(0);
+    sb.run(&[
+        "incident",
+        "note",
+        "1",
+        "Rotating the marketplace secrets now",
+    ])
+    .expect_code(0);
+    let text = |r: &stockade_sandbox::bots::Received| r.body.to_string();
+    let started = Instant::now();
+    loop {
+        let got: Vec<String> = bots.accepted("security").iter().map(text).collect();
+        if got
+            .iter()
+            .any(|t| t.contains("Incident 1: a note was added"))
+        {
+            assert!(
+                got.iter()
+                    .any(|t| t.contains("Incident 1 opened, severity critical")),
+                "{got:?}"
+            );
+            assert!(
+                got.iter()
+                    .any(|t| t.contains("Incident 1: the instance is locked down")),
+                "{got:?}"
+            );
+            // The title and the note stay out of the channel.
+            assert!(
+                got.iter()
+                    .all(|t| !t.contains("Leaked admin key") && !t.contains("Rotating")),
+                "{got:?}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no alert during the lockdown: {got:?}\n{}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    sb.run(&["incident", "release", "--lockdown"])
+        .expect_code(0);
     drop(server);
     sb.run(&["audit", "verify"]).expect_code(0);
 }
