@@ -440,6 +440,7 @@ fn operations(c: &EventColumns) -> Option<Draft> {
                  shows the error and docs/operations.md says what to do.",
             )
         }
+        ("incident", step) => incident(c, step)?,
         ("audit_mirror", "recovered") => {
             let sink = s("sink");
             Draft::new(
@@ -454,6 +455,62 @@ fn operations(c: &EventColumns) -> Option<Draft> {
         }
         _ => return None,
     })
+}
+
+/// An incident step (`stockade incident …`): to the security channel. The detail holds
+/// the incident's id, severity, the step, what it acted on (names of things) and a
+/// count — never the title, notes or anything typed.
+fn incident(c: &EventColumns, step: &str) -> Option<Draft> {
+    let d: serde_json::Value = serde_json::from_str(&c.detail).unwrap_or_default();
+    let id = d.get("incident").and_then(serde_json::Value::as_i64)?;
+    let severity = d.get("severity").and_then(|v| v.as_str()).unwrap_or("?");
+    let drill = d
+        .get("drill")
+        .and_then(serde_json::Value::as_bool)
+        .unwrap_or(false);
+    let target = d.get("target").and_then(|v| v.as_str()).unwrap_or("");
+    let what = if drill { "Drill" } else { "Incident" };
+    let title = match step {
+        "open" => format!("{what} {id} opened, severity {}", ident(severity)),
+        "revoke" => format!("{what} {id}: {} revoked", ident(target)),
+        "isolate" => format!("{what} {id}: {} isolated", ident(target)),
+        "release" => format!("{what} {id}: {} released", ident(target)),
+        "lockdown" => format!("{what} {id}: the instance is locked down"),
+        "notify" => format!("{what} {id}: a notice was recorded"),
+        "note" => format!("{what} {id}: a note was added"),
+        "close" => format!("{what} {id} closed"),
+        "report" => format!("{what} {id}: the report was exported"),
+        _ => return None,
+    };
+    let urgent = matches!(step, "open" | "revoke" | "isolate" | "lockdown");
+    // Every step of a real incident reaches a channel at its default threshold
+    // (warning); a drill's steps are information.
+    let level = if drill {
+        Severity::Info
+    } else if urgent && matches!(severity, "high" | "critical") {
+        Severity::Critical
+    } else if urgent {
+        Severity::Error
+    } else {
+        Severity::Warning
+    };
+    let mut draft = Draft::new(level, title, format!("incident:{id}:{step}:{target}"))
+        .num("Incident", Some(id))
+        .fact("Severity", Some(severity))
+        .fact("Step", Some(step))
+        .fact("Target", Some(target))
+        .num(
+            "Count",
+            d.get("affected").and_then(serde_json::Value::as_i64),
+        )
+        .fact("Drill", drill.then_some("yes"));
+    if step == "open" && !drill {
+        draft = draft.hint(
+            "Follow docs/incident.md: revoke what is affected, isolate, and notify Amazon \
+             within 24 h of detection (`stockade incident show` counts down).",
+        );
+    }
+    Some(draft)
 }
 
 #[cfg(test)]
@@ -524,6 +581,35 @@ mod tests {
         let a = classify(&old).unwrap();
         assert_eq!(a.to_channel, None);
         assert!(named.accepts(&a) && other.accepts(&a));
+    }
+
+    #[test]
+    fn incident_steps_have_their_own_wording_without_free_text() {
+        let o = classify(&ev(
+            "incident",
+            "open",
+            serde_json::json!({"incident": 7, "severity": "high", "drill": false, "step": "open"}),
+        ))
+        .unwrap();
+        assert_eq!(o.title, "Incident 7 opened, severity high");
+        assert_eq!(o.severity, Severity::Critical);
+        assert!(o.hint.as_deref().unwrap().contains("24 h"));
+        let i = classify(&ev(
+            "incident",
+            "isolate",
+            serde_json::json!({"incident": 7, "severity": "low", "drill": true, "step": "isolate", "target": "workflow:sync-x", "affected": 1}),
+        ))
+        .unwrap();
+        assert_eq!(i.title, "Drill 7: workflow:sync-x isolated");
+        assert_eq!(i.severity, Severity::Info);
+        assert!(i.facts.contains(&("Drill".into(), "yes".into())));
+        let z = crate::zh::localize(&i);
+        assert_eq!(z.title, "演练 7：已隔离 workflow:sync-x");
+        assert!(z.facts.contains(&("步骤".into(), "isolate".into())));
+        assert_eq!(
+            crate::zh::localize(&o).title,
+            "安全事件 7 已开启，严重程度 high"
+        );
     }
 
     #[test]

@@ -56,7 +56,9 @@ impl fmt::Display for Severity {
 }
 
 /// The sources a channel may subscribe to.
-pub const SOURCES: [&str; 6] = ["sync", "egress", "access", "alerts", "workflow", "test"];
+pub const SOURCES: [&str; 7] = [
+    "sync", "egress", "access", "alerts", "workflow", "test", "incident",
+];
 
 /// One alert, ready to render: only allow-listed, cleaned fields.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -42,6 +42,11 @@ pub fn label(en: &str) -> &str {
         "Failed step" => "失败步骤",
         "Kind" => "类型",
         "Sink" => "镜像目标",
+        "Incident" => "安全事件",
+        "Severity" => "严重程度",
+        "Target" => "对象",
+        "Count" => "数量",
+        "Drill" => "演练",
         other => other,
     }
 }
@@ -108,6 +113,7 @@ fn title_and_hint(a: &Alert) -> Option<(String, Option<&'static str>)> {
                 "不会丢失数据：记录仍在审计日志中等待。用 stockade audit mirror status 查看错误，处理方法见运维文档。",
             ),
         ),
+        ("incident", step) => return incident(a, step),
         ("audit_mirror", "recovered") => (format!("审计镜像到 {} 已恢复", fact(a, "Sink")), None),
         ("sync", "push_failed") => (
             format!("库存推送到 {} 失败", conn()),
@@ -220,6 +226,33 @@ fn wrong_environment(en: &str) -> String {
 }
 
 /// `a` with the system's words in Chinese; other kinds get their generic title.
+/// An incident step's Chinese title and hint (see `classify::incident`).
+fn incident(a: &Alert, step: &str) -> Option<(String, Option<&'static str>)> {
+    let what = if fact(a, "Drill") == "yes" {
+        "演练"
+    } else {
+        "安全事件"
+    };
+    let id = fact(a, "Incident");
+    let target = fact(a, "Target");
+    let title = match step {
+        "open" => format!("{what} {id} 已开启，严重程度 {}", fact(a, "Severity")),
+        "revoke" => format!("{what} {id}：已吊销 {target}"),
+        "isolate" => format!("{what} {id}：已隔离 {target}"),
+        "release" => format!("{what} {id}：已解除 {target}"),
+        "lockdown" => format!("{what} {id}：实例已锁定"),
+        "notify" => format!("{what} {id}：已记录一次通知"),
+        "note" => format!("{what} {id}：已添加备注"),
+        "close" => format!("{what} {id} 已关闭"),
+        "report" => format!("{what} {id}：已导出报告"),
+        _ => return None,
+    };
+    let hint = a.hint.as_ref().map(|_| {
+        "按 docs/incident.md 处理：吊销受影响的密钥并隔离，在发现后 24 小时内通知亚马逊（stockade incident show 显示倒计时）。"
+    });
+    Some((title, hint))
+}
+
 pub fn localize(a: &Alert) -> Alert {
     let mut out = a.clone();
     match title_and_hint(a) {

@@ -178,6 +178,13 @@ impl App {
             ),
             None => server_tls(settings, &server)?,
         };
+        // Incident controls (isolation, lockdown) in force before anything is served; the
+        // store re-reads them every 500 ms from here on (`stockade incident` from a shell).
+        vault
+            .store()
+            .refresh_controls()
+            .await
+            .map_err(|e| AppError::Start(format!("cannot read the incident controls: {e}")))?;
         // The one outbound client of this process: its request log and anomaly events go
         // to this environment's database and are pruned after [egress] log_retention.
         let mut egress = settings.egress_config(vault.environment());

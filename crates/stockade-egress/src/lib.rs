@@ -150,6 +150,12 @@ pub enum EgressError {
         "a sandbox certificate authority is trusted only in a dev environment (this is {environment}); connect a {environment} instance to the marketplace's live or public sandbox endpoints"
     )]
     SandboxTrustRefused { environment: Environment },
+    /// An incident control refuses this caller's requests: the workflow or connection is
+    /// isolated, or the instance is locked down (alert channels are never refused).
+    #[error(
+        "outbound request refused: {0}; nothing was sent. It resumes after `stockade incident release`"
+    )]
+    Contained(&'static str),
 }
 
 /// Something the alert pipeline should hear about.
@@ -198,6 +204,8 @@ struct Inner {
     jitter: retry::Jitter,
     /// Dev only: callers that trust a local sandbox's CA (see [`Gateway::trust_sandbox`]).
     sandbox: Mutex<HashMap<String, reqwest::Client>>,
+    /// Incident controls (isolation, lockdown) of the store it logs to.
+    controls: stockade_store::Controls,
 }
 
 /// The gateway. Cheap to clone; all clones share buckets, breakers and the log writer.
@@ -224,6 +232,9 @@ impl Gateway {
     pub fn new(config: EgressConfig, store: Option<Store>) -> Result<Gateway, EgressError> {
         let extra: Vec<&str> = config.extra_root_pems.iter().map(String::as_str).collect();
         let client = build_client(&config, &extra)?;
+        let controls = store
+            .as_ref()
+            .map_or_else(stockade_store::Controls::none, Store::controls);
         let writer = match store {
             None => None,
             Some(store) => {
@@ -268,6 +279,7 @@ impl Gateway {
             telemetry: EgressTelemetry::default(),
             jitter: retry::Jitter::new(seed),
             sandbox: Mutex::new(HashMap::new()),
+            controls,
         })))
     }
 
@@ -510,6 +522,24 @@ struct Attempt {
     status: Option<u16>,
 }
 
+/// Why the incident controls refuse `caller` now, if they do. Alert channels are never
+/// refused, so the security channel still hears about the incident.
+fn contained(controls: &stockade_store::ControlSnapshot, caller: &Caller) -> Option<&'static str> {
+    match caller {
+        Caller::Alerts(_) => None,
+        _ if controls.locked_down() => {
+            Some("the instance is locked down (only alert channels may send)")
+        }
+        Caller::Connection(n) if controls.connection_isolated(n) => {
+            Some("this connection is isolated by an incident")
+        }
+        Caller::Workflow(n) if controls.workflow_isolated(n) => {
+            Some("this workflow is isolated by an incident")
+        }
+        _ => None,
+    }
+}
+
 impl Egress {
     pub fn caller(&self) -> &Caller {
         &self.caller
@@ -575,6 +605,13 @@ impl Egress {
         let live = g.live();
         if req.invalid {
             return Err(EgressError::InvalidUrl);
+        }
+        if let Some(why) = contained(&g.0.controls.snapshot(), &self.caller) {
+            // Recorded as a blocked request, without an anomaly event: an isolated
+            // caller's every attempt would otherwise flood the security channel.
+            let host = Target::parse(&req.url).map_or_else(|_| String::new(), |t| t.key);
+            g.record(self.row(&req, &host, "blocked")).await;
+            return Err(EgressError::Contained(why));
         }
         let target = match Target::parse(&req.url) {
             Ok(t) => t,

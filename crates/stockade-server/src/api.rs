@@ -86,6 +86,7 @@ pub async fn login(
         .access
         .login(ip, &body.email, &password, factor.as_ref(), false)
         .await?;
+    crate::routes::lockdown_sign_in(&state, &s).await?;
     if s.stage == stockade_access::Stage::Enroll {
         return Ok((
             StatusCode::CONFLICT,

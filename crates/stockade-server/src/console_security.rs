@@ -89,6 +89,7 @@ pub enum Section {
     Keys,
     Bans,
     Sessions,
+    Incidents,
 }
 
 #[derive(Template)]
@@ -102,6 +103,9 @@ struct SecurityPage {
     done: Option<&'static str>,
     refused: Option<(Section, String)>,
     durations: &'static [(&'static str, Option<i64>)],
+    /// Incident response: controls in force, incidents, the form to open one.
+    incidents: crate::console_incidents::IncidentPanel,
+    severities: [stockade_incident::Severity; 4],
 }
 
 impl SecurityPage {
@@ -146,6 +150,7 @@ async fn page(
     } else {
         Vec::new()
     };
+    let incidents = crate::console_incidents::panel(state, &c).await?;
     Ok(SecurityPage {
         users,
         keys,
@@ -154,6 +159,8 @@ async fn page(
         done,
         refused,
         durations: BAN_DURATIONS,
+        incidents,
+        severities: stockade_incident::Severity::ALL,
         c,
     })
 }
@@ -202,6 +209,19 @@ async fn finish(
             Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p))
         }
     }
+}
+
+/// The page again (422) with `msg` shown in `section` (a refusal from another module's
+/// form on this page); nothing was changed.
+pub(crate) async fn refused_page(
+    state: &AppState,
+    caller: &Caller,
+    headers: &HeaderMap,
+    section: Section,
+    msg: String,
+) -> PageResult {
+    let p = page(state, caller, headers, None, Some((section, msg))).await?;
+    Ok(render(StatusCode::UNPROCESSABLE_ENTITY, &p))
 }
 
 /// Check a ban's address and duration code; the caller's own address is refused (it

@@ -86,6 +86,23 @@ pub async fn receive(
             return Err(HookError::UnknownConnection.into());
         }
     };
+    // Incident isolation: the connection's deliveries are refused with Retry-After (the
+    // marketplace delivers them again after `stockade incident release`). A lockdown
+    // alone does not refuse them: orders keep coming in, verified and stored.
+    if state
+        .access
+        .store()
+        .controls()
+        .connection_isolated(&connection)
+    {
+        tracing::warn!(
+            target: "stockade::hooks",
+            "webhook {marketplace} connection={connection} status=503 outcome=isolated"
+        );
+        return Err(unavailable(
+            "this connection is isolated by an incident; deliver again later",
+        ));
+    }
     let log = |status: StatusCode, outcome: &str| {
         let status = status.as_u16();
         if (200..300).contains(&status) {
@@ -246,7 +263,7 @@ impl From<HookError> for AppError {
 }
 
 /// 503 with `Retry-After`: the marketplace retries.
-fn unavailable(message: &'static str) -> AppError {
+pub(crate) fn unavailable(message: &'static str) -> AppError {
     AppError::Refused {
         status: StatusCode::SERVICE_UNAVAILABLE,
         code: "unavailable",

@@ -54,6 +54,9 @@ pub mod console_compliance;
 pub mod frame;
 // Compliance report: the report as a Markdown, JSON or standalone HTML document.
 pub mod compliance_render;
+// Incident response: the Security page's section, an incident's page, the API.
+pub mod api_incidents;
+pub mod console_incidents;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

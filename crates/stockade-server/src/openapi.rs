@@ -23,6 +23,7 @@ use utoipa::openapi::security::{
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
+use crate::api_incidents as ai;
 use crate::api_types::ErrorBody;
 use crate::extract::{CSRF_HEADER, SESSION_COOKIE};
 use crate::{
@@ -56,6 +57,9 @@ use crate::{
         api_stock::list, api_stock::show, api_stock::adjust, api_stock::csv,
         stock_actions::api_import, stock_actions::api_discover,
         crate::console_compliance::api,
+        // Incident response.
+        ai::list, ai::show, ai::open, ai::revoke, ai::isolate, ai::release, ai::lockdown,
+        ai::note, ai::notify, ai::close, ai::report,
     ),
     components(schemas(ErrorBody, api_types::ErrorDetail)),
     modifiers(&SecurityDoc),
@@ -71,6 +75,7 @@ use crate::{
         (name = "connections", description = "Marketplace connections: health, pause, resume, revoke"),
         (name = "stock", description = "Stock per SKU and channel, adjustments, CSV export"),
         (name = "compliance", description = "Each policy clause with its verdict and live evidence"),
+        (name = "incidents", description = "Incident response: open, revoke, isolate, lockdown, release, notes, notices, close, report"),
     ),
 )]
 #[derive(Debug)]

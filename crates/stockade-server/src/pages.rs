@@ -156,6 +156,7 @@ pub async fn login_submit(
         .await
     {
         Ok(s) => {
+            crate::routes::lockdown_sign_in(&state, &s).await?;
             let to = if s.stage == stockade_access::Stage::Enroll {
                 "/mfa/enroll"
             } else {

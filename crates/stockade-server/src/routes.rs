@@ -47,6 +47,7 @@ use crate::{
 use crate::{api_alerts, console_alerts, console_workflows as cw};
 use crate::{api_orders, console_orders};
 // Connections and Security.
+use crate::{api_incidents as ai, console_incidents as ci};
 use crate::{api_ops as ops, console_connections as cc, console_security as cs};
 
 /// Who may call a route.
@@ -244,6 +245,27 @@ pub fn router(state: AppState) -> Router {
             post(ops::revoke_user_sessions),
         )
         .route("/api/v1/apikeys/{id}/revoke", post(ops::revoke_api_key))
+        // Incident response (under /incidents: a lockdown leaves it open to administrators).
+        .route("/incidents", post(ci::open))
+        .route("/incidents/{id}", get(ci::show))
+        .route("/incidents/{id}/revoke", post(ci::revoke))
+        .route("/incidents/{id}/isolate", post(ci::isolate))
+        .route("/incidents/{id}/release", post(ci::release))
+        .route("/incidents/{id}/lockdown", post(ci::lockdown))
+        .route("/incidents/{id}/note", post(ci::note))
+        .route("/incidents/{id}/notify", post(ci::notify))
+        .route("/incidents/{id}/close", post(ci::close))
+        .route("/incidents/{id}/report", post(ci::report))
+        .route("/api/v1/incidents", get(ai::list).post(ai::open))
+        .route("/api/v1/incidents/{id}", get(ai::show))
+        .route("/api/v1/incidents/{id}/revoke", post(ai::revoke))
+        .route("/api/v1/incidents/{id}/isolate", post(ai::isolate))
+        .route("/api/v1/incidents/{id}/release", post(ai::release))
+        .route("/api/v1/incidents/{id}/lockdown", post(ai::lockdown))
+        .route("/api/v1/incidents/{id}/notes", post(ai::note))
+        .route("/api/v1/incidents/{id}/notify", post(ai::notify))
+        .route("/api/v1/incidents/{id}/close", post(ai::close))
+        .route("/api/v1/incidents/{id}/report", post(ai::report))
         // The inventory and stock API.
         .route("/api/v1/stock", get(crate::api_stock::list))
         .route("/api/v1/stock.csv", get(crate::api_stock::csv))
@@ -540,6 +562,9 @@ pub async fn route_gate(
         }
         Gate::SignIn => {
             let session = session_of(&state, req.headers()).await?;
+            if let Some(s) = &session {
+                lockdown_admits(&state, s.user.role, &Method::GET, spec.path)?;
+            }
             if is_unsafe(req.method()) {
                 let Some(s) = &session else {
                     // The API answers its JSON 401; a page goes to the sign-in page.
@@ -581,6 +606,7 @@ pub async fn route_gate(
         Gate::Needs(permission) => {
             let caller;
             (caller, req) = authenticate(&state, ip, req).await?;
+            lockdown_admits(&state, caller.role(), req.method(), spec.path)?;
             if !caller.role().can(permission) {
                 return Err(AppError::refused(
                     StatusCode::FORBIDDEN,
@@ -592,6 +618,65 @@ pub async fn route_gate(
         }
     }
     Ok(next.run(req).await)
+}
+
+/// Routes an administrator may still use to change things during a lockdown: the
+/// incident actions themselves (and signing out).
+const LOCKDOWN_OPEN: &[&str] = &["/incidents", "/api/v1/incidents"];
+
+/// Signing out is always allowed.
+const SIGN_OUT: &[&str] = &["/logout", "/api/v1/auth/logout"];
+
+/// The instance's lockdown (`stockade incident lockdown`): only administrators are let
+/// in (sign-in included: a non-administrator's session stops at the MFA step), and
+/// nothing that changes data is accepted except the incident actions. Read from the
+/// process' incident controls (refreshed at least every second), not the database.
+fn lockdown_admits(
+    state: &AppState,
+    role: stockade_access::Role,
+    method: &Method,
+    path: &str,
+) -> Result<(), AppError> {
+    if SIGN_OUT.contains(&path) || !state.access.store().controls().locked_down() {
+        return Ok(());
+    }
+    if role != stockade_access::Role::Admin {
+        return Err(AppError::refused(
+            StatusCode::LOCKED,
+            "lockdown",
+            "the instance is locked down for an incident: only administrators may sign in; try again after the lockdown is lifted",
+        ));
+    }
+    let open = LOCKDOWN_OPEN
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    if is_unsafe(method) && !open {
+        return Err(AppError::refused(
+            StatusCode::LOCKED,
+            "lockdown",
+            "the instance is locked down for an incident and read-only: nothing was changed; `stockade incident release --lockdown` lifts it",
+        ));
+    }
+    Ok(())
+}
+
+/// After a successful password (and code) check during a lockdown: a non-administrator's
+/// new session is ended at once and the sign-in refused (423), so only administrators,
+/// with MFA, sign in while the instance is locked down.
+pub(crate) async fn lockdown_sign_in(
+    state: &AppState,
+    s: &stockade_access::NewSession,
+) -> Result<(), AppError> {
+    if !state.access.store().controls().locked_down() || s.user.role == stockade_access::Role::Admin
+    {
+        return Ok(());
+    }
+    if let Ok(Some(view)) = state.access.session(s.token.expose_secret()).await
+        && let Err(e) = state.access.logout(&view).await
+    {
+        tracing::error!("could not end a session refused by the lockdown: {e}");
+    }
+    lockdown_admits(state, s.user.role, &Method::GET, "/login")
 }
 
 /// Who calls a permission-gated route: a valid API key (`Authorization: Bearer`), or a

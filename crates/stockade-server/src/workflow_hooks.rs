@@ -254,6 +254,15 @@ pub async fn receive(
         log(&path, StatusCode::NOT_FOUND, "unknown_path");
         return Err(not_found());
     };
+    // Incident controls: an isolated workflow, or the instance in lockdown, starts
+    // nothing; the sender is asked to retry (its delivery is not lost).
+    let controls = hooks.store().controls().snapshot();
+    if controls.workflow_isolated(target.name()) || controls.locked_down() {
+        log(&path, StatusCode::SERVICE_UNAVAILABLE, "isolated");
+        return Err(crate::hooks::unavailable(
+            "this workflow is paused by an incident (isolated or lockdown); retry later",
+        ));
+    }
     let mut actor = Actor::System("webhook");
     if let WebhookAuth::ApiKey = hook.auth.value {
         match api_key(&state, ip, req.headers()).await {

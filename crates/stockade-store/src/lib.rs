@@ -20,6 +20,7 @@
 pub mod audit;
 mod audit_watch;
 pub mod change;
+pub mod controls;
 pub mod events;
 pub mod jobs;
 pub mod journal;
@@ -38,6 +39,7 @@ use stockade_core::{Actor, Environment};
 pub use audit::{Anchor, AuditRow, ChainProblem, Hash, ProblemKind, VerifyReport};
 pub use audit_watch::WatchedChain;
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
+pub use controls::{ControlSnapshot, Controls};
 pub use events::{Batch, EventStream};
 pub use jobs::{
     Admission, Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, PruneReport, ReapReport,
@@ -340,6 +342,8 @@ pub struct Store {
     writes: Arc<tokio::sync::watch::Sender<u64>>,
     finished: Arc<tokio::sync::broadcast::Sender<Arc<str>>>,
     audit_watch: Arc<audit_watch::AuditWatch>,
+    /// Incident controls (isolation, lockdown) as this process last read them.
+    controls: Controls,
 }
 
 impl std::fmt::Debug for Store {
@@ -422,6 +426,7 @@ impl Store {
                 writes: Arc::new(tokio::sync::watch::Sender::new(0)),
                 finished: Arc::new(tokio::sync::broadcast::Sender::new(FINISHED_BACKLOG)),
                 audit_watch: Arc::default(),
+                controls: Controls::default(),
             },
             report,
         ))
@@ -776,6 +781,33 @@ impl Store {
         }
     }
 
+    /// The incident controls this process enforces (isolated workflows and connections,
+    /// lockdown), refreshed from the database every [`controls::REFRESH`] by a task
+    /// started on the first call (inside a Tokio runtime). See [`controls`].
+    pub fn controls(&self) -> Controls {
+        if self.controls.shared.claim_start() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn(controls::follow(
+                        self.controls.shared.clone(),
+                        Arc::downgrade(&self.backend),
+                    ));
+                }
+                Err(_) => tracing::warn!("incident controls are not refreshed outside a runtime"),
+            }
+        }
+        self.controls.clone()
+    }
+
+    /// Read the controls from the database now (after this process wrote one, or at
+    /// start, before serving) and return them.
+    pub async fn refresh_controls(&self) -> Result<Arc<ControlSnapshot>> {
+        let s = read_controls(&self.backend).await?;
+        let c = self.controls();
+        c.shared.set(s);
+        Ok(c.snapshot())
+    }
+
     /// Wait for the writer to finish and close connections.
     pub async fn close(self) {
         if let Ok(backend) = Arc::try_unwrap(self.backend) {
@@ -785,6 +817,15 @@ impl Store {
             }
         }
     }
+}
+
+/// The enforced incident controls, read from the database.
+pub(crate) async fn read_controls(backend: &Backend) -> Result<ControlSnapshot> {
+    let rows = match backend {
+        Backend::Sqlite(s) => s.query(controls::ENFORCED, vec![]).await,
+        Backend::Postgres(p) => p.query(controls::ENFORCED, vec![]).await,
+    }?;
+    controls::snapshot_of(&rows)
 }
 
 /// The environment recorded in a database, read without writing anything.

@@ -136,6 +136,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0019_retention.sql"),
         postgres: include_str!("../migrations/postgres/0019_retention.sql"),
     },
+    // Incident response: incidents, timeline, notices, controls (isolation, lockdown).
+    Migration {
+        version: 20,
+        name: "incidents",
+        sqlite: include_str!("../migrations/sqlite/0020_incidents.sql"),
+        postgres: include_str!("../migrations/postgres/0020_incidents.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -117,6 +117,14 @@ struct Tracker {
     open: Mutex<HashMap<u64, (Vec<Instant>, usize)>>,
 }
 
+/// Whether the incident controls hold this connection's pushes and polls: it is
+/// isolated, or the instance is locked down (they pause quietly instead of failing at
+/// the egress gateway). Webhooks still come in during a lockdown.
+fn contained(inner: &Inner, connection: &str) -> bool {
+    let c = inner.store.controls().snapshot();
+    c.locked_down() || c.connection_isolated(connection)
+}
+
 struct Inner {
     store: Store,
     vault: Arc<Vault>,

@@ -673,10 +673,14 @@ impl Worker {
                     continue;
                 }
             };
-            let claimed = self
-                .store
-                .claim(&self.id, &[JOB_KIND], self.config.lease_ms)
-                .await;
+            // An instance in lockdown runs nothing: the queue waits (no failures).
+            let claimed = if self.store.controls().locked_down() {
+                Ok(None)
+            } else {
+                self.store
+                    .claim(&self.id, &[JOB_KIND], self.config.lease_ms)
+                    .await
+            };
             match claimed {
                 Ok(Some(lease)) => return Some((lease, slot)),
                 Ok(None) | Err(_) => {
@@ -718,6 +722,17 @@ impl Worker {
 
     async fn run_one(&self, lease: Lease) {
         let job = lease.job_id.clone();
+        // An isolated workflow's runs wait in the queue (their attempt given back) until
+        // `stockade incident release`, looked at again every second.
+        if let Ok(p) = serde_json::from_value::<ExecutionPayload>(lease.payload.clone())
+            && self.store.controls().workflow_isolated(&p.workflow)
+        {
+            let later = now_ms().saturating_add(1000);
+            if let Err(e) = self.store.defer_until(&lease, later).await {
+                tracing::warn!("workflow job {job}: cannot put the isolated run back: {e}");
+            }
+            return;
+        }
         if let Err(e) = self.defs.prepare(&lease.payload).await {
             tracing::warn!(
                 "workflow job {job}: cannot read its definitions ({e}); back in the queue"

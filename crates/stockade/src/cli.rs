@@ -190,6 +190,24 @@ Examples:
     /// evidence and a verdict (report), and the check of a signed report (verify).
     #[command(subcommand)]
     Compliance(crate::cli_compliance::ComplianceCommand),
+    /// Incident response: open an incident (or a drill), revoke keys and sessions, isolate
+    /// a workflow or connection, lock the instance down, notify, close, report.
+    #[command(
+        subcommand,
+        after_long_help = "The runbook (the first hour, every command, deadlines, drills): docs/incident.md.
+
+Examples:
+  stockade incident open --title \"API key leaked\" --severity high
+  stockade incident revoke --api-keys all
+  stockade incident isolate --connection amazon-eu
+  stockade incident lockdown
+  stockade incident show 1
+  stockade incident notify 1 --party amazon --note \"Sent to the security contact\"
+  stockade incident release --lockdown
+  stockade incident close 1 --root-cause \"…\"
+  stockade incident report 1 --format md"
+    )]
+    Incident(crate::cli_incident::IncidentCommand),
 }
 
 /// `stockade retention …`.

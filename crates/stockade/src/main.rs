@@ -17,6 +17,8 @@ mod cli_backup;
 mod cli_deploy;
 // Compliance report: `stockade compliance report|verify`.
 mod cli_compliance;
+// Incident response: `stockade incident …`.
+mod cli_incident;
 mod commands;
 mod exit;
 mod output;

@@ -34,6 +34,7 @@ const SET_CURSOR: &str = "INSERT INTO sync_cursors (connection_id, since_ms, upd
 pub(super) async fn poll_loop(inner: Arc<Inner>, live: Arc<Live>, every: Duration) {
     loop {
         if live.status() == ACTIVE
+            && !super::contained(&inner, &live.name)
             && let Err(e) = poll_once(&inner, &live).await
         {
             tracing::warn!(connection = %live.name, error = %e, "polling orders failed");

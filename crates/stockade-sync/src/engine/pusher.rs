@@ -112,7 +112,9 @@ pub(super) async fn push_loop(
             let skus = (*n.skus).clone();
             waiting.push((n, skus));
         }
-        if live.status() != ACTIVE {
+        // Paused, isolated by an incident or in lockdown: nothing is pushed (the
+        // pending quantities stay in the database and go out once it resumes).
+        if live.status() != ACTIVE || super::contained(&inner, &live.name) {
             for (n, _) in waiting.drain(..) {
                 tracker_done(&inner, n.batch);
             }

@@ -247,9 +247,10 @@ fn from_egress(e: &EgressError) -> StepError {
     let class = match e {
         EgressError::Blocked { .. } => ErrorClass::Permission,
         EgressError::Timeout => ErrorClass::Timeout,
-        EgressError::Connect(_) | EgressError::CircuitOpen { .. } | EgressError::Store(_) => {
-            ErrorClass::Transient
-        }
+        EgressError::Connect(_)
+        | EgressError::CircuitOpen { .. }
+        | EgressError::Store(_)
+        | EgressError::Contained(_) => ErrorClass::Transient,
         _ => ErrorClass::Invalid,
     };
     StepError::new(class, format!("http.request: {e}"))

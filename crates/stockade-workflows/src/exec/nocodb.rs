@@ -588,9 +588,10 @@ impl NocoDb {
         let class = match e {
             EgressError::Blocked { .. } => ErrorClass::Permission,
             EgressError::Timeout => ErrorClass::Timeout,
-            EgressError::Connect(_) | EgressError::CircuitOpen { .. } | EgressError::Store(_) => {
-                ErrorClass::Transient
-            }
+            EgressError::Connect(_)
+            | EgressError::CircuitOpen { .. }
+            | EgressError::Store(_)
+            | EgressError::Contained(_) => ErrorClass::Transient,
             _ => ErrorClass::Invalid,
         };
         self.err(class, e)

@@ -59,6 +59,8 @@ mod deploy_unit;
 // Compliance report: `stockade compliance report|verify` and the signature trailer.
 mod compliance;
 mod compliance_sign;
+// Incident response: `stockade incident …`.
+mod incident;
 
 use stockade_core::Actor;
 use stockade_store::Store;
@@ -101,7 +103,8 @@ pub async fn run(cli: Cli) -> Result<(), Failure> {
             Command::Retention(crate::cli::RetentionCommand::Run { dry_run: false })
         )
         || matches!(&cli.command, Command::Backup(c) if !c.offline())
-        || matches!(&cli.command, Command::Compliance(c) if c.writes());
+        || matches!(&cli.command, Command::Compliance(c) if c.writes())
+        || matches!(&cli.command, Command::Incident(_));
     let result = run_command(&settings, &cli.global, cli.command).await;
     if writes && result.is_ok() {
         record_audit_head(&settings).await;
@@ -181,6 +184,7 @@ async fn run_command(
         Command::Deploy(cmd) => deploy::run(settings, cmd).await,
         // Compliance report:
         Command::Compliance(cmd) => compliance::run(settings, cmd).await,
+        Command::Incident(cmd) => incident::run(settings, cmd).await,
     }
 }
 

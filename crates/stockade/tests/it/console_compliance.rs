@@ -148,15 +148,17 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
         ("isolation", "pass"),
         ("alerts", "fail"),
         ("backups", "fail"),
-        ("incident", "cannot_check"),
+        ("incident", "fail"),
         ("retention", "pass"),
         ("mirror", "fail"),
         ("host", "cannot_check"),
     ] {
         assert_eq!(verdict(&r, id), want, "{id}: {}", clause(&r, id));
     }
-    // alerts, backups and the audit mirror (none configured in a fresh environment).
-    assert_eq!(policy_fails(&r), 3, "{r}");
+    // alerts, backups, the audit mirror (none configured in a fresh environment) and
+    // incident response (no drill closed yet).
+    assert_eq!(policy_fails(&r), 4, "{r}");
+    assert!(evidence(&r, "incident", "incident_none").is_some());
     // Compliance report: TLS as served (this server, probed), the plaintext scan, the
     // host checks (whatever this machine shows, each answered) and the Amazon DPP rows.
     assert_eq!(evidence(&r, "tls", "tls_served").unwrap()[2], "TLS 1.3");
@@ -219,7 +221,7 @@ async fn compliance_flow(sb: Sandbox, url: &str, pg: bool) {
     );
     assert!(evidence(&r, "backups", "backup_unscheduled").is_some());
     assert_eq!(verdict(&r, "backups"), "fail", "no schedule yet");
-    assert_eq!(policy_fails(&r), 3, "{r}");
+    assert_eq!(policy_fails(&r), 4, "{r}");
     assert_eq!(evidence(&r, "mfa", "mfa_users").unwrap(), ["4", "4"]);
     let dates = evidence(&r, "tls", "tls_cert").expect("the served certificate's dates");
     assert!(

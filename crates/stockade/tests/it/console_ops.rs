@@ -170,6 +170,7 @@ async fn ops_pages(sb: Sandbox) {
     };
     pages_in_both_languages(&server, &u).await;
     roles_see_and_reach_only_their_own(&server, &u).await;
+    crate::console_incidents::incident_actions(&server, &u.admin, &u.op, &u.auditor).await;
     connection_actions(&sb, &server, &u).await;
     security_actions(&sb, &server, &u).await;
     sb.run(&["audit", "verify"]).expect_code(0);

@@ -60,3 +60,7 @@ mod deploy;
 mod deploy_docs;
 // Compliance report: `compliance report|verify`, the plaintext scan, TLS as served.
 mod compliance_report;
+// Incident response from the command line against a running server.
+mod incident;
+// Incident response in the console and its API (run from the Connections/Security test).
+mod console_incidents;
