@@ -540,12 +540,6 @@ fn data_dir_environment(data_dir: &std::path::Path) -> Option<String> {
         .map(|e| e.trim().to_owned())
 }
 
-/// A clause whose evidence arrives with the operations work.
-#[allow(dead_code)]
-fn later(id: &'static str, policy: &'static str) -> Check {
-    check(id, policy, Verdict::CannotCheck, vec![ev("later", vec![])])
-}
-
 fn check(
     id: &'static str,
     policy: &'static str,
