@@ -271,7 +271,7 @@ mod tests {
                 },
                 Check {
                     id: "dpp_transit",
-                    policy: "DPP In transit",
+                    policy: "DPP in transit",
                     verdict: Verdict::Fail,
                     evidence: vec![Evidence::new(
                         "dpp_rests_on",

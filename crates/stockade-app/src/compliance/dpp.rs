@@ -147,12 +147,12 @@ pub(super) async fn rows(clauses: &[Check], f: &Facts<'_>) -> Result<Vec<Check>,
     let rows = vec![
         Row::new(
             "dpp_network",
-            "DPP Network",
+            "DPP network",
             &["host_firewall", "host_fail2ban", "bans", "egress"],
         ),
         Row::new(
             "dpp_access",
-            "DPP Access mgmt",
+            "DPP access mgmt",
             &["mfa", "bans", "idle_lock"],
         )
         .info("dpp_users", vec![count(f.roles.len()), Arg::Text(by_role)])
@@ -167,7 +167,7 @@ pub(super) async fn rows(clauses: &[Check], f: &Facts<'_>) -> Result<Vec<Check>,
         ),
         Row::new(
             "dpp_least_privilege",
-            "DPP Least privilege",
+            "DPP least privilege",
             &["review", "egress", "isolation"],
         )
         .fact(
@@ -181,17 +181,17 @@ pub(super) async fn rows(clauses: &[Check], f: &Facts<'_>) -> Result<Vec<Check>,
         ),
         Row::new(
             "dpp_credentials",
-            "DPP Credentials",
+            "DPP credentials",
             &["password", "mfa", "review"],
         )
         .info("dpp_pw_rotation", vec![]),
-        Row::new("dpp_transit", "DPP In transit", &["tls"]),
+        Row::new("dpp_transit", "DPP in transit", &["tls"]),
         Row::new(
             "dpp_incident",
-            "DPP Incident response",
+            "DPP incident response",
             &["incident", "alerts"],
         ),
-        Row::new("dpp_deletion", "DPP Deletion on request", &["retention"]).fact(
+        Row::new("dpp_deletion", "DPP deletion on request", &["retention"]).fact(
             revoked_holding == 0,
             "dpp_revoked",
             vec![
@@ -216,12 +216,12 @@ pub(super) async fn rows(clauses: &[Check], f: &Facts<'_>) -> Result<Vec<Check>,
         ),
         Row::new(
             "dpp_at_rest",
-            "DPP At rest",
+            "DPP at rest",
             &["pii", "pii_scan", "backups"],
         ),
         Row::new(
             "dpp_logging",
-            "DPP Logging",
+            "DPP logging",
             &["audit", "mirror", "alerts", "pii_scan"],
         )
         .fact(
