@@ -370,13 +370,16 @@ impl IncidentKit {
                 };
                 let mut n = 0;
                 for u in &chosen {
-                    n += if drill {
-                        self.store()
-                            .count(
-                                "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expires_at_ms > $2",
-                                sql_params![u.id.clone(), now_ms()],
-                            )
-                            .await?
+                    let open = self
+                        .store()
+                        .count(
+                            "SELECT COUNT(*) FROM sessions WHERE user_id = $1 AND expires_at_ms > $2",
+                            sql_params![u.id.clone(), now_ms()],
+                        )
+                        .await?;
+                    // A user with no session is left alone (no empty `session.end_all`).
+                    n += if drill || open == 0 {
+                        open
                     } else {
                         self.access.revoke_user_sessions(&u.id, actor).await?
                     };

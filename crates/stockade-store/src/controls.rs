@@ -180,3 +180,38 @@ pub(crate) async fn follow(shared: Arc<Shared>, backend: Weak<crate::Backend>) {
         tokio::time::sleep(REFRESH).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::SqlValue;
+
+    fn row(kind: &str, name: &str, incident: i64) -> SqlRow {
+        SqlRow(vec![
+            SqlValue::from(kind),
+            SqlValue::from(name),
+            SqlValue::from(incident),
+        ])
+    }
+
+    #[test]
+    fn rows_become_the_snapshot_the_hot_paths_query() {
+        let s = snapshot_of(&[
+            row("connection", "amazon-eu", 3),
+            row("lockdown", "", 4),
+            row("workflow", "nightly", 3),
+            row("from-a-newer-version", "x", 5),
+        ])
+        .unwrap();
+        assert!(s.loaded && s.locked_down() && s.lockdown == Some(4));
+        assert!(s.connection_isolated("amazon-eu") && !s.connection_isolated("nightly"));
+        assert!(s.workflow_isolated("nightly") && !s.workflow_isolated("amazon-eu"));
+        let none = Controls::none();
+        assert!(!none.locked_down() && !none.snapshot().loaded);
+        none.shared.set(s);
+        assert!(
+            none.locked_down(),
+            "a set snapshot is what every clone sees"
+        );
+    }
+}

@@ -58,8 +58,10 @@ pub enum IncidentCommand {
         after_long_help = "Examples:\n  stockade incident isolate --workflow supplier-reorder\n  stockade incident isolate --connection amazon-eu"
     )]
     Isolate {
+        /// A workflow: no executions, no egress, its webhook answered 503.
         #[arg(long, value_name = "NAME")]
         workflow: Option<String>,
+        /// A connection: no pushes or polls, no egress, its webhooks answered 503.
         #[arg(long, value_name = "NAME")]
         connection: Option<String>,
         /// The incident this belongs to (default: the only open one).
@@ -72,8 +74,10 @@ pub enum IncidentCommand {
         after_long_help = "Examples:\n  stockade incident release --workflow supplier-reorder\n  stockade incident release --connection amazon-eu\n  stockade incident release --lockdown"
     )]
     Release {
+        /// An isolated workflow.
         #[arg(long, value_name = "NAME")]
         workflow: Option<String>,
+        /// An isolated connection.
         #[arg(long, value_name = "NAME")]
         connection: Option<String>,
         /// Lift the instance's lockdown.
@@ -104,6 +108,7 @@ pub enum IncidentCommand {
         after_long_help = "Example:\n  stockade incident notify 3 --party amazon --note \"Sent to the security contact, case 1234\""
     )]
     Notify {
+        /// The incident's number.
         id: i64,
         /// amazon, tiktok, ebay or clients.
         #[arg(long)]
@@ -117,20 +122,26 @@ pub enum IncidentCommand {
         after_long_help = "Example:\n  stockade incident close 3 --root-cause \"Support macro pasted the key; macro fixed\""
     )]
     Close {
+        /// The incident's number.
         id: i64,
+        /// What caused it and what was fixed (no personal data, no secrets).
         #[arg(long, value_name = "TEXT")]
         root_cause: String,
     },
     /// Every incident and drill with its status and notification deadlines.
     List,
     /// One incident: its timeline, deadlines (time left, overdue, notified), controls.
-    Show { id: i64 },
+    Show {
+        /// The incident's number.
+        id: i64,
+    },
     /// The report for marketplaces and clients: timeline (UTC and the console's zone),
     /// actions, deadlines and whether each was met, root cause.
     #[command(
         after_long_help = "Examples:\n  stockade incident report 3 > incident-3.md\n  stockade incident report 3 --format json > incident-3.json"
     )]
     Report {
+        /// The incident's number.
         id: i64,
         /// md or json.
         #[arg(long, default_value = "md", value_parser = ["md", "json"])]
