@@ -103,7 +103,7 @@ pub enum IncidentCommand {
         after_long_help = "Example:\n  stockade incident note 3 \"Key was pasted in ticket CS-4412; ticket deleted\""
     )]
     Note { id: i64, text: String },
-    /// Record that a party was notified (the deadline then shows \"notified at …\").
+    /// Record that a party was notified (the deadline then shows “notified at …”).
     #[command(
         after_long_help = "Example:\n  stockade incident notify 3 --party amazon --note \"Sent to the security contact, case 1234\""
     )]
