@@ -8,6 +8,7 @@ pub mod actor;
 pub mod codec;
 pub mod env;
 pub mod event;
+pub mod free_text;
 pub mod order;
 pub mod pii;
 pub mod secret;

@@ -8,6 +8,8 @@
 //! secret (known token prefixes, a Stockade API key, a JWT, a private key, a long
 //! high-entropy string) is refused. A refusal never repeats the text.
 
+use stockade_core::free_text::{self, FreeTextProblem};
+
 /// Why a text was refused (never the text itself).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TextProblem {
@@ -22,9 +24,7 @@ impl std::fmt::Display for TextProblem {
         match self {
             TextProblem::TooShort { min } => write!(f, "it needs at least {min} characters"),
             TextProblem::TooLong { max } => write!(f, "it is longer than {max} characters"),
-            TextProblem::LooksLikePii => f.write_str(
-                "it looks like personal data (an email address or a phone number); describe the person by role or by an order id instead",
-            ),
+            TextProblem::LooksLikePii => FreeTextProblem::LooksLikePii.fmt(f),
             TextProblem::LooksLikeSecret(what) => write!(
                 f,
                 "it looks like a secret ({what}); name the credential or key instead of pasting it"
@@ -40,57 +40,15 @@ pub const NOTICE_NOTE: (usize, usize) = (4, 500);
 
 /// `raw` as it is stored, or why it is refused.
 pub fn clean(raw: &str, (min, max): (usize, usize)) -> Result<String, TextProblem> {
-    if raw.chars().count() > max * 4 {
-        return Err(TextProblem::TooLong { max });
+    let out = free_text::clean(raw, min, max).map_err(|p| match p {
+        FreeTextProblem::TooShort { min } => TextProblem::TooShort { min },
+        FreeTextProblem::TooLong { max } => TextProblem::TooLong { max },
+        FreeTextProblem::LooksLikePii => TextProblem::LooksLikePii,
+    })?;
+    match looks_like_secret(&out) {
+        Some(what) => Err(TextProblem::LooksLikeSecret(what)),
+        None => Ok(out),
     }
-    let mut out = String::with_capacity(raw.len());
-    for ch in raw.chars() {
-        let ch = if ch.is_whitespace() { ' ' } else { ch };
-        if ch.is_control() || is_invisible(ch) || (ch == ' ' && out.ends_with(' ')) {
-            continue;
-        }
-        out.push(ch);
-    }
-    let out = out.trim().to_owned();
-    let n = out.chars().count();
-    if n < min {
-        return Err(TextProblem::TooShort { min });
-    }
-    if n > max {
-        return Err(TextProblem::TooLong { max });
-    }
-    if let Some(what) = looks_like_secret(&out) {
-        return Err(TextProblem::LooksLikeSecret(what));
-    }
-    if looks_like_pii(&out) {
-        return Err(TextProblem::LooksLikePii);
-    }
-    Ok(out)
-}
-
-/// Zero-width and direction-override characters (they hide or reorder text in a log).
-fn is_invisible(ch: char) -> bool {
-    matches!(ch, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// An email address (`x@y.z`) or a phone number (nine or more digits in one run of
-/// digits, spaces, dots, dashes, parentheses and a leading `+`).
-fn looks_like_pii(s: &str) -> bool {
-    let email = s.split(' ').any(|w| {
-        w.split_once('@')
-            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !b.ends_with('.'))
-    });
-    let mut digits = 0;
-    let mut phone = false;
-    for ch in s.chars() {
-        if ch.is_ascii_digit() {
-            digits += 1;
-            phone |= digits >= 9;
-        } else if !matches!(ch, ' ' | '-' | '.' | '(' | ')' | '+') {
-            digits = 0;
-        }
-    }
-    email || phone
 }
 
 fn looks_like_secret(s: &str) -> Option<&'static str> {

@@ -23,7 +23,8 @@ use utoipa::ToSchema;
 
 use crate::api_types::ErrorBody;
 use crate::console_incidents::{
-    incident_error, isolate_target, kit, release_target, report_response, revoke_target,
+    incident_error, isolate_target, kit, parse_id, release_target, report_response,
+    revoke_target,
 };
 use crate::error::AppError;
 use crate::extract::Caller;
@@ -180,16 +181,6 @@ fn answer(o: ActionOutcome) -> Json<ActionAnswer> {
 
 fn bad_target(m: String) -> AppError {
     AppError::refused(StatusCode::BAD_REQUEST, "invalid_request", m)
-}
-
-fn parse_id(raw: &str) -> Result<i64, AppError> {
-    raw.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
-        AppError::refused(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "no such incident: incidents are numbered from 1",
-        )
-    })
 }
 
 /// Every incident (newest first) with its deadlines, and the controls in force.

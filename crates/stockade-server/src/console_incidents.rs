@@ -332,7 +332,8 @@ pub async fn show(
     Ok(render(StatusCode::OK, &p))
 }
 
-fn parse_id(raw: &str) -> Result<i64, AppError> {
+/// An incident's number from the path (404 for anything that is not one).
+pub(crate) fn parse_id(raw: &str) -> Result<i64, AppError> {
     raw.parse::<i64>().ok().filter(|i| *i > 0).ok_or_else(|| {
         AppError::refused(
             StatusCode::NOT_FOUND,

@@ -391,54 +391,12 @@ impl ReasonProblem {
 /// space made one space, trimmed; refused when empty or short, longer than
 /// [`REASON_MAX`], or shaped like personal data (an email address, a phone number).
 pub fn clean_reason(raw: &str) -> std::result::Result<String, ReasonProblem> {
-    if raw.chars().count() > REASON_MAX * 4 {
-        return Err(ReasonProblem::TooLong);
-    }
-    let mut out = String::with_capacity(raw.len());
-    for ch in raw.chars() {
-        let ch = if ch.is_whitespace() { ' ' } else { ch };
-        if ch.is_control() || is_invisible(ch) || (ch == ' ' && out.ends_with(' ')) {
-            continue;
-        }
-        out.push(ch);
-    }
-    let out = out.trim().to_owned();
-    let n = out.chars().count();
-    if n < REASON_MIN {
-        return Err(ReasonProblem::Missing);
-    }
-    if n > REASON_MAX {
-        return Err(ReasonProblem::TooLong);
-    }
-    if looks_like_pii(&out) {
-        return Err(ReasonProblem::LooksLikePii);
-    }
-    Ok(out)
-}
-
-/// Zero-width and direction-override characters (they hide or reorder text in a log).
-fn is_invisible(ch: char) -> bool {
-    matches!(ch, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
-}
-
-/// An email address (`x@y.z`) or a phone number (nine or more digits in one run of
-/// digits, spaces, dots, dashes, parentheses and a leading `+`).
-fn looks_like_pii(s: &str) -> bool {
-    let email = s.split(' ').any(|w| {
-        w.split_once('@')
-            .is_some_and(|(a, b)| !a.is_empty() && b.contains('.') && !b.ends_with('.'))
-    });
-    let mut digits = 0;
-    let mut phone = false;
-    for ch in s.chars() {
-        if ch.is_ascii_digit() {
-            digits += 1;
-            phone |= digits >= 9;
-        } else if !matches!(ch, ' ' | '-' | '.' | '(' | ')' | '+') {
-            digits = 0;
-        }
-    }
-    email || phone
+    use stockade_core::free_text::{self, FreeTextProblem};
+    free_text::clean(raw, REASON_MIN, REASON_MAX).map_err(|p| match p {
+        FreeTextProblem::TooShort { .. } => ReasonProblem::Missing,
+        FreeTextProblem::TooLong { .. } => ReasonProblem::TooLong,
+        FreeTextProblem::LooksLikePii => ReasonProblem::LooksLikePii,
+    })
 }
 
 /// One revealed buyer field: its name (`name`, `email`, `phone`, `address`) and value.
