@@ -90,7 +90,10 @@ mod tests {
             clean("  key\u{0007} leaked:\n\tsupport \u{200B}  ticket ", 4, 100).unwrap(),
             "key leaked: support ticket"
         );
-        assert_eq!(clean(" ab ", 4, 100), Err(FreeTextProblem::TooShort { min: 4 }));
+        assert_eq!(
+            clean(" ab ", 4, 100),
+            Err(FreeTextProblem::TooShort { min: 4 })
+        );
         assert_eq!(
             clean(&"x".repeat(101), 4, 100),
             Err(FreeTextProblem::TooLong { max: 100 })
@@ -99,11 +102,23 @@ mod tests {
             clean(&"x".repeat(10_000), 4, 100),
             Err(FreeTextProblem::TooLong { max: 100 })
         );
-        for pii in ["mail a.b@example.com now", "call +86 138 0013 8000", "(555) 123-4567 ext"] {
-            assert_eq!(clean(pii, 4, 100), Err(FreeTextProblem::LooksLikePii), "{pii}");
+        for pii in [
+            "mail a.b@example.com now",
+            "call +86 138 0013 8000",
+            "(555) 123-4567 ext",
+        ] {
+            assert_eq!(
+                clean(pii, 4, 100),
+                Err(FreeTextProblem::LooksLikePii),
+                "{pii}"
+            );
         }
         // Order numbers and dates are not phone numbers; an @ without a domain is no email.
-        for ok in ["order 12345678 refunded", "since 2026-01-31", "ping @ops team"] {
+        for ok in [
+            "order 12345678 refunded",
+            "since 2026-01-31",
+            "ping @ops team",
+        ] {
             assert!(clean(ok, 4, 100).is_ok(), "{ok}");
         }
         assert!(!FreeTextProblem::LooksLikePii.to_string().contains('@'));

@@ -23,8 +23,7 @@ use utoipa::ToSchema;
 
 use crate::api_types::ErrorBody;
 use crate::console_incidents::{
-    incident_error, isolate_target, kit, parse_id, release_target, report_response,
-    revoke_target,
+    incident_error, isolate_target, kit, parse_id, release_target, report_response, revoke_target,
 };
 use crate::error::AppError;
 use crate::extract::Caller;
