@@ -30,6 +30,16 @@ impl std::fmt::Display for FreeTextProblem {
 
 /// `raw` cleaned, between `min` and `max` characters, and not shaped like personal data.
 pub fn clean(raw: &str, min: usize, max: usize) -> Result<String, FreeTextProblem> {
+    let out = normalize(raw, min, max)?;
+    if looks_like_pii(&out) {
+        return Err(FreeTextProblem::LooksLikePii);
+    }
+    Ok(out)
+}
+
+/// `raw` cleaned and between `min` and `max` characters (no check of its content: for a
+/// caller that checks for something else first, then [`looks_like_pii`]).
+pub fn normalize(raw: &str, min: usize, max: usize) -> Result<String, FreeTextProblem> {
     // Far too long: refused before any work proportional to it.
     if raw.chars().count() > max.saturating_mul(4) {
         return Err(FreeTextProblem::TooLong { max });
@@ -49,9 +59,6 @@ pub fn clean(raw: &str, min: usize, max: usize) -> Result<String, FreeTextProble
     }
     if n > max {
         return Err(FreeTextProblem::TooLong { max });
-    }
-    if looks_like_pii(&out) {
-        return Err(FreeTextProblem::LooksLikePii);
     }
     Ok(out)
 }

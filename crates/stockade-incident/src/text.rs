@@ -40,15 +40,19 @@ pub const NOTICE_NOTE: (usize, usize) = (4, 500);
 
 /// `raw` as it is stored, or why it is refused.
 pub fn clean(raw: &str, (min, max): (usize, usize)) -> Result<String, TextProblem> {
-    let out = free_text::clean(raw, min, max).map_err(|p| match p {
+    let out = free_text::normalize(raw, min, max).map_err(|p| match p {
         FreeTextProblem::TooShort { min } => TextProblem::TooShort { min },
         FreeTextProblem::TooLong { max } => TextProblem::TooLong { max },
         FreeTextProblem::LooksLikePii => TextProblem::LooksLikePii,
     })?;
-    match looks_like_secret(&out) {
-        Some(what) => Err(TextProblem::LooksLikeSecret(what)),
-        None => Ok(out),
+    // A secret first: its digits would otherwise pass for a phone number.
+    if let Some(what) = looks_like_secret(&out) {
+        return Err(TextProblem::LooksLikeSecret(what));
     }
+    if free_text::looks_like_pii(&out) {
+        return Err(TextProblem::LooksLikePii);
+    }
+    Ok(out)
 }
 
 fn looks_like_secret(s: &str) -> Option<&'static str> {
