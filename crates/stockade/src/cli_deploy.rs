@@ -22,7 +22,7 @@ updates, a backup target) are not in the configuration: add them with --allow-ou
 Examples:
   stockade --config /etc/stockade/stockade.toml deploy firewall --format nft --out stockade.nft
   nft -c -f stockade.nft && nft -f stockade.nft
-  stockade deploy firewall --format ufw --ssh-port 2222 --allow-out deb.debian.org:80 > ufw.sh"
+  stockade deploy firewall --format ufw --ssh-port 2222 --allow-out apt-mirror.example.net:80 > ufw.sh"
     )]
     Firewall(FirewallArgs),
     /// Print the systemd unit (deploy/stockade.service) with ExecStart=, ReadWritePaths= and
