@@ -505,7 +505,7 @@ impl IncidentKit {
             .bool("drill", inc.drill);
         self.commit_step(actor, step, "incident.isolate", details, vec![insert])
             .await?;
-        self.store().refresh_controls().await?;
+        self.store().controls_changed().await?;
         Ok(ActionOutcome {
             incident_id: inc.id,
             drill: inc.drill,
@@ -570,7 +570,7 @@ impl IncidentKit {
             .int("users_kept_out", kept_out);
         self.commit_step(actor, step, "incident.lockdown", details, vec![insert])
             .await?;
-        self.store().refresh_controls().await?;
+        self.store().controls_changed().await?;
         Ok(ActionOutcome {
             incident_id: inc.id,
             drill: inc.drill,
@@ -641,7 +641,7 @@ impl IncidentKit {
             .bool("drill", control.drill);
         self.commit_step(actor, step, "incident.release", details, vec![delete])
             .await?;
-        self.store().refresh_controls().await?;
+        self.store().controls_changed().await?;
         Ok(ActionOutcome {
             incident_id: inc.id,
             drill: control.drill,

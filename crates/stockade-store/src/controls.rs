@@ -14,7 +14,10 @@
 //! running `stockade serve`) takes effect there within a second. A process that writes
 //! a control itself reloads at once ([`crate::Store::refresh_controls`]). Rows of a drill
 //! (`drill = 1`) are read but never enforced. A read that fails keeps the last snapshot
-//! (logged); cross-process notification (PostgreSQL `NOTIFY`) is later work.
+//! (logged). On PostgreSQL the writer also sends `NOTIFY stockade_controls` and every
+//! process LISTENs on its own connection, so a control reaches the others in
+//! milliseconds; the periodic read stays the source of truth (a lost notification, a
+//! reconnect, or PgBouncer in transaction mode, where LISTEN receives nothing).
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,6 +104,8 @@ pub(crate) fn snapshot_of(rows: &[SqlRow]) -> crate::Result<ControlSnapshot> {
 pub(crate) struct Shared {
     snapshot: RwLock<Arc<ControlSnapshot>>,
     started: AtomicBool,
+    /// The periodic read's interval in ms; 0: [`REFRESH`].
+    period_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Shared {
@@ -110,6 +115,13 @@ impl Shared {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         *w = Arc::new(s);
+    }
+
+    fn period(&self) -> Duration {
+        match self.period_ms.load(Ordering::Relaxed) {
+            0 => REFRESH,
+            ms => Duration::from_millis(ms),
+        }
     }
 
     /// Whether the refresher must be started now (true once per process' store).
@@ -130,6 +142,14 @@ impl Controls {
     /// built without a store, unit tests).
     pub fn none() -> Controls {
         Controls::default()
+    }
+
+    /// Read the controls every `period` instead of every [`REFRESH`] (from the next
+    /// wait on): a longer one leaves other processes' changes to the PostgreSQL
+    /// notification alone (SQLite has none).
+    pub fn set_refresh(&self, period: Duration) {
+        let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.shared.period_ms.store(ms, Ordering::Relaxed);
     }
 
     /// The controls in force now (as last read).
@@ -154,9 +174,25 @@ impl Controls {
     }
 }
 
-/// The refresher: re-reads the controls every [`REFRESH`] until the store is gone.
+/// The refresher: re-reads the controls every [`REFRESH`], and on PostgreSQL whenever
+/// another process notifies a change, until the store is gone.
 pub(crate) async fn follow(shared: Arc<Shared>, backend: Weak<crate::Backend>) {
     let mut warned = false;
+    let mut listener = match backend.upgrade().as_deref() {
+        Some(crate::Backend::Postgres(pg)) => {
+            match pg.listen(crate::postgres::CONTROLS_CHANNEL).await {
+                Ok(l) => Some(l),
+                Err(e) => {
+                    tracing::warn!(
+                        "incident controls: no LISTEN ({e}); other processes' changes arrive within {} ms",
+                        REFRESH.as_millis()
+                    );
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     loop {
         let Some(b) = backend.upgrade() else {
             return;
@@ -177,7 +213,17 @@ pub(crate) async fn follow(shared: Arc<Shared>, backend: Weak<crate::Backend>) {
                 }
             }
         }
-        tokio::time::sleep(REFRESH).await;
+        match listener.as_mut() {
+            // A notification (or the listener's error: it reconnects on the next call)
+            // ends the wait early; the periodic read bounds it either way.
+            Some(l) => {
+                if let Ok(Err(_)) = tokio::time::timeout(shared.period(), l.recv()).await {
+                    // The connection failed: no busy loop while it is down.
+                    tokio::time::sleep(shared.period()).await;
+                }
+            }
+            None => tokio::time::sleep(shared.period()).await,
+        }
     }
 }
 

@@ -799,6 +799,18 @@ impl Store {
         self.controls.clone()
     }
 
+    /// After this process changed the incident controls: read them now, and on
+    /// PostgreSQL wake every other process (`NOTIFY`) so they read them too. A failed
+    /// notification is logged; the others still read within [`controls::REFRESH`].
+    pub async fn controls_changed(&self) -> Result<Arc<ControlSnapshot>> {
+        if let Backend::Postgres(p) = &*self.backend
+            && let Err(e) = p.notify(postgres::CONTROLS_CHANNEL).await
+        {
+            tracing::warn!("incident controls: could not notify the other processes: {e}");
+        }
+        self.refresh_controls().await
+    }
+
     /// Read the controls from the database now (after this process wrote one, or at
     /// start, before serving) and return them.
     pub async fn refresh_controls(&self) -> Result<Arc<ControlSnapshot>> {

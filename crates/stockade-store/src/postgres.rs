@@ -145,6 +145,40 @@ pub(crate) async fn probe_environment(
     env
 }
 
+/// The channel a process notifies after it changed the incident controls; every process
+/// listening re-reads them at once instead of at its next periodic read.
+pub(crate) const CONTROLS_CHANNEL: &str = "stockade_controls";
+
+impl PgStore {
+    /// A listener on `channel` over its own connection (not one of the pool's: it is held
+    /// for as long as the process runs). LISTEN needs a session: behind PgBouncer in
+    /// transaction mode it receives nothing, and the periodic read still holds.
+    pub(crate) async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener> {
+        let opts = (*self.pool.connect_options()).clone();
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(opts)
+            .await
+            .map_err(pg_err)?;
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
+            .await
+            .map_err(pg_err)?;
+        listener.listen(channel).await.map_err(pg_err)?;
+        Ok(listener)
+    }
+
+    /// Wake every process listening on `channel` (an empty payload: listeners re-read).
+    pub(crate) async fn notify(&self, channel: &str) -> Result<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(channel)
+            .execute(&self.pool)
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+}
+
 impl PgStore {
     pub(crate) async fn open(
         url: &str,

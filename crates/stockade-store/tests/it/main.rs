@@ -14,3 +14,5 @@ mod journal;
 mod lifecycle;
 mod prune;
 mod typed_rows;
+// Incident controls across processes (NOTIFY on PostgreSQL, the periodic read).
+mod controls;
