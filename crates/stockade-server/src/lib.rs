@@ -99,18 +99,21 @@ pub async fn serve(
     let access = Arc::clone(&state.access);
     let refresh = options.ban_refresh;
     let housekeeping = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(refresh);
-        let mut n: u64 = 0;
+        // Bans: re-read every `refresh`, and at once when another process (on PostgreSQL)
+        // says a ban changed.
+        let mut wakeups = access.store().wakeups(stockade_store::Topic::Bans).await;
+        let sweep_every = refresh.saturating_mul(300);
+        let mut last_sweep = tokio::time::Instant::now();
         loop {
-            tick.tick().await;
+            wakeups.wait(refresh).await;
             if let Err(e) = access.refresh_bans().await {
                 tracing::warn!("could not refresh bans: {e}");
             }
-            n += 1;
-            if n.is_multiple_of(300)
-                && let Err(e) = access.sweep_sessions().await
-            {
-                tracing::warn!("could not sweep expired sessions: {e}");
+            if last_sweep.elapsed() >= sweep_every {
+                last_sweep = tokio::time::Instant::now();
+                if let Err(e) = access.sweep_sessions().await {
+                    tracing::warn!("could not sweep expired sessions: {e}");
+                }
             }
         }
     });

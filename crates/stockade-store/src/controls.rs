@@ -178,20 +178,9 @@ impl Controls {
 /// another process notifies a change, until the store is gone.
 pub(crate) async fn follow(shared: Arc<Shared>, backend: Weak<crate::Backend>) {
     let mut warned = false;
-    let mut listener = match backend.upgrade().as_deref() {
-        Some(crate::Backend::Postgres(pg)) => {
-            match pg.listen(crate::postgres::CONTROLS_CHANNEL).await {
-                Ok(l) => Some(l),
-                Err(e) => {
-                    tracing::warn!(
-                        "incident controls: no LISTEN ({e}); other processes' changes arrive within {} ms",
-                        REFRESH.as_millis()
-                    );
-                    None
-                }
-            }
-        }
-        _ => None,
+    let mut wakeups = match backend.upgrade() {
+        Some(b) => crate::wakeups(&b, crate::Topic::Controls).await,
+        None => return,
     };
     loop {
         let Some(b) = backend.upgrade() else {
@@ -213,17 +202,7 @@ pub(crate) async fn follow(shared: Arc<Shared>, backend: Weak<crate::Backend>) {
                 }
             }
         }
-        match listener.as_mut() {
-            // A notification (or the listener's error: it reconnects on the next call)
-            // ends the wait early; the periodic read bounds it either way.
-            Some(l) => {
-                if let Ok(Err(_)) = tokio::time::timeout(shared.period(), l.recv()).await {
-                    // The connection failed: no busy loop while it is down.
-                    tokio::time::sleep(shared.period()).await;
-                }
-            }
-            None => tokio::time::sleep(shared.period()).await,
-        }
+        wakeups.wait(shared.period()).await;
     }
 }
 

@@ -30,6 +30,7 @@ pub mod retention;
 pub mod schedule;
 pub mod sql;
 mod sqlite;
+pub mod wake;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -49,6 +50,7 @@ pub use journal::{
 };
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
+pub use wake::{Topic, Wakeups};
 
 /// Errors from the store. Messages never include bound values, URLs with passwords or
 /// key material; they name the database by a redacted description.
@@ -803,12 +805,25 @@ impl Store {
     /// PostgreSQL wake every other process (`NOTIFY`) so they read them too. A failed
     /// notification is logged; the others still read within [`controls::REFRESH`].
     pub async fn controls_changed(&self) -> Result<Arc<ControlSnapshot>> {
-        if let Backend::Postgres(p) = &*self.backend
-            && let Err(e) = p.notify(postgres::CONTROLS_CHANNEL).await
-        {
-            tracing::warn!("incident controls: could not notify the other processes: {e}");
-        }
+        self.wake(Topic::Controls).await;
         self.refresh_controls().await
+    }
+
+    /// Wake the other processes waiting on `topic` ([`Wakeups::wait`]): PostgreSQL
+    /// `NOTIFY`; nothing on SQLite. A failure is logged (the others re-read within their
+    /// period anyway).
+    pub async fn wake(&self, topic: Topic) {
+        if let Backend::Postgres(p) = &*self.backend
+            && let Err(e) = p.notify(topic.channel()).await
+        {
+            tracing::warn!("could not wake the other processes ({topic:?}): {e}");
+        }
+    }
+
+    /// Wait for `topic`'s wake-ups from other processes (a `LISTEN` on a connection of
+    /// its own on PostgreSQL; on SQLite, or when it cannot listen, a plain sleep).
+    pub async fn wakeups(&self, topic: Topic) -> Wakeups {
+        wakeups(&self.backend, topic).await
     }
 
     /// Read the controls from the database now (after this process wrote one, or at
@@ -829,6 +844,23 @@ impl Store {
             }
         }
     }
+}
+
+/// `topic`'s wake-ups over `backend` (see [`wake`]).
+pub(crate) async fn wakeups(backend: &Backend, topic: Topic) -> Wakeups {
+    let listener = match backend {
+        Backend::Postgres(p) => match p.listen(topic.channel()).await {
+            Ok(l) => Some(l),
+            Err(e) => {
+                tracing::warn!(
+                    "no LISTEN for {topic:?} ({e}): other processes' changes arrive at the next periodic read"
+                );
+                None
+            }
+        },
+        Backend::Sqlite(_) => None,
+    };
+    Wakeups { listener }
 }
 
 /// The enforced incident controls, read from the database.

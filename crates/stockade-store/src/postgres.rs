@@ -145,10 +145,6 @@ pub(crate) async fn probe_environment(
     env
 }
 
-/// The channel a process notifies after it changed the incident controls; every process
-/// listening re-reads them at once instead of at its next periodic read.
-pub(crate) const CONTROLS_CHANNEL: &str = "stockade_controls";
-
 impl PgStore {
     /// A listener on `channel` over its own connection (not one of the pool's: it is held
     /// for as long as the process runs). LISTEN needs a session: behind PgBouncer in

@@ -4,7 +4,8 @@
 //! Every authentication failure writes one stable log line (the one host-level Fail2Ban
 //! matches), an audit row, and counts in its jail and against the account. A ban is
 //! persisted and audited before the call that triggered it returns; bans added or lifted
-//! elsewhere take effect on [`Access::refresh_bans`]. An automatic ban blocks the routes
+//! elsewhere take effect on [`Access::refresh_bans`] (a server calls it periodically and,
+//! on PostgreSQL, as soon as another process wakes `Topic::Bans` after a ban changed). An automatic ban blocks the routes
 //! of its jail (`reason` = `auto:<jail>`), a ban by hand blocks every route.
 
 use std::net::IpAddr;
@@ -140,6 +141,8 @@ impl Access {
         }
         self.store.commit(&Actor::System("access"), changes).await?;
         if matches!(outcome, FailureOutcome::Banned(_)) {
+            // The other processes refresh their bans now, not at their next period.
+            self.store.wake(stockade_store::Topic::Bans).await;
             self.ban_telemetry
                 .added
                 .get_or_create(&super::JailLabels {
@@ -278,6 +281,7 @@ impl Access {
         };
         let change = self.ban_change(&ban, "manual")?;
         self.store.commit(actor, vec![change]).await?;
+        self.store.wake(stockade_store::Topic::Bans).await;
         self.ban_telemetry
             .added
             .get_or_create(&super::JailLabels { jail: "all" })
@@ -339,6 +343,7 @@ impl Access {
             .collect();
         if !changes.is_empty() {
             self.store.commit(actor, changes).await?;
+            self.store.wake(stockade_store::Topic::Bans).await;
         }
         let mut jails = lock(&self.guard);
         for jail in Jail::ALL {

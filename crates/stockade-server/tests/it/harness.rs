@@ -193,6 +193,17 @@ impl TestServer {
         format!("{}{}", self.base, path)
     }
 
+    /// The PostgreSQL database URL (with its schema) when the server runs on one, so a
+    /// test can open a second store there as another process would.
+    pub fn pg_url(&self) -> Option<stockade_store::DatabaseUrl> {
+        self.pg
+            .as_ref()
+            .map(|(url, schema)| stockade_store::DatabaseUrl::Postgres {
+                url: url.clone(),
+                schema: Some(schema.clone()),
+            })
+    }
+
     /// Stop the server and remove its database.
     pub async fn cleanup(mut self) {
         if let Some(tx) = self.shutdown.take() {

@@ -14,3 +14,5 @@ mod workflow_hooks;
 mod workflows;
 // The Workflows, Executions and Alerts pages.
 mod console_workflows;
+// Bans across processes on PostgreSQL (wake-ups).
+mod ban_wake;

@@ -1,0 +1,63 @@
+//! Wake-ups between processes sharing one database. After a change the others must see
+//! soon (incident controls, bans), the writer calls [`crate::Store::wake`]; a process
+//! waiting in [`Wakeups::wait`] for that topic returns early and re-reads.
+//!
+//! On PostgreSQL this is `NOTIFY` / `LISTEN` (each waiter on a connection of its own,
+//! not one of the pool's); on SQLite nothing is sent and waiting is a plain sleep. A
+//! waiter still re-reads after every period: a notification only shortens the wait, so a
+//! lost one, a reconnect, or PgBouncer in transaction mode (where `LISTEN` receives
+//! nothing) costs at most one period. Payloads are empty: the topic says what to re-read.
+
+use std::time::Duration;
+
+/// What changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topic {
+    /// Incident isolations and the lockdown (`incident_controls`).
+    Controls,
+    /// Address bans added or lifted.
+    Bans,
+}
+
+impl Topic {
+    pub(crate) fn channel(self) -> &'static str {
+        match self {
+            Topic::Controls => "stockade_controls",
+            Topic::Bans => "stockade_bans",
+        }
+    }
+}
+
+/// Waits for a topic's wake-ups (see the module).
+pub struct Wakeups {
+    pub(crate) listener: Option<sqlx::postgres::PgListener>,
+}
+
+impl std::fmt::Debug for Wakeups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Wakeups")
+            .field("listening", &self.listener.is_some())
+            .finish()
+    }
+}
+
+impl Wakeups {
+    /// Return after `period`, or earlier when another process woke this topic.
+    pub async fn wait(&mut self, period: Duration) {
+        match self.listener.as_mut() {
+            Some(l) => {
+                if let Ok(Err(_)) = tokio::time::timeout(period, l.recv()).await {
+                    // The connection failed (it reconnects on the next call): no busy
+                    // loop while the database is down.
+                    tokio::time::sleep(period).await;
+                }
+            }
+            None => tokio::time::sleep(period).await,
+        }
+    }
+
+    /// Whether wake-ups can arrive (PostgreSQL with a working `LISTEN`).
+    pub fn listening(&self) -> bool {
+        self.listener.is_some()
+    }
+}
