@@ -215,7 +215,19 @@ async fn report_into(
     Ok((attach(&body, args.format, receipt.last_seq, &hash), failing))
 }
 
+/// No report comes near this; a larger file is refused before it is read into memory.
+const MAX_REPORT_BYTES: u64 = 64 * 1024 * 1024;
+
 async fn verify(settings: &Settings, file: &Path) -> Result<(), Failure> {
+    let len = std::fs::metadata(file)
+        .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?
+        .len();
+    if len > MAX_REPORT_BYTES {
+        return Err(Failure::usage(format!(
+            "{} is {len} bytes, larger than any compliance report (at most {MAX_REPORT_BYTES}): not a signed report",
+            file.display()
+        )));
+    }
     let text = std::fs::read(file)
         .map_err(|e| Failure::usage(format!("cannot read {}: {e}", file.display())))?;
     let not_report = || {

@@ -330,6 +330,20 @@ fn a_signed_report_verifies_and_an_edited_one_does_not() {
         out.stderr()
             .contains("not a signed Stockade compliance report")
     );
+    // Far too large to be a report: refused before it is read (a sparse file).
+    let huge = sb.dir.join("huge.md");
+    std::fs::File::create(&huge)
+        .unwrap()
+        .set_len(65 * 1024 * 1024)
+        .unwrap();
+    let out = sb
+        .run(&["compliance", "verify", huge.to_str().unwrap()])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("larger than any compliance report"),
+        "{}",
+        out.stderr()
+    );
 }
 
 /// Orders on the `tiktok` connection with buyer fields sealed as the engine seals them.
