@@ -24,6 +24,7 @@ pub mod controls;
 pub mod events;
 pub mod jobs;
 pub mod journal;
+pub mod lease;
 mod migrate;
 mod postgres;
 pub mod retention;
@@ -48,6 +49,7 @@ pub use jobs::{
 pub use journal::{
     ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus, idempotency_key,
 };
+pub use lease::{Grant, LeaseRow, ProcessRow};
 pub use migrate::{MIGRATIONS, Migration};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 pub use wake::{Topic, Wakeups};
@@ -709,6 +711,11 @@ impl Store {
     /// - **Audit mirror state** (`stockade-mirror`): each sink's `audit_mirror_state` row:
     ///   how far it copied the chain (`acked_seq`), its last error and failure count, and
     ///   its lease. A copy of the chain's progress, not a change of data.
+    ///
+    /// - **Named leases and processes** ([`lease`]): taking, renewing and releasing a
+    ///   lease (holder, fencing token, expiry), a process's heartbeat row and its removal
+    ///   at shutdown. Which process owns a connection's work is not a decision about data;
+    ///   the pushes made under it are audited commits, fenced by the lease's token.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);

@@ -143,6 +143,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0020_incidents.sql"),
         postgres: include_str!("../migrations/postgres/0020_incidents.sql"),
     },
+    // Scale-out: named leases with fencing tokens, the live processes and their roles.
+    Migration {
+        version: 21,
+        name: "leases",
+        sqlite: include_str!("../migrations/sqlite/0021_leases.sql"),
+        postgres: include_str!("../migrations/postgres/0021_leases.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -17,6 +17,12 @@ pub enum Topic {
     Controls,
     /// Address bans added or lifted.
     Bans,
+    /// Connections added, paused, resumed, edited or revoked (`connections`): every
+    /// process re-reads its connection registry.
+    Connections,
+    /// Credentials stored, rotated or revoked: every process rebuilds the connections
+    /// that use them (with [`Topic::Connections`]'s re-read).
+    Credentials,
 }
 
 impl Topic {
@@ -24,6 +30,8 @@ impl Topic {
         match self {
             Topic::Controls => "stockade_controls",
             Topic::Bans => "stockade_bans",
+            Topic::Connections => "stockade_connections",
+            Topic::Credentials => "stockade_credentials",
         }
     }
 }

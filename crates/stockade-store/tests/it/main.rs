@@ -16,3 +16,5 @@ mod prune;
 mod typed_rows;
 // Incident controls across processes (NOTIFY on PostgreSQL, the periodic read).
 mod controls;
+// Named leases with fencing tokens and the live processes (scale-out).
+mod leases;
