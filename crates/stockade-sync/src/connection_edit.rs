@@ -154,6 +154,8 @@ pub async fn edit(
             )],
         )
         .await?;
+    // Every process re-reads its connections now (PostgreSQL NOTIFY), not at its next refresh.
+    store.wake(stockade_store::Topic::Connections).await;
     Ok(Edited {
         connection: get(store, name).await?,
         changed,

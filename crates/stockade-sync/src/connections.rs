@@ -414,6 +414,8 @@ pub async fn add(vault: &Vault, mut new: NewConnection, actor: &Actor) -> Result
             )],
         )
         .await?;
+    // Every process re-reads its connections now (PostgreSQL NOTIFY), not at its next refresh.
+    store.wake(stockade_store::Topic::Connections).await;
     get(store, &new.name).await
 }
 
@@ -484,6 +486,8 @@ pub async fn set_status(
             )],
         )
         .await?;
+    // Every process re-reads its connections now (PostgreSQL NOTIFY), not at its next refresh.
+    store.wake(stockade_store::Topic::Connections).await;
     get(store, name).await
 }
 

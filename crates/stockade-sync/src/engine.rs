@@ -44,6 +44,8 @@ const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(8);
 mod commit;
 mod fetch;
 mod hooks;
+// Which process runs each connection's own work (leases; scale-out on PostgreSQL).
+mod owner;
 mod poller;
 mod pusher;
 mod reconciler;
@@ -51,6 +53,7 @@ mod registry;
 mod returns;
 
 use fetch::FetchJob;
+pub use owner::Ownership;
 
 const ACTIVE: u8 = 0;
 const PAUSED: u8 = 1;
@@ -88,6 +91,10 @@ struct Live {
     notice_tx: mpsc::UnboundedSender<Notice>,
     wake: Notify,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The connections this process owns (see `owner`).
+    owned: Arc<owner::Owned>,
+    /// Its credentials when the connector was built: how many, the newest's date.
+    creds: (usize, i64),
 }
 
 impl std::fmt::Debug for Live {
@@ -105,8 +112,15 @@ impl Live {
         }
     }
 
+    /// The connection's status for this process's loops: an active connection another
+    /// process owns reads as paused here (see `owner`).
     fn status(&self) -> u8 {
-        self.status.load(Ordering::Relaxed)
+        let s = self.status.load(Ordering::Relaxed);
+        if s == ACTIVE && !self.owned.may_act(self.id) {
+            PAUSED
+        } else {
+            s
+        }
     }
 }
 
@@ -138,6 +152,8 @@ struct Inner {
     tracker: Tracker,
     shutdown: watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// The connections this process owns (see `owner`).
+    owned: Arc<owner::Owned>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -204,6 +220,7 @@ impl SyncEngine {
         set_low_stock_threshold(&store, opts.low_stock_threshold).await?;
         let (ingest_tx, ingest_rx) = mpsc::channel(65_536);
         let (shutdown, _) = watch::channel(false);
+        let owned = Arc::new(owner::Owned::new(opts.ownership.is_some()));
         let inner = Arc::new(Inner {
             store,
             vault,
@@ -216,6 +233,7 @@ impl SyncEngine {
             tracker: Tracker::default(),
             shutdown,
             tasks: Mutex::new(Vec::new()),
+            owned,
         });
         let sync = SyncEngine { inner };
         sync.refresh().await?;
@@ -226,6 +244,9 @@ impl SyncEngine {
         {
             let s = sync.clone();
             tasks.push(tokio::spawn(async move { s.refresh_loop().await }));
+        }
+        if let Some(o) = sync.inner.opts.ownership.clone() {
+            tasks.push(tokio::spawn(owner::owner_loop(sync.inner.clone(), o)));
         }
         if let Ok(mut t) = sync.inner.tasks.lock() {
             t.extend(tasks);
@@ -244,6 +265,7 @@ impl SyncEngine {
     /// Stop every task. Work not committed is answered with 503 (the marketplaces retry).
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
+        self.release_ownership().await;
         let lives: Vec<Arc<Live>> = self
             .inner
             .live
@@ -289,7 +311,7 @@ impl SyncEngine {
                     let mut v: Vec<(String, String)> = m
                         .values()
                         .map(|l| {
-                            let s = match l.status() {
+                            let s = match l.status.load(Ordering::Relaxed) {
                                 ACTIVE => "active",
                                 PAUSED => "paused",
                                 _ => "revoked",

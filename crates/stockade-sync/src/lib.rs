@@ -42,7 +42,7 @@ pub use connections::{
     Connection, ConnectionSettings, ConnectionStatus, EndpointKind, NewConnection,
 };
 pub use discover::{DiscoverOptions, DiscoverReport};
-pub use engine::{Summary, SyncEngine, set_low_stock_threshold};
+pub use engine::{Ownership, Summary, SyncEngine, set_low_stock_threshold};
 pub use health::PushHealth;
 pub use metrics::{Metrics, Percentiles, SamplesCursor, SyncTelemetry};
 pub use purge::PurgeReceipt;
@@ -116,6 +116,10 @@ pub struct SyncOptions {
     pub lift_rate_limits: bool,
     /// A SKU is low on stock at this many available units or fewer (`stock.low`).
     pub low_stock_threshold: i64,
+    /// Several processes on one PostgreSQL database: each connection's own work runs in
+    /// the one process holding its lease (see `engine::Ownership`). None: this process
+    /// runs every connection's work (SQLite, a single process).
+    pub ownership: Option<Ownership>,
 }
 
 impl Default for SyncOptions {
@@ -138,6 +142,7 @@ impl Default for SyncOptions {
             refresh_interval: Duration::from_secs(2),
             lift_rate_limits: false,
             low_stock_threshold: LOW_STOCK_THRESHOLD,
+            ownership: None,
         }
     }
 }

@@ -114,6 +114,8 @@ pub async fn purge(vault: &Vault, name: &str, reason: &str, actor: &Actor) -> Re
         guard: false,
     };
     store.commit(actor, vec![Change::new(many, audit)]).await?;
+    // Every process re-reads its connections now (PostgreSQL NOTIFY), not at its next refresh.
+    store.wake(stockade_store::Topic::Connections).await;
     let destroyed = vault.shred(&conn.key_owner()?, &reason, actor).await?;
     receipt.data_keys_destroyed = destroyed.len() as i64;
     // Erased pages must not linger in SQLite's write-ahead log.

@@ -137,6 +137,8 @@ impl Vault {
             AuditEntry::new("credential.put", format!("credential:{name}"), details),
         );
         self.store().commit(actor, vec![change]).await?;
+        // Every process rebuilds the connections that use it now, not at its next read.
+        self.store().wake(stockade_store::Topic::Credentials).await;
         Ok(())
     }
 
@@ -190,6 +192,8 @@ impl Vault {
             ),
         );
         self.store().commit(actor, vec![change]).await?;
+        // Every process rebuilds the connections that use it now, not at its next read.
+        self.store().wake(stockade_store::Topic::Credentials).await;
         Ok(())
     }
 }

@@ -302,6 +302,8 @@ async fn push_chunk(
     }
     if !steps.is_empty() {
         let n = steps.len() as i64;
+        // Scale-out: refused whole if another process took the connection meanwhile.
+        steps.splice(0..0, live.owned.fence(live.id));
         if let Err(e) = inner
             .store
             .commit(
@@ -320,7 +322,9 @@ async fn push_chunk(
             )
             .await
         {
-            tracing::warn!(connection = %live.name, error = %e, "could not record confirmed quantities; they will be pushed again");
+            if !super::owner::lost(inner, live, &e) {
+                tracing::warn!(connection = %live.name, error = %e, "could not record confirmed quantities; they will be pushed again");
+            }
             return Ok((Vec::new(), err));
         }
         Metrics::inc(&inner.metrics.pushes_confirmed, ok.len() as u64);

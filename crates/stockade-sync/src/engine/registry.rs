@@ -17,6 +17,8 @@ use super::pusher::push_loop;
 use super::reconciler::reconcile_loop;
 use super::{ACTIVE, ACTOR, Live, PAUSED, REVOKED, SyncEngine, stop};
 use crate::connections::{self, Connection, ConnectionStatus};
+use stockade_store::Topic;
+use stockade_vault::Vault;
 use crate::{Result, purge};
 
 fn status_code(s: ConnectionStatus) -> u8 {
@@ -48,6 +50,7 @@ impl SyncEngine {
     /// Pick up connections added, paused, resumed or revoked (by this process or another).
     pub async fn refresh(&self) -> Result<()> {
         let conns = connections::list(&self.inner.store).await?;
+        let stamps = credential_stamps(&self.inner.vault).await;
         for c in conns {
             if c.status == ConnectionStatus::Revoked {
                 self.mark_revoked(&c.name, c.marketplace);
@@ -71,8 +74,13 @@ impl SyncEngine {
                         tracing::warn!(connection = %c.name, "finished an interrupted purge: data key destroyed");
                     }
                 }
-                (_, Some(l)) if l.settings != c.settings || l.account != c.account => {
-                    // `connection edit`: rebuild the connector with the new URLs and
+                (_, Some(l))
+                    if l.settings != c.settings
+                        || l.account != c.account
+                        || stamps.as_ref().is_some_and(|s| stamp(s, &c.name) != l.creds) =>
+                {
+                    // `connection edit`, or its credentials stored or revoked (here or in
+                    // another process): rebuild the connector with the new URLs and
                     // credentials; the connection's data stays.
                     stop(&l);
                     if let Ok(mut m) = self.inner.live.write() {
@@ -106,9 +114,15 @@ impl SyncEngine {
 
     pub(super) async fn refresh_loop(&self) {
         let mut stop_rx = self.inner.shutdown.subscribe();
+        // Another process's change wakes this one at once (PostgreSQL); the timer is the
+        // source of truth (see `stockade_store::wake`).
+        let mut conns = self.inner.store.wakeups(Topic::Connections).await;
+        let mut creds = self.inner.store.wakeups(Topic::Credentials).await;
+        let every = self.inner.opts.refresh_interval;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(self.inner.opts.refresh_interval) => {}
+                () = conns.wait(every) => {}
+                () = creds.wait(every) => {}
                 _ = stop_rx.changed() => return,
             }
             if let Err(e) = self.refresh().await {
@@ -123,6 +137,10 @@ impl SyncEngine {
             connections::connector(c, &inner.vault, &inner.gateway, inner.opts.lift_rate_limits)
                 .await?;
         let key = inner.vault.data_key_for(&c.key_owner()?, &ACTOR).await?;
+        let creds = credential_stamps(&inner.vault)
+            .await
+            .map(|s| stamp(&s, &c.name))
+            .unwrap_or_default();
         let (fetch_tx, fetch_rx) = mpsc::unbounded_channel();
         let (notice_tx, notice_rx) = mpsc::unbounded_channel();
         let live = Arc::new(Live {
@@ -139,6 +157,8 @@ impl SyncEngine {
             notice_tx,
             wake: Notify::new(),
             tasks: Mutex::new(Vec::new()),
+            owned: inner.owned.clone(),
+            creds,
         });
         let mut tasks = vec![
             tokio::spawn(fetch_loop(inner.clone(), live.clone(), fetch_rx)),
@@ -176,4 +196,28 @@ impl SyncEngine {
         }
         purge::purge(&self.inner.vault, name, reason, &ACTOR).await
     }
+}
+
+/// Per connection: how many credentials it has and when the newest was stored (its
+/// credentials are `connection/<name>/<field>`). None when they cannot be read (the
+/// comparison is then skipped this round).
+async fn credential_stamps(vault: &Vault) -> Option<Vec<(String, i64)>> {
+    match vault.list_credentials().await {
+        Ok(list) => Some(
+            list.into_iter()
+                .map(|c| (c.name, c.updated_at_ms))
+                .collect(),
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read the credentials' dates");
+            None
+        }
+    }
+}
+
+fn stamp(all: &[(String, i64)], connection: &str) -> (usize, i64) {
+    let prefix = format!("connection/{connection}/");
+    all.iter()
+        .filter(|(n, _)| n.starts_with(&prefix))
+        .fold((0, 0), |(n, t), (_, at)| (n + 1, t.max(*at)))
 }
