@@ -27,6 +27,8 @@ mod backup_schedule;
 mod channel_live;
 pub mod compliance;
 mod error;
+// Scale-out: `serve --role all|api|worker`, the one-process rule on SQLite.
+pub mod role;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
 pub mod settings;
@@ -52,6 +54,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use error::AppError;
+pub use role::Role;
 pub use settings::{Overrides, ServerSettings, Settings, WorkflowSettings};
 /// The gateway types a caller of [`App::gateway`] and [`BuildOptions`] names.
 pub use stockade_egress::{EgressConfig, Gateway};
@@ -101,6 +104,8 @@ pub struct BuildOptions {
     /// Applied to the gateway's configuration after the settings (a rig lifts limits).
     pub tune_egress: Option<EgressTuning>,
     pub hooks: Option<HookWrapper>,
+    /// What this process does (`serve --role`; see [`role`]).
+    pub role: Role,
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -160,6 +165,25 @@ impl App {
     }
 
     pub async fn build_with(settings: &Settings, options: BuildOptions) -> Result<App, AppError> {
+        let role = options.role;
+        let postgres = matches!(settings.database, stockade_store::DatabaseUrl::Postgres { .. });
+        if !postgres && role != Role::All {
+            return Err(AppError::config(format!(
+                "--role {} needs PostgreSQL: on SQLite one `stockade serve` does everything (--role all)",
+                role.as_str()
+            )));
+        }
+        // On PostgreSQL any number of processes share the work: each connection's own
+        // work runs in the one process holding its lease (`stockade_sync::Ownership`).
+        let mut sync_options = settings.sync.clone();
+        if postgres && sync_options.ownership.is_none() {
+            sync_options.ownership = Some(stockade_sync::Ownership::new(
+                role::node_id(role),
+                role.as_str(),
+                role.runs_work(),
+            ));
+        }
+        let node = sync_options.ownership.as_ref().map(|o| o.node.clone());
         let mut server = settings.server.clone();
         if let Some(listen) = options.listen {
             server.listen = listen;
@@ -188,6 +212,7 @@ impl App {
         // The one outbound client of this process: its request log and anomaly events go
         // to this environment's database and are pruned after [egress] log_retention.
         let mut egress = settings.egress_config(vault.environment());
+        egress.node = node.clone();
         if let Some(tune) = options.tune_egress {
             tune(&mut egress);
         }
@@ -196,12 +221,12 @@ impl App {
         let vault = Arc::new(vault);
         let access = Arc::new(Access::new(vault.clone(), settings.access.clone()).await?);
         // Sync runs in every server process: webhooks in, pushes out, polls, reconciliation.
-        let sync = SyncEngine::start(vault.clone(), gateway.clone(), settings.sync.clone())
+        let sync = SyncEngine::start(vault.clone(), gateway.clone(), sync_options)
             .await
             .map_err(|e| AppError::Start(format!("cannot start sync: {e}")))?;
         // Alerts: every event is routed to the configured channels; with none configured
         // they stay on the dashboard.
-        let alerts = AlertsHandle::new(vault.clone(), gateway.clone());
+        let alerts = AlertsHandle::new(vault.clone(), gateway.clone(), role.runs_work());
         if let Err(e) = alerts.restart(settings.alerts.clone()).await {
             sync.shutdown().await;
             return Err(AppError::Start(format!("cannot start alerts: {e}")));
@@ -255,6 +280,7 @@ impl App {
             listen: server.listen,
             tls,
             ban_refresh: Duration::from_secs(2),
+            health_only: !role.serves_http(),
         };
         let (bound_tx, bound_rx) = oneshot::channel();
         let (stop_server, stop_rx) = oneshot::channel::<()>();
@@ -282,7 +308,7 @@ impl App {
         let head_path = settings.data_dir.join(stockade_vault::HEAD_FILE);
         let head_task = tokio::spawn(follow_audit_head(vault.clone(), head_path.clone()));
         // Workflows: the executions in the queue (manual runs, error workflows) run here.
-        let workflows = (settings.workflows.workers > 0).then(|| {
+        let workflows = (settings.workflows.workers > 0 && role.runs_work()).then(|| {
             let config = EngineConfig {
                 workers: settings.workflows.workers,
                 retention: Duration::from_secs(
@@ -322,16 +348,24 @@ impl App {
         // Retention: runs now and every `[retention] every`, one at a time (a loop here,
         // the lease across processes).
         let (retention_stop, retention_rx) = tokio::sync::watch::channel(false);
-        let retention_task = tokio::spawn(stockade_retention::schedule(
-            vault.store().clone(),
-            settings.retention,
-            retention_rx,
-        ));
+        let retention_task = if role.runs_work() {
+            tokio::spawn(stockade_retention::schedule(
+                vault.store().clone(),
+                settings.retention,
+                retention_rx,
+            ))
+        } else {
+            tokio::spawn(async {})
+        };
         // backup: scheduled encrypted backups.
-        let backup = backup_schedule::start(settings, vault.store());
+        let backup = if role.runs_work() {
+            backup_schedule::start(settings, vault.store())
+        } else {
+            None
+        };
         // Audit mirror: copies the audit chain to NocoDB and/or a JSON-lines file in the
         // background when `[audit.mirror.*]` is configured (it never slows a commit).
-        let mirror = settings.audit_mirror.is_configured().then(|| {
+        let mirror = (settings.audit_mirror.is_configured() && role.runs_work()).then(|| {
             let deps = stockade_mirror::MirrorDeps {
                 store: vault.store().clone(),
                 vault: vault.clone(),
@@ -569,6 +603,9 @@ pub struct AlertsHandle {
     telemetry: stockade_alerts::AlertTelemetry,
     /// The running config (for the console's test-send).
     config: Arc<std::sync::RwLock<AlertsConfig>>,
+    /// Whether this process routes and sends alerts (not `serve --role api`, which only
+    /// keeps the config for the console's test-send).
+    runs: bool,
 }
 
 impl std::fmt::Debug for AlertsHandle {
@@ -578,7 +615,7 @@ impl std::fmt::Debug for AlertsHandle {
 }
 
 impl AlertsHandle {
-    fn new(vault: Arc<Vault>, gateway: Gateway) -> AlertsHandle {
+    fn new(vault: Arc<Vault>, gateway: Gateway, runs: bool) -> AlertsHandle {
         AlertsHandle {
             vault,
             gateway,
@@ -586,6 +623,7 @@ impl AlertsHandle {
             names: Arc::new(std::sync::RwLock::new(Vec::new())),
             telemetry: stockade_alerts::AlertTelemetry::default(),
             config: Arc::new(std::sync::RwLock::new(AlertsConfig::default())),
+            runs,
         }
     }
 
@@ -608,6 +646,15 @@ impl AlertsHandle {
         }
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
         let kept = config.clone();
+        if !self.runs {
+            if let Ok(mut n) = self.names.write() {
+                *n = names;
+            }
+            if let Ok(mut c) = self.config.write() {
+                *c = kept;
+            }
+            return Ok(());
+        }
         let alerts = Alerts::start_with(
             self.vault.store().clone(),
             self.vault.clone(),

@@ -96,6 +96,7 @@ pub async fn launch(
                 }
             })),
             hooks: opts.hooks,
+            role: crate::Role::All,
         },
     )
     .await?;

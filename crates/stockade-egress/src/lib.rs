@@ -66,6 +66,10 @@ pub struct EgressConfig {
     pub log_auto_prune: bool,
     /// Per-host token bucket: (requests per second, burst).
     pub host_rate: (f64, u32),
+    /// This process's id among several sharing one database (`serve` on PostgreSQL),
+    /// added to the User-Agent (`stockade/VERSION node/ID`) so a marketplace's (or the
+    /// simulators') request log shows which process called.
+    pub node: Option<String>,
 }
 
 impl EgressConfig {
@@ -85,6 +89,7 @@ impl EgressConfig {
             log_retention: Duration::from_secs(90 * 24 * 3600),
             log_auto_prune: true,
             host_rate: (50.0, 100),
+            node: None,
         }
     }
 }
@@ -818,7 +823,10 @@ fn build_client(config: &EgressConfig, extra: &[&str]) -> Result<reqwest::Client
         .connect_timeout(config.connect_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
         .no_proxy()
-        .user_agent(concat!("stockade/", env!("CARGO_PKG_VERSION")));
+        .user_agent(match &config.node {
+            Some(node) => format!("stockade/{} node/{node}", env!("CARGO_PKG_VERSION")),
+            None => concat!("stockade/", env!("CARGO_PKG_VERSION")).to_owned(),
+        });
     let mut roots = Vec::new();
     for pem in extra {
         let certs = reqwest::Certificate::from_pem_bundle(pem.as_bytes())

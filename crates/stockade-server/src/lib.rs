@@ -74,6 +74,9 @@ pub struct ServeOptions {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// How often bans added or lifted elsewhere are picked up.
     pub ban_refresh: Duration,
+    /// A background-work process (`serve --role worker`): answer `/healthz`, `/readyz`
+    /// and `/metrics` only; everything else is 404 with a pointer to the API processes.
+    pub health_only: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +132,11 @@ pub async fn serve(
             let _ = bound.send(addr);
         }
     });
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let mut routes = router(state);
+    if options.health_only {
+        routes = routes.layer(axum::middleware::from_fn(health_only));
+    }
+    let app = routes.into_make_service_with_connect_info::<SocketAddr>();
     let addr = options.listen;
     let result = match options.tls {
         Some(config) => {
@@ -146,4 +153,20 @@ pub async fn serve(
         addr,
         reason: e.to_string(),
     })
+}
+
+/// `serve --role worker`: only health and metrics are served here.
+async fn health_only(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match req.uri().path() {
+        "/healthz" | "/readyz" | "/metrics" => next.run(req).await,
+        _ => (
+            axum::http::StatusCode::NOT_FOUND,
+            "this process runs background work only (serve --role worker); send requests and webhooks to a process with --role api or all\n",
+        )
+            .into_response(),
+    }
 }

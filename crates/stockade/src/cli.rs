@@ -851,6 +851,17 @@ pub struct ServeArgs {
     /// prod (dev and staging do so anyway) [also: [server] self_signed = true].
     #[arg(long)]
     pub self_signed: bool,
+    /// What this process does: `all` (default) serves the console, API and webhooks and
+    /// runs the background work; `api` serves the console, API and webhooks only (webhook
+    /// orders are fetched and stored here; no pushes, polls, workflow workers, alert
+    /// senders, retention, backups or mirror); `worker` runs the background work only and
+    /// answers /healthz, /readyz and /metrics, 404 for the rest. Several processes need
+    /// PostgreSQL: each connection's pushes, polls and reconciliation then run in one
+    /// worker at a time (a lease, taken over within seconds when it dies). On SQLite only
+    /// one `serve` (role all) runs on a database. See docs/scale-out.md.
+    #[arg(long, env = "STOCKADE_ROLE", value_name = "all|api|worker", default_value = "all",
+          value_parser = ["all", "api", "worker"])]
+    pub role: String,
 }
 
 #[derive(Debug, Args)]

@@ -147,6 +147,7 @@ impl TestServer {
             compliance: None,
         };
         let serve_options = ServeOptions {
+            health_only: false,
             listen: "127.0.0.1:0".parse().unwrap(),
             tls: tls_config,
             ban_refresh: Duration::from_secs(60),

@@ -18,6 +18,9 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
     // (opening the vault checks both and writes nothing when it refuses), then the checks
     // `stockade config` and every reload share (a production server without a
     // certificate, unreadable certificates, egress and alert settings).
+    let role = stockade_app::Role::parse(&args.role)?;
+    // On SQLite one serve per database (held until this process ends, even on SIGKILL).
+    let _serve_lock = stockade_app::role::lock_single_serve(&settings.database, role)?;
     let vault = open_vault(settings).await?;
     let server = match check_serve(settings, args.listen.as_deref(), args.self_signed) {
         Ok((_, server)) => server,
@@ -32,6 +35,7 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
         BuildOptions {
             listen: Some(server.listen),
             vault: Some(vault),
+            role,
             ..BuildOptions::default()
         },
     )
@@ -64,7 +68,7 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
         }
     });
     write_pid_file(&settings.data_dir);
-    tracing::info!("stockade {} listening on {}", env, app.base_url());
+    tracing::info!(role = role.as_str(), "stockade {} listening on {}", env, app.base_url());
     // A machine-readable line for scripts and tests.
     println!("listening on {}", app.base_url());
     let shutdown = async move {
