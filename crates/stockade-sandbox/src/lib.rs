@@ -28,6 +28,8 @@ macro_rules! or_return {
 mod admin;
 mod amazon;
 mod amazon_reports;
+// Who called the simulators' APIs (`/_sandbox/callers`).
+mod callers;
 pub mod bots;
 mod deliver;
 mod ebay;
@@ -396,9 +398,12 @@ fn serve(
         Marketplace::Amazon => amazon::router(sim.clone()),
         Marketplace::Ebay => ebay::router(sim.clone()),
     };
+    let record = callers::Callers::default();
     let app = api
         .merge(admin::router(sim.clone()))
+        .merge(callers::router(record.clone()))
         .fallback(move || async move { resp::no_route(m) })
+        .layer(axum::middleware::from_fn_with_state(record, callers::record))
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             faults::apply,

@@ -64,3 +64,5 @@ mod compliance_report;
 mod incident;
 // Incident response in the console and its API (run from the Connections/Security test).
 mod console_incidents;
+// Scale-out: three `serve` processes on one PostgreSQL, two SIGKILLed.
+mod scale_out;

@@ -20,10 +20,10 @@ use serde_json::{Value, json};
 
 use crate::harness::Sandbox;
 
-const MARKETS: [&str; 3] = ["tiktok", "amazon", "ebay"];
+pub(crate) const MARKETS: [&str; 3] = ["tiktok", "amazon", "ebay"];
 /// Every listing keeps this many units back.
-const BUFFER: i64 = 3;
-const ON_HAND: i64 = 5_000;
+pub(crate) const BUFFER: i64 = 3;
+pub(crate) const ON_HAND: i64 = 5_000;
 /// Orders per marketplace per round, and the rounds: the server is killed after
 /// `KILL_AFTER` rounds, stays down for `DOWN_ROUNDS`, then runs again for the rest.
 const PER_ROUND: usize = 10;
@@ -44,13 +44,17 @@ pub(crate) struct Proc {
 
 impl Proc {
     /// `kill -9`.
-    fn sigkill(&mut self) {
+    pub(crate) fn sigkill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
     pub(crate) fn log_tail(&self) -> String {
         tail(&self.log, 40)
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
@@ -405,7 +409,7 @@ impl Admin {
 }
 
 /// The catalog CSV of the simulators' listings: every SKU on every channel.
-fn catalog_csv(listings: &BTreeMap<String, Vec<Value>>) -> String {
+pub(crate) fn catalog_csv(listings: &BTreeMap<String, Vec<Value>>) -> String {
     let mut rows: BTreeMap<String, HashMap<&str, String>> = BTreeMap::new();
     for name in MARKETS {
         for l in &listings[name] {
@@ -489,14 +493,14 @@ pub(crate) async fn place(admin: &Admin, base: &str, count: usize) -> Vec<String
 }
 
 /// The delivery counters (one outbox for the three simulators).
-async fn delivery_stats(admin: &Admin, info: &SandboxInfo) -> Value {
+pub(crate) async fn delivery_stats(admin: &Admin, info: &SandboxInfo) -> Value {
     admin
         .get(format!("{}/_sandbox/delivery-stats", info.m("tiktok").base))
         .await
 }
 
 /// Wait until every delivery queued so far has finished.
-async fn drain(admin: &Admin, info: &SandboxInfo) -> Value {
+pub(crate) async fn drain(admin: &Admin, info: &SandboxInfo) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let s = delivery_stats(admin, info).await;
@@ -511,7 +515,7 @@ async fn drain(admin: &Admin, info: &SandboxInfo) -> Value {
 
 /// (marketplace, order id) of the orders with a delivery answered 2xx, and of those
 /// with a delivery that failed.
-async fn delivery_outcomes(
+pub(crate) async fn delivery_outcomes(
     admin: &Admin,
     info: &SandboxInfo,
 ) -> (HashSet<(String, String)>, HashSet<(String, String)>) {
@@ -538,7 +542,7 @@ async fn delivery_outcomes(
 
 /// Every order the simulators hold, and the units each SKU's orders hold (all are
 /// placed: none is advanced).
-async fn sandbox_orders(
+pub(crate) async fn sandbox_orders(
     admin: &Admin,
     info: &SandboxInfo,
 ) -> (HashSet<(String, String)>, BTreeMap<String, i64>) {
