@@ -117,13 +117,63 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
+        // Several processes on one database: one backs up, the others wait their turn
+        // and then find the backup done (the `last_ok` read above, next time round).
+        let Some(turn) = take_turn(&store, &schedule).await else {
+            tokio::select! {
+                _ = tokio::time::sleep(retry.min(Duration::from_secs(60))) => {}
+                _ = stop.changed() => return,
+            }
+            continue;
+        };
         let ok = run_once(&store, &database, &data_dir, &schedule).await;
+        let _ = store.release_lease(&turn).await;
         if !ok {
             tokio::select! {
                 _ = tokio::time::sleep(retry) => {}
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+/// The lease a scheduled backup runs under, across processes sharing the database.
+const LEASE: &str = "backup:schedule";
+/// Long enough for a large backup; a process that dies mid-backup frees it after this.
+const LEASE_MS: i64 = 30 * 60 * 1000;
+
+/// Take the backup lease and check that a backup is still due (another process may
+/// have just written one). None: not this process's turn.
+async fn take_turn(store: &Store, s: &Schedule) -> Option<stockade_store::Grant> {
+    use std::hash::{BuildHasher, Hasher};
+    let holder = format!(
+        "backup-{}-{:x}",
+        std::process::id(),
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    );
+    let grant = match store.acquire_lease(LEASE, &holder, LEASE_MS).await {
+        Ok(Some(g)) => g,
+        Ok(None) => return None,
+        Err(e) => {
+            tracing::warn!("backup schedule: cannot take the backup lease: {e}");
+            return None;
+        }
+    };
+    let due = match crate::record::last_ok(store, "create").await {
+        Ok(Some(last)) => {
+            last.created_at_ms.saturating_add(s.every.as_millis() as i64)
+                <= stockade_core::time::now_ms()
+        }
+        Ok(None) => true,
+        Err(_) => false,
+    };
+    if due {
+        Some(grant)
+    } else {
+        let _ = store.release_lease(&grant).await;
+        None
     }
 }
 
