@@ -166,7 +166,10 @@ impl App {
 
     pub async fn build_with(settings: &Settings, options: BuildOptions) -> Result<App, AppError> {
         let role = options.role;
-        let postgres = matches!(settings.database, stockade_store::DatabaseUrl::Postgres { .. });
+        let postgres = matches!(
+            settings.database,
+            stockade_store::DatabaseUrl::Postgres { .. }
+        );
         if !postgres && role != Role::All {
             return Err(AppError::config(format!(
                 "--role {} needs PostgreSQL: on SQLite one `stockade serve` does everything (--role all)",

@@ -163,7 +163,8 @@ async fn take_turn(store: &Store, s: &Schedule) -> Option<stockade_store::Grant>
     };
     let due = match crate::record::last_ok(store, "create").await {
         Ok(Some(last)) => {
-            last.created_at_ms.saturating_add(s.every.as_millis() as i64)
+            last.created_at_ms
+                .saturating_add(s.every.as_millis() as i64)
                 <= stockade_core::time::now_ms()
         }
         Ok(None) => true,

@@ -78,11 +78,10 @@ pub(crate) async fn record(State(c): State<Callers>, req: Request, next: Next) -
 }
 
 async fn get_callers(State(c): State<Callers>) -> Response {
-    let calls: Vec<Call> = c
-        .0
-        .lock()
-        .map(|v| v.iter().cloned().collect())
-        .unwrap_or_default();
+    let calls: Vec<Call> =
+        c.0.lock()
+            .map(|v| v.iter().cloned().collect())
+            .unwrap_or_default();
     json_response(
         axum::http::StatusCode::OK,
         &serde_json::to_value(calls).unwrap_or_default(),

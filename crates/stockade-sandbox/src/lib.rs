@@ -29,8 +29,8 @@ mod admin;
 mod amazon;
 mod amazon_reports;
 // Who called the simulators' APIs (`/_sandbox/callers`).
-mod callers;
 pub mod bots;
+mod callers;
 mod deliver;
 mod ebay;
 mod faults;
@@ -403,7 +403,10 @@ fn serve(
         .merge(admin::router(sim.clone()))
         .merge(callers::router(record.clone()))
         .fallback(move || async move { resp::no_route(m) })
-        .layer(axum::middleware::from_fn_with_state(record, callers::record))
+        .layer(axum::middleware::from_fn_with_state(
+            record,
+            callers::record,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             faults::apply,

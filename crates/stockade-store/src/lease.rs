@@ -296,11 +296,7 @@ impl Store {
         let n = self
             .write_unaudited(
                 RELEASE,
-                sql_params![
-                    grant.name.as_str(),
-                    grant.holder.as_str(),
-                    grant.token
-                ],
+                sql_params![grant.name.as_str(), grant.holder.as_str(), grant.token],
             )
             .await?;
         Ok(n == 1)

@@ -127,16 +127,11 @@ async fn a_paused_holder_cannot_commit_over_its_successor(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(fast.token, slow.token + 1);
-    let before = a
-        .count("SELECT COUNT(*) FROM audit", vec![])
-        .await
-        .unwrap();
+    let before = a.count("SELECT COUNT(*) FROM audit", vec![]).await.unwrap();
     let r = commit_under(slow.clone(), "fence.late").await;
     assert!(matches!(r, Err(StoreError::Fenced(_))), "{r:?}");
     assert_eq!(
-        a.count("SELECT COUNT(*) FROM audit", vec![])
-            .await
-            .unwrap(),
+        a.count("SELECT COUNT(*) FROM audit", vec![]).await.unwrap(),
         before
     );
     assert_eq!(a.meta("fence.late").await.unwrap(), None);
@@ -161,9 +156,13 @@ async fn processes_come_and_go(backend: Backend) {
         return;
     };
     let s = db.init(Environment::Dev).await;
-    s.heartbeat_process("node-a", "worker", 60_000).await.unwrap();
+    s.heartbeat_process("node-a", "worker", 60_000)
+        .await
+        .unwrap();
     s.heartbeat_process("node-b", "api", 200).await.unwrap();
-    s.heartbeat_process("node-a", "worker", 60_000).await.unwrap();
+    s.heartbeat_process("node-a", "worker", 60_000)
+        .await
+        .unwrap();
     let live: Vec<(String, String)> = s
         .live_processes()
         .await

@@ -143,7 +143,13 @@ fn deadline(asked: Instant, lease: Duration) -> Instant {
 impl SyncEngine {
     /// The connections (by name) whose own work this process does now.
     pub fn owned_connections(&self) -> Vec<String> {
-        let ids: HashSet<i64> = self.inner.owned.held().into_iter().map(|(k, _)| k).collect();
+        let ids: HashSet<i64> = self
+            .inner
+            .owned
+            .held()
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
         let mut names: Vec<String> = self
             .inner
             .live
@@ -168,7 +174,9 @@ impl SyncEngine {
             s.clear();
         }
         if let Err(e) = self.inner.store.deregister_process(&o.node).await {
-            tracing::warn!("could not release this process's leases ({e}); the others take over when they expire");
+            tracing::warn!(
+                "could not release this process's leases ({e}); the others take over when they expire"
+            );
         }
     }
 }
@@ -287,9 +295,12 @@ async fn round(inner: &Inner, o: &Ownership) -> stockade_store::Result<()> {
             }
             held.push(id);
             // Its pusher looks at once rather than at its next tick.
-            if let Some(l) = inner.live.read().ok().and_then(|m| {
-                m.values().find(|l| l.id == id).cloned()
-            }) {
+            if let Some(l) = inner
+                .live
+                .read()
+                .ok()
+                .and_then(|m| m.values().find(|l| l.id == id).cloned())
+            {
                 l.wake.notify_one();
             }
         }

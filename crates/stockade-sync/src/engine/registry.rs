@@ -17,9 +17,9 @@ use super::pusher::push_loop;
 use super::reconciler::reconcile_loop;
 use super::{ACTIVE, ACTOR, Live, PAUSED, REVOKED, SyncEngine, stop};
 use crate::connections::{self, Connection, ConnectionStatus};
+use crate::{Result, purge};
 use stockade_store::Topic;
 use stockade_vault::Vault;
-use crate::{Result, purge};
 
 fn status_code(s: ConnectionStatus) -> u8 {
     match s {
@@ -77,7 +77,9 @@ impl SyncEngine {
                 (_, Some(l))
                     if l.settings != c.settings
                         || l.account != c.account
-                        || stamps.as_ref().is_some_and(|s| stamp(s, &c.name) != l.creds) =>
+                        || stamps
+                            .as_ref()
+                            .is_some_and(|s| stamp(s, &c.name) != l.creds) =>
                 {
                     // `connection edit`, or its credentials stored or revoked (here or in
                     // another process): rebuild the connector with the new URLs and

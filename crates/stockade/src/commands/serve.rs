@@ -68,7 +68,12 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
         }
     });
     write_pid_file(&settings.data_dir);
-    tracing::info!(role = role.as_str(), "stockade {} listening on {}", env, app.base_url());
+    tracing::info!(
+        role = role.as_str(),
+        "stockade {} listening on {}",
+        env,
+        app.base_url()
+    );
     // A machine-readable line for scripts and tests.
     println!("listening on {}", app.base_url());
     let shutdown = async move {

@@ -129,7 +129,11 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     let out = lite
         .run(&["serve", "--role", "worker", "--listen", "127.0.0.1:0"])
         .expect_code(2);
-    assert!(out.stderr().contains("needs PostgreSQL"), "{}", out.stderr());
+    assert!(
+        out.stderr().contains("needs PostgreSQL"),
+        "{}",
+        out.stderr()
+    );
 
     let sandbox_ca = sb.dir.join("sandbox-ca.pem");
     let mut args: Vec<String> = [
@@ -230,7 +234,10 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    eprintln!("three processes share the connections by {:?}", started.elapsed());
+    eprintln!(
+        "three processes share the connections by {:?}",
+        started.elapsed()
+    );
 
     // A worker answers health and metrics only.
     let client = reqwest::Client::builder()
@@ -287,7 +294,10 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    eprintln!("revoked key refused everywhere {:?} after the revoke", revoked.elapsed());
+    eprintln!(
+        "revoked key refused everywhere {:?} after the revoke",
+        revoked.elapsed()
+    );
 
     // eBay delivers only to a validated endpoint.
     admin
@@ -356,7 +366,10 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         .await;
         let set: HashSet<(String, String)> = stored.iter().cloned().collect();
         assert_eq!(set.len(), stored.len(), "an order is stored twice");
-        assert!(set.is_subset(&orders), "stored orders the sandbox does not have");
+        assert!(
+            set.is_subset(&orders),
+            "stored orders the sandbox does not have"
+        );
         if set == orders {
             break;
         }
@@ -373,8 +386,16 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     // The ledger sums right.
     let stock = sku_list(&sb);
     for (sku, (on_hand, reserved, available)) in &stock {
-        assert_eq!(*reserved, reserved_expected.get(sku).copied().unwrap_or(0), "{sku}");
-        assert_eq!((*on_hand, *available), (ON_HAND, on_hand - reserved), "{sku}");
+        assert_eq!(
+            *reserved,
+            reserved_expected.get(sku).copied().unwrap_or(0),
+            "{sku}"
+        );
+        assert_eq!(
+            (*on_hand, *available),
+            (ON_HAND, on_hand - reserved),
+            "{sku}"
+        );
     }
     let ledger: BTreeMap<String, i64> = rows(
         &url,
@@ -384,7 +405,11 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     .into_iter()
     .collect();
     for (sku, (_, reserved, _)) in &stock {
-        assert_eq!(ledger.get(sku).copied().unwrap_or(0), *reserved, "{sku}: ledger");
+        assert_eq!(
+            ledger.get(sku).copied().unwrap_or(0),
+            *reserved,
+            "{sku}: ledger"
+        );
     }
 
     // Every channel converges to available − buffer (only a is left to push).
