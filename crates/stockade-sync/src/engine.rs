@@ -265,7 +265,6 @@ impl SyncEngine {
     /// Stop every task. Work not committed is answered with 503 (the marketplaces retry).
     pub async fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
-        self.release_ownership().await;
         let lives: Vec<Arc<Live>> = self
             .inner
             .live
@@ -284,6 +283,8 @@ impl SyncEngine {
         for t in tasks {
             t.abort();
         }
+        // Nothing of this process pushes any more: hand its connections over at once.
+        self.release_ownership().await;
     }
 
     /// Counters for the live summary.

@@ -95,13 +95,25 @@ impl Owned {
     }
 
     /// The fence for a commit made as connection `id`'s owner (none when ownership is
-    /// off).
+    /// off). Without the lease (lost meanwhile) it is a fence that always refuses.
     pub(super) fn fence(&self, id: i64) -> Option<Mutation> {
         if !self.enabled {
             return None;
         }
-        let slots = self.slots.read().ok()?;
-        slots.get(&id).map(|s| s.grant.fence())
+        let held = self
+            .slots
+            .read()
+            .ok()
+            .and_then(|s| s.get(&id).map(|s| s.grant.clone()));
+        Some(
+            held.unwrap_or_else(|| Grant {
+                name: lease_name(id),
+                holder: String::new(),
+                token: -1,
+                expires_at_ms: 0,
+            })
+            .fence(),
+        )
     }
 
     fn held(&self) -> Vec<(i64, Slot)> {

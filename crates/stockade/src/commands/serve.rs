@@ -19,14 +19,21 @@ pub async fn run(settings: &Settings, global: &GlobalArgs, args: ServeArgs) -> R
     // `stockade config` and every reload share (a production server without a
     // certificate, unreadable certificates, egress and alert settings).
     let role = stockade_app::Role::parse(&args.role)?;
-    // On SQLite one serve per database (held until this process ends, even on SIGKILL).
-    let _serve_lock = stockade_app::role::lock_single_serve(&settings.database, role)?;
     let vault = open_vault(settings).await?;
     let server = match check_serve(settings, args.listen.as_deref(), args.self_signed) {
         Ok((_, server)) => server,
         Err(e) => {
             vault.close().await;
             return Err(e);
+        }
+    };
+    // On SQLite one serve per database (held until this process ends, even on SIGKILL);
+    // taken after the refusals above, which write nothing.
+    let _serve_lock = match stockade_app::role::lock_single_serve(&settings.database, role) {
+        Ok(lock) => lock,
+        Err(e) => {
+            vault.close().await;
+            return Err(e.into());
         }
     };
     let env = vault.environment();

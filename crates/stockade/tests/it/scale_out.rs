@@ -123,18 +123,6 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     drop(start_node(&sb, ports[0], "first", "all"));
     let server_ca = sb.data().join("tls/dev-ca.pem");
 
-    // Two roles other than `all` are refused on SQLite, before anything is written.
-    let lite = Sandbox::new();
-    lite.run(&["init", "--env", "dev"]).expect_code(0);
-    let out = lite
-        .run(&["serve", "--role", "worker", "--listen", "127.0.0.1:0"])
-        .expect_code(2);
-    assert!(
-        out.stderr().contains("needs PostgreSQL"),
-        "{}",
-        out.stderr()
-    );
-
     let sandbox_ca = sb.dir.join("sandbox-ca.pem");
     let mut args: Vec<String> = [
         "sandbox",
@@ -498,4 +486,33 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     drop(nodes);
     drop(sandbox);
     drop_schema(&schema).await;
+}
+
+/// On SQLite one `serve` runs on a database, with role `all`: a second one and the other
+/// roles are refused with a pointer to PostgreSQL; the lock goes with a SIGKILLed
+/// process.
+#[test]
+fn sqlite_serves_from_one_process_only() {
+    let sb = Sandbox::new();
+    sb.run(&["init", "--env", "dev"]).expect_code(0);
+    for role in ["worker", "api"] {
+        let out = sb
+            .run(&["serve", "--role", role, "--listen", "127.0.0.1:0"])
+            .expect_code(2);
+        assert!(
+            out.stderr().contains("needs PostgreSQL"),
+            "{}",
+            out.stderr()
+        );
+    }
+    let mut first = start_node(&sb, free_port(), "first", "all");
+    let out = sb.run(&["serve", "--listen", "127.0.0.1:0"]).expect_code(2);
+    assert!(
+        out.stderr()
+            .contains("another `stockade serve` is already running"),
+        "{}",
+        out.stderr()
+    );
+    first.sigkill();
+    drop(start_node(&sb, free_port(), "second", "all"));
 }
