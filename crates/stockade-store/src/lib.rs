@@ -26,7 +26,9 @@ pub mod jobs;
 pub mod journal;
 mod migrate;
 mod postgres;
+mod postgres_rows;
 pub mod retention;
+pub mod rows;
 pub mod schedule;
 pub mod sql;
 mod sqlite;
@@ -49,6 +51,7 @@ pub use journal::{
     ResumePoint, StepOutcome, StepOutput, StepRecord, StepStarted, StepStatus, idempotency_key,
 };
 pub use migrate::{MIGRATIONS, Migration};
+pub use rows::{Column, RowStatement};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 pub use wake::{Topic, Wakeups};
 
