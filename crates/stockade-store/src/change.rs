@@ -58,6 +58,13 @@ pub enum Mutation {
     /// no-op: the other steps are skipped and no audit row is written. That is how a
     /// replayed or stale event changes nothing, not even the audit log.
     Many { steps: Vec<Mutation>, guard: bool },
+    /// One row of a multi-row statement (see [`crate::rows`]): on SQLite the statement's
+    /// per-row SQL, on PostgreSQL one statement for the rows of every change of the run.
+    /// As the guard of a [`Mutation::Many`], it applied when the row was written.
+    Row {
+        statement: &'static crate::rows::RowStatement,
+        params: Vec<crate::sql::SqlValue>,
+    },
 }
 
 /// Details written on an audit row: a JSON object with sorted keys.

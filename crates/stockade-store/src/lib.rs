@@ -27,7 +27,9 @@ pub mod journal;
 pub mod lease;
 mod migrate;
 mod postgres;
+mod postgres_rows;
 pub mod retention;
+pub mod rows;
 pub mod schedule;
 pub mod sql;
 mod sqlite;
@@ -51,6 +53,7 @@ pub use journal::{
 };
 pub use lease::{Grant, LeaseRow, ProcessRow};
 pub use migrate::{MIGRATIONS, Migration};
+pub use rows::{Column, RowStatement};
 pub use sql::{Columns, Expect, FromColumn, FromRow, SqlRow, SqlValue};
 pub use wake::{Topic, Wakeups};
 

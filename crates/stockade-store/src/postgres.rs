@@ -285,10 +285,25 @@ impl PgStore {
         let mut tx = self.pool.begin().await.map_err(pg_err)?;
         let now = now_ms();
         let mut applied = Vec::with_capacity(changes.len());
-        for c in changes {
+        let mut i = 0;
+        while i < changes.len() {
+            // Consecutive changes of row steps: one statement per table (`rows`).
+            let run = changes[i..]
+                .iter()
+                .take_while(|c| crate::postgres_rows::row_steps(&c.mutation).is_some())
+                .count();
+            if run > 0 {
+                let run = &changes[i..i + run];
+                let done = crate::postgres_rows::apply_run(&mut tx, run).await?;
+                applied.extend(run.iter().zip(done).filter(|(_, a)| *a).map(|(c, _)| c));
+                i += run.len();
+                continue;
+            }
+            let c = &changes[i];
             if apply_mutation(&mut tx, &c.mutation, now).await? {
                 applied.push(c);
             }
+            i += 1;
         }
         let receipt = append_audit(&mut tx, self.env.as_str(), actor, &applied).await?;
         tx.commit().await.map_err(pg_err)?;
@@ -455,6 +470,20 @@ async fn apply_mutation(conn: &mut PgConnection, mutation: &Mutation, now: i64) 
                         return Ok(false);
                     }
                 }
+                Some(m @ Mutation::Row { .. }) => {
+                    let one = std::slice::from_ref(m);
+                    let change = Change::new(
+                        Mutation::Many {
+                            steps: one.to_vec(),
+                            guard: true,
+                        },
+                        crate::AuditEntry::new("", "", crate::AuditDetails::new()),
+                    );
+                    let done = crate::postgres_rows::apply_run(&mut *conn, &[change]).await?;
+                    if done.first() != Some(&true) {
+                        return Ok(false);
+                    }
+                }
                 _ => {
                     return Err(StoreError::Database(
                         "a guarded change must start with a SQL statement".into(),
@@ -476,6 +505,13 @@ async fn apply_one(conn: &mut PgConnection, mutation: &Mutation, now: i64) -> Re
         Mutation::Many { .. } => Err(StoreError::Database(
             "changes with several statements cannot be nested".into(),
         )),
+        Mutation::Row { .. } => {
+            let change = Change::new(
+                mutation.clone(),
+                crate::AuditEntry::new("", "", crate::AuditDetails::new()),
+            );
+            crate::postgres_rows::apply_run(conn, &[change]).await.map(|_| ())
+        }
         Mutation::Sql { statement, params, expect } => {
             let n = bind_all(sqlx::query(*statement), params.clone())
                 .execute(conn)

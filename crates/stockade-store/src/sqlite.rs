@@ -657,6 +657,18 @@ fn apply_mutation(conn: &Connection, mutation: &Mutation, now: i64) -> Result<bo
                         return Ok(false);
                     }
                 }
+                Some(Mutation::Row { statement, params }) => {
+                    statement.check(params)?;
+                    let Some(one) = statement.one else {
+                        return Err(StoreError::Database(format!(
+                            "{} only locks rows and cannot guard a change",
+                            statement.name
+                        )));
+                    };
+                    if execute_statement(conn, one, params)? == 0 {
+                        return Ok(false);
+                    }
+                }
                 _ => {
                     return Err(StoreError::Database(
                         "a guarded change must start with a SQL statement".into(),
@@ -678,6 +690,15 @@ fn apply_one(conn: &Connection, mutation: &Mutation, now: i64) -> Result<()> {
         Mutation::Many { .. } => Err(StoreError::Database(
             "changes with several statements cannot be nested".into(),
         )),
+        // One row at a time, prepared once (a lock-only statement: nothing to do with
+        // one writer).
+        Mutation::Row { statement, params } => {
+            statement.check(params)?;
+            match statement.one {
+                Some(one) => execute_statement(conn, one, params).map(|_| ()),
+                None => Ok(()),
+            }
+        }
         Mutation::Sql { statement, params, expect } => {
             let n = execute_statement(conn, statement, params)?;
             match expect {

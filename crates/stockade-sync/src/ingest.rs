@@ -14,6 +14,10 @@
 //! - a line whose SKU is not in the catalog is stored unmatched and raised as an event
 //!   (migration 0006); `sku import` reserves it once the SKU exists ([`crate::unmatched`]).
 //!
+//! Every step is one row of a multi-row statement (`crate::ingest_rows`): SQLite runs
+//! them one by one in the order below; PostgreSQL writes a whole batch with one
+//! statement per table (order upsert, stock locks, each movement, lines, events).
+//!
 //! # Order events
 //! The change appends `order.created` when it inserted the order row and
 //! `order.cancelled` when it moved a stored order to cancelled from another status (an
@@ -25,14 +29,17 @@
 //! the row (`= time`: inserted; negative: updated, and from which rank), and a last step
 //! writes the time back — all inside the change, so no other reader ever sees the marker.
 //! A re-delivery touches no row (the guard), so it appends nothing. Cost per order: two
-//! keyed statements (three for a cancellation) and one event row per new order.
+//! keyed rows (three for a cancellation) and one event row per new order.
 
 use stockade_core::event::{Event, OrderChange};
 use stockade_core::order::{Order, OrderStatus};
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, SqlValue, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Mutation, RowStatement, SqlValue, sql_params,
+};
 use stockade_vault::FieldContext;
 use stockade_vault::cipher::DataKey;
 
+use crate::ingest_rows as rows;
 use crate::{Result, SyncError};
 
 /// Where an order change came from (written on its audit row).
@@ -95,7 +102,7 @@ impl Movement {
     }
 }
 
-const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, status, marketplace_status, status_rank,
+pub(crate) const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, status, marketplace_status, status_rank,
         created_at_ms, updated_at_ms, ingested_at_ms, buyer_name, buyer_email, buyer_phone, buyer_address)
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
       WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1 AND status <> 'revoked')
@@ -115,20 +122,20 @@ const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, stat
 // `ingested_at_ms` is this change's time), `order.cancelled` when an existing row moved
 // to cancelled from another status (its marker holds the status rank it had). $1 time,
 // $2..$9 the event's other columns, $10 connection id, $11 order, $12 cancelled's rank.
-const ORDER_CREATED: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
+pub(crate) const ORDER_CREATED: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
       WHERE EXISTS (SELECT 1 FROM orders WHERE connection_id = $10 AND external_id = $11 AND ingested_at_ms = $1)";
-const ORDER_CANCELLED: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
+pub(crate) const ORDER_CANCELLED: &str = "INSERT INTO events (at_ms, source, kind, caller, host, path_template, operation, status, detail)
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
       WHERE EXISTS (SELECT 1 FROM orders WHERE connection_id = $10 AND external_id = $11
                      AND ingested_at_ms < 0 AND (-ingested_at_ms) % 8 <> $12)";
 // The marker's end: an updated row gets its ingest time back.
-const UNMARK: &str = "UPDATE orders SET ingested_at_ms = $3
+pub(crate) const UNMARK: &str = "UPDATE orders SET ingested_at_ms = $3
      WHERE connection_id = $1 AND external_id = $2 AND ingested_at_ms < 0";
 
 // A line whose SKU is not in the catalog yet is stored unmatched (a trigger raises an
 // `unmatched_sku` event, migration 0006); importing the SKU reserves it (`catalog`).
-const INSERT_LINE: &str =
+pub(crate) const INSERT_LINE: &str =
     "INSERT INTO order_lines (connection_id, external_id, line_id, sku, quantity, unmatched_since_ms)
      SELECT $1, $2, $3, $4, $5, CASE WHEN EXISTS (SELECT 1 FROM skus WHERE sku = $4) THEN NULL ELSE $6 END
       WHERE true
@@ -136,20 +143,20 @@ const INSERT_LINE: &str =
 
 // Parameters of every movement: $1 sku, $2 connection, $3 order, $4 line, $5 on-hand
 // delta, $6 reserved delta, $7 time, $8 this movement's key, then the keys it depends on.
-const RESERVE: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
+pub(crate) const RESERVE: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
      SELECT $1, $2, $3, $4, 'reserve', $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM skus WHERE sku = $1)
      ON CONFLICT (ukey) DO NOTHING";
-const COMMIT: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
+pub(crate) const COMMIT: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
      SELECT $1, $2, $3, $4, 'commit', $5, $6, $7, $8
       WHERE EXISTS (SELECT 1 FROM stock_ledger WHERE ukey = $9)
         AND NOT EXISTS (SELECT 1 FROM stock_ledger WHERE ukey = $10)
      ON CONFLICT (ukey) DO NOTHING";
-const RELEASE: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
+pub(crate) const RELEASE: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
      SELECT $1, $2, $3, $4, 'release', $5, $6, $7, $8
       WHERE EXISTS (SELECT 1 FROM stock_ledger WHERE ukey = $9)
         AND NOT EXISTS (SELECT 1 FROM stock_ledger WHERE ukey = $10)
      ON CONFLICT (ukey) DO NOTHING";
-const RESTOCK: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
+pub(crate) const RESTOCK: &str = "INSERT INTO stock_ledger (sku, connection_id, external_id, line_id, movement, on_hand_delta, reserved_delta, at_ms, ukey)
      SELECT $1, $2, $3, $4, 'restock', $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM stock_ledger WHERE ukey = $9)
      ON CONFLICT (ukey) DO NOTHING";
 
@@ -213,14 +220,14 @@ pub fn seal_buyer(
 
 /// The step appending `event` at `now` if `statement`'s condition on the order holds.
 fn order_event(
-    statement: &'static str,
+    statement: &'static RowStatement,
     event: &Event,
     connection_id: i64,
     ext: &str,
     now: i64,
 ) -> Mutation {
     let c = event.columns();
-    Mutation::Sql {
+    Mutation::Row {
         statement,
         params: sql_params![
             now,
@@ -235,11 +242,10 @@ fn order_event(
             connection_id,
             ext
         ],
-        expect: Expect::Any,
     }
 }
 
-/// The steps after the upsert that append the order's events and end the marker.
+/// The steps after the stock and lines that append the order's events and end the marker.
 fn order_events(connection_id: i64, connection: &str, order: &Order, now: i64) -> Vec<Mutation> {
     let ext = order.external_id.as_str();
     let change = OrderChange {
@@ -252,18 +258,23 @@ fn order_events(connection_id: i64, connection: &str, order: &Order, now: i64) -
     let mut steps = Vec::with_capacity(3);
     if order.status == OrderStatus::Cancelled {
         let event = Event::OrderCancelled(change.clone());
-        let mut step = order_event(ORDER_CANCELLED, &event, connection_id, ext, now);
-        if let Mutation::Sql { params, .. } = &mut step {
+        let mut step = order_event(&rows::CANCELLED_ROWS, &event, connection_id, ext, now);
+        if let Mutation::Row { params, .. } = &mut step {
             params.push(rank(OrderStatus::Cancelled).into());
         }
         steps.push(step);
     }
     let event = Event::OrderCreated(change);
-    steps.push(order_event(ORDER_CREATED, &event, connection_id, ext, now));
-    steps.push(Mutation::Sql {
-        statement: UNMARK,
+    steps.push(order_event(
+        &rows::CREATED_ROWS,
+        &event,
+        connection_id,
+        ext,
+        now,
+    ));
+    steps.push(Mutation::Row {
+        statement: &rows::UNMARK_ROWS,
         params: sql_params![connection_id, ext, now],
-        expect: Expect::Any,
     });
     steps
 }
@@ -279,9 +290,10 @@ pub fn order_change(
 ) -> Change {
     let [name, email, phone, address] = buyer;
     let ext = order.external_id.as_str();
-    let mut steps = Vec::with_capacity(4 + order.lines.len() * 3);
-    steps.push(Mutation::Sql {
-        statement: UPSERT_ORDER,
+    let moves = movements(order.status);
+    let mut steps = Vec::with_capacity(4 + order.lines.len() * (2 + moves.len()));
+    steps.push(Mutation::Row {
+        statement: &rows::UPSERT,
         params: vec![
             connection_id.into(),
             ext.into(),
@@ -296,36 +308,41 @@ pub fn order_change(
             SqlValue::Bytes(phone),
             SqlValue::Bytes(address),
         ],
-        expect: Expect::Any,
     });
-    steps.extend(order_events(connection_id, connection, order, now));
+    // Grouped by statement (stock locks, each movement, lines, events): the order
+    // PostgreSQL runs a batch in, one statement per table (see `ingest_rows`).
     for line in &order.lines {
-        let q = i64::from(line.quantity);
-        let lid = line.line_id.as_str();
-        steps.push(Mutation::Sql {
-            statement: INSERT_LINE,
-            params: sql_params![connection_id, ext, lid, line.sku.as_str(), q, now],
-            expect: Expect::Any,
+        steps.push(Mutation::Row {
+            statement: &rows::LOCK_STOCK,
+            params: sql_params![line.sku.as_str()],
         });
-        let key = |m| ukey(connection_id, ext, lid, m);
-        for m in movements(order.status) {
-            let (statement, on_hand, reserved, deps): (&'static str, i64, i64, Vec<String>) =
-                match m {
-                    Movement::Reserve => (RESERVE, 0, q, vec![]),
-                    Movement::Commit => (
-                        COMMIT,
-                        -q,
-                        -q,
-                        vec![key(Movement::Reserve), key(Movement::Release)],
-                    ),
-                    Movement::Release => (
-                        RELEASE,
-                        0,
-                        -q,
-                        vec![key(Movement::Reserve), key(Movement::Commit)],
-                    ),
-                    Movement::Restock => (RESTOCK, q, 0, vec![key(Movement::Commit)]),
-                };
+    }
+    for m in moves {
+        for line in &order.lines {
+            let q = i64::from(line.quantity);
+            let lid = line.line_id.as_str();
+            let key = |m| ukey(connection_id, ext, lid, m);
+            let (statement, on_hand, reserved, deps): (
+                &'static RowStatement,
+                i64,
+                i64,
+                Vec<String>,
+            ) = match m {
+                Movement::Reserve => (&rows::RESERVE_ROWS, 0, q, vec![]),
+                Movement::Commit => (
+                    &rows::COMMIT_ROWS,
+                    -q,
+                    -q,
+                    vec![key(Movement::Reserve), key(Movement::Release)],
+                ),
+                Movement::Release => (
+                    &rows::RELEASE_ROWS,
+                    0,
+                    -q,
+                    vec![key(Movement::Reserve), key(Movement::Commit)],
+                ),
+                Movement::Restock => (&rows::RESTOCK_ROWS, q, 0, vec![key(Movement::Commit)]),
+            };
             let mut params = sql_params![
                 line.sku.as_str(),
                 connection_id,
@@ -337,13 +354,23 @@ pub fn order_change(
                 key(*m)
             ];
             params.extend(deps.into_iter().map(SqlValue::from));
-            steps.push(Mutation::Sql {
-                statement,
-                params,
-                expect: Expect::Any,
-            });
+            steps.push(Mutation::Row { statement, params });
         }
     }
+    for line in &order.lines {
+        steps.push(Mutation::Row {
+            statement: &rows::LINE_ROWS,
+            params: sql_params![
+                connection_id,
+                ext,
+                line.line_id.as_str(),
+                line.sku.as_str(),
+                i64::from(line.quantity),
+                now
+            ],
+        });
+    }
+    steps.extend(order_events(connection_id, connection, order, now));
     Change::new(
         Mutation::Many { steps, guard: true },
         AuditEntry::new(

@@ -19,6 +19,7 @@
 //!   channel quantities back and repairs drift.
 //! - A revocation stops the connection and purges it ([`purge`]).
 
+pub mod ack;
 pub mod catalog;
 pub mod catalog_csv;
 pub mod connection_edit;
@@ -27,6 +28,7 @@ pub mod discover;
 mod engine;
 pub mod health;
 pub mod ingest;
+mod ingest_rows;
 pub mod metrics;
 pub mod purge;
 pub mod stats;

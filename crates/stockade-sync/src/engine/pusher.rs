@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 
 use stockade_core::event::{Event, MarketFailure};
 use stockade_marketplaces::{Connector, MarketError, QuantityUpdate};
-use stockade_store::{
-    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, sql_params,
-};
+use stockade_store::{AuditDetails, AuditEntry, Change, Columns, FromRow, Mutation, sql_params};
 use tokio::sync::mpsc;
 
 use super::commit::tracker_done;
@@ -52,10 +50,6 @@ const PENDING: &str =
     "SELECT sku, listing_ref, target_qty, target_version, pushed_version FROM listings
      WHERE connection_id = $1 AND target_version > pushed_version
      ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, sku LIMIT 500";
-const ACK: &str = "UPDATE listings SET pushed_version = $1, acked_qty = $2, acked_at_ms = $3,
-        push_failures = 0, push_failing_since_ms = NULL, push_last_error = NULL
-     WHERE connection_id = $4 AND sku = $5 AND pushed_version < $1";
-
 struct Pending {
     sku: String,
     ids: ListingIds,
@@ -283,10 +277,9 @@ async fn push_chunk(
     let mut zeros = 0;
     for (p, ack) in chunk.iter().zip(acks) {
         if ack.accepted {
-            steps.push(Mutation::Sql {
-                statement: ACK,
+            steps.push(Mutation::Row {
+                statement: &crate::ack::ACK_ROWS,
                 params: sql_params![p.version, i64::from(p.qty), now, live.id, p.sku.as_str()],
-                expect: Expect::Any,
             });
             if p.qty == 0 {
                 zeros += 1;

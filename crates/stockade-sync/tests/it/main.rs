@@ -11,6 +11,7 @@ mod edit;
 mod fresh;
 mod push_health;
 mod returns;
+mod rows;
 mod stock;
 mod unmatched;
 
