@@ -79,6 +79,10 @@ pub const LOW_STOCK_THRESHOLD: i64 = 5;
 /// The `stockade_meta` key the low-stock trigger reads its threshold from.
 pub const LOW_STOCK_META: &str = "sync.low_stock_threshold";
 
+/// Default of [`SyncOptions::max_pending_deliveries`]: about half a second of orders at
+/// the rate one core stores, enough to fill the largest batches.
+pub const MAX_PENDING_DELIVERIES: usize = 2048;
+
 /// Tuning of the engine. The defaults suit a seller; tests, the demo and the benchmark
 /// shorten the intervals.
 #[derive(Debug, Clone)]
@@ -116,6 +120,9 @@ pub struct SyncOptions {
     pub lift_rate_limits: bool,
     /// A SKU is low on stock at this many available units or fewer (`stock.low`).
     pub low_stock_threshold: i64,
+    /// Webhook order deliveries pending at once (verified, fetched, stored, not yet
+    /// answered); past this they are answered 503 with `Retry-After` at once.
+    pub max_pending_deliveries: usize,
 }
 
 impl Default for SyncOptions {
@@ -138,6 +145,7 @@ impl Default for SyncOptions {
             refresh_interval: Duration::from_secs(2),
             lift_rate_limits: false,
             low_stock_threshold: LOW_STOCK_THRESHOLD,
+            max_pending_deliveries: MAX_PENDING_DELIVERIES,
         }
     }
 }
