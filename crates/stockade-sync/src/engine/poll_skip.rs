@@ -11,7 +11,8 @@ use stockade_store::sql_params;
 use super::{Inner, Live};
 use crate::metrics::Metrics;
 
-const STORED_SINCE: &str = "SELECT external_id, updated_at_ms, status_rank, marketplace_status FROM orders
+const STORED_SINCE: &str =
+    "SELECT external_id, updated_at_ms, status_rank, marketplace_status FROM orders
      WHERE connection_id = $1 AND updated_at_ms >= $2";
 
 /// `orders` without those whose ingest would change nothing: the same rule as the
@@ -49,9 +50,6 @@ pub(super) async fn not_yet_stored(inner: &Inner, live: &Live, orders: Vec<Order
             })
         })
         .collect();
-    Metrics::inc(
-        &inner.metrics.poll_skipped,
-        (before - keep.len()) as u64,
-    );
+    Metrics::inc(&inner.metrics.poll_skipped, (before - keep.len()) as u64);
     keep
 }

@@ -98,7 +98,10 @@ mod tests {
         assert_eq!(a.pending(), 2);
         drop(one);
         assert_eq!(a.pending(), 1);
-        assert!(a.admit(2, &m).is_some(), "an answered delivery frees its slot");
+        assert!(
+            a.admit(2, &m).is_some(),
+            "an answered delivery frees its slot"
+        );
         assert_eq!(a.pending(), 1);
     }
 }

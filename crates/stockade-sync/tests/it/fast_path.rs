@@ -33,28 +33,44 @@ async fn only_pushers_with_the_changed_sku_are_woken(db: Db) {
     env.sync
         .ingest(
             "tiktok",
-            order("SOLO-ORDER", OrderStatus::Placed, 10, &[("l1", "SOLO-1", 1)]),
+            order(
+                "SOLO-ORDER",
+                OrderStatus::Placed,
+                10,
+                &[("l1", "SOLO-1", 1)],
+            ),
         )
         .await
         .unwrap();
+    // The ingest answers before it wakes the pushers: wait for the batch to be done.
+    let spared_now = || m.pushers_spared.load(std::sync::atomic::Ordering::Relaxed);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while spared_now() < spared + 3 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(spared_now(), spared + 3, "all three pushers left asleep");
     assert_eq!(notices(&env), before, "no pusher lists SOLO-1");
-    assert_eq!(
-        m.pushers_spared.load(std::sync::atomic::Ordering::Relaxed),
-        spared + 3
-    );
     // A SKU every channel lists wakes all three.
     let listed = env.sb.listings(Marketplace::TikTok)[0].sku.clone();
     env.sync
         .ingest(
             "tiktok",
-            order("LISTED-ORDER", OrderStatus::Placed, 10, &[("l1", &listed, 1)]),
+            order(
+                "LISTED-ORDER",
+                OrderStatus::Placed,
+                10,
+                &[("l1", &listed, 1)],
+            ),
         )
         .await
         .unwrap();
-    let after = notices(&env);
-    for (a, b) in after.iter().zip(&before) {
-        assert_eq!(*a, b + 1, "{after:?} vs {before:?}");
+    let want: Vec<u64> = before.iter().map(|b| b + 1).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while notices(&env) != want && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    assert_eq!(notices(&env), want);
+    assert_eq!(spared_now(), spared + 3);
     env.settle().await;
     env.finish().await;
 }
@@ -135,7 +151,10 @@ async fn too_many_pending_deliveries_are_shed(db: Db) {
         .metrics()
         .webhooks_shed
         .load(std::sync::atomic::Ordering::Relaxed);
-    assert!(shed > 0, "48 concurrent deliveries against 2 slots shed some");
+    assert!(
+        shed > 0,
+        "48 concurrent deliveries against 2 slots shed some"
+    );
     assert_eq!(
         env.sync.metrics().telemetry.webhooks_shed.get(),
         shed,
@@ -166,7 +185,10 @@ async fn too_many_pending_deliveries_are_shed(db: Db) {
     assert!(acked > 0 && acked <= placed);
     assert_eq!(env.sync.pending_deliveries(), 0);
     assert!(catalog::verify_stock(env.store()).await.unwrap().is_empty());
-    assert_eq!(stockade_sync::stats::duplicates(env.store()).await.unwrap(), 0);
+    assert_eq!(
+        stockade_sync::stats::duplicates(env.store()).await.unwrap(),
+        0
+    );
     env.finish().await;
 }
 

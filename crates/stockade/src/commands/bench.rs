@@ -84,11 +84,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     // A delivery the simulator retries later (its first attempt timed out on a loaded
     // machine) is neither answered nor given up yet: wait for every order to be stored,
     // within the same bound (one still missing then is reported lost).
-    while Instant::now() < drained_by
-        && tally(&rig)
-            .await
-            .is_ok_and(|t| t.lost + t.backlog > 0)
-    {
+    while Instant::now() < drained_by && tally(&rig).await.is_ok_and(|t| t.lost + t.backlog > 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = t0.elapsed();
