@@ -252,6 +252,7 @@ struct SyncFileConfig {
     returns_report_interval: Option<String>,
     pii_retention: Option<String>,
     low_stock_threshold: Option<i64>,
+    max_pending_deliveries: Option<i64>,
 }
 
 /// The outbound allowlist and limits of this environment.

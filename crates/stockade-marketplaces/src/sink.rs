@@ -90,6 +90,10 @@ pub enum HookError {
     /// marketplace retries. The cause goes to the log only.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// Shed: too many deliveries pending. 503 with `Retry-After`, like `Unavailable`,
+    /// but not logged per delivery (the sink counts them and logs a summary a second).
+    #[error("overloaded")]
+    Overloaded,
 }
 
 impl HookError {
@@ -102,6 +106,7 @@ impl HookError {
             HookError::Malformed(_) => "malformed",
             HookError::TooLarge => "too_large",
             HookError::Unavailable(_) => "unavailable",
+            HookError::Overloaded => "overloaded",
         }
     }
 }

@@ -40,8 +40,9 @@ fn order_events(sim: &Sim, m: &mut Market, idx: usize, new: bool) {
         Marketplace::Ebay if new => ebay::order_events(m, idx),
         Marketplace::Ebay => Vec::new(),
     };
+    let order = m.orders.get(idx).map(|o| o.id.clone());
     for (kind, body) in events {
-        deliver::emit(sim, m, &kind, body);
+        deliver::emit_about(sim, m, &kind, body, order.clone());
     }
 }
 

@@ -97,6 +97,8 @@ enum Job {
         headers: Vec<(&'static str, String)>,
         secret: Option<(&'static str, SecretString)>,
         body: Vec<u8>,
+        /// The order the event announces (its acknowledgement is remembered).
+        order: Option<String>,
     },
     Challenge {
         url: String,
@@ -150,6 +152,8 @@ struct Shared {
     gateway: Mutex<Option<Gateway>>,
     tracker: Mutex<Tracker>,
     counters: Counters,
+    /// Orders whose announcing delivery the receiver answered 2xx.
+    acked: crate::acked::Acknowledged,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -235,6 +239,7 @@ impl Outbox {
             gateway: Mutex::new(gateway),
             tracker: Mutex::new(Tracker::default()),
             counters: Counters::default(),
+            acked: Default::default(),
         });
         let task = tokio::spawn(dispatch(rx, shared.clone()));
         (Outbox { tx, shared }, task)
@@ -257,6 +262,11 @@ impl Outbox {
             failed: c.failed.load(Ordering::Relaxed),
             in_flight: c.in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    /// Order ids of `m` whose announcing delivery was answered 2xx.
+    pub fn acknowledged(&self, m: Marketplace) -> std::collections::HashSet<String> {
+        self.shared.acked.of(m)
     }
 
     /// Wait until everything queued so far has been delivered (or given up on).
@@ -344,6 +354,7 @@ async fn dispatch(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>) {
                     headers,
                     secret,
                     body,
+                    order,
                 } => {
                     let d = post(
                         gateway.as_ref(),
@@ -356,6 +367,11 @@ async fn dispatch(mut rx: mpsc::UnboundedReceiver<Job>, shared: Arc<Shared>) {
                         record_bodies,
                     )
                     .await;
+                    if let Some(order) = order
+                        && d.ok()
+                    {
+                        slot.shared.acked.insert(marketplace, order);
+                    }
                     slot.record(d);
                 }
                 Job::Challenge {
@@ -529,6 +545,12 @@ pub(crate) fn ebay_signature(key: &EbayKey, body: &[u8]) -> Option<String> {
 
 /// Queue a signed event from `sim` to its configured webhook URL (if any).
 pub(crate) fn emit(sim: &Sim, m: &Market, kind: &str, body: Vec<u8>) {
+    emit_about(sim, m, kind, body, None);
+}
+
+/// Queue a signed event announcing `order` (a 2xx answer to it is remembered: see
+/// [`crate::Sandbox::acknowledged_orders`]).
+pub(crate) fn emit_about(sim: &Sim, m: &Market, kind: &str, body: Vec<u8>, order: Option<String>) {
     let Some(url) = m.webhook.clone() else {
         return;
     };
@@ -571,6 +593,7 @@ pub(crate) fn emit(sim: &Sim, m: &Market, kind: &str, body: Vec<u8>) {
         headers,
         secret,
         body,
+        order,
     });
 }
 

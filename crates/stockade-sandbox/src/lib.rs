@@ -25,6 +25,7 @@ macro_rules! or_return {
     };
 }
 
+mod acked;
 mod admin;
 mod amazon;
 mod amazon_reports;
@@ -57,6 +58,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use stockade_core::SecretString;
 
+pub use acked::OrderTally;
 pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
@@ -771,6 +773,12 @@ impl Sandbox {
     /// Delivery counters since start, all marketplaces (cheap: no copy of the log).
     pub fn delivery_stats(&self) -> DeliveryStats {
         self.outbox.stats()
+    }
+
+    /// Orders of `m` whose announcing delivery the receiver answered 2xx (what a load
+    /// driver counts as lost when it is then missing; see [`OrderTally`]).
+    pub fn acknowledged_orders(&self, m: Marketplace) -> std::collections::HashSet<String> {
+        self.outbox.acknowledged(m)
     }
 
     /// Wait until every event queued so far has been delivered or given up on (events

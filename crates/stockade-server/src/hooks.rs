@@ -174,6 +174,10 @@ pub async fn receive(
             )));
         }
         Ok(Ok(answer)) => answer,
+        Ok(Err(HookError::Overloaded)) => {
+            // Shed: counted and summarised once a second by the sink, not logged here.
+            return Err(HookError::Overloaded.into());
+        }
         Ok(Err(e)) => {
             match &e {
                 HookError::Signature(reason) => {
@@ -204,7 +208,12 @@ pub async fn receive(
             "the {marketplace} hook sink answered with a non-2xx status or an invalid content type"
         )));
     };
-    log(res.status(), "accepted");
+    // Accepted deliveries are logged at debug: the engine logs one line per stored batch.
+    tracing::debug!(
+        target: "stockade::hooks",
+        "webhook {marketplace} connection={connection} status={} outcome=accepted",
+        res.status().as_u16()
+    );
     state.hook_stats.record(&connection, true, now_ms());
     Ok(res)
 }
@@ -256,6 +265,9 @@ impl From<HookError> for AppError {
             ),
             HookError::Unavailable(_) => {
                 return unavailable("the endpoint is temporarily unavailable; retry later");
+            }
+            HookError::Overloaded => {
+                return unavailable("the server is overloaded; retry later");
             }
         };
         AppError::refused(status, code, message)

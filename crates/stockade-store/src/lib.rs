@@ -33,6 +33,7 @@ pub mod rows;
 pub mod schedule;
 pub mod sql;
 mod sqlite;
+mod sqlite_readers;
 pub mod wake;
 
 use std::path::PathBuf;
@@ -588,6 +589,15 @@ impl Store {
     /// [`audit_watch::FULL_EVERY_MS`]. See [`WatchedChain`].
     pub async fn watched_audit(&self) -> Result<WatchedChain> {
         audit_watch::check(self, &self.audit_watch).await
+    }
+
+    /// SQLite: reader connections opened since the start (the pool keeps at most
+    /// `sqlite_readers` open, each with its prepared statements). None on PostgreSQL.
+    pub fn sqlite_readers_opened(&self) -> Option<u64> {
+        match &*self.backend {
+            Backend::Sqlite(s) => Some(s.readers_opened()),
+            Backend::Postgres(_) => None,
+        }
     }
 
     /// Run a read-only statement (see [`sql`]) and return its rows.

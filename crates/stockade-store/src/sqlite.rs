@@ -56,12 +56,10 @@ enum Msg {
 }
 
 pub(crate) struct SqliteStore {
-    path: PathBuf,
     env: Environment,
     sender: mpsc::Sender<Msg>,
     writer: Mutex<Option<JoinHandle<()>>>,
-    readers: Arc<Mutex<Vec<Connection>>>,
-    max_readers: usize,
+    readers: Arc<crate::sqlite_readers::ReaderPool>,
 }
 
 fn describe(path: &Path) -> String {
@@ -97,6 +95,15 @@ fn open_read_only(path: &Path) -> Result<Connection> {
     conn.busy_timeout(std::time::Duration::from_secs(5))
         .map_err(db_err)?;
     Ok(conn)
+}
+
+/// A pooled reader: read-only, `query_only`, a large statement cache, stable plans.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection> {
+    let c = open_read_only(path)?;
+    c.execute_batch("PRAGMA query_only = ON;").map_err(db_err)?;
+    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    stable_plans(&c)?;
+    Ok(c)
 }
 
 /// A connection to look at a database before deciding to use it (environment, schema).
@@ -325,12 +332,13 @@ impl SqliteStore {
             .spawn(move || run_writer(conn, env_name, receiver))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         let store = SqliteStore {
-            path,
             env,
             sender,
             writer: Mutex::new(Some(writer)),
-            readers: Arc::new(Mutex::new(Vec::new())),
-            max_readers: options.sqlite_readers.max(1),
+            readers: Arc::new(crate::sqlite_readers::ReaderPool::new(
+                path,
+                options.sqlite_readers,
+            )),
         };
         Ok((
             store,
@@ -406,18 +414,19 @@ impl SqliteStore {
         statement: &'static str,
         params: &[SqlValue],
     ) -> Option<Result<Vec<SqlRow>>> {
-        let conn = self.readers.lock().ok()?.pop()?;
+        let conn = self.readers.take_idle()?;
         // No busy waiting on this thread: a lock held elsewhere is the blocking pool's.
         if conn.busy_timeout(std::time::Duration::ZERO).is_err() {
+            drop(conn);
+            self.readers.discard();
             return None;
         }
         let out = query_rows(&conn, statement, params);
-        let restored = conn.busy_timeout(std::time::Duration::from_secs(5)).is_ok();
-        if restored
-            && let Ok(mut pool) = self.readers.lock()
-            && pool.len() < self.max_readers
-        {
-            pool.push(conn);
+        if conn.busy_timeout(std::time::Duration::from_secs(5)).is_ok() {
+            self.readers.give_back(conn);
+        } else {
+            drop(conn);
+            self.readers.discard();
         }
         match out {
             Err(StoreError::Busy(_)) => None,
@@ -441,32 +450,18 @@ impl SqliteStore {
         f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let readers = Arc::clone(&self.readers);
-        let path = self.path.clone();
-        let max = self.max_readers;
         blocking(move || {
-            let pooled = readers
-                .lock()
-                .map_err(|_| StoreError::Database("reader pool poisoned".into()))?
-                .pop();
-            let conn = match pooled {
-                Some(c) => c,
-                None => {
-                    let c = open_read_only(&path)?;
-                    c.execute_batch("PRAGMA query_only = ON;").map_err(db_err)?;
-                    c.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-                    stable_plans(&c)?;
-                    c
-                }
-            };
+            let conn = readers.take()?;
             let out = f(&conn);
-            if let Ok(mut pool) = readers.lock()
-                && pool.len() < max
-            {
-                pool.push(conn);
-            }
+            readers.give_back(conn);
             out
         })
         .await
+    }
+
+    /// Reader connections opened since the start (at most `sqlite_readers` stay open).
+    pub(crate) fn readers_opened(&self) -> u64 {
+        self.readers.opened()
     }
 
     pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
@@ -521,9 +516,7 @@ impl SqliteStore {
         } = self;
         // Readers first, so the writer is the last connection: closing it checkpoints
         // the WAL into the database file and removes it.
-        if let Ok(mut pool) = readers.lock() {
-            pool.clear();
-        }
+        readers.clear();
         drop(sender);
         let handle = writer.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {

@@ -81,6 +81,10 @@ pub const LOW_STOCK_THRESHOLD: i64 = 5;
 /// The `stockade_meta` key the low-stock trigger reads its threshold from.
 pub const LOW_STOCK_META: &str = "sync.low_stock_threshold";
 
+/// Default of [`SyncOptions::max_pending_deliveries`]: about half a second of orders at
+/// the rate one core stores, enough to fill the largest batches.
+pub const MAX_PENDING_DELIVERIES: usize = 2048;
+
 /// Tuning of the engine. The defaults suit a seller; tests, the demo and the benchmark
 /// shorten the intervals.
 #[derive(Debug, Clone)]
@@ -122,6 +126,9 @@ pub struct SyncOptions {
     /// the one process holding its lease (see `engine::Ownership`). None: this process
     /// runs every connection's work (SQLite, a single process).
     pub ownership: Option<Ownership>,
+    /// Webhook order deliveries pending at once (verified, fetched, stored, not yet
+    /// answered); past this they are answered 503 with `Retry-After` at once.
+    pub max_pending_deliveries: usize,
 }
 
 impl Default for SyncOptions {
@@ -145,6 +152,7 @@ impl Default for SyncOptions {
             lift_rate_limits: false,
             low_stock_threshold: LOW_STOCK_THRESHOLD,
             ownership: None,
+            max_pending_deliveries: MAX_PENDING_DELIVERIES,
         }
     }
 }

@@ -179,6 +179,8 @@ pub struct SyncTelemetry {
     pub pushes: Family<PushLabels, Counter>,
     /// From the oldest change a push carries to the channel's confirmation, in seconds.
     pub push_lag: Family<ChannelLabels, Histogram>,
+    /// Webhook deliveries shed with 503 (too many pending).
+    pub webhooks_shed: Counter,
 }
 
 fn lag_histogram() -> Histogram {
@@ -192,6 +194,7 @@ impl Default for SyncTelemetry {
             orders_ingested: Family::default(),
             pushes: Family::default(),
             push_lag: Family::new_with_constructor(lag_histogram),
+            webhooks_shed: Counter::default(),
         }
     }
 }
@@ -213,6 +216,11 @@ impl SyncTelemetry {
             "stockade_push_lag_seconds",
             "From an order's arrival to the channel confirming the new quantity",
             self.push_lag.clone(),
+        );
+        registry.register(
+            "stockade_webhooks_shed",
+            "Webhook deliveries answered 503 with Retry-After because too many were pending",
+            self.webhooks_shed.clone(),
         );
     }
 
@@ -255,6 +263,13 @@ pub struct Metrics {
     pub reconcile_runs: AtomicU64,
     /// Errors recorded as events (after retries).
     pub error_events: AtomicU64,
+    /// Webhook deliveries answered 503 at once because too many were pending.
+    pub webhooks_shed: AtomicU64,
+    /// Polled orders dropped before ingest: already stored as listed.
+    pub poll_skipped: AtomicU64,
+    /// Batch notices sent to pushers, and pushers left asleep (none of their SKUs changed).
+    pub pushers_woken: AtomicU64,
+    pub pushers_spared: AtomicU64,
     /// From an order's arrival to the last channel's confirmation of every listing its
     /// ingest batch changed.
     pub order_to_confirmed: Samples,

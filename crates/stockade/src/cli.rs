@@ -820,6 +820,10 @@ pub struct BenchSyncArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     pub json: bool,
+    /// Pin this process (server, engine, database and the in-process simulators) to
+    /// these CPUs, e.g. 0 or 0-1 (sched_setaffinity; `nproc` lists how many there are).
+    #[arg(long = "server-cpus", value_name = "LIST")]
+    pub server_cpus: Option<String>,
 }
 
 #[derive(Debug, Args)]

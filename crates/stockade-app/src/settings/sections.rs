@@ -169,6 +169,22 @@ pub(super) fn sync_settings(
         o.low_stock_threshold.to_string(),
         src(f.low_stock_threshold.is_some()),
     ));
+    if let Some(n) = f.max_pending_deliveries {
+        let n = usize::try_from(n)
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| {
+                AppError::config(
+                    "sync.max_pending_deliveries must be a number of deliveries from 1 to 1000000",
+                )
+            })?;
+        o.max_pending_deliveries = n;
+    }
+    provenance.push((
+        "sync.max_pending_deliveries",
+        o.max_pending_deliveries.to_string(),
+        src(f.max_pending_deliveries.is_some()),
+    ));
     Ok(o)
 }
 

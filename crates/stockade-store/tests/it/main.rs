@@ -13,6 +13,7 @@ mod jobs;
 mod journal;
 mod lifecycle;
 mod prune;
+mod reader_pool;
 mod typed_rows;
 // Incident controls across processes (NOTIFY on PostgreSQL, the periodic read).
 mod controls;

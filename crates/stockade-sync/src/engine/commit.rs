@@ -153,7 +153,11 @@ fn finish_batch(inner: &Arc<Inner>, jobs: Vec<IngestJob>, applied: i64) {
     Metrics::inc(&m.batched_orders, n);
     let mut skus = HashSet::new();
     let mut arrivals = Vec::with_capacity(jobs.len());
+    let mut hooks = 0usize;
     for job in jobs {
+        if job.source == Source::Webhook {
+            hooks += 1;
+        }
         m.arrival_to_commit.record(job.arrival.elapsed());
         for l in &job.order.lines {
             skus.insert(l.sku.clone());
@@ -163,20 +167,36 @@ fn finish_batch(inner: &Arc<Inner>, jobs: Vec<IngestJob>, applied: i64) {
             let _ = r.send(Ok(true));
         }
     }
+    // One line per batch, not per webhook (the server logs 2xx deliveries at debug).
+    tracing::info!(
+        orders = n,
+        changed = applied,
+        webhooks = hooks,
+        "stored a batch of orders"
+    );
     if applied == 0 {
         return;
     }
     let first_arrival = arrivals.iter().min().copied().unwrap_or_else(Instant::now);
+    // Only the pushers with a listing among the changed SKUs (see `listed.rs`).
+    let mut spared = 0u64;
     let pushers: Vec<Arc<Live>> = inner
         .live
         .read()
         .map(|l| {
             l.values()
                 .filter(|l| l.status() == ACTIVE)
+                .filter(|l| {
+                    let wants = inner.listed.wants(l.id, &skus);
+                    spared += u64::from(!wants);
+                    wants
+                })
                 .cloned()
                 .collect()
         })
         .unwrap_or_default();
+    Metrics::inc(&m.pushers_spared, spared);
+    Metrics::inc(&m.pushers_woken, pushers.len() as u64);
     if pushers.is_empty() {
         for a in arrivals {
             m.order_to_confirmed.record(a.elapsed());
@@ -197,6 +217,7 @@ fn finish_batch(inner: &Arc<Inner>, jobs: Vec<IngestJob>, applied: i64) {
         if p.notice_tx.send(notice).is_err() {
             tracker_done(inner, batch);
         }
+        p.woken.fetch_add(1, Ordering::Relaxed);
         p.wake.notify_one();
     }
 }

@@ -72,6 +72,14 @@ impl SyncEngine {
         request: InboundRequest,
     ) -> std::result::Result<HookAnswer, HookError> {
         let arrival = Instant::now();
+        // Shed before any work when too many deliveries are pending (see `shed.rs`).
+        let Some(_slot) = self
+            .inner
+            .admission
+            .admit(self.inner.opts.max_pending_deliveries, &self.inner.metrics)
+        else {
+            return Err(HookError::Overloaded);
+        };
         let Some(live) = self
             .get_live(connection)
             .filter(|l| l.marketplace == marketplace)

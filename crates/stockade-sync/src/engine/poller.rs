@@ -91,6 +91,8 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
         .returned_orders(Some(from.max(0)), &[])
         .await?;
     merge_orders(&mut orders, returned);
+    // Orders the webhooks already stored as listed are not ingested again.
+    let orders = super::poll_skip::not_yet_stored(inner, live, orders).await;
     let n = orders.len();
     ingest_polled(inner, live, orders).await?;
     Metrics::inc(&inner.metrics.polled, n as u64);

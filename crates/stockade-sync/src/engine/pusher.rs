@@ -24,6 +24,7 @@ use crate::{Result, SyncOptions, now_ms};
 impl SyncEngine {
     /// Wake every pusher (after a catalog import, for instance).
     pub fn wake_pushers(&self) {
+        self.inner.listed.mark_stale();
         if let Ok(m) = self.inner.live.read() {
             for l in m.values() {
                 l.wake.notify_one();

@@ -111,6 +111,10 @@ impl SyncEngine {
                 }
             }
         }
+        // Which pushers an ingest batch wakes follows the listings (see `listed.rs`).
+        if let Err(e) = self.inner.listed.reload(&self.inner.store).await {
+            tracing::warn!(error = %e, "could not read the listings; every pusher is woken by every batch until the next refresh");
+        }
         Ok(())
     }
 
@@ -158,6 +162,7 @@ impl SyncEngine {
             fetch_tx,
             notice_tx,
             wake: Notify::new(),
+            woken: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(Vec::new()),
             owned: inner.owned.clone(),
             creds,

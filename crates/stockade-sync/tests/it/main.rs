@@ -8,6 +8,7 @@ mod catalog_formula;
 mod cross;
 mod discover;
 mod edit;
+mod fast_path;
 mod fresh;
 mod push_health;
 mod returns;

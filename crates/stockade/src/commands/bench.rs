@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use stockade_core::order::Marketplace;
+use stockade_sandbox::OrderTally;
 use stockade_sync::{Metrics, Percentiles, Summary, SyncOptions, stats};
 
 use super::connection::sync_failure;
@@ -20,6 +21,7 @@ struct Report {
     cpu: f64,
     stored_total: u64,
     lost: u64,
+    backlog: u64,
     duplicated: i64,
     oversold: i64,
     undelivered: u64,
@@ -42,6 +44,10 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         ));
     }
     let say = |s: String| say(args.json, s);
+    if let Some(list) = &args.server_cpus {
+        let cpus = super::bench_pin::parse_cpus(list, "--server-cpus")?;
+        super::bench_pin::pin_process(&cpus)?;
+    }
     let rig = start_rig(&args).await?;
     say(format!(
         "bench sync: {} orders/s offered for {}s, {} SKUs × 3 channels, {}, rate limits {}",
@@ -78,14 +84,15 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     // A delivery the simulator retries later (its first attempt timed out on a loaded
     // machine) is neither answered nor given up yet: wait for every order to be stored,
     // within the same bound (one still missing then is reported lost).
-    while Instant::now() < drained_by && count_lost(&rig).await.is_ok_and(|(lost, _)| lost > 0) {
+    while Instant::now() < drained_by && tally(&rig).await.is_ok_and(|t| t.lost + t.backlog > 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let elapsed = t0.elapsed();
     let cpu = cpu_seconds() - cpu0;
     let placed = placed.load(std::sync::atomic::Ordering::Relaxed);
     let (undelivered, recovered_by_poll) = poll_after_run(&rig, &say).await?;
-    let (lost, stored_total) = count_lost(&rig).await?;
+    let t = tally(&rig).await?;
+    let (lost, backlog, stored_total) = (t.lost, t.backlog, t.stored);
     let lat = metrics.order_to_confirmed.summary();
     let verify = rig.store().verify_audit(None).await?;
     let r = Report {
@@ -95,6 +102,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         cpu,
         stored_total,
         lost,
+        backlog,
         duplicated: stats::duplicates(rig.store()).await.unwrap_or(-1),
         oversold: stats::oversold_units(rig.store()).await.unwrap_or(-1),
         undelivered,
@@ -165,23 +173,25 @@ async fn poll_after_run(rig: &Rig, say: &dyn Fn(String)) -> Result<(u64, u64), F
     Ok((undelivered, recovered_by_poll))
 }
 
-/// Lost and stored: every simulator order must be stored exactly once.
-async fn count_lost(rig: &Rig) -> Result<(u64, u64), Failure> {
-    let mut lost = 0u64;
-    let mut stored_total = 0u64;
+/// Lost, backlog and stored: every order the server acknowledged must be stored exactly
+/// once; one never acknowledged (still queued, shed with 503, given up on) is backlog,
+/// the marketplace still holds it.
+async fn tally(rig: &Rig) -> Result<OrderTally, Failure> {
+    let mut total = OrderTally::default();
     for m in Marketplace::ALL {
         let ids = stats::order_ids(rig.store(), m.as_str())
             .await
             .map_err(sync_failure)?;
-        stored_total += ids.len() as u64;
         let stored: HashSet<String> = ids.into_iter().collect();
-        for o in rig.sb.orders(m) {
-            if !stored.contains(&o.order_id) {
-                lost += 1;
-            }
-        }
+        let placed = rig.sb.orders(m);
+        let acked = rig.sb.acknowledged_orders(m);
+        total.add(OrderTally::count(
+            placed.iter().map(|o| o.order_id.as_str()),
+            &stored,
+            &acked,
+        ));
     }
-    Ok((lost, stored_total))
+    Ok(total)
 }
 
 /// Per connection, the staleness percentiles as JSON.
@@ -209,7 +219,8 @@ async fn print_report(r: &Report, rig: &Rig, args: &BenchSyncArgs, say: &dyn Fn(
         r.offered_for.as_secs_f64()
     ));
     say(format!(
-        "orders stored:               {stored_total} (lost {lost}, duplicated {duplicated})"
+        "orders stored:               {stored_total} (lost {lost}, duplicated {duplicated}, backlog {})",
+        r.backlog
     ));
     if undelivered > 0 {
         say(format!(
@@ -255,9 +266,10 @@ async fn print_report(r: &Report, rig: &Rig, args: &BenchSyncArgs, say: &dyn Fn(
         }
     }
     say(format!(
-        "CPU: {:.1} s ({:.2} cores); peak RSS {:.0} MiB (simulators included)",
+        "CPU: {:.1} s ({:.2} cores, {:.3} ms per order stored); peak RSS {:.0} MiB (simulators included)",
         r.cpu,
         r.cpu / r.elapsed.as_secs_f64().max(0.001),
+        cpu_ms_per_order(r),
         peak_rss_mb()
     ));
     say(format!(
@@ -281,6 +293,10 @@ fn json_report(r: &Report, args: &BenchSyncArgs, duration: Duration) -> serde_js
         "max_ms": r.lat.2,
         "commit_p99_ms": r.commit.map_or(0.0, |c| c.p99_ms),
         "lost": r.lost,
+        "backlog": r.backlog,
+        "server_cpu_ms_per_order": cpu_ms_per_order(r),
+        "simulators_in_process": true,
+        "server_cpus": args.server_cpus,
         "undelivered": r.undelivered,
         "recovered_by_poll": r.recovered_by_poll,
         "duplicated": r.duplicated,
@@ -293,6 +309,12 @@ fn json_report(r: &Report, args: &BenchSyncArgs, duration: Duration) -> serde_js
         "staleness": r.staleness,
         "audit_ok": r.audit_ok,
     })
+}
+
+/// CPU milliseconds per order stored (this process: with the simulators in it, their
+/// share is included).
+fn cpu_ms_per_order(r: &Report) -> f64 {
+    r.cpu * 1000.0 / (r.stored_total.max(1) as f64)
 }
 
 /// A report line: to standard output, or to standard error when that carries the JSON.

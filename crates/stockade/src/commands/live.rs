@@ -61,7 +61,7 @@ impl HookSink for CountingHooks {
         let deferred = self.1.clone();
         Box::pin(async move {
             let r = answer.await;
-            if let (Err(HookError::Unavailable(_)), Some(n)) =
+            if let (Err(HookError::Unavailable(_) | HookError::Overloaded), Some(n)) =
                 (&r, deferred.get(index_of(marketplace)))
             {
                 n.fetch_add(1, Ordering::Relaxed);

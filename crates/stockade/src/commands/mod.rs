@@ -26,6 +26,9 @@ mod bench_backup;
 // Audit mirror: `bench mirror`.
 #[cfg(feature = "dev-tools")]
 mod bench_mirror;
+// `bench sync --server-cpus`: CPU pinning.
+#[cfg(feature = "dev-tools")]
+mod bench_pin;
 mod catalog;
 mod connection;
 mod connection_edit;
