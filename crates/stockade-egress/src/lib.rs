@@ -194,7 +194,8 @@ struct Inner {
     config: EgressConfig,
     host_rate: Option<(f64, f64)>,
     live: std::sync::RwLock<Arc<Live>>,
-    limits: Mutex<HashMap<&'static str, (f64, f64)>>,
+    /// Per operation: (rate, burst, the bucket it draws from: itself or a shared one).
+    limits: Mutex<HashMap<&'static str, (f64, f64, &'static str)>>,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     breakers: Mutex<HashMap<String, Breaker>>,
     daily: Mutex<Daily>,
@@ -340,8 +341,8 @@ impl Gateway {
     pub fn define_limit(&self, operation: &'static str, rate_per_sec: f64, burst: u32) {
         let mut limits = lock(&self.0.limits);
         match limits::valid_rate(rate_per_sec, burst) {
-            Some(l) => {
-                limits.insert(operation, l);
+            Some((rate, burst)) => {
+                limits.insert(operation, (rate, burst, operation));
             }
             None => {
                 tracing::warn!(
@@ -349,6 +350,31 @@ impl Gateway {
                     "ignored a rate limit that is not a positive rate"
                 );
                 limits.remove(operation);
+            }
+        }
+    }
+
+    /// Rate-limit `operations` together: one token bucket per (`bucket`, partition) that
+    /// every one of them draws from, as a marketplace that counts calls per application
+    /// across its APIs does (eBay). A rate that is not a positive number removes the
+    /// limits.
+    pub fn define_shared_limit(
+        &self,
+        bucket: &'static str,
+        operations: &[&'static str],
+        rate_per_sec: f64,
+        burst: u32,
+    ) {
+        let mut limits = lock(&self.0.limits);
+        let valid = limits::valid_rate(rate_per_sec, burst);
+        for op in operations {
+            match valid {
+                Some((rate, burst)) => {
+                    limits.insert(op, (rate, burst, bucket));
+                }
+                None => {
+                    limits.remove(op);
+                }
             }
         }
     }
@@ -449,9 +475,9 @@ impl Gateway {
                     .or_insert_with(|| Bucket::new(rate, burst, now));
                 wait = wait.max(b.reserve(now));
             }
-            if let Some((rate, burst)) = limit {
+            if let Some((rate, burst, bucket)) = limit {
                 let b = buckets
-                    .entry(BucketKey::Operation(operation, partition.to_owned()))
+                    .entry(BucketKey::Operation(bucket, partition.to_owned()))
                     .or_insert_with(|| Bucket::new(rate, burst, now));
                 b.redefine(rate, burst);
                 wait = wait.max(b.reserve(now));

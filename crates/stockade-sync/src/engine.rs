@@ -42,6 +42,7 @@ const ACTOR: Actor = Actor::System("sync");
 const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(8);
 
 mod commit;
+mod plan;
 mod fetch;
 mod hooks;
 mod poller;

@@ -665,22 +665,79 @@ impl Connector for AmazonConnector {
         updates: &[QuantityUpdate],
     ) -> Result<Vec<QuantityAck>, MarketError> {
         if updates.len() > self.config.feed_threshold {
-            let outcome = self.run_feed(updates).await;
-            return Ok(match outcome {
-                Ok(errors) => updates
-                    .iter()
-                    .zip(errors)
-                    .map(|(u, e)| match e {
-                        None => QuantityAck::ok(u),
-                        Some(e) => QuantityAck::failed(u, e),
-                    })
-                    .collect(),
-                Err(e) => updates
-                    .iter()
-                    .map(|u| QuantityAck::failed(u, e.clone()))
-                    .collect(),
-            });
+            self.feed_all(updates).await
+        } else {
+            self.patch_all(updates).await
         }
+    }
+
+    /// patchListingsItem (5/s, burst 5) for one listing at a time, or one
+    /// JSON_LISTINGS_FEED for them all; a feed is refused when feeds are off
+    /// (`feed_threshold` unbounded) and then goes listing by listing.
+    fn push_paths(&self) -> crate::PushPaths {
+        let (rate, burst) = RATE_LIMITS
+            .iter()
+            .find(|(op, _, _)| *op == "amazon.patchListingsItem")
+            .map_or((5.0, 5), |(_, r, b)| (*r, *b));
+        crate::PushPaths {
+            per_listing: Some((rate, burst)),
+            slow_bulk: self.config.feed_threshold != usize::MAX,
+            calls_per_s: rate,
+            listings_per_call: 1,
+            daily_revisions: None,
+        }
+    }
+
+    async fn set_quantities_via(
+        &self,
+        updates: &[QuantityUpdate],
+        path: crate::QuantityPath,
+    ) -> Result<Vec<QuantityAck>, MarketError> {
+        match path {
+            crate::QuantityPath::Bulk if self.config.feed_threshold != usize::MAX => {
+                self.feed_all(updates).await
+            }
+            _ => self.patch_all(updates).await,
+        }
+    }
+
+    async fn get_quantities(
+        &self,
+        listings: &[ListingRef],
+    ) -> Result<Vec<(String, u32)>, MarketError> {
+        self.read_quantities(listings).await
+    }
+
+    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
+        self.discover().await
+    }
+
+    async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
+        self.verify(request)
+    }
+}
+
+impl AmazonConnector {
+    /// The whole batch as one JSON_LISTINGS_FEED.
+    async fn feed_all(&self, updates: &[QuantityUpdate]) -> Result<Vec<QuantityAck>, MarketError> {
+        Ok(match self.run_feed(updates).await {
+            Ok(errors) => updates
+                .iter()
+                .zip(errors)
+                .map(|(u, e)| match e {
+                    None => QuantityAck::ok(u),
+                    Some(e) => QuantityAck::failed(u, e),
+                })
+                .collect(),
+            Err(e) => updates
+                .iter()
+                .map(|u| QuantityAck::failed(u, e.clone()))
+                .collect(),
+        })
+    }
+
+    /// One patchListingsItem per listing, in order (the gateway paces them to 5/s).
+    async fn patch_all(&self, updates: &[QuantityUpdate]) -> Result<Vec<QuantityAck>, MarketError> {
         let mut acks = Vec::with_capacity(updates.len());
         let mut fatal: Option<MarketError> = None;
         for u in updates {
@@ -704,7 +761,7 @@ impl Connector for AmazonConnector {
         Ok(acks)
     }
 
-    async fn get_quantities(
+    async fn read_quantities(
         &self,
         listings: &[ListingRef],
     ) -> Result<Vec<(String, u32)>, MarketError> {
@@ -744,11 +801,7 @@ impl Connector for AmazonConnector {
         Ok(out)
     }
 
-    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
-        self.discover().await
-    }
-
-    async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
+    fn verify(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
         if request.method != Method::POST {
             return Err(EventError::MethodNotAllowed(request.method.to_string()));
         }

@@ -26,6 +26,9 @@ mod bench_backup;
 // Audit mirror: `bench mirror`.
 #[cfg(feature = "dev-tools")]
 mod bench_mirror;
+// The oversell window of `bench sync`.
+#[cfg(feature = "dev-tools")]
+mod bench_oversell;
 mod catalog;
 mod connection;
 mod connection_edit;
