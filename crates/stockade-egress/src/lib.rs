@@ -967,6 +967,36 @@ mod tests {
     /// handle cloned from it) follows the new allowlist; a refused reconfiguration
     /// (an invalid root, another environment) changes nothing.
     #[tokio::test]
+    async fn a_shared_limit_is_one_bucket_per_partition_across_its_operations() {
+        let mut c = EgressConfig::new(Environment::Dev);
+        c.host_rate = (0.0, 1);
+        let g = Gateway::new(c, None).expect("gateway");
+        g.define_shared_limit("ebay.app", &["ebay.a", "ebay.b"], 0.001, 2);
+        g.define_limit("other", 0.001, 2);
+        // Two operations of one application (two of its connections) draw from one
+        // bucket; another application has its own.
+        g.wait_for_tokens("h", "ebay.a", "app-1").await;
+        g.wait_for_tokens("h", "ebay.b", "app-1").await;
+        g.wait_for_tokens("h", "ebay.a", "app-2").await;
+        g.wait_for_tokens("h", "other", "app-1").await;
+        let now = Instant::now();
+        let buckets = lock(&g.0.buckets);
+        let tokens = |op: &'static str, p: &str| {
+            buckets
+                .get(&BucketKey::Operation(op, p.to_owned()))
+                .map(|b| b.peek(now).0.round())
+        };
+        assert_eq!(tokens("ebay.app", "app-1"), Some(0.0), "both calls spent it");
+        assert_eq!(tokens("ebay.app", "app-2"), Some(1.0));
+        assert_eq!(tokens("ebay.a", "app-1"), None, "no bucket per operation");
+        assert_eq!(tokens("other", "app-1"), Some(1.0), "plain limits stay per operation");
+        drop(buckets);
+        // Removing the limit removes it for every operation of the group.
+        g.define_shared_limit("ebay.app", &["ebay.a", "ebay.b"], 0.0, 1);
+        assert!(lock(&g.0.limits).get("ebay.b").is_none());
+    }
+
+    #[tokio::test]
     async fn reconfigure_changes_the_allowlist_or_nothing() {
         let mut c = EgressConfig::new(Environment::Dev);
         c.allowed_hosts = vec!["a.example".into()];

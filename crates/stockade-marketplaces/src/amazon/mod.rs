@@ -54,7 +54,8 @@ pub struct AmazonConfig {
     pub api_base: String,
     /// LWA token endpoint, `https://api.amazon.com/auth/o2/token`.
     pub lwa_url: String,
-    /// The selling partner id (`A…`): listings paths, feed header, rate partition.
+    /// The selling partner id (`A…`): listings paths, feed header, rate partition (with
+    /// the application).
     pub seller_id: String,
     pub marketplace_ids: Vec<String>,
     /// `productType` sent when a listing does not name its own (unconfirmed that Amazon
@@ -202,6 +203,11 @@ impl AmazonConnector {
         &self.client_id
     }
 
+    /// The rate partition: usage plans apply per application and selling partner.
+    fn rate_partition(&self) -> String {
+        format!("{}/{}", self.client_id, self.config.seller_id)
+    }
+
     pub fn config(&self) -> &AmazonConfig {
         &self.config
     }
@@ -243,7 +249,7 @@ impl AmazonConnector {
             ("client_id", &self.client_id),
             ("client_secret", self.client_secret.expose_secret()),
         ])
-        .partition(self.config.seller_id.clone())
+        .partition(self.rate_partition())
         .idempotent(true);
         let resp = self.transport.send(AMZ, req).await?;
         if !resp.is_success() {
@@ -282,7 +288,7 @@ impl AmazonConnector {
             operation,
         )
         .secret_header("x-amz-access-token", token.clone())
-        .partition(self.config.seller_id.clone())
+        .partition(self.rate_partition())
     }
 
     /// Send an SP-API call; on 401/403 refresh the token once and retry. Returns the
@@ -404,7 +410,7 @@ impl AmazonConnector {
             "amazon.uploadFeedDocument",
         )
         .body(document, "application/json; charset=UTF-8")
-        .partition(self.config.seller_id.clone());
+        .partition(self.rate_partition());
         let resp = self.transport.send(AMZ, upload).await?;
         if !resp.is_success() {
             return Err(MarketError::new(
@@ -508,7 +514,7 @@ impl AmazonConnector {
             "/{presigned-feed-document}",
             "amazon.downloadFeedDocument",
         )
-        .partition(self.config.seller_id.clone());
+        .partition(self.rate_partition());
         let resp = self.transport.send(AMZ, download).await?;
         if !resp.is_success() {
             return Err(MarketError::new(

@@ -177,6 +177,9 @@ pub(crate) fn change_staleness(
 #[derive(Debug, Default)]
 pub(crate) struct Oversell {
     pub window: Vec<(Marketplace, Option<Figures>)>,
+    /// The windows on all channels of the SKUs whose last unit sold on each marketplace
+    /// (how fast the server learns of a sale differs by marketplace).
+    pub by_last_sale: Vec<(Marketplace, Option<Figures>)>,
     pub staleness: Vec<(Marketplace, Option<Figures>)>,
     pub sold_out: usize,
     pub dropped: u64,
@@ -190,15 +193,30 @@ pub(crate) fn measure(
     start_ms: i64,
     end_ms: i64,
 ) -> Oversell {
-    let sales: Vec<Sale> = Marketplace::ALL
+    let tagged: Vec<(Marketplace, Sale)> = Marketplace::ALL
         .iter()
         .flat_map(|m| sb.orders(*m))
         .flat_map(|o| {
-            let at = o.created_ms;
-            o.lines.into_iter().map(move |(sku, q)| (at, sku, q))
+            let (at, m) = (o.created_ms, o.marketplace);
+            o.lines.into_iter().map(move |(sku, q)| (m, (at, sku, q)))
         })
         .collect();
+    let sales: Vec<Sale> = tagged.iter().map(|(_, s)| s.clone()).collect();
     let zeros = zero_instants(on_hand, &sales);
+    let sold_on = |m: Marketplace| -> HashMap<String, i64> {
+        zeros
+            .iter()
+            .filter(|(sku, at)| {
+                tagged
+                    .iter()
+                    .any(|(x, s)| *x == m && s.0 == **at && &s.1 == *sku)
+            })
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
+    };
+    let by_seller: Vec<(Marketplace, HashMap<String, i64>)> =
+        Marketplace::ALL.iter().map(|m| (*m, sold_on(*m))).collect();
+    let mut by_last: Vec<(Marketplace, Vec<f64>)> = Vec::new();
     let mut out = Oversell {
         sold_out: zeros.len(),
         ..Oversell::default()
@@ -208,11 +226,22 @@ pub(crate) fn measure(
         out.dropped += dropped;
         out.window
             .push((m, Figures::of(oversell_windows(&zeros, &history, end_ms))));
+        for (seller_m, z) in &by_seller {
+            let w = oversell_windows(z, &history, end_ms);
+            match by_last.iter_mut().find(|(x, _)| x == seller_m) {
+                Some((_, v)) => v.extend(w),
+                None => by_last.push((*seller_m, w)),
+            }
+        }
         out.staleness.push((
             m,
             Figures::of(change_staleness(on_hand, &sales, &history, start_ms)),
         ));
     }
+    out.by_last_sale = by_last
+        .into_iter()
+        .map(|(m, v)| (m, Figures::of(v)))
+        .collect();
     out
 }
 
@@ -232,6 +261,12 @@ impl Oversell {
         };
         for (m, f) in &self.window {
             out.push(format!("oversell window {m}: {}", fmt(f)));
+        }
+        for (m, f) in &self.by_last_sale {
+            out.push(format!(
+                "oversell window, all channels, last unit sold on {m}: {}",
+                fmt(f)
+            ));
         }
         for (m, f) in &self.staleness {
             out.push(format!("change shown on {m} after the sale: {}", fmt(f)));
@@ -260,6 +295,10 @@ impl Oversell {
         if let Some(obj) = report.as_object_mut() {
             obj.insert("oversell_window_ms".into(), map(&self.window));
             obj.insert("change_staleness_ms".into(), map(&self.staleness));
+            obj.insert(
+                "oversell_window_by_last_sale_ms".into(),
+                map(&self.by_last_sale),
+            );
             obj.insert("sold_out_skus".into(), self.sold_out.into());
         }
     }
