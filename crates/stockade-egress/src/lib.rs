@@ -986,10 +986,18 @@ mod tests {
                 .get(&BucketKey::Operation(op, p.to_owned()))
                 .map(|b| b.peek(now).0.round())
         };
-        assert_eq!(tokens("ebay.app", "app-1"), Some(0.0), "both calls spent it");
+        assert_eq!(
+            tokens("ebay.app", "app-1"),
+            Some(0.0),
+            "both calls spent it"
+        );
         assert_eq!(tokens("ebay.app", "app-2"), Some(1.0));
         assert_eq!(tokens("ebay.a", "app-1"), None, "no bucket per operation");
-        assert_eq!(tokens("other", "app-1"), Some(1.0), "plain limits stay per operation");
+        assert_eq!(
+            tokens("other", "app-1"),
+            Some(1.0),
+            "plain limits stay per operation"
+        );
         drop(buckets);
         // Removing the limit removes it for every operation of the group.
         g.define_shared_limit("ebay.app", &["ebay.a", "ebay.b"], 0.0, 1);

@@ -28,9 +28,9 @@ pub mod ebay;
 mod egress;
 pub mod events;
 pub mod json;
-mod push_path;
 #[cfg(test)]
 mod mock_tests;
+mod push_path;
 pub mod sign;
 mod sink;
 pub mod tiktok;

@@ -60,8 +60,8 @@ pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
 pub use nocodb::NocoSim;
-pub use qty_history::{QtyChange, QtySource};
 pub use nocodb_meta::{SIM_BASE_ID, SIM_BASE_TITLE};
+pub use qty_history::{QtyChange, QtySource};
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
 

@@ -605,8 +605,12 @@ impl Market {
                 if let Some(l) = self.listings.get_mut(li) {
                     l.quantity = l.quantity.saturating_add(q);
                     l.updated_ms = at;
-                    self.qty_history
-                        .record(li, at, l.quantity, crate::qty_history::QtySource::Cancel);
+                    self.qty_history.record(
+                        li,
+                        at,
+                        l.quantity,
+                        crate::qty_history::QtySource::Cancel,
+                    );
                 }
             }
         }

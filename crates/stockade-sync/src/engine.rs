@@ -42,9 +42,9 @@ const ACTOR: Actor = Actor::System("sync");
 const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(8);
 
 mod commit;
-mod plan;
 mod fetch;
 mod hooks;
+mod plan;
 mod poller;
 mod pusher;
 mod reconciler;

@@ -691,14 +691,11 @@ impl Connector for EbayConnector {
             } else {
                 u.listing.offer_ids.clone()
             };
-            if !self
-                .transport
-                .take_daily(
-                    REVISION_QUOTA,
-                    &format!("{}/{}", self.config.account, u.sku),
-                    self.config.daily_revision_limit,
-                )
-            {
+            if !self.transport.take_daily(
+                REVISION_QUOTA,
+                &format!("{}/{}", self.config.account, u.sku),
+                self.config.daily_revision_limit,
+            ) {
                 acks[i] = Some(QuantityAck::failed(
                     u,
                     MarketError::new(

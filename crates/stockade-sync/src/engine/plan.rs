@@ -155,7 +155,9 @@ impl Planner {
             return usize::MAX;
         }
         let per_call = self.paths.listings_per_call.max(1);
-        let calls = ((rate * ROUND_S).ceil() as usize).max(burst as usize).max(1);
+        let calls = ((rate * ROUND_S).ceil() as usize)
+            .max(burst as usize)
+            .max(1);
         calls.saturating_mul(per_call).max(1)
     }
 
@@ -394,7 +396,11 @@ mod tests {
         items.push(cand("L", 2, Some(7)));
         items.push(cand("D", 40, Some(60)));
         let plan = p.plan(&items, false, 1);
-        assert_eq!(plan.now, vec![300, 301], "the zero, then low stock, per listing");
+        assert_eq!(
+            plan.now,
+            vec![300, 301],
+            "the zero, then low stock, per listing"
+        );
         // The increases and the other decrease go through the feed, all in one.
         assert_eq!(plan.bulk.len(), 301);
         assert_eq!(plan.bulk.first(), Some(&302), "the decrease leads the feed");
@@ -418,14 +424,22 @@ mod tests {
         let mut inc = cand("B", 9, Some(5));
         inc.in_flight = true;
         let plan = p.plan(&[z, inc], true, 1);
-        assert_eq!(plan.now, vec![0], "the zero goes now even though a feed holds it");
+        assert_eq!(
+            plan.now,
+            vec![0],
+            "the zero goes now even though a feed holds it"
+        );
         assert!(plan.bulk.is_empty());
     }
 
     #[test]
     fn lifted_limits_send_everything_at_once_zeros_first() {
         let mut p = Planner::new(amazon(), true, 200);
-        let items = vec![cand("A", 9, None), cand("B", 0, Some(1)), cand("C", 8, None)];
+        let items = vec![
+            cand("A", 9, None),
+            cand("B", 0, Some(1)),
+            cand("C", 8, None),
+        ];
         let plan = p.plan(&items, false, 1);
         assert_eq!(plan.now, vec![1, 0, 2]);
         assert!(plan.bulk.is_empty());
@@ -440,17 +454,33 @@ mod tests {
         }
         let up = [cand("A", 9, Some(5))];
         let plan = p.plan(&up, false, day);
-        assert_eq!(plan.held, vec![0], "no increase once only the reserve is left");
+        assert_eq!(
+            plan.held,
+            vec![0],
+            "no increase once only the reserve is left"
+        );
         let down = [cand("A", 4, Some(5))];
         assert_eq!(p.plan(&down, false, day).now, vec![0], "decreases still go");
         for _ in 0..(INCREASE_RESERVE - 1) {
             p.budget.spend("A", day);
         }
-        assert_eq!(p.plan(&down, false, day).held, vec![0], "the last one is the zero's");
+        assert_eq!(
+            p.plan(&down, false, day).held,
+            vec![0],
+            "the last one is the zero's"
+        );
         let zero = [cand("A", 0, Some(4))];
-        assert_eq!(p.plan(&zero, false, day).now, vec![0], "the zero never runs out");
+        assert_eq!(
+            p.plan(&zero, false, day).now,
+            vec![0],
+            "the zero never runs out"
+        );
         p.budget.spend("A", day);
-        assert_eq!(p.plan(&zero, false, day).held, vec![0], "250 used: nothing left");
+        assert_eq!(
+            p.plan(&zero, false, day).held,
+            vec![0],
+            "250 used: nothing left"
+        );
         // A new UTC day starts again; another listing has its own budget.
         assert_eq!(p.plan(&up, false, day + 1).now, vec![0]);
         assert_eq!(p.plan(&[cand("B", 9, Some(5))], false, day).now, vec![0]);

@@ -52,7 +52,10 @@ type Sale = (i64, String, u32);
 
 /// Per SKU, the instant its true available stock reached zero: the placement time of the
 /// order that took the last unit. SKUs that never sold out are absent.
-pub(crate) fn zero_instants(on_hand: &HashMap<String, i64>, sales: &[Sale]) -> HashMap<String, i64> {
+pub(crate) fn zero_instants(
+    on_hand: &HashMap<String, i64>,
+    sales: &[Sale],
+) -> HashMap<String, i64> {
     let mut sorted: Vec<&Sale> = sales.iter().collect();
     sorted.sort_by_key(|s| s.0);
     let mut left: HashMap<&str, i64> = HashMap::new();
@@ -340,7 +343,10 @@ mod tests {
         ];
         assert_eq!(oversell_windows(&zeros, &history, 10_000), vec![300.0]);
         // A listing already at zero when the stock ran out has no window.
-        let shown_zero = vec![change("A", 0, 3, QtySource::Bulk), change("A", 1_900, 0, QtySource::Buyer)];
+        let shown_zero = vec![
+            change("A", 0, 3, QtySource::Bulk),
+            change("A", 1_900, 0, QtySource::Buyer),
+        ];
         assert_eq!(oversell_windows(&zeros, &shown_zero, 10_000), vec![0.0]);
         // A stale feed bringing the quantity back counts too; one never closed counts
         // until the end of the measurement.
