@@ -199,7 +199,8 @@ struct Inner {
     config: EgressConfig,
     host_rate: Option<(f64, f64)>,
     live: std::sync::RwLock<Arc<Live>>,
-    limits: Mutex<HashMap<&'static str, (f64, f64)>>,
+    /// Per operation: (rate, burst, the bucket it draws from: itself or a shared one).
+    limits: Mutex<HashMap<&'static str, (f64, f64, &'static str)>>,
     buckets: Mutex<HashMap<BucketKey, Bucket>>,
     breakers: Mutex<HashMap<String, Breaker>>,
     daily: Mutex<Daily>,
@@ -345,8 +346,8 @@ impl Gateway {
     pub fn define_limit(&self, operation: &'static str, rate_per_sec: f64, burst: u32) {
         let mut limits = lock(&self.0.limits);
         match limits::valid_rate(rate_per_sec, burst) {
-            Some(l) => {
-                limits.insert(operation, l);
+            Some((rate, burst)) => {
+                limits.insert(operation, (rate, burst, operation));
             }
             None => {
                 tracing::warn!(
@@ -354,6 +355,31 @@ impl Gateway {
                     "ignored a rate limit that is not a positive rate"
                 );
                 limits.remove(operation);
+            }
+        }
+    }
+
+    /// Rate-limit `operations` together: one token bucket per (`bucket`, partition) that
+    /// every one of them draws from, as a marketplace that counts calls per application
+    /// across its APIs does (eBay). A rate that is not a positive number removes the
+    /// limits.
+    pub fn define_shared_limit(
+        &self,
+        bucket: &'static str,
+        operations: &[&'static str],
+        rate_per_sec: f64,
+        burst: u32,
+    ) {
+        let mut limits = lock(&self.0.limits);
+        let valid = limits::valid_rate(rate_per_sec, burst);
+        for op in operations {
+            match valid {
+                Some((rate, burst)) => {
+                    limits.insert(op, (rate, burst, bucket));
+                }
+                None => {
+                    limits.remove(op);
+                }
             }
         }
     }
@@ -454,9 +480,9 @@ impl Gateway {
                     .or_insert_with(|| Bucket::new(rate, burst, now));
                 wait = wait.max(b.reserve(now));
             }
-            if let Some((rate, burst)) = limit {
+            if let Some((rate, burst, bucket)) = limit {
                 let b = buckets
-                    .entry(BucketKey::Operation(operation, partition.to_owned()))
+                    .entry(BucketKey::Operation(bucket, partition.to_owned()))
                     .or_insert_with(|| Bucket::new(rate, burst, now));
                 b.redefine(rate, burst);
                 wait = wait.max(b.reserve(now));
@@ -948,6 +974,44 @@ mod tests {
     /// Issue 13: the allowlist needed a restart. A reconfigured gateway (and every
     /// handle cloned from it) follows the new allowlist; a refused reconfiguration
     /// (an invalid root, another environment) changes nothing.
+    #[tokio::test]
+    async fn a_shared_limit_is_one_bucket_per_partition_across_its_operations() {
+        let mut c = EgressConfig::new(Environment::Dev);
+        c.host_rate = (0.0, 1);
+        let g = Gateway::new(c, None).expect("gateway");
+        g.define_shared_limit("ebay.app", &["ebay.a", "ebay.b"], 0.001, 2);
+        g.define_limit("other", 0.001, 2);
+        // Two operations of one application (two of its connections) draw from one
+        // bucket; another application has its own.
+        g.wait_for_tokens("h", "ebay.a", "app-1").await;
+        g.wait_for_tokens("h", "ebay.b", "app-1").await;
+        g.wait_for_tokens("h", "ebay.a", "app-2").await;
+        g.wait_for_tokens("h", "other", "app-1").await;
+        let now = Instant::now();
+        let buckets = lock(&g.0.buckets);
+        let tokens = |op: &'static str, p: &str| {
+            buckets
+                .get(&BucketKey::Operation(op, p.to_owned()))
+                .map(|b| b.peek(now).0.round())
+        };
+        assert_eq!(
+            tokens("ebay.app", "app-1"),
+            Some(0.0),
+            "both calls spent it"
+        );
+        assert_eq!(tokens("ebay.app", "app-2"), Some(1.0));
+        assert_eq!(tokens("ebay.a", "app-1"), None, "no bucket per operation");
+        assert_eq!(
+            tokens("other", "app-1"),
+            Some(1.0),
+            "plain limits stay per operation"
+        );
+        drop(buckets);
+        // Removing the limit removes it for every operation of the group.
+        g.define_shared_limit("ebay.app", &["ebay.a", "ebay.b"], 0.0, 1);
+        assert!(lock(&g.0.limits).get("ebay.b").is_none());
+    }
+
     #[tokio::test]
     async fn reconfigure_changes_the_allowlist_or_nothing() {
         let mut c = EgressConfig::new(Environment::Dev);

@@ -128,9 +128,14 @@ impl crate::EbayConnector {
         gateway: &Gateway,
         caller: Caller,
     ) -> Self {
-        for op in crate::ebay::OPERATIONS {
-            gateway.define_limit(op, config.rate.0, config.rate.1);
-        }
+        // eBay counts calls per application, across its APIs and sellers: every
+        // connection of one app draws from one bucket (partitioned by the app's id).
+        gateway.define_shared_limit(
+            crate::ebay::APP_BUCKET,
+            &crate::ebay::OPERATIONS,
+            config.rate.0,
+            config.rate.1,
+        );
         let transport = build(gateway, caller, &config.hosts());
         Self::with_transport(config, credentials, transport)
     }

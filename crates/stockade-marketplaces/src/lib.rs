@@ -30,6 +30,7 @@ pub mod events;
 pub mod json;
 #[cfg(test)]
 mod mock_tests;
+mod push_path;
 pub mod sign;
 mod sink;
 pub mod tiktok;
@@ -40,6 +41,7 @@ pub mod util;
 pub use amazon::{AmazonConfig, AmazonConnector, AmazonCredentials};
 pub use ebay::{EbayConfig, EbayConnector, EbayCredentials};
 pub use events::{EventError, FreshnessWindow, InboundEvent, InboundRequest, MAX_EVENT_BODY};
+pub use push_path::{PushPaths, QuantityPath};
 pub use sink::{HookAnswer, HookError, HookFuture, HookSink};
 pub use tiktok::{TikTokConfig, TikTokConnector, TikTokCredentials};
 
@@ -517,6 +519,22 @@ pub trait Connector: Send + Sync {
     fn discover_listings(
         &self,
     ) -> impl Future<Output = Result<Vec<DiscoveredListing>, MarketError>> + Send;
+
+    /// The paths this marketplace offers for quantity pushes and their budgets. The
+    /// default: one path, no per-listing cap.
+    fn push_paths(&self) -> PushPaths {
+        PushPaths::default()
+    }
+
+    /// [`Connector::set_quantities`] through a chosen path. The default has one path.
+    fn set_quantities_via(
+        &self,
+        updates: &[QuantityUpdate],
+        path: QuantityPath,
+    ) -> impl Future<Output = Result<Vec<QuantityAck>, MarketError>> + Send {
+        let _ = path;
+        self.set_quantities(updates)
+    }
 }
 
 /// Any of the three connectors, for code that picks one at run time.
@@ -615,6 +633,18 @@ impl Connector for AnyConnector {
 
     async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
         dispatch!(self, c => c.discover_listings().await)
+    }
+
+    fn push_paths(&self) -> PushPaths {
+        dispatch!(self, c => c.push_paths())
+    }
+
+    async fn set_quantities_via(
+        &self,
+        updates: &[QuantityUpdate],
+        path: QuantityPath,
+    ) -> Result<Vec<QuantityAck>, MarketError> {
+        dispatch!(self, c => c.set_quantities_via(updates, path).await)
     }
 }
 

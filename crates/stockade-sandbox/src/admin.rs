@@ -297,6 +297,8 @@ impl Sim {
         if let Some(l) = m.listings.get_mut(li) {
             l.quantity = quantity;
             l.updated_ms = now;
+            m.qty_history
+                .record(li, now, quantity, crate::qty_history::QtySource::Direct);
         }
         Ok(())
     }

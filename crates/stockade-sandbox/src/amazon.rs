@@ -745,6 +745,8 @@ async fn patch_listing(
             if let (Some(q), Some(l)) = (qty, m.listings.get_mut(li)) {
                 l.quantity = q;
                 l.updated_ms = now;
+                m.qty_history
+                    .record(li, now, q, crate::qty_history::QtySource::PerListing);
             }
             amz_ok(
                 StatusCode::OK,
@@ -1081,6 +1083,12 @@ fn process_feed(m: &mut Market, feed_id: &str) {
                                 if let (Some(q), Some(l)) = (q, m.listings.get_mut(li)) {
                                     l.quantity = q;
                                     l.updated_ms = now;
+                                    m.qty_history.record(
+                                        li,
+                                        now,
+                                        q,
+                                        crate::qty_history::QtySource::Bulk,
+                                    );
                                 }
                                 accepted += 1;
                             }

@@ -695,6 +695,8 @@ fn update_one(
     listing.revisions += 1;
     if let Some(q) = offer_qty.or(ship_qty) {
         listing.quantity = q;
+        m.qty_history
+            .record(li, now, q, crate::qty_history::QtySource::Bulk);
     }
     listing.updated_ms = now;
     Some(if offers.is_empty() {

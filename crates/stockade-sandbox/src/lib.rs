@@ -39,6 +39,7 @@ mod listings_search;
 pub mod nocodb;
 mod nocodb_meta;
 pub mod nocodb_real;
+mod qty_history;
 mod ratelimit;
 mod resp;
 pub mod rng;
@@ -64,6 +65,7 @@ pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
 pub use nocodb::NocoSim;
 pub use nocodb_meta::{SIM_BASE_ID, SIM_BASE_TITLE};
+pub use qty_history::{QtyChange, QtySource};
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
 
@@ -734,6 +736,13 @@ impl Sandbox {
 
     pub fn orders(&self, m: Marketplace) -> Vec<OrderSummary> {
         self.sim(m).orders()
+    }
+
+    /// Every change of every listing's displayed quantity on `m` since start, in the
+    /// order applied (buyers' orders, pushes, cancellations, direct edits), and how
+    /// many changes were not kept because the history was full.
+    pub fn quantity_history(&self, m: Marketplace) -> (Vec<QtyChange>, u64) {
+        self.sim(m).qty_history()
     }
 
     /// Set the quantity a listing displays (as if the seller changed it in the UI).

@@ -133,6 +133,8 @@ pub(crate) struct Market {
     pub last_ms: i64,
     pub webhook: Option<String>,
     pub ebay_verified: bool,
+    /// Every change of a listing's displayed quantity (see `qty_history`).
+    pub qty_history: crate::qty_history::QtyHistory,
 }
 
 /// Population parameters.
@@ -228,6 +230,7 @@ impl Market {
             last_ms: now,
             webhook: None,
             ebay_verified: false,
+            qty_history: crate::qty_history::QtyHistory::default(),
         };
         for s in 0..pop.sellers.max(1) {
             market.add_seller(s);
@@ -320,6 +323,12 @@ impl Market {
         };
         self.listing_index
             .insert((seller, listing.sku.clone()), self.listings.len());
+        self.qty_history.record(
+            self.listings.len(),
+            now,
+            quantity,
+            crate::qty_history::QtySource::Direct,
+        );
         self.listings.push(listing);
     }
 
@@ -483,6 +492,8 @@ impl Market {
             if let Some(l) = self.listings.get_mut(li) {
                 l.quantity -= q;
                 l.updated_ms = at;
+                self.qty_history
+                    .record(li, at, l.quantity, crate::qty_history::QtySource::Buyer);
             }
             let (id, unit_ids) = match self.kind {
                 Marketplace::TikTok => {
@@ -594,6 +605,12 @@ impl Market {
                 if let Some(l) = self.listings.get_mut(li) {
                     l.quantity = l.quantity.saturating_add(q);
                     l.updated_ms = at;
+                    self.qty_history.record(
+                        li,
+                        at,
+                        l.quantity,
+                        crate::qty_history::QtySource::Cancel,
+                    );
                 }
             }
         }

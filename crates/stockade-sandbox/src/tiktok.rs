@@ -580,6 +580,8 @@ async fn update_inventory(
         if let Some(l) = m.listings.get_mut(li) {
             l.quantity = q;
             l.updated_ms = now;
+            m.qty_history
+                .record(li, now, q, crate::qty_history::QtySource::PerListing);
         }
     }
     tts_ok(json!({ "errors": errors }))

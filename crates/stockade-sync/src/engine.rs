@@ -49,6 +49,7 @@ mod hooks;
 mod owner;
 mod listed;
 mod poll_skip;
+mod plan;
 mod poller;
 mod pusher;
 mod reconciler;

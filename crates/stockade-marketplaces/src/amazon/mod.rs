@@ -54,7 +54,8 @@ pub struct AmazonConfig {
     pub api_base: String,
     /// LWA token endpoint, `https://api.amazon.com/auth/o2/token`.
     pub lwa_url: String,
-    /// The selling partner id (`A…`): listings paths, feed header, rate partition.
+    /// The selling partner id (`A…`): listings paths, feed header, rate partition (with
+    /// the application).
     pub seller_id: String,
     pub marketplace_ids: Vec<String>,
     /// `productType` sent when a listing does not name its own (unconfirmed that Amazon
@@ -202,6 +203,11 @@ impl AmazonConnector {
         &self.client_id
     }
 
+    /// The rate partition: usage plans apply per application and selling partner.
+    fn rate_partition(&self) -> String {
+        format!("{}/{}", self.client_id, self.config.seller_id)
+    }
+
     pub fn config(&self) -> &AmazonConfig {
         &self.config
     }
@@ -243,7 +249,7 @@ impl AmazonConnector {
             ("client_id", &self.client_id),
             ("client_secret", self.client_secret.expose_secret()),
         ])
-        .partition(self.config.seller_id.clone())
+        .partition(self.rate_partition())
         .idempotent(true);
         let resp = self.transport.send(AMZ, req).await?;
         if !resp.is_success() {
@@ -282,7 +288,7 @@ impl AmazonConnector {
             operation,
         )
         .secret_header("x-amz-access-token", token.clone())
-        .partition(self.config.seller_id.clone())
+        .partition(self.rate_partition())
     }
 
     /// Send an SP-API call; on 401/403 refresh the token once and retry. Returns the
@@ -404,7 +410,7 @@ impl AmazonConnector {
             "amazon.uploadFeedDocument",
         )
         .body(document, "application/json; charset=UTF-8")
-        .partition(self.config.seller_id.clone());
+        .partition(self.rate_partition());
         let resp = self.transport.send(AMZ, upload).await?;
         if !resp.is_success() {
             return Err(MarketError::new(
@@ -508,7 +514,7 @@ impl AmazonConnector {
             "/{presigned-feed-document}",
             "amazon.downloadFeedDocument",
         )
-        .partition(self.config.seller_id.clone());
+        .partition(self.rate_partition());
         let resp = self.transport.send(AMZ, download).await?;
         if !resp.is_success() {
             return Err(MarketError::new(
@@ -665,22 +671,79 @@ impl Connector for AmazonConnector {
         updates: &[QuantityUpdate],
     ) -> Result<Vec<QuantityAck>, MarketError> {
         if updates.len() > self.config.feed_threshold {
-            let outcome = self.run_feed(updates).await;
-            return Ok(match outcome {
-                Ok(errors) => updates
-                    .iter()
-                    .zip(errors)
-                    .map(|(u, e)| match e {
-                        None => QuantityAck::ok(u),
-                        Some(e) => QuantityAck::failed(u, e),
-                    })
-                    .collect(),
-                Err(e) => updates
-                    .iter()
-                    .map(|u| QuantityAck::failed(u, e.clone()))
-                    .collect(),
-            });
+            self.feed_all(updates).await
+        } else {
+            self.patch_all(updates).await
         }
+    }
+
+    /// patchListingsItem (5/s, burst 5) for one listing at a time, or one
+    /// JSON_LISTINGS_FEED for them all; a feed is refused when feeds are off
+    /// (`feed_threshold` unbounded) and then goes listing by listing.
+    fn push_paths(&self) -> crate::PushPaths {
+        let (rate, burst) = RATE_LIMITS
+            .iter()
+            .find(|(op, _, _)| *op == "amazon.patchListingsItem")
+            .map_or((5.0, 5), |(_, r, b)| (*r, *b));
+        crate::PushPaths {
+            per_listing: Some((rate, burst)),
+            slow_bulk: self.config.feed_threshold != usize::MAX,
+            calls_per_s: rate,
+            listings_per_call: 1,
+            daily_revisions: None,
+        }
+    }
+
+    async fn set_quantities_via(
+        &self,
+        updates: &[QuantityUpdate],
+        path: crate::QuantityPath,
+    ) -> Result<Vec<QuantityAck>, MarketError> {
+        match path {
+            crate::QuantityPath::Bulk if self.config.feed_threshold != usize::MAX => {
+                self.feed_all(updates).await
+            }
+            _ => self.patch_all(updates).await,
+        }
+    }
+
+    async fn get_quantities(
+        &self,
+        listings: &[ListingRef],
+    ) -> Result<Vec<(String, u32)>, MarketError> {
+        self.read_quantities(listings).await
+    }
+
+    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
+        self.discover().await
+    }
+
+    async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
+        self.verify(request)
+    }
+}
+
+impl AmazonConnector {
+    /// The whole batch as one JSON_LISTINGS_FEED.
+    async fn feed_all(&self, updates: &[QuantityUpdate]) -> Result<Vec<QuantityAck>, MarketError> {
+        Ok(match self.run_feed(updates).await {
+            Ok(errors) => updates
+                .iter()
+                .zip(errors)
+                .map(|(u, e)| match e {
+                    None => QuantityAck::ok(u),
+                    Some(e) => QuantityAck::failed(u, e),
+                })
+                .collect(),
+            Err(e) => updates
+                .iter()
+                .map(|u| QuantityAck::failed(u, e.clone()))
+                .collect(),
+        })
+    }
+
+    /// One patchListingsItem per listing, in order (the gateway paces them to 5/s).
+    async fn patch_all(&self, updates: &[QuantityUpdate]) -> Result<Vec<QuantityAck>, MarketError> {
         let mut acks = Vec::with_capacity(updates.len());
         let mut fatal: Option<MarketError> = None;
         for u in updates {
@@ -704,7 +767,7 @@ impl Connector for AmazonConnector {
         Ok(acks)
     }
 
-    async fn get_quantities(
+    async fn read_quantities(
         &self,
         listings: &[ListingRef],
     ) -> Result<Vec<(String, u32)>, MarketError> {
@@ -744,11 +807,7 @@ impl Connector for AmazonConnector {
         Ok(out)
     }
 
-    async fn discover_listings(&self) -> Result<Vec<DiscoveredListing>, MarketError> {
-        self.discover().await
-    }
-
-    async fn verify_event(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
+    fn verify(&self, request: &InboundRequest) -> Result<InboundEvent, EventError> {
         if request.method != Method::POST {
             return Err(EventError::MethodNotAllowed(request.method.to_string()));
         }

@@ -353,7 +353,7 @@ impl super::AmazonConnector {
             "/{presigned-report-document}",
             "amazon.downloadReportDocument",
         )
-        .partition(self.config.seller_id.clone())
+        .partition(self.rate_partition())
         .idempotent(true);
         let resp = self.transport.send(AMZ, download).await?;
         if !resp.is_success() {

@@ -42,6 +42,9 @@ pub const OPERATIONS: [&str; 9] = [
     "ebay.token.app",
 ];
 
+/// The one rate bucket every eBay operation draws from, per application.
+pub const APP_BUCKET: &str = "ebay.app";
+
 /// getOrders calls one [`Connector::get_orders`] keeps in flight.
 const ORDER_FETCH_CONCURRENCY: usize = 4;
 
@@ -70,9 +73,10 @@ pub struct EbayConfig {
     pub key_cache_ttl: Duration,
     /// Revisions per listing per UTC day.
     pub daily_revision_limit: u32,
-    /// Client-side rate per operation (requests/s, burst).
+    /// Client-side rate of the application, all operations and sellers together
+    /// (requests/s, burst): eBay counts calls per application.
     pub rate: (f64, u32),
-    /// Account for partitioning rate buckets (the seller's user id).
+    /// The seller's user id (the daily revision count is kept per seller and SKU).
     pub account: String,
 }
 
@@ -237,7 +241,7 @@ impl EbayConnector {
         )
         .secret_header("authorization", self.basic_auth.clone())
         .form(form)
-        .partition(self.config.account.clone())
+        .partition(self.client_id.clone())
         .idempotent(true);
         let resp = self.transport.send(EBAY, req).await?;
         if !resp.is_success() {
@@ -331,7 +335,7 @@ impl EbayConnector {
             "authorization",
             SecretString::from(format!("Bearer {}", token.expose_secret())),
         )
-        .partition(self.config.account.clone());
+        .partition(self.client_id.clone());
         if let Some(m) = &self.config.marketplace_id {
             req = req.header("x-ebay-c-marketplace-id", m.clone());
         }
@@ -657,6 +661,18 @@ impl Connector for EbayConnector {
         Ok(pages.into_iter().flatten().collect())
     }
 
+    /// bulkUpdatePriceQuantity, 25 listings a call, within the app's rate; 250 revisions
+    /// per listing per UTC day.
+    fn push_paths(&self) -> crate::PushPaths {
+        crate::PushPaths {
+            per_listing: None,
+            slow_bulk: false,
+            calls_per_s: self.config.rate.0,
+            listings_per_call: 25,
+            daily_revisions: Some(self.config.daily_revision_limit),
+        }
+    }
+
     async fn set_quantities(
         &self,
         updates: &[QuantityUpdate],
@@ -675,10 +691,11 @@ impl Connector for EbayConnector {
             } else {
                 u.listing.offer_ids.clone()
             };
-            if !self
-                .transport
-                .take_daily(REVISION_QUOTA, &u.sku, self.config.daily_revision_limit)
-            {
+            if !self.transport.take_daily(
+                REVISION_QUOTA,
+                &format!("{}/{}", self.config.account, u.sku),
+                self.config.daily_revision_limit,
+            ) {
                 acks[i] = Some(QuantityAck::failed(
                     u,
                     MarketError::new(

@@ -593,6 +593,14 @@ impl Connector for TikTokConnector {
             .collect())
     }
 
+    /// One inventory call per product within the shop's rate.
+    fn push_paths(&self) -> crate::PushPaths {
+        crate::PushPaths {
+            calls_per_s: self.config.rate.0,
+            ..crate::PushPaths::default()
+        }
+    }
+
     async fn set_quantities(
         &self,
         updates: &[QuantityUpdate],

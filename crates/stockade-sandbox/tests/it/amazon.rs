@@ -393,3 +393,78 @@ async fn json_listings_feed_flow() {
     assert_eq!(report["issues"][0]["messageId"], 2);
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn quantity_history_records_patches_buyers_and_edits_with_their_time() {
+    use stockade_sandbox::QtySource;
+    let sb = start(SandboxConfig::default()).await;
+    let http = client(&sb);
+    let t = token(&sb, &http).await;
+    let ep = &sb.amazon;
+    let seller = ep.sellers[0].seller_id.clone();
+    let before = stockade_core::time::now_ms();
+    sb.set_quantity(Marketplace::Amazon, &seller, "SKU-0002", 7)
+        .unwrap();
+    let url = format!(
+        "{}/listings/2021-08-01/items/{seller}/SKU-0002?marketplaceIds=ATVPDKIKX0DER",
+        ep.base_url
+    );
+    let patch = json!({"productType": "PRODUCT", "patches": [{"op": "merge", "path": "/attributes/fulfillment_availability", "value": [{"fulfillment_channel_code": "DEFAULT", "quantity": 3}]}]});
+    let r = http
+        .patch(&url)
+        .header("x-amz-access-token", &t)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // A validation preview changes nothing, so it records nothing.
+    let r = http
+        .patch(format!("{url}&mode=VALIDATION_PREVIEW"))
+        .header("x-amz-access-token", &t)
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    sb.generate_orders(Marketplace::Amazon, 5);
+    let after = stockade_core::time::now_ms();
+    let (history, dropped) = sb.quantity_history(Marketplace::Amazon);
+    assert_eq!(dropped, 0);
+    let sku2: Vec<_> = history
+        .iter()
+        .filter(|c| c.sku == "SKU-0002" && c.source != QtySource::Buyer)
+        .map(|c| (c.quantity, c.source))
+        .collect();
+    assert_eq!(
+        sku2,
+        vec![
+            (100, QtySource::Direct),
+            (7, QtySource::Direct),
+            (3, QtySource::PerListing)
+        ]
+    );
+    let patched = history
+        .iter()
+        .find(|c| c.source == QtySource::PerListing)
+        .unwrap();
+    assert!(patched.at_ms >= before && patched.at_ms <= after);
+    assert_eq!(patched.seller_id, seller);
+    // Every unit a buyer took shows as a drop of the listing's quantity at the order's time.
+    let orders = sb.orders(Marketplace::Amazon);
+    let bought: u32 = orders.iter().flat_map(|o| &o.lines).map(|l| l.1).sum();
+    let buyer: Vec<_> = history
+        .iter()
+        .filter(|c| c.source == QtySource::Buyer)
+        .collect();
+    assert!(!buyer.is_empty() && bought > 0);
+    for c in &buyer {
+        assert!(orders.iter().any(|o| o.created_ms == c.at_ms));
+    }
+    // The listing's current quantity is the last change recorded for it.
+    for l in sb.listings(Marketplace::Amazon) {
+        let last = history.iter().rev().find(|c| c.sku == l.sku).unwrap();
+        assert_eq!(last.quantity, l.quantity, "{}", l.sku);
+    }
+    sb.shutdown().await;
+}

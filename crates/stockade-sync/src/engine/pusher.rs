@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 use stockade_core::event::{Event, MarketFailure};
 use stockade_marketplaces::{Connector, MarketError, QuantityUpdate};
 use stockade_store::{AuditDetails, AuditEntry, Change, Columns, FromRow, Mutation, sql_params};
+use stockade_marketplaces::{Connector, MarketError, QuantityPath, QuantityUpdate};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, sql_params,
+};
 use tokio::sync::mpsc;
 
 use super::commit::tracker_done;
@@ -48,15 +52,24 @@ impl SyncEngine {
 }
 
 const PENDING: &str =
-    "SELECT sku, listing_ref, target_qty, target_version, pushed_version FROM listings
+    "SELECT sku, listing_ref, target_qty, target_version, pushed_version, acked_qty FROM listings
      WHERE connection_id = $1 AND target_version > pushed_version
      ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, sku LIMIT 500";
 struct Pending {
     sku: String,
+const ACK: &str = "UPDATE listings SET pushed_version = $1, acked_qty = $2, acked_at_ms = $3,
+        push_failures = 0, push_failing_since_ms = NULL, push_last_error = NULL
+     WHERE connection_id = $4 AND sku = $5 AND pushed_version < $1";
+
+#[derive(Clone)]
+pub(super) struct Pending {
+    pub(super) sku: String,
     ids: ListingIds,
-    qty: u32,
+    pub(super) qty: u32,
     version: i64,
     pushed: i64,
+    /// What the channel last confirmed (none yet: NULL).
+    pub(super) acked: Option<u32>,
 }
 
 impl FromRow for Pending {
@@ -67,6 +80,9 @@ impl FromRow for Pending {
             qty: u32::try_from(c.get::<i64>()?.max(0)).unwrap_or(u32::MAX),
             version: c.get()?,
             pushed: c.get()?,
+            acked: c
+                .get::<Option<i64>>()?
+                .map(|q| u32::try_from(q.max(0)).unwrap_or(u32::MAX)),
         })
     }
 }
@@ -90,6 +106,13 @@ pub(super) async fn push_loop(
         .get_or_create(&live.labels())
         .clone();
     let mut again = true;
+    // What goes out first and through which path (see `plan`).
+    let mut planner = super::plan::Planner::new(
+        live.connector.push_paths(),
+        inner.opts.lift_rate_limits,
+        inner.opts.push_batch,
+    );
+    let mut lane = super::plan::BulkLane::default();
     loop {
         if !again {
             if failures > 0 {
@@ -133,8 +156,16 @@ pub(super) async fn push_loop(
         }
         let mut confirmed: HashSet<String> = HashSet::new();
         if !pending.is_empty() {
-            let failed = push_pending(&inner, &live, &pending, &mut confirmed).await;
-            if confirmed.len() < pending.len() {
+            let (failed, attempted, more) = super::plan::push_round(
+                &inner,
+                &live,
+                &pending,
+                &mut planner,
+                &mut lane,
+                &mut confirmed,
+            )
+            .await;
+            if confirmed.len() < attempted || failed.is_some() {
                 failures = failures.saturating_add(1);
                 Metrics::inc(&inner.metrics.push_failures, 1);
                 inner
@@ -153,7 +184,7 @@ pub(super) async fn push_loop(
                         .error(format!("{}: push failed: {e}", live.name));
                     if failures >= inner.opts.push_attempts_before_event && !reported {
                         reported = true;
-                        let waiting = pending.len() - confirmed.len();
+                        let waiting = pending.len().saturating_sub(confirmed.len());
                         let failure = MarketFailure {
                             attempts: Some(i64::from(failures)),
                             listings: Some(i64::try_from(waiting).unwrap_or(i64::MAX)),
@@ -165,7 +196,7 @@ pub(super) async fn push_loop(
             } else {
                 failures = 0;
                 reported = false;
-                again = truncated;
+                again = truncated || more;
                 if streak_recorded {
                     crate::health::record_ok(&inner.store, live.id).await;
                     streak_recorded = false;
@@ -186,35 +217,6 @@ async fn read_pending(inner: &Inner, live: &Live) -> stockade_store::Result<Vec<
     let rows = inner.store.query(PENDING, sql_params![live.id]).await?;
     // A row that does not decode is skipped, not fatal to the pusher.
     Ok(rows.iter().filter_map(|r| r.decode().ok()).collect())
-}
-
-/// Push the pending listings, zeros first, `push_batch` per call; add what the channel
-/// confirmed to `confirmed`. Returns the last error seen.
-async fn push_pending(
-    inner: &Arc<Inner>,
-    live: &Arc<Live>,
-    pending: &[Pending],
-    confirmed: &mut HashSet<String>,
-) -> Option<MarketError> {
-    let (zeros, rest): (Vec<&Pending>, Vec<&Pending>) = pending.iter().partition(|p| p.qty == 0);
-    let mut failed: Option<MarketError> = None;
-    for group in [zeros, rest] {
-        if group.is_empty() {
-            continue;
-        }
-        for chunk in group.chunks(inner.opts.push_batch.max(1)) {
-            match push_chunk(inner, live, chunk).await {
-                Ok((ok, err)) => {
-                    confirmed.extend(ok);
-                    if err.is_some() {
-                        failed = err;
-                    }
-                }
-                Err(e) => failed = Some(e),
-            }
-        }
-    }
-    failed
 }
 
 /// Resolve notices: a listing is done when it needed nothing or was confirmed. Only the
@@ -256,10 +258,11 @@ fn backoff(opts: &SyncOptions, failures: u32) -> Duration {
 
 /// Send one chunk; record what the channel confirmed. Returns the confirmed SKUs and the
 /// last error of a listing the channel refused.
-async fn push_chunk(
+pub(super) async fn push_chunk(
     inner: &Arc<Inner>,
     live: &Arc<Live>,
     chunk: &[&Pending],
+    path: Option<QuantityPath>,
 ) -> std::result::Result<(Vec<String>, Option<MarketError>), MarketError> {
     let updates: Vec<QuantityUpdate> = chunk
         .iter()
@@ -270,7 +273,10 @@ async fn push_chunk(
         })
         .collect();
     Metrics::inc(&inner.metrics.push_calls, 1);
-    let acks = live.connector.set_quantities(&updates).await?;
+    let acks = match path {
+        Some(path) => live.connector.set_quantities_via(&updates, path).await?,
+        None => live.connector.set_quantities(&updates).await?,
+    };
     let now = now_ms();
     let mut steps = Vec::new();
     let mut ok = Vec::new();

@@ -71,7 +71,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     metrics.order_to_confirmed.clear();
     metrics.arrival_to_commit.clear();
     let cpu0 = cpu_seconds();
-    let t0 = Instant::now();
+    let (t0, start_ms) = (Instant::now(), stockade_core::time::now_ms());
     let (stream, placed) = rig.order_stream(args.rate, false);
     tokio::time::sleep(duration).await;
     stream.abort();
@@ -87,7 +87,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     while Instant::now() < drained_by && tally(&rig).await.is_ok_and(|t| t.lost + t.backlog > 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let elapsed = t0.elapsed();
+    let (elapsed, end_ms) = (t0.elapsed(), stockade_core::time::now_ms());
     let cpu = cpu_seconds() - cpu0;
     let placed = placed.load(std::sync::atomic::Ordering::Relaxed);
     let (undelivered, recovered_by_poll) = poll_after_run(&rig, &say).await?;
@@ -115,9 +115,13 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         audit_rows: verify.rows_checked,
         audit_ok: verify.problem.is_none(),
     };
+    let oversell = super::bench_oversell::measure(&rig.sb, &rig.on_hand, start_ms, end_ms);
     print_report(&r, &rig, &args, &say).await;
+    oversell.lines().into_iter().for_each(&say);
     if args.json {
-        println!("{}", json_report(&r, &args, duration));
+        let mut j = json_report(&r, &args, duration);
+        oversell.add_to(&mut j);
+        println!("{j}");
     }
     rig.finish().await;
     Ok(())
@@ -129,7 +133,9 @@ async fn start_rig(args: &BenchSyncArgs) -> Result<Rig, Failure> {
         // Below TikTok's 99,999 display limit, so every sale changes every channel's quantity.
         on_hand: 90_000,
         buffer: 0,
-        low_stock_every: 0,
+        // With the real limits a tenth of the SKUs start with 3 units: they sell out.
+        low_stock_every: if args.realistic_limits { 10 } else { 0 },
+        low_stock_units: args.realistic_limits.then_some(3),
         realistic_limits: args.realistic_limits,
         postgres: args.database_url.clone(),
         sync: SyncOptions {

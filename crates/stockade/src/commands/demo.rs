@@ -144,6 +144,7 @@ async fn start_rig(args: &DemoArgs, skus: usize) -> Result<Rig, Failure> {
         on_hand: 200,
         buffer: 1,
         low_stock_every: 10,
+        low_stock_units: None,
         realistic_limits: true,
         postgres: None,
         sync: SyncOptions {

@@ -40,6 +40,9 @@ pub struct RigOptions {
     pub keep: bool,
     /// Every n-th SKU starts with a twentieth of `on_hand` (0: none), so low stock shows.
     pub low_stock_every: usize,
+    /// With `low_stock_every`: those SKUs start with this many units instead, so buyers
+    /// on every channel sell them out during a run (the oversell window).
+    pub low_stock_units: Option<i64>,
 }
 
 /// The sync engine's hook sink, counting per marketplace the deliveries it answered 503
@@ -81,6 +84,8 @@ pub struct Rig {
     pub gateway: Gateway,
     pub sync: SyncEngine,
     pub server: std::net::SocketAddr,
+    /// Each SKU's on-hand stock as the catalog set it at the start.
+    pub on_hand: std::collections::HashMap<String, i64>,
     pg: Option<(String, String)>,
     deferred: Arc<[AtomicU64; 3]>,
 }
@@ -133,6 +138,29 @@ impl Rig {
         };
         let deferred: Arc<[AtomicU64; 3]> = Arc::default();
         let counters = deferred.clone();
+        let catalog = low_stock(
+            catalog_csv(
+                &sb,
+                opts.on_hand,
+                opts.buffer,
+                None,
+                if opts.low_stock_units.is_some() {
+                    0
+                } else {
+                    opts.low_stock_every
+                },
+            ),
+            opts.low_stock_every,
+            opts.low_stock_units,
+        );
+        let on_hand = catalog
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut f = l.split(',');
+                Some((f.next()?.to_owned(), f.next()?.parse().ok()?))
+            })
+            .collect();
         let app = launch(
             &sb,
             &dir,
@@ -140,13 +168,7 @@ impl Rig {
             SandboxApp {
                 sync: opts.sync.clone(),
                 realistic_limits: opts.realistic_limits,
-                catalog: Some(catalog_csv(
-                    &sb,
-                    opts.on_hand,
-                    opts.buffer,
-                    None,
-                    opts.low_stock_every,
-                )),
+                catalog: Some(catalog),
                 hooks: Some(Box::new(move |sync| {
                     Arc::new(CountingHooks(sync, counters)) as Arc<dyn HookSink>
                 })),
@@ -164,6 +186,7 @@ impl Rig {
             gateway: app.gateway().clone(),
             sync: app.sync().clone(),
             server: app.addr(),
+            on_hand,
             app: Some(app),
             pg,
             deferred,
@@ -242,6 +265,26 @@ impl Rig {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Every `every`-th SKU row of a catalog CSV (header first) gets `units` on hand.
+fn low_stock(csv: String, every: usize, units: Option<i64>) -> String {
+    let Some(units) = units.filter(|_| every > 0) else {
+        return csv;
+    };
+    let mut out = String::with_capacity(csv.len());
+    for (i, line) in csv.lines().enumerate() {
+        let row = i.wrapping_sub(1);
+        match line.split_once(',') {
+            Some((sku, rest)) if i > 0 && row % every == every - 1 => {
+                let rest = rest.split_once(',').map_or("", |(_, r)| r);
+                out.push_str(&format!("{sku},{units},{rest}"));
+            }
+            _ => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
 }
 
 /// CPU seconds (user + system) this process has used.

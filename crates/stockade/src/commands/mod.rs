@@ -29,6 +29,9 @@ mod bench_mirror;
 // `bench sync --server-cpus`: CPU pinning.
 #[cfg(feature = "dev-tools")]
 mod bench_pin;
+// The oversell window of `bench sync`.
+#[cfg(feature = "dev-tools")]
+mod bench_oversell;
 mod catalog;
 mod connection;
 mod connection_edit;
