@@ -9,12 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use stockade_core::event::{Event, MarketFailure};
-use stockade_marketplaces::{Connector, MarketError, QuantityUpdate};
-use stockade_store::{AuditDetails, AuditEntry, Change, Columns, FromRow, Mutation, sql_params};
 use stockade_marketplaces::{Connector, MarketError, QuantityPath, QuantityUpdate};
-use stockade_store::{
-    AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, sql_params,
-};
+use stockade_store::{AuditDetails, AuditEntry, Change, Columns, FromRow, Mutation, sql_params};
 use tokio::sync::mpsc;
 
 use super::commit::tracker_done;
@@ -55,12 +51,6 @@ const PENDING: &str =
     "SELECT sku, listing_ref, target_qty, target_version, pushed_version, acked_qty FROM listings
      WHERE connection_id = $1 AND target_version > pushed_version
      ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, sku LIMIT 500";
-struct Pending {
-    sku: String,
-const ACK: &str = "UPDATE listings SET pushed_version = $1, acked_qty = $2, acked_at_ms = $3,
-        push_failures = 0, push_failing_since_ms = NULL, push_last_error = NULL
-     WHERE connection_id = $4 AND sku = $5 AND pushed_version < $1";
-
 #[derive(Clone)]
 pub(super) struct Pending {
     pub(super) sku: String,
