@@ -46,10 +46,10 @@ mod commit;
 mod fetch;
 mod hooks;
 // Which process runs each connection's own work (leases; scale-out on PostgreSQL).
-mod owner;
 mod listed;
-mod poll_skip;
+mod owner;
 mod plan;
+mod poll_skip;
 mod poller;
 mod pusher;
 mod reconciler;
