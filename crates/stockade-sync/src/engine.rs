@@ -259,6 +259,11 @@ impl SyncEngine {
             tasks.push(tokio::spawn(async move { s.refresh_loop().await }));
         }
         if let Some(o) = sync.inner.opts.ownership.clone() {
+            // Take this process's share before serving, so a lone process pushes from
+            // its first second rather than after a round of the loop.
+            if let Err(e) = owner::round(&sync.inner, &o).await {
+                tracing::warn!("connection ownership: {e}; trying again shortly");
+            }
             tasks.push(tokio::spawn(owner::owner_loop(sync.inner.clone(), o)));
         }
         if let Ok(mut t) = sync.inner.tasks.lock() {

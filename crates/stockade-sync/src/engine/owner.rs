@@ -215,7 +215,7 @@ pub(super) async fn owner_loop(inner: Arc<Inner>, o: Ownership) {
     }
 }
 
-async fn round(inner: &Inner, o: &Ownership) -> stockade_store::Result<()> {
+pub(super) async fn round(inner: &Inner, o: &Ownership) -> stockade_store::Result<()> {
     let store = &inner.store;
     let ttl = ms(o.lease).max(100);
     store.heartbeat_process(&o.node, &o.role, ttl).await?;

@@ -41,6 +41,8 @@ async fn stop_in_flight(db: Db) {
         ..SyncOptions::default()
     };
     let mut t = TestApp::start(db, sandbox, sync).await;
+    // Every listing opened first (buyers can only buy what a channel shows).
+    t.settle().await;
     for m in Marketplace::ALL {
         t.sb.generate_orders(m, 80);
     }

@@ -165,6 +165,8 @@ async fn metrics_move_and_pass_promtool(db: Db) {
     let head_before = sample(&before, "stockade_audit_head_sequence", &[]).unwrap();
 
     // Activity: orders in through signed webhooks, their quantities pushed, two runs.
+    // The listings opened first, so the orders' quantities are pushes of their own.
+    app.settle().await;
     let placed = app.sb.generate_orders(Marketplace::TikTok, 3);
     assert!(!placed.is_empty());
     app.settle().await;
