@@ -444,6 +444,16 @@ impl Store {
         self.env
     }
 
+    /// Commits this handle rolled back and ran again after a deadlock or a
+    /// serialization failure (PostgreSQL; always 0 on SQLite, whose one writer never
+    /// deadlocks).
+    pub fn commit_retries(&self) -> u64 {
+        match &*self.backend {
+            Backend::Postgres(p) => p.commit_retries(),
+            _ => 0,
+        }
+    }
+
     /// A printable description of the database (no credentials).
     pub fn describe(&self) -> String {
         self.url.describe()

@@ -30,6 +30,9 @@ const VERIFY_PAGE: i64 = 20_000;
 pub(crate) struct PgStore {
     pool: PgPool,
     env: Environment,
+    /// Commits this handle rolled back and ran again (a deadlock or serialization
+    /// failure): a figure for tests and benchmarks of lock order.
+    retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
@@ -192,7 +195,11 @@ impl PgStore {
             mode == OpenMode::Init,
         )
         .await?;
-        let store = PgStore { pool, env };
+        let store = PgStore {
+            pool,
+            env,
+            retries: Default::default(),
+        };
         let report = store.check_and_migrate(target, mode).await;
         match report {
             Ok(r) => Ok((store, r)),
@@ -267,12 +274,19 @@ impl PgStore {
         }
     }
 
+    /// Commits rolled back and retried so far (see `retries`).
+    pub(crate) fn commit_retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub(crate) async fn commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.try_commit(actor, changes).await {
                 Err(StoreError::Busy(msg)) if attempt < MAX_ATTEMPTS => {
+                    self.retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
                     tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
                 }

@@ -293,19 +293,6 @@ async fn multi_row_writes_what_per_row_writes_postgres() {
     }
 }
 
-/// Deadlocks the server detected in this database (its statistics reach the counter
-/// once the detecting connection has been idle for a moment).
-async fn deadlocks(store: &Store) -> i64 {
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    store
-        .count(
-            "SELECT COALESCE(SUM(deadlocks), 0)::int8 FROM pg_stat_database WHERE datname = current_database()",
-            vec![],
-        )
-        .await
-        .unwrap()
-}
-
 /// One pusher's round: confirm every pending listing of `conn`, zeros first, by SKU.
 async fn confirm_round(store: &Store, conn: i64) -> usize {
     let pending: Vec<(String, i64, i64)> = store
@@ -364,7 +351,6 @@ async fn ingest_and_pushers_do_not_deadlock_postgres() {
     const BATCHES: usize = 25;
     const PER_BATCH: usize = 20;
     setup(&store, CONNS, SKUS, 10_000).await;
-    let before = deadlocks(&store).await;
     let store = Arc::new(store);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut pushers = Vec::new();
@@ -420,10 +406,13 @@ async fn ingest_and_pushers_do_not_deadlock_postgres() {
     for conn in 1..=CONNS {
         confirm_round(&store, conn).await;
     }
+    // A deadlock or serialization failure would have rolled a commit back and retried
+    // it (the store retries them); this store's count covers only its own commits,
+    // unlike the database-wide counter other tests running beside it move.
     assert_eq!(
-        deadlocks(&store).await,
-        before,
-        "the server counted deadlocks"
+        store.commit_retries(),
+        0,
+        "commits were rolled back and retried"
     );
 
     // Stock: every unit reserved once; the ledger explains it; every listing shows
