@@ -3,6 +3,8 @@
 
 use http::{HeaderMap, Method};
 
+use stockade_core::order::Order;
+
 use crate::MarketError;
 use crate::sign::SignatureFormatError;
 
@@ -74,6 +76,10 @@ pub enum InboundEvent {
         /// The marketplace's notification id, for de-duplication.
         event_id: Option<String>,
         occurred_at_ms: Option<i64>,
+        /// What the notification itself says of the order when it says enough to move
+        /// stock (Amazon's ORDER_CHANGE summary: status, SKUs, quantities; no buyer
+        /// data), so stock can move before the order is fetched.
+        summary: Option<Box<Order>>,
     },
     /// An endpoint validation challenge: answer 200 with this JSON body.
     Challenge { response_body: String },

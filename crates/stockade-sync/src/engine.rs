@@ -70,6 +70,9 @@ struct IngestJob {
     source: Source,
     arrival: Instant,
     replies: Vec<oneshot::Sender<Result<bool>>>,
+    /// Counted in the arrival → confirmed figures (not a fetch that only fills in an
+    /// order its summary already stored).
+    timed: bool,
 }
 
 #[derive(Debug, Clone)]

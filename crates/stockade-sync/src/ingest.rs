@@ -6,7 +6,10 @@
 //! - the order row is keyed by (connection, external id) and only moves forward along
 //!   the lifecycle (or to a newer marketplace status of the same rank); a duplicate, a
 //!   replay or a late older status touches no row, and then nothing else of the change
-//!   runs and no audit row is written (`Mutation::Many { guard: true }`);
+//!   runs and no audit row is written (`Mutation::Many { guard: true }`). One exception
+//!   at the same rank: an order stored without any buyer field (from a notification's
+//!   summary, [`Source::Notification`]) is filled in when its fetched version brings
+//!   them, once (its stock movements are already there, so only the order row changes);
 //! - each ledger entry has a unique key per (order line, movement), so a unit is never
 //!   reserved, committed, released or restocked twice;
 //! - the stock of a SKU and its listings' targets follow from the ledger by triggers in
@@ -47,6 +50,9 @@ use crate::{Result, SyncError};
 pub enum Source {
     Webhook,
     Poll,
+    /// The order as a notification summarised it (no buyer data), stored before the
+    /// fetch so its stock moves at once.
+    Notification,
 }
 
 impl Source {
@@ -54,6 +60,7 @@ impl Source {
         match self {
             Source::Webhook => "webhook",
             Source::Poll => "poll",
+            Source::Notification => "notification",
         }
     }
 }
@@ -107,8 +114,13 @@ pub(crate) const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, extern
      SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
       WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1 AND status <> 'revoked')
      ON CONFLICT (connection_id, external_id) DO UPDATE SET
-        status = excluded.status, marketplace_status = excluded.marketplace_status,
-        status_rank = excluded.status_rank, updated_at_ms = excluded.updated_at_ms,
+        status = excluded.status, status_rank = excluded.status_rank,
+        marketplace_status = CASE WHEN excluded.status_rank > orders.status_rank
+             OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
+                 AND excluded.marketplace_status <> orders.marketplace_status)
+            THEN excluded.marketplace_status ELSE orders.marketplace_status END,
+        updated_at_ms = CASE WHEN excluded.updated_at_ms > orders.updated_at_ms
+            THEN excluded.updated_at_ms ELSE orders.updated_at_ms END,
         ingested_at_ms = -(excluded.ingested_at_ms * 8 + orders.status_rank),
         buyer_name = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_name, excluded.buyer_name) END,
         buyer_email = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_email, excluded.buyer_email) END,
@@ -116,7 +128,12 @@ pub(crate) const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, extern
         buyer_address = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_address, excluded.buyer_address) END
       WHERE excluded.status_rank > orders.status_rank
          OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
-             AND excluded.marketplace_status <> orders.marketplace_status)";
+             AND excluded.marketplace_status <> orders.marketplace_status)
+         OR (excluded.status_rank = orders.status_rank AND orders.pii_deleted_at_ms IS NULL
+             AND orders.buyer_name IS NULL AND orders.buyer_email IS NULL
+             AND orders.buyer_phone IS NULL AND orders.buyer_address IS NULL
+             AND (excluded.buyer_name IS NOT NULL OR excluded.buyer_email IS NOT NULL
+                  OR excluded.buyer_phone IS NOT NULL OR excluded.buyer_address IS NOT NULL))";
 
 // The order events, after the upsert: `order.created` when the row was inserted (its
 // `ingested_at_ms` is this change's time), `order.cancelled` when an existing row moved

@@ -37,8 +37,13 @@ pub(crate) static UPSERT: RowStatement = RowStatement {
          WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = t.cid AND c.status <> 'revoked')
          ORDER BY t.cid, t.ext
         ON CONFLICT (connection_id, external_id) DO UPDATE SET
-            status = excluded.status, marketplace_status = excluded.marketplace_status,
-            status_rank = excluded.status_rank, updated_at_ms = excluded.updated_at_ms,
+            status = excluded.status, status_rank = excluded.status_rank,
+            marketplace_status = CASE WHEN excluded.status_rank > orders.status_rank
+                 OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
+                     AND excluded.marketplace_status <> orders.marketplace_status)
+                THEN excluded.marketplace_status ELSE orders.marketplace_status END,
+            updated_at_ms = CASE WHEN excluded.updated_at_ms > orders.updated_at_ms
+                THEN excluded.updated_at_ms ELSE orders.updated_at_ms END,
             ingested_at_ms = -(excluded.ingested_at_ms * 8 + orders.status_rank),
             buyer_name = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_name, excluded.buyer_name) END,
             buyer_email = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_email, excluded.buyer_email) END,
@@ -47,6 +52,11 @@ pub(crate) static UPSERT: RowStatement = RowStatement {
           WHERE excluded.status_rank > orders.status_rank
              OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
                  AND excluded.marketplace_status <> orders.marketplace_status)
+             OR (excluded.status_rank = orders.status_rank AND orders.pii_deleted_at_ms IS NULL
+                 AND orders.buyer_name IS NULL AND orders.buyer_email IS NULL
+                 AND orders.buyer_phone IS NULL AND orders.buyer_address IS NULL
+                 AND (excluded.buyer_name IS NOT NULL OR excluded.buyer_email IS NOT NULL
+                      OR excluded.buyer_phone IS NOT NULL OR excluded.buyer_address IS NOT NULL))
         RETURNING connection_id, external_id
      )
      SELECT t.n FROM t JOIN w ON w.connection_id = t.cid AND w.external_id = t.ext",

@@ -85,6 +85,11 @@ pub const LOW_STOCK_META: &str = "sync.low_stock_threshold";
 /// the rate one core stores, enough to fill the largest batches.
 pub const MAX_PENDING_DELIVERIES: usize = 2048;
 
+/// How long a webhook waits for its order's fetch before it stores the notification's
+/// summary instead: longer than an unthrottled fetch and commit, short enough that the
+/// other channels still hear of a sold-out SKU within a second.
+pub const SUMMARY_AFTER: Duration = Duration::from_millis(250);
+
 /// Tuning of the engine. The defaults suit a seller; tests, the demo and the benchmark
 /// shorten the intervals.
 #[derive(Debug, Clone)]
@@ -129,6 +134,11 @@ pub struct SyncOptions {
     /// Webhook order deliveries pending at once (verified, fetched, stored, not yet
     /// answered); past this they are answered 503 with `Retry-After` at once.
     pub max_pending_deliveries: usize,
+    /// A webhook whose notification summarises the order (Amazon ORDER_CHANGE: status,
+    /// SKUs, quantities) and whose fetch has not stored the order within this long has
+    /// its summary stored first, so stock moves while the fetch waits for its rate limit;
+    /// the fetched order then fills in the buyer fields. None: always wait for the fetch.
+    pub summary_after: Option<Duration>,
 }
 
 impl Default for SyncOptions {
@@ -153,6 +163,7 @@ impl Default for SyncOptions {
             low_stock_threshold: LOW_STOCK_THRESHOLD,
             ownership: None,
             max_pending_deliveries: MAX_PENDING_DELIVERIES,
+            summary_after: Some(SUMMARY_AFTER),
         }
     }
 }

@@ -181,6 +181,8 @@ pub struct SyncTelemetry {
     pub push_lag: Family<ChannelLabels, Histogram>,
     /// Webhook deliveries shed with 503 (too many pending).
     pub webhooks_shed: Counter,
+    /// Orders stored from a notification's summary while their fetch waited.
+    pub summaries_stored: Counter,
 }
 
 fn lag_histogram() -> Histogram {
@@ -195,6 +197,7 @@ impl Default for SyncTelemetry {
             pushes: Family::default(),
             push_lag: Family::new_with_constructor(lag_histogram),
             webhooks_shed: Counter::default(),
+            summaries_stored: Counter::default(),
         }
     }
 }
@@ -221,6 +224,11 @@ impl SyncTelemetry {
             "stockade_webhooks_shed",
             "Webhook deliveries answered 503 with Retry-After because too many were pending",
             self.webhooks_shed.clone(),
+        );
+        registry.register(
+            "stockade_order_summaries_stored",
+            "Orders stored from their notification's summary (stock moved) while the fetch waited for its rate limit",
+            self.summaries_stored.clone(),
         );
     }
 
@@ -265,6 +273,8 @@ pub struct Metrics {
     pub error_events: AtomicU64,
     /// Webhook deliveries answered 503 at once because too many were pending.
     pub webhooks_shed: AtomicU64,
+    /// Orders stored from a notification's summary while their fetch waited.
+    pub summaries_stored: AtomicU64,
     /// Polled orders dropped before ingest: already stored as listed.
     pub poll_skipped: AtomicU64,
     /// Batch notices sent to pushers, and pushers left asleep (none of their SKUs changed).

@@ -3,6 +3,7 @@
 
 mod discover;
 pub mod reports;
+pub mod summary;
 pub mod wire;
 
 use std::fmt;

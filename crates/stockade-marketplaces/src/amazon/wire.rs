@@ -580,6 +580,7 @@ pub fn notification_event(n: &AmazonNotification) -> Result<InboundEvent, EventE
                 occurred_at_ms: str_at(p, &["OrderChangeTrigger", "TimeOfOrderChange"])
                     .or(n.event_time.as_deref())
                     .and_then(parse_rfc3339_ms),
+                summary: super::summary::order_from_summary(p, order_id).map(Box::new),
             })
         }
         t if KNOWN_NOTIFICATION_TYPES.contains(&t) => {

@@ -495,6 +495,7 @@ pub fn notification_event(n: &EbayNotification) -> Result<InboundEvent, EventErr
                     .event_date
                     .as_deref()
                     .and_then(parse_rfc3339_ms),
+                summary: None,
             })
         }
         "MARKETPLACE_ACCOUNT_DELETION" | "AUTHORIZATION_REVOCATION" => {

@@ -409,6 +409,7 @@ pub fn parse_webhook(body: &[u8]) -> Result<InboundEvent, EventError> {
                 status: data_str(&hook.data, "order_status"),
                 event_id: None,
                 occurred_at_ms: data_i64(&hook.data, "update_time").map(|s| s.saturating_mul(1000)),
+                summary: None,
             }),
             None if hook.kind == 1 => Err(EventError::Malformed("data.order_id is missing".into())),
             None => Ok(InboundEvent::Ignored {

@@ -4,7 +4,9 @@ use serde_json::Value;
 use stockade_marketplaces::amazon::wire::{AmazonNotification, EventBridgeEnvelope};
 use stockade_marketplaces::ebay::wire::EbayNotification;
 use stockade_marketplaces::tiktok::wire::TikTokWebhook;
-use stockade_marketplaces::{InboundEvent, Marketplace, OrderStatus, amazon, ebay, tiktok};
+use stockade_marketplaces::{
+    Buyer, InboundEvent, Marketplace, Order, OrderLine, OrderStatus, amazon, ebay, tiktok,
+};
 
 use crate::vectors::{EBAY_MESSAGE_PRETTY, TIKTOK_SAMPLE};
 
@@ -39,6 +41,7 @@ fn tiktok_sample_is_an_order_change() {
             status: Some("AWAITING_SHIPMENT".into()),
             event_id: None,
             occurred_at_ms: Some(1_664_095_610_000),
+            summary: None,
         }
     );
 }
@@ -84,6 +87,22 @@ fn amazon_order_change_bare_and_in_eventbridge() {
         status: Some("Unshipped".into()),
         event_id: Some("d0e9e693-c3ad-4373-979f-ed4ec98dd746".into()),
         occurred_at_ms: Some(1_669_750_924_284),
+        // The summary: what stock needs, no buyer data (the postal code is not kept).
+        summary: Some(Box::new(Order {
+            marketplace: Marketplace::Amazon,
+            external_id: "903-8868176-2219830".into(),
+            status: OrderStatus::Placed,
+            marketplace_status: "UNSHIPPED".into(),
+            created_at_ms: 1_657_741_324_284,
+            updated_at_ms: 1_669_750_924_284,
+            lines: vec![OrderLine {
+                line_id: "OIID34853450".into(),
+                sku: "SellerSKUID1".into(),
+                quantity: 10,
+                listing_id: None,
+            }],
+            buyer: Buyer::default(),
+        })),
     };
     assert_eq!(
         amazon::wire::parse_event(AMAZON_ORDER_CHANGE.as_bytes()).unwrap(),
@@ -131,6 +150,7 @@ fn ebay_deletion_revocation_and_order_confirmation() {
             status: None,
             event_id: Some("n2".into()),
             occurred_at_ms: Some(1_735_689_600_000),
+            summary: None,
         }
     );
 }

@@ -31,6 +31,7 @@ impl SyncEngine {
             source: Source::Poll,
             arrival: Instant::now(),
             replies: vec![tx],
+            timed: true,
         };
         self.inner
             .ingest_tx
@@ -158,11 +159,13 @@ fn finish_batch(inner: &Arc<Inner>, jobs: Vec<IngestJob>, applied: i64) {
         if job.source == Source::Webhook {
             hooks += 1;
         }
-        m.arrival_to_commit.record(job.arrival.elapsed());
+        if job.timed {
+            m.arrival_to_commit.record(job.arrival.elapsed());
+            arrivals.push(job.arrival);
+        }
         for l in &job.order.lines {
             skus.insert(l.sku.clone());
         }
-        arrivals.push(job.arrival);
         for r in job.replies {
             let _ = r.send(Ok(true));
         }

@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use stockade_core::event::{Event, MarketFailure};
@@ -23,6 +24,9 @@ pub(super) struct FetchJob {
     pub(super) id: String,
     pub(super) arrival: Instant,
     pub(super) reply: oneshot::Sender<Result<bool>>,
+    /// Cleared by the webhook when it stored the notification's summary instead: the
+    /// fetch then only fills the order in and is not counted in the latency figures.
+    pub(super) timed: Arc<AtomicBool>,
 }
 
 pub(super) fn unavailable_reason(e: &SyncError) -> String {
@@ -97,11 +101,14 @@ pub(super) async fn fetch_loop(
 }
 
 async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) {
-    let mut by_id: HashMap<String, (Instant, Vec<Reply>)> = HashMap::new();
+    let mut by_id: HashMap<String, (Instant, Vec<Reply>, Vec<Arc<AtomicBool>>)> = HashMap::new();
     for j in jobs {
-        let e = by_id.entry(j.id).or_insert((j.arrival, Vec::new()));
+        let e = by_id
+            .entry(j.id)
+            .or_insert((j.arrival, Vec::new(), Vec::new()));
         e.0 = e.0.min(j.arrival);
         e.1.push(j.reply);
+        e.2.push(j.timed);
     }
     let ids: Vec<String> = by_id.keys().cloned().collect();
     let mut attempt = 0u32;
@@ -123,7 +130,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
                 };
                 let _ = record_event(inner, Event::FetchFailed(failure)).await;
                 let err = SyncError::Market(e);
-                for (_, (_, replies)) in by_id {
+                for (_, (_, replies, _)) in by_id {
                     for r in replies {
                         let _ = r.send(Err(SyncError::Invalid(unavailable_reason(&err))));
                     }
@@ -134,7 +141,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
     };
     let orders = with_returns(live, orders).await;
     for order in orders {
-        let Some((arrival, replies)) = by_id.remove(&order.external_id) else {
+        let Some((arrival, replies, timed)) = by_id.remove(&order.external_id) else {
             continue;
         };
         let job = IngestJob {
@@ -143,6 +150,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
             source: Source::Webhook,
             arrival,
             replies,
+            timed: timed.iter().any(|t| t.load(Ordering::Relaxed)),
         };
         if let Err(e) = inner.ingest_tx.send(job).await {
             for r in e.0.replies {
@@ -152,7 +160,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
     }
     // Ids the marketplace does not know: nothing to store (the poller would find them
     // later if they appear).
-    for (id, (_, replies)) in by_id {
+    for (id, (_, replies, _)) in by_id {
         tracing::info!(connection = %live.name, order = %id, "an announced order was not found at the marketplace");
         for r in replies {
             let _ = r.send(Ok(false));

@@ -15,6 +15,7 @@
 //! and purge any connection by naming its shop.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use stockade_core::event::{ConnectionRef, Event, ForeignEvent};
@@ -26,7 +27,8 @@ use stockade_marketplaces::{
 use tokio::sync::oneshot;
 
 use super::fetch::{FetchJob, unavailable_reason};
-use super::{Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event};
+use super::{IngestJob, Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event};
+use crate::ingest::Source;
 use crate::metrics::Metrics;
 
 /// Where an event may act.
@@ -118,15 +120,22 @@ impl SyncEngine {
             InboundEvent::Challenge { response_body } => {
                 Ok(HookAnswer::json(response_body.into_bytes()))
             }
-            InboundEvent::OrderChanged { external_id, .. } => {
+            InboundEvent::OrderChanged {
+                external_id,
+                summary,
+                ..
+            } => {
                 if target.status() == REVOKED {
                     return Ok(HookAnswer::ok());
                 }
-                let (tx, rx) = oneshot::channel();
+                let deadline = tokio::time::Instant::now() + WEBHOOK_ANSWER_WITHIN;
+                let timed = Arc::new(AtomicBool::new(true));
+                let (tx, mut rx) = oneshot::channel();
                 let job = FetchJob {
                     id: external_id,
                     arrival,
                     reply: tx,
+                    timed: timed.clone(),
                 };
                 if target.fetch_tx.send(job).is_err() {
                     return Err(HookError::Unavailable("sync is stopping".into()));
@@ -134,7 +143,33 @@ impl SyncEngine {
                 // A marketplace waits only so long for an answer (and its rate limits may
                 // hold the fetch back): past this, answer 503 so it delivers again. The
                 // fetch goes on and stores the order anyway; a second delivery is a no-op.
-                match tokio::time::timeout(WEBHOOK_ANSWER_WITHIN, rx).await {
+                // When the notification summarises the order and the fetch is slow, the
+                // summary is stored first (stock moves now); the fetch fills it in later.
+                let answer = match summary.zip(self.inner.opts.summary_after) {
+                    Some((order, after)) => match tokio::time::timeout(after, &mut rx).await {
+                        Ok(done) => Ok(done),
+                        Err(_) => {
+                            timed.store(false, Ordering::Relaxed);
+                            let (stx, srx) = oneshot::channel();
+                            let job = IngestJob {
+                                live: target.clone(),
+                                order: *order,
+                                source: Source::Notification,
+                                arrival,
+                                replies: vec![stx],
+                                timed: true,
+                            };
+                            if self.inner.ingest_tx.send(job).await.is_err() {
+                                return Err(HookError::Unavailable("sync is stopping".into()));
+                            }
+                            Metrics::inc(&self.inner.metrics.summaries_stored, 1);
+                            self.inner.metrics.telemetry.summaries_stored.inc();
+                            tokio::time::timeout_at(deadline, srx).await
+                        }
+                    },
+                    None => tokio::time::timeout_at(deadline, rx).await,
+                };
+                match answer {
                     Ok(Ok(Ok(_))) => {
                         Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
                         self.inner.metrics.telemetry.ingested(&target.labels(), 1);

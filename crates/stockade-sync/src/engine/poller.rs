@@ -63,6 +63,7 @@ pub(super) async fn ingest_polled(
             source: Source::Poll,
             arrival: Instant::now(),
             replies: vec![tx],
+            timed: true,
         };
         inner
             .ingest_tx
