@@ -505,8 +505,31 @@ async fn apply_mutation(conn: &mut PgConnection, mutation: &Mutation, now: i64) 
                 }
             }
         }
-        for step in rest {
-            apply_one(&mut *conn, step, now).await?;
+        // Consecutive row steps run as one statement per table, like a run of row-only
+        // changes: a fenced push confirmation (a fence step, then its listing rows)
+        // locks its listings in the statement's order, not one by one in the order the
+        // push happened to list them (which deadlocked with ingest and reconciliation).
+        let rest: Vec<&Mutation> = rest.collect();
+        let mut k = 0;
+        while k < rest.len() {
+            let rows = rest[k..]
+                .iter()
+                .take_while(|m| matches!(m, Mutation::Row { .. }))
+                .count();
+            if rows == 0 {
+                apply_one(&mut *conn, rest[k], now).await?;
+                k += 1;
+                continue;
+            }
+            let change = Change::new(
+                Mutation::Many {
+                    steps: rest[k..k + rows].iter().map(|m| (*m).clone()).collect(),
+                    guard: false,
+                },
+                crate::AuditEntry::new("", "", crate::AuditDetails::new()),
+            );
+            crate::postgres_rows::apply_run(&mut *conn, &[change]).await?;
+            k += rows;
         }
         return Ok(true);
     }

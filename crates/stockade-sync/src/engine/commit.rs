@@ -69,6 +69,7 @@ pub(super) async fn ingest_loop(inner: Arc<Inner>, mut rx: mpsc::Receiver<Ingest
 }
 
 async fn commit_jobs(inner: &Arc<Inner>, jobs: Vec<IngestJob>) {
+    let jobs = super::coalesce::coalesce(jobs);
     let now = now_ms();
     let mut ready = Vec::with_capacity(jobs.len());
     let mut changes = Vec::with_capacity(jobs.len());

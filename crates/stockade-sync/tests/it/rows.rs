@@ -293,13 +293,15 @@ async fn multi_row_writes_what_per_row_writes_postgres() {
     }
 }
 
-/// One pusher's round: confirm every pending listing of `conn`, zeros first, by SKU.
-async fn confirm_round(store: &Store, conn: i64) -> usize {
+/// One pusher's round: confirm every pending listing of `conn`, zeros first, then the
+/// lowest (a push planner's order, not the lock order), behind the fence of the connection's lease as the owning process does (the
+/// store must still lock the listings in its one order, not in this one).
+async fn confirm_round(store: &Store, conn: i64, fence: &Mutation) -> usize {
     let pending: Vec<(String, i64, i64)> = store
         .query_as(
             "SELECT sku, target_qty, target_version FROM listings
               WHERE connection_id = $1 AND target_version > pushed_version
-              ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, sku",
+              ORDER BY CASE WHEN target_qty = 0 THEN 0 ELSE 1 END, target_qty, sku DESC",
             sql_params![conn],
         )
         .await
@@ -307,12 +309,11 @@ async fn confirm_round(store: &Store, conn: i64) -> usize {
     if pending.is_empty() {
         return 0;
     }
-    let steps = pending
-        .iter()
-        .map(|(sku, qty, version)| Mutation::Row {
+    let steps = std::iter::once(fence.clone())
+        .chain(pending.iter().map(|(sku, qty, version)| Mutation::Row {
             statement: &ACK_ROWS,
             params: sql_params![*version, *qty, 1_i64, conn, sku.as_str()],
-        })
+        }))
         .collect();
     let audit = AuditEntry::new(
         "listing.push",
@@ -354,12 +355,22 @@ async fn ingest_and_pushers_do_not_deadlock_postgres() {
     let store = Arc::new(store);
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut pushers = Vec::new();
+    let mut fences = Vec::new();
+    for conn in 1..=CONNS {
+        let grant = store
+            .acquire_lease(&format!("connection:{conn}"), "node-a", 600_000)
+            .await
+            .unwrap()
+            .unwrap();
+        fences.push(grant.fence());
+    }
     for conn in 1..=CONNS {
         let (store, done) = (store.clone(), done.clone());
+        let fence = fences[conn as usize - 1].clone();
         pushers.push(tokio::spawn(async move {
             let mut confirmed = 0;
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                confirmed += confirm_round(&store, conn).await;
+                confirmed += confirm_round(&store, conn, &fence).await;
             }
             confirmed
         }));
@@ -404,7 +415,7 @@ async fn ingest_and_pushers_do_not_deadlock_postgres() {
     }
     assert!(confirmed > 0);
     for conn in 1..=CONNS {
-        confirm_round(&store, conn).await;
+        confirm_round(&store, conn, &fences[conn as usize - 1]).await;
     }
     // A deadlock or serialization failure would have rolled a commit back and retried
     // it (the store retries them); this store's count covers only its own commits,
