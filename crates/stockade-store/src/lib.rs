@@ -774,8 +774,8 @@ impl Store {
     }
 
     /// Whether this store is on PostgreSQL (for the few statements whose text differs:
-    /// `FOR UPDATE SKIP LOCKED`, JSON array functions).
-    pub(crate) fn is_postgres(&self) -> bool {
+    /// `FOR UPDATE SKIP LOCKED`, JSON array functions, row locks taken in order).
+    pub fn is_postgres(&self) -> bool {
         matches!(&*self.backend, Backend::Postgres(_))
     }
 

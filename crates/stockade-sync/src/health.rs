@@ -52,6 +52,13 @@ const FAIL_CONNECTION: &str = "UPDATE connections SET push_failures = push_failu
 const FAIL_LISTINGS: &str = "UPDATE listings SET push_failures = push_failures + 1,
         push_failing_since_ms = COALESCE(push_failing_since_ms, $1), push_last_error = $2
      WHERE connection_id = $3 AND target_version > pushed_version";
+/// PostgreSQL: the same, locking the rows by SKU first (the order ingest and the push
+/// confirmations lock listings in), not in the table's physical order.
+const FAIL_LISTINGS_PG: &str = "UPDATE listings l SET push_failures = l.push_failures + 1,
+        push_failing_since_ms = COALESCE(l.push_failing_since_ms, $1), push_last_error = $2
+       FROM (SELECT sku FROM listings WHERE connection_id = $3 AND target_version > pushed_version
+              ORDER BY sku FOR NO KEY UPDATE) x
+      WHERE l.connection_id = $3 AND l.sku = x.sku";
 const CLEAR_CONNECTION: &str = "UPDATE connections SET push_failures = 0,
         push_failing_since_ms = NULL, push_last_error = NULL, push_last_error_at_ms = NULL
      WHERE id = $1 AND (push_failures <> 0 OR push_failing_since_ms IS NOT NULL)";
@@ -59,7 +66,12 @@ const CLEAR_CONNECTION: &str = "UPDATE connections SET push_failures = 0,
 /// A push round of `connection_id` left listings unconfirmed with `error`.
 pub(crate) async fn record_failure(store: &Store, connection_id: i64, error: &str, now: i64) {
     // Listings first: whoever sees the connection failing also sees its listings marked.
-    for statement in [FAIL_LISTINGS, FAIL_CONNECTION] {
+    let listings = if store.is_postgres() {
+        FAIL_LISTINGS_PG
+    } else {
+        FAIL_LISTINGS
+    };
+    for statement in [listings, FAIL_CONNECTION] {
         if let Err(e) = store
             .write_unaudited(statement, sql_params![now, error, connection_id])
             .await

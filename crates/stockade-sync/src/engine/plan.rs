@@ -1,8 +1,10 @@
 //! Push scheduling: which pending listings go out now, through which of the
 //! marketplace's paths, and which wait. What matters most goes first through the fastest
 //! path: a listing that must drop to zero, then low stock, then other decreases, then
-//! increases. Each round sends about one second of the per-listing budget, so a zero that
-//! arrives mid-backlog waits at most a round, not behind the whole backlog.
+//! increases. Each round sends about a quarter of a second of the per-listing budget
+//! (at least one call), so a zero that arrives mid-backlog waits at most that round, not
+//! behind the whole backlog. (Rounds of a second kept TikTok, at 10 calls a second and
+//! one call per product, showing a sold-out SKU for up to 1.8 s at 10 orders a second.)
 //!
 //! - Amazon: zeros and low stock through `patchListingsItem` (5/s, burst 5); the rest
 //!   through JSON_LISTINGS_FEED, one feed at a time beside the per-listing path (a feed
@@ -12,7 +14,7 @@
 //! - eBay: bulkUpdatePriceQuantity; each listing's 250 revisions per UTC day are
 //!   budgeted so a decrease to zero never runs out: increases stop while
 //!   [`INCREASE_RESERVE`] or fewer are left, other decreases while one is left.
-//! - TikTok: one call per product, about a second of calls per round.
+//! - TikTok: one call per product, a quarter of a second of calls per round.
 //!
 //! With rate limits lifted (benchmarks of the server alone) every pending listing goes
 //! out at once, zeros first, as before.
@@ -33,7 +35,7 @@ pub(crate) const LOW_STOCK: u32 = 5;
 pub(crate) const INCREASE_RESERVE: u32 = 10;
 
 /// How long one round's share of the per-listing budget lasts, in seconds.
-const ROUND_S: f64 = 1.0;
+const ROUND_S: f64 = 0.25;
 
 /// What a pending push does to the listing, most urgent first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -147,7 +149,7 @@ impl Planner {
         if self.lifted {
             return usize::MAX;
         }
-        let (rate, burst) = self
+        let (rate, _burst) = self
             .paths
             .per_listing
             .unwrap_or((self.paths.calls_per_s, 1));
@@ -155,9 +157,9 @@ impl Planner {
             return usize::MAX;
         }
         let per_call = self.paths.listings_per_call.max(1);
-        let calls = ((rate * ROUND_S).ceil() as usize)
-            .max(burst as usize)
-            .max(1);
+        // Not the burst: a round as long as the burst would be a second of calls once
+        // the bucket is empty, which is the steady state of a backlog.
+        let calls = ((rate * ROUND_S).ceil() as usize).max(1);
         calls.saturating_mul(per_call).max(1)
     }
 
@@ -385,7 +387,7 @@ mod tests {
     #[test]
     fn amazon_zeros_and_low_stock_go_first_through_the_per_listing_path() {
         let mut p = Planner::new(amazon(), false, 200);
-        assert_eq!(p.round_capacity(), 5);
+        assert_eq!(p.round_capacity(), 2);
         let mut items: Vec<Candidate<'_>> = Vec::new();
         // 300 increases (opening listings), then a zero and a low-stock decrease last.
         let skus: Vec<String> = (0..300).map(|i| format!("S{i:03}")).collect();
@@ -409,11 +411,11 @@ mod tests {
         let busy = p.plan(&items, true, 1);
         assert!(busy.bulk.is_empty());
         assert_eq!((busy.now.len(), busy.later), (2, 0));
-        // More urgent listings than a second of patches: the rest wait one round.
+        // More urgent listings than a round of patches: the rest wait for the next.
         let zeros: Vec<String> = (0..8).map(|i| format!("Z{i}")).collect();
         let many: Vec<Candidate<'_>> = zeros.iter().map(|s| cand(s, 0, Some(1))).collect();
         let plan = p.plan(&many, false, 1);
-        assert_eq!((plan.now.len(), plan.later), (5, 3));
+        assert_eq!((plan.now.len(), plan.later), (2, 6));
     }
 
     #[test]
@@ -489,14 +491,14 @@ mod tests {
     }
 
     #[test]
-    fn a_round_holds_about_a_second_of_calls() {
+    fn a_round_holds_a_quarter_second_of_calls() {
         let tiktok = PushPaths {
             calls_per_s: 10.0,
             ..PushPaths::default()
         };
         let p = Planner::new(tiktok, false, 200);
-        assert_eq!(p.round_capacity(), 10);
-        assert_eq!(Planner::new(ebay(), false, 200).round_capacity(), 25 * 25);
+        assert_eq!(p.round_capacity(), 3);
+        assert_eq!(Planner::new(ebay(), false, 200).round_capacity(), 7 * 25);
         assert_eq!(Planner::new(ebay(), true, 200).round_capacity(), usize::MAX);
     }
 }
