@@ -7,6 +7,8 @@
 //! - On PostgreSQL, many ingest batches on the same SKUs with pushers confirming at the
 //!   same time finish without a deadlock (none counted by the server) and without a
 //!   failed commit, and the stock, the ledger and the listing targets add up.
+//! - On PostgreSQL a confirmation skips a listing row another session holds instead of
+//!   waiting for it.
 
 use std::sync::Arc;
 
@@ -460,5 +462,80 @@ async fn ingest_and_pushers_do_not_deadlock_postgres() {
     let report = store.verify_audit(None).await.unwrap();
     assert!(report.problem.is_none(), "{report:?}");
     drop(store);
+    db.cleanup().await;
+}
+
+/// A confirmation does not wait for a listing row another transaction holds (an ingest
+/// moving that SKU's stock): it confirms the others, leaves that one at its older
+/// version (it is pushed again), and returns at once. A real second session (`psql`)
+/// holds the row for three seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmation_skips_a_listing_another_transaction_holds_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let (store, _) = Store::init(&db.url, Environment::Dev, &StoreOptions::default())
+        .await
+        .unwrap();
+    setup(&store, 1, 2, 100).await;
+    let (url, schema) = db.pg.clone().unwrap();
+    let mut holder = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!(
+            "BEGIN; SELECT 1 FROM {schema}.listings WHERE sku = 'S0' FOR NO KEY UPDATE; \
+             SELECT pg_sleep(3); COMMIT;"
+        ))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql runs (the PostgreSQL client is installed with the server)");
+    // Wait until the other session holds the row.
+    let held = "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE a.query LIKE '%pg_sleep(3)%' AND l.granted AND l.locktype = 'transactionid'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.count(held, vec![]).await.unwrap() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the other session never took the row"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let version = 1_i64;
+    let steps = ["S0", "S1"]
+        .iter()
+        .map(|sku| Mutation::Row {
+            statement: &ACK_ROWS,
+            params: sql_params![version, 100_i64, 2_i64, 1_i64, *sku],
+        })
+        .collect();
+    let started = Instant::now();
+    store
+        .commit(
+            &ACTOR,
+            vec![Change::new(
+                Mutation::Many {
+                    steps,
+                    guard: false,
+                },
+                AuditEntry::new("listing.push", "connection:c1", AuditDetails::new()),
+            )],
+        )
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the confirmation waited for the held row ({:?})",
+        started.elapsed()
+    );
+    let pushed: Vec<(String, i64)> = store
+        .query_as(
+            "SELECT sku, pushed_version FROM listings ORDER BY sku",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(pushed, vec![("S0".into(), 0), ("S1".into(), 1)]);
+    assert!(holder.wait().unwrap().success());
+    store.close().await;
     db.cleanup().await;
 }
