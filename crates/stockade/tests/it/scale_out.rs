@@ -14,6 +14,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
+use crate::scale_out_once::Once;
 use crate::sync::{
     Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, add_connections, catalog_csv,
     delivery_outcomes, drain, free_port, place, read_until, sandbox_orders, sku_list, spawn,
@@ -54,7 +55,7 @@ fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
     proc
 }
 
-async fn rows<T: stockade_store::FromRow>(url: &str, sql: &'static str) -> Vec<T> {
+pub(crate) async fn rows<T: stockade_store::FromRow>(url: &str, sql: &'static str) -> Vec<T> {
     let url = stockade_store::DatabaseUrl::parse(url).unwrap();
     let store =
         stockade_store::Store::open(&url, stockade_core::Environment::Dev, &Default::default())
@@ -103,7 +104,7 @@ async fn pushes(admin: &Admin, info: &SandboxInfo) -> BTreeMap<String, Vec<(i64,
 }
 
 /// The node id's process id (`ROLE-HOST-PID-RANDOM`).
-fn pid_of(node: &str) -> u32 {
+pub(crate) fn pid_of(node: &str) -> u32 {
     let parts: Vec<&str> = node.rsplitn(3, '-').collect();
     parts[1].parse().unwrap_or(0)
 }
@@ -159,14 +160,20 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         .iter()
         .map(|m| format!("\"{}\"", base(m).trim_start_matches("https://")))
         .collect();
+    // The receivers of the workflow's requests and of the alerts.
+    let once = Once::start(&sb).await;
     let config = sb.data().join("stockade.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
-        "\n[egress]\nallowed_hosts = [{}]\nextra_root_certs = [{:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n",
+        "\n[egress]\nallowed_hosts = [{}, {:?}]\nextra_root_certs = [{:?}, {:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n{}",
         hosts.join(", "),
-        sandbox_ca.display().to_string()
+        once.host(),
+        sandbox_ca.display().to_string(),
+        once.ca(),
+        once.config()
     ));
     std::fs::write(&config, text).unwrap();
+    once.setup(&sb);
     add_connections(&sb, &info, &hook_base);
     let mut listings = BTreeMap::new();
     for name in MARKETS {
@@ -205,7 +212,7 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     loop {
         let held: Vec<(String, Option<String>)> = rows(
             &url,
-            "SELECT name, holder FROM leases WHERE holder IS NOT NULL ORDER BY name",
+            "SELECT name, holder FROM leases WHERE holder IS NOT NULL AND name LIKE 'connection:%' ORDER BY name",
         )
         .await;
         let holders: HashSet<u32> = held
@@ -429,6 +436,8 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eprintln!("every channel converged by {:?}", started.elapsed());
+    // The schedule ran through both kills and after them.
+    once.stop_ticks(&sb);
 
     // One pusher per connection at a time: the pushes, in order, change process only a
     // few times (the first share-out, and a takeover after each kill), never interleave,
@@ -479,6 +488,9 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
             .all(|(_, h)| h.as_deref().map(pid_of) == Some(pids[0])),
         "{held:?}"
     );
+
+    // Each scheduled execution's steps ran once, and each alert reached the bot once.
+    once.check(&url, &kills, &|| logs(&nodes)).await;
 
     // One audit chain, three writers: it verifies.
     sb.run(&["audit", "verify"]).expect_code(0);
