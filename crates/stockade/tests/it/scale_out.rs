@@ -103,7 +103,7 @@ async fn pushes(admin: &Admin, info: &SandboxInfo) -> BTreeMap<String, Vec<(i64,
     out
 }
 
-/// The node id's process id (`ROLE-HOST-PID-RANDOM`).
+/// The node id's process id (`ROLE-HOST-PID-RANDOM`; an alert sender's `PID-RANDOM`).
 pub(crate) fn pid_of(node: &str) -> u32 {
     let parts: Vec<&str> = node.rsplitn(3, '-').collect();
     parts[1].parse().unwrap_or(0)
@@ -191,10 +191,13 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         .trim()
         .to_owned();
 
-    // Three processes: two serve everything, one only works.
+    // Three processes: two serve everything, one only works. b starts first and takes
+    // the alert channel, so its kill hands the channel over.
+    let b = start_node(&sb, ports[1], "b", "all");
+    once.wait_for_channel_holder(&url, b.pid()).await;
     let mut nodes: Vec<Option<Proc>> = vec![
         Some(start_node(&sb, ports[0], "a", "all")),
-        Some(start_node(&sb, ports[1], "b", "all")),
+        Some(b),
         Some(start_node(&sb, ports[2], "c", "worker")),
     ];
     let pids: Vec<u32> = nodes.iter().map(|n| n.as_ref().unwrap().pid()).collect();
@@ -436,8 +439,8 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eprintln!("every channel converged by {:?}", started.elapsed());
-    // The schedule ran through both kills and after them.
-    once.stop_ticks(&sb);
+    // The schedule ran through both kills and after them: check its ticks up to now.
+    let ticks_until = stockade_core::time::now_ms();
 
     // One pusher per connection at a time: the pushes, in order, change process only a
     // few times (the first share-out, and a takeover after each kill), never interleave,
@@ -490,7 +493,8 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     );
 
     // Each scheduled execution's steps ran once, and each alert reached the bot once.
-    once.check(&url, &kills, &|| logs(&nodes)).await;
+    once.check(&url, ticks_until, &kills, &|| logs(&nodes))
+        .await;
 
     // One audit chain, three writers: it verifies.
     sb.run(&["audit", "verify"]).expect_code(0);

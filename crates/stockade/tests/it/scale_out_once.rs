@@ -123,44 +123,88 @@ impl Once {
         .expect_code(0);
     }
 
-    /// No more ticks from now on.
-    pub(crate) fn stop_ticks(&self, sb: &Sandbox) {
-        sb.run(&["workflow", "disable", WORKFLOW]).expect_code(0);
-    }
-
-    /// Wait for every execution and alert to finish, then check that each ran once.
-    /// `kills` are (pid, when) of the SIGKILLed processes, `logs` the survivors' logs.
-    pub(crate) async fn check(&self, url: &str, kills: &[(u32, i64)], logs: &dyn Fn() -> String) {
-        // Every execution finishes (a killed process's are resumed after its lease).
-        let deadline = Instant::now() + Duration::from_secs(40);
+    /// Wait until process `pid` holds the alert channel's lease.
+    pub(crate) async fn wait_for_channel_holder(&self, url: &str, pid: u32) {
+        let deadline = Instant::now() + Duration::from_secs(15);
         loop {
-            let open: Vec<(String, String)> = rows(
+            let held: Vec<Option<String>> = rows(
                 url,
-                "SELECT id, state FROM jobs WHERE workflow = 'scale-tick' AND state IN ('queued', 'running')",
+                "SELECT holder FROM leases WHERE name = 'alert_channel:ops'",
             )
             .await;
-            if open.is_empty() {
-                break;
+            if held
+                .first()
+                .and_then(Option::as_deref)
+                .is_some_and(|h| super::scale_out::pid_of(h) == pid)
+            {
+                return;
             }
             assert!(
                 Instant::now() < deadline,
-                "executions not finished: {open:?}\n{}",
+                "process {pid} did not take the alert channel: {held:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Check that the ticks up to `cutoff_ms` (ms since the epoch; the schedule keeps
+    /// firing after it) ran once and alerted once, waiting for their executions and alerts
+    /// to finish. `kills` are (pid, when) of the SIGKILLed processes, `logs` the
+    /// survivors' logs.
+    pub(crate) async fn check(
+        &self,
+        url: &str,
+        cutoff_ms: i64,
+        kills: &[(u32, i64)],
+        logs: &dyn Fn() -> String,
+    ) {
+        let ticks: Vec<(i64, Option<String>)> = rows(
+            url,
+            "SELECT tick_ms, job_id FROM schedule_ticks WHERE schedule = 'workflow:scale-tick' ORDER BY tick_ms",
+        )
+        .await;
+        let ticks: Vec<(i64, String)> = ticks
+            .into_iter()
+            .filter(|(t, _)| *t <= cutoff_ms)
+            .map(|(t, job)| {
+                (
+                    t,
+                    job.unwrap_or_else(|| panic!("tick {t} fired no execution")),
+                )
+            })
+            .collect();
+        assert!(ticks.len() >= 10, "too few ticks fired: {}", ticks.len());
+        let ours: BTreeSet<String> = ticks.iter().map(|(_, j)| j.clone()).collect();
+        assert_eq!(ours.len(), ticks.len(), "two ticks with one execution");
+        // Every execution finishes (a killed process's are resumed after its lease).
+        let deadline = Instant::now() + Duration::from_secs(40);
+        let jobs: BTreeMap<String, (String, Option<String>)> = loop {
+            let all: Vec<(String, String, Option<String>)> = rows(
+                url,
+                "SELECT id, state, last_error FROM jobs WHERE workflow = 'scale-tick'",
+            )
+            .await;
+            let jobs: BTreeMap<String, (String, Option<String>)> = all
+                .into_iter()
+                .filter(|(id, _, _)| ours.contains(id))
+                .map(|(id, state, error)| (id, (state, error)))
+                .collect();
+            let open = jobs
+                .values()
+                .filter(|(s, _)| s == "queued" || s == "running")
+                .count();
+            if open == 0 {
+                break jobs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{open} executions not finished\n{}",
                 logs()
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
-        }
-        let jobs: BTreeMap<String, String> = rows(
-            url,
-            "SELECT id, state FROM jobs WHERE workflow = 'scale-tick'",
-        )
-        .await
-        .into_iter()
-        .collect();
-        let failed: Vec<(String, Option<String>)> = rows(
-            url,
-            "SELECT id, last_error FROM jobs WHERE workflow = 'scale-tick' AND state <> 'succeeded'",
-        )
-        .await;
+        };
+        assert_eq!(jobs.len(), ours.len(), "a tick's execution is missing");
+        let failed: Vec<_> = jobs.iter().filter(|(_, (s, _))| s != "succeeded").collect();
         let step_errors: Vec<(String, String, i64, Option<String>)> = rows(
             url,
             "SELECT s.job_id, s.step_id, s.attempt, s.error FROM job_steps s JOIN jobs j ON j.id = s.job_id WHERE j.workflow = 'scale-tick' AND s.status <> 'succeeded'",
@@ -171,24 +215,6 @@ impl Once {
             "executions that did not succeed: {failed:?}; steps: {step_errors:?}\n{}",
             logs()
         );
-        let ticks: Vec<(i64, Option<String>)> = rows(
-            url,
-            "SELECT tick_ms, job_id FROM schedule_ticks WHERE schedule = 'workflow:scale-tick' ORDER BY tick_ms",
-        )
-        .await;
-        assert!(ticks.len() >= 10, "too few ticks fired: {}", ticks.len());
-        for (tick, job) in &ticks {
-            let job = job
-                .as_deref()
-                .unwrap_or_else(|| panic!("tick {tick} fired no execution"));
-            assert_eq!(
-                jobs.get(job).map(String::as_str),
-                Some("succeeded"),
-                "tick {tick}'s execution {job}\n{}",
-                logs()
-            );
-        }
-        assert_eq!(ticks.len(), jobs.len(), "an execution without its tick");
 
         // The journal: attempts of `ping` per execution.
         let steps: Vec<(String, String, i64, String)> = rows(
@@ -197,7 +223,7 @@ impl Once {
         )
         .await;
         let mut attempts: BTreeMap<(String, String), (i64, i64)> = BTreeMap::new();
-        for (job, step, _, status) in &steps {
+        for (job, step, _, status) in steps.iter().filter(|s| ours.contains(&s.0)) {
             let e = attempts.entry((job.clone(), step.clone())).or_default();
             e.0 += 1;
             e.1 += i64::from(status == "succeeded");
@@ -244,20 +270,33 @@ impl Once {
             );
             assert!(hits.iter().any(|r| r.accepted), "{key}: {hits:?}");
             if hits.len() > 1 {
+                // Only a request cut by a kill is repeated: every copy but the last came
+                // from a process killed after sending it.
+                for r in &hits[..hits.len() - 1] {
+                    let pid = node_pid(r);
+                    assert!(
+                        kills
+                            .iter()
+                            .any(|(p, at)| Some(*p) == pid && r.at_ms <= *at),
+                        "{key} was sent again although process {pid:?} that sent it lived on"
+                    );
+                }
                 repeated.push(key.clone());
             }
-            for r in &hits {
-                let ua = r.header("user-agent").unwrap_or_default();
-                if let Some((_, node)) = ua.split_once(" node/") {
-                    nodes.insert(super::scale_out::pid_of(node));
-                }
-            }
+            nodes.extend(hits.iter().filter_map(|r| node_pid(r)));
             let missed: i64 = hits[0].body["missed"]
                 .as_str()
                 .and_then(|m| m.parse().ok())
                 .unwrap_or(0);
             covered += 1 + missed;
         }
+        // Requests of executions after the cutoff are not checked, but their executions
+        // must exist too.
+        let all: Vec<String> = rows(url, "SELECT id FROM jobs WHERE workflow = 'scale-tick'").await;
+        by_key.retain(|k, _| {
+            !k.split_once('/')
+                .is_some_and(|(j, _)| all.iter().any(|a| a == j))
+        });
         assert!(
             by_key.is_empty(),
             "requests for executions the database does not have: {:?}",
@@ -281,41 +320,22 @@ impl Once {
             repeated.len()
         );
 
-        // Alerts: every event routed and sent (the survivor sends what was pending).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let pending: Vec<i64> = rows(
-                url,
-                "SELECT COUNT(*) FROM alert_outbox WHERE channel = 'ops' AND state <> 'sent'",
-            )
-            .await;
-            let unrouted: Vec<i64> = rows(
-                url,
-                "SELECT COUNT(*) FROM events e WHERE e.source = 'workflow' AND e.kind = 'alert' AND e.id > (SELECT last_id FROM event_cursors WHERE subscriber = 'alerts')",
-            )
-            .await;
-            if pending[0] == 0 && unrouted[0] == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "alerts not sent: {} pending, {} not routed\n{}",
-                pending[0],
-                unrouted[0],
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        // Alerts: one event per execution, each delivered (the survivor sends what was
+        // pending when the channel's holder died).
         let events: Vec<(i64, String)> = rows(
             url,
             "SELECT id, detail FROM events WHERE source = 'workflow' AND kind = 'alert' ORDER BY id",
         )
         .await;
         let mut per_execution: BTreeMap<String, usize> = BTreeMap::new();
-        for (_, detail) in &events {
+        let mut ids = Vec::new();
+        for (id, detail) in &events {
             let d: Value = serde_json::from_str(detail).unwrap();
             let exec = d["execution"].as_str().unwrap_or_default().to_owned();
-            *per_execution.entry(exec).or_default() += 1;
+            if ours.contains(&exec) {
+                *per_execution.entry(exec).or_default() += 1;
+                ids.push(*id);
+            }
         }
         for job in jobs.keys() {
             assert_eq!(
@@ -324,21 +344,39 @@ impl Once {
                 "{job}: alert events"
             );
         }
-        assert_eq!(per_execution.len(), jobs.len());
-        let messages: Vec<Received> = self
-            .bots
-            .accepted("ops")
-            .into_iter()
-            .filter(|r| !r.path.ends_with("/accessToken"))
-            .collect();
-        let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (messages, seen) = loop {
+            let messages: Vec<Received> = self
+                .bots
+                .accepted("ops")
+                .into_iter()
+                .filter(|r| !r.path.ends_with("/accessToken"))
+                .collect();
+            let mut seen: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+            for m in &messages {
+                for id in event_ids(&m.body.to_string()) {
+                    seen.entry(id).or_default().push(m.at_ms);
+                }
+            }
+            let missing: Vec<&i64> = ids.iter().filter(|i| !seen.contains_key(i)).collect();
+            if missing.is_empty() {
+                break (messages, seen);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "alert events never delivered: {missing:?}\n{}",
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        let mut senders: Vec<(i64, u32)> = Vec::new();
         for m in &messages {
-            for id in event_ids(&m.body.to_string()) {
-                seen.entry(id).or_default().push(m.at_ms);
+            if let Some(pid) = node_pid(m) {
+                senders.push((m.at_ms, pid));
             }
         }
         let mut twice = Vec::new();
-        for (id, _) in &events {
+        for id in &ids {
             let at = seen.get(id).cloned().unwrap_or_default();
             assert!(!at.is_empty(), "alert event {id} never reached the bot");
             if at.len() > 1 {
@@ -352,12 +390,29 @@ impl Once {
                 twice.push(*id);
             }
         }
+        // The first killed process sent the channel until it died, another after.
+        let (first_killed, at) = kills[0];
+        assert!(
+            senders.iter().any(|(t, p)| *p == first_killed && *t <= at),
+            "process {first_killed} sent no alert before its kill: {senders:?}"
+        );
+        assert!(
+            senders.iter().any(|(t, p)| *p != first_killed && *t > at),
+            "no alert sent by another process after the kill: {senders:?}"
+        );
         eprintln!(
             "{} alert events reached the bot in {} messages; sent again after a kill: {twice:?}",
-            events.len(),
+            ids.len(),
             messages.len()
         );
     }
+}
+
+/// The process that sent a request (its User-Agent names the node).
+fn node_pid(r: &Received) -> Option<u32> {
+    let ua = r.header("user-agent")?;
+    let (_, node) = ua.split_once(" node/")?;
+    Some(super::scale_out::pid_of(node))
 }
 
 /// The event ids a message names (`event N`).
