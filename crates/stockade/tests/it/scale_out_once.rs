@@ -52,6 +52,9 @@ impl Once {
             keywords: vec!["Stockade".into()],
             ip_allow: vec![],
         });
+        // A platform's latency: a message is in flight for a while, so a second sender
+        // (were the channel's lease not respected) would pick it up again.
+        bots.set_delay("ops", Duration::from_millis(300));
         let ca = sb.dir.join("receivers-ca.pem");
         std::fs::write(&ca, &bots.ca_pem).unwrap();
         Once {
