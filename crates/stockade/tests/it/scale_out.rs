@@ -5,7 +5,9 @@
 //! channel converges, each connection was pushed by one process at a time (the
 //! simulators record the caller's process id from the User-Agent), connections were
 //! shared one per process and taken over after the kills, the audit chain verifies, and
-//! a revoked API key fails on every API process within one second.
+//! a revoked API key fails on every API process within one second. Through the kills a
+//! workflow fires every second and alerts run across the processes: no step ran twice,
+//! no alert was lost or sent twice (`scale_out_once`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
