@@ -28,6 +28,7 @@ pub use history::{AlertEntry, Delivery, alert_history, alert_page};
 pub use model::{Alert, Severity};
 #[cfg(feature = "pipeline")]
 pub use pipeline::{
-    AlertLabels, AlertTelemetry, Alerts, AlertsError, PipelineStats, release_held, test_channel,
+    AlertLabels, AlertTelemetry, Alerts, AlertsError, PipelineStats, lease_name, release_held,
+    test_channel,
 };
 pub use status::{ChannelStatus, RecentAlert, channel_statuses, recent_alerts};

@@ -716,8 +716,7 @@ impl Store {
     ///   change of data. (The anomaly events themselves are appended in audited commits,
     ///   like every event: see [`events`].)
     /// - **Alert delivery state** (`stockade-alerts`): registering a configured channel
-    ///   in `alert_channels` (insert if missing), its sending lease (`holder`,
-    ///   `lease_until_ms`) and the lease's release at shutdown, and the prune of
+    ///   in `alert_channels` (insert if missing) and the prune of
     ///   delivered `alert_outbox` rows (each delivery has its own audit row).
     /// - **Event cursors** ([`events`]): registering a subscriber in `event_cursors` and a
     ///   subscriber's own acknowledgement ([`EventStream::ack`]); the alert router moves

@@ -10,7 +10,8 @@
 //! - **Windows.** When a window closes with folded repeats, one follow-up per channel
 //!   says how many and since when; the window reopens, so a failure that goes on
 //!   produces one message per window, not one per event.
-//! - **Senders.** One per channel, in the process holding the channel's lease. Each
+//! - **Senders.** One per channel, in the process holding the channel's lease (a lease
+//!   row with a fencing token; every commit a sender makes carries its fence). Each
 //!   message takes every due row (a burst becomes one digest), waits for the channel's
 //!   rate budget, is rendered, signed and sent through the egress gateway, and its
 //!   outcome is committed with an audit row: delivered; rate-limited or failing (kept,
@@ -20,10 +21,11 @@
 //!
 //! This module keeps the pipeline's handle ([`Alerts`]: start, wake, route now, stop)
 //! and the state its tasks share; each job has its own file: `router.rs`, `windows.rs`,
-//! `sender.rs` (with the held/misconfigured handling), `outcome.rs` (recording a
+//! `lease.rs` (each channel's sending lease), `sender.rs` (with the held/misconfigured handling), `outcome.rs` (recording a
 //! delivery, retries and backoff), `limiter.rs`, `prune.rs`, and `status.rs` (what the
 //! dashboard and the CLI read, and `alert test`).
 
+mod lease;
 mod limiter;
 mod outcome;
 mod prune;
@@ -51,6 +53,7 @@ use router::{route_batch, router_loop};
 use sender::sender_loop;
 use windows::flush_windows;
 
+pub use lease::lease_name;
 pub use prune::prune;
 pub use sender::release_held;
 pub use status::test_channel;
@@ -92,6 +95,8 @@ struct ChannelRuntime {
     client: ChannelClient,
     wake: Notify,
     limiter: Mutex<Limiter>,
+    /// This process's sending lease on the channel ([`lease`]).
+    lease: lease::ChannelLease,
 }
 
 struct Inner {
@@ -199,6 +204,7 @@ impl Alerts {
                         sent: VecDeque::new(),
                         blocked_until: None,
                     }),
+                    lease: lease::ChannelLease::default(),
                 })
             })
             .collect();
@@ -230,6 +236,10 @@ impl Alerts {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks = vec![tokio::spawn(router_loop(inner.clone(), stop_rx.clone()))];
         for ch in &inner.channels {
+            let (i, c, s) = (inner.clone(), ch.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                lease::keep_lease(&i, &c, s).await;
+            }));
             tasks.push(tokio::spawn(sender_loop(
                 inner.clone(),
                 ch.clone(),
@@ -271,14 +281,9 @@ impl Alerts {
                 tracing::warn!("an alert task did not stop in time");
             }
         }
-        // Give the lease back so another process can send at once.
-        let _ = self
-            .inner
-            .store
-            .write_unaudited(
-                "UPDATE alert_channels SET lease_until_ms = 0 WHERE holder = $1",
-                sql_params![self.inner.holder.as_str()],
-            )
-            .await;
+        // Give the leases back so another process can send at once.
+        for ch in &self.inner.channels {
+            lease::release(&self.inner.store, ch).await;
+        }
     }
 }

@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use stockade_core::event::{ChannelTrouble, Event};
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, sql_params};
+use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Grant, Mutation, sql_params};
 
 use super::sender::{Row, channel_status};
 use super::{ACTOR, ChannelRuntime, Inner, Result, ms, now_ms};
@@ -26,6 +26,7 @@ fn backoff(inner: &Inner, attempts: i64) -> Duration {
 pub(super) async fn record_outcome(
     inner: &Inner,
     ch: &ChannelRuntime,
+    grant: &Grant,
     batch: &[Row],
     outcome: &Outcome,
 ) -> Result<()> {
@@ -35,7 +36,8 @@ pub(super) async fn record_outcome(
     let attempts = batch.iter().map(|r| r.attempts).max().unwrap_or(0) + 1;
     let events: i64 = batch.iter().map(|r| r.events).sum();
     let detail = outcome.detail().to_owned();
-    let mut steps = Vec::new();
+    // First, the channel lease's fence: refused whole once another process took it.
+    let mut steps = vec![grant.fence()];
     let previous = channel_status(inner, name).await.map(|s| s.0);
     let failures_before = inner
         .store

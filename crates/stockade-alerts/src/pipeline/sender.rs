@@ -1,4 +1,5 @@
-//! The senders: one per channel, in the process holding the channel's lease.
+//! The senders: one per channel, in the process holding the channel's lease
+//! ([`super::lease`]); what they commit carries the lease's fence.
 //!
 //! Each message takes every due row (a burst becomes one digest), waits for the
 //! channel's rate budget ([`super::limiter`]), is rendered, signed and sent through the
@@ -10,20 +11,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use stockade_store::{AuditDetails, AuditEntry, Change, Expect, Mutation, Store, sql_params};
+use stockade_store::{
+    AuditDetails, AuditEntry, Change, Expect, Grant, Mutation, Store, StoreError, sql_params,
+};
 use tokio::sync::watch;
 
-use super::limiter::seed_limiter;
+use super::lease::{LEASE, log_fenced};
 use super::outcome::record_outcome;
-use super::{ACTOR, ChannelRuntime, Inner, Result, lock, ms, now_ms};
+use super::{ACTOR, ChannelRuntime, Inner, Result, lock, now_ms};
 use crate::channel::Outcome;
 use crate::model::{Alert, StoredAlert};
 
 /// Rows considered for one message.
 const SEND_BATCH: i64 = 50;
-/// How long a sender's lease on its channel lasts, and how often it is renewed.
-const LEASE: Duration = Duration::from_secs(30);
-const LEASE_RENEW: Duration = Duration::from_secs(10);
 /// A message sent less than `GATHER_AFTER` after the previous one waits `GATHER` for the
 /// rest of its burst.
 const GATHER_AFTER: Duration = Duration::from_secs(2);
@@ -60,25 +60,6 @@ async fn due_rows(inner: &Inner, channel: &str, now: i64) -> Result<Vec<Row>> {
     Ok(rows.collect())
 }
 
-/// Hold the channel's sending lease (one process sends per channel).
-async fn take_lease(inner: &Inner, channel: &str) -> bool {
-    let now = now_ms();
-    match inner
-        .store
-        .write_unaudited(
-            "UPDATE alert_channels SET holder = $2, lease_until_ms = $3 WHERE name = $1 AND (holder = $2 OR holder IS NULL OR lease_until_ms < $4)",
-            sql_params![channel, inner.holder.as_str(), now + ms(LEASE), now],
-        )
-        .await
-    {
-        Ok(n) => n == 1,
-        Err(e) => {
-            tracing::warn!(channel, "alert channel lease: {e}");
-            false
-        }
-    }
-}
-
 pub(super) async fn channel_status(
     inner: &Inner,
     channel: &str,
@@ -99,7 +80,6 @@ pub(super) async fn sender_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = ch.client.config.name.clone();
-    let mut leased_at: Option<Instant> = None;
     let mut checked_fp_at: Option<Instant> = None;
     let mut last_sent: Option<Instant> = None;
     let mut gathered = false;
@@ -107,28 +87,21 @@ pub(super) async fn sender_loop(
         if *stop.borrow() {
             return;
         }
-        // Lease.
-        if leased_at.is_none_or(|t| t.elapsed() >= LEASE_RENEW) {
-            let was = leased_at.is_some();
-            if take_lease(&inner, &name).await {
-                if !was {
-                    seed_limiter(&inner, &ch).await;
-                }
-                leased_at = Some(Instant::now());
-            } else {
-                leased_at = None;
-                tokio::select! {
-                    _ = tokio::time::sleep(LEASE_RENEW) => {}
-                    _ = stop.changed() => {}
-                }
-                continue;
+        // Only the holder of the channel's lease sends (its keeper wakes this loop when
+        // it takes the lease).
+        let Some(grant) = ch.lease.current() else {
+            tokio::select! {
+                _ = tokio::time::sleep(LEASE / 3) => {}
+                _ = ch.wake.notified() => {}
+                _ = stop.changed() => {}
             }
-        }
+            continue;
+        };
         // A misconfigured channel holds its alerts until its settings change.
         if let Some((status, fp)) = channel_status(&inner, &name).await
             && status == "misconfigured"
         {
-            misconfigured_round(&inner, &ch, &name, fp, &mut checked_fp_at, &mut stop).await;
+            misconfigured_round(&inner, &ch, &grant, fp, &mut checked_fp_at, &mut stop).await;
             continue;
         }
         let now = now_ms();
@@ -174,8 +147,16 @@ pub(super) async fn sender_loop(
         last_sent = Some(Instant::now());
         lock(&ch.limiter).sent.push_back(Instant::now());
         let outcome = ch.client.send(&inner.vault, &alerts[..n]).await;
-        if let Err(e) = record_outcome(&inner, &ch, batch, &outcome).await {
-            tracing::warn!(channel = %name, "recording an alert delivery failed: {e}");
+        // The outcome commits under the lease's fence: a sender that lost the channel
+        // while the message was in flight writes nothing over the new holder's work.
+        match record_outcome(&inner, &ch, &grant, batch, &outcome).await {
+            Ok(()) => {}
+            Err(super::AlertsError::Store(StoreError::Fenced(_))) => {
+                log_fenced(&name, "sending");
+                ch.lease.lost(&grant);
+                continue;
+            }
+            Err(e) => tracing::warn!(channel = %name, "recording an alert delivery failed: {e}"),
         }
         let kind = ch.client.config.kind.as_str();
         let outcome_word = if matches!(outcome, Outcome::Delivered { .. }) {
@@ -202,11 +183,12 @@ pub(super) async fn sender_loop(
 async fn misconfigured_round(
     inner: &Inner,
     ch: &ChannelRuntime,
-    name: &str,
+    grant: &Grant,
     fp: Option<String>,
     checked_fp_at: &mut Option<Instant>,
     stop: &mut watch::Receiver<bool>,
 ) {
+    let name = ch.client.config.name.as_str();
     if checked_fp_at.is_none_or(|t| t.elapsed() >= Duration::from_secs(15)) {
         *checked_fp_at = Some(Instant::now());
         let now_fp = ch.client.fingerprint(&inner.vault).await;
@@ -217,8 +199,13 @@ async fn misconfigured_round(
             return;
         }
     }
-    if let Err(e) = hold_pending(inner, ch.client.config.kind.as_str(), name).await {
-        tracing::warn!(channel = %name, "holding alerts: {e}");
+    match hold_pending(inner, ch.client.config.kind.as_str(), name, grant).await {
+        Ok(()) => {}
+        Err(super::AlertsError::Store(StoreError::Fenced(_))) => {
+            log_fenced(name, "holding alerts");
+            ch.lease.lost(grant);
+        }
+        Err(e) => tracing::warn!(channel = %name, "holding alerts: {e}"),
     }
     tokio::select! {
         _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -256,7 +243,12 @@ async fn wait_for_due(
 
 /// While a channel is misconfigured, new alerts for it are held at once (not sent to
 /// be refused again).
-async fn hold_pending(inner: &Inner, kind: &'static str, channel: &str) -> Result<()> {
+async fn hold_pending(
+    inner: &Inner,
+    kind: &'static str,
+    channel: &str,
+    grant: &Grant,
+) -> Result<()> {
     let n = outbox_rows(&inner.store, channel, "pending").await?;
     if n == 0 {
         return Ok(());
@@ -266,10 +258,16 @@ async fn hold_pending(inner: &Inner, kind: &'static str, channel: &str) -> Resul
         .commit(
             &ACTOR,
             vec![Change::new(
-                Mutation::Sql {
-                    statement: "UPDATE alert_outbox SET state = 'held', last_error = 'held: the channel is misconfigured' WHERE channel = $1 AND state = 'pending'",
-                    params: sql_params![channel],
-                    expect: Expect::Any,
+                Mutation::Many {
+                    steps: vec![
+                        grant.fence(),
+                        Mutation::Sql {
+                            statement: "UPDATE alert_outbox SET state = 'held', last_error = 'held: the channel is misconfigured' WHERE channel = $1 AND state = 'pending'",
+                            params: sql_params![channel],
+                            expect: Expect::Any,
+                        },
+                    ],
+                    guard: false,
                 },
                 AuditEntry::new(
                     "alert.hold",

@@ -936,3 +936,5 @@ async fn each_event_is_alerted_exactly_once_across_router_restarts_postgres() {
         each_event_is_alerted_exactly_once_across_router_restarts(db).await;
     }
 }
+
+mod fencing;

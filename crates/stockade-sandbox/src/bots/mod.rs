@@ -470,6 +470,8 @@ pub(crate) struct BotsState {
     pub webhooks: HashMap<String, webhook::Hook>,
     /// Down / Hang faults by bot name.
     faults: HashMap<String, BotFault>,
+    /// How long a bot takes to answer, by bot name (none: at once).
+    delays: HashMap<String, Duration>,
     received: VecDeque<Received>,
 }
 
@@ -697,9 +699,10 @@ where
         now: Instant::now(),
         now_ms: stockade_core::time::now_ms(),
     };
-    let (reply, status) = {
+    let (reply, status, delay) = {
         let mut st = shared.lock();
         let o = f(&shared, &mut st, &inc, clock);
+        let delay = st.delays.get(&o.bot).copied();
         let received = Received {
             bot: o.bot,
             kind: o.kind,
@@ -715,8 +718,12 @@ where
             headers: inc.headers.clone(),
         };
         st.record(received);
-        (o.reply, o.status)
+        (o.reply, o.status, delay)
     };
+    // A slow bot: recorded on arrival, answered later (the sender waits for it).
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     match reply {
         Reply::Json(v) => json_response(status, &v),
@@ -929,6 +936,7 @@ impl Bots {
                 feishu: HashMap::new(),
                 webhooks: HashMap::new(),
                 faults: HashMap::new(),
+                delays: HashMap::new(),
                 received: VecDeque::new(),
             }),
             cfg: config,
@@ -1109,6 +1117,17 @@ impl Bots {
     /// `POST /_sandbox/bots/fault`).
     pub fn set_fault(&self, bot: &str, fault: BotFault) {
         set_fault(&self.shared, bot, fault);
+    }
+
+    /// Make the bot(s) named `bot` answer `delay` after a request arrives, as a real
+    /// platform's latency (zero: at once again).
+    pub fn set_delay(&self, bot: &str, delay: Duration) {
+        let mut st = self.shared.lock();
+        if delay.is_zero() {
+            st.delays.remove(bot);
+        } else {
+            st.delays.insert(bot.to_owned(), delay);
+        }
     }
 
     /// Turn rate limiting on or off (also `PUT /_sandbox/bots/rate-limits`); either way

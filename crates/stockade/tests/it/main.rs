@@ -66,3 +66,5 @@ mod incident;
 mod console_incidents;
 // Scale-out: three `serve` processes on one PostgreSQL, two SIGKILLed.
 mod scale_out;
+// What runs once across the scale-out test's processes: scheduled workflow steps, alerts.
+mod scale_out_once;

@@ -5,7 +5,9 @@
 //! channel converges, each connection was pushed by one process at a time (the
 //! simulators record the caller's process id from the User-Agent), connections were
 //! shared one per process and taken over after the kills, the audit chain verifies, and
-//! a revoked API key fails on every API process within one second.
+//! a revoked API key fails on every API process within one second. Through the kills a
+//! workflow fires every second and alerts run across the processes: no step ran twice,
+//! no alert was lost or sent twice (`scale_out_once`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
+use crate::scale_out_once::Once;
 use crate::sync::{
     Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, add_connections, catalog_csv,
     delivery_outcomes, drain, free_port, place, read_until, sandbox_orders, sku_list, spawn,
@@ -54,7 +57,7 @@ fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
     proc
 }
 
-async fn rows<T: stockade_store::FromRow>(url: &str, sql: &'static str) -> Vec<T> {
+pub(crate) async fn rows<T: stockade_store::FromRow>(url: &str, sql: &'static str) -> Vec<T> {
     let url = stockade_store::DatabaseUrl::parse(url).unwrap();
     let store =
         stockade_store::Store::open(&url, stockade_core::Environment::Dev, &Default::default())
@@ -102,8 +105,8 @@ async fn pushes(admin: &Admin, info: &SandboxInfo) -> BTreeMap<String, Vec<(i64,
     out
 }
 
-/// The node id's process id (`ROLE-HOST-PID-RANDOM`).
-fn pid_of(node: &str) -> u32 {
+/// The node id's process id (`ROLE-HOST-PID-RANDOM`; an alert sender's `PID-RANDOM`).
+pub(crate) fn pid_of(node: &str) -> u32 {
     let parts: Vec<&str> = node.rsplitn(3, '-').collect();
     parts[1].parse().unwrap_or(0)
 }
@@ -159,14 +162,20 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         .iter()
         .map(|m| format!("\"{}\"", base(m).trim_start_matches("https://")))
         .collect();
+    // The receivers of the workflow's requests and of the alerts.
+    let once = Once::start(&sb).await;
     let config = sb.data().join("stockade.toml");
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str(&format!(
-        "\n[egress]\nallowed_hosts = [{}]\nextra_root_certs = [{:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n",
+        "\n[egress]\nallowed_hosts = [{}, {:?}]\nextra_root_certs = [{:?}, {:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n{}",
         hosts.join(", "),
-        sandbox_ca.display().to_string()
+        once.host(),
+        sandbox_ca.display().to_string(),
+        once.ca(),
+        once.config()
     ));
     std::fs::write(&config, text).unwrap();
+    once.setup(&sb);
     add_connections(&sb, &info, &hook_base);
     let mut listings = BTreeMap::new();
     for name in MARKETS {
@@ -184,10 +193,13 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         .trim()
         .to_owned();
 
-    // Three processes: two serve everything, one only works.
+    // Three processes: two serve everything, one only works. b starts first and takes
+    // the alert channel, so its kill hands the channel over.
+    let b = start_node(&sb, ports[1], "b", "all");
+    once.wait_for_channel_holder(&url, b.pid()).await;
     let mut nodes: Vec<Option<Proc>> = vec![
         Some(start_node(&sb, ports[0], "a", "all")),
-        Some(start_node(&sb, ports[1], "b", "all")),
+        Some(b),
         Some(start_node(&sb, ports[2], "c", "worker")),
     ];
     let pids: Vec<u32> = nodes.iter().map(|n| n.as_ref().unwrap().pid()).collect();
@@ -205,7 +217,7 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     loop {
         let held: Vec<(String, Option<String>)> = rows(
             &url,
-            "SELECT name, holder FROM leases WHERE holder IS NOT NULL ORDER BY name",
+            "SELECT name, holder FROM leases WHERE holder IS NOT NULL AND name LIKE 'connection:%' ORDER BY name",
         )
         .await;
         let holders: HashSet<u32> = held
@@ -429,6 +441,8 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     eprintln!("every channel converged by {:?}", started.elapsed());
+    // The schedule ran through both kills and after them: check its ticks up to now.
+    let ticks_until = stockade_core::time::now_ms();
 
     // One pusher per connection at a time: the pushes, in order, change process only a
     // few times (the first share-out, and a takeover after each kill), never interleave,
@@ -479,6 +493,10 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
             .all(|(_, h)| h.as_deref().map(pid_of) == Some(pids[0])),
         "{held:?}"
     );
+
+    // Each scheduled execution's steps ran once, and each alert reached the bot once.
+    once.check(&url, ticks_until, &kills, &|| logs(&nodes))
+        .await;
 
     // One audit chain, three writers: it verifies.
     sb.run(&["audit", "verify"]).expect_code(0);

@@ -1,0 +1,127 @@
+//! Each channel's sending lease: one process sends per channel, and a process that lost
+//! the lease cannot commit over the one that took it.
+//!
+//! The lease is the store's lease row `alert_channel:<name>` (`stockade_store::lease`),
+//! with a fencing token and its expiry on the database's clock. A keeper task per
+//! channel takes it when free or expired and renews it every third of its length, also
+//! while a message is in flight; another process takes it over a few seconds after the
+//! holder dies. The sender acts only while the lease is held and before the local
+//! deadline (the moment the lease was asked for, on a monotonic clock, plus its length
+//! minus a tenth, never later than the database's expiry), and every commit it makes on
+//! the channel's behalf (a delivery's outcome, holding alerts) carries the lease's fence
+//! ([`stockade_store::Grant::fence`]): a sender paused past its lease (a long pause, a
+//! frozen VM, SIGSTOP) whose lease another process took is refused whole, writes
+//! nothing, and says so in one log line; its successor sends what is still pending.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use stockade_store::{Grant, Store};
+use tokio::sync::watch;
+
+use super::limiter::seed_limiter;
+use super::{ChannelRuntime, Inner, lock, ms};
+
+/// How long a channel's lease lasts; it is renewed every third of it. A dead holder's
+/// channel is taken over within about this long.
+pub(super) const LEASE: Duration = Duration::from_secs(6);
+
+/// The lease row guarding `channel`'s sending.
+pub fn lease_name(channel: &str) -> String {
+    format!("alert_channel:{channel}")
+}
+
+/// The lease this process holds on one channel, if any.
+#[derive(Default)]
+pub(super) struct ChannelLease {
+    held: Mutex<Option<(Grant, Instant)>>,
+}
+
+impl ChannelLease {
+    /// The grant to act under, while held and before its local deadline.
+    pub(super) fn current(&self) -> Option<Grant> {
+        let held = lock(&self.held);
+        held.as_ref()
+            .filter(|(_, until)| Instant::now() < *until)
+            .map(|(g, _)| g.clone())
+    }
+
+    /// Forget the grant (another process took the lease).
+    pub(super) fn lost(&self, grant: &Grant) {
+        let mut held = lock(&self.held);
+        if held.as_ref().is_some_and(|(g, _)| g.token == grant.token) {
+            *held = None;
+        }
+    }
+}
+
+fn deadline(asked: Instant) -> Instant {
+    asked + LEASE - LEASE / 10
+}
+
+/// Take and keep `ch`'s lease until stopped ([`release`] gives it back).
+pub(super) async fn keep_lease(
+    inner: &Inner,
+    ch: &ChannelRuntime,
+    mut stop: watch::Receiver<bool>,
+) {
+    let name = ch.client.config.name.as_str();
+    let lease = lease_name(name);
+    while !*stop.borrow() {
+        let held = lock(&ch.lease.held).as_ref().map(|(g, _)| g.clone());
+        let asked = Instant::now();
+        match held {
+            Some(grant) => match inner.store.renew_lease(&grant, ms(LEASE)).await {
+                Ok(Some(_)) => {
+                    if let Some(h) = lock(&ch.lease.held).as_mut() {
+                        h.1 = deadline(asked);
+                    }
+                }
+                Ok(None) => {
+                    tracing::warn!(
+                        channel = name,
+                        "alert channel lease lost: another process took over sending on this channel; this process stops sending on it"
+                    );
+                    ch.lease.lost(&grant);
+                }
+                Err(e) => tracing::warn!(channel = name, "renewing the alert channel lease: {e}"),
+            },
+            None => match inner
+                .store
+                .acquire_lease(&lease, &inner.holder, ms(LEASE))
+                .await
+            {
+                Ok(Some(grant)) => {
+                    seed_limiter(inner, ch).await;
+                    *lock(&ch.lease.held) = Some((grant, deadline(asked)));
+                    ch.wake.notify_one();
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(channel = name, "taking the alert channel lease: {e}"),
+            },
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(LEASE / 3) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Give `ch`'s lease back (at shutdown, once its sender stopped or gave up: a delivery
+/// still in flight would otherwise be refused by its own fence).
+pub(super) async fn release(store: &Store, ch: &ChannelRuntime) {
+    let held = lock(&ch.lease.held).take();
+    if let Some((grant, _)) = held
+        && let Err(e) = store.release_lease(&grant).await
+    {
+        tracing::warn!("releasing an alert channel lease: {e}");
+    }
+}
+
+/// The one line a sender logs when its commit was refused because it lost the lease.
+pub(super) fn log_fenced(channel: &str, what: &str) {
+    tracing::warn!(
+        channel,
+        "alert channel lease lost while this process was {what} (it was paused or slow past its lease, and another process took the channel): nothing was recorded; the new holder sends what is still pending"
+    );
+}

@@ -1,0 +1,132 @@
+//! A sender paused past its channel lease cannot commit over its successor: the
+//! delivery outcome it commits late is refused whole (the lease's fence) and writes
+//! nothing, no outbox change and no audit row, while the process that took the channel
+//! sends and records the alert once.
+
+use super::*;
+
+/// The DingTalk channel only, with the rig's settings.
+fn ding_only(rig: &Rig) -> AlertsConfig {
+    let mut config = rig.config.clone();
+    config.channels.retain(|c| c.name == "ding");
+    config
+}
+
+async fn int(store: &Store, sql: &'static str) -> i64 {
+    store
+        .query_one(sql, vec![])
+        .await
+        .unwrap()
+        .unwrap()
+        .decode::<i64>()
+        .unwrap()
+}
+
+async fn a_paused_sender_cannot_commit_over_its_successor(db: Db) {
+    let rig = Rig::start(db, BotsConfig::default()).await;
+    let config = ding_only(&rig);
+    let start = |config: AlertsConfig| {
+        Alerts::start(rig.store.clone(), rig.vault.clone(), &rig.gateway, config)
+    };
+    let lease = stockade_alerts::lease_name("ding");
+    let a = start(config.clone()).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !rig
+        .store
+        .leases(&lease)
+        .await
+        .unwrap()
+        .iter()
+        .any(|l| l.held())
+    {
+        assert!(Instant::now() < deadline, "A did not take the channel");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // A sends into a bot that never answers: the message stays in flight until the
+    // client gives up (3 s), as if A were paused right before its commit.
+    rig.bots.set_fault("ding", BotFault::Hang);
+    rig.sync_failure("shop-paused", "server", "boom").await;
+    wait_for("A's message in flight", Duration::from_secs(5), || {
+        rig.bots.received().iter().any(|r| r.bot == "ding")
+    })
+    .await;
+    // Meanwhile A's lease passes on: it is taken (a newer token) and handed to B.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stolen = loop {
+        rig.store
+            .write_unaudited(
+                "UPDATE leases SET expires_at_ms = 0 WHERE name = $1",
+                sql_params![lease.as_str()],
+            )
+            .await
+            .unwrap();
+        if let Some(g) = rig
+            .store
+            .acquire_lease(&lease, "the-test", 60_000)
+            .await
+            .unwrap()
+        {
+            break g;
+        }
+        assert!(Instant::now() < deadline, "the lease could not be taken");
+    };
+    rig.bots.set_fault("ding", BotFault::None);
+    assert!(rig.store.release_lease(&stolen).await.unwrap());
+    let b = start(config).await.unwrap();
+    // The successor sends the pending alert and records it.
+    wait_for("the successor's delivery", Duration::from_secs(10), || {
+        !messages(&rig.bots, "ding").is_empty()
+    })
+    .await;
+    // A's request gives up after 3 s; its "failing" outcome is refused by the fence.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let sent = int(
+        &rig.store,
+        "SELECT COUNT(*) FROM alert_outbox WHERE channel = 'ding' AND state = 'sent' AND attempts = 1 AND last_error IS NULL",
+    )
+    .await;
+    let all = int(
+        &rig.store,
+        "SELECT COUNT(*) FROM alert_outbox WHERE channel = 'ding'",
+    )
+    .await;
+    assert_eq!(
+        (sent, all),
+        (1, 1),
+        "the alert is sent once, and A's late outcome changed nothing"
+    );
+    let status = int(
+        &rig.store,
+        "SELECT failures FROM alert_channels WHERE name = 'ding'",
+    )
+    .await;
+    assert_eq!(status, 0, "A's late failure was not counted on the channel");
+    let audit = rig.store.audit_rows(0, 10_000).await.unwrap();
+    let deliveries: Vec<String> = audit
+        .iter()
+        .filter(|r| r.action == "alert.delivery")
+        .map(|r| r.details.to_string())
+        .collect();
+    assert_eq!(
+        deliveries.len(),
+        1,
+        "one delivery audit row: {deliveries:?}"
+    );
+    assert!(deliveries[0].contains("delivered"), "{deliveries:?}");
+    assert_eq!(messages(&rig.bots, "ding").len(), 1);
+    a.shutdown().await;
+    b.shutdown().await;
+    rig.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_sender_cannot_commit_over_its_successor_sqlite() {
+    a_paused_sender_cannot_commit_over_its_successor(Db::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_sender_cannot_commit_over_its_successor_postgres() {
+    if let Some(db) = Db::postgres() {
+        a_paused_sender_cannot_commit_over_its_successor(db).await;
+    }
+}
