@@ -27,6 +27,8 @@ macro_rules! or_return {
 
 mod acked;
 mod admin;
+// What a benchmark in another process reads back: acknowledged orders, quantity history.
+mod bench_reads;
 mod amazon;
 mod amazon_reports;
 // Who called the simulators' APIs (`/_sandbox/callers`).
@@ -60,6 +62,7 @@ use serde::{Deserialize, Serialize};
 use stockade_core::SecretString;
 
 pub use acked::OrderTally;
+pub use tls::receiver_tls;
 pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
@@ -278,7 +281,7 @@ pub struct Endpoint {
 }
 
 /// A listing's current state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListingState {
     pub marketplace: Marketplace,
     pub seller_id: String,
@@ -302,7 +305,7 @@ pub struct ListingState {
 }
 
 /// An order's current state (buyer data is not included).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
     pub marketplace: Marketplace,
     pub order_id: String,
@@ -406,6 +409,7 @@ fn serve(
     let app = api
         .merge(admin::router(sim.clone()))
         .merge(callers::router(record.clone()))
+        .merge(bench_reads::router(sim.clone()))
         .fallback(move || async move { resp::no_route(m) })
         .layer(axum::middleware::from_fn_with_state(
             record,

@@ -529,6 +529,8 @@ pub struct SandboxArgs {
     /// empty, or hold only these files from an earlier run.
     #[arg(long, value_name = "DIR")]
     pub credentials_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub bench: crate::cli_sandbox_bench::SandboxBenchArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -824,6 +826,8 @@ pub struct BenchSyncArgs {
     /// these CPUs, e.g. 0 or 0-1 (sched_setaffinity; `nproc` lists how many there are).
     #[arg(long = "server-cpus", value_name = "LIST")]
     pub server_cpus: Option<String>,
+    #[command(flatten)]
+    pub process: crate::cli_sandbox_bench::BenchSandboxProcessArgs,
 }
 
 #[derive(Debug, Args)]
