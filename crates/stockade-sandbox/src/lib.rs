@@ -28,9 +28,9 @@ macro_rules! or_return {
 mod acked;
 mod admin;
 // What a benchmark in another process reads back: acknowledged orders, quantity history.
-mod bench_reads;
 mod amazon;
 mod amazon_reports;
+mod bench_reads;
 // Who called the simulators' APIs (`/_sandbox/callers`).
 pub mod bots;
 mod callers;
@@ -62,7 +62,6 @@ use serde::{Deserialize, Serialize};
 use stockade_core::SecretString;
 
 pub use acked::OrderTally;
-pub use tls::receiver_tls;
 pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
@@ -71,6 +70,7 @@ pub use nocodb_meta::{SIM_BASE_ID, SIM_BASE_TITLE};
 pub use qty_history::{QtyChange, QtySource};
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
+pub use tls::receiver_tls;
 
 use crate::deliver::{Outbox, OutboxConfig};
 use crate::ratelimit::Limiter;

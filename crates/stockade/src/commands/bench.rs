@@ -7,9 +7,9 @@ use stockade_core::order::Marketplace;
 use stockade_sandbox::OrderTally;
 use stockade_sync::{Metrics, Percentiles, Summary, SyncOptions, stats};
 
+use super::bench_sandbox_process::{BenchRig, ChildRig};
 use super::connection::sync_failure;
 use super::demo::parse_duration;
-use super::bench_sandbox_process::{BenchRig, ChildRig};
 use super::live::{Rig, RigOptions, cpu_seconds, peak_rss_mb};
 use crate::cli::BenchSyncArgs;
 use crate::exit::Failure;
@@ -40,6 +40,15 @@ struct Report {
 }
 
 pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
+    // Ctrl-C drops the run: the simulators' child process is killed and its files
+    // removed (it also gets the terminal's SIGINT itself).
+    tokio::select! {
+        r = sync_run(args) => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure::interrupted()),
+    }
+}
+
+async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
     let duration = parse_duration(&args.duration, "--duration")?;
     if !(args.rate > 0.0 && args.rate <= 1_000_000.0) {
         return Err(Failure::usage(
@@ -150,7 +159,10 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn start_rig(args: &BenchSyncArgs, sandbox_cpus: Option<Vec<usize>>) -> Result<BenchRig, Failure> {
+async fn start_rig(
+    args: &BenchSyncArgs,
+    sandbox_cpus: Option<Vec<usize>>,
+) -> Result<BenchRig, Failure> {
     let opts = RigOptions {
         skus: args.skus.clamp(1, 100_000),
         // Below TikTok's 99,999 display limit, so every sale changes every channel's quantity.

@@ -105,8 +105,14 @@ impl ChildSandbox {
             .arg("--webhook-ca")
             .arg(&receiver_ca)
             // eBay's webhook is set once the server answers (its validation challenge).
-            .args(["--webhook", &format!("tiktok={}/tiktok/tiktok", opts.hook_base)])
-            .args(["--webhook", &format!("amazon={}/amazon/amazon", opts.hook_base)])
+            .args([
+                "--webhook",
+                &format!("tiktok={}/tiktok/tiktok", opts.hook_base),
+            ])
+            .args([
+                "--webhook",
+                &format!("amazon={}/amazon/amazon", opts.hook_base),
+            ])
             .arg(if opts.realistic_limits {
                 "--lift-delivery-limits"
             } else {
@@ -117,9 +123,9 @@ impl ChildSandbox {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .map_err(io("cannot start the simulators' process (stockade sandbox)"))?;
+        let child = cmd.spawn().map_err(io(
+            "cannot start the simulators' process (stockade sandbox)",
+        ))?;
         let pid = child.id().unwrap_or(0);
         let guard = Guard {
             child: std::sync::Mutex::new(Some(child)),

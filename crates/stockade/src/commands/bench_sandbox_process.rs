@@ -23,7 +23,7 @@ use crate::exit::Failure;
 
 /// The server in this process against the simulators in a child process.
 pub struct ChildRig {
-    dir: PathBuf,
+    dir: DirGuard,
     app: Option<App>,
     vault: Arc<Vault>,
     sync: SyncEngine,
@@ -35,8 +35,18 @@ pub struct ChildRig {
 impl std::fmt::Debug for ChildRig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ChildRig")
-            .field("dir", &self.dir)
+            .field("dir", &self.dir.0)
             .finish_non_exhaustive()
+    }
+}
+
+/// The rig's throw-away directory, removed when dropped (at the end, on an error, on
+/// Ctrl-C).
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -52,19 +62,16 @@ fn free_port() -> Result<u16, Failure> {
 impl ChildRig {
     /// Start the simulators' process (pinned to `cpus`), then the server against it.
     pub async fn start(opts: RigOptions, cpus: Option<Vec<usize>>) -> Result<ChildRig, Failure> {
-        let dir = temp_dir("stockade-bench")?;
-        let started = Self::start_in(&dir, opts, cpus).await;
-        if started.is_err() {
-            let _ = std::fs::remove_dir_all(&dir);
-        }
-        started
+        let dir = DirGuard(temp_dir("stockade-bench")?);
+        Self::start_in(dir, opts, cpus).await
     }
 
     async fn start_in(
-        dir: &std::path::Path,
+        guard: DirGuard,
         opts: RigOptions,
         cpus: Option<Vec<usize>>,
     ) -> Result<ChildRig, Failure> {
+        let dir = guard.0.as_path();
         let child_dir = dir.join("sandbox");
         std::fs::create_dir_all(&child_dir)
             .map_err(|e| Failure::runtime(format!("cannot create {}: {e}", child_dir.display())))?;
@@ -122,7 +129,7 @@ impl ChildRig {
             .await?;
         child.flush(Duration::from_secs(30)).await?;
         Ok(ChildRig {
-            dir: dir.to_path_buf(),
+            dir: guard,
             vault: app.vault().clone(),
             sync: app.sync().clone(),
             app: Some(app),
@@ -187,7 +194,7 @@ impl ChildRig {
             stockade_store::testing::drop_postgres_schema(url, schema).await;
         }
         drop(self.child);
-        let _ = std::fs::remove_dir_all(&self.dir);
+        drop(self.dir);
     }
 }
 

@@ -74,9 +74,9 @@ mod bench_child;
 #[cfg(feature = "dev-tools")]
 mod bench_sandbox_process;
 #[cfg(feature = "dev-tools")]
-mod sandbox_ready;
-#[cfg(feature = "dev-tools")]
 mod sandbox_lift;
+#[cfg(feature = "dev-tools")]
+mod sandbox_ready;
 
 use stockade_core::Actor;
 use stockade_store::Store;

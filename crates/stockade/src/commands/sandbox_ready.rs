@@ -84,10 +84,9 @@ pub fn write(sandbox: &Sandbox, path: &Path) -> Result<(), Failure> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Failure::usage(format!("--ready-file {}: not a file name", path.display())))?;
+    let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| {
+        Failure::usage(format!("--ready-file {}: not a file name", path.display()))
+    })?;
     super::sandbox_creds::write_atomic(dir, name, &bytes, 0o600)?;
     Ok(())
 }

@@ -66,3 +66,5 @@ mod incident;
 mod console_incidents;
 // Scale-out: three `serve` processes on one PostgreSQL, two SIGKILLed.
 mod scale_out;
+// `bench sync --sandbox-process`, `stockade sandbox --ready-file`.
+mod bench_sandbox_process;
