@@ -100,18 +100,29 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
     let drain = Duration::from_secs(if args.realistic_limits { 120 } else { 30 });
     let drained_by = Instant::now() + drain;
     wait_settled(&rig, drain, Duration::from_millis(20)).await;
+    // The end of the measurement, unless orders are still missing: the check below reads
+    // every order back (over HTTP with --sandbox-process), work that is not the server's.
+    let mut end = (
+        t0.elapsed(),
+        stockade_core::time::now_ms(),
+        cpu_seconds(),
+        rig.sandbox_cpu_seconds(),
+    );
     // A delivery the simulator retries later (its first attempt timed out on a loaded
     // machine) is neither answered nor given up yet: wait for every order to be stored,
     // within the same bound (one still missing then is reported lost).
     while Instant::now() < drained_by && tally(&rig).await.is_ok_and(|t| t.lost + t.backlog > 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        end = (
+            t0.elapsed(),
+            stockade_core::time::now_ms(),
+            cpu_seconds(),
+            rig.sandbox_cpu_seconds(),
+        );
     }
-    let (elapsed, end_ms) = (t0.elapsed(), stockade_core::time::now_ms());
-    let cpu = cpu_seconds() - cpu0;
-    let sandbox_cpu = rig
-        .sandbox_cpu_seconds()
-        .zip(sandbox_cpu0)
-        .map(|(b, a)| b - a);
+    let (elapsed, end_ms) = (end.0, end.1);
+    let cpu = end.2 - cpu0;
+    let sandbox_cpu = end.3.zip(sandbox_cpu0).map(|(b, a)| b - a);
     let placed = placed.load(std::sync::atomic::Ordering::Relaxed);
     let (undelivered, recovered_by_poll) = poll_after_run(&rig, &say).await?;
     let t = tally(&rig).await?;
