@@ -161,18 +161,19 @@ impl ChildRig {
                     next += 1;
                 }
                 sent += n;
+                // Each request is its own task: aborting the stream does not cut one short
+                // after the child placed its orders, so every placed order is counted.
                 let place = |i: usize| {
-                    let child = child.clone();
+                    let (child, counter) = (child.clone(), counter.clone());
                     let n = per.get(i).copied().unwrap_or(0);
-                    async move {
-                        match Marketplace::ALL.get(i) {
-                            Some(m) if n > 0 => child.place_orders(*m, n).await.unwrap_or(0),
-                            _ => 0,
+                    tokio::spawn(async move {
+                        if let Some(m) = Marketplace::ALL.get(i).filter(|_| n > 0) {
+                            let placed = child.place_orders(*m, n).await.unwrap_or(0);
+                            counter.fetch_add(placed, Ordering::Relaxed);
                         }
-                    }
+                    })
                 };
-                let (a, b, c) = tokio::join!(place(0), place(1), place(2));
-                counter.fetch_add(a + b + c, Ordering::Relaxed);
+                let _ = tokio::join!(place(0), place(1), place(2));
             }
         });
         (task, placed)
