@@ -33,8 +33,9 @@ pub struct SandboxBenchArgs {
     #[arg(long)]
     pub lift_delivery_limits: bool,
     /// For a program that starts the sandbox: once the simulators listen, write their
-    /// URLs, throw-away test credentials and CA as JSON to PATH (mode 0600), and stop
-    /// when standard input closes (the program ended) as well as on Ctrl-C.
+    /// URLs, throw-away test credentials and CA as JSON to PATH (mode 0600, removed when
+    /// the sandbox stops), and stop when standard input closes (the program ended) as
+    /// well as on Ctrl-C.
     #[arg(long, value_name = "PATH")]
     pub ready_file: Option<std::path::PathBuf>,
 }

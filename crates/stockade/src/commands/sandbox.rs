@@ -132,6 +132,10 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
     }
     let stopped = super::sandbox_lift::until_stopped(args.bench.ready_file.is_some()).await;
     sandbox.shutdown().await;
+    // Its credentials are no use once the simulators are gone.
+    if let Some(path) = &args.bench.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
     stopped
 }
 

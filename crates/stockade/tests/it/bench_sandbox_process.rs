@@ -193,4 +193,8 @@ fn a_sandbox_started_with_a_ready_file_describes_itself_and_stops_when_its_stdin
         std::net::TcpStream::connect(addr).is_err(),
         "the simulators stopped listening"
     );
+    assert!(
+        !ready.exists(),
+        "the ready file (test credentials) is removed"
+    );
 }
