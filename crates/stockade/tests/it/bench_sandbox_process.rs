@@ -21,27 +21,32 @@ fn entries(dir: &Path) -> Vec<String> {
     v
 }
 
-#[test]
-fn bench_sync_with_the_simulators_in_a_child_process_counts_the_server_alone() {
+/// A short `bench sync --sandbox-process` run (plus `extra`), checked; returns the JSON.
+fn run_with_a_child(extra: &[&str]) -> serde_json::Value {
     let s = Sandbox::new();
     let tmp = s.dir.join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
     let s = s.with("TMPDIR", tmp.to_str().unwrap());
     let out = s
-        .run(&[
-            "bench",
-            "sync",
-            "--sandbox-process",
-            "--rate",
-            "50",
-            "--duration",
-            "3s",
-            "--skus",
-            "20",
-            "--sandbox-cpus",
-            "0",
-            "--json",
-        ])
+        .run(
+            &[
+                "bench",
+                "sync",
+                "--sandbox-process",
+                "--rate",
+                "50",
+                "--duration",
+                "3s",
+                "--skus",
+                "20",
+                "--sandbox-cpus",
+                "0",
+                "--json",
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
+        )
         .expect_code(0);
     let (stdout, stderr) = (out.stdout(), out.stderr());
     assert_eq!(stdout.lines().count(), 1, "only the JSON line on stdout");
@@ -89,6 +94,22 @@ fn bench_sync_with_the_simulators_in_a_child_process_counts_the_server_alone() {
         "the simulators' process {pid} outlived the bench"
     );
     assert_eq!(entries(&tmp), Vec::<String>::new(), "files left behind");
+    v
+}
+
+#[test]
+fn bench_sync_with_the_simulators_in_a_child_process_counts_the_server_alone() {
+    let v = run_with_a_child(&[]);
+    assert_eq!(v["database"], "sqlite");
+}
+
+#[test]
+fn bench_sync_with_the_simulators_in_a_child_process_on_postgres() {
+    let Some(url) = stockade_testkit::pg_or_skip() else {
+        return;
+    };
+    let v = run_with_a_child(&["--database-url", &url]);
+    assert_eq!(v["database"], "postgres");
 }
 
 #[test]
