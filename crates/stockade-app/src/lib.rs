@@ -31,6 +31,8 @@ mod error;
 pub mod role;
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
+#[cfg(feature = "sandbox")]
+pub mod sandbox_sims;
 pub mod settings;
 pub mod telemetry;
 

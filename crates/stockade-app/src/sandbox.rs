@@ -13,7 +13,9 @@ use std::time::Duration;
 use stockade_core::order::Marketplace;
 use stockade_core::{Actor, Environment, SecretString};
 use stockade_egress::{EgressConfig, Gateway};
-use stockade_sandbox::Sandbox;
+use stockade_sandbox::{ListingState, Sandbox};
+
+pub use crate::sandbox_sims::Simulators;
 use stockade_store::{DatabaseUrl, Store, StoreOptions};
 use stockade_sync::connections::{self, ConnectionSettings, NewConnection};
 use stockade_sync::{SyncError, SyncOptions, catalog};
@@ -57,19 +59,52 @@ pub async fn launch(
     url: DatabaseUrl,
     opts: SandboxApp,
 ) -> Result<App, AppError> {
+    let sims = Simulators::of(sb);
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    let app = launch_with(&sims, sb.tls_server_config(), listen, dir, url, opts).await?;
+    let hook_base = format!("https://{}/hooks", app.addr());
+    let mut cfg = EgressConfig::new(Environment::Dev);
+    cfg.allowed_hosts = sim_hosts(&sims);
+    cfg.allowed_hosts.push(app.addr().to_string());
+    cfg.extra_root_pems = vec![sb.ca_pem.clone()];
+    cfg.request_timeout = Duration::from_secs(10);
+    lift_egress_limits(&mut cfg);
+    let delivery = Gateway::new(cfg, None).map_err(|e| AppError::Start(format!("egress: {e}")))?;
+    sb.set_gateway(Some(delivery));
+    for m in Marketplace::ALL {
+        sb.set_webhook(
+            m,
+            Some(format!("{hook_base}/{}/{}", m.as_str(), m.as_str())),
+        );
+    }
+    Ok(app)
+}
+
+fn sim_hosts(sims: &Simulators) -> Vec<String> {
+    sims.endpoints.iter().map(|e| e.addr.to_string()).collect()
+}
+
+/// A new dev environment in `dir` (master key file there) on `url`, its application on
+/// `listen` serving `tls`, with one connection per marketplace to `sims` and the
+/// catalog imported. Where the simulators deliver their events is the caller's to set
+/// (to `https://ADDR/hooks/M/M`).
+pub async fn launch_with(
+    sims: &Simulators,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    listen: std::net::SocketAddr,
+    dir: &Path,
+    url: DatabaseUrl,
+    opts: SandboxApp,
+) -> Result<App, AppError> {
     let key_path = dir.join("master.key");
     let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))
         .map_err(|e| AppError::Start(e.to_string()))?;
     master.write_new_file(&key_path)?;
     let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
     let vault = Vault::bootstrap(store, master, &ACTOR).await?;
-    let sims: Vec<String> = [sb.tiktok.addr, sb.amazon.addr, sb.ebay.addr]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
     let mut settings = Settings::defaults(Environment::Dev, dir.to_path_buf(), url)?;
-    settings.egress.allowed_hosts = Some(sims.clone());
-    settings.egress.extra_root_pems = vec![sb.ca_pem.clone()];
+    settings.egress.allowed_hosts = Some(sim_hosts(sims));
+    settings.egress.extra_root_pems = vec![sims.ca_pem.clone()];
     settings.egress.request_timeout = Duration::from_secs(10);
     settings.access = stockade_access::AccessConfig::default();
     settings.sync = opts.sync;
@@ -86,9 +121,9 @@ pub async fn launch(
     let app = App::build_with(
         &settings,
         BuildOptions {
-            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
+            listen: Some(listen),
             vault: Some(vault),
-            tls: Some(sb.tls_server_config()),
+            tls: Some(tls),
             tune_egress: Some(Box::new(move |c: &mut EgressConfig| {
                 lift_egress_limits(c);
                 if let Some(tune) = opts.tune_egress {
@@ -102,7 +137,7 @@ pub async fn launch(
     .await?;
     let fail = |what: &'static str| move |e: SyncError| AppError::Start(format!("{what}: {e}"));
     let hook_base = format!("https://{}/hooks", app.addr());
-    add_connections(app.vault(), sb, &hook_base, &ACTOR)
+    add_connections_to(app.vault(), sims, &hook_base, &ACTOR)
         .await
         .map_err(fail("adding a connection"))?;
     if let Some(csv) = &opts.catalog {
@@ -111,20 +146,6 @@ pub async fn launch(
             .map_err(fail("catalog import"))?;
     }
     app.sync().refresh().await.map_err(fail("sync"))?;
-    let mut cfg = EgressConfig::new(Environment::Dev);
-    cfg.allowed_hosts = sims;
-    cfg.allowed_hosts.push(app.addr().to_string());
-    cfg.extra_root_pems = vec![sb.ca_pem.clone()];
-    cfg.request_timeout = Duration::from_secs(10);
-    lift_egress_limits(&mut cfg);
-    let delivery = Gateway::new(cfg, None).map_err(|e| AppError::Start(format!("egress: {e}")))?;
-    sb.set_gateway(Some(delivery));
-    for m in Marketplace::ALL {
-        sb.set_webhook(
-            m,
-            Some(format!("{hook_base}/{}/{}", m.as_str(), m.as_str())),
-        );
-    }
     Ok(app)
 }
 
@@ -136,8 +157,20 @@ pub async fn add_connections(
     hook_base: &str,
     actor: &Actor,
 ) -> Result<(), SyncError> {
+    add_connections_to(vault, &Simulators::of(sb), hook_base, actor).await
+}
+
+/// [`add_connections`] to simulators described by `sims` (in this process or another).
+pub async fn add_connections_to(
+    vault: &Vault,
+    sims: &Simulators,
+    hook_base: &str,
+    actor: &Actor,
+) -> Result<(), SyncError> {
     for m in Marketplace::ALL {
-        let e = sb.endpoint(m);
+        let e = sims
+            .endpoint(m)
+            .ok_or_else(|| SyncError::Invalid(format!("no simulator for {m}")))?;
         let s = e
             .sellers
             .first()
@@ -175,7 +208,7 @@ pub async fn add_connections(
                         ),
                         ("client_secret".to_owned(), copy(&e.app.client_secret)),
                         ("refresh_token".to_owned(), copy(&s.refresh_token)),
-                        ("event_key".to_owned(), copy(sb.amazon_event_secret())),
+                        ("event_key".to_owned(), copy(&sims.amazon_event_secret)),
                     ],
                 )
             }
@@ -193,7 +226,7 @@ pub async fn add_connections(
                         ("refresh_token".to_owned(), copy(&s.refresh_token)),
                         (
                             "verification_token".to_owned(),
-                            copy(sb.ebay_verification_token()),
+                            copy(&sims.ebay_verification_token),
                         ),
                     ],
                 )
@@ -225,20 +258,35 @@ pub fn catalog_csv(
     max: Option<i64>,
     low_every: usize,
 ) -> String {
+    let listings: Vec<ListingState> = Marketplace::ALL
+        .iter()
+        .flat_map(|m| sb.listings(*m))
+        .collect();
+    catalog_csv_of(&listings, on_hand, buffer, max, low_every)
+}
+
+/// [`catalog_csv`] from the simulators' listings (all marketplaces; e.g. read from
+/// `GET /_sandbox/listings` of simulators in another process).
+pub fn catalog_csv_of(
+    listings: &[ListingState],
+    on_hand: i64,
+    buffer: i64,
+    max: Option<i64>,
+    low_every: usize,
+) -> String {
     let max = max.map(|v| v.to_string()).unwrap_or_default();
     use std::collections::BTreeMap;
     let mut rows: BTreeMap<String, BTreeMap<&'static str, String>> = BTreeMap::new();
-    for m in Marketplace::ALL {
-        for l in sb.listings(m) {
-            let id = match m {
-                Marketplace::TikTok => format!("{}:{}", l.product_id, l.sku_id),
-                Marketplace::Amazon => l.asin.clone(),
-                Marketplace::Ebay => l.offer_id.clone(),
-            };
-            rows.entry(l.sku.clone())
-                .or_default()
-                .insert(m.as_str(), id);
-        }
+    for l in listings {
+        let m = l.marketplace;
+        let id = match m {
+            Marketplace::TikTok => format!("{}:{}", l.product_id, l.sku_id),
+            Marketplace::Amazon => l.asin.clone(),
+            Marketplace::Ebay => l.offer_id.clone(),
+        };
+        rows.entry(l.sku.clone())
+            .or_default()
+            .insert(m.as_str(), id);
     }
     let mut out = String::from("sku,on_hand");
     for m in Marketplace::ALL {

@@ -17,7 +17,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use p256::ecdsa::signature::hazmat::PrehashSigner;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha1::Digest;
 use stockade_core::SecretString;
@@ -64,7 +64,7 @@ impl Delivery {
 
 /// Delivery counters since the sandbox started, all marketplaces together. What is
 /// still waiting for a slot is `queued - delivered - failed - in_flight`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryStats {
     /// Events (and eBay challenges) handed to the outbox, including those that could
     /// not be sent at all (no gateway, an eBay endpoint not validated yet).

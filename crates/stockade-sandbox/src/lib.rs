@@ -27,8 +27,10 @@ macro_rules! or_return {
 
 mod acked;
 mod admin;
+// What a benchmark in another process reads back: acknowledged orders, quantity history.
 mod amazon;
 mod amazon_reports;
+mod bench_reads;
 // Who called the simulators' APIs (`/_sandbox/callers`).
 pub mod bots;
 mod callers;
@@ -68,6 +70,7 @@ pub use nocodb_meta::{SIM_BASE_ID, SIM_BASE_TITLE};
 pub use qty_history::{QtyChange, QtySource};
 pub use stockade_core::order::Marketplace;
 pub use stockade_egress::Gateway;
+pub use tls::receiver_tls;
 
 use crate::deliver::{Outbox, OutboxConfig};
 use crate::ratelimit::Limiter;
@@ -278,7 +281,7 @@ pub struct Endpoint {
 }
 
 /// A listing's current state.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListingState {
     pub marketplace: Marketplace,
     pub seller_id: String,
@@ -302,7 +305,7 @@ pub struct ListingState {
 }
 
 /// An order's current state (buyer data is not included).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OrderSummary {
     pub marketplace: Marketplace,
     pub order_id: String,
@@ -406,6 +409,7 @@ fn serve(
     let app = api
         .merge(admin::router(sim.clone()))
         .merge(callers::router(record.clone()))
+        .merge(bench_reads::router(sim.clone()))
         .fallback(move || async move { resp::no_route(m) })
         .layer(axum::middleware::from_fn_with_state(
             record,

@@ -4,10 +4,12 @@
 //! bulkUpdatePriceQuantity), a cancellation, or the seller's own edit. The benchmark
 //! reads it to measure how long a listing kept showing stock that was already gone.
 
+use serde::{Deserialize, Serialize};
 use stockade_core::order::Marketplace;
 
 /// What changed a listing's quantity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum QtySource {
     /// A buyer's order took units (the quantity shown drops by what was bought).
     Buyer,
@@ -29,7 +31,7 @@ impl QtySource {
 }
 
 /// One change of one listing's displayed quantity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QtyChange {
     pub marketplace: Marketplace,
     pub seller_id: String,

@@ -69,3 +69,11 @@ fn server_config(
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// A new throw-away CA (PEM) and a rustls server configuration with a certificate for
+/// 127.0.0.1 / localhost signed by it: for a webhook receiver in another process than
+/// the simulators (they trust the CA through `stockade sandbox --webhook-ca`).
+pub fn receiver_tls() -> Result<(String, Arc<rustls::ServerConfig>), SandboxError> {
+    let m = generate()?;
+    Ok((m.ca_pem, m.server_config))
+}

@@ -134,7 +134,7 @@ pub enum Command {
     /// signing, tokens, rate limits and error bodies) and print their URLs and test
     /// credentials. For development and tests only; runs until Ctrl-C.
     #[command(
-        after_long_help = "Each marketplace gets its own HTTPS server on 127.0.0.1 and a random port, signed by a\ntest certificate authority written to --ca-file. Faults can be injected at start\n(--fault amazon:throttle_rate=0.2) and at run time:\n  curl --cacert sandbox-ca.pem -X PUT https://127.0.0.1:PORT/_sandbox/faults \\\n       -H 'content-type: application/json' -d '{\"error_rate\":0.1}'\nOther admin routes under /_sandbox/ (loopback only): orders, orders/{id}/advance,\nlistings, deliveries, revoke, expire-tokens, webhook, rate-limits. See docs/marketplaces.md.\n\nExample:\n  stockade sandbox --seed 7 --skus 20 --orders 50"
+        after_long_help = "Each marketplace gets its own HTTPS server on 127.0.0.1 and a random port, signed by a\ntest certificate authority written to --ca-file. Faults can be injected at start\n(--fault amazon:throttle_rate=0.2) and at run time:\n  curl --cacert sandbox-ca.pem -X PUT https://127.0.0.1:PORT/_sandbox/faults \\\n       -H 'content-type: application/json' -d '{\"error_rate\":0.1}'\nOther admin routes under /_sandbox/ (loopback only): orders, orders/{id}/advance,\nlistings, deliveries, revoke, expire-tokens, webhook, rate-limits; read-only: acknowledged,\nquantity-history, delivery-stats, callers. See docs/marketplaces.md.\n\nExample:\n  stockade sandbox --seed 7 --skus 20 --orders 50"
     )]
     Sandbox(SandboxArgs),
     /// Alerts to DingTalk, Feishu/Lark and signed webhooks: channel status, recent
@@ -529,6 +529,8 @@ pub struct SandboxArgs {
     /// empty, or hold only these files from an earlier run.
     #[arg(long, value_name = "DIR")]
     pub credentials_dir: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub bench: crate::cli_sandbox_bench::SandboxBenchArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -628,7 +630,7 @@ pub enum BenchCommand {
     /// Order sync under load: signed webhooks over HTTPS keep-alive from the three
     /// marketplace simulators into the real server, sync engine and database.
     #[command(
-        after_long_help = "Reports orders ingested per second, the latency from an order's arrival to the last\nchannel's confirmation (p50/p99/max), pushes coalesced, oversold units, lost and duplicated\norders, CPU and peak memory. The simulators run in the same process, so CPU and memory\ninclude them.\n\nExamples:\n  stockade bench sync --rate 2000 --duration 20s\n  stockade bench sync --rate 500 --duration 30s --database-url postgres://u:p@127.0.0.1/db --json\n  stockade bench sync --rate 50 --duration 60s --realistic-limits"
+        after_long_help = "Reports orders ingested per second, the latency from an order's arrival to the last\nchannel's confirmation (p50/p99/max), pushes coalesced, oversold units, lost and duplicated\norders, CPU and peak memory. The simulators run in the same process, so CPU and memory\ninclude them, unless --sandbox-process runs them in a child process (its CPU is then\nreported apart, as sandbox_cpu_ms_per_order).\n\nExamples:\n  stockade bench sync --rate 2000 --duration 20s\n  stockade bench sync --rate 500 --duration 30s --database-url postgres://u:p@127.0.0.1/db --json\n  stockade bench sync --rate 50 --duration 60s --realistic-limits\n  stockade bench sync --sandbox-process --server-cpus 0 --sandbox-cpus 1 --rate 3000 --json"
     )]
     Sync(BenchSyncArgs),
     /// Alert delivery: failures recorded as events, routed, rendered, signed and sent to
@@ -824,6 +826,8 @@ pub struct BenchSyncArgs {
     /// these CPUs, e.g. 0 or 0-1 (sched_setaffinity; `nproc` lists how many there are).
     #[arg(long = "server-cpus", value_name = "LIST")]
     pub server_cpus: Option<String>,
+    #[command(flatten)]
+    pub process: crate::cli_sandbox_bench::BenchSandboxProcessArgs,
 }
 
 #[derive(Debug, Args)]

@@ -19,6 +19,9 @@ mod cli_deploy;
 mod cli_compliance;
 // Incident response: `stockade incident …`.
 mod cli_incident;
+// `bench sync --sandbox-process` and the `stockade sandbox` flags it uses.
+#[cfg(feature = "dev-tools")]
+mod cli_sandbox_bench;
 mod commands;
 mod exit;
 mod output;

@@ -7,6 +7,8 @@ mod faults;
 mod generator;
 mod tiktok;
 mod webhooks;
+// `/_sandbox/acknowledged` and `/_sandbox/quantity-history`.
+mod bench_reads;
 
 use std::time::Duration;
 

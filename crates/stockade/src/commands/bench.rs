@@ -7,6 +7,7 @@ use stockade_core::order::Marketplace;
 use stockade_sandbox::OrderTally;
 use stockade_sync::{Metrics, Percentiles, Summary, SyncOptions, stats};
 
+use super::bench_sandbox_process::{BenchRig, ChildRig};
 use super::connection::sync_failure;
 use super::demo::parse_duration;
 use super::live::{Rig, RigOptions, cpu_seconds, peak_rss_mb};
@@ -19,6 +20,8 @@ struct Report {
     offered_for: Duration,
     elapsed: Duration,
     cpu: f64,
+    /// CPU seconds of the simulators' process (`--sandbox-process`).
+    sandbox_cpu: Option<f64>,
     stored_total: u64,
     lost: u64,
     backlog: u64,
@@ -37,6 +40,15 @@ struct Report {
 }
 
 pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
+    // Ctrl-C drops the run: the simulators' child process is killed and its files
+    // removed (it also gets the terminal's SIGINT itself).
+    tokio::select! {
+        r = sync_run(args) => r,
+        _ = tokio::signal::ctrl_c() => Err(Failure::interrupted()),
+    }
+}
+
+async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
     let duration = parse_duration(&args.duration, "--duration")?;
     if !(args.rate > 0.0 && args.rate <= 1_000_000.0) {
         return Err(Failure::usage(
@@ -44,11 +56,12 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         ));
     }
     let say = |s: String| say(args.json, s);
+    let sandbox_cpus = super::bench_pin::sandbox_cpus(&args)?;
     if let Some(list) = &args.server_cpus {
         let cpus = super::bench_pin::parse_cpus(list, "--server-cpus")?;
         super::bench_pin::pin_process(&cpus)?;
     }
-    let rig = start_rig(&args).await?;
+    let rig = start_rig(&args, sandbox_cpus).await?;
     say(format!(
         "bench sync: {} orders/s offered for {}s, {} SKUs × 3 channels, {}, rate limits {}",
         args.rate,
@@ -65,30 +78,51 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
             "lifted"
         }
     ));
+    say(match rig.sandbox_pid() {
+        Some(pid) => format!(
+            "simulators in their own process (pid {pid}); server CPU counts this process only"
+        ),
+        None => "simulators in this process; server CPU includes theirs".to_owned(),
+    });
     // The first pushes open every listing; wait for them before offering orders.
     wait_settled(&rig, Duration::from_secs(60), Duration::from_millis(50)).await;
-    let metrics = rig.sync.metrics();
+    let metrics = rig.sync().metrics();
     metrics.order_to_confirmed.clear();
     metrics.arrival_to_commit.clear();
-    let cpu0 = cpu_seconds();
+    let (cpu0, sandbox_cpu0) = (cpu_seconds(), rig.sandbox_cpu_seconds());
     let (t0, start_ms) = (Instant::now(), stockade_core::time::now_ms());
-    let (stream, placed) = rig.order_stream(args.rate, false);
+    let (stream, placed) = rig.order_stream(args.rate);
     tokio::time::sleep(duration).await;
     stream.abort();
     let offered_for = t0.elapsed();
     // Drain: every delivery answered, every listing confirmed.
-    rig.sb.flush_deliveries().await;
+    rig.flush_deliveries().await?;
     let drain = Duration::from_secs(if args.realistic_limits { 120 } else { 30 });
     let drained_by = Instant::now() + drain;
     wait_settled(&rig, drain, Duration::from_millis(20)).await;
+    // The end of the measurement, unless orders are still missing: the check below reads
+    // every order back (over HTTP with --sandbox-process), work that is not the server's.
+    let mut end = (
+        t0.elapsed(),
+        stockade_core::time::now_ms(),
+        cpu_seconds(),
+        rig.sandbox_cpu_seconds(),
+    );
     // A delivery the simulator retries later (its first attempt timed out on a loaded
     // machine) is neither answered nor given up yet: wait for every order to be stored,
     // within the same bound (one still missing then is reported lost).
     while Instant::now() < drained_by && tally(&rig).await.is_ok_and(|t| t.lost + t.backlog > 0) {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        end = (
+            t0.elapsed(),
+            stockade_core::time::now_ms(),
+            cpu_seconds(),
+            rig.sandbox_cpu_seconds(),
+        );
     }
-    let (elapsed, end_ms) = (t0.elapsed(), stockade_core::time::now_ms());
-    let cpu = cpu_seconds() - cpu0;
+    let (elapsed, end_ms) = (end.0, end.1);
+    let cpu = end.2 - cpu0;
+    let sandbox_cpu = end.3.zip(sandbox_cpu0).map(|(b, a)| b - a);
     let placed = placed.load(std::sync::atomic::Ordering::Relaxed);
     let (undelivered, recovered_by_poll) = poll_after_run(&rig, &say).await?;
     let t = tally(&rig).await?;
@@ -100,6 +134,7 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         offered_for,
         elapsed,
         cpu,
+        sandbox_cpu,
         stored_total,
         lost,
         backlog,
@@ -110,12 +145,20 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
         orders_per_s: stored_total as f64 / elapsed.as_secs_f64().max(0.001),
         lat: lat.map_or((0.0, 0.0, 0.0), |p| (p.p50_ms, p.p99_ms, p.max_ms)),
         commit: metrics.arrival_to_commit.summary(),
-        s: rig.sync.summary(),
+        s: rig.sync().summary(),
         staleness: staleness(&metrics),
         audit_rows: verify.rows_checked,
         audit_ok: verify.problem.is_none(),
     };
-    let oversell = super::bench_oversell::measure(&rig.sb, &rig.on_hand, start_ms, end_ms);
+    let mut orders = Vec::new();
+    let mut histories = Vec::new();
+    for m in Marketplace::ALL {
+        orders.extend(rig.orders(m).await?);
+        let (h, dropped) = rig.quantity_history(m).await?;
+        histories.push((m, h, dropped));
+    }
+    let oversell =
+        super::bench_oversell::measure(orders, histories, rig.on_hand(), start_ms, end_ms);
     print_report(&r, &rig, &args, &say).await;
     oversell.lines().into_iter().for_each(&say);
     if args.json {
@@ -127,8 +170,11 @@ pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-async fn start_rig(args: &BenchSyncArgs) -> Result<Rig, Failure> {
-    Rig::start(RigOptions {
+async fn start_rig(
+    args: &BenchSyncArgs,
+    sandbox_cpus: Option<Vec<usize>>,
+) -> Result<BenchRig, Failure> {
+    let opts = RigOptions {
         skus: args.skus.clamp(1, 100_000),
         // Below TikTok's 99,999 display limit, so every sale changes every channel's quantity.
         on_hand: 90_000,
@@ -148,14 +194,18 @@ async fn start_rig(args: &BenchSyncArgs) -> Result<Rig, Failure> {
         },
         seed: 3,
         keep: false,
-    })
-    .await
+    };
+    if args.process.sandbox_process {
+        Ok(BenchRig::Child(ChildRig::start(opts, sandbox_cpus).await?))
+    } else {
+        Ok(BenchRig::InProcess(Rig::start(opts).await?))
+    }
 }
 
 /// Waits until the engine has nothing left to push, or `budget` has passed.
-async fn wait_settled(rig: &Rig, budget: Duration, step: Duration) {
+async fn wait_settled(rig: &BenchRig, budget: Duration, step: Duration) {
     let deadline = Instant::now() + budget;
-    while !rig.sync.settled().await.unwrap_or(false) && Instant::now() < deadline {
+    while !rig.sync().settled().await.unwrap_or(false) && Instant::now() < deadline {
         tokio::time::sleep(step).await;
     }
 }
@@ -164,13 +214,13 @@ async fn wait_settled(rig: &Rig, budget: Duration, step: Duration) {
 /// machine) is what the poller is for; with polling off here, poll once, as a running
 /// server would, outside the measured time. Stockade loses an order only if it is
 /// still missing after that. Returns (deliveries given up on, orders the poll stored).
-async fn poll_after_run(rig: &Rig, say: &dyn Fn(String)) -> Result<(u64, u64), Failure> {
-    let undelivered = rig.sb.delivery_stats().failed;
+async fn poll_after_run(rig: &BenchRig, say: &dyn Fn(String)) -> Result<(u64, u64), Failure> {
+    let undelivered = rig.deliveries_failed().await?;
     let mut recovered_by_poll = 0u64;
     if undelivered > 0 {
         let before = stored_orders(rig).await?;
         for m in Marketplace::ALL {
-            if let Err(e) = rig.sync.poll_now(m.as_str()).await {
+            if let Err(e) = rig.sync().poll_now(m.as_str()).await {
                 say(format!("polling {m} after the run failed: {e}"));
             }
         }
@@ -182,15 +232,15 @@ async fn poll_after_run(rig: &Rig, say: &dyn Fn(String)) -> Result<(u64, u64), F
 /// Lost, backlog and stored: every order the server acknowledged must be stored exactly
 /// once; one never acknowledged (still queued, shed with 503, given up on) is backlog,
 /// the marketplace still holds it.
-async fn tally(rig: &Rig) -> Result<OrderTally, Failure> {
+async fn tally(rig: &BenchRig) -> Result<OrderTally, Failure> {
     let mut total = OrderTally::default();
     for m in Marketplace::ALL {
         let ids = stats::order_ids(rig.store(), m.as_str())
             .await
             .map_err(sync_failure)?;
         let stored: HashSet<String> = ids.into_iter().collect();
-        let placed = rig.sb.orders(m);
-        let acked = rig.sb.acknowledged_orders(m);
+        let placed = rig.orders(m).await?;
+        let acked = rig.acknowledged(m).await?;
         total.add(OrderTally::count(
             placed.iter().map(|o| o.order_id.as_str()),
             &stored,
@@ -216,7 +266,7 @@ fn staleness(metrics: &Metrics) -> serde_json::Map<String, serde_json::Value> {
     staleness
 }
 
-async fn print_report(r: &Report, rig: &Rig, args: &BenchSyncArgs, say: &dyn Fn(String)) {
+async fn print_report(r: &Report, rig: &BenchRig, args: &BenchSyncArgs, say: &dyn Fn(String)) {
     let (placed, lost, duplicated) = (r.placed, r.lost, r.duplicated);
     let (stored_total, undelivered) = (r.stored_total, r.undelivered);
     let (orders_per_s, (p50, p99, max), s) = (r.orders_per_s, r.lat, &r.s);
@@ -263,7 +313,7 @@ async fn print_report(r: &Report, rig: &Rig, args: &BenchSyncArgs, say: &dyn Fn(
     {
         say(format!("unconfirmed listings on {name}: {n}"));
     }
-    for e in rig.sync.metrics().recent_errors(5) {
+    for e in rig.sync().metrics().recent_errors(5) {
         say(format!("recent error: {e}"));
     }
     if args.realistic_limits {
@@ -271,13 +321,24 @@ async fn print_report(r: &Report, rig: &Rig, args: &BenchSyncArgs, say: &dyn Fn(
             say(format!("staleness {name}: {v}"));
         }
     }
+    let whose = if r.sandbox_cpu.is_some() {
+        "the server alone"
+    } else {
+        "simulators included"
+    };
     say(format!(
-        "CPU: {:.1} s ({:.2} cores, {:.3} ms per order stored); peak RSS {:.0} MiB (simulators included)",
+        "CPU: {:.1} s ({:.2} cores, {:.3} ms per order stored); peak RSS {:.0} MiB ({whose})",
         r.cpu,
         r.cpu / r.elapsed.as_secs_f64().max(0.001),
         cpu_ms_per_order(r),
         peak_rss_mb()
     ));
+    if let Some(c) = r.sandbox_cpu {
+        say(format!(
+            "simulators' process CPU: {c:.1} s ({:.3} ms per order stored; not in the figure above)",
+            sandbox_cpu_ms_per_order(r).unwrap_or(0.0)
+        ));
+    }
     say(format!(
         "audit chain: {} rows, {}",
         r.audit_rows,
@@ -301,8 +362,10 @@ fn json_report(r: &Report, args: &BenchSyncArgs, duration: Duration) -> serde_js
         "lost": r.lost,
         "backlog": r.backlog,
         "server_cpu_ms_per_order": cpu_ms_per_order(r),
-        "simulators_in_process": true,
+        "simulators_in_process": r.sandbox_cpu.is_none(),
         "server_cpus": args.server_cpus,
+        "sandbox_cpus": args.process.sandbox_cpus,
+        "sandbox_cpu_ms_per_order": sandbox_cpu_ms_per_order(r),
         "undelivered": r.undelivered,
         "recovered_by_poll": r.recovered_by_poll,
         "duplicated": r.duplicated,
@@ -323,6 +386,12 @@ fn cpu_ms_per_order(r: &Report) -> f64 {
     r.cpu * 1000.0 / (r.stored_total.max(1) as f64)
 }
 
+/// The simulators' process's CPU milliseconds per order stored (`--sandbox-process`).
+fn sandbox_cpu_ms_per_order(r: &Report) -> Option<f64> {
+    r.sandbox_cpu
+        .map(|c| c * 1000.0 / (r.stored_total.max(1) as f64))
+}
+
 /// A report line: to standard output, or to standard error when that carries the JSON.
 pub(super) fn say(json: bool, line: String) {
     if json {
@@ -338,7 +407,7 @@ pub async fn alerts(args: crate::cli::BenchAlertsArgs) -> Result<(), Failure> {
 }
 
 /// Orders stored, all connections.
-async fn stored_orders(rig: &Rig) -> Result<u64, Failure> {
+async fn stored_orders(rig: &BenchRig) -> Result<u64, Failure> {
     let n = stats::orders_stored(rig.store())
         .await
         .map_err(sync_failure)?;

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 
 use stockade_core::order::Marketplace;
-use stockade_sandbox::{QtyChange, Sandbox};
+use stockade_sandbox::{OrderSummary, QtyChange};
 
 /// p50, p99 and max of a set of durations in milliseconds, and how many there were.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -188,17 +188,18 @@ pub(crate) struct Oversell {
     pub dropped: u64,
 }
 
-/// Measure a finished run: `on_hand` at the start, orders offered from `start_ms`, the
-/// measurement ending at `end_ms`.
+/// Measure a finished run from the orders placed (all marketplaces) and each
+/// marketplace's quantity history (with how many changes were not kept): `on_hand` at
+/// the start, orders offered from `start_ms`, the measurement ending at `end_ms`.
 pub(crate) fn measure(
-    sb: &Sandbox,
+    orders: Vec<OrderSummary>,
+    histories: Vec<(Marketplace, Vec<QtyChange>, u64)>,
     on_hand: &HashMap<String, i64>,
     start_ms: i64,
     end_ms: i64,
 ) -> Oversell {
-    let tagged: Vec<(Marketplace, Sale)> = Marketplace::ALL
-        .iter()
-        .flat_map(|m| sb.orders(*m))
+    let tagged: Vec<(Marketplace, Sale)> = orders
+        .into_iter()
         .flat_map(|o| {
             let (at, m) = (o.created_ms, o.marketplace);
             o.lines.into_iter().map(move |(sku, q)| (m, (at, sku, q)))
@@ -224,8 +225,7 @@ pub(crate) fn measure(
         sold_out: zeros.len(),
         ..Oversell::default()
     };
-    for m in Marketplace::ALL {
-        let (history, dropped) = sb.quantity_history(m);
+    for (m, history, dropped) in histories {
         out.dropped += dropped;
         out.window
             .push((m, Figures::of(oversell_windows(&zeros, &history, end_ms))));

@@ -27,14 +27,35 @@ pub fn parse_cpus(list: &str, flag: &str) -> Result<Vec<usize>, Failure> {
     Ok(cpus)
 }
 
+/// `--sandbox-cpus` parsed; refused (before anything starts) without `--sandbox-process`.
+pub fn sandbox_cpus(args: &crate::cli::BenchSyncArgs) -> Result<Option<Vec<usize>>, Failure> {
+    match (&args.process.sandbox_cpus, args.process.sandbox_process) {
+        (None, _) => Ok(None),
+        (Some(_), false) => Err(Failure::usage(
+            "--sandbox-cpus pins the simulators' own process: add --sandbox-process (or drop --sandbox-cpus; --server-cpus pins this process)",
+        )),
+        (Some(list), true) => parse_cpus(list, "--sandbox-cpus").map(Some),
+    }
+}
+
 /// Pin every thread of this process to `cpus`.
 pub fn pin_process(cpus: &[usize]) -> Result<(), Failure> {
+    pin_threads_of("self", cpus)
+}
+
+/// Pin every thread of process `pid` (e.g. a child) to `cpus`; its threads started later
+/// inherit it.
+pub fn pin_pid(pid: u32, cpus: &[usize]) -> Result<(), Failure> {
+    pin_threads_of(&pid.to_string(), cpus)
+}
+
+fn pin_threads_of(proc_dir: &str, cpus: &[usize]) -> Result<(), Failure> {
     let mut set = rustix::thread::CpuSet::new();
     for c in cpus {
         set.set(*c);
     }
-    let tasks = std::fs::read_dir("/proc/self/task")
-        .map_err(|e| Failure::runtime(format!("cannot list this process's threads: {e}")))?;
+    let tasks = std::fs::read_dir(format!("/proc/{proc_dir}/task"))
+        .map_err(|e| Failure::runtime(format!("cannot list the process's threads: {e}")))?;
     for t in tasks.flatten() {
         let tid = t
             .file_name()

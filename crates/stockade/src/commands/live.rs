@@ -125,17 +125,7 @@ impl Rig {
         .await
         .map_err(|e| Failure::runtime(format!("cannot start the simulators: {e}")))?;
 
-        let (url, pg) = match &opts.postgres {
-            Some(base) => {
-                let mut b = [0u8; 4];
-                aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
-                let schema = format!("stockade_bench_{}", hex::encode(b));
-                let sep = if base.contains('?') { '&' } else { '?' };
-                let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
-                (url, Some((base.clone(), schema)))
-            }
-            None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
-        };
+        let (url, pg) = database(&opts, &dir)?;
         let deferred: Arc<[AtomicU64; 3]> = Arc::default();
         let counters = deferred.clone();
         let catalog = low_stock(
@@ -153,14 +143,7 @@ impl Rig {
             opts.low_stock_every,
             opts.low_stock_units,
         );
-        let on_hand = catalog
-            .lines()
-            .skip(1)
-            .filter_map(|l| {
-                let mut f = l.split(',');
-                Some((f.next()?.to_owned(), f.next()?.parse().ok()?))
-            })
-            .collect();
+        let on_hand = on_hand_of(&catalog);
         let app = launch(
             &sb,
             &dir,
@@ -267,8 +250,39 @@ impl Rig {
     }
 }
 
+/// The rig's database: a fresh schema on PostgreSQL (base URL and schema returned, to
+/// drop it afterwards), or a SQLite file in `dir`.
+pub(super) fn database(
+    opts: &RigOptions,
+    dir: &std::path::Path,
+) -> Result<(DatabaseUrl, Option<(String, String)>), Failure> {
+    Ok(match &opts.postgres {
+        Some(base) => {
+            let mut b = [0u8; 4];
+            aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
+            let schema = format!("stockade_bench_{}", hex::encode(b));
+            let sep = if base.contains('?') { '&' } else { '?' };
+            let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
+            (url, Some((base.clone(), schema)))
+        }
+        None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
+    })
+}
+
+/// Each SKU's on-hand stock in a catalog CSV (header first).
+pub(super) fn on_hand_of(catalog: &str) -> std::collections::HashMap<String, i64> {
+    catalog
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let mut f = l.split(',');
+            Some((f.next()?.to_owned(), f.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Every `every`-th SKU row of a catalog CSV (header first) gets `units` on hand.
-fn low_stock(csv: String, every: usize, units: Option<i64>) -> String {
+pub(super) fn low_stock(csv: String, every: usize, units: Option<i64>) -> String {
     let Some(units) = units.filter(|_| every > 0) else {
         return csv;
     };
@@ -289,7 +303,13 @@ fn low_stock(csv: String, every: usize, units: Option<i64>) -> String {
 
 /// CPU seconds (user + system) this process has used.
 pub fn cpu_seconds() -> f64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+    cpu_seconds_of("self")
+}
+
+/// CPU seconds (user + system) process `proc_dir` (`self` or a pid) has used; 0 when it
+/// is gone.
+pub fn cpu_seconds_of(proc_dir: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{proc_dir}/stat")) else {
         return 0.0;
     };
     let after = stat.rsplit_once(')').map_or("", |(_, r)| r);

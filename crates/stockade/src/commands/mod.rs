@@ -67,6 +67,16 @@ mod compliance;
 mod compliance_sign;
 // Incident response: `stockade incident …`.
 mod incident;
+// `bench sync --sandbox-process`: the simulators in a child process, the server against
+// them, and the sandbox's ready file.
+#[cfg(feature = "dev-tools")]
+mod bench_child;
+#[cfg(feature = "dev-tools")]
+mod bench_sandbox_process;
+#[cfg(feature = "dev-tools")]
+mod sandbox_lift;
+#[cfg(feature = "dev-tools")]
+mod sandbox_ready;
 
 use stockade_core::Actor;
 use stockade_store::Store;

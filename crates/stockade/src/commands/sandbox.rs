@@ -65,9 +65,13 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
         sellers: args.sellers.clamp(1, 100),
         skus: args.skus.clamp(1, 100_000),
         initial_quantity: args.quantity,
-        rate_limits: !args.no_rate_limits,
+        rate_limits: !args.no_rate_limits && !args.bench.lift_limits,
         ..SandboxConfig::default()
     };
+    let lift_deliveries = args.bench.lift_limits || args.bench.lift_delivery_limits;
+    if lift_deliveries {
+        super::sandbox_lift::lift_deliveries(&mut config);
+    }
     for spec in &args.faults {
         apply_fault(&mut config, spec)?;
     }
@@ -100,6 +104,9 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
         // only to the hosts named on the command line.
         let mut egress = EgressConfig::new(Environment::Dev);
         egress.allowed_hosts = hosts;
+        if lift_deliveries {
+            super::sandbox_lift::lift_delivery_egress(&mut egress);
+        }
         if let Some(path) = &args.webhook_ca {
             let pem = std::fs::read_to_string(path).map_err(|e| {
                 Failure::usage(format!("--webhook-ca: cannot read {}: {e}", path.display()))
@@ -113,18 +120,23 @@ pub async fn run(args: SandboxArgs) -> Result<(), Failure> {
         .await
         .map_err(|e| Failure::runtime(format!("cannot start the sandbox: {e}")))?;
     // Stop the simulators on any failure below (their ports stay bound otherwise until exit).
-    match announce(&sandbox, &args, creds_dir.as_deref(), &ebay_hook) {
-        Ok(()) => {}
-        Err(e) => {
-            sandbox.shutdown().await;
-            return Err(e);
+    let ready = announce(&sandbox, &args, creds_dir.as_deref(), &ebay_hook).and_then(|()| {
+        match &args.bench.ready_file {
+            Some(path) => super::sandbox_ready::write(&sandbox, path),
+            None => Ok(()),
         }
+    });
+    if let Err(e) = ready {
+        sandbox.shutdown().await;
+        return Err(e);
     }
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| Failure::runtime(format!("cannot wait for Ctrl-C: {e}")))?;
+    let stopped = super::sandbox_lift::until_stopped(args.bench.ready_file.is_some()).await;
     sandbox.shutdown().await;
-    Ok(())
+    // Its credentials are no use once the simulators are gone.
+    if let Some(path) = &args.bench.ready_file {
+        let _ = std::fs::remove_file(path);
+    }
+    stopped
 }
 
 /// Write the CA (and the credentials files), generate the start orders, print the URLs

@@ -68,3 +68,5 @@ mod console_incidents;
 mod scale_out;
 // What runs once across the scale-out test's processes: scheduled workflow steps, alerts.
 mod scale_out_once;
+// `bench sync --sandbox-process`, `stockade sandbox --ready-file`.
+mod bench_sandbox_process;
