@@ -19,6 +19,8 @@ use crate::ingest::Source;
 use crate::{Result, SyncError};
 
 type Reply = oneshot::Sender<Result<bool>>;
+/// Per order id: the first arrival, every waiting delivery, and whether each still times it.
+type Waiting = (Instant, Vec<Reply>, Vec<Arc<AtomicBool>>);
 
 pub(super) struct FetchJob {
     pub(super) id: String,
@@ -101,7 +103,7 @@ pub(super) async fn fetch_loop(
 }
 
 async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) {
-    let mut by_id: HashMap<String, (Instant, Vec<Reply>, Vec<Arc<AtomicBool>>)> = HashMap::new();
+    let mut by_id: HashMap<String, Waiting> = HashMap::new();
     for j in jobs {
         let e = by_id
             .entry(j.id)
