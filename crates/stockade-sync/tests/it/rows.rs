@@ -53,19 +53,23 @@ async fn setup(store: &Store, conns: i64, skus: usize, on_hand: i64) {
         steps.push(sql(SETUP[3], sql_params![sku.as_str(), on_hand]));
     }
     let audit = AuditEntry::new("test.setup", "catalog", AuditDetails::new());
-    store
-        .commit(
-            &ACTOR,
-            vec![Change::new(
-                Mutation::Many {
-                    steps,
-                    guard: false,
-                },
-                audit,
-            )],
-        )
-        .await
-        .unwrap();
+    commit_steps(store, steps, audit).await.unwrap();
+}
+
+/// Commit `steps` as one unguarded change.
+async fn commit_steps(
+    store: &Store,
+    steps: Vec<Mutation>,
+    audit: AuditEntry,
+) -> stockade_store::Result<()> {
+    let change = Change::new(
+        Mutation::Many {
+            steps,
+            guard: false,
+        },
+        audit,
+    );
+    store.commit(&ACTOR, vec![change]).await.map(|_| ())
 }
 
 fn order(id: &str, status: OrderStatus, updated: i64, lines: &[(&str, &str, u32)]) -> Order {
@@ -322,17 +326,7 @@ async fn confirm_round(store: &Store, conn: i64, fence: &Mutation) -> usize {
         format!("connection:c{conn}"),
         AuditDetails::new(),
     );
-    store
-        .commit(
-            &ACTOR,
-            vec![Change::new(
-                Mutation::Many {
-                    steps,
-                    guard: false,
-                },
-                audit,
-            )],
-        )
+    commit_steps(store, steps, audit)
         .await
         .expect("a confirmation commit failed");
     pending.len()
@@ -509,19 +503,8 @@ async fn a_confirmation_skips_a_listing_another_transaction_holds_postgres() {
         })
         .collect();
     let started = Instant::now();
-    store
-        .commit(
-            &ACTOR,
-            vec![Change::new(
-                Mutation::Many {
-                    steps,
-                    guard: false,
-                },
-                AuditEntry::new("listing.push", "connection:c1", AuditDetails::new()),
-            )],
-        )
-        .await
-        .unwrap();
+    let audit = AuditEntry::new("listing.push", "connection:c1", AuditDetails::new());
+    commit_steps(&store, steps, audit).await.unwrap();
     assert!(
         started.elapsed() < Duration::from_secs(2),
         "the confirmation waited for the held row ({:?})",

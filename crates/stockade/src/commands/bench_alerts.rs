@@ -15,7 +15,7 @@ use stockade_egress::{EgressConfig, Gateway};
 use stockade_sandbox::bots::{
     Bots, BotsConfig, DingTalkAppSpec, DingTalkRobotSpec, FeishuBotSpec, Received, WebhookSpec,
 };
-use stockade_store::{AuditDetails, AuditEntry, DatabaseUrl, Store, StoreOptions};
+use stockade_store::{AuditDetails, AuditEntry, Store, StoreOptions};
 use stockade_vault::{
     CredentialScopes, KeyOwner, MasterKeySource, MasterKeys, NewCredential, Vault,
 };
@@ -199,17 +199,7 @@ async fn open_store(
     master
         .write_new_file(&key_path)
         .map_err(Failure::from_master)?;
-    let (url, pg) = match &args.database_url {
-        Some(base) => {
-            let mut b = [0u8; 4];
-            aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
-            let schema = format!("stockade_bench_{}", hex::encode(b));
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
-            (url, Some((base.clone(), schema)))
-        }
-        None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
-    };
+    let (url, pg) = super::live::bench_database(args.database_url.as_deref(), dir)?;
     let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
     let vault = Arc::new(Vault::bootstrap(store.clone(), master, &ACTOR).await?);
     Ok((store, vault, pg))

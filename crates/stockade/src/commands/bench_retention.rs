@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use stockade_core::{Actor, Environment, time::now_ms};
 use stockade_retention::Rules;
 use stockade_store::{
-    AuditDetails, AuditEntry, Change, DatabaseUrl, Expect, Mutation, Store, StoreOptions,
-    sql_params,
+    AuditDetails, AuditEntry, Change, Expect, Mutation, Store, StoreOptions, sql_params,
 };
 
 use super::demo::parse_duration;
@@ -139,17 +138,7 @@ async fn open(
     args: &BenchRetentionArgs,
     dir: &std::path::Path,
 ) -> Result<(Store, Option<(String, String)>), Failure> {
-    let (url, pg) = match &args.database_url {
-        Some(base) => {
-            let mut b = [0u8; 4];
-            aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
-            let schema = format!("stockade_bench_{}", hex::encode(b));
-            let sep = if base.contains('?') { '&' } else { '?' };
-            let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
-            (url, Some((base.clone(), schema)))
-        }
-        None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
-    };
+    let (url, pg) = super::live::bench_database(args.database_url.as_deref(), dir)?;
     let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
     Ok((store, pg))
 }

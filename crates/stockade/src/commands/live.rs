@@ -256,14 +256,24 @@ pub(super) fn database(
     opts: &RigOptions,
     dir: &std::path::Path,
 ) -> Result<(DatabaseUrl, Option<(String, String)>), Failure> {
-    Ok(match &opts.postgres {
+    bench_database(opts.postgres.as_deref(), dir)
+}
+
+/// A benchmark's database: a fresh schema `stockade_bench_RANDOM` on the PostgreSQL
+/// server at `postgres` (returned as (server URL, schema) so it can be dropped), or
+/// `stockade.db` in `dir`.
+pub(super) fn bench_database(
+    postgres: Option<&str>,
+    dir: &std::path::Path,
+) -> Result<(DatabaseUrl, Option<(String, String)>), Failure> {
+    Ok(match postgres {
         Some(base) => {
             let mut b = [0u8; 4];
             aws_lc_rs::rand::fill(&mut b).map_err(|_| Failure::runtime("rng"))?;
             let schema = format!("stockade_bench_{}", hex::encode(b));
             let sep = if base.contains('?') { '&' } else { '?' };
             let url = DatabaseUrl::parse(&format!("{base}{sep}stockade_schema={schema}"))?;
-            (url, Some((base.clone(), schema)))
+            (url, Some((base.to_owned(), schema)))
         }
         None => (DatabaseUrl::Sqlite(dir.join("stockade.db")), None),
     })
