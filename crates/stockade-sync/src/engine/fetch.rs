@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 use stockade_core::event::{Event, MarketFailure};
@@ -20,16 +20,24 @@ use crate::{Result, SyncError};
 
 type Reply = oneshot::Sender<Result<bool>>;
 /// Per order id: the first arrival, every waiting delivery, and whether each still times it.
-type Waiting = (Instant, Vec<Reply>, Vec<Arc<AtomicBool>>);
+type Waiting = (Instant, Vec<Reply>, Vec<Arc<AtomicU8>>);
 
 pub(super) struct FetchJob {
     pub(super) id: String,
     pub(super) arrival: Instant,
     pub(super) reply: oneshot::Sender<Result<bool>>,
-    /// Cleared by the webhook when it stored the notification's summary instead: the
-    /// fetch then only fills the order in and is not counted in the latency figures.
-    pub(super) timed: Arc<AtomicBool>,
+    /// [`WAITING`] until the marketplace answered ([`FETCHED`]), unless the webhook
+    /// stored the notification's summary first ([`SUMMARISED`]): the fetch then only
+    /// fills the order in and is not counted in the latency figures.
+    pub(super) state: Arc<AtomicU8>,
 }
+
+/// The marketplace has not answered the fetch yet.
+pub(super) const WAITING: u8 = 0;
+/// Fetched; the order is on its way to the ingest (a summary would add nothing).
+pub(super) const FETCHED: u8 = 1;
+/// The webhook stored the notification's summary while the fetch waited.
+pub(super) const SUMMARISED: u8 = 2;
 
 pub(super) fn unavailable_reason(e: &SyncError) -> String {
     match e {
@@ -110,7 +118,7 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
             .or_insert((j.arrival, Vec::new(), Vec::new()));
         e.0 = e.0.min(j.arrival);
         e.1.push(j.reply);
-        e.2.push(j.timed);
+        e.2.push(j.state);
     }
     let ids: Vec<String> = by_id.keys().cloned().collect();
     let mut attempt = 0u32;
@@ -143,16 +151,19 @@ async fn fetch_batch(inner: &Arc<Inner>, live: &Arc<Live>, jobs: Vec<FetchJob>) 
     };
     let orders = with_returns(live, orders).await;
     for order in orders {
-        let Some((arrival, replies, timed)) = by_id.remove(&order.external_id) else {
+        let Some((arrival, replies, states)) = by_id.remove(&order.external_id) else {
             continue;
         };
+        for s in &states {
+            let _ = s.compare_exchange(WAITING, FETCHED, Ordering::AcqRel, Ordering::Acquire);
+        }
         let job = IngestJob {
             live: live.clone(),
             order,
             source: Source::Webhook,
             arrival,
             replies,
-            timed: timed.iter().any(|t| t.load(Ordering::Relaxed)),
+            timed: states.iter().any(|s| s.load(Ordering::Acquire) == FETCHED),
         };
         if let Err(e) = inner.ingest_tx.send(job).await {
             for r in e.0.replies {

@@ -15,7 +15,7 @@
 //! and purge any connection by naming its shop.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Instant;
 
 use stockade_core::event::{ConnectionRef, Event, ForeignEvent};
@@ -26,7 +26,7 @@ use stockade_marketplaces::{
 };
 use tokio::sync::oneshot;
 
-use super::fetch::{FetchJob, unavailable_reason};
+use super::fetch::{FetchJob, SUMMARISED, WAITING, unavailable_reason};
 use super::{IngestJob, Live, REVOKED, SyncEngine, WEBHOOK_ANSWER_WITHIN, record_event};
 use crate::ingest::Source;
 use crate::metrics::Metrics;
@@ -129,13 +129,13 @@ impl SyncEngine {
                     return Ok(HookAnswer::ok());
                 }
                 let deadline = tokio::time::Instant::now() + WEBHOOK_ANSWER_WITHIN;
-                let timed = Arc::new(AtomicBool::new(true));
+                let state = Arc::new(AtomicU8::new(WAITING));
                 let (tx, mut rx) = oneshot::channel();
                 let job = FetchJob {
                     id: external_id,
                     arrival,
                     reply: tx,
-                    timed: timed.clone(),
+                    state: state.clone(),
                 };
                 if target.fetch_tx.send(job).is_err() {
                     return Err(HookError::Unavailable("sync is stopping".into()));
@@ -143,13 +143,26 @@ impl SyncEngine {
                 // A marketplace waits only so long for an answer (and its rate limits may
                 // hold the fetch back): past this, answer 503 so it delivers again. The
                 // fetch goes on and stores the order anyway; a second delivery is a no-op.
-                // When the notification summarises the order and the fetch is slow, the
-                // summary is stored first (stock moves now); the fetch fills it in later.
+                // When the notification summarises the order and the marketplace has not
+                // answered the fetch yet (its rate limit holds it), the summary is stored
+                // first (stock moves now); the fetch fills it in later. A fetched order
+                // waiting for its commit gains nothing from a second commit: wait on.
                 let answer = match summary.zip(self.inner.opts.summary_after) {
                     Some((order, after)) => match tokio::time::timeout(after, &mut rx).await {
                         Ok(done) => Ok(done),
+                        Err(_)
+                            if state
+                                .compare_exchange(
+                                    WAITING,
+                                    SUMMARISED,
+                                    Ordering::AcqRel,
+                                    Ordering::Acquire,
+                                )
+                                .is_err() =>
+                        {
+                            tokio::time::timeout_at(deadline, rx).await
+                        }
                         Err(_) => {
-                            timed.store(false, Ordering::Relaxed);
                             let (stx, srx) = oneshot::channel();
                             let job = IngestJob {
                                 live: target.clone(),
