@@ -28,6 +28,7 @@ pub mod lease;
 mod migrate;
 mod postgres;
 mod postgres_rows;
+mod postgres_writer;
 pub mod retention;
 pub mod rows;
 pub mod schedule;
@@ -470,7 +471,7 @@ impl Store {
         let actor = actor.to_string();
         let receipt = match &*self.backend {
             Backend::Sqlite(s) => s.commit(actor, changes).await,
-            Backend::Postgres(p) => p.commit(&actor, &changes).await,
+            Backend::Postgres(p) => p.commit(&actor, changes).await,
         }?;
         self.writes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(receipt)

@@ -29,6 +29,8 @@ const VERIFY_PAGE: i64 = 20_000;
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    /// Commits run on their own thread and pool (`postgres_writer`).
+    writer: crate::postgres_writer::PgWriter,
     env: Environment,
     /// Commits this handle rolled back and ran again (a deadlock or serialization
     /// failure): a figure for tests and benchmarks of lock order.
@@ -195,10 +197,18 @@ impl PgStore {
             mode == OpenMode::Init,
         )
         .await?;
+        let retries = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+        let writer = crate::postgres_writer::PgWriter::start(
+            (*pool.connect_options()).clone(),
+            (options.pg_max_connections / 2).max(2),
+            env,
+            retries.clone(),
+        )?;
         let store = PgStore {
             pool,
+            writer,
             env,
-            retries: Default::default(),
+            retries,
         };
         let report = store.check_and_migrate(target, mode).await;
         match report {
@@ -279,49 +289,8 @@ impl PgStore {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) async fn commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.try_commit(actor, changes).await {
-                Err(StoreError::Busy(msg)) if attempt < MAX_ATTEMPTS => {
-                    self.retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn try_commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
-        let mut tx = self.pool.begin().await.map_err(pg_err)?;
-        let now = now_ms();
-        let mut applied = Vec::with_capacity(changes.len());
-        let mut i = 0;
-        while i < changes.len() {
-            // Consecutive changes of row steps: one statement per table (`rows`).
-            let run = changes[i..]
-                .iter()
-                .take_while(|c| crate::postgres_rows::row_steps(&c.mutation).is_some())
-                .count();
-            if run > 0 {
-                let run = &changes[i..i + run];
-                let done = crate::postgres_rows::apply_run(&mut tx, run).await?;
-                applied.extend(run.iter().zip(done).filter(|(_, a)| *a).map(|(c, _)| c));
-                i += run.len();
-                continue;
-            }
-            let c = &changes[i];
-            if apply_mutation(&mut tx, &c.mutation, now).await? {
-                applied.push(c);
-            }
-            i += 1;
-        }
-        let receipt = append_audit(&mut tx, self.env.as_str(), actor, &applied).await?;
-        tx.commit().await.map_err(pg_err)?;
-        Ok(receipt)
+    pub(crate) async fn commit(&self, actor: &str, changes: Vec<Change>) -> Result<CommitReceipt> {
+        self.writer.commit(actor, changes).await
     }
 
     pub(crate) async fn execute_raw(&self, sql: &str) -> Result<u64> {
@@ -409,6 +378,7 @@ impl PgStore {
     }
 
     pub(crate) async fn close(self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -744,4 +714,61 @@ async fn append_audit(
         first_seq,
         last_seq: seq,
     })
+}
+
+/// One commit, run again (up to `MAX_ATTEMPTS`) when the database rolled it back for a
+/// deadlock or serialization failure; `retries` counts the re-runs.
+pub(crate) async fn commit_with_retries(
+    pool: &PgPool,
+    env: Environment,
+    retries: &std::sync::atomic::AtomicU64,
+    actor: &str,
+    changes: &[Change],
+) -> Result<CommitReceipt> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match try_commit(pool, env, actor, changes).await {
+            Err(StoreError::Busy(msg)) if attempt < MAX_ATTEMPTS => {
+                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+async fn try_commit(
+    pool: &PgPool,
+    env: Environment,
+    actor: &str,
+    changes: &[Change],
+) -> Result<CommitReceipt> {
+    let mut tx = pool.begin().await.map_err(pg_err)?;
+    let now = now_ms();
+    let mut applied = Vec::with_capacity(changes.len());
+    let mut i = 0;
+    while i < changes.len() {
+        // Consecutive changes of row steps: one statement per table (`rows`).
+        let run = changes[i..]
+            .iter()
+            .take_while(|c| crate::postgres_rows::row_steps(&c.mutation).is_some())
+            .count();
+        if run > 0 {
+            let run = &changes[i..i + run];
+            let done = crate::postgres_rows::apply_run(&mut tx, run).await?;
+            applied.extend(run.iter().zip(done).filter(|(_, a)| *a).map(|(c, _)| c));
+            i += run.len();
+            continue;
+        }
+        let c = &changes[i];
+        if apply_mutation(&mut tx, &c.mutation, now).await? {
+            applied.push(c);
+        }
+        i += 1;
+    }
+    let receipt = append_audit(&mut tx, env.as_str(), actor, &applied).await?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(receipt)
 }
