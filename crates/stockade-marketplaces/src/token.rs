@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use stockade_core::SecretString;
-use stockade_core::time::now_ms;
+use stockade_core::clock::now_ms;
 
 /// Refresh this long before the marketplace's expiry (or half the token's lifetime, for
 /// a token that lives less than two margins).
