@@ -9,6 +9,8 @@
 //!   still fired its own tick (none taken early from the others), and each tick's
 //!   execution ran its steps once, its request reached the receiver once, its alert
 //!   the bot once (`scale_out_once`);
+//! - no execution was taken from the process running it (each lasts 1.5 s, so the
+//!   stepped process's reaper always finds some running elsewhere);
 //! - the stepped process kept working: it ran executions while an hour ahead and still
 //!   holds its connection;
 //! - every order is stored exactly once.
@@ -101,6 +103,9 @@ async fn a_wall_clock_stepped_an_hour_and_back_runs_nothing_twice_or_early() {
     };
     let started = Instant::now();
     let rig = Rig::start(&url, 2).await;
+    // Executions last 1.5 s, so one is always running in a process while the other
+    // reaps expired job leases.
+    rig.once.slow_requests(Duration::from_millis(1500));
     let offset = rig.sb.dir.join("faketime.rc");
     std::fs::write(&offset, "+0\n").unwrap();
     let (lib, offset_path) = (lib.display().to_string(), offset.display().to_string());

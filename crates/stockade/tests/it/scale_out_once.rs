@@ -126,6 +126,12 @@ impl Once {
         .expect_code(0);
     }
 
+    /// Answer the workflow's requests only after `delay`: its executions are running
+    /// most of the time (a reaper that wrongly finds their leases expired takes them).
+    pub(crate) fn slow_requests(&self, delay: Duration) {
+        self.bots.set_delay("tick", delay);
+    }
+
     /// When (ms since the epoch, the receiver's clock) the workflow's requests from
     /// process `pid` arrived.
     pub(crate) fn requests_from(&self, pid: u32) -> Vec<i64> {
