@@ -132,7 +132,11 @@ async fn a_wall_clock_stepped_an_hour_and_back_runs_nothing_twice_or_early() {
     };
     let deadline = Instant::now() + Duration::from_secs(20);
     while b_connections().await == 0 {
-        assert!(Instant::now() < deadline, "b took no connection\n{}", logs());
+        assert!(
+            Instant::now() < deadline,
+            "b took no connection\n{}",
+            logs()
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     eprintln!("two processes share the work by {:?}", started.elapsed());
@@ -208,7 +212,11 @@ async fn a_wall_clock_stepped_an_hour_and_back_runs_nothing_twice_or_early() {
         "b ran no execution while an hour ahead\n{}",
         logs()
     );
-    assert!(b_connections().await > 0, "b lost its connection\n{}", logs());
+    assert!(
+        b_connections().await > 0,
+        "b lost its connection\n{}",
+        logs()
+    );
 
     // One line per jump in b's log, none in a's.
     let lines = clock_lines(&b);

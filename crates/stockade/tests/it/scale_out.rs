@@ -18,8 +18,8 @@ use serde_json::json;
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
 use crate::scale_out_rig::{Rig, orders_stored_once, start_node};
 use crate::sync::{
-    Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, delivery_outcomes, drain, free_port,
-    place, sandbox_orders, sku_list,
+    Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, delivery_outcomes, drain, free_port, place,
+    sandbox_orders, sku_list,
 };
 
 /// Orders per marketplace per round (Amazon's own order-read limit, which the

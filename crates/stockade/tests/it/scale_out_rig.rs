@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use crate::harness::Sandbox;
 use crate::scale_out_once::Once;
 use crate::sync::{
-    Admin, MARKETS, Proc, SandboxInfo, add_connections, catalog_csv, free_port, read_until,
-    spawn, spawn_env,
+    Admin, MARKETS, Proc, SandboxInfo, add_connections, catalog_csv, free_port, read_until, spawn,
+    spawn_env,
 };
 
 /// `stockade serve --role ROLE --listen 127.0.0.1:PORT`, once it prints its address.
