@@ -89,10 +89,17 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         return;
     };
     let started = Instant::now();
-    let rig = Rig::start(&url, 3).await;
-    let (sb, ports, admin, info, once) = (&rig.sb, &rig.ports, &rig.admin, &rig.info, &rig.once);
-    let base = |name: &str| rig.base(name);
-    let (hook_base, server_ca) = (&rig.hook_base, &rig.server_ca);
+    let Rig {
+        sb,
+        ports,
+        hook_base,
+        server_ca,
+        info,
+        admin,
+        once,
+        _sandbox: sandbox,
+    } = Rig::start(&url, 3).await;
+    let base = |name: &str| info.m(name).base.clone();
     let key = sb
         .run(&["apikey", "create", "--name", "probe", "--role", "viewer"])
         .expect_code(0)
@@ -386,7 +393,7 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     sb.run(&["audit", "verify"]).expect_code(0);
     eprintln!("done in {:?}", started.elapsed());
     drop(nodes);
-    drop(rig);
+    drop(sandbox);
     drop_schema(&schema).await;
 }
 
