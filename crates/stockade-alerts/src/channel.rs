@@ -158,7 +158,9 @@ impl ChannelClient {
         let robot = cfg.robot_code.as_deref().unwrap_or("");
         let conversation = cfg.conversation.as_deref().unwrap_or("");
         let mut body = render::body(cfg.kind, alerts, &env, robot, conversation);
-        let now_ms = stockade_core::time::now_ms();
+        // The platform checks the signature's timestamp against its own clock: when this
+        // host's was stepped, the database's is the better guess.
+        let now_ms = stockade_core::clock::now_ms();
         match cfg.kind {
             ChannelKind::Dingtalk => {
                 let token = self.secret(vault, "access_token").await?;

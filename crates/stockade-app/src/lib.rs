@@ -25,6 +25,8 @@
 // backup:
 mod backup_schedule;
 mod channel_live;
+// Clock jumps and skew against the database: one log line per change.
+mod clock_watch;
 pub mod compliance;
 mod error;
 // Scale-out: `serve --role all|api|worker`, the one-process rule on SQLite.
@@ -141,6 +143,8 @@ pub struct App {
     backup: Option<backup_schedule::BackupTask>,
     /// The audit mirror (when configured).
     mirror: Option<stockade_mirror::Mirror>,
+    /// The clock watch (`clock_watch`).
+    clock_watch: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for App {
@@ -312,6 +316,8 @@ impl App {
         let _ = served_address.set(addr);
         let head_path = settings.data_dir.join(stockade_vault::HEAD_FILE);
         let head_task = tokio::spawn(follow_audit_head(vault.clone(), head_path.clone()));
+        // Before the scheduler and the engine: they read the clock it keeps.
+        let clock_watch = clock_watch::start(vault.store().clone());
         // Workflows: the executions in the queue (manual runs, error workflows) run here.
         let workflows = (settings.workflows.workers > 0 && role.runs_work()).then(|| {
             let config = EngineConfig {
@@ -396,6 +402,7 @@ impl App {
             retention: (retention_stop, retention_task),
             backup,
             mirror,
+            clock_watch,
         })
     }
 
@@ -499,6 +506,7 @@ impl App {
             tracing::warn!("the alert pipeline did not stop in time");
         }
         self.head_task.abort();
+        self.clock_watch.abort();
         // Retention stops between runs; a run cut short is taken up by the next one.
         let (retention_stop, mut retention_task) = self.retention;
         let _ = retention_stop.send(true);

@@ -134,7 +134,7 @@ async fn create_inner(opts: &CreateOptions<'_>, env: &str) -> Result<CreateRepor
         format: container::FORMAT,
         kind: "data".into(),
         environment,
-        created_at_ms: stockade_core::time::now_ms(),
+        created_at_ms: stockade_core::clock::now_ms(),
         backend,
         schema_version,
         stockade_version: env!("CARGO_PKG_VERSION").into(),

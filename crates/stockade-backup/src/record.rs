@@ -71,7 +71,7 @@ pub struct NewRecord {
 
 /// Write the row and its audit row in one commit.
 pub async fn record(store: &Store, actor: &Actor, r: NewRecord) -> Result<()> {
-    let now = stockade_core::time::now_ms();
+    let now = stockade_core::clock::now_ms();
     let status = if r.error.is_some() { "failed" } else { "ok" };
     let file = std::path::Path::new(&r.path)
         .file_name()

@@ -101,7 +101,7 @@ pub async fn run(
                     .created_at_ms
                     .saturating_add(schedule.every.as_millis() as i64);
                 Duration::from_millis(
-                    u64::try_from(due - stockade_core::time::now_ms()).unwrap_or(0),
+                    u64::try_from(due - stockade_core::clock::now_ms()).unwrap_or(0),
                 )
             }
             Ok(None) => Duration::ZERO,
@@ -165,7 +165,7 @@ async fn take_turn(store: &Store, s: &Schedule) -> Option<stockade_store::Grant>
         Ok(Some(last)) => {
             last.created_at_ms
                 .saturating_add(s.every.as_millis() as i64)
-                <= stockade_core::time::now_ms()
+                <= stockade_core::clock::now_ms()
         }
         Ok(None) => true,
         Err(_) => false,
@@ -186,7 +186,7 @@ pub async fn run_once(
     s: &Schedule,
 ) -> bool {
     let env = store.environment().as_str();
-    let to = s.dir.join(file_name(env, stockade_core::time::now_ms()));
+    let to = s.dir.join(file_name(env, stockade_core::clock::now_ms()));
     let opts = CreateOptions {
         database,
         to: to.clone(),
@@ -263,7 +263,7 @@ async fn raise_alert(store: &Store, e: &crate::BackupError) {
         detail: serde_json::json!({ "class": cls }).to_string(),
     });
     let change = Change::new(
-        stockade_store::events::append(stockade_core::time::now_ms(), &ev),
+        stockade_store::events::append(stockade_core::clock::now_ms(), &ev),
         AuditEntry::new(
             "backup.alert",
             "backup:schedule",

@@ -5,6 +5,8 @@
 //! [`Secret`] never prints at all. Higher crates (vault, store, server) build on these.
 
 pub mod actor;
+// The clock shared decisions follow; clock jumps and skew.
+pub mod clock;
 pub mod codec;
 pub mod env;
 pub mod event;

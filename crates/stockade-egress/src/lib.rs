@@ -387,7 +387,7 @@ impl Gateway {
     /// Take one unit of a per-UTC-day quota for `key`; `false` once `limit` were taken
     /// today. Counts are kept in memory by this process.
     pub fn take_daily(&self, quota: &'static str, key: &str, limit: u32) -> bool {
-        lock(&self.0.daily).take(stockade_core::time::now_ms(), quota, key, limit)
+        lock(&self.0.daily).take(stockade_core::clock::now_ms(), quota, key, limit)
     }
 
     /// Anomalies from now on.

@@ -1,17 +1,19 @@
 //! In-memory access-token cache with single-flight refresh and refresh-token rotation.
 
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use stockade_core::SecretString;
-use stockade_core::time::now_ms;
+use stockade_core::clock::now_ms;
 
 /// Refresh this long before the marketplace's expiry (or half the token's lifetime, for
 /// a token that lives less than two margins).
 const EXPIRY_MARGIN_MS: i64 = 60_000;
 
 pub(crate) struct TokenCache {
-    /// (token, refresh after this time)
-    access: Mutex<Option<(SecretString, i64)>>,
+    /// (token, refresh after this instant): monotonic, so a step of the wall clock
+    /// neither keeps an expired token nor drops a good one.
+    access: Mutex<Option<(SecretString, Instant)>>,
     refresh: Mutex<SecretString>,
     rotated: Mutex<Option<SecretString>>,
     /// Held while one task refreshes, so concurrent callers wait for its token.
@@ -32,14 +34,16 @@ impl TokenCache {
     pub(crate) fn current(&self) -> Option<SecretString> {
         let guard = self.access.lock().ok()?;
         match &*guard {
-            Some((token, refresh_after)) if *refresh_after > now_ms() => Some(token.clone()),
+            Some((token, refresh_after)) if *refresh_after > Instant::now() => Some(token.clone()),
             _ => None,
         }
     }
 
     pub(crate) fn store(&self, token: SecretString, expires_at_ms: i64) {
         let lifetime = expires_at_ms - now_ms();
-        let refresh_after = expires_at_ms - EXPIRY_MARGIN_MS.min(lifetime / 2).max(0);
+        let left = lifetime - EXPIRY_MARGIN_MS.min(lifetime / 2).max(0);
+        let refresh_after =
+            Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0));
         if let Ok(mut guard) = self.access.lock() {
             *guard = Some((token, refresh_after));
         }
@@ -94,7 +98,8 @@ mod tests {
         // An hour's token is used until a minute before it expires.
         cache.store(SecretString::from("hour".to_owned()), now_ms() + 3_600_000);
         let refresh_after = cache.access.lock().unwrap().as_ref().unwrap().1;
-        assert!((refresh_after - (now_ms() + 3_540_000)).abs() < 1_000);
+        let left = refresh_after.saturating_duration_since(Instant::now());
+        assert!(left.abs_diff(Duration::from_secs(3_540)) < Duration::from_secs(1));
         cache.store(SecretString::from("late".to_owned()), now_ms() - 1);
         assert!(cache.current().is_none(), "expired");
         cache.invalidate();

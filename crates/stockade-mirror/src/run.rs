@@ -118,7 +118,7 @@ impl Target {
                 let noco = Noco::connect(&deps.gateway, &deps.vault, cfg).await?;
                 let table = noco.open_table().await?;
                 let max = noco.max_seq(&table).await?;
-                *checked_at = stockade_core::time::now_ms();
+                *checked_at = stockade_core::clock::now_ms();
                 *conn = Some(Box::new((noco, table)));
                 Ok(max)
             }
@@ -154,7 +154,7 @@ impl Target {
                         wait: None,
                     });
                 };
-                let now = stockade_core::time::now_ms();
+                let now = stockade_core::clock::now_ms();
                 if now - *checked_at > COLUMN_CHECK_MS {
                     let problems = columns::check(&noco.columns(table).await?);
                     if !problems.is_empty() {
@@ -245,7 +245,7 @@ fn holder_id() -> String {
     format!(
         "{}-{}-{n}",
         std::process::id(),
-        stockade_core::time::now_ms()
+        stockade_core::clock::now_ms()
     )
 }
 
@@ -273,11 +273,11 @@ impl Runner {
         let sink = target.name();
         let store = self.deps.store.clone();
         let mut backoff = Duration::from_secs(1);
-        if let Err(e) = state::ensure(&store, sink, stockade_core::time::now_ms()).await {
+        if let Err(e) = state::ensure(&store, sink, stockade_core::clock::now_ms()).await {
             tracing::warn!(sink, "audit mirror: cannot record its state: {e}");
         }
         while !self.stopped() {
-            let now = stockade_core::time::now_ms();
+            let now = stockade_core::clock::now_ms();
             match state::lease(&store, sink, &self.holder, now, now + LEASE_MS).await {
                 Ok(true) => {}
                 Ok(false) | Err(_) => {
@@ -314,14 +314,14 @@ impl Runner {
             .map_err(local)?
             .map_or(0, |s| s.acked_seq);
         let mut acked = target.resume(&self.deps, acked_before).await?;
-        let now = stockade_core::time::now_ms();
+        let now = stockade_core::clock::now_ms();
         state::resumed(&store, sink, &self.holder, acked, now)
             .await
             .map_err(local)?;
         let mut writes = store.writes();
-        let mut renewed = stockade_core::time::now_ms();
+        let mut renewed = stockade_core::clock::now_ms();
         while !self.stopped() {
-            let now = stockade_core::time::now_ms();
+            let now = stockade_core::clock::now_ms();
             if now - renewed > LEASE_MS / 3 {
                 if !state::lease(&store, sink, &self.holder, now, now + LEASE_MS)
                     .await
@@ -359,7 +359,7 @@ impl Runner {
 
     /// Record progress; a recovery after an alerted failure raises `recovered`.
     async fn acked(&mut self, sink: &'static str, seq: i64) -> stockade_store::Result<()> {
-        let now = stockade_core::time::now_ms();
+        let now = stockade_core::clock::now_ms();
         state::ack(&self.deps.store, sink, &self.holder, seq, now).await?;
         if self.alerted {
             self.alerted = false;
@@ -370,7 +370,7 @@ impl Runner {
 
     async fn record_failure(&mut self, sink: &'static str, message: &str) {
         let store = &self.deps.store;
-        let now = stockade_core::time::now_ms();
+        let now = stockade_core::clock::now_ms();
         tracing::warn!(sink, "audit mirror: {message}");
         let _ = state::fail(store, sink, &self.holder, message, now).await;
         let since = state::get(store, sink)
@@ -401,7 +401,7 @@ impl Runner {
             status: None,
             detail: detail.to_string(),
         };
-        let now = stockade_core::time::now_ms();
+        let now = stockade_core::clock::now_ms();
         let change = Change::new(
             stockade_store::events::append(now, &Event::Other(columns)),
             AuditEntry::new(

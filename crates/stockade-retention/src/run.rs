@@ -13,7 +13,7 @@
 
 use std::time::Duration;
 
-use stockade_core::{Actor, time::now_ms};
+use stockade_core::{Actor, clock::now_ms};
 use stockade_store::{Store, StoreError, retention::RunRecord};
 
 use crate::rules::{Planned, Rules};

@@ -59,7 +59,9 @@ use serde_json::{Value, json};
 use std::sync::OnceLock;
 use stockade_access::{KeyRejection, Permission};
 use stockade_core::Actor;
-use stockade_core::time::now_ms;
+// Signatures' timestamps and token expiries: the clock the processes share, the
+// database's when this host's wall clock was stepped (stockade_core::clock).
+use stockade_core::clock::now_ms;
 use stockade_store::{JobState, StepOutput, StepStatus, Store, StoreError};
 use stockade_vault::Vault;
 use stockade_workflows::definition::{Respond, WebhookAuth};

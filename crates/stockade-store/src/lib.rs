@@ -20,6 +20,8 @@
 pub mod audit;
 mod audit_watch;
 pub mod change;
+// The database's clock for the shared clock (stockade_core::clock).
+mod clock;
 pub mod controls;
 pub mod events;
 pub mod jobs;
@@ -427,18 +429,23 @@ impl Store {
                 (Backend::Postgres(s), r)
             }
         };
-        Ok((
-            Store {
-                env,
-                url: Arc::new(url.clone()),
-                backend: Arc::new(backend),
-                writes: Arc::new(tokio::sync::watch::Sender::new(0)),
-                finished: Arc::new(tokio::sync::broadcast::Sender::new(FINISHED_BACKLOG)),
-                audit_watch: Arc::default(),
-                controls: Controls::default(),
-            },
-            report,
-        ))
+        let store = Store {
+            env,
+            url: Arc::new(url.clone()),
+            backend: Arc::new(backend),
+            writes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            finished: Arc::new(tokio::sync::broadcast::Sender::new(FINISHED_BACKLOG)),
+            audit_watch: Arc::default(),
+            controls: Controls::default(),
+        };
+        // PostgreSQL: the shared clock knows the database's from the start (a process
+        // that runs keeps it fresh; see `clock`).
+        if store.is_postgres()
+            && let Err(e) = store.sync_clock().await
+        {
+            tracing::debug!("could not read the database's clock: {e}");
+        }
+        Ok((store, report))
     }
 
     pub fn environment(&self) -> Environment {

@@ -16,7 +16,9 @@
 //! each schedule's newest one.
 
 use stockade_core::Actor;
-use stockade_core::time::now_ms;
+// Due times, claims, lease expiries and the reaper read the clock the processes share
+// (the database's when this host's wall clock is off), never this host's alone.
+use stockade_core::clock::now_ms;
 
 use crate::change::{AuditDetails, AuditEntry, Change, Mutation};
 use crate::jobs::{NewJob, check_batch, check_text, insert_job, new_job_id};

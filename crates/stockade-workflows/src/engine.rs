@@ -46,7 +46,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use stockade_core::Actor;
-use stockade_core::time::now_ms;
+// Due times and leases are on the clock the processes share (stockade_core::clock).
+use stockade_core::clock::now_ms;
 use stockade_store::StoreError;
 use stockade_store::{Lease, Store};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};

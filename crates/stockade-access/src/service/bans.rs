@@ -11,7 +11,7 @@
 use std::net::IpAddr;
 
 use stockade_core::event::{BanRaised, Event};
-use stockade_core::{Actor, time::now_ms};
+use stockade_core::{Actor, clock::now_ms};
 use stockade_store::{
     AuditDetails, AuditEntry, Change, Columns, Expect, FromRow, Mutation, sql_params,
 };

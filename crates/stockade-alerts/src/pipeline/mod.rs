@@ -73,8 +73,10 @@ pub enum AlertsError {
 
 pub type Result<T, E = AlertsError> = std::result::Result<T, E>;
 
+/// Outbox due times and dedup windows are read by whichever process holds a channel or
+/// routes events: the clock the processes share (stockade_core::clock).
 fn now_ms() -> i64 {
-    stockade_core::time::now_ms()
+    stockade_core::clock::now_ms()
 }
 
 fn ms(d: Duration) -> i64 {

@@ -13,7 +13,10 @@ use http::Method;
 use serde_json::{Value, json};
 use stockade_core::SecretString;
 use stockade_core::order::{Marketplace, Order};
-use stockade_core::time::{format_rfc3339_ms, now_ms};
+// Signatures' timestamps and token expiries: the clock the processes share, the
+// database's when this host's wall clock was stepped (stockade_core::clock).
+use stockade_core::clock::now_ms;
+use stockade_core::time::format_rfc3339_ms;
 
 use crate::events::{EventError, InboundEvent, InboundRequest};
 use crate::token::TokenCache;

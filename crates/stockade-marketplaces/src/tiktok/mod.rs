@@ -10,7 +10,9 @@ use http::Method;
 use serde_json::json;
 use stockade_core::SecretString;
 use stockade_core::order::{Marketplace, Order};
-use stockade_core::time::now_ms;
+// Signatures' timestamps and token expiries: the clock the processes share, the
+// database's when this host's wall clock was stepped (stockade_core::clock).
+use stockade_core::clock::now_ms;
 
 use crate::events::{EventError, FreshnessWindow, InboundEvent, InboundRequest};
 use crate::sign::tiktok_sign;

@@ -62,7 +62,9 @@
 
 use serde_json::Value;
 use stockade_core::Actor;
-use stockade_core::time::now_ms;
+// Due times, claims, lease expiries and the reaper read the clock the processes share
+// (the database's when this host's wall clock is off), never this host's alone.
+use stockade_core::clock::now_ms;
 
 use crate::change::{AuditDetails, AuditEntry, Change, Mutation};
 use crate::sql::{Columns, Expect, FromRow};

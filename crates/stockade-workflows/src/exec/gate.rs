@@ -25,7 +25,8 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use stockade_core::time::now_ms;
+// Due times and leases are on the clock the processes share (stockade_core::clock).
+use stockade_core::clock::now_ms;
 use stockade_store::Admission;
 
 use super::error::Failure;

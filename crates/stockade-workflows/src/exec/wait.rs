@@ -20,7 +20,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use stockade_core::time::now_ms;
+// Due times and leases are on the clock the processes share (stockade_core::clock).
+use stockade_core::clock::now_ms;
 use stockade_store::{StepOutcome, StepOutput, StepStatus};
 
 use super::error::{ErrorClass, Failure, StepError};

@@ -11,7 +11,8 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use stockade_core::time::now_ms;
+// Due times and leases are on the clock the processes share (stockade_core::clock).
+use stockade_core::clock::now_ms;
 use stockade_store::{Backoff, StepOutcome, StepOutput, StepStarted, StepStatus, idempotency_key};
 
 use super::error::{Attempt, ErrorClass, Failure, StepError};

@@ -24,14 +24,18 @@
 //!
 //! A disabled workflow's ticks are missed ticks: on re-enable, `run_once` runs one
 //! catch-up, `skip` none. The clock is a parameter of [`Scheduler::fire_due`], so tests
-//! move time without sleeping.
+//! move time without sleeping. [`Scheduler::run`] passes the clock the processes share
+//! ([`stockade_core::clock::now_ms`]): a host whose wall clock was stepped an hour ahead
+//! neither fires the next hour's ticks early (which, ticks only moving forward, would
+//! also take them from every other process) nor, stepped back, stops firing.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use stockade_core::Actor;
-use stockade_core::time::now_ms;
+// Due times and leases are on the clock the processes share (stockade_core::clock).
+use stockade_core::clock::now_ms;
 use stockade_store::Store;
 use tokio::sync::watch;
 

@@ -68,5 +68,9 @@ mod console_incidents;
 mod scale_out;
 // What runs once across the scale-out test's processes: scheduled workflow steps, alerts.
 mod scale_out_once;
+// The scale-out tests' rig (simulators, receivers, connections, `serve` nodes).
+mod scale_out_rig;
+// A clock jump in one of two processes on PostgreSQL (libfaketime).
+mod clock_jump;
 // `bench sync --sandbox-process`, `stockade sandbox --ready-file`.
 mod bench_sandbox_process;

@@ -16,10 +16,10 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
-use crate::scale_out_once::Once;
+use crate::scale_out_rig::{Rig, orders_stored_once, start_node};
 use crate::sync::{
-    Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, add_connections, catalog_csv,
-    delivery_outcomes, drain, free_port, place, read_until, sandbox_orders, sku_list, spawn,
+    Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, delivery_outcomes, drain, free_port, place,
+    sandbox_orders, sku_list,
 };
 
 /// Orders per marketplace per round (Amazon's own order-read limit, which the
@@ -28,34 +28,6 @@ const PER_ROUND: usize = 4;
 const ROUNDS: usize = 16;
 const KILL_SECOND_AT: usize = 5;
 const KILL_WORKER_AT: usize = 10;
-
-/// `stockade serve --role ROLE --listen 127.0.0.1:PORT`, once it prints its address.
-fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
-    let log = sb.dir.join(format!("serve-{name}.log"));
-    let listen = format!("127.0.0.1:{port}");
-    let data = sb.data();
-    let (proc, rx) = spawn(
-        sb,
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--role",
-            role,
-            "--listen",
-            &listen,
-        ],
-        &log,
-    );
-    if read_until(&rx, Duration::from_secs(30), |l| {
-        l.starts_with("listening on ")
-    })
-    .is_none()
-    {
-        panic!("serve {name} did not start:\n{}", proc.log_tail());
-    }
-    proc
-}
 
 pub(crate) async fn rows<T: stockade_store::FromRow>(url: &str, sql: &'static str) -> Vec<T> {
     let url = stockade_store::DatabaseUrl::parse(url).unwrap();
@@ -117,75 +89,17 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
         return;
     };
     let started = Instant::now();
-    let sb = Sandbox::new().with("STOCKADE_DATABASE_URL", &url);
-    sb.run(&["init", "--env", "dev"]).expect_code(0);
-    let ports = [free_port(), free_port(), free_port()];
-    let hook_base = format!("https://127.0.0.1:{}/hooks", ports[0]);
-
-    // A first start creates the development CA the sandbox must trust.
-    drop(start_node(&sb, ports[0], "first", "all"));
-    let server_ca = sb.data().join("tls/dev-ca.pem");
-
-    let sandbox_ca = sb.dir.join("sandbox-ca.pem");
-    let mut args: Vec<String> = [
-        "sandbox",
-        "--seed",
-        "43",
-        "--skus",
-        "12",
-        "--quantity",
-        "100000",
-        "--no-rate-limits",
-    ]
-    .map(String::from)
-    .to_vec();
-    for name in MARKETS {
-        args.push("--webhook".into());
-        args.push(format!("{name}={hook_base}/{name}/{name}"));
-    }
-    args.extend([
-        "--webhook-ca".into(),
-        server_ca.display().to_string(),
-        "--ca-file".into(),
-        sandbox_ca.display().to_string(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (sandbox, rx) = spawn(&sb, &args, &sb.dir.join("sandbox.log"));
-    let lines = read_until(&rx, Duration::from_secs(30), |l| {
-        l.contains("Ctrl-C stops the sandbox")
-    })
-    .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
-    let info = SandboxInfo::parse(&lines);
-    let admin = Admin::new(&sandbox_ca, &server_ca);
+    let Rig {
+        sb,
+        ports,
+        hook_base,
+        server_ca,
+        info,
+        admin,
+        once,
+        _sandbox: sandbox,
+    } = Rig::start(&url, 3).await;
     let base = |name: &str| info.m(name).base.clone();
-    let hosts: Vec<String> = MARKETS
-        .iter()
-        .map(|m| format!("\"{}\"", base(m).trim_start_matches("https://")))
-        .collect();
-    // The receivers of the workflow's requests and of the alerts.
-    let once = Once::start(&sb).await;
-    let config = sb.data().join("stockade.toml");
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "\n[egress]\nallowed_hosts = [{}, {:?}]\nextra_root_certs = [{:?}, {:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n{}",
-        hosts.join(", "),
-        once.host(),
-        sandbox_ca.display().to_string(),
-        once.ca(),
-        once.config()
-    ));
-    std::fs::write(&config, text).unwrap();
-    once.setup(&sb);
-    add_connections(&sb, &info, &hook_base);
-    let mut listings = BTreeMap::new();
-    for name in MARKETS {
-        let l = admin.get(format!("{}/_sandbox/listings", base(name))).await;
-        listings.insert(name.to_owned(), l.as_array().unwrap().clone());
-    }
-    let csv = sb.dir.join("catalog.csv");
-    std::fs::write(&csv, catalog_csv(&listings)).unwrap();
-    sb.run(&["sku", "import", csv.to_str().unwrap()])
-        .expect_code(0);
     let key = sb
         .run(&["apikey", "create", "--name", "probe", "--role", "viewer"])
         .expect_code(0)
@@ -357,30 +271,7 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
 
     // Every order stored exactly once (webhooks at a, polls by whichever process owns
     // each connection, before and after the kills).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stored: Vec<(String, String)> = rows(
-            &url,
-            "SELECT c.name, o.external_id FROM orders o JOIN connections c ON c.id = o.connection_id",
-        )
-        .await;
-        let set: HashSet<(String, String)> = stored.iter().cloned().collect();
-        assert_eq!(set.len(), stored.len(), "an order is stored twice");
-        assert!(
-            set.is_subset(&orders),
-            "stored orders the sandbox does not have"
-        );
-        if set == orders {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} orders not stored\n{}",
-            orders.len() - set.len(),
-            logs(&nodes)
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    orders_stored_once(&url, &orders, &|| logs(&nodes)).await;
     eprintln!("every order stored once by {:?}", started.elapsed());
 
     // The ledger sums right.

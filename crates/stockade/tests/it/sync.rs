@@ -56,6 +56,11 @@ impl Proc {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The file its standard error goes to.
+    pub(crate) fn log_path(&self) -> &Path {
+        &self.log
+    }
 }
 
 impl Drop for Proc {
@@ -73,6 +78,16 @@ fn tail(path: &Path, n: usize) -> String {
 /// Start the binary with a clean STOCKADE_* environment; standard error goes to `log`,
 /// standard output is read line by line into the returned channel (so reads can time out).
 pub(crate) fn spawn(sb: &Sandbox, args: &[&str], log: &Path) -> (Proc, mpsc::Receiver<String>) {
+    spawn_env(sb, args, log, &[])
+}
+
+/// [`spawn`] with `extra` variables in its environment (after the sandbox's).
+pub(crate) fn spawn_env(
+    sb: &Sandbox,
+    args: &[&str],
+    log: &Path,
+    extra: &[(&str, &str)],
+) -> (Proc, mpsc::Receiver<String>) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_stockade"));
     for (k, _) in std::env::vars() {
         if k.starts_with("STOCKADE_") {
@@ -80,6 +95,9 @@ pub(crate) fn spawn(sb: &Sandbox, args: &[&str], log: &Path) -> (Proc, mpsc::Rec
         }
     }
     for (k, v) in &sb.env {
+        cmd.env(k, v);
+    }
+    for (k, v) in extra {
         cmd.env(k, v);
     }
     let mut child = cmd
