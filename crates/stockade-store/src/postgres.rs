@@ -200,7 +200,7 @@ impl PgStore {
         let retries = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
         let writer = crate::postgres_writer::PgWriter::start(
             (*pool.connect_options()).clone(),
-            (options.pg_max_connections / 2).max(2),
+            options.pg_max_connections.max(2),
             env,
             retries.clone(),
         )?;
