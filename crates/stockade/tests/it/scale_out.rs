@@ -30,7 +30,7 @@ const KILL_SECOND_AT: usize = 5;
 const KILL_WORKER_AT: usize = 10;
 
 /// `stockade serve --role ROLE --listen 127.0.0.1:PORT`, once it prints its address.
-fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
+pub(crate) fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
     let log = sb.dir.join(format!("serve-{name}.log"));
     let listen = format!("127.0.0.1:{port}");
     let data = sb.data();
