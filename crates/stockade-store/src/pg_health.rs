@@ -38,7 +38,9 @@ pub(crate) fn unavailable(e: &sqlx::Error) -> Option<String> {
         sqlx::Error::Io(io) => Some(io.to_string()),
         sqlx::Error::Tls(_) => Some("the TLS connection failed".into()),
         sqlx::Error::Protocol(_) => Some("the connection broke mid-message".into()),
-        sqlx::Error::PoolTimedOut => Some("no PostgreSQL connection within the pool's timeout".into()),
+        sqlx::Error::PoolTimedOut => {
+            Some("no PostgreSQL connection within the pool's timeout".into())
+        }
         sqlx::Error::WorkerCrashed => Some("the connection's worker stopped".into()),
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
@@ -176,7 +178,10 @@ mod tests {
         r.failed("connection refused");
         assert!(r.is_down());
         r.succeeded(before);
-        assert!(r.is_down(), "an operation older than the outage proves nothing");
+        assert!(
+            r.is_down(),
+            "an operation older than the outage proves nothing"
+        );
         r.succeeded(Instant::now());
         assert!(!r.is_down());
     }

@@ -20,7 +20,9 @@ use crate::harness::{Sandbox, drop_schema, pg_schema_url};
 use crate::market_run::{Markets, check_stock};
 use crate::pg_proxy::PgProxy;
 use crate::scale_out::{pid_of, rows, start_node};
-use crate::sync::{MARKETS, Proc, delivery_outcomes, drain, free_port, place, sandbox_orders, sku_list};
+use crate::sync::{
+    MARKETS, Proc, delivery_outcomes, drain, free_port, place, sandbox_orders, sku_list,
+};
 
 const PER_ROUND: usize = 3;
 const ROUNDS: usize = 14;
@@ -62,7 +64,10 @@ async fn stored_once(url: &str, placed: &HashSet<(String, String)>) -> HashSet<(
     let set: HashSet<(String, String)> = stored.iter().cloned().collect();
     assert_eq!(set.len(), stored.len(), "an order is stored twice");
     let extra: Vec<_> = set.difference(placed).collect();
-    assert!(extra.is_empty(), "stored orders the simulators do not have: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "stored orders the simulators do not have: {extra:?}"
+    );
     set
 }
 
@@ -142,7 +147,10 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
     // delivered again or polled.
     let set = stored_once(&direct, &orders).await;
     let lost: Vec<_> = acked.difference(&set).collect();
-    assert!(lost.is_empty(), "acknowledged by webhook but not stored: {lost:?}");
+    assert!(
+        lost.is_empty(),
+        "acknowledged by webhook but not stored: {lost:?}"
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let stored = stored_once(&direct, &orders).await;
@@ -221,7 +229,11 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
     let (_, reserved_expected) = sandbox_orders(&markets.admin, &markets.info).await;
     let stock = sku_list(&sb);
     for (sku, (_, reserved, _)) in &stock {
-        assert_eq!(*reserved, reserved_expected.get(sku).copied().unwrap_or(0), "{sku}");
+        assert_eq!(
+            *reserved,
+            reserved_expected.get(sku).copied().unwrap_or(0),
+            "{sku}"
+        );
     }
     // Every channel converges (Amazon's decreases ride a feed, polled every 30 s).
     markets

@@ -191,7 +191,11 @@ pub(crate) fn check_stock(
     for (sku, (on_hand, reserved, available)) in stock {
         let want = reserved_expected.get(sku).copied().unwrap_or(0);
         assert_eq!(*reserved, want, "{sku}: reserved");
-        assert_eq!((*on_hand, *available), (ON_HAND, on_hand - reserved), "{sku}");
+        assert_eq!(
+            (*on_hand, *available),
+            (ON_HAND, on_hand - reserved),
+            "{sku}"
+        );
         assert_eq!(ledger.get(sku).copied().unwrap_or(0), want, "{sku}: ledger");
     }
 }
