@@ -113,7 +113,7 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
             down_at = Some(Instant::now());
             restart = Some(tokio::spawn(async move {
                 let terminated = p.restart(&direct, DOWN).await;
-                (p, terminated)
+                (p, terminated, Instant::now())
             }));
             eprintln!("database restarting at {:?}", started.elapsed());
         }
@@ -122,11 +122,11 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
         }
         tokio::time::sleep(Duration::from_millis(400)).await;
     }
-    let (proxy, terminated) = restart.unwrap().await.unwrap();
+    let (proxy, terminated, up_at) = restart.unwrap().await.unwrap();
     eprintln!(
-        "orders placed by {:?}; {terminated} backends terminated, the proxy accepts again after {:?}",
+        "orders placed by {:?}; {terminated} backends terminated, the proxy accepted again after {:?}",
         started.elapsed(),
-        down_at.unwrap().elapsed()
+        up_at - down_at.unwrap()
     );
     assert!(terminated > 0, "the restart terminated no backend");
 
@@ -141,7 +141,10 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
         acked.len(),
         failed.len()
     );
-    assert!(!acked.is_empty(), "no webhook was acknowledged: {stats}");
+    assert!(
+        !acked.is_empty() && !failed.is_empty(),
+        "the restart refused no delivery, or none was acknowledged: {stats}"
+    );
 
     // Every order stored exactly once: the acknowledged ones at once, the others once
     // delivered again or polled.
@@ -167,7 +170,7 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
     }
     eprintln!("every order stored once by {:?}", started.elapsed());
 
-    // The ledger sums right; every channel converges.
+    // The ledger sums right.
     let ledger: BTreeMap<String, i64> = rows(
         &direct,
         "SELECT sku, CAST(SUM(reserved_delta) AS BIGINT) FROM stock_ledger GROUP BY sku",
@@ -247,11 +250,13 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
         let log = log_of(&sb, name);
         let down = log.lines().filter(|l| l.contains(DOWN_LINE)).count();
         let up = log.lines().filter(|l| l.contains(UP_LINE)).count();
-        // Warnings and errors about the outage (others, unrelated, may come and go).
+        // Warnings and errors about the outage (others, unrelated, may come and go),
+        // but sqlx's line per pooled connection it drops (as many as the pool holds).
         let noisy: Vec<&str> = log
             .lines()
             .filter(|l| l.contains("WARN") || l.contains("ERROR"))
             .filter(|l| OUTAGE_MARKS.iter().any(|m| l.contains(m)))
+            .filter(|l| !l.contains("testing the connection"))
             .collect();
         let noisy = noisy.len();
         eprintln!("serve {name}: {down} down, {up} up, {noisy} warnings or errors");
