@@ -29,6 +29,7 @@ mod migrate;
 mod pg_health;
 mod postgres;
 mod postgres_rows;
+mod postgres_writer;
 pub mod retention;
 pub mod rows;
 pub mod schedule;
@@ -484,7 +485,7 @@ impl Store {
         let actor = actor.to_string();
         let receipt = match &*self.backend {
             Backend::Sqlite(s) => s.commit(actor, changes).await,
-            Backend::Postgres(p) => p.commit(&actor, &changes).await,
+            Backend::Postgres(p) => p.commit(&actor, changes).await,
         }?;
         self.writes.send_modify(|n| *n = n.wrapping_add(1));
         Ok(receipt)

@@ -150,6 +150,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0021_leases.sql"),
         postgres: include_str!("../migrations/postgres/0021_leases.sql"),
     },
+    // PostgreSQL: ledger rows move stock once per statement, not once per row.
+    Migration {
+        version: 22,
+        name: "ledger_per_statement",
+        sqlite: include_str!("../migrations/sqlite/0022_ledger_per_statement.sql"),
+        postgres: include_str!("../migrations/postgres/0022_ledger_per_statement.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -34,6 +34,8 @@ const VERIFY_PAGE: i64 = 20_000;
 
 pub(crate) struct PgStore {
     pool: PgPool,
+    /// Commits run on their own thread and pool (`postgres_writer`).
+    writer: crate::postgres_writer::PgWriter,
     env: Environment,
     /// Commits this handle rolled back and ran again (a deadlock or serialization
     /// failure): a figure for tests and benchmarks of lock order.
@@ -205,10 +207,18 @@ impl PgStore {
             mode == OpenMode::Init,
         )
         .await?;
+        let retries = std::sync::Arc::<std::sync::atomic::AtomicU64>::default();
+        let writer = crate::postgres_writer::PgWriter::start(
+            (*pool.connect_options()).clone(),
+            (options.pg_max_connections / 2).max(2),
+            env,
+            retries.clone(),
+        )?;
         let store = PgStore {
             pool,
+            writer,
             env,
-            retries: Default::default(),
+            retries,
             health: Default::default(),
         };
         let report = store.check_and_migrate(target, mode).await;
@@ -290,97 +300,10 @@ impl PgStore {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub(crate) async fn commit(&self, actor: &str, changes: &[Change]) -> Result<CommitReceipt> {
-        let mut attempt = 0;
-        let mut lost = 0;
-        loop {
-            attempt += 1;
-            let started = std::time::Instant::now();
-            let result = self.watch(self.try_commit(actor, changes)).await;
-            match &result {
-                Ok(_) => self.health.succeeded(started),
-                Err(Failed::Before(StoreError::Unavailable(r)) | Failed::AtCommit(r)) => {
-                    self.health.failed(r);
-                }
-                Err(_) => {}
-            }
-            match result {
-                Ok(receipt) => return Ok(receipt),
-                Err(Failed::Before(StoreError::Busy(msg))) if attempt < MAX_ATTEMPTS => {
-                    self.retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
-                    tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
-                }
-                // Rolled back with its connection: nothing was written. Once more on a
-                // fresh one (a restarted server is often back by then).
-                Err(Failed::Before(StoreError::Unavailable(msg)))
-                    if lost == 0 && attempt < MAX_ATTEMPTS =>
-                {
-                    lost += 1;
-                    self.retries
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    tracing::debug!(attempt, reason = %msg, "connection lost before COMMIT; retrying the commit");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(Failed::Before(e)) => return Err(e),
-                Err(Failed::AtCommit(r)) => {
-                    return Err(StoreError::Unavailable(format!(
-                        "{r}; the connection was lost during COMMIT, so whether it was written is unknown"
-                    )));
-                }
-            }
-        }
-    }
-
-    async fn try_commit(
-        &self,
-        actor: &str,
-        changes: &[Change],
-    ) -> std::result::Result<CommitReceipt, Failed> {
-        let receipt = self
-            .commit_body(actor, changes)
-            .await
-            .map_err(Failed::Before)?;
-        let (tx, receipt) = receipt;
-        tx.commit().await.map_err(|e| match pg_err(e) {
-            StoreError::Unavailable(r) => Failed::AtCommit(r),
-            other => Failed::Before(other),
-        })?;
-        Ok(receipt)
-    }
-
-    /// Everything of a commit but the COMMIT.
-    async fn commit_body(
-        &self,
-        actor: &str,
-        changes: &[Change],
-    ) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, CommitReceipt)> {
-        let mut tx = self.pool.begin().await.map_err(pg_err)?;
-        let now = now_ms();
-        let mut applied = Vec::with_capacity(changes.len());
-        let mut i = 0;
-        while i < changes.len() {
-            // Consecutive changes of row steps: one statement per table (`rows`).
-            let run = changes[i..]
-                .iter()
-                .take_while(|c| crate::postgres_rows::row_steps(&c.mutation).is_some())
-                .count();
-            if run > 0 {
-                let run = &changes[i..i + run];
-                let done = crate::postgres_rows::apply_run(&mut tx, run).await?;
-                applied.extend(run.iter().zip(done).filter(|(_, a)| *a).map(|(c, _)| c));
-                i += run.len();
-                continue;
-            }
-            let c = &changes[i];
-            if apply_mutation(&mut tx, &c.mutation, now).await? {
-                applied.push(c);
-            }
-            i += 1;
-        }
-        let receipt = append_audit(&mut tx, self.env.as_str(), actor, &applied).await?;
-        Ok((tx, receipt))
+    pub(crate) async fn commit(&self, actor: &str, changes: Vec<Change>) -> Result<CommitReceipt> {
+        let started = std::time::Instant::now();
+        let r = self.watch(self.writer.commit(actor, changes)).await;
+        self.seen(started, r)
     }
 
     /// Run `op`; if it is still waiting after `PROBE_AFTER`, probe the server meanwhile
@@ -500,6 +423,7 @@ impl PgStore {
     }
 
     pub(crate) async fn close(self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 }
@@ -842,4 +766,95 @@ async fn append_audit(
         first_seq,
         last_seq: seq,
     })
+}
+
+/// One commit, run again (up to `MAX_ATTEMPTS`) when the database rolled it back for a
+/// deadlock or serialization failure, or once when its connection was lost before COMMIT
+/// (see the module); `retries` counts the re-runs.
+pub(crate) async fn commit_with_retries(
+    pool: &PgPool,
+    env: Environment,
+    retries: &std::sync::atomic::AtomicU64,
+    actor: &str,
+    changes: &[Change],
+) -> Result<CommitReceipt> {
+    let mut attempt = 0;
+    let mut lost = 0;
+    loop {
+        attempt += 1;
+        match try_commit(pool, env, actor, changes).await {
+            Ok(receipt) => return Ok(receipt),
+            Err(Failed::Before(StoreError::Busy(msg))) if attempt < MAX_ATTEMPTS => {
+                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
+                tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
+            }
+            // Rolled back with its connection: nothing was written. Once more on a fresh
+            // one (a restarted server is often back by then).
+            Err(Failed::Before(StoreError::Unavailable(msg)))
+                if lost == 0 && attempt < MAX_ATTEMPTS =>
+            {
+                lost += 1;
+                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(attempt, reason = %msg, "connection lost before COMMIT; retrying the commit");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(Failed::Before(e)) => return Err(e),
+            Err(Failed::AtCommit(r)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{r}; the connection was lost during COMMIT, so whether it was written is unknown"
+                )));
+            }
+        }
+    }
+}
+
+async fn try_commit(
+    pool: &PgPool,
+    env: Environment,
+    actor: &str,
+    changes: &[Change],
+) -> std::result::Result<CommitReceipt, Failed> {
+    let (tx, receipt) = commit_body(pool, env, actor, changes)
+        .await
+        .map_err(Failed::Before)?;
+    tx.commit().await.map_err(|e| match pg_err(e) {
+        StoreError::Unavailable(r) => Failed::AtCommit(r),
+        other => Failed::Before(other),
+    })?;
+    Ok(receipt)
+}
+
+/// Everything of a commit but the COMMIT.
+async fn commit_body(
+    pool: &PgPool,
+    env: Environment,
+    actor: &str,
+    changes: &[Change],
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, CommitReceipt)> {
+    let mut tx = pool.begin().await.map_err(pg_err)?;
+    let now = now_ms();
+    let mut applied = Vec::with_capacity(changes.len());
+    let mut i = 0;
+    while i < changes.len() {
+        // Consecutive changes of row steps: one statement per table (`rows`).
+        let run = changes[i..]
+            .iter()
+            .take_while(|c| crate::postgres_rows::row_steps(&c.mutation).is_some())
+            .count();
+        if run > 0 {
+            let run = &changes[i..i + run];
+            let done = crate::postgres_rows::apply_run(&mut tx, run).await?;
+            applied.extend(run.iter().zip(done).filter(|(_, a)| *a).map(|(c, _)| c));
+            i += run.len();
+            continue;
+        }
+        let c = &changes[i];
+        if apply_mutation(&mut tx, &c.mutation, now).await? {
+            applied.push(c);
+        }
+        i += 1;
+    }
+    let receipt = append_audit(&mut tx, env.as_str(), actor, &applied).await?;
+    Ok((tx, receipt))
 }

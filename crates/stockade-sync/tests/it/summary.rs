@@ -205,3 +205,70 @@ async fn the_fetched_order_fills_in_a_summary_once_postgres() {
         the_fetched_order_fills_in_a_summary_once(db).await;
     }
 }
+
+/// The summary is for a fetch the marketplace has not answered. A fetched order whose
+/// commit is slow (here: another session holds every SKU row for a second and a half)
+/// gains nothing from a second commit: the webhook waits for the fetched order, and the
+/// order is stored once, with its buyer, no summary counted. A real second session
+/// (`psql`) holds the rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fetched_order_waiting_for_its_commit_stores_no_summary_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let (url, schema) = db.pg.clone().unwrap();
+    let opts = SyncOptions {
+        summary_after: Some(Duration::from_millis(300)),
+        ..fast_options()
+    };
+    let env = Env::start(db, sandbox_config(4, 10), opts).await;
+    env.settle().await;
+    let mut holder = std::process::Command::new("psql")
+        .arg(&url)
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-c"])
+        .arg(format!(
+            "BEGIN; SELECT 1 FROM {schema}.skus FOR NO KEY UPDATE; \
+             SELECT pg_sleep(1.5); COMMIT;"
+        ))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("psql runs (the PostgreSQL client is installed with the server)");
+    let held = "SELECT COUNT(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+                 WHERE a.query LIKE '%pg_sleep(1.5)%' AND l.granted AND l.locktype = 'transactionid'";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while env.store().count(held, vec![]).await.unwrap() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the other session never took the rows"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let ids = env.sb.generate_orders(Marketplace::Amazon, 1);
+    let ext = ids[0].as_str();
+    env.sb.flush_deliveries().await;
+    let waited = started.elapsed();
+    assert!(holder.wait().unwrap().success());
+    let d = env
+        .sb
+        .deliveries()
+        .into_iter()
+        .find(|d| d.kind != "challenge")
+        .unwrap();
+    assert!(d.ok(), "{d:?}");
+    assert!(
+        waited >= Duration::from_millis(700),
+        "the commit was not held up ({waited:?}): the test proves nothing"
+    );
+    // One commit, the fetched order with its buyer; no summary.
+    assert_eq!(count(&env, INGESTS, ext).await, 1);
+    assert_eq!(count(&env, NO_BUYER, ext).await, 0);
+    assert_eq!(
+        env.sync
+            .metrics()
+            .summaries_stored
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+    env.finish().await;
+}
