@@ -187,18 +187,25 @@ pub async fn receive(
                     );
                     count_failure(&state, ip).await;
                 }
-                HookError::Unavailable(cause) => tracing::warn!(
-                    target: "stockade::hooks",
-                    "webhook {marketplace} connection={connection} unavailable: {cause}"
-                ),
+                HookError::Unavailable(cause) => {
+                    // One line a second for the process (`hook_log`), not one per delivery.
+                    if let Some(held) = crate::hook_log::UNAVAILABLE.admit(now_ms()) {
+                        tracing::warn!(
+                            target: "stockade::hooks",
+                            "webhook {marketplace} connection={connection} status=503 unavailable: {cause} ({held} more refused as unavailable since the last such line)"
+                        );
+                    }
+                }
                 _ => {}
             }
             if !matches!(e, HookError::UnknownConnection) {
                 state.hook_stats.record(&connection, false, now_ms());
             }
-            let kind = e.kind();
+            let (kind, said) = (e.kind(), matches!(e, HookError::Unavailable(_)));
             let refused = AppError::from(e);
-            log(refused.status(), kind);
+            if !said {
+                log(refused.status(), kind);
+            }
             return Err(refused);
         }
     };

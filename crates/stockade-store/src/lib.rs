@@ -28,6 +28,7 @@ pub mod jobs;
 pub mod journal;
 pub mod lease;
 mod migrate;
+mod pg_health;
 mod postgres;
 mod postgres_rows;
 mod postgres_writer;
@@ -113,6 +114,19 @@ pub enum StoreError {
     Busy(String),
     #[error("the database writer has stopped; restart stockade")]
     WriterGone,
+    /// The connection to PostgreSQL was lost or refused (a restart, a network cut): try
+    /// again later; the pool reconnects by itself (see `pg_health`).
+    #[error("the database is unreachable: {0}; try again once it is back")]
+    Unavailable(String),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached (nothing about the request itself):
+    /// callers answer "try again later" and loops wait a round without logging, the
+    /// store having said so once.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

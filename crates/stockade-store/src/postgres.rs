@@ -7,6 +7,11 @@
 //!   previous holder committed.
 //! - Audit rows of a commit go in with one `INSERT … SELECT FROM UNNEST(…)` statement.
 //! - Deadlocks and serialization failures roll back the whole transaction and retry it.
+//! - A lost connection (a database restart) before COMMIT was sent rolls the whole
+//!   transaction back too: it is retried once on a fresh connection. One lost during
+//!   COMMIT may or may not have committed: it is never retried here, and the caller
+//!   hears [`StoreError::Unavailable`] (ingest answers 503 and the delivery that comes
+//!   again finds the order stored, or stores it). See `pg_health` for the log lines.
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,9 +40,14 @@ pub(crate) struct PgStore {
     /// Commits this handle rolled back and ran again (a deadlock or serialization
     /// failure): a figure for tests and benchmarks of lock order.
     retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether the database was last reachable (logs when that changes).
+    health: crate::pg_health::Reachability,
 }
 
 pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
+    if let Some(reason) = crate::pg_health::unavailable(&e) {
+        return StoreError::Unavailable(reason);
+    }
     match &e {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
@@ -48,9 +58,6 @@ pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
                 "40P01" | "40001" => StoreError::Busy(msg),
                 _ => StoreError::Database(format!("{msg} (SQLSTATE {code})")),
             }
-        }
-        sqlx::Error::PoolTimedOut => {
-            StoreError::Database("timed out waiting for a PostgreSQL connection".into())
         }
         _ => StoreError::Database(e.to_string()),
     }
@@ -88,6 +95,9 @@ async fn connect(
     PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
+        // A slow acquire is one line per request while the database is down (the store
+        // says that once, `pg_health`): debug only.
+        .acquire_slow_level(log::LevelFilter::Debug)
         .connect_with(opts)
         .await
         .map_err(|e| unreachable_err(target, &e))
@@ -209,6 +219,7 @@ impl PgStore {
             writer,
             env,
             retries,
+            health: Default::default(),
         };
         let report = store.check_and_migrate(target, mode).await;
         match report {
@@ -290,15 +301,46 @@ impl PgStore {
     }
 
     pub(crate) async fn commit(&self, actor: &str, changes: Vec<Change>) -> Result<CommitReceipt> {
-        self.writer.commit(actor, changes).await
+        let started = std::time::Instant::now();
+        let r = self.watch(self.writer.commit(actor, changes)).await;
+        self.seen(started, r)
+    }
+
+    /// Run `op`; if it is still waiting after `PROBE_AFTER`, probe the server meanwhile
+    /// (`pg_health`: the pool waits through a short outage without an error).
+    async fn watch<F: std::future::Future>(&self, op: F) -> F::Output {
+        let mut op = std::pin::pin!(op);
+        tokio::select! {
+            biased;
+            out = &mut op => return out,
+            () = tokio::time::sleep(crate::pg_health::PROBE_AFTER) => {}
+        }
+        let opts = self.pool.connect_options();
+        // The probe is dropped if the operation finishes first (it proved nothing).
+        tokio::select! {
+            out = &mut op => out,
+            () = self.health.probe(&opts) => op.await,
+        }
+    }
+
+    /// `result` of an operation started at `started`, noted for the log (`pg_health`).
+    fn seen<T>(&self, started: std::time::Instant, result: Result<T>) -> Result<T> {
+        match &result {
+            Ok(_) => self.health.succeeded(started),
+            Err(StoreError::Unavailable(r)) => self.health.failed(r),
+            Err(_) => {}
+        }
+        result
     }
 
     pub(crate) async fn execute_raw(&self, sql: &str) -> Result<u64> {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&self.pool)
+        let started = std::time::Instant::now();
+        let r = self
+            .watch(sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned())).execute(&self.pool))
             .await
             .map(|r| r.rows_affected())
-            .map_err(pg_err)
+            .map_err(pg_err);
+        self.seen(started, r)
     }
 
     pub(crate) async fn query(
@@ -306,11 +348,12 @@ impl PgStore {
         statement: &'static str,
         params: Vec<SqlValue>,
     ) -> Result<Vec<SqlRow>> {
-        let rows = bind_all(sqlx::query(statement), params)
-            .fetch_all(&self.pool)
+        let started = std::time::Instant::now();
+        let rows = self
+            .watch(bind_all(sqlx::query(statement), params).fetch_all(&self.pool))
             .await
-            .map_err(pg_err)?;
-        rows.iter().map(decode_row).collect()
+            .map_err(pg_err);
+        self.seen(started, rows)?.iter().map(decode_row).collect()
     }
 
     pub(crate) async fn execute(
@@ -318,11 +361,13 @@ impl PgStore {
         statement: &'static str,
         params: Vec<SqlValue>,
     ) -> Result<u64> {
-        bind_all(sqlx::query(statement), params)
-            .execute(&self.pool)
+        let started = std::time::Instant::now();
+        let r = self
+            .watch(bind_all(sqlx::query(statement), params).execute(&self.pool))
             .await
             .map(|r| r.rows_affected())
-            .map_err(pg_err)
+            .map_err(pg_err);
+        self.seen(started, r)
     }
 
     pub(crate) async fn verify_audit(&self, anchor: Option<Anchor>) -> Result<VerifyReport> {
@@ -381,6 +426,13 @@ impl PgStore {
         self.writer.close().await;
         self.pool.close().await;
     }
+}
+
+/// How a commit attempt failed: before COMMIT was sent (rolled back, whatever the
+/// error), or by losing the connection during COMMIT (the outcome unknown).
+enum Failed {
+    Before(StoreError),
+    AtCommit(String),
 }
 
 fn expect_one(affected: u64, what: impl FnOnce() -> StoreError) -> Result<()> {
@@ -717,7 +769,8 @@ async fn append_audit(
 }
 
 /// One commit, run again (up to `MAX_ATTEMPTS`) when the database rolled it back for a
-/// deadlock or serialization failure; `retries` counts the re-runs.
+/// deadlock or serialization failure, or once when its connection was lost before COMMIT
+/// (see the module); `retries` counts the re-runs.
 pub(crate) async fn commit_with_retries(
     pool: &PgPool,
     env: Environment,
@@ -726,15 +779,32 @@ pub(crate) async fn commit_with_retries(
     changes: &[Change],
 ) -> Result<CommitReceipt> {
     let mut attempt = 0;
+    let mut lost = 0;
     loop {
         attempt += 1;
         match try_commit(pool, env, actor, changes).await {
-            Err(StoreError::Busy(msg)) if attempt < MAX_ATTEMPTS => {
+            Ok(receipt) => return Ok(receipt),
+            Err(Failed::Before(StoreError::Busy(msg))) if attempt < MAX_ATTEMPTS => {
                 retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::debug!(attempt, reason = %msg, "retrying a postgres commit");
                 tokio::time::sleep(Duration::from_millis(5 * u64::from(attempt))).await;
             }
-            other => return other,
+            // Rolled back with its connection: nothing was written. Once more on a fresh
+            // one (a restarted server is often back by then).
+            Err(Failed::Before(StoreError::Unavailable(msg)))
+                if lost == 0 && attempt < MAX_ATTEMPTS =>
+            {
+                lost += 1;
+                retries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::debug!(attempt, reason = %msg, "connection lost before COMMIT; retrying the commit");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(Failed::Before(e)) => return Err(e),
+            Err(Failed::AtCommit(r)) => {
+                return Err(StoreError::Unavailable(format!(
+                    "{r}; the connection was lost during COMMIT, so whether it was written is unknown"
+                )));
+            }
         }
     }
 }
@@ -744,7 +814,24 @@ async fn try_commit(
     env: Environment,
     actor: &str,
     changes: &[Change],
-) -> Result<CommitReceipt> {
+) -> std::result::Result<CommitReceipt, Failed> {
+    let (tx, receipt) = commit_body(pool, env, actor, changes)
+        .await
+        .map_err(Failed::Before)?;
+    tx.commit().await.map_err(|e| match pg_err(e) {
+        StoreError::Unavailable(r) => Failed::AtCommit(r),
+        other => Failed::Before(other),
+    })?;
+    Ok(receipt)
+}
+
+/// Everything of a commit but the COMMIT.
+async fn commit_body(
+    pool: &PgPool,
+    env: Environment,
+    actor: &str,
+    changes: &[Change],
+) -> Result<(sqlx::Transaction<'static, sqlx::Postgres>, CommitReceipt)> {
     let mut tx = pool.begin().await.map_err(pg_err)?;
     let now = now_ms();
     let mut applied = Vec::with_capacity(changes.len());
@@ -769,6 +856,5 @@ async fn try_commit(
         i += 1;
     }
     let receipt = append_audit(&mut tx, env.as_str(), actor, &applied).await?;
-    tx.commit().await.map_err(pg_err)?;
-    Ok(receipt)
+    Ok((tx, receipt))
 }

@@ -84,6 +84,8 @@ async fn run(
     let pool: PgPool = PgPoolOptions::new()
         .max_connections(max)
         .acquire_timeout(Duration::from_secs(10))
+        // One line per commit while the database is down: debug (see `pg_health`).
+        .acquire_slow_level(log::LevelFilter::Debug)
         .connect_lazy_with(options);
     let mut running = tokio::task::JoinSet::new();
     while let Some(job) = rx.recv().await {

@@ -76,7 +76,7 @@ pub(crate) async fn record_failure(store: &Store, connection_id: i64, error: &st
             .write_unaudited(statement, sql_params![now, error, connection_id])
             .await
         {
-            tracing::warn!(error = %e, "could not record a failing push");
+            warn_unless_unreachable!(e, error = %e, "could not record a failing push");
         }
     }
 }
@@ -87,7 +87,7 @@ pub(crate) async fn record_ok(store: &Store, connection_id: i64) {
         .write_unaudited(CLEAR_CONNECTION, sql_params![connection_id])
         .await
     {
-        tracing::warn!(error = %e, "could not clear a failing push streak");
+        warn_unless_unreachable!(e, error = %e, "could not clear a failing push streak");
     }
 }
 

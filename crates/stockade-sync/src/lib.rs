@@ -19,6 +19,18 @@
 //!   channel quantities back and repairs drift.
 //! - A revocation stops the connection and purges it ([`purge`]).
 
+/// `tracing::warn!`, or `debug!` when `$err` is the database being unreachable: the
+/// store says that once for the whole outage, and a loop's next round tries again.
+macro_rules! warn_unless_unreachable {
+    ($err:expr, $($arg:tt)+) => {
+        if $err.is_unavailable() {
+            tracing::debug!($($arg)+)
+        } else {
+            tracing::warn!($($arg)+)
+        }
+    };
+}
+
 pub mod ack;
 pub mod catalog;
 pub mod catalog_csv;
@@ -75,6 +87,13 @@ pub enum SyncError {
 }
 
 pub type Result<T, E = SyncError> = std::result::Result<T, E>;
+
+impl SyncError {
+    /// The database could not be reached (see [`stockade_store::StoreError::is_unavailable`]).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, SyncError::Store(e) if e.is_unavailable())
+    }
+}
 
 /// The default `[sync] low_stock_threshold` (also the SQL trigger's, migration 0013).
 pub const LOW_STOCK_THRESHOLD: i64 = 5;

@@ -686,8 +686,13 @@ impl Worker {
                 Ok(Some(lease)) => return Some((lease, slot)),
                 Ok(None) | Err(_) => {
                     drop(slot);
-                    if let Err(e) = &claimed {
-                        tracing::warn!("workflow worker: cannot claim a job: {e}");
+                    match &claimed {
+                        // The store says once that the database is away.
+                        Err(e) if e.is_unavailable() => {
+                            tracing::debug!("workflow worker: cannot claim a job: {e}");
+                        }
+                        Err(e) => tracing::warn!("workflow worker: cannot claim a job: {e}"),
+                        Ok(_) => {}
                     }
                     let looked = tokio::time::Instant::now();
                     tokio::select! {

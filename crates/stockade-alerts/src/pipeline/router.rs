@@ -19,7 +19,7 @@ use tokio::sync::watch;
 
 use super::prune::prune;
 use super::windows::{UPSERT_WINDOW, Window, flush_windows, follow_up, load_windows};
-use super::{ACTOR, Inner, Result, lock, ms, now_ms};
+use super::{ACTOR, AlertsError, Inner, Result, lock, ms, now_ms};
 use crate::classify::classify;
 use crate::config::AlertsConfig;
 use crate::model::Alert;
@@ -170,11 +170,18 @@ pub(super) async fn router_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
         let mut more = false;
         match route_batch(&inner).await {
             Ok(n) => more = n as i64 == ROUTE_BATCH,
+            // The store says once that the database is away.
+            Err(AlertsError::Store(e)) if e.is_unavailable() => {
+                tracing::debug!("alert routing failed (retrying): {e}");
+            }
             Err(e) => tracing::warn!("alert routing failed (retrying): {e}"),
         }
         if next_close.is_none_or(|t| t <= now_ms()) {
             match flush_windows(&inner).await {
                 Ok(next) => next_close = next,
+                Err(AlertsError::Store(e)) if e.is_unavailable() => {
+                    tracing::debug!("closing alert windows failed (retrying): {e}");
+                }
                 Err(e) => tracing::warn!("closing alert windows failed (retrying): {e}"),
             }
         }

@@ -19,3 +19,5 @@ mod typed_rows;
 mod controls;
 // Named leases with fencing tokens and the live processes (scale-out).
 mod leases;
+// A commit whose connection a database restart cuts (PostgreSQL).
+mod lost_connection;

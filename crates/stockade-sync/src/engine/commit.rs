@@ -99,6 +99,21 @@ async fn commit_jobs(inner: &Arc<Inner>, jobs: Vec<IngestJob>) {
     }
     match inner.store.commit(&ACTOR, changes).await {
         Ok(receipt) => finish_batch(inner, ready, receipt.last_seq - receipt.first_seq + 1),
+        // The database is away (the store logs that once): one by one would fail the
+        // same way. Every waiting webhook answers 503 and its marketplace delivers again.
+        Err(stockade_store::StoreError::Unavailable(reason)) => {
+            tracing::debug!(%reason, orders = ready.len(), "a batch was not stored: the database is unreachable");
+            inner.metrics.error(format!(
+                "{} order(s) could not be stored: the database is unreachable",
+                ready.len()
+            ));
+            for job in ready {
+                for r in job.replies {
+                    let e = stockade_store::StoreError::Unavailable(reason.clone());
+                    let _ = r.send(Err(SyncError::Store(e)));
+                }
+            }
+        }
         Err(e) if ready.len() > 1 => {
             // One bad change must not hold the others back: write them one by one.
             tracing::warn!(error = %e, orders = ready.len(), "a batch failed; committing its orders one by one");
@@ -133,7 +148,12 @@ async fn commit_jobs(inner: &Arc<Inner>, jobs: Vec<IngestJob>) {
 }
 
 fn fail_job(inner: &Inner, job: IngestJob, e: stockade_store::StoreError) {
-    tracing::error!(connection = %job.live.name, order = %job.order.external_id, error = %e, "an order could not be stored");
+    if e.is_unavailable() {
+        // Said once by the store, not once per order.
+        tracing::debug!(connection = %job.live.name, error = %e, "an order could not be stored");
+    } else {
+        tracing::error!(connection = %job.live.name, order = %job.order.external_id, error = %e, "an order could not be stored");
+    }
     inner.metrics.error(format!(
         "{}: an order could not be stored: {e}",
         job.live.name

@@ -205,8 +205,14 @@ pub(super) async fn owner_loop(inner: Arc<Inner>, o: Ownership) {
         if *stop.borrow() {
             return;
         }
-        if let Err(e) = round(&inner, &o).await {
-            tracing::warn!("connection ownership: {e}; trying again in {every:?}");
+        match round(&inner, &o).await {
+            // The store says once that the database is away; the leases' local
+            // deadlines stop the work meanwhile, and a later round renews or re-takes.
+            Err(e) if e.is_unavailable() => {
+                tracing::debug!("connection ownership: {e}; trying again in {every:?}");
+            }
+            Err(e) => tracing::warn!("connection ownership: {e}; trying again in {every:?}"),
+            Ok(()) => {}
         }
         tokio::select! {
             () = wake.wait(every) => {}

@@ -37,7 +37,7 @@ pub(super) async fn poll_loop(inner: Arc<Inner>, live: Arc<Live>, every: Duratio
             && !super::contained(&inner, &live.name)
             && let Err(e) = poll_once(&inner, &live).await
         {
-            tracing::warn!(connection = %live.name, error = %e, "polling orders failed");
+            warn_unless_unreachable!(e, connection = %live.name, error = %e, "polling orders failed");
             inner
                 .metrics
                 .error(format!("{}: polling failed: {e}", live.name));
@@ -126,7 +126,7 @@ async fn poll_once(inner: &Arc<Inner>, live: &Arc<Live>) -> Result<usize> {
     match returns::poll_returns_report(inner, live).await {
         Ok(r) => Ok(n + r),
         Err(e) => {
-            tracing::warn!(connection = %live.name, error = %e, "reading the returns report failed; the next poll tries again");
+            warn_unless_unreachable!(e, connection = %live.name, error = %e, "reading the returns report failed; the next poll tries again");
             inner
                 .metrics
                 .error(format!("{}: returns report failed: {e}", live.name));

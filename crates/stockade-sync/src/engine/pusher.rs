@@ -131,6 +131,12 @@ pub(super) async fn push_loop(
         let known = waiting.len();
         let pending = match read_pending(&inner, &live).await {
             Ok(p) => p,
+            // The database is away (said once by the store): look again in a second,
+            // without growing the channel's backoff.
+            Err(e) if e.is_unavailable() => {
+                tracing::debug!(connection = %live.name, error = %e, "could not read pending listings");
+                continue;
+            }
             Err(e) => {
                 tracing::warn!(connection = %live.name, error = %e, "could not read pending listings");
                 failures = failures.saturating_add(1);
@@ -312,7 +318,7 @@ pub(super) async fn push_chunk(
             )
             .await
         {
-            if !super::owner::lost(inner, live, &e) {
+            if !super::owner::lost(inner, live, &e) && !e.is_unavailable() {
                 tracing::warn!(connection = %live.name, error = %e, "could not record confirmed quantities; they will be pushed again");
             }
             return Ok((Vec::new(), err));

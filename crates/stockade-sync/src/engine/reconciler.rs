@@ -40,7 +40,7 @@ pub(super) async fn reconcile_loop(inner: Arc<Inner>, live: Arc<Live>, every: Du
             continue;
         }
         if let Err(e) = reconcile_once(&inner, &live).await {
-            tracing::warn!(connection = %live.name, error = %e, "reconciliation failed");
+            warn_unless_unreachable!(e, connection = %live.name, error = %e, "reconciliation failed");
             inner
                 .metrics
                 .error(format!("{}: reconciliation failed: {e}", live.name));

@@ -113,7 +113,7 @@ impl SyncEngine {
         }
         // Which pushers an ingest batch wakes follows the listings (see `listed.rs`).
         if let Err(e) = self.inner.listed.reload(&self.inner.store).await {
-            tracing::warn!(error = %e, "could not read the listings; every pusher is woken by every batch until the next refresh");
+            warn_unless_unreachable!(e, error = %e, "could not read the listings; every pusher is woken by every batch until the next refresh");
         }
         Ok(())
     }
@@ -132,7 +132,7 @@ impl SyncEngine {
                 _ = stop_rx.changed() => return,
             }
             if let Err(e) = self.refresh().await {
-                tracing::warn!(error = %e, "could not refresh connections");
+                warn_unless_unreachable!(e, error = %e, "could not refresh connections");
             }
         }
     }

@@ -74,3 +74,8 @@ mod scale_out_rig;
 mod clock_jump;
 // `bench sync --sandbox-process`, `stockade sandbox --ready-file`.
 mod bench_sandbox_process;
+// A database restart mid-run on PostgreSQL, through a loopback proxy; the shared setup
+// of the runs under load.
+mod db_restart;
+mod market_run;
+mod pg_proxy;
