@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
 use crate::market_run::{Markets, check_stock};
 use crate::pg_proxy::PgProxy;
-use crate::scale_out::{pid_of, rows, start_node};
+use crate::scale_out::{pid_of, rows};
+use crate::scale_out_rig::start_node;
 use crate::sync::{
     MARKETS, Proc, delivery_outcomes, drain, free_port, place, sandbox_orders, sku_list,
 };

@@ -29,37 +29,6 @@ const ROUNDS: usize = 16;
 const KILL_SECOND_AT: usize = 5;
 const KILL_WORKER_AT: usize = 10;
 
-<<<<<<< HEAD
-=======
-/// `stockade serve --role ROLE --listen 127.0.0.1:PORT`, once it prints its address.
-pub(crate) fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
-    let log = sb.dir.join(format!("serve-{name}.log"));
-    let listen = format!("127.0.0.1:{port}");
-    let data = sb.data();
-    let (proc, rx) = spawn(
-        sb,
-        &[
-            "--data-dir",
-            data.to_str().unwrap(),
-            "serve",
-            "--role",
-            role,
-            "--listen",
-            &listen,
-        ],
-        &log,
-    );
-    if read_until(&rx, Duration::from_secs(30), |l| {
-        l.starts_with("listening on ")
-    })
-    .is_none()
-    {
-        panic!("serve {name} did not start:\n{}", proc.log_tail());
-    }
-    proc
-}
-
->>>>>>> dbrestart
 pub(crate) async fn rows<T: stockade_store::FromRow>(url: &str, sql: &'static str) -> Vec<T> {
     let url = stockade_store::DatabaseUrl::parse(url).unwrap();
     let store =
