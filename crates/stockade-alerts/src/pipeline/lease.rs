@@ -1,5 +1,6 @@
 //! Each channel's sending lease: one process sends per channel, and a process that lost
-//! the lease cannot commit over the one that took it.
+//! the lease cannot commit over the one that took it. The router holds one the same way
+//! (`alert_router`, see [`super::router`]).
 //!
 //! The lease is the store's lease row `alert_channel:<name>` (`stockade_store::lease`),
 //! with a fencing token and its expiry on the database's clock. A keeper task per
@@ -31,13 +32,16 @@ pub fn lease_name(channel: &str) -> String {
     format!("alert_channel:{channel}")
 }
 
-/// The lease this process holds on one channel, if any.
+/// The lease row guarding routing (one router at a time).
+pub const ROUTER_LEASE: &str = "alert_router";
+
+/// A lease this process holds (a channel's, or the router's), if any.
 #[derive(Default)]
-pub(super) struct ChannelLease {
+pub(super) struct HeldLease {
     held: Mutex<Option<(Grant, Instant)>>,
 }
 
-impl ChannelLease {
+impl HeldLease {
     /// The grant to act under, while held and before its local deadline.
     pub(super) fn current(&self) -> Option<Grant> {
         let held = lock(&self.held);
@@ -60,44 +64,54 @@ fn deadline(asked: Instant) -> Instant {
 }
 
 /// Take and keep `ch`'s lease until stopped ([`release`] gives it back).
-pub(super) async fn keep_lease(
-    inner: &Inner,
-    ch: &ChannelRuntime,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(super) async fn keep_lease(inner: &Inner, ch: &ChannelRuntime, stop: watch::Receiver<bool>) {
     let name = ch.client.config.name.as_str();
-    let lease = lease_name(name);
+    let what = format!("sending on channel {name}");
+    keep(inner, &ch.lease, &lease_name(name), &what, stop, async || {
+        seed_limiter(inner, ch).await;
+        ch.wake.notify_one();
+    })
+    .await;
+}
+
+/// Take and keep `lease` into `held` until stopped; `on_taken` runs each time it is taken.
+pub(super) async fn keep(
+    inner: &Inner,
+    held_lease: &HeldLease,
+    lease: &str,
+    what: &str,
+    mut stop: watch::Receiver<bool>,
+    on_taken: impl AsyncFn(),
+) {
     while !*stop.borrow() {
-        let held = lock(&ch.lease.held).as_ref().map(|(g, _)| g.clone());
+        let held = lock(&held_lease.held).as_ref().map(|(g, _)| g.clone());
         let asked = Instant::now();
         match held {
             Some(grant) => match inner.store.renew_lease(&grant, ms(LEASE)).await {
                 Ok(Some(_)) => {
-                    if let Some(h) = lock(&ch.lease.held).as_mut() {
+                    if let Some(h) = lock(&held_lease.held).as_mut() {
                         h.1 = deadline(asked);
                     }
                 }
                 Ok(None) => {
                     tracing::warn!(
-                        channel = name,
-                        "alert channel lease lost: another process took over sending on this channel; this process stops sending on it"
+                        "alert lease lost: another process took over {what}; this process stops it"
                     );
-                    ch.lease.lost(&grant);
+                    held_lease.lost(&grant);
                 }
-                Err(e) => tracing::warn!(channel = name, "renewing the alert channel lease: {e}"),
+                Err(e) => tracing::warn!("renewing the alert lease for {what}: {e}"),
             },
             None => match inner
                 .store
-                .acquire_lease(&lease, &inner.holder, ms(LEASE))
+                .acquire_lease(lease, &inner.holder, ms(LEASE))
                 .await
             {
                 Ok(Some(grant)) => {
-                    seed_limiter(inner, ch).await;
-                    *lock(&ch.lease.held) = Some((grant, deadline(asked)));
-                    ch.wake.notify_one();
+                    *lock(&held_lease.held) = Some((grant, deadline(asked)));
+                    on_taken().await;
                 }
                 Ok(None) => {}
-                Err(e) => tracing::warn!(channel = name, "taking the alert channel lease: {e}"),
+                Err(e) => tracing::warn!("taking the alert lease for {what}: {e}"),
             },
         }
         tokio::select! {
@@ -107,14 +121,14 @@ pub(super) async fn keep_lease(
     }
 }
 
-/// Give `ch`'s lease back (at shutdown, once its sender stopped or gave up: a delivery
-/// still in flight would otherwise be refused by its own fence).
-pub(super) async fn release(store: &Store, ch: &ChannelRuntime) {
-    let held = lock(&ch.lease.held).take();
+/// Give a lease back (at shutdown, once its user stopped or gave up: a delivery still in
+/// flight would otherwise be refused by its own fence).
+pub(super) async fn release(store: &Store, held_lease: &HeldLease) {
+    let held = lock(&held_lease.held).take();
     if let Some((grant, _)) = held
         && let Err(e) = store.release_lease(&grant).await
     {
-        tracing::warn!("releasing an alert channel lease: {e}");
+        tracing::warn!("releasing an alert lease: {e}");
     }
 }
 

@@ -53,7 +53,7 @@ use router::{route_batch, router_loop};
 use sender::sender_loop;
 use windows::flush_windows;
 
-pub use lease::lease_name;
+pub use lease::{ROUTER_LEASE, lease_name};
 pub use prune::prune;
 pub use sender::release_held;
 pub use status::test_channel;
@@ -98,7 +98,7 @@ struct ChannelRuntime {
     wake: Notify,
     limiter: Mutex<Limiter>,
     /// This process's sending lease on the channel ([`lease`]).
-    lease: lease::ChannelLease,
+    lease: lease::HeldLease,
 }
 
 struct Inner {
@@ -109,6 +109,8 @@ struct Inner {
     config: AlertsConfig,
     channels: Vec<Arc<ChannelRuntime>>,
     holder: String,
+    /// This process's routing lease ([`router`]: one router at a time).
+    router_lease: lease::HeldLease,
     wake_router: Notify,
     stats: Mutex<PipelineStats>,
     telemetry: AlertTelemetry,
@@ -206,7 +208,7 @@ impl Alerts {
                         sent: VecDeque::new(),
                         blocked_until: None,
                     }),
-                    lease: lease::ChannelLease::default(),
+                    lease: lease::HeldLease::default(),
                 })
             })
             .collect();
@@ -231,12 +233,20 @@ impl Alerts {
             config,
             channels,
             holder,
+            router_lease: lease::HeldLease::default(),
             wake_router: Notify::new(),
             stats: Mutex::new(PipelineStats::default()),
             telemetry,
         });
         let (stop, stop_rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(router_loop(inner.clone(), stop_rx.clone()))];
+        let (i, s) = (inner.clone(), stop_rx.clone());
+        let mut tasks = vec![
+            tokio::spawn(router_loop(inner.clone(), stop_rx.clone())),
+            tokio::spawn(async move {
+                let wake = async || i.wake_router.notify_one();
+                lease::keep(&i, &i.router_lease, ROUTER_LEASE, "routing", s, wake).await;
+            }),
+        ];
         for ch in &inner.channels {
             let (i, c, s) = (inner.clone(), ch.clone(), stop_rx.clone());
             tasks.push(tokio::spawn(async move {
@@ -258,8 +268,8 @@ impl Alerts {
 
     /// Route pending events and close due windows now (tests, and `alert route`).
     pub async fn route_now(&self) -> Result<usize> {
-        let n = route_batch(&self.inner).await?;
-        flush_windows(&self.inner).await?;
+        let n = route_batch(&self.inner, None).await?;
+        flush_windows(&self.inner, None).await?;
         Ok(n)
     }
 
@@ -285,7 +295,8 @@ impl Alerts {
         }
         // Give the leases back so another process can send at once.
         for ch in &self.inner.channels {
-            lease::release(&self.inner.store, ch).await;
+            lease::release(&self.inner.store, &ch.lease).await;
         }
+        lease::release(&self.inner.store, &self.inner.router_lease).await;
     }
 }

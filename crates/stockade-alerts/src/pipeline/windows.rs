@@ -64,8 +64,12 @@ pub(super) const UPSERT_WINDOW: &str = "INSERT INTO alert_windows (key, opened_a
         folded = excluded.folded, alert = excluded.alert";
 
 /// Close due windows: a follow-up for those that folded repeats (and reopen them), a
-/// quiet end for the others. Returns when the next window closes.
-pub(super) async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
+/// quiet end for the others. Returns when the next window closes. Under `grant` (the
+/// router's lease), the commit is refused whole if another process took routing over.
+pub(super) async fn flush_windows(
+    inner: &Inner,
+    grant: Option<&stockade_store::Grant>,
+) -> Result<Option<i64>> {
     let now = now_ms();
     let due: Vec<WindowRow> = inner
         .store
@@ -76,7 +80,7 @@ pub(super) async fn flush_windows(inner: &Inner) -> Result<Option<i64>> {
         .await?;
     if !due.is_empty() {
         let window_ms = ms(inner.config.window);
-        let mut steps = Vec::new();
+        let mut steps: Vec<Mutation> = grant.map(stockade_store::Grant::fence).into_iter().collect();
         let mut followups = 0u64;
         let windows = i64::try_from(due.len()).unwrap_or(0);
         for (key, opened, closes, folded, StoredAlert(alert)) in due {

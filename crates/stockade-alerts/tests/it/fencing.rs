@@ -1,7 +1,7 @@
 //! A sender paused past its channel lease cannot commit over its successor: the
 //! delivery outcome it commits late is refused whole (the lease's fence) and writes
 //! nothing, no outbox change and no audit row, while the process that took the channel
-//! sends and records the alert once.
+//! sends and records the alert once. Routing likewise runs in one process at a time.
 
 use super::*;
 
@@ -128,5 +128,73 @@ async fn a_paused_sender_cannot_commit_over_its_successor_sqlite() {
 async fn a_paused_sender_cannot_commit_over_its_successor_postgres() {
     if let Some(db) = Db::postgres() {
         a_paused_sender_cannot_commit_over_its_successor(db).await;
+    }
+}
+
+/// Two processes' pipelines on one database: only the holder of the router's lease
+/// routes (the other never races it for a batch), every event is routed once, and when
+/// the holder stops the other takes routing over at once.
+async fn one_process_routes_at_a_time(db: Db) {
+    let rig = Rig::start(db, BotsConfig::default()).await;
+    let a = rig.alerts().await;
+    // A distinct holder name (it carries the start time in milliseconds).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let b = rig.alerts().await;
+    let cursor = || async {
+        int(
+            &rig.store,
+            "SELECT last_id FROM event_cursors WHERE subscriber = 'alerts'",
+        )
+        .await
+    };
+    let routed_up_to = |id: i64| async move {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while cursor().await < id {
+            assert!(Instant::now() < deadline, "event {id} was not routed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    // Events one commit at a time, each waking both routers.
+    let mut last = 0;
+    for i in 0..30 {
+        last = rig.sync_failure(&format!("shop-r{i}"), "server", "boom").await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    routed_up_to(last).await;
+    let (ra, rb) = (a.stats().events_routed, b.stats().events_routed);
+    assert!(
+        ra == 0 || rb == 0,
+        "both processes routed ({ra} and {rb} events): they raced for the batches"
+    );
+    assert!(ra + rb >= 30, "{ra} + {rb}");
+    let (first, second) = if ra > 0 { (a, b) } else { (b, a) };
+    // The router stops: the other takes over at once (the lease is given back).
+    first.shutdown().await;
+    for i in 0..5 {
+        last = rig.sync_failure(&format!("shop-s{i}"), "server", "boom").await;
+    }
+    routed_up_to(last).await;
+    assert!(second.stats().events_routed >= 5);
+    // Each event became one outbox row per channel that takes it, no more.
+    let dup = int(
+        &rig.store,
+        "SELECT COUNT(*) FROM (SELECT alert FROM alert_outbox WHERE channel = 'hook'
+           GROUP BY alert HAVING COUNT(*) > 1) d",
+    )
+    .await;
+    assert_eq!(dup, 0, "an alert was routed twice");
+    second.shutdown().await;
+    rig.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_routes_at_a_time_sqlite() {
+    one_process_routes_at_a_time(Db::sqlite()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_process_routes_at_a_time_postgres() {
+    if let Some(db) = Db::postgres() {
+        one_process_routes_at_a_time(db).await;
     }
 }
