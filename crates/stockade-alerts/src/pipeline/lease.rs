@@ -67,21 +67,28 @@ fn deadline(asked: Instant) -> Instant {
 pub(super) async fn keep_lease(inner: &Inner, ch: &ChannelRuntime, stop: watch::Receiver<bool>) {
     let name = ch.client.config.name.as_str();
     let what = format!("sending on channel {name}");
-    keep(inner, &ch.lease, &lease_name(name), &what, stop, async || {
-        seed_limiter(inner, ch).await;
-        ch.wake.notify_one();
-    })
+    keep(
+        inner,
+        &ch.lease,
+        &lease_name(name),
+        &what,
+        stop,
+        async || {
+            seed_limiter(inner, ch).await;
+            ch.wake.notify_one();
+        },
+    )
     .await;
 }
 
 /// Take and keep `lease` into `held` until stopped; `on_taken` runs each time it is taken.
-pub(super) async fn keep(
+pub(super) async fn keep<F: std::future::Future<Output = ()>>(
     inner: &Inner,
     held_lease: &HeldLease,
     lease: &str,
     what: &str,
     mut stop: watch::Receiver<bool>,
-    on_taken: impl AsyncFn(),
+    on_taken: impl Fn() -> F,
 ) {
     while !*stop.borrow() {
         let held = lock(&held_lease.held).as_ref().map(|(g, _)| g.clone());

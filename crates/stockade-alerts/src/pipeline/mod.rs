@@ -243,7 +243,7 @@ impl Alerts {
         let mut tasks = vec![
             tokio::spawn(router_loop(inner.clone(), stop_rx.clone())),
             tokio::spawn(async move {
-                let wake = async || i.wake_router.notify_one();
+                let wake = || async { i.wake_router.notify_one() };
                 lease::keep(&i, &i.router_lease, ROUTER_LEASE, "routing", s, wake).await;
             }),
         ];

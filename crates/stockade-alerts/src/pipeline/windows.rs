@@ -80,7 +80,10 @@ pub(super) async fn flush_windows(
         .await?;
     if !due.is_empty() {
         let window_ms = ms(inner.config.window);
-        let mut steps: Vec<Mutation> = grant.map(stockade_store::Grant::fence).into_iter().collect();
+        let mut steps: Vec<Mutation> = grant
+            .map(stockade_store::Grant::fence)
+            .into_iter()
+            .collect();
         let mut followups = 0u64;
         let windows = i64::try_from(due.len()).unwrap_or(0);
         for (key, opened, closes, folded, StoredAlert(alert)) in due {

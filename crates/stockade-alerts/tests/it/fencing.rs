@@ -157,7 +157,9 @@ async fn one_process_routes_at_a_time(db: Db) {
     // Events one commit at a time, each waking both routers.
     let mut last = 0;
     for i in 0..30 {
-        last = rig.sync_failure(&format!("shop-r{i}"), "server", "boom").await;
+        last = rig
+            .sync_failure(&format!("shop-r{i}"), "server", "boom")
+            .await;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     routed_up_to(last).await;
@@ -171,7 +173,9 @@ async fn one_process_routes_at_a_time(db: Db) {
     // The router stops: the other takes over at once (the lease is given back).
     first.shutdown().await;
     for i in 0..5 {
-        last = rig.sync_failure(&format!("shop-s{i}"), "server", "boom").await;
+        last = rig
+            .sync_failure(&format!("shop-s{i}"), "server", "boom")
+            .await;
     }
     routed_up_to(last).await;
     assert!(second.stats().events_routed >= 5);

@@ -786,9 +786,17 @@ async fn an_unavailable_sink_answers_503_with_retry_after_and_is_not_counted() {
             "the cause stays in the log: {text}"
         );
     }
+    // One line for both refusals (at most one a second; the next says how many more).
     let logs = server.logs.text();
     assert!(
-        logs.contains("webhook ebay connection=down unavailable: the test store is down"),
+        logs.contains(
+            "webhook ebay connection=down status=503 unavailable: the test store is down"
+        ),
+        "{logs}"
+    );
+    assert_eq!(
+        logs.matches("unavailable: the test store is down").count(),
+        1,
         "{logs}"
     );
     assert_eq!(failure_lines(&server, ip), 0);
