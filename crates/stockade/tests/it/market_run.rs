@@ -36,60 +36,9 @@ impl Markets {
         hook_base: &str,
         extra_config: &str,
     ) -> Markets {
-        let server_ca = sb.data().join("tls/dev-ca.pem");
-        let sandbox_ca = sb.dir.join("sandbox-ca.pem");
-        let mut args: Vec<String> = vec![
-            "sandbox".into(),
-            "--seed".into(),
-            seed.to_string(),
-            "--skus".into(),
-            skus.to_string(),
-            "--quantity".into(),
-            "100000".into(),
-            "--no-rate-limits".into(),
-        ];
-        for name in MARKETS {
-            args.push("--webhook".into());
-            args.push(format!("{name}={hook_base}/{name}/{name}"));
-        }
-        args.extend([
-            "--webhook-ca".into(),
-            server_ca.display().to_string(),
-            "--ca-file".into(),
-            sandbox_ca.display().to_string(),
-        ]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (sandbox, rx) = spawn(sb, &args, &sb.dir.join("sandbox.log"));
-        let lines = read_until(&rx, Duration::from_secs(30), |l| {
-            l.contains("Ctrl-C stops the sandbox")
-        })
-        .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
-        let info = SandboxInfo::parse(&lines);
-        let admin = Admin::new(&sandbox_ca, &server_ca);
-        let hosts: Vec<String> = MARKETS
-            .iter()
-            .map(|m| format!("\"{}\"", info.m(m).base.trim_start_matches("https://")))
-            .collect();
-        let config = sb.data().join("stockade.toml");
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[egress]\nallowed_hosts = [{}]\nextra_root_certs = [{:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n{extra_config}",
-            hosts.join(", "),
-            sandbox_ca.display().to_string(),
-        ));
-        std::fs::write(&config, text).unwrap();
-        add_connections(sb, &info, hook_base);
-        let mut listings = BTreeMap::new();
-        for name in MARKETS {
-            let l = admin
-                .get(format!("{}/_sandbox/listings", info.m(name).base))
-                .await;
-            listings.insert(name.to_owned(), l.as_array().unwrap().clone());
-        }
-        let csv = sb.dir.join("catalog.csv");
-        std::fs::write(&csv, catalog_csv(&listings)).unwrap();
-        sb.run(&["sku", "import", csv.to_str().unwrap()])
-            .expect_code(0);
+        let (sandbox, info, admin) = spawn_markets(sb, seed, skus, hook_base);
+        write_config(sb, &info, &[], &[], extra_config);
+        connect_and_import(sb, &info, &admin, hook_base).await;
         Markets {
             info,
             admin,
@@ -198,4 +147,98 @@ pub(crate) fn check_stock(
         );
         assert_eq!(ledger.get(sku).copied().unwrap_or(0), want, "{sku}: ledger");
     }
+}
+
+/// `stockade sandbox` (seed `seed`, `skus` SKUs, no rate limits) delivering signed
+/// webhooks to `hook_base`, trusting the server's development CA; its process, its
+/// addresses and a client for its admin routes.
+pub(crate) fn spawn_markets(
+    sb: &Sandbox,
+    seed: u64,
+    skus: usize,
+    hook_base: &str,
+) -> (Proc, SandboxInfo, Admin) {
+    let server_ca = sb.data().join("tls/dev-ca.pem");
+    let sandbox_ca = sb.dir.join("sandbox-ca.pem");
+    let mut args: Vec<String> = vec![
+        "sandbox".into(),
+        "--seed".into(),
+        seed.to_string(),
+        "--skus".into(),
+        skus.to_string(),
+        "--quantity".into(),
+        "100000".into(),
+        "--no-rate-limits".into(),
+    ];
+    for name in MARKETS {
+        args.push("--webhook".into());
+        args.push(format!("{name}={hook_base}/{name}/{name}"));
+    }
+    args.extend([
+        "--webhook-ca".into(),
+        server_ca.display().to_string(),
+        "--ca-file".into(),
+        sandbox_ca.display().to_string(),
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (sandbox, rx) = spawn(sb, &args, &sb.dir.join("sandbox.log"));
+    let lines = read_until(&rx, Duration::from_secs(30), |l| {
+        l.contains("Ctrl-C stops the sandbox")
+    })
+    .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
+    let info = SandboxInfo::parse(&lines);
+    let admin = Admin::new(&sandbox_ca, &server_ca);
+    (sandbox, info, admin)
+}
+
+/// Append to `stockade.toml`: egress to the simulators (and `extra_hosts`) trusting their
+/// CA (and `extra_certs`), a 3 s poll and a 5 s reconciliation, then `extra_config`.
+pub(crate) fn write_config(
+    sb: &Sandbox,
+    info: &SandboxInfo,
+    extra_hosts: &[String],
+    extra_certs: &[String],
+    extra_config: &str,
+) {
+    let sandbox_ca = sb.dir.join("sandbox-ca.pem").display().to_string();
+    let hosts: Vec<String> = MARKETS
+        .iter()
+        .map(|m| info.m(m).base.trim_start_matches("https://").to_owned())
+        .chain(extra_hosts.iter().cloned())
+        .map(|h| format!("{h:?}"))
+        .collect();
+    let certs: Vec<String> = std::iter::once(&sandbox_ca)
+        .chain(extra_certs)
+        .map(|c| format!("{c:?}"))
+        .collect();
+    let config = sb.data().join("stockade.toml");
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "\n[egress]\nallowed_hosts = [{}]\nextra_root_certs = [{}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n{extra_config}",
+        hosts.join(", "),
+        certs.join(", "),
+    ));
+    std::fs::write(&config, text).unwrap();
+}
+
+/// The three connections (webhooks to `hook_base`) and a catalog of the simulators'
+/// listings.
+pub(crate) async fn connect_and_import(
+    sb: &Sandbox,
+    info: &SandboxInfo,
+    admin: &Admin,
+    hook_base: &str,
+) {
+    add_connections(sb, info, hook_base);
+    let mut listings = BTreeMap::new();
+    for name in MARKETS {
+        let l = admin
+            .get(format!("{}/_sandbox/listings", info.m(name).base))
+            .await;
+        listings.insert(name.to_owned(), l.as_array().unwrap().clone());
+    }
+    let csv = sb.dir.join("catalog.csv");
+    std::fs::write(&csv, catalog_csv(&listings)).unwrap();
+    sb.run(&["sku", "import", csv.to_str().unwrap()])
+        .expect_code(0);
 }

@@ -4,16 +4,14 @@
 //! ([`Once`]), the three connections and the catalog; and [`start_node`], one `stockade
 //! serve` of a role. The tests start the nodes themselves.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::harness::Sandbox;
 use crate::scale_out_once::Once;
-use crate::sync::{
-    Admin, MARKETS, Proc, SandboxInfo, add_connections, catalog_csv, free_port, read_until, spawn,
-    spawn_env,
-};
+use crate::market_run::{connect_and_import, spawn_markets, write_config};
+use crate::sync::{Admin, Proc, SandboxInfo, free_port, read_until, spawn_env};
 
 /// `stockade serve --role ROLE --listen 127.0.0.1:PORT`, once it prints its address.
 pub(crate) fn start_node(sb: &Sandbox, port: u16, name: &str, role: &str) -> Proc {
@@ -84,67 +82,12 @@ impl Rig {
         // A first start creates the development CA the sandbox must trust.
         drop(start_node(&sb, ports[0], "first", "all"));
         let server_ca = sb.data().join("tls/dev-ca.pem");
-
-        let sandbox_ca = sb.dir.join("sandbox-ca.pem");
-        let mut args: Vec<String> = [
-            "sandbox",
-            "--seed",
-            "43",
-            "--skus",
-            "12",
-            "--quantity",
-            "100000",
-            "--no-rate-limits",
-        ]
-        .map(String::from)
-        .to_vec();
-        for name in MARKETS {
-            args.push("--webhook".into());
-            args.push(format!("{name}={hook_base}/{name}/{name}"));
-        }
-        args.extend([
-            "--webhook-ca".into(),
-            server_ca.display().to_string(),
-            "--ca-file".into(),
-            sandbox_ca.display().to_string(),
-        ]);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (sandbox, rx) = spawn(&sb, &args, &sb.dir.join("sandbox.log"));
-        let lines = read_until(&rx, Duration::from_secs(30), |l| {
-            l.contains("Ctrl-C stops the sandbox")
-        })
-        .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
-        let info = SandboxInfo::parse(&lines);
-        let admin = Admin::new(&sandbox_ca, &server_ca);
-        let base = |name: &str| info.m(name).base.clone();
-        let hosts: Vec<String> = MARKETS
-            .iter()
-            .map(|m| format!("\"{}\"", base(m).trim_start_matches("https://")))
-            .collect();
+        let (sandbox, info, admin) = spawn_markets(&sb, 43, 12, &hook_base);
         // The receivers of the workflow's requests and of the alerts.
         let once = Once::start(&sb).await;
-        let config = sb.data().join("stockade.toml");
-        let mut text = std::fs::read_to_string(&config).unwrap();
-        text.push_str(&format!(
-            "\n[egress]\nallowed_hosts = [{}, {:?}]\nextra_root_certs = [{:?}, {:?}]\n\n[sync]\npoll_interval = \"3s\"\npoll_overlap = \"1s\"\nreconcile_interval = \"5s\"\n{}",
-            hosts.join(", "),
-            once.host(),
-            sandbox_ca.display().to_string(),
-            once.ca(),
-            once.config()
-        ));
-        std::fs::write(&config, text).unwrap();
+        write_config(&sb, &info, &[once.host()], &[once.ca()], &once.config());
         once.setup(&sb);
-        add_connections(&sb, &info, &hook_base);
-        let mut listings = BTreeMap::new();
-        for name in MARKETS {
-            let l = admin.get(format!("{}/_sandbox/listings", base(name))).await;
-            listings.insert(name.to_owned(), l.as_array().unwrap().clone());
-        }
-        let csv = sb.dir.join("catalog.csv");
-        std::fs::write(&csv, catalog_csv(&listings)).unwrap();
-        sb.run(&["sku", "import", csv.to_str().unwrap()])
-            .expect_code(0);
+        connect_and_import(&sb, &info, &admin, &hook_base).await;
         Rig {
             sb,
             ports,
