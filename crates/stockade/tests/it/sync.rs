@@ -645,36 +645,7 @@ async fn webhooks_through_serve_and_sigkill_mid_load() {
 
     // The simulators, delivering to the server's webhook routes.
     let sandbox_ca = sb.dir.join("sandbox-ca.pem");
-    let mut args: Vec<String> = [
-        "sandbox",
-        "--seed",
-        "41",
-        "--skus",
-        "20",
-        "--quantity",
-        "100000",
-        "--no-rate-limits",
-    ]
-    .map(String::from)
-    .to_vec();
-    for name in MARKETS {
-        args.push("--webhook".into());
-        args.push(format!("{name}={hook_base}/{name}/{name}"));
-    }
-    args.extend([
-        "--webhook-ca".into(),
-        server_ca.display().to_string(),
-        "--ca-file".into(),
-        sandbox_ca.display().to_string(),
-    ]);
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (sandbox, rx) = spawn(&sb, &args, &sb.dir.join("sandbox.log"));
-    let lines = read_until(&rx, Duration::from_secs(30), |l| {
-        l.contains("Ctrl-C stops the sandbox")
-    })
-    .unwrap_or_else(|| panic!("the sandbox did not start:\n{}", sandbox.log_tail()));
-    let info = SandboxInfo::parse(&lines);
-    let admin = Admin::new(&sandbox_ca, &server_ca);
+    let (sandbox, info, admin) = crate::market_run::spawn_markets(&sb, 41, 20, &hook_base);
     let base = |name: &str| info.m(name).base.clone();
 
     // Egress to the three simulators only, trusting their CA; polling every few seconds.
