@@ -85,7 +85,9 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
     let ports = [free_port(), free_port()];
     let hook_base = format!("https://127.0.0.1:{}/hooks", ports[0]);
     // A first start creates the development CA the simulators must trust.
-    drop(start_node(&sb, ports[0], "first", "all"));
+    // Stopped as an operator would: a killed process would hold the alert router's lease
+    // until it expires.
+    start_node(&sb, ports[0], "first", "all").stop();
     let markets = Markets::start(&sb, 44, 10, &hook_base, "").await;
     let nodes: Vec<Proc> = vec![
         start_node(&sb, ports[0], "a", "all"),

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::harness::Sandbox;
-use crate::scale_out_once::Once;
 use crate::market_run::{connect_and_import, spawn_markets, write_config};
+use crate::scale_out_once::Once;
 use crate::sync::{Admin, Proc, SandboxInfo, free_port, read_until, spawn_env};
 
 /// `stockade serve --role ROLE --listen 127.0.0.1:PORT`, once it prints its address.
@@ -80,7 +80,9 @@ impl Rig {
         let hook_base = format!("https://127.0.0.1:{}/hooks", ports[0]);
 
         // A first start creates the development CA the sandbox must trust.
-        drop(start_node(&sb, ports[0], "first", "all"));
+        // Stopped as an operator would: a killed process would hold the alert router's lease
+        // until it expires.
+        start_node(&sb, ports[0], "first", "all").stop();
         let server_ca = sb.data().join("tls/dev-ca.pem");
         let (sandbox, info, admin) = spawn_markets(&sb, 43, 12, &hook_base);
         // The receivers of the workflow's requests and of the alerts.

@@ -57,6 +57,24 @@ impl Proc {
         self.child.id()
     }
 
+    /// Stop it as an operator would (SIGTERM: it shuts down and gives its leases back),
+    /// killed if it has not exited within 15 s.
+    pub(crate) fn stop(mut self) {
+        let pid = i32::try_from(self.child.id())
+            .ok()
+            .and_then(rustix::process::Pid::from_raw);
+        if let Some(pid) = pid {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
     /// The file its standard error goes to.
     pub(crate) fn log_path(&self) -> &Path {
         &self.log
