@@ -54,6 +54,7 @@ pub struct Telemetry {
     queue_depth: Family<KindLabels, Gauge>,
     audit_head: Gauge,
     bans_active: Family<JailLabels, Gauge>,
+    clock_skew: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -97,6 +98,12 @@ impl Telemetry {
             "Bans in force, per jail (all: a ban by hand), read at scrape time",
             bans_active.clone(),
         );
+        let clock_skew = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "stockade_clock_skew_seconds",
+            "This host's wall clock minus the database's (PostgreSQL; 0 on SQLite), read at scrape time: schedules, job claims and leases follow the database's clock while they disagree",
+            clock_skew.clone(),
+        );
         Telemetry {
             registry,
             store,
@@ -104,6 +111,7 @@ impl Telemetry {
             queue_depth,
             audit_head,
             bans_active,
+            clock_skew,
         }
     }
 
@@ -112,6 +120,7 @@ impl Telemetry {
         let queued = self.store.queued_jobs().await.map_err(|e| e.to_string())?;
         let head = self.store.audit_head().await.map_err(|e| e.to_string())?;
         let bans = self.access.bans(false).await.map_err(|e| e.to_string())?;
+        let skew_ms = self.store.sync_clock().await.map_err(|e| e.to_string())?;
         self.queue_depth.clear();
         // The workflow queue is always shown, at 0 when empty.
         self.queue_depth
@@ -123,6 +132,9 @@ impl Telemetry {
             self.queue_depth.get_or_create(&KindLabels { kind }).set(n);
         }
         self.audit_head.set(head.map_or(0, |(seq, _)| seq));
+        // Whole milliseconds as seconds (a float gauge).
+        #[allow(clippy::cast_precision_loss)]
+        self.clock_skew.set(skew_ms.unwrap_or(0) as f64 / 1000.0);
         self.bans_active.clear();
         for jail in stockade_access::Jail::ALL {
             self.bans_active

@@ -151,6 +151,25 @@ async fn a_wall_clock_stepped_an_hour_and_back_runs_nothing_twice_or_early() {
     eprintln!("b saw its clock jump forward by {:?}", started.elapsed());
     orders_for(&rig, Duration::from_secs(8)).await;
     let ahead_until = now_ms();
+    // What an operator's monitoring sees: b's skew from the database's clock, an hour.
+    let skew = |port: u16| {
+        let admin = &rig.admin;
+        async move {
+            let text = admin
+                .get_text(format!("https://127.0.0.1:{port}/metrics"))
+                .await;
+            text.lines()
+                .find_map(|l| l.strip_prefix("stockade_clock_skew_seconds "))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no stockade_clock_skew_seconds in:\n{text}"))
+        }
+    };
+    let (skew_a, skew_b) = (skew(rig.ports[0]).await, skew(rig.ports[1]).await);
+    eprintln!("clock skew on /metrics: a {skew_a} s, b {skew_b} s");
+    assert!(
+        (3590.0..3610.0).contains(&skew_b) && skew_a.abs() < 5.0,
+        "clock skew a {skew_a} s, b {skew_b} s"
+    );
 
     // And back.
     std::fs::write(&offset, "+0\n").unwrap();

@@ -427,6 +427,13 @@ impl Admin {
         res.json().await.unwrap()
     }
 
+    /// A GET answered 200, its body as text.
+    pub(crate) async fn get_text(&self, url: String) -> String {
+        let res = self.client.get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET {url}");
+        res.text().await.unwrap()
+    }
+
     pub(crate) async fn send(&self, method: reqwest::Method, url: String, body: Value) -> Value {
         let res = self
             .client
