@@ -23,6 +23,8 @@ pub(crate) fn start(store: Store) -> JoinHandle<()> {
             every.tick().await;
             // An unreachable database: no observation (the next one spans the gap).
             let skew = match store.sync_clock().await {
+                // A reading too slow to be precise (the database was away or busy): none.
+                Ok(None) if store.is_postgres() => continue,
                 Ok(s) => s,
                 Err(e) => {
                     tracing::debug!("clock: cannot read the database's clock: {e}");

@@ -132,9 +132,12 @@ impl Telemetry {
             self.queue_depth.get_or_create(&KindLabels { kind }).set(n);
         }
         self.audit_head.set(head.map_or(0, |(seq, _)| seq));
-        // Whole milliseconds as seconds (a float gauge).
+        // Whole milliseconds as seconds (a float gauge); a reading too slow to be precise
+        // leaves the last one.
         #[allow(clippy::cast_precision_loss)]
-        self.clock_skew.set(skew_ms.unwrap_or(0) as f64 / 1000.0);
+        if let Some(ms) = skew_ms {
+            self.clock_skew.set(ms as f64 / 1000.0);
+        }
         self.bans_active.clear();
         for jail in stockade_access::Jail::ALL {
             self.bans_active

@@ -12,12 +12,19 @@ use std::time::Instant;
 
 use crate::{Result, Store};
 
+/// The longest round trip a reading of the database's clock may take to be used (its
+/// uncertainty is half of it, under the 1 s the shared clock tolerates).
+pub const MAX_ROUND_TRIP: std::time::Duration = std::time::Duration::from_millis(500);
+
 const DB_NOW_PG: &str = "SELECT CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000 AS BIGINT)";
 
 impl Store {
     /// Read the database's clock and record it for [`stockade_core::clock::now_ms`].
     /// Returns this host's wall clock minus the database's (ms; positive: ahead), or
-    /// `None` on SQLite (one clock).
+    /// `None` on SQLite (one clock) and when the reading took longer than
+    /// [`MAX_ROUND_TRIP`]: a query that waited (a reconnect after a database restart, a
+    /// busy pool) says nothing precise about when the database read its clock, and its
+    /// wait would be taken for a skew.
     pub async fn sync_clock(&self) -> Result<Option<i64>> {
         if !self.is_postgres() {
             return Ok(None);
@@ -28,6 +35,9 @@ impl Store {
         let wall = stockade_core::time::now_ms();
         let Some(db) = db else { return Ok(None) };
         let round_trip = back.saturating_duration_since(sent);
+        if round_trip > MAX_ROUND_TRIP {
+            return Ok(None);
+        }
         let middle = sent + round_trip / 2;
         stockade_core::clock::record_database_clock(db, middle);
         // The database's clock now: read at the middle, plus half the round trip.
