@@ -51,77 +51,95 @@ impl Markets {
         self.info.m(name).base.clone()
     }
 
-    /// eBay delivers only to a validated endpoint: ask for a challenge now that a server
-    /// answers at the hook base, and wait for it to pass.
+    /// [`validate_ebay`] against these simulators.
     pub(crate) async fn validate_ebay(&self, logs: &dyn Fn() -> String) {
-        self.admin
-            .send(
-                reqwest::Method::PUT,
-                format!("{}/_sandbox/webhook", self.base("ebay")),
-                json!({"url": format!("{}/ebay/ebay", self.hook_base)}),
-            )
-            .await;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let d = self
-                .admin
-                .get(format!("{}/_sandbox/deliveries", self.base("ebay")))
-                .await;
-            let last = d
-                .as_array()
-                .unwrap()
-                .iter()
-                .rev()
-                .find(|d| d["kind"] == "challenge")
-                .cloned();
-            if last.as_ref().is_some_and(|d| d["ok"] == true) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the eBay challenge was not answered: {last:?}\n{}",
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        validate_ebay(&self.admin, &self.info, &self.hook_base, logs).await;
     }
 
-    /// Wait until every listing on every channel shows available − buffer, `stock` being
-    /// `sku list`'s (on hand, reserved, available).
+    /// [`wait_converged`] on these simulators' listings.
     pub(crate) async fn wait_converged(
         &self,
         stock: &BTreeMap<String, (i64, i64, i64)>,
         within: Duration,
         logs: &dyn Fn() -> String,
     ) {
-        let deadline = Instant::now() + within;
-        loop {
-            let mut wrong = Vec::new();
-            for name in MARKETS {
-                for l in self
-                    .admin
-                    .get(format!("{}/_sandbox/listings", self.base(name)))
-                    .await
-                    .as_array()
-                    .unwrap()
-                {
-                    let sku = l["sku"].as_str().unwrap();
-                    let want = (stock[sku].2 - BUFFER).max(0);
-                    if l["quantity"].as_i64() != Some(want) {
-                        wrong.push(format!("{name} {sku}: {} (want {want})", l["quantity"]));
-                    }
+        wait_converged(&self.admin, &self.info, stock, within, logs).await;
+    }
+}
+
+/// eBay delivers only to a validated endpoint: ask for a challenge now that a server
+/// answers at `hook_base`, and wait for it to pass.
+pub(crate) async fn validate_ebay(
+    admin: &Admin,
+    info: &SandboxInfo,
+    hook_base: &str,
+    logs: &dyn Fn() -> String,
+) {
+    let ebay = &info.m("ebay").base;
+    admin
+        .send(
+            reqwest::Method::PUT,
+            format!("{ebay}/_sandbox/webhook"),
+            json!({"url": format!("{hook_base}/ebay/ebay")}),
+        )
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let d = admin.get(format!("{ebay}/_sandbox/deliveries")).await;
+        let last = d
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|d| d["kind"] == "challenge")
+            .cloned();
+        if last.as_ref().is_some_and(|d| d["ok"] == true) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the eBay challenge was not answered: {last:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Wait until every listing on every channel shows available − buffer, `stock` being
+/// `sku list`'s (on hand, reserved, available).
+pub(crate) async fn wait_converged(
+    admin: &Admin,
+    info: &SandboxInfo,
+    stock: &BTreeMap<String, (i64, i64, i64)>,
+    within: Duration,
+    logs: &dyn Fn() -> String,
+) {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut wrong = Vec::new();
+        for name in MARKETS {
+            for l in admin
+                .get(format!("{}/_sandbox/listings", info.m(name).base))
+                .await
+                .as_array()
+                .unwrap()
+            {
+                let sku = l["sku"].as_str().unwrap();
+                let want = (stock[sku].2 - BUFFER).max(0);
+                if l["quantity"].as_i64() != Some(want) {
+                    wrong.push(format!("{name} {sku}: {} (want {want})", l["quantity"]));
                 }
             }
-            if wrong.is_empty() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "channels did not converge: {wrong:?}\n{}",
-                logs()
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
         }
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "channels did not converge: {wrong:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
 

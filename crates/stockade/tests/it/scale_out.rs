@@ -12,15 +12,14 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use serde_json::json;
-
 use crate::harness::{Sandbox, drop_schema, pg_schema_url};
+use crate::market_run::{check_stock, validate_ebay, wait_converged};
 use crate::scale_out_rig::{Rig, orders_stored_once, start_node};
 use crate::sync::{
-    Admin, BUFFER, MARKETS, ON_HAND, Proc, SandboxInfo, delivery_outcomes, drain, free_port, place,
-    sandbox_orders, sku_list,
+    Admin, MARKETS, Proc, SandboxInfo, delivery_outcomes, drain, free_port, place, sandbox_orders,
+    sku_list,
 };
+use reqwest::StatusCode;
 
 /// Orders per marketplace per round (Amazon's own order-read limit, which the
 /// connector keeps to, is what bounds this).
@@ -214,36 +213,7 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     );
 
     // eBay delivers only to a validated endpoint.
-    admin
-        .send(
-            reqwest::Method::PUT,
-            format!("{}/_sandbox/webhook", base("ebay")),
-            json!({"url": format!("{hook_base}/ebay/ebay")}),
-        )
-        .await;
-
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let d = admin
-            .get(format!("{}/_sandbox/deliveries", base("ebay")))
-            .await;
-        let last = d
-            .as_array()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|d| d["kind"] == "challenge")
-            .cloned();
-        if last.as_ref().is_some_and(|d| d["ok"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the eBay challenge was not answered: {last:?}\n{}",
-            logs(&nodes)
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    validate_ebay(&admin, &info, &hook_base, &|| logs(&nodes)).await;
 
     // The load, with process b killed mid-run and the worker later.
     let mut kills: Vec<(u32, i64)> = Vec::new();
@@ -276,18 +246,6 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
 
     // The ledger sums right.
     let stock = sku_list(&sb);
-    for (sku, (on_hand, reserved, available)) in &stock {
-        assert_eq!(
-            *reserved,
-            reserved_expected.get(sku).copied().unwrap_or(0),
-            "{sku}"
-        );
-        assert_eq!(
-            (*on_hand, *available),
-            (ON_HAND, on_hand - reserved),
-            "{sku}"
-        );
-    }
     let ledger: BTreeMap<String, i64> = rows(
         &url,
         "SELECT sku, CAST(SUM(reserved_delta) AS BIGINT) FROM stock_ledger GROUP BY sku",
@@ -295,42 +253,13 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
     .await
     .into_iter()
     .collect();
-    for (sku, (_, reserved, _)) in &stock {
-        assert_eq!(
-            ledger.get(sku).copied().unwrap_or(0),
-            *reserved,
-            "{sku}: ledger"
-        );
-    }
+    check_stock(&stock, &reserved_expected, &ledger);
 
     // Every channel converges to available − buffer (only a is left to push).
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let mut wrong = Vec::new();
-        for name in MARKETS {
-            for l in admin
-                .get(format!("{}/_sandbox/listings", base(name)))
-                .await
-                .as_array()
-                .unwrap()
-            {
-                let sku = l["sku"].as_str().unwrap();
-                let want = (stock[sku].2 - BUFFER).max(0);
-                if l["quantity"].as_i64() != Some(want) {
-                    wrong.push(format!("{name} {sku}: {} (want {want})", l["quantity"]));
-                }
-            }
-        }
-        if wrong.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "channels did not converge: {wrong:?}\n{}",
-            logs(&nodes)
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    wait_converged(&admin, &info, &stock, Duration::from_secs(40), &|| {
+        logs(&nodes)
+    })
+    .await;
     eprintln!("every channel converged by {:?}", started.elapsed());
     // The schedule ran through both kills and after them: check its ticks up to now.
     let ticks_until = stockade_core::time::now_ms();

@@ -707,37 +707,11 @@ async fn webhooks_through_serve_and_sigkill_mid_load() {
     );
 
     let mut server = Some(start_serve(&sb, port, 1).unwrap_or_else(|log| panic!("serve: {log}")));
-    // eBay delivers only to a validated endpoint: ask for a new challenge now that the
-    // server answers, and wait for it to pass.
-    admin
-        .send(
-            reqwest::Method::PUT,
-            format!("{}/_sandbox/webhook", base("ebay")),
-            json!({"url": format!("{hook_base}/ebay/ebay")}),
-        )
-        .await;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let d = admin
-            .get(format!("{}/_sandbox/deliveries", base("ebay")))
-            .await;
-        let last = d
-            .as_array()
-            .unwrap()
-            .iter()
-            .rev()
-            .find(|d| d["kind"] == "challenge")
-            .cloned();
-        if last.as_ref().is_some_and(|d| d["ok"] == true) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the eBay challenge was not answered: {last:?}\n{}",
-            server.as_ref().unwrap().log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    // eBay delivers only to a validated endpoint.
+    crate::market_run::validate_ebay(&admin, &info, &hook_base, &|| {
+        server.as_ref().unwrap().log_tail()
+    })
+    .await;
     eprintln!("setup done in {:?}", started.elapsed());
 
     // The load, with the server killed (SIGKILL) in the middle and restarted later.
@@ -879,55 +853,19 @@ async fn webhooks_through_serve_and_sigkill_mid_load() {
     // ledger.
     let stock = sku_list(&sb);
     assert_eq!(stock.len(), 20, "{stock:?}");
-    for (sku, (on_hand, reserved, available)) in &stock {
-        let want = reserved_expected.get(sku).copied().unwrap_or(0);
-        assert_eq!(*reserved, want, "{sku}: reserved");
-        assert_eq!(*on_hand, ON_HAND, "{sku}: on hand");
-        assert_eq!(*available, on_hand - reserved, "{sku}: available");
-    }
     let ledger: BTreeMap<String, i64> = db_query(&sb, DB_LEDGER_RESERVED)
         .await
         .iter()
         .map(|r| r.decode().unwrap())
         .collect();
-    for (sku, (_, reserved, _)) in &stock {
-        assert_eq!(
-            ledger.get(sku).copied().unwrap_or(0),
-            *reserved,
-            "{sku}: ledger"
-        );
-    }
+    crate::market_run::check_stock(&stock, &reserved_expected, &ledger);
     sb.run(&["stock", "verify"]).expect_code(0);
 
     // (c) Every channel converges to available − buffer.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let mut wrong = Vec::new();
-        for name in MARKETS {
-            for l in admin
-                .get(format!("{}/_sandbox/listings", base(name)))
-                .await
-                .as_array()
-                .unwrap()
-            {
-                let sku = l["sku"].as_str().unwrap();
-                let want = (stock[sku].2 - BUFFER).max(0);
-                let got = l["quantity"].as_i64().unwrap();
-                if got != want {
-                    wrong.push(format!("{name} {sku}: {got} (want {want})"));
-                }
-            }
-        }
-        if wrong.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "listings did not converge: {wrong:?}\n{}",
-            server.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    crate::market_run::wait_converged(&admin, &info, &stock, Duration::from_secs(60), &|| {
+        server.log_tail()
+    })
+    .await;
     eprintln!("every listing converged by {:?}", started.elapsed());
 
     // (d) The audit chain is intact after the kill, and after a revocation purges one
