@@ -109,10 +109,13 @@ impl Movement {
     }
 }
 
-pub(crate) const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, external_id, status, marketplace_status, status_rank,
-        created_at_ms, updated_at_ms, ingested_at_ms, buyer_name, buyer_email, buyer_phone, buyer_address)
-     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
-      WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1 AND status <> 'revoked')
+/// The order upsert's conflict clause, in both of its forms (this one row at a time and
+/// [`crate::ingest_rows`]'s batch): an order moves forward along the lifecycle, or to a
+/// newer marketplace status of its rank, or is filled in once with the buyer fields it
+/// was stored without; anything else touches no row.
+macro_rules! upsert_order_conflict {
+    () => {
+        "
      ON CONFLICT (connection_id, external_id) DO UPDATE SET
         status = excluded.status, status_rank = excluded.status_rank,
         marketplace_status = CASE WHEN excluded.status_rank > orders.status_rank
@@ -133,7 +136,18 @@ pub(crate) const UPSERT_ORDER: &str = "INSERT INTO orders (connection_id, extern
              AND orders.buyer_name IS NULL AND orders.buyer_email IS NULL
              AND orders.buyer_phone IS NULL AND orders.buyer_address IS NULL
              AND (excluded.buyer_name IS NOT NULL OR excluded.buyer_email IS NOT NULL
-                  OR excluded.buyer_phone IS NOT NULL OR excluded.buyer_address IS NOT NULL))";
+                  OR excluded.buyer_phone IS NOT NULL OR excluded.buyer_address IS NOT NULL))"
+    };
+}
+pub(crate) use upsert_order_conflict;
+
+pub(crate) const UPSERT_ORDER: &str = concat!(
+    "INSERT INTO orders (connection_id, external_id, status, marketplace_status, status_rank,
+        created_at_ms, updated_at_ms, ingested_at_ms, buyer_name, buyer_email, buyer_phone, buyer_address)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12
+      WHERE EXISTS (SELECT 1 FROM connections WHERE id = $1 AND status <> 'revoked')",
+    upsert_order_conflict!()
+);
 
 // The order events, after the upsert: `order.created` when the row was inserted (its
 // `ingested_at_ms` is this change's time), `order.cancelled` when an existing row moved

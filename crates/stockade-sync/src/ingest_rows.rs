@@ -17,7 +17,7 @@ use stockade_store::{Column, RowStatement};
 
 use crate::ingest::{
     COMMIT, INSERT_LINE, ORDER_CANCELLED, ORDER_CREATED, RELEASE, RESERVE, RESTOCK, UNMARK,
-    UPSERT_ORDER,
+    UPSERT_ORDER, upsert_order_conflict,
 };
 
 use Column::{Bytes, Int, Text};
@@ -26,7 +26,8 @@ use Column::{Bytes, Int, Text};
 pub(crate) static UPSERT: RowStatement = RowStatement {
     name: "orders.upsert",
     one: Some(UPSERT_ORDER),
-    many: "WITH t AS MATERIALIZED (
+    many: concat!(
+        "WITH t AS MATERIALIZED (
         SELECT * FROM UNNEST($1::int8[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::int8[],
                              $7::int8[], $8::int8[], $9::bytea[], $10::bytea[], $11::bytea[], $12::bytea[])
                WITH ORDINALITY AS t(cid, ext, st, mst, rk, cr, up, ing, bn, be, bp, ba, n)
@@ -35,31 +36,13 @@ pub(crate) static UPSERT: RowStatement = RowStatement {
             created_at_ms, updated_at_ms, ingested_at_ms, buyer_name, buyer_email, buyer_phone, buyer_address)
         SELECT t.cid, t.ext, t.st, t.mst, t.rk, t.cr, t.up, t.ing, t.bn, t.be, t.bp, t.ba FROM t
          WHERE EXISTS (SELECT 1 FROM connections c WHERE c.id = t.cid AND c.status <> 'revoked')
-         ORDER BY t.cid, t.ext
-        ON CONFLICT (connection_id, external_id) DO UPDATE SET
-            status = excluded.status, status_rank = excluded.status_rank,
-            marketplace_status = CASE WHEN excluded.status_rank > orders.status_rank
-                 OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
-                     AND excluded.marketplace_status <> orders.marketplace_status)
-                THEN excluded.marketplace_status ELSE orders.marketplace_status END,
-            updated_at_ms = CASE WHEN excluded.updated_at_ms > orders.updated_at_ms
-                THEN excluded.updated_at_ms ELSE orders.updated_at_ms END,
-            ingested_at_ms = -(excluded.ingested_at_ms * 8 + orders.status_rank),
-            buyer_name = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_name, excluded.buyer_name) END,
-            buyer_email = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_email, excluded.buyer_email) END,
-            buyer_phone = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_phone, excluded.buyer_phone) END,
-            buyer_address = CASE WHEN orders.pii_deleted_at_ms IS NULL THEN COALESCE(orders.buyer_address, excluded.buyer_address) END
-          WHERE excluded.status_rank > orders.status_rank
-             OR (excluded.status_rank = orders.status_rank AND excluded.updated_at_ms > orders.updated_at_ms
-                 AND excluded.marketplace_status <> orders.marketplace_status)
-             OR (excluded.status_rank = orders.status_rank AND orders.pii_deleted_at_ms IS NULL
-                 AND orders.buyer_name IS NULL AND orders.buyer_email IS NULL
-                 AND orders.buyer_phone IS NULL AND orders.buyer_address IS NULL
-                 AND (excluded.buyer_name IS NOT NULL OR excluded.buyer_email IS NOT NULL
-                      OR excluded.buyer_phone IS NOT NULL OR excluded.buyer_address IS NOT NULL))
+         ORDER BY t.cid, t.ext",
+        upsert_order_conflict!(),
+        "
         RETURNING connection_id, external_id
      )
-     SELECT t.n FROM t JOIN w ON w.connection_id = t.cid AND w.external_id = t.ext",
+     SELECT t.n FROM t JOIN w ON w.connection_id = t.cid AND w.external_id = t.ext"
+    ),
     columns: &[
         Int, Text, Text, Text, Int, Int, Int, Int, Bytes, Bytes, Bytes, Bytes,
     ],
