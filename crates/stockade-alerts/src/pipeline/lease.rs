@@ -21,7 +21,7 @@ use stockade_store::{Grant, Store};
 use tokio::sync::watch;
 
 use super::limiter::seed_limiter;
-use super::{ChannelRuntime, Inner, lock, ms};
+use super::{AlertsError, ChannelRuntime, Inner, Result, lock, ms};
 
 /// How long a channel's lease lasts; it is renewed every third of it. A dead holder's
 /// channel is taken over within about this long.
@@ -125,6 +125,38 @@ pub(super) async fn keep<F: std::future::Future<Output = ()>>(
             _ = tokio::time::sleep(LEASE / 3) => {}
             _ = stop.changed() => {}
         }
+    }
+}
+
+/// The router's grant for a routing now ([`super::Alerts::route_now`]): the one this
+/// process holds, or the lease taken now (the keeper renews it from then on); refused
+/// while another process holds it.
+pub(super) async fn take_router(inner: &Inner) -> Result<Grant> {
+    if let Some(grant) = inner.router_lease.current() {
+        return Ok(grant);
+    }
+    let asked = Instant::now();
+    if let Some(grant) = inner
+        .store
+        .acquire_lease(ROUTER_LEASE, &inner.holder, ms(LEASE))
+        .await?
+    {
+        *lock(&inner.router_lease.held) = Some((grant.clone(), deadline(asked)));
+        return Ok(grant);
+    }
+    let row = inner.store.leases(ROUTER_LEASE).await?;
+    let row = row.iter().find(|r| r.name == ROUTER_LEASE);
+    match row {
+        // This process's keeper took it meanwhile.
+        Some(r) if r.holder.as_deref() == Some(inner.holder.as_str()) && r.held() => Ok(Grant {
+            name: r.name.clone(),
+            holder: inner.holder.clone(),
+            token: r.token,
+            expires_at_ms: r.expires_at_ms,
+        }),
+        r => Err(AlertsError::RouterBusy {
+            retry_in_s: r.map_or(0, |r| (r.expires_at_ms - r.db_now_ms).max(0) / 1000 + 1),
+        }),
     }
 }
 

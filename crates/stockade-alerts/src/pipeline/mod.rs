@@ -69,6 +69,10 @@ pub enum AlertsError {
     Config(String),
     #[error("unknown alert channel {0:?}: it is not in the [alerts] configuration")]
     UnknownChannel(String),
+    #[error(
+        "another process routes alerts (it holds the lease {ROUTER_LEASE}; a running `stockade serve` routes on its own): nothing was routed; if that process has stopped, try again in {retry_in_s} s, when its lease expires"
+    )]
+    RouterBusy { retry_in_s: i64 },
 }
 
 pub type Result<T, E = AlertsError> = std::result::Result<T, E>;
@@ -111,6 +115,9 @@ struct Inner {
     holder: String,
     /// This process's routing lease ([`router`]: one router at a time).
     router_lease: lease::HeldLease,
+    /// Held for a round of routing (the router's, or [`Alerts::route_now`]'s): one at a
+    /// time, so they never race each other for a batch.
+    routing: tokio::sync::Mutex<()>,
     wake_router: Notify,
     stats: Mutex<PipelineStats>,
     telemetry: AlertTelemetry,
@@ -234,6 +241,7 @@ impl Alerts {
             channels,
             holder,
             router_lease: lease::HeldLease::default(),
+            routing: tokio::sync::Mutex::new(()),
             wake_router: Notify::new(),
             stats: Mutex::new(PipelineStats::default()),
             telemetry,
@@ -266,10 +274,15 @@ impl Alerts {
         self.inner.wake_router.notify_one();
     }
 
-    /// Route pending events and close due windows now (tests, and `alert route`).
+    /// Route pending events and close due windows now, under the router's lease and with
+    /// its fence, as the router does: this pipeline's grant, or the lease taken now (kept
+    /// from then on, given back at shutdown). While another process holds it, refused
+    /// ([`AlertsError::RouterBusy`]) with nothing written.
     pub async fn route_now(&self) -> Result<usize> {
-        let n = route_batch(&self.inner, None).await?;
-        flush_windows(&self.inner, None).await?;
+        let grant = lease::take_router(&self.inner).await?;
+        let _routing = self.inner.routing.lock().await;
+        let n = route_batch(&self.inner, Some(&grant)).await?;
+        flush_windows(&self.inner, Some(&grant)).await?;
         Ok(n)
     }
 

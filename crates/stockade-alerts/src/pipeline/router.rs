@@ -10,9 +10,10 @@
 //! the same transaction as the batch's outbox rows and windows, so each event is routed
 //! exactly once, across restarts and processes. One process routes at a time: the one
 //! holding the lease `alert_router` (the others wait and take over within seconds of its
-//! end), and its commits carry the lease's fence. Without it every process raced for
-//! every batch: each lost race rolled a transaction back and logged a failure, about a
-//! hundred a second under load with two processes. It wakes on every write this process
+//! end), and its commits carry the lease's fence; routing now ([`super::Alerts::route_now`])
+//! takes the same lease and is refused while another process holds it. Without the lease
+//! every process raced for every batch: each lost race rolled a transaction back and
+//! logged a failure, about a hundred a second under load with two processes. It wakes on every write this process
 //! makes and polls for other processes' writes; it also prunes delivered rows hourly.
 
 use std::sync::Arc;
@@ -179,6 +180,7 @@ pub(super) async fn router_loop(inner: Arc<Inner>, mut stop: watch::Receiver<boo
         let mut more = false;
         // Only the lease's holder routes; the others wait for it (woken when they take it).
         if let Some(grant) = inner.router_lease.current() {
+            let _routing = inner.routing.lock().await;
             match route_batch(&inner, Some(&grant)).await {
                 Ok(n) => more = n as i64 == ROUTE_BATCH,
                 Err(e) => routing_failed(&inner, &grant, "alert routing", &e),

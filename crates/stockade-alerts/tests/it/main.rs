@@ -938,3 +938,4 @@ async fn each_event_is_alerted_exactly_once_across_router_restarts_postgres() {
 }
 
 mod fencing;
+mod route_now;
