@@ -3,9 +3,11 @@
 //! [`Telemetry::new`] creates the registry and registers the typed handles the rooms own
 //! (sync, egress, alerts, access, workflows: each crate increments its own counters and
 //! knows nothing of the server), plus the gauges read at scrape time from the store
-//! (workflow queue depth, audit head sequence, active bans) and `stockade_build_info`.
-//! [`Telemetry`] is the server's [`MetricsSource`]: each scrape reads those gauges first,
-//! then encodes the registry as OpenMetrics text.
+//! (workflow queue depth, audit head sequence, active bans), the database's reachability
+//! as the store last saw it, and `stockade_build_info`. [`Telemetry`] is the server's
+//! [`MetricsSource`]: each scrape reads those gauges first, then encodes the registry as
+//! OpenMetrics text. While the database is unreachable a scrape still answers: the
+//! gauges read from it keep their last values and `stockade_database_reachable` is 0.
 //!
 //! Invariant: labels are connection names, marketplaces, allow-listed hosts, channel
 //! kinds, jails, job kinds and fixed outcome words. Never an order id, a buyer field, an
@@ -15,6 +17,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -55,6 +58,8 @@ pub struct Telemetry {
     audit_head: Gauge,
     bans_active: Family<JailLabels, Gauge>,
     clock_skew: Gauge<f64, std::sync::atomic::AtomicU64>,
+    database_reachable: Gauge,
+    database_unavailable: Counter,
 }
 
 impl std::fmt::Debug for Telemetry {
@@ -104,6 +109,18 @@ impl Telemetry {
             "This host's wall clock minus the database's (PostgreSQL; 0 on SQLite), read at scrape time: schedules, job claims and leases follow the database's clock while they disagree",
             clock_skew.clone(),
         );
+        let database_reachable = Gauge::default();
+        registry.register(
+            "stockade_database_reachable",
+            "1 while the database was last seen reachable, 0 from an operation failing because PostgreSQL could not be reached until one succeeds again (always 1 on SQLite)",
+            database_reachable.clone(),
+        );
+        let database_unavailable = Counter::default();
+        registry.register(
+            "stockade_database_unavailable",
+            "Database operations failed because the database was unreachable (connection refused or cut, no connection within the pool's timeout); always 0 on SQLite",
+            database_unavailable.clone(),
+        );
         Telemetry {
             registry,
             store,
@@ -112,11 +129,44 @@ impl Telemetry {
             audit_head,
             bans_active,
             clock_skew,
+            database_reachable,
+            database_unavailable,
         }
     }
 
     /// Read the scrape-time gauges, then encode everything (OpenMetrics text, `# EOF`).
     pub async fn render_text(&self) -> Result<String, String> {
+        // An unreachable database leaves its gauges as they were: the reads stop waiting
+        // once the store finds it unreachable (a read failed that way, or its probe of a
+        // slow one was refused), and are not tried while it is known to be down, so the
+        // scrape answers within about a second of an outage.
+        if self.store.database_reachable() {
+            tokio::select! {
+                read = self.read_database() => {
+                    if let Err(e) = read
+                        && self.store.database_reachable()
+                    {
+                        return Err(e);
+                    }
+                }
+                () = until_unreachable(&self.store) => {}
+            }
+        }
+        self.database_reachable
+            .set(i64::from(self.store.database_reachable()));
+        // The store counts; the counter follows it (never down, even when scrapes overlap).
+        self.database_unavailable.inner().fetch_max(
+            self.store.unavailable_operations(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    /// The gauges read from the database.
+    async fn read_database(&self) -> Result<(), String> {
         let queued = self.store.queued_jobs().await.map_err(|e| e.to_string())?;
         let head = self.store.audit_head().await.map_err(|e| e.to_string())?;
         let bans = self.access.bans(false).await.map_err(|e| e.to_string())?;
@@ -154,10 +204,14 @@ impl Telemetry {
             let jail = b.jail().map_or("all", |j| j.as_str());
             self.bans_active.get_or_create(&JailLabels { jail }).inc();
         }
-        let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .map_err(|e| e.to_string())?;
-        Ok(out)
+        Ok(())
+    }
+}
+
+/// Returns once `store` finds the database unreachable.
+async fn until_unreachable(store: &Store) {
+    while store.database_reachable() {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

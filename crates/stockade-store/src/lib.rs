@@ -476,6 +476,25 @@ impl Store {
         }
     }
 
+    /// Whether the database was last seen reachable: false from an operation failing
+    /// because it could not reach PostgreSQL until one started after that succeeds
+    /// (always true on SQLite, a file).
+    pub fn database_reachable(&self) -> bool {
+        match &*self.backend {
+            Backend::Postgres(p) => p.health().reachable(),
+            _ => true,
+        }
+    }
+
+    /// Operations of this handle that failed because the database was unreachable
+    /// ([`StoreError::Unavailable`]; always 0 on SQLite).
+    pub fn unavailable_operations(&self) -> u64 {
+        match &*self.backend {
+            Backend::Postgres(p) => p.health().failed_operations(),
+            _ => 0,
+        }
+    }
+
     /// A printable description of the database (no credentials).
     pub fn describe(&self) -> String {
         self.url.describe()

@@ -16,9 +16,12 @@
 //!   fresh connection of its own ([`Reachability::probe`], at most one a second): if the
 //!   server refuses it or does not answer, that is the outage, said as above. Under mere
 //!   load the probe connects and nothing is logged.
+//! - The same, for monitoring: [`Reachability::reachable`] (down from the first failure
+//!   to the first success after it) and [`Reachability::failed_operations`] (operations
+//!   failed that way; probes are not counted), on `/metrics`.
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::ConnectOptions;
@@ -62,6 +65,8 @@ struct Outage {
 #[derive(Debug, Default)]
 pub(crate) struct Reachability {
     down: AtomicBool,
+    /// Operations failed because the database was unreachable, since the start.
+    failed_ops: AtomicU64,
     outage: Mutex<Option<Outage>>,
     /// When the last probe started.
     probed: Mutex<Option<Instant>>,
@@ -88,15 +93,31 @@ impl Reachability {
             }
             Ok(Err(e)) => {
                 if let Some(reason) = unavailable(&e) {
-                    self.failed(&reason);
+                    self.went_down(&reason);
                 }
             }
-            Err(_) => self.failed("no answer to a new connection within 2 s"),
+            Err(_) => self.went_down("no answer to a new connection within 2 s"),
         }
     }
 
     /// An operation failed with [`unavailable`] `reason`.
     pub(crate) fn failed(&self, reason: &str) {
+        self.failed_ops.fetch_add(1, Ordering::Relaxed);
+        self.went_down(reason);
+    }
+
+    /// Whether the database was last seen reachable.
+    pub(crate) fn reachable(&self) -> bool {
+        !self.down.load(Ordering::Acquire)
+    }
+
+    /// Operations failed because the database was unreachable, since the start.
+    pub(crate) fn failed_operations(&self) -> u64 {
+        self.failed_ops.load(Ordering::Relaxed)
+    }
+
+    /// The database is unreachable (`reason`): said once, then reminded.
+    fn went_down(&self, reason: &str) {
         let Ok(mut o) = self.outage.lock() else {
             return;
         };
@@ -147,11 +168,6 @@ impl Reachability {
             );
         }
     }
-
-    #[cfg(test)]
-    fn is_down(&self) -> bool {
-        self.down.load(Ordering::Acquire)
-    }
 }
 
 #[cfg(test)]
@@ -172,17 +188,21 @@ mod tests {
         let r = Reachability::default();
         let before = Instant::now();
         r.succeeded(before);
-        assert!(!r.is_down());
+        assert!(r.reachable());
         std::thread::sleep(Duration::from_millis(2));
         r.failed("connection refused");
         r.failed("connection refused");
-        assert!(r.is_down());
+        assert!(!r.reachable());
         r.succeeded(before);
         assert!(
-            r.is_down(),
+            !r.reachable(),
             "an operation older than the outage proves nothing"
         );
         r.succeeded(Instant::now());
-        assert!(!r.is_down());
+        assert!(r.reachable());
+        // Operations are counted, a failed probe is not.
+        r.went_down("no answer to a new connection within 2 s");
+        assert!(!r.reachable());
+        assert_eq!(r.failed_operations(), 2);
     }
 }

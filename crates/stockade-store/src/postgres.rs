@@ -295,6 +295,12 @@ impl PgStore {
         }
     }
 
+    /// Whether the database was last seen reachable, and the operations failed because it
+    /// was not (`pg_health`).
+    pub(crate) fn health(&self) -> &crate::pg_health::Reachability {
+        &self.health
+    }
+
     /// Commits rolled back and retried so far (see `retries`).
     pub(crate) fn commit_retries(&self) -> u64 {
         self.retries.load(std::sync::atomic::Ordering::Relaxed)

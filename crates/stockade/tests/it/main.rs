@@ -79,3 +79,5 @@ mod bench_sandbox_process;
 mod db_restart;
 mod market_run;
 mod pg_proxy;
+// The database's reachability on /metrics while PostgreSQL is away (through the proxy).
+mod db_reachable;

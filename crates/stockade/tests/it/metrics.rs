@@ -242,6 +242,17 @@ async fn metrics_move_and_pass_promtool(db: Db) {
         Some(0.0),
         "{text}"
     );
+    // The database is reachable (always on SQLite), and nothing failed for want of it.
+    assert_eq!(
+        sample(&text, "stockade_database_reachable", &[]),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "stockade_database_unavailable_total", &[]),
+        Some(0.0),
+        "{text}"
+    );
 
     // No order id, buyer field or address in the text.
     for o in app.sb.orders(Marketplace::TikTok) {
