@@ -157,6 +157,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_ledger_per_statement.sql"),
         postgres: include_str!("../migrations/postgres/0022_ledger_per_statement.sql"),
     },
+    // Alert channels: the lease columns the lease table replaced.
+    Migration {
+        version: 24,
+        name: "alert_channel_lease_columns",
+        sqlite: include_str!("../migrations/sqlite/0024_alert_channel_lease_columns.sql"),
+        postgres: include_str!("../migrations/postgres/0024_alert_channel_lease_columns.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -222,7 +222,7 @@ impl Alerts {
         for c in &config.channels {
             store
                 .write_unaudited(
-                    "INSERT INTO alert_channels (name, kind, status, failures, lease_until_ms) VALUES ($1, $2, 'ok', 0, 0) ON CONFLICT (name) DO NOTHING",
+                    "INSERT INTO alert_channels (name, kind, status, failures) VALUES ($1, $2, 'ok', 0) ON CONFLICT (name) DO NOTHING",
                     sql_params![c.name.as_str(), c.kind.as_str()],
                 )
                 .await?;
