@@ -51,16 +51,7 @@ async fn metrics_say_when_the_database_is_unreachable() {
     let port = free_port();
     let node = start_node(&sb, port, "a", "all");
     let logs = || node.log_tail();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(
-                &std::fs::read(sb.data().join("tls/dev-ca.pem")).unwrap(),
-            )
-            .unwrap(),
-        )
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap();
+    let client = crate::server::client(&sb.data().join("tls/dev-ca.pem"));
     assert_eq!(reachability(&client, port, &logs).await, (1.0, 0.0));
 
     // The database goes away: the gauge drops, failed operations are counted.
