@@ -29,10 +29,12 @@ pub mod journal;
 pub mod lease;
 mod migrate;
 mod pg_health;
+// Revisions per listing per UTC day (eBay's cap), shared by a connection's owners.
 mod postgres;
 mod postgres_rows;
 mod postgres_writer;
 pub mod retention;
+mod revisions;
 pub mod rows;
 pub mod schedule;
 pub mod sql;
@@ -760,6 +762,10 @@ impl Store {
     ///   lease (holder, fencing token, expiry), a process's heartbeat row and its removal
     ///   at shutdown. Which process owns a connection's work is not a decision about data;
     ///   the pushes made under it are audited commits, fenced by the lease's token.
+    ///
+    /// - **Listing revisions** (`revisions`): the count of a marketplace's revisions of
+    ///   a listing today (eBay's daily cap), raised before each push goes out, fenced by
+    ///   the connection's lease, and its daily prune. A counter, like push health.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);

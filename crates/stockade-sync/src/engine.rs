@@ -56,6 +56,8 @@ mod pusher;
 mod reconciler;
 mod registry;
 mod returns;
+// eBay's revisions per listing per day, shared by a connection's owners.
+mod revisions;
 mod shed;
 
 use fetch::FetchJob;

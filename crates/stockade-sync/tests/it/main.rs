@@ -12,6 +12,7 @@ mod fast_path;
 mod fresh;
 mod push_health;
 mod returns;
+mod revisions;
 mod rows;
 mod stock;
 mod summary;
