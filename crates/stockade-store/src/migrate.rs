@@ -157,12 +157,13 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_ledger_per_statement.sql"),
         postgres: include_str!("../migrations/postgres/0022_ledger_per_statement.sql"),
     },
-    // Scale-out: eBay revisions per listing per UTC day, shared by a connection's owners.
+    // Scale-out: what a connection's owner spends, shared with its next owner: eBay revisions
+    // per listing per UTC day; webhook fetches handed to the owner.
     Migration {
         version: 23,
-        name: "listing_revisions",
-        sqlite: include_str!("../migrations/sqlite/0023_listing_revisions.sql"),
-        postgres: include_str!("../migrations/postgres/0023_listing_revisions.sql"),
+        name: "owner_budgets",
+        sqlite: include_str!("../migrations/sqlite/0023_owner_budgets.sql"),
+        postgres: include_str!("../migrations/postgres/0023_owner_budgets.sql"),
     },
 ];
 

@@ -21,5 +21,7 @@ mod controls;
 mod leases;
 // Revisions per listing per UTC day, fenced by the connection's lease.
 mod revisions;
+// Webhook fetches handed to a connection's owner.
+mod fetch_requests;
 // A commit whose connection a database restart cuts (PostgreSQL).
 mod lost_connection;

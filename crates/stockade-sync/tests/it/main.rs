@@ -10,6 +10,7 @@ mod discover;
 mod edit;
 mod fast_path;
 mod fresh;
+mod handoff;
 mod push_health;
 mod returns;
 mod revisions;

@@ -14,3 +14,17 @@ CREATE TABLE listing_revisions (
     updated_at_ms  BIGINT  NOT NULL,
     PRIMARY KEY (connection_id, day, sku)
 );
+-- Webhook fetches handed to the connection's owner (stockade-store `fetch_requests`): a
+-- process that receives a verified order notification for a connection another process
+-- owns records the order id here and wakes the owner, whose fetcher gets the order with
+-- the owner's rate budget and removes the row once the order is stored (or unknown at
+-- the marketplace). `seq` grows with each notification of the same order, so a row
+-- notified again while its fetch was in flight is fetched again. Bookkeeping, not data:
+-- written outside the audit chain; the stored order is audited as usual.
+CREATE TABLE fetch_requests (
+    connection_id    BIGINT  NOT NULL,
+    external_id      TEXT    NOT NULL,
+    seq              BIGINT  NOT NULL,
+    requested_at_ms  BIGINT  NOT NULL,
+    PRIMARY KEY (connection_id, external_id)
+);
