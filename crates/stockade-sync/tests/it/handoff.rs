@@ -95,6 +95,7 @@ async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
     let receiver_before = calls(&env.gateway);
     let owner_before = calls(&og);
     let mut placed = 0;
+    let handed = Instant::now();
     for m in Marketplace::ALL {
         for _ in 0..4 {
             placed += env.sb.generate_orders(m, 1).len();
@@ -104,6 +105,10 @@ async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
             assert_eq!(stored(&env).await, placed as i64);
         }
     }
+    eprintln!(
+        "{placed} webhooks handed to the owner, one at a time: {:?} each from the order to its answer",
+        handed.elapsed() / placed.max(1) as u32
+    );
     let receiver_spent = calls(&env.gateway) - receiver_before;
     let owner_spent = calls(&og) - owner_before;
     // The receiver's own calls: at most eBay's signing key for the first signed
