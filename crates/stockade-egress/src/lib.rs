@@ -385,9 +385,16 @@ impl Gateway {
     }
 
     /// Take one unit of a per-UTC-day quota for `key`; `false` once `limit` were taken
-    /// today. Counts are kept in memory by this process.
+    /// today. Counts are kept in memory by this process (see [`Gateway::seed_daily`]).
     pub fn take_daily(&self, quota: &'static str, key: &str, limit: u32) -> bool {
         lock(&self.0.daily).take(stockade_core::clock::now_ms(), quota, key, limit)
+    }
+
+    /// Raise today's count of `quota` for `key` to `used` (a count kept elsewhere: a
+    /// connection's revisions spent by the process that owned it before this one). A
+    /// lower count changes nothing: what this process took itself still counts.
+    pub fn seed_daily(&self, quota: &'static str, key: &str, used: u32) {
+        lock(&self.0.daily).seed(stockade_core::clock::now_ms(), quota, key, used);
     }
 
     /// Anomalies from now on.

@@ -124,12 +124,16 @@ pub(crate) struct Daily {
 }
 
 impl Daily {
-    pub fn take(&mut self, now_ms: i64, quota: &'static str, key: &str, limit: u32) -> bool {
+    fn roll(&mut self, now_ms: i64) {
         let day = now_ms.div_euclid(86_400_000);
         if day != self.day {
             self.day = day;
             self.counts.clear();
         }
+    }
+
+    pub fn take(&mut self, now_ms: i64, quota: &'static str, key: &str, limit: u32) -> bool {
+        self.roll(now_ms);
         let count = self.counts.entry((quota, key.to_owned())).or_insert(0);
         if *count < limit {
             *count += 1;
@@ -137,6 +141,13 @@ impl Daily {
         } else {
             false
         }
+    }
+
+    /// Today's count of `key` is at least `used`.
+    pub fn seed(&mut self, now_ms: i64, quota: &'static str, key: &str, used: u32) {
+        self.roll(now_ms);
+        let count = self.counts.entry((quota, key.to_owned())).or_insert(0);
+        *count = (*count).max(used);
     }
 }
 
@@ -205,5 +216,31 @@ mod tests {
         assert!(d.take(day + 2, "q", "b", 2), "keys are separate");
         assert!(d.take(day + 2, "other", "a", 2), "quotas are separate");
         assert!(d.take(day + 86_400_000, "q", "a", 2), "next UTC day");
+    }
+
+    #[test]
+    fn a_seeded_count_is_spent_already() {
+        let mut d = Daily::default();
+        let day = 20_000 * 86_400_000_i64;
+        assert!(d.take(day, "q", "a", 3));
+        // The seed is the whole day's count (this process's own takes included).
+        d.seed(day, "q", "a", 2);
+        assert!(d.take(day, "q", "a", 3));
+        assert!(
+            !d.take(day, "q", "a", 3),
+            "2 counted before, 1 more: none left"
+        );
+        d.seed(day, "q", "b", 1);
+        d.seed(day, "q", "b", 0);
+        assert!(
+            d.take(day, "q", "b", 2),
+            "a lower seed keeps the higher count"
+        );
+        assert!(!d.take(day, "q", "b", 2));
+        d.seed(day, "q", "c", 5);
+        assert!(
+            d.take(day + 86_400_000, "q", "c", 1),
+            "next UTC day: from zero"
+        );
     }
 }

@@ -57,6 +57,10 @@ impl Transport for EgressTransport {
     fn take_daily(&self, quota: &'static str, key: &str, limit: u32) -> bool {
         self.gateway.take_daily(quota, key, limit)
     }
+
+    fn seed_daily(&self, quota: &'static str, key: &str, used: u32) {
+        self.gateway.seed_daily(quota, key, used);
+    }
 }
 
 /// Map a gateway error onto the connector error kinds. Its message never holds query

@@ -535,6 +535,13 @@ pub trait Connector: Send + Sync {
         let _ = path;
         self.set_quantities(updates)
     }
+
+    /// Revisions each listing (by SKU) already used today (UTC), counted by the process
+    /// that owned the connection before this one: the connector's own daily count of
+    /// each is raised to at least that. The default (no daily cap) ignores them.
+    fn seed_revisions(&self, used: &[(String, u32)]) {
+        let _ = used;
+    }
 }
 
 /// Any of the three connectors, for code that picks one at run time.
@@ -637,6 +644,10 @@ impl Connector for AnyConnector {
 
     fn push_paths(&self) -> PushPaths {
         dispatch!(self, c => c.push_paths())
+    }
+
+    fn seed_revisions(&self, used: &[(String, u32)]) {
+        dispatch!(self, c => c.seed_revisions(used))
     }
 
     async fn set_quantities_via(

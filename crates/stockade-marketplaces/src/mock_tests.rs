@@ -86,6 +86,12 @@ impl Transport for Mock {
         *c += 1;
         *c <= limit
     }
+
+    fn seed_daily(&self, quota: &'static str, key: &str, used: u32) {
+        let mut d = self.daily.lock().unwrap();
+        let c = d.entry(format!("{quota}/{key}")).or_insert(0);
+        *c = (*c).max(used);
+    }
 }
 
 fn tt_ok(data: Value) -> (u16, String) {
@@ -570,6 +576,19 @@ async fn ebay_bulk_chunks_of_25_and_daily_cap() {
         Some("daily_revision_limit")
     );
     assert_eq!(mock.count("ebay.inventory.bulk_update"), 3);
+    // Revisions another process spent today count here once seeded: S2 used one here,
+    // and two counted elsewhere (that one included) leave none; a lower count keeps
+    // the higher.
+    c.seed_revisions(&[("S2".into(), 2), ("S3".into(), 0)]);
+    let two = [updates[2].clone(), updates[3].clone()];
+    let acks = c.set_quantities(&two).await.unwrap();
+    assert_eq!(
+        acks[0].error.as_ref().unwrap().code.as_deref(),
+        Some("daily_revision_limit"),
+        "seeded to the limit: refused without a call"
+    );
+    assert!(acks[1].accepted);
+    assert_eq!(mock.count("ebay.inventory.bulk_update"), 4);
 }
 
 #[tokio::test]

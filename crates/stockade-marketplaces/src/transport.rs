@@ -112,6 +112,8 @@ pub(crate) type SendFuture<'a> =
 pub(crate) trait Transport: Send + Sync {
     fn send(&self, marketplace: Marketplace, request: HttpRequest) -> SendFuture<'_>;
     fn take_daily(&self, quota: &'static str, key: &str, limit: u32) -> bool;
+    /// Today's count of `quota` for `key` is at least `used` (spent by another process).
+    fn seed_daily(&self, quota: &'static str, key: &str, used: u32);
 }
 
 pub(crate) type SharedTransport = Arc<dyn Transport>;

@@ -29,10 +29,14 @@ pub mod journal;
 pub mod lease;
 mod migrate;
 mod pg_health;
+// Revisions per listing per UTC day (eBay's cap), shared by a connection's owners.
 mod postgres;
 mod postgres_rows;
 mod postgres_writer;
 pub mod retention;
+mod revisions;
+// Webhook fetches handed to a connection's owner (scale-out).
+pub mod fetch_requests;
 pub mod rows;
 pub mod schedule;
 pub mod sql;
@@ -50,6 +54,7 @@ pub use audit_watch::WatchedChain;
 pub use change::{AuditDetails, AuditEntry, Change, CommitReceipt, Mutation};
 pub use controls::{ControlSnapshot, Controls};
 pub use events::{Batch, EventStream};
+pub use fetch_requests::FetchRequest;
 pub use jobs::{
     Admission, Backoff, Enqueued, JobRecord, JobState, Lease, NewJob, PruneReport, ReapReport,
 };
@@ -779,6 +784,13 @@ impl Store {
     ///   lease (holder, fencing token, expiry), a process's heartbeat row and its removal
     ///   at shutdown. Which process owns a connection's work is not a decision about data;
     ///   the pushes made under it are audited commits, fenced by the lease's token.
+    ///
+    /// - **Listing revisions** (`revisions`): the count of a marketplace's revisions of
+    ///   a listing today (eBay's daily cap), raised before each push goes out, fenced by
+    ///   the connection's lease, and its daily prune. A counter, like push health.
+    /// - **Fetch requests** (`fetch_requests`): an order id a process that does not own
+    ///   the connection hands to the owner's fetcher, and its removal once fetched. A
+    ///   notification in transit, like an event cursor; the stored order is audited.
     ///
     /// A new caller belongs here only if what it writes is of the same kind (a use
     /// timestamp, a health or delivery counter, a log row, a lease, a retention prune);

@@ -157,6 +157,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0022_ledger_per_statement.sql"),
         postgres: include_str!("../migrations/postgres/0022_ledger_per_statement.sql"),
     },
+    // Scale-out: what a connection's owner spends, shared with its next owner: eBay revisions
+    // per listing per UTC day; webhook fetches handed to the owner.
+    Migration {
+        version: 23,
+        name: "owner_budgets",
+        sqlite: include_str!("../migrations/sqlite/0023_owner_budgets.sql"),
+        postgres: include_str!("../migrations/postgres/0023_owner_budgets.sql"),
+    },
     // Alert channels: the lease columns the lease table replaced.
     Migration {
         version: 24,

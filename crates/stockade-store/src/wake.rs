@@ -23,6 +23,9 @@ pub enum Topic {
     /// Credentials stored, rotated or revoked: every process rebuilds the connections
     /// that use them (with [`Topic::Connections`]'s re-read).
     Credentials,
+    /// Webhook fetches handed to a connection's owner (`fetch_requests`): the owners
+    /// read them.
+    Fetches,
 }
 
 impl Topic {
@@ -32,6 +35,7 @@ impl Topic {
             Topic::Bans => "stockade_bans",
             Topic::Connections => "stockade_connections",
             Topic::Credentials => "stockade_credentials",
+            Topic::Fetches => "stockade_fetches",
         }
     }
 }
@@ -61,6 +65,19 @@ impl Wakeups {
                 }
             }
             None => tokio::time::sleep(period).await,
+        }
+    }
+
+    /// Take the wake-ups already received without waiting, so that a burst of them costs
+    /// one re-read rather than one each (at most 10,000 at a time).
+    pub async fn drain(&mut self) {
+        if let Some(l) = self.listener.as_mut() {
+            for _ in 0..10_000 {
+                match tokio::time::timeout(Duration::ZERO, l.recv()).await {
+                    Ok(Ok(_)) => {}
+                    _ => break,
+                }
+            }
         }
     }
 

@@ -499,6 +499,18 @@ pub async fn connector(
     gateway: &Gateway,
     lift_rate_limits: bool,
 ) -> Result<AnyConnector> {
+    connector_with(conn, vault, gateway, lift_rate_limits, None).await
+}
+
+/// [`connector`] with eBay's revisions per listing per UTC day set to
+/// `ebay_daily_revisions` (None: eBay's 250; `SyncOptions::ebay_daily_revisions`).
+pub async fn connector_with(
+    conn: &Connection,
+    vault: &Vault,
+    gateway: &Gateway,
+    lift_rate_limits: bool,
+    ebay_daily_revisions: Option<u32>,
+) -> Result<AnyConnector> {
     let caller = Caller::Connection(conn.name.clone());
     let s = &conn.settings;
     let env = vault.store().environment();
@@ -569,6 +581,9 @@ pub async fn connector(
             cfg.endpoint_url = s.endpoint_url.clone();
             cfg.account = conn.account.clone();
             cfg.marketplace_id = s.marketplace_ids.first().cloned();
+            if let Some(n) = ebay_daily_revisions {
+                cfg.daily_revision_limit = n.max(1);
+            }
             if lift_rate_limits {
                 cfg.rate = (1_000_000.0, 1_000_000);
                 cfg.daily_revision_limit = u32::MAX;

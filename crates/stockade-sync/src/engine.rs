@@ -45,6 +45,8 @@ const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(3);
 mod coalesce;
 mod commit;
 mod fetch;
+// Webhook fetches handed to the connection's owner (scale-out).
+mod handoff;
 mod hooks;
 // Which process runs each connection's own work (leases; scale-out on PostgreSQL).
 mod listed;
@@ -56,6 +58,8 @@ mod pusher;
 mod reconciler;
 mod registry;
 mod returns;
+// eBay's revisions per listing per day, shared by a connection's owners.
+mod revisions;
 mod shed;
 
 use fetch::FetchJob;
@@ -267,6 +271,9 @@ impl SyncEngine {
             // its first second rather than after a round of the loop.
             if let Err(e) = owner::round(&sync.inner, &o).await {
                 tracing::warn!("connection ownership: {e}; trying again shortly");
+            }
+            if o.takes_work {
+                tasks.push(tokio::spawn(handoff::claim_loop(sync.inner.clone())));
             }
             tasks.push(tokio::spawn(owner::owner_loop(sync.inner.clone(), o)));
         }

@@ -158,6 +158,9 @@ pub struct SyncOptions {
     /// its summary stored first, so stock moves while the fetch waits for its rate limit;
     /// the fetched order then fills in the buyer fields. None: always wait for the fetch.
     pub summary_after: Option<Duration>,
+    /// eBay's revisions per listing per UTC day (None: eBay's 250). Lower only against a
+    /// simulator whose cap is lower (tests).
+    pub ebay_daily_revisions: Option<u32>,
 }
 
 impl Default for SyncOptions {
@@ -183,6 +186,7 @@ impl Default for SyncOptions {
             ownership: None,
             max_pending_deliveries: MAX_PENDING_DELIVERIES,
             summary_after: Some(SUMMARY_AFTER),
+            ebay_daily_revisions: None,
         }
     }
 }

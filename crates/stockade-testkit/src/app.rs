@@ -41,6 +41,18 @@ impl TestApp {
     /// Start the simulators, then the application on `db` with `sync` options, and wait
     /// until the simulators' first deliveries (eBay's endpoint challenge) are done.
     pub async fn start(db: Db, sandbox: SandboxConfig, sync: SyncOptions) -> TestApp {
+        Self::start_limited(db, sandbox, sync, false).await
+    }
+
+    /// [`TestApp::start`] with the connectors' own rate limits and daily caps in force
+    /// (`realistic`), as a seller runs them; the egress gateway's per-host limits stay
+    /// lifted.
+    pub async fn start_limited(
+        db: Db,
+        sandbox: SandboxConfig,
+        sync: SyncOptions,
+        realistic: bool,
+    ) -> TestApp {
         let sb = Sandbox::start(sandbox).await.unwrap();
         let app = launch(
             &sb,
@@ -48,7 +60,7 @@ impl TestApp {
             db.url.clone(),
             SandboxApp {
                 sync,
-                realistic_limits: false,
+                realistic_limits: realistic,
                 catalog: Some(catalog_csv(&sb, 100, 2, None, 0)),
                 hooks: None,
                 tune_egress: Some(fast_retries),

@@ -193,6 +193,11 @@ type CachedKey = (EbayPublicKey, Option<EbayDigest>, i64);
 const MAX_CACHED_KEYS: usize = 64;
 
 impl EbayConnector {
+    /// The gateway's key of a listing's daily revision count: per seller and SKU.
+    fn revision_key(&self, sku: &str) -> String {
+        format!("{}/{}", self.config.account, sku)
+    }
+
     pub(crate) fn with_transport(
         config: EbayConfig,
         credentials: EbayCredentials,
@@ -676,6 +681,14 @@ impl Connector for EbayConnector {
         }
     }
 
+    /// The gateway's count of each listing's revisions today starts from `used`.
+    fn seed_revisions(&self, used: &[(String, u32)]) {
+        for (sku, n) in used {
+            self.transport
+                .seed_daily(REVISION_QUOTA, &self.revision_key(sku), *n);
+        }
+    }
+
     async fn set_quantities(
         &self,
         updates: &[QuantityUpdate],
@@ -696,7 +709,7 @@ impl Connector for EbayConnector {
             };
             if !self.transport.take_daily(
                 REVISION_QUOTA,
-                &format!("{}/{}", self.config.account, u.sku),
+                &self.revision_key(&u.sku),
                 self.config.daily_revision_limit,
             ) {
                 acks[i] = Some(QuantityAck::failed(

@@ -19,5 +19,9 @@ mod typed_rows;
 mod controls;
 // Named leases with fencing tokens and the live processes (scale-out).
 mod leases;
+// Revisions per listing per UTC day, fenced by the connection's lease.
+mod revisions;
+// Webhook fetches handed to a connection's owner.
+mod fetch_requests;
 // A commit whose connection a database restart cuts (PostgreSQL).
 mod lost_connection;

@@ -129,71 +129,21 @@ impl SyncEngine {
                     return Ok(HookAnswer::ok());
                 }
                 let deadline = tokio::time::Instant::now() + WEBHOOK_ANSWER_WITHIN;
-                let state = Arc::new(AtomicU8::new(WAITING));
-                let (tx, mut rx) = oneshot::channel();
-                let job = FetchJob {
-                    id: external_id,
-                    arrival,
-                    reply: tx,
-                    state: state.clone(),
-                };
-                if target.fetch_tx.send(job).is_err() {
-                    return Err(HookError::Unavailable("sync is stopping".into()));
+                // Another process owns the connection: its fetcher spends the
+                // connection's rate budget (see `handoff`).
+                if super::handoff::hands_off(&self.inner, &target) {
+                    return super::handoff::deliver(
+                        self,
+                        target,
+                        external_id,
+                        summary,
+                        arrival,
+                        deadline,
+                    )
+                    .await;
                 }
-                // A marketplace waits only so long for an answer (and its rate limits may
-                // hold the fetch back): past this, answer 503 so it delivers again. The
-                // fetch goes on and stores the order anyway; a second delivery is a no-op.
-                // When the notification summarises the order and the marketplace has not
-                // answered the fetch yet (its rate limit holds it), the summary is stored
-                // first (stock moves now); the fetch fills it in later. A fetched order
-                // waiting for its commit gains nothing from a second commit: wait on.
-                let answer = match summary.zip(self.inner.opts.summary_after) {
-                    Some((order, after)) => match tokio::time::timeout(after, &mut rx).await {
-                        Ok(done) => Ok(done),
-                        Err(_)
-                            if state
-                                .compare_exchange(
-                                    WAITING,
-                                    SUMMARISED,
-                                    Ordering::AcqRel,
-                                    Ordering::Acquire,
-                                )
-                                .is_err() =>
-                        {
-                            tokio::time::timeout_at(deadline, rx).await
-                        }
-                        Err(_) => {
-                            let (stx, srx) = oneshot::channel();
-                            let job = IngestJob {
-                                live: target.clone(),
-                                order: *order,
-                                source: Source::Notification,
-                                arrival,
-                                replies: vec![stx],
-                                timed: true,
-                            };
-                            if self.inner.ingest_tx.send(job).await.is_err() {
-                                return Err(HookError::Unavailable("sync is stopping".into()));
-                            }
-                            Metrics::inc(&self.inner.metrics.summaries_stored, 1);
-                            self.inner.metrics.telemetry.summaries_stored.inc();
-                            tokio::time::timeout_at(deadline, srx).await
-                        }
-                    },
-                    None => tokio::time::timeout_at(deadline, rx).await,
-                };
-                match answer {
-                    Ok(Ok(Ok(_))) => {
-                        Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
-                        self.inner.metrics.telemetry.ingested(&target.labels(), 1);
-                        Ok(HookAnswer::ok())
-                    }
-                    Ok(Ok(Err(e))) => Err(HookError::Unavailable(unavailable_reason(&e))),
-                    Ok(Err(_)) => Err(HookError::Unavailable("sync is stopping".into())),
-                    Err(_) => Err(HookError::Unavailable(
-                        "the order could not be fetched in time".into(),
-                    )),
-                }
+                self.order_changed(target, external_id, summary, arrival, deadline)
+                    .await
             }
             InboundEvent::Revoked { .. } => {
                 if let Err(e) = self
@@ -214,6 +164,79 @@ impl SyncEngine {
                 Ok(HookAnswer::ok())
             }
             InboundEvent::Ignored { .. } => Ok(HookAnswer::ok()),
+        }
+    }
+
+    /// Fetch the announced order with this process's connector (and store the
+    /// notification's summary first if the fetch waits), answering once it is stored,
+    /// or 503 by `deadline`.
+    pub(super) async fn order_changed(
+        &self,
+        target: Arc<Live>,
+        external_id: String,
+        summary: Option<Box<stockade_core::order::Order>>,
+        arrival: Instant,
+        deadline: tokio::time::Instant,
+    ) -> std::result::Result<HookAnswer, HookError> {
+        let state = Arc::new(AtomicU8::new(WAITING));
+        let (tx, mut rx) = oneshot::channel();
+        let job = FetchJob {
+            id: external_id,
+            arrival,
+            reply: tx,
+            state: state.clone(),
+        };
+        if target.fetch_tx.send(job).is_err() {
+            return Err(HookError::Unavailable("sync is stopping".into()));
+        }
+        // A marketplace waits only so long for an answer (and its rate limits may
+        // hold the fetch back): past this, answer 503 so it delivers again. The
+        // fetch goes on and stores the order anyway; a second delivery is a no-op.
+        // When the notification summarises the order and the marketplace has not
+        // answered the fetch yet (its rate limit holds it), the summary is stored
+        // first (stock moves now); the fetch fills it in later. A fetched order
+        // waiting for its commit gains nothing from a second commit: wait on.
+        let answer = match summary.zip(self.inner.opts.summary_after) {
+            Some((order, after)) => match tokio::time::timeout(after, &mut rx).await {
+                Ok(done) => Ok(done),
+                Err(_)
+                    if state
+                        .compare_exchange(WAITING, SUMMARISED, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err() =>
+                {
+                    tokio::time::timeout_at(deadline, rx).await
+                }
+                Err(_) => {
+                    let (stx, srx) = oneshot::channel();
+                    let job = IngestJob {
+                        live: target.clone(),
+                        order: *order,
+                        source: Source::Notification,
+                        arrival,
+                        replies: vec![stx],
+                        timed: true,
+                    };
+                    if self.inner.ingest_tx.send(job).await.is_err() {
+                        return Err(HookError::Unavailable("sync is stopping".into()));
+                    }
+                    Metrics::inc(&self.inner.metrics.summaries_stored, 1);
+                    self.inner.metrics.telemetry.summaries_stored.inc();
+                    tokio::time::timeout_at(deadline, srx).await
+                }
+            },
+            None => tokio::time::timeout_at(deadline, rx).await,
+        };
+        match answer {
+            Ok(Ok(Ok(_))) => {
+                Metrics::inc(&self.inner.metrics.webhooks_accepted, 1);
+                self.inner.metrics.telemetry.ingested(&target.labels(), 1);
+                Ok(HookAnswer::ok())
+            }
+            Ok(Ok(Err(e))) => Err(HookError::Unavailable(unavailable_reason(&e))),
+            Ok(Err(_)) => Err(HookError::Unavailable("sync is stopping".into())),
+            Err(_) => Err(HookError::Unavailable(
+                "the order could not be fetched in time".into(),
+            )),
         }
     }
 

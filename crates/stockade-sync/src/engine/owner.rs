@@ -116,6 +116,19 @@ impl Owned {
         )
     }
 
+    /// Whether ownership is on (several processes share the database).
+    pub(super) fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// The lease held now for connection `id` (none when not held, or ownership is off).
+    pub(super) fn grant(&self, id: i64) -> Option<Grant> {
+        self.slots
+            .read()
+            .ok()
+            .and_then(|s| s.get(&id).map(|s| s.grant.clone()))
+    }
+
     fn held(&self) -> Vec<(i64, Slot)> {
         self.slots
             .read()

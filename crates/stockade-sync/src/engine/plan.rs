@@ -109,6 +109,17 @@ impl RevisionBudget {
         *self.used.entry(sku.to_owned()).or_insert(0) += 1;
     }
 
+    /// Counts of `day` kept elsewhere (the database: revisions spent by an earlier owner
+    /// of the connection, or by this process before a restart): each listing's count is
+    /// at least its stored one.
+    pub fn load(&mut self, day: i64, used: &[(String, u32)]) {
+        self.roll(day);
+        for (sku, n) in used {
+            let c = self.used.entry(sku.clone()).or_insert(0);
+            *c = (*c).max(*n);
+        }
+    }
+
     /// The marketplace refused `sku` for today: nothing left.
     pub fn exhaust(&mut self, sku: &str, day: i64, limit: u32) {
         self.roll(day);
@@ -211,6 +222,12 @@ impl Planner {
         plan
     }
 
+    /// Whether revisions are counted (and stored): the marketplace caps them and the
+    /// rate limits are not lifted.
+    pub fn counts_revisions(&self) -> bool {
+        !self.lifted && self.paths.daily_revisions.is_some()
+    }
+
     /// Chunk size of the usual path.
     pub fn batch(&self) -> usize {
         self.batch
@@ -241,7 +258,7 @@ fn revisions_spent(e: &MarketError) -> bool {
 }
 
 /// Today as a UTC day number.
-fn utc_day() -> i64 {
+pub(super) fn utc_day() -> i64 {
     crate::now_ms().div_euclid(86_400_000)
 }
 
@@ -289,6 +306,17 @@ pub(super) async fn push_round(
     redo.retain(|r| !pending.iter().any(|p| p.sku == r.sku));
     let mut now: Vec<&Pending> = redo.iter().collect();
     now.extend(plan.now.iter().filter_map(|&i| pending.get(i)));
+    if planner.counts_revisions() && !now.is_empty() {
+        // Counted in the database before the calls go out (see `revisions`): not counted,
+        // not sent.
+        let skus: Vec<&str> = now.iter().map(|p| p.sku.as_str()).collect();
+        if !super::revisions::spend(inner, live, day, &skus).await {
+            for r in redo {
+                lane.overtaken.insert(r.sku.clone(), r);
+            }
+            return (failed, attempted, false);
+        }
+    }
     if planner.paths().daily_revisions.is_some() {
         for p in &now {
             planner.budget.spend(&p.sku, day);
@@ -306,10 +334,18 @@ pub(super) async fn push_round(
                 if let (Some(e), Some(limit)) = (&err, planner.paths().daily_revisions)
                     && revisions_spent(e)
                 {
-                    // The marketplace counted more than this process did (a restart):
-                    // the listings it refused have nothing left today.
-                    for p in chunk.iter().filter(|p| !ok.contains(&p.sku)) {
-                        planner.budget.exhaust(&p.sku, day, limit);
+                    // The marketplace counted more than this process did: the listings
+                    // it refused have nothing left today (stored for later owners too).
+                    let refused: Vec<&str> = chunk
+                        .iter()
+                        .filter(|p| !ok.contains(&p.sku))
+                        .map(|p| p.sku.as_str())
+                        .collect();
+                    for sku in &refused {
+                        planner.budget.exhaust(sku, day, limit);
+                    }
+                    if planner.counts_revisions() {
+                        super::revisions::exhaust(inner, live, day, &refused, limit).await;
                     }
                 }
                 confirmed.extend(ok);
@@ -488,6 +524,26 @@ mod tests {
         assert_eq!(p.plan(&[cand("B", 9, Some(5))], false, day).now, vec![0]);
         p.budget.exhaust("C", day, 250);
         assert_eq!(p.plan(&[cand("C", 0, Some(1))], false, day).held, vec![0]);
+    }
+
+    #[test]
+    fn counts_loaded_from_an_earlier_owner_are_spent_already() {
+        let mut p = Planner::new(ebay(), false, 200);
+        assert!(p.counts_revisions());
+        let day = 20_000;
+        p.budget.spend("A", day);
+        // The stored count includes this process's own revision: the higher one wins.
+        p.budget.load(
+            day,
+            &[("A".into(), 250 - INCREASE_RESERVE), ("B".into(), 0)],
+        );
+        assert_eq!(p.budget.used("A", day), 250 - INCREASE_RESERVE);
+        p.budget.load(day, &[("A".into(), 3)]);
+        assert_eq!(p.budget.used("A", day), 250 - INCREASE_RESERVE);
+        assert_eq!(p.plan(&[cand("A", 9, Some(5))], false, day).held, vec![0]);
+        assert_eq!(p.plan(&[cand("B", 9, Some(5))], false, day).now, vec![0]);
+        // Lifted limits count nothing.
+        assert!(!Planner::new(ebay(), true, 200).counts_revisions());
     }
 
     #[test]

@@ -103,6 +103,9 @@ pub(super) async fn push_loop(
         inner.opts.push_batch,
     );
     let mut lane = super::plan::BulkLane::default();
+    // Under which lease today's revision counts were loaded (see `revisions`).
+    let mut loaded: super::revisions::Loaded = None;
+    let mut pruned_day = i64::MIN;
     loop {
         if !again {
             if failures > 0 {
@@ -128,6 +131,11 @@ pub(super) async fn push_loop(
             }
             continue;
         }
+        // A new owner (or a new start) knows today's revisions before it sends any.
+        if !super::revisions::ensure_loaded(&inner, &live, &mut planner, &mut loaded).await {
+            continue;
+        }
+        super::revisions::roll_over(&inner, &live, &planner, &mut pruned_day).await;
         let known = waiting.len();
         let pending = match read_pending(&inner, &live).await {
             Ok(p) => p,

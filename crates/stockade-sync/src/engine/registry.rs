@@ -139,9 +139,14 @@ impl SyncEngine {
 
     async fn launch(&self, c: &Connection) -> Result<()> {
         let inner = &self.inner;
-        let connector =
-            connections::connector(c, &inner.vault, &inner.gateway, inner.opts.lift_rate_limits)
-                .await?;
+        let connector = connections::connector_with(
+            c,
+            &inner.vault,
+            &inner.gateway,
+            inner.opts.lift_rate_limits,
+            inner.opts.ebay_daily_revisions,
+        )
+        .await?;
         let key = inner.vault.data_key_for(&c.key_owner()?, &ACTOR).await?;
         let creds = credential_stamps(&inner.vault)
             .await

@@ -1,0 +1,106 @@
+//! Webhook fetches handed to a connection's owner (owned here: `fetch_requests`).
+//!
+//! A process that receives a verified order notification for a connection another
+//! process owns does not fetch the order with its own rate budget: it records the order
+//! id ([`Store::request_fetch`]) and wakes the owner ([`crate::Topic::Fetches`]). The
+//! owner reads the requests ([`Store::fetch_requests`]), fetches with its own connector
+//! (the one rate budget of the connection) and removes each request once its order is
+//! stored or found unknown ([`Store::fetch_request_done`]). The receiving process
+//! answers the marketplace when the request is gone ([`Store::fetch_request_pending`]).
+//!
+//! `seq` grows with every notification of the same order: a request notified again
+//! while its fetch was in flight stays (only the `seq` that was fetched is removed), so
+//! the newer change is fetched too.
+//!
+//! Bookkeeping, not data (see [`Store::write_unaudited`]): the stored orders are audited
+//! commits.
+
+use crate::{Result, Store, sql_params};
+
+const REQUEST: &str =
+    "INSERT INTO fetch_requests (connection_id, external_id, seq, requested_at_ms)
+     VALUES ($1, $2, 1, $3)
+     ON CONFLICT (connection_id, external_id) DO UPDATE
+        SET seq = fetch_requests.seq + 1, requested_at_ms = excluded.requested_at_ms
+     RETURNING seq";
+
+const LIST: &str = "SELECT connection_id, external_id, seq FROM fetch_requests
+     ORDER BY requested_at_ms, connection_id, external_id LIMIT $1";
+
+const PENDING: &str =
+    "SELECT COUNT(*) FROM fetch_requests WHERE connection_id = $1 AND external_id = $2";
+
+const DONE: &str =
+    "DELETE FROM fetch_requests WHERE connection_id = $1 AND external_id = $2 AND seq = $3";
+
+const PRUNE: &str = "DELETE FROM fetch_requests WHERE requested_at_ms < $1";
+
+/// One order a receiving process asked the connection's owner to fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub connection_id: i64,
+    pub external_id: String,
+    pub seq: i64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Store {
+    /// Ask the owner of `connection` to fetch order `external_id`; its `seq`.
+    pub async fn request_fetch(&self, connection: i64, external_id: &str) -> Result<i64> {
+        let rows = self
+            .write_unaudited_rows(REQUEST, sql_params![connection, external_id, now_ms()])
+            .await?;
+        match rows.first() {
+            Some(r) => r.decode::<i64>(),
+            None => Ok(1),
+        }
+    }
+
+    /// The oldest `limit` requests (of every connection).
+    pub async fn fetch_requests(&self, limit: i64) -> Result<Vec<FetchRequest>> {
+        let rows: Vec<(i64, String, i64)> = self.query_as(LIST, sql_params![limit]).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(connection_id, external_id, seq)| FetchRequest {
+                connection_id,
+                external_id,
+                seq,
+            })
+            .collect())
+    }
+
+    /// Whether order `external_id` of `connection` still waits for its owner's fetch.
+    pub async fn fetch_request_pending(&self, connection: i64, external_id: &str) -> Result<bool> {
+        Ok(self
+            .count(PENDING, sql_params![connection, external_id])
+            .await?
+            > 0)
+    }
+
+    /// The fetch of `request` is done (stored, or unknown at the marketplace). A request
+    /// notified again meanwhile (a larger `seq`) stays.
+    pub async fn fetch_request_done(&self, request: &FetchRequest) -> Result<bool> {
+        let n = self
+            .write_unaudited(
+                DONE,
+                sql_params![
+                    request.connection_id,
+                    request.external_id.as_str(),
+                    request.seq
+                ],
+            )
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Remove requests older than `before_ms` (an owner that never came: the poller
+    /// lists those orders anyway).
+    pub async fn prune_fetch_requests(&self, before_ms: i64) -> Result<u64> {
+        self.write_unaudited(PRUNE, sql_params![before_ms]).await
+    }
+}

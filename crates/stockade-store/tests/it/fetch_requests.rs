@@ -1,0 +1,49 @@
+//! Webhook fetches handed to a connection's owner (`fetch_requests`): a request per
+//! order, its `seq` growing with each notification, removed only at the `seq` that was
+//! fetched, read by another process, and dropped once a day old.
+
+use stockade_core::Environment;
+use stockade_store::FetchRequest;
+
+use crate::harness::{Backend, TestDb, both};
+
+both!(a_request_is_done_only_at_the_seq_fetched);
+
+async fn a_request_is_done_only_at_the_seq_fetched(backend: Backend) {
+    let Some(db) = TestDb::new(backend) else {
+        return;
+    };
+    let receiver = db.init(Environment::Dev).await;
+    let owner = db.open(Environment::Dev).await;
+    assert_eq!(receiver.request_fetch(5, "O-1").await.unwrap(), 1);
+    assert_eq!(receiver.request_fetch(6, "O-1").await.unwrap(), 1);
+    let seen = owner.fetch_requests(100).await.unwrap();
+    assert_eq!(seen.len(), 2);
+    let first = seen.iter().find(|r| r.connection_id == 5).cloned().unwrap();
+    assert_eq!(
+        first,
+        FetchRequest {
+            connection_id: 5,
+            external_id: "O-1".into(),
+            seq: 1
+        }
+    );
+    // Notified again while its fetch was in flight: the older fetch does not remove it.
+    assert_eq!(receiver.request_fetch(5, "O-1").await.unwrap(), 2);
+    assert!(!owner.fetch_request_done(&first).await.unwrap());
+    assert!(receiver.fetch_request_pending(5, "O-1").await.unwrap());
+    let again = owner.fetch_requests(100).await.unwrap();
+    let newer = again.iter().find(|r| r.connection_id == 5).unwrap();
+    assert_eq!(newer.seq, 2);
+    assert!(owner.fetch_request_done(newer).await.unwrap());
+    assert!(!receiver.fetch_request_pending(5, "O-1").await.unwrap());
+    assert!(receiver.fetch_request_pending(6, "O-1").await.unwrap());
+    assert_eq!(owner.fetch_requests(1).await.unwrap().len(), 1);
+    // Old requests go; newer ones stay.
+    assert_eq!(owner.prune_fetch_requests(0).await.unwrap(), 0);
+    assert_eq!(owner.prune_fetch_requests(i64::MAX).await.unwrap(), 1);
+    assert!(owner.fetch_requests(100).await.unwrap().is_empty());
+    receiver.close().await;
+    owner.close().await;
+    db.cleanup().await;
+}

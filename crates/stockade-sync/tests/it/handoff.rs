@@ -1,0 +1,138 @@
+//! Scale-out on PostgreSQL: a webhook received by a process that does not own the
+//! connection is fetched by the owner, with the owner's connector and rate budget; the
+//! receiving process still answers only once the order is stored. With no owner alive
+//! it fetches the order itself, so every delivery is answered.
+
+use std::time::{Duration, Instant};
+
+use stockade_core::Environment;
+use stockade_core::order::Marketplace;
+use stockade_egress::{EgressConfig, Gateway};
+use stockade_sync::{Ownership, SyncEngine, SyncOptions};
+use stockade_testkit::{Db, TestApp};
+
+use super::{fast_options, sandbox_config};
+
+/// Requests a gateway sent (every host and outcome).
+fn calls(g: &Gateway) -> u64 {
+    let mut registry = prometheus_client::registry::Registry::default();
+    g.telemetry().register(&mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("stockade_egress_requests_total"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+fn owner_gateway(env: &TestApp) -> Gateway {
+    let mut cfg = EgressConfig::new(Environment::Dev);
+    cfg.allowed_hosts = Marketplace::ALL
+        .iter()
+        .map(|m| env.sb.endpoint(*m).addr.to_string())
+        .collect();
+    cfg.extra_root_pems = vec![env.sb.ca_pem.clone()];
+    cfg.host_rate = (1_000_000.0, 1_000_000);
+    cfg.node = Some("owner".into());
+    Gateway::new(cfg, None).unwrap()
+}
+
+async fn stored(env: &TestApp) -> i64 {
+    env.count("SELECT COUNT(*) FROM orders").await
+}
+
+async fn wait_stored(env: &TestApp, n: i64) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stored(env).await < n {
+        assert!(Instant::now() < deadline, "orders were not stored");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn all_answered_ok(env: &TestApp) {
+    let failed: Vec<_> = env
+        .sb
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.kind != "challenge" && !d.ok())
+        .collect();
+    assert!(failed.is_empty(), "{failed:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    // The receiving process takes no connection (an `api` process): every webhook it
+    // receives is for a connection another process owns.
+    let receiver = SyncOptions {
+        ownership: Some(Ownership::new("receiver", "api", false)),
+        ..fast_options()
+    };
+    let env = TestApp::start(db, sandbox_config(4, 50), receiver).await;
+    let owner = SyncOptions {
+        ownership: Some(Ownership::new("owner", "worker", true)),
+        ..fast_options()
+    };
+    let og = owner_gateway(&env);
+    let owner = SyncEngine::start(env.vault.clone(), og.clone(), owner)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while owner.owned_connections().len() < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the owner did not take the connections"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(env.sync.owned_connections().is_empty());
+    env.settle().await;
+
+    // Orders on every marketplace, one at a time: each webhook reaches the receiver,
+    // which hands the fetch to the owner and answers once the order is stored.
+    let receiver_before = calls(&env.gateway);
+    let owner_before = calls(&og);
+    let mut placed = 0;
+    let handed = Instant::now();
+    for m in Marketplace::ALL {
+        for _ in 0..4 {
+            placed += env.sb.generate_orders(m, 1).len();
+            env.sb.flush_deliveries().await;
+            all_answered_ok(&env);
+            // Answered 2xx only once stored.
+            assert_eq!(stored(&env).await, placed as i64);
+        }
+    }
+    eprintln!(
+        "{placed} webhooks handed to the owner, one at a time: {:?} each from the order to its answer",
+        handed.elapsed() / placed.max(1) as u32
+    );
+    let receiver_spent = calls(&env.gateway) - receiver_before;
+    let owner_spent = calls(&og) - owner_before;
+    // The receiver's own calls: at most eBay's signing key for the first signed
+    // notification (an application token and the key); twelve self-fetches otherwise.
+    assert!(
+        receiver_spent <= 2,
+        "the receiver called {receiver_spent} times"
+    );
+    assert!(owner_spent >= 12, "the owner called {owner_spent} times");
+    assert_eq!(env.count("SELECT COUNT(*) FROM fetch_requests").await, 0);
+    env.settle().await;
+
+    // No owner alive: the receiver fetches after a short wait; the delivery is answered.
+    owner.shutdown().await;
+    let before = calls(&env.gateway);
+    let started = Instant::now();
+    placed += env.sb.generate_orders(Marketplace::TikTok, 1).len();
+    env.sb.flush_deliveries().await;
+    all_answered_ok(&env);
+    wait_stored(&env, placed as i64).await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        calls(&env.gateway) > before,
+        "the receiver fetched it itself"
+    );
+    env.finish().await;
+}
