@@ -32,6 +32,20 @@ const MAX_GROUP: usize = 512;
 /// How long a group waits for more commits when the last one had company.
 const LINGER: std::time::Duration = std::time::Duration::from_micros(300);
 
+/// The writer's page cache, in KiB (SQLite's default is 2,000 KiB). Under ingest the
+/// writer touches the tails of the orders, ledger and audit tables and their indexes; with
+/// the default cache it read pages back from the file on every commit (measured: 11% of
+/// the writer thread's time in `pread` at 1,900 orders/s). Pages are allocated as they
+/// are used, so a small database costs no more; 32 MiB cut the reads further but added
+/// its size to the peak RSS (over 100 MB at 1,000 orders/s), so the cache stays modest.
+const WRITER_CACHE_KIB: u32 = 8 * 1024;
+
+/// WAL pages after which a commit checkpoints (SQLite's default is 1,000, about 4 MiB).
+/// A checkpoint writes each page once however often the WAL holds it, and the hot pages
+/// (index tails, stock rows) are in every commit: a longer WAL writes fewer pages per
+/// order (measured: 16% of the writer thread's time in checkpoints at the default).
+const WAL_AUTOCHECKPOINT: u32 = 4_000;
+
 /// Prepared statements kept per connection. rusqlite keeps 16 by default, fewer than
 /// the distinct statements one execution or ingest runs, so each was parsed again on
 /// nearly every use.
@@ -225,7 +239,8 @@ fn configure_writer(conn: &Connection, options: &StoreOptions) -> Result<()> {
         )));
     }
     conn.execute_batch(&format!(
-        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;"
+        "PRAGMA synchronous = {sync}; PRAGMA foreign_keys = ON; PRAGMA secure_delete = ON;
+         PRAGMA cache_size = -{WRITER_CACHE_KIB}; PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT};"
     ))
     .map_err(db_err)
 }
@@ -975,5 +990,30 @@ fn run_writer(mut conn: Connection, env: &'static str, receiver: mpsc::Receiver<
         if next.is_none() {
             next = receiver.recv().ok();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writer runs with the page cache and checkpoint interval chosen above, not
+    /// SQLite's defaults (2,000 KiB, 1,000 pages), and with every commit synced.
+    #[test]
+    fn the_writer_uses_its_cache_and_checkpoint_interval() {
+        let dir = std::env::temp_dir().join(format!("stockade-writer-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        configure_writer(&conn, &StoreOptions::default()).unwrap();
+        let pragma = |name: &str| -> i64 {
+            conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(pragma("cache_size"), -i64::from(WRITER_CACHE_KIB));
+        assert_eq!(pragma("wal_autocheckpoint"), i64::from(WAL_AUTOCHECKPOINT));
+        assert_eq!(pragma("synchronous"), 2, "FULL");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
