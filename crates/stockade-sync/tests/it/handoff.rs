@@ -5,9 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use stockade_core::Environment;
 use stockade_core::order::Marketplace;
-use stockade_egress::{EgressConfig, Gateway};
+use stockade_egress::Gateway;
 use stockade_sync::{Ownership, SyncEngine, SyncOptions};
 use stockade_testkit::{Db, TestApp};
 
@@ -23,18 +22,6 @@ fn calls(g: &Gateway) -> u64 {
         .filter(|l| l.starts_with("stockade_egress_requests_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-fn owner_gateway(env: &TestApp) -> Gateway {
-    let mut cfg = EgressConfig::new(Environment::Dev);
-    cfg.allowed_hosts = Marketplace::ALL
-        .iter()
-        .map(|m| env.sb.endpoint(*m).addr.to_string())
-        .collect();
-    cfg.extra_root_pems = vec![env.sb.ca_pem.clone()];
-    cfg.host_rate = (1_000_000.0, 1_000_000);
-    cfg.node = Some("owner".into());
-    Gateway::new(cfg, None).unwrap()
 }
 
 async fn stored(env: &TestApp) -> i64 {
@@ -75,7 +62,7 @@ async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
         ownership: Some(Ownership::new("owner", "worker", true)),
         ..fast_options()
     };
-    let og = owner_gateway(&env);
+    let og = crate::process_gateway(&env, Some("owner"));
     let owner = SyncEngine::start(env.vault.clone(), og.clone(), owner)
         .await
         .unwrap();

@@ -807,3 +807,18 @@ async fn catalog_import_is_all_or_nothing() {
     }
     env.finish().await;
 }
+
+/// The egress gateway another process on the same database would have: its own rate
+/// buckets and daily counts (empty), the simulators allowed and trusted, `node` named in
+/// its requests.
+fn process_gateway(env: &TestApp, node: Option<&str>) -> stockade_egress::Gateway {
+    let mut cfg = stockade_egress::EgressConfig::new(Environment::Dev);
+    cfg.allowed_hosts = Marketplace::ALL
+        .iter()
+        .map(|m| env.sb.endpoint(*m).addr.to_string())
+        .collect();
+    cfg.extra_root_pems = vec![env.sb.ca_pem.clone()];
+    cfg.host_rate = (1_000_000.0, 1_000_000);
+    cfg.node = node.map(str::to_owned);
+    stockade_egress::Gateway::new(cfg, None).unwrap()
+}

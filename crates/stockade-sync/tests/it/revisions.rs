@@ -5,9 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use stockade_core::Environment;
 use stockade_core::order::Marketplace;
-use stockade_egress::{EgressConfig, Gateway};
 use stockade_sync::catalog::{self, MergeSku};
 use stockade_sync::{Ownership, SyncEngine, SyncOptions};
 use stockade_testkit::{Db, TestApp};
@@ -78,19 +76,6 @@ async fn stored_count(env: &TestApp, sku: &str) -> i64 {
         .unwrap()
 }
 
-/// A second engine on the same database, with a gateway of its own (as another process
-/// has): its daily counts start empty.
-fn other_process_gateway(env: &TestApp) -> Gateway {
-    let mut cfg = EgressConfig::new(Environment::Dev);
-    cfg.allowed_hosts = Marketplace::ALL
-        .iter()
-        .map(|m| env.sb.endpoint(*m).addr.to_string())
-        .collect();
-    cfg.extra_root_pems = vec![env.sb.ca_pem.clone()];
-    cfg.host_rate = (1_000_000.0, 1_000_000);
-    Gateway::new(cfg, None).unwrap()
-}
-
 async fn a_new_owner_spends_only_what_is_left_of_the_day(db: Db) {
     let postgres = db.pg.is_some();
     let sandbox = stockade_sandbox::SandboxConfig {
@@ -125,7 +110,7 @@ async fn a_new_owner_spends_only_what_is_left_of_the_day(db: Db) {
         ownership: postgres.then(|| Ownership::new("next-owner", "worker", true)),
         ..opts
     };
-    let sync = SyncEngine::start(env.vault.clone(), other_process_gateway(&env), next)
+    let sync = SyncEngine::start(env.vault.clone(), crate::process_gateway(&env, None), next)
         .await
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
