@@ -496,7 +496,9 @@ pub trait Connector: Send + Sync {
         }
     }
 
-    /// Set absolute available quantities. One acknowledgement per update, in order.
+    /// Set absolute available quantities. One acknowledgement per update, in order. The
+    /// calls start in the order given, up to [`PUSH_CONCURRENCY`] in flight; after an
+    /// authorization or block error the updates not yet sent fail with it unsent.
     fn set_quantities(
         &self,
         updates: &[QuantityUpdate],

@@ -1,7 +1,7 @@
-//! One round of quantity changes against the simulators: the calls overlap (the
-//! simulator counts how many were in flight at once) within the connection's bound,
-//! acknowledgements come back in the order given, a revocation mid-round stops the
-//! round, and Amazon's 5 patches a second still hold.
+//! One round of quantity changes against the simulators (Amazon, TikTok, eBay): the
+//! calls overlap (the simulator counts how many were in flight at once) within the
+//! connection's bound, acknowledgements come back in the order given, a revocation
+//! mid-round stops the round, and Amazon's 5 patches a second still hold.
 
 use std::time::Duration;
 
@@ -311,5 +311,52 @@ async fn amazon_patches_sent_together_still_keep_to_five_a_second() {
     assert_eq!(first.len(), 15, "{first:?}");
     let span = first.iter().max().unwrap() - first.iter().min().unwrap();
     assert!(span >= 1_900, "15 patches in {span} ms");
+    h.finish().await;
+}
+
+#[tokio::test]
+async fn ebay_bulk_calls_of_one_round_overlap_within_the_bound() {
+    let h = Harness::start(
+        SandboxConfig {
+            skus: 100,
+            ..config()
+        },
+        &[],
+    )
+    .await;
+    let c = h.connector(Marketplace::Ebay);
+    h.gateway.define_shared_limit(
+        stockade_marketplaces::ebay::APP_BUCKET,
+        &stockade_marketplaces::ebay::OPERATIONS,
+        10_000.0,
+        10_000,
+    );
+    with_latency(&h, Marketplace::Ebay);
+    let seller = h.seller(Marketplace::Ebay);
+    let updates: Vec<QuantityUpdate> =
+        h.sb.listings(Marketplace::Ebay)
+            .into_iter()
+            .filter(|l| l.seller_id == seller)
+            .enumerate()
+            .map(|(i, l)| QuantityUpdate {
+                sku: l.sku.clone(),
+                quantity: i as u32 * 3,
+                listing: ListingRef {
+                    sku: l.sku.clone(),
+                    offer_ids: vec![l.offer_id.clone()],
+                    ..ListingRef::default()
+                },
+            })
+            .collect();
+    assert_eq!(updates.len(), 100);
+    let acks = c.set_quantities(&updates).await.unwrap();
+    assert_in_input_order(&acks, &updates);
+    assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
+    assert_simulator_holds(&h, Marketplace::Ebay, &acks);
+    // Four calls of 25.
+    let bulk = "POST /sell/inventory/v1/bulk_update_price_quantity";
+    assert_eq!(started(&h, Marketplace::Ebay, bulk), 4);
+    let peak = peak(&h, Marketplace::Ebay, bulk);
+    assert!(peak > 1, "{peak} bulk calls in flight at once");
     h.finish().await;
 }
