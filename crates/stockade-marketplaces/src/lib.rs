@@ -27,6 +27,7 @@ pub mod ebay;
 #[cfg(feature = "egress")]
 mod egress;
 pub mod events;
+mod fan_out;
 pub mod json;
 #[cfg(test)]
 mod mock_tests;
@@ -41,6 +42,7 @@ pub mod util;
 pub use amazon::{AmazonConfig, AmazonConnector, AmazonCredentials};
 pub use ebay::{EbayConfig, EbayConnector, EbayCredentials};
 pub use events::{EventError, FreshnessWindow, InboundEvent, InboundRequest, MAX_EVENT_BODY};
+pub use fan_out::PUSH_CONCURRENCY;
 pub use push_path::{PushPaths, QuantityPath};
 pub use sink::{HookAnswer, HookError, HookFuture, HookSink};
 pub use tiktok::{TikTokConfig, TikTokConnector, TikTokCredentials};
@@ -494,7 +496,9 @@ pub trait Connector: Send + Sync {
         }
     }
 
-    /// Set absolute available quantities. One acknowledgement per update, in order.
+    /// Set absolute available quantities. One acknowledgement per update, in order. The
+    /// calls start in the order given, up to [`PUSH_CONCURRENCY`] in flight; after an
+    /// authorization or block error the updates not yet sent fail with it unsent.
     fn set_quantities(
         &self,
         updates: &[QuantityUpdate],

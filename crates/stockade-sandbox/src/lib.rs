@@ -37,6 +37,8 @@ mod callers;
 mod deliver;
 mod ebay;
 mod faults;
+// Requests in flight at once per operation (`/_sandbox/in-flight`).
+mod in_flight;
 mod listings_search;
 pub mod nocodb;
 mod nocodb_meta;
@@ -65,6 +67,7 @@ pub use acked::OrderTally;
 pub use bots::{BotFault, BotKind, Bots, BotsConfig};
 pub use deliver::{Delivery, DeliveryStats};
 pub use faults::Faults;
+pub use in_flight::InFlight;
 pub use nocodb::NocoSim;
 pub use nocodb_meta::{SIM_BASE_ID, SIM_BASE_TITLE};
 pub use qty_history::{QtyChange, QtySource};
@@ -410,6 +413,7 @@ fn serve(
         .merge(admin::router(sim.clone()))
         .merge(callers::router(record.clone()))
         .merge(bench_reads::router(sim.clone()))
+        .merge(in_flight::router(sim.in_flight.clone()))
         .fallback(move || async move { resp::no_route(m) })
         .layer(axum::middleware::from_fn_with_state(
             record,
@@ -418,6 +422,10 @@ fn serve(
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             faults::apply,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            sim.in_flight.clone(),
+            in_flight::track,
         ))
         .layer(axum::extract::DefaultBodyLimit::max(16 << 20));
     let handle: axum_server::Handle<SocketAddr> = axum_server::Handle::new();
@@ -623,6 +631,17 @@ impl Sandbox {
 
     pub fn faults(&self, m: Marketplace) -> Faults {
         self.sim(m).faults()
+    }
+
+    /// Requests of marketplace `m`'s API in flight at once, by `METHOD /route/template`
+    /// (since the start or the last [`Sandbox::reset_in_flight`]).
+    pub fn in_flight(&self, m: Marketplace) -> std::collections::BTreeMap<String, InFlight> {
+        self.sim(m).in_flight.snapshot()
+    }
+
+    /// Start counting [`Sandbox::in_flight`] afresh.
+    pub fn reset_in_flight(&self, m: Marketplace) {
+        self.sim(m).in_flight.reset();
     }
 
     /// Turn rate limiting on or off everywhere (buckets restart full).

@@ -54,6 +54,8 @@ pub(crate) struct Sim {
     pub kill_registry: KillRegistry,
     pub outbox: Outbox,
     pub ebay_key: Option<EbayKey>,
+    /// Requests in flight per operation (`/_sandbox/in-flight`).
+    pub in_flight: crate::in_flight::InFlightLog,
 }
 
 impl Sim {
@@ -80,6 +82,7 @@ impl Sim {
             kill_registry: KillRegistry::default(),
             outbox,
             ebay_key,
+            in_flight: crate::in_flight::InFlightLog::default(),
         })
     }
 

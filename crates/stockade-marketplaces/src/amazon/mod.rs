@@ -746,29 +746,22 @@ impl AmazonConnector {
         })
     }
 
-    /// One patchListingsItem per listing, in order (the gateway paces them to 5/s).
+    /// One patchListingsItem per listing, started in order with a few in flight (the
+    /// gateway paces them to 5/s); two patches of one SKU never overlap.
     async fn patch_all(&self, updates: &[QuantityUpdate]) -> Result<Vec<QuantityAck>, MarketError> {
-        let mut acks = Vec::with_capacity(updates.len());
-        let mut fatal: Option<MarketError> = None;
-        for u in updates {
-            if let Some(e) = &fatal {
-                acks.push(QuantityAck::failed(u, e.clone()));
-                continue;
-            }
-            match self.patch_one(u).await {
-                Ok(()) => acks.push(QuantityAck::ok(u)),
-                Err(e) => {
-                    if matches!(
-                        e.kind,
-                        ErrorKind::Auth | ErrorKind::Revoked | ErrorKind::Blocked
-                    ) {
-                        fatal = Some(e.clone());
-                    }
-                    acks.push(QuantityAck::failed(u, e));
-                }
-            }
-        }
-        Ok(acks)
+        let calls: Vec<_> = updates
+            .iter()
+            .map(|u| (vec![u.sku.as_str()], self.patch_one(u)))
+            .collect();
+        let results = crate::fan_out::in_order(AMZ, calls, crate::PUSH_CONCURRENCY).await;
+        Ok(updates
+            .iter()
+            .zip(results)
+            .map(|(u, r)| match r {
+                Ok(()) => QuantityAck::ok(u),
+                Err(e) => QuantityAck::failed(u, e),
+            })
+            .collect())
     }
 
     async fn read_quantities(

@@ -725,16 +725,24 @@ impl Connector for EbayConnector {
             }
             ready.push((i, offers));
         }
-        let mut fatal: Option<MarketError> = None;
-        for chunk in ready.chunks(25) {
-            let batch: Vec<(&QuantityUpdate, Vec<String>)> = chunk
-                .iter()
-                .map(|(i, o)| (&updates[*i], o.clone()))
-                .collect();
-            let result = match &fatal {
-                Some(e) => Err(e.clone()),
-                None => self.bulk_update(&batch).await,
-            };
+        // Bulk calls of 25, a few in flight; two calls holding one SKU never overlap.
+        let chunks: Vec<&[(usize, Vec<String>)]> = ready.chunks(25).collect();
+        let calls: Vec<_> = chunks
+            .iter()
+            .map(|chunk| {
+                let keys: Vec<&str> = chunk
+                    .iter()
+                    .map(|(i, _)| updates[*i].sku.as_str())
+                    .collect();
+                let batch: Vec<(&QuantityUpdate, Vec<String>)> = chunk
+                    .iter()
+                    .map(|(i, o)| (&updates[*i], o.clone()))
+                    .collect();
+                (keys, async move { self.bulk_update(&batch).await })
+            })
+            .collect();
+        let results = crate::fan_out::in_order(EBAY, calls, crate::PUSH_CONCURRENCY).await;
+        for (chunk, result) in chunks.iter().zip(results) {
             match result {
                 Ok(errors) => {
                     for ((i, _), err) in chunk.iter().zip(errors) {
@@ -745,13 +753,7 @@ impl Connector for EbayConnector {
                     }
                 }
                 Err(e) => {
-                    if matches!(
-                        e.kind,
-                        ErrorKind::Auth | ErrorKind::Revoked | ErrorKind::Blocked
-                    ) {
-                        fatal = Some(e.clone());
-                    }
-                    for (i, _) in chunk {
+                    for (i, _) in chunk.iter() {
                         acks[*i] = Some(QuantityAck::failed(&updates[*i], e.clone()));
                     }
                 }

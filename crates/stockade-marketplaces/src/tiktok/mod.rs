@@ -3,7 +3,7 @@
 mod discover;
 pub mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use http::Method;
@@ -608,11 +608,19 @@ impl Connector for TikTokConnector {
         updates: &[QuantityUpdate],
     ) -> Result<Vec<QuantityAck>, MarketError> {
         let mut acks: Vec<Option<QuantityAck>> = vec![None; updates.len()];
-        let mut groups: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        // Products in the order of their first update (zeros and low stock come first).
+        let mut groups: Vec<(&str, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<&str, usize> = HashMap::new();
         for (i, u) in updates.iter().enumerate() {
             match (&u.listing.product_id, &u.listing.variant_id) {
                 (Some(p), Some(_)) if !p.is_empty() => {
-                    groups.entry(p.as_str()).or_default().push(i)
+                    let g = *group_of.entry(p.as_str()).or_insert_with(|| {
+                        groups.push((p.as_str(), Vec::new()));
+                        groups.len() - 1
+                    });
+                    if let Some((_, indices)) = groups.get_mut(g) {
+                        indices.push(i);
+                    }
                 }
                 _ => {
                     acks[i] = Some(QuantityAck::failed(
@@ -626,33 +634,39 @@ impl Connector for TikTokConnector {
                 }
             }
         }
-        let mut fatal: Option<MarketError> = None;
-        for (product_id, indices) in groups {
-            for chunk in indices.chunks(self.config.inventory_batch.max(1)) {
+        // One call per product (per chunk of its SKUs), a few in flight; the chunks of one
+        // product never overlap.
+        let chunks: Vec<(&str, &[usize])> = groups
+            .iter()
+            .flat_map(|(product_id, indices)| {
+                indices
+                    .chunks(self.config.inventory_batch.max(1))
+                    .map(move |chunk| (*product_id, chunk))
+            })
+            .collect();
+        let calls: Vec<_> = chunks
+            .iter()
+            .map(|&(product_id, chunk)| {
                 let batch: Vec<&QuantityUpdate> = chunk.iter().map(|&i| &updates[i]).collect();
-                let result = match &fatal {
-                    Some(e) => Err(e.clone()),
-                    None => self.update_product(product_id, &batch).await,
-                };
-                match result {
-                    Ok(errors) => {
-                        for (&i, err) in chunk.iter().zip(errors) {
-                            acks[i] = Some(match err {
-                                None => QuantityAck::ok(&updates[i]),
-                                Some(e) => QuantityAck::failed(&updates[i], e),
-                            });
-                        }
+                (vec![product_id], async move {
+                    self.update_product(product_id, &batch).await
+                })
+            })
+            .collect();
+        let results = crate::fan_out::in_order(TT, calls, crate::PUSH_CONCURRENCY).await;
+        for (&(_, chunk), result) in chunks.iter().zip(results) {
+            match result {
+                Ok(errors) => {
+                    for (&i, err) in chunk.iter().zip(errors) {
+                        acks[i] = Some(match err {
+                            None => QuantityAck::ok(&updates[i]),
+                            Some(e) => QuantityAck::failed(&updates[i], e),
+                        });
                     }
-                    Err(e) => {
-                        if matches!(
-                            e.kind,
-                            ErrorKind::Auth | ErrorKind::Revoked | ErrorKind::Blocked
-                        ) {
-                            fatal = Some(e.clone());
-                        }
-                        for &i in chunk {
-                            acks[i] = Some(QuantityAck::failed(&updates[i], e.clone()));
-                        }
+                }
+                Err(e) => {
+                    for &i in chunk {
+                        acks[i] = Some(QuantityAck::failed(&updates[i], e.clone()));
                     }
                 }
             }

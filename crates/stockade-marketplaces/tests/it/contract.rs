@@ -71,7 +71,7 @@ pub(crate) struct LogRow {
 
 pub(crate) struct Harness {
     pub(crate) sb: Sandbox,
-    gateway: Gateway,
+    pub(crate) gateway: Gateway,
     store: Store,
     _dir: TempDir,
 }

@@ -4,5 +4,6 @@ mod contract;
 mod discover;
 mod events;
 mod payloads;
+mod push_rounds;
 mod reports;
 mod vectors;

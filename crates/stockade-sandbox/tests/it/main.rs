@@ -30,3 +30,5 @@ pub async fn start(config: SandboxConfig) -> Sandbox {
 pub fn now_s() -> i64 {
     stockade_core::time::now_ms() / 1000
 }
+// `/_sandbox/in-flight`.
+mod in_flight;
