@@ -214,6 +214,8 @@ async fn three_processes_on_one_postgres_share_the_work_and_survive_two_sigkills
 
     // eBay delivers only to a validated endpoint.
     validate_ebay(&admin, &info, &hook_base, &|| logs(&nodes)).await;
+    // b sends the channel before it is killed (checked at the end), not only holds it.
+    once.wait_for_alert_from(pids[1], &|| logs(&nodes)).await;
 
     // The load, with process b killed mid-run and the worker later.
     let mut kills: Vec<(u32, i64)> = Vec::new();

@@ -143,6 +143,29 @@ impl Once {
             .collect()
     }
 
+    /// Wait until process `pid` (the channel's holder) has sent the bot a message, so
+    /// that its kill cuts a channel that was sending (the first executions' alerts can
+    /// still be on their way when the load starts).
+    pub(crate) async fn wait_for_alert_from(&self, pid: u32, logs: &dyn Fn() -> String) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let sent = self
+                .bots
+                .accepted(CHANNEL)
+                .iter()
+                .any(|r| !r.path.ends_with("/accessToken") && node_pid(r) == Some(pid));
+            if sent {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process {pid} holds the alert channel but sent nothing in 20 s\n{}",
+                logs()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Wait until process `pid` holds the alert channel's lease.
     pub(crate) async fn wait_for_channel_holder(&self, url: &str, pid: u32) {
         let deadline = Instant::now() + Duration::from_secs(15);
