@@ -76,7 +76,10 @@ where
         if running.is_empty() {
             break;
         }
-        // Every running call is polled on every wake-up, so none misses its wake.
+        // The running calls are polled in the order they started (`running` keeps that
+        // order: removal below shifts, never swaps), so a call's first poll — when its
+        // request goes out — follows the one of every call before it. A call not polled
+        // in this pass is polled in the next, which follows at once.
         let (slot, result) = std::future::poll_fn(|cx| {
             for (slot, (_, _, call)) in running.iter_mut().enumerate() {
                 if let Poll::Ready(v) = call.as_mut().poll(cx) {
@@ -86,7 +89,7 @@ where
             Poll::Pending
         })
         .await;
-        let (i, _, _) = running.swap_remove(slot);
+        let (i, _, _) = running.remove(slot);
         if let Err(e) = &result
             && fatal.is_none()
             && is_fatal(e)
