@@ -144,10 +144,11 @@ async fn a_database_restart_mid_run_loses_nothing_and_says_so_once() {
         acked.len(),
         failed.len()
     );
-    assert!(
-        !acked.is_empty() && !failed.is_empty(),
-        "the restart refused no delivery, or none was acknowledged: {stats}"
-    );
+    // How many deliveries the restart refuses depends on timing: one arriving during the
+    // outage waits for the database and is answered 2xx when it is back, or is refused
+    // (503, or the marketplace's timeout) and delivered again; seen from none to 84 of 126.
+    // Either way every order must end up stored once (below).
+    assert!(!acked.is_empty(), "no delivery was acknowledged: {stats}");
 
     // Every order stored exactly once: the acknowledged ones at once, the others once
     // delivered again or polled.
