@@ -193,6 +193,27 @@ fn assert_stopped(
     assert_simulator_holds(h, m, acks);
 }
 
+/// One round of `updates` (calls of `per_call` updates each, on operation `op`) with the
+/// seller revoked once 10 calls reached the simulator: acks in order, every update after
+/// the calls that reached it failed unsent, never more than the bound in flight.
+async fn round_stops_at_revocation<C: Connector>(
+    h: &Harness,
+    c: &C,
+    m: Marketplace,
+    op: &str,
+    updates: &[QuantityUpdate],
+    per_call: usize,
+) {
+    with_latency(h, m);
+    let (acks, ()) = tokio::join!(c.set_quantities(updates), revoke_after(h, m, op, 10));
+    let acks = acks.unwrap();
+    assert_in_input_order(&acks, updates);
+    let reached = started(h, m, op);
+    assert!(reached >= 10, "{reached}");
+    assert_stopped(h, m, &acks, reached as usize, per_call);
+    assert!(peak(h, m, op) <= PUSH_CONCURRENCY as u64);
+}
+
 #[tokio::test]
 async fn amazon_round_stops_at_a_revocation_and_sends_nothing_more() {
     let h = Harness::start(
@@ -205,18 +226,8 @@ async fn amazon_round_stops_at_a_revocation_and_sends_nothing_more() {
     .await;
     let c = amazon_patching_unpaced(&h);
     c.refresh_token().await.unwrap();
-    with_latency(&h, Marketplace::Amazon);
     let updates = amazon_updates(40);
-    let (acks, ()) = tokio::join!(
-        c.set_quantities(&updates),
-        revoke_after(&h, Marketplace::Amazon, AMAZON_PATCH, 10)
-    );
-    let acks = acks.unwrap();
-    assert_in_input_order(&acks, &updates);
-    let reached = started(&h, Marketplace::Amazon, AMAZON_PATCH);
-    assert!(reached >= 10, "{reached}");
-    assert_stopped(&h, Marketplace::Amazon, &acks, reached as usize, 1);
-    assert!(peak(&h, Marketplace::Amazon, AMAZON_PATCH) <= PUSH_CONCURRENCY as u64);
+    round_stops_at_revocation(&h, &c, Marketplace::Amazon, AMAZON_PATCH, &updates, 1).await;
     h.finish().await;
 }
 
@@ -260,22 +271,12 @@ async fn tiktok_round_stops_at_a_revocation_and_sends_nothing_more() {
     .await;
     let c = tiktok_unpaced(&h);
     c.refresh_token().await.unwrap();
-    with_latency(&h, Marketplace::TikTok);
     // Listed product by product, so the first calls carry the first updates.
     let updates = tiktok_updates(&h);
     for pair in updates.chunks(2) {
         assert_eq!(pair[0].listing.product_id, pair[1].listing.product_id);
     }
-    let (acks, ()) = tokio::join!(
-        c.set_quantities(&updates),
-        revoke_after(&h, Marketplace::TikTok, TIKTOK_UPDATE, 10)
-    );
-    let acks = acks.unwrap();
-    assert_in_input_order(&acks, &updates);
-    let reached = started(&h, Marketplace::TikTok, TIKTOK_UPDATE);
-    assert!(reached >= 10, "{reached}");
-    assert_stopped(&h, Marketplace::TikTok, &acks, reached as usize, 2);
-    assert!(peak(&h, Marketplace::TikTok, TIKTOK_UPDATE) <= PUSH_CONCURRENCY as u64);
+    round_stops_at_revocation(&h, &c, Marketplace::TikTok, TIKTOK_UPDATE, &updates, 2).await;
     h.finish().await;
 }
 
