@@ -212,6 +212,8 @@ struct Inner {
     sandbox: Mutex<HashMap<String, reqwest::Client>>,
     /// Incident controls (isolation, lockdown) of the store it logs to.
     controls: stockade_store::Controls,
+    /// Cap on the calls of one round a connection keeps in flight; 0 = no cap.
+    round_cap: std::sync::atomic::AtomicUsize,
 }
 
 /// The gateway. Cheap to clone; all clones share buckets, breakers and the log writer.
@@ -286,6 +288,7 @@ impl Gateway {
             jitter: retry::Jitter::new(seed),
             sandbox: Mutex::new(HashMap::new()),
             controls,
+            round_cap: std::sync::atomic::AtomicUsize::new(0),
         })))
     }
 
@@ -395,6 +398,26 @@ impl Gateway {
     /// lower count changes nothing: what this process took itself still counts.
     pub fn seed_daily(&self, quota: &'static str, key: &str, used: u32) {
         lock(&self.0.daily).seed(stockade_core::clock::now_ms(), quota, key, used);
+    }
+
+    /// Cap the calls of one round each connection keeps in flight at `cap` (at least
+    /// one), or lift the cap with `None`. The sync engine caps rounds while webhook
+    /// deliveries queue, so pushes leave the CPU to ingest; rounds already running keep
+    /// the number they started with.
+    pub fn cap_round_calls(&self, cap: Option<usize>) {
+        let v = cap.map_or(0, |c| c.max(1));
+        self.0
+            .round_cap
+            .store(v, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many of a round's calls to keep in flight when `wanted` would be: `wanted`,
+    /// or the cap set by [`Gateway::cap_round_calls`] when lower.
+    pub fn round_calls(&self, wanted: usize) -> usize {
+        match self.0.round_cap.load(std::sync::atomic::Ordering::Relaxed) {
+            0 => wanted.max(1),
+            cap => wanted.clamp(1, cap),
+        }
     }
 
     /// Anomalies from now on.
@@ -949,6 +972,18 @@ fn is_json(body: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_round_cap_lowers_and_lifts_the_calls_in_flight() {
+        let g = Gateway::new(EgressConfig::new(Environment::Dev), None).unwrap();
+        assert_eq!(g.round_calls(8), 8);
+        g.cap_round_calls(Some(2));
+        assert_eq!((g.round_calls(8), g.round_calls(1)), (2, 1));
+        g.clone().cap_round_calls(Some(0));
+        assert_eq!(g.round_calls(8), 1, "a cap of zero still lets one call out");
+        g.cap_round_calls(None);
+        assert_eq!(g.round_calls(8), 8);
+    }
 
     #[test]
     fn caller_display() {

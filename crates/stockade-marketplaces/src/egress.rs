@@ -58,6 +58,10 @@ impl Transport for EgressTransport {
         self.gateway.take_daily(quota, key, limit)
     }
 
+    fn round_calls(&self, wanted: usize) -> usize {
+        self.gateway.round_calls(wanted)
+    }
+
     fn seed_daily(&self, quota: &'static str, key: &str, used: u32) {
         self.gateway.seed_daily(quota, key, used);
     }

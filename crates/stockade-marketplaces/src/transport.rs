@@ -114,6 +114,11 @@ pub(crate) trait Transport: Send + Sync {
     fn take_daily(&self, quota: &'static str, key: &str, limit: u32) -> bool;
     /// Today's count of `quota` for `key` is at least `used` (spent by another process).
     fn seed_daily(&self, quota: &'static str, key: &str, used: u32);
+    /// How many of a round's calls to keep in flight when `wanted` would be (the
+    /// gateway lowers it while the process is busy storing orders).
+    fn round_calls(&self, wanted: usize) -> usize {
+        wanted
+    }
 }
 
 pub(crate) type SharedTransport = Arc<dyn Transport>;

@@ -753,7 +753,12 @@ impl AmazonConnector {
             .iter()
             .map(|u| (vec![u.sku.as_str()], self.patch_one(u)))
             .collect();
-        let results = crate::fan_out::in_order(AMZ, calls, crate::PUSH_CONCURRENCY).await;
+        let results = crate::fan_out::in_order(
+            AMZ,
+            calls,
+            self.transport.round_calls(crate::PUSH_CONCURRENCY),
+        )
+        .await;
         Ok(updates
             .iter()
             .zip(results)

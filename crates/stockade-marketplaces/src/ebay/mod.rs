@@ -741,7 +741,12 @@ impl Connector for EbayConnector {
                 (keys, async move { self.bulk_update(&batch).await })
             })
             .collect();
-        let results = crate::fan_out::in_order(EBAY, calls, crate::PUSH_CONCURRENCY).await;
+        let results = crate::fan_out::in_order(
+            EBAY,
+            calls,
+            self.transport.round_calls(crate::PUSH_CONCURRENCY),
+        )
+        .await;
         for (chunk, result) in chunks.iter().zip(results) {
             match result {
                 Ok(errors) => {

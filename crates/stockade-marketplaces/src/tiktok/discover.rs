@@ -6,7 +6,7 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{TT, TikTokConnector, wire};
+use super::{TT, TikTokConnector};
 use crate::de;
 use crate::{DiscoveredListing, ListingRef, MarketError};
 
@@ -123,11 +123,7 @@ impl TikTokConnector {
                     .idempotent(true)
                 })
                 .await?;
-            let list: ProductList = if data.is_null() {
-                ProductList::default()
-            } else {
-                wire::data(data)?
-            };
+            let list: ProductList = data.unwrap_or_default();
             let next = list.next_page_token.clone().filter(|t| !t.is_empty());
             crate::dedup_discovered(TT, &mut found, &mut seen, page_listings(list))?;
             match next {

@@ -253,8 +253,8 @@ impl TikTokConnector {
         let req = HttpRequest::new(Method::GET, url, "/api/v2/token/refresh", "tiktok.token")
             .partition(self.config.partition());
         let resp = self.transport.send(TT, req).await?;
-        let data = wire::check_response(resp.status, &resp.body)?;
-        let token: wire::TokenData = wire::data(data)?;
+        let token: wire::TokenData =
+            wire::required(wire::check_response(resp.status, &resp.body)?)?;
         if token.access_token.is_empty() {
             return Err(MarketError::malformed(
                 TT,
@@ -272,11 +272,11 @@ impl TikTokConnector {
     }
 
     /// Send a signed call, refreshing the token once if TikTok says it is invalid or
-    /// expired. Returns the envelope's `data`.
-    async fn call(
+    /// expired. Returns the envelope's `data` decoded into `T` (`None` when absent).
+    async fn call<T: serde::de::DeserializeOwned>(
         &self,
         build: impl Fn(&SecretString) -> HttpRequest + Send + Sync,
-    ) -> Result<serde_json::Value, MarketError> {
+    ) -> Result<Option<T>, MarketError> {
         let token = self.access_token().await?;
         let resp = self.transport.send(TT, build(&token)).await?;
         match check(&resp) {
@@ -336,11 +336,7 @@ impl TikTokConnector {
                 .idempotent(true)
             })
             .await?;
-        let parsed: wire::InventoryUpdateData = if data.is_null() {
-            wire::InventoryUpdateData { errors: Vec::new() }
-        } else {
-            wire::data(data)?
-        };
+        let parsed: wire::InventoryUpdateData = data.unwrap_or_default();
         let mut out = vec![None; updates.len()];
         for err in parsed.errors {
             let e = MarketError::new(TT, ErrorKind::Invalid, &err.message)
@@ -375,7 +371,7 @@ impl TikTokConnector {
                 )
             })
             .await?;
-        let list: wire::OrderList = wire::data(data)?;
+        let list: wire::OrderList = wire::required(data)?;
         Ok(list.orders)
     }
 
@@ -420,11 +416,7 @@ impl TikTokConnector {
                     .idempotent(true)
                 })
                 .await?;
-            let list: wire::ReturnList = if data.is_null() {
-                wire::ReturnList::default()
-            } else {
-                wire::data(data)?
-            };
+            let list: wire::ReturnList = data.unwrap_or_default();
             out.extend(list.return_orders);
             match list.next_page_token.filter(|t| !t.is_empty()) {
                 Some(next) if page.as_deref() != Some(next.as_str()) => page = Some(next),
@@ -460,12 +452,7 @@ impl TikTokConnector {
                 .idempotent(true)
             })
             .await?;
-        if data.is_null() {
-            return Ok(wire::InventorySearchData {
-                inventory: Vec::new(),
-            });
-        }
-        wire::data(data)
+        Ok(data.unwrap_or_default())
     }
 }
 
@@ -473,7 +460,7 @@ impl TikTokConnector {
 /// per-shop bucket still paces them.
 const ORDER_FETCH_CONCURRENCY: usize = 4;
 
-fn check(resp: &HttpResponse) -> Result<serde_json::Value, MarketError> {
+fn check<T: serde::de::DeserializeOwned>(resp: &HttpResponse) -> Result<Option<T>, MarketError> {
     wire::check_response(resp.status, &resp.body)
 }
 
@@ -521,7 +508,7 @@ impl Connector for TikTokConnector {
                 .idempotent(true)
             })
             .await?;
-        let list: wire::OrderList = wire::data(data)?;
+        let list: wire::OrderList = wire::required(data)?;
         let orders: Vec<Order> = list
             .orders
             .into_iter()
@@ -653,7 +640,12 @@ impl Connector for TikTokConnector {
                 })
             })
             .collect();
-        let results = crate::fan_out::in_order(TT, calls, crate::PUSH_CONCURRENCY).await;
+        let results = crate::fan_out::in_order(
+            TT,
+            calls,
+            self.transport.round_calls(crate::PUSH_CONCURRENCY),
+        )
+        .await;
         for (&(_, chunk), result) in chunks.iter().zip(results) {
             match result {
                 Ok(errors) => {

@@ -22,15 +22,21 @@ pub const CODE_BAD_SIGN: i64 = 106_001;
 /// Envelope codes for an invalid or expired access token (refresh and retry).
 pub const CODES_TOKEN: [i64; 2] = [105_001, 105_002];
 
-/// The standard response envelope `{code, message, request_id, data}`.
+/// The standard response envelope `{code, message, request_id, data}`, its `data`
+/// decoded straight into the type the call expects (`IgnoredAny` to read only the code).
 #[derive(Deserialize)]
-pub(crate) struct Envelope {
+#[serde(bound = "T: Deserialize<'de>")]
+pub(crate) struct Envelope<T> {
     #[serde(default, deserialize_with = "de::opt_i64")]
     pub code: Option<i64>,
     #[serde(default, deserialize_with = "de::string")]
     pub message: String,
-    #[serde(default)]
-    pub data: Option<Value>,
+    #[serde(default = "none")]
+    pub data: Option<T>,
+}
+
+fn none<T>() -> Option<T> {
+    None
 }
 
 /// The error kind of a non-zero envelope code.
@@ -53,8 +59,13 @@ pub fn code_kind(code: i64, http_status: u16) -> ErrorKind {
     }
 }
 
-/// Check an HTTP answer and return the envelope's `data` (`null` when absent).
-pub(crate) fn check_response(status: u16, body: &[u8]) -> Result<Value, MarketError> {
+/// Check an HTTP answer and decode the envelope's `data` into `T` in one pass (`None`
+/// when absent or `null`). A success whose `data` does not fit `T` is a malformed answer;
+/// an error envelope is read for its code and message only.
+pub(crate) fn check_response<T: serde::de::DeserializeOwned>(
+    status: u16,
+    body: &[u8],
+) -> Result<Option<T>, MarketError> {
     let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
     if first != Some(b'{') {
         let kind = match status {
@@ -66,13 +77,25 @@ pub(crate) fn check_response(status: u16, body: &[u8]) -> Result<Value, MarketEr
             MarketError::new(TT, kind, "the answer is not a JSON envelope").with_status(status),
         );
     }
-    let env: Envelope = serde_json::from_slice(body).map_err(|e| {
-        MarketError::malformed(TT, crate::events::serde_message(&e)).with_status(status)
-    })?;
-    let code = env.code.unwrap_or(-1);
-    if code == 0 && (200..300).contains(&status) {
-        return Ok(env.data.unwrap_or(Value::Null));
-    }
+    let ok = |code: i64| code == 0 && (200..300).contains(&status);
+    let (code, message) = match serde_json::from_slice::<Envelope<T>>(body) {
+        Ok(env) if ok(env.code.unwrap_or(-1)) => return Ok(env.data),
+        Ok(env) => (env.code.unwrap_or(-1), env.message),
+        Err(typed) => {
+            let env: Envelope<serde::de::IgnoredAny> =
+                serde_json::from_slice(body).map_err(|e| {
+                    MarketError::malformed(TT, crate::events::serde_message(&e)).with_status(status)
+                })?;
+            let code = env.code.unwrap_or(-1);
+            if ok(code) {
+                return Err(
+                    MarketError::malformed(TT, crate::events::serde_message(&typed))
+                        .with_status(status),
+                );
+            }
+            (code, env.message)
+        }
+    };
     let kind = if code == 0 {
         match status {
             429 => ErrorKind::Throttled,
@@ -83,15 +106,14 @@ pub(crate) fn check_response(status: u16, body: &[u8]) -> Result<Value, MarketEr
     } else {
         code_kind(code, status)
     };
-    Err(MarketError::new(TT, kind, &env.message)
+    Err(MarketError::new(TT, kind, &message)
         .with_code(code.to_string())
         .with_status(status))
 }
 
-/// Decode an envelope's `data` into `T`.
-pub(crate) fn data<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, MarketError> {
-    serde_json::from_value(value)
-        .map_err(|e| MarketError::malformed(TT, crate::events::serde_message(&e)))
+/// A success's `data` a call cannot do without.
+pub(crate) fn required<T>(data: Option<T>) -> Result<T, MarketError> {
+    data.ok_or_else(|| MarketError::malformed(TT, "the answer has no data"))
 }
 
 /// `data` of the token get/refresh answer.
@@ -271,7 +293,7 @@ pub fn parse_order(json: &[u8]) -> Result<Order, MarketError> {
     Ok(raw.into_order())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(crate) struct InventoryUpdateData {
     #[serde(default, deserialize_with = "de::vec")]
     pub errors: Vec<InventoryError>,
@@ -293,7 +315,7 @@ pub(crate) struct InventoryErrorDetail {
     pub sku_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 pub(crate) struct InventorySearchData {
     #[serde(default, deserialize_with = "de::vec")]
     pub inventory: Vec<InventoryProduct>,
@@ -543,4 +565,63 @@ pub(crate) fn returned_order(mut order: Order, returns: &[&TtReturn]) -> Order {
     order.marketplace_status = "RETURN_OR_REFUND_REQUEST_COMPLETE".into();
     order.updated_at_ms = order.updated_at_ms.max(at);
     order
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_envelope_is_decoded_in_one_pass_and_errors_keep_their_code() {
+        let ok = br#"{"code":0,"message":"Success","data":{"errors":[]}}"#;
+        let d: Option<InventoryUpdateData> = check_response(200, ok).unwrap();
+        assert!(d.unwrap().errors.is_empty());
+        // No data, or null data: None (the caller decides whether it needs it).
+        for body in [
+            &br#"{"code":0,"message":"Success"}"#[..],
+            br#"{"code":0,"data":null}"#,
+        ] {
+            assert!(
+                check_response::<InventoryUpdateData>(200, body)
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        let e = required::<OrderList>(None).err().unwrap();
+        assert_eq!(e.kind, ErrorKind::Malformed);
+        // A success whose data does not fit is malformed.
+        let wrong = br#"{"code":0,"message":"Success","data":{"errors":"nope"}}"#;
+        let e = check_response::<InventoryUpdateData>(200, wrong)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Malformed, "{e}");
+        // An error envelope is its code, whatever its data holds.
+        let throttled = br#"{"code":36009004,"message":"Too many requests","data":{"errors":"x"}}"#;
+        let e = check_response::<InventoryUpdateData>(429, throttled)
+            .err()
+            .unwrap();
+        assert_eq!(
+            (e.kind, e.code.as_deref(), e.status),
+            (ErrorKind::Throttled, Some("36009004"), Some(429))
+        );
+        let e = check_response::<InventoryUpdateData>(
+            200,
+            br#"{"code":105002,"message":"Access token is expired"}"#,
+        )
+        .err()
+        .unwrap();
+        assert_eq!(
+            (e.kind, e.code.as_deref()),
+            (ErrorKind::Auth, Some("105002"))
+        );
+        // Not an envelope at all.
+        let e = check_response::<InventoryUpdateData>(502, b"<html>")
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Server);
+        let e = check_response::<InventoryUpdateData>(200, br#"{"code":0,"data":"#)
+            .err()
+            .unwrap();
+        assert_eq!(e.kind, ErrorKind::Malformed);
+    }
 }

@@ -156,6 +156,50 @@ async fn amazon_patches_of_one_round_overlap_within_the_bound() {
     h.finish().await;
 }
 
+/// The gateway's cap (set by the sync engine while deliveries queue) bounds a round's
+/// calls in flight on every marketplace; lifted, the rounds overlap up to the bound again.
+#[tokio::test]
+async fn a_round_cap_on_the_gateway_bounds_the_calls_in_flight() {
+    let h = Harness::start(
+        SandboxConfig {
+            skus: 40,
+            ..config()
+        },
+        &[],
+    )
+    .await;
+    let amazon = amazon_patching_unpaced(&h);
+    let tiktok = tiktok_unpaced(&h);
+    with_latency(&h, Marketplace::Amazon);
+    with_latency(&h, Marketplace::TikTok);
+    let tiktok_round = tiktok_updates(&h);
+    for cap in [Some(2), None] {
+        h.gateway.cap_round_calls(cap);
+        h.sb.reset_in_flight(Marketplace::Amazon);
+        h.sb.reset_in_flight(Marketplace::TikTok);
+        let mut updates = amazon_updates(24);
+        if cap.is_none() {
+            updates.iter_mut().for_each(|u| u.quantity += 1);
+        }
+        let acks = amazon.set_quantities(&updates).await.unwrap();
+        assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
+        let acks = tiktok.set_quantities(&tiktok_round).await.unwrap();
+        assert!(acks.iter().all(|a| a.accepted), "{acks:?}");
+        let peaks = (
+            peak(&h, Marketplace::Amazon, AMAZON_PATCH),
+            peak(&h, Marketplace::TikTok, TIKTOK_UPDATE),
+        );
+        match cap {
+            Some(c) => assert_eq!(peaks, (c as u64, c as u64), "capped at {c}"),
+            None => assert!(
+                peaks.0 > 2 && peaks.1 > 2,
+                "lifted, still {peaks:?} in flight"
+            ),
+        }
+    }
+    h.finish().await;
+}
+
 /// Revoke the seller once `after` calls of `op` reached the simulator.
 async fn revoke_after(h: &Harness, m: Marketplace, op: &str, after: u64) {
     let seller = h.seller(m);

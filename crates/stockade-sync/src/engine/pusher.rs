@@ -277,6 +277,9 @@ pub(super) async fn push_chunk(
         })
         .collect();
     Metrics::inc(&inner.metrics.push_calls, 1);
+    inner
+        .gateway
+        .cap_round_calls(inner.admission.round_cap(inner.opts.max_pending_deliveries));
     let acks = match path {
         Some(path) => live.connector.set_quantities_via(&updates, path).await?,
         None => live.connector.set_quantities(&updates).await?,

@@ -71,7 +71,21 @@ impl Admission {
     pub(super) fn pending(&self) -> usize {
         self.pending.load(Ordering::Acquire)
     }
+
+    /// The cap on a push round's calls in flight (see [`QUEUED_ROUND_CALLS`]) while
+    /// more than a quarter of `max` deliveries are pending; no cap otherwise.
+    pub(super) fn round_cap(&self, max: usize) -> Option<usize> {
+        (self.pending() > max / 4).then_some(QUEUED_ROUND_CALLS)
+    }
 }
+
+/// A push round's calls in flight per connection while webhook deliveries queue.
+///
+/// Pushes and ingest share the CPU. With eight calls in flight a round ends sooner and
+/// the next one starts sooner, so fewer changes are coalesced into each call and the
+/// pushes take CPU the queued deliveries are waiting for. Two keep the channels moving
+/// (zeros and low stock still go first) while the queue drains.
+pub(super) const QUEUED_ROUND_CALLS: usize = 2;
 
 impl super::SyncEngine {
     /// Webhook deliveries admitted and not answered yet.
@@ -83,6 +97,17 @@ impl super::SyncEngine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rounds_are_capped_while_a_quarter_of_the_bound_is_pending() {
+        let a = Admission::new();
+        let m = Metrics::default();
+        let slots: Vec<_> = (0..3).filter_map(|_| a.admit(8, &m)).collect();
+        assert_eq!(a.round_cap(8), Some(QUEUED_ROUND_CALLS));
+        assert_eq!(a.round_cap(16), None);
+        drop(slots);
+        assert_eq!(a.round_cap(8), None);
+    }
 
     #[test]
     fn past_the_bound_deliveries_are_shed_and_counted() {

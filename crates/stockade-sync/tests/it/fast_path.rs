@@ -1,7 +1,8 @@
 //! The costs removed from the ingest path: a batch wakes only the pushers with a listing
 //! among the SKUs it changed; the poller does not ingest again an order the webhook
 //! stored; too many pending deliveries are shed with 503 (and retried by the
-//! marketplace) without storing anything half.
+//! marketplace) without storing anything half, and push rounds keep fewer calls in
+//! flight meanwhile.
 
 use super::*;
 use stockade_sync::catalog::MergeSku;
@@ -141,11 +142,32 @@ async fn too_many_pending_deliveries_are_shed(db: Db) {
     };
     let env = Env::start(db, sandbox, opts).await;
     env.settle().await;
+    // While deliveries queue, the pushers cap their rounds' calls in flight on the
+    // gateway: watch the cap the connectors are given.
+    let watching = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let gateway = env.gateway.clone();
+        let watching = watching.clone();
+        tokio::spawn(async move {
+            let mut least = usize::MAX;
+            while watching.load(std::sync::atomic::Ordering::Relaxed) {
+                least = least.min(gateway.round_calls(stockade_marketplaces::PUSH_CONCURRENCY));
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            least
+        })
+    };
     let mut placed = 0;
     for m in Marketplace::ALL {
         placed += env.sb.generate_orders(m, 40).len();
     }
     env.sb.flush_deliveries().await;
+    watching.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(
+        watcher.await.unwrap(),
+        2,
+        "push rounds started while deliveries queued are capped at two calls in flight"
+    );
     let shed = env
         .sync
         .metrics()
