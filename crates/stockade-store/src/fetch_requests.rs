@@ -6,7 +6,8 @@
 //! owner reads the requests ([`Store::fetch_requests`]), fetches with its own connector
 //! (the one rate budget of the connection) and removes each request once its order is
 //! stored or found unknown ([`Store::fetch_request_done`]). The receiving process
-//! answers the marketplace when the request is gone ([`Store::fetch_request_pending`]).
+//! answers the marketplace when the request is gone: one statement a look for every
+//! delivery the process is waiting on ([`Store::fetch_requests_pending`]).
 //!
 //! `seq` grows with every notification of the same order: a request notified again
 //! while its fetch was in flight stays (only the `seq` that was fetched is removed), so
@@ -15,7 +16,9 @@
 //! Bookkeeping, not data (see [`Store::write_unaudited`]): the stored orders are audited
 //! commits.
 
-use crate::{Result, Store, sql_params};
+use std::collections::HashSet;
+
+use crate::{Result, Store, StoreError, sql_params};
 
 const REQUEST: &str =
     "INSERT INTO fetch_requests (connection_id, external_id, seq, requested_at_ms)
@@ -29,6 +32,16 @@ const LIST: &str = "SELECT connection_id, external_id, seq FROM fetch_requests
 
 const PENDING: &str =
     "SELECT COUNT(*) FROM fetch_requests WHERE connection_id = $1 AND external_id = $2";
+
+/// $1 a JSON array of `[connection_id, external_id]` pairs: those still requested (each
+/// pair found through the primary key).
+const PENDING_MANY_SQLITE: &str = "SELECT f.connection_id, f.external_id FROM json_each($1) j
+     JOIN fetch_requests f ON f.connection_id = json_extract(j.value, '$[0]')
+                          AND f.external_id = json_extract(j.value, '$[1]')";
+
+const PENDING_MANY_PG: &str = "SELECT f.connection_id, f.external_id
+     FROM jsonb_array_elements($1::jsonb) j
+     JOIN fetch_requests f ON f.connection_id = (j->>0)::bigint AND f.external_id = j->>1";
 
 const DONE: &str =
     "DELETE FROM fetch_requests WHERE connection_id = $1 AND external_id = $2 AND seq = $3";
@@ -80,6 +93,26 @@ impl Store {
             .count(PENDING, sql_params![connection, external_id])
             .await?
             > 0)
+    }
+
+    /// Which of `requests` (connection, order id) still wait for their owner's fetch,
+    /// read with one statement however many there are.
+    pub async fn fetch_requests_pending(
+        &self,
+        requests: &[(i64, &str)],
+    ) -> Result<HashSet<(i64, String)>> {
+        if requests.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let json = serde_json::to_string(requests)
+            .map_err(|e| StoreError::Invalid(format!("fetch requests: {e}")))?;
+        let statement = if self.is_postgres() {
+            PENDING_MANY_PG
+        } else {
+            PENDING_MANY_SQLITE
+        };
+        let rows: Vec<(i64, String)> = self.query_as(statement, sql_params![json]).await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The fetch of `request` is done (stored, or unknown at the marketplace). A request

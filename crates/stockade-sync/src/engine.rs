@@ -47,6 +47,7 @@ mod commit;
 mod fetch;
 // Webhook fetches handed to the connection's owner (scale-out).
 mod handoff;
+mod handoff_wait;
 mod hooks;
 // Which process runs each connection's own work (leases; scale-out on PostgreSQL).
 mod listed;
@@ -173,6 +174,8 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The connections this process owns (see `owner`).
     owned: Arc<owner::Owned>,
+    /// Deliveries waiting for the owner's fetch (see `handoff_wait`).
+    handoff_waits: handoff_wait::Waits,
 }
 
 impl std::fmt::Debug for Inner {
@@ -255,6 +258,7 @@ impl SyncEngine {
             shutdown,
             tasks: Mutex::new(Vec::new()),
             owned,
+            handoff_waits: handoff_wait::Waits::default(),
         });
         let sync = SyncEngine { inner };
         sync.refresh().await?;
@@ -276,6 +280,7 @@ impl SyncEngine {
                 tasks.push(tokio::spawn(handoff::claim_loop(sync.inner.clone())));
             }
             tasks.push(tokio::spawn(owner::owner_loop(sync.inner.clone(), o)));
+            tasks.push(tokio::spawn(handoff_wait::wait_loop(sync.inner.clone())));
         }
         if let Ok(mut t) = sync.inner.tasks.lock() {
             t.extend(tasks);

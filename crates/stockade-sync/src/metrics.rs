@@ -277,6 +277,10 @@ pub struct Metrics {
     pub summaries_stored: AtomicU64,
     /// Polled orders dropped before ingest: already stored as listed.
     pub poll_skipped: AtomicU64,
+    /// Webhook fetches handed to the connection's owner: the looks (one statement each)
+    /// whether the owner is done, and the requests those looks read in all.
+    pub handoff_looks: AtomicU64,
+    pub handoff_looked_at: AtomicU64,
     /// Batch notices sent to pushers, and pushers left asleep (none of their SKUs changed).
     pub pushers_woken: AtomicU64,
     pub pushers_spared: AtomicU64,

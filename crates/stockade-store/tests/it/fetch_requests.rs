@@ -38,6 +38,22 @@ async fn a_request_is_done_only_at_the_seq_fetched(backend: Backend) {
     assert!(owner.fetch_request_done(newer).await.unwrap());
     assert!(!receiver.fetch_request_pending(5, "O-1").await.unwrap());
     assert!(receiver.fetch_request_pending(6, "O-1").await.unwrap());
+    // Many at once, in one statement: only those still requested come back.
+    let pending = receiver
+        .fetch_requests_pending(&[(5, "O-1"), (6, "O-1"), (6, "O-2"), (6, "O-1")])
+        .await
+        .unwrap();
+    assert_eq!(
+        pending,
+        std::collections::HashSet::from([(6, "O-1".to_owned())])
+    );
+    assert!(
+        receiver
+            .fetch_requests_pending(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(owner.fetch_requests(1).await.unwrap().len(), 1);
     // Old requests go; newer ones stay.
     assert_eq!(owner.prune_fetch_requests(0).await.unwrap(), 0);

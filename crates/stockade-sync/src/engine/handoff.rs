@@ -9,9 +9,11 @@
 //! 1. records the order id in `fetch_requests` (`stockade_store::fetch_requests`) and
 //!    wakes the owners (`Topic::Fetches`: NOTIFY; behind PgBouncer in transaction mode
 //!    the owners' one-second read finds it);
-//! 2. looks every 20 ms whether the request is done, and answers the marketplace 2xx
-//!    once it is (the owner removes it only after the order is stored, or found unknown
-//!    at the marketplace): the answer still follows the commit;
+//! 2. waits for the request to be gone, and answers the marketplace 2xx once it is (the
+//!    owner removes it only after the order is stored, or found unknown at the
+//!    marketplace): the answer still follows the commit. One waiter per process looks
+//!    every 20 ms with one statement for all the deliveries waiting (`handoff_wait`);
+//!    the owner sends nothing back;
 //! 3. when the notification summarises the order (Amazon) and the owner has not stored
 //!    it within `summary_after`, stores the summary itself (no marketplace call) and
 //!    answers on that commit, as a lone process does;
@@ -41,14 +43,13 @@ use stockade_store::{FetchRequest, Topic};
 use tokio::sync::oneshot;
 
 use super::fetch::{FetchJob, WAITING, unavailable_reason};
+use super::handoff_wait::Look;
 use super::{IngestJob, Inner, Live, REVOKED, SyncEngine};
 use crate::ingest::Source;
 use crate::metrics::Metrics;
 
 /// How long a receiving process waits for the owner before it fetches itself.
 const OWNER_WITHIN: Duration = Duration::from_millis(1500);
-/// How often it looks whether the owner is done.
-const LOOK_EVERY: Duration = Duration::from_millis(20);
 /// The owners read the requests at least this often (a NOTIFY shortens the wait).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
 /// The shortest time between two of the owners' reads: a burst of wake-ups (one per
@@ -89,6 +90,11 @@ pub(super) async fn deliver(
         ));
     }
     store.wake(Topic::Fetches).await;
+    let mut stop = inner.shutdown.subscribe();
+    if *stop.borrow() {
+        return Err(HookError::Unavailable("sync is stopping".into()));
+    }
+    let mut done = inner.handoff_waits.register(target.id, &external_id);
     let started = tokio::time::Instant::now();
     let fetch_here_at = (started + OWNER_WITHIN).min(deadline);
     let summary_at = summary
@@ -96,33 +102,31 @@ pub(super) async fn deliver(
         .then_some(inner.opts.summary_after)
         .flatten()
         .map(|d| started + d);
-    loop {
-        tokio::time::sleep(LOOK_EVERY).await;
-        match store.fetch_request_pending(target.id, &external_id).await {
-            Ok(false) => return accepted(inner),
-            Ok(true) => {}
-            Err(e) if e.is_unavailable() => {
-                return Err(HookError::Unavailable(
+    let until = summary_at.map_or(fetch_here_at, |at| at.min(fetch_here_at));
+    tokio::select! {
+        biased;
+        look = &mut done => {
+            return match look {
+                Ok(Look::Done) => accepted(inner),
+                Ok(Look::Unavailable) => Err(HookError::Unavailable(
                     "the order could not be stored".into(),
-                ));
-            }
-            Err(e) => {
-                tracing::debug!(connection = %target.name, error = %e, "could not look at a handed-over webhook fetch");
-            }
+                )),
+                Err(_) => Err(HookError::Unavailable("sync is stopping".into())),
+            };
         }
-        let now = tokio::time::Instant::now();
-        if summary_at.is_some_and(|at| now >= at)
-            && let Some(order) = summary
-        {
-            return store_summary(inner, &target, *order, arrival, deadline).await;
-        }
-        if now >= fetch_here_at {
-            tracing::debug!(connection = %target.name, "the connection's owner did not fetch an announced order in time; fetching it here");
-            return sync
-                .order_changed(target, external_id, summary, arrival, deadline)
-                .await;
-        }
+        _ = stop.changed() => return Err(HookError::Unavailable("sync is stopping".into())),
+        () = tokio::time::sleep_until(until) => {}
     }
+    // No longer waiting: the next look leaves this delivery out.
+    drop(done);
+    if summary_at.is_some_and(|at| tokio::time::Instant::now() >= at)
+        && let Some(order) = summary
+    {
+        return store_summary(inner, &target, *order, arrival, deadline).await;
+    }
+    tracing::debug!(connection = %target.name, "the connection's owner did not fetch an announced order in time; fetching it here");
+    sync.order_changed(target, external_id, summary, arrival, deadline)
+        .await
 }
 
 /// Store the notification's summary here (no marketplace call); answer on its commit.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use stockade_core::order::Marketplace;
 use stockade_egress::Gateway;
-use stockade_sync::{Ownership, SyncEngine, SyncOptions};
+use stockade_sync::{Metrics, Ownership, SyncEngine, SyncOptions};
 use stockade_testkit::{Db, TestApp};
 
 use super::{fast_options, sandbox_config};
@@ -46,11 +46,9 @@ fn all_answered_ok(env: &TestApp) {
     assert!(failed.is_empty(), "{failed:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
-    let Some(db) = Db::postgres() else {
-        return;
-    };
+/// An `api` process (the test app's engine) that takes no connection, and a worker
+/// that owns them all; the worker's engine and gateway.
+async fn receiver_and_owner(db: Db) -> (TestApp, SyncEngine, Gateway) {
     // The receiving process takes no connection (an `api` process): every webhook it
     // receives is for a connection another process owns.
     let receiver = SyncOptions {
@@ -76,6 +74,15 @@ async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
     }
     assert!(env.sync.owned_connections().is_empty());
     env.settle().await;
+    (env, owner, og)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let (env, owner, og) = receiver_and_owner(db).await;
 
     // Orders on every marketplace, one at a time: each webhook reaches the receiver,
     // which hands the fetch to the owner and answers once the order is stored.
@@ -121,5 +128,55 @@ async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
         calls(&env.gateway) > before,
         "the receiver fetched it itself"
     );
+    env.finish().await;
+}
+
+/// The receiving process looks whether the owner is done with one statement for all the
+/// deliveries waiting, every 20 ms: many deliveries at once cost the looks of one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_deliveries_share_one_look_postgres() {
+    let Some(db) = Db::postgres() else {
+        return;
+    };
+    let (env, owner, _og) = receiver_and_owner(db).await;
+    let m = env.sync.metrics();
+    let looks = || Metrics::get(&m.handoff_looks);
+    let looked_at = || Metrics::get(&m.handoff_looked_at);
+    let (looks_before, looked_at_before) = (looks(), looked_at());
+
+    // Forty-two orders delivered at once, every one handed to the owner.
+    let started = Instant::now();
+    let mut placed = 0;
+    for mk in Marketplace::ALL {
+        placed += env.sb.generate_orders(mk, 14).len();
+    }
+    env.sb.flush_deliveries().await;
+    let elapsed = started.elapsed();
+    all_answered_ok(&env);
+    assert_eq!(
+        stored(&env).await,
+        placed as i64,
+        "answered only once stored"
+    );
+    assert_eq!(env.count("SELECT COUNT(*) FROM fetch_requests").await, 0);
+
+    let looks = looks() - looks_before;
+    let looked_at = looked_at() - looked_at_before;
+    eprintln!(
+        "{placed} deliveries handed over at once in {elapsed:?}: {looks} looks read {looked_at} requests"
+    );
+    assert!(looks > 0, "the deliveries waited for the owner");
+    // One look per 20 ms however many wait (one per delivery would be `placed` times
+    // that), and a look reads several waiting deliveries' requests at once.
+    let at_most = elapsed.as_millis() as u64 / 20 + 2;
+    assert!(
+        looks <= at_most,
+        "{looks} looks in {elapsed:?} (at most {at_most} for one waiter)"
+    );
+    assert!(
+        looked_at > looks,
+        "{looks} looks read {looked_at} requests: one statement per delivery"
+    );
+    owner.shutdown().await;
     env.finish().await;
 }
