@@ -527,7 +527,7 @@ mod tests {
         }
     }
 
-    /// Issue 12: a marketplace posting bad signatures must not lock staff out, and staff
+    /// Regression: a marketplace posting bad signatures must not lock staff out, and staff
     /// typos must not stop deliveries: each jail counts and bans on its own.
     #[test]
     fn jails_count_and_ban_separately() {

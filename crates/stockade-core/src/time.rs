@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(days_from_civil(2000, 2, 29), Some(11_016));
     }
 
-    // Issue 14 item 8: the five hand-written date parsers accepted `2026-02-31` (it
+    // Regression: the five hand-written date parsers accepted `2026-02-31` (it
     // silently became 2026-03-03) and month 13 or day 0 where they checked only 1..=31.
     #[test]
     fn dates_off_the_calendar_are_refused() {

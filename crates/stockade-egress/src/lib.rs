@@ -214,6 +214,9 @@ struct Inner {
     controls: stockade_store::Controls,
     /// Cap on the calls of one round a connection keeps in flight; 0 = no cap.
     round_cap: std::sync::atomic::AtomicUsize,
+    /// This process's share of a shared bucket's partition (bucket → partition → share
+    /// in (0, 1]); absent: the whole rate ([`Gateway::share_bucket`]).
+    shares: std::sync::RwLock<HashMap<&'static str, HashMap<String, f64>>>,
 }
 
 /// The gateway. Cheap to clone; all clones share buckets, breakers and the log writer.
@@ -289,6 +292,7 @@ impl Gateway {
             sandbox: Mutex::new(HashMap::new()),
             controls,
             round_cap: std::sync::atomic::AtomicUsize::new(0),
+            shares: std::sync::RwLock::new(HashMap::new()),
         })))
     }
 
@@ -385,6 +389,42 @@ impl Gateway {
                 }
             }
         }
+    }
+
+    /// Let this process spend only `share` (in (0, 1]) of `bucket`'s rate and burst for
+    /// `partition` — the part of a limit the marketplace counts across processes (eBay's
+    /// calls per application) that falls to this one; `None` gives it the whole again.
+    /// The burst is scaled too, at least one token. Takes effect at the next call.
+    pub fn share_bucket(&self, bucket: &'static str, partition: &str, share: Option<f64>) {
+        let Ok(mut shares) = self.0.shares.write() else {
+            return;
+        };
+        match share.filter(|s| s.is_finite() && *s > 0.0 && *s < 1.0) {
+            Some(s) => {
+                shares
+                    .entry(bucket)
+                    .or_default()
+                    .insert(partition.to_owned(), s);
+            }
+            None => {
+                if let Some(m) = shares.get_mut(bucket) {
+                    m.remove(partition);
+                    if m.is_empty() {
+                        shares.remove(bucket);
+                    }
+                }
+            }
+        }
+    }
+
+    /// This process's share of `bucket` for `partition` (1 when not shared).
+    pub fn bucket_share(&self, bucket: &'static str, partition: &str) -> f64 {
+        self.0
+            .shares
+            .read()
+            .ok()
+            .and_then(|s| s.get(bucket).and_then(|m| m.get(partition).copied()))
+            .unwrap_or(1.0)
     }
 
     /// Take one unit of a per-UTC-day quota for `key`; `false` once `limit` were taken
@@ -500,6 +540,7 @@ impl Gateway {
     /// Wait for a token from the host bucket and the operation's bucket.
     async fn wait_for_tokens(&self, host: &str, operation: &'static str, partition: &str) {
         let limit = lock(&self.0.limits).get(operation).copied();
+        let share = limit.map_or(1.0, |(_, _, bucket)| self.bucket_share(bucket, partition));
         let now = Instant::now();
         let mut wait = Duration::ZERO;
         {
@@ -511,6 +552,7 @@ impl Gateway {
                 wait = wait.max(b.reserve(now));
             }
             if let Some((rate, burst, bucket)) = limit {
+                let (rate, burst) = (rate * share, (burst * share).floor().max(1.0));
                 let b = buckets
                     .entry(BucketKey::Operation(bucket, partition.to_owned()))
                     .or_insert_with(|| Bucket::new(rate, burst, now));
@@ -1013,9 +1055,39 @@ mod tests {
         is_send(&g.flush());
     }
 
-    /// Issue 13: the allowlist needed a restart. A reconfigured gateway (and every
-    /// handle cloned from it) follows the new allowlist; a refused reconfiguration
-    /// (an invalid root, another environment) changes nothing.
+    #[tokio::test]
+    async fn a_process_spends_only_its_share_of_a_shared_partition() {
+        let mut c = EgressConfig::new(Environment::Dev);
+        c.host_rate = (0.0, 1);
+        let g = Gateway::new(c, None).expect("gateway");
+        g.define_shared_limit("ebay.app", &["ebay.a"], 0.001, 8);
+        g.share_bucket("ebay.app", "app-1", Some(0.25));
+        g.share_bucket("ebay.app", "app-2", Some(0.5));
+        g.share_bucket("ebay.app", "app-2", None);
+        g.share_bucket("ebay.app", "app-3", Some(f64::NAN));
+        for p in ["app-1", "app-2", "app-3"] {
+            g.wait_for_tokens("h", "ebay.a", p).await;
+        }
+        let now = Instant::now();
+        let peek = |p: &str| {
+            lock(&g.0.buckets)
+                .get(&BucketKey::Operation("ebay.app", p.to_owned()))
+                .map(|b| b.peek(now))
+                .map(|(t, burst)| (t.round(), burst))
+        };
+        assert_eq!(peek("app-1"), Some((1.0, 2.0)), "a quarter of a burst of 8");
+        assert_eq!(peek("app-2"), Some((7.0, 8.0)), "the share was taken back");
+        assert_eq!(peek("app-3"), Some((7.0, 8.0)), "not a number: the whole");
+        // A share never leaves less than one token of burst.
+        g.share_bucket("ebay.app", "app-1", Some(0.01));
+        g.wait_for_tokens("h", "ebay.a", "app-1").await;
+        let now = Instant::now();
+        let b = lock(&g.0.buckets)
+            .get(&BucketKey::Operation("ebay.app", "app-1".to_owned()))
+            .map(|b| b.peek(now).1);
+        assert_eq!(b, Some(1.0));
+    }
+
     #[tokio::test]
     async fn a_shared_limit_is_one_bucket_per_partition_across_its_operations() {
         let mut c = EgressConfig::new(Environment::Dev);
@@ -1054,6 +1126,9 @@ mod tests {
         assert!(lock(&g.0.limits).get("ebay.b").is_none());
     }
 
+    /// Regression: the allowlist needed a restart. A reconfigured gateway (and every
+    /// handle cloned from it) follows the new allowlist; a refused reconfiguration
+    /// (an invalid root, another environment) changes nothing.
     #[tokio::test]
     async fn reconfigure_changes_the_allowlist_or_nothing() {
         let mut c = EgressConfig::new(Environment::Dev);

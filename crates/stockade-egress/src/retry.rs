@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(parse_retry_after("soon", 0), None);
         assert_eq!(parse_retry_after("-3", 0), None);
         assert_eq!(parse_retry_after("Sun, 06 Foo 1994 08:49:37 GMT", 0), None);
-        // Issue 14 item 8: an off-calendar date was accepted (and rolled over).
+        // Regression: an off-calendar date was accepted (and rolled over).
         assert_eq!(parse_retry_after("Tue, 31 Feb 2026 08:49:37 GMT", 0), None);
         assert_eq!(
             parse_retry_after("99999999999999999999999", 0),

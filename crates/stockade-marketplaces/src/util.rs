@@ -64,7 +64,7 @@ mod tests {
             "x",
             "2021-01-01T00:00:00.Z",
             "2021-01-01T00:00:00Q",
-            // Issue 14 item 8: off-calendar dates were accepted (and rolled over).
+            // Regression: off-calendar dates were accepted (and rolled over).
             "2026-02-31T00:00:00Z",
         ] {
             assert_eq!(parse_rfc3339_ms(bad), None, "{bad}");

@@ -95,7 +95,7 @@ mod tests {
         );
         assert_eq!(parse_iso("2026-01-01"), parse_iso("2026-01-01T00:00:00Z"));
         assert_eq!(parse_iso("2026-13-01T00:00:00Z"), None);
-        // Issue 14 item 8: an off-calendar date was accepted (and rolled over).
+        // Regression: an off-calendar date was accepted (and rolled over).
         assert_eq!(parse_iso("2026-02-31"), None);
         assert_eq!(parse_iso("yesterday"), None);
         for junk in [

@@ -298,7 +298,7 @@ pub async fn audit_rows(store: &Store, f: &AuditFilter, limit: i64) -> Result<Ve
         .await
 }
 
-// --- Issue 17 inventory/REST part: keyset pages for the API and the CSV export. ---
+// --- Inventory over the API: keyset pages for the API and the CSV export. ---
 
 const SKU_AFTER: &str = concat!(
     "SELECT s.sku, s.on_hand, s.reserved, COALESCE(s.low_stock_threshold,

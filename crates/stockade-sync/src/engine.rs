@@ -42,6 +42,7 @@ const ACTOR: Actor = Actor::System("sync");
 /// (a fetch held back by the marketplace's rate limit answers sooner: see `hooks.rs`).
 const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(3);
 
+mod app_shares;
 mod coalesce;
 mod commit;
 mod fetch;

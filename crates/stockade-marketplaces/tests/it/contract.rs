@@ -75,6 +75,8 @@ pub(crate) struct Harness {
     pub(crate) sb: Sandbox,
     pub(crate) gateway: Gateway,
     store: Store,
+    /// The gateway's settings, for another process's gateway.
+    egress: EgressConfig,
     _dir: TempDir,
 }
 
@@ -118,16 +120,17 @@ impl Harness {
         cfg.backoff_max = Duration::from_secs(1);
         cfg.breaker_failures = 1_000;
         cfg.host_rate = (10_000.0, 10_000);
-        let gateway = Gateway::new(cfg, Some(store.clone())).unwrap();
+        let gateway = Gateway::new(cfg.clone(), Some(store.clone())).unwrap();
         Harness {
             sb,
             gateway,
             store,
+            egress: cfg,
             _dir: dir,
         }
     }
 
-    async fn log(&self) -> Vec<LogRow> {
+    pub(crate) async fn log(&self) -> Vec<LogRow> {
         self.gateway.flush().await.unwrap();
         self.store
             .query(
@@ -159,6 +162,12 @@ impl Harness {
             .skip(from)
             .filter(|r| r.caller.starts_with("connection:"))
             .collect()
+    }
+
+    /// The gateway another process would have: the same settings and log, its own
+    /// rate buckets.
+    pub(crate) fn other_process_gateway(&self) -> Gateway {
+        Gateway::new(self.egress.clone(), Some(self.store.clone())).unwrap()
     }
 
     pub(crate) async fn finish(self) {
@@ -234,8 +243,14 @@ impl Harness {
     }
 
     fn ebay_parts(&self) -> (EbayConfig, EbayCredentials) {
+        self.ebay_seller_parts(0)
+    }
+
+    /// eBay's configuration and credentials for the simulator's seller `seller` (every
+    /// seller authorized through the one application).
+    pub(crate) fn ebay_seller_parts(&self, seller: usize) -> (EbayConfig, EbayCredentials) {
         let e = &self.sb.ebay;
-        let s = &e.sellers[0];
+        let s = &e.sellers[seller];
         let mut cfg = EbayConfig::with_base_url(&e.base_url);
         cfg.account = s.user_id.clone();
         cfg.marketplace_id = Some(s.marketplace_id.clone());

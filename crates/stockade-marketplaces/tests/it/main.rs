@@ -1,5 +1,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app_share;
 mod contract;
 mod discover;
 mod events;

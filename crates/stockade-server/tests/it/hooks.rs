@@ -418,7 +418,7 @@ async fn repeated_bad_signatures_ban_the_address_postgres() {
     repeated_bad_signatures_ban_the_address(Backend::Postgres).await;
 }
 
-/// Issue 12: a marketplace posting to a stale URL is not an attacker. Deliveries to
+/// Regression: a marketplace posting to a stale URL is not an attacker. Deliveries to
 /// unknown connections (404) and revoked ones (410) are logged, never counted, so they
 /// cannot ban the marketplace's address (or anyone sharing it).
 #[tokio::test]
@@ -468,7 +468,7 @@ async fn unknown_and_revoked_connections_are_404_410_and_not_counted() {
     server.cleanup().await;
 }
 
-/// Issue 12: the webhook jail and the interactive jail ban separately. Bad signatures
+/// Regression: the webhook jail and the interactive jail ban separately. Bad signatures
 /// ban the address from the webhook routes only (staff behind the same address still
 /// sign in); wrong passwords ban it from everything but the webhook routes.
 #[tokio::test]

@@ -227,6 +227,7 @@ pub(super) async fn owner_loop(inner: Arc<Inner>, o: Ownership) {
             Err(e) => tracing::warn!("connection ownership: {e}; trying again in {every:?}"),
             Ok(()) => {}
         }
+        super::app_shares::apply(&inner);
         tokio::select! {
             () = wake.wait(every) => {}
             _ = stop.changed() => return,

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod app_shares;
 mod catalog_formula;
 mod cross;
 mod discover;
@@ -612,7 +613,7 @@ async fn unsigned_deliveries_are_refused() {
         .await;
     assert_eq!(r, Err(HookError::UnknownConnection));
     assert_eq!(env.count("SELECT COUNT(*) FROM orders").await, 0);
-    // Issue 12: a revoked connection is told apart from an unknown one (410, not 404),
+    // Regression: a revoked connection is told apart from an unknown one (410, not 404),
     // so the server neither counts it as an authentication failure nor hides it.
     env.sync
         .revoke("tiktok", "test: revoked by hand")

@@ -1,4 +1,4 @@
-//! Issue 13: a stalled channel looked healthy. While a marketplace answers every push
+//! Regression: a stalled channel looked healthy. While a marketplace answers every push
 //! with a 5xx, its connection and its waiting listings record the failing streak (rounds,
 //! since when, the last scrubbed error); the streak's start stays put while it goes on,
 //! and one good round clears it.

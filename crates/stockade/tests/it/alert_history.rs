@@ -1,4 +1,4 @@
-//! Issue 13: alerts were invisible without a DingTalk or Feishu channel. With no channel
+//! Regression: alerts were invisible without a DingTalk or Feishu channel. With no channel
 //! configured every alert is in `stockade alert list` and on `/alerts`, dated by when
 //! it happened (UTC, ISO-8601), before and after the server routes it.
 

@@ -1,4 +1,4 @@
-//! Issue 12: an emptied or truncated audit log is not "intact". The chain's head is
+//! Regression: an emptied or truncated audit log is not "intact". The chain's head is
 //! kept in a second place (DATA_DIR/audit-head, MAC'd with a key under the master key),
 //! so `audit verify` catches a deleted tail without `--anchor`, on SQLite and PostgreSQL.
 

@@ -66,7 +66,7 @@ pub fn path_of(url: &str) -> String {
         .map_or_else(|| "/".to_owned(), |i| rest[i..].to_owned())
 }
 
-/// Regression (issue 12): every page sent `Referrer-Policy: no-referrer`, so Chromium
+/// Regression: every page sent `Referrer-Policy: no-referrer`, so Chromium
 /// posted the sign-in form with `Origin: null` and got a JSON `cross_origin` error.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_signs_in_enrolls_locks_unlocks_and_a_cross_site_post_is_refused() {

@@ -1,4 +1,4 @@
-//! Stock in the console and over the API (issue 17 inventory part), against a real
+//! Stock in the console and over the API, against a real
 //! `stockade serve`, on SQLite and (when STOCKADE_TEST_PG_URL is set) PostgreSQL: the
 //! inventory in both languages with each channel's target, pushed and confirmed
 //! quantities and the unmatched order lines highlighted; the CSV export of the current

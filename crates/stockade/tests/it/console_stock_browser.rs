@@ -3,7 +3,7 @@
 //! quantity reaches every simulated channel; the inventory then shows each channel's
 //! pushed quantity confirmed and the overview each channel's push lag and rate-limit
 //! state. Screenshots of the overview and the inventory (with filters), in English and
-//! Chinese, at laptop and phone widths (issue 17 §5 "adjust stock and see the new
+//! Chinese, at laptop and phone widths ("adjust stock and see the new
 //! quantity reach the sandbox channels").
 
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! printed file, the printed dashboard sign-in works over HTTPS with an `oathtool` code,
 //! and Ctrl-C (typed into the terminal) stops it within 2 seconds.
 //!
-//! Regression (issue 13): the demo's screen scrolled away under the warning log, and
+//! Regression: the demo's screen scrolled away under the warning log, and
 //! Ctrl-C waited up to 10 s for pushes to settle.
 
 use std::io::Write;

@@ -1,4 +1,4 @@
-//! Issue 13: settings needed a restart and a stalled channel looked healthy. A running
+//! Regression: settings needed a restart and a stalled channel looked healthy. A running
 //! `stockade serve` whose egress allowlist leaves out the (simulated) eBay host shows the
 //! stalled channel in `connection show` and `sku list` (failing, the last error, since
 //! when); an invalid reload (SIGHUP) is refused and the old settings stay; a valid
@@ -285,7 +285,7 @@ async fn reload_without_restart_and_a_stalled_channel_shows_it() {
     bots.shutdown().await;
 }
 
-/// Issue 13: `stockade config` accepted settings `serve` then refused. It runs the same
+/// Regression: `stockade config` accepted settings `serve` then refused. It runs the same
 /// checks: prod without a certificate (unless self-signed), an unreadable certificate,
 /// a bad alert channel, a malformed egress host; each exit 2 with serve's message.
 #[test]

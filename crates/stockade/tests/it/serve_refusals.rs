@@ -1,4 +1,4 @@
-//! Issue 12: a refused `serve` writes nothing (it used to write a development CA first),
+//! Regression: a refused `serve` writes nothing (it used to write a development CA first),
 //! prod needs a configured certificate or an explicit `--self-signed`, and a generated
 //! certificate is valid for a year from an hour ago (it used to be 1975 to 4096).
 

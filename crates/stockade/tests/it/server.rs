@@ -706,7 +706,7 @@ async fn a_burst_of_wrong_passwords_is_banned_and_fail2ban_matches_the_log() {
     sb.run(&["ban", "add", "not-an-ip"]).expect_code(2);
 }
 
-/// Issue 12: a new user's own address was banned. As Fail2Ban does by default, loopback
+/// Regression: a new user's own address was banned. As Fail2Ban does by default, loopback
 /// is never banned, unless a proxy on this host forwards the client address: then a
 /// loopback request without one is not exempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1203,7 +1203,7 @@ fn passwords_are_checked_against_the_policy_naming_the_rule() {
         ("alllowercaseletters", "3 of"),
         ("Password1234!", "common"),
         ("Merchant2026!!x", "derived"),
-        // Issue 12: met the rules, refused by the zxcvbn estimate with its reason.
+        // Regression: met the rules, refused by the zxcvbn estimate with its reason.
         (
             "Liverpool2024!",
             "too easy to guess: This is similar to a commonly used password",
@@ -1402,7 +1402,7 @@ fn the_example_config_is_valid_and_shows_its_access_settings() {
     let sb = Sandbox::new();
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/stockade.example.toml");
     // As shipped it is a prod file without a certificate: `config` refuses it as serve
-    // would (issue 13), for that reason only; the same file in dev passes.
+    // would, for that reason only; the same file in dev passes.
     let prod = sb
         .run(&["--config", example.to_str().unwrap(), "config"])
         .expect_code(2);
@@ -1541,7 +1541,7 @@ async fn a_running_server_follows_connections_changed_on_the_command_line() {
     assert_eq!(hook_status(&server).await, StatusCode::UNAUTHORIZED);
     sb.run(&["connection", "resume", "shop1"]).expect_code(0);
 
-    // Revoked: gone from the running server too, and said so (410, not 404: issue 12).
+    // Revoked: gone from the running server too, and said so (410, not 404).
     sb.run(&["connection", "revoke", "shop1", "--yes"])
         .expect_code(0);
     wait_for_hook_status(&server, StatusCode::GONE).await;

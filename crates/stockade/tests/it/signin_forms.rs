@@ -50,7 +50,7 @@ fn is_page(res: &reqwest::Response) -> bool {
         .starts_with("text/html")
 }
 
-/// Regression (issue 12): under `Referrer-Policy: no-referrer` Chromium sends `Origin:
+/// Regression: under `Referrer-Policy: no-referrer` Chromium sends `Origin:
 /// null` with its own same-origin form posts; the server answered a JSON `cross_origin`
 /// error. What the browser says in `Sec-Fetch-Site` now decides, and a real cross-site
 /// post is still refused, with a page.
@@ -158,7 +158,7 @@ fn key_of(html: &str) -> String {
         .to_owned()
 }
 
-/// Regression (issue 12): every load of the enrollment page, and every wrong code, made
+/// Regression: every load of the enrollment page, and every wrong code, made
 /// a new TOTP secret, so the QR code a user had scanned stopped working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_enrollment_key_stays_the_same_until_it_is_confirmed() {

@@ -936,7 +936,7 @@ async fn signature_failures_through_serve_ban_the_sender() {
         "{list}"
     );
     assert!(!list.contains("127.0.0.1"), "{list}");
-    // Issue 12: the webhook jail's ban does not lock the same address out of sign-in.
+    // Regression: the webhook jail's ban does not lock the same address out of sign-in.
     let res = client
         .get(format!("https://127.0.0.1:{port}/login"))
         .header("x-forwarded-for", "198.51.100.23")
