@@ -102,6 +102,34 @@ pub async fn launch_with(
     master.write_new_file(&key_path)?;
     let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
     let vault = Vault::bootstrap(store, master, &ACTOR).await?;
+    let catalog = opts.catalog.clone();
+    let app = build(sims, tls, listen, dir, url, vault, opts, crate::Role::All).await?;
+    let fail = |what: &'static str| move |e: SyncError| AppError::Start(format!("{what}: {e}"));
+    let hook_base = format!("https://{}/hooks", app.addr());
+    add_connections_to(app.vault(), sims, &hook_base, &ACTOR)
+        .await
+        .map_err(fail("adding a connection"))?;
+    if let Some(csv) = &catalog {
+        catalog::import_csv(app.store(), csv, &ACTOR)
+            .await
+            .map_err(fail("catalog import"))?;
+    }
+    app.sync().refresh().await.map_err(fail("sync"))?;
+    Ok(app)
+}
+
+/// The application of a sandbox environment in `dir` on `url` with `vault`, as `role`.
+#[allow(clippy::too_many_arguments)]
+async fn build(
+    sims: &Simulators,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    listen: std::net::SocketAddr,
+    dir: &Path,
+    url: DatabaseUrl,
+    vault: Vault,
+    opts: SandboxApp,
+    role: crate::Role,
+) -> Result<App, AppError> {
     let mut settings = Settings::defaults(Environment::Dev, dir.to_path_buf(), url)?;
     settings.egress.allowed_hosts = Some(sim_hosts(sims));
     settings.egress.extra_root_pems = vec![sims.ca_pem.clone()];
@@ -118,7 +146,7 @@ pub async fn launch_with(
         tiktok_s: keep,
         undelivered_s: keep,
     };
-    let app = App::build_with(
+    App::build_with(
         &settings,
         BuildOptions {
             listen: Some(listen),
@@ -131,21 +159,33 @@ pub async fn launch_with(
                 }
             })),
             hooks: opts.hooks,
-            role: crate::Role::All,
+            role,
         },
     )
-    .await?;
-    let fail = |what: &'static str| move |e: SyncError| AppError::Start(format!("{what}: {e}"));
-    let hook_base = format!("https://{}/hooks", app.addr());
-    add_connections_to(app.vault(), sims, &hook_base, &ACTOR)
+    .await
+}
+
+/// Another process of the environment [`launch_with`] made in `dir` on PostgreSQL `url`
+/// (its master key file, its database): the application as `role` (a `worker` takes a
+/// share of the connections' own work through their leases).
+pub async fn join(
+    sims: &Simulators,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    listen: std::net::SocketAddr,
+    dir: &Path,
+    url: DatabaseUrl,
+    opts: SandboxApp,
+    role: crate::Role,
+) -> Result<App, AppError> {
+    let master = MasterKeys::load_file(&dir.join("master.key"), Environment::Dev)
+        .map_err(|e| AppError::Start(e.to_string()))?;
+    let store = Store::open(&url, Environment::Dev, &StoreOptions::default()).await?;
+    let vault = Vault::open(store, master).await?;
+    let app = build(sims, tls, listen, dir, url, vault, opts, role).await?;
+    app.sync()
+        .refresh()
         .await
-        .map_err(fail("adding a connection"))?;
-    if let Some(csv) = &opts.catalog {
-        catalog::import_csv(app.store(), csv, &ACTOR)
-            .await
-            .map_err(fail("catalog import"))?;
-    }
-    app.sync().refresh().await.map_err(fail("sync"))?;
+        .map_err(|e| AppError::Start(format!("sync: {e}")))?;
     Ok(app)
 }
 

@@ -26,6 +26,9 @@ pub enum Topic {
     /// Webhook fetches handed to a connection's owner (`fetch_requests`): the owners
     /// read them.
     Fetches,
+    /// Listing quantities to push changed (an ingest batch committed) for connections
+    /// another process owns: the owners' pushers look for work.
+    Listings,
 }
 
 impl Topic {
@@ -36,6 +39,7 @@ impl Topic {
             Topic::Connections => "stockade_connections",
             Topic::Credentials => "stockade_credentials",
             Topic::Fetches => "stockade_fetches",
+            Topic::Listings => "stockade_listings",
         }
     }
 }

@@ -45,6 +45,8 @@ const WEBHOOK_ANSWER_WITHIN: Duration = Duration::from_secs(3);
 mod app_shares;
 mod coalesce;
 mod commit;
+// Several processes: pushers woken across processes.
+mod cross_wake;
 mod fetch;
 // Webhook fetches handed to the connection's owner (scale-out).
 mod handoff;
@@ -177,6 +179,8 @@ struct Inner {
     owned: Arc<owner::Owned>,
     /// Deliveries waiting for the owner's fetch (see `handoff_wait`).
     handoff_waits: handoff_wait::Waits,
+    /// A wake-up for the other processes' pushers is wanted (see `cross_wake`).
+    cross_wake: Notify,
 }
 
 impl std::fmt::Debug for Inner {
@@ -260,6 +264,7 @@ impl SyncEngine {
             tasks: Mutex::new(Vec::new()),
             owned,
             handoff_waits: handoff_wait::Waits::default(),
+            cross_wake: Notify::new(),
         });
         let sync = SyncEngine { inner };
         sync.refresh().await?;
@@ -279,9 +284,11 @@ impl SyncEngine {
             }
             if o.takes_work {
                 tasks.push(tokio::spawn(handoff::claim_loop(sync.inner.clone())));
+                tasks.push(tokio::spawn(cross_wake::receive_loop(sync.inner.clone())));
             }
             tasks.push(tokio::spawn(owner::owner_loop(sync.inner.clone(), o)));
             tasks.push(tokio::spawn(handoff_wait::wait_loop(sync.inner.clone())));
+            tasks.push(tokio::spawn(cross_wake::send_loop(sync.inner.clone())));
         }
         if let Ok(mut t) = sync.inner.tasks.lock() {
             t.extend(tasks);

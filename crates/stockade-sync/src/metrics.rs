@@ -284,6 +284,11 @@ pub struct Metrics {
     /// Batch notices sent to pushers, and pushers left asleep (none of their SKUs changed).
     pub pushers_woken: AtomicU64,
     pub pushers_spared: AtomicU64,
+    /// Several processes: wake-ups sent to the other processes' pushers (one per batch
+    /// that changed a listing of a connection another process owns, coalesced), and
+    /// those received here (each wakes this process's pushers).
+    pub pushers_woken_elsewhere: AtomicU64,
+    pub pushers_woken_by_others: AtomicU64,
     /// From an order's arrival to the last channel's confirmation of every listing its
     /// ingest batch changed.
     pub order_to_confirmed: Samples,

@@ -633,6 +633,9 @@ pub enum BenchCommand {
         after_long_help = "Reports orders ingested per second, the latency from an order's arrival to the last\nchannel's confirmation (p50/p99/max), pushes coalesced, oversold units, lost and duplicated\norders, CPU and peak memory. The simulators run in the same process, so CPU and memory\ninclude them, unless --sandbox-process runs them in a child process (its CPU is then\nreported apart, as sandbox_cpu_ms_per_order).\n\nExamples:\n  stockade bench sync --rate 2000 --duration 20s\n  stockade bench sync --rate 500 --duration 30s --database-url postgres://u:p@127.0.0.1/db --json\n  stockade bench sync --rate 50 --duration 60s --realistic-limits\n  stockade bench sync --sandbox-process --server-cpus 0 --sandbox-cpus 1 --rate 3000 --json"
     )]
     Sync(BenchSyncArgs),
+    /// One extra worker process of `bench sync --workers` (started by the bench).
+    #[command(hide = true)]
+    SyncWorker(crate::cli_sandbox_bench::BenchSyncWorkerArgs),
     /// Alert delivery: failures recorded as events, routed, rendered, signed and sent to
     /// the DingTalk, Feishu and webhook bot simulators; latency from the failure being
     /// recorded to the signed request reaching the bot.

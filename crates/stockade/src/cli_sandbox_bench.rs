@@ -17,6 +17,29 @@ pub struct BenchSandboxProcessArgs {
     /// (same syntax as --server-cpus).
     #[arg(long = "sandbox-cpus", value_name = "LIST")]
     pub sandbox_cpus: Option<String>,
+    /// With --sandbox-process and --database-url: also start N `worker` processes of
+    /// this program on the same database. The webhooks still reach this process; each
+    /// connection's pushes, polls and fetches go to whichever process holds its lease.
+    /// server_cpu_ms_per_order then counts every process; the latency to the last channel
+    /// is measured from the simulators' quantity history (change_staleness_ms), since a
+    /// connection another process owns is confirmed there.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub workers: u32,
+}
+
+/// `stockade bench sync-worker`: one extra process of `bench sync --workers` (started by
+/// the bench, not by hand).
+#[derive(Debug, Clone, Args)]
+pub struct BenchSyncWorkerArgs {
+    /// The bench's throw-away directory (its master key and the simulators' ready file).
+    #[arg(long, value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+    /// The bench's PostgreSQL URL, schema included.
+    #[arg(long = "database-url", value_name = "URL")]
+    pub database_url: String,
+    /// The marketplaces' published rate limits on (as the bench).
+    #[arg(long)]
+    pub realistic_limits: bool,
 }
 
 /// `stockade sandbox` flags for a benchmark that starts it.

@@ -202,6 +202,16 @@ fn finish_batch(inner: &Arc<Inner>, jobs: Vec<IngestJob>, applied: i64) {
         return;
     }
     let first_arrival = arrivals.iter().min().copied().unwrap_or_else(Instant::now);
+    // Connections another process owns with a listing among them: its pushers are
+    // woken through the database (see `cross_wake`).
+    if inner.owned.enabled()
+        && inner.live.read().is_ok_and(|l| {
+            l.values()
+                .any(|l| !inner.owned.may_act(l.id) && inner.listed.wants(l.id, &skus))
+        })
+    {
+        super::cross_wake::request(inner);
+    }
     // Only the pushers with a listing among the changed SKUs (see `listed.rs`).
     let mut spared = 0u64;
     let pushers: Vec<Arc<Live>> = inner

@@ -7,6 +7,7 @@
 mod app_shares;
 mod catalog_formula;
 mod cross;
+mod cross_wake;
 mod discover;
 mod edit;
 mod fast_path;

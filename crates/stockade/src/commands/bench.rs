@@ -8,6 +8,7 @@ use stockade_sandbox::OrderTally;
 use stockade_sync::{Metrics, Percentiles, Summary, SyncOptions, stats};
 
 use super::bench_sandbox_process::{BenchRig, ChildRig};
+use super::bench_workers::Workers;
 use super::connection::sync_failure;
 use super::demo::parse_duration;
 use super::live::{Rig, RigOptions, cpu_seconds, peak_rss_mb};
@@ -37,6 +38,8 @@ struct Report {
     staleness: serde_json::Map<String, serde_json::Value>,
     audit_rows: u64,
     audit_ok: bool,
+    /// Processes on the database (this one and `--workers`).
+    processes: u32,
 }
 
 pub async fn sync(args: BenchSyncArgs) -> Result<(), Failure> {
@@ -61,7 +64,20 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
         let cpus = super::bench_pin::parse_cpus(list, "--server-cpus")?;
         super::bench_pin::pin_process(&cpus)?;
     }
+    if args.process.workers > 0 && (args.database_url.is_none() || !args.process.sandbox_process) {
+        return Err(Failure::usage(
+            "--workers needs --database-url (several processes share one PostgreSQL database) and --sandbox-process",
+        ));
+    }
     let rig = start_rig(&args, sandbox_cpus).await?;
+    let workers = match start_workers(&args, &rig).await {
+        Ok(w) => w,
+        Err(e) => {
+            rig.finish().await;
+            return Err(e);
+        }
+    };
+    let server_cpu = || cpu_seconds() + workers.as_ref().map_or(0.0, Workers::cpu_seconds);
     say(format!(
         "bench sync: {} orders/s offered for {}s, {} SKUs × 3 channels, {}, rate limits {}",
         args.rate,
@@ -78,6 +94,17 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
             "lifted"
         }
     ));
+    if let Some(w) = &workers {
+        say(format!(
+            "{} worker process(es) on the same database (pids {}): the connections' own work is shared through their leases; server CPU counts every process",
+            args.process.workers,
+            w.pids()
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
     say(match rig.sandbox_pid() {
         Some(pid) => format!(
             "simulators in their own process (pid {pid}); server CPU counts this process only"
@@ -89,7 +116,7 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
     let metrics = rig.sync().metrics();
     metrics.order_to_confirmed.clear();
     metrics.arrival_to_commit.clear();
-    let (cpu0, sandbox_cpu0) = (cpu_seconds(), rig.sandbox_cpu_seconds());
+    let (cpu0, sandbox_cpu0) = (server_cpu(), rig.sandbox_cpu_seconds());
     let (t0, start_ms) = (Instant::now(), stockade_core::time::now_ms());
     let (stream, placed) = rig.order_stream(args.rate);
     tokio::time::sleep(duration).await;
@@ -105,7 +132,7 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
     let mut end = (
         t0.elapsed(),
         stockade_core::time::now_ms(),
-        cpu_seconds(),
+        server_cpu(),
         rig.sandbox_cpu_seconds(),
     );
     // A delivery the simulator retries later (its first attempt timed out on a loaded
@@ -116,7 +143,7 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
         end = (
             t0.elapsed(),
             stockade_core::time::now_ms(),
-            cpu_seconds(),
+            server_cpu(),
             rig.sandbox_cpu_seconds(),
         );
     }
@@ -149,6 +176,7 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
         staleness: staleness(&metrics),
         audit_rows: verify.rows_checked,
         audit_ok: verify.problem.is_none(),
+        processes: 1 + args.process.workers,
     };
     let mut orders = Vec::new();
     let mut histories = Vec::new();
@@ -166,8 +194,36 @@ async fn sync_run(args: BenchSyncArgs) -> Result<(), Failure> {
         oversell.add_to(&mut j);
         println!("{j}");
     }
+    if let Some(w) = workers {
+        w.stop().await;
+    }
     rig.finish().await;
     Ok(())
+}
+
+/// `--workers N`: the extra processes on the bench's database.
+async fn start_workers(args: &BenchSyncArgs, rig: &BenchRig) -> Result<Option<Workers>, Failure> {
+    let n = args.process.workers;
+    let BenchRig::Child(child) = rig else {
+        return Ok(None);
+    };
+    let Some(url) = child.database_url().filter(|_| n > 0) else {
+        return Ok(None);
+    };
+    let w = Workers::start(n, child.dir(), &url, args.realistic_limits, rig.store()).await?;
+    Ok(Some(w))
+}
+
+/// The sync engine's options in every process of the bench.
+pub(super) fn sync_options(realistic_limits: bool) -> SyncOptions {
+    SyncOptions {
+        // With the real limits, deliveries the marketplace gives up on (Amazon's
+        // getOrder allows 0.5 a second) are found by the poller, as in production.
+        poll_interval: realistic_limits.then(|| Duration::from_secs(5)),
+        poll_overlap: Duration::from_secs(30),
+        reconcile_interval: None,
+        ..SyncOptions::default()
+    }
 }
 
 async fn start_rig(
@@ -184,14 +240,7 @@ async fn start_rig(
         low_stock_units: args.realistic_limits.then_some(3),
         realistic_limits: args.realistic_limits,
         postgres: args.database_url.clone(),
-        sync: SyncOptions {
-            // With the real limits, deliveries the marketplace gives up on (Amazon's
-            // getOrder allows 0.5 a second) are found by the poller, as in production.
-            poll_interval: args.realistic_limits.then(|| Duration::from_secs(5)),
-            poll_overlap: Duration::from_secs(30),
-            reconcile_interval: None,
-            ..SyncOptions::default()
-        },
+        sync: sync_options(args.realistic_limits),
         seed: 3,
         keep: false,
     };
@@ -288,9 +337,16 @@ async fn print_report(r: &Report, rig: &BenchRig, args: &BenchSyncArgs, say: &dy
         "orders ingested per second:  {orders_per_s:.0} (until the last channel confirmed, {:.1}s)",
         r.elapsed.as_secs_f64()
     ));
-    say(format!(
-        "arrival → last channel confirmed: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
-    ));
+    if r.processes > 1 {
+        say(format!(
+            "arrival → last channel confirmed: each process confirms the connections it owns; see change staleness below ({} processes)",
+            r.processes
+        ));
+    } else {
+        say(format!(
+            "arrival → last channel confirmed: p50 {p50:.1} ms, p99 {p99:.1} ms, max {max:.1} ms"
+        ));
+    }
     if let Some(c) = r.commit {
         say(format!(
             "arrival → durably stored (webhook answered): p50 {:.1} ms, p99 {:.1} ms",
@@ -355,9 +411,10 @@ fn json_report(r: &Report, args: &BenchSyncArgs, duration: Duration) -> serde_js
         "orders_placed": r.placed,
         "orders_stored": r.stored_total,
         "orders_per_s": r.orders_per_s,
-        "p50_ms": r.lat.0,
-        "p99_ms": r.lat.1,
-        "max_ms": r.lat.2,
+        "p50_ms": (r.processes == 1).then_some(r.lat.0),
+        "p99_ms": (r.processes == 1).then_some(r.lat.1),
+        "max_ms": (r.processes == 1).then_some(r.lat.2),
+        "processes": r.processes,
         "commit_p99_ms": r.commit.map_or(0.0, |c| c.p99_ms),
         "lost": r.lost,
         "backlog": r.backlog,

@@ -139,6 +139,19 @@ impl ChildRig {
         })
     }
 
+    /// The rig's throw-away directory.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir.0
+    }
+
+    /// The PostgreSQL URL of the rig's schema (none on SQLite).
+    pub fn database_url(&self) -> Option<String> {
+        self.pg.as_ref().map(|(base, schema)| {
+            let sep = if base.contains('?') { '&' } else { '?' };
+            format!("{base}{sep}stockade_schema={schema}")
+        })
+    }
+
     /// Buyers place `rate` orders a second across the three channels, through the
     /// child's admin route (one request per marketplace every 20 ms), until aborted.
     fn order_stream(&self, rate: f64) -> (JoinHandle<()>, Arc<AtomicU64>) {

@@ -73,6 +73,9 @@ mod incident;
 mod bench_child;
 #[cfg(feature = "dev-tools")]
 mod bench_sandbox_process;
+// `bench sync --workers N`: more processes on the bench's PostgreSQL database.
+#[cfg(feature = "dev-tools")]
+mod bench_workers;
 #[cfg(feature = "dev-tools")]
 mod sandbox_lift;
 #[cfg(feature = "dev-tools")]
@@ -176,6 +179,10 @@ async fn run_command(
         Command::Retention(cmd) => retention::run(settings, cmd).await,
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Sync(args)) => bench::sync(args).await,
+        #[cfg(feature = "dev-tools")]
+        Command::Bench(crate::cli::BenchCommand::SyncWorker(args)) => {
+            bench_workers::worker(args).await
+        }
         #[cfg(feature = "dev-tools")]
         Command::Bench(crate::cli::BenchCommand::Alerts(args)) => bench::alerts(args).await,
         #[cfg(feature = "dev-tools")]

@@ -93,6 +93,19 @@ fn run_with_a_child(extra: &[&str]) -> serde_json::Value {
         !Path::new(&format!("/proc/{pid}")).exists(),
         "the simulators' process {pid} outlived the bench"
     );
+    // So are the worker processes (`--workers`).
+    if let Some(pids) = stderr
+        .split("on the same database (pids ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+    {
+        for pid in pids.split(", ") {
+            assert!(
+                !Path::new(&format!("/proc/{pid}")).exists(),
+                "the worker process {pid} outlived the bench"
+            );
+        }
+    }
     assert_eq!(entries(&tmp), Vec::<String>::new(), "files left behind");
     v
 }
@@ -110,6 +123,21 @@ fn bench_sync_with_the_simulators_in_a_child_process_on_postgres() {
     };
     let v = run_with_a_child(&["--database-url", &url]);
     assert_eq!(v["database"], "postgres");
+}
+
+/// Three processes on one database: the bench's and two `worker` processes that take
+/// their share of the connections' leases before the load starts; all gone afterwards.
+#[test]
+fn bench_sync_with_two_worker_processes_on_postgres() {
+    let Some(url) = stockade_testkit::pg_or_skip() else {
+        return;
+    };
+    let v = run_with_a_child(&["--database-url", &url, "--workers", "2"]);
+    assert_eq!(v["processes"], 3, "{v}");
+    assert!(
+        v["p99_ms"].is_null(),
+        "each process confirms its own connections: {v}"
+    );
 }
 
 #[test]
@@ -149,6 +177,15 @@ fn sandbox_cpus_without_sandbox_process_is_refused_before_anything_starts() {
         .expect_code(2);
     assert!(
         out.stderr().contains("--sandbox-cpus \"x-1\""),
+        "{}",
+        out.stderr()
+    );
+    // Workers need a shared PostgreSQL database and the simulators in their process.
+    let out = s
+        .run(&["bench", "sync", "--sandbox-process", "--workers", "2"])
+        .expect_code(2);
+    assert!(
+        out.stderr().contains("--workers needs --database-url"),
         "{}",
         out.stderr()
     );
