@@ -103,6 +103,18 @@ fn assert_simulator_holds(h: &Harness, m: Marketplace, acks: &[QuantityAck]) {
     }
 }
 
+/// The simulators with 40 SKUs per marketplace.
+async fn forty_skus() -> Harness {
+    Harness::start(
+        SandboxConfig {
+            skus: 40,
+            ..config()
+        },
+        &[],
+    )
+    .await
+}
+
 fn with_latency(h: &Harness, m: Marketplace) {
     h.sb.set_faults(
         m,
@@ -115,14 +127,7 @@ fn with_latency(h: &Harness, m: Marketplace) {
 
 #[tokio::test]
 async fn amazon_patches_of_one_round_overlap_within_the_bound() {
-    let h = Harness::start(
-        SandboxConfig {
-            skus: 40,
-            ..config()
-        },
-        &[],
-    )
-    .await;
+    let h = forty_skus().await;
     let c = amazon_patching_unpaced(&h);
     with_latency(&h, Marketplace::Amazon);
     let updates = amazon_updates(40);
@@ -160,14 +165,7 @@ async fn amazon_patches_of_one_round_overlap_within_the_bound() {
 /// calls in flight on every marketplace; lifted, the rounds overlap up to the bound again.
 #[tokio::test]
 async fn a_round_cap_on_the_gateway_bounds_the_calls_in_flight() {
-    let h = Harness::start(
-        SandboxConfig {
-            skus: 40,
-            ..config()
-        },
-        &[],
-    )
-    .await;
+    let h = forty_skus().await;
     let amazon = amazon_patching_unpaced(&h);
     let tiktok = tiktok_unpaced(&h);
     with_latency(&h, Marketplace::Amazon);
@@ -260,14 +258,7 @@ async fn round_stops_at_revocation<C: Connector>(
 
 #[tokio::test]
 async fn amazon_round_stops_at_a_revocation_and_sends_nothing_more() {
-    let h = Harness::start(
-        SandboxConfig {
-            skus: 40,
-            ..config()
-        },
-        &[],
-    )
-    .await;
+    let h = forty_skus().await;
     let c = amazon_patching_unpaced(&h);
     c.refresh_token().await.unwrap();
     let updates = amazon_updates(40);
