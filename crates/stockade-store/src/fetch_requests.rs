@@ -46,6 +46,16 @@ const PENDING_MANY_PG: &str = "SELECT f.connection_id, f.external_id
 const DONE: &str =
     "DELETE FROM fetch_requests WHERE connection_id = $1 AND external_id = $2 AND seq = $3";
 
+/// $1 a JSON array of `[connection_id, external_id, seq]`: each removed at that `seq`.
+const DONE_MANY_PG: &str = "DELETE FROM fetch_requests f USING jsonb_array_elements($1::jsonb) j
+     WHERE f.connection_id = (j->>0)::bigint AND f.external_id = j->>1 AND f.seq = (j->>2)::bigint";
+
+const DONE_MANY_SQLITE: &str = "DELETE FROM fetch_requests WHERE EXISTS (
+     SELECT 1 FROM json_each($1) j
+      WHERE json_extract(j.value, '$[0]') = fetch_requests.connection_id
+        AND json_extract(j.value, '$[1]') = fetch_requests.external_id
+        AND json_extract(j.value, '$[2]') = fetch_requests.seq)";
+
 const PRUNE: &str = "DELETE FROM fetch_requests WHERE requested_at_ms < $1";
 
 /// One order a receiving process asked the connection's owner to fetch.
@@ -129,6 +139,26 @@ impl Store {
             )
             .await?;
         Ok(n == 1)
+    }
+
+    /// [`Store::fetch_request_done`] for many requests in one statement (one commit);
+    /// how many were removed.
+    pub async fn fetch_requests_done(&self, requests: &[FetchRequest]) -> Result<u64> {
+        if requests.is_empty() {
+            return Ok(0);
+        }
+        let triples: Vec<(i64, &str, i64)> = requests
+            .iter()
+            .map(|r| (r.connection_id, r.external_id.as_str(), r.seq))
+            .collect();
+        let json = serde_json::to_string(&triples)
+            .map_err(|e| StoreError::Invalid(format!("fetch requests: {e}")))?;
+        let statement = if self.is_postgres() {
+            DONE_MANY_PG
+        } else {
+            DONE_MANY_SQLITE
+        };
+        self.write_unaudited(statement, sql_params![json]).await
     }
 
     /// Remove requests older than `before_ms` (an owner that never came: the poller

@@ -281,6 +281,10 @@ pub struct Metrics {
     /// whether the owner is done, and the requests those looks read in all.
     pub handoff_looks: AtomicU64,
     pub handoff_looked_at: AtomicU64,
+    /// The owner's side: statements removing handed-over fetches that were done, and the
+    /// requests they removed.
+    pub handoff_removals: AtomicU64,
+    pub handoff_removed: AtomicU64,
     /// Batch notices sent to pushers, and pushers left asleep (none of their SKUs changed).
     pub pushers_woken: AtomicU64,
     pub pushers_spared: AtomicU64,

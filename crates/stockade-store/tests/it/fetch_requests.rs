@@ -59,6 +59,31 @@ async fn a_request_is_done_only_at_the_seq_fetched(backend: Backend) {
     assert_eq!(owner.prune_fetch_requests(0).await.unwrap(), 0);
     assert_eq!(owner.prune_fetch_requests(i64::MAX).await.unwrap(), 1);
     assert!(owner.fetch_requests(100).await.unwrap().is_empty());
+    // Many done in one statement, each only at the seq that was fetched.
+    for id in ["O-3", "O-4", "O-5"] {
+        receiver.request_fetch(7, id).await.unwrap();
+    }
+    receiver.request_fetch(7, "O-5").await.unwrap();
+    let fetched: Vec<FetchRequest> = ["O-3", "O-4", "O-5"]
+        .into_iter()
+        .map(|id| FetchRequest {
+            connection_id: 7,
+            external_id: id.into(),
+            seq: 1,
+        })
+        .collect();
+    assert_eq!(owner.fetch_requests_done(&fetched).await.unwrap(), 2);
+    assert_eq!(owner.fetch_requests_done(&[]).await.unwrap(), 0);
+    let left = owner.fetch_requests(100).await.unwrap();
+    assert_eq!(
+        left,
+        vec![FetchRequest {
+            connection_id: 7,
+            external_id: "O-5".into(),
+            seq: 2
+        }],
+        "notified again: stays"
+    );
     receiver.close().await;
     owner.close().await;
     db.cleanup().await;

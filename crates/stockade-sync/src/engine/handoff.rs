@@ -163,11 +163,53 @@ async fn store_summary(
 
 type Key = (i64, String);
 
-/// Requests being fetched now, and those whose fetch failed (not before when).
+/// Requests being fetched now, those whose fetch failed (not before when), and those
+/// done whose removal is not written yet (still busy: a round must not claim them again).
 #[derive(Default)]
 struct Claims {
     busy: HashSet<Key>,
     failed: HashMap<Key, Instant>,
+    done: Vec<FetchRequest>,
+}
+
+/// Remove the requests whose fetch is done, many in one statement: the removals of the
+/// fetches finished while one is written go together in the next (one commit, not one
+/// per order). The receivers' next look then finds them gone.
+async fn remove_loop(
+    inner: Arc<Inner>,
+    claims: Arc<Mutex<Claims>>,
+    wake: Arc<tokio::sync::Notify>,
+) {
+    let mut stop = inner.shutdown.subscribe();
+    loop {
+        let stopping = tokio::select! {
+            () = wake.notified() => false,
+            _ = stop.changed() => true,
+        };
+        let done = claims
+            .lock()
+            .map(|mut c| std::mem::take(&mut c.done))
+            .unwrap_or_default();
+        if !done.is_empty() {
+            match inner.store.fetch_requests_done(&done).await {
+                Ok(n) => {
+                    Metrics::inc(&inner.metrics.handoff_removals, 1);
+                    Metrics::inc(&inner.metrics.handoff_removed, n);
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not remove webhook fetches that were done; they are fetched again");
+                }
+            }
+            if let Ok(mut c) = claims.lock() {
+                for r in &done {
+                    c.busy.remove(&(r.connection_id, r.external_id.clone()));
+                }
+            }
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// The owner's side (see the module), until shutdown.
@@ -175,12 +217,14 @@ pub(super) async fn claim_loop(inner: Arc<Inner>) {
     let mut stop = inner.shutdown.subscribe();
     let mut wake = inner.store.wakeups(Topic::Fetches).await;
     let claims = Arc::new(Mutex::new(Claims::default()));
+    let removals = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(remove_loop(inner.clone(), claims.clone(), removals.clone()));
     let mut pruned: Option<Instant> = None;
     loop {
         if *stop.borrow() {
             return;
         }
-        claim_round(&inner, &claims).await;
+        claim_round(&inner, &claims, &removals).await;
         if pruned.is_none_or(|p| p.elapsed() > Duration::from_secs(3600)) {
             let before = crate::now_ms() - KEEP_MS;
             if inner.store.prune_fetch_requests(before).await.is_ok() {
@@ -196,7 +240,11 @@ pub(super) async fn claim_loop(inner: Arc<Inner>) {
     }
 }
 
-async fn claim_round(inner: &Arc<Inner>, claims: &Arc<Mutex<Claims>>) {
+async fn claim_round(
+    inner: &Arc<Inner>,
+    claims: &Arc<Mutex<Claims>>,
+    removals: &Arc<tokio::sync::Notify>,
+) {
     let requests = match inner.store.fetch_requests(CLAIM_LIMIT).await {
         Ok(r) => r,
         Err(e) => {
@@ -245,27 +293,30 @@ async fn claim_round(inner: &Arc<Inner>, claims: &Arc<Mutex<Claims>>) {
             }
             continue;
         }
-        tokio::spawn(finish(inner.clone(), claims.clone(), r, key, rx));
+        tokio::spawn(finish(claims.clone(), removals.clone(), r, key, rx));
     }
 }
 
 /// Remove a request once its order is stored (or unknown at the marketplace); keep a
 /// failed one for a later round.
 async fn finish(
-    inner: Arc<Inner>,
     claims: Arc<Mutex<Claims>>,
+    removals: Arc<tokio::sync::Notify>,
     request: FetchRequest,
     key: Key,
     rx: oneshot::Receiver<crate::Result<bool>>,
 ) {
     let done = matches!(rx.await, Ok(Ok(_)));
-    if done && let Err(e) = inner.store.fetch_request_done(&request).await {
-        tracing::debug!(error = %e, "could not remove a webhook fetch that was done; it is fetched again");
-    }
     if let Ok(mut c) = claims.lock() {
-        c.busy.remove(&key);
-        if !done {
+        if done {
+            // Busy until its removal is written (see `remove_loop`).
+            c.done.push(request);
+        } else {
+            c.busy.remove(&key);
             c.failed.insert(key, Instant::now() + RETRY_AFTER);
         }
+    }
+    if done {
+        removals.notify_one();
     }
 }

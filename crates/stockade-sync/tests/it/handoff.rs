@@ -143,6 +143,10 @@ async fn waiting_deliveries_share_one_look_postgres() {
     let looks = || Metrics::get(&m.handoff_looks);
     let looked_at = || Metrics::get(&m.handoff_looked_at);
     let (looks_before, looked_at_before) = (looks(), looked_at());
+    let om = owner.metrics();
+    let removals = || Metrics::get(&om.handoff_removals);
+    let removed = || Metrics::get(&om.handoff_removed);
+    let (removals_before, removed_before) = (removals(), removed());
 
     // Forty-two orders delivered at once, every one handed to the owner.
     let started = Instant::now();
@@ -176,6 +180,14 @@ async fn waiting_deliveries_share_one_look_postgres() {
     assert!(
         looked_at > looks,
         "{looks} looks read {looked_at} requests: one statement per delivery"
+    );
+    // The owner removes the requests it fetched several at a time (one commit each).
+    let (removals, removed) = (removals() - removals_before, removed() - removed_before);
+    eprintln!("the owner removed {removed} requests in {removals} statements");
+    assert_eq!(removed, placed as u64);
+    assert!(
+        removals < removed,
+        "{removed} requests removed in {removals} statements: one commit per order"
     );
     owner.shutdown().await;
     env.finish().await;
