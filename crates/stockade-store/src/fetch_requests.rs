@@ -2,7 +2,8 @@
 //!
 //! A process that receives a verified order notification for a connection another
 //! process owns does not fetch the order with its own rate budget: it records the order
-//! id ([`Store::request_fetch`]) and wakes the owner ([`crate::Topic::Fetches`]). The
+//! id ([`Store::request_fetch`]; the deliveries received together in one statement,
+//! [`Store::request_fetches`]) and wakes the owner ([`crate::Topic::Fetches`]). The
 //! owner reads the requests ([`Store::fetch_requests`]), fetches with its own connector
 //! (the one rate budget of the connection) and removes each request once its order is
 //! stored or found unknown ([`Store::fetch_request_done`]). The receiving process
@@ -26,6 +27,21 @@ const REQUEST: &str =
      ON CONFLICT (connection_id, external_id) DO UPDATE
         SET seq = fetch_requests.seq + 1, requested_at_ms = excluded.requested_at_ms
      RETURNING seq";
+
+/// $1 a JSON array of distinct `[connection_id, external_id]` pairs, each requested as
+/// [`REQUEST`] does; `WHERE true` lets SQLite read the upsert after a `SELECT`.
+const REQUEST_MANY_PG: &str =
+    "INSERT INTO fetch_requests (connection_id, external_id, seq, requested_at_ms)
+     SELECT (j->>0)::bigint, j->>1, 1, $2 FROM jsonb_array_elements($1::jsonb) j
+     ON CONFLICT (connection_id, external_id) DO UPDATE
+        SET seq = fetch_requests.seq + 1, requested_at_ms = excluded.requested_at_ms";
+
+const REQUEST_MANY_SQLITE: &str =
+    "INSERT INTO fetch_requests (connection_id, external_id, seq, requested_at_ms)
+     SELECT json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]'), 1, $2
+       FROM json_each($1) j WHERE true
+     ON CONFLICT (connection_id, external_id) DO UPDATE
+        SET seq = fetch_requests.seq + 1, requested_at_ms = excluded.requested_at_ms";
 
 const LIST: &str = "SELECT connection_id, external_id, seq FROM fetch_requests
      ORDER BY requested_at_ms, connection_id, external_id LIMIT $1";
@@ -82,6 +98,29 @@ impl Store {
             Some(r) => r.decode::<i64>(),
             None => Ok(1),
         }
+    }
+
+    /// [`Store::request_fetch`] for many orders in one statement (one commit); a pair
+    /// given twice counts once. How many rows were written.
+    pub async fn request_fetches(&self, requests: &[(i64, &str)]) -> Result<u64> {
+        let mut seen = HashSet::with_capacity(requests.len());
+        let distinct: Vec<(i64, &str)> = requests
+            .iter()
+            .copied()
+            .filter(|pair| seen.insert(*pair))
+            .collect();
+        if distinct.is_empty() {
+            return Ok(0);
+        }
+        let json = serde_json::to_string(&distinct)
+            .map_err(|e| StoreError::Invalid(format!("fetch requests: {e}")))?;
+        let statement = if self.is_postgres() {
+            REQUEST_MANY_PG
+        } else {
+            REQUEST_MANY_SQLITE
+        };
+        self.write_unaudited(statement, sql_params![json, now_ms()])
+            .await
     }
 
     /// The oldest `limit` requests (of every connection).

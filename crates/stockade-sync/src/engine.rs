@@ -50,6 +50,7 @@ mod cross_wake;
 mod fetch;
 // Webhook fetches handed to the connection's owner (scale-out).
 mod handoff;
+mod handoff_request;
 mod handoff_wait;
 mod hooks;
 // Which process runs each connection's own work (leases; scale-out on PostgreSQL).
@@ -177,6 +178,8 @@ struct Inner {
     tasks: Mutex<Vec<JoinHandle<()>>>,
     /// The connections this process owns (see `owner`).
     owned: Arc<owner::Owned>,
+    /// Handed-over fetches to write (see `handoff_request`).
+    handoff_requests: mpsc::Sender<handoff_request::Request>,
     /// Deliveries waiting for the owner's fetch (see `handoff_wait`).
     handoff_waits: handoff_wait::Waits,
     /// A wake-up for the other processes' pushers is wanted (see `cross_wake`).
@@ -246,6 +249,7 @@ impl SyncEngine {
         let store = vault.store().clone();
         set_low_stock_threshold(&store, opts.low_stock_threshold).await?;
         let (ingest_tx, ingest_rx) = mpsc::channel(65_536);
+        let (handoff_requests, handoff_rx) = mpsc::channel(65_536);
         let (shutdown, _) = watch::channel(false);
         let owned = Arc::new(owner::Owned::new(opts.ownership.is_some()));
         let inner = Arc::new(Inner {
@@ -263,6 +267,7 @@ impl SyncEngine {
             shutdown,
             tasks: Mutex::new(Vec::new()),
             owned,
+            handoff_requests,
             handoff_waits: handoff_wait::Waits::default(),
             cross_wake: Notify::new(),
         });
@@ -287,6 +292,10 @@ impl SyncEngine {
                 tasks.push(tokio::spawn(cross_wake::receive_loop(sync.inner.clone())));
             }
             tasks.push(tokio::spawn(owner::owner_loop(sync.inner.clone(), o)));
+            tasks.push(tokio::spawn(handoff_request::request_loop(
+                sync.inner.clone(),
+                handoff_rx,
+            )));
             tasks.push(tokio::spawn(handoff_wait::wait_loop(sync.inner.clone())));
             tasks.push(tokio::spawn(cross_wake::send_loop(sync.inner.clone())));
         }

@@ -281,6 +281,10 @@ pub struct Metrics {
     /// whether the owner is done, and the requests those looks read in all.
     pub handoff_looks: AtomicU64,
     pub handoff_looked_at: AtomicU64,
+    /// The receiving side's statements writing handed-over fetches (the deliveries
+    /// received while one is written go together in the next), and the requests written.
+    pub handoff_writes: AtomicU64,
+    pub handoff_written: AtomicU64,
     /// The owner's side: statements removing handed-over fetches that were done, and the
     /// requests they removed.
     pub handoff_removals: AtomicU64,

@@ -84,6 +84,23 @@ async fn a_request_is_done_only_at_the_seq_fetched(backend: Backend) {
         }],
         "notified again: stays"
     );
+    // Many requested in one statement: a pair given twice counts once, one already
+    // requested is notified again.
+    assert_eq!(
+        receiver
+            .request_fetches(&[(7, "O-5"), (8, "O-6"), (8, "O-6"), (8, "O-7")])
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(receiver.request_fetches(&[]).await.unwrap(), 0);
+    let mut all = owner.fetch_requests(100).await.unwrap();
+    all.sort_by(|a, b| (a.connection_id, &a.external_id).cmp(&(b.connection_id, &b.external_id)));
+    let seqs: Vec<(i64, &str, i64)> = all
+        .iter()
+        .map(|r| (r.connection_id, r.external_id.as_str(), r.seq))
+        .collect();
+    assert_eq!(seqs, vec![(7, "O-5", 3), (8, "O-6", 1), (8, "O-7", 1)]);
     receiver.close().await;
     owner.close().await;
     db.cleanup().await;

@@ -8,7 +8,8 @@
 //! connection:
 //! 1. records the order id in `fetch_requests` (`stockade_store::fetch_requests`) and
 //!    wakes the owners (`Topic::Fetches`: NOTIFY; behind PgBouncer in transaction mode
-//!    the owners' one-second read finds it);
+//!    the owners' one-second read finds it); the deliveries received together share
+//!    one statement and one wake-up (`handoff_request`);
 //! 2. waits for the request to be gone, and answers the marketplace 2xx once it is (the
 //!    owner removes it only after the order is stored, or found unknown at the
 //!    marketplace): the answer still follows the commit. One waiter per process looks
@@ -43,6 +44,7 @@ use stockade_store::{FetchRequest, Topic};
 use tokio::sync::oneshot;
 
 use super::fetch::{FetchJob, WAITING, unavailable_reason};
+use super::handoff_request::Request;
 use super::handoff_wait::Look;
 use super::{IngestJob, Inner, Live, REVOKED, SyncEngine};
 use crate::ingest::Source;
@@ -82,14 +84,24 @@ pub(super) async fn deliver(
     deadline: tokio::time::Instant,
 ) -> Result<HookAnswer, HookError> {
     let inner = &sync.inner;
-    let store = &inner.store;
-    if let Err(e) = store.request_fetch(target.id, &external_id).await {
-        tracing::debug!(connection = %target.name, error = %e, "could not hand a webhook fetch to the connection's owner");
-        return Err(HookError::Unavailable(
-            "the order could not be stored".into(),
-        ));
+    let (written, is_written) = oneshot::channel();
+    let request = Request {
+        connection: target.id,
+        external_id: external_id.clone(),
+        written,
+    };
+    if inner.handoff_requests.send(request).await.is_err() {
+        return Err(HookError::Unavailable("sync is stopping".into()));
     }
-    store.wake(Topic::Fetches).await;
+    match is_written.await {
+        Ok(true) => {}
+        Ok(false) => {
+            return Err(HookError::Unavailable(
+                "the order could not be stored".into(),
+            ));
+        }
+        Err(_) => return Err(HookError::Unavailable("sync is stopping".into())),
+    }
     let mut stop = inner.shutdown.subscribe();
     if *stop.borrow() {
         return Err(HookError::Unavailable("sync is stopping".into()));

@@ -131,7 +131,8 @@ async fn a_webhook_to_another_process_is_fetched_by_the_owner_postgres() {
     env.finish().await;
 }
 
-/// The receiving process looks whether the owner is done with one statement for all the
+/// The receiving process writes the requests of the deliveries received together in one
+/// statement, and looks whether the owner is done with one statement for all the
 /// deliveries waiting, every 20 ms: many deliveries at once cost the looks of one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_deliveries_share_one_look_postgres() {
@@ -143,6 +144,9 @@ async fn waiting_deliveries_share_one_look_postgres() {
     let looks = || Metrics::get(&m.handoff_looks);
     let looked_at = || Metrics::get(&m.handoff_looked_at);
     let (looks_before, looked_at_before) = (looks(), looked_at());
+    let writes = || Metrics::get(&m.handoff_writes);
+    let written = || Metrics::get(&m.handoff_written);
+    let (writes_before, written_before) = (writes(), written());
     let om = owner.metrics();
     let removals = || Metrics::get(&om.handoff_removals);
     let removed = || Metrics::get(&om.handoff_removed);
@@ -180,6 +184,19 @@ async fn waiting_deliveries_share_one_look_postgres() {
     assert!(
         looked_at > looks,
         "{looks} looks read {looked_at} requests: one statement per delivery"
+    );
+    // The receiver writes the requests received together in one statement (one commit
+    // and one wake-up for the owner each).
+    let (writes, written) = (writes() - writes_before, written() - written_before);
+    eprintln!("the receiver wrote {written} requests in {writes} statements");
+    // At least one request per order (a marketplace may notify an order more than once).
+    assert!(
+        written >= placed as u64,
+        "{written} requests for {placed} orders"
+    );
+    assert!(
+        writes < written,
+        "{written} requests written in {writes} statements: one commit per delivery"
     );
     // The owner removes the requests it fetched several at a time (one commit each).
     let (removals, removed) = (removals() - removals_before, removed() - removed_before);
