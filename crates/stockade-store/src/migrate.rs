@@ -172,6 +172,14 @@ pub const MIGRATIONS: &[Migration] = &[
         sqlite: include_str!("../migrations/sqlite/0024_alert_channel_lease_columns.sql"),
         postgres: include_str!("../migrations/postgres/0024_alert_channel_lease_columns.sql"),
     },
+    // PostgreSQL: a stock move retargets listings and raises `stock low` once per
+    // statement, not once per SKU row.
+    Migration {
+        version: 25,
+        name: "sku_moves_per_statement",
+        sqlite: include_str!("../migrations/sqlite/0025_sku_moves_per_statement.sql"),
+        postgres: include_str!("../migrations/postgres/0025_sku_moves_per_statement.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.
