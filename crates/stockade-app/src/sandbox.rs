@@ -61,7 +61,14 @@ pub async fn launch(
 ) -> Result<App, AppError> {
     let sims = Simulators::of(sb);
     let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-    let app = launch_with(&sims, sb.tls_server_config(), listen, dir, url, opts).await?;
+    let place = Place {
+        sims: &sims,
+        tls: sb.tls_server_config(),
+        listen,
+        dir,
+        url,
+    };
+    let app = launch_with(place, opts).await?;
     let hook_base = format!("https://{}/hooks", app.addr());
     let mut cfg = EgressConfig::new(Environment::Dev);
     cfg.allowed_hosts = sim_hosts(&sims);
@@ -84,26 +91,31 @@ fn sim_hosts(sims: &Simulators) -> Vec<String> {
     sims.endpoints.iter().map(|e| e.addr.to_string()).collect()
 }
 
-/// A new dev environment in `dir` (master key file there) on `url`, its application on
-/// `listen` serving `tls`, with one connection per marketplace to `sims` and the
-/// catalog imported. Where the simulators deliver their events is the caller's to set
-/// (to `https://ADDR/hooks/M/M`).
-pub async fn launch_with(
-    sims: &Simulators,
-    tls: std::sync::Arc<rustls::ServerConfig>,
-    listen: std::net::SocketAddr,
-    dir: &Path,
-    url: DatabaseUrl,
-    opts: SandboxApp,
-) -> Result<App, AppError> {
+/// Where a sandbox environment's application runs: the simulators it talks to, its
+/// listening address and the TLS it serves there, its data directory (the master key
+/// file) and its database.
+#[derive(Debug)]
+pub struct Place<'a> {
+    pub sims: &'a Simulators,
+    pub tls: std::sync::Arc<rustls::ServerConfig>,
+    pub listen: std::net::SocketAddr,
+    pub dir: &'a Path,
+    pub url: DatabaseUrl,
+}
+
+/// A new dev environment at `place` (master key file in its directory), with one
+/// connection per marketplace to its simulators and the catalog imported. Where the
+/// simulators deliver their events is the caller's to set (to `https://ADDR/hooks/M/M`).
+pub async fn launch_with(place: Place<'_>, opts: SandboxApp) -> Result<App, AppError> {
+    let (sims, dir) = (place.sims, place.dir);
     let key_path = dir.join("master.key");
     let master = MasterKeys::generate(Environment::Dev, MasterKeySource::File(key_path.clone()))
         .map_err(|e| AppError::Start(e.to_string()))?;
     master.write_new_file(&key_path)?;
-    let (store, _) = Store::init(&url, Environment::Dev, &StoreOptions::default()).await?;
+    let (store, _) = Store::init(&place.url, Environment::Dev, &StoreOptions::default()).await?;
     let vault = Vault::bootstrap(store, master, &ACTOR).await?;
     let catalog = opts.catalog.clone();
-    let app = build(sims, tls, listen, dir, url, vault, opts, crate::Role::All).await?;
+    let app = build(place, vault, opts, crate::Role::All).await?;
     let fail = |what: &'static str| move |e: SyncError| AppError::Start(format!("{what}: {e}"));
     let hook_base = format!("https://{}/hooks", app.addr());
     add_connections_to(app.vault(), sims, &hook_base, &ACTOR)
@@ -118,18 +130,20 @@ pub async fn launch_with(
     Ok(app)
 }
 
-/// The application of a sandbox environment in `dir` on `url` with `vault`, as `role`.
-#[allow(clippy::too_many_arguments)]
+/// The application of a sandbox environment at `place` with `vault`, as `role`.
 async fn build(
-    sims: &Simulators,
-    tls: std::sync::Arc<rustls::ServerConfig>,
-    listen: std::net::SocketAddr,
-    dir: &Path,
-    url: DatabaseUrl,
+    place: Place<'_>,
     vault: Vault,
     opts: SandboxApp,
     role: crate::Role,
 ) -> Result<App, AppError> {
+    let Place {
+        sims,
+        tls,
+        listen,
+        dir,
+        url,
+    } = place;
     let mut settings = Settings::defaults(Environment::Dev, dir.to_path_buf(), url)?;
     settings.egress.allowed_hosts = Some(sim_hosts(sims));
     settings.egress.extra_root_pems = vec![sims.ca_pem.clone()];
@@ -165,23 +179,15 @@ async fn build(
     .await
 }
 
-/// Another process of the environment [`launch_with`] made in `dir` on PostgreSQL `url`
-/// (its master key file, its database): the application as `role` (a `worker` takes a
-/// share of the connections' own work through their leases).
-pub async fn join(
-    sims: &Simulators,
-    tls: std::sync::Arc<rustls::ServerConfig>,
-    listen: std::net::SocketAddr,
-    dir: &Path,
-    url: DatabaseUrl,
-    opts: SandboxApp,
-    role: crate::Role,
-) -> Result<App, AppError> {
-    let master = MasterKeys::load_file(&dir.join("master.key"), Environment::Dev)
+/// Another process of the environment [`launch_with`] made at `place` (its master key
+/// file, its PostgreSQL database): the application as `role` (a `worker` takes a share
+/// of the connections' own work through their leases).
+pub async fn join(place: Place<'_>, opts: SandboxApp, role: crate::Role) -> Result<App, AppError> {
+    let master = MasterKeys::load_file(&place.dir.join("master.key"), Environment::Dev)
         .map_err(|e| AppError::Start(e.to_string()))?;
-    let store = Store::open(&url, Environment::Dev, &StoreOptions::default()).await?;
+    let store = Store::open(&place.url, Environment::Dev, &StoreOptions::default()).await?;
     let vault = Vault::open(store, master).await?;
-    let app = build(sims, tls, listen, dir, url, vault, opts, role).await?;
+    let app = build(place, vault, opts, role).await?;
     app.sync()
         .refresh()
         .await

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use stockade_app::App;
-use stockade_app::sandbox::{SandboxApp, catalog_csv_of, launch_with};
+use stockade_app::sandbox::{Place, SandboxApp, catalog_csv_of, launch_with};
 use stockade_core::order::Marketplace;
 use stockade_sandbox::{ListingState, OrderSummary, QtyChange};
 use stockade_store::Store;
@@ -108,12 +108,15 @@ impl ChildRig {
         let on_hand = on_hand_of(&catalog);
         let (url, pg) = database(&opts, dir)?;
         let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-        let app = launch_with(
-            &child.sims,
+        let place = Place {
+            sims: &child.sims,
             tls,
             listen,
             dir,
             url,
+        };
+        let app = launch_with(
+            place,
             SandboxApp {
                 sync: opts.sync.clone(),
                 realistic_limits: opts.realistic_limits,

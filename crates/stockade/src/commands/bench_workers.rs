@@ -12,7 +12,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use stockade_app::Role;
-use stockade_app::sandbox::{SandboxApp, join};
+use stockade_app::sandbox::{Place, SandboxApp, join};
 use stockade_store::{DatabaseUrl, Store};
 
 use super::live::cpu_seconds_of;
@@ -155,12 +155,15 @@ pub async fn worker(args: BenchSyncWorkerArgs) -> Result<(), Failure> {
     let url = DatabaseUrl::parse(&args.database_url)?;
     let (_, tls) = stockade_sandbox::receiver_tls()
         .map_err(|e| Failure::runtime(format!("cannot make the worker's test TLS: {e}")))?;
-    let app = join(
-        &sims,
+    let place = Place {
+        sims: &sims,
         tls,
-        std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        &dir,
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        dir: &dir,
         url,
+    };
+    let app = join(
+        place,
         SandboxApp {
             sync: super::bench::sync_options(args.realistic_limits),
             realistic_limits: args.realistic_limits,
