@@ -930,19 +930,18 @@ impl Store {
 
 /// `topic`'s wake-ups over `backend` (see [`wake`]).
 pub(crate) async fn wakeups(backend: &Backend, topic: Topic) -> Wakeups {
-    let listener = match backend {
-        Backend::Postgres(p) => match p.listen(topic.channel()).await {
-            Ok(l) => Some(l),
+    match backend {
+        Backend::Postgres(p) => match p.wakeups(topic).await {
+            Ok(w) => w,
             Err(e) => {
                 tracing::warn!(
                     "no LISTEN for {topic:?} ({e}): other processes' changes arrive at the next periodic read"
                 );
-                None
+                Wakeups { rx: None }
             }
         },
-        Backend::Sqlite(_) => None,
-    };
-    Wakeups { listener }
+        Backend::Sqlite(_) => Wakeups { rx: None },
+    }
 }
 
 /// The enforced incident controls, read from the database.
@@ -1000,6 +999,23 @@ mod tests {
 /// Helpers for the test suites of this and higher crates.
 #[doc(hidden)]
 pub mod testing {
+    /// How many sessions named `application_name` are listening (their last statement a
+    /// `LISTEN`), as PostgreSQL reports them.
+    pub async fn listening_sessions(url: &str, application_name: &str) -> i64 {
+        let Ok(pool) = sqlx::PgPool::connect(url).await else {
+            return -1;
+        };
+        let n = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 AND query LIKE 'LISTEN%'",
+        )
+        .bind(application_name)
+        .fetch_one(&pool)
+        .await
+        .unwrap_or(-1);
+        pool.close().await;
+        n
+    }
+
     /// Drop a per-test PostgreSQL schema (best effort).
     pub async fn drop_postgres_schema(url: &str, schema: &str) {
         if !crate::valid_identifier(schema) {

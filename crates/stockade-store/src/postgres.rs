@@ -24,6 +24,7 @@ use crate::audit::{AuditFields, ChainVerifier, GENESIS_HASH, Hash, chain_hash};
 use crate::change::{Change, CommitReceipt, Mutation};
 use crate::migrate::{self, SCHEMA_MIGRATIONS_DDL};
 use crate::sql::{Expect, SqlRow, SqlValue};
+use crate::wake::{Hub, Topic, Wakeups};
 use crate::{Anchor, MigrationReport, OpenMode, Result, StoreError, StoreOptions, VerifyReport};
 
 /// Advisory lock ids ("stockade" chain / migrations).
@@ -42,6 +43,8 @@ pub(crate) struct PgStore {
     retries: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether the database was last reachable (logs when that changes).
     health: crate::pg_health::Reachability,
+    /// The one listening session of this store (see `wake`).
+    hub: tokio::sync::Mutex<Option<Hub>>,
 }
 
 pub(crate) fn pg_err(e: sqlx::Error) -> StoreError {
@@ -161,10 +164,23 @@ pub(crate) async fn probe_environment(
 }
 
 impl PgStore {
-    /// A listener on `channel` over its own connection (not one of the pool's: it is held
-    /// for as long as the process runs). LISTEN needs a session: behind PgBouncer in
-    /// transaction mode it receives nothing, and the periodic read still holds.
-    pub(crate) async fn listen(&self, channel: &str) -> Result<sqlx::postgres::PgListener> {
+    /// `topic`'s wake-ups through this store's one listening session ([`Hub`]), started
+    /// on first use (and tried again on the next use if it could not be).
+    pub(crate) async fn wakeups(&self, topic: Topic) -> Result<Wakeups> {
+        let mut hub = self.hub.lock().await;
+        if hub.is_none() {
+            *hub = Some(Hub::start(self.listen_all().await?));
+        }
+        Ok(hub
+            .as_ref()
+            .map_or(Wakeups { rx: None }, |h| h.wakeups(topic)))
+    }
+
+    /// A listener on every topic's channel over its own connection (not one of the
+    /// pool's: it is held for as long as the process runs). LISTEN needs a session:
+    /// behind PgBouncer in transaction mode it receives nothing, and the periodic read
+    /// still holds.
+    async fn listen_all(&self) -> Result<sqlx::postgres::PgListener> {
         let opts = (*self.pool.connect_options()).clone();
         let pool = PgPoolOptions::new()
             .max_connections(1)
@@ -175,7 +191,7 @@ impl PgStore {
         let mut listener = sqlx::postgres::PgListener::connect_with(&pool)
             .await
             .map_err(pg_err)?;
-        listener.listen(channel).await.map_err(pg_err)?;
+        listener.listen_all(Hub::channels()).await.map_err(pg_err)?;
         Ok(listener)
     }
 
@@ -220,6 +236,7 @@ impl PgStore {
             env,
             retries,
             health: Default::default(),
+            hub: tokio::sync::Mutex::new(None),
         };
         let report = store.check_and_migrate(target, mode).await;
         match report {
@@ -429,6 +446,7 @@ impl PgStore {
     }
 
     pub(crate) async fn close(self) {
+        drop(self.hub.lock().await.take());
         self.writer.close().await;
         self.pool.close().await;
     }

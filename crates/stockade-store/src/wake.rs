@@ -2,13 +2,20 @@
 //! soon (incident controls, bans), the writer calls [`crate::Store::wake`]; a process
 //! waiting in [`Wakeups::wait`] for that topic returns early and re-reads.
 //!
-//! On PostgreSQL this is `NOTIFY` / `LISTEN` (each waiter on a connection of its own,
-//! not one of the pool's); on SQLite nothing is sent and waiting is a plain sleep. A
-//! waiter still re-reads after every period: a notification only shortens the wait, so a
-//! lost one, a reconnect, or PgBouncer in transaction mode (where `LISTEN` receives
-//! nothing) costs at most one period. Payloads are empty: the topic says what to re-read.
+//! On PostgreSQL this is `NOTIFY` / `LISTEN`: one connection of its own per store (not
+//! one of the pool's, [`Hub`]) listens on every topic's channel and wakes that topic's
+//! waiters. One listening session per process rather than one per waiter matters beyond
+//! the connection count: PostgreSQL signals every listening session of the database on
+//! every NOTIFY, whatever its channel. On SQLite nothing is sent and waiting is a plain
+//! sleep. A waiter still re-reads after every period: a notification only shortens the
+//! wait, so a lost one, a reconnect, or PgBouncer in transaction mode (where `LISTEN`
+//! receives nothing) costs at most one period. Payloads are empty: the topic says what to
+//! re-read.
 
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::watch;
 
 /// What changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +38,25 @@ pub enum Topic {
     Listings,
 }
 
+/// Every topic, in [`Topic::index`] order.
+const TOPICS: [Topic; 6] = [
+    Topic::Controls,
+    Topic::Bans,
+    Topic::Connections,
+    Topic::Credentials,
+    Topic::Fetches,
+    Topic::Listings,
+];
+
 impl Topic {
+    fn index(self) -> usize {
+        TOPICS.iter().position(|t| *t == self).unwrap_or(0)
+    }
+
+    fn of_channel(channel: &str) -> Option<Topic> {
+        TOPICS.into_iter().find(|t| t.channel() == channel)
+    }
+
     pub(crate) fn channel(self) -> &'static str {
         match self {
             Topic::Controls => "stockade_controls",
@@ -44,27 +69,74 @@ impl Topic {
     }
 }
 
-/// Waits for a topic's wake-ups (see the module).
-pub struct Wakeups {
-    pub(crate) listener: Option<sqlx::postgres::PgListener>,
+/// A store's one listening session (PostgreSQL): every topic's channel, each wake-up
+/// passed to that topic's waiters as a new count. It stops (closing its connection) when
+/// the store is dropped.
+pub(crate) struct Hub {
+    topics: Arc<[watch::Sender<u64>; TOPICS.len()]>,
+    task: tokio::task::AbortHandle,
 }
 
-impl std::fmt::Debug for Wakeups {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Wakeups")
-            .field("listening", &self.listener.is_some())
-            .finish()
+impl Drop for Hub {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
+impl Hub {
+    /// Pass `listener`'s notifications (already listening on every topic's channel) on.
+    pub(crate) fn start(mut listener: sqlx::postgres::PgListener) -> Hub {
+        let topics: Arc<[watch::Sender<u64>; TOPICS.len()]> =
+            Arc::new(std::array::from_fn(|_| watch::channel(0).0));
+        let senders = topics.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(n) => {
+                        if let Some(t) = Topic::of_channel(n.channel()) {
+                            senders[t.index()].send_modify(|c| *c = c.wrapping_add(1));
+                        }
+                    }
+                    Err(e) => {
+                        // It reconnects and listens again on the next call; meanwhile
+                        // the waiters' periodic reads hold. No busy loop while the
+                        // database is down.
+                        tracing::debug!("the LISTEN connection failed ({e}); reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        })
+        .abort_handle();
+        Hub { topics, task }
+    }
+
+    /// The channels to listen on.
+    pub(crate) fn channels() -> impl Iterator<Item = &'static str> {
+        TOPICS.into_iter().map(Topic::channel)
+    }
+
+    pub(crate) fn wakeups(&self, topic: Topic) -> Wakeups {
+        Wakeups {
+            rx: Some(self.topics[topic.index()].subscribe()),
+        }
+    }
+}
+
+/// Waits for a topic's wake-ups (see the module).
+#[derive(Debug)]
+pub struct Wakeups {
+    pub(crate) rx: Option<watch::Receiver<u64>>,
+}
+
 impl Wakeups {
-    /// Return after `period`, or earlier when another process woke this topic.
+    /// Return after `period`, or earlier when another process woke this topic since the
+    /// last wait or [`Wakeups::drain`].
     pub async fn wait(&mut self, period: Duration) {
-        match self.listener.as_mut() {
-            Some(l) => {
-                if let Ok(Err(_)) = tokio::time::timeout(period, l.recv()).await {
-                    // The connection failed (it reconnects on the next call): no busy
-                    // loop while the database is down.
+        match self.rx.as_mut() {
+            Some(rx) => {
+                if let Ok(Err(_)) = tokio::time::timeout(period, rx.changed()).await {
+                    // The store is closing: no busy loop.
                     tokio::time::sleep(period).await;
                 }
             }
@@ -73,20 +145,15 @@ impl Wakeups {
     }
 
     /// Take the wake-ups already received without waiting, so that a burst of them costs
-    /// one re-read rather than one each (at most 10,000 at a time).
+    /// one re-read rather than one each.
     pub async fn drain(&mut self) {
-        if let Some(l) = self.listener.as_mut() {
-            for _ in 0..10_000 {
-                match tokio::time::timeout(Duration::ZERO, l.recv()).await {
-                    Ok(Ok(_)) => {}
-                    _ => break,
-                }
-            }
+        if let Some(rx) = self.rx.as_mut() {
+            rx.borrow_and_update();
         }
     }
 
     /// Whether wake-ups can arrive (PostgreSQL with a working `LISTEN`).
     pub fn listening(&self) -> bool {
-        self.listener.is_some()
+        self.rx.is_some()
     }
 }

@@ -25,3 +25,4 @@ mod revisions;
 mod fetch_requests;
 // A commit whose connection a database restart cuts (PostgreSQL).
 mod lost_connection;
+mod wake;
